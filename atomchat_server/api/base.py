@@ -1,0 +1,131 @@
+"""What every handler shares: JSON in and out, errors as data, authentication,
+CORS, body limits and the count of requests in flight (for graceful shutdown)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import tornado.web
+
+from ..auth.sessions import Requester
+from ..errors import MatrixError
+from ..validation import schemas
+
+log = logging.getLogger("atomchat.http")
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Authorization",
+}
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    """Base of every handler. ``self.ctx`` is the running server's AppContext."""
+
+    def initialize(self, ctx) -> None:
+        self.ctx = ctx
+        self.requester: Requester | None = None
+
+    def set_default_headers(self) -> None:
+        for name, value in CORS_HEADERS.items():
+            self.set_header(name, value)
+        self.set_header("Content-Type", "application/json")
+
+    def prepare(self) -> None:
+        self.ctx.in_flight += 1
+        self._counted = True
+        if len(self.request.body) > self.ctx.settings.max_body_bytes:
+            raise MatrixError(413, "M_TOO_LARGE", f"The request body is larger than {self.ctx.settings.max_body_bytes} bytes")
+
+    def on_finish(self) -> None:
+        if getattr(self, "_counted", False):
+            self.ctx.in_flight -= 1
+            self._counted = False
+
+    def options(self, *args: Any) -> None:
+        """CORS preflight: the default headers say everything."""
+        self.set_status(204)
+        self.clear_header("Content-Type")
+        self.finish()
+
+    # -- input ------------------------------------------------------------
+
+    def json_body(self, schema: str | None = None) -> dict[str, Any]:
+        """The request body as a JSON object (an empty body reads as {}),
+        checked against the named schema."""
+        raw = self.request.body
+        if not raw.strip():
+            body: Any = {}
+        else:
+            try:
+                body = json.loads(raw)
+            except (ValueError, UnicodeDecodeError):
+                raise MatrixError(400, "M_NOT_JSON", "The body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise MatrixError(400, "M_BAD_JSON", "The body must be a JSON object")
+        if schema is not None:
+            schemas().check_request(schema, body)
+        return body
+
+    def access_token(self) -> str | None:
+        header = self.request.headers.get("Authorization")
+        if header:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+            raise MatrixError(401, "M_MISSING_TOKEN", "The Authorization header must be 'Bearer <token>'")
+        return self.get_query_argument("access_token", None)
+
+    async def authenticate(self) -> Requester:
+        token = self.access_token()
+        if token is None:
+            raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
+        self.requester = await self.ctx.accounts.authenticate(token)
+        await self.ctx.accounts.record_last_seen(self.requester, self.request.remote_ip)
+        return self.requester
+
+    # -- output -----------------------------------------------------------
+
+    def send_json(self, body: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, MatrixError):
+            self.set_status(error.status)
+            body = error.to_json()
+        elif isinstance(error, tornado.web.HTTPError) and status_code in (404, 405):
+            body = {"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"}
+        elif status_code < 500:
+            body = {"errcode": "M_UNKNOWN", "error": self._reason}
+        else:
+            body = {"errcode": "M_UNKNOWN", "error": "Internal server error"}
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+    def log_exception(self, typ, value, tb) -> None:
+        if isinstance(value, MatrixError):
+            return  # an expected refusal, already in the request log line
+        super().log_exception(typ, value, tb)
+
+
+class NotFoundHandler(BaseHandler):
+    """Any path no route matches."""
+
+    def prepare(self) -> None:
+        super().prepare()
+        if self.request.method != "OPTIONS":
+            raise MatrixError(404, "M_UNRECOGNIZED", "Unrecognized request")
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """One line per request: method, path (never the query, which may hold a
+    token), status and milliseconds."""
+    status = handler.get_status()
+    level = logging.INFO if status < 500 else logging.ERROR
+    log.log(level, "%s %s %d %.1fms", handler.request.method, handler.request.path, status,
+            1000.0 * handler.request.request_time())

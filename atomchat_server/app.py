@@ -1,0 +1,97 @@
+"""Builds the running server: its services, its routes and their lifecycle.
+
+``AtomChat`` owns everything that lives as long as the server: the pool, the
+notifier, the password hasher, the services. ``start()`` brings them up in
+order and returns the Tornado application; ``stop()`` takes them down in
+reverse. Tests build one per test against a fresh database; ``atomchat
+serve`` builds one and adds the HTTP listener and signal handling.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import tornado.web
+
+from .api import matrix_account
+from .api.base import NotFoundHandler, log_request
+from .auth.passwords import Passwords
+from .auth.sessions import SessionCache
+from .auth.tokens import TokenCodec, load_or_create_signing_key
+from .db import migrations
+from .db.pool import create_pool
+from .notifier import Notifier
+from .services.accounts import Accounts, RateLimits
+from .validation import schemas
+
+log = logging.getLogger("atomchat")
+
+
+@dataclass
+class AppContext:
+    """What handlers reach through ``self.ctx``."""
+
+    settings: object
+    pool: object
+    accounts: Accounts
+    in_flight: int = 0
+
+
+def signing_key(settings) -> bytes:
+    if settings.signing_key:
+        return settings.signing_key.encode()
+    return load_or_create_signing_key(settings.data_path)
+
+
+class AtomChat:
+    def __init__(self, settings, dsn: str, passwords: Passwords | None = None) -> None:
+        self.settings = settings
+        self.dsn = dsn
+        self.passwords = passwords
+        self.ctx: AppContext | None = None
+        self._pool = None
+        self._notifier: Notifier | None = None
+        self._own_passwords = passwords is None
+
+    async def start(self) -> tornado.web.Application:
+        settings = self.settings
+        schemas()  # compile every schema now: a broken one fails the start, not a request
+        if settings.migrate:
+            applied = await migrations.migrate(self.dsn)
+            if applied:
+                log.info("applied migrations %s", applied)
+        else:
+            await migrations.check_current(self.dsn)
+        self._pool = await create_pool(self.dsn, min_size=settings.pool_min_size, max_size=settings.pool_max_size)
+        if self.passwords is None:
+            self.passwords = Passwords(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib,
+                                       parallelism=settings.argon2_parallelism, workers=settings.hash_workers)
+        codec = TokenCodec(signing_key(settings), settings.server_name)
+        sessions = SessionCache(self._pool, codec)
+        self._notifier = Notifier(self.dsn, sessions)
+        await self._notifier.start()
+        accounts = Accounts(
+            pool=self._pool, server_name=settings.server_name, passwords=self.passwords, codec=codec,
+            sessions=sessions, limits=RateLimits.from_settings(settings),
+            access_token_lifetime=settings.access_token_lifetime_seconds,
+        )
+        self.ctx = AppContext(settings=settings, pool=self._pool, accounts=accounts)
+        return self.application()
+
+    def application(self) -> tornado.web.Application:
+        handlers = [(pattern, handler, {"ctx": self.ctx}) for pattern, handler in matrix_account.routes()]
+        return tornado.web.Application(
+            handlers,
+            default_handler_class=NotFoundHandler,
+            default_handler_args={"ctx": self.ctx},
+            log_function=log_request,
+        )
+
+    async def stop(self) -> None:
+        if self._notifier is not None:
+            await self._notifier.stop()
+        if self._pool is not None:
+            await self._pool.close()
+        if self.passwords is not None and self._own_passwords:
+            self.passwords.close()

@@ -1,0 +1,54 @@
+"""argon2id password hashing, always off the event loop.
+
+Hashing costs tens of milliseconds of CPU by design; it runs in a thread pool
+(argon2 releases the GIL), so other requests keep being served while it works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError
+
+
+class Passwords:
+    def __init__(self, *, time_cost: int, memory_kib: int, parallelism: int, workers: int = 0) -> None:
+        self._hasher = PasswordHasher(
+            time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID
+        )
+        self._executor = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1,
+                                            thread_name_prefix="argon2")
+        # A hash of a random string, verified against when the user does not
+        # exist, so a failed login takes as long whether or not the name is taken.
+        self._decoy = self._hasher.hash(os.urandom(16).hex())
+
+    @property
+    def parameters(self) -> str:
+        h = self._hasher
+        return f"argon2id t={h.time_cost} m={h.memory_cost}KiB p={h.parallelism}"
+
+    async def hash(self, password: str) -> str:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._hasher.hash, password)
+
+    async def verify(self, stored_hash: str | None, password: str) -> tuple[bool, str | None]:
+        """Checks a password; returns (matches, new hash if the parameters changed)."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._verify_sync, stored_hash, password
+        )
+
+    def _verify_sync(self, stored_hash: str | None, password: str) -> tuple[bool, str | None]:
+        try:
+            self._hasher.verify(stored_hash or self._decoy, password)
+        except (VerificationError, InvalidHashError):
+            return False, None
+        if stored_hash is None:
+            return False, None
+        if self._hasher.check_needs_rehash(stored_hash):
+            return True, self._hasher.hash(password)
+        return True, None
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,97 @@
+"""Access tokens (signed JWTs) and refresh tokens (opaque, stored hashed).
+
+An access token carries the user id, the device id and the session id. The
+signature proves the server issued it; the session id is then checked against
+the live sessions (see ``sessions.py``), so deleting a session revokes its
+tokens at once although they are self-describing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+
+from ..errors import unknown_token
+
+_ALGORITHM = "HS256"
+KEY_FILE = "signing.key"
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    user_id: str
+    device_id: str
+    session_id: str
+
+
+def load_or_create_signing_key(data_dir: Path) -> bytes:
+    """Reads the key from the data directory, creating it (mode 0600) on first start."""
+    path = data_dir / KEY_FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return base64.b64decode(path.read_text().strip())
+    with os.fdopen(fd, "w") as handle:
+        handle.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+    return base64.b64decode(path.read_text().strip())
+
+
+class TokenCodec:
+    def __init__(self, key: bytes, issuer: str) -> None:
+        self._key = key
+        self._issuer = issuer
+
+    def issue(self, claims: TokenClaims, lifetime_seconds: int | None = None) -> str:
+        now = int(time.time())
+        payload = {
+            "iss": self._issuer,
+            "sub": claims.user_id,
+            "dev": claims.device_id,
+            "sid": claims.session_id,
+            "iat": now,
+            # A nonce keeps two tokens issued in the same second distinct.
+            "jti": secrets.token_urlsafe(8),
+        }
+        if lifetime_seconds is not None:
+            payload["exp"] = now + lifetime_seconds
+        return jwt.encode(payload, self._key, algorithm=_ALGORITHM)
+
+    def read(self, token: str) -> TokenClaims:
+        """The claims of a genuine, unexpired token of this server.
+
+        Raises M_UNKNOWN_TOKEN otherwise, with ``soft_logout`` true when the
+        token was genuine but has expired (the client should refresh it)."""
+        try:
+            payload = jwt.decode(
+                token, self._key, algorithms=[_ALGORITHM], issuer=self._issuer,
+                options={"require": ["sub", "dev", "sid", "iat"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise unknown_token("The access token has expired", soft_logout=True) from None
+        except jwt.PyJWTError:
+            raise unknown_token() from None
+        return TokenClaims(payload["sub"], payload["dev"], payload["sid"])
+
+
+def new_refresh_token() -> str:
+    return "atomchat_rt_" + secrets.token_urlsafe(32)
+
+
+def hash_refresh_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_session_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def new_device_id() -> str:
+    return "".join(secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(10))

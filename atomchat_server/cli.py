@@ -1,0 +1,253 @@
+"""The ``atomchat`` command: serve, migrate, and user management."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fcntl
+import getpass
+import logging
+import os
+import signal
+import sys
+from contextlib import asynccontextmanager, contextmanager
+
+import tornado.httpserver
+
+from . import __version__, config
+from .app import AtomChat
+from .auth import policy
+from .auth.passwords import Passwords
+from .db import migrations
+from .db.embedded import EmbeddedPostgres
+from .db.pool import create_pool
+from .errors import MatrixError
+from .services.accounts import create_user
+from .storage import users as user_store
+
+log = logging.getLogger("atomchat")
+LOCK_FILE = "serve.lock"
+
+
+class CommandError(Exception):
+    """Ends the command with this message and exit status 1."""
+
+
+# -- database access shared by every command --------------------------------
+
+@contextmanager
+def database(settings):
+    """Yields a function giving the DSN: the configured server's, or the
+    embedded one's (started, or joined if a server already runs it)."""
+    if settings.database_url:
+        async def configured() -> str:
+            return settings.database_url
+        yield configured
+        return
+    embedded = EmbeddedPostgres(settings.data_path)
+    try:
+        embedded.start()
+    except Exception as exc:  # pgserver raises several kinds; all mean the same here
+        raise CommandError(f"cannot start the embedded PostgreSQL in {embedded.pgdata}: {exc}") from exc
+    try:
+        yield embedded.ensure_database
+    finally:
+        embedded.stop()
+
+
+@asynccontextmanager
+async def pool_for(settings, dsn: str):
+    if settings.migrate:
+        await migrations.migrate(dsn)
+    else:
+        await migrations.check_current(dsn)
+    pool = await create_pool(dsn, min_size=1, max_size=2)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@contextmanager
+def serve_lock(settings):
+    """Holds an exclusive lock on the data directory while serving."""
+    data = settings.data_path
+    data.mkdir(parents=True, exist_ok=True)
+    handle = open(data / LOCK_FILE, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise CommandError(f"the data directory {data} is in use by another `atomchat serve` ({holder}); "
+                           "stop it first or choose another --data-dir") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}\n")
+    handle.flush()
+    try:
+        yield
+    finally:
+        handle.close()
+
+
+# -- commands ----------------------------------------------------------------
+
+def cmd_serve(settings, args) -> None:
+    with serve_lock(settings), database(settings) as get_dsn:
+        asyncio.run(_serve(settings, get_dsn))
+
+
+async def _serve(settings, get_dsn) -> None:
+    dsn = await get_dsn()
+    server = AtomChat(settings, dsn)
+    try:
+        app = await server.start()
+    except migrations.MigrationError as exc:
+        await server.stop()
+        raise CommandError(str(exc)) from None
+    # The hard cap on bodies is above the JSON limit so that an oversized
+    # request still gets a JSON 413 from the handler rather than a dropped connection.
+    http = tornado.httpserver.HTTPServer(app, max_body_size=max(1 << 20, 4 * settings.max_body_bytes))
+    try:
+        http.listen(settings.port, settings.host)
+    except OSError as exc:
+        await server.stop()
+        raise CommandError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
+    log.info("AtomChat %s listening on http://%s:%d (server name %s, database %s)", __version__,
+             settings.host, settings.port, settings.server_name,
+             "embedded" if not settings.database_url else "external")
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+
+    log.info("shutting down: no new connections; waiting up to %.0fs for %d request(s) in flight",
+             settings.shutdown_grace_seconds, server.ctx.in_flight)
+    http.stop()
+    deadline = loop.time() + settings.shutdown_grace_seconds
+    while server.ctx.in_flight > 0 and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    try:
+        await asyncio.wait_for(http.close_all_connections(), timeout=1.0)
+    except asyncio.TimeoutError:
+        pass
+    await server.stop()
+    log.info("AtomChat stopped")
+
+
+def cmd_migrate(settings, args) -> None:
+    with database(settings) as get_dsn:
+        async def run():
+            return await migrations.migrate(await get_dsn())
+        applied = asyncio.run(run())
+    print(f"applied migrations: {', '.join(f'{v:04d}' for v in applied)}" if applied else "the database is up to date")
+
+
+def _read_password(args) -> str:
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Password (again): ") != password:
+            raise CommandError("the passwords differ")
+    else:
+        raise CommandError("give the password on standard input with --password-stdin")
+    if not password:
+        raise CommandError("the password is empty")
+    return password
+
+
+def cmd_user_create(settings, args) -> None:
+    localpart = args.name.lower()
+    try:
+        policy.check_matrix_localpart(localpart)
+    except policy.PolicyViolation as exc:
+        raise CommandError(str(exc)) from None
+    password = _read_password(args)
+    passwords = Passwords(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib,
+                          parallelism=settings.argon2_parallelism, workers=1)
+
+    async def run():
+        async with pool_for(settings, await get_dsn()) as pool:
+            return await create_user(pool, passwords, settings.server_name, localpart, password,
+                                     is_moderator=args.moderator)
+
+    with database(settings) as get_dsn:
+        try:
+            user_id = asyncio.run(run())
+        except MatrixError as exc:
+            raise CommandError(exc.error) from None
+        finally:
+            passwords.close()
+    print(f"created {user_id}{' (moderator)' if args.moderator else ''}")
+
+
+def cmd_user_list(settings, args) -> None:
+    async def run():
+        async with pool_for(settings, await get_dsn()) as pool:
+            return await user_store.list_users(pool)
+
+    with database(settings) as get_dsn:
+        rows = asyncio.run(run())
+    for row in rows:
+        role = "moderator" if row["is_moderator"] else "user"
+        print(f"{row['id']}\t{row['user_id']}\t{role}\t{row['created_at'].isoformat()}")
+
+
+# -- argument parsing --------------------------------------------------------
+
+DATABASE_OPTIONS = ("data_dir", "database_url", "migrate", "server_name", "log_level")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="atomchat", description="AtomChat chat server")
+    parser.add_argument("--version", action="version", version=f"atomchat {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the server",
+                                description="Run the AtomChat server. Settings come from defaults, then the "
+                                            "config file, then the environment, then these flags.")
+    config.add_arguments(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = commands.add_parser("migrate", help="apply pending database migrations")
+    config.add_arguments(migrate, DATABASE_OPTIONS)
+    migrate.set_defaults(func=cmd_migrate)
+
+    user = commands.add_parser("user", help="manage accounts").add_subparsers(dest="user_command", required=True)
+    create = user.add_parser("create", help="create an account")
+    create.add_argument("name", help="the username (Matrix localpart)")
+    create.add_argument("--moderator", action="store_true", help="make the account a moderator")
+    create.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    config.add_arguments(create, DATABASE_OPTIONS)
+    create.set_defaults(func=cmd_user_create)
+    listing = user.add_parser("list", help="list accounts")
+    config.add_arguments(listing, DATABASE_OPTIONS)
+    listing.set_defaults(func=cmd_user_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = config.load(vars(args))
+    except config.ConfigError as exc:
+        print(f"atomchat: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=getattr(logging, str(settings.log_level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    try:
+        args.func(settings, args)
+    except CommandError as exc:
+        print(f"atomchat: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

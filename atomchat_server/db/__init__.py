@@ -1,0 +1,2 @@
+"""Database plumbing: the connection pool, the migration runner and the
+embedded PostgreSQL server."""

@@ -1,0 +1,62 @@
+"""The embedded PostgreSQL that runs when no database URL is configured.
+
+The ``pgserver`` package ships PostgreSQL binaries and keeps one server per
+data directory, counting the processes that use it: the server started by
+``atomchat serve`` is shared with ``atomchat user ...`` commands run beside it,
+and stops when the last of them lets go.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from urllib.parse import quote
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+DATABASE = "atomchat"
+
+
+class EmbeddedPostgres:
+    def __init__(self, data_dir: Path) -> None:
+        self.pgdata = data_dir / "postgres"
+        self._server = None
+
+    def start(self) -> None:
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (servers, CI); harmless.
+            warnings.simplefilter("ignore")
+            import pgserver
+
+            self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+            self._server = pgserver.get_server(self.pgdata, cleanup_mode="stop")
+        log.info("embedded PostgreSQL ready in %s", self.pgdata)
+
+    def dsn(self, database: str = DATABASE) -> str:
+        assert self._server is not None, "start() first"
+        socket_dir = self._server.get_postmaster_info().socket_dir
+        return f"postgresql://postgres@/{database}?host={quote(str(socket_dir))}"
+
+    async def ensure_database(self) -> str:
+        """Creates the AtomChat database on first use; returns its DSN."""
+        conn = await asyncpg.connect(self.dsn("postgres"))
+        try:
+            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE)
+            if not exists:
+                try:
+                    await conn.execute("CREATE DATABASE atomchat")
+                except asyncpg.DuplicateDatabaseError:
+                    pass  # another process created it first
+        finally:
+            await conn.close()
+        return self.dsn()
+
+    def stop(self) -> None:
+        """Lets go of the server; it stops if no other process still uses it."""
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+            log.info("embedded PostgreSQL released")

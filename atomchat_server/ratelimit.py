@@ -1,0 +1,46 @@
+"""Token-bucket rate limits, kept per process and keyed by address or account."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from .errors import limit_exceeded
+
+
+class RateLimiter:
+    def __init__(self, per_second: float, burst: int, max_keys: int = 100_000) -> None:
+        self.per_second = per_second
+        self.burst = max(1, burst)
+        self._max_keys = max_keys
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, updated)
+
+    def _tokens(self, key: str, now: float) -> float:
+        tokens, updated = self._buckets.get(key, (self.burst, now))
+        return min(self.burst, tokens + (now - updated) * self.per_second)
+
+    def check(self, key: str, *, consume: bool = True) -> None:
+        """Raises M_LIMIT_EXCEEDED with the wait in retry_after_ms when the key's
+        bucket is empty; otherwise takes one token from it (unless told not to)."""
+        now = time.monotonic()
+        tokens = self._tokens(key, now)
+        if tokens < 1:
+            wait = (1 - tokens) / self.per_second if self.per_second > 0 else 3600.0
+            raise limit_exceeded(max(1, math.ceil(wait * 1000)))
+        if consume:
+            self.consume(key, now=now, tokens=tokens)
+
+    def consume(self, key: str, *, now: float | None = None, tokens: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        tokens = self._tokens(key, now) if tokens is None else tokens
+        if len(self._buckets) >= self._max_keys and key not in self._buckets:
+            self._prune(now)
+        self._buckets[key] = (tokens - 1, now)
+
+    def _prune(self, now: float) -> None:
+        """Drops buckets that have refilled: they hold nothing worth remembering."""
+        full = [k for k in self._buckets if self._tokens(k, now) >= self.burst]
+        for key in full:
+            del self._buckets[key]
+        if len(self._buckets) >= self._max_keys:
+            self._buckets.clear()

@@ -1,0 +1,95 @@
+"""Devices and their login sessions.
+
+Every change that revokes sessions also notifies ``SESSIONS_CHANNEL`` in the
+same transaction, so every server process drops its cached copy of that
+user's sessions the moment the revocation commits.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+SESSIONS_CHANNEL = "atomchat_sessions"
+
+
+async def _revoked(conn, user_id: str) -> None:
+    await conn.execute("SELECT pg_notify($1, $2)", SESSIONS_CHANNEL, user_id)
+
+
+async def start_session(pool, *, user_id: str, device_id: str, display_name: str | None,
+                        session_id: str, refresh_token_hash: str | None) -> None:
+    """Records a login. Logging in again with an existing device id keeps the
+    device and replaces its session, revoking the tokens issued before."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO devices (user_id, device_id, display_name) VALUES ($1, $2, $3)"
+            " ON CONFLICT (user_id, device_id) DO UPDATE"
+            " SET display_name = COALESCE(EXCLUDED.display_name, devices.display_name)",
+            user_id, device_id, display_name,
+        )
+        replaced = await conn.execute(
+            "DELETE FROM sessions WHERE user_id = $1 AND device_id = $2", user_id, device_id
+        )
+        await conn.execute(
+            "INSERT INTO sessions (session_id, user_id, device_id, refresh_token_hash)"
+            " VALUES ($1, $2, $3, $4)",
+            session_id, user_id, device_id, refresh_token_hash,
+        )
+        if replaced != "DELETE 0":
+            await _revoked(conn, user_id)
+
+
+async def get_session(db, session_id: str) -> asyncpg.Record | None:
+    return await db.fetchrow(
+        "SELECT s.session_id, s.user_id, s.device_id, u.is_moderator"
+        " FROM sessions s JOIN users u USING (user_id) WHERE s.session_id = $1",
+        session_id,
+    )
+
+
+async def rotate_refresh_token(db, old_hash: str, new_hash: str) -> asyncpg.Record | None:
+    """Swaps a refresh token for a new one; None when the old one is unknown
+    (never issued, already used, or its session ended)."""
+    return await db.fetchrow(
+        "UPDATE sessions SET refresh_token_hash = $2 WHERE refresh_token_hash = $1"
+        " RETURNING session_id, user_id, device_id",
+        old_hash, new_hash,
+    )
+
+
+async def delete_devices(pool, user_id: str, device_ids: list[str] | None = None) -> int:
+    """Deletes the named devices (all when None) with their sessions; returns how many."""
+    async with pool.acquire() as conn, conn.transaction():
+        if device_ids is None:
+            status = await conn.execute("DELETE FROM devices WHERE user_id = $1", user_id)
+        else:
+            status = await conn.execute(
+                "DELETE FROM devices WHERE user_id = $1 AND device_id = ANY($2::text[])", user_id, device_ids
+            )
+        count = int(status.split()[-1])
+        if count:
+            await _revoked(conn, user_id)
+        return count
+
+
+async def list_devices(db, user_id: str) -> list[asyncpg.Record]:
+    return await db.fetch("SELECT * FROM devices WHERE user_id = $1 ORDER BY created_at, device_id", user_id)
+
+
+async def get_device(db, user_id: str, device_id: str) -> asyncpg.Record | None:
+    return await db.fetchrow("SELECT * FROM devices WHERE user_id = $1 AND device_id = $2", user_id, device_id)
+
+
+async def rename_device(db, user_id: str, device_id: str, display_name: str | None) -> bool:
+    status = await db.execute(
+        "UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2",
+        user_id, device_id, display_name,
+    )
+    return status != "UPDATE 0"
+
+
+async def touch_device(db, user_id: str, device_id: str, ip: str) -> None:
+    await db.execute(
+        "UPDATE devices SET last_seen_at = now(), last_seen_ip = $3 WHERE user_id = $1 AND device_id = $2",
+        user_id, device_id, ip,
+    )
