@@ -1,0 +1,171 @@
+"""Test fixtures: a real PostgreSQL and a real AtomChat server per test.
+
+PostgreSQL is the embedded one (pgserver, in a temporary directory) unless
+ATOMCHAT_TEST_DATABASE_URL names a server; then a fresh database is created
+on that server for the run and dropped after it. The schema is migrated once
+per run; every test starts from empty tables.
+
+Each test gets an AtomChat server listening on 127.0.0.1 and an ``api``
+client that checks every response body against its JSON Schema.
+pytest-tornasync runs each async test on the ``io_loop`` the server lives on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from tornado.httpserver import HTTPServer
+from tornado.testing import bind_unused_port
+
+from atomchat_server import config
+from atomchat_server.app import AtomChat
+from atomchat_server.auth.passwords import Passwords
+from atomchat_server.db import migrations
+from atomchat_server.db.embedded import EmbeddedPostgres
+
+from .client import ApiClient
+
+# Settings for the server under test: cheap password hashing and rate limits
+# high enough that only the tests about rate limits meet them.
+TEST_SETTINGS = dict(
+    server_name="test.local",
+    argon2_time_cost=1,
+    argon2_memory_kib=1024,
+    argon2_parallelism=1,
+    rc_register_per_second=1000.0,
+    rc_register_burst=1000,
+    rc_login_per_second=1000.0,
+    rc_login_burst=1000,
+    rc_failed_login_per_second=1000.0,
+    rc_failed_login_burst=1000,
+    pool_min_size=1,
+    pool_max_size=10,
+    signing_key="test-signing-key-not-secret-0123456789abcdef",
+)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "settings(**overrides): settings for this test's server")
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
+@pytest.fixture(scope="session")
+def database_dsn():
+    """The DSN of a freshly migrated database that lives for the whole run."""
+    external = os.environ.get("ATOMCHAT_TEST_DATABASE_URL")
+    if external:
+        name = f"atomchat_test_{os.getpid()}_{secrets.token_hex(3)}"
+
+        async def create():
+            conn = await asyncpg.connect(external)
+            try:
+                # A generated identifier of [a-z0-9_] only; CREATE DATABASE takes no parameters.
+                await conn.execute(f"CREATE DATABASE {name}")
+            finally:
+                await conn.close()
+
+        async def drop():
+            conn = await asyncpg.connect(external)
+            try:
+                await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            finally:
+                await conn.close()
+
+        asyncio.run(create())
+        dsn = _with_database(external, name)
+        asyncio.run(migrations.migrate(dsn))
+        yield dsn
+        asyncio.run(drop())
+    else:
+        root = Path(tempfile.mkdtemp(prefix="atomchat-test-pg-"))
+        embedded = EmbeddedPostgres(root)
+        embedded.start()
+        try:
+            dsn = asyncio.run(embedded.ensure_database())
+            asyncio.run(migrations.migrate(dsn))
+            yield dsn
+        finally:
+            embedded.stop()
+            shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def test_passwords():
+    """One cheap hasher for the whole run (its thread pool outlives each test's loop)."""
+    passwords = Passwords(time_cost=1, memory_kib=1024, parallelism=1, workers=2)
+    yield passwords
+    passwords.close()
+
+
+async def truncate_all(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        tables = await conn.fetch(
+            "SELECT quote_ident(tablename) AS name FROM pg_tables"
+            " WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
+        )
+        if tables:
+            await conn.execute(
+                "TRUNCATE " + ", ".join(t["name"] for t in tables) + " RESTART IDENTITY CASCADE"
+            )
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def settings(request, tmp_path):
+    overrides = dict(TEST_SETTINGS)
+    marker = request.node.get_closest_marker("settings")
+    if marker is not None:
+        overrides.update(marker.kwargs)
+    return config.load({}, environ={}).replace(data_dir=str(tmp_path / "data"), **overrides)
+
+
+@dataclass
+class RunningServer:
+    atomchat: AtomChat
+    base_url: str
+
+
+@pytest.fixture
+def server(io_loop, database_dsn, settings, test_passwords):
+    """An AtomChat server on 127.0.0.1, started on a database with empty
+    tables. Everything is created inside the test's loop, which is the one
+    the test then runs on."""
+    atomchat = AtomChat(settings, database_dsn, passwords=test_passwords)
+    sock, port = bind_unused_port()
+
+    async def start():
+        await truncate_all(database_dsn)
+        http = HTTPServer(await atomchat.start(), max_body_size=1 << 20)
+        http.add_sockets([sock])
+        return http
+
+    http = io_loop.run_sync(start)
+
+    yield RunningServer(atomchat, f"http://127.0.0.1:{port}")
+
+    async def stop():
+        http.stop()
+        await http.close_all_connections()
+        await atomchat.stop()
+
+    io_loop.run_sync(stop)
+
+
+@pytest.fixture
+def api(server):
+    return ApiClient(server.base_url)
