@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import tornado.web
 
-from .api import matrix_account
+from .api import matrix_account, matrix_profile, matrix_rooms
 from .api.base import NotFoundHandler, log_request
 from .auth.passwords import Passwords
 from .auth.sessions import SessionCache
@@ -23,6 +23,9 @@ from .db import migrations
 from .db.pool import create_pool
 from .notifier import Notifier
 from .services.accounts import Accounts, RateLimits
+from .services.persister import Persister
+from .services.profiles import Profiles
+from .services.rooms import Rooms
 from .validation import schemas
 
 log = logging.getLogger("atomchat")
@@ -35,6 +38,8 @@ class AppContext:
     settings: object
     pool: object
     accounts: Accounts
+    rooms: Rooms
+    profiles: Profiles
     in_flight: int = 0
 
 
@@ -52,6 +57,7 @@ class AtomChat:
         self.ctx: AppContext | None = None
         self._pool = None
         self._notifier: Notifier | None = None
+        self._persister: Persister | None = None
         self._own_passwords = passwords is None
 
     async def start(self) -> tornado.web.Application:
@@ -76,11 +82,16 @@ class AtomChat:
             sessions=sessions, limits=RateLimits.from_settings(settings),
             access_token_lifetime=settings.access_token_lifetime_seconds,
         )
-        self.ctx = AppContext(settings=settings, pool=self._pool, accounts=accounts)
+        self._persister = Persister(self._pool)
+        self._persister.start()
+        rooms = Rooms(pool=self._pool, persister=self._persister, server_name=settings.server_name)
+        profiles = Profiles(pool=self._pool, rooms=rooms)
+        self.ctx = AppContext(settings=settings, pool=self._pool, accounts=accounts, rooms=rooms, profiles=profiles)
         return self.application()
 
     def application(self) -> tornado.web.Application:
-        handlers = [(pattern, handler, {"ctx": self.ctx}) for pattern, handler in matrix_account.routes()]
+        routes = matrix_account.routes() + matrix_rooms.routes() + matrix_profile.routes()
+        handlers = [(pattern, handler, {"ctx": self.ctx}) for pattern, handler in routes]
         return tornado.web.Application(
             handlers,
             default_handler_class=NotFoundHandler,
@@ -89,6 +100,8 @@ class AtomChat:
         )
 
     async def stop(self) -> None:
+        if self._persister is not None:
+            await self._persister.stop()
         if self._notifier is not None:
             await self._notifier.stop()
         if self._pool is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from importlib.resources.abc import Traversable
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -18,7 +17,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 
 from .errors import MatrixError
-from .resources import schemas_dir
+from .resources import Traversable, schemas_dir
 
 BASE_URI = "https://atomchat.invalid/schemas/"
 
@@ -57,6 +56,22 @@ class Schemas:
             validator = Draft202012Validator(self._documents[name], registry=self._registry)
             self._validators[name] = validator
         return validator
+
+    def check_content(self, event_type: str, content: Any) -> None:
+        """Checks an event's content against ``events/<type>``'s content schema,
+        for the event types that have one; other types are free-form objects."""
+        name = f"events/{event_type}"
+        if name not in self._documents:
+            return
+        key = name + "#content"
+        validator = self._validators.get(key)
+        if validator is None:
+            ref = {"$ref": self._documents[name]["$id"] + "#/properties/content"}
+            validator = Draft202012Validator(ref, registry=self._registry)
+            self._validators[key] = validator
+        error = best_match(validator.iter_errors(content))
+        if error is not None:
+            raise request_error(error)
 
     def check_request(self, name: str, body: Any) -> None:
         """Raises a Matrix error naming the first field that breaks the schema."""

@@ -70,6 +70,15 @@ class BaseHandler(tornado.web.RequestHandler):
             schemas().check_request(schema, body)
         return body
 
+    def int_argument(self, name: str, default: int) -> int:
+        value = self.get_query_argument(name, None)
+        if value is None:
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            raise MatrixError(400, "M_INVALID_PARAM", f"'{name}' must be an integer") from None
+
     def access_token(self) -> str | None:
         header = self.request.headers.get("Authorization")
         if header:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
+import string
+
 
 def user_id(localpart: str, server_name: str) -> str:
     return f"@{localpart}:{server_name}"
@@ -15,3 +18,28 @@ def split_user_id(value: str) -> tuple[str, str] | None:
     if not localpart or not server:
         return None
     return localpart, server
+
+
+def _opaque(length: int) -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_room_id(server_name: str) -> str:
+    return f"!{_opaque(18)}:{server_name}"
+
+
+def new_event_id() -> str:
+    """A globally unique event id in the room-version-4+ form ($ and 43
+    url-safe characters, no server part)."""
+    return "$" + secrets.token_urlsafe(32)
+
+
+def is_room_alias(value: str) -> bool:
+    return value.startswith("#") and ":" in value[2:]
+
+
+def is_room_id(value: str) -> bool:
+    return value.startswith("!") and ":" in value[2:]

@@ -39,3 +39,11 @@ async def set_password_hash(db, user_id: str, password_hash: str) -> None:
 
 async def list_users(db) -> list[asyncpg.Record]:
     return await db.fetch("SELECT * FROM users ORDER BY id")
+
+
+async def set_displayname(db, user_id: str, displayname: str | None) -> None:
+    await db.execute("UPDATE users SET displayname = $2 WHERE user_id = $1", user_id, displayname)
+
+
+async def set_avatar_url(db, user_id: str, avatar_url: str | None) -> None:
+    await db.execute("UPDATE users SET avatar_url = $2 WHERE user_id = $1", user_id, avatar_url)

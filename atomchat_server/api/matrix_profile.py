@@ -1,0 +1,32 @@
+"""Matrix client-server API: profiles."""
+
+from __future__ import annotations
+
+from .base import BaseHandler
+from .matrix_account import PREFIX
+
+
+class ProfileHandler(BaseHandler):
+    async def get(self, user_id: str) -> None:
+        profile = await self.ctx.profiles.get(user_id)
+        self.send_json({k: v for k, v in profile.items() if v is not None})
+
+
+class ProfileFieldHandler(BaseHandler):
+    async def get(self, user_id: str, field: str) -> None:
+        profile = await self.ctx.profiles.get(user_id)
+        # The key is always present (null when unset): clients rely on it.
+        self.send_json({field: profile[field]})
+
+    async def put(self, user_id: str, field: str) -> None:
+        requester = await self.authenticate()
+        body = self.json_body(f"matrix/profile_{field}.request")
+        await self.ctx.profiles.set(requester, user_id, field, body.get(field))
+        self.send_json({})
+
+
+def routes() -> list[tuple[str, type]]:
+    return [
+        (PREFIX + r"/profile/([^/]+)", ProfileHandler),
+        (PREFIX + r"/profile/([^/]+)/(displayname|avatar_url)", ProfileFieldHandler),
+    ]

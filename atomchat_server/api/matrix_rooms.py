@@ -1,0 +1,228 @@
+"""Matrix client-server API: rooms, membership, sending, state, history and
+the room directory."""
+
+from __future__ import annotations
+
+from ..errors import MatrixError
+from ..events.filters import FilterError, RoomEventFilter
+from ..events.room_creation import RoomRequest, preset_for
+from ..validation import schemas
+from .base import BaseHandler
+from .matrix_account import PREFIX
+
+ROOM = r"/rooms/([^/]+)"
+
+
+class CreateRoomHandler(BaseHandler):
+    async def post(self) -> None:
+        requester = await self.authenticate()
+        body = self.json_body("matrix/createRoom.request")
+        for event in body.get("initial_state", []):
+            schemas().check_content(event["type"], event["content"])
+        request = RoomRequest(
+            preset=preset_for(body), name=body.get("name"), topic=body.get("topic"),
+            invite=tuple(dict.fromkeys(body.get("invite", []))), is_direct=body.get("is_direct", False),
+            creation_content=body.get("creation_content", {}), initial_state=tuple(body.get("initial_state", [])),
+            power_level_content_override=body.get("power_level_content_override", {}),
+        )
+        room_id = await self.ctx.rooms.create_room(requester, request, alias_localpart=body.get("room_alias_name"),
+                                                   publish=body.get("visibility") == "public")
+        self.send_json({"room_id": room_id})
+
+
+class JoinHandler(BaseHandler):
+    """POST /join/{roomIdOrAlias} and POST /rooms/{roomId}/join."""
+
+    async def post(self, room_id_or_alias: str) -> None:
+        requester = await self.authenticate()
+        body = self.json_body("matrix/membership.request")
+        room_id = await self.ctx.rooms.join(requester, room_id_or_alias, body.get("reason"))
+        self.send_json({"room_id": room_id})
+
+
+class MembershipHandler(BaseHandler):
+    """POST /rooms/{roomId}/{invite,leave,kick,ban,unban}."""
+
+    async def post(self, room_id: str, action: str) -> None:
+        requester = await self.authenticate()
+        rooms = self.ctx.rooms
+        if action == "leave":
+            body = self.json_body("matrix/membership.request")
+            await rooms.set_membership(requester, room_id, requester.user_id, "leave", body.get("reason"))
+        else:
+            body = self.json_body("matrix/membership_target.request")
+            target, reason = body["user_id"], body.get("reason")
+            if action == "invite":
+                await rooms.invite(requester, room_id, target, reason)
+            else:
+                membership = {"kick": "leave", "ban": "ban", "unban": "leave"}[action]
+                await rooms.set_membership(requester, room_id, target, membership, reason)
+        self.send_json({})
+
+
+class ForgetHandler(BaseHandler):
+    async def post(self, room_id: str) -> None:
+        requester = await self.authenticate()
+        self.json_body()
+        await self.ctx.rooms.forget(requester, room_id)
+        self.send_json({})
+
+
+class SendHandler(BaseHandler):
+    async def put(self, room_id: str, event_type: str, txn_id: str) -> None:
+        requester = await self.authenticate()
+        content = self.json_body()
+        schemas().check_content(event_type, content)
+        event_id = await self.ctx.rooms.send(requester, room_id, event_type, content, txn_id)
+        self.send_json({"event_id": event_id})
+
+
+class RoomStateHandler(BaseHandler):
+    async def get(self, room_id: str) -> None:
+        requester = await self.authenticate()
+        self.send_json(await self.ctx.rooms.state(requester, room_id))
+
+
+class StateEventHandler(BaseHandler):
+    """GET/PUT /rooms/{roomId}/state/{eventType}[/{stateKey}]; a missing or
+    empty state key is the empty string."""
+
+    async def get(self, room_id: str, event_type: str, state_key: str | None = None) -> None:
+        requester = await self.authenticate()
+        self.send_json(await self.ctx.rooms.state_content(requester, room_id, event_type, state_key or ""))
+
+    async def put(self, room_id: str, event_type: str, state_key: str | None = None) -> None:
+        requester = await self.authenticate()
+        content = self.json_body()
+        schemas().check_content(event_type, content)
+        event_id = await self.ctx.rooms.set_state(requester, room_id, event_type, state_key or "", content)
+        self.send_json({"event_id": event_id})
+
+
+class RedactHandler(BaseHandler):
+    async def put(self, room_id: str, event_id: str, txn_id: str) -> None:
+        requester = await self.authenticate()
+        body = self.json_body("matrix/redact.request")
+        redaction_id = await self.ctx.rooms.redact(requester, room_id, event_id, txn_id, body.get("reason"))
+        self.send_json({"event_id": redaction_id})
+
+
+class MembersHandler(BaseHandler):
+    async def get(self, room_id: str) -> None:
+        requester = await self.authenticate()
+        members = await self.ctx.rooms.members(
+            requester, room_id, membership=self.get_query_argument("membership", None),
+            not_membership=self.get_query_argument("not_membership", None))
+        self.send_json({"chunk": members})
+
+
+class JoinedMembersHandler(BaseHandler):
+    async def get(self, room_id: str) -> None:
+        requester = await self.authenticate()
+        self.send_json({"joined": await self.ctx.rooms.joined_members(requester, room_id)})
+
+
+class EventHandler(BaseHandler):
+    async def get(self, room_id: str, event_id: str) -> None:
+        requester = await self.authenticate()
+        self.send_json(await self.ctx.rooms.event(requester, room_id, event_id))
+
+
+class ContextHandler(BaseHandler):
+    async def get(self, room_id: str, event_id: str) -> None:
+        requester = await self.authenticate()
+        limit = self.int_argument("limit", 10)
+        self.send_json(await self.ctx.rooms.context(requester, room_id, event_id, limit))
+
+
+class JoinedRoomsHandler(BaseHandler):
+    async def get(self) -> None:
+        requester = await self.authenticate()
+        self.send_json({"joined_rooms": await self.ctx.rooms.joined_rooms(requester)})
+
+
+class MessagesHandler(BaseHandler):
+    async def get(self, room_id: str) -> None:
+        requester = await self.authenticate()
+        direction = self.get_query_argument("dir", "b")
+        if direction not in ("b", "f"):
+            raise MatrixError(400, "M_INVALID_PARAM", "'dir' must be 'b' or 'f'")
+        try:
+            event_filter = RoomEventFilter.parse(self.get_query_argument("filter", None))
+        except FilterError as exc:
+            raise MatrixError(400, "M_INVALID_PARAM", str(exc)) from None
+        page = await self.ctx.rooms.messages(
+            requester, room_id, from_token=self.get_query_argument("from", None),
+            to_token=self.get_query_argument("to", None), backwards=direction == "b",
+            limit=self.int_argument("limit", 10), event_filter=event_filter)
+        body = {"chunk": page.chunk, "start": page.start}
+        if page.end is not None:
+            body["end"] = page.end
+        if page.state:
+            body["state"] = page.state
+        self.send_json(body)
+
+
+class AliasHandler(BaseHandler):
+    async def get(self, alias: str) -> None:
+        room_id = await self.ctx.rooms.lookup_alias(alias)
+        self.send_json({"room_id": room_id, "servers": [self.ctx.settings.server_name]})
+
+    async def put(self, alias: str) -> None:
+        requester = await self.authenticate()
+        body = self.json_body("matrix/alias.request")
+        await self.ctx.rooms.create_alias(requester, alias, body["room_id"])
+        self.send_json({})
+
+    async def delete(self, alias: str) -> None:
+        requester = await self.authenticate()
+        await self.ctx.rooms.delete_alias(requester, alias)
+        self.send_json({})
+
+
+class RoomVisibilityHandler(BaseHandler):
+    async def get(self, room_id: str) -> None:
+        self.send_json({"visibility": await self.ctx.rooms.visibility(room_id)})
+
+    async def put(self, room_id: str) -> None:
+        requester = await self.authenticate()
+        body = self.json_body("matrix/room_visibility.request")
+        await self.ctx.rooms.set_visibility(requester, room_id, body.get("visibility", "public"))
+        self.send_json({})
+
+
+class PublicRoomsHandler(BaseHandler):
+    async def get(self) -> None:
+        self.send_json(await self.ctx.rooms.public_rooms(
+            limit=self.int_argument("limit", 100), since=self.get_query_argument("since", None), search=None))
+
+    async def post(self) -> None:
+        await self.authenticate()
+        body = self.json_body("matrix/publicRooms.request")
+        search = (body.get("filter") or {}).get("generic_search_term")
+        self.send_json(await self.ctx.rooms.public_rooms(limit=body.get("limit", 100), since=body.get("since"),
+                                                         search=search or None))
+
+
+def routes() -> list[tuple[str, type]]:
+    return [
+        (PREFIX + r"/createRoom", CreateRoomHandler),
+        (PREFIX + r"/join/([^/]+)", JoinHandler),
+        (PREFIX + ROOM + r"/join", JoinHandler),
+        (PREFIX + ROOM + r"/(invite|leave|kick|ban|unban)", MembershipHandler),
+        (PREFIX + ROOM + r"/forget", ForgetHandler),
+        (PREFIX + ROOM + r"/send/([^/]+)/([^/]+)", SendHandler),
+        (PREFIX + ROOM + r"/state", RoomStateHandler),
+        (PREFIX + ROOM + r"/state/([^/]+)/?", StateEventHandler),
+        (PREFIX + ROOM + r"/state/([^/]+)/([^/]+)", StateEventHandler),
+        (PREFIX + ROOM + r"/redact/([^/]+)/([^/]+)", RedactHandler),
+        (PREFIX + ROOM + r"/members", MembersHandler),
+        (PREFIX + ROOM + r"/joined_members", JoinedMembersHandler),
+        (PREFIX + ROOM + r"/event/([^/]+)", EventHandler),
+        (PREFIX + ROOM + r"/context/([^/]+)", ContextHandler),
+        (PREFIX + ROOM + r"/messages", MessagesHandler),
+        (PREFIX + r"/joined_rooms", JoinedRoomsHandler),
+        (PREFIX + r"/directory/room/([^/]+)", AliasHandler),
+        (PREFIX + r"/directory/list/room/([^/]+)", RoomVisibilityHandler),
+        (PREFIX + r"/publicRooms", PublicRoomsHandler),
+    ]

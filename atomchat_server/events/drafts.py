@@ -1,0 +1,41 @@
+"""Events before they have a place in the log.
+
+A draft is what a client asked for: room, sender, type, content and, for
+state, the state key. The persister gives it a stream position, depth,
+prev_events and timestamp when it commits it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .ids import new_event_id
+
+# Matrix caps a whole event at 64 KiB of JSON.
+MAX_EVENT_BYTES = 65536
+
+
+@dataclass(frozen=True)
+class EventDraft:
+    room_id: str
+    sender: str
+    type: str
+    content: dict[str, Any]
+    state_key: str | None = None
+    redacts: str | None = None
+    event_id: str = field(default_factory=new_event_id)
+
+    @property
+    def is_state(self) -> bool:
+        return self.state_key is not None
+
+    def as_event(self) -> dict[str, Any]:
+        """The draft as the event dict the authorization rules read."""
+        event = {"event_id": self.event_id, "room_id": self.room_id, "sender": self.sender,
+                 "type": self.type, "content": self.content}
+        if self.state_key is not None:
+            event["state_key"] = self.state_key
+        if self.redacts is not None:
+            event["redacts"] = self.redacts
+        return event

@@ -1,0 +1,62 @@
+"""Room event filters (the Matrix RoomEventFilter subset AtomChat honours)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+class FilterError(ValueError):
+    """The filter is not valid JSON of the expected shape."""
+
+
+@dataclass(frozen=True)
+class RoomEventFilter:
+    types: tuple[str, ...] | None = None
+    not_types: tuple[str, ...] = ()
+    senders: tuple[str, ...] | None = None
+    not_senders: tuple[str, ...] = ()
+    limit: int | None = None
+    lazy_load_members: bool = False
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> "RoomEventFilter":
+        if not isinstance(value, dict):
+            raise FilterError("a filter must be a JSON object")
+
+        def strings(key: str) -> tuple[str, ...] | None:
+            if key not in value:
+                return None
+            items = value[key]
+            if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+                raise FilterError(f"filter field '{key}' must be a list of strings")
+            return tuple(items)
+
+        limit = value.get("limit")
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+            raise FilterError("filter field 'limit' must be a positive integer")
+        lazy = value.get("lazy_load_members", False)
+        if not isinstance(lazy, bool):
+            raise FilterError("filter field 'lazy_load_members' must be a boolean")
+        return cls(types=strings("types"), not_types=strings("not_types") or (), senders=strings("senders"),
+                   not_senders=strings("not_senders") or (), limit=limit, lazy_load_members=lazy)
+
+    @classmethod
+    def parse(cls, text: str | None) -> "RoomEventFilter":
+        if not text:
+            return cls()
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise FilterError("the filter is not valid JSON") from None
+        return cls.from_json(value)
+
+    def type_patterns(self) -> tuple[list[str] | None, list[str] | None]:
+        """The type filters as SQL LIKE patterns ('*' is the Matrix wildcard)."""
+        return (_patterns(self.types) if self.types is not None else None,
+                _patterns(self.not_types) if self.not_types else None)
+
+
+def _patterns(types: tuple[str, ...]) -> list[str]:
+    return [t.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").replace("*", "%") for t in types]

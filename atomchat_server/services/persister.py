@@ -1,0 +1,209 @@
+"""Commits events to the log: authorization, stream order and group commit.
+
+Every write goes through one queue per process. A single task drains it and
+commits what has gathered in one transaction (group commit): many concurrent
+sends cost one commit, and each caller is answered only after that commit, so
+an acknowledged event is durable. Inside the transaction the global stream
+lock is held, so positions are handed out in commit order across all server
+processes; the room state used to authorize each event is read under the same
+lock, so no two writers can both act on a stale view of a room.
+
+A unit is a list of drafts that succeed or fail together (createRoom's initial
+events are one unit). A unit refused by the rules fails alone; the rest of
+its batch still commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from ..errors import MatrixError, forbidden, not_found
+from ..events.auth import AuthError, auth_state_keys, check
+from ..events.drafts import EventDraft
+from ..events.format import client_event
+from ..events.redaction import pruned_content
+from ..storage import events as event_store
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 256
+
+StateMap = dict[tuple[str, str], Any]
+
+
+@dataclass
+class WriteUnit:
+    drafts: list[EventDraft]
+    txn: tuple[str, str, str] | None = None  # (user id, device id, txn id) of a client send
+    new_room: str | None = None  # room version, when the unit creates its room
+    future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class Persister:
+    def __init__(self, pool, on_commit: Callable[[list[Any]], Awaitable[None] | None] | None = None) -> None:
+        self._pool = pool
+        self._queue: asyncio.Queue[WriteUnit] = asyncio.Queue()
+        self._task: asyncio.Task | None = None
+        self._on_commit = on_commit
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        while not self._queue.empty():
+            unit = self._queue.get_nowait()
+            if not unit.future.done():
+                unit.future.set_exception(MatrixError(503, "M_UNKNOWN", "The server is shutting down"))
+
+    async def write(self, drafts: list[EventDraft], *, txn: tuple[str, str, str] | None = None,
+                    new_room: str | None = None) -> list[Any]:
+        """Commits the drafts as one unit; returns their stored rows. With a
+        transaction id already used, returns the row of the event it made."""
+        unit = WriteUnit(list(drafts), txn, new_room)
+        await self._queue.put(unit)
+        return await unit.future
+
+    async def _run(self) -> None:
+        while True:
+            units = [await self._queue.get()]
+            while len(units) < MAX_BATCH and not self._queue.empty():
+                units.append(self._queue.get_nowait())
+            try:
+                await self._commit(units)
+            except Exception:
+                # Something other than a refusal broke the batch; commit each
+                # unit alone so that one bad unit cannot fail the others.
+                log.exception("batch of %d failed; retrying one by one", len(units))
+                for unit in units:
+                    try:
+                        await self._commit([unit])
+                    except Exception as exc:
+                        if not unit.future.done():
+                            unit.future.set_exception(exc)
+
+    async def _commit(self, units: list[WriteUnit]) -> None:
+        outcomes: list[Any] = []
+        async with self._pool.acquire() as conn:
+            async with conn.transaction():
+                await event_store.lock_stream(conn)
+                batch = _Batch(conn, await event_store.room_heads(
+                    conn, list({d.room_id for u in units for d in u.drafts})))
+                for unit in units:
+                    try:
+                        rows = await batch.apply(unit)
+                    except MatrixError as refusal:
+                        outcomes.append(refusal)
+                    else:
+                        outcomes.append(rows)
+                written = batch.written
+                if written:
+                    await event_store.announce(conn, written[-1]["stream"])
+        for unit, outcome in zip(units, outcomes):
+            if unit.future.done():
+                continue
+            if isinstance(outcome, MatrixError):
+                unit.future.set_exception(outcome)
+            else:
+                unit.future.set_result(outcome)
+        if written and self._on_commit is not None:
+            result = self._on_commit(written)
+            if asyncio.iscoroutine(result):
+                await result
+
+
+class _Batch:
+    """One transaction's view of the rooms it writes to: their heads and the
+    state the batch has changed so far."""
+
+    def __init__(self, conn, heads: dict[str, Any]) -> None:
+        self.conn = conn
+        self.heads = {room: (row["head_event_id"], row["head_depth"]) for room, row in heads.items()}
+        self.state: dict[str, StateMap] = {}
+        self.txns: dict[tuple[str, str, str], Any] = {}
+        self.written: list[Any] = []  # rows appended by this batch, in stream order
+
+    async def _state(self, room_id: str, keys: list[tuple[str, str]], overlay: dict[str, StateMap]) -> StateMap:
+        known = overlay.get(room_id, {})
+        missing = [k for k in keys if k not in known]
+        state = {}
+        if missing and room_id in self.heads:
+            state.update({k: dict(v) for k, v in (await event_store.state_events(self.conn, room_id, missing)).items()})
+        state.update({k: known[k] for k in keys if k in known})
+        return state
+
+    async def apply(self, unit: WriteUnit) -> list[Any]:
+        if unit.txn is not None:
+            existing = self.txns.get(unit.txn)
+            if existing is None:
+                event_id = await event_store.transaction_event(self.conn, *unit.txn)
+                existing = await event_store.get_event(self.conn, event_id) if event_id else None
+            if existing is not None:
+                return [existing]
+
+        # Check every draft first, against the state as the earlier drafts leave it.
+        overlay = {room: dict(state) for room, state in self.state.items()}
+        previous: list[Any] = []
+        for draft in unit.drafts:
+            if draft.room_id not in self.heads and unit.new_room is None:
+                raise not_found("Unknown room")
+            event = draft.as_event()
+            keys = list(dict.fromkeys(auth_state_keys(event) + ([(draft.type, draft.state_key)] if draft.is_state else [])))
+            state = await self._state(draft.room_id, keys, overlay)
+            redacted = None
+            if draft.redacts is not None:
+                redacted = await event_store.get_event(self.conn, draft.redacts)
+                if redacted is None or redacted["room_id"] != draft.room_id:
+                    raise not_found("Unknown event")
+                redacted = dict(redacted)
+            try:
+                check(event, state, redacted_event=redacted)
+            except AuthError as exc:
+                raise forbidden(str(exc)) from None
+            previous.append(state.get((draft.type, draft.state_key)) if draft.is_state else None)
+            if draft.is_state:
+                overlay.setdefault(draft.room_id, {})[(draft.type, draft.state_key)] = event
+
+        # All allowed: append them.
+        if unit.new_room is not None:
+            first = unit.drafts[0]
+            await event_store.insert_room(self.conn, room_id=first.room_id, room_version=unit.new_room,
+                                          creator=first.sender)
+            self.heads[first.room_id] = (None, 0)
+        rows = []
+        now_ms = int(time.time() * 1000)
+        for draft, prev in zip(unit.drafts, previous):
+            head_id, head_depth = self.heads[draft.room_id]
+            unsigned = {}
+            if prev is not None:
+                unsigned = {"prev_content": prev["content"], "prev_sender": prev["sender"],
+                            "replaces_state": prev["event_id"]}
+            row = await event_store.insert_event(
+                self.conn, event_id=draft.event_id, room_id=draft.room_id, type=draft.type,
+                state_key=draft.state_key, sender=draft.sender, content=draft.content, origin_server_ts=now_ms,
+                depth=head_depth + 1, prev_events=[head_id] if head_id else [], unsigned=unsigned,
+                redacts=draft.redacts, txn=unit.txn,
+            )
+            self.heads[draft.room_id] = (draft.event_id, head_depth + 1)
+            if draft.is_state:
+                self.state.setdefault(draft.room_id, {})[(draft.type, draft.state_key)] = dict(row)
+            if draft.redacts is not None:
+                target = await event_store.get_event(self.conn, draft.redacts)
+                if target["redacted_by"] is None:
+                    because = client_event(row, now_ms=now_ms)
+                    del because["unsigned"]
+                    await event_store.redact(self.conn, draft.redacts, pruned_content(target["type"], target["content"]), because)
+            rows.append(row)
+        self.written.extend(rows)
+        if unit.txn is not None:
+            self.txns[unit.txn] = rows[0]
+        return rows

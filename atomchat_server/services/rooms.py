@@ -1,0 +1,383 @@
+"""Rooms: creation, membership, sending, state and reading history.
+
+Every change becomes an event committed through the Persister, which applies
+the room authorization rules under the stream lock. Reads check history
+visibility here, from the reader's membership history.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..auth.sessions import Requester
+from ..errors import MatrixError, forbidden, not_found
+from ..events import ids
+from ..events.drafts import MAX_EVENT_BYTES, EventDraft
+from ..events.filters import RoomEventFilter
+from ..events.format import client_event
+from ..events.power_levels import event_level, user_level
+from ..events.room_creation import ROOM_VERSION, RoomRequest, initial_events
+from ..events.visibility import Range, can_see, visible_ranges
+from ..storage import directory as directory_store
+from ..storage import events as event_store
+from ..storage import users as user_store
+from ..sync import tokens
+from .persister import Persister
+
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class Page:
+    chunk: list[dict[str, Any]]
+    start: str
+    end: str | None
+    state: list[dict[str, Any]]
+
+
+class Rooms:
+    def __init__(self, *, pool, persister: Persister, server_name: str) -> None:
+        self._pool = pool
+        self._persister = persister
+        self.server_name = server_name
+
+    # -- helpers -----------------------------------------------------------
+
+    def _format(self, row, requester: Requester | None) -> dict[str, Any]:
+        device = (requester.user_id, requester.device_id) if requester else None
+        return client_event(row, device=device)
+
+    async def _profile(self, user_id: str) -> dict[str, Any]:
+        user = await user_store.get_user(self._pool, user_id)
+        if user is None:
+            return {}
+        return {k: user[k] for k in ("displayname", "avatar_url") if user[k] is not None}
+
+    async def _require_local_user(self, user_id: str) -> None:
+        parts = ids.split_user_id(user_id)
+        if parts is None:
+            raise MatrixError(400, "M_INVALID_PARAM", f"Invalid user id {user_id!r}")
+        if parts[1] != self.server_name or await user_store.get_user(self._pool, user_id) is None:
+            raise not_found(f"Unknown user {user_id}")
+
+    async def _require_room(self, room_id: str) -> None:
+        if await event_store.get_room(self._pool, room_id) is None:
+            raise not_found("Unknown room")
+
+    @staticmethod
+    def _check_size(draft: EventDraft) -> None:
+        size = len(json.dumps(draft.as_event(), ensure_ascii=False).encode())
+        if size > MAX_EVENT_BYTES - 1024:  # room for the fields the server adds
+            raise MatrixError(413, "M_TOO_LARGE", f"The event is larger than {MAX_EVENT_BYTES} bytes")
+
+    async def _write_one(self, draft: EventDraft, txn: tuple[str, str, str] | None = None) -> str:
+        self._check_size(draft)
+        rows = await self._persister.write([draft], txn=txn)
+        return rows[0]["event_id"]
+
+    # -- creating rooms ------------------------------------------------------
+
+    async def create_room(self, requester: Requester, request: RoomRequest, *, alias_localpart: str | None,
+                          publish: bool) -> str:
+        room_id = ids.new_room_id(self.server_name)
+        alias = f"#{alias_localpart}:{self.server_name}" if alias_localpart else None
+        if alias and await directory_store.get_alias(self._pool, alias):
+            raise MatrixError(400, "M_ROOM_IN_USE", "That room alias is taken")
+        for user in request.invite:
+            await self._require_local_user(user)
+        if alias:
+            request = RoomRequest(**{**request.__dict__, "canonical_alias": alias})
+        drafts = initial_events(room_id, requester.user_id, request, await self._profile(requester.user_id))
+        for draft in drafts:
+            self._check_size(draft)
+        await self._persister.write(drafts, new_room=ROOM_VERSION)
+        if alias:
+            try:
+                await directory_store.create_alias(self._pool, alias, room_id, requester.user_id)
+            except directory_store.AliasTaken:
+                raise MatrixError(400, "M_ROOM_IN_USE", "That room alias is taken") from None
+        if publish:
+            await directory_store.set_published(self._pool, room_id, True)
+        return room_id
+
+    # -- membership ----------------------------------------------------------
+
+    async def resolve_room(self, room_id_or_alias: str) -> str:
+        if ids.is_room_alias(room_id_or_alias):
+            row = await directory_store.get_alias(self._pool, room_id_or_alias)
+            if row is None:
+                raise not_found("Unknown room alias")
+            return row["room_id"]
+        if not ids.is_room_id(room_id_or_alias):
+            raise MatrixError(400, "M_INVALID_PARAM", "Expected a room id or a room alias")
+        return room_id_or_alias
+
+    async def set_membership(self, requester: Requester, room_id: str, target: str, membership: str,
+                             reason: str | None = None, extra: dict[str, Any] | None = None) -> str:
+        if target != requester.user_id:
+            parts = ids.split_user_id(target)
+            if parts is None:
+                raise MatrixError(400, "M_INVALID_PARAM", f"Invalid user id {target!r}")
+        await self._require_room(room_id)
+        content: dict[str, Any] = {"membership": membership}
+        if membership in ("join", "invite"):
+            content.update(await self._profile(target))
+        if reason:
+            content["reason"] = reason
+        content.update(extra or {})
+        return await self._write_one(EventDraft(room_id=room_id, sender=requester.user_id, type="m.room.member",
+                                                content=content, state_key=target))
+
+    async def invite(self, requester: Requester, room_id: str, user_id: str, reason: str | None) -> None:
+        await self._require_local_user(user_id)
+        await self.set_membership(requester, room_id, user_id, "invite", reason)
+
+    async def join(self, requester: Requester, room_id_or_alias: str, reason: str | None = None) -> str:
+        room_id = await self.resolve_room(room_id_or_alias)
+        await self.set_membership(requester, room_id, requester.user_id, "join", reason)
+        return room_id
+
+    async def forget(self, requester: Requester, room_id: str) -> None:
+        row = await event_store.membership(self._pool, room_id, requester.user_id)
+        if row is None:
+            raise not_found("You have never been in this room")
+        if row["membership"] in ("join", "invite", "knock"):
+            raise MatrixError(400, "M_UNKNOWN", "Leave the room before forgetting it")
+        await event_store.set_forgotten(self._pool, room_id, requester.user_id)
+
+    async def joined_rooms(self, requester: Requester) -> list[str]:
+        return await event_store.rooms_of(self._pool, requester.user_id)
+
+    # -- sending ---------------------------------------------------------------
+
+    async def send(self, requester: Requester, room_id: str, event_type: str, content: dict[str, Any],
+                   txn_id: str) -> str:
+        txn = (requester.user_id, requester.device_id, txn_id)
+        existing = await event_store.transaction_event(self._pool, *txn)
+        if existing is not None:
+            return existing
+        await self._require_room(room_id)
+        return await self._write_one(EventDraft(room_id=room_id, sender=requester.user_id, type=event_type,
+                                                content=content), txn)
+
+    async def set_state(self, requester: Requester, room_id: str, event_type: str, state_key: str,
+                        content: dict[str, Any]) -> str:
+        await self._require_room(room_id)
+        return await self._write_one(EventDraft(room_id=room_id, sender=requester.user_id, type=event_type,
+                                                content=content, state_key=state_key))
+
+    async def redact(self, requester: Requester, room_id: str, event_id: str, txn_id: str,
+                     reason: str | None) -> str:
+        txn = (requester.user_id, requester.device_id, txn_id)
+        existing = await event_store.transaction_event(self._pool, *txn)
+        if existing is not None:
+            return existing
+        target = await event_store.get_event(self._pool, event_id)
+        if target is None or target["room_id"] != room_id:
+            raise not_found("Unknown event")
+        content = {"reason": reason} if reason else {}
+        return await self._write_one(EventDraft(room_id=room_id, sender=requester.user_id, type="m.room.redaction",
+                                                content=content, redacts=event_id), txn)
+
+    # -- reading ---------------------------------------------------------------
+
+    async def _ranges(self, user_id: str, room_id: str) -> list[Range]:
+        """The stretches of the room the user may read; 403 if none."""
+        await self._require_room(room_id)
+        visibility = await event_store.state_event(self._pool, room_id, "m.room.history_visibility", "")
+        setting = visibility["content"].get("history_visibility", "shared") if visibility else "shared"
+        membership = await event_store.membership(self._pool, room_id, user_id)
+        history = await event_store.membership_history(self._pool, room_id, user_id) if membership else []
+        ranges = visible_ranges(history, setting, forgotten=bool(membership and membership["forgotten"]))
+        if not ranges:
+            raise forbidden("You are not allowed to read this room")
+        return ranges
+
+    async def _state_point(self, user_id: str, room_id: str) -> int | None:
+        """None to read the current state; a stream position for someone who
+        left (they see the state as it was when they left)."""
+        ranges = await self._ranges(user_id, room_id)
+        last = ranges[-1][1]
+        membership = await event_store.membership(self._pool, room_id, user_id)
+        if last is None or (membership and membership["membership"] == "join"):
+            return None
+        return last
+
+    async def state(self, requester: Requester, room_id: str) -> list[dict[str, Any]]:
+        point = await self._state_point(requester.user_id, room_id)
+        rows = (await event_store.current_state(self._pool, room_id) if point is None
+                else await event_store.state_at(self._pool, room_id, point))
+        return [self._format(row, requester) for row in rows]
+
+    async def state_content(self, requester: Requester, room_id: str, event_type: str, state_key: str) -> dict[str, Any]:
+        point = await self._state_point(requester.user_id, room_id)
+        row = await event_store.state_event(self._pool, room_id, event_type, state_key, at_stream=point)
+        if row is None:
+            raise not_found("No such state event")
+        return row["content"]
+
+    async def members(self, requester: Requester, room_id: str, *, membership: str | None,
+                      not_membership: str | None) -> list[dict[str, Any]]:
+        point = await self._state_point(requester.user_id, room_id)
+        if point is None:
+            rows = await event_store.member_events(
+                self._pool, room_id, memberships=[membership] if membership else None,
+                not_memberships=[not_membership] if not_membership else None)
+        else:
+            rows = [r for r in await event_store.state_at(self._pool, room_id, point)
+                    if r["type"] == "m.room.member"
+                    and (membership is None or r["content"].get("membership") == membership)
+                    and (not_membership is None or r["content"].get("membership") != not_membership)]
+        return [self._format(row, requester) for row in rows]
+
+    async def joined_members(self, requester: Requester, room_id: str) -> dict[str, dict[str, Any]]:
+        membership = await event_store.membership(self._pool, room_id, requester.user_id)
+        if membership is None or membership["membership"] != "join":
+            await self._require_room(room_id)
+            raise forbidden("You are not in this room")
+        return {row["state_key"]: {"display_name": row["content"].get("displayname"),
+                                   "avatar_url": row["content"].get("avatar_url")}
+                for row in await event_store.joined_members(self._pool, room_id)}
+
+    async def event(self, requester: Requester, room_id: str, event_id: str) -> dict[str, Any]:
+        ranges = await self._ranges(requester.user_id, room_id)
+        row = await event_store.get_event(self._pool, event_id)
+        if row is None or row["room_id"] != room_id or not can_see(ranges, row["stream"]):
+            raise not_found("Event not found")
+        return self._format(row, requester)
+
+    async def context(self, requester: Requester, room_id: str, event_id: str, limit: int) -> dict[str, Any]:
+        ranges = await self._ranges(requester.user_id, room_id)
+        row = await event_store.get_event(self._pool, event_id)
+        if row is None or row["room_id"] != room_id or not can_see(ranges, row["stream"]):
+            raise not_found("Event not found")
+        limit = max(0, min(limit, MAX_PAGE))
+        before = limit // 2
+        earlier, later = await event_store.events_around(self._pool, room_id, row["stream"], before=before,
+                                                        after=limit - before, ranges=ranges)
+        last_stream = later[-1]["stream"] if later else row["stream"]
+        state_rows = await event_store.state_at(self._pool, room_id, last_stream)
+        return {
+            "event": self._format(row, requester),
+            "events_before": [self._format(r, requester) for r in earlier],
+            "events_after": [self._format(r, requester) for r in later],
+            "start": tokens.make((earlier[-1]["stream"] if earlier else row["stream"]) - 1),
+            "end": tokens.make(last_stream),
+            "state": [self._format(r, requester) for r in state_rows],
+        }
+
+    async def messages(self, requester: Requester, room_id: str, *, from_token: str | None, to_token: str | None,
+                       backwards: bool, limit: int, event_filter: RoomEventFilter) -> Page:
+        ranges = await self._ranges(requester.user_id, room_id)
+        limit = max(1, min(event_filter.limit or limit, MAX_PAGE))
+        position = tokens.parse(from_token) if from_token else None
+        bound = tokens.parse(to_token, "to") if to_token else None
+        if position is None:
+            position = await event_store.max_stream(self._pool) if backwards else 0
+        types, not_types = event_filter.type_patterns()
+        query = dict(ranges=ranges, types=types, not_types=not_types, limit=limit,
+                     senders=list(event_filter.senders) if event_filter.senders is not None else None,
+                     not_senders=list(event_filter.not_senders) or None)
+        if backwards:
+            rows = await event_store.page(self._pool, room_id, after=bound, before=position, backwards=True, **query)
+            end = tokens.make(rows[-1]["stream"] - 1) if len(rows) == limit else None
+        else:
+            rows = await event_store.page(self._pool, room_id, after=position, before=bound, backwards=False, **query)
+            end = tokens.make(rows[-1]["stream"]) if len(rows) == limit else None
+        # No `end` tells the client it has reached the end of what it may read.
+        state = []
+        if event_filter.lazy_load_members and rows:
+            senders = {row["sender"] for row in rows}
+            state = [self._format(r, requester) for r in await event_store.member_events(self._pool, room_id)
+                     if r["state_key"] in senders]
+        return Page(chunk=[self._format(row, requester) for row in rows], start=tokens.make(position),
+                    end=end, state=state)
+
+    # -- aliases and the directory ---------------------------------------------
+
+    async def create_alias(self, requester: Requester, alias: str, room_id: str) -> None:
+        parts = alias[1:].partition(":")
+        if not ids.is_room_alias(alias) or parts[2] != self.server_name:
+            raise MatrixError(400, "M_INVALID_PARAM", f"Room aliases here end in ':{self.server_name}'")
+        membership = await event_store.membership(self._pool, room_id, requester.user_id)
+        if membership is None or membership["membership"] != "join":
+            await self._require_room(room_id)
+            raise forbidden("You must be in the room to give it an alias")
+        try:
+            await directory_store.create_alias(self._pool, alias, room_id, requester.user_id)
+        except directory_store.AliasTaken:
+            raise MatrixError(409, "M_UNKNOWN", "That room alias is taken") from None
+
+    async def lookup_alias(self, alias: str) -> str:
+        row = await directory_store.get_alias(self._pool, alias)
+        if row is None:
+            raise not_found("Unknown room alias")
+        return row["room_id"]
+
+    async def delete_alias(self, requester: Requester, alias: str) -> None:
+        row = await directory_store.get_alias(self._pool, alias)
+        if row is None:
+            raise not_found("Unknown room alias")
+        if row["creator"] != requester.user_id:
+            state = {k: dict(v) for k, v in (await event_store.state_events(
+                self._pool, row["room_id"], [("m.room.power_levels", ""), ("m.room.create", "")])).items()}
+            if user_level(state, requester.user_id) < event_level(state, "m.room.canonical_alias", True):
+                raise forbidden("Only the alias's creator or someone who may set the room's aliases may delete it")
+        await directory_store.delete_alias(self._pool, alias)
+
+    async def set_visibility(self, requester: Requester, room_id: str, visibility: str) -> None:
+        membership = await event_store.membership(self._pool, room_id, requester.user_id)
+        if membership is None or membership["membership"] != "join":
+            await self._require_room(room_id)
+            raise forbidden("You must be in the room to publish it")
+        await directory_store.set_published(self._pool, room_id, visibility == "public")
+
+    async def visibility(self, room_id: str) -> str:
+        room = await event_store.get_room(self._pool, room_id)
+        if room is None:
+            raise not_found("Unknown room")
+        return "public" if room["published"] else "private"
+
+    async def public_rooms(self, *, limit: int, since: str | None, search: str | None) -> dict[str, Any]:
+        limit = max(1, min(limit, 500))
+        after = None
+        if since:
+            if not since.startswith("r"):
+                raise MatrixError(400, "M_INVALID_PARAM", "Invalid 'since' token")
+            after = since[1:]
+        pattern = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") if search else None
+        rows = await directory_store.public_rooms(self._pool, search=pattern, after_room=after, limit=limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        chunk = []
+        for row in rows:
+            entry = {"room_id": row["room_id"], "num_joined_members": row["members"],
+                     "world_readable": row["history_visibility"] == "world_readable",
+                     "guest_can_join": row["guest_access"] == "can_join",
+                     "join_rule": row["join_rule"] or "invite"}
+            for key in ("name", "topic", "canonical_alias"):
+                if row[key] is not None:
+                    entry[key] = row[key]
+            chunk.append(entry)
+        body: dict[str, Any] = {"chunk": chunk}
+        if more:
+            body["next_batch"] = "r" + rows[-1]["room_id"]
+        return body
+
+    async def profile_changed(self, user_id: str, profile: dict[str, Any]) -> None:
+        """Re-sends the user's join event in each of their rooms with the new
+        display name and avatar, as clients learn profiles from member events."""
+        requester_rooms = await event_store.rooms_of(self._pool, user_id)
+        for room_id in requester_rooms:
+            member = await event_store.state_event(self._pool, room_id, "m.room.member", user_id)
+            if member is None or member["content"].get("membership") != "join":
+                continue
+            content = {k: v for k, v in member["content"].items() if k not in ("displayname", "avatar_url")}
+            content.update({k: v for k, v in profile.items() if v is not None})
+            try:
+                await self._write_one(EventDraft(room_id=room_id, sender=user_id, type="m.room.member",
+                                                 content=content, state_key=user_id))
+            except MatrixError:
+                continue  # e.g. the user was removed meanwhile: nothing to update there

@@ -1,0 +1,64 @@
+"""Room aliases and the public room directory."""
+
+from __future__ import annotations
+
+import asyncpg
+
+
+class AliasTaken(Exception):
+    pass
+
+
+async def create_alias(db, alias: str, room_id: str, creator: str) -> None:
+    try:
+        await db.execute("INSERT INTO room_aliases (alias, room_id, creator) VALUES ($1, $2, $3)", alias, room_id, creator)
+    except asyncpg.UniqueViolationError:
+        raise AliasTaken(alias) from None
+
+
+async def get_alias(db, alias: str) -> asyncpg.Record | None:
+    return await db.fetchrow("SELECT * FROM room_aliases WHERE alias = $1", alias)
+
+
+async def delete_alias(db, alias: str) -> bool:
+    return await db.execute("DELETE FROM room_aliases WHERE alias = $1", alias) != "DELETE 0"
+
+
+async def aliases_of(db, room_id: str) -> list[str]:
+    return [row["alias"] for row in await db.fetch("SELECT alias FROM room_aliases WHERE room_id = $1 ORDER BY alias", room_id)]
+
+
+async def set_published(db, room_id: str, published: bool) -> bool:
+    return await db.execute("UPDATE rooms SET published = $2 WHERE room_id = $1", room_id, published) != "UPDATE 0"
+
+
+async def public_rooms(db, *, search: str | None, after_room: str | None, limit: int) -> list[asyncpg.Record]:
+    """Published rooms with the state a directory entry shows, most members first."""
+    return await db.fetch(
+        """
+        WITH listed AS (
+            SELECT r.room_id,
+                   (SELECT count(*) FROM memberships m WHERE m.room_id = r.room_id AND m.membership = 'join') AS members,
+                   (SELECT e.content->>'name' FROM current_state cs JOIN events e USING (event_id)
+                     WHERE cs.room_id = r.room_id AND cs.type = 'm.room.name' AND cs.state_key = '') AS name,
+                   (SELECT e.content->>'topic' FROM current_state cs JOIN events e USING (event_id)
+                     WHERE cs.room_id = r.room_id AND cs.type = 'm.room.topic' AND cs.state_key = '') AS topic,
+                   (SELECT e.content->>'alias' FROM current_state cs JOIN events e USING (event_id)
+                     WHERE cs.room_id = r.room_id AND cs.type = 'm.room.canonical_alias' AND cs.state_key = '') AS canonical_alias,
+                   (SELECT e.content->>'history_visibility' FROM current_state cs JOIN events e USING (event_id)
+                     WHERE cs.room_id = r.room_id AND cs.type = 'm.room.history_visibility' AND cs.state_key = '') AS history_visibility,
+                   (SELECT e.content->>'join_rule' FROM current_state cs JOIN events e USING (event_id)
+                     WHERE cs.room_id = r.room_id AND cs.type = 'm.room.join_rules' AND cs.state_key = '') AS join_rule,
+                   (SELECT e.content->>'guest_access' FROM current_state cs JOIN events e USING (event_id)
+                     WHERE cs.room_id = r.room_id AND cs.type = 'm.room.guest_access' AND cs.state_key = '') AS guest_access
+              FROM rooms r WHERE r.published
+        )
+        SELECT * FROM listed
+         WHERE ($1::text IS NULL OR name ILIKE '%' || $1 || '%' OR topic ILIKE '%' || $1 || '%'
+                OR canonical_alias ILIKE '%' || $1 || '%')
+           AND ($2::text IS NULL OR (members, room_id) < (SELECT members, room_id FROM listed WHERE room_id = $2))
+         ORDER BY members DESC, room_id DESC
+         LIMIT $3
+        """,
+        search, after_room, limit,
+    )

@@ -1,0 +1,222 @@
+"""Rooms' event logs: writing events in stream order, and reading them back.
+
+Writers call ``lock_stream`` first in their transaction; it serialises every
+writer on the database, so stream positions are handed out in commit order.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import asyncpg
+
+EVENTS_CHANNEL = "atomchat_events"
+# Arbitrary constant naming the stream lock among advisory locks ("Strm").
+_STREAM_LOCK = 0x5374726D
+
+_EVENT_COLUMNS = ("stream, event_id, room_id, type, state_key, sender, content, origin_server_ts, depth,"
+                  " prev_events, unsigned, redacts, redacted_by, txn_device, txn_id")
+
+
+def _columns(alias: str) -> str:
+    return ", ".join(f"{alias}.{c.strip()}" for c in _EVENT_COLUMNS.split(","))
+
+
+# -- writing (inside the writer's transaction) ------------------------------
+
+async def lock_stream(conn) -> None:
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", _STREAM_LOCK)
+
+
+async def insert_room(conn, *, room_id: str, room_version: str, creator: str) -> None:
+    await conn.execute(
+        "INSERT INTO rooms (room_id, room_version, creator) VALUES ($1, $2, $3)", room_id, room_version, creator
+    )
+
+
+async def room_heads(conn, room_ids: Sequence[str]) -> dict[str, asyncpg.Record]:
+    rows = await conn.fetch(
+        "SELECT room_id, head_event_id, head_depth FROM rooms WHERE room_id = ANY($1::text[])", list(room_ids)
+    )
+    return {row["room_id"]: row for row in rows}
+
+
+async def state_events(conn, room_id: str, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], asyncpg.Record]:
+    keys = list(keys)
+    rows = await conn.fetch(
+        f"SELECT {_columns('e')} FROM current_state cs JOIN events e ON e.event_id = cs.event_id"
+        " WHERE cs.room_id = $1 AND (cs.type, cs.state_key) IN"
+        " (SELECT * FROM unnest($2::text[], $3::text[]))",
+        room_id, [k[0] for k in keys], [k[1] for k in keys],
+    )
+    return {(row["type"], row["state_key"]): row for row in rows}
+
+
+async def transaction_event(db, user_id: str, device_id: str, txn_id: str) -> str | None:
+    return await db.fetchval(
+        "SELECT event_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND txn_id = $3",
+        user_id, device_id, txn_id,
+    )
+
+
+async def insert_event(conn, *, event_id: str, room_id: str, type: str, state_key: str | None, sender: str,
+                       content: dict, origin_server_ts: int, depth: int, prev_events: list[str],
+                       unsigned: dict, redacts: str | None, txn: tuple[str, str, str] | None) -> asyncpg.Record:
+    """Appends an event at the next stream position; returns the stored row."""
+    row = await conn.fetchrow(
+        "INSERT INTO events (stream, event_id, room_id, type, state_key, sender, content, origin_server_ts,"
+        " depth, prev_events, unsigned, redacts, txn_device, txn_id)"
+        " VALUES (nextval('event_stream'), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        f" RETURNING {_EVENT_COLUMNS}",
+        event_id, room_id, type, state_key, sender, content, origin_server_ts, depth, prev_events,
+        unsigned, redacts, txn[1] if txn else None, txn[2] if txn else None,
+    )
+    if txn is not None:
+        await conn.execute(
+            "INSERT INTO event_txns (user_id, device_id, txn_id, event_id) VALUES ($1, $2, $3, $4)",
+            txn[0], txn[1], txn[2], event_id,
+        )
+    await conn.execute(
+        "UPDATE rooms SET head_event_id = $2, head_depth = $3, head_stream = $4 WHERE room_id = $1",
+        room_id, event_id, depth, row["stream"],
+    )
+    if state_key is not None:
+        await conn.execute(
+            "INSERT INTO current_state (room_id, type, state_key, event_id, stream) VALUES ($1, $2, $3, $4, $5)"
+            " ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = EXCLUDED.event_id,"
+            " stream = EXCLUDED.stream",
+            room_id, type, state_key, event_id, row["stream"],
+        )
+        if type == "m.room.member":
+            await conn.execute(
+                "INSERT INTO memberships (room_id, user_id, membership, event_id, stream) VALUES ($1, $2, $3, $4, $5)"
+                " ON CONFLICT (room_id, user_id) DO UPDATE SET membership = EXCLUDED.membership,"
+                " event_id = EXCLUDED.event_id, stream = EXCLUDED.stream, forgotten = false",
+                room_id, state_key, content.get("membership"), event_id, row["stream"],
+            )
+    return row
+
+
+async def redact(conn, event_id: str, pruned_content: dict, redacted_because: dict) -> None:
+    await conn.execute(
+        "UPDATE events SET content = $2, redacted_by = $3,"
+        " unsigned = (unsigned - 'prev_content') || jsonb_build_object('redacted_because', $4::jsonb)"
+        " WHERE event_id = $1",
+        event_id, pruned_content, redacted_because["event_id"], redacted_because,
+    )
+
+
+async def announce(conn, stream: int) -> None:
+    """Tells every listening process that events up to ``stream`` are committed
+    (delivered by PostgreSQL only when the transaction commits)."""
+    await conn.execute("SELECT pg_notify($1, $2)", EVENTS_CHANNEL, str(stream))
+
+
+# -- reading -----------------------------------------------------------------
+
+async def max_stream(db) -> int:
+    return await db.fetchval("SELECT COALESCE(max(stream), 0) FROM events")
+
+
+async def get_event(db, event_id: str) -> asyncpg.Record | None:
+    return await db.fetchrow(f"SELECT {_EVENT_COLUMNS} FROM events WHERE event_id = $1", event_id)
+
+
+async def get_room(db, room_id: str) -> asyncpg.Record | None:
+    return await db.fetchrow("SELECT * FROM rooms WHERE room_id = $1", room_id)
+
+
+async def current_state(db, room_id: str) -> list[asyncpg.Record]:
+    return await db.fetch(
+        f"SELECT {_columns('e')} FROM current_state cs JOIN events e ON e.event_id = cs.event_id"
+        " WHERE cs.room_id = $1 ORDER BY e.stream",
+        room_id,
+    )
+
+
+async def state_at(db, room_id: str, stream: int) -> list[asyncpg.Record]:
+    """The room's state as it was once the event at ``stream`` had happened."""
+    return await db.fetch(
+        f"SELECT * FROM (SELECT DISTINCT ON (type, state_key) {_EVENT_COLUMNS} FROM events"
+        " WHERE room_id = $1 AND state_key IS NOT NULL AND stream <= $2"
+        " ORDER BY type, state_key, stream DESC) s ORDER BY stream",
+        room_id, stream,
+    )
+
+
+async def state_event(db, room_id: str, type: str, state_key: str, at_stream: int | None = None) -> asyncpg.Record | None:
+    if at_stream is None:
+        return (await state_events(db, room_id, [(type, state_key)])).get((type, state_key))
+    return await db.fetchrow(
+        f"SELECT {_EVENT_COLUMNS} FROM events WHERE room_id = $1 AND type = $2 AND state_key = $3"
+        " AND stream <= $4 ORDER BY stream DESC LIMIT 1",
+        room_id, type, state_key, at_stream,
+    )
+
+
+async def membership(db, room_id: str, user_id: str) -> asyncpg.Record | None:
+    return await db.fetchrow("SELECT * FROM memberships WHERE room_id = $1 AND user_id = $2", room_id, user_id)
+
+
+async def membership_history(db, room_id: str, user_id: str) -> list[tuple[int, str]]:
+    rows = await db.fetch(
+        "SELECT stream, content->>'membership' AS membership FROM events"
+        " WHERE room_id = $1 AND type = 'm.room.member' AND state_key = $2 ORDER BY stream",
+        room_id, user_id,
+    )
+    return [(row["stream"], row["membership"]) for row in rows]
+
+
+async def member_events(db, room_id: str, *, memberships: Sequence[str] | None = None,
+                        not_memberships: Sequence[str] | None = None) -> list[asyncpg.Record]:
+    return await db.fetch(
+        f"SELECT {_columns('e')} FROM memberships m JOIN events e ON e.event_id = m.event_id"
+        " WHERE m.room_id = $1 AND ($2::text[] IS NULL OR m.membership = ANY($2))"
+        " AND ($3::text[] IS NULL OR NOT m.membership = ANY($3)) ORDER BY e.stream",
+        room_id, memberships, not_memberships,
+    )
+
+
+async def joined_members(db, room_id: str) -> list[asyncpg.Record]:
+    return await member_events(db, room_id, memberships=["join"])
+
+
+async def rooms_of(db, user_id: str, membership: str = "join") -> list[str]:
+    rows = await db.fetch(
+        "SELECT room_id FROM memberships WHERE user_id = $1 AND membership = $2 ORDER BY stream", user_id, membership
+    )
+    return [row["room_id"] for row in rows]
+
+
+async def set_forgotten(db, room_id: str, user_id: str) -> None:
+    await db.execute("UPDATE memberships SET forgotten = true WHERE room_id = $1 AND user_id = $2", room_id, user_id)
+
+
+async def page(db, room_id: str, *, after: int | None, before: int | None, backwards: bool, limit: int,
+               ranges: Sequence[tuple[int, int | None]], types: Sequence[str] | None = None,
+               not_types: Sequence[str] | None = None, senders: Sequence[str] | None = None,
+               not_senders: Sequence[str] | None = None) -> list[asyncpg.Record]:
+    """Up to ``limit`` events of a room with after < stream <= before (each
+    bound optional), inside the visible ``ranges``, newest first when
+    ``backwards``. Type filters are SQL LIKE patterns."""
+    order = "DESC" if backwards else "ASC"
+    return await db.fetch(
+        f"SELECT {_EVENT_COLUMNS} FROM events"
+        " WHERE room_id = $1 AND ($2::bigint IS NULL OR stream > $2) AND ($3::bigint IS NULL OR stream <= $3)"
+        " AND EXISTS (SELECT 1 FROM unnest($4::bigint[], $5::bigint[]) r(lo, hi)"
+        "             WHERE stream >= r.lo AND (r.hi IS NULL OR stream <= r.hi))"
+        " AND ($6::text[] IS NULL OR type LIKE ANY($6))"
+        " AND ($7::text[] IS NULL OR NOT type LIKE ANY($7))"
+        " AND ($8::text[] IS NULL OR sender = ANY($8))"
+        " AND ($9::text[] IS NULL OR NOT sender = ANY($9))"
+        f" ORDER BY stream {order} LIMIT $10",
+        room_id, after, before, [r[0] for r in ranges], [r[1] for r in ranges],
+        types, not_types, senders, not_senders, limit,
+    )
+
+
+async def events_around(db, room_id: str, stream: int, *, before: int, after: int,
+                        ranges: Sequence[tuple[int, int | None]]) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
+    earlier = await page(db, room_id, after=None, before=stream - 1, backwards=True, limit=before, ranges=ranges)
+    later = await page(db, room_id, after=stream, before=None, backwards=False, limit=after, ranges=ranges)
+    return earlier, later

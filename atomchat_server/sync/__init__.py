@@ -1,0 +1,1 @@
+"""Stream and pagination tokens, and assembling sync responses."""
