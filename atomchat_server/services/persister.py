@@ -128,17 +128,27 @@ class _Batch:
     def __init__(self, conn, heads: dict[str, Any]) -> None:
         self.conn = conn
         self.heads = {room: (row["head_event_id"], row["head_depth"]) for room, row in heads.items()}
-        self.state: dict[str, StateMap] = {}
+        self.state: dict[str, StateMap] = {}  # state written by this batch
+        self.loaded: dict[str, dict[tuple[str, str], Any]] = {}  # state read from the database (None: absent)
         self.txns: dict[tuple[str, str, str], Any] = {}
         self.written: list[Any] = []  # rows appended by this batch, in stream order
 
     async def _state(self, room_id: str, keys: list[tuple[str, str]], overlay: dict[str, StateMap]) -> StateMap:
+        """The state entries named by ``keys``: what this batch has written
+        (or the unit being checked has drafted) over what the database holds.
+        Each entry is read from the database at most once per batch."""
         known = overlay.get(room_id, {})
-        missing = [k for k in keys if k not in known]
+        loaded = self.loaded.setdefault(room_id, {})
+        missing = [k for k in keys if k not in known and k not in loaded]
+        if missing:
+            rows = await event_store.state_events(self.conn, room_id, missing) if room_id in self.heads else {}
+            for key in missing:
+                loaded[key] = dict(rows[key]) if key in rows else None
         state = {}
-        if missing and room_id in self.heads:
-            state.update({k: dict(v) for k, v in (await event_store.state_events(self.conn, room_id, missing)).items()})
-        state.update({k: known[k] for k in keys if k in known})
+        for key in keys:
+            value = known[key] if key in known else loaded.get(key)
+            if value is not None:
+                state[key] = value
         return state
 
     async def apply(self, unit: WriteUnit) -> list[Any]:
