@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import tornado.web
 
-from .api import matrix_account, matrix_profile, matrix_rooms
+from .api import matrix_account, matrix_profile, matrix_rooms, matrix_sync
 from .api.base import NotFoundHandler, log_request
 from .auth.passwords import Passwords
 from .auth.sessions import SessionCache
@@ -22,6 +22,7 @@ from .auth.tokens import TokenCodec, load_or_create_signing_key
 from .db import migrations
 from .db.pool import create_pool
 from .notifier import Notifier
+from .sync.builder import SyncBuilder
 from .services.accounts import Accounts, RateLimits
 from .services.persister import Persister
 from .services.profiles import Profiles
@@ -40,6 +41,8 @@ class AppContext:
     accounts: Accounts
     rooms: Rooms
     profiles: Profiles
+    notifier: Notifier
+    sync: SyncBuilder
     in_flight: int = 0
 
 
@@ -75,22 +78,24 @@ class AtomChat:
                                        parallelism=settings.argon2_parallelism, workers=settings.hash_workers)
         codec = TokenCodec(signing_key(settings), settings.server_name)
         sessions = SessionCache(self._pool, codec)
-        self._notifier = Notifier(self.dsn, sessions)
+        self._notifier = Notifier(self.dsn, self._pool, sessions)
         await self._notifier.start()
         accounts = Accounts(
             pool=self._pool, server_name=settings.server_name, passwords=self.passwords, codec=codec,
             sessions=sessions, limits=RateLimits.from_settings(settings),
             access_token_lifetime=settings.access_token_lifetime_seconds,
         )
-        self._persister = Persister(self._pool)
+        notifier = self._notifier
+        self._persister = Persister(self._pool, on_commit=lambda rows: notifier.committed(rows[-1]["stream"]))
         self._persister.start()
         rooms = Rooms(pool=self._pool, persister=self._persister, server_name=settings.server_name)
         profiles = Profiles(pool=self._pool, rooms=rooms)
-        self.ctx = AppContext(settings=settings, pool=self._pool, accounts=accounts, rooms=rooms, profiles=profiles)
+        self.ctx = AppContext(settings=settings, pool=self._pool, accounts=accounts, rooms=rooms, profiles=profiles,
+                              notifier=notifier, sync=SyncBuilder(self._pool))
         return self.application()
 
     def application(self) -> tornado.web.Application:
-        routes = matrix_account.routes() + matrix_rooms.routes() + matrix_profile.routes()
+        routes = matrix_account.routes() + matrix_rooms.routes() + matrix_profile.routes() + matrix_sync.routes()
         handlers = [(pattern, handler, {"ctx": self.ctx}) for pattern, handler in routes]
         return tornado.web.Application(
             handlers,

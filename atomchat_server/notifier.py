@@ -1,45 +1,107 @@
-"""Bridges PostgreSQL LISTEN/NOTIFY to this process.
+"""Wakes waiting clients when something they can see is committed, in every
+server process: the LISTEN/NOTIFY bridge.
 
-One dedicated connection listens; what other processes (and this one)
-commit is announced there, and the notifier hands it on. Today it carries
-session revocations to the session cache. If the listening connection drops,
-the cache is switched off (so no revoked token is honoured from memory) until
-the notifier has listened again.
+PostgreSQL is the bus. A writer announces the highest stream position it
+committed (``atomchat_events``) and every revocation of sessions
+(``atomchat_sessions``); one dedicated connection per process listens. The
+notifier then reads the new events once, from its last known position up to
+the announced one (the stream lock guarantees nothing below an announced
+position is still uncommitted), keeps them in a short in-memory buffer and
+hands them to the listeners that care: a listener is one waiting /sync or
+open stream, interested in the rooms its user is in and in membership events
+about its user.
+
+If the listening connection drops, the session cache is switched off (no
+revoked token can be honoured from memory) and, once listening again, the
+notifier catches up from the database, so no event is lost in the gap.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
+from typing import Any, Callable, Iterable
 
 import asyncpg
 
 from .auth.sessions import SessionCache
+from .storage import events as event_store
+from .storage import sync as sync_store
+from .storage.events import EVENTS_CHANNEL
 from .storage.sessions import SESSIONS_CHANNEL
 
 log = logging.getLogger(__name__)
 
+BUFFER_EVENTS = 10_000
+
+
+class Listener:
+    """One waiting client: its user, the rooms it follows, and a flag that is
+    set when something arrives for it."""
+
+    def __init__(self, user_id: str, rooms: Iterable[str], on_events: Callable[[list[Any]], None] | None = None) -> None:
+        self.user_id = user_id
+        self.rooms = set(rooms)
+        self.woken = asyncio.Event()
+        self.revoked = False
+        self._on_events = on_events
+
+    def deliver(self, rows: list[Any]) -> None:
+        self.woken.set()
+        if self._on_events is not None:
+            self._on_events(rows)
+
 
 class Notifier:
-    def __init__(self, dsn: str, sessions: SessionCache) -> None:
+    def __init__(self, dsn: str, pool, sessions: SessionCache) -> None:
         self._dsn = dsn
+        self._pool = pool
         self._sessions = sessions
         self._conn: asyncpg.Connection | None = None
         self._lost = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
+        self.position = 0  # every event at or below this is committed and dispatched
+        self._target = 0  # the highest position announced so far
+        self._advanced = asyncio.Event()
+        self.buffer: deque[Any] = deque(maxlen=BUFFER_EVENTS)
+        self._by_room: dict[str, set[Listener]] = {}
+        self._by_user: dict[str, set[Listener]] = {}
+
+    # -- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
+        self.position = self._target = await event_store.max_stream(self._pool)
         await self._listen()
-        self._task = asyncio.create_task(self._keep_listening())
+        self._tasks = [asyncio.create_task(self._keep_listening()), asyncio.create_task(self._dispatch_loop())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        self._sessions.enabled = False
+        for listeners in list(self._by_user.values()):
+            for listener in listeners:
+                listener.revoked = True
+                listener.woken.set()
+        if self._conn is not None and not self._conn.is_closed():
+            await self._conn.close()
 
     async def _listen(self) -> None:
         conn = await asyncpg.connect(self._dsn)
         await conn.add_listener(SESSIONS_CHANNEL, self._on_session_revoked)
+        await conn.add_listener(EVENTS_CHANNEL, self._on_events_committed)
         conn.add_termination_listener(lambda _conn: self._lost.set())
         self._conn = conn
         self._lost.clear()
         self._sessions.forget_all()
         self._sessions.enabled = True
+        # Whatever was announced while nobody listened is in the database.
+        self.committed(await event_store.max_stream(self._pool))
 
     async def _keep_listening(self) -> None:
         delay = 0.5
@@ -57,16 +119,83 @@ class Notifier:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
+    # -- sessions --------------------------------------------------------------
+
     def _on_session_revoked(self, _conn, _pid, _channel, user_id: str) -> None:
         self._sessions.forget_user(user_id)
+        # Waiting requests of this user check their token again at once.
+        for listener in self._by_user.get(user_id, ()):
+            listener.woken.set()
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        self._sessions.enabled = False
-        if self._conn is not None and not self._conn.is_closed():
-            await self._conn.close()
+    # -- events ----------------------------------------------------------------
+
+    def _on_events_committed(self, _conn, _pid, _channel, payload: str) -> None:
+        self.committed(int(payload))
+
+    def committed(self, position: int) -> None:
+        """Called when events up to ``position`` are known to be committed:
+        by this process's persister at once, by other processes through NOTIFY."""
+        if position > self._target:
+            self._target = position
+            self._advanced.set()
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            await self._advanced.wait()
+            self._advanced.clear()
+            while self.position < self._target:
+                target = self._target
+                try:
+                    rows = await sync_store.events_between(self._pool, self.position, target)
+                except (OSError, asyncpg.PostgresError) as exc:
+                    log.warning("cannot read new events yet (%s); retrying", exc)
+                    await asyncio.sleep(0.5)
+                    continue
+                self.buffer.extend(rows)
+                self.position = target
+                self._dispatch(rows)
+
+    def _dispatch(self, rows: list[Any]) -> None:
+        touched: dict[Listener, list[Any]] = {}
+        for row in rows:
+            targets = set(self._by_room.get(row["room_id"], ()))
+            if row["type"] == "m.room.member":
+                for listener in self._by_user.get(row["state_key"], ()):
+                    self._follow(listener, row["room_id"], row["content"].get("membership"))
+                    targets.add(listener)
+            for listener in targets:
+                touched.setdefault(listener, []).append(row)
+        for listener, delivered in touched.items():
+            listener.deliver(delivered)
+
+    def _follow(self, listener: Listener, room_id: str, membership: str | None) -> None:
+        """Keeps a listener's rooms in step with its user's membership."""
+        if membership == "join":
+            listener.rooms.add(room_id)
+            self._by_room.setdefault(room_id, set()).add(listener)
+        elif membership in ("leave", "ban"):
+            listener.rooms.discard(room_id)
+            self._unindex(room_id, listener)
+
+    def _unindex(self, room_id: str, listener: Listener) -> None:
+        listeners = self._by_room.get(room_id)
+        if listeners is not None:
+            listeners.discard(listener)
+            if not listeners:
+                del self._by_room[room_id]
+
+    # -- listeners -------------------------------------------------------------
+
+    def add_listener(self, listener: Listener) -> None:
+        self._by_user.setdefault(listener.user_id, set()).add(listener)
+        for room_id in listener.rooms:
+            self._by_room.setdefault(room_id, set()).add(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        users = self._by_user.get(listener.user_id)
+        if users is not None:
+            users.discard(listener)
+            if not users:
+                del self._by_user[listener.user_id]
+        for room_id in listener.rooms:
+            self._unindex(room_id, listener)

@@ -60,3 +60,37 @@ class RoomEventFilter:
 
 def _patterns(types: tuple[str, ...]) -> list[str]:
     return [t.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").replace("*", "%") for t in types]
+
+
+@dataclass(frozen=True)
+class SyncFilter:
+    """The parts of a Matrix sync filter that AtomChat honours."""
+
+    rooms: tuple[str, ...] | None = None
+    not_rooms: tuple[str, ...] = ()
+    include_leave: bool = False
+    timeline: RoomEventFilter = RoomEventFilter()
+    state: RoomEventFilter = RoomEventFilter()
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> "SyncFilter":
+        if not isinstance(value, dict):
+            raise FilterError("a filter must be a JSON object")
+        room = value.get("room", {})
+        if not isinstance(room, dict):
+            raise FilterError("filter field 'room' must be an object")
+        rooms = room.get("rooms")
+        not_rooms = room.get("not_rooms", [])
+        for name, items in (("rooms", rooms or []), ("not_rooms", not_rooms)):
+            if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+                raise FilterError(f"filter field 'room.{name}' must be a list of strings")
+        include_leave = room.get("include_leave", False)
+        if not isinstance(include_leave, bool):
+            raise FilterError("filter field 'room.include_leave' must be a boolean")
+        return cls(rooms=tuple(rooms) if rooms is not None else None, not_rooms=tuple(not_rooms),
+                   include_leave=include_leave,
+                   timeline=RoomEventFilter.from_json(room.get("timeline", {})),
+                   state=RoomEventFilter.from_json(room.get("state", {})))
+
+    def wants_room(self, room_id: str) -> bool:
+        return (self.rooms is None or room_id in self.rooms) and room_id not in self.not_rooms

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 from ..errors import MatrixError, forbidden, not_found
 from ..events.auth import AuthError, auth_state_keys, check
@@ -44,7 +44,7 @@ class WriteUnit:
 
 
 class Persister:
-    def __init__(self, pool, on_commit: Callable[[list[Any]], Awaitable[None] | None] | None = None) -> None:
+    def __init__(self, pool, on_commit: Callable[[list[Any]], None] | None = None) -> None:
         self._pool = pool
         self._queue: asyncio.Queue[WriteUnit] = asyncio.Queue()
         self._task: asyncio.Task | None = None
@@ -116,9 +116,7 @@ class Persister:
             else:
                 unit.future.set_result(outcome)
         if written and self._on_commit is not None:
-            result = self._on_commit(written)
-            if asyncio.iscoroutine(result):
-                await result
+            self._on_commit(written)
 
 
 class _Batch:

@@ -14,12 +14,12 @@ EVENTS_CHANNEL = "atomchat_events"
 # Arbitrary constant naming the stream lock among advisory locks ("Strm").
 _STREAM_LOCK = 0x5374726D
 
-_EVENT_COLUMNS = ("stream, event_id, room_id, type, state_key, sender, content, origin_server_ts, depth,"
+EVENT_COLUMNS = ("stream, event_id, room_id, type, state_key, sender, content, origin_server_ts, depth,"
                   " prev_events, unsigned, redacts, redacted_by, txn_device, txn_id")
 
 
 def _columns(alias: str) -> str:
-    return ", ".join(f"{alias}.{c.strip()}" for c in _EVENT_COLUMNS.split(","))
+    return ", ".join(f"{alias}.{c.strip()}" for c in EVENT_COLUMNS.split(","))
 
 
 # -- writing (inside the writer's transaction) ------------------------------
@@ -67,7 +67,7 @@ async def insert_event(conn, *, event_id: str, room_id: str, type: str, state_ke
         "INSERT INTO events (stream, event_id, room_id, type, state_key, sender, content, origin_server_ts,"
         " depth, prev_events, unsigned, redacts, txn_device, txn_id)"
         " VALUES (nextval('event_stream'), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-        f" RETURNING {_EVENT_COLUMNS}",
+        f" RETURNING {EVENT_COLUMNS}",
         event_id, room_id, type, state_key, sender, content, origin_server_ts, depth, prev_events,
         unsigned, redacts, txn[1] if txn else None, txn[2] if txn else None,
     )
@@ -119,7 +119,7 @@ async def max_stream(db) -> int:
 
 
 async def get_event(db, event_id: str) -> asyncpg.Record | None:
-    return await db.fetchrow(f"SELECT {_EVENT_COLUMNS} FROM events WHERE event_id = $1", event_id)
+    return await db.fetchrow(f"SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1", event_id)
 
 
 async def get_room(db, room_id: str) -> asyncpg.Record | None:
@@ -137,7 +137,7 @@ async def current_state(db, room_id: str) -> list[asyncpg.Record]:
 async def state_at(db, room_id: str, stream: int) -> list[asyncpg.Record]:
     """The room's state as it was once the event at ``stream`` had happened."""
     return await db.fetch(
-        f"SELECT * FROM (SELECT DISTINCT ON (type, state_key) {_EVENT_COLUMNS} FROM events"
+        f"SELECT * FROM (SELECT DISTINCT ON (type, state_key) {EVENT_COLUMNS} FROM events"
         " WHERE room_id = $1 AND state_key IS NOT NULL AND stream <= $2"
         " ORDER BY type, state_key, stream DESC) s ORDER BY stream",
         room_id, stream,
@@ -148,7 +148,7 @@ async def state_event(db, room_id: str, type: str, state_key: str, at_stream: in
     if at_stream is None:
         return (await state_events(db, room_id, [(type, state_key)])).get((type, state_key))
     return await db.fetchrow(
-        f"SELECT {_EVENT_COLUMNS} FROM events WHERE room_id = $1 AND type = $2 AND state_key = $3"
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE room_id = $1 AND type = $2 AND state_key = $3"
         " AND stream <= $4 ORDER BY stream DESC LIMIT 1",
         room_id, type, state_key, at_stream,
     )
@@ -201,7 +201,7 @@ async def page(db, room_id: str, *, after: int | None, before: int | None, backw
     ``backwards``. Type filters are SQL LIKE patterns."""
     order = "DESC" if backwards else "ASC"
     return await db.fetch(
-        f"SELECT {_EVENT_COLUMNS} FROM events"
+        f"SELECT {EVENT_COLUMNS} FROM events"
         " WHERE room_id = $1 AND ($2::bigint IS NULL OR stream > $2) AND ($3::bigint IS NULL OR stream <= $3)"
         " AND EXISTS (SELECT 1 FROM unnest($4::bigint[], $5::bigint[]) r(lo, hi)"
         "             WHERE stream >= r.lo AND (r.hi IS NULL OR stream <= r.hi))"
