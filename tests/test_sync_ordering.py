@@ -1,0 +1,79 @@
+"""The stream invariant under load: many concurrent senders, many syncing
+receivers, and every receiver sees every message exactly once, in one global
+order that is the same for all of them."""
+
+import asyncio
+import json
+from urllib.parse import quote
+
+from .client import MATRIX
+
+SENDERS = 6
+RECEIVERS = 6
+MESSAGES_PER_SENDER = 40
+TIMELINE_FILTER = quote(json.dumps({"room": {"timeline": {"limit": 1000}}}))
+
+
+async def _sync_until(api, token, room_id, expected, deadline_s=60):
+    """Long-polls like a client until ``expected`` messages arrived; returns
+    the message event ids in the order received."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + deadline_s
+    first = await api.request("GET", f"{MATRIX}/sync?filter={TIMELINE_FILTER}", token=token,
+                              schema="matrix/sync.response")
+    since = first["next_batch"]
+    seen = [e["event_id"] for e in first["rooms"]["join"].get(room_id, {}).get("timeline", {}).get("events", [])
+            if e["type"] == "m.room.message"]
+    while len(seen) < expected and loop.time() < deadline:
+        response = await api.request("GET", f"{MATRIX}/sync?since={since}&timeout=5000&filter={TIMELINE_FILTER}",
+                                     token=token, schema="matrix/sync.response")
+        room = response["rooms"]["join"].get(room_id)
+        if room is not None:
+            assert room["timeline"]["limited"] is False
+            seen += [e["event_id"] for e in room["timeline"]["events"] if e["type"] == "m.room.message"]
+        since = response["next_batch"]
+    return seen
+
+
+async def test_concurrent_senders_and_receivers_see_each_message_once_in_one_order(api):
+    owner = await api.register("owner")
+    room_id = (await api.request("POST", f"{MATRIX}/createRoom", {"preset": "public_chat"},
+                                 token=owner["access_token"], schema="matrix/createRoom.response"))["room_id"]
+    senders = [await api.register(f"sender{i}") for i in range(SENDERS)]
+    receivers = [await api.register(f"receiver{i}") for i in range(RECEIVERS)]
+    for user in senders + receivers:
+        await api.request("POST", f"{MATRIX}/join/{quote(room_id)}", token=user["access_token"],
+                          schema="matrix/join.response")
+
+    total = SENDERS * MESSAGES_PER_SENDER
+    receiving = [asyncio.ensure_future(_sync_until(api, r["access_token"], room_id, total)) for r in receivers]
+    await asyncio.sleep(0.2)  # let the receivers start their long-polls
+
+    async def send_all(index, user):
+        ids = []
+        for n in range(MESSAGES_PER_SENDER):
+            response = await api.request(
+                "PUT", f"{MATRIX}/rooms/{quote(room_id)}/send/m.room.message/t{n}",
+                {"msgtype": "m.text", "body": f"{index}-{n}"}, token=user["access_token"],
+                schema="matrix/event_id.response")
+            ids.append(response["event_id"])
+        return ids
+
+    sent = await asyncio.gather(*(send_all(i, u) for i, u in enumerate(senders)))
+    received = await asyncio.gather(*receiving)
+
+    all_sent = {event_id for ids in sent for event_id in ids}
+    assert len(all_sent) == total
+    reference = received[0]
+    for seen in received:
+        assert len(seen) == len(set(seen)), "a receiver saw an event twice"
+        assert set(seen) == all_sent, "a receiver missed an event"
+        assert seen == reference, "receivers disagree on the order"
+    for ids in sent:  # each sender's messages arrive in the order it sent them
+        positions = [reference.index(event_id) for event_id in ids]
+        assert positions == sorted(positions)
+
+    # History agrees with what sync delivered.
+    history = await api.request("GET", f"{MATRIX}/rooms/{quote(room_id)}/messages?dir=f&limit=1000",
+                                token=receivers[0]["access_token"], schema="matrix/messages.response")
+    assert [e["event_id"] for e in history["chunk"] if e["type"] == "m.room.message"] == reference
