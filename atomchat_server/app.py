@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import tornado.web
 
-from .api import matrix_account, matrix_profile, matrix_rooms, matrix_sync
+from .api import matrix_account, matrix_ephemeral, matrix_profile, matrix_rooms, matrix_sync
 from .api.base import NotFoundHandler, log_request
 from .auth.passwords import Passwords
 from .auth.sessions import SessionCache
@@ -24,6 +24,7 @@ from .db.pool import create_pool
 from .notifier import Notifier
 from .sync.builder import SyncBuilder
 from .services.accounts import Accounts, RateLimits
+from .services.ephemeral import Ephemeral
 from .services.persister import Persister
 from .services.profiles import Profiles
 from .services.rooms import Rooms
@@ -43,6 +44,7 @@ class AppContext:
     profiles: Profiles
     notifier: Notifier
     sync: SyncBuilder
+    ephemeral: Ephemeral
     in_flight: int = 0
 
 
@@ -86,16 +88,18 @@ class AtomChat:
             access_token_lifetime=settings.access_token_lifetime_seconds,
         )
         notifier = self._notifier
-        self._persister = Persister(self._pool, on_commit=lambda rows: notifier.committed(rows[-1]["stream"]))
+        self._persister = Persister(self._pool, on_commit=notifier.committed)
         self._persister.start()
         rooms = Rooms(pool=self._pool, persister=self._persister, server_name=settings.server_name)
         profiles = Profiles(pool=self._pool, rooms=rooms)
         self.ctx = AppContext(settings=settings, pool=self._pool, accounts=accounts, rooms=rooms, profiles=profiles,
-                              notifier=notifier, sync=SyncBuilder(self._pool))
+                              notifier=notifier, sync=SyncBuilder(self._pool),
+                              ephemeral=Ephemeral(pool=self._pool, persister=self._persister))
         return self.application()
 
     def application(self) -> tornado.web.Application:
-        routes = matrix_account.routes() + matrix_rooms.routes() + matrix_profile.routes() + matrix_sync.routes()
+        routes = (matrix_account.routes() + matrix_rooms.routes() + matrix_profile.routes() + matrix_sync.routes()
+                  + matrix_ephemeral.routes())
         handlers = [(pattern, handler, {"ctx": self.ctx}) for pattern, handler in routes]
         return tornado.web.Application(
             handlers,
@@ -105,6 +109,8 @@ class AtomChat:
         )
 
     async def stop(self) -> None:
+        if self.ctx is not None:
+            self.ctx.ephemeral.stop()
         if self._persister is not None:
             await self._persister.stop()
         if self._notifier is not None:

@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable
 import asyncpg
 
 from .auth.sessions import SessionCache
+from .storage import ephemeral as ephemeral_store
 from .storage import events as event_store
 from .storage import sync as sync_store
 from .storage.events import EVENTS_CHANNEL
@@ -147,16 +148,22 @@ class Notifier:
                 target = self._target
                 try:
                     rows = await sync_store.events_between(self._pool, self.position, target)
+                    updates = await ephemeral_store.updates_between(self._pool, self.position, target)
                 except (OSError, asyncpg.PostgresError) as exc:
                     log.warning("cannot read new events yet (%s); retrying", exc)
                     await asyncio.sleep(0.5)
                     continue
                 self.buffer.extend(rows)
                 self.position = target
-                self._dispatch(rows)
+                self._dispatch(rows, updates)
 
-    def _dispatch(self, rows: list[Any]) -> None:
+    def _dispatch(self, rows: list[Any], updates: list[Any]) -> None:
         touched: dict[Listener, list[Any]] = {}
+        for update in updates:  # receipts, typing (by room) and account data (by user)
+            targets = (self._by_room.get(update["room_id"], ()) if update["user_id"] is None
+                       else self._by_user.get(update["user_id"], ()))
+            for listener in targets:
+                touched.setdefault(listener, [])
         for row in rows:
             targets = set(self._by_room.get(row["room_id"], ()))
             if row["type"] == "m.room.member":

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from ..errors import MatrixError, forbidden, not_found
 from ..events.auth import AuthError, auth_state_keys, check
@@ -40,11 +40,14 @@ class WriteUnit:
     drafts: list[EventDraft]
     txn: tuple[str, str, str] | None = None  # (user id, device id, txn id) of a client send
     new_room: str | None = None  # room version, when the unit creates its room
+    # A write that is not an event (a receipt, say): runs on the batch's
+    # connection under the stream lock and returns the position it took.
+    update: Callable[[Any], Awaitable[int | None]] | None = None
     future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 class Persister:
-    def __init__(self, pool, on_commit: Callable[[list[Any]], None] | None = None) -> None:
+    def __init__(self, pool, on_commit: Callable[[int], None] | None = None) -> None:
         self._pool = pool
         self._queue: asyncio.Queue[WriteUnit] = asyncio.Queue()
         self._task: asyncio.Task | None = None
@@ -70,6 +73,12 @@ class Persister:
         """Commits the drafts as one unit; returns their stored rows. With a
         transaction id already used, returns the row of the event it made."""
         unit = WriteUnit(list(drafts), txn, new_room)
+        await self._queue.put(unit)
+        return await unit.future
+
+    async def update(self, write: Callable[[Any], Awaitable[int | None]]) -> int | None:
+        """Runs a non-event write under the stream lock; returns its position."""
+        unit = WriteUnit([], update=write)
         await self._queue.put(unit)
         return await unit.future
 
@@ -105,9 +114,8 @@ class Persister:
                         outcomes.append(refusal)
                     else:
                         outcomes.append(rows)
-                written = batch.written
-                if written:
-                    await event_store.announce(conn, written[-1]["stream"])
+                if batch.last_position:
+                    await event_store.announce(conn, batch.last_position)
         for unit, outcome in zip(units, outcomes):
             if unit.future.done():
                 continue
@@ -115,8 +123,8 @@ class Persister:
                 unit.future.set_exception(outcome)
             else:
                 unit.future.set_result(outcome)
-        if written and self._on_commit is not None:
-            self._on_commit(written)
+        if batch.last_position and self._on_commit is not None:
+            self._on_commit(batch.last_position)
 
 
 class _Batch:
@@ -129,7 +137,7 @@ class _Batch:
         self.state: dict[str, StateMap] = {}  # state written by this batch
         self.loaded: dict[str, dict[tuple[str, str], Any]] = {}  # state read from the database (None: absent)
         self.txns: dict[tuple[str, str, str], Any] = {}
-        self.written: list[Any] = []  # rows appended by this batch, in stream order
+        self.last_position = 0  # the highest stream position this batch took
 
     async def _state(self, room_id: str, keys: list[tuple[str, str]], overlay: dict[str, StateMap]) -> StateMap:
         """The state entries named by ``keys``: what this batch has written
@@ -149,7 +157,11 @@ class _Batch:
                 state[key] = value
         return state
 
-    async def apply(self, unit: WriteUnit) -> list[Any]:
+    async def apply(self, unit: WriteUnit) -> Any:
+        if unit.update is not None:
+            position = await unit.update(self.conn)
+            self.last_position = max(self.last_position, position or 0)
+            return position
         if unit.txn is not None:
             existing = self.txns.get(unit.txn)
             if existing is None:
@@ -211,7 +223,8 @@ class _Batch:
                     del because["unsigned"]
                     await event_store.redact(self.conn, draft.redacts, pruned_content(target["type"], target["content"]), because)
             rows.append(row)
-        self.written.extend(rows)
+        if rows:
+            self.last_position = max(self.last_position, rows[-1]["stream"])
         if unit.txn is not None:
             self.txns[unit.txn] = rows[0]
         return rows

@@ -9,6 +9,7 @@ complete (every event at or below it is committed), so a client resuming from
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,11 +17,14 @@ from ..auth.sessions import Requester
 from ..events.filters import RoomEventFilter, SyncFilter
 from ..events.format import client_event, stripped_state
 from ..events.visibility import visible_ranges
+from ..storage import ephemeral as ephemeral_store
 from ..storage import events as event_store
 from ..storage import sync as sync_store
 from . import tokens
 
 DEFAULT_TIMELINE_LIMIT = 20
+# Unread counts stop here: a client shows "1000+", and the count stays cheap.
+UNREAD_CAP = 1000
 # State a client is shown for a room it is invited to.
 INVITE_STATE_TYPES = ("m.room.create", "m.room.join_rules", "m.room.name", "m.room.canonical_alias",
                       "m.room.avatar", "m.room.encryption", "m.room.topic")
@@ -70,22 +74,67 @@ class SyncBuilder:
                 if not membership["forgotten"]:
                     left[room_id] = await self._left_room(requester, room_id, since, now, sync_filter)
 
+        account_rows = await ephemeral_store.account_data_since(self._pool, user_id, since, upto)
+        room_account: dict[str, list[dict[str, Any]]] = {}
+        for row in account_rows:
+            if row["room_id"]:
+                room_account.setdefault(row["room_id"], []).append({"type": row["type"], "content": row["content"]})
         if steady:
-            for room_id in await sync_store.rooms_changed_since(self._pool, steady, since):
+            ephemeral = await self._ephemeral(requester, steady, since, upto)
+            with_events = set(await sync_store.rooms_changed_since(self._pool, steady, since))
+            for room_id in steady:
+                if room_id not in with_events and room_id not in ephemeral and room_id not in room_account:
+                    continue
                 room = await self._joined_room(requester, room_id, since, upto, sync_filter)
-                if room["timeline"]["events"]:
+                room["ephemeral"]["events"] = ephemeral.get(room_id, [])
+                if room["timeline"]["events"] or room_id in ephemeral or room_id in room_account:
                     joined[room_id] = room
+        fresh = [room_id for room_id in joined if room_id not in steady]
+        if fresh:
+            ephemeral = await self._ephemeral(requester, fresh, None, upto)
+            for room_id in fresh:
+                joined[room_id]["ephemeral"]["events"] = ephemeral.get(room_id, [])
+        for room_id, room in joined.items():
+            room["account_data"]["events"] = room_account.get(room_id, [])
 
         body = {
             "next_batch": tokens.make(upto),
             "rooms": {"join": joined, "invite": invited, "leave": left},
-            "account_data": {"events": []},
+            "account_data": {"events": [{"type": row["type"], "content": row["content"]}
+                                        for row in account_rows if not row["room_id"]]},
             "presence": {"events": []},
             "to_device": {"events": []},
             "device_lists": {"changed": [], "left": []},
             "device_one_time_keys_count": {},
         }
-        return SyncResult(body, empty=not (joined or invited or left), joined_rooms=frozenset(member_of))
+        empty = not (joined or invited or left or body["account_data"]["events"])
+        return SyncResult(body, empty=empty, joined_rooms=frozenset(member_of))
+
+    async def _ephemeral(self, requester: Requester, room_ids: list[str], since: int | None,
+                         upto: int) -> dict[str, list[dict[str, Any]]]:
+        """m.typing and m.receipt events per room for changes in (since, upto];
+        with ``since`` None, the rooms' whole current typing and receipt state."""
+        result: dict[str, list[dict[str, Any]]] = {}
+        typing_rooms = await ephemeral_store.typing_changed_since(self._pool, room_ids, since, upto)
+        if typing_rooms:
+            typers = await ephemeral_store.typing_users(self._pool, typing_rooms, int(time.time() * 1000))
+            for room_id in typing_rooms:
+                if since is None and not typers.get(room_id):
+                    continue
+                result.setdefault(room_id, []).append(
+                    {"type": "m.typing", "content": {"user_ids": typers.get(room_id, [])}})
+        receipts: dict[str, dict[str, Any]] = {}
+        for row in await ephemeral_store.receipts_since(self._pool, room_ids, since, upto):
+            if row["receipt_type"] == "m.read.private" and row["user_id"] != requester.user_id:
+                continue
+            receipt = {"ts": row["ts"]}
+            if row["thread_id"]:
+                receipt["thread_id"] = row["thread_id"]
+            content = receipts.setdefault(row["room_id"], {})
+            content.setdefault(row["event_id"], {}).setdefault(row["receipt_type"], {})[row["user_id"]] = receipt
+        for room_id, content in receipts.items():
+            result.setdefault(room_id, []).append({"type": "m.receipt", "content": content})
+        return result
 
     async def _membership_at(self, room_id: str, user_id: str, current, position: int):
         """The user's membership row as of ``position`` (None if they had none)."""
@@ -131,12 +180,17 @@ class SyncBuilder:
         state_rows = self._filter_state(state_rows, rows, requester.user_id, sync_filter.state,
                                         sync_filter.timeline.lazy_load_members or sync_filter.state.lazy_load_members)
         joined_count, invited_count = await sync_store.member_counts(self._pool, room_id)
+        membership = await event_store.membership(self._pool, room_id, requester.user_id)
+        read = await ephemeral_store.read_up_to(self._pool, room_id, requester.user_id)
+        unread = await ephemeral_store.unread_count(self._pool, room_id, requester.user_id,
+                                                    max(read or 0, membership["stream"] if membership else 0),
+                                                    UNREAD_CAP)
         return {
             "timeline": {"events": self._format(rows, requester), "limited": limited, "prev_batch": tokens.make(start)},
             "state": {"events": self._format(state_rows, requester)},
             "ephemeral": {"events": []},
             "account_data": {"events": []},
-            "unread_notifications": {"highlight_count": 0, "notification_count": 0},
+            "unread_notifications": {"highlight_count": 0, "notification_count": unread},
             "summary": {"m.joined_member_count": joined_count, "m.invited_member_count": invited_count},
         }
 

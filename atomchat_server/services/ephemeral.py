@@ -1,0 +1,122 @@
+"""Receipts, read markers, typing notices and account data.
+
+Each change is written through the persister, so it takes a position in the
+same stream as events and reaches clients through /sync like them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from functools import partial
+from typing import Any
+
+from ..auth.sessions import Requester
+from ..errors import MatrixError, forbidden, not_found
+from ..storage import ephemeral as store
+from ..storage import events as event_store
+from .persister import Persister
+
+MAX_TYPING_TIMEOUT_MS = 120_000
+DEFAULT_TYPING_TIMEOUT_MS = 30_000
+RECEIPT_TYPES = ("m.read", "m.read.private")
+# Account data the server manages itself; clients may not set these directly.
+SERVER_MANAGED_ACCOUNT_DATA = ("m.fully_read", "m.push_rules")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Ephemeral:
+    def __init__(self, *, pool, persister: Persister) -> None:
+        self._pool = pool
+        self._persister = persister
+        self._typing_timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+
+    async def _require_joined(self, requester: Requester, room_id: str) -> None:
+        membership = await event_store.membership(self._pool, room_id, requester.user_id)
+        if membership is None or membership["membership"] != "join":
+            if await event_store.get_room(self._pool, room_id) is None:
+                raise not_found("Unknown room")
+            raise forbidden("You are not in this room")
+
+    # -- receipts and read markers -----------------------------------------------
+
+    async def receipt(self, requester: Requester, room_id: str, receipt_type: str, event_id: str,
+                      thread_id: str = "") -> None:
+        if receipt_type == "m.fully_read":
+            await self.read_markers(requester, room_id, {"m.fully_read": event_id})
+            return
+        if receipt_type not in RECEIPT_TYPES:
+            raise MatrixError(400, "M_INVALID_PARAM", f"Unknown receipt type {receipt_type!r}")
+        await self._require_joined(requester, room_id)
+        event = await event_store.get_event(self._pool, event_id)
+        if event is None or event["room_id"] != room_id:
+            raise not_found("Unknown event")
+        await self._persister.update(partial(
+            store.put_receipt, room_id=room_id, user_id=requester.user_id, receipt_type=receipt_type,
+            thread_id=thread_id, event_id=event_id, event_stream=event["stream"], ts=_now_ms()))
+
+    async def read_markers(self, requester: Requester, room_id: str, markers: dict[str, str]) -> None:
+        await self._require_joined(requester, room_id)
+        fully_read = markers.get("m.fully_read")
+        if fully_read is not None:
+            event = await event_store.get_event(self._pool, fully_read)
+            if event is None or event["room_id"] != room_id:
+                raise not_found("Unknown event")
+            await self._persister.update(partial(
+                store.put_account_data, user_id=requester.user_id, room_id=room_id, type="m.fully_read",
+                content={"event_id": fully_read}))
+        for receipt_type in RECEIPT_TYPES:
+            if receipt_type in markers:
+                await self.receipt(requester, room_id, receipt_type, markers[receipt_type])
+
+    # -- typing ------------------------------------------------------------------------
+
+    async def typing(self, requester: Requester, room_id: str, user_id: str, typing: bool, timeout_ms: int) -> None:
+        if user_id != requester.user_id:
+            raise forbidden("You may only set your own typing state")
+        await self._require_joined(requester, room_id)
+        timeout_ms = max(0, min(timeout_ms, MAX_TYPING_TIMEOUT_MS)) if typing else 0
+        expires = _now_ms() + timeout_ms
+        await self._persister.update(partial(store.put_typing, room_id=room_id, user_id=user_id, typing=typing,
+                                             expires_ms=expires))
+        key = (room_id, user_id)
+        timer = self._typing_timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        if typing:
+            self._typing_timers[key] = asyncio.get_running_loop().call_later(
+                timeout_ms / 1000, lambda: asyncio.ensure_future(self._typing_lapsed(key)))
+
+    async def _typing_lapsed(self, key: tuple[str, str]) -> None:
+        self._typing_timers.pop(key, None)
+        await self._persister.update(partial(store.stop_typing_if_lapsed, room_id=key[0], user_id=key[1],
+                                             now_ms=_now_ms()))
+
+    def stop(self) -> None:
+        for timer in self._typing_timers.values():
+            timer.cancel()
+        self._typing_timers.clear()
+
+    # -- account data -----------------------------------------------------------------
+
+    async def set_account_data(self, requester: Requester, user_id: str, room_id: str, data_type: str,
+                               content: dict[str, Any]) -> None:
+        if user_id != requester.user_id:
+            raise forbidden("You may only set your own account data")
+        if data_type in SERVER_MANAGED_ACCOUNT_DATA:
+            raise MatrixError(405, "M_BAD_JSON", f"{data_type} is managed by the server")
+        if room_id and await event_store.get_room(self._pool, room_id) is None:
+            raise not_found("Unknown room")
+        await self._persister.update(partial(store.put_account_data, user_id=user_id, room_id=room_id,
+                                             type=data_type, content=content))
+
+    async def account_data(self, requester: Requester, user_id: str, room_id: str, data_type: str) -> dict[str, Any]:
+        if user_id != requester.user_id:
+            raise forbidden("You may only read your own account data")
+        content = await store.get_account_data(self._pool, user_id, room_id, data_type)
+        if content is None:
+            raise not_found("No account data of that type")
+        return content

@@ -1,0 +1,128 @@
+"""Receipts, typing notices and account data: small rows that each take a
+stream position. Writers run inside the persister's transaction (under the
+stream lock) and return the position they took."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import asyncpg
+
+# -- writes (inside the persister's transaction) ---------------------------------
+
+
+async def put_receipt(conn, *, room_id: str, user_id: str, receipt_type: str, thread_id: str, event_id: str,
+                      event_stream: int, ts: int) -> int | None:
+    """Moves a receipt forward; returns its new position, or None when the
+    user had already read further (receipts never move back)."""
+    return await conn.fetchval(
+        "INSERT INTO receipts (room_id, user_id, receipt_type, thread_id, event_id, event_stream, ts, stream)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, nextval('event_stream'))"
+        " ON CONFLICT (room_id, user_id, receipt_type, thread_id) DO UPDATE"
+        " SET event_id = EXCLUDED.event_id, event_stream = EXCLUDED.event_stream, ts = EXCLUDED.ts,"
+        " stream = EXCLUDED.stream WHERE receipts.event_stream < EXCLUDED.event_stream"
+        " RETURNING stream",
+        room_id, user_id, receipt_type, thread_id, event_id, event_stream, ts,
+    )
+
+
+async def put_typing(conn, *, room_id: str, user_id: str, typing: bool, expires_ms: int) -> int:
+    return await conn.fetchval(
+        "INSERT INTO typing (room_id, user_id, typing, expires_ms, stream)"
+        " VALUES ($1, $2, $3, $4, nextval('event_stream'))"
+        " ON CONFLICT (room_id, user_id) DO UPDATE SET typing = EXCLUDED.typing,"
+        " expires_ms = EXCLUDED.expires_ms, stream = EXCLUDED.stream RETURNING stream",
+        room_id, user_id, typing, expires_ms,
+    )
+
+
+async def put_account_data(conn, *, user_id: str, room_id: str, type: str, content: dict[str, Any]) -> int:
+    return await conn.fetchval(
+        "INSERT INTO account_data (user_id, room_id, type, content, stream)"
+        " VALUES ($1, $2, $3, $4, nextval('event_stream'))"
+        " ON CONFLICT (user_id, room_id, type) DO UPDATE SET content = EXCLUDED.content,"
+        " stream = EXCLUDED.stream RETURNING stream",
+        user_id, room_id, type, content,
+    )
+
+
+# -- reads ---------------------------------------------------------------------------
+
+
+async def get_account_data(db, user_id: str, room_id: str, type: str) -> dict[str, Any] | None:
+    return await db.fetchval(
+        "SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND type = $3", user_id, room_id, type
+    )
+
+
+async def account_data_since(db, user_id: str, after: int | None, upto: int) -> list[asyncpg.Record]:
+    return await db.fetch(
+        "SELECT room_id, type, content, stream FROM account_data"
+        " WHERE user_id = $1 AND ($2::bigint IS NULL OR stream > $2) AND stream <= $3 ORDER BY stream",
+        user_id, after, upto,
+    )
+
+
+async def receipts_since(db, room_ids: Sequence[str], after: int | None, upto: int) -> list[asyncpg.Record]:
+    return await db.fetch(
+        "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts, stream FROM receipts"
+        " WHERE room_id = ANY($1::text[]) AND ($2::bigint IS NULL OR stream > $2) AND stream <= $3 ORDER BY stream",
+        list(room_ids), after, upto,
+    )
+
+
+async def typing_changed_since(db, room_ids: Sequence[str], after: int | None, upto: int) -> list[str]:
+    rows = await db.fetch(
+        "SELECT DISTINCT room_id FROM typing"
+        " WHERE room_id = ANY($1::text[]) AND ($2::bigint IS NULL OR stream > $2) AND stream <= $3",
+        list(room_ids), after, upto,
+    )
+    return [row["room_id"] for row in rows]
+
+
+async def typing_users(db, room_ids: Sequence[str], now_ms: int) -> dict[str, list[str]]:
+    rows = await db.fetch(
+        "SELECT room_id, user_id FROM typing WHERE room_id = ANY($1::text[]) AND typing AND expires_ms > $2"
+        " ORDER BY room_id, user_id",
+        list(room_ids), now_ms,
+    )
+    result: dict[str, list[str]] = {}
+    for row in rows:
+        result.setdefault(row["room_id"], []).append(row["user_id"])
+    return result
+
+
+async def read_up_to(db, room_id: str, user_id: str) -> int | None:
+    """The position of the newest event the user has a read receipt for."""
+    return await db.fetchval(
+        "SELECT max(event_stream) FROM receipts WHERE room_id = $1 AND user_id = $2", room_id, user_id
+    )
+
+
+async def unread_count(db, room_id: str, user_id: str, after: int, cap: int) -> int:
+    """Messages from others after the position, counted up to ``cap``."""
+    return await db.fetchval(
+        "SELECT count(*) FROM (SELECT 1 FROM events WHERE room_id = $1 AND stream > $2 AND sender <> $3"
+        " AND type IN ('m.room.message', 'm.room.encrypted') AND redacted_by IS NULL LIMIT $4) unread",
+        room_id, after, user_id, cap,
+    )
+
+
+async def updates_between(db, after: int, upto: int) -> list[asyncpg.Record]:
+    """Who to wake for the receipts, typing notices and account data with
+    after < stream <= upto: (room_id, user_id) pairs, user_id set for account data."""
+    return await db.fetch(
+        "SELECT room_id, NULL AS user_id FROM receipts WHERE stream > $1 AND stream <= $2"
+        " UNION ALL SELECT room_id, NULL FROM typing WHERE stream > $1 AND stream <= $2"
+        " UNION ALL SELECT NULL, user_id FROM account_data WHERE stream > $1 AND stream <= $2",
+        after, upto,
+    )
+
+
+async def stop_typing_if_lapsed(conn, *, room_id: str, user_id: str, now_ms: int) -> int | None:
+    """Ends a typing notice that was not renewed in time (by any process)."""
+    return await conn.fetchval(
+        "UPDATE typing SET typing = false, stream = nextval('event_stream')"
+        " WHERE room_id = $1 AND user_id = $2 AND typing AND expires_ms <= $3 RETURNING stream",
+        room_id, user_id, now_ms,
+    )
