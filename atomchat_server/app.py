@@ -10,11 +10,11 @@ serve`` builds one and adds the HTTP listener and signal handling.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import tornado.web
 
-from .api import matrix_account, matrix_ephemeral, matrix_profile, matrix_rooms, matrix_sync
+from .api import matrix_account, matrix_ephemeral, matrix_profile, matrix_rooms, matrix_sync, stream
 from .api.base import NotFoundHandler, log_request
 from .auth.passwords import Passwords
 from .auth.sessions import SessionCache
@@ -46,6 +46,7 @@ class AppContext:
     sync: SyncBuilder
     ephemeral: Ephemeral
     in_flight: int = 0
+    streams: set = field(default_factory=set)  # open WebSocket streams
 
 
 def signing_key(settings) -> bytes:
@@ -99,14 +100,25 @@ class AtomChat:
 
     def application(self) -> tornado.web.Application:
         routes = (matrix_account.routes() + matrix_rooms.routes() + matrix_profile.routes() + matrix_sync.routes()
-                  + matrix_ephemeral.routes())
+                  + matrix_ephemeral.routes() + stream.routes())
         handlers = [(pattern, handler, {"ctx": self.ctx}) for pattern, handler in routes]
         return tornado.web.Application(
             handlers,
             default_handler_class=NotFoundHandler,
             default_handler_args={"ctx": self.ctx},
             log_function=log_request,
+            # The server pings every stream; a peer that does not answer is dropped.
+            websocket_ping_interval=self.settings.websocket_ping_seconds,
+            websocket_ping_timeout=self.settings.websocket_ping_seconds,
         )
+
+    def begin_shutdown(self) -> None:
+        """Answers every long-poll and closes every stream, so that in-flight
+        requests can finish within the grace period."""
+        if self.ctx is not None:
+            for handler in list(self.ctx.streams):
+                handler.shutdown()
+            self.ctx.notifier.release_all()
 
     async def stop(self) -> None:
         if self.ctx is not None:

@@ -85,10 +85,7 @@ class Notifier:
             except asyncio.CancelledError:
                 pass
         self._sessions.enabled = False
-        for listeners in list(self._by_user.values()):
-            for listener in listeners:
-                listener.revoked = True
-                listener.woken.set()
+        self.release_all()
         if self._conn is not None and not self._conn.is_closed():
             await self._conn.close()
 
@@ -119,6 +116,13 @@ class Notifier:
                 log.warning("cannot listen on PostgreSQL yet (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+    def release_all(self) -> None:
+        """Shutdown: every waiting client is answered now."""
+        for listeners in list(self._by_user.values()):
+            for listener in listeners:
+                listener.revoked = True
+                listener.woken.set()
 
     # -- sessions --------------------------------------------------------------
 
@@ -195,6 +199,14 @@ class Notifier:
 
     def add_listener(self, listener: Listener) -> None:
         self._by_user.setdefault(listener.user_id, set()).add(listener)
+        for room_id in listener.rooms:
+            self._by_room.setdefault(room_id, set()).add(listener)
+
+    def set_rooms(self, listener: Listener, rooms: Iterable[str]) -> None:
+        """Replaces the rooms a registered listener follows."""
+        for room_id in listener.rooms:
+            self._unindex(room_id, listener)
+        listener.rooms = set(rooms)
         for room_id in listener.rooms:
             self._by_room.setdefault(room_id, set()).add(listener)
 

@@ -55,6 +55,8 @@ class SyncHandler(BaseHandler):
                 notifier.remove_listener(listener)
             if self._gone.is_set():
                 return
+            if listener.revoked:  # the server is shutting down: answer with what we have
+                break
             # A revocation wakes us too: the token must still be good.
             requester = await self.authenticate()
         if not self._gone.is_set():

@@ -1,0 +1,225 @@
+"""The AtomChat WebSocket event stream: /_atomchat/client/v1/stream.
+
+One socket per client. The server pushes frames shaped like /sync responses,
+each with its ``next_batch``, as soon as something happens; a client that
+reconnects with the last ``next_batch`` it received misses nothing. The
+client may also send requests ({"id", "method", "params"}) on the socket.
+Framing, close codes and resume rules: protocol/stream.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import tornado.websocket
+
+from ..auth.sessions import Requester
+from ..errors import MatrixError
+from ..notifier import Listener
+from ..sync import tokens
+from ..validation import schemas
+from .matrix_sync import load_filter
+
+log = logging.getLogger("atomchat.stream")
+
+# Close codes (protocol/stream.md).
+CLOSE_AUTH_TIMEOUT = 4001
+CLOSE_BAD_FRAME = 4400
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_TOO_SLOW = 4408
+CLOSE_GOING_AWAY = 1001
+
+AUTH_TIMEOUT_SECONDS = 10.0
+# Bytes written to a socket but not yet taken by the peer, past which the
+# client is too slow and is closed (it resumes from its last next_batch).
+MAX_PENDING_BYTES = 1 << 20
+
+
+class StreamHandler(tornado.websocket.WebSocketHandler):
+    def initialize(self, ctx) -> None:
+        self.ctx = ctx
+        self.requester: Requester | None = None
+        self._token: str | None = None
+        self._since: int | None = None
+        self._filter = None
+        self._task: asyncio.Task | None = None
+        self._listener: Listener | None = None
+        self._pending = 0
+        self._closing = False
+
+    def check_origin(self, origin: str) -> bool:
+        return True  # authentication is by token, never by cookie: any origin may connect
+
+    async def prepare(self) -> None:
+        """Checks what can be checked before the upgrade, answering in JSON."""
+        try:
+            since = self.get_query_argument("since", None)
+            self._since = tokens.parse(since, "since") if since else None
+            self._token = self._header_or_query_token()
+            if self._token is not None:
+                self.requester = await self.ctx.accounts.authenticate(self._token)
+            user = self.requester.user_id if self.requester else None
+            if user is not None:
+                self._filter = await load_filter(self, user, self.get_query_argument("filter", None))
+        except MatrixError as error:
+            self.set_status(error.status)
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps(error.to_json()))
+
+    def _header_or_query_token(self) -> str | None:
+        header = self.request.headers.get("Authorization")
+        if header:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() in ("bearer", "token") and token.strip():
+                return token.strip()
+            raise MatrixError(401, "M_MISSING_TOKEN", "The Authorization header must be 'Bearer <token>'")
+        return self.get_query_argument("access_token", None)
+
+    def open(self) -> None:
+        self.ctx.streams.add(self)
+        if self.requester is not None:
+            self._start()
+        else:
+            asyncio.get_running_loop().call_later(AUTH_TIMEOUT_SECONDS, self._auth_deadline)
+
+    def _auth_deadline(self) -> None:
+        if self.requester is None:
+            self._close(CLOSE_AUTH_TIMEOUT, "no auth frame within 10 seconds")
+
+    def _start(self) -> None:
+        self._task = asyncio.ensure_future(self._push_loop())
+
+    # -- pushing sync frames -----------------------------------------------------
+
+    async def _push_loop(self) -> None:
+        notifier = self.ctx.notifier
+        listener = self._listener = Listener(self.requester.user_id, ())
+        notifier.add_listener(listener)
+        since = self._since
+        try:
+            while not self._closing:
+                listener.woken.clear()
+                upto = max(notifier.position, since or 0)
+                result = await self.ctx.sync.sync(self.requester, since=since, upto=upto,
+                                                  sync_filter=self._filter, full_state=False)
+                notifier.set_rooms(listener, result.joined_rooms)
+                if since is None or not result.empty:
+                    self._send({"type": "sync", **result.body})
+                    since = upto
+                if notifier.position <= upto:
+                    await listener.woken.wait()
+                if listener.revoked:
+                    self._close(CLOSE_GOING_AWAY, "server shutting down")
+                    return
+                # A revocation also wakes the listener: the token must still be good.
+                try:
+                    self.requester = await self.ctx.accounts.authenticate(self._token)
+                except MatrixError as error:
+                    self._close(CLOSE_UNAUTHORIZED, error.error[:100])
+                    return
+        except asyncio.CancelledError:
+            raise
+        except tornado.websocket.WebSocketClosedError:
+            pass
+        except Exception:
+            log.exception("stream of %s failed", self.requester.user_id if self.requester else "?")
+            self._close(1011, "internal error")
+        finally:
+            notifier.remove_listener(listener)
+
+    def _send(self, frame: dict[str, Any]) -> None:
+        """Writes a frame, or closes the socket if the peer is too far behind."""
+        if self._closing:
+            return
+        if self._pending > MAX_PENDING_BYTES:
+            self._close(CLOSE_TOO_SLOW, "too slow: reconnect with since=<the last next_batch you received>")
+            return
+        data = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+        size = len(data)
+        self._pending += size
+        future = self.write_message(data)
+
+        def written(_future) -> None:
+            self._pending -= size
+
+        future.add_done_callback(written)
+
+    def _close(self, code: int, reason: str) -> None:
+        if not self._closing:
+            self._closing = True
+            self.close(code, reason)
+
+    # -- requests from the client ---------------------------------------------------
+
+    async def on_message(self, message: str | bytes) -> None:
+        try:
+            frame = json.loads(message)
+        except (ValueError, UnicodeDecodeError):
+            self._close(CLOSE_BAD_FRAME, "frames must be JSON")
+            return
+        if self.requester is None:
+            await self._authenticate_frame(frame)
+            return
+        if not isinstance(frame, dict) or "id" not in frame:
+            self._close(CLOSE_BAD_FRAME, "requests need an id")
+            return
+        request_id = frame["id"]
+        try:
+            schemas().check_request("stream/request", frame)
+            result = await self._call(frame["method"], frame.get("params", {}))
+            reply = {"id": request_id, "result": result}
+        except MatrixError as error:
+            reply = {"id": request_id, "error": error.to_json()}
+        self._send(reply)
+
+    async def _authenticate_frame(self, frame: Any) -> None:
+        if not isinstance(frame, dict) or frame.get("type") != "auth" or not isinstance(frame.get("access_token"), str):
+            self._close(CLOSE_UNAUTHORIZED, "the first frame must be {\"type\": \"auth\", \"access_token\": ...}")
+            return
+        try:
+            self.requester = await self.ctx.accounts.authenticate(frame["access_token"])
+            self._filter = await load_filter(self, self.requester.user_id, self.get_query_argument("filter", None))
+        except MatrixError as error:
+            self._close(CLOSE_UNAUTHORIZED, error.error[:100])
+            return
+        self._token = frame["access_token"]
+        self._start()
+
+    async def _call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        requester = self.requester
+        if method == "ping":
+            return {}
+        if method == "send":
+            schemas().check_request("stream/send.params", params)
+            schemas().check_content(params["type"], params["content"])
+            event_id = await self.ctx.rooms.send(requester, params["room_id"], params["type"], params["content"],
+                                                 params["txn_id"])
+            return {"event_id": event_id}
+        if method == "typing":
+            schemas().check_request("stream/typing.params", params)
+            await self.ctx.ephemeral.typing(requester, params["room_id"], requester.user_id, params["typing"],
+                                            params.get("timeout", 30_000))
+            return {}
+        if method == "receipt":
+            schemas().check_request("stream/receipt.params", params)
+            await self.ctx.ephemeral.receipt(requester, params["room_id"], params.get("receipt_type", "m.read"),
+                                             params["event_id"])
+            return {}
+        raise MatrixError(400, "M_UNRECOGNIZED", f"Unknown method {method!r}")
+
+    def on_close(self) -> None:
+        self._closing = True
+        self.ctx.streams.discard(self)
+        if self._task is not None:
+            self._task.cancel()
+
+    def shutdown(self) -> None:
+        """Server shutdown: tell the client to come back later."""
+        self._close(CLOSE_GOING_AWAY, "server shutting down")
+
+
+def routes() -> list[tuple[str, type]]:
+    return [(r"/_atomchat/client/v1/stream", StreamHandler)]
