@@ -97,6 +97,9 @@ def serve_lock(settings):
 def cmd_serve(settings, args) -> None:
     with serve_lock(settings), database(settings) as get_dsn:
         asyncio.run(_serve(settings, get_dsn))
+    # Last, once the embedded PostgreSQL (if any) is down too: after this
+    # line nothing of the server runs.
+    log.info("AtomChat stopped")
 
 
 async def _serve(settings, get_dsn) -> None:
@@ -128,6 +131,7 @@ async def _serve(settings, get_dsn) -> None:
     log.info("shutting down: no new connections; waiting up to %.0fs for %d request(s) in flight",
              settings.shutdown_grace_seconds, server.ctx.in_flight)
     http.stop()
+    server.begin_shutdown()
     deadline = loop.time() + settings.shutdown_grace_seconds
     while server.ctx.in_flight > 0 and loop.time() < deadline:
         await asyncio.sleep(0.05)
@@ -136,7 +140,6 @@ async def _serve(settings, get_dsn) -> None:
     except asyncio.TimeoutError:
         pass
     await server.stop()
-    log.info("AtomChat stopped")
 
 
 def cmd_migrate(settings, args) -> None:
@@ -210,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the server",
                                 description="Run the AtomChat server. Settings come from defaults, then the "
-                                            "config file, then the environment, then these flags.")
+                                            "config file, then the environment, then these flags.",
+                                epilog=config.unflagged_help())
     config.add_arguments(serve)
     serve.set_defaults(func=cmd_serve)
 
@@ -238,14 +242,19 @@ def main(argv: list[str] | None = None) -> int:
     except config.ConfigError as exc:
         print(f"atomchat: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=getattr(logging, str(settings.log_level).upper(), logging.INFO),
+    logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     try:
         args.func(settings, args)
-    except CommandError as exc:
+    except (CommandError, migrations.MigrationError) as exc:
         print(f"atomchat: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # Ctrl-C before the server installed its own handler (or in another
+        # command): the context managers have already let go of everything.
+        print("atomchat: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import os
 import sys
 from dataclasses import dataclass, field
@@ -26,6 +27,10 @@ class ConfigError(Exception):
     """A setting has a value that cannot be used; the message says which."""
 
 
+# Converters from what a layer gives (TOML values, or text from the
+# environment and flags) to a setting's type. They refuse what would only
+# convert by accident: a TOML `port = 80.5` or `port = true`.
+
 def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -34,7 +39,45 @@ def _bool(value: Any) -> bool:
         return True
     if text in ("0", "false", "no", "off"):
         return False
-    raise ValueError(f"not a boolean: {value!r}")
+    raise ValueError("not a boolean (true/false, yes/no, on/off, 1/0)")
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise ValueError("not an integer")
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            pass
+    raise ValueError("not a number")
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    raise ValueError("not a string")
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _log_level(value: Any) -> str:
+    level = _text(value).strip().upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"not one of {', '.join(LOG_LEVELS)}")
+    return level
 
 
 @dataclass(frozen=True)
@@ -45,32 +88,34 @@ class Option:
     help: str
     env: str | None = None
     flag: bool = True  # secrets are not offered as flags (they would show in `ps`)
+    minimum: float | None = None
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("data_dir", str, "./atomchat-data", "directory for the embedded PostgreSQL, the signing key and the lock file", "ATOMCHAT_DATA_DIR"),
-    Option("database_url", str, None, "PostgreSQL URL; when unset an embedded PostgreSQL runs in the data directory", "DATABASE_URL"),
-    Option("host", str, "127.0.0.1", "address to listen on", "ATOMCHAT_HOST"),
-    Option("port", int, 8008, "port to listen on", "ATOMCHAT_PORT"),
-    Option("server_name", str, "localhost", "the server name in user ids (@name:SERVER_NAME)", "ATOMCHAT_SERVER_NAME"),
+    Option("data_dir", _text, "./atomchat-data", "directory for the embedded PostgreSQL, the signing key and the lock file", "ATOMCHAT_DATA_DIR"),
+    Option("database_url", _text, None, "PostgreSQL URL; when unset an embedded PostgreSQL runs in the data directory", "DATABASE_URL"),
+    Option("host", _text, "127.0.0.1", "address to listen on", "ATOMCHAT_HOST"),
+    Option("port", _int, 8008, "port to listen on", "ATOMCHAT_PORT", minimum=1),
+    Option("server_name", _text, "localhost", "the server name in user ids (@name:SERVER_NAME)", "ATOMCHAT_SERVER_NAME"),
     Option("migrate", _bool, True, "apply pending migrations at start", "ATOMCHAT_MIGRATE"),
-    Option("signing_key", str, None, "secret for signing access tokens; generated into the data directory when unset", "ATOMCHAT_SIGNING_KEY", flag=False),
-    Option("log_level", str, "INFO", "logging level (DEBUG, INFO, WARNING, ERROR)", "ATOMCHAT_LOG_LEVEL"),
-    Option("max_body_bytes", int, 65536, "largest accepted JSON request body in bytes", "ATOMCHAT_MAX_BODY_BYTES"),
-    Option("shutdown_grace_seconds", float, 5.0, "how long in-flight requests may run on after SIGINT/SIGTERM", "ATOMCHAT_SHUTDOWN_GRACE_SECONDS"),
-    Option("pool_min_size", int, 2, "fewest PostgreSQL connections kept open", "ATOMCHAT_POOL_MIN_SIZE"),
-    Option("pool_max_size", int, 20, "most PostgreSQL connections opened", "ATOMCHAT_POOL_MAX_SIZE"),
-    Option("argon2_time_cost", int, 2, "argon2id iterations", "ATOMCHAT_ARGON2_TIME_COST"),
-    Option("argon2_memory_kib", int, 19456, "argon2id memory in KiB", "ATOMCHAT_ARGON2_MEMORY_KIB"),
-    Option("argon2_parallelism", int, 1, "argon2id lanes", "ATOMCHAT_ARGON2_PARALLELISM"),
-    Option("hash_workers", int, 0, "threads that hash passwords (0: one per CPU)", "ATOMCHAT_HASH_WORKERS"),
-    Option("access_token_lifetime_seconds", int, 300, "lifetime of access tokens issued with a refresh token", "ATOMCHAT_ACCESS_TOKEN_LIFETIME_SECONDS"),
-    Option("rc_register_per_second", float, 0.17, "registrations allowed per second per client address", "ATOMCHAT_RC_REGISTER_PER_SECOND"),
-    Option("rc_register_burst", int, 3, "registrations a client address may make at once", "ATOMCHAT_RC_REGISTER_BURST"),
-    Option("rc_login_per_second", float, 0.17, "logins allowed per second per client address", "ATOMCHAT_RC_LOGIN_PER_SECOND"),
-    Option("rc_login_burst", int, 3, "logins a client address may make at once", "ATOMCHAT_RC_LOGIN_BURST"),
-    Option("rc_failed_login_per_second", float, 0.17, "failed logins allowed per second per account", "ATOMCHAT_RC_FAILED_LOGIN_PER_SECOND"),
-    Option("rc_failed_login_burst", int, 3, "failed logins an account may take at once", "ATOMCHAT_RC_FAILED_LOGIN_BURST"),
+    Option("signing_key", _text, None, "secret for signing access tokens; generated into the data directory when unset", "ATOMCHAT_SIGNING_KEY", flag=False),
+    Option("log_level", _log_level, "INFO", "logging level (DEBUG, INFO, WARNING, ERROR)", "ATOMCHAT_LOG_LEVEL"),
+    Option("max_body_bytes", _int, 65536, "largest accepted JSON request body in bytes", "ATOMCHAT_MAX_BODY_BYTES", minimum=1),
+    Option("shutdown_grace_seconds", _float, 5.0, "how long in-flight requests may run on after SIGINT/SIGTERM", "ATOMCHAT_SHUTDOWN_GRACE_SECONDS", minimum=0),
+    Option("websocket_ping_seconds", _float, 30.0, "interval of WebSocket pings; a peer silent for as long again is dropped", "ATOMCHAT_WEBSOCKET_PING_SECONDS", minimum=1),
+    Option("pool_min_size", _int, 2, "fewest PostgreSQL connections kept open", "ATOMCHAT_POOL_MIN_SIZE", minimum=1),
+    Option("pool_max_size", _int, 20, "most PostgreSQL connections opened", "ATOMCHAT_POOL_MAX_SIZE", minimum=1),
+    Option("argon2_time_cost", _int, 2, "argon2id iterations", "ATOMCHAT_ARGON2_TIME_COST", minimum=1),
+    Option("argon2_memory_kib", _int, 19456, "argon2id memory in KiB", "ATOMCHAT_ARGON2_MEMORY_KIB", minimum=8),
+    Option("argon2_parallelism", _int, 1, "argon2id lanes", "ATOMCHAT_ARGON2_PARALLELISM", minimum=1),
+    Option("hash_workers", _int, 0, "threads that hash passwords (0: one per CPU)", "ATOMCHAT_HASH_WORKERS", minimum=0),
+    Option("access_token_lifetime_seconds", _int, 300, "lifetime of access tokens issued with a refresh token", "ATOMCHAT_ACCESS_TOKEN_LIFETIME_SECONDS", minimum=1),
+    Option("rc_register_per_second", _float, 0.17, "registrations allowed per second per client address", "ATOMCHAT_RC_REGISTER_PER_SECOND", minimum=0),
+    Option("rc_register_burst", _int, 3, "registrations a client address may make at once", "ATOMCHAT_RC_REGISTER_BURST", minimum=1),
+    Option("rc_login_per_second", _float, 0.17, "logins allowed per second per client address", "ATOMCHAT_RC_LOGIN_PER_SECOND", minimum=0),
+    Option("rc_login_burst", _int, 3, "logins a client address may make at once", "ATOMCHAT_RC_LOGIN_BURST", minimum=1),
+    Option("rc_failed_login_per_second", _float, 0.17, "failed logins allowed per second per account", "ATOMCHAT_RC_FAILED_LOGIN_PER_SECOND", minimum=0),
+    Option("rc_failed_login_burst", _int, 3, "failed logins an account may take at once", "ATOMCHAT_RC_FAILED_LOGIN_BURST", minimum=1),
 )
 
 _BY_NAME = {option.name: option for option in OPTIONS}
@@ -97,9 +142,24 @@ def _coerce(option: Option, value: Any, source: str) -> Any:
     if value is None:
         return None
     try:
-        return option.kind(value)
+        converted = option.kind(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: {option.name} = {value!r}: {exc}") from None
+    if option.minimum is not None and converted < option.minimum:
+        raise ConfigError(f"{source}: {option.name} = {value!r}: must be at least {option.minimum}")
+    return converted
+
+
+def _shown_default(option: Option) -> str:
+    return "unset" if option.default is None else str(option.default)
+
+
+def unflagged_help() -> str:
+    """Documents the settings that have no flag, for the end of ``--help``."""
+    return "settings without a flag (environment or config file only): " + "; ".join(
+        f"{option.env} / {option.name}: {option.help} (default {_shown_default(option)})"
+        for option in OPTIONS if not option.flag
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None) -> None:
@@ -111,7 +171,7 @@ def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...] | None
         if not option.flag or (names is not None and option.name not in names):
             continue
         flag = "--" + option.name.replace("_", "-")
-        help_text = f"{option.help} (env {option.env}; default {option.default})"
+        help_text = f"{option.help} (env {option.env}; default {_shown_default(option)})"
         if option.kind is _bool:
             parser.add_argument(flag, dest=option.name, action="store_true", default=None, help=help_text)
             parser.add_argument("--no-" + option.name.replace("_", "-"), dest=option.name,
@@ -138,7 +198,9 @@ def load(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | No
         for key, value in document.items():
             option = _BY_NAME.get(key)
             if option is None:
-                raise ConfigError(f"config file {config_path}: unknown setting {key!r}")
+                close = difflib.get_close_matches(key.replace("-", "_"), _BY_NAME, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"config file {config_path}: unknown setting {key!r}{hint}")
             values[key] = _coerce(option, value, f"config file {config_path}")
 
     for option in OPTIONS:
@@ -150,5 +212,11 @@ def load(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | No
             values[option.name] = _coerce(option, flags[option.name], f"flag --{option.name.replace('_', '-')}")
 
     if not 0 < values["port"] < 65536:
-        raise ConfigError(f"port {values['port']} is out of range")
+        raise ConfigError(f"port {values['port']} is out of range (1-65535)")
+    if values["pool_min_size"] > values["pool_max_size"]:
+        raise ConfigError(f"pool_min_size ({values['pool_min_size']}) is larger than "
+                          f"pool_max_size ({values['pool_max_size']})")
+    if values["argon2_memory_kib"] < 8 * values["argon2_parallelism"]:
+        raise ConfigError(f"argon2_memory_kib ({values['argon2_memory_kib']}) must be at least 8 KiB per lane "
+                          f"(argon2_parallelism {values['argon2_parallelism']})")
     return Settings(**values)

@@ -7,9 +7,16 @@ plain checkout has no such subpackages, so the folders beside the package
 serve instead.
 """
 
+import sys
 from importlib import resources
-from importlib.resources.abc import Traversable
 from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    from importlib.resources.abc import Traversable
+else:  # pragma: no cover - exercised on Python 3.10 only
+    from importlib.abc import Traversable
+
+__all__ = ["Traversable", "migrations_dir", "schemas_dir"]
 
 
 def _data(name: str) -> Traversable:

@@ -8,16 +8,27 @@ and stops when the last of them lets go.
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from pathlib import Path
 from urllib.parse import quote
 
 import asyncpg
+import psutil
 
 log = logging.getLogger(__name__)
 
 DATABASE = "atomchat"
+# pgserver's count of the processes using the server: their pids, in pgdata.
+HOLDERS_FILE = ".handle_pids.json"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 class EmbeddedPostgres:
@@ -30,10 +41,30 @@ class EmbeddedPostgres:
             # platformdirs warns when XDG_RUNTIME_DIR is unset (servers, CI); harmless.
             warnings.simplefilter("ignore")
             import pgserver
+            from pgserver.postgres_server import PostgresServer
 
             self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+            with PostgresServer._lock:
+                self._forget_dead_holders()
             self._server = pgserver.get_server(self.pgdata, cleanup_mode="stop")
         log.info("embedded PostgreSQL ready in %s", self.pgdata)
+
+    def _forget_dead_holders(self) -> None:
+        """pgserver stops the server when the last process using it lets go.
+        A process that was killed never lets go, and the server would then
+        outlive every later ``atomchat serve`` on this data directory; so the
+        pids of processes that are gone are dropped before this one counts in.
+        Runs under pgserver's own lock, as its counting does."""
+        path = self.pgdata / HOLDERS_FILE
+        try:
+            pids = json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):
+            return
+        alive = [pid for pid in pids if _alive(pid)]
+        if alive != pids:
+            log.warning("embedded PostgreSQL: forgetting processes that used it and died without stopping: %s",
+                        sorted(set(pids) - set(alive)))
+            path.write_text(json.dumps(alive))
 
     def dsn(self, database: str = DATABASE) -> str:
         assert self._server is not None, "start() first"

@@ -5,6 +5,10 @@ so a failed migration leaves nothing half-applied. A PostgreSQL advisory lock
 serialises runners, so two servers starting at once on one database apply each
 file exactly once. A database that has versions this code does not know was
 migrated by newer code, and the runner refuses to touch it.
+
+The folder defaults to the one shipped with the package; the functions take
+another so that the runner's own behaviour (a failing file, for one) can be
+exercised on migrations written for the purpose.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from ..resources import migrations_dir
+from ..resources import Traversable, migrations_dir
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +39,9 @@ class Migration:
     sql: str
 
 
-def available() -> list[Migration]:
+def available(directory: Traversable | None = None) -> list[Migration]:
     found = []
-    for entry in migrations_dir().iterdir():
+    for entry in (directory or migrations_dir()).iterdir():
         match = _FILE_NAME.match(entry.name)
         if match:
             found.append(Migration(int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8")))
@@ -55,9 +59,9 @@ async def applied_versions(conn: asyncpg.Connection) -> list[int]:
     return [row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")]
 
 
-async def migrate(dsn: str) -> list[int]:
+async def migrate(dsn: str, directory: Traversable | None = None) -> list[int]:
     """Applies pending migrations; returns the versions applied by this call."""
-    migrations = available()
+    migrations = available(directory)
     known = {m.version for m in migrations}
     conn = await asyncpg.connect(dsn)
     try:
@@ -80,12 +84,18 @@ async def migrate(dsn: str) -> list[int]:
             for migration in migrations:
                 if migration.version in done:
                     continue
-                async with conn.transaction():
-                    await conn.execute(migration.sql)
-                    await conn.execute(
-                        "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                        migration.version, migration.name,
-                    )
+                try:
+                    async with conn.transaction():
+                        await conn.execute(migration.sql)
+                        await conn.execute(
+                            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                            migration.version, migration.name,
+                        )
+                except asyncpg.PostgresError as exc:
+                    raise MigrationError(
+                        f"migration {migration.version:04d}_{migration.name} failed and was rolled back: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from exc
                 log.info("applied migration %04d_%s", migration.version, migration.name)
                 newly.append(migration.version)
             return newly
@@ -95,14 +105,14 @@ async def migrate(dsn: str) -> list[int]:
         await conn.close()
 
 
-async def check_current(dsn: str) -> None:
+async def check_current(dsn: str, directory: Traversable | None = None) -> None:
     """Refuses to serve a database whose schema differs from this code's."""
     conn = await asyncpg.connect(dsn)
     try:
         done = set(await applied_versions(conn))
     finally:
         await conn.close()
-    known = {m.version for m in available()}
+    known = {m.version for m in available(directory)}
     if done - known:
         raise MigrationError(f"the database has schema versions {sorted(done - known)} newer than this AtomChat")
     if known - done:
