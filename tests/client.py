@@ -90,3 +90,12 @@ class ApiClient:
         body = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user},
                 "password": password, **extra}
         return await self.request("POST", f"{MATRIX}/login", body, schema="matrix/login.response")
+
+
+def password_auth(user: str, password: str = DEFAULT_PASSWORD, session: str | None = None) -> dict[str, Any]:
+    """The ``auth`` field of a request that user-interactive authentication
+    guards, answering its m.login.password stage."""
+    auth = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user}, "password": password}
+    if session is not None:
+        auth["session"] = session
+    return auth

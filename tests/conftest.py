@@ -138,6 +138,21 @@ def settings(request, tmp_path):
 class RunningServer:
     atomchat: AtomChat
     base_url: str
+    http: HTTPServer
+
+    async def stop(self) -> None:
+        self.http.stop()
+        await self.http.close_all_connections()
+        await self.atomchat.stop()
+
+
+async def start_server(settings, dsn: str, passwords: Passwords | None) -> RunningServer:
+    """Starts an AtomChat server on 127.0.0.1 inside the running loop."""
+    atomchat = AtomChat(settings, dsn, passwords=passwords)
+    sock, port = bind_unused_port()
+    http = HTTPServer(await atomchat.start(), max_body_size=1 << 20)
+    http.add_sockets([sock])
+    return RunningServer(atomchat, f"http://127.0.0.1:{port}", http)
 
 
 @pytest.fixture
@@ -145,25 +160,38 @@ def server(io_loop, database_dsn, settings, test_passwords):
     """An AtomChat server on 127.0.0.1, started on a database with empty
     tables. Everything is created inside the test's loop, which is the one
     the test then runs on."""
-    atomchat = AtomChat(settings, database_dsn, passwords=test_passwords)
-    sock, port = bind_unused_port()
 
     async def start():
         await truncate_all(database_dsn)
-        http = HTTPServer(await atomchat.start(), max_body_size=1 << 20)
-        http.add_sockets([sock])
-        return http
+        return await start_server(settings, database_dsn, test_passwords)
 
-    http = io_loop.run_sync(start)
+    running = io_loop.run_sync(start)
+    yield running
+    io_loop.run_sync(running.stop)
 
-    yield RunningServer(atomchat, f"http://127.0.0.1:{port}")
 
-    async def stop():
-        http.stop()
-        await http.close_all_connections()
-        await atomchat.stop()
+@pytest.fixture
+def more_servers(io_loop, server, database_dsn, settings, test_passwords):
+    """Starts further AtomChat servers on the database of ``server``, as
+    several processes behind a load balancer (or a restart with new settings)
+    would run. ``await more_servers(**overrides)`` returns a RunningServer;
+    with ``own_hasher=True`` it hashes passwords with the argon2 parameters of
+    its own settings instead of the shared test hasher. Stopped after the test."""
+    started: list[RunningServer] = []
 
-    io_loop.run_sync(stop)
+    async def start(*, own_hasher: bool = False, **overrides) -> RunningServer:
+        running = await start_server(settings.replace(**overrides), database_dsn,
+                                     None if own_hasher else test_passwords)
+        started.append(running)
+        return running
+
+    yield start
+
+    async def stop_all():
+        for running in reversed(started):
+            await running.stop()
+
+    io_loop.run_sync(stop_all)
 
 
 @pytest.fixture

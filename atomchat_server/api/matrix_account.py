@@ -90,8 +90,10 @@ class LoginHandler(BaseHandler):
             raise MatrixError(400, "M_UNKNOWN", f"Unsupported login type {body['type']!r}")
         identifier = body.get("identifier")
         if identifier is not None:
-            if identifier.get("type") != "m.id.user" or not isinstance(identifier.get("user"), str):
+            if identifier["type"] != "m.id.user":
                 raise MatrixError(400, "M_UNKNOWN", "Only m.id.user identifiers are supported")
+            if "user" not in identifier:
+                raise MatrixError(400, "M_MISSING_PARAM", "Missing field 'identifier.user'")
             user = identifier["user"]
         elif isinstance(body.get("user"), str):
             user = body["user"]  # the deprecated top-level form
@@ -182,7 +184,10 @@ class DeviceHandler(PasswordAuthMixin):
     async def put(self, device_id: str) -> None:
         requester = await self.authenticate()
         body = self.json_body("matrix/device.update.request")
-        await self.ctx.accounts.rename_device(requester.user_id, device_id, body.get("display_name"))
+        if "display_name" in body:
+            await self.ctx.accounts.rename_device(requester.user_id, device_id, body["display_name"])
+        else:
+            await self.ctx.accounts.get_device(requester.user_id, device_id)  # unchanged, but must exist
         self.send_json({})
 
     async def delete(self, device_id: str) -> None:

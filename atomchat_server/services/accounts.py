@@ -86,13 +86,18 @@ class Accounts:
             return parts[0]
         return identifier
 
-    async def check_available(self, localpart: str) -> None:
+    async def check_available(self, username: str) -> str:
+        """The localpart a registration with this username gets (usernames
+        are taken in lower case); M_INVALID_USERNAME or M_USER_IN_USE when
+        it cannot be had. /register/available and /register answer alike."""
+        localpart = username.lower()
         try:
             policy.check_matrix_localpart(localpart)
         except policy.PolicyViolation as exc:
             raise MatrixError(400, "M_INVALID_USERNAME", str(exc)) from None
         if await user_store.localpart_taken(self._pool, localpart):
             raise MatrixError(400, "M_USER_IN_USE", "That username is taken")
+        return localpart
 
     # -- registration and login --------------------------------------------
 
@@ -102,8 +107,7 @@ class Accounts:
         """Registers a Matrix account; returns a login, or just the user id
         when the client asked not to be logged in."""
         self._limits.register_by_address.check(address)
-        localpart = username.lower() if username else "u" + secrets.token_hex(6)
-        await self.check_available(localpart)
+        localpart = await self.check_available(username or "u" + secrets.token_hex(6))
         user_id = await create_user(self._pool, self._passwords, self.server_name, localpart, password)
         if inhibit_login:
             return user_id
@@ -135,10 +139,13 @@ class Accounts:
         device_id = device_id or new_device_id()
         session_id = new_session_id()
         refresh_token = new_refresh_token() if want_refresh else None
-        await session_store.start_session(
+        replaced = await session_store.start_session(
             self._pool, user_id=user_id, device_id=device_id, display_name=display_name,
             session_id=session_id, refresh_token_hash=hash_refresh_token(refresh_token) if refresh_token else None,
         )
+        if replaced:
+            # As in delete_devices: revoked here at once, not when the NOTIFY arrives.
+            self._sessions.forget_user(user_id)
         return self._tokens_for(TokenClaims(user_id, device_id, session_id), refresh_token)
 
     def _tokens_for(self, claims: TokenClaims, refresh_token: str | None) -> LoginResult:

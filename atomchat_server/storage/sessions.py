@@ -17,9 +17,10 @@ async def _revoked(conn, user_id: str) -> None:
 
 
 async def start_session(pool, *, user_id: str, device_id: str, display_name: str | None,
-                        session_id: str, refresh_token_hash: str | None) -> None:
+                        session_id: str, refresh_token_hash: str | None) -> bool:
     """Records a login. Logging in again with an existing device id keeps the
-    device and replaces its session, revoking the tokens issued before."""
+    device and replaces its session, revoking the tokens issued before;
+    returns whether it did."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(
             "INSERT INTO devices (user_id, device_id, display_name) VALUES ($1, $2, $3)"
@@ -35,8 +36,10 @@ async def start_session(pool, *, user_id: str, device_id: str, display_name: str
             " VALUES ($1, $2, $3, $4)",
             session_id, user_id, device_id, refresh_token_hash,
         )
-        if replaced != "DELETE 0":
-            await _revoked(conn, user_id)
+        if replaced == "DELETE 0":
+            return False
+        await _revoked(conn, user_id)
+        return True
 
 
 async def get_session(db, session_id: str) -> asyncpg.Record | None:
