@@ -23,6 +23,7 @@ from .db import migrations
 from .db.pool import create_pool
 from .notifier import Notifier
 from .sync.builder import SyncBuilder
+from .sync.session import SyncSessions
 from .services.accounts import Accounts, RateLimits
 from .services.ephemeral import Ephemeral
 from .services.persister import Persister
@@ -45,6 +46,7 @@ class AppContext:
     notifier: Notifier
     sync: SyncBuilder
     ephemeral: Ephemeral
+    sync_sessions: SyncSessions = field(default_factory=SyncSessions)
     in_flight: int = 0
     streams: set = field(default_factory=set)  # open WebSocket streams
 
@@ -123,6 +125,7 @@ class AtomChat:
     async def stop(self) -> None:
         if self.ctx is not None:
             self.ctx.ephemeral.stop()
+            self.ctx.sync_sessions.close_all()
         if self._persister is not None:
             await self._persister.stop()
         if self._notifier is not None:

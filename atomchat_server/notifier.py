@@ -6,10 +6,10 @@ committed (``atomchat_events``) and every revocation of sessions
 (``atomchat_sessions``); one dedicated connection per process listens. The
 notifier then reads the new events once, from its last known position up to
 the announced one (the stream lock guarantees nothing below an announced
-position is still uncommitted), keeps them in a short in-memory buffer and
-hands them to the listeners that care: a listener is one waiting /sync or
-open stream, interested in the rooms its user is in and in membership events
-about its user.
+position is still uncommitted), and hands them to the listeners that care:
+a listener is one client's sync session (a long-poll or an open stream),
+interested in the rooms its user is in and in membership events about its
+user. Each event is encoded as JSON once, however many clients it goes to.
 
 If the listening connection drops, the session cache is switched off (no
 revoked token can be honoured from memory) and, once listening again, the
@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
-from typing import Any, Callable, Iterable
+import json
+from collections import OrderedDict
+from typing import Any, Iterable
 
 import asyncpg
 
 from .auth.sessions import SessionCache
+from .events.format import client_event
 from .storage import ephemeral as ephemeral_store
 from .storage import events as event_store
 from .storage import sync as sync_store
@@ -34,24 +36,37 @@ from .storage.sessions import SESSIONS_CHANNEL
 
 log = logging.getLogger(__name__)
 
-BUFFER_EVENTS = 10_000
+ENCODED_EVENTS = 4096
 
 
 class Listener:
-    """One waiting client: its user, the rooms it follows, and a flag that is
-    set when something arrives for it."""
+    """One client following the stream: its user, the rooms it follows, and
+    what has arrived for it since it last answered its client.
 
-    def __init__(self, user_id: str, rooms: Iterable[str], on_events: Callable[[list[Any]], None] | None = None) -> None:
+    ``pending`` collects the new events of its rooms, in stream order, as
+    long as they alone tell the client what changed; anything else (a
+    receipt, a typing notice, account data, a membership change, too many
+    events) sets ``needs_full`` instead, and the client's next answer is
+    built from the database.
+    """
+
+    MAX_PENDING = 500
+
+    def __init__(self, user_id: str, rooms: Iterable[str] = ()) -> None:
         self.user_id = user_id
         self.rooms = set(rooms)
         self.woken = asyncio.Event()
-        self.revoked = False
-        self._on_events = on_events
+        self.revoked = False  # the server is shutting down
+        self.pending: list[Any] = []
+        self.needs_full = False
 
-    def deliver(self, rows: list[Any]) -> None:
+    def deliver(self, rows: list[Any], *, needs_full: bool) -> None:
+        if needs_full or len(self.pending) + len(rows) > self.MAX_PENDING:
+            self.needs_full = True
+            self.pending = []
+        elif not self.needs_full:
+            self.pending.extend(rows)
         self.woken.set()
-        if self._on_events is not None:
-            self._on_events(rows)
 
 
 class Notifier:
@@ -65,7 +80,7 @@ class Notifier:
         self.position = 0  # every event at or below this is committed and dispatched
         self._target = 0  # the highest position announced so far
         self._advanced = asyncio.Event()
-        self.buffer: deque[Any] = deque(maxlen=BUFFER_EVENTS)
+        self._encoded: OrderedDict[int, str] = OrderedDict()
         self._by_room: dict[str, set[Listener]] = {}
         self._by_user: dict[str, set[Listener]] = {}
 
@@ -84,7 +99,7 @@ class Notifier:
                 await task
             except asyncio.CancelledError:
                 pass
-        self._sessions.enabled = False
+        self._sessions.listening(None)
         self.release_all()
         if self._conn is not None and not self._conn.is_closed():
             await self._conn.close()
@@ -96,8 +111,7 @@ class Notifier:
         conn.add_termination_listener(lambda _conn: self._lost.set())
         self._conn = conn
         self._lost.clear()
-        self._sessions.forget_all()
-        self._sessions.enabled = True
+        self._sessions.listening(conn)
         # Whatever was announced while nobody listened is in the database.
         self.committed(await event_store.max_stream(self._pool))
 
@@ -105,8 +119,7 @@ class Notifier:
         delay = 0.5
         while True:
             await self._lost.wait()
-            self._sessions.enabled = False
-            self._sessions.forget_all()
+            self._sessions.listening(None)
             log.warning("lost the PostgreSQL LISTEN connection; reconnecting")
             try:
                 await self._listen()
@@ -137,6 +150,12 @@ class Notifier:
     def _on_events_committed(self, _conn, _pid, _channel, payload: str) -> None:
         self.committed(int(payload))
 
+    @property
+    def committed_position(self) -> int:
+        """The highest position known to be committed (all below it are too);
+        the database can be read up to here before the events are dispatched."""
+        return self._target
+
     def committed(self, position: int) -> None:
         """Called when events up to ``position`` are known to be committed:
         by this process's persister at once, by other processes through NOTIFY."""
@@ -157,27 +176,43 @@ class Notifier:
                     log.warning("cannot read new events yet (%s); retrying", exc)
                     await asyncio.sleep(0.5)
                     continue
-                self.buffer.extend(rows)
                 self.position = target
                 self._dispatch(rows, updates)
 
     def _dispatch(self, rows: list[Any], updates: list[Any]) -> None:
         touched: dict[Listener, list[Any]] = {}
+        full: set[Listener] = set()
         for update in updates:  # receipts, typing (by room) and account data (by user)
             targets = (self._by_room.get(update["room_id"], ()) if update["user_id"] is None
                        else self._by_user.get(update["user_id"], ()))
-            for listener in targets:
-                touched.setdefault(listener, [])
+            full.update(targets)
         for row in rows:
-            targets = set(self._by_room.get(row["room_id"], ()))
+            targets = self._by_room.get(row["room_id"], ())
             if row["type"] == "m.room.member":
-                for listener in self._by_user.get(row["state_key"], ()):
+                # Member counts change, and for the member itself its rooms do.
+                full.update(targets)
+                for listener in list(self._by_user.get(row["state_key"], ())):
                     self._follow(listener, row["room_id"], row["content"].get("membership"))
-                    targets.add(listener)
+                    full.add(listener)
+                continue
             for listener in targets:
                 touched.setdefault(listener, []).append(row)
+        for listener in full:
+            listener.deliver([], needs_full=True)
         for listener, delivered in touched.items():
-            listener.deliver(delivered)
+            if listener not in full:
+                listener.deliver(delivered, needs_full=False)
+
+    def encoded(self, row: Any) -> str:
+        """The JSON of an event as every reader but its sending device sees it,
+        made once per event however many clients it goes to."""
+        text = self._encoded.get(row["stream"])
+        if text is None:
+            text = json.dumps(client_event(row), ensure_ascii=False, separators=(",", ":"))
+            self._encoded[row["stream"]] = text
+            if len(self._encoded) > ENCODED_EVENTS:
+                self._encoded.popitem(last=False)
+        return text
 
     def _follow(self, listener: Listener, room_id: str, membership: str | None) -> None:
         """Keeps a listener's rooms in step with its user's membership."""

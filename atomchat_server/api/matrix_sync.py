@@ -7,9 +7,9 @@ import json
 
 from ..errors import MatrixError, forbidden, not_found
 from ..events.filters import FilterError, SyncFilter
-from ..notifier import Listener
 from ..storage import filters as filter_store
 from ..sync import tokens
+from ..sync.session import SyncSession
 from .base import BaseHandler
 from .matrix_account import PREFIX
 
@@ -29,38 +29,26 @@ class SyncHandler(BaseHandler):
         since_token = self.get_query_argument("since", None)
         since = tokens.parse(since_token, "since") if since_token else None
         timeout = max(0, min(self.int_argument("timeout", 0), MAX_TIMEOUT_MS)) / 1000
-        sync_filter = await load_filter(self, requester.user_id, self.get_query_argument("filter", None))
+        filter_param = self.get_query_argument("filter", None)
         full_state = self.get_query_argument("full_state", "false") == "true"
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        notifier, builder = self.ctx.notifier, self.ctx.sync
-
-        while True:
-            upto = max(notifier.position, since or 0)
-            result = await builder.sync(requester, since=since, upto=upto, sync_filter=sync_filter,
-                                        full_state=full_state)
-            remaining = deadline - loop.time()
-            if not result.empty or since is None or remaining <= 0 or self._gone.is_set():
-                break
-            listener = Listener(requester.user_id, result.joined_rooms)
-            notifier.add_listener(listener)
-            try:
-                if notifier.position <= upto:  # nothing slipped in while we were building
-                    waiter = asyncio.ensure_future(listener.woken.wait())
-                    gone = asyncio.ensure_future(self._gone.wait())
-                    await asyncio.wait({waiter, gone}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-                    waiter.cancel()
-                    gone.cancel()
-            finally:
-                notifier.remove_listener(listener)
-            if self._gone.is_set():
-                return
-            if listener.revoked:  # the server is shutting down: answer with what we have
-                break
-            # A revocation wakes us too: the token must still be good.
-            requester = await self.authenticate()
-        if not self._gone.is_set():
-            self.send_json(result.body)
+        sessions = self.ctx.sync_sessions
+        session = None if full_state else sessions.take(requester.session_id, since, filter_param)
+        if session is None:
+            sync_filter = await load_filter(self, requester.user_id, filter_param)
+            session = SyncSession(self.ctx, requester, self.access_token(), sync_filter, since,
+                                  full_state=full_state, filter_key=filter_param)
+        else:
+            session.requester = requester
+        try:
+            result = await session.next(timeout, self._gone)
+        except MatrixError:
+            session.close()
+            raise
+        if result is None:  # the client went away
+            session.close()
+            return
+        sessions.park(requester.session_id, session)
+        self.finish(result.json())
 
 
 async def load_filter(handler: BaseHandler, user_id: str, value: str | None) -> SyncFilter:

@@ -18,8 +18,8 @@ import tornado.websocket
 
 from ..auth.sessions import Requester
 from ..errors import MatrixError
-from ..notifier import Listener
 from ..sync import tokens
+from ..sync.session import SyncSession
 from ..validation import schemas
 from .matrix_sync import load_filter
 
@@ -46,7 +46,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         self._since: int | None = None
         self._filter = None
         self._task: asyncio.Task | None = None
-        self._listener: Listener | None = None
+        self._gone = asyncio.Event()
         self._pending = 0
         self._closing = False
 
@@ -95,49 +95,36 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
     # -- pushing sync frames -----------------------------------------------------
 
     async def _push_loop(self) -> None:
-        notifier = self.ctx.notifier
-        listener = self._listener = Listener(self.requester.user_id, ())
-        notifier.add_listener(listener)
-        since = self._since
+        session = SyncSession(self.ctx, self.requester, self._token, self._filter, self._since)
         try:
             while not self._closing:
-                listener.woken.clear()
-                upto = max(notifier.position, since or 0)
-                result = await self.ctx.sync.sync(self.requester, since=since, upto=upto,
-                                                  sync_filter=self._filter, full_state=False)
-                notifier.set_rooms(listener, result.joined_rooms)
-                if since is None or not result.empty:
-                    self._send({"type": "sync", **result.body})
-                    since = upto
-                if notifier.position <= upto:
-                    await listener.woken.wait()
-                if listener.revoked:
+                result = await session.next(None, self._gone)
+                if result is None:
+                    return
+                if session.listener.revoked:
                     self._close(CLOSE_GOING_AWAY, "server shutting down")
                     return
-                # A revocation also wakes the listener: the token must still be good.
-                try:
-                    self.requester = await self.ctx.accounts.authenticate(self._token)
-                except MatrixError as error:
-                    self._close(CLOSE_UNAUTHORIZED, error.error[:100])
-                    return
-        except asyncio.CancelledError:
-            raise
+                self._send_text('{"type":"sync",' + result.json()[1:])
+        except MatrixError as error:  # the token was revoked
+            self._close(CLOSE_UNAUTHORIZED, error.error[:100])
         except tornado.websocket.WebSocketClosedError:
             pass
         except Exception:
-            log.exception("stream of %s failed", self.requester.user_id if self.requester else "?")
+            log.exception("stream of %s failed", self.requester.user_id)
             self._close(1011, "internal error")
         finally:
-            notifier.remove_listener(listener)
+            session.close()
 
     def _send(self, frame: dict[str, Any]) -> None:
+        self._send_text(json.dumps(frame, ensure_ascii=False, separators=(",", ":")))
+
+    def _send_text(self, data: str) -> None:
         """Writes a frame, or closes the socket if the peer is too far behind."""
         if self._closing:
             return
         if self._pending > MAX_PENDING_BYTES:
             self._close(CLOSE_TOO_SLOW, "too slow: reconnect with since=<the last next_batch you received>")
             return
-        data = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
         size = len(data)
         self._pending += size
         future = self.write_message(data)
@@ -212,6 +199,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
 
     def on_close(self) -> None:
         self._closing = True
+        self._gone.set()
         self.ctx.streams.discard(self)
         if self._task is not None:
             self._task.cancel()

@@ -92,20 +92,20 @@ async def typing_users(db, room_ids: Sequence[str], now_ms: int) -> dict[str, li
     return result
 
 
-async def read_up_to(db, room_id: str, user_id: str) -> int | None:
-    """The position of the newest event the user has a read receipt for."""
-    return await db.fetchval(
-        "SELECT max(event_stream) FROM receipts WHERE room_id = $1 AND user_id = $2", room_id, user_id
+async def unread_counts(db, user_id: str, room_ids: Sequence[str], cap: int) -> dict[str, int]:
+    """Per room, the messages from others after the user's read receipt (or
+    their joining, if later), counted up to ``cap``."""
+    rows = await db.fetch(
+        "SELECT r.room_id, (SELECT count(*) FROM (SELECT 1 FROM events e"
+        "   WHERE e.room_id = r.room_id AND e.sender <> $1 AND e.redacted_by IS NULL"
+        "   AND e.type IN ('m.room.message', 'm.room.encrypted')"
+        "   AND e.stream > GREATEST(m.stream, COALESCE((SELECT max(event_stream) FROM receipts rc"
+        "                                               WHERE rc.room_id = r.room_id AND rc.user_id = $1), 0))"
+        "   LIMIT $3) x) AS unread"
+        " FROM unnest($2::text[]) AS r(room_id) JOIN memberships m ON m.room_id = r.room_id AND m.user_id = $1",
+        user_id, list(room_ids), cap,
     )
-
-
-async def unread_count(db, room_id: str, user_id: str, after: int, cap: int) -> int:
-    """Messages from others after the position, counted up to ``cap``."""
-    return await db.fetchval(
-        "SELECT count(*) FROM (SELECT 1 FROM events WHERE room_id = $1 AND stream > $2 AND sender <> $3"
-        " AND type IN ('m.room.message', 'm.room.encrypted') AND redacted_by IS NULL LIMIT $4) unread",
-        room_id, after, user_id, cap,
-    )
+    return {row["room_id"]: row["unread"] for row in rows}
 
 
 async def updates_between(db, after: int, upto: int) -> list[asyncpg.Record]:

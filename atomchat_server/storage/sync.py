@@ -56,10 +56,12 @@ async def state_changes(db, room_id: str, *, after: int, before: int) -> list[as
     )
 
 
-async def member_counts(db, room_id: str) -> tuple[int, int]:
-    row = await db.fetchrow(
-        "SELECT count(*) FILTER (WHERE membership = 'join') AS joined,"
-        " count(*) FILTER (WHERE membership = 'invite') AS invited FROM memberships WHERE room_id = $1",
-        room_id,
+async def member_counts(db, room_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """Per room, (joined, invited) member counts."""
+    rows = await db.fetch(
+        "SELECT room_id, count(*) FILTER (WHERE membership = 'join') AS joined,"
+        " count(*) FILTER (WHERE membership = 'invite') AS invited FROM memberships"
+        " WHERE room_id = ANY($1::text[]) GROUP BY room_id",
+        list(room_ids),
     )
-    return row["joined"], row["invited"]
+    return {row["room_id"]: (row["joined"], row["invited"]) for row in rows}

@@ -9,6 +9,7 @@ complete (every event at or below it is committed), so a client resuming from
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -30,11 +31,17 @@ INVITE_STATE_TYPES = ("m.room.create", "m.room.join_rules", "m.room.name", "m.ro
                       "m.room.avatar", "m.room.encryption", "m.room.topic")
 
 
-@dataclass(frozen=True)
+@dataclass
 class SyncResult:
-    body: dict[str, Any]
+    body: dict[str, Any] | None
     empty: bool  # nothing happened for the user: a long-poll should keep waiting
-    joined_rooms: frozenset[str]  # the rooms the user is in: what a long-poll listens to
+    joined_rooms: frozenset[str]  # the rooms the user is in: what a listener follows
+    text: str | None = None  # the body as JSON, when it was assembled as text
+
+    def json(self) -> str:
+        if self.text is None:
+            self.text = json.dumps(self.body, ensure_ascii=False, separators=(",", ":"))
+        return self.text
 
 
 class SyncBuilder:
@@ -96,6 +103,7 @@ class SyncBuilder:
                 joined[room_id]["ephemeral"]["events"] = ephemeral.get(room_id, [])
         for room_id, room in joined.items():
             room["account_data"]["events"] = room_account.get(room_id, [])
+        await self.add_counts(user_id, joined)
 
         body = {
             "next_batch": tokens.make(upto),
@@ -109,6 +117,17 @@ class SyncBuilder:
         }
         empty = not (joined or invited or left or body["account_data"]["events"])
         return SyncResult(body, empty=empty, joined_rooms=frozenset(member_of))
+
+    async def add_counts(self, user_id: str, joined: dict[str, Any]) -> None:
+        """Fills in unread_notifications and summary for the joined rooms of a response."""
+        if not joined:
+            return
+        unread = await ephemeral_store.unread_counts(self._pool, user_id, list(joined), UNREAD_CAP)
+        counts = await sync_store.member_counts(self._pool, list(joined))
+        for room_id, room in joined.items():
+            joined_count, invited_count = counts.get(room_id, (0, 0))
+            room["unread_notifications"] = {"highlight_count": 0, "notification_count": unread.get(room_id, 0)}
+            room["summary"] = {"m.joined_member_count": joined_count, "m.invited_member_count": invited_count}
 
     async def _ephemeral(self, requester: Requester, room_ids: list[str], since: int | None,
                          upto: int) -> dict[str, list[dict[str, Any]]]:
@@ -179,19 +198,11 @@ class SyncBuilder:
             state_rows = []
         state_rows = self._filter_state(state_rows, rows, requester.user_id, sync_filter.state,
                                         sync_filter.timeline.lazy_load_members or sync_filter.state.lazy_load_members)
-        joined_count, invited_count = await sync_store.member_counts(self._pool, room_id)
-        membership = await event_store.membership(self._pool, room_id, requester.user_id)
-        read = await ephemeral_store.read_up_to(self._pool, room_id, requester.user_id)
-        unread = await ephemeral_store.unread_count(self._pool, room_id, requester.user_id,
-                                                    max(read or 0, membership["stream"] if membership else 0),
-                                                    UNREAD_CAP)
         return {
             "timeline": {"events": self._format(rows, requester), "limited": limited, "prev_batch": tokens.make(start)},
             "state": {"events": self._format(state_rows, requester)},
             "ephemeral": {"events": []},
             "account_data": {"events": []},
-            "unread_notifications": {"highlight_count": 0, "notification_count": unread},
-            "summary": {"m.joined_member_count": joined_count, "m.invited_member_count": invited_count},
         }
 
     @staticmethod

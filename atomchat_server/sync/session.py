@@ -1,0 +1,216 @@
+"""A client's sync session: where it is in the stream, and its next answer.
+
+A session follows the notifier through a Listener. Its first answer, and any
+answer after something the new events alone cannot describe (a membership
+change, a receipt, typing, account data), is built from the database by the
+SyncBuilder. Otherwise the answer is assembled from the events the listener
+collected, from JSON encoded once per event for all readers: the common case
+of new messages in rooms the user is in costs no query beyond the unread
+counts of rooms it has not counted yet.
+
+The WebSocket stream keeps one session per socket. Long-polls park their
+session between requests (see SyncSessions), so a client that comes back
+with the token it was given picks up where it left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from ..auth.sessions import Requester
+from ..events.filters import SyncFilter
+from ..events.format import client_event
+from ..notifier import Listener
+from . import tokens
+from .builder import UNREAD_CAP, SyncResult
+
+_COUNTED_TYPES = ("m.room.message", "m.room.encrypted")
+PARK_SECONDS = 30.0
+
+
+class SyncSession:
+    def __init__(self, ctx, requester: Requester, access_token: str, sync_filter: SyncFilter,
+                 since: int | None, *, full_state: bool = False, filter_key: str | None = None) -> None:
+        self._ctx = ctx
+        self.requester = requester
+        self._token = access_token
+        self._filter = sync_filter
+        self.filter_key = filter_key
+        self.since = since
+        self._full_state = full_state
+        self._fast_ok = sync_filter == SyncFilter()
+        self._tracking = False  # the listener has collected everything after `since`
+        self._counts: dict[str, list[int]] = {}  # room -> [unread, joined, invited]
+        self.listener = Listener(requester.user_id)
+        ctx.notifier.add_listener(self.listener)
+
+    def close(self) -> None:
+        self._ctx.notifier.remove_listener(self.listener)
+
+    async def next(self, timeout: float | None, gone: asyncio.Event | None = None) -> SyncResult | None:
+        """The next answer: at once if something is waiting; else as soon as
+        something happens, or an empty answer after ``timeout`` seconds
+        (None: wait for ever). None if ``gone`` was set (the client left).
+        Raises M_UNKNOWN_TOKEN if the session's token was revoked meanwhile."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        listener = self.listener
+        initial = self.since is None
+        while True:
+            if not self._tracking or listener.needs_full:
+                result = await self._full()
+                if initial or not result.empty:
+                    return result
+                continue
+            if listener.pending:
+                if self._fast_ok:
+                    result = await self._fast()
+                    if not result.empty:
+                        return result
+                    continue
+                listener.needs_full = True
+                continue
+            if listener.revoked:
+                return self._empty()
+            listener.woken.clear()
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return self._empty()
+            waits = [asyncio.ensure_future(listener.woken.wait())]
+            if gone is not None:
+                waits.append(asyncio.ensure_future(gone.wait()))
+            await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waits:
+                waiter.cancel()
+            if gone is not None and gone.is_set():
+                return None
+            if listener.woken.is_set() and not listener.pending and not listener.needs_full and not listener.revoked:
+                # Woken for nothing to send: a revocation of this user's sessions.
+                self.requester = await self._ctx.accounts.authenticate(self._token)
+
+    async def _full(self) -> SyncResult:
+        notifier, listener = self._ctx.notifier, self.listener
+        # Read the database up to what is committed, not just dispatched, so
+        # a client sees its own writes at once; events dispatched later that
+        # this answer already holds are skipped by _fast.
+        upto = max(notifier.committed_position, self.since or 0)
+        listener.pending = []
+        listener.needs_full = False
+        result = await self._ctx.sync.sync(self.requester, since=self.since, upto=upto,
+                                           sync_filter=self._filter, full_state=self._full_state)
+        added = result.joined_rooms - listener.rooms
+        notifier.set_rooms(listener, result.joined_rooms)
+        if added and notifier.position > upto:
+            # Events of the newly followed rooms may have passed while we built.
+            listener.needs_full = True
+        for room_id, room in result.body["rooms"]["join"].items():
+            summary = room["summary"]
+            self._counts[room_id] = [room["unread_notifications"]["notification_count"],
+                                     summary["m.joined_member_count"], summary["m.invited_member_count"]]
+        for room_id in list(self._counts):
+            if room_id not in result.joined_rooms:
+                del self._counts[room_id]
+        self.since = upto
+        self._tracking = True
+        self._full_state = False
+        return result
+
+    async def _fast(self) -> SyncResult:
+        """The answer made of the collected events alone."""
+        notifier, listener = self._ctx.notifier, self.listener
+        upto = notifier.position
+        rows = [row for row in listener.pending if row["stream"] > (self.since or 0)]
+        listener.pending = []
+        by_room: dict[str, list[Any]] = {}
+        for row in rows:
+            by_room.setdefault(row["room_id"], []).append(row)
+        uncounted = [room_id for room_id in by_room if room_id not in self._counts]
+        if uncounted:
+            # Counted now, these rooms' counts already include the new events.
+            counts: dict[str, Any] = {room_id: {} for room_id in uncounted}
+            await self._ctx.sync.add_counts(self.requester.user_id, counts)
+            for room_id, room in counts.items():
+                self._counts[room_id] = [room["unread_notifications"]["notification_count"],
+                                         room["summary"]["m.joined_member_count"],
+                                         room["summary"]["m.invited_member_count"]]
+        for row in rows:
+            if (row["room_id"] not in uncounted and row["type"] in _COUNTED_TYPES
+                    and row["sender"] != self.requester.user_id):
+                counts_row = self._counts[row["room_id"]]
+                counts_row[0] = min(counts_row[0] + 1, UNREAD_CAP)
+        self.since = max(upto, self.since or 0)
+        if not by_room:
+            return SyncResult(self._empty_body(), empty=True, joined_rooms=frozenset(listener.rooms))
+        rooms_json = ",".join(
+            json.dumps(room_id) + ":" + self._room_json(room_id, room_rows) for room_id, room_rows in by_room.items())
+        text = (f'{{"next_batch":"{tokens.make(self.since)}","rooms":{{"join":{{{rooms_json}}},"invite":{{}},'
+                f'"leave":{{}}}},{_EMPTY_TAIL}}}')
+        return SyncResult(None, empty=False, joined_rooms=frozenset(listener.rooms), text=text)
+
+    def _room_json(self, room_id: str, rows: list[Any]) -> str:
+        own_device = (self.requester.user_id, self.requester.device_id)
+        events = ",".join(
+            json.dumps(client_event(row, device=own_device), ensure_ascii=False, separators=(",", ":"))
+            if row["txn_id"] is not None and (row["sender"], row["txn_device"]) == own_device
+            else self._ctx.notifier.encoded(row)
+            for row in rows)
+        unread, joined, invited = self._counts[room_id]
+        return (f'{{"timeline":{{"events":[{events}],"limited":false,"prev_batch":"{tokens.make(rows[0]["stream"] - 1)}"}},'
+                f'"state":{{"events":[]}},"ephemeral":{{"events":[]}},"account_data":{{"events":[]}},'
+                f'"unread_notifications":{{"highlight_count":0,"notification_count":{unread}}},'
+                f'"summary":{{"m.joined_member_count":{joined},"m.invited_member_count":{invited}}}}}')
+
+    def _empty_body(self) -> dict[str, Any]:
+        return {"next_batch": tokens.make(self.since or 0), "rooms": {"join": {}, "invite": {}, "leave": {}},
+                **json.loads("{" + _EMPTY_TAIL + "}")}
+
+    def _empty(self) -> SyncResult:
+        """Nothing happened: the answer at a long-poll's timeout."""
+        self.since = max(self._ctx.notifier.position, self.since or 0)
+        return SyncResult(self._empty_body(), empty=True, joined_rooms=frozenset(self.listener.rooms))
+
+
+_EMPTY_TAIL = ('"account_data":{"events":[]},"presence":{"events":[]},"to_device":{"events":[]},'
+               '"device_lists":{"changed":[],"left":[]},"device_one_time_keys_count":{}')
+
+
+class SyncSessions:
+    """Long-poll sessions parked between a client's requests, one per login
+    session, kept for PARK_SECONDS. A request that brings back the token its
+    predecessor answered with resumes the parked session."""
+
+    def __init__(self) -> None:
+        self._parked: dict[str, tuple[SyncSession, asyncio.TimerHandle]] = {}
+
+    def take(self, session_id: str, since: int | None, filter_key: str | None) -> SyncSession | None:
+        parked = self._parked.pop(session_id, None)
+        if parked is None:
+            return None
+        session, timer = parked
+        timer.cancel()
+        if since is not None and session.since == since and session.filter_key == filter_key:
+            return session
+        session.close()
+        return None
+
+    def park(self, session_id: str, session: SyncSession) -> None:
+        previous = self._parked.pop(session_id, None)
+        if previous is not None:
+            previous[1].cancel()
+            previous[0].close()
+        timer = asyncio.get_running_loop().call_later(PARK_SECONDS, self._expire, session_id, session)
+        self._parked[session_id] = (session, timer)
+
+    def _expire(self, session_id: str, session: SyncSession) -> None:
+        parked = self._parked.get(session_id)
+        if parked is not None and parked[0] is session:
+            del self._parked[session_id]
+            session.close()
+
+    def close_all(self) -> None:
+        for session, timer in self._parked.values():
+            timer.cancel()
+            session.close()
+        self._parked.clear()
