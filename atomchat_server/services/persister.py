@@ -107,6 +107,7 @@ class Persister:
                 await event_store.lock_stream(conn)
                 batch = _Batch(conn, await event_store.room_heads(
                     conn, list({d.room_id for u in units for d in u.drafts})))
+                await batch.prefetch_transactions(units)
                 for unit in units:
                     try:
                         rows = await batch.apply(unit)
@@ -157,18 +158,19 @@ class _Batch:
                 state[key] = value
         return state
 
+    async def prefetch_transactions(self, units: list[WriteUnit]) -> None:
+        """Finds, in one query, the events that retried transaction ids already made."""
+        keys = [unit.txn for unit in units if unit.txn is not None]
+        if keys:
+            self.txns.update(await event_store.transaction_events(self.conn, keys))
+
     async def apply(self, unit: WriteUnit) -> Any:
         if unit.update is not None:
             position = await unit.update(self.conn)
             self.last_position = max(self.last_position, position or 0)
             return position
-        if unit.txn is not None:
-            existing = self.txns.get(unit.txn)
-            if existing is None:
-                event_id = await event_store.transaction_event(self.conn, *unit.txn)
-                existing = await event_store.get_event(self.conn, event_id) if event_id else None
-            if existing is not None:
-                return [existing]
+        if unit.txn is not None and unit.txn in self.txns:
+            return [self.txns[unit.txn]]
 
         # Check every draft first, against the state as the earlier drafts leave it.
         overlay = {room: dict(state) for room, state in self.state.items()}

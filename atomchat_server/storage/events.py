@@ -59,42 +59,54 @@ async def transaction_event(db, user_id: str, device_id: str, txn_id: str) -> st
     )
 
 
+async def transaction_events(conn, keys: Sequence[tuple[str, str, str]]) -> dict[tuple[str, str, str], asyncpg.Record]:
+    """The events already made by these (user, device, transaction id)s."""
+    rows = await conn.fetch(
+        f"SELECT t.user_id AS txn_user, t.device_id AS txn_dev, t.txn_id AS txn_key, {_columns('e')}"
+        " FROM event_txns t JOIN events e ON e.event_id = t.event_id"
+        " WHERE (t.user_id, t.device_id, t.txn_id) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))",
+        [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
+    )
+    return {(row["txn_user"], row["txn_dev"], row["txn_key"]): row for row in rows}
+
+
+# One statement (one round trip) appends an event and keeps every derived
+# table in step: the transaction id, the room's head, current state and membership.
+_APPEND_EVENT = f"""
+WITH ev AS (
+    INSERT INTO events (stream, event_id, room_id, type, state_key, sender, content, origin_server_ts,
+                        depth, prev_events, unsigned, redacts, txn_device, txn_id)
+    VALUES (nextval('event_stream'), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+    RETURNING {EVENT_COLUMNS}
+), txn AS (
+    INSERT INTO event_txns (user_id, device_id, txn_id, event_id)
+    SELECT $5, $12, $13, $1 WHERE $13::text IS NOT NULL
+), head AS (
+    UPDATE rooms SET head_event_id = $1, head_depth = $8, head_stream = (SELECT stream FROM ev)
+    WHERE room_id = $2
+), state AS (
+    INSERT INTO current_state (room_id, type, state_key, event_id, stream)
+    SELECT $2, $3, $4, $1, stream FROM ev WHERE $4::text IS NOT NULL
+    ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = EXCLUDED.event_id, stream = EXCLUDED.stream
+), member AS (
+    INSERT INTO memberships (room_id, user_id, membership, event_id, stream)
+    SELECT $2, $4, $14, $1, stream FROM ev WHERE $3 = 'm.room.member' AND $4::text IS NOT NULL
+    ON CONFLICT (room_id, user_id) DO UPDATE SET membership = EXCLUDED.membership,
+        event_id = EXCLUDED.event_id, stream = EXCLUDED.stream, forgotten = false
+)
+SELECT * FROM ev
+"""
+
+
 async def insert_event(conn, *, event_id: str, room_id: str, type: str, state_key: str | None, sender: str,
                        content: dict, origin_server_ts: int, depth: int, prev_events: list[str],
                        unsigned: dict, redacts: str | None, txn: tuple[str, str, str] | None) -> asyncpg.Record:
     """Appends an event at the next stream position; returns the stored row."""
-    row = await conn.fetchrow(
-        "INSERT INTO events (stream, event_id, room_id, type, state_key, sender, content, origin_server_ts,"
-        " depth, prev_events, unsigned, redacts, txn_device, txn_id)"
-        " VALUES (nextval('event_stream'), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-        f" RETURNING {EVENT_COLUMNS}",
-        event_id, room_id, type, state_key, sender, content, origin_server_ts, depth, prev_events,
-        unsigned, redacts, txn[1] if txn else None, txn[2] if txn else None,
+    membership = content.get("membership") if type == "m.room.member" else None
+    return await conn.fetchrow(
+        _APPEND_EVENT, event_id, room_id, type, state_key, sender, content, origin_server_ts, depth, prev_events,
+        unsigned, redacts, txn[1] if txn else None, txn[2] if txn else None, membership,
     )
-    if txn is not None:
-        await conn.execute(
-            "INSERT INTO event_txns (user_id, device_id, txn_id, event_id) VALUES ($1, $2, $3, $4)",
-            txn[0], txn[1], txn[2], event_id,
-        )
-    await conn.execute(
-        "UPDATE rooms SET head_event_id = $2, head_depth = $3, head_stream = $4 WHERE room_id = $1",
-        room_id, event_id, depth, row["stream"],
-    )
-    if state_key is not None:
-        await conn.execute(
-            "INSERT INTO current_state (room_id, type, state_key, event_id, stream) VALUES ($1, $2, $3, $4, $5)"
-            " ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = EXCLUDED.event_id,"
-            " stream = EXCLUDED.stream",
-            room_id, type, state_key, event_id, row["stream"],
-        )
-        if type == "m.room.member":
-            await conn.execute(
-                "INSERT INTO memberships (room_id, user_id, membership, event_id, stream) VALUES ($1, $2, $3, $4, $5)"
-                " ON CONFLICT (room_id, user_id) DO UPDATE SET membership = EXCLUDED.membership,"
-                " event_id = EXCLUDED.event_id, stream = EXCLUDED.stream, forgotten = false",
-                room_id, state_key, content.get("membership"), event_id, row["stream"],
-            )
-    return row
 
 
 async def redact(conn, event_id: str, pruned_content: dict, redacted_because: dict) -> None:
@@ -174,6 +186,24 @@ async def member_events(db, room_id: str, *, memberships: Sequence[str] | None =
         " WHERE m.room_id = $1 AND ($2::text[] IS NULL OR m.membership = ANY($2))"
         " AND ($3::text[] IS NULL OR NOT m.membership = ANY($3)) ORDER BY e.stream",
         room_id, memberships, not_memberships,
+    )
+
+
+async def member_events_of(db, room_id: str, user_ids: Sequence[str], *,
+                           at_stream: int | None = None) -> list[asyncpg.Record]:
+    """The member events of some users in a room: current, or as they were
+    once the event at ``at_stream`` had happened."""
+    if at_stream is None:
+        return await db.fetch(
+            f"SELECT {_columns('e')} FROM memberships m JOIN events e ON e.event_id = m.event_id"
+            " WHERE m.room_id = $1 AND m.user_id = ANY($2::text[]) ORDER BY e.stream",
+            room_id, list(user_ids),
+        )
+    return await db.fetch(
+        f"SELECT * FROM (SELECT DISTINCT ON (state_key) {EVENT_COLUMNS} FROM events"
+        " WHERE room_id = $1 AND type = 'm.room.member' AND state_key = ANY($2::text[]) AND stream <= $3"
+        " ORDER BY state_key, stream DESC) s ORDER BY stream",
+        room_id, list(user_ids), at_stream,
     )
 
 
