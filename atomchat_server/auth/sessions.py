@@ -3,15 +3,27 @@
 A token's signature is checked on every request; whether its session still
 exists is answered from a per-process cache, filled from PostgreSQL on a miss.
 Revocations reach the cache through ``forget_user``, called by the notifier
-for every revocation committed by any process; while the notifier is not
-listening, the cache is switched off and every request asks the database.
+for every revocation committed by any process.
+
+A revocation must be honoured at once, also by a process other than the one
+that made it, so a cached answer is only given after a round trip on the
+notifier's listening connection: PostgreSQL sends a listening connection
+every notification committed before a query ahead of that query's answer,
+so once the round trip is back, every revocation committed before the
+request arrived has reached the cache. Concurrent requests share round
+trips, which is what makes the cache cheaper than asking for the session.
+While the notifier is not listening, nothing is cached and every request
+asks the database.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+
+import asyncpg
 
 from ..errors import unknown_token
 from ..storage import sessions as session_store
@@ -28,6 +40,48 @@ class Requester:
     is_moderator: bool
 
 
+class _RoundTrips:
+    """Round trips on one connection, shared: at most one is in flight and
+    one more queued behind it for everyone who arrived meanwhile."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+        self._in_flight: asyncio.Future[bool] | None = None
+        self._queued: asyncio.Future[bool] | None = None
+
+    async def complete(self) -> bool:
+        """True once a round trip that began after this call has come back;
+        False if the connection failed."""
+        if self._in_flight is None:
+            future = self._in_flight = self._start()
+        else:
+            # The one in flight may have begun before this call: wait for the next.
+            if self._queued is None:
+                self._queued = asyncio.get_running_loop().create_future()
+            future = self._queued
+        return await asyncio.shield(future)
+
+    def _start(self) -> asyncio.Future[bool]:
+        task = asyncio.ensure_future(self._round_trip())
+        task.add_done_callback(self._finished)
+        return task
+
+    async def _round_trip(self) -> bool:
+        try:
+            await self._conn.execute("SELECT 1")
+        except Exception:  # a lost connection: the caller asks the database instead
+            return False
+        return True
+
+    def _finished(self, _task: asyncio.Future[bool]) -> None:
+        queued, self._queued = self._queued, None
+        self._in_flight = None
+        if queued is not None:
+            self._in_flight = task = self._start()
+            task.add_done_callback(
+                lambda done: queued.done() or queued.set_result(not done.cancelled() and done.result()))
+
+
 class SessionCache:
     def __init__(self, pool, codec: TokenCodec, max_entries: int = 50_000) -> None:
         self._pool = pool
@@ -36,13 +90,22 @@ class SessionCache:
         self._entries: OrderedDict[str, Requester] = OrderedDict()
         self._generation = 0
         self._last_seen: dict[str, float] = {}
-        self.enabled = False
+        self._round_trips: _RoundTrips | None = None
+
+    def listening(self, conn: asyncpg.Connection | None) -> None:
+        """Called by the notifier with the connection on which revocations
+        arrive, or None while it has none. Either way the cache starts empty:
+        what was revoked while nobody listened is unknown."""
+        self.forget_all()
+        self._round_trips = _RoundTrips(conn) if conn is not None else None
 
     async def authenticate(self, token: str) -> Requester:
         """The requester the token speaks for; M_UNKNOWN_TOKEN if it is not
         genuine, has expired, or its session has ended."""
         claims = self._codec.read(token)
-        requester = self._entries.get(claims.session_id)
+        requester = None
+        if claims.session_id in self._entries and await self._caught_up():
+            requester = self._entries.get(claims.session_id)  # gone if revoked meanwhile
         if requester is None:
             generation = self._generation
             row = await session_store.get_session(self._pool, claims.session_id)
@@ -50,7 +113,7 @@ class SessionCache:
                 raise unknown_token()
             requester = Requester(row["user_id"], row["device_id"], row["session_id"], row["is_moderator"])
             # Cache only if no revocation arrived while we were asking.
-            if self.enabled and generation == self._generation:
+            if self._round_trips is not None and generation == self._generation:
                 self._entries[claims.session_id] = requester
                 if len(self._entries) > self._max:
                     self._entries.popitem(last=False)
@@ -59,6 +122,11 @@ class SessionCache:
         if (requester.user_id, requester.device_id) != (claims.user_id, claims.device_id):
             raise unknown_token()
         return requester
+
+    async def _caught_up(self) -> bool:
+        """True once every revocation committed before the call has been applied."""
+        round_trips = self._round_trips
+        return round_trips is not None and await round_trips.complete()
 
     def forget_user(self, user_id: str) -> None:
         self._generation += 1
