@@ -106,8 +106,12 @@ class Notifier:
 
     async def _listen(self) -> None:
         conn = await asyncpg.connect(self._dsn)
-        await conn.add_listener(SESSIONS_CHANNEL, self._on_session_revoked)
-        await conn.add_listener(EVENTS_CHANNEL, self._on_events_committed)
+        try:
+            await conn.add_listener(SESSIONS_CHANNEL, self._on_session_revoked)
+            await conn.add_listener(EVENTS_CHANNEL, self._on_events_committed)
+        except BaseException:
+            conn.terminate()  # half set up: a retry starts from a new connection
+            raise
         conn.add_termination_listener(lambda _conn: self._lost.set())
         self._conn = conn
         self._lost.clear()
@@ -125,7 +129,7 @@ class Notifier:
                 await self._listen()
                 delay = 0.5
                 log.info("listening on PostgreSQL again")
-            except (OSError, asyncpg.PostgresError) as exc:
+            except Exception as exc:  # whatever the failure, this loop must go on trying
                 log.warning("cannot listen on PostgreSQL yet (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
