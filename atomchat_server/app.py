@@ -26,6 +26,7 @@ from .sync.builder import SyncBuilder
 from .sync.session import SyncSessions
 from .services.accounts import Accounts, RateLimits
 from .services.ephemeral import Ephemeral
+from .services.moderation import Blocks, Moderation
 from .services.persister import Persister
 from .services.profiles import Profiles
 from .services.rooms import Rooms
@@ -46,6 +47,7 @@ class AppContext:
     notifier: Notifier
     sync: SyncBuilder
     ephemeral: Ephemeral
+    moderation: Moderation
     sync_sessions: SyncSessions = field(default_factory=SyncSessions)
     in_flight: int = 0
     streams: set = field(default_factory=set)  # open WebSocket streams
@@ -85,19 +87,25 @@ class AtomChat:
         sessions = SessionCache(self._pool, codec)
         self._notifier = Notifier(self.dsn, self._pool, sessions)
         await self._notifier.start()
+        blocks = Blocks()
         accounts = Accounts(
             pool=self._pool, server_name=settings.server_name, passwords=self.passwords, codec=codec,
             sessions=sessions, limits=RateLimits.from_settings(settings),
-            access_token_lifetime=settings.access_token_lifetime_seconds,
+            access_token_lifetime=settings.access_token_lifetime_seconds, blocks=blocks,
         )
         notifier = self._notifier
         self._persister = Persister(self._pool, on_commit=notifier.committed)
         self._persister.start()
+        moderation = Moderation(pool=self._pool, persister=self._persister, blocks=blocks,
+                                server_name=settings.server_name)
+        notifier.observers.append(moderation.observe)  # before loading, so no rule slips between
+        await moderation.start()
         rooms = Rooms(pool=self._pool, persister=self._persister, server_name=settings.server_name)
         profiles = Profiles(pool=self._pool, rooms=rooms)
         self.ctx = AppContext(settings=settings, pool=self._pool, accounts=accounts, rooms=rooms, profiles=profiles,
                               notifier=notifier, sync=SyncBuilder(self._pool),
-                              ephemeral=Ephemeral(pool=self._pool, persister=self._persister))
+                              ephemeral=Ephemeral(pool=self._pool, persister=self._persister),
+                              moderation=moderation)
         return self.application()
 
     def application(self) -> tornado.web.Application:

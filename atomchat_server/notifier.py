@@ -22,7 +22,7 @@ import asyncio
 import logging
 import json
 from collections import OrderedDict
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import asyncpg
 
@@ -57,8 +57,13 @@ class Listener:
         self.rooms = set(rooms)
         self.woken = asyncio.Event()
         self.revoked = False  # the server is shutting down
+        self.recheck = False  # the user's sessions or standing changed: check the token again
         self.pending: list[Any] = []
         self.needs_full = False
+
+    def check_again(self) -> None:
+        self.recheck = True
+        self.woken.set()
 
     def deliver(self, rows: list[Any], *, needs_full: bool) -> None:
         if needs_full or len(self.pending) + len(rows) > self.MAX_PENDING:
@@ -82,6 +87,9 @@ class Notifier:
         self._advanced = asyncio.Event()
         self._encoded: OrderedDict[int, str] = OrderedDict()
         self._by_room: dict[str, set[Listener]] = {}
+        # Called with each committed event before listeners are told; one
+        # returning a user id makes that user's clients check their token.
+        self.observers: list[Callable[[Any], str | None]] = []
         self._by_user: dict[str, set[Listener]] = {}
 
     # -- lifecycle -------------------------------------------------------------
@@ -145,9 +153,12 @@ class Notifier:
 
     def _on_session_revoked(self, _conn, _pid, _channel, user_id: str) -> None:
         self._sessions.forget_user(user_id)
-        # Waiting requests of this user check their token again at once.
+        self.check_user(user_id)
+
+    def check_user(self, user_id: str) -> None:
+        """Makes the user's waiting requests and streams check their token again at once."""
         for listener in self._by_user.get(user_id, ()):
-            listener.woken.set()
+            listener.check_again()
 
     # -- events ----------------------------------------------------------------
 
@@ -191,6 +202,10 @@ class Notifier:
                        else self._by_user.get(update["user_id"], ()))
             full.update(targets)
         for row in rows:
+            for observe in self.observers:
+                changed_user = observe(row)
+                if changed_user is not None:
+                    self.check_user(changed_user)
             targets = self._by_room.get(row["room_id"], ())
             if row["type"] == "m.room.member":
                 # Member counts change, and for the member itself its rooms do.

@@ -25,6 +25,12 @@ class EventDraft:
     state_key: str | None = None
     redacts: str | None = None
     event_id: str = field(default_factory=new_event_id)
+    # Sent by a server moderator: judged on the moderator's view of the room
+    # (events/moderation.py) rather than the plain room state.
+    by_moderator: bool = False
+    # Sent by the server itself, outside the room's rules (removing the
+    # members of a room a moderator deleted).
+    by_server: bool = False
 
     @property
     def is_state(self) -> bool:

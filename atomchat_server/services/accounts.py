@@ -16,6 +16,7 @@ from ..events import ids
 from ..ratelimit import RateLimiter
 from ..storage import sessions as session_store
 from ..storage import users as user_store
+from .moderation import SYSTEM_LOCALPART, Blocks
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ async def create_user(pool, passwords: Passwords, server_name: str, localpart: s
                       is_moderator: bool = False, email: str = "") -> str:
     """Creates an account after checking the password policy; returns the
     user id. Shared by registration on every surface and by the CLI."""
+    if localpart == SYSTEM_LOCALPART:
+        raise MatrixError(400, "M_USER_IN_USE", "That username is taken")
     problems = policy.password_problems(password, localpart)
     if problems:
         raise weak_password(problems)
@@ -65,8 +68,9 @@ async def create_user(pool, passwords: Passwords, server_name: str, localpart: s
 
 class Accounts:
     def __init__(self, *, pool, server_name: str, passwords: Passwords, codec: TokenCodec,
-                 sessions: SessionCache, limits: RateLimits, access_token_lifetime: int) -> None:
+                 sessions: SessionCache, limits: RateLimits, access_token_lifetime: int, blocks: Blocks) -> None:
         self._pool = pool
+        self._blocks = blocks
         self.server_name = server_name
         self._passwords = passwords
         self._codec = codec
@@ -132,6 +136,7 @@ class Accounts:
                     display_name: str | None, want_refresh: bool, address: str) -> LoginResult:
         self._limits.login_by_address.check(address)
         user_id = await self.verify_password(identifier, password)
+        self._blocks.require_unlocked(user_id)
         return await self._start_session(user_id, device_id, display_name, want_refresh)
 
     async def _start_session(self, user_id: str, device_id: str | None, display_name: str | None,
@@ -169,7 +174,9 @@ class Accounts:
         return self._tokens_for(TokenClaims(row["user_id"], row["device_id"], row["session_id"]), new_token)
 
     async def authenticate(self, access_token: str) -> Requester:
-        return await self._sessions.authenticate(access_token)
+        requester = await self._sessions.authenticate(access_token)
+        self._blocks.require_unlocked(requester.user_id)
+        return requester
 
     # -- sessions and devices ----------------------------------------------
 

@@ -25,6 +25,7 @@ from ..errors import MatrixError, forbidden, not_found
 from ..events.auth import AuthError, auth_state_keys, check
 from ..events.drafts import EventDraft
 from ..events.format import client_event
+from ..events.moderation import moderator_view
 from ..events.redaction import pruned_content
 from ..storage import events as event_store
 
@@ -188,7 +189,9 @@ class _Batch:
                     raise not_found("Unknown event")
                 redacted = dict(redacted)
             try:
-                check(event, state, redacted_event=redacted)
+                if not draft.by_server:
+                    check(event, moderator_view(state, event) if draft.by_moderator else state,
+                          redacted_event=redacted)
             except AuthError as exc:
                 raise forbidden(str(exc)) from None
             previous.append(state.get((draft.type, draft.state_key)) if draft.is_state else None)

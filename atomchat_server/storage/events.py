@@ -36,7 +36,8 @@ async def insert_room(conn, *, room_id: str, room_version: str, creator: str) ->
 
 async def room_heads(conn, room_ids: Sequence[str]) -> dict[str, asyncpg.Record]:
     rows = await conn.fetch(
-        "SELECT room_id, head_event_id, head_depth FROM rooms WHERE room_id = ANY($1::text[])", list(room_ids)
+        "SELECT room_id, head_event_id, head_depth FROM rooms WHERE room_id = ANY($1::text[]) AND NOT deleted",
+        list(room_ids)
     )
     return {row["room_id"]: row for row in rows}
 

@@ -16,6 +16,12 @@ async def _revoked(conn, user_id: str) -> None:
     await conn.execute("SELECT pg_notify($1, $2)", SESSIONS_CHANNEL, user_id)
 
 
+async def revoke_cached_sessions(db, user_id: str) -> None:
+    """Makes every process forget what it cached of the user's sessions (their
+    role or standing changed), without ending the sessions."""
+    await _revoked(db, user_id)
+
+
 async def start_session(pool, *, user_id: str, device_id: str, display_name: str | None,
                         session_id: str, refresh_token_hash: str | None) -> bool:
     """Records a login. Logging in again with an existing device id keeps the

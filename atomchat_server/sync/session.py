@@ -59,6 +59,9 @@ class SyncSession:
         listener = self.listener
         initial = self.since is None
         while True:
+            if listener.recheck:
+                listener.recheck = False
+                self.requester = await self._ctx.accounts.authenticate(self._token)
             if not self._tracking or listener.needs_full:
                 result = await self._full()
                 if initial or not result.empty:
@@ -86,9 +89,6 @@ class SyncSession:
                 waiter.cancel()
             if gone is not None and gone.is_set():
                 return None
-            if listener.woken.is_set() and not listener.pending and not listener.needs_full and not listener.revoked:
-                # Woken for nothing to send: a revocation of this user's sessions.
-                self.requester = await self._ctx.accounts.authenticate(self._token)
 
     async def _full(self) -> SyncResult:
         notifier, listener = self._ctx.notifier, self.listener

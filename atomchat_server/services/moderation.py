@@ -1,0 +1,227 @@
+"""Moderation: the policy room, server-wide blocks, the moderator role, and
+the moderators' tools (redact everything a user sent, delete a room).
+
+Blocks live as ``m.policy.rule.user`` state events in the moderation policy
+room, which the server creates at first start and in which every moderator
+is a member; its timeline is the audit log. Every server process keeps the
+current blocks in memory (``Blocks``), loaded at start and updated by the
+notifier as rules are committed, so a lock made through any process takes
+effect in all of them at once: the blocked user's long-polls and streams are
+woken, find their token refused, and end.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..auth.sessions import Requester
+from ..errors import MatrixError, forbidden, not_found
+from ..events import ids, moderation as rules
+from ..events.drafts import EventDraft
+from ..events.power_levels import default_power_levels
+from ..events.room_creation import ROOM_VERSION
+from ..storage import events as event_store
+from ..storage import moderation as store
+from ..storage import users as user_store
+from ..storage.sessions import revoke_cached_sessions
+from .persister import Persister
+
+log = logging.getLogger(__name__)
+
+SYSTEM_LOCALPART = "_atomchat"
+POLICY_ROOM_KEY = "policy_room"
+ROOM_DELETED = "org.atomchat.room.deleted"
+REDACT_BATCH = 200
+
+
+class Blocks:
+    """The current blocks, per process: user id -> "locked" or "suspended"."""
+
+    def __init__(self) -> None:
+        self._blocks: dict[str, str] = {}
+        self.policy_room: str | None = None
+
+    def of(self, user_id: str) -> str | None:
+        return self._blocks.get(user_id)
+
+    def apply(self, state_key: str, content: dict[str, Any]) -> str | None:
+        """Takes in one rule; returns the user whose block changed."""
+        if not state_key.startswith("user:"):
+            return None
+        user_id = state_key[len("user:"):]
+        block = rules.block_of(content)
+        if block is None:
+            self._blocks.pop(user_id, None)
+        else:
+            self._blocks[user_id] = block[1]
+        return user_id
+
+    def require_unlocked(self, user_id: str) -> None:
+        """Refuses every use of a locked account: its tokens and its logins."""
+        if self._blocks.get(user_id) == "locked":
+            raise MatrixError(401, "M_USER_LOCKED", "This account has been locked", soft_logout=True)
+
+    def require(self, user_id: str, action: str) -> None:
+        """Refuses an action the user's block forbids."""
+        self.require_unlocked(user_id)
+        if not rules.may_act(self._blocks.get(user_id), action):
+            raise MatrixError(403, "M_USER_SUSPENDED", "This account is suspended: it can read but not act")
+
+
+class Moderation:
+    def __init__(self, *, pool, persister: Persister, blocks: Blocks, server_name: str) -> None:
+        self._pool = pool
+        self._persister = persister
+        self.blocks = blocks
+        self.server_name = server_name
+        self.system_user = ids.user_id(SYSTEM_LOCALPART, server_name)
+
+    # -- the policy room ------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Finds (or, on first start, creates) the policy room, loads the
+        blocks, and makes every moderator a member of it."""
+        room_id = await store.claim_server_state(self._pool, POLICY_ROOM_KEY, ids.new_room_id(self.server_name))
+        if await event_store.get_room(self._pool, room_id) is None:
+            await self._create_policy_room(room_id)
+        self.blocks.policy_room = room_id
+        for row in await event_store.current_state(self._pool, room_id):
+            if row["type"] == rules.POLICY_RULE:
+                self.blocks.apply(row["state_key"], row["content"])
+        moderators = set(await store.moderators(self._pool))
+        for member in await event_store.member_events(self._pool, room_id, memberships=["join"]):
+            if member["state_key"] != self.system_user and member["state_key"] not in moderators:
+                await self._leave_policy_room(member["state_key"])
+        joined = {m["state_key"] for m in await event_store.member_events(self._pool, room_id, memberships=["join"])}
+        for user_id in moderators - joined:
+            await self._join_policy_room(user_id)
+
+    async def _create_policy_room(self, room_id: str) -> None:
+        await store.ensure_system_user(self._pool, self.system_user, SYSTEM_LOCALPART)
+        power = default_power_levels(self.system_user)
+        power["users_default"] = 50  # only moderators join, and each may write rules
+
+        def state(event_type: str, content: dict[str, Any], state_key: str = "") -> EventDraft:
+            return EventDraft(room_id=room_id, sender=self.system_user, type=event_type, content=content,
+                              state_key=state_key)
+
+        drafts = [
+            state("m.room.create", {"creator": self.system_user, "room_version": ROOM_VERSION}),
+            state("m.room.member", {"membership": "join"}, self.system_user),
+            state("m.room.power_levels", power),
+            state("m.room.join_rules", {"join_rule": "invite"}),
+            state("m.room.history_visibility", {"history_visibility": "shared"}),
+            state("m.room.name", {"name": "AtomChat moderation"}),
+            state("m.room.topic", {"topic": "Server-wide blocks (m.policy.rule.user) and moderation actions."}),
+        ]
+        try:
+            await self._persister.write(drafts, new_room=ROOM_VERSION)
+            log.info("created the moderation policy room %s", room_id)
+        except Exception:
+            # Another process created it at the same moment.
+            if await event_store.get_room(self._pool, room_id) is None:
+                raise
+
+    async def _join_policy_room(self, user_id: str) -> None:
+        room_id = self.blocks.policy_room
+        await self._persister.write([
+            EventDraft(room_id=room_id, sender=self.system_user, type="m.room.member",
+                       content={"membership": "invite"}, state_key=user_id),
+            EventDraft(room_id=room_id, sender=user_id, type="m.room.member",
+                       content={"membership": "join"}, state_key=user_id),
+        ])
+
+    async def _leave_policy_room(self, user_id: str) -> None:
+        await self._persister.write([EventDraft(room_id=self.blocks.policy_room, sender=self.system_user,
+                                                type="m.room.member", content={"membership": "leave"},
+                                                state_key=user_id)])
+
+    def observe(self, row: Any) -> str | None:
+        """The notifier's hook for each committed event: takes in rules of
+        the policy room; returns the user whose block changed."""
+        if row["room_id"] == self.blocks.policy_room and row["type"] == rules.POLICY_RULE:
+            return self.blocks.apply(row["state_key"], row["content"])
+        return None
+
+    # -- blocks ----------------------------------------------------------------------------
+
+    def require_moderator(self, requester: Requester) -> None:
+        if not requester.is_moderator:
+            raise forbidden("Only moderators may do that")
+
+    async def _target(self, user_id: str):
+        user = await user_store.get_user(self._pool, user_id)
+        if user is None or user_id == self.system_user:
+            raise not_found("Unknown user")
+        return user
+
+    async def set_block(self, moderator: str, user_id: str, block: str | None, reason: str = "") -> None:
+        """Locks, suspends or (None) unblocks a user, as a rule in the policy room."""
+        user = await self._target(user_id)
+        if block == "locked":
+            if user_id == moderator:
+                raise forbidden("Moderators cannot lock themselves")
+            if user["is_moderator"]:
+                active = [m for m in await store.moderators(self._pool) if self.blocks.of(m) != "locked"]
+                if active == [user_id]:
+                    raise forbidden("The last moderator cannot be locked")
+        await self._persister.write([EventDraft(
+            room_id=self.blocks.policy_room, sender=moderator, type=rules.POLICY_RULE,
+            content=rules.rule_content(user_id, block, reason), state_key=rules.rule_state_key(user_id),
+            by_moderator=True)])
+        # The rule takes effect here at once; other processes learn it from the notifier.
+        self.blocks.apply(rules.rule_state_key(user_id), rules.rule_content(user_id, block, reason))
+
+    async def set_moderator(self, acting: str | None, user_id: str, is_moderator: bool) -> None:
+        """Grants or takes the moderator role (``acting`` None: the operator's CLI)."""
+        user = await self._target(user_id)
+        if not is_moderator and user["is_moderator"] and len(await store.moderators(self._pool)) == 1:
+            raise forbidden("The last moderator cannot be demoted")
+        await store.set_moderator(self._pool, user_id, is_moderator)
+        await revoke_cached_sessions(self._pool, user_id)  # cached requesters carry the role
+        membership = await event_store.membership(self._pool, self.blocks.policy_room, user_id)
+        joined = membership is not None and membership["membership"] == "join"
+        if is_moderator and not joined:
+            await self._join_policy_room(user_id)
+        elif not is_moderator and joined:
+            await self._leave_policy_room(user_id)
+
+    # -- moderators' tools ---------------------------------------------------------------
+
+    async def redact_all(self, moderator: str, user_id: str, reason: str = "") -> int:
+        """Redacts every message the user sent, in every room; returns how many."""
+        await self._target(user_id)
+        count, after = 0, 0
+        while True:
+            rows = await store.events_of_sender(self._pool, user_id, after, REDACT_BATCH)
+            if not rows:
+                return count
+            for row in rows:
+                content = {"reason": reason} if reason else {}
+                await self._persister.write([EventDraft(room_id=row["room_id"], sender=moderator,
+                                                        type="m.room.redaction", content=content,
+                                                        redacts=row["event_id"], by_moderator=True)])
+                count += 1
+            after = rows[-1]["stream"]
+
+    async def delete_room(self, moderator: str, room_id: str, *, purge: bool, reason: str = "") -> None:
+        """Removes every member, takes the room out of lists and the directory,
+        and makes its history unreadable; with ``purge`` deletes its events."""
+        room = await event_store.get_room(self._pool, room_id)
+        if room is None or room["deleted"] or room_id == self.blocks.policy_room:
+            raise not_found("Unknown room")
+        members = await event_store.member_events(self._pool, room_id, memberships=["join", "invite"])
+        if members:
+            await self._persister.write([
+                EventDraft(room_id=room_id, sender=self.system_user, type="m.room.member",
+                           content={"membership": "leave", "reason": reason or "The room was deleted"},
+                           state_key=member["state_key"], by_server=True)
+                for member in members])
+        async with self._pool.acquire() as conn, conn.transaction():
+            await store.mark_room_deleted(conn, room_id)
+            if purge:
+                await store.purge_room(conn, room_id)
+        await self._persister.write([EventDraft(
+            room_id=self.blocks.policy_room, sender=moderator, type=ROOM_DELETED,
+            content={"room_id": room_id, "purge": purge, "reason": reason}, by_moderator=True)])

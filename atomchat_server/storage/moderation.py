@@ -1,0 +1,98 @@
+"""Server state, moderator flags and the queries behind the admin API."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import asyncpg
+
+
+async def get_server_state(db, key: str) -> str | None:
+    return await db.fetchval("SELECT value FROM server_state WHERE key = $1", key)
+
+
+async def claim_server_state(db, key: str, value: str) -> str:
+    """Sets the key unless another process did first; returns the value that won."""
+    await db.execute("INSERT INTO server_state (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", key, value)
+    return await get_server_state(db, key)
+
+
+async def ensure_system_user(db, user_id: str, localpart: str) -> None:
+    """The account the server acts as (it has no password: nobody logs in as it)."""
+    await db.execute(
+        "INSERT INTO users (user_id, localpart, password_hash) VALUES ($1, $2, NULL) ON CONFLICT DO NOTHING",
+        user_id, localpart,
+    )
+
+
+async def set_moderator(db, user_id: str, is_moderator: bool) -> bool:
+    status = await db.execute("UPDATE users SET is_moderator = $2 WHERE user_id = $1", user_id, is_moderator)
+    return status != "UPDATE 0"
+
+
+async def moderators(db) -> list[str]:
+    return [row["user_id"] for row in await db.fetch("SELECT user_id FROM users WHERE is_moderator ORDER BY id")]
+
+
+async def list_users(db, *, search: str | None, user_ids: Sequence[str] | None, moderators_only: bool,
+                     after_id: int, limit: int, exclude: str) -> list[asyncpg.Record]:
+    """A page of accounts ordered by id, with their last activity."""
+    return await db.fetch(
+        "SELECT u.id, u.user_id, u.localpart, u.is_moderator, u.displayname, u.created_at,"
+        " (SELECT max(last_seen_at) FROM devices d WHERE d.user_id = u.user_id) AS last_seen_at"
+        " FROM users u WHERE u.id > $1 AND u.user_id <> $6"
+        " AND ($2::text IS NULL OR u.localpart ILIKE '%' || $2 || '%' OR u.displayname ILIKE '%' || $2 || '%')"
+        " AND ($3::text[] IS NULL OR u.user_id = ANY($3)) AND (NOT $4 OR u.is_moderator)"
+        " ORDER BY u.id LIMIT $5",
+        after_id, search, user_ids, moderators_only, limit, exclude,
+    )
+
+
+async def user_rooms(db, user_id: str) -> list[asyncpg.Record]:
+    return await db.fetch(
+        "SELECT m.room_id, m.membership FROM memberships m JOIN rooms r USING (room_id)"
+        " WHERE m.user_id = $1 AND NOT r.deleted ORDER BY m.stream", user_id,
+    )
+
+
+async def list_rooms(db, *, search: str | None, after_id: int, limit: int, exclude: str) -> list[asyncpg.Record]:
+    """A page of rooms ordered by id, with name, member count and last activity."""
+    return await db.fetch(
+        """
+        SELECT r.id, r.room_id, r.creator, r.created_at, r.published,
+               (SELECT e.content->>'name' FROM current_state cs JOIN events e USING (event_id)
+                 WHERE cs.room_id = r.room_id AND cs.type = 'm.room.name' AND cs.state_key = '') AS name,
+               (SELECT count(*) FROM memberships m WHERE m.room_id = r.room_id AND m.membership = 'join') AS members,
+               (SELECT e.origin_server_ts FROM events e WHERE e.event_id = r.head_event_id) AS last_activity_ts
+          FROM rooms r
+         WHERE NOT r.deleted AND r.id > $1 AND r.room_id <> $4
+           AND ($2::text IS NULL OR EXISTS (
+                SELECT 1 FROM current_state cs JOIN events e USING (event_id)
+                 WHERE cs.room_id = r.room_id AND cs.type = 'm.room.name' AND cs.state_key = ''
+                   AND e.content->>'name' ILIKE '%' || $2 || '%'))
+         ORDER BY r.id LIMIT $3
+        """,
+        after_id, search, limit, exclude,
+    )
+
+
+async def events_of_sender(db, user_id: str, after_stream: int, limit: int) -> list[asyncpg.Record]:
+    """A sender's events that can still be redacted (not redacted, not state), oldest first."""
+    return await db.fetch(
+        "SELECT e.stream, e.event_id, e.room_id FROM events e JOIN rooms r USING (room_id)"
+        " WHERE e.sender = $1 AND e.stream > $2 AND e.redacted_by IS NULL AND e.state_key IS NULL"
+        " AND e.type <> 'm.room.redaction' AND NOT r.deleted ORDER BY e.stream LIMIT $3",
+        user_id, after_stream, limit,
+    )
+
+
+async def mark_room_deleted(db, room_id: str) -> None:
+    await db.execute("UPDATE rooms SET deleted = true, published = false WHERE room_id = $1", room_id)
+    await db.execute("DELETE FROM room_aliases WHERE room_id = $1", room_id)
+
+
+async def purge_room(db, room_id: str) -> None:
+    """Deletes the room and, through the foreign keys, every event and row of it."""
+    await db.execute("DELETE FROM event_txns WHERE event_id IN (SELECT event_id FROM events WHERE room_id = $1)",
+                     room_id)
+    await db.execute("DELETE FROM rooms WHERE room_id = $1", room_id)
