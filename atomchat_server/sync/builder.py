@@ -69,10 +69,13 @@ class SyncBuilder:
                     room_id, user_id, membership, since)
             if now["membership"] == "join":
                 member_of.append(room_id)
-                if since is not None and then is not None and then["membership"] == "join" and not full_state:
+                stayed = since is not None and then is not None and then["membership"] == "join"
+                if stayed and not full_state:
                     steady.append(room_id)
                 else:
-                    joined[room_id] = await self._joined_room(requester, room_id, None, upto, sync_filter)
+                    # full_state resends the state, never events the client already has.
+                    joined[room_id] = await self._joined_room(requester, room_id, since if stayed else None, upto,
+                                                              sync_filter, full_state=full_state)
             elif now["membership"] == "invite":
                 if since is None or now["stream"] > since:
                     invited[room_id] = await self._invited_room(room_id, now)
@@ -183,27 +186,41 @@ class SyncBuilder:
         return visible_ranges(history, setting) or [(0, 0)]
 
     async def _joined_room(self, requester: Requester, room_id: str, since: int | None, upto: int,
-                           sync_filter: SyncFilter) -> dict[str, Any]:
+                           sync_filter: SyncFilter, full_state: bool = False) -> dict[str, Any]:
         """A joined room's section. With ``since`` None, a full view (initial
         sync or newly joined): the newest events and the state before them;
-        otherwise what happened after ``since``."""
+        otherwise what happened after ``since``, with the whole state before
+        the timeline when ``full_state``."""
         ranges = await self._ranges(room_id, requester.user_id) if since is None else ((0, None),)
         rows, limited = await self._timeline(room_id, since, upto, sync_filter.timeline, ranges)
         start = rows[0]["stream"] - 1 if rows else upto
-        if since is None:
+        if since is None or full_state:
             state_rows = await event_store.state_at(self._pool, room_id, start)
         elif limited:
             state_rows = await sync_store.state_changes(self._pool, room_id, after=since, before=start + 1)
         else:
             state_rows = []
-        state_rows = self._filter_state(state_rows, rows, requester.user_id, sync_filter.state,
-                                        sync_filter.timeline.lazy_load_members or sync_filter.state.lazy_load_members)
+        lazy = sync_filter.timeline.lazy_load_members or sync_filter.state.lazy_load_members
+        if lazy and since is not None and not full_state:
+            state_rows = await self._with_senders(room_id, state_rows, rows, requester.user_id, start)
+        state_rows = self._filter_state(state_rows, rows, requester.user_id, sync_filter.state, lazy)
         return {
             "timeline": {"events": self._format(rows, requester), "limited": limited, "prev_batch": tokens.make(start)},
             "state": {"events": self._format(state_rows, requester)},
             "ephemeral": {"events": []},
             "account_data": {"events": []},
         }
+
+    async def _with_senders(self, room_id: str, state_rows, timeline_rows, user_id: str, start: int):
+        """Lazy loading, incremental: the member events of the timeline's
+        senders join the state, as they were before the timeline, since the
+        client may never have been sent them (the reader knows its own)."""
+        known = {row["state_key"] for row in [*state_rows, *timeline_rows] if row["type"] == "m.room.member"}
+        needed = sorted({row["sender"] for row in timeline_rows} - known - {user_id})
+        if not needed:
+            return state_rows
+        extra = await event_store.member_events_of(self._pool, room_id, needed, at_stream=start)
+        return sorted([*state_rows, *extra], key=lambda row: row["stream"])
 
     @staticmethod
     def _filter_state(state_rows, timeline_rows, user_id: str, flt: RoomEventFilter, lazy_members: bool):
