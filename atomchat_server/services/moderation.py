@@ -23,6 +23,7 @@ from ..events.power_levels import default_power_levels
 from ..events.room_creation import ROOM_VERSION
 from ..storage import events as event_store
 from ..storage import moderation as store
+from ..storage import sessions as session_store
 from ..storage import users as user_store
 from ..storage.sessions import revoke_cached_sessions
 from .persister import Persister
@@ -44,6 +45,9 @@ class Blocks:
 
     def of(self, user_id: str) -> str | None:
         return self._blocks.get(user_id)
+
+    def items(self):
+        return self._blocks.items()
 
     def apply(self, state_key: str, content: dict[str, Any]) -> str | None:
         """Takes in one rule; returns the user whose block changed."""
@@ -225,3 +229,86 @@ class Moderation:
         await self._persister.write([EventDraft(
             room_id=self.blocks.policy_room, sender=moderator, type=ROOM_DELETED,
             content={"room_id": room_id, "purge": purge, "reason": reason}, by_moderator=True)])
+
+
+class AdminQueries:
+    """What the admin API shows moderators about users and rooms."""
+
+    def __init__(self, *, pool, blocks: Blocks, system_user: str) -> None:
+        self._pool = pool
+        self._blocks = blocks
+        self._system_user = system_user
+
+    def _user_json(self, row) -> dict[str, Any]:
+        return {
+            "user_id": row["user_id"], "id": row["id"], "displayname": row["displayname"],
+            "is_moderator": row["is_moderator"], "locked": self._blocks.of(row["user_id"]) == "locked",
+            "suspended": self._blocks.of(row["user_id"]) == "suspended",
+            "created_ts": int(row["created_at"].timestamp() * 1000),
+            "last_seen_ts": int(row["last_seen_at"].timestamp() * 1000) if row["last_seen_at"] else None,
+        }
+
+    async def users(self, *, search: str | None, only: str | None, after: int, limit: int) -> dict[str, Any]:
+        """A page of accounts; ``only`` narrows to "locked", "suspended" or "moderators"."""
+        user_ids = None
+        if only in ("locked", "suspended"):
+            user_ids = [user for user, block in self._blocks.items() if block == only]
+        rows = await store.list_users(self._pool, search=_like(search), user_ids=user_ids,
+                                      moderators_only=only == "moderators", after_id=after, limit=limit + 1,
+                                      exclude=self._system_user)
+        body: dict[str, Any] = {"users": [self._user_json(row) for row in rows[:limit]]}
+        if len(rows) > limit:
+            body["next_from"] = str(rows[limit - 1]["id"])
+        return body
+
+    async def user(self, user_id: str) -> dict[str, Any]:
+        rows = await store.list_users(self._pool, search=None, user_ids=[user_id], moderators_only=False,
+                                      after_id=0, limit=1, exclude=self._system_user)
+        if not rows:
+            raise not_found("Unknown user")
+        devices = await session_store.list_devices(self._pool, user_id)
+        return {
+            **self._user_json(rows[0]),
+            "rooms": [{"room_id": r["room_id"], "membership": r["membership"]}
+                      for r in await store.user_rooms(self._pool, user_id)],
+            "devices": [{"device_id": d["device_id"], "display_name": d["display_name"],
+                         "last_seen_ip": d["last_seen_ip"],
+                         "last_seen_ts": int(d["last_seen_at"].timestamp() * 1000) if d["last_seen_at"] else None}
+                        for d in devices],
+        }
+
+    @staticmethod
+    def _room_json(row) -> dict[str, Any]:
+        return {"room_id": row["room_id"], "id": row["id"], "name": row["name"], "creator": row["creator"],
+                "num_joined_members": row["members"], "published": row["published"],
+                "created_ts": int(row["created_at"].timestamp() * 1000),
+                "last_activity_ts": row["last_activity_ts"]}
+
+    async def rooms(self, *, search: str | None, after: int, limit: int) -> dict[str, Any]:
+        rows = await store.list_rooms(self._pool, search=_like(search), after_id=after, limit=limit + 1,
+                                      exclude=self._blocks.policy_room or "")
+        body: dict[str, Any] = {"rooms": [self._room_json(row) for row in rows[:limit]]}
+        if len(rows) > limit:
+            body["next_from"] = str(rows[limit - 1]["id"])
+        return body
+
+    async def room(self, room_id: str) -> dict[str, Any]:
+        row = await store.room_summary(self._pool, room_id)
+        if row is None:
+            raise not_found("Unknown room")
+        state = {(r["type"], r["state_key"]): r["content"] for r in await event_store.current_state(self._pool, room_id)}
+        members = await event_store.member_events(self._pool, room_id, memberships=["join", "invite", "ban"])
+        return {
+            **self._room_json(row),
+            "topic": state.get(("m.room.topic", ""), {}).get("topic"),
+            "join_rule": state.get(("m.room.join_rules", ""), {}).get("join_rule"),
+            "history_visibility": state.get(("m.room.history_visibility", ""), {}).get("history_visibility"),
+            "members": [{"user_id": m["state_key"], "membership": m["content"].get("membership")} for m in members],
+        }
+
+
+def _like(search: str | None) -> str | None:
+    """A search term for ILIKE, its wildcards taken literally."""
+    if not search:
+        return None
+    return search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

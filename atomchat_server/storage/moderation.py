@@ -55,7 +55,13 @@ async def user_rooms(db, user_id: str) -> list[asyncpg.Record]:
     )
 
 
-async def list_rooms(db, *, search: str | None, after_id: int, limit: int, exclude: str) -> list[asyncpg.Record]:
+async def room_summary(db, room_id: str) -> asyncpg.Record | None:
+    rows = await list_rooms(db, search=None, after_id=0, limit=1, exclude="", room_id=room_id)
+    return rows[0] if rows else None
+
+
+async def list_rooms(db, *, search: str | None, after_id: int, limit: int, exclude: str,
+                     room_id: str | None = None) -> list[asyncpg.Record]:
     """A page of rooms ordered by id, with name, member count and last activity."""
     return await db.fetch(
         """
@@ -65,14 +71,14 @@ async def list_rooms(db, *, search: str | None, after_id: int, limit: int, exclu
                (SELECT count(*) FROM memberships m WHERE m.room_id = r.room_id AND m.membership = 'join') AS members,
                (SELECT e.origin_server_ts FROM events e WHERE e.event_id = r.head_event_id) AS last_activity_ts
           FROM rooms r
-         WHERE NOT r.deleted AND r.id > $1 AND r.room_id <> $4
+         WHERE NOT r.deleted AND r.id > $1 AND r.room_id <> $4 AND ($5::text IS NULL OR r.room_id = $5)
            AND ($2::text IS NULL OR EXISTS (
                 SELECT 1 FROM current_state cs JOIN events e USING (event_id)
                  WHERE cs.room_id = r.room_id AND cs.type = 'm.room.name' AND cs.state_key = ''
                    AND e.content->>'name' ILIKE '%' || $2 || '%'))
          ORDER BY r.id LIMIT $3
         """,
-        after_id, search, limit, exclude,
+        after_id, search, limit, exclude, room_id,
     )
 
 

@@ -1,0 +1,154 @@
+"""The moderation (admin) API, /_atomchat/admin/v1/..., for moderators only,
+and the Matrix spec's lock and suspend endpoints (/_matrix/client/v1/admin/...)."""
+
+from __future__ import annotations
+
+from ..errors import MatrixError
+from ..events.filters import FilterError, RoomEventFilter
+from .base import BaseHandler
+
+ADMIN = r"/_atomchat/admin/v1"
+MAX_PAGE = 500
+
+
+class AdminHandler(BaseHandler):
+    async def moderator(self):
+        requester = await self.authenticate()
+        self.ctx.moderation.require_moderator(requester)
+        return requester
+
+    def page_arguments(self) -> tuple[int, int]:
+        start = self.get_query_argument("from", "0")
+        if not start.isdigit():
+            raise MatrixError(400, "M_INVALID_PARAM", "'from' must be a token from a previous page")
+        return int(start), max(1, min(self.int_argument("limit", 100), MAX_PAGE))
+
+
+class UsersHandler(AdminHandler):
+    async def get(self) -> None:
+        await self.moderator()
+        only = self.get_query_argument("filter", None)
+        if only not in (None, "locked", "suspended", "moderators"):
+            raise MatrixError(400, "M_INVALID_PARAM", "'filter' is one of locked, suspended, moderators")
+        after, limit = self.page_arguments()
+        self.send_json(await self.ctx.admin.users(search=self.get_query_argument("search", None), only=only,
+                                                  after=after, limit=limit))
+
+
+class UserHandler(AdminHandler):
+    async def get(self, user_id: str) -> None:
+        await self.moderator()
+        self.send_json(await self.ctx.admin.user(user_id))
+
+
+class UserBlockHandler(AdminHandler):
+    """PUT /users/{userId}/lock {"locked", "reason"} and /suspend {"suspended", "reason"}."""
+
+    async def put(self, user_id: str, kind: str) -> None:
+        requester = await self.moderator()
+        body = self.json_body(f"admin/{kind}.request")
+        key = "locked" if kind == "lock" else "suspended"
+        await self.ctx.moderation.set_block(requester.user_id, user_id, key if body[key] else None,
+                                            body.get("reason", ""))
+        self.send_json({key: body[key]})
+
+
+class UserModeratorHandler(AdminHandler):
+    async def put(self, user_id: str) -> None:
+        requester = await self.moderator()
+        body = self.json_body("admin/moderator.request")
+        await self.ctx.moderation.set_moderator(requester.user_id, user_id, body["moderator"])
+        self.send_json({"moderator": body["moderator"]})
+
+
+class UserRedactHandler(AdminHandler):
+    async def post(self, user_id: str) -> None:
+        requester = await self.moderator()
+        body = self.json_body("admin/redact.request")
+        count = await self.ctx.moderation.redact_all(requester.user_id, user_id, body.get("reason", ""))
+        self.send_json({"redacted": count})
+
+
+class UserLogoutHandler(AdminHandler):
+    async def post(self, user_id: str) -> None:
+        await self.moderator()
+        self.json_body()
+        await self.ctx.admin.user(user_id)  # 404 for an unknown user
+        await self.ctx.accounts.logout_all(user_id)
+        self.send_json({})
+
+
+class RoomsHandler(AdminHandler):
+    async def get(self) -> None:
+        await self.moderator()
+        after, limit = self.page_arguments()
+        self.send_json(await self.ctx.admin.rooms(search=self.get_query_argument("search", None),
+                                                  after=after, limit=limit))
+
+
+class RoomHandler(AdminHandler):
+    async def get(self, room_id: str) -> None:
+        await self.moderator()
+        self.send_json(await self.ctx.admin.room(room_id))
+
+    async def delete(self, room_id: str) -> None:
+        requester = await self.moderator()
+        body = self.json_body("admin/delete_room.request")
+        await self.ctx.moderation.delete_room(requester.user_id, room_id, purge=body.get("purge", False),
+                                              reason=body.get("reason", ""))
+        self.send_json({})
+
+
+class RoomMessagesHandler(AdminHandler):
+    """A room's history for moderators, paged exactly like /messages."""
+
+    async def get(self, room_id: str) -> None:
+        requester = await self.moderator()
+        direction = self.get_query_argument("dir", "b")
+        if direction not in ("b", "f"):
+            raise MatrixError(400, "M_INVALID_PARAM", "'dir' must be 'b' or 'f'")
+        try:
+            event_filter = RoomEventFilter.parse(self.get_query_argument("filter", None))
+        except FilterError as exc:
+            raise MatrixError(400, "M_INVALID_PARAM", str(exc)) from None
+        page = await self.ctx.rooms.messages(
+            requester, room_id, from_token=self.get_query_argument("from", None),
+            to_token=self.get_query_argument("to", None), backwards=direction == "b",
+            limit=self.int_argument("limit", 10), event_filter=event_filter)
+        body = {"chunk": page.chunk, "start": page.start}
+        if page.end is not None:
+            body["end"] = page.end
+        self.send_json(body)
+
+
+class MatrixBlockHandler(AdminHandler):
+    """GET/PUT /_matrix/client/v1/admin/{lock,suspend}/{userId} (MSC4323)."""
+
+    async def get(self, kind: str, user_id: str) -> None:
+        await self.moderator()
+        user = await self.ctx.admin.user(user_id)
+        key = "locked" if kind == "lock" else "suspended"
+        self.send_json({key: user[key]})
+
+    async def put(self, kind: str, user_id: str) -> None:
+        requester = await self.moderator()
+        key = "locked" if kind == "lock" else "suspended"
+        body = self.json_body(f"admin/{kind}.request")
+        await self.ctx.moderation.set_block(requester.user_id, user_id, key if body[key] else None,
+                                            body.get("reason", ""))
+        self.send_json({key: body[key]})
+
+
+def routes() -> list[tuple[str, type]]:
+    return [
+        (ADMIN + r"/users", UsersHandler),
+        (ADMIN + r"/users/([^/]+)", UserHandler),
+        (ADMIN + r"/users/([^/]+)/(lock|suspend)", UserBlockHandler),
+        (ADMIN + r"/users/([^/]+)/moderator", UserModeratorHandler),
+        (ADMIN + r"/users/([^/]+)/redact", UserRedactHandler),
+        (ADMIN + r"/users/([^/]+)/logout", UserLogoutHandler),
+        (ADMIN + r"/rooms", RoomsHandler),
+        (ADMIN + r"/rooms/([^/]+)", RoomHandler),
+        (ADMIN + r"/rooms/([^/]+)/messages", RoomMessagesHandler),
+        (r"/_matrix/client/v1/admin/(lock|suspend)/([^/]+)", MatrixBlockHandler),
+    ]
