@@ -22,7 +22,10 @@ from .db import migrations
 from .db.embedded import EmbeddedPostgres
 from .db.pool import create_pool
 from .errors import MatrixError
+from .events import ids
 from .services.accounts import create_user
+from .services.moderation import SYSTEM_LOCALPART, Blocks, Moderation
+from .services.persister import Persister
 from .storage import users as user_store
 
 log = logging.getLogger("atomchat")
@@ -197,8 +200,50 @@ def cmd_user_list(settings, args) -> None:
     with database(settings) as get_dsn:
         rows = asyncio.run(run())
     for row in rows:
+        if row["localpart"] == SYSTEM_LOCALPART:
+            continue  # the server's own account is nobody's to manage
         role = "moderator" if row["is_moderator"] else "user"
         print(f"{row['id']}\t{row['user_id']}\t{role}\t{row['created_at'].isoformat()}")
+
+
+@asynccontextmanager
+async def moderation_for(settings, pool):
+    """The moderation service as the operator: acts as the server's own
+    account, through a persister of its own (its writes reach running
+    servers through the database, like any other process's)."""
+    persister = Persister(pool)
+    persister.start()
+    try:
+        moderation = Moderation(pool=pool, persister=persister, blocks=Blocks(), server_name=settings.server_name)
+        await moderation.start()
+        yield moderation
+    finally:
+        await persister.stop()
+
+
+def _moderation_command(action):
+    """A `user` subcommand that applies ``action(moderation, user_id, args)``."""
+    def command(settings, args) -> None:
+        user_id = ids.user_id(args.name.lower(), settings.server_name)
+
+        async def run():
+            async with pool_for(settings, await get_dsn()) as pool, moderation_for(settings, pool) as moderation:
+                await action(moderation, user_id, args)
+
+        with database(settings) as get_dsn:
+            try:
+                asyncio.run(run())
+            except MatrixError as exc:
+                raise CommandError(exc.error) from None
+        print(f"{args.command_word} {user_id}")
+    return command
+
+
+cmd_user_lock = _moderation_command(
+    lambda m, user_id, args: m.set_block(m.system_user, user_id, "locked", args.reason))
+cmd_user_unlock = _moderation_command(lambda m, user_id, args: m.set_block(m.system_user, user_id, None))
+cmd_user_promote = _moderation_command(lambda m, user_id, args: m.set_moderator(None, user_id, True))
+cmd_user_demote = _moderation_command(lambda m, user_id, args: m.set_moderator(None, user_id, False))
 
 
 # -- argument parsing --------------------------------------------------------
@@ -232,6 +277,16 @@ def build_parser() -> argparse.ArgumentParser:
     listing = user.add_parser("list", help="list accounts")
     config.add_arguments(listing, DATABASE_OPTIONS)
     listing.set_defaults(func=cmd_user_list)
+    for word, func, text in (("lock", cmd_user_lock, "lock an account: its tokens and logins are refused"),
+                             ("unlock", cmd_user_unlock, "lift a lock"),
+                             ("promote", cmd_user_promote, "make an account a moderator"),
+                             ("demote", cmd_user_demote, "take the moderator role away")):
+        sub = user.add_parser(word, help=text)
+        sub.add_argument("name", help="the username (Matrix localpart)")
+        if word == "lock":
+            sub.add_argument("--reason", default="", help="why, for the audit log")
+        config.add_arguments(sub, DATABASE_OPTIONS)
+        sub.set_defaults(func=func, command_word=word + ("ed" if word.endswith("k") else "d"))
     return parser
 
 
