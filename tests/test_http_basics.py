@@ -50,6 +50,18 @@ async def test_malformed_json(api, raw):
     assert error["errcode"] == "M_NOT_JSON"
 
 
+@pytest.mark.parametrize("raw", ['{"type": NaN}', '{"type": "m.login.password", "x": -Infinity}', '{"x": Infinity}'])
+async def test_non_standard_constants_are_not_json(api, raw):
+    error = await api.request("POST", LOGIN, raw=raw, status=400)
+    assert error["errcode"] == "M_NOT_JSON"
+
+
+@pytest.mark.parametrize("raw", ['{"a": ' + "[" * 20000 + "]" * 20000 + "}", '{"type": "m.login.password", "x": 1e400}'])
+async def test_json_python_cannot_hold_is_refused_not_a_crash(api, raw):
+    error = await api.request("POST", LOGIN, raw=raw, status=400)
+    assert error["errcode"] == "M_BAD_JSON"
+
+
 @pytest.mark.parametrize("raw", ["[]", '["m.login.password"]', '"text"', "42", "null", "true"])
 async def test_json_that_is_not_an_object(api, raw):
     error = await api.request("POST", LOGIN, raw=raw, status=400)

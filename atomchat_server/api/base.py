@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 
 import tornado.web
@@ -20,6 +21,18 @@ CORS_HEADERS = {
     "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, DELETE, OPTIONS",
     "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Authorization",
 }
+
+
+def _not_json(constant: str) -> Any:
+    """Python reads NaN and Infinity, which JSON does not have."""
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise OverflowError(text)
+    return value
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -61,9 +74,11 @@ class BaseHandler(tornado.web.RequestHandler):
             body: Any = {}
         else:
             try:
-                body = json.loads(raw)
+                body = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
             except (ValueError, UnicodeDecodeError):
                 raise MatrixError(400, "M_NOT_JSON", "The body is not valid JSON") from None
+            except (RecursionError, OverflowError):
+                raise MatrixError(400, "M_BAD_JSON", "The body is nested too deeply or has a number out of range") from None
         if not isinstance(body, dict):
             raise MatrixError(400, "M_BAD_JSON", "The body must be a JSON object")
         if schema is not None:
