@@ -101,8 +101,8 @@ class AtomChat:
                                 server_name=settings.server_name)
         notifier.observers.append(moderation.observe)  # before loading, so no rule slips between
         await moderation.start()
-        rooms = Rooms(pool=self._pool, persister=self._persister, server_name=settings.server_name)
-        profiles = Profiles(pool=self._pool, rooms=rooms)
+        rooms = Rooms(pool=self._pool, persister=self._persister, server_name=settings.server_name, blocks=blocks)
+        profiles = Profiles(pool=self._pool, rooms=rooms, blocks=blocks)
         self.ctx = AppContext(settings=settings, pool=self._pool, accounts=accounts, rooms=rooms, profiles=profiles,
                               notifier=notifier, sync=SyncBuilder(self._pool),
                               ephemeral=Ephemeral(pool=self._pool, persister=self._persister),

@@ -24,6 +24,7 @@ from ..storage import directory as directory_store
 from ..storage import events as event_store
 from ..storage import users as user_store
 from ..sync import tokens
+from .moderation import Blocks
 from .persister import Persister
 
 MAX_PAGE = 1000
@@ -38,8 +39,9 @@ class Page:
 
 
 class Rooms:
-    def __init__(self, *, pool, persister: Persister, server_name: str) -> None:
+    def __init__(self, *, pool, persister: Persister, server_name: str, blocks: Blocks) -> None:
         self._pool = pool
+        self._blocks = blocks
         self._persister = persister
         self.server_name = server_name
 
@@ -63,7 +65,8 @@ class Rooms:
             raise not_found(f"Unknown user {user_id}")
 
     async def _require_room(self, room_id: str) -> None:
-        if await event_store.get_room(self._pool, room_id) is None:
+        room = await event_store.get_room(self._pool, room_id)
+        if room is None or room["deleted"]:
             raise not_found("Unknown room")
 
     @staticmethod
@@ -71,6 +74,12 @@ class Rooms:
         size = len(json.dumps(draft.as_event(), ensure_ascii=False).encode())
         if size > MAX_EVENT_BYTES - 1024:  # room for the fields the server adds
             raise MatrixError(413, "M_TOO_LARGE", f"The event is larger than {MAX_EVENT_BYTES} bytes")
+
+    @staticmethod
+    def _draft(requester: Requester, room_id: str, event_type: str, content: dict[str, Any], **fields) -> EventDraft:
+        """An event the requester asks for; a moderator's is judged as a moderator's."""
+        return EventDraft(room_id=room_id, sender=requester.user_id, type=event_type, content=content,
+                          by_moderator=requester.is_moderator, **fields)
 
     async def _write_one(self, draft: EventDraft, txn: tuple[str, str, str] | None = None) -> str:
         self._check_size(draft)
@@ -81,6 +90,7 @@ class Rooms:
 
     async def create_room(self, requester: Requester, request: RoomRequest, *, alias_localpart: str | None,
                           publish: bool) -> str:
+        self._blocks.require(requester.user_id, "create_room")
         room_id = ids.new_room_id(self.server_name)
         alias = f"#{alias_localpart}:{self.server_name}" if alias_localpart else None
         if alias and await directory_store.get_alias(self._pool, alias):
@@ -92,7 +102,14 @@ class Rooms:
         drafts = initial_events(room_id, requester.user_id, request, await self._profile(requester.user_id))
         for draft in drafts:
             self._check_size(draft)
-        await self._persister.write(drafts, new_room=ROOM_VERSION)
+        try:
+            await self._persister.write(drafts, new_room=ROOM_VERSION)
+        except MatrixError as refusal:
+            # The creator may do anything in a new room: a refused initial
+            # event means the request asked for something invalid.
+            if refusal.errcode != "M_FORBIDDEN":
+                raise
+            raise MatrixError(400, "M_INVALID_PARAM", f"The room's initial state is invalid: {refusal.error}") from None
         if alias:
             try:
                 await directory_store.create_alias(self._pool, alias, room_id, requester.user_id)
@@ -120,6 +137,8 @@ class Rooms:
             parts = ids.split_user_id(target)
             if parts is None:
                 raise MatrixError(400, "M_INVALID_PARAM", f"Invalid user id {target!r}")
+        self._blocks.require(requester.user_id, "leave" if (membership, target) == ("leave", requester.user_id)
+                             else membership)
         await self._require_room(room_id)
         content: dict[str, Any] = {"membership": membership}
         if membership in ("join", "invite"):
@@ -127,12 +146,27 @@ class Rooms:
         if reason:
             content["reason"] = reason
         content.update(extra or {})
-        return await self._write_one(EventDraft(room_id=room_id, sender=requester.user_id, type="m.room.member",
-                                                content=content, state_key=target))
+        return await self._write_one(self._draft(requester, room_id, "m.room.member", content, state_key=target))
 
     async def invite(self, requester: Requester, room_id: str, user_id: str, reason: str | None) -> None:
         await self._require_local_user(user_id)
         await self.set_membership(requester, room_id, user_id, "invite", reason)
+
+    async def moderate(self, requester: Requester, room_id: str, action: str, target: str,
+                       reason: str | None) -> None:
+        """kick, ban or unban. A kick and an unban both write a "leave", which
+        the rules allow from either state; each keeps to its own meaning here,
+        so an unban never removes a member and a kick never lifts a ban."""
+        if action != "ban":
+            await self._require_room(room_id)
+            row = await event_store.membership(self._pool, room_id, target)
+            current = row["membership"] if row else "leave"
+            if action == "unban" and current != "ban":
+                raise forbidden(f"{target} is not banned from this room")
+            if action == "kick" and current not in ("join", "invite", "knock"):
+                raise forbidden(f"{target} is banned: only an unban lifts a ban" if current == "ban"
+                                else f"{target} is not in this room")
+        await self.set_membership(requester, room_id, target, "ban" if action == "ban" else "leave", reason)
 
     async def join(self, requester: Requester, room_id_or_alias: str, reason: str | None = None) -> str:
         room_id = await self.resolve_room(room_id_or_alias)
@@ -158,15 +192,15 @@ class Rooms:
         existing = await event_store.transaction_event(self._pool, *txn)
         if existing is not None:
             return existing
+        self._blocks.require(requester.user_id, "send")
         await self._require_room(room_id)
-        return await self._write_one(EventDraft(room_id=room_id, sender=requester.user_id, type=event_type,
-                                                content=content), txn)
+        return await self._write_one(self._draft(requester, room_id, event_type, content), txn)
 
     async def set_state(self, requester: Requester, room_id: str, event_type: str, state_key: str,
                         content: dict[str, Any]) -> str:
+        self._blocks.require(requester.user_id, "state")
         await self._require_room(room_id)
-        return await self._write_one(EventDraft(room_id=room_id, sender=requester.user_id, type=event_type,
-                                                content=content, state_key=state_key))
+        return await self._write_one(self._draft(requester, room_id, event_type, content, state_key=state_key))
 
     async def redact(self, requester: Requester, room_id: str, event_id: str, txn_id: str,
                      reason: str | None) -> str:
@@ -178,14 +212,17 @@ class Rooms:
         if target is None or target["room_id"] != room_id:
             raise not_found("Unknown event")
         content = {"reason": reason} if reason else {}
-        return await self._write_one(EventDraft(room_id=room_id, sender=requester.user_id, type="m.room.redaction",
-                                                content=content, redacts=event_id), txn)
+        return await self._write_one(self._draft(requester, room_id, "m.room.redaction", content, redacts=event_id),
+                                     txn)
 
     # -- reading ---------------------------------------------------------------
 
-    async def _ranges(self, user_id: str, room_id: str) -> list[Range]:
-        """The stretches of the room the user may read; 403 if none."""
+    async def _ranges(self, requester: Requester, room_id: str) -> list[Range]:
+        """The stretches of the room the requester may read (a moderator: all); 403 if none."""
         await self._require_room(room_id)
+        if requester.is_moderator:
+            return [(0, None)]
+        user_id = requester.user_id
         visibility = await event_store.state_event(self._pool, room_id, "m.room.history_visibility", "")
         setting = visibility["content"].get("history_visibility", "shared") if visibility else "shared"
         membership = await event_store.membership(self._pool, room_id, user_id)
@@ -195,24 +232,27 @@ class Rooms:
             raise forbidden("You are not allowed to read this room")
         return ranges
 
-    async def _state_point(self, user_id: str, room_id: str) -> int | None:
+    async def _state_point(self, requester: Requester, room_id: str, ranges: list[Range] | None = None) -> int | None:
         """None to read the current state; a stream position for someone who
         left (they see the state as it was when they left)."""
-        ranges = await self._ranges(user_id, room_id)
+        if ranges is None:
+            ranges = await self._ranges(requester, room_id)
         last = ranges[-1][1]
-        membership = await event_store.membership(self._pool, room_id, user_id)
-        if last is None or (membership and membership["membership"] == "join"):
+        if last is None:
+            return None
+        membership = await event_store.membership(self._pool, room_id, requester.user_id)
+        if membership and membership["membership"] == "join":
             return None
         return last
 
     async def state(self, requester: Requester, room_id: str) -> list[dict[str, Any]]:
-        point = await self._state_point(requester.user_id, room_id)
+        point = await self._state_point(requester, room_id)
         rows = (await event_store.current_state(self._pool, room_id) if point is None
                 else await event_store.state_at(self._pool, room_id, point))
         return [self._format(row, requester) for row in rows]
 
     async def state_content(self, requester: Requester, room_id: str, event_type: str, state_key: str) -> dict[str, Any]:
-        point = await self._state_point(requester.user_id, room_id)
+        point = await self._state_point(requester, room_id)
         row = await event_store.state_event(self._pool, room_id, event_type, state_key, at_stream=point)
         if row is None:
             raise not_found("No such state event")
@@ -220,7 +260,7 @@ class Rooms:
 
     async def members(self, requester: Requester, room_id: str, *, membership: str | None,
                       not_membership: str | None) -> list[dict[str, Any]]:
-        point = await self._state_point(requester.user_id, room_id)
+        point = await self._state_point(requester, room_id)
         if point is None:
             rows = await event_store.member_events(
                 self._pool, room_id, memberships=[membership] if membership else None,
@@ -234,22 +274,23 @@ class Rooms:
 
     async def joined_members(self, requester: Requester, room_id: str) -> dict[str, dict[str, Any]]:
         membership = await event_store.membership(self._pool, room_id, requester.user_id)
-        if membership is None or membership["membership"] != "join":
+        if requester.is_moderator or membership is None or membership["membership"] != "join":
             await self._require_room(room_id)
-            raise forbidden("You are not in this room")
+            if not requester.is_moderator:
+                raise forbidden("You are not in this room")
         return {row["state_key"]: {"display_name": row["content"].get("displayname"),
                                    "avatar_url": row["content"].get("avatar_url")}
                 for row in await event_store.joined_members(self._pool, room_id)}
 
     async def event(self, requester: Requester, room_id: str, event_id: str) -> dict[str, Any]:
-        ranges = await self._ranges(requester.user_id, room_id)
+        ranges = await self._ranges(requester, room_id)
         row = await event_store.get_event(self._pool, event_id)
         if row is None or row["room_id"] != room_id or not can_see(ranges, row["stream"]):
             raise not_found("Event not found")
         return self._format(row, requester)
 
     async def context(self, requester: Requester, room_id: str, event_id: str, limit: int) -> dict[str, Any]:
-        ranges = await self._ranges(requester.user_id, room_id)
+        ranges = await self._ranges(requester, room_id)
         row = await event_store.get_event(self._pool, event_id)
         if row is None or row["room_id"] != room_id or not can_see(ranges, row["stream"]):
             raise not_found("Event not found")
@@ -270,28 +311,36 @@ class Rooms:
 
     async def messages(self, requester: Requester, room_id: str, *, from_token: str | None, to_token: str | None,
                        backwards: bool, limit: int, event_filter: RoomEventFilter) -> Page:
-        ranges = await self._ranges(requester.user_id, room_id)
+        ranges = await self._ranges(requester, room_id)
         limit = max(1, min(event_filter.limit or limit, MAX_PAGE))
         position = tokens.parse(from_token) if from_token else None
         bound = tokens.parse(to_token, "to") if to_token else None
         if position is None:
             position = await event_store.max_stream(self._pool) if backwards else 0
         types, not_types = event_filter.type_patterns()
-        query = dict(ranges=ranges, types=types, not_types=not_types, limit=limit,
+        # One row more than the page tells whether anything follows it, so
+        # `end` is left out exactly when the page reaches the end of what the
+        # reader may see (no empty page after a full last one).
+        query = dict(ranges=ranges, types=types, not_types=not_types, limit=limit + 1,
                      senders=list(event_filter.senders) if event_filter.senders is not None else None,
                      not_senders=list(event_filter.not_senders) or None)
         if backwards:
             rows = await event_store.page(self._pool, room_id, after=bound, before=position, backwards=True, **query)
-            end = tokens.make(rows[-1]["stream"] - 1) if len(rows) == limit else None
         else:
             rows = await event_store.page(self._pool, room_id, after=position, before=bound, backwards=False, **query)
-            end = tokens.make(rows[-1]["stream"]) if len(rows) == limit else None
-        # No `end` tells the client it has reached the end of what it may read.
+        more = len(rows) > limit
+        rows = rows[:limit]
+        end = None
+        if more:
+            end = tokens.make(rows[-1]["stream"] - 1 if backwards else rows[-1]["stream"])
         state = []
         if event_filter.lazy_load_members and rows:
-            senders = {row["sender"] for row in rows}
-            state = [self._format(r, requester) for r in await event_store.member_events(self._pool, room_id)
-                     if r["state_key"] in senders]
+            # The senders' member events as the reader may know them: current
+            # for a member, as they were at the leave for someone who left.
+            point = await self._state_point(requester, room_id, ranges)
+            senders = sorted({row["sender"] for row in rows})
+            state = [self._format(r, requester)
+                     for r in await event_store.member_events_of(self._pool, room_id, senders, at_stream=point)]
         return Page(chunk=[self._format(row, requester) for row in rows], start=tokens.make(position),
                     end=end, state=state)
 
@@ -342,13 +391,16 @@ class Rooms:
 
     async def public_rooms(self, *, limit: int, since: str | None, search: str | None) -> dict[str, Any]:
         limit = max(1, min(limit, 500))
+        # The token is the last entry's place in the order (members, room id),
+        # so a page follows on even when that room has left the directory.
         after = None
         if since:
-            if not since.startswith("r"):
+            members, dot, room_id = since[1:].partition(".")
+            if not since.startswith("p") or not members.isdigit() or len(members) > 12 or not ids.is_room_id(room_id):
                 raise MatrixError(400, "M_INVALID_PARAM", "Invalid 'since' token")
-            after = since[1:]
+            after = (int(members), room_id)
         pattern = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") if search else None
-        rows = await directory_store.public_rooms(self._pool, search=pattern, after_room=after, limit=limit + 1)
+        rows = await directory_store.public_rooms(self._pool, search=pattern, after=after, limit=limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
         chunk = []
@@ -363,7 +415,7 @@ class Rooms:
             chunk.append(entry)
         body: dict[str, Any] = {"chunk": chunk}
         if more:
-            body["next_batch"] = "r" + rows[-1]["room_id"]
+            body["next_batch"] = f"p{rows[-1]['members']}.{rows[-1]['room_id']}"
         return body
 
     async def profile_changed(self, user_id: str, profile: dict[str, Any]) -> None:
@@ -374,7 +426,9 @@ class Rooms:
             member = await event_store.state_event(self._pool, room_id, "m.room.member", user_id)
             if member is None or member["content"].get("membership") != "join":
                 continue
-            content = {k: v for k, v in member["content"].items() if k not in ("displayname", "avatar_url")}
+            # The old join's reason was about joining, not about this change.
+            content = {k: v for k, v in member["content"].items()
+                       if k not in ("displayname", "avatar_url", "reason")}
             content.update({k: v for k, v in profile.items() if v is not None})
             try:
                 await self._write_one(EventDraft(room_id=room_id, sender=user_id, type="m.room.member",
