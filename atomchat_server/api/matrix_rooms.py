@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..errors import MatrixError
 from ..events.filters import FilterError, RoomEventFilter
-from ..events.room_creation import RoomRequest, preset_for
+from ..events.room_creation import ROOM_VERSION, RoomRequest, preset_for
 from ..validation import schemas
 from .base import BaseHandler
 from .matrix_account import PREFIX
@@ -16,7 +16,11 @@ ROOM = r"/rooms/([^/]+)"
 class CreateRoomHandler(BaseHandler):
     async def post(self) -> None:
         requester = await self.authenticate()
-        body = self.json_body("matrix/createRoom.request")
+        body = self.json_body()
+        # Checked before the schema: the spec gives this refusal its own code.
+        if body.get("room_version", ROOM_VERSION) != ROOM_VERSION:
+            raise MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", f"This server makes room version {ROOM_VERSION} only")
+        schemas().check_request("matrix/createRoom.request", body)
         for event in body.get("initial_state", []):
             schemas().check_content(event["type"], event["content"])
         request = RoomRequest(
@@ -55,8 +59,7 @@ class MembershipHandler(BaseHandler):
             if action == "invite":
                 await rooms.invite(requester, room_id, target, reason)
             else:
-                membership = {"kick": "leave", "ban": "ban", "unban": "leave"}[action]
-                await rooms.set_membership(requester, room_id, target, membership, reason)
+                await rooms.moderate(requester, room_id, action, target, reason)
         self.send_json({})
 
 
@@ -147,14 +150,20 @@ class MessagesHandler(BaseHandler):
         direction = self.get_query_argument("dir", "b")
         if direction not in ("b", "f"):
             raise MatrixError(400, "M_INVALID_PARAM", "'dir' must be 'b' or 'f'")
+        filter_text = self.get_query_argument("filter", None)
+        if filter_text and "\\u0000" in filter_text:
+            raise MatrixError(400, "M_INVALID_PARAM", "The filter cannot contain NUL characters")
         try:
-            event_filter = RoomEventFilter.parse(self.get_query_argument("filter", None))
+            event_filter = RoomEventFilter.parse(filter_text)
         except FilterError as exc:
             raise MatrixError(400, "M_INVALID_PARAM", str(exc)) from None
+        limit = self.int_argument("limit", 10)
+        if limit < 0:
+            raise MatrixError(400, "M_INVALID_PARAM", "'limit' must not be negative")
         page = await self.ctx.rooms.messages(
             requester, room_id, from_token=self.get_query_argument("from", None),
             to_token=self.get_query_argument("to", None), backwards=direction == "b",
-            limit=self.int_argument("limit", 10), event_filter=event_filter)
+            limit=limit, event_filter=event_filter)
         body = {"chunk": page.chunk, "start": page.start}
         if page.end is not None:
             body["end"] = page.end

@@ -32,8 +32,9 @@ async def set_published(db, room_id: str, published: bool) -> bool:
     return await db.execute("UPDATE rooms SET published = $2 WHERE room_id = $1", room_id, published) != "UPDATE 0"
 
 
-async def public_rooms(db, *, search: str | None, after_room: str | None, limit: int) -> list[asyncpg.Record]:
-    """Published rooms with the state a directory entry shows, most members first."""
+async def public_rooms(db, *, search: str | None, after: tuple[int, str] | None, limit: int) -> list[asyncpg.Record]:
+    """Published rooms with the state a directory entry shows, most members
+    first; ``after`` is the (members, room id) of the previous page's last entry."""
     return await db.fetch(
         """
         WITH listed AS (
@@ -56,9 +57,9 @@ async def public_rooms(db, *, search: str | None, after_room: str | None, limit:
         SELECT * FROM listed
          WHERE ($1::text IS NULL OR name ILIKE '%' || $1 || '%' OR topic ILIKE '%' || $1 || '%'
                 OR canonical_alias ILIKE '%' || $1 || '%')
-           AND ($2::text IS NULL OR (members, room_id) < (SELECT members, room_id FROM listed WHERE room_id = $2))
+           AND ($2::bigint IS NULL OR (members, room_id) < ($2, $3))
          ORDER BY members DESC, room_id DESC
-         LIMIT $3
+         LIMIT $4
         """,
-        search, after_room, limit,
+        search, after[0] if after else None, after[1] if after else None, limit,
     )
