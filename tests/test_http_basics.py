@@ -8,7 +8,7 @@ import json
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-from .client import DEFAULT_PASSWORD, MATRIX
+from .client import DEFAULT_PASSWORD, MATRIX, password_auth
 
 LOGIN = f"{MATRIX}/login"
 REGISTER = f"{MATRIX}/register"
@@ -243,6 +243,20 @@ async def test_failed_login_limit_per_account(api):
     assert_limited(await api.request("POST", LOGIN, right, status=429))
     # ...while other accounts log in as usual from the same address.
     await api.login("bob")
+
+
+@pytest.mark.settings(rc_failed_login_burst=2, rc_failed_login_per_second=0.01)
+async def test_wrong_passwords_in_interactive_auth_count_as_failed_logins(api):
+    login = await api.register("alice")
+    body = {"new_password": "a brand new password 7", "auth": password_auth("alice", "not the password at all")}
+    for _ in range(2):
+        failed = await api.request("POST", f"{MATRIX}/account/password", body, token=login["access_token"],
+                                   status=401, schema="matrix/uia.response")
+        assert failed["errcode"] == "M_FORBIDDEN"
+    assert_limited(await api.request("POST", f"{MATRIX}/account/password", body, token=login["access_token"],
+                                     status=429))
+    assert_limited(await api.request("POST", LOGIN, {"type": "m.login.password", "user": "alice",
+                                                      "password": DEFAULT_PASSWORD}, status=429))
 
 
 @pytest.mark.settings(rc_failed_login_burst=1, rc_failed_login_per_second=0.01)

@@ -130,7 +130,8 @@ async def test_login_with_an_existing_device_id_replaces_its_token(api):
     await api.register("alice")
     first = await api.login("alice", device_id="PHONE", initial_device_display_name="phone")
     await whoami(api, first["access_token"])  # now cached as a live session
-    second = await api.login("alice", device_id="PHONE")
+    # The display name of a known device stays as it was.
+    second = await api.login("alice", device_id="PHONE", initial_device_display_name="tablet")
     assert second["device_id"] == "PHONE"
     await refused_token(api, first["access_token"])
     await whoami(api, second["access_token"])

@@ -140,7 +140,8 @@ class SessionCache:
     def due_for_last_seen(self, session_id: str) -> bool:
         """True at most once a minute per session: when to record last-seen."""
         now = time.monotonic()
-        if now - self._last_seen.get(session_id, 0.0) < _LAST_SEEN_INTERVAL:
+        last = self._last_seen.get(session_id)
+        if last is not None and now - last < _LAST_SEEN_INTERVAL:
             return False
         if len(self._last_seen) > self._max:
             self._last_seen.clear()

@@ -30,8 +30,7 @@ async def start_session(pool, *, user_id: str, device_id: str, display_name: str
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(
             "INSERT INTO devices (user_id, device_id, display_name) VALUES ($1, $2, $3)"
-            " ON CONFLICT (user_id, device_id) DO UPDATE"
-            " SET display_name = COALESCE(EXCLUDED.display_name, devices.display_name)",
+            " ON CONFLICT (user_id, device_id) DO NOTHING",  # a known device keeps its name
             user_id, device_id, display_name,
         )
         replaced = await conn.execute(
