@@ -1,0 +1,487 @@
+"""The WebSocket event stream, /_atomchat/client/v1/stream, over real sockets.
+
+Clients authenticate by header, query parameter or a first auth frame; the
+server pushes sync-shaped frames as things happen and answers requests on
+the same socket; close codes tell a client what went wrong and whether to
+resume from its last next_batch. Every frame received is checked against
+schemas/stream/sync.frame or schemas/stream/reply.frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+import uuid
+from typing import Any, Callable
+from urllib.parse import urlencode
+
+import aiohttp
+import pytest
+from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.websocket import WebSocketClientConnection, websocket_connect
+
+from atomchat_server.api import stream as stream_module
+
+from .client import check_schema
+from .room_steps import another_device, bodies, register, room_of, text
+
+STREAM = "/_atomchat/client/v1/stream"
+WAIT = 5.0  # seconds a test waits for a frame that must come
+
+
+class Closed(Exception):
+    """The server closed the socket while a frame was expected."""
+
+
+def check_frame(frame: Any) -> None:
+    check_schema("stream/sync.frame" if isinstance(frame, dict) and "type" in frame else "stream/reply.frame", frame)
+
+
+def stream_url(base_url: str, **query: str) -> str:
+    url = "ws" + base_url[len("http"):] + STREAM
+    return url + ("?" + urlencode(query) if query else "")
+
+
+def room_events(frame: dict[str, Any], room_id: str, section: str = "timeline") -> list[dict[str, Any]]:
+    room = frame.get("rooms", {}).get("join", {}).get(room_id)
+    return room[section]["events"] if room else []
+
+
+class Stream:
+    """A stream client: reads and checks frames, keeps the last next_batch,
+    and sets aside the frames a caller was not waiting for."""
+
+    def __init__(self, conn: WebSocketClientConnection) -> None:
+        self.conn = conn
+        self.next_batch: str | None = None
+        self.unread: list[dict[str, Any]] = []
+
+    @classmethod
+    async def open(cls, base_url: str, *, token: str | None = None, header: bool = True, **query: str) -> "Stream":
+        headers = {}
+        if token is not None and header:
+            headers["Authorization"] = f"Bearer {token}"
+        elif token is not None:
+            query["access_token"] = token
+        conn = await websocket_connect(HTTPRequest(stream_url(base_url, **query), headers=headers,
+                                                   connect_timeout=WAIT, request_timeout=WAIT))
+        return cls(conn)
+
+    async def frame(self, timeout: float = WAIT) -> dict[str, Any]:
+        if self.unread:
+            return self.unread.pop(0)
+        return await self._receive(timeout)
+
+    async def _receive(self, timeout: float) -> dict[str, Any]:
+        message = await asyncio.wait_for(self.conn.read_message(), timeout)
+        if message is None:
+            raise Closed(self.conn.close_code, self.conn.close_reason)
+        frame = json.loads(message)
+        check_frame(frame)
+        if frame.get("type") == "sync":
+            self.next_batch = frame["next_batch"]
+        return frame
+
+    async def sync_until(self, done: Callable[[list[dict[str, Any]]], bool],
+                         timeout: float = WAIT) -> list[dict[str, Any]]:
+        """Sync frames until ``done`` holds for all received so far; replies are set aside."""
+        deadline = time.monotonic() + timeout
+        frames: list[dict[str, Any]] = []
+        kept: list[dict[str, Any]] = []
+        pending, self.unread = self.unread, []
+        while not done(frames):
+            frame = pending.pop(0) if pending else await self._receive(deadline - time.monotonic())
+            (frames if frame.get("type") == "sync" else kept).append(frame)
+        self.unread = kept + pending
+        return frames
+
+    async def messages(self, room_id: str, count: int, timeout: float = WAIT) -> list[dict[str, Any]]:
+        """The next ``count`` message events of the room, from as many sync frames as it takes."""
+        events: list[dict[str, Any]] = []
+
+        def enough(frames):
+            events[:] = [e for f in frames for e in room_events(f, room_id) if e["type"] == "m.room.message"]
+            return len(events) >= count
+
+        await self.sync_until(enough, timeout)
+        return events
+
+    async def request(self, method: str, params: dict[str, Any] | None = None, *,
+                      request_id: Any = None) -> dict[str, Any]:
+        """Sends a request and returns its reply; sync frames meanwhile are set aside."""
+        request_id = request_id if request_id is not None else uuid.uuid4().hex
+        frame = {"id": request_id, "method": method}
+        if params is not None:
+            frame["params"] = params
+        await self.conn.write_message(json.dumps(frame))
+        deadline = time.monotonic() + WAIT
+        kept: list[dict[str, Any]] = []
+        while True:
+            reply = await self._receive(deadline - time.monotonic())
+            if "type" not in reply and reply["id"] == request_id:
+                self.unread += kept
+                return reply
+            kept.append(reply)
+
+    async def closed(self, timeout: float = WAIT) -> tuple[int, str]:
+        """Reads until the server closes; returns its close code and reason."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                await self._receive(deadline - time.monotonic())
+            except Closed as closed:
+                return closed.args
+
+    async def close(self) -> None:
+        """Closes from the client side and waits for the server's answer."""
+        self.conn.close()
+        while await asyncio.wait_for(self.conn.read_message(), WAIT) is not None:
+            pass
+
+
+async def error_reply(stream: Stream, method: str, params: Any, errcode: str) -> dict[str, Any]:
+    reply = await stream.request(method, params, request_id=f"bad-{method}")
+    assert reply["id"] == f"bad-{method}"
+    assert "result" not in reply
+    assert reply["error"]["errcode"] == errcode, reply
+    return reply["error"]
+
+
+@pytest.fixture
+def users(api):
+    """alice and bob in one room, as a coroutine that returns (alice, bob, room_id)."""
+
+    async def make():
+        alice, bob = await register(api, "alice", "bob")
+        return alice, bob, await room_of(alice, bob, name="Stream room")
+
+    return make
+
+
+# -- authentication ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["header", "query", "frame"])
+async def test_each_way_to_authenticate_opens_with_a_full_sync(server, users, how):
+    alice, bob, room_id = await users()
+    await bob.say(room_id, "before")
+    if how == "frame":
+        stream = await Stream.open(server.base_url)
+        await stream.conn.write_message(json.dumps({"type": "auth", "access_token": alice.access_token}))
+    else:
+        stream = await Stream.open(server.base_url, token=alice.access_token, header=how == "header")
+    first = await stream.frame()
+    assert first["type"] == "sync"
+    assert first["next_batch"]
+    room = first["rooms"]["join"][room_id]
+    state_types = {e["type"] for e in room["state"]["events"] + room["timeline"]["events"]}
+    assert {"m.room.create", "m.room.name", "m.room.member"} <= state_types
+    assert bodies(room["timeline"]["events"]) == ["before"]
+    await stream.close()
+
+
+async def test_a_bad_token_is_refused_before_the_upgrade_in_json(server, users):
+    alice, _, _ = await users()
+    for headers, query in (({"Authorization": "Bearer not-a-token"}, {}),
+                           ({}, {"access_token": "not-a-token"})):
+        with pytest.raises(HTTPClientError) as refused:
+            await websocket_connect(HTTPRequest(stream_url(server.base_url, **query), headers=headers,
+                                                request_timeout=WAIT))
+        response = refused.value.response
+        assert refused.value.code == 401
+        assert response.headers["Content-Type"].startswith("application/json")
+        body = json.loads(response.body)
+        check_schema("common/error", body)
+        assert body["errcode"] == "M_UNKNOWN_TOKEN"
+    with pytest.raises(HTTPClientError) as refused:  # a bad since is refused before the upgrade too
+        await websocket_connect(stream_url(server.base_url, access_token=alice.access_token, since="nonsense"))
+    assert refused.value.code == 400
+    assert json.loads(refused.value.response.body)["errcode"] == "M_INVALID_PARAM"
+
+
+async def test_no_auth_frame_within_the_deadline_closes_with_4001(server, monkeypatch):
+    monkeypatch.setattr(stream_module, "AUTH_TIMEOUT_SECONDS", 0.3)
+    stream = await Stream.open(server.base_url)
+    started = time.monotonic()
+    code, _ = await stream.closed()
+    assert code == 4001
+    assert 0.25 <= time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize("first", [
+    {"type": "hello"},
+    {"type": "auth"},
+    {"type": "auth", "access_token": "not-a-token"},
+    {"id": 1, "method": "ping"},
+    ["auth"],
+])
+async def test_a_wrong_first_frame_closes_with_4401(server, first):
+    stream = await Stream.open(server.base_url)
+    await stream.conn.write_message(json.dumps(first))
+    code, reason = await stream.closed()
+    assert code == 4401
+    assert reason
+
+
+# -- pushing -------------------------------------------------------------------
+
+
+async def test_frames_arrive_as_soon_as_another_user_sends(server, users):
+    alice, bob, room_id = await users()
+    stream = await Stream.open(server.base_url, token=alice.access_token)
+    await stream.frame()
+    for n in range(5):
+        sent = time.monotonic()
+        event_id = await bob.say(room_id, f"hello {n}")
+        [event] = await stream.messages(room_id, 1, timeout=1.0)
+        assert time.monotonic() - sent < 1.0
+        assert event["event_id"] == event_id
+        assert event["sender"] == bob.user_id
+        assert event["content"]["body"] == f"hello {n}"
+        assert "transaction_id" not in event.get("unsigned", {})  # bob's, not alice's
+    await stream.close()
+
+
+async def test_since_resumes_with_exactly_the_missed_events(server, users):
+    alice, bob, room_id = await users()
+    stream = await Stream.open(server.base_url, token=alice.access_token)
+    await stream.frame()
+    await bob.say(room_id, "seen live")
+    await stream.messages(room_id, 1)
+    since = stream.next_batch
+    await stream.close()
+
+    missed = [await bob.say(room_id, f"missed {n}") for n in range(6)]
+    again = await Stream.open(server.base_url, token=alice.access_token, since=since)
+    events = await again.messages(room_id, len(missed))
+    assert [e["event_id"] for e in events] == missed
+    # Nothing else comes: a new message is the very next event.
+    later = await bob.say(room_id, "later")
+    assert [e["event_id"] for e in await again.messages(room_id, 1)] == [later]
+    await again.close()
+
+    # Resuming from a token with nothing new after it sends nothing until something happens.
+    quiet = await Stream.open(server.base_url, token=alice.access_token, since=again.next_batch)
+    with pytest.raises(asyncio.TimeoutError):
+        await quiet.frame(timeout=0.3)
+    last = await bob.say(room_id, "last")
+    assert [e["event_id"] for e in await quiet.messages(room_id, 1)] == [last]
+    await quiet.close()
+
+
+async def test_an_inline_filter_shapes_every_frame(server, users):
+    alice, bob, room_id = await users()
+    for n in range(4):
+        await bob.say(room_id, f"m{n}")
+    await alice.put_state(room_id, "m.room.topic", {"topic": "filtered out"})
+    inline = {"room": {"timeline": {"limit": 2, "types": ["m.room.message"]}, "state": {"types": ["m.room.name"]}}}
+    stream = await Stream.open(server.base_url, token=alice.access_token, filter=json.dumps(inline))
+    room = (await stream.frame())["rooms"]["join"][room_id]
+    assert bodies(room["timeline"]["events"]) == ["m2", "m3"]
+    assert {e["type"] for e in room["timeline"]["events"]} == {"m.room.message"}
+    assert room["timeline"]["limited"] is True
+    assert [e["type"] for e in room["state"]["events"]] == ["m.room.name"]
+    await alice.put_state(room_id, "m.room.topic", {"topic": "still filtered out"})
+    await bob.say(room_id, "m4")
+    [frame] = await stream.sync_until(lambda frames: bool(frames))
+    assert [e["type"] for e in room_events(frame, room_id)] == ["m.room.message"]
+    await stream.close()
+
+    other_rooms = {"room": {"not_rooms": [room_id]}}
+    excluded = await Stream.open(server.base_url, token=alice.access_token, filter=json.dumps(other_rooms))
+    assert room_id not in (await excluded.frame())["rooms"]["join"]
+    await excluded.close()
+
+    with pytest.raises(HTTPClientError) as refused:
+        await websocket_connect(stream_url(server.base_url, access_token=alice.access_token, filter="{not json"))
+    assert refused.value.code == 400
+
+
+# -- requests on the socket ----------------------------------------------------
+
+
+async def test_send_is_idempotent_per_transaction_and_echoes_it_to_this_device(server, users):
+    alice, bob, room_id = await users()
+    phone = await another_device(alice)
+    stream = await Stream.open(server.base_url, token=alice.access_token)
+    watcher = await Stream.open(server.base_url, token=bob.access_token)
+    await stream.frame()
+    await watcher.frame()
+
+    params = {"room_id": room_id, "type": "m.room.message", "content": text("once"), "txn_id": "txn-1"}
+    first = await stream.request("send", params, request_id=1)
+    assert first["id"] == 1
+    event_id = first["result"]["event_id"]
+    assert (await stream.request("send", params, request_id=2)) == {"id": 2, "result": {"event_id": event_id}}
+    # The HTTP send shares the transaction ids of the device.
+    again = await alice.send(room_id, text("once"), txn_id="txn-1")
+    assert again["event_id"] == event_id
+    # Another device with the same transaction id sends a new event.
+    other = await phone.send(room_id, text("other device"), txn_id="txn-1")
+    assert other["event_id"] != event_id
+
+    events = await stream.messages(room_id, 2)
+    assert [e["event_id"] for e in events] == [event_id, other["event_id"]]
+    assert events[0]["unsigned"]["transaction_id"] == "txn-1"
+    assert "transaction_id" not in events[1].get("unsigned", {})
+    seen_by_bob = await watcher.messages(room_id, 2)
+    assert [e["event_id"] for e in seen_by_bob] == [event_id, other["event_id"]]
+    assert all("transaction_id" not in e.get("unsigned", {}) for e in seen_by_bob)
+    await stream.close()
+    await watcher.close()
+
+
+async def test_typing_receipt_and_ping(server, users):
+    alice, bob, room_id = await users()
+    stream = await Stream.open(server.base_url, token=alice.access_token)
+    watcher = await Stream.open(server.base_url, token=bob.access_token)
+    await stream.frame()
+    await watcher.frame()
+
+    def ephemeral(frames, event_type):
+        return [e["content"] for f in frames for e in room_events(f, room_id, "ephemeral") if e["type"] == event_type]
+
+    assert await stream.request("typing", {"room_id": room_id, "typing": True, "timeout": 10_000},
+                                request_id="t") == {"id": "t", "result": {}}
+    frames = await watcher.sync_until(lambda fs: bool(ephemeral(fs, "m.typing")))
+    assert ephemeral(frames, "m.typing") == [{"user_ids": [alice.user_id]}]
+    assert (await stream.request("typing", {"room_id": room_id, "typing": False}))["result"] == {}
+    frames = await watcher.sync_until(lambda fs: bool(ephemeral(fs, "m.typing")))
+    assert ephemeral(frames, "m.typing") == [{"user_ids": []}]
+
+    event_id = await bob.say(room_id, "read me")
+    assert (await stream.request("receipt", {"room_id": room_id, "event_id": event_id}))["result"] == {}
+    frames = await watcher.sync_until(lambda fs: bool(ephemeral(fs, "m.receipt")))
+    [receipt] = ephemeral(frames, "m.receipt")
+    assert isinstance(receipt[event_id]["m.read"][alice.user_id]["ts"], int)
+
+    assert await stream.request("ping", request_id=7) == {"id": 7, "result": {}}
+    assert await stream.request("ping", {}, request_id="p") == {"id": "p", "result": {}}
+    await stream.close()
+    await watcher.close()
+
+
+async def test_bad_requests_get_error_replies_and_the_socket_stays_open(server, users):
+    alice, bob, room_id = await users()
+    stranger, = await register(alice.api, "stranger")
+    elsewhere = await stranger.create_room()
+    stream = await Stream.open(server.base_url, token=alice.access_token)
+    await stream.frame()
+
+    unknown = await error_reply(stream, "subscribe", {}, "M_UNRECOGNIZED")
+    assert "subscribe" in unknown["error"]
+    missing = await error_reply(stream, "send", {"room_id": room_id, "type": "m.room.message", "content": {}},
+                                "M_MISSING_PARAM")
+    assert "txn_id" in missing["error"]
+    await error_reply(stream, "typing", {"room_id": room_id, "typing": "yes"}, "M_BAD_JSON")
+    await error_reply(stream, "receipt", [room_id], "M_BAD_JSON")
+    await error_reply(stream, "send", {"room_id": room_id, "type": "m.room.message", "content": {"msgtype": "m.text", "body": 1},
+                                       "txn_id": "bad-content"}, "M_BAD_JSON")
+    await error_reply(stream, "send", {"room_id": elsewhere, "type": "m.room.message", "content": text("x"),
+                                       "txn_id": "not-a-member"}, "M_FORBIDDEN")
+    await error_reply(stream, "receipt", {"room_id": room_id, "event_id": "$nosuchevent"}, "M_NOT_FOUND")
+
+    assert (await stream.request("ping"))["result"] == {}
+    sent = await stream.request("send", {"room_id": room_id, "type": "m.room.message", "content": text("fine"),
+                                         "txn_id": "good"})
+    assert [e["event_id"] for e in await stream.messages(room_id, 1)] == [sent["result"]["event_id"]]
+
+    await stream.conn.write_message(json.dumps({"method": "ping"}))  # a request without an id
+    assert (await stream.closed())[0] == 4400
+
+
+@pytest.mark.parametrize("authenticated", [True, False])
+async def test_a_frame_that_is_not_json_closes_with_4400(server, users, authenticated):
+    alice, _, _ = await users()
+    stream = await Stream.open(server.base_url, token=alice.access_token if authenticated else None)
+    if authenticated:
+        await stream.frame()
+    await stream.conn.write_message("{this is not json")
+    code, reason = await stream.closed()
+    assert code == 4400
+    assert "JSON" in reason
+
+
+async def test_logout_closes_the_socket_of_that_token_only(server, users):
+    alice, bob, room_id = await users()
+    phone = await another_device(alice)
+    stream = await Stream.open(server.base_url, token=alice.access_token)
+    other = await Stream.open(server.base_url, token=phone.access_token)
+    await stream.frame()
+    await other.frame()
+    await alice.call("POST", "/logout", schema="matrix/empty.response")
+    started = time.monotonic()
+    code, _ = await stream.closed(timeout=1.0)
+    assert code == 4401
+    assert time.monotonic() - started < 1.0
+    event_id = await bob.say(room_id, "still here")
+    assert [e["event_id"] for e in await other.messages(room_id, 1)] == [event_id]
+    await other.close()
+
+
+# -- flow control ----------------------------------------------------------------
+
+SLOW_MESSAGES = 120
+SLOW_BODY = "x" * 60_000  # each event just under the 64 KiB limit
+WIDE_TIMELINE = json.dumps({"room": {"timeline": {"limit": 1000}}})
+
+
+def small_receive_buffer(addr_info) -> socket.socket:
+    """A client socket whose kernel receive buffer holds only a few KiB, so
+    that a client that stops reading soon stops the server's writes too."""
+    family, kind, proto, _, _ = addr_info
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    return sock
+
+
+async def test_a_client_that_stops_reading_is_closed_with_4408_and_resumes(server, users, monkeypatch):
+    monkeypatch.setattr(stream_module, "MAX_PENDING_BYTES", 64 * 1024)
+    alice, bob, room_id = await users()
+    carol, = await register(alice.api, "carol")
+    await alice.invite(room_id, carol)
+    await carol.join(room_id)
+
+    connector = aiohttp.TCPConnector(socket_factory=small_receive_buffer)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        slow = await session.ws_connect(stream_url(server.base_url, filter=WIDE_TIMELINE), max_msg_size=0,
+                                        headers={"Authorization": f"Bearer {alice.access_token}"})
+        first = await slow.receive_json()
+        check_frame(first)
+        fast = await Stream.open(server.base_url, token=carol.access_token, filter=WIDE_TIMELINE)
+        await fast.frame()
+
+        # alice reads nothing while bob sends several megabytes; carol reads as they come.
+        receiving = asyncio.ensure_future(fast.messages(room_id, SLOW_MESSAGES, timeout=60))
+
+        async def send(part: int) -> None:
+            for n in range(part, SLOW_MESSAGES, 4):
+                await bob.send(room_id, text(f"{n} {SLOW_BODY}"))
+
+        await asyncio.wait_for(asyncio.gather(*(send(part) for part in range(4))), 60)
+        delivered = [e["event_id"] for e in await receiving]
+        assert len(delivered) == len(set(delivered)) == SLOW_MESSAGES
+        assert (await fast.request("ping"))["result"] == {}  # alice still stalls; others are served
+
+        # alice reads again: what was on its way, then the close telling it to resume.
+        received: list[str] = []
+        next_batch = first["next_batch"]
+        while True:
+            message = await asyncio.wait_for(slow.receive(), WAIT)
+            if message.type != aiohttp.WSMsgType.TEXT:
+                break
+            frame = json.loads(message.data)
+            check_frame(frame)
+            received += [e["event_id"] for e in room_events(frame, room_id)]
+            next_batch = frame["next_batch"]
+        assert slow.close_code == 4408
+        assert "since" in message.extra
+        assert len(received) < SLOW_MESSAGES
+
+    resumed = await Stream.open(server.base_url, token=alice.access_token, filter=WIDE_TIMELINE, since=next_batch)
+    rest = await resumed.messages(room_id, SLOW_MESSAGES - len(received), timeout=30)
+    assert received + [e["event_id"] for e in rest] == delivered
+    await resumed.close()
+    await fast.close()
