@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import tornado.web
 
-from .api import admin, matrix_account, matrix_ephemeral, matrix_profile, matrix_rooms, matrix_sync, stream
+from .api import admin, compat, matrix_account, matrix_ephemeral, matrix_profile, matrix_rooms, matrix_sync, stream
 from .api.base import NotFoundHandler, log_request
 from .auth.passwords import Passwords
 from .auth.sessions import SessionCache
@@ -25,6 +25,7 @@ from .notifier import Notifier
 from .sync.builder import SyncBuilder
 from .sync.session import SyncSessions
 from .services.accounts import Accounts, RateLimits
+from .services.compat import Compat
 from .services.ephemeral import Ephemeral
 from .services.moderation import AdminQueries, Blocks, Moderation
 from .services.persister import Persister
@@ -49,6 +50,7 @@ class AppContext:
     ephemeral: Ephemeral
     moderation: Moderation
     admin: AdminQueries
+    compat: Compat
     sync_sessions: SyncSessions = field(default_factory=SyncSessions)
     in_flight: int = 0
     streams: set = field(default_factory=set)  # open WebSocket streams
@@ -107,12 +109,13 @@ class AtomChat:
                               notifier=notifier, sync=SyncBuilder(self._pool),
                               ephemeral=Ephemeral(pool=self._pool, persister=self._persister),
                               moderation=moderation,
-                              admin=AdminQueries(pool=self._pool, blocks=blocks, system_user=moderation.system_user))
+                              admin=AdminQueries(pool=self._pool, blocks=blocks, system_user=moderation.system_user),
+                              compat=Compat(pool=self._pool, accounts=accounts, rooms=rooms, moderation=moderation))
         return self.application()
 
     def application(self) -> tornado.web.Application:
         routes = (matrix_account.routes() + matrix_rooms.routes() + matrix_profile.routes() + matrix_sync.routes()
-                  + matrix_ephemeral.routes() + stream.routes() + admin.routes())
+                  + matrix_ephemeral.routes() + stream.routes() + admin.routes() + compat.routes())
         handlers = [(pattern, handler, {"ctx": self.ctx}) for pattern, handler in routes]
         return tornado.web.Application(
             handlers,

@@ -43,3 +43,28 @@ def is_room_alias(value: str) -> bool:
 
 def is_room_id(value: str) -> bool:
     return value.startswith("!") and ":" in value[2:]
+
+
+_MATRIX_LOCALPART_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._=-/+")
+_KEPT_BY_MAPPING = set("abcdefghijklmnopqrstuvwxyz0123456789.-/")
+
+
+def localpart_for(username: str) -> str:
+    """The Matrix localpart of an account whose username Matrix does not
+    allow as is (the original API allows upper case and '@'): a valid
+    username is its own localpart; any other is mapped as the Matrix spec
+    suggests for other character sets (upper case to '_' and lower case,
+    '_' to '__', anything else to '=' and its UTF-8 bytes in hex)."""
+    if username and set(username) <= _MATRIX_LOCALPART_CHARS:
+        return username
+    out = []
+    for char in username:
+        if char in _KEPT_BY_MAPPING:
+            out.append(char)
+        elif "A" <= char <= "Z":
+            out.append("_" + char.lower())
+        elif char == "_":
+            out.append("__")
+        else:
+            out.append("".join(f"={byte:02x}" for byte in char.encode()))
+    return "".join(out)

@@ -50,14 +50,15 @@ def weak_password(problems: list[str]) -> MatrixError:
 async def create_user(pool, passwords: Passwords, server_name: str, localpart: str, password: str, *,
                       is_moderator: bool = False, email: str = "") -> str:
     """Creates an account after checking the password policy; returns the
-    user id. Shared by registration on every surface and by the CLI."""
+    user id. Shared by registration on every surface and by the CLI.
+    ``localpart`` is the username; the user id's localpart is its Matrix form."""
     if localpart == SYSTEM_LOCALPART:
         raise MatrixError(400, "M_USER_IN_USE", "That username is taken")
     problems = policy.password_problems(password, localpart)
     if problems:
         raise weak_password(problems)
     password_hash = await passwords.hash(password)
-    user_id = ids.user_id(localpart, server_name)
+    user_id = ids.user_id(ids.localpart_for(localpart), server_name)
     try:
         await user_store.create_user(pool, user_id=user_id, localpart=localpart, password_hash=password_hash,
                                      is_moderator=is_moderator, email=email)
@@ -117,13 +118,30 @@ class Accounts:
             return user_id
         return await self._start_session(user_id, device_id, display_name, want_refresh)
 
+    async def create_account(self, username: str, password: str, *, email: str, address: str) -> str:
+        """Registration on the original API: its username rules were checked by the caller."""
+        self._limits.register_by_address.check(address)
+        return await create_user(self._pool, self._passwords, self.server_name, username, password, email=email)
+
+    async def user(self, user_id: str):
+        user = await user_store.get_user(self._pool, user_id)
+        if user is None:
+            raise not_found("Unknown user")
+        return user
+
     async def verify_password(self, identifier: str, password: str) -> str:
         """The user id whose password this is; M_FORBIDDEN otherwise. Failed
         attempts are rate limited per account."""
         localpart = self.localpart_of(identifier)
-        account_key = localpart.lower()
+        # A full user id names the account exactly; a bare name is its
+        # username (for accounts made on /api, the user id's localpart is a
+        # mapping of it), compared without regard to case.
+        if identifier.startswith("@"):
+            user = await user_store.get_user(self._pool, identifier)
+        else:
+            user = await user_store.find_by_localpart(self._pool, localpart)
+        account_key = user["user_id"] if user else localpart.lower()
         self._limits.failed_login_by_account.check(account_key, consume=False)
-        user = await user_store.find_by_localpart(self._pool, localpart)
         ok, new_hash = await self._passwords.verify(user["password_hash"] if user else None, password)
         if not ok:
             self._limits.failed_login_by_account.consume(account_key)

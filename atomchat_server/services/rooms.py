@@ -168,6 +168,20 @@ class Rooms:
                                 else f"{target} is not in this room")
         await self.set_membership(requester, room_id, target, "ban" if action == "ban" else "leave", reason)
 
+    async def add_member(self, requester: Requester, room_id: str, user_id: str) -> None:
+        """Makes a user a member at once, as the original API does: the
+        requester's invite and the user's join, committed together."""
+        self._blocks.require(requester.user_id, "invite")
+        await self._require_room(room_id)
+        current = await event_store.membership(self._pool, room_id, user_id)
+        if current is not None and current["membership"] == "join":
+            return
+        profile = await self._profile(user_id)
+        invite = self._draft(requester, room_id, "m.room.member", {"membership": "invite", **profile}, state_key=user_id)
+        join = EventDraft(room_id=room_id, sender=user_id, type="m.room.member",
+                          content={"membership": "join", **profile}, state_key=user_id)
+        await self._persister.write([invite, join])
+
     async def join(self, requester: Requester, room_id_or_alias: str, reason: str | None = None) -> str:
         room_id = await self.resolve_room(room_id_or_alias)
         await self.set_membership(requester, room_id, requester.user_id, "join", reason)

@@ -19,8 +19,10 @@ async def claim_server_state(db, key: str, value: str) -> str:
 
 async def ensure_system_user(db, user_id: str, localpart: str) -> None:
     """The account the server acts as (it has no password: nobody logs in as it)."""
+    # Number 0, outside the numbers people get (from 1), which the original API shows.
     await db.execute(
-        "INSERT INTO users (user_id, localpart, password_hash) VALUES ($1, $2, NULL) ON CONFLICT DO NOTHING",
+        "INSERT INTO users (id, user_id, localpart, password_hash) OVERRIDING SYSTEM VALUE"
+        " VALUES (0, $1, $2, NULL) ON CONFLICT DO NOTHING",
         user_id, localpart,
     )
 

@@ -1,0 +1,203 @@
+"""The original AtomChat REST API (/api/...), unchanged for its clients:
+same paths (the trailing slash optional), same JSON shapes and status codes,
+`Authorization: Token <key>`, errors in its own shapes rather than Matrix's."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+from urllib.parse import urlencode
+
+import tornado.web
+
+from ..errors import MatrixError
+from ..services.compat import FieldErrors
+from .base import BaseHandler
+
+PERMISSION_DENIED = "You do not have permission to perform this action."
+
+
+class CompatHandler(BaseHandler):
+    def access_token(self) -> str | None:
+        header = self.request.headers.get("Authorization")
+        if not header:
+            return None
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() not in ("token", "bearer") or not token.strip():
+            raise MatrixError(401, "M_UNKNOWN_TOKEN", "Invalid token header.")
+        return token.strip()
+
+    async def authenticate(self):
+        if self.access_token() is None:
+            raise MatrixError(401, "M_MISSING_TOKEN", "Authentication credentials were not provided.")
+        return await super().authenticate()
+
+    def body(self) -> dict[str, Any]:
+        """The request body: JSON, or a form (the original accepted both)."""
+        content_type = self.request.headers.get("Content-Type", "")
+        if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+            return {name: self.get_body_argument(name) for name in self.request.body_arguments}
+        return self.json_body()
+
+    def number(self, value: str) -> int:
+        """An object number from the path; anything else names no object."""
+        if not value.isdigit() or len(value) > 18:
+            raise MatrixError(404, "M_NOT_FOUND", "Not found.")
+        return int(value)
+
+    def send_data(self, body: Any, status: int = 200) -> None:
+        self.send_json(body, status)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, FieldErrors):
+            status_code, body = 400, error.errors
+        elif isinstance(error, MatrixError):
+            status_code, body = error.status, self._detail(error)
+        elif isinstance(error, tornado.web.HTTPError) and status_code == 405:
+            body = {"detail": f'Method "{self.request.method}" not allowed.'}
+        elif status_code == 404:
+            body = {"detail": "Not found."}
+        elif status_code < 500:
+            body = {"detail": self._reason}
+        else:
+            body = {"detail": "A server error occurred."}
+        self.set_status(status_code)
+        if status_code == 401:
+            self.set_header("WWW-Authenticate", "Token")
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+    def log_exception(self, typ, value, tb) -> None:
+        if isinstance(value, FieldErrors):
+            return  # a refusal, already in the request log line
+        super().log_exception(typ, value, tb)
+
+    def _detail(self, error: MatrixError) -> dict[str, Any]:
+        if error.status == 401:
+            if error.errcode == "M_USER_LOCKED":
+                return {"detail": "User inactive or deleted."}
+            if error.errcode == "M_MISSING_TOKEN":
+                return {"detail": "Authentication credentials were not provided."}
+            return {"detail": "Invalid token."}
+        if error.status == 403:
+            return {"detail": PERMISSION_DENIED if error.errcode == "M_FORBIDDEN" else error.error}
+        if error.status == 404:
+            return {"detail": "Not found."}
+        if error.status == 429:
+            seconds = math.ceil(error.extra.get("retry_after_ms", 1000) / 1000)
+            self.set_header("Retry-After", str(seconds))
+            return {"detail": f"Request was throttled. Expected available in {seconds} seconds."}
+        if error.errcode == "M_NOT_JSON":
+            return {"detail": "JSON parse error - the body is not valid JSON."}
+        if error.status == 400:
+            return {"non_field_errors": [error.error]}
+        return {"detail": error.error}
+
+
+class UsersHandler(CompatHandler):
+    async def post(self) -> None:
+        self.send_data(await self.ctx.compat.register(self.body(), self.request.remote_ip), 201)
+
+
+class MeHandler(CompatHandler):
+    async def get(self) -> None:
+        self.send_data(await self.ctx.compat.me(await self.authenticate()))
+
+
+class BlockHandler(CompatHandler):
+    async def put(self, number: str) -> None:
+        requester = await self.authenticate()
+        self.send_data(await self.ctx.compat.block(requester, self.number(number), self.body()))
+
+
+class TokensHandler(CompatHandler):
+    async def post(self) -> None:
+        self.send_data({"token": await self.ctx.compat.token(self.body(), self.request.remote_ip)})
+
+
+class RoomsHandler(CompatHandler):
+    async def get(self) -> None:
+        self.send_data(await self.ctx.compat.rooms(await self.authenticate()))
+
+    async def post(self) -> None:
+        requester = await self.authenticate()
+        self.send_data(await self.ctx.compat.create_room(requester, self.body()), 201)
+
+
+class RoomHandler(CompatHandler):
+    async def get(self, number: str) -> None:
+        requester = await self.authenticate()
+        self.send_data(await self.ctx.compat.room(requester, self.number(number)))
+
+    async def put(self, number: str) -> None:
+        requester = await self.authenticate()
+        self.send_data(await self.ctx.compat.update_room(requester, self.number(number), self.body()))
+
+    patch = put  # every field is optional either way: omitted fields stay as they are
+
+    async def delete(self, number: str) -> None:
+        requester = await self.authenticate()
+        await self.ctx.compat.delete_room(requester, self.number(number))
+        self.set_status(204)
+        self.clear_header("Content-Type")
+        self.finish()
+
+
+class RoomMessagesHandler(CompatHandler):
+    async def get(self, number: str) -> None:
+        """The room's messages, oldest first. The whole list is streamed page
+        by page; with ?limit=N (and ?before=<cursor>) just one page, and a
+        Link header (rel="next") names the page of older messages."""
+        requester = await self.authenticate()
+        limit = self.get_query_argument("limit", None)
+        before = self.get_query_argument("before", None)
+        if limit is not None and (not limit.isdigit() or not 1 <= int(limit) <= 1000):
+            raise FieldErrors({"limit": ["Ensure this value is an integer between 1 and 1000."]})
+        if before is not None and (not before.startswith("m") or not before[1:].isdigit() or len(before) > 19):
+            raise FieldErrors({"before": ["Invalid cursor."]})
+        pages, older = await self.ctx.compat.message_pages(
+            requester, self.number(number), limit=int(limit) if limit else None,
+            before=int(before[1:]) if before else None)
+        if older is not None:
+            query = urlencode({"limit": limit, "before": f"m{older}"})
+            self.set_header("Link", f'<{self.request.path}?{query}>; rel="next"')
+        self.write("[")
+        first = True
+        async for page in pages:
+            for message in page:
+                self.write(("" if first else ",") + json.dumps(message, ensure_ascii=False))
+                first = False
+            await self.flush()
+        self.finish("]")
+
+    async def post(self, number: str) -> None:
+        requester = await self.authenticate()
+        self.send_data(await self.ctx.compat.post_message(requester, self.number(number), self.body()), 201)
+
+
+class DirectMessagesHandler(CompatHandler):
+    async def post(self) -> None:
+        requester = await self.authenticate()
+        self.send_data(await self.ctx.compat.direct_message(requester, self.body()), 201)
+
+
+class UnknownHandler(CompatHandler):
+    def prepare(self) -> None:
+        super().prepare()
+        raise MatrixError(404, "M_NOT_FOUND", "Not found.")
+
+
+def routes() -> list[tuple[str, type]]:
+    return [
+        (r"/api/users/?", UsersHandler),
+        (r"/api/users/me/?", MeHandler),
+        (r"/api/users/([^/]+)/block/?", BlockHandler),
+        (r"/api/auth/tokens/?", TokensHandler),
+        (r"/api/rooms/?", RoomsHandler),
+        (r"/api/rooms/([^/]+)/?", RoomHandler),
+        (r"/api/rooms/([^/]+)/messages/?", RoomMessagesHandler),
+        (r"/api/messages/?", DirectMessagesHandler),
+        (r"/api(?:/.*)?", UnknownHandler),
+    ]

@@ -1,0 +1,335 @@
+"""The original AtomChat REST API's behaviour, over the same rooms and events.
+
+Rooms made here are Matrix rooms (private, with the original API's rule that
+any member may rename the room and change its members); messages are
+m.room.message events. Validation failures are reported per field, in the
+shapes and words the original API's clients know.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import datetime, timezone
+from typing import Any, AsyncIterator
+
+from ..auth import policy
+from ..auth.sessions import Requester
+from ..errors import MatrixError, forbidden, not_found
+from ..events.power_levels import default_power_levels
+from ..events.room_creation import RoomRequest
+from ..storage import compat as store
+from ..storage import events as event_store
+from .accounts import Accounts
+from .moderation import Moderation
+from .rooms import Rooms
+
+# Django's username rule: letters, digits and @ . + - _ ; at most 150 characters.
+_USERNAME = re.compile(r"^[\w.@+-]+\Z")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+\Z")
+MAX_USERNAME = 150
+STREAM_PAGE = 500
+
+REQUIRED = "This field is required."
+BLANK = "This field may not be blank."
+
+
+class FieldErrors(Exception):
+    """A 400 in the original API's shape: {"field": ["message", ...]}."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
+def iso(moment: datetime | int) -> str:
+    """ISO 8601 UTC with microseconds and Z; ``moment`` may be milliseconds."""
+    if isinstance(moment, int):
+        moment = datetime.fromtimestamp(moment / 1000, timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def message_json(row) -> dict[str, Any]:
+    return {"text": row["text"], "created_at": iso(row["origin_server_ts"]), "author": row["author"]}
+
+
+def room_json(row) -> dict[str, Any]:
+    return {"id": row["id"], "name": row["name"] or "", "is_private": True, "created_at": iso(row["created_at"]),
+            "users": list(row["member_ids"])}
+
+
+def _text(body: dict[str, Any], field: str, errors: dict[str, list[str]]) -> str | None:
+    value = body.get(field)
+    if value is None:
+        errors[field] = [REQUIRED]
+    elif not isinstance(value, str):
+        errors[field] = ["Not a valid string."]
+    elif not value.strip():
+        errors[field] = [BLANK]
+    else:
+        return value
+    return None
+
+
+def _pk(value: Any, field: str, errors: dict[str, list[str]]) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        errors[field] = [f"Incorrect type. Expected pk value, received {type(value).__name__}."]
+        return None
+    return value
+
+
+class Compat:
+    def __init__(self, *, pool, accounts: Accounts, rooms: Rooms, moderation: Moderation) -> None:
+        self._pool = pool
+        self._accounts = accounts
+        self._rooms = rooms
+        self._moderation = moderation
+
+    # -- accounts --------------------------------------------------------------------
+
+    async def register(self, body: dict[str, Any], address: str) -> dict[str, Any]:
+        errors: dict[str, list[str]] = {}
+        username = _text(body, "username", errors)
+        if username is not None:
+            if len(username) > MAX_USERNAME:
+                errors["username"] = [f"Ensure this field has no more than {MAX_USERNAME} characters."]
+            elif not _USERNAME.match(username):
+                errors["username"] = ["Enter a valid username. This value may contain only letters, numbers, "
+                                      "and @/./+/-/_ characters."]
+        password = _text(body, "password", errors)
+        if password is not None:
+            problems = policy.password_problems(password, username or "")
+            if problems:
+                errors["password"] = problems
+        email = body.get("email", "")
+        if email is None:
+            email = ""
+        if not isinstance(email, str) or (email and not _EMAIL.match(email)):
+            errors["email"] = ["Enter a valid email address."]
+        if errors:
+            raise FieldErrors(errors)
+        try:
+            await self._accounts.create_account(username, password, email=email, address=address)
+        except MatrixError as error:
+            if error.errcode == "M_USER_IN_USE":
+                raise FieldErrors({"username": ["A user with that username already exists."]}) from None
+            raise
+        return {"email": email, "username": username}
+
+    async def token(self, body: dict[str, Any], address: str) -> str:
+        errors: dict[str, list[str]] = {}
+        username = _text(body, "username", errors)
+        password = _text(body, "password", errors)
+        if errors:
+            raise FieldErrors(errors)
+        try:
+            result = await self._accounts.login(identifier=username, password=password, device_id=None,
+                                                display_name="AtomChat API", want_refresh=False, address=address)
+        except MatrixError as error:
+            if error.errcode in ("M_FORBIDDEN", "M_USER_LOCKED"):
+                raise FieldErrors({"non_field_errors": ["Unable to log in with provided credentials."]}) from None
+            raise
+        return result.access_token
+
+    async def me(self, requester: Requester) -> dict[str, Any]:
+        user = await self._accounts.user(requester.user_id)
+        return {"id": user["id"], "username": user["localpart"], "email": user["email"],
+                "is_moderator": user["is_moderator"]}
+
+    # -- rooms -------------------------------------------------------------------------
+
+    async def rooms(self, requester: Requester) -> list[dict[str, Any]]:
+        if requester.is_moderator:
+            rows = await store.all_rooms(self._pool, exclude=self._moderation.blocks.policy_room or "")
+        else:
+            rows = await store.rooms_of(self._pool, requester.user_id)
+        return [room_json(row) for row in rows]
+
+    async def _members(self, numbers: list[int], field: str, errors: dict[str, list[str]]) -> list[str]:
+        """The user ids of a list of account numbers, or field errors."""
+        found = {row["id"]: row["user_id"] for row in await store.users_by_ids(self._pool, numbers)}
+        for number in numbers:
+            if number not in found:
+                errors[field] = [f'Invalid pk "{number}" - object does not exist.']
+                return []
+        return [found[number] for number in numbers]
+
+    async def _users_field(self, body: dict[str, Any], errors: dict[str, list[str]]) -> list[str] | None:
+        if "users" not in body:
+            return None
+        value = body["users"]
+        if not isinstance(value, list):
+            errors["users"] = [f'Expected a list of items but got type "{type(value).__name__}".']
+            return None
+        if not value:
+            errors["users"] = ["This list may not be empty."]
+            return None
+        numbers = []
+        for item in value:
+            number = _pk(item, "users", errors)
+            if number is None:
+                return None
+            numbers.append(number)
+        return await self._members(list(dict.fromkeys(numbers)), "users", errors)
+
+    async def create_room(self, requester: Requester, body: dict[str, Any]) -> dict[str, Any]:
+        errors: dict[str, list[str]] = {}
+        name = _text(body, "name", errors)
+        if name is not None and await store.room_name_taken(self._pool, name):
+            errors["name"] = ["room with this name already exists."]
+        members = await self._users_field(body, errors)
+        if errors:
+            raise FieldErrors(errors)
+        room_id = await self._new_private_room(requester, name)
+        for user_id in members or []:
+            if user_id != requester.user_id:
+                await self._rooms.add_member(requester, room_id, user_id)
+        return room_json(await store.room_object_by_room_id(self._pool, room_id))
+
+    async def _new_private_room(self, requester: Requester, name: str) -> str:
+        # Any member may rename the room and change its members, as in the original.
+        events = dict(default_power_levels(requester.user_id)["events"], **{"m.room.name": 0})
+        request = RoomRequest(preset="private_chat", name=name,
+                              power_level_content_override={"kick": 0, "invite": 0, "events": events})
+        return await self._rooms.create_room(requester, request, alias_localpart=None, publish=False)
+
+    async def _visible_room(self, requester: Requester, number: int):
+        """The room, if the requester is a member or a moderator; 404 or 403 otherwise."""
+        row = await store.room_object(self._pool, number)
+        if row is None:
+            raise not_found("Not found.")
+        if not requester.is_moderator:
+            membership = await event_store.membership(self._pool, row["room_id"], requester.user_id)
+            if membership is None or membership["membership"] != "join":
+                raise forbidden("You do not have permission to perform this action.")
+        return row
+
+    async def room(self, requester: Requester, number: int) -> dict[str, Any]:
+        return room_json(await self._visible_room(requester, number))
+
+    async def update_room(self, requester: Requester, number: int, body: dict[str, Any]) -> dict[str, Any]:
+        row = await self._visible_room(requester, number)
+        errors: dict[str, list[str]] = {}
+        name = _text(body, "name", errors) if "name" in body else None
+        if name is not None and name != row["name"] and await store.room_name_taken(self._pool, name, row["room_id"]):
+            errors["name"] = ["room with this name already exists."]
+        members = await self._users_field(body, errors)
+        if errors:
+            raise FieldErrors(errors)
+        room_id = row["room_id"]
+        if name is not None and name != row["name"]:
+            await self._rooms.set_state(requester, room_id, "m.room.name", "", {"name": name})
+        if members is not None:
+            current = {m["state_key"] for m in await event_store.joined_members(self._pool, room_id)}
+            wanted = set(members)
+            if row["creator"] in current - wanted and requester.user_id != row["creator"] \
+                    and not requester.is_moderator:
+                raise forbidden("You do not have permission to perform this action.")
+            for user_id in members:
+                if user_id not in current:
+                    await self._rooms.add_member(requester, room_id, user_id)
+            for user_id in sorted(current - wanted):
+                await self._rooms.set_membership(requester, room_id, user_id, "leave")
+        return room_json(await store.room_object_by_room_id(self._pool, room_id))
+
+    async def delete_room(self, requester: Requester, number: int) -> None:
+        row = await store.room_object(self._pool, number)
+        if row is None:
+            raise not_found("Not found.")
+        if not requester.is_moderator:
+            raise forbidden("You do not have permission to perform this action.")
+        await self._moderation.delete_room(requester.user_id, row["room_id"], purge=False)
+
+    # -- messages ------------------------------------------------------------------------
+
+    async def message_pages(self, requester: Requester, number: int, *, limit: int | None,
+                            before: int | None) -> tuple[AsyncIterator[list[dict[str, Any]]], int | None]:
+        """The room's messages oldest first, as pages to stream; with a
+        ``limit``, just the newest ``limit`` before ``before``, and the cursor
+        for the page before them (None at the start of the room)."""
+        row = await self._visible_room(requester, number)
+        room_id = row["room_id"]
+        if limit is not None:
+            rows = await store.messages(self._pool, room_id, before=before, limit=limit + 1, newest_first=True)
+            older = rows[limit - 1]["stream"] if len(rows) > limit else None
+            page = [message_json(r) for r in reversed(rows[:limit])]
+
+            async def one_page():
+                yield page
+            return one_page(), older
+
+        async def all_pages():
+            after = None
+            while True:
+                rows = await store.messages(self._pool, room_id, before=before, after=after, limit=STREAM_PAGE,
+                                            newest_first=False)
+                if not rows:
+                    return
+                yield [message_json(r) for r in rows]
+                after = rows[-1]["stream"]
+        return all_pages(), None
+
+    async def post_message(self, requester: Requester, number: int, body: dict[str, Any]) -> dict[str, Any]:
+        row = await self._visible_room(requester, number)
+        errors: dict[str, list[str]] = {}
+        text = _text(body, "text", errors)
+        if errors:
+            raise FieldErrors(errors)
+        return await self._send(requester, row["room_id"], text)
+
+    async def _send(self, requester: Requester, room_id: str, text: str) -> dict[str, Any]:
+        event_id = await self._rooms.send(requester, room_id, "m.room.message", {"msgtype": "m.text", "body": text},
+                                          "api-" + secrets.token_urlsafe(12))
+        return message_json(await store.message(self._pool, event_id))
+
+    async def direct_message(self, requester: Requester, body: dict[str, Any]) -> dict[str, Any]:
+        errors: dict[str, list[str]] = {}
+        text = _text(body, "text", errors)
+        other = None
+        if "user_to" not in body:
+            errors["user_to"] = [REQUIRED]
+        else:
+            number = _pk(body["user_to"], "user_to", errors)
+            if number is not None:
+                found = await store.user_by_id(self._pool, number)
+                if found is None:
+                    errors["user_to"] = [f'Invalid pk "{number}" - object does not exist.']
+                else:
+                    other = found
+        if errors:
+            raise FieldErrors(errors)
+        me = await self._accounts.user(requester.user_id)
+        low, high = sorted((me, other), key=lambda user: user["id"])
+        async with store.pair_lock(self._pool, low["id"], high["id"]) as conn:
+            room_id = await store.direct_room(conn, low["id"], high["id"])
+            if room_id is None:
+                room_id = await self._new_direct_room(requester, low, high)
+                await store.set_direct_room(conn, low["id"], high["id"], room_id)
+        message = await self._send(requester, room_id, text)
+        return {"text": message["text"], "created_at": message["created_at"]}
+
+    async def _new_direct_room(self, requester: Requester, low, high) -> str:
+        # Named as the original did; names of private rooms need not be unique.
+        request = RoomRequest(preset="private_chat", name=f"{low['localpart']}&{high['localpart']}_private",
+                              is_direct=True)
+        room_id = await self._rooms.create_room(requester, request, alias_localpart=None, publish=False)
+        for user in (low, high):
+            if user["user_id"] != requester.user_id:
+                await self._rooms.add_member(requester, room_id, user["user_id"])
+        return room_id
+
+    # -- moderation ------------------------------------------------------------------------
+
+    async def block(self, requester: Requester, number: int, body: dict[str, Any]) -> dict[str, Any]:
+        if not requester.is_moderator:
+            raise forbidden("You do not have permission to perform this action.")
+        user = await store.user_by_id(self._pool, number)
+        if user is None:
+            raise not_found("Not found.")
+        value = body.get("is_active")
+        if "is_active" not in body:
+            raise FieldErrors({"is_active": [REQUIRED]})
+        if not isinstance(value, bool):
+            raise FieldErrors({"is_active": ["Must be a valid boolean."]})
+        await self._moderation.set_block(requester.user_id, user["user_id"], None if value else "locked")
+        return {"username": user["localpart"], "is_active": value}

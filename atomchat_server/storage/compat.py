@@ -1,0 +1,102 @@
+"""Queries for the original AtomChat REST API (/api), which names users and
+rooms by number and shows rooms as objects with their members."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import Sequence
+
+import asyncpg
+
+# A room as /api shows it: number, name, creation time and joined members' numbers.
+_ROOM_OBJECT = """
+SELECT r.id, r.room_id, r.creator, r.created_at,
+       (SELECT e.content->>'name' FROM current_state cs JOIN events e USING (event_id)
+         WHERE cs.room_id = r.room_id AND cs.type = 'm.room.name' AND cs.state_key = '') AS name,
+       ARRAY(SELECT u.id FROM memberships m JOIN users u USING (user_id)
+              WHERE m.room_id = r.room_id AND m.membership = 'join' ORDER BY u.id) AS member_ids
+  FROM rooms r
+"""
+
+
+# Account number 0 is the server's own account: no person can address it.
+async def user_by_id(db, number: int) -> asyncpg.Record | None:
+    return await db.fetchrow("SELECT * FROM users WHERE id = $1 AND id > 0", number)
+
+
+async def users_by_ids(db, numbers: Sequence[int]) -> list[asyncpg.Record]:
+    return await db.fetch("SELECT * FROM users WHERE id = ANY($1::bigint[]) AND id > 0", list(numbers))
+
+
+async def room_object(db, number: int) -> asyncpg.Record | None:
+    return await db.fetchrow(_ROOM_OBJECT + " WHERE r.id = $1 AND NOT r.deleted", number)
+
+
+async def room_object_by_room_id(db, room_id: str) -> asyncpg.Record | None:
+    return await db.fetchrow(_ROOM_OBJECT + " WHERE r.room_id = $1", room_id)
+
+
+async def rooms_of(db, user_id: str) -> list[asyncpg.Record]:
+    return await db.fetch(
+        _ROOM_OBJECT + " WHERE NOT r.deleted AND r.room_id IN"
+        " (SELECT room_id FROM memberships WHERE user_id = $1 AND membership = 'join') ORDER BY r.id",
+        user_id,
+    )
+
+
+async def all_rooms(db, exclude: str) -> list[asyncpg.Record]:
+    return await db.fetch(_ROOM_OBJECT + " WHERE NOT r.deleted AND r.room_id <> $1 ORDER BY r.id", exclude)
+
+
+async def room_name_taken(db, name: str, except_room: str | None = None) -> bool:
+    return await db.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM current_state cs JOIN events e USING (event_id) JOIN rooms r ON r.room_id = cs.room_id"
+        " WHERE cs.type = 'm.room.name' AND cs.state_key = '' AND e.content->>'name' = $1 AND NOT r.deleted"
+        " AND ($2::text IS NULL OR cs.room_id <> $2))",
+        name, except_room,
+    )
+
+
+async def messages(db, room_id: str, *, before: int | None = None, after: int | None = None, limit: int,
+                   newest_first: bool) -> list[asyncpg.Record]:
+    """Up to ``limit`` text messages with after < stream < before, with their
+    authors' numbers."""
+    order = "DESC" if newest_first else "ASC"
+    return await db.fetch(
+        "SELECT e.stream, e.content->>'body' AS text, e.origin_server_ts, u.id AS author FROM events e"
+        " JOIN users u ON u.user_id = e.sender"
+        " WHERE e.room_id = $1 AND e.type = 'm.room.message' AND e.redacted_by IS NULL"
+        " AND jsonb_typeof(e.content->'body') = 'string'"
+        " AND ($2::bigint IS NULL OR e.stream < $2) AND ($3::bigint IS NULL OR e.stream > $3)"
+        f" ORDER BY e.stream {order} LIMIT $4",
+        room_id, before, after, limit,
+    )
+
+
+async def message(db, event_id: str) -> asyncpg.Record | None:
+    return await db.fetchrow(
+        "SELECT e.stream, e.content->>'body' AS text, e.origin_server_ts, u.id AS author FROM events e"
+        " JOIN users u ON u.user_id = e.sender WHERE e.event_id = $1",
+        event_id,
+    )
+
+
+@asynccontextmanager
+async def pair_lock(pool, low: int, high: int):
+    """Serialises, across processes, the first message between two people,
+    so that they get one room between them."""
+    async with pool.acquire() as conn:
+        key = f"direct:{low}:{high}"
+        await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", key)
+        try:
+            yield conn
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
+
+
+async def direct_room(db, low: int, high: int) -> str | None:
+    return await db.fetchval("SELECT room_id FROM direct_rooms WHERE user_low = $1 AND user_high = $2", low, high)
+
+
+async def set_direct_room(db, low: int, high: int, room_id: str) -> None:
+    await db.execute("INSERT INTO direct_rooms (user_low, user_high, room_id) VALUES ($1, $2, $3)", low, high, room_id)
