@@ -229,7 +229,7 @@ class Compat:
                 if user_id not in current:
                     await self._rooms.add_member(requester, room_id, user_id)
             for user_id in sorted(current - wanted):
-                await self._rooms.set_membership(requester, room_id, user_id, "leave")
+                await self._rooms.remove_member(requester, room_id, user_id)
         return room_json(await store.room_object_by_room_id(self._pool, room_id))
 
     async def delete_room(self, requester: Requester, number: int) -> None:
