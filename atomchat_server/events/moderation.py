@@ -5,9 +5,12 @@ policy room: the rule for a user says whether they are locked (the account
 cannot be used), suspended (it can read but not act), or neither (empty
 content: the block was lifted).
 
-Moderators act in any room without being members: for authorization their
-power in a room counts as at least what kicking, banning, redacting and the
-event itself need, and for events they send they count as joined. Both are
+Moderators act in any room without being members: for the events they send
+they count as joined, and for posting, redacting and membership changes
+(kick, ban, unban, invite) their power counts as at least what kicking,
+banning, redacting and the event itself need. Other state events (power
+levels, name, topic, join rules...) are judged at their own level in the
+room: the override is for moderating a room, not for running it. Both are
 expressed as a view of the room state that the ordinary rules then judge,
 so no rule is written twice.
 """
@@ -44,7 +47,7 @@ def rule_content(user_id: str, block: str | None, reason: str) -> dict[str, Any]
 def block_of(content: Mapping[str, Any]) -> tuple[str, str] | None:
     """(user id, "locked" or "suspended") for a rule that blocks, else None."""
     entity, recommendation = content.get("entity"), content.get("recommendation")
-    if isinstance(entity, str) and recommendation in BLOCKS:
+    if isinstance(entity, str) and isinstance(recommendation, str) and recommendation in BLOCKS:
         return entity, BLOCKS[recommendation]
     return None
 
@@ -61,15 +64,17 @@ def may_act(block: str | None, action: str) -> bool:
 
 def moderator_view(state: StateMap, event: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
     """The state as the authorization rules should see it for an event a
-    moderator sends: the moderator joined, with enough power for the action."""
+    moderator sends: the moderator joined and, unless the event is room state
+    other than a membership, with enough power for the action."""
     moderator = event["sender"]
     view = dict(state)
-    needed = max(user_level(state, moderator), action_level(state, "kick"), action_level(state, "ban"),
-                 action_level(state, "redact"))
-    if "state_key" not in event:  # posting; changing how the room is run stays with its admins
-        needed = max(needed, event_level(state, event["type"], False))
     levels = view.get(POWER_LEVELS_KEY)
-    if levels is not None:
+    moderating = "state_key" not in event or event["type"] == "m.room.member"
+    if levels is not None and moderating:
+        needed = max(user_level(state, moderator), action_level(state, "kick"), action_level(state, "ban"),
+                     action_level(state, "redact"))
+        if "state_key" not in event:
+            needed = max(needed, event_level(state, event["type"], False))
         content = dict(levels["content"])
         content["users"] = {**content.get("users", {}), moderator: needed}
         view[POWER_LEVELS_KEY] = {**levels, "content": content}

@@ -55,7 +55,7 @@ class Blocks:
             return None
         user_id = state_key[len("user:"):]
         block = rules.block_of(content)
-        if block is None:
+        if block is None or block[0] != user_id:  # a rule blocks only the user its key names
             self._blocks.pop(user_id, None)
         else:
             self._blocks[user_id] = block[1]
