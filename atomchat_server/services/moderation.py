@@ -160,16 +160,20 @@ class Moderation:
             raise not_found("Unknown user")
         return user
 
+    async def _other_active_moderators(self, user_id: str) -> list[str]:
+        """The moderators other than ``user_id`` who can still act: a locked
+        one cannot, so the last moderator able to act may neither be locked
+        nor step down."""
+        return [m for m in await store.moderators(self._pool) if m != user_id and self.blocks.of(m) != "locked"]
+
     async def set_block(self, moderator: str, user_id: str, block: str | None, reason: str = "") -> None:
         """Locks, suspends or (None) unblocks a user, as a rule in the policy room."""
         user = await self._target(user_id)
         if block == "locked":
             if user_id == moderator:
                 raise forbidden("Moderators cannot lock themselves")
-            if user["is_moderator"]:
-                active = [m for m in await store.moderators(self._pool) if self.blocks.of(m) != "locked"]
-                if active == [user_id]:
-                    raise forbidden("The last moderator cannot be locked")
+            if user["is_moderator"] and not await self._other_active_moderators(user_id):
+                raise forbidden("The last moderator cannot be locked")
         await self._persister.write([EventDraft(
             room_id=self.blocks.policy_room, sender=moderator, type=rules.POLICY_RULE,
             content=rules.rule_content(user_id, block, reason), state_key=rules.rule_state_key(user_id),
@@ -180,7 +184,7 @@ class Moderation:
     async def set_moderator(self, acting: str | None, user_id: str, is_moderator: bool) -> None:
         """Grants or takes the moderator role (``acting`` None: the operator's CLI)."""
         user = await self._target(user_id)
-        if not is_moderator and user["is_moderator"] and len(await store.moderators(self._pool)) == 1:
+        if not is_moderator and user["is_moderator"] and not await self._other_active_moderators(user_id):
             raise forbidden("The last moderator cannot be demoted")
         await store.set_moderator(self._pool, user_id, is_moderator)
         await revoke_cached_sessions(self._pool, user_id)  # cached requesters carry the role
