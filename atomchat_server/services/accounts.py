@@ -137,7 +137,7 @@ class Accounts:
         # username (for accounts made on /api, the user id's localpart is a
         # mapping of it), compared without regard to case.
         if identifier.startswith("@"):
-            user = await user_store.get_user(self._pool, identifier)
+            user = await user_store.get_user(self._pool, identifier.lower())  # user ids are lower case
         else:
             user = await user_store.find_by_localpart(self._pool, localpart)
         account_key = user["user_id"] if user else localpart.lower()
