@@ -117,6 +117,15 @@ async def redact(conn, event_id: str, pruned_content: dict, redacted_because: di
         " WHERE event_id = $1",
         event_id, pruned_content, redacted_because["event_id"], redacted_because,
     )
+    # The state event that replaced a redacted one carries a copy of its
+    # content as unsigned.prev_content: prune that copy too.
+    await conn.execute(
+        "UPDATE events e SET unsigned = jsonb_set(e.unsigned, '{prev_content}', $2::jsonb)"
+        " FROM events t WHERE t.event_id = $1 AND t.state_key IS NOT NULL"
+        " AND e.room_id = t.room_id AND e.type = t.type AND e.state_key = t.state_key AND e.stream > t.stream"
+        " AND e.unsigned->>'replaces_state' = $1",
+        event_id, pruned_content,
+    )
 
 
 async def announce(conn, stream: int) -> None:
