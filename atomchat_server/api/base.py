@@ -81,9 +81,19 @@ class BaseHandler(tornado.web.RequestHandler):
                 raise MatrixError(400, "M_BAD_JSON", "The body is nested too deeply or has a number out of range") from None
         if not isinstance(body, dict):
             raise MatrixError(400, "M_BAD_JSON", "The body must be a JSON object")
+        if b"\\u0000" in raw and _holds_nul(body):
+            raise MatrixError(400, "M_BAD_JSON", "Strings cannot contain NUL characters")
         if schema is not None:
             schemas().check_request(schema, body)
         return body
+
+    def decode_argument(self, value: bytes, name: str | None = None) -> str:
+        """Path and query arguments as text. PostgreSQL text cannot hold NUL,
+        so an argument with one is refused here rather than failing a query."""
+        decoded = super().decode_argument(value, name)
+        if "\x00" in decoded:
+            raise MatrixError(400, "M_INVALID_PARAM", "Arguments cannot contain NUL characters")
+        return decoded
 
     def int_argument(self, name: str, default: int) -> int:
         value = self.get_query_argument(name, None)
@@ -135,6 +145,18 @@ class BaseHandler(tornado.web.RequestHandler):
         if isinstance(value, MatrixError):
             return  # an expected refusal, already in the request log line
         super().log_exception(typ, value, tb)
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether a decoded JSON value has a NUL character in any string, keys
+    included (PostgreSQL text and jsonb cannot store one)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 class NotFoundHandler(BaseHandler):
