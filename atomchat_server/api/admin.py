@@ -4,6 +4,7 @@ and the Matrix spec's lock and suspend endpoints (/_matrix/client/v1/admin/...).
 from __future__ import annotations
 
 from ..errors import MatrixError
+from ..events import ids
 from ..events.filters import FilterError, RoomEventFilter
 from .base import BaseHandler
 
@@ -124,14 +125,22 @@ class RoomMessagesHandler(AdminHandler):
 class MatrixBlockHandler(AdminHandler):
     """GET/PUT /_matrix/client/v1/admin/{lock,suspend}/{userId} (MSC4323)."""
 
+    def require_local(self, user_id: str) -> None:
+        """The spec tells a user of another server (400) from an unknown one (404)."""
+        parts = ids.split_user_id(user_id)
+        if parts is None or parts[1] != self.ctx.settings.server_name:
+            raise MatrixError(400, "M_INVALID_PARAM", f"{user_id!r} is not a user id of this server")
+
     async def get(self, kind: str, user_id: str) -> None:
         await self.moderator()
+        self.require_local(user_id)
         user = await self.ctx.admin.user(user_id)
         key = "locked" if kind == "lock" else "suspended"
         self.send_json({key: user[key]})
 
     async def put(self, kind: str, user_id: str) -> None:
         requester = await self.moderator()
+        self.require_local(user_id)
         key = "locked" if kind == "lock" else "suspended"
         body = self.json_body(f"admin/{kind}.request")
         await self.ctx.moderation.set_block(requester.user_id, user_id, key if body[key] else None,
