@@ -30,6 +30,7 @@ from ..storage import sessions as session_store
 from .tokens import TokenCodec
 
 _LAST_SEEN_INTERVAL = 60.0  # seconds between last-seen writes per session
+_ROUND_TRIP_TIMEOUT = 10.0  # seconds before the listening connection counts as lost
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,12 @@ class _RoundTrips:
 
     async def _round_trip(self) -> bool:
         try:
-            await self._conn.execute("SELECT 1")
-        except Exception:  # a lost connection: the caller asks the database instead
+            await self._conn.execute("SELECT 1", timeout=_ROUND_TRIP_TIMEOUT)
+        except Exception:
+            # Lost or unresponsive: the caller asks the database instead, and
+            # closing the connection makes the notifier listen on a new one.
+            if not self._conn.is_closed():
+                self._conn.terminate()
             return False
         return True
 
