@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from ..errors import MatrixError
 from ..events import ids
-from ..events.filters import FilterError, RoomEventFilter
 from .base import BaseHandler
+from .matrix_rooms import messages_body
 
 ADMIN = r"/_atomchat/admin/v1"
 MAX_PAGE = 500
@@ -105,21 +105,7 @@ class RoomMessagesHandler(AdminHandler):
 
     async def get(self, room_id: str) -> None:
         requester = await self.moderator()
-        direction = self.get_query_argument("dir", "b")
-        if direction not in ("b", "f"):
-            raise MatrixError(400, "M_INVALID_PARAM", "'dir' must be 'b' or 'f'")
-        try:
-            event_filter = RoomEventFilter.parse(self.get_query_argument("filter", None))
-        except FilterError as exc:
-            raise MatrixError(400, "M_INVALID_PARAM", str(exc)) from None
-        page = await self.ctx.rooms.messages(
-            requester, room_id, from_token=self.get_query_argument("from", None),
-            to_token=self.get_query_argument("to", None), backwards=direction == "b",
-            limit=self.int_argument("limit", 10), event_filter=event_filter)
-        body = {"chunk": page.chunk, "start": page.start}
-        if page.end is not None:
-            body["end"] = page.end
-        self.send_json(body)
+        self.send_json(await messages_body(self, requester, room_id))
 
 
 class MatrixBlockHandler(AdminHandler):

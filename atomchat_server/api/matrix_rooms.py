@@ -144,32 +144,38 @@ class JoinedRoomsHandler(BaseHandler):
         self.send_json({"joined_rooms": await self.ctx.rooms.joined_rooms(requester)})
 
 
+async def messages_body(handler: BaseHandler, requester, room_id: str) -> dict:
+    """A /messages page from the request's query arguments; shared with the
+    admin API's room history, which pages exactly the same way."""
+    direction = handler.get_query_argument("dir", "b")
+    if direction not in ("b", "f"):
+        raise MatrixError(400, "M_INVALID_PARAM", "'dir' must be 'b' or 'f'")
+    filter_text = handler.get_query_argument("filter", None)
+    if filter_text and "\\u0000" in filter_text:
+        raise MatrixError(400, "M_INVALID_PARAM", "The filter cannot contain NUL characters")
+    try:
+        event_filter = RoomEventFilter.parse(filter_text)
+    except FilterError as exc:
+        raise MatrixError(400, "M_INVALID_PARAM", str(exc)) from None
+    limit = handler.int_argument("limit", 10)
+    if limit < 0:
+        raise MatrixError(400, "M_INVALID_PARAM", "'limit' must not be negative")
+    page = await handler.ctx.rooms.messages(
+        requester, room_id, from_token=handler.get_query_argument("from", None),
+        to_token=handler.get_query_argument("to", None), backwards=direction == "b",
+        limit=limit, event_filter=event_filter)
+    body = {"chunk": page.chunk, "start": page.start}
+    if page.end is not None:
+        body["end"] = page.end
+    if page.state:
+        body["state"] = page.state
+    return body
+
+
 class MessagesHandler(BaseHandler):
     async def get(self, room_id: str) -> None:
         requester = await self.authenticate()
-        direction = self.get_query_argument("dir", "b")
-        if direction not in ("b", "f"):
-            raise MatrixError(400, "M_INVALID_PARAM", "'dir' must be 'b' or 'f'")
-        filter_text = self.get_query_argument("filter", None)
-        if filter_text and "\\u0000" in filter_text:
-            raise MatrixError(400, "M_INVALID_PARAM", "The filter cannot contain NUL characters")
-        try:
-            event_filter = RoomEventFilter.parse(filter_text)
-        except FilterError as exc:
-            raise MatrixError(400, "M_INVALID_PARAM", str(exc)) from None
-        limit = self.int_argument("limit", 10)
-        if limit < 0:
-            raise MatrixError(400, "M_INVALID_PARAM", "'limit' must not be negative")
-        page = await self.ctx.rooms.messages(
-            requester, room_id, from_token=self.get_query_argument("from", None),
-            to_token=self.get_query_argument("to", None), backwards=direction == "b",
-            limit=limit, event_filter=event_filter)
-        body = {"chunk": page.chunk, "start": page.start}
-        if page.end is not None:
-            body["end"] = page.end
-        if page.state:
-            body["state"] = page.state
-        self.send_json(body)
+        self.send_json(await messages_body(self, requester, room_id))
 
 
 class AliasHandler(BaseHandler):
