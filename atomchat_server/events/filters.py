@@ -31,6 +31,8 @@ class RoomEventFilter:
             items = value[key]
             if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
                 raise FilterError(f"filter field '{key}' must be a list of strings")
+            if any("\x00" in i for i in items):
+                raise FilterError(f"filter field '{key}' cannot contain NUL characters")
             return tuple(items)
 
         limit = value.get("limit")

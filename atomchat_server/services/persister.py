@@ -165,6 +165,17 @@ class _Batch:
         if keys:
             self.txns.update(await event_store.transaction_events(self.conn, keys))
 
+    def _forget_redacted(self, target: Any, pruned: dict[str, Any]) -> None:
+        """Later events of this batch that replace a redacted state event
+        must see its pruned content (their prev_content), as the database does."""
+        if target["state_key"] is None:
+            return
+        key = (target["type"], target["state_key"])
+        for known in (self.state.get(target["room_id"], {}), self.loaded.get(target["room_id"], {})):
+            entry = known.get(key)
+            if entry is not None and entry["event_id"] == target["event_id"]:
+                known[key] = {**entry, "content": pruned}
+
     async def apply(self, unit: WriteUnit) -> Any:
         if unit.update is not None:
             position = await unit.update(self.conn)
@@ -226,7 +237,9 @@ class _Batch:
                 if target["redacted_by"] is None:
                     because = client_event(row, now_ms=now_ms)
                     del because["unsigned"]
-                    await event_store.redact(self.conn, draft.redacts, pruned_content(target["type"], target["content"]), because)
+                    pruned = pruned_content(target["type"], target["content"])
+                    await event_store.redact(self.conn, draft.redacts, pruned, because)
+                    self._forget_redacted(target, pruned)
             rows.append(row)
         if rows:
             self.last_position = max(self.last_position, rows[-1]["stream"])
