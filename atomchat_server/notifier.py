@@ -85,6 +85,7 @@ class Notifier:
         self.position = 0  # every event at or below this is committed and dispatched
         self._target = 0  # the highest position announced so far
         self._advanced = asyncio.Event()
+        self._dispatched = asyncio.Condition()
         self._encoded: OrderedDict[int, str] = OrderedDict()
         self._by_room: dict[str, set[Listener]] = {}
         # Called with each committed event before listeners are told; one
@@ -165,6 +166,18 @@ class Notifier:
     def _on_events_committed(self, _conn, _pid, _channel, payload: str) -> None:
         self.committed(int(payload))
 
+    async def caught_up(self, timeout: float = 2.0) -> None:
+        """Waits until everything known to be committed now has been handed
+        to the listeners (a client's own write, say), at most ``timeout``."""
+        target = self._target
+        if self.position >= target:
+            return
+        async with self._dispatched:
+            try:
+                await asyncio.wait_for(self._dispatched.wait_for(lambda: self.position >= target), timeout)
+            except asyncio.TimeoutError:
+                pass
+
     @property
     def committed_position(self) -> int:
         """The highest position known to be committed (all below it are too);
@@ -193,6 +206,8 @@ class Notifier:
                     continue
                 self.position = target
                 self._dispatch(rows, updates)
+            async with self._dispatched:
+                self._dispatched.notify_all()
 
     def _dispatch(self, rows: list[Any], updates: list[Any]) -> None:
         touched: dict[Listener, list[Any]] = {}

@@ -24,7 +24,7 @@ from ..events.filters import SyncFilter
 from ..events.format import client_event
 from ..notifier import Listener
 from . import tokens
-from .builder import UNREAD_CAP, SyncResult
+from .builder import DEFAULT_TIMELINE_LIMIT, UNREAD_CAP, SyncResult
 
 _COUNTED_TYPES = ("m.room.message", "m.room.encrypted")
 PARK_SECONDS = 30.0
@@ -57,18 +57,21 @@ class SyncSession:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         listener = self.listener
-        initial = self.since is None
+        answer_now = self.since is None or self._full_state  # an initial or full-state sync never waits
+        # What was committed before this request (the client's own send, say)
+        # is in this answer: let the notifier hand it out first.
+        await self._ctx.notifier.caught_up()
         while True:
             if listener.recheck:
                 listener.recheck = False
                 self.requester = await self._ctx.accounts.authenticate(self._token)
             if not self._tracking or listener.needs_full:
                 result = await self._full()
-                if initial or not result.empty:
+                if answer_now or not result.empty:
                     return result
                 continue
             if listener.pending:
-                if self._fast_ok:
+                if self._fast_ok and not self._too_many(listener.pending):
                     result = await self._fast()
                     if not result.empty:
                         return result
@@ -89,6 +92,15 @@ class SyncSession:
                 waiter.cancel()
             if gone is not None and gone.is_set():
                 return None
+
+    @staticmethod
+    def _too_many(rows: list[Any]) -> bool:
+        """More new events in one room than a timeline shows: the answer must
+        be a limited timeline, which the full build makes."""
+        per_room: dict[str, int] = {}
+        for row in rows:
+            per_room[row["room_id"]] = per_room.get(row["room_id"], 0) + 1
+        return max(per_room.values(), default=0) > DEFAULT_TIMELINE_LIMIT
 
     async def _full(self) -> SyncResult:
         notifier, listener = self._ctx.notifier, self.listener
