@@ -1,0 +1,130 @@
+"""Moderation across server processes on one database.
+
+Each process keeps the current blocks in memory and learns new rules from
+its notifier (PostgreSQL LISTEN/NOTIFY), so a lock made through one process
+must end the locked user's streams and long-polls held on any other within
+a second, and every process must refuse their tokens from then on. Most
+tests run a second AtomChat instance in this process (its own pool,
+notifier and LISTEN connection); the last runs two real ``atomchat serve``
+processes. The lock-to-close times are recorded as test properties
+(``lock_to_close_s``, ``lock_to_long_poll_end_s``; see --junitxml).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+
+import asyncpg
+import pytest
+
+from atomchat_server.storage.moderation import set_moderator
+
+from .client import ApiClient
+from .conftest import truncate_all
+from .processes import Serve, child_env, data_dir  # noqa: F401 (data_dir: a fixture)
+from .room_steps import User, register, room_of
+from .sync_steps import SyncLoop, on
+from .test_moderation import (
+    ADMIN, admin, block, expect_error, finished, login_refused, moderator_and, refused, set_role, soon, whoami,
+)
+from .test_stream import Stream
+
+CLOSE_WITHIN_S = 1.0
+
+
+@pytest.fixture
+def second(io_loop, more_servers):
+    """A second server on the same database."""
+    return io_loop.run_sync(more_servers)
+
+
+async def lock_ends_stream_and_long_poll(mod: User, bob: User, stream_server_url: str,
+                                         record_property) -> None:
+    """Holds a stream and a long-poll of ``bob`` where ``bob.api`` and
+    ``stream_server_url`` point, locks bob through ``mod``'s server, and
+    checks both end within a second."""
+    stream = await Stream.open(stream_server_url, token=bob.access_token)
+    await stream.frame()
+    loop = SyncLoop(bob)
+    await loop.sync()
+    poll = asyncio.ensure_future(finished(loop.sync(timeout=20_000, status=401)))
+    closing = asyncio.ensure_future(finished(stream.closed(timeout=5)))
+    await asyncio.sleep(0.3)
+    assert not poll.done() and not closing.done()
+
+    started = time.monotonic()
+    await block(mod, bob, "lock", reason="across processes")
+    ((code, _), closed_at), (answer, answered_at) = await asyncio.gather(closing, poll)
+    assert code == 4401
+    assert answer["errcode"] == "M_USER_LOCKED"
+    record_property("lock_to_close_s", round(closed_at - started, 4))
+    record_property("lock_to_long_poll_end_s", round(answered_at - started, 4))
+    assert closed_at - started < CLOSE_WITHIN_S, closed_at - started
+    assert answered_at - started < CLOSE_WITHIN_S, answered_at - started
+
+
+@pytest.mark.parametrize("direction", ["first-locks-second-holds", "second-locks-first-holds"])
+async def test_a_lock_through_one_server_ends_streams_and_long_polls_on_the_other(server, api, second, direction,
+                                                                                    record_property):
+    other = ApiClient(second.base_url)
+    mod, bob = await moderator_and(server, api, "bob")
+    if direction == "first-locks-second-holds":
+        holder, acting = second, mod
+    else:
+        holder, acting = server, on(mod, other)
+    await lock_ends_stream_and_long_poll(acting, on(bob, ApiClient(holder.base_url)), holder.base_url,
+                                         record_property)
+    for client in (api, other):
+        await expect_error(await whoami(on(bob, client), status=401), 401, "M_USER_LOCKED")
+        await expect_error(await login_refused(client, "bob"), 401, "M_USER_LOCKED")
+
+    await block(on(mod, other), bob, "lock", on=False)
+    for client in (api, other):
+        await soon(lambda: whoami(on(bob, client)))
+
+
+async def test_suspensions_roles_and_deletions_reach_the_other_server(server, api, second):
+    other = ApiClient(second.base_url)
+    mod, alice, bob = await moderator_and(server, api, "alice", "bob")
+    room_id = await room_of(alice, bob, name="Across")
+    for client in (api, other):  # both servers now hold bob's session in memory
+        await admin(on(bob, client), "GET", "/users", status=403)
+
+    await block(mod, bob, "suspend")
+    await soon(lambda: refused(on(bob, other), "PUT", f"/rooms/{room_id}/send/m.room.message/s1",
+                               {"msgtype": "m.text", "body": "x"}, status=403, errcode="M_USER_SUSPENDED"))
+    await block(on(mod, other), bob, "suspend", on=False)
+    await soon(lambda: on(bob, api).say(room_id, "free again"))
+
+    await set_role(mod, bob, True)
+    await admin(on(bob, other), "GET", "/users", schema="admin/users.response")
+    await set_role(on(mod, other), bob, False)
+    await admin(on(bob, api), "GET", "/users", status=403)
+
+    await admin(mod, "DELETE", f"/rooms/{room_id}", {}, schema="matrix/empty.response")
+    await refused(on(alice, other), "GET", f"/rooms/{room_id}/messages", status=404, errcode="M_NOT_FOUND")
+    assert room_id not in await on(alice, other).joined_rooms()
+
+
+async def test_a_lock_through_one_atomchat_serve_process_closes_a_stream_on_another(  # noqa: F811
+        data_dir, database_dsn, record_property):
+    await truncate_all(database_dsn)
+    env = child_env(ATOMCHAT_SIGNING_KEY=secrets.token_hex(32))
+    flags = ("--database-url", database_dsn, "--server-name", "test.local",
+             "--argon2-time-cost", "1", "--argon2-memory-kib", "1024")
+    with Serve(data_dir, *flags, env=env) as first, Serve(data_dir.parent / "other", *flags, env=env) as other:
+        await asyncio.gather(first.ready(), other.ready())
+        mod, bob = await register(first.api, "mod", "bob")
+        conn = await asyncpg.connect(database_dsn)
+        try:
+            await set_moderator(conn, mod.user_id, True)
+        finally:
+            await conn.close()
+        login = await first.api.login("mod")  # a session that starts with the role
+        mod = User(first.api, mod.user_id, login["access_token"], login["device_id"])
+        await admin(mod, "GET", "/users", schema="admin/users.response")
+        await lock_ends_stream_and_long_poll(mod, on(bob, other.api), other.base_url, record_property)
+        answer = await other.api.request("GET", ADMIN + "/users", token=bob.access_token, status=401)
+        assert answer["errcode"] == "M_USER_LOCKED"
