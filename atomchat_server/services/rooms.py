@@ -439,7 +439,7 @@ class Rooms:
                      "guest_can_join": row["guest_access"] == "can_join",
                      "join_rule": row["join_rule"] or "invite"}
             for key in ("name", "topic", "canonical_alias"):
-                if row[key] is not None:
+                if row[key]:  # an empty value means unset: leave the key out
                     entry[key] = row[key]
             chunk.append(entry)
         body: dict[str, Any] = {"chunk": chunk}
