@@ -16,6 +16,7 @@ import tornado.web
 
 from .api import admin, compat, matrix_account, matrix_ephemeral, matrix_profile, matrix_rooms, matrix_sync, stream
 from .api.base import NotFoundHandler, log_request
+from .auth import policy
 from .auth.passwords import Passwords
 from .auth.sessions import SessionCache
 from .auth.tokens import TokenCodec, load_or_create_signing_key
@@ -76,6 +77,7 @@ class AtomChat:
     async def start(self) -> tornado.web.Application:
         settings = self.settings
         schemas()  # compile every schema now: a broken one fails the start, not a request
+        policy.common_passwords()  # load the list now, not during someone's registration
         if settings.migrate:
             applied = await migrations.migrate(self.dsn)
             if applied:
@@ -95,6 +97,7 @@ class AtomChat:
             pool=self._pool, server_name=settings.server_name, passwords=self.passwords, codec=codec,
             sessions=sessions, limits=RateLimits.from_settings(settings),
             access_token_lifetime=settings.access_token_lifetime_seconds, blocks=blocks,
+            catch_up=self._notifier.caught_up,
         )
         notifier = self._notifier
         self._persister = Persister(self._pool, on_commit=notifier.committed)

@@ -149,13 +149,19 @@ class BaseHandler(tornado.web.RequestHandler):
 
 def _holds_nul(value: Any) -> bool:
     """Whether a decoded JSON value has a NUL character in any string, keys
-    included (PostgreSQL text and jsonb cannot store one)."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_holds_nul(v) for v in value)
+    included (PostgreSQL text and jsonb cannot store one). Walks with a stack,
+    so however deep the JSON, this cannot overflow Python's."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
     return False
 
 

@@ -27,7 +27,7 @@ def check_matrix_localpart(localpart: str) -> None:
 
 
 @lru_cache(maxsize=1)
-def _common_passwords() -> frozenset[str]:
+def common_passwords() -> frozenset[str]:
     # zxcvbn ships a frequency-ranked list of 30,000 leaked passwords.
     from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
@@ -39,7 +39,7 @@ def password_problems(password: str, username: str) -> list[str]:
     problems = []
     if len(password) < MIN_PASSWORD_LENGTH:
         problems.append(f"This password is too short. It must contain at least {MIN_PASSWORD_LENGTH} characters.")
-    if password.lower() in _common_passwords():
+    if password.lower() in common_passwords():
         problems.append("This password is too common.")
     if password.isdigit():
         problems.append("This password is entirely numeric.")

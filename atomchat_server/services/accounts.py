@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from ..auth import policy
 from ..auth.passwords import Passwords
@@ -69,9 +69,11 @@ async def create_user(pool, passwords: Passwords, server_name: str, localpart: s
 
 class Accounts:
     def __init__(self, *, pool, server_name: str, passwords: Passwords, codec: TokenCodec,
-                 sessions: SessionCache, limits: RateLimits, access_token_lifetime: int, blocks: Blocks) -> None:
+                 sessions: SessionCache, limits: RateLimits, access_token_lifetime: int, blocks: Blocks,
+                 catch_up: Callable[[], Awaitable[None]]) -> None:
         self._pool = pool
         self._blocks = blocks
+        self._catch_up = catch_up
         self.server_name = server_name
         self._passwords = passwords
         self._codec = codec
@@ -154,6 +156,7 @@ class Accounts:
                     display_name: str | None, want_refresh: bool, address: str) -> LoginResult:
         self._limits.login_by_address.check(address)
         user_id = await self.verify_password(identifier, password)
+        await self._catch_up()
         self._blocks.require_unlocked(user_id)
         return await self._start_session(user_id, device_id, display_name, want_refresh)
 
@@ -193,6 +196,9 @@ class Accounts:
 
     async def authenticate(self, access_token: str) -> Requester:
         requester = await self._sessions.authenticate(access_token)
+        # The session check has heard every notification committed before this
+        # request; once those events are handed out, the blocks are current.
+        await self._catch_up()
         self._blocks.require_unlocked(requester.user_id)
         return requester
 
