@@ -635,11 +635,16 @@ async def test_nio_long_polls_and_sync_forever_see_every_message_once(clients):
     assert time.monotonic() - sent_at < 1.0
     assert [e.event_id for e in woken.rooms.join[room_id].timeline.events] == [event_id]
 
-    # Twelve messages between two syncs are not cut short by a default timeline limit.
-    burst = [await bob.send_text(room_id, f"burst {n}") for n in range(12)]
-    responses = await nio_sync_until(alice, lambda rs: len(nio_timeline(rs, room_id)) >= 12)
-    assert [e.event_id for e in nio_timeline(responses, room_id)] == burst
-    assert not any(r.rooms.join[room_id].timeline.limited for r in responses if room_id in r.rooms.join)
+    # Twelve messages between two syncs all come in the next one, not limited
+    # by a default timeline limit; a sync right after a confirmed send has it,
+    # whoever sent it.
+    burst = [await bob.send_text(room_id, f"burst {n}") for n in range(11)]
+    burst.append(ok(await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "mine"},
+                                          tx_id="own-txn"), nio.RoomSendResponse).event_id)
+    timeline = (await nio_sync(alice)).rooms.join[room_id].timeline
+    assert [e.event_id for e in timeline.events] == burst
+    assert timeline.limited is False
+    assert timeline.events[-1].transaction_id == "own-txn"
 
     # sync_forever with a callback: each message once, in order.
     seen: list[str] = []
