@@ -87,9 +87,11 @@ class SyncSession:
             waits = [asyncio.ensure_future(listener.woken.wait())]
             if gone is not None:
                 waits.append(asyncio.ensure_future(gone.wait()))
-            await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in waits:
-                waiter.cancel()
+            try:
+                await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            finally:  # also when this task is cancelled: no waiter outlives it
+                for waiter in waits:
+                    waiter.cancel()
             if gone is not None and gone.is_set():
                 return None
 
