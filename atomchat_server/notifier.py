@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import json
+import time
 from collections import OrderedDict
 from typing import Any, Callable, Iterable
 
@@ -37,6 +38,8 @@ from .storage.sessions import SESSIONS_CHANNEL
 log = logging.getLogger(__name__)
 
 ENCODED_EVENTS = 4096
+# An encoding is reused this long: its unsigned.age is as old as the encoding.
+ENCODED_SECONDS = 1.0
 
 
 class Listener:
@@ -86,7 +89,7 @@ class Notifier:
         self._target = 0  # the highest position announced so far
         self._advanced = asyncio.Event()
         self._dispatched = asyncio.Condition()
-        self._encoded: OrderedDict[int, str] = OrderedDict()
+        self._encoded: OrderedDict[int, tuple[float, str]] = OrderedDict()
         self._by_room: dict[str, set[Listener]] = {}
         # Called with each committed event before listeners are told; one
         # returning a user id makes that user's clients check their token.
@@ -222,6 +225,9 @@ class Notifier:
                 if changed_user is not None:
                     self.check_user(changed_user)
             targets = self._by_room.get(row["room_id"], ())
+            if row["type"] == "m.room.redaction":
+                full.update(targets)  # an unread message may be gone: counts are recounted
+                continue
             if row["type"] == "m.room.member":
                 # Member counts change, and for the member itself its rooms do.
                 full.update(targets)
@@ -240,12 +246,14 @@ class Notifier:
     def encoded(self, row: Any) -> str:
         """The JSON of an event as every reader but its sending device sees it,
         made once per event however many clients it goes to."""
-        text = self._encoded.get(row["stream"])
-        if text is None:
-            text = json.dumps(client_event(row), ensure_ascii=False, separators=(",", ":"))
-            self._encoded[row["stream"]] = text
-            if len(self._encoded) > ENCODED_EVENTS:
-                self._encoded.popitem(last=False)
+        now = time.monotonic()
+        cached = self._encoded.get(row["stream"])
+        if cached is not None and now - cached[0] < ENCODED_SECONDS:
+            return cached[1]
+        text = json.dumps(client_event(row), ensure_ascii=False, separators=(",", ":"))
+        self._encoded[row["stream"]] = (now, text)
+        if len(self._encoded) > ENCODED_EVENTS:
+            self._encoded.popitem(last=False)
         return text
 
     def _follow(self, listener: Listener, room_id: str, membership: str | None) -> None:

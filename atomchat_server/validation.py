@@ -96,6 +96,24 @@ def _field_path(path, leaf: str | None) -> str:
     return ".".join(parts)
 
 
+def holds_nul(value: Any) -> bool:
+    """Whether a decoded JSON value has a NUL character in any string, keys
+    included (PostgreSQL text and jsonb cannot store one). Walks with a stack,
+    so however deep the JSON, this cannot overflow Python's."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 @lru_cache(maxsize=1)
 def schemas() -> Schemas:
     return Schemas()

@@ -12,7 +12,7 @@ import tornado.web
 
 from ..auth.sessions import Requester
 from ..errors import MatrixError
-from ..validation import schemas
+from ..validation import holds_nul, schemas
 
 log = logging.getLogger("atomchat.http")
 
@@ -81,7 +81,7 @@ class BaseHandler(tornado.web.RequestHandler):
                 raise MatrixError(400, "M_BAD_JSON", "The body is nested too deeply or has a number out of range") from None
         if not isinstance(body, dict):
             raise MatrixError(400, "M_BAD_JSON", "The body must be a JSON object")
-        if b"\\u0000" in raw and _holds_nul(body):
+        if b"\\u0000" in raw and holds_nul(body):
             raise MatrixError(400, "M_BAD_JSON", "Strings cannot contain NUL characters")
         if schema is not None:
             schemas().check_request(schema, body)
@@ -145,24 +145,6 @@ class BaseHandler(tornado.web.RequestHandler):
         if isinstance(value, MatrixError):
             return  # an expected refusal, already in the request log line
         super().log_exception(typ, value, tb)
-
-
-def _holds_nul(value: Any) -> bool:
-    """Whether a decoded JSON value has a NUL character in any string, keys
-    included (PostgreSQL text and jsonb cannot store one). Walks with a stack,
-    so however deep the JSON, this cannot overflow Python's."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
 
 
 class NotFoundHandler(BaseHandler):

@@ -75,9 +75,6 @@ class SendHandler(BaseHandler):
     async def put(self, room_id: str, event_type: str, txn_id: str) -> None:
         requester = await self.authenticate()
         content = self.json_body()
-        if event_type == "m.room.redaction":
-            # In room version 10 what a redaction redacts is outside its content.
-            raise MatrixError(400, "M_BAD_JSON", "Redact with PUT /rooms/{roomId}/redact/{eventId}/{txnId}")
         schemas().check_content(event_type, content)
         event_id = await self.ctx.rooms.send(requester, room_id, event_type, content, txn_id)
         self.send_json({"event_id": event_id})

@@ -58,7 +58,7 @@ async def load_filter(handler: BaseHandler, user_id: str, value: str | None) -> 
     try:
         if value.lstrip().startswith("{"):
             return SyncFilter.from_json(json.loads(value))
-        if not value.isdigit():
+        if not value.isdigit() or len(value) > 18:
             raise MatrixError(400, "M_INVALID_PARAM", "'filter' must be a filter id or a JSON object")
         definition = await filter_store.get_filter(handler.ctx.pool, user_id, int(value))
         if definition is None:
@@ -87,7 +87,8 @@ class FilterGetHandler(BaseHandler):
         requester = await self.authenticate()
         if user_id != requester.user_id:
             raise forbidden("You may only read your own filters")
-        definition = await filter_store.get_filter(self.ctx.pool, user_id, int(filter_id)) if filter_id.isdigit() else None
+        known = filter_id.isdigit() and len(filter_id) <= 18
+        definition = await filter_store.get_filter(self.ctx.pool, user_id, int(filter_id)) if known else None
         if definition is None:
             raise not_found("Unknown filter")
         self.send_json(definition)

@@ -20,7 +20,7 @@ from ..auth.sessions import Requester
 from ..errors import MatrixError
 from ..sync import tokens
 from ..sync.session import SyncSession
-from ..validation import schemas
+from ..validation import holds_nul, schemas
 from .matrix_sync import load_filter
 
 log = logging.getLogger("atomchat.stream")
@@ -56,6 +56,8 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
     async def prepare(self) -> None:
         """Checks what can be checked before the upgrade, answering in JSON."""
         try:
+            if self.request.headers.get("Upgrade", "").lower() != "websocket":
+                raise MatrixError(400, "M_UNRECOGNIZED", "This endpoint is a WebSocket: connect with an Upgrade request")
             since = self.get_query_argument("since", None)
             self._since = tokens.parse(since, "since") if since else None
             self._token = self._header_or_query_token()
@@ -125,9 +127,10 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         if self._pending > MAX_PENDING_BYTES:
             self._close(CLOSE_TOO_SLOW, "too slow: reconnect with since=<the last next_batch you received>")
             return
-        size = len(data)
+        encoded = data.encode()
+        size = len(encoded)
         self._pending += size
-        future = self.write_message(data)
+        future = self.write_message(encoded, binary=False)
 
         def written(_future) -> None:
             self._pending -= size
@@ -144,8 +147,11 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
     async def on_message(self, message: str | bytes) -> None:
         try:
             frame = json.loads(message)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             self._close(CLOSE_BAD_FRAME, "frames must be JSON")
+            return
+        if holds_nul(frame):  # nothing with a NUL can be stored
+            self._close(CLOSE_BAD_FRAME, "frames cannot contain NUL characters")
             return
         if self.requester is None:
             await self._authenticate_frame(frame)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,10 +55,21 @@ class RoomEventFilter:
             raise FilterError("the filter is not valid JSON") from None
         return cls.from_json(value)
 
+    def wants_type(self, event_type: str) -> bool:
+        """Whether the types / not_types lists let this event type through."""
+        if self.types is not None and not any(_matches(event_type, t) for t in self.types):
+            return False
+        return not any(_matches(event_type, t) for t in self.not_types)
+
     def type_patterns(self) -> tuple[list[str] | None, list[str] | None]:
         """The type filters as SQL LIKE patterns ('*' is the Matrix wildcard)."""
         return (_patterns(self.types) if self.types is not None else None,
                 _patterns(self.not_types) if self.not_types else None)
+
+
+def _matches(event_type: str, pattern: str) -> bool:
+    """A type against a Matrix type pattern, where '*' matches any run of characters."""
+    return re.fullmatch(".*".join(re.escape(part) for part in pattern.split("*")), event_type) is not None
 
 
 def _patterns(types: tuple[str, ...]) -> list[str]:

@@ -217,6 +217,9 @@ class Rooms:
 
     async def send(self, requester: Requester, room_id: str, event_type: str, content: dict[str, Any],
                    txn_id: str) -> str:
+        if event_type == "m.room.redaction":
+            # In room version 10 what a redaction redacts is outside its content.
+            raise MatrixError(400, "M_BAD_JSON", "Redact with PUT /rooms/{roomId}/redact/{eventId}/{txnId}")
         txn = (requester.user_id, requester.device_id, txn_id)
         existing = await event_store.transaction_event(self._pool, *txn)
         if existing is not None:

@@ -99,7 +99,7 @@ async def unread_counts(db, user_id: str, room_ids: Sequence[str], cap: int) -> 
         "SELECT r.room_id, (SELECT count(*) FROM (SELECT 1 FROM events e"
         "   WHERE e.room_id = r.room_id AND e.sender <> $1 AND e.redacted_by IS NULL"
         "   AND e.type IN ('m.room.message', 'm.room.encrypted')"
-        "   AND e.stream > GREATEST(m.stream, COALESCE((SELECT max(event_stream) FROM receipts rc"
+        "   AND e.stream > GREATEST(m.since_stream, COALESCE((SELECT max(event_stream) FROM receipts rc"
         "                                               WHERE rc.room_id = r.room_id AND rc.user_id = $1), 0))"
         "   LIMIT $3) x) AS unread"
         " FROM unnest($2::text[]) AS r(room_id) JOIN memberships m ON m.room_id = r.room_id AND m.user_id = $1",

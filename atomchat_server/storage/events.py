@@ -90,10 +90,12 @@ WITH ev AS (
     SELECT $2, $3, $4, $1, stream FROM ev WHERE $4::text IS NOT NULL
     ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = EXCLUDED.event_id, stream = EXCLUDED.stream
 ), member AS (
-    INSERT INTO memberships (room_id, user_id, membership, event_id, stream)
-    SELECT $2, $4, $14, $1, stream FROM ev WHERE $3 = 'm.room.member' AND $4::text IS NOT NULL
+    INSERT INTO memberships (room_id, user_id, membership, event_id, stream, since_stream)
+    SELECT $2, $4, $14, $1, stream, stream FROM ev WHERE $3 = 'm.room.member' AND $4::text IS NOT NULL
     ON CONFLICT (room_id, user_id) DO UPDATE SET membership = EXCLUDED.membership,
-        event_id = EXCLUDED.event_id, stream = EXCLUDED.stream, forgotten = false
+        event_id = EXCLUDED.event_id, stream = EXCLUDED.stream, forgotten = false,
+        since_stream = CASE WHEN memberships.membership = EXCLUDED.membership
+                            THEN memberships.since_stream ELSE EXCLUDED.stream END
 )
 SELECT * FROM ev
 """

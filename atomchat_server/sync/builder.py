@@ -24,6 +24,8 @@ from ..storage import sync as sync_store
 from . import tokens
 
 DEFAULT_TIMELINE_LIMIT = 20
+# The most events a sync timeline carries, whatever the filter asks (as /messages).
+MAX_TIMELINE_LIMIT = 1000
 # Unread counts stop here: a client shows "1000+", and the count stays cheap.
 UNREAD_CAP = 1000
 # State a client is shown for a room it is invited to.
@@ -69,7 +71,9 @@ class SyncBuilder:
                     room_id, user_id, membership, since)
             if now["membership"] == "join":
                 member_of.append(room_id)
-                stayed = since is not None and then is not None and then["membership"] == "join"
+                stayed = (since is not None and then is not None and then["membership"] == "join"
+                          and (membership["stream"] <= since
+                               or not await self._left_between(room_id, user_id, since, upto)))
                 if stayed and not full_state:
                     steady.append(room_id)
                 else:
@@ -158,6 +162,13 @@ class SyncBuilder:
             result.setdefault(room_id, []).append({"type": "m.receipt", "content": content})
         return result
 
+    async def _left_between(self, room_id: str, user_id: str, since: int, upto: int) -> bool:
+        """Whether the user was out of the room at some point in (since, upto]
+        (left and joined again): then the room is shown as newly joined, with
+        what history visibility allows, not as continuous."""
+        history = await event_store.membership_history(self._pool, room_id, user_id)
+        return any(since < stream <= upto and membership != "join" for stream, membership in history)
+
     async def _membership_at(self, room_id: str, user_id: str, current, position: int):
         """The user's membership row as of ``position`` (None if they had none)."""
         if current["stream"] <= position:
@@ -175,7 +186,8 @@ class SyncBuilder:
                         ranges) -> tuple[list[Any], bool]:
         types, not_types = flt.type_patterns()
         return await sync_store.timeline(
-            self._pool, room_id, after=after, upto=upto, limit=flt.limit or DEFAULT_TIMELINE_LIMIT, ranges=ranges,
+            self._pool, room_id, after=after, upto=upto, limit=min(flt.limit or DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT),
+            ranges=ranges,
             types=types, not_types=not_types, senders=list(flt.senders) if flt.senders is not None else None,
             not_senders=list(flt.not_senders) or None)
 
@@ -229,9 +241,7 @@ class SyncBuilder:
         for row in state_rows:
             if lazy_members and row["type"] == "m.room.member" and row["state_key"] not in senders:
                 continue
-            if flt.types is not None and not any(_type_matches(row["type"], t) for t in flt.types):
-                continue
-            if any(_type_matches(row["type"], t) for t in flt.not_types):
+            if not flt.wants_type(row["type"]):
                 continue
             kept.append(row)
         return kept
@@ -258,9 +268,3 @@ class SyncBuilder:
             "state": {"events": []},
             "account_data": {"events": []},
         }
-
-
-def _type_matches(event_type: str, pattern: str) -> bool:
-    if pattern.endswith("*"):
-        return event_type.startswith(pattern[:-1])
-    return event_type == pattern
