@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,6 +17,11 @@ from ..services.compat import FieldErrors
 from .base import BaseHandler
 
 PERMISSION_DENIED = "You do not have permission to perform this action."
+# ASCII digits only (str.isdigit also takes digits int() cannot read, such as
+# '①'), few enough for a bigint.
+_NUMBER = re.compile(r"[0-9]{1,18}")
+# Fields that are lists: a form repeats the key for each item (users=1&users=2).
+_LIST_FIELDS = frozenset({"users"})
 
 
 class CompatHandler(BaseHandler):
@@ -37,12 +43,13 @@ class CompatHandler(BaseHandler):
         """The request body: JSON, or a form (the original accepted both)."""
         content_type = self.request.headers.get("Content-Type", "")
         if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-            return {name: self.get_body_argument(name) for name in self.request.body_arguments}
+            return {name: self.get_body_arguments(name) if name in _LIST_FIELDS else self.get_body_argument(name)
+                    for name in self.request.body_arguments}
         return self.json_body()
 
     def number(self, value: str) -> int:
         """An object number from the path; anything else names no object."""
-        if not value.isdigit() or len(value) > 18:
+        if not _NUMBER.fullmatch(value):
             raise MatrixError(404, "M_NOT_FOUND", "Not found.")
         return int(value)
 
@@ -153,9 +160,9 @@ class RoomMessagesHandler(CompatHandler):
         requester = await self.authenticate()
         limit = self.get_query_argument("limit", None)
         before = self.get_query_argument("before", None)
-        if limit is not None and (not limit.isdigit() or not 1 <= int(limit) <= 1000):
+        if limit is not None and (not _NUMBER.fullmatch(limit) or not 1 <= int(limit) <= 1000):
             raise FieldErrors({"limit": ["Ensure this value is an integer between 1 and 1000."]})
-        if before is not None and (not before.startswith("m") or not before[1:].isdigit() or len(before) > 19):
+        if before is not None and (not before.startswith("m") or not _NUMBER.fullmatch(before[1:])):
             raise FieldErrors({"before": ["Invalid cursor."]})
         pages, older = await self.ctx.compat.message_pages(
             requester, self.number(number), limit=int(limit) if limit else None,

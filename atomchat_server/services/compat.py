@@ -16,10 +16,12 @@ from typing import Any, AsyncIterator
 from ..auth import policy
 from ..auth.sessions import Requester
 from ..errors import MatrixError, forbidden, not_found
+from ..events import ids
 from ..events.power_levels import default_power_levels
 from ..events.room_creation import RoomRequest
 from ..storage import compat as store
 from ..storage import events as event_store
+from ..storage import users as user_store
 from .accounts import Accounts
 from .moderation import Moderation
 from .rooms import Rooms
@@ -27,10 +29,15 @@ from .rooms import Rooms
 # Django's username rule: letters, digits and @ . + - _ ; at most 150 characters.
 _USERNAME = re.compile(r"^[\w.@+-]+\Z")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+\Z")
+_INTEGER = re.compile(r"-?[0-9]+")
+_TRUE_WORDS = frozenset({"t", "T", "y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON", "1"})
+_FALSE_WORDS = frozenset({"f", "F", "n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF", "0"})
 MAX_USERNAME = 150
+MAX_USER_ID_BYTES = 255  # the Matrix limit on a whole user id
 STREAM_PAGE = 500
 
 REQUIRED = "This field is required."
+NULL = "This field may not be null."
 BLANK = "This field may not be blank."
 
 
@@ -60,8 +67,10 @@ def room_json(row) -> dict[str, Any]:
 
 def _text(body: dict[str, Any], field: str, errors: dict[str, list[str]]) -> str | None:
     value = body.get(field)
-    if value is None:
+    if field not in body:
         errors[field] = [REQUIRED]
+    elif value is None:
+        errors[field] = [NULL]
     elif not isinstance(value, str):
         errors[field] = ["Not a valid string."]
     elif not value.strip():
@@ -72,10 +81,35 @@ def _text(body: dict[str, Any], field: str, errors: dict[str, list[str]]) -> str
 
 
 def _pk(value: Any, field: str, errors: dict[str, list[str]]) -> int | None:
+    """An account number as the original read one: an integer, or its
+    digits in a string (as a form sends it)."""
+    if value is None:
+        errors[field] = [NULL]
+        return None
+    if isinstance(value, str) and _INTEGER.fullmatch(value):
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         errors[field] = [f"Incorrect type. Expected pk value, received {type(value).__name__}."]
         return None
+    if not -2**63 <= value < 2**63:  # no account has it, and PostgreSQL cannot compare it
+        errors[field] = [f'Invalid pk "{value}" - object does not exist.']
+        return None
     return value
+
+
+def _boolean(value: Any) -> bool | None:
+    """A boolean as the original read one: JSON true/false, 1/0, or the
+    words a form sends ("true", "off", ...); None for anything else."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        if value in _TRUE_WORDS:
+            return True
+        if value in _FALSE_WORDS:
+            return False
+    return None
 
 
 class Compat:
@@ -96,6 +130,10 @@ class Compat:
             elif not _USERNAME.match(username):
                 errors["username"] = ["Enter a valid username. This value may contain only letters, numbers, "
                                       "and @/./+/-/_ characters."]
+            elif len(self._user_id_for(username).encode()) > MAX_USER_ID_BYTES:
+                # Upper case and symbols take two or more characters in a
+                # user id; Matrix clients cannot address a longer one.
+                errors["username"] = ["This username is too long to be written as a Matrix user id."]
         password = _text(body, "password", errors)
         if password is not None:
             problems = policy.password_problems(password, username or "")
@@ -116,15 +154,22 @@ class Compat:
             raise
         return {"email": email, "username": username}
 
+    def _user_id_for(self, username: str) -> str:
+        return ids.user_id(ids.localpart_for(username), self._accounts.server_name)
+
     async def token(self, body: dict[str, Any], address: str) -> str:
         errors: dict[str, list[str]] = {}
         username = _text(body, "username", errors)
         password = _text(body, "password", errors)
         if errors:
             raise FieldErrors(errors)
+        # A username here is always a username, even one that starts with
+        # '@', which the Matrix login would read as a user id.
+        account = await user_store.find_by_localpart(self._pool, username)
         try:
-            result = await self._accounts.login(identifier=username, password=password, device_id=None,
-                                                display_name="AtomChat API", want_refresh=False, address=address)
+            result = await self._accounts.login(identifier=account["user_id"] if account else username,
+                                                password=password, device_id=None, display_name="AtomChat API",
+                                                want_refresh=False, address=address)
         except MatrixError as error:
             if error.errcode in ("M_FORBIDDEN", "M_USER_LOCKED"):
                 raise FieldErrors({"non_field_errors": ["Unable to log in with provided credentials."]}) from None
@@ -326,10 +371,12 @@ class Compat:
         user = await store.user_by_id(self._pool, number)
         if user is None:
             raise not_found("Not found.")
-        value = body.get("is_active")
         if "is_active" not in body:
             raise FieldErrors({"is_active": [REQUIRED]})
-        if not isinstance(value, bool):
+        if body["is_active"] is None:
+            raise FieldErrors({"is_active": [NULL]})
+        value = _boolean(body["is_active"])
+        if value is None:
             raise FieldErrors({"is_active": ["Must be a valid boolean."]})
         await self._moderation.set_block(requester.user_id, user["user_id"], None if value else "locked")
         return {"username": user["localpart"], "is_active": value}
