@@ -238,11 +238,17 @@ class Compat:
                               power_level_content_override={"kick": 0, "invite": 0, "events": events})
         return await self._rooms.create_room(requester, request, alias_localpart=None, publish=False)
 
+    async def _room_object(self, number: int):
+        """A room by number; 404 for none, a deleted one, and the moderation
+        policy room (the moderators' audit log, which the server runs)."""
+        row = await store.room_object(self._pool, number)
+        if row is None or row["room_id"] == self._moderation.blocks.policy_room:
+            raise not_found("Not found.")
+        return row
+
     async def _visible_room(self, requester: Requester, number: int):
         """The room, if the requester is a member or a moderator; 404 or 403 otherwise."""
-        row = await store.room_object(self._pool, number)
-        if row is None:
-            raise not_found("Not found.")
+        row = await self._room_object(number)
         if not requester.is_moderator:
             membership = await event_store.membership(self._pool, row["room_id"], requester.user_id)
             if membership is None or membership["membership"] != "join":
@@ -278,9 +284,7 @@ class Compat:
         return room_json(await store.room_object_by_room_id(self._pool, room_id))
 
     async def delete_room(self, requester: Requester, number: int) -> None:
-        row = await store.room_object(self._pool, number)
-        if row is None:
-            raise not_found("Not found.")
+        row = await self._room_object(number)
         if not requester.is_moderator:
             raise forbidden("You do not have permission to perform this action.")
         await self._moderation.delete_room(requester.user_id, row["room_id"], purge=False)
