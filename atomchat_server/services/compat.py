@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator
 
@@ -39,6 +40,7 @@ STREAM_PAGE = 500
 REQUIRED = "This field is required."
 NULL = "This field may not be null."
 BLANK = "This field may not be blank."
+NAME_TAKEN = "room with this name already exists."
 
 
 class FieldErrors(Exception):
@@ -115,6 +117,7 @@ def _boolean(value: Any) -> bool | None:
 class Compat:
     def __init__(self, *, pool, accounts: Accounts, rooms: Rooms, moderation: Moderation) -> None:
         self._pool = pool
+        self._locks = store.Locks(pool)
         self._accounts = accounts
         self._rooms = rooms
         self._moderation = moderation
@@ -221,15 +224,26 @@ class Compat:
         errors: dict[str, list[str]] = {}
         name = _text(body, "name", errors)
         if name is not None and await store.room_name_taken(self._pool, name):
-            errors["name"] = ["room with this name already exists."]
+            errors["name"] = [NAME_TAKEN]
         members = await self._users_field(body, errors)
         if errors:
             raise FieldErrors(errors)
-        room_id = await self._new_private_room(requester, name)
+        async with self._name_lock(name):
+            room_id = await self._new_private_room(requester, name)
         for user_id in members or []:
             if user_id != requester.user_id:
                 await self._rooms.add_member(requester, room_id, user_id)
         return room_json(await store.room_object_by_room_id(self._pool, room_id))
+
+    @asynccontextmanager
+    async def _name_lock(self, name: str, room_id: str | None = None):
+        """Holds a room name while a room takes it, so that of two asking for
+        one name at once (on any server process) just one gets it; the
+        name's check before it is then only for reporting every field's error at once."""
+        async with self._locks.hold("room-name:" + name) as conn:
+            if await store.room_name_taken(conn, name, room_id):
+                raise FieldErrors({"name": [NAME_TAKEN]})
+            yield
 
     async def _new_private_room(self, requester: Requester, name: str) -> str:
         # Any member may rename the room and change its members, as in the original.
@@ -263,19 +277,22 @@ class Compat:
         errors: dict[str, list[str]] = {}
         name = _text(body, "name", errors) if "name" in body else None
         if name is not None and name != row["name"] and await store.room_name_taken(self._pool, name, row["room_id"]):
-            errors["name"] = ["room with this name already exists."]
+            errors["name"] = [NAME_TAKEN]
         members = await self._users_field(body, errors)
         if errors:
             raise FieldErrors(errors)
         room_id = row["room_id"]
-        if name is not None and name != row["name"]:
-            await self._rooms.set_state(requester, room_id, "m.room.name", "", {"name": name})
         if members is not None:
             current = {m["state_key"] for m in await event_store.joined_members(self._pool, room_id)}
             wanted = set(members)
+            # Checked before anything changes: a refused request changes nothing.
             if row["creator"] in current - wanted and requester.user_id != row["creator"] \
                     and not requester.is_moderator:
                 raise forbidden("You do not have permission to perform this action.")
+        if name is not None and name != row["name"]:
+            async with self._name_lock(name, room_id):
+                await self._rooms.set_state(requester, room_id, "m.room.name", "", {"name": name})
+        if members is not None:
             for user_id in members:
                 if user_id not in current:
                     await self._rooms.add_member(requester, room_id, user_id)
@@ -349,7 +366,7 @@ class Compat:
             raise FieldErrors(errors)
         me = await self._accounts.user(requester.user_id)
         low, high = sorted((me, other), key=lambda user: user["id"])
-        async with store.pair_lock(self._pool, low["id"], high["id"]) as conn:
+        async with self._locks.hold(f"direct:{low['id']}:{high['id']}") as conn:
             room_id = await store.direct_room(conn, low["id"], high["id"])
             if room_id is None:
                 room_id = await self._new_direct_room(requester, low, high)

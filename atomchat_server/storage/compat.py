@@ -3,6 +3,7 @@ rooms by number and shows rooms as objects with their members."""
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 from typing import Sequence
 
@@ -81,17 +82,26 @@ async def message(db, event_id: str) -> asyncpg.Record | None:
     )
 
 
-@asynccontextmanager
-async def pair_lock(pool, low: int, high: int):
-    """Serialises, across processes, the first message between two people,
-    so that they get one room between them."""
-    async with pool.acquire() as conn:
-        key = f"direct:{low}:{high}"
-        await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", key)
-        try:
-            yield conn
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
+class Locks:
+    """Named locks that hold across server processes (PostgreSQL advisory
+    locks). A held lock keeps one pool connection busy while the work under
+    it needs connections of its own; so locks never take more than half the
+    pool, and the work under them always finds a connection (were every
+    connection holding or awaiting a lock, none would be left to finish)."""
+
+    def __init__(self, pool) -> None:
+        self._pool = pool
+        self._slots = asyncio.Semaphore(max(1, pool.get_max_size() // 2))
+
+    @asynccontextmanager
+    async def hold(self, key: str):
+        """Holds the lock named ``key``; yields the connection that holds it."""
+        async with self._slots, self._pool.acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", key)
+            try:
+                yield conn
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
 
 
 async def direct_room(db, low: int, high: int) -> str | None:
