@@ -368,11 +368,26 @@ class Compat:
         low, high = sorted((me, other), key=lambda user: user["id"])
         async with self._locks.hold(f"direct:{low['id']}:{high['id']}") as conn:
             room_id = await store.direct_room(conn, low["id"], high["id"])
+            if room_id is not None and not await self._still_usable(conn, room_id, requester.user_id):
+                room_id = None
             if room_id is None:
                 room_id = await self._new_direct_room(requester, low, high)
                 await store.set_direct_room(conn, low["id"], high["id"], room_id)
+            else:
+                # Whoever left the pair's room is brought back by the next message to them.
+                await self._rooms.add_member(requester, room_id, other["user_id"])
         message = await self._send(requester, room_id, text)
         return {"text": message["text"], "created_at": message["created_at"]}
+
+    @staticmethod
+    async def _still_usable(conn, room_id: str, writer: str) -> bool:
+        """Whether the pair's room takes the writer's message: not deleted by
+        a moderator, and the writer has not left it (one cannot rejoin a
+        private room on one's own); else the pair gets a new room."""
+        room = await event_store.get_room(conn, room_id)
+        membership = await event_store.membership(conn, room_id, writer)
+        return (room is not None and not room["deleted"]
+                and membership is not None and membership["membership"] == "join")
 
     async def _new_direct_room(self, requester: Requester, low, high) -> str:
         # Named as the original did; names of private rooms need not be unique.

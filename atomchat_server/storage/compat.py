@@ -109,4 +109,6 @@ async def direct_room(db, low: int, high: int) -> str | None:
 
 
 async def set_direct_room(db, low: int, high: int, room_id: str) -> None:
-    await db.execute("INSERT INTO direct_rooms (user_low, user_high, room_id) VALUES ($1, $2, $3)", low, high, room_id)
+    """Records the pair's room, replacing one they can no longer use."""
+    await db.execute("INSERT INTO direct_rooms (user_low, user_high, room_id) VALUES ($1, $2, $3)"
+                     " ON CONFLICT (user_low, user_high) DO UPDATE SET room_id = EXCLUDED.room_id", low, high, room_id)
