@@ -245,10 +245,10 @@ class Compat:
                 raise FieldErrors({"name": [NAME_TAKEN]})
             yield
 
-    async def _new_private_room(self, requester: Requester, name: str) -> str:
+    async def _new_private_room(self, requester: Requester, name: str, *, is_direct: bool = False) -> str:
         # Any member may rename the room and change its members, as in the original.
         events = dict(default_power_levels(requester.user_id)["events"], **{"m.room.name": 0})
-        request = RoomRequest(preset="private_chat", name=name,
+        request = RoomRequest(preset="private_chat", name=name, is_direct=is_direct,
                               power_level_content_override={"kick": 0, "invite": 0, "events": events})
         return await self._rooms.create_room(requester, request, alias_localpart=None, publish=False)
 
@@ -390,10 +390,10 @@ class Compat:
                 and membership is not None and membership["membership"] == "join")
 
     async def _new_direct_room(self, requester: Requester, low, high) -> str:
-        # Named as the original did; names of private rooms need not be unique.
-        request = RoomRequest(preset="private_chat", name=f"{low['localpart']}&{high['localpart']}_private",
-                              is_direct=True)
-        room_id = await self._rooms.create_room(requester, request, alias_localpart=None, publish=False)
+        # Named as the original did, not held to the names' uniqueness (a
+        # taken name must not stop a message); the rest as any /api room.
+        room_id = await self._new_private_room(requester, f"{low['localpart']}&{high['localpart']}_private",
+                                               is_direct=True)
         for user in (low, high):
             if user["user_id"] != requester.user_id:
                 await self._rooms.add_member(requester, room_id, user["user_id"])
