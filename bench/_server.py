@@ -1,5 +1,7 @@
 """What every benchmark shares: a real `atomchat serve` in a subprocess, a
-latency probe in a process of its own, and the statistics they report.
+latency probe in a process of its own, a small Matrix client to set up and
+load the server, client processes to spread many connections over the
+CPUs, the CPU and memory the parties use, and the statistics they report.
 
 A benchmark measures the server as people run it, so the server is the
 installed `atomchat` command, started with default settings except the ones
@@ -11,10 +13,13 @@ on two machines measure the same configuration.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import multiprocessing
 import os
 import platform
+import queue
+import resource
 import secrets
 import shutil
 import signal
@@ -24,18 +29,36 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, Awaitable, Callable, Iterable
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
+import psutil
 
 from atomchat_server import config
 
 VERSIONS_PATH = "/_matrix/client/versions"
+MATRIX = "/_matrix/client/v3"
 START_TIMEOUT = 90.0  # seconds; the first start of the embedded PostgreSQL runs initdb
 STOP_TIMEOUT = 30.0  # seconds; graceful shutdown plus stopping the embedded PostgreSQL
+
+
+# Rate limits far above anything a benchmark sends: what is measured is the
+# server's work, not the limiter.
+RATE_LIMITS_RAISED = {
+    "rc_register_per_second": 1_000_000, "rc_register_burst": 1_000_000,
+    "rc_login_per_second": 1_000_000, "rc_login_burst": 1_000_000,
+    "rc_failed_login_per_second": 1_000_000, "rc_failed_login_burst": 1_000_000,
+}
+# The cheapest password hashing the server accepts, for benchmarks that
+# register hundreds or thousands of users to measure something else: with the
+# default parameters each registration costs about 37 ms of CPU.
+CHEAP_HASHING = {"argon2_time_cost": 1, "argon2_memory_kib": 8, "argon2_parallelism": 1}
 
 
 class BenchError(Exception):
@@ -61,6 +84,84 @@ def machine() -> str:
 def load_average() -> str:
     """The 1-minute load average: above zero, something else shared the CPUs."""
     return f"{os.getloadavg()[0]:.2f}"
+
+
+def raise_fd_limit(needed: int) -> int:
+    """Raises this process's soft limit of open files to at least ``needed``
+    (up to the hard limit) and returns it; a server started afterwards
+    inherits it. BenchError if the hard limit is too low."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed:
+        return soft
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise BenchError(f"{needed} open files are needed and the hard limit is {hard}: raise it (ulimit -Hn)")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    return needed
+
+
+def cpu_seconds(pids: Iterable[int]) -> dict[int, float]:
+    """User plus system CPU time used so far by each of these processes
+    (those that are gone are left out)."""
+    used = {}
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        used[pid] = times.user + times.system
+    return used
+
+
+def cpu_wait_seconds(pid: int) -> float:
+    """How long the process's main thread (the server's event loop) was ready
+    to run but waited for a CPU, from /proc/<pid>/schedstat: the measure of
+    how much other processes on the machine got in its way."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+
+
+class Usage:
+    """The CPU each party used over a stretch of time, and how long the
+    server's event loop waited for a CPU meanwhile; call start() and stop()
+    around the stretch. The parties are the server, the embedded PostgreSQL
+    (its backends as they come and go; not counted for an external one) and
+    any given by name (name -> pids)."""
+
+    def __init__(self, server: "ServerProcess", **parties: list[int]) -> None:
+        self._server = server
+        self._parties = parties
+        self._before: dict[str, dict[int, float]] = {}
+        self._waited_before = 0.0
+        self._started = 0.0
+        self.wall = 0.0  # seconds
+        self.seconds: dict[str, float] = {}  # CPU seconds per party
+        self.waited = 0.0  # fraction of the stretch the event loop waited for a CPU
+
+    def _pids(self) -> dict[str, list[int]]:
+        pids = {"server": [self._server.pid]}
+        if not self._server.database:
+            pids["PostgreSQL"] = self._server.database_pids()
+        return {**pids, **self._parties}
+
+    def start(self) -> None:
+        self._before = {name: cpu_seconds(pids) for name, pids in self._pids().items()}
+        self._waited_before = cpu_wait_seconds(self._server.pid)
+        self._started = time.monotonic()
+
+    def stop(self, *, extra: dict[str, float] | None = None) -> None:
+        """``extra``: CPU seconds to add per party (say, the main process's own)."""
+        self.wall = time.monotonic() - self._started
+        self.waited = (cpu_wait_seconds(self._server.pid) - self._waited_before) / self.wall
+        self.seconds = {}
+        for name, pids in self._pids().items():
+            before = self._before.get(name, {})
+            # A process that started during the stretch counts from zero.
+            self.seconds[name] = sum(used - before.get(pid, 0.0) for pid, used in cpu_seconds(pids).items())
+            self.seconds[name] += (extra or {}).get(name, 0.0)
+
+    def summary(self) -> str:
+        cores = ", ".join(f"{name} {value / self.wall:.2f}" for name, value in self.seconds.items())
+        return (f"CPU used (cores): {cores}; the server's event loop waited for a CPU"
+                f" {self.waited * 100:.0f}% of the time")
 
 
 def free_port() -> int:
@@ -105,6 +206,52 @@ class ServerProcess:
     @property
     def database_kind(self) -> str:
         return "external PostgreSQL" if self.admin_url else "embedded PostgreSQL"
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None, "start() first"
+        return self._process.pid
+
+    def rss_bytes(self) -> int:
+        """The server process's resident memory (VmRSS). The embedded
+        PostgreSQL runs in processes of its own and is not included."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise BenchError("no VmRSS in /proc/<pid>/status")
+
+    def database_dsn(self) -> str:
+        """A DSN for the database the server uses, for a benchmark that
+        prepares data directly (the server must have started)."""
+        if self.database:
+            return _with_database(self.admin_url, self.database)
+        info = self._postmaster()
+        if info is None or info.socket_dir is None:
+            raise BenchError("the embedded PostgreSQL is not running")
+        port = f"&port={info.port}" if info.port else ""
+        return f"postgresql://postgres@/atomchat?host={quote(str(info.socket_dir))}{port}"
+
+    def database_pids(self) -> list[int]:
+        """The embedded PostgreSQL's processes (postmaster and backends), to
+        account for their CPU; empty for an external server."""
+        if self.database:
+            return []
+        info = self._postmaster()
+        if info is None:
+            return []
+        try:
+            postmaster = psutil.Process(info.pid)
+            return [postmaster.pid] + [child.pid for child in postmaster.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def _postmaster(self):
+        """The embedded PostgreSQL's postmaster.pid, read without holding the
+        server (pgserver counts the processes that start it)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            from pgserver.utils import PostmasterInfo
+        return PostmasterInfo.read_from_pgdata(self.root / "data" / "postgres")
 
     def command(self) -> list[str]:
         executable = Path(sys.executable).parent / "atomchat"
@@ -262,6 +409,178 @@ class LatencyProbe:
                 self._process.kill()
 
 
+# -- a Matrix client for setting up and loading the server ------------------------
+
+def room_path(room_id: str) -> str:
+    """The path of a room's endpoints, its id percent-encoded as clients do."""
+    return f"/rooms/{quote(room_id, safe='')}"
+
+
+@dataclass(frozen=True)
+class User:
+    user_id: str
+    access_token: str
+
+
+class Api:
+    """The Matrix client-server requests benchmarks make, on one aiohttp
+    session. Any answer but a 200 stops the run (BenchError), and so does
+    passing ``deadline`` (a time.monotonic() value)."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, deadline: float) -> None:
+        self.session = session
+        self.base_url = base_url
+        self.deadline = deadline
+        self.run_id = secrets.token_hex(3)  # user names stay unique if a benchmark runs twice on one database
+
+    async def call(self, method: str, path: str, *, user: User | None = None, body: Any = None,
+                   params: dict[str, str] | None = None) -> dict:
+        if time.monotonic() > self.deadline:
+            raise BenchError("the run took longer than its deadline; stopping")
+        headers = {"Authorization": f"Bearer {user.access_token}"} if user else None
+        async with self.session.request(method, self.base_url + MATRIX + path, json=body, params=params,
+                                        headers=headers) as response:
+            answer = await response.json(content_type=None)
+            if response.status != 200:
+                raise BenchError(f"{method} {path} answered {response.status}: {answer}")
+            return answer
+
+    async def register(self, name: str) -> User:
+        """A new account, logged in, in one request (dummy auth, as matrix-nio does)."""
+        answer = await self.call("POST", "/register", body={
+            "username": f"{name}{self.run_id}", "password": secrets.token_urlsafe(12),
+            "auth": {"type": "m.login.dummy"}})
+        return User(answer["user_id"], answer["access_token"])
+
+    async def register_many(self, prefix: str, count: int, *, concurrency: int = 16) -> list[User]:
+        """``count`` accounts named prefix0, prefix1, ..., ``concurrency`` at a time."""
+        slots = asyncio.Semaphore(concurrency)
+
+        async def one(number: int) -> User:
+            async with slots:
+                return await self.register(f"{prefix}{number}")
+
+        return list(await asyncio.gather(*(one(number) for number in range(count))))
+
+    async def create_room(self, user: User, **body: Any) -> str:
+        return (await self.call("POST", "/createRoom", user=user, body=body))["room_id"]
+
+    async def join(self, user: User, room_id: str) -> None:
+        await self.call("POST", room_path(room_id) + "/join", user=user, body={})
+
+    async def send_text(self, user: User, room_id: str, text: str, txn_id: str) -> str:
+        """Sends an m.text message; returns its event id."""
+        path = room_path(room_id) + f"/send/m.room.message/{quote(txn_id, safe='')}"
+        answer = await self.call("PUT", path, user=user, body={"msgtype": "m.text", "body": text})
+        return answer["event_id"]
+
+
+# -- client processes ------------------------------------------------------------
+
+class WorkerControl:
+    """What a client process is given: ``ready()`` to say it is set up, and
+    ``message()`` to wait for the main process's next word (Workers.tell)."""
+
+    def __init__(self, number: int, events, inbox) -> None:
+        self.number = number
+        self._events = events
+        self._inbox = inbox
+
+    def ready(self, info: Any = None) -> None:
+        self._events.put(("ready", self.number, info))
+
+    async def message(self) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, self._inbox.get)
+
+
+def _worker_main(target, number: int, args: tuple, events, inbox) -> None:
+    try:
+        result = asyncio.run(target(WorkerControl(number, events, inbox), *args))
+    except BaseException:
+        events.put(("error", number, traceback.format_exc()))
+    else:
+        events.put(("result", number, result))
+
+
+class Workers:
+    """Client processes running ``target(control, *args)`` (an async function
+    of the benchmark's main module, one ``args`` tuple per process), so that
+    many connections are driven by more than one CPU and the measurement is of
+    the server rather than of one client event loop. Spawned, so the main
+    module must guard its entry point. Use as an async context manager; a
+    process that fails stops the run with its traceback."""
+
+    def __init__(self, target: Callable[..., Awaitable[Any]], args_per_worker: list[tuple]) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._events = context.Queue()
+        self._inboxes = [context.Queue() for _ in args_per_worker]
+        self._processes = [
+            context.Process(target=_worker_main, daemon=True, args=(target, number, args, self._events, inbox))
+            for number, (args, inbox) in enumerate(zip(args_per_worker, self._inboxes))]
+
+    @property
+    def pids(self) -> list[int]:
+        return [process.pid for process in self._processes]
+
+    async def __aenter__(self) -> "Workers":
+        for process in self._processes:
+            process.start()
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        for process in self._processes:
+            process.join(0.1 if exc_info[0] is None else 0)
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+    async def _next_event(self, kind: str, timeout: float) -> tuple[int, Any]:
+        deadline = time.monotonic() + timeout
+        loop = asyncio.get_running_loop()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BenchError(f"client processes: no '{kind}' within {timeout:.0f}s")
+            try:
+                event, number, info = await loop.run_in_executor(None, self._events.get, True, min(remaining, 1.0))
+            except queue.Empty:
+                if any(not process.is_alive() and process.exitcode not in (0, None) for process in self._processes):
+                    raise BenchError("a client process died: exit status "
+                                     + ", ".join(str(process.exitcode) for process in self._processes)) from None
+                continue
+            if event == "error":
+                raise BenchError(f"client process {number} failed:\n{info}")
+            if event != kind:
+                raise BenchError(f"client process {number}: {event!r} while waiting for {kind!r}")
+            return number, info
+
+    async def wait_ready(self, timeout: float) -> list[Any]:
+        """Waits until every process called ready(); returns what each said, in order."""
+        infos: dict[int, Any] = {}
+        while len(infos) < len(self._processes):
+            number, info = await self._next_event("ready", timeout)
+            infos[number] = info
+        return [infos[number] for number in range(len(self._processes))]
+
+    def tell(self, message: Any) -> None:
+        """Sends ``message`` to every process (their control.message() returns it)."""
+        for inbox in self._inboxes:
+            inbox.put(message)
+
+    async def results(self, *, timeout: float) -> list[Any]:
+        """Waits for every process's result (what its target returned), in order."""
+        results: dict[int, Any] = {}
+        while len(results) < len(self._processes):
+            number, result = await self._next_event("result", timeout)
+            results[number] = result
+        return [results[number] for number in range(len(self._processes))]
+
+
+def split(items: list, parts: int) -> list[list]:
+    """``items`` dealt into ``parts`` lists of nearly equal length."""
+    return [items[number::parts] for number in range(parts)]
+
+
 # -- statistics ----------------------------------------------------------------
 
 def percentile(values: Iterable[float], p: float) -> float:
@@ -274,3 +593,17 @@ def percentile(values: Iterable[float], p: float) -> float:
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def bounded(low: float, high: float, kind: type = int):
+    """An argparse type: a number of ``kind`` between ``low`` and ``high``."""
+    def parse(text: str):
+        value = kind(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}")
+        return value
+    return parse

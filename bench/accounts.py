@@ -32,23 +32,14 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from _server import (BenchError, LatencyProbe, ServerProcess, argon2_defaults, load_average, machine, ms,
-                     percentile)
+from _server import (MATRIX, RATE_LIMITS_RAISED, BenchError, LatencyProbe, ServerProcess, argon2_defaults, bounded,
+                     load_average, machine, ms, percentile, verdict)
 
-MATRIX = "/_matrix/client/v3"
 RUN_DEADLINE = 120.0  # seconds for the whole run, server start included
 REQUEST_TIMEOUT = 60.0  # seconds for any one request
 
 TARGET_REGISTRATIONS_PER_SECOND = 10.0
 TARGET_PROBE_P99 = 0.020  # seconds
-
-# Rate limits far above anything this benchmark sends: it measures hashing
-# and the database, not the limiter.
-UNLIMITED = {
-    "rc_register_per_second": 1_000_000, "rc_register_burst": 1_000_000,
-    "rc_login_per_second": 1_000_000, "rc_login_burst": 1_000_000,
-    "rc_failed_login_per_second": 1_000_000, "rc_failed_login_burst": 1_000_000,
-}
 
 
 @dataclass
@@ -111,7 +102,7 @@ class Client:
 async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
     deadline = time.monotonic() + RUN_DEADLINE
     results.load_at_start = load_average()
-    server = ServerProcess(database_url=args.database_url, **UNLIMITED)
+    server = ServerProcess(database_url=args.database_url, **RATE_LIMITS_RAISED)
     print("starting the server ...", flush=True)
     async with server:
         print(f"server ready at {server.base_url} ({server.database_kind}):"
@@ -164,9 +155,6 @@ def report(args: argparse.Namespace, results: Results, server: ServerProcess) ->
     rate_ok = rate >= TARGET_REGISTRATIONS_PER_SECOND
     probe_ok = probe_p99 < TARGET_PROBE_P99 and results.probe_errors == 0
 
-    def verdict(ok: bool) -> str:
-        return "met" if ok else "MISSED"
-
     print()
     print(f"AtomChat accounts benchmark, {datetime.date.today().isoformat()}")
     print(f"  machine:   {machine()}, load average {results.load_at_start} at start, {load_average()} at end")
@@ -194,15 +182,6 @@ def report(args: argparse.Namespace, results: Results, server: ServerProcess) ->
           f" {probe_p99 * 1000:.1f} ms  {verdict(probe_ok)}")
     print(f"  server stopped by SIGTERM, exit status {server.exit_status}")
     return rate_ok and probe_ok
-
-
-def bounded(low: int, high: int):
-    def parse(text: str) -> int:
-        value = int(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low} and {high}")
-        return value
-    return parse
 
 
 def main() -> int:

@@ -1,0 +1,386 @@
+"""Benchmark of delivery: R receivers in one room, one sender at a fixed
+rate; how long from send to receipt, and whether every receiver gets every
+message exactly once.
+
+    .venv/bin/python bench/fanout.py --mode longpoll [--receivers 50 --rate 20]
+    .venv/bin/python bench/fanout.py --mode websocket [--receivers 200 --rate 50]
+
+Starts `atomchat serve` (fresh data directory, embedded PostgreSQL unless
+--database-url names a server to create a scratch database on) with the rate
+limits raised and password hashing cheapened (registration is not what is
+measured here), registers a sender and R receivers and puts them in one room.
+
+The receivers run in client processes of their own (two by default, the
+receivers dealt among them), so that what limits delivery is the server and
+not one client event loop. Each receiver makes its initial sync, then
+follows the room as a real client does:
+
+- longpoll: GET /_matrix/client/v3/sync?since=<next_batch>&timeout=30000 in
+  a loop, each request with the next_batch of the previous answer;
+- websocket: one /_atomchat/client/v1/stream socket, reading the "sync"
+  frames it pushes (reconnecting with since=<last next_batch> if the server
+  closes it).
+
+The sender, in the main process, sends m.text messages at a fixed rate,
+each on time whether or not earlier ones were acknowledged; the body carries
+a sequence number and the time.monotonic() at which the request was made
+(one clock for all processes of a Linux machine). A receiver's latency for a
+message is its time of receipt minus that. After a warm-up (sent, checked
+for loss and duplicates, but not in the latency figures) the measured
+period runs for a fixed time. Then the receivers catch up (until each has
+every message, or nothing new has arrived for 5 seconds) and are checked: a
+message acknowledged to the sender and missing at a receiver is a loss, one
+received twice a duplicate. A sync answer whose timeline is marked
+`limited` (the server left events out, for the client to fetch with
+/messages) is counted as a gap; the events it left out count as lost.
+
+Exit status: 0 when every target is met, 1 when one is missed, 2 when the
+run itself failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from _server import (Api, BenchError, CHEAP_HASHING, MATRIX, RATE_LIMITS_RAISED, ServerProcess, Usage, User,
+                     Workers, bounded, load_average, machine, ms, percentile, split, verdict)
+
+RUN_DEADLINE = 300.0
+REQUEST_TIMEOUT = 30.0
+POLL_TIMEOUT_MS = 30_000
+STREAM_PATH = "/_atomchat/client/v1/stream"
+# After the last send, receivers catch up until they have everything, or
+# until nothing new arrived for QUIET_SECONDS, or for DRAIN_SECONDS at most.
+QUIET_SECONDS = 5.0
+DRAIN_SECONDS = 60.0
+SETUP_CONCURRENCY = 16  # initial syncs and connections opened at once per client process
+
+TARGETS = {  # mode: (receivers, messages/s, p99 seconds)
+    "longpoll": (50, 20.0, 0.100),
+    "websocket": (200, 50.0, 0.050),
+}
+
+
+class Receiver:
+    """One client following the room: what it got, and when."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, user: User, room_id: str) -> None:
+        self.session = session
+        self.base_url = base_url
+        self.user = user
+        self.room_id = room_id
+        self.next_batch: str | None = None
+        self.latencies: dict[int, float] = {}  # sequence number -> seconds, first receipt
+        self.duplicates = 0
+        self.gaps = 0  # timelines marked limited: events left out, to be fetched with /messages
+        self.errors = 0
+        self.reconnects = 0
+        self.socket: aiohttp.ClientWebSocketResponse | None = None
+
+    def take(self, body: dict) -> None:
+        """Records the benchmark's messages in a sync-shaped body."""
+        now = time.monotonic()
+        room = body.get("rooms", {}).get("join", {}).get(self.room_id)
+        if room is None:
+            return
+        if room["timeline"].get("limited") and self.next_batch is not None:
+            self.gaps += 1
+        for event in room["timeline"]["events"]:
+            if event["type"] != "m.room.message":
+                continue
+            words = event["content"].get("body", "").split()
+            if len(words) != 3 or words[0] != "fanout":
+                continue
+            sequence = int(words[1])
+            if sequence in self.latencies:
+                self.duplicates += 1
+            else:
+                self.latencies[sequence] = now - float(words[2])
+
+    # -- long-poll -----------------------------------------------------------
+
+    async def sync(self, timeout_ms: int) -> None:
+        params = {"timeout": str(timeout_ms)}
+        if self.next_batch is not None:
+            params["since"] = self.next_batch
+        async with self.session.get(self.base_url + MATRIX + "/sync", params=params,
+                                    headers={"Authorization": f"Bearer {self.user.access_token}"}) as response:
+            body = await response.json(content_type=None)
+            if response.status != 200:
+                raise BenchError(f"GET /sync answered {response.status}: {body}")
+        self.take(body)
+        self.next_batch = body["next_batch"]
+
+    async def poll_forever(self) -> None:
+        while True:
+            try:
+                await self.sync(POLL_TIMEOUT_MS)
+            except (aiohttp.ClientError, asyncio.TimeoutError, BenchError):
+                self.errors += 1
+                await asyncio.sleep(0.5)
+
+    # -- WebSocket -----------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Opens the stream and reads its first frame (the initial sync, or
+        what was missed since next_batch)."""
+        params = {"access_token": self.user.access_token}
+        if self.next_batch is not None:
+            params["since"] = self.next_batch
+        self.socket = await self.session.ws_connect(self.base_url + STREAM_PATH, params=params, heartbeat=None,
+                                                    max_msg_size=0)
+        await self.read_frame()
+
+    async def read_frame(self) -> bool:
+        """Reads one frame; False when the socket closed."""
+        message = await self.socket.receive()
+        if message.type != aiohttp.WSMsgType.TEXT:
+            return False
+        frame = json.loads(message.data)
+        if frame.get("type") == "sync":
+            self.take(frame)
+            self.next_batch = frame["next_batch"]
+        return True
+
+    async def stream_forever(self) -> None:
+        while True:
+            try:
+                while await self.read_frame():
+                    pass
+                self.reconnects += 1
+                await self.connect()
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+                self.errors += 1
+                await asyncio.sleep(0.5)
+
+
+async def receiver_process(control, mode: str, base_url: str, users: list[User], room_id: str) -> list[tuple]:
+    """Follows the room as ``users``; on the main process's word (the
+    acknowledged sequence numbers), waits until each receiver has them all
+    (or until delivery stops, see QUIET_SECONDS), and returns how long that
+    took and per receiver (latencies by sequence number, duplicates, gaps,
+    errors, reconnects)."""
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=REQUEST_TIMEOUT,
+                                    sock_read=POLL_TIMEOUT_MS / 1000 + REQUEST_TIMEOUT)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        receivers = [Receiver(session, base_url, user, room_id) for user in users]
+        slots = asyncio.Semaphore(SETUP_CONCURRENCY)
+
+        async def start(receiver: Receiver) -> None:
+            async with slots:
+                if mode == "longpoll":
+                    await receiver.sync(0)
+                else:
+                    await receiver.connect()
+
+        await asyncio.gather(*(start(receiver) for receiver in receivers))
+        follow = Receiver.poll_forever if mode == "longpoll" else Receiver.stream_forever
+        tasks = [asyncio.ensure_future(follow(receiver)) for receiver in receivers]
+        control.ready()
+        acknowledged = set(await control.message())
+        started = time.monotonic()
+        progress, progress_at = -1, started
+        while time.monotonic() < started + DRAIN_SECONDS:
+            if all(acknowledged <= receiver.latencies.keys() for receiver in receivers):
+                break
+            delivered = sum(len(receiver.latencies) for receiver in receivers)
+            if delivered != progress:
+                progress, progress_at = delivered, time.monotonic()
+            elif time.monotonic() > progress_at + QUIET_SECONDS:
+                break
+            await asyncio.sleep(0.1)
+        drained = time.monotonic() - started
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for receiver in receivers:
+            if receiver.socket is not None:
+                await receiver.socket.close()
+        return drained, [(receiver.latencies, receiver.duplicates, receiver.gaps, receiver.errors,
+                          receiver.reconnects) for receiver in receivers]
+
+
+@dataclass
+class Results:
+    sent: dict[int, float] = field(default_factory=dict)  # acknowledged: sequence number -> send latency
+    send_errors: int = 0
+    measured_from: int = 0  # first sequence number of the measured period
+    behind: list[float] = field(default_factory=list)  # how late each send started, seconds
+    deliveries: list[float] = field(default_factory=list)  # latencies of measured messages, all receivers
+    lost: int = 0
+    lost_in_gaps: int = 0  # of those, at receivers that were sent a limited timeline
+    duplicates: int = 0
+    gaps: int = 0
+    unacknowledged_delivered: int = 0
+    drained: float = 0.0  # seconds the receivers took to catch up after the last send
+    receiver_errors: int = 0
+    reconnects: int = 0
+    usage: Usage | None = None
+    load_at_start: str = ""
+
+
+async def send_at_rate(api: Api, sender: User, room_id: str, rate: float, seconds: float, first: int,
+                       results: Results) -> int:
+    """Sends rate * seconds messages, the n-th at start + n / rate; returns
+    the next sequence number."""
+    count = round(rate * seconds)
+    start = time.monotonic()
+    pending: list[asyncio.Task] = []
+
+    async def one(sequence: int) -> None:
+        sent_at = time.monotonic()
+        try:
+            await api.send_text(sender, room_id, f"fanout {sequence} {sent_at:.6f}", f"t{sequence}")
+        except (aiohttp.ClientError, asyncio.TimeoutError, BenchError):
+            results.send_errors += 1
+            return
+        results.sent[sequence] = time.monotonic() - sent_at
+
+    for number in range(count):
+        due = start + number / rate
+        now = time.monotonic()
+        if due > now:
+            await asyncio.sleep(due - now)
+        results.behind.append(max(0.0, time.monotonic() - due))
+        pending.append(asyncio.ensure_future(one(first + number)))
+    await asyncio.gather(*pending)
+    return first + count
+
+
+async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
+    deadline = time.monotonic() + RUN_DEADLINE
+    results.load_at_start = load_average()
+    server = ServerProcess(database_url=args.database_url, **RATE_LIMITS_RAISED, **CHEAP_HASHING)
+    print("starting the server ...", flush=True)
+    async with server:
+        print(f"server ready at {server.base_url} ({server.database_kind}):"
+              f" {' '.join(server.command()[1:])}", flush=True)
+        connector = aiohttp.TCPConnector(limit=64)
+        async with aiohttp.ClientSession(connector=connector,
+                                         timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) as session:
+            api = Api(session, server.base_url, deadline)
+            print(f"registering {args.receivers} receivers and a sender, joining them to one room ...", flush=True)
+            sender = await api.register("sender")
+            receivers = await api.register_many("receiver", args.receivers)
+            room_id = await api.create_room(sender, preset="public_chat", name="Fan-out benchmark")
+            slots = asyncio.Semaphore(8)
+
+            async def join(user: User) -> None:
+                async with slots:
+                    await api.join(user, room_id)
+
+            await asyncio.gather(*(join(user) for user in receivers))
+            processes = min(args.processes, args.receivers)
+            arguments = [(args.mode, server.base_url, group, room_id) for group in split(receivers, processes)]
+            async with Workers(receiver_process, arguments) as workers:
+                print(f"{args.receivers} receivers ({args.mode}) in {processes} client process(es):"
+                      " initial syncs ...", flush=True)
+                await workers.wait_ready(timeout=120)
+                print(f"warm-up: {args.warmup:.0f}s at {args.rate:g} messages/s ...", flush=True)
+                results.measured_from = await send_at_rate(api, sender, room_id, args.rate, args.warmup, 0, results)
+                results.usage = Usage(server, clients=workers.pids)
+                results.usage.start()
+                before_sender = time.process_time()
+                print(f"measuring: {args.seconds:.0f}s at {args.rate:g} messages/s ...", flush=True)
+                await send_at_rate(api, sender, room_id, args.rate, args.seconds, results.measured_from, results)
+                results.usage.stop(extra={"clients": time.process_time() - before_sender})  # and the sender
+                workers.tell(sorted(results.sent))
+                received = await workers.results(timeout=DRAIN_SECONDS + 60)
+    acknowledged = set(results.sent)
+    results.drained = max(drained for drained, _ in received)
+    for _, process in received:
+        for latencies, duplicates, gaps, errors, reconnects in process:
+            results.deliveries.extend(latency for sequence, latency in latencies.items()
+                                      if sequence >= results.measured_from)
+            missing = len(acknowledged - latencies.keys())
+            results.lost += missing
+            if gaps:
+                results.lost_in_gaps += missing
+            results.unacknowledged_delivered += len(latencies.keys() - acknowledged)
+            results.duplicates += duplicates
+            results.gaps += gaps
+            results.receiver_errors += errors
+            results.reconnects += reconnects
+    if not results.deliveries:
+        raise BenchError("no message was delivered in the measured period")
+    return server
+
+
+def report(args: argparse.Namespace, results: Results, server: ServerProcess) -> bool:
+    target_receivers, target_rate, target_p99 = TARGETS[args.mode]
+    p99 = percentile(results.deliveries, 99)
+    expected = round(args.rate * args.seconds) * args.receivers
+    send_latencies = list(results.sent.values())
+    print()
+    print(f"AtomChat fan-out benchmark ({args.mode}), {datetime.date.today().isoformat()}")
+    print(f"  machine:   {machine()}, load average {results.load_at_start} at start, {load_average()} at end")
+    print(f"  server:    atomchat serve, {server.database_kind}, default settings, rate limits raised,"
+          " password hashing cheapened")
+    print(f"  load:      {args.receivers} receivers ({args.mode}) in {min(args.processes, args.receivers)} client"
+          f" process(es), 1 sender at {args.rate:g} messages/s; {args.warmup:.0f}s warm-up,"
+          f" {args.seconds:.0f}s measured")
+    print()
+    print(f"  delivery latency, {len(results.deliveries)} deliveries (expected {expected}):"
+          f" p50 {ms(percentile(results.deliveries, 50))}, p99 {ms(p99)}, max {ms(max(results.deliveries))}")
+    print(f"  send latency ({len(send_latencies)} acknowledged, {results.send_errors} failed):"
+          f" p50 {ms(percentile(send_latencies, 50))}, p99 {ms(percentile(send_latencies, 99))};"
+          f" sends started late by up to {ms(max(results.behind))}")
+    print(f"  lost {results.lost} ({results.lost_in_gaps} at receivers sent limited timelines, {results.gaps}"
+          f" of them), duplicates {results.duplicates}, delivered without acknowledgement"
+          f" {results.unacknowledged_delivered}")
+    print(f"  receiver errors {results.receiver_errors}, reconnects {results.reconnects}; receivers caught up"
+          f" {results.drained:.1f}s after the last send")
+    print(f"  in the measured period: {results.usage.summary()}")
+    print()
+    at_target_load = args.receivers >= target_receivers and args.rate >= target_rate
+    latency_ok = p99 < target_p99
+    clean = results.lost == 0 and results.duplicates == 0 and results.send_errors == 0
+    print(f"  target: {target_receivers} receivers at {target_rate:g} messages/s, p99 < {target_p99 * 1000:.0f} ms:"
+          f" p99 {ms(p99)} with {args.receivers} at {args.rate:g}/s  "
+          + (verdict(latency_ok) if at_target_load else f"({verdict(latency_ok)} at a smaller load)"))
+    print(f"  target: no loss, no duplicates, no failed send: {verdict(clean)}")
+    print(f"  server stopped by SIGTERM, exit status {server.exit_status}")
+    return latency_ok and clean
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mode", choices=sorted(TARGETS), required=True,
+                        help="how receivers follow the room: long-polling /sync or the WebSocket stream")
+    parser.add_argument("--database-url", default=None,
+                        help="a PostgreSQL server to use instead of the embedded one; a scratch database "
+                             "is created on it for the run and dropped afterwards")
+    parser.add_argument("--receivers", type=bounded(1, 1000), default=None,
+                        help="receivers in the room (default: the mode's target, 50 or 200)")
+    parser.add_argument("--rate", type=bounded(0.1, 1000, float), default=None,
+                        help="messages sent per second (default: the mode's target, 20 or 50)")
+    parser.add_argument("--seconds", type=bounded(1, 120, float), default=20.0,
+                        help="length of the measured period (default 20)")
+    parser.add_argument("--warmup", type=bounded(0, 30, float), default=3.0,
+                        help="sending before the measured period (default 3)")
+    parser.add_argument("--processes", type=bounded(1, 8), default=2,
+                        help="client processes the receivers are divided among (default 2)")
+    args = parser.parse_args()
+    target_receivers, target_rate, _ = TARGETS[args.mode]
+    args.receivers = args.receivers or target_receivers
+    args.rate = args.rate or target_rate
+    results = Results()
+    try:
+        server = asyncio.run(run(args, results))
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    return 0 if report(args, results, server) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""Benchmark of sending: message latency and messages per second with one
+client and with ten sending at once into one room.
+
+    .venv/bin/python bench/send.py [--database-url URL] [--clients 1,10] [--seconds 10]
+
+Starts `atomchat serve` (fresh data directory, embedded PostgreSQL unless
+--database-url names a server to create a scratch database on) with the
+rate limits raised, registers the senders and puts them in one room. Then,
+for each client count K: K clients, each a user with its own keep-alive
+connection, send m.text messages (PUT /rooms/{id}/send/m.room.message/{txn})
+one after another, each as soon as the previous one is acknowledged, for a
+fixed time. A 200 means the event is committed (the server commits
+concurrent sends together, one transaction for many); the rate is
+acknowledged messages divided by the wall time.
+
+The clients run in separate processes (two, or one per client if fewer), so
+that the client's own HTTP work does not compete with the server on one
+event loop; the CPU time of the server, of PostgreSQL and of the clients is
+printed so the reader can see what used the two CPUs.
+
+Exit status: 0 when every target is met, 1 when one is missed, 2 when the
+run itself failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import sys
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from _server import (Api, BenchError, RATE_LIMITS_RAISED, ServerProcess, Usage, User, Workers, bounded,
+                     load_average, machine, ms, percentile, split, verdict)
+
+RUN_DEADLINE = 300.0
+REQUEST_TIMEOUT = 30.0
+WARM_UP_SENDS = 20  # per client, before the clock starts
+MAX_SENDS = 100_000  # per client count, whatever the duration
+
+TARGET_RATE = 1000.0  # messages/s
+TARGET_RATE_CLIENTS = 10
+
+
+@dataclass
+class Phase:
+    clients: int
+    latencies: list[float] = field(default_factory=list)
+    wall: float = 0.0
+    usage: Usage | None = None
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.wall
+
+
+async def sender_process(control, base_url: str, users: list[User], room_id: str, label: str) -> tuple:
+    """Clients of one process: warm up, say ready, then on the word (start
+    time, end time, most sends) send until the end. Returns the latencies,
+    the first start and the last finish (time.monotonic(), one clock for all
+    processes on Linux)."""
+    sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1),
+                                      timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) for _ in users]
+    try:
+        apis = [Api(session, base_url, time.monotonic() + RUN_DEADLINE) for session in sessions]
+        for api, user in zip(apis, users):
+            for number in range(WARM_UP_SENDS):
+                await api.send_text(user, room_id, f"warm-up {number}", f"{label}-w{control.number}-{number}")
+        control.ready()
+        start_at, end_at, most = await control.message()
+        await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+        latencies: list[float] = []
+        finished: list[float] = []
+
+        async def client(api: Api, user: User, index: int) -> None:
+            number = 0
+            while time.monotonic() < end_at and len(latencies) < most:
+                number += 1
+                started = time.perf_counter()
+                await api.send_text(user, room_id, f"message {number}", f"{label}-{control.number}-{index}-{number}")
+                latencies.append(time.perf_counter() - started)
+            finished.append(time.monotonic())
+
+        await asyncio.gather(*(client(api, user, index) for index, (api, user) in enumerate(zip(apis, users))))
+        return latencies, max(finished)
+    finally:
+        for session in sessions:
+            await session.close()
+
+
+async def measure(server: ServerProcess, users: list[User], room_id: str, clients: int, args) -> Phase:
+    phase = Phase(clients)
+    processes = min(clients, args.processes)
+    groups = split(users[:clients], processes)
+    label = f"k{clients}"
+    async with Workers(sender_process, [(server.base_url, group, room_id, label) for group in groups]) as workers:
+        await workers.wait_ready(timeout=60)
+        phase.usage = Usage(server, clients=workers.pids)
+        phase.usage.start()
+        start_at = time.monotonic() + 0.2
+        workers.tell((start_at, start_at + args.seconds, MAX_SENDS // processes))
+        results = await workers.results(timeout=args.seconds + REQUEST_TIMEOUT + 30)
+        phase.usage.stop()
+    for latencies, _ in results:
+        phase.latencies.extend(latencies)
+    phase.wall = max(last for _, last in results) - start_at
+    return phase
+
+
+async def run(args: argparse.Namespace, phases: list[Phase], notes: dict) -> ServerProcess:
+    deadline = time.monotonic() + RUN_DEADLINE
+    notes["load_at_start"] = load_average()
+    server = ServerProcess(database_url=args.database_url, **RATE_LIMITS_RAISED)
+    print("starting the server ...", flush=True)
+    async with server:
+        print(f"server ready at {server.base_url} ({server.database_kind}):"
+              f" {' '.join(server.command()[1:])}", flush=True)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) as session:
+            api = Api(session, server.base_url, deadline)
+            users = await api.register_many("sender", max(args.clients))
+            room_id = await api.create_room(users[0], preset="public_chat", name="Send benchmark")
+            for user in users[1:]:
+                await api.join(user, room_id)
+        for clients in args.clients:
+            print(f"{clients} client(s) sending for {args.seconds:.0f}s ...", flush=True)
+            phases.append(await measure(server, users, room_id, clients, args))
+            if time.monotonic() > deadline:
+                raise BenchError(f"the run took longer than {RUN_DEADLINE:.0f}s; stopping")
+    return server
+
+
+def report(args: argparse.Namespace, phases: list[Phase], notes: dict, server: ServerProcess) -> bool:
+    print()
+    print(f"AtomChat send benchmark, {datetime.date.today().isoformat()}")
+    print(f"  machine:   {machine()}, load average {notes['load_at_start']} at start, {load_average()} at end")
+    print(f"  server:    atomchat serve, {server.database_kind}, default settings, rate limits raised")
+    print(f"  load:      K clients in one room, each sending one message after another on its own connection,"
+          f" {args.seconds:.0f}s per K, clients in {args.processes} process(es) at most")
+    print()
+    ok = True
+    for phase in phases:
+        print(f"  {phase.clients:>3} client(s): {phase.rate:7.0f} messages/s ({len(phase.latencies)} in"
+              f" {phase.wall:.1f}s); latency median {ms(percentile(phase.latencies, 50))},"
+              f" p95 {ms(percentile(phase.latencies, 95))}, p99 {ms(percentile(phase.latencies, 99))},"
+              f" max {ms(max(phase.latencies))}")
+        print(f"               {phase.usage.summary()}")
+        if phase.clients == TARGET_RATE_CLIENTS:
+            met = phase.rate >= TARGET_RATE
+            ok = ok and met
+            print(f"               target: >= {TARGET_RATE:.0f} messages/s with {TARGET_RATE_CLIENTS} clients:"
+                  f" {phase.rate:.0f}  {verdict(met)}")
+    print(f"  server stopped by SIGTERM, exit status {server.exit_status}")
+    return ok
+
+
+def client_counts(text: str) -> list[int]:
+    return [bounded(1, 100)(part) for part in text.split(",")]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", default=None,
+                        help="a PostgreSQL server to use instead of the embedded one; a scratch database "
+                             "is created on it for the run and dropped afterwards")
+    parser.add_argument("--clients", type=client_counts, default=[1, TARGET_RATE_CLIENTS],
+                        help="comma-separated numbers of clients sending at once, one run each (default 1,10)")
+    parser.add_argument("--seconds", type=bounded(1, 60, float), default=10.0,
+                        help="how long each client count sends (default 10)")
+    parser.add_argument("--processes", type=bounded(1, 8), default=2,
+                        help="client processes the senders are divided among (default 2)")
+    args = parser.parse_args()
+    phases: list[Phase] = []
+    notes: dict = {}
+    try:
+        server = asyncio.run(run(args, phases, notes))
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    return 0 if report(args, phases, notes, server) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
