@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 from ..errors import MatrixError, forbidden, not_found
@@ -19,10 +18,11 @@ MAX_TIMEOUT_MS = 120_000
 class SyncHandler(BaseHandler):
     def initialize(self, ctx) -> None:
         super().initialize(ctx)
-        self._gone = asyncio.Event()
+        self._session: SyncSession | None = None
 
     def on_connection_close(self) -> None:
-        self._gone.set()
+        if self._session is not None:
+            self._session.client_gone()
 
     async def get(self) -> None:
         requester = await self.authenticate()
@@ -39,8 +39,9 @@ class SyncHandler(BaseHandler):
                                   full_state=full_state, filter_key=filter_param)
         else:
             session.requester = requester
+        self._session = session
         try:
-            result = await session.next(timeout, self._gone)
+            result = await session.next(timeout)
         except MatrixError:
             session.close()
             raise

@@ -46,7 +46,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         self._since: int | None = None
         self._filter = None
         self._task: asyncio.Task | None = None
-        self._gone = asyncio.Event()
+        self._session: SyncSession | None = None
         self._pending = 0
         self._closing = False
 
@@ -97,10 +97,11 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
     # -- pushing sync frames -----------------------------------------------------
 
     async def _push_loop(self) -> None:
-        session = SyncSession(self.ctx, self.requester, self._token, self._filter, self._since)
+        session = self._session = SyncSession(self.ctx, self.requester, self._token, self._filter, self._since,
+                                              limit_timeline=False)
         try:
             while not self._closing:
-                result = await session.next(None, self._gone)
+                result = await session.next(None)
                 if result is None:
                     return
                 if session.listener.revoked:
@@ -207,7 +208,8 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
 
     def on_close(self) -> None:
         self._closing = True
-        self._gone.set()
+        if self._session is not None:
+            self._session.client_gone()
         self.ctx.streams.discard(self)
 
     def shutdown(self) -> None:

@@ -220,12 +220,10 @@ class Rooms:
         if event_type == "m.room.redaction":
             # In room version 10 what a redaction redacts is outside its content.
             raise MatrixError(400, "M_BAD_JSON", "Redact with PUT /rooms/{roomId}/redact/{eventId}/{txnId}")
-        txn = (requester.user_id, requester.device_id, txn_id)
-        existing = await event_store.transaction_event(self._pool, *txn)
-        if existing is not None:
-            return existing
+        # The persister finds a retried transaction id, and refuses an unknown
+        # or deleted room, inside its batch: nothing to ask the database first.
         self._blocks.require(requester.user_id, "send")
-        await self._require_room(room_id)
+        txn = (requester.user_id, requester.device_id, txn_id)
         return await self._write_one(self._draft(requester, room_id, event_type, content), txn)
 
     async def set_state(self, requester: Requester, room_id: str, event_type: str, state_key: str,

@@ -32,7 +32,8 @@ PARK_SECONDS = 30.0
 
 class SyncSession:
     def __init__(self, ctx, requester: Requester, access_token: str, sync_filter: SyncFilter,
-                 since: int | None, *, full_state: bool = False, filter_key: str | None = None) -> None:
+                 since: int | None, *, full_state: bool = False, filter_key: str | None = None,
+                 limit_timeline: bool = True) -> None:
         self._ctx = ctx
         self.requester = requester
         self._token = access_token
@@ -41,6 +42,11 @@ class SyncSession:
         self.since = since
         self._full_state = full_state
         self._fast_ok = sync_filter == SyncFilter()
+        # A long-poll answer shows at most a timeline's worth of new events per
+        # room (the rest behind a limited timeline); a stream pushes them all,
+        # its flow control bounding what a slow reader costs.
+        self._limit_timeline = limit_timeline
+        self._gone = False
         self._tracking = False  # the listener has collected everything after `since`
         self._counts: dict[str, list[int]] = {}  # room -> [unread, joined, invited]
         self.listener = Listener(requester.user_id)
@@ -49,10 +55,15 @@ class SyncSession:
     def close(self) -> None:
         self._ctx.notifier.remove_listener(self.listener)
 
-    async def next(self, timeout: float | None, gone: asyncio.Event | None = None) -> SyncResult | None:
+    def client_gone(self) -> None:
+        """The client disconnected: a pending next() returns None."""
+        self._gone = True
+        self.listener.woken.set()
+
+    async def next(self, timeout: float | None) -> SyncResult | None:
         """The next answer: at once if something is waiting; else as soon as
         something happens, or an empty answer after ``timeout`` seconds
-        (None: wait for ever). None if ``gone`` was set (the client left).
+        (None: wait for ever). None once the client is gone.
         Raises M_UNKNOWN_TOKEN if the session's token was revoked meanwhile."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
@@ -61,7 +72,7 @@ class SyncSession:
         # What was committed before this request (the client's own send, say)
         # is in this answer: let the notifier hand it out first.
         await self._ctx.notifier.caught_up()
-        while True:
+        while not self._gone:
             if listener.recheck:
                 listener.recheck = False
                 self.requester = await self._ctx.accounts.authenticate(self._token)
@@ -71,7 +82,7 @@ class SyncSession:
                     return result
                 continue
             if listener.pending:
-                if self._fast_ok and not self._too_many(listener.pending):
+                if self._fast_ok and not (self._limit_timeline and self._too_many(listener.pending)):
                     result = await self._fast()
                     if not result.empty:
                         return result
@@ -84,16 +95,15 @@ class SyncSession:
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
                 return self._empty()
-            waits = [asyncio.ensure_future(listener.woken.wait())]
-            if gone is not None:
-                waits.append(asyncio.ensure_future(gone.wait()))
+            # The timeout just wakes the listener: no task per wait, which
+            # matters with thousands of waiting clients.
+            timer = None if remaining is None else loop.call_later(remaining, listener.woken.set)
             try:
-                await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-            finally:  # also when this task is cancelled: no waiter outlives it
-                for waiter in waits:
-                    waiter.cancel()
-            if gone is not None and gone.is_set():
-                return None
+                await listener.woken.wait()
+            finally:
+                if timer is not None:
+                    timer.cancel()
+        return None
 
     @staticmethod
     def _too_many(rows: list[Any]) -> bool:
