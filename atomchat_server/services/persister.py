@@ -104,20 +104,23 @@ class Persister:
     async def _commit(self, units: list[WriteUnit]) -> None:
         outcomes: list[Any] = []
         async with self._pool.acquire() as conn:
-            async with conn.transaction():
-                await event_store.lock_stream(conn)
-                batch = _Batch(conn, await event_store.room_heads(
-                    conn, list({d.room_id for u in units for d in u.drafts})))
-                await batch.prefetch_transactions(units)
+            await event_store.begin_locked(conn)
+            try:
+                batch = _Batch(conn)
+                await batch.load(units)
                 for unit in units:
                     try:
-                        rows = await batch.apply(unit)
+                        outcomes.append(await batch.apply(unit))
                     except MatrixError as refusal:
                         outcomes.append(refusal)
-                    else:
-                        outcomes.append(rows)
-                if batch.last_position:
+                if batch.last_position > batch.last_event:
+                    # Events announce themselves; a batch ending in other writes must too.
                     await event_store.announce(conn, batch.last_position)
+                await event_store.commit(conn)
+            except BaseException:
+                if not conn.is_closed():
+                    await event_store.rollback(conn)
+                raise
         for unit, outcome in zip(units, outcomes):
             if unit.future.done():
                 continue
@@ -133,13 +136,34 @@ class _Batch:
     """One transaction's view of the rooms it writes to: their heads and the
     state the batch has changed so far."""
 
-    def __init__(self, conn, heads: dict[str, Any]) -> None:
+    def __init__(self, conn) -> None:
         self.conn = conn
-        self.heads = {room: (row["head_event_id"], row["head_depth"]) for room, row in heads.items()}
+        self.heads: dict[str, tuple[str | None, int]] = {}
         self.state: dict[str, StateMap] = {}  # state written by this batch
         self.loaded: dict[str, dict[tuple[str, str], Any]] = {}  # state read from the database (None: absent)
         self.txns: dict[tuple[str, str, str], Any] = {}
         self.last_position = 0  # the highest stream position this batch took
+        self.last_event = 0  # the highest position an event of this batch took
+
+    async def load(self, units: list[WriteUnit]) -> None:
+        """Reads, in one query, what the batch needs: its rooms' heads, the
+        state that authorizes its drafts, and the events its retried
+        transaction ids already made."""
+        rooms = {d.room_id for u in units for d in u.drafts}
+        wanted = {(d.room_id, *key) for u in units for d in u.drafts for key in _keys(d)}
+        txn_keys = [unit.txn for unit in units if unit.txn is not None]
+        if not rooms:
+            return
+        for room_id in rooms:
+            self.loaded[room_id] = {(key[1], key[2]): None for key in wanted if key[0] == room_id}
+        for row in await event_store.batch_context(self.conn, list(rooms), list(wanted), txn_keys):
+            data = row["data"]
+            if row["kind"] == "head":
+                self.heads[row["k1"]] = (data["head_event_id"], data["head_depth"])
+            elif row["kind"] == "state":
+                self.loaded[row["k1"]][(row["k2"], row["k3"])] = data
+            else:
+                self.txns[(row["k1"], row["k2"], row["k3"])] = data
 
     async def _state(self, room_id: str, keys: list[tuple[str, str]], overlay: dict[str, StateMap]) -> StateMap:
         """The state entries named by ``keys``: what this batch has written
@@ -158,12 +182,6 @@ class _Batch:
             if value is not None:
                 state[key] = value
         return state
-
-    async def prefetch_transactions(self, units: list[WriteUnit]) -> None:
-        """Finds, in one query, the events that retried transaction ids already made."""
-        keys = [unit.txn for unit in units if unit.txn is not None]
-        if keys:
-            self.txns.update(await event_store.transaction_events(self.conn, keys))
 
     def _forget_redacted(self, target: Any, pruned: dict[str, Any]) -> None:
         """Later events of this batch that replace a redacted state event
@@ -191,7 +209,7 @@ class _Batch:
             if draft.room_id not in self.heads and unit.new_room is None:
                 raise not_found("Unknown room")
             event = draft.as_event()
-            keys = list(dict.fromkeys(auth_state_keys(event) + ([(draft.type, draft.state_key)] if draft.is_state else [])))
+            keys = _keys(draft)
             state = await self._state(draft.room_id, keys, overlay)
             redacted = None
             if draft.redacts is not None:
@@ -243,6 +261,13 @@ class _Batch:
             rows.append(row)
         if rows:
             self.last_position = max(self.last_position, rows[-1]["stream"])
+            self.last_event = max(self.last_event, rows[-1]["stream"])
         if unit.txn is not None:
             self.txns[unit.txn] = rows[0]
         return rows
+
+
+def _keys(draft: EventDraft) -> list[tuple[str, str]]:
+    """The state a draft's authorization reads, and for state the entry it replaces."""
+    own = [(draft.type, draft.state_key)] if draft.is_state else []
+    return list(dict.fromkeys(auth_state_keys(draft.as_event()) + own))

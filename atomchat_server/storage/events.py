@@ -1,7 +1,8 @@
 """Rooms' event logs: writing events in stream order, and reading them back.
 
-Writers call ``lock_stream`` first in their transaction; it serialises every
-writer on the database, so stream positions are handed out in commit order.
+Writers open their transaction with ``begin_locked``, which takes the stream
+lock: it serialises every writer on the database, so stream positions are
+handed out in commit order.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from typing import Iterable, Sequence
 import asyncpg
 
 EVENTS_CHANNEL = "atomchat_events"
-# Arbitrary constant naming the stream lock among advisory locks ("Strm").
-_STREAM_LOCK = 0x5374726D
 
 EVENT_COLUMNS = ("stream, event_id, room_id, type, state_key, sender, content, origin_server_ts, depth,"
                   " prev_events, unsigned, redacts, redacted_by, txn_device, txn_id")
@@ -24,22 +23,48 @@ def _columns(alias: str) -> str:
 
 # -- writing (inside the writer's transaction) ------------------------------
 
-async def lock_stream(conn) -> None:
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", _STREAM_LOCK)
+async def begin_locked(conn) -> None:
+    """Opens the writer's transaction and takes the stream lock, in one round
+    trip. The lock's key, 1400140397 (0x5374726D, "Strm"), names the stream
+    lock among advisory locks."""
+    await conn.execute("BEGIN; SELECT pg_advisory_xact_lock(1400140397)")
+
+
+async def commit(conn) -> None:
+    await conn.execute("COMMIT")
+
+
+async def rollback(conn) -> None:
+    await conn.execute("ROLLBACK")
+
+
+async def batch_context(conn, room_ids: Sequence[str], state_keys: Sequence[tuple[str, str, str]],
+                        txn_keys: Sequence[tuple[str, str, str]]) -> list[asyncpg.Record]:
+    """What a writer's batch needs to know, in one round trip: the rooms'
+    heads, the state entries (room, type, state key) that authorize its
+    events, and the events its transaction ids already made. Rows are
+    (kind, k1, k2, k3, data) with the row itself as JSON in ``data``."""
+    return await conn.fetch(
+        "SELECT 'head' AS kind, room_id AS k1, NULL AS k2, NULL AS k3,"
+        "       jsonb_build_object('head_event_id', head_event_id, 'head_depth', head_depth) AS data"
+        "  FROM rooms WHERE room_id = ANY($1::text[]) AND NOT deleted"
+        " UNION ALL"
+        " SELECT 'state', cs.room_id, cs.type, cs.state_key, to_jsonb(e)"
+        "  FROM current_state cs JOIN events e ON e.event_id = cs.event_id"
+        "  WHERE (cs.room_id, cs.type, cs.state_key) IN (SELECT * FROM unnest($2::text[], $3::text[], $4::text[]))"
+        " UNION ALL"
+        " SELECT 'txn', t.user_id, t.device_id, t.txn_id, to_jsonb(e)"
+        "  FROM event_txns t JOIN events e ON e.event_id = t.event_id"
+        "  WHERE (t.user_id, t.device_id, t.txn_id) IN (SELECT * FROM unnest($5::text[], $6::text[], $7::text[]))",
+        list(room_ids), [k[0] for k in state_keys], [k[1] for k in state_keys], [k[2] for k in state_keys],
+        [k[0] for k in txn_keys], [k[1] for k in txn_keys], [k[2] for k in txn_keys],
+    )
 
 
 async def insert_room(conn, *, room_id: str, room_version: str, creator: str) -> None:
     await conn.execute(
         "INSERT INTO rooms (room_id, room_version, creator) VALUES ($1, $2, $3)", room_id, room_version, creator
     )
-
-
-async def room_heads(conn, room_ids: Sequence[str]) -> dict[str, asyncpg.Record]:
-    rows = await conn.fetch(
-        "SELECT room_id, head_event_id, head_depth FROM rooms WHERE room_id = ANY($1::text[]) AND NOT deleted",
-        list(room_ids)
-    )
-    return {row["room_id"]: row for row in rows}
 
 
 async def state_events(conn, room_id: str, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], asyncpg.Record]:
@@ -60,17 +85,6 @@ async def transaction_event(db, user_id: str, device_id: str, txn_id: str) -> st
     )
 
 
-async def transaction_events(conn, keys: Sequence[tuple[str, str, str]]) -> dict[tuple[str, str, str], asyncpg.Record]:
-    """The events already made by these (user, device, transaction id)s."""
-    rows = await conn.fetch(
-        f"SELECT t.user_id AS txn_user, t.device_id AS txn_dev, t.txn_id AS txn_key, {_columns('e')}"
-        " FROM event_txns t JOIN events e ON e.event_id = t.event_id"
-        " WHERE (t.user_id, t.device_id, t.txn_id) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))",
-        [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
-    )
-    return {(row["txn_user"], row["txn_dev"], row["txn_key"]): row for row in rows}
-
-
 # One statement (one round trip) appends an event and keeps every derived
 # table in step: the transaction id, the room's head, current state and membership.
 _APPEND_EVENT = f"""
@@ -89,6 +103,9 @@ WITH ev AS (
     INSERT INTO current_state (room_id, type, state_key, event_id, stream)
     SELECT $2, $3, $4, $1, stream FROM ev WHERE $4::text IS NOT NULL
     ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = EXCLUDED.event_id, stream = EXCLUDED.stream
+), announce AS (
+    -- Delivered when the transaction commits: every process learns the position.
+    SELECT pg_notify($15, (SELECT stream FROM ev)::text)
 ), member AS (
     INSERT INTO memberships (room_id, user_id, membership, event_id, stream, since_stream)
     SELECT $2, $4, $14, $1, stream, stream FROM ev WHERE $3 = 'm.room.member' AND $4::text IS NOT NULL
@@ -97,7 +114,7 @@ WITH ev AS (
         since_stream = CASE WHEN memberships.membership = EXCLUDED.membership
                             THEN memberships.since_stream ELSE EXCLUDED.stream END
 )
-SELECT * FROM ev
+SELECT ev.* FROM ev, announce
 """
 
 
@@ -108,7 +125,7 @@ async def insert_event(conn, *, event_id: str, room_id: str, type: str, state_ke
     membership = content.get("membership") if type == "m.room.member" else None
     return await conn.fetchrow(
         _APPEND_EVENT, event_id, room_id, type, state_key, sender, content, origin_server_ts, depth, prev_events,
-        unsigned, redacts, txn[1] if txn else None, txn[2] if txn else None, membership,
+        unsigned, redacts, txn[1] if txn else None, txn[2] if txn else None, membership, EVENTS_CHANNEL,
     )
 
 
