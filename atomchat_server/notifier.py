@@ -63,12 +63,16 @@ class Listener:
         self.recheck = False  # the user's sessions or standing changed: check the token again
         self.pending: list[Any] = []
         self.needs_full = False
+        # A stream's session answers from here when it can (SyncSession.push).
+        self.push: Callable[[list[Any]], bool] | None = None
 
     def check_again(self) -> None:
         self.recheck = True
         self.woken.set()
 
     def deliver(self, rows: list[Any], *, needs_full: bool) -> None:
+        if not needs_full and self.push is not None and self.push(rows):
+            return  # answered already, as the events were dispatched
         if needs_full or len(self.pending) + len(rows) > self.MAX_PENDING:
             self.needs_full = True
             self.pending = []

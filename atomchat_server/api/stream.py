@@ -99,6 +99,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
     async def _push_loop(self) -> None:
         session = self._session = SyncSession(self.ctx, self.requester, self._token, self._filter, self._since,
                                               limit_timeline=False)
+        session.push_to(self._send_sync)
         try:
             while not self._closing:
                 result = await session.next(None)
@@ -107,7 +108,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
                 if session.listener.revoked:
                     self._close(CLOSE_GOING_AWAY, "server shutting down")
                     return
-                self._send_text('{"type":"sync",' + result.json()[1:])
+                self._send_sync(result)
         except MatrixError as error:  # the token was revoked
             self._close(CLOSE_UNAUTHORIZED, error.error[:100])
         except tornado.websocket.WebSocketClosedError:
@@ -117,6 +118,9 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             self._close(1011, "internal error")
         finally:
             session.close()
+
+    def _send_sync(self, result) -> None:
+        self._send_text('{"type":"sync",' + result.json()[1:])
 
     def _send(self, frame: dict[str, Any]) -> None:
         self._send_text(json.dumps(frame, ensure_ascii=False, separators=(",", ":")))

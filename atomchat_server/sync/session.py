@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, Callable
 
 from ..auth.sessions import Requester
 from ..events.filters import SyncFilter
@@ -47,6 +47,8 @@ class SyncSession:
         # its flow control bounding what a slow reader costs.
         self._limit_timeline = limit_timeline
         self._gone = False
+        self._waiting = False
+        self._writer: Callable[[SyncResult], None] | None = None
         self._tracking = False  # the listener has collected everything after `since`
         self._counts: dict[str, list[int]] = {}  # room -> [unread, joined, invited]
         self.listener = Listener(requester.user_id)
@@ -54,6 +56,12 @@ class SyncSession:
 
     def close(self) -> None:
         self._ctx.notifier.remove_listener(self.listener)
+
+    def push_to(self, writer: Callable[[SyncResult], None]) -> None:
+        """Lets the notifier write this session's answers through ``writer``
+        as events are dispatched (a stream; see push())."""
+        self._writer = writer
+        self.listener.push = self.push
 
     def client_gone(self) -> None:
         """The client disconnected: a pending next() returns None."""
@@ -98,9 +106,11 @@ class SyncSession:
             # The timeout just wakes the listener: no task per wait, which
             # matters with thousands of waiting clients.
             timer = None if remaining is None else loop.call_later(remaining, listener.woken.set)
+            self._waiting = True  # from here the notifier may push() answers itself
             try:
                 await listener.woken.wait()
             finally:
+                self._waiting = False
                 if timer is not None:
                     timer.cancel()
         return None
@@ -147,10 +157,7 @@ class SyncSession:
         upto = notifier.position
         rows = [row for row in listener.pending if row["stream"] > (self.since or 0)]
         listener.pending = []
-        by_room: dict[str, list[Any]] = {}
-        for row in rows:
-            by_room.setdefault(row["room_id"], []).append(row)
-        uncounted = [room_id for room_id in by_room if room_id not in self._counts]
+        uncounted = {row["room_id"] for row in rows if row["room_id"] not in self._counts}
         if uncounted:
             # Counted now, these rooms' counts already include the new events.
             counts: dict[str, Any] = {room_id: {} for room_id in uncounted}
@@ -159,6 +166,30 @@ class SyncSession:
                 self._counts[room_id] = [room["unread_notifications"]["notification_count"],
                                          room["summary"]["m.joined_member_count"],
                                          room["summary"]["m.invited_member_count"]]
+        return self._assemble(rows, upto, uncounted)
+
+    def push(self, rows: list[Any]) -> bool:
+        """The notifier's shortcut for a stream waiting for its next frame:
+        when these events alone make the answer, it is made and written at
+        once, as they are dispatched, without waking the stream's task.
+        False when the task must do it (it is then woken as usual)."""
+        listener = self.listener
+        if (self._writer is None or not self._waiting or not self._fast_ok or listener.pending
+                or listener.needs_full or listener.recheck):
+            return False
+        rows = [row for row in rows if row["stream"] > (self.since or 0)]
+        if any(row["room_id"] not in self._counts for row in rows):
+            return False
+        result = self._assemble(rows, self._ctx.notifier.position, ())
+        if not result.empty:
+            self._writer(result)
+        return True
+
+    def _assemble(self, rows: list[Any], upto: int, uncounted) -> SyncResult:
+        listener = self.listener
+        by_room: dict[str, list[Any]] = {}
+        for row in rows:
+            by_room.setdefault(row["room_id"], []).append(row)
         for row in rows:
             if (row["room_id"] not in uncounted and row["type"] in _COUNTED_TYPES
                     and row["sender"] != self.requester.user_id):
