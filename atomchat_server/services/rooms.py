@@ -64,10 +64,11 @@ class Rooms:
         if parts[1] != self.server_name or await user_store.get_user(self._pool, user_id) is None:
             raise not_found(f"Unknown user {user_id}")
 
-    async def _require_room(self, room_id: str) -> None:
+    async def _require_room(self, room_id: str):
         room = await event_store.get_room(self._pool, room_id)
         if room is None or room["deleted"]:
             raise not_found("Unknown room")
+        return room
 
     @staticmethod
     def _check_size(draft: EventDraft) -> None:
@@ -247,9 +248,11 @@ class Rooms:
 
     # -- reading ---------------------------------------------------------------
 
-    async def _ranges(self, requester: Requester, room_id: str) -> list[Range]:
-        """The stretches of the room the requester may read (a moderator: all); 403 if none."""
-        await self._require_room(room_id)
+    async def _ranges(self, requester: Requester, room_id: str, room=None) -> list[Range]:
+        """The stretches of the room the requester may read (a moderator: all); 403 if none.
+        ``room`` is the room's row when the caller has it already."""
+        if room is None:
+            await self._require_room(room_id)
         if requester.is_moderator:
             return [(0, None)]
         user_id = requester.user_id
@@ -341,12 +344,15 @@ class Rooms:
 
     async def messages(self, requester: Requester, room_id: str, *, from_token: str | None, to_token: str | None,
                        backwards: bool, limit: int, event_filter: RoomEventFilter) -> Page:
-        ranges = await self._ranges(requester, room_id)
+        room = await self._require_room(room_id)
+        ranges = await self._ranges(requester, room_id, room)
         limit = max(1, min(event_filter.limit or limit, MAX_PAGE))
         position = tokens.parse(from_token) if from_token else None
         bound = tokens.parse(to_token, "to") if to_token else None
         if position is None:
-            position = await event_store.max_stream(self._pool) if backwards else 0
+            # From the newest event of the room: its head (a later event of
+            # another room changes nothing in this one).
+            position = room["head_stream"] if backwards else 0
         types, not_types = event_filter.type_patterns()
         # One row more than the page tells whether anything follows it, so
         # `end` is left out exactly when the page reaches the end of what the
