@@ -131,21 +131,6 @@ async def finished(awaitable) -> tuple[Any, float]:
     return result, time.monotonic()
 
 
-async def soon(attempt, within: float = 1.0):
-    """Retries ``attempt`` until its assertions hold, for at most ``within``
-    seconds. A block made by another process (another server, the operator's
-    command) reaches a server through its notifier, a moment after the
-    write was answered."""
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            return await attempt()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.01)
-
-
 async def stream_refused(server, user: User) -> dict[str, Any]:
     """Opens a stream with the user's token, expecting a refusal before the upgrade; returns the error body."""
     with pytest.raises(HTTPClientError) as refusal:
@@ -516,10 +501,10 @@ async def test_cli_lock_unlock_promote_demote_act_on_the_running_server(server, 
 
     locked = await atomchat_user(database_dsn, "lock", "bob", "--reason", "from the shell")
     assert (locked.returncode, locked.stdout) == (0, f"locked @bob:{SERVER}\n"), locked.stderr
-    await soon(lambda: whoami(bob, status=401))
+    await expect_error(await whoami(bob, status=401), 401, "M_USER_LOCKED")
     unlocked = await atomchat_user(database_dsn, "unlock", "Bob")
     assert (unlocked.returncode, unlocked.stdout) == (0, f"unlocked @bob:{SERVER}\n"), unlocked.stderr
-    await soon(lambda: whoami(bob))
+    await whoami(bob)
 
     promoted = await atomchat_user(database_dsn, "promote", "carol")
     assert (promoted.returncode, promoted.stdout) == (0, f"promoted @carol:{SERVER}\n"), promoted.stderr

@@ -6,8 +6,9 @@ must end the locked user's streams and long-polls held on any other within
 a second, and every process must refuse their tokens from then on. Most
 tests run a second AtomChat instance in this process (its own pool,
 notifier and LISTEN connection); the last runs two real ``atomchat serve``
-processes. The lock-to-close times are recorded as test properties
-(``lock_to_close_s``, ``lock_to_long_poll_end_s``; see --junitxml).
+processes. The lock-to-close times are recorded as properties of the test
+suite (``lock_to_close_s[...]``, ``lock_to_long_poll_end_s[...]``; see
+--junitxml).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from .processes import Serve, child_env, data_dir  # noqa: F401 (data_dir: a fix
 from .room_steps import User, register, room_of
 from .sync_steps import SyncLoop, on
 from .test_moderation import (
-    ADMIN, admin, block, expect_error, finished, login_refused, moderator_and, refused, set_role, soon, whoami,
+    ADMIN, admin, block, expect_error, finished, login_refused, moderator_and, refused, set_role, whoami,
 )
 from .test_stream import Stream
 
@@ -40,11 +41,10 @@ def second(io_loop, more_servers):
     return io_loop.run_sync(more_servers)
 
 
-async def lock_ends_stream_and_long_poll(mod: User, bob: User, stream_server_url: str,
-                                         record_property) -> None:
+async def lock_ends_stream_and_long_poll(mod: User, bob: User, stream_server_url: str, record) -> None:
     """Holds a stream and a long-poll of ``bob`` where ``bob.api`` and
     ``stream_server_url`` point, locks bob through ``mod``'s server, and
-    checks both end within a second."""
+    checks both end within a second; ``record(name, seconds)`` keeps the times."""
     stream = await Stream.open(stream_server_url, token=bob.access_token)
     await stream.frame()
     loop = SyncLoop(bob)
@@ -59,15 +59,15 @@ async def lock_ends_stream_and_long_poll(mod: User, bob: User, stream_server_url
     ((code, _), closed_at), (answer, answered_at) = await asyncio.gather(closing, poll)
     assert code == 4401
     assert answer["errcode"] == "M_USER_LOCKED"
-    record_property("lock_to_close_s", round(closed_at - started, 4))
-    record_property("lock_to_long_poll_end_s", round(answered_at - started, 4))
+    record("lock_to_close_s", round(closed_at - started, 4))
+    record("lock_to_long_poll_end_s", round(answered_at - started, 4))
     assert closed_at - started < CLOSE_WITHIN_S, closed_at - started
     assert answered_at - started < CLOSE_WITHIN_S, answered_at - started
 
 
 @pytest.mark.parametrize("direction", ["first-locks-second-holds", "second-locks-first-holds"])
 async def test_a_lock_through_one_server_ends_streams_and_long_polls_on_the_other(server, api, second, direction,
-                                                                                    record_property):
+                                                                                    record_testsuite_property):
     other = ApiClient(second.base_url)
     mod, bob = await moderator_and(server, api, "bob")
     if direction == "first-locks-second-holds":
@@ -75,14 +75,26 @@ async def test_a_lock_through_one_server_ends_streams_and_long_polls_on_the_othe
     else:
         holder, acting = server, on(mod, other)
     await lock_ends_stream_and_long_poll(acting, on(bob, ApiClient(holder.base_url)), holder.base_url,
-                                         record_property)
+                                         lambda name, value: record_testsuite_property(f"{name}[{direction}]", value))
     for client in (api, other):
         await expect_error(await whoami(on(bob, client), status=401), 401, "M_USER_LOCKED")
         await expect_error(await login_refused(client, "bob"), 401, "M_USER_LOCKED")
 
     await block(on(mod, other), bob, "lock", on=False)
     for client in (api, other):
-        await soon(lambda: whoami(on(bob, client)))
+        await whoami(on(bob, client))
+
+
+async def test_the_other_server_judges_the_very_next_request_on_the_new_rule(server, api, second):
+    """No moment passes in which the other server still lets a locked account
+    in, or keeps an unlocked one out."""
+    other = ApiClient(second.base_url)
+    mod, bob = await moderator_and(server, api, "bob")
+    for _ in range(10):
+        await block(mod, bob, "lock")
+        await expect_error(await whoami(on(bob, other), status=401), 401, "M_USER_LOCKED")
+        await block(mod, bob, "lock", on=False)
+        await whoami(on(bob, other))
 
 
 async def test_suspensions_roles_and_deletions_reach_the_other_server(server, api, second):
@@ -93,10 +105,10 @@ async def test_suspensions_roles_and_deletions_reach_the_other_server(server, ap
         await admin(on(bob, client), "GET", "/users", status=403)
 
     await block(mod, bob, "suspend")
-    await soon(lambda: refused(on(bob, other), "PUT", f"/rooms/{room_id}/send/m.room.message/s1",
-                               {"msgtype": "m.text", "body": "x"}, status=403, errcode="M_USER_SUSPENDED"))
+    await refused(on(bob, other), "PUT", f"/rooms/{room_id}/send/m.room.message/s1",
+                  {"msgtype": "m.text", "body": "x"}, status=403, errcode="M_USER_SUSPENDED")
     await block(on(mod, other), bob, "suspend", on=False)
-    await soon(lambda: on(bob, api).say(room_id, "free again"))
+    await on(bob, api).say(room_id, "free again")
 
     await set_role(mod, bob, True)
     await admin(on(bob, other), "GET", "/users", schema="admin/users.response")
@@ -109,7 +121,7 @@ async def test_suspensions_roles_and_deletions_reach_the_other_server(server, ap
 
 
 async def test_a_lock_through_one_atomchat_serve_process_closes_a_stream_on_another(  # noqa: F811
-        data_dir, database_dsn, record_property):
+        data_dir, database_dsn, record_testsuite_property):
     await truncate_all(database_dsn)
     env = child_env(ATOMCHAT_SIGNING_KEY=secrets.token_hex(32))
     flags = ("--database-url", database_dsn, "--server-name", "test.local",
@@ -125,6 +137,7 @@ async def test_a_lock_through_one_atomchat_serve_process_closes_a_stream_on_anot
         login = await first.api.login("mod")  # a session that starts with the role
         mod = User(first.api, mod.user_id, login["access_token"], login["device_id"])
         await admin(mod, "GET", "/users", schema="admin/users.response")
-        await lock_ends_stream_and_long_poll(mod, on(bob, other.api), other.base_url, record_property)
+        await lock_ends_stream_and_long_poll(mod, on(bob, other.api), other.base_url,
+                                             lambda name, value: record_testsuite_property(f"{name}[serve]", value))
         answer = await other.api.request("GET", ADMIN + "/users", token=bob.access_token, status=401)
         assert answer["errcode"] == "M_USER_LOCKED"
