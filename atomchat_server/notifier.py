@@ -225,7 +225,11 @@ class Notifier:
             full.update(targets)
         for row in rows:
             for observe in self.observers:
-                changed_user = observe(row)
+                try:
+                    changed_user = observe(row)
+                except Exception:  # one bad event must not stop delivery to everyone
+                    log.exception("an observer failed on event %s", row["event_id"])
+                    continue
                 if changed_user is not None:
                     self.check_user(changed_user)
             targets = self._by_room.get(row["room_id"], ())

@@ -216,6 +216,9 @@ async def test_a_suspended_user_reads_and_leaves_but_cannot_act(server, api):
                       status=403, errcode="M_USER_SUSPENDED")
         await refused(device, "PUT", f"/profile/{path_param(bob.user_id)}/displayname", {"displayname": "B"},
                       status=403, errcode="M_USER_SUSPENDED")
+        for action in ("kick", "ban", "unban"):  # acting on others is acting
+            await refused(device, "POST", f"/rooms/{room_id}/{action}", {"user_id": carol.user_id},
+                          status=403, errcode="M_USER_SUSPENDED")
     # What happens in the room still reaches them.
     said = await alice.say(room_id, "are you there?")
     assert [e["event_id"] for e in timeline(await loop.sync(), room_id) if e["type"] == "m.room.message"] == [said]

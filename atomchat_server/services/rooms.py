@@ -138,8 +138,11 @@ class Rooms:
             parts = ids.split_user_id(target)
             if parts is None:
                 raise MatrixError(400, "M_INVALID_PARAM", f"Invalid user id {target!r}")
-        self._blocks.require(requester.user_id, "leave" if (membership, target) == ("leave", requester.user_id)
-                             else membership)
+        if target == requester.user_id:
+            action = membership  # leaving is what a suspended account keeps
+        else:
+            action = "invite" if membership == "invite" else "kick"  # acting on someone else
+        self._blocks.require(requester.user_id, action)
         await self._require_room(room_id)
         content: dict[str, Any] = {"membership": membership}
         if membership in ("join", "invite"):
@@ -158,6 +161,7 @@ class Rooms:
         """kick, ban or unban. A kick and an unban both write a "leave", which
         the rules allow from either state; each keeps to its own meaning here,
         so an unban never removes a member and a kick never lifts a ban."""
+        self._blocks.require(requester.user_id, "kick")
         if action != "ban":
             await self._require_room(room_id)
             row = await event_store.membership(self._pool, room_id, target)
