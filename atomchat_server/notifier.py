@@ -37,6 +37,7 @@ from .storage.sessions import SESSIONS_CHANNEL
 
 log = logging.getLogger(__name__)
 
+LISTENER_NAME = "atomchat-notifier"
 ENCODED_EVENTS = 4096
 # An encoding is reused this long: its unsigned.age is as old as the encoding.
 ENCODED_SECONDS = 1.0
@@ -121,7 +122,8 @@ class Notifier:
             await self._conn.close()
 
     async def _listen(self) -> None:
-        conn = await asyncpg.connect(self._dsn)
+        # Named, so operators (and tests) can tell it in pg_stat_activity.
+        conn = await asyncpg.connect(self._dsn, server_settings={"application_name": LISTENER_NAME})
         try:
             await conn.add_listener(SESSIONS_CHANNEL, self._on_session_revoked)
             await conn.add_listener(EVENTS_CHANNEL, self._on_events_committed)

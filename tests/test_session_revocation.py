@@ -13,6 +13,7 @@ import time
 import asyncpg
 import pytest
 
+from atomchat_server.notifier import LISTENER_NAME
 from atomchat_server.storage.sessions import SESSIONS_CHANNEL
 
 from .client import MATRIX, ApiClient, password_auth
@@ -123,7 +124,7 @@ async def test_the_notification_is_what_revokes(api, second, database_dsn):
 
 async def listeners(dsn):
     rows = await sql(dsn, "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                          " AND query ILIKE 'LISTEN %' AND pid <> pg_backend_pid()")
+                          " AND application_name = $1", LISTENER_NAME)
     return {row["pid"] for row in rows}
 
 
