@@ -38,6 +38,7 @@ from .storage.sessions import SESSIONS_CHANNEL
 log = logging.getLogger(__name__)
 
 LISTENER_NAME = "atomchat-notifier"
+KEEPALIVE_SECONDS = 2.0
 ENCODED_EVENTS = 4096
 # An encoding is reused this long: its unsigned.age is as old as the encoding.
 ENCODED_SECONDS = 1.0
@@ -140,7 +141,14 @@ class Notifier:
     async def _keep_listening(self) -> None:
         delay = 0.5
         while True:
-            await self._lost.wait()
+            try:
+                await asyncio.wait_for(self._lost.wait(), KEEPALIVE_SECONDS)
+            except asyncio.TimeoutError:
+                # A connection the server dropped is not always noticed until
+                # it is used: use it now and then (a failed round trip drops it).
+                if await self._sessions.listening_alive():
+                    continue
+                self._lost.set()
             self._sessions.listening(None)
             log.warning("lost the PostgreSQL LISTEN connection; reconnecting")
             try:

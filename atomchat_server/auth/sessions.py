@@ -128,6 +128,11 @@ class SessionCache:
             raise unknown_token()
         return requester
 
+    async def listening_alive(self) -> bool:
+        """A round trip on the listening connection (shared with requests'):
+        False if there is none or it failed, in which case it is dropped."""
+        return await self._caught_up()
+
     async def _caught_up(self) -> bool:
         """True once every revocation committed before the call has been applied."""
         round_trips = self._round_trips
