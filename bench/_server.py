@@ -607,3 +607,14 @@ def bounded(low: float, high: float, kind: type = int):
             raise argparse.ArgumentTypeError(f"must be between {low} and {high}")
         return value
     return parse
+
+
+def exit_status(run, report, args, results) -> int:
+    """Runs a benchmark and gives its exit status: 0 when every target is
+    met, 1 when one is missed, 2 when the run failed (the message says why)."""
+    try:
+        server = asyncio.run(run(args, results))
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    return 0 if report(args, results, server) else 1

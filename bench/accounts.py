@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from _server import (MATRIX, RATE_LIMITS_RAISED, BenchError, LatencyProbe, ServerProcess, argon2_defaults, bounded,
+from _server import (exit_status, MATRIX, RATE_LIMITS_RAISED, BenchError, LatencyProbe, ServerProcess, argon2_defaults, bounded,
                      load_average, machine, ms, percentile, verdict)
 
 RUN_DEADLINE = 120.0  # seconds for the whole run, server start included
@@ -199,13 +199,7 @@ def main() -> int:
     parser.add_argument("--idle-probe-seconds", type=bounded(1, 10), default=2,
                         help="how long to probe the idle server for comparison (default 2)")
     args = parser.parse_args()
-    results = Results()
-    try:
-        server = asyncio.run(run(args, results))
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 2
-    return 0 if report(args, results, server) else 1
+    return exit_status(run, report, args, Results())
 
 
 if __name__ == "__main__":

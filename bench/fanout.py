@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from _server import (Api, BenchError, CHEAP_HASHING, MATRIX, RATE_LIMITS_RAISED, ServerProcess, Usage, User,
+from _server import (exit_status, Api, BenchError, CHEAP_HASHING, MATRIX, RATE_LIMITS_RAISED, ServerProcess, Usage, User,
                      Workers, bounded, load_average, machine, ms, percentile, split, verdict)
 
 RUN_DEADLINE = 300.0
@@ -373,13 +373,7 @@ def main() -> int:
     target_receivers, target_rate, _ = TARGETS[args.mode]
     args.receivers = args.receivers or target_receivers
     args.rate = args.rate or target_rate
-    results = Results()
-    try:
-        server = asyncio.run(run(args, results))
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 2
-    return 0 if report(args, results, server) else 1
+    return exit_status(run, report, args, Results())
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from _server import (Api, BenchError, CHEAP_HASHING, MATRIX, RATE_LIMITS_RAISED, ServerProcess, User, Workers,
+from _server import (exit_status, Api, BenchError, CHEAP_HASHING, MATRIX, RATE_LIMITS_RAISED, ServerProcess, User, Workers,
                      bounded, load_average, machine, raise_fd_limit, split, verdict)
 
 RUN_DEADLINE = 600.0
@@ -282,13 +282,7 @@ def main() -> int:
     parser.add_argument("--processes", type=bounded(1, 8), default=2,
                         help="client processes the connections are divided among (default 2)")
     args = parser.parse_args()
-    results = Results()
-    try:
-        server = asyncio.run(run(args, results))
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 2
-    return 0 if report(args, results, server) else 1
+    return exit_status(run, report, args, Results())
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ run itself failed.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import datetime
 import hashlib
@@ -45,7 +44,7 @@ from urllib.parse import quote
 import aiohttp
 import asyncpg
 
-from _server import (Api, BenchError, RATE_LIMITS_RAISED, ServerProcess, Usage, User, bounded, load_average,
+from _server import (exit_status, Api, BenchError, RATE_LIMITS_RAISED, ServerProcess, Usage, User, bounded, load_average,
                      machine, ms, percentile, room_path, verdict)
 
 RUN_DEADLINE = 900.0  # seconds for the whole run: seeding a million events takes a minute or two
@@ -256,13 +255,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.requests * PAGE > args.events // 2:
         parser.error("--requests pages of 100 must fit in the older half of --events")
-    results = Results()
-    try:
-        server = asyncio.run(run(args, results))
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 2
-    return 0 if report(args, results, server) else 1
+    return exit_status(run, report, args, Results())
 
 
 if __name__ == "__main__":
