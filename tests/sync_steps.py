@@ -101,3 +101,20 @@ def state_keys(events: list[dict[str, Any]]) -> set[tuple[str, str]]:
 
 def members(events: list[dict[str, Any]]) -> set[str]:
     return {e["state_key"] for e in events if e["type"] == "m.room.member"}
+
+
+def assert_each_once_in_one_order(sent: list[list[str]], received: list[list[str]], total: int) -> list[str]:
+    """The stream invariant, checked: every receiver saw every sent event
+    exactly once, all receivers in the same order, and each sender's events
+    in the order it sent them. Returns that order."""
+    all_sent = {event_id for ids in sent for event_id in ids}
+    assert len(all_sent) == total
+    reference = received[0]
+    for seen in received:
+        assert len(seen) == len(set(seen)), "a receiver saw an event twice"
+        assert set(seen) == all_sent, "a receiver missed an event"
+        assert seen == reference, "receivers disagree on the order"
+    for ids in sent:
+        positions = [reference.index(event_id) for event_id in ids]
+        assert positions == sorted(positions), "a sender's events arrived out of order"
+    return reference

@@ -7,6 +7,7 @@ import json
 from urllib.parse import quote
 
 from .client import MATRIX
+from .sync_steps import assert_each_once_in_one_order
 
 SENDERS = 6
 RECEIVERS = 6
@@ -62,16 +63,7 @@ async def test_concurrent_senders_and_receivers_see_each_message_once_in_one_ord
     sent = await asyncio.gather(*(send_all(i, u) for i, u in enumerate(senders)))
     received = await asyncio.gather(*receiving)
 
-    all_sent = {event_id for ids in sent for event_id in ids}
-    assert len(all_sent) == total
-    reference = received[0]
-    for seen in received:
-        assert len(seen) == len(set(seen)), "a receiver saw an event twice"
-        assert set(seen) == all_sent, "a receiver missed an event"
-        assert seen == reference, "receivers disagree on the order"
-    for ids in sent:  # each sender's messages arrive in the order it sent them
-        positions = [reference.index(event_id) for event_id in ids]
-        assert positions == sorted(positions)
+    reference = assert_each_once_in_one_order(sent, received, total)
 
     # History agrees with what sync delivered.
     history = await api.request("GET", f"{MATRIX}/rooms/{quote(room_id)}/messages?dir=f&limit=1000",

@@ -16,7 +16,7 @@ from .client import ApiClient
 from .conftest import truncate_all
 from .processes import Serve, child_env, data_dir  # noqa: F401 (data_dir: a fixture)
 from .room_steps import User, register, room_of
-from .sync_steps import SyncLoop, ephemeral, on, timed, timeline
+from .sync_steps import SyncLoop, assert_each_once_in_one_order, ephemeral, on, timed, timeline
 from .test_sync_ordering import _sync_until
 
 SENDERS = 4
@@ -100,16 +100,7 @@ async def test_senders_and_receivers_on_both_servers_see_each_message_once_in_on
     sent = await asyncio.gather(*(send_all(i, u) for i, u in enumerate(senders)))
     received = await asyncio.gather(*receiving)
 
-    all_sent = {event_id for ids in sent for event_id in ids}
-    assert len(all_sent) == total
-    reference = received[0]
-    for seen in received:
-        assert len(seen) == len(set(seen)), "a receiver saw an event twice"
-        assert set(seen) == all_sent, "a receiver missed an event"
-        assert seen == reference, "receivers on different servers disagree on the order"
-    for ids in sent:
-        positions = [reference.index(event_id) for event_id in ids]
-        assert positions == sorted(positions)
+    reference = assert_each_once_in_one_order(sent, received, total)
     for client in servers:  # both servers' history agrees with what sync delivered
         history, _ = await on(receivers[0], client).all_messages(room_id, limit=100, dir="f")
         assert [e["event_id"] for e in history if e["type"] == "m.room.message"] == reference
