@@ -7,7 +7,8 @@ per run; every test starts from empty tables.
 
 Each test gets an AtomChat server listening on 127.0.0.1 and an ``api``
 client that checks every response body against its JSON Schema.
-pytest-tornasync runs each async test on the ``io_loop`` the server lives on.
+pytest-tornasync runs each async test on the ``io_loop`` the server lives on,
+a uvloop loop as in ``atomchat serve``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+import uvloop
 from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 
@@ -33,6 +35,10 @@ from atomchat_server.db import migrations
 from atomchat_server.db.embedded import EmbeddedPostgres
 
 from .client import ApiClient
+
+# The loops the tests create (pytest-tornasync's io_loop included) are
+# uvloop's, as `atomchat serve` runs on.
+asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 # Settings for the server under test: cheap password hashing and rate limits
 # high enough that only the tests about rate limits meet them.
