@@ -113,6 +113,7 @@ class Persister:
                         outcomes.append(await batch.apply(unit))
                     except MatrixError as refusal:
                         outcomes.append(refusal)
+                await batch.flush()
                 if batch.last_position > batch.last_event:
                     # Events announce themselves; a batch ending in other writes must too.
                     await event_store.announce(conn, batch.last_position)
@@ -144,6 +145,10 @@ class _Batch:
         self.txns: dict[tuple[str, str, str], Any] = {}
         self.last_position = 0  # the highest stream position this batch took
         self.last_event = 0  # the highest position an event of this batch took
+        # Events appended but not yet written, and the state keys among them:
+        # written together by flush(), before anything that must see them.
+        self._pending: list[dict[str, Any]] = []
+        self._pending_keys: set[tuple[str, str, str]] = set()
 
     async def load(self, units: list[WriteUnit]) -> None:
         """Reads, in one query, what the batch needs: its rooms' heads, the
@@ -196,6 +201,7 @@ class _Batch:
 
     async def apply(self, unit: WriteUnit) -> Any:
         if unit.update is not None:
+            await self.flush()  # positions stay in the order the units came
             position = await unit.update(self.conn)
             self.last_position = max(self.last_position, position or 0)
             return position
@@ -213,6 +219,7 @@ class _Batch:
             state = await self._state(draft.room_id, keys, overlay)
             redacted = None
             if draft.redacts is not None:
+                await self.flush()  # the target may be an event of this batch
                 redacted = await event_store.get_event(self.conn, draft.redacts)
                 if redacted is None or redacted["room_id"] != draft.room_id:
                     raise not_found("Unknown event")
@@ -236,21 +243,26 @@ class _Batch:
         rows = []
         now_ms = int(time.time() * 1000)
         for draft, prev in zip(unit.drafts, previous):
+            if draft.is_state and (draft.room_id, draft.type, draft.state_key) in self._pending_keys:
+                await self.flush()
             head_id, head_depth = self.heads[draft.room_id]
             unsigned = {}
             if prev is not None:
                 unsigned = {"prev_content": prev["content"], "prev_sender": prev["sender"],
                             "replaces_state": prev["event_id"]}
-            row = await event_store.insert_event(
-                self.conn, event_id=draft.event_id, room_id=draft.room_id, type=draft.type,
-                state_key=draft.state_key, sender=draft.sender, content=draft.content, origin_server_ts=now_ms,
-                depth=head_depth + 1, prev_events=[head_id] if head_id else [], unsigned=unsigned,
-                redacts=draft.redacts, txn=unit.txn,
-            )
+            row = {"stream": None, "event_id": draft.event_id, "room_id": draft.room_id, "type": draft.type,
+                   "state_key": draft.state_key, "sender": draft.sender, "content": draft.content,
+                   "origin_server_ts": now_ms, "depth": head_depth + 1,
+                   "prev_events": [head_id] if head_id else [], "unsigned": unsigned, "redacts": draft.redacts,
+                   "redacted_by": None, "txn_device": unit.txn[1] if unit.txn else None,
+                   "txn_id": unit.txn[2] if unit.txn else None}
+            self._pending.append(row)
             self.heads[draft.room_id] = (draft.event_id, head_depth + 1)
             if draft.is_state:
-                self.state.setdefault(draft.room_id, {})[(draft.type, draft.state_key)] = dict(row)
+                self._pending_keys.add((draft.room_id, draft.type, draft.state_key))
+                self.state.setdefault(draft.room_id, {})[(draft.type, draft.state_key)] = row
             if draft.redacts is not None:
+                await self.flush()
                 target = await event_store.get_event(self.conn, draft.redacts)
                 if target["redacted_by"] is None:
                     because = client_event(row, now_ms=now_ms)
@@ -259,12 +271,21 @@ class _Batch:
                     await event_store.redact(self.conn, draft.redacts, pruned, because)
                     self._forget_redacted(target, pruned)
             rows.append(row)
-        if rows:
-            self.last_position = max(self.last_position, rows[-1]["stream"])
-            self.last_event = max(self.last_event, rows[-1]["stream"])
         if unit.txn is not None:
             self.txns[unit.txn] = rows[0]
         return rows
+
+    async def flush(self) -> None:
+        """Appends the events gathered since the last flush, in one statement.
+        Their rows (already handed out) get their stream positions here."""
+        if not self._pending:
+            return
+        for row, stream in zip(self._pending, await event_store.append_events(self.conn, self._pending)):
+            row["stream"] = stream
+        self.last_position = max(self.last_position, stream)
+        self.last_event = max(self.last_event, stream)
+        self._pending = []
+        self._pending_keys = set()
 
 
 def _keys(draft: EventDraft) -> list[tuple[str, str]]:

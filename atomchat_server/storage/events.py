@@ -85,48 +85,65 @@ async def transaction_event(db, user_id: str, device_id: str, txn_id: str) -> st
     )
 
 
-# One statement (one round trip) appends an event and keeps every derived
-# table in step: the transaction id, the room's head, current state and membership.
-_APPEND_EVENT = f"""
-WITH ev AS (
+# One statement (one round trip) appends a run of events and keeps every
+# derived table in step: transaction ids, the rooms' heads, current state and
+# membership. The events come as one JSON array, in order. Positions are taken
+# from the sequence and then paired with the events in that order, whatever
+# order PostgreSQL evaluates nextval() in. A run holds at most one event per
+# state key (the caller flushes before a second), so no row is changed twice.
+_APPEND_EVENTS = """
+WITH input AS (
+    SELECT value AS ev, row_number() OVER (ORDER BY ord) AS n
+    FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS a(value, ord)
+), taken AS (
+    SELECT stream, row_number() OVER (ORDER BY stream) AS n
+    FROM (SELECT nextval('event_stream') AS stream FROM input) s
+), ev AS (
     INSERT INTO events (stream, event_id, room_id, type, state_key, sender, content, origin_server_ts,
                         depth, prev_events, unsigned, redacts, txn_device, txn_id)
-    VALUES (nextval('event_stream'), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-    RETURNING {EVENT_COLUMNS}
+    SELECT taken.stream, ev->>'event_id', ev->>'room_id', ev->>'type', ev->>'state_key', ev->>'sender',
+           ev->'content', (ev->>'origin_server_ts')::bigint, (ev->>'depth')::bigint,
+           ARRAY(SELECT jsonb_array_elements_text(ev->'prev_events')), ev->'unsigned', ev->>'redacts',
+           ev->>'txn_device', ev->>'txn_id'
+    FROM input JOIN taken USING (n)
+    RETURNING stream, event_id, room_id, type, state_key, sender, content, depth, txn_device, txn_id
 ), txn AS (
     INSERT INTO event_txns (user_id, device_id, txn_id, event_id)
-    SELECT $5, $12, $13, $1 WHERE $13::text IS NOT NULL
+    SELECT sender, txn_device, txn_id, event_id FROM ev WHERE txn_id IS NOT NULL
 ), head AS (
-    UPDATE rooms SET head_event_id = $1, head_depth = $8, head_stream = (SELECT stream FROM ev)
-    WHERE room_id = $2
+    UPDATE rooms r SET head_event_id = h.event_id, head_depth = h.depth, head_stream = h.stream
+    FROM (SELECT DISTINCT ON (room_id) room_id, event_id, depth, stream FROM ev ORDER BY room_id, stream DESC) h
+    WHERE r.room_id = h.room_id
 ), state AS (
     INSERT INTO current_state (room_id, type, state_key, event_id, stream)
-    SELECT $2, $3, $4, $1, stream FROM ev WHERE $4::text IS NOT NULL
+    SELECT room_id, type, state_key, event_id, stream FROM ev WHERE state_key IS NOT NULL
     ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = EXCLUDED.event_id, stream = EXCLUDED.stream
-), announce AS (
-    -- Delivered when the transaction commits: every process learns the position.
-    SELECT pg_notify($15, (SELECT stream FROM ev)::text)
 ), member AS (
     INSERT INTO memberships (room_id, user_id, membership, event_id, stream, since_stream)
-    SELECT $2, $4, $14, $1, stream, stream FROM ev WHERE $3 = 'm.room.member' AND $4::text IS NOT NULL
+    SELECT room_id, state_key, content->>'membership', event_id, stream, stream FROM ev
+    WHERE type = 'm.room.member' AND state_key IS NOT NULL
     ON CONFLICT (room_id, user_id) DO UPDATE SET membership = EXCLUDED.membership,
         event_id = EXCLUDED.event_id, stream = EXCLUDED.stream, forgotten = false,
         since_stream = CASE WHEN memberships.membership = EXCLUDED.membership
                             THEN memberships.since_stream ELSE EXCLUDED.stream END
+), announce AS (
+    -- Delivered when the transaction commits: every process learns the position.
+    SELECT pg_notify($2, (SELECT max(stream) FROM ev)::text)
 )
-SELECT ev.* FROM ev, announce
+SELECT ev.stream FROM ev, announce ORDER BY ev.stream
 """
 
 
-async def insert_event(conn, *, event_id: str, room_id: str, type: str, state_key: str | None, sender: str,
-                       content: dict, origin_server_ts: int, depth: int, prev_events: list[str],
-                       unsigned: dict, redacts: str | None, txn: tuple[str, str, str] | None) -> asyncpg.Record:
-    """Appends an event at the next stream position; returns the stored row."""
-    membership = content.get("membership") if type == "m.room.member" else None
-    return await conn.fetchrow(
-        _APPEND_EVENT, event_id, room_id, type, state_key, sender, content, origin_server_ts, depth, prev_events,
-        unsigned, redacts, txn[1] if txn else None, txn[2] if txn else None, membership, EVENTS_CHANNEL,
-    )
+async def append_events(conn, events: Sequence[dict]) -> list[int]:
+    """Appends the events (dicts with the events table's columns but
+    ``stream``) at the next stream positions, in order; returns the positions."""
+    rows = await conn.fetch(_APPEND_EVENTS, [{column: event[column] for column in _APPENDED} for event in events],
+                            EVENTS_CHANNEL)
+    return [row["stream"] for row in rows]
+
+
+_APPENDED = ("event_id", "room_id", "type", "state_key", "sender", "content", "origin_server_ts", "depth",
+             "prev_events", "unsigned", "redacts", "txn_device", "txn_id")
 
 
 async def redact(conn, event_id: str, pruned_content: dict, redacted_because: dict) -> None:
