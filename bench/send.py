@@ -15,8 +15,11 @@ acknowledged messages divided by the wall time.
 
 The clients run in separate processes (two, or one per client if fewer), so
 that the client's own HTTP work does not compete with the server on one
-event loop; the CPU time of the server, of PostgreSQL and of the clients is
-printed so the reader can see what used the two CPUs.
+event loop, and each is a bare keep-alive HTTP/1.1 connection (_server.Sender)
+rather than a full client library, so that the clients take little of the two
+CPUs from the server being measured. The CPU time of the server, of
+PostgreSQL and of the clients is printed so the reader can see what used the
+two CPUs.
 
 Exit status: 0 when every target is met, 1 when one is missed, 2 when the
 run itself failed.
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import sys
 import time
@@ -33,7 +37,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from _server import (Api, BenchError, RATE_LIMITS_RAISED, ServerProcess, Usage, User, Workers, bounded,
+from _server import (Api, BenchError, RATE_LIMITS_RAISED, Sender, ServerProcess, Usage, User, Workers, bounded,
                      load_average, machine, ms, percentile, split, verdict)
 
 RUN_DEADLINE = 300.0
@@ -59,36 +63,34 @@ class Phase:
 
 async def sender_process(control, base_url: str, users: list[User], room_id: str, label: str) -> tuple:
     """Clients of one process: warm up, say ready, then on the word (start
-    time, end time, most sends) send until the end. Returns the latencies,
-    the first start and the last finish (time.monotonic(), one clock for all
-    processes on Linux)."""
-    sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1),
-                                      timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) for _ in users]
-    try:
-        apis = [Api(session, base_url, time.monotonic() + RUN_DEADLINE) for session in sessions]
-        for api, user in zip(apis, users):
+    time, end time, most sends) send until the end. Returns the latencies
+    and the last finish (time.monotonic(), one clock for all processes on
+    Linux)."""
+    async with contextlib.AsyncExitStack() as stack:
+        senders = [await stack.enter_async_context(Sender(base_url, user, room_id)) for user in users]
+        deadline = time.monotonic() + RUN_DEADLINE
+        for sender in senders:
             for number in range(WARM_UP_SENDS):
-                await api.send_text(user, room_id, f"warm-up {number}", f"{label}-w{control.number}-{number}")
+                await asyncio.wait_for(sender.send_text(f"warm-up {number}", f"{label}-w{control.number}-{number}"),
+                                       REQUEST_TIMEOUT)
         control.ready()
         start_at, end_at, most = await control.message()
         await asyncio.sleep(max(0.0, start_at - time.monotonic()))
         latencies: list[float] = []
         finished: list[float] = []
 
-        async def client(api: Api, user: User, index: int) -> None:
+        async def client(sender: Sender, index: int) -> None:
             number = 0
-            while time.monotonic() < end_at and len(latencies) < most:
+            while time.monotonic() < min(end_at, deadline) and len(latencies) < most:
                 number += 1
                 started = time.perf_counter()
-                await api.send_text(user, room_id, f"message {number}", f"{label}-{control.number}-{index}-{number}")
+                await asyncio.wait_for(sender.send_text(f"message {number}", f"{label}-{control.number}-{index}-{number}"),
+                                       REQUEST_TIMEOUT)
                 latencies.append(time.perf_counter() - started)
             finished.append(time.monotonic())
 
-        await asyncio.gather(*(client(api, user, index) for index, (api, user) in enumerate(zip(apis, users))))
+        await asyncio.gather(*(client(sender, index) for index, sender in enumerate(senders)))
         return latencies, max(finished)
-    finally:
-        for session in sessions:
-            await session.close()
 
 
 async def measure(server: ServerProcess, users: list[User], room_id: str, clients: int, args) -> Phase:
