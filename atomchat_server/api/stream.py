@@ -109,6 +109,9 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
                     self._close(CLOSE_GOING_AWAY, "server shutting down")
                     return
                 self._send_sync(result)
+                # Not kept while waiting for the next: a first frame holds
+                # the whole initial sync, thousands of objects per socket.
+                result = None
         except MatrixError as error:  # the token was revoked
             self._close(CLOSE_UNAUTHORIZED, error.error[:100])
         except tornado.websocket.WebSocketClosedError:
