@@ -66,7 +66,7 @@ class SyncSession:
     def client_gone(self) -> None:
         """The client disconnected: a pending next() returns None."""
         self._gone = True
-        self.listener.woken.set()
+        self.listener.wake()
 
     async def next(self, timeout: float | None) -> SyncResult | None:
         """The next answer: at once if something is waiting; else as soon as
@@ -99,20 +99,14 @@ class SyncSession:
                 continue
             if listener.revoked:
                 return self._empty()
-            listener.woken.clear()
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
                 return self._empty()
-            # The timeout just wakes the listener: no task per wait, which
-            # matters with thousands of waiting clients.
-            timer = None if remaining is None else loop.call_later(remaining, listener.woken.set)
             self._waiting = True  # from here the notifier may push() answers itself
             try:
-                await listener.woken.wait()
+                await listener.sleep(remaining)
             finally:
                 self._waiting = False
-                if timer is not None:
-                    timer.cancel()
         return None
 
     @staticmethod
