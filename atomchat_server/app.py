@@ -54,7 +54,7 @@ class AppContext:
     compat: Compat
     sync_sessions: SyncSessions = field(default_factory=SyncSessions)
     in_flight: int = 0
-    streams: set = field(default_factory=set)  # open WebSocket streams
+    streams: stream.OpenStreams | None = None
 
 
 def signing_key(settings) -> bytes:
@@ -113,7 +113,9 @@ class AtomChat:
                               ephemeral=Ephemeral(pool=self._pool, persister=self._persister),
                               moderation=moderation,
                               admin=AdminQueries(pool=self._pool, blocks=blocks, system_user=moderation.system_user),
-                              compat=Compat(pool=self._pool, accounts=accounts, rooms=rooms, moderation=moderation))
+                              compat=Compat(pool=self._pool, accounts=accounts, rooms=rooms, moderation=moderation),
+                              streams=stream.OpenStreams(settings.websocket_ping_seconds))
+        self.ctx.streams.start()
         return self.application()
 
     def application(self) -> tornado.web.Application:
@@ -125,21 +127,19 @@ class AtomChat:
             default_handler_class=NotFoundHandler,
             default_handler_args={"ctx": self.ctx},
             log_function=log_request,
-            # The server pings every stream; a peer that does not answer is dropped.
-            websocket_ping_interval=self.settings.websocket_ping_seconds,
-            websocket_ping_timeout=self.settings.websocket_ping_seconds,
         )
 
     def begin_shutdown(self) -> None:
         """Answers every long-poll and closes every stream, so that in-flight
         requests can finish within the grace period."""
         if self.ctx is not None:
-            for handler in list(self.ctx.streams):
+            for handler in self.ctx.streams:
                 handler.shutdown()
             self.ctx.notifier.release_all()
 
     async def stop(self) -> None:
         if self.ctx is not None:
+            self.ctx.streams.stop()
             self.ctx.ephemeral.stop()
             self.ctx.sync_sessions.close_all()
         if self._persister is not None:

@@ -485,3 +485,52 @@ async def test_a_client_that_stops_reading_is_closed_with_4408_and_resumes(serve
     assert received + [e["event_id"] for e in rest] == delivered
     await resumed.close()
     await fast.close()
+
+
+# -- heartbeats -------------------------------------------------------------------
+
+
+async def read_server_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One WebSocket frame as the server sends it (never masked): (opcode, payload)."""
+    first, second = await reader.readexactly(2)
+    length = second & 0x7F
+    if length == 126:
+        length = int.from_bytes(await reader.readexactly(2), "big")
+    elif length == 127:
+        length = int.from_bytes(await reader.readexactly(8), "big")
+    return first & 0x0F, await reader.readexactly(length)
+
+
+@pytest.mark.settings(websocket_ping_seconds=1)
+async def test_a_peer_that_never_answers_pings_is_dropped_and_a_live_one_is_kept(server, users):
+    alice, bob, room_id = await users()
+    live = await Stream.open(server.base_url, token=bob.access_token)  # Tornado's client answers pings
+    await live.frame()
+
+    # A peer that completes the upgrade, then reads but never answers.
+    host, port = server.base_url.split("//")[1].split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write((f"GET {STREAM}?access_token={alice.access_token} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                  "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+    assert head.startswith(b"HTTP/1.1 101")
+    started = time.monotonic()
+    opcodes = []
+    while True:
+        opcode, payload = await asyncio.wait_for(read_server_frame(reader), WAIT)
+        opcodes.append(opcode)
+        if opcode == 0x8:
+            break
+    # The initial sync, a ping, and at the next beat the close: 1001 with the reason.
+    assert opcodes[0] == 0x1 and 0x9 in opcodes, opcodes
+    assert int.from_bytes(payload[:2], "big") == stream_module.CLOSE_GOING_AWAY
+    assert payload[2:] == b"no answer to ping"
+    assert 1.0 <= time.monotonic() - started < 3.5
+    writer.close()
+
+    # The peer that answers is still served, beats later.
+    await asyncio.sleep(1.5)
+    sent = await alice.send(room_id, text("still there?"))
+    assert [e["event_id"] for e in await live.messages(room_id, 1)] == [sent["event_id"]]
+    await live.close()
