@@ -32,6 +32,7 @@ CLOSE_BAD_FRAME = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_TOO_SLOW = 4408
 CLOSE_GOING_AWAY = 1001
+CLOSE_PING_TIMEOUT = 1000
 
 AUTH_TIMEOUT_SECONDS = 10.0
 # Bytes written to a socket but not yet taken by the peer, past which the
@@ -43,7 +44,8 @@ class OpenStreams:
     """The open streams, and their heartbeat: one timer for all of them
     rather than a task per socket (which cost 1.6 KB a socket, idle or not).
     Each beat closes the streams that did not answer the previous beat's
-    ping and pings the others, so a dead peer is dropped within two beats."""
+    ping and pings the others, so a dead peer is dropped within two beats
+    (protocol/stream.md, Heartbeats)."""
 
     def __init__(self, ping_seconds: float) -> None:
         self._streams: set[StreamHandler] = set()
@@ -256,7 +258,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         if self._closing:
             return
         if not self._answered:
-            self._close(CLOSE_GOING_AWAY, "no answer to ping")
+            self._close(CLOSE_PING_TIMEOUT, "ping timed out")
             return
         self._answered = False
         try:
