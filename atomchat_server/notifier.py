@@ -118,6 +118,10 @@ class Notifier:
         self._advanced = asyncio.Event()
         self._dispatched = asyncio.Condition()
         self._encoded: OrderedDict[int, tuple[float, str]] = OrderedDict()
+        # Answers made during the current dispatch, by what they are made
+        # of (SyncSession._assemble): receivers to whom the same events look
+        # the same get the same text, made once.
+        self.shared_answers: dict[Any, str] = {}
         self._by_room: dict[str, set[Listener]] = {}
         # Called with each committed event before listeners are told; one
         # returning a user id makes that user's clients check their token.
@@ -249,6 +253,7 @@ class Notifier:
                 self._dispatched.notify_all()
 
     def _dispatch(self, rows: list[Any], updates: list[Any]) -> None:
+        self.shared_answers.clear()
         touched: dict[Listener, list[Any]] = {}
         full: set[Listener] = set()
         for update in updates:  # receipts, typing (by room) and account data (by user)

@@ -534,3 +534,31 @@ async def test_a_peer_that_never_answers_pings_is_dropped_and_a_live_one_is_kept
     sent = await alice.send(room_id, text("still there?"))
     assert [e["event_id"] for e in await live.messages(room_id, 1)] == [sent["event_id"]]
     await live.close()
+
+
+async def test_one_push_gives_each_receiver_its_own_counts_and_own_sends(server, api):
+    """The same new event reaches many sockets at once; what differs between
+    them (unread counts, the sender's transaction id) must stay each one's."""
+    alice, bob, carol = await register(api, "alice", "bob", "carol")
+    room_id = await room_of(alice, bob, carol, name="Counts")
+    await alice.say(room_id, "one")
+    last = await alice.say(room_id, "two")
+    await bob.call("POST", f"/rooms/{room_id}/receipt/m.read/{last}", {}, schema="matrix/empty.response")  # read all
+    streams = {name: await Stream.open(server.base_url, token=user.access_token)
+               for name, user in (("alice", alice), ("bob", bob), ("carol", carol))}
+    carol_phone = await another_device(carol)
+    streams["carol's phone"] = await Stream.open(server.base_url, token=carol_phone.access_token)
+    for stream in streams.values():
+        await stream.frame()
+
+    sent = await alice.send(room_id, text("three"), txn_id="t-three")
+    seen = {}
+    for name, stream in streams.items():
+        frames = await stream.sync_until(lambda fs: any(room_events(f, room_id) for f in fs))
+        room = next(f for f in frames if room_events(f, room_id))["rooms"]["join"][room_id]
+        assert [e["event_id"] for e in room["timeline"]["events"]] == [sent["event_id"]]
+        seen[name] = (room["unread_notifications"]["notification_count"],
+                      room["timeline"]["events"][0].get("unsigned", {}).get("transaction_id"))
+    assert seen == {"alice": (0, "t-three"), "bob": (1, None), "carol": (3, None), "carol's phone": (3, None)}
+    for stream in streams.values():
+        await stream.close()

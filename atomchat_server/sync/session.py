@@ -192,14 +192,26 @@ class SyncSession:
         self.since = max(upto, self.since or 0)
         if not by_room:
             return SyncResult(self._empty_body(), empty=True, joined_rooms=frozenset(listener.rooms))
-        rooms_json = ",".join(
-            json.dumps(room_id) + ":" + self._room_json(room_id, room_rows) for room_id, room_rows in by_room.items())
-        text = (f'{{"next_batch":"{tokens.make(self.since)}","rooms":{{"join":{{{rooms_json}}},"invite":{{}},'
-                f'"leave":{{}}}},{_EMPTY_TAIL}}}')
+        # The answer is the same for every receiver with the same position,
+        # events and counts, unless it holds this device's own sends (which
+        # carry their transaction id): such answers are made once per dispatch.
+        own_device = (self.requester.user_id, self.requester.device_id)
+        own = any(row["txn_id"] is not None and (row["sender"], row["txn_device"]) == own_device for row in rows)
+        shared = self._ctx.notifier.shared_answers
+        key = None if own else (self.since, tuple(
+            (room_id, tuple(row["stream"] for row in room_rows), *self._counts[room_id])
+            for room_id, room_rows in by_room.items()))
+        text = shared.get(key) if key is not None else None
+        if text is None:
+            rooms_json = ",".join(json.dumps(room_id) + ":" + self._room_json(room_id, room_rows, own_device)
+                                  for room_id, room_rows in by_room.items())
+            text = (f'{{"next_batch":"{tokens.make(self.since)}","rooms":{{"join":{{{rooms_json}}},"invite":{{}},'
+                    f'"leave":{{}}}},{_EMPTY_TAIL}}}')
+            if key is not None:
+                shared[key] = text
         return SyncResult(None, empty=False, joined_rooms=frozenset(listener.rooms), text=text)
 
-    def _room_json(self, room_id: str, rows: list[Any]) -> str:
-        own_device = (self.requester.user_id, self.requester.device_id)
+    def _room_json(self, room_id: str, rows: list[Any], own_device: tuple[str, str]) -> str:
         events = ",".join(
             json.dumps(client_event(row, device=own_device), ensure_ascii=False, separators=(",", ":"))
             if row["txn_id"] is not None and (row["sender"], row["txn_device"]) == own_device
