@@ -70,6 +70,7 @@ class AtomChat:
         self.passwords = passwords
         self.ctx: AppContext | None = None
         self._pool = None
+        self._write_pool = None
         self._notifier: Notifier | None = None
         self._persister: Persister | None = None
         self._own_passwords = passwords is None
@@ -100,7 +101,10 @@ class AtomChat:
             catch_up=self._notifier.caught_up,
         )
         notifier = self._notifier
-        self._persister = Persister(self._pool, on_commit=notifier.committed)
+        # The writer has a connection of its own: sends must not queue for
+        # one behind a burst of reads (hundreds of initial syncs, say).
+        self._write_pool = await create_pool(self.dsn, min_size=1, max_size=1)
+        self._persister = Persister(self._write_pool, on_commit=notifier.committed)
         self._persister.start()
         moderation = Moderation(pool=self._pool, persister=self._persister, blocks=blocks,
                                 server_name=settings.server_name)
@@ -146,7 +150,8 @@ class AtomChat:
             await self._persister.stop()
         if self._notifier is not None:
             await self._notifier.stop()
-        if self._pool is not None:
-            await self._pool.close()
+        for pool in (self._write_pool, self._pool):
+            if pool is not None:
+                await pool.close()
         if self.passwords is not None and self._own_passwords:
             self.passwords.close()
