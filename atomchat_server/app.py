@@ -105,6 +105,7 @@ class AtomChat:
         # one behind a burst of reads (hundreds of initial syncs, say).
         self._write_pool = await create_pool(self.dsn, min_size=1, max_size=1)
         self._persister = Persister(self._write_pool, on_commit=notifier.committed)
+        notifier.writer_settled = self._persister.settled
         self._persister.start()
         moderation = Moderation(pool=self._pool, persister=self._persister, blocks=blocks,
                                 server_name=settings.server_name)

@@ -22,8 +22,8 @@ import asyncio
 import logging
 import json
 import time
-from collections import OrderedDict
-from typing import Any, Callable, Iterable
+from collections import OrderedDict, deque
+from typing import Any, Awaitable, Callable, Iterable
 
 import asyncpg
 
@@ -42,6 +42,7 @@ KEEPALIVE_SECONDS = 2.0
 ENCODED_EVENTS = 4096
 # An encoding is reused this long: its unsigned.age is as old as the encoding.
 ENCODED_SECONDS = 1.0
+KNOWN_BATCHES = 64  # own commits kept for the dispatch; older ones are read back if ever needed
 
 
 class Listener:
@@ -122,6 +123,10 @@ class Notifier:
         # of (SyncSession._assemble): receivers to whom the same events look
         # the same get the same text, made once.
         self.shared_answers: dict[Any, str] = {}
+        # (after, position, events) of this process's recent commits (committed()).
+        self._known: deque[tuple[int, int, list[Any]]] = deque()
+        # This process's writer (Persister.settled), when it hands its commits over.
+        self.writer_settled: Callable[[], Awaitable[None]] | None = None
         self._by_room: dict[str, set[Listener]] = {}
         # Called with each committed event before listeners are told; one
         # returning a user id makes that user's clients check their token.
@@ -227,26 +232,53 @@ class Notifier:
         the database can be read up to here before the events are dispatched."""
         return self._target
 
-    def committed(self, position: int) -> None:
+    def committed(self, position: int, events: list[Any] | None = None, after: int | None = None) -> None:
         """Called when events up to ``position`` are known to be committed:
-        by this process's persister at once, by other processes through NOTIFY."""
+        by this process's persister at once, by other processes through NOTIFY.
+        The persister also hands over what it wrote when that is everything
+        in (``after``, ``position``]: its events, and no other write. Then the
+        dispatch need not read them back from the database."""
+        if events is not None and after is not None:
+            self._known.append((after, position, events))
+            if len(self._known) > KNOWN_BATCHES:
+                self._known.popleft()
         if position > self._target:
             self._target = position
             self._advanced.set()
+
+    def _known_between(self, after: int, upto: int) -> list[Any] | None:
+        """The events in (after, upto] if this process's own commits, handed
+        over to committed(), cover that whole stretch; else None."""
+        while self._known and self._known[0][1] <= after:
+            self._known.popleft()  # already dispatched
+        rows: list[Any] = []
+        reached = after
+        for floor, last, events in self._known:
+            if floor > reached or last > upto:
+                return None  # a gap another process may have written in, or more than asked
+            rows.extend(event for event in events if event["stream"] > reached)
+            reached = last
+            if reached == upto:
+                return rows
+        return None
 
     async def _dispatch_loop(self) -> None:
         while True:
             await self._advanced.wait()
             self._advanced.clear()
             while self.position < self._target:
+                if self.writer_settled is not None:
+                    await self.writer_settled()  # the announcement may be of its commit, about to be handed over
                 target = self._target
-                try:
-                    rows = await sync_store.events_between(self._pool, self.position, target)
-                    updates = await ephemeral_store.updates_between(self._pool, self.position, target)
-                except (OSError, asyncpg.PostgresError) as exc:
-                    log.warning("cannot read new events yet (%s); retrying", exc)
-                    await asyncio.sleep(0.5)
-                    continue
+                rows, updates = self._known_between(self.position, target), []
+                if rows is None:
+                    try:
+                        rows = await sync_store.events_between(self._pool, self.position, target)
+                        updates = await ephemeral_store.updates_between(self._pool, self.position, target)
+                    except (OSError, asyncpg.PostgresError) as exc:
+                        log.warning("cannot read new events yet (%s); retrying", exc)
+                        await asyncio.sleep(0.5)
+                        continue
                 self.position = target
                 self._dispatch(rows, updates)
             async with self._dispatched:

@@ -562,3 +562,32 @@ async def test_one_push_gives_each_receiver_its_own_counts_and_own_sends(server,
     assert seen == {"alice": (0, "t-three"), "bob": (1, None), "carol": (3, None), "carol's phone": (3, None)}
     for stream in streams.values():
         await stream.close()
+
+
+async def test_pushed_events_are_the_stored_events(server, users):
+    """What a stream pushes as events are committed is what the room's
+    history holds: state with its prev_content, messages, member changes."""
+    alice, bob, room_id = await users()
+    watcher = await Stream.open(server.base_url, token=bob.access_token)
+    await watcher.frame()
+    sent = [(await alice.put_state(room_id, "m.room.name", {"name": "First"}))["event_id"],
+            (await alice.put_state(room_id, "m.room.name", {"name": "Second"}))["event_id"],
+            (await alice.send(room_id, text("hello")))["event_id"],
+            (await alice.put_state(room_id, "m.room.topic", {"topic": "Things"}))["event_id"]]
+
+    pushed: list[dict[str, Any]] = []
+
+    def all_in(frames):
+        pushed[:] = [e for f in frames for e in room_events(f, room_id)]
+        return len(pushed) >= len(sent)
+
+    await watcher.sync_until(all_in)
+    assert [e["event_id"] for e in pushed] == sent
+    assert pushed[1]["unsigned"]["prev_content"] == {"name": "First"}
+
+    def without_age(event):
+        return {**event, "unsigned": {k: v for k, v in event.get("unsigned", {}).items() if k != "age"}}
+
+    for event in pushed:
+        assert without_age(event) == without_age((await bob.event(room_id, event["event_id"])).body)
+    await watcher.close()

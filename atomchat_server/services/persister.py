@@ -48,11 +48,12 @@ class WriteUnit:
 
 
 class Persister:
-    def __init__(self, pool, on_commit: Callable[[int], None] | None = None) -> None:
+    def __init__(self, pool, on_commit: Callable[[int, list[Any] | None, int | None], None] | None = None) -> None:
         self._pool = pool
         self._queue: asyncio.Queue[WriteUnit] = asyncio.Queue()
         self._task: asyncio.Task | None = None
         self._on_commit = on_commit
+        self._committing: asyncio.Future | None = None  # see settled()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -117,20 +118,41 @@ class Persister:
                 if batch.last_position > batch.last_event:
                     # Events announce themselves; a batch ending in other writes must too.
                     await event_store.announce(conn, batch.last_position)
+                self._committing = asyncio.get_running_loop().create_future()
                 await event_store.commit(conn)
             except BaseException:
+                self._settle()
                 if not conn.is_closed():
                     await event_store.rollback(conn)
                 raise
-        for unit, outcome in zip(units, outcomes):
-            if unit.future.done():
-                continue
-            if isinstance(outcome, MatrixError):
-                unit.future.set_exception(outcome)
-            else:
-                unit.future.set_result(outcome)
-        if batch.last_position and self._on_commit is not None:
-            self._on_commit(batch.last_position)
+        try:
+            for unit, outcome in zip(units, outcomes):
+                if unit.future.done():
+                    continue
+                if isinstance(outcome, MatrixError):
+                    unit.future.set_exception(outcome)
+                else:
+                    unit.future.set_result(outcome)
+            if batch.last_position and self._on_commit is not None:
+                # Hand the events over when they are all this batch did: no
+                # other write took a position, and no redaction changed an
+                # event after it was appended.
+                whole = batch.floor is not None and batch.last_position == batch.last_event and not batch.redacted
+                self._on_commit(batch.last_position, batch.appended if whole else None, batch.floor)
+        finally:
+            self._settle()
+
+    def _settle(self) -> None:
+        committing, self._committing = self._committing, None
+        if committing is not None:
+            committing.set_result(None)
+
+    async def settled(self) -> None:
+        """Returns once no commit of this process lies between its COMMIT
+        and the hand-over to on_commit. The commit's NOTIFY can arrive in
+        that gap; a reader that waits here finds the events handed over."""
+        if self._committing is not None:
+            await asyncio.shield(self._committing)
 
 
 class _Batch:
@@ -149,6 +171,11 @@ class _Batch:
         # written together by flush(), before anything that must see them.
         self._pending: list[dict[str, Any]] = []
         self._pending_keys: set[tuple[str, str, str]] = set()
+        self.appended: list[dict[str, Any]] = []  # every event written, in stream order
+        self.redacted = False  # a redaction changed events as it was written
+        # The highest stream position taken before this batch held the lock:
+        # everything after it up to last_position is this batch's.
+        self.floor: int | None = None
 
     async def load(self, units: list[WriteUnit]) -> None:
         """Reads, in one query, what the batch needs: its rooms' heads, the
@@ -163,7 +190,9 @@ class _Batch:
             self.loaded[room_id] = {(key[1], key[2]): None for key in wanted if key[0] == room_id}
         for row in await event_store.batch_context(self.conn, list(rooms), list(wanted), txn_keys):
             data = row["data"]
-            if row["kind"] == "head":
+            if row["kind"] == "floor":
+                self.floor = data
+            elif row["kind"] == "head":
                 self.heads[row["k1"]] = (data["head_event_id"], data["head_depth"])
             elif row["kind"] == "state":
                 self.loaded[row["k1"]][(row["k2"], row["k3"])] = data
@@ -263,6 +292,7 @@ class _Batch:
                 self.state.setdefault(draft.room_id, {})[(draft.type, draft.state_key)] = row
             if draft.redacts is not None:
                 await self.flush()
+                self.redacted = True
                 target = await event_store.get_event(self.conn, draft.redacts)
                 if target["redacted_by"] is None:
                     because = client_event(row, now_ms=now_ms)
@@ -282,6 +312,7 @@ class _Batch:
             return
         for row, stream in zip(self._pending, await event_store.append_events(self.conn, self._pending)):
             row["stream"] = stream
+        self.appended.extend(self._pending)
         self.last_position = max(self.last_position, stream)
         self.last_event = max(self.last_event, stream)
         self._pending = []

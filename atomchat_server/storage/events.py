@@ -40,12 +40,17 @@ async def rollback(conn) -> None:
 
 async def batch_context(conn, room_ids: Sequence[str], state_keys: Sequence[tuple[str, str, str]],
                         txn_keys: Sequence[tuple[str, str, str]]) -> list[asyncpg.Record]:
-    """What a writer's batch needs to know, in one round trip: the rooms'
-    heads, the state entries (room, type, state key) that authorize its
-    events, and the events its transaction ids already made. Rows are
-    (kind, k1, k2, k3, data) with the row itself as JSON in ``data``."""
+    """What a writer's batch needs to know, in one round trip: the highest
+    stream position taken so far (under the stream lock, every position up to
+    it belongs to a finished transaction), the rooms' heads, the state
+    entries (room, type, state key) that authorize its events, and the events
+    its transaction ids already made. Rows are (kind, k1, k2, k3, data) with
+    the row itself as JSON in ``data``."""
     return await conn.fetch(
-        "SELECT 'head' AS kind, room_id AS k1, NULL AS k2, NULL AS k3,"
+        "SELECT 'floor' AS kind, NULL AS k1, NULL AS k2, NULL AS k3,"
+        "       to_jsonb(CASE WHEN is_called THEN last_value ELSE 0 END) AS data FROM event_stream"
+        " UNION ALL"
+        " SELECT 'head', room_id, NULL, NULL,"
         "       jsonb_build_object('head_event_id', head_event_id, 'head_depth', head_depth) AS data"
         "  FROM rooms WHERE room_id = ANY($1::text[]) AND NOT deleted"
         " UNION ALL"
