@@ -14,6 +14,7 @@ import json
 import logging
 from typing import Any
 
+import tornado.httputil
 import tornado.ioloop
 import tornado.iostream
 import tornado.websocket
@@ -80,6 +81,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         self._token: str | None = None
         self._since: int | None = None
         self._filter = None
+        self._filter_param: str | None = None
         self._task: asyncio.Task | None = None
         self._session: SyncSession | None = None
         self._pending = 0
@@ -99,9 +101,10 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             self._token = self._header_or_query_token()
             if self._token is not None:
                 self.requester = await self.ctx.accounts.authenticate(self._token)
+            self._filter_param = self.get_query_argument("filter", None)
             user = self.requester.user_id if self.requester else None
             if user is not None:
-                self._filter = await load_filter(self, user, self.get_query_argument("filter", None))
+                self._filter = await load_filter(self, user, self._filter_param)
         except MatrixError as error:
             self.set_status(error.status)
             self.set_header("Content-Type", "application/json")
@@ -117,6 +120,13 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         return self.get_query_argument("access_token", None)
 
     def open(self) -> None:
+        # Everything wanted from the upgrade request has been read; a socket
+        # may stay open for days, and its parsed headers and query (the token
+        # among them) are kilobytes.
+        request = self.request
+        request.headers = tornado.httputil.HTTPHeaders()
+        request.arguments, request.query_arguments = {}, {}
+        request.uri, request.query = request.path, ""
         self.ctx.streams.add(self)
         if self.requester is not None:
             self._start()
@@ -234,7 +244,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             return
         try:
             self.requester = await self.ctx.accounts.authenticate(frame["access_token"])
-            self._filter = await load_filter(self, self.requester.user_id, self.get_query_argument("filter", None))
+            self._filter = await load_filter(self, self.requester.user_id, self._filter_param)
         except MatrixError as error:
             self._close(CLOSE_UNAUTHORIZED, error.error[:100])
             return
