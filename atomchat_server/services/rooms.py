@@ -252,33 +252,31 @@ class Rooms:
 
     # -- reading ---------------------------------------------------------------
 
-    async def _ranges(self, requester: Requester, room_id: str, room=None) -> list[Range]:
-        """The stretches of the room the requester may read (a moderator: all); 403 if none.
-        ``room`` is the room's row when the caller has it already."""
-        if room is None:
-            await self._require_room(room_id)
+    async def _access(self, requester: Requester, room_id: str) -> tuple[Any, list[Range]]:
+        """What decides the requester's reading of the room (storage's
+        read_access row) and the stretches of it they may read (a moderator:
+        all). 404 for an unknown room, 403 if they may read none of it."""
+        access = await event_store.read_access(self._pool, room_id, requester.user_id)
+        if access is None or access["deleted"]:
+            raise not_found("Unknown room")
         if requester.is_moderator:
-            return [(0, None)]
-        user_id = requester.user_id
-        visibility = await event_store.state_event(self._pool, room_id, "m.room.history_visibility", "")
-        setting = visibility["content"].get("history_visibility", "shared") if visibility else "shared"
-        membership = await event_store.membership(self._pool, room_id, user_id)
-        history = await event_store.membership_history(self._pool, room_id, user_id) if membership else []
-        ranges = visible_ranges(history, setting, forgotten=bool(membership and membership["forgotten"]))
+            return access, [(0, None)]
+        ranges = visible_ranges([tuple(entry) for entry in access["history"]],
+                                access["history_visibility"] or "shared", forgotten=bool(access["forgotten"]))
         if not ranges:
             raise forbidden("You are not allowed to read this room")
-        return ranges
+        return access, ranges
 
-    async def _state_point(self, requester: Requester, room_id: str, ranges: list[Range] | None = None) -> int | None:
+    async def _ranges(self, requester: Requester, room_id: str) -> list[Range]:
+        return (await self._access(requester, room_id))[1]
+
+    async def _state_point(self, requester: Requester, room_id: str,
+                           access_and_ranges: tuple[Any, list[Range]] | None = None) -> int | None:
         """None to read the current state; a stream position for someone who
         left (they see the state as it was when they left)."""
-        if ranges is None:
-            ranges = await self._ranges(requester, room_id)
+        access, ranges = access_and_ranges or await self._access(requester, room_id)
         last = ranges[-1][1]
-        if last is None:
-            return None
-        membership = await event_store.membership(self._pool, room_id, requester.user_id)
-        if membership and membership["membership"] == "join":
+        if last is None or access["membership"] == "join":
             return None
         return last
 
@@ -348,15 +346,14 @@ class Rooms:
 
     async def messages(self, requester: Requester, room_id: str, *, from_token: str | None, to_token: str | None,
                        backwards: bool, limit: int, event_filter: RoomEventFilter) -> Page:
-        room = await self._require_room(room_id)
-        ranges = await self._ranges(requester, room_id, room)
+        access, ranges = await self._access(requester, room_id)
         limit = max(1, min(event_filter.limit or limit, MAX_PAGE))
         position = tokens.parse(from_token) if from_token else None
         bound = tokens.parse(to_token, "to") if to_token else None
         if position is None:
             # From the newest event of the room: its head (a later event of
             # another room changes nothing in this one).
-            position = room["head_stream"] if backwards else 0
+            position = access["head_stream"] if backwards else 0
         types, not_types = event_filter.type_patterns()
         # One row more than the page tells whether anything follows it, so
         # `end` is left out exactly when the page reaches the end of what the
@@ -377,7 +374,7 @@ class Rooms:
         if event_filter.lazy_load_members and rows:
             # The senders' member events as the reader may know them: current
             # for a member, as they were at the leave for someone who left.
-            point = await self._state_point(requester, room_id, ranges)
+            point = await self._state_point(requester, room_id, (access, ranges))
             senders = sorted({row["sender"] for row in rows})
             state = [self._format(r, requester)
                      for r in await event_store.member_events_of(self._pool, room_id, senders, at_stream=point)]
