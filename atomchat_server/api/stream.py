@@ -67,10 +67,11 @@ class OpenStreams:
         self._streams.discard(stream)
 
     def __iter__(self):
+        """Over a copy: a stream may close, and leave the set, meanwhile."""
         return iter(list(self._streams))
 
     def _ping_all(self) -> None:
-        for stream in list(self._streams):
+        for stream in self:
             stream.heartbeat()
 
 
