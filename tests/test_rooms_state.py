@@ -1,6 +1,8 @@
 """Room state over HTTP (PUT and GET of single state events, the full
 state) and redaction."""
 
+import asyncio
+
 import pytest
 
 from atomchat_server.events.redaction import pruned_content
@@ -20,6 +22,30 @@ async def test_the_empty_state_key_with_and_without_a_trailing_slash(api, put_sl
     assert got.body == {"name": "Attic"}
     event = await alice.event(room_id, put["event_id"])
     assert (event["type"], event["state_key"], event["content"]) == ("m.room.name", "", {"name": "Attic"})
+
+
+async def test_concurrent_changes_of_one_state_key_chain_in_commit_order(api):
+    """Sends that arrive together are committed together; two of them for
+    the same state key must still each replace the one before, in order."""
+    alice, bob, carol = await register(api, "alice", "bob", "carol")
+    room_id = await room_of(alice, bob)
+    await alice.invite(room_id, carol)
+    answers = await asyncio.gather(
+        *(alice.put_state(room_id, "m.room.topic", {"topic": f"topic {n}"}) for n in range(12)),
+        *(bob.say(room_id, f"chatter {n}") for n in range(12)),
+        carol.join(room_id))
+    topic_ids = {answer["event_id"] for answer in answers[:12]}
+    timeline, _ = await alice.all_messages(room_id, limit=50, dir="f")
+    topics = [e for e in timeline if e["type"] == "m.room.topic"]
+    assert {e["event_id"] for e in topics} == topic_ids
+    for earlier, later in zip(topics, topics[1:]):
+        assert later["unsigned"]["replaces_state"] == earlier["event_id"]
+        assert later["unsigned"]["prev_content"] == earlier["content"]
+    assert (await alice.get_state(room_id, "m.room.topic")).body == topics[-1]["content"]
+    assert len([e for e in timeline if e["sender"] == bob.user_id and e["type"] == "m.room.message"]) == 12
+    joined = (await alice.call("GET", f"/rooms/{room_id}/joined_members",
+                               schema="matrix/joined_members.response")).body["joined"]
+    assert set(joined) == {alice.user_id, bob.user_id, carol.user_id}
 
 
 async def test_state_replaces_state_and_remembers_what_it_replaced(api):
