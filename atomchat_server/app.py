@@ -57,6 +57,9 @@ class AppContext:
     streams: stream.OpenStreams | None = None
 
 
+WRITER_NAME = "atomchat-writer"  # the persister's connection, in pg_stat_activity
+
+
 def signing_key(settings) -> bytes:
     if settings.signing_key:
         return settings.signing_key.encode()
@@ -103,7 +106,7 @@ class AtomChat:
         notifier = self._notifier
         # The writer has a connection of its own: sends must not queue for
         # one behind a burst of reads (hundreds of initial syncs, say).
-        self._write_pool = await create_pool(self.dsn, min_size=1, max_size=1)
+        self._write_pool = await create_pool(self.dsn, min_size=1, max_size=1, name=WRITER_NAME)
         self._persister = Persister(self._write_pool, on_commit=notifier.committed)
         notifier.writer_settled = self._persister.settled
         self._persister.start()

@@ -6,6 +6,10 @@ stored stream), its filters, tokens that outlive the server process, and
 import asyncio
 import json
 
+import asyncpg
+
+from atomchat_server.app import WRITER_NAME
+
 from .client import ApiClient
 from .room_steps import User, another_device, bodies, ids_of, register, room_of, stored_event_ids, text
 
@@ -76,6 +80,34 @@ async def test_concurrent_retries_of_one_transaction_store_one_event(api, databa
     answers = await asyncio.gather(*(alice.send(room_id, text("hurried"), txn_id="same") for _ in range(20)))
     assert len({a["event_id"] for a in answers}) == 1
     assert (await stored_event_ids(database_dsn, room_id))[before:] == [answers[0]["event_id"]]
+
+
+async def writer_pids(dsn: str) -> list[int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                                " AND application_name = $1", WRITER_NAME)
+        return [row["pid"] for row in rows]
+    finally:
+        await conn.close()
+
+
+async def test_sends_after_the_writer_lost_its_connection_are_each_committed_once(api, database_dsn):
+    alice, bob = await register(api, "alice", "bob")
+    room_id = await room_of(alice, bob)
+    first = await alice.say(room_id, "before")
+    (old,) = await writer_pids(database_dsn)
+    conn = await asyncpg.connect(database_dsn)
+    try:
+        assert await conn.fetchval("SELECT pg_terminate_backend($1)", old)
+    finally:
+        await conn.close()
+    later = [await alice.say(room_id, f"after {n}") for n in range(3)]
+    events, _ = await bob.all_messages(room_id, limit=50, dir="f")
+    messages = [e for e in events if e["type"] == "m.room.message"]
+    assert ids_of(messages) == [first, *later]
+    assert bodies(messages) == ["before", "after 0", "after 1", "after 2"]
+    assert (await writer_pids(database_dsn)) not in ([], [old])
 
 
 async def test_sending_needs_membership(api):

@@ -18,6 +18,9 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     (The default reset costs a round trip on every release.)"""
 
 
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20, name: str | None = None) -> asyncpg.Pool:
+    """``name`` becomes the connections' application_name, so that operators
+    (and tests) can tell them apart in pg_stat_activity."""
+    settings = {"application_name": name} if name else None
     return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection,
-                                     reset=_keep_session)
+                                     reset=_keep_session, server_settings=settings)
