@@ -190,6 +190,26 @@ async def test_a_lock_ends_the_users_stream_and_long_poll_and_refuses_them_until
 
 # -- suspending ----------------------------------------------------------------------------
 
+async def test_a_locked_user_may_still_log_out(server, api):
+    """Account locking leaves a locked account POST /logout and /logout/all."""
+    mod, bob = await moderator_and(server, api, "bob")
+    phone, laptop = await another_device(bob), await another_device(bob)
+    await block(mod, bob, "lock", reason="spam")
+    await expect_error(await whoami(bob, status=401), 401, "M_USER_LOCKED")
+    await bob.call("POST", "/logout", {}, schema="matrix/empty.response")
+    await expect_error(await whoami(phone, status=401), 401, "M_USER_LOCKED")  # nothing else is allowed
+    await block(mod, bob, "lock", on=False)
+    # The session that logged out is gone; the others work again.
+    await expect_error(await whoami(bob, status=401), 401, "M_UNKNOWN_TOKEN")
+    assert (await whoami(phone))["user_id"] == bob.user_id
+
+    await block(mod, bob, "lock")
+    await phone.call("POST", "/logout/all", {}, schema="matrix/empty.response")
+    await block(mod, bob, "lock", on=False)
+    for device in (phone, laptop):
+        await expect_error(await whoami(device, status=401), 401, "M_UNKNOWN_TOKEN")
+
+
 async def test_a_suspended_user_reads_and_leaves_but_cannot_act(server, api):
     mod, alice, bob, carol = await moderator_and(server, api, "alice", "bob", "carol")
     room_id = await room_of(alice, bob, name="Tea")

@@ -113,11 +113,11 @@ class BaseHandler(tornado.web.RequestHandler):
             raise MatrixError(401, "M_MISSING_TOKEN", "The Authorization header must be 'Bearer <token>'")
         return self.get_query_argument("access_token", None)
 
-    async def authenticate(self) -> Requester:
+    async def authenticate(self, *, allow_locked: bool = False) -> Requester:
         token = self.access_token()
         if token is None:
             raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
-        self.requester = await self.ctx.accounts.authenticate(token)
+        self.requester = await self.ctx.accounts.authenticate(token, allow_locked=allow_locked)
         await self.ctx.accounts.record_last_seen(self.requester, self.request.remote_ip)
         return self.requester
 

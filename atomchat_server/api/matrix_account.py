@@ -124,16 +124,20 @@ class WhoamiHandler(BaseHandler):
 
 
 class LogoutHandler(BaseHandler):
+    """A locked account may still log out (spec: account locking)."""
+
     async def post(self) -> None:
         self.json_body()
-        await self.ctx.accounts.logout(await self.authenticate())
+        await self.ctx.accounts.logout(await self.authenticate(allow_locked=True))
         self.send_json({})
 
 
 class LogoutAllHandler(BaseHandler):
+    """A locked account may still log out everywhere (spec: account locking)."""
+
     async def post(self) -> None:
         self.json_body()
-        requester = await self.authenticate()
+        requester = await self.authenticate(allow_locked=True)
         await self.ctx.accounts.logout_all(requester.user_id)
         self.send_json({})
 

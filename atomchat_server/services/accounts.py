@@ -194,8 +194,12 @@ class Accounts:
             raise unknown_token("Unknown refresh token")
         return self._tokens_for(TokenClaims(row["user_id"], row["device_id"], row["session_id"]), new_token)
 
-    async def authenticate(self, access_token: str) -> Requester:
+    async def authenticate(self, access_token: str, *, allow_locked: bool = False) -> Requester:
+        """The session an access token belongs to. A locked account's tokens
+        are refused, except where ``allow_locked`` (logging out)."""
         requester = await self._sessions.authenticate(access_token)
+        if allow_locked:
+            return requester
         # The session check has heard every notification committed before this
         # request; once those events are handed out, the blocks are current.
         await self._catch_up()
