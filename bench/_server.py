@@ -80,6 +80,16 @@ def argon2_defaults() -> str:
             f"p={default_setting('argon2_parallelism')}, {workers} hashing thread(s)")
 
 
+def benchmark_parser(doc: str) -> argparse.ArgumentParser:
+    """A benchmark's argument parser: described by the first paragraph of its
+    module docstring, with the --database-url every benchmark takes."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--database-url", default=None,
+                        help="a PostgreSQL server to use instead of the embedded one; a scratch database "
+                             "is created on it for the run and dropped afterwards")
+    return parser
+
+
 def machine() -> str:
     return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU(s), Python {platform.python_version()}"
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from _server import (exit_status, MATRIX, RATE_LIMITS_RAISED, BenchError, LatencyProbe, ServerProcess, argon2_defaults, bounded,
+from _server import (exit_status, MATRIX, RATE_LIMITS_RAISED, BenchError, benchmark_parser, LatencyProbe, ServerProcess, argon2_defaults, bounded,
                      load_average, machine, ms, percentile, verdict)
 
 RUN_DEADLINE = 120.0  # seconds for the whole run, server start included
@@ -185,10 +185,7 @@ def report(args: argparse.Namespace, results: Results, server: ServerProcess) ->
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database-url", default=None,
-                        help="a PostgreSQL server to use instead of the embedded one; a scratch database "
-                             "is created on it for the run and dropped afterwards")
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--sequential", type=bounded(5, 200), default=30,
                         help="registrations, then logins, measured one at a time (default 30)")
     parser.add_argument("--concurrency", type=bounded(1, 200), default=50,

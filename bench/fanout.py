@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from _server import (exit_status, Api, BenchError, CHEAP_HASHING, MATRIX, RATE_LIMITS_RAISED, ServerProcess, Usage, User,
+from _server import (exit_status, Api, BenchError, benchmark_parser, CHEAP_HASHING, MATRIX, RATE_LIMITS_RAISED, ServerProcess, Usage, User,
                      Workers, bounded, load_average, machine, ms, percentile, split, verdict)
 
 RUN_DEADLINE = 300.0
@@ -353,12 +353,9 @@ def report(args: argparse.Namespace, results: Results, server: ServerProcess) ->
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--mode", choices=sorted(TARGETS), required=True,
                         help="how receivers follow the room: long-polling /sync or the WebSocket stream")
-    parser.add_argument("--database-url", default=None,
-                        help="a PostgreSQL server to use instead of the embedded one; a scratch database "
-                             "is created on it for the run and dropped afterwards")
     parser.add_argument("--receivers", type=bounded(1, 1000), default=None,
                         help="receivers in the room (default: the mode's target, 50 or 200)")
     parser.add_argument("--rate", type=bounded(0.1, 1000, float), default=None,

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from _server import (exit_status, Api, BenchError, CHEAP_HASHING, MATRIX, RATE_LIMITS_RAISED, ServerProcess, User, Workers,
+from _server import (exit_status, Api, BenchError, benchmark_parser, CHEAP_HASHING, MATRIX, RATE_LIMITS_RAISED, ServerProcess, User, Workers,
                      bounded, load_average, machine, raise_fd_limit, split, verdict)
 
 RUN_DEADLINE = 600.0
@@ -271,10 +271,7 @@ def report(args: argparse.Namespace, results: Results, server: ServerProcess) ->
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database-url", default=None,
-                        help="a PostgreSQL server to use instead of the embedded one; a scratch database "
-                             "is created on it for the run and dropped afterwards")
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--connections", type=bounded(10, 10_000), default=2000,
                         help="WebSockets, and as many long-polls, held at once (default 2000)")
     parser.add_argument("--hold", type=bounded(1, 60, float), default=5.0,

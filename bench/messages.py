@@ -44,7 +44,7 @@ from urllib.parse import quote
 import aiohttp
 import asyncpg
 
-from _server import (exit_status, Api, BenchError, RATE_LIMITS_RAISED, ServerProcess, Usage, User, bounded, load_average,
+from _server import (exit_status, Api, BenchError, benchmark_parser, RATE_LIMITS_RAISED, ServerProcess, Usage, User, bounded, load_average,
                      machine, ms, percentile, room_path, verdict)
 
 RUN_DEADLINE = 900.0  # seconds for the whole run: seeding a million events takes a minute or two
@@ -243,10 +243,7 @@ def report(args: argparse.Namespace, results: Results, server: ServerProcess) ->
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database-url", default=None,
-                        help="a PostgreSQL server to use instead of the embedded one; a scratch database "
-                             "is created on it for the run and dropped afterwards")
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--events", type=bounded(10_000, 5_000_000), default=1_000_000,
                         help="messages seeded into the room (default 1,000,000)")
     parser.add_argument("--requests", type=bounded(10, 2000), default=200,

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from _server import (Api, BenchError, RATE_LIMITS_RAISED, Sender, ServerProcess, Usage, User, Workers, bounded,
+from _server import (Api, BenchError, benchmark_parser, RATE_LIMITS_RAISED, Sender, ServerProcess, Usage, User, Workers, bounded,
                      load_average, machine, ms, percentile, split, verdict)
 
 RUN_DEADLINE = 300.0
@@ -163,10 +163,7 @@ def client_counts(text: str) -> list[int]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database-url", default=None,
-                        help="a PostgreSQL server to use instead of the embedded one; a scratch database "
-                             "is created on it for the run and dropped afterwards")
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--clients", type=client_counts, default=[1, TARGET_RATE_CLIENTS],
                         help="comma-separated numbers of clients sending at once, one run each (default 1,10)")
     parser.add_argument("--seconds", type=bounded(1, 60, float), default=10.0,
