@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 
 import asyncpg
 import pytest
@@ -26,13 +25,11 @@ from .client import ApiClient
 from .conftest import truncate_all
 from .processes import Serve, child_env, data_dir  # noqa: F401 (data_dir: a fixture)
 from .room_steps import User, register, room_of
-from .sync_steps import SyncLoop, on
+from .sync_steps import on
 from .test_moderation import (
-    ADMIN, admin, block, expect_error, finished, login_refused, moderator_and, refused, set_role, whoami,
+    ADMIN, admin, block, expect_error, lock_ends_stream_and_long_poll, login_refused, moderator_and, refused,
+    set_role, whoami,
 )
-from .test_stream import Stream
-
-CLOSE_WITHIN_S = 1.0
 
 
 @pytest.fixture
@@ -41,28 +38,10 @@ def second(io_loop, more_servers):
     return io_loop.run_sync(more_servers)
 
 
-async def lock_ends_stream_and_long_poll(mod: User, bob: User, stream_server_url: str, record) -> None:
-    """Holds a stream and a long-poll of ``bob`` where ``bob.api`` and
-    ``stream_server_url`` point, locks bob through ``mod``'s server, and
-    checks both end within a second; ``record(name, seconds)`` keeps the times."""
-    stream = await Stream.open(stream_server_url, token=bob.access_token)
-    await stream.frame()
-    loop = SyncLoop(bob)
-    await loop.sync()
-    poll = asyncio.ensure_future(finished(loop.sync(timeout=20_000, status=401)))
-    closing = asyncio.ensure_future(finished(stream.closed(timeout=5)))
-    await asyncio.sleep(0.3)
-    assert not poll.done() and not closing.done()
-
-    started = time.monotonic()
-    await block(mod, bob, "lock", reason="across processes")
-    ((code, _), closed_at), (answer, answered_at) = await asyncio.gather(closing, poll)
-    assert code == 4401
-    assert answer["errcode"] == "M_USER_LOCKED"
-    record("lock_to_close_s", round(closed_at - started, 4))
-    record("lock_to_long_poll_end_s", round(answered_at - started, 4))
-    assert closed_at - started < CLOSE_WITHIN_S, closed_at - started
-    assert answered_at - started < CLOSE_WITHIN_S, answered_at - started
+def record_delays(record_testsuite_property, label: str, delays: tuple[float, float]) -> None:
+    """Keeps how long after the lock request the stream closed and the long-poll ended."""
+    record_testsuite_property(f"lock_to_close_s[{label}]", round(delays[0], 4))
+    record_testsuite_property(f"lock_to_long_poll_end_s[{label}]", round(delays[1], 4))
 
 
 @pytest.mark.parametrize("direction", ["first-locks-second-holds", "second-locks-first-holds"])
@@ -74,8 +53,9 @@ async def test_a_lock_through_one_server_ends_streams_and_long_polls_on_the_othe
         holder, acting = second, mod
     else:
         holder, acting = server, on(mod, other)
-    await lock_ends_stream_and_long_poll(acting, on(bob, ApiClient(holder.base_url)), holder.base_url,
-                                         lambda name, value: record_testsuite_property(f"{name}[{direction}]", value))
+    held = on(bob, ApiClient(holder.base_url))
+    delays = await lock_ends_stream_and_long_poll(acting, held, held, holder.base_url, "across processes")
+    record_delays(record_testsuite_property, direction, delays)
     for client in (api, other):
         await expect_error(await whoami(on(bob, client), status=401), 401, "M_USER_LOCKED")
         await expect_error(await login_refused(client, "bob"), 401, "M_USER_LOCKED")
@@ -137,7 +117,8 @@ async def test_a_lock_through_one_atomchat_serve_process_closes_a_stream_on_anot
         login = await first.api.login("mod")  # a session that starts with the role
         mod = User(first.api, mod.user_id, login["access_token"], login["device_id"])
         await admin(mod, "GET", "/users", schema="admin/users.response")
-        await lock_ends_stream_and_long_poll(mod, on(bob, other.api), other.base_url,
-                                             lambda name, value: record_testsuite_property(f"{name}[serve]", value))
+        held = on(bob, other.api)
+        delays = await lock_ends_stream_and_long_poll(mod, held, held, other.base_url, "across processes")
+        record_delays(record_testsuite_property, "serve", delays)
         answer = await other.api.request("GET", ADMIN + "/users", token=bob.access_token, status=401)
         assert answer["errcode"] == "M_USER_LOCKED"
