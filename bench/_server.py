@@ -280,11 +280,14 @@ class ServerProcess:
         return args
 
     async def __aenter__(self) -> "ServerProcess":
+        """Starts the server, saying so on standard output with its command line."""
+        print("starting the server ...", flush=True)
         try:
             await self.start()
         except BaseException:
             await self.stop()
             raise
+        print(f"server ready at {self.base_url} ({self.database_kind}): {' '.join(self.command()[1:])}", flush=True)
         return self
 
     async def __aexit__(self, *exc_info) -> None:

@@ -184,10 +184,7 @@ async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
     # The server holds 2C sockets and the clients 2C more; both inherit this limit.
     results.fd_limit = raise_fd_limit(4 * args.connections + 1024)
     server = ServerProcess(database_url=args.database_url, **RATE_LIMITS_RAISED, **CHEAP_HASHING)
-    print("starting the server ...", flush=True)
     async with server:
-        print(f"server ready at {server.base_url} ({server.database_kind}):"
-              f" {' '.join(server.command()[1:])}", flush=True)
         print(f"registering {2 * args.connections} users ...", flush=True)
         started = time.monotonic()
         connector = aiohttp.TCPConnector(limit=64)

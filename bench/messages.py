@@ -151,10 +151,7 @@ async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
     deadline = time.monotonic() + RUN_DEADLINE
     results.load_at_start = load_average()
     server = ServerProcess(database_url=args.database_url, **RATE_LIMITS_RAISED)
-    print("starting the server ...", flush=True)
     async with server:
-        print(f"server ready at {server.base_url} ({server.database_kind}):"
-              f" {' '.join(server.command()[1:])}", flush=True)
         connector = aiohttp.TCPConnector(limit=1)  # one keep-alive connection: requests one after another
         async with aiohttp.ClientSession(connector=connector,
                                          timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) as session:

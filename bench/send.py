@@ -116,10 +116,7 @@ async def run(args: argparse.Namespace, phases: list[Phase], notes: dict) -> Ser
     deadline = time.monotonic() + RUN_DEADLINE
     notes["load_at_start"] = load_average()
     server = ServerProcess(database_url=args.database_url, **RATE_LIMITS_RAISED)
-    print("starting the server ...", flush=True)
     async with server:
-        print(f"server ready at {server.base_url} ({server.database_kind}):"
-              f" {' '.join(server.command()[1:])}", flush=True)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) as session:
             api = Api(session, server.base_url, deadline)
             users = await api.register_many("sender", max(args.clients))
