@@ -35,6 +35,17 @@ async def timed(awaitable) -> tuple[Any, float]:
     return result, loop.time() - started
 
 
+async def held_then_woken(loop: "SyncLoop", action, wait_s: float = 0.3, *, status: int = 200):
+    """Starts a long-poll, lets it wait, runs ``action``; returns the answer
+    (expected with ``status``) and the seconds the long-poll took after the
+    action began."""
+    poll = asyncio.ensure_future(loop.sync(timeout=20_000, status=status))
+    await asyncio.sleep(wait_s)
+    assert not poll.done(), "the long-poll did not wait"
+    result, elapsed = await timed(asyncio.gather(action(), poll))
+    return result[1], elapsed
+
+
 async def caught_up(server, timeout: float = 10) -> None:
     """Waits until ``server`` has handed every write it committed to its
     notifier's listeners. A resumed sync answers from what the notifier has

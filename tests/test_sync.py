@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from .client import MATRIX
 from .room_steps import another_device, bodies, ids_of, register, room_of, stored_event_ids, text
-from .sync_steps import SyncLoop, members, room, state, state_keys, sync, timed, timeline
+from .sync_steps import SyncLoop, held_then_woken, members, room, state, state_keys, sync, timed, timeline
 
 ROOM_STATE = {("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.join_rules", ""),
               ("m.room.history_visibility", ""), ("m.room.name", ""), ("m.room.topic", "")}
@@ -371,12 +371,9 @@ async def test_logout_ends_a_pending_long_poll(api, server):
     await room_of(alice, bob)
     loop = SyncLoop(bob, server)
     await loop.sync()
-    poll = asyncio.ensure_future(timed(loop.sync(timeout=20_000, status=401)))
-    await asyncio.sleep(0.3)
-    assert not poll.done()
-    await bob.call("POST", "/logout", schema="matrix/empty.response")
-    answer, elapsed = await poll
-    assert elapsed < 3
+    answer, elapsed = await held_then_woken(
+        loop, lambda: bob.call("POST", "/logout", schema="matrix/empty.response"), status=401)
+    assert elapsed < 2, elapsed
     assert answer["errcode"] == "M_UNKNOWN_TOKEN"
 
 

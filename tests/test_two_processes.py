@@ -16,7 +16,7 @@ from .client import ApiClient
 from .conftest import truncate_all
 from .processes import Serve, child_env, data_dir  # noqa: F401 (data_dir: a fixture)
 from .room_steps import User, register, room_of
-from .sync_steps import SyncLoop, assert_each_once_in_one_order, ephemeral, on, timed, timeline
+from .sync_steps import SyncLoop, assert_each_once_in_one_order, ephemeral, held_then_woken, on, timed, timeline
 from .test_sync_ordering import _sync_until
 
 SENDERS = 4
@@ -28,16 +28,6 @@ MESSAGES_PER_SENDER = 25
 def second(io_loop, more_servers):
     """A client of a second server on the same database."""
     return ApiClient(io_loop.run_sync(more_servers).base_url)
-
-
-async def held_then_woken(loop: SyncLoop, action, wait_s: float = 0.3):
-    """Starts a long-poll, lets it wait, runs ``action``; returns the answer
-    and the seconds the long-poll took after the action began."""
-    poll = asyncio.ensure_future(loop.sync(timeout=20_000))
-    await asyncio.sleep(wait_s)
-    assert not poll.done(), "the long-poll did not wait"
-    result, elapsed = await timed(asyncio.gather(action(), poll))
-    return result[1], elapsed
 
 
 async def test_a_message_through_one_server_ends_a_long_poll_on_the_other(api, second):
@@ -71,12 +61,9 @@ async def test_a_logout_through_one_server_ends_a_long_poll_on_the_other(api, se
     await room_of(alice, bob)
     loop = SyncLoop(on(bob, second))
     await loop.sync()
-    poll = asyncio.ensure_future(timed(loop.sync(timeout=20_000, status=401)))
-    await asyncio.sleep(0.3)
-    assert not poll.done()
-    await bob.call("POST", "/logout", schema="matrix/empty.response")
-    answer, elapsed = await poll
-    assert elapsed < 3, elapsed
+    answer, elapsed = await held_then_woken(
+        loop, lambda: bob.call("POST", "/logout", schema="matrix/empty.response"), status=401)
+    assert elapsed < 2, elapsed
     assert answer["errcode"] == "M_UNKNOWN_TOKEN"
 
 
