@@ -18,7 +18,7 @@ from ..auth import policy
 from ..auth.sessions import Requester
 from ..errors import MatrixError, forbidden, not_found
 from ..events import ids
-from ..events.power_levels import default_power_levels
+from ..events.power_levels import EDIT_MEMBERS, default_power_levels
 from ..events.room_creation import RoomRequest
 from ..storage import compat as store
 from ..storage import events as event_store
@@ -230,9 +230,7 @@ class Compat:
             raise FieldErrors(errors)
         async with self._name_lock(name):
             room_id = await self._new_private_room(requester, name)
-        for user_id in members or []:
-            if user_id != requester.user_id:
-                await self._rooms.add_member(requester, room_id, user_id)
+        await self._rooms.edit_members(requester, room_id, add=[u for u in members or [] if u != requester.user_id])
         return room_json(await store.room_object_by_room_id(self._pool, room_id))
 
     @asynccontextmanager
@@ -246,10 +244,13 @@ class Compat:
             yield
 
     async def _new_private_room(self, requester: Requester, name: str, *, is_direct: bool = False) -> str:
-        # Any member may rename the room and change its members, as in the original.
+        # Any member may rename the room and change its members, as in the
+        # original: the room's power levels say so (EDIT_MEMBERS), and the
+        # room rules hold every edit to them.
         events = dict(default_power_levels(requester.user_id)["events"], **{"m.room.name": 0})
         request = RoomRequest(preset="private_chat", name=name, is_direct=is_direct,
-                              power_level_content_override={"kick": 0, "invite": 0, "events": events})
+                              power_level_content_override={"kick": 0, "invite": 0, EDIT_MEMBERS: 0,
+                                                            "events": events})
         return await self._rooms.create_room(requester, request, alias_localpart=None, publish=False)
 
     async def _room_object(self, number: int):
@@ -282,22 +283,18 @@ class Compat:
         if errors:
             raise FieldErrors(errors)
         room_id = row["room_id"]
+        add: list[str] = []
+        remove: list[str] = []
         if members is not None:
             current = {m["state_key"] for m in await event_store.joined_members(self._pool, room_id)}
-            wanted = set(members)
-            # Checked before anything changes: a refused request changes nothing.
-            if row["creator"] in current - wanted and requester.user_id != row["creator"] \
-                    and not requester.is_moderator:
-                raise forbidden("You do not have permission to perform this action.")
-        if name is not None and name != row["name"]:
-            async with self._name_lock(name, room_id):
-                await self._rooms.set_state(requester, room_id, "m.room.name", "", {"name": name})
-        if members is not None:
-            for user_id in members:
-                if user_id not in current:
-                    await self._rooms.add_member(requester, room_id, user_id)
-            for user_id in sorted(current - wanted):
-                await self._rooms.remove_member(requester, room_id, user_id)
+            add = [user_id for user_id in members if user_id not in current]
+            remove = sorted(current - set(members))
+        rename = name if name is not None and name != row["name"] else None
+        if rename is not None:
+            async with self._name_lock(rename, room_id):
+                await self._rooms.edit_members(requester, room_id, add=add, remove=remove, name=rename)
+        else:
+            await self._rooms.edit_members(requester, room_id, add=add, remove=remove)
         return room_json(await store.room_object_by_room_id(self._pool, room_id))
 
     async def delete_room(self, requester: Requester, number: int) -> None:
@@ -375,7 +372,7 @@ class Compat:
                 await store.set_direct_room(conn, low["id"], high["id"], room_id)
             else:
                 # Whoever left the pair's room is brought back by the next message to them.
-                await self._rooms.add_member(requester, room_id, other["user_id"])
+                await self._rooms.edit_members(requester, room_id, add=[other["user_id"]])
         message = await self._send(requester, room_id, text)
         return {"text": message["text"], "created_at": message["created_at"]}
 
@@ -394,9 +391,8 @@ class Compat:
         # taken name must not stop a message); the rest as any /api room.
         room_id = await self._new_private_room(requester, f"{low['localpart']}&{high['localpart']}_private",
                                                is_direct=True)
-        for user in (low, high):
-            if user["user_id"] != requester.user_id:
-                await self._rooms.add_member(requester, room_id, user["user_id"])
+        await self._rooms.edit_members(requester, room_id,
+                                       add=[u["user_id"] for u in (low, high) if u["user_id"] != requester.user_id])
         return room_id
 
     # -- moderation ------------------------------------------------------------------------
