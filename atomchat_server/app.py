@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import tornado.web
 
 from .api import admin, compat, matrix_account, matrix_ephemeral, matrix_profile, matrix_rooms, matrix_sync, stream
-from .api.base import NotFoundHandler, log_request
+from .api.base import NotFoundHandler, log_request, redact_tornado_logs
 from .auth import policy
 from .auth.passwords import Passwords
 from .auth.sessions import SessionCache
@@ -80,6 +80,7 @@ class AtomChat:
 
     async def start(self) -> tornado.web.Application:
         settings = self.settings
+        redact_tornado_logs()
         schemas()  # compile every schema now: a broken one fails the start, not a request
         policy.common_passwords()  # load the list now, not during someone's registration
         if settings.migrate:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 from ..errors import MatrixError, forbidden, not_found
 from ..events.filters import FilterError, SyncFilter
 from ..storage import filters as filter_store
 from ..sync import tokens
 from ..sync.session import SyncSession
+from ..validation import load_json
 from .base import BaseHandler
 from .matrix_account import PREFIX
 
@@ -58,7 +57,7 @@ async def load_filter(handler: BaseHandler, user_id: str, value: str | None) -> 
         return SyncFilter()
     try:
         if value.lstrip().startswith("{"):
-            return SyncFilter.from_json(json.loads(value))
+            return SyncFilter.from_json(load_json(value, "The filter", "M_INVALID_PARAM"))
         if not value.isdigit() or len(value) > 18:
             raise MatrixError(400, "M_INVALID_PARAM", "'filter' must be a filter id or a JSON object")
         definition = await filter_store.get_filter(handler.ctx.pool, user_id, int(value))

@@ -23,7 +23,7 @@ from ..auth.sessions import Requester
 from ..errors import MatrixError
 from ..sync import tokens
 from ..sync.session import SyncSession
-from ..validation import holds_nul, schemas
+from ..validation import load_json, schemas
 from .matrix_sync import load_filter
 
 log = logging.getLogger("atomchat.stream")
@@ -214,12 +214,9 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
 
     async def on_message(self, message: str | bytes) -> None:
         try:
-            frame = json.loads(message)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            self._close(CLOSE_BAD_FRAME, "frames must be JSON")
-            return
-        if holds_nul(frame):  # nothing with a NUL can be stored
-            self._close(CLOSE_BAD_FRAME, "frames cannot contain NUL characters")
+            frame = load_json(message, "A frame")
+        except MatrixError as error:
+            self._close(CLOSE_BAD_FRAME, error.error[:120])
             return
         if self.requester is None:
             await self._authenticate_frame(frame)
