@@ -54,7 +54,8 @@ def block_of(content: Mapping[str, Any]) -> tuple[str, str] | None:
 
 def may_act(block: str | None, action: str) -> bool:
     """Whether a user with this block may take this action (join, send,
-    invite, state, create_room, profile, leave, redact)."""
+    invite, kick, state, create_room, profile, directory, leave, redact
+    (their own events), redact_others)."""
     if block == "locked":
         return False
     if block == "suspended":

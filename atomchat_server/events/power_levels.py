@@ -121,3 +121,10 @@ def edits_members(state: StateMap, user_id: str) -> bool:
     """Whether the room lets this user edit its member list (see EDIT_MEMBERS)."""
     needed = edit_members_level(state)
     return needed is not None and user_level(state, user_id) >= needed
+
+
+def edits_directory(state: StateMap, user_id: str) -> bool:
+    """Whether the user may publish the room in the directory, take it out,
+    or delete others' aliases of it: the level of m.room.canonical_alias,
+    as the specification's servers ask."""
+    return user_level(state, user_id) >= event_level(state, "m.room.canonical_alias", True)

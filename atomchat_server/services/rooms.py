@@ -17,7 +17,7 @@ from ..events import ids
 from ..events.drafts import MAX_EVENT_BYTES, EventDraft
 from ..events.filters import RoomEventFilter
 from ..events.format import client_event
-from ..events.power_levels import edits_members, event_level, user_level
+from ..events.power_levels import edits_directory, edits_members
 from ..events.room_creation import ROOM_VERSION, RoomRequest, initial_events
 from ..events.visibility import Range, can_see, visible_ranges
 from ..storage import directory as directory_store
@@ -69,6 +69,11 @@ class Rooms:
         if room is None or room["deleted"]:
             raise not_found("Unknown room")
         return room
+
+    async def _levels(self, room_id: str) -> dict[tuple[str, str], Any]:
+        """The state that says who has which power level in the room."""
+        return {k: dict(v) for k, v in (await event_store.state_events(
+            self._pool, room_id, [("m.room.power_levels", ""), ("m.room.create", "")])).items()}
 
     @staticmethod
     def _check_size(draft: EventDraft) -> None:
@@ -188,9 +193,7 @@ class Rooms:
         if any(user_id != requester.user_id for user_id in remove):
             self._blocks.require(requester.user_id, "kick")
         await self._require_room(room_id)
-        state = {k: dict(v) for k, v in (await event_store.state_events(
-            self._pool, room_id, [("m.room.power_levels", ""), ("m.room.create", "")])).items()}
-        at_once = edits_members(state, requester.user_id)
+        at_once = edits_members(await self._levels(room_id), requester.user_id)
         drafts = []
         if name is not None:
             drafts.append(self._draft(requester, room_id, "m.room.name", {"name": name}, state_key=""))
@@ -260,6 +263,7 @@ class Rooms:
         target = await event_store.get_event(self._pool, event_id)
         if target is None or target["room_id"] != room_id:
             raise not_found("Unknown event")
+        self._blocks.require(requester.user_id, "redact" if target["sender"] == requester.user_id else "redact_others")
         content = {"reason": reason} if reason else {}
         return await self._write_one(self._draft(requester, room_id, "m.room.redaction", content, redacts=event_id),
                                      txn)
@@ -401,6 +405,7 @@ class Rooms:
         parts = alias[1:].partition(":")
         if not ids.is_room_alias(alias) or parts[2] != self.server_name:
             raise MatrixError(400, "M_INVALID_PARAM", f"Room aliases here end in ':{self.server_name}'")
+        self._blocks.require(requester.user_id, "directory")
         membership = await event_store.membership(self._pool, room_id, requester.user_id)
         if membership is None or membership["membership"] != "join":
             await self._require_room(room_id)
@@ -420,18 +425,26 @@ class Rooms:
         row = await directory_store.get_alias(self._pool, alias)
         if row is None:
             raise not_found("Unknown room alias")
-        if row["creator"] != requester.user_id:
-            state = {k: dict(v) for k, v in (await event_store.state_events(
-                self._pool, row["room_id"], [("m.room.power_levels", ""), ("m.room.create", "")])).items()}
-            if user_level(state, requester.user_id) < event_level(state, "m.room.canonical_alias", True):
-                raise forbidden("Only the alias's creator or someone who may set the room's aliases may delete it")
+        self._blocks.require(requester.user_id, "directory")
+        if row["creator"] != requester.user_id and not edits_directory(await self._levels(row["room_id"]),
+                                                                       requester.user_id):
+            raise forbidden("Only the alias's creator or someone who may set the room's aliases may delete it")
         await directory_store.delete_alias(self._pool, alias)
 
     async def set_visibility(self, requester: Requester, room_id: str, visibility: str) -> None:
-        membership = await event_store.membership(self._pool, room_id, requester.user_id)
-        if membership is None or membership["membership"] != "join":
+        """Publishing a room or taking it out of the directory: a server
+        moderator, or a member with the level of m.room.canonical_alias."""
+        self._blocks.require(requester.user_id, "directory")
+        if not requester.is_moderator:
+            membership = await event_store.membership(self._pool, room_id, requester.user_id)
+            if membership is None or membership["membership"] != "join":
+                await self._require_room(room_id)
+                raise forbidden("You must be in the room to publish it")
+            if not edits_directory(await self._levels(room_id), requester.user_id):
+                raise forbidden("Publishing the room needs the power level to set its aliases "
+                                "(m.room.canonical_alias)")
+        else:
             await self._require_room(room_id)
-            raise forbidden("You must be in the room to publish it")
         await directory_store.set_published(self._pool, room_id, visibility == "public")
 
     async def visibility(self, room_id: str) -> str:
