@@ -23,6 +23,7 @@ from .auth.tokens import TokenCodec, load_or_create_signing_key
 from .db import migrations
 from .db.pool import create_pool
 from .notifier import Notifier
+from .ratelimit import OpenPerAccount
 from .sync.builder import SyncBuilder
 from .sync.session import SyncSessions
 from .services.accounts import Accounts, RateLimits
@@ -52,6 +53,8 @@ class AppContext:
     moderation: Moderation
     admin: AdminQueries
     compat: Compat
+    open_streams: OpenPerAccount  # per account, WebSocket streams
+    long_polls: OpenPerAccount  # per account, /sync requests waiting
     sync_sessions: SyncSessions = field(default_factory=SyncSessions)
     in_flight: int = 0
     streams: stream.OpenStreams | None = None
@@ -123,7 +126,9 @@ class AtomChat:
                               moderation=moderation,
                               admin=AdminQueries(pool=self._pool, blocks=blocks, system_user=moderation.system_user),
                               compat=Compat(pool=self._pool, accounts=accounts, rooms=rooms, moderation=moderation),
-                              streams=stream.OpenStreams(settings.websocket_ping_seconds))
+                              streams=stream.OpenStreams(settings.websocket_ping_seconds),
+                              open_streams=OpenPerAccount(settings.max_streams_per_account, "streams"),
+                              long_polls=OpenPerAccount(settings.max_long_polls_per_account, "long-polls"))
         self.ctx.streams.start()
         return self.application()
 

@@ -39,11 +39,21 @@ class SyncHandler(BaseHandler):
         else:
             session.requester = requester
         self._session = session
+        waits = timeout > 0 and since is not None and not full_state
+        if waits:
+            try:
+                self.ctx.long_polls.take(requester.user_id)
+            except MatrixError:
+                session.close()
+                raise
         try:
             result = await session.next(timeout)
         except MatrixError:
             session.close()
             raise
+        finally:
+            if waits:
+                self.ctx.long_polls.give_back(requester.user_id)
         if result is None:  # the client went away
             session.close()
             return

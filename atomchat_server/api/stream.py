@@ -33,6 +33,7 @@ CLOSE_AUTH_TIMEOUT = 4001
 CLOSE_BAD_FRAME = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_TOO_SLOW = 4408
+CLOSE_TOO_MANY = 4429
 CLOSE_GOING_AWAY = 1001
 CLOSE_PING_TIMEOUT = 1000
 
@@ -88,6 +89,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         self._pending = 0
         self._closing = False
         self._answered = True  # the peer answered the last heartbeat ping
+        self._counted: str | None = None  # the account whose open streams count this one
 
     def check_origin(self, origin: str) -> bool:
         return True  # authentication is by token, never by cookie: any origin may connect
@@ -106,6 +108,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             user = self.requester.user_id if self.requester else None
             if user is not None:
                 self._filter = await load_filter(self, user, self._filter_param)
+                self._count(user)
         except MatrixError as error:
             self.set_status(error.status)
             self.set_header("Content-Type", "application/json")
@@ -246,6 +249,11 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         except MatrixError as error:
             self._close(CLOSE_UNAUTHORIZED, error.error[:100])
             return
+        try:
+            self._count(self.requester.user_id)
+        except MatrixError as error:
+            self._close(CLOSE_TOO_MANY, error.error[:120])
+            return
         self._token = frame["access_token"]
         self._start()
 
@@ -270,7 +278,25 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
                                          params["event_id"])
         return {}
 
+    def _count(self, user_id: str) -> None:
+        """Counts this stream among the account's open ones (refused past
+        the limit); on_close gives the place back."""
+        if self._counted is None:
+            self.ctx.open_streams.take(user_id)
+            self._counted = user_id
+
+    def on_finish(self) -> None:
+        """A request refused before the upgrade gives back its place."""
+        if self.get_status() != 101:
+            self._uncount()
+
+    def _uncount(self) -> None:
+        if self._counted is not None:
+            self.ctx.open_streams.give_back(self._counted)
+            self._counted = None
+
     def on_close(self) -> None:
+        self._uncount()
         self._closing = True
         if self._session is not None:
             self._session.client_gone()
