@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import tornado.httpserver
 import tornado.web
 
 from .api import admin, compat, matrix_account, matrix_ephemeral, matrix_profile, matrix_rooms, matrix_sync, stream
-from .api.base import NotFoundHandler, log_request, redact_tornado_logs
+from .api.base import HeadersTooLargeHandler, NotFoundHandler, log_request, redact_tornado_logs
 from .auth import policy
 from .auth.passwords import Passwords
 from .auth.sessions import SessionCache
@@ -58,6 +59,37 @@ class AppContext:
     sync_sessions: SyncSessions = field(default_factory=SyncSessions)
     in_flight: int = 0
     streams: stream.OpenStreams | None = None
+
+
+class Application(tornado.web.Application):
+    """Tornado's, answering a request whose request line and headers exceed
+    max_header_bytes with 414 (the path alone does) or 431, in JSON, instead
+    of closing the connection without a word at Tornado's own limit."""
+
+    def find_handler(self, request, **kwargs):
+        limit = self.settings["max_header_bytes"]
+        line = len(request.method or "") + len(request.uri or "") + len(request.version or "") + 4
+        size = line + sum(len(name) + len(value) + 4 for name, value in request.headers.get_all())
+        if size > limit:
+            return self.get_handler_delegate(request, HeadersTooLargeHandler,
+                                             {"ctx": self.settings["ctx"], "status": 414 if line > limit else 431})
+        return super().find_handler(request, **kwargs)
+
+
+def http_server(app: tornado.web.Application, settings) -> tornado.httpserver.HTTPServer:
+    """The HTTP server for the application, with the limits that keep slow
+    or oversized clients from holding connections and memory. The hard caps
+    sit above the limits the handlers enforce, so that a request over a
+    limit still gets a JSON answer: only past them is it cut off."""
+    return tornado.httpserver.HTTPServer(
+        app,
+        max_body_size=max(1 << 20, 4 * settings.max_body_bytes),
+        max_header_size=max(1 << 20, 4 * settings.max_header_bytes),
+        # Tornado's header timeout is its idle-connection timeout: both
+        # are the wait for the next request's headers.
+        idle_connection_timeout=settings.header_timeout_seconds,
+        body_timeout=settings.body_timeout_seconds,
+    )
 
 
 WRITER_NAME = "atomchat-writer"  # the persister's connection, in pg_stat_activity
@@ -136,11 +168,14 @@ class AtomChat:
         routes = (matrix_account.routes() + matrix_rooms.routes() + matrix_profile.routes() + matrix_sync.routes()
                   + matrix_ephemeral.routes() + stream.routes() + admin.routes() + compat.routes())
         handlers = [(pattern, handler, {"ctx": self.ctx}) for pattern, handler in routes]
-        return tornado.web.Application(
+        return Application(
             handlers,
             default_handler_class=NotFoundHandler,
             default_handler_args={"ctx": self.ctx},
             log_function=log_request,
+            ctx=self.ctx,
+            max_header_bytes=self.settings.max_header_bytes,
+            websocket_max_message_size=self.settings.websocket_max_message_bytes,
         )
 
     def begin_shutdown(self) -> None:

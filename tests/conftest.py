@@ -31,7 +31,7 @@ from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 
 from atomchat_server import config
-from atomchat_server.app import AtomChat
+from atomchat_server.app import AtomChat, http_server
 from atomchat_server.auth.passwords import Passwords
 from atomchat_server.db import migrations
 from atomchat_server.db.embedded import EmbeddedPostgres
@@ -204,7 +204,7 @@ async def start_server(settings, dsn: str, passwords: Passwords | None) -> Runni
     """Starts an AtomChat server on 127.0.0.1 inside the running loop."""
     atomchat = AtomChat(settings, dsn, passwords=passwords)
     sock, port = bind_unused_port()
-    http = HTTPServer(await atomchat.start(), max_body_size=1 << 20)
+    http = http_server(await atomchat.start(), settings)
     http.add_sockets([sock])
     return RunningServer(atomchat, f"http://127.0.0.1:{port}", http)
 

@@ -156,6 +156,22 @@ class BaseHandler(tornado.web.RequestHandler):
         return f"{self.request.method} {self.request.path} ({self.request.remote_ip})"
 
 
+class HeadersTooLargeHandler(BaseHandler):
+    """Any request whose request line and headers are over the limit (see
+    app.Application): 414 when the request line alone is, else 431."""
+
+    def initialize(self, ctx, status: int) -> None:
+        super().initialize(ctx)
+        self._too_large = status
+
+    def prepare(self) -> None:
+        super().prepare()
+        what = "request line" if self._too_large == 414 else "request line and headers"
+        limit = self.ctx.settings.max_header_bytes
+        raise MatrixError(self._too_large, "M_TOO_LARGE", f"The {what} are larger than {limit} bytes"
+                          if self._too_large == 431 else f"The {what} is larger than {limit} bytes")
+
+
 class NotFoundHandler(BaseHandler):
     """Any path no route matches."""
 
