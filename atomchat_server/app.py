@@ -162,6 +162,7 @@ class AtomChat:
                               open_streams=OpenPerAccount(settings.max_streams_per_account, "streams"),
                               long_polls=OpenPerAccount(settings.max_long_polls_per_account, "long-polls"))
         self.ctx.streams.start()
+        await self.ctx.compat.upgrade_old_api_rooms()
         return self.application()
 
     def application(self) -> tornado.web.Application:

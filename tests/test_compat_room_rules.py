@@ -15,6 +15,7 @@ import pytest
 from atomchat_server.events.power_levels import EDIT_MEMBERS
 
 from .compat_client import NOT_ALLOWED, CompatClient, Person, people
+from .test_session_revocation import sql
 
 
 @pytest.fixture
@@ -106,3 +107,33 @@ async def test_api_rooms_say_in_their_power_levels_that_members_edit_members(com
     changed = (await bob.update_room(room["id"], {"users": [alice.id, bob.id, dave.id, carol.id]})).body
     assert changed["users"] == [alice.id, bob.id, dave.id]
     assert await membership(alice, api, room_id, carol) == "invite"
+
+
+async def test_rooms_made_through_api_before_the_level_get_it_from_their_creator(compat, api, database_dsn,
+                                                                                 more_servers):
+    """Migration 0008 lists the rooms that exist when it runs; the server
+    then gives those made with /api's old power levels the level, as their
+    creator, where the rules let the creator."""
+    alice, bob, carol, dave = await people(compat, "alice", "bob", "carol", "dave")
+    old_levels = {"kick": 0, "invite": 0, "events": {"m.room.name": 0}}
+    old = await matrix_room(alice, api, bob, carol, power_level_content_override=old_levels)
+    creator_gone = await matrix_room(bob, api, alice, power_level_content_override=old_levels)
+    await bob.on_matrix(api).leave(creator_gone)
+    kick_only = await matrix_room(alice, api, bob, power_level_content_override={"kick": 0})
+    await sql(database_dsn, "INSERT INTO api_rooms_to_upgrade (room_id) VALUES ($1), ($2), ($3)",
+              old, creator_gone, kick_only)
+
+    await more_servers()  # a server start runs the upgrade
+    assert await sql(database_dsn, "SELECT * FROM api_rooms_to_upgrade") == []
+    levels = (await alice.on_matrix(api).get_state(old, "m.room.power_levels")).body
+    assert levels == {**levels, EDIT_MEMBERS: 0, "kick": 0}
+    for room_id in (creator_gone, kick_only):
+        assert EDIT_MEMBERS not in (await alice.on_matrix(api).get_state(room_id, "m.room.power_levels")).body
+    # In the upgraded room bob (0) adds dave at once and removes carol, as before.
+    number = await number_of(bob, old, api)
+    changed = (await bob.update_room(number, {"users": [alice.id, bob.id, dave.id]})).body
+    assert changed["users"] == [alice.id, bob.id, dave.id]
+    # A second start finds nothing to do.
+    await more_servers()
+    assert len([e for e in (await alice.on_matrix(api).messages(old, dir="b", limit=100)).body["chunk"]
+                if e["type"] == "m.room.power_levels"]) == 2

@@ -8,6 +8,7 @@ shapes and words the original API's clients know.
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from contextlib import asynccontextmanager
@@ -26,6 +27,8 @@ from ..storage import users as user_store
 from .accounts import Accounts
 from .moderation import Moderation
 from .rooms import Rooms
+
+log = logging.getLogger(__name__)
 
 # Django's username rule: letters, digits and @ . + - _ ; at most 150 characters.
 _USERNAME = re.compile(r"^[\w.@+-]+\Z")
@@ -114,6 +117,21 @@ def _boolean(value: Any) -> bool | None:
     return None
 
 
+# The power levels a room made through /api has, besides the defaults (and
+# m.room.name at 0).
+API_ROOM_LEVELS = {"kick": 0, "invite": 0, EDIT_MEMBERS: 0}
+
+
+def made_by_old_api(first_levels: dict[str, Any] | None) -> bool:
+    """Whether a room's first power levels are those /api gave its rooms
+    before EDIT_MEMBERS existed: kick, invite and m.room.name at 0."""
+    if not isinstance(first_levels, dict) or EDIT_MEMBERS in first_levels:
+        return False
+    events = first_levels.get("events")
+    return (first_levels.get("kick") == 0 and first_levels.get("invite") == 0
+            and isinstance(events, dict) and events.get("m.room.name") == 0)
+
+
 class Compat:
     def __init__(self, *, pool, accounts: Accounts, rooms: Rooms, moderation: Moderation) -> None:
         self._pool = pool
@@ -121,6 +139,20 @@ class Compat:
         self._accounts = accounts
         self._rooms = rooms
         self._moderation = moderation
+
+    async def upgrade_old_api_rooms(self) -> None:
+        """Gives the rooms made through /api before EDIT_MEMBERS existed the
+        level at 0, so their members go on editing the member list as
+        before. Sent as the room's creator and judged by the room rules like
+        any change of theirs: where the creator has left or lost the power to
+        change power levels, the room keeps the Matrix rules alone."""
+        for row in await store.rooms_to_upgrade(self._pool):
+            if made_by_old_api(row["first_levels"]):
+                try:
+                    await self._rooms.set_power_level(row["creator"], row["room_id"], EDIT_MEMBERS, 0)
+                except MatrixError as refusal:
+                    log.info("room %s keeps the Matrix rules for member edits: %s", row["room_id"], refusal.error)
+            await store.upgraded(self._pool, row["room_id"])
 
     # -- accounts --------------------------------------------------------------------
 
@@ -249,8 +281,7 @@ class Compat:
         # room rules hold every edit to them.
         events = dict(default_power_levels(requester.user_id)["events"], **{"m.room.name": 0})
         request = RoomRequest(preset="private_chat", name=name, is_direct=is_direct,
-                              power_level_content_override={"kick": 0, "invite": 0, EDIT_MEMBERS: 0,
-                                                            "events": events})
+                              power_level_content_override={**API_ROOM_LEVELS, "events": events})
         return await self._rooms.create_room(requester, request, alias_localpart=None, publish=False)
 
     async def _room_object(self, number: int):

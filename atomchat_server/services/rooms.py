@@ -254,6 +254,17 @@ class Rooms:
         await self._require_room(room_id)
         return await self._write_one(self._draft(requester, room_id, event_type, content, state_key=state_key))
 
+    async def set_power_level(self, user_id: str, room_id: str, key: str, level: int) -> None:
+        """Sets one key of the room's power levels, as ``user_id`` and judged
+        by the room rules as their change (the server's upgrades of rooms
+        it made; people change power levels with set_state)."""
+        await self._require_room(room_id)
+        current = await event_store.state_event(self._pool, room_id, "m.room.power_levels", "")
+        content = dict(current["content"]) if current is not None else {}
+        if content.get(key) != level:
+            await self._write_one(EventDraft(room_id=room_id, sender=user_id, type="m.room.power_levels",
+                                             content={**content, key: level}, state_key=""))
+
     async def redact(self, requester: Requester, room_id: str, event_id: str, txn_id: str,
                      reason: str | None) -> str:
         txn = (requester.user_id, requester.device_id, txn_id)
