@@ -153,8 +153,9 @@ class LogoutHandler(BaseHandler):
     contract = {"post": Op("Log this device out", {200: "matrix/empty.response"}, request=OBJECT)}
 
     async def post(self) -> None:
+        requester = await self.authenticate(allow_locked=True)
         self.json_body()
-        await self.ctx.accounts.logout(await self.authenticate(allow_locked=True))
+        await self.ctx.accounts.logout(requester)
         self.send_json({})
 
 
@@ -164,8 +165,8 @@ class LogoutAllHandler(BaseHandler):
     contract = {"post": Op("Log every device out", {200: "matrix/empty.response"}, request=OBJECT)}
 
     async def post(self) -> None:
-        self.json_body()
         requester = await self.authenticate(allow_locked=True)
+        self.json_body()
         await self.ctx.accounts.logout_all(requester.user_id)
         self.send_json({})
 
