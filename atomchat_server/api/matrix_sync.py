@@ -22,8 +22,7 @@ class SyncHandler(BaseHandler):
         Param("since", description="The next_batch of the previous answer"),
         Param("timeout", {"type": "integer"}, "Milliseconds to wait for news (at most 120000)"),
         Param("filter", description="A filter id or a filter as JSON"),
-        Param("full_state", {"type": "string", "enum": ["true", "false"]}),
-        Param("set_presence", {"type": "string", "enum": ["online", "offline", "unavailable"]}, "Ignored")))}
+        Param("full_state", {"type": "string", "enum": ["true", "false"]})))}
 
     def initialize(self, ctx) -> None:
         super().initialize(ctx)
@@ -39,7 +38,7 @@ class SyncHandler(BaseHandler):
         since = tokens.parse(since_token, "since") if since_token else None
         timeout = max(0, min(self.int_argument("timeout", 0), MAX_TIMEOUT_MS)) / 1000
         filter_param = self.get_query_argument("filter", None)
-        full_state = self.get_query_argument("full_state", "false") == "true"
+        full_state = self.bool_argument("full_state", False)
         sessions = self.ctx.sync_sessions
         session = None if full_state else sessions.take(requester.session_id, since, filter_param)
         if session is None:
