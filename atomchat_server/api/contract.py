@@ -216,7 +216,7 @@ def _operation(path: str, handler: type, method: str, op: Op, literals: dict[str
     if parameters:
         operation["parameters"] = parameters
     if op.request is not None:
-        operation["requestBody"] = {"required": False, "content": {
+        operation["requestBody"] = {"required": op.request != OBJECT, "content": {
             "application/json": {"schema": _schema_ref(_format(op.request, literals))}}}
     schemes = getattr(handler, "security", ("bearer", "access_token"))
     if op.auth == "none":

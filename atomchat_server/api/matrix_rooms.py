@@ -16,7 +16,7 @@ ROOM = r"/rooms/([^/]+)"
 
 class CreateRoomHandler(BaseHandler):
     contract = {"post": Op("Create a room", {200: "matrix/createRoom.response"}, request="matrix/createRoom.request",
-                           errors=(403,))}
+                           errors=(403, 404))}
 
     async def post(self) -> None:
         requester = await self.authenticate()
