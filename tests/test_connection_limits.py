@@ -145,6 +145,9 @@ async def test_a_long_path_is_414_and_long_headers_are_431_in_json(server):
                                      + b"X-Big: " + b"b" * 20_000 + b"\r\n\r\n")
     assert status == 431
     assert json.loads(body)["errcode"] == "M_TOO_LARGE"
+    # On the original API, in its own shape.
+    status, body = await raw_request(server, b"GET /api/rooms/" + b"1" * 20_000 + b"/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (status, json.loads(body)) == (414, {"detail": "The request line is larger than 16384 bytes"})
     # Just under the limit is served.
     status, _ = await raw_request(server, b"GET /_matrix/client/versions HTTP/1.1\r\nHost: x\r\n"
                                   + b"X-Big: " + b"b" * 15_000 + b"\r\n\r\n")
