@@ -26,8 +26,6 @@ from .db import migrations
 from .db.pool import create_pool
 from .notifier import Notifier
 from .ratelimit import OpenPerAccount
-from .sync.builder import SyncBuilder
-from .sync.session import SyncSessions
 from .services.accounts import Accounts, RateLimits
 from .services.compat import Compat
 from .services.ephemeral import Ephemeral
@@ -35,6 +33,8 @@ from .services.moderation import AdminQueries, Blocks, Moderation
 from .services.persister import Persister
 from .services.profiles import Profiles
 from .services.rooms import Rooms
+from .sync.builder import SyncBuilder
+from .sync.session import SyncSessions
 from .validation import schemas
 
 log = logging.getLogger("atomchat")

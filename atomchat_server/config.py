@@ -13,9 +13,10 @@ import dataclasses
 import difflib
 import os
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -186,7 +187,7 @@ def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...] | None
             parser.add_argument(flag, dest=option.name, default=None, metavar=option.name.upper(), help=help_text)
 
 
-def load(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> "Settings":
+def load(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Builds Settings from the layers, lowest first."""
     flags = dict(flags or {})
     environ = os.environ if environ is None else environ

@@ -19,11 +19,12 @@ notifier catches up from the database, so no event is lost in the gap.
 from __future__ import annotations
 
 import asyncio
-import logging
 import json
+import logging
 import time
 from collections import OrderedDict, deque
-from typing import Any, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import asyncpg
 

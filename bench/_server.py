@@ -33,9 +33,10 @@ import tempfile
 import time
 import traceback
 import warnings
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
@@ -139,7 +140,7 @@ class Usage:
     (its backends as they come and go; not counted for an external one) and
     any given by name (name -> pids)."""
 
-    def __init__(self, server: "ServerProcess", **parties: list[int]) -> None:
+    def __init__(self, server: ServerProcess, **parties: list[int]) -> None:
         self._server = server
         self._parties = parties
         self._before: dict[str, dict[int, float]] = {}
@@ -279,7 +280,7 @@ class ServerProcess:
             args += ["--" + name.replace("_", "-"), str(value)]
         return args
 
-    async def __aenter__(self) -> "ServerProcess":
+    async def __aenter__(self) -> ServerProcess:
         """Starts the server, saying so on standard output with its command line."""
         print("starting the server ...", flush=True)
         try:
@@ -402,7 +403,7 @@ class LatencyProbe:
         self.latencies: list[float] = []
         self.errors = 0
 
-    async def __aenter__(self) -> "LatencyProbe":
+    async def __aenter__(self) -> LatencyProbe:
         self._process.start()
         deadline = time.monotonic() + 30.0
         while not self._ready.is_set():
@@ -508,7 +509,7 @@ class Sender:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def __aenter__(self) -> "Sender":
+    async def __aenter__(self) -> Sender:
         self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         return self
 
@@ -582,7 +583,7 @@ class Workers:
     def pids(self) -> list[int]:
         return [process.pid for process in self._processes]
 
-    async def __aenter__(self) -> "Workers":
+    async def __aenter__(self) -> Workers:
         for process in self._processes:
             process.start()
         return self

@@ -31,9 +31,22 @@ import time
 from dataclasses import dataclass, field
 
 import aiohttp
-
-from _server import (exit_status, MATRIX, RATE_LIMITS_RAISED, BenchError, benchmark_parser, LatencyProbe, ServerProcess, argon2_defaults, bounded,
-                     load_average, machine, ms, percentile, verdict)
+from _server import (
+    MATRIX,
+    RATE_LIMITS_RAISED,
+    BenchError,
+    LatencyProbe,
+    ServerProcess,
+    argon2_defaults,
+    benchmark_parser,
+    bounded,
+    exit_status,
+    load_average,
+    machine,
+    ms,
+    percentile,
+    verdict,
+)
 
 RUN_DEADLINE = 120.0  # seconds for the whole run, server start included
 REQUEST_TIMEOUT = 60.0  # seconds for any one request

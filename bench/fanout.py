@@ -49,9 +49,26 @@ import time
 from dataclasses import dataclass, field
 
 import aiohttp
-
-from _server import (exit_status, Api, BenchError, benchmark_parser, CHEAP_HASHING, MATRIX, RATE_LIMITS_RAISED, ServerProcess, Usage, User,
-                     Workers, bounded, load_average, machine, ms, percentile, split, verdict)
+from _server import (
+    CHEAP_HASHING,
+    MATRIX,
+    RATE_LIMITS_RAISED,
+    Api,
+    BenchError,
+    ServerProcess,
+    Usage,
+    User,
+    Workers,
+    benchmark_parser,
+    bounded,
+    exit_status,
+    load_average,
+    machine,
+    ms,
+    percentile,
+    split,
+    verdict,
+)
 
 RUN_DEADLINE = 300.0
 REQUEST_TIMEOUT = 30.0

@@ -38,9 +38,24 @@ import time
 from dataclasses import dataclass, field
 
 import aiohttp
-
-from _server import (exit_status, Api, BenchError, benchmark_parser, CHEAP_HASHING, MATRIX, RATE_LIMITS_RAISED, ServerProcess, User, Workers,
-                     bounded, load_average, machine, raise_fd_limit, split, verdict)
+from _server import (
+    CHEAP_HASHING,
+    MATRIX,
+    RATE_LIMITS_RAISED,
+    Api,
+    BenchError,
+    ServerProcess,
+    User,
+    Workers,
+    benchmark_parser,
+    bounded,
+    exit_status,
+    load_average,
+    machine,
+    raise_fd_limit,
+    split,
+    verdict,
+)
 
 RUN_DEADLINE = 600.0
 REQUEST_TIMEOUT = 60.0

@@ -22,7 +22,6 @@ import time
 
 import aiohttp
 import tornado
-
 from _server import BenchError, bounded, free_port, raise_fd_limit
 
 SETTLE_SECONDS = 3.0

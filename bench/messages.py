@@ -43,9 +43,23 @@ from urllib.parse import quote
 
 import aiohttp
 import asyncpg
-
-from _server import (exit_status, Api, BenchError, benchmark_parser, RATE_LIMITS_RAISED, ServerProcess, Usage, User, bounded, load_average,
-                     machine, ms, percentile, room_path, verdict)
+from _server import (
+    RATE_LIMITS_RAISED,
+    Api,
+    BenchError,
+    ServerProcess,
+    Usage,
+    User,
+    benchmark_parser,
+    bounded,
+    exit_status,
+    load_average,
+    machine,
+    ms,
+    percentile,
+    room_path,
+    verdict,
+)
 
 RUN_DEADLINE = 900.0  # seconds for the whole run: seeding a million events takes a minute or two
 REQUEST_TIMEOUT = 60.0

@@ -36,9 +36,24 @@ import time
 from dataclasses import dataclass, field
 
 import aiohttp
-
-from _server import (Api, BenchError, benchmark_parser, RATE_LIMITS_RAISED, Sender, ServerProcess, Usage, User, Workers, bounded,
-                     load_average, machine, ms, percentile, split, verdict)
+from _server import (
+    RATE_LIMITS_RAISED,
+    Api,
+    BenchError,
+    Sender,
+    ServerProcess,
+    Usage,
+    User,
+    Workers,
+    benchmark_parser,
+    bounded,
+    load_average,
+    machine,
+    ms,
+    percentile,
+    split,
+    verdict,
+)
 
 RUN_DEADLINE = 300.0
 REQUEST_TIMEOUT = 30.0

@@ -96,7 +96,7 @@ class Serve:
         self.output_path = data_dir.parent / f"serve-{self.port}.log"
         self.process: subprocess.Popen | None = None
 
-    def __enter__(self) -> "Serve":
+    def __enter__(self) -> Serve:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         with open(self.output_path, "wb") as output:
             self.process = subprocess.Popen([*ATOMCHAT, *self.args], stdin=subprocess.DEVNULL, stdout=output,

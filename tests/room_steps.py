@@ -69,7 +69,7 @@ class User:
     async def leave(self, room_id: str, *, status: int = 200, **body: Any) -> Response:
         return await self.call("POST", f"/rooms/{room_id}/leave", body, status=status, schema="matrix/empty.response")
 
-    async def act(self, action: str, room_id: str, user: "User | str", *, status: int = 200,
+    async def act(self, action: str, room_id: str, user: User | str, *, status: int = 200,
                   reason: str | None = None) -> Response:
         """invite, kick, ban or unban ``user``."""
         body = {"user_id": user if isinstance(user, str) else user.user_id}
@@ -78,7 +78,7 @@ class User:
         return await self.call("POST", f"/rooms/{room_id}/{action}", body, status=status,
                                schema="matrix/empty.response")
 
-    async def invite(self, room_id: str, user: "User | str", **kwargs: Any) -> Response:
+    async def invite(self, room_id: str, user: User | str, **kwargs: Any) -> Response:
         return await self.act("invite", room_id, user, **kwargs)
 
     # -- sending ------------------------------------------------------------

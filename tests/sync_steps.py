@@ -35,7 +35,7 @@ async def timed(awaitable) -> tuple[Any, float]:
     return result, loop.time() - started
 
 
-async def held_then_woken(loop: "SyncLoop", action, wait_s: float = 0.3, *, status: int = 200):
+async def held_then_woken(loop: SyncLoop, action, wait_s: float = 0.3, *, status: int = 200):
     """Starts a long-poll, lets it wait, runs ``action``; returns the answer
     (expected with ``status``) and the seconds the long-poll took after the
     action began."""

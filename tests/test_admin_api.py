@@ -23,7 +23,16 @@ from atomchat_server.api import admin as admin_api
 from .client import Response, path_param
 from .room_steps import SERVER, User, another_device, bodies, room_of
 from .test_moderation import (
-    ADMIN, SPEC_ADMIN, admin, block, expect_error, moderator_and, refused, set_role, user_path, whoami,
+    ADMIN,
+    SPEC_ADMIN,
+    admin,
+    block,
+    expect_error,
+    moderator_and,
+    refused,
+    set_role,
+    user_path,
+    whoami,
 )
 from .test_stream import Stream
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 import zlib
-from urllib.parse import quote
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import pytest
 import requests

@@ -43,7 +43,7 @@ def write_migrations(folder, files: dict[str, str]):
 
 
 async def test_shipped_migrations_are_numbered_from_one_without_gaps():
-    assert SHIPPED == list(range(1, len(SHIPPED) + 1))
+    assert list(range(1, len(SHIPPED) + 1)) == SHIPPED
 
 
 async def test_from_empty_applies_all_then_nothing(scratch_dsn):

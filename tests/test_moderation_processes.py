@@ -27,8 +27,16 @@ from .processes import Serve, child_env, data_dir  # noqa: F401 (data_dir: a fix
 from .room_steps import User, register, room_of
 from .sync_steps import on
 from .test_moderation import (
-    ADMIN, admin, block, expect_error, lock_ends_stream_and_long_poll, login_refused, moderator_and, refused,
-    set_role, whoami,
+    ADMIN,
+    admin,
+    block,
+    expect_error,
+    lock_ends_stream_and_long_poll,
+    login_refused,
+    moderator_and,
+    refused,
+    set_role,
+    whoami,
 )
 
 

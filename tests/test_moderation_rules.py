@@ -22,8 +22,22 @@ from atomchat_server.events import moderation as rules
 from atomchat_server.events.auth import AuthError, auth_state_keys, check
 
 from .test_auth_rules import (
-    ALICE, BOB, CAROL, DAVE, EVE, INVITE_ONLY, MOLLY, PL, PUBLIC, levels, member, message, original, redaction,
-    room, state,
+    ALICE,
+    BOB,
+    CAROL,
+    DAVE,
+    EVE,
+    INVITE_ONLY,
+    MOLLY,
+    PL,
+    PUBLIC,
+    levels,
+    member,
+    message,
+    original,
+    redaction,
+    room,
+    state,
 )
 
 MOD = "@mod:hs"
@@ -186,7 +200,7 @@ def test_without_the_override_a_stranger_is_refused_the_same_events(room_state, 
 def test_the_view_changes_only_the_moderators_membership_and_level():
     before = {key: dict(value) for key, value in INVITE_ONLY.items()}
     view = rules.moderator_view(INVITE_ONLY, member(MOD, CAROL, "ban"))
-    assert INVITE_ONLY == before, "the state given was changed"
+    assert before == INVITE_ONLY, "the state given was changed"
     assert view[("m.room.member", MOD)]["content"] == {"membership": "join"}
     assert view[(PL, "")]["content"]["users"] == {**levels()["users"], MOD: 50}
     changed = {key for key in view if view[key] != INVITE_ONLY.get(key)}

@@ -14,7 +14,8 @@ import json
 import socket
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
@@ -59,7 +60,7 @@ class Stream:
         self.unread: list[dict[str, Any]] = []
 
     @classmethod
-    async def open(cls, base_url: str, *, token: str | None = None, header: bool = True, **query: str) -> "Stream":
+    async def open(cls, base_url: str, *, token: str | None = None, header: bool = True, **query: str) -> Stream:
         headers = {}
         if token is not None and header:
             headers["Authorization"] = f"Bearer {token}"

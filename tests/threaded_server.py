@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, Awaitable
+from collections.abc import Awaitable
+from typing import Any
 
 import uvloop
 
@@ -23,7 +24,7 @@ class ThreadedServer:
         self._thread = threading.Thread(target=self._loop.run_forever, name="atomchat-server", daemon=True)
         self.running: RunningServer | None = None
 
-    def __enter__(self) -> "ThreadedServer":
+    def __enter__(self) -> ThreadedServer:
         self._thread.start()
 
         async def start() -> RunningServer:

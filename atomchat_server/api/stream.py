@@ -62,10 +62,10 @@ class OpenStreams:
     def stop(self) -> None:
         self._beat.stop()
 
-    def add(self, stream: "StreamHandler") -> None:
+    def add(self, stream: StreamHandler) -> None:
         self._streams.add(stream)
 
-    def discard(self, stream: "StreamHandler") -> None:
+    def discard(self, stream: StreamHandler) -> None:
         self._streams.discard(stream)
 
     def __iter__(self):

@@ -21,7 +21,7 @@ class RoomEventFilter:
     lazy_load_members: bool = False
 
     @classmethod
-    def from_json(cls, value: dict[str, Any]) -> "RoomEventFilter":
+    def from_json(cls, value: dict[str, Any]) -> RoomEventFilter:
         if not isinstance(value, dict):
             raise FilterError("a filter must be a JSON object")
 
@@ -76,7 +76,7 @@ class SyncFilter:
     state: RoomEventFilter = RoomEventFilter()
 
     @classmethod
-    def from_json(cls, value: dict[str, Any]) -> "SyncFilter":
+    def from_json(cls, value: dict[str, Any]) -> SyncFilter:
         if not isinstance(value, dict):
             raise FilterError("a filter must be a JSON object")
         room = value.get("room", {})

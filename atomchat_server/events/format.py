@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 CLIENT_FIELDS = ("event_id", "room_id", "sender", "type", "content", "origin_server_ts")
 

@@ -17,7 +17,8 @@ so no rule is written twice.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .power_levels import POWER_LEVELS_KEY, StateMap, action_level, edit_members_level, event_level, user_level
 

@@ -6,7 +6,8 @@ reduced to the keys that room authorization depends on.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 # Per event type, the content keys a redaction keeps.
 _KEPT_CONTENT: dict[str, tuple[str, ...]] = {

@@ -9,7 +9,7 @@ setting in force at each event).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 Range = tuple[int, int | None]  # (first, last) stream positions; last None: still open
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from ..auth import policy
 from ..auth.passwords import Passwords
 from ..auth.sessions import Requester, SessionCache
-from ..auth.tokens import (TokenClaims, TokenCodec, hash_refresh_token, new_device_id,
-                           new_refresh_token, new_session_id)
+from ..auth.tokens import TokenClaims, TokenCodec, hash_refresh_token, new_device_id, new_refresh_token, new_session_id
 from ..errors import MatrixError, forbidden, not_found, unknown_token
 from ..events import ids
 from ..ratelimit import RateLimiter
@@ -35,7 +35,7 @@ class RateLimits:
     failed_login_by_account: RateLimiter
 
     @classmethod
-    def from_settings(cls, settings) -> "RateLimits":
+    def from_settings(cls, settings) -> RateLimits:
         return cls(
             RateLimiter(settings.rc_register_per_second, settings.rc_register_burst),
             RateLimiter(settings.rc_login_per_second, settings.rc_login_burst),

@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator
+from typing import Any
 
 from ..auth import policy
 from ..auth.sessions import Requester

@@ -17,7 +17,8 @@ from typing import Any
 
 from ..auth.sessions import Requester
 from ..errors import MatrixError, forbidden, not_found
-from ..events import ids, moderation as rules
+from ..events import ids
+from ..events import moderation as rules
 from ..events.drafts import EventDraft
 from ..events.power_levels import default_power_levels
 from ..events.room_creation import ROOM_VERSION

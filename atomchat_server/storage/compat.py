@@ -4,10 +4,13 @@ rooms by number and shows rooms as objects with their members."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Sequence
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from ..db import Database
 
 # A room as /api shows it: number, name, creation time and joined members' numbers.
 _ROOM_OBJECT = """
@@ -21,23 +24,23 @@ SELECT r.id, r.room_id, r.creator, r.created_at,
 
 
 # Account number 0 is the server's own account: no person can address it.
-async def user_by_id(db, number: int) -> asyncpg.Record | None:
+async def user_by_id(db: Database, number: int) -> asyncpg.Record | None:
     return await db.fetchrow("SELECT * FROM users WHERE id = $1 AND id > 0", number)
 
 
-async def users_by_ids(db, numbers: Sequence[int]) -> list[asyncpg.Record]:
+async def users_by_ids(db: Database, numbers: Sequence[int]) -> list[asyncpg.Record]:
     return await db.fetch("SELECT * FROM users WHERE id = ANY($1::bigint[]) AND id > 0", list(numbers))
 
 
-async def room_object(db, number: int) -> asyncpg.Record | None:
+async def room_object(db: Database, number: int) -> asyncpg.Record | None:
     return await db.fetchrow(_ROOM_OBJECT + " WHERE r.id = $1 AND NOT r.deleted", number)
 
 
-async def room_object_by_room_id(db, room_id: str) -> asyncpg.Record | None:
+async def room_object_by_room_id(db: Database, room_id: str) -> asyncpg.Record | None:
     return await db.fetchrow(_ROOM_OBJECT + " WHERE r.room_id = $1", room_id)
 
 
-async def rooms_of(db, user_id: str) -> list[asyncpg.Record]:
+async def rooms_of(db: Database, user_id: str) -> list[asyncpg.Record]:
     return await db.fetch(
         _ROOM_OBJECT + " WHERE NOT r.deleted AND r.room_id IN"
         " (SELECT room_id FROM memberships WHERE user_id = $1 AND membership = 'join') ORDER BY r.id",
@@ -45,11 +48,11 @@ async def rooms_of(db, user_id: str) -> list[asyncpg.Record]:
     )
 
 
-async def all_rooms(db, exclude: str) -> list[asyncpg.Record]:
+async def all_rooms(db: Database, exclude: str) -> list[asyncpg.Record]:
     return await db.fetch(_ROOM_OBJECT + " WHERE NOT r.deleted AND r.room_id <> $1 ORDER BY r.id", exclude)
 
 
-async def room_name_taken(db, name: str, except_room: str | None = None) -> bool:
+async def room_name_taken(db: Database, name: str, except_room: str | None = None) -> bool:
     return await db.fetchval(
         "SELECT EXISTS (SELECT 1 FROM current_state cs JOIN events e USING (event_id) JOIN rooms r ON r.room_id = cs.room_id"
         " WHERE cs.type = 'm.room.name' AND cs.state_key = '' AND e.content->>'name' = $1 AND NOT r.deleted"
@@ -58,7 +61,7 @@ async def room_name_taken(db, name: str, except_room: str | None = None) -> bool
     )
 
 
-async def messages(db, room_id: str, *, before: int | None = None, after: int | None = None, limit: int,
+async def messages(db: Database, room_id: str, *, before: int | None = None, after: int | None = None, limit: int,
                    newest_first: bool) -> list[asyncpg.Record]:
     """Up to ``limit`` text messages with after < stream < before, with their
     authors' numbers."""
@@ -74,7 +77,7 @@ async def messages(db, room_id: str, *, before: int | None = None, after: int | 
     )
 
 
-async def message(db, event_id: str) -> asyncpg.Record | None:
+async def message(db: Database, event_id: str) -> asyncpg.Record | None:
     return await db.fetchrow(
         "SELECT e.stream, e.content->>'body' AS text, e.origin_server_ts, u.id AS author FROM events e"
         " JOIN users u ON u.user_id = e.sender WHERE e.event_id = $1",
@@ -89,12 +92,12 @@ class Locks:
     pool, and the work under them always finds a connection (were every
     connection holding or awaiting a lock, none would be left to finish)."""
 
-    def __init__(self, pool) -> None:
+    def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
         self._slots = asyncio.Semaphore(max(1, pool.get_max_size() // 2))
 
     @asynccontextmanager
-    async def hold(self, key: str):
+    async def hold(self, key: str) -> AsyncIterator[PoolConnectionProxy]:
         """Holds the lock named ``key``; yields the connection that holds it."""
         async with self._slots, self._pool.acquire() as conn:
             await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", key)
@@ -104,17 +107,17 @@ class Locks:
                 await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
 
 
-async def direct_room(db, low: int, high: int) -> str | None:
+async def direct_room(db: Database, low: int, high: int) -> str | None:
     return await db.fetchval("SELECT room_id FROM direct_rooms WHERE user_low = $1 AND user_high = $2", low, high)
 
 
-async def set_direct_room(db, low: int, high: int, room_id: str) -> None:
+async def set_direct_room(db: Database, low: int, high: int, room_id: str) -> None:
     """Records the pair's room, replacing one they can no longer use."""
     await db.execute("INSERT INTO direct_rooms (user_low, user_high, room_id) VALUES ($1, $2, $3)"
                      " ON CONFLICT (user_low, user_high) DO UPDATE SET room_id = EXCLUDED.room_id", low, high, room_id)
 
 
-async def rooms_to_upgrade(db) -> list[asyncpg.Record]:
+async def rooms_to_upgrade(db: Database) -> list[asyncpg.Record]:
     """The rooms listed by migration 0008, with their creator and the
     content of their first power levels event (what they were made with)."""
     return await db.fetch(
@@ -125,5 +128,5 @@ async def rooms_to_upgrade(db) -> list[asyncpg.Record]:
     )
 
 
-async def upgraded(db, room_id: str) -> None:
+async def upgraded(db: Database, room_id: str) -> None:
     await db.execute("DELETE FROM api_rooms_to_upgrade WHERE room_id = $1", room_id)

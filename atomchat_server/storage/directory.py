@@ -4,35 +4,37 @@ from __future__ import annotations
 
 import asyncpg
 
+from ..db import Database
+
 
 class AliasTaken(Exception):
     pass
 
 
-async def create_alias(db, alias: str, room_id: str, creator: str) -> None:
+async def create_alias(db: Database, alias: str, room_id: str, creator: str) -> None:
     try:
         await db.execute("INSERT INTO room_aliases (alias, room_id, creator) VALUES ($1, $2, $3)", alias, room_id, creator)
     except asyncpg.UniqueViolationError:
         raise AliasTaken(alias) from None
 
 
-async def get_alias(db, alias: str) -> asyncpg.Record | None:
+async def get_alias(db: Database, alias: str) -> asyncpg.Record | None:
     return await db.fetchrow("SELECT * FROM room_aliases WHERE alias = $1", alias)
 
 
-async def delete_alias(db, alias: str) -> bool:
+async def delete_alias(db: Database, alias: str) -> bool:
     return await db.execute("DELETE FROM room_aliases WHERE alias = $1", alias) != "DELETE 0"
 
 
-async def aliases_of(db, room_id: str) -> list[str]:
+async def aliases_of(db: Database, room_id: str) -> list[str]:
     return [row["alias"] for row in await db.fetch("SELECT alias FROM room_aliases WHERE room_id = $1 ORDER BY alias", room_id)]
 
 
-async def set_published(db, room_id: str, published: bool) -> bool:
+async def set_published(db: Database, room_id: str, published: bool) -> bool:
     return await db.execute("UPDATE rooms SET published = $2 WHERE room_id = $1", room_id, published) != "UPDATE 0"
 
 
-async def public_rooms(db, *, search: str | None, after: tuple[int, str] | None, limit: int) -> list[asyncpg.Record]:
+async def public_rooms(db: Database, *, search: str | None, after: tuple[int, str] | None, limit: int) -> list[asyncpg.Record]:
     """Published rooms that anyone may join or read, with the state a
     directory entry shows, most members first (an invite-only room stays
     unlisted while published); ``after`` is the (members, room id) of the previous page's last entry."""

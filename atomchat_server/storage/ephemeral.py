@@ -4,14 +4,17 @@ stream lock) and return the position they took."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
+
+from ..db import Database
 
 # -- writes (inside the persister's transaction) ---------------------------------
 
 
-async def put_receipt(conn, *, room_id: str, user_id: str, receipt_type: str, thread_id: str, event_id: str,
+async def put_receipt(conn: Database, *, room_id: str, user_id: str, receipt_type: str, thread_id: str, event_id: str,
                       event_stream: int, ts: int) -> int | None:
     """Moves a receipt forward; returns its new position, or None when the
     user had already read further (receipts never move back)."""
@@ -26,7 +29,7 @@ async def put_receipt(conn, *, room_id: str, user_id: str, receipt_type: str, th
     )
 
 
-async def put_typing(conn, *, room_id: str, user_id: str, typing: bool, expires_ms: int) -> int:
+async def put_typing(conn: Database, *, room_id: str, user_id: str, typing: bool, expires_ms: int) -> int:
     return await conn.fetchval(
         "INSERT INTO typing (room_id, user_id, typing, expires_ms, stream)"
         " VALUES ($1, $2, $3, $4, nextval('event_stream'))"
@@ -36,7 +39,7 @@ async def put_typing(conn, *, room_id: str, user_id: str, typing: bool, expires_
     )
 
 
-async def put_account_data(conn, *, user_id: str, room_id: str, type: str, content: dict[str, Any]) -> int:
+async def put_account_data(conn: Database, *, user_id: str, room_id: str, type: str, content: dict[str, Any]) -> int:
     return await conn.fetchval(
         "INSERT INTO account_data (user_id, room_id, type, content, stream)"
         " VALUES ($1, $2, $3, $4, nextval('event_stream'))"
@@ -49,13 +52,13 @@ async def put_account_data(conn, *, user_id: str, room_id: str, type: str, conte
 # -- reads ---------------------------------------------------------------------------
 
 
-async def get_account_data(db, user_id: str, room_id: str, type: str) -> dict[str, Any] | None:
+async def get_account_data(db: Database, user_id: str, room_id: str, type: str) -> dict[str, Any] | None:
     return await db.fetchval(
         "SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND type = $3", user_id, room_id, type
     )
 
 
-async def account_data_since(db, user_id: str, after: int | None, upto: int) -> list[asyncpg.Record]:
+async def account_data_since(db: Database, user_id: str, after: int | None, upto: int) -> list[asyncpg.Record]:
     return await db.fetch(
         "SELECT room_id, type, content, stream FROM account_data"
         " WHERE user_id = $1 AND ($2::bigint IS NULL OR stream > $2) AND stream <= $3 ORDER BY stream",
@@ -63,7 +66,7 @@ async def account_data_since(db, user_id: str, after: int | None, upto: int) -> 
     )
 
 
-async def receipts_since(db, room_ids: Sequence[str], after: int | None, upto: int) -> list[asyncpg.Record]:
+async def receipts_since(db: Database, room_ids: Sequence[str], after: int | None, upto: int) -> list[asyncpg.Record]:
     return await db.fetch(
         "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts, stream FROM receipts"
         " WHERE room_id = ANY($1::text[]) AND ($2::bigint IS NULL OR stream > $2) AND stream <= $3 ORDER BY stream",
@@ -71,7 +74,7 @@ async def receipts_since(db, room_ids: Sequence[str], after: int | None, upto: i
     )
 
 
-async def typing_changed_since(db, room_ids: Sequence[str], after: int | None, upto: int) -> list[str]:
+async def typing_changed_since(db: Database, room_ids: Sequence[str], after: int | None, upto: int) -> list[str]:
     rows = await db.fetch(
         "SELECT DISTINCT room_id FROM typing"
         " WHERE room_id = ANY($1::text[]) AND ($2::bigint IS NULL OR stream > $2) AND stream <= $3",
@@ -80,7 +83,7 @@ async def typing_changed_since(db, room_ids: Sequence[str], after: int | None, u
     return [row["room_id"] for row in rows]
 
 
-async def typing_users(db, room_ids: Sequence[str], now_ms: int) -> dict[str, list[str]]:
+async def typing_users(db: Database, room_ids: Sequence[str], now_ms: int) -> dict[str, list[str]]:
     rows = await db.fetch(
         "SELECT room_id, user_id FROM typing WHERE room_id = ANY($1::text[]) AND typing AND expires_ms > $2"
         " ORDER BY room_id, user_id",
@@ -92,7 +95,7 @@ async def typing_users(db, room_ids: Sequence[str], now_ms: int) -> dict[str, li
     return result
 
 
-async def unread_counts(db, user_id: str, room_ids: Sequence[str], cap: int) -> dict[str, int]:
+async def unread_counts(db: Database, user_id: str, room_ids: Sequence[str], cap: int) -> dict[str, int]:
     """Per room, the messages from others after the user's read receipt (or
     their joining, if later), counted up to ``cap``."""
     rows = await db.fetch(
@@ -108,7 +111,7 @@ async def unread_counts(db, user_id: str, room_ids: Sequence[str], cap: int) -> 
     return {row["room_id"]: row["unread"] for row in rows}
 
 
-async def updates_between(db, after: int, upto: int) -> list[asyncpg.Record]:
+async def updates_between(db: Database, after: int, upto: int) -> list[asyncpg.Record]:
     """Who to wake for the receipts, typing notices and account data with
     after < stream <= upto: (room_id, user_id) pairs, user_id set for account data."""
     return await db.fetch(
@@ -119,7 +122,7 @@ async def updates_between(db, after: int, upto: int) -> list[asyncpg.Record]:
     )
 
 
-async def stop_typing_if_lapsed(conn, *, room_id: str, user_id: str, now_ms: int) -> int | None:
+async def stop_typing_if_lapsed(conn: Database, *, room_id: str, user_id: str, now_ms: int) -> int | None:
     """Ends a typing notice that was not renewed in time (by any process)."""
     return await conn.fetchval(
         "UPDATE typing SET typing = false, stream = nextval('event_stream')"

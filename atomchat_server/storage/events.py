@@ -7,9 +7,11 @@ handed out in commit order.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import asyncpg
+
+from ..db import Database
 
 EVENTS_CHANNEL = "atomchat_events"
 
@@ -23,22 +25,22 @@ def _columns(alias: str) -> str:
 
 # -- writing (inside the writer's transaction) ------------------------------
 
-async def begin_locked(conn) -> None:
+async def begin_locked(conn: Database) -> None:
     """Opens the writer's transaction and takes the stream lock, in one round
     trip. The lock's key, 1400140397 (0x5374726D, "Strm"), names the stream
     lock among advisory locks."""
     await conn.execute("BEGIN; SELECT pg_advisory_xact_lock(1400140397)")
 
 
-async def commit(conn) -> None:
+async def commit(conn: Database) -> None:
     await conn.execute("COMMIT")
 
 
-async def rollback(conn) -> None:
+async def rollback(conn: Database) -> None:
     await conn.execute("ROLLBACK")
 
 
-async def batch_context(conn, room_ids: Sequence[str], state_keys: Sequence[tuple[str, str, str]],
+async def batch_context(conn: Database, room_ids: Sequence[str], state_keys: Sequence[tuple[str, str, str]],
                         txn_keys: Sequence[tuple[str, str, str]]) -> list[asyncpg.Record]:
     """What a writer's batch needs to know, in one round trip: the highest
     stream position taken so far (under the stream lock, every position up to
@@ -66,13 +68,13 @@ async def batch_context(conn, room_ids: Sequence[str], state_keys: Sequence[tupl
     )
 
 
-async def insert_room(conn, *, room_id: str, room_version: str, creator: str) -> None:
+async def insert_room(conn: Database, *, room_id: str, room_version: str, creator: str) -> None:
     await conn.execute(
         "INSERT INTO rooms (room_id, room_version, creator) VALUES ($1, $2, $3)", room_id, room_version, creator
     )
 
 
-async def state_events(conn, room_id: str, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], asyncpg.Record]:
+async def state_events(conn: Database, room_id: str, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], asyncpg.Record]:
     keys = list(keys)
     rows = await conn.fetch(
         f"SELECT {_columns('e')} FROM current_state cs JOIN events e ON e.event_id = cs.event_id"
@@ -83,7 +85,7 @@ async def state_events(conn, room_id: str, keys: Iterable[tuple[str, str]]) -> d
     return {(row["type"], row["state_key"]): row for row in rows}
 
 
-async def transaction_event(db, user_id: str, device_id: str, txn_id: str) -> str | None:
+async def transaction_event(db: Database, user_id: str, device_id: str, txn_id: str) -> str | None:
     return await db.fetchval(
         "SELECT event_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND txn_id = $3",
         user_id, device_id, txn_id,
@@ -139,7 +141,7 @@ SELECT ev.stream FROM ev, announce ORDER BY ev.stream
 """
 
 
-async def append_events(conn, events: Sequence[dict]) -> list[int]:
+async def append_events(conn: Database, events: Sequence[dict]) -> list[int]:
     """Appends the events (dicts with the events table's columns but
     ``stream``) at the next stream positions, in order; returns the positions."""
     rows = await conn.fetch(_APPEND_EVENTS, [{column: event[column] for column in _APPENDED} for event in events],
@@ -151,7 +153,7 @@ _APPENDED = ("event_id", "room_id", "type", "state_key", "sender", "content", "o
              "prev_events", "unsigned", "redacts", "txn_device", "txn_id")
 
 
-async def redact(conn, event_id: str, pruned_content: dict, redacted_because: dict) -> None:
+async def redact(conn: Database, event_id: str, pruned_content: dict, redacted_because: dict) -> None:
     await conn.execute(
         "UPDATE events SET content = $2, redacted_by = $3,"
         " unsigned = (unsigned - 'prev_content') || jsonb_build_object('redacted_because', $4::jsonb)"
@@ -169,7 +171,7 @@ async def redact(conn, event_id: str, pruned_content: dict, redacted_because: di
     )
 
 
-async def announce(conn, stream: int) -> None:
+async def announce(conn: Database, stream: int) -> None:
     """Tells every listening process that events up to ``stream`` are committed
     (delivered by PostgreSQL only when the transaction commits)."""
     await conn.execute("SELECT pg_notify($1, $2)", EVENTS_CHANNEL, str(stream))
@@ -177,19 +179,19 @@ async def announce(conn, stream: int) -> None:
 
 # -- reading -----------------------------------------------------------------
 
-async def max_stream(db) -> int:
+async def max_stream(db: Database) -> int:
     return await db.fetchval("SELECT COALESCE(max(stream), 0) FROM events")
 
 
-async def get_event(db, event_id: str) -> asyncpg.Record | None:
+async def get_event(db: Database, event_id: str) -> asyncpg.Record | None:
     return await db.fetchrow(f"SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1", event_id)
 
 
-async def get_room(db, room_id: str) -> asyncpg.Record | None:
+async def get_room(db: Database, room_id: str) -> asyncpg.Record | None:
     return await db.fetchrow("SELECT * FROM rooms WHERE room_id = $1", room_id)
 
 
-async def current_state(db, room_id: str) -> list[asyncpg.Record]:
+async def current_state(db: Database, room_id: str) -> list[asyncpg.Record]:
     return await db.fetch(
         f"SELECT {_columns('e')} FROM current_state cs JOIN events e ON e.event_id = cs.event_id"
         " WHERE cs.room_id = $1 ORDER BY e.stream",
@@ -197,7 +199,7 @@ async def current_state(db, room_id: str) -> list[asyncpg.Record]:
     )
 
 
-async def state_at(db, room_id: str, stream: int) -> list[asyncpg.Record]:
+async def state_at(db: Database, room_id: str, stream: int) -> list[asyncpg.Record]:
     """The room's state as it was once the event at ``stream`` had happened."""
     return await db.fetch(
         f"SELECT * FROM (SELECT DISTINCT ON (type, state_key) {EVENT_COLUMNS} FROM events"
@@ -207,7 +209,7 @@ async def state_at(db, room_id: str, stream: int) -> list[asyncpg.Record]:
     )
 
 
-async def state_event(db, room_id: str, type: str, state_key: str, at_stream: int | None = None) -> asyncpg.Record | None:
+async def state_event(db: Database, room_id: str, type: str, state_key: str, at_stream: int | None = None) -> asyncpg.Record | None:
     if at_stream is None:
         return (await state_events(db, room_id, [(type, state_key)])).get((type, state_key))
     return await db.fetchrow(
@@ -217,11 +219,11 @@ async def state_event(db, room_id: str, type: str, state_key: str, at_stream: in
     )
 
 
-async def membership(db, room_id: str, user_id: str) -> asyncpg.Record | None:
+async def membership(db: Database, room_id: str, user_id: str) -> asyncpg.Record | None:
     return await db.fetchrow("SELECT * FROM memberships WHERE room_id = $1 AND user_id = $2", room_id, user_id)
 
 
-async def read_access(db, room_id: str, user_id: str) -> asyncpg.Record | None:
+async def read_access(db: Database, room_id: str, user_id: str) -> asyncpg.Record | None:
     """Everything that decides what a user may read of a room, in one round
     trip: the room (``head_stream``, ``deleted``), its history visibility
     setting (None when unset), the user's membership and ``forgotten`` flag
@@ -241,7 +243,7 @@ async def read_access(db, room_id: str, user_id: str) -> asyncpg.Record | None:
     )
 
 
-async def membership_history(db, room_id: str, user_id: str) -> list[tuple[int, str]]:
+async def membership_history(db: Database, room_id: str, user_id: str) -> list[tuple[int, str]]:
     rows = await db.fetch(
         "SELECT stream, content->>'membership' AS membership FROM events"
         " WHERE room_id = $1 AND type = 'm.room.member' AND state_key = $2 ORDER BY stream",
@@ -250,7 +252,7 @@ async def membership_history(db, room_id: str, user_id: str) -> list[tuple[int, 
     return [(row["stream"], row["membership"]) for row in rows]
 
 
-async def member_events(db, room_id: str, *, memberships: Sequence[str] | None = None,
+async def member_events(db: Database, room_id: str, *, memberships: Sequence[str] | None = None,
                         not_memberships: Sequence[str] | None = None) -> list[asyncpg.Record]:
     return await db.fetch(
         f"SELECT {_columns('e')} FROM memberships m JOIN events e ON e.event_id = m.event_id"
@@ -260,7 +262,7 @@ async def member_events(db, room_id: str, *, memberships: Sequence[str] | None =
     )
 
 
-async def member_events_of(db, room_id: str, user_ids: Sequence[str], *,
+async def member_events_of(db: Database, room_id: str, user_ids: Sequence[str], *,
                            at_stream: int | None = None) -> list[asyncpg.Record]:
     """The member events of some users in a room: current, or as they were
     once the event at ``at_stream`` had happened."""
@@ -278,22 +280,22 @@ async def member_events_of(db, room_id: str, user_ids: Sequence[str], *,
     )
 
 
-async def joined_members(db, room_id: str) -> list[asyncpg.Record]:
+async def joined_members(db: Database, room_id: str) -> list[asyncpg.Record]:
     return await member_events(db, room_id, memberships=["join"])
 
 
-async def rooms_of(db, user_id: str, membership: str = "join") -> list[str]:
+async def rooms_of(db: Database, user_id: str, membership: str = "join") -> list[str]:
     rows = await db.fetch(
         "SELECT room_id FROM memberships WHERE user_id = $1 AND membership = $2 ORDER BY stream", user_id, membership
     )
     return [row["room_id"] for row in rows]
 
 
-async def set_forgotten(db, room_id: str, user_id: str) -> None:
+async def set_forgotten(db: Database, room_id: str, user_id: str) -> None:
     await db.execute("UPDATE memberships SET forgotten = true WHERE room_id = $1 AND user_id = $2", room_id, user_id)
 
 
-async def page(db, room_id: str, *, after: int | None, before: int | None, backwards: bool, limit: int,
+async def page(db: Database, room_id: str, *, after: int | None, before: int | None, backwards: bool, limit: int,
                ranges: Sequence[tuple[int, int | None]], types: Sequence[str] | None = None,
                not_types: Sequence[str] | None = None, senders: Sequence[str] | None = None,
                not_senders: Sequence[str] | None = None) -> list[asyncpg.Record]:
@@ -316,7 +318,7 @@ async def page(db, room_id: str, *, after: int | None, before: int | None, backw
     )
 
 
-async def events_around(db, room_id: str, stream: int, *, before: int, after: int,
+async def events_around(db: Database, room_id: str, stream: int, *, before: int, after: int,
                         ranges: Sequence[tuple[int, int | None]]) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
     earlier = await page(db, room_id, after=None, before=stream - 1, backwards=True, limit=before, ranges=ranges)
     later = await page(db, room_id, after=stream, before=None, backwards=False, limit=after, ranges=ranges)

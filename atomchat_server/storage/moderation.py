@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import asyncpg
 
+from ..db import Database
 
-async def get_server_state(db, key: str) -> str | None:
+
+async def get_server_state(db: Database, key: str) -> str | None:
+    won = await get_server_state(db, key)
+    assert won is not None  # the row is there now, inserted here or by the other process
+    return won
+
+
+async def claim_server_state(db: Database, key: str, value: str) -> str:
+    """Sets the key unless another process did first; returns the value that won."""
+    await db.execute("INSERT INTO server_state (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", key, value)
     return await db.fetchval("SELECT value FROM server_state WHERE key = $1", key)
 
 
-async def claim_server_state(db, key: str, value: str) -> str:
-    """Sets the key unless another process did first; returns the value that won."""
-    await db.execute("INSERT INTO server_state (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", key, value)
-    return await get_server_state(db, key)
-
-
-async def ensure_system_user(db, user_id: str, localpart: str) -> None:
+async def ensure_system_user(db: Database, user_id: str, localpart: str) -> None:
     """The account the server acts as (it has no password: nobody logs in as it)."""
     # Number 0, outside the numbers people get (from 1), which the original API shows.
     await db.execute(
@@ -27,16 +31,16 @@ async def ensure_system_user(db, user_id: str, localpart: str) -> None:
     )
 
 
-async def set_moderator(db, user_id: str, is_moderator: bool) -> bool:
+async def set_moderator(db: Database, user_id: str, is_moderator: bool) -> bool:
     status = await db.execute("UPDATE users SET is_moderator = $2 WHERE user_id = $1", user_id, is_moderator)
     return status != "UPDATE 0"
 
 
-async def moderators(db) -> list[str]:
+async def moderators(db: Database) -> list[str]:
     return [row["user_id"] for row in await db.fetch("SELECT user_id FROM users WHERE is_moderator ORDER BY id")]
 
 
-async def list_users(db, *, search: str | None, user_ids: Sequence[str] | None, moderators_only: bool,
+async def list_users(db: Database, *, search: str | None, user_ids: Sequence[str] | None, moderators_only: bool,
                      after_id: int, limit: int, exclude: str) -> list[asyncpg.Record]:
     """A page of accounts ordered by id, with their last activity."""
     return await db.fetch(
@@ -50,19 +54,19 @@ async def list_users(db, *, search: str | None, user_ids: Sequence[str] | None, 
     )
 
 
-async def user_rooms(db, user_id: str) -> list[asyncpg.Record]:
+async def user_rooms(db: Database, user_id: str) -> list[asyncpg.Record]:
     return await db.fetch(
         "SELECT m.room_id, m.membership FROM memberships m JOIN rooms r USING (room_id)"
         " WHERE m.user_id = $1 AND NOT r.deleted ORDER BY m.stream", user_id,
     )
 
 
-async def room_summary(db, room_id: str) -> asyncpg.Record | None:
+async def room_summary(db: Database, room_id: str) -> asyncpg.Record | None:
     rows = await list_rooms(db, search=None, after_id=0, limit=1, exclude="", room_id=room_id)
     return rows[0] if rows else None
 
 
-async def list_rooms(db, *, search: str | None, after_id: int, limit: int, exclude: str,
+async def list_rooms(db: Database, *, search: str | None, after_id: int, limit: int, exclude: str,
                      room_id: str | None = None) -> list[asyncpg.Record]:
     """A page of rooms ordered by id, with name, member count and last activity."""
     return await db.fetch(
@@ -84,7 +88,7 @@ async def list_rooms(db, *, search: str | None, after_id: int, limit: int, exclu
     )
 
 
-async def events_of_sender(db, user_id: str, after_stream: int, limit: int) -> list[asyncpg.Record]:
+async def events_of_sender(db: Database, user_id: str, after_stream: int, limit: int) -> list[asyncpg.Record]:
     """A sender's events that can still be redacted (not redacted, not state), oldest first."""
     return await db.fetch(
         "SELECT e.stream, e.event_id, e.room_id FROM events e JOIN rooms r USING (room_id)"
@@ -94,12 +98,12 @@ async def events_of_sender(db, user_id: str, after_stream: int, limit: int) -> l
     )
 
 
-async def mark_room_deleted(db, room_id: str) -> None:
+async def mark_room_deleted(db: Database, room_id: str) -> None:
     await db.execute("UPDATE rooms SET deleted = true, published = false WHERE room_id = $1", room_id)
     await db.execute("DELETE FROM room_aliases WHERE room_id = $1", room_id)
 
 
-async def purge_room(db, room_id: str) -> None:
+async def purge_room(db: Database, room_id: str) -> None:
     """Deletes the room and, through the foreign keys, every event and row of it."""
     await db.execute("DELETE FROM event_txns WHERE event_id IN (SELECT event_id FROM events WHERE room_id = $1)",
                      room_id)

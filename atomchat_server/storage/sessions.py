@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import asyncpg
 
+from ..db import Database
+
 SESSIONS_CHANNEL = "atomchat_sessions"
 
 
-async def _revoked(conn, user_id: str) -> None:
+async def _revoked(conn: Database, user_id: str) -> None:
     await conn.execute("SELECT pg_notify($1, $2)", SESSIONS_CHANNEL, user_id)
 
 
-async def revoke_cached_sessions(db, user_id: str) -> None:
+async def revoke_cached_sessions(db: Database, user_id: str) -> None:
     """Makes every process forget what it cached of the user's sessions (their
     role or standing changed), without ending the sessions."""
     await _revoked(db, user_id)
 
 
-async def start_session(pool, *, user_id: str, device_id: str, display_name: str | None,
+async def start_session(pool: asyncpg.Pool, *, user_id: str, device_id: str, display_name: str | None,
                         session_id: str, refresh_token_hash: str | None) -> bool:
     """Records a login. Logging in again with an existing device id keeps the
     device and replaces its session, revoking the tokens issued before;
@@ -47,7 +49,7 @@ async def start_session(pool, *, user_id: str, device_id: str, display_name: str
         return True
 
 
-async def get_session(db, session_id: str) -> asyncpg.Record | None:
+async def get_session(db: Database, session_id: str) -> asyncpg.Record | None:
     return await db.fetchrow(
         "SELECT s.session_id, s.user_id, s.device_id, s.oldest_valid_generation, u.is_moderator"
         " FROM sessions s JOIN users u USING (user_id) WHERE s.session_id = $1",
@@ -55,7 +57,7 @@ async def get_session(db, session_id: str) -> asyncpg.Record | None:
     )
 
 
-async def rotate_refresh_token(db, old_hash: str, new_hash: str) -> asyncpg.Record | None:
+async def rotate_refresh_token(db: Database, old_hash: str, new_hash: str) -> asyncpg.Record | None:
     """Swaps a refresh token for a new one and moves the session to its
     next token generation; None when the old one is unknown (never issued,
     already used, or its session ended)."""
@@ -66,7 +68,7 @@ async def rotate_refresh_token(db, old_hash: str, new_hash: str) -> asyncpg.Reco
     )
 
 
-async def retire_generations_before(pool, session_id: str, user_id: str, generation: int) -> None:
+async def retire_generations_before(pool: asyncpg.Pool, session_id: str, user_id: str, generation: int) -> None:
     """Ends the session's access tokens older than ``generation`` (a token
     of it was just used), telling every process."""
     async with pool.acquire() as conn, conn.transaction():
@@ -79,7 +81,7 @@ async def retire_generations_before(pool, session_id: str, user_id: str, generat
             await _revoked(conn, user_id)
 
 
-async def delete_devices(pool, user_id: str, device_ids: list[str] | None = None) -> int:
+async def delete_devices(pool: asyncpg.Pool, user_id: str, device_ids: list[str] | None = None) -> int:
     """Deletes the named devices (all when None) with their sessions; returns how many."""
     async with pool.acquire() as conn, conn.transaction():
         if device_ids is None:
@@ -94,15 +96,15 @@ async def delete_devices(pool, user_id: str, device_ids: list[str] | None = None
         return count
 
 
-async def list_devices(db, user_id: str) -> list[asyncpg.Record]:
+async def list_devices(db: Database, user_id: str) -> list[asyncpg.Record]:
     return await db.fetch("SELECT * FROM devices WHERE user_id = $1 ORDER BY created_at, device_id", user_id)
 
 
-async def get_device(db, user_id: str, device_id: str) -> asyncpg.Record | None:
+async def get_device(db: Database, user_id: str, device_id: str) -> asyncpg.Record | None:
     return await db.fetchrow("SELECT * FROM devices WHERE user_id = $1 AND device_id = $2", user_id, device_id)
 
 
-async def rename_device(db, user_id: str, device_id: str, display_name: str | None) -> bool:
+async def rename_device(db: Database, user_id: str, device_id: str, display_name: str | None) -> bool:
     status = await db.execute(
         "UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2",
         user_id, device_id, display_name,
@@ -110,7 +112,7 @@ async def rename_device(db, user_id: str, device_id: str, display_name: str | No
     return status != "UPDATE 0"
 
 
-async def touch_device(db, user_id: str, device_id: str, ip: str) -> None:
+async def touch_device(db: Database, user_id: str, device_id: str, ip: str) -> None:
     await db.execute(
         "UPDATE devices SET last_seen_at = now(), last_seen_ip = $3 WHERE user_id = $1 AND device_id = $2",
         user_id, device_id, ip,
