@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
+import asyncpg
 import tornado.httpserver
+import tornado.httputil
 import tornado.web
 
 from .api import admin, compat, matrix_account, matrix_ephemeral, matrix_profile, matrix_rooms, matrix_sync, stream
@@ -22,6 +25,7 @@ from .auth import policy
 from .auth.passwords import Passwords
 from .auth.sessions import SessionCache
 from .auth.tokens import TokenCodec, load_or_create_signing_key
+from .config import Settings
 from .db import migrations
 from .db.pool import create_pool
 from .notifier import Notifier
@@ -44,8 +48,8 @@ log = logging.getLogger("atomchat")
 class AppContext:
     """What handlers reach through ``self.ctx``."""
 
-    settings: object
-    pool: object
+    settings: Settings
+    pool: asyncpg.Pool
     accounts: Accounts
     rooms: Rooms
     profiles: Profiles
@@ -57,9 +61,9 @@ class AppContext:
     compat: Compat
     open_streams: OpenPerAccount  # per account, WebSocket streams
     long_polls: OpenPerAccount  # per account, /sync requests waiting
+    streams: stream.OpenStreams
     sync_sessions: SyncSessions = field(default_factory=SyncSessions)
     in_flight: int = 0
-    streams: stream.OpenStreams | None = None
     openapi: str = ""  # the OpenAPI document of routes(), as served
 
 
@@ -76,7 +80,8 @@ class Application(tornado.web.Application):
     max_header_bytes with 414 (the path alone does) or 431, in JSON, instead
     of closing the connection without a word at Tornado's own limit."""
 
-    def find_handler(self, request, **kwargs):
+    def find_handler(self, request: tornado.httputil.HTTPServerRequest,
+                     **kwargs: Any) -> tornado.web._HandlerDelegate:
         limit = self.settings["max_header_bytes"]
         line = len(request.method or "") + len(request.uri or "") + len(request.version or "") + 4
         size = line + sum(len(name) + len(value) + 4 for name, value in request.headers.get_all())
@@ -87,7 +92,7 @@ class Application(tornado.web.Application):
         return super().find_handler(request, **kwargs)
 
 
-def http_server(app: tornado.web.Application, settings) -> tornado.httpserver.HTTPServer:
+def http_server(app: tornado.web.Application, settings: Settings) -> tornado.httpserver.HTTPServer:
     """The HTTP server for the application, with the limits that keep slow
     or oversized clients from holding connections and memory. The hard caps
     sit above the limits the handlers enforce, so that a request over a
@@ -106,20 +111,20 @@ def http_server(app: tornado.web.Application, settings) -> tornado.httpserver.HT
 WRITER_NAME = "atomchat-writer"  # the persister's connection, in pg_stat_activity
 
 
-def signing_key(settings) -> bytes:
+def signing_key(settings: Settings) -> bytes:
     if settings.signing_key:
         return settings.signing_key.encode()
     return load_or_create_signing_key(settings.data_path)
 
 
 class AtomChat:
-    def __init__(self, settings, dsn: str, passwords: Passwords | None = None) -> None:
+    def __init__(self, settings: Settings, dsn: str, passwords: Passwords | None = None) -> None:
         self.settings = settings
         self.dsn = dsn
         self.passwords = passwords
         self.ctx: AppContext | None = None
-        self._pool = None
-        self._write_pool = None
+        self._pool: asyncpg.Pool | None = None
+        self._write_pool: asyncpg.Pool | None = None
         self._notifier: Notifier | None = None
         self._persister: Persister | None = None
         self._own_passwords = passwords is None
@@ -178,6 +183,7 @@ class AtomChat:
 
     def application(self) -> tornado.web.Application:
         table = routes()
+        assert self.ctx is not None, "start() builds the context first"
         self.ctx.openapi = document_json(tuple(table))  # built now: a route without a contract fails the start
         handlers = [(pattern, handler, {"ctx": self.ctx}) for pattern, handler in table]
         return Application(

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -128,21 +128,35 @@ OPTIONS: tuple[Option, ...] = (
 _BY_NAME = {option.name: option for option in OPTIONS}
 
 
-def _data_path(self) -> Path:
+def _data_path(self: Settings) -> Path:
     return Path(self.data_dir).expanduser().resolve()
 
 
-def _replace(self, **changes: Any):
+def _replace(self: Settings, **changes: Any) -> Settings:
     return dataclasses.replace(self, **changes)
 
 
-# The settings object, with one field per option and that option's default.
-Settings = dataclasses.make_dataclass(
-    "Settings",
-    [(option.name, Any, field(default=option.default)) for option in OPTIONS],
-    frozen=True,
-    namespace={"data_path": property(_data_path), "replace": _replace},
-)
+if TYPE_CHECKING:
+    class Settings:
+        """What the type checker knows of the settings object: an attribute
+        per option (of the option's kind, so typed Any here), plus these."""
+
+        __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]  # it is a dataclass
+        data_path: Path
+
+        def __init__(self, **values: Any) -> None: ...
+
+        def __getattr__(self, name: str) -> Any: ...
+
+        def replace(self, **changes: Any) -> Settings: ...
+else:
+    # The settings object, with one field per option and that option's default.
+    Settings = dataclasses.make_dataclass(
+        "Settings",
+        [(option.name, Any, field(default=option.default)) for option in OPTIONS],
+        frozen=True,
+        namespace={"data_path": property(_data_path), "replace": _replace},
+    )
 
 
 def _coerce(option: Option, value: Any, source: str) -> Any:

@@ -108,7 +108,7 @@ class Listener:
 
 
 class Notifier:
-    def __init__(self, dsn: str, pool, sessions: SessionCache) -> None:
+    def __init__(self, dsn: str, pool: asyncpg.Pool, sessions: SessionCache) -> None:
         self._dsn = dsn
         self._pool = pool
         self._sessions = sessions

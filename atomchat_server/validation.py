@@ -12,7 +12,8 @@ import json
 import math
 import re
 from functools import lru_cache
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, cast
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
@@ -24,7 +25,7 @@ from .resources import Traversable, schemas_dir
 BASE_URI = "https://atomchat.invalid/schemas/"
 
 
-def _walk(folder: Traversable, prefix: str = ""):
+def _walk(folder: Traversable, prefix: str = "") -> Iterator[tuple[str, Traversable]]:
     for entry in folder.iterdir():
         if entry.is_dir():
             yield from _walk(entry, f"{prefix}{entry.name}/")
@@ -84,14 +85,15 @@ class Schemas:
 
 def request_error(error: ValidationError) -> MatrixError:
     if error.validator == "required":
-        missing = [f for f in error.validator_value if isinstance(error.instance, dict) and f not in error.instance]
+        required = cast("list[str]", error.validator_value)  # what "required" names
+        missing = [f for f in required if isinstance(error.instance, dict) and f not in error.instance]
         where = _field_path(error.absolute_path, missing[0] if missing else None)
         return MatrixError(400, "M_MISSING_PARAM", f"Missing field '{where}'")
     where = _field_path(error.absolute_path, None) or "body"
     return MatrixError(400, "M_BAD_JSON", f"Invalid field '{where}': {error.message}")
 
 
-def _field_path(path, leaf: str | None) -> str:
+def _field_path(path: Iterable[str | int], leaf: str | None) -> str:
     parts = [str(p) for p in path]
     if leaf is not None:
         parts.append(leaf)
@@ -126,6 +128,7 @@ def load_json(raw: str | bytes, what: str = "The body", errcode: str | None = No
     with NUL (PostgreSQL cannot store it) or a lone UTF-16 surrogate (not
     text: it cannot be encoded); nesting deeper than MAX_JSON_DEPTH.
     ``errcode`` replaces both codes (a query parameter's is M_INVALID_PARAM)."""
+    problem: str | None
     try:
         value = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
     except RecursionError:

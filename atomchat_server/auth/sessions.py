@@ -83,12 +83,15 @@ class _RoundTrips:
         self._in_flight = None
         if queued is not None:
             self._in_flight = task = self._start()
-            task.add_done_callback(
-                lambda done: queued.done() or queued.set_result(not done.cancelled() and done.result()))
+            def settle(done: asyncio.Future[bool]) -> None:
+                if not queued.done():
+                    queued.set_result(not done.cancelled() and done.result())
+
+            task.add_done_callback(settle)
 
 
 class SessionCache:
-    def __init__(self, pool, codec: TokenCodec, max_entries: int = 50_000) -> None:
+    def __init__(self, pool: asyncpg.Pool, codec: TokenCodec, max_entries: int = 50_000) -> None:
         self._pool = pool
         self._codec = codec
         self._max = max_entries

@@ -12,10 +12,14 @@ import json
 import logging
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import asyncpg
 import psutil
+
+if TYPE_CHECKING:
+    from pgserver.postgres_server import PostgresServer
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +38,7 @@ def _alive(pid: int) -> bool:
 class EmbeddedPostgres:
     def __init__(self, data_dir: Path) -> None:
         self.pgdata = data_dir / "postgres"
-        self._server = None
+        self._server: PostgresServer | None = None
 
     def start(self) -> None:
         with warnings.catch_warnings():

@@ -77,10 +77,10 @@ def moderator_view(state: StateMap, event: Mapping[str, Any]) -> dict[tuple[str,
                      action_level(state, "redact"))
         if "state_key" not in event:
             needed = max(needed, event_level(state, event["type"], False))
-        elif edit_members_level(state) is not None:
+        elif (edit_level := edit_members_level(state)) is not None:
             # Where members edit the member list, a moderator may remove
             # anyone, the room's admins included, as in the original /api.
-            needed = max(needed, edit_members_level(state), user_level(state, event["state_key"]))
+            needed = max(needed, edit_level, user_level(state, event["state_key"]))
         content = dict(levels["content"])
         content["users"] = {**content.get("users", {}), moderator: needed}
         view[POWER_LEVELS_KEY] = {**levels, "content": content}

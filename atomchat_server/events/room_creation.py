@@ -75,7 +75,7 @@ def initial_events(room_id: str, creator: str, request: RoomRequest,
     if request.topic is not None:
         drafts.append(state("m.room.topic", {"topic": request.topic}))
     for user in request.invite:
-        content = {"membership": "invite"}
+        content: dict[str, Any] = {"membership": "invite"}
         if request.is_direct:
             content["is_direct"] = True
         drafts.append(state("m.room.member", content, user))

@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
+
 from ..auth import policy
 from ..auth.passwords import Passwords
 from ..auth.sessions import Requester, SessionCache
@@ -47,7 +49,7 @@ def weak_password(problems: list[str]) -> MatrixError:
     return MatrixError(400, "M_WEAK_PASSWORD", " ".join(problems))
 
 
-async def create_user(pool, passwords: Passwords, server_name: str, localpart: str, password: str, *,
+async def create_user(pool: asyncpg.Pool, passwords: Passwords, server_name: str, localpart: str, password: str, *,
                       is_moderator: bool = False, email: str = "") -> str:
     """Creates an account after checking the password policy; returns the
     user id. Shared by registration on every surface and by the CLI.
@@ -68,7 +70,7 @@ async def create_user(pool, passwords: Passwords, server_name: str, localpart: s
 
 
 class Accounts:
-    def __init__(self, *, pool, server_name: str, passwords: Passwords, codec: TokenCodec,
+    def __init__(self, *, pool: asyncpg.Pool, server_name: str, passwords: Passwords, codec: TokenCodec,
                  sessions: SessionCache, limits: RateLimits, access_token_lifetime: int, blocks: Blocks,
                  catch_up: Callable[[], Awaitable[None]]) -> None:
         self._pool = pool
@@ -253,7 +255,7 @@ class Accounts:
                 await self.delete_devices(requester.user_id, others)
 
 
-def _device_json(row) -> dict[str, Any]:
+def _device_json(row: asyncpg.Record) -> dict[str, Any]:
     device = {"device_id": row["device_id"], "display_name": row["display_name"]}
     if row["last_seen_at"] is not None:
         device["last_seen_ts"] = int(row["last_seen_at"].timestamp() * 1000)

@@ -16,6 +16,8 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Any
 
+import asyncpg
+
 from ..auth import policy
 from ..auth.sessions import Requester
 from ..errors import MatrixError, forbidden, not_found
@@ -62,11 +64,11 @@ def iso(moment: datetime | int) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def message_json(row) -> dict[str, Any]:
+def message_json(row: asyncpg.Record) -> dict[str, Any]:
     return {"text": row["text"], "created_at": iso(row["origin_server_ts"]), "author": row["author"]}
 
 
-def room_json(row) -> dict[str, Any]:
+def room_json(row: asyncpg.Record) -> dict[str, Any]:
     return {"id": row["id"], "name": row["name"] or "", "is_private": True, "created_at": iso(row["created_at"]),
             "users": list(row["member_ids"])}
 
@@ -134,7 +136,7 @@ def made_by_old_api(first_levels: dict[str, Any] | None) -> bool:
 
 
 class Compat:
-    def __init__(self, *, pool, accounts: Accounts, rooms: Rooms, moderation: Moderation) -> None:
+    def __init__(self, *, pool: asyncpg.Pool, accounts: Accounts, rooms: Rooms, moderation: Moderation) -> None:
         self._pool = pool
         self._locks = store.Locks(pool)
         self._accounts = accounts

@@ -11,6 +11,8 @@ import time
 from functools import partial
 from typing import Any
 
+import asyncpg
+
 from ..auth.sessions import Requester
 from ..errors import MatrixError, forbidden, not_found
 from ..storage import ephemeral as store
@@ -29,7 +31,7 @@ def _now_ms() -> int:
 
 
 class Ephemeral:
-    def __init__(self, *, pool, persister: Persister) -> None:
+    def __init__(self, *, pool: asyncpg.Pool, persister: Persister) -> None:
         self._pool = pool
         self._persister = persister
         self._typing_timers: dict[tuple[str, str], asyncio.TimerHandle] = {}

@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
+
 from ..auth.sessions import Requester
 from ..errors import MatrixError, forbidden, not_found
 from ..events import ids
@@ -75,7 +77,7 @@ class Blocks:
 
 
 class Moderation:
-    def __init__(self, *, pool, persister: Persister, blocks: Blocks, server_name: str) -> None:
+    def __init__(self, *, pool: asyncpg.Pool, persister: Persister, blocks: Blocks, server_name: str) -> None:
         self._pool = pool
         self._persister = persister
         self.blocks = blocks
@@ -239,12 +241,12 @@ class Moderation:
 class AdminQueries:
     """What the admin API shows moderators about users and rooms."""
 
-    def __init__(self, *, pool, blocks: Blocks, system_user: str) -> None:
+    def __init__(self, *, pool: asyncpg.Pool, blocks: Blocks, system_user: str) -> None:
         self._pool = pool
         self._blocks = blocks
         self._system_user = system_user
 
-    def _user_json(self, row) -> dict[str, Any]:
+    def _user_json(self, row: asyncpg.Record) -> dict[str, Any]:
         return {
             "user_id": row["user_id"], "id": row["id"], "displayname": row["displayname"],
             "is_moderator": row["is_moderator"], "locked": self._blocks.of(row["user_id"]) == "locked",
@@ -283,7 +285,7 @@ class AdminQueries:
         }
 
     @staticmethod
-    def _room_json(row) -> dict[str, Any]:
+    def _room_json(row: asyncpg.Record) -> dict[str, Any]:
         return {"room_id": row["room_id"], "id": row["id"], "name": row["name"], "creator": row["creator"],
                 "num_joined_members": row["members"], "published": row["published"],
                 "created_ts": int(row["created_at"].timestamp() * 1000),

@@ -22,6 +22,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
+
+from ..db import Database
 from ..errors import MatrixError, forbidden, not_found
 from ..events.auth import AuthError, auth_state_keys, check
 from ..events.drafts import EventDraft
@@ -50,7 +53,7 @@ class WriteUnit:
 
 
 class Persister:
-    def __init__(self, pool, on_commit: Callable[[int, list[Any] | None, int | None], None] | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool, on_commit: Callable[[int, list[Any] | None, int | None], None] | None = None) -> None:
         self._pool = pool
         self._queue: asyncio.Queue[WriteUnit] = asyncio.Queue()
         self._task: asyncio.Task | None = None
@@ -161,7 +164,7 @@ class _Batch:
     """One transaction's view of the rooms it writes to: their heads and the
     state the batch has changed so far."""
 
-    def __init__(self, conn) -> None:
+    def __init__(self, conn: Database) -> None:
         self.conn = conn
         self.heads: dict[str, tuple[str | None, int]] = {}
         self.state: dict[str, StateMap] = {}  # state written by this batch
@@ -248,13 +251,13 @@ class _Batch:
             event = draft.as_event()
             keys = _keys(draft)
             state = await self._state(draft.room_id, keys, overlay)
-            redacted = None
+            redacted: dict[str, Any] | None = None
             if draft.redacts is not None:
                 await self.flush()  # the target may be an event of this batch
-                redacted = await event_store.get_event(self.conn, draft.redacts)
-                if redacted is None or redacted["room_id"] != draft.room_id:
+                found = await event_store.get_event(self.conn, draft.redacts)
+                if found is None or found["room_id"] != draft.room_id:
                     raise not_found("Unknown event")
-                redacted = dict(redacted)
+                redacted = dict(found)
             try:
                 if not draft.by_server:
                     check(event, moderator_view(state, event) if draft.by_moderator else state,
@@ -264,8 +267,8 @@ class _Batch:
                                     "an added user is invited")
             except AuthError as exc:
                 raise forbidden(str(exc)) from None
-            previous.append(state.get((draft.type, draft.state_key)) if draft.is_state else None)
-            if draft.is_state:
+            previous.append(state.get((draft.type, draft.state_key)) if draft.state_key is not None else None)
+            if draft.state_key is not None:
                 overlay.setdefault(draft.room_id, {})[(draft.type, draft.state_key)] = event
 
         # All allowed: append them.
@@ -292,13 +295,14 @@ class _Batch:
                    "txn_id": unit.txn[2] if unit.txn else None}
             self._pending.append(row)
             self.heads[draft.room_id] = (draft.event_id, head_depth + 1)
-            if draft.is_state:
+            if draft.state_key is not None:
                 self._pending_keys.add((draft.room_id, draft.type, draft.state_key))
                 self.state.setdefault(draft.room_id, {})[(draft.type, draft.state_key)] = row
             if draft.redacts is not None:
                 await self.flush()
                 self.redacted = True
                 target = await event_store.get_event(self.conn, draft.redacts)
+                assert target is not None, "checked before appending"
                 if target["redacted_by"] is None:
                     because = client_event(row, now_ms=now_ms)
                     del because["unsigned"]
@@ -326,5 +330,5 @@ class _Batch:
 
 def _keys(draft: EventDraft) -> list[tuple[str, str]]:
     """The state a draft's authorization reads, and for state the entry it replaces."""
-    own = [(draft.type, draft.state_key)] if draft.is_state else []
+    own = [(draft.type, draft.state_key)] if draft.state_key is not None else []
     return list(dict.fromkeys(auth_state_keys(draft.as_event()) + own))

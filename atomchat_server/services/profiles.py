@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
+
 from ..auth.sessions import Requester
 from ..errors import forbidden, not_found
 from ..storage import users as user_store
@@ -14,7 +16,7 @@ _SETTERS = {"displayname": user_store.set_displayname, "avatar_url": user_store.
 
 
 class Profiles:
-    def __init__(self, *, pool, rooms: Rooms, blocks: Blocks) -> None:
+    def __init__(self, *, pool: asyncpg.Pool, rooms: Rooms, blocks: Blocks) -> None:
         self._pool = pool
         self._blocks = blocks
         self._rooms = rooms

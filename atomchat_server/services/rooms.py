@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
+
 from ..auth.sessions import Requester
 from ..errors import MatrixError, forbidden, not_found
 from ..events import ids
@@ -39,7 +41,7 @@ class Page:
 
 
 class Rooms:
-    def __init__(self, *, pool, persister: Persister, server_name: str, blocks: Blocks) -> None:
+    def __init__(self, *, pool: asyncpg.Pool, persister: Persister, server_name: str, blocks: Blocks) -> None:
         self._pool = pool
         self._blocks = blocks
         self._persister = persister
@@ -47,7 +49,7 @@ class Rooms:
 
     # -- helpers -----------------------------------------------------------
 
-    def _format(self, row, requester: Requester | None) -> dict[str, Any]:
+    def _format(self, row: asyncpg.Record, requester: Requester | None) -> dict[str, Any]:
         device = (requester.user_id, requester.device_id) if requester else None
         return client_event(row, device=device)
 

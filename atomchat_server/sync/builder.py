@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
+
 from ..auth.sessions import Requester
 from ..events.filters import RoomEventFilter, SyncFilter
 from ..events.format import client_event, stripped_state
@@ -47,7 +49,7 @@ class SyncResult:
 
 
 class SyncBuilder:
-    def __init__(self, pool) -> None:
+    def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
     async def sync(self, requester: Requester, *, since: int | None, upto: int, sync_filter: SyncFilter,
