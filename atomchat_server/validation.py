@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from functools import lru_cache
 from collections.abc import Iterable, Iterator
+from functools import lru_cache
 from typing import Any, cast
 
 from jsonschema import Draft202012Validator

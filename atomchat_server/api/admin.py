@@ -3,6 +3,7 @@ and the Matrix spec's lock and suspend endpoints (/_matrix/client/v1/admin/...).
 
 from __future__ import annotations
 
+from ..auth.sessions import Requester
 from ..errors import MatrixError
 from ..events import ids
 from .base import BaseHandler
@@ -16,7 +17,7 @@ PAGE_QUERY = (Param("from", description="The next_token of the previous page"),
 
 
 class AdminHandler(BaseHandler):
-    async def moderator(self):
+    async def moderator(self) -> Requester:
         requester = await self.authenticate()
         self.ctx.moderation.require_moderator(requester)
         return requester

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import tornado.web
 from tornado.log import app_log, gen_log
@@ -14,6 +15,9 @@ from tornado.log import app_log, gen_log
 from ..auth.sessions import Requester
 from ..errors import MatrixError
 from ..validation import int64, load_json, schemas
+
+if TYPE_CHECKING:
+    from ..app import AppContext
 
 log = logging.getLogger("atomchat.http")
 
@@ -54,7 +58,7 @@ CORS_HEADERS = {
 class BaseHandler(tornado.web.RequestHandler):
     """Base of every handler. ``self.ctx`` is the running server's AppContext."""
 
-    def initialize(self, ctx) -> None:
+    def initialize(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.requester: Requester | None = None
 
@@ -122,12 +126,19 @@ class BaseHandler(tornado.web.RequestHandler):
             raise MatrixError(401, "M_MISSING_TOKEN", "The Authorization header must be 'Bearer <token>'")
         return self.get_query_argument("access_token", None)
 
+    @property
+    def remote_address(self) -> str:
+        """The client's address. Tornado's HTTP server always gives one (a
+        peer without an IP address is 0.0.0.0); only a request made by hand
+        has none."""
+        return self.request.remote_ip or "0.0.0.0"
+
     async def authenticate(self, *, allow_locked: bool = False) -> Requester:
         token = self.access_token()
         if token is None:
             raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
         self.requester = await self.ctx.accounts.authenticate(token, allow_locked=allow_locked)
-        await self.ctx.accounts.record_last_seen(self.requester, self.request.remote_ip)
+        await self.ctx.accounts.record_last_seen(self.requester, self.remote_address)
         return self.requester
 
     # -- output -----------------------------------------------------------
@@ -150,7 +161,8 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(body))
 
-    def log_exception(self, typ, value, tb) -> None:
+    def log_exception(self, typ: type[BaseException] | None, value: BaseException | None,
+                      tb: TracebackType | None) -> None:
         """Tornado's, but naming the request by its path alone: Tornado's
         writes the whole URI, whose query may hold ?access_token=."""
         if isinstance(value, MatrixError):
@@ -158,7 +170,7 @@ class BaseHandler(tornado.web.RequestHandler):
         if isinstance(value, tornado.web.HTTPError):
             gen_log.warning("%d %s", value.status_code, self._request_summary())
         else:
-            app_log.error("Uncaught exception %s", self._request_summary(), exc_info=(typ, value, tb))
+            app_log.error("Uncaught exception %s", self._request_summary(), exc_info=value)
 
     def _request_summary(self) -> str:
         return f"{self.request.method} {self.request.path} ({self.request.remote_ip})"
@@ -168,7 +180,7 @@ class HeadersTooLargeHandler(BaseHandler):
     """Any request whose request line and headers are over the limit (see
     app.Application): 414 when the request line alone is, else 431."""
 
-    def initialize(self, ctx, status: int) -> None:
+    def initialize(self, ctx: AppContext, status: int = 431) -> None:
         super().initialize(ctx)
         self._too_large = status
 

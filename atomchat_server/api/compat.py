@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import math
 import re
+from types import TracebackType
 from typing import Any
 from urllib.parse import urlencode
 
 import tornado.web
 
+from ..auth.sessions import Requester
 from ..errors import MatrixError
 from ..services.compat import FieldErrors
 from . import base
@@ -39,10 +41,10 @@ class CompatHandler(BaseHandler):
             raise MatrixError(401, "M_UNKNOWN_TOKEN", "Invalid token header.")
         return token.strip()
 
-    async def authenticate(self):
+    async def authenticate(self, *, allow_locked: bool = False) -> Requester:
         if self.access_token() is None:
             raise MatrixError(401, "M_MISSING_TOKEN", "Authentication credentials were not provided.")
-        return await super().authenticate()
+        return await super().authenticate(allow_locked=allow_locked)
 
     def body(self) -> dict[str, Any]:
         """The request body: JSON, or a form (the original accepted both)."""
@@ -63,6 +65,7 @@ class CompatHandler(BaseHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         error = kwargs.get("exc_info", (None, None, None))[1]
+        body: dict[str, Any]
         if isinstance(error, FieldErrors):
             status_code, body = 400, error.errors
         elif isinstance(error, MatrixError):
@@ -81,7 +84,8 @@ class CompatHandler(BaseHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(body))
 
-    def log_exception(self, typ, value, tb) -> None:
+    def log_exception(self, typ: type[BaseException] | None, value: BaseException | None,
+                      tb: TracebackType | None) -> None:
         if isinstance(value, FieldErrors):
             return  # a refusal, already in the request log line
         super().log_exception(typ, value, tb)
@@ -113,7 +117,7 @@ class UsersHandler(CompatHandler):
                            auth="none", errors=(429,))}
 
     async def post(self) -> None:
-        self.send_data(await self.ctx.compat.register(self.body(), self.request.remote_ip), 201)
+        self.send_data(await self.ctx.compat.register(self.body(), self.remote_address), 201)
 
 
 class MeHandler(CompatHandler):
@@ -137,7 +141,7 @@ class TokensHandler(CompatHandler):
                            request="api/tokens.request", auth="none", errors=(429,))}
 
     async def post(self) -> None:
-        self.send_data({"token": await self.ctx.compat.token(self.body(), self.request.remote_ip)})
+        self.send_data({"token": await self.ctx.compat.token(self.body(), self.remote_address)})
 
 
 class RoomsHandler(CompatHandler):

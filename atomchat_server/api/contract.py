@@ -21,7 +21,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -180,8 +180,8 @@ def _components() -> dict[str, Any]:
     return out
 
 
-def _format(value: str | None, literals: dict[str, str]) -> str | None:
-    return value.format(**literals) if value is not None and literals else value
+def _format(value: str, literals: dict[str, str]) -> str:
+    return value.format(**literals) if literals else value
 
 
 def _operation(path: str, handler: type, method: str, op: Op, literals: dict[str, str],
@@ -239,7 +239,8 @@ def _describe(status: int) -> str:
     return _REASONS.get(status, str(status))
 
 
-def operations(routes: list[tuple[str, type]]):
+def operations(routes: list[tuple[str, type]]
+               ) -> Iterator[tuple[str, str, type, str, Op, dict[str, str], list[str]]]:
     """Every documented operation: ``(path, method, handler, pattern, op,
     literals, path parameters)``. Raises ContractError for a method that
     has no declaration, a declaration without its method, or two routes

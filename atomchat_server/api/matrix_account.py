@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from ..auth.sessions import Requester
 from ..errors import AuthRequired, MatrixError
 from ..services.accounts import LoginResult
 from .base import BaseHandler
@@ -18,7 +19,7 @@ ROOM_VERSION = "10"
 
 
 def login_json(result: LoginResult, server_name: str) -> dict[str, Any]:
-    body = {"user_id": result.user_id, "device_id": result.device_id,
+    body: dict[str, Any] = {"user_id": result.user_id, "device_id": result.device_id,
             "access_token": result.access_token, "home_server": server_name}
     if result.refresh_token is not None:
         body["refresh_token"] = result.refresh_token
@@ -73,7 +74,7 @@ class RegisterHandler(BaseHandler):
             username=body.get("username"), password=body["password"],
             device_id=body.get("device_id"), display_name=body.get("initial_device_display_name"),
             inhibit_login=body.get("inhibit_login", False), want_refresh=body.get("refresh_token", False),
-            address=self.request.remote_ip,
+            address=self.remote_address,
         )
         if isinstance(result, str):
             self.send_json({"user_id": result, "home_server": self.ctx.settings.server_name})
@@ -123,7 +124,7 @@ class LoginHandler(BaseHandler):
         result = await self.ctx.accounts.login(
             identifier=user, password=body["password"], device_id=body.get("device_id"),
             display_name=body.get("initial_device_display_name"),
-            want_refresh=body.get("refresh_token", False), address=self.request.remote_ip,
+            want_refresh=body.get("refresh_token", False), address=self.remote_address,
         )
         self.send_json(login_json(result, self.ctx.settings.server_name))
 
@@ -172,13 +173,13 @@ class LogoutAllHandler(BaseHandler):
 
 
 class PasswordAuthMixin(BaseHandler):
-    async def require_password(self, body: dict[str, Any]) -> None:
+    async def require_password(self, requester: Requester, body: dict[str, Any]) -> None:
         """User-interactive authentication by the account's current password."""
         auth = body.get("auth")
         if not isinstance(auth, dict) or auth.get("type") != "m.login.password":
             raise auth_challenge("m.login.password")
         identifier = auth.get("identifier") or {}
-        claimed = identifier.get("user", auth.get("user", self.requester.user_id))
+        claimed = identifier.get("user", auth.get("user", requester.user_id))
         password = auth.get("password")
         if not isinstance(claimed, str) or not isinstance(password, str):
             raise auth_challenge("m.login.password", "Invalid password")
@@ -188,7 +189,7 @@ class PasswordAuthMixin(BaseHandler):
             if exc.errcode == "M_LIMIT_EXCEEDED":
                 raise
             raise auth_challenge("m.login.password", "Invalid password") from None
-        if user_id != self.requester.user_id:
+        if user_id != requester.user_id:
             raise auth_challenge("m.login.password", "Invalid password")
 
 
@@ -199,7 +200,7 @@ class PasswordHandler(PasswordAuthMixin):
     async def post(self) -> None:
         requester = await self.authenticate()
         body = self.json_body("matrix/password.request")
-        await self.require_password(body)
+        await self.require_password(requester, body)
         await self.ctx.accounts.change_password(
             requester, body["new_password"], logout_devices=body.get("logout_devices", True)
         )
@@ -240,7 +241,7 @@ class DeviceHandler(PasswordAuthMixin):
         requester = await self.authenticate()
         body = self.json_body("matrix/device.delete.request")
         await self.ctx.accounts.get_device(requester.user_id, device_id)  # 404 before asking for a password
-        await self.require_password(body)
+        await self.require_password(requester, body)
         await self.ctx.accounts.delete_devices(requester.user_id, [device_id])
         self.send_json({})
 
@@ -252,7 +253,7 @@ class DeleteDevicesHandler(PasswordAuthMixin):
     async def post(self) -> None:
         requester = await self.authenticate()
         body = self.json_body("matrix/delete_devices.request")
-        await self.require_password(body)
+        await self.require_password(requester, body)
         await self.ctx.accounts.delete_devices(requester.user_id, body["devices"])
         self.send_json({})
 

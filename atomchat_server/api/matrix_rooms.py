@@ -3,6 +3,7 @@ the room directory."""
 
 from __future__ import annotations
 
+from ..auth.sessions import Requester
 from ..errors import MatrixError
 from ..events.filters import FilterError, RoomEventFilter
 from ..events.room_creation import ROOM_VERSION, RoomRequest, preset_for
@@ -193,7 +194,7 @@ MESSAGES_QUERY = (
 )
 
 
-async def messages_body(handler: BaseHandler, requester, room_id: str) -> dict:
+async def messages_body(handler: BaseHandler, requester: Requester, room_id: str) -> dict:
     """A /messages page from the request's query arguments; shared with the
     admin API's room history, which pages exactly the same way."""
     direction = handler.get_query_argument("dir", "b")

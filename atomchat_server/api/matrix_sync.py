@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import MatrixError, forbidden, not_found
 from ..events.filters import FilterError, SyncFilter
 from ..storage import filters as filter_store
@@ -11,6 +13,9 @@ from ..validation import load_json
 from .base import BaseHandler
 from .contract import Op, Param
 from .matrix_account import PREFIX
+
+if TYPE_CHECKING:
+    from ..app import AppContext
 
 MAX_TIMEOUT_MS = 120_000
 
@@ -23,7 +28,7 @@ class SyncHandler(BaseHandler):
         Param("filter", description="A filter id or a filter as JSON"),
         Param("full_state", {"type": "string", "enum": ["true", "false"]})))}
 
-    def initialize(self, ctx) -> None:
+    def initialize(self, ctx: AppContext) -> None:
         super().initialize(ctx)
         self._session: SyncSession | None = None
 
@@ -41,8 +46,10 @@ class SyncHandler(BaseHandler):
         sessions = self.ctx.sync_sessions
         session = None if full_state else sessions.take(requester.session_id, since, filter_param)
         if session is None:
-            sync_filter = await load_filter(self, requester.user_id, filter_param)
-            session = SyncSession(self.ctx, requester, self.access_token(), sync_filter, since,
+            sync_filter = await load_filter(self.ctx, requester.user_id, filter_param)
+            token = self.access_token()
+            assert token is not None, "authenticate() took it"
+            session = SyncSession(self.ctx, requester, token, sync_filter, since,
                                   full_state=full_state, filter_key=filter_param)
         else:
             session.requester = requester
@@ -69,7 +76,7 @@ class SyncHandler(BaseHandler):
         self.finish(result.json())
 
 
-async def load_filter(handler: BaseHandler, user_id: str, value: str | None) -> SyncFilter:
+async def load_filter(ctx: AppContext, user_id: str, value: str | None) -> SyncFilter:
     """A sync filter given inline as JSON or by the id of an uploaded one."""
     if not value:
         return SyncFilter()
@@ -78,7 +85,7 @@ async def load_filter(handler: BaseHandler, user_id: str, value: str | None) -> 
             return SyncFilter.from_json(load_json(value, "The filter", "M_INVALID_PARAM"))
         if not value.isdigit() or len(value) > 18:
             raise MatrixError(400, "M_INVALID_PARAM", "'filter' must be a filter id or a JSON object")
-        definition = await filter_store.get_filter(handler.ctx.pool, user_id, int(value))
+        definition = await filter_store.get_filter(ctx.pool, user_id, int(value))
         if definition is None:
             raise not_found("Unknown filter")
         return SyncFilter.from_json(definition)

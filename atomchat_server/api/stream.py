@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, cast
 
 import tornado.httputil
 import tornado.ioloop
@@ -21,11 +22,16 @@ import tornado.websocket
 
 from ..auth.sessions import Requester
 from ..errors import MatrixError
+from ..events.filters import SyncFilter
 from ..sync import tokens
+from ..sync.builder import SyncResult
 from ..sync.session import SyncSession
 from ..validation import load_json, schemas
 from .contract import Op, Param
 from .matrix_sync import load_filter
+
+if TYPE_CHECKING:
+    from ..app import AppContext
 
 log = logging.getLogger("atomchat.stream")
 
@@ -68,7 +74,7 @@ class OpenStreams:
     def discard(self, stream: StreamHandler) -> None:
         self._streams.discard(stream)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[StreamHandler]:
         """Over a copy: a stream may close, and leave the set, meanwhile."""
         return iter(list(self._streams))
 
@@ -84,12 +90,12 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         query=(Param("since", description="The next_batch of the last frame received"),
                Param("filter", description="A filter id or a filter as JSON")))}
 
-    def initialize(self, ctx) -> None:
+    def initialize(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.requester: Requester | None = None
         self._token: str | None = None
         self._since: int | None = None
-        self._filter = None
+        self._filter: SyncFilter | None = None
         self._filter_param: str | None = None
         self._task: asyncio.Task | None = None
         self._session: SyncSession | None = None
@@ -114,7 +120,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             self._filter_param = self.get_query_argument("filter", None)
             user = self.requester.user_id if self.requester else None
             if user is not None:
-                self._filter = await load_filter(self, user, self._filter_param)
+                self._filter = await load_filter(self.ctx, user, self._filter_param)
                 self._count(user)
         except MatrixError as error:
             self.set_status(error.status)
@@ -154,6 +160,8 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
     # -- pushing sync frames -----------------------------------------------------
 
     async def _push_loop(self) -> None:
+        assert self.requester is not None and self._token is not None and self._filter is not None, \
+            "started once authenticated"
         session = self._session = SyncSession(self.ctx, self.requester, self._token, self._filter, self._since,
                                               limit_timeline=False)
         session.push_to(self._send_sync)
@@ -179,7 +187,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         finally:
             session.close()
 
-    def _send_sync(self, result) -> None:
+    def _send_sync(self, result: SyncResult) -> None:
         self._send_text('{"type":"sync",' + result.json()[1:])
 
     def _send(self, frame: dict[str, Any]) -> None:
@@ -203,12 +211,12 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         # negotiated (get_compression_options() is None), so the frame
         # carries the text as it is.
         try:
-            future = connection._write_frame(True, _TEXT_FRAME, encoded)
+            future = cast(tornado.websocket.WebSocketProtocol13, connection)._write_frame(True, _TEXT_FRAME, encoded)
         except tornado.iostream.StreamClosedError:
             raise tornado.websocket.WebSocketClosedError() from None
         self._pending += size
 
-        def written(future) -> None:
+        def written(future: asyncio.Future[None]) -> None:
             self._pending -= size
             if not future.cancelled():
                 future.exception()  # a lost connection is handled by on_close
@@ -252,7 +260,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             return
         try:
             self.requester = await self.ctx.accounts.authenticate(frame["access_token"])
-            self._filter = await load_filter(self, self.requester.user_id, self._filter_param)
+            self._filter = await load_filter(self.ctx, self.requester.user_id, self._filter_param)
         except MatrixError as error:
             self._close(CLOSE_UNAUTHORIZED, error.error[:100])
             return
@@ -266,6 +274,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
 
     async def _call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         requester = self.requester
+        assert requester is not None, "on_message authenticates first"
         if method == "ping":
             return {}
         if method == "send":
