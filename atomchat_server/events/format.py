@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 CLIENT_FIELDS = ("event_id", "room_id", "sender", "type", "content", "origin_server_ts")
 
 
-def client_event(row: Mapping[str, Any], *, device: tuple[str, str] | None = None,
+class Row(Protocol):
+    """A stored event's fields by name: a dict, or a database record (which
+    is not a Mapping)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def client_event(row: Row, *, device: tuple[str, str] | None = None,
                  now_ms: int | None = None) -> dict[str, Any]:
     """The client-server form of a stored event. ``device`` is the (user id,
     device id) it is sent to: the sending device alone sees its transaction id."""
@@ -27,6 +33,6 @@ def client_event(row: Mapping[str, Any], *, device: tuple[str, str] | None = Non
     return event
 
 
-def stripped_state(row: Mapping[str, Any]) -> dict[str, Any]:
+def stripped_state(row: Row) -> dict[str, Any]:
     """The stripped form of a state event given to invitees."""
     return {"type": row["type"], "state_key": row["state_key"], "sender": row["sender"], "content": row["content"]}

@@ -13,6 +13,7 @@ from ..auth import policy
 from ..auth.passwords import Passwords
 from ..auth.sessions import Requester, SessionCache
 from ..auth.tokens import TokenClaims, TokenCodec, hash_refresh_token, new_device_id, new_refresh_token, new_session_id
+from ..config import Settings
 from ..errors import MatrixError, forbidden, not_found, unknown_token
 from ..events import ids
 from ..ratelimit import RateLimiter
@@ -37,7 +38,7 @@ class RateLimits:
     failed_login_by_account: RateLimiter
 
     @classmethod
-    def from_settings(cls, settings) -> RateLimits:
+    def from_settings(cls, settings: Settings) -> RateLimits:
         return cls(
             RateLimiter(settings.rc_register_per_second, settings.rc_register_burst),
             RateLimiter(settings.rc_login_per_second, settings.rc_login_burst),
@@ -127,7 +128,7 @@ class Accounts:
         self._limits.register_by_address.check(address)
         return await create_user(self._pool, self._passwords, self.server_name, username, password, email=email)
 
-    async def user(self, user_id: str):
+    async def user(self, user_id: str) -> asyncpg.Record:
         user = await user_store.get_user(self._pool, user_id)
         if user is None:
             raise not_found("Unknown user")
@@ -150,6 +151,7 @@ class Accounts:
         if not ok:
             self._limits.failed_login_by_account.consume(account_key)
             raise forbidden("Invalid username or password")
+        assert user is not None, "verify() refuses a missing password hash"
         if new_hash is not None:
             await user_store.set_password_hash(self._pool, user["user_id"], new_hash)
         return user["user_id"]
@@ -243,7 +245,7 @@ class Accounts:
             await session_store.touch_device(self._pool, requester.user_id, requester.device_id, address)
 
     async def change_password(self, requester: Requester, new_password: str, *, logout_devices: bool) -> None:
-        localpart = ids.split_user_id(requester.user_id)[0]
+        localpart = self.localpart_of(requester.user_id)
         problems = policy.password_problems(new_password, localpart)
         if problems:
             raise weak_password(problems)

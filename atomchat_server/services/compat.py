@@ -20,6 +20,7 @@ import asyncpg
 
 from ..auth import policy
 from ..auth.sessions import Requester
+from ..db import Database
 from ..errors import MatrixError, forbidden, not_found
 from ..events import ids
 from ..events.power_levels import EDIT_MEMBERS, default_power_levels
@@ -184,6 +185,7 @@ class Compat:
             errors["email"] = ["Enter a valid email address."]
         if errors:
             raise FieldErrors(errors)
+        assert username is not None and password is not None, "_text() reported them missing"
         try:
             await self._accounts.create_account(username, password, email=email, address=address)
         except MatrixError as error:
@@ -201,6 +203,7 @@ class Compat:
         password = _text(body, "password", errors)
         if errors:
             raise FieldErrors(errors)
+        assert username is not None and password is not None, "_text() reported them missing"
         # A username here is always a username, even one that starts with
         # '@', which the Matrix login would read as a user id.
         account = await user_store.find_by_localpart(self._pool, username)
@@ -263,13 +266,19 @@ class Compat:
         members = await self._users_field(body, errors)
         if errors:
             raise FieldErrors(errors)
+        assert name is not None, "_text() reported it missing"
         async with self._name_lock(name):
             room_id = await self._new_private_room(requester, name)
         await self._rooms.edit_members(requester, room_id, add=[u for u in members or [] if u != requester.user_id])
-        return room_json(await store.room_object_by_room_id(self._pool, room_id))
+        return await self._room_json(room_id)
+
+    async def _room_json(self, room_id: str) -> dict[str, Any]:
+        row = await store.room_object_by_room_id(self._pool, room_id)
+        assert row is not None, "the room was just written"
+        return room_json(row)
 
     @asynccontextmanager
-    async def _name_lock(self, name: str, room_id: str | None = None):
+    async def _name_lock(self, name: str, room_id: str | None = None) -> AsyncIterator[None]:
         """Holds a room name while a room takes it, so that of two asking for
         one name at once (on any server process) just one gets it; the
         name's check before it is then only for reporting every field's error at once."""
@@ -287,7 +296,7 @@ class Compat:
                               power_level_content_override={**API_ROOM_LEVELS, "events": events})
         return await self._rooms.create_room(requester, request, alias_localpart=None, publish=False)
 
-    async def _room_object(self, number: int):
+    async def _room_object(self, number: int) -> asyncpg.Record:
         """A room by number; 404 for none, a deleted one, and the moderation
         policy room (the moderators' audit log, which the server runs)."""
         row = await store.room_object(self._pool, number)
@@ -295,7 +304,7 @@ class Compat:
             raise not_found("Not found.")
         return row
 
-    async def _visible_room(self, requester: Requester, number: int):
+    async def _visible_room(self, requester: Requester, number: int) -> asyncpg.Record:
         """The room, if the requester is a member or a moderator; 404 or 403 otherwise."""
         row = await self._room_object(number)
         if not requester.is_moderator:
@@ -329,7 +338,7 @@ class Compat:
                 await self._rooms.edit_members(requester, room_id, add=add, remove=remove, name=rename)
         else:
             await self._rooms.edit_members(requester, room_id, add=add, remove=remove)
-        return room_json(await store.room_object_by_room_id(self._pool, room_id))
+        return await self._room_json(room_id)
 
     async def delete_room(self, requester: Requester, number: int) -> None:
         row = await self._room_object(number)
@@ -351,11 +360,11 @@ class Compat:
             older = rows[limit - 1]["stream"] if len(rows) > limit else None
             page = [message_json(r) for r in reversed(rows[:limit])]
 
-            async def one_page():
+            async def one_page() -> AsyncIterator[list[dict[str, Any]]]:
                 yield page
             return one_page(), older
 
-        async def all_pages():
+        async def all_pages() -> AsyncIterator[list[dict[str, Any]]]:
             after = None
             while True:
                 rows = await store.messages(self._pool, room_id, before=before, after=after, limit=STREAM_PAGE,
@@ -372,12 +381,15 @@ class Compat:
         text = _text(body, "text", errors)
         if errors:
             raise FieldErrors(errors)
+        assert text is not None, "_text() reported it missing"
         return await self._send(requester, row["room_id"], text)
 
     async def _send(self, requester: Requester, room_id: str, text: str) -> dict[str, Any]:
         event_id = await self._rooms.send(requester, room_id, "m.room.message", {"msgtype": "m.text", "body": text},
                                           "api-" + secrets.token_urlsafe(12))
-        return message_json(await store.message(self._pool, event_id))
+        row = await store.message(self._pool, event_id)
+        assert row is not None, "the message was just sent"
+        return message_json(row)
 
     async def direct_message(self, requester: Requester, body: dict[str, Any]) -> dict[str, Any]:
         errors: dict[str, list[str]] = {}
@@ -395,6 +407,7 @@ class Compat:
                     other = found
         if errors:
             raise FieldErrors(errors)
+        assert text is not None and other is not None, "reported missing above"
         me = await self._accounts.user(requester.user_id)
         low, high = sorted((me, other), key=lambda user: user["id"])
         async with self._locks.hold(f"direct:{low['id']}:{high['id']}") as conn:
@@ -411,7 +424,7 @@ class Compat:
         return {"text": message["text"], "created_at": message["created_at"]}
 
     @staticmethod
-    async def _still_usable(conn, room_id: str, writer: str) -> bool:
+    async def _still_usable(conn: Database, room_id: str, writer: str) -> bool:
         """Whether the pair's room takes the writer's message: not deleted by
         a moderator, and the writer has not left it (one cannot rejoin a
         private room on one's own); else the pair gets a new room."""
@@ -420,7 +433,7 @@ class Compat:
         return (room is not None and not room["deleted"]
                 and membership is not None and membership["membership"] == "join")
 
-    async def _new_direct_room(self, requester: Requester, low, high) -> str:
+    async def _new_direct_room(self, requester: Requester, low: asyncpg.Record, high: asyncpg.Record) -> str:
         # Named as the original did, not held to the names' uniqueness (a
         # taken name must not stop a message); the rest as any /api room.
         room_id = await self._new_private_room(requester, f"{low['localpart']}&{high['localpart']}_private",

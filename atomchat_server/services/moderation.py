@@ -13,6 +13,7 @@ woken, find their token refused, and end.
 from __future__ import annotations
 
 import logging
+from collections.abc import ItemsView
 from typing import Any
 
 import asyncpg
@@ -49,7 +50,7 @@ class Blocks:
     def of(self, user_id: str) -> str | None:
         return self._blocks.get(user_id)
 
-    def items(self):
+    def items(self) -> ItemsView[str, str]:
         return self._blocks.items()
 
     def apply(self, state_key: str, content: dict[str, Any]) -> str | None:
@@ -130,8 +131,14 @@ class Moderation:
             if await event_store.get_room(self._pool, room_id) is None:
                 raise
 
+    @property
+    def policy_room(self) -> str:
+        """The moderation policy room; start() finds or makes it before the server serves anyone."""
+        assert self.blocks.policy_room is not None, "start() first"
+        return self.blocks.policy_room
+
     async def _join_policy_room(self, user_id: str) -> None:
-        room_id = self.blocks.policy_room
+        room_id = self.policy_room
         await self._persister.write([
             EventDraft(room_id=room_id, sender=self.system_user, type="m.room.member",
                        content={"membership": "invite"}, state_key=user_id),
@@ -140,7 +147,7 @@ class Moderation:
         ])
 
     async def _leave_policy_room(self, user_id: str) -> None:
-        await self._persister.write([EventDraft(room_id=self.blocks.policy_room, sender=self.system_user,
+        await self._persister.write([EventDraft(room_id=self.policy_room, sender=self.system_user,
                                                 type="m.room.member", content={"membership": "leave"},
                                                 state_key=user_id)])
 
@@ -157,7 +164,7 @@ class Moderation:
         if not requester.is_moderator:
             raise forbidden("Only moderators may do that")
 
-    async def _target(self, user_id: str):
+    async def _target(self, user_id: str) -> asyncpg.Record:
         user = await user_store.get_user(self._pool, user_id)
         if user is None or user_id == self.system_user:
             raise not_found("Unknown user")
@@ -178,7 +185,7 @@ class Moderation:
             if user["is_moderator"] and not await self._other_active_moderators(user_id):
                 raise forbidden("The last moderator cannot be locked")
         await self._persister.write([EventDraft(
-            room_id=self.blocks.policy_room, sender=moderator, type=rules.POLICY_RULE,
+            room_id=self.policy_room, sender=moderator, type=rules.POLICY_RULE,
             content=rules.rule_content(user_id, block, reason), state_key=rules.rule_state_key(user_id),
             by_moderator=True)])
         # The rule takes effect here at once; other processes learn it from the notifier.
@@ -191,7 +198,7 @@ class Moderation:
             raise forbidden("The last moderator cannot be demoted")
         await store.set_moderator(self._pool, user_id, is_moderator)
         await revoke_cached_sessions(self._pool, user_id)  # cached requesters carry the role
-        membership = await event_store.membership(self._pool, self.blocks.policy_room, user_id)
+        membership = await event_store.membership(self._pool, self.policy_room, user_id)
         joined = membership is not None and membership["membership"] == "join"
         if is_moderator and not joined:
             await self._join_policy_room(user_id)
@@ -234,7 +241,7 @@ class Moderation:
             if purge:
                 await store.purge_room(conn, room_id)
         await self._persister.write([EventDraft(
-            room_id=self.blocks.policy_room, sender=moderator, type=ROOM_DELETED,
+            room_id=self.policy_room, sender=moderator, type=ROOM_DELETED,
             content={"room_id": room_id, "purge": purge, "reason": reason}, by_moderator=True)])
 
 

@@ -8,6 +8,7 @@ visibility here, from the reader's membership history.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +67,7 @@ class Rooms:
         if parts[1] != self.server_name or await user_store.get_user(self._pool, user_id) is None:
             raise not_found(f"Unknown user {user_id}")
 
-    async def _require_room(self, room_id: str):
+    async def _require_room(self, room_id: str) -> asyncpg.Record:
         room = await event_store.get_room(self._pool, room_id)
         if room is None or room["deleted"]:
             raise not_found("Unknown room")
@@ -84,7 +85,7 @@ class Rooms:
             raise MatrixError(413, "M_TOO_LARGE", f"The event is larger than {MAX_EVENT_BYTES} bytes")
 
     @staticmethod
-    def _draft(requester: Requester, room_id: str, event_type: str, content: dict[str, Any], **fields) -> EventDraft:
+    def _draft(requester: Requester, room_id: str, event_type: str, content: dict[str, Any], **fields: Any) -> EventDraft:
         """An event the requester asks for; a moderator's is judged as a moderator's."""
         return EventDraft(room_id=room_id, sender=requester.user_id, type=event_type, content=content,
                           by_moderator=requester.is_moderator, **fields)
@@ -180,8 +181,8 @@ class Rooms:
                                 else f"{target} is not in this room")
         await self.set_membership(requester, room_id, target, "ban" if action == "ban" else "leave", reason)
 
-    async def edit_members(self, requester: Requester, room_id: str, *, add: list[str] = (),
-                           remove: list[str] = (), name: str | None = None) -> None:
+    async def edit_members(self, requester: Requester, room_id: str, *, add: Sequence[str] = (),
+                           remove: Sequence[str] = (), name: str | None = None) -> None:
         """The original API's edit of a room: its name and member changes
         as one unit, so a refused part changes nothing. Each change is the
         requester's own event, judged by the room's rules as a Matrix
@@ -389,7 +390,7 @@ class Rooms:
         # One row more than the page tells whether anything follows it, so
         # `end` is left out exactly when the page reaches the end of what the
         # reader may see (no empty page after a full last one).
-        query = dict(ranges=ranges, types=types, not_types=not_types, limit=limit + 1,
+        query: dict[str, Any] = dict(ranges=ranges, types=types, not_types=not_types, limit=limit + 1,
                      senders=list(event_filter.senders) if event_filter.senders is not None else None,
                      not_senders=list(event_filter.not_senders) or None)
         if backwards:
