@@ -201,7 +201,8 @@ class Notifier:
 
     # -- sessions --------------------------------------------------------------
 
-    def _on_session_revoked(self, _conn, _pid, _channel, user_id: str) -> None:
+    def _on_session_revoked(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        user_id = str(payload)  # a NOTIFY payload is text
         self._sessions.forget_user(user_id)
         self.check_user(user_id)
 
@@ -212,8 +213,8 @@ class Notifier:
 
     # -- events ----------------------------------------------------------------
 
-    def _on_events_committed(self, _conn, _pid, _channel, payload: str) -> None:
-        self.committed(int(payload))
+    def _on_events_committed(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        self.committed(int(str(payload)))
 
     async def caught_up(self, timeout: float = 2.0) -> None:
         """Waits until everything known to be committed now has been handed

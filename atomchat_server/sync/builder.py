@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,8 +19,8 @@ import asyncpg
 
 from ..auth.sessions import Requester
 from ..events.filters import RoomEventFilter, SyncFilter
-from ..events.format import client_event, stripped_state
-from ..events.visibility import visible_ranges
+from ..events.format import Row, client_event, stripped_state
+from ..events.visibility import Range, visible_ranges
 from ..storage import ephemeral as ephemeral_store
 from ..storage import events as event_store
 from ..storage import sync as sync_store
@@ -96,6 +97,7 @@ class SyncBuilder:
             if row["room_id"]:
                 room_account.setdefault(row["room_id"], []).append({"type": row["type"], "content": row["content"]})
         if steady:
+            assert since is not None, "a room is steady only between two syncs"
             ephemeral = await self._ephemeral(requester, steady, since, upto)
             with_events = set(await sync_store.rooms_changed_since(self._pool, steady, since))
             for room_id in steady:
@@ -114,7 +116,7 @@ class SyncBuilder:
             room["account_data"]["events"] = room_account.get(room_id, [])
         await self.add_counts(user_id, joined)
 
-        body = {
+        body: dict[str, Any] = {
             "next_batch": tokens.make(upto),
             "rooms": {"join": joined, "invite": invited, "leave": left},
             "account_data": {"events": [{"type": row["type"], "content": row["content"]}
@@ -171,7 +173,7 @@ class SyncBuilder:
         history = await event_store.membership_history(self._pool, room_id, user_id)
         return any(since < stream <= upto and membership != "join" for stream, membership in history)
 
-    async def _membership_at(self, room_id: str, user_id: str, current, position: int):
+    async def _membership_at(self, room_id: str, user_id: str, current: Row, position: int) -> Row | None:
         """The user's membership row as of ``position`` (None if they had none)."""
         if current["stream"] <= position:
             return current
@@ -180,12 +182,12 @@ class SyncBuilder:
             return None
         return {"membership": row["content"].get("membership"), "stream": row["stream"], "event_id": row["event_id"]}
 
-    def _format(self, rows, requester: Requester) -> list[dict[str, Any]]:
+    def _format(self, rows: Iterable[Row], requester: Requester) -> list[dict[str, Any]]:
         device = (requester.user_id, requester.device_id)
         return [client_event(row, device=device) for row in rows]
 
     async def _timeline(self, room_id: str, after: int | None, upto: int, flt: RoomEventFilter,
-                        ranges) -> tuple[list[Any], bool]:
+                        ranges: Sequence[Range]) -> tuple[list[Any], bool]:
         types, not_types = flt.type_patterns()
         return await sync_store.timeline(
             self._pool, room_id, after=after, upto=upto, limit=min(flt.limit or DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT),
@@ -193,7 +195,7 @@ class SyncBuilder:
             types=types, not_types=not_types, senders=list(flt.senders) if flt.senders is not None else None,
             not_senders=list(flt.not_senders) or None)
 
-    async def _ranges(self, room_id: str, user_id: str):
+    async def _ranges(self, room_id: str, user_id: str) -> list[Range]:
         visibility = await event_store.state_event(self._pool, room_id, "m.room.history_visibility", "")
         setting = visibility["content"].get("history_visibility", "shared") if visibility else "shared"
         history = await event_store.membership_history(self._pool, room_id, user_id)
@@ -205,9 +207,10 @@ class SyncBuilder:
         sync or newly joined): the newest events and the state before them;
         otherwise what happened after ``since``, with the whole state before
         the timeline when ``full_state``."""
-        ranges = await self._ranges(room_id, requester.user_id) if since is None else ((0, None),)
+        ranges: Sequence[Range] = await self._ranges(room_id, requester.user_id) if since is None else ((0, None),)
         rows, limited = await self._timeline(room_id, since, upto, sync_filter.timeline, ranges)
         start = rows[0]["stream"] - 1 if rows else upto
+        state_rows: Sequence[Row]
         if since is None or full_state:
             state_rows = await event_store.state_at(self._pool, room_id, start)
         elif limited:
@@ -225,7 +228,8 @@ class SyncBuilder:
             "account_data": {"events": []},
         }
 
-    async def _with_senders(self, room_id: str, state_rows, timeline_rows, user_id: str, start: int):
+    async def _with_senders(self, room_id: str, state_rows: Sequence[Row], timeline_rows: Sequence[Row], user_id: str,
+                            start: int) -> Sequence[Row]:
         """Lazy loading, incremental: the member events of the timeline's
         senders join the state, as they were before the timeline, since the
         client may never have been sent them (the reader knows its own)."""
@@ -237,7 +241,8 @@ class SyncBuilder:
         return sorted([*state_rows, *extra], key=lambda row: row["stream"])
 
     @staticmethod
-    def _filter_state(state_rows, timeline_rows, user_id: str, flt: RoomEventFilter, lazy_members: bool):
+    def _filter_state(state_rows: Sequence[Row], timeline_rows: Sequence[Row], user_id: str, flt: RoomEventFilter,
+                      lazy_members: bool) -> list[Row]:
         senders = {row["sender"] for row in timeline_rows} | {user_id}
         kept = []
         for row in state_rows:
@@ -248,10 +253,11 @@ class SyncBuilder:
             kept.append(row)
         return kept
 
-    async def _invited_room(self, room_id: str, membership) -> dict[str, Any]:
+    async def _invited_room(self, room_id: str, membership: Row) -> dict[str, Any]:
         rows = [row for row in await event_store.current_state(self._pool, room_id)
                 if row["type"] in INVITE_STATE_TYPES]
         invite = await event_store.get_event(self._pool, membership["event_id"])
+        assert invite is not None, "a membership names its event"
         inviter = await event_store.state_event(self._pool, room_id, "m.room.member", invite["sender"],
                                                 at_stream=invite["stream"])
         if inviter is not None and inviter["event_id"] != invite["event_id"]:
@@ -259,7 +265,7 @@ class SyncBuilder:
         events = [stripped_state(row) for row in rows] + [stripped_state(invite)]
         return {"invite_state": {"events": events}}
 
-    async def _left_room(self, requester: Requester, room_id: str, since: int | None, membership,
+    async def _left_room(self, requester: Requester, room_id: str, since: int | None, membership: Row,
                          sync_filter: SyncFilter) -> dict[str, Any]:
         """Events up to and including the user's leave (or ban)."""
         rows, limited = await self._timeline(room_id, since, membership["stream"], sync_filter.timeline,

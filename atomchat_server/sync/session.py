@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Any
 
 from ..auth.sessions import Requester
 from ..events.filters import SyncFilter
@@ -27,12 +27,15 @@ from ..notifier import Listener
 from . import tokens
 from .builder import DEFAULT_TIMELINE_LIMIT, UNREAD_CAP, SyncResult
 
+if TYPE_CHECKING:
+    from ..app import AppContext
+
 _COUNTED_TYPES = ("m.room.message", "m.room.encrypted")
 PARK_SECONDS = 30.0
 
 
 class SyncSession:
-    def __init__(self, ctx, requester: Requester, access_token: str, sync_filter: SyncFilter,
+    def __init__(self, ctx: AppContext, requester: Requester, access_token: str, sync_filter: SyncFilter,
                  since: int | None, *, full_state: bool = False, filter_key: str | None = None,
                  limit_timeline: bool = True) -> None:
         self._ctx = ctx
@@ -134,6 +137,7 @@ class SyncSession:
         if added and notifier.position > upto:
             # Events of the newly followed rooms may have passed while we built.
             listener.needs_full = True
+        assert result.body is not None, "a full sync builds the body, not its text"
         for room_id, room in result.body["rooms"]["join"].items():
             summary = room["summary"]
             self._counts[room_id] = [room["unread_notifications"]["notification_count"],
@@ -180,7 +184,7 @@ class SyncSession:
             self._writer(result)
         return True
 
-    def _assemble(self, rows: list[Any], upto: int, uncounted) -> SyncResult:
+    def _assemble(self, rows: list[Any], upto: int, uncounted: Collection[str]) -> SyncResult:
         listener = self.listener
         by_room: dict[str, list[Any]] = {}
         for row in rows:
