@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import fcntl
 import gc
 import getpass
@@ -11,8 +12,10 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
+import asyncpg
 import uvloop
 
 from . import __version__, config
@@ -40,7 +43,7 @@ class CommandError(Exception):
 # -- database access shared by every command --------------------------------
 
 @contextmanager
-def database(settings):
+def database(settings: config.Settings) -> Iterator[Callable[[], Awaitable[str]]]:
     """Yields a function giving the DSN: the configured server's, or the
     embedded one's (started, or joined if a server already runs it)."""
     if settings.database_url:
@@ -60,7 +63,7 @@ def database(settings):
 
 
 @asynccontextmanager
-async def pool_for(settings, dsn: str):
+async def pool_for(settings: config.Settings, dsn: str) -> AsyncIterator[asyncpg.Pool]:
     if settings.migrate:
         await migrations.migrate(dsn)
     else:
@@ -73,32 +76,28 @@ async def pool_for(settings, dsn: str):
 
 
 @contextmanager
-def serve_lock(settings):
+def serve_lock(settings: config.Settings) -> Iterator[None]:
     """Holds an exclusive lock on the data directory while serving."""
     data = settings.data_path
     data.mkdir(parents=True, exist_ok=True)
-    handle = open(data / LOCK_FILE, "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    with open(data / LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise CommandError(f"the data directory {data} is in use by another `atomchat serve` ({holder}); "
+                               "stop it first or choose another --data-dir") from None
         handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
-        raise CommandError(f"the data directory {data} is in use by another `atomchat serve` ({holder}); "
-                           "stop it first or choose another --data-dir") from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()}\n")
-    handle.flush()
-    try:
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
         yield
-    finally:
-        handle.close()
 
 
 # -- commands ----------------------------------------------------------------
 
-def cmd_serve(settings, args) -> None:
+def cmd_serve(settings: config.Settings, args: argparse.Namespace) -> None:
     with serve_lock(settings), database(settings) as get_dsn:
         # uvloop: the same asyncio, with the loop and its sockets in C (a
         # third more requests per second on the same CPU).
@@ -108,7 +107,7 @@ def cmd_serve(settings, args) -> None:
     log.info("AtomChat stopped")
 
 
-async def _serve(settings, get_dsn) -> None:
+async def _serve(settings: config.Settings, get_dsn: Callable[[], Awaitable[str]]) -> None:
     dsn = await get_dsn()
     server = AtomChat(settings, dsn)
     try:
@@ -116,6 +115,7 @@ async def _serve(settings, get_dsn) -> None:
     except migrations.MigrationError as exc:
         await server.stop()
         raise CommandError(str(exc)) from None
+    assert server.ctx is not None, "start() built it"
     # What start-up made (modules, schemas, routes) lives as long as the
     # process: out of the collector's reach, a full collection walks only
     # what serving allocates, and stops the event loop for that long only.
@@ -149,22 +149,20 @@ async def _serve(settings, get_dsn) -> None:
     deadline = loop.time() + settings.shutdown_grace_seconds
     while server.ctx.in_flight > 0 and loop.time() < deadline:
         await asyncio.sleep(0.05)
-    try:
+    with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(http.close_all_connections(), timeout=1.0)
-    except asyncio.TimeoutError:
-        pass
     await server.stop()
 
 
-def cmd_migrate(settings, args) -> None:
+def cmd_migrate(settings: config.Settings, args: argparse.Namespace) -> None:
     with database(settings) as get_dsn:
-        async def run():
+        async def run() -> list[int]:
             return await migrations.migrate(await get_dsn())
         applied = asyncio.run(run())
     print(f"applied migrations: {', '.join(f'{v:04d}' for v in applied)}" if applied else "the database is up to date")
 
 
-def _read_password(args) -> str:
+def _read_password(args: argparse.Namespace) -> str:
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     elif sys.stdin.isatty():
@@ -178,7 +176,7 @@ def _read_password(args) -> str:
     return password
 
 
-def cmd_user_create(settings, args) -> None:
+def cmd_user_create(settings: config.Settings, args: argparse.Namespace) -> None:
     localpart = args.name.lower()
     try:
         policy.check_matrix_localpart(localpart)
@@ -188,7 +186,7 @@ def cmd_user_create(settings, args) -> None:
     passwords = Passwords(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib,
                           parallelism=settings.argon2_parallelism, workers=1)
 
-    async def run():
+    async def run() -> str:
         async with pool_for(settings, await get_dsn()) as pool:
             return await create_user(pool, passwords, settings.server_name, localpart, password,
                                      is_moderator=args.moderator)
@@ -203,8 +201,8 @@ def cmd_user_create(settings, args) -> None:
     print(f"created {user_id}{' (moderator)' if args.moderator else ''}")
 
 
-def cmd_user_list(settings, args) -> None:
-    async def run():
+def cmd_user_list(settings: config.Settings, args: argparse.Namespace) -> None:
+    async def run() -> list[asyncpg.Record]:
         async with pool_for(settings, await get_dsn()) as pool:
             return await user_store.list_users(pool)
 
@@ -218,7 +216,7 @@ def cmd_user_list(settings, args) -> None:
 
 
 @asynccontextmanager
-async def moderation_for(settings, pool):
+async def moderation_for(settings: config.Settings, pool: asyncpg.Pool) -> AsyncIterator[Moderation]:
     """The moderation service as the operator: acts as the server's own
     account, through a persister of its own (its writes reach running
     servers through the database, like any other process's)."""
@@ -232,12 +230,13 @@ async def moderation_for(settings, pool):
         await persister.stop()
 
 
-def _moderation_command(action):
+def _moderation_command(action: Callable[[Moderation, str, argparse.Namespace], Awaitable[None]]
+                        ) -> Callable[[config.Settings, argparse.Namespace], None]:
     """A `user` subcommand that applies ``action(moderation, user_id, args)``."""
-    def command(settings, args) -> None:
+    def command(settings: config.Settings, args: argparse.Namespace) -> None:
         user_id = ids.user_id(args.name.lower(), settings.server_name)
 
-        async def run():
+        async def run() -> None:
             async with pool_for(settings, await get_dsn()) as pool, moderation_for(settings, pool) as moderation:
                 await action(moderation, user_id, args)
 

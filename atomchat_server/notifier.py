@@ -19,6 +19,7 @@ notifier catches up from the database, so no event is lost in the gap.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -145,10 +146,8 @@ class Notifier:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
-            except asyncio.CancelledError:
-                pass
         self._sessions.listening(None)
         self.release_all()
         if self._conn is not None and not self._conn.is_closed():
@@ -223,10 +222,8 @@ class Notifier:
         if self.position >= target:
             return
         async with self._dispatched:
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._dispatched.wait_for(lambda: self.position >= target), timeout)
-            except asyncio.TimeoutError:
-                pass
 
     @property
     def committed_position(self) -> int:

@@ -71,7 +71,8 @@ class BaseHandler(tornado.web.RequestHandler):
         self.ctx.in_flight += 1
         self._counted = True
         if len(self.request.body) > self.ctx.settings.max_body_bytes:
-            raise MatrixError(413, "M_TOO_LARGE", f"The request body is larger than {self.ctx.settings.max_body_bytes} bytes")
+            raise MatrixError(413, "M_TOO_LARGE",
+                              f"The request body is larger than {self.ctx.settings.max_body_bytes} bytes")
 
     def on_finish(self) -> None:
         if getattr(self, "_counted", False):

@@ -107,13 +107,12 @@ def expand(pattern: str, names: list[str]) -> list[tuple[str, dict[str, str], li
     if pattern.endswith("/?"):
         pattern = pattern[:-1]  # documented with the slash; either form is served
     results: list[tuple[str, dict[str, str], list[str]]] = [("", {}, [])]
-    position, index = 0, 0
-    for match in _GROUP.finditer(pattern):
+    position = 0
+    for index, match in enumerate(_GROUP.finditer(pattern)):
         text = _literal(pattern, pattern[position:match.start()])
         name = match["name"] or (names[index] if index < len(names) else None)
         if name is None:
             raise ContractError(f"route {pattern!r}: group {index + 1} has no name")
-        index += 1
         body = match["body"]
         if body == "[^/]+":
             results = [(path + text + "{" + name + "}", lits, params + [name]) for path, lits, params in results]

@@ -194,7 +194,8 @@ class PasswordAuthMixin(BaseHandler):
 
 
 class PasswordHandler(PasswordAuthMixin):
-    contract = {"post": Op("Change the password", {200: "matrix/empty.response", 401: ("matrix/uia.response", "common/error")},
+    contract = {"post": Op("Change the password",
+                           {200: "matrix/empty.response", 401: ("matrix/uia.response", "common/error")},
                            request="matrix/password.request", errors=(403, 429))}
 
     async def post(self) -> None:
@@ -220,7 +221,8 @@ class DeviceHandler(PasswordAuthMixin):
         "get": Op("One device", {200: "matrix/device"}, errors=(404,)),
         "put": Op("Rename a device", {200: "matrix/empty.response"}, request="matrix/device.update.request",
                   errors=(404,)),
-        "delete": Op("Delete a device (password required)", {200: "matrix/empty.response", 401: ("matrix/uia.response", "common/error")},
+        "delete": Op("Delete a device (password required)",
+                     {200: "matrix/empty.response", 401: ("matrix/uia.response", "common/error")},
                      request="matrix/device.delete.request", errors=(403, 404, 429)),
     }
 
@@ -247,7 +249,8 @@ class DeviceHandler(PasswordAuthMixin):
 
 
 class DeleteDevicesHandler(PasswordAuthMixin):
-    contract = {"post": Op("Delete devices (password required)", {200: "matrix/empty.response", 401: ("matrix/uia.response", "common/error")},
+    contract = {"post": Op("Delete devices (password required)",
+                           {200: "matrix/empty.response", 401: ("matrix/uia.response", "common/error")},
                            request="matrix/delete_devices.request", errors=(403, 429))}
 
     async def post(self) -> None:

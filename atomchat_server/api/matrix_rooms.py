@@ -202,8 +202,8 @@ async def messages_body(handler: BaseHandler, requester: Requester, room_id: str
         raise MatrixError(400, "M_INVALID_PARAM", "'dir' must be 'b' or 'f'")
     filter_text = handler.get_query_argument("filter", None)
     try:
-        event_filter = RoomEventFilter.from_json(load_json(filter_text, "The filter", "M_INVALID_PARAM")) if filter_text \
-            else RoomEventFilter()
+        event_filter = (RoomEventFilter.from_json(load_json(filter_text, "The filter", "M_INVALID_PARAM"))
+                        if filter_text else RoomEventFilter())
     except FilterError as exc:
         raise MatrixError(400, "M_INVALID_PARAM", str(exc)) from None
     limit = handler.int_argument("limit", 10)

@@ -10,6 +10,7 @@ Framing, close codes and resume rules: protocol/stream.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Iterator
@@ -111,7 +112,8 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         """Checks what can be checked before the upgrade, answering in JSON."""
         try:
             if self.request.headers.get("Upgrade", "").lower() != "websocket":
-                raise MatrixError(400, "M_UNRECOGNIZED", "This endpoint is a WebSocket: connect with an Upgrade request")
+                raise MatrixError(400, "M_UNRECOGNIZED",
+                                  "This endpoint is a WebSocket: connect with an Upgrade request")
             since = self.get_query_argument("since", None)
             self._since = tokens.parse(since, "since") if since else None
             self._token = self._header_or_query_token()
@@ -326,10 +328,8 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             self._close(CLOSE_PING_TIMEOUT, "ping timed out")
             return
         self._answered = False
-        try:
+        with contextlib.suppress(tornado.websocket.WebSocketClosedError):
             self.ping()
-        except tornado.websocket.WebSocketClosedError:
-            pass
 
     def on_pong(self, data: bytes) -> None:
         self._answered = True

@@ -8,6 +8,7 @@ and stops when the last of them lets go.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import warnings
@@ -81,10 +82,8 @@ class EmbeddedPostgres:
         try:
             exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE)
             if not exists:
-                try:
+                with contextlib.suppress(asyncpg.DuplicateDatabaseError):  # another process created it first
                     await conn.execute("CREATE DATABASE atomchat")
-                except asyncpg.DuplicateDatabaseError:
-                    pass  # another process created it first
         finally:
             await conn.close()
         return self.dsn()

@@ -117,5 +117,6 @@ async def check_current(dsn: str, directory: Traversable | None = None) -> None:
         raise MigrationError(f"the database has schema versions {sorted(done - known)} newer than this AtomChat")
     if known - done:
         raise MigrationError(
-            f"the database lacks migrations {sorted(known - done)}: run `atomchat migrate` or start without --no-migrate"
+            f"the database lacks migrations {sorted(known - done)}: "
+            "run `atomchat migrate` or start without --no-migrate"
         )

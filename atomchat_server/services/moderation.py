@@ -310,7 +310,8 @@ class AdminQueries:
         row = await store.room_summary(self._pool, room_id)
         if row is None:
             raise not_found("Unknown room")
-        state = {(r["type"], r["state_key"]): r["content"] for r in await event_store.current_state(self._pool, room_id)}
+        state = {(r["type"], r["state_key"]): r["content"]
+                 for r in await event_store.current_state(self._pool, room_id)}
         members = await event_store.member_events(self._pool, room_id, memberships=["join", "invite", "ban"])
         return {
             **self._room_json(row),

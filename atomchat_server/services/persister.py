@@ -16,6 +16,7 @@ its batch still commits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -53,7 +54,8 @@ class WriteUnit:
 
 
 class Persister:
-    def __init__(self, pool: asyncpg.Pool, on_commit: Callable[[int, list[Any] | None, int | None], None] | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool,
+                 on_commit: Callable[[int, list[Any] | None, int | None], None] | None = None) -> None:
         self._pool = pool
         self._queue: asyncio.Queue[WriteUnit] = asyncio.Queue()
         self._task: asyncio.Task | None = None
@@ -66,10 +68,8 @@ class Persister:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         while not self._queue.empty():
             unit = self._queue.get_nowait()
             if not unit.future.done():
@@ -131,7 +131,7 @@ class Persister:
                     await event_store.rollback(conn)
                 raise
         try:
-            for unit, outcome in zip(units, outcomes):
+            for unit, outcome in zip(units, outcomes, strict=True):
                 if unit.future.done():
                     continue
                 if isinstance(outcome, MatrixError):
@@ -279,7 +279,7 @@ class _Batch:
             self.heads[first.room_id] = (None, 0)
         rows = []
         now_ms = int(time.time() * 1000)
-        for draft, prev in zip(unit.drafts, previous):
+        for draft, prev in zip(unit.drafts, previous, strict=True):
             if draft.is_state and (draft.room_id, draft.type, draft.state_key) in self._pending_keys:
                 await self.flush()
             head_id, head_depth = self.heads[draft.room_id]
@@ -319,7 +319,7 @@ class _Batch:
         Their rows (already handed out) get their stream positions here."""
         if not self._pending:
             return
-        for row, stream in zip(self._pending, await event_store.append_events(self.conn, self._pending)):
+        for row, stream in zip(self._pending, await event_store.append_events(self.conn, self._pending), strict=True):
             row["stream"] = stream
         self.appended.extend(self._pending)
         self.last_position = max(self.last_position, stream)

@@ -85,7 +85,8 @@ class Rooms:
             raise MatrixError(413, "M_TOO_LARGE", f"The event is larger than {MAX_EVENT_BYTES} bytes")
 
     @staticmethod
-    def _draft(requester: Requester, room_id: str, event_type: str, content: dict[str, Any], **fields: Any) -> EventDraft:
+    def _draft(requester: Requester, room_id: str, event_type: str, content: dict[str, Any],
+               **fields: Any) -> EventDraft:
         """An event the requester asks for; a moderator's is judged as a moderator's."""
         return EventDraft(room_id=room_id, sender=requester.user_id, type=event_type, content=content,
                           by_moderator=requester.is_moderator, **fields)
@@ -146,10 +147,8 @@ class Rooms:
             parts = ids.split_user_id(target)
             if parts is None:
                 raise MatrixError(400, "M_INVALID_PARAM", f"Invalid user id {target!r}")
-        if target == requester.user_id:
-            action = membership  # leaving is what a suspended account keeps
-        else:
-            action = "invite" if membership == "invite" else "kick"  # acting on someone else
+        # On oneself: the membership (leaving is what a suspended account keeps); on someone else: invite or kick.
+        action = membership if target == requester.user_id else "invite" if membership == "invite" else "kick"
         self._blocks.require(requester.user_id, action)
         await self._require_room(room_id)
         content: dict[str, Any] = {"membership": membership}
@@ -318,7 +317,8 @@ class Rooms:
                 else await event_store.state_at(self._pool, room_id, point))
         return [self._format(row, requester) for row in rows]
 
-    async def state_content(self, requester: Requester, room_id: str, event_type: str, state_key: str) -> dict[str, Any]:
+    async def state_content(self, requester: Requester, room_id: str, event_type: str,
+                            state_key: str) -> dict[str, Any]:
         point = await self._state_point(requester, room_id)
         row = await event_store.state_event(self._pool, room_id, event_type, state_key, at_stream=point)
         if row is None:

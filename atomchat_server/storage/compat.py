@@ -54,7 +54,8 @@ async def all_rooms(db: Database, exclude: str) -> list[asyncpg.Record]:
 
 async def room_name_taken(db: Database, name: str, except_room: str | None = None) -> bool:
     return await db.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM current_state cs JOIN events e USING (event_id) JOIN rooms r ON r.room_id = cs.room_id"
+        "SELECT EXISTS (SELECT 1 FROM current_state cs JOIN events e USING (event_id)"
+        " JOIN rooms r ON r.room_id = cs.room_id"
         " WHERE cs.type = 'm.room.name' AND cs.state_key = '' AND e.content->>'name' = $1 AND NOT r.deleted"
         " AND ($2::text IS NULL OR cs.room_id <> $2))",
         name, except_room,

@@ -13,7 +13,8 @@ class AliasTaken(Exception):
 
 async def create_alias(db: Database, alias: str, room_id: str, creator: str) -> None:
     try:
-        await db.execute("INSERT INTO room_aliases (alias, room_id, creator) VALUES ($1, $2, $3)", alias, room_id, creator)
+        await db.execute("INSERT INTO room_aliases (alias, room_id, creator) VALUES ($1, $2, $3)",
+                         alias, room_id, creator)
     except asyncpg.UniqueViolationError:
         raise AliasTaken(alias) from None
 
@@ -27,14 +28,16 @@ async def delete_alias(db: Database, alias: str) -> bool:
 
 
 async def aliases_of(db: Database, room_id: str) -> list[str]:
-    return [row["alias"] for row in await db.fetch("SELECT alias FROM room_aliases WHERE room_id = $1 ORDER BY alias", room_id)]
+    rows = await db.fetch("SELECT alias FROM room_aliases WHERE room_id = $1 ORDER BY alias", room_id)
+    return [row["alias"] for row in rows]
 
 
 async def set_published(db: Database, room_id: str, published: bool) -> bool:
     return await db.execute("UPDATE rooms SET published = $2 WHERE room_id = $1", room_id, published) != "UPDATE 0"
 
 
-async def public_rooms(db: Database, *, search: str | None, after: tuple[int, str] | None, limit: int) -> list[asyncpg.Record]:
+async def public_rooms(db: Database, *, search: str | None, after: tuple[int, str] | None,
+                       limit: int) -> list[asyncpg.Record]:
     """Published rooms that anyone may join or read, with the state a
     directory entry shows, most members first (an invite-only room stays
     unlisted while published); ``after`` is the (members, room id) of the previous page's last entry."""
@@ -42,19 +45,23 @@ async def public_rooms(db: Database, *, search: str | None, after: tuple[int, st
         """
         WITH listed AS (
             SELECT r.room_id,
-                   (SELECT count(*) FROM memberships m WHERE m.room_id = r.room_id AND m.membership = 'join') AS members,
+                   (SELECT count(*) FROM memberships m
+                     WHERE m.room_id = r.room_id AND m.membership = 'join') AS members,
                    (SELECT e.content->>'name' FROM current_state cs JOIN events e USING (event_id)
                      WHERE cs.room_id = r.room_id AND cs.type = 'm.room.name' AND cs.state_key = '') AS name,
                    (SELECT e.content->>'topic' FROM current_state cs JOIN events e USING (event_id)
                      WHERE cs.room_id = r.room_id AND cs.type = 'm.room.topic' AND cs.state_key = '') AS topic,
                    (SELECT e.content->>'alias' FROM current_state cs JOIN events e USING (event_id)
-                     WHERE cs.room_id = r.room_id AND cs.type = 'm.room.canonical_alias' AND cs.state_key = '') AS canonical_alias,
+                     WHERE cs.room_id = r.room_id AND cs.type = 'm.room.canonical_alias'
+                       AND cs.state_key = '') AS canonical_alias,
                    (SELECT e.content->>'history_visibility' FROM current_state cs JOIN events e USING (event_id)
-                     WHERE cs.room_id = r.room_id AND cs.type = 'm.room.history_visibility' AND cs.state_key = '') AS history_visibility,
+                     WHERE cs.room_id = r.room_id AND cs.type = 'm.room.history_visibility'
+                       AND cs.state_key = '') AS history_visibility,
                    (SELECT e.content->>'join_rule' FROM current_state cs JOIN events e USING (event_id)
                      WHERE cs.room_id = r.room_id AND cs.type = 'm.room.join_rules' AND cs.state_key = '') AS join_rule,
                    (SELECT e.content->>'guest_access' FROM current_state cs JOIN events e USING (event_id)
-                     WHERE cs.room_id = r.room_id AND cs.type = 'm.room.guest_access' AND cs.state_key = '') AS guest_access
+                     WHERE cs.room_id = r.room_id AND cs.type = 'm.room.guest_access'
+                       AND cs.state_key = '') AS guest_access
               FROM rooms r WHERE r.published
         )
         SELECT * FROM listed

@@ -74,7 +74,8 @@ async def insert_room(conn: Database, *, room_id: str, room_version: str, creato
     )
 
 
-async def state_events(conn: Database, room_id: str, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], asyncpg.Record]:
+async def state_events(conn: Database, room_id: str,
+                       keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], asyncpg.Record]:
     keys = list(keys)
     rows = await conn.fetch(
         f"SELECT {_columns('e')} FROM current_state cs JOIN events e ON e.event_id = cs.event_id"
@@ -209,7 +210,8 @@ async def state_at(db: Database, room_id: str, stream: int) -> list[asyncpg.Reco
     )
 
 
-async def state_event(db: Database, room_id: str, type: str, state_key: str, at_stream: int | None = None) -> asyncpg.Record | None:
+async def state_event(db: Database, room_id: str, type: str, state_key: str,
+                      at_stream: int | None = None) -> asyncpg.Record | None:
     if at_stream is None:
         return (await state_events(db, room_id, [(type, state_key)])).get((type, state_key))
     return await db.fetchrow(

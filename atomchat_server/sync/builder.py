@@ -86,10 +86,10 @@ class SyncBuilder:
             elif now["membership"] == "invite":
                 if since is None or now["stream"] > since:
                     invited[room_id] = await self._invited_room(room_id, now)
-            elif (since is not None and now["stream"] > since and then is not None
-                  and then["membership"] in ("join", "invite")) or (since is None and sync_filter.include_leave):
-                if not membership["forgotten"]:
-                    left[room_id] = await self._left_room(requester, room_id, since, now, sync_filter)
+            elif not membership["forgotten"] and (
+                    (since is not None and now["stream"] > since and then is not None
+                     and then["membership"] in ("join", "invite")) or (since is None and sync_filter.include_leave)):
+                left[room_id] = await self._left_room(requester, room_id, since, now, sync_filter)
 
         account_rows = await ephemeral_store.account_data_since(self._pool, user_id, since, upto)
         room_account: dict[str, list[dict[str, Any]]] = {}
@@ -190,7 +190,8 @@ class SyncBuilder:
                         ranges: Sequence[Range]) -> tuple[list[Any], bool]:
         types, not_types = flt.type_patterns()
         return await sync_store.timeline(
-            self._pool, room_id, after=after, upto=upto, limit=min(flt.limit or DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT),
+            self._pool, room_id, after=after, upto=upto,
+            limit=min(flt.limit or DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT),
             ranges=ranges,
             types=types, not_types=not_types, senders=list(flt.senders) if flt.senders is not None else None,
             not_senders=list(flt.not_senders) or None)

@@ -223,7 +223,8 @@ class SyncSession:
             else self._ctx.notifier.encoded(row)
             for row in rows)
         unread, joined, invited = self._counts[room_id]
-        return (f'{{"timeline":{{"events":[{events}],"limited":false,"prev_batch":"{tokens.make(rows[0]["stream"] - 1)}"}},'
+        prev_batch = tokens.make(rows[0]["stream"] - 1)
+        return (f'{{"timeline":{{"events":[{events}],"limited":false,"prev_batch":"{prev_batch}"}},'
                 f'"state":{{"events":[]}},"ephemeral":{{"events":[]}},"account_data":{{"events":[]}},'
                 f'"unread_notifications":{{"highlight_count":0,"notification_count":{unread}}},'
                 f'"summary":{{"m.joined_member_count":{joined},"m.invited_member_count":{invited}}}}}')
