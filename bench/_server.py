@@ -298,7 +298,7 @@ class ServerProcess:
         if self.admin_url:
             self.database = f"atomchat_bench_{secrets.token_hex(4)}"
             await self._admin(f"CREATE DATABASE {self.database}")  # generated name of [a-z0-9_] only
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 (the server's log while it runs; stop() closes it)
         self._process = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, env=_clean_environment())
         deadline = time.monotonic() + START_TIMEOUT
@@ -577,7 +577,7 @@ class Workers:
         self._inboxes = [context.Queue() for _ in args_per_worker]
         self._processes = [
             context.Process(target=_worker_main, daemon=True, args=(target, number, args, self._events, inbox))
-            for number, (args, inbox) in enumerate(zip(args_per_worker, self._inboxes))]
+            for number, (args, inbox) in enumerate(zip(args_per_worker, self._inboxes, strict=True))]
 
     @property
     def pids(self) -> list[int]:

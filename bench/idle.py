@@ -131,7 +131,7 @@ async def connection_process(control, base_url: str, stream_users: list[User], p
             # that connecting does not overflow the server's listen backlog.
             batch = [asyncio.Event() for _ in poll_users[first:first + OPEN_CONCURRENCY]]
             pollers += [asyncio.ensure_future(poll(user, since, sent)) for user, since, sent
-                        in zip(poll_users[first:], tokens[first:], batch)]
+                        in zip(poll_users[first:], tokens[first:], batch, strict=False)]
             await asyncio.wait_for(asyncio.gather(*(sent.wait() for sent in batch)), REQUEST_TIMEOUT)
         control.ready(len(pollers))
         await control.message()
@@ -209,7 +209,7 @@ async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
             users = await api.register_many("idle", 2 * args.connections, concurrency=32)
         results.register_seconds = time.monotonic() - started
         streams, polls = users[:args.connections], users[args.connections:]
-        groups = list(zip(split(streams, args.processes), split(polls, args.processes)))
+        groups = list(zip(split(streams, args.processes), split(polls, args.processes), strict=True))
 
         await asyncio.sleep(SETTLE_SECONDS)
         results.before = await samples(server, args.hold)

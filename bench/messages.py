@@ -211,7 +211,7 @@ async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
             tokens = [await reader.token_before(seeded_event_id(room_id, number)) for number in numbers]
             usage = results.usage["random"] = Usage(server)
             usage.start()
-            for number, token in zip(numbers, tokens):
+            for number, token in zip(numbers, tokens, strict=False):
                 latency, answer = await reader.page(token)
                 if seeded_number(answer["chunk"][0]) != number - 1:
                     raise BenchError(f"a page before event {number} started at {seeded_number(answer['chunk'][0])}")

@@ -99,8 +99,8 @@ async def sender_process(control, base_url: str, users: list[User], room_id: str
             while time.monotonic() < min(end_at, deadline) and len(latencies) < most:
                 number += 1
                 started = time.perf_counter()
-                await asyncio.wait_for(sender.send_text(f"message {number}", f"{label}-{control.number}-{index}-{number}"),
-                                       REQUEST_TIMEOUT)
+                txn_id = f"{label}-{control.number}-{index}-{number}"
+                await asyncio.wait_for(sender.send_text(f"message {number}", txn_id), REQUEST_TIMEOUT)
                 latencies.append(time.perf_counter() - started)
             finished.append(time.monotonic())
 

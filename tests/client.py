@@ -60,6 +60,7 @@ class ApiClient:
         if token is not None:
             all_headers["Authorization"] = f"Bearer {token}"
         all_headers.update(headers or {})
+        payload: bytes | str | None
         if raw is not None:
             payload = raw
         elif body is not None:

@@ -34,7 +34,8 @@ class CompatClient:
 
     async def request(self, method: str, path: str, body: Any = None, *, token: str | None = None,
                       status: int | tuple[int, ...] = 200, schema: str | None = None,
-                      form: dict[str, str] | None = None, raw: bytes | str | None = None, headers: dict[str, str] | None = None,
+                      form: dict[str, str] | None = None, raw: bytes | str | None = None,
+                      headers: dict[str, str] | None = None,
                       stream: bool = False) -> Response:
         """One request; ``schema`` names the body of the expected success.
         ``status`` may list several, for races whose winner is unknown. With
@@ -121,7 +122,7 @@ class Person:
         return (await self.call("GET", "/api/rooms/", schema="api/rooms.response")).body
 
     async def update_room(self, number: int, body: dict[str, Any], *, method: str = "PUT",
-                          status: int = 200) -> Response:
+                          status: int | tuple[int, ...] = 200) -> Response:
         return await self.call(method, f"/api/rooms/{number}/", body, status=status, schema="api/room.response")
 
     # -- messages ----------------------------------------------------------------------

@@ -22,6 +22,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -44,7 +45,7 @@ asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 # Settings for the server under test: cheap password hashing and rate limits
 # high enough that only the tests about rate limits meet them.
-TEST_SETTINGS = dict(
+TEST_SETTINGS: dict[str, Any] = dict(
     server_name="test.local",
     argon2_time_cost=1,
     argon2_memory_kib=1024,
@@ -251,3 +252,10 @@ def more_servers(io_loop, server, database_dsn, settings, test_passwords):
 @pytest.fixture
 def api(server):
     return ApiClient(server.base_url)
+
+
+# Fixtures that live beside their helpers, offered to every test module from
+# here (so no module imports a fixture it then takes as a parameter). Last:
+# databases.py reads _with_database above.
+from .databases import scratch_dsn  # noqa: E402, F401
+from .processes import data_dir  # noqa: E402, F401

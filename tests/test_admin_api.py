@@ -334,7 +334,7 @@ async def test_one_room_and_its_history(server, api):
         assert [e["event_id"] for e in ours] == [e["event_id"] for e in theirs]
         assert pages > 3
     filtered = await admin(mod, "GET", f"/rooms/{room_id}/messages?" + urlencode(
-        {"dir": "b", "limit": 50, "filter": '{"types": ["m.room.message"], "senders": ["%s"]}' % bob.user_id}),
+        {"dir": "b", "limit": 50, "filter": f'{{"types": ["m.room.message"], "senders": ["{bob.user_id}"]}}'}),
         schema="matrix/messages.response")
     assert bodies(filtered["chunk"]) == ["line 6", "line 4", "line 2", "line 0"]
 

@@ -8,7 +8,7 @@ import re
 import signal
 
 from .client import DEFAULT_PASSWORD, MATRIX
-from .processes import Serve, data_dir, postmaster_pid, process_alive, run_atomchat  # noqa: F401 (data_dir: a fixture)
+from .processes import Serve, postmaster_pid, process_alive, run_atomchat
 
 
 def complaint(result) -> str:
@@ -21,7 +21,7 @@ def listed_users(output: str) -> list[tuple[str, str, str]]:
     rows = [line.split("\t") for line in output.splitlines()]
     for row in rows:
         assert len(row) == 4 and re.match(r"\d{4}-\d\d-\d\dT", row[3]), row
-    return [tuple(row[:3]) for row in rows]
+    return [(row[0], row[1], row[2]) for row in rows]
 
 
 async def test_user_commands_beside_a_running_server(data_dir):
@@ -78,7 +78,8 @@ async def test_commands_without_a_server_start_and_stop_postgres(data_dir):
 
 async def test_user_create_wants_the_password_on_stdin(data_dir):
     no_flag = run_atomchat("user", "create", "erin", "--data-dir", str(data_dir), stdin=DEFAULT_PASSWORD)
-    assert (no_flag.returncode, no_flag.stderr) == (1, "atomchat: give the password on standard input with --password-stdin\n")
+    assert (no_flag.returncode, no_flag.stderr) == (
+        1, "atomchat: give the password on standard input with --password-stdin\n")
     empty = run_atomchat("user", "create", "erin", "--password-stdin", "--data-dir", str(data_dir), stdin="\n")
     assert (empty.returncode, empty.stderr) == (1, "atomchat: the password is empty\n")
     assert not data_dir.exists()  # refused before any database was started

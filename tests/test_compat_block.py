@@ -130,8 +130,8 @@ async def test_block_refusals(compat, server):
     assert await block(mod, mod, False, status=403) == {"detail": NOT_ALLOWED}
     # Unknown or malformed ids; number 0 is the server's own account.
     for number in ("999", "0", "abc", "-1", "99999999999999999999"):
-        answer = await mod.call("PUT", f"/api/users/{number}/block/", {"is_active": False}, status=404)
-        assert answer.body == NOT_FOUND, number
+        response = await mod.call("PUT", f"/api/users/{number}/block/", {"is_active": False}, status=404)
+        assert response.body == NOT_FOUND, number
     # The body.
     invalid = {"is_active": ["Must be a valid boolean."]}
     for body, errors in (({}, {"is_active": ["This field is required."]}),
@@ -139,13 +139,13 @@ async def test_block_refusals(compat, server):
                          ({"is_active": None}, {"is_active": ["This field may not be null."]}),
                          ({"is_active": "maybe"}, invalid), ({"is_active": 2}, invalid), ({"is_active": ""}, invalid),
                          ({"is_active": []}, invalid), ({"is_active": {"value": False}}, invalid)):
-        answer = await mod.call("PUT", f"/api/users/{bob.id}/block/", body, status=400)
-        assert answer.body == errors, body
+        response = await mod.call("PUT", f"/api/users/{bob.id}/block/", body, status=400)
+        assert response.body == errors, body
     # Only PUT.
     for method in ("PATCH", "GET", "POST", "DELETE"):
-        body = None if method == "GET" else {"is_active": False}
-        answer = await mod.call(method, f"/api/users/{bob.id}/block/", body, status=405)
-        assert answer.body == {"detail": f'Method "{method}" not allowed.'}
+        payload = None if method == "GET" else {"is_active": False}
+        response = await mod.call(method, f"/api/users/{bob.id}/block/", payload, status=405)
+        assert response.body == {"detail": f'Method "{method}" not allowed.'}
     # Nothing was blocked on the way.
     for someone in (alice, bob, mod):
         await someone.call("GET", "/api/users/me/", schema="api/me.response")

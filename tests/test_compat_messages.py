@@ -23,6 +23,13 @@ def compat(server):
     return CompatClient(server.base_url)
 
 
+def following(answer) -> str:
+    """The next page's path and query, which the answer must link to."""
+    link = next_link(answer)
+    assert link is not None, "no next page"
+    return link
+
+
 def next_link(answer) -> str | None:
     """The path and query of the Link header's rel="next", if there is one."""
     header = answer.headers.get("Link")
@@ -45,7 +52,7 @@ async def all_pages(someone: Person, number: int, limit: int) -> tuple[list[dict
         if link is None:
             break
         assert link.startswith(f"/api/rooms/{number}/messages/?")
-        query = {k: v[0] for k, v in parse_qs(urlsplit(link).query).items()}
+        query: dict[str, Any] = {k: v[0] for k, v in parse_qs(urlsplit(link).query).items()}
         assert set(query) == {"limit", "before"} and query["limit"] == str(limit)
         assert len(answer.body) == limit  # only a full page has older ones before it
         answer = await someone.messages(number, **query)
@@ -122,9 +129,9 @@ async def test_pages_come_newest_first_each_oldest_first_with_a_link_to_older(co
     posted = [(await alice.post(number, f"m{i}")).body for i in range(7)]
     page = await alice.messages(number, limit=3)
     assert page.body == posted[4:]
-    older = await alice.call("GET", next_link(page), schema="api/messages.response")
+    older = await alice.call("GET", following(page), schema="api/messages.response")
     assert older.body == posted[1:4]
-    oldest = await alice.call("GET", next_link(older), schema="api/messages.response")
+    oldest = await alice.call("GET", following(older), schema="api/messages.response")
     assert oldest.body == posted[:1] and next_link(oldest) is None
     # A page that ends exactly at the first message has no link either.
     assert next_link(await alice.messages(number, limit=7)) is None
@@ -132,7 +139,7 @@ async def test_pages_come_newest_first_each_oldest_first_with_a_link_to_older(co
     # The whole list has no Link header; before alone is everything older.
     whole = await alice.messages(number)
     assert whole.body == posted and next_link(whole) is None
-    before = parse_qs(urlsplit(next_link(page)).query)["before"][0]
+    before = parse_qs(urlsplit(following(page)).query)["before"][0]
     assert (await alice.messages(number, before=before)).body == posted[:4]
     assert (await alice.messages(number, before=before, limit=2)).body == posted[2:4]
     # A cursor does not care what came after it.

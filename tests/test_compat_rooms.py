@@ -202,7 +202,8 @@ async def test_any_member_renames_and_omitted_fields_stay(compat, api):
     assert (await bob.update_room(number, {"name": "Cocoa", "is_private": False})).body == renamed
     # The name must still be unique and valid.
     await alice.create_room("Taken")
-    cases = [({"name": "Taken"}, {"name": NAME_TAKEN}), ({"name": ""}, {"name": ["This field may not be blank."]}),
+    cases: list[tuple[dict[str, Any], dict[str, Any]]] = [
+             ({"name": "Taken"}, {"name": NAME_TAKEN}), ({"name": ""}, {"name": ["This field may not be blank."]}),
              ({"name": None}, {"name": ["This field may not be null."]}),
              ({"users": []}, {"users": ["This list may not be empty."]}),
              ({"users": [alice.id, 999]}, {"users": ['Invalid pk "999" - object does not exist.']}),

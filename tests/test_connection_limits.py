@@ -33,7 +33,7 @@ async def test_streams_per_account_are_capped(server, api):
     assert refused.value.code == 429
     assert b'"errcode": "M_LIMIT_EXCEEDED"' in refused.value.response.body
     by_frame = await Stream.open(server.base_url)
-    await by_frame.conn.write_message('{"type": "auth", "access_token": "%s"}' % phone.access_token)
+    await by_frame.conn.write_message(f'{{"type": "auth", "access_token": "{phone.access_token}"}}')
     code, reason = await by_frame.closed()
     assert code == 4429 and "at most 2" in reason
     # Another account is not affected.

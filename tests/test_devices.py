@@ -159,7 +159,8 @@ async def test_delete_devices(api, alice):
                                   status=401)
     assert failed["errcode"] == "M_FORBIDDEN"
     # Unknown ids among them are ignored.
-    await delete_devices(api, token, ["D0", "D1", "NOSUCHDEVICE"], auth=password_auth("alice", session=challenge["session"]))
+    await delete_devices(api, token, ["D0", "D1", "NOSUCHDEVICE"],
+                         auth=password_auth("alice", session=challenge["session"]))
     for login in others[:2]:
         await whoami(api, login["access_token"], status=401)
     await whoami(api, others[2]["access_token"])
@@ -182,9 +183,11 @@ async def test_other_users_devices_are_invisible_and_untouchable(api, alice):
     assert (await get_device(api, token, "BOBPHONE", status=404))["errcode"] == "M_NOT_FOUND"
     error = await api.request("PUT", f"{DEVICES}/BOBPHONE", {"display_name": "mine now"}, token=token, status=404)
     assert error["errcode"] == "M_NOT_FOUND"
-    assert (await delete_device(api, token, "BOBPHONE", auth=password_auth("alice"), status=404))["errcode"] == "M_NOT_FOUND"
+    answer = await delete_device(api, token, "BOBPHONE", auth=password_auth("alice"), status=404)
+    assert answer["errcode"] == "M_NOT_FOUND"
     # Bob's password does not let Alice act on his devices either.
-    assert (await delete_device(api, token, "BOBPHONE", auth=password_auth("bob"), status=404))["errcode"] == "M_NOT_FOUND"
+    answer = await delete_device(api, token, "BOBPHONE", auth=password_auth("bob"), status=404)
+    assert answer["errcode"] == "M_NOT_FOUND"
     await delete_devices(api, token, ["BOBPHONE"], auth=password_auth("alice"))
     await whoami(api, bob["access_token"])
     mine = await get_device(api, bob["access_token"], "BOBPHONE")

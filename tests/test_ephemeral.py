@@ -3,6 +3,7 @@ set over real HTTP and seen through /sync: each reaches the clients that
 may see it, once, and wakes their long-polls."""
 
 import asyncio
+from typing import Any
 
 from .client import path_param
 from .room_steps import register, room_of
@@ -44,7 +45,7 @@ def typers(answer, room_id):
 
 def receipts(answer, room_id):
     """The room's m.receipt contents merged: {event_id: {type: {user_id: receipt}}}."""
-    merged = {}
+    merged: dict[str, Any] = {}
     for content in ephemeral(answer, room_id, "m.receipt"):
         for event_id, by_type in content.items():
             for receipt_type, by_user in by_type.items():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -110,7 +111,7 @@ INVALID_CONTENT = {
 }
 
 # Contents that real clients send and the server must accept.
-VALID_CONTENT = {
+VALID_CONTENT: dict[str, list[Any]] = {
     "m.room.create": [{"creator": ALICE, "room_version": "10", "type": "m.space", "additional_creators": []}],
     "m.room.member": [
         {"membership": "join", "displayname": None, "avatar_url": None},

@@ -56,7 +56,8 @@ async def test_non_standard_constants_are_not_json(api, raw):
     assert error["errcode"] == "M_NOT_JSON"
 
 
-@pytest.mark.parametrize("raw", ['{"a": ' + "[" * 20000 + "]" * 20000 + "}", '{"type": "m.login.password", "x": 1e400}'])
+@pytest.mark.parametrize("raw", ['{"a": ' + "[" * 20000 + "]" * 20000 + "}",
+                                 '{"type": "m.login.password", "x": 1e400}'])
 async def test_json_python_cannot_hold_is_refused_not_a_crash(api, raw):
     error = await api.request("POST", LOGIN, raw=raw, status=400)
     assert error["errcode"] == "M_BAD_JSON"
@@ -143,7 +144,8 @@ async def test_cors_headers_on_every_answer(api):
     login = await api.register("alice")
     answers = [
         await api.request("GET", "/_matrix/client/versions", schema="matrix/versions.response"),
-        await api.request("GET", f"{MATRIX}/account/whoami", token=login["access_token"], schema="matrix/whoami.response"),
+        await api.request("GET", f"{MATRIX}/account/whoami", token=login["access_token"],
+                          schema="matrix/whoami.response"),
         await api.request("GET", f"{MATRIX}/account/whoami", status=401),
         await api.request("POST", LOGIN, raw="{", status=400),
         await api.request("GET", f"{MATRIX}/nowhere", status=404),
@@ -172,7 +174,8 @@ async def test_every_success_is_json(api):
         await api.request("GET", "/_matrix/client/versions", schema="matrix/versions.response"),
         await api.request("GET", f"{MATRIX}/capabilities", token=token, schema="matrix/capabilities.response"),
         await api.request("GET", LOGIN, schema="matrix/login_flows.response"),
-        await api.request("GET", f"{MATRIX}/register/available?username=bob", schema="matrix/register_available.response"),
+        await api.request("GET", f"{MATRIX}/register/available?username=bob",
+                          schema="matrix/register_available.response"),
         await api.request("GET", f"{MATRIX}/account/whoami", token=token, schema="matrix/whoami.response"),
         await api.request("GET", f"{MATRIX}/devices", token=token, schema="matrix/devices.response"),
         await api.request("GET", f"{MATRIX}/devices/PHONE", token=token, schema="matrix/device"),
@@ -192,7 +195,8 @@ async def test_path_segments_decode_raw_and_percent_encoded(api):
         assert device["device_id"] == "@dev:ice!$"
     await api.request("PUT", f"{MATRIX}/devices/%40dev%3Aice%21%24", {"display_name": "odd"}, token=token,
                       schema="matrix/empty.response")
-    assert (await api.request("GET", f"{MATRIX}/devices/@dev:ice!$", token=token, schema="matrix/device"))["display_name"] == "odd"
+    device = await api.request("GET", f"{MATRIX}/devices/@dev:ice!$", token=token, schema="matrix/device")
+    assert device["display_name"] == "odd"
 
 
 # -- rate limits ------------------------------------------------------------
@@ -220,8 +224,8 @@ async def test_login_limit_per_address(api):
     await api.register("alice")
     await api.login("alice")
     await api.login("alice")
-    error = await api.request("POST", LOGIN, {"type": "m.login.password", "user": "alice", "password": DEFAULT_PASSWORD},
-                              status=429)
+    error = await api.request("POST", LOGIN,
+                              {"type": "m.login.password", "user": "alice", "password": DEFAULT_PASSWORD}, status=429)
     assert_limited(error)
     assert error["retry_after_ms"] <= 200
     await asyncio.sleep(error["retry_after_ms"] / 1000 + 0.05)

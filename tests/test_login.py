@@ -8,6 +8,7 @@ import jwt
 import pytest
 from mautrix.client.api import ClientAPI
 from mautrix.errors import MForbidden
+from mautrix.types import UserID
 
 from atomchat_server.auth.tokens import TokenClaims, TokenCodec
 
@@ -35,7 +36,8 @@ async def login_refused(api, body, status=403):
 
 
 def password_login(user, password=DEFAULT_PASSWORD, **extra):
-    return {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user}, "password": password, **extra}
+    return {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user}, "password": password,
+            **extra}
 
 
 async def device_ids(api, token):
@@ -102,7 +104,8 @@ async def test_unsupported_identifier_type(api):
 
 @pytest.mark.parametrize("body, field", [
     ({"type": "m.login.password", "password": DEFAULT_PASSWORD}, "identifier"),
-    ({"type": "m.login.password", "identifier": {"type": "m.id.user"}, "password": DEFAULT_PASSWORD}, "identifier.user"),
+    ({"type": "m.login.password", "identifier": {"type": "m.id.user"}, "password": DEFAULT_PASSWORD},
+     "identifier.user"),
     ({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}}, "password"),
     ({"identifier": {"type": "m.id.user", "user": "alice"}, "password": DEFAULT_PASSWORD}, "type"),
 ])
@@ -134,7 +137,8 @@ async def test_login_with_an_existing_device_id_replaces_its_token(api):
     assert second["device_id"] == "PHONE"
     await refused_token(api, first["access_token"])
     await whoami(api, second["access_token"])
-    devices = await api.request("GET", f"{MATRIX}/devices", token=second["access_token"], schema="matrix/devices.response")
+    devices = await api.request("GET", f"{MATRIX}/devices", token=second["access_token"],
+                                schema="matrix/devices.response")
     phone = [d for d in devices["devices"] if d["device_id"] == "PHONE"]
     assert len(phone) == 1 and phone[0]["display_name"] == "phone"
 
@@ -143,12 +147,13 @@ async def test_mautrix_logs_in_with_the_full_user_id(server, api):
     await api.register("alice")
     async with aiohttp.ClientSession() as session:
         client = ClientAPI(base_url=server.base_url, client_session=session)
-        response = await client.login(identifier="@alice:test.local", password=DEFAULT_PASSWORD, device_name="bot")
+        response = await client.login(identifier=UserID("@alice:test.local"), password=DEFAULT_PASSWORD,
+                                      device_name="bot")
         assert response.user_id == "@alice:test.local"
         assert (await client.whoami()).device_id == response.device_id
         with pytest.raises(MForbidden):
             await ClientAPI(base_url=server.base_url, client_session=session).login(
-                identifier="@alice:test.local", password="not the password at all")
+                identifier=UserID("@alice:test.local"), password="not the password at all")
         await client.logout()
     await refused_token(api, response.access_token)
 
@@ -208,7 +213,8 @@ async def test_logout_revokes_only_its_own_session(api):
     registered = await api.register("alice")
     other = await api.login("alice")
     await whoami(api, other["access_token"])
-    answer = await api.request("POST", f"{MATRIX}/logout", {}, token=other["access_token"], schema="matrix/empty.response")
+    answer = await api.request("POST", f"{MATRIX}/logout", {}, token=other["access_token"],
+                               schema="matrix/empty.response")
     assert answer.body == {}
     await refused_token(api, other["access_token"])  # for good: soft_logout is false
     await whoami(api, registered["access_token"])
@@ -222,7 +228,8 @@ async def test_logout_all(api):
     bob = await api.register("bob")
     for login in logins:
         await whoami(api, login["access_token"])
-    await api.request("POST", f"{MATRIX}/logout/all", {}, token=logins[1]["access_token"], schema="matrix/empty.response")
+    await api.request("POST", f"{MATRIX}/logout/all", {}, token=logins[1]["access_token"],
+                      schema="matrix/empty.response")
     for login in logins:
         await refused_token(api, login["access_token"])
     await whoami(api, bob["access_token"])

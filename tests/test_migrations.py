@@ -11,7 +11,6 @@ import pytest
 
 from atomchat_server.db import migrations
 
-from .databases import scratch_dsn  # noqa: F401 (a fixture)
 from .processes import ATOMCHAT, child_env
 
 SHIPPED = [m.version for m in migrations.available()]

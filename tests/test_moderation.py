@@ -338,7 +338,7 @@ async def test_redact_all_redacts_every_message_the_user_sent_in_every_room(serv
         event = await alice.event(rooms[spam.index(event_id) % 2], event_id)
         assert event["content"] == {}
         assert event["unsigned"]["redacted_because"]["sender"] == (bob if event_id == spam[0] else mod).user_id
-    for room_id, event_id in zip(rooms, kept):
+    for room_id, event_id in zip(rooms, kept, strict=True):
         assert (await alice.event(room_id, event_id))["content"]["body"] == "fine"
     redactions = [e for room_id in rooms for e in (await alice.messages(room_id, dir="f", limit=50))["chunk"]
                   if e["type"] == "m.room.redaction" and e["sender"] == mod.user_id]

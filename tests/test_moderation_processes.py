@@ -23,7 +23,7 @@ from atomchat_server.storage.moderation import set_moderator
 
 from .client import ApiClient
 from .conftest import truncate_all
-from .processes import Serve, child_env, data_dir  # noqa: F401 (data_dir: a fixture)
+from .processes import Serve, child_env
 from .room_steps import User, register, room_of
 from .sync_steps import on
 from .test_moderation import (
@@ -108,7 +108,7 @@ async def test_suspensions_roles_and_deletions_reach_the_other_server(server, ap
     assert room_id not in await on(alice, other).joined_rooms()
 
 
-async def test_a_lock_through_one_atomchat_serve_process_closes_a_stream_on_another(  # noqa: F811
+async def test_a_lock_through_one_atomchat_serve_process_closes_a_stream_on_another(
         data_dir, database_dsn, record_testsuite_property):
     await truncate_all(database_dsn)
     env = child_env(ATOMCHAT_SIGNING_KEY=secrets.token_hex(32))

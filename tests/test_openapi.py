@@ -137,6 +137,8 @@ def test_a_method_without_a_contract_or_a_contract_without_a_method_is_refused()
         contract = {"get": Op("x", {200: None}), "post": Op("y", {200: None})}
 
     assert list(openapi_document([(r"/x", Declared)])["paths"]) == ["/x"]
-    for table in ([(r"/x", Undeclared)], [(r"/x", Overdeclared)], [(r"/x", Declared), (r"/x", Declared)]):
+    tables: list[list[tuple[str, type]]] = [[(r"/x", Undeclared)], [(r"/x", Overdeclared)],
+                                             [(r"/x", Declared), (r"/x", Declared)]]
+    for table in tables:
         with pytest.raises(ContractError):
             openapi_document(table)

@@ -55,7 +55,8 @@ async def test_dummy_stage_without_a_session_completes_at_once(api):
 
 async def test_other_auth_types_get_the_challenge(api):
     for auth in ({"type": "m.login.password"}, {"type": "m.login.recaptcha", "session": "x"}):
-        challenge = await api.request("POST", REGISTER, {"username": "carol", "password": DEFAULT_PASSWORD, "auth": auth},
+        challenge = await api.request("POST", REGISTER,
+                                      {"username": "carol", "password": DEFAULT_PASSWORD, "auth": auth},
                                       status=401, schema="matrix/uia.response")
         assert challenge["flows"] == [{"stages": ["m.login.dummy"]}]
 

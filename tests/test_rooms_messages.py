@@ -243,7 +243,7 @@ async def test_tokens_stay_valid_after_a_restart(api, server, more_servers, data
     bob_again = User(ApiClient(restarted.base_url), bob.user_id, bob.access_token, bob.device_id)
     after_restart = [await bob_again.messages(room_id, limit=15, **{"from": newest["end"]}),
                      await bob_again.messages(room_id, limit=15, dir="f", **{"from": forward["end"]})]
-    for before, after in zip(before_restart, after_restart):
+    for before, after in zip(before_restart, after_restart, strict=True):
         assert ids_of(after["chunk"]) == ids_of(before["chunk"])
         assert (after["start"], after.get("end")) == (before["start"], before.get("end"))
     stored = await stored_event_ids(database_dsn, room_id)

@@ -38,7 +38,7 @@ async def test_concurrent_changes_of_one_state_key_chain_in_commit_order(api):
     timeline, _ = await alice.all_messages(room_id, limit=50, dir="f")
     topics = [e for e in timeline if e["type"] == "m.room.topic"]
     assert {e["event_id"] for e in topics} == topic_ids
-    for earlier, later in zip(topics, topics[1:]):
+    for earlier, later in zip(topics, topics[1:], strict=False):
         assert later["unsigned"]["replaces_state"] == earlier["event_id"]
         assert later["unsigned"]["prev_content"] == earlier["content"]
     assert (await alice.get_state(room_id, "m.room.topic")).body == topics[-1]["content"]

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import pytest
 
+from atomchat_server.errors import MatrixError
 from atomchat_server.validation import MAX_JSON_DEPTH, int64, load_json
 
 from .client import MATRIX
@@ -47,7 +48,7 @@ def nested(depth: int) -> str:
     ('{"a": ', "M_NOT_JSON", "not valid JSON"),
 ])
 def test_load_json_refuses(raw, errcode, words):
-    with pytest.raises(Exception) as refused:
+    with pytest.raises(MatrixError) as refused:
         load_json(raw)
     assert (refused.value.status, refused.value.errcode) == (400, errcode)
     assert words in refused.value.error
@@ -67,7 +68,7 @@ def test_int64_reads_a_bigint(text, value):
 
 @pytest.mark.parametrize("text", ["9223372036854775808", "99999999999999999999999", "", " 1", "1_0", "١٢", "0x10"])
 def test_int64_refuses_the_rest(text):
-    with pytest.raises(Exception) as refused:
+    with pytest.raises(MatrixError) as refused:
         int64(text, "from")
     assert refused.value.errcode == "M_INVALID_PARAM" and "'from'" in refused.value.error
 
@@ -142,8 +143,8 @@ async def test_a_stream_send_with_a_lone_surrogate_closes_with_4400_and_a_reason
     room_id = await room_of(alice)
     stream = await Stream.open(server.base_url, token=alice.access_token)
     await stream.frame()
-    frame = ('{"id": 1, "method": "send", "params": {"room_id": %s, "type": "m.room.message", "txn_id": "s", '
-             '"content": %s}}') % (json.dumps(room_id), SURROGATE_CONTENT)
+    frame = (f'{{"id": 1, "method": "send", "params": {{"room_id": {json.dumps(room_id)}, "type": "m.room.message", '
+             f'"txn_id": "s", "content": {SURROGATE_CONTENT}}}}}')
     await stream.conn.write_message(frame)
     code, reason = await stream.closed()
     assert code == 4400 and "surrogate" in reason

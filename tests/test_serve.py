@@ -13,8 +13,7 @@ import stat
 import asyncpg
 
 from .client import MATRIX
-from .databases import scratch_dsn  # noqa: F401 (a fixture)
-from .processes import Serve, child_env, data_dir, free_port, postmaster_pid, process_alive, run_atomchat  # noqa: F401 (data_dir: a fixture)
+from .processes import Serve, child_env, free_port, postmaster_pid, process_alive, run_atomchat
 
 
 def request_lines(output: str) -> list[tuple[str, str, int]]:

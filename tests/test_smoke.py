@@ -10,10 +10,12 @@ async def test_register_login_whoami_logout(api):
     registered = await api.register("alice")
     assert registered["user_id"] == "@alice:test.local"
     login = await api.login("@alice:test.local")
-    me = await api.request("GET", f"{MATRIX}/account/whoami", token=login["access_token"], schema="matrix/whoami.response")
+    me = await api.request("GET", f"{MATRIX}/account/whoami", token=login["access_token"],
+                           schema="matrix/whoami.response")
     assert me.body == {"user_id": "@alice:test.local", "device_id": login["device_id"], "is_guest": False}
     await api.request("POST", f"{MATRIX}/logout", token=login["access_token"], schema="matrix/empty.response")
     gone = await api.request("GET", f"{MATRIX}/account/whoami", token=login["access_token"], status=401)
     assert gone["errcode"] == "M_UNKNOWN_TOKEN"
     # The registration's own session is untouched by the other device's logout.
-    await api.request("GET", f"{MATRIX}/account/whoami", token=registered["access_token"], schema="matrix/whoami.response")
+    await api.request("GET", f"{MATRIX}/account/whoami", token=registered["access_token"],
+                      schema="matrix/whoami.response")

@@ -252,6 +252,7 @@ async def test_since_resumes_with_exactly_the_missed_events(server, users):
     await bob.say(room_id, "seen live")
     await stream.messages(room_id, 1)
     since = stream.next_batch
+    assert since is not None
     await stream.close()
 
     missed = [await bob.say(room_id, f"missed {n}") for n in range(6)]
@@ -264,6 +265,7 @@ async def test_since_resumes_with_exactly_the_missed_events(server, users):
     await again.close()
 
     # Resuming from a token with nothing new after it sends nothing until something happens.
+    assert again.next_batch is not None
     quiet = await Stream.open(server.base_url, token=alice.access_token, since=again.next_batch)
     with pytest.raises(asyncio.TimeoutError):
         await quiet.frame(timeout=0.3)
@@ -378,8 +380,9 @@ async def test_bad_requests_get_error_replies_and_the_socket_stays_open(server, 
     assert "txn_id" in missing["error"]
     await error_reply(stream, "typing", {"room_id": room_id, "typing": "yes"}, "M_BAD_JSON")
     await error_reply(stream, "receipt", [room_id], "M_BAD_JSON")
-    await error_reply(stream, "send", {"room_id": room_id, "type": "m.room.message", "content": {"msgtype": "m.text", "body": 1},
-                                       "txn_id": "bad-content"}, "M_BAD_JSON")
+    await error_reply(stream, "send", {"room_id": room_id, "type": "m.room.message",
+                                       "content": {"msgtype": "m.text", "body": 1}, "txn_id": "bad-content"},
+                      "M_BAD_JSON")
     await error_reply(stream, "send", {"room_id": elsewhere, "type": "m.room.message", "content": text("x"),
                                        "txn_id": "not-a-member"}, "M_FORBIDDEN")
     await error_reply(stream, "receipt", {"room_id": room_id, "event_id": "$nosuchevent"}, "M_NOT_FOUND")
@@ -478,7 +481,7 @@ async def test_a_client_that_stops_reading_is_closed_with_4408_and_resumes(serve
             received += [e["event_id"] for e in room_events(frame, room_id)]
             next_batch = frame["next_batch"]
         assert slow.close_code == 4408
-        assert "since" in message.extra
+        assert message.extra is not None and "since" in message.extra
         assert len(received) < SLOW_MESSAGES
 
     resumed = await Stream.open(server.base_url, token=alice.access_token, filter=WIDE_TIMELINE, since=next_batch)

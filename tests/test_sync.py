@@ -254,8 +254,8 @@ async def test_bad_filters_are_refused(api):
         assert answer["errcode"] in ("M_BAD_JSON", "M_INVALID_PARAM")
         answer = await sync(bob, filter=json.dumps(bad), status=400)
         assert answer["errcode"] == "M_INVALID_PARAM"
-    for bad in ("{not json", "abc", "[1]"):
-        assert (await sync(bob, filter=bad, status=400))["errcode"] == "M_INVALID_PARAM"
+    for raw in ("{not json", "abc", "[1]"):
+        assert (await sync(bob, filter=raw, status=400))["errcode"] == "M_INVALID_PARAM"
 
 
 async def test_timeline_type_filters(api):
@@ -405,7 +405,7 @@ async def test_successive_long_polls_deliver_each_event_once_in_order(api, serve
             await asyncio.sleep(0.01 * (n % 3))
 
     async def receive(loop):
-        seen = []
+        seen: list[str] = []
         deadline = asyncio.get_running_loop().time() + 30
         while len(seen) < 30 and asyncio.get_running_loop().time() < deadline:
             answer = await loop.sync(timeout=2000)

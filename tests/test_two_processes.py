@@ -14,7 +14,7 @@ import pytest
 
 from .client import ApiClient
 from .conftest import truncate_all
-from .processes import Serve, child_env, data_dir  # noqa: F401 (data_dir: a fixture)
+from .processes import Serve, child_env
 from .room_steps import User, register, room_of
 from .sync_steps import SyncLoop, assert_each_once_in_one_order, ephemeral, held_then_woken, on, timed, timeline
 from .test_sync_ordering import _sync_until
@@ -36,9 +36,9 @@ async def test_a_message_through_one_server_ends_a_long_poll_on_the_other(api, s
     for writer, reader in ((alice, on(bob, second)), (on(alice, second), bob)):
         loop = SyncLoop(reader)
         await loop.sync()
-        sent = []
+        sent: list[str] = []
 
-        async def send():
+        async def send(writer=writer, sent=sent):
             sent.append(await writer.say(room_id, "across"))
 
         answer, elapsed = await held_then_woken(loop, send)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 from typing import Any
 
 import uvloop
@@ -47,6 +47,6 @@ class ThreadedServer:
     def base_url(self) -> str:
         return self.running.base_url
 
-    def run(self, coroutine: Awaitable[Any], timeout: float = 60) -> Any:
+    def run(self, coroutine: Coroutine[Any, Any, Any], timeout: float = 60) -> Any:
         """Runs a coroutine on the server's loop and returns its result."""
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
