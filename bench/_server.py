@@ -36,7 +36,7 @@ import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
@@ -215,7 +215,7 @@ class ServerProcess:
         self.database: str | None = None
         self.exit_status: int | None = None
         self._process: subprocess.Popen | None = None
-        self._log = None
+        self._log: IO[bytes] | None = None
 
     @property
     def database_kind(self) -> str:
@@ -237,7 +237,7 @@ class ServerProcess:
     def database_dsn(self) -> str:
         """A DSN for the database the server uses, for a benchmark that
         prepares data directly (the server must have started)."""
-        if self.database:
+        if self.database and self.admin_url:
             return _with_database(self.admin_url, self.database)
         info = self._postmaster()
         if info is None or info.socket_dir is None:
@@ -274,7 +274,7 @@ class ServerProcess:
                              "(pip install -e .)")
         args = [str(executable), "serve", "--data-dir", str(self.root / "data"),
                 "--host", "127.0.0.1", "--port", str(self.port)]
-        if self.database:
+        if self.database and self.admin_url:
             args += ["--database-url", _with_database(self.admin_url, self.database)]
         for name, value in self.settings.items():
             args += ["--" + name.replace("_", "-"), str(value)]
@@ -514,9 +514,11 @@ class Sender:
         return self
 
     async def __aexit__(self, *exc_info) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
 
     async def send_text(self, text: str, txn_id: str) -> str:
+        assert self.reader is not None and self.writer is not None, "send inside `async with`"
         body = json.dumps({"msgtype": "m.text", "body": text}).encode()
         self.writer.write(f"PUT {self.path}{quote(txn_id, safe='')} HTTP/1.1\r\n{self.head}"
                           f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
@@ -581,7 +583,7 @@ class Workers:
 
     @property
     def pids(self) -> list[int]:
-        return [process.pid for process in self._processes]
+        return [process.pid for process in self._processes if process.pid is not None]  # the started ones
 
     async def __aenter__(self) -> Workers:
         for process in self._processes:

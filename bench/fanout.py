@@ -100,7 +100,7 @@ class Receiver:
         self.gaps = 0  # timelines marked limited: events left out, to be fetched with /messages
         self.errors = 0
         self.reconnects = 0
-        self.socket: aiohttp.ClientWebSocketResponse | None = None
+        self.socket: aiohttp.ClientWebSocketResponse[bool] | None = None
 
     def take(self, body: dict) -> None:
         """Records the benchmark's messages in a sync-shaped body."""
@@ -158,6 +158,7 @@ class Receiver:
 
     async def read_frame(self) -> bool:
         """Reads one frame; False when the socket closed."""
+        assert self.socket is not None, "connect() first"
         message = await self.socket.receive()
         if message.type != aiohttp.WSMsgType.TEXT:
             return False
@@ -179,7 +180,8 @@ class Receiver:
                 await asyncio.sleep(0.5)
 
 
-async def receiver_process(control, mode: str, base_url: str, users: list[User], room_id: str) -> list[tuple]:
+async def receiver_process(control, mode: str, base_url: str, users: list[User],
+                           room_id: str) -> tuple[float, list[tuple]]:
     """Follows the room as ``users``; on the main process's word (the
     acknowledged sequence numbers), waits until each receiver has them all
     (or until delivery stops, see QUIET_SECONDS), and returns how long that
@@ -353,7 +355,7 @@ def report(args: argparse.Namespace, results: Results, server: ServerProcess) ->
           f" {results.unacknowledged_delivered}")
     print(f"  receiver errors {results.receiver_errors}, reconnects {results.reconnects}; receivers caught up"
           f" {results.drained:.1f}s after the last send")
-    print(f"  in the measured period: {results.usage.summary()}")
+    print(f"  in the measured period: {results.usage.summary() if results.usage else 'not measured'}")
     print()
     at_target_load = args.receivers >= target_receivers and args.rate >= target_rate
     latency_ok = p99 < target_p99

@@ -82,7 +82,7 @@ async def connection_process(control, base_url: str, stream_users: list[User], p
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, trace_configs=[tracing]) as session:
         slots = asyncio.Semaphore(OPEN_CONCURRENCY)
 
-        async def open_stream(user: User) -> aiohttp.ClientWebSocketResponse:
+        async def open_stream(user: User) -> aiohttp.ClientWebSocketResponse[bool]:
             async with slots:
                 socket = await session.ws_connect(base_url + STREAM_PATH, params={"access_token": user.access_token},
                                                   heartbeat=None, max_msg_size=0)
@@ -102,7 +102,7 @@ async def connection_process(control, base_url: str, stream_users: list[User], p
                     raise BenchError(f"GET /sync answered {response.status}: {body}")
                 return body["next_batch"]
 
-        async def drain(socket: aiohttp.ClientWebSocketResponse) -> None:
+        async def drain(socket: aiohttp.ClientWebSocketResponse[bool]) -> None:
             async for _ in socket:  # nothing should come; a close ends the loop
                 pass
             if not closing:

@@ -97,7 +97,7 @@ def main() -> int:
     port = free_port()
     server = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(port)], stdout=subprocess.PIPE, text=True)
     try:
-        if server.stdout.readline().strip() != "ready":
+        if server.stdout is None or server.stdout.readline().strip() != "ready":
             print("bench: the bare server did not start", file=sys.stderr)
             return 2
         started = time.monotonic()

@@ -113,6 +113,8 @@ async def seed(dsn: str, room_id: str, sender: str, count: int, results: Results
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _STREAM_LOCK)
             head = await conn.fetchrow("SELECT head_event_id, head_depth FROM rooms WHERE room_id = $1", room_id)
+            if head is None:
+                raise BenchError(f"the room {room_id} is not there to seed")
             now_ms = int(time.time() * 1000)
             await conn.execute(_SEED, room_id, sender, now_ms - count, head["head_depth"], head["head_event_id"],
                                count)

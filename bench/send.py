@@ -160,7 +160,7 @@ def report(args: argparse.Namespace, phases: list[Phase], notes: dict, server: S
               f" {phase.wall:.1f}s); latency median {ms(percentile(phase.latencies, 50))},"
               f" p95 {ms(percentile(phase.latencies, 95))}, p99 {ms(percentile(phase.latencies, 99))},"
               f" max {ms(max(phase.latencies))}")
-        print(f"               {phase.usage.summary()}")
+        print(f"               {phase.usage.summary() if phase.usage else 'not measured'}")
         if phase.clients == TARGET_RATE_CLIENTS:
             met = phase.rate >= TARGET_RATE
             ok = ok and met
