@@ -139,9 +139,7 @@ def test_fuzz(target, path, method):
     needs_credentials = bool(security) and {} not in security
     session = requests.Session()
 
-    # schemathesis's StrEnum is plain str to a checker targeting Python 3.10 (its backport): narrowly ignored.
-    @given(st.one_of(operation.as_strategy(GenerationMode.POSITIVE),  # type: ignore[arg-type]
-                     operation.as_strategy(GenerationMode.NEGATIVE)))  # type: ignore[arg-type]
+    @given(st.one_of(operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE)))
     @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
     def fuzz(case):
