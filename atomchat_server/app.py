@@ -32,6 +32,7 @@ from .services.moderation import AdminQueries, Blocks, Moderation
 from .services.persister import Persister
 from .services.profiles import Profiles
 from .services.rooms import Rooms
+from .services.server_name import settle_server_name
 from .validation import schemas
 
 log = logging.getLogger("atomchat")
@@ -89,6 +90,8 @@ class AtomChat:
         else:
             await migrations.check_current(self.dsn)
         self._pool = await create_pool(self.dsn, min_size=settings.pool_min_size, max_size=settings.pool_max_size)
+        settings = self.settings = settings.replace(
+            server_name=await settle_server_name(self._pool, settings.server_name))
         if self.passwords is None:
             self.passwords = Passwords(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib,
                                        parallelism=settings.argon2_parallelism, workers=settings.hash_workers)

@@ -96,7 +96,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("database_url", _text, None, "PostgreSQL URL; when unset an embedded PostgreSQL runs in the data directory", "DATABASE_URL"),
     Option("host", _text, "127.0.0.1", "address to listen on", "ATOMCHAT_HOST"),
     Option("port", _int, 8008, "port to listen on", "ATOMCHAT_PORT", minimum=1),
-    Option("server_name", _text, "localhost", "the server name in user ids (@name:SERVER_NAME)", "ATOMCHAT_SERVER_NAME"),
+    Option("server_name", _text, None, "the server name in user ids (@name:SERVER_NAME); stored in the database at its first start (localhost if unset), after which only that name is accepted", "ATOMCHAT_SERVER_NAME"),
     Option("migrate", _bool, True, "apply pending migrations at start", "ATOMCHAT_MIGRATE"),
     Option("signing_key", _text, None, "secret for signing access tokens; generated into the data directory when unset", "ATOMCHAT_SIGNING_KEY", flag=False),
     Option("log_level", _log_level, "INFO", "logging level (DEBUG, INFO, WARNING, ERROR)", "ATOMCHAT_LOG_LEVEL"),
