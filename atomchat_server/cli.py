@@ -29,6 +29,7 @@ from .services.accounts import create_user
 from .services.moderation import SYSTEM_LOCALPART, Blocks, Moderation
 from .services.persister import Persister
 from .services.server_name import ServerNameMismatch, settle_server_name
+from .supervisor import Supervisor
 from .storage import users as user_store
 
 log = logging.getLogger("atomchat")
@@ -118,7 +119,15 @@ def cmd_serve(settings, args) -> None:
 
 async def _serve(settings, get_dsn) -> None:
     dsn = await get_dsn()
-    server = AtomChat(settings, dsn)
+    stopping = asyncio.Event()
+    fatal: list[str] = []
+
+    def give_up(reason: str) -> None:
+        """A task the server cannot run without keeps failing: stop, loudly."""
+        fatal.append(reason)
+        stopping.set()
+
+    server = AtomChat(settings, dsn, on_fatal=give_up)
     try:
         app = await server.start()
     except (migrations.MigrationError, ServerNameMismatch) as exc:
@@ -146,7 +155,6 @@ async def _serve(settings, get_dsn) -> None:
              settings.host, settings.port, server.settings.server_name,
              "embedded" if not settings.database_url else "external")
 
-    stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
@@ -164,6 +172,8 @@ async def _serve(settings, get_dsn) -> None:
     except asyncio.TimeoutError:
         pass
     await server.stop()
+    if fatal:
+        raise CommandError(f"stopped because {fatal[0]}")
 
 
 def cmd_migrate(settings, args) -> None:
@@ -238,7 +248,7 @@ async def moderation_for(settings, pool):
     """The moderation service as the operator: acts as the server's own
     account, through a persister of its own (its writes reach running
     servers through the database, like any other process's)."""
-    persister = Persister(pool)
+    persister = Persister(pool, Supervisor())
     persister.start()
     try:
         moderation = Moderation(pool=pool, persister=persister, blocks=Blocks(), server_name=settings.server_name)

@@ -11,7 +11,8 @@ from typing import Any
 import tornado.web
 
 from ..auth.sessions import Requester
-from ..errors import MatrixError
+from ..db.pool import UNREACHABLE
+from ..errors import MatrixError, unavailable
 from ..validation import holds_nul, schemas
 
 log = logging.getLogger("atomchat.http")
@@ -33,6 +34,10 @@ def _finite(text: str) -> float:
     if math.isinf(value):
         raise OverflowError(text)
     return value
+
+
+def database_unavailable() -> MatrixError:
+    return unavailable("The server cannot reach its database; try again shortly")
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -127,8 +132,17 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_status(status)
         self.finish(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
 
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
+    @staticmethod
+    def failure(kwargs: dict[str, Any]) -> BaseException | None:
+        """The exception a request failed with (from write_error's arguments);
+        an unreachable database is a 503 to retry, not a server bug."""
         error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, UNREACHABLE):
+            return database_unavailable()
+        return error
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = self.failure(kwargs)
         if isinstance(error, MatrixError):
             self.set_status(error.status)
             body = error.to_json()
@@ -144,6 +158,10 @@ class BaseHandler(tornado.web.RequestHandler):
     def log_exception(self, typ, value, tb) -> None:
         if isinstance(value, MatrixError):
             return  # an expected refusal, already in the request log line
+        if isinstance(value, UNREACHABLE):
+            log.warning("%s %s: the database is unreachable (%s: %s)", self.request.method, self.request.path,
+                        typ.__name__, value)
+            return
         super().log_exception(typ, value, tb)
 
 

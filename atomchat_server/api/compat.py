@@ -57,7 +57,7 @@ class CompatHandler(BaseHandler):
         self.send_json(body, status)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        error = kwargs.get("exc_info", (None, None, None))[1]
+        error = self.failure(kwargs)
         if isinstance(error, FieldErrors):
             status_code, body = 400, error.errors
         elif isinstance(error, MatrixError):
