@@ -21,6 +21,7 @@ import os
 import secrets
 import signal
 import time
+import warnings
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -88,7 +89,7 @@ class Sender:
             else:
                 self.unacked.append(txn_id)
                 self.failures.append((status, body))
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.2)  # as a client backs off
 
     async def retry(self, base_url: str) -> None:
         """Sends every unacknowledged message again, with the same txn id."""
@@ -210,8 +211,7 @@ async def test_kill_9_in_the_middle_of_sending_loses_nothing(data_dir, database_
     with Serve(data_dir, *flags, env=env) as second:
         await second.ready()
         current[0] = second.base_url
-        for sender in senders:
-            await sender.retry(second.base_url)
+        await asyncio.gather(*(sender.retry(second.base_url) for sender in senders))
         total = len(await stored_messages(database_dsn, room_id))
         following.cancel()
         polling.cancel()
@@ -224,3 +224,83 @@ async def test_kill_9_in_the_middle_of_sending_loses_nothing(data_dir, database_
     record_testsuite_property("kill9_unacknowledged_but_committed", len(committed_unacked))
     for name, value in counts.items():
         record_testsuite_property(f"kill9_{name}", value)
+
+
+def pg_ctl(pgdata: Path, *args: str) -> None:
+    """Runs pg_ctl on the embedded PostgreSQL of a data directory, as the
+    user it runs as (``pgserver`` when the tests run as root)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset; harmless
+        from pgserver._commands import pg_ctl as run
+    run(["-w", *args], pgdata=pgdata, user="pgserver" if os.geteuid() == 0 else None, timeout=30)
+
+
+async def test_a_postgresql_restart_under_load_fails_requests_cleanly_and_loses_nothing(
+        data_dir, record_testsuite_property):
+    env = child_env(ATOMCHAT_SIGNING_KEY=secrets.token_hex(32))
+    with Serve(data_dir, "--server-name", "test.local", *TEST_FLAGS, env=env) as serve:
+        await serve.ready()
+        users = await register(serve.api, *(f"sender{n}" for n in range(SENDERS)), "carol")
+        room_id = await room_of(users[0], *users[1:])
+        senders = [Sender(user, room_id, f"s{n}") for n, user in enumerate(users[:SENDERS])]
+        receiver = Receiver(users[-1], room_id)
+        await receiver.start(serve.base_url)
+        base = lambda: serve.base_url  # noqa: E731
+        deadline = time.monotonic() + 25
+        following = asyncio.ensure_future(receiver.follow_stream(base, 10**6, deadline))
+        polling = asyncio.ensure_future(receiver.follow_polls(base, 10**6, deadline))
+        stop = asyncio.Event()
+        sending = asyncio.gather(*(s.run(serve.base_url, stop) for s in senders))
+        while sum(len(s.acked) for s in senders) < 50:
+            await asyncio.sleep(0.01)
+
+        # PostgreSQL stops (fast: its connections are cut), stays down a
+        # moment under the senders' load, and starts again.
+        pgdata = data_dir / "postgres"
+        socket_dir = (pgdata / "postmaster.pid").read_text().splitlines()[4]
+        old_postmaster = postmaster_pid(data_dir)
+        await asyncio.to_thread(pg_ctl, pgdata, "-m", "fast", "stop")
+        down_at = time.monotonic()
+        probe = Sender(senders[0].user, room_id, "probe")  # one send after another, timed
+        probes = []
+        while time.monotonic() - down_at < 1.0:
+            txn_id, started = f"probe-{len(probes)}", time.monotonic()
+            status, body = await try_send(probe.user, serve.base_url, room_id, txn_id)
+            probes.append((status, body.get("errcode"), time.monotonic() - started))
+            if status == 200:
+                probe.acked[txn_id] = body["event_id"]
+            else:
+                probe.unacked.append(txn_id)
+        await asyncio.to_thread(pg_ctl, pgdata, "-o", '-h ""', "-o", f"-k {socket_dir}",
+                                "-l", str(pgdata / "log"), "start")
+        assert postmaster_pid(data_dir) != old_postmaster and not process_alive(old_postmaster)
+
+        # The server reconnects by itself: sends succeed again.
+        before = {s.name: len(s.acked) for s in senders}
+        reconnected = time.monotonic() + 15
+        while any(len(s.acked) == before[s.name] for s in senders):
+            assert time.monotonic() < reconnected, "the server did not reconnect"
+            await asyncio.sleep(0.05)
+        stop.set()
+        await sending
+        assert serve.process.poll() is None
+        failures = [f for s in senders for f in s.failures]
+        await asyncio.gather(*(sender.retry(serve.base_url) for sender in (*senders, probe)))
+        stored = await stored_messages(f"postgresql://postgres@/atomchat?host={socket_dir}", room_id)
+        following.cancel()
+        polling.cancel()
+        await receiver.follow_stream(base, len(stored), time.monotonic() + 15)
+        await receiver.follow_polls(base, len(stored), time.monotonic() + 15)
+        counts = check_exactly_once(stored, [*senders, probe], receiver)
+
+    refused = [(status, errcode) for status, errcode, _ in probes if status != 200]
+    assert refused and set(refused) == {(503, "M_UNKNOWN")}, probes
+    assert all(status == 503 for status, _ in failures), failures  # an answer, never a dropped request
+    slowest = max(seconds for _, _, seconds in probes)
+    assert slowest < 2.0, probes  # refused at once, not after a hang
+    record_testsuite_property("pg_restart_requests_while_down", len(probes))
+    record_testsuite_property("pg_restart_refused_503", len(refused))
+    record_testsuite_property("pg_restart_slowest_refusal_s", round(slowest, 3))
+    record_testsuite_property("pg_restart_sends_failed_then_retried", len(failures))
+    for name, value in counts.items():
+        record_testsuite_property(f"pg_restart_{name}", value)
