@@ -3,10 +3,11 @@ CORS, body limits and the count of requests in flight (for graceful shutdown).""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import math
-from typing import Any
+from typing import Any, Iterable
 
 import tornado.web
 
@@ -34,6 +35,46 @@ def _finite(text: str) -> float:
     if math.isinf(value):
         raise OverflowError(text)
     return value
+
+
+def forwarded_client(peer: str, forwarded: Iterable[str], trusted: tuple) -> str:
+    """The client's address as the trusted proxies saw it: starting from the
+    peer, each address that is a trusted proxy is replaced by the one it
+    forwarded for (X-Forwarded-For, read from the right, as each proxy
+    appends its own peer). Whatever a client wrote into the header itself
+    lies further left, and is never reached past an untrusted address."""
+    hops = [hop.strip() for header in forwarded for hop in header.split(",")]
+    address = peer
+    while hops and _within(address, trusted):
+        hop = hops.pop()
+        if not _within(hop, ()):
+            break  # not an address: keep what the last trusted proxy saw
+        address = hop
+    return address
+
+
+def _within(address: str, networks: tuple) -> bool:
+    """Whether ``address`` lies in one of ``networks``; with none, whether it is an IP address at all."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return not networks or any(ip in network for network in networks)
+
+
+def client_address(handler: tornado.web.RequestHandler) -> str:
+    """The address of the client a request came from (for rate limits, the
+    devices' last-seen address and the request log), worked out once."""
+    address = getattr(handler, "_client_address", None)
+    if address is None:
+        request = handler.request
+        ctx = getattr(handler, "ctx", None)
+        trusted = ctx.settings.trusted_proxies if ctx is not None else ()
+        address = request.remote_ip
+        if trusted:
+            address = forwarded_client(address, request.headers.get_list("X-Forwarded-For"), trusted)
+        handler._client_address = address
+    return address
 
 
 def database_unavailable() -> MatrixError:
@@ -123,7 +164,7 @@ class BaseHandler(tornado.web.RequestHandler):
         if token is None:
             raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
         self.requester = await self.ctx.accounts.authenticate(token, allow_locked=allow_locked)
-        await self.ctx.accounts.record_last_seen(self.requester, self.request.remote_ip)
+        await self.ctx.accounts.record_last_seen(self.requester, client_address(self))
         return self.requester
 
     # -- output -----------------------------------------------------------
@@ -175,9 +216,9 @@ class NotFoundHandler(BaseHandler):
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
-    """One line per request: method, path (never the query, which may hold a
-    token), status and milliseconds."""
+    """One line per request: client address, method, path (never the query,
+    which may hold a token), status and milliseconds."""
     status = handler.get_status()
     level = logging.INFO if status < 500 else logging.ERROR
-    log.log(level, "%s %s %d %.1fms", handler.request.method, handler.request.path, status,
-            1000.0 * handler.request.request_time())
+    log.log(level, "%s %s %s %d %.1fms", client_address(handler), handler.request.method, handler.request.path,
+            status, 1000.0 * handler.request.request_time())

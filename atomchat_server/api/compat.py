@@ -14,7 +14,7 @@ import tornado.web
 
 from ..errors import MatrixError
 from ..services.compat import FieldErrors
-from .base import BaseHandler
+from .base import BaseHandler, client_address
 
 PERMISSION_DENIED = "You do not have permission to perform this action."
 # ASCII digits only (str.isdigit also takes digits int() cannot read, such as
@@ -105,7 +105,7 @@ class CompatHandler(BaseHandler):
 
 class UsersHandler(CompatHandler):
     async def post(self) -> None:
-        self.send_data(await self.ctx.compat.register(self.body(), self.request.remote_ip), 201)
+        self.send_data(await self.ctx.compat.register(self.body(), client_address(self)), 201)
 
 
 class MeHandler(CompatHandler):
@@ -121,7 +121,7 @@ class BlockHandler(CompatHandler):
 
 class TokensHandler(CompatHandler):
     async def post(self) -> None:
-        self.send_data({"token": await self.ctx.compat.token(self.body(), self.request.remote_ip)})
+        self.send_data({"token": await self.ctx.compat.token(self.body(), client_address(self))})
 
 
 class RoomsHandler(CompatHandler):

@@ -25,7 +25,7 @@ from ..errors import MatrixError
 from ..sync import tokens
 from ..sync.session import SyncSession
 from ..validation import holds_nul, schemas
-from .base import database_unavailable
+from .base import client_address, database_unavailable
 from .matrix_sync import load_filter
 
 log = logging.getLogger("atomchat.stream")
@@ -100,6 +100,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
 
     async def prepare(self) -> None:
         """Checks what can be checked before the upgrade, answering in JSON."""
+        client_address(self)  # worked out now: open() drops the headers it comes from
         try:
             if self.request.headers.get("Upgrade", "").lower() != "websocket":
                 raise MatrixError(400, "M_UNRECOGNIZED", "This endpoint is a WebSocket: connect with an Upgrade request")
