@@ -180,44 +180,77 @@ def check_exactly_once(stored: list[tuple[str, str]], senders: list[Sender], rec
     return {"acknowledged": len(acked), "present": present, "duplicates": duplicates}
 
 
+class Load:
+    """SENDERS clients sending without pause to one room, and a receiver
+    following it by stream and long-poll, against a server whose base URL
+    may change (a restarted process listens elsewhere)."""
+
+    def __init__(self, users: list[User], room_id: str, base_url: str) -> None:
+        self.room_id = room_id
+        self.senders = [Sender(user, room_id, f"s{n}") for n, user in enumerate(users[:SENDERS])]
+        self.receiver = Receiver(users[-1], room_id)
+        self.base_url = base_url
+        self._stop = asyncio.Event()
+
+    @classmethod
+    async def start(cls, serve: Serve) -> "Load":
+        users = await register(serve.api, *(f"sender{n}" for n in range(SENDERS)), "carol")
+        load = cls(users, await room_of(users[0], *users[1:]), serve.base_url)
+        await load.receiver.start(serve.base_url)
+        deadline = time.monotonic() + 25
+        load._sending = asyncio.gather(*(s.run(serve.base_url, load._stop) for s in load.senders))
+        load._following = [asyncio.ensure_future(load.receiver.follow_stream(load.url, 10**6, deadline)),
+                           asyncio.ensure_future(load.receiver.follow_polls(load.url, 10**6, deadline))]
+        return load
+
+    def url(self) -> str:
+        return self.base_url
+
+    @property
+    def acked(self) -> int:
+        return sum(len(s.acked) for s in self.senders)
+
+    async def until_acked(self, count: int) -> None:
+        while self.acked < count:
+            await asyncio.sleep(0.01)
+
+    async def stop_sending(self) -> None:
+        self._stop.set()
+        await self._sending
+
+    async def settle(self, read_stored, *extra: Sender) -> dict[str, int]:
+        """Retries what was not acknowledged (by the senders and ``extra``),
+        lets the receiver catch up with the messages ``read_stored()``
+        returns, and checks them; returns the counts."""
+        await asyncio.gather(*(sender.retry(self.base_url) for sender in (*self.senders, *extra)))
+        for task in self._following:
+            task.cancel()
+        stored = await read_stored()
+        await self.receiver.follow_stream(self.url, len(stored), time.monotonic() + 15)
+        await self.receiver.follow_polls(self.url, len(stored), time.monotonic() + 15)
+        return check_exactly_once(stored, [*self.senders, *extra], self.receiver)
+
+
 async def test_kill_9_in_the_middle_of_sending_loses_nothing(data_dir, database_dsn, record_testsuite_property):
     await truncate_all(database_dsn)
     env = child_env(ATOMCHAT_SIGNING_KEY=secrets.token_hex(32))
     flags = ("--database-url", database_dsn, "--server-name", "test.local", *TEST_FLAGS)
     with Serve(data_dir, *flags, env=env) as first:
         await first.ready()
-        users = await register(first.api, *(f"sender{n}" for n in range(SENDERS)), "carol")
-        room_id = await room_of(users[0], *users[1:])
-        senders = [Sender(user, room_id, f"s{n}") for n, user in enumerate(users[:SENDERS])]
-        receiver = Receiver(users[-1], room_id)
-        await receiver.start(first.base_url)
-        current = [first.base_url]
-        stop = asyncio.Event()
-        deadline = time.monotonic() + 25
-        sending = asyncio.gather(*(s.run(first.base_url, stop) for s in senders))
-        following = asyncio.ensure_future(receiver.follow_stream(lambda: current[0], 10**6, deadline))
-        polling = asyncio.ensure_future(receiver.follow_polls(lambda: current[0], 10**6, deadline))
-        while sum(len(s.acked) for s in senders) < 150:
-            await asyncio.sleep(0.01)
+        load = await Load.start(first)
+        await load.until_acked(150)
         first.process.kill()  # SIGKILL, in the middle of sending
         first.process.wait()
-        stop.set()
-        await sending
-    acked_before = sum(len(s.acked) for s in senders)
-    unacked = [txn for s in senders for txn in s.unacked]
+        await load.stop_sending()
+    acked_before = load.acked
+    unacked = [txn for s in load.senders for txn in s.unacked]
     assert unacked, "no send was in flight at the kill"
-    committed_unacked = {txn for _, txn in await stored_messages(database_dsn, room_id)} & set(unacked)
+    committed_unacked = {txn for _, txn in await stored_messages(database_dsn, load.room_id)} & set(unacked)
 
     with Serve(data_dir, *flags, env=env) as second:
         await second.ready()
-        current[0] = second.base_url
-        await asyncio.gather(*(sender.retry(second.base_url) for sender in senders))
-        total = len(await stored_messages(database_dsn, room_id))
-        following.cancel()
-        polling.cancel()
-        await receiver.follow_stream(lambda: current[0], total, time.monotonic() + 15)
-        await receiver.follow_polls(lambda: current[0], total, time.monotonic() + 15)
-        counts = check_exactly_once(await stored_messages(database_dsn, room_id), senders, receiver)
+        load.base_url = second.base_url
+        counts = await load.settle(lambda: stored_messages(database_dsn, load.room_id))
 
     record_testsuite_property("kill9_acknowledged_before_kill", acked_before)
     record_testsuite_property("kill9_unacknowledged_at_kill", len(unacked))
@@ -240,19 +273,8 @@ async def test_a_postgresql_restart_under_load_fails_requests_cleanly_and_loses_
     env = child_env(ATOMCHAT_SIGNING_KEY=secrets.token_hex(32))
     with Serve(data_dir, "--server-name", "test.local", *TEST_FLAGS, env=env) as serve:
         await serve.ready()
-        users = await register(serve.api, *(f"sender{n}" for n in range(SENDERS)), "carol")
-        room_id = await room_of(users[0], *users[1:])
-        senders = [Sender(user, room_id, f"s{n}") for n, user in enumerate(users[:SENDERS])]
-        receiver = Receiver(users[-1], room_id)
-        await receiver.start(serve.base_url)
-        base = lambda: serve.base_url  # noqa: E731
-        deadline = time.monotonic() + 25
-        following = asyncio.ensure_future(receiver.follow_stream(base, 10**6, deadline))
-        polling = asyncio.ensure_future(receiver.follow_polls(base, 10**6, deadline))
-        stop = asyncio.Event()
-        sending = asyncio.gather(*(s.run(serve.base_url, stop) for s in senders))
-        while sum(len(s.acked) for s in senders) < 50:
-            await asyncio.sleep(0.01)
+        load = await Load.start(serve)
+        await load.until_acked(50)
 
         # PostgreSQL stops (fast: its connections are cut), stays down a
         # moment under the senders' load, and starts again.
@@ -261,11 +283,11 @@ async def test_a_postgresql_restart_under_load_fails_requests_cleanly_and_loses_
         old_postmaster = postmaster_pid(data_dir)
         await asyncio.to_thread(pg_ctl, pgdata, "-m", "fast", "stop")
         down_at = time.monotonic()
-        probe = Sender(senders[0].user, room_id, "probe")  # one send after another, timed
+        probe = Sender(load.senders[0].user, load.room_id, "probe")  # one send after another, timed
         probes = []
         while time.monotonic() - down_at < 1.0:
             txn_id, started = f"probe-{len(probes)}", time.monotonic()
-            status, body = await try_send(probe.user, serve.base_url, room_id, txn_id)
+            status, body = await try_send(probe.user, serve.base_url, load.room_id, txn_id)
             probes.append((status, body.get("errcode"), time.monotonic() - started))
             if status == 200:
                 probe.acked[txn_id] = body["event_id"]
@@ -275,23 +297,17 @@ async def test_a_postgresql_restart_under_load_fails_requests_cleanly_and_loses_
                                 "-l", str(pgdata / "log"), "start")
         assert postmaster_pid(data_dir) != old_postmaster and not process_alive(old_postmaster)
 
-        # The server reconnects by itself: sends succeed again.
-        before = {s.name: len(s.acked) for s in senders}
+        # The server reconnects by itself: every sender's sends succeed again.
+        before = {s.name: len(s.acked) for s in load.senders}
         reconnected = time.monotonic() + 15
-        while any(len(s.acked) == before[s.name] for s in senders):
+        while any(len(s.acked) == before[s.name] for s in load.senders):
             assert time.monotonic() < reconnected, "the server did not reconnect"
             await asyncio.sleep(0.05)
-        stop.set()
-        await sending
+        await load.stop_sending()
         assert serve.process.poll() is None
-        failures = [f for s in senders for f in s.failures]
-        await asyncio.gather(*(sender.retry(serve.base_url) for sender in (*senders, probe)))
-        stored = await stored_messages(f"postgresql://postgres@/atomchat?host={socket_dir}", room_id)
-        following.cancel()
-        polling.cancel()
-        await receiver.follow_stream(base, len(stored), time.monotonic() + 15)
-        await receiver.follow_polls(base, len(stored), time.monotonic() + 15)
-        counts = check_exactly_once(stored, [*senders, probe], receiver)
+        failures = [f for s in load.senders for f in s.failures]
+        dsn = f"postgresql://postgres@/atomchat?host={socket_dir}"
+        counts = await load.settle(lambda: stored_messages(dsn, load.room_id), probe)
 
     refused = [(status, errcode) for status, errcode, _ in probes if status != 200]
     assert refused and set(refused) == {(503, "M_UNKNOWN")}, probes
