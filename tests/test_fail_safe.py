@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 import time
 
 import asyncpg
@@ -19,7 +21,8 @@ from atomchat_server.notifier import LISTENER_NAME, Listener
 from atomchat_server.supervisor import Supervisor
 
 from .client import ApiClient
-from .processes import free_port
+from .conftest import truncate_all
+from .processes import child_env, data_dir, free_port  # noqa: F401 (data_dir: a fixture)
 from .room_steps import bodies, register, room_of
 from .sync_steps import SyncLoop, held_then_woken, on, timeline
 from .test_moderation import whoami
@@ -185,3 +188,31 @@ async def test_without_its_listen_connection_the_server_answers_503_at_once_then
     assert bodies(await stream.messages(room_id, 3)) == ["while blind 0", "while blind 1", "while blind 2"]
     await whoami(bob)
     assert "listening on PostgreSQL again" in caplog.text
+
+
+# ``atomchat serve`` with a dispatch task that cannot run: the real command,
+# its notifier's dispatch loop replaced by one that fails at once.
+BROKEN_SERVE = """
+import sys
+from atomchat_server import cli, notifier
+
+async def broken(self):
+    raise RuntimeError("injected: the dispatch loop cannot run")
+
+notifier.Notifier._dispatch_loop = broken
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+async def test_atomchat_serve_stops_loudly_when_a_task_keeps_failing(data_dir, database_dsn):  # noqa: F811
+    await truncate_all(database_dsn)
+    started = time.monotonic()
+    result = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", BROKEN_SERVE, "serve", "--database-url", database_dsn,
+                         "--data-dir", str(data_dir), "--port", str(free_port()), "--server-name", "test.local"],
+        capture_output=True, text=True, env=child_env(), timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines()[-1] == "atomchat: stopped because the dispatch task failed 5 times within 60s"
+    assert "the dispatch task failed 5 times within 60s: the server cannot go on without it" in result.stderr
+    assert result.stderr.count("restarting the dispatch task") == 4
+    assert time.monotonic() - started < 30
