@@ -126,7 +126,7 @@ async def test_clients_that_drop_abruptly_harm_nobody(server, api, record_testsu
     assert [e["content"]["body"] for e in await newcomer_stream.messages(room_id, 1)] == ["welcome again"]
     stream_s = time.monotonic() - begun
     assert [e["content"]["body"] for e in await stream.messages(room_id, 2)] == ["welcome", "welcome again"]
-    assert long_poll_s < 1.0 and stream_s < 1.0
+    assert long_poll_s < 2.0 and stream_s < 2.0  # at once, against 30 s long-polls (slack for a loaded machine)
 
     # Nothing failed on the server's side: dropped clients are ordinary.
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -120,7 +120,7 @@ async def test_a_dispatch_task_that_keeps_failing_makes_every_request_fail_fast(
         refused = await whoami(user, status=503)
         assert refused.body == {"errcode": "M_UNKNOWN",
                                 "error": UNAVAILABLE + supervisor.fatal + "; try again shortly"}
-    assert time.monotonic() - started < 1.0  # nobody waited out a timeout
+    assert time.monotonic() - started < 1.5  # both together faster than one caught_up timeout (2 s)
 
 
 async def test_a_supervisor_gives_up_after_repeated_failures_and_says_why():
@@ -175,7 +175,7 @@ async def test_without_its_listen_connection_the_server_answers_503_at_once_then
     refused = await whoami(bob, status=503)
     assert refused["error"] == (UNAVAILABLE + "the server lost its PostgreSQL LISTEN connection and is "
                                 "reconnecting; try again shortly")
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1.5  # not held for the 2 s of a caught_up timeout, nor for the reconnection
     # Meanwhile another process (which could listen again at once) commits.
     await healthy(other.atomchat.ctx.notifier)
     sent = [await alice_there.say(room_id, f"while blind {n}") for n in range(3)]
