@@ -345,7 +345,7 @@ class Notifier:
                         self._trouble()
                         await asyncio.sleep(0.5)
                         continue
-                    self._read_failing = False
+                self._read_failing = False
                 self.position = target
                 self._dispatch(rows, updates)
             self._release_waiters()
