@@ -128,7 +128,7 @@ async def test_typing_receipts_and_account_data_set_on_one_server_reach_the_othe
     assert answer["account_data"]["events"] == [{"type": "org.example.settings", "content": {"n": 1}}]
 
 
-async def test_two_atomchat_serve_processes_on_one_database(data_dir, database_dsn):  # noqa: F811
+async def test_two_atomchat_serve_processes_on_one_database(data_dir, database_dsn):
     await truncate_all(database_dsn)
     env = child_env(ATOMCHAT_SIGNING_KEY=secrets.token_hex(32))
     flags = ("--database-url", database_dsn, "--argon2-time-cost", "1", "--argon2-memory-kib", "1024")

@@ -10,15 +10,21 @@ from ..db import Database
 
 
 async def get_server_state(db: Database, key: str) -> str | None:
-    won = await get_server_state(db, key)
-    assert won is not None  # the row is there now, inserted here or by the other process
-    return won
+    return await db.fetchval("SELECT value FROM server_state WHERE key = $1", key)
 
 
 async def claim_server_state(db: Database, key: str, value: str) -> str:
     """Sets the key unless another process did first; returns the value that won."""
     await db.execute("INSERT INTO server_state (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", key, value)
-    return await db.fetchval("SELECT value FROM server_state WHERE key = $1", key)
+    won = await get_server_state(db, key)
+    assert won is not None  # the row is there now, inserted here or by the other process
+    return won
+
+
+async def oldest_user_id(db: Database) -> str | None:
+    """The id of the first account made (the server's own, number 0, once
+    the policy room exists), or None in an empty database."""
+    return await db.fetchval("SELECT user_id FROM users ORDER BY id LIMIT 1")
 
 
 async def ensure_system_user(db: Database, user_id: str, localpart: str) -> None:
