@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 import tornado.web
 
-from .api import admin, compat, matrix_account, matrix_ephemeral, matrix_profile, matrix_rooms, matrix_sync, stream
+from .api import (admin, compat, matrix_account, matrix_ephemeral, matrix_profile, matrix_push, matrix_rooms,
+                  matrix_services, matrix_sync, stream)
 from .api.base import NotFoundHandler, log_request
 from .auth import policy
 from .auth.passwords import Passwords
@@ -31,6 +32,7 @@ from .services.ephemeral import Ephemeral
 from .services.moderation import AdminQueries, Blocks, Moderation
 from .services.persister import Persister
 from .services.profiles import Profiles
+from .services.push import PushEvaluator, PushRules
 from .services.rooms import Rooms
 from .validation import schemas
 
@@ -52,6 +54,7 @@ class AppContext:
     moderation: Moderation
     admin: AdminQueries
     compat: Compat
+    push: PushRules
     sync_sessions: SyncSessions = field(default_factory=SyncSessions)
     in_flight: int = 0
     streams: stream.OpenStreams | None = None
@@ -107,7 +110,7 @@ class AtomChat:
         # The writer has a connection of its own: sends must not queue for
         # one behind a burst of reads (hundreds of initial syncs, say).
         self._write_pool = await create_pool(self.dsn, min_size=1, max_size=1, name=WRITER_NAME)
-        self._persister = Persister(self._write_pool, on_commit=notifier.committed)
+        self._persister = Persister(self._write_pool, on_commit=notifier.committed, judge=PushEvaluator())
         notifier.writer_settled = self._persister.settled
         self._persister.start()
         moderation = Moderation(pool=self._pool, persister=self._persister, blocks=blocks,
@@ -122,13 +125,15 @@ class AtomChat:
                               moderation=moderation,
                               admin=AdminQueries(pool=self._pool, blocks=blocks, system_user=moderation.system_user),
                               compat=Compat(pool=self._pool, accounts=accounts, rooms=rooms, moderation=moderation),
+                              push=PushRules(pool=self._pool, persister=self._persister),
                               streams=stream.OpenStreams(settings.websocket_ping_seconds))
         self.ctx.streams.start()
         return self.application()
 
     def application(self) -> tornado.web.Application:
         routes = (matrix_account.routes() + matrix_rooms.routes() + matrix_profile.routes() + matrix_sync.routes()
-                  + matrix_ephemeral.routes() + stream.routes() + admin.routes() + compat.routes())
+                  + matrix_ephemeral.routes() + matrix_push.routes() + matrix_services.routes() + stream.routes()
+                  + admin.routes() + compat.routes())
         handlers = [(pattern, handler, {"ctx": self.ctx}) for pattern, handler in routes]
         return tornado.web.Application(
             handlers,

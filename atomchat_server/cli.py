@@ -28,6 +28,7 @@ from .events import ids
 from .services.accounts import create_user
 from .services.moderation import SYSTEM_LOCALPART, Blocks, Moderation
 from .services.persister import Persister
+from .services.push import PushEvaluator
 from .storage import users as user_store
 
 log = logging.getLogger("atomchat")
@@ -225,7 +226,7 @@ async def moderation_for(settings, pool):
     """The moderation service as the operator: acts as the server's own
     account, through a persister of its own (its writes reach running
     servers through the database, like any other process's)."""
-    persister = Persister(pool)
+    persister = Persister(pool, judge=PushEvaluator())
     persister.start()
     try:
         moderation = Moderation(pool=pool, persister=persister, blocks=Blocks(), server_name=settings.server_name)

@@ -48,8 +48,14 @@ class WriteUnit:
 
 
 class Persister:
-    def __init__(self, pool, on_commit: Callable[[int, list[Any] | None, int | None], None] | None = None) -> None:
+    """``judge``, when given, is called in each transaction with the events
+    it appended and a reader of their rooms' state (services.push's
+    PushEvaluator: what each event notifies, committed with it)."""
+
+    def __init__(self, pool, on_commit: Callable[[int, list[Any] | None, int | None], None] | None = None,
+                 judge: Callable[[Any, list[dict[str, Any]], Callable], Awaitable[None]] | None = None) -> None:
         self._pool = pool
+        self._judge = judge
         self._queue: asyncio.Queue[WriteUnit] = asyncio.Queue()
         self._task: asyncio.Task | None = None
         self._on_commit = on_commit
@@ -115,6 +121,8 @@ class Persister:
                     except MatrixError as refusal:
                         outcomes.append(refusal)
                 await batch.flush()
+                if self._judge is not None and batch.appended:
+                    await self._judge(conn, batch.appended, batch.current_state)
                 if batch.last_position > batch.last_event:
                     # Events announce themselves; a batch ending in other writes must too.
                     await event_store.announce(conn, batch.last_position)
@@ -216,6 +224,10 @@ class _Batch:
             if value is not None:
                 state[key] = value
         return state
+
+    async def current_state(self, room_id: str, keys: list[tuple[str, str]]) -> StateMap:
+        """The state entries named by ``keys`` as the batch leaves them."""
+        return await self._state(room_id, keys, self.state)
 
     def _forget_redacted(self, target: Any, pruned: dict[str, Any]) -> None:
         """Later events of this batch that replace a redacted state event

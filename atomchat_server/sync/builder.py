@@ -20,13 +20,14 @@ from ..events.format import client_event, stripped_state
 from ..events.visibility import visible_ranges
 from ..storage import ephemeral as ephemeral_store
 from ..storage import events as event_store
+from ..storage import push as push_store
 from ..storage import sync as sync_store
 from . import tokens
 
 DEFAULT_TIMELINE_LIMIT = 20
 # The most events a sync timeline carries, whatever the filter asks (as /messages).
 MAX_TIMELINE_LIMIT = 1000
-# Unread counts stop here: a client shows "1000+", and the count stays cheap.
+# Notification counts stop here: a client shows "1000+", and the count stays cheap.
 UNREAD_CAP = 1000
 # State a client is shown for a room it is invited to.
 INVITE_STATE_TYPES = ("m.room.create", "m.room.join_rules", "m.room.name", "m.room.canonical_alias",
@@ -129,11 +130,12 @@ class SyncBuilder:
         """Fills in unread_notifications and summary for the joined rooms of a response."""
         if not joined:
             return
-        unread = await ephemeral_store.unread_counts(self._pool, user_id, list(joined), UNREAD_CAP)
+        unread = await push_store.notification_counts(self._pool, user_id, list(joined), UNREAD_CAP)
         counts = await sync_store.member_counts(self._pool, list(joined))
         for room_id, room in joined.items():
             joined_count, invited_count = counts.get(room_id, (0, 0))
-            room["unread_notifications"] = {"highlight_count": 0, "notification_count": unread.get(room_id, 0)}
+            notify, highlight = unread.get(room_id, (0, 0))
+            room["unread_notifications"] = {"highlight_count": highlight, "notification_count": notify}
             room["summary"] = {"m.joined_member_count": joined_count, "m.invited_member_count": invited_count}
 
     async def _ephemeral(self, requester: Requester, room_ids: list[str], since: int | None,

@@ -1,0 +1,176 @@
+"""Push rules: reading and editing a user's rules, and judging every new
+event for every member of its room.
+
+Edits run through the persister under the stream lock (read, change, write
+back as ``m.push_rules`` account data), so concurrent edits of one user's
+rules never lose each other. Evaluation runs inside the persister's
+transaction, once per batch: one query for the members of the batch's rooms,
+one more only for rule sets not compiled yet, and one statement storing what
+notifies whom. Each appended event row is then tagged with the members it
+notifies (``row["notify"]``: user id -> highlight), which the sync fast path
+uses to keep its counts without asking the database.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Awaitable, Callable, Sequence
+
+from ..errors import MatrixError
+from ..events import push_rules as rules
+from ..events.power_levels import CREATE_KEY, POWER_LEVELS_KEY
+from ..storage import ephemeral as ephemeral_store
+from ..storage import push as push_store
+from .persister import Persister
+
+COMPILED_CACHE = 10_000  # users with rules of their own whose compiled rules are kept
+
+_STATUS = {"M_NOT_FOUND": 404}
+PUSHER_FIELDS = ("pushkey", "kind", "app_id", "app_display_name", "device_display_name", "lang", "data")
+
+StateOf = Callable[[str, list[tuple[str, str]]], Awaitable[dict]]
+
+
+def _refusal(error: rules.RuleError) -> MatrixError:
+    return MatrixError(_STATUS.get(error.errcode, 400), error.errcode, str(error))
+
+
+class PushRules:
+    def __init__(self, *, pool, persister: Persister) -> None:
+        self._pool = pool
+        self._persister = persister
+
+    async def ruleset(self, user_id: str) -> dict[str, Any]:
+        stored = await ephemeral_store.get_account_data(self._pool, user_id, "", push_store.PUSH_RULES_TYPE)
+        return rules.ruleset(user_id, stored)
+
+    async def rule(self, user_id: str, kind: str, rule_id: str) -> dict[str, Any]:
+        try:
+            return rules.find_rule(await self.ruleset(user_id), kind, rule_id)
+        except rules.RuleError as error:
+            raise _refusal(error) from None
+
+    async def edit(self, user_id: str, change: Callable[[dict[str, Any]], Any]) -> None:
+        """Applies ``change`` (one of events.push_rules' edits) to the user's
+        current rules under the stream lock and stores the result."""
+        refused: list[rules.RuleError] = []
+
+        async def write(conn) -> int | None:
+            stored = await ephemeral_store.get_account_data(conn, user_id, "", push_store.PUSH_RULES_TYPE)
+            current = rules.ruleset(user_id, stored)
+            try:
+                change(current)
+            except rules.RuleError as error:
+                refused.append(error)
+                return None
+            return await ephemeral_store.put_account_data(conn, user_id=user_id, room_id="",
+                                                          type=push_store.PUSH_RULES_TYPE, content=current)
+
+        await self._persister.update(write)
+        if refused:
+            raise _refusal(refused[0])
+
+    async def notifications(self, user_id: str, *, before: int | None, limit: int,
+                            only_highlight: bool) -> list[Any]:
+        return await push_store.notifications(self._pool, user_id, before=before, limit=limit,
+                                              only_highlight=only_highlight)
+
+    async def pushers(self, user_id: str) -> list[dict[str, Any]]:
+        pushers = []
+        for row in await push_store.pushers(self._pool, user_id):
+            pusher = {key: row[key] for key in PUSHER_FIELDS}
+            if row["profile_tag"] is not None:
+                pusher["profile_tag"] = row["profile_tag"]
+            pushers.append(pusher)
+        return pushers
+
+    async def set_pusher(self, user_id: str, body: dict[str, Any]) -> None:
+        """POST /pushers/set: kind null removes the pusher; otherwise every
+        field of a pusher is needed, and an http pusher needs data.url."""
+        if body["kind"] is None:
+            await push_store.delete_pusher(self._pool, user_id, body["app_id"], body["pushkey"])
+            return
+        for name in PUSHER_FIELDS:
+            if name not in body:
+                raise MatrixError(400, "M_MISSING_PARAM", f"Missing field '{name}'")
+        if body["kind"] == "http" and not isinstance(body["data"].get("url"), str):
+            raise MatrixError(400, "M_MISSING_PARAM", "An http pusher needs 'data.url'")
+        await push_store.set_pusher(self._pool, user_id, body, append=body.get("append", False))
+
+
+class PushEvaluator:
+    """Judges a committed batch's events for every member of their rooms (the
+    persister calls it inside its transaction, before COMMIT)."""
+
+    def __init__(self) -> None:
+        # user id -> (stream of their stored rules, compiled), for users with rules of their own
+        self._compiled: OrderedDict[str, tuple[int, rules.Compiled]] = OrderedDict()
+
+    async def __call__(self, conn, rows: Sequence[dict[str, Any]], state_of: StateOf) -> None:
+        if not rows:
+            return
+        members = await push_store.room_members(conn, sorted({row["room_id"] for row in rows}))
+        stale = [m["user_id"] for m in members if m["rules_stream"] is not None
+                 and self._cached_stream(m["user_id"]) != m["rules_stream"]]
+        if stale:
+            for stored in await push_store.stored_rules(conn, sorted(set(stale))):
+                self._remember(stored["user_id"], stored["stream"],
+                               rules.compile_rules(stored["user_id"], rules.ruleset(stored["user_id"], stored["content"])))
+        by_room: dict[str, list[tuple[rules.Member, rules.Compiled]]] = {}
+        for m in members:
+            compiled = rules.DEFAULT_COMPILED if m["rules_stream"] is None else self._compiled[m["user_id"]][1]
+            by_room.setdefault(m["room_id"], []).append((rules.Member(m["user_id"], m["display_name"]), compiled))
+        found: list[tuple[str, str, int, bool, str]] = []
+        for row in rows:
+            room_members = by_room.get(row["room_id"], ())
+            invitee = self._invitee(row)
+            notified: dict[str, bool] = {}
+            row["notify"] = notified
+            candidates = [entry for entry in room_members if entry[0].user_id != row["sender"]]
+            if invitee is not None and invitee != row["sender"]:
+                candidates.append((rules.Member(invitee, row["content"].get("displayname")),
+                                   await self._rules_of(conn, invitee)))
+            if not candidates:
+                continue
+            state = await state_of(row["room_id"], [POWER_LEVELS_KEY, CREATE_KEY])
+            facts = rules.EventFacts(row, member_count=len(room_members), state=state)
+            plans: dict[int, Any] = {}
+            for member, compiled in candidates:
+                plan = plans.get(id(compiled))
+                if plan is None:
+                    plan = plans[id(compiled)] = compiled.plan(facts)
+                result = compiled.evaluate(plan, facts, member)
+                if result.notify:
+                    notified[member.user_id] = result.highlight
+                    found.append((member.user_id, row["room_id"], row["stream"], result.highlight,
+                                  result.actions_json))
+        await push_store.insert_actions(conn, found)
+
+    @staticmethod
+    def _invitee(row: dict[str, Any]) -> str | None:
+        """An invite event is judged for the invited user too, who is not yet in the room."""
+        if row["type"] == "m.room.member" and isinstance(row["content"], dict) \
+                and row["content"].get("membership") == "invite":
+            return row["state_key"]
+        return None
+
+    async def _rules_of(self, conn, user_id: str) -> rules.Compiled:
+        stored = await push_store.stored_rules(conn, [user_id])
+        if not stored:
+            return rules.DEFAULT_COMPILED
+        compiled = rules.compile_rules(user_id, rules.ruleset(user_id, stored[0]["content"]))
+        self._remember(user_id, stored[0]["stream"], compiled)
+        return compiled
+
+    def _cached_stream(self, user_id: str) -> int | None:
+        cached = self._compiled.get(user_id)
+        if cached is None:
+            return None
+        self._compiled.move_to_end(user_id)
+        return cached[0]
+
+    def _remember(self, user_id: str, stream: int, compiled: rules.Compiled) -> None:
+        self._compiled[user_id] = (stream, compiled)
+        self._compiled.move_to_end(user_id)
+        while len(self._compiled) > COMPILED_CACHE:
+            self._compiled.popitem(last=False)
