@@ -127,7 +127,8 @@ class PushEvaluator:
             notified: dict[str, bool] = {}
             row["notify"] = notified
             candidates = [entry for entry in room_members if entry[0].user_id != row["sender"]]
-            if invitee is not None and invitee != row["sender"]:
+            if invitee is not None and invitee != row["sender"] and all(
+                    member.user_id != invitee for member, _ in candidates):  # else joined later in the batch
                 candidates.append((rules.Member(invitee, row["content"].get("displayname")),
                                    await self._rules_of(conn, invitee)))
             if not candidates:
