@@ -1,17 +1,24 @@
--- What the push rules decided: one row per event and member it notifies
--- (events that notify nobody leave no rows). Written by the persister in
--- the transaction that appends the events; unread notification and
--- highlight counts in /sync and GET /notifications read it. Rows of purged
--- events are skipped by joining events, so no cascade is kept.
+-- What the push rules decided for each event, kept small. On the event
+-- itself, the outcome for a member with the default rules whom nothing in
+-- the event names (push_actions NULL: such a member is not notified); in
+-- event_push_actions, the members whose outcome differs (mentioned, invited,
+-- or with rules of their own; notify false where they are not notified
+-- after all). Written by the statement that appends the events; /sync's
+-- notification and highlight counts and GET /notifications read them. Rows
+-- of purged events are skipped by joining events, so no cascade is kept.
+ALTER TABLE events ADD COLUMN push_actions jsonb;
+ALTER TABLE events ADD COLUMN push_highlight boolean NOT NULL DEFAULT false;
+
 CREATE TABLE event_push_actions (
     user_id   text NOT NULL,
     room_id   text NOT NULL,
     stream    bigint NOT NULL,          -- the event's position
+    notify    boolean NOT NULL,
     highlight boolean NOT NULL,
     actions   jsonb NOT NULL,           -- the matching rule's actions
     PRIMARY KEY (user_id, room_id, stream)
 );
--- GET /notifications: a user's notifications, newest first, in all rooms.
+-- GET /notifications: a user's own outcomes, newest first, in all rooms.
 CREATE INDEX event_push_actions_by_user ON event_push_actions (user_id, stream);
 
 -- Pushers (POST /pushers/set): where a push gateway is to be told of a

@@ -232,6 +232,27 @@ class Member:
     display_name: str | None = None
 
 
+# A member with the default rules whom no event can name (event bodies hold
+# no NUL): their outcome is every such member's, stored once per event.
+NOBODY = Member("\x00nobody")
+
+
+def named_users(event: Mapping[str, Any]) -> list[str]:
+    """The users an event names, who may fare otherwise than NOBODY: those
+    in its m.mentions, and the user an invite is for."""
+    content = event.get("content")
+    if not isinstance(content, Mapping):
+        return []
+    named = []
+    mentions = content.get("m.mentions")
+    if isinstance(mentions, Mapping) and isinstance(mentions.get("user_ids"), list):
+        named = [user for user in mentions["user_ids"] if isinstance(user, str)]
+    if event.get("type") == "m.room.member" and content.get("membership") == "invite" \
+            and isinstance(event.get("state_key"), str):
+        named.append(event["state_key"])
+    return named
+
+
 class EventFacts:
     """One event's properties as push rules read them (dot-separated paths,
     ``\\.`` for a dot inside a key), with its room's member count and the
@@ -243,16 +264,25 @@ class EventFacts:
         self._state = state
         self._sender_level: int | None = None
         content = event.get("content")
-        body = content.get("body") if isinstance(content, Mapping) else None
+        body = content.get("body") if isinstance(content, dict) else None
         self.body = body if isinstance(body, str) else None
         self.memo: dict[int, bool] = {}  # event-level condition results, by condition
+        self._values: dict[str, Any] = {}
 
     def get(self, key: str) -> Any:
+        """The value at a dot-separated path (looked up once per event and key)."""
+        found = self._values.get(key, _UNKNOWN)
+        if found is not _UNKNOWN:
+            return found
         value: Any = self.event
         for part in _split_key(key):
-            if not isinstance(value, Mapping) or part not in value:
-                return _ABSENT
+            # Events are plain dicts (decoded JSON): isinstance on dict is far
+            # cheaper than on the Mapping ABC, and this runs for every rule.
+            if not isinstance(value, dict) or part not in value:
+                value = _ABSENT
+                break
             value = value[part]
+        self._values[key] = value
         return value
 
     def sender_may(self, notification: str) -> bool:
@@ -264,6 +294,7 @@ class EventFacts:
 
 
 _ABSENT = object()
+_UNKNOWN = object()
 
 
 @lru_cache(maxsize=256)
@@ -341,6 +372,9 @@ def _compile_condition(condition: Any, owner: str) -> tuple[EventCheck | None, M
         if pattern == owner and not words:
             return None, lambda facts, member: (isinstance(value := facts.get(key), str)
                                                 and value.lower() == member.user_id.lower())
+        if not words and "*" not in pattern and "?" not in pattern:
+            lowered = pattern.lower()  # no glob: a plain comparison, the common case
+            return (lambda facts: isinstance(value := facts.get(key), str) and value.lower() == lowered), None
         return (lambda facts: isinstance(value := facts.get(key), str) and _glob_matches(pattern, value, words)), None
     if kind == "event_property_is" and isinstance(key, str) and "value" in condition:
         expected = condition["value"]

@@ -4,17 +4,21 @@ event for every member of its room.
 Edits run through the persister under the stream lock (read, change, write
 back as ``m.push_rules`` account data), so concurrent edits of one user's
 rules never lose each other. Evaluation runs inside the persister's
-transaction, once per batch: one query for the members of the batch's rooms,
-one more only for rule sets not compiled yet, and one statement storing what
-notifies whom. Each appended event row is then tagged with the members it
-notifies (``row["notify"]``: user id -> highlight), which the sync fast path
-uses to keep its counts without asking the database.
+transaction without round trips of its own: the batch's first query brings
+each room's member count and the members that matter, and the outcomes are
+stored by the statement that appends the events. What is stored is small:
+the outcome of a member with the default rules whom the event does not name
+(once per event), and the members who fare otherwise (mentioned, invited,
+or with rules of their own); a plain message in a room of fifty costs one
+short walk of the rules, not fifty. The outcomes stay on the appended row
+(``row["push"]``), from which the sync fast path keeps its counts without
+asking the database.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from ..errors import MatrixError
 from ..events import push_rules as rules
@@ -27,9 +31,6 @@ COMPILED_CACHE = 10_000  # users with rules of their own whose compiled rules ar
 
 _STATUS = {"M_NOT_FOUND": 404}
 PUSHER_FIELDS = ("pushkey", "kind", "app_id", "app_display_name", "device_display_name", "lang", "data")
-
-StateOf = Callable[[str, list[tuple[str, str]]], Awaitable[dict]]
-
 
 def _refusal(error: rules.RuleError) -> MatrixError:
     return MatrixError(_STATUS.get(error.errcode, 400), error.errcode, str(error))
@@ -99,61 +100,53 @@ class PushRules:
 
 
 class PushEvaluator:
-    """Judges a committed batch's events for every member of their rooms (the
-    persister calls it inside its transaction, before COMMIT)."""
+    """Judges each event as the persister appends it, for every member of
+    its room, inside the persister's transaction. What judging needs comes
+    with the batch's first query (storage.events.batch_context); only rule
+    sets not compiled yet, and an invited user's, are read on their own."""
 
     def __init__(self) -> None:
         # user id -> (stream of their stored rules, compiled), for users with rules of their own
         self._compiled: OrderedDict[str, tuple[int, rules.Compiled]] = OrderedDict()
 
-    async def __call__(self, conn, rows: Sequence[dict[str, Any]], state_of: StateOf) -> None:
-        if not rows:
-            return
-        members = await push_store.room_members(conn, sorted({row["room_id"] for row in rows}))
-        stale = [m["user_id"] for m in members if m["rules_stream"] is not None
-                 and self._cached_stream(m["user_id"]) != m["rules_stream"]]
+    @staticmethod
+    def named(events: Sequence[dict[str, Any]]) -> list[str]:
+        """The users a batch's events name: the members the batch query must return."""
+        return sorted({user for event in events for user in rules.named_users(event)})
+
+    async def __call__(self, conn, row: dict[str, Any], state: dict, members: tuple[int, list[Any]]) -> dict[str, Any]:
+        """The event's outcomes as stored with it: ``default``, [highlight,
+        actions] when a member with the default rules whom the event does not
+        name is notified (else None), and ``own``, [user id, notify,
+        highlight, actions] of each member who fares otherwise."""
+        joined, special = members
+        stale = [m["user_id"] for m in special
+                 if m["rules_stream"] is not None and self._cached_stream(m["user_id"]) != m["rules_stream"]]
         if stale:
-            for stored in await push_store.stored_rules(conn, sorted(set(stale))):
+            for stored in await push_store.stored_rules(conn, stale):
                 self._remember(stored["user_id"], stored["stream"],
                                rules.compile_rules(stored["user_id"], rules.ruleset(stored["user_id"], stored["content"])))
-        by_room: dict[str, list[tuple[rules.Member, rules.Compiled]]] = {}
-        for m in members:
-            compiled = rules.DEFAULT_COMPILED if m["rules_stream"] is None else self._compiled[m["user_id"]][1]
-            by_room.setdefault(m["room_id"], []).append((rules.Member(m["user_id"], m["display_name"]), compiled))
-        found: list[tuple[str, str, int, bool, str]] = []
-        for row in rows:
-            room_members = by_room.get(row["room_id"], ())
-            invitee = self._invitee(row)
-            notified: dict[str, bool] = {}
-            row["notify"] = notified
-            candidates = [entry for entry in room_members if entry[0].user_id != row["sender"]]
-            if invitee is not None and invitee != row["sender"] and all(
-                    member.user_id != invitee for member, _ in candidates):  # else joined later in the batch
-                candidates.append((rules.Member(invitee, row["content"].get("displayname")),
-                                   await self._rules_of(conn, invitee)))
-            if not candidates:
-                continue
-            state = await state_of(row["room_id"], [POWER_LEVELS_KEY, CREATE_KEY])
-            facts = rules.EventFacts(row, member_count=len(room_members), state=state)
-            plans: dict[int, Any] = {}
-            for member, compiled in candidates:
-                plan = plans.get(id(compiled))
-                if plan is None:
-                    plan = plans[id(compiled)] = compiled.plan(facts)
-                result = compiled.evaluate(plan, facts, member)
-                if result.notify:
-                    notified[member.user_id] = result.highlight
-                    found.append((member.user_id, row["room_id"], row["stream"], result.highlight,
-                                  result.actions_json))
-        await push_store.insert_actions(conn, found)
-
-    @staticmethod
-    def _invitee(row: dict[str, Any]) -> str | None:
-        """An invite event is judged for the invited user too, who is not yet in the room."""
-        if row["type"] == "m.room.member" and isinstance(row["content"], dict) \
-                and row["content"].get("membership") == "invite":
-            return row["state_key"]
-        return None
+        sender = row["sender"]
+        facts = rules.EventFacts(row, member_count=joined, state=state)
+        plans = {id(rules.DEFAULT_COMPILED): rules.DEFAULT_COMPILED.plan(facts)}
+        baseline = rules.Compiled.evaluate(plans[id(rules.DEFAULT_COMPILED)], facts, rules.NOBODY)
+        candidates = [(rules.Member(m["user_id"], m["display_name"]),
+                       rules.DEFAULT_COMPILED if m["rules_stream"] is None else self._compiled[m["user_id"]][1])
+                      for m in special if m["user_id"] != sender]
+        if row["type"] == "m.room.member" and row["state_key"] in rules.named_users(row):  # an invite
+            invitee = row["state_key"]
+            if invitee != sender and all(member.user_id != invitee for member, _ in candidates):
+                candidates.append((rules.Member(invitee), await self._rules_of(conn, invitee)))
+        own = []
+        for member, compiled in candidates:
+            plan = plans.get(id(compiled))
+            if plan is None:
+                plan = plans[id(compiled)] = compiled.plan(facts)
+            result = compiled.evaluate(plan, facts, member)
+            if result != baseline:
+                own.append([member.user_id, result.notify, result.highlight, result.actions_json])
+        default = [baseline.highlight, baseline.actions_json] if baseline.notify else None
+        return {"default": default, "own": own}
 
     async def _rules_of(self, conn, user_id: str) -> rules.Compiled:
         stored = await push_store.stored_rules(conn, [user_id])

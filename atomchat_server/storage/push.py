@@ -1,6 +1,6 @@
-"""Push rules' inputs and outcomes: who is in the rooms an event batch
-touches (with their display names and the version of their own rules), the
-notifications the rules decided, and the counts and pages read from them.
+"""Push rules' inputs and outcomes: users' stored rules, the counts and
+pages of notifications read from what the rules decided (written with the
+events by storage.events.append_events), and pushers.
 
 A user's rules live in their ``m.push_rules`` account data (written through
 storage.ephemeral.put_account_data), so a change reaches their clients in
@@ -17,18 +17,6 @@ from .events import EVENT_COLUMNS
 PUSH_RULES_TYPE = "m.push_rules"
 
 
-async def room_members(conn, room_ids: Sequence[str]) -> list[asyncpg.Record]:
-    """The joined members of the rooms, one round trip: (room_id, user_id,
-    display name, stream of their push rules or NULL when they have none)."""
-    return await conn.fetch(
-        "SELECT m.room_id, m.user_id, e.content->>'displayname' AS display_name, ad.stream AS rules_stream"
-        " FROM memberships m JOIN events e ON e.event_id = m.event_id"
-        " LEFT JOIN account_data ad ON ad.user_id = m.user_id AND ad.room_id = '' AND ad.type = $2"
-        " WHERE m.room_id = ANY($1::text[]) AND m.membership = 'join'",
-        list(room_ids), PUSH_RULES_TYPE,
-    )
-
-
 async def stored_rules(db, user_ids: Sequence[str]) -> list[asyncpg.Record]:
     """(user_id, content, stream) of the users' stored push rules."""
     return await db.fetch(
@@ -38,32 +26,28 @@ async def stored_rules(db, user_ids: Sequence[str]) -> list[asyncpg.Record]:
     )
 
 
-async def insert_actions(conn, rows: Sequence[tuple[str, str, int, bool, str]]) -> None:
-    """Stores (user_id, room_id, stream, highlight, actions as JSON text) in one statement."""
-    if not rows:
-        return
-    await conn.execute(
-        "INSERT INTO event_push_actions (user_id, room_id, stream, highlight, actions)"
-        " SELECT u, r, s, h, a::jsonb FROM unnest($1::text[], $2::text[], $3::bigint[], $4::boolean[], $5::text[])"
-        " AS x(u, r, s, h, a)",
-        [row[0] for row in rows], [row[1] for row in rows], [row[2] for row in rows],
-        [row[3] for row in rows], [row[4] for row in rows],
-    )
-
-
 async def notification_counts(db, user_id: str, room_ids: Sequence[str], cap: int) -> dict[str, tuple[int, int]]:
     """Per room, (notifications, highlights) of the user after their read
-    receipt (or their joining, if later) on events not redacted since; each
-    counted up to ``cap``."""
+    receipt (or their joining, if later), each counted up to ``cap``: the
+    events that notify a member with the default rules (unless the user
+    fares otherwise, or sent them) and the user's own notifying outcomes;
+    redacted events left out."""
     rows = await db.fetch(
         "SELECT r.room_id, c.notify, c.highlight FROM unnest($2::text[]) AS r(room_id)"
         " JOIN memberships m ON m.room_id = r.room_id AND m.user_id = $1"
-        " CROSS JOIN LATERAL (SELECT count(*) AS notify, count(*) FILTER (WHERE x.highlight) AS highlight"
-        "   FROM (SELECT pa.highlight FROM event_push_actions pa JOIN events e ON e.stream = pa.stream"
-        "     WHERE pa.user_id = $1 AND pa.room_id = r.room_id AND e.redacted_by IS NULL"
-        "     AND pa.stream > GREATEST(m.since_stream, COALESCE((SELECT max(event_stream) FROM receipts rc"
-        "                                  WHERE rc.room_id = r.room_id AND rc.user_id = $1), 0))"
-        "     LIMIT $3) x) c",
+        " CROSS JOIN LATERAL (SELECT GREATEST(m.since_stream, COALESCE((SELECT max(event_stream) FROM receipts rc"
+        "     WHERE rc.room_id = r.room_id AND rc.user_id = $1), 0)) AS floor) f"
+        " CROSS JOIN LATERAL (SELECT count(*) AS notify, count(*) FILTER (WHERE n.push_highlight) AS highlight FROM ("
+        "   SELECT e.push_highlight FROM events e"
+        "    WHERE e.room_id = r.room_id AND e.stream > f.floor AND e.push_actions IS NOT NULL"
+        "      AND e.sender <> $1 AND e.redacted_by IS NULL"
+        "      AND NOT EXISTS (SELECT 1 FROM event_push_actions pa"
+        "                      WHERE pa.user_id = $1 AND pa.room_id = e.room_id AND pa.stream = e.stream)"
+        "   UNION ALL"
+        "   SELECT pa.highlight FROM event_push_actions pa JOIN events e ON e.stream = pa.stream"
+        "    WHERE pa.user_id = $1 AND pa.room_id = r.room_id AND pa.stream > f.floor AND pa.notify"
+        "      AND e.redacted_by IS NULL"
+        "   LIMIT $3) n) c",
         user_id, list(room_ids), cap,
     )
     return {row["room_id"]: (row["notify"], row["highlight"]) for row in rows}
@@ -71,17 +55,31 @@ async def notification_counts(db, user_id: str, room_ids: Sequence[str], cap: in
 
 async def notifications(db, user_id: str, *, before: int | None, limit: int,
                         only_highlight: bool) -> list[asyncpg.Record]:
-    """The user's notifications, newest first, below ``before``: the event
-    (its columns), the actions, and whether a receipt of theirs covers it."""
+    """The user's notifications, newest first, below ``before``: their own
+    notifying outcomes (an invite, say), and the events of the rooms they are
+    in that notify a member with the default rules (unless they fare
+    otherwise, or sent them); redacted events left out. Rows: the event's
+    columns, the actions, and whether a receipt of theirs covers it."""
     columns = ", ".join(f"e.{c.strip()}" for c in EVENT_COLUMNS.split(","))
     return await db.fetch(
-        f"SELECT {columns}, pa.actions AS push_actions,"
-        " EXISTS (SELECT 1 FROM receipts rc WHERE rc.room_id = pa.room_id AND rc.user_id = $1"
-        "         AND rc.event_stream >= pa.stream) AS read"
-        " FROM event_push_actions pa JOIN events e ON e.stream = pa.stream"
-        " WHERE pa.user_id = $1 AND ($2::bigint IS NULL OR pa.stream < $2) AND (NOT $4 OR pa.highlight)"
-        " AND e.redacted_by IS NULL"
-        " ORDER BY pa.stream DESC LIMIT $3",
+        f"SELECT {columns}, n.actions AS push_actions,"
+        " EXISTS (SELECT 1 FROM receipts rc WHERE rc.room_id = e.room_id AND rc.user_id = $1"
+        "         AND rc.event_stream >= e.stream) AS read"
+        " FROM ((SELECT pa.stream, pa.actions FROM event_push_actions pa JOIN events e ON e.stream = pa.stream"
+        "        WHERE pa.user_id = $1 AND pa.notify AND ($2::bigint IS NULL OR pa.stream < $2)"
+        "          AND (NOT $4 OR pa.highlight) AND e.redacted_by IS NULL"
+        "        ORDER BY pa.stream DESC LIMIT $3)"
+        "       UNION ALL"
+        "       (SELECT e.stream, e.push_actions FROM memberships m"
+        "        JOIN events e ON e.room_id = m.room_id AND e.stream > m.since_stream"
+        "        WHERE m.user_id = $1 AND m.membership = 'join' AND ($2::bigint IS NULL OR e.stream < $2)"
+        "          AND e.push_actions IS NOT NULL AND (NOT $4 OR e.push_highlight)"
+        "          AND e.sender <> $1 AND e.redacted_by IS NULL"
+        "          AND NOT EXISTS (SELECT 1 FROM event_push_actions pa"
+        "                          WHERE pa.user_id = $1 AND pa.room_id = e.room_id AND pa.stream = e.stream)"
+        "        ORDER BY e.stream DESC LIMIT $3)) n"
+        " JOIN events e ON e.stream = n.stream"
+        " ORDER BY n.stream DESC LIMIT $3",
         user_id, before, limit, only_highlight,
     )
 

@@ -182,10 +182,16 @@ class SyncSession:
             by_room.setdefault(row["room_id"], []).append(row)
         user_id = self.requester.user_id
         for row in rows:
-            if row["room_id"] not in uncounted and user_id in row["notify"]:
+            if row["room_id"] in uncounted or row["sender"] == user_id:
+                continue
+            push = row["push"]
+            own = next((entry for entry in push["own"] if entry[0] == user_id), None)
+            notify, highlight = ((own[1], own[2]) if own is not None
+                                 else (push["default"] is not None, bool(push["default"] and push["default"][0])))
+            if notify:
                 counts_row = self._counts[row["room_id"]]
                 counts_row[0] = min(counts_row[0] + 1, UNREAD_CAP)
-                if row["notify"][user_id]:
+                if highlight:
                     counts_row[1] = min(counts_row[1] + 1, UNREAD_CAP)
         self.since = max(upto, self.since or 0)
         if not by_room:
@@ -234,7 +240,7 @@ class SyncSession:
 def _judged(row: Any) -> bool:
     """Whether the row carries its push outcome (events this process's
     persister wrote do; rows read back from the database do not)."""
-    return isinstance(row, dict) and "notify" in row
+    return isinstance(row, dict) and "push" in row
 
 
 def _counts_of(room: dict[str, Any]) -> list[int]:
