@@ -104,6 +104,14 @@ class BaseHandler(tornado.web.RequestHandler):
         except ValueError:
             raise MatrixError(400, "M_INVALID_PARAM", f"'{name}' must be an integer") from None
 
+    def bool_argument(self, name: str, default: bool) -> bool:
+        value = self.get_query_argument(name, None)
+        if value is None:
+            return default
+        if value not in ("true", "false"):
+            raise MatrixError(400, "M_INVALID_PARAM", f"'{name}' must be 'true' or 'false'")
+        return value == "true"
+
     def access_token(self) -> str | None:
         header = self.request.headers.get("Authorization")
         if header:

@@ -8,6 +8,7 @@ from ..errors import MatrixError
 from ..events import push_rules as rules
 from ..events.format import client_event
 from .base import BaseHandler
+from .contract import Op, Param
 from .matrix_account import PREFIX
 
 MAX_NOTIFICATIONS = 100
@@ -22,19 +23,34 @@ def _scope_and_kind(scope: str, kind: str | None = None) -> None:
 
 
 class PushRulesHandler(BaseHandler):
-    """GET /pushrules/ (every scope) and GET /pushrules/global/ (one)."""
+    contract = {"get": Op("Read the caller's push rules, every scope", {200: "matrix/pushrules.response"})}
 
-    async def get(self, scope: str | None = None) -> None:
+    async def get(self) -> None:
         requester = await self.authenticate()
-        ruleset = await self.ctx.push.ruleset(requester.user_id)
-        if scope is None:
-            self.send_json(ruleset)
-        else:
-            _scope_and_kind(scope)
-            self.send_json(ruleset["global"])
+        self.send_json(await self.ctx.push.ruleset(requester.user_id))
+
+
+class PushRuleSetHandler(BaseHandler):
+    contract = {"get": Op("Read the caller's push rules of one scope", {200: "matrix/push_ruleset"})}
+
+    async def get(self, scope: str) -> None:
+        requester = await self.authenticate()
+        _scope_and_kind(scope)
+        self.send_json((await self.ctx.push.ruleset(requester.user_id))["global"])
+
+
+_PLACE = (Param("before", description="Put the rule before this rule of the caller's"),
+          Param("after", description="Put the rule after this rule of the caller's"))
 
 
 class PushRuleHandler(BaseHandler):
+    contract = {
+        "get": Op("Read one push rule", {200: "matrix/push_rule"}, errors=(404,)),
+        "put": Op("Add or replace a push rule of the caller's", {200: "matrix/empty.response"},
+                  request="matrix/push_rule.request", query=_PLACE, errors=(404,)),
+        "delete": Op("Remove a push rule of the caller's", {200: "matrix/empty.response"}, errors=(404,)),
+    }
+
     async def get(self, scope: str, kind: str, rule_id: str) -> None:
         requester = await self.authenticate()
         _scope_and_kind(scope, kind)
@@ -60,6 +76,13 @@ class PushRuleHandler(BaseHandler):
 class PushRuleAttributeHandler(BaseHandler):
     """GET/PUT .../{ruleId}/enabled and .../{ruleId}/actions."""
 
+    contract = {
+        "get": Op("Read whether a push rule is enabled, or its actions", {200: "matrix/push_rule_{attribute}"},
+                  errors=(404,)),
+        "put": Op("Enable or disable a push rule, or set its actions", {200: "matrix/empty.response"},
+                  request="matrix/push_rule_{attribute}", errors=(404,)),
+    }
+
     async def get(self, scope: str, kind: str, rule_id: str, attribute: str) -> None:
         requester = await self.authenticate()
         _scope_and_kind(scope, kind)
@@ -76,6 +99,12 @@ class PushRuleAttributeHandler(BaseHandler):
 
 
 class NotificationsHandler(BaseHandler):
+    contract = {"get": Op("List the caller's notifications, newest first", {200: "matrix/notifications.response"},
+                          query=(Param("from", description="The next_token of the previous page"),
+                                 Param("limit", {"type": "integer"},
+                                       f"Notifications per page, 1 to {MAX_NOTIFICATIONS} (default 20)"),
+                                 Param("only", description="'highlight': highlighted notifications only")))}
+
     async def get(self) -> None:
         requester = await self.authenticate()
         token = self.get_query_argument("from", None)
@@ -95,12 +124,17 @@ class NotificationsHandler(BaseHandler):
 
 
 class PushersHandler(BaseHandler):
+    contract = {"get": Op("List the caller's pushers", {200: "matrix/pushers.response"})}
+
     async def get(self) -> None:
         requester = await self.authenticate()
         self.send_json({"pushers": await self.ctx.push.pushers(requester.user_id)})
 
 
 class PushersSetHandler(BaseHandler):
+    contract = {"post": Op("Add, replace or remove a pusher", {200: "matrix/empty.response"},
+                           request="matrix/pushers_set.request")}
+
     async def post(self) -> None:
         requester = await self.authenticate()
         await self.ctx.push.set_pusher(requester.user_id, self.json_body("matrix/pushers_set.request"))
@@ -111,7 +145,7 @@ def routes() -> list[tuple[str, type]]:
     rule = PREFIX + r"/pushrules/([^/]+)/([^/]+)/([^/]+)"
     return [
         (PREFIX + r"/pushrules/?", PushRulesHandler),
-        (PREFIX + r"/pushrules/([^/]+)/?", PushRulesHandler),
+        (PREFIX + r"/pushrules/([^/]+)/?", PushRuleSetHandler),
         (rule, PushRuleHandler),
         (rule + r"/(enabled|actions)", PushRuleAttributeHandler),
         (PREFIX + r"/notifications", NotificationsHandler),
