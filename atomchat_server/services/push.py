@@ -22,7 +22,6 @@ from typing import Any, Callable, Sequence
 
 from ..errors import MatrixError
 from ..events import push_rules as rules
-from ..events.power_levels import CREATE_KEY, POWER_LEVELS_KEY
 from ..storage import ephemeral as ephemeral_store
 from ..storage import push as push_store
 from .persister import Persister
