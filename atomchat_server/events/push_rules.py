@@ -11,9 +11,11 @@ room. A rule set is compiled once (``compile_rules``) into conditions that
 depend on the event and room alone and conditions that depend on the
 member (their id, display name). For one event, ``Compiled.plan``
 settles the event-level conditions once and leaves, per rule that may still
-match, only the member-dependent checks; every user without rules of their own shares
-one compiled default set, so an event in a room of fifty costs one plan and
-fifty short walks.
+match, only the member-dependent checks. Every user without rules of their
+own shares one compiled default set, and a member such an event does not
+name fares as ``NOBODY`` does: an event in a room of fifty costs one plan,
+one walk for NOBODY, and one for each member it names or who has rules of
+their own.
 """
 
 from __future__ import annotations
