@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 
-from .client import MATRIX, path_param
+from .client import MATRIX, ApiClient, path_param
 from .room_steps import register, room_of, text
-from .sync_steps import SyncLoop, room, sync
+from .sync_steps import SyncLoop, on, room, sync, timeline
 
 EMPTY = "matrix/empty.response"
 RULES = "matrix/pushrules.response"
@@ -274,3 +274,25 @@ async def test_pushers_are_kept_replaced_and_removed(api):
     await bob.call("POST", "/pushers/set", {"pushkey": "key1", "app_id": PUSHER["app_id"], "kind": None},
                    schema=EMPTY)
     assert (await bob.call("GET", "/pushers", schema=pushers))["pushers"] == []
+
+
+async def test_counts_of_events_written_by_another_server_process(api, server, more_servers):
+    # Events another process wrote reach this one's sync without their push
+    # outcomes (they are read back from the database): the counts are read again.
+    other = ApiClient((await more_servers()).base_url)
+    alice, bob, carol = await register(api, "alice", "bob", "carol")
+    room_id = await room_of(alice, bob, carol)
+    bobs = SyncLoop(bob, server)
+    await bobs.sync()
+    sent = [(await on(alice, other).send(room_id, content))["event_id"]
+            for content in (text("from the other process"), mention("bob, from there", bob.user_id))]
+    seen: list[str] = []
+    for _ in range(10):
+        answer = await bobs.sync(timeout=5_000)
+        seen += [event["event_id"] for event in timeline(answer, room_id)]
+        if seen == sent:
+            break
+    assert seen == sent
+    assert counts(answer, room_id) == (2, 1)
+    await alice.say(room_id, "and from this one")  # this process's own: counted on what it had
+    assert counts(await bobs.sync(timeout=5_000), room_id) == (3, 1)
