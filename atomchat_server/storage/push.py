@@ -26,9 +26,11 @@ async def stored_rules(db, user_ids: Sequence[str]) -> list[asyncpg.Record]:
     )
 
 
-async def notification_counts(db, user_id: str, room_ids: Sequence[str], cap: int) -> dict[str, tuple[int, int]]:
+async def notification_counts(db, user_id: str, room_ids: Sequence[str], cap: int,
+                              upto: int) -> dict[str, tuple[int, int]]:
     """Per room, (notifications, highlights) of the user after their read
-    receipt (or their joining, if later), each counted up to ``cap``: the
+    receipt (or their joining, if later) up to position ``upto``, each
+    counted up to ``cap``: the
     events that notify a member with the default rules (unless the user
     fares otherwise, or sent them) and the user's own notifying outcomes;
     redacted events left out."""
@@ -39,16 +41,17 @@ async def notification_counts(db, user_id: str, room_ids: Sequence[str], cap: in
         "     WHERE rc.room_id = r.room_id AND rc.user_id = $1), 0)) AS floor) f"
         " CROSS JOIN LATERAL (SELECT count(*) AS notify, count(*) FILTER (WHERE n.push_highlight) AS highlight FROM ("
         "   SELECT e.push_highlight FROM events e"
-        "    WHERE e.room_id = r.room_id AND e.stream > f.floor AND e.push_actions IS NOT NULL"
+        "    WHERE e.room_id = r.room_id AND e.stream > f.floor AND e.stream <= $4 AND e.push_actions IS NOT NULL"
         "      AND e.sender <> $1 AND e.redacted_by IS NULL"
         "      AND NOT EXISTS (SELECT 1 FROM event_push_actions pa"
         "                      WHERE pa.user_id = $1 AND pa.room_id = e.room_id AND pa.stream = e.stream)"
         "   UNION ALL"
         "   SELECT pa.highlight FROM event_push_actions pa JOIN events e ON e.stream = pa.stream"
-        "    WHERE pa.user_id = $1 AND pa.room_id = r.room_id AND pa.stream > f.floor AND pa.notify"
+        "    WHERE pa.user_id = $1 AND pa.room_id = r.room_id AND pa.stream > f.floor AND pa.stream <= $4"
+        "      AND pa.notify"
         "      AND e.redacted_by IS NULL"
         "   LIMIT $3) n) c",
-        user_id, list(room_ids), cap,
+        user_id, list(room_ids), cap, upto,
     )
     return {row["room_id"]: (row["notify"], row["highlight"]) for row in rows}
 

@@ -111,7 +111,7 @@ class SyncBuilder:
                 joined[room_id]["ephemeral"]["events"] = ephemeral.get(room_id, [])
         for room_id, room in joined.items():
             room["account_data"]["events"] = room_account.get(room_id, [])
-        await self.add_counts(user_id, joined)
+        await self.add_counts(user_id, joined, upto)
 
         body = {
             "next_batch": tokens.make(upto),
@@ -126,11 +126,13 @@ class SyncBuilder:
         empty = not (joined or invited or left or body["account_data"]["events"])
         return SyncResult(body, empty=empty, joined_rooms=frozenset(member_of))
 
-    async def add_counts(self, user_id: str, joined: dict[str, Any]) -> None:
-        """Fills in unread_notifications and summary for the joined rooms of a response."""
+    async def add_counts(self, user_id: str, joined: dict[str, Any], upto: int) -> None:
+        """Fills in unread_notifications and summary for the joined rooms of a
+        response that ends at ``upto``: events after it are the next answer's,
+        which a session adds to these counts as they arrive."""
         if not joined:
             return
-        unread = await push_store.notification_counts(self._pool, user_id, list(joined), UNREAD_CAP)
+        unread = await push_store.notification_counts(self._pool, user_id, list(joined), UNREAD_CAP, upto)
         counts = await sync_store.member_counts(self._pool, list(joined))
         for room_id, room in joined.items():
             joined_count, invited_count = counts.get(room_id, (0, 0))

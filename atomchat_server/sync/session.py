@@ -153,7 +153,7 @@ class SyncSession:
         uncounted = {row["room_id"] for row in rows if row["room_id"] not in self._counts or not _judged(row)}
         if uncounted:
             counts: dict[str, Any] = {room_id: {} for room_id in uncounted}
-            await self._ctx.sync.add_counts(self.requester.user_id, counts)
+            await self._ctx.sync.add_counts(self.requester.user_id, counts, upto)
             for room_id, room in counts.items():
                 self._counts[room_id] = _counts_of(room)
         return self._assemble(rows, upto, uncounted)

@@ -40,7 +40,7 @@ test("alice creates a room and invites bob, who joins", async () => {
     await waitFor(bob, ClientEvent.Room, () => bob.getRoom(roomId)?.getMyMembership() === "invite", "bob's invite");
     await bob.joinRoom(roomId);
     await waitFor(alice, RoomStateEvent.Members,
-        () => alice.getRoom(roomId).getMember(bob.getUserId())?.membership === "join", "bob's join at alice");
+        () => alice.getRoom(roomId)?.getMember(bob.getUserId())?.membership === "join", "bob's join at alice");
     const room = await waitFor(bob, [ClientEvent.Room, ClientEvent.Sync],
         () => bob.getRoom(roomId)?.getMyMembership() === "join" && bob.getRoom(roomId), "the room at bob");
     assert.equal(room.name, "Tea");

@@ -39,8 +39,8 @@ export async function register(prefix) {
     return { userId: done.user_id, username };
 }
 
-/** A logged-in client, not yet started. */
-export async function login(user) {
+/** A logged-in client, not yet started; ``options`` go to createClient. */
+export async function login(user, options = {}) {
     const anonymous = createClient({ baseUrl: BASE_URL });
     const session = await anonymous.loginRequest({
         type: "m.login.password",
@@ -52,7 +52,24 @@ export async function login(user) {
         userId: session.user_id,
         deviceId: session.device_id,
         accessToken: session.access_token,
+        ...options,
     });
+}
+
+/** A fetch for createClient that keeps, per room, the unread_notifications
+ * of the latest /sync answer that held the room (in ``seen``): what the
+ * server said, before the SDK derives its own counts from it. */
+export function syncWatcher(seen) {
+    return async (url, init) => {
+        const response = await fetch(url, init);
+        if (new URL(String(url)).pathname.endsWith("/sync") && response.ok) {
+            const body = await response.clone().json();
+            for (const [roomId, room] of Object.entries(body.rooms?.join ?? {})) {
+                if (room.unread_notifications) seen.set(roomId, room.unread_notifications);
+            }
+        }
+        return response;
+    };
 }
 
 /** Resolves with the value ``check`` returns once it is truthy, checking
@@ -97,9 +114,9 @@ export async function start(client, opts = {}) {
 }
 
 /** A registered, logged-in and started client. */
-export async function startedClient(prefix, opts) {
+export async function startedClient(prefix, opts, options) {
     const user = await register(prefix);
-    return start(await login(user), opts);
+    return start(await login(user, options), opts);
 }
 
 /** The room's live timeline as (sender, body) of its m.room.message events
