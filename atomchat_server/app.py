@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 import tornado.web
 
-from .api import admin, compat, matrix_account, matrix_ephemeral, matrix_profile, matrix_rooms, matrix_sync, stream
+from .api import (admin, compat, matrix_account, matrix_ephemeral, matrix_media, matrix_profile, matrix_rooms,
+                  matrix_sync, stream)
 from .api.base import NotFoundHandler, log_request
 from .auth import policy
 from .auth.passwords import Passwords
@@ -28,6 +29,7 @@ from .sync.session import SyncSessions
 from .services.accounts import Accounts, RateLimits
 from .services.compat import Compat
 from .services.ephemeral import Ephemeral
+from .services.media import Media
 from .services.moderation import AdminQueries, Blocks, Moderation
 from .services.persister import Persister
 from .services.profiles import Profiles
@@ -52,6 +54,7 @@ class AppContext:
     moderation: Moderation
     admin: AdminQueries
     compat: Compat
+    media: Media
     sync_sessions: SyncSessions = field(default_factory=SyncSessions)
     in_flight: int = 0
     streams: stream.OpenStreams | None = None
@@ -116,19 +119,23 @@ class AtomChat:
         await moderation.start()
         rooms = Rooms(pool=self._pool, persister=self._persister, server_name=settings.server_name, blocks=blocks)
         profiles = Profiles(pool=self._pool, rooms=rooms, blocks=blocks)
+        media = Media(pool=self._pool, server_name=settings.server_name, root=settings.media_root,
+                      max_upload_bytes=settings.max_upload_bytes, quota_bytes=settings.media_quota_bytes)
+        await media.start()
         self.ctx = AppContext(settings=settings, pool=self._pool, accounts=accounts, rooms=rooms, profiles=profiles,
                               notifier=notifier, sync=SyncBuilder(self._pool),
                               ephemeral=Ephemeral(pool=self._pool, persister=self._persister),
                               moderation=moderation,
                               admin=AdminQueries(pool=self._pool, blocks=blocks, system_user=moderation.system_user),
                               compat=Compat(pool=self._pool, accounts=accounts, rooms=rooms, moderation=moderation),
+                              media=media,
                               streams=stream.OpenStreams(settings.websocket_ping_seconds))
         self.ctx.streams.start()
         return self.application()
 
     def application(self) -> tornado.web.Application:
         routes = (matrix_account.routes() + matrix_rooms.routes() + matrix_profile.routes() + matrix_sync.routes()
-                  + matrix_ephemeral.routes() + stream.routes() + admin.routes() + compat.routes())
+                  + matrix_ephemeral.routes() + matrix_media.routes() + stream.routes() + admin.routes() + compat.routes())
         handlers = [(pattern, handler, {"ctx": self.ctx}) for pattern, handler in routes]
         return tornado.web.Application(
             handlers,
@@ -149,6 +156,7 @@ class AtomChat:
         if self.ctx is not None:
             self.ctx.streams.stop()
             self.ctx.ephemeral.stop()
+            self.ctx.media.stop()
             self.ctx.sync_sessions.close_all()
         if self._persister is not None:
             await self._persister.stop()

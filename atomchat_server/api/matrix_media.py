@@ -1,0 +1,173 @@
+"""Matrix media repository: uploads, downloads, thumbnails and the config.
+
+Bodies are streamed: an upload is written to disk chunk by chunk as it
+arrives (``stream_request_body``) and a download is sent chunk by chunk,
+each waiting until the previous one has left, so neither direction holds a
+file in memory. The authenticated endpoints live under
+``/_matrix/client/v1/media``; the older ``/_matrix/media/v3`` downloads and
+thumbnails are served too, without a token, for clients that predate them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tornado.ioloop
+import tornado.web
+
+from ..errors import MatrixError
+from ..services.media import Served
+from ..storage.media_files import Upload
+from .base import BaseHandler
+
+MEDIA_V3 = r"/_matrix/media/v3"
+MEDIA_V1 = r"/_matrix/media/v1"
+CLIENT_MEDIA = r"/_matrix/client/v1/media"
+MEDIA = r"/([^/]+)/([^/]+)"  # {serverName}/{mediaId}
+
+# Sent with every file: a browser that opens a media URL runs nothing in it
+# and does not second-guess its type.
+FILE_HEADERS = {
+    "Content-Security-Policy": "sandbox; default-src 'none'; script-src 'none'; plugin-types application/pdf;"
+                               " style-src 'unsafe-inline'; media-src 'self'; object-src 'self';",
+    "X-Content-Type-Options": "nosniff",
+    "Cross-Origin-Resource-Policy": "cross-origin",
+    "Cache-Control": "private, max-age=86400, immutable",
+}
+
+
+@tornado.web.stream_request_body
+class UploadHandler(BaseHandler):
+    """POST /_matrix/media/v3/upload and PUT /_matrix/media/v3/upload/{serverName}/{mediaId}."""
+
+    upload: Upload | None = None
+
+    async def prepare(self) -> None:
+        super().prepare()
+        if self.request.method not in ("POST", "PUT"):
+            return
+        requester = await self.authenticate()
+        media = self.ctx.media
+        length = self.request.headers.get("Content-Length")
+        try:
+            declared = int(length) if length is not None else None
+        except ValueError:
+            raise MatrixError(400, "M_INVALID_PARAM", "Content-Length must be an integer") from None
+        target = tuple(self.path_args) if self.request.method == "PUT" else None
+        self.upload, self._media_id = await media.begin_upload(requester, declared, target)
+        # Past the limit the connection is cut (a body without a length can
+        # only be refused that way); the limit of JSON bodies does not apply.
+        self.request.connection.set_max_body_size(media.max_upload_bytes)
+
+    async def data_received(self, chunk: bytes) -> None:
+        if self.upload is not None:
+            await self.upload.write(chunk, head_bytes=16)
+
+    async def _finish_upload(self) -> str:
+        upload, self.upload = self.upload, None
+        return await self.ctx.media.finish_upload(
+            self.requester, upload, declared_type=self.request.headers.get("Content-Type"),
+            filename=self.get_query_argument("filename", None), media_id=self._media_id)
+
+    async def post(self) -> None:
+        self.send_json({"content_uri": await self._finish_upload()})
+
+    async def put(self, server_name: str, media_id: str) -> None:
+        await self._finish_upload()
+        self.send_json({})
+
+    def on_connection_close(self) -> None:
+        self._drop_upload()
+
+    def on_finish(self) -> None:
+        self._drop_upload()
+        super().on_finish()
+
+    def _drop_upload(self) -> None:
+        """An upload refused or cut off before it was stored leaves no file behind."""
+        upload, self.upload = self.upload, None
+        if upload is not None:
+            tornado.ioloop.IOLoop.current().add_callback(upload.discard)
+
+
+class CreateHandler(BaseHandler):
+    async def post(self) -> None:
+        requester = await self.authenticate()
+        self.json_body()
+        self.send_json(await self.ctx.media.create(requester))
+
+
+class ConfigHandler(BaseHandler):
+    async def get(self) -> None:
+        await self.authenticate()
+        self.send_json(self.ctx.media.config())
+
+
+class FileHandler(BaseHandler):
+    """Sends a stored file, chunk by chunk."""
+
+    authenticated = True
+
+    async def prepare(self) -> None:
+        super().prepare()
+        if self.authenticated and self.request.method == "GET":
+            await self.authenticate()
+
+    def timeout_ms(self) -> int | None:
+        """How long the client will wait for content still to be uploaded (None: the default)."""
+        if self.get_query_argument("timeout_ms", None) is None:
+            return None
+        return self.int_argument("timeout_ms", 0)
+
+    async def send_file(self, served: Served) -> None:
+        self.set_header("Content-Type", served.content_type)
+        self.set_header("Content-Disposition", served.disposition)
+        self.set_header("Content-Length", str(served.size))
+        for name, value in FILE_HEADERS.items():
+            self.set_header(name, value)
+        async for chunk in self.ctx.media.files.chunks(served.path):
+            self.write(chunk)
+            await self.flush()
+        self.finish()
+
+
+class DownloadHandler(FileHandler):
+    async def get(self, server_name: str, media_id: str, filename: str | None = None) -> None:
+        if filename is not None and not filename:
+            filename = None
+        await self.send_file(await self.ctx.media.download(server_name, media_id, filename=filename,
+                                                           timeout_ms=self.timeout_ms()))
+
+
+class ThumbnailHandler(FileHandler):
+    async def get(self, server_name: str, media_id: str) -> None:
+        for name in ("width", "height"):
+            if self.get_query_argument(name, None) is None:
+                raise MatrixError(400, "M_MISSING_PARAM", f"'{name}' is required")
+        await self.send_file(await self.ctx.media.thumbnail(
+            server_name, media_id, width=self.int_argument("width", 0), height=self.int_argument("height", 0),
+            method=self.get_query_argument("method", "scale"), timeout_ms=self.timeout_ms()))
+
+
+class LegacyDownloadHandler(DownloadHandler):
+    authenticated = False
+
+
+class LegacyThumbnailHandler(ThumbnailHandler):
+    authenticated = False
+
+
+def routes() -> list[tuple[str, Any]]:
+    return [
+        (MEDIA_V3 + r"/upload", UploadHandler),
+        (MEDIA_V3 + r"/upload" + MEDIA, UploadHandler),
+        (MEDIA_V1 + r"/create", CreateHandler),
+        (MEDIA_V3 + r"/config", ConfigHandler),
+        (CLIENT_MEDIA + r"/config", ConfigHandler),
+        (CLIENT_MEDIA + r"/download" + MEDIA, DownloadHandler),
+        (CLIENT_MEDIA + r"/download" + MEDIA + r"/([^/]*)", DownloadHandler),
+        (CLIENT_MEDIA + r"/thumbnail" + MEDIA, ThumbnailHandler),
+        (MEDIA_V3 + r"/download" + MEDIA, LegacyDownloadHandler),
+        (MEDIA_V3 + r"/download" + MEDIA + r"/([^/]*)", LegacyDownloadHandler),
+        (MEDIA_V3 + r"/thumbnail" + MEDIA, LegacyThumbnailHandler),
+    ]
