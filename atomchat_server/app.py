@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import tornado.web
 
 from .api import (admin, compat, matrix_account, matrix_ephemeral, matrix_media, matrix_profile, matrix_rooms,
-                  matrix_sync, stream)
+                  matrix_search, matrix_sync, stream)
 from .api.base import NotFoundHandler, log_request
 from .auth import policy
 from .auth.passwords import Passwords
@@ -34,6 +34,7 @@ from .services.moderation import AdminQueries, Blocks, Moderation
 from .services.persister import Persister
 from .services.profiles import Profiles
 from .services.rooms import Rooms
+from .services.search import Search
 from .validation import schemas
 
 log = logging.getLogger("atomchat")
@@ -55,6 +56,7 @@ class AppContext:
     admin: AdminQueries
     compat: Compat
     media: Media
+    search: Search
     sync_sessions: SyncSessions = field(default_factory=SyncSessions)
     in_flight: int = 0
     streams: stream.OpenStreams | None = None
@@ -128,14 +130,15 @@ class AtomChat:
                               moderation=moderation,
                               admin=AdminQueries(pool=self._pool, blocks=blocks, system_user=moderation.system_user),
                               compat=Compat(pool=self._pool, accounts=accounts, rooms=rooms, moderation=moderation),
-                              media=media,
+                              media=media, search=Search(pool=self._pool, rooms=rooms),
                               streams=stream.OpenStreams(settings.websocket_ping_seconds))
         self.ctx.streams.start()
         return self.application()
 
     def application(self) -> tornado.web.Application:
         routes = (matrix_account.routes() + matrix_rooms.routes() + matrix_profile.routes() + matrix_sync.routes()
-                  + matrix_ephemeral.routes() + matrix_media.routes() + stream.routes() + admin.routes() + compat.routes())
+                  + matrix_ephemeral.routes() + matrix_media.routes() + matrix_search.routes()
+                  + stream.routes() + admin.routes() + compat.routes())
         handlers = [(pattern, handler, {"ctx": self.ctx}) for pattern, handler in routes]
         return tornado.web.Application(
             handlers,
