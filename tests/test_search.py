@@ -247,3 +247,30 @@ async def test_user_directory(api):
     await api.request("POST", f"{MATRIX}/user_directory/search", {"search_term": "x"}, status=401)
     await carol.leave(public)
     assert (await user_search(alice, "carol"))["results"] == []
+
+
+async def test_paging_through_many_windows(api, monkeypatch):
+    """On a long history a search reads windows of positions newest first;
+    with tiny windows, paging in either order still returns every match
+    exactly once (by recency, in order), and the count is an estimate until
+    the last window is read."""
+    from atomchat_server.services import search as search_service
+    monkeypatch.setattr(search_service, "FIRST_WINDOW", 3)
+    monkeypatch.setattr(search_service, "RANK_BLOCK", 4)
+    monkeypatch.setattr(search_service, "FEW_MATCHES", 0)
+    alice, bob = await register(api, "alice", "bob")
+    room = await room_of(alice, bob)
+    other = await room_of(alice)
+    sent = []
+    for n in range(30):
+        sent.append(f"pear number {n}" + " pear" * (n % 4))
+        await alice.say(room, sent[-1])
+        await alice.say(other, f"noise {n}")
+    assert await all_found(bob, "pear", order_by="recent", filter={"limit": 4}) == sent[::-1]
+    ranked = await all_found(bob, "pear", filter={"limit": 4})
+    assert sorted(ranked) == sorted(sent)
+    first = await search(bob, "pear", order_by="recent", filter={"limit": 4})
+    assert first["count"] > 0 and found(first) == sent[::-1][:4]
+    # Read in one window, the count is exact.
+    monkeypatch.setattr(search_service, "FIRST_WINDOW", 1_000_000)
+    assert (await search(bob, "pear", filter={"limit": 4}))["count"] == 30

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from ..auth.sessions import Requester
@@ -31,28 +33,50 @@ DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
 DEFAULT_CONTEXT = 5
 MAX_CONTEXT = 50
+# History is searched newest first in windows of stream positions, each at
+# least four times the one before and sized from the density of matches seen
+# so far, so that a page costs about as much as the matches in the windows it
+# reads, not all matches. Results by rank are ranked within a block: a window
+# widened until it holds RANK_BLOCK matches (or reaches the oldest readable
+# event); within small histories that is all of them.
+FIRST_WINDOW = 10_000
+RANK_BLOCK = 200
+# When the matches seen so far promise no more than this many in the rest of
+# history, the rest is read at once: the GIN index finds them all cheaply.
+FEW_MATCHES = 5_000
 DIRECTORY_LIMIT = 10
 MAX_DIRECTORY_LIMIT = 100
 
 
-def _batch(by_rank: bool, row) -> str:
-    """The next_batch token after ``row``: where the next page starts."""
-    return f"rank:{row['rank']!r}:{row['stream']}" if by_rank else f"recent:{row['stream']}"
+@dataclass(frozen=True)
+class Position:
+    """Where a page of results starts: ``top``, the newest position when the
+    first page was asked for (the count is of matches up to it), the block
+    being read, and the (rank, stream) of the last result in it (rank is
+    None in recency order)."""
 
+    top: int
+    block: tuple[int, int] | None = None
+    after: tuple[float | None, int | None] = (None, None)
 
-def _parse_batch(token: str | None, by_rank: bool) -> tuple[float | None, int | None]:
-    if token is None:
-        return None, None
-    kind, _, rest = token.partition(":")
-    try:
-        if by_rank and kind == "rank":
-            rank, _, stream = rest.partition(":")
-            return float(rank), int(stream)
-        if not by_rank and kind == "recent":
-            return None, int(rest)
-    except ValueError:
-        pass
-    raise MatrixError(400, "M_INVALID_PARAM", "Invalid 'next_batch' token (or it belongs to another order_by)")
+    def token(self) -> str:
+        kind = "recent" if self.after[0] is None else "rank"
+        rank = "" if self.after[0] is None else f":{self.after[0]!r}"
+        return f"{kind}:{self.top}:{self.block[0]}:{self.block[1]}:{self.after[1]}{rank}"
+
+    @classmethod
+    def parse(cls, token: str, by_rank: bool) -> "Position":
+        parts = token.split(":")
+        if parts[0] == ("rank" if by_rank else "recent") and len(parts) == (6 if by_rank else 5):
+            try:
+                top, lo, hi, stream = (int(part) for part in parts[1:5])
+                rank = float(parts[5]) if by_rank else None
+            except ValueError:
+                pass
+            else:
+                if lo < hi <= top and lo < stream <= hi:
+                    return cls(top, (lo, hi), (rank, stream))
+        raise MatrixError(400, "M_INVALID_PARAM", "Invalid 'next_batch' token (or it belongs to another order_by)")
 
 
 def highlights(term: str) -> list[str]:
@@ -74,7 +98,7 @@ class Search:
             raise MatrixError(400, "M_BAD_JSON", str(exc)) from None
         room_filter = criteria.get("filter", {})
         by_rank = criteria.get("order_by", "rank") == "rank"
-        after = _parse_batch(next_batch, by_rank)
+        position = Position.parse(next_batch, by_rank) if next_batch is not None else None
         types = [KEY_TYPES[key] for key in criteria.get("keys", list(KEY_TYPES))]
         types = [t for t in dict.fromkeys(types) if event_filter.wants_type(t)]
         readable = await self._rooms.readable_rooms(requester)
@@ -83,12 +107,10 @@ class Search:
                    if (wanted is None or room_id in wanted) and room_id not in room_filter.get("not_rooms", ())
                    for lo, hi in ranges]
         limit = min(event_filter.limit or DEFAULT_LIMIT, MAX_LIMIT)
-        total, rows = await search_store.search_events(
-            self._pool, query=criteria["search_term"], visible=visible, types=types,
-            senders=list(event_filter.senders) if event_filter.senders is not None else None,
-            not_senders=list(event_filter.not_senders) or None, by_rank=by_rank, after=after, limit=limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
+        search = partial(search_store.search_events, self._pool, query=criteria["search_term"], visible=visible,
+                         types=types, senders=list(event_filter.senders) if event_filter.senders is not None else None,
+                         not_senders=list(event_filter.not_senders) or None, by_rank=by_rank)
+        total, rows, following = await self._scan(search, visible, by_rank, position, limit)
         context = criteria.get("event_context")
         contexts = await asyncio.gather(*(self._context(requester, row, readable[row["room_id"]], context)
                                           for row in rows)) if context is not None else [None] * len(rows)
@@ -100,8 +122,8 @@ class Search:
             results.append(result)
         answer: dict[str, Any] = {"count": total, "highlights": highlights(criteria["search_term"]),
                                   "results": results}
-        if more:
-            answer["next_batch"] = _batch(by_rank, rows[-1])
+        if following is not None:
+            answer["next_batch"] = following.token()
         if criteria.get("include_state"):
             room_ids = list(dict.fromkeys(row["room_id"] for row in rows))
             states = await asyncio.gather(*(self._rooms.state(requester, room_id) for room_id in room_ids))
@@ -110,6 +132,52 @@ class Search:
         if group_by:
             answer["groups"] = {key: _groups(rows, key) for key in dict.fromkeys(group_by)}
         return answer
+
+    async def _scan(self, search, visible: list[tuple[str, int, int | None]], by_rank: bool,
+                    position: Position | None, limit: int) -> tuple[int, list, Position | None]:
+        """Reads matches newest window first (see FIRST_WINDOW) from
+        ``position`` until a page is full: returns the count of matches (exact
+        when every window down to the oldest readable event was read, else
+        extrapolated from those read, as the specification allows), the
+        page, and where the next page starts (None at the end)."""
+        if not visible:
+            return 0, [], None
+        bottom = min(lo for _, lo, _ in visible) - 1
+        if position is None:
+            position = Position(top=await event_store.max_stream(self._pool))
+        start = position.block[1] if position.block else position.top
+        block, after = position.block, position.after
+        hi, window, counted, reached = start, FIRST_WINDOW, 0, start
+        page: list[tuple[Any, tuple[int, int]]] = []
+        while len(page) <= limit:
+            fresh = block is None
+            if fresh:
+                if hi <= bottom:
+                    break
+                block, after = (max(bottom, hi - window), hi), (None, None)
+            matches, rows = await search(window=block, after=after, limit=limit + 1 - len(page))
+            size = block[1] - block[0]
+            if matches * (block[1] - bottom) // size <= FEW_MATCHES:
+                window = block[1] - bottom  # few matches in all: read them in one go (by the GIN index alone)
+            else:
+                needed = RANK_BLOCK if by_rank else limit + 1 - len(page) - len(rows)
+                window = max(4 * window, size * 3 * needed // (2 * max(1, matches)))
+            if by_rank and fresh and matches < RANK_BLOCK and block[0] > bottom:
+                block = None  # too few to rank together: widen the block and rank again
+                continue
+            counted += matches
+            page += [(row, block) for row in rows]
+            reached = hi = block[0]
+            block = None
+        following = None
+        if len(page) > limit:
+            last, last_block = page[limit - 1]
+            following = Position(position.top, last_block, (last["rank"] if by_rank else None, last["stream"]))
+        if reached <= bottom and start == position.top:
+            total = counted
+        else:
+            total = counted * (position.top - bottom) // max(1, start - max(reached, bottom))
+        return total, [row for row, _ in page[:limit]], following
 
     async def _context(self, requester: Requester, row, ranges: list[Range], context: dict[str, Any]) -> dict[str, Any]:
         before = min(context.get("before_limit", DEFAULT_CONTEXT), MAX_CONTEXT)
