@@ -288,3 +288,16 @@ async def test_create_then_upload(api):
     assert answer.json()["errcode"] == "M_CANNOT_OVERWRITE_MEDIA"
     assert picture(await thumbnail(api, bob, created["content_uri"], 32, 32, "crop")).size == (32, 32)
     await fetch(api, "PUT", f"{UPLOAD}/{SERVER}/unknownid", token=alice.access_token, body=b"x", status=404)
+
+
+async def test_images_too_large_to_decode_are_kept_without_thumbnails(api, monkeypatch):
+    from atomchat_server.services import media as media_service
+    monkeypatch.setattr(media_service, "MAX_IMAGE_PIXELS", 10_000)
+    (alice,) = await register(api, "alice")
+    data = image_bytes("PNG", (200, 100))
+    uri = (await upload(api, alice, data, "image/png")).json()["content_uri"]
+    assert (await download(api, alice, uri)).body == data
+    assert (await thumbnail(api, alice, uri, 32, 32, status=400)).json()["errcode"] == "M_UNKNOWN"
+    # A small one still gets its thumbnail.
+    small = (await upload(api, alice, image_bytes("PNG", (100, 50)), "image/png")).json()["content_uri"]
+    assert picture(await thumbnail(api, alice, small, 32, 32, "crop")).size == (32, 32)

@@ -197,7 +197,7 @@ class Media:
             try:
                 content_type, size = await self.files.run(make_thumbnail, self.files.content_path(row.media_id),
                                                           path, (w, h), method)
-            except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            except (OSError, ValueError, *_TOO_LARGE) as exc:
                 log.info("no thumbnail of %s: %s", row.media_id, exc)
                 raise MatrixError(400, "M_UNKNOWN", "No thumbnail can be made of this media") from None
             await media_store.add_thumbnail(self._pool, row.media_id, w, h, method, content_type, size)
@@ -207,6 +207,13 @@ class Media:
 
 # -- image work (on the media executor) --------------------------------------------
 
+class ImageTooLarge(ValueError):
+    """An image with more pixels than MAX_IMAGE_PIXELS."""
+
+
+_TOO_LARGE = (ImageTooLarge, Image.DecompressionBombError, Image.DecompressionBombWarning)
+
+
 def _open_image(path: Path) -> Image.Image:
     """Opens an image, refusing one whose pixel count would make decoding it
     a memory hazard (Pillow only warns below twice its own limit)."""
@@ -215,16 +222,19 @@ def _open_image(path: Path) -> Image.Image:
         image = Image.open(path)
     if image.width * image.height > MAX_IMAGE_PIXELS:
         image.close()
-        raise ValueError(f"{image.width} x {image.height} pixels is too large")
+        raise ImageTooLarge(f"{image.width} x {image.height} pixels is too large")
     return image
 
 
 def _check_image(path: Path) -> str | None:
-    """Why the file is not a readable image, or None when it is."""
+    """Why the file is not a readable image, or None when it is. An image
+    too large to decode safely is stored unverified (it gets no thumbnail)."""
     try:
         with _open_image(path) as image:
             image.verify()
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except _TOO_LARGE:
+        return None
+    except (OSError, ValueError, SyntaxError) as exc:
         return str(exc) or type(exc).__name__
     return None
 
