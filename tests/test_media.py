@@ -251,6 +251,9 @@ async def test_authentication_and_foreign_media(api):
         assert (await fetch(api, "GET", path, status=401)).json()["errcode"] == "M_MISSING_TOKEN"
     assert (await fetch(api, "POST", UPLOAD, body=b"x", status=401)).json()["errcode"] == "M_MISSING_TOKEN"
     assert (await fetch(api, "POST", CREATE, status=401)).json()["errcode"] == "M_MISSING_TOKEN"
+    # A garbled token in the query is an unknown token, not a bad argument.
+    answer = await fetch(api, "POST", UPLOAD + "?access_token=%00", body=b"x", status=401)
+    assert answer.json()["errcode"] == "M_UNKNOWN_TOKEN"
     # The legacy download needs no token.
     assert (await fetch(api, "GET", f"{LEGACY}/download/{where}")).body == b"secret plans"
     # Other servers' media, unknown ids and ids that are not ids: 404.

@@ -19,6 +19,7 @@ from ..errors import MatrixError
 from ..services.media import Served
 from ..storage.media_files import Upload
 from .base import BaseHandler
+from .contract import OBJECT, Op, Param
 
 MEDIA_V3 = r"/_matrix/media/v3"
 MEDIA_V1 = r"/_matrix/media/v1"
@@ -36,15 +37,23 @@ FILE_HEADERS = {
 }
 
 
+FILENAME = Param("filename", description="the file's name, offered on download")
+
+
 @tornado.web.stream_request_body
-class UploadHandler(BaseHandler):
-    """POST /_matrix/media/v3/upload and PUT /_matrix/media/v3/upload/{serverName}/{mediaId}."""
+class StreamedUpload(BaseHandler):
+    """An upload's body, written to disk as it arrives: checked before it is
+    read (``target`` names the reserved id of a PUT), stored once complete."""
 
     upload: Upload | None = None
+    _media_id: str | None = None
+
+    def target(self) -> tuple[str, str] | None:
+        return None
 
     async def prepare(self) -> None:
         super().prepare()
-        if self.request.method not in ("POST", "PUT"):
+        if self.request.method == "OPTIONS":
             return
         requester = await self.authenticate()
         media = self.ctx.media
@@ -53,8 +62,7 @@ class UploadHandler(BaseHandler):
             declared = int(length) if length is not None else None
         except ValueError:
             raise MatrixError(400, "M_INVALID_PARAM", "Content-Length must be an integer") from None
-        target = tuple(self.path_args) if self.request.method == "PUT" else None
-        self.upload, self._media_id = await media.begin_upload(requester, declared, target)
+        self.upload, self._media_id = await media.begin_upload(requester, declared, self.target())
         # Past the limit the connection is cut (a body without a length can
         # only be refused that way); the limit of JSON bodies does not apply.
         self.request.connection.set_max_body_size(media.max_upload_bytes)
@@ -63,18 +71,11 @@ class UploadHandler(BaseHandler):
         if self.upload is not None:
             await self.upload.write(chunk, head_bytes=16)
 
-    async def _finish_upload(self) -> str:
+    async def finish_upload(self) -> str:
         upload, self.upload = self.upload, None
         return await self.ctx.media.finish_upload(
             self.requester, upload, declared_type=self.request.headers.get("Content-Type"),
             filename=self.get_query_argument("filename", None), media_id=self._media_id)
-
-    async def post(self) -> None:
-        self.send_json({"content_uri": await self._finish_upload()})
-
-    async def put(self, server_name: str, media_id: str) -> None:
-        await self._finish_upload()
-        self.send_json({})
 
     def on_connection_close(self) -> None:
         self._drop_upload()
@@ -90,7 +91,34 @@ class UploadHandler(BaseHandler):
             tornado.ioloop.IOLoop.current().add_callback(upload.discard)
 
 
+class UploadHandler(StreamedUpload):
+    """POST /_matrix/media/v3/upload."""
+
+    contract = {"post": Op("Upload a file (the body, of its Content-Type)", {200: "matrix/media_upload.response"},
+                           query=(FILENAME,), errors=(403, 413))}
+
+    async def post(self) -> None:
+        self.send_json({"content_uri": await self.finish_upload()})
+
+
+class ReservedUploadHandler(StreamedUpload):
+    """PUT /_matrix/media/v3/upload/{serverName}/{mediaId}."""
+
+    contract = {"put": Op("Send the content of a media id reserved with /create", {200: "matrix/empty.response"},
+                          query=(FILENAME,), errors=(403, 404, 409, 413))}
+
+    def target(self) -> tuple[str, str] | None:
+        return self.path_args[0], self.path_args[1]
+
+    async def put(self, server_name: str, media_id: str) -> None:
+        await self.finish_upload()
+        self.send_json({})
+
+
 class CreateHandler(BaseHandler):
+    contract = {"post": Op("Reserve a media id whose content is sent later", {200: "matrix/media_create.response"},
+                           request=OBJECT, errors=(429,))}
+
     async def post(self) -> None:
         requester = await self.authenticate()
         self.json_body()
@@ -98,6 +126,8 @@ class CreateHandler(BaseHandler):
 
 
 class ConfigHandler(BaseHandler):
+    contract = {"get": Op("The largest upload accepted", {200: "matrix/media_config.response"})}
+
     async def get(self) -> None:
         await self.authenticate()
         self.send_json(self.ctx.media.config())
@@ -131,15 +161,30 @@ class FileHandler(BaseHandler):
         self.finish()
 
 
+TIMEOUT = Param("timeout_ms", {"type": "integer"}, "how long to wait for content still to be uploaded")
+
+
+def _file_op(summary: str, query: tuple[Param, ...], auth: str) -> Op:
+    """A download's contract: the file's bytes (of its own type) on success."""
+    return Op(summary, {200: None}, query=query + (TIMEOUT,), auth=auth, errors=(404, 504))
+
+
+_THUMBNAIL_QUERY = (Param("width", {"type": "integer", "minimum": 1}, required=True),
+                    Param("height", {"type": "integer", "minimum": 1}, required=True),
+                    Param("method", {"enum": ["scale", "crop"]}), Param("animated", {"type": "boolean"}))
+
+
 class DownloadHandler(FileHandler):
+    contract = {"get": _file_op("Download a file", (), "token")}
+
     async def get(self, server_name: str, media_id: str, filename: str | None = None) -> None:
-        if filename is not None and not filename:
-            filename = None
         await self.send_file(await self.ctx.media.download(server_name, media_id, filename=filename,
                                                            timeout_ms=self.timeout_ms()))
 
 
 class ThumbnailHandler(FileHandler):
+    contract = {"get": _file_op("A thumbnail of an image", _THUMBNAIL_QUERY, "token")}
+
     async def get(self, server_name: str, media_id: str) -> None:
         for name in ("width", "height"):
             if self.get_query_argument(name, None) is None:
@@ -151,23 +196,25 @@ class ThumbnailHandler(FileHandler):
 
 class LegacyDownloadHandler(DownloadHandler):
     authenticated = False
+    contract = {"get": _file_op("Download a file (older path, no token needed)", (), "none")}
 
 
 class LegacyThumbnailHandler(ThumbnailHandler):
     authenticated = False
+    contract = {"get": _file_op("A thumbnail of an image (older path, no token needed)", _THUMBNAIL_QUERY, "none")}
 
 
 def routes() -> list[tuple[str, Any]]:
     return [
         (MEDIA_V3 + r"/upload", UploadHandler),
-        (MEDIA_V3 + r"/upload" + MEDIA, UploadHandler),
+        (MEDIA_V3 + r"/upload" + MEDIA, ReservedUploadHandler),
         (MEDIA_V1 + r"/create", CreateHandler),
         (MEDIA_V3 + r"/config", ConfigHandler),
         (CLIENT_MEDIA + r"/config", ConfigHandler),
         (CLIENT_MEDIA + r"/download" + MEDIA, DownloadHandler),
-        (CLIENT_MEDIA + r"/download" + MEDIA + r"/([^/]*)", DownloadHandler),
+        (CLIENT_MEDIA + r"/download" + MEDIA + r"/([^/]+)", DownloadHandler),
         (CLIENT_MEDIA + r"/thumbnail" + MEDIA, ThumbnailHandler),
         (MEDIA_V3 + r"/download" + MEDIA, LegacyDownloadHandler),
-        (MEDIA_V3 + r"/download" + MEDIA + r"/([^/]*)", LegacyDownloadHandler),
+        (MEDIA_V3 + r"/download" + MEDIA + r"/([^/]+)", LegacyDownloadHandler),
         (MEDIA_V3 + r"/thumbnail" + MEDIA, LegacyThumbnailHandler),
     ]

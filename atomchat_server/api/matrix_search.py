@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from .base import BaseHandler
+from .contract import Op, Param
 from .matrix_account import PREFIX
 
 
 class SearchHandler(BaseHandler):
+    contract = {"post": Op("Search the room events you may read", {200: "matrix/search.response"},
+                           request="matrix/search.request",
+                           query=(Param("next_batch", description="the next_batch of the previous page"),))}
+
     async def post(self) -> None:
         requester = await self.authenticate()
         body = self.json_body("matrix/search.request")
@@ -19,6 +24,9 @@ class SearchHandler(BaseHandler):
 
 
 class UserDirectoryHandler(BaseHandler):
+    contract = {"post": Op("Find users who share a room with you or are in a public room",
+                           {200: "matrix/user_directory.response"}, request="matrix/user_directory.request")}
+
     async def post(self) -> None:
         requester = await self.authenticate()
         body = self.json_body("matrix/user_directory.request")
