@@ -39,10 +39,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
 from PIL import Image
 
-from _server import (Api, BenchError, RATE_LIMITS_RAISED, ServerProcess, benchmark_parser, bounded, exit_status,
+from _server import (BenchError, ServerProcess, benchmark_parser, bounded, exit_status, server_and_api,
                      load_average, machine, ms, percentile, verdict)
 
 RUN_DEADLINE = 300.0
@@ -92,64 +91,60 @@ def photo_like_jpeg(side: int) -> bytes:
 
 
 async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
-    deadline = time.monotonic() + RUN_DEADLINE
     results.load_at_start = load_average()
-    server = ServerProcess(database_url=args.database_url, **RATE_LIMITS_RAISED)
-    async with server:
-        timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1), timeout=timeout) as session:
-            api = Api(session, server.base_url, deadline)
-            user = await api.register("uploader")
-            auth = {"Authorization": f"Bearer {user.access_token}"}
+    async with server_and_api(args, RUN_DEADLINE, REQUEST_TIMEOUT) as (server, api):
+        session = api.session
+        user = await api.register("uploader")
+        auth = {"Authorization": f"Bearer {user.access_token}"}
 
-            async def upload(data: bytes, content_type: str) -> str:
-                async with session.post(server.base_url + UPLOAD, data=data,
-                                        headers={**auth, "Content-Type": content_type}) as response:
-                    answer = await response.json(content_type=None)
-                    if response.status != 200:
-                        raise BenchError(f"an upload answered {response.status}: {answer}")
-                return answer["content_uri"].removeprefix("mxc://")
+        async def upload(data: bytes, content_type: str) -> str:
+            async with session.post(server.base_url + UPLOAD, data=data,
+                                    headers={**auth, "Content-Type": content_type}) as response:
+                answer = await response.json(content_type=None)
+                if response.status != 200:
+                    raise BenchError(f"an upload answered {response.status}: {answer}")
+            return answer["content_uri"].removeprefix("mxc://")
 
-            async def get(path: str) -> tuple[float, bytes]:
-                started = time.perf_counter()
-                async with session.get(server.base_url + path, headers=auth) as response:
-                    body = await response.read()
-                    if response.status != 200:
-                        raise BenchError(f"GET {path} answered {response.status}: {body[:200]!r}")
-                return time.perf_counter() - started, body
+        async def get(path: str) -> tuple[float, bytes]:
+            started = time.perf_counter()
+            async with session.get(server.base_url + path, headers=auth) as response:
+                body = await response.read()
+                if response.status != 200:
+                    raise BenchError(f"GET {path} answered {response.status}: {body[:200]!r}")
+            return time.perf_counter() - started, body
 
-            await upload(b"warm-up", "text/plain")
-            await get(f"{CLIENT_MEDIA}/config")
-            size = args.megabytes * 1_000_000
-            for round_number in range(args.rounds):
-                print(f"round {round_number + 1}: upload and download of {args.megabytes} MB ...", flush=True)
-                data = os.urandom(size)
-                before = reset_peak(server.pid)
-                results.rss_before = before
-                started = time.perf_counter()
-                where = await upload(data, "application/octet-stream")
-                results.upload_seconds.append(time.perf_counter() - started)
-                results.upload_growth.append(_status(server.pid, "VmHWM") - before)
-                before = reset_peak(server.pid)
-                seconds, body = await get(f"{CLIENT_MEDIA}/download/{where}")
-                results.download_growth.append(_status(server.pid, "VmHWM") - before)
-                results.download_seconds.append(seconds)
-                if hashlib.sha256(body).digest() != hashlib.sha256(data).digest():
-                    raise BenchError("the download differs from the upload")
-                del data, body
+        await upload(b"warm-up", "text/plain")
+        await get(f"{CLIENT_MEDIA}/config")
+        size = args.megabytes * 1_000_000
+        for round_number in range(args.rounds):
+            print(f"round {round_number + 1}: upload and download of {args.megabytes} MB ...", flush=True)
+            data = os.urandom(size)
+            before = reset_peak(server.pid)
+            results.rss_before = before
+            started = time.perf_counter()
+            where = await upload(data, "application/octet-stream")
+            results.upload_seconds.append(time.perf_counter() - started)
+            results.upload_growth.append(_status(server.pid, "VmHWM") - before)
+            before = reset_peak(server.pid)
+            seconds, body = await get(f"{CLIENT_MEDIA}/download/{where}")
+            results.download_growth.append(_status(server.pid, "VmHWM") - before)
+            results.download_seconds.append(seconds)
+            if hashlib.sha256(body).digest() != hashlib.sha256(data).digest():
+                raise BenchError("the download differs from the upload")
+            del data, body
 
-            jpeg = photo_like_jpeg(2000)
-            results.jpeg_bytes = len(jpeg)
-            print(f"{args.thumbnails} thumbnails of a 2,000 x 2,000 JPEG ({len(jpeg) / 1e6:.1f} MB) ...", flush=True)
-            for _ in range(args.thumbnails):
-                where = await upload(jpeg, "image/jpeg")
-                path = f"{CLIENT_MEDIA}/thumbnail/{where}?width=320&height=240&method=scale"
-                seconds, body = await get(path)
-                results.made.append(seconds)
-                with Image.open(io.BytesIO(body)) as thumbnail:
-                    if thumbnail.size != (240, 240):
-                        raise BenchError(f"the thumbnail is {thumbnail.size}, not 240 x 240")
-                results.cached.append((await get(path))[0])
+        jpeg = photo_like_jpeg(2000)
+        results.jpeg_bytes = len(jpeg)
+        print(f"{args.thumbnails} thumbnails of a 2,000 x 2,000 JPEG ({len(jpeg) / 1e6:.1f} MB) ...", flush=True)
+        for _ in range(args.thumbnails):
+            where = await upload(jpeg, "image/jpeg")
+            path = f"{CLIENT_MEDIA}/thumbnail/{where}?width=320&height=240&method=scale"
+            seconds, body = await get(path)
+            results.made.append(seconds)
+            with Image.open(io.BytesIO(body)) as thumbnail:
+                if thumbnail.size != (240, 240):
+                    raise BenchError(f"the thumbnail is {thumbnail.size}, not 240 x 240")
+            results.cached.append((await get(path))[0])
     return server
 
 

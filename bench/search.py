@@ -35,11 +35,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-import aiohttp
 import asyncpg
 
-from _server import (Api, BenchError, RATE_LIMITS_RAISED, ServerProcess, Usage, benchmark_parser, bounded,
-                     exit_status, load_average, machine, ms, percentile, verdict)
+from _server import (BenchError, ServerProcess, Usage, benchmark_parser, bounded, server_and_api,
+                     exit_status, load_average, machine, percentile, spread, verdict)
 
 RUN_DEADLINE = 600.0  # seconds for the whole run
 REQUEST_TIMEOUT = 60.0
@@ -123,44 +122,38 @@ async def seed(dsn: str, rooms: list[str], sender: str, count: int, results: Res
 
 
 async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
-    deadline = time.monotonic() + RUN_DEADLINE
     results.load_at_start = load_average()
-    server = ServerProcess(database_url=args.database_url, **RATE_LIMITS_RAISED)
-    async with server:
-        connector = aiohttp.TCPConnector(limit=1)  # one keep-alive connection: requests one after another
-        async with aiohttp.ClientSession(connector=connector,
-                                         timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) as session:
-            api = Api(session, server.base_url, deadline)
-            user = await api.register("searcher")
-            rooms = [await api.create_room(user, preset="private_chat", name=f"Room {n}") for n in range(args.rooms)]
-            print(f"seeding {args.events:,} messages into {args.rooms} rooms ...", flush=True)
-            await seed(server.database_dsn(), rooms, user.user_id, args.events, results)
-            print(f"  inserted in {results.insert_seconds:.1f}s, VACUUM ANALYZE {results.vacuum_seconds:.1f}s",
-                  flush=True)
-            expected_rare = (args.events // args.rooms * args.rooms) // RARE_EVERY
+    async with server_and_api(args, RUN_DEADLINE, REQUEST_TIMEOUT) as (server, api):
+        user = await api.register("searcher")
+        rooms = [await api.create_room(user, preset="private_chat", name=f"Room {n}") for n in range(args.rooms)]
+        print(f"seeding {args.events:,} messages into {args.rooms} rooms ...", flush=True)
+        await seed(server.database_dsn(), rooms, user.user_id, args.events, results)
+        print(f"  inserted in {results.insert_seconds:.1f}s, VACUUM ANALYZE {results.vacuum_seconds:.1f}s",
+              flush=True)
+        expected_rare = (args.events // args.rooms * args.rooms) // RARE_EVERY
 
-            async def query(word: str, order: str) -> tuple[float, dict]:
-                body = {"search_categories": {"room_events": {"search_term": word, "order_by": order}}}
-                started = time.perf_counter()
-                answer = await api.call("POST", "/search", user=user, body=body)
-                return time.perf_counter() - started, answer["search_categories"]["room_events"]
+        async def query(word: str, order: str) -> tuple[float, dict]:
+            body = {"search_categories": {"room_events": {"search_term": word, "order_by": order}}}
+            started = time.perf_counter()
+            answer = await api.call("POST", "/search", user=user, body=body)
+            return time.perf_counter() - started, answer["search_categories"]["room_events"]
 
-            for name, word, order in ((f"'{RARE_WORD}' by rank", RARE_WORD, "rank"),
-                                      (f"'{RARE_WORD}' by recency", RARE_WORD, "recent"),
-                                      (f"'{COMMON_WORD}' by rank", COMMON_WORD, "rank")):
-                print(f"{args.requests} searches for {name} ...", flush=True)
-                _, answer = await query(word, order)  # warm-up
-                if word == RARE_WORD and answer["count"] != expected_rare:
-                    raise BenchError(f"'{word}' matched {answer['count']} messages, not {expected_rare}")
-                if len(answer["results"]) != 10:
-                    raise BenchError(f"a search for '{word}' returned {len(answer['results'])} results, not 10")
-                results.counts[name] = answer["count"]
-                usage = results.usage[name] = Usage(server)
-                latencies = results.latencies[name] = []
-                usage.start()
-                for _ in range(args.requests):
-                    latencies.append((await query(word, order))[0])
-                usage.stop()
+        for name, word, order in ((f"'{RARE_WORD}' by rank", RARE_WORD, "rank"),
+                                  (f"'{RARE_WORD}' by recency", RARE_WORD, "recent"),
+                                  (f"'{COMMON_WORD}' by rank", COMMON_WORD, "rank")):
+            print(f"{args.requests} searches for {name} ...", flush=True)
+            _, answer = await query(word, order)  # warm-up
+            if word == RARE_WORD and answer["count"] != expected_rare:
+                raise BenchError(f"'{word}' matched {answer['count']} messages, not {expected_rare}")
+            if len(answer["results"]) != 10:
+                raise BenchError(f"a search for '{word}' returned {len(answer['results'])} results, not 10")
+            results.counts[name] = answer["count"]
+            usage = results.usage[name] = Usage(server)
+            latencies = results.latencies[name] = []
+            usage.start()
+            for _ in range(args.requests):
+                latencies.append((await query(word, order))[0])
+            usage.stop()
     return server
 
 
@@ -179,7 +172,7 @@ def report(args: argparse.Namespace, results: Results, server: ServerProcess) ->
     ok = True
     for name, latencies in results.latencies.items():
         median = percentile(latencies, 50)
-        line = f"    median {ms(median)}, p95 {ms(percentile(latencies, 95))}, max {ms(max(latencies))}"
+        line = f"    {spread(latencies)}"
         if RARE_WORD in name and "rank" in name:
             met = median < TARGET_MEDIAN
             ok = ok and met
@@ -187,9 +180,7 @@ def report(args: argparse.Namespace, results: Results, server: ServerProcess) ->
         print(f"  {name}, {results.counts[name]:,} matches:")
         print(line)
         usage = results.usage[name]
-        cpu = ", ".join(f"{party} {ms(seconds / len(latencies))}" for party, seconds in usage.seconds.items())
-        print(f"    CPU per search: {cpu}; the server's event loop waited for a CPU {usage.waited * 100:.0f}%"
-              " of the time")
+        print(f"    {usage.per_request(len(latencies), 'search')}")
     print(f"  server stopped by SIGTERM, exit status {server.exit_status}")
     return ok
 

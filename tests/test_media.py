@@ -304,3 +304,31 @@ async def test_images_too_large_to_decode_are_kept_without_thumbnails(api, monke
     # A small one still gets its thumbnail.
     small = (await upload(api, alice, image_bytes("PNG", (100, 50)), "image/png")).json()["content_uri"]
     assert picture(await thumbnail(api, alice, small, 32, 32, "crop")).size == (32, 32)
+
+
+async def test_transfers_cut_off_leave_nothing_behind(api, settings):
+    """A client that goes away in the middle of an upload leaves no file and
+    no row; one that goes away in the middle of a download leaves the server
+    serving others."""
+    (alice,) = await register(api, "alice")
+    host, port = api.base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"POST {UPLOAD} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {alice.access_token}\r\n"
+                 f"Content-Type: text/plain\r\nContent-Length: 5000000\r\n\r\n".encode() + b"x" * 300_000)
+    await writer.drain()
+    await asyncio.sleep(0.3)
+    writer.close()
+    root = Path(settings.data_dir) / "media"
+    for _ in range(50):
+        await asyncio.sleep(0.05)
+        if not [p for p in root.rglob("*") if p.is_file()]:
+            break
+    assert [p for p in root.rglob("*") if p.is_file()] == []
+    data = b"y" * 3_000_000
+    uri = (await upload(api, alice, data, "text/plain")).json()["content_uri"]
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"GET {CLIENT_MEDIA}/download/{media_path(uri)} HTTP/1.1\r\nHost: {host}\r\n"
+                 f"Authorization: Bearer {alice.access_token}\r\n\r\n".encode())
+    await reader.readexactly(1000)
+    writer.close()
+    assert (await download(api, alice, uri)).body == data

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import tornado.ioloop
+import tornado.iostream
 import tornado.web
 
 from ..errors import MatrixError
@@ -155,9 +156,15 @@ class FileHandler(BaseHandler):
         self.set_header("Content-Length", str(served.size))
         for name, value in FILE_HEADERS.items():
             self.set_header(name, value)
-        async for chunk in self.ctx.media.files.chunks(served.path):
-            self.write(chunk)
-            await self.flush()
+        chunks = self.ctx.media.files.chunks(served.path)
+        try:
+            async for chunk in chunks:
+                self.write(chunk)
+                await self.flush()  # the next chunk is read once this one has left
+        except tornado.iostream.StreamClosedError:
+            return  # the client went away
+        finally:
+            await chunks.aclose()
         self.finish()
 
 

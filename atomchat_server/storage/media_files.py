@@ -100,6 +100,10 @@ class Upload:
     def __init__(self, files: MediaFiles, fd: int, path: Path) -> None:
         self._files = files
         self._fd: int | None = fd
+        # Held by each operation on the descriptor: a discard (the client
+        # went away) must not close it under a write still running in a
+        # thread, which would then write to whatever file reused the number.
+        self._lock = asyncio.Lock()
         self.path = path
         self.size = 0
         self.head = b""
@@ -108,21 +112,25 @@ class Upload:
         if len(self.head) < head_bytes:
             self.head += chunk[:head_bytes - len(self.head)]
         self.size += len(chunk)
-        await self._files.run(_write_all, self._fd, chunk)
+        async with self._lock:
+            if self._fd is not None:
+                await self._files.run(_write_all, self._fd, chunk)
 
     async def finish(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            await self._files.run(_sync_and_close, fd)
+        async with self._lock:
+            fd, self._fd = self._fd, None
+            if fd is not None:
+                await self._files.run(_sync_and_close, fd)
 
     async def store(self, target: Path) -> None:
         await self._files.put_file(self.path, target)
 
     async def discard(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            await self._files.run(os.close, fd)
-        await self._files.remove(self.path)
+        async with self._lock:
+            fd, self._fd = self._fd, None
+            if fd is not None:
+                await self._files.run(os.close, fd)
+            await self._files.remove(self.path)
 
 
 def _write_all(fd: int, data: bytes) -> None:
