@@ -38,6 +38,7 @@ FILE_HEADERS = {
 }
 
 
+UPLOAD_RATE = 64 * 1024  # bytes per second an upload is allowed to be as slow as
 FILENAME = Param("filename", description="the file's name, offered on download")
 
 
@@ -67,6 +68,11 @@ class StreamedUpload(BaseHandler):
         # Past the limit the connection is cut (a body without a length can
         # only be refused that way); the limit of JSON bodies does not apply.
         self.request.connection.set_max_body_size(media.max_upload_bytes)
+        # A file takes longer to send than a JSON body: the body timeout is
+        # stretched by a second per UPLOAD_RATE bytes the limit allows (an
+        # authenticated client only; the headers came in within their limit).
+        self.request.connection.set_body_timeout(
+            self.ctx.settings.body_timeout_seconds + media.max_upload_bytes / UPLOAD_RATE)
 
     async def data_received(self, chunk: bytes) -> None:
         if self.upload is not None:
