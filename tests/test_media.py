@@ -332,3 +332,31 @@ async def test_transfers_cut_off_leave_nothing_behind(api, settings):
     await reader.readexactly(1000)
     writer.close()
     assert (await download(api, alice, uri)).body == data
+
+
+@pytest.mark.settings(body_timeout_seconds=0.3, max_upload_bytes=65536)
+async def test_an_upload_may_take_longer_than_a_json_body(api):
+    """The body timeout of an upload is stretched by a second per 64 KiB of
+    the limit (here 0.3 + 1 s): a body sent over 0.8 s is taken, one still
+    coming after that is cut off."""
+    (alice,) = await register(api, "alice")
+    host, port = api.base_url.removeprefix("http://").split(":")
+
+    async def slow_upload(pause: float) -> bytes:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(f"POST {UPLOAD} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {alice.access_token}\r\n"
+                         f"Content-Type: text/plain\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n".encode()
+                         + b"s" * 500)
+            await writer.drain()
+            await asyncio.sleep(pause)
+            writer.write(b"s" * 500)
+            await writer.drain()
+            return await reader.read()
+        except ConnectionError:
+            return b""
+        finally:
+            writer.close()
+
+    assert (await slow_upload(0.8)).startswith(b"HTTP/1.1 200")
+    assert not (await slow_upload(2.0)).startswith(b"HTTP/1.1 200")
