@@ -7,7 +7,7 @@ import ipaddress
 import json
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -114,12 +114,14 @@ class BaseHandler(tornado.web.RequestHandler):
             self.set_header(name, value)
         self.set_header("Content-Type", "application/json")
 
-    def prepare(self) -> None:
+    def prepare(self) -> Awaitable[None] | None:
+        # Typed as Tornado's: a subclass may make its prepare a coroutine.
         self.ctx.in_flight += 1
         self._counted = True
         if len(self.request.body) > self.ctx.settings.max_body_bytes:
             raise MatrixError(413, "M_TOO_LARGE",
                               f"The request body is larger than {self.ctx.settings.max_body_bytes} bytes")
+        return None
 
     def on_finish(self) -> None:
         if getattr(self, "_counted", False):
@@ -172,7 +174,10 @@ class BaseHandler(tornado.web.RequestHandler):
             if scheme.lower() == "bearer" and token.strip():
                 return token.strip()
             raise MatrixError(401, "M_MISSING_TOKEN", "The Authorization header must be 'Bearer <token>'")
-        return self.get_query_argument("access_token", None)
+        # Read raw: a token that is not text (or holds a NUL) is an unknown
+        # token, 401, not a bad argument.
+        values = self.request.query_arguments.get("access_token")
+        return values[-1].decode("utf-8", "replace") if values else None
 
     async def authenticate(self, *, allow_locked: bool = False) -> Requester:
         token = self.access_token()
