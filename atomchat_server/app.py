@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 import tornado.web
 
-from .api import admin, compat, matrix_account, matrix_ephemeral, matrix_profile, matrix_rooms, matrix_sync, stream
+from .api import (admin, compat, matrix_account, matrix_conversations, matrix_ephemeral, matrix_profile, matrix_rooms,
+                  matrix_sync, stream)
 from .api.base import NotFoundHandler, log_request
 from .auth import policy
 from .auth.passwords import Passwords
@@ -31,6 +32,7 @@ from .services.ephemeral import Ephemeral
 from .services.moderation import AdminQueries, Blocks, Moderation
 from .services.persister import Persister
 from .services.profiles import Profiles
+from .services.relations import Relations
 from .services.rooms import Rooms
 from .validation import schemas
 
@@ -52,6 +54,7 @@ class AppContext:
     moderation: Moderation
     admin: AdminQueries
     compat: Compat
+    relations: Relations
     sync_sessions: SyncSessions = field(default_factory=SyncSessions)
     in_flight: int = 0
     streams: stream.OpenStreams | None = None
@@ -122,13 +125,15 @@ class AtomChat:
                               moderation=moderation,
                               admin=AdminQueries(pool=self._pool, blocks=blocks, system_user=moderation.system_user),
                               compat=Compat(pool=self._pool, accounts=accounts, rooms=rooms, moderation=moderation),
+                              relations=Relations(pool=self._pool, rooms=rooms),
                               streams=stream.OpenStreams(settings.websocket_ping_seconds))
         self.ctx.streams.start()
         return self.application()
 
     def application(self) -> tornado.web.Application:
         routes = (matrix_account.routes() + matrix_rooms.routes() + matrix_profile.routes() + matrix_sync.routes()
-                  + matrix_ephemeral.routes() + stream.routes() + admin.routes() + compat.routes())
+                  + matrix_ephemeral.routes() + matrix_conversations.routes() + stream.routes() + admin.routes()
+                  + compat.routes())
         handlers = [(pattern, handler, {"ctx": self.ctx}) for pattern, handler in routes]
         return tornado.web.Application(
             handlers,

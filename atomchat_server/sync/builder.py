@@ -18,6 +18,7 @@ from ..auth.sessions import Requester
 from ..events.filters import RoomEventFilter, SyncFilter
 from ..events.format import client_event, stripped_state
 from ..events.visibility import visible_ranges
+from ..services.relations import bundle
 from ..storage import ephemeral as ephemeral_store
 from ..storage import events as event_store
 from ..storage import sync as sync_store
@@ -182,6 +183,18 @@ class SyncBuilder:
         device = (requester.user_id, requester.device_id)
         return [client_event(row, device=device) for row in rows]
 
+    async def _timeline_events(self, requester: Requester, room_id: str, rows, limited: bool,
+                               ranges) -> list[dict[str, Any]]:
+        """A timeline's events, with their bundled aggregations when it is
+        limited (as the spec has it): a timeline that is not follows on from
+        what the client has, which aggregates the new children itself.
+        ``ranges`` None: the reader's visible stretches are read here."""
+        if not limited:
+            return self._format(rows, requester)
+        if ranges is None:
+            ranges = await self._ranges(room_id, requester.user_id)
+        return await bundle(self._pool, requester, room_id, rows, ranges)
+
     async def _timeline(self, room_id: str, after: int | None, upto: int, flt: RoomEventFilter,
                         ranges) -> tuple[list[Any], bool]:
         types, not_types = flt.type_patterns()
@@ -217,7 +230,9 @@ class SyncBuilder:
             state_rows = await self._with_senders(room_id, state_rows, rows, requester.user_id, start)
         state_rows = self._filter_state(state_rows, rows, requester.user_id, sync_filter.state, lazy)
         return {
-            "timeline": {"events": self._format(rows, requester), "limited": limited, "prev_batch": tokens.make(start)},
+            "timeline": {"events": await self._timeline_events(requester, room_id, rows, limited,
+                                                               ranges if since is None else None),
+                         "limited": limited, "prev_batch": tokens.make(start)},
             "state": {"events": self._format(state_rows, requester)},
             "ephemeral": {"events": []},
             "account_data": {"events": []},
@@ -260,11 +275,12 @@ class SyncBuilder:
     async def _left_room(self, requester: Requester, room_id: str, since: int | None, membership,
                          sync_filter: SyncFilter) -> dict[str, Any]:
         """Events up to and including the user's leave (or ban)."""
-        rows, limited = await self._timeline(room_id, since, membership["stream"], sync_filter.timeline,
-                                             await self._ranges(room_id, requester.user_id))
+        ranges = await self._ranges(room_id, requester.user_id)
+        rows, limited = await self._timeline(room_id, since, membership["stream"], sync_filter.timeline, ranges)
         start = rows[0]["stream"] - 1 if rows else membership["stream"]
         return {
-            "timeline": {"events": self._format(rows, requester), "limited": limited, "prev_batch": tokens.make(start)},
+            "timeline": {"events": await self._timeline_events(requester, room_id, rows, limited, ranges),
+                         "limited": limited, "prev_batch": tokens.make(start)},
             "state": {"events": []},
             "account_data": {"events": []},
         }
