@@ -51,6 +51,25 @@ class ThreadsHandler(BaseHandler):
             limit=self.int_argument("limit", 50)))
 
 
+class TagsHandler(BaseHandler):
+    async def get(self, user_id: str, room_id: str) -> None:
+        requester = await self.authenticate()
+        self.send_json(await self.ctx.ephemeral.tags(requester, user_id, room_id))
+
+
+class TagHandler(BaseHandler):
+    async def put(self, user_id: str, room_id: str, tag: str) -> None:
+        requester = await self.authenticate()
+        body = self.json_body("matrix/tag.request")
+        await self.ctx.ephemeral.set_tag(requester, user_id, room_id, tag, body)
+        self.send_json({})
+
+    async def delete(self, user_id: str, room_id: str, tag: str) -> None:
+        requester = await self.authenticate()
+        await self.ctx.ephemeral.set_tag(requester, user_id, room_id, tag, None)
+        self.send_json({})
+
+
 def routes() -> list[tuple[str, type]]:
     relations = PREFIX_V1 + ROOM + r"/relations/([^/]+)"
     return [
@@ -58,4 +77,6 @@ def routes() -> list[tuple[str, type]]:
         (relations + r"/([^/]+)", RelationsHandler),
         (relations + r"/([^/]+)/([^/]+)", RelationsHandler),
         (PREFIX_V1 + ROOM + r"/threads", ThreadsHandler),
+        (PREFIX + r"/user/([^/]+)" + ROOM + r"/tags", TagsHandler),
+        (PREFIX + r"/user/([^/]+)" + ROOM + r"/tags/([^/]+)", TagHandler),
     ]

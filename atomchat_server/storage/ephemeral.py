@@ -46,6 +46,24 @@ async def put_account_data(conn, *, user_id: str, room_id: str, type: str, conte
     )
 
 
+async def put_tag(conn, *, user_id: str, room_id: str, tag: str, content: dict[str, Any] | None) -> int:
+    """Sets (or with ``content`` None, removes) one tag of the user's
+    ``m.tag`` room account data, in place: concurrent changes of different
+    tags all stick. Tags that are not an object (set through the generic
+    account data endpoint) start afresh."""
+    return await conn.fetchval(
+        "WITH old AS (SELECT COALESCE((SELECT CASE WHEN jsonb_typeof(content->'tags') = 'object'"
+        "                                         THEN content->'tags' END"
+        "   FROM account_data WHERE user_id = $1 AND room_id = $2 AND type = 'm.tag'), '{}'::jsonb) AS tags)"
+        " INSERT INTO account_data (user_id, room_id, type, content, stream)"
+        " SELECT $1, $2, 'm.tag', jsonb_build_object('tags', CASE WHEN $4::jsonb IS NULL THEN old.tags - $3::text"
+        "        ELSE old.tags || jsonb_build_object($3::text, $4::jsonb) END), nextval('event_stream') FROM old"
+        " ON CONFLICT (user_id, room_id, type) DO UPDATE SET content = EXCLUDED.content, stream = EXCLUDED.stream"
+        " RETURNING stream",
+        user_id, room_id, tag, content,
+    )
+
+
 # -- reads ---------------------------------------------------------------------------
 
 
