@@ -33,6 +33,7 @@ from .services.moderation import AdminQueries, Blocks, Moderation
 from .services.persister import Persister
 from .services.profiles import Profiles
 from .services.relations import Relations
+from .services.reports import Reports
 from .services.rooms import Rooms
 from .validation import schemas
 
@@ -55,6 +56,7 @@ class AppContext:
     admin: AdminQueries
     compat: Compat
     relations: Relations
+    reports: Reports
     sync_sessions: SyncSessions = field(default_factory=SyncSessions)
     in_flight: int = 0
     streams: stream.OpenStreams | None = None
@@ -126,6 +128,7 @@ class AtomChat:
                               admin=AdminQueries(pool=self._pool, blocks=blocks, system_user=moderation.system_user),
                               compat=Compat(pool=self._pool, accounts=accounts, rooms=rooms, moderation=moderation),
                               relations=Relations(pool=self._pool, rooms=rooms),
+                              reports=Reports(pool=self._pool, rooms=rooms),
                               streams=stream.OpenStreams(settings.websocket_ping_seconds))
         self.ctx.streams.start()
         return self.application()

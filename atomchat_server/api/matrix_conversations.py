@@ -70,6 +70,30 @@ class TagHandler(BaseHandler):
         self.send_json({})
 
 
+class ReportEventHandler(BaseHandler):
+    async def post(self, room_id: str, event_id: str) -> None:
+        requester = await self.authenticate()
+        body = self.json_body("matrix/report_event.request")
+        await self.ctx.reports.report_event(requester, room_id, event_id, body.get("reason", ""), body.get("score"))
+        self.send_json({})
+
+
+class ReportRoomHandler(BaseHandler):
+    async def post(self, room_id: str) -> None:
+        requester = await self.authenticate()
+        body = self.json_body("matrix/report.request")
+        await self.ctx.reports.report_room(requester, room_id, body["reason"])
+        self.send_json({})
+
+
+class ReportUserHandler(BaseHandler):
+    async def post(self, user_id: str) -> None:
+        requester = await self.authenticate()
+        body = self.json_body("matrix/report.request")
+        await self.ctx.reports.report_user(requester, user_id, body["reason"])
+        self.send_json({})
+
+
 def routes() -> list[tuple[str, type]]:
     relations = PREFIX_V1 + ROOM + r"/relations/([^/]+)"
     return [
@@ -77,6 +101,9 @@ def routes() -> list[tuple[str, type]]:
         (relations + r"/([^/]+)", RelationsHandler),
         (relations + r"/([^/]+)/([^/]+)", RelationsHandler),
         (PREFIX_V1 + ROOM + r"/threads", ThreadsHandler),
+        (PREFIX + ROOM + r"/report/([^/]+)", ReportEventHandler),
+        (PREFIX + ROOM + r"/report", ReportRoomHandler),
+        (PREFIX + r"/users/([^/]+)/report", ReportUserHandler),
         (PREFIX + r"/user/([^/]+)" + ROOM + r"/tags", TagsHandler),
         (PREFIX + r"/user/([^/]+)" + ROOM + r"/tags/([^/]+)", TagHandler),
     ]
