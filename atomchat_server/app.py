@@ -31,6 +31,7 @@ from .services.compat import Compat
 from .services.ephemeral import Ephemeral
 from .services.moderation import AdminQueries, Blocks, Moderation
 from .services.persister import Persister
+from .services.presence import Presence
 from .services.profiles import Profiles
 from .services.relations import Relations
 from .services.reports import Reports
@@ -57,6 +58,7 @@ class AppContext:
     compat: Compat
     relations: Relations
     reports: Reports
+    presence: Presence
     sync_sessions: SyncSessions = field(default_factory=SyncSessions)
     in_flight: int = 0
     streams: stream.OpenStreams | None = None
@@ -121,14 +123,17 @@ class AtomChat:
         await moderation.start()
         rooms = Rooms(pool=self._pool, persister=self._persister, server_name=settings.server_name, blocks=blocks)
         profiles = Profiles(pool=self._pool, rooms=rooms, blocks=blocks)
+        presence = Presence(pool=self._pool, persister=self._persister,
+                            timeout_seconds=settings.presence_timeout_seconds, tracking=settings.track_presence)
+        presence.start()
         self.ctx = AppContext(settings=settings, pool=self._pool, accounts=accounts, rooms=rooms, profiles=profiles,
-                              notifier=notifier, sync=SyncBuilder(self._pool),
+                              notifier=notifier, sync=SyncBuilder(self._pool, presence),
                               ephemeral=Ephemeral(pool=self._pool, persister=self._persister),
                               moderation=moderation,
                               admin=AdminQueries(pool=self._pool, blocks=blocks, system_user=moderation.system_user),
                               compat=Compat(pool=self._pool, accounts=accounts, rooms=rooms, moderation=moderation),
                               relations=Relations(pool=self._pool, rooms=rooms),
-                              reports=Reports(pool=self._pool, rooms=rooms),
+                              reports=Reports(pool=self._pool, rooms=rooms), presence=presence,
                               streams=stream.OpenStreams(settings.websocket_ping_seconds))
         self.ctx.streams.start()
         return self.application()
@@ -157,6 +162,7 @@ class AtomChat:
         if self.ctx is not None:
             self.ctx.streams.stop()
             self.ctx.ephemeral.stop()
+            await self.ctx.presence.stop()
             self.ctx.sync_sessions.close_all()
         if self._persister is not None:
             await self._persister.stop()

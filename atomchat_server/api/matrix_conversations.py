@@ -94,6 +94,19 @@ class ReportUserHandler(BaseHandler):
         self.send_json({})
 
 
+class PresenceHandler(BaseHandler):
+    async def get(self, user_id: str) -> None:
+        requester = await self.authenticate()
+        self.send_json(await self.ctx.presence.status(requester, user_id))
+
+    async def put(self, user_id: str) -> None:
+        requester = await self.authenticate()
+        body = self.json_body("matrix/presence.request")
+        await self.ctx.presence.set_status(requester, user_id, body["presence"], body.get("status_msg"),
+                                           keep_status="status_msg" not in body)
+        self.send_json({})
+
+
 def routes() -> list[tuple[str, type]]:
     relations = PREFIX_V1 + ROOM + r"/relations/([^/]+)"
     return [
@@ -104,6 +117,7 @@ def routes() -> list[tuple[str, type]]:
         (PREFIX + ROOM + r"/report/([^/]+)", ReportEventHandler),
         (PREFIX + ROOM + r"/report", ReportRoomHandler),
         (PREFIX + r"/users/([^/]+)/report", ReportUserHandler),
+        (PREFIX + r"/presence/([^/]+)/status", PresenceHandler),
         (PREFIX + r"/user/([^/]+)" + ROOM + r"/tags", TagsHandler),
         (PREFIX + r"/user/([^/]+)" + ROOM + r"/tags/([^/]+)", TagHandler),
     ]

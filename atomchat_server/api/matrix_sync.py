@@ -31,6 +31,10 @@ class SyncHandler(BaseHandler):
         timeout = max(0, min(self.int_argument("timeout", 0), MAX_TIMEOUT_MS)) / 1000
         filter_param = self.get_query_argument("filter", None)
         full_state = self.get_query_argument("full_state", "false") == "true"
+        set_presence = self.get_query_argument("set_presence", "online")
+        if set_presence not in ("online", "unavailable", "offline"):
+            raise MatrixError(400, "M_INVALID_PARAM", "'set_presence' is one of online, unavailable, offline")
+        await self.ctx.presence.seen(requester.user_id, set_presence)
         sessions = self.ctx.sync_sessions
         session = None if full_state else sessions.take(requester.session_id, since, filter_param)
         if session is None:

@@ -139,6 +139,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             self._close(CLOSE_AUTH_TIMEOUT, "no auth frame within 10 seconds")
 
     def _start(self) -> None:
+        self.ctx.presence.seen_soon(self.requester.user_id)  # an open stream keeps its user online
         self._task = asyncio.ensure_future(self._push_loop())
 
     # -- pushing sync frames -----------------------------------------------------
@@ -294,6 +295,8 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
 
     def on_pong(self, data: bytes) -> None:
         self._answered = True
+        if self.requester is not None:
+            self.ctx.presence.seen_soon(self.requester.user_id)
 
     def shutdown(self) -> None:
         """Server shutdown: tell the client to come back later."""

@@ -127,12 +127,17 @@ async def unread_counts(db, user_id: str, room_ids: Sequence[str], cap: int) -> 
 
 
 async def updates_between(db, after: int, upto: int) -> list[asyncpg.Record]:
-    """Who to wake for the receipts, typing notices and account data with
-    after < stream <= upto: (room_id, user_id) pairs, user_id set for account data."""
+    """Who to wake for the receipts, typing notices, account data and
+    presence changes with after < stream <= upto: (room_id, user_id) pairs,
+    user_id set for account data. A presence change wakes the rooms its
+    user is in (whoever shares one sees it) and the user."""
     return await db.fetch(
         "SELECT room_id, NULL AS user_id FROM receipts WHERE stream > $1 AND stream <= $2"
         " UNION ALL SELECT room_id, NULL FROM typing WHERE stream > $1 AND stream <= $2"
-        " UNION ALL SELECT NULL, user_id FROM account_data WHERE stream > $1 AND stream <= $2",
+        " UNION ALL SELECT NULL, user_id FROM account_data WHERE stream > $1 AND stream <= $2"
+        " UNION ALL SELECT m.room_id, NULL FROM presence p JOIN memberships m"
+        "   ON m.user_id = p.user_id AND m.membership = 'join' WHERE p.stream > $1 AND p.stream <= $2"
+        " UNION ALL SELECT NULL, user_id FROM presence WHERE stream > $1 AND stream <= $2",
         after, upto,
     )
 

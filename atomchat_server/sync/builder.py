@@ -48,8 +48,9 @@ class SyncResult:
 
 
 class SyncBuilder:
-    def __init__(self, pool) -> None:
+    def __init__(self, pool, presence) -> None:
         self._pool = pool
+        self._presence = presence  # services.presence.Presence
 
     async def sync(self, requester: Requester, *, since: int | None, upto: int, sync_filter: SyncFilter,
                    full_state: bool) -> SyncResult:
@@ -118,12 +119,12 @@ class SyncBuilder:
             "rooms": {"join": joined, "invite": invited, "leave": left},
             "account_data": {"events": [{"type": row["type"], "content": row["content"]}
                                         for row in account_rows if not row["room_id"]]},
-            "presence": {"events": []},
+            "presence": {"events": await self._presence.events_since(user_id, since, upto)},
             "to_device": {"events": []},
             "device_lists": {"changed": [], "left": []},
             "device_one_time_keys_count": {},
         }
-        empty = not (joined or invited or left or body["account_data"]["events"])
+        empty = not (joined or invited or left or body["account_data"]["events"] or body["presence"]["events"])
         return SyncResult(body, empty=empty, joined_rooms=frozenset(member_of))
 
     async def add_counts(self, user_id: str, joined: dict[str, Any]) -> None:
