@@ -5,7 +5,10 @@
 -- content: nothing more is written when an event is sent, and a redaction,
 -- which prunes m.relates_to with the rest of the content, removes the
 -- relation from the index by itself.
-CREATE INDEX events_relations ON events (room_id, ((content->'m.relates_to'->>'event_id')), stream)
+-- The relation type is in the key so that aggregating a message's edits
+-- and threads never reads its (possibly thousands of) reactions.
+CREATE INDEX events_relations
+    ON events (room_id, ((content->'m.relates_to'->>'event_id')), ((content->'m.relates_to'->>'rel_type')), stream)
     WHERE (content->'m.relates_to'->>'event_id') IS NOT NULL;
 -- A room's threads by latest activity (GET /rooms/{roomId}/threads).
 CREATE INDEX events_threads ON events (room_id, stream)
