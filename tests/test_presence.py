@@ -146,6 +146,23 @@ async def test_an_idle_user_goes_offline(api, server):
     assert (await status(bob, alice))["presence"] == "offline"
 
 
+async def test_the_stream_delivers_presence(api, server):
+    alice, bob = await register(api, "alice", "bob")
+    await room_of(alice, bob)
+    stream = await Stream.open(server.base_url, token=bob.access_token)
+    try:
+        await stream.frame()
+        await set_status(alice, {"presence": "unavailable", "status_msg": "away"})
+
+        def told(frames):
+            return any(event["sender"] == alice.user_id and event["content"]["status_msg"] == "away"
+                       for frame in frames for event in frame["presence"]["events"])
+
+        await stream.sync_until(told)
+    finally:
+        await stream.close()
+
+
 @pytest.mark.settings(track_presence=True, presence_timeout_seconds=1.2)
 async def test_an_open_stream_keeps_its_user_online(api, server):
     alice, bob = await register(api, "alice", "bob")
