@@ -57,10 +57,7 @@ class Presence:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await asyncio.gather(self._task, return_exceptions=True)  # its CancelledError, taken here
 
     @property
     def active_window_ms(self) -> int:
