@@ -168,8 +168,13 @@ async def test_threads_summaries_and_list(api):
     assert ids_of(rest["chunk"]) == [first] and "next_batch" not in rest.body
 
     # New activity moves a thread to the front.
-    await send(alice, room_id, in_thread(first, "back to the first"))
+    back = await send(alice, room_id, in_thread(first, "back to the first"))
     assert ids_of((await threads(bob, room_id))["chunk"]) == [first, second]
+    # A redacted thread event leaves the thread.
+    await alice.redact(room_id, back)
+    summary = (await bob.event(room_id, first))["unsigned"]["m.relations"]["m.thread"]
+    assert (summary["count"], summary["latest_event"]["event_id"]) == (2, latest)
+    assert ids_of((await threads(bob, room_id))["chunk"]) == [second, first]
 
 
 async def test_a_thread_cannot_start_from_a_relation(api):
