@@ -170,6 +170,10 @@ async def test_threads_summaries_and_list(api):
     # New activity moves a thread to the front.
     back = await send(alice, room_id, in_thread(first, "back to the first"))
     assert ids_of((await threads(bob, room_id))["chunk"]) == [first, second]
+    # The thread's latest event comes with its latest edit.
+    fixed = await send(alice, room_id, edit(back, "back to the first, edited"))
+    summary = (await bob.event(room_id, first))["unsigned"]["m.relations"]["m.thread"]
+    assert summary["latest_event"]["unsigned"]["m.relations"]["m.replace"]["event_id"] == fixed
     # A redacted thread event leaves the thread.
     await alice.redact(room_id, back)
     summary = (await bob.event(room_id, first))["unsigned"]["m.relations"]["m.thread"]

@@ -27,22 +27,38 @@ MAX_LIMIT = 1000
 async def bundle(pool, requester: Requester, room_id: str, rows: Sequence[Any],
                  ranges: Sequence[Range]) -> list[dict[str, Any]]:
     """The client form of ``rows`` (events of one room), each non-state
-    event with its aggregations, in one round trip for them all."""
+    event with its aggregations, in one round trip for them all (two when
+    there are threads: a thread's latest event comes with its latest edit,
+    so a thread's summary shows the edited text)."""
     device = (requester.user_id, requester.device_id)
+    found = await _aggregated(pool, requester, room_id, [row for row in rows if row["state_key"] is None],
+                              rules.AGGREGATED, ranges)
     events = [client_event(row, device=device) for row in rows]
-    parents = [row["event_id"] for row in rows if row["state_key"] is None]
-    if not parents:
-        return events
-    aggregates = await store.aggregates(pool, room_id, parents, rel_types=rules.AGGREGATED, ranges=ranges,
-                                        user_id=requester.user_id)
-    if not aggregates:
-        return events
-    found = rules.bundle(aggregates, lambda row: client_event(row, device=device))
     for event in events:
         relations = found.get(event["event_id"])
         if relations:
             event["unsigned"]["m.relations"] = relations
     return events
+
+
+async def _aggregated(pool, requester: Requester, room_id: str, parents: Sequence[Any], rel_types: Sequence[str],
+                      ranges: Sequence[Range]) -> dict[str, dict[str, Any]]:
+    """``m.relations`` per parent event id (parents: stored rows)."""
+    if not parents:
+        return {}
+    aggregates = await store.aggregates(pool, room_id, [row["event_id"] for row in parents], rel_types=rel_types,
+                                        ranges=ranges, user_id=requester.user_id)
+    latest = [row["event"] for row in aggregates if row["rel_type"] == rules.THREAD]
+    edits = await _aggregated(pool, requester, room_id, latest, (rules.REPLACE,), ranges) if latest else {}
+    device = (requester.user_id, requester.device_id)
+
+    def formatted(row) -> dict[str, Any]:
+        event = client_event(row, device=device)
+        if row["event_id"] in edits:
+            event["unsigned"]["m.relations"] = edits[row["event_id"]]
+        return event
+
+    return rules.bundle(aggregates, formatted)
 
 
 async def check_relation(pool, room_id: str, content: dict[str, Any]) -> None:
