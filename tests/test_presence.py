@@ -69,8 +69,14 @@ async def test_syncing_shows_a_user_online_to_those_who_share_a_room(api, server
     assert (await status(alice, alice))["presence"] == "online"
     assert (await status(carol, alice, status=403))["errcode"] == "M_FORBIDDEN"
     assert (await status(bob, "@nobody:test.local", status=404))["errcode"] == "M_NOT_FOUND"
-    # An initial sync shows who is online.
+    # An initial sync shows who is online, unless the filter leaves presence out.
     assert presence_of(await sync(bob, set_presence="offline"), alice)[0]["presence"] == "online"
+    for presence_filter in ({"not_types": ["*"]}, {"types": []}, {"types": ["m.room.*"]}):
+        answer = await sync(bob, set_presence="offline", filter={"presence": presence_filter})
+        assert answer["presence"]["events"] == []
+    answer = await sync(bob, set_presence="offline", filter={"presence": {"types": ["m.*"]}})
+    assert presence_of(answer, alice)[0]["presence"] == "online"
+    assert (await sync(bob, filter={"presence": {"types": "m.presence"}}, status=400))["errcode"] == "M_INVALID_PARAM"
 
 
 async def test_set_presence_on_sync(api, server):

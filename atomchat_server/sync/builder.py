@@ -119,7 +119,8 @@ class SyncBuilder:
             "rooms": {"join": joined, "invite": invited, "leave": left},
             "account_data": {"events": [{"type": row["type"], "content": row["content"]}
                                         for row in account_rows if not row["room_id"]]},
-            "presence": {"events": await self._presence.events_since(user_id, since, upto)},
+            "presence": {"events": await self._presence.events_since(user_id, since, upto)
+                         if sync_filter.presence.wants_type("m.presence") else []},
             "to_device": {"events": []},
             "device_lists": {"changed": [], "left": []},
             "device_one_time_keys_count": {},
