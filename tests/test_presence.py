@@ -4,9 +4,11 @@ state are respected, an idle user goes offline, a syncing user costs no
 write per request, and two server processes agree."""
 
 import asyncio
+import json
 
 import asyncpg
 import pytest
+from tornado.httpclient import HTTPClientError
 
 from .client import ApiClient, path_param
 from .room_steps import register, room_of
@@ -180,6 +182,16 @@ async def test_an_open_stream_keeps_its_user_online(api, server):
     finally:
         await stream.close()
     await eventually(lambda: _is(bob, alice, "offline"))
+    stream = await Stream.open(server.base_url, token=alice.access_token, set_presence="unavailable")
+    try:
+        await stream.frame()
+        await eventually(lambda: _is(bob, alice, "unavailable"))
+    finally:
+        await stream.close()
+    with pytest.raises(HTTPClientError) as refused:
+        await Stream.open(server.base_url, token=alice.access_token, set_presence="busy")
+    assert refused.value.code == 400
+    assert json.loads(refused.value.response.body)["errcode"] == "M_INVALID_PARAM"
 
 
 async def _is(reader, user, state):

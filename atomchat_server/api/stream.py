@@ -83,6 +83,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         self._since: int | None = None
         self._filter = None
         self._filter_param: str | None = None
+        self._set_presence = "online"
         self._task: asyncio.Task | None = None
         self._session: SyncSession | None = None
         self._pending = 0
@@ -99,6 +100,9 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
                 raise MatrixError(400, "M_UNRECOGNIZED", "This endpoint is a WebSocket: connect with an Upgrade request")
             since = self.get_query_argument("since", None)
             self._since = tokens.parse(since, "since") if since else None
+            self._set_presence = self.get_query_argument("set_presence", "online")
+            if self._set_presence not in ("online", "unavailable", "offline"):
+                raise MatrixError(400, "M_INVALID_PARAM", "'set_presence' is one of online, unavailable, offline")
             self._token = self._header_or_query_token()
             if self._token is not None:
                 self.requester = await self.ctx.accounts.authenticate(self._token)
@@ -139,7 +143,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             self._close(CLOSE_AUTH_TIMEOUT, "no auth frame within 10 seconds")
 
     def _start(self) -> None:
-        self.ctx.presence.seen_soon(self.requester.user_id)  # an open stream keeps its user online
+        self.ctx.presence.seen_soon(self.requester.user_id, self._set_presence)  # an open stream keeps its user present
         self._task = asyncio.ensure_future(self._push_loop())
 
     # -- pushing sync frames -----------------------------------------------------
@@ -296,7 +300,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
     def on_pong(self, data: bytes) -> None:
         self._answered = True
         if self.requester is not None:
-            self.ctx.presence.seen_soon(self.requester.user_id)
+            self.ctx.presence.seen_soon(self.requester.user_id, self._set_presence)
 
     def shutdown(self) -> None:
         """Server shutdown: tell the client to come back later."""

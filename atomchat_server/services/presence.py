@@ -96,7 +96,7 @@ class Presence:
         return await store.put_presence(conn, user_id=user_id, state=state, status_msg=None, keep_status=True,
                                         chosen=False, now_ms=_now_ms())
 
-    def seen_soon(self, user_id: str, syncing_as: str = rules.ONLINE) -> None:
+    def seen_soon(self, user_id: str, syncing_as: str) -> None:
         """seen() for callers that do not wait for it (an open stream's pong)."""
         if self._due(user_id, syncing_as):
             asyncio.ensure_future(self._seen_logged(user_id, syncing_as))
