@@ -236,6 +236,15 @@ async def test_logout_needs_a_token(api):
         assert error["errcode"] == "M_MISSING_TOKEN"
 
 
+async def test_logout_without_a_token_is_refused_before_its_body_is_read(api):
+    """Found by fuzzing: a body that is not JSON answered 400, telling an
+    anonymous caller about the body before refusing it."""
+    for path in ("logout", "logout/all"):
+        for raw in ("not json", "[]"):
+            error = await api.request("POST", f"{MATRIX}/{path}", raw=raw, status=401)
+            assert error["errcode"] == "M_MISSING_TOKEN"
+
+
 # -- refresh tokens ---------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..errors import MatrixError
 from .base import BaseHandler
+from .contract import Op, Param
 from .matrix_account import PREFIX
 from .matrix_rooms import ROOM
 
@@ -19,17 +20,17 @@ def _direction(handler: BaseHandler) -> bool:
     return direction == "b"
 
 
-def _flag(handler: BaseHandler, name: str) -> bool | None:
-    value = handler.get_query_argument(name, None)
-    if value is None:
-        return None
-    if value not in ("true", "false"):
-        raise MatrixError(400, "M_INVALID_PARAM", f"'{name}' must be 'true' or 'false'")
-    return value == "true"
-
-
 class RelationsHandler(BaseHandler):
     """GET /v1/rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]]."""
+
+    contract = {"get": Op("The events that relate to an event, paged", {200: "matrix/relations.response"},
+                          errors=(403, 404), query=(
+        Param("dir", {"type": "string", "enum": ["b", "f"]}, "b (default): newest first; f: oldest first"),
+        Param("from", description="The next_batch of the previous page"),
+        Param("to", description="A token to stop at"),
+        Param("limit", {"type": "integer"}, "Events per page, 1 to 1000 (default 50)"),
+        Param("recurse", {"type": "string", "enum": ["true", "false"]},
+              "true: relations of relations too, three levels deep")))}
 
     async def get(self, room_id: str, event_id: str, rel_type: str | None = None,
                   event_type: str | None = None) -> None:
@@ -37,10 +38,19 @@ class RelationsHandler(BaseHandler):
         self.send_json(await self.ctx.relations.children(
             requester, room_id, event_id, rel_type=rel_type, event_type=event_type,
             from_token=self.get_query_argument("from", None), to_token=self.get_query_argument("to", None),
-            backwards=_direction(self), limit=self.int_argument("limit", 50), recurse=_flag(self, "recurse")))
+            backwards=_direction(self), limit=self.int_argument("limit", 50),
+            # Absent and false differ: only a given 'recurse' is answered with recursion_depth.
+            recurse=(self.bool_argument("recurse", False)
+                     if self.get_query_argument("recurse", None) is not None else None)))
 
 
 class ThreadsHandler(BaseHandler):
+    contract = {"get": Op("The room's threads, latest activity first", {200: "matrix/threads.response"},
+                          errors=(403, 404), query=(
+        Param("include", {"type": "string", "enum": ["all", "participated"]}),
+        Param("from", description="The next_batch of the previous page"),
+        Param("limit", {"type": "integer"}, "Thread roots per page, 1 to 1000 (default 50)")))}
+
     async def get(self, room_id: str) -> None:
         requester = await self.authenticate()
         include = self.get_query_argument("include", "all")
@@ -52,12 +62,18 @@ class ThreadsHandler(BaseHandler):
 
 
 class TagsHandler(BaseHandler):
+    contract = {"get": Op("The user's tags on a room", {200: "matrix/tags.response"}, errors=(403, 404))}
+
     async def get(self, user_id: str, room_id: str) -> None:
         requester = await self.authenticate()
         self.send_json(await self.ctx.ephemeral.tags(requester, user_id, room_id))
 
 
 class TagHandler(BaseHandler):
+    contract = {"put": Op("Tag a room", {200: "matrix/empty.response"}, request="matrix/tag.request",
+                          errors=(403, 404)),
+                "delete": Op("Remove a room's tag", {200: "matrix/empty.response"}, errors=(403, 404))}
+
     async def put(self, user_id: str, room_id: str, tag: str) -> None:
         requester = await self.authenticate()
         body = self.json_body("matrix/tag.request")
@@ -71,6 +87,9 @@ class TagHandler(BaseHandler):
 
 
 class ReportEventHandler(BaseHandler):
+    contract = {"post": Op("Report an event to the moderators", {200: "matrix/empty.response"},
+                           request="matrix/report_event.request", errors=(404,))}
+
     async def post(self, room_id: str, event_id: str) -> None:
         requester = await self.authenticate()
         body = self.json_body("matrix/report_event.request")
@@ -79,6 +98,9 @@ class ReportEventHandler(BaseHandler):
 
 
 class ReportRoomHandler(BaseHandler):
+    contract = {"post": Op("Report a room to the moderators", {200: "matrix/empty.response"},
+                           request="matrix/report.request", errors=(404,))}
+
     async def post(self, room_id: str) -> None:
         requester = await self.authenticate()
         body = self.json_body("matrix/report.request")
@@ -87,6 +109,9 @@ class ReportRoomHandler(BaseHandler):
 
 
 class ReportUserHandler(BaseHandler):
+    contract = {"post": Op("Report a user to the moderators", {200: "matrix/empty.response"},
+                           request="matrix/report.request", errors=(404,))}
+
     async def post(self, user_id: str) -> None:
         requester = await self.authenticate()
         body = self.json_body("matrix/report.request")
@@ -95,6 +120,10 @@ class ReportUserHandler(BaseHandler):
 
 
 class PresenceHandler(BaseHandler):
+    contract = {"get": Op("A user's presence", {200: "matrix/presence.response"}, errors=(403, 404)),
+                "put": Op("Choose one's presence", {200: "matrix/empty.response"}, request="matrix/presence.request",
+                          errors=(403,))}
+
     async def get(self, user_id: str) -> None:
         requester = await self.authenticate()
         self.send_json(await self.ctx.presence.status(requester, user_id))
