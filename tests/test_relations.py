@@ -58,7 +58,8 @@ async def test_edits_aggregate_the_latest_valid_one_everywhere(api):
     await send(alice, room_id, edit(original, "I like pie"))
     latest = await send(alice, room_id, edit(original, "I like chocolate cake"))
     await send(bob, room_id, edit(original, "bob cannot edit alice"))  # another sender: not valid
-    await send(alice, room_id, relates("m.replace", original, msgtype="m.text", body="no new content"))  # no m.new_content
+    # Without m.new_content: not valid either.
+    await send(alice, room_id, relates("m.replace", original, msgtype="m.text", body="no new content"))
 
     event = (await bob.event(room_id, original)).body
     replacement = event["unsigned"]["m.relations"]["m.replace"]

@@ -44,7 +44,8 @@ async def test_tags_set_read_delete_and_sync(api, server):
 
     answer, elapsed = await held_then_woken(loop, lambda: put_tag(alice, room_id, "m.favourite", {"order": 0.25}))
     assert elapsed < 3
-    assert room_account_data(answer, room_id) == [{"type": "m.tag", "content": {"tags": {"m.favourite": {"order": 0.25}}}}]
+    assert room_account_data(answer, room_id) == [
+        {"type": "m.tag", "content": {"tags": {"m.favourite": {"order": 0.25}}}}]
 
     await put_tag(alice, room_id, "u.work", {})
     await put_tag(alice, room_id, "m.favourite", {"order": 0.5})
