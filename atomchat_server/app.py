@@ -23,6 +23,7 @@ from .api import (
     admin,
     compat,
     matrix_account,
+    matrix_conversations,
     matrix_ephemeral,
     matrix_media,
     matrix_profile,
@@ -50,8 +51,11 @@ from .services.ephemeral import Ephemeral
 from .services.media import Media
 from .services.moderation import AdminQueries, Blocks, Moderation
 from .services.persister import Persister
+from .services.presence import Presence
 from .services.profiles import Profiles
 from .services.push import PushEvaluator, PushRules
+from .services.relations import Relations, bundle
+from .services.reports import Reports
 from .services.rooms import Rooms
 from .services.search import Search
 from .services.server_name import settle_server_name
@@ -78,6 +82,9 @@ class AppContext:
     moderation: Moderation
     admin: AdminQueries
     compat: Compat
+    relations: Relations
+    reports: Reports
+    presence: Presence
     media: Media
     search: Search
     push: PushRules
@@ -93,7 +100,8 @@ def routes() -> list[tuple[str, type]]:
     """The one route table: the application serves it and the OpenAPI
     document (api/contract.py) describes it, from each handler's contract."""
     return (matrix_account.routes() + matrix_rooms.routes() + matrix_profile.routes() + matrix_sync.routes()
-            + matrix_ephemeral.routes() + matrix_media.routes() + matrix_search.routes() + matrix_push.routes()
+            + matrix_ephemeral.routes() + matrix_conversations.routes() + matrix_media.routes()
+            + matrix_search.routes() + matrix_push.routes()
             + matrix_services.routes() + stream.routes() + admin.routes() + compat.routes()
             + [(OPENAPI_PATH, OpenApiHandler)])
 
@@ -198,15 +206,20 @@ class AtomChat:
         await moderation.start()
         rooms = Rooms(pool=self._pool, persister=self._persister, server_name=settings.server_name, blocks=blocks)
         profiles = Profiles(pool=self._pool, rooms=rooms, blocks=blocks)
+        presence = Presence(pool=self._pool, persister=self._persister,
+                            timeout_seconds=settings.presence_timeout_seconds, tracking=settings.track_presence)
+        presence.start()
         media = Media(pool=self._pool, server_name=settings.server_name, root=settings.media_root,
                       max_upload_bytes=settings.max_upload_bytes, quota_bytes=settings.media_quota_bytes)
         await media.start()
         self.ctx = AppContext(settings=settings, pool=self._pool, accounts=accounts, rooms=rooms, profiles=profiles,
-                              notifier=notifier, sync=SyncBuilder(self._pool),
+                              notifier=notifier, sync=SyncBuilder(self._pool, presence, bundle),
                               ephemeral=Ephemeral(pool=self._pool, persister=self._persister),
                               moderation=moderation,
                               admin=AdminQueries(pool=self._pool, blocks=blocks, system_user=moderation.system_user),
                               compat=Compat(pool=self._pool, accounts=accounts, rooms=rooms, moderation=moderation),
+                              relations=Relations(pool=self._pool, rooms=rooms),
+                              reports=Reports(pool=self._pool, rooms=rooms), presence=presence,
                               media=media, search=Search(pool=self._pool, rooms=rooms),
                               push=PushRules(pool=self._pool, persister=self._persister),
                               streams=stream.OpenStreams(settings.websocket_ping_seconds),
@@ -243,6 +256,7 @@ class AtomChat:
         if self.ctx is not None:
             self.ctx.streams.stop()
             self.ctx.ephemeral.stop()
+            await self.ctx.presence.stop()
             self.ctx.media.stop()
             self.ctx.sync_sessions.close_all()
         if self._persister is not None:

@@ -120,6 +120,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("log_level", _log_level, "INFO", "logging level (DEBUG, INFO, WARNING, ERROR)", "ATOMCHAT_LOG_LEVEL"),
     Option("max_body_bytes", _int, 65536, "largest accepted JSON request body in bytes", "ATOMCHAT_MAX_BODY_BYTES", minimum=1),
     Option("shutdown_grace_seconds", _float, 5.0, "how long in-flight requests may run on after SIGINT/SIGTERM", "ATOMCHAT_SHUTDOWN_GRACE_SECONDS", minimum=0),
+    Option("track_presence", _bool, True, "tell users who is online from their clients' syncing and streaming", "ATOMCHAT_TRACK_PRESENCE"),
+    Option("presence_timeout_seconds", _float, 180.0, "a user no client has seen (synced, streamed) for this long goes offline", "ATOMCHAT_PRESENCE_TIMEOUT_SECONDS", minimum=0.3),
     Option("websocket_ping_seconds", _float, 30.0, "interval of WebSocket pings; a peer silent for as long again is dropped", "ATOMCHAT_WEBSOCKET_PING_SECONDS", minimum=1),
     Option("header_timeout_seconds", _float, 10.0, "time a client has to send a request's headers (and how long an idle keep-alive connection stays open)", "ATOMCHAT_HEADER_TIMEOUT_SECONDS", minimum=0.1),
     Option("body_timeout_seconds", _float, 30.0, "time a client has to send a request's body", "ATOMCHAT_BODY_TIMEOUT_SECONDS", minimum=0.1),

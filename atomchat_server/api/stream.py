@@ -95,7 +95,9 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         "Open the WebSocket event stream", {101: None}, auth="optional", errors=(404, 429),
         description="A WebSocket upgrade (protocol/stream.md); without a token, authenticate with the first frame.",
         query=(Param("since", description="The next_batch of the last frame received"),
-               Param("filter", description="A filter id or a filter as JSON")))}
+               Param("filter", description="A filter id or a filter as JSON"),
+               Param("set_presence", {"type": "string", "enum": ["online", "unavailable", "offline"]},
+                     "What the open stream says about its user's presence (default online)")))}
 
     def initialize(self, ctx: AppContext) -> None:
         self.ctx = ctx
@@ -104,6 +106,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         self._since: int | None = None
         self._filter: SyncFilter | None = None
         self._filter_param: str | None = None
+        self._set_presence = "online"
         self._task: asyncio.Task | None = None
         self._session: SyncSession | None = None
         self._pending = 0
@@ -123,6 +126,9 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
                                   "This endpoint is a WebSocket: connect with an Upgrade request")
             since = self.get_query_argument("since", None)
             self._since = tokens.parse(since, "since") if since else None
+            self._set_presence = self.get_query_argument("set_presence", "online")
+            if self._set_presence not in ("online", "unavailable", "offline"):
+                raise MatrixError(400, "M_INVALID_PARAM", "'set_presence' is one of online, unavailable, offline")
             self._token = self._header_or_query_token()
             if self._token is not None:
                 self.requester = await self.ctx.accounts.authenticate(self._token)
@@ -164,6 +170,8 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             self._close(CLOSE_AUTH_TIMEOUT, "no auth frame within 10 seconds")
 
     def _start(self) -> None:
+        assert self.requester is not None, "started once authenticated"
+        self.ctx.presence.seen_soon(self.requester.user_id, self._set_presence)  # an open stream keeps its user present
         self._task = asyncio.ensure_future(self._push_loop())
 
     # -- pushing sync frames -----------------------------------------------------
@@ -360,6 +368,8 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
 
     def on_pong(self, data: bytes) -> None:
         self._answered = True
+        if self.requester is not None:
+            self.ctx.presence.seen_soon(self.requester.user_id, self._set_presence)
 
     def shutdown(self) -> None:
         """Server shutdown: tell the client to come back later."""

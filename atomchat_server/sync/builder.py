@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
@@ -26,6 +26,14 @@ from ..storage import events as event_store
 from ..storage import push as push_store
 from ..storage import sync as sync_store
 from . import tokens
+
+if TYPE_CHECKING:
+    from ..services.presence import Presence
+
+# Events in their client form with their bundled aggregations
+# (services.relations.bundle, which the room endpoints use too): the sync
+# engine sits below services/, so app hands it in.
+Bundler = Callable[[asyncpg.Pool, Requester, str, Sequence[Row], Sequence[Range]], Awaitable[list[dict[str, Any]]]]
 
 DEFAULT_TIMELINE_LIMIT = 20
 # The most events a sync timeline carries, whatever the filter asks (as /messages).
@@ -51,8 +59,10 @@ class SyncResult:
 
 
 class SyncBuilder:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, presence: Presence, bundle: Bundler) -> None:
         self._pool = pool
+        self._presence = presence
+        self._bundle = bundle
 
     async def sync(self, requester: Requester, *, since: int | None, upto: int, sync_filter: SyncFilter,
                    full_state: bool) -> SyncResult:
@@ -122,12 +132,13 @@ class SyncBuilder:
             "rooms": {"join": joined, "invite": invited, "leave": left},
             "account_data": {"events": [{"type": row["type"], "content": row["content"]}
                                         for row in account_rows if not row["room_id"]]},
-            "presence": {"events": []},
+            "presence": {"events": await self._presence.events_since(user_id, since, upto)
+                         if sync_filter.presence.wants_type("m.presence") else []},
             "to_device": {"events": []},
             "device_lists": {"changed": [], "left": []},
             "device_one_time_keys_count": {},
         }
-        empty = not (joined or invited or left or body["account_data"]["events"])
+        empty = not (joined or invited or left or body["account_data"]["events"] or body["presence"]["events"])
         return SyncResult(body, empty=empty, joined_rooms=frozenset(member_of))
 
     async def add_counts(self, user_id: str, joined: dict[str, Any], upto: int) -> None:
@@ -190,6 +201,18 @@ class SyncBuilder:
         device = (requester.user_id, requester.device_id)
         return [client_event(row, device=device) for row in rows]
 
+    async def _timeline_events(self, requester: Requester, room_id: str, rows: Sequence[Row], limited: bool,
+                               ranges: Sequence[Range] | None) -> list[dict[str, Any]]:
+        """A timeline's events, with their bundled aggregations when it is
+        limited (as the spec has it): a timeline that is not follows on from
+        what the client has, which aggregates the new children itself.
+        ``ranges`` None: the reader's visible stretches are read here."""
+        if not limited:
+            return self._format(rows, requester)
+        if ranges is None:
+            ranges = await self._ranges(room_id, requester.user_id)
+        return await self._bundle(self._pool, requester, room_id, rows, ranges)
+
     async def _timeline(self, room_id: str, after: int | None, upto: int, flt: RoomEventFilter,
                         ranges: Sequence[Range]) -> tuple[list[Any], bool]:
         types, not_types = flt.type_patterns()
@@ -227,7 +250,9 @@ class SyncBuilder:
             state_rows = await self._with_senders(room_id, state_rows, rows, requester.user_id, start)
         state_rows = self._filter_state(state_rows, rows, requester.user_id, sync_filter.state, lazy)
         return {
-            "timeline": {"events": self._format(rows, requester), "limited": limited, "prev_batch": tokens.make(start)},
+            "timeline": {"events": await self._timeline_events(requester, room_id, rows, limited,
+                                                               ranges if since is None else None),
+                         "limited": limited, "prev_batch": tokens.make(start)},
             "state": {"events": self._format(state_rows, requester)},
             "ephemeral": {"events": []},
             "account_data": {"events": []},
@@ -273,11 +298,12 @@ class SyncBuilder:
     async def _left_room(self, requester: Requester, room_id: str, since: int | None, membership: Row,
                          sync_filter: SyncFilter) -> dict[str, Any]:
         """Events up to and including the user's leave (or ban)."""
-        rows, limited = await self._timeline(room_id, since, membership["stream"], sync_filter.timeline,
-                                             await self._ranges(room_id, requester.user_id))
+        ranges = await self._ranges(room_id, requester.user_id)
+        rows, limited = await self._timeline(room_id, since, membership["stream"], sync_filter.timeline, ranges)
         start = rows[0]["stream"] - 1 if rows else membership["stream"]
         return {
-            "timeline": {"events": self._format(rows, requester), "limited": limited, "prev_batch": tokens.make(start)},
+            "timeline": {"events": await self._timeline_events(requester, room_id, rows, limited, ranges),
+                         "limited": limited, "prev_batch": tokens.make(start)},
             "state": {"events": []},
             "account_data": {"events": []},
         }
