@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 import tornado.web
 
-from .api import admin, compat, matrix_account, matrix_ephemeral, matrix_profile, matrix_rooms, matrix_sync, stream
+from .api import (admin, compat, matrix_account, matrix_ephemeral, matrix_keys, matrix_profile, matrix_rooms,
+                  matrix_sync, stream)
 from .api.base import NotFoundHandler, log_request
 from .auth import policy
 from .auth.passwords import Passwords
@@ -28,6 +29,7 @@ from .sync.session import SyncSessions
 from .services.accounts import Accounts, RateLimits
 from .services.compat import Compat
 from .services.ephemeral import Ephemeral
+from .services.keys import Keys
 from .services.moderation import AdminQueries, Blocks, Moderation
 from .services.persister import Persister
 from .services.profiles import Profiles
@@ -52,6 +54,7 @@ class AppContext:
     moderation: Moderation
     admin: AdminQueries
     compat: Compat
+    keys: Keys
     sync_sessions: SyncSessions = field(default_factory=SyncSessions)
     in_flight: int = 0
     streams: stream.OpenStreams | None = None
@@ -110,6 +113,8 @@ class AtomChat:
         self._persister = Persister(self._write_pool, on_commit=notifier.committed)
         notifier.writer_settled = self._persister.settled
         self._persister.start()
+        keys = Keys(pool=self._pool, persister=self._persister, server_name=settings.server_name)
+        accounts.devices_deleted = keys.devices_deleted
         moderation = Moderation(pool=self._pool, persister=self._persister, blocks=blocks,
                                 server_name=settings.server_name)
         notifier.observers.append(moderation.observe)  # before loading, so no rule slips between
@@ -122,13 +127,14 @@ class AtomChat:
                               moderation=moderation,
                               admin=AdminQueries(pool=self._pool, blocks=blocks, system_user=moderation.system_user),
                               compat=Compat(pool=self._pool, accounts=accounts, rooms=rooms, moderation=moderation),
+                              keys=keys,
                               streams=stream.OpenStreams(settings.websocket_ping_seconds))
         self.ctx.streams.start()
         return self.application()
 
     def application(self) -> tornado.web.Application:
         routes = (matrix_account.routes() + matrix_rooms.routes() + matrix_profile.routes() + matrix_sync.routes()
-                  + matrix_ephemeral.routes() + stream.routes() + admin.routes() + compat.routes())
+                  + matrix_ephemeral.routes() + matrix_keys.routes() + stream.routes() + admin.routes() + compat.routes())
         handlers = [(pattern, handler, {"ctx": self.ctx}) for pattern, handler in routes]
         return tornado.web.Application(
             handlers,

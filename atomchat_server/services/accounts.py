@@ -80,6 +80,9 @@ class Accounts:
         self._sessions = sessions
         self._limits = limits
         self._access_token_lifetime = access_token_lifetime
+        # Called with a user id once some of their devices are deleted (their
+        # keys go with them, which users sharing a room must hear about).
+        self.devices_deleted: Callable[[str], Awaitable[None]] | None = None
 
     # -- identities -------------------------------------------------------
 
@@ -219,6 +222,8 @@ class Accounts:
         # The notifier does this too once the NOTIFY arrives; doing it here
         # makes the revocation immediate for this process's next request.
         self._sessions.forget_user(user_id)
+        if count and self.devices_deleted is not None:
+            await self.devices_deleted(user_id)
         return count
 
     async def list_devices(self, user_id: str) -> list[dict[str, Any]]:

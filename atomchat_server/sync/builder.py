@@ -18,7 +18,9 @@ from ..auth.sessions import Requester
 from ..events.filters import RoomEventFilter, SyncFilter
 from ..events.format import client_event, stripped_state
 from ..events.visibility import visible_ranges
+from ..services.keys import device_list_changes, key_counts
 from ..storage import ephemeral as ephemeral_store
+from ..storage import keys as key_store
 from ..storage import events as event_store
 from ..storage import sync as sync_store
 from . import tokens
@@ -112,18 +114,37 @@ class SyncBuilder:
             room["account_data"]["events"] = room_account.get(room_id, [])
         await self.add_counts(user_id, joined)
 
+        to_device, device_lists = await self._encryption(requester, since, upto)
         body = {
             "next_batch": tokens.make(upto),
             "rooms": {"join": joined, "invite": invited, "leave": left},
             "account_data": {"events": [{"type": row["type"], "content": row["content"]}
                                         for row in account_rows if not row["room_id"]]},
             "presence": {"events": []},
-            "to_device": {"events": []},
-            "device_lists": {"changed": [], "left": []},
-            "device_one_time_keys_count": {},
+            "to_device": {"events": to_device},
+            "device_lists": device_lists,
+            "device_one_time_keys_count": await key_counts(self._pool, user_id, requester.device_id),
+            "device_unused_fallback_key_types": await key_store.unused_fallback_algorithms(
+                self._pool, user_id, requester.device_id),
         }
-        empty = not (joined or invited or left or body["account_data"]["events"])
+        empty = not (joined or invited or left or body["account_data"]["events"] or to_device
+                     or device_lists["changed"] or device_lists["left"])
         return SyncResult(body, empty=empty, joined_rooms=frozenset(member_of))
+
+    async def _encryption(self, requester: Requester, since: int | None,
+                          upto: int) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+        """The device's to-device messages and, after ``since``, whose devices
+        changed. Coming back with ``since`` acknowledges the messages at or
+        below it, which are then deleted; those after it are (re)sent until
+        a later token acknowledges them, so each is delivered exactly once
+        to a client that follows its tokens."""
+        user_id, device_id = requester.user_id, requester.device_id
+        if since is not None:
+            await key_store.acknowledge_to_device(self._pool, user_id, device_id, since)
+        messages = [{"sender": row["sender"], "type": row["type"], "content": row["content"]}
+                    for row in await key_store.to_device_between(self._pool, user_id, device_id, since, upto)]
+        changed, left = await device_list_changes(self._pool, user_id, since, upto) if since is not None else ([], [])
+        return messages, {"changed": changed, "left": left}
 
     async def add_counts(self, user_id: str, joined: dict[str, Any]) -> None:
         """Fills in unread_notifications and summary for the joined rooms of a response."""
