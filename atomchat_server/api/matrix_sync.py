@@ -41,6 +41,8 @@ class SyncHandler(BaseHandler):
             session.requester = requester
         self._session = session
         try:
+            if since is not None:
+                await session.acknowledge(since)
             result = await session.next(timeout)
         except MatrixError:
             session.close()

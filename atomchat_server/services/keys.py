@@ -111,6 +111,10 @@ class Keys:
         changed, left = await device_list_changes(self._pool, requester.user_id, after, upto)
         return {"changed": changed, "left": left}
 
+    async def acknowledge(self, requester: Requester, position: int) -> None:
+        """The device has its to-device messages up to ``position``: delete them."""
+        await store.acknowledge_to_device(self._pool, requester.user_id, requester.device_id, position)
+
     async def devices_deleted(self, user_id: str) -> None:
         """A user's devices went (their keys with them): tell who shares a room."""
         await self._persister.update(partial(store.device_list_changed, user_id=user_id))

@@ -133,14 +133,10 @@ class SyncBuilder:
 
     async def _encryption(self, requester: Requester, since: int | None,
                           upto: int) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
-        """The device's to-device messages and, after ``since``, whose devices
-        changed. Coming back with ``since`` acknowledges the messages at or
-        below it, which are then deleted; those after it are (re)sent until
-        a later token acknowledges them, so each is delivered exactly once
-        to a client that follows its tokens."""
+        """The device's to-device messages after ``since`` and whose devices
+        changed since then. A message is sent in every answer after a token
+        below it, until the client acknowledges it (SyncSession.acknowledge)."""
         user_id, device_id = requester.user_id, requester.device_id
-        if since is not None:
-            await key_store.acknowledge_to_device(self._pool, user_id, device_id, since)
         messages = [{"sender": row["sender"], "type": row["type"], "content": row["content"]}
                     for row in await key_store.to_device_between(self._pool, user_id, device_id, since, upto)]
         changed, left = await device_list_changes(self._pool, user_id, since, upto) if since is not None else ([], [])

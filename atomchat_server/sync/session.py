@@ -53,6 +53,9 @@ class SyncSession:
         self._counts: dict[str, list[int]] = {}  # room -> [unread, joined, invited]
         self.listener = Listener(requester.user_id)
         ctx.notifier.add_listener(self.listener)
+        # To-device messages may wait for this device's acknowledgement (see
+        # acknowledge()); unknown for a new session, so assumed.
+        self._unacknowledged = True
 
     def close(self) -> None:
         self._ctx.notifier.remove_listener(self.listener)
@@ -67,6 +70,15 @@ class SyncSession:
         """The client disconnected: a pending next() returns None."""
         self._gone = True
         self.listener.wake()
+
+    async def acknowledge(self, position: int) -> None:
+        """The client has everything up to ``position`` (it came back with
+        that token, or its stream answered a ping sent after that frame): the
+        to-device messages at or below it are deleted, never to be sent
+        again. Costs a query only when messages may be waiting."""
+        if self._unacknowledged:
+            self._unacknowledged = position < (self.since or 0)
+            await self._ctx.keys.acknowledge(self.requester, position)
 
     async def next(self, timeout: float | None) -> SyncResult | None:
         """The next answer: at once if something is waiting; else as soon as
@@ -128,6 +140,8 @@ class SyncSession:
         listener.needs_full = False
         result = await self._ctx.sync.sync(self.requester, since=self.since, upto=upto,
                                            sync_filter=self._filter, full_state=self._full_state)
+        if result.body["to_device"]["events"]:
+            self._unacknowledged = True
         added = result.joined_rooms - listener.rooms
         notifier.set_rooms(listener, result.joined_rooms)
         if added and notifier.position > upto:
