@@ -29,6 +29,7 @@ from .sync.session import SyncSessions
 from .services.accounts import Accounts, RateLimits
 from .services.compat import Compat
 from .services.ephemeral import Ephemeral
+from .services.key_backup import KeyBackup
 from .services.keys import Keys
 from .services.moderation import AdminQueries, Blocks, Moderation
 from .services.persister import Persister
@@ -55,6 +56,7 @@ class AppContext:
     admin: AdminQueries
     compat: Compat
     keys: Keys
+    key_backup: KeyBackup
     sync_sessions: SyncSessions = field(default_factory=SyncSessions)
     in_flight: int = 0
     streams: stream.OpenStreams | None = None
@@ -127,7 +129,7 @@ class AtomChat:
                               moderation=moderation,
                               admin=AdminQueries(pool=self._pool, blocks=blocks, system_user=moderation.system_user),
                               compat=Compat(pool=self._pool, accounts=accounts, rooms=rooms, moderation=moderation),
-                              keys=keys,
+                              keys=keys, key_backup=KeyBackup(pool=self._pool),
                               streams=stream.OpenStreams(settings.websocket_ping_seconds))
         self.ctx.streams.start()
         return self.application()

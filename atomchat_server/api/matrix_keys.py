@@ -72,6 +72,62 @@ class SignaturesUploadHandler(BaseHandler):
         self.send_json(await self.ctx.keys.upload_signatures(requester, body))
 
 
+def _unrecognized_if(wrong: bool) -> None:
+    """A method this path does not have (it exists on the other version path)."""
+    if wrong:
+        raise MatrixError(405, "M_UNRECOGNIZED", "Unrecognized request")
+
+
+class BackupVersionHandler(BaseHandler):
+    async def get(self, version: str | None = None) -> None:
+        requester = await self.authenticate()
+        self.send_json(await self.ctx.key_backup.version(requester, version))
+
+    async def post(self, version: str | None = None) -> None:
+        _unrecognized_if(version is not None)
+        requester = await self.authenticate()
+        body = self.json_body("matrix/room_keys_version.request")
+        version = await self.ctx.key_backup.create_version(requester, body["algorithm"], body["auth_data"])
+        self.send_json({"version": version})
+
+    async def put(self, version: str | None = None) -> None:
+        _unrecognized_if(version is None)
+        requester = await self.authenticate()
+        body = self.json_body("matrix/room_keys_version.request")
+        await self.ctx.key_backup.update_version(requester, version, body)
+        self.send_json({})
+
+    async def delete(self, version: str | None = None) -> None:
+        _unrecognized_if(version is None)
+        requester = await self.authenticate()
+        await self.ctx.key_backup.delete_version(requester, version)
+        self.send_json({})
+
+
+class BackupKeysHandler(BaseHandler):
+    """/room_keys/keys, /room_keys/keys/{roomId} and /room_keys/keys/{roomId}/{sessionId}."""
+
+    async def get(self, room_id: str | None = None, session_id: str | None = None) -> None:
+        requester = await self.authenticate()
+        self.send_json(await self.ctx.key_backup.get_keys(requester, self.get_query_argument("version", None),
+                                                          room_id, session_id))
+
+    async def put(self, room_id: str | None = None, session_id: str | None = None) -> None:
+        requester = await self.authenticate()
+        if room_id is None:
+            rooms = self.json_body("matrix/room_keys.request")["rooms"]
+        elif session_id is None:
+            rooms = {room_id: self.json_body("matrix/room_keys_room")}
+        else:
+            rooms = {room_id: {"sessions": {session_id: self.json_body("matrix/room_keys_session")}}}
+        self.send_json(await self.ctx.key_backup.put_keys(requester, self.get_query_argument("version", None), rooms))
+
+    async def delete(self, room_id: str | None = None, session_id: str | None = None) -> None:
+        requester = await self.authenticate()
+        self.send_json(await self.ctx.key_backup.delete_keys(requester, self.get_query_argument("version", None),
+                                                             room_id, session_id))
+
+
 def routes() -> list[tuple[str, type]]:
     return [
         (PREFIX + r"/keys/upload", KeysUploadHandler),
@@ -81,4 +137,9 @@ def routes() -> list[tuple[str, type]]:
         (PREFIX + r"/keys/device_signing/upload", DeviceSigningUploadHandler),
         (PREFIX + r"/keys/signatures/upload", SignaturesUploadHandler),
         (PREFIX + r"/sendToDevice/([^/]+)/([^/]+)", SendToDeviceHandler),
+        (PREFIX + r"/room_keys/version", BackupVersionHandler),
+        (PREFIX + r"/room_keys/version/([^/]+)", BackupVersionHandler),
+        (PREFIX + r"/room_keys/keys", BackupKeysHandler),
+        (PREFIX + r"/room_keys/keys/([^/]+)", BackupKeysHandler),
+        (PREFIX + r"/room_keys/keys/([^/]+)/([^/]+)", BackupKeysHandler),
     ]
