@@ -24,20 +24,17 @@ def device_list_delta(me: str, sharing: set[str], key_changes: Iterable[str],
     ``member_changes`` the (room, member, membership) events of the range in
     rooms ``me`` is or was in; ``members_of_my_changed_rooms`` the current
     members of the rooms ``me`` joined or left in the range. A user is
-    reported changed when their keys changed, they came to share a room, or
-    ``me`` came into theirs; left when they no longer share any room.
+    reported changed when their keys changed, they joined a room of ``me``'s
+    or ``me`` one of theirs (a display name change counts, harmlessly); left
+    when they no longer share any room.
     """
-    touched: set[str] = set(members_of_my_changed_rooms)
-    changed = {user for user in key_changes if user in sharing}
+    came = set(members_of_my_changed_rooms)
+    went = set(members_of_my_changed_rooms)
     for _room, member, membership in member_changes:
-        if member != me:
-            touched.add(member)
-            if membership == "join":
-                changed.add(member)
-    touched.discard(me)
-    changed |= {user for user in touched if user in sharing and user != me}
-    left = {user for user in touched if user not in sharing}
-    return sorted(changed - left), sorted(left)
+        (came if membership == "join" else went).add(member)
+    changed = {user for user in key_changes if user in sharing} | {user for user in came - {me} if user in sharing}
+    left = {user for user in went - {me} if user not in sharing}
+    return sorted(changed), sorted(left)
 
 
 def backup_replaces(existing: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
