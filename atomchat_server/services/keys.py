@@ -35,13 +35,17 @@ async def key_counts(db, user_id: str, device_id: str) -> dict[str, int]:
 
 async def device_list_changes(db, user_id: str, after: int, upto: int) -> tuple[list[str], list[str]]:
     """(changed, left) for the user between two positions: /sync's
-    device_lists and /keys/changes."""
-    sharing = await store.users_sharing_rooms(db, user_id)
-    key_changes = await store.device_lists_changed_between(db, list(sharing), after, upto)
+    device_lists and /keys/changes. Two cheap range queries when nothing
+    happened; who shares a room is read only for the users concerned."""
+    key_changes = await store.device_lists_changed_between(db, after, upto)
     member_changes = [(row["room_id"], row["member"], row["membership"])
                       for row in await store.membership_changes_between(db, user_id, after, upto)]
+    if not key_changes and not member_changes:
+        return [], []
     my_rooms = sorted({room for room, member, _ in member_changes if member == user_id})
     members = await store.joined_members_of(db, my_rooms) if my_rooms else []
+    concerned = set(key_changes) | {member for _, member, _ in member_changes} | set(members)
+    sharing = await store.users_sharing_rooms(db, user_id, sorted(concerned))
     return e2ee.device_list_delta(user_id, sharing, key_changes, member_changes, members)
 
 

@@ -177,22 +177,20 @@ async def signatures_for(db, target_users: Sequence[str], reader: str) -> list[a
 # -- device lists ---------------------------------------------------------------------------
 
 
-async def users_sharing_rooms(db, user_id: str) -> set[str]:
-    """Everyone joined to a room the user is joined to, the user included."""
+async def users_sharing_rooms(db, user_id: str, among: Sequence[str]) -> set[str]:
+    """Those of ``among`` joined to a room the user is joined to, the user included."""
     rows = await db.fetch(
         "SELECT DISTINCT o.user_id FROM memberships m JOIN memberships o ON o.room_id = m.room_id"
-        " WHERE m.user_id = $1 AND m.membership = 'join' AND o.membership = 'join'",
-        user_id,
+        " WHERE m.user_id = $1 AND m.membership = 'join' AND o.membership = 'join' AND o.user_id = ANY($2::text[])",
+        user_id, list(among),
     )
     return {row["user_id"] for row in rows} | {user_id}
 
 
-async def device_lists_changed_between(db, user_ids: Sequence[str], after: int, upto: int) -> list[str]:
+async def device_lists_changed_between(db, after: int, upto: int) -> list[str]:
+    """Whose devices changed in (after, upto], everyone's (one range of an index)."""
     rows = await db.fetch(
-        "SELECT DISTINCT user_id FROM device_list_changes"
-        " WHERE stream > $2 AND stream <= $3 AND user_id = ANY($1::text[])",
-        list(user_ids), after, upto,
-    )
+        "SELECT DISTINCT user_id FROM device_list_changes WHERE stream > $1 AND stream <= $2", after, upto)
     return [row["user_id"] for row in rows]
 
 
