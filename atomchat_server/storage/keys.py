@@ -15,11 +15,6 @@ import asyncpg
 # -- device keys ------------------------------------------------------------------
 
 
-async def device_exists(db, user_id: str, device_id: str) -> bool:
-    return await db.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM devices WHERE user_id = $1 AND device_id = $2)", user_id, device_id)
-
-
 async def put_device_keys(conn, *, user_id: str, device_id: str, keys: dict[str, Any]) -> int | None:
     """Stores a device's keys; a change takes a position in the device list
     stream (returned), an identical upload takes none (None)."""
@@ -63,6 +58,7 @@ async def add_one_time_keys(db, *, user_id: str, device_id: str, keys: Sequence[
         "INSERT INTO one_time_keys (user_id, device_id, algorithm, key_id, key)"
         " SELECT $1, $2, k.algorithm, k.key_id, k.key::jsonb"
         " FROM unnest($3::text[], $4::text[], $5::text[]) AS k(algorithm, key_id, key)"
+        " WHERE EXISTS (SELECT 1 FROM devices WHERE user_id = $1 AND device_id = $2)"  # not one just deleted
         " ON CONFLICT DO NOTHING",
         user_id, device_id, [k[0] for k in keys], [k[1] for k in keys], [_json(k[2]) for k in keys],
     )
@@ -75,6 +71,7 @@ async def put_fallback_keys(db, *, user_id: str, device_id: str, keys: Sequence[
         "INSERT INTO fallback_keys (user_id, device_id, algorithm, key_id, key)"
         " SELECT $1, $2, k.algorithm, k.key_id, k.key::jsonb"
         " FROM unnest($3::text[], $4::text[], $5::text[]) AS k(algorithm, key_id, key)"
+        " WHERE EXISTS (SELECT 1 FROM devices WHERE user_id = $1 AND device_id = $2)"  # not one just deleted
         " ON CONFLICT (user_id, device_id, algorithm) DO UPDATE"
         " SET key_id = EXCLUDED.key_id, key = EXCLUDED.key, used = false"
         " WHERE fallback_keys.key_id <> EXCLUDED.key_id OR fallback_keys.key <> EXCLUDED.key",
