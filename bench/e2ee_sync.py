@@ -15,7 +15,8 @@ answer that carries the message); every message must arrive exactly once.
 Then all receivers join one room, one member uploads new device keys, and
 the time until every receiver's sync shows the change is reported.
 
-Exit status: 0 when every message arrived exactly once, 2 when the run failed.
+Exit status: 0 when every message arrived exactly once and the change
+reached every member, 1 when not, 2 when the run failed.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import uuid
 
 import aiohttp
 
-from _server import (Api, BenchError, RATE_LIMITS_RAISED, ServerProcess, User, benchmark_parser, bounded,
+from _server import (Api, RATE_LIMITS_RAISED, ServerProcess, User, benchmark_parser, bounded, exit_status,
                      load_average, machine, ms, percentile)
 
 RUN_DEADLINE = 240.0
@@ -159,13 +160,7 @@ def main() -> int:
     parser.add_argument("--senders", type=bounded(1, 50), default=4, help="senders at once (default 4)")
     parser.add_argument("--seconds", type=bounded(1, 30, float), default=10.0, help="how long they send (default 10)")
     args = parser.parse_args()
-    results: dict = {}
-    try:
-        server = asyncio.run(run(args, results))
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 2
-    return 0 if report(args, results, server) else 2
+    return exit_status(run, report, args, {})
 
 
 if __name__ == "__main__":

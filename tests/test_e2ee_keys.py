@@ -9,6 +9,7 @@ import asyncio
 from .e2ee_steps import claim, device_keys, one_time_keys, query, upload
 from .room_steps import another_device, register, room_of
 from .sync_steps import SyncLoop, held_then_woken, sync
+from .test_stream import Stream
 
 
 async def test_upload_then_query_returns_the_keys_with_the_device_name(api):
@@ -127,3 +128,16 @@ async def test_a_deleted_device_is_a_change_and_its_keys_are_gone(api, server):
     await laptop.call("POST", "/logout", {}, schema="matrix/empty.response")
     assert (await bob_loop.sync())["device_lists"]["changed"] == [alice.user_id]
     assert (await query(bob, {alice.user_id: []}))["device_keys"] == {alice.user_id: {}}
+
+
+async def test_the_stream_carries_device_list_changes_of_room_mates(api, server):
+    alice, bob = await register(api, "alice", "bob")
+    await room_of(alice, bob)
+    stream = await Stream.open(server.base_url, token=bob.access_token)
+    first = await stream.frame()
+    assert first["device_one_time_keys_count"] == {"signed_curve25519": 0}
+    await upload(alice, {"device_keys": device_keys(alice)})
+    frames = await stream.sync_until(lambda fs: any(f["device_lists"]["changed"] for f in fs))
+    assert [f["device_lists"] for f in frames if f["device_lists"]["changed"]] == [
+        {"changed": [alice.user_id], "left": []}]
+    await stream.close()
