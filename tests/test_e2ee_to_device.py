@@ -10,9 +10,10 @@ import asyncio
 import asyncpg
 import pytest
 
-from .e2ee_steps import send_to_device
-from .room_steps import another_device, register
-from .sync_steps import SyncLoop, held_then_woken, sync
+from .client import ApiClient
+from .e2ee_steps import device_keys, send_to_device, upload
+from .room_steps import User, another_device, register, room_of
+from .sync_steps import SyncLoop, held_then_woken, on, sync
 from .test_stream import Stream
 
 
@@ -138,3 +139,41 @@ async def test_a_stream_acknowledges_what_it_received_by_answering_a_ping(api, s
         assert asyncio.get_running_loop().time() < deadline, "never acknowledged"
         await asyncio.sleep(0.1)
     await stream.close()
+
+
+async def test_two_servers_wake_each_other_for_to_device_and_device_lists(api, more_servers):
+    """As behind a load balancer: what is written through one server reaches
+    long-polls held on the other at once (LISTEN/NOTIFY), each message once."""
+    second = ApiClient((await more_servers()).base_url)
+    alice, bob = await register(api, "alice", "bob")
+    await room_of(alice, bob)
+    bob_there = SyncLoop(on(bob, second))
+    await bob_there.sync()
+    answer, elapsed = await held_then_woken(bob_there, lambda: send_to_device(
+        alice, {bob.user_id: {bob.device_id: {"n": 1}}}))
+    assert [m[2] for m in received(answer)] == [{"n": 1}] and elapsed < 2
+    answer, elapsed = await held_then_woken(bob_there, lambda: upload(alice, {"device_keys": device_keys(alice)}))
+    assert answer["device_lists"]["changed"] == [alice.user_id] and elapsed < 2
+
+    # Senders on both servers at once, the receiver following its tokens on both in turn.
+    got: list[int] = []
+    loops = [SyncLoop(bob), SyncLoop(on(bob, second))]
+    loops[0].since = loops[1].since = bob_there.since
+
+    async def send_all(sender: User, first: int) -> None:
+        for n in range(first, first + 15):
+            await send_to_device(sender, {bob.user_id: {bob.device_id: {"n": n}}})
+
+    senders = asyncio.gather(send_all(alice, 100), send_all(on(alice, second), 200))
+    turn = 0
+    while not senders.done() or len(got) < 30:
+        loop, other = loops[turn % 2], loops[(turn + 1) % 2]
+        answer = await loop.sync(timeout=500)
+        other.since = loop.since
+        got.extend(m[2]["n"] for m in received(answer))
+        turn += 1
+        assert turn < 500, got
+    await senders
+    assert sorted(got) == [*range(100, 115), *range(200, 215)]
+    assert [n for n in got if n < 200] == list(range(100, 115))
+    assert [n for n in got if n >= 200] == list(range(200, 215))
