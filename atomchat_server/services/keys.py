@@ -26,22 +26,24 @@ from .persister import Persister
 REPORTED_ALGORITHMS = ("signed_curve25519",)
 
 
-async def key_counts(db, user_id: str, device_id: str) -> dict[str, int]:
-    counts = await store.one_time_key_counts(db, user_id, device_id)
+async def key_state(db, user_id: str, device_id: str) -> tuple[dict[str, int], list[str]]:
+    """The device's one-time key counts (REPORTED_ALGORITHMS always among
+    them) and the algorithms of its unused fallback keys."""
+    counts, fallback = await store.key_state(db, user_id, device_id)
     for algorithm in REPORTED_ALGORITHMS:
         counts.setdefault(algorithm, 0)
-    return counts
+    return counts, fallback
 
 
 async def device_list_changes(db, user_id: str, after: int, upto: int) -> tuple[list[str], list[str]]:
     """(changed, left) for the user between two positions: /sync's
-    device_lists and /keys/changes. Two cheap range queries when nothing
-    happened; who shares a room is read only for the users concerned."""
-    key_changes = await store.device_lists_changed_between(db, after, upto)
-    member_changes = [(row["room_id"], row["member"], row["membership"])
-                      for row in await store.membership_changes_between(db, user_id, after, upto)]
-    if not key_changes and not member_changes:
+    device_lists and /keys/changes. One range query when nothing happened;
+    who shares a room is read only for the users concerned."""
+    rows = await store.device_list_events_between(db, user_id, after, upto)
+    if not rows:
         return [], []
+    key_changes = [row["member"] for row in rows if row["room_id"] is None]
+    member_changes = [(row["room_id"], row["member"], row["membership"]) for row in rows if row["room_id"] is not None]
     my_rooms = sorted({room for room, member, _ in member_changes if member == user_id})
     members = await store.joined_members_of(db, my_rooms) if my_rooms else []
     concerned = set(key_changes) | {member for _, member, _ in member_changes} | set(members)
@@ -75,7 +77,7 @@ class Keys:
             if len({algorithm for algorithm, _, _ in fallback}) != len(fallback):
                 raise MatrixError(400, "M_INVALID_PARAM", "One fallback key per algorithm")
             await store.put_fallback_keys(self._pool, user_id=user_id, device_id=device_id, keys=fallback)
-        return await key_counts(self._pool, user_id, device_id)
+        return (await key_state(self._pool, user_id, device_id))[0]
 
     async def query(self, requester: Requester, wanted: dict[str, list[str]]) -> dict[str, Any]:
         """Device and cross-signing keys of local users (anyone on this server

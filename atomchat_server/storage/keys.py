@@ -79,20 +79,18 @@ async def put_fallback_keys(db, *, user_id: str, device_id: str, keys: Sequence[
     )
 
 
-async def one_time_key_counts(db, user_id: str, device_id: str) -> dict[str, int]:
+async def key_state(db, user_id: str, device_id: str) -> tuple[dict[str, int], list[str]]:
+    """The device's unclaimed one-time keys per algorithm, and the algorithms
+    of its fallback keys not yet handed out (one round trip)."""
     rows = await db.fetch(
-        "SELECT algorithm, count(*) AS n FROM one_time_keys WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm",
+        "SELECT algorithm, count(*) AS n, false AS fallback FROM one_time_keys"
+        " WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm"
+        " UNION ALL SELECT algorithm, 0, true FROM fallback_keys WHERE user_id = $1 AND device_id = $2 AND NOT used"
+        " ORDER BY fallback, algorithm",
         user_id, device_id,
     )
-    return {row["algorithm"]: row["n"] for row in rows}
-
-
-async def unused_fallback_algorithms(db, user_id: str, device_id: str) -> list[str]:
-    rows = await db.fetch(
-        "SELECT algorithm FROM fallback_keys WHERE user_id = $1 AND device_id = $2 AND NOT used ORDER BY algorithm",
-        user_id, device_id,
-    )
-    return [row["algorithm"] for row in rows]
+    return ({row["algorithm"]: row["n"] for row in rows if not row["fallback"]},
+            [row["algorithm"] for row in rows if row["fallback"]])
 
 
 async def claim_key(db, user_id: str, device_id: str, algorithm: str) -> asyncpg.Record | None:
@@ -184,20 +182,17 @@ async def users_sharing_rooms(db, user_id: str, among: Sequence[str]) -> set[str
     return {row["user_id"] for row in rows} | {user_id}
 
 
-async def device_lists_changed_between(db, after: int, upto: int) -> list[str]:
-    """Whose devices changed in (after, upto], everyone's (one range of an index)."""
-    rows = await db.fetch(
-        "SELECT DISTINCT user_id FROM device_list_changes WHERE stream > $1 AND stream <= $2", after, upto)
-    return [row["user_id"] for row in rows]
-
-
-async def membership_changes_between(db, user_id: str, after: int, upto: int) -> list[asyncpg.Record]:
-    """Member events in (after, upto] of the rooms the user has a membership
-    in: (room_id, member, membership), in stream order."""
+async def device_list_events_between(db, user_id: str, after: int, upto: int) -> list[asyncpg.Record]:
+    """What in (after, upto] may change the user's device lists, in one
+    round trip: (NULL, user, NULL) for each user whose devices changed
+    (anyone's), and (room, member, membership) for each member event in the
+    rooms the user has a membership in, in stream order."""
     return await db.fetch(
-        "SELECT e.room_id, e.state_key AS member, e.content->>'membership' AS membership"
+        "SELECT DISTINCT NULL AS room_id, user_id AS member, NULL AS membership, 0::bigint AS stream"
+        " FROM device_list_changes WHERE stream > $2 AND stream <= $3"
+        " UNION ALL SELECT e.room_id, e.state_key, e.content->>'membership', e.stream"
         " FROM memberships m JOIN events e ON e.room_id = m.room_id AND e.type = 'm.room.member'"
-        " AND e.stream > $2 AND e.stream <= $3 WHERE m.user_id = $1 ORDER BY e.stream",
+        " AND e.stream > $2 AND e.stream <= $3 WHERE m.user_id = $1 ORDER BY stream",
         user_id, after, upto,
     )
 

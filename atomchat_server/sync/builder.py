@@ -18,7 +18,7 @@ from ..auth.sessions import Requester
 from ..events.filters import RoomEventFilter, SyncFilter
 from ..events.format import client_event, stripped_state
 from ..events.visibility import visible_ranges
-from ..services.keys import device_list_changes, key_counts
+from ..services.keys import device_list_changes, key_state
 from ..storage import ephemeral as ephemeral_store
 from ..storage import keys as key_store
 from ..storage import events as event_store
@@ -115,6 +115,7 @@ class SyncBuilder:
         await self.add_counts(user_id, joined)
 
         to_device, device_lists = await self._encryption(requester, since, upto)
+        key_counts, unused_fallback = await key_state(self._pool, user_id, requester.device_id)
         body = {
             "next_batch": tokens.make(upto),
             "rooms": {"join": joined, "invite": invited, "leave": left},
@@ -123,9 +124,8 @@ class SyncBuilder:
             "presence": {"events": []},
             "to_device": {"events": to_device},
             "device_lists": device_lists,
-            "device_one_time_keys_count": await key_counts(self._pool, user_id, requester.device_id),
-            "device_unused_fallback_key_types": await key_store.unused_fallback_algorithms(
-                self._pool, user_id, requester.device_id),
+            "device_one_time_keys_count": key_counts,
+            "device_unused_fallback_key_types": unused_fallback,
         }
         empty = not (joined or invited or left or body["account_data"]["events"] or to_device
                      or device_lists["changed"] or device_lists["left"])
