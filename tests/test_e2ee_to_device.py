@@ -12,8 +12,8 @@ import pytest
 
 from .client import ApiClient
 from .e2ee_steps import device_keys, send_to_device, upload
-from .room_steps import User, another_device, register, room_of
-from .sync_steps import SyncLoop, held_then_woken, on, sync
+from .room_steps import User, another_device, bodies, register, room_of
+from .sync_steps import SyncLoop, held_then_woken, on, sync, timeline
 from .test_stream import Stream
 
 
@@ -177,3 +177,32 @@ async def test_two_servers_wake_each_other_for_to_device_and_device_lists(api, m
     assert sorted(got) == [*range(100, 115), *range(200, 215)]
     assert [n for n in got if n < 200] == list(range(100, 115))
     assert [n for n in got if n >= 200] == list(range(200, 215))
+
+
+async def test_many_waiting_messages_come_a_hundred_at_a_time_in_one_order(api, server):
+    alice, bob = await register(api, "alice", "bob")
+    room_id = await room_of(alice, bob)
+    loop = SyncLoop(bob, server)
+    await loop.sync()
+    for n in range(130):  # one after another: their positions follow n
+        await send_to_device(alice, {bob.user_id: {bob.device_id: {"n": n}}})
+        if n == 110:
+            await alice.say(room_id, "after the 110th")
+    first = await loop.sync()
+    assert [m[2]["n"] for m in received(first)] == list(range(100))
+    # The answer stops at the 100th message: the room's later message is in the next one.
+    assert bodies(timeline(first, room_id)) == []
+    second = await loop.sync()
+    assert [m[2]["n"] for m in received(second)] == list(range(100, 130))
+    assert bodies(timeline(second, room_id)) == ["after the 110th"]
+    assert received(await loop.sync()) == []
+
+
+async def test_the_stream_sends_many_waiting_messages_in_frames_of_a_hundred(api, server):
+    alice, bob = await register(api, "alice", "bob")
+    await asyncio.gather(*(send_to_device(alice, {bob.user_id: {bob.device_id: {"n": n}}}) for n in range(150)))
+    stream = await Stream.open(server.base_url, token=bob.access_token)
+    frames = await stream.sync_until(lambda fs: sum(len(f["to_device"]["events"]) for f in fs) >= 150)
+    assert [len(f["to_device"]["events"]) for f in frames] == [100, 50]
+    assert sorted(m["content"]["n"] for f in frames for m in f["to_device"]["events"]) == list(range(150))
+    await stream.close()

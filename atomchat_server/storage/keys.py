@@ -237,12 +237,14 @@ async def put_to_device(conn, *, sender: str, sender_device: str, txn_id: str, t
     )
 
 
-async def to_device_between(db, user_id: str, device_id: str, after: int | None, upto: int) -> list[asyncpg.Record]:
+async def to_device_between(db, user_id: str, device_id: str, after: int | None, upto: int,
+                            limit: int) -> list[asyncpg.Record]:
+    """The device's first ``limit`` messages in (after, upto], oldest first."""
     return await db.fetch(
-        "SELECT sender, type, content FROM to_device_messages"
+        "SELECT stream, sender, type, content FROM to_device_messages"
         " WHERE user_id = $1 AND device_id = $2 AND ($3::bigint IS NULL OR stream > $3) AND stream <= $4"
-        " ORDER BY stream",
-        user_id, device_id, after, upto,
+        " ORDER BY stream LIMIT $5",
+        user_id, device_id, after, upto, limit,
     )
 
 

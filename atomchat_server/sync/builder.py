@@ -30,6 +30,8 @@ DEFAULT_TIMELINE_LIMIT = 20
 MAX_TIMELINE_LIMIT = 1000
 # Unread counts stop here: a client shows "1000+", and the count stays cheap.
 UNREAD_CAP = 1000
+# To-device messages in one answer at most; more wait for the next.
+TO_DEVICE_LIMIT = 100
 # State a client is shown for a room it is invited to.
 INVITE_STATE_TYPES = ("m.room.create", "m.room.join_rules", "m.room.name", "m.room.canonical_alias",
                       "m.room.avatar", "m.room.encryption", "m.room.topic")
@@ -41,6 +43,10 @@ class SyncResult:
     empty: bool  # nothing happened for the user: a long-poll should keep waiting
     joined_rooms: frozenset[str]  # the rooms the user is in: what a listener follows
     text: str | None = None  # the body as JSON, when it was assembled as text
+    # The position the answer reaches (its next_batch) when built from the
+    # database: the one asked for, or less when it stops early (more is set).
+    position: int | None = None
+    more: bool = False
 
     def json(self) -> str:
         if self.text is None:
@@ -55,6 +61,15 @@ class SyncBuilder:
     async def sync(self, requester: Requester, *, since: int | None, upto: int, sync_filter: SyncFilter,
                    full_state: bool) -> SyncResult:
         user_id = requester.user_id
+        # At most TO_DEVICE_LIMIT to-device messages an answer: with more
+        # waiting, the whole answer stops at the last one it carries, so the
+        # next answer goes on from there, everything in one order.
+        to_device = await key_store.to_device_between(self._pool, user_id, requester.device_id, since, upto,
+                                                      TO_DEVICE_LIMIT + 1)
+        more = len(to_device) > TO_DEVICE_LIMIT
+        if more:
+            to_device = to_device[:TO_DEVICE_LIMIT]
+            upto = to_device[-1]["stream"]
         joined: dict[str, Any] = {}
         invited: dict[str, Any] = {}
         left: dict[str, Any] = {}
@@ -114,7 +129,7 @@ class SyncBuilder:
             room["account_data"]["events"] = room_account.get(room_id, [])
         await self.add_counts(user_id, joined)
 
-        to_device, device_lists = await self._encryption(requester, since, upto)
+        device_lists = await self._device_lists(requester, since, upto)
         key_counts, unused_fallback = await key_state(self._pool, user_id, requester.device_id)
         body = {
             "next_batch": tokens.make(upto),
@@ -122,25 +137,22 @@ class SyncBuilder:
             "account_data": {"events": [{"type": row["type"], "content": row["content"]}
                                         for row in account_rows if not row["room_id"]]},
             "presence": {"events": []},
-            "to_device": {"events": to_device},
+            "to_device": {"events": [{"sender": row["sender"], "type": row["type"], "content": row["content"]}
+                                     for row in to_device]},
             "device_lists": device_lists,
             "device_one_time_keys_count": key_counts,
             "device_unused_fallback_key_types": unused_fallback,
         }
         empty = not (joined or invited or left or body["account_data"]["events"] or to_device
                      or device_lists["changed"] or device_lists["left"])
-        return SyncResult(body, empty=empty, joined_rooms=frozenset(member_of))
+        return SyncResult(body, empty=empty, joined_rooms=frozenset(member_of), position=upto, more=more)
 
-    async def _encryption(self, requester: Requester, since: int | None,
-                          upto: int) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
-        """The device's to-device messages after ``since`` and whose devices
-        changed since then. A message is sent in every answer after a token
-        below it, until the client acknowledges it (SyncSession.acknowledge)."""
-        user_id, device_id = requester.user_id, requester.device_id
-        messages = [{"sender": row["sender"], "type": row["type"], "content": row["content"]}
-                    for row in await key_store.to_device_between(self._pool, user_id, device_id, since, upto)]
-        changed, left = await device_list_changes(self._pool, user_id, since, upto) if since is not None else ([], [])
-        return messages, {"changed": changed, "left": left}
+    async def _device_lists(self, requester: Requester, since: int | None, upto: int) -> dict[str, list[str]]:
+        """Whose devices changed after ``since`` (nothing in an initial sync)."""
+        if since is None:
+            return {"changed": [], "left": []}
+        changed, left = await device_list_changes(self._pool, requester.user_id, since, upto)
+        return {"changed": changed, "left": left}
 
     async def add_counts(self, user_id: str, joined: dict[str, Any]) -> None:
         """Fills in unread_notifications and summary for the joined rooms of a response."""

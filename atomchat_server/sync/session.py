@@ -142,6 +142,9 @@ class SyncSession:
                                            sync_filter=self._filter, full_state=self._full_state)
         if result.body["to_device"]["events"]:
             self._unacknowledged = True
+        upto = result.position
+        if result.more:
+            listener.needs_full = True  # the rest at once, in the next answer
         added = result.joined_rooms - listener.rooms
         notifier.set_rooms(listener, result.joined_rooms)
         if added and notifier.position > upto:
