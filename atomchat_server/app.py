@@ -116,7 +116,7 @@ class AtomChat:
         notifier.writer_settled = self._persister.settled
         self._persister.start()
         keys = Keys(pool=self._pool, persister=self._persister, server_name=settings.server_name)
-        accounts.devices_deleted = keys.devices_deleted
+        accounts.devices_changed = keys.devices_changed
         moderation = Moderation(pool=self._pool, persister=self._persister, blocks=blocks,
                                 server_name=settings.server_name)
         notifier.observers.append(moderation.observe)  # before loading, so no rule slips between

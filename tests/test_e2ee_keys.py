@@ -141,3 +141,16 @@ async def test_the_stream_carries_device_list_changes_of_room_mates(api, server)
     assert [f["device_lists"] for f in frames if f["device_lists"]["changed"]] == [
         {"changed": [alice.user_id], "left": []}]
     await stream.close()
+
+
+async def test_renaming_a_device_is_a_change_others_see_in_its_keys(api, server):
+    alice, bob = await register(api, "alice", "bob")
+    await room_of(alice, bob)
+    await upload(alice, {"device_keys": device_keys(alice)})
+    bob_loop = SyncLoop(bob, server)
+    await bob_loop.sync()
+    await alice.call("PUT", f"/devices/{alice.device_id}", {"display_name": "Work phone"},
+                     schema="matrix/empty.response")
+    assert (await bob_loop.sync())["device_lists"]["changed"] == [alice.user_id]
+    device = (await query(bob, {alice.user_id: []}))["device_keys"][alice.user_id][alice.device_id]
+    assert device["unsigned"] == {"device_display_name": "Work phone"}

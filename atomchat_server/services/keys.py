@@ -121,8 +121,8 @@ class Keys:
         """The device has its to-device messages up to ``position``: delete them."""
         await store.acknowledge_to_device(self._pool, requester.user_id, requester.device_id, position)
 
-    async def devices_deleted(self, user_id: str) -> None:
-        """A user's devices went (their keys with them): tell who shares a room."""
+    async def devices_changed(self, user_id: str) -> None:
+        """A user's devices went (their keys with them) or were renamed: tell who shares a room."""
         await self._persister.update(partial(store.device_list_changed, user_id=user_id))
 
     # -- to-device messages ---------------------------------------------------------------
