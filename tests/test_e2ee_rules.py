@@ -22,6 +22,8 @@ ME, BOB, CAROL, DAN = "@me:hs", "@bob:hs", "@carol:hs", "@dan:hs"
     ({ME, BOB}, [], [("!r", ME, "leave")], [BOB, DAN], ([BOB], [DAN])),
     # Left and came back within the range: shares again, so changed, not left.
     ({ME, BOB}, [], [("!r", BOB, "leave"), ("!r", BOB, "join")], [], ([BOB], [])),
+    # An invite is no change: the invitee shares nothing yet, and never left.
+    ({ME, BOB}, [], [("!r", CAROL, "invite")], [], ([], [])),
     # Banned, and kept out: left.
     ({ME}, [BOB], [("!r", BOB, "ban")], [], ([], [BOB])),
 ])

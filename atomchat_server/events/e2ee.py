@@ -31,7 +31,10 @@ def device_list_delta(me: str, sharing: set[str], key_changes: Iterable[str],
     came = set(members_of_my_changed_rooms)
     went = set(members_of_my_changed_rooms)
     for _room, member, membership in member_changes:
-        (came if membership == "join" else went).add(member)
+        if membership == "join":
+            came.add(member)
+        elif membership in ("leave", "ban"):
+            went.add(member)  # an invite or a knock shares nothing yet, nor ends sharing
     changed = {user for user in key_changes if user in sharing} | {user for user in came - {me} if user in sharing}
     left = {user for user in went - {me} if user not in sharing}
     return sorted(changed), sorted(left)
