@@ -17,6 +17,7 @@ import tornado.web
 from .api import (admin, compat, matrix_account, matrix_ephemeral, matrix_keys, matrix_profile, matrix_rooms,
                   matrix_sync, stream)
 from .api.base import NotFoundHandler, log_request
+from .api.contract import OPENAPI_PATH, OpenApiHandler, document_json
 from .auth import policy
 from .auth.passwords import Passwords
 from .auth.sessions import SessionCache
@@ -60,6 +61,15 @@ class AppContext:
     sync_sessions: SyncSessions = field(default_factory=SyncSessions)
     in_flight: int = 0
     streams: stream.OpenStreams | None = None
+    openapi: str = ""  # the OpenAPI document of routes(), as served
+
+
+def routes() -> list[tuple[str, type]]:
+    """The one route table: the application serves it and the OpenAPI
+    document (api/contract.py) describes it, from each handler's contract."""
+    return (matrix_account.routes() + matrix_rooms.routes() + matrix_profile.routes() + matrix_sync.routes()
+            + matrix_ephemeral.routes() + matrix_keys.routes() + stream.routes() + admin.routes() + compat.routes()
+            + [(OPENAPI_PATH, OpenApiHandler)])
 
 
 WRITER_NAME = "atomchat-writer"  # the persister's connection, in pg_stat_activity
@@ -135,9 +145,9 @@ class AtomChat:
         return self.application()
 
     def application(self) -> tornado.web.Application:
-        routes = (matrix_account.routes() + matrix_rooms.routes() + matrix_profile.routes() + matrix_sync.routes()
-                  + matrix_ephemeral.routes() + matrix_keys.routes() + stream.routes() + admin.routes() + compat.routes())
-        handlers = [(pattern, handler, {"ctx": self.ctx}) for pattern, handler in routes]
+        table = routes()
+        self.ctx.openapi = document_json(tuple(table))  # built now: a route without a contract fails the start
+        handlers = [(pattern, handler, {"ctx": self.ctx}) for pattern, handler in table]
         return tornado.web.Application(
             handlers,
             default_handler_class=NotFoundHandler,

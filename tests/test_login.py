@@ -167,6 +167,9 @@ async def test_access_token_as_query_parameter(api):
     me = await api.request("GET", f"{MATRIX}/account/whoami?access_token={login['access_token']}",
                            schema="matrix/whoami.response")
     assert me["user_id"] == "@alice:test.local"
+    # A NUL cannot be in any token: unknown, as any wrong token (not bad input).
+    error = await api.request("GET", f"{MATRIX}/account/whoami?access_token=%00", status=401)
+    assert error["errcode"] == "M_UNKNOWN_TOKEN"
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Basic YWxpY2U6c2VjcmV0"}, {"Authorization": "Bearer "}])
@@ -234,6 +237,15 @@ async def test_logout_needs_a_token(api):
     for path in ("logout", "logout/all"):
         error = await api.request("POST", f"{MATRIX}/{path}", {}, status=401)
         assert error["errcode"] == "M_MISSING_TOKEN"
+
+
+async def test_logout_without_a_token_is_refused_before_its_body_is_read(api):
+    """Found by fuzzing: a body that is not JSON answered 400, telling an
+    anonymous caller about the body before refusing it."""
+    for path in ("logout", "logout/all"):
+        for raw in ("not json", "[]"):
+            error = await api.request("POST", f"{MATRIX}/{path}", raw=raw, status=401)
+            assert error["errcode"] == "M_MISSING_TOKEN"
 
 
 # -- refresh tokens ---------------------------------------------------------

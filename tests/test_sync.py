@@ -209,6 +209,15 @@ async def test_full_state_sends_every_rooms_state_but_only_new_events(api, serve
     assert (await loop.sync())["rooms"]["join"] == {}  # nothing was left to deliver
 
 
+async def test_full_state_is_true_or_false_and_nothing_else(api):
+    """Found by fuzzing: any other value was read as false, silently."""
+    (bob,) = await register(api, "bob")
+    for value in ("1", "yes", "True", ""):
+        answer = await sync(bob, full_state=value, status=400)
+        assert answer["errcode"] == "M_INVALID_PARAM" and "full_state" in answer["error"]
+    assert "next_batch" in (await sync(bob, full_state=False)).body
+
+
 # -- filters -------------------------------------------------------------------------------
 
 

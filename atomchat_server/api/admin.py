@@ -6,10 +6,13 @@ from __future__ import annotations
 from ..errors import MatrixError
 from ..events import ids
 from .base import BaseHandler
-from .matrix_rooms import messages_body
+from .contract import OBJECT, Op, Param
+from .matrix_rooms import MESSAGES_QUERY, messages_body
 
 ADMIN = r"/_atomchat/admin/v1"
 MAX_PAGE = 500
+PAGE_QUERY = (Param("from", description="The next_token of the previous page"),
+              Param("limit", {"type": "integer"}, f"Rows per page, 1 to {MAX_PAGE} (default 100)"))
 
 
 class AdminHandler(BaseHandler):
@@ -26,6 +29,10 @@ class AdminHandler(BaseHandler):
 
 
 class UsersHandler(AdminHandler):
+    contract = {"get": Op("Every account, paged", {200: "admin/users.response"}, errors=(403,), query=(
+        Param("search", description="A part of the user id or display name"),
+        Param("filter", {"type": "string", "enum": ["locked", "suspended", "moderators"]}), *PAGE_QUERY))}
+
     async def get(self) -> None:
         await self.moderator()
         only = self.get_query_argument("filter", None)
@@ -37,6 +44,8 @@ class UsersHandler(AdminHandler):
 
 
 class UserHandler(AdminHandler):
+    contract = {"get": Op("One account", {200: "admin/user.response"}, errors=(403, 404))}
+
     async def get(self, user_id: str) -> None:
         await self.moderator()
         self.send_json(await self.ctx.admin.user(user_id))
@@ -44,6 +53,9 @@ class UserHandler(AdminHandler):
 
 class UserBlockHandler(AdminHandler):
     """PUT /users/{userId}/lock {"locked", "reason"} and /suspend {"suspended", "reason"}."""
+
+    contract = {"put": Op("Set or lift a {kind}", {200: "admin/{kind}.response"}, request="admin/{kind}.request",
+                          errors=(403, 404))}
 
     async def put(self, user_id: str, kind: str) -> None:
         requester = await self.moderator()
@@ -55,6 +67,9 @@ class UserBlockHandler(AdminHandler):
 
 
 class UserModeratorHandler(AdminHandler):
+    contract = {"put": Op("Grant or revoke the moderator role", {200: "admin/moderator.response"},
+                          request="admin/moderator.request", errors=(403, 404))}
+
     async def put(self, user_id: str) -> None:
         requester = await self.moderator()
         body = self.json_body("admin/moderator.request")
@@ -63,6 +78,9 @@ class UserModeratorHandler(AdminHandler):
 
 
 class UserRedactHandler(AdminHandler):
+    contract = {"post": Op("Redact every event of an account", {200: "admin/redact.response"},
+                           request="admin/redact.request", errors=(403, 404))}
+
     async def post(self, user_id: str) -> None:
         requester = await self.moderator()
         body = self.json_body("admin/redact.request")
@@ -71,6 +89,9 @@ class UserRedactHandler(AdminHandler):
 
 
 class UserLogoutHandler(AdminHandler):
+    contract = {"post": Op("Log an account out everywhere", {200: "matrix/empty.response"}, request=OBJECT,
+                           errors=(403, 404))}
+
     async def post(self, user_id: str) -> None:
         await self.moderator()
         self.json_body()
@@ -80,6 +101,9 @@ class UserLogoutHandler(AdminHandler):
 
 
 class RoomsHandler(AdminHandler):
+    contract = {"get": Op("Every room, paged", {200: "admin/rooms.response"}, errors=(403,),
+                          query=(Param("search", description="A part of the room id, name or alias"), *PAGE_QUERY))}
+
     async def get(self) -> None:
         await self.moderator()
         after, limit = self.page_arguments()
@@ -88,6 +112,12 @@ class RoomsHandler(AdminHandler):
 
 
 class RoomHandler(AdminHandler):
+    contract = {
+        "get": Op("One room", {200: "admin/room.response"}, errors=(403, 404)),
+        "delete": Op("Delete (and optionally purge) a room", {200: "matrix/empty.response"},
+                     request="admin/delete_room.request", errors=(403, 404)),
+    }
+
     async def get(self, room_id: str) -> None:
         await self.moderator()
         self.send_json(await self.ctx.admin.room(room_id))
@@ -103,6 +133,9 @@ class RoomHandler(AdminHandler):
 class RoomMessagesHandler(AdminHandler):
     """A room's history for moderators, paged exactly like /messages."""
 
+    contract = {"get": Op("Page through any room's history", {200: "matrix/messages.response"}, errors=(403, 404),
+                          query=MESSAGES_QUERY)}
+
     async def get(self, room_id: str) -> None:
         requester = await self.moderator()
         self.send_json(await messages_body(self, requester, room_id))
@@ -110,6 +143,12 @@ class RoomMessagesHandler(AdminHandler):
 
 class MatrixBlockHandler(AdminHandler):
     """GET/PUT /_matrix/client/v1/admin/{lock,suspend}/{userId} (MSC4323)."""
+
+    contract = {
+        "get": Op("Whether an account is under {kind}", {200: "admin/{kind}.response"}, errors=(403, 404)),
+        "put": Op("Set or lift a {kind}", {200: "admin/{kind}.response"}, request="admin/{kind}.request",
+                  errors=(403, 404)),
+    }
 
     def require_local(self, user_id: str) -> None:
         """The spec tells a user of another server (400) from an unknown one (404)."""

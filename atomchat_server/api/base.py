@@ -11,7 +11,7 @@ from typing import Any
 import tornado.web
 
 from ..auth.sessions import Requester
-from ..errors import MatrixError
+from ..errors import MatrixError, unknown_token
 from ..validation import holds_nul, schemas
 
 log = logging.getLogger("atomchat.http")
@@ -104,6 +104,14 @@ class BaseHandler(tornado.web.RequestHandler):
         except ValueError:
             raise MatrixError(400, "M_INVALID_PARAM", f"'{name}' must be an integer") from None
 
+    def bool_argument(self, name: str, default: bool) -> bool:
+        value = self.get_query_argument(name, None)
+        if value is None:
+            return default
+        if value not in ("true", "false"):
+            raise MatrixError(400, "M_INVALID_PARAM", f"'{name}' must be 'true' or 'false'")
+        return value == "true"
+
     def access_token(self) -> str | None:
         header = self.request.headers.get("Authorization")
         if header:
@@ -111,7 +119,10 @@ class BaseHandler(tornado.web.RequestHandler):
             if scheme.lower() == "bearer" and token.strip():
                 return token.strip()
             raise MatrixError(401, "M_MISSING_TOKEN", "The Authorization header must be 'Bearer <token>'")
-        return self.get_query_argument("access_token", None)
+        try:
+            return self.get_query_argument("access_token", None)
+        except MatrixError:  # a NUL in it: no token could be one
+            raise unknown_token() from None
 
     async def authenticate(self, *, allow_locked: bool = False) -> Requester:
         token = self.access_token()

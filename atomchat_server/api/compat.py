@@ -15,6 +15,7 @@ import tornado.web
 from ..errors import MatrixError
 from ..services.compat import FieldErrors
 from .base import BaseHandler
+from .contract import Op, Param
 
 PERMISSION_DENIED = "You do not have permission to perform this action."
 # ASCII digits only (str.isdigit also takes digits int() cannot read, such as
@@ -25,6 +26,9 @@ _LIST_FIELDS = frozenset({"users"})
 
 
 class CompatHandler(BaseHandler):
+    error_schema = "api/error"
+    security = ("token",)
+
     def access_token(self) -> str | None:
         header = self.request.headers.get("Authorization")
         if not header:
@@ -104,27 +108,43 @@ class CompatHandler(BaseHandler):
 
 
 class UsersHandler(CompatHandler):
+    contract = {"post": Op("Register an account", {201: "api/users.response"}, request="api/users.request",
+                           auth="none", errors=(429,))}
+
     async def post(self) -> None:
         self.send_data(await self.ctx.compat.register(self.body(), self.request.remote_ip), 201)
 
 
 class MeHandler(CompatHandler):
+    contract = {"get": Op("The caller's account", {200: "api/me.response"})}
+
     async def get(self) -> None:
         self.send_data(await self.ctx.compat.me(await self.authenticate()))
 
 
 class BlockHandler(CompatHandler):
+    contract = {"put": Op("Block or unblock an account (moderators)", {200: "api/block.response"},
+                          request="api/block.request", errors=(403, 404))}
+
     async def put(self, number: str) -> None:
         requester = await self.authenticate()
         self.send_data(await self.ctx.compat.block(requester, self.number(number), self.body()))
 
 
 class TokensHandler(CompatHandler):
+    contract = {"post": Op("Log in: the key for Authorization: Token", {200: "api/tokens.response"},
+                           request="api/tokens.request", auth="none", errors=(429,))}
+
     async def post(self) -> None:
         self.send_data({"token": await self.ctx.compat.token(self.body(), self.request.remote_ip)})
 
 
 class RoomsHandler(CompatHandler):
+    contract = {
+        "get": Op("The caller's rooms", {200: "api/rooms.response"}),
+        "post": Op("Create a room", {201: "api/room.response"}, request="api/rooms.request", errors=(403,)),
+    }
+
     async def get(self) -> None:
         self.send_data(await self.ctx.compat.rooms(await self.authenticate()))
 
@@ -134,6 +154,13 @@ class RoomsHandler(CompatHandler):
 
 
 class RoomHandler(CompatHandler):
+    contract = {
+        "get": Op("One room", {200: "api/room.response"}, errors=(403, 404)),
+        "put": Op("Change a room", {200: "api/room.response"}, request="api/room.request", errors=(403, 404)),
+        "patch": Op("Change a room", {200: "api/room.response"}, request="api/room.request", errors=(403, 404)),
+        "delete": Op("Delete a room", {204: None}, errors=(403, 404)),
+    }
+
     async def get(self, number: str) -> None:
         requester = await self.authenticate()
         self.send_data(await self.ctx.compat.room(requester, self.number(number)))
@@ -153,6 +180,14 @@ class RoomHandler(CompatHandler):
 
 
 class RoomMessagesHandler(CompatHandler):
+    contract = {
+        "get": Op("A room's messages, oldest first", {200: "api/messages.response"}, errors=(403, 404), query=(
+            Param("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "One page of this many"),
+            Param("before", description="The cursor from the Link header of the previous page"))),
+        "post": Op("Post a message", {201: "api/message.response"}, request="api/message.request",
+                   errors=(403, 404)),
+    }
+
     async def get(self, number: str) -> None:
         """The room's messages, oldest first. The whole list is streamed page
         by page; with ?limit=N (and ?before=<cursor>) just one page, and a
@@ -185,6 +220,9 @@ class RoomMessagesHandler(CompatHandler):
 
 
 class DirectMessagesHandler(CompatHandler):
+    contract = {"post": Op("Message one user (in your one-to-one room)", {201: "api/direct_message.response"},
+                           request="api/direct_message.request", errors=(403, 404))}
+
     async def post(self) -> None:
         requester = await self.authenticate()
         self.send_data(await self.ctx.compat.direct_message(requester, self.body()), 201)

@@ -9,6 +9,7 @@ from typing import Any
 from ..errors import AuthRequired, MatrixError
 from ..services.accounts import LoginResult
 from .base import BaseHandler
+from .contract import OBJECT, Op, Param
 
 PREFIX = r"/_matrix/client/v3"
 
@@ -33,11 +34,15 @@ def auth_challenge(stage: str, failed: str | None = None) -> AuthRequired:
 
 
 class VersionsHandler(BaseHandler):
+    contract = {"get": Op("The Matrix specification versions served", {200: "matrix/versions.response"}, auth="none")}
+
     def get(self) -> None:
         self.send_json({"versions": SPEC_VERSIONS, "unstable_features": {}})
 
 
 class CapabilitiesHandler(BaseHandler):
+    contract = {"get": Op("What the account may change", {200: "matrix/capabilities.response"})}
+
     async def get(self) -> None:
         await self.authenticate()
         self.send_json({"capabilities": {
@@ -50,6 +55,11 @@ class CapabilitiesHandler(BaseHandler):
 
 
 class RegisterHandler(BaseHandler):
+    contract = {"post": Op(
+        "Register an account", {200: "matrix/register.response", 401: "matrix/uia.response"},
+        request="matrix/register.request", auth="none", errors=(403, 429),
+        query=(Param("kind", {"type": "string", "enum": ["user", "guest"]}, "Guest accounts are refused"),))}
+
     async def post(self) -> None:
         body = self.json_body("matrix/register.request")
         if self.get_query_argument("kind", "user") == "guest":
@@ -72,6 +82,9 @@ class RegisterHandler(BaseHandler):
 
 
 class RegisterAvailableHandler(BaseHandler):
+    contract = {"get": Op("Whether a user name is free", {200: "matrix/register_available.response"},
+                          auth="none", errors=(429,), query=(Param("username", required=True),))}
+
     async def get(self) -> None:
         username = self.get_query_argument("username", None)
         if username is None:
@@ -81,6 +94,12 @@ class RegisterAvailableHandler(BaseHandler):
 
 
 class LoginHandler(BaseHandler):
+    contract = {
+        "get": Op("The login flows offered", {200: "matrix/login_flows.response"}, auth="none"),
+        "post": Op("Log in with a password", {200: "matrix/login.response"}, request="matrix/login.request",
+                   auth="none", errors=(403, 429)),
+    }
+
     def get(self) -> None:
         self.send_json({"flows": [{"type": "m.login.password"}]})
 
@@ -110,6 +129,9 @@ class LoginHandler(BaseHandler):
 
 
 class RefreshHandler(BaseHandler):
+    contract = {"post": Op("Exchange a refresh token", {200: "matrix/refresh.response", 401: "common/error"},
+                           request="matrix/refresh.request", auth="none", errors=(403,))}
+
     async def post(self) -> None:
         body = self.json_body("matrix/refresh.request")
         result = await self.ctx.accounts.refresh(body["refresh_token"])
@@ -118,6 +140,8 @@ class RefreshHandler(BaseHandler):
 
 
 class WhoamiHandler(BaseHandler):
+    contract = {"get": Op("Who the token belongs to", {200: "matrix/whoami.response"})}
+
     async def get(self) -> None:
         requester = await self.authenticate()
         self.send_json({"user_id": requester.user_id, "device_id": requester.device_id, "is_guest": False})
@@ -126,18 +150,23 @@ class WhoamiHandler(BaseHandler):
 class LogoutHandler(BaseHandler):
     """A locked account may still log out (spec: account locking)."""
 
+    contract = {"post": Op("Log this device out", {200: "matrix/empty.response"}, request=OBJECT)}
+
     async def post(self) -> None:
+        requester = await self.authenticate(allow_locked=True)
         self.json_body()
-        await self.ctx.accounts.logout(await self.authenticate(allow_locked=True))
+        await self.ctx.accounts.logout(requester)
         self.send_json({})
 
 
 class LogoutAllHandler(BaseHandler):
     """A locked account may still log out everywhere (spec: account locking)."""
 
+    contract = {"post": Op("Log every device out", {200: "matrix/empty.response"}, request=OBJECT)}
+
     async def post(self) -> None:
-        self.json_body()
         requester = await self.authenticate(allow_locked=True)
+        self.json_body()
         await self.ctx.accounts.logout_all(requester.user_id)
         self.send_json({})
 
@@ -164,6 +193,9 @@ class PasswordAuthMixin(BaseHandler):
 
 
 class PasswordHandler(PasswordAuthMixin):
+    contract = {"post": Op("Change the password", {200: "matrix/empty.response", 401: ("matrix/uia.response", "common/error")},
+                           request="matrix/password.request", errors=(403, 429))}
+
     async def post(self) -> None:
         requester = await self.authenticate()
         body = self.json_body("matrix/password.request")
@@ -175,12 +207,22 @@ class PasswordHandler(PasswordAuthMixin):
 
 
 class DevicesHandler(BaseHandler):
+    contract = {"get": Op("The account's devices", {200: "matrix/devices.response"})}
+
     async def get(self) -> None:
         requester = await self.authenticate()
         self.send_json({"devices": await self.ctx.accounts.list_devices(requester.user_id)})
 
 
 class DeviceHandler(PasswordAuthMixin):
+    contract = {
+        "get": Op("One device", {200: "matrix/device"}, errors=(404,)),
+        "put": Op("Rename a device", {200: "matrix/empty.response"}, request="matrix/device.update.request",
+                  errors=(404,)),
+        "delete": Op("Delete a device (password required)", {200: "matrix/empty.response", 401: ("matrix/uia.response", "common/error")},
+                     request="matrix/device.delete.request", errors=(403, 404, 429)),
+    }
+
     async def get(self, device_id: str) -> None:
         requester = await self.authenticate()
         self.send_json(await self.ctx.accounts.get_device(requester.user_id, device_id))
@@ -204,6 +246,9 @@ class DeviceHandler(PasswordAuthMixin):
 
 
 class DeleteDevicesHandler(PasswordAuthMixin):
+    contract = {"post": Op("Delete devices (password required)", {200: "matrix/empty.response", 401: ("matrix/uia.response", "common/error")},
+                           request="matrix/delete_devices.request", errors=(403, 429))}
+
     async def post(self) -> None:
         requester = await self.authenticate()
         body = self.json_body("matrix/delete_devices.request")

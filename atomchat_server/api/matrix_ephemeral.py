@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from .base import BaseHandler
+from .contract import OBJECT, Op
 from .matrix_account import PREFIX
 from .matrix_rooms import ROOM
 
 
 class TypingHandler(BaseHandler):
+    contract = {"put": Op("Start or stop typing", {200: "matrix/empty.response"}, request="matrix/typing.request",
+                          errors=(403, 404))}
+
     async def put(self, room_id: str, user_id: str) -> None:
         requester = await self.authenticate()
         body = self.json_body("matrix/typing.request")
@@ -17,6 +21,9 @@ class TypingHandler(BaseHandler):
 
 
 class ReceiptHandler(BaseHandler):
+    contract = {"post": Op("Send a read receipt", {200: "matrix/empty.response"}, request="matrix/receipt.request",
+                           errors=(403, 404))}
+
     async def post(self, room_id: str, receipt_type: str, event_id: str) -> None:
         requester = await self.authenticate()
         body = self.json_body("matrix/receipt.request")
@@ -25,6 +32,9 @@ class ReceiptHandler(BaseHandler):
 
 
 class ReadMarkersHandler(BaseHandler):
+    contract = {"post": Op("Move the read markers", {200: "matrix/empty.response"},
+                           request="matrix/read_markers.request", errors=(403, 404))}
+
     async def post(self, room_id: str) -> None:
         requester = await self.authenticate()
         body = self.json_body("matrix/read_markers.request")
@@ -33,16 +43,20 @@ class ReadMarkersHandler(BaseHandler):
 
 
 class AccountDataHandler(BaseHandler):
-    """GET/PUT /user/{userId}/account_data/{type} and the per-room form."""
+    """GET/PUT /user/{userId}/account_data/{type} and the per-room form
+    (the global form's room is the empty string)."""
 
-    async def get(self, user_id: str, *rest: str) -> None:
+    contract = {
+        "get": Op("Read account data", {200: "matrix/account_data.response"}, errors=(403, 404)),
+        "put": Op("Write account data", {200: "matrix/empty.response"}, request=OBJECT, errors=(403, 404)),
+    }
+
+    async def get(self, user_id: str, data_type: str, room_id: str = "") -> None:
         requester = await self.authenticate()
-        room_id, data_type = rest if len(rest) == 2 else ("", rest[0])
         self.send_json(await self.ctx.ephemeral.account_data(requester, user_id, room_id, data_type))
 
-    async def put(self, user_id: str, *rest: str) -> None:
+    async def put(self, user_id: str, data_type: str, room_id: str = "") -> None:
         requester = await self.authenticate()
-        room_id, data_type = rest if len(rest) == 2 else ("", rest[0])
         content = self.json_body()
         await self.ctx.ephemeral.set_account_data(requester, user_id, room_id, data_type, content)
         self.send_json({})
@@ -53,6 +67,8 @@ def routes() -> list[tuple[str, type]]:
         (PREFIX + ROOM + r"/typing/([^/]+)", TypingHandler),
         (PREFIX + ROOM + r"/receipt/([^/]+)/([^/]+)", ReceiptHandler),
         (PREFIX + ROOM + r"/read_markers", ReadMarkersHandler),
-        (PREFIX + r"/user/([^/]+)/account_data/([^/]+)", AccountDataHandler),
-        (PREFIX + r"/user/([^/]+)/rooms/([^/]+)/account_data/([^/]+)", AccountDataHandler),
+        # Named groups: the two forms pass the room (or not) by name.
+        (PREFIX + r"/user/(?P<user_id>[^/]+)/account_data/(?P<data_type>[^/]+)", AccountDataHandler),
+        (PREFIX + r"/user/(?P<user_id>[^/]+)/rooms/(?P<room_id>[^/]+)/account_data/(?P<data_type>[^/]+)",
+         AccountDataHandler),
     ]

@@ -8,12 +8,16 @@ from ..events.filters import FilterError, RoomEventFilter
 from ..events.room_creation import ROOM_VERSION, RoomRequest, preset_for
 from ..validation import schemas
 from .base import BaseHandler
+from .contract import OBJECT, Op, Param
 from .matrix_account import PREFIX
 
 ROOM = r"/rooms/([^/]+)"
 
 
 class CreateRoomHandler(BaseHandler):
+    contract = {"post": Op("Create a room", {200: "matrix/createRoom.response"}, request="matrix/createRoom.request",
+                           errors=(403, 404))}
+
     async def post(self) -> None:
         requester = await self.authenticate()
         body = self.json_body()
@@ -37,6 +41,9 @@ class CreateRoomHandler(BaseHandler):
 class JoinHandler(BaseHandler):
     """POST /join/{roomIdOrAlias} and POST /rooms/{roomId}/join."""
 
+    contract = {"post": Op("Join a room", {200: "matrix/join.response"}, request="matrix/membership.request",
+                           errors=(403, 404))}
+
     async def post(self, room_id_or_alias: str) -> None:
         requester = await self.authenticate()
         body = self.json_body("matrix/membership.request")
@@ -46,6 +53,11 @@ class JoinHandler(BaseHandler):
 
 class MembershipHandler(BaseHandler):
     """POST /rooms/{roomId}/{invite,leave,kick,ban,unban}."""
+
+    contract = {"post": lambda action: Op(
+        f"{action.capitalize()} a member" if action != "leave" else "Leave a room", {200: "matrix/empty.response"},
+        request="matrix/membership.request" if action == "leave" else "matrix/membership_target.request",
+        errors=(403, 404))}
 
     async def post(self, room_id: str, action: str) -> None:
         requester = await self.authenticate()
@@ -64,6 +76,8 @@ class MembershipHandler(BaseHandler):
 
 
 class ForgetHandler(BaseHandler):
+    contract = {"post": Op("Forget a room left", {200: "matrix/empty.response"}, request=OBJECT, errors=(403, 404))}
+
     async def post(self, room_id: str) -> None:
         requester = await self.authenticate()
         self.json_body()
@@ -72,6 +86,9 @@ class ForgetHandler(BaseHandler):
 
 
 class SendHandler(BaseHandler):
+    contract = {"put": Op("Send an event (idempotent per transaction id)", {200: "matrix/event_id.response"},
+                          request=OBJECT, errors=(403, 404))}
+
     async def put(self, room_id: str, event_type: str, txn_id: str) -> None:
         requester = await self.authenticate()
         content = self.json_body()
@@ -81,6 +98,8 @@ class SendHandler(BaseHandler):
 
 
 class RoomStateHandler(BaseHandler):
+    contract = {"get": Op("A room's current state", {200: "matrix/room_state.response"}, errors=(403, 404))}
+
     async def get(self, room_id: str) -> None:
         requester = await self.authenticate()
         self.send_json(await self.ctx.rooms.state(requester, room_id))
@@ -89,6 +108,11 @@ class RoomStateHandler(BaseHandler):
 class StateEventHandler(BaseHandler):
     """GET/PUT /rooms/{roomId}/state/{eventType}[/{stateKey}]; a missing or
     empty state key is the empty string."""
+
+    contract = {
+        "get": Op("One state event's content", {200: "matrix/state_content.response"}, errors=(403, 404)),
+        "put": Op("Set a state event", {200: "matrix/event_id.response"}, request=OBJECT, errors=(403, 404)),
+    }
 
     async def get(self, room_id: str, event_type: str, state_key: str | None = None) -> None:
         requester = await self.authenticate()
@@ -103,6 +127,9 @@ class StateEventHandler(BaseHandler):
 
 
 class RedactHandler(BaseHandler):
+    contract = {"put": Op("Redact an event", {200: "matrix/event_id.response"}, request="matrix/redact.request",
+                          errors=(403, 404))}
+
     async def put(self, room_id: str, event_id: str, txn_id: str) -> None:
         requester = await self.authenticate()
         body = self.json_body("matrix/redact.request")
@@ -111,6 +138,10 @@ class RedactHandler(BaseHandler):
 
 
 class MembersHandler(BaseHandler):
+    contract = {"get": Op("A room's member events", {200: "matrix/members.response"}, errors=(403, 404), query=(
+        Param("membership", {"type": "string", "enum": ["join", "invite", "knock", "leave", "ban"]}),
+        Param("not_membership", {"type": "string", "enum": ["join", "invite", "knock", "leave", "ban"]})))}
+
     async def get(self, room_id: str) -> None:
         requester = await self.authenticate()
         members = await self.ctx.rooms.members(
@@ -120,18 +151,25 @@ class MembersHandler(BaseHandler):
 
 
 class JoinedMembersHandler(BaseHandler):
+    contract = {"get": Op("A room's joined members", {200: "matrix/joined_members.response"}, errors=(403, 404))}
+
     async def get(self, room_id: str) -> None:
         requester = await self.authenticate()
         self.send_json({"joined": await self.ctx.rooms.joined_members(requester, room_id)})
 
 
 class EventHandler(BaseHandler):
+    contract = {"get": Op("One event", {200: "events/core"}, errors=(403, 404))}
+
     async def get(self, room_id: str, event_id: str) -> None:
         requester = await self.authenticate()
         self.send_json(await self.ctx.rooms.event(requester, room_id, event_id))
 
 
 class ContextHandler(BaseHandler):
+    contract = {"get": Op("Events around one event", {200: "matrix/context.response"}, errors=(403, 404),
+                          query=(Param("limit", {"type": "integer"}),))}
+
     async def get(self, room_id: str, event_id: str) -> None:
         requester = await self.authenticate()
         limit = self.int_argument("limit", 10)
@@ -139,9 +177,20 @@ class ContextHandler(BaseHandler):
 
 
 class JoinedRoomsHandler(BaseHandler):
+    contract = {"get": Op("The rooms the caller has joined", {200: "matrix/joined_rooms.response"})}
+
     async def get(self) -> None:
         requester = await self.authenticate()
         self.send_json({"joined_rooms": await self.ctx.rooms.joined_rooms(requester)})
+
+
+MESSAGES_QUERY = (
+    Param("dir", {"type": "string", "enum": ["b", "f"]}, "b (default): older events first; f: newer first"),
+    Param("from", description="A token to start from (default: the end the direction starts at)"),
+    Param("to", description="A token to stop at"),
+    Param("limit", {"type": "integer", "minimum": 0}),
+    Param("filter", description="A RoomEventFilter as JSON"),
+)
 
 
 async def messages_body(handler: BaseHandler, requester, room_id: str) -> dict:
@@ -173,12 +222,22 @@ async def messages_body(handler: BaseHandler, requester, room_id: str) -> dict:
 
 
 class MessagesHandler(BaseHandler):
+    contract = {"get": Op("Page through a room's history", {200: "matrix/messages.response"}, errors=(403, 404),
+                          query=MESSAGES_QUERY)}
+
     async def get(self, room_id: str) -> None:
         requester = await self.authenticate()
         self.send_json(await messages_body(self, requester, room_id))
 
 
 class AliasHandler(BaseHandler):
+    contract = {
+        "get": Op("Resolve a room alias", {200: "matrix/alias.response"}, auth="none", errors=(404,)),
+        "put": Op("Create a room alias", {200: "matrix/empty.response"}, request="matrix/alias.request",
+                  errors=(403, 404, 409)),
+        "delete": Op("Delete a room alias", {200: "matrix/empty.response"}, errors=(403, 404)),
+    }
+
     async def get(self, alias: str) -> None:
         room_id = await self.ctx.rooms.lookup_alias(alias)
         self.send_json({"room_id": room_id, "servers": [self.ctx.settings.server_name]})
@@ -196,6 +255,13 @@ class AliasHandler(BaseHandler):
 
 
 class RoomVisibilityHandler(BaseHandler):
+    contract = {
+        "get": Op("Whether a room is in the public directory", {200: "matrix/room_visibility.response"},
+                  auth="none", errors=(404,)),
+        "put": Op("Publish or unpublish a room", {200: "matrix/empty.response"},
+                  request="matrix/room_visibility.request", errors=(403, 404)),
+    }
+
     async def get(self, room_id: str) -> None:
         self.send_json({"visibility": await self.ctx.rooms.visibility(room_id)})
 
@@ -207,6 +273,13 @@ class RoomVisibilityHandler(BaseHandler):
 
 
 class PublicRoomsHandler(BaseHandler):
+    contract = {
+        "get": Op("The public room directory", {200: "matrix/publicRooms.response"}, auth="none",
+                  query=(Param("limit", {"type": "integer"}), Param("since"))),
+        "post": Op("Search the public room directory", {200: "matrix/publicRooms.response"},
+                   request="matrix/publicRooms.request"),
+    }
+
     async def get(self) -> None:
         self.send_json(await self.ctx.rooms.public_rooms(
             limit=self.int_argument("limit", 100), since=self.get_query_argument("since", None), search=None))

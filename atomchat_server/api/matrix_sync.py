@@ -10,12 +10,20 @@ from ..storage import filters as filter_store
 from ..sync import tokens
 from ..sync.session import SyncSession
 from .base import BaseHandler
+from .contract import Op, Param
 from .matrix_account import PREFIX
 
 MAX_TIMEOUT_MS = 120_000
 
 
 class SyncHandler(BaseHandler):
+    contract = {"get": Op("Long-poll for what happened since a token", {200: "matrix/sync.response"},
+                          errors=(404,), query=(
+        Param("since", description="The next_batch of the previous answer"),
+        Param("timeout", {"type": "integer"}, "Milliseconds to wait for news (at most 120000)"),
+        Param("filter", description="A filter id or a filter as JSON"),
+        Param("full_state", {"type": "string", "enum": ["true", "false"]})))}
+
     def initialize(self, ctx) -> None:
         super().initialize(ctx)
         self._session: SyncSession | None = None
@@ -30,7 +38,7 @@ class SyncHandler(BaseHandler):
         since = tokens.parse(since_token, "since") if since_token else None
         timeout = max(0, min(self.int_argument("timeout", 0), MAX_TIMEOUT_MS)) / 1000
         filter_param = self.get_query_argument("filter", None)
-        full_state = self.get_query_argument("full_state", "false") == "true"
+        full_state = self.bool_argument("full_state", False)
         sessions = self.ctx.sync_sessions
         session = None if full_state else sessions.take(requester.session_id, since, filter_param)
         if session is None:
@@ -72,6 +80,9 @@ async def load_filter(handler: BaseHandler, user_id: str, value: str | None) -> 
 
 
 class FilterHandler(BaseHandler):
+    contract = {"post": Op("Upload a filter", {200: "matrix/filter.response"}, request="matrix/filter.request",
+                           errors=(403,))}
+
     async def post(self, user_id: str) -> None:
         requester = await self.authenticate()
         if user_id != requester.user_id:
@@ -86,6 +97,8 @@ class FilterHandler(BaseHandler):
 
 
 class FilterGetHandler(BaseHandler):
+    contract = {"get": Op("Download a filter", {200: "matrix/filter_definition.response"}, errors=(403, 404))}
+
     async def get(self, user_id: str, filter_id: str) -> None:
         requester = await self.authenticate()
         if user_id != requester.user_id:

@@ -24,6 +24,7 @@ from ..errors import MatrixError
 from ..sync import tokens
 from ..sync.session import SyncSession
 from ..validation import holds_nul, schemas
+from .contract import Op, Param
 from .matrix_sync import load_filter
 
 log = logging.getLogger("atomchat.stream")
@@ -76,6 +77,12 @@ class OpenStreams:
 
 
 class StreamHandler(tornado.websocket.WebSocketHandler):
+    contract = {"get": Op(
+        "Open the WebSocket event stream", {101: None}, auth="optional", errors=(404,),
+        description="A WebSocket upgrade (protocol/stream.md); without a token, authenticate with the first frame.",
+        query=(Param("since", description="The next_batch of the last frame received"),
+               Param("filter", description="A filter id or a filter as JSON")))}
+
     def initialize(self, ctx) -> None:
         self.ctx = ctx
         self.requester: Requester | None = None

@@ -14,7 +14,7 @@ from ..storage import key_backup as store
 
 
 def _number(version: str) -> int | None:
-    return int(version) if version.isdigit() and len(version) < 18 else None
+    return int(version) if version.isascii() and version.isdigit() and len(version) < 18 else None
 
 
 def _version_json(row) -> dict[str, Any]:
