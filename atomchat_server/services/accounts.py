@@ -189,14 +189,16 @@ class Accounts:
 
     async def refresh(self, refresh_token: str) -> LoginResult:
         """Trades a refresh token for a new access token and refresh token;
-        the old refresh token stops working."""
+        the old refresh token stops working, and the old access token once
+        the new one is used (SessionCache.authenticate)."""
         new_token = new_refresh_token()
         row = await session_store.rotate_refresh_token(
             self._pool, hash_refresh_token(refresh_token), hash_refresh_token(new_token)
         )
         if row is None:
             raise unknown_token("Unknown refresh token")
-        return self._tokens_for(TokenClaims(row["user_id"], row["device_id"], row["session_id"]), new_token)
+        claims = TokenClaims(row["user_id"], row["device_id"], row["session_id"], row["token_generation"])
+        return self._tokens_for(claims, new_token)
 
     async def authenticate(self, access_token: str, *, allow_locked: bool = False) -> Requester:
         """The session an access token belongs to. A locked account's tokens
