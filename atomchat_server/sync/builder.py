@@ -22,13 +22,14 @@ from ..services.keys import device_list_changes, key_state
 from ..storage import ephemeral as ephemeral_store
 from ..storage import keys as key_store
 from ..storage import events as event_store
+from ..storage import push as push_store
 from ..storage import sync as sync_store
 from . import tokens
 
 DEFAULT_TIMELINE_LIMIT = 20
 # The most events a sync timeline carries, whatever the filter asks (as /messages).
 MAX_TIMELINE_LIMIT = 1000
-# Unread counts stop here: a client shows "1000+", and the count stays cheap.
+# Notification counts stop here: a client shows "1000+", and the count stays cheap.
 UNREAD_CAP = 1000
 # To-device messages in one answer at most; more wait for the next.
 TO_DEVICE_LIMIT = 100
@@ -127,7 +128,7 @@ class SyncBuilder:
                 joined[room_id]["ephemeral"]["events"] = ephemeral.get(room_id, [])
         for room_id, room in joined.items():
             room["account_data"]["events"] = room_account.get(room_id, [])
-        await self.add_counts(user_id, joined)
+        await self.add_counts(user_id, joined, upto)
 
         device_lists = await self._device_lists(requester, since, upto)
         key_counts, unused_fallback = await key_state(self._pool, user_id, requester.device_id)
@@ -154,15 +155,18 @@ class SyncBuilder:
         changed, left = await device_list_changes(self._pool, requester.user_id, since, upto)
         return {"changed": changed, "left": left}
 
-    async def add_counts(self, user_id: str, joined: dict[str, Any]) -> None:
-        """Fills in unread_notifications and summary for the joined rooms of a response."""
+    async def add_counts(self, user_id: str, joined: dict[str, Any], upto: int) -> None:
+        """Fills in unread_notifications and summary for the joined rooms of a
+        response that ends at ``upto``: events after it are the next answer's,
+        which a session adds to these counts as they arrive."""
         if not joined:
             return
-        unread = await ephemeral_store.unread_counts(self._pool, user_id, list(joined), UNREAD_CAP)
+        unread = await push_store.notification_counts(self._pool, user_id, list(joined), UNREAD_CAP, upto)
         counts = await sync_store.member_counts(self._pool, list(joined))
         for room_id, room in joined.items():
             joined_count, invited_count = counts.get(room_id, (0, 0))
-            room["unread_notifications"] = {"highlight_count": 0, "notification_count": unread.get(room_id, 0)}
+            notify, highlight = unread.get(room_id, (0, 0))
+            room["unread_notifications"] = {"highlight_count": highlight, "notification_count": notify}
             room["summary"] = {"m.joined_member_count": joined_count, "m.invited_member_count": invited_count}
 
     async def _ephemeral(self, requester: Requester, room_ids: list[str], since: int | None,
