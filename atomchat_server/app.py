@@ -25,6 +25,7 @@ from .api import (
     matrix_account,
     matrix_conversations,
     matrix_ephemeral,
+    matrix_keys,
     matrix_media,
     matrix_profile,
     matrix_push,
@@ -48,6 +49,8 @@ from .ratelimit import OpenPerAccount
 from .services.accounts import Accounts, RateLimits
 from .services.compat import Compat
 from .services.ephemeral import Ephemeral
+from .services.key_backup import KeyBackup
+from .services.keys import Keys, device_list_changes, key_state
 from .services.media import Media
 from .services.moderation import AdminQueries, Blocks, Moderation
 from .services.persister import Persister
@@ -60,7 +63,7 @@ from .services.rooms import Rooms
 from .services.search import Search
 from .services.server_name import settle_server_name
 from .supervisor import Supervisor
-from .sync.builder import SyncBuilder
+from .sync.builder import ServiceReads, SyncBuilder
 from .sync.session import SyncSessions
 from .validation import schemas
 
@@ -85,6 +88,8 @@ class AppContext:
     relations: Relations
     reports: Reports
     presence: Presence
+    keys: Keys
+    key_backup: KeyBackup
     media: Media
     search: Search
     push: PushRules
@@ -100,8 +105,8 @@ def routes() -> list[tuple[str, type]]:
     """The one route table: the application serves it and the OpenAPI
     document (api/contract.py) describes it, from each handler's contract."""
     return (matrix_account.routes() + matrix_rooms.routes() + matrix_profile.routes() + matrix_sync.routes()
-            + matrix_ephemeral.routes() + matrix_conversations.routes() + matrix_media.routes()
-            + matrix_search.routes() + matrix_push.routes()
+            + matrix_ephemeral.routes() + matrix_conversations.routes() + matrix_keys.routes()
+            + matrix_media.routes() + matrix_search.routes() + matrix_push.routes()
             + matrix_services.routes() + stream.routes() + admin.routes() + compat.routes()
             + [(OPENAPI_PATH, OpenApiHandler)])
 
@@ -200,6 +205,8 @@ class AtomChat:
                                     judge=PushEvaluator())
         notifier.writer_settled = self._persister.settled
         self._persister.start()
+        keys = Keys(pool=self._pool, persister=self._persister, server_name=settings.server_name)
+        accounts.devices_changed = keys.devices_changed
         moderation = Moderation(pool=self._pool, persister=self._persister, blocks=blocks,
                                 server_name=settings.server_name)
         notifier.observers.append(moderation.observe)  # before loading, so no rule slips between
@@ -213,13 +220,15 @@ class AtomChat:
                       max_upload_bytes=settings.max_upload_bytes, quota_bytes=settings.media_quota_bytes)
         await media.start()
         self.ctx = AppContext(settings=settings, pool=self._pool, accounts=accounts, rooms=rooms, profiles=profiles,
-                              notifier=notifier, sync=SyncBuilder(self._pool, presence, bundle),
+                              notifier=notifier, sync=SyncBuilder(self._pool, ServiceReads(
+                                  presence, bundle, key_state, device_list_changes)),
                               ephemeral=Ephemeral(pool=self._pool, persister=self._persister),
                               moderation=moderation,
                               admin=AdminQueries(pool=self._pool, blocks=blocks, system_user=moderation.system_user),
                               compat=Compat(pool=self._pool, accounts=accounts, rooms=rooms, moderation=moderation),
                               relations=Relations(pool=self._pool, rooms=rooms),
                               reports=Reports(pool=self._pool, rooms=rooms), presence=presence,
+                              keys=keys, key_backup=KeyBackup(pool=self._pool),
                               media=media, search=Search(pool=self._pool, rooms=rooms),
                               push=PushRules(pool=self._pool, persister=self._persister),
                               streams=stream.OpenStreams(settings.websocket_ping_seconds),

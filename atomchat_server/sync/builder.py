@@ -23,6 +23,7 @@ from ..events.format import Row, client_event, stripped_state
 from ..events.visibility import Range, visible_ranges
 from ..storage import ephemeral as ephemeral_store
 from ..storage import events as event_store
+from ..storage import keys as key_store
 from ..storage import push as push_store
 from ..storage import sync as sync_store
 from . import tokens
@@ -30,19 +31,31 @@ from . import tokens
 if TYPE_CHECKING:
     from ..services.presence import Presence
 
-# Events in their client form with their bundled aggregations
-# (services.relations.bundle, which the room endpoints use too): the sync
-# engine sits below services/, so app hands it in.
-Bundler = Callable[[asyncpg.Pool, Requester, str, Sequence[Row], Sequence[Range]], Awaitable[list[dict[str, Any]]]]
-
 DEFAULT_TIMELINE_LIMIT = 20
 # The most events a sync timeline carries, whatever the filter asks (as /messages).
 MAX_TIMELINE_LIMIT = 1000
 # Notification counts stop here: a client shows "1000+", and the count stays cheap.
 UNREAD_CAP = 1000
+# To-device messages in one answer at most; more wait for the next.
+TO_DEVICE_LIMIT = 100
 # State a client is shown for a room it is invited to.
 INVITE_STATE_TYPES = ("m.room.create", "m.room.join_rules", "m.room.name", "m.room.canonical_alias",
                       "m.room.avatar", "m.room.encryption", "m.room.topic")
+
+
+@dataclass(frozen=True)
+class ServiceReads:
+    """What an answer reads through services/, which app hands in (the sync
+    engine sits below services/, the room and key endpoints use the same)."""
+
+    presence: Presence
+    # services.relations.bundle: events in their client form with their aggregations
+    bundle: Callable[[asyncpg.Pool, Requester, str, Sequence[Row], Sequence[Range]],
+                     Awaitable[list[dict[str, Any]]]]
+    # services.keys.key_state: a device's one-time key counts and unused fallback key types
+    key_state: Callable[[asyncpg.Pool, str, str], Awaitable[tuple[dict[str, int], list[str]]]]
+    # services.keys.device_list_changes: (changed, left) for a user between two positions
+    device_list_changes: Callable[[asyncpg.Pool, str, int, int], Awaitable[tuple[list[str], list[str]]]]
 
 
 @dataclass
@@ -51,6 +64,10 @@ class SyncResult:
     empty: bool  # nothing happened for the user: a long-poll should keep waiting
     joined_rooms: frozenset[str]  # the rooms the user is in: what a listener follows
     text: str | None = None  # the body as JSON, when it was assembled as text
+    # The position the answer reaches (its next_batch) when built from the
+    # database: the one asked for, or less when it stops early (more is set).
+    position: int | None = None
+    more: bool = False
 
     def json(self) -> str:
         if self.text is None:
@@ -59,14 +76,22 @@ class SyncResult:
 
 
 class SyncBuilder:
-    def __init__(self, pool: asyncpg.Pool, presence: Presence, bundle: Bundler) -> None:
+    def __init__(self, pool: asyncpg.Pool, services: ServiceReads) -> None:
         self._pool = pool
-        self._presence = presence
-        self._bundle = bundle
+        self._services = services
 
     async def sync(self, requester: Requester, *, since: int | None, upto: int, sync_filter: SyncFilter,
                    full_state: bool) -> SyncResult:
         user_id = requester.user_id
+        # At most TO_DEVICE_LIMIT to-device messages an answer: with more
+        # waiting, the whole answer stops at the last one it carries, so the
+        # next answer goes on from there, everything in one order.
+        to_device = await key_store.to_device_between(self._pool, user_id, requester.device_id, since, upto,
+                                                      TO_DEVICE_LIMIT + 1)
+        more = len(to_device) > TO_DEVICE_LIMIT
+        if more:
+            to_device = to_device[:TO_DEVICE_LIMIT]
+            upto = to_device[-1]["stream"]
         joined: dict[str, Any] = {}
         invited: dict[str, Any] = {}
         left: dict[str, Any] = {}
@@ -127,19 +152,31 @@ class SyncBuilder:
             room["account_data"]["events"] = room_account.get(room_id, [])
         await self.add_counts(user_id, joined, upto)
 
+        device_lists = await self._device_lists(requester, since, upto)
+        key_counts, unused_fallback = await self._services.key_state(self._pool, user_id, requester.device_id)
         body: dict[str, Any] = {
             "next_batch": tokens.make(upto),
             "rooms": {"join": joined, "invite": invited, "leave": left},
             "account_data": {"events": [{"type": row["type"], "content": row["content"]}
                                         for row in account_rows if not row["room_id"]]},
-            "presence": {"events": await self._presence.events_since(user_id, since, upto)
+            "presence": {"events": await self._services.presence.events_since(user_id, since, upto)
                          if sync_filter.presence.wants_type("m.presence") else []},
-            "to_device": {"events": []},
-            "device_lists": {"changed": [], "left": []},
-            "device_one_time_keys_count": {},
+            "to_device": {"events": [{"sender": row["sender"], "type": row["type"], "content": row["content"]}
+                                     for row in to_device]},
+            "device_lists": device_lists,
+            "device_one_time_keys_count": key_counts,
+            "device_unused_fallback_key_types": unused_fallback,
         }
-        empty = not (joined or invited or left or body["account_data"]["events"] or body["presence"]["events"])
-        return SyncResult(body, empty=empty, joined_rooms=frozenset(member_of))
+        empty = not (joined or invited or left or body["account_data"]["events"] or body["presence"]["events"]
+                     or to_device or device_lists["changed"] or device_lists["left"])
+        return SyncResult(body, empty=empty, joined_rooms=frozenset(member_of), position=upto, more=more)
+
+    async def _device_lists(self, requester: Requester, since: int | None, upto: int) -> dict[str, list[str]]:
+        """Whose devices changed after ``since`` (nothing in an initial sync)."""
+        if since is None:
+            return {"changed": [], "left": []}
+        changed, left = await self._services.device_list_changes(self._pool, requester.user_id, since, upto)
+        return {"changed": changed, "left": left}
 
     async def add_counts(self, user_id: str, joined: dict[str, Any], upto: int) -> None:
         """Fills in unread_notifications and summary for the joined rooms of a
@@ -211,7 +248,7 @@ class SyncBuilder:
             return self._format(rows, requester)
         if ranges is None:
             ranges = await self._ranges(room_id, requester.user_id)
-        return await self._bundle(self._pool, requester, room_id, rows, ranges)
+        return await self._services.bundle(self._pool, requester, room_id, rows, ranges)
 
     async def _timeline(self, room_id: str, after: int | None, upto: int, flt: RoomEventFilter,
                         ranges: Sequence[Range]) -> tuple[list[Any], bool]:
