@@ -1,4 +1,4 @@
-"""Authorization rules for room events, as in Matrix room version 10.
+"""Authorization rules for room events, as in Matrix room versions 10 to 12.
 
 ``check`` decides whether one event may be appended to a room, given the
 room's current state before it. It is pure: the caller loads the state
@@ -33,12 +33,13 @@ from .power_levels import (
     edits_members,
     event_level,
     room_creator,
+    room_creators,
     state_content,
     state_event,
+    state_room_version,
     user_level,
 )
-
-ROOM_VERSION = "10"
+from .room_versions import DEFAULT_ROOM_VERSION, UnknownRoomVersion, room_version
 JOIN_RULES_KEY = ("m.room.join_rules", "")
 MEMBERSHIPS = ("join", "invite", "leave", "ban", "knock")
 
@@ -85,14 +86,17 @@ def check(event: Mapping[str, Any], state: StateMap, *, redacted_event: Mapping[
     ``redacted_event`` is the target of an ``m.room.redaction`` when the
     server has it: its sender may redact it without the redact level.
     """
-    _check_shape(event)
-    event_type, sender = event["type"], event["sender"]
-    if event_type == "m.room.create":
+    if event.get("type") == "m.room.create":
         _check_create(event, state)
         return
+    _check_shape(event)
+    event_type, sender = event["type"], event["sender"]
     create = state_event(state, CREATE_KEY)
     if create is None:
         raise AuthError("the room does not exist: it has no m.room.create event")
+    if state_room_version(state).room_id_is_create_event_id \
+            and event["room_id"] != "!" + str(create.get("event_id", ""))[1:]:
+        raise AuthError("the room id is not the id of the room's m.room.create event")
     for key in auth_state_keys(event):
         entry = state_event(state, key)
         if entry is not None and entry.get("room_id", event["room_id"]) != event["room_id"]:
@@ -125,9 +129,9 @@ def check(event: Mapping[str, Any], state: StateMap, *, redacted_event: Mapping[
         _check_redaction(event, state, level, redacted_event)
 
 
-def _check_shape(event: Mapping[str, Any]) -> None:
+def _check_shape(event: Mapping[str, Any], fields: tuple[str, ...] = ("type", "room_id", "sender")) -> None:
     """The fields every rule reads, with the types they assume."""
-    for field in ("type", "room_id", "sender"):
+    for field in fields:
         if not isinstance(event.get(field), str):
             raise AuthError(f"the event needs a string {field}")
     if split_user_id(event["sender"]) is None:
@@ -144,18 +148,36 @@ def _domain(identifier: str) -> str:
 
 
 def _check_create(event: Mapping[str, Any], state: StateMap) -> None:
-    if any(state_event(state, key) is not None for key in state):
+    """The create event's own rules. A create event naming no version is
+    taken as one of the version this server creates (see state_room_version)."""
+    content = event.get("content")
+    declared = content.get("room_version") if isinstance(content, Mapping) else None
+    if declared is None:
+        declared = DEFAULT_ROOM_VERSION.identifier
+    try:
+        version = room_version(declared)
+    except UnknownRoomVersion as exc:
+        raise AuthError(f"{exc}; this server knows versions 10, 11 and 12") from None
+    # Version 12 create events have no room id: the room id is made from them.
+    _check_shape(event, ("type", "sender") if version.room_id_is_create_event_id else ("type", "room_id", "sender"))
+    if any(state_event(state, key) is not None for key in state) or event.get("prev_events"):
         raise AuthError("m.room.create can only be the first event of a room")
     if event.get("state_key") != "":
         raise AuthError("m.room.create needs an empty state key")
     content, sender = event["content"], event["sender"]
-    version = content.get("room_version")
-    if version is not None and version != ROOM_VERSION:
-        raise AuthError(f"room version {version!r} is not supported; this server makes version {ROOM_VERSION} rooms")
-    if "creator" not in content:
-        raise AuthError("m.room.create needs content.creator")
-    if content["creator"] != sender:
-        raise AuthError("content.creator of m.room.create must be its sender")
+    if version.room_id_is_create_event_id:
+        if "room_id" in event:
+            raise AuthError("in room version 12 m.room.create has no room_id: the room id is made from it")
+        additional = content.get("additional_creators", [])
+        if not isinstance(additional, list) or not all(
+                isinstance(user, str) and split_user_id(user) is not None for user in additional):
+            raise AuthError("additional_creators of m.room.create must be a list of user ids")
+        return
+    if not version.implicit_room_creator:
+        if "creator" not in content:
+            raise AuthError("m.room.create needs content.creator")
+        if content["creator"] != sender:
+            raise AuthError("content.creator of m.room.create must be its sender")
     if _domain(event["room_id"]) != _domain(sender):
         raise AuthError("a room can only be created by a user of the server named in its room id")
 
@@ -170,7 +192,7 @@ def _check_membership(event: Mapping[str, Any], state: StateMap) -> None:
     if "join_authorised_via_users_server" in content:
         raise AuthError(_UNSUPPORTED_JOIN_RULES["restricted"])
     if membership == "join":
-        _check_join(sender, target, state)
+        _check_join(event, state)
     elif membership == "invite":
         _check_invite(sender, target, content, state)
     elif membership == "leave":
@@ -183,13 +205,18 @@ def _check_membership(event: Mapping[str, Any], state: StateMap) -> None:
         raise AuthError(f"unknown membership {membership!r}")
 
 
-def _check_join(sender: str, target: str, state: StateMap) -> None:
+def _check_join(event: Mapping[str, Any], state: StateMap) -> None:
+    sender, target = event["sender"], event["state_key"]
     if sender != target:
         raise AuthError("nobody can join a room on behalf of someone else")
     # The creator's join right after the create event: the room has no join
     # rules or power levels yet, and nobody else could be let in before it.
+    # The state shows it, or (when a fork is resolved against a later state)
+    # the event's only prev_event being the create event.
     only_create = all(key == CREATE_KEY for key in state if state_event(state, key) is not None)
-    if only_create and target == room_creator(state):
+    create_id = (state_event(state, CREATE_KEY) or {}).get("event_id")
+    after_create = create_id is not None and event.get("prev_events") == [create_id]
+    if (only_create or after_create) and target == room_creator(state):
         return
     current = membership_of(state, sender)
     if current == "ban":
@@ -275,6 +302,10 @@ def _check_power_levels(event: Mapping[str, Any], state: StateMap, level: int) -
     for user in new.get("users", {}):
         if split_user_id(user) is None:
             raise AuthError(f"power levels users has a key that is not a user id: {user!r}")
+    if state_room_version(state).privileged_creators:
+        listed = sorted(room_creators(state) & set(new.get("users", {})))
+        if listed:
+            raise AuthError(f"room creators have infinite power and cannot be listed in power levels: {listed}")
     if state_event(state, POWER_LEVELS_KEY) is None:
         return
 
