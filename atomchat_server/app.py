@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import tornado.httpserver
 import tornado.web
 
-from .api import admin, compat, matrix_account, matrix_ephemeral, matrix_profile, matrix_rooms, matrix_sync, stream
+from .api import (admin, compat, federation, matrix_account, matrix_ephemeral, matrix_profile, matrix_rooms,
+                  matrix_sync, stream)
 from .api.base import HeadersTooLargeHandler, NotFoundHandler, log_request, redact_tornado_logs
 from .api.contract import OPENAPI_PATH, OpenApiHandler, document_json
 from .auth import policy
@@ -24,6 +25,7 @@ from .auth.sessions import SessionCache
 from .auth.tokens import TokenCodec, load_or_create_signing_key
 from .db import migrations
 from .db.pool import create_pool
+from .federation.keys import load_or_create_server_key
 from .notifier import Notifier
 from .ratelimit import OpenPerAccount
 from .sync.builder import SyncBuilder
@@ -61,6 +63,7 @@ class AppContext:
     in_flight: int = 0
     streams: stream.OpenStreams | None = None
     openapi: str = ""  # the OpenAPI document of routes(), as served
+    server_key: object = None  # the ed25519 key other servers know this one by (federation/keys.py)
 
 
 def routes() -> list[tuple[str, type]]:
@@ -68,7 +71,7 @@ def routes() -> list[tuple[str, type]]:
     document (api/contract.py) describes it, from each handler's contract."""
     return (matrix_account.routes() + matrix_rooms.routes() + matrix_profile.routes() + matrix_sync.routes()
             + matrix_ephemeral.routes() + stream.routes() + admin.routes() + compat.routes()
-            + [(OPENAPI_PATH, OpenApiHandler)])
+            + federation.routes() + [(OPENAPI_PATH, OpenApiHandler)])
 
 
 class Application(tornado.web.Application):
@@ -171,7 +174,8 @@ class AtomChat:
                               compat=Compat(pool=self._pool, accounts=accounts, rooms=rooms, moderation=moderation),
                               streams=stream.OpenStreams(settings.websocket_ping_seconds),
                               open_streams=OpenPerAccount(settings.max_streams_per_account, "streams"),
-                              long_polls=OpenPerAccount(settings.max_long_polls_per_account, "long-polls"))
+                              long_polls=OpenPerAccount(settings.max_long_polls_per_account, "long-polls"),
+                              server_key=load_or_create_server_key(settings.data_path))
         self.ctx.streams.start()
         await self.ctx.compat.upgrade_old_api_rooms()
         return self.application()
