@@ -194,6 +194,8 @@ INVITE = {"membership": "invite", "displayname": "U", "join_authorised_via_users
      {"membership": "invite", "join_authorised_via_users_server": "@a:d",
       "third_party_invite": {"signed": {"mxid": "@u:d", "token": "t"}}}),
     ("m.room.member", {"membership": "join", "third_party_invite": {"display_name": "x"}}, {"membership": "join"},
+     {"membership": "join", "third_party_invite": {}}),
+    ("m.room.member", {"membership": "join", "third_party_invite": "x"}, {"membership": "join"},
      {"membership": "join"}),
     ("m.room.create", {"creator": "@u:d", "room_version": "11", "m.federate": False, "type": "m.space"},
      {"creator": "@u:d"}, {"creator": "@u:d", "room_version": "11", "m.federate": False, "type": "m.space"}),
@@ -205,7 +207,7 @@ INVITE = {"membership": "invite", "displayname": "U", "join_authorised_via_users
      {"history_visibility": "shared"}),
     ("m.room.redaction", {"redacts": "$e", "reason": "spam"}, {}, {"redacts": "$e"}),
     ("m.room.aliases", {"aliases": ["#a:d"]}, {}, {}),
-], ids=["message", "member-invite", "member-third-party-without-signed", "create", "join-rules", "power-levels",
+], ids=["message", "member-invite", "member-third-party-without-signed", "member-third-party-not-object", "create", "join-rules", "power-levels",
         "history-visibility", "redaction", "aliases"])
 def test_pruned_content(event_type, content, kept_v10, kept_v11):
     assert pruned_content(event_type, content) == kept_v10  # the server's own rooms: version 10

@@ -43,8 +43,10 @@ def pruned_content(event_type: str, content: Mapping[str, Any],
         return dict(content)
     pruned = {key: content[key] for key in _KEPT_CONTENT_V11.get(event_type, ()) if key in content}
     invite = content.get("third_party_invite")
-    if event_type == "m.room.member" and isinstance(invite, Mapping) and "signed" in invite:
-        pruned["third_party_invite"] = {"signed": invite["signed"]}
+    if event_type == "m.room.member" and isinstance(invite, Mapping):
+        # An object stays, reduced to "signed" (empty without it), as the
+        # other servers redact it: the event id depends on it.
+        pruned["third_party_invite"] = {key: invite[key] for key in ("signed",) if key in invite}
     return pruned
 
 
