@@ -3,7 +3,8 @@
 Builds events and forks and compares, function by function, what AtomChat
 (``atomchat_server/events``) and Synapse compute: event ids, content hashes,
 event signatures, redaction (pruning), authorization decisions and state
-resolution, for room versions 10, 11 and 12. The events are the ones the
+resolution, for room versions 10, 11 and 12, and X-Matrix request
+signatures (each side's header read and checked by the other). The events are the ones the
 test suite uses (tests/test_state_res.py's forks, tests/test_event_signing.py's
 redaction table, tests/test_auth_rules*.py's authorization tables), so every
 case the tests pin down is also checked against the reference server.
@@ -28,6 +29,7 @@ import hashlib
 import itertools
 import sys
 from collections import Counter
+from types import SimpleNamespace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,8 @@ from synapse.api.room_versions import KNOWN_ROOM_VERSIONS as SYNAPSE_VERSIONS  #
 from synapse.crypto.event_signing import compute_content_hash, compute_event_signature  # noqa: E402
 from synapse.event_auth import _check_create, check_state_dependent_auth_rules  # noqa: E402
 from synapse.events import make_event_from_dict  # noqa: E402
+from synapse.federation.transport.server._base import _parse_auth_header  # noqa: E402
+from synapse.http.matrixfederationclient import MatrixFederationHttpClient  # noqa: E402
 from synapse.state.v2 import resolve_events_with_store  # noqa: E402
 from synapse.storage.databases.main.event_federation import StateDifference  # noqa: E402
 from synapse.synapse_rust.events import redact_event_dict  # noqa: E402
@@ -49,6 +53,7 @@ from atomchat_server.events.auth import AuthError, check  # noqa: E402
 from atomchat_server.events.redaction import prune_event  # noqa: E402
 from atomchat_server.events.room_versions import V10, V11, V12  # noqa: E402
 from atomchat_server.events.state_res import resolve  # noqa: E402
+from atomchat_server.federation.x_matrix import authorization_header, parse_authorization, verify_request  # noqa: E402
 from tests import test_auth_rules, test_auth_rules_versions, test_event_signing, test_state_res  # noqa: E402
 
 SERVER = "hs"
@@ -315,7 +320,42 @@ def compare_auth_tables() -> None:
             tally("auth (tables)", ours == theirs, f"{case['_id']}: ours {ours} ({reason}), Synapse {theirs}")
 
 
+# -- X-Matrix request signing ----------------------------------------------
+
+REQUESTS = [
+    ("GET", "/_matrix/federation/v1/version", None),
+    ("GET", "/_matrix/federation/v1/state/!r:hs?event_id=%24e", None),
+    ("PUT", "/_matrix/federation/v1/send/txn1", {"origin": "hs", "pdus": [], "edus": []}),
+    ("PUT", "/_matrix/federation/v1/invite/!r:hs/%24e", {"event": {"content": {"body": "日本語 ☕"}}}),
+    ("POST", "/_matrix/federation/v1/user/keys/query", {}),
+]
+
+
+def compare_x_matrix() -> None:
+    """Headers each server builds for the same request: the same signature,
+    each parser reads the other's header, and ours accepts Synapse's."""
+    synapse_client = SimpleNamespace(server_name=SERVER, signing_key=KEY)
+    keys = {signing.key_id(KEY): signing.verify_key_of(KEY)}
+    for method, uri, content in REQUESTS:
+        label = f"{method} {uri}"
+        theirs = MatrixFederationHttpClient.build_auth_headers(
+            synapse_client, b"dest.example", method.encode(), uri.encode(), content)[0].decode()
+        ours = authorization_header(SERVER, "dest.example", KEY, method, uri, content)
+        parsed_theirs, parsed_ours = parse_authorization(theirs), parse_authorization(ours)
+        tally("X-Matrix signature", parsed_theirs == parsed_ours, f"{label}: {parsed_ours} != {parsed_theirs}")
+        origin, key, sig, destination = _parse_auth_header(ours.encode())
+        tally("X-Matrix parsing", (origin, key, sig, destination) == (SERVER, parsed_ours.key, parsed_ours.sig,
+                                                                     "dest.example"), label)
+        try:
+            verify_request(parsed_theirs, method, uri, content, "dest.example", keys)
+            accepted = True
+        except ValueError:
+            accepted = False
+        tally("X-Matrix verification", accepted, f"{label}: Synapse's header refused")
+
+
 def main() -> int:
+    compare_x_matrix()
     compare_redaction_table()
     compare_state_resolution()
     compare_auth_tables()
