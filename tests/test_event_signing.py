@@ -207,8 +207,8 @@ INVITE = {"membership": "invite", "displayname": "U", "join_authorised_via_users
      {"history_visibility": "shared"}),
     ("m.room.redaction", {"redacts": "$e", "reason": "spam"}, {}, {"redacts": "$e"}),
     ("m.room.aliases", {"aliases": ["#a:d"]}, {}, {}),
-], ids=["message", "member-invite", "member-third-party-without-signed", "member-third-party-not-object", "create", "join-rules", "power-levels",
-        "history-visibility", "redaction", "aliases"])
+], ids=["message", "member-invite", "member-third-party-without-signed", "member-third-party-not-object",
+        "create", "join-rules", "power-levels", "history-visibility", "redaction", "aliases"])
 def test_pruned_content(event_type, content, kept_v10, kept_v11):
     assert pruned_content(event_type, content) == kept_v10  # the server's own rooms: version 10
     assert pruned_content(event_type, content, V10) == kept_v10

@@ -54,7 +54,8 @@ class Room:
         self._clock += 1
         event = {"event_id": "$" + name, "room_id": self.room_id, "sender": sender, "type": event_type,
                  "state_key": state_key, "content": content, "origin_server_ts": self._clock if ts is None else ts,
-                 "auth_events": ["$" + a for a in auth if not (a == "CREATE" and self.version.room_id_is_create_event_id)],
+                 "auth_events": ["$" + a for a in auth
+                                 if not (a == "CREATE" and self.version.room_id_is_create_event_id)],
                  "prev_events": ["$" + p for p in prev or []]}
         if event_type == "m.room.create" and self.version.room_id_is_create_event_id:
             del event["room_id"]

@@ -39,7 +39,8 @@ from .power_levels import (
     state_room_version,
     user_level,
 )
-from .room_versions import DEFAULT_ROOM_VERSION, UnknownRoomVersion, room_version
+from .room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS, UnknownRoomVersion, room_version
+
 JOIN_RULES_KEY = ("m.room.join_rules", "")
 MEMBERSHIPS = ("join", "invite", "leave", "ban", "knock")
 
@@ -157,7 +158,7 @@ def _check_create(event: Mapping[str, Any], state: StateMap) -> None:
     try:
         version = room_version(declared)
     except UnknownRoomVersion as exc:
-        raise AuthError(f"{exc}; this server knows versions 10, 11 and 12") from None
+        raise AuthError(f"{exc}; this server knows versions {', '.join(KNOWN_ROOM_VERSIONS)}") from None
     # Version 12 create events have no room id: the room id is made from them.
     _check_shape(event, ("type", "sender") if version.room_id_is_create_event_id else ("type", "room_id", "sender"))
     if any(state_event(state, key) is not None for key in state) or event.get("prev_events"):

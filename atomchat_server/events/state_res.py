@@ -180,7 +180,9 @@ def iterative_auth_checks(event_ids: Iterable[str], state: Mapping[StateKey, str
                           version: RoomVersion) -> dict[StateKey, str]:
     """Apply each event in turn to the state if the authorization rules let
     it follow the state; the state's entries take precedence over the
-    event's own ``auth_events`` for the keys the rules read."""
+    event's own ``auth_events`` for the keys the rules read. Events rejected
+    against their own auth chain must not be in ``events`` (they are never
+    in state, so a caller has no reason to pass them)."""
     resolved = dict(state)
     for event_id in event_ids:
         event = events[event_id]
