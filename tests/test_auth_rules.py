@@ -442,6 +442,8 @@ def test_membership_of(room_state, user, expected):
 def test_auth_state_keys():
     assert auth_state_keys(message(CAROL)) == [CREATE_KEY, (PL, ""), ("m.room.member", CAROL)]
     assert auth_state_keys(member(BOB, CAROL, "ban")) == [
+        CREATE_KEY, (PL, ""), ("m.room.member", BOB), ("m.room.member", CAROL)]
+    assert auth_state_keys(member(BOB, CAROL, "invite")) == [
         CREATE_KEY, (PL, ""), ("m.room.member", BOB), ("m.room.member", CAROL), ("m.room.join_rules", "")]
     assert auth_state_keys(member(DAVE, DAVE, "join")) == [
         CREATE_KEY, (PL, ""), ("m.room.member", DAVE), ("m.room.join_rules", "")]

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from atomchat_server.events import signing
-from atomchat_server.events.auth import AuthError, check
+from atomchat_server.events.auth import AuthError, auth_event_keys, check, check_auth_events
 from atomchat_server.events.power_levels import room_creator, room_creators, user_level
-from atomchat_server.events.room_versions import V12
+from atomchat_server.events.room_versions import V10, V11, V12
 
 from .test_auth_rules import ALICE, BOB, CAROL, DAVE, EVE, PL, ROOM, event, levels, member
 
@@ -145,3 +145,54 @@ def test_room_creators():
                                         "")}
     assert room_creators(v11) == {ALICE} and room_creator(v11) == ALICE
     assert room_creators({}) == set()
+
+
+CREATE, LEVELS, RULES = ("m.room.create", ""), (PL, ""), ("m.room.join_rules", "")
+INVITE_3PID = {"membership": "invite", "third_party_invite": {"display_name": "d", "signed": {"token": "tok"}}}
+
+
+@pytest.mark.parametrize("ev, selected", [
+    (event(ALICE, "m.room.create", {}, ""), []),
+    (event(CAROL, "m.room.message", {"body": "hi"}), [CREATE, LEVELS, ("m.room.member", CAROL)]),
+    (member(CAROL, CAROL, "join"), [CREATE, LEVELS, ("m.room.member", CAROL), RULES]),
+    (member(BOB, CAROL, "invite"), [CREATE, LEVELS, ("m.room.member", BOB), ("m.room.member", CAROL), RULES]),
+    (member(DAVE, DAVE, "knock"), [CREATE, LEVELS, ("m.room.member", DAVE), RULES]),
+    (member(BOB, CAROL, "leave"), [CREATE, LEVELS, ("m.room.member", BOB), ("m.room.member", CAROL)]),
+    (member(BOB, CAROL, "ban"), [CREATE, LEVELS, ("m.room.member", BOB), ("m.room.member", CAROL)]),
+    (member(CAROL, CAROL, "leave"), [CREATE, LEVELS, ("m.room.member", CAROL)]),
+    (event(BOB, "m.room.member", INVITE_3PID, CAROL),
+     [CREATE, LEVELS, ("m.room.member", BOB), ("m.room.member", CAROL), RULES, ("m.room.third_party_invite", "tok")]),
+    (member(DAVE, DAVE, "join", join_authorised_via_users_server=BOB),
+     [CREATE, LEVELS, ("m.room.member", DAVE), RULES, ("m.room.member", BOB)]),
+    (member(DAVE, DAVE, "join", join_authorised_via_users_server=DAVE),
+     [CREATE, LEVELS, ("m.room.member", DAVE), RULES]),
+], ids=["create", "message", "join", "invite", "knock", "kick", "ban", "own-leave", "third-party-invite",
+        "restricted-join", "restricted-join-authorised-by-self"])
+def test_auth_events_selection(ev, selected):
+    assert auth_event_keys(ev, V10) == auth_event_keys(ev, V11) == selected
+    assert auth_event_keys(ev, V12) == [key for key in selected if key != CREATE]
+
+
+def _auth(event_type: str, state_key: str, room_id: str = ROOM) -> dict[str, Any]:
+    return event(ALICE, event_type, {}, state_key, room_id)
+
+
+@pytest.mark.parametrize("version, ev, auth_events, refusal", [
+    (V10, member(CAROL, CAROL, "join"),
+     [_auth("m.room.create", ""), _auth(PL, ""), _auth("m.room.join_rules", "")], None),
+    (V10, member(CAROL, CAROL, "join"), [], None),
+    (V10, member(CAROL, CAROL, "join"), [_auth(PL, ""), _auth(PL, "")], "two events for"),
+    (V10, member(CAROL, CAROL, "leave"), [_auth("m.room.join_rules", "")], "does not use"),
+    (V10, member(CAROL, CAROL, "join"), [_auth("m.room.name", "")], "does not use"),
+    (V10, member(CAROL, CAROL, "join"), [_auth(PL, "", "!other:hs")], "belongs to another room"),
+    (V12, in12(CAROL, "m.room.message", {}), [in12(ALICE, PL, {}, "")], None),
+    (V12, in12(CAROL, "m.room.message", {}), [CREATE12], "does not use"),
+    (V11, event(ALICE, "m.room.create", {}, ""), [_auth(PL, "")], "does not use"),
+], ids=["selected", "none", "duplicate", "join-rules-for-a-leave", "unrelated-state", "other-room",
+        "v12-without-create", "v12-with-create", "create-with-auth-events"])
+def test_check_auth_events(version, ev, auth_events, refusal):
+    if refusal is None:
+        check_auth_events(ev, auth_events, version)
+    else:
+        with pytest.raises(AuthError, match=refusal):
+            check_auth_events(ev, auth_events, version)

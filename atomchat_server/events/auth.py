@@ -20,7 +20,7 @@ would never apply.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from .ids import split_user_id
@@ -39,7 +39,7 @@ from .power_levels import (
     state_room_version,
     user_level,
 )
-from .room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS, UnknownRoomVersion, room_version
+from .room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS, RoomVersion, UnknownRoomVersion, room_version
 
 JOIN_RULES_KEY = ("m.room.join_rules", "")
 MEMBERSHIPS = ("join", "invite", "leave", "ban", "knock")
@@ -68,17 +68,54 @@ def membership_of(state: StateMap, user_id: str) -> str:
 
 
 def auth_state_keys(event: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The current-state entries ``check`` reads for this event."""
+    """The current-state entries ``check`` reads for this event: the
+    specification's auth events selection, with the create event always
+    (see auth_event_keys for what a PDU's ``auth_events`` may hold)."""
     keys = [CREATE_KEY, POWER_LEVELS_KEY]
     sender = event.get("sender")
     if isinstance(sender, str):
         keys.append(("m.room.member", sender))
-    target = event.get("state_key")
-    if event.get("type") == "m.room.member" and isinstance(target, str):
+    target, content = event.get("state_key"), event.get("content")
+    if event.get("type") == "m.room.member" and isinstance(target, str) and isinstance(content, Mapping):
         if target != sender:
             keys.append(("m.room.member", target))
-        keys.append(JOIN_RULES_KEY)
-    return keys
+        membership = content.get("membership")
+        if membership in ("join", "invite", "knock"):
+            keys.append(JOIN_RULES_KEY)
+        invite = content.get("third_party_invite")
+        signed = invite.get("signed") if isinstance(invite, Mapping) else None
+        if membership == "invite" and isinstance(signed, Mapping) and isinstance(signed.get("token"), str):
+            keys.append(("m.room.third_party_invite", signed["token"]))
+        authorising = content.get("join_authorised_via_users_server")
+        if membership == "join" and isinstance(authorising, str):
+            keys.append(("m.room.member", authorising))
+    return list(dict.fromkeys(keys))
+
+
+def auth_event_keys(event: Mapping[str, Any], version: RoomVersion) -> list[tuple[str, str]]:
+    """The state entries a PDU's ``auth_events`` may come from: none for the
+    create event, and from version 12 never the create event (the room id
+    names it)."""
+    if event.get("type") == "m.room.create":
+        return []
+    return [key for key in auth_state_keys(event) if not (key == CREATE_KEY and version.room_id_is_create_event_id)]
+
+
+def check_auth_events(event: Mapping[str, Any], auth_events: Sequence[Mapping[str, Any]],
+                      version: RoomVersion) -> None:
+    """The rules on a received PDU's ``auth_events`` themselves: no two for
+    one state entry, none the selection does not name, all of its room.
+    (That none was rejected is for the caller, who knows.)"""
+    allowed, seen = set(auth_event_keys(event, version)), set()
+    for auth_event in auth_events:
+        key = (auth_event.get("type"), auth_event.get("state_key"))
+        if key in seen:
+            raise AuthError(f"auth_events holds two events for {key}")
+        seen.add(key)
+        if key not in allowed:
+            raise AuthError(f"auth_events holds {key}, which this event's authorization does not use")
+        if auth_event.get("room_id") != event.get("room_id"):
+            raise AuthError(f"the auth event for {key} belongs to another room")
 
 
 def check(event: Mapping[str, Any], state: StateMap, *, redacted_event: Mapping[str, Any] | None = None) -> None:
