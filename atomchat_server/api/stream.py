@@ -20,10 +20,12 @@ import tornado.iostream
 import tornado.websocket
 
 from ..auth.sessions import Requester
+from ..db.pool import UNREACHABLE
 from ..errors import MatrixError
 from ..sync import tokens
 from ..sync.session import SyncSession
 from ..validation import load_json, schemas
+from .base import client_address, database_unavailable
 from .contract import Op, Param
 from .matrix_sync import load_filter
 
@@ -37,6 +39,7 @@ CLOSE_TOO_SLOW = 4408
 CLOSE_TOO_MANY = 4429
 CLOSE_GOING_AWAY = 1001
 CLOSE_PING_TIMEOUT = 1000
+CLOSE_TRY_AGAIN = 1013  # the server cannot serve the stream right now (a 503): reconnect with since
 
 AUTH_TIMEOUT_SECONDS = 10.0
 # Bytes written to a socket but not yet taken by the peer, past which the
@@ -74,7 +77,10 @@ class OpenStreams:
 
     def _ping_all(self) -> None:
         for stream in self:
-            stream.heartbeat()
+            try:
+                stream.heartbeat()
+            except Exception:  # one broken socket must not leave the others unpinged
+                log.exception("heartbeat of a stream failed")
 
 
 class StreamHandler(tornado.websocket.WebSocketHandler):
@@ -103,6 +109,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
 
     async def prepare(self) -> None:
         """Checks what can be checked before the upgrade, answering in JSON."""
+        client_address(self)  # worked out now: open() drops the headers it comes from
         try:
             if self.request.headers.get("Upgrade", "").lower() != "websocket":
                 raise MatrixError(400, "M_UNRECOGNIZED", "This endpoint is a WebSocket: connect with an Upgrade request")
@@ -156,10 +163,12 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
     async def _push_loop(self) -> None:
         session = self._session = SyncSession(self.ctx, self.requester, self._token, self._filter, self._since,
                                               limit_timeline=False)
-        session.push_to(self._send_sync)
+        session.push_to(self._pushed)
         try:
+            first = True
             while not self._closing:
-                result = await session.next(None)
+                result = await session.next(None, new_request=first)
+                first = False
                 if result is None:
                     return
                 if session.listener.revoked:
@@ -169,8 +178,8 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
                 # Not kept while waiting for the next: a first frame holds
                 # the whole initial sync, thousands of objects per socket.
                 result = None
-        except MatrixError as error:  # the token was revoked
-            self._close(CLOSE_UNAUTHORIZED, error.error[:100])
+        except MatrixError as error:  # the token was revoked, or the server is unavailable
+            self._close_for(error)
         except tornado.websocket.WebSocketClosedError:
             pass
         except Exception:
@@ -181,6 +190,21 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
 
     def _send_sync(self, result) -> None:
         self._send_text('{"type":"sync",' + result.json()[1:])
+
+    def _pushed(self, result) -> None:
+        """The notifier's writer (SyncSession.push). A socket found closing
+        as the notifier writes to it ends its stream, as its close callback
+        soon will; the notifier goes on to the others."""
+        try:
+            self._send_sync(result)
+        except tornado.websocket.WebSocketClosedError:
+            self._closing = True
+            self._session.client_gone()
+
+    def _close_for(self, error: MatrixError) -> None:
+        """Ends the stream over a refusal: 1013 when the server is briefly
+        unable to serve (the client reconnects with its last token), else 4401."""
+        self._close(CLOSE_TRY_AGAIN if error.status == 503 else CLOSE_UNAUTHORIZED, error.error[:100])
 
     def _send(self, frame: dict[str, Any]) -> None:
         self._send_text(json.dumps(frame, ensure_ascii=False, separators=(",", ":")))
@@ -244,6 +268,8 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             reply = {"id": request_id, "result": result}
         except MatrixError as error:
             reply = {"id": request_id, "error": error.to_json()}
+        except UNREACHABLE:
+            reply = {"id": request_id, "error": database_unavailable().to_json()}
         self._send(reply)
 
     async def _authenticate_frame(self, frame: Any) -> None:
@@ -254,7 +280,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             self.requester = await self.ctx.accounts.authenticate(frame["access_token"])
             self._filter = await load_filter(self, self.requester.user_id, self._filter_param)
         except MatrixError as error:
-            self._close(CLOSE_UNAUTHORIZED, error.error[:100])
+            self._close_for(error)
             return
         try:
             self._count(self.requester.user_id)
