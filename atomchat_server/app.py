@@ -16,8 +16,8 @@ from typing import Callable
 import tornado.httpserver
 import tornado.web
 
-from .api import (admin, compat, federation, matrix_account, matrix_ephemeral, matrix_profile, matrix_push,
-                  matrix_rooms, matrix_services, matrix_sync, stream)
+from .api import (admin, compat, federation, matrix_account, matrix_ephemeral, matrix_media, matrix_profile,
+                  matrix_push, matrix_rooms, matrix_search, matrix_services, matrix_sync, stream)
 from .api.base import HeadersTooLargeHandler, NotFoundHandler, log_request, redact_tornado_logs
 from .api.contract import OPENAPI_PATH, OpenApiHandler, document_json
 from .auth import policy
@@ -35,11 +35,13 @@ from .sync.session import SyncSessions
 from .services.accounts import Accounts, RateLimits
 from .services.compat import Compat
 from .services.ephemeral import Ephemeral
+from .services.media import Media
 from .services.moderation import AdminQueries, Blocks, Moderation
 from .services.persister import Persister
 from .services.profiles import Profiles
 from .services.push import PushEvaluator, PushRules
 from .services.rooms import Rooms
+from .services.search import Search
 from .services.server_name import settle_server_name
 from .validation import schemas
 
@@ -61,6 +63,8 @@ class AppContext:
     moderation: Moderation
     admin: AdminQueries
     compat: Compat
+    media: Media
+    search: Search
     push: PushRules
     open_streams: OpenPerAccount  # per account, WebSocket streams
     long_polls: OpenPerAccount  # per account, /sync requests waiting
@@ -75,8 +79,9 @@ def routes() -> list[tuple[str, type]]:
     """The one route table: the application serves it and the OpenAPI
     document (api/contract.py) describes it, from each handler's contract."""
     return (matrix_account.routes() + matrix_rooms.routes() + matrix_profile.routes() + matrix_sync.routes()
-            + matrix_ephemeral.routes() + matrix_push.routes() + matrix_services.routes() + stream.routes()
-            + admin.routes() + compat.routes() + federation.routes() + [(OPENAPI_PATH, OpenApiHandler)])
+            + matrix_ephemeral.routes() + matrix_media.routes() + matrix_search.routes() + matrix_push.routes()
+            + matrix_services.routes() + stream.routes() + admin.routes() + compat.routes() + federation.routes()
+            + [(OPENAPI_PATH, OpenApiHandler)])
 
 
 class Application(tornado.web.Application):
@@ -178,12 +183,16 @@ class AtomChat:
         await moderation.start()
         rooms = Rooms(pool=self._pool, persister=self._persister, server_name=settings.server_name, blocks=blocks)
         profiles = Profiles(pool=self._pool, rooms=rooms, blocks=blocks)
+        media = Media(pool=self._pool, server_name=settings.server_name, root=settings.media_root,
+                      max_upload_bytes=settings.max_upload_bytes, quota_bytes=settings.media_quota_bytes)
+        await media.start()
         self.ctx = AppContext(settings=settings, pool=self._pool, accounts=accounts, rooms=rooms, profiles=profiles,
                               notifier=notifier, sync=SyncBuilder(self._pool),
                               ephemeral=Ephemeral(pool=self._pool, persister=self._persister),
                               moderation=moderation,
                               admin=AdminQueries(pool=self._pool, blocks=blocks, system_user=moderation.system_user),
                               compat=Compat(pool=self._pool, accounts=accounts, rooms=rooms, moderation=moderation),
+                              media=media, search=Search(pool=self._pool, rooms=rooms),
                               push=PushRules(pool=self._pool, persister=self._persister),
                               streams=stream.OpenStreams(settings.websocket_ping_seconds),
                               open_streams=OpenPerAccount(settings.max_streams_per_account, "streams"),
@@ -219,6 +228,7 @@ class AtomChat:
         if self.ctx is not None:
             self.ctx.streams.stop()
             self.ctx.ephemeral.stop()
+            self.ctx.media.stop()
             self.ctx.sync_sessions.close_all()
         if self._persister is not None:
             await self._persister.stop()

@@ -139,6 +139,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("rc_login_burst", _int, 3, "logins a client address may make at once", "ATOMCHAT_RC_LOGIN_BURST", minimum=1),
     Option("rc_failed_login_per_second", _float, 0.17, "failed logins allowed per second per account", "ATOMCHAT_RC_FAILED_LOGIN_PER_SECOND", minimum=0),
     Option("rc_failed_login_burst", _int, 3, "failed logins an account may take at once", "ATOMCHAT_RC_FAILED_LOGIN_BURST", minimum=1),
+    Option("media_path", _text, None, "directory for uploaded media and thumbnails (default: DATA_DIR/media)", "ATOMCHAT_MEDIA_PATH"),
+    Option("max_upload_bytes", _int, 52428800, "largest accepted media upload in bytes", "ATOMCHAT_MAX_UPLOAD_BYTES", minimum=1),
+    Option("media_quota_bytes", _int, 1073741824, "total bytes of media one user may have uploaded (0: no limit)", "ATOMCHAT_MEDIA_QUOTA_BYTES", minimum=0),
     Option("trusted_proxies", _networks, (), "reverse proxies (CIDRs, comma-separated) whose X-Forwarded-For names the client for rate limits and logs; from any other peer the header is ignored", "ATOMCHAT_TRUSTED_PROXIES"),
 )
 
@@ -147,6 +150,10 @@ _BY_NAME = {option.name: option for option in OPTIONS}
 
 def _data_path(self) -> Path:
     return Path(self.data_dir).expanduser().resolve()
+
+
+def _media_root(self) -> Path:
+    return Path(self.media_path).expanduser().resolve() if self.media_path else self.data_path / "media"
 
 
 def _replace(self, **changes: Any):
@@ -158,7 +165,7 @@ Settings = dataclasses.make_dataclass(
     "Settings",
     [(option.name, Any, field(default=option.default)) for option in OPTIONS],
     frozen=True,
-    namespace={"data_path": property(_data_path), "replace": _replace},
+    namespace={"data_path": property(_data_path), "media_root": property(_media_root), "replace": _replace},
 )
 
 

@@ -288,13 +288,26 @@ class Rooms:
         access = await event_store.read_access(self._pool, room_id, requester.user_id)
         if access is None or access["deleted"]:
             raise not_found("Unknown room")
-        if requester.is_moderator:
-            return access, [(0, None)]
-        ranges = visible_ranges([tuple(entry) for entry in access["history"]],
-                                access["history_visibility"] or "shared", forgotten=bool(access["forgotten"]))
+        ranges = self._readable(requester, access)
         if not ranges:
             raise forbidden("You are not allowed to read this room")
         return access, ranges
+
+    @staticmethod
+    def _readable(requester: Requester, access) -> list[Range]:
+        """The stretches of a room the requester may read, from its
+        read_access row (a moderator: all)."""
+        if requester.is_moderator:
+            return [(0, None)]
+        return visible_ranges([tuple(entry) for entry in access["history"]],
+                              access["history_visibility"] or "shared", forgotten=bool(access["forgotten"]))
+
+    async def readable_rooms(self, requester: Requester) -> dict[str, list[Range]]:
+        """Every room the requester has a membership in and may read some of,
+        with the stretches they may read: what /messages would show them."""
+        rows = await event_store.read_access_of_member(self._pool, requester.user_id)
+        readable = {row["room_id"]: self._readable(requester, row) for row in rows}
+        return {room_id: ranges for room_id, ranges in readable.items() if ranges}
 
     async def _ranges(self, requester: Requester, room_id: str) -> list[Range]:
         return (await self._access(requester, room_id))[1]
