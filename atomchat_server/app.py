@@ -18,10 +18,12 @@ import asyncpg
 import tornado.httpserver
 import tornado.httputil
 import tornado.web
+from signedjson.types import SigningKey
 
 from .api import (
     admin,
     compat,
+    federation,
     matrix_account,
     matrix_conversations,
     matrix_ephemeral,
@@ -44,6 +46,7 @@ from .auth.tokens import TokenCodec, load_or_create_signing_key
 from .config import Settings
 from .db import migrations
 from .db.pool import create_pool
+from .federation.keys import load_or_create_server_key
 from .notifier import Notifier
 from .ratelimit import OpenPerAccount
 from .services.accounts import Accounts, RateLimits
@@ -96,6 +99,7 @@ class AppContext:
     open_streams: OpenPerAccount  # per account, WebSocket streams
     long_polls: OpenPerAccount  # per account, /sync requests waiting
     streams: stream.OpenStreams
+    server_key: SigningKey  # the ed25519 key other servers know this one by (federation/keys.py)
     sync_sessions: SyncSessions = field(default_factory=SyncSessions)
     in_flight: int = 0
     openapi: str = ""  # the OpenAPI document of routes(), as served
@@ -107,7 +111,7 @@ def routes() -> list[tuple[str, type]]:
     return (matrix_account.routes() + matrix_rooms.routes() + matrix_profile.routes() + matrix_sync.routes()
             + matrix_ephemeral.routes() + matrix_conversations.routes() + matrix_keys.routes()
             + matrix_media.routes() + matrix_search.routes() + matrix_push.routes()
-            + matrix_services.routes() + stream.routes() + admin.routes() + compat.routes()
+            + matrix_services.routes() + stream.routes() + admin.routes() + compat.routes() + federation.routes()
             + [(OPENAPI_PATH, OpenApiHandler)])
 
 
@@ -233,7 +237,8 @@ class AtomChat:
                               push=PushRules(pool=self._pool, persister=self._persister),
                               streams=stream.OpenStreams(settings.websocket_ping_seconds),
                               open_streams=OpenPerAccount(settings.max_streams_per_account, "streams"),
-                              long_polls=OpenPerAccount(settings.max_long_polls_per_account, "long-polls"))
+                              long_polls=OpenPerAccount(settings.max_long_polls_per_account, "long-polls"),
+                              server_key=load_or_create_server_key(settings.data_path))
         self.ctx.streams.start()
         await self.ctx.compat.upgrade_old_api_rooms()
         return self.application()

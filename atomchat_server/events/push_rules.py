@@ -265,7 +265,7 @@ class EventFacts:
         self.event = event
         self.member_count = member_count
         self._state = state
-        self._sender_level: int | None = None
+        self._sender_level: float | None = None  # a creator's level is infinite
         content = event.get("content")
         body = content.get("body") if isinstance(content, dict) else None
         self.body = body if isinstance(body, str) else None
