@@ -16,8 +16,9 @@ from typing import Callable
 import tornado.httpserver
 import tornado.web
 
-from .api import (admin, compat, matrix_account, matrix_conversations, matrix_ephemeral, matrix_media,
-                  matrix_profile, matrix_push, matrix_rooms, matrix_search, matrix_services, matrix_sync, stream)
+from .api import (admin, compat, federation, matrix_account, matrix_conversations, matrix_ephemeral,
+                  matrix_keys, matrix_media, matrix_profile, matrix_push, matrix_rooms, matrix_search,
+                  matrix_services, matrix_sync, stream)
 from .api.base import HeadersTooLargeHandler, NotFoundHandler, log_request, redact_tornado_logs
 from .api.contract import OPENAPI_PATH, OpenApiHandler, document_json
 from .auth import policy
@@ -26,6 +27,7 @@ from .auth.sessions import SessionCache
 from .auth.tokens import TokenCodec, load_or_create_signing_key
 from .db import migrations
 from .db.pool import create_pool
+from .federation.keys import load_or_create_server_key
 from .notifier import Notifier
 from .ratelimit import OpenPerAccount
 from .supervisor import Supervisor
@@ -34,6 +36,8 @@ from .sync.session import SyncSessions
 from .services.accounts import Accounts, RateLimits
 from .services.compat import Compat
 from .services.ephemeral import Ephemeral
+from .services.key_backup import KeyBackup
+from .services.keys import Keys
 from .services.media import Media
 from .services.moderation import AdminQueries, Blocks, Moderation
 from .services.persister import Persister
@@ -68,6 +72,8 @@ class AppContext:
     relations: Relations
     reports: Reports
     presence: Presence
+    keys: Keys
+    key_backup: KeyBackup
     media: Media
     search: Search
     push: PushRules
@@ -77,15 +83,16 @@ class AppContext:
     in_flight: int = 0
     streams: stream.OpenStreams | None = None
     openapi: str = ""  # the OpenAPI document of routes(), as served
+    server_key: object = None  # the ed25519 key other servers know this one by (federation/keys.py)
 
 
 def routes() -> list[tuple[str, type]]:
     """The one route table: the application serves it and the OpenAPI
     document (api/contract.py) describes it, from each handler's contract."""
     return (matrix_account.routes() + matrix_rooms.routes() + matrix_profile.routes() + matrix_sync.routes()
-            + matrix_ephemeral.routes() + matrix_conversations.routes() + matrix_media.routes()
-            + matrix_search.routes() + matrix_push.routes()
-            + matrix_services.routes() + stream.routes() + admin.routes() + compat.routes()
+            + matrix_ephemeral.routes() + matrix_conversations.routes() + matrix_keys.routes()
+            + matrix_media.routes() + matrix_search.routes() + matrix_push.routes()
+            + matrix_services.routes() + stream.routes() + admin.routes() + compat.routes() + federation.routes()
             + [(OPENAPI_PATH, OpenApiHandler)])
 
 
@@ -182,6 +189,8 @@ class AtomChat:
                                     judge=PushEvaluator())
         notifier.writer_settled = self._persister.settled
         self._persister.start()
+        keys = Keys(pool=self._pool, persister=self._persister, server_name=settings.server_name)
+        accounts.devices_changed = keys.devices_changed
         moderation = Moderation(pool=self._pool, persister=self._persister, blocks=blocks,
                                 server_name=settings.server_name)
         notifier.observers.append(moderation.observe)  # before loading, so no rule slips between
@@ -202,11 +211,13 @@ class AtomChat:
                               compat=Compat(pool=self._pool, accounts=accounts, rooms=rooms, moderation=moderation),
                               relations=Relations(pool=self._pool, rooms=rooms),
                               reports=Reports(pool=self._pool, rooms=rooms), presence=presence,
+                              keys=keys, key_backup=KeyBackup(pool=self._pool),
                               media=media, search=Search(pool=self._pool, rooms=rooms),
                               push=PushRules(pool=self._pool, persister=self._persister),
                               streams=stream.OpenStreams(settings.websocket_ping_seconds),
                               open_streams=OpenPerAccount(settings.max_streams_per_account, "streams"),
-                              long_polls=OpenPerAccount(settings.max_long_polls_per_account, "long-polls"))
+                              long_polls=OpenPerAccount(settings.max_long_polls_per_account, "long-polls"),
+                              server_key=load_or_create_server_key(settings.data_path))
         self.ctx.streams.start()
         await self.ctx.compat.upgrade_old_api_rooms()
         return self.application()

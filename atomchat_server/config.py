@@ -109,7 +109,7 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("data_dir", _text, "./atomchat-data", "directory for the embedded PostgreSQL, the signing key and the lock file", "ATOMCHAT_DATA_DIR"),
+    Option("data_dir", _text, "./atomchat-data", "directory for the embedded PostgreSQL, the signing keys and the lock file", "ATOMCHAT_DATA_DIR"),
     Option("database_url", _text, None, "PostgreSQL URL; when unset an embedded PostgreSQL runs in the data directory", "DATABASE_URL"),
     Option("host", _text, "127.0.0.1", "address to listen on", "ATOMCHAT_HOST"),
     Option("port", _int, 8008, "port to listen on", "ATOMCHAT_PORT", minimum=1),

@@ -103,7 +103,7 @@ CREATE_CASES = [
     case("create/first-event", {}, create()),
     case("create/without-room-version", {}, event(ALICE, "m.room.create", {"creator": ALICE}, "")),
     case("create/other-room-version", {}, create(room_version="9"), "room version '9' is not supported"),
-    case("create/newer-room-version", {}, create(room_version="11"), "room version '11' is not supported"),
+    case("create/unknown-room-version", {}, create(room_version="13"), "room version '13' is not supported"),
     case("create/second-create", INVITE_ONLY, create(), "only be the first event"),
     case("create/without-creator", {}, event(ALICE, "m.room.create", {"room_version": "10"}, ""),
          "needs content.creator"),
@@ -442,6 +442,8 @@ def test_membership_of(room_state, user, expected):
 def test_auth_state_keys():
     assert auth_state_keys(message(CAROL)) == [CREATE_KEY, (PL, ""), ("m.room.member", CAROL)]
     assert auth_state_keys(member(BOB, CAROL, "ban")) == [
+        CREATE_KEY, (PL, ""), ("m.room.member", BOB), ("m.room.member", CAROL)]
+    assert auth_state_keys(member(BOB, CAROL, "invite")) == [
         CREATE_KEY, (PL, ""), ("m.room.member", BOB), ("m.room.member", CAROL), ("m.room.join_rules", "")]
     assert auth_state_keys(member(DAVE, DAVE, "join")) == [
         CREATE_KEY, (PL, ""), ("m.room.member", DAVE), ("m.room.join_rules", "")]

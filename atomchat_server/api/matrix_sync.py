@@ -61,6 +61,8 @@ class SyncHandler(BaseHandler):
                 raise
         try:
             await self.ctx.presence.seen(requester.user_id, set_presence)  # once nothing can refuse the request
+            if since is not None:
+                await session.acknowledge(since)
             result = await session.next(timeout)
         except MatrixError:
             session.close()

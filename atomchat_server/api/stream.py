@@ -105,6 +105,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         self._pending = 0
         self._closing = False
         self._answered = True  # the peer answered the last heartbeat ping
+        self._ping_position: int | None = None  # the stream position its frames had reached at that ping
         self._counted: str | None = None  # the account whose open streams count this one
 
     def check_origin(self, origin: str) -> bool:
@@ -172,6 +173,8 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
                                               limit_timeline=False)
         session.push_to(self._pushed)
         try:
+            if self._since is not None:
+                await session.acknowledge(self._since)
             first = True
             while not self._closing:
                 result = await session.next(None, new_request=first)
@@ -350,15 +353,27 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             self._close(CLOSE_PING_TIMEOUT, "ping timed out")
             return
         self._answered = False
+        self._ping_position = self._session.since if self._session is not None else None
         try:
             self.ping()
         except tornado.websocket.WebSocketClosedError:
             pass
 
     def on_pong(self, data: bytes) -> None:
+        """The peer has read every frame written before the ping: the to-device
+        messages in them are acknowledged, as a long-poll's next since would."""
         self._answered = True
         if self.requester is not None:
             self.ctx.presence.seen_soon(self.requester.user_id, self._set_presence)
+        position, self._ping_position = self._ping_position, None
+        if position is not None and self._session is not None and not self._closing:
+            asyncio.ensure_future(self._acknowledge(self._session, position))
+
+    async def _acknowledge(self, session: SyncSession, position: int) -> None:
+        try:
+            await session.acknowledge(position)
+        except Exception:  # a lost database connection: the next pong acknowledges again
+            log.warning("could not acknowledge to-device messages of %s", self.requester.user_id, exc_info=True)
 
     def shutdown(self) -> None:
         """Server shutdown: tell the client to come back later."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import secrets
 import time
 from collections import OrderedDict
@@ -21,6 +20,7 @@ from pathlib import Path
 import jwt
 
 from ..errors import unknown_token
+from .key_files import read_or_create
 
 _ALGORITHM = "HS256"
 VERIFIED_TOKENS = 50_000
@@ -39,15 +39,8 @@ class TokenClaims:
 
 def load_or_create_signing_key(data_dir: Path) -> bytes:
     """Reads the key from the data directory, creating it (mode 0600) on first start."""
-    path = data_dir / KEY_FILE
-    data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return base64.b64decode(path.read_text().strip())
-    with os.fdopen(fd, "w") as handle:
-        handle.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
-    return base64.b64decode(path.read_text().strip())
+    text = read_or_create(data_dir, KEY_FILE, lambda: base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+    return base64.b64decode(text.strip())
 
 
 class TokenCodec:

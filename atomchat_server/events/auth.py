@@ -1,4 +1,4 @@
-"""Authorization rules for room events, as in Matrix room version 10.
+"""Authorization rules for room events, as in Matrix room versions 10 to 12.
 
 ``check`` decides whether one event may be appended to a room, given the
 room's current state before it. It is pure: the caller loads the state
@@ -20,7 +20,7 @@ would never apply.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from .ids import split_user_id
@@ -33,12 +33,14 @@ from .power_levels import (
     edits_members,
     event_level,
     room_creator,
+    room_creators,
     state_content,
     state_event,
+    state_room_version,
     user_level,
 )
+from .room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS, RoomVersion, UnknownRoomVersion, room_version
 
-ROOM_VERSION = "10"
 JOIN_RULES_KEY = ("m.room.join_rules", "")
 MEMBERSHIPS = ("join", "invite", "leave", "ban", "knock")
 
@@ -66,17 +68,54 @@ def membership_of(state: StateMap, user_id: str) -> str:
 
 
 def auth_state_keys(event: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The current-state entries ``check`` reads for this event."""
+    """The current-state entries ``check`` reads for this event: the
+    specification's auth events selection, with the create event always
+    (see auth_event_keys for what a PDU's ``auth_events`` may hold)."""
     keys = [CREATE_KEY, POWER_LEVELS_KEY]
     sender = event.get("sender")
     if isinstance(sender, str):
         keys.append(("m.room.member", sender))
-    target = event.get("state_key")
-    if event.get("type") == "m.room.member" and isinstance(target, str):
+    target, content = event.get("state_key"), event.get("content")
+    if event.get("type") == "m.room.member" and isinstance(target, str) and isinstance(content, Mapping):
         if target != sender:
             keys.append(("m.room.member", target))
-        keys.append(JOIN_RULES_KEY)
-    return keys
+        membership = content.get("membership")
+        if membership in ("join", "invite", "knock"):
+            keys.append(JOIN_RULES_KEY)
+        invite = content.get("third_party_invite")
+        signed = invite.get("signed") if isinstance(invite, Mapping) else None
+        if membership == "invite" and isinstance(signed, Mapping) and isinstance(signed.get("token"), str):
+            keys.append(("m.room.third_party_invite", signed["token"]))
+        authorising = content.get("join_authorised_via_users_server")
+        if membership == "join" and isinstance(authorising, str):
+            keys.append(("m.room.member", authorising))
+    return list(dict.fromkeys(keys))
+
+
+def auth_event_keys(event: Mapping[str, Any], version: RoomVersion) -> list[tuple[str, str]]:
+    """The state entries a PDU's ``auth_events`` may come from: none for the
+    create event, and from version 12 never the create event (the room id
+    names it)."""
+    if event.get("type") == "m.room.create":
+        return []
+    return [key for key in auth_state_keys(event) if not (key == CREATE_KEY and version.room_id_is_create_event_id)]
+
+
+def check_auth_events(event: Mapping[str, Any], auth_events: Sequence[Mapping[str, Any]],
+                      version: RoomVersion) -> None:
+    """The rules on a received PDU's ``auth_events`` themselves: no two for
+    one state entry, none the selection does not name, all of its room.
+    (That none was rejected is for the caller, who knows.)"""
+    allowed, seen = set(auth_event_keys(event, version)), set()
+    for auth_event in auth_events:
+        key = (auth_event.get("type"), auth_event.get("state_key"))
+        if key in seen:
+            raise AuthError(f"auth_events holds two events for {key}")
+        seen.add(key)
+        if key not in allowed:
+            raise AuthError(f"auth_events holds {key}, which this event's authorization does not use")
+        if auth_event.get("room_id") != event.get("room_id"):
+            raise AuthError(f"the auth event for {key} belongs to another room")
 
 
 def check(event: Mapping[str, Any], state: StateMap, *, redacted_event: Mapping[str, Any] | None = None) -> None:
@@ -85,14 +124,17 @@ def check(event: Mapping[str, Any], state: StateMap, *, redacted_event: Mapping[
     ``redacted_event`` is the target of an ``m.room.redaction`` when the
     server has it: its sender may redact it without the redact level.
     """
-    _check_shape(event)
-    event_type, sender = event["type"], event["sender"]
-    if event_type == "m.room.create":
+    if event.get("type") == "m.room.create":
         _check_create(event, state)
         return
+    _check_shape(event)
+    event_type, sender = event["type"], event["sender"]
     create = state_event(state, CREATE_KEY)
     if create is None:
         raise AuthError("the room does not exist: it has no m.room.create event")
+    if state_room_version(state).room_id_is_create_event_id \
+            and event["room_id"] != "!" + str(create.get("event_id", ""))[1:]:
+        raise AuthError("the room id is not the id of the room's m.room.create event")
     for key in auth_state_keys(event):
         entry = state_event(state, key)
         if entry is not None and entry.get("room_id", event["room_id"]) != event["room_id"]:
@@ -125,9 +167,9 @@ def check(event: Mapping[str, Any], state: StateMap, *, redacted_event: Mapping[
         _check_redaction(event, state, level, redacted_event)
 
 
-def _check_shape(event: Mapping[str, Any]) -> None:
+def _check_shape(event: Mapping[str, Any], fields: tuple[str, ...] = ("type", "room_id", "sender")) -> None:
     """The fields every rule reads, with the types they assume."""
-    for field in ("type", "room_id", "sender"):
+    for field in fields:
         if not isinstance(event.get(field), str):
             raise AuthError(f"the event needs a string {field}")
     if split_user_id(event["sender"]) is None:
@@ -144,18 +186,36 @@ def _domain(identifier: str) -> str:
 
 
 def _check_create(event: Mapping[str, Any], state: StateMap) -> None:
-    if any(state_event(state, key) is not None for key in state):
+    """The create event's own rules. A create event naming no version is
+    taken as one of the version this server creates (see state_room_version)."""
+    content = event.get("content")
+    declared = content.get("room_version") if isinstance(content, Mapping) else None
+    if declared is None:
+        declared = DEFAULT_ROOM_VERSION.identifier
+    try:
+        version = room_version(declared)
+    except UnknownRoomVersion as exc:
+        raise AuthError(f"{exc}; this server knows versions {', '.join(KNOWN_ROOM_VERSIONS)}") from None
+    # Version 12 create events have no room id: the room id is made from them.
+    _check_shape(event, ("type", "sender") if version.room_id_is_create_event_id else ("type", "room_id", "sender"))
+    if any(state_event(state, key) is not None for key in state) or event.get("prev_events"):
         raise AuthError("m.room.create can only be the first event of a room")
     if event.get("state_key") != "":
         raise AuthError("m.room.create needs an empty state key")
     content, sender = event["content"], event["sender"]
-    version = content.get("room_version")
-    if version is not None and version != ROOM_VERSION:
-        raise AuthError(f"room version {version!r} is not supported; this server makes version {ROOM_VERSION} rooms")
-    if "creator" not in content:
-        raise AuthError("m.room.create needs content.creator")
-    if content["creator"] != sender:
-        raise AuthError("content.creator of m.room.create must be its sender")
+    if version.room_id_is_create_event_id:
+        if "room_id" in event:
+            raise AuthError("in room version 12 m.room.create has no room_id: the room id is made from it")
+        additional = content.get("additional_creators", [])
+        if not isinstance(additional, list) or not all(
+                isinstance(user, str) and split_user_id(user) is not None for user in additional):
+            raise AuthError("additional_creators of m.room.create must be a list of user ids")
+        return
+    if not version.implicit_room_creator:
+        if "creator" not in content:
+            raise AuthError("m.room.create needs content.creator")
+        if content["creator"] != sender:
+            raise AuthError("content.creator of m.room.create must be its sender")
     if _domain(event["room_id"]) != _domain(sender):
         raise AuthError("a room can only be created by a user of the server named in its room id")
 
@@ -170,7 +230,7 @@ def _check_membership(event: Mapping[str, Any], state: StateMap) -> None:
     if "join_authorised_via_users_server" in content:
         raise AuthError(_UNSUPPORTED_JOIN_RULES["restricted"])
     if membership == "join":
-        _check_join(sender, target, state)
+        _check_join(event, state)
     elif membership == "invite":
         _check_invite(sender, target, content, state)
     elif membership == "leave":
@@ -183,13 +243,18 @@ def _check_membership(event: Mapping[str, Any], state: StateMap) -> None:
         raise AuthError(f"unknown membership {membership!r}")
 
 
-def _check_join(sender: str, target: str, state: StateMap) -> None:
+def _check_join(event: Mapping[str, Any], state: StateMap) -> None:
+    sender, target = event["sender"], event["state_key"]
     if sender != target:
         raise AuthError("nobody can join a room on behalf of someone else")
     # The creator's join right after the create event: the room has no join
     # rules or power levels yet, and nobody else could be let in before it.
+    # The state shows it, or (when a fork is resolved against a later state)
+    # the event's only prev_event being the create event.
     only_create = all(key == CREATE_KEY for key in state if state_event(state, key) is not None)
-    if only_create and target == room_creator(state):
+    create_id = (state_event(state, CREATE_KEY) or {}).get("event_id")
+    after_create = create_id is not None and event.get("prev_events") == [create_id]
+    if (only_create or after_create) and target == room_creator(state):
         return
     current = membership_of(state, sender)
     if current == "ban":
@@ -275,6 +340,10 @@ def _check_power_levels(event: Mapping[str, Any], state: StateMap, level: int) -
     for user in new.get("users", {}):
         if split_user_id(user) is None:
             raise AuthError(f"power levels users has a key that is not a user id: {user!r}")
+    if state_room_version(state).privileged_creators:
+        listed = sorted(room_creators(state) & set(new.get("users", {})))
+        if listed:
+            raise AuthError(f"room creators have infinite power and cannot be listed in power levels: {listed}")
     if state_event(state, POWER_LEVELS_KEY) is None:
         return
 

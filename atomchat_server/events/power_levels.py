@@ -1,4 +1,4 @@
-"""Power levels of a room (room version 10), read from its current state.
+"""Power levels of a room (room versions 10 to 12), read from its current state.
 
 A room's ``m.room.power_levels`` state event says how much power each user
 has and how much each action needs. Every lookup here falls back to the
@@ -10,8 +10,11 @@ levels event).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
+
+from .room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS, RoomVersion
 
 # (event type, state key) -> event dict; the rooms' current state, or the part
 # of it that authorization needs.
@@ -21,6 +24,9 @@ CREATE_KEY = ("m.room.create", "")
 POWER_LEVELS_KEY = ("m.room.power_levels", "")
 
 CREATOR_LEVEL = 100
+# Room version 12: the creators' level, above any integer a power levels
+# event can hold.
+INFINITE_LEVEL = math.inf
 
 # Values the spec assumes when a power levels event leaves a key out, or when
 # the room has none.
@@ -71,17 +77,45 @@ def state_content(state: StateMap, key: tuple[str, str]) -> Mapping[str, Any]:
     return content if isinstance(content, Mapping) else {}
 
 
+def state_room_version(state: StateMap) -> RoomVersion:
+    """The room version the create event names. A create event naming none,
+    or one this server does not know, reads as the version the server
+    creates: authorization refuses such create events, so only rooms made
+    before versions were recorded have them."""
+    version = state_content(state, CREATE_KEY).get("room_version")
+    return KNOWN_ROOM_VERSIONS.get(version, DEFAULT_ROOM_VERSION) if isinstance(version, str) \
+        else DEFAULT_ROOM_VERSION
+
+
 def room_creator(state: StateMap) -> str | None:
     """The creator named by the create event (``content.creator`` up to room
-    version 10), or its sender when the content does not say."""
+    version 10), or its sender when the content does not say; from version
+    11 on, always its sender."""
     create = state_event(state, CREATE_KEY)
     if create is None:
         return None
     creator = state_content(state, CREATE_KEY).get("creator")
-    return creator if isinstance(creator, str) else create.get("sender")
+    if isinstance(creator, str) and not state_room_version(state).implicit_room_creator:
+        return creator
+    return create.get("sender")
 
 
-def user_level(state: StateMap, user_id: str) -> int:
+def room_creators(state: StateMap) -> set[str]:
+    """The users with a creator's power: from room version 12 the create
+    event's sender and its ``additional_creators``, before it the creator alone."""
+    creator = room_creator(state)
+    creators = {creator} if creator is not None else set()
+    additional = state_content(state, CREATE_KEY).get("additional_creators")
+    if state_room_version(state).privileged_creators and isinstance(additional, list):
+        creators.update(user for user in additional if isinstance(user, str))
+    return creators
+
+
+def user_level(state: StateMap, user_id: str) -> int | float:
+    """The user's power level; INFINITE_LEVEL for a creator of a room of
+    version 12 or later."""
+    if state_room_version(state).privileged_creators and user_id in room_creators(state):
+        return INFINITE_LEVEL
     if state_event(state, POWER_LEVELS_KEY) is None:
         return CREATOR_LEVEL if user_id == room_creator(state) else DEFAULT_USERS_LEVEL
     levels = state_content(state, POWER_LEVELS_KEY)

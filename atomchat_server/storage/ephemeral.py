@@ -111,17 +111,22 @@ async def typing_users(db, room_ids: Sequence[str], now_ms: int) -> dict[str, li
 
 
 async def updates_between(db, after: int, upto: int) -> list[asyncpg.Record]:
-    """Who to wake for the receipts, typing notices, account data and
-    presence changes with after < stream <= upto: (room_id, user_id) pairs,
-    user_id set for account data. A presence change wakes the rooms its
-    user is in (whoever shares one sees it) and the user."""
+    """Who to wake for the receipts, typing notices, account data, presence
+    changes, to-device messages and device list changes with after < stream
+    <= upto: (room_id, user_id) pairs, user_id set for what concerns one user.
+    A presence or device list change wakes its user and everyone in a room
+    with them."""
     return await db.fetch(
         "SELECT room_id, NULL AS user_id FROM receipts WHERE stream > $1 AND stream <= $2"
         " UNION ALL SELECT room_id, NULL FROM typing WHERE stream > $1 AND stream <= $2"
         " UNION ALL SELECT NULL, user_id FROM account_data WHERE stream > $1 AND stream <= $2"
         " UNION ALL SELECT m.room_id, NULL FROM presence p JOIN memberships m"
         "   ON m.user_id = p.user_id AND m.membership = 'join' WHERE p.stream > $1 AND p.stream <= $2"
-        " UNION ALL SELECT NULL, user_id FROM presence WHERE stream > $1 AND stream <= $2",
+        " UNION ALL SELECT NULL, user_id FROM presence WHERE stream > $1 AND stream <= $2"
+        " UNION ALL SELECT NULL, user_id FROM to_device_messages WHERE stream > $1 AND stream <= $2"
+        " UNION ALL SELECT NULL, user_id FROM device_list_changes WHERE stream > $1 AND stream <= $2"
+        " UNION ALL SELECT m.room_id, NULL FROM device_list_changes c JOIN memberships m"
+        "   ON m.user_id = c.user_id AND m.membership = 'join' WHERE c.stream > $1 AND c.stream <= $2",
         after, upto,
     )
 

@@ -207,7 +207,15 @@ async def announce(conn, stream: int) -> None:
 # -- reading -----------------------------------------------------------------
 
 async def max_stream(db) -> int:
-    return await db.fetchval("SELECT COALESCE(max(stream), 0) FROM events")
+    """The highest committed position, of an event or of any other write that
+    takes one: a process starting (or listening again) after a to-device
+    message or a receipt must count it as committed."""
+    return await db.fetchval(
+        "SELECT GREATEST((SELECT COALESCE(max(stream), 0) FROM events),"
+        " (SELECT COALESCE(max(stream), 0) FROM receipts), (SELECT COALESCE(max(stream), 0) FROM typing),"
+        " (SELECT COALESCE(max(stream), 0) FROM account_data),"
+        " (SELECT COALESCE(max(stream), 0) FROM to_device_messages),"
+        " (SELECT COALESCE(max(stream), 0) FROM device_list_changes))")
 
 
 async def get_event(db, event_id: str) -> asyncpg.Record | None:
