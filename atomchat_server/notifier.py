@@ -37,6 +37,7 @@ from typing import Any
 import asyncpg
 
 from .auth.sessions import SessionCache
+from .db.pool import UNREACHABLE
 from .errors import MatrixError, unavailable
 from .events.format import client_event
 from .storage import ephemeral as ephemeral_store
@@ -339,7 +340,7 @@ class Notifier:
                     try:
                         rows = await sync_store.events_between(self._pool, self.position, target)
                         updates = await ephemeral_store.updates_between(self._pool, self.position, target)
-                    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    except (*UNREACHABLE, asyncpg.PostgresError) as exc:
                         log.warning("cannot read new events yet (%s); retrying", exc)
                         self._read_failing = True
                         self._trouble()

@@ -8,9 +8,13 @@ import asyncpg
 
 # What asyncpg raises when PostgreSQL cannot be reached: refused or cut
 # connections (OSError, class 08), a server shutting down or starting up
-# (class 57), a pool or connection closed under a request (InterfaceError).
+# (class 57), a pool or connection closed under a request (InterfaceError),
+# and a connection whose backend was terminated (InternalClientError). The
+# last is what a query gets between the client reading the FATAL error a
+# stopping PostgreSQL sends each idle backend (asyncpg then refuses every
+# query on it) and its noticing the closed socket a turn of the loop later.
 UNREACHABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError,
-               asyncpg.InterfaceError)
+               asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError)
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
