@@ -58,8 +58,9 @@ class BaseHandler(tornado.web.RequestHandler):
             self.ctx.in_flight -= 1
             self._counted = False
 
-    def options(self, *args: Any) -> None:
-        """CORS preflight: the default headers say everything."""
+    def options(self, *args: Any, **kwargs: Any) -> None:
+        """CORS preflight: the default headers say everything. (Routes with
+        named groups pass their arguments by name.)"""
         self.set_status(204)
         self.clear_header("Content-Type")
         self.finish()
