@@ -23,6 +23,16 @@ CORS_HEADERS = {
 }
 
 
+HTTP_METHODS = ("get", "put", "post", "delete", "patch")
+
+
+def handler_methods(handler: type) -> list[str]:
+    """The HTTP methods a handler class implements itself, rather than
+    inheriting Tornado's 405 (OPTIONS, the CORS preflight, is not counted)."""
+    return [m for m in HTTP_METHODS
+            if getattr(handler, m, None) is not getattr(tornado.web.RequestHandler, m, None)]
+
+
 def _not_json(constant: str) -> Any:
     """Python reads NaN and Infinity, which JSON does not have."""
     raise ValueError(f"{constant} is not JSON")
@@ -136,8 +146,14 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_status(status)
         self.finish(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
 
+    def allow(self) -> None:
+        """A 405 names the methods the path serves (RFC 9110's Allow)."""
+        self.set_header("Allow", ", ".join([m.upper() for m in handler_methods(type(self))] + ["OPTIONS"]))
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         error = kwargs.get("exc_info", (None, None, None))[1]
+        if status_code == 405:
+            self.allow()
         if isinstance(error, MatrixError):
             self.set_status(error.status)
             body = error.to_json()

@@ -102,6 +102,9 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
     async def prepare(self) -> None:
         """Checks what can be checked before the upgrade, answering in JSON."""
         try:
+            if self.request.method != "GET":
+                self.set_header("Allow", "GET")
+                raise MatrixError(405, "M_UNRECOGNIZED", "Unrecognized request")
             if self.request.headers.get("Upgrade", "").lower() != "websocket":
                 raise MatrixError(400, "M_UNRECOGNIZED", "This endpoint is a WebSocket: connect with an Upgrade request")
             since = self.get_query_argument("since", None)
