@@ -59,14 +59,15 @@ async def test_every_path_answers_a_cors_preflight(server, document):
 
 async def test_a_method_a_path_does_not_serve_is_405_naming_those_it_does(server, document):
     """Found by fuzzing: the 405 had no Allow header (RFC 9110 requires
-    one), and the stream answered any method as a failed WebSocket upgrade."""
+    one), and the stream answered any method as a failed WebSocket upgrade,
+    or (TRACE) with Tornado's HTML page."""
     for path, item in document["paths"].items():
         served = sorted(method.upper() for method in item)
         stream = path == "/_atomchat/client/v1/stream"
         allowed = set(served) | (set() if stream else {"OPTIONS"})
-        for method in {"GET", "PUT", "POST", "DELETE", "PATCH"} - set(served):
+        for method in {"GET", "PUT", "POST", "DELETE", "PATCH", "TRACE"} - set(served):
             response = await AsyncHTTPClient().fetch(HTTPRequest(
-                server.base_url + concrete(path), method=method, body=None if method in ("GET", "DELETE") else b"{}",
+                server.base_url + concrete(path), method=method, body=None if method in ("GET", "DELETE", "TRACE") else b"{}",
                 allow_nonstandard_methods=True), raise_error=False)
             assert response.code == 405, f"{method} {path}: {response.code}"
             assert set(response.headers["Allow"].split(", ")) == allowed, f"{method} {path}"

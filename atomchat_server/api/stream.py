@@ -24,6 +24,7 @@ from ..errors import MatrixError
 from ..sync import tokens
 from ..sync.session import SyncSession
 from ..validation import holds_nul, schemas
+from .base import BaseHandler
 from .contract import Op, Param
 from .matrix_sync import load_filter
 
@@ -96,6 +97,14 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         self._closing = False
         self._answered = True  # the peer answered the last heartbeat ping
 
+    # Errors before the upgrade are JSON, as on every other path (Tornado's
+    # own 405, for a method it does not know, included).
+    write_error = BaseHandler.write_error
+
+    def allow(self) -> None:
+        """The stream is a GET that upgrades; nothing else, not even a preflight."""
+        self.set_header("Allow", "GET")
+
     def check_origin(self, origin: str) -> bool:
         return True  # authentication is by token, never by cookie: any origin may connect
 
@@ -103,7 +112,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         """Checks what can be checked before the upgrade, answering in JSON."""
         try:
             if self.request.method != "GET":
-                self.set_header("Allow", "GET")
+                self.allow()
                 raise MatrixError(405, "M_UNRECOGNIZED", "Unrecognized request")
             if self.request.headers.get("Upgrade", "").lower() != "websocket":
                 raise MatrixError(400, "M_UNRECOGNIZED", "This endpoint is a WebSocket: connect with an Upgrade request")
