@@ -205,8 +205,10 @@ def _operation(path: str, handler: type, method: str, op: Op, literals: dict[str
     if parameters:
         operation["parameters"] = parameters
     if op.request is not None:
-        operation["requestBody"] = {"required": op.request != OBJECT, "content": {
-            "application/json": {"schema": _schema_ref(_format(op.request, literals))}}}
+        name = _format(op.request, literals)
+        # An empty body reads as {}: the body is optional when {} is valid.
+        operation["requestBody"] = {"required": not schemas().validator(name).is_valid({}), "content": {
+            "application/json": {"schema": _schema_ref(name)}}}
     schemes = getattr(handler, "security", ("bearer", "access_token"))
     if op.auth == "none":
         operation["security"] = []
