@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import tornado.httpserver
 import tornado.web
 
 from .api import admin, compat, matrix_account, matrix_ephemeral, matrix_profile, matrix_rooms, matrix_sync, stream
-from .api.base import NotFoundHandler, log_request
+from .api.base import HeadersTooLargeHandler, NotFoundHandler, log_request, redact_tornado_logs
 from .api.contract import OPENAPI_PATH, OpenApiHandler, document_json
 from .auth import policy
 from .auth.passwords import Passwords
@@ -24,6 +25,7 @@ from .auth.tokens import TokenCodec, load_or_create_signing_key
 from .db import migrations
 from .db.pool import create_pool
 from .notifier import Notifier
+from .ratelimit import OpenPerAccount
 from .sync.builder import SyncBuilder
 from .sync.session import SyncSessions
 from .services.accounts import Accounts, RateLimits
@@ -53,6 +55,8 @@ class AppContext:
     moderation: Moderation
     admin: AdminQueries
     compat: Compat
+    open_streams: OpenPerAccount  # per account, WebSocket streams
+    long_polls: OpenPerAccount  # per account, /sync requests waiting
     sync_sessions: SyncSessions = field(default_factory=SyncSessions)
     in_flight: int = 0
     streams: stream.OpenStreams | None = None
@@ -65,6 +69,38 @@ def routes() -> list[tuple[str, type]]:
     return (matrix_account.routes() + matrix_rooms.routes() + matrix_profile.routes() + matrix_sync.routes()
             + matrix_ephemeral.routes() + stream.routes() + admin.routes() + compat.routes()
             + [(OPENAPI_PATH, OpenApiHandler)])
+
+
+class Application(tornado.web.Application):
+    """Tornado's, answering a request whose request line and headers exceed
+    max_header_bytes with 414 (the path alone does) or 431, in JSON, instead
+    of closing the connection without a word at Tornado's own limit."""
+
+    def find_handler(self, request, **kwargs):
+        limit = self.settings["max_header_bytes"]
+        line = len(request.method or "") + len(request.uri or "") + len(request.version or "") + 4
+        size = line + sum(len(name) + len(value) + 4 for name, value in request.headers.get_all())
+        if size > limit:
+            answer = compat.HeadersTooLargeHandler if request.path.startswith("/api/") else HeadersTooLargeHandler
+            return self.get_handler_delegate(request, answer,
+                                             {"ctx": self.settings["ctx"], "status": 414 if line > limit else 431})
+        return super().find_handler(request, **kwargs)
+
+
+def http_server(app: tornado.web.Application, settings) -> tornado.httpserver.HTTPServer:
+    """The HTTP server for the application, with the limits that keep slow
+    or oversized clients from holding connections and memory. The hard caps
+    sit above the limits the handlers enforce, so that a request over a
+    limit still gets a JSON answer: only past them is it cut off."""
+    return tornado.httpserver.HTTPServer(
+        app,
+        max_body_size=max(1 << 20, 4 * settings.max_body_bytes),
+        max_header_size=max(1 << 20, 4 * settings.max_header_bytes),
+        # Tornado's header timeout is its idle-connection timeout: both
+        # are the wait for the next request's headers.
+        idle_connection_timeout=settings.header_timeout_seconds,
+        body_timeout=settings.body_timeout_seconds,
+    )
 
 
 WRITER_NAME = "atomchat-writer"  # the persister's connection, in pg_stat_activity
@@ -90,6 +126,7 @@ class AtomChat:
 
     async def start(self) -> tornado.web.Application:
         settings = self.settings
+        redact_tornado_logs()
         schemas()  # compile every schema now: a broken one fails the start, not a request
         policy.common_passwords()  # load the list now, not during someone's registration
         if settings.migrate:
@@ -132,19 +169,25 @@ class AtomChat:
                               moderation=moderation,
                               admin=AdminQueries(pool=self._pool, blocks=blocks, system_user=moderation.system_user),
                               compat=Compat(pool=self._pool, accounts=accounts, rooms=rooms, moderation=moderation),
-                              streams=stream.OpenStreams(settings.websocket_ping_seconds))
+                              streams=stream.OpenStreams(settings.websocket_ping_seconds),
+                              open_streams=OpenPerAccount(settings.max_streams_per_account, "streams"),
+                              long_polls=OpenPerAccount(settings.max_long_polls_per_account, "long-polls"))
         self.ctx.streams.start()
+        await self.ctx.compat.upgrade_old_api_rooms()
         return self.application()
 
     def application(self) -> tornado.web.Application:
         table = routes()
         self.ctx.openapi = document_json(tuple(table))  # built now: a route without a contract fails the start
         handlers = [(pattern, handler, {"ctx": self.ctx}) for pattern, handler in table]
-        return tornado.web.Application(
+        return Application(
             handlers,
             default_handler_class=NotFoundHandler,
             default_handler_args={"ctx": self.ctx},
             log_function=log_request,
+            ctx=self.ctx,
+            max_header_bytes=self.settings.max_header_bytes,
+            websocket_max_message_size=self.settings.websocket_max_message_bytes,
         )
 
     def begin_shutdown(self) -> None:

@@ -13,11 +13,10 @@ import signal
 import sys
 from contextlib import asynccontextmanager, contextmanager
 
-import tornado.httpserver
 import uvloop
 
 from . import __version__, config
-from .app import AtomChat
+from .app import AtomChat, http_server
 from .auth import policy
 from .auth.passwords import Passwords
 from .db import migrations
@@ -127,9 +126,7 @@ async def _serve(settings, get_dsn) -> None:
     # allocations, as by default, ran the youngest generation 150 times a
     # second under WebSocket fan-out and a full collection every second.
     gc.set_threshold(10_000, 10, 10)
-    # The hard cap on bodies is above the JSON limit so that an oversized
-    # request still gets a JSON 413 from the handler rather than a dropped connection.
-    http = tornado.httpserver.HTTPServer(app, max_body_size=max(1 << 20, 4 * settings.max_body_bytes))
+    http = http_server(app, settings)
     try:
         http.listen(settings.port, settings.host)
     except OSError as exc:

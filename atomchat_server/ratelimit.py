@@ -1,11 +1,12 @@
-"""Token-bucket rate limits, kept per process and keyed by address or account."""
+"""Token-bucket rate limits, kept per process and keyed by address or
+account, and caps on what one account holds open at once."""
 
 from __future__ import annotations
 
 import math
 import time
 
-from .errors import limit_exceeded
+from .errors import MatrixError, limit_exceeded
 
 
 class RateLimiter:
@@ -44,3 +45,30 @@ class RateLimiter:
             del self._buckets[key]
         if len(self._buckets) >= self._max_keys:
             self._buckets.clear()
+
+
+class OpenPerAccount:
+    """How many of one kind of long-lived request (WebSocket streams,
+    waiting long-polls) each account holds open in this process, refused
+    past ``limit``: one stolen or buggy token cannot hold the server's
+    sockets and memory."""
+
+    def __init__(self, limit: int, what: str) -> None:
+        self.limit = limit
+        self._what = what
+        self._open: dict[str, int] = {}
+
+    def take(self, user_id: str) -> None:
+        """Counts one more, or raises 429 M_LIMIT_EXCEEDED at the limit."""
+        count = self._open.get(user_id, 0)
+        if count >= self.limit:
+            raise MatrixError(429, "M_LIMIT_EXCEEDED",
+                              f"Too many open {self._what} for this account (at most {self.limit})")
+        self._open[user_id] = count + 1
+
+    def give_back(self, user_id: str) -> None:
+        count = self._open.get(user_id, 0) - 1
+        if count > 0:
+            self._open[user_id] = count
+        else:
+            self._open.pop(user_id, None)

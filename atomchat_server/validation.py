@@ -9,6 +9,8 @@ The tests use the same registry to check every response they receive.
 from __future__ import annotations
 
 import json
+import math
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -96,22 +98,79 @@ def _field_path(path, leaf: str | None) -> str:
     return ".".join(parts)
 
 
-def holds_nul(value: Any) -> bool:
-    """Whether a decoded JSON value has a NUL character in any string, keys
-    included (PostgreSQL text and jsonb cannot store one). Walks with a stack,
-    so however deep the JSON, this cannot overflow Python's."""
-    stack = [value]
+# Deeper JSON than any event, filter or request needs; deeper input would
+# only make the rules, the schema checks and PostgreSQL recurse.
+MAX_JSON_DEPTH = 64
+INT64 = (-2**63, 2**63 - 1)  # what a PostgreSQL bigint holds
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _not_json(constant: str) -> Any:
+    """Python reads NaN and Infinity, which JSON does not have."""
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise OverflowError(text)
+    return value
+
+
+def load_json(raw: str | bytes, what: str = "The body", errcode: str | None = None) -> Any:
+    """The one reader of JSON from clients (bodies, query parameters,
+    WebSocket frames). Refuses, as a 400, what would otherwise fail later
+    as a 500: invalid JSON, NaN and Infinity (M_NOT_JSON); numbers out of
+    a float's range; strings or keys
+    with NUL (PostgreSQL cannot store it) or a lone UTF-16 surrogate (not
+    text: it cannot be encoded); nesting deeper than MAX_JSON_DEPTH.
+    ``errcode`` replaces both codes (a query parameter's is M_INVALID_PARAM)."""
+    try:
+        value = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
+    except RecursionError:
+        problem, code = f"is nested more than {MAX_JSON_DEPTH} deep", "M_BAD_JSON"
+    except OverflowError:
+        problem, code = "has a number out of range", "M_BAD_JSON"
+    except (ValueError, UnicodeDecodeError):
+        problem, code = "is not valid JSON", "M_NOT_JSON"
+    else:
+        problem, code = json_problem(value), "M_BAD_JSON"
+        if problem is None:
+            return value
+    raise MatrixError(400, errcode or code, f"{what} {problem}")
+
+
+def json_problem(value: Any) -> str | None:
+    """What makes a decoded JSON value unfit to store, or None. Walks with
+    a stack, so however deep the value, this cannot overflow Python's."""
+    stack = [(value, 1)]
     while stack:
-        item = stack.pop()
+        item, depth = stack.pop()
         if isinstance(item, str):
             if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
+                return "cannot contain NUL characters"
+            if _SURROGATE.search(item):
+                return "cannot contain lone surrogates (\\ud800-\\udfff)"
+        elif isinstance(item, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                return f"is nested more than {MAX_JSON_DEPTH} deep"
+            if isinstance(item, dict):
+                stack.extend((key, depth) for key in item)
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                stack.extend((child, depth + 1) for child in item)
+    return None
+
+
+def int64(text: str, name: str) -> int:
+    """A query or path argument that is an integer a bigint holds (ASCII
+    digits only); anything else is a 400 naming the argument."""
+    if _INTEGER.fullmatch(text):
+        value = int(text)
+        if INT64[0] <= value <= INT64[1]:
+            return value
+    raise MatrixError(400, "M_INVALID_PARAM", f"'{name}' must be an integer between -2^63 and 2^63-1")
 
 
 @lru_cache(maxsize=1)

@@ -14,7 +14,9 @@ a uvloop loop as in ``atomchat serve``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -29,12 +31,12 @@ from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 
 from atomchat_server import config
-from atomchat_server.app import AtomChat
+from atomchat_server.app import AtomChat, http_server
 from atomchat_server.auth.passwords import Passwords
 from atomchat_server.db import migrations
 from atomchat_server.db.embedded import EmbeddedPostgres
 
-from .client import ApiClient
+from .client import DEFAULT_PASSWORD, ApiClient
 
 # The loops the tests create (pytest-tornasync's io_loop included) are
 # uvloop's, as `atomchat serve` runs on.
@@ -57,6 +59,52 @@ TEST_SETTINGS = dict(
     pool_max_size=10,
     signing_key="test-signing-key-not-secret-0123456789abcdef",
 )
+
+
+# Credentials as they could show in a log line: a token parameter, a JWT
+# (access token), a refresh token, or the password the tests use.
+SECRET_IN_LOG = re.compile(r"access_token=(?!\[redacted\])|eyJ[\w-]+\.[\w-]+\.[\w-]+|atomchat_rt_[\w-]+|"
+                           + re.escape(DEFAULT_PASSWORD))
+
+
+# The loggers the server writes to (the servers run in the test's process);
+# client libraries the tests drive (nio, say) log their own tokens.
+SERVER_LOGGERS = ("atomchat", "tornado", "asyncio", "asyncpg", "pgserver", "root")
+
+
+class LogScan(logging.Handler):
+    """Every line the server logs during a test, at every level, formatted
+    with its traceback."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith(SERVER_LOGGERS):
+            self.lines.append(self.format(record))
+
+    def secrets(self) -> list[str]:
+        return [line for line in self.lines if SECRET_IN_LOG.search(line)]
+
+
+@pytest.fixture(autouse=True)
+def log_scan():
+    """Fails any test during which a server wrote a credential to its log,
+    whatever the path (request log, Tornado's exception log, debug lines)."""
+    scan = LogScan()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(scan)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield scan
+    finally:
+        root.removeHandler(scan)
+        root.setLevel(level)
+    leaked = scan.secrets()
+    assert not leaked, "credentials in the log:\n" + "\n".join(line[:500] for line in leaked[:5])
 
 
 def pytest_configure(config):
@@ -156,7 +204,7 @@ async def start_server(settings, dsn: str, passwords: Passwords | None) -> Runni
     """Starts an AtomChat server on 127.0.0.1 inside the running loop."""
     atomchat = AtomChat(settings, dsn, passwords=passwords)
     sock, port = bind_unused_port()
-    http = HTTPServer(await atomchat.start(), max_body_size=1 << 20)
+    http = http_server(await atomchat.start(), settings)
     http.add_sockets([sock])
     return RunningServer(atomchat, f"http://127.0.0.1:{port}", http)
 

@@ -17,7 +17,14 @@ from typing import Any
 import pytest
 
 from atomchat_server.events.auth import AuthError, auth_state_keys, check, membership_of
-from atomchat_server.events.power_levels import action_level, default_power_levels, event_level, user_level
+from atomchat_server.events.power_levels import (
+    EDIT_MEMBERS,
+    action_level,
+    default_power_levels,
+    edits_members,
+    event_level,
+    user_level,
+)
 
 ROOM = "!room:hs"
 ALICE, BOB, MOLLY, CAROL, DAVE, EVE = "@alice:hs", "@bob:hs", "@molly:hs", "@carol:hs", "@dave:hs", "@eve:hs"
@@ -204,6 +211,33 @@ BAN_CASES = [
     case("ban/already-banned-again", room("invite", {EVE: "ban"}), member(BOB, EVE, "ban")),
 ]
 
+# A room made through /api: any member (level 0) may edit the member list,
+# removing their equals but nobody above them.
+EDITABLE = room("invite", {DAVE: "join"}, levels(users={CAROL: 0, DAVE: 0}, kick=0, **{EDIT_MEMBERS: 0}))
+EDIT_MEMBERS_CASES = [
+    case("edit-members/member-removes-equal", EDITABLE, member(CAROL, DAVE, "leave")),
+    case("edit-members/member-removes-admin", EDITABLE, member(CAROL, ALICE, "leave"), "needs more power"),
+    case("edit-members/member-removes-moderator", EDITABLE, member(CAROL, BOB, "leave"), "needs more power"),
+    case("edit-members/admin-removes-member", EDITABLE, member(ALICE, CAROL, "leave")),
+    case("edit-members/below-the-level", room("invite", {DAVE: "join"}, levels(kick=0, **{EDIT_MEMBERS: 10})),
+         member(CAROL, DAVE, "leave"), "needs more power"),
+    case("edit-members/not-in-room", room("invite", {CAROL: "leave", DAVE: "join"},
+                                          levels(kick=0, **{EDIT_MEMBERS: 0})),
+         member(CAROL, DAVE, "leave"), "not in the room"),
+    case("edit-members/no-unban", room("invite", {DAVE: "ban"}, levels(kick=0, **{EDIT_MEMBERS: 0})),
+         member(CAROL, DAVE, "leave"), "ban needs power level 50"),
+    # Without the key, kick level 0 lets a member remove only those below them.
+    case("edit-members/kick-0-alone-is-not-enough", room("invite", {DAVE: "join"}, levels(kick=0)),
+         member(CAROL, DAVE, "leave"), "needs more power"),
+    case("edit-members/level-must-be-integer", INVITE_ONLY, state(ALICE, PL, levels(**{EDIT_MEMBERS: "0"})),
+         "must be an integer"),
+    case("edit-members/member-cannot-add-key", room(power_levels=levels(events={PL: 0})),
+         state(CAROL, PL, levels(events={PL: 0}, **{EDIT_MEMBERS: 50})), "above your level"),
+    case("edit-members/moderator-cannot-lower-admins-key", room(power_levels=levels(events={PL: 50},
+                                                                                    **{EDIT_MEMBERS: 100})),
+         state(BOB, PL, levels(events={PL: 50}, **{EDIT_MEMBERS: 0})), "cannot change"),
+]
+
 NO_POWER_LEVELS = room("invite", with_power_levels=False)
 EVENT_CASES = [
     case("message/member", INVITE_ONLY, message(CAROL)),
@@ -358,7 +392,8 @@ REDACTION_CASES = [
 
 
 @pytest.mark.parametrize("room_state, ev, redacted, refusal", CREATE_CASES + JOIN_CASES + INVITE_CASES
-                         + LEAVE_CASES + BAN_CASES + EVENT_CASES + POWER_LEVEL_CASES + REDACTION_CASES)
+                         + LEAVE_CASES + BAN_CASES + EVENT_CASES + POWER_LEVEL_CASES + REDACTION_CASES
+                         + EDIT_MEMBERS_CASES)
 def test_rule(room_state, ev, redacted, refusal):
     # The rules see the same with only the entries auth_state_keys names,
     # which is all that storage loads.
@@ -446,6 +481,18 @@ def test_event_level(room_state, event_type, is_state, expected):
 ])
 def test_action_level(room_state, action, expected):
     assert action_level(room_state, action) == expected
+
+
+@pytest.mark.parametrize("room_state, user, expected", [
+    (EDITABLE, CAROL, True),
+    (EDITABLE, DAVE, True),
+    (room(power_levels=levels(**{EDIT_MEMBERS: 50})), CAROL, False),
+    (room(power_levels=levels(**{EDIT_MEMBERS: 50})), BOB, True),
+    (room(power_levels=levels(**{EDIT_MEMBERS: True})), ALICE, False),  # not a level
+    (INVITE_ONLY, ALICE, False),  # a room without the key: nobody, its admin neither
+])
+def test_edits_members(room_state, user, expected):
+    assert edits_members(room_state, user) is expected
 
 
 def test_action_level_refuses_unknown_action():

@@ -22,10 +22,10 @@ class AdminHandler(BaseHandler):
         return requester
 
     def page_arguments(self) -> tuple[int, int]:
-        start = self.get_query_argument("from", "0")
-        if not start.isdigit():
+        start = self.int_argument("from", 0)
+        if start < 0:
             raise MatrixError(400, "M_INVALID_PARAM", "'from' must be a token from a previous page")
-        return int(start), max(1, min(self.int_argument("limit", 100), MAX_PAGE))
+        return start, max(1, min(self.int_argument("limit", 100), MAX_PAGE))
 
 
 class UsersHandler(AdminHandler):

@@ -5,16 +5,44 @@ from __future__ import annotations
 
 import json
 import logging
-import math
+import re
 from typing import Any
 
 import tornado.web
+from tornado.log import app_log, gen_log
 
 from ..auth.sessions import Requester
 from ..errors import MatrixError
-from ..validation import holds_nul, schemas
+from ..validation import int64, load_json, schemas
 
 log = logging.getLogger("atomchat.http")
+
+# What may carry a credential in text Tornado logs about a request it could
+# not parse (a header, a query): token parameters, Authorization values,
+# JWTs (access tokens) and refresh tokens.
+_SECRET = re.compile(r"(?i)((?:access_token|refresh_token|password)=|authorization['\":\s]+\w+\s+)[^&;\s'\",]+"
+                     r"|eyJ[\w-]+\.[\w-]+\.[\w-]+|atomchat_rt_[\w-]+")
+
+
+class RedactSecrets(logging.Filter):
+    """Rewrites a record's message with every credential replaced by
+    "[redacted]". On Tornado's own loggers, whose messages can quote a
+    malformed request; the server's handlers never log a query or a body."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = _SECRET.sub(lambda match: (match.group(1) or "") + "[redacted]", message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def redact_tornado_logs() -> None:
+    """Installs RedactSecrets on Tornado's loggers, once per process."""
+    for name in ("tornado.general", "tornado.application", "tornado.access"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactSecrets) for f in logger.filters):
+            logger.addFilter(RedactSecrets())
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
@@ -31,18 +59,6 @@ def handler_methods(handler: type) -> list[str]:
     inheriting Tornado's 405 (OPTIONS, the CORS preflight, is not counted)."""
     return [m for m in HTTP_METHODS
             if getattr(handler, m, None) is not getattr(tornado.web.RequestHandler, m, None)]
-
-
-def _not_json(constant: str) -> Any:
-    """Python reads NaN and Infinity, which JSON does not have."""
-    raise ValueError(f"{constant} is not JSON")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if math.isinf(value):
-        raise OverflowError(text)
-    return value
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -81,19 +97,9 @@ class BaseHandler(tornado.web.RequestHandler):
         """The request body as a JSON object (an empty body reads as {}),
         checked against the named schema."""
         raw = self.request.body
-        if not raw.strip():
-            body: Any = {}
-        else:
-            try:
-                body = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
-            except (ValueError, UnicodeDecodeError):
-                raise MatrixError(400, "M_NOT_JSON", "The body is not valid JSON") from None
-            except (RecursionError, OverflowError):
-                raise MatrixError(400, "M_BAD_JSON", "The body is nested too deeply or has a number out of range") from None
+        body = load_json(raw) if raw.strip() else {}
         if not isinstance(body, dict):
             raise MatrixError(400, "M_BAD_JSON", "The body must be a JSON object")
-        if b"\\u0000" in raw and holds_nul(body):
-            raise MatrixError(400, "M_BAD_JSON", "Strings cannot contain NUL characters")
         if schema is not None:
             schemas().check_request(schema, body)
         return body
@@ -108,12 +114,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def int_argument(self, name: str, default: int) -> int:
         value = self.get_query_argument(name, None)
-        if value is None:
-            return default
-        try:
-            return int(value)
-        except ValueError:
-            raise MatrixError(400, "M_INVALID_PARAM", f"'{name}' must be an integer") from None
+        return default if value is None else int64(value, name)
 
     def bool_argument(self, name: str, default: bool) -> bool:
         value = self.get_query_argument(name, None)
@@ -167,9 +168,33 @@ class BaseHandler(tornado.web.RequestHandler):
         self.finish(json.dumps(body))
 
     def log_exception(self, typ, value, tb) -> None:
+        """Tornado's, but naming the request by its path alone: Tornado's
+        writes the whole URI, whose query may hold ?access_token=."""
         if isinstance(value, MatrixError):
             return  # an expected refusal, already in the request log line
-        super().log_exception(typ, value, tb)
+        if isinstance(value, tornado.web.HTTPError):
+            gen_log.warning("%d %s", value.status_code, self._request_summary())
+        else:
+            app_log.error("Uncaught exception %s", self._request_summary(), exc_info=(typ, value, tb))
+
+    def _request_summary(self) -> str:
+        return f"{self.request.method} {self.request.path} ({self.request.remote_ip})"
+
+
+class HeadersTooLargeHandler(BaseHandler):
+    """Any request whose request line and headers are over the limit (see
+    app.Application): 414 when the request line alone is, else 431."""
+
+    def initialize(self, ctx, status: int) -> None:
+        super().initialize(ctx)
+        self._too_large = status
+
+    def prepare(self) -> None:
+        super().prepare()
+        what = "request line" if self._too_large == 414 else "request line and headers"
+        limit = self.ctx.settings.max_header_bytes
+        raise MatrixError(self._too_large, "M_TOO_LARGE", f"The {what} are larger than {limit} bytes"
+                          if self._too_large == 431 else f"The {what} is larger than {limit} bytes")
 
 
 class NotFoundHandler(BaseHandler):

@@ -14,6 +14,7 @@ import tornado.web
 
 from ..errors import MatrixError
 from ..services.compat import FieldErrors
+from . import base
 from .base import BaseHandler
 from .contract import Op, Param
 
@@ -227,6 +228,10 @@ class DirectMessagesHandler(CompatHandler):
     async def post(self) -> None:
         requester = await self.authenticate()
         self.send_data(await self.ctx.compat.direct_message(requester, self.body()), 201)
+
+
+class HeadersTooLargeHandler(base.HeadersTooLargeHandler, CompatHandler):
+    """The 414 / 431 of an /api request, in the original API's shape."""
 
 
 class UnknownHandler(CompatHandler):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..errors import MatrixError
 from ..events.filters import FilterError, RoomEventFilter
 from ..events.room_creation import ROOM_VERSION, RoomRequest, preset_for
-from ..validation import schemas
+from ..validation import load_json, schemas
 from .base import BaseHandler
 from .contract import OBJECT, Op, Param
 from .matrix_account import PREFIX
@@ -200,10 +200,9 @@ async def messages_body(handler: BaseHandler, requester, room_id: str) -> dict:
     if direction not in ("b", "f"):
         raise MatrixError(400, "M_INVALID_PARAM", "'dir' must be 'b' or 'f'")
     filter_text = handler.get_query_argument("filter", None)
-    if filter_text and "\\u0000" in filter_text:
-        raise MatrixError(400, "M_INVALID_PARAM", "The filter cannot contain NUL characters")
     try:
-        event_filter = RoomEventFilter.parse(filter_text)
+        event_filter = RoomEventFilter.from_json(load_json(filter_text, "The filter", "M_INVALID_PARAM")) if filter_text \
+            else RoomEventFilter()
     except FilterError as exc:
         raise MatrixError(400, "M_INVALID_PARAM", str(exc)) from None
     limit = handler.int_argument("limit", 10)

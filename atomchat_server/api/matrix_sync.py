@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 from ..errors import MatrixError, forbidden, not_found
 from ..events.filters import FilterError, SyncFilter
 from ..storage import filters as filter_store
 from ..sync import tokens
 from ..sync.session import SyncSession
+from ..validation import load_json
 from .base import BaseHandler
 from .contract import Op, Param
 from .matrix_account import PREFIX
@@ -18,7 +17,7 @@ MAX_TIMEOUT_MS = 120_000
 
 class SyncHandler(BaseHandler):
     contract = {"get": Op("Long-poll for what happened since a token", {200: "matrix/sync.response"},
-                          errors=(404,), query=(
+                          errors=(404, 429), query=(
         Param("since", description="The next_batch of the previous answer"),
         Param("timeout", {"type": "integer"}, "Milliseconds to wait for news (at most 120000)"),
         Param("filter", description="A filter id or a filter as JSON"),
@@ -48,11 +47,21 @@ class SyncHandler(BaseHandler):
         else:
             session.requester = requester
         self._session = session
+        waits = timeout > 0 and since is not None and not full_state
+        if waits:
+            try:
+                self.ctx.long_polls.take(requester.user_id)
+            except MatrixError:
+                session.close()
+                raise
         try:
             result = await session.next(timeout)
         except MatrixError:
             session.close()
             raise
+        finally:
+            if waits:
+                self.ctx.long_polls.give_back(requester.user_id)
         if result is None:  # the client went away
             session.close()
             return
@@ -66,7 +75,7 @@ async def load_filter(handler: BaseHandler, user_id: str, value: str | None) -> 
         return SyncFilter()
     try:
         if value.lstrip().startswith("{"):
-            return SyncFilter.from_json(json.loads(value))
+            return SyncFilter.from_json(load_json(value, "The filter", "M_INVALID_PARAM"))
         if not value.isdigit() or len(value) > 18:
             raise MatrixError(400, "M_INVALID_PARAM", "'filter' must be a filter id or a JSON object")
         definition = await filter_store.get_filter(handler.ctx.pool, user_id, int(value))

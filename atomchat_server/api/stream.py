@@ -23,7 +23,7 @@ from ..auth.sessions import Requester
 from ..errors import MatrixError
 from ..sync import tokens
 from ..sync.session import SyncSession
-from ..validation import holds_nul, schemas
+from ..validation import load_json, schemas
 from .base import BaseHandler
 from .contract import Op, Param
 from .matrix_sync import load_filter
@@ -35,6 +35,7 @@ CLOSE_AUTH_TIMEOUT = 4001
 CLOSE_BAD_FRAME = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_TOO_SLOW = 4408
+CLOSE_TOO_MANY = 4429
 CLOSE_GOING_AWAY = 1001
 CLOSE_PING_TIMEOUT = 1000
 
@@ -79,7 +80,7 @@ class OpenStreams:
 
 class StreamHandler(tornado.websocket.WebSocketHandler):
     contract = {"get": Op(
-        "Open the WebSocket event stream", {101: None}, auth="optional", errors=(404,),
+        "Open the WebSocket event stream", {101: None}, auth="optional", errors=(404, 429),
         description="A WebSocket upgrade (protocol/stream.md); without a token, authenticate with the first frame.",
         query=(Param("since", description="The next_batch of the last frame received"),
                Param("filter", description="A filter id or a filter as JSON")))}
@@ -96,6 +97,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         self._pending = 0
         self._closing = False
         self._answered = True  # the peer answered the last heartbeat ping
+        self._counted: str | None = None  # the account whose open streams count this one
 
     # Errors before the upgrade are JSON, as on every other path (Tornado's
     # own 405, for a method it does not know, included).
@@ -125,6 +127,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             user = self.requester.user_id if self.requester else None
             if user is not None:
                 self._filter = await load_filter(self, user, self._filter_param)
+                self._count(user)
         except MatrixError as error:
             self.set_status(error.status)
             self.set_header("Content-Type", "application/json")
@@ -233,12 +236,9 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
 
     async def on_message(self, message: str | bytes) -> None:
         try:
-            frame = json.loads(message)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            self._close(CLOSE_BAD_FRAME, "frames must be JSON")
-            return
-        if holds_nul(frame):  # nothing with a NUL can be stored
-            self._close(CLOSE_BAD_FRAME, "frames cannot contain NUL characters")
+            frame = load_json(message, "A frame")
+        except MatrixError as error:
+            self._close(CLOSE_BAD_FRAME, error.error[:120])
             return
         if self.requester is None:
             await self._authenticate_frame(frame)
@@ -268,6 +268,11 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         except MatrixError as error:
             self._close(CLOSE_UNAUTHORIZED, error.error[:100])
             return
+        try:
+            self._count(self.requester.user_id)
+        except MatrixError as error:
+            self._close(CLOSE_TOO_MANY, error.error[:120])
+            return
         self._token = frame["access_token"]
         self._start()
 
@@ -292,7 +297,25 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
                                          params["event_id"])
         return {}
 
+    def _count(self, user_id: str) -> None:
+        """Counts this stream among the account's open ones (refused past
+        the limit); on_close gives the place back."""
+        if self._counted is None:
+            self.ctx.open_streams.take(user_id)
+            self._counted = user_id
+
+    def on_finish(self) -> None:
+        """A request refused before the upgrade gives back its place."""
+        if self.get_status() != 101:
+            self._uncount()
+
+    def _uncount(self) -> None:
+        if self._counted is not None:
+            self.ctx.open_streams.give_back(self._counted)
+            self._counted = None
+
     def on_close(self) -> None:
+        self._uncount()
         self._closing = True
         if self._session is not None:
             self._session.client_gone()

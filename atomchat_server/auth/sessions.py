@@ -92,7 +92,8 @@ class SessionCache:
         self._pool = pool
         self._codec = codec
         self._max = max_entries
-        self._entries: OrderedDict[str, Requester] = OrderedDict()
+        # session id -> (its requester, its oldest valid token generation)
+        self._entries: OrderedDict[str, tuple[Requester, int]] = OrderedDict()
         self._generation = 0
         self._last_seen: dict[str, float] = {}
         self._round_trips: _RoundTrips | None = None
@@ -106,26 +107,36 @@ class SessionCache:
 
     async def authenticate(self, token: str) -> Requester:
         """The requester the token speaks for; M_UNKNOWN_TOKEN if it is not
-        genuine, has expired, or its session has ended."""
+        genuine, has expired, or its session has ended, or if a token of a
+        later generation of its session (issued by a refresh) has been used.
+        The first use of a new generation's token ends the older ones."""
         claims = self._codec.read(token)
-        requester = None
+        entry = None
         if claims.session_id in self._entries and await self._caught_up():
-            requester = self._entries.get(claims.session_id)  # gone if revoked meanwhile
-        if requester is None:
+            entry = self._entries.get(claims.session_id)  # gone if revoked meanwhile
+        if entry is None:
             generation = self._generation
             row = await session_store.get_session(self._pool, claims.session_id)
             if row is None:
                 raise unknown_token()
-            requester = Requester(row["user_id"], row["device_id"], row["session_id"], row["is_moderator"])
+            entry = (Requester(row["user_id"], row["device_id"], row["session_id"], row["is_moderator"]),
+                     row["oldest_valid_generation"])
             # Cache only if no revocation arrived while we were asking.
             if self._round_trips is not None and generation == self._generation:
-                self._entries[claims.session_id] = requester
+                self._entries[claims.session_id] = entry
                 if len(self._entries) > self._max:
                     self._entries.popitem(last=False)
         else:
             self._entries.move_to_end(claims.session_id)
+        requester, oldest_valid = entry
         if (requester.user_id, requester.device_id) != (claims.user_id, claims.device_id):
             raise unknown_token()
+        if claims.generation < oldest_valid:
+            raise unknown_token("This access token was replaced by a refreshed one")
+        if claims.generation > oldest_valid:
+            await session_store.retire_generations_before(self._pool, claims.session_id, requester.user_id,
+                                                          claims.generation)
+            self.forget_user(requester.user_id)  # at once here, as the NOTIFY does elsewhere
         return requester
 
     async def listening_alive(self) -> bool:
@@ -140,7 +151,7 @@ class SessionCache:
 
     def forget_user(self, user_id: str) -> None:
         self._generation += 1
-        for session_id in [sid for sid, r in self._entries.items() if r.user_id == user_id]:
+        for session_id in [sid for sid, (r, _) in self._entries.items() if r.user_id == user_id]:
             del self._entries[session_id]
 
     def forget_all(self) -> None:

@@ -1,6 +1,7 @@
 """Access tokens (signed JWTs) and refresh tokens (opaque, stored hashed).
 
-An access token carries the user id, the device id and the session id. The
+An access token carries the user id, the device id, the session id and,
+after a refresh, the refresh's generation. The
 signature proves the server issued it; the session id is then checked against
 the live sessions (see ``sessions.py``), so deleting a session revokes its
 tokens at once although they are self-describing.
@@ -31,6 +32,9 @@ class TokenClaims:
     user_id: str
     device_id: str
     session_id: str
+    # Which refresh of the session issued the token (0: the login); see
+    # SessionCache.authenticate.
+    generation: int = 0
 
 
 def load_or_create_signing_key(data_dir: Path) -> bytes:
@@ -66,6 +70,8 @@ class TokenCodec:
             # A nonce keeps two tokens issued in the same second distinct.
             "jti": secrets.token_urlsafe(8),
         }
+        if claims.generation:
+            payload["gen"] = claims.generation
         if lifetime_seconds is not None:
             payload["exp"] = now + lifetime_seconds
         return jwt.encode(payload, self._key, algorithm=_ALGORITHM)
@@ -92,7 +98,10 @@ class TokenCodec:
             raise unknown_token("The access token has expired", soft_logout=True) from None
         except jwt.PyJWTError:
             raise unknown_token() from None
-        claims = TokenClaims(payload["sub"], payload["dev"], payload["sid"])
+        generation = payload.get("gen", 0)
+        if not isinstance(generation, int) or isinstance(generation, bool):
+            raise unknown_token()
+        claims = TokenClaims(payload["sub"], payload["dev"], payload["sid"], generation)
         self._verified[token] = (claims, payload.get("exp"))
         if len(self._verified) > VERIFIED_TOKENS:
             self._verified.popitem(last=False)

@@ -26,9 +26,11 @@ from typing import Any
 from .ids import split_user_id
 from .power_levels import (
     CREATE_KEY,
+    EDIT_MEMBERS,
     POWER_LEVELS_KEY,
     StateMap,
     action_level,
+    edits_members,
     event_level,
     room_creator,
     state_content,
@@ -40,7 +42,8 @@ ROOM_VERSION = "10"
 JOIN_RULES_KEY = ("m.room.join_rules", "")
 MEMBERSHIPS = ("join", "invite", "leave", "ban", "knock")
 
-_SCALAR_LEVELS = ("users_default", "events_default", "state_default", "ban", "redact", "kick", "invite")
+_SCALAR_LEVELS = ("users_default", "events_default", "state_default", "ban", "redact", "kick", "invite",
+                  EDIT_MEMBERS)
 _MAP_LEVELS = ("events", "notifications")
 # Canonical JSON only carries integers in this range.
 _MAX_LEVEL = 2**53 - 1
@@ -229,6 +232,9 @@ def _check_leave(sender: str, target: str, state: StateMap) -> None:
     # Someone else's leave: rescinding an invite, kicking, or unbanning.
     if membership_of(state, target) == "ban":
         _require_power_over(sender, target, state, "ban")
+    elif membership_of(state, sender) == "join" and edits_members(state, sender) \
+            and user_level(state, target) <= user_level(state, sender):
+        return  # the room lets its members remove their equals (EDIT_MEMBERS)
     _require_power_over(sender, target, state, "kick")
 
 

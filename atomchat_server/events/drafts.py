@@ -31,6 +31,10 @@ class EventDraft:
     # Sent by the server itself, outside the room's rules (removing the
     # members of a room a moderator deleted).
     by_server: bool = False
+    # A join written for someone whom this user added (the original /api's
+    # add): allowed only while the room lets that user edit its member list
+    # (power_levels.edits_members), judged with the rest under the lock.
+    added_by: str | None = None
 
     @property
     def is_state(self) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -44,16 +43,6 @@ class RoomEventFilter:
             raise FilterError("filter field 'lazy_load_members' must be a boolean")
         return cls(types=strings("types"), not_types=strings("not_types") or (), senders=strings("senders"),
                    not_senders=strings("not_senders") or (), limit=limit, lazy_load_members=lazy)
-
-    @classmethod
-    def parse(cls, text: str | None) -> "RoomEventFilter":
-        if not text:
-            return cls()
-        try:
-            value = json.loads(text)
-        except ValueError:
-            raise FilterError("the filter is not valid JSON") from None
-        return cls.from_json(value)
 
     def wants_type(self, event_type: str) -> bool:
         """Whether the types / not_types lists let this event type through."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .power_levels import POWER_LEVELS_KEY, StateMap, action_level, event_level, user_level
+from .power_levels import POWER_LEVELS_KEY, StateMap, action_level, edit_members_level, event_level, user_level
 
 POLICY_RULE = "m.policy.rule.user"
 LOCK = "m.ban"  # the spec's recommendation for keeping a user out
@@ -54,7 +54,8 @@ def block_of(content: Mapping[str, Any]) -> tuple[str, str] | None:
 
 def may_act(block: str | None, action: str) -> bool:
     """Whether a user with this block may take this action (join, send,
-    invite, state, create_room, profile, leave, redact)."""
+    invite, kick, state, create_room, profile, directory, leave, redact
+    (their own events), redact_others)."""
     if block == "locked":
         return False
     if block == "suspended":
@@ -75,6 +76,10 @@ def moderator_view(state: StateMap, event: Mapping[str, Any]) -> dict[tuple[str,
                      action_level(state, "redact"))
         if "state_key" not in event:
             needed = max(needed, event_level(state, event["type"], False))
+        elif edit_members_level(state) is not None:
+            # Where members edit the member list, a moderator may remove
+            # anyone, the room's admins included, as in the original /api.
+            needed = max(needed, edit_members_level(state), user_level(state, event["state_key"]))
         content = dict(levels["content"])
         content["users"] = {**content.get("users", {}), moderator: needed}
         view[POWER_LEVELS_KEY] = {**levels, "content": content}

@@ -28,6 +28,11 @@ DEFAULT_USERS_LEVEL = 0
 DEFAULT_EVENTS_LEVEL = 0
 DEFAULT_STATE_LEVEL = 50
 DEFAULT_ACTION_LEVELS = {"invite": 0, "kick": 50, "ban": 50, "redact": 50}
+# AtomChat's own power level: a room that has it lets anyone at that level
+# edit the member list as the original /api did (add people at once, remove
+# anyone not above them). Rooms made through /api have it at 0; a room
+# without it follows the Matrix rules alone.
+EDIT_MEMBERS = "org.atomchat.edit_members"
 
 # State that changes who governs the room, or how the room works for every
 # member, is for admins; what the room looks like is for moderators.
@@ -103,3 +108,23 @@ def action_level(state: StateMap, action: str) -> int:
     if action not in DEFAULT_ACTION_LEVELS:
         raise ValueError(f"unknown power level action {action!r}")
     return state_content(state, POWER_LEVELS_KEY).get(action, DEFAULT_ACTION_LEVELS[action])
+
+
+def edit_members_level(state: StateMap) -> int | None:
+    """The room's EDIT_MEMBERS level, or None when the room does not let
+    members edit its member list."""
+    level = state_content(state, POWER_LEVELS_KEY).get(EDIT_MEMBERS)
+    return level if isinstance(level, int) and not isinstance(level, bool) else None
+
+
+def edits_members(state: StateMap, user_id: str) -> bool:
+    """Whether the room lets this user edit its member list (see EDIT_MEMBERS)."""
+    needed = edit_members_level(state)
+    return needed is not None and user_level(state, user_id) >= needed
+
+
+def edits_directory(state: StateMap, user_id: str) -> bool:
+    """Whether the user may publish the room in the directory, take it out,
+    or delete others' aliases of it: the level of m.room.canonical_alias,
+    as the specification's servers ask."""
+    return user_level(state, user_id) >= event_level(state, "m.room.canonical_alias", True)

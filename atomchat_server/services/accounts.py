@@ -185,8 +185,9 @@ class Accounts:
 
     async def refresh(self, refresh_token: str) -> LoginResult:
         """Trades a refresh token for a new access token and refresh token;
-        the old refresh token stops working. A locked account's refresh
-        token is refused like its access tokens, and left as it was."""
+        the old refresh token stops working, and the old access token once
+        the new one is used (SessionCache.authenticate). A locked account's
+        refresh token is refused like its access tokens, and left as it was."""
         old_hash = hash_refresh_token(refresh_token)
         user_id = await session_store.refresh_token_user(self._pool, old_hash)
         if user_id is not None:
@@ -196,7 +197,8 @@ class Accounts:
         row = await session_store.rotate_refresh_token(self._pool, old_hash, hash_refresh_token(new_token))
         if row is None:
             raise unknown_token("Unknown refresh token")
-        return self._tokens_for(TokenClaims(row["user_id"], row["device_id"], row["session_id"]), new_token)
+        claims = TokenClaims(row["user_id"], row["device_id"], row["session_id"], row["token_generation"])
+        return self._tokens_for(claims, new_token)
 
     async def authenticate(self, access_token: str, *, allow_locked: bool = False) -> Requester:
         """The session an access token belongs to. A locked account's tokens

@@ -8,6 +8,7 @@ shapes and words the original API's clients know.
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from contextlib import asynccontextmanager
@@ -18,7 +19,7 @@ from ..auth import policy
 from ..auth.sessions import Requester
 from ..errors import MatrixError, forbidden, not_found
 from ..events import ids
-from ..events.power_levels import default_power_levels
+from ..events.power_levels import EDIT_MEMBERS, default_power_levels
 from ..events.room_creation import RoomRequest
 from ..storage import compat as store
 from ..storage import events as event_store
@@ -26,6 +27,8 @@ from ..storage import users as user_store
 from .accounts import Accounts
 from .moderation import Moderation
 from .rooms import Rooms
+
+log = logging.getLogger(__name__)
 
 # Django's username rule: letters, digits and @ . + - _ ; at most 150 characters.
 _USERNAME = re.compile(r"^[\w.@+-]+\Z")
@@ -114,6 +117,21 @@ def _boolean(value: Any) -> bool | None:
     return None
 
 
+# The power levels a room made through /api has, besides the defaults (and
+# m.room.name at 0).
+API_ROOM_LEVELS = {"kick": 0, "invite": 0, EDIT_MEMBERS: 0}
+
+
+def made_by_old_api(first_levels: dict[str, Any] | None) -> bool:
+    """Whether a room's first power levels are those /api gave its rooms
+    before EDIT_MEMBERS existed: kick, invite and m.room.name at 0."""
+    if not isinstance(first_levels, dict) or EDIT_MEMBERS in first_levels:
+        return False
+    events = first_levels.get("events")
+    return (first_levels.get("kick") == 0 and first_levels.get("invite") == 0
+            and isinstance(events, dict) and events.get("m.room.name") == 0)
+
+
 class Compat:
     def __init__(self, *, pool, accounts: Accounts, rooms: Rooms, moderation: Moderation) -> None:
         self._pool = pool
@@ -121,6 +139,20 @@ class Compat:
         self._accounts = accounts
         self._rooms = rooms
         self._moderation = moderation
+
+    async def upgrade_old_api_rooms(self) -> None:
+        """Gives the rooms made through /api before EDIT_MEMBERS existed the
+        level at 0, so their members go on editing the member list as
+        before. Sent as the room's creator and judged by the room rules like
+        any change of theirs: where the creator has left or lost the power to
+        change power levels, the room keeps the Matrix rules alone."""
+        for row in await store.rooms_to_upgrade(self._pool):
+            if made_by_old_api(row["first_levels"]):
+                try:
+                    await self._rooms.set_power_level(row["creator"], row["room_id"], EDIT_MEMBERS, 0)
+                except MatrixError as refusal:
+                    log.info("room %s keeps the Matrix rules for member edits: %s", row["room_id"], refusal.error)
+            await store.upgraded(self._pool, row["room_id"])
 
     # -- accounts --------------------------------------------------------------------
 
@@ -230,9 +262,7 @@ class Compat:
             raise FieldErrors(errors)
         async with self._name_lock(name):
             room_id = await self._new_private_room(requester, name)
-        for user_id in members or []:
-            if user_id != requester.user_id:
-                await self._rooms.add_member(requester, room_id, user_id)
+        await self._rooms.edit_members(requester, room_id, add=[u for u in members or [] if u != requester.user_id])
         return room_json(await store.room_object_by_room_id(self._pool, room_id))
 
     @asynccontextmanager
@@ -246,10 +276,12 @@ class Compat:
             yield
 
     async def _new_private_room(self, requester: Requester, name: str, *, is_direct: bool = False) -> str:
-        # Any member may rename the room and change its members, as in the original.
+        # Any member may rename the room and change its members, as in the
+        # original: the room's power levels say so (EDIT_MEMBERS), and the
+        # room rules hold every edit to them.
         events = dict(default_power_levels(requester.user_id)["events"], **{"m.room.name": 0})
         request = RoomRequest(preset="private_chat", name=name, is_direct=is_direct,
-                              power_level_content_override={"kick": 0, "invite": 0, "events": events})
+                              power_level_content_override={**API_ROOM_LEVELS, "events": events})
         return await self._rooms.create_room(requester, request, alias_localpart=None, publish=False)
 
     async def _room_object(self, number: int):
@@ -282,22 +314,18 @@ class Compat:
         if errors:
             raise FieldErrors(errors)
         room_id = row["room_id"]
+        add: list[str] = []
+        remove: list[str] = []
         if members is not None:
             current = {m["state_key"] for m in await event_store.joined_members(self._pool, room_id)}
-            wanted = set(members)
-            # Checked before anything changes: a refused request changes nothing.
-            if row["creator"] in current - wanted and requester.user_id != row["creator"] \
-                    and not requester.is_moderator:
-                raise forbidden("You do not have permission to perform this action.")
-        if name is not None and name != row["name"]:
-            async with self._name_lock(name, room_id):
-                await self._rooms.set_state(requester, room_id, "m.room.name", "", {"name": name})
-        if members is not None:
-            for user_id in members:
-                if user_id not in current:
-                    await self._rooms.add_member(requester, room_id, user_id)
-            for user_id in sorted(current - wanted):
-                await self._rooms.remove_member(requester, room_id, user_id)
+            add = [user_id for user_id in members if user_id not in current]
+            remove = sorted(current - set(members))
+        rename = name if name is not None and name != row["name"] else None
+        if rename is not None:
+            async with self._name_lock(rename, room_id):
+                await self._rooms.edit_members(requester, room_id, add=add, remove=remove, name=rename)
+        else:
+            await self._rooms.edit_members(requester, room_id, add=add, remove=remove)
         return room_json(await store.room_object_by_room_id(self._pool, room_id))
 
     async def delete_room(self, requester: Requester, number: int) -> None:
@@ -375,7 +403,7 @@ class Compat:
                 await store.set_direct_room(conn, low["id"], high["id"], room_id)
             else:
                 # Whoever left the pair's room is brought back by the next message to them.
-                await self._rooms.add_member(requester, room_id, other["user_id"])
+                await self._rooms.edit_members(requester, room_id, add=[other["user_id"]])
         message = await self._send(requester, room_id, text)
         return {"text": message["text"], "created_at": message["created_at"]}
 
@@ -394,9 +422,8 @@ class Compat:
         # taken name must not stop a message); the rest as any /api room.
         room_id = await self._new_private_room(requester, f"{low['localpart']}&{high['localpart']}_private",
                                                is_direct=True)
-        for user in (low, high):
-            if user["user_id"] != requester.user_id:
-                await self._rooms.add_member(requester, room_id, user["user_id"])
+        await self._rooms.edit_members(requester, room_id,
+                                       add=[u["user_id"] for u in (low, high) if u["user_id"] != requester.user_id])
         return room_id
 
     # -- moderation ------------------------------------------------------------------------

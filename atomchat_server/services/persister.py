@@ -26,6 +26,7 @@ from ..events.auth import AuthError, auth_state_keys, check
 from ..events.drafts import EventDraft
 from ..events.format import client_event
 from ..events.moderation import moderator_view
+from ..events.power_levels import edits_members
 from ..events.redaction import pruned_content
 from ..storage import events as event_store
 
@@ -257,6 +258,9 @@ class _Batch:
                 if not draft.by_server:
                     check(event, moderator_view(state, event) if draft.by_moderator else state,
                           redacted_event=redacted)
+                if draft.added_by is not None and not edits_members(state, draft.added_by):
+                    raise AuthError(f"this room does not let {draft.added_by} add members at once: "
+                                    "an added user is invited")
             except AuthError as exc:
                 raise forbidden(str(exc)) from None
             previous.append(state.get((draft.type, draft.state_key)) if draft.is_state else None)

@@ -17,7 +17,7 @@ from ..events import ids
 from ..events.drafts import MAX_EVENT_BYTES, EventDraft
 from ..events.filters import RoomEventFilter
 from ..events.format import client_event
-from ..events.power_levels import action_level, event_level, user_level
+from ..events.power_levels import edits_directory, edits_members
 from ..events.room_creation import ROOM_VERSION, RoomRequest, initial_events
 from ..events.visibility import Range, can_see, visible_ranges
 from ..storage import directory as directory_store
@@ -69,6 +69,11 @@ class Rooms:
         if room is None or room["deleted"]:
             raise not_found("Unknown room")
         return room
+
+    async def _levels(self, room_id: str) -> dict[tuple[str, str], Any]:
+        """The state that says who has which power level in the room."""
+        return {k: dict(v) for k, v in (await event_store.state_events(
+            self._pool, room_id, [("m.room.power_levels", ""), ("m.room.create", "")])).items()}
 
     @staticmethod
     def _check_size(draft: EventDraft) -> None:
@@ -173,34 +178,46 @@ class Rooms:
                                 else f"{target} is not in this room")
         await self.set_membership(requester, room_id, target, "ban" if action == "ban" else "leave", reason)
 
-    async def add_member(self, requester: Requester, room_id: str, user_id: str) -> None:
-        """Makes a user a member at once, as the original API does: the
-        requester's invite and the user's join, committed together."""
-        self._blocks.require(requester.user_id, "invite")
+    async def edit_members(self, requester: Requester, room_id: str, *, add: list[str] = (),
+                           remove: list[str] = (), name: str | None = None) -> None:
+        """The original API's edit of a room: its name and member changes
+        as one unit, so a refused part changes nothing. Each change is the
+        requester's own event, judged by the room's rules as a Matrix
+        request would be: an added user is invited, and joined at once too
+        only where the room lets the requester edit its member list
+        (EDIT_MEMBERS); a removal is a leave the rules must allow."""
+        if name is not None:
+            self._blocks.require(requester.user_id, "state")
+        if add:
+            self._blocks.require(requester.user_id, "invite")
+        if any(user_id != requester.user_id for user_id in remove):
+            self._blocks.require(requester.user_id, "kick")
         await self._require_room(room_id)
-        current = await event_store.membership(self._pool, room_id, user_id)
-        if current is not None and current["membership"] == "join":
-            return
-        profile = await self._profile(user_id)
-        invite = self._draft(requester, room_id, "m.room.member", {"membership": "invite", **profile}, state_key=user_id)
-        join = EventDraft(room_id=room_id, sender=user_id, type="m.room.member",
-                          content={"membership": "join", **profile}, state_key=user_id)
-        await self._persister.write([invite, join])
-
-    async def remove_member(self, requester: Requester, room_id: str, user_id: str) -> None:
-        """The original API's member removal. In a room whose power levels let
-        anyone kick (the original API's rooms: any member may change the
-        members), equals may remove each other, which the Matrix rules never
-        allow; the caller has checked who may be removed. Elsewhere the
-        Matrix rules decide."""
-        state = {k: dict(v) for k, v in (await event_store.state_events(
-            self._pool, room_id, [("m.room.power_levels", ""), ("m.room.create", "")])).items()}
-        if user_id == requester.user_id or action_level(state, "kick") > 0:
-            await self.set_membership(requester, room_id, user_id, "leave")
-            return
-        self._blocks.require(requester.user_id, "leave")
-        await self._write_one(self._draft(requester, room_id, "m.room.member", {"membership": "leave"},
-                                          state_key=user_id, by_server=True))
+        at_once = edits_members(await self._levels(room_id), requester.user_id)
+        drafts = []
+        if name is not None:
+            drafts.append(self._draft(requester, room_id, "m.room.name", {"name": name}, state_key=""))
+        for user_id in add:
+            current = await event_store.membership(self._pool, room_id, user_id)
+            membership = current["membership"] if current else None
+            if membership == "join" or (membership == "invite" and not at_once):
+                continue
+            profile = await self._profile(user_id)
+            if membership != "invite":
+                drafts.append(self._draft(requester, room_id, "m.room.member", {"membership": "invite", **profile},
+                                          state_key=user_id))
+            if at_once:
+                drafts.append(EventDraft(room_id=room_id, sender=user_id, type="m.room.member",
+                                         content={"membership": "join", **profile}, state_key=user_id,
+                                         added_by=requester.user_id))
+        # The requester's own leave last: they act on the others as a member.
+        for user_id in sorted(remove, key=lambda user_id: user_id == requester.user_id):
+            drafts.append(self._draft(requester, room_id, "m.room.member", {"membership": "leave"},
+                                      state_key=user_id))
+        for draft in drafts:
+            self._check_size(draft)
+        if drafts:
+            await self._persister.write(drafts)
 
     async def join(self, requester: Requester, room_id_or_alias: str, reason: str | None = None) -> str:
         room_id = await self.resolve_room(room_id_or_alias)
@@ -237,6 +254,17 @@ class Rooms:
         await self._require_room(room_id)
         return await self._write_one(self._draft(requester, room_id, event_type, content, state_key=state_key))
 
+    async def set_power_level(self, user_id: str, room_id: str, key: str, level: int) -> None:
+        """Sets one key of the room's power levels, as ``user_id`` and judged
+        by the room rules as their change (the server's upgrades of rooms
+        it made; people change power levels with set_state)."""
+        await self._require_room(room_id)
+        current = await event_store.state_event(self._pool, room_id, "m.room.power_levels", "")
+        content = dict(current["content"]) if current is not None else {}
+        if content.get(key) != level:
+            await self._write_one(EventDraft(room_id=room_id, sender=user_id, type="m.room.power_levels",
+                                             content={**content, key: level}, state_key=""))
+
     async def redact(self, requester: Requester, room_id: str, event_id: str, txn_id: str,
                      reason: str | None) -> str:
         txn = (requester.user_id, requester.device_id, txn_id)
@@ -246,6 +274,7 @@ class Rooms:
         target = await event_store.get_event(self._pool, event_id)
         if target is None or target["room_id"] != room_id:
             raise not_found("Unknown event")
+        self._blocks.require(requester.user_id, "redact" if target["sender"] == requester.user_id else "redact_others")
         content = {"reason": reason} if reason else {}
         return await self._write_one(self._draft(requester, room_id, "m.room.redaction", content, redacts=event_id),
                                      txn)
@@ -387,6 +416,7 @@ class Rooms:
         parts = alias[1:].partition(":")
         if not ids.is_room_alias(alias) or parts[2] != self.server_name:
             raise MatrixError(400, "M_INVALID_PARAM", f"Room aliases here end in ':{self.server_name}'")
+        self._blocks.require(requester.user_id, "directory")
         membership = await event_store.membership(self._pool, room_id, requester.user_id)
         if membership is None or membership["membership"] != "join":
             await self._require_room(room_id)
@@ -406,18 +436,26 @@ class Rooms:
         row = await directory_store.get_alias(self._pool, alias)
         if row is None:
             raise not_found("Unknown room alias")
-        if row["creator"] != requester.user_id:
-            state = {k: dict(v) for k, v in (await event_store.state_events(
-                self._pool, row["room_id"], [("m.room.power_levels", ""), ("m.room.create", "")])).items()}
-            if user_level(state, requester.user_id) < event_level(state, "m.room.canonical_alias", True):
-                raise forbidden("Only the alias's creator or someone who may set the room's aliases may delete it")
+        self._blocks.require(requester.user_id, "directory")
+        if row["creator"] != requester.user_id and not edits_directory(await self._levels(row["room_id"]),
+                                                                       requester.user_id):
+            raise forbidden("Only the alias's creator or someone who may set the room's aliases may delete it")
         await directory_store.delete_alias(self._pool, alias)
 
     async def set_visibility(self, requester: Requester, room_id: str, visibility: str) -> None:
-        membership = await event_store.membership(self._pool, room_id, requester.user_id)
-        if membership is None or membership["membership"] != "join":
+        """Publishing a room or taking it out of the directory: a server
+        moderator, or a member with the level of m.room.canonical_alias."""
+        self._blocks.require(requester.user_id, "directory")
+        if not requester.is_moderator:
+            membership = await event_store.membership(self._pool, room_id, requester.user_id)
+            if membership is None or membership["membership"] != "join":
+                await self._require_room(room_id)
+                raise forbidden("You must be in the room to publish it")
+            if not edits_directory(await self._levels(room_id), requester.user_id):
+                raise forbidden("Publishing the room needs the power level to set its aliases "
+                                "(m.room.canonical_alias)")
+        else:
             await self._require_room(room_id)
-            raise forbidden("You must be in the room to publish it")
         await directory_store.set_published(self._pool, room_id, visibility == "public")
 
     async def visibility(self, room_id: str) -> str:

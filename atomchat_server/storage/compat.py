@@ -112,3 +112,18 @@ async def set_direct_room(db, low: int, high: int, room_id: str) -> None:
     """Records the pair's room, replacing one they can no longer use."""
     await db.execute("INSERT INTO direct_rooms (user_low, user_high, room_id) VALUES ($1, $2, $3)"
                      " ON CONFLICT (user_low, user_high) DO UPDATE SET room_id = EXCLUDED.room_id", low, high, room_id)
+
+
+async def rooms_to_upgrade(db) -> list[asyncpg.Record]:
+    """The rooms listed by migration 0008, with their creator and the
+    content of their first power levels event (what they were made with)."""
+    return await db.fetch(
+        "SELECT u.room_id, r.creator,"
+        " (SELECT e.content FROM events e WHERE e.room_id = u.room_id AND e.type = 'm.room.power_levels'"
+        "   AND e.state_key = '' ORDER BY e.stream LIMIT 1) AS first_levels"
+        " FROM api_rooms_to_upgrade u JOIN rooms r USING (room_id) ORDER BY r.id"
+    )
+
+
+async def upgraded(db, room_id: str) -> None:
+    await db.execute("DELETE FROM api_rooms_to_upgrade WHERE room_id = $1", room_id)

@@ -33,8 +33,9 @@ async def set_published(db, room_id: str, published: bool) -> bool:
 
 
 async def public_rooms(db, *, search: str | None, after: tuple[int, str] | None, limit: int) -> list[asyncpg.Record]:
-    """Published rooms with the state a directory entry shows, most members
-    first; ``after`` is the (members, room id) of the previous page's last entry."""
+    """Published rooms that anyone may join or read, with the state a
+    directory entry shows, most members first (an invite-only room stays
+    unlisted while published); ``after`` is the (members, room id) of the previous page's last entry."""
     return await db.fetch(
         """
         WITH listed AS (
@@ -55,7 +56,8 @@ async def public_rooms(db, *, search: str | None, after: tuple[int, str] | None,
               FROM rooms r WHERE r.published
         )
         SELECT * FROM listed
-         WHERE ($1::text IS NULL OR name ILIKE '%' || $1 || '%' OR topic ILIKE '%' || $1 || '%'
+         WHERE (join_rule = 'public' OR history_visibility = 'world_readable')
+           AND ($1::text IS NULL OR name ILIKE '%' || $1 || '%' OR topic ILIKE '%' || $1 || '%'
                 OR canonical_alias ILIKE '%' || $1 || '%')
            AND ($2::bigint IS NULL OR (members, room_id) < ($2, $3))
          ORDER BY members DESC, room_id DESC

@@ -49,7 +49,7 @@ async def start_session(pool, *, user_id: str, device_id: str, display_name: str
 
 async def get_session(db, session_id: str) -> asyncpg.Record | None:
     return await db.fetchrow(
-        "SELECT s.session_id, s.user_id, s.device_id, u.is_moderator"
+        "SELECT s.session_id, s.user_id, s.device_id, s.oldest_valid_generation, u.is_moderator"
         " FROM sessions s JOIN users u USING (user_id) WHERE s.session_id = $1",
         session_id,
     )
@@ -61,13 +61,27 @@ async def refresh_token_user(db, token_hash: str) -> str | None:
 
 
 async def rotate_refresh_token(db, old_hash: str, new_hash: str) -> asyncpg.Record | None:
-    """Swaps a refresh token for a new one; None when the old one is unknown
-    (never issued, already used, or its session ended)."""
+    """Swaps a refresh token for a new one and moves the session to its
+    next token generation; None when the old one is unknown (never issued,
+    already used, or its session ended)."""
     return await db.fetchrow(
-        "UPDATE sessions SET refresh_token_hash = $2 WHERE refresh_token_hash = $1"
-        " RETURNING session_id, user_id, device_id",
+        "UPDATE sessions SET refresh_token_hash = $2, token_generation = token_generation + 1"
+        " WHERE refresh_token_hash = $1 RETURNING session_id, user_id, device_id, token_generation",
         old_hash, new_hash,
     )
+
+
+async def retire_generations_before(pool, session_id: str, user_id: str, generation: int) -> None:
+    """Ends the session's access tokens older than ``generation`` (a token
+    of it was just used), telling every process."""
+    async with pool.acquire() as conn, conn.transaction():
+        status = await conn.execute(
+            "UPDATE sessions SET oldest_valid_generation = $2"
+            " WHERE session_id = $1 AND oldest_valid_generation < $2 AND token_generation >= $2",
+            session_id, generation,
+        )
+        if status != "UPDATE 0":
+            await _revoked(conn, user_id)
 
 
 async def delete_devices(pool, user_id: str, device_ids: list[str] | None = None) -> int:
