@@ -134,7 +134,7 @@ GET    /api/rooms/                                                      401   20
 POST   /api/rooms/                                                      401   201     201     201      201     201  201   403     401
 GET    /api/rooms/{number}/                                             401   200     200     403      403     403  200   200     401
 PUT    /api/rooms/{number}/                                             401   200     403     403      403     403  403   403     401
-PATCH  /api/rooms/{number}/                                             401   200     403     403      403     403  403   403     401
+PATCH  /api/rooms/{number}/                                             401   200     403     403      403     403  200   403     401
 DELETE /api/rooms/{number}/                                             401   403     403     403      403     403  204   403     401
 GET    /api/rooms/{number}/messages/                                    401   200     200     403      403     403  200   200     401
 POST   /api/rooms/{number}/messages/                                    401   201     201     403      403     403  201   403     401
@@ -186,6 +186,7 @@ class World:
     target_number: int = 0  # the target's /api id
     filters: dict[str, str] = field(default_factory=dict)
     refresh: dict[str, str] = field(default_factory=dict)
+    numbers: dict[str, int] = field(default_factory=dict)  # /api ids
 
     @property
     def owner(self) -> Account:
@@ -259,6 +260,9 @@ async def prepare_for(world: World, prepare: str, account: Account) -> None:
         await ok(base_url, "PUT", f"{MATRIX}/user/{user}/account_data/org.example.table", {"value": 1}, token)
         await ok(base_url, "PUT", f"{MATRIX}/user/{user}/rooms/{quote(world.room)}/account_data/org.example.table",
                  {"value": 1}, token)
+    elif prepare == "numbers":
+        world.numbers[account.user_id] = (await ok(base_url, "GET", "/api/users/me/", token=token,
+                                                   scheme="Token"))["id"]
     elif prepare == "refresh":
         world.refresh[account.user_id] = (await ok(base_url, "POST", f"{MATRIX}/login", {
             "type": "m.login.password", "identifier": {"type": "m.id.user", "user": account.user_id},
@@ -278,7 +282,7 @@ class Recipe:
     body: Any = None
     query: Any = ""
     fresh: bool = False  # after a success (a refusal changes nothing: test_fuzz checks it)
-    prepare: str = ""  # "filters", "account_data" or "refresh": made for every caller before the blocks
+    prepare: str = ""  # "filters", "account_data", "refresh", "numbers": for every caller, before the blocks
 
 
 def own(world: World, caller: Account | None) -> Account:
@@ -368,7 +372,9 @@ RECIPES: dict[tuple[str, str], Recipe] = {
                                                             "password": DEFAULT_PASSWORD}),
     ("POST", "/api/rooms/"): Recipe(body=lambda w, c: {"name": unique(w, "api room ")}),
     ("PUT", "/api/rooms/{number}/"): Recipe(body=lambda w, c: {"name": unique(w, "renamed ")}),
-    ("PATCH", "/api/rooms/{number}/"): Recipe(body=lambda w, c: {"name": unique(w, "renamed ")}),
+    # PATCH edits the member list instead: everyone joined but the target.
+    ("PATCH", "/api/rooms/{number}/"): Recipe(fresh=True, prepare="numbers", body=lambda w, c: {
+        "users": [w.numbers[w.accounts[name].user_id] for name in ("user", "member", "susp", "locked")]}),
     ("DELETE", "/api/rooms/{number}/"): Recipe(fresh=True),
     ("POST", "/api/rooms/{number}/messages/"): Recipe(body={"text": "from the table"}),
     ("POST", "/api/messages/"): Recipe(body=lambda w, c: {"text": "from the table", "user_to": w.target_number}),
