@@ -7,7 +7,8 @@ needs credentials must be refused without them; and no refused request
 
 The number of examples per operation is ATOMCHAT_FUZZ_EXAMPLES (default
 below), which bounds the run's time; the requests sent are counted and
-printed at the end (run with -s to see them)."""
+printed at the end (run with -s to see them). Last, schemathesis's own
+runner sends its coverage phase at the same server."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ import re
 import subprocess
 import sys
 import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
-from dataclasses import dataclass, field
 
 import pytest
 import requests
@@ -31,11 +32,10 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from atomchat_server.api.contract import openapi_document
 from atomchat_server.app import routes
 
-from .client import DEFAULT_PASSWORD
+from .client import DEFAULT_PASSWORD, MATRIX
 from .threaded_server import ThreadedServer, threaded_server  # noqa: F401 (threaded_server: a fixture)
 
 EXAMPLES = int(os.environ.get("ATOMCHAT_FUZZ_EXAMPLES", "8"))
-MATRIX = "/_matrix/client/v3"
 
 # A device's last-seen columns move on every authenticated request, refused
 # or not; they are left out of the fingerprint.
