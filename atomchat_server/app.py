@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Callable
 
 import tornado.httpserver
 import tornado.web
@@ -26,6 +27,7 @@ from .db import migrations
 from .db.pool import create_pool
 from .notifier import Notifier
 from .ratelimit import OpenPerAccount
+from .supervisor import Supervisor
 from .sync.builder import SyncBuilder
 from .sync.session import SyncSessions
 from .services.accounts import Accounts, RateLimits
@@ -35,6 +37,7 @@ from .services.moderation import AdminQueries, Blocks, Moderation
 from .services.persister import Persister
 from .services.profiles import Profiles
 from .services.rooms import Rooms
+from .services.server_name import settle_server_name
 from .validation import schemas
 
 log = logging.getLogger("atomchat")
@@ -113,10 +116,14 @@ def signing_key(settings) -> bytes:
 
 
 class AtomChat:
-    def __init__(self, settings, dsn: str, passwords: Passwords | None = None) -> None:
+    def __init__(self, settings, dsn: str, passwords: Passwords | None = None,
+                 on_fatal: Callable[[str], None] | None = None) -> None:
         self.settings = settings
         self.dsn = dsn
         self.passwords = passwords
+        # Keeps the notifier's and the persister's tasks running; ``on_fatal``
+        # (atomchat serve: stop the process) is called if one cannot be kept.
+        self.supervisor = Supervisor(on_fatal)
         self.ctx: AppContext | None = None
         self._pool = None
         self._write_pool = None
@@ -136,12 +143,14 @@ class AtomChat:
         else:
             await migrations.check_current(self.dsn)
         self._pool = await create_pool(self.dsn, min_size=settings.pool_min_size, max_size=settings.pool_max_size)
+        settings = self.settings = settings.replace(
+            server_name=await settle_server_name(self._pool, settings.server_name))
         if self.passwords is None:
             self.passwords = Passwords(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib,
                                        parallelism=settings.argon2_parallelism, workers=settings.hash_workers)
         codec = TokenCodec(signing_key(settings), settings.server_name)
         sessions = SessionCache(self._pool, codec)
-        self._notifier = Notifier(self.dsn, self._pool, sessions)
+        self._notifier = Notifier(self.dsn, self._pool, sessions, self.supervisor)
         await self._notifier.start()
         blocks = Blocks()
         accounts = Accounts(
@@ -154,7 +163,7 @@ class AtomChat:
         # The writer has a connection of its own: sends must not queue for
         # one behind a burst of reads (hundreds of initial syncs, say).
         self._write_pool = await create_pool(self.dsn, min_size=1, max_size=1, name=WRITER_NAME)
-        self._persister = Persister(self._write_pool, on_commit=notifier.committed)
+        self._persister = Persister(self._write_pool, self.supervisor, on_commit=notifier.committed)
         notifier.writer_settled = self._persister.settled
         self._persister.start()
         moderation = Moderation(pool=self._pool, persister=self._persister, blocks=blocks,

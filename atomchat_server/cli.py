@@ -27,6 +27,8 @@ from .events import ids
 from .services.accounts import create_user
 from .services.moderation import SYSTEM_LOCALPART, Blocks, Moderation
 from .services.persister import Persister
+from .services.server_name import ServerNameMismatch, settle_server_name
+from .supervisor import Supervisor
 from .storage import users as user_store
 
 log = logging.getLogger("atomchat")
@@ -61,13 +63,19 @@ def database(settings):
 
 @asynccontextmanager
 async def pool_for(settings, dsn: str):
+    """A small pool on the migrated database, and the settings with the
+    database's server name (refused if another was given)."""
     if settings.migrate:
         await migrations.migrate(dsn)
     else:
         await migrations.check_current(dsn)
     pool = await create_pool(dsn, min_size=1, max_size=2)
     try:
-        yield pool
+        try:
+            server_name = await settle_server_name(pool, settings.server_name)
+        except ServerNameMismatch as exc:
+            raise CommandError(str(exc)) from None
+        yield pool, settings.replace(server_name=server_name)
     finally:
         await pool.close()
 
@@ -110,10 +118,18 @@ def cmd_serve(settings, args) -> None:
 
 async def _serve(settings, get_dsn) -> None:
     dsn = await get_dsn()
-    server = AtomChat(settings, dsn)
+    stopping = asyncio.Event()
+    fatal: list[str] = []
+
+    def give_up(reason: str) -> None:
+        """A task the server cannot run without keeps failing: stop, loudly."""
+        fatal.append(reason)
+        stopping.set()
+
+    server = AtomChat(settings, dsn, on_fatal=give_up)
     try:
         app = await server.start()
-    except migrations.MigrationError as exc:
+    except (migrations.MigrationError, ServerNameMismatch) as exc:
         await server.stop()
         raise CommandError(str(exc)) from None
     # What start-up made (modules, schemas, routes) lives as long as the
@@ -133,10 +149,9 @@ async def _serve(settings, get_dsn) -> None:
         await server.stop()
         raise CommandError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
     log.info("AtomChat %s listening on http://%s:%d (server name %s, database %s)", __version__,
-             settings.host, settings.port, settings.server_name,
+             settings.host, settings.port, server.settings.server_name,
              "embedded" if not settings.database_url else "external")
 
-    stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
@@ -154,6 +169,8 @@ async def _serve(settings, get_dsn) -> None:
     except asyncio.TimeoutError:
         pass
     await server.stop()
+    if fatal:
+        raise CommandError(f"stopped because {fatal[0]}")
 
 
 def cmd_migrate(settings, args) -> None:
@@ -189,9 +206,15 @@ def cmd_user_create(settings, args) -> None:
                           parallelism=settings.argon2_parallelism, workers=1)
 
     async def run():
-        async with pool_for(settings, await get_dsn()) as pool:
-            return await create_user(pool, passwords, settings.server_name, localpart, password,
-                                     is_moderator=args.moderator)
+        async with pool_for(settings, await get_dsn()) as (pool, known):
+            user_id = await create_user(pool, passwords, known.server_name, localpart, password,
+                                        is_moderator=args.moderator)
+            if args.moderator:
+                # Every moderator is a member of the policy room; starting
+                # the moderation service makes each one that is not yet.
+                async with moderation_for(known, pool):
+                    pass
+            return user_id
 
     with database(settings) as get_dsn:
         try:
@@ -205,7 +228,7 @@ def cmd_user_create(settings, args) -> None:
 
 def cmd_user_list(settings, args) -> None:
     async def run():
-        async with pool_for(settings, await get_dsn()) as pool:
+        async with pool_for(settings, await get_dsn()) as (pool, _known):
             return await user_store.list_users(pool)
 
     with database(settings) as get_dsn:
@@ -222,7 +245,7 @@ async def moderation_for(settings, pool):
     """The moderation service as the operator: acts as the server's own
     account, through a persister of its own (its writes reach running
     servers through the database, like any other process's)."""
-    persister = Persister(pool)
+    persister = Persister(pool, Supervisor())
     persister.start()
     try:
         moderation = Moderation(pool=pool, persister=persister, blocks=Blocks(), server_name=settings.server_name)
@@ -235,15 +258,16 @@ async def moderation_for(settings, pool):
 def _moderation_command(action):
     """A `user` subcommand that applies ``action(moderation, user_id, args)``."""
     def command(settings, args) -> None:
-        user_id = ids.user_id(args.name.lower(), settings.server_name)
-
         async def run():
-            async with pool_for(settings, await get_dsn()) as pool, moderation_for(settings, pool) as moderation:
+            async with pool_for(settings, await get_dsn()) as (pool, known), \
+                    moderation_for(known, pool) as moderation:
+                user_id = ids.user_id(args.name.lower(), known.server_name)
                 await action(moderation, user_id, args)
+                return user_id
 
         with database(settings) as get_dsn:
             try:
-                asyncio.run(run())
+                user_id = asyncio.run(run())
             except MatrixError as exc:
                 raise CommandError(exc.error) from None
         print(f"{args.command_word} {user_id}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import ipaddress
 import os
 import sys
 from dataclasses import dataclass, field
@@ -70,6 +71,22 @@ def _text(value: Any) -> str:
     raise ValueError("not a string")
 
 
+def _networks(value: Any) -> tuple:
+    """Networks in CIDR notation (a bare address is a network of one): a
+    TOML list, or text with commas between them (environment, flags)."""
+    items = value if isinstance(value, list) else _text(value).split(",")
+    networks = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError("not a list of networks")
+        if item.strip():
+            try:
+                networks.append(ipaddress.ip_network(item.strip(), strict=False))
+            except ValueError:
+                raise ValueError(f"{item.strip()!r} is not an IP network (such as 10.0.0.0/8 or ::1)") from None
+    return tuple(networks)
+
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -96,7 +113,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("database_url", _text, None, "PostgreSQL URL; when unset an embedded PostgreSQL runs in the data directory", "DATABASE_URL"),
     Option("host", _text, "127.0.0.1", "address to listen on", "ATOMCHAT_HOST"),
     Option("port", _int, 8008, "port to listen on", "ATOMCHAT_PORT", minimum=1),
-    Option("server_name", _text, "localhost", "the server name in user ids (@name:SERVER_NAME)", "ATOMCHAT_SERVER_NAME"),
+    Option("server_name", _text, None, "the server name in user ids (@name:SERVER_NAME); stored in the database at its first start (localhost if unset), after which only that name is accepted", "ATOMCHAT_SERVER_NAME"),
     Option("migrate", _bool, True, "apply pending migrations at start", "ATOMCHAT_MIGRATE"),
     Option("signing_key", _text, None, "secret for signing access tokens; generated into the data directory when unset", "ATOMCHAT_SIGNING_KEY", flag=False),
     Option("log_level", _log_level, "INFO", "logging level (DEBUG, INFO, WARNING, ERROR)", "ATOMCHAT_LOG_LEVEL"),
@@ -122,6 +139,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("rc_login_burst", _int, 3, "logins a client address may make at once", "ATOMCHAT_RC_LOGIN_BURST", minimum=1),
     Option("rc_failed_login_per_second", _float, 0.17, "failed logins allowed per second per account", "ATOMCHAT_RC_FAILED_LOGIN_PER_SECOND", minimum=0),
     Option("rc_failed_login_burst", _int, 3, "failed logins an account may take at once", "ATOMCHAT_RC_FAILED_LOGIN_BURST", minimum=1),
+    Option("trusted_proxies", _networks, (), "reverse proxies (CIDRs, comma-separated) whose X-Forwarded-For names the client for rate limits and logs; from any other peer the header is ignored", "ATOMCHAT_TRUSTED_PROXIES"),
 )
 
 _BY_NAME = {option.name: option for option in OPTIONS}
@@ -157,7 +175,7 @@ def _coerce(option: Option, value: Any, source: str) -> Any:
 
 
 def _shown_default(option: Option) -> str:
-    return "unset" if option.default is None else str(option.default)
+    return "unset" if option.default in (None, ()) else str(option.default)
 
 
 def unflagged_help() -> str:

@@ -35,6 +35,12 @@ class AuthRequired(MatrixError):
         return super().to_json() if self.errcode else dict(self.extra)
 
 
+def unavailable(error: str) -> MatrixError:
+    """503: the server cannot serve the request right now (its database is
+    unreachable, say); the same request may succeed when retried shortly."""
+    return MatrixError(503, "M_UNKNOWN", error)
+
+
 def forbidden(error: str = "You are not allowed to do that") -> MatrixError:
     return MatrixError(403, "M_FORBIDDEN", error)
 

@@ -14,6 +14,13 @@ user. Each event is encoded as JSON once, however many clients it goes to.
 If the listening connection drops, the session cache is switched off (no
 revoked token can be honoured from memory) and, once listening again, the
 notifier catches up from the database, so no event is lost in the gap.
+
+The notifier is fail-safe: one client whose delivery fails is logged and
+left to rebuild its answer from the database, never stopping delivery to
+the others; its tasks run under the server's Supervisor; and while it cannot
+vouch for being current (no LISTEN connection, new events unreadable, its
+dispatch task down) a request that needs it to be (``caught_up``) fails at
+once with a 503 rather than waiting or answering from stale state.
 """
 
 from __future__ import annotations
@@ -28,12 +35,14 @@ from typing import Any, Awaitable, Callable, Iterable
 import asyncpg
 
 from .auth.sessions import SessionCache
+from .errors import MatrixError, unavailable
 from .events.format import client_event
 from .storage import ephemeral as ephemeral_store
 from .storage import events as event_store
 from .storage import sync as sync_store
 from .storage.events import EVENTS_CHANNEL
 from .storage.sessions import SESSIONS_CHANNEL
+from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -107,17 +116,21 @@ class Listener:
 
 
 class Notifier:
-    def __init__(self, dsn: str, pool, sessions: SessionCache) -> None:
+    def __init__(self, dsn: str, pool, sessions: SessionCache, supervisor: Supervisor) -> None:
         self._dsn = dsn
         self._pool = pool
         self._sessions = sessions
+        self._supervisor = supervisor
         self._conn: asyncpg.Connection | None = None
         self._lost = asyncio.Event()
+        self._listening = False  # the LISTEN connection is up (else other processes' commits go unheard)
+        self._read_failing = False  # the last attempt to read new events failed
         self._tasks: list[asyncio.Task] = []
         self.position = 0  # every event at or below this is committed and dispatched
         self._target = 0  # the highest position announced so far
         self._advanced = asyncio.Event()
-        self._dispatched = asyncio.Condition()
+        # Requests in caught_up(): the position each waits for, and its future.
+        self._waiters: list[tuple[int, asyncio.Future]] = []
         self._encoded: OrderedDict[int, tuple[float, str]] = OrderedDict()
         # Answers made during the current dispatch, by what they are made
         # of (SyncSession._assemble): receivers to whom the same events look
@@ -138,7 +151,8 @@ class Notifier:
     async def start(self) -> None:
         self.position = self._target = await event_store.max_stream(self._pool)
         await self._listen()
-        self._tasks = [asyncio.create_task(self._keep_listening()), asyncio.create_task(self._dispatch_loop())]
+        self._tasks = [self._supervisor.spawn("listen", self._keep_listening, self._trouble),
+                       self._supervisor.spawn("dispatch", self._dispatch_loop, self._dispatch_failed)]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -162,12 +176,20 @@ class Notifier:
         except BaseException:
             conn.terminate()  # half set up: a retry starts from a new connection
             raise
-        conn.add_termination_listener(lambda _conn: self._lost.set())
+        conn.add_termination_listener(lambda _conn: self._lose())
         self._conn = conn
         self._lost.clear()
         self._sessions.listening(conn)
         # Whatever was announced while nobody listened is in the database.
         self.committed(await event_store.max_stream(self._pool))
+        self._listening = True
+
+    def _lose(self) -> None:
+        """The LISTEN connection is gone: what other processes commit goes
+        unheard until it is back, so nobody may wait on it meanwhile."""
+        self._listening = False
+        self._lost.set()
+        self._trouble()
 
     async def _keep_listening(self) -> None:
         delay = 0.5
@@ -179,7 +201,7 @@ class Notifier:
                 # it is used: use it now and then (a failed round trip drops it).
                 if await self._sessions.listening_alive():
                     continue
-                self._lost.set()
+                self._lose()
             self._sessions.listening(None)
             log.warning("lost the PostgreSQL LISTEN connection; reconnecting")
             try:
@@ -214,17 +236,59 @@ class Notifier:
     def _on_events_committed(self, _conn, _pid, _channel, payload: str) -> None:
         self.committed(int(payload))
 
+    def problem(self) -> str | None:
+        """Why the notifier cannot now vouch for being current, or None."""
+        if self._supervisor.fatal is not None:
+            return self._supervisor.fatal
+        if not self._supervisor.running("dispatch"):
+            return "event dispatch is restarting"
+        if not self._listening:
+            return "the server lost its PostgreSQL LISTEN connection and is reconnecting"
+        if self._read_failing:
+            return "the server cannot read new events from PostgreSQL"
+        return None
+
+    @staticmethod
+    def _unavailable(problem: str) -> MatrixError:
+        return unavailable(f"Real-time delivery is unavailable: {problem}; try again shortly")
+
+    def _trouble(self) -> None:
+        """Fails every request waiting in caught_up(): it would wait in vain."""
+        problem = self.problem()
+        if problem is None:
+            return
+        waiters, self._waiters = self._waiters, []
+        for _target, waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(self._unavailable(problem))
+
     async def caught_up(self, timeout: float = 2.0) -> None:
         """Waits until everything known to be committed now has been handed
-        to the listeners (a client's own write, say), at most ``timeout``."""
+        to the listeners (a client's own write, say), at most ``timeout``.
+        Raises a 503 MatrixError at once while the notifier is unhealthy."""
+        problem = self.problem()
+        if problem is not None:
+            raise self._unavailable(problem)
         target = self._target
         if self.position >= target:
             return
-        async with self._dispatched:
-            try:
-                await asyncio.wait_for(self._dispatched.wait_for(lambda: self.position >= target), timeout)
-            except asyncio.TimeoutError:
-                pass
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append((target, waiter))
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except asyncio.TimeoutError:
+            pass  # a slow database, not a broken notifier: answer from what was dispatched
+
+    def _release_waiters(self) -> None:
+        waiting = []
+        for target, waiter in self._waiters:
+            if waiter.done():
+                continue
+            if target <= self.position:
+                waiter.set_result(None)
+            else:
+                waiting.append((target, waiter))
+        self._waiters = waiting
 
     @property
     def committed_position(self) -> int:
@@ -275,14 +339,26 @@ class Notifier:
                     try:
                         rows = await sync_store.events_between(self._pool, self.position, target)
                         updates = await ephemeral_store.updates_between(self._pool, self.position, target)
-                    except (OSError, asyncpg.PostgresError) as exc:
+                    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                         log.warning("cannot read new events yet (%s); retrying", exc)
+                        self._read_failing = True
+                        self._trouble()
                         await asyncio.sleep(0.5)
                         continue
+                self._read_failing = False
                 self.position = target
                 self._dispatch(rows, updates)
-            async with self._dispatched:
-                self._dispatched.notify_all()
+            self._release_waiters()
+
+    def _dispatch_failed(self) -> None:
+        """The dispatch task failed, perhaps halfway through handing out
+        events: every listener rebuilds its next answer from the database
+        (where nothing is lost), and nobody waits for the task meanwhile."""
+        for listeners in list(self._by_user.values()):
+            for listener in listeners:
+                self._deliver(listener, [], needs_full=True)
+        self._advanced.set()  # the restarted task looks again at once
+        self._trouble()
 
     def _dispatch(self, rows: list[Any], updates: list[Any]) -> None:
         self.shared_answers.clear()
@@ -315,10 +391,23 @@ class Notifier:
             for listener in targets:
                 touched.setdefault(listener, []).append(row)
         for listener in full:
-            listener.deliver([], needs_full=True)
+            self._deliver(listener, [], needs_full=True)
         for listener, delivered in touched.items():
             if listener not in full:
-                listener.deliver(delivered, needs_full=False)
+                self._deliver(listener, delivered, needs_full=False)
+
+    @staticmethod
+    def _deliver(listener: Listener, rows: list[Any], *, needs_full: bool) -> None:
+        """Hands events to one listener; if that fails (its socket broke as
+        it was written to, say), the listener rebuilds its next answer from
+        the database instead, and the others are served regardless."""
+        try:
+            listener.deliver(rows, needs_full=needs_full)
+        except Exception:
+            log.exception("delivery to a client of %s failed; it will rebuild its answer", listener.user_id)
+            listener.pending = []
+            listener.needs_full = True
+            listener.wake()
 
     def encoded(self, row: Any) -> str:
         """The JSON of an event as every reader but its sending device sees it,

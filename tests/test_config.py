@@ -29,7 +29,8 @@ def config_file(tmp_path):
 
 async def test_defaults():
     settings = config.load({}, environ={})
-    assert (settings.host, settings.port, settings.server_name) == ("127.0.0.1", 8008, "localhost")
+    assert (settings.host, settings.port) == ("127.0.0.1", 8008)
+    assert settings.server_name is None  # the database's (services/server_name.py)
     assert settings.data_dir == "./atomchat-data"
     assert settings.database_url is None and settings.signing_key is None
     assert settings.migrate is True
@@ -65,6 +66,7 @@ async def test_each_layer_overrides_the_one_below(config_file):
 # A value of each kind of setting that no setting has as its default.
 SAMPLES = {config._int: "16", config._float: "16.5", config._bool: "no", config._text: "text",
            config._log_level: "warning"}
+SAMPLES[config._networks] = "10.0.0.0/8"
 
 
 @pytest.mark.parametrize("option", config.OPTIONS, ids=lambda option: option.name)

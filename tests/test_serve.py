@@ -18,8 +18,9 @@ from .processes import Serve, child_env, data_dir, free_port, postmaster_pid, pr
 
 
 def request_lines(output: str) -> list[tuple[str, str, int]]:
-    """(method, path, status) of each request log line; each must give its milliseconds."""
-    lines = re.findall(r"INFO atomchat\.http: (\S+) (\S+) (\d{3}) (\d+\.\d)ms$", output, re.M)
+    """(method, path, status) of each request log line; each must give the
+    client's address first and its milliseconds last."""
+    lines = re.findall(r"INFO atomchat\.http: 127\.0\.0\.1 (\S+) (\S+) (\d{3}) (\d+\.\d)ms$", output, re.M)
     return [(method, path, int(status)) for method, path, status, _ in lines]
 
 

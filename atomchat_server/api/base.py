@@ -3,16 +3,18 @@ CORS, body limits and the count of requests in flight (for graceful shutdown).""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import re
-from typing import Any
+from typing import Any, Iterable
 
 import tornado.web
 from tornado.log import app_log, gen_log
 
 from ..auth.sessions import Requester
-from ..errors import MatrixError
+from ..db.pool import UNREACHABLE
+from ..errors import MatrixError, unavailable
 from ..validation import int64, load_json, schemas
 
 log = logging.getLogger("atomchat.http")
@@ -59,6 +61,50 @@ def handler_methods(handler: type) -> list[str]:
     inheriting Tornado's 405 (OPTIONS, the CORS preflight, is not counted)."""
     return [m for m in HTTP_METHODS
             if getattr(handler, m, None) is not getattr(tornado.web.RequestHandler, m, None)]
+
+
+def forwarded_client(peer: str, forwarded: Iterable[str], trusted: tuple) -> str:
+    """The client's address as the trusted proxies saw it: starting from the
+    peer, each address that is a trusted proxy is replaced by the one it
+    forwarded for (X-Forwarded-For, read from the right, as each proxy
+    appends its own peer). Whatever a client wrote into the header itself
+    lies further left, and is never reached past an untrusted address."""
+    hops = [hop.strip() for header in forwarded for hop in header.split(",")]
+    address = peer
+    while hops and _within(address, trusted):
+        hop = hops.pop()
+        if not _within(hop, ()):
+            break  # not an address: keep what the last trusted proxy saw
+        address = hop
+    return address
+
+
+def _within(address: str, networks: tuple) -> bool:
+    """Whether ``address`` lies in one of ``networks``; with none, whether it is an IP address at all."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return not networks or any(ip in network for network in networks)
+
+
+def client_address(handler: tornado.web.RequestHandler) -> str:
+    """The address of the client a request came from (for rate limits, the
+    devices' last-seen address and the request log), worked out once."""
+    address = getattr(handler, "_client_address", None)
+    if address is None:
+        request = handler.request
+        ctx = getattr(handler, "ctx", None)
+        trusted = ctx.settings.trusted_proxies if ctx is not None else ()
+        address = request.remote_ip
+        if trusted:
+            address = forwarded_client(address, request.headers.get_list("X-Forwarded-For"), trusted)
+        handler._client_address = address
+    return address
+
+
+def database_unavailable() -> MatrixError:
+    return unavailable("The server cannot reach its database; try again shortly")
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -138,7 +184,7 @@ class BaseHandler(tornado.web.RequestHandler):
         if token is None:
             raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
         self.requester = await self.ctx.accounts.authenticate(token, allow_locked=allow_locked)
-        await self.ctx.accounts.record_last_seen(self.requester, self.request.remote_ip)
+        await self.ctx.accounts.record_last_seen(self.requester, client_address(self))
         return self.requester
 
     # -- output -----------------------------------------------------------
@@ -151,8 +197,17 @@ class BaseHandler(tornado.web.RequestHandler):
         """A 405 names the methods the path serves (RFC 9110's Allow)."""
         self.set_header("Allow", ", ".join([m.upper() for m in handler_methods(type(self))] + ["OPTIONS"]))
 
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
+    @staticmethod
+    def failure(kwargs: dict[str, Any]) -> BaseException | None:
+        """The exception a request failed with (from write_error's arguments);
+        an unreachable database is a 503 to retry, not a server bug."""
         error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, UNREACHABLE):
+            return database_unavailable()
+        return error
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = self.failure(kwargs)
         if status_code == 405:
             self.allow()
         if isinstance(error, MatrixError):
@@ -172,13 +227,15 @@ class BaseHandler(tornado.web.RequestHandler):
         writes the whole URI, whose query may hold ?access_token=."""
         if isinstance(value, MatrixError):
             return  # an expected refusal, already in the request log line
-        if isinstance(value, tornado.web.HTTPError):
+        if isinstance(value, UNREACHABLE):
+            log.warning("%s: the database is unreachable (%s: %s)", self._request_summary(), typ.__name__, value)
+        elif isinstance(value, tornado.web.HTTPError):
             gen_log.warning("%d %s", value.status_code, self._request_summary())
         else:
             app_log.error("Uncaught exception %s", self._request_summary(), exc_info=(typ, value, tb))
 
     def _request_summary(self) -> str:
-        return f"{self.request.method} {self.request.path} ({self.request.remote_ip})"
+        return f"{self.request.method} {self.request.path} ({client_address(self)})"
 
 
 class HeadersTooLargeHandler(BaseHandler):
@@ -207,9 +264,9 @@ class NotFoundHandler(BaseHandler):
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
-    """One line per request: method, path (never the query, which may hold a
-    token), status and milliseconds."""
+    """One line per request: client address, method, path (never the query,
+    which may hold a token), status and milliseconds."""
     status = handler.get_status()
     level = logging.INFO if status < 500 else logging.ERROR
-    log.log(level, "%s %s %d %.1fms", handler.request.method, handler.request.path, status,
-            1000.0 * handler.request.request_time())
+    log.log(level, "%s %s %s %d %.1fms", client_address(handler), handler.request.method, handler.request.path,
+            status, 1000.0 * handler.request.request_time())

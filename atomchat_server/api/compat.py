@@ -15,7 +15,7 @@ import tornado.web
 from ..errors import MatrixError
 from ..services.compat import FieldErrors
 from . import base
-from .base import BaseHandler
+from .base import BaseHandler, client_address
 from .contract import Op, Param
 
 PERMISSION_DENIED = "You do not have permission to perform this action."
@@ -62,7 +62,7 @@ class CompatHandler(BaseHandler):
         self.send_json(body, status)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        error = kwargs.get("exc_info", (None, None, None))[1]
+        error = self.failure(kwargs)
         if isinstance(error, FieldErrors):
             status_code, body = 400, error.errors
         elif isinstance(error, MatrixError):
@@ -114,7 +114,7 @@ class UsersHandler(CompatHandler):
                            auth="none", errors=(429,))}
 
     async def post(self) -> None:
-        self.send_data(await self.ctx.compat.register(self.body(), self.request.remote_ip), 201)
+        self.send_data(await self.ctx.compat.register(self.body(), client_address(self)), 201)
 
 
 class MeHandler(CompatHandler):
@@ -138,7 +138,7 @@ class TokensHandler(CompatHandler):
                            request="api/tokens.request", auth="none", errors=(429,))}
 
     async def post(self) -> None:
-        self.send_data({"token": await self.ctx.compat.token(self.body(), self.request.remote_ip)})
+        self.send_data({"token": await self.ctx.compat.token(self.body(), client_address(self))})
 
 
 class RoomsHandler(CompatHandler):

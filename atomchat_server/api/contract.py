@@ -12,8 +12,9 @@ strings may name it (``"admin/{kind}.request"``); an entry may also be a
 function of those literals returning the ``Op``. Errors are the surface's
 error schema (``error_schema`` on the handler class) for every status the
 ``Op`` lists, plus 400 for input, 401 for authentication, 413 for a body
-too large and 414 / 431 for a request line or headers too large, which
-every operation of that kind can answer.
+too large, 414 / 431 for a request line or headers too large and 503 for a
+server that cannot serve it right now (its database unreachable, say),
+which every operation of that kind can answer.
 """
 
 from __future__ import annotations
@@ -183,7 +184,7 @@ def _operation(path: str, handler: type, method: str, op: Op, literals: dict[str
             body = _schema_ref(names[0]) if len(names) == 1 else {"anyOf": [_schema_ref(n) for n in names]}
             response["content"] = {"application/json": {"schema": body}}
         responses[str(status)] = response
-    errors = set(op.errors) | {413, 414, 431}
+    errors = set(op.errors) | {413, 414, 431, 503}
     if op.request is not None or op.query or path_params:
         errors.add(400)
     if op.auth != "none":
@@ -222,7 +223,9 @@ _REASONS = {101: "Switching to the WebSocket protocol", 200: "Success", 201: "Cr
             400: "Bad input: nothing changed", 401: "Missing, unknown or expired credentials",
             403: "Refused", 404: "Not found", 409: "Conflict", 413: "Body too large",
             414: "Request line too long", 429: "Rate limited, or too many open: retry later",
-            431: "Headers too large"}
+            431: "Headers too large",
+            503: "Unavailable for now (database unreachable, real-time delivery not current, shutting down): "
+                 "retry later"}
 
 
 def _describe(status: int) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import AuthRequired, MatrixError
 from ..services.accounts import LoginResult
-from .base import BaseHandler
+from .base import BaseHandler, client_address
 from .contract import OBJECT, Op, Param
 
 PREFIX = r"/_matrix/client/v3"
@@ -73,7 +73,7 @@ class RegisterHandler(BaseHandler):
             username=body.get("username"), password=body["password"],
             device_id=body.get("device_id"), display_name=body.get("initial_device_display_name"),
             inhibit_login=body.get("inhibit_login", False), want_refresh=body.get("refresh_token", False),
-            address=self.request.remote_ip,
+            address=client_address(self),
         )
         if isinstance(result, str):
             self.send_json({"user_id": result, "home_server": self.ctx.settings.server_name})
@@ -123,7 +123,7 @@ class LoginHandler(BaseHandler):
         result = await self.ctx.accounts.login(
             identifier=user, password=body["password"], device_id=body.get("device_id"),
             display_name=body.get("initial_device_display_name"),
-            want_refresh=body.get("refresh_token", False), address=self.request.remote_ip,
+            want_refresh=body.get("refresh_token", False), address=client_address(self),
         )
         self.send_json(login_json(result, self.ctx.settings.server_name))
 

@@ -20,11 +20,12 @@ import tornado.iostream
 import tornado.websocket
 
 from ..auth.sessions import Requester
+from ..db.pool import UNREACHABLE
 from ..errors import MatrixError
 from ..sync import tokens
 from ..sync.session import SyncSession
 from ..validation import load_json, schemas
-from .base import BaseHandler
+from .base import BaseHandler, client_address, database_unavailable
 from .contract import Op, Param
 from .matrix_sync import load_filter
 
@@ -38,6 +39,7 @@ CLOSE_TOO_SLOW = 4408
 CLOSE_TOO_MANY = 4429
 CLOSE_GOING_AWAY = 1001
 CLOSE_PING_TIMEOUT = 1000
+CLOSE_TRY_AGAIN = 1013  # the server cannot serve the stream right now (a 503): reconnect with since
 
 AUTH_TIMEOUT_SECONDS = 10.0
 # Bytes written to a socket but not yet taken by the peer, past which the
@@ -75,7 +77,10 @@ class OpenStreams:
 
     def _ping_all(self) -> None:
         for stream in self:
-            stream.heartbeat()
+            try:
+                stream.heartbeat()
+            except Exception:  # one broken socket must not leave the others unpinged
+                log.exception("heartbeat of a stream failed")
 
 
 class StreamHandler(tornado.websocket.WebSocketHandler):
@@ -102,6 +107,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
     # Errors before the upgrade are JSON, as on every other path (Tornado's
     # own 405, for a method it does not know, included).
     write_error = BaseHandler.write_error
+    failure = staticmethod(BaseHandler.failure)
 
     def allow(self) -> None:
         """The stream is a GET that upgrades; nothing else, not even a preflight."""
@@ -112,6 +118,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
 
     async def prepare(self) -> None:
         """Checks what can be checked before the upgrade, answering in JSON."""
+        client_address(self)  # worked out now: open() drops the headers it comes from
         try:
             if self.request.method != "GET":
                 self.allow()
@@ -168,10 +175,12 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
     async def _push_loop(self) -> None:
         session = self._session = SyncSession(self.ctx, self.requester, self._token, self._filter, self._since,
                                               limit_timeline=False)
-        session.push_to(self._send_sync)
+        session.push_to(self._pushed)
         try:
+            first = True
             while not self._closing:
-                result = await session.next(None)
+                result = await session.next(None, new_request=first)
+                first = False
                 if result is None:
                     return
                 if session.listener.revoked:
@@ -181,8 +190,8 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
                 # Not kept while waiting for the next: a first frame holds
                 # the whole initial sync, thousands of objects per socket.
                 result = None
-        except MatrixError as error:  # the token was revoked
-            self._close(CLOSE_UNAUTHORIZED, error.error[:100])
+        except MatrixError as error:  # the token was revoked, or the server is unavailable
+            self._close_for(error)
         except tornado.websocket.WebSocketClosedError:
             pass
         except Exception:
@@ -193,6 +202,21 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
 
     def _send_sync(self, result) -> None:
         self._send_text('{"type":"sync",' + result.json()[1:])
+
+    def _pushed(self, result) -> None:
+        """The notifier's writer (SyncSession.push). A socket found closing
+        as the notifier writes to it ends its stream, as its close callback
+        soon will; the notifier goes on to the others."""
+        try:
+            self._send_sync(result)
+        except tornado.websocket.WebSocketClosedError:
+            self._closing = True
+            self._session.client_gone()
+
+    def _close_for(self, error: MatrixError) -> None:
+        """Ends the stream over a refusal: 1013 when the server is briefly
+        unable to serve (the client reconnects with its last token), else 4401."""
+        self._close(CLOSE_TRY_AGAIN if error.status == 503 else CLOSE_UNAUTHORIZED, error.error[:100])
 
     def _send(self, frame: dict[str, Any]) -> None:
         self._send_text(json.dumps(frame, ensure_ascii=False, separators=(",", ":")))
@@ -256,6 +280,8 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             reply = {"id": request_id, "result": result}
         except MatrixError as error:
             reply = {"id": request_id, "error": error.to_json()}
+        except UNREACHABLE:
+            reply = {"id": request_id, "error": database_unavailable().to_json()}
         self._send(reply)
 
     async def _authenticate_frame(self, frame: Any) -> None:
@@ -266,7 +292,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             self.requester = await self.ctx.accounts.authenticate(frame["access_token"])
             self._filter = await load_filter(self, self.requester.user_id, self._filter_param)
         except MatrixError as error:
-            self._close(CLOSE_UNAUTHORIZED, error.error[:100])
+            self._close_for(error)
             return
         try:
             self._count(self.requester.user_id)

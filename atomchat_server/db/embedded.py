@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 DATABASE = "atomchat"
 # pgserver's count of the processes using the server: their pids, in pgdata.
 HOLDERS_FILE = ".handle_pids.json"
+# Arbitrary constant naming the advisory lock held while the database is created.
+_CREATE_LOCK_KEY = 0x41544D43_00000002
 
 
 def _alive(pid: int) -> bool:
@@ -43,7 +45,10 @@ class EmbeddedPostgres:
             import pgserver
             from pgserver.postgres_server import PostgresServer
 
-            self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+            # Made here, not by pgserver: it creates the directory outside its
+            # lock and fails if another process (a command run beside a
+            # starting server) made it a moment before.
+            self.pgdata.mkdir(parents=True, exist_ok=True)
             with PostgresServer._lock:
                 self._forget_dead_holders()
             self._server = pgserver.get_server(self.pgdata, cleanup_mode="stop")
@@ -75,12 +80,13 @@ class EmbeddedPostgres:
         """Creates the AtomChat database on first use; returns its DSN."""
         conn = await asyncpg.connect(self.dsn("postgres"))
         try:
+            # Processes starting together (a server and a command beside it)
+            # take turns: the first creates the database, the others find it.
+            # The lock ends with the connection.
+            await conn.execute("SELECT pg_advisory_lock($1)", _CREATE_LOCK_KEY)
             exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE)
             if not exists:
-                try:
-                    await conn.execute("CREATE DATABASE atomchat")
-                except asyncpg.DuplicateDatabaseError:
-                    pass  # another process created it first
+                await conn.execute("CREATE DATABASE atomchat")
         finally:
             await conn.close()
         return self.dsn()

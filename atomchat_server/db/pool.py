@@ -6,6 +6,12 @@ import json
 
 import asyncpg
 
+# What asyncpg raises when PostgreSQL cannot be reached: refused or cut
+# connections (OSError, class 08), a server shutting down or starting up
+# (class 57), a pool or connection closed under a request (InterfaceError).
+UNREACHABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError,
+               asyncpg.InterfaceError)
+
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for type_name in ("json", "jsonb"):

@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from ..errors import MatrixError, forbidden, not_found
+from ..db.pool import UNREACHABLE
+from ..errors import MatrixError, forbidden, not_found, unavailable
 from ..events.auth import AuthError, auth_state_keys, check
 from ..events.drafts import EventDraft
 from ..events.format import client_event
@@ -29,6 +30,7 @@ from ..events.moderation import moderator_view
 from ..events.power_levels import edits_members
 from ..events.redaction import pruned_content
 from ..storage import events as event_store
+from ..supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +50,21 @@ class WriteUnit:
     future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
+TASK = "persister"
+
+
 class Persister:
-    def __init__(self, pool, on_commit: Callable[[int, list[Any] | None, int | None], None] | None = None) -> None:
+    def __init__(self, pool, supervisor: Supervisor,
+                 on_commit: Callable[[int, list[Any] | None, int | None], None] | None = None) -> None:
         self._pool = pool
+        self._supervisor = supervisor
         self._queue: asyncio.Queue[WriteUnit] = asyncio.Queue()
         self._task: asyncio.Task | None = None
         self._on_commit = on_commit
         self._committing: asyncio.Future | None = None  # see settled()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        self._task = self._supervisor.spawn(TASK, self._run, self._fail_queued)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -66,21 +73,33 @@ class Persister:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        self._fail_queued("The server is shutting down")
+
+    def _fail_queued(self, reason: str = "The server could not commit writes; try again shortly") -> None:
+        """Answers every write still queued with a 503 (nothing of it was
+        committed): at shutdown, and when the commit task has failed (a
+        client retrying with the same transaction id loses nothing)."""
         while not self._queue.empty():
             unit = self._queue.get_nowait()
             if not unit.future.done():
-                unit.future.set_exception(MatrixError(503, "M_UNKNOWN", "The server is shutting down"))
+                unit.future.set_exception(unavailable(reason))
+
+    def _require_running(self) -> None:
+        if not self._supervisor.running(TASK):
+            raise unavailable("The server could not commit writes; try again shortly")
 
     async def write(self, drafts: list[EventDraft], *, txn: tuple[str, str, str] | None = None,
                     new_room: str | None = None) -> list[Any]:
         """Commits the drafts as one unit; returns their stored rows. With a
         transaction id already used, returns the row of the event it made."""
+        self._require_running()
         unit = WriteUnit(list(drafts), txn, new_room)
         await self._queue.put(unit)
         return await unit.future
 
     async def update(self, write: Callable[[Any], Awaitable[int | None]]) -> int | None:
         """Runs a non-event write under the stream lock; returns its position."""
+        self._require_running()
         unit = WriteUnit([], update=write)
         await self._queue.put(unit)
         return await unit.future
@@ -91,17 +110,30 @@ class Persister:
             while len(units) < MAX_BATCH and not self._queue.empty():
                 units.append(self._queue.get_nowait())
             try:
-                await self._commit(units)
-            except Exception:
-                # Something other than a refusal broke the batch; commit each
-                # unit alone so that one bad unit cannot fail the others.
-                log.exception("batch of %d failed; retrying one by one", len(units))
+                await self._commit_batch(units)
+            finally:
+                # Unanswered only if this task is failing or cancelled: the
+                # writers are told now rather than left waiting for ever.
                 for unit in units:
-                    try:
-                        await self._commit([unit])
-                    except Exception as exc:
-                        if not unit.future.done():
-                            unit.future.set_exception(exc)
+                    if not unit.future.done():
+                        unit.future.set_exception(unavailable("The server could not commit the write; try again"))
+
+    async def _commit_batch(self, units: list[WriteUnit]) -> None:
+        try:
+            await self._commit(units)
+        except Exception as exc:
+            # Something other than a refusal broke the batch; commit each
+            # unit alone so that one bad unit cannot fail the others.
+            if isinstance(exc, UNREACHABLE):  # no bug: PostgreSQL is down or restarting
+                log.warning("batch of %d failed (%s: %s); retrying one by one", len(units), type(exc).__name__, exc)
+            else:
+                log.exception("batch of %d failed; retrying one by one", len(units))
+            for unit in units:
+                try:
+                    await self._commit([unit])
+                except Exception as exc:
+                    if not unit.future.done():
+                        unit.future.set_exception(exc)
 
     async def _commit(self, units: list[WriteUnit]) -> None:
         outcomes: list[Any] = []

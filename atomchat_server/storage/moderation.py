@@ -17,6 +17,12 @@ async def claim_server_state(db, key: str, value: str) -> str:
     return await get_server_state(db, key)
 
 
+async def oldest_user_id(db) -> str | None:
+    """The id of the first account made (the server's own, number 0, once
+    the policy room exists), or None in an empty database."""
+    return await db.fetchval("SELECT user_id FROM users ORDER BY id LIMIT 1")
+
+
 async def ensure_system_user(db, user_id: str, localpart: str) -> None:
     """The account the server acts as (it has no password: nobody logs in as it)."""
     # Number 0, outside the numbers people get (from 1), which the original API shows.

@@ -68,18 +68,21 @@ class SyncSession:
         self._gone = True
         self.listener.wake()
 
-    async def next(self, timeout: float | None) -> SyncResult | None:
+    async def next(self, timeout: float | None, *, new_request: bool = True) -> SyncResult | None:
         """The next answer: at once if something is waiting; else as soon as
         something happens, or an empty answer after ``timeout`` seconds
         (None: wait for ever). None once the client is gone.
-        Raises M_UNKNOWN_TOKEN if the session's token was revoked meanwhile."""
+        Raises M_UNKNOWN_TOKEN if the session's token was revoked meanwhile,
+        and a 503 if a ``new_request`` finds the notifier unhealthy (a stream
+        asking for its next frame is not new: it waits out a brief trouble)."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         listener = self.listener
         answer_now = self.since is None or self._full_state  # an initial or full-state sync never waits
-        # What was committed before this request (the client's own send, say)
-        # is in this answer: let the notifier hand it out first.
-        await self._ctx.notifier.caught_up()
+        if new_request:
+            # What was committed before this request (the client's own send,
+            # say) is in this answer: let the notifier hand it out first.
+            await self._ctx.notifier.caught_up()
         while not self._gone:
             if listener.recheck:
                 listener.recheck = False
