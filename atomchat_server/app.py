@@ -16,7 +16,8 @@ from typing import Callable
 import tornado.httpserver
 import tornado.web
 
-from .api import admin, compat, matrix_account, matrix_ephemeral, matrix_profile, matrix_rooms, matrix_sync, stream
+from .api import (admin, compat, matrix_account, matrix_ephemeral, matrix_profile, matrix_push, matrix_rooms,
+                  matrix_services, matrix_sync, stream)
 from .api.base import HeadersTooLargeHandler, NotFoundHandler, log_request, redact_tornado_logs
 from .api.contract import OPENAPI_PATH, OpenApiHandler, document_json
 from .auth import policy
@@ -36,6 +37,7 @@ from .services.ephemeral import Ephemeral
 from .services.moderation import AdminQueries, Blocks, Moderation
 from .services.persister import Persister
 from .services.profiles import Profiles
+from .services.push import PushEvaluator, PushRules
 from .services.rooms import Rooms
 from .services.server_name import settle_server_name
 from .validation import schemas
@@ -58,6 +60,7 @@ class AppContext:
     moderation: Moderation
     admin: AdminQueries
     compat: Compat
+    push: PushRules
     open_streams: OpenPerAccount  # per account, WebSocket streams
     long_polls: OpenPerAccount  # per account, /sync requests waiting
     sync_sessions: SyncSessions = field(default_factory=SyncSessions)
@@ -70,8 +73,8 @@ def routes() -> list[tuple[str, type]]:
     """The one route table: the application serves it and the OpenAPI
     document (api/contract.py) describes it, from each handler's contract."""
     return (matrix_account.routes() + matrix_rooms.routes() + matrix_profile.routes() + matrix_sync.routes()
-            + matrix_ephemeral.routes() + stream.routes() + admin.routes() + compat.routes()
-            + [(OPENAPI_PATH, OpenApiHandler)])
+            + matrix_ephemeral.routes() + matrix_push.routes() + matrix_services.routes() + stream.routes()
+            + admin.routes() + compat.routes() + [(OPENAPI_PATH, OpenApiHandler)])
 
 
 class Application(tornado.web.Application):
@@ -163,7 +166,8 @@ class AtomChat:
         # The writer has a connection of its own: sends must not queue for
         # one behind a burst of reads (hundreds of initial syncs, say).
         self._write_pool = await create_pool(self.dsn, min_size=1, max_size=1, name=WRITER_NAME)
-        self._persister = Persister(self._write_pool, self.supervisor, on_commit=notifier.committed)
+        self._persister = Persister(self._write_pool, self.supervisor, on_commit=notifier.committed,
+                                    judge=PushEvaluator())
         notifier.writer_settled = self._persister.settled
         self._persister.start()
         moderation = Moderation(pool=self._pool, persister=self._persister, blocks=blocks,
@@ -178,6 +182,7 @@ class AtomChat:
                               moderation=moderation,
                               admin=AdminQueries(pool=self._pool, blocks=blocks, system_user=moderation.system_user),
                               compat=Compat(pool=self._pool, accounts=accounts, rooms=rooms, moderation=moderation),
+                              push=PushRules(pool=self._pool, persister=self._persister),
                               streams=stream.OpenStreams(settings.websocket_ping_seconds),
                               open_streams=OpenPerAccount(settings.max_streams_per_account, "streams"),
                               long_polls=OpenPerAccount(settings.max_long_polls_per_account, "long-polls"))

@@ -27,6 +27,7 @@ from .events import ids
 from .services.accounts import create_user
 from .services.moderation import SYSTEM_LOCALPART, Blocks, Moderation
 from .services.persister import Persister
+from .services.push import PushEvaluator
 from .services.server_name import ServerNameMismatch, settle_server_name
 from .supervisor import Supervisor
 from .storage import users as user_store
@@ -245,7 +246,7 @@ async def moderation_for(settings, pool):
     """The moderation service as the operator: acts as the server's own
     account, through a persister of its own (its writes reach running
     servers through the database, like any other process's)."""
-    persister = Persister(pool, Supervisor())
+    persister = Persister(pool, Supervisor(), judge=PushEvaluator())
     persister.start()
     try:
         moderation = Moderation(pool=pool, persister=persister, blocks=Blocks(), server_name=settings.server_name)

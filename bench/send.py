@@ -1,7 +1,7 @@
 """Benchmark of sending: message latency and messages per second with one
 client and with ten sending at once into one room.
 
-    .venv/bin/python bench/send.py [--database-url URL] [--clients 1,10] [--seconds 10]
+    .venv/bin/python bench/send.py [--database-url URL] [--clients 1,10] [--seconds 10] [--members N]
 
 Starts `atomchat serve` (fresh data directory, embedded PostgreSQL unless
 --database-url names a server to create a scratch database on) with the
@@ -9,7 +9,9 @@ rate limits raised, registers the senders and puts them in one room. Then,
 for each client count K: K clients, each a user with its own keep-alive
 connection, send m.text messages (PUT /rooms/{id}/send/m.room.message/{txn})
 one after another, each as soon as the previous one is acknowledged, for a
-fixed time. A 200 means the event is committed (the server commits
+fixed time. With --members N the room has N members in all (the senders
+and idle members who only receive), so that what each message costs per
+member (push rule evaluation, notification counts) shows. A 200 means the event is committed (the server commits
 concurrent sends together, one transaction for many); the rate is
 acknowledged messages divided by the wall time.
 
@@ -120,8 +122,9 @@ async def run(args: argparse.Namespace, phases: list[Phase], notes: dict) -> Ser
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) as session:
             api = Api(session, server.base_url, deadline)
             users = await api.register_many("sender", max(args.clients))
+            idle = await api.register_many("member", max(0, args.members - len(users)))
             room_id = await api.create_room(users[0], preset="public_chat", name="Send benchmark")
-            for user in users[1:]:
+            for user in users[1:] + idle:
                 await api.join(user, room_id)
         for clients in args.clients:
             print(f"{clients} client(s) sending for {args.seconds:.0f}s ...", flush=True)
@@ -137,7 +140,8 @@ def report(args: argparse.Namespace, phases: list[Phase], notes: dict, server: S
     print(f"  machine:   {machine()}, load average {notes['load_at_start']} at start, {load_average()} at end")
     print(f"  server:    atomchat serve, {server.database_kind}, default settings, rate limits raised")
     print(f"  load:      K clients in one room, each sending one message after another on its own connection,"
-          f" {args.seconds:.0f}s per K, clients in {args.processes} process(es) at most")
+          f" {args.seconds:.0f}s per K, clients in {args.processes} process(es) at most;"
+          f" {max(args.members, max(args.clients))} members in the room")
     print()
     ok = True
     for phase in phases:
@@ -146,6 +150,9 @@ def report(args: argparse.Namespace, phases: list[Phase], notes: dict, server: S
               f" p95 {ms(percentile(phase.latencies, 95))}, p99 {ms(percentile(phase.latencies, 99))},"
               f" max {ms(max(phase.latencies))}")
         print(f"               {phase.usage.summary()}")
+        per_message = ", ".join(f"{name} {1000 * seconds / len(phase.latencies):.3f} ms"
+                                for name, seconds in phase.usage.seconds.items())
+        print(f"               CPU per message: {per_message}")
         if phase.clients == TARGET_RATE_CLIENTS:
             met = phase.rate >= TARGET_RATE
             ok = ok and met
@@ -165,6 +172,8 @@ def main() -> int:
                         help="comma-separated numbers of clients sending at once, one run each (default 1,10)")
     parser.add_argument("--seconds", type=bounded(1, 60, float), default=10.0,
                         help="how long each client count sends (default 10)")
+    parser.add_argument("--members", type=bounded(0, 1000), default=0,
+                        help="members of the room in all, senders included (default: the senders alone)")
     parser.add_argument("--processes", type=bounded(1, 8), default=2,
                         help="client processes the senders are divided among (default 2)")
     args = parser.parse_args()

@@ -54,10 +54,16 @@ TASK = "persister"
 
 
 class Persister:
+    """``judge``, when given, decides what each event notifies before it is
+    appended (services.push's PushEvaluator), so the outcome is committed
+    with the event in the same statement."""
+
     def __init__(self, pool, supervisor: Supervisor,
-                 on_commit: Callable[[int, list[Any] | None, int | None], None] | None = None) -> None:
+                 on_commit: Callable[[int, list[Any] | None, int | None], None] | None = None,
+                 judge: Any = None) -> None:
         self._pool = pool
         self._supervisor = supervisor
+        self._judge = judge
         self._queue: asyncio.Queue[WriteUnit] = asyncio.Queue()
         self._task: asyncio.Task | None = None
         self._on_commit = on_commit
@@ -140,7 +146,7 @@ class Persister:
         async with self._pool.acquire() as conn:
             await event_store.begin_locked(conn)
             try:
-                batch = _Batch(conn)
+                batch = _Batch(conn, self._judge)
                 await batch.load(units)
                 for unit in units:
                     try:
@@ -192,8 +198,12 @@ class _Batch:
     """One transaction's view of the rooms it writes to: their heads and the
     state the batch has changed so far."""
 
-    def __init__(self, conn) -> None:
+    def __init__(self, conn, judge=None) -> None:
         self.conn = conn
+        self.judge = judge
+        # Per room, its joined member count and the members push rules must
+        # judge one by one (see storage.events.batch_context).
+        self.members: dict[str, tuple[int, list[Any]]] = {}
         self.heads: dict[str, tuple[str | None, int]] = {}
         self.state: dict[str, StateMap] = {}  # state written by this batch
         self.loaded: dict[str, dict[tuple[str, str], Any]] = {}  # state read from the database (None: absent)
@@ -219,11 +229,16 @@ class _Batch:
         txn_keys = [unit.txn for unit in units if unit.txn is not None]
         if not rooms:
             return
+        named = self.judge.named([d.as_event() for u in units for d in u.drafts]) if self.judge else []
         for room_id in rooms:
             self.loaded[room_id] = {(key[1], key[2]): None for key in wanted if key[0] == room_id}
-        for row in await event_store.batch_context(self.conn, list(rooms), list(wanted), txn_keys):
+        for row in await event_store.batch_context(self.conn, list(rooms), list(wanted), txn_keys, named):
             data = row["data"]
-            if row["kind"] == "floor":
+            if row["kind"] == "joined":
+                self.members[row["k1"]] = (data, self.members.get(row["k1"], (0, []))[1])
+            elif row["kind"] == "member":
+                self.members.setdefault(row["k1"], (0, []))[1].append({"user_id": row["k2"], **data})
+            elif row["kind"] == "floor":
                 self.floor = data
             elif row["kind"] == "head":
                 self.heads[row["k1"]] = (data["head_event_id"], data["head_depth"])
@@ -273,6 +288,7 @@ class _Batch:
         # Check every draft first, against the state as the earlier drafts leave it.
         overlay = {room: dict(state) for room, state in self.state.items()}
         previous: list[Any] = []
+        states: list[StateMap] = []
         for draft in unit.drafts:
             if draft.room_id not in self.heads and unit.new_room is None:
                 raise not_found("Unknown room")
@@ -296,6 +312,7 @@ class _Batch:
             except AuthError as exc:
                 raise forbidden(str(exc)) from None
             previous.append(state.get((draft.type, draft.state_key)) if draft.is_state else None)
+            states.append(state)
             if draft.is_state:
                 overlay.setdefault(draft.room_id, {})[(draft.type, draft.state_key)] = event
 
@@ -307,7 +324,7 @@ class _Batch:
             self.heads[first.room_id] = (None, 0)
         rows = []
         now_ms = int(time.time() * 1000)
-        for draft, prev in zip(unit.drafts, previous):
+        for draft, prev, state in zip(unit.drafts, previous, states):
             if draft.is_state and (draft.room_id, draft.type, draft.state_key) in self._pending_keys:
                 await self.flush()
             head_id, head_depth = self.heads[draft.room_id]
@@ -321,6 +338,8 @@ class _Batch:
                    "prev_events": [head_id] if head_id else [], "unsigned": unsigned, "redacts": draft.redacts,
                    "redacted_by": None, "txn_device": unit.txn[1] if unit.txn else None,
                    "txn_id": unit.txn[2] if unit.txn else None}
+            if self.judge is not None:
+                row["push"] = await self.judge(self.conn, row, state, self.members.get(draft.room_id, (0, [])))
             self._pending.append(row)
             self.heads[draft.room_id] = (draft.event_id, head_depth + 1)
             if draft.is_state:

@@ -92,22 +92,6 @@ async def typing_users(db, room_ids: Sequence[str], now_ms: int) -> dict[str, li
     return result
 
 
-async def unread_counts(db, user_id: str, room_ids: Sequence[str], cap: int) -> dict[str, int]:
-    """Per room, the messages from others after the user's read receipt (or
-    their joining, if later), counted up to ``cap``."""
-    rows = await db.fetch(
-        "SELECT r.room_id, (SELECT count(*) FROM (SELECT 1 FROM events e"
-        "   WHERE e.room_id = r.room_id AND e.sender <> $1 AND e.redacted_by IS NULL"
-        "   AND e.type IN ('m.room.message', 'm.room.encrypted')"
-        "   AND e.stream > GREATEST(m.since_stream, COALESCE((SELECT max(event_stream) FROM receipts rc"
-        "                                               WHERE rc.room_id = r.room_id AND rc.user_id = $1), 0))"
-        "   LIMIT $3) x) AS unread"
-        " FROM unnest($2::text[]) AS r(room_id) JOIN memberships m ON m.room_id = r.room_id AND m.user_id = $1",
-        user_id, list(room_ids), cap,
-    )
-    return {row["room_id"]: row["unread"] for row in rows}
-
-
 async def updates_between(db, after: int, upto: int) -> list[asyncpg.Record]:
     """Who to wake for the receipts, typing notices and account data with
     after < stream <= upto: (room_id, user_id) pairs, user_id set for account data."""

@@ -39,13 +39,17 @@ async def rollback(conn) -> None:
 
 
 async def batch_context(conn, room_ids: Sequence[str], state_keys: Sequence[tuple[str, str, str]],
-                        txn_keys: Sequence[tuple[str, str, str]]) -> list[asyncpg.Record]:
+                        txn_keys: Sequence[tuple[str, str, str]], named: Sequence[str] = ()) -> list[asyncpg.Record]:
     """What a writer's batch needs to know, in one round trip: the highest
     stream position taken so far (under the stream lock, every position up to
     it belongs to a finished transaction), the rooms' heads, the state
     entries (room, type, state key) that authorize its events, and the events
-    its transaction ids already made. Rows are (kind, k1, k2, k3, data) with
-    the row itself as JSON in ``data``."""
+    its transaction ids already made; and for judging its events by push
+    rules, each room's joined member count ('joined') and the joined members
+    who may fare otherwise than one with the default rules whom the events do
+    not name ('member': those with push rules of their own, and those of
+    ``named``, with their display name and the position of their rules).
+    Rows are (kind, k1, k2, k3, data) with the row itself as JSON in ``data``."""
     return await conn.fetch(
         "SELECT 'floor' AS kind, NULL AS k1, NULL AS k2, NULL AS k3,"
         "       to_jsonb(CASE WHEN is_called THEN last_value ELSE 0 END) AS data FROM event_stream"
@@ -60,9 +64,20 @@ async def batch_context(conn, room_ids: Sequence[str], state_keys: Sequence[tupl
         " UNION ALL"
         " SELECT 'txn', t.user_id, t.device_id, t.txn_id, to_jsonb(e)"
         "  FROM event_txns t JOIN events e ON e.event_id = t.event_id"
-        "  WHERE (t.user_id, t.device_id, t.txn_id) IN (SELECT * FROM unnest($5::text[], $6::text[], $7::text[]))",
+        "  WHERE (t.user_id, t.device_id, t.txn_id) IN (SELECT * FROM unnest($5::text[], $6::text[], $7::text[]))"
+        " UNION ALL"
+        " SELECT 'joined', room_id, NULL, NULL, to_jsonb(count(*))"
+        "  FROM memberships WHERE room_id = ANY($1::text[]) AND membership = 'join' GROUP BY room_id"
+        " UNION ALL"
+        " SELECT 'member', m.room_id, m.user_id, NULL,"
+        "       jsonb_build_object('display_name', (SELECT e.content->'displayname' FROM events e"
+        "                                           WHERE e.event_id = m.event_id), 'rules_stream', ad.stream)"
+        "  FROM memberships m"
+        "  LEFT JOIN account_data ad ON ad.user_id = m.user_id AND ad.room_id = '' AND ad.type = 'm.push_rules'"
+        "  WHERE m.room_id = ANY($1::text[]) AND m.membership = 'join'"
+        "  AND (ad.stream IS NOT NULL OR m.user_id = ANY($8::text[]))",
         list(room_ids), [k[0] for k in state_keys], [k[1] for k in state_keys], [k[2] for k in state_keys],
-        [k[0] for k in txn_keys], [k[1] for k in txn_keys], [k[2] for k in txn_keys],
+        [k[0] for k in txn_keys], [k[1] for k in txn_keys], [k[2] for k in txn_keys], list(named),
     )
 
 
@@ -105,11 +120,14 @@ WITH input AS (
     FROM (SELECT nextval('event_stream') AS stream FROM input) s
 ), ev AS (
     INSERT INTO events (stream, event_id, room_id, type, state_key, sender, content, origin_server_ts,
-                        depth, prev_events, unsigned, redacts, txn_device, txn_id)
+                        depth, prev_events, unsigned, redacts, txn_device, txn_id, push_actions, push_highlight)
     SELECT taken.stream, ev->>'event_id', ev->>'room_id', ev->>'type', ev->>'state_key', ev->>'sender',
            ev->'content', (ev->>'origin_server_ts')::bigint, (ev->>'depth')::bigint,
            ARRAY(SELECT jsonb_array_elements_text(ev->'prev_events')), ev->'unsigned', ev->>'redacts',
-           ev->>'txn_device', ev->>'txn_id'
+           ev->>'txn_device', ev->>'txn_id',
+           -- push rules' outcome for a member with the default rules whom the event
+           -- does not name (services.push): [highlight, actions], or null
+           (ev->'push'->'default'->>1)::jsonb, COALESCE((ev->'push'->'default'->>0)::boolean, false)
     FROM input JOIN taken USING (n)
     RETURNING stream, event_id, room_id, type, state_key, sender, content, depth, txn_device, txn_id
 ), txn AS (
@@ -131,6 +149,14 @@ WITH input AS (
         event_id = EXCLUDED.event_id, stream = EXCLUDED.stream, forgotten = false,
         since_stream = CASE WHEN memberships.membership = EXCLUDED.membership
                             THEN memberships.since_stream ELSE EXCLUDED.stream END
+), push_own AS (
+    -- What push rules decided for the members who fare otherwise than one with
+    -- the default rules (services.push): [user id, notify, highlight, actions].
+    INSERT INTO event_push_actions (user_id, room_id, stream, notify, highlight, actions)
+    SELECT o->>0, ev->>'room_id', taken.stream, (o->>1)::boolean, (o->>2)::boolean, (o->>3)::jsonb
+    FROM input JOIN taken USING (n)
+    CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(ev->'push'->'own') = 'array'
+                                                 THEN ev->'push'->'own' ELSE '[]'::jsonb END) AS o
 ), announce AS (
     -- Delivered when the transaction commits: every process learns the position.
     SELECT pg_notify($2, (SELECT max(stream) FROM ev)::text)
@@ -141,8 +167,11 @@ SELECT ev.stream FROM ev, announce ORDER BY ev.stream
 
 async def append_events(conn, events: Sequence[dict]) -> list[int]:
     """Appends the events (dicts with the events table's columns but
-    ``stream``) at the next stream positions, in order; returns the positions."""
-    rows = await conn.fetch(_APPEND_EVENTS, [{column: event[column] for column in _APPENDED} for event in events],
+    ``stream``, and optionally ``push``: what push rules decided, as
+    services.push makes it) at the next stream positions, in order; returns
+    the positions."""
+    rows = await conn.fetch(_APPEND_EVENTS, [{**{column: event[column] for column in _APPENDED},
+                                              "push": event.get("push")} for event in events],
                             EVENTS_CHANNEL)
     return [row["stream"] for row in rows]
 

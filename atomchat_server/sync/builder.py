@@ -20,13 +20,14 @@ from ..events.format import client_event, stripped_state
 from ..events.visibility import visible_ranges
 from ..storage import ephemeral as ephemeral_store
 from ..storage import events as event_store
+from ..storage import push as push_store
 from ..storage import sync as sync_store
 from . import tokens
 
 DEFAULT_TIMELINE_LIMIT = 20
 # The most events a sync timeline carries, whatever the filter asks (as /messages).
 MAX_TIMELINE_LIMIT = 1000
-# Unread counts stop here: a client shows "1000+", and the count stays cheap.
+# Notification counts stop here: a client shows "1000+", and the count stays cheap.
 UNREAD_CAP = 1000
 # State a client is shown for a room it is invited to.
 INVITE_STATE_TYPES = ("m.room.create", "m.room.join_rules", "m.room.name", "m.room.canonical_alias",
@@ -110,7 +111,7 @@ class SyncBuilder:
                 joined[room_id]["ephemeral"]["events"] = ephemeral.get(room_id, [])
         for room_id, room in joined.items():
             room["account_data"]["events"] = room_account.get(room_id, [])
-        await self.add_counts(user_id, joined)
+        await self.add_counts(user_id, joined, upto)
 
         body = {
             "next_batch": tokens.make(upto),
@@ -125,15 +126,18 @@ class SyncBuilder:
         empty = not (joined or invited or left or body["account_data"]["events"])
         return SyncResult(body, empty=empty, joined_rooms=frozenset(member_of))
 
-    async def add_counts(self, user_id: str, joined: dict[str, Any]) -> None:
-        """Fills in unread_notifications and summary for the joined rooms of a response."""
+    async def add_counts(self, user_id: str, joined: dict[str, Any], upto: int) -> None:
+        """Fills in unread_notifications and summary for the joined rooms of a
+        response that ends at ``upto``: events after it are the next answer's,
+        which a session adds to these counts as they arrive."""
         if not joined:
             return
-        unread = await ephemeral_store.unread_counts(self._pool, user_id, list(joined), UNREAD_CAP)
+        unread = await push_store.notification_counts(self._pool, user_id, list(joined), UNREAD_CAP, upto)
         counts = await sync_store.member_counts(self._pool, list(joined))
         for room_id, room in joined.items():
             joined_count, invited_count = counts.get(room_id, (0, 0))
-            room["unread_notifications"] = {"highlight_count": 0, "notification_count": unread.get(room_id, 0)}
+            notify, highlight = unread.get(room_id, (0, 0))
+            room["unread_notifications"] = {"highlight_count": highlight, "notification_count": notify}
             room["summary"] = {"m.joined_member_count": joined_count, "m.invited_member_count": invited_count}
 
     async def _ephemeral(self, requester: Requester, room_ids: list[str], since: int | None,

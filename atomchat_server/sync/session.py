@@ -26,7 +26,6 @@ from ..notifier import Listener
 from . import tokens
 from .builder import DEFAULT_TIMELINE_LIMIT, UNREAD_CAP, SyncResult
 
-_COUNTED_TYPES = ("m.room.message", "m.room.encrypted")
 PARK_SECONDS = 30.0
 
 
@@ -50,7 +49,7 @@ class SyncSession:
         self._waiting = False
         self._writer: Callable[[SyncResult], None] | None = None
         self._tracking = False  # the listener has collected everything after `since`
-        self._counts: dict[str, list[int]] = {}  # room -> [unread, joined, invited]
+        self._counts: dict[str, list[int]] = {}  # room -> [notifications, highlights, joined, invited]
         self.listener = Listener(requester.user_id)
         ctx.notifier.add_listener(self.listener)
 
@@ -137,9 +136,7 @@ class SyncSession:
             # Events of the newly followed rooms may have passed while we built.
             listener.needs_full = True
         for room_id, room in result.body["rooms"]["join"].items():
-            summary = room["summary"]
-            self._counts[room_id] = [room["unread_notifications"]["notification_count"],
-                                     summary["m.joined_member_count"], summary["m.invited_member_count"]]
+            self._counts[room_id] = _counts_of(room)
         for room_id in list(self._counts):
             if room_id not in result.joined_rooms:
                 del self._counts[room_id]
@@ -154,15 +151,14 @@ class SyncSession:
         upto = notifier.position
         rows = [row for row in listener.pending if row["stream"] > (self.since or 0)]
         listener.pending = []
-        uncounted = {row["room_id"] for row in rows if row["room_id"] not in self._counts}
+        # Rooms not counted yet, or with events whose push outcome was not
+        # handed over (another process wrote them): counted now, with the new events.
+        uncounted = {row["room_id"] for row in rows if row["room_id"] not in self._counts or not _judged(row)}
         if uncounted:
-            # Counted now, these rooms' counts already include the new events.
             counts: dict[str, Any] = {room_id: {} for room_id in uncounted}
-            await self._ctx.sync.add_counts(self.requester.user_id, counts)
+            await self._ctx.sync.add_counts(self.requester.user_id, counts, upto)
             for room_id, room in counts.items():
-                self._counts[room_id] = [room["unread_notifications"]["notification_count"],
-                                         room["summary"]["m.joined_member_count"],
-                                         room["summary"]["m.invited_member_count"]]
+                self._counts[room_id] = _counts_of(room)
         return self._assemble(rows, upto, uncounted)
 
     def push(self, rows: list[Any]) -> bool:
@@ -175,7 +171,7 @@ class SyncSession:
                 or listener.needs_full or listener.recheck):
             return False
         rows = [row for row in rows if row["stream"] > (self.since or 0)]
-        if any(row["room_id"] not in self._counts for row in rows):
+        if any(row["room_id"] not in self._counts or not _judged(row) for row in rows):
             return False
         result = self._assemble(rows, self._ctx.notifier.position, ())
         if not result.empty:
@@ -187,11 +183,19 @@ class SyncSession:
         by_room: dict[str, list[Any]] = {}
         for row in rows:
             by_room.setdefault(row["room_id"], []).append(row)
+        user_id = self.requester.user_id
         for row in rows:
-            if (row["room_id"] not in uncounted and row["type"] in _COUNTED_TYPES
-                    and row["sender"] != self.requester.user_id):
+            if row["room_id"] in uncounted or row["sender"] == user_id:
+                continue
+            push = row["push"]
+            own = next((entry for entry in push["own"] if entry[0] == user_id), None)
+            notify, highlight = ((own[1], own[2]) if own is not None
+                                 else (push["default"] is not None, bool(push["default"] and push["default"][0])))
+            if notify:
                 counts_row = self._counts[row["room_id"]]
                 counts_row[0] = min(counts_row[0] + 1, UNREAD_CAP)
+                if highlight:
+                    counts_row[1] = min(counts_row[1] + 1, UNREAD_CAP)
         self.since = max(upto, self.since or 0)
         if not by_room:
             return SyncResult(self._empty_body(), empty=True, joined_rooms=frozenset(listener.rooms))
@@ -220,10 +224,10 @@ class SyncSession:
             if row["txn_id"] is not None and (row["sender"], row["txn_device"]) == own_device
             else self._ctx.notifier.encoded(row)
             for row in rows)
-        unread, joined, invited = self._counts[room_id]
+        unread, highlights, joined, invited = self._counts[room_id]
         return (f'{{"timeline":{{"events":[{events}],"limited":false,"prev_batch":"{tokens.make(rows[0]["stream"] - 1)}"}},'
                 f'"state":{{"events":[]}},"ephemeral":{{"events":[]}},"account_data":{{"events":[]}},'
-                f'"unread_notifications":{{"highlight_count":0,"notification_count":{unread}}},'
+                f'"unread_notifications":{{"highlight_count":{highlights},"notification_count":{unread}}},'
                 f'"summary":{{"m.joined_member_count":{joined},"m.invited_member_count":{invited}}}}}')
 
     def _empty_body(self) -> dict[str, Any]:
@@ -234,6 +238,18 @@ class SyncSession:
         """Nothing happened: the answer at a long-poll's timeout."""
         self.since = max(self._ctx.notifier.position, self.since or 0)
         return SyncResult(self._empty_body(), empty=True, joined_rooms=frozenset(self.listener.rooms))
+
+
+def _judged(row: Any) -> bool:
+    """Whether the row carries its push outcome (events this process's
+    persister wrote do; rows read back from the database do not)."""
+    return isinstance(row, dict) and "push" in row
+
+
+def _counts_of(room: dict[str, Any]) -> list[int]:
+    unread, summary = room["unread_notifications"], room["summary"]
+    return [unread["notification_count"], unread["highlight_count"], summary["m.joined_member_count"],
+            summary["m.invited_member_count"]]
 
 
 _EMPTY_TAIL = ('"account_data":{"events":[]},"presence":{"events":[]},"to_device":{"events":[]},'
