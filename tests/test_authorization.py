@@ -141,6 +141,23 @@ POST   /api/rooms/{number}/messages/                                    401   20
 POST   /api/users/                                                      201   201     201     201      201     201  201   201     201
 GET    /api/users/me/                                                   401   200     200     200      200     200  200   200     401
 PUT    /api/users/{number}/block/                                       401   403     403     403      403     403  200   403     401
+DELETE {v3}/pushrules/{scope}/{kind}/{rule_id}                          401   200     200     200      200     200  200   200     401
+GET    /.well-known/matrix/client                                       200   200     200     200      200     200  200   200     200
+GET    {v3}/account/3pid                                                401   200     200     200      200     200  200   200     401
+GET    {v3}/notifications                                               401   200     200     200      200     200  200   200     401
+GET    {v3}/pushers                                                     401   200     200     200      200     200  200   200     401
+GET    {v3}/pushrules/                                                  401   200     200     200      200     200  200   200     401
+GET    {v3}/pushrules/{scope}/                                          401   200     200     200      200     200  200   200     401
+GET    {v3}/pushrules/{scope}/{kind}/{rule_id}                          401   200     200     200      200     200  200   200     401
+GET    {v3}/pushrules/{scope}/{kind}/{rule_id}/actions                  401   200     200     200      200     200  200   200     401
+GET    {v3}/pushrules/{scope}/{kind}/{rule_id}/enabled                  401   200     200     200      200     200  200   200     401
+GET    {v3}/room_keys/version                                           401   404     404     404      404     404  404   404     401
+GET    {v3}/thirdparty/protocols                                        401   200     200     200      200     200  200   200     401
+GET    {v3}/voip/turnServer                                             401   200     200     200      200     200  200   200     401
+POST   {v3}/pushers/set                                                 401   200     200     200      200     200  200   200     401
+PUT    {v3}/pushrules/{scope}/{kind}/{rule_id}                          401   200     200     200      200     200  200   200     401
+PUT    {v3}/pushrules/{scope}/{kind}/{rule_id}/actions                  401   200     200     200      200     200  200   200     401
+PUT    {v3}/pushrules/{scope}/{kind}/{rule_id}/enabled                  401   200     200     200      200     200  200   200     401
 """
 ABBREVIATIONS = {"{v3}": MATRIX, "{admin}": ADMIN}
 
@@ -260,6 +277,8 @@ async def prepare_for(world: World, prepare: str, account: Account) -> None:
         await ok(base_url, "PUT", f"{MATRIX}/user/{user}/account_data/org.example.table", {"value": 1}, token)
         await ok(base_url, "PUT", f"{MATRIX}/user/{user}/rooms/{quote(world.room)}/account_data/org.example.table",
                  {"value": 1}, token)
+    elif prepare == "push_rule":
+        await ok(base_url, "PUT", f"{MATRIX}/pushrules/global/override/table", {"actions": ["notify"]}, token)
     elif prepare == "numbers":
         world.numbers[account.user_id] = (await ok(base_url, "GET", "/api/users/me/", token=token,
                                                    scheme="Token"))["id"]
@@ -282,7 +301,7 @@ class Recipe:
     body: Any = None
     query: Any = ""
     fresh: bool = False  # after a success (a refusal changes nothing: test_fuzz checks it)
-    prepare: str = ""  # "filters", "account_data", "refresh", "numbers": for every caller, before the blocks
+    prepare: str = ""  # "filters", "account_data", "refresh", "numbers", "push_rule": per caller, before blocks
 
 
 def own(world: World, caller: Account | None) -> Account:
@@ -354,6 +373,15 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("GET", f"{MATRIX}/user/{{user_id}}/rooms/{{room_id}}/account_data/{{data_type}}"): Recipe(
         prepare="account_data"),
     ("PUT", f"{MATRIX}/user/{{user_id}}/rooms/{{room_id}}/account_data/{{data_type}}"): Recipe(body={"value": 1}),
+    ("PUT", f"{MATRIX}/pushrules/{{scope}}/{{kind}}/{{rule_id}}"): Recipe(
+        params={"rule_id": "table"}, body={"actions": ["notify"], "conditions": []}),
+    ("DELETE", f"{MATRIX}/pushrules/{{scope}}/{{kind}}/{{rule_id}}"): Recipe(params={"rule_id": "table"},
+                                                                          prepare="push_rule"),
+    ("PUT", f"{MATRIX}/pushrules/{{scope}}/{{kind}}/{{rule_id}}/actions"): Recipe(body={"actions": ["notify"]}),
+    ("PUT", f"{MATRIX}/pushrules/{{scope}}/{{kind}}/{{rule_id}}/enabled"): Recipe(body={"enabled": True}),
+    ("POST", f"{MATRIX}/pushers/set"): Recipe(body={
+        "pushkey": "table", "kind": "http", "app_id": "org.example.table", "app_display_name": "Table",
+        "device_display_name": "Table", "lang": "en", "data": {"url": "https://push.example.org/_matrix/push/v1/notify"}}),
     ("GET", f"{ADMIN}/users/{{user_id}}"): Recipe(params=TARGET),
     ("PUT", f"{ADMIN}/users/{{user_id}}/lock"): Recipe(params=TARGET, body={"locked": True}),
     ("PUT", f"{ADMIN}/users/{{user_id}}/suspend"): Recipe(params=TARGET, body={"suspended": True}),
@@ -390,6 +418,7 @@ def default_param(world: World, caller: Account | None, name: str) -> str:
         "user_id": me.user_id, "device_id": me.device_id, "filter_id": world.filters.get(me.user_id, "0"),
         "number": str(world.api_room), "event_type": "m.room.message", "state_key": "",
         "receipt_type": "m.read", "data_type": "org.example.table",
+        "scope": "global", "kind": "override", "rule_id": ".m.rule.master",
         "txn_id": unique(world, "t"),
     }
     return values[name]
