@@ -16,8 +16,9 @@ from typing import Callable
 import tornado.httpserver
 import tornado.web
 
-from .api import (admin, compat, matrix_account, matrix_ephemeral, matrix_profile, matrix_push, matrix_rooms,
-                  matrix_services, matrix_sync, stream)
+from .api import (admin, compat, matrix_account, matrix_conversations, matrix_ephemeral, matrix_keys,
+                  matrix_media, matrix_profile, matrix_push, matrix_rooms, matrix_search, matrix_services,
+                  matrix_sync, stream)
 from .api.base import HeadersTooLargeHandler, NotFoundHandler, log_request, redact_tornado_logs
 from .api.contract import OPENAPI_PATH, OpenApiHandler, document_json
 from .auth import policy
@@ -34,11 +35,18 @@ from .sync.session import SyncSessions
 from .services.accounts import Accounts, RateLimits
 from .services.compat import Compat
 from .services.ephemeral import Ephemeral
+from .services.key_backup import KeyBackup
+from .services.keys import Keys
+from .services.media import Media
 from .services.moderation import AdminQueries, Blocks, Moderation
 from .services.persister import Persister
+from .services.presence import Presence
 from .services.profiles import Profiles
 from .services.push import PushEvaluator, PushRules
+from .services.relations import Relations
+from .services.reports import Reports
 from .services.rooms import Rooms
+from .services.search import Search
 from .services.server_name import settle_server_name
 from .validation import schemas
 
@@ -60,6 +68,13 @@ class AppContext:
     moderation: Moderation
     admin: AdminQueries
     compat: Compat
+    relations: Relations
+    reports: Reports
+    presence: Presence
+    keys: Keys
+    key_backup: KeyBackup
+    media: Media
+    search: Search
     push: PushRules
     open_streams: OpenPerAccount  # per account, WebSocket streams
     long_polls: OpenPerAccount  # per account, /sync requests waiting
@@ -73,8 +88,10 @@ def routes() -> list[tuple[str, type]]:
     """The one route table: the application serves it and the OpenAPI
     document (api/contract.py) describes it, from each handler's contract."""
     return (matrix_account.routes() + matrix_rooms.routes() + matrix_profile.routes() + matrix_sync.routes()
-            + matrix_ephemeral.routes() + matrix_push.routes() + matrix_services.routes() + stream.routes()
-            + admin.routes() + compat.routes() + [(OPENAPI_PATH, OpenApiHandler)])
+            + matrix_ephemeral.routes() + matrix_conversations.routes() + matrix_keys.routes()
+            + matrix_media.routes() + matrix_search.routes() + matrix_push.routes()
+            + matrix_services.routes() + stream.routes() + admin.routes() + compat.routes()
+            + [(OPENAPI_PATH, OpenApiHandler)])
 
 
 class Application(tornado.web.Application):
@@ -170,18 +187,30 @@ class AtomChat:
                                     judge=PushEvaluator())
         notifier.writer_settled = self._persister.settled
         self._persister.start()
+        keys = Keys(pool=self._pool, persister=self._persister, server_name=settings.server_name)
+        accounts.devices_changed = keys.devices_changed
         moderation = Moderation(pool=self._pool, persister=self._persister, blocks=blocks,
                                 server_name=settings.server_name)
         notifier.observers.append(moderation.observe)  # before loading, so no rule slips between
         await moderation.start()
         rooms = Rooms(pool=self._pool, persister=self._persister, server_name=settings.server_name, blocks=blocks)
         profiles = Profiles(pool=self._pool, rooms=rooms, blocks=blocks)
+        presence = Presence(pool=self._pool, persister=self._persister,
+                            timeout_seconds=settings.presence_timeout_seconds, tracking=settings.track_presence)
+        presence.start()
+        media = Media(pool=self._pool, server_name=settings.server_name, root=settings.media_root,
+                      max_upload_bytes=settings.max_upload_bytes, quota_bytes=settings.media_quota_bytes)
+        await media.start()
         self.ctx = AppContext(settings=settings, pool=self._pool, accounts=accounts, rooms=rooms, profiles=profiles,
-                              notifier=notifier, sync=SyncBuilder(self._pool),
+                              notifier=notifier, sync=SyncBuilder(self._pool, presence),
                               ephemeral=Ephemeral(pool=self._pool, persister=self._persister),
                               moderation=moderation,
                               admin=AdminQueries(pool=self._pool, blocks=blocks, system_user=moderation.system_user),
                               compat=Compat(pool=self._pool, accounts=accounts, rooms=rooms, moderation=moderation),
+                              relations=Relations(pool=self._pool, rooms=rooms),
+                              reports=Reports(pool=self._pool, rooms=rooms), presence=presence,
+                              keys=keys, key_backup=KeyBackup(pool=self._pool),
+                              media=media, search=Search(pool=self._pool, rooms=rooms),
                               push=PushRules(pool=self._pool, persister=self._persister),
                               streams=stream.OpenStreams(settings.websocket_ping_seconds),
                               open_streams=OpenPerAccount(settings.max_streams_per_account, "streams"),
@@ -216,6 +245,8 @@ class AtomChat:
         if self.ctx is not None:
             self.ctx.streams.stop()
             self.ctx.ephemeral.stop()
+            await self.ctx.presence.stop()
+            self.ctx.media.stop()
             self.ctx.sync_sessions.close_all()
         if self._persister is not None:
             await self._persister.stop()

@@ -119,6 +119,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("log_level", _log_level, "INFO", "logging level (DEBUG, INFO, WARNING, ERROR)", "ATOMCHAT_LOG_LEVEL"),
     Option("max_body_bytes", _int, 65536, "largest accepted JSON request body in bytes", "ATOMCHAT_MAX_BODY_BYTES", minimum=1),
     Option("shutdown_grace_seconds", _float, 5.0, "how long in-flight requests may run on after SIGINT/SIGTERM", "ATOMCHAT_SHUTDOWN_GRACE_SECONDS", minimum=0),
+    Option("track_presence", _bool, True, "tell users who is online from their clients' syncing and streaming", "ATOMCHAT_TRACK_PRESENCE"),
+    Option("presence_timeout_seconds", _float, 180.0, "a user no client has seen (synced, streamed) for this long goes offline", "ATOMCHAT_PRESENCE_TIMEOUT_SECONDS", minimum=0.3),
     Option("websocket_ping_seconds", _float, 30.0, "interval of WebSocket pings; a peer silent for as long again is dropped", "ATOMCHAT_WEBSOCKET_PING_SECONDS", minimum=1),
     Option("header_timeout_seconds", _float, 10.0, "time a client has to send a request's headers (and how long an idle keep-alive connection stays open)", "ATOMCHAT_HEADER_TIMEOUT_SECONDS", minimum=0.1),
     Option("body_timeout_seconds", _float, 30.0, "time a client has to send a request's body", "ATOMCHAT_BODY_TIMEOUT_SECONDS", minimum=0.1),
@@ -139,6 +141,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("rc_login_burst", _int, 3, "logins a client address may make at once", "ATOMCHAT_RC_LOGIN_BURST", minimum=1),
     Option("rc_failed_login_per_second", _float, 0.17, "failed logins allowed per second per account", "ATOMCHAT_RC_FAILED_LOGIN_PER_SECOND", minimum=0),
     Option("rc_failed_login_burst", _int, 3, "failed logins an account may take at once", "ATOMCHAT_RC_FAILED_LOGIN_BURST", minimum=1),
+    Option("media_path", _text, None, "directory for uploaded media and thumbnails (default: DATA_DIR/media)", "ATOMCHAT_MEDIA_PATH"),
+    Option("max_upload_bytes", _int, 52428800, "largest accepted media upload in bytes", "ATOMCHAT_MAX_UPLOAD_BYTES", minimum=1),
+    Option("media_quota_bytes", _int, 1073741824, "total bytes of media one user may have uploaded (0: no limit)", "ATOMCHAT_MEDIA_QUOTA_BYTES", minimum=0),
     Option("trusted_proxies", _networks, (), "reverse proxies (CIDRs, comma-separated) whose X-Forwarded-For names the client for rate limits and logs; from any other peer the header is ignored", "ATOMCHAT_TRUSTED_PROXIES"),
 )
 
@@ -147,6 +152,10 @@ _BY_NAME = {option.name: option for option in OPTIONS}
 
 def _data_path(self) -> Path:
     return Path(self.data_dir).expanduser().resolve()
+
+
+def _media_root(self) -> Path:
+    return Path(self.media_path).expanduser().resolve() if self.media_path else self.data_path / "media"
 
 
 def _replace(self, **changes: Any):
@@ -158,7 +167,7 @@ Settings = dataclasses.make_dataclass(
     "Settings",
     [(option.name, Any, field(default=option.default)) for option in OPTIONS],
     frozen=True,
-    namespace={"data_path": property(_data_path), "replace": _replace},
+    namespace={"data_path": property(_data_path), "media_root": property(_media_root), "replace": _replace},
 )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import multiprocessing
@@ -35,7 +36,7 @@ import traceback
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
@@ -170,6 +171,13 @@ class Usage:
             # A process that started during the stretch counts from zero.
             self.seconds[name] = sum(used - before.get(pid, 0.0) for pid, used in cpu_seconds(pids).items())
             self.seconds[name] += (extra or {}).get(name, 0.0)
+
+    def per_request(self, count: int, unit: str) -> str:
+        """The CPU each party used per request over ``count`` requests, and
+        the share of the stretch the event loop waited for a CPU."""
+        cpu = ", ".join(f"{name} {ms(seconds / count)}" for name, seconds in self.seconds.items())
+        return (f"CPU per {unit}: {cpu}; the server's event loop waited for a CPU {self.waited * 100:.0f}%"
+                " of the time")
 
     def summary(self) -> str:
         cores = ", ".join(f"{name} {value / self.wall:.2f}" for name, value in self.seconds.items())
@@ -491,6 +499,27 @@ class Api:
         return answer["event_id"]
 
 
+@contextlib.asynccontextmanager
+async def one_connection(base_url: str, deadline: float, timeout: float) -> AsyncIterator[Api]:
+    """An Api on one keep-alive connection, so that requests go one after
+    another, as the latency benchmarks measure them; ``timeout`` bounds each."""
+    connector = aiohttp.TCPConnector(limit=1)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+        yield Api(session, base_url, deadline)
+
+
+@contextlib.asynccontextmanager
+async def server_and_api(args: argparse.Namespace, run_seconds: float,
+                         request_timeout: float) -> AsyncIterator[tuple["ServerProcess", Api]]:
+    """A latency benchmark's set-up: the server with default settings but
+    the rate limits raised, on ``args.database_url`` when given, and an Api
+    on one keep-alive connection to it that stops the run after
+    ``run_seconds``."""
+    server = ServerProcess(database_url=args.database_url, **RATE_LIMITS_RAISED)
+    async with server, one_connection(server.base_url, time.monotonic() + run_seconds, request_timeout) as api:
+        yield server, api
+
+
 class Sender:
     """One client's keep-alive HTTP/1.1 connection that sends m.text
     messages, for the timed loops: each request is written as prepared bytes
@@ -653,6 +682,11 @@ def percentile(values: Iterable[float], p: float) -> float:
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
+
+
+def spread(latencies: list[float]) -> str:
+    """Median, p95 and max of some latencies, as the reports print them."""
+    return f"median {ms(percentile(latencies, 50))}, p95 {ms(percentile(latencies, 95))}, max {ms(max(latencies))}"
 
 
 def verdict(ok: bool) -> str:

@@ -41,11 +41,10 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-import aiohttp
 import asyncpg
 
-from _server import (exit_status, Api, BenchError, benchmark_parser, RATE_LIMITS_RAISED, ServerProcess, Usage, User, bounded, load_average,
-                     machine, ms, percentile, room_path, verdict)
+from _server import (exit_status, Api, BenchError, benchmark_parser, ServerProcess, Usage, User, bounded, load_average,
+                     machine, ms, server_and_api, percentile, room_path, spread, verdict)
 
 RUN_DEADLINE = 900.0  # seconds for the whole run: seeding a million events takes a minute or two
 REQUEST_TIMEOUT = 60.0
@@ -148,61 +147,55 @@ def seeded_number(event: dict) -> int:
 
 
 async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
-    deadline = time.monotonic() + RUN_DEADLINE
     results.load_at_start = load_average()
-    server = ServerProcess(database_url=args.database_url, **RATE_LIMITS_RAISED)
-    async with server:
-        connector = aiohttp.TCPConnector(limit=1)  # one keep-alive connection: requests one after another
-        async with aiohttp.ClientSession(connector=connector,
-                                         timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) as session:
-            api = Api(session, server.base_url, deadline)
-            user = await api.register("reader")
-            room_id = await api.create_room(user, preset="private_chat", name="A million messages")
-            print(f"seeding {args.events:,} events into {room_id} ...", flush=True)
-            await seed(server.database_dsn(), room_id, user.user_id, args.events, results)
-            print(f"  inserted in {results.insert_seconds:.1f}s, VACUUM ANALYZE {results.vacuum_seconds:.1f}s",
-                  flush=True)
-            reader = Reader(api, user, room_id)
+    async with server_and_api(args, RUN_DEADLINE, REQUEST_TIMEOUT) as (server, api):
+        user = await api.register("reader")
+        room_id = await api.create_room(user, preset="private_chat", name="A million messages")
+        print(f"seeding {args.events:,} events into {room_id} ...", flush=True)
+        await seed(server.database_dsn(), room_id, user.user_id, args.events, results)
+        print(f"  inserted in {results.insert_seconds:.1f}s, VACUUM ANALYZE {results.vacuum_seconds:.1f}s",
+              flush=True)
+        reader = Reader(api, user, room_id)
 
-            _, newest = await reader.page(None)  # warm-up, and a check that the newest page is the seeded end
-            if seeded_number(newest["chunk"][0]) != args.events:
-                raise BenchError("the newest page does not start with the last seeded event")
+        _, newest = await reader.page(None)  # warm-up, and a check that the newest page is the seeded end
+        if seeded_number(newest["chunk"][0]) != args.events:
+            raise BenchError("the newest page does not start with the last seeded event")
 
-            print(f"{args.requests} newest pages ...", flush=True)
-            usage = results.usage["newest"] = Usage(server)
-            usage.start()
-            for _ in range(args.requests):
-                results.newest.append((await reader.page(None))[0])
-            usage.stop()
+        print(f"{args.requests} newest pages ...", flush=True)
+        usage = results.usage["newest"] = Usage(server)
+        usage.start()
+        for _ in range(args.requests):
+            results.newest.append((await reader.page(None))[0])
+        usage.stop()
 
-            results.scroll_from = args.events // 2
-            print(f"{args.requests} pages scrolling back from event {results.scroll_from:,} ...", flush=True)
-            token = await reader.token_before(seeded_event_id(room_id, results.scroll_from))
-            expected = results.scroll_from - 1
-            usage = results.usage["scroll"] = Usage(server)
-            usage.start()
-            for _ in range(args.requests):
-                latency, answer = await reader.page(token)
-                if seeded_number(answer["chunk"][0]) != expected:
-                    raise BenchError(f"scrolling back: expected event {expected} first, got"
-                                     f" {seeded_number(answer['chunk'][0])}")
-                expected -= PAGE
-                token = answer["end"]
-                results.scroll.append(latency)
-            usage.stop()
+        results.scroll_from = args.events // 2
+        print(f"{args.requests} pages scrolling back from event {results.scroll_from:,} ...", flush=True)
+        token = await reader.token_before(seeded_event_id(room_id, results.scroll_from))
+        expected = results.scroll_from - 1
+        usage = results.usage["scroll"] = Usage(server)
+        usage.start()
+        for _ in range(args.requests):
+            latency, answer = await reader.page(token)
+            if seeded_number(answer["chunk"][0]) != expected:
+                raise BenchError(f"scrolling back: expected event {expected} first, got"
+                                 f" {seeded_number(answer['chunk'][0])}")
+            expected -= PAGE
+            token = answer["end"]
+            results.scroll.append(latency)
+        usage.stop()
 
-            print(f"{args.requests} pages at random points ...", flush=True)
-            chooser = random.Random(args.seed)
-            numbers = [chooser.randint(PAGE + 1, args.events) for _ in range(args.requests)]
-            tokens = [await reader.token_before(seeded_event_id(room_id, number)) for number in numbers]
-            usage = results.usage["random"] = Usage(server)
-            usage.start()
-            for number, token in zip(numbers, tokens):
-                latency, answer = await reader.page(token)
-                if seeded_number(answer["chunk"][0]) != number - 1:
-                    raise BenchError(f"a page before event {number} started at {seeded_number(answer['chunk'][0])}")
-                results.random.append(latency)
-            usage.stop()
+        print(f"{args.requests} pages at random points ...", flush=True)
+        chooser = random.Random(args.seed)
+        numbers = [chooser.randint(PAGE + 1, args.events) for _ in range(args.requests)]
+        tokens = [await reader.token_before(seeded_event_id(room_id, number)) for number in numbers]
+        usage = results.usage["random"] = Usage(server)
+        usage.start()
+        for number, token in zip(numbers, tokens):
+            latency, answer = await reader.page(token)
+            if seeded_number(answer["chunk"][0]) != number - 1:
+                raise BenchError(f"a page before event {number} started at {seeded_number(answer['chunk'][0])}")
+            results.random.append(latency)
+        usage.stop()
     return server
 
 
@@ -230,11 +223,8 @@ def report(args: argparse.Namespace, results: Results, server: ServerProcess) ->
         ok = ok and met
         usage = results.usage[kind]
         print(f"  {name}:")
-        print(f"    median {ms(median)}, p95 {ms(percentile(latencies, 95))}, max {ms(max(latencies))}"
-              f"   target median < {TARGET_MEDIAN * 1000:.0f} ms: {verdict(met)}")
-        cpu = ", ".join(f"{name} {ms(seconds / len(latencies))}" for name, seconds in usage.seconds.items())
-        print(f"    CPU per page: {cpu}; the server's event loop waited for a CPU {usage.waited * 100:.0f}%"
-              " of the time")
+        print(f"    {spread(latencies)}   target median < {TARGET_MEDIAN * 1000:.0f} ms: {verdict(met)}")
+        print(f"    {usage.per_request(len(latencies), 'page')}")
     print(f"  server stopped by SIGTERM, exit status {server.exit_status}")
     return ok
 

@@ -46,6 +46,9 @@ asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 # high enough that only the tests about rate limits meet them.
 TEST_SETTINGS = dict(
     server_name="test.local",
+    # Presence from syncing would wake every co-member's long-poll at a
+    # user's first sync; the presence tests turn it on for themselves.
+    track_presence=False,
     argon2_time_cost=1,
     argon2_memory_kib=1024,
     argon2_parallelism=1,

@@ -107,6 +107,16 @@ INVALID_CONTENT = {
         {"msgtype": "m.text", "body": "hi", "m.relates_to": "$abc"},
         {"m.relates_to": {"rel_type": "m.thread"}},
     ],
+    "m.room.encryption": [
+        {"rotation_period_ms": 1000},  # which algorithm?
+        {"algorithm": ""},
+        {"algorithm": "m.megolm.v1.aes-sha2", "rotation_period_msgs": "100"},
+    ],
+    "m.room.encrypted": [
+        {"algorithm": "m.megolm.v1.aes-sha2"},  # nothing encrypted
+        {"ciphertext": "AwgAEnAC"},
+        {"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": 42},
+    ],
 }
 
 # Contents that real clients send and the server must accept.
@@ -131,6 +141,13 @@ VALID_CONTENT = {
         {"msgtype": "m.emote", "body": "waves", "format": "org.matrix.custom.html", "formatted_body": "<em>waves</em>"},
         {"msgtype": "m.location", "body": "Here", "geo_uri": "geo:51.5,-0.1"},
         {"msgtype": "org.example.sticker", "body": "a cat", "anything": {"goes": [1, None]}},
+    ],
+    "m.room.encryption": [{"algorithm": "m.megolm.v1.aes-sha2"}, {}],
+    "m.room.encrypted": [
+        {"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "AwgAEnAC", "session_id": "X3lU", "device_id": "D"},
+        {"algorithm": "m.olm.v1.curve25519-aes-sha2", "sender_key": "Il",
+         "ciphertext": {"Il": {"type": 0, "body": "Awo"}}},
+        {},
     ],
 }
 

@@ -20,9 +20,7 @@ from .processes import Serve, child_env, data_dir  # noqa: F401 (data_dir: a fix
 
 JS_DIR = Path(__file__).with_name("js")
 NODE = JS_DIR / "node_modules" / ".bin" / "node"
-# crypto.test.mjs (Rust crypto, an encrypted room) joins these once the
-# server has the end-to-end encryption endpoints (keys/*, sendToDevice).
-NODE_TESTS = ("conversation.test.mjs", "push.test.mjs")
+NODE_TESTS = ("conversation.test.mjs", "push.test.mjs", "crypto.test.mjs")
 TEST_TIMEOUT_MS = 60_000  # each node test
 RUN_TIMEOUT = 240.0  # the whole node run
 # Element registers and logs in several times from one address: rate limits

@@ -167,6 +167,9 @@ async def test_access_token_as_query_parameter(api):
     me = await api.request("GET", f"{MATRIX}/account/whoami?access_token={login['access_token']}",
                            schema="matrix/whoami.response")
     assert me["user_id"] == "@alice:test.local"
+    # A NUL cannot be in any token: unknown, as any wrong token (not bad input).
+    error = await api.request("GET", f"{MATRIX}/account/whoami?access_token=%00", status=401)
+    assert error["errcode"] == "M_UNKNOWN_TOKEN"
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Basic YWxpY2U6c2VjcmV0"}, {"Authorization": "Bearer "}])

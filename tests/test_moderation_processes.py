@@ -105,7 +105,8 @@ async def test_a_lock_through_one_atomchat_serve_process_closes_a_stream_on_anot
     await truncate_all(database_dsn)
     env = child_env(ATOMCHAT_SIGNING_KEY=secrets.token_hex(32))
     flags = ("--database-url", database_dsn, "--server-name", "test.local",
-             "--argon2-time-cost", "1", "--argon2-memory-kib", "1024")
+             "--argon2-time-cost", "1", "--argon2-memory-kib", "1024",
+             "--no-track-presence")  # as TEST_SETTINGS: a first sync would wake the long-polls
     with Serve(data_dir, *flags, env=env) as first, Serve(data_dir.parent / "other", *flags, env=env) as other:
         await asyncio.gather(first.ready(), other.ready())
         mod, bob = await register(first.api, "mod", "bob")

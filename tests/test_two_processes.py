@@ -131,7 +131,8 @@ async def test_typing_receipts_and_account_data_set_on_one_server_reach_the_othe
 async def test_two_atomchat_serve_processes_on_one_database(data_dir, database_dsn):  # noqa: F811
     await truncate_all(database_dsn)
     env = child_env(ATOMCHAT_SIGNING_KEY=secrets.token_hex(32))
-    flags = ("--database-url", database_dsn, "--argon2-time-cost", "1", "--argon2-memory-kib", "1024")
+    flags = ("--database-url", database_dsn, "--argon2-time-cost", "1", "--argon2-memory-kib", "1024",
+             "--no-track-presence")  # as TEST_SETTINGS: a first sync would wake the long-polls
     other_dir = data_dir.parent / "other"
     with Serve(data_dir, *flags, env=env) as first, Serve(other_dir, *flags, env=env) as second_process:
         await asyncio.gather(first.ready(), second_process.ready())

@@ -141,6 +141,45 @@ class RoomMessagesHandler(AdminHandler):
         self.send_json(await messages_body(self, requester, room_id))
 
 
+class ReportsHandler(AdminHandler):
+    contract = {"get": Op("Reports of events, rooms and users, newest first, paged", {200: "admin/reports.response"},
+                          errors=(403,), query=(
+        Param("status", {"type": "string", "enum": ["open", "resolved", "dismissed", "all"]}, "open (default)"),
+        *PAGE_QUERY))}
+
+    async def get(self) -> None:
+        await self.moderator()
+        status = self.get_query_argument("status", "open")
+        if status not in ("open", "resolved", "dismissed", "all"):
+            raise MatrixError(400, "M_INVALID_PARAM", "'status' is one of open, resolved, dismissed, all")
+        before, limit = self.page_arguments()
+        self.send_json(await self.ctx.reports.reports(status=None if status == "all" else status,
+                                                      before=before or None, limit=limit))
+
+
+class ReportHandler(AdminHandler):
+    contract = {"get": Op("One report", {200: "admin/report.response"}, errors=(403, 404)),
+                "put": Op("Resolve, dismiss or reopen a report", {200: "admin/report.response"},
+                          request="admin/report.request", errors=(403, 404))}
+
+    async def get(self, report_id: str) -> None:
+        await self.moderator()
+        self.send_json(await self.ctx.reports.report(_report_id(report_id)))
+
+    async def put(self, report_id: str) -> None:
+        """Resolves or dismisses the report, or opens it again."""
+        requester = await self.moderator()
+        body = self.json_body("admin/report.request")
+        self.send_json(await self.ctx.reports.handle(requester.user_id, _report_id(report_id), body["status"],
+                                                     body.get("note")))
+
+
+def _report_id(value: str) -> int:
+    if not value.isdigit() or len(value) > 18:
+        raise MatrixError(404, "M_NOT_FOUND", "Unknown report")
+    return int(value)
+
+
 class MatrixBlockHandler(AdminHandler):
     """GET/PUT /_matrix/client/v1/admin/{lock,suspend}/{userId} (MSC4323)."""
 
@@ -184,5 +223,7 @@ def routes() -> list[tuple[str, type]]:
         (ADMIN + r"/rooms", RoomsHandler),
         (ADMIN + r"/rooms/([^/]+)", RoomHandler),
         (ADMIN + r"/rooms/([^/]+)/messages", RoomMessagesHandler),
+        (ADMIN + r"/reports", ReportsHandler),
+        (ADMIN + r"/reports/([^/]+)", ReportHandler),
         (r"/_matrix/client/v1/admin/(lock|suspend)/([^/]+)", MatrixBlockHandler),
     ]

@@ -177,7 +177,10 @@ class BaseHandler(tornado.web.RequestHandler):
             if scheme.lower() == "bearer" and token.strip():
                 return token.strip()
             raise MatrixError(401, "M_MISSING_TOKEN", "The Authorization header must be 'Bearer <token>'")
-        return self.get_query_argument("access_token", None)
+        # Read raw: a token that is not text (or holds a NUL) is an unknown
+        # token, 401, not a bad argument.
+        values = self.request.query_arguments.get("access_token")
+        return values[-1].decode("utf-8", "replace") if values else None
 
     async def authenticate(self, *, allow_locked: bool = False) -> Requester:
         token = self.access_token()

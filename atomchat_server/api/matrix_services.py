@@ -1,11 +1,11 @@
 """Matrix client-server API: what clients ask about at start-up for services
 this server does not run (TURN, bridges to third-party networks, third-party
-identifiers, server-side key backup), answered the way the specification
-has a server without them answer, and the client discovery document."""
+identifiers), answered the way the specification has a server without them
+answer, and the client discovery document. (Key backup, which clients ask
+about at start-up too, is served by matrix_keys.)"""
 
 from __future__ import annotations
 
-from ..errors import not_found
 from .base import BaseHandler
 from .contract import Op
 from .matrix_account import PREFIX
@@ -47,21 +47,10 @@ class ThreePidsHandler(BaseHandler):
         self.send_json({"threepids": []})
 
 
-class RoomKeysVersionHandler(BaseHandler):
-    """No key backup is kept: 404 M_NOT_FOUND, which clients read as "none yet"."""
-
-    contract = {"get": Op("The current key backup version (none: 404)", {}, errors=(404,))}
-
-    async def get(self) -> None:
-        await self.authenticate()
-        raise not_found("No current backup version")
-
-
 def routes() -> list[tuple[str, type]]:
     return [
         (r"/\.well-known/matrix/client", WellKnownClientHandler),
         (PREFIX + r"/voip/turnServer", TurnServerHandler),
         (PREFIX + r"/thirdparty/protocols", ThirdPartyProtocolsHandler),
         (PREFIX + r"/account/3pid", ThreePidsHandler),
-        (PREFIX + r"/room_keys/version", RoomKeysVersionHandler),
     ]

@@ -21,7 +21,9 @@ class SyncHandler(BaseHandler):
         Param("since", description="The next_batch of the previous answer"),
         Param("timeout", {"type": "integer"}, "Milliseconds to wait for news (at most 120000)"),
         Param("filter", description="A filter id or a filter as JSON"),
-        Param("full_state", {"type": "string", "enum": ["true", "false"]})))}
+        Param("full_state", {"type": "string", "enum": ["true", "false"]}),
+        Param("set_presence", {"type": "string", "enum": ["online", "unavailable", "offline"]},
+              "What this sync says about the caller's presence (default online)")))}
 
     def initialize(self, ctx) -> None:
         super().initialize(ctx)
@@ -38,6 +40,9 @@ class SyncHandler(BaseHandler):
         timeout = max(0, min(self.int_argument("timeout", 0), MAX_TIMEOUT_MS)) / 1000
         filter_param = self.get_query_argument("filter", None)
         full_state = self.bool_argument("full_state", False)
+        set_presence = self.get_query_argument("set_presence", "online")
+        if set_presence not in ("online", "unavailable", "offline"):
+            raise MatrixError(400, "M_INVALID_PARAM", "'set_presence' is one of online, unavailable, offline")
         sessions = self.ctx.sync_sessions
         session = None if full_state else sessions.take(requester.session_id, since, filter_param)
         if session is None:
@@ -55,6 +60,9 @@ class SyncHandler(BaseHandler):
                 session.close()
                 raise
         try:
+            await self.ctx.presence.seen(requester.user_id, set_presence)  # once nothing can refuse the request
+            if since is not None:
+                await session.acknowledge(since)
             result = await session.next(timeout)
         except MatrixError:
             session.close()

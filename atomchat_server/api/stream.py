@@ -88,7 +88,9 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         "Open the WebSocket event stream", {101: None}, auth="optional", errors=(404, 429),
         description="A WebSocket upgrade (protocol/stream.md); without a token, authenticate with the first frame.",
         query=(Param("since", description="The next_batch of the last frame received"),
-               Param("filter", description="A filter id or a filter as JSON")))}
+               Param("filter", description="A filter id or a filter as JSON"),
+               Param("set_presence", {"type": "string", "enum": ["online", "unavailable", "offline"]},
+                     "What the open stream says about its user's presence (default online)")))}
 
     def initialize(self, ctx) -> None:
         self.ctx = ctx
@@ -97,11 +99,13 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         self._since: int | None = None
         self._filter = None
         self._filter_param: str | None = None
+        self._set_presence = "online"
         self._task: asyncio.Task | None = None
         self._session: SyncSession | None = None
         self._pending = 0
         self._closing = False
         self._answered = True  # the peer answered the last heartbeat ping
+        self._ping_position: int | None = None  # the stream position its frames had reached at that ping
         self._counted: str | None = None  # the account whose open streams count this one
 
     # Errors before the upgrade are JSON, as on every other path (Tornado's
@@ -127,6 +131,9 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
                 raise MatrixError(400, "M_UNRECOGNIZED", "This endpoint is a WebSocket: connect with an Upgrade request")
             since = self.get_query_argument("since", None)
             self._since = tokens.parse(since, "since") if since else None
+            self._set_presence = self.get_query_argument("set_presence", "online")
+            if self._set_presence not in ("online", "unavailable", "offline"):
+                raise MatrixError(400, "M_INVALID_PARAM", "'set_presence' is one of online, unavailable, offline")
             self._token = self._header_or_query_token()
             if self._token is not None:
                 self.requester = await self.ctx.accounts.authenticate(self._token)
@@ -168,6 +175,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             self._close(CLOSE_AUTH_TIMEOUT, "no auth frame within 10 seconds")
 
     def _start(self) -> None:
+        self.ctx.presence.seen_soon(self.requester.user_id, self._set_presence)  # an open stream keeps its user present
         self._task = asyncio.ensure_future(self._push_loop())
 
     # -- pushing sync frames -----------------------------------------------------
@@ -177,6 +185,8 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
                                               limit_timeline=False)
         session.push_to(self._pushed)
         try:
+            if self._since is not None:
+                await session.acknowledge(self._since)
             first = True
             while not self._closing:
                 result = await session.next(None, new_request=first)
@@ -355,13 +365,27 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             self._close(CLOSE_PING_TIMEOUT, "ping timed out")
             return
         self._answered = False
+        self._ping_position = self._session.since if self._session is not None else None
         try:
             self.ping()
         except tornado.websocket.WebSocketClosedError:
             pass
 
     def on_pong(self, data: bytes) -> None:
+        """The peer has read every frame written before the ping: the to-device
+        messages in them are acknowledged, as a long-poll's next since would."""
         self._answered = True
+        if self.requester is not None:
+            self.ctx.presence.seen_soon(self.requester.user_id, self._set_presence)
+        position, self._ping_position = self._ping_position, None
+        if position is not None and self._session is not None and not self._closing:
+            asyncio.ensure_future(self._acknowledge(self._session, position))
+
+    async def _acknowledge(self, session: SyncSession, position: int) -> None:
+        try:
+            await session.acknowledge(position)
+        except Exception:  # a lost database connection: the next pong acknowledges again
+            log.warning("could not acknowledge to-device messages of %s", self.requester.user_id, exc_info=True)
 
     def shutdown(self) -> None:
         """Server shutdown: tell the client to come back later."""

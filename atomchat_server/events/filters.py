@@ -74,6 +74,7 @@ class SyncFilter:
     include_leave: bool = False
     timeline: RoomEventFilter = RoomEventFilter()
     state: RoomEventFilter = RoomEventFilter()
+    presence: RoomEventFilter = RoomEventFilter()  # its types / not_types decide whether m.presence comes
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> "SyncFilter":
@@ -93,7 +94,8 @@ class SyncFilter:
         return cls(rooms=tuple(rooms) if rooms is not None else None, not_rooms=tuple(not_rooms),
                    include_leave=include_leave,
                    timeline=RoomEventFilter.from_json(room.get("timeline", {})),
-                   state=RoomEventFilter.from_json(room.get("state", {})))
+                   state=RoomEventFilter.from_json(room.get("state", {})),
+                   presence=RoomEventFilter.from_json(value.get("presence", {})))
 
     def wants_room(self, room_id: str) -> bool:
         return (self.rooms is None or room_id in self.rooms) and room_id not in self.not_rooms

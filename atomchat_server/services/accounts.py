@@ -80,6 +80,10 @@ class Accounts:
         self._sessions = sessions
         self._limits = limits
         self._access_token_lifetime = access_token_lifetime
+        # Called with a user id once some of their devices are deleted (their
+        # keys go with them) or renamed (others show the name): users sharing
+        # a room must hear about it.
+        self.devices_changed: Callable[[str], Awaitable[None]] | None = None
 
     # -- identities -------------------------------------------------------
 
@@ -225,6 +229,8 @@ class Accounts:
         # The notifier does this too once the NOTIFY arrives; doing it here
         # makes the revocation immediate for this process's next request.
         self._sessions.forget_user(user_id)
+        if count and self.devices_changed is not None:
+            await self.devices_changed(user_id)
         return count
 
     async def list_devices(self, user_id: str) -> list[dict[str, Any]]:
@@ -239,6 +245,8 @@ class Accounts:
     async def rename_device(self, user_id: str, device_id: str, display_name: str | None) -> None:
         if not await session_store.rename_device(self._pool, user_id, device_id, display_name):
             raise not_found("Unknown device")
+        if self.devices_changed is not None:
+            await self.devices_changed(user_id)
 
     async def record_last_seen(self, requester: Requester, address: str) -> None:
         if self._sessions.due_for_last_seen(requester.session_id):

@@ -22,6 +22,7 @@ DEFAULT_TYPING_TIMEOUT_MS = 30_000
 RECEIPT_TYPES = ("m.read", "m.read.private")
 # Account data the server manages itself; clients may not set these directly.
 SERVER_MANAGED_ACCOUNT_DATA = ("m.fully_read", "m.push_rules")
+MAX_TAG_BYTES = 255  # as the spec bounds a tag's name
 
 
 def _now_ms() -> int:
@@ -120,3 +121,27 @@ class Ephemeral:
         if content is None:
             raise not_found("No account data of that type")
         return content
+
+    # -- room tags (the m.tag room account data) ---------------------------------------------
+
+    async def _tag_target(self, requester: Requester, user_id: str, room_id: str) -> None:
+        if user_id != requester.user_id:
+            raise forbidden("You may only tag rooms for yourself")
+        if await event_store.get_room(self._pool, room_id) is None:
+            raise not_found("Unknown room")
+
+    async def tags(self, requester: Requester, user_id: str, room_id: str) -> dict[str, Any]:
+        await self._tag_target(requester, user_id, room_id)
+        content = await store.get_account_data(self._pool, user_id, room_id, "m.tag") or {}
+        tags = content.get("tags")
+        return {"tags": tags if isinstance(tags, dict) else {}}
+
+    async def set_tag(self, requester: Requester, user_id: str, room_id: str, tag: str,
+                      content: dict[str, Any] | None) -> None:
+        """Adds or changes one tag (``content`` None: removes it); the
+        change reaches the user's clients as m.tag room account data."""
+        if len(tag.encode()) > MAX_TAG_BYTES:
+            raise MatrixError(400, "M_INVALID_PARAM", f"A tag is at most {MAX_TAG_BYTES} bytes long")
+        await self._tag_target(requester, user_id, room_id)
+        await self._persister.update(partial(store.put_tag, user_id=user_id, room_id=room_id, tag=tag,
+                                             content=content))

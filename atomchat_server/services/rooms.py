@@ -26,6 +26,7 @@ from ..storage import users as user_store
 from ..sync import tokens
 from .moderation import Blocks
 from .persister import Persister
+from .relations import bundle, check_relation
 
 MAX_PAGE = 1000
 
@@ -245,6 +246,7 @@ class Rooms:
         # The persister finds a retried transaction id, and refuses an unknown
         # or deleted room, inside its batch: nothing to ask the database first.
         self._blocks.require(requester.user_id, "send")
+        await check_relation(self._pool, room_id, content)
         txn = (requester.user_id, requester.device_id, txn_id)
         return await self._write_one(self._draft(requester, room_id, event_type, content), txn)
 
@@ -288,15 +290,29 @@ class Rooms:
         access = await event_store.read_access(self._pool, room_id, requester.user_id)
         if access is None or access["deleted"]:
             raise not_found("Unknown room")
-        if requester.is_moderator:
-            return access, [(0, None)]
-        ranges = visible_ranges([tuple(entry) for entry in access["history"]],
-                                access["history_visibility"] or "shared", forgotten=bool(access["forgotten"]))
+        ranges = self._readable(requester, access)
         if not ranges:
             raise forbidden("You are not allowed to read this room")
         return access, ranges
 
-    async def _ranges(self, requester: Requester, room_id: str) -> list[Range]:
+    @staticmethod
+    def _readable(requester: Requester, access) -> list[Range]:
+        """The stretches of a room the requester may read, from its
+        read_access row (a moderator: all)."""
+        if requester.is_moderator:
+            return [(0, None)]
+        return visible_ranges([tuple(entry) for entry in access["history"]],
+                              access["history_visibility"] or "shared", forgotten=bool(access["forgotten"]))
+
+    async def readable_rooms(self, requester: Requester) -> dict[str, list[Range]]:
+        """Every room the requester has a membership in and may read some of,
+        with the stretches they may read: what /messages would show them."""
+        rows = await event_store.read_access_of_member(self._pool, requester.user_id)
+        readable = {row["room_id"]: self._readable(requester, row) for row in rows}
+        return {room_id: ranges for room_id, ranges in readable.items() if ranges}
+
+    async def readable_ranges(self, requester: Requester, room_id: str) -> list[Range]:
+        """The stretches of the room the requester may read (see _access)."""
         return (await self._access(requester, room_id))[1]
 
     async def _state_point(self, requester: Requester, room_id: str,
@@ -347,14 +363,14 @@ class Rooms:
                 for row in await event_store.joined_members(self._pool, room_id)}
 
     async def event(self, requester: Requester, room_id: str, event_id: str) -> dict[str, Any]:
-        ranges = await self._ranges(requester, room_id)
+        ranges = await self.readable_ranges(requester, room_id)
         row = await event_store.get_event(self._pool, event_id)
         if row is None or row["room_id"] != room_id or not can_see(ranges, row["stream"]):
             raise not_found("Event not found")
-        return self._format(row, requester)
+        return (await bundle(self._pool, requester, room_id, [row], ranges))[0]
 
     async def context(self, requester: Requester, room_id: str, event_id: str, limit: int) -> dict[str, Any]:
-        ranges = await self._ranges(requester, room_id)
+        ranges = await self.readable_ranges(requester, room_id)
         row = await event_store.get_event(self._pool, event_id)
         if row is None or row["room_id"] != room_id or not can_see(ranges, row["stream"]):
             raise not_found("Event not found")
@@ -364,10 +380,11 @@ class Rooms:
                                                         after=limit - before, ranges=ranges)
         last_stream = later[-1]["stream"] if later else row["stream"]
         state_rows = await event_store.state_at(self._pool, room_id, last_stream)
+        events = await bundle(self._pool, requester, room_id, [row, *earlier, *later], ranges)
         return {
-            "event": self._format(row, requester),
-            "events_before": [self._format(r, requester) for r in earlier],
-            "events_after": [self._format(r, requester) for r in later],
+            "event": events[0],
+            "events_before": events[1:1 + len(earlier)],
+            "events_after": events[1 + len(earlier):],
             "start": tokens.make((earlier[-1]["stream"] if earlier else row["stream"]) - 1),
             "end": tokens.make(last_stream),
             "state": [self._format(r, requester) for r in state_rows],
@@ -407,7 +424,7 @@ class Rooms:
             senders = sorted({row["sender"] for row in rows})
             state = [self._format(r, requester)
                      for r in await event_store.member_events_of(self._pool, room_id, senders, at_stream=point)]
-        return Page(chunk=[self._format(row, requester) for row in rows], start=tokens.make(position),
+        return Page(chunk=await bundle(self._pool, requester, room_id, rows, ranges), start=tokens.make(position),
                     end=end, state=state)
 
     # -- aliases and the directory ---------------------------------------------

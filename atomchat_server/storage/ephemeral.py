@@ -46,6 +46,24 @@ async def put_account_data(conn, *, user_id: str, room_id: str, type: str, conte
     )
 
 
+async def put_tag(conn, *, user_id: str, room_id: str, tag: str, content: dict[str, Any] | None) -> int:
+    """Sets (or with ``content`` None, removes) one tag of the user's
+    ``m.tag`` room account data, in place: concurrent changes of different
+    tags all stick. Tags that are not an object (set through the generic
+    account data endpoint) start afresh."""
+    return await conn.fetchval(
+        "WITH old AS (SELECT COALESCE((SELECT CASE WHEN jsonb_typeof(content->'tags') = 'object'"
+        "                                         THEN content->'tags' END"
+        "   FROM account_data WHERE user_id = $1 AND room_id = $2 AND type = 'm.tag'), '{}'::jsonb) AS tags)"
+        " INSERT INTO account_data (user_id, room_id, type, content, stream)"
+        " SELECT $1, $2, 'm.tag', jsonb_build_object('tags', CASE WHEN $4::jsonb IS NULL THEN old.tags - $3::text"
+        "        ELSE old.tags || jsonb_build_object($3::text, $4::jsonb) END), nextval('event_stream') FROM old"
+        " ON CONFLICT (user_id, room_id, type) DO UPDATE SET content = EXCLUDED.content, stream = EXCLUDED.stream"
+        " RETURNING stream",
+        user_id, room_id, tag, content,
+    )
+
+
 # -- reads ---------------------------------------------------------------------------
 
 
@@ -93,12 +111,22 @@ async def typing_users(db, room_ids: Sequence[str], now_ms: int) -> dict[str, li
 
 
 async def updates_between(db, after: int, upto: int) -> list[asyncpg.Record]:
-    """Who to wake for the receipts, typing notices and account data with
-    after < stream <= upto: (room_id, user_id) pairs, user_id set for account data."""
+    """Who to wake for the receipts, typing notices, account data, presence
+    changes, to-device messages and device list changes with after < stream
+    <= upto: (room_id, user_id) pairs, user_id set for what concerns one user.
+    A presence or device list change wakes its user and everyone in a room
+    with them."""
     return await db.fetch(
         "SELECT room_id, NULL AS user_id FROM receipts WHERE stream > $1 AND stream <= $2"
         " UNION ALL SELECT room_id, NULL FROM typing WHERE stream > $1 AND stream <= $2"
-        " UNION ALL SELECT NULL, user_id FROM account_data WHERE stream > $1 AND stream <= $2",
+        " UNION ALL SELECT NULL, user_id FROM account_data WHERE stream > $1 AND stream <= $2"
+        " UNION ALL SELECT m.room_id, NULL FROM presence p JOIN memberships m"
+        "   ON m.user_id = p.user_id AND m.membership = 'join' WHERE p.stream > $1 AND p.stream <= $2"
+        " UNION ALL SELECT NULL, user_id FROM presence WHERE stream > $1 AND stream <= $2"
+        " UNION ALL SELECT NULL, user_id FROM to_device_messages WHERE stream > $1 AND stream <= $2"
+        " UNION ALL SELECT NULL, user_id FROM device_list_changes WHERE stream > $1 AND stream <= $2"
+        " UNION ALL SELECT m.room_id, NULL FROM device_list_changes c JOIN memberships m"
+        "   ON m.user_id = c.user_id AND m.membership = 'join' WHERE c.stream > $1 AND c.stream <= $2",
         after, upto,
     )
 

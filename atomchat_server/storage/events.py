@@ -207,7 +207,15 @@ async def announce(conn, stream: int) -> None:
 # -- reading -----------------------------------------------------------------
 
 async def max_stream(db) -> int:
-    return await db.fetchval("SELECT COALESCE(max(stream), 0) FROM events")
+    """The highest committed position, of an event or of any other write that
+    takes one: a process starting (or listening again) after a to-device
+    message or a receipt must count it as committed."""
+    return await db.fetchval(
+        "SELECT GREATEST((SELECT COALESCE(max(stream), 0) FROM events),"
+        " (SELECT COALESCE(max(stream), 0) FROM receipts), (SELECT COALESCE(max(stream), 0) FROM typing),"
+        " (SELECT COALESCE(max(stream), 0) FROM account_data),"
+        " (SELECT COALESCE(max(stream), 0) FROM to_device_messages),"
+        " (SELECT COALESCE(max(stream), 0) FROM device_list_changes))")
 
 
 async def get_event(db, event_id: str) -> asyncpg.Record | None:
@@ -250,23 +258,39 @@ async def membership(db, room_id: str, user_id: str) -> asyncpg.Record | None:
     return await db.fetchrow("SELECT * FROM memberships WHERE room_id = $1 AND user_id = $2", room_id, user_id)
 
 
+# What decides a user's reading of a room: the room (``head_stream``,
+# ``deleted``), its history visibility setting (None when unset), the user's
+# membership and ``forgotten`` flag (None when never a member), and the
+# user's membership history as [stream, membership] pairs, oldest first.
+# ``{user}`` is the placeholder of the user's parameter.
+_READ_ACCESS = (
+    "SELECT r.room_id, r.head_stream, r.deleted, m.membership, m.forgotten,"
+    " (SELECT e.content->>'history_visibility' FROM current_state cs JOIN events e ON e.event_id = cs.event_id"
+    "   WHERE cs.room_id = r.room_id AND cs.type = 'm.room.history_visibility' AND cs.state_key = '')"
+    "   AS history_visibility,"
+    " COALESCE((SELECT jsonb_agg(jsonb_build_array(e.stream, e.content->>'membership') ORDER BY e.stream)"
+    "   FROM events e WHERE e.room_id = r.room_id AND e.type = 'm.room.member' AND e.state_key = {user}),"
+    "   '[]'::jsonb) AS history"
+)
+
+
 async def read_access(db, room_id: str, user_id: str) -> asyncpg.Record | None:
     """Everything that decides what a user may read of a room, in one round
-    trip: the room (``head_stream``, ``deleted``), its history visibility
-    setting (None when unset), the user's membership and ``forgotten`` flag
-    (None when never a member), and the user's membership history as
-    [stream, membership] pairs, oldest first. None for an unknown room."""
+    trip (see _READ_ACCESS). None for an unknown room."""
     return await db.fetchrow(
-        "SELECT r.head_stream, r.deleted, m.membership, m.forgotten,"
-        " (SELECT e.content->>'history_visibility' FROM current_state cs JOIN events e ON e.event_id = cs.event_id"
-        "   WHERE cs.room_id = r.room_id AND cs.type = 'm.room.history_visibility' AND cs.state_key = '')"
-        "   AS history_visibility,"
-        " COALESCE((SELECT jsonb_agg(jsonb_build_array(e.stream, e.content->>'membership') ORDER BY e.stream)"
-        "   FROM events e WHERE e.room_id = r.room_id AND e.type = 'm.room.member' AND e.state_key = $2),"
-        "   '[]'::jsonb) AS history"
-        " FROM rooms r LEFT JOIN memberships m ON m.room_id = r.room_id AND m.user_id = $2"
+        _READ_ACCESS.format(user="$2") + " FROM rooms r LEFT JOIN memberships m ON m.room_id = r.room_id AND m.user_id = $2"
         " WHERE r.room_id = $1",
         room_id, user_id,
+    )
+
+
+async def read_access_of_member(db, user_id: str) -> list[asyncpg.Record]:
+    """read_access of every room the user has a membership in (joined, left,
+    invited, banned...), in one round trip."""
+    return await db.fetch(
+        _READ_ACCESS.format(user="$1") + " FROM memberships m JOIN rooms r ON r.room_id = m.room_id"
+        " WHERE m.user_id = $1 AND NOT r.deleted",
+        user_id,
     )
 
 

@@ -18,7 +18,10 @@ from ..auth.sessions import Requester
 from ..events.filters import RoomEventFilter, SyncFilter
 from ..events.format import client_event, stripped_state
 from ..events.visibility import visible_ranges
+from ..services.relations import bundle
+from ..services.keys import device_list_changes, key_state
 from ..storage import ephemeral as ephemeral_store
+from ..storage import keys as key_store
 from ..storage import events as event_store
 from ..storage import push as push_store
 from ..storage import sync as sync_store
@@ -29,6 +32,8 @@ DEFAULT_TIMELINE_LIMIT = 20
 MAX_TIMELINE_LIMIT = 1000
 # Notification counts stop here: a client shows "1000+", and the count stays cheap.
 UNREAD_CAP = 1000
+# To-device messages in one answer at most; more wait for the next.
+TO_DEVICE_LIMIT = 100
 # State a client is shown for a room it is invited to.
 INVITE_STATE_TYPES = ("m.room.create", "m.room.join_rules", "m.room.name", "m.room.canonical_alias",
                       "m.room.avatar", "m.room.encryption", "m.room.topic")
@@ -40,6 +45,10 @@ class SyncResult:
     empty: bool  # nothing happened for the user: a long-poll should keep waiting
     joined_rooms: frozenset[str]  # the rooms the user is in: what a listener follows
     text: str | None = None  # the body as JSON, when it was assembled as text
+    # The position the answer reaches (its next_batch) when built from the
+    # database: the one asked for, or less when it stops early (more is set).
+    position: int | None = None
+    more: bool = False
 
     def json(self) -> str:
         if self.text is None:
@@ -48,12 +57,22 @@ class SyncResult:
 
 
 class SyncBuilder:
-    def __init__(self, pool) -> None:
+    def __init__(self, pool, presence) -> None:
         self._pool = pool
+        self._presence = presence  # services.presence.Presence
 
     async def sync(self, requester: Requester, *, since: int | None, upto: int, sync_filter: SyncFilter,
                    full_state: bool) -> SyncResult:
         user_id = requester.user_id
+        # At most TO_DEVICE_LIMIT to-device messages an answer: with more
+        # waiting, the whole answer stops at the last one it carries, so the
+        # next answer goes on from there, everything in one order.
+        to_device = await key_store.to_device_between(self._pool, user_id, requester.device_id, since, upto,
+                                                      TO_DEVICE_LIMIT + 1)
+        more = len(to_device) > TO_DEVICE_LIMIT
+        if more:
+            to_device = to_device[:TO_DEVICE_LIMIT]
+            upto = to_device[-1]["stream"]
         joined: dict[str, Any] = {}
         invited: dict[str, Any] = {}
         left: dict[str, Any] = {}
@@ -113,18 +132,31 @@ class SyncBuilder:
             room["account_data"]["events"] = room_account.get(room_id, [])
         await self.add_counts(user_id, joined, upto)
 
+        device_lists = await self._device_lists(requester, since, upto)
+        key_counts, unused_fallback = await key_state(self._pool, user_id, requester.device_id)
         body = {
             "next_batch": tokens.make(upto),
             "rooms": {"join": joined, "invite": invited, "leave": left},
             "account_data": {"events": [{"type": row["type"], "content": row["content"]}
                                         for row in account_rows if not row["room_id"]]},
-            "presence": {"events": []},
-            "to_device": {"events": []},
-            "device_lists": {"changed": [], "left": []},
-            "device_one_time_keys_count": {},
+            "presence": {"events": await self._presence.events_since(user_id, since, upto)
+                         if sync_filter.presence.wants_type("m.presence") else []},
+            "to_device": {"events": [{"sender": row["sender"], "type": row["type"], "content": row["content"]}
+                                     for row in to_device]},
+            "device_lists": device_lists,
+            "device_one_time_keys_count": key_counts,
+            "device_unused_fallback_key_types": unused_fallback,
         }
-        empty = not (joined or invited or left or body["account_data"]["events"])
-        return SyncResult(body, empty=empty, joined_rooms=frozenset(member_of))
+        empty = not (joined or invited or left or body["account_data"]["events"] or body["presence"]["events"]
+                     or to_device or device_lists["changed"] or device_lists["left"])
+        return SyncResult(body, empty=empty, joined_rooms=frozenset(member_of), position=upto, more=more)
+
+    async def _device_lists(self, requester: Requester, since: int | None, upto: int) -> dict[str, list[str]]:
+        """Whose devices changed after ``since`` (nothing in an initial sync)."""
+        if since is None:
+            return {"changed": [], "left": []}
+        changed, left = await device_list_changes(self._pool, requester.user_id, since, upto)
+        return {"changed": changed, "left": left}
 
     async def add_counts(self, user_id: str, joined: dict[str, Any], upto: int) -> None:
         """Fills in unread_notifications and summary for the joined rooms of a
@@ -186,6 +218,18 @@ class SyncBuilder:
         device = (requester.user_id, requester.device_id)
         return [client_event(row, device=device) for row in rows]
 
+    async def _timeline_events(self, requester: Requester, room_id: str, rows, limited: bool,
+                               ranges) -> list[dict[str, Any]]:
+        """A timeline's events, with their bundled aggregations when it is
+        limited (as the spec has it): a timeline that is not follows on from
+        what the client has, which aggregates the new children itself.
+        ``ranges`` None: the reader's visible stretches are read here."""
+        if not limited:
+            return self._format(rows, requester)
+        if ranges is None:
+            ranges = await self._ranges(room_id, requester.user_id)
+        return await bundle(self._pool, requester, room_id, rows, ranges)
+
     async def _timeline(self, room_id: str, after: int | None, upto: int, flt: RoomEventFilter,
                         ranges) -> tuple[list[Any], bool]:
         types, not_types = flt.type_patterns()
@@ -221,7 +265,9 @@ class SyncBuilder:
             state_rows = await self._with_senders(room_id, state_rows, rows, requester.user_id, start)
         state_rows = self._filter_state(state_rows, rows, requester.user_id, sync_filter.state, lazy)
         return {
-            "timeline": {"events": self._format(rows, requester), "limited": limited, "prev_batch": tokens.make(start)},
+            "timeline": {"events": await self._timeline_events(requester, room_id, rows, limited,
+                                                               ranges if since is None else None),
+                         "limited": limited, "prev_batch": tokens.make(start)},
             "state": {"events": self._format(state_rows, requester)},
             "ephemeral": {"events": []},
             "account_data": {"events": []},
@@ -264,11 +310,12 @@ class SyncBuilder:
     async def _left_room(self, requester: Requester, room_id: str, since: int | None, membership,
                          sync_filter: SyncFilter) -> dict[str, Any]:
         """Events up to and including the user's leave (or ban)."""
-        rows, limited = await self._timeline(room_id, since, membership["stream"], sync_filter.timeline,
-                                             await self._ranges(room_id, requester.user_id))
+        ranges = await self._ranges(room_id, requester.user_id)
+        rows, limited = await self._timeline(room_id, since, membership["stream"], sync_filter.timeline, ranges)
         start = rows[0]["stream"] - 1 if rows else membership["stream"]
         return {
-            "timeline": {"events": self._format(rows, requester), "limited": limited, "prev_batch": tokens.make(start)},
+            "timeline": {"events": await self._timeline_events(requester, room_id, rows, limited, ranges),
+                         "limited": limited, "prev_batch": tokens.make(start)},
             "state": {"events": []},
             "account_data": {"events": []},
         }

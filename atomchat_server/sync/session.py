@@ -52,6 +52,9 @@ class SyncSession:
         self._counts: dict[str, list[int]] = {}  # room -> [notifications, highlights, joined, invited]
         self.listener = Listener(requester.user_id)
         ctx.notifier.add_listener(self.listener)
+        # To-device messages may wait for this device's acknowledgement (see
+        # acknowledge()); unknown for a new session, so assumed.
+        self._unacknowledged = True
 
     def close(self) -> None:
         self._ctx.notifier.remove_listener(self.listener)
@@ -66,6 +69,15 @@ class SyncSession:
         """The client disconnected: a pending next() returns None."""
         self._gone = True
         self.listener.wake()
+
+    async def acknowledge(self, position: int) -> None:
+        """The client has everything up to ``position`` (it came back with
+        that token, or its stream answered a ping sent after that frame): the
+        to-device messages at or below it are deleted, never to be sent
+        again. Costs a query only when messages may be waiting."""
+        if self._unacknowledged:
+            self._unacknowledged = position < (self.since or 0)
+            await self._ctx.keys.acknowledge(self.requester, position)
 
     async def next(self, timeout: float | None, *, new_request: bool = True) -> SyncResult | None:
         """The next answer: at once if something is waiting; else as soon as
@@ -130,6 +142,11 @@ class SyncSession:
         listener.needs_full = False
         result = await self._ctx.sync.sync(self.requester, since=self.since, upto=upto,
                                            sync_filter=self._filter, full_state=self._full_state)
+        if result.body["to_device"]["events"]:
+            self._unacknowledged = True
+        upto = result.position
+        if result.more:
+            listener.needs_full = True  # the rest at once, in the next answer
         added = result.joined_rooms - listener.rooms
         notifier.set_rooms(listener, result.joined_rooms)
         if added and notifier.position > upto:

@@ -33,9 +33,23 @@ async function decryptedBody(client, eventId) {
     return event.getContent().body;
 }
 
+/** Waits until the server holds the client's device keys: Rust crypto
+ * uploads them just after the first sync, and a user queried before that
+ * (with no room shared, so no device list change to tell) stays without. */
+async function published(client) {
+    const user = client.getUserId();
+    for (let attempt = 0; attempt < 100; attempt++) {
+        const answer = await client.http.authedRequest("POST", "/keys/query", undefined, { device_keys: { [user]: [] } });
+        if (answer.device_keys?.[user]?.[client.getDeviceId()]) return;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    throw new Error(`the keys of ${user} never reached the server`);
+}
+
 before(async () => {
     alice = await cryptoClient("alice");
     bob = await cryptoClient("bob");
+    await Promise.all([published(alice), published(bob)]);
 });
 
 after(() => {

@@ -1,0 +1,85 @@
+"""Presence rows. A change of state or status message takes a stream
+position (under the persister's stream lock, like receipts); refreshing
+when a user was last active does not."""
+
+from __future__ import annotations
+
+import asyncpg
+
+
+async def refresh_active(db, user_id: str, now_ms: int) -> asyncpg.Record | None:
+    """Notes that a present (not offline) user is active; their state and
+    whether they chose it, or None when they are offline or were never seen."""
+    return await db.fetchrow(
+        "UPDATE presence SET last_active_ts = $2 WHERE user_id = $1 AND state <> 'offline'"
+        " RETURNING state, chosen",
+        user_id, now_ms,
+    )
+
+
+async def get_presence(db, user_id: str) -> asyncpg.Record | None:
+    return await db.fetchrow(
+        "SELECT user_id, state, status_msg, chosen, last_active_ts, stream FROM presence WHERE user_id = $1", user_id
+    )
+
+
+async def put_presence(conn, *, user_id: str, state: str, status_msg: str | None, keep_status: bool, chosen: bool,
+                       now_ms: int) -> int:
+    """Sets the user's state (and status message, unless ``keep_status``),
+    at a new stream position."""
+    return await conn.fetchval(
+        "INSERT INTO presence (user_id, state, status_msg, chosen, last_active_ts, stream)"
+        " VALUES ($1, $2, $3, $5, $6, nextval('event_stream'))"
+        " ON CONFLICT (user_id) DO UPDATE SET state = EXCLUDED.state, chosen = EXCLUDED.chosen,"
+        " status_msg = CASE WHEN $4 THEN presence.status_msg ELSE EXCLUDED.status_msg END,"
+        " last_active_ts = EXCLUDED.last_active_ts, stream = EXCLUDED.stream RETURNING stream",
+        user_id, state, status_msg, keep_status, chosen, now_ms,
+    )
+
+
+async def any_lapsed(db, before_ms: int) -> bool:
+    """Whether some present user was last active before ``before_ms``."""
+    return await db.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM presence WHERE state <> 'offline' AND last_active_ts < $1)", before_ms
+    )
+
+
+async def set_lapsed_offline(conn, *, before_ms: int) -> int | None:
+    """Every present user last active before ``before_ms`` goes offline
+    (a chosen state ends); returns the highest position taken, if any."""
+    return await conn.fetchval(
+        "WITH gone AS (UPDATE presence SET state = 'offline', chosen = false, stream = nextval('event_stream')"
+        " WHERE state <> 'offline' AND last_active_ts < $1 RETURNING stream) SELECT max(stream) FROM gone",
+        before_ms,
+    )
+
+
+async def shares_room(db, user_id: str, other: str) -> bool:
+    """Whether the two users are both joined to some room."""
+    return await db.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM memberships a JOIN memberships b ON b.room_id = a.room_id"
+        " WHERE a.user_id = $1 AND a.membership = 'join' AND b.user_id = $2 AND b.membership = 'join')",
+        user_id, other,
+    )
+
+
+# The users whose presence a user is shown: themselves and everyone joined
+# to a room they are joined to.
+_AUDIENCE = ("(SELECT $1::text UNION SELECT b.user_id FROM memberships a JOIN memberships b"
+             " ON b.room_id = a.room_id AND b.membership = 'join' WHERE a.user_id = $1 AND a.membership = 'join')")
+
+
+async def presence_since(db, user_id: str, after: int | None, upto: int) -> list[asyncpg.Record]:
+    """The presence the user is shown for changes in (after, upto]; with
+    ``after`` None (an initial sync), every such user who is not offline."""
+    if after is None:
+        return await db.fetch(
+            "SELECT user_id, state, status_msg, last_active_ts FROM presence"
+            f" WHERE user_id IN {_AUDIENCE} AND state <> 'offline' AND stream <= $2 ORDER BY stream",
+            user_id, upto,
+        )
+    return await db.fetch(
+        "SELECT user_id, state, status_msg, last_active_ts FROM presence"
+        f" WHERE stream > $2 AND stream <= $3 AND user_id IN {_AUDIENCE} ORDER BY stream",
+        user_id, after, upto,
+    )
