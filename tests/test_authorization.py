@@ -158,6 +158,54 @@ POST   {v3}/pushers/set                                                 401   20
 PUT    {v3}/pushrules/{scope}/{kind}/{rule_id}                          401   200     200     200      200     200  200   200     401
 PUT    {v3}/pushrules/{scope}/{kind}/{rule_id}/actions                  401   200     200     200      200     200  200   200     401
 PUT    {v3}/pushrules/{scope}/{kind}/{rule_id}/enabled                  401   200     200     200      200     200  200   200     401
+GET    {admin}/reports                                                  401   403     403     403      403     403  200   403     401
+GET    {admin}/reports/{report_id}                                      401   403     403     403      403     403  200   403     401
+PUT    {admin}/reports/{report_id}                                      401   403     403     403      403     403  200   403     401
+GET    /_matrix/client/v1/media/config                                  401   200     200     200      200     200  200   200     401
+GET    /_matrix/client/v1/media/download/{server_name}/{media_id}       401   200     200     200      200     200  200   200     401
+GET    /_matrix/client/v1/media/download/{server_name}/{media_id}/{filename} 401   200     200     200      200     200  200   200     401
+GET    /_matrix/client/v1/media/thumbnail/{server_name}/{media_id}      401   200     200     200      200     200  200   200     401
+GET    /_matrix/client/v1/rooms/{room_id}/relations/{event_id}          401   200     200     403      403     200  200   200     401
+GET    /_matrix/client/v1/rooms/{room_id}/relations/{event_id}/{rel_type} 401   200     200     403      403     200  200   200     401
+GET    /_matrix/client/v1/rooms/{room_id}/relations/{event_id}/{rel_type}/{event_type} 401   200     200     403      403     200  200   200     401
+GET    /_matrix/client/v1/rooms/{room_id}/threads                       401   200     200     403      403     200  200   200     401
+GET    {v3}/keys/changes                                                401   200     200     200      200     200  200   200     401
+POST   {v3}/keys/claim                                                  401   200     200     200      200     200  200   200     401
+POST   {v3}/keys/device_signing/upload                                  401   200     200     200      200     200  200   200     401
+POST   {v3}/keys/query                                                  401   200     200     200      200     200  200   200     401
+POST   {v3}/keys/signatures/upload                                      401   200     200     200      200     200  200   200     401
+POST   {v3}/keys/upload                                                 401   200     200     200      200     200  200   200     401
+GET    {v3}/presence/{user_id}/status                                   401   200     200     200      200     200  200   200     401
+PUT    {v3}/presence/{user_id}/status                                   401   200     200     200      200     200  200   200     401
+DELETE {v3}/room_keys/keys                                              401   200     200     200      200     200  200   200     401
+GET    {v3}/room_keys/keys                                              401   200     200     200      200     200  200   200     401
+PUT    {v3}/room_keys/keys                                              401   200     200     200      200     200  200   200     401
+DELETE {v3}/room_keys/keys/{room_id}                                    401   200     200     200      200     200  200   200     401
+GET    {v3}/room_keys/keys/{room_id}                                    401   200     200     200      200     200  200   200     401
+PUT    {v3}/room_keys/keys/{room_id}                                    401   200     200     200      200     200  200   200     401
+DELETE {v3}/room_keys/keys/{room_id}/{session_id}                       401   200     200     200      200     200  200   200     401
+GET    {v3}/room_keys/keys/{room_id}/{session_id}                       401   200     200     200      200     200  200   200     401
+PUT    {v3}/room_keys/keys/{room_id}/{session_id}                       401   200     200     200      200     200  200   200     401
+POST   {v3}/room_keys/version                                           401   200     200     200      200     200  200   200     401
+DELETE {v3}/room_keys/version/{version}                                 401   200     200     200      200     200  200   200     401
+GET    {v3}/room_keys/version/{version}                                 401   200     200     200      200     200  200   200     401
+PUT    {v3}/room_keys/version/{version}                                 401   200     200     200      200     200  200   200     401
+POST   {v3}/rooms/{room_id}/report                                      401   200     200     200      200     200  200   200     401
+POST   {v3}/rooms/{room_id}/report/{event_id}                           401   200     200     404      404     200  200   200     401
+POST   {v3}/search                                                      401   200     200     200      200     200  200   200     401
+PUT    {v3}/sendToDevice/{event_type}/{txn_id}                          401   200     200     200      200     200  200   200     401
+GET    {v3}/user/{user_id}/rooms/{room_id}/tags                         401   200     200     200      200     200  200   200     401
+DELETE {v3}/user/{user_id}/rooms/{room_id}/tags/{tag}                   401   200     200     200      200     200  200   200     401
+PUT    {v3}/user/{user_id}/rooms/{room_id}/tags/{tag}                   401   200     200     200      200     200  200   200     401
+POST   {v3}/user_directory/search                                       401   200     200     200      200     200  200   200     401
+POST   {v3}/users/{user_id}/report                                      401   200     200     200      200     200  200   200     401
+POST   /_matrix/media/v1/create                                         401   200     200     200      200     200  200   200     401
+GET    /_matrix/media/v3/config                                         401   200     200     200      200     200  200   200     401
+GET    /_matrix/media/v3/download/{server_name}/{media_id}              200   200     200     200      200     200  200   200     200
+GET    /_matrix/media/v3/download/{server_name}/{media_id}/{filename}   200   200     200     200      200     200  200   200     200
+GET    /_matrix/media/v3/thumbnail/{server_name}/{media_id}             200   200     200     200      200     200  200   200     200
+POST   /_matrix/media/v3/upload                                         401   200     200     200      200     200  200   200     401
+PUT    /_matrix/media/v3/upload/{server_name}/{media_id}                401   200     200     200      200     200  200   200     401
 """
 ABBREVIATIONS = {"{v3}": MATRIX, "{admin}": ADMIN}
 
@@ -204,6 +252,10 @@ class World:
     filters: dict[str, str] = field(default_factory=dict)
     refresh: dict[str, str] = field(default_factory=dict)
     numbers: dict[str, int] = field(default_factory=dict)  # /api ids
+    media: str = ""  # the owner's picture, "server/id"
+    report: str = ""  # the id of the owner's report of the room
+    backups: dict[str, str] = field(default_factory=dict)  # each caller's key backup version
+    reserved: dict[str, str] = field(default_factory=dict)  # each caller's reserved media id
 
     @property
     def owner(self) -> Account:
@@ -215,12 +267,15 @@ async def call(base_url: str, method: str, path: str, body: Any = None, token: s
     headers = {"Content-Type": "application/json"}
     if token is not None:
         headers["Authorization"] = f"{scheme} {token}"
-    payload = json.dumps(body) if body is not None else (b"" if method in ("POST", "PUT", "PATCH") else None)
+    if isinstance(body, bytes):
+        headers["Content-Type"] = "image/png"
+    payload = (body if isinstance(body, bytes) else json.dumps(body)) if body is not None else (b"" if method in ("POST", "PUT", "PATCH") else None)
     response = await AsyncHTTPClient().fetch(HTTPRequest(base_url + path, method=method, headers=headers,
                                                          body=payload, allow_nonstandard_methods=True,
                                                          request_timeout=30), raise_error=False)
-    text = response.body.decode() if response.body else ""
-    return response.code, (json.loads(text) if text else None)
+    if not response.body or not response.headers.get("Content-Type", "").startswith("application/json"):
+        return response.code, None  # a file downloaded, or nothing
+    return response.code, json.loads(response.body)
 
 
 async def ok(base_url: str, method: str, path: str, body: Any = None, token: str | None = None,
@@ -259,6 +314,13 @@ async def build_world(server: ThreadedServer, number: int, prepare: str) -> Worl
     mod = accounts["mod"].access_token
     await ok(base_url, "PUT", f"{ADMIN}/users/{quote(accounts['susp'].user_id)}/suspend", {"suspended": True}, mod)
     await ok(base_url, "PUT", f"{ADMIN}/users/{quote(accounts['locked'].user_id)}/lock", {"locked": True}, mod)
+    if prepare == "media":
+        world.media = (await ok(base_url, "POST", "/_matrix/media/v3/upload", PICTURE,
+                                owner.access_token))["content_uri"].removeprefix("mxc://")
+    elif prepare == "report":
+        await ok(base_url, "POST", f"{MATRIX}/rooms/{room}/report", {"reason": "table"}, owner.access_token)
+        listed = (await ok(base_url, "GET", f"{ADMIN}/reports?status=all&limit=100", token=mod))["reports"]
+        world.report = next(r["report_id"] for r in listed if r.get("room_id") == world.room)
     api_rooms = await ok(base_url, "GET", "/api/rooms/", token=owner.access_token, scheme="Token")
     world.api_room = next(r["id"] for r in api_rooms if r["name"] == f"Table {number}")
     world.target_number = (await ok(base_url, "GET", "/api/users/me/", token=world.target.access_token,
@@ -279,6 +341,14 @@ async def prepare_for(world: World, prepare: str, account: Account) -> None:
                  {"value": 1}, token)
     elif prepare == "push_rule":
         await ok(base_url, "PUT", f"{MATRIX}/pushrules/global/override/table", {"actions": ["notify"]}, token)
+    elif prepare == "backup":
+        world.backups[account.user_id] = (await ok(base_url, "POST", f"{MATRIX}/room_keys/version",
+                                                   BACKUP_VERSION, token))["version"]
+        await ok(base_url, "PUT", f"{MATRIX}/room_keys/keys/{quote(world.room)}/table"
+                 f"?version={world.backups[account.user_id]}", BACKED_UP_KEY, token)
+    elif prepare == "reserved":
+        world.reserved[account.user_id] = (await ok(base_url, "POST", "/_matrix/media/v1/create", {},
+                                                    token))["content_uri"].rsplit("/", 1)[1]
     elif prepare == "numbers":
         world.numbers[account.user_id] = (await ok(base_url, "GET", "/api/users/me/", token=token,
                                                    scheme="Token"))["id"]
@@ -301,7 +371,8 @@ class Recipe:
     body: Any = None
     query: Any = ""
     fresh: bool = False  # after a success (a refusal changes nothing: test_fuzz checks it)
-    prepare: str = ""  # "filters", "account_data", "refresh", "numbers", "push_rule": per caller, before blocks
+    prepare: str = ""  # "filters", "account_data", "refresh", "numbers", "push_rule", "backup", "reserved":
+    # per caller, before blocks; "media", "report": once, by the owner
 
 
 def own(world: World, caller: Account | None) -> Account:
@@ -319,6 +390,14 @@ def unique(world: World, prefix: str) -> str:
 
 
 TARGET = {"user_id": lambda w, c: w.target.user_id}
+PICTURE = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS"
+           b"\xde\x00\x00\x00\x0cIDATx\x9cc\xf8\xcf\xc0\x00\x00\x03\x01\x01\x00\xc9\xfe\x92\xef\x00\x00"
+           b"\x00\x00IEND\xaeB`\x82")  # one red pixel
+BACKUP_VERSION = {"algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": {"public_key": "dGFibGU"}}
+BACKED_UP_KEY = {"first_message_index": 0, "forwarded_count": 0, "is_verified": False,
+                 "session_data": {"ciphertext": "dGFibGU"}}
+BACKUP = {"prepare": "backup", "query": lambda w, c: f"version={w.backups[own(w, c).user_id]}"}
+MEDIA = {"prepare": "media", "query": "width=32&height=32"}
 NEW_PASSWORD = "another long password 43"
 
 RECIPES: dict[tuple[str, str], Recipe] = {
@@ -382,6 +461,8 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("POST", f"{MATRIX}/pushers/set"): Recipe(body={
         "pushkey": "table", "kind": "http", "app_id": "org.example.table", "app_display_name": "Table",
         "device_display_name": "Table", "lang": "en", "data": {"url": "https://push.example.org/_matrix/push/v1/notify"}}),
+    ("GET", f"{ADMIN}/reports/{{report_id}}"): Recipe(prepare="report"),
+    ("PUT", f"{ADMIN}/reports/{{report_id}}"): Recipe(prepare="report", body={"status": "resolved", "note": "table"}),
     ("GET", f"{ADMIN}/users/{{user_id}}"): Recipe(params=TARGET),
     ("PUT", f"{ADMIN}/users/{{user_id}}/lock"): Recipe(params=TARGET, body={"locked": True}),
     ("PUT", f"{ADMIN}/users/{{user_id}}/suspend"): Recipe(params=TARGET, body={"suspended": True}),
@@ -390,6 +471,46 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("POST", f"{ADMIN}/users/{{user_id}}/logout"): Recipe(params=TARGET, body={}),
     ("DELETE", f"{ADMIN}/rooms/{{room_id}}"): Recipe(fresh=True, body={"reason": "table"}),
     ("GET", "/_matrix/client/v1/admin/lock/{user_id}"): Recipe(params=TARGET),
+    **{("GET", f"{prefix}/{route}"): Recipe(**MEDIA) for prefix in ("/_matrix/client/v1/media", "/_matrix/media/v3")
+       for route in ("download/{server_name}/{media_id}", "download/{server_name}/{media_id}/{filename}",
+                     "thumbnail/{server_name}/{media_id}")},
+    ("POST", "/_matrix/media/v3/upload"): Recipe(body=PICTURE),
+    ("PUT", "/_matrix/media/v3/upload/{server_name}/{media_id}"): Recipe(
+        prepare="reserved", params={"media_id": lambda w, c: w.reserved[own(w, c).user_id]}, body=PICTURE),
+    ("POST", "/_matrix/media/v1/create"): Recipe(body={}),
+    ("GET", f"{MATRIX}/keys/changes"): Recipe(query="from=s0&to=s1"),
+    ("POST", f"{MATRIX}/keys/claim"): Recipe(body=lambda w, c: {
+        "one_time_keys": {w.owner.user_id: {w.owner.device_id: "signed_curve25519"}}}),
+    ("POST", f"{MATRIX}/keys/query"): Recipe(body=lambda w, c: {"device_keys": {w.owner.user_id: []}}),
+    ("POST", f"{MATRIX}/keys/upload"): Recipe(body={"one_time_keys": {}}),
+    ("POST", f"{MATRIX}/keys/signatures/upload"): Recipe(body={}),
+    ("POST", f"{MATRIX}/keys/device_signing/upload"): Recipe(body=lambda w, c: {"master_key": {
+        "user_id": own(w, c).user_id, "usage": ["master"], "keys": {"ed25519:dGFibGU": "dGFibGU"}}}),
+    ("PUT", f"{MATRIX}/presence/{{user_id}}/status"): Recipe(body={"presence": "online"}),
+    ("POST", f"{MATRIX}/room_keys/version"): Recipe(body=BACKUP_VERSION),
+    ("GET", f"{MATRIX}/room_keys/version/{{version}}"): Recipe(prepare="backup"),
+    ("DELETE", f"{MATRIX}/room_keys/version/{{version}}"): Recipe(prepare="backup"),
+    ("PUT", f"{MATRIX}/room_keys/version/{{version}}"): Recipe(prepare="backup", body=lambda w, c: {
+        **BACKUP_VERSION, "version": w.backups[own(w, c).user_id]}),
+    ("GET", f"{MATRIX}/room_keys/keys"): Recipe(**BACKUP),
+    ("DELETE", f"{MATRIX}/room_keys/keys"): Recipe(**BACKUP),
+    ("PUT", f"{MATRIX}/room_keys/keys"): Recipe(**BACKUP, body=lambda w, c: {
+        "rooms": {w.room: {"sessions": {"table": BACKED_UP_KEY}}}}),
+    ("GET", f"{MATRIX}/room_keys/keys/{{room_id}}"): Recipe(**BACKUP),
+    ("DELETE", f"{MATRIX}/room_keys/keys/{{room_id}}"): Recipe(**BACKUP),
+    ("PUT", f"{MATRIX}/room_keys/keys/{{room_id}}"): Recipe(**BACKUP, body={"sessions": {"table": BACKED_UP_KEY}}),
+    ("GET", f"{MATRIX}/room_keys/keys/{{room_id}}/{{session_id}}"): Recipe(**BACKUP),
+    ("DELETE", f"{MATRIX}/room_keys/keys/{{room_id}}/{{session_id}}"): Recipe(**BACKUP),
+    ("PUT", f"{MATRIX}/room_keys/keys/{{room_id}}/{{session_id}}"): Recipe(**BACKUP, body=BACKED_UP_KEY),
+    ("POST", f"{MATRIX}/rooms/{{room_id}}/report"): Recipe(body={"reason": "table"}),
+    ("POST", f"{MATRIX}/rooms/{{room_id}}/report/{{event_id}}"): Recipe(body={"reason": "table", "score": -50}),
+    ("POST", f"{MATRIX}/users/{{user_id}}/report"): Recipe(params=TARGET, body={"reason": "table"}),
+    ("POST", f"{MATRIX}/search"): Recipe(body={"search_categories": {"room_events": {"search_term": "hello"}}}),
+    ("PUT", f"{MATRIX}/sendToDevice/{{event_type}}/{{txn_id}}"): Recipe(
+        params={"event_type": "org.example.table"}, body=lambda w, c: {
+            "messages": {w.owner.user_id: {w.owner.device_id: {"value": 1}}}}),
+    ("PUT", f"{MATRIX}/user/{{user_id}}/rooms/{{room_id}}/tags/{{tag}}"): Recipe(body={"order": 0.5}),
+    ("POST", f"{MATRIX}/user_directory/search"): Recipe(body={"search_term": "user"}),
     ("PUT", "/_matrix/client/v1/admin/lock/{user_id}"): Recipe(params=TARGET, body={"locked": True}),
     ("GET", "/_matrix/client/v1/admin/suspend/{user_id}"): Recipe(params=TARGET),
     ("PUT", "/_matrix/client/v1/admin/suspend/{user_id}"): Recipe(params=TARGET, body={"suspended": True}),
@@ -420,6 +541,9 @@ def default_param(world: World, caller: Account | None, name: str) -> str:
         "receipt_type": "m.read", "data_type": "org.example.table",
         "scope": "global", "kind": "override", "rule_id": ".m.rule.master",
         "txn_id": unique(world, "t"),
+        "server_name": world.media.split("/")[0] or SERVER, "media_id": world.media.split("/")[-1],
+        "filename": "table.png", "rel_type": "m.thread", "report_id": world.report,
+        "version": world.backups.get(me.user_id, "0"), "session_id": "table", "tag": "u.work",
     }
     return values[name]
 
