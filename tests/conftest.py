@@ -262,3 +262,4 @@ def api(server):
 # databases.py reads _with_database above.
 from .databases import scratch_dsn  # noqa: E402, F401
 from .processes import data_dir  # noqa: E402, F401
+from .threaded_server import threaded_server  # noqa: E402, F401

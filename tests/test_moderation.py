@@ -269,6 +269,20 @@ async def test_a_suspended_user_reads_and_leaves_but_cannot_act(server, api):
     await bob.say(public, "thanks")
 
 
+async def test_a_locked_account_cannot_refresh_and_its_refresh_token_survives(server, api):
+    """Found by the authorization table: POST /refresh gave a locked account
+    new tokens. Its refresh token is one of its tokens: refused like the
+    others, and unchanged, so it works again once the account is unlocked."""
+    mod, bob = await moderator_and(server, api, "bob")
+    login = await api.login(bob.user_id, refresh_token=True)
+    await block(mod, bob, "lock")
+    answer = await api.request("POST", f"{MATRIX}/refresh", {"refresh_token": login["refresh_token"]}, status=401)
+    await expect_error(answer, 401, "M_USER_LOCKED")
+    await block(mod, bob, "lock", on=False)
+    await api.request("POST", f"{MATRIX}/refresh", {"refresh_token": login["refresh_token"]},
+                      schema="matrix/refresh.response")
+
+
 async def test_a_suspension_is_no_lock_and_a_lock_replaces_it(server, api):
     """One rule per user: the latest block wins, and lifting either lifts the user's rule."""
     mod, bob = await moderator_and(server, api, "bob")

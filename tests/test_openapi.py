@@ -4,16 +4,18 @@ served by the route Tornado would pick), every reference resolving."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 from openapi_spec_validator import validate
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-from atomchat_server.api.base import BaseHandler
-from atomchat_server.api.contract import ContractError, Op, expand, handler_methods, openapi_document
+from atomchat_server.api.base import BaseHandler, handler_methods
+from atomchat_server.api.contract import ContractError, Op, expand, openapi_document
 from atomchat_server.app import routes
 
-from .client import ApiClient
+from .client import ApiClient, check_schema
 
 OPENAPI = "/_atomchat/openapi.json"
 
@@ -41,6 +43,36 @@ async def test_the_document_is_served_and_is_valid_openapi_3_1(server, document)
     assert response.body == document
     assert document["openapi"] == "3.1.0"
     validate(response.body)  # raises on any violation of the OpenAPI 3.1 schema
+
+
+async def test_every_path_answers_a_cors_preflight(server, document):
+    """Found by fuzzing: OPTIONS on the account data routes, whose groups are
+    named, was a 500."""
+    for path in document["paths"]:
+        if path == "/_atomchat/client/v1/stream":
+            continue  # a WebSocket: no preflight
+        response = await AsyncHTTPClient().fetch(HTTPRequest(server.base_url + concrete(path), method="OPTIONS"),
+                                                 raise_error=False)
+        assert response.code == 204, f"OPTIONS {path}: {response.code}"
+        assert response.headers["Access-Control-Allow-Origin"] == "*"
+
+
+async def test_a_method_a_path_does_not_serve_is_405_naming_those_it_does(server, document):
+    """Found by fuzzing: the 405 had no Allow header (RFC 9110 requires
+    one), and the stream answered any method as a failed WebSocket upgrade,
+    or (TRACE) with Tornado's HTML page."""
+    for path, item in document["paths"].items():
+        served = sorted(method.upper() for method in item)
+        stream = path == "/_atomchat/client/v1/stream"
+        allowed = set(served) | (set() if stream else {"OPTIONS"})
+        for method in {"GET", "PUT", "POST", "DELETE", "PATCH", "TRACE"} - set(served):
+            response = await AsyncHTTPClient().fetch(HTTPRequest(
+                server.base_url + concrete(path), method=method,
+                body=None if method in ("GET", "DELETE", "TRACE") else b"{}", allow_nonstandard_methods=True),
+                raise_error=False)
+            assert response.code == 405, f"{method} {path}: {response.code}"
+            assert set(response.headers["Allow"].split(", ")) == allowed, f"{method} {path}"
+            check_schema("api/error" if path.startswith("/api/") else "common/error", json.loads(response.body))
 
 
 def test_every_route_method_has_an_operation(document):

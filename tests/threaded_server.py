@@ -10,9 +10,12 @@ import threading
 from collections.abc import Coroutine
 from typing import Any
 
+import pytest
 import uvloop
 
-from .conftest import RunningServer, start_server, truncate_all
+from atomchat_server import config
+
+from .conftest import TEST_SETTINGS, RunningServer, start_server, truncate_all
 
 
 class ThreadedServer:
@@ -50,3 +53,12 @@ class ThreadedServer:
     def run(self, coroutine: Coroutine[Any, Any, Any], timeout: float = 60) -> Any:
         """Runs a coroutine on the server's loop and returns its result."""
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+
+@pytest.fixture(scope="module")
+def threaded_server(database_dsn, test_passwords, tmp_path_factory):
+    """One server for a whole module, with the test settings, on a database
+    emptied when it starts (conftest offers it to every module)."""
+    settings = config.load({}, environ={}).replace(data_dir=str(tmp_path_factory.mktemp("server")), **TEST_SETTINGS)
+    with ThreadedServer(settings, database_dsn, test_passwords) as server:
+        yield server

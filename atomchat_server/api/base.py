@@ -58,6 +58,16 @@ CORS_HEADERS = {
 }
 
 
+HTTP_METHODS = ("get", "put", "post", "delete", "patch")
+
+
+def handler_methods(handler: type) -> list[str]:
+    """The HTTP methods a handler class implements itself, rather than
+    inheriting Tornado's 405 (OPTIONS, the CORS preflight, is not counted)."""
+    return [m for m in HTTP_METHODS
+            if getattr(handler, m, None) is not getattr(tornado.web.RequestHandler, m, None)]
+
+
 def forwarded_client(peer: str, forwarded: Iterable[str], trusted: tuple) -> str:
     """The client's address as the trusted proxies saw it: starting from the
     peer, each address that is a trusted proxy is replaced by the one it
@@ -128,8 +138,9 @@ class BaseHandler(tornado.web.RequestHandler):
             self.ctx.in_flight -= 1
             self._counted = False
 
-    def options(self, *args: Any) -> None:
-        """CORS preflight: the default headers say everything."""
+    def options(self, *args: Any, **kwargs: Any) -> None:
+        """CORS preflight: the default headers say everything. (Routes with
+        named groups pass their arguments by name.)"""
         self.set_status(204)
         self.clear_header("Content-Type")
         self.finish()
@@ -193,6 +204,10 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_status(status)
         self.finish(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
 
+    def allow(self) -> None:
+        """A 405 names the methods the path serves (RFC 9110's Allow)."""
+        self.set_header("Allow", ", ".join([m.upper() for m in handler_methods(type(self))] + ["OPTIONS"]))
+
     @staticmethod
     def failure(kwargs: dict[str, Any]) -> BaseException | None:
         """The exception a request failed with (from write_error's arguments);
@@ -204,6 +219,8 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         error = self.failure(kwargs)
+        if status_code == 405:
+            self.allow()
         if isinstance(error, MatrixError):
             self.set_status(error.status)
             body = error.to_json()

@@ -71,6 +71,7 @@ class CompatHandler(BaseHandler):
         elif isinstance(error, MatrixError):
             status_code, body = error.status, self._detail(error)
         elif isinstance(error, tornado.web.HTTPError) and status_code == 405:
+            self.allow()
             body = {"detail": f'Method "{self.request.method}" not allowed.'}
         elif status_code == 404:
             body = {"detail": "Not found."}

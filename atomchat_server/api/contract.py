@@ -28,12 +28,8 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urljoin
 
-import tornado.web
-
 from ..validation import BASE_URI, schemas
-from .base import BaseHandler
-
-METHODS = ("get", "put", "post", "delete", "patch")
+from .base import BaseHandler, handler_methods
 
 # Security schemes, by the name operations refer to them with.
 SECURITY_SCHEMES = {
@@ -87,13 +83,6 @@ class ContractError(Exception):
     """A route the document cannot describe: a missing declaration or a
     pattern it cannot read. Raised when the document is built, so the tests
     (and the first request for it) fail rather than serve a partial one."""
-
-
-def handler_methods(handler: type) -> list[str]:
-    """The HTTP methods a handler class implements itself (OPTIONS, the CORS
-    preflight every handler answers, is not part of the contract)."""
-    return [m for m in METHODS
-            if getattr(handler, m, None) is not getattr(tornado.web.RequestHandler, m, None)]
 
 
 def _argument_names(handler: type, method: str) -> list[str]:
@@ -218,8 +207,10 @@ def _operation(path: str, handler: type, method: str, op: Op, literals: dict[str
     if parameters:
         operation["parameters"] = parameters
     if op.request is not None:
-        operation["requestBody"] = {"required": op.request != OBJECT, "content": {
-            "application/json": {"schema": _schema_ref(_format(op.request, literals))}}}
+        name = _format(op.request, literals)
+        # An empty body reads as {}: the body is optional when {} is valid.
+        operation["requestBody"] = {"required": not schemas().validator(name).is_valid({}), "content": {
+            "application/json": {"schema": _schema_ref(name)}}}
     schemes = getattr(handler, "security", ("bearer", "access_token"))
     if op.auth == "none":
         operation["security"] = []

@@ -19,7 +19,7 @@ import tornado.web
 
 from ..errors import MatrixError
 from ..services.media import Served
-from .base import BaseHandler
+from .base import BaseHandler, handler_methods
 from .contract import OBJECT, Op, Param
 
 if TYPE_CHECKING:
@@ -61,6 +61,10 @@ class StreamedUpload(BaseHandler):
         super().prepare()
         if self.request.method == "OPTIONS":
             return
+        if self.request.method.lower() not in handler_methods(type(self)):
+            # Tornado answers an unserved method only after prepare: without
+            # this, a GET of the upload path would be refused as unauthenticated.
+            raise tornado.web.HTTPError(405)
         requester = await self.authenticate()
         media = self.ctx.media
         length = self.request.headers.get("Content-Length")

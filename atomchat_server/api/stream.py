@@ -29,7 +29,7 @@ from ..sync import tokens
 from ..sync.builder import SyncResult
 from ..sync.session import SyncSession
 from ..validation import load_json, schemas
-from .base import client_address, database_unavailable
+from .base import BaseHandler, client_address, database_unavailable
 from .contract import Op, Param
 from .matrix_sync import load_filter
 
@@ -115,6 +115,15 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         self._ping_position: int | None = None  # the stream position its frames had reached at that ping
         self._counted: str | None = None  # the account whose open streams count this one
 
+    # Errors before the upgrade are JSON, as on every other path (Tornado's
+    # own 405, for a method it does not know, included).
+    write_error = BaseHandler.write_error
+    failure = staticmethod(BaseHandler.failure)
+
+    def allow(self) -> None:
+        """The stream is a GET that upgrades; nothing else, not even a preflight."""
+        self.set_header("Allow", "GET")
+
     def check_origin(self, origin: str) -> bool:
         return True  # authentication is by token, never by cookie: any origin may connect
 
@@ -122,6 +131,9 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         """Checks what can be checked before the upgrade, answering in JSON."""
         client_address(self)  # worked out now: open() drops the headers it comes from
         try:
+            if self.request.method != "GET":
+                self.allow()
+                raise MatrixError(405, "M_UNRECOGNIZED", "Unrecognized request")
             if self.request.headers.get("Upgrade", "").lower() != "websocket":
                 raise MatrixError(400, "M_UNRECOGNIZED",
                                   "This endpoint is a WebSocket: connect with an Upgrade request")

@@ -194,11 +194,15 @@ class Accounts:
     async def refresh(self, refresh_token: str) -> LoginResult:
         """Trades a refresh token for a new access token and refresh token;
         the old refresh token stops working, and the old access token once
-        the new one is used (SessionCache.authenticate)."""
+        the new one is used (SessionCache.authenticate). A locked account's
+        refresh token is refused like its access tokens, and left as it was."""
+        old_hash = hash_refresh_token(refresh_token)
+        user_id = await session_store.refresh_token_user(self._pool, old_hash)
+        if user_id is not None:
+            await self._catch_up()
+            self._blocks.require_unlocked(user_id)
         new_token = new_refresh_token()
-        row = await session_store.rotate_refresh_token(
-            self._pool, hash_refresh_token(refresh_token), hash_refresh_token(new_token)
-        )
+        row = await session_store.rotate_refresh_token(self._pool, old_hash, hash_refresh_token(new_token))
         if row is None:
             raise unknown_token("Unknown refresh token")
         claims = TokenClaims(row["user_id"], row["device_id"], row["session_id"], row["token_generation"])

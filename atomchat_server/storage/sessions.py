@@ -57,6 +57,12 @@ async def get_session(db: Database, session_id: str) -> asyncpg.Record | None:
     )
 
 
+async def refresh_token_user(db: Database, token_hash: str) -> str | None:
+    """The account a refresh token belongs to; None when it is unknown."""
+    user_id: str | None = await db.fetchval("SELECT user_id FROM sessions WHERE refresh_token_hash = $1", token_hash)
+    return user_id
+
+
 async def rotate_refresh_token(db: Database, old_hash: str, new_hash: str) -> asyncpg.Record | None:
     """Swaps a refresh token for a new one and moves the session to its
     next token generation; None when the old one is unknown (never issued,
