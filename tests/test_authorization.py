@@ -128,6 +128,7 @@ GET    {v3}/user/{user_id}/filter/{filter_id}                           401   20
 GET    {v3}/user/{user_id}/rooms/{room_id}/account_data/{data_type}     401   200     200     200      200     200  200   200     401
 PUT    {v3}/user/{user_id}/rooms/{room_id}/account_data/{data_type}     401   200     200     200      200     200  200   200     401
 GET    /_matrix/client/versions                                         200   200     200     200      200     200  200   200     200
+GET    /_matrix/key/v2/server/                                          200   200     200     200      200     200  200   200     200
 POST   /api/auth/tokens/                                                200   200     200     200      200     200  200   200     400
 POST   /api/messages/                                                   401   201     201     201      201     201  201   403     401
 GET    /api/rooms/                                                      401   200     200     200      200     200  200   200     401
