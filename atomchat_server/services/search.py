@@ -143,9 +143,10 @@ class Search:
                     position: Position | None, limit: int) -> tuple[int, list[asyncpg.Record], Position | None]:
         """Reads matches newest window first (see FIRST_WINDOW) from
         ``position`` until a page is full: returns the count of matches (exact
-        when every window down to the oldest readable event was read, else
-        extrapolated from those read, as the specification allows), the
-        page, and where the next page starts (None at the end)."""
+        when every window down to the oldest readable event was read or when
+        the windows read promise few matches, else extrapolated from those
+        read, as the specification allows), the page, and where the next page
+        starts (None at the end)."""
         if not visible:
             return 0, [], None
         bottom = min(lo for _, lo, _ in visible) - 1
@@ -179,10 +180,19 @@ class Search:
         if len(page) > limit:
             last, last_block = page[limit - 1]
             following = Position(position.top, last_block, (last["rank"] if by_rank else None, last["stream"]))
-        if reached <= bottom and start == position.top:
-            total = counted
-        else:
+        # The stretches of (bottom, top] this page did not read: older than
+        # the last window, and newer than where the page started.
+        unread = [w for w in ((bottom, reached), (start, position.top)) if w[0] < w[1]]
+        total = counted
+        if unread:
             total = counted * (position.top - bottom) // max(1, start - max(reached, bottom))
+            if total <= FEW_MATCHES:
+                # Few matches are promised: the GIN index counts the rest
+                # exactly at little cost, where extrapolating from one window
+                # of a sparse history (a small room among much activity
+                # elsewhere) would be far off.
+                counts = await asyncio.gather(*(search(window=w, after=(None, None), limit=0) for w in unread))
+                total = counted + sum(matches for matches, _ in counts)
         return total, [row for row, _ in page[:limit]], following
 
     async def _context(self, requester: Requester, row: asyncpg.Record, ranges: list[Range],
