@@ -56,7 +56,7 @@ from .services.key_backup import KeyBackup
 from .services.keys import Keys, device_list_changes, key_state
 from .services.media import Media
 from .services.moderation import AdminQueries, Blocks, Moderation
-from .services.persister import Persister
+from .services.persister import Persister, Signer
 from .services.presence import Presence
 from .services.profiles import Profiles
 from .services.push import PushEvaluator, PushRules
@@ -205,7 +205,9 @@ class AtomChat:
         # The writer has a connection of its own: sends must not queue for
         # one behind a burst of reads (hundreds of initial syncs, say).
         self._write_pool = await create_pool(self.dsn, min_size=1, max_size=1, name=WRITER_NAME)
-        self._persister = Persister(self._write_pool, self.supervisor, on_commit=notifier.committed,
+        server_key = load_or_create_server_key(settings.data_path)
+        self._persister = Persister(self._write_pool, self.supervisor, Signer(settings.server_name, server_key),
+                                    on_commit=notifier.committed,
                                     judge=PushEvaluator())
         notifier.writer_settled = self._persister.settled
         self._persister.start()
@@ -215,7 +217,8 @@ class AtomChat:
                                 server_name=settings.server_name)
         notifier.observers.append(moderation.observe)  # before loading, so no rule slips between
         await moderation.start()
-        rooms = Rooms(pool=self._pool, persister=self._persister, server_name=settings.server_name, blocks=blocks)
+        rooms = Rooms(pool=self._pool, persister=self._persister, signer=Signer(settings.server_name, server_key),
+                      blocks=blocks)
         profiles = Profiles(pool=self._pool, rooms=rooms, blocks=blocks)
         presence = Presence(pool=self._pool, persister=self._persister,
                             timeout_seconds=settings.presence_timeout_seconds, tracking=settings.track_presence)
@@ -238,7 +241,7 @@ class AtomChat:
                               streams=stream.OpenStreams(settings.websocket_ping_seconds),
                               open_streams=OpenPerAccount(settings.max_streams_per_account, "streams"),
                               long_polls=OpenPerAccount(settings.max_long_polls_per_account, "long-polls"),
-                              server_key=load_or_create_server_key(settings.data_path))
+                              server_key=server_key)
         self.ctx.streams.start()
         await self.ctx.compat.upgrade_old_api_rooms()
         return self.application()

@@ -8,6 +8,7 @@ visibility here, from the reader's membership history.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,15 +21,17 @@ from ..events import ids
 from ..events.drafts import MAX_EVENT_BYTES, EventDraft
 from ..events.filters import RoomEventFilter
 from ..events.format import client_event
+from ..events.pdu import build_pdu, finish_pdu
 from ..events.power_levels import edits_directory, edits_members
-from ..events.room_creation import ROOM_VERSION, RoomRequest, initial_events
+from ..events.room_creation import RoomRequest, create_content, initial_events
+from ..events.room_versions import room_version
 from ..events.visibility import Range, can_see, visible_ranges
 from ..storage import directory as directory_store
 from ..storage import events as event_store
 from ..storage import users as user_store
 from ..sync import tokens
 from .moderation import Blocks
-from .persister import Persister
+from .persister import Persister, Signer
 from .relations import bundle, check_relation
 
 MAX_PAGE = 1000
@@ -43,11 +46,12 @@ class Page:
 
 
 class Rooms:
-    def __init__(self, *, pool: asyncpg.Pool, persister: Persister, server_name: str, blocks: Blocks) -> None:
+    def __init__(self, *, pool: asyncpg.Pool, persister: Persister, signer: Signer, blocks: Blocks) -> None:
         self._pool = pool
+        self._signer = signer
         self._blocks = blocks
         self._persister = persister
-        self.server_name = server_name
+        self.server_name = signer.server_name
 
     # -- helpers -----------------------------------------------------------
 
@@ -102,7 +106,13 @@ class Rooms:
     async def create_room(self, requester: Requester, request: RoomRequest, *, alias_localpart: str | None,
                           publish: bool) -> str:
         self._blocks.require(requester.user_id, "create_room")
-        room_id = ids.new_room_id(self.server_name)
+        version = room_version(request.room_version)
+        create: EventDraft | None = None
+        if version.room_id_is_create_event_id:
+            create = self._create_event(requester.user_id, request)
+            room_id = create.room_id
+        else:
+            room_id = ids.new_room_id(self.server_name)
         alias = f"#{alias_localpart}:{self.server_name}" if alias_localpart else None
         if alias and await directory_store.get_alias(self._pool, alias):
             raise MatrixError(400, "M_ROOM_IN_USE", "That room alias is taken")
@@ -110,11 +120,11 @@ class Rooms:
             await self._require_local_user(user)
         if alias:
             request = RoomRequest(**{**request.__dict__, "canonical_alias": alias})
-        drafts = initial_events(room_id, requester.user_id, request, await self._profile(requester.user_id))
+        drafts = initial_events(room_id, requester.user_id, request, await self._profile(requester.user_id), create)
         for draft in drafts:
             self._check_size(draft)
         try:
-            await self._persister.write(drafts, new_room=ROOM_VERSION)
+            await self._persister.write(drafts, new_room=version.identifier)
         except MatrixError as refusal:
             # The creator may do anything in a new room: a refused initial
             # event means the request asked for something invalid.
@@ -129,6 +139,17 @@ class Rooms:
         if publish:
             await directory_store.set_published(self._pool, room_id, True)
         return room_id
+
+    def _create_event(self, creator: str, request: RoomRequest) -> EventDraft:
+        """The signed m.room.create of a room whose id is made from it."""
+        version = room_version(request.room_version)
+        pdu = build_pdu(room_id="", sender=creator, event_type="m.room.create",
+                        content=create_content(creator, request), state_key="", redacts=None,
+                        origin_server_ts=int(time.time() * 1000), depth=1, prev_events=[], auth_events=[],
+                        version=version)
+        event_id, signed = finish_pdu(pdu, self._signer.server_name, self._signer.key, version)
+        return EventDraft(room_id="!" + event_id[1:], sender=creator, type="m.room.create",
+                          content=signed["content"], state_key="", event_id=event_id, pdu=signed)
 
     # -- membership ----------------------------------------------------------
 
