@@ -35,7 +35,7 @@ async def test_every_event_is_a_signed_pdu_whose_id_is_its_reference_hash(api, s
     assert (room["room_version"], room["pdus"], room["extremities"]) == (version, True, [redaction["event_id"]])
     rules = room_version(version)
     key = signing.verify_key_of(server.atomchat.ctx.server_key)
-    ids = {}
+    ids: dict[str, tuple[str, str]] = {}
     for depth, row in enumerate(rows, start=1):
         pdu = json.loads(row["pdu"])
         assert signing.event_id(pdu, rules) == row["event_id"]
@@ -75,7 +75,8 @@ async def test_version_12_creators_are_above_power_levels(api):
     assert refused["errcode"] == "M_FORBIDDEN"
     await alice.put_state(room_id, "m.room.power_levels", {**levels, "users": {bob.user_id: 100}})
     # The room id names the room everywhere a room id is taken.
-    assert (await alice.call("GET", "/joined_rooms", schema="matrix/joined_rooms.response")).body == {"joined_rooms": [room_id]}
+    joined = await alice.call("GET", "/joined_rooms", schema="matrix/joined_rooms.response")
+    assert joined.body == {"joined_rooms": [room_id]}
     message = await bob.say(room_id, "hi")
     redaction = await alice.redact(room_id, message, reason="typo")
     seen = await bob.event(room_id, redaction["event_id"])
@@ -86,7 +87,8 @@ async def test_version_12_creators_are_above_power_levels(api):
 
 async def test_capabilities_offer_versions_10_to_12(api):
     (alice,) = await register(api, "alice")
-    caps = (await alice.call("GET", "/capabilities", schema="matrix/capabilities.response")).body["capabilities"]["m.room_versions"]
+    answer = await alice.call("GET", "/capabilities", schema="matrix/capabilities.response")
+    caps = answer.body["capabilities"]["m.room_versions"]
     assert caps == {"default": "12", "available": {"10": "stable", "11": "stable", "12": "stable"}}
     refused = await alice.call("POST", "/createRoom", {"room_version": "9"}, status=400)
     assert refused["errcode"] == "M_UNSUPPORTED_ROOM_VERSION"
