@@ -11,3 +11,6 @@ ALTER TABLE rooms ADD COLUMN pdus boolean NOT NULL DEFAULT false;
 -- can fork the room, so there may be more than one.
 ALTER TABLE rooms ADD COLUMN extremities text[] NOT NULL DEFAULT '{}';
 ALTER TABLE events ADD COLUMN pdu jsonb;
+-- A room known only by an invite of a local user from another server: it
+-- holds that invite alone until the user joins through that server.
+ALTER TABLE rooms ADD COLUMN stub boolean NOT NULL DEFAULT false;

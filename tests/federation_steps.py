@@ -71,3 +71,8 @@ class RemoteServer:
                              state_key=state_key, redacts=redacts, origin_server_ts=ts, depth=depth + 1,
                              prev_events=prev, auth_events=auth, version=version)
         return finish_pdu(unsigned, self.name, self.key, version)
+
+
+def sign_template(server: RemoteServer, template: dict[str, Any], version_id: str) -> tuple[str, dict[str, Any]]:
+    """A make_join/make_leave template as the remote server completes it."""
+    return finish_pdu(template, server.name, server.key, room_version(version_id))

@@ -123,6 +123,10 @@ class FederationEvents:
             log.info("soft-failed event %s from %s: %s", event_id, origin, refusal.error)
         return event_id, None
 
+    async def check_signed(self, pdu: Mapping[str, Any], version: RoomVersion) -> None:
+        """Raise PduError unless the servers that must have signed the PDU did."""
+        await self._check_signatures(pdu, version)
+
     async def _check_signatures(self, pdu: Mapping[str, Any], version: RoomVersion) -> None:
         keys: dict[tuple[str, str], VerifyKey] = {}
         for server in required_signers(pdu):

@@ -72,6 +72,7 @@ class WriteUnit:
     drafts: list[EventDraft]
     txn: tuple[str, str, str] | None = None  # (user id, device id, txn id) of a client send
     new_room: str | None = None  # room version, when the unit creates its room
+    stub: bool = False  # the new room is known only by a remote invite (see rooms.stub)
     # A write that is not an event (a receipt, say): runs on the batch's
     # connection under the stream lock and returns the position it took.
     update: Callable[[Any], Awaitable[int | None]] | None = None
@@ -122,11 +123,11 @@ class Persister:
             raise unavailable("The server could not commit writes; try again shortly")
 
     async def write(self, drafts: list[EventDraft], *, txn: tuple[str, str, str] | None = None,
-                    new_room: str | None = None) -> list[Any]:
+                    new_room: str | None = None, stub: bool = False) -> list[Any]:
         """Commits the drafts as one unit; returns their stored rows. With a
         transaction id already used, returns the row of the event it made."""
         self._require_running()
-        unit = WriteUnit(list(drafts), txn, new_room)
+        unit = WriteUnit(list(drafts), txn, new_room, stub)
         await self._queue.put(unit)
         return await unit.future
 
@@ -353,7 +354,7 @@ class _Batch:
         if unit.new_room is not None:
             first = unit.drafts[0]
             await event_store.insert_room(self.conn, room_id=first.room_id, room_version=unit.new_room,
-                                          creator=first.sender)
+                                          creator=first.sender, stub=unit.stub)
             self.heads[first.room_id] = _Head(None, 0, room_version(unit.new_room), [])
         rows = []
         now_ms = int(time.time() * 1000)

@@ -84,11 +84,11 @@ async def batch_context(conn: Database, room_ids: Sequence[str], state_keys: Seq
     )
 
 
-async def insert_room(conn: Database, *, room_id: str, room_version: str, creator: str) -> None:
-    """A new room, whose events are PDUs."""
+async def insert_room(conn: Database, *, room_id: str, room_version: str, creator: str, stub: bool = False) -> None:
+    """A new room, whose events are PDUs; a stub holds only a remote invite."""
     await conn.execute(
-        "INSERT INTO rooms (room_id, room_version, creator, pdus) VALUES ($1, $2, $3, true)",
-        room_id, room_version, creator,
+        "INSERT INTO rooms (room_id, room_version, creator, pdus, stub) VALUES ($1, $2, $3, true, $4)",
+        room_id, room_version, creator, stub,
     )
 
 
@@ -197,7 +197,7 @@ _APPENDED = ("event_id", "room_id", "type", "state_key", "sender", "content", "o
 
 async def redact(conn: Database, event_id: str, pruned_content: dict, redacted_because: dict) -> None:
     await conn.execute(
-        "UPDATE events SET content = $2, redacted_by = $3,"
+        "UPDATE events SET content = $2, redacted_by = $3, pdu = jsonb_set(pdu, '{content}', $2),"
         " unsigned = (unsigned - 'prev_content') || jsonb_build_object('redacted_because', $4::jsonb)"
         " WHERE event_id = $1",
         event_id, pruned_content, redacted_because["event_id"], redacted_because,

@@ -16,7 +16,25 @@ async def pdu_room(db: Database, room_id: str) -> asyncpg.Record | None:
     """A room whose events are PDUs (not deleted), or None."""
     return await db.fetchrow(
         "SELECT room_id, room_version, extremities, head_stream FROM rooms"
-        " WHERE room_id = $1 AND pdus AND NOT deleted", room_id)
+        " WHERE room_id = $1 AND pdus AND NOT stub AND NOT deleted", room_id)
+
+
+async def server_in_room(db: Database, room_id: str, server_name: str) -> bool:
+    """Whether a user of the server is joined to (or invited to) the room."""
+    return bool(await db.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM memberships WHERE room_id = $1 AND membership IN ('join', 'invite')"
+        " AND substr(user_id, strpos(user_id, ':') + 1) = $2)", room_id, server_name))
+
+
+async def max_depth(db: Database, room_id: str, event_ids: Sequence[str]) -> int:
+    return int(await db.fetchval(
+        "SELECT COALESCE(max(depth), 0) FROM events WHERE room_id = $1 AND event_id = ANY($2::text[])",
+        room_id, list(event_ids)))
+
+
+async def event_pdu(db: Database, event_id: str) -> asyncpg.Record | None:
+    return await db.fetchrow(f"SELECT room_id, {_PDU_COLUMNS} FROM events WHERE event_id = $1 AND pdu IS NOT NULL",
+                             event_id)
 
 
 async def has_event(db: Database, event_id: str) -> bool:
@@ -42,18 +60,19 @@ async def state_ids_after(db: Database, room_id: str, stream: int) -> dict[tuple
 
 async def auth_chain(db: Database, room_id: str, event_ids: Sequence[str], *,
                      include_self: bool = True, limit: int = 50000) -> list[asyncpg.Record]:
-    """The events reachable from ``event_ids`` through auth_events (with the
+    """The events reachable from ``event_ids`` through auth_events (and the
     events themselves when ``include_self``), in stream order."""
     return await db.fetch(
         "WITH RECURSIVE chain(event_id) AS ("
-        "   SELECT e.event_id FROM events e WHERE e.room_id = $1 AND e.event_id = ANY($2::text[])"
+        "   SELECT a.value FROM events e, jsonb_array_elements_text(e.pdu->'auth_events') a"
+        "   WHERE e.room_id = $1 AND e.event_id = ANY($2::text[])"
         "   UNION"
         "   SELECT a.value FROM chain c JOIN events e ON e.event_id = c.event_id,"
         "          jsonb_array_elements_text(e.pdu->'auth_events') a"
         " )"
         f" SELECT {_PDU_COLUMNS} FROM events WHERE room_id = $1 AND pdu IS NOT NULL"
-        " AND event_id IN (SELECT event_id FROM chain)"
-        " AND ($3 OR NOT event_id = ANY($2::text[])) ORDER BY stream LIMIT $4",
+        " AND (event_id IN (SELECT event_id FROM chain) OR ($3 AND event_id = ANY($2::text[])))"
+        " ORDER BY stream LIMIT $4",
         room_id, list(event_ids), include_self, limit)
 
 
