@@ -2,9 +2,12 @@
 by a pretend remote server (its key given to the service as the KeyRing
 would) are checked, and the ones that pass reach clients like local events."""
 
+import json
+
 import asyncpg
 
 from atomchat_server.services.federation_events import FederationEvents
+from atomchat_server.services.federation_send import PduSender
 
 from .federation_steps import Keys, RemoteServer
 from .room_steps import bodies, register
@@ -29,6 +32,10 @@ async def stored(dsn: str, event_id: str):
 async def joined_room(api, server, keys):
     """Alice's public room, which Rob of the remote server has joined."""
     (alice,) = await register(api, "alice")
+    return await joined_room_of(alice, server, keys)
+
+
+async def joined_room_of(alice, server, keys):
     room_id = await alice.create_room(preset="public_chat")
     rob = REMOTE.user("rob")
     join_id, join = await REMOTE.pdu(server.atomchat.dsn, room_id, rob, "m.room.member", {"membership": "join"}, rob)
@@ -135,3 +142,39 @@ async def test_a_remote_event_on_an_older_branch_forks_the_room_and_the_next_loc
         await conn.close()
     page = await alice.messages(room_id, dir="b", limit=3)
     assert bodies(page["chunk"]) == ["both seen", "meanwhile there", "meanwhile here"]
+
+
+class RecordingOutbox:
+    """What the outbox was handed (its delivery is the transport's, tested there)."""
+
+    def __init__(self):
+        self.queued = []
+
+    async def enqueue_pdus(self, destinations, pdus):
+        self.queued.append((list(destinations), [dict(p) for p in pdus]))
+
+
+async def test_local_events_of_a_room_with_remote_members_go_to_their_servers(api, server):
+    keys = Keys()
+    REMOTE.trusted_by(keys)
+    outbox = RecordingOutbox()
+    sender = PduSender(pool=server.atomchat.ctx.pool, outbox=outbox, server_name="test.local")
+    server.atomchat._persister.appended_hooks.append(sender.appended)
+    (alice,) = await register(api, "alice")
+    lonely = await alice.create_room()
+    await alice.say(lonely, "nobody else here")
+    await sender.settled()
+    assert outbox.queued == []
+    alice, room_id, rob = await joined_room_of(alice, server, keys)
+    await sender.settled()
+    assert outbox.queued == []  # Rob's own join is his server's to send
+    said = await alice.say(room_id, "hello Rob")
+    await sender.settled()
+    assert [(d, [p["content"] for p in pdus]) for d, pdus in outbox.queued] == [
+        (["remote.example"], [{"msgtype": "m.text", "body": "hello Rob"}])]
+    conn = await asyncpg.connect(server.atomchat.dsn)
+    try:
+        stored_pdu = await conn.fetchval("SELECT pdu FROM events WHERE event_id = $1", said)
+    finally:
+        await conn.close()
+    assert outbox.queued[0][1][0] == json.loads(stored_pdu)

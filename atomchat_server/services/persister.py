@@ -97,6 +97,9 @@ class Persister:
         self._queue: asyncio.Queue[WriteUnit] = asyncio.Queue()
         self._task: asyncio.Task | None = None
         self._on_commit = on_commit
+        # Called with the events each commit of this process appended (every
+        # one, in order): federation sends this server's PDUs on from here.
+        self.appended_hooks: list[Callable[[list[dict[str, Any]]], None]] = []
         self._committing: asyncio.Future | None = None  # see settled()
 
     def start(self) -> None:
@@ -200,6 +203,9 @@ class Persister:
                     unit.future.set_exception(outcome)
                 else:
                     unit.future.set_result(outcome)
+            if batch.appended:
+                for hook in self.appended_hooks:
+                    hook(batch.appended)
             if batch.last_position and self._on_commit is not None:
                 # Hand the events over when they are all this batch did: no
                 # other write took a position, and no redaction changed an

@@ -26,6 +26,14 @@ async def server_in_room(db: Database, room_id: str, server_name: str) -> bool:
         " AND substr(user_id, strpos(user_id, ':') + 1) = $2)", room_id, server_name))
 
 
+async def servers_in_room(db: Database, room_id: str) -> list[str]:
+    """The servers with a user joined to the room."""
+    rows = await db.fetch(
+        "SELECT DISTINCT substr(user_id, strpos(user_id, ':') + 1) AS server FROM memberships"
+        " WHERE room_id = $1 AND membership = 'join' ORDER BY 1", room_id)
+    return [row["server"] for row in rows]
+
+
 async def max_depth(db: Database, room_id: str, event_ids: Sequence[str]) -> int:
     return int(await db.fetchval(
         "SELECT COALESCE(max(depth), 0) FROM events WHERE room_id = $1 AND event_id = ANY($2::text[])",
