@@ -45,12 +45,17 @@ class JoinHandler(BaseHandler):
     """POST /join/{roomIdOrAlias} and POST /rooms/{roomId}/join."""
 
     contract = {"post": Op("Join a room", {200: "matrix/join.response"}, request="matrix/membership.request",
-                           errors=(403, 404))}
+                           errors=(403, 404), query=(
+                               Param("server_name", description="A server to join a remote room through"
+                                     " (repeatable)"),
+                               Param("via", description="The same as server_name"),
+                           ))}
 
     async def post(self, room_id_or_alias: str) -> None:
         requester = await self.authenticate()
         body = self.json_body("matrix/membership.request")
-        room_id = await self.ctx.rooms.join(requester, room_id_or_alias, body.get("reason"))
+        servers = self.get_query_arguments("server_name") + self.get_query_arguments("via")
+        room_id = await self.ctx.rooms.join(requester, room_id_or_alias, body.get("reason"), servers=servers)
         self.send_json({"room_id": room_id})
 
 

@@ -40,6 +40,9 @@ class EventDraft:
     # before the room's other events). The persister then keeps its
     # timestamp, depth, prev_events and auth_events, and ``event_id`` is its id.
     pdu: dict[str, Any] | None = None
+    # Part of a room's past this server learns on joining it (its state and
+    # auth chain): stored, but not one of the room's forward extremities.
+    outlier: bool = False
 
     @property
     def is_state(self) -> bool:

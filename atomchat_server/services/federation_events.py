@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 # How many missing prev_events one received event may have fetched.
 MAX_MISSING = 20
+# How many events of a joined room's state and auth chain are taken in.
+MAX_ROOM_EVENTS = 20000
 
 
 class KeySource(Protocol):
@@ -122,6 +124,72 @@ class FederationEvents:
             # state now. Acknowledged, so the origin does not send it again.
             log.info("soft-failed event %s from %s: %s", event_id, origin, refusal.error)
         return event_id, None
+
+    async def take_room(self, origin: str, room_id: str, version: RoomVersion, state: Any, auth_chain: Any,
+                        join: Mapping[str, Any], join_id: str) -> None:
+        """Takes in a room this server joins through ``origin``: the state
+        before the join and its auth chain (send_join's answer), each event
+        checked (format, signature, hash, authorization against its own auth
+        events), then the join, checked against that state. Raises
+        ValueError when the answer does not make a room."""
+        if not isinstance(state, list) or not isinstance(auth_chain, list):
+            raise ValueError("send_join answered no state or auth chain")
+        events: dict[str, dict[str, Any]] = {}
+        pdus: dict[str, dict[str, Any]] = {}
+        state_ids: set[str] = set()
+        given = [(pdu, False) for pdu in auth_chain] + [(pdu, True) for pdu in state]
+        for pdu, in_state in given[:MAX_ROOM_EVENTS]:
+            try:
+                check_format(pdu, version)
+                event_id = reference_event_id(pdu, version)
+                if in_state:
+                    state_ids.add(event_id)
+                if event_id in pdus:
+                    continue
+                await self._check_signatures(pdu, version)
+            except PduError as exc:
+                log.info("dropped an event of %s's answer for %s: %s", origin, room_id, exc)
+                continue
+            kept, _ = with_checked_hash(pdu, version)
+            pdus[event_id] = kept
+            events[event_id] = as_event(kept, event_id, version)
+        create_id = "$" + room_id[1:] if version.room_id_is_create_event_id else None
+        creates = [e for e in events.values() if e["type"] == "m.room.create"]
+        if len(creates) != 1 or (create_id is not None and creates[0]["event_id"] != create_id):
+            raise ValueError("the room's create event is missing or is not the one its id names")
+        create = creates[0]
+        # Each event against its own auth events, oldest first; the refused go.
+        accepted: dict[str, dict[str, Any]] = {}
+        for event in sorted(events.values(), key=lambda e: (e["depth"], e["event_id"])):
+            auth = [accepted[a] for a in event["auth_events"] if a in accepted]
+            try:
+                if len(auth) != len(event["auth_events"]):
+                    raise AuthError("an auth event is missing or was refused")
+                check_against_auth_events(event, auth, version, create)
+            except AuthError as exc:
+                log.info("dropped event %s of %s's answer for %s: %s", event["event_id"], origin, room_id, exc)
+                continue
+            accepted[event["event_id"]] = event
+        current = {(e["type"], e["state_key"]): e for e in accepted.values() if e["event_id"] in state_ids}
+        joined = as_event(join, join_id, version)
+        try:
+            check(joined, current)
+        except AuthError as exc:
+            raise ValueError(f"the join does not follow the room's state: {exc}") from None
+        already = await federation_store.known_events(self._pool, list(accepted))
+        # The state last, so each key ends at its current event.
+        order = sorted((e for e in accepted.values() if e["event_id"] not in already),
+                       key=lambda e: (e["event_id"] in state_ids, e["depth"], e["event_id"]))
+        drafts = [EventDraft(room_id=room_id, sender=e["sender"], type=e["type"], content=e["content"],
+                             state_key=e.get("state_key"), event_id=e["event_id"], pdu=pdus[e["event_id"]],
+                             by_server=True, outlier=True) for e in order]
+        drafts.append(EventDraft(room_id=room_id, sender=joined["sender"], type="m.room.member",
+                                 content=joined["content"], state_key=joined["state_key"], event_id=join_id,
+                                 pdu=dict(join)))
+        stub = await federation_store.stub_room(self._pool, room_id)
+        await self._persister.write(drafts, new_room=None if stub else version.identifier)
+        if stub:
+            await federation_store.unstub(self._pool, room_id)
 
     async def check_signed(self, pdu: Mapping[str, Any], version: RoomVersion) -> None:
         """Raise PduError unless the servers that must have signed the PDU did."""

@@ -385,8 +385,9 @@ class _Batch:
                 row["push"] = await self.judge(self.conn, row, state, self.members.get(draft.room_id, (0, [])))
             self._pending.append(row)
             head.event_id, head.depth = row["event_id"], max(head.depth, row["depth"])
-            cited = set(row["prev_events"])
-            head.extremities = [e for e in head.extremities if e not in cited] + [row["event_id"]]
+            if not draft.outlier:
+                cited = set(row["prev_events"])
+                head.extremities = [e for e in head.extremities if e not in cited] + [row["event_id"]]
             row["extremities"] = list(head.extremities)
             if draft.state_key is not None:
                 self._pending_keys.add((draft.room_id, draft.type, draft.state_key))

@@ -30,6 +30,7 @@ from ..storage import directory as directory_store
 from ..storage import events as event_store
 from ..storage import users as user_store
 from ..sync import tokens
+from .federation_join import RemoteMembership
 from .moderation import Blocks
 from .persister import Persister, Signer
 from .relations import bundle, check_relation
@@ -52,6 +53,9 @@ class Rooms:
         self._blocks = blocks
         self._persister = persister
         self.server_name = signer.server_name
+        # Joins of and invites to other servers' rooms and users; set when
+        # the federation client is there (services/federation_join.py).
+        self.remote: RemoteMembership | None = None
 
     # -- helpers -----------------------------------------------------------
 
@@ -182,6 +186,13 @@ class Rooms:
         return await self._write_one(self._draft(requester, room_id, "m.room.member", content, state_key=target))
 
     async def invite(self, requester: Requester, room_id: str, user_id: str, reason: str | None) -> None:
+        parts = ids.split_user_id(user_id)
+        if self.remote is not None and parts is not None and parts[1] != self.server_name:
+            self._blocks.require(requester.user_id, "invite")
+            await self._require_room(room_id)
+            content: dict[str, Any] = {"reason": reason} if reason else {}
+            await self.remote.invite(requester.user_id, room_id, user_id, content)
+            return
         await self._require_local_user(user_id)
         await self.set_membership(requester, room_id, user_id, "invite", reason)
 
@@ -243,8 +254,24 @@ class Rooms:
         if drafts:
             await self._persister.write(drafts)
 
-    async def join(self, requester: Requester, room_id_or_alias: str, reason: str | None = None) -> str:
+    async def join(self, requester: Requester, room_id_or_alias: str, reason: str | None = None, *,
+                   servers: Sequence[str] = ()) -> str:
         room_id = await self.resolve_room(room_id_or_alias)
+        room = await event_store.get_room(self._pool, room_id)
+        if self.remote is not None and (room is None or room["stub"]):
+            # A room of another server: through the servers named, the one in
+            # its id, or the one that sent the invite.
+            self._blocks.require(requester.user_id, "join")
+            via = list(servers)
+            if ":" in room_id:
+                via.append(room_id.partition(":")[2])
+            if room is not None:
+                via.append(room["creator"].partition(":")[2])
+            profile = await self._profile(requester.user_id)
+            if reason:
+                profile["reason"] = reason
+            await self.remote.join(requester.user_id, room_id, via, profile)
+            return room_id
         await self.set_membership(requester, room_id, requester.user_id, "join", reason)
         return room_id
 

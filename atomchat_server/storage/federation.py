@@ -19,6 +19,20 @@ async def pdu_room(db: Database, room_id: str) -> asyncpg.Record | None:
         " WHERE room_id = $1 AND pdus AND NOT stub AND NOT deleted", room_id)
 
 
+async def stub_room(db: Database, room_id: str) -> bool:
+    """Whether the room is known here only by a remote invite."""
+    return bool(await db.fetchval("SELECT EXISTS (SELECT 1 FROM rooms WHERE room_id = $1 AND stub)", room_id))
+
+
+async def unstub(db: Database, room_id: str) -> None:
+    await db.execute("UPDATE rooms SET stub = false WHERE room_id = $1", room_id)
+
+
+async def known_events(db: Database, event_ids: Sequence[str]) -> set[str]:
+    rows = await db.fetch("SELECT event_id FROM events WHERE event_id = ANY($1::text[])", list(event_ids))
+    return {row["event_id"] for row in rows}
+
+
 async def server_in_room(db: Database, room_id: str, server_name: str) -> bool:
     """Whether a user of the server is joined to (or invited to) the room."""
     return bool(await db.fetchval(
