@@ -9,7 +9,7 @@ import asyncpg
 from atomchat_server.services.federation_events import FederationEvents
 from atomchat_server.services.federation_send import PduSender
 
-from .federation_steps import Keys, RemoteServer
+from .pdu_steps import Keys, RemoteServer
 from .room_steps import bodies, register
 from .sync_steps import sync
 

@@ -25,7 +25,7 @@ from atomchat_server.services.persister import Signer
 
 from .client import ApiClient, path_param
 from .conftest import start_server
-from .federation_steps import Keys
+from .pdu_steps import Keys
 from .room_steps import bodies, register
 from .sync_steps import sync
 

@@ -12,7 +12,7 @@ from atomchat_server.services.federation_events import FederationEvents
 from atomchat_server.services.federation_rooms import FederationRooms
 from atomchat_server.services.persister import Signer
 
-from .federation_steps import Keys, RemoteServer, sign_template
+from .pdu_steps import Keys, RemoteServer, sign_template
 from .room_steps import SERVER, register
 from .sync_steps import sync
 

@@ -43,7 +43,7 @@ from ..events.pdu_checks import (
 )
 from ..events.room_versions import V10, RoomVersion, room_version
 from ..events.signing import event_id as reference_event_id
-from ..storage import federation as federation_store
+from ..storage import pdus as pdu_store
 from .persister import Persister
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class FederationEvents:
 
     async def _receive(self, origin: str, pdu: Any, *, fetch_missing: bool) -> tuple[str, str | None]:
         room_id = pdu.get("room_id") if isinstance(pdu, Mapping) else None
-        room = await federation_store.pdu_room(self._pool, room_id) if isinstance(room_id, str) else None
+        room = await pdu_store.pdu_room(self._pool, room_id) if isinstance(room_id, str) else None
         if room is None or not isinstance(room_id, str):
             return _best_effort_id(pdu), f"room {room_id!r} is unknown here"
         version = room_version(room["room_version"])
@@ -95,7 +95,7 @@ class FederationEvents:
             return _best_effort_id(pdu, version), str(exc)
         event_id = reference_event_id(pdu, version)
         try:
-            if await federation_store.has_event(self._pool, event_id):
+            if await pdu_store.has_event(self._pool, event_id):
                 return event_id, None
             if pdu["type"] == "m.room.create":
                 raise PduError("a room's create event cannot be sent into it")
@@ -176,7 +176,7 @@ class FederationEvents:
             check(joined, current)
         except AuthError as exc:
             raise ValueError(f"the join does not follow the room's state: {exc}") from None
-        already = await federation_store.known_events(self._pool, list(accepted))
+        already = await pdu_store.known_events(self._pool, list(accepted))
         # The state last, so each key ends at its current event.
         order = sorted((e for e in accepted.values() if e["event_id"] not in already),
                        key=lambda e: (e["event_id"] in state_ids, e["depth"], e["event_id"]))
@@ -186,10 +186,10 @@ class FederationEvents:
         drafts.append(EventDraft(room_id=room_id, sender=joined["sender"], type="m.room.member",
                                  content=joined["content"], state_key=joined["state_key"], event_id=join_id,
                                  pdu=dict(join)))
-        stub = await federation_store.stub_room(self._pool, room_id)
+        stub = await pdu_store.stub_room(self._pool, room_id)
         await self._persister.write(drafts, new_room=None if stub else version.identifier)
         if stub:
-            await federation_store.unstub(self._pool, room_id)
+            await pdu_store.unstub(self._pool, room_id)
 
     async def check_signed(self, pdu: Mapping[str, Any], version: RoomVersion) -> None:
         """Raise PduError unless the servers that must have signed the PDU did."""
@@ -208,7 +208,7 @@ class FederationEvents:
     async def _check_auth_events(self, event: Mapping[str, Any], room_id: str, version: RoomVersion) -> None:
         wanted = list(event["auth_events"])
         create_id = "$" + room_id[1:] if version.room_id_is_create_event_id else None
-        rows = await federation_store.pdus(self._pool, room_id, wanted + ([create_id] if create_id else []))
+        rows = await pdu_store.pdus(self._pool, room_id, wanted + ([create_id] if create_id else []))
         found = {row["event_id"]: as_event(row["pdu"], row["event_id"], version) for row in rows}
         missing = [e for e in wanted if e not in found]
         if missing:
@@ -219,10 +219,10 @@ class FederationEvents:
     async def _fetch_missing(self, origin: str, room_id: str, event: Mapping[str, Any], version: RoomVersion) -> None:
         """Asks the origin for the prev_events this server lacks (a bounded
         number, oldest first) and takes each in before the event."""
-        known = {row["event_id"] for row in await federation_store.pdus(self._pool, room_id, event["prev_events"])}
+        known = {row["event_id"] for row in await pdu_store.pdus(self._pool, room_id, event["prev_events"])}
         if self._client is None or known >= set(event["prev_events"]):
             return
-        room = await federation_store.pdu_room(self._pool, room_id)
+        room = await pdu_store.pdu_room(self._pool, room_id)
         earliest = list(room["extremities"]) if room is not None else []
         try:
             answer = await self._client.request(
@@ -243,10 +243,10 @@ class FederationEvents:
                            version: RoomVersion) -> dict[tuple[str, str], dict[str, Any]]:
         """The room's state before an event with these prev_events: the state
         after each of them, resolved when they differ."""
-        rows = await federation_store.pdus(self._pool, room_id, prev_events)
+        rows = await pdu_store.pdus(self._pool, room_id, prev_events)
         states: list[dict[tuple[str, str], str]] = []
         for row in rows:
-            state = await federation_store.state_ids_after(self._pool, room_id, row["stream"])
+            state = await pdu_store.state_ids_after(self._pool, room_id, row["stream"])
             if state not in states:
                 states.append(state)
         if not states:
@@ -254,10 +254,10 @@ class FederationEvents:
         resolved = states[0]
         if len(states) > 1:
             ids = {e for state in states for e in state.values()}
-            chain = await federation_store.auth_chain(self._pool, room_id, list(ids))
+            chain = await pdu_store.auth_chain(self._pool, room_id, list(ids))
             events = {row["event_id"]: as_event(row["pdu"], row["event_id"], version) for row in chain}
             resolved = state_res.resolve(states, events, version)
-        found = await federation_store.pdus(self._pool, room_id, list(resolved.values()))
+        found = await pdu_store.pdus(self._pool, room_id, list(resolved.values()))
         return {(row["type"], row["state_key"]): as_event(row["pdu"], row["event_id"], version) for row in found}
 
 

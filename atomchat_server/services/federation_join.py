@@ -21,7 +21,7 @@ from ..events.format import stripped_state
 from ..events.pdu import build_pdu, finish_pdu
 from ..events.room_versions import KNOWN_ROOM_VERSIONS, UnknownRoomVersion, room_version
 from ..storage import events as event_store
-from ..storage import federation as federation_store
+from ..storage import pdus as pdu_store
 from .federation_events import FederationEvents, RemoteCalls
 from .persister import Persister, Signer
 
@@ -84,7 +84,7 @@ class RemoteMembership:
     async def invite(self, inviter: str, room_id: str, target: str, content: Mapping[str, Any]) -> str:
         """Invites a user of another server: the invite is built here, signed
         by both servers, then committed; returns its event id."""
-        room = await federation_store.pdu_room(self._pool, room_id)
+        room = await pdu_store.pdu_room(self._pool, room_id)
         if room is None:
             raise forbidden("Users of other servers can only be invited to rooms made since federation")
         version = room_version(room["room_version"])
@@ -101,7 +101,7 @@ class RemoteMembership:
         prev = list(room["extremities"])[-10:]
         pdu = build_pdu(room_id=room_id, sender=inviter, event_type="m.room.member", content=invite_content,
                         state_key=target, redacts=None, origin_server_ts=int(time.time() * 1000),
-                        depth=await federation_store.max_depth(self._pool, room_id, prev) + 1, prev_events=prev,
+                        depth=await pdu_store.max_depth(self._pool, room_id, prev) + 1, prev_events=prev,
                         auth_events=[state[k]["event_id"] for k in keys if k in state], version=version)
         event_id, signed = finish_pdu(pdu, self._signer.server_name, self._signer.key, version)
         stripped = [stripped_state(row) for row in await event_store.current_state(self._pool, room_id)

@@ -27,7 +27,7 @@ from ..events.room_versions import RoomVersion, UnknownRoomVersion, room_version
 from ..events.signing import event_id as reference_event_id
 from ..events.signing import has_valid_content_hash, sign_event
 from ..storage import events as event_store
-from ..storage import federation as federation_store
+from ..storage import pdus as pdu_store
 from ..storage import users as user_store
 from .federation_events import FederationEvents
 from .persister import Persister, Signer
@@ -54,7 +54,7 @@ class FederationRooms:
     # -- helpers -------------------------------------------------------------
 
     async def _room(self, room_id: str) -> tuple[asyncpg.Record, RoomVersion]:
-        room = await federation_store.pdu_room(self._pool, room_id)
+        room = await pdu_store.pdu_room(self._pool, room_id)
         if room is None:
             raise not_found("This server does not share that room")
         return room, room_version(room["room_version"])
@@ -62,19 +62,19 @@ class FederationRooms:
     async def _require_in_room(self, origin: str, room_id: str) -> tuple[asyncpg.Record, RoomVersion]:
         """The room, when a user of ``origin`` is in it (or invited to it)."""
         room, version = await self._room(room_id)
-        if not await federation_store.server_in_room(self._pool, room_id, origin):
+        if not await pdu_store.server_in_room(self._pool, room_id, origin):
             raise forbidden(f"{origin} has no user in this room")
         return room, version
 
     async def _auth_chain(self, room_id: str, event_ids: Sequence[str], version: RoomVersion) -> list[Any]:
         """The auth chain of the events, without them; from version 12 with
         the create event, which every event's authorization uses without citing it."""
-        chain = await federation_store.auth_chain(self._pool, room_id, event_ids, include_self=False,
+        chain = await pdu_store.auth_chain(self._pool, room_id, event_ids, include_self=False,
                                                   limit=MAX_AUTH_CHAIN)
         if version.room_id_is_create_event_id:
             create_id = "$" + room_id[1:]
             if all(row["event_id"] != create_id for row in chain):
-                chain = list(await federation_store.pdus(self._pool, room_id, [create_id])) + list(chain)
+                chain = list(await pdu_store.pdus(self._pool, room_id, [create_id])) + list(chain)
         return list(chain)
 
     @staticmethod
@@ -85,7 +85,7 @@ class FederationRooms:
                         membership: str) -> dict[str, Any]:
         """A membership event for the remote server to sign, citing the room's
         forward extremities and current state; refused now if the rules refuse it."""
-        room = await federation_store.pdu_room(self._pool, room_id)
+        room = await pdu_store.pdu_room(self._pool, room_id)
         assert room is not None, "checked by the caller"
         draft = {"room_id": room_id, "sender": user_id, "type": "m.room.member", "state_key": user_id,
                  "content": {"membership": membership}}
@@ -96,7 +96,7 @@ class FederationRooms:
             check(draft, state)
         except AuthError as exc:
             raise forbidden(f"{user_id} may not {membership} this room: {exc}") from None
-        depth = await federation_store.max_depth(self._pool, room_id, list(room["extremities"]))
+        depth = await pdu_store.max_depth(self._pool, room_id, list(room["extremities"]))
         return build_pdu(room_id=room_id, sender=user_id, event_type="m.room.member",
                          content={"membership": membership}, state_key=user_id, redacts=None,
                          origin_server_ts=int(time.time() * 1000), depth=depth + 1,
@@ -152,9 +152,9 @@ class FederationRooms:
         """The room's state before the join and its auth chain, with the join
         as this server signed it too."""
         joined, stream, version = await self._send_membership(origin, room_id, event_id, pdu, "join")
-        state = await federation_store.state_pdus_after(self._pool, room_id, stream - 1)
+        state = await pdu_store.state_pdus_after(self._pool, room_id, stream - 1)
         chain = await self._auth_chain(room_id, [r["event_id"] for r in state], version)
-        stored = await federation_store.pdus(self._pool, room_id, [event_id])
+        stored = await pdu_store.pdus(self._pool, room_id, [event_id])
         return {"origin": self._signer.server_name, "members_omitted": False,
                 "state": [self._pdu(r) for r in state], "auth_chain": [self._pdu(r) for r in chain],
                 "event": self._pdu(stored[0]) if stored else joined}
@@ -195,13 +195,13 @@ class FederationRooms:
         if not has_valid_content_hash(pdu):
             raise forbidden("The invite's content hash does not match its content")
         signed = sign_event(pdu, self._signer.server_name, self._signer.key, version)
-        room = await federation_store.pdu_room(self._pool, room_id)
+        room = await pdu_store.pdu_room(self._pool, room_id)
         if room is not None:
             # A room this server is in: the invite is an event of it like any other.
             error = (await self._events.receive_pdus(origin, [signed]))[event_id].get("error")
             if error is not None:
                 raise forbidden(f"The invite was refused: {error}")
-        elif not await federation_store.has_event(self._pool, event_id):
+        elif not await pdu_store.has_event(self._pool, event_id):
             event = as_event(signed, event_id, version)
             draft = EventDraft(room_id=room_id, sender=event["sender"], type="m.room.member",
                                content=event["content"], state_key=target, event_id=event_id, pdu=signed,
@@ -212,7 +212,7 @@ class FederationRooms:
     # -- reading ---------------------------------------------------------------
 
     async def event(self, origin: str, event_id: str) -> dict[str, Any]:
-        row = await federation_store.event_pdu(self._pool, event_id)
+        row = await pdu_store.event_pdu(self._pool, event_id)
         if row is None:
             raise not_found("Unknown event")
         await self._require_in_room(origin, row["room_id"])
@@ -222,11 +222,11 @@ class FederationRooms:
     async def _state_rows(self, origin: str, room_id: str,
                           event_id: str) -> tuple[list[asyncpg.Record], RoomVersion]:
         _, version = await self._require_in_room(origin, room_id)
-        at = await federation_store.pdus(self._pool, room_id, [event_id])
+        at = await pdu_store.pdus(self._pool, room_id, [event_id])
         if not at:
             raise not_found("Unknown event")
         # The state before the event: the state after it, less its own entry.
-        state = await federation_store.state_pdus_after(self._pool, room_id, at[0]["stream"] - 1)
+        state = await pdu_store.state_pdus_after(self._pool, room_id, at[0]["stream"] - 1)
         return list(state), version
 
     async def state(self, origin: str, room_id: str, event_id: str) -> dict[str, Any]:
@@ -241,14 +241,14 @@ class FederationRooms:
 
     async def event_auth(self, origin: str, room_id: str, event_id: str) -> dict[str, Any]:
         _, version = await self._require_in_room(origin, room_id)
-        if not await federation_store.pdus(self._pool, room_id, [event_id]):
+        if not await pdu_store.pdus(self._pool, room_id, [event_id]):
             raise not_found("Unknown event")
         chain = await self._auth_chain(room_id, [event_id], version)
         return {"auth_chain": [self._pdu(r) for r in chain]}
 
     async def backfill(self, origin: str, room_id: str, from_ids: Sequence[str], limit: int) -> dict[str, Any]:
         await self._require_in_room(origin, room_id)
-        rows = await federation_store.backfill(self._pool, room_id, from_ids, max(1, min(limit, MAX_EVENTS)))
+        rows = await pdu_store.backfill(self._pool, room_id, from_ids, max(1, min(limit, MAX_EVENTS)))
         return {"origin": self._signer.server_name, "origin_server_ts": int(time.time() * 1000),
                 "pdus": [self._pdu(r) for r in rows]}
 
@@ -256,7 +256,7 @@ class FederationRooms:
         await self._require_in_room(origin, room_id)
         limit = body.get("limit", 10)
         min_depth = body.get("min_depth", 0)
-        rows = await federation_store.missing_events(
+        rows = await pdu_store.missing_events(
             self._pool, room_id, list(body.get("earliest_events", [])), list(body.get("latest_events", [])),
             max(1, min(limit if isinstance(limit, int) else 10, MAX_EVENTS)),
             min_depth if isinstance(min_depth, int) else 0)

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from ..events.pdu_checks import server_of
-from ..storage import federation as federation_store
+from ..storage import pdus as pdu_store
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class PduSender:
             by_room.setdefault(row["room_id"], []).append(row)
         for room_id, room_rows in by_room.items():
             try:
-                servers = set(await federation_store.servers_in_room(self._pool, room_id))
+                servers = set(await pdu_store.servers_in_room(self._pool, room_id))
                 for row in room_rows:
                     # The target of a membership change hears of it even when not (or no longer) in the room.
                     if row["type"] == "m.room.member" and row["state_key"]:
