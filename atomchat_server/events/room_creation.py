@@ -61,13 +61,15 @@ def initial_events(room_id: str, creator: str, request: RoomRequest,
 
     preset = PRESETS[request.preset]
     power_levels = default_power_levels(creator)
-    if room_version(request.room_version).privileged_creators:
-        # The creator's power is above any level and may not be listed.
-        power_levels["users"].pop(creator)
     if request.preset == "trusted_private_chat":
         for user in request.invite:
             power_levels["users"][user] = 100
     power_levels.update(request.power_level_content_override)
+    if room_version(request.room_version).privileged_creators and isinstance(power_levels.get("users"), dict):
+        # The creator's power is above any level and may not be listed: a
+        # listing (the default's, or an override's written for older rooms)
+        # is left out rather than refused.
+        power_levels["users"] = {u: level for u, level in power_levels["users"].items() if u != creator}
 
     drafts = [
         create or state("m.room.create", create_content(creator, request)),
