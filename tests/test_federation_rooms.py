@@ -187,3 +187,23 @@ async def test_both_servers_sending_at_once_end_with_the_same_room(api, server, 
     a_state = {(e["type"], e["state_key"]): e["event_id"] for e in (await alice.state(room_id)).body}
     b_state = {(e["type"], e["state_key"]): e["event_id"] for e in (await bob.state(room_id)).body}
     assert a_state == b_state
+
+
+async def test_events_missed_in_an_outage_are_fetched_with_the_next_one(api, server, second_server):
+    network = Loopback()
+    network.join(server)
+    network.join(second_server)
+    api_b = ApiClient(second_server.base_url)
+    (alice,) = await register(api, "alice")
+    (bob,) = await register(api_b, "bob")
+    room_id = await alice.create_room(preset="public_chat")
+    await bob.call("POST", f"/join/{path_param(room_id)}?via=test.local", {}, schema="matrix/join.response")
+    await network.settled()
+    b_node = network.nodes.pop("b.test")  # b.test is unreachable: what is sent to it is lost
+    for body in ("one", "two", "three"):
+        await alice.say(room_id, body)
+    await network.settled()
+    network.nodes["b.test"] = b_node
+    await alice.say(room_id, "four")  # the only one b.test is sent
+    await network.settled()
+    assert (await timeline_bodies(bob, room_id))[-4:] == ["one", "two", "three", "four"]

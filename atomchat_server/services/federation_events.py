@@ -78,7 +78,8 @@ class FederationEvents:
     async def receive_pdus(self, origin: str, pdus: Sequence[Any]) -> dict[str, dict[str, Any]]:
         """event id -> {} (accepted) or {"error": why}, as /send answers."""
         results: dict[str, dict[str, Any]] = {}
-        for pdu in pdus:
+        # Oldest first, so an event's prev events of the same transaction come before it.
+        for pdu in sorted(pdus, key=_depth):
             event_id, error = await self._receive(origin, pdu, fetch_missing=True)
             results[event_id] = {} if error is None else {"error": error}
         return results
@@ -235,8 +236,7 @@ class FederationEvents:
         missing = answer.get("events") if isinstance(answer, Mapping) else None
         if not isinstance(missing, list):
             return
-        for pdu in sorted((p for p in missing[:MAX_MISSING] if isinstance(p, Mapping)),
-                          key=lambda p: p.get("depth", 0) if isinstance(p.get("depth"), int) else 0):
+        for pdu in sorted((p for p in missing[:MAX_MISSING] if isinstance(p, Mapping)), key=_depth):
             await self._receive(origin, pdu, fetch_missing=False)
 
     async def state_before(self, room_id: str, prev_events: Sequence[str],
@@ -259,6 +259,11 @@ class FederationEvents:
             resolved = state_res.resolve(states, events, version)
         found = await pdu_store.pdus(self._pool, room_id, list(resolved.values()))
         return {(row["type"], row["state_key"]): as_event(row["pdu"], row["event_id"], version) for row in found}
+
+
+def _depth(pdu: Any) -> int:
+    depth = pdu.get("depth") if isinstance(pdu, Mapping) else None
+    return depth if isinstance(depth, int) else 0
 
 
 def _best_effort_id(pdu: Any, version: RoomVersion = V10) -> str:
