@@ -174,9 +174,15 @@ async def test_both_servers_sending_at_once_end_with_the_same_room(api, server, 
     room_id = await alice.create_room(preset="public_chat")
     await bob.call("POST", f"/join/{path_param(room_id)}?server_name=test.local", {}, schema="matrix/join.response")
     await network.settled()
+    levels = (await alice.get_state(room_id, "m.room.power_levels")).body
+    await alice.put_state(room_id, "m.room.power_levels", {**levels, "users": {bob.user_id: 50}})
+    await network.settled()
     # Each server commits its own message before it hears of the other's.
     for i in range(3):
         await asyncio.gather(alice.say(room_id, f"a{i}"), bob.say(room_id, f"b{i}"))
+    # Both set the topic at once: one wins, the same on both servers.
+    await asyncio.gather(alice.put_state(room_id, "m.room.topic", {"topic": "Alice's"}),
+                         bob.put_state(room_id, "m.room.topic", {"topic": "Bob's"}))
     await network.settled()
     await alice.say(room_id, "merge")
     await network.settled()
@@ -187,6 +193,7 @@ async def test_both_servers_sending_at_once_end_with_the_same_room(api, server, 
     a_state = {(e["type"], e["state_key"]): e["event_id"] for e in (await alice.state(room_id)).body}
     b_state = {(e["type"], e["state_key"]): e["event_id"] for e in (await bob.state(room_id)).body}
     assert a_state == b_state
+    assert (await alice.get_state(room_id, "m.room.topic")).body == (await bob.get_state(room_id, "m.room.topic")).body
 
 
 async def test_events_missed_in_an_outage_are_fetched_with_the_next_one(api, server, second_server):

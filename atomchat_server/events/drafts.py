@@ -43,6 +43,9 @@ class EventDraft:
     # Part of a room's past this server learns on joining it (its state and
     # auth chain): stored, but not one of the room's forward extremities.
     outlier: bool = False
+    # A received state event that state resolution did not make current:
+    # stored in the timeline, but the room's state keeps what it had.
+    not_current: bool = False
 
     @property
     def is_state(self) -> bool:

@@ -113,9 +113,10 @@ class FederationEvents:
         except (PduError, AuthError) as exc:
             log.info("refused event %s from %s: %s", event_id, origin, exc)
             return event_id, str(exc)
+        not_current = "state_key" in event and not await self._becomes_current(room_id, event, state, version)
         draft = EventDraft(room_id=room_id, sender=event["sender"], type=event["type"], content=event["content"],
                            state_key=event.get("state_key"), redacts=redacts_of(kept, version), event_id=event_id,
-                           pdu=kept)
+                           pdu=kept, not_current=not_current)
         try:
             await self._persister.write([draft])
         except MatrixError as refusal:
@@ -191,6 +192,27 @@ class FederationEvents:
         await self._persister.write(drafts, new_room=None if stub else version.identifier)
         if stub:
             await pdu_store.unstub(self._pool, room_id)
+
+    async def _becomes_current(self, room_id: str, event: Mapping[str, Any],
+                               state: Mapping[tuple[str, str], Mapping[str, Any]], version: RoomVersion) -> bool:
+        """Whether a received state event takes its place in the room's
+        current state: yes when it follows the current entry of its key;
+        when that entry is on another branch, as state resolution of the
+        current state and the state after the event decides (so every
+        server of the room ends with the same state)."""
+        key = (event["type"], event["state_key"])
+        current = await pdu_store.current_state_ids(self._pool, room_id)
+        if current.get(key) is None or await pdu_store.is_ancestor(self._pool, room_id, current[key],
+                                                                   event["prev_events"]):
+            return True
+        after = {k: str(v["event_id"]) for k, v in state.items()}
+        after[key] = event["event_id"]
+        ids = set(current.values()) | set(after.values())
+        chain = await pdu_store.auth_chain(self._pool, room_id, list(ids))
+        events = {row["event_id"]: as_event(row["pdu"], row["event_id"], version) for row in chain}
+        events[event["event_id"]] = dict(event)
+        resolved = state_res.resolve([current, after], events, version)
+        return resolved.get(key) == event["event_id"]
 
     async def check_signed(self, pdu: Mapping[str, Any], version: RoomVersion) -> None:
         """Raise PduError unless the servers that must have signed the PDU did."""

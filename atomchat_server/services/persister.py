@@ -389,7 +389,8 @@ class _Batch:
                 cited = set(row["prev_events"])
                 head.extremities = [e for e in head.extremities if e not in cited] + [row["event_id"]]
             row["extremities"] = list(head.extremities)
-            if draft.state_key is not None:
+            row["not_current"] = draft.not_current
+            if draft.state_key is not None and not draft.not_current:
                 self._pending_keys.add((draft.room_id, draft.type, draft.state_key))
                 self.state.setdefault(draft.room_id, {})[(draft.type, draft.state_key)] = row
             if draft.redacts is not None:

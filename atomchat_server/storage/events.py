@@ -151,14 +151,19 @@ WITH input AS (
                  (i.ev->>'depth')::bigint AS depth, t.stream, i.ev->'extremities' AS extremities
           FROM input i JOIN taken t USING (n) ORDER BY i.ev->>'room_id', t.stream DESC) h
     WHERE r.room_id = h.room_id
+), not_current AS (
+    -- Received state events that state resolution left out of the room's
+    -- current state (services.federation_events): stored, but not current.
+    SELECT ev->>'event_id' AS event_id FROM input WHERE (ev->>'not_current')::boolean
 ), state AS (
     INSERT INTO current_state (room_id, type, state_key, event_id, stream)
     SELECT room_id, type, state_key, event_id, stream FROM ev WHERE state_key IS NOT NULL
+    AND event_id NOT IN (SELECT event_id FROM not_current)
     ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = EXCLUDED.event_id, stream = EXCLUDED.stream
 ), member AS (
     INSERT INTO memberships (room_id, user_id, membership, event_id, stream, since_stream)
     SELECT room_id, state_key, content->>'membership', event_id, stream, stream FROM ev
-    WHERE type = 'm.room.member' AND state_key IS NOT NULL
+    WHERE type = 'm.room.member' AND state_key IS NOT NULL AND event_id NOT IN (SELECT event_id FROM not_current)
     ON CONFLICT (room_id, user_id) DO UPDATE SET membership = EXCLUDED.membership,
         event_id = EXCLUDED.event_id, stream = EXCLUDED.stream, forgotten = false,
         since_stream = CASE WHEN memberships.membership = EXCLUDED.membership
@@ -186,6 +191,7 @@ async def append_events(conn: Database, events: Sequence[dict]) -> list[int]:
     the positions."""
     rows = await conn.fetch(_APPEND_EVENTS, [{**{column: event[column] for column in _APPENDED},
                                               "push": event.get("push"), "pdu": event.get("pdu"),
+                                              "not_current": event.get("not_current", False),
                                               "extremities": event.get("extremities")} for event in events],
                             EVENTS_CHANNEL)
     return [row["stream"] for row in rows]

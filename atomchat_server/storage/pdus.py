@@ -98,6 +98,26 @@ async def auth_chain(db: Database, room_id: str, event_ids: Sequence[str], *,
         room_id, list(event_ids), include_self, limit)
 
 
+async def is_ancestor(db: Database, room_id: str, event_id: str, from_ids: Sequence[str]) -> bool:
+    """Whether ``event_id`` is one of ``from_ids`` or reachable from them
+    through prev_events (the walk stops below its depth)."""
+    return bool(await db.fetchval(
+        "WITH RECURSIVE target AS (SELECT depth FROM events WHERE event_id = $2),"
+        " walk(event_id) AS ("
+        "   SELECT unnest($3::text[])"
+        "   UNION"
+        "   SELECT p.value FROM walk w JOIN events e ON e.event_id = w.event_id AND e.room_id = $1,"
+        "          jsonb_array_elements_text(e.pdu->'prev_events') p"
+        "   WHERE e.depth > (SELECT depth FROM target)"
+        " )"
+        " SELECT EXISTS (SELECT 1 FROM walk WHERE event_id = $2)", room_id, event_id, list(from_ids)))
+
+
+async def current_state_ids(db: Database, room_id: str) -> dict[tuple[str, str], str]:
+    rows = await db.fetch("SELECT type, state_key, event_id FROM current_state WHERE room_id = $1", room_id)
+    return {(row["type"], row["state_key"]): row["event_id"] for row in rows}
+
+
 async def current_state_pdus(db: Database, room_id: str) -> list[asyncpg.Record]:
     return await db.fetch(
         f"SELECT {', '.join('e.' + c.strip() for c in _PDU_COLUMNS.split(','))}"
