@@ -83,6 +83,10 @@ class LoopbackClient:
             return await rooms.make_join(self.origin, parts[5], parts[6], list((query or {}).get("ver", [])))
         if (method, endpoint) == ("PUT", "send_join"):
             return await rooms.send_join(self.origin, parts[5], parts[6], body)
+        if (method, endpoint) == ("GET", "make_leave"):
+            return await rooms.make_leave(self.origin, parts[5], parts[6])
+        if (method, endpoint) == ("PUT", "send_leave"):
+            return await rooms.send_leave(self.origin, parts[5], parts[6], body)
         if (method, endpoint) == ("PUT", "invite"):
             return await rooms.invite(self.origin, parts[5], parts[6], body)
         if (method, endpoint) == ("POST", "get_missing_events"):
@@ -214,3 +218,20 @@ async def test_events_missed_in_an_outage_are_fetched_with_the_next_one(api, ser
     await alice.say(room_id, "four")  # the only one b.test is sent
     await network.settled()
     assert (await timeline_bodies(bob, room_id))[-4:] == ["one", "two", "three", "four"]
+
+
+async def test_bob_rejects_an_invite_from_another_server(api, server, second_server):
+    network = Loopback()
+    network.join(server)
+    network.join(second_server)
+    api_b = ApiClient(second_server.base_url)
+    (alice,) = await register(api, "alice")
+    (bob,) = await register(api_b, "bob")
+    room_id = await alice.create_room(preset="private_chat")
+    await alice.call("POST", f"/rooms/{room_id}/invite", {"user_id": bob.user_id}, schema="matrix/empty.response")
+    assert room_id in (await sync(bob)).body["rooms"]["invite"]
+    await bob.leave(room_id)
+    assert room_id not in (await sync(bob)).body["rooms"].get("invite", {})
+    # Alice's server was told: Bob is no longer invited there.
+    member = await alice.get_state(room_id, "m.room.member", bob.user_id)
+    assert member.body["membership"] == "leave"

@@ -81,6 +81,39 @@ class RemoteMembership:
         raise MatrixError(404, "M_NOT_FOUND", "Could not join the room through any of the servers given"
                           + (f" ({'; '.join(failures)})" if failures else ""))
 
+    async def reject(self, user_id: str, room_id: str, server: str, reason: str | None) -> str:
+        """Rejects an invite to a room this server knows only by it: the
+        leave goes to the inviting server (make_leave/send_leave) when it
+        answers, and is kept here in any case; returns its event id."""
+        stub = await pdu_store.stub_room(self._pool, room_id)
+        room = await event_store.get_room(self._pool, room_id)
+        if not stub or room is None:
+            raise forbidden("This room is not one you were invited to from another server")
+        version = room_version(room["room_version"])
+        content: dict[str, Any] = {"membership": "leave", **({"reason": reason} if reason else {})}
+        signed: dict[str, Any] | None = None
+        try:
+            made = await self._client.request(server, "GET", "/_matrix/federation/v1/make_leave/"
+                                              + _path(room_id, user_id))
+            template = made["event"]
+            pdu = build_pdu(room_id=room_id, sender=user_id, event_type="m.room.member", content=content,
+                            state_key=user_id, redacts=None, origin_server_ts=int(time.time() * 1000),
+                            depth=int(template["depth"]), prev_events=list(template["prev_events"]),
+                            auth_events=list(template["auth_events"]), version=version)
+            event_id, signed = finish_pdu(pdu, self._signer.server_name, self._signer.key, version)
+            await self._client.request(server, "PUT", "/_matrix/federation/v2/send_leave/"
+                                       + _path(room_id, event_id), body=signed)
+        except Exception as exc:  # noqa: BLE001 - the inviting server is not told; the user is out here anyway
+            log.info("could not tell %s that %s rejects the invite to %s: %s", server, user_id, room_id, exc)
+            signed = None
+        draft = EventDraft(room_id=room_id, sender=user_id, type="m.room.member", content=content,
+                           state_key=user_id, by_server=True)
+        if signed is not None:
+            draft = EventDraft(room_id=room_id, sender=user_id, type="m.room.member", content=content,
+                               state_key=user_id, by_server=True, event_id=event_id, pdu=signed)
+        rows = await self._persister.write([draft])
+        return str(rows[0]["event_id"])
+
     async def invite(self, inviter: str, room_id: str, target: str, content: Mapping[str, Any]) -> str:
         """Invites a user of another server: the invite is built here, signed
         by both servers, then committed; returns its event id."""

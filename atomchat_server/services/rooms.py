@@ -176,7 +176,10 @@ class Rooms:
         # On oneself: the membership (leaving is what a suspended account keeps); on someone else: invite or kick.
         action = membership if target == requester.user_id else "invite" if membership == "invite" else "kick"
         self._blocks.require(requester.user_id, action)
-        await self._require_room(room_id)
+        room = await self._require_room(room_id)
+        if room["stub"] and membership == "leave" and target == requester.user_id and self.remote is not None:
+            # Rejecting an invite to another server's room.
+            return await self.remote.reject(requester.user_id, room_id, room["creator"].partition(":")[2], reason)
         content: dict[str, Any] = {"membership": membership}
         if membership in ("join", "invite"):
             content.update(await self._profile(target))
