@@ -114,18 +114,23 @@ def second_server(io_loop, scratch_dsn, settings, test_passwords, tmp_path):
     io_loop.run_sync(running.stop)
 
 
+async def two_servers(api, server, second_server):
+    """The network of the two servers, Alice of test.local and Bob of b.test."""
+    network = Loopback()
+    network.join(server)
+    network.join(second_server)
+    (alice,) = await register(api, "alice")
+    (bob,) = await register(ApiClient(second_server.base_url), "bob")
+    return network, alice, bob
+
+
 async def timeline_bodies(user, room_id):
     events, _ = await user.all_messages(room_id, limit=100, dir="f")
     return bodies(events)
 
 
 async def test_alice_invites_bob_of_another_server_and_they_talk(api, server, second_server):
-    network = Loopback()
-    network.join(server)
-    network.join(second_server)
-    api_b = ApiClient(second_server.base_url)
-    (alice,) = await register(api, "alice")
-    (bob,) = await register(api_b, "bob")
+    network, alice, bob = await two_servers(api, server, second_server)
     assert bob.user_id == "@bob:b.test"
     room_id = await alice.create_room(preset="private_chat", name="Across")
     await alice.say(room_id, "before Bob")
@@ -169,12 +174,7 @@ async def test_alice_invites_bob_of_another_server_and_they_talk(api, server, se
 
 
 async def test_both_servers_sending_at_once_end_with_the_same_room(api, server, second_server):
-    network = Loopback()
-    network.join(server)
-    network.join(second_server)
-    api_b = ApiClient(second_server.base_url)
-    (alice,) = await register(api, "alice")
-    (bob,) = await register(api_b, "bob")
+    network, alice, bob = await two_servers(api, server, second_server)
     room_id = await alice.create_room(preset="public_chat")
     await bob.call("POST", f"/join/{path_param(room_id)}?server_name=test.local", {}, schema="matrix/join.response")
     await network.settled()
@@ -201,12 +201,7 @@ async def test_both_servers_sending_at_once_end_with_the_same_room(api, server, 
 
 
 async def test_events_missed_in_an_outage_are_fetched_with_the_next_one(api, server, second_server):
-    network = Loopback()
-    network.join(server)
-    network.join(second_server)
-    api_b = ApiClient(second_server.base_url)
-    (alice,) = await register(api, "alice")
-    (bob,) = await register(api_b, "bob")
+    network, alice, bob = await two_servers(api, server, second_server)
     room_id = await alice.create_room(preset="public_chat")
     await bob.call("POST", f"/join/{path_param(room_id)}?via=test.local", {}, schema="matrix/join.response")
     await network.settled()
@@ -221,12 +216,7 @@ async def test_events_missed_in_an_outage_are_fetched_with_the_next_one(api, ser
 
 
 async def test_bob_rejects_an_invite_from_another_server(api, server, second_server):
-    network = Loopback()
-    network.join(server)
-    network.join(second_server)
-    api_b = ApiClient(second_server.base_url)
-    (alice,) = await register(api, "alice")
-    (bob,) = await register(api_b, "bob")
+    network, alice, bob = await two_servers(api, server, second_server)
     room_id = await alice.create_room(preset="private_chat")
     await alice.call("POST", f"/rooms/{room_id}/invite", {"user_id": bob.user_id}, schema="matrix/empty.response")
     assert room_id in (await sync(bob)).body["rooms"]["invite"]
