@@ -112,7 +112,7 @@ class RemoteMembership:
             draft = EventDraft(room_id=room_id, sender=user_id, type="m.room.member", content=content,
                                state_key=user_id, by_server=True, event_id=event_id, pdu=signed)
         rows = await self._persister.write([draft])
-        return str(rows[0]["event_id"])
+        return str(rows[0]["event_id"]) if rows else draft.event_id
 
     async def invite(self, inviter: str, room_id: str, target: str, content: Mapping[str, Any]) -> str:
         """Invites a user of another server: the invite is built here, signed

@@ -239,6 +239,7 @@ class _Batch:
         # A draft's provisional event id -> the id its PDU got, for the
         # later drafts of its unit that cite it.
         self.renamed: dict[str, str] = {}
+        self.received: set[str] = set()  # ids of the PDU-carrying drafts of this batch
         # Per room, its joined member count and the members push rules must
         # judge one by one (see storage.events.batch_context).
         self.members: dict[str, tuple[int, list[Any]]] = {}
@@ -324,6 +325,15 @@ class _Batch:
             return position
         if unit.txn is not None and unit.txn in self.txns:
             return [self.txns[unit.txn]]
+        received = [d.event_id for d in unit.drafts if d.pdu is not None]
+        if received:
+            # An event another server sent twice at once (or fetched while it
+            # was being sent) is stored once: the later copy is dropped here.
+            known = self.received | await event_store.existing_events(self.conn, received)
+            unit.drafts = [d for d in unit.drafts if d.pdu is None or d.event_id not in known]
+            self.received.update(received)
+            if not unit.drafts:
+                return []
 
         # Check every draft first, against the state as the earlier drafts leave it.
         overlay = {room: dict(state) for room, state in self.state.items()}

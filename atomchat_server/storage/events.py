@@ -84,6 +84,12 @@ async def batch_context(conn: Database, room_ids: Sequence[str], state_keys: Seq
     )
 
 
+async def existing_events(conn: Database, event_ids: Sequence[str]) -> set[str]:
+    """Which of the event ids are stored already."""
+    rows = await conn.fetch("SELECT event_id FROM events WHERE event_id = ANY($1::text[])", list(event_ids))
+    return {row["event_id"] for row in rows}
+
+
 async def insert_room(conn: Database, *, room_id: str, room_version: str, creator: str, stub: bool = False) -> None:
     """A new room, whose events are PDUs; a stub holds only a remote invite."""
     await conn.execute(
