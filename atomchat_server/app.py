@@ -265,7 +265,8 @@ class AtomChat:
                                              verify_certificates=settings.federation_verify_certificates,
                                              blocklist=settings.federation_ip_range_blocklist)
         outbox = Outbox(self._pool, federation_client, settings.server_name)
-        ephemeral = Ephemeral(pool=self._pool, persister=self._persister)
+        ephemeral = Ephemeral(pool=self._pool, persister=self._persister, outbox=outbox,
+                              server_name=settings.server_name)
         federation_events = FederationEvents()
         self.ctx = AppContext(settings=settings, pool=self._pool, accounts=accounts, rooms=rooms, profiles=profiles,
                               notifier=notifier, sync=SyncBuilder(self._pool, ServiceReads(
