@@ -427,3 +427,26 @@ async def test_a_down_destination_does_not_delay_others_or_local_sends(federatio
     await wait_for(lambda: asyncio.sleep(0, result=received == [("pdu", 2)]), timeout=10)
     assert a.ctx.outbox.backing_off(down)
     assert await a.ctx.pool.fetchval("SELECT count(*) FROM federation_outbox WHERE destination = $1", down) == 2
+
+
+async def test_a_server_banned_by_the_policy_room_is_refused_with_403(federation_pair):
+    a, b = federation_pair
+    mod = (await b.api.register("mod")).body["user_id"]
+    await b.ctx.moderation.set_moderator(None, mod, True)
+    client = a.ctx.federation_client
+    query = {"user_id": b.user("mod")}
+    await client.request(b.name, "GET", "/_matrix/federation/v1/query/profile", query=query)
+    for rule in (a.name, "127.0.0.*"):
+        await b.ctx.moderation.set_server_ban(mod, rule, True, "spam")
+        with pytest.raises(RemoteError) as refused:
+            await client.request(b.name, "GET", "/_matrix/federation/v1/query/profile", query=query)
+        assert (refused.value.status, refused.value.errcode) == (403, "M_FORBIDDEN")
+        await b.ctx.moderation.set_server_ban(mod, rule, False)
+        await client.request(b.name, "GET", "/_matrix/federation/v1/query/profile", query=query)
+    # The rule is a state event of the policy room: a restart loads it again.
+    await b.ctx.moderation.set_server_ban(mod, a.name, True, "spam")
+    await b.stop()
+    await b.start()
+    with pytest.raises(RemoteError) as refused:
+        await client.request(b.name, "GET", "/_matrix/federation/v1/query/profile", query=query)
+    assert refused.value.status == 403

@@ -23,7 +23,8 @@ def unauthorized(message: str) -> MatrixError:
 class FederationHandler(BaseHandler):
     """Base of the handlers other servers call. ``self.origin`` is the
     server that signed the request, set before the method runs; a request
-    without a valid signature for this server is answered 401."""
+    without a valid signature for this server is answered 401, one from a
+    server banned by the policy room (m.policy.rule.server) 403."""
 
     security = ("x_matrix",)
     origin: str
@@ -54,6 +55,8 @@ class FederationHandler(BaseHandler):
                            self.ctx.settings.server_name, {auth.key: key})
         except XMatrixError as exc:
             raise unauthorized(str(exc)) from None
+        if self.ctx.moderation.blocks.server_banned(auth.origin):
+            raise MatrixError(403, "M_FORBIDDEN", "This server does not federate with yours")
         self.origin = auth.origin
         self.ctx.outbox.destination_is_up(auth.origin)
 
