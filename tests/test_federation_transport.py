@@ -15,6 +15,7 @@ import signedjson.key
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from atomchat_server import config
+from atomchat_server.events.moderation import banned_server, server_matches, server_rule_content
 from atomchat_server.events.signing import key_id, sign_json
 from atomchat_server.federation.client import FederationClient, RemoteError, Unreachable
 from atomchat_server.federation.keyring import BadSignature, KeyNotFound, KeyRing, keys_of_document
@@ -89,6 +90,29 @@ def test_well_known_delegation(well_known, endpoint):
 def test_what_is_not_a_server_name(name):
     with pytest.raises(ValueError):
         parse_server_name(name)
+
+
+@pytest.mark.parametrize(("server", "patterns", "banned"), [
+    ("evil.example", ["evil.example"], True),
+    ("evil.example:8448", ["evil.example"], False),  # the name is matched whole, port included
+    ("a.evil.example", ["*.evil.example"], True),
+    ("evil.example", ["*.evil.example"], False),
+    ("127.0.0.1:8448", ["127.0.0.?:*"], True),
+    ("good.example", [], False),
+])
+def test_server_ban_patterns(server, patterns, banned):
+    assert server_matches(server, patterns) is banned
+
+
+@pytest.mark.parametrize(("content", "banned"), [
+    (server_rule_content("evil.example", True, "spam"), "evil.example"),
+    (server_rule_content("evil.example", False, ""), None),
+    ({"entity": "evil.example", "recommendation": "org.example.other"}, None),
+    ({"entity": "", "recommendation": "m.ban"}, None),
+    ({"entity": 5, "recommendation": "m.ban"}, None),
+])
+def test_what_a_server_rule_bans(content, banned):
+    assert banned_server(content) == banned
 
 
 # -- listener and keys -------------------------------------------------------------------------
