@@ -425,9 +425,11 @@ async def test_the_outbox_survives_a_restart_of_the_sender(federation_pair, rece
     await a.ctx.outbox.enqueue_pdus([b.name], [pdu(n, a.name) for n in range(5)])
     await a.ctx.outbox.enqueue_edu(b.name, "org.example.test", {"n": 100})
     await wait_for(lambda: asyncio.sleep(0, result=a.ctx.outbox.backing_off(b.name)))
-    # The batch was formed (and perhaps sent before b went away): it keeps its transaction id.
-    txn_ids = {row["txn_id"] for row in await a.ctx.pool.fetch("SELECT txn_id FROM federation_outbox")}
-    assert len(txn_ids) == 1 and None not in txn_ids
+    # The first batch was formed: it keeps its transaction id for every retry
+    # (the EDU may have been queued after it was formed, for the next one).
+    formed = {row["txn_id"] for row in await a.ctx.pool.fetch(
+        "SELECT txn_id FROM federation_outbox WHERE txn_id IS NOT NULL")}
+    assert len(formed) == 1
     await a.stop()
     await b.start()
     await a.start()
@@ -435,8 +437,9 @@ async def test_the_outbox_survives_a_restart_of_the_sender(federation_pair, rece
     await asyncio.sleep(0.3)
     assert received == [("pdu", 0), ("pdu", 1), ("pdu", 2), ("pdu", 3), ("pdu", 4), ("edu", 100)]
     assert await a.ctx.pool.fetchval("SELECT count(*) FROM federation_outbox") == 0
-    assert await b.ctx.pool.fetchval("SELECT txn_id FROM federation_received_txns WHERE origin = $1",
-                                     a.name) == txn_ids.pop()
+    received_txns = [row["txn_id"] for row in await b.ctx.pool.fetch(
+        "SELECT txn_id FROM federation_received_txns WHERE origin = $1 ORDER BY received_at", a.name)]
+    assert received_txns[0] == formed.pop() and len(received_txns) <= 2
 
 
 async def test_a_down_destination_does_not_delay_others_or_local_sends(federation_pair, received, tmp_path):
