@@ -270,7 +270,7 @@ class AtomChat:
         federation_client = FederationClient(settings.server_name, server_key,
                                              verify_certificates=settings.federation_verify_certificates,
                                              blocklist=settings.federation_ip_range_blocklist)
-        outbox = Outbox(self._pool, federation_client, settings.server_name)
+        outbox = Outbox(self._pool, federation_client, settings.server_name, dsn=self.dsn)
         ephemeral = Ephemeral(pool=self._pool, persister=self._persister, outbox=outbox,
                               server_name=settings.server_name)
         keyring = KeyRing(self._pool, federation_client, settings.server_name, server_key)
