@@ -57,7 +57,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._server import BenchError, ServerProcess, free_port  # noqa: E402
+from bench._server import BenchError, FederatingServer, free_port, self_signed_certificate  # noqa: E402
 
 DEFAULT_SYNAPSE_PYTHON = "/tmp/synvenv/bin/python"
 CLIENT = "/_matrix/client/v3"
@@ -73,14 +73,6 @@ def synapse_python(explicit: str | None = None) -> str | None:
     """The interpreter Synapse is installed in, or None when there is none."""
     candidate = explicit or os.environ.get("ATOMCHAT_SYNAPSE_PYTHON") or DEFAULT_SYNAPSE_PYTHON
     return candidate if Path(candidate).exists() else None
-
-
-def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=60)
-    return cert, key
 
 
 # -- the two servers ------------------------------------------------------------
@@ -195,27 +187,11 @@ class Synapse:
         return Client(session, self.base_url, answer["user_id"], answer["access_token"])
 
 
-class AtomChat(ServerProcess):
-    """`atomchat serve` with its federation listener; ``restart()`` keeps its data."""
+class AtomChat(FederatingServer):
+    """`atomchat serve` with its federation listener, and its users' clients."""
 
     def __init__(self, cert: Path, key: Path) -> None:
-        self.federation_port = free_port()
-        super().__init__(server_name=f"127.0.0.1:{self.federation_port}", federation_port=self.federation_port,
-                         federation_tls_certificate=cert, federation_tls_private_key=key,
-                         federation_ip_range_blocklist="none",
-                         rc_register_per_second=1000, rc_register_burst=1000)
-        self.name = f"127.0.0.1:{self.federation_port}"
-
-    def command(self) -> list[str]:
-        return [*super().command(), "--no-federation-verify-certificates"]
-
-    async def halt(self) -> None:
-        """Stops the server as an outage would, keeping its data directory."""
-        assert self._process is not None
-        self._process.send_signal(signal.SIGTERM)
-        await asyncio.get_running_loop().run_in_executor(None, self._process.wait, 60)
-        if self._log is not None:
-            self._log.close()
+        super().__init__(cert, key, rc_register_per_second=1000, rc_register_burst=1000)
 
     async def register(self, session: aiohttp.ClientSession, localpart: str) -> Client:
         async with session.post(self.base_url + CLIENT + "/register", json={
