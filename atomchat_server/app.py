@@ -276,7 +276,7 @@ class AtomChat:
         keyring = KeyRing(self._pool, federation_client, settings.server_name, server_key)
         signer = Signer(settings.server_name, server_key)
         federation_events = FederationEvents(pool=self._pool, persister=self._persister, keyring=keyring,
-                                             client=federation_client)
+                                             client=federation_client, policy=blocks)
         rooms.remote = RemoteMembership(pool=self._pool, persister=self._persister, signer=signer,
                                         events=federation_events, client=federation_client)
         self._persister.appended_hooks.append(
