@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import ipaddress
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -88,6 +89,21 @@ def _networks(value: Any) -> tuple:
     return tuple(networks)
 
 
+def _web_path(value: Any) -> str:
+    """A URL path for the web client: absolute, ending in '/', plain
+    characters only, and clear of the API's own prefixes."""
+    path = _text(value).strip()
+    if not path.startswith("/"):
+        raise ValueError("must start with /")
+    if not path.endswith("/"):
+        path += "/"
+    if not re.fullmatch(r"/(?:[A-Za-z0-9._~-]+/)*", path) or "/../" in path or "/./" in path:
+        raise ValueError("only letters, digits and . _ ~ - between slashes")
+    if path.startswith(("/_matrix/", "/_atomchat/", "/api/", "/.well-known/")):
+        raise ValueError("must not lie under the API's paths")
+    return path
+
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -146,6 +162,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_upload_bytes", _int, 52428800, "largest accepted media upload in bytes", "ATOMCHAT_MAX_UPLOAD_BYTES", minimum=1),
     Option("media_quota_bytes", _int, 1073741824, "total bytes of media one user may have uploaded (0: no limit)", "ATOMCHAT_MEDIA_QUOTA_BYTES", minimum=0),
     Option("trusted_proxies", _networks, (), "reverse proxies (CIDRs, comma-separated) whose X-Forwarded-For names the client for rate limits and logs; from any other peer the header is ignored", "ATOMCHAT_TRUSTED_PROXIES"),
+    Option("web_client_enabled", _bool, True, "serve the web client (a browser chat app) at web_client_path", "ATOMCHAT_WEB_CLIENT_ENABLED"),
+    Option("web_client_path", _web_path, "/", "URL path the web client is served under (starts and ends with /)", "ATOMCHAT_WEB_CLIENT_PATH"),
 )
 
 _BY_NAME = {option.name: option for option in OPTIONS}
