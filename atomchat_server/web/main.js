@@ -227,6 +227,7 @@ function renderRoom() {
 }
 
 function renderTimeline(room, { keepBottom = true } = {}) {
+  room.replaced.length = 0;
   const list = view.timeline;
   const nodes = [];
   let lastDay = null;
@@ -351,10 +352,10 @@ function onSync(frame) {
   if (!rooms) return;
   const changed = rooms.apply(frame);
   if (!view) return;
-  if (current === null && !listRestored) restoreFromHash();
-  renderRoomList();
+  if (current === null && !listRestored && restoreFromHash()) return; // shown whole, this frame included
   const room = current && rooms.rooms.get(current);
   if (current && !room) { selectRoom(null); return; }
+  renderRoomList();
   if (!room || !changed.rooms.has(current)) return;
   if (changed.limited.has(current) || room.membership === "invite" || view.composer.hidden) { renderRoom(); return; }
   for (const [echo, event] of room.replaced.splice(0)) replaceNode(room, `~${echo.unsigned.transaction_id}`, event);
@@ -373,8 +374,9 @@ function restoreFromHash() {
   const match = /^#room=(.+)$/.exec(location.hash);
   if (match) {
     const id = decodeURIComponent(match[1]);
-    if (rooms.rooms.has(id)) selectRoom(id);
+    if (rooms.rooms.has(id)) { selectRoom(id); return true; }
   }
+  return false;
 }
 
 async function backfill() {
