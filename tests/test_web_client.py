@@ -9,19 +9,22 @@ main screens are saved under the test's temporary directory; the figures
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import statistics
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright, expect
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.testing import bind_unused_port
 
+from atomchat_server import config
+from atomchat_server.api.web import CSP, WEB_ROOT, WebFiles
 from atomchat_server.app import AtomChat, http_server
+from atomchat_server.config import ConfigError
 
 from .client import DEFAULT_PASSWORD, MATRIX, ApiClient, path_param
 from .conftest import RunningServer, truncate_all
@@ -29,8 +32,8 @@ from .conftest import RunningServer, truncate_all
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 360, "height": 740}
+DESKTOP = ViewportSize(width=1280, height=800)
+PHONE = ViewportSize(width=360, height=740)
 WAIT_MS = 15000
 
 pytestmark = [pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
@@ -47,7 +50,7 @@ async def chromium() -> AsyncIterator[Browser]:
             await browser.close()
 
 
-async def person(browser: Browser, base_url: str, viewport: dict[str, int] = DESKTOP) -> tuple[BrowserContext, Page]:
+async def person(browser: Browser, base_url: str, viewport: ViewportSize = DESKTOP) -> tuple[BrowserContext, Page]:
     context = await browser.new_context(viewport=viewport)
     context.set_default_timeout(WAIT_MS)
     page = await context.new_page()
@@ -98,7 +101,8 @@ FIRST_LOAD_BYTES = """() => {
 # Resolves with the time (ms since the epoch, sub-millisecond) at which a
 # message with the given text is in the timeline.
 WAIT_FOR_TEXT = """(text) => new Promise((resolve) => {
-    const found = () => [...document.querySelectorAll("#timeline .msg .body")].some((node) => node.textContent === text);
+    const found = () => [...document.querySelectorAll("#timeline .msg .body")]
+        .some((node) => node.textContent === text);
     if (found()) { resolve(performance.timeOrigin + performance.now()); return; }
     const observer = new MutationObserver(() => {
         if (found()) { observer.disconnect(); resolve(performance.timeOrigin + performance.now()); }
@@ -161,7 +165,8 @@ async def test_two_people_sign_up_invite_and_chat_live(server, api, tmp_path):
         await send(bob, "hi alice")
         await expect(message(alice, "hi alice")).to_be_visible()
         # One's own message: shown at once, then sent.
-        await expect(alice.locator("#timeline .msg.mine", has_text="hello bob").locator(".pending-label")).to_have_count(0)
+        own = alice.locator("#timeline .msg.mine", has_text="hello bob")
+        await expect(own.locator(".pending-label")).to_have_count(0)
 
         latencies = [await latency_ms(alice if i % 2 else bob, bob if i % 2 else alice, f"ping {i}")
                      for i in range(24)]
@@ -225,3 +230,168 @@ async def test_two_people_sign_up_invite_and_chat_live(server, api, tmp_path):
         await shot(mod, shots, "console")
         assert await bob.evaluate("localStorage.getItem('atomchat.session')") is None
     print(f"screenshots: {shots}")
+
+
+async def serve(settings, dsn: str, passwords, port: int, sock=None) -> RunningServer:
+    """A server on 127.0.0.1:port (on ``sock`` when given), as conftest.start_server makes one."""
+    atomchat = AtomChat(settings, dsn, passwords=passwords)
+    http = http_server(await atomchat.start(), settings)
+    if sock is not None:
+        http.add_sockets([sock])
+    else:
+        http.listen(port, "127.0.0.1")
+    return RunningServer(atomchat, f"http://127.0.0.1:{port}", http)
+
+
+async def test_pages_show_offline_and_resume_after_a_server_restart(database_dsn, settings, test_passwords):
+    """Alice reads the stream, Bob long-polls /sync (the fallback); the server
+    stops under both pages and starts again on the same port."""
+    await truncate_all(database_dsn)
+    sock, port = bind_unused_port()
+    running: RunningServer | None = await serve(settings, database_dsn, test_passwords, port, sock)
+    try:
+        api = ApiClient(running.base_url)
+        alice_id = (await api.register("alice"))["user_id"]
+        bob_token = (await api.register("bob"))["access_token"]
+        alice_token = (await api.login(alice_id))["access_token"]
+        room = (await api.request("POST", f"{MATRIX}/createRoom", {"name": "Porch", "invite": ["@bob:test.local"]},
+                                  token=alice_token, schema="matrix/createRoom.response"))["room_id"]
+        await api.request("POST", f"{MATRIX}/join/{path_param(room)}", {}, token=bob_token,
+                          schema="matrix/join.response")
+        async with chromium() as browser:
+            _, alice = await person(browser, running.base_url)
+            _, bob = await person(browser, running.base_url + "/?transport=poll")
+            for page, name in ((alice, "alice"), (bob, "bob")):
+                await sign_in(page, name)
+                await page.locator("#room-list .room-item", has_text="Porch").click()
+            await send(alice, "before restart")
+            await expect(message(bob, "before restart")).to_be_visible()
+
+            await running.stop()
+            running = None
+            for page in (alice, bob):
+                await expect(page.locator("#status")).to_have_text("Offline: reconnecting…")
+                await expect(page.locator(".connection")).to_have_text("Offline")
+            await send(alice, "while offline")
+            await expect(alice.locator("#timeline .msg", has_text="while offline")).to_contain_text("Sending…")
+            await alice.screenshot(path=str(Path(settings.data_dir).parent / "offline.png"))
+
+            running = await serve(settings, database_dsn, test_passwords, port)
+            for page in (alice, bob):
+                await expect(page.locator("#status")).to_be_hidden()
+                await expect(page.locator(".connection")).to_have_text("Online")
+            await expect(message(bob, "while offline")).to_be_visible()
+            await expect(alice.locator("#timeline .msg", has_text="while offline").locator(".pending-label")
+                         ).to_have_count(0)
+            await send(bob, "after restart")
+            await expect(message(alice, "after restart")).to_be_visible()
+            for page in (alice, bob):
+                bodies = await page.locator("#timeline .msg .body").all_text_contents()
+                assert bodies == ["before restart", "while offline", "after restart"]
+    finally:
+        if running is not None:
+            await running.stop()
+
+
+async def test_sign_in_errors_say_what_is_wrong(server, api):
+    await api.register("alice")
+    await api.register("mod")
+    await server.atomchat.ctx.moderation.set_moderator(None, "@mod:test.local", True)
+    async with chromium() as browser:
+        _, page = await person(browser, server.base_url)
+        await page.get_by_role("button", name="Create an account").click()
+        await page.get_by_label("Username").fill("alice")
+        await page.get_by_label("Password").fill(DEFAULT_PASSWORD)
+        await page.get_by_role("button", name="Create account").click()
+        await expect(page.locator("#auth-error")).to_have_text("That name is taken. Choose another one.")
+
+        await page.get_by_role("button", name="Sign in").click()
+        await page.get_by_label("Username").fill("alice")
+        await page.get_by_label("Password").fill("not the password")
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page.locator("#auth-error")).to_have_text("Wrong username or password.")
+
+        mod_token = (await api.login("mod"))["access_token"]
+        await api.request("PUT", "/_atomchat/admin/v1/users/@alice:test.local/lock", {"locked": True},
+                          token=mod_token, schema="admin/lock.response")
+        await page.get_by_label("Password").fill(DEFAULT_PASSWORD)
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page.locator("#auth-error")).to_have_text("This account is locked by a moderator.")
+
+
+# -- how the files are served ----------------------------------------------------
+
+async def fetch(url: str, method: str = "GET"):
+    request = HTTPRequest(url, method=method, follow_redirects=False, allow_nonstandard_methods=True,
+                          body=b"" if method == "POST" else None)
+    return await AsyncHTTPClient().fetch(request, raise_error=False)
+
+
+def asset_version(page: bytes, base: str) -> str:
+    match = re.search(rb'src="' + re.escape(base.encode()) + rb'assets/([0-9a-f]{16})/main\.js"', page)
+    assert match, page
+    return match.group(1).decode()
+
+
+def assert_error(response, status: int, errcode: str) -> None:
+    assert response.code == status
+    assert json.loads(response.body)["errcode"] == errcode
+
+
+async def test_the_page_is_never_cached_and_its_files_are_cached_by_version(server):
+    page = await fetch(server.base_url + "/")
+    assert page.code == 200
+    assert page.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert page.headers["Cache-Control"] == "no-cache"
+    assert page.headers["Content-Security-Policy"] == CSP
+    assert "'unsafe-inline'" not in CSP and "<script>" not in page.body.decode() and " style=" not in page.body.decode()
+    assert (page.headers["X-Content-Type-Options"], page.headers["X-Frame-Options"]) == ("nosniff", "DENY")
+    version = asset_version(page.body, "/")
+    assert version == WebFiles.load().version
+
+    for name, kind in (("main.js", "text/javascript; charset=utf-8"), ("style.css", "text/css; charset=utf-8"),
+                       ("icon.svg", "image/svg+xml")):
+        asset = await fetch(f"{server.base_url}/assets/{version}/{name}")
+        assert asset.code == 200, name
+        assert asset.headers["Content-Type"] == kind
+        assert asset.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        assert asset.headers["Content-Security-Policy"] == CSP
+        assert asset.body == (WEB_ROOT / name).read_bytes()
+    head = await fetch(server.base_url + "/", "HEAD")
+    assert (head.code, head.body, head.headers["Content-Length"]) == (200, b"", str(len(page.body)))
+
+    # Another version, a file that is not there, a path that leaves the folder: 404 in JSON.
+    assert_error(await fetch(f"{server.base_url}/assets/0123456789abcdef/main.js"), 404, "M_NOT_FOUND")
+    assert_error(await fetch(f"{server.base_url}/assets/{version}/nothing.js"), 404, "M_NOT_FOUND")
+    assert_error(await fetch(f"{server.base_url}/assets/{version}/../web.py"), 404, "M_NOT_FOUND")
+    assert_error(await fetch(f"{server.base_url}/assets/{version}/%2e%2e/index.html"), 404, "M_UNRECOGNIZED")
+    assert_error(await fetch(server.base_url + "/", "POST"), 405, "M_UNRECOGNIZED")
+
+
+@pytest.mark.settings(web_client_enabled=False)
+async def test_the_web_client_can_be_turned_off(server):
+    assert_error(await fetch(server.base_url + "/"), 404, "M_UNRECOGNIZED")
+    assert_error(await fetch(f"{server.base_url}/assets/{WebFiles.load().version}/main.js"), 404, "M_UNRECOGNIZED")
+
+
+@pytest.mark.settings(web_client_path="/chat/")
+async def test_the_web_client_can_live_under_another_path(server):
+    page = await fetch(server.base_url + "/chat/")
+    assert page.code == 200
+    version = asset_version(page.body, "/chat/")
+    assert (await fetch(f"{server.base_url}/chat/assets/{version}/main.js")).code == 200
+    bare = await fetch(server.base_url + "/chat")
+    assert (bare.code, bare.headers["Location"]) == (302, "/chat/")
+    assert_error(await fetch(server.base_url + "/"), 404, "M_UNRECOGNIZED")
+
+
+@pytest.mark.parametrize("value, expected", [("/", "/"), ("/chat", "/chat/"), ("/team/chat/", "/team/chat/"),
+                                             ("chat/", None), ("/_matrix/", None), ("/api/web/", None),
+                                             ("/a b/", None), ("/../", None), ("/_atomchat/x/", None)])
+def test_the_web_client_path_setting(value, expected):
+    if expected is None:
+        with pytest.raises(ConfigError, match="web_client_path"):
+            config.load({"web_client_path": value}, environ={})
+    else:
+        assert config.load({}, environ={"ATOMCHAT_WEB_CLIENT_PATH": value}).web_client_path == expected
+    assert config.load({}, environ={"ATOMCHAT_WEB_CLIENT_ENABLED": "no"}).web_client_enabled is False

@@ -15,7 +15,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import MatrixError
 from .base import BaseHandler
@@ -77,7 +77,7 @@ class WebFiles:
 class WebHandler(BaseHandler):
     """Base of the two: security headers on every answer, errors in JSON."""
 
-    def initialize(self, ctx: AppContext, web: WebFiles | None = None) -> None:  # type: ignore[override]
+    def initialize(self, ctx: AppContext, web: WebFiles | None = None) -> None:
         super().initialize(ctx)
         assert web is not None, "the routes pass the files"
         self.web = web
@@ -121,7 +121,7 @@ class AssetHandler(WebHandler):
     head = get
 
 
-def routes(path: str, web: WebFiles) -> list[tuple[str, type, dict[str, WebFiles]]]:
+def routes(path: str, web: WebFiles) -> list[tuple[str, type, dict[str, Any]]]:
     """The client's routes under ``path`` (which starts and ends with '/')."""
     prefix = re.escape(path)
     page = rf"{prefix}?" if path != "/" else "/"
