@@ -231,6 +231,106 @@ async def test_two_people_sign_up_invite_and_chat_live(server, api, tmp_path):
     print(f"screenshots: {shots}")
 
 
+
+def room_item(page: Page, name: str):
+    """The room list's entry of the room called ``name``."""
+    return page.locator("#room-list .room-item").filter(has=page.locator(".room-name").get_by_text(name, exact=True))
+
+
+def accept_dialogs(page: Page) -> None:
+    """Answers "OK" to the page's confirm() questions (deleting, leaving)."""
+    page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+
+
+async def test_edits_deletions_typing_receipts_settings_and_direct_messages(server, api, tmp_path):
+    alice_token = (await api.register("alice"))["access_token"]
+    await api.register("bob")
+    await api.register("carol")
+    room = (await api.request("POST", f"{MATRIX}/createRoom", {"name": "Den", "invite": ["@bob:test.local"]},
+                              token=alice_token, schema="matrix/createRoom.response"))["room_id"]
+    async with chromium() as browser:
+        _, alice = await person(browser, server.base_url)
+        _, bob = await person(browser, server.base_url)
+        for page, name in ((alice, "alice"), (bob, "bob")):
+            accept_dialogs(page)
+            await sign_in(page, name)
+            await page.locator("#room-list .room-item", has_text="Den").click()
+        await bob.locator("#accept-invite").click()
+        await expect(alice.locator("#timeline")).to_contain_text("bob joined")
+
+        await bob.locator("#composer").press_sequentially("first")
+        await expect(alice.locator("#typing")).to_have_text("bob is typing…")
+        await bob.locator("#composer").fill("first draft")
+        await bob.locator("#composer").press("Enter")
+        await expect(message(alice, "first draft")).to_be_visible()
+        await expect(alice.locator("#typing")).to_have_text("")
+
+        await bob.locator("#timeline .msg", has_text="first draft").get_by_role("button", name="Edit").click()
+        await bob.get_by_label("Message", exact=True).last.fill("final text")
+        await bob.get_by_role("button", name="Save").click()
+        edited = alice.locator("#timeline .msg", has_text="final text")
+        await expect(edited.locator(".edited")).to_have_text("(edited)")
+        await expect(message(alice, "first draft")).to_have_count(0)
+        await bob.locator("#timeline .msg", has_text="final text").get_by_role("button", name="Delete").click()
+        await expect(alice.locator("#timeline .msg .body.deleted")).to_have_text("Message deleted")
+
+        await send(alice, "read me")
+        await expect(message(bob, "read me")).to_be_visible()
+        await expect(alice.locator("#seen")).to_have_text("Seen by bob")
+
+        # Room settings: alice (admin) renames the room and sets a topic, then removes bob.
+        await alice.locator("#settings").click()
+        await alice.get_by_label("Name", exact=True).fill("Den 2")
+        await alice.get_by_label("Topic", exact=True).fill("cosy")
+        await alice.get_by_role("button", name="Save").click()
+        await expect(bob.locator("#room-title")).to_have_text("Den 2")
+        await expect(bob.locator("#room-topic")).to_have_text("cosy")
+        member = alice.locator(".members li", has_text="@bob:test.local")
+        await expect(member).to_contain_text("member · power 0")
+        await shot(alice, tmp_path / "screenshots", "settings")
+        await alice.get_by_role("button", name="Close").click()
+        await bob.locator("#settings").click()
+        await expect(bob.get_by_label("Name", exact=True)).to_be_disabled()
+        await expect(bob.locator(".members li", has_text="@alice:test.local")).to_contain_text("admin · power 100")
+        await expect(bob.locator(".members button")).to_have_count(0)
+        await bob.get_by_role("button", name="Close").click()
+
+        # A direct conversation: bob finds alice by name; she accepts; unread counts show in the list.
+        await bob.locator("#new-dm").click()
+        await bob.get_by_label("Find a person by name").fill("alic")
+        await bob.locator('#user-results button[data-user="@alice:test.local"]').click()
+        await expect(bob.locator("#room-title")).to_have_text("alice")
+        await send(bob, "psst")
+        direct = alice.locator("#room-list .room-item", has_text="Invitation from @bob:test.local")
+        await direct.click()
+        await alice.locator("#accept-invite").click()
+        await expect(message(alice, "psst")).to_be_visible()
+        await bob.locator("#room-list .room-item", has_text="Den 2").click()
+        await send(alice, "are you there?")
+        await expect(room_item(bob, "alice").locator(".badge")).to_have_text("1")
+        await room_item(bob, "alice").click()
+        await expect(message(bob, "are you there?")).to_be_visible()
+        await expect(room_item(bob, "alice").locator(".badge")).to_have_count(0)
+
+        # alice kicks bob from Den 2; it leaves his list.
+        await alice.locator("#room-list .room-item", has_text="Den 2").click()
+        await alice.locator("#settings").click()
+        await alice.locator(".members li", has_text="@bob:test.local").get_by_role("button", name="Kick").click()
+        await expect(bob.locator("#room-list .room-item", has_text="Den 2")).to_have_count(0)
+        await alice.get_by_role("button", name="Close").click()
+
+        # carol declines an invitation, then leaves a room she joined.
+        await api.request("POST", f"{MATRIX}/rooms/{path_param(room)}/invite", {"user_id": "@carol:test.local"},
+                          token=alice_token, schema="matrix/empty.response")
+        _, carol = await person(browser, server.base_url)
+        accept_dialogs(carol)
+        await sign_in(carol, "carol")
+        await carol.locator("#room-list .room-item", has_text="Den 2").click()
+        await carol.locator("#decline-invite").click()
+        await expect(carol.locator("#room-list .room-item")).to_have_count(0)
+        await expect(alice.locator("#timeline")).to_contain_text("carol left")
+
+
 async def serve(settings, dsn: str, passwords, port: int, sock=None) -> RunningServer:
     """A server on 127.0.0.1:port (on ``sock`` when given), as conftest.start_server makes one."""
     atomchat = AtomChat(settings, dsn, passwords=passwords)

@@ -201,11 +201,7 @@ function renderRoom() {
   view.main.hidden = !room;
   view.empty.hidden = Boolean(room);
   if (!room) { document.title = "AtomChat"; return; }
-  const me = client.userId;
-  const name = room.name(me);
-  document.title = `${name} · AtomChat`;
-  view.roomTitle.textContent = name;
-  view.roomTopic.textContent = room.stateContent("m.room.topic").topic || "";
+  const name = renderHead(room);
   const invited = room.membership === "invite";
   view.invite.hidden = !invited;
   view.composer.hidden = invited;
@@ -224,6 +220,14 @@ function renderRoom() {
     h("button", { type: "button", id: "settings", text: "Settings", onclick: () => settingsDialog(room) }),
     h("button", { type: "button", id: "leave", text: "Leave", onclick: () => leaveRoom(room) }));
   renderTimeline(room);
+}
+
+function renderHead(room) {
+  const name = room.name(client.userId);
+  document.title = `${name} · AtomChat`;
+  view.roomTitle.textContent = name;
+  view.roomTopic.textContent = room.stateContent("m.room.topic").topic || "";
+  return name;
 }
 
 function renderTimeline(room, { keepBottom = true } = {}) {
@@ -365,6 +369,7 @@ function onSync(frame) {
     const event = room.byId.get(target);
     if (event) replaceNode(room, target, event);
   }
+  renderHead(room);
   renderEphemeral(room);
 }
 
