@@ -331,6 +331,32 @@ async def test_edits_deletions_typing_receipts_settings_and_direct_messages(serv
         await expect(alice.locator("#timeline")).to_contain_text("carol left")
 
 
+
+@pytest.mark.settings(access_token_lifetime_seconds=2)
+async def test_a_page_stays_signed_in_as_its_token_is_refreshed(server, api):
+    await api.register("bob")
+    async with chromium() as browser:
+        _, alice = await person(browser, server.base_url)
+        await sign_up(alice, "alice")
+        first = await session_token(alice)
+        await create_room(alice, "Loft")
+        await alice.wait_for_timeout(4500)  # past two lifetimes of the token
+        assert await session_token(alice) != first
+        await send(alice, "still here")
+        await expect(alice.locator("#timeline .msg", has_text="still here").locator(".pending-label")).to_have_count(0)
+        await alice.reload()
+        await expect(message(alice, "still here")).to_be_visible()
+        await expect(alice.locator(".connection")).to_have_text("Online")
+        await invite(alice, "bob")
+        _, bob = await person(browser, server.base_url)
+        await sign_in(bob, "bob")
+        await bob.locator("#room-list .room-item", has_text="Loft").click()
+        await bob.locator("#accept-invite").click()
+        await alice.wait_for_timeout(2500)
+        await send(bob, "hello after a refresh")
+        await expect(message(alice, "hello after a refresh")).to_be_visible()
+
+
 async def serve(settings, dsn: str, passwords, port: int, sock=None) -> RunningServer:
     """A server on 127.0.0.1:port (on ``sock`` when given), as conftest.start_server makes one."""
     atomchat = AtomChat(settings, dsn, passwords=passwords)
@@ -403,6 +429,13 @@ async def test_sign_in_errors_say_what_is_wrong(server, api):
         await page.get_by_label("Password").fill(DEFAULT_PASSWORD)
         await page.get_by_role("button", name="Create account").click()
         await expect(page.locator("#auth-error")).to_have_text("That name is taken. Choose another one.")
+        # Keyboard only: the form's fields and button come in order.
+        await page.get_by_label("Username").focus()
+        order = []
+        for _ in range(3):
+            order.append(await page.evaluate("document.activeElement.id || document.activeElement.textContent"))
+            await page.keyboard.press("Tab")
+        assert order == ["username", "password", "Create account"]
 
         await page.get_by_role("button", name="Sign in").click()
         await page.get_by_label("Username").fill("alice")
