@@ -37,6 +37,7 @@ PHONE = ViewportSize(width=360, height=740)
 WAIT_MS = 15000
 
 pytestmark = pytest.mark.timeout(300)
+expect.set_options(timeout=WAIT_MS)
 
 
 @asynccontextmanager
@@ -257,6 +258,7 @@ async def test_edits_deletions_typing_receipts_settings_and_direct_messages(serv
             await page.locator("#room-list .room-item", has_text="Den").click()
         await bob.locator("#accept-invite").click()
         await expect(alice.locator("#timeline")).to_contain_text("bob joined")
+        await expect(bob.locator("#composer")).to_be_visible()
 
         await bob.locator("#composer").press_sequentially("first")
         await expect(alice.locator("#typing")).to_have_text("bob is typing…")

@@ -520,7 +520,7 @@ function newRoomDialog() {
       const body = { preset: "private_chat", name: name.value.trim() };
       if (topic.value.trim()) body.topic = topic.value.trim();
       const answer = await act(() => client.call("POST", "/createRoom", body));
-      if (answer) { close(); pendingSelect = answer.room_id; }
+      if (answer) { close(); selectWhenKnown(answer.room_id); }
     } },
     h("label", { for: "new-room-name", text: "Room name" }), name,
     h("label", { for: "new-room-topic", text: "Topic (optional)" }), topic,
@@ -528,8 +528,11 @@ function newRoomDialog() {
   });
 }
 
-// Selects a room once its first sync frame has arrived.
+// Selects a room now if a sync frame has brought it, else once one does.
 let pendingSelect = null;
+function selectWhenKnown(id) {
+  if (rooms && rooms.rooms.has(id)) selectRoom(id); else pendingSelect = id;
+}
 client.addEventListener("sync", () => {
   if (pendingSelect && rooms && rooms.rooms.has(pendingSelect)) {
     const id = pendingSelect;
@@ -574,7 +577,7 @@ function directDialog() {
     userPicker("Find a person by name", async (userId) => {
       const answer = await act(() => client.call("POST", "/createRoom",
         { preset: "trusted_private_chat", is_direct: true, invite: [userId] }));
-      if (answer) { close(); pendingSelect = answer.room_id; }
+      if (answer) { close(); selectWhenKnown(answer.room_id); }
     })));
 }
 
