@@ -68,6 +68,7 @@ SAMPLES = {config._int: "16", config._float: "16.5", config._bool: "no", config.
            config._log_level: "warning"}
 SAMPLES[config._networks] = "10.0.0.0/8"
 SAMPLES[config._web_path] = "/chat/"
+SAMPLES[config._blocklist] = "none"
 
 
 @pytest.mark.parametrize("option", config.OPTIONS, ids=lambda option: option.name)
