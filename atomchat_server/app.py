@@ -20,6 +20,7 @@ import tornado.httputil
 import tornado.web
 from signedjson.types import SigningKey
 
+from . import metrics
 from .api import (
     admin,
     compat,
@@ -35,9 +36,10 @@ from .api import (
     matrix_search,
     matrix_services,
     matrix_sync,
+    operations,
     stream,
 )
-from .api.base import HeadersTooLargeHandler, NotFoundHandler, log_request, redact_tornado_logs
+from .api.base import ROUTE, HeadersTooLargeHandler, NotFoundHandler, log_request, redact_tornado_logs
 from .api.contract import OPENAPI_PATH, OpenApiHandler, document_json
 from .auth import policy
 from .auth.passwords import Passwords
@@ -60,6 +62,7 @@ from .services.persister import Persister
 from .services.presence import Presence
 from .services.profiles import Profiles
 from .services.push import PushEvaluator, PushRules
+from .services.readiness import Readiness
 from .services.relations import Relations, bundle
 from .services.reports import Reports
 from .services.rooms import Rooms
@@ -100,6 +103,7 @@ class AppContext:
     long_polls: OpenPerAccount  # per account, /sync requests waiting
     streams: stream.OpenStreams
     server_key: SigningKey  # the ed25519 key other servers know this one by (federation/keys.py)
+    readiness: Readiness
     sync_sessions: SyncSessions = field(default_factory=SyncSessions)
     in_flight: int = 0
     openapi: str = ""  # the OpenAPI document of routes(), as served
@@ -112,7 +116,7 @@ def routes() -> list[tuple[str, type]]:
             + matrix_ephemeral.routes() + matrix_conversations.routes() + matrix_keys.routes()
             + matrix_media.routes() + matrix_search.routes() + matrix_push.routes()
             + matrix_services.routes() + stream.routes() + admin.routes() + compat.routes() + federation.routes()
-            + [(OPENAPI_PATH, OpenApiHandler)])
+            + operations.routes() + [(OPENAPI_PATH, OpenApiHandler)])
 
 
 class Application(tornado.web.Application):
@@ -130,6 +134,17 @@ class Application(tornado.web.Application):
             return self.get_handler_delegate(request, answer,
                                              {"ctx": self.settings["ctx"], "status": 414 if line > limit else 431})
         return super().find_handler(request, **kwargs)
+
+    def get_handler_delegate(self, request: tornado.httputil.HTTPServerRequest,
+                             target_class: type[tornado.web.RequestHandler],
+                             target_kwargs: dict[str, Any] | None = None, path_args: list[bytes] | None = None,
+                             path_kwargs: dict[str, bytes] | None = None) -> tornado.web._HandlerDelegate:
+        """Notes on the request the route pattern it matched, for the
+        metrics (each route's kwargs carry it, and the handler never sees it)."""
+        if target_kwargs is not None and ROUTE in target_kwargs:
+            target_kwargs = dict(target_kwargs)
+            setattr(request, ROUTE, target_kwargs.pop(ROUTE))
+        return super().get_handler_delegate(request, target_class, target_kwargs, path_args, path_kwargs)
 
 
 def http_server(app: tornado.web.Application, settings: Settings) -> tornado.httpserver.HTTPServer:
@@ -172,6 +187,7 @@ class AtomChat:
         self._notifier: Notifier | None = None
         self._persister: Persister | None = None
         self._own_passwords = passwords is None
+        self._unsample: list[Callable[[], None]] = []
 
     async def start(self) -> tornado.web.Application:
         settings = self.settings
@@ -238,8 +254,11 @@ class AtomChat:
                               streams=stream.OpenStreams(settings.websocket_ping_seconds),
                               open_streams=OpenPerAccount(settings.max_streams_per_account, "streams"),
                               long_polls=OpenPerAccount(settings.max_long_polls_per_account, "long-polls"),
-                              server_key=load_or_create_server_key(settings.data_path))
+                              server_key=load_or_create_server_key(settings.data_path),
+                              readiness=Readiness(self._pool, notifier))
         self.ctx.streams.start()
+        assert self.passwords is not None, "made above"
+        self._sample(self.ctx, self._pool, self.passwords)
         await self.ctx.compat.upgrade_old_api_rooms()
         return self.application()
 
@@ -247,7 +266,17 @@ class AtomChat:
         table = routes()
         assert self.ctx is not None, "start() builds the context first"
         self.ctx.openapi = document_json(tuple(table))  # built now: a route without a contract fails the start
-        handlers = [(pattern, handler, {"ctx": self.ctx}) for pattern, handler in table]
+        handlers = [(pattern, handler, {"ctx": self.ctx, ROUTE: pattern}) for pattern, handler in table]
+        return self._application(handlers)
+
+    def metrics_application(self) -> tornado.web.Application:
+        """What the metrics port serves (metrics_port): /metrics, /health, /ready."""
+        assert self.ctx is not None, "start() builds the context first"
+        return self._application([(pattern, handler, {"ctx": self.ctx, ROUTE: pattern})
+                                  for pattern, handler in operations.own_port_routes()])
+
+    def _application(self, handlers: list[tuple[str, type, dict[str, Any]]]) -> tornado.web.Application:
+        assert self.ctx is not None, "start() builds the context first"
         return Application(
             handlers,
             default_handler_class=NotFoundHandler,
@@ -258,6 +287,14 @@ class AtomChat:
             websocket_max_message_size=self.settings.websocket_max_message_bytes,
         )
 
+    def _sample(self, ctx: AppContext, pool: asyncpg.Pool, passwords: Passwords) -> None:
+        """Adds this server's sources of the metrics read at scrape time."""
+        self._unsample = [metrics.OPEN_STREAMS.add(lambda: len(ctx.streams)),
+                          metrics.LONG_POLLS.add(ctx.long_polls.total),
+                          metrics.POOL_SIZE.add(pool.get_size),
+                          metrics.POOL_IN_USE.add(lambda: pool.get_size() - pool.get_idle_size()),
+                          metrics.HASH_QUEUE.add(lambda: passwords.queued)]
+
     def begin_shutdown(self) -> None:
         """Answers every long-poll and closes every stream, so that in-flight
         requests can finish within the grace period."""
@@ -267,6 +304,9 @@ class AtomChat:
             self.ctx.notifier.release_all()
 
     async def stop(self) -> None:
+        for unsample in self._unsample:
+            unsample()
+        self._unsample = []
         if self.ctx is not None:
             self.ctx.streams.stop()
             self.ctx.ephemeral.stop()

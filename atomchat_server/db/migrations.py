@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from ..resources import Traversable, migrations_dir
+from . import Database
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def available(directory: Traversable | None = None) -> list[Migration]:
     return found
 
 
-async def applied_versions(conn: asyncpg.Connection) -> list[int]:
+async def applied_versions(conn: Database) -> list[int]:
     exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
     if not exists:
         return []
@@ -103,6 +104,16 @@ async def migrate(dsn: str, directory: Traversable | None = None) -> list[int]:
             await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
     finally:
         await conn.close()
+
+
+def difference(done: set[int], known: set[int]) -> str | None:
+    """What keeps a database with schema versions ``done`` from being served
+    by code that knows the versions ``known``, or None."""
+    if done - known:
+        return f"the database has schema versions {sorted(done - known)} newer than this AtomChat"
+    if known - done:
+        return f"the database lacks migrations {sorted(known - done)}"
+    return None
 
 
 async def check_current(dsn: str, directory: Traversable | None = None) -> None:
