@@ -53,17 +53,27 @@ async def test_health_answers_and_ready_checks_the_database_notifier_and_schema(
     assert ready.body == {"status": "ready", "checks": {"database": "ok", "notifier": "ok", "migrations": "ok"}}
 
     conn = await asyncpg.connect(database_dsn)
-    try:  # a newer release migrated the database under this process
+    try:  # a newer release migrated the database under this process: it serves on
         await conn.execute("INSERT INTO schema_migrations (version, name) VALUES (9999, 'from_the_future')")
-        not_ready = await api.request("GET", "/ready", status=503, schema="ops/ready.response")
+        ahead = await api.request("GET", "/ready", schema="ops/ready.response")
+        # the database lacks a migration this process expects: not ready
+        newest = await conn.fetchrow("DELETE FROM schema_migrations WHERE version < 9999 AND version ="
+                                     " (SELECT max(version) FROM schema_migrations WHERE version < 9999)"
+                                     " RETURNING version, name")
+        try:
+            behind = await api.request("GET", "/ready", status=503, schema="ops/ready.response")
+        finally:
+            await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", newest["version"],
+                               newest["name"])
     finally:
         await conn.execute("DELETE FROM schema_migrations WHERE version = 9999")
         await conn.close()
-    assert not_ready.body == {
+    assert ahead["status"] == "ready"
+    lacks = f"the database lacks migrations [{newest['version']}]"
+    assert behind.body == {
         "status": "not ready", "errcode": "M_UNKNOWN",
-        "checks": {"database": "ok", "notifier": "ok",
-                   "migrations": "the database has schema versions [9999] newer than this AtomChat"},
-        "error": "Not ready: migrations: the database has schema versions [9999] newer than this AtomChat"}
+        "checks": {"database": "ok", "notifier": "ok", "migrations": lacks},
+        "error": f"Not ready: migrations: {lacks}"}
     await api.request("GET", "/ready", schema="ops/ready.response")
 
 

@@ -106,16 +106,6 @@ async def migrate(dsn: str, directory: Traversable | None = None) -> list[int]:
         await conn.close()
 
 
-def difference(done: set[int], known: set[int]) -> str | None:
-    """What keeps a database with schema versions ``done`` from being served
-    by code that knows the versions ``known``, or None."""
-    if done - known:
-        return f"the database has schema versions {sorted(done - known)} newer than this AtomChat"
-    if known - done:
-        return f"the database lacks migrations {sorted(known - done)}"
-    return None
-
-
 async def check_current(dsn: str, directory: Traversable | None = None) -> None:
     """Refuses to serve a database whose schema differs from this code's."""
     conn = await asyncpg.connect(dsn)
