@@ -220,7 +220,7 @@ class AtomChat:
         notifier = self._notifier
         # The writer has a connection of its own: sends must not queue for
         # one behind a burst of reads (hundreds of initial syncs, say).
-        self._write_pool = await create_pool(self.dsn, min_size=1, max_size=1, name=WRITER_NAME)
+        self._write_pool = await create_pool(self.dsn, min_size=1, max_size=1, name=WRITER_NAME, time_queries=False)
         self._persister = Persister(self._write_pool, self.supervisor, on_commit=notifier.committed,
                                     judge=PushEvaluator())
         notifier.writer_settled = self._persister.settled

@@ -101,5 +101,5 @@ OPEN_STREAMS = sampled("atomchat_open_streams", "WebSocket streams open on this 
 LONG_POLLS = sampled("atomchat_waiting_long_polls", "/sync long-polls waiting on this process")
 POOL_SIZE = sampled("atomchat_db_pool_connections", "PostgreSQL connections open in the read pool")
 POOL_IN_USE = sampled("atomchat_db_pool_connections_in_use", "Read-pool connections lent to a request")
-QUERY_SECONDS = histogram("atomchat_db_query_seconds", "Time of each database query, by pool", ("pool",))
+QUERY_SECONDS = histogram("atomchat_db_query_seconds", "Time of each query on the read pool", ("pool",))
 HASH_QUEUE = sampled("atomchat_password_hash_queue", "Password hashes and checks waiting for a hashing thread")

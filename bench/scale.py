@@ -239,11 +239,17 @@ async def measure(args: argparse.Namespace, processes: int, signing_config: Path
             received = await workers.results(timeout=120)
     acknowledged = set(fanout.sent)
     for _, per_process in received:
-        for latencies, duplicates, _gaps, _errors, _reconnects in per_process:
+        for latencies, duplicates, gaps, errors, reconnects in per_process:
             fanout.deliveries.extend(latency for sequence, latency in latencies.items()
                                      if sequence >= fanout.measured_from)
-            fanout.lost += len(acknowledged - latencies.keys())
+            missing = len(acknowledged - latencies.keys())
+            fanout.lost += missing
+            if gaps:
+                fanout.lost_in_gaps += missing
             fanout.duplicates += duplicates
+            fanout.gaps += gaps
+            fanout.receiver_errors += errors
+            fanout.reconnects += reconnects
     if not fanout.deliveries:
         raise BenchError("no message was delivered in the measured period")
     return count
@@ -281,8 +287,10 @@ def report(args: argparse.Namespace, counts: list[Count], load_at_start: str) ->
         p99 = percentile(fanout.deliveries, 99)
         lag_mean = count.lag_sum / count.lag_count if count.lag_count else 0.0
         print(f"       fan-out {len(fanout.deliveries)} deliveries: p50 {ms(percentile(fanout.deliveries, 50))},"
-              f" p99 {ms(p99)}, max {ms(max(fanout.deliveries))}; lost {fanout.lost},"
-              f" duplicates {fanout.duplicates}, failed sends {fanout.send_errors}")
+              f" p99 {ms(p99)}, max {ms(max(fanout.deliveries))}; lost {fanout.lost} ({fanout.lost_in_gaps} at"
+              f" receivers sent limited timelines, {fanout.gaps} of them), duplicates {fanout.duplicates},"
+              f" failed sends {fanout.send_errors}, receiver errors {fanout.receiver_errors},"
+              f" reconnects {fanout.reconnects}")
         print(f"       notifier lag over {count.lag_count:.0f} dispatches: mean {ms(lag_mean)},"
               f" p99 <= {ms(count.lag_p99)}")
         if fanout.usage is not None:
