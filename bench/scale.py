@@ -63,6 +63,7 @@ from _server import (
     Workers,
     benchmark_parser,
     bounded,
+    counts,
     free_port,
     load_average,
     machine,
@@ -71,8 +72,8 @@ from _server import (
     split,
     verdict,
 )
-from fanout import Results, receiver_process, send_at_rate
-from send import sender_process
+from fanout import Results, receiver_process, send_at_rate, tally
+from send import Phase, sender_process
 
 HAPROXY_CONFIG = Path(__file__).resolve().parents[1] / "docs" / "haproxy.cfg"
 RUN_DEADLINE = 900.0
@@ -144,17 +145,11 @@ class Count:
     """The figures of one process count."""
 
     processes: int
-    send_latencies: list[float] = field(default_factory=list)
-    send_wall: float = 0.0
-    send_usage: Usage | None = None
+    send: Phase = field(default_factory=lambda: Phase(SENDERS))
     fanout: Results = field(default_factory=Results)
     lag_count: float = 0.0
     lag_sum: float = 0.0
     lag_p99: float = 0.0  # the bucket bound the 99th percentile falls in
-
-    @property
-    def send_rate(self) -> float:
-        return len(self.send_latencies) / self.send_wall if self.send_wall else 0.0
 
 
 async def lag_histogram(session: aiohttp.ClientSession, servers: list[ServerProcess]) -> dict[str, float]:
@@ -209,16 +204,16 @@ async def measure(args: argparse.Namespace, processes: int, signing_config: Path
         arguments = [(proxy.base_url, group, send_room, f"p{processes}") for group in groups]
         async with Workers(sender_process, arguments) as workers:
             await workers.wait_ready(timeout=60)
-            count.send_usage = Usage(first, **{"other servers": others, "HAProxy": [proxy.process.pid],
+            count.send.usage = Usage(first, **{"other servers": others, "HAProxy": [proxy.process.pid],
                                                "clients": workers.pids})
-            count.send_usage.start()
+            count.send.usage.start()
             start_at = time.monotonic() + 0.2
             workers.tell((start_at, start_at + args.seconds, 50_000))
             results = await workers.results(timeout=args.seconds + REQUEST_TIMEOUT + 30)
-            count.send_usage.stop()
+            count.send.usage.stop()
         for latencies, _ in results:
-            count.send_latencies.extend(latencies)
-        count.send_wall = max(last for _, last in results) - start_at
+            count.send.latencies.extend(latencies)
+        count.send.wall = max(last for _, last in results) - start_at
 
         print(f"{processes} process(es): fan-out to {args.receivers} receivers ({args.mode}) at {args.rate:g}/s ...",
               flush=True)
@@ -237,21 +232,7 @@ async def measure(args: argparse.Namespace, processes: int, signing_config: Path
             record_lag(count, before, await lag_histogram(session, servers))
             workers.tell(sorted(fanout.sent))
             received = await workers.results(timeout=120)
-    acknowledged = set(fanout.sent)
-    for _, per_process in received:
-        for latencies, duplicates, gaps, errors, reconnects in per_process:
-            fanout.deliveries.extend(latency for sequence, latency in latencies.items()
-                                     if sequence >= fanout.measured_from)
-            missing = len(acknowledged - latencies.keys())
-            fanout.lost += missing
-            if gaps:
-                fanout.lost_in_gaps += missing
-            fanout.duplicates += duplicates
-            fanout.gaps += gaps
-            fanout.receiver_errors += errors
-            fanout.reconnects += reconnects
-    if not fanout.deliveries:
-        raise BenchError("no message was delivered in the measured period")
+    tally(fanout, received)
     return count
 
 
@@ -275,12 +256,12 @@ def report(args: argparse.Namespace, counts: list[Count], load_at_start: str) ->
     ok = True
     for count in counts:
         fanout = count.fanout
-        usage = count.send_usage
+        usage = count.send.usage
         assert usage is not None
         server_cpu = usage.seconds.get("server", 0.0) + usage.seconds.get("other servers", 0.0)
-        messages = len(count.send_latencies)
-        print(f"  P={count.processes}: send {count.send_rate:6.0f} messages/s, latency p50"
-              f" {ms(percentile(count.send_latencies, 50))}, p99 {ms(percentile(count.send_latencies, 99))};"
+        messages = len(count.send.latencies)
+        print(f"  P={count.processes}: send {count.send.rate:6.0f} messages/s, latency p50"
+              f" {ms(percentile(count.send.latencies, 50))}, p99 {ms(percentile(count.send.latencies, 99))};"
               f" CPU per message: servers {ms(server_cpu / messages)},"
               f" PostgreSQL {ms(usage.seconds.get('PostgreSQL', 0.0) / messages)},"
               f" HAProxy {ms(usage.seconds.get('HAProxy', 0.0) / messages)}")
@@ -306,13 +287,9 @@ def report(args: argparse.Namespace, counts: list[Count], load_at_start: str) ->
     return ok
 
 
-def process_counts(text: str) -> list[int]:
-    return [bounded(1, 3)(part) for part in text.split(",")]
-
-
 def main() -> int:
     parser = benchmark_parser(__doc__)
-    parser.add_argument("--processes", type=process_counts, default=[1, 2, 3],
+    parser.add_argument("--processes", type=counts(1, 3), default=[1, 2, 3],
                         help="comma-separated process counts, one run each (default 1,2,3; at most 3)")
     parser.add_argument("--seconds", type=bounded(1, 60, float), default=10.0,
                         help="length of each measured period (default 10)")
@@ -323,14 +300,14 @@ def main() -> int:
     parser.add_argument("--mode", choices=("websocket", "longpoll"), default="websocket",
                         help="how receivers follow the room (default websocket)")
     args = parser.parse_args()
-    counts: list[Count] = []
+    figures: list[Count] = []
     load_at_start = load_average()
     try:
-        asyncio.run(run(args, counts))
+        asyncio.run(run(args, figures))
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
-    return 0 if report(args, counts, load_at_start) else 1
+    return 0 if report(args, figures, load_at_start) else 1
 
 
 if __name__ == "__main__":

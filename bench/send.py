@@ -52,6 +52,7 @@ from _server import (
     Workers,
     benchmark_parser,
     bounded,
+    counts,
     load_average,
     machine,
     ms,
@@ -231,13 +232,9 @@ def report(args: argparse.Namespace, phases: list[Phase], notes: dict, server: S
     return ok
 
 
-def client_counts(text: str) -> list[int]:
-    return [bounded(1, 100)(part) for part in text.split(",")]
-
-
 def main() -> int:
     parser = benchmark_parser(__doc__)
-    parser.add_argument("--clients", type=client_counts, default=[1, TARGET_RATE_CLIENTS],
+    parser.add_argument("--clients", type=counts(1, 100), default=[1, TARGET_RATE_CLIENTS],
                         help="comma-separated numbers of clients sending at once, one run each (default 1,10)")
     parser.add_argument("--seconds", type=bounded(1, 60, float), default=10.0,
                         help="how long each client count sends (default 10)")
