@@ -13,8 +13,11 @@ from ipaddress import ip_network
 
 import asyncpg
 import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
+from atomchat_server import metrics
 from atomchat_server.api.matrix_rooms import routes as room_routes
 
 from .client import MATRIX, ApiClient
@@ -106,6 +109,24 @@ async def test_metrics_count_requests_by_route_pattern_and_the_writes_behind_the
     assert after[("atomchat_db_pool_connections", frozenset())] >= 1
     assert after[("atomchat_password_hash_queue", frozenset())] == 0
     assert ("process_cpu_seconds_total", frozenset()) in after
+
+
+def atomchat_samples(text: str) -> list[tuple[str, str, dict[str, str], float]]:
+    return [(family.name, family.type, sample.labels, sample.value)
+            for family in text_string_to_metric_families(text) if family.name.startswith("atomchat_")
+            for sample in family.samples]
+
+
+async def test_the_exposition_reads_as_the_libraries_own(api):
+    alice, bob = await register(api, "alice", "bob")
+    await room_of(alice, bob)
+    await api.request("GET", "/no/such/path", status=404)
+    await api.request("GET", "/_atomchat/openapi.json", schema="common/openapi.response")
+    ours = metrics.exposition().decode()
+    theirs = generate_latest(metrics.REGISTRY).decode()
+    assert atomchat_samples(ours) == atomchat_samples(theirs)
+    assert len(atomchat_samples(ours)) > 50
+    assert 'route="/_atomchat/openapi\\\\.json"' in ours  # the pattern's backslash, escaped
 
 
 async def test_an_open_long_poll_shows_in_the_metrics(api, server):
