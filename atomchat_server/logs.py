@@ -2,9 +2,10 @@
 
 Every HTTP request gets an id (the ``X-Request-ID`` a proxy sent, when it is
 a plain token, else a new one), returned in the response's ``X-Request-ID``
-header and attached to each line logged while the request is handled: the
-request line, a refusal's warning, an error's traceback. An operator given
-the header's value by a user finds every line about that request.
+header and attached to the lines logged while the request is handled: in
+JSON every line (the request line included), in text every warning and
+error (a failed request's line, a traceback). An operator given the
+header's value by a user finds the lines about that request.
 """
 
 from __future__ import annotations
@@ -37,14 +38,16 @@ def _record_request_id(record: logging.LogRecord) -> str | None:
 
 
 class TextFormatter(logging.Formatter):
-    """The classic line, with `` [request ID]`` at its end within a request."""
+    """The classic line; a warning or error logged within a request ends
+    with `` [request ID]`` (the request log lines of successes keep their
+    fixed fields, for the tools that read them)."""
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        rid = _record_request_id(record)
+        rid = _record_request_id(record) if record.levelno >= logging.WARNING else None
         if rid is None:
             return text
         first, newline, rest = text.partition("\n")  # after the message, before a traceback

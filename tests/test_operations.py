@@ -17,7 +17,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
-from atomchat_server import metrics
+from atomchat_server import logs, metrics
 from atomchat_server.api.matrix_rooms import routes as room_routes
 
 from .client import MATRIX, ApiClient
@@ -192,3 +192,17 @@ async def test_json_logs_and_a_metrics_port_of_its_own(data_dir, database_dsn):
     assert logged["logger"] == "atomchat.http"
     assert logged["message"].startswith(f"127.0.0.1 GET {MATRIX}/account/whoami 401 ")
     assert set(logged) == {"time", "level", "logger", "message", "request_id"}
+
+
+def test_text_log_lines_name_the_request_in_warnings_and_errors():
+    formatter = logs.TextFormatter()
+
+    def line(level: int, message: str) -> str:
+        record = logging.LogRecord("atomchat.http", level, __file__, 1, message, None, None)
+        record.request_id = "lb-4711"
+        return formatter.format(record).split(" ", 2)[2]
+
+    assert line(logging.INFO, "127.0.0.1 GET /health 200 0.4ms") == \
+        "INFO atomchat.http: 127.0.0.1 GET /health 200 0.4ms"
+    assert line(logging.ERROR, "127.0.0.1 GET /x 500 1.0ms") == \
+        "ERROR atomchat.http: 127.0.0.1 GET /x 500 1.0ms [request lb-4711]"
