@@ -129,6 +129,11 @@ async def test_the_exposition_reads_as_the_libraries_own(api):
     assert 'route="/_atomchat/openapi\\\\.json"' in ours  # the pattern's backslash, escaped
 
 
+async def test_a_method_nobody_serves_is_counted_as_other(api):
+    await api.request("BREW", "/health", status=405)
+    assert 'route="/health",method="OTHER",status="405"' in metrics.exposition().decode()
+
+
 async def test_an_open_long_poll_shows_in_the_metrics(api, server):
     [alice] = await register(api, "alice")
     first = await alice.call("GET", "/sync", schema="matrix/sync.response")

@@ -296,6 +296,9 @@ class NotFoundHandler(BaseHandler):
 
 ROUTE = "atomchat_route"  # the request attribute naming the route pattern it matched (app.Application)
 UNMATCHED = "unmatched"
+# Methods counted by name; any other (a client may send any token) counts as
+# OTHER, so that no client can make the metrics grow without bound.
+COUNTED_METHODS = frozenset(m.upper() for m in (*HTTP_METHODS, "options", "head"))
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
@@ -305,7 +308,8 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     status = handler.get_status()
     request = handler.request
     seconds = request.request_time()
-    metrics.REQUESTS.labels(getattr(request, ROUTE, UNMATCHED), request.method, status).observe(seconds)
+    method = request.method if request.method in COUNTED_METHODS else "OTHER"
+    metrics.REQUESTS.labels(getattr(request, ROUTE, UNMATCHED), method, status).observe(seconds)
     level = logging.INFO if status < 500 else logging.ERROR
     log.log(level, "%s %s %s %d %.1fms", client_address(handler), request.method, request.path,
             status, 1000.0 * seconds, extra={"request_id": vars(handler).get("_request_id")})
