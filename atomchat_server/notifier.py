@@ -36,6 +36,7 @@ from typing import Any
 
 import asyncpg
 
+from . import metrics
 from .auth.sessions import SessionCache
 from .db.pool import UNREACHABLE
 from .errors import MatrixError, unavailable
@@ -349,6 +350,8 @@ class Notifier:
                 self._read_failing = False
                 self.position = target
                 self._dispatch(rows, updates)
+                if rows:  # the oldest event waited longest; its timestamp was taken as it was written
+                    metrics.NOTIFIER_LAG.observe(max(0.0, time.time() - rows[0]["origin_server_ts"] / 1000))
             self._release_waiters()
 
     def _dispatch_failed(self) -> None:

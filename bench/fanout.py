@@ -311,6 +311,13 @@ async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
                 results.usage.stop(extra={"clients": time.process_time() - before_sender})  # and the sender
                 workers.tell(sorted(results.sent))
                 received = await workers.results(timeout=DRAIN_SECONDS + 60)
+    tally(results, received)
+    return server
+
+
+def tally(results: Results, received: list) -> None:
+    """Adds up what the receiver processes returned (receiver_process):
+    deliveries of the measured period, losses, duplicates, gaps."""
     acknowledged = set(results.sent)
     results.drained = max(drained for drained, _ in received)
     for _, process in received:
@@ -328,7 +335,6 @@ async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
             results.reconnects += reconnects
     if not results.deliveries:
         raise BenchError("no message was delivered in the measured period")
-    return server
 
 
 def report(args: argparse.Namespace, results: Results, server: ServerProcess) -> bool:

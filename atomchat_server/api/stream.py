@@ -29,7 +29,7 @@ from ..sync import tokens
 from ..sync.builder import SyncResult
 from ..sync.session import SyncSession
 from ..validation import load_json, schemas
-from .base import BaseHandler, client_address, database_unavailable
+from .base import BaseHandler, begin_request, client_address, database_unavailable, request_id
 from .contract import Op, Param
 from .matrix_sync import load_filter
 
@@ -78,6 +78,9 @@ class OpenStreams:
     def discard(self, stream: StreamHandler) -> None:
         self._streams.discard(stream)
 
+    def __len__(self) -> int:
+        return len(self._streams)
+
     def __iter__(self) -> Iterator[StreamHandler]:
         """Over a copy: a stream may close, and leave the set, meanwhile."""
         return iter(list(self._streams))
@@ -120,6 +123,9 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
     write_error = BaseHandler.write_error
     failure = staticmethod(BaseHandler.failure)
 
+    def set_default_headers(self) -> None:
+        request_id(self)
+
     def allow(self) -> None:
         """The stream is a GET that upgrades; nothing else, not even a preflight."""
         self.set_header("Allow", "GET")
@@ -129,6 +135,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
 
     async def prepare(self) -> None:
         """Checks what can be checked before the upgrade, answering in JSON."""
+        begin_request(self)
         client_address(self)  # worked out now: open() drops the headers it comes from
         try:
             if self.request.method != "GET":
