@@ -67,6 +67,7 @@ from .services.search import Search
 from .services.server_name import settle_server_name
 from .supervisor import Supervisor
 from .sync.builder import ServiceReads, SyncBuilder
+from .sync.filters import Filters
 from .sync.session import SyncSessions
 from .validation import schemas
 
@@ -84,6 +85,7 @@ class AppContext:
     profiles: Profiles
     notifier: Notifier
     sync: SyncBuilder
+    filters: Filters  # sync filters, compiled once
     ephemeral: Ephemeral
     moderation: Moderation
     admin: AdminQueries
@@ -224,7 +226,7 @@ class AtomChat:
                       max_upload_bytes=settings.max_upload_bytes, quota_bytes=settings.media_quota_bytes)
         await media.start()
         self.ctx = AppContext(settings=settings, pool=self._pool, accounts=accounts, rooms=rooms, profiles=profiles,
-                              notifier=notifier, sync=SyncBuilder(self._pool, ServiceReads(
+                              notifier=notifier, filters=Filters(self._pool), sync=SyncBuilder(self._pool, ServiceReads(
                                   presence, bundle, key_state, device_list_changes)),
                               ephemeral=Ephemeral(pool=self._pool, persister=self._persister),
                               moderation=moderation,

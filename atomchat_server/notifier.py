@@ -55,6 +55,8 @@ ENCODED_EVENTS = 4096
 # An encoding is reused this long: its unsigned.age is as old as the encoding.
 ENCODED_SECONDS = 1.0
 KNOWN_BATCHES = 64  # own commits kept for the dispatch; older ones are read back if ever needed
+# Member events kept for lazy-loading answers: (room, user) pairs, the newest dispatched.
+MEMBER_EVENTS = 20_000
 
 
 class Listener:
@@ -148,6 +150,9 @@ class Notifier:
         # returning a user id makes that user's clients check their token.
         self.observers: list[Callable[[Any], str | None]] = []
         self._by_user: dict[str, set[Listener]] = {}
+        # The newest member event of (room, user) as of `position`, for the
+        # answers of lazy-loading clients (their senders' member events).
+        self._members: OrderedDict[tuple[str, str], Any] = OrderedDict()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -355,6 +360,7 @@ class Notifier:
         """The dispatch task failed, perhaps halfway through handing out
         events: every listener rebuilds its next answer from the database
         (where nothing is lost), and nobody waits for the task meanwhile."""
+        self._members.clear()  # the failed dispatch may have held member events
         for listeners in list(self._by_user.values()):
             for listener in listeners:
                 self._deliver(listener, [], needs_full=True)
@@ -383,6 +389,7 @@ class Notifier:
                 full.update(targets)  # an unread message may be gone: counts are recounted
                 continue
             if row["type"] == "m.room.member":
+                self._remember_member(row)
                 # Member counts change, and for the member itself its rooms do.
                 full.update(targets)
                 for listener in list(self._by_user.get(row["state_key"], ())):
@@ -422,6 +429,28 @@ class Notifier:
         if len(self._encoded) > ENCODED_EVENTS:
             self._encoded.popitem(last=False)
         return text
+
+    def member_event(self, room_id: str, user_id: str) -> Any | None:
+        """The user's newest member event in the room as of ``position``, if
+        known here (else None: read it from the database, remember_members)."""
+        row = self._members.get((room_id, user_id))
+        if row is not None:
+            self._members.move_to_end((room_id, user_id))
+        return row
+
+    def remember_members(self, rows: Iterable[Any], position: int) -> None:
+        """Member events read from the database as of ``position``: kept
+        unless events were dispatched since (a newer one may be among them)."""
+        if position == self.position:
+            for row in rows:
+                if (row["room_id"], row["state_key"]) not in self._members:
+                    self._remember_member(row)
+
+    def _remember_member(self, row: Any) -> None:
+        self._members[(row["room_id"], row["state_key"])] = row
+        self._members.move_to_end((row["room_id"], row["state_key"]))
+        if len(self._members) > MEMBER_EVENTS:
+            self._members.popitem(last=False)
 
     def _follow(self, listener: Listener, room_id: str, membership: str | None) -> None:
         """Keeps a listener's rooms in step with its user's membership."""

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..errors import MatrixError, forbidden, not_found
-from ..events.filters import FilterError, SyncFilter
+from ..events.filters import CompiledFilter, FilterError, SyncFilter
 from ..storage import filters as filter_store
 from ..sync import tokens
 from ..sync.session import SyncSession
-from ..validation import load_json
 from .base import BaseHandler
 from .contract import Op, Param
 from .matrix_account import PREFIX
@@ -84,21 +83,9 @@ class SyncHandler(BaseHandler):
         self.finish(result.json())
 
 
-async def load_filter(ctx: AppContext, user_id: str, value: str | None) -> SyncFilter:
+async def load_filter(ctx: AppContext, user_id: str, value: str | None) -> CompiledFilter:
     """A sync filter given inline as JSON or by the id of an uploaded one."""
-    if not value:
-        return SyncFilter()
-    try:
-        if value.lstrip().startswith("{"):
-            return SyncFilter.from_json(load_json(value, "The filter", "M_INVALID_PARAM"))
-        if not value.isdigit() or len(value) > 18:
-            raise MatrixError(400, "M_INVALID_PARAM", "'filter' must be a filter id or a JSON object")
-        definition = await filter_store.get_filter(ctx.pool, user_id, int(value))
-        if definition is None:
-            raise not_found("Unknown filter")
-        return SyncFilter.from_json(definition)
-    except (FilterError, ValueError) as exc:
-        raise MatrixError(400, "M_INVALID_PARAM", f"Invalid filter: {exc}") from None
+    return await ctx.filters.load(user_id, value)
 
 
 class FilterHandler(BaseHandler):

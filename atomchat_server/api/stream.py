@@ -24,7 +24,7 @@ import tornado.websocket
 from ..auth.sessions import Requester
 from ..db.pool import UNREACHABLE
 from ..errors import MatrixError
-from ..events.filters import SyncFilter
+from ..events.filters import CompiledFilter
 from ..sync import tokens
 from ..sync.builder import SyncResult
 from ..sync.session import SyncSession
@@ -104,7 +104,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         self.requester: Requester | None = None
         self._token: str | None = None
         self._since: int | None = None
-        self._filter: SyncFilter | None = None
+        self._filter: CompiledFilter | None = None
         self._filter_param: str | None = None
         self._set_presence = "online"
         self._task: asyncio.Task | None = None

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from ..auth.sessions import Requester
-from ..events.filters import RoomEventFilter, SyncFilter
+from ..events.filters import DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT, RoomEventFilter, SyncFilter
 from ..events.format import Row, client_event, stripped_state
 from ..events.visibility import Range, visible_ranges
 from ..storage import ephemeral as ephemeral_store
@@ -31,9 +31,6 @@ from . import tokens
 if TYPE_CHECKING:
     from ..services.presence import Presence
 
-DEFAULT_TIMELINE_LIMIT = 20
-# The most events a sync timeline carries, whatever the filter asks (as /messages).
-MAX_TIMELINE_LIMIT = 1000
 # Notification counts stop here: a client shows "1000+", and the count stays cheap.
 UNREAD_CAP = 1000
 # To-device messages in one answer at most; more wait for the next.
