@@ -227,8 +227,8 @@ class AtomChat:
         await media.start()
         self.ctx = AppContext(settings=settings, pool=self._pool, accounts=accounts, rooms=rooms, profiles=profiles,
                               notifier=notifier, filters=Filters(self._pool), sync=SyncBuilder(self._pool, ServiceReads(
-                                  presence, bundle, key_state, device_list_changes)),
-                              ephemeral=Ephemeral(pool=self._pool, persister=self._persister),
+                                  presence, bundle, key_state, device_list_changes), notifier.typing),
+                              ephemeral=Ephemeral(pool=self._pool, persister=self._persister, notifier=notifier),
                               moderation=moderation,
                               admin=AdminQueries(pool=self._pool, blocks=blocks, system_user=moderation.system_user),
                               compat=Compat(pool=self._pool, accounts=accounts, rooms=rooms, moderation=moderation),
@@ -271,7 +271,6 @@ class AtomChat:
     async def stop(self) -> None:
         if self.ctx is not None:
             self.ctx.streams.stop()
-            self.ctx.ephemeral.stop()
             await self.ctx.presence.stop()
             self.ctx.media.stop()
             self.ctx.sync_sessions.close_all()

@@ -66,7 +66,8 @@ async def _upload(user: User, definition: dict[str, Any]) -> str:
 
 
 async def _act(rng: random.Random, rooms: dict[str, list[User]], step: int) -> None:
-    """One to six writes, each by a random member of a random room."""
+    """One to six writes, each by a random member of a random room: messages,
+    notices, events of other types, state, typing notices."""
     for n in range(rng.randint(1, 6)):
         room_id = rng.choice(sorted(rooms))
         sender = rng.choice(rooms[room_id])
@@ -75,10 +76,13 @@ async def _act(rng: random.Random, rooms: dict[str, list[User]], step: int) -> N
             await sender.send(room_id, text(f"step {step}.{n}"))
         elif kind < 0.6:
             await sender.send(room_id, {"msgtype": "m.notice", "body": f"notice {step}.{n}"})
-        elif kind < 0.85:
+        elif kind < 0.75:
             await sender.send(room_id, {"body": f"custom {step}.{n}"}, event_type=rng.choice(CUSTOM_TYPES))
-        else:
+        elif kind < 0.85:
             await sender.put_state(room_id, "m.room.topic", {"topic": f"topic {step}.{n}"})
+        else:
+            await sender.call("PUT", f"/rooms/{room_id}/typing/{quote(sender.user_id)}",
+                              {"typing": rng.random() < 0.6, "timeout": 30_000}, schema="matrix/empty.response")
 
 
 FILTER_KINDS = ("none", "inline", "stored", "lazy", "narrow")

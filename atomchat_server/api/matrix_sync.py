@@ -40,7 +40,7 @@ class SyncHandler(BaseHandler):
     async def get(self) -> None:
         requester = await self.authenticate()
         since_token = self.get_query_argument("since", None)
-        since = tokens.parse(since_token, "since") if since_token else None
+        since, typing_mark = tokens.parse_sync(since_token) if since_token else (None, None)
         timeout = max(0, min(self.int_argument("timeout", 0), MAX_TIMEOUT_MS)) / 1000
         filter_param = self.get_query_argument("filter", None)
         full_state = self.bool_argument("full_state", False)
@@ -48,12 +48,12 @@ class SyncHandler(BaseHandler):
         if set_presence not in ("online", "unavailable", "offline"):
             raise MatrixError(400, "M_INVALID_PARAM", "'set_presence' is one of online, unavailable, offline")
         sessions = self.ctx.sync_sessions
-        session = None if full_state else sessions.take(requester.session_id, since, filter_param)
+        session = None if full_state else sessions.take(requester.session_id, since, typing_mark, filter_param)
         if session is None:
             sync_filter = await load_filter(self.ctx, requester.user_id, filter_param)
             token = self.access_token()
             assert token is not None, "authenticate() took it"
-            session = SyncSession(self.ctx, requester, token, sync_filter, since,
+            session = SyncSession(self.ctx, requester, token, sync_filter, since, typing_mark=typing_mark,
                                   full_state=full_state, filter_key=filter_param)
         else:
             session.requester = requester

@@ -1,12 +1,13 @@
 """Receipts, read markers, typing notices and account data.
 
-Each change is written through the persister, so it takes a position in the
-same stream as events and reaches clients through /sync like them.
+Each change of a receipt or of account data is written through the
+persister, so it takes a position in the same stream as events and reaches
+clients through /sync like them. Typing notices are kept in memory by the
+notifier, with a position of their own.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from functools import partial
 from typing import Any
@@ -15,6 +16,7 @@ import asyncpg
 
 from ..auth.sessions import Requester
 from ..errors import MatrixError, forbidden, not_found
+from ..notifier import Notifier
 from ..storage import ephemeral as store
 from ..storage import events as event_store
 from .persister import Persister
@@ -32,10 +34,10 @@ def _now_ms() -> int:
 
 
 class Ephemeral:
-    def __init__(self, *, pool: asyncpg.Pool, persister: Persister) -> None:
+    def __init__(self, *, pool: asyncpg.Pool, persister: Persister, notifier: Notifier) -> None:
         self._pool = pool
         self._persister = persister
-        self._typing_timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._notifier = notifier
 
     async def _require_joined(self, requester: Requester, room_id: str) -> None:
         membership = await event_store.membership(self._pool, room_id, requester.user_id)
@@ -78,30 +80,13 @@ class Ephemeral:
     # -- typing ------------------------------------------------------------------------
 
     async def typing(self, requester: Requester, room_id: str, user_id: str, typing: bool, timeout_ms: int) -> None:
+        """Typing notices are not history: they live in the memory of every
+        server process (notifier.TypingNotices), not in the database."""
         if user_id != requester.user_id:
             raise forbidden("You may only set your own typing state")
         await self._require_joined(requester, room_id)
         timeout_ms = max(0, min(timeout_ms, MAX_TYPING_TIMEOUT_MS)) if typing else 0
-        expires = _now_ms() + timeout_ms
-        await self._persister.update(partial(store.put_typing, room_id=room_id, user_id=user_id, typing=typing,
-                                             expires_ms=expires))
-        key = (room_id, user_id)
-        timer = self._typing_timers.pop(key, None)
-        if timer is not None:
-            timer.cancel()
-        if typing:
-            self._typing_timers[key] = asyncio.get_running_loop().call_later(
-                timeout_ms / 1000, lambda: asyncio.ensure_future(self._typing_lapsed(key)))
-
-    async def _typing_lapsed(self, key: tuple[str, str]) -> None:
-        self._typing_timers.pop(key, None)
-        await self._persister.update(partial(store.stop_typing_if_lapsed, room_id=key[0], user_id=key[1],
-                                             now_ms=_now_ms()))
-
-    def stop(self) -> None:
-        for timer in self._typing_timers.values():
-            timer.cancel()
-        self._typing_timers.clear()
+        await self._notifier.set_typing(room_id, user_id, _now_ms() + timeout_ms if typing else 0)
 
     # -- account data -----------------------------------------------------------------
 

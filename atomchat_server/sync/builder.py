@@ -10,7 +10,6 @@ complete (every event at or below it is committed), so a client resuming from
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,6 +28,7 @@ from ..storage import sync as sync_store
 from . import tokens
 
 if TYPE_CHECKING:
+    from ..notifier import TypingNotices
     from ..services.presence import Presence
 
 # Notification counts stop here: a client shows "1000+", and the count stays cheap.
@@ -65,6 +65,7 @@ class SyncResult:
     # database: the one asked for, or less when it stops early (more is set).
     position: int | None = None
     more: bool = False
+    typing_position: int = 0  # where the answer leaves the typing notices (notifier.TypingNotices)
 
     def json(self) -> str:
         if self.text is None:
@@ -73,13 +74,18 @@ class SyncResult:
 
 
 class SyncBuilder:
-    def __init__(self, pool: asyncpg.Pool, services: ServiceReads) -> None:
+    def __init__(self, pool: asyncpg.Pool, services: ServiceReads, typing: TypingNotices) -> None:
         self._pool = pool
         self._services = services
+        self._typing = typing
 
     async def sync(self, requester: Requester, *, since: int | None, upto: int, sync_filter: SyncFilter,
-                   full_state: bool) -> SyncResult:
+                   full_state: bool, typing_since: int | None = None) -> SyncResult:
+        """The answer for what happened in (since, upto]; typing notices
+        that changed after the typing position ``typing_since`` (None: all
+        current ones)."""
         user_id = requester.user_id
+        typing_at = self._typing.position
         # At most TO_DEVICE_LIMIT to-device messages an answer: with more
         # waiting, the whole answer stops at the last one it carries, so the
         # next answer goes on from there, everything in one order.
@@ -131,7 +137,7 @@ class SyncBuilder:
                 room_account.setdefault(row["room_id"], []).append({"type": row["type"], "content": row["content"]})
         if steady:
             assert since is not None, "a room is steady only between two syncs"
-            ephemeral = await self._ephemeral(requester, steady, since, upto)
+            ephemeral = await self._ephemeral(requester, steady, since, upto, typing_since)
             with_events = set(await sync_store.rooms_changed_since(self._pool, steady, since))
             for room_id in steady:
                 if room_id not in with_events and room_id not in ephemeral and room_id not in room_account:
@@ -142,7 +148,7 @@ class SyncBuilder:
                     joined[room_id] = room
         fresh = [room_id for room_id in joined if room_id not in steady]
         if fresh:
-            ephemeral = await self._ephemeral(requester, fresh, None, upto)
+            ephemeral = await self._ephemeral(requester, fresh, None, upto, None)
             for room_id in fresh:
                 joined[room_id]["ephemeral"]["events"] = ephemeral.get(room_id, [])
         for room_id, room in joined.items():
@@ -152,7 +158,7 @@ class SyncBuilder:
         device_lists = await self._device_lists(requester, since, upto)
         key_counts, unused_fallback = await self._services.key_state(self._pool, user_id, requester.device_id)
         body: dict[str, Any] = {
-            "next_batch": tokens.make(upto),
+            "next_batch": tokens.make_sync(upto, self._typing.mark(typing_at)),
             "rooms": {"join": joined, "invite": invited, "leave": left},
             "account_data": {"events": [{"type": row["type"], "content": row["content"]}
                                         for row in account_rows if not row["room_id"]]},
@@ -166,7 +172,8 @@ class SyncBuilder:
         }
         empty = not (joined or invited or left or body["account_data"]["events"] or body["presence"]["events"]
                      or to_device or device_lists["changed"] or device_lists["left"])
-        return SyncResult(body, empty=empty, joined_rooms=frozenset(member_of), position=upto, more=more)
+        return SyncResult(body, empty=empty, joined_rooms=frozenset(member_of), position=upto, more=more,
+                          typing_position=typing_at)
 
     async def _device_lists(self, requester: Requester, since: int | None, upto: int) -> dict[str, list[str]]:
         """Whose devices changed after ``since`` (nothing in an initial sync)."""
@@ -189,19 +196,16 @@ class SyncBuilder:
             room["unread_notifications"] = {"highlight_count": highlight, "notification_count": notify}
             room["summary"] = {"m.joined_member_count": joined_count, "m.invited_member_count": invited_count}
 
-    async def _ephemeral(self, requester: Requester, room_ids: list[str], since: int | None,
-                         upto: int) -> dict[str, list[dict[str, Any]]]:
-        """m.typing and m.receipt events per room for changes in (since, upto];
-        with ``since`` None, the rooms' whole current typing and receipt state."""
+    async def _ephemeral(self, requester: Requester, room_ids: list[str], since: int | None, upto: int,
+                         typing_since: int | None) -> dict[str, list[dict[str, Any]]]:
+        """m.typing and m.receipt events per room: receipts changed in
+        (since, upto] and typers changed after ``typing_since``; with
+        ``since`` None, the rooms' whole current receipts, and their typers
+        where someone types."""
         result: dict[str, list[dict[str, Any]]] = {}
-        typing_rooms = await ephemeral_store.typing_changed_since(self._pool, room_ids, since, upto)
-        if typing_rooms:
-            typers = await ephemeral_store.typing_users(self._pool, typing_rooms, int(time.time() * 1000))
-            for room_id in typing_rooms:
-                if since is None and not typers.get(room_id):
-                    continue
-                result.setdefault(room_id, []).append(
-                    {"type": "m.typing", "content": {"user_ids": typers.get(room_id, [])}})
+        typing = self._typing.changes(set(room_ids), typing_since if since is not None else None)
+        for room_id, users in typing.items():
+            result.setdefault(room_id, []).append({"type": "m.typing", "content": {"user_ids": users}})
         receipts: dict[str, dict[str, Any]] = {}
         for row in await ephemeral_store.receipts_since(self._pool, room_ids, since, upto):
             if row["receipt_type"] == "m.read.private" and row["user_id"] != requester.user_id:
