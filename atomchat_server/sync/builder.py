@@ -99,6 +99,7 @@ class SyncBuilder:
         invited: dict[str, Any] = {}
         left: dict[str, Any] = {}
         steady: list[str] = []
+        whole: list[str] = []  # joined rooms shown whole: the newest events and the state before them
         member_of: list[str] = []
         for membership in await sync_store.user_memberships(self._pool, user_id):
             room_id = membership["room_id"]
@@ -118,6 +119,9 @@ class SyncBuilder:
                                or not await self._left_between(room_id, user_id, since, upto)))
                 if stayed and not full_state:
                     steady.append(room_id)
+                elif not stayed:
+                    whole.append(room_id)
+                    joined[room_id] = {}  # made below, all at once
                 else:
                     # full_state resends the state, never events the client already has.
                     joined[room_id] = await self._joined_room(requester, room_id, since if stayed else None, upto,
@@ -130,6 +134,8 @@ class SyncBuilder:
                      and then["membership"] in ("join", "invite")) or (since is None and sync_filter.include_leave)):
                 left[room_id] = await self._left_room(requester, room_id, since, now, sync_filter)
 
+        if whole:
+            joined.update(await self._whole_rooms(requester, whole, upto, sync_filter))
         account_rows = await ephemeral_store.account_data_since(self._pool, user_id, since, upto)
         room_account: dict[str, list[dict[str, Any]]] = {}
         for row in account_rows:
@@ -295,6 +301,61 @@ class SyncBuilder:
             "ephemeral": {"events": []},
             "account_data": {"events": []},
         }
+
+    async def _whole_rooms(self, requester: Requester, room_ids: list[str], upto: int,
+                           sync_filter: SyncFilter) -> dict[str, dict[str, Any]]:
+        """_joined_room() with ``since`` None for many rooms, in a fixed
+        number of queries however many rooms there are (more only for rooms
+        whose limited timelines hold events others relate to, bundled per
+        room): the timelines in one, and the state before each from the
+        rooms' current state, corrected for what changed since the start of
+        the timeline."""
+        user_id = requester.user_id
+        access = await sync_store.read_access(self._pool, room_ids, user_id)
+        ranges = {room_id: visible_ranges(access[room_id][1], access[room_id][0]) or [(0, 0)]
+                  for room_id in room_ids}
+        flt = sync_filter.timeline
+        types, not_types = flt.type_patterns()
+        timelines = await sync_store.timelines(
+            self._pool, [(room_id, ranges[room_id]) for room_id in room_ids], upto=upto,
+            limit=min(flt.limit or DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT), types=types, not_types=not_types,
+            senders=list(flt.senders) if flt.senders is not None else None, not_senders=list(flt.not_senders) or None)
+        starts = {room_id: rows[0]["stream"] - 1 if rows else upto for room_id, (rows, _) in timelines.items()}
+        lazy = sync_filter.timeline.lazy_load_members or sync_filter.state.lazy_load_members
+        members: dict[str, Sequence[str]] | None = None
+        if lazy:  # of the member events, only those of the timeline's senders and the reader
+            members = {room_id: sorted({str(row["sender"]) for row in rows} | {user_id})
+                       for room_id, (rows, _) in timelines.items()}
+        current = await sync_store.current_states(self._pool, room_ids, members)
+        # State that changed at or after the start of a timeline is read as it was just before.
+        moved = [(room_id, row["type"], row["state_key"], starts[room_id])
+                 for room_id, rows in current.items() for row in rows if row["stream"] > starts[room_id]]
+        before = await sync_store.state_events_before(self._pool, moved) if moved else {}
+        related = await sync_store.with_relations(self._pool, [
+            (room_id, row["event_id"]) for room_id, (rows, limited) in timelines.items() if limited
+            for row in rows if row["state_key"] is None])
+        result: dict[str, dict[str, Any]] = {}
+        for room_id in room_ids:
+            rows, limited = timelines[room_id]
+            state_rows: list[Row] = []
+            for row in current[room_id]:
+                earlier = row if row["stream"] <= starts[room_id] else before.get(
+                    (room_id, row["type"], row["state_key"]))
+                if earlier is not None:
+                    state_rows.append(earlier)
+            state_rows.sort(key=lambda row: row["stream"])
+            state_rows = self._filter_state(state_rows, rows, user_id, sync_filter.state, lazy)
+            if limited and any(row["event_id"] in related for row in rows):
+                events = await self._services.bundle(self._pool, requester, room_id, rows, ranges[room_id])
+            else:
+                events = self._format(rows, requester)
+            result[room_id] = {
+                "timeline": {"events": events, "limited": limited, "prev_batch": tokens.make(starts[room_id])},
+                "state": {"events": self._format(state_rows, requester)},
+                "ephemeral": {"events": []},
+                "account_data": {"events": []},
+            }
+        return result
 
     async def _with_senders(self, room_id: str, state_rows: Sequence[Row], timeline_rows: Sequence[Row], user_id: str,
                             start: int) -> Sequence[Row]:

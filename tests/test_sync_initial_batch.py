@@ -1,0 +1,80 @@
+"""Initial sync builds every joined room at once (SyncBuilder._whole_rooms:
+a fixed number of queries, state from the rooms' current state); this
+checks it against the room-by-room build (_joined_room with no token,
+which reads the state history), room for room, on rooms whose timelines
+hold state changes, rejoins, relations and limited stretches, under the
+history visibility settings and with the filters clients send."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from atomchat_server.events.filters import SyncFilter
+
+from .room_steps import register, room_of, text
+
+FILTERS = [
+    {},
+    {"room": {"timeline": {"limit": 3}}},
+    {"room": {"timeline": {"limit": 4}, "state": {"lazy_load_members": True}}},
+    {"room": {"timeline": {"limit": 5, "types": ["m.room.message", "m.room.topic"], "not_senders": []},
+              "state": {"types": ["m.room.*"], "not_types": ["m.room.power_levels"]}}},
+]
+
+
+def _comparable(room: dict) -> dict:
+    for part in ("timeline", "state"):
+        for event in room[part]["events"]:
+            event.get("unsigned", {}).pop("age", None)
+    return room
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_rooms_built_together_are_built_as_one_by_one(api, server, seed):
+    rng = random.Random(seed)
+    alice, bob, carol = await register(api, "alice", "bob", "carol")
+    rooms = []
+    for visibility in ("shared", "joined", "invited", "world_readable"):
+        room_id = await room_of(alice, bob, preset="trusted_private_chat")
+        await alice.put_state(room_id, "m.room.history_visibility", {"history_visibility": visibility})
+        rooms.append(room_id)
+    carol_in: set[str] = set()
+    for n in range(40):
+        room_id = rng.choice(rooms)
+        action = rng.random()
+        sender = rng.choice([alice, bob])
+        if action < 0.55:
+            await sender.say(room_id, f"line {n}")
+        elif action < 0.7:
+            await sender.put_state(room_id, "m.room.topic", {"topic": f"topic {n}"})
+        elif action < 0.8:
+            parent = await alice.say(room_id, f"parent {n}")
+            await bob.send(room_id, {"m.relates_to": {"rel_type": "m.annotation", "event_id": parent, "key": "+"}},
+                           event_type="m.reaction")
+        elif action < 0.9:
+            if room_id not in carol_in:
+                await alice.invite(room_id, carol)
+                await carol.join(room_id)
+                carol_in.add(room_id)
+            await carol.say(room_id, f"carol {n}")
+        else:
+            await bob.leave(room_id)
+            await alice.say(room_id, f"without bob {n}")
+            await alice.invite(room_id, bob)
+            await bob.join(room_id)
+    await bob.send(rooms[0], text("last"))
+
+    ctx = server.atomchat.ctx
+    builder = ctx.sync
+    upto = ctx.notifier.committed_position
+    for reader in (alice, bob):
+        requester = await ctx.accounts.authenticate(reader.access_token)
+        for definition in FILTERS:
+            sync_filter = SyncFilter.from_json(definition)
+            together = await builder._whole_rooms(requester, rooms, upto, sync_filter)
+            for room_id in rooms:
+                alone = await builder._joined_room(requester, room_id, None, upto, sync_filter)
+                assert _comparable(together[room_id]) == _comparable(alone), (reader.user_id, definition, room_id)
+
