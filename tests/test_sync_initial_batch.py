@@ -78,3 +78,45 @@ async def test_rooms_built_together_are_built_as_one_by_one(api, server, seed):
                 alone = await builder._joined_room(requester, room_id, None, upto, sync_filter)
                 assert _comparable(together[room_id]) == _comparable(alone), (reader.user_id, definition, room_id)
 
+
+
+class _CountingPool:
+    """The server's pool, counting the queries made through it."""
+
+    def __init__(self, pool) -> None:
+        self._pool = pool
+        self.queries = 0
+
+    def __getattr__(self, name):
+        found = getattr(self._pool, name)
+        if name in ("fetch", "fetchrow", "fetchval", "execute", "executemany"):
+            async def counted(*args, **kwargs):
+                self.queries += 1
+                return await found(*args, **kwargs)
+            return counted
+        return found
+
+
+async def test_an_initial_sync_costs_as_many_queries_for_twelve_rooms_as_for_three(api, server):
+    alice, bob = await register(api, "alice", "bob")
+    ctx = server.atomchat.ctx
+    builder = ctx.sync
+    lazy = SyncFilter.from_json({"room": {"timeline": {"limit": 10}, "state": {"lazy_load_members": True}}})
+    counts = []
+    for rooms in (3, 12):
+        while len(await alice.joined_rooms()) < rooms:
+            room_id = await room_of(bob, alice)
+            for n in range(12):
+                await bob.say(room_id, f"message {n}")
+        requester = await ctx.accounts.authenticate(alice.access_token)
+        counting = _CountingPool(builder._pool)
+        original, builder._pool = builder._pool, counting
+        try:
+            result = await builder.sync(requester, since=None, upto=ctx.notifier.committed_position,
+                                        sync_filter=lazy, full_state=False)
+        finally:
+            builder._pool = original
+        assert result.body is not None and len(result.body["rooms"]["join"]) == rooms
+        counts.append(counting.queries)
+    assert counts[0] == counts[1], counts
+
