@@ -1,13 +1,14 @@
 """Initial sync builds every joined room at once (SyncBuilder._whole_rooms:
-a fixed number of queries, state from the rooms' current state); this
-checks it against the room-by-room build (_joined_room with no token,
-which reads the state history), room for room, on rooms whose timelines
+a fixed number of queries, state from the rooms' current state), and an
+incremental one every room the user stayed in (_steady_rooms); this checks
+both against the room-by-room build (_joined_room), room for room, on rooms whose timelines
 hold state changes, rejoins, relations and limited stretches, under the
 history visibility settings and with the filters clients send."""
 
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from atomchat_server.events.filters import SyncFilter
 
 from .room_steps import register, room_of, text
 
-FILTERS = [
+FILTERS: list[dict[str, Any]] = [
     {},
     {"room": {"timeline": {"limit": 3}}},
     {"room": {"timeline": {"limit": 4}, "state": {"lazy_load_members": True}}},
@@ -41,7 +42,11 @@ async def test_rooms_built_together_are_built_as_one_by_one(api, server, seed):
         await alice.put_state(room_id, "m.room.history_visibility", {"history_visibility": visibility})
         rooms.append(room_id)
     carol_in: set[str] = set()
+    middle = 0
+    left_since_middle: set[str] = set()
     for n in range(40):
+        if n == 20:
+            middle = server.atomchat.ctx.notifier.committed_position
         room_id = rng.choice(rooms)
         action = rng.random()
         sender = rng.choice([alice, bob])
@@ -60,6 +65,8 @@ async def test_rooms_built_together_are_built_as_one_by_one(api, server, seed):
                 carol_in.add(room_id)
             await carol.say(room_id, f"carol {n}")
         else:
+            if n >= 20:
+                left_since_middle.add(room_id)
             await bob.leave(room_id)
             await alice.say(room_id, f"without bob {n}")
             await alice.invite(room_id, bob)
@@ -76,6 +83,12 @@ async def test_rooms_built_together_are_built_as_one_by_one(api, server, seed):
             together = await builder._whole_rooms(requester, rooms, upto, sync_filter)
             for room_id in rooms:
                 alone = await builder._joined_room(requester, room_id, None, upto, sync_filter)
+                assert _comparable(together[room_id]) == _comparable(alone), (reader.user_id, definition, room_id)
+            # Rooms the reader stayed in since the middle of it all, also built together.
+            stayed = [room_id for room_id in rooms if room_id not in left_since_middle or reader is alice]
+            together = await builder._steady_rooms(requester, stayed, middle, upto, sync_filter)
+            for room_id in stayed:
+                alone = await builder._joined_room(requester, room_id, middle, upto, sync_filter)
                 assert _comparable(together[room_id]) == _comparable(alone), (reader.user_id, definition, room_id)
 
 

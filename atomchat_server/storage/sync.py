@@ -93,12 +93,12 @@ async def read_access(db: Database, room_ids: Sequence[str],
             for row in rows}
 
 
-async def timelines(db: Database, rooms: Sequence[tuple[str, Sequence[tuple[int, int | None]]]], *, upto: int,
-                    limit: int, types: Sequence[str] | None = None, not_types: Sequence[str] | None = None,
-                    senders: Sequence[str] | None = None,
+async def timelines(db: Database, rooms: Sequence[tuple[str, Sequence[tuple[int, int | None]]]], *,
+                    after: int | None = None, upto: int, limit: int, types: Sequence[str] | None = None,
+                    not_types: Sequence[str] | None = None, senders: Sequence[str] | None = None,
                     not_senders: Sequence[str] | None = None) -> dict[str, tuple[list[asyncpg.Record], bool]]:
     """timeline() of many rooms in one round trip: per room (with its own
-    visible ranges), the newest ``limit`` events up to ``upto``, oldest
+    visible ranges), the newest ``limit`` events in (after, upto], oldest
     first, and whether there were more."""
     room_ids: list[str] = []
     firsts: list[int] = []
@@ -115,7 +115,7 @@ async def timelines(db: Database, rooms: Sequence[tuple[str, Sequence[tuple[int,
     rows = await db.fetch(
         "SELECT t.* FROM unnest($1::text[], $2::int[], $3::int[]) r(room, first, last) CROSS JOIN LATERAL ("
         f" SELECT {EVENT_COLUMNS} FROM events"
-        "  WHERE room_id = r.room AND stream <= $4"
+        "  WHERE room_id = r.room AND stream <= $4 AND ($12::bigint IS NULL OR stream > $12)"
         "  AND EXISTS (SELECT 1 FROM generate_series(r.first, r.last) i WHERE stream >= ($5::bigint[])[i]"
         "              AND (($6::bigint[])[i] IS NULL OR stream <= ($6::bigint[])[i]))"
         "  AND ($7::text[] IS NULL OR type LIKE ANY($7))"
@@ -123,7 +123,7 @@ async def timelines(db: Database, rooms: Sequence[tuple[str, Sequence[tuple[int,
         "  AND ($9::text[] IS NULL OR sender = ANY($9))"
         "  AND ($10::text[] IS NULL OR NOT sender = ANY($10))"
         "  ORDER BY stream DESC LIMIT $11) t",
-        room_ids, firsts, lasts, upto, lows, highs, types, not_types, senders, not_senders, limit + 1,
+        room_ids, firsts, lasts, upto, lows, highs, types, not_types, senders, not_senders, limit + 1, after,
     )
     found: dict[str, list[asyncpg.Record]] = {room_id: [] for room_id in room_ids}
     for row in rows:

@@ -10,7 +10,7 @@ complete (every event at or below it is committed), so a client resuming from
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -145,10 +145,11 @@ class SyncBuilder:
             assert since is not None, "a room is steady only between two syncs"
             ephemeral = await self._ephemeral(requester, steady, since, upto, typing_since)
             with_events = set(await sync_store.rooms_changed_since(self._pool, steady, since))
-            for room_id in steady:
-                if room_id not in with_events and room_id not in ephemeral and room_id not in room_account:
-                    continue
-                room = await self._joined_room(requester, room_id, since, upto, sync_filter)
+            changed = [room_id for room_id in steady
+                       if room_id in with_events or room_id in ephemeral or room_id in room_account]
+            rooms = await self._steady_rooms(requester, changed, since, upto, sync_filter)
+            for room_id in changed:
+                room = rooms[room_id]
                 room["ephemeral"]["events"] = ephemeral.get(room_id, [])
                 if room["timeline"]["events"] or room_id in ephemeral or room_id in room_account:
                     joined[room_id] = room
@@ -302,6 +303,66 @@ class SyncBuilder:
             "account_data": {"events": []},
         }
 
+    async def _steady_rooms(self, requester: Requester, room_ids: list[str], since: int, upto: int,
+                            sync_filter: SyncFilter) -> dict[str, dict[str, Any]]:
+        """_joined_room() with ``since`` for many rooms the user stayed in,
+        in a fixed number of queries (more only per limited timeline: its
+        state changes, and its bundle when others relate to its events)."""
+        if not room_ids:
+            return {}
+        user_id = requester.user_id
+        timelines = await self._timelines(room_ids, {room_id: ((0, None),) for room_id in room_ids}, since, upto,
+                                          sync_filter.timeline)
+        starts = {room_id: rows[0]["stream"] - 1 if rows else upto for room_id, (rows, _) in timelines.items()}
+        state: dict[str, Sequence[Row]] = {}
+        for room_id, (_, limited) in timelines.items():
+            state[room_id] = (await sync_store.state_changes(self._pool, room_id, after=since,
+                                                             before=starts[room_id] + 1) if limited else [])
+        lazy = sync_filter.timeline.lazy_load_members or sync_filter.state.lazy_load_members
+        if lazy:
+            # The member events of the timeline's senders, as they were before it (see _with_senders).
+            wanted = []
+            for room_id, (rows, _) in timelines.items():
+                known = {row["state_key"] for row in [*state[room_id], *rows] if row["type"] == "m.room.member"}
+                wanted += [(room_id, "m.room.member", sender, starts[room_id])
+                           for sender in sorted({row["sender"] for row in rows} - known - {user_id})]
+            found = await sync_store.state_events_before(self._pool, wanted) if wanted else {}
+            for room_id, _type, sender, _start in wanted:
+                member = found.get((room_id, "m.room.member", sender))
+                if member is not None:
+                    state[room_id] = [*state[room_id], member]
+            state = {room_id: sorted(rows, key=lambda row: row["stream"]) for room_id, rows in state.items()}
+        related = await self._related(timelines)
+        result: dict[str, dict[str, Any]] = {}
+        for room_id in room_ids:
+            rows, limited = timelines[room_id]
+            state_rows = self._filter_state(state[room_id], rows, user_id, sync_filter.state, lazy)
+            bundled = limited and any(row["event_id"] in related for row in rows)
+            result[room_id] = {
+                "timeline": {"events": await self._timeline_events(requester, room_id, rows, bundled, None),
+                             "limited": limited, "prev_batch": tokens.make(starts[room_id])},
+                "state": {"events": self._format(state_rows, requester)},
+                "ephemeral": {"events": []},
+                "account_data": {"events": []},
+            }
+        return result
+
+    async def _timelines(self, room_ids: list[str], ranges: Mapping[str, Sequence[Range]], since: int | None, upto: int,
+                         flt: RoomEventFilter) -> dict[str, tuple[list[Any], bool]]:
+        """_timeline() of many rooms, in one query."""
+        types, not_types = flt.type_patterns()
+        return await sync_store.timelines(
+            self._pool, [(room_id, ranges[room_id]) for room_id in room_ids], after=since, upto=upto,
+            limit=min(flt.limit or DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT), types=types, not_types=not_types,
+            senders=list(flt.senders) if flt.senders is not None else None, not_senders=list(flt.not_senders) or None)
+
+    async def _related(self, timelines: dict[str, tuple[list[Any], bool]]) -> set[str]:
+        """The events of the limited timelines that others relate to (whose
+        timelines need bundling), in one query."""
+        events = [(room_id, row["event_id"]) for room_id, (rows, limited) in timelines.items() if limited
+                  for row in rows if row["state_key"] is None]
+        return await sync_store.with_relations(self._pool, events) if events else set()
+
     async def _whole_rooms(self, requester: Requester, room_ids: list[str], upto: int,
                            sync_filter: SyncFilter) -> dict[str, dict[str, Any]]:
         """_joined_room() with ``since`` None for many rooms, in a fixed
@@ -314,12 +375,7 @@ class SyncBuilder:
         access = await sync_store.read_access(self._pool, room_ids, user_id)
         ranges = {room_id: visible_ranges(access[room_id][1], access[room_id][0]) or [(0, 0)]
                   for room_id in room_ids}
-        flt = sync_filter.timeline
-        types, not_types = flt.type_patterns()
-        timelines = await sync_store.timelines(
-            self._pool, [(room_id, ranges[room_id]) for room_id in room_ids], upto=upto,
-            limit=min(flt.limit or DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT), types=types, not_types=not_types,
-            senders=list(flt.senders) if flt.senders is not None else None, not_senders=list(flt.not_senders) or None)
+        timelines = await self._timelines(room_ids, ranges, None, upto, sync_filter.timeline)
         starts = {room_id: rows[0]["stream"] - 1 if rows else upto for room_id, (rows, _) in timelines.items()}
         lazy = sync_filter.timeline.lazy_load_members or sync_filter.state.lazy_load_members
         members: dict[str, Sequence[str]] | None = None
@@ -331,9 +387,7 @@ class SyncBuilder:
         moved = [(room_id, row["type"], row["state_key"], starts[room_id])
                  for room_id, rows in current.items() for row in rows if row["stream"] > starts[room_id]]
         before = await sync_store.state_events_before(self._pool, moved) if moved else {}
-        related = await sync_store.with_relations(self._pool, [
-            (room_id, row["event_id"]) for room_id, (rows, limited) in timelines.items() if limited
-            for row in rows if row["state_key"] is None])
+        related = await self._related(timelines)
         result: dict[str, dict[str, Any]] = {}
         for room_id in room_ids:
             rows, limited = timelines[room_id]
