@@ -77,6 +77,7 @@ from .services.search import Search
 from .services.server_name import settle_server_name
 from .supervisor import Supervisor
 from .sync.builder import ServiceReads, SyncBuilder
+from .sync.filters import Filters
 from .sync.session import SyncSessions
 from .validation import schemas
 
@@ -94,6 +95,7 @@ class AppContext:
     profiles: Profiles
     notifier: Notifier
     sync: SyncBuilder
+    filters: Filters  # sync filters, compiled once
     ephemeral: Ephemeral
     moderation: Moderation
     admin: AdminQueries
@@ -282,12 +284,12 @@ class AtomChat:
                                              verify_certificates=settings.federation_verify_certificates,
                                              blocklist=settings.federation_ip_range_blocklist)
         outbox = Outbox(self._pool, federation_client, settings.server_name)
-        ephemeral = Ephemeral(pool=self._pool, persister=self._persister, outbox=outbox,
+        ephemeral = Ephemeral(pool=self._pool, persister=self._persister, notifier=notifier, outbox=outbox,
                               server_name=settings.server_name)
         federation_events = FederationEvents()
         self.ctx = AppContext(settings=settings, pool=self._pool, accounts=accounts, rooms=rooms, profiles=profiles,
-                              notifier=notifier, sync=SyncBuilder(self._pool, ServiceReads(
-                                  presence, bundle, key_state, device_list_changes)),
+                              notifier=notifier, filters=Filters(self._pool), sync=SyncBuilder(self._pool, ServiceReads(
+                                  presence, bundle, key_state, device_list_changes), notifier.typing),
                               ephemeral=ephemeral,
                               moderation=moderation,
                               admin=AdminQueries(pool=self._pool, blocks=blocks, system_user=moderation.system_user),
@@ -394,7 +396,6 @@ class AtomChat:
             await self.ctx.outbox.stop()
             self.ctx.federation_client.close()
             self.ctx.streams.stop()
-            self.ctx.ephemeral.stop()
             await self.ctx.presence.stop()
             self.ctx.media.stop()
             self.ctx.sync_sessions.close_all()

@@ -218,21 +218,23 @@ async def measure(args: argparse.Namespace, processes: int, signing_config: Path
         print(f"{processes} process(es): fan-out to {args.receivers} receivers ({args.mode}) at {args.rate:g}/s ...",
               flush=True)
         fanout = count.fanout
-        following = [(args.mode, proxy.base_url, group, fanout_room) for group in split(receivers, 2)]
+        following = [(args.mode, proxy.base_url, [(user, None) for user in group], fanout_room, False)
+                     for group in split(receivers, 2)]  # no filter, messages (not typing)
         async with Workers(receiver_process, following) as workers:
             await workers.wait_ready(timeout=120)
             fanout.measured_from = await send_at_rate(api, senders[0], fanout_room, args.rate, WARM_UP_SECONDS, 0,
-                                                      fanout)
+                                                      fanout, False)
             before = await lag_histogram(session, servers)
             fanout.usage = Usage(first, **{"other servers": others, "HAProxy": [proxy.process.pid],
                                            "clients": workers.pids})
             fanout.usage.start()
-            await send_at_rate(api, senders[0], fanout_room, args.rate, args.seconds, fanout.measured_from, fanout)
+            await send_at_rate(api, senders[0], fanout_room, args.rate, args.seconds, fanout.measured_from,
+                               fanout, False)
             fanout.usage.stop()
             record_lag(count, before, await lag_histogram(session, servers))
             workers.tell(sorted(fanout.sent))
             received = await workers.results(timeout=120)
-    tally(fanout, received)
+    tally(fanout, received, typing=False)
     return count
 
 

@@ -24,7 +24,7 @@ import tornado.websocket
 from ..auth.sessions import Requester
 from ..db.pool import UNREACHABLE
 from ..errors import MatrixError
-from ..events.filters import SyncFilter
+from ..events.filters import CompiledFilter
 from ..sync import tokens
 from ..sync.builder import SyncResult
 from ..sync.session import SyncSession
@@ -107,7 +107,8 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         self.requester: Requester | None = None
         self._token: str | None = None
         self._since: int | None = None
-        self._filter: SyncFilter | None = None
+        self._typing_mark: str | None = None
+        self._filter: CompiledFilter | None = None
         self._filter_param: str | None = None
         self._set_presence = "online"
         self._task: asyncio.Task | None = None
@@ -145,7 +146,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
                 raise MatrixError(400, "M_UNRECOGNIZED",
                                   "This endpoint is a WebSocket: connect with an Upgrade request")
             since = self.get_query_argument("since", None)
-            self._since = tokens.parse(since, "since") if since else None
+            self._since, self._typing_mark = tokens.parse_sync(since) if since else (None, None)
             self._set_presence = self.get_query_argument("set_presence", "online")
             if self._set_presence not in ("online", "unavailable", "offline"):
                 raise MatrixError(400, "M_INVALID_PARAM", "'set_presence' is one of online, unavailable, offline")
@@ -200,7 +201,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         assert self.requester is not None and self._token is not None and self._filter is not None, \
             "started once authenticated"
         session = self._session = SyncSession(self.ctx, self.requester, self._token, self._filter, self._since,
-                                              limit_timeline=False)
+                                              typing_mark=self._typing_mark, limit_timeline=False)
         session.push_to(self._pushed)
         try:
             if self._since is not None:
