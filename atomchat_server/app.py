@@ -37,6 +37,7 @@ from .api import (
     matrix_services,
     matrix_sync,
     stream,
+    web,
 )
 from .api.base import HeadersTooLargeHandler, NotFoundHandler, log_request, redact_tornado_logs
 from .api.contract import OPENAPI_PATH, OpenApiHandler, document_json
@@ -328,6 +329,10 @@ class AtomChat:
         assert self.ctx is not None, "start() builds the context first"
         self.ctx.openapi = document_json(tuple(table))  # built now: a route without a contract fails the start
         handlers = [(pattern, handler, {"ctx": self.ctx}) for pattern, handler in table]
+        if self.settings.web_client_enabled:
+            # Not API routes (no contract): the static web client, which talks to the routes above.
+            handlers += [(pattern, handler, {"ctx": self.ctx, **extra})
+                         for pattern, handler, extra in web.routes(self.settings.web_client_path, web.WebFiles.load())]
         return Application(
             handlers,
             default_handler_class=NotFoundHandler,

@@ -153,6 +153,9 @@ async def _serve(settings: config.Settings, get_dsn: Callable[[], Awaitable[str]
     log.info("AtomChat %s listening on http://%s:%d (server name %s, database %s)", __version__,
              settings.host, settings.port, server.settings.server_name,
              "embedded" if not settings.database_url else "external")
+    if settings.web_client_enabled:
+        log.info("web client: open http://%s:%d%s in a browser", settings.host, settings.port,
+                 settings.web_client_path)
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

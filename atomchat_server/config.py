@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import ipaddress
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -86,6 +87,21 @@ def _networks(value: Any) -> tuple:
             except ValueError:
                 raise ValueError(f"{item.strip()!r} is not an IP network (such as 10.0.0.0/8 or ::1)") from None
     return tuple(networks)
+
+
+def _web_path(value: Any) -> str:
+    """A URL path for the web client: absolute, ending in '/', plain
+    characters only, and clear of the API's own prefixes."""
+    path = _text(value).strip()
+    if not path.startswith("/"):
+        raise ValueError("must start with /")
+    if not path.endswith("/"):
+        path += "/"
+    if not re.fullmatch(r"/(?:[A-Za-z0-9._~-]+/)*", path) or "/../" in path or "/./" in path:
+        raise ValueError("only letters, digits and . _ ~ - between slashes")
+    if path.startswith(("/_matrix/", "/_atomchat/", "/api/", "/.well-known/")):
+        raise ValueError("must not lie under the API's paths")
+    return path
 
 
 def _blocklist(value: Any) -> tuple:
@@ -169,6 +185,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("federation_verify_certificates", _bool, True, "check other servers' TLS certificates (turn off only for test set-ups with self-signed certificates)", "ATOMCHAT_FEDERATION_VERIFY_CERTIFICATES"),
     Option("federation_ip_range_blocklist", _blocklist, FEDERATION_BLOCKLIST, "addresses (CIDRs, comma-separated) this server never sends federation requests to, against request forgery; 'none' allows every address (loopback test set-ups)", "ATOMCHAT_FEDERATION_IP_RANGE_BLOCKLIST"),
     Option("trusted_proxies", _networks, (), "reverse proxies (CIDRs, comma-separated) whose X-Forwarded-For names the client for rate limits and logs; from any other peer the header is ignored", "ATOMCHAT_TRUSTED_PROXIES"),
+    Option("web_client_enabled", _bool, True, "serve the web client (a browser chat app) at web_client_path", "ATOMCHAT_WEB_CLIENT_ENABLED"),
+    Option("web_client_path", _web_path, "/", "URL path the web client is served under (starts and ends with /)", "ATOMCHAT_WEB_CLIENT_PATH"),
 )
 
 _BY_NAME = {option.name: option for option in OPTIONS}
