@@ -28,7 +28,7 @@ PROTOCOL = CHECKOUT / "protocol"
 BASE = "https://atomchat.invalid/schemas/"
 FILES = sorted(SCHEMAS.rglob("*.json"))
 # Folders of per-type schemas, each with an event.json that dispatches to them.
-DISPATCHERS = {"events": ("core", "state", "event"), "ephemeral": ("event",), "account_data": ("event",)}
+DISPATCHERS = {"events": ("core", "state", "event", "stripped"), "ephemeral": ("event",), "account_data": ("event",)}
 EXAMPLE_BLOCK = re.compile(r"^```json schema=(?P<name>\S+)\n(?P<body>.*?)^```$", re.S | re.M)
 
 
@@ -115,6 +115,10 @@ def test_each_dispatcher_names_every_type_of_its_folder():
         assert dispatched == {t: f"{t}.json" for t in types}, folder
         for event_type in types:
             assert found[f"{folder}/{event_type}"]["properties"]["type"] == {"const": event_type}
+    stripped = {branch["if"]["properties"]["type"]["const"]: branch["then"]["properties"]["content"]["$ref"]
+                for branch in found["events/stripped"]["allOf"]}
+    room_types = {name.split("/", 1)[1] for name in found if name.startswith("events/")} - set(DISPATCHERS["events"])
+    assert stripped == {t: f"{t}.json#/properties/content" for t in room_types}
 
 
 def test_events_in_responses_go_through_the_dispatchers():
@@ -137,6 +141,10 @@ def test_dispatch_checks_content_and_lets_unknown_types_through():
     assert errors("ephemeral/event", {"type": "m.typing", "content": {"user_ids": ["bob"]}})
     assert not errors("ephemeral/event", {"type": "org.example.x", "content": {"user_ids": ["bob"]}})
     assert errors("account_data/event", {"type": "m.fully_read", "content": {}})
+    invited = {"type": "m.room.member", "state_key": "@b:example.org", "sender": "@a:example.org",
+               "content": {"membership": "invite"}}
+    assert not errors("events/stripped", invited)
+    assert errors("events/stripped", {**invited, "content": {"membership": "invited"}})
     sync = copy.deepcopy(documents()["stream/sync.frame"]["examples"][0])
     sync["rooms"]["join"]["!r:example.org"] = {
         "timeline": {"events": [{**message, "content": {"body": 5}}], "limited": False, "prev_batch": "s1"},
