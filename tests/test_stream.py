@@ -405,12 +405,18 @@ async def test_bad_requests_get_error_replies_and_the_socket_stays_open(server, 
     assert (await stream.closed())[0] == 4400
 
 
+async def opened(server, token: str, authenticated: bool) -> Stream:
+    """A stream authenticated with the upgrade, its first frame read; or one waiting for its auth frame."""
+    stream = await Stream.open(server.base_url, token=token if authenticated else None)
+    if authenticated:
+        await stream.frame()
+    return stream
+
+
 @pytest.mark.parametrize("authenticated", [True, False])
 async def test_a_frame_that_is_not_json_closes_with_4400(server, users, authenticated):
     alice, _, _ = await users()
-    stream = await Stream.open(server.base_url, token=alice.access_token if authenticated else None)
-    if authenticated:
-        await stream.frame()
+    stream = await opened(server, alice.access_token, authenticated)
     await stream.conn.write_message("{this is not json")
     code, reason = await stream.closed()
     assert code == 4400
@@ -421,23 +427,16 @@ async def test_a_frame_that_is_not_json_closes_with_4400(server, users, authenti
 async def test_a_request_whose_id_is_neither_a_string_nor_an_integer_closes_with_4400(server, users, request_id):
     """A reply could not echo such an id (schemas/stream/reply.frame): the frame is fatal."""
     alice, _, _ = await users()
-    stream = await Stream.open(server.base_url, token=alice.access_token)
-    await stream.frame()
+    stream = await opened(server, alice.access_token, True)
     await stream.conn.write_message(json.dumps({"id": request_id, "method": "ping"}))
     assert await stream.closed() == (4400, "requests need an id, a string or an integer")
 
 
 @pytest.mark.parametrize("authenticated", [True, False])
 async def test_a_nul_character_in_a_frame_closes_cleanly_with_4400(server, users, authenticated):
-    alice, _, room_id = await users()
-    stream = await Stream.open(server.base_url, token=alice.access_token if authenticated else None)
-    if authenticated:
-        await stream.frame()
-        frame = {"id": 1, "method": "send", "params": {"room_id": room_id, "type": "m.room.message",
-                                                       "content": text("a\u0000b"), "txn_id": "nul"}}
-    else:
-        frame = {"type": "auth", "access_token": "a\u0000b"}
-    await stream.conn.write_message(json.dumps(frame))
+    alice, _, _ = await users()
+    stream = await opened(server, alice.access_token, authenticated)
+    await stream.conn.write_message(json.dumps({"id": 1, "method": "ping", "params": {"note": "a\u0000b"}}))
     assert await stream.closed() == (4400, "A frame cannot contain NUL characters")
 
 
