@@ -133,8 +133,10 @@ def test_events_in_responses_go_through_the_dispatchers():
 
 def test_dispatch_checks_content_and_lets_unknown_types_through():
     message = {"event_id": "$a", "room_id": "!r:example.org", "sender": "@a:example.org",
-               "type": "m.room.message", "content": {"msgtype": "m.text", "body": "hi"}, "origin_server_ts": 1}
+               "type": "m.room.message", "content": {"msgtype": "m.text", "body": "hi"}, "origin_server_ts": 1,
+               "unsigned": {"age": 0}}
     assert not errors("events/event", message)
+    assert errors("events/event", {**message, "unsigned": {}})  # age is always there
     assert errors("events/event", {**message, "content": {"msgtype": "m.text"}})
     assert not errors("events/event", {**message, "type": "org.example.x", "content": {"msgtype": 1}})
     assert errors("events/event", {**message, "type": "org.example.x", "content": []})
