@@ -10,6 +10,7 @@ serve`` builds one and adds the HTTP listener and signal handling.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,12 +47,17 @@ from .auth.tokens import TokenCodec, load_or_create_signing_key
 from .config import Settings
 from .db import migrations
 from .db.pool import create_pool
+from .federation.client import FederationClient
+from .federation.keyring import KeyRing
 from .federation.keys import load_or_create_server_key
+from .federation.outbox import Outbox
 from .notifier import Notifier
 from .ratelimit import OpenPerAccount
 from .services.accounts import Accounts, RateLimits
 from .services.compat import Compat
 from .services.ephemeral import Ephemeral
+from .services.federation import Queries, Transactions
+from .services.federation_events import FederationEvents
 from .services.key_backup import KeyBackup
 from .services.keys import Keys, device_list_changes, key_state
 from .services.media import Media
@@ -100,6 +106,12 @@ class AppContext:
     long_polls: OpenPerAccount  # per account, /sync requests waiting
     streams: stream.OpenStreams
     server_key: SigningKey  # the ed25519 key other servers know this one by (federation/keys.py)
+    federation_client: FederationClient  # signed requests to other servers
+    keyring: KeyRing  # other servers' keys
+    outbox: Outbox  # the durable queue of PDUs and EDUs for other servers
+    federation_events: FederationEvents  # the PDUs other servers send
+    federation_transactions: Transactions  # PUT /send: PDUs to federation_events, EDUs applied
+    federation_queries: Queries  # profiles and aliases, asked by and of other servers
     sync_sessions: SyncSessions = field(default_factory=SyncSessions)
     in_flight: int = 0
     openapi: str = ""  # the OpenAPI document of routes(), as served
@@ -132,6 +144,26 @@ class Application(tornado.web.Application):
         return super().find_handler(request, **kwargs)
 
 
+def federation_routes() -> list[tuple[str, type]]:
+    """What the federation listener serves: the server-server API (the key
+    document included); the client port serves these too, in routes()."""
+    return federation.routes()
+
+
+# The federation listener's hard cap on a body: a full transaction fits.
+FEDERATION_MAX_BODY_SIZE = 16 << 20
+
+
+def federation_server(app: tornado.web.Application, settings: Settings) -> tornado.httpserver.HTTPServer:
+    """The HTTPS server other servers reach this one on."""
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(settings.federation_tls_certificate, settings.federation_tls_private_key)
+    return tornado.httpserver.HTTPServer(
+        app, ssl_options=tls, max_body_size=FEDERATION_MAX_BODY_SIZE,
+        max_header_size=max(1 << 20, 4 * settings.max_header_bytes),
+        idle_connection_timeout=settings.header_timeout_seconds, body_timeout=settings.body_timeout_seconds)
+
+
 def http_server(app: tornado.web.Application, settings: Settings) -> tornado.httpserver.HTTPServer:
     """The HTTP server for the application, with the limits that keep slow
     or oversized clients from holding connections and memory. The hard caps
@@ -146,6 +178,10 @@ def http_server(app: tornado.web.Application, settings: Settings) -> tornado.htt
         idle_connection_timeout=settings.header_timeout_seconds,
         body_timeout=settings.body_timeout_seconds,
     )
+
+
+class ListenerError(Exception):
+    """A listener the settings ask for cannot be started; the message says why."""
 
 
 WRITER_NAME = "atomchat-writer"  # the persister's connection, in pg_stat_activity
@@ -172,6 +208,7 @@ class AtomChat:
         self._notifier: Notifier | None = None
         self._persister: Persister | None = None
         self._own_passwords = passwords is None
+        self._federation_http: tornado.httpserver.HTTPServer | None = None
 
     async def start(self) -> tornado.web.Application:
         settings = self.settings
@@ -223,10 +260,18 @@ class AtomChat:
         media = Media(pool=self._pool, server_name=settings.server_name, root=settings.media_root,
                       max_upload_bytes=settings.max_upload_bytes, quota_bytes=settings.media_quota_bytes)
         await media.start()
+        server_key = load_or_create_server_key(settings.data_path)
+        federation_client = FederationClient(settings.server_name, server_key,
+                                             verify_certificates=settings.federation_verify_certificates,
+                                             blocklist=settings.federation_ip_range_blocklist)
+        outbox = Outbox(self._pool, federation_client, settings.server_name)
+        ephemeral = Ephemeral(pool=self._pool, persister=self._persister, outbox=outbox,
+                              server_name=settings.server_name)
+        federation_events = FederationEvents()
         self.ctx = AppContext(settings=settings, pool=self._pool, accounts=accounts, rooms=rooms, profiles=profiles,
                               notifier=notifier, sync=SyncBuilder(self._pool, ServiceReads(
                                   presence, bundle, key_state, device_list_changes)),
-                              ephemeral=Ephemeral(pool=self._pool, persister=self._persister),
+                              ephemeral=ephemeral,
                               moderation=moderation,
                               admin=AdminQueries(pool=self._pool, blocks=blocks, system_user=moderation.system_user),
                               compat=Compat(pool=self._pool, accounts=accounts, rooms=rooms, moderation=moderation),
@@ -238,10 +283,30 @@ class AtomChat:
                               streams=stream.OpenStreams(settings.websocket_ping_seconds),
                               open_streams=OpenPerAccount(settings.max_streams_per_account, "streams"),
                               long_polls=OpenPerAccount(settings.max_long_polls_per_account, "long-polls"),
-                              server_key=load_or_create_server_key(settings.data_path))
+                              server_key=server_key, federation_client=federation_client,
+                              keyring=KeyRing(self._pool, federation_client, settings.server_name, server_key),
+                              outbox=outbox, federation_events=federation_events,
+                              federation_transactions=Transactions(pool=self._pool, ephemeral=ephemeral,
+                                                                   events=federation_events),
+                              federation_queries=Queries(pool=self._pool, rooms=rooms, profiles=profiles,
+                                                         client=federation_client,
+                                                         server_name=settings.server_name))
         self.ctx.streams.start()
         await self.ctx.compat.upgrade_old_api_rooms()
-        return self.application()
+        await outbox.start()
+        application = self.application()
+        if settings.federation_port is not None:
+            if not settings.federation_tls_certificate or not settings.federation_tls_private_key:
+                raise ListenerError("federation_port needs federation_tls_certificate and "
+                                    "federation_tls_private_key: the federation listener speaks HTTPS only")
+            try:
+                self._federation_http = federation_server(self.federation_application(), settings)
+                self._federation_http.listen(settings.federation_port, settings.host)
+            except OSError as exc:  # ssl.SSLError is one: a certificate or key that cannot be used
+                raise ListenerError(f"cannot start the federation listener on {settings.host}:"
+                                    f"{settings.federation_port}: {exc}") from None
+            log.info("federation listening on https://%s:%d", settings.host, settings.federation_port)
+        return application
 
     def application(self) -> tornado.web.Application:
         table = routes()
@@ -258,6 +323,13 @@ class AtomChat:
             websocket_max_message_size=self.settings.websocket_max_message_bytes,
         )
 
+    def federation_application(self) -> tornado.web.Application:
+        assert self.ctx is not None, "start() builds the context first"
+        return Application(
+            [(pattern, handler, {"ctx": self.ctx}) for pattern, handler in federation_routes()],
+            default_handler_class=NotFoundHandler, default_handler_args={"ctx": self.ctx},
+            log_function=log_request, ctx=self.ctx, max_header_bytes=self.settings.max_header_bytes)
+
     def begin_shutdown(self) -> None:
         """Answers every long-poll and closes every stream, so that in-flight
         requests can finish within the grace period."""
@@ -267,7 +339,13 @@ class AtomChat:
             self.ctx.notifier.release_all()
 
     async def stop(self) -> None:
+        if self._federation_http is not None:
+            self._federation_http.stop()
+            await self._federation_http.close_all_connections()
+            self._federation_http = None
         if self.ctx is not None:
+            await self.ctx.outbox.stop()
+            self.ctx.federation_client.close()
             self.ctx.streams.stop()
             self.ctx.ephemeral.stop()
             await self.ctx.presence.stop()

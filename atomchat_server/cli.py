@@ -19,7 +19,7 @@ import asyncpg
 import uvloop
 
 from . import __version__, config
-from .app import AtomChat, http_server
+from .app import AtomChat, ListenerError, http_server
 from .auth import policy
 from .auth.passwords import Passwords
 from .db import migrations
@@ -129,7 +129,7 @@ async def _serve(settings: config.Settings, get_dsn: Callable[[], Awaitable[str]
     server = AtomChat(settings, dsn, on_fatal=give_up)
     try:
         app = await server.start()
-    except (migrations.MigrationError, ServerNameMismatch) as exc:
+    except (migrations.MigrationError, ServerNameMismatch, ListenerError) as exc:
         await server.stop()
         raise CommandError(str(exc)) from None
     assert server.ctx is not None, "start() built it"

@@ -88,6 +88,14 @@ def _networks(value: Any) -> tuple:
     return tuple(networks)
 
 
+def _blocklist(value: Any) -> tuple:
+    """Networks as _networks reads them, or "none" for no network at all
+    (an empty environment variable counts as unset)."""
+    if isinstance(value, str) and value.strip().lower() == "none":
+        return ()
+    return _networks(value)
+
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -96,6 +104,16 @@ def _log_level(value: Any) -> str:
     if level not in LOG_LEVELS:
         raise ValueError(f"not one of {', '.join(LOG_LEVELS)}")
     return level
+
+
+# Private, loopback, link-local, shared, multicast and reserved ranges: a
+# remote server name must not make this server reach into its own network.
+FEDERATION_BLOCKLIST = _blocklist([
+    "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "192.0.0.0/24",
+    "169.254.0.0/16", "192.88.99.0/24", "198.18.0.0/15", "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24",
+    "224.0.0.0/4", "240.0.0.0/4", "0.0.0.0/8", "::1/128", "::/128", "fe80::/10", "fc00::/7", "2001:db8::/32",
+    "ff00::/8", "fec0::/10",
+])
 
 
 @dataclass(frozen=True)
@@ -145,6 +163,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("media_path", _text, None, "directory for uploaded media and thumbnails (default: DATA_DIR/media)", "ATOMCHAT_MEDIA_PATH"),
     Option("max_upload_bytes", _int, 52428800, "largest accepted media upload in bytes", "ATOMCHAT_MAX_UPLOAD_BYTES", minimum=1),
     Option("media_quota_bytes", _int, 1073741824, "total bytes of media one user may have uploaded (0: no limit)", "ATOMCHAT_MEDIA_QUOTA_BYTES", minimum=0),
+    Option("federation_port", _int, None, "port of the HTTPS listener other servers reach this one on (/_matrix/federation and /_matrix/key); no listener when unset", "ATOMCHAT_FEDERATION_PORT", minimum=1),
+    Option("federation_tls_certificate", _text, None, "PEM file of the federation listener's certificate (chain)", "ATOMCHAT_FEDERATION_TLS_CERTIFICATE"),
+    Option("federation_tls_private_key", _text, None, "PEM file of the federation listener's private key", "ATOMCHAT_FEDERATION_TLS_PRIVATE_KEY"),
+    Option("federation_verify_certificates", _bool, True, "check other servers' TLS certificates (turn off only for test set-ups with self-signed certificates)", "ATOMCHAT_FEDERATION_VERIFY_CERTIFICATES"),
+    Option("federation_ip_range_blocklist", _blocklist, FEDERATION_BLOCKLIST, "addresses (CIDRs, comma-separated) this server never sends federation requests to, against request forgery; 'none' allows every address (loopback test set-ups)", "ATOMCHAT_FEDERATION_IP_RANGE_BLOCKLIST"),
     Option("trusted_proxies", _networks, (), "reverse proxies (CIDRs, comma-separated) whose X-Forwarded-For names the client for rate limits and logs; from any other peer the header is ignored", "ATOMCHAT_TRUSTED_PROXIES"),
 )
 
@@ -200,7 +223,11 @@ def _coerce(option: Option, value: Any, source: str) -> Any:
 
 
 def _shown_default(option: Option) -> str:
-    return "unset" if option.default in (None, ()) else str(option.default)
+    if option.default in (None, ()):
+        return "unset"
+    if isinstance(option.default, tuple):
+        return ",".join(str(item) for item in option.default)
+    return str(option.default)
 
 
 def unflagged_help() -> str:
@@ -262,6 +289,8 @@ def load(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | No
 
     if not 0 < values["port"] < 65536:
         raise ConfigError(f"port {values['port']} is out of range (1-65535)")
+    if values["federation_port"] is not None and not 0 < values["federation_port"] < 65536:
+        raise ConfigError(f"federation_port {values['federation_port']} is out of range (1-65535)")
     if values["pool_min_size"] > values["pool_max_size"]:
         raise ConfigError(f"pool_min_size ({values['pool_min_size']}) is larger than "
                           f"pool_max_size ({values['pool_max_size']})")

@@ -15,6 +15,10 @@ account per caller kind:
     susp     a member whom a moderator suspended
     locked   a member whom a moderator locked
 
+The federation rows (/_matrix/federation/) are 401 across: their callers
+are other servers, with a signed X-Matrix header, and no client credential
+of any kind of caller opens them.
+
 Every request is one that would succeed for a caller allowed to make it:
 path parameters are the world's real ids and, where a route is about the
 caller's own things ({user_id} of a filter, a device, account data, a
@@ -129,6 +133,10 @@ GET    {v3}/user/{user_id}/rooms/{room_id}/account_data/{data_type}     401   20
 PUT    {v3}/user/{user_id}/rooms/{room_id}/account_data/{data_type}     401   200     200     200      200     200  200   200     401
 GET    /_matrix/client/versions                                         200   200     200     200      200     200  200   200     200
 GET    /_matrix/key/v2/server/                                          200   200     200     200      200     200  200   200     200
+GET    /_matrix/federation/v1/version                                   200   200     200     200      200     200  200   200     200
+GET    /_matrix/federation/v1/query/directory                           401   401     401     401      401     401  401   401     401
+GET    /_matrix/federation/v1/query/profile                             401   401     401     401      401     401  401   401     401
+PUT    /_matrix/federation/v1/send/{txn_id}                             401   401     401     401      401     401  401   401     401
 POST   /api/auth/tokens/                                                200   200     200     200      200     200  200   200     400
 POST   /api/messages/                                                   401   201     201     201      201     201  201   403     401
 GET    /api/rooms/                                                      401   200     200     200      200     200  200   200     401
@@ -520,6 +528,10 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("PUT", "/_matrix/client/v1/admin/lock/{user_id}"): Recipe(params=TARGET, body={"locked": True}),
     ("GET", "/_matrix/client/v1/admin/suspend/{user_id}"): Recipe(params=TARGET),
     ("PUT", "/_matrix/client/v1/admin/suspend/{user_id}"): Recipe(params=TARGET, body={"suspended": True}),
+    ("GET", "/_matrix/federation/v1/query/directory"): Recipe(query=lambda w, c: f"room_alias={quote(w.alias)}"),
+    ("GET", "/_matrix/federation/v1/query/profile"): Recipe(query=lambda w, c: f"user_id={quote(w.owner.user_id)}"),
+    ("PUT", "/_matrix/federation/v1/send/{txn_id}"): Recipe(body={"origin": "other.example", "origin_server_ts": 1,
+                                                                 "pdus": [], "edus": []}),
     ("POST", "/api/users/"): Recipe(body=lambda w, c: {"username": unique(w, "api"), "password": DEFAULT_PASSWORD}),
     ("PUT", "/api/users/{number}/block/"): Recipe(params={"number": lambda w, c: w.target_number},
                                                   body={"is_active": False}),

@@ -67,6 +67,7 @@ async def test_each_layer_overrides_the_one_below(config_file):
 SAMPLES = {config._int: "16", config._float: "16.5", config._bool: "no", config._text: "text",
            config._log_level: "warning"}
 SAMPLES[config._networks] = "10.0.0.0/8"
+SAMPLES[config._blocklist] = "none"
 
 
 @pytest.mark.parametrize("option", config.OPTIONS, ids=lambda option: option.name)

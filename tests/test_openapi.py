@@ -135,6 +135,8 @@ def test_every_operation_has_security_and_errors_in_the_surface_schema(document)
             schemes = {name for requirement in operation["security"] for name in requirement}
             if path.startswith("/api/"):
                 assert schemes <= {"token"}, f"{method.upper()} {path}"
+            elif path.startswith("/_matrix/federation/"):
+                assert schemes <= {"x_matrix"}, f"{method.upper()} {path}"
             else:
                 assert schemes <= {"bearer", "access_token"}, f"{method.upper()} {path}"
             for status, response in operation["responses"].items():

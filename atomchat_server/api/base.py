@@ -124,13 +124,17 @@ class BaseHandler(tornado.web.RequestHandler):
             self.set_header(name, value)
         self.set_header("Content-Type", "application/json")
 
+    def body_limit(self) -> int:
+        """The largest request body this handler reads, in bytes."""
+        limit: int = self.ctx.settings.max_body_bytes
+        return limit
+
     def prepare(self) -> Awaitable[None] | None:
         # Typed as Tornado's: a subclass may make its prepare a coroutine.
         self.ctx.in_flight += 1
         self._counted = True
-        if len(self.request.body) > self.ctx.settings.max_body_bytes:
-            raise MatrixError(413, "M_TOO_LARGE",
-                              f"The request body is larger than {self.ctx.settings.max_body_bytes} bytes")
+        if len(self.request.body) > self.body_limit():
+            raise MatrixError(413, "M_TOO_LARGE", f"The request body is larger than {self.body_limit()} bytes")
         return None
 
     def on_finish(self) -> None:

@@ -37,6 +37,10 @@ SECURITY_SCHEMES = {
                "description": "An access token from login or registration: `Authorization: Bearer <token>`."},
     "access_token": {"type": "apiKey", "in": "query", "name": "access_token",
                      "description": "The access token as a query parameter (deprecated by Matrix; prefer the header)."},
+    "x_matrix": {"type": "apiKey", "in": "header", "name": "Authorization",
+                 "description": "Another server's signature of the request: `Authorization: X-Matrix origin=...,"
+                                "destination=...,key=...,sig=...` (Matrix server-server API). No client "
+                                "credential is accepted."},
     "token": {"type": "apiKey", "in": "header", "name": "Authorization",
               "description": "The /api key from POST /api/auth/tokens/: `Authorization: Token <key>` "
                              "(`Bearer <key>` is accepted too)."},
@@ -223,7 +227,7 @@ _REASONS = {101: "Switching to the WebSocket protocol", 200: "Success", 201: "Cr
             400: "Bad input: nothing changed", 401: "Missing, unknown or expired credentials",
             403: "Refused", 404: "Not found", 409: "Conflict", 413: "Body too large",
             414: "Request line too long", 429: "Rate limited, or too many open: retry later",
-            431: "Headers too large",
+            431: "Headers too large", 502: "Another server (federation) could not answer",
             503: "Unavailable for now (database unreachable, real-time delivery not current, shutting down): "
                  "retry later"}
 

@@ -232,15 +232,15 @@ class MessagesHandler(BaseHandler):
 
 class AliasHandler(BaseHandler):
     contract = {
-        "get": Op("Resolve a room alias", {200: "matrix/alias.response"}, auth="none", errors=(404,)),
+        "get": Op("Resolve a room alias", {200: "matrix/alias.response"}, auth="none", errors=(404, 502),
+                  description="A remote alias is asked of its server (502 when it cannot answer)."),
         "put": Op("Create a room alias", {200: "matrix/empty.response"}, request="matrix/alias.request",
                   errors=(403, 404, 409)),
         "delete": Op("Delete a room alias", {200: "matrix/empty.response"}, errors=(403, 404)),
     }
 
     async def get(self, alias: str) -> None:
-        room_id = await self.ctx.rooms.lookup_alias(alias)
-        self.send_json({"room_id": room_id, "servers": [self.ctx.settings.server_name]})
+        self.send_json(await self.ctx.federation_queries.alias(alias))
 
     async def put(self, alias: str) -> None:
         requester = await self.authenticate()

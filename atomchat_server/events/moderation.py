@@ -3,7 +3,8 @@
 Server-wide blocks are ``m.policy.rule.user`` state events in the moderation
 policy room: the rule for a user says whether they are locked (the account
 cannot be used), suspended (it can read but not act), or neither (empty
-content: the block was lifted).
+content: the block was lifted). ``m.policy.rule.server`` rules ban other
+servers (a name or a glob): their requests and events are refused.
 
 Moderators act in any room without being members: for the events they send
 they count as joined, and for posting, redacting and membership changes
@@ -17,7 +18,8 @@ so no rule is written twice.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import fnmatch
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .power_levels import POWER_LEVELS_KEY, StateMap, action_level, edit_members_level, event_level, user_level
@@ -29,6 +31,30 @@ BLOCKS = {LOCK: "locked", SUSPEND: "suspended"}
 
 # What a suspended user may still do: read, leave, redact (their own mess), log out.
 SUSPENDED_MAY = frozenset({"leave", "redact"})
+
+
+SERVER_RULE = "m.policy.rule.server"
+
+
+def server_rule_state_key(server: str) -> str:
+    return "server:" + server
+
+
+def server_rule_content(server: str, blocked: bool, reason: str) -> dict[str, Any]:
+    """The content of a server's rule: a ban (its entity may be a glob, as
+    ``*.example.org``), or empty to lift it."""
+    return {"entity": server, "recommendation": LOCK, "reason": reason} if blocked else {}
+
+
+def banned_server(content: Mapping[str, Any]) -> str | None:
+    """The server name or glob a server rule bans, else None."""
+    entity, recommendation = content.get("entity"), content.get("recommendation")
+    return entity if isinstance(entity, str) and entity and recommendation == LOCK else None
+
+
+def server_matches(server: str, patterns: Iterable[str]) -> bool:
+    """Whether a server name matches one of the banned names or globs (* and ?)."""
+    return any(fnmatch.fnmatchcase(server, pattern) for pattern in patterns)
 
 
 def rule_state_key(user_id: str) -> str:

@@ -15,8 +15,10 @@ import asyncpg
 
 from ..auth.sessions import Requester
 from ..errors import MatrixError, forbidden, not_found
+from ..federation.outbox import Outbox
 from ..storage import ephemeral as store
 from ..storage import events as event_store
+from ..storage import federation as federation_store
 from .persister import Persister
 
 MAX_TYPING_TIMEOUT_MS = 120_000
@@ -32,9 +34,12 @@ def _now_ms() -> int:
 
 
 class Ephemeral:
-    def __init__(self, *, pool: asyncpg.Pool, persister: Persister) -> None:
+    def __init__(self, *, pool: asyncpg.Pool, persister: Persister, outbox: Outbox | None = None,
+                 server_name: str = "") -> None:
         self._pool = pool
         self._persister = persister
+        self._outbox = outbox  # typing notices and receipts for the other servers in a room
+        self._server_name = server_name
         self._typing_timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
 
     async def _require_joined(self, requester: Requester, room_id: str) -> None:
@@ -57,9 +62,14 @@ class Ephemeral:
         event = await event_store.get_event(self._pool, event_id)
         if event is None or event["room_id"] != room_id:
             raise not_found("Unknown event")
+        ts = _now_ms()
         await self._persister.update(partial(
             store.put_receipt, room_id=room_id, user_id=requester.user_id, receipt_type=receipt_type,
-            thread_id=thread_id, event_id=event_id, event_stream=event["stream"], ts=_now_ms()))
+            thread_id=thread_id, event_id=event_id, event_stream=event["stream"], ts=ts))
+        if receipt_type == "m.read":  # private receipts stay on this server
+            data: dict[str, Any] = {"ts": ts, **({"thread_id": thread_id} if thread_id else {})}
+            await self._federate(room_id, "m.receipt", {room_id: {receipt_type: {requester.user_id: {
+                "event_ids": [event_id], "data": data}}}})
 
     async def read_markers(self, requester: Requester, room_id: str, markers: dict[str, str]) -> None:
         await self._require_joined(requester, room_id)
@@ -81,6 +91,18 @@ class Ephemeral:
         if user_id != requester.user_id:
             raise forbidden("You may only set your own typing state")
         await self._require_joined(requester, room_id)
+        await self._set_typing(room_id, user_id, typing, timeout_ms)
+        await self._federate(room_id, "m.typing", {"room_id": room_id, "user_id": user_id, "typing": typing})
+
+    async def _federate(self, room_id: str, edu_type: str, content: dict[str, Any]) -> None:
+        """Queues the EDU for every other server with a user in the room."""
+        if self._outbox is None:
+            return
+        for server in await federation_store.joined_servers(self._pool, room_id):
+            if server != self._server_name:
+                await self._outbox.enqueue_edu(server, edu_type, content)
+
+    async def _set_typing(self, room_id: str, user_id: str, typing: bool, timeout_ms: int) -> None:
         timeout_ms = max(0, min(timeout_ms, MAX_TYPING_TIMEOUT_MS)) if typing else 0
         expires = _now_ms() + timeout_ms
         await self._persister.update(partial(store.put_typing, room_id=room_id, user_id=user_id, typing=typing,
@@ -97,6 +119,35 @@ class Ephemeral:
         self._typing_timers.pop(key, None)
         await self._persister.update(partial(store.stop_typing_if_lapsed, room_id=key[0], user_id=key[1],
                                              now_ms=_now_ms()))
+
+    # -- from other servers (federation EDUs) ------------------------------------------
+
+    async def _joined(self, room_id: str, user_id: str) -> bool:
+        membership = await event_store.membership(self._pool, room_id, user_id)
+        return membership is not None and membership["membership"] == "join"
+
+    async def remote_typing(self, room_id: str, user_id: str, typing: bool) -> bool:
+        """A remote user's typing notice (it lapses by itself after the
+        default timeout, as other servers send no timeout); False, and
+        nothing changed, unless the user is in the room."""
+        if not await self._joined(room_id, user_id):
+            return False
+        await self._set_typing(room_id, user_id, typing, DEFAULT_TYPING_TIMEOUT_MS)
+        return True
+
+    async def remote_receipt(self, room_id: str, user_id: str, receipt_type: str, event_id: str, ts: int,
+                             thread_id: str = "") -> bool:
+        """A remote user's read receipt; False, and nothing changed, unless
+        the user is in the room and the event is one of the room's."""
+        if receipt_type not in RECEIPT_TYPES or not await self._joined(room_id, user_id):
+            return False
+        event = await event_store.get_event(self._pool, event_id)
+        if event is None or event["room_id"] != room_id:
+            return False
+        await self._persister.update(partial(
+            store.put_receipt, room_id=room_id, user_id=user_id, receipt_type=receipt_type,
+            thread_id=thread_id, event_id=event_id, event_stream=event["stream"], ts=ts))
+        return True
 
     def stop(self) -> None:
         for timer in self._typing_timers.values():

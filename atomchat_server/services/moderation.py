@@ -45,6 +45,7 @@ class Blocks:
 
     def __init__(self) -> None:
         self._blocks: dict[str, str] = {}
+        self._banned_servers: dict[str, str] = {}  # rule state key -> banned server name or glob
         self.policy_room: str | None = None
 
     def of(self, user_id: str) -> str | None:
@@ -52,6 +53,16 @@ class Blocks:
 
     def items(self) -> ItemsView[str, str]:
         return self._blocks.items()
+
+    def apply_server_rule(self, state_key: str, content: dict[str, Any]) -> None:
+        banned = rules.banned_server(content)
+        if banned is None:
+            self._banned_servers.pop(state_key, None)
+        else:
+            self._banned_servers[state_key] = banned
+
+    def server_banned(self, server: str) -> bool:
+        return rules.server_matches(server, self._banned_servers.values())
 
     def apply(self, state_key: str, content: dict[str, Any]) -> str | None:
         """Takes in one rule; returns the user whose block changed."""
@@ -97,6 +108,8 @@ class Moderation:
         for row in await event_store.current_state(self._pool, room_id):
             if row["type"] == rules.POLICY_RULE:
                 self.blocks.apply(row["state_key"], row["content"])
+            elif row["type"] == rules.SERVER_RULE:
+                self.blocks.apply_server_rule(row["state_key"], row["content"])
         moderators = set(await store.moderators(self._pool))
         for member in await event_store.member_events(self._pool, room_id, memberships=["join"]):
             if member["state_key"] != self.system_user and member["state_key"] not in moderators:
@@ -156,6 +169,8 @@ class Moderation:
         the policy room; returns the user whose block changed."""
         if row["room_id"] == self.blocks.policy_room and row["type"] == rules.POLICY_RULE:
             return self.blocks.apply(row["state_key"], row["content"])
+        if row["room_id"] == self.blocks.policy_room and row["type"] == rules.SERVER_RULE:
+            self.blocks.apply_server_rule(row["state_key"], row["content"])
         return None
 
     # -- blocks ----------------------------------------------------------------------------
@@ -190,6 +205,15 @@ class Moderation:
             by_moderator=True)])
         # The rule takes effect here at once; other processes learn it from the notifier.
         self.blocks.apply(rules.rule_state_key(user_id), rules.rule_content(user_id, block, reason))
+
+    async def set_server_ban(self, moderator: str, server: str, banned: bool, reason: str = "") -> None:
+        """Bans (or lets in again) another server, or every server a glob
+        matches, as a rule in the policy room: its requests are refused."""
+        state_key, content = rules.server_rule_state_key(server), rules.server_rule_content(server, banned, reason)
+        await self._persister.write([EventDraft(
+            room_id=self.policy_room, sender=moderator, type=rules.SERVER_RULE, content=content,
+            state_key=state_key, by_moderator=True)])
+        self.blocks.apply_server_rule(state_key, content)
 
     async def set_moderator(self, acting: str | None, user_id: str, is_moderator: bool) -> None:
         """Grants or takes the moderator role (``acting`` None: the operator's CLI)."""
