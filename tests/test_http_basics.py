@@ -20,7 +20,7 @@ REGISTER = f"{MATRIX}/register"
 @pytest.mark.parametrize("method, path", [
     ("GET", f"{MATRIX}/no/such/endpoint"),
     ("POST", f"{MATRIX}/no_such_endpoint"),
-    ("GET", "/"),
+    ("GET", "/no/such/page"),
     ("GET", "/_matrix/client/v1/login"),
 ])
 async def test_unknown_path(api, method, path):

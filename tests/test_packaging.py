@@ -20,6 +20,7 @@ import json, atomchat_server
 from atomchat_server import resources
 from atomchat_server.db import migrations
 from atomchat_server.validation import schemas
+from atomchat_server.api.web import WEB_ROOT, WebFiles
 
 print(json.dumps({
     "package": atomchat_server.__file__,
@@ -27,6 +28,8 @@ print(json.dumps({
     "migrations_dir": repr(resources.migrations_dir()),
     "migrations": [f"{m.version:04d}_{m.name}.sql" for m in migrations.available()],
     "schemas": schemas().names,
+    "web_root": str(WEB_ROOT),
+    "web": sorted(WebFiles.load().files),
 }))
 """
 
@@ -53,12 +56,14 @@ async def test_a_wheel_install_finds_its_schemas_and_migrations(tmp_path):
     schema_files = {f"atomchat_server/schemas/{p.relative_to(CHECKOUT / 'schemas')}"
                     for p in (CHECKOUT / "schemas").rglob("*.json")}
     migration_files = {f"atomchat_server/migrations/{p.name}" for p in (CHECKOUT / "migrations").glob("*.sql")}
-    assert schema_files and migration_files
+    web_files = {f"atomchat_server/web/{p.name}" for p in (CHECKOUT / "atomchat_server" / "web").iterdir()}
+    assert schema_files and migration_files and "atomchat_server/web/index.html" in web_files
     with zipfile.ZipFile(wheel) as archive:
         contents = set(archive.namelist())
     assert modules - contents == set(), "modules missing from the wheel (a package not listed in setup.cfg?)"
     assert schema_files - contents == set()
     assert migration_files - contents == set()
+    assert web_files - contents == set(), "web client files missing from the wheel (setup.cfg package_data?)"
     assert any(name.endswith("entry_points.txt") for name in contents)
 
     target = tmp_path / "installed"
@@ -73,6 +78,8 @@ async def test_a_wheel_install_finds_its_schemas_and_migrations(tmp_path):
     assert found["package"] == str(target / "atomchat_server" / "__init__.py")
     for folder in ("schemas_dir", "migrations_dir"):
         assert str(target / "atomchat_server") in found[folder] and str(CHECKOUT) not in found[folder], found[folder]
+    assert found["web_root"] == str(target / "atomchat_server" / "web")
+    assert found["web"] == sorted(name[len("atomchat_server/web/"):] for name in web_files)
     assert found["migrations"] == sorted(Path(name).name for name in migration_files)
     assert sorted(found["schemas"]) == sorted(name[len("atomchat_server/schemas/"):-len(".json")]
                                               for name in schema_files)

@@ -32,6 +32,7 @@ async def test_serve_on_a_fresh_data_dir_until_sigterm(data_dir):
         postgres = postmaster_pid(data_dir)
         assert process_alive(postgres)
         assert "database embedded" in serve.output
+        assert f"web client: open {serve.api.base_url}/ in a browser" in serve.output
         assert stat.S_IMODE((data_dir / "signing.key").stat().st_mode) == 0o600
 
         await serve.api.request("GET", "/nowhere", status=404)

@@ -25,6 +25,7 @@ from typing import Any
 
 import asyncpg
 
+from .. import metrics
 from ..db import Database
 from ..db.pool import UNREACHABLE
 from ..errors import MatrixError, forbidden, not_found, unavailable
@@ -146,6 +147,7 @@ class Persister:
 
     async def _commit(self, units: list[WriteUnit]) -> None:
         outcomes: list[Any] = []
+        started = time.monotonic()
         async with self._pool.acquire() as conn:
             await event_store.begin_locked(conn)
             try:
@@ -162,6 +164,9 @@ class Persister:
                     await event_store.announce(conn, batch.last_position)
                 self._committing = asyncio.get_running_loop().create_future()
                 await event_store.commit(conn)
+                metrics.COMMIT_SECONDS.observe(time.monotonic() - started)
+                metrics.BATCH_SIZE.observe(len(units))
+                metrics.EVENTS_PERSISTED.inc(len(batch.appended))
             except BaseException:
                 self._settle()
                 if not conn.is_closed():
