@@ -21,6 +21,7 @@ import tornado.httputil
 import tornado.web
 from signedjson.types import SigningKey
 
+from . import metrics
 from .api import (
     admin,
     compat,
@@ -36,10 +37,11 @@ from .api import (
     matrix_search,
     matrix_services,
     matrix_sync,
+    operations,
     stream,
     web,
 )
-from .api.base import HeadersTooLargeHandler, NotFoundHandler, log_request, redact_tornado_logs
+from .api.base import ROUTE, HeadersTooLargeHandler, NotFoundHandler, log_request, redact_tornado_logs
 from .api.contract import OPENAPI_PATH, OpenApiHandler, document_json
 from .auth import policy
 from .auth.passwords import Passwords
@@ -70,6 +72,7 @@ from .services.persister import Persister, Signer
 from .services.presence import Presence
 from .services.profiles import Profiles
 from .services.push import PushEvaluator, PushRules
+from .services.readiness import Readiness
 from .services.relations import Relations, bundle
 from .services.reports import Reports
 from .services.rooms import Rooms
@@ -77,6 +80,7 @@ from .services.search import Search
 from .services.server_name import settle_server_name
 from .supervisor import Supervisor
 from .sync.builder import ServiceReads, SyncBuilder
+from .sync.filters import Filters
 from .sync.session import SyncSessions
 from .validation import schemas
 
@@ -94,6 +98,7 @@ class AppContext:
     profiles: Profiles
     notifier: Notifier
     sync: SyncBuilder
+    filters: Filters  # sync filters, compiled once
     ephemeral: Ephemeral
     moderation: Moderation
     admin: AdminQueries
@@ -110,6 +115,7 @@ class AppContext:
     long_polls: OpenPerAccount  # per account, /sync requests waiting
     streams: stream.OpenStreams
     server_key: SigningKey  # the ed25519 key other servers know this one by (federation/keys.py)
+    readiness: Readiness
     federation_client: FederationClient  # signed requests to other servers
     keyring: KeyRing  # other servers' keys
     outbox: Outbox  # the durable queue of PDUs and EDUs for other servers
@@ -129,7 +135,7 @@ def routes() -> list[tuple[str, type]]:
             + matrix_ephemeral.routes() + matrix_conversations.routes() + matrix_keys.routes()
             + matrix_media.routes() + matrix_search.routes() + matrix_push.routes()
             + matrix_services.routes() + stream.routes() + admin.routes() + compat.routes() + federation.routes()
-            + [(OPENAPI_PATH, OpenApiHandler)])
+            + operations.routes() + [(OPENAPI_PATH, OpenApiHandler)])
 
 
 class Application(tornado.web.Application):
@@ -147,6 +153,17 @@ class Application(tornado.web.Application):
             return self.get_handler_delegate(request, answer,
                                              {"ctx": self.settings["ctx"], "status": 414 if line > limit else 431})
         return super().find_handler(request, **kwargs)
+
+    def get_handler_delegate(self, request: tornado.httputil.HTTPServerRequest,
+                             target_class: type[tornado.web.RequestHandler],
+                             target_kwargs: dict[str, Any] | None = None, path_args: list[bytes] | None = None,
+                             path_kwargs: dict[str, bytes] | None = None) -> tornado.web._HandlerDelegate:
+        """Notes on the request the route pattern it matched, for the
+        metrics (each route's kwargs carry it, and the handler never sees it)."""
+        if target_kwargs is not None and ROUTE in target_kwargs:
+            target_kwargs = dict(target_kwargs)
+            setattr(request, ROUTE, target_kwargs.pop(ROUTE))
+        return super().get_handler_delegate(request, target_class, target_kwargs, path_args, path_kwargs)
 
 
 def federation_routes() -> list[tuple[str, type]]:
@@ -213,6 +230,7 @@ class AtomChat:
         self._notifier: Notifier | None = None
         self._persister: Persister | None = None
         self._own_passwords = passwords is None
+        self._unsample: list[Callable[[], None]] = []
         self._federation_http: tornado.httpserver.HTTPServer | None = None
 
     async def start(self) -> tornado.web.Application:
@@ -246,7 +264,7 @@ class AtomChat:
         notifier = self._notifier
         # The writer has a connection of its own: sends must not queue for
         # one behind a burst of reads (hundreds of initial syncs, say).
-        self._write_pool = await create_pool(self.dsn, min_size=1, max_size=1, name=WRITER_NAME)
+        self._write_pool = await create_pool(self.dsn, min_size=1, max_size=1, name=WRITER_NAME, time_queries=False)
         server_key = load_or_create_server_key(settings.data_path)
         self._persister = Persister(self._write_pool, self.supervisor, Signer(settings.server_name, server_key),
                                     on_commit=notifier.committed,
@@ -272,7 +290,7 @@ class AtomChat:
                                              verify_certificates=settings.federation_verify_certificates,
                                              blocklist=settings.federation_ip_range_blocklist)
         outbox = Outbox(self._pool, federation_client, settings.server_name)
-        ephemeral = Ephemeral(pool=self._pool, persister=self._persister, outbox=outbox,
+        ephemeral = Ephemeral(pool=self._pool, persister=self._persister, notifier=notifier, outbox=outbox,
                               server_name=settings.server_name)
         keyring = KeyRing(self._pool, federation_client, settings.server_name, server_key)
         signer = Signer(settings.server_name, server_key)
@@ -283,8 +301,8 @@ class AtomChat:
         self._persister.appended_hooks.append(
             PduSender(pool=self._pool, outbox=outbox, server_name=settings.server_name).appended)
         self.ctx = AppContext(settings=settings, pool=self._pool, accounts=accounts, rooms=rooms, profiles=profiles,
-                              notifier=notifier, sync=SyncBuilder(self._pool, ServiceReads(
-                                  presence, bundle, key_state, device_list_changes)),
+                              notifier=notifier, filters=Filters(self._pool), sync=SyncBuilder(self._pool, ServiceReads(
+                                  presence, bundle, key_state, device_list_changes), notifier.typing),
                               ephemeral=ephemeral,
                               moderation=moderation,
                               admin=AdminQueries(pool=self._pool, blocks=blocks, system_user=moderation.system_user),
@@ -306,8 +324,11 @@ class AtomChat:
                                                                    events=federation_events),
                               federation_queries=Queries(pool=self._pool, rooms=rooms, profiles=profiles,
                                                          client=federation_client,
-                                                         server_name=settings.server_name))
+                                                         server_name=settings.server_name),
+                              readiness=Readiness(self._pool, notifier))
         self.ctx.streams.start()
+        assert self.passwords is not None, "made above"
+        self._sample(self.ctx, self._pool, self.passwords)
         await self.ctx.compat.upgrade_old_api_rooms()
         await outbox.start()
         application = self.application()
@@ -317,7 +338,9 @@ class AtomChat:
                                     "federation_tls_private_key: the federation listener speaks HTTPS only")
             try:
                 self._federation_http = federation_server(self.federation_application(), settings)
-                self._federation_http.listen(settings.federation_port, settings.host)
+                # With --workers, every worker listens on the one port (SO_REUSEPORT).
+                self._federation_http.listen(settings.federation_port, settings.host,
+                                             reuse_port=settings.workers > 1)
             except OSError as exc:  # ssl.SSLError is one: a certificate or key that cannot be used
                 raise ListenerError(f"cannot start the federation listener on {settings.host}:"
                                     f"{settings.federation_port}: {exc}") from None
@@ -328,11 +351,21 @@ class AtomChat:
         table = routes()
         assert self.ctx is not None, "start() builds the context first"
         self.ctx.openapi = document_json(tuple(table))  # built now: a route without a contract fails the start
-        handlers = [(pattern, handler, {"ctx": self.ctx}) for pattern, handler in table]
+        handlers = [(pattern, handler, {"ctx": self.ctx, ROUTE: pattern}) for pattern, handler in table]
         if self.settings.web_client_enabled:
             # Not API routes (no contract): the static web client, which talks to the routes above.
-            handlers += [(pattern, handler, {"ctx": self.ctx, **extra})
+            handlers += [(pattern, handler, {"ctx": self.ctx, ROUTE: pattern, **extra})
                          for pattern, handler, extra in web.routes(self.settings.web_client_path, web.WebFiles.load())]
+        return self._application(handlers)
+
+    def metrics_application(self) -> tornado.web.Application:
+        """What the metrics port serves (metrics_port): /metrics, /health, /ready."""
+        assert self.ctx is not None, "start() builds the context first"
+        return self._application([(pattern, handler, {"ctx": self.ctx, ROUTE: pattern})
+                                  for pattern, handler in operations.own_port_routes()])
+
+    def _application(self, handlers: list[tuple[str, type, dict[str, Any]]]) -> tornado.web.Application:
+        assert self.ctx is not None, "start() builds the context first"
         return Application(
             handlers,
             default_handler_class=NotFoundHandler,
@@ -343,10 +376,18 @@ class AtomChat:
             websocket_max_message_size=self.settings.websocket_max_message_bytes,
         )
 
+    def _sample(self, ctx: AppContext, pool: asyncpg.Pool, passwords: Passwords) -> None:
+        """Adds this server's sources of the metrics read at scrape time."""
+        self._unsample = [metrics.OPEN_STREAMS.add(lambda: len(ctx.streams)),
+                          metrics.LONG_POLLS.add(ctx.long_polls.total),
+                          metrics.POOL_SIZE.add(pool.get_size),
+                          metrics.POOL_IN_USE.add(lambda: pool.get_size() - pool.get_idle_size()),
+                          metrics.HASH_QUEUE.add(lambda: passwords.queued)]
+
     def federation_application(self) -> tornado.web.Application:
         assert self.ctx is not None, "start() builds the context first"
         return Application(
-            [(pattern, handler, {"ctx": self.ctx}) for pattern, handler in federation_routes()],
+            [(pattern, handler, {"ctx": self.ctx, ROUTE: pattern}) for pattern, handler in federation_routes()],
             default_handler_class=NotFoundHandler, default_handler_args={"ctx": self.ctx},
             log_function=log_request, ctx=self.ctx, max_header_bytes=self.settings.max_header_bytes)
 
@@ -359,6 +400,9 @@ class AtomChat:
             self.ctx.notifier.release_all()
 
     async def stop(self) -> None:
+        for unsample in self._unsample:
+            unsample()
+        self._unsample = []
         if self._federation_http is not None:
             self._federation_http.stop()
             await self._federation_http.close_all_connections()
@@ -367,7 +411,6 @@ class AtomChat:
             await self.ctx.outbox.stop()
             self.ctx.federation_client.close()
             self.ctx.streams.stop()
-            self.ctx.ephemeral.stop()
             await self.ctx.presence.stop()
             self.ctx.media.stop()
             self.ctx.sync_sessions.close_all()

@@ -17,8 +17,9 @@ from contextlib import asynccontextmanager, contextmanager
 
 import asyncpg
 import uvloop
+from tornado.netutil import bind_sockets
 
-from . import __version__, config
+from . import __version__, config, logs
 from .app import AtomChat, ListenerError, http_server
 from .auth import policy
 from .auth.passwords import Passwords
@@ -109,15 +110,98 @@ def serve_lock(settings: config.Settings) -> Iterator[None]:
 
 def cmd_serve(settings: config.Settings, args: argparse.Namespace) -> None:
     with serve_lock(settings), database(settings) as get_dsn:
-        # uvloop: the same asyncio, with the loop and its sockets in C (a
-        # third more requests per second on the same CPU).
-        uvloop.run(_serve(settings, get_dsn))
+        if settings.workers > 1:
+            _serve_group(settings, get_dsn)
+        else:
+            # uvloop: the same asyncio, with the loop and its sockets in C (a
+            # third more requests per second on the same CPU).
+            uvloop.run(_serve(settings, get_dsn))
     # Last, once the embedded PostgreSQL (if any) is down too: after this
     # line nothing of the server runs.
     log.info("AtomChat stopped")
 
 
-async def _serve(settings: config.Settings, get_dsn: Callable[[], Awaitable[str]]) -> None:
+def _serve_group(settings: config.Settings, get_dsn: Callable[[], Awaitable[str]]) -> None:
+    """``--workers N``: N server processes forked from this one, each with
+    its own socket on the one port (SO_REUSEPORT: the kernel spreads new
+    connections over them), its own pool and notifier, as N servers behind a
+    balancer would be. This process holds the data directory's lock and the
+    embedded PostgreSQL for the group, applies the migrations once, passes
+    SIGTERM and SIGINT on to every worker, and, should one worker end, stops
+    the others: the group runs whole or not at all."""
+    async def settle() -> str:
+        return await get_dsn()
+
+    dsn = asyncio.run(settle())
+    if settings.migrate:
+        asyncio.run(migrations.migrate(dsn))
+    # Fail here, once, if the port is taken by something outside the group.
+    for sock in bind_sockets(settings.port, settings.host, reuse_port=True):
+        sock.close()
+
+    async def fixed_dsn() -> str:
+        return dsn
+
+    children: dict[int, int] = {}  # pid -> worker index
+    for index in range(settings.workers):
+        pid = os.fork()
+        if pid == 0:
+            _run_worker(settings.replace(migrate=False), fixed_dsn, index)  # never returns
+        children[pid] = index
+    log.info("started %d workers on %s:%d (pids %s)", len(children), settings.host, settings.port,
+             " ".join(map(str, children)))
+
+    stopping: list[int] = []
+
+    def stop_all(signum: int, _frame: object) -> None:
+        stopping.append(signum)
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, stop_all) for sig in (signal.SIGINT, signal.SIGTERM)}
+    failed: list[str] = []
+    try:
+        while children:
+            pid, status = os.wait()
+            if pid not in children:
+                continue
+            index = children.pop(pid)
+            code = os.waitstatus_to_exitcode(status)
+            if not stopping:
+                failed.append(f"worker {index} (pid {pid}) ended with status {code}")
+                log.error("worker %d (pid %d) ended with status %d; stopping the others", index, pid, code)
+                stop_all(signal.SIGTERM, None)
+            elif code != 0:
+                failed.append(f"worker {index} (pid {pid}) stopped with status {code}")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if failed:
+        raise CommandError("; ".join(failed))
+
+
+def _run_worker(settings: config.Settings, get_dsn: Callable[[], Awaitable[str]], index: int) -> None:
+    """A forked worker: serves until told to stop, then ends the process
+    without running the parent's clean-up (its lock, its PostgreSQL)."""
+    code = 0
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_DFL)  # until the worker's loop installs its own
+        uvloop.run(_serve(settings, get_dsn, worker=index))
+    except CommandError as exc:
+        print(f"atomchat: worker {index}: {exc}", file=sys.stderr)
+        code = 1
+    except BaseException:
+        log.exception("worker %d failed", index)
+        code = 1
+    finally:
+        logging.shutdown()
+        os._exit(code)
+
+
+async def _serve(settings: config.Settings, get_dsn: Callable[[], Awaitable[str]],
+                 worker: int | None = None) -> None:
     dsn = await get_dsn()
     stopping = asyncio.Event()
     fatal: list[str] = []
@@ -145,15 +229,27 @@ async def _serve(settings: config.Settings, get_dsn: Callable[[], Awaitable[str]
     # second under WebSocket fan-out and a full collection every second.
     gc.set_threshold(10_000, 10, 10)
     http = http_server(app, settings)
+    listening = [http]
     try:
-        http.listen(settings.port, settings.host)
+        # A worker of a group shares the port with the others (SO_REUSEPORT).
+        http.add_sockets(bind_sockets(settings.port, settings.host, reuse_port=worker is not None))
+        if settings.metrics_port:
+            metrics_http = http_server(server.metrics_application(), settings)
+            listening.append(metrics_http)
+            metrics_port = settings.metrics_port + (worker or 0)
+            metrics_http.add_sockets(bind_sockets(metrics_port, settings.host))
+            log.info("metrics on http://%s:%d/metrics", settings.host, metrics_port)
     except OSError as exc:
+        for listener in listening:
+            listener.stop()
         await server.stop()
-        raise CommandError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
-    log.info("AtomChat %s listening on http://%s:%d (server name %s, database %s)", __version__,
+        ports = f"{settings.port}" + (f" and {settings.metrics_port + (worker or 0)}" if settings.metrics_port else "")
+        raise CommandError(f"cannot listen on {settings.host}:{ports}: {exc.strerror}") from None
+    log.info("AtomChat %s listening on http://%s:%d (server name %s, database %s%s)", __version__,
              settings.host, settings.port, server.settings.server_name,
-             "embedded" if not settings.database_url else "external")
-    if settings.web_client_enabled:
+             "embedded" if not settings.database_url else "external",
+             "" if worker is None else f", worker {worker} pid {os.getpid()}")
+    if settings.web_client_enabled and not worker:
         log.info("web client: open http://%s:%d%s in a browser", settings.host, settings.port,
                  settings.web_client_path)
 
@@ -164,7 +260,8 @@ async def _serve(settings: config.Settings, get_dsn: Callable[[], Awaitable[str]
 
     log.info("shutting down: no new connections; waiting up to %.0fs for %d request(s) in flight",
              settings.shutdown_grace_seconds, server.ctx.in_flight)
-    http.stop()
+    for listener in listening:
+        listener.stop()
     server.begin_shutdown()
     deadline = loop.time() + settings.shutdown_grace_seconds
     while server.ctx.in_flight > 0 and loop.time() < deadline:
@@ -337,8 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     except config.ConfigError as exc:
         print(f"atomchat: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level, settings.log_format)
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     try:
         args.func(settings, args)

@@ -113,6 +113,14 @@ def _blocklist(value: Any) -> tuple:
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
+
+
+def _log_format(value: Any) -> str:
+    form = _text(value).strip().lower()
+    if form not in LOG_FORMATS:
+        raise ValueError(f"not one of {', '.join(LOG_FORMATS)}")
+    return form
 
 
 def _log_level(value: Any) -> str:
@@ -179,6 +187,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("media_path", _text, None, "directory for uploaded media and thumbnails (default: DATA_DIR/media)", "ATOMCHAT_MEDIA_PATH"),
     Option("max_upload_bytes", _int, 52428800, "largest accepted media upload in bytes", "ATOMCHAT_MAX_UPLOAD_BYTES", minimum=1),
     Option("media_quota_bytes", _int, 1073741824, "total bytes of media one user may have uploaded (0: no limit)", "ATOMCHAT_MEDIA_QUOTA_BYTES", minimum=0),
+    Option("log_format", _log_format, "text", "log lines as text, or as one JSON object each (json), with the request id of the request they are about", "ATOMCHAT_LOG_FORMAT"),
+    Option("workers", _int, 1, "server processes sharing the port (SO_REUSEPORT), each with its own database connections", "ATOMCHAT_WORKERS", minimum=1),
+    Option("metrics_allow", _networks, _networks("127.0.0.0/8,::1"), "client addresses (CIDRs, comma-separated) that may read /metrics", "ATOMCHAT_METRICS_ALLOW"),
+    Option("metrics_port", _int, 0, "serve /metrics, /health and /ready on this port instead of the main one (0: the main port); worker i of --workers uses METRICS_PORT + i", "ATOMCHAT_METRICS_PORT", minimum=0),
     Option("federation_port", _int, None, "port of the HTTPS listener other servers reach this one on (/_matrix/federation and /_matrix/key); no listener when unset", "ATOMCHAT_FEDERATION_PORT", minimum=1),
     Option("federation_tls_certificate", _text, None, "PEM file of the federation listener's certificate (chain)", "ATOMCHAT_FEDERATION_TLS_CERTIFICATE"),
     Option("federation_tls_private_key", _text, None, "PEM file of the federation listener's private key", "ATOMCHAT_FEDERATION_TLS_PRIVATE_KEY"),
@@ -307,6 +319,11 @@ def load(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | No
 
     if not 0 < values["port"] < 65536:
         raise ConfigError(f"port {values['port']} is out of range (1-65535)")
+    if not 0 <= values["metrics_port"] + values["workers"] - 1 < 65536:
+        raise ConfigError(f"metrics_port {values['metrics_port']} is out of range (0-65535)")
+    if values["metrics_port"] and values["port"] <= values["metrics_port"] + values["workers"] - 1 \
+            and values["metrics_port"] <= values["port"]:
+        raise ConfigError(f"metrics_port {values['metrics_port']} (one per worker) overlaps port {values['port']}")
     if values["federation_port"] is not None and not 0 < values["federation_port"] < 65536:
         raise ConfigError(f"federation_port {values['federation_port']} is out of range (1-65535)")
     if values["pool_min_size"] > values["pool_max_size"]:

@@ -29,13 +29,15 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any
 
 import asyncpg
 
+from . import metrics
 from .auth.sessions import SessionCache
 from .db.pool import UNREACHABLE
 from .errors import MatrixError, unavailable
@@ -55,6 +57,8 @@ ENCODED_EVENTS = 4096
 # An encoding is reused this long: its unsigned.age is as old as the encoding.
 ENCODED_SECONDS = 1.0
 KNOWN_BATCHES = 64  # own commits kept for the dispatch; older ones are read back if ever needed
+# Member events kept for lazy-loading answers: (room, user) pairs, the newest dispatched.
+MEMBER_EVENTS = 20_000
 
 
 class Listener:
@@ -63,9 +67,9 @@ class Listener:
 
     ``pending`` collects the new events of its rooms, in stream order, as
     long as they alone tell the client what changed; anything else (a
-    receipt, a typing notice, account data, a membership change, too many
-    events) sets ``needs_full`` instead, and the client's next answer is
-    built from the database.
+    receipt, account data, a membership change, too many events) sets
+    ``needs_full`` instead, and the client's next answer is built from the
+    database. A change of typers in one of its rooms sets ``typing``.
     """
 
     MAX_PENDING = 500
@@ -81,6 +85,7 @@ class Listener:
         self.recheck = False  # the user's sessions or standing changed: check the token again
         self.pending: list[Any] = []
         self.needs_full = False
+        self.typing = False  # the typers of one of its rooms changed
         # A stream's session answers from here when it can (SyncSession.push).
         self.push: Callable[[list[Any]], bool] | None = None
 
@@ -118,6 +123,92 @@ class Listener:
         self.wake()
 
 
+class TypingNotices:
+    """Who is typing in which room: in memory, never stored, with a position
+    of its own that each change of a room's typers advances. Every server
+    process keeps its own copy, told of notices set through the others by
+    NOTIFY, and lapses them itself at the time the notice gave. A position
+    makes sense only to the process (``epoch``) that counted it; a sync
+    token carries both as its typing mark (sync/tokens.py)."""
+
+    def __init__(self, changed: Callable[[str], None]) -> None:
+        self.epoch = secrets.token_hex(3)
+        self.position = 0
+        self._typers: dict[str, dict[str, int]] = {}  # room -> user -> when the notice lapses (ms since the epoch)
+        self._changed_at: dict[str, int] = {}  # room -> the position of its last change
+        self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._changed = changed
+
+    def mark(self, position: int | None = None) -> str:
+        """The typing mark of a position (the current one by default)."""
+        return f"{self.epoch}.{self.position if position is None else position}"
+
+    def since(self, mark: str | None) -> int | None:
+        """The position a mark names, or None when this process did not make
+        it (another process, or before a restart): the reader is then sent
+        every room's typers anew."""
+        if mark is None or not mark.startswith(self.epoch + "."):
+            return None
+        position = int(mark[len(self.epoch) + 1:])
+        return position if position <= self.position else None
+
+    def set(self, room_id: str, user_id: str, expires_ms: int) -> None:
+        """The user types in the room until ``expires_ms`` (in the past: stops)."""
+        key = (room_id, user_id)
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        typers = self._typers.setdefault(room_id, {})
+        remaining_ms = expires_ms - time.time() * 1000
+        if remaining_ms > 0:
+            renewed = user_id in typers
+            typers[user_id] = expires_ms
+            self._timers[key] = asyncio.get_running_loop().call_later(remaining_ms / 1000, self._lapse, room_id,
+                                                                       user_id, expires_ms)
+            if renewed:
+                return  # the same typers: nothing for anyone to learn
+        elif typers.pop(user_id, None) is None:
+            return
+        self._advance(room_id)
+
+    def _lapse(self, room_id: str, user_id: str, expires_ms: int) -> None:
+        typers = self._typers.get(room_id, {})
+        if typers.get(user_id) == expires_ms:
+            self._timers.pop((room_id, user_id), None)
+            del typers[user_id]
+            self._advance(room_id)
+
+    def _advance(self, room_id: str) -> None:
+        if not self._typers.get(room_id):
+            self._typers.pop(room_id, None)
+        self.position += 1
+        self._changed_at[room_id] = self.position
+        self._changed(room_id)
+
+    def users(self, room_id: str) -> list[str]:
+        return sorted(self._typers.get(room_id, ()))
+
+    def changes(self, rooms: Collection[str], since: int | None) -> dict[str, list[str]]:
+        """The typers of each of ``rooms`` whose typers changed after the
+        position ``since``; with ``since`` None, of each room where someone types."""
+        if since is None:
+            known: Collection[str] = self._typers
+        else:
+            known = self._changed_at
+        if len(known) < len(rooms):
+            candidates: Iterable[str] = (room_id for room_id in known if room_id in rooms)
+        else:
+            candidates = (room_id for room_id in rooms if room_id in known)
+        if since is None:
+            return {room_id: self.users(room_id) for room_id in candidates}
+        return {room_id: self.users(room_id) for room_id in candidates if self._changed_at[room_id] > since}
+
+    def stop(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+
+
 class Notifier:
     def __init__(self, dsn: str, pool: asyncpg.Pool, sessions: SessionCache, supervisor: Supervisor) -> None:
         self._dsn = dsn
@@ -148,6 +239,10 @@ class Notifier:
         # returning a user id makes that user's clients check their token.
         self.observers: list[Callable[[Any], str | None]] = []
         self._by_user: dict[str, set[Listener]] = {}
+        # The newest member event of (room, user) as of `position`, for the
+        # answers of lazy-loading clients (their senders' member events).
+        self._members: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self.typing = TypingNotices(self._typing_changed)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -164,6 +259,7 @@ class Notifier:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._sessions.listening(None)
+        self.typing.stop()
         self.release_all()
         if self._conn is not None and not self._conn.is_closed():
             await self._conn.close()
@@ -174,6 +270,7 @@ class Notifier:
         try:
             await conn.add_listener(SESSIONS_CHANNEL, self._on_session_revoked)
             await conn.add_listener(EVENTS_CHANNEL, self._on_events_committed)
+            await conn.add_listener(ephemeral_store.TYPING_CHANNEL, self._on_typing)
         except BaseException:
             conn.terminate()  # half set up: a retry starts from a new connection
             raise
@@ -232,6 +329,28 @@ class Notifier:
         """Makes the user's waiting requests and streams check their token again at once."""
         for listener in self._by_user.get(user_id, ()):
             listener.check_again()
+
+    # -- typing ----------------------------------------------------------------
+
+    async def set_typing(self, room_id: str, user_id: str, expires_ms: int) -> None:
+        """A typing notice set through this process: in effect here at once,
+        and announced to the others."""
+        self.typing.set(room_id, user_id, expires_ms)
+        await ephemeral_store.announce_typing(self._pool, json.dumps(
+            {"origin": self.typing.epoch, "room_id": room_id, "user_id": user_id, "expires_ms": expires_ms}))
+
+    def _on_typing(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        try:
+            notice = json.loads(str(payload))
+            if notice["origin"] != self.typing.epoch:  # this process's own took effect when it was set
+                self.typing.set(str(notice["room_id"]), str(notice["user_id"]), int(notice["expires_ms"]))
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignored a malformed typing notice")
+
+    def _typing_changed(self, room_id: str) -> None:
+        for listener in self._by_room.get(room_id, ()):
+            listener.typing = True
+            listener.wake()
 
     # -- events ----------------------------------------------------------------
 
@@ -349,12 +468,15 @@ class Notifier:
                 self._read_failing = False
                 self.position = target
                 self._dispatch(rows, updates)
+                if rows:  # the oldest event waited longest; its timestamp was taken as it was written
+                    metrics.NOTIFIER_LAG.observe(max(0.0, time.time() - rows[0]["origin_server_ts"] / 1000))
             self._release_waiters()
 
     def _dispatch_failed(self) -> None:
         """The dispatch task failed, perhaps halfway through handing out
         events: every listener rebuilds its next answer from the database
         (where nothing is lost), and nobody waits for the task meanwhile."""
+        self._members.clear()  # the failed dispatch may have held member events
         for listeners in list(self._by_user.values()):
             for listener in listeners:
                 self._deliver(listener, [], needs_full=True)
@@ -365,7 +487,7 @@ class Notifier:
         self.shared_answers.clear()
         touched: dict[Listener, list[Any]] = {}
         full: set[Listener] = set()
-        for update in updates:  # receipts, typing (by room) and account data (by user)
+        for update in updates:  # receipts (by room) and account data (by user), among others
             targets = (self._by_room.get(update["room_id"], ()) if update["user_id"] is None
                        else self._by_user.get(update["user_id"], ()))
             full.update(targets)
@@ -383,6 +505,7 @@ class Notifier:
                 full.update(targets)  # an unread message may be gone: counts are recounted
                 continue
             if row["type"] == "m.room.member":
+                self._remember_member(row)
                 # Member counts change, and for the member itself its rooms do.
                 full.update(targets)
                 for listener in list(self._by_user.get(row["state_key"], ())):
@@ -422,6 +545,28 @@ class Notifier:
         if len(self._encoded) > ENCODED_EVENTS:
             self._encoded.popitem(last=False)
         return text
+
+    def member_event(self, room_id: str, user_id: str) -> Any | None:
+        """The user's newest member event in the room as of ``position``, if
+        known here (else None: read it from the database, remember_members)."""
+        row = self._members.get((room_id, user_id))
+        if row is not None:
+            self._members.move_to_end((room_id, user_id))
+        return row
+
+    def remember_members(self, rows: Iterable[Any], position: int) -> None:
+        """Member events read from the database as of ``position``: kept
+        unless events were dispatched since (a newer one may be among them)."""
+        if position == self.position:
+            for row in rows:
+                if (row["room_id"], row["state_key"]) not in self._members:
+                    self._remember_member(row)
+
+    def _remember_member(self, row: Any) -> None:
+        self._members[(row["room_id"], row["state_key"])] = row
+        self._members.move_to_end((row["room_id"], row["state_key"]))
+        if len(self._members) > MEMBER_EVENTS:
+            self._members.popitem(last=False)
 
     def _follow(self, listener: Listener, room_id: str, membership: str | None) -> None:
         """Keeps a listener's rooms in step with its user's membership."""

@@ -66,6 +66,10 @@ class OpenPerAccount:
                               f"Too many open {self._what} for this account (at most {self.limit})")
         self._open[user_id] = count + 1
 
+    def total(self) -> int:
+        """How many are open, over all accounts (for the metrics)."""
+        return sum(self._open.values())
+
     def give_back(self, user_id: str) -> None:
         count = self._open.get(user_id, 0) - 1
         if count > 0:

@@ -706,6 +706,13 @@ def bounded(low: float, high: float, kind: type = int):
     return parse
 
 
+def counts(low: int, high: int):
+    """An argparse type: comma-separated whole numbers from low to high."""
+    def parse(text: str) -> list[int]:
+        return [bounded(low, high)(part) for part in text.split(",")]
+    return parse
+
+
 def exit_status(run, report, args, results) -> int:
     """Runs a benchmark and gives its exit status: 0 when every target is
     met, 1 when one is missed, 2 when the run failed (the message says why)."""

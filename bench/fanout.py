@@ -2,8 +2,9 @@
 rate; how long from send to receipt, and whether every receiver gets every
 message exactly once.
 
-    .venv/bin/python bench/fanout.py --mode longpoll [--receivers 50 --rate 20]
-    .venv/bin/python bench/fanout.py --mode websocket [--receivers 200 --rate 50]
+    .venv/bin/python bench/fanout.py --mode longpoll [--receivers 50 --rate 20] [--filter inline]
+    .venv/bin/python bench/fanout.py --mode websocket [--receivers 200 --rate 50] [--filter inline]
+    .venv/bin/python bench/fanout.py --mode longpoll --send typing [--rate 5]
 
 Starts `atomchat serve` (fresh data directory, embedded PostgreSQL unless
 --database-url names a server to create a scratch database on) with the rate
@@ -34,6 +35,21 @@ received twice a duplicate. A sync answer whose timeline is marked
 `limited` (the server left events out, for the client to fetch with
 /messages) is counted as a gap; the events it left out count as lost.
 
+With --filter, every receiver asks with the filter real clients send:
+
+- none: no filter;
+- inline: {"room":{"timeline":{"limit":1000}},"presence":{"not_types":["*"]}}
+  in each request's query (as matrix-nio and many bots send it);
+- stored: that filter uploaded once per receiver (POST .../filter), each
+  request naming its id (as Element and mautrix do);
+- lazy: the inline filter with "state":{"lazy_load_members":true} added.
+
+With --send typing, the sender sends typing notices instead of messages,
+alternately starting (timeout 30 s) and stopping, at the rate; a receiver's
+latency for a change is when the m.typing event showing it arrives minus when
+the request was made. A change a receiver never sees as such (two changes
+seen as one answer's list) counts as lost.
+
 Exit status: 0 when every target is met, 1 when one is missed, 2 when the
 run itself failed.
 """
@@ -47,6 +63,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import aiohttp
 from _server import (
@@ -81,18 +98,27 @@ DRAIN_SECONDS = 60.0
 SETUP_CONCURRENCY = 16  # initial syncs and connections opened at once per client process
 
 TARGETS = {  # mode: (receivers, messages/s, p99 seconds)
-    "longpoll": (50, 20.0, 0.100),
-    "websocket": (200, 50.0, 0.050),
+    "longpoll": (50, 20.0, 0.050),
+    "websocket": (200, 50.0, 0.030),
 }
+TYPING_TARGET = (50, 5.0, 0.030)  # typing notices: receivers, changes/s, p99 seconds
+INLINE_FILTER = {"room": {"timeline": {"limit": 1000}}, "presence": {"not_types": ["*"]}}
+LAZY_FILTER = {"room": {"timeline": {"limit": 1000}, "state": {"lazy_load_members": True}},
+               "presence": {"not_types": ["*"]}}
+FILTERS = ("none", "inline", "stored", "lazy")
 
 
 class Receiver:
     """One client following the room: what it got, and when."""
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, user: User, room_id: str) -> None:
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, user: User, room_id: str,
+                 filter_param: str | None, typing: bool) -> None:
         self.session = session
         self.base_url = base_url
         self.user = user
+        self.filter_param = filter_param  # the filter each request sends: inline JSON or an id
+        self.typing = typing  # following typing changes (their times of receipt) rather than messages
+        self.typing_next = 0  # the sequence number of the next typing change
         self.room_id = room_id
         self.next_batch: str | None = None
         self.latencies: dict[int, float] = {}  # sequence number -> seconds, first receipt
@@ -108,6 +134,9 @@ class Receiver:
         room = body.get("rooms", {}).get("join", {}).get(self.room_id)
         if room is None:
             return
+        if self.typing:
+            self.take_typing(room, now)
+            return
         if room["timeline"].get("limited") and self.next_batch is not None:
             self.gaps += 1
         for event in room["timeline"]["events"]:
@@ -122,10 +151,27 @@ class Receiver:
             else:
                 self.latencies[sequence] = now - float(words[2])
 
+    def take_typing(self, room: dict, now: float) -> None:
+        """Typing change n starts the notice when n is even, stops it when
+        odd: each m.typing event is the next change (or, if its list says
+        otherwise, the one after: the change between was never seen)."""
+        for event in room.get("ephemeral", {}).get("events", []):
+            if event["type"] != "m.typing":
+                continue
+            sequence = self.typing_next
+            if (sequence % 2 == 0) != bool(event["content"]["user_ids"]):
+                sequence += 1
+            if sequence in self.latencies:
+                self.duplicates += 1
+            self.latencies[sequence] = now  # the time of receipt; the sender knows when it was sent
+            self.typing_next = sequence + 1
+
     # -- long-poll -----------------------------------------------------------
 
     async def sync(self, timeout_ms: int) -> None:
         params = {"timeout": str(timeout_ms)}
+        if self.filter_param is not None:
+            params["filter"] = self.filter_param
         if self.next_batch is not None:
             params["since"] = self.next_batch
         async with self.session.get(self.base_url + MATRIX + "/sync", params=params,
@@ -150,6 +196,8 @@ class Receiver:
         """Opens the stream and reads its first frame (the initial sync, or
         what was missed since next_batch)."""
         params = {"access_token": self.user.access_token}
+        if self.filter_param is not None:
+            params["filter"] = self.filter_param
         if self.next_batch is not None:
             params["since"] = self.next_batch
         self.socket = await self.session.ws_connect(self.base_url + STREAM_PATH, params=params, heartbeat=None,
@@ -180,9 +228,9 @@ class Receiver:
                 await asyncio.sleep(0.5)
 
 
-async def receiver_process(control, mode: str, base_url: str, users: list[User],
-                           room_id: str) -> tuple[float, list[tuple]]:
-    """Follows the room as ``users``; on the main process's word (the
+async def receiver_process(control, mode: str, base_url: str, users: list[tuple[User, str | None]],
+                           room_id: str, typing: bool) -> tuple[float, list[tuple]]:
+    """Follows the room as ``users`` (each with the filter it sends); on the main process's word (the
     acknowledged sequence numbers), waits until each receiver has them all
     (or until delivery stops, see QUIET_SECONDS), and returns how long that
     took and per receiver (latencies by sequence number, duplicates, gaps,
@@ -191,7 +239,7 @@ async def receiver_process(control, mode: str, base_url: str, users: list[User],
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=REQUEST_TIMEOUT,
                                     sock_read=POLL_TIMEOUT_MS / 1000 + REQUEST_TIMEOUT)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        receivers = [Receiver(session, base_url, user, room_id) for user in users]
+        receivers = [Receiver(session, base_url, user, room_id, filter_param, typing) for user, filter_param in users]
         slots = asyncio.Semaphore(SETUP_CONCURRENCY)
 
         async def start(receiver: Receiver) -> None:
@@ -231,6 +279,7 @@ async def receiver_process(control, mode: str, base_url: str, users: list[User],
 @dataclass
 class Results:
     sent: dict[int, float] = field(default_factory=dict)  # acknowledged: sequence number -> send latency
+    started: dict[int, float] = field(default_factory=dict)  # sequence number -> when its request was made
     send_errors: int = 0
     measured_from: int = 0  # first sequence number of the measured period
     behind: list[float] = field(default_factory=list)  # how late each send started, seconds
@@ -248,7 +297,7 @@ class Results:
 
 
 async def send_at_rate(api: Api, sender: User, room_id: str, rate: float, seconds: float, first: int,
-                       results: Results) -> int:
+                       results: Results, typing: bool) -> int:
     """Sends rate * seconds messages, the n-th at start + n / rate; returns
     the next sequence number."""
     count = round(rate * seconds)
@@ -256,9 +305,13 @@ async def send_at_rate(api: Api, sender: User, room_id: str, rate: float, second
     pending: list[asyncio.Task] = []
 
     async def one(sequence: int) -> None:
-        sent_at = time.monotonic()
+        sent_at = results.started[sequence] = time.monotonic()
         try:
-            await api.send_text(sender, room_id, f"fanout {sequence} {sent_at:.6f}", f"t{sequence}")
+            if typing:
+                await api.call("PUT", f"/rooms/{room_id}/typing/{quote(sender.user_id)}", user=sender,
+                               body={"typing": sequence % 2 == 0, "timeout": 30_000})
+            else:
+                await api.send_text(sender, room_id, f"fanout {sequence} {sent_at:.6f}", f"t{sequence}")
         except (aiohttp.ClientError, asyncio.TimeoutError, BenchError):
             results.send_errors += 1
             return
@@ -273,6 +326,22 @@ async def send_at_rate(api: Api, sender: User, room_id: str, rate: float, second
         pending.append(asyncio.ensure_future(one(first + number)))
     await asyncio.gather(*pending)
     return first + count
+
+
+async def receiver_filters(api: Api, receivers: list[User], kind: str) -> list[str | None]:
+    """The filter parameter each receiver sends (see --filter)."""
+    if kind == "none":
+        return [None] * len(receivers)
+    if kind != "stored":
+        return [json.dumps(LAZY_FILTER if kind == "lazy" else INLINE_FILTER, separators=(",", ":"))] * len(receivers)
+    slots = asyncio.Semaphore(8)
+
+    async def upload(user: User) -> str:
+        async with slots:
+            answer = await api.call("POST", f"/user/{quote(user.user_id)}/filter", user=user, body=INLINE_FILTER)
+            return str(answer["filter_id"])
+
+    return list(await asyncio.gather(*(upload(user) for user in receivers)))
 
 
 async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
@@ -295,26 +364,41 @@ async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
                     await api.join(user, room_id)
 
             await asyncio.gather(*(join(user) for user in receivers))
+            filters = await receiver_filters(api, receivers, args.filter)
             processes = min(args.processes, args.receivers)
-            arguments = [(args.mode, server.base_url, group, room_id) for group in split(receivers, processes)]
+            typing = args.send == "typing"
+            arguments = [(args.mode, server.base_url, group, room_id, typing)
+                         for group in split(list(zip(receivers, filters, strict=True)), processes)]
             async with Workers(receiver_process, arguments) as workers:
                 print(f"{args.receivers} receivers ({args.mode}) in {processes} client process(es):"
                       " initial syncs ...", flush=True)
                 await workers.wait_ready(timeout=120)
                 print(f"warm-up: {args.warmup:.0f}s at {args.rate:g} messages/s ...", flush=True)
-                results.measured_from = await send_at_rate(api, sender, room_id, args.rate, args.warmup, 0, results)
+                results.measured_from = await send_at_rate(api, sender, room_id, args.rate, args.warmup, 0, results,
+                                                           typing)
                 results.usage = Usage(server, clients=workers.pids)
                 results.usage.start()
                 before_sender = time.process_time()
                 print(f"measuring: {args.seconds:.0f}s at {args.rate:g} messages/s ...", flush=True)
-                await send_at_rate(api, sender, room_id, args.rate, args.seconds, results.measured_from, results)
+                await send_at_rate(api, sender, room_id, args.rate, args.seconds, results.measured_from, results,
+                                   typing)
                 results.usage.stop(extra={"clients": time.process_time() - before_sender})  # and the sender
                 workers.tell(sorted(results.sent))
                 received = await workers.results(timeout=DRAIN_SECONDS + 60)
+    tally(results, received, typing=args.send == "typing")
+    return server
+
+
+def tally(results: Results, received: list, *, typing: bool) -> None:
+    """Adds up what the receiver processes returned (receiver_process):
+    deliveries of the measured period, losses, duplicates, gaps."""
     acknowledged = set(results.sent)
     results.drained = max(drained for drained, _ in received)
     for _, process in received:
         for latencies, duplicates, gaps, errors, reconnects in process:
+            if typing:  # times of receipt: the latency is from when the change was sent
+                latencies = {sequence: at - results.started[sequence] for sequence, at in latencies.items()
+                             if sequence in results.started}
             results.deliveries.extend(latency for sequence, latency in latencies.items()
                                       if sequence >= results.measured_from)
             missing = len(acknowledged - latencies.keys())
@@ -328,11 +412,10 @@ async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
             results.reconnects += reconnects
     if not results.deliveries:
         raise BenchError("no message was delivered in the measured period")
-    return server
 
 
 def report(args: argparse.Namespace, results: Results, server: ServerProcess) -> bool:
-    target_receivers, target_rate, target_p99 = TARGETS[args.mode]
+    target_receivers, target_rate, target_p99 = TYPING_TARGET if args.send == "typing" else TARGETS[args.mode]
     p99 = percentile(results.deliveries, 99)
     expected = round(args.rate * args.seconds) * args.receivers
     send_latencies = list(results.sent.values())
@@ -341,8 +424,10 @@ def report(args: argparse.Namespace, results: Results, server: ServerProcess) ->
     print(f"  machine:   {machine()}, load average {results.load_at_start} at start, {load_average()} at end")
     print(f"  server:    atomchat serve, {server.database_kind}, default settings, rate limits raised,"
           " password hashing cheapened")
-    print(f"  load:      {args.receivers} receivers ({args.mode}) in {min(args.processes, args.receivers)} client"
-          f" process(es), 1 sender at {args.rate:g} messages/s; {args.warmup:.0f}s warm-up,"
+    print(f"  load:      {args.receivers} receivers ({args.mode}, filter: {args.filter}) in"
+          f" {min(args.processes, args.receivers)} client"
+          f" process(es), 1 sender at {args.rate:g} {'typing changes' if args.send == 'typing' else 'messages'}/s;"
+          f" {args.warmup:.0f}s warm-up,"
           f" {args.seconds:.0f}s measured")
     print()
     print(f"  delivery latency, {len(results.deliveries)} deliveries (expected {expected}):"
@@ -372,6 +457,10 @@ def main() -> int:
     parser = benchmark_parser(__doc__)
     parser.add_argument("--mode", choices=sorted(TARGETS), required=True,
                         help="how receivers follow the room: long-polling /sync or the WebSocket stream")
+    parser.add_argument("--send", choices=("messages", "typing"), default="messages",
+                        help="what the sender sends: messages, or typing notices alternately started and stopped")
+    parser.add_argument("--filter", choices=FILTERS, default="none",
+                        help="the filter each receiver's requests carry (default none)")
     parser.add_argument("--receivers", type=bounded(1, 1000), default=None,
                         help="receivers in the room (default: the mode's target, 50 or 200)")
     parser.add_argument("--rate", type=bounded(0.1, 1000, float), default=None,
@@ -383,7 +472,7 @@ def main() -> int:
     parser.add_argument("--processes", type=bounded(1, 8), default=2,
                         help="client processes the receivers are divided among (default 2)")
     args = parser.parse_args()
-    target_receivers, target_rate, _ = TARGETS[args.mode]
+    target_receivers, target_rate, _ = TYPING_TARGET if args.send == "typing" else TARGETS[args.mode]
     args.receivers = args.receivers or target_receivers
     args.rate = args.rate or target_rate
     return exit_status(run, report, args, Results())

@@ -2,6 +2,7 @@
 client and with ten sending at once into one room.
 
     .venv/bin/python bench/send.py [--database-url URL] [--clients 1,10] [--seconds 10] [--members N]
+        [--scrape-every 1]
 
 Starts `atomchat serve` (fresh data directory, embedded PostgreSQL unless
 --database-url names a server to create a scratch database on) with the
@@ -11,7 +12,9 @@ connection, send m.text messages (PUT /rooms/{id}/send/m.room.message/{txn})
 one after another, each as soon as the previous one is acknowledged, for a
 fixed time. With --members N the room has N members in all (the senders
 and idle members who only receive), so that what each message costs per
-member (push rule evaluation, notification counts) shows. A 200 means the event is committed (the server commits
+member (push rule evaluation, notification counts) shows. With --scrape-every S
+/metrics is read every S seconds meanwhile, to show what being monitored
+costs. A 200 means the event is committed (the server commits
 concurrent sends together, one transaction for many); the rate is
 acknowledged messages divided by the wall time.
 
@@ -49,6 +52,7 @@ from _server import (
     Workers,
     benchmark_parser,
     bounded,
+    counts,
     load_average,
     machine,
     ms,
@@ -63,6 +67,8 @@ WARM_UP_SENDS = 20  # per client, before the clock starts
 MAX_SENDS = 100_000  # per client count, whatever the duration
 
 TARGET_RATE = 1000.0  # messages/s
+SCRAPE_COST_READS = 200
+SCRAPE_COST_TARGET = 0.01  # of the server's CPU while sending, at one read per --scrape-every
 TARGET_RATE_CLIENTS = 10
 
 
@@ -72,6 +78,7 @@ class Phase:
     latencies: list[float] = field(default_factory=list)
     wall: float = 0.0
     usage: Usage | None = None
+    scrapes: int = 0  # of /metrics, with --scrape-every
 
     @property
     def rate(self) -> float:
@@ -110,6 +117,31 @@ async def sender_process(control, base_url: str, users: list[User], room_id: str
         return latencies, max(finished)
 
 
+async def scrape(base_url: str, every: float, phase: Phase) -> None:
+    """Reads /metrics every ``every`` seconds, as Prometheus would, until cancelled."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) as session:
+        while True:
+            async with session.get(base_url + "/metrics") as response:
+                if response.status != 200:
+                    raise BenchError(f"/metrics answered {response.status}")
+                await response.read()
+            phase.scrapes += 1
+            await asyncio.sleep(every)
+
+
+async def scrape_cost(server: ServerProcess, reads: int = SCRAPE_COST_READS) -> float:
+    """The server's CPU seconds per read of /metrics, after the sending (all
+    its metrics have values): ``reads`` reads one after another."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) as session:
+        usage = Usage(server)
+        usage.start()
+        for _ in range(reads):
+            async with session.get(server.base_url + "/metrics") as response:
+                await response.read()
+        usage.stop()
+    return usage.seconds["server"] / reads
+
+
 async def measure(server: ServerProcess, users: list[User], room_id: str, clients: int, args) -> Phase:
     phase = Phase(clients)
     processes = min(clients, args.processes)
@@ -121,7 +153,15 @@ async def measure(server: ServerProcess, users: list[User], room_id: str, client
         phase.usage.start()
         start_at = time.monotonic() + 0.2
         workers.tell((start_at, start_at + args.seconds, MAX_SENDS // processes))
-        results = await workers.results(timeout=args.seconds + REQUEST_TIMEOUT + 30)
+        scraping = asyncio.ensure_future(scrape(server.base_url, args.scrape_every, phase)) if args.scrape_every \
+            else None
+        try:
+            results = await workers.results(timeout=args.seconds + REQUEST_TIMEOUT + 30)
+        finally:
+            if scraping is not None:
+                scraping.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await scraping
         phase.usage.stop()
     for latencies, _ in results:
         phase.latencies.extend(latencies)
@@ -146,6 +186,8 @@ async def run(args: argparse.Namespace, phases: list[Phase], notes: dict) -> Ser
             phases.append(await measure(server, users, room_id, clients, args))
             if time.monotonic() > deadline:
                 raise BenchError(f"the run took longer than {RUN_DEADLINE:.0f}s; stopping")
+        if args.scrape_every:
+            notes["scrape_cpu"] = await scrape_cost(server)
     return server
 
 
@@ -157,6 +199,9 @@ def report(args: argparse.Namespace, phases: list[Phase], notes: dict, server: S
     print(f"  load:      K clients in one room, each sending one message after another on its own connection,"
           f" {args.seconds:.0f}s per K, clients in {args.processes} process(es) at most;"
           f" {max(args.members, max(args.clients))} members in the room")
+    if args.scrape_every:
+        print(f"  metrics:   /metrics read every {args.scrape_every:g}s while sending"
+              f" ({sum(phase.scrapes for phase in phases)} reads)")
     print()
     ok = True
     for phase in phases:
@@ -174,17 +219,22 @@ def report(args: argparse.Namespace, phases: list[Phase], notes: dict, server: S
             ok = ok and met
             print(f"               target: >= {TARGET_RATE:.0f} messages/s with {TARGET_RATE_CLIENTS} clients:"
                   f" {phase.rate:.0f}  {verdict(met)}")
+    if "scrape_cpu" in notes and phases and phases[-1].usage is not None:
+        busy = phases[-1].usage.seconds["server"] / phases[-1].usage.wall  # server CPU seconds per second
+        share = notes["scrape_cpu"] / args.scrape_every / busy
+        met = share < SCRAPE_COST_TARGET
+        ok = ok and met
+        print(f"  metrics:   one read of /metrics costs the server {ms(notes['scrape_cpu'])} of CPU"
+              f" ({SCRAPE_COST_READS} reads in a row); one every {args.scrape_every:g}s is {share * 100:.2f}% of"
+              f" the server's CPU while {phases[-1].clients} clients send")
+        print(f"             target: < {SCRAPE_COST_TARGET * 100:g}%  {verdict(met)}")
     print(f"  server stopped by SIGTERM, exit status {server.exit_status}")
     return ok
 
 
-def client_counts(text: str) -> list[int]:
-    return [bounded(1, 100)(part) for part in text.split(",")]
-
-
 def main() -> int:
     parser = benchmark_parser(__doc__)
-    parser.add_argument("--clients", type=client_counts, default=[1, TARGET_RATE_CLIENTS],
+    parser.add_argument("--clients", type=counts(1, 100), default=[1, TARGET_RATE_CLIENTS],
                         help="comma-separated numbers of clients sending at once, one run each (default 1,10)")
     parser.add_argument("--seconds", type=bounded(1, 60, float), default=10.0,
                         help="how long each client count sends (default 10)")
@@ -192,6 +242,9 @@ def main() -> int:
                         help="members of the room in all, senders included (default: the senders alone)")
     parser.add_argument("--processes", type=bounded(1, 8), default=2,
                         help="client processes the senders are divided among (default 2)")
+    parser.add_argument("--scrape-every", type=bounded(0, 60, float), default=0.0,
+                        help="read /metrics this often (seconds) while sending, as Prometheus would "
+                             "(default 0: not at all)")
     args = parser.parse_args()
     phases: list[Phase] = []
     notes: dict = {}

@@ -86,14 +86,16 @@ class Serve:
     SIGTERM, then SIGKILL, and an embedded PostgreSQL it left behind is
     stopped, so that no test leaves processes running whatever it asserts."""
 
-    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None, host: str = "127.0.0.1",
+                 port: int | None = None) -> None:
         self.data_dir = data_dir
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.port = port or free_port()
+        self.address = f"{host}:{self.port}"
+        self.base_url = f"http://{self.address}"
         self.api = ApiClient(self.base_url)
-        self.args = ["serve", "--data-dir", str(data_dir), "--port", str(self.port), *args]
+        self.args = ["serve", "--data-dir", str(data_dir), "--host", host, "--port", str(self.port), *args]
         self.env = env or child_env()
-        self.output_path = data_dir.parent / f"serve-{self.port}.log"
+        self.output_path = data_dir.parent / f"serve-{host}-{self.port}.log"
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> Serve:

@@ -68,6 +68,9 @@ POST   {admin}/users/{user_id}/redact                                   401   40
 PUT    {admin}/users/{user_id}/suspend                                  401   403     403     403      403     403  200   403     401
 GET    /_atomchat/client/v1/stream                                      101   101     101     101      101     101  101   101     401
 GET    /_atomchat/openapi.json                                          200   200     200     200      200     200  200   200     200
+GET    /health                                                          200   200     200     200      200     200  200   200     200
+GET    /metrics                                                         200   200     200     200      200     200  200   200     200
+GET    /ready                                                           200   200     200     200      200     200  200   200     200
 GET    /_matrix/client/v1/admin/lock/{user_id}                          401   403     403     403      403     403  200   403     401
 PUT    /_matrix/client/v1/admin/lock/{user_id}                          401   403     403     403      403     403  200   403     401
 GET    /_matrix/client/v1/admin/suspend/{user_id}                       401   403     403     403      403     403  200   403     401

@@ -65,7 +65,7 @@ async def test_each_layer_overrides_the_one_below(config_file):
 
 # A value of each kind of setting that no setting has as its default.
 SAMPLES = {config._int: "16", config._float: "16.5", config._bool: "no", config._text: "text",
-           config._log_level: "warning"}
+           config._log_level: "warning", config._log_format: "json"}
 SAMPLES[config._networks] = "10.0.0.0/8"
 SAMPLES[config._web_path] = "/chat/"
 SAMPLES[config._blocklist] = "none"
@@ -83,6 +83,9 @@ async def test_every_setting_has_an_environment_variable(option):
     ({"ATOMCHAT_PORT": "70000"}, "port 70000 is out of range"),
     ({"ATOMCHAT_MIGRATE": "maybe"}, "ATOMCHAT_MIGRATE: migrate = 'maybe': not a boolean"),
     ({"ATOMCHAT_LOG_LEVEL": "loud"}, "log_level = 'loud': not one of DEBUG, INFO, WARNING, ERROR"),
+    ({"ATOMCHAT_LOG_FORMAT": "xml"}, "log_format = 'xml': not one of text, json"),
+    ({"ATOMCHAT_METRICS_PORT": "8007", "ATOMCHAT_WORKERS": "2"},
+     "metrics_port 8007 (one per worker) overlaps port 8008"),
     ({"ATOMCHAT_SHUTDOWN_GRACE_SECONDS": "-1"}, "shutdown_grace_seconds = '-1': must be at least 0"),
     ({"ATOMCHAT_POOL_MIN_SIZE": "5", "ATOMCHAT_POOL_MAX_SIZE": "4"},
      "pool_min_size (5) is larger than pool_max_size (4)"),

@@ -384,7 +384,7 @@ async def test_typing_and_receipts_of_users_not_in_a_shared_room_are_ignored(fed
         "origin": a.name, "origin_server_ts": 1, "pdus": [], "edus": edus})
     assert answer == {"pdus": {}}
     # Alice is in no room of b's; bob is b's own user, whom a cannot speak for.
-    assert await b.ctx.pool.fetchval("SELECT count(*) FROM typing") == 0
+    assert b.ctx.notifier.typing.users(room) == []
     assert await b.ctx.pool.fetchval("SELECT count(*) FROM receipts WHERE user_id <> $1", bob["user_id"]) == 0
 
 

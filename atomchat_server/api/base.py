@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import tornado.web
 from tornado.log import app_log, gen_log
 
+from .. import logs, metrics
 from ..auth.sessions import Requester
 from ..db.pool import UNREACHABLE
 from ..errors import MatrixError, unavailable
@@ -76,15 +77,15 @@ def forwarded_client(peer: str, forwarded: Iterable[str], trusted: tuple) -> str
     lies further left, and is never reached past an untrusted address."""
     hops = [hop.strip() for header in forwarded for hop in header.split(",")]
     address = peer
-    while hops and _within(address, trusted):
+    while hops and within(address, trusted):
         hop = hops.pop()
-        if not _within(hop, ()):
+        if not within(hop, ()):
             break  # not an address: keep what the last trusted proxy saw
         address = hop
     return address
 
 
-def _within(address: str, networks: tuple) -> bool:
+def within(address: str, networks: tuple) -> bool:
     """Whether ``address`` lies in one of ``networks``; with none, whether it is an IP address at all."""
     try:
         ip = ipaddress.ip_address(address)
@@ -112,6 +113,21 @@ def database_unavailable() -> MatrixError:
     return unavailable("The server cannot reach its database; try again shortly")
 
 
+def request_id(handler: tornado.web.RequestHandler) -> str:
+    """The request's id (logs.py), made once, and returned in a header of
+    every answer, error or not."""
+    rid: str | None = vars(handler).get("_request_id")
+    if rid is None:
+        rid = vars(handler)["_request_id"] = logs.request_id(handler.request.headers.get(logs.HEADER))
+    handler.set_header(logs.HEADER, rid)
+    return rid
+
+
+def begin_request(handler: tornado.web.RequestHandler) -> None:
+    """Names the request in every line logged while it is handled."""
+    logs.REQUEST_ID.set(request_id(handler))
+
+
 class BaseHandler(tornado.web.RequestHandler):
     """Base of every handler. ``self.ctx`` is the running server's AppContext."""
 
@@ -123,6 +139,7 @@ class BaseHandler(tornado.web.RequestHandler):
         for name, value in CORS_HEADERS.items():
             self.set_header(name, value)
         self.set_header("Content-Type", "application/json")
+        request_id(self)
 
     def body_limit(self) -> int:
         """The largest request body this handler reads, in bytes."""
@@ -131,6 +148,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def prepare(self) -> Awaitable[None] | None:
         # Typed as Tornado's: a subclass may make its prepare a coroutine.
+        begin_request(self)
         self.ctx.in_flight += 1
         self._counted = True
         if len(self.request.body) > self.body_limit():
@@ -280,10 +298,22 @@ class NotFoundHandler(BaseHandler):
             raise MatrixError(404, "M_UNRECOGNIZED", "Unrecognized request")
 
 
+ROUTE = "atomchat_route"  # the request attribute naming the route pattern it matched (app.Application)
+UNMATCHED = "unmatched"
+# Methods counted by name; any other (a client may send any token) counts as
+# OTHER, so that no client can make the metrics grow without bound.
+COUNTED_METHODS = frozenset(m.upper() for m in (*HTTP_METHODS, "options", "head"))
+
+
 def log_request(handler: tornado.web.RequestHandler) -> None:
     """One line per request: client address, method, path (never the query,
-    which may hold a token), status and milliseconds."""
+    which may hold a token), status and milliseconds, with the request's id;
+    and the request counted in the metrics by its route's pattern."""
     status = handler.get_status()
+    request = handler.request
+    seconds = request.request_time()
+    method = request.method if request.method in COUNTED_METHODS else "OTHER"
+    metrics.REQUESTS.labels(getattr(request, ROUTE, UNMATCHED), method, status).observe(seconds)
     level = logging.INFO if status < 500 else logging.ERROR
-    log.log(level, "%s %s %s %d %.1fms", client_address(handler), handler.request.method, handler.request.path,
-            status, 1000.0 * handler.request.request_time())
+    log.log(level, "%s %s %s %d %.1fms", client_address(handler), request.method, request.path,
+            status, 1000.0 * seconds, extra={"request_id": vars(handler).get("_request_id")})

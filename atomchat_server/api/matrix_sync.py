@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..errors import MatrixError, forbidden, not_found
-from ..events.filters import FilterError, SyncFilter
+from ..events.filters import CompiledFilter, FilterError, SyncFilter
 from ..storage import filters as filter_store
 from ..sync import tokens
 from ..sync.session import SyncSession
-from ..validation import load_json
 from .base import BaseHandler
 from .contract import Op, Param
 from .matrix_account import PREFIX
@@ -41,7 +40,7 @@ class SyncHandler(BaseHandler):
     async def get(self) -> None:
         requester = await self.authenticate()
         since_token = self.get_query_argument("since", None)
-        since = tokens.parse(since_token, "since") if since_token else None
+        since, typing_mark = tokens.parse_sync(since_token) if since_token else (None, None)
         timeout = max(0, min(self.int_argument("timeout", 0), MAX_TIMEOUT_MS)) / 1000
         filter_param = self.get_query_argument("filter", None)
         full_state = self.bool_argument("full_state", False)
@@ -49,12 +48,12 @@ class SyncHandler(BaseHandler):
         if set_presence not in ("online", "unavailable", "offline"):
             raise MatrixError(400, "M_INVALID_PARAM", "'set_presence' is one of online, unavailable, offline")
         sessions = self.ctx.sync_sessions
-        session = None if full_state else sessions.take(requester.session_id, since, filter_param)
+        session = None if full_state else sessions.take(requester.session_id, since, typing_mark, filter_param)
         if session is None:
             sync_filter = await load_filter(self.ctx, requester.user_id, filter_param)
             token = self.access_token()
             assert token is not None, "authenticate() took it"
-            session = SyncSession(self.ctx, requester, token, sync_filter, since,
+            session = SyncSession(self.ctx, requester, token, sync_filter, since, typing_mark=typing_mark,
                                   full_state=full_state, filter_key=filter_param)
         else:
             session.requester = requester
@@ -84,21 +83,9 @@ class SyncHandler(BaseHandler):
         self.finish(result.json())
 
 
-async def load_filter(ctx: AppContext, user_id: str, value: str | None) -> SyncFilter:
+async def load_filter(ctx: AppContext, user_id: str, value: str | None) -> CompiledFilter:
     """A sync filter given inline as JSON or by the id of an uploaded one."""
-    if not value:
-        return SyncFilter()
-    try:
-        if value.lstrip().startswith("{"):
-            return SyncFilter.from_json(load_json(value, "The filter", "M_INVALID_PARAM"))
-        if not value.isdigit() or len(value) > 18:
-            raise MatrixError(400, "M_INVALID_PARAM", "'filter' must be a filter id or a JSON object")
-        definition = await filter_store.get_filter(ctx.pool, user_id, int(value))
-        if definition is None:
-            raise not_found("Unknown filter")
-        return SyncFilter.from_json(definition)
-    except (FilterError, ValueError) as exc:
-        raise MatrixError(400, "M_INVALID_PARAM", f"Invalid filter: {exc}") from None
+    return await ctx.filters.load(user_id, value)
 
 
 class FilterHandler(BaseHandler):

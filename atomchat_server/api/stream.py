@@ -24,12 +24,12 @@ import tornado.websocket
 from ..auth.sessions import Requester
 from ..db.pool import UNREACHABLE
 from ..errors import MatrixError
-from ..events.filters import SyncFilter
+from ..events.filters import CompiledFilter
 from ..sync import tokens
 from ..sync.builder import SyncResult
 from ..sync.session import SyncSession
 from ..validation import load_json, schemas
-from .base import BaseHandler, client_address, database_unavailable
+from .base import BaseHandler, begin_request, client_address, database_unavailable, request_id
 from .contract import Op, Param
 from .matrix_sync import load_filter
 
@@ -78,6 +78,9 @@ class OpenStreams:
     def discard(self, stream: StreamHandler) -> None:
         self._streams.discard(stream)
 
+    def __len__(self) -> int:
+        return len(self._streams)
+
     def __iter__(self) -> Iterator[StreamHandler]:
         """Over a copy: a stream may close, and leave the set, meanwhile."""
         return iter(list(self._streams))
@@ -104,7 +107,8 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         self.requester: Requester | None = None
         self._token: str | None = None
         self._since: int | None = None
-        self._filter: SyncFilter | None = None
+        self._typing_mark: str | None = None
+        self._filter: CompiledFilter | None = None
         self._filter_param: str | None = None
         self._set_presence = "online"
         self._task: asyncio.Task | None = None
@@ -120,6 +124,9 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
     write_error = BaseHandler.write_error
     failure = staticmethod(BaseHandler.failure)
 
+    def set_default_headers(self) -> None:
+        request_id(self)
+
     def allow(self) -> None:
         """The stream is a GET that upgrades; nothing else, not even a preflight."""
         self.set_header("Allow", "GET")
@@ -129,6 +136,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
 
     async def prepare(self) -> None:
         """Checks what can be checked before the upgrade, answering in JSON."""
+        begin_request(self)
         client_address(self)  # worked out now: open() drops the headers it comes from
         try:
             if self.request.method != "GET":
@@ -138,7 +146,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
                 raise MatrixError(400, "M_UNRECOGNIZED",
                                   "This endpoint is a WebSocket: connect with an Upgrade request")
             since = self.get_query_argument("since", None)
-            self._since = tokens.parse(since, "since") if since else None
+            self._since, self._typing_mark = tokens.parse_sync(since) if since else (None, None)
             self._set_presence = self.get_query_argument("set_presence", "online")
             if self._set_presence not in ("online", "unavailable", "offline"):
                 raise MatrixError(400, "M_INVALID_PARAM", "'set_presence' is one of online, unavailable, offline")
@@ -161,7 +169,8 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             scheme, _, token = header.partition(" ")
             if scheme.lower() in ("bearer", "token") and token.strip():
                 return token.strip()
-            raise MatrixError(401, "M_MISSING_TOKEN", "The Authorization header must be 'Bearer <token>'")
+            raise MatrixError(401, "M_MISSING_TOKEN",
+                              "The Authorization header must be 'Bearer <token>' or 'Token <token>'")
         return self.get_query_argument("access_token", None)
 
     def open(self) -> None:
@@ -193,7 +202,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         assert self.requester is not None and self._token is not None and self._filter is not None, \
             "started once authenticated"
         session = self._session = SyncSession(self.ctx, self.requester, self._token, self._filter, self._since,
-                                              limit_timeline=False)
+                                              typing_mark=self._typing_mark, limit_timeline=False)
         session.push_to(self._pushed)
         try:
             if self._since is not None:
@@ -289,10 +298,11 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         if self.requester is None:
             await self._authenticate_frame(frame)
             return
-        if not isinstance(frame, dict) or "id" not in frame:
-            self._close(CLOSE_BAD_FRAME, "requests need an id")
+        request_id = frame.get("id") if isinstance(frame, dict) else None
+        if not _is_request_id(request_id):
+            # A reply could not carry it, and the client could not match it.
+            self._close(CLOSE_BAD_FRAME, "requests need an id, a string or an integer")
             return
-        request_id = frame["id"]
         try:
             method = frame.get("method")
             if isinstance(method, str) and method not in _methods():
@@ -401,6 +411,14 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
     def shutdown(self) -> None:
         """Server shutdown: tell the client to come back later."""
         self._close(CLOSE_GOING_AWAY, "server shutting down")
+
+
+def _is_request_id(value: Any) -> bool:
+    """A string or an integer (as JSON Schema counts them: 7 and 7.0, never
+    true), which a reply can echo (schemas/stream/request.json)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, (str, int)) or (isinstance(value, float) and value.is_integer())
 
 
 def _methods() -> list[str]:

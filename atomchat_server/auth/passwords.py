@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
+
+T = TypeVar("T")
 
 
 class Passwords:
@@ -19,8 +23,9 @@ class Passwords:
         self._hasher = PasswordHasher(
             time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID
         )
-        self._executor = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1,
-                                            thread_name_prefix="argon2")
+        self._threads = workers or os.cpu_count() or 1
+        self._executor = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="argon2")
+        self._submitted = 0  # hashes and checks handed to the threads and not yet done
         # A hash of a random string, verified against when the user does not
         # exist, so a failed login takes as long whether or not the name is taken.
         self._decoy = self._hasher.hash(os.urandom(16).hex())
@@ -30,14 +35,24 @@ class Passwords:
         h = self._hasher
         return f"argon2id t={h.time_cost} m={h.memory_cost}KiB p={h.parallelism}"
 
+    @property
+    def queued(self) -> int:
+        """Hashes and checks waiting for a free thread."""
+        return max(0, self._submitted - self._threads)
+
+    async def _run(self, work: Callable[..., T], *args: Any) -> T:
+        self._submitted += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
+        finally:
+            self._submitted -= 1
+
     async def hash(self, password: str) -> str:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._hasher.hash, password)
+        return await self._run(self._hasher.hash, password)
 
     async def verify(self, stored_hash: str | None, password: str) -> tuple[bool, str | None]:
         """Checks a password; returns (matches, new hash if the parameters changed)."""
-        return await asyncio.get_running_loop().run_in_executor(
-            self._executor, self._verify_sync, stored_hash, password
-        )
+        return await self._run(self._verify_sync, stored_hash, password)
 
     def _verify_sync(self, stored_hash: str | None, password: str) -> tuple[bool, str | None]:
         try:

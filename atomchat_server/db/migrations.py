@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from ..resources import Traversable, migrations_dir
+from . import Database
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def available(directory: Traversable | None = None) -> list[Migration]:
     return found
 
 
-async def applied_versions(conn: asyncpg.Connection) -> list[int]:
+async def applied_versions(conn: Database) -> list[int]:
     exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
     if not exists:
         return []

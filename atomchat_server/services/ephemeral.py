@@ -1,12 +1,13 @@
 """Receipts, read markers, typing notices and account data.
 
-Each change is written through the persister, so it takes a position in the
-same stream as events and reaches clients through /sync like them.
+Each change of a receipt or of account data is written through the
+persister, so it takes a position in the same stream as events and reaches
+clients through /sync like them. Typing notices are kept in memory by the
+notifier, with a position of their own.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from functools import partial
 from typing import Any
@@ -16,6 +17,7 @@ import asyncpg
 from ..auth.sessions import Requester
 from ..errors import MatrixError, forbidden, not_found
 from ..federation.outbox import Outbox
+from ..notifier import Notifier
 from ..storage import ephemeral as store
 from ..storage import events as event_store
 from ..storage import federation as federation_store
@@ -34,13 +36,13 @@ def _now_ms() -> int:
 
 
 class Ephemeral:
-    def __init__(self, *, pool: asyncpg.Pool, persister: Persister, outbox: Outbox | None = None,
+    def __init__(self, *, pool: asyncpg.Pool, persister: Persister, notifier: Notifier, outbox: Outbox | None = None,
                  server_name: str = "") -> None:
         self._pool = pool
         self._persister = persister
+        self._notifier = notifier
         self._outbox = outbox  # typing notices and receipts for the other servers in a room
         self._server_name = server_name
-        self._typing_timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
 
     async def _require_joined(self, requester: Requester, room_id: str) -> None:
         membership = await event_store.membership(self._pool, room_id, requester.user_id)
@@ -103,22 +105,10 @@ class Ephemeral:
                 await self._outbox.enqueue_edu(server, edu_type, content)
 
     async def _set_typing(self, room_id: str, user_id: str, typing: bool, timeout_ms: int) -> None:
+        """Typing notices are not history: they live in the memory of every
+        server process (notifier.TypingNotices), not in the database."""
         timeout_ms = max(0, min(timeout_ms, MAX_TYPING_TIMEOUT_MS)) if typing else 0
-        expires = _now_ms() + timeout_ms
-        await self._persister.update(partial(store.put_typing, room_id=room_id, user_id=user_id, typing=typing,
-                                             expires_ms=expires))
-        key = (room_id, user_id)
-        timer = self._typing_timers.pop(key, None)
-        if timer is not None:
-            timer.cancel()
-        if typing:
-            self._typing_timers[key] = asyncio.get_running_loop().call_later(
-                timeout_ms / 1000, lambda: asyncio.ensure_future(self._typing_lapsed(key)))
-
-    async def _typing_lapsed(self, key: tuple[str, str]) -> None:
-        self._typing_timers.pop(key, None)
-        await self._persister.update(partial(store.stop_typing_if_lapsed, room_id=key[0], user_id=key[1],
-                                             now_ms=_now_ms()))
+        await self._notifier.set_typing(room_id, user_id, _now_ms() + timeout_ms if typing else 0)
 
     # -- from other servers (federation EDUs) ------------------------------------------
 
@@ -148,11 +138,6 @@ class Ephemeral:
             store.put_receipt, room_id=room_id, user_id=user_id, receipt_type=receipt_type,
             thread_id=thread_id, event_id=event_id, event_stream=event["stream"], ts=ts))
         return True
-
-    def stop(self) -> None:
-        for timer in self._typing_timers.values():
-            timer.cancel()
-        self._typing_timers.clear()
 
     # -- account data -----------------------------------------------------------------
 

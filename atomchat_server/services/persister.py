@@ -26,6 +26,7 @@ from typing import Any
 import asyncpg
 from signedjson.types import SigningKey
 
+from .. import metrics
 from ..db import Database
 from ..db.pool import UNREACHABLE
 from ..errors import MatrixError, forbidden, not_found, unavailable
@@ -174,6 +175,7 @@ class Persister:
 
     async def _commit(self, units: list[WriteUnit]) -> None:
         outcomes: list[Any] = []
+        started = time.monotonic()
         async with self._pool.acquire() as conn:
             await event_store.begin_locked(conn)
             try:
@@ -190,6 +192,9 @@ class Persister:
                     await event_store.announce(conn, batch.last_position)
                 self._committing = asyncio.get_running_loop().create_future()
                 await event_store.commit(conn)
+                metrics.COMMIT_SECONDS.observe(time.monotonic() - started)
+                metrics.BATCH_SIZE.observe(len(units))
+                metrics.EVENTS_PERSISTED.inc(len(batch.appended))
             except BaseException:
                 self._settle()
                 if not conn.is_closed():

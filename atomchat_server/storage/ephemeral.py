@@ -1,6 +1,8 @@
-"""Receipts, typing notices and account data: small rows that each take a
-stream position. Writers run inside the persister's transaction (under the
-stream lock) and return the position they took."""
+"""Receipts and account data: small rows that each take a stream position.
+Writers run inside the persister's transaction (under the stream lock) and
+return the position they took. Typing notices are not stored: they are
+announced to every server process (announce_typing), which keeps them in
+memory."""
 
 from __future__ import annotations
 
@@ -10,6 +12,9 @@ from typing import Any
 import asyncpg
 
 from ..db import Database
+
+# Typing notices, to every server process: JSON {"origin", "room_id", "user_id", "expires_ms"}.
+TYPING_CHANNEL = "atomchat_typing"
 
 # -- writes (inside the persister's transaction) ---------------------------------
 
@@ -26,16 +31,6 @@ async def put_receipt(conn: Database, *, room_id: str, user_id: str, receipt_typ
         " stream = EXCLUDED.stream WHERE receipts.event_stream < EXCLUDED.event_stream"
         " RETURNING stream",
         room_id, user_id, receipt_type, thread_id, event_id, event_stream, ts,
-    )
-
-
-async def put_typing(conn: Database, *, room_id: str, user_id: str, typing: bool, expires_ms: int) -> int:
-    return await conn.fetchval(
-        "INSERT INTO typing (room_id, user_id, typing, expires_ms, stream)"
-        " VALUES ($1, $2, $3, $4, nextval('event_stream'))"
-        " ON CONFLICT (room_id, user_id) DO UPDATE SET typing = EXCLUDED.typing,"
-        " expires_ms = EXCLUDED.expires_ms, stream = EXCLUDED.stream RETURNING stream",
-        room_id, user_id, typing, expires_ms,
     )
 
 
@@ -92,36 +87,14 @@ async def receipts_since(db: Database, room_ids: Sequence[str], after: int | Non
     )
 
 
-async def typing_changed_since(db: Database, room_ids: Sequence[str], after: int | None, upto: int) -> list[str]:
-    rows = await db.fetch(
-        "SELECT DISTINCT room_id FROM typing"
-        " WHERE room_id = ANY($1::text[]) AND ($2::bigint IS NULL OR stream > $2) AND stream <= $3",
-        list(room_ids), after, upto,
-    )
-    return [row["room_id"] for row in rows]
-
-
-async def typing_users(db: Database, room_ids: Sequence[str], now_ms: int) -> dict[str, list[str]]:
-    rows = await db.fetch(
-        "SELECT room_id, user_id FROM typing WHERE room_id = ANY($1::text[]) AND typing AND expires_ms > $2"
-        " ORDER BY room_id, user_id",
-        list(room_ids), now_ms,
-    )
-    result: dict[str, list[str]] = {}
-    for row in rows:
-        result.setdefault(row["room_id"], []).append(row["user_id"])
-    return result
-
-
 async def updates_between(db: Database, after: int, upto: int) -> list[asyncpg.Record]:
-    """Who to wake for the receipts, typing notices, account data, presence
+    """Who to wake for the receipts, account data, presence
     changes, to-device messages and device list changes with after < stream
     <= upto: (room_id, user_id) pairs, user_id set for what concerns one user.
     A presence or device list change wakes its user and everyone in a room
     with them."""
     return await db.fetch(
         "SELECT room_id, NULL AS user_id FROM receipts WHERE stream > $1 AND stream <= $2"
-        " UNION ALL SELECT room_id, NULL FROM typing WHERE stream > $1 AND stream <= $2"
         " UNION ALL SELECT NULL, user_id FROM account_data WHERE stream > $1 AND stream <= $2"
         " UNION ALL SELECT m.room_id, NULL FROM presence p JOIN memberships m"
         "   ON m.user_id = p.user_id AND m.membership = 'join' WHERE p.stream > $1 AND p.stream <= $2"
@@ -134,10 +107,6 @@ async def updates_between(db: Database, after: int, upto: int) -> list[asyncpg.R
     )
 
 
-async def stop_typing_if_lapsed(conn: Database, *, room_id: str, user_id: str, now_ms: int) -> int | None:
-    """Ends a typing notice that was not renewed in time (by any process)."""
-    return await conn.fetchval(
-        "UPDATE typing SET typing = false, stream = nextval('event_stream')"
-        " WHERE room_id = $1 AND user_id = $2 AND typing AND expires_ms <= $3 RETURNING stream",
-        room_id, user_id, now_ms,
-    )
+async def announce_typing(db: Database, payload: str) -> None:
+    """Tells every server process listening of a typing notice (nothing is stored)."""
+    await db.execute("SELECT pg_notify($1, $2)", TYPING_CHANNEL, payload)

@@ -67,3 +67,114 @@ async def member_counts(db: Database, room_ids: Sequence[str]) -> dict[str, tupl
         list(room_ids),
     )
     return {row["room_id"]: (row["joined"], row["invited"]) for row in rows}
+
+
+# -- a full view of many rooms at once (initial sync) ----------------------------------
+
+_E_COLUMNS = ", ".join(f"e.{column.strip()}" for column in EVENT_COLUMNS.split(","))
+
+
+async def read_access(db: Database, room_ids: Sequence[str],
+                      user_id: str) -> dict[str, tuple[str, list[tuple[int, str]]]]:
+    """Per room: its history visibility setting ("shared" when unset) and
+    the user's membership history as (stream, membership), oldest first."""
+    rows = await db.fetch(
+        "SELECT r.room_id,"
+        " COALESCE((SELECT e.content->>'history_visibility' FROM current_state cs"
+        "   JOIN events e ON e.event_id = cs.event_id"
+        "   WHERE cs.room_id = r.room_id AND cs.type = 'm.room.history_visibility' AND cs.state_key = ''),"
+        "  'shared') AS visibility,"
+        " ARRAY(SELECT ARRAY[stream::text, content->>'membership'] FROM events"
+        "   WHERE room_id = r.room_id AND type = 'm.room.member' AND state_key = $2 ORDER BY stream) AS history"
+        " FROM unnest($1::text[]) r(room_id)",
+        list(room_ids), user_id,
+    )
+    return {row["room_id"]: (row["visibility"], [(int(stream), membership) for stream, membership in row["history"]])
+            for row in rows}
+
+
+async def timelines(db: Database, rooms: Sequence[tuple[str, Sequence[tuple[int, int | None]]]], *,
+                    after: int | None = None, upto: int, limit: int, types: Sequence[str] | None = None,
+                    not_types: Sequence[str] | None = None, senders: Sequence[str] | None = None,
+                    not_senders: Sequence[str] | None = None) -> dict[str, tuple[list[asyncpg.Record], bool]]:
+    """timeline() of many rooms in one round trip: per room (with its own
+    visible ranges), the newest ``limit`` events in (after, upto], oldest
+    first, and whether there were more."""
+    room_ids: list[str] = []
+    firsts: list[int] = []
+    lasts: list[int] = []
+    lows: list[int] = []
+    highs: list[int | None] = []
+    for room_id, ranges in rooms:
+        room_ids.append(room_id)
+        firsts.append(len(lows) + 1)
+        for low, high in ranges:
+            lows.append(low)
+            highs.append(high)
+        lasts.append(len(lows))
+    rows = await db.fetch(
+        "SELECT t.* FROM unnest($1::text[], $2::int[], $3::int[]) r(room, first, last) CROSS JOIN LATERAL ("
+        f" SELECT {EVENT_COLUMNS} FROM events"
+        "  WHERE room_id = r.room AND stream <= $4 AND ($12::bigint IS NULL OR stream > $12)"
+        "  AND EXISTS (SELECT 1 FROM generate_series(r.first, r.last) i WHERE stream >= ($5::bigint[])[i]"
+        "              AND (($6::bigint[])[i] IS NULL OR stream <= ($6::bigint[])[i]))"
+        "  AND ($7::text[] IS NULL OR type LIKE ANY($7))"
+        "  AND ($8::text[] IS NULL OR NOT type LIKE ANY($8))"
+        "  AND ($9::text[] IS NULL OR sender = ANY($9))"
+        "  AND ($10::text[] IS NULL OR NOT sender = ANY($10))"
+        "  ORDER BY stream DESC LIMIT $11) t",
+        room_ids, firsts, lasts, upto, lows, highs, types, not_types, senders, not_senders, limit + 1, after,
+    )
+    found: dict[str, list[asyncpg.Record]] = {room_id: [] for room_id in room_ids}
+    for row in rows:
+        found[row["room_id"]].append(row)
+    result: dict[str, tuple[list[asyncpg.Record], bool]] = {}
+    for room_id, room_rows in found.items():
+        limited = len(room_rows) > limit
+        room_rows = room_rows[:limit]
+        room_rows.reverse()
+        result[room_id] = (room_rows, limited)
+    return result
+
+
+async def current_states(db: Database, room_ids: Sequence[str],
+                         members: dict[str, Sequence[str]] | None = None) -> dict[str, list[asyncpg.Record]]:
+    """The current state of many rooms, per room in stream order; with
+    ``members``, of the m.room.member events only those of the users it
+    names for each room."""
+    wanted = [(room_id, user_id) for room_id, user_ids in (members or {}).items() for user_id in user_ids]
+    rows = await db.fetch(
+        f"SELECT {_E_COLUMNS} FROM current_state cs JOIN events e ON e.event_id = cs.event_id"
+        " WHERE cs.room_id = ANY($1::text[]) AND (NOT $2 OR cs.type <> 'm.room.member'"
+        "   OR (cs.room_id, cs.state_key) IN (SELECT * FROM unnest($3::text[], $4::text[])))"
+        " ORDER BY e.stream",
+        list(room_ids), members is not None, [pair[0] for pair in wanted], [pair[1] for pair in wanted],
+    )
+    result: dict[str, list[asyncpg.Record]] = {room_id: [] for room_id in room_ids}
+    for row in rows:
+        result[row["room_id"]].append(row)
+    return result
+
+
+async def state_events_before(db: Database,
+                              keys: Sequence[tuple[str, str, str, int]]) -> dict[tuple[str, str, str], asyncpg.Record]:
+    """For each (room, type, state_key, position): the newest such state
+    event at or below the position (keys with none are absent)."""
+    rows = await db.fetch(
+        "SELECT t.* FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) k(room, type, state_key, at)"
+        f" CROSS JOIN LATERAL (SELECT {EVENT_COLUMNS} FROM events"
+        "  WHERE room_id = k.room AND type = k.type AND state_key = k.state_key AND stream <= k.at"
+        "  ORDER BY stream DESC LIMIT 1) t",
+        [key[0] for key in keys], [key[1] for key in keys], [key[2] for key in keys], [key[3] for key in keys],
+    )
+    return {(row["room_id"], row["type"], row["state_key"]): row for row in rows}
+
+
+async def with_relations(db: Database, events: Sequence[tuple[str, str]]) -> set[str]:
+    """Of these (room, event id) pairs, the events that others relate to."""
+    rows = await db.fetch(
+        "SELECT p.event_id FROM unnest($1::text[], $2::text[]) p(room, event_id) WHERE EXISTS ("
+        " SELECT 1 FROM events WHERE room_id = p.room AND (content->'m.relates_to'->>'event_id') = p.event_id)",
+        [pair[0] for pair in events], [pair[1] for pair in events],
+    )
+    return {row["event_id"] for row in rows}

@@ -10,15 +10,14 @@ complete (every event at or below it is committed), so a client resuming from
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from ..auth.sessions import Requester
-from ..events.filters import RoomEventFilter, SyncFilter
+from ..events.filters import DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT, RoomEventFilter, SyncFilter
 from ..events.format import Row, client_event, stripped_state
 from ..events.visibility import Range, visible_ranges
 from ..storage import ephemeral as ephemeral_store
@@ -29,11 +28,9 @@ from ..storage import sync as sync_store
 from . import tokens
 
 if TYPE_CHECKING:
+    from ..notifier import TypingNotices
     from ..services.presence import Presence
 
-DEFAULT_TIMELINE_LIMIT = 20
-# The most events a sync timeline carries, whatever the filter asks (as /messages).
-MAX_TIMELINE_LIMIT = 1000
 # Notification counts stop here: a client shows "1000+", and the count stays cheap.
 UNREAD_CAP = 1000
 # To-device messages in one answer at most; more wait for the next.
@@ -68,6 +65,7 @@ class SyncResult:
     # database: the one asked for, or less when it stops early (more is set).
     position: int | None = None
     more: bool = False
+    typing_position: int = 0  # where the answer leaves the typing notices (notifier.TypingNotices)
 
     def json(self) -> str:
         if self.text is None:
@@ -76,13 +74,18 @@ class SyncResult:
 
 
 class SyncBuilder:
-    def __init__(self, pool: asyncpg.Pool, services: ServiceReads) -> None:
+    def __init__(self, pool: asyncpg.Pool, services: ServiceReads, typing: TypingNotices) -> None:
         self._pool = pool
         self._services = services
+        self._typing = typing
 
     async def sync(self, requester: Requester, *, since: int | None, upto: int, sync_filter: SyncFilter,
-                   full_state: bool) -> SyncResult:
+                   full_state: bool, typing_since: int | None = None) -> SyncResult:
+        """The answer for what happened in (since, upto]; typing notices
+        that changed after the typing position ``typing_since`` (None: all
+        current ones)."""
         user_id = requester.user_id
+        typing_at = self._typing.position
         # At most TO_DEVICE_LIMIT to-device messages an answer: with more
         # waiting, the whole answer stops at the last one it carries, so the
         # next answer goes on from there, everything in one order.
@@ -96,6 +99,7 @@ class SyncBuilder:
         invited: dict[str, Any] = {}
         left: dict[str, Any] = {}
         steady: list[str] = []
+        whole: list[str] = []  # joined rooms shown whole: the newest events and the state before them
         member_of: list[str] = []
         for membership in await sync_store.user_memberships(self._pool, user_id):
             room_id = membership["room_id"]
@@ -115,6 +119,9 @@ class SyncBuilder:
                                or not await self._left_between(room_id, user_id, since, upto)))
                 if stayed and not full_state:
                     steady.append(room_id)
+                elif not stayed:
+                    whole.append(room_id)
+                    joined[room_id] = {}  # made below, all at once
                 else:
                     # full_state resends the state, never events the client already has.
                     joined[room_id] = await self._joined_room(requester, room_id, since if stayed else None, upto,
@@ -127,6 +134,8 @@ class SyncBuilder:
                      and then["membership"] in ("join", "invite")) or (since is None and sync_filter.include_leave)):
                 left[room_id] = await self._left_room(requester, room_id, since, now, sync_filter)
 
+        if whole:
+            joined.update(await self._whole_rooms(requester, whole, upto, sync_filter))
         account_rows = await ephemeral_store.account_data_since(self._pool, user_id, since, upto)
         room_account: dict[str, list[dict[str, Any]]] = {}
         for row in account_rows:
@@ -134,18 +143,19 @@ class SyncBuilder:
                 room_account.setdefault(row["room_id"], []).append({"type": row["type"], "content": row["content"]})
         if steady:
             assert since is not None, "a room is steady only between two syncs"
-            ephemeral = await self._ephemeral(requester, steady, since, upto)
+            ephemeral = await self._ephemeral(requester, steady, since, upto, typing_since)
             with_events = set(await sync_store.rooms_changed_since(self._pool, steady, since))
-            for room_id in steady:
-                if room_id not in with_events and room_id not in ephemeral and room_id not in room_account:
-                    continue
-                room = await self._joined_room(requester, room_id, since, upto, sync_filter)
+            changed = [room_id for room_id in steady
+                       if room_id in with_events or room_id in ephemeral or room_id in room_account]
+            rooms = await self._steady_rooms(requester, changed, since, upto, sync_filter)
+            for room_id in changed:
+                room = rooms[room_id]
                 room["ephemeral"]["events"] = ephemeral.get(room_id, [])
                 if room["timeline"]["events"] or room_id in ephemeral or room_id in room_account:
                     joined[room_id] = room
         fresh = [room_id for room_id in joined if room_id not in steady]
         if fresh:
-            ephemeral = await self._ephemeral(requester, fresh, None, upto)
+            ephemeral = await self._ephemeral(requester, fresh, None, upto, None)
             for room_id in fresh:
                 joined[room_id]["ephemeral"]["events"] = ephemeral.get(room_id, [])
         for room_id, room in joined.items():
@@ -155,7 +165,7 @@ class SyncBuilder:
         device_lists = await self._device_lists(requester, since, upto)
         key_counts, unused_fallback = await self._services.key_state(self._pool, user_id, requester.device_id)
         body: dict[str, Any] = {
-            "next_batch": tokens.make(upto),
+            "next_batch": tokens.make_sync(upto, self._typing.mark(typing_at)),
             "rooms": {"join": joined, "invite": invited, "leave": left},
             "account_data": {"events": [{"type": row["type"], "content": row["content"]}
                                         for row in account_rows if not row["room_id"]]},
@@ -169,7 +179,8 @@ class SyncBuilder:
         }
         empty = not (joined or invited or left or body["account_data"]["events"] or body["presence"]["events"]
                      or to_device or device_lists["changed"] or device_lists["left"])
-        return SyncResult(body, empty=empty, joined_rooms=frozenset(member_of), position=upto, more=more)
+        return SyncResult(body, empty=empty, joined_rooms=frozenset(member_of), position=upto, more=more,
+                          typing_position=typing_at)
 
     async def _device_lists(self, requester: Requester, since: int | None, upto: int) -> dict[str, list[str]]:
         """Whose devices changed after ``since`` (nothing in an initial sync)."""
@@ -192,19 +203,16 @@ class SyncBuilder:
             room["unread_notifications"] = {"highlight_count": highlight, "notification_count": notify}
             room["summary"] = {"m.joined_member_count": joined_count, "m.invited_member_count": invited_count}
 
-    async def _ephemeral(self, requester: Requester, room_ids: list[str], since: int | None,
-                         upto: int) -> dict[str, list[dict[str, Any]]]:
-        """m.typing and m.receipt events per room for changes in (since, upto];
-        with ``since`` None, the rooms' whole current typing and receipt state."""
+    async def _ephemeral(self, requester: Requester, room_ids: list[str], since: int | None, upto: int,
+                         typing_since: int | None) -> dict[str, list[dict[str, Any]]]:
+        """m.typing and m.receipt events per room: receipts changed in
+        (since, upto] and typers changed after ``typing_since``; with
+        ``since`` None, the rooms' whole current receipts, and their typers
+        where someone types."""
         result: dict[str, list[dict[str, Any]]] = {}
-        typing_rooms = await ephemeral_store.typing_changed_since(self._pool, room_ids, since, upto)
-        if typing_rooms:
-            typers = await ephemeral_store.typing_users(self._pool, typing_rooms, int(time.time() * 1000))
-            for room_id in typing_rooms:
-                if since is None and not typers.get(room_id):
-                    continue
-                result.setdefault(room_id, []).append(
-                    {"type": "m.typing", "content": {"user_ids": typers.get(room_id, [])}})
+        typing = self._typing.changes(set(room_ids), typing_since if since is not None else None)
+        for room_id, users in typing.items():
+            result.setdefault(room_id, []).append({"type": "m.typing", "content": {"user_ids": users}})
         receipts: dict[str, dict[str, Any]] = {}
         for row in await ephemeral_store.receipts_since(self._pool, room_ids, since, upto):
             if row["receipt_type"] == "m.read.private" and row["user_id"] != requester.user_id:
@@ -294,6 +302,114 @@ class SyncBuilder:
             "ephemeral": {"events": []},
             "account_data": {"events": []},
         }
+
+    async def _steady_rooms(self, requester: Requester, room_ids: list[str], since: int, upto: int,
+                            sync_filter: SyncFilter) -> dict[str, dict[str, Any]]:
+        """_joined_room() with ``since`` for many rooms the user stayed in,
+        in a fixed number of queries (more only per limited timeline: its
+        state changes, and its bundle when others relate to its events)."""
+        if not room_ids:
+            return {}
+        user_id = requester.user_id
+        timelines = await self._timelines(room_ids, {room_id: ((0, None),) for room_id in room_ids}, since, upto,
+                                          sync_filter.timeline)
+        starts = {room_id: rows[0]["stream"] - 1 if rows else upto for room_id, (rows, _) in timelines.items()}
+        state: dict[str, Sequence[Row]] = {}
+        for room_id, (_, limited) in timelines.items():
+            state[room_id] = (await sync_store.state_changes(self._pool, room_id, after=since,
+                                                             before=starts[room_id] + 1) if limited else [])
+        lazy = sync_filter.timeline.lazy_load_members or sync_filter.state.lazy_load_members
+        if lazy:
+            # The member events of the timeline's senders, as they were before it (see _with_senders).
+            wanted = []
+            for room_id, (rows, _) in timelines.items():
+                known = {row["state_key"] for row in [*state[room_id], *rows] if row["type"] == "m.room.member"}
+                wanted += [(room_id, "m.room.member", sender, starts[room_id])
+                           for sender in sorted({row["sender"] for row in rows} - known - {user_id})]
+            found = await sync_store.state_events_before(self._pool, wanted) if wanted else {}
+            for room_id, _type, sender, _start in wanted:
+                member = found.get((room_id, "m.room.member", sender))
+                if member is not None:
+                    state[room_id] = [*state[room_id], member]
+            state = {room_id: sorted(rows, key=lambda row: row["stream"]) for room_id, rows in state.items()}
+        related = await self._related(timelines)
+        result: dict[str, dict[str, Any]] = {}
+        for room_id in room_ids:
+            rows, limited = timelines[room_id]
+            state_rows = self._filter_state(state[room_id], rows, user_id, sync_filter.state, lazy)
+            bundled = limited and any(row["event_id"] in related for row in rows)
+            result[room_id] = {
+                "timeline": {"events": await self._timeline_events(requester, room_id, rows, bundled, None),
+                             "limited": limited, "prev_batch": tokens.make(starts[room_id])},
+                "state": {"events": self._format(state_rows, requester)},
+                "ephemeral": {"events": []},
+                "account_data": {"events": []},
+            }
+        return result
+
+    async def _timelines(self, room_ids: list[str], ranges: Mapping[str, Sequence[Range]], since: int | None, upto: int,
+                         flt: RoomEventFilter) -> dict[str, tuple[list[Any], bool]]:
+        """_timeline() of many rooms, in one query."""
+        types, not_types = flt.type_patterns()
+        return await sync_store.timelines(
+            self._pool, [(room_id, ranges[room_id]) for room_id in room_ids], after=since, upto=upto,
+            limit=min(flt.limit or DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT), types=types, not_types=not_types,
+            senders=list(flt.senders) if flt.senders is not None else None, not_senders=list(flt.not_senders) or None)
+
+    async def _related(self, timelines: dict[str, tuple[list[Any], bool]]) -> set[str]:
+        """The events of the limited timelines that others relate to (whose
+        timelines need bundling), in one query."""
+        events = [(room_id, row["event_id"]) for room_id, (rows, limited) in timelines.items() if limited
+                  for row in rows if row["state_key"] is None]
+        return await sync_store.with_relations(self._pool, events) if events else set()
+
+    async def _whole_rooms(self, requester: Requester, room_ids: list[str], upto: int,
+                           sync_filter: SyncFilter) -> dict[str, dict[str, Any]]:
+        """_joined_room() with ``since`` None for many rooms, in a fixed
+        number of queries however many rooms there are (more only for rooms
+        whose limited timelines hold events others relate to, bundled per
+        room): the timelines in one, and the state before each from the
+        rooms' current state, corrected for what changed since the start of
+        the timeline."""
+        user_id = requester.user_id
+        access = await sync_store.read_access(self._pool, room_ids, user_id)
+        ranges = {room_id: visible_ranges(access[room_id][1], access[room_id][0]) or [(0, 0)]
+                  for room_id in room_ids}
+        timelines = await self._timelines(room_ids, ranges, None, upto, sync_filter.timeline)
+        starts = {room_id: rows[0]["stream"] - 1 if rows else upto for room_id, (rows, _) in timelines.items()}
+        lazy = sync_filter.timeline.lazy_load_members or sync_filter.state.lazy_load_members
+        members: dict[str, Sequence[str]] | None = None
+        if lazy:  # of the member events, only those of the timeline's senders and the reader
+            members = {room_id: sorted({str(row["sender"]) for row in rows} | {user_id})
+                       for room_id, (rows, _) in timelines.items()}
+        current = await sync_store.current_states(self._pool, room_ids, members)
+        # State that changed at or after the start of a timeline is read as it was just before.
+        moved = [(room_id, row["type"], row["state_key"], starts[room_id])
+                 for room_id, rows in current.items() for row in rows if row["stream"] > starts[room_id]]
+        before = await sync_store.state_events_before(self._pool, moved) if moved else {}
+        related = await self._related(timelines)
+        result: dict[str, dict[str, Any]] = {}
+        for room_id in room_ids:
+            rows, limited = timelines[room_id]
+            state_rows: list[Row] = []
+            for row in current[room_id]:
+                earlier = row if row["stream"] <= starts[room_id] else before.get(
+                    (room_id, row["type"], row["state_key"]))
+                if earlier is not None:
+                    state_rows.append(earlier)
+            state_rows.sort(key=lambda row: row["stream"])
+            state_rows = self._filter_state(state_rows, rows, user_id, sync_filter.state, lazy)
+            if limited and any(row["event_id"] in related for row in rows):
+                events = await self._services.bundle(self._pool, requester, room_id, rows, ranges[room_id])
+            else:
+                events = self._format(rows, requester)
+            result[room_id] = {
+                "timeline": {"events": events, "limited": limited, "prev_batch": tokens.make(starts[room_id])},
+                "state": {"events": self._format(state_rows, requester)},
+                "ephemeral": {"events": []},
+                "account_data": {"events": []},
+            }
+        return result
 
     async def _with_senders(self, room_id: str, state_rows: Sequence[Row], timeline_rows: Sequence[Row], user_id: str,
                             start: int) -> Sequence[Row]:

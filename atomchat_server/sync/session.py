@@ -2,11 +2,14 @@
 
 A session follows the notifier through a Listener. Its first answer, and any
 answer after something the new events alone cannot describe (a membership
-change, a receipt, typing, account data), is built from the database by the
-SyncBuilder. Otherwise the answer is assembled from the events the listener
-collected, from JSON encoded once per event for all readers: the common case
-of new messages in rooms the user is in costs no query beyond the unread
-counts of rooms it has not counted yet.
+change, a redaction, a receipt, account data), is built from the database
+by the SyncBuilder. Otherwise the answer is assembled in memory: from the
+events the listener collected, kept or left out by the client's compiled
+filter, encoded as JSON once per event for all readers; from the typing
+notices the notifier holds; and for lazy-loading filters from the member
+events the notifier remembers. The common case of new messages in rooms
+the user is in costs no query beyond the unread counts of rooms it has not
+counted yet, whatever filter the client sends.
 
 The WebSocket stream keeps one session per socket. Long-polls park their
 session between requests (see SyncSessions), so a client that comes back
@@ -21,11 +24,12 @@ from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from ..auth.sessions import Requester
-from ..events.filters import SyncFilter
+from ..events.filters import CompiledFilter
 from ..events.format import client_event
 from ..notifier import Listener
+from ..storage import events as event_store
 from . import tokens
-from .builder import DEFAULT_TIMELINE_LIMIT, UNREAD_CAP, SyncResult
+from .builder import UNREAD_CAP, SyncResult
 
 if TYPE_CHECKING:
     from ..app import AppContext
@@ -34,17 +38,18 @@ PARK_SECONDS = 30.0
 
 
 class SyncSession:
-    def __init__(self, ctx: AppContext, requester: Requester, access_token: str, sync_filter: SyncFilter,
-                 since: int | None, *, full_state: bool = False, filter_key: str | None = None,
-                 limit_timeline: bool = True) -> None:
+    def __init__(self, ctx: AppContext, requester: Requester, access_token: str, sync_filter: CompiledFilter,
+                 since: int | None, *, typing_mark: str | None = None, full_state: bool = False,
+                 filter_key: str | None = None, limit_timeline: bool = True) -> None:
         self._ctx = ctx
         self.requester = requester
         self._token = access_token
         self._filter = sync_filter
         self.filter_key = filter_key
         self.since = since
+        # Where the client is in the typing notices (None: nowhere this process knows).
+        self.typing_since = ctx.notifier.typing.since(typing_mark) if since is not None else None
         self._full_state = full_state
-        self._fast_ok = sync_filter == SyncFilter()
         # A long-poll answer shows at most a timeline's worth of new events per
         # room (the rest behind a limited timeline); a stream pushes them all,
         # its flow control bounding what a slow reader costs.
@@ -62,6 +67,10 @@ class SyncSession:
 
     def close(self) -> None:
         self._ctx.notifier.remove_listener(self.listener)
+
+    def typing_mark(self) -> str | None:
+        """The typing mark of the client's position (see tokens)."""
+        return None if self.typing_since is None else self._ctx.notifier.typing.mark(self.typing_since)
 
     def push_to(self, writer: Callable[[SyncResult], None]) -> None:
         """Lets the notifier write this session's answers through ``writer``
@@ -107,8 +116,8 @@ class SyncSession:
                 if answer_now or not result.empty:
                     return result
                 continue
-            if listener.pending:
-                if self._fast_ok and not (self._limit_timeline and self._too_many(listener.pending)):
+            if listener.pending or listener.typing:
+                if not (self._limit_timeline and self._too_many(listener.pending)):
                     result = await self._fast()
                     if not result.empty:
                         return result
@@ -127,14 +136,11 @@ class SyncSession:
                 self._waiting = False
         return None
 
-    @staticmethod
-    def _too_many(rows: list[Any]) -> bool:
-        """More new events in one room than a timeline shows: the answer must
-        be a limited timeline, which the full build makes."""
-        per_room: dict[str, int] = {}
-        for row in rows:
-            per_room[row["room_id"]] = per_room.get(row["room_id"], 0) + 1
-        return max(per_room.values(), default=0) > DEFAULT_TIMELINE_LIMIT
+    def _too_many(self, rows: list[Any]) -> bool:
+        """More new events in one room than the filter's timeline shows: the
+        answer must be a limited timeline, which the full build makes."""
+        limit = self._filter.timeline_limit
+        return any(len(room_rows) > limit for room_rows in self._shown(self._wanted(rows)).values())
 
     async def _full(self) -> SyncResult:
         notifier, listener = self._ctx.notifier, self.listener
@@ -144,8 +150,10 @@ class SyncSession:
         upto = max(notifier.committed_position, self.since or 0)
         listener.pending = []
         listener.needs_full = False
+        listener.typing = False
         result = await self._ctx.sync.sync(self.requester, since=self.since, upto=upto,
-                                           sync_filter=self._filter, full_state=self._full_state)
+                                           sync_filter=self._filter.source, full_state=self._full_state,
+                                           typing_since=self.typing_since)
         assert result.body is not None and result.position is not None, \
             "a full sync builds the body, not its text, and says where it ends"
         if result.body["to_device"]["events"]:
@@ -164,25 +172,34 @@ class SyncSession:
             if room_id not in result.joined_rooms:
                 del self._counts[room_id]
         self.since = upto
+        self.typing_since = result.typing_position
         self._tracking = True
         self._full_state = False
         return result
 
     async def _fast(self) -> SyncResult:
-        """The answer made of the collected events alone."""
+        """The answer made of the collected events alone, filtered in memory."""
         notifier, listener = self._ctx.notifier, self.listener
         upto = notifier.position
-        rows = [row for row in listener.pending if row["stream"] > (self.since or 0)]
+        rows = self._wanted(listener.pending)
         listener.pending = []
+        listener.typing = False
+        typing_at, typing = self._typing()
+        shown = self._shown(rows)
+        members, missing = self._lazy_members(shown)  # from memory, as of upto, before anything is awaited
         # Rooms not counted yet, or with events whose push outcome was not
         # handed over (another process wrote them): counted now, with the new events.
-        uncounted = {row["room_id"] for row in rows if row["room_id"] not in self._counts or not _judged(row)}
+        uncounted = self._uncounted(rows, shown) | (typing.keys() - self._counts.keys())
         if uncounted:
             counts: dict[str, Any] = {room_id: {} for room_id in uncounted}
             await self._ctx.sync.add_counts(self.requester.user_id, counts, upto)
             for room_id, room in counts.items():
                 self._counts[room_id] = _counts_of(room)
-        return self._assemble(rows, upto, uncounted)
+        for room_id, user_ids in missing.items():
+            found = await event_store.member_events_of(self._ctx.pool, room_id, user_ids, at_stream=upto)
+            notifier.remember_members(found, upto)
+            members[room_id] = sorted([*members.get(room_id, []), *found], key=lambda row: row["stream"])
+        return self._assemble(rows, shown, members, typing, typing_at, upto, uncounted)
 
     def push(self, rows: list[Any]) -> bool:
         """The notifier's shortcut for a stream waiting for its next frame:
@@ -190,78 +207,159 @@ class SyncSession:
         once, as they are dispatched, without waking the stream's task.
         False when the task must do it (it is then woken as usual)."""
         listener = self.listener
-        if (self._writer is None or not self._waiting or not self._fast_ok or listener.pending
-                or listener.needs_full or listener.recheck):
+        if (self._writer is None or not self._waiting or listener.pending
+                or listener.needs_full or listener.recheck or listener.typing):
             return False
-        rows = [row for row in rows if row["stream"] > (self.since or 0)]
-        if any(row["room_id"] not in self._counts or not _judged(row) for row in rows):
+        rows = self._wanted(rows)
+        shown = self._shown(rows)
+        members, missing = self._lazy_members(shown)
+        if missing or self._uncounted(rows, shown):
             return False
-        result = self._assemble(rows, self._ctx.notifier.position, ())
+        result = self._assemble(rows, shown, members, {}, self.typing_since or 0, self._ctx.notifier.position, ())
         if not result.empty:
             self._writer(result)
         return True
 
-    def _assemble(self, rows: list[Any], upto: int, uncounted: Collection[str]) -> SyncResult:
-        listener = self.listener
+    # -- the fast path: an answer from dispatched events and the filter -------------
+
+    def _typing(self) -> tuple[int, dict[str, list[str]]]:
+        """The typing position now, and the typers of the rooms the filter
+        keeps whose typers changed since the client's typing position."""
+        notices, keeps_room = self._ctx.notifier.typing, self._filter.keeps_room
+        changed = notices.changes(self.listener.rooms, self.typing_since)
+        return notices.position, {room_id: users for room_id, users in changed.items() if keeps_room(room_id)}
+
+    def _wanted(self, rows: list[Any]) -> list[Any]:
+        """The new events of the rooms the filter keeps."""
+        since, keeps_room = self.since or 0, self._filter.keeps_room
+        return [row for row in rows if row["stream"] > since and keeps_room(row["room_id"])]
+
+    def _shown(self, rows: list[Any]) -> dict[str, list[Any]]:
+        """The events the filter's timeline shows, by room."""
+        keeps_event = self._filter.keeps_event
         by_room: dict[str, list[Any]] = {}
         for row in rows:
-            by_room.setdefault(row["room_id"], []).append(row)
+            if keeps_event(row["type"], row["sender"]):
+                by_room.setdefault(row["room_id"], []).append(row)
+        return by_room
+
+    def _lazy_members(self, shown: dict[str, list[Any]]) -> tuple[dict[str, list[Any]], dict[str, list[str]]]:
+        """For a lazy-loading filter, the member events of each room's
+        timeline senders (the reader's own aside) as they are before the
+        timeline: those the notifier knows, and by room the users whose it
+        does not. The new events hold no member event (one makes the answer
+        a full one), so the newest known is the one before the timeline."""
+        members: dict[str, list[Any]] = {}
+        missing: dict[str, list[str]] = {}
+        if not self._filter.lazy_members:
+            return members, missing
+        user_id, known = self.requester.user_id, self._ctx.notifier.member_event
+        for room_id, rows in shown.items():
+            for sender in sorted({row["sender"] for row in rows} - {user_id}):
+                row = known(room_id, sender)
+                if row is None:
+                    missing.setdefault(room_id, []).append(sender)
+                else:
+                    members.setdefault(room_id, []).append(row)
+            if room_id in members:
+                members[room_id].sort(key=lambda row: row["stream"])
+        return members, missing
+
+    def _uncounted(self, rows: list[Any], shown: dict[str, list[Any]]) -> set[str]:
+        """The rooms of the answer whose unread counts must be read from the
+        database. A room the answer leaves out whose counts cannot be kept up
+        in memory is forgotten, to be counted when it is next shown."""
+        uncounted: set[str] = set()
+        for row in rows:
+            room_id = row["room_id"]
+            if room_id in shown:
+                if room_id not in self._counts or not _judged(row):
+                    uncounted.add(room_id)
+            elif room_id in self._counts and not _judged(row):
+                del self._counts[room_id]
+        return uncounted
+
+    def _assemble(self, rows: list[Any], shown: dict[str, list[Any]], members: dict[str, list[Any]],
+                  typing: dict[str, list[str]], typing_at: int, upto: int, uncounted: Collection[str]) -> SyncResult:
+        listener = self.listener
         user_id = self.requester.user_id
         for row in rows:
-            if row["room_id"] in uncounted or row["sender"] == user_id:
+            room_id = row["room_id"]
+            if room_id in uncounted or room_id not in self._counts or row["sender"] == user_id:
                 continue
             push = row["push"]
             own = next((entry for entry in push["own"] if entry[0] == user_id), None)
             notify, highlight = ((own[1], own[2]) if own is not None
                                  else (push["default"] is not None, bool(push["default"] and push["default"][0])))
             if notify:
-                counts_row = self._counts[row["room_id"]]
+                counts_row = self._counts[room_id]
                 counts_row[0] = min(counts_row[0] + 1, UNREAD_CAP)
                 if highlight:
                     counts_row[1] = min(counts_row[1] + 1, UNREAD_CAP)
         self.since = max(upto, self.since or 0)
-        if not by_room:
+        self.typing_since = typing_at
+        rooms = [*shown, *(room_id for room_id in typing if room_id not in shown)]
+        if not rooms:
             return SyncResult(self._empty_body(), empty=True, joined_rooms=frozenset(listener.rooms))
-        # The answer is the same for every receiver with the same position,
-        # events and counts, unless it holds this device's own sends (which
-        # carry their transaction id): such answers are made once per dispatch.
+        # The answer is the same for every receiver with the same filter,
+        # position, events and counts, unless it holds this device's own
+        # sends (which carry their transaction id): such answers are made
+        # once per dispatch.
         own_device = (self.requester.user_id, self.requester.device_id)
-        own = any(row["txn_id"] is not None and (row["sender"], row["txn_device"]) == own_device for row in rows)
+        own = any(_own(row, own_device) for room_rows in (*shown.values(), *members.values()) for row in room_rows)
         shared = self._ctx.notifier.shared_answers
-        key = None if own else (self.since, tuple(
-            (room_id, tuple(row["stream"] for row in room_rows), *self._counts[room_id])
-            for room_id, room_rows in by_room.items()))
+        key = None if own else (self._filter.number, self.since, typing_at, tuple(
+            (room_id, tuple(row["stream"] for row in shown.get(room_id, ())),
+             tuple(row["stream"] for row in members.get(room_id, ())), tuple(typing.get(room_id, ("-",))),
+             *self._counts[room_id])
+            for room_id in rooms))
         text = shared.get(key) if key is not None else None
         if text is None:
-            rooms_json = ",".join(json.dumps(room_id) + ":" + self._room_json(room_id, room_rows, own_device)
-                                  for room_id, room_rows in by_room.items())
-            text = (f'{{"next_batch":"{tokens.make(self.since)}","rooms":{{"join":{{{rooms_json}}},"invite":{{}},'
+            rooms_json = ",".join(
+                json.dumps(room_id) + ":" + self._room_json(room_id, shown.get(room_id, []), members.get(room_id, []),
+                                                            typing.get(room_id), upto, own_device)
+                for room_id in rooms)
+            text = (f'{{"next_batch":"{self._next_batch()}","rooms":{{"join":{{{rooms_json}}},"invite":{{}},'
                     f'"leave":{{}}}},{_EMPTY_TAIL}}}')
             if key is not None:
                 shared[key] = text
         return SyncResult(None, empty=False, joined_rooms=frozenset(listener.rooms), text=text)
 
-    def _room_json(self, room_id: str, rows: list[Any], own_device: tuple[str, str]) -> str:
-        events = ",".join(
-            json.dumps(client_event(row, device=own_device), ensure_ascii=False, separators=(",", ":"))
-            if row["txn_id"] is not None and (row["sender"], row["txn_device"]) == own_device
-            else self._ctx.notifier.encoded(row)
-            for row in rows)
+    def _event_json(self, row: Any, own_device: tuple[str, str]) -> str:
+        if _own(row, own_device):
+            return json.dumps(client_event(row, device=own_device), ensure_ascii=False, separators=(",", ":"))
+        return self._ctx.notifier.encoded(row)
+
+    def _room_json(self, room_id: str, rows: list[Any], members: list[Any], typing: list[str] | None, upto: int,
+                   own_device: tuple[str, str]) -> str:
+        events = ",".join(self._event_json(row, own_device) for row in rows)
+        state = ",".join(self._event_json(row, own_device) for row in members)
+        ephemeral = ("" if typing is None else
+                     json.dumps({"type": "m.typing", "content": {"user_ids": typing}}, separators=(",", ":")))
         unread, highlights, joined, invited = self._counts[room_id]
-        prev_batch = tokens.make(rows[0]["stream"] - 1)
+        prev_batch = tokens.make(rows[0]["stream"] - 1 if rows else upto)
         return (f'{{"timeline":{{"events":[{events}],"limited":false,"prev_batch":"{prev_batch}"}},'
-                f'"state":{{"events":[]}},"ephemeral":{{"events":[]}},"account_data":{{"events":[]}},'
+                f'"state":{{"events":[{state}]}},"ephemeral":{{"events":[{ephemeral}]}},"account_data":{{"events":[]}},'
                 f'"unread_notifications":{{"highlight_count":{highlights},"notification_count":{unread}}},'
                 f'"summary":{{"m.joined_member_count":{joined},"m.invited_member_count":{invited}}}}}')
 
     def _empty_body(self) -> dict[str, Any]:
-        return {"next_batch": tokens.make(self.since or 0), "rooms": {"join": {}, "invite": {}, "leave": {}},
+        return {"next_batch": self._next_batch(), "rooms": {"join": {}, "invite": {}, "leave": {}},
                 **json.loads("{" + _EMPTY_TAIL + "}")}
+
+    def _next_batch(self) -> str:
+        return tokens.make_sync(self.since or 0, self.typing_mark())
 
     def _empty(self) -> SyncResult:
         """Nothing happened: the answer at a long-poll's timeout."""
         self.since = max(self._ctx.notifier.position, self.since or 0)
         return SyncResult(self._empty_body(), empty=True, joined_rooms=frozenset(self.listener.rooms))
+
+
+def _own(row: Any, own_device: tuple[str, str]) -> bool:
+    """Whether the event was sent from this device with a transaction id,
+    which its answers carry."""
+    return row["txn_id"] is not None and (row["sender"], row["txn_device"]) == own_device
 
 
 def _judged(row: Any) -> bool:
@@ -288,13 +386,15 @@ class SyncSessions:
     def __init__(self) -> None:
         self._parked: dict[str, tuple[SyncSession, asyncio.TimerHandle]] = {}
 
-    def take(self, session_id: str, since: int | None, filter_key: str | None) -> SyncSession | None:
+    def take(self, session_id: str, since: int | None, typing_mark: str | None,
+             filter_key: str | None) -> SyncSession | None:
         parked = self._parked.pop(session_id, None)
         if parked is None:
             return None
         session, timer = parked
         timer.cancel()
-        if since is not None and session.since == since and session.filter_key == filter_key:
+        if (since is not None and session.since == since and session.filter_key == filter_key
+                and session.typing_since is not None and session.typing_mark() == typing_mark):
             return session
         session.close()
         return None

@@ -2,20 +2,40 @@
 
 A token names the point just after the event at that position: "everything
 up to and including N". They stay valid forever (positions never change).
+
+A sync token (next_batch) may also carry where its answer left the typing
+notices, which have a position of their own in one server process's memory
+(notifier.TypingNotices): ``s<position>_<typing mark>``. Every reader of a
+token accepts both forms; the typing mark matters only to /sync and the
+stream, and only on the process that made it.
 """
 
 from __future__ import annotations
 
+import re
+
 from ..errors import MatrixError
 
 PREFIX = "s"
+_TOKEN = re.compile(r"s([0-9]{1,18})(?:_([0-9a-f]{6}\.[0-9]{1,18}))?")
 
 
 def make(position: int) -> str:
     return f"{PREFIX}{position}"
 
 
+def make_sync(position: int, typing_mark: str | None) -> str:
+    """A sync answer's next_batch: the position, and the typing mark if any."""
+    return make(position) if typing_mark is None else f"{PREFIX}{position}_{typing_mark}"
+
+
+def parse_sync(token: str, name: str = "since") -> tuple[int, str | None]:
+    """The position and typing mark (None if absent) of a token."""
+    match = _TOKEN.fullmatch(token)
+    if match is None:
+        raise MatrixError(400, "M_INVALID_PARAM", f"Invalid '{name}' token")
+    return int(match.group(1)), match.group(2)
+
+
 def parse(token: str, name: str = "from") -> int:
-    if token.startswith(PREFIX) and token[1:].isdigit() and len(token) < 20:
-        return int(token[1:])
-    raise MatrixError(400, "M_INVALID_PARAM", f"Invalid '{name}' token")
+    return parse_sync(token, name)[0]
