@@ -1,9 +1,11 @@
 """JSON Schemas from ``schemas/``, compiled once, used to check request bodies.
 
 A schema is named by its path under ``schemas/`` without ``.json``
-(``matrix/login.request``). Schemas refer to each other with relative
-``$ref``s; each file is registered under a base URI so those resolve offline.
-The tests use the same registry to check every response they receive.
+(``matrix/login.request``). Each file declares its ``$id``, ``BASE_URI``
+followed by its path (schemas/README.md); schemas refer to each other with
+``$ref``s relative to that ``$id``, so a registry built from the files by
+their own ``$id`` (any JSON Schema library's) resolves every reference
+offline. The tests use the same registry to check every response they receive.
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ from .resources import Traversable, schemas_dir
 BASE_URI = "https://atomchat.invalid/schemas/"
 
 
+def schema_id(name: str) -> str:
+    """The ``$id`` of the schema named ``name`` (``matrix/login.request``)."""
+    return f"{BASE_URI}{name}.json"
+
+
 def _walk(folder: Traversable, prefix: str = "") -> Iterator[tuple[str, Traversable]]:
     for entry in folder.iterdir():
         if entry.is_dir():
@@ -39,11 +46,14 @@ class Schemas:
         resources = []
         for name, entry in _walk(schemas_dir()):
             document = json.loads(entry.read_text(encoding="utf-8"))
-            document.setdefault("$id", BASE_URI + name + ".json")
+            # A file without an $id gets the one it should declare (which
+            # tests/test_schemas.py insists on); a different one is an error.
+            if document.setdefault("$id", schema_id(name)) != schema_id(name):
+                raise ValueError(f"schemas/{name}.json: its $id must be {schema_id(name)!r}")
             Draft202012Validator.check_schema(document)
             self._documents[name] = document
-            resources.append((document["$id"], Resource.from_contents(document)))
-        self._registry = Registry().with_resources(resources)
+            resources.append(Resource.from_contents(document))
+        self._registry: Registry[Any] = resources @ Registry()
         self._validators: dict[str, Draft202012Validator] = {}
 
     @property
@@ -62,9 +72,12 @@ class Schemas:
 
     def check_content(self, event_type: str, content: Any) -> None:
         """Checks an event's content against ``events/<type>``'s content schema,
-        for the event types that have one; other types are free-form objects."""
+        for the event types that have one; other types are free-form objects.
+        The folder's shared schemas (``core``, ``state``, ``event``) are not
+        per-type: a schema counts only if its ``type`` is that constant."""
         name = f"events/{event_type}"
-        if name not in self._documents:
+        document = self._documents.get(name)
+        if document is None or document.get("properties", {}).get("type", {}).get("const") != event_type:
             return
         key = name + "#content"
         validator = self._validators.get(key)

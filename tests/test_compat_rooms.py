@@ -87,6 +87,21 @@ async def test_room_names_are_unique(compat):
     assert (await bob.create_room("Tea "))["name"] == "Tea "
 
 
+async def test_an_api_name_is_refused_when_any_room_not_deleted_has_it_however_named(compat, api):
+    """/api names are unique among all rooms that are not deleted, Matrix-made
+    ones included; the Matrix API itself is not held to the rule."""
+    alice, bob = await people(compat, "alice", "bob")
+    matrix_alice = alice.on_matrix(api)
+    garden = await matrix_alice.create_room(name="Garden")
+    assert await refused(bob, "POST", "/api/rooms/", {"name": "Garden"}, status=400) == {"name": NAME_TAKEN}
+    tea = await bob.create_room("Tea")
+    assert (await bob.update_room(tea["id"], {"name": "Garden"}, status=400)).body == {"name": NAME_TAKEN}
+
+    await matrix_alice.put_state(garden, "m.room.name", {"name": "Tea"})  # a Matrix rename may take any name
+    assert (await matrix_alice.get_state(garden, "m.room.name")).body == {"name": "Tea"}
+    assert (await bob.create_room("Garden"))["name"] == "Garden"  # its old name is free again
+
+
 async def test_room_creation_refusals_name_each_field(compat, server):
     alice, bob = await people(compat, "alice", "bob")
     cases = [

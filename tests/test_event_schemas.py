@@ -25,7 +25,8 @@ from .client import MATRIX, check_schema, path_param
 
 SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
 EVENT_SCHEMAS = sorted(name for name in schemas().names if name.startswith("events/"))
-TYPED_EVENT_SCHEMAS = [name for name in EVENT_SCHEMAS if name not in ("events/core", "events/state")]
+TYPED_EVENT_SCHEMAS = [name for name in EVENT_SCHEMAS
+                       if name not in ("events/core", "events/state", "events/event", "events/stripped")]
 ALICE = "@alice:example.org"
 
 # Per event type: contents the server must refuse. Each names the rule it breaks.
@@ -113,6 +114,14 @@ INVALID_CONTENT = {
         {"algorithm": ""},
         {"algorithm": "m.megolm.v1.aes-sha2", "rotation_period_msgs": "100"},
     ],
+    # Any object is stored: a rule the server does not understand acts on nobody (protocol/moderation.md).
+    "m.policy.rule.user": [],
+    "m.policy.rule.server": [],
+    "org.atomchat.room.deleted": [
+        {"room_id": "!r:example.org", "purge": "no", "reason": ""},
+        {"room_id": "r", "purge": False, "reason": ""},
+        {"room_id": "!r:example.org", "purge": False},
+    ],
     "m.room.encrypted": [
         {"algorithm": "m.megolm.v1.aes-sha2"},  # nothing encrypted
         {"ciphertext": "AwgAEnAC"},
@@ -144,6 +153,12 @@ VALID_CONTENT: dict[str, list[Any]] = {
         {"msgtype": "org.example.sticker", "body": "a cat", "anything": {"goes": [1, None]}},
     ],
     "m.room.encryption": [{"algorithm": "m.megolm.v1.aes-sha2"}, {}],
+    "m.policy.rule.user": [{}, {"entity": "@bob:example.org", "recommendation": "m.ban"},
+                           {"entity": "@bob:example.org", "recommendation": "org.example.other", "reason": ""},
+                           {"entity": "@bob:example.org", "recommendation": ["m.ban"]}],
+    "m.policy.rule.server": [{}, {"entity": "*.evil.example.net", "recommendation": "m.ban", "reason": "spam"},
+                             {"entity": 5}],
+    "org.atomchat.room.deleted": [{"room_id": "!r:example.org", "purge": True, "reason": "spam"}],
     "m.room.encrypted": [
         {"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "AwgAEnAC", "session_id": "X3lU", "device_id": "D"},
         {"algorithm": "m.olm.v1.curve25519-aes-sha2", "sender_key": "Il",

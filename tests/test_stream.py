@@ -25,10 +25,11 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from atomchat_server.api import stream as stream_module
 
-from .client import check_schema
+from .client import MATRIX, check_schema, path_param
 from .room_steps import another_device, bodies, register, room_of, text
 
 STREAM = "/_atomchat/client/v1/stream"
+METHODS = ("send", "typing", "receipt", "ping")  # each with its result schema, stream/<method>.result
 WAIT = 5.0  # seconds a test waits for a frame that must come
 
 
@@ -85,6 +86,12 @@ class Stream:
             self.next_batch = frame["next_batch"]
         return frame
 
+    async def authenticate(self, token: str) -> None:
+        """Sends the auth frame (the way to authenticate without a token on the upgrade)."""
+        frame = {"type": "auth", "access_token": token}
+        check_schema("stream/auth.frame", frame)
+        await self.conn.write_message(json.dumps(frame))
+
     async def sync_until(self, done: Callable[[list[dict[str, Any]]], bool],
                          timeout: float = WAIT) -> list[dict[str, Any]]:
         """Sync frames until ``done`` holds for all received so far; replies are set aside."""
@@ -123,6 +130,8 @@ class Stream:
             reply = await self._receive(deadline - time.monotonic())
             if "type" not in reply and reply["id"] == request_id:
                 self.unread += kept
+                if "result" in reply and method in METHODS:
+                    check_schema(f"stream/{method}.result", reply["result"])
                 return reply
             kept.append(reply)
 
@@ -170,7 +179,7 @@ async def test_each_way_to_authenticate_opens_with_a_full_sync(server, users, ho
     await bob.say(room_id, "before")
     if how == "frame":
         stream = await Stream.open(server.base_url)
-        await stream.conn.write_message(json.dumps({"type": "auth", "access_token": alice.access_token}))
+        await stream.authenticate(alice.access_token)
     else:
         stream = await Stream.open(server.base_url, token=alice.access_token, header=how == "header")
     first = await stream.frame()
@@ -396,16 +405,97 @@ async def test_bad_requests_get_error_replies_and_the_socket_stays_open(server, 
     assert (await stream.closed())[0] == 4400
 
 
+async def opened(server, token: str, authenticated: bool) -> Stream:
+    """A stream authenticated with the upgrade, its first frame read; or one waiting for its auth frame."""
+    stream = await Stream.open(server.base_url, token=token if authenticated else None)
+    if authenticated:
+        await stream.frame()
+    return stream
+
+
 @pytest.mark.parametrize("authenticated", [True, False])
 async def test_a_frame_that_is_not_json_closes_with_4400(server, users, authenticated):
     alice, _, _ = await users()
-    stream = await Stream.open(server.base_url, token=alice.access_token if authenticated else None)
-    if authenticated:
-        await stream.frame()
+    stream = await opened(server, alice.access_token, authenticated)
     await stream.conn.write_message("{this is not json")
     code, reason = await stream.closed()
     assert code == 4400
     assert "JSON" in reason
+
+
+@pytest.mark.parametrize("request_id", [1.5, None, True, [1], {}])
+async def test_a_request_whose_id_is_neither_a_string_nor_an_integer_closes_with_4400(server, users, request_id):
+    """A reply could not echo such an id (schemas/stream/reply.frame): the frame is fatal."""
+    alice, _, _ = await users()
+    stream = await opened(server, alice.access_token, True)
+    await stream.conn.write_message(json.dumps({"id": request_id, "method": "ping"}))
+    assert await stream.closed() == (4400, "requests need an id, a string or an integer")
+
+
+@pytest.mark.parametrize("authenticated", [True, False])
+async def test_a_nul_character_in_a_frame_closes_cleanly_with_4400(server, users, authenticated):
+    alice, _, _ = await users()
+    stream = await opened(server, alice.access_token, authenticated)
+    await stream.conn.write_message(json.dumps({"id": 1, "method": "ping", "params": {"note": "a\u0000b"}}))
+    assert await stream.closed() == (4400, "A frame cannot contain NUL characters")
+
+
+async def test_send_of_a_redaction_is_refused_over_the_stream_as_over_http(server, users):
+    alice, _, room_id = await users()
+    said = await alice.say(room_id, "to redact")
+    stream = await Stream.open(server.base_url, token=alice.access_token)
+    await stream.frame()
+    content = {"reason": "no", "redacts": said}
+    refused = await error_reply(stream, "send", {"room_id": room_id, "type": "m.room.redaction",
+                                                 "content": content, "txn_id": "r1"}, "M_BAD_JSON")
+    over_http = await alice.api.request("PUT", f"{MATRIX}/rooms/{room_id}/send/m.room.redaction/r2", content,
+                                        token=alice.access_token, status=400)
+    assert refused == over_http.body == {"errcode": "M_BAD_JSON",
+                                         "error": "Redact with PUT /rooms/{roomId}/redact/{eventId}/{txnId}"}
+    assert (await alice.event(room_id, said))["content"] == text("to redact")
+    await stream.close()
+
+
+async def test_an_unknown_receipt_type_is_the_same_error_over_the_stream_and_http(server, users):
+    alice, bob, room_id = await users()
+    said = await bob.say(room_id, "read me")
+    stream = await Stream.open(server.base_url, token=alice.access_token)
+    await stream.frame()
+    refused = await error_reply(stream, "receipt", {"room_id": room_id, "event_id": said,
+                                                    "receipt_type": "m.seen"}, "M_INVALID_PARAM")
+    over_http = await alice.api.request("POST", f"{MATRIX}/rooms/{room_id}/receipt/m.seen/{path_param(said)}", {},
+                                        token=alice.access_token, status=400)
+    assert refused == over_http.body == {"errcode": "M_INVALID_PARAM", "error": "Unknown receipt type 'm.seen'"}
+    mistyped = await error_reply(stream, "receipt", {"room_id": room_id, "event_id": said, "receipt_type": 1},
+                                 "M_BAD_JSON")
+    assert "receipt_type" in mistyped["error"]
+    await stream.close()
+
+
+async def test_a_plain_http_get_of_the_stream_path_is_a_json_400(server, api):
+    refused = await api.request("GET", STREAM, status=400)
+    assert refused.headers["Content-Type"].startswith("application/json")
+    assert refused.body == {"errcode": "M_UNRECOGNIZED",
+                            "error": "This endpoint is a WebSocket: connect with an Upgrade request"}
+
+
+@pytest.mark.parametrize("scheme", ["Basic", "Digest"])
+async def test_an_authorization_header_of_another_scheme_is_refused_naming_both(server, users, scheme):
+    alice, _, _ = await users()
+    with pytest.raises(HTTPClientError) as refused:
+        await websocket_connect(HTTPRequest(stream_url(server.base_url),
+                                            headers={"Authorization": f"{scheme} {alice.access_token}"},
+                                            request_timeout=WAIT))
+    assert refused.value.code == 401
+    body = json.loads(refused.value.response.body)
+    check_schema("common/error", body)
+    assert body == {"errcode": "M_MISSING_TOKEN",
+                    "error": "The Authorization header must be 'Bearer <token>' or 'Token <token>'"}
+    # The Token scheme, which the message names, is accepted.
+    token_stream = Stream(await websocket_connect(HTTPRequest(
+        stream_url(server.base_url), headers={"Authorization": f"Token {alice.access_token}"}, request_timeout=WAIT)))
+    assert (await token_stream.frame())["type"] == "sync"
+    await token_stream.close()
 
 
 async def test_logout_closes_the_socket_of_that_token_only(server, users):

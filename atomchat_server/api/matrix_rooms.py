@@ -167,7 +167,7 @@ class JoinedMembersHandler(BaseHandler):
 
 
 class EventHandler(BaseHandler):
-    contract = {"get": Op("One event", {200: "events/core"}, errors=(403, 404))}
+    contract = {"get": Op("One event", {200: "events/event"}, errors=(403, 404))}
 
     async def get(self, room_id: str, event_id: str) -> None:
         requester = await self.authenticate()

@@ -169,7 +169,8 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             scheme, _, token = header.partition(" ")
             if scheme.lower() in ("bearer", "token") and token.strip():
                 return token.strip()
-            raise MatrixError(401, "M_MISSING_TOKEN", "The Authorization header must be 'Bearer <token>'")
+            raise MatrixError(401, "M_MISSING_TOKEN",
+                              "The Authorization header must be 'Bearer <token>' or 'Token <token>'")
         return self.get_query_argument("access_token", None)
 
     def open(self) -> None:
@@ -297,10 +298,11 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         if self.requester is None:
             await self._authenticate_frame(frame)
             return
-        if not isinstance(frame, dict) or "id" not in frame:
-            self._close(CLOSE_BAD_FRAME, "requests need an id")
+        request_id = frame.get("id") if isinstance(frame, dict) else None
+        if not _is_request_id(request_id):
+            # A reply could not carry it, and the client could not match it.
+            self._close(CLOSE_BAD_FRAME, "requests need an id, a string or an integer")
             return
-        request_id = frame["id"]
         try:
             method = frame.get("method")
             if isinstance(method, str) and method not in _methods():
@@ -409,6 +411,14 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
     def shutdown(self) -> None:
         """Server shutdown: tell the client to come back later."""
         self._close(CLOSE_GOING_AWAY, "server shutting down")
+
+
+def _is_request_id(value: Any) -> bool:
+    """A string or an integer (as JSON Schema counts them: 7 and 7.0, never
+    true), which a reply can echo (schemas/stream/request.json)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, (str, int)) or (isinstance(value, float) and value.is_integer())
 
 
 def _methods() -> list[str]:
