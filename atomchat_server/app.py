@@ -61,11 +61,14 @@ from .services.compat import Compat
 from .services.ephemeral import Ephemeral
 from .services.federation import Queries, Transactions
 from .services.federation_events import FederationEvents
+from .services.federation_join import RemoteMembership
+from .services.federation_rooms import FederationRooms
+from .services.federation_send import PduSender
 from .services.key_backup import KeyBackup
 from .services.keys import Keys, device_list_changes, key_state
 from .services.media import Media
 from .services.moderation import AdminQueries, Blocks, Moderation
-from .services.persister import Persister
+from .services.persister import Persister, Signer
 from .services.presence import Presence
 from .services.profiles import Profiles
 from .services.push import PushEvaluator, PushRules
@@ -117,6 +120,7 @@ class AppContext:
     keyring: KeyRing  # other servers' keys
     outbox: Outbox  # the durable queue of PDUs and EDUs for other servers
     federation_events: FederationEvents  # the PDUs other servers send
+    federation_rooms: FederationRooms  # the room protocol other servers speak to this one
     federation_transactions: Transactions  # PUT /send: PDUs to federation_events, EDUs applied
     federation_queries: Queries  # profiles and aliases, asked by and of other servers
     sync_sessions: SyncSessions = field(default_factory=SyncSessions)
@@ -261,7 +265,9 @@ class AtomChat:
         # The writer has a connection of its own: sends must not queue for
         # one behind a burst of reads (hundreds of initial syncs, say).
         self._write_pool = await create_pool(self.dsn, min_size=1, max_size=1, name=WRITER_NAME, time_queries=False)
-        self._persister = Persister(self._write_pool, self.supervisor, on_commit=notifier.committed,
+        server_key = load_or_create_server_key(settings.data_path)
+        self._persister = Persister(self._write_pool, self.supervisor, Signer(settings.server_name, server_key),
+                                    on_commit=notifier.committed,
                                     judge=PushEvaluator())
         notifier.writer_settled = self._persister.settled
         self._persister.start()
@@ -271,7 +277,8 @@ class AtomChat:
                                 server_name=settings.server_name)
         notifier.observers.append(moderation.observe)  # before loading, so no rule slips between
         await moderation.start()
-        rooms = Rooms(pool=self._pool, persister=self._persister, server_name=settings.server_name, blocks=blocks)
+        rooms = Rooms(pool=self._pool, persister=self._persister, signer=Signer(settings.server_name, server_key),
+                      blocks=blocks)
         profiles = Profiles(pool=self._pool, rooms=rooms, blocks=blocks)
         presence = Presence(pool=self._pool, persister=self._persister,
                             timeout_seconds=settings.presence_timeout_seconds, tracking=settings.track_presence)
@@ -279,14 +286,20 @@ class AtomChat:
         media = Media(pool=self._pool, server_name=settings.server_name, root=settings.media_root,
                       max_upload_bytes=settings.max_upload_bytes, quota_bytes=settings.media_quota_bytes)
         await media.start()
-        server_key = load_or_create_server_key(settings.data_path)
         federation_client = FederationClient(settings.server_name, server_key,
                                              verify_certificates=settings.federation_verify_certificates,
                                              blocklist=settings.federation_ip_range_blocklist)
         outbox = Outbox(self._pool, federation_client, settings.server_name)
         ephemeral = Ephemeral(pool=self._pool, persister=self._persister, notifier=notifier, outbox=outbox,
                               server_name=settings.server_name)
-        federation_events = FederationEvents()
+        keyring = KeyRing(self._pool, federation_client, settings.server_name, server_key)
+        signer = Signer(settings.server_name, server_key)
+        federation_events = FederationEvents(pool=self._pool, persister=self._persister, keyring=keyring,
+                                             client=federation_client)
+        rooms.remote = RemoteMembership(pool=self._pool, persister=self._persister, signer=signer,
+                                        events=federation_events, client=federation_client)
+        self._persister.appended_hooks.append(
+            PduSender(pool=self._pool, outbox=outbox, server_name=settings.server_name).appended)
         self.ctx = AppContext(settings=settings, pool=self._pool, accounts=accounts, rooms=rooms, profiles=profiles,
                               notifier=notifier, filters=Filters(self._pool), sync=SyncBuilder(self._pool, ServiceReads(
                                   presence, bundle, key_state, device_list_changes), notifier.typing),
@@ -303,7 +316,9 @@ class AtomChat:
                               open_streams=OpenPerAccount(settings.max_streams_per_account, "streams"),
                               long_polls=OpenPerAccount(settings.max_long_polls_per_account, "long-polls"),
                               server_key=server_key, federation_client=federation_client,
-                              keyring=KeyRing(self._pool, federation_client, settings.server_name, server_key),
+                              keyring=keyring,
+                              federation_rooms=FederationRooms(pool=self._pool, persister=self._persister,
+                                                               signer=signer, events=federation_events),
                               outbox=outbox, federation_events=federation_events,
                               federation_transactions=Transactions(pool=self._pool, ephemeral=ephemeral,
                                                                    events=federation_events),

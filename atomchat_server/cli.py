@@ -28,9 +28,10 @@ from .db.embedded import EmbeddedPostgres
 from .db.pool import create_pool
 from .errors import MatrixError
 from .events import ids
+from .federation.keys import load_or_create_server_key
 from .services.accounts import create_user
 from .services.moderation import SYSTEM_LOCALPART, Blocks, Moderation
-from .services.persister import Persister
+from .services.persister import Persister, Signer
 from .services.push import PushEvaluator
 from .services.server_name import ServerNameMismatch, settle_server_name
 from .storage import users as user_store
@@ -344,7 +345,8 @@ async def moderation_for(settings: config.Settings, pool: asyncpg.Pool) -> Async
     """The moderation service as the operator: acts as the server's own
     account, through a persister of its own (its writes reach running
     servers through the database, like any other process's)."""
-    persister = Persister(pool, Supervisor(), judge=PushEvaluator())
+    signer = Signer(settings.server_name, load_or_create_server_key(settings.data_path))
+    persister = Persister(pool, Supervisor(), signer, judge=PushEvaluator())
     persister.start()
     try:
         moderation = Moderation(pool=pool, persister=persister, blocks=Blocks(), server_name=settings.server_name)

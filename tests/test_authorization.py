@@ -140,6 +140,17 @@ GET    /_matrix/federation/v1/version                                   200   20
 GET    /_matrix/federation/v1/query/directory                           401   401     401     401      401     401  401   401     401
 GET    /_matrix/federation/v1/query/profile                             401   401     401     401      401     401  401   401     401
 PUT    /_matrix/federation/v1/send/{txn_id}                             401   401     401     401      401     401  401   401     401
+GET    /_matrix/federation/v1/make_join/{room_id}/{user_id}             401   401     401     401      401     401  401   401     401
+GET    /_matrix/federation/v1/make_leave/{room_id}/{user_id}            401   401     401     401      401     401  401   401     401
+PUT    /_matrix/federation/v2/send_join/{room_id}/{event_id}            401   401     401     401      401     401  401   401     401
+PUT    /_matrix/federation/v2/send_leave/{room_id}/{event_id}           401   401     401     401      401     401  401   401     401
+PUT    /_matrix/federation/v2/invite/{room_id}/{event_id}               401   401     401     401      401     401  401   401     401
+GET    /_matrix/federation/v1/event/{event_id}                          401   401     401     401      401     401  401   401     401
+GET    /_matrix/federation/v1/state/{room_id}                           401   401     401     401      401     401  401   401     401
+GET    /_matrix/federation/v1/state_ids/{room_id}                       401   401     401     401      401     401  401   401     401
+GET    /_matrix/federation/v1/event_auth/{room_id}/{event_id}           401   401     401     401      401     401  401   401     401
+GET    /_matrix/federation/v1/backfill/{room_id}                        401   401     401     401      401     401  401   401     401
+POST   /_matrix/federation/v1/get_missing_events/{room_id}              401   401     401     401      401     401  401   401     401
 POST   /api/auth/tokens/                                                200   200     200     200      200     200  200   200     400
 POST   /api/messages/                                                   401   201     201     201      201     201  201   403     401
 GET    /api/rooms/                                                      401   200     200     200      200     200  200   200     401
@@ -417,6 +428,10 @@ BACKUP: dict[str, Any] = {"prepare": "backup", "query": lambda w, c: f"version={
 MEDIA: dict[str, Any] = {"prepare": "media", "query": "width=32&height=32"}
 NEW_PASSWORD = "another long password 43"
 
+# A membership event as another server signs it (the federation rows are 401 before it is read).
+SIGNED_MEMBERSHIP = {"type": "m.room.member", "sender": "@x:other.example", "state_key": "@x:other.example",
+                     "content": {"membership": "join"}}
+
 RECIPES: dict[tuple[str, str], Recipe] = {
     ("POST", f"{MATRIX}/register"): Recipe(body=lambda w, c: {
         "username": unique(w, "new"), "password": DEFAULT_PASSWORD, "auth": {"type": "m.login.dummy"}}),
@@ -533,6 +548,15 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("PUT", "/_matrix/client/v1/admin/suspend/{user_id}"): Recipe(params=TARGET, body={"suspended": True}),
     ("GET", "/_matrix/federation/v1/query/directory"): Recipe(query=lambda w, c: f"room_alias={quote(w.alias)}"),
     ("GET", "/_matrix/federation/v1/query/profile"): Recipe(query=lambda w, c: f"user_id={quote(w.owner.user_id)}"),
+    ("PUT", "/_matrix/federation/v2/send_join/{room_id}/{event_id}"): Recipe(body=SIGNED_MEMBERSHIP),
+    ("PUT", "/_matrix/federation/v2/send_leave/{room_id}/{event_id}"): Recipe(body=SIGNED_MEMBERSHIP),
+    ("PUT", "/_matrix/federation/v2/invite/{room_id}/{event_id}"): Recipe(
+        body={"room_version": "12", "event": SIGNED_MEMBERSHIP, "invite_room_state": []}),
+    ("GET", "/_matrix/federation/v1/state/{room_id}"): Recipe(query=lambda w, c: f"event_id={quote(w.event)}"),
+    ("GET", "/_matrix/federation/v1/state_ids/{room_id}"): Recipe(query=lambda w, c: f"event_id={quote(w.event)}"),
+    ("GET", "/_matrix/federation/v1/backfill/{room_id}"): Recipe(query=lambda w, c: f"v={quote(w.event)}&limit=5"),
+    ("POST", "/_matrix/federation/v1/get_missing_events/{room_id}"): Recipe(
+        body=lambda w, c: {"earliest_events": [], "latest_events": [w.event], "limit": 5}),
     ("PUT", "/_matrix/federation/v1/send/{txn_id}"): Recipe(body={"origin": "other.example", "origin_server_ts": 1,
                                                                  "pdus": [], "edus": []}),
     ("POST", "/api/users/"): Recipe(body=lambda w, c: {"username": unique(w, "api"), "password": DEFAULT_PASSWORD}),

@@ -19,7 +19,7 @@ async def power_levels(user, room_id):
 async def test_initial_events_come_in_the_spec_order(api):
     alice, bob, carol = await register(api, "alice", "bob", "carol")
     room_id = await alice.create_room(
-        preset="private_chat", name="Lounge", topic="Chat and tea", room_alias_name="lounge",
+        room_version="10", preset="private_chat", name="Lounge", topic="Chat and tea", room_alias_name="lounge",
         invite=[bob.user_id, carol.user_id], is_direct=True, creation_content={"m.federate": False},
         initial_state=[{"type": "org.example.colour", "state_key": "wall", "content": {"colour": "teal"}},
                        {"type": "org.example.colour", "content": {"colour": "grey"}}])
@@ -61,7 +61,7 @@ async def test_initial_events_come_in_the_spec_order(api):
 ])
 async def test_presets(api, preset, join_rule, guest_access):
     alice, bob = await register(api, "alice", "bob")
-    room_id = await alice.create_room(preset=preset, invite=[bob.user_id])
+    room_id = await alice.create_room(preset=preset, invite=[bob.user_id], room_version="10")
     assert (await alice.get_state(room_id, "m.room.join_rules")).body == {"join_rule": join_rule}
     assert (await alice.get_state(room_id, "m.room.history_visibility")).body == {"history_visibility": "shared"}
     assert (await alice.get_state(room_id, "m.room.guest_access")).body == {"guest_access": guest_access}
@@ -108,7 +108,7 @@ async def test_initial_state_overrides_the_preset_and_name_overrides_initial_sta
 async def test_power_level_content_override(api):
     alice, bob, carol = await register(api, "alice", "bob", "carol")
     room_id = await alice.create_room(
-        preset="trusted_private_chat", invite=[bob.user_id, carol.user_id],
+        room_version="10", preset="trusted_private_chat", invite=[bob.user_id, carol.user_id],
         power_level_content_override={"events_default": 50, "users": {alice.user_id: 100, bob.user_id: 50},
                                       "events": {"m.room.topic": 0}})
     levels = await power_levels(alice, room_id)

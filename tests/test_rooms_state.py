@@ -98,7 +98,7 @@ async def test_a_state_key_that_is_a_user_id_belongs_to_that_user(api):
 
 async def test_state_needs_power(api):
     alice, bob = await register(api, "alice", "bob")
-    room_id = await room_of(alice, bob)
+    room_id = await room_of(alice, bob, room_version="10")
     for event_type, content in (("m.room.name", {"name": "Bob's"}), ("org.example.thing", {}),
                                 ("m.room.power_levels", {"users": {bob.user_id: 100}})):
         refused = await bob.put_state(room_id, event_type, content, status=403)
@@ -126,7 +126,7 @@ async def test_membership_is_not_set_through_the_state_endpoint_by_others(api):
 
 async def test_a_redacted_message_loses_its_content(api):
     alice, bob = await register(api, "alice", "bob")
-    room_id = await room_of(alice, bob)
+    room_id = await room_of(alice, bob, room_version="10")
     message = await bob.send(room_id, {"msgtype": "m.text", "body": "oops", "extra": [1]}, txn_id="mine")
     redaction = await bob.redact(room_id, message["event_id"], reason="typo")
     redacted = await alice.event(room_id, message["event_id"])
@@ -146,7 +146,7 @@ async def test_a_redacted_state_event_keeps_what_the_rules_need(api):
     alice, bob = await register(api, "alice", "bob")
     await bob.call("PUT", f"/profile/{bob.user_id}/displayname", {"displayname": "Bobby"},
                    schema="matrix/empty.response")
-    room_id = await room_of(alice, bob)
+    room_id = await room_of(alice, bob, room_version="10")
     member = await alice.call("GET", f"/rooms/{room_id}/state/m.room.member/{bob.user_id}",
                               schema="matrix/state_content.response")
     assert member.body == {"membership": "join", "displayname": "Bobby"}

@@ -9,6 +9,7 @@ import time
 
 from .. import __version__
 from ..federation.keys import key_document
+from . import federation_rooms
 from .base import BaseHandler
 from .contract import Op, Param
 from .federation_base import FederationHandler
@@ -76,4 +77,4 @@ def routes() -> list[tuple[str, type]]:
         (PREFIX + r"/send/([^/]+)", TransactionHandler),
         (PREFIX + r"/query/profile", QueryProfileHandler),
         (PREFIX + r"/query/directory", QueryDirectoryHandler),
-    ]
+    ] + federation_rooms.routes()

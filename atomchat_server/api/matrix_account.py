@@ -8,6 +8,7 @@ from typing import Any
 
 from ..auth.sessions import Requester
 from ..errors import AuthRequired, MatrixError
+from ..events.room_creation import CREATABLE_VERSIONS, ROOM_VERSION
 from ..services.accounts import LoginResult
 from .base import BaseHandler, client_address
 from .contract import OBJECT, Op, Param
@@ -15,7 +16,6 @@ from .contract import OBJECT, Op, Param
 PREFIX = r"/_matrix/client/v3"
 
 SPEC_VERSIONS = ["v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11"]
-ROOM_VERSION = "10"
 
 
 def login_json(result: LoginResult, server_name: str) -> dict[str, Any]:
@@ -48,7 +48,8 @@ class CapabilitiesHandler(BaseHandler):
         await self.authenticate()
         self.send_json({"capabilities": {
             "m.change_password": {"enabled": True},
-            "m.room_versions": {"default": ROOM_VERSION, "available": {ROOM_VERSION: "stable"}},
+            "m.room_versions": {"default": ROOM_VERSION,
+                                "available": {version: "stable" for version in CREATABLE_VERSIONS}},
             "m.set_displayname": {"enabled": True},
             "m.set_avatar_url": {"enabled": True},
             "m.3pid_changes": {"enabled": False},

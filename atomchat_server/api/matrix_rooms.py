@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..auth.sessions import Requester
 from ..errors import MatrixError
 from ..events.filters import FilterError, RoomEventFilter
-from ..events.room_creation import ROOM_VERSION, RoomRequest, preset_for
+from ..events.room_creation import CREATABLE_VERSIONS, ROOM_VERSION, RoomRequest, preset_for
 from ..validation import load_json, schemas
 from .base import BaseHandler
 from .contract import OBJECT, Op, Param
@@ -23,8 +23,10 @@ class CreateRoomHandler(BaseHandler):
         requester = await self.authenticate()
         body = self.json_body()
         # Checked before the schema: the spec gives this refusal its own code.
-        if body.get("room_version", ROOM_VERSION) != ROOM_VERSION:
-            raise MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", f"This server makes room version {ROOM_VERSION} only")
+        version = body.get("room_version", ROOM_VERSION)
+        if version not in CREATABLE_VERSIONS:
+            raise MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION",
+                              f"This server makes room versions {', '.join(CREATABLE_VERSIONS)}")
         schemas().check_request("matrix/createRoom.request", body)
         for event in body.get("initial_state", []):
             schemas().check_content(event["type"], event["content"])
@@ -32,7 +34,7 @@ class CreateRoomHandler(BaseHandler):
             preset=preset_for(body), name=body.get("name"), topic=body.get("topic"),
             invite=tuple(dict.fromkeys(body.get("invite", []))), is_direct=body.get("is_direct", False),
             creation_content=body.get("creation_content", {}), initial_state=tuple(body.get("initial_state", [])),
-            power_level_content_override=body.get("power_level_content_override", {}),
+            power_level_content_override=body.get("power_level_content_override", {}), room_version=version,
         )
         room_id = await self.ctx.rooms.create_room(requester, request, alias_localpart=body.get("room_alias_name"),
                                                    publish=body.get("visibility") == "public")
@@ -43,12 +45,17 @@ class JoinHandler(BaseHandler):
     """POST /join/{roomIdOrAlias} and POST /rooms/{roomId}/join."""
 
     contract = {"post": Op("Join a room", {200: "matrix/join.response"}, request="matrix/membership.request",
-                           errors=(403, 404))}
+                           errors=(403, 404), query=(
+                               Param("server_name", description="A server to join a remote room through"
+                                     " (repeatable)"),
+                               Param("via", description="The same as server_name"),
+                           ))}
 
     async def post(self, room_id_or_alias: str) -> None:
         requester = await self.authenticate()
         body = self.json_body("matrix/membership.request")
-        room_id = await self.ctx.rooms.join(requester, room_id_or_alias, body.get("reason"))
+        servers = self.get_query_arguments("server_name") + self.get_query_arguments("via")
+        room_id = await self.ctx.rooms.join(requester, room_id_or_alias, body.get("reason"), servers=servers)
         self.send_json({"room_id": room_id})
 
 

@@ -35,6 +35,17 @@ class EventDraft:
     # add): allowed only while the room lets that user edit its member list
     # (power_levels.edits_members), judged with the rest under the lock.
     added_by: str | None = None
+    # The PDU when it is already made: a received event, or the create
+    # event of a version-12 room (whose id names the room, so it is made
+    # before the room's other events). The persister then keeps its
+    # timestamp, depth, prev_events and auth_events, and ``event_id`` is its id.
+    pdu: dict[str, Any] | None = None
+    # Part of a room's past this server learns on joining it (its state and
+    # auth chain): stored, but not one of the room's forward extremities.
+    outlier: bool = False
+    # A received state event that state resolution did not make current:
+    # stored in the timeline, but the room's state keeps what it had.
+    not_current: bool = False
 
     @property
     def is_state(self) -> bool:
@@ -48,4 +59,6 @@ class EventDraft:
             event["state_key"] = self.state_key
         if self.redacts is not None:
             event["redacts"] = self.redacts
+        if self.pdu is not None and "room_id" not in self.pdu:
+            del event["room_id"]  # a version-12 create event, which makes the room id
         return event

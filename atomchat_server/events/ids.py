@@ -42,7 +42,14 @@ def is_room_alias(value: str) -> bool:
 
 
 def is_room_id(value: str) -> bool:
-    return value.startswith("!") and ":" in value[2:]
+    """``!opaque:server``, or from room version 12 ``!`` and the create
+    event's reference hash (43 url-safe base64 characters, no server)."""
+    if not value.startswith("!"):
+        return False
+    return ":" in value[2:] or (len(value) == 44 and set(value[1:]) <= _URL_SAFE)
+
+
+_URL_SAFE = set(string.ascii_letters + string.digits + "-_")
 
 
 _MATRIX_LOCALPART_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._=-/+")

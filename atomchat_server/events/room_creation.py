@@ -10,8 +10,11 @@ from typing import Any
 
 from .drafts import EventDraft
 from .power_levels import default_power_levels
+from .room_versions import room_version
 
-ROOM_VERSION = "10"
+# The version createRoom makes unless asked for another, and those it makes.
+ROOM_VERSION = "12"
+CREATABLE_VERSIONS = ("10", "11", "12")
 
 PRESETS: dict[str, dict[str, str]] = {
     "private_chat": {"join_rule": "invite", "history_visibility": "shared", "guest_access": "can_join"},
@@ -33,6 +36,7 @@ class RoomRequest:
     creation_content: dict[str, Any] = field(default_factory=dict)
     initial_state: tuple[dict[str, Any], ...] = ()
     power_level_content_override: dict[str, Any] = field(default_factory=dict)
+    room_version: str = ROOM_VERSION
 
 
 def preset_for(body: dict[str, Any]) -> str:
@@ -41,8 +45,17 @@ def preset_for(body: dict[str, Any]) -> str:
     return "public_chat" if body.get("visibility") == "public" else "private_chat"
 
 
+def create_content(creator: str, request: RoomRequest) -> dict[str, Any]:
+    """The content of the room's m.room.create. ``creator`` is kept in every
+    version: from version 11 on the sender is the creator and the key is
+    only informative."""
+    return {**request.creation_content, "creator": creator, "room_version": request.room_version}
+
+
 def initial_events(room_id: str, creator: str, request: RoomRequest,
-                   creator_profile: dict[str, Any]) -> list[EventDraft]:
+                   creator_profile: dict[str, Any], create: EventDraft | None = None) -> list[EventDraft]:
+    """``create`` is the room's m.room.create when it is already made (in
+    version 12, where it names the room)."""
     def state(event_type: str, content: dict[str, Any], state_key: str = "") -> EventDraft:
         return EventDraft(room_id=room_id, sender=creator, type=event_type, content=content, state_key=state_key)
 
@@ -52,9 +65,14 @@ def initial_events(room_id: str, creator: str, request: RoomRequest,
         for user in request.invite:
             power_levels["users"][user] = 100
     power_levels.update(request.power_level_content_override)
+    if room_version(request.room_version).privileged_creators and isinstance(power_levels.get("users"), dict):
+        # The creator's power is above any level and may not be listed: a
+        # listing (the default's, or an override's written for older rooms)
+        # is left out rather than refused.
+        power_levels["users"] = {u: level for u, level in power_levels["users"].items() if u != creator}
 
     drafts = [
-        state("m.room.create", {**request.creation_content, "creator": creator, "room_version": ROOM_VERSION}),
+        create or state("m.room.create", create_content(creator, request)),
         state("m.room.member", {"membership": "join", **_profile(creator_profile)}, creator),
         state("m.room.power_levels", power_levels),
     ]

@@ -49,8 +49,9 @@ def content_hash(event: Mapping[str, Any]) -> str:
 
 
 def with_content_hash(event: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of the event with its ``hashes.sha256`` set."""
-    hashed = copy.deepcopy(dict(event))
+    """A copy of the event with its ``hashes.sha256`` set (a shallow copy:
+    the values it shares with the event are not changed here)."""
+    hashed = dict(event)
     hashed["hashes"] = {**hashed.get("hashes", {}), "sha256": content_hash(event)}
     return hashed
 
@@ -99,8 +100,10 @@ def sign_event(event: Mapping[str, Any], server_name: str, key: SigningKey,
     hashed = with_content_hash(event)
     pruned = prune_event(hashed, version)
     signature = signedjson.sign.sign_json(pruned, server_name, key)["signatures"][server_name]
-    signatures = hashed.setdefault("signatures", {})
+    # New dicts for what changes: the event's own ``signatures`` stay as they were.
+    signatures = {name: dict(by_key) for name, by_key in hashed.get("signatures", {}).items()}
     signatures[server_name] = {**signatures.get(server_name, {}), **signature}
+    hashed["signatures"] = signatures
     return hashed
 
 

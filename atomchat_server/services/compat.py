@@ -292,8 +292,11 @@ class Compat:
         # original: the room's power levels say so (EDIT_MEMBERS), and the
         # room rules hold every edit to them.
         events = dict(default_power_levels(requester.user_id)["events"], **{"m.room.name": 0})
+        # Version 10: the member-list rule is this server's own, so these
+        # rooms stay local (protocol/federation.md), as before federation.
         request = RoomRequest(preset="private_chat", name=name, is_direct=is_direct,
-                              power_level_content_override={**API_ROOM_LEVELS, "events": events})
+                              power_level_content_override={**API_ROOM_LEVELS, "events": events},
+                              room_version="10")
         return await self._rooms.create_room(requester, request, alias_localpart=None, publish=False)
 
     async def _room_object(self, number: int) -> asyncpg.Record:

@@ -24,7 +24,6 @@ from ..events import ids
 from ..events import moderation as rules
 from ..events.drafts import EventDraft
 from ..events.power_levels import default_power_levels
-from ..events.room_creation import ROOM_VERSION
 from ..storage import events as event_store
 from ..storage import moderation as store
 from ..storage import sessions as session_store
@@ -32,6 +31,8 @@ from ..storage import users as user_store
 from ..storage.sessions import revoke_cached_sessions
 from .persister import Persister
 
+# The policy room has a fixed id, which only versions before 12 allow.
+POLICY_ROOM_VERSION = "10"
 log = logging.getLogger(__name__)
 
 SYSTEM_LOCALPART = "_atomchat"
@@ -128,7 +129,7 @@ class Moderation:
                               state_key=state_key)
 
         drafts = [
-            state("m.room.create", {"creator": self.system_user, "room_version": ROOM_VERSION}),
+            state("m.room.create", {"creator": self.system_user, "room_version": POLICY_ROOM_VERSION}),
             state("m.room.member", {"membership": "join"}, self.system_user),
             state("m.room.power_levels", power),
             state("m.room.join_rules", {"join_rule": "invite"}),
@@ -137,7 +138,7 @@ class Moderation:
             state("m.room.topic", {"topic": "Server-wide blocks (m.policy.rule.user) and moderation actions."}),
         ]
         try:
-            await self._persister.write(drafts, new_room=ROOM_VERSION)
+            await self._persister.write(drafts, new_room=POLICY_ROOM_VERSION)
             log.info("created the moderation policy room %s", room_id)
         except Exception:
             # Another process created it at the same moment.

@@ -24,17 +24,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+from signedjson.types import SigningKey
 
 from .. import metrics
 from ..db import Database
 from ..db.pool import UNREACHABLE
 from ..errors import MatrixError, forbidden, not_found, unavailable
-from ..events.auth import AuthError, auth_state_keys, check
+from ..events.auth import AuthError, auth_event_keys, auth_state_keys, check
 from ..events.drafts import EventDraft
 from ..events.format import client_event
 from ..events.moderation import moderator_view
+from ..events.pdu import MAX_PREV_EVENTS, build_pdu, finish_pdu
 from ..events.power_levels import edits_members
 from ..events.redaction import pruned_content
+from ..events.room_versions import RoomVersion, room_version
 from ..storage import events as event_store
 from ..supervisor import Supervisor
 
@@ -45,11 +48,32 @@ MAX_BATCH = 256
 StateMap = dict[tuple[str, str], Any]
 
 
+@dataclass(frozen=True)
+class Signer:
+    """Who signs the PDUs of this server's events: its name and key."""
+
+    server_name: str
+    key: SigningKey
+
+
+@dataclass
+class _Head:
+    """A room as the batch writes to it: its newest event and depth, its
+    version when its events are PDUs (None for a room made before PDUs),
+    and its forward extremities."""
+
+    event_id: str | None
+    depth: int
+    version: RoomVersion | None
+    extremities: list[str]
+
+
 @dataclass
 class WriteUnit:
     drafts: list[EventDraft]
     txn: tuple[str, str, str] | None = None  # (user id, device id, txn id) of a client send
     new_room: str | None = None  # room version, when the unit creates its room
+    stub: bool = False  # the new room is known only by a remote invite (see rooms.stub)
     # A write that is not an event (a receipt, say): runs on the batch's
     # connection under the stream lock and returns the position it took.
     update: Callable[[Any], Awaitable[int | None]] | None = None
@@ -64,15 +88,19 @@ class Persister:
     appended (services.push's PushEvaluator), so the outcome is committed
     with the event in the same statement."""
 
-    def __init__(self, pool: asyncpg.Pool, supervisor: Supervisor,
+    def __init__(self, pool: asyncpg.Pool, supervisor: Supervisor, signer: Signer,
                  on_commit: Callable[[int, list[Any] | None, int | None], None] | None = None,
                  judge: Any = None) -> None:
         self._pool = pool
+        self._signer = signer
         self._supervisor = supervisor
         self._judge = judge
         self._queue: asyncio.Queue[WriteUnit] = asyncio.Queue()
         self._task: asyncio.Task | None = None
         self._on_commit = on_commit
+        # Called with the events each commit of this process appended (every
+        # one, in order): federation sends this server's PDUs on from here.
+        self.appended_hooks: list[Callable[[list[dict[str, Any]]], None]] = []
         self._committing: asyncio.Future | None = None  # see settled()
 
     def start(self) -> None:
@@ -99,11 +127,11 @@ class Persister:
             raise unavailable("The server could not commit writes; try again shortly")
 
     async def write(self, drafts: list[EventDraft], *, txn: tuple[str, str, str] | None = None,
-                    new_room: str | None = None) -> list[Any]:
+                    new_room: str | None = None, stub: bool = False) -> list[Any]:
         """Commits the drafts as one unit; returns their stored rows. With a
         transaction id already used, returns the row of the event it made."""
         self._require_running()
-        unit = WriteUnit(list(drafts), txn, new_room)
+        unit = WriteUnit(list(drafts), txn, new_room, stub)
         await self._queue.put(unit)
         return await unit.future
 
@@ -151,7 +179,7 @@ class Persister:
         async with self._pool.acquire() as conn:
             await event_store.begin_locked(conn)
             try:
-                batch = _Batch(conn, self._judge)
+                batch = _Batch(conn, self._signer, self._judge)
                 await batch.load(units)
                 for unit in units:
                     try:
@@ -180,6 +208,9 @@ class Persister:
                     unit.future.set_exception(outcome)
                 else:
                     unit.future.set_result(outcome)
+            if batch.appended:
+                for hook in self.appended_hooks:
+                    hook(batch.appended)
             if batch.last_position and self._on_commit is not None:
                 # Hand the events over when they are all this batch did: no
                 # other write took a position, and no redaction changed an
@@ -206,13 +237,18 @@ class _Batch:
     """One transaction's view of the rooms it writes to: their heads and the
     state the batch has changed so far."""
 
-    def __init__(self, conn: Database, judge: Any = None) -> None:
+    def __init__(self, conn: Database, signer: Signer, judge: Any = None) -> None:
         self.conn = conn
+        self.signer = signer
         self.judge = judge
+        # A draft's provisional event id -> the id its PDU got, for the
+        # later drafts of its unit that cite it.
+        self.renamed: dict[str, str] = {}
+        self.received: set[str] = set()  # ids of the PDU-carrying drafts of this batch
         # Per room, its joined member count and the members push rules must
         # judge one by one (see storage.events.batch_context).
         self.members: dict[str, tuple[int, list[Any]]] = {}
-        self.heads: dict[str, tuple[str | None, int]] = {}
+        self.heads: dict[str, _Head] = {}
         self.state: dict[str, StateMap] = {}  # state written by this batch
         self.loaded: dict[str, dict[tuple[str, str], Any]] = {}  # state read from the database (None: absent)
         self.txns: dict[tuple[str, str, str], Any] = {}
@@ -249,7 +285,9 @@ class _Batch:
             elif row["kind"] == "floor":
                 self.floor = data
             elif row["kind"] == "head":
-                self.heads[row["k1"]] = (data["head_event_id"], data["head_depth"])
+                self.heads[row["k1"]] = _Head(data["head_event_id"], data["head_depth"],
+                                              room_version(data["room_version"]) if data["pdus"] else None,
+                                              list(data["extremities"]))
             elif row["kind"] == "state":
                 self.loaded[row["k1"]][(row["k2"], row["k3"])] = data
             else:
@@ -292,6 +330,15 @@ class _Batch:
             return position
         if unit.txn is not None and unit.txn in self.txns:
             return [self.txns[unit.txn]]
+        received = [d.event_id for d in unit.drafts if d.pdu is not None]
+        if received:
+            # An event another server sent twice at once (or fetched while it
+            # was being sent) is stored once: the later copy is dropped here.
+            known = self.received | await event_store.existing_events(self.conn, received)
+            unit.drafts = [d for d in unit.drafts if d.pdu is None or d.event_id not in known]
+            self.received.update(received)
+            if not unit.drafts:
+                return []
 
         # Check every draft first, against the state as the earlier drafts leave it.
         overlay = {room: dict(state) for room, state in self.state.items()}
@@ -328,29 +375,37 @@ class _Batch:
         if unit.new_room is not None:
             first = unit.drafts[0]
             await event_store.insert_room(self.conn, room_id=first.room_id, room_version=unit.new_room,
-                                          creator=first.sender)
-            self.heads[first.room_id] = (None, 0)
+                                          creator=first.sender, stub=unit.stub)
+            self.heads[first.room_id] = _Head(None, 0, room_version(unit.new_room), [])
         rows = []
         now_ms = int(time.time() * 1000)
         for draft, prev, state in zip(unit.drafts, previous, states, strict=True):
             if draft.is_state and (draft.room_id, draft.type, draft.state_key) in self._pending_keys:
                 await self.flush()
-            head_id, head_depth = self.heads[draft.room_id]
+            head = self.heads[draft.room_id]
             unsigned = {}
             if prev is not None:
                 unsigned = {"prev_content": prev["content"], "prev_sender": prev["sender"],
-                            "replaces_state": prev["event_id"]}
-            row = {"stream": None, "event_id": draft.event_id, "room_id": draft.room_id, "type": draft.type,
+                            "replaces_state": self.renamed.get(prev["event_id"], prev["event_id"])}
+            row: dict[str, Any] = {
+                   "stream": None, "event_id": draft.event_id, "room_id": draft.room_id, "type": draft.type,
                    "state_key": draft.state_key, "sender": draft.sender, "content": draft.content,
-                   "origin_server_ts": now_ms, "depth": head_depth + 1,
-                   "prev_events": [head_id] if head_id else [], "unsigned": unsigned, "redacts": draft.redacts,
-                   "redacted_by": None, "txn_device": unit.txn[1] if unit.txn else None,
-                   "txn_id": unit.txn[2] if unit.txn else None}
+                   "origin_server_ts": now_ms, "depth": head.depth + 1,
+                   "prev_events": [head.event_id] if head.event_id else [], "unsigned": unsigned,
+                   "redacts": draft.redacts, "redacted_by": None, "txn_device": unit.txn[1] if unit.txn else None,
+                   "txn_id": unit.txn[2] if unit.txn else None, "pdu": None}
+            if head.version is not None:
+                self._make_pdu(draft, row, state, head, now_ms)
             if self.judge is not None:
                 row["push"] = await self.judge(self.conn, row, state, self.members.get(draft.room_id, (0, [])))
             self._pending.append(row)
-            self.heads[draft.room_id] = (draft.event_id, head_depth + 1)
-            if draft.state_key is not None:
+            head.event_id, head.depth = row["event_id"], max(head.depth, row["depth"])
+            if not draft.outlier:
+                cited = set(row["prev_events"])
+                head.extremities = [e for e in head.extremities if e not in cited] + [row["event_id"]]
+            row["extremities"] = list(head.extremities)
+            row["not_current"] = draft.not_current
+            if draft.state_key is not None and not draft.not_current:
                 self._pending_keys.add((draft.room_id, draft.type, draft.state_key))
                 self.state.setdefault(draft.room_id, {})[(draft.type, draft.state_key)] = row
             if draft.redacts is not None:
@@ -361,13 +416,37 @@ class _Batch:
                 if target["redacted_by"] is None:
                     because = client_event(row, now_ms=now_ms)
                     del because["unsigned"]
-                    pruned = pruned_content(target["type"], target["content"])
+                    pruned = pruned_content(target["type"], target["content"],
+                                            *((head.version,) if head.version is not None else ()))
                     await event_store.redact(self.conn, draft.redacts, pruned, because)
                     self._forget_redacted(target, pruned)
             rows.append(row)
         if unit.txn is not None:
             self.txns[unit.txn] = rows[0]
         return rows
+
+    def _make_pdu(self, draft: EventDraft, row: dict[str, Any], state: StateMap, head: _Head, now_ms: int) -> None:
+        """Makes the row's event a PDU: this server's signed one, citing the
+        room's forward extremities and the state that authorized it, or the
+        one the draft carries; the row takes its id, time, depth and place."""
+        version = head.version
+        assert version is not None, "only rooms whose events are PDUs"
+        pdu = draft.pdu
+        if pdu is None:
+            auth_ids = [self.renamed.get(state[key]["event_id"], state[key]["event_id"])
+                        for key in auth_event_keys(draft.as_event(), version) if state.get(key) is not None]
+            prev_events = head.extremities[-MAX_PREV_EVENTS:] if head.extremities else row["prev_events"]
+            unsigned_pdu = build_pdu(room_id=draft.room_id, sender=draft.sender, event_type=draft.type,
+                                     content=draft.content, state_key=draft.state_key, redacts=draft.redacts,
+                                     origin_server_ts=now_ms, depth=row["depth"], prev_events=prev_events,
+                                     auth_events=auth_ids, version=version)
+            event_id, pdu = finish_pdu(unsigned_pdu, self.signer.server_name, self.signer.key, version)
+        else:
+            event_id = draft.event_id
+        self.renamed[draft.event_id] = event_id
+        row.update(event_id=event_id, content=pdu["content"], origin_server_ts=pdu["origin_server_ts"],
+                   depth=pdu["depth"], prev_events=list(pdu["prev_events"]),
+                   pdu={k: v for k, v in pdu.items() if k != "unsigned"})
 
     async def flush(self) -> None:
         """Appends the events gathered since the last flush, in one statement.

@@ -8,6 +8,7 @@ visibility here, from the reader's membership history.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,15 +21,18 @@ from ..events import ids
 from ..events.drafts import MAX_EVENT_BYTES, EventDraft
 from ..events.filters import RoomEventFilter
 from ..events.format import client_event
+from ..events.pdu import build_pdu, finish_pdu
 from ..events.power_levels import edits_directory, edits_members
-from ..events.room_creation import ROOM_VERSION, RoomRequest, initial_events
+from ..events.room_creation import RoomRequest, create_content, initial_events
+from ..events.room_versions import room_version
 from ..events.visibility import Range, can_see, visible_ranges
 from ..storage import directory as directory_store
 from ..storage import events as event_store
 from ..storage import users as user_store
 from ..sync import tokens
+from .federation_join import RemoteMembership
 from .moderation import Blocks
-from .persister import Persister
+from .persister import Persister, Signer
 from .relations import bundle, check_relation
 
 MAX_PAGE = 1000
@@ -43,11 +47,15 @@ class Page:
 
 
 class Rooms:
-    def __init__(self, *, pool: asyncpg.Pool, persister: Persister, server_name: str, blocks: Blocks) -> None:
+    def __init__(self, *, pool: asyncpg.Pool, persister: Persister, signer: Signer, blocks: Blocks) -> None:
         self._pool = pool
+        self._signer = signer
         self._blocks = blocks
         self._persister = persister
-        self.server_name = server_name
+        self.server_name = signer.server_name
+        # Joins of and invites to other servers' rooms and users; set when
+        # the federation client is there (services/federation_join.py).
+        self.remote: RemoteMembership | None = None
 
     # -- helpers -----------------------------------------------------------
 
@@ -102,7 +110,13 @@ class Rooms:
     async def create_room(self, requester: Requester, request: RoomRequest, *, alias_localpart: str | None,
                           publish: bool) -> str:
         self._blocks.require(requester.user_id, "create_room")
-        room_id = ids.new_room_id(self.server_name)
+        version = room_version(request.room_version)
+        create: EventDraft | None = None
+        if version.room_id_is_create_event_id:
+            create = self._create_event(requester.user_id, request)
+            room_id = create.room_id
+        else:
+            room_id = ids.new_room_id(self.server_name)
         alias = f"#{alias_localpart}:{self.server_name}" if alias_localpart else None
         if alias and await directory_store.get_alias(self._pool, alias):
             raise MatrixError(400, "M_ROOM_IN_USE", "That room alias is taken")
@@ -110,11 +124,11 @@ class Rooms:
             await self._require_local_user(user)
         if alias:
             request = RoomRequest(**{**request.__dict__, "canonical_alias": alias})
-        drafts = initial_events(room_id, requester.user_id, request, await self._profile(requester.user_id))
+        drafts = initial_events(room_id, requester.user_id, request, await self._profile(requester.user_id), create)
         for draft in drafts:
             self._check_size(draft)
         try:
-            await self._persister.write(drafts, new_room=ROOM_VERSION)
+            await self._persister.write(drafts, new_room=version.identifier)
         except MatrixError as refusal:
             # The creator may do anything in a new room: a refused initial
             # event means the request asked for something invalid.
@@ -129,6 +143,17 @@ class Rooms:
         if publish:
             await directory_store.set_published(self._pool, room_id, True)
         return room_id
+
+    def _create_event(self, creator: str, request: RoomRequest) -> EventDraft:
+        """The signed m.room.create of a room whose id is made from it."""
+        version = room_version(request.room_version)
+        pdu = build_pdu(room_id="", sender=creator, event_type="m.room.create",
+                        content=create_content(creator, request), state_key="", redacts=None,
+                        origin_server_ts=int(time.time() * 1000), depth=1, prev_events=[], auth_events=[],
+                        version=version)
+        event_id, signed = finish_pdu(pdu, self._signer.server_name, self._signer.key, version)
+        return EventDraft(room_id="!" + event_id[1:], sender=creator, type="m.room.create",
+                          content=signed["content"], state_key="", event_id=event_id, pdu=signed)
 
     # -- membership ----------------------------------------------------------
 
@@ -151,7 +176,10 @@ class Rooms:
         # On oneself: the membership (leaving is what a suspended account keeps); on someone else: invite or kick.
         action = membership if target == requester.user_id else "invite" if membership == "invite" else "kick"
         self._blocks.require(requester.user_id, action)
-        await self._require_room(room_id)
+        room = await self._require_room(room_id)
+        if room["stub"] and membership == "leave" and target == requester.user_id and self.remote is not None:
+            # Rejecting an invite to another server's room.
+            return await self.remote.reject(requester.user_id, room_id, room["creator"].partition(":")[2], reason)
         content: dict[str, Any] = {"membership": membership}
         if membership in ("join", "invite"):
             content.update(await self._profile(target))
@@ -161,6 +189,13 @@ class Rooms:
         return await self._write_one(self._draft(requester, room_id, "m.room.member", content, state_key=target))
 
     async def invite(self, requester: Requester, room_id: str, user_id: str, reason: str | None) -> None:
+        parts = ids.split_user_id(user_id)
+        if self.remote is not None and parts is not None and parts[1] != self.server_name:
+            self._blocks.require(requester.user_id, "invite")
+            await self._require_room(room_id)
+            content: dict[str, Any] = {"reason": reason} if reason else {}
+            await self.remote.invite(requester.user_id, room_id, user_id, content)
+            return
         await self._require_local_user(user_id)
         await self.set_membership(requester, room_id, user_id, "invite", reason)
 
@@ -222,8 +257,24 @@ class Rooms:
         if drafts:
             await self._persister.write(drafts)
 
-    async def join(self, requester: Requester, room_id_or_alias: str, reason: str | None = None) -> str:
+    async def join(self, requester: Requester, room_id_or_alias: str, reason: str | None = None, *,
+                   servers: Sequence[str] = ()) -> str:
         room_id = await self.resolve_room(room_id_or_alias)
+        room = await event_store.get_room(self._pool, room_id)
+        if self.remote is not None and (room is None or room["stub"]):
+            # A room of another server: through the servers named, the one in
+            # its id, or the one that sent the invite.
+            self._blocks.require(requester.user_id, "join")
+            via = list(servers)
+            if ":" in room_id:
+                via.append(room_id.partition(":")[2])
+            if room is not None:
+                via.append(room["creator"].partition(":")[2])
+            profile = await self._profile(requester.user_id)
+            if reason:
+                profile["reason"] = reason
+            await self.remote.join(requester.user_id, room_id, via, profile)
+            return room_id
         await self.set_membership(requester, room_id, requester.user_id, "join", reason)
         return room_id
 

@@ -57,7 +57,8 @@ async def batch_context(conn: Database, room_ids: Sequence[str], state_keys: Seq
         "       to_jsonb(CASE WHEN is_called THEN last_value ELSE 0 END) AS data FROM event_stream"
         " UNION ALL"
         " SELECT 'head', room_id, NULL, NULL,"
-        "       jsonb_build_object('head_event_id', head_event_id, 'head_depth', head_depth) AS data"
+        "       jsonb_build_object('head_event_id', head_event_id, 'head_depth', head_depth,"
+        "                          'room_version', room_version, 'pdus', pdus, 'extremities', extremities) AS data"
         "  FROM rooms WHERE room_id = ANY($1::text[]) AND NOT deleted"
         " UNION ALL"
         " SELECT 'state', cs.room_id, cs.type, cs.state_key, to_jsonb(e)"
@@ -83,9 +84,17 @@ async def batch_context(conn: Database, room_ids: Sequence[str], state_keys: Seq
     )
 
 
-async def insert_room(conn: Database, *, room_id: str, room_version: str, creator: str) -> None:
+async def existing_events(conn: Database, event_ids: Sequence[str]) -> set[str]:
+    """Which of the event ids are stored already."""
+    rows = await conn.fetch("SELECT event_id FROM events WHERE event_id = ANY($1::text[])", list(event_ids))
+    return {row["event_id"] for row in rows}
+
+
+async def insert_room(conn: Database, *, room_id: str, room_version: str, creator: str, stub: bool = False) -> None:
+    """A new room, whose events are PDUs; a stub holds only a remote invite."""
     await conn.execute(
-        "INSERT INTO rooms (room_id, room_version, creator) VALUES ($1, $2, $3)", room_id, room_version, creator
+        "INSERT INTO rooms (room_id, room_version, creator, pdus, stub) VALUES ($1, $2, $3, true, $4)",
+        room_id, room_version, creator, stub,
     )
 
 
@@ -123,31 +132,44 @@ WITH input AS (
     FROM (SELECT nextval('event_stream') AS stream FROM input) s
 ), ev AS (
     INSERT INTO events (stream, event_id, room_id, type, state_key, sender, content, origin_server_ts,
-                        depth, prev_events, unsigned, redacts, txn_device, txn_id, push_actions, push_highlight)
+                        depth, prev_events, unsigned, redacts, txn_device, txn_id, push_actions, push_highlight, pdu)
     SELECT taken.stream, ev->>'event_id', ev->>'room_id', ev->>'type', ev->>'state_key', ev->>'sender',
            ev->'content', (ev->>'origin_server_ts')::bigint, (ev->>'depth')::bigint,
            ARRAY(SELECT jsonb_array_elements_text(ev->'prev_events')), ev->'unsigned', ev->>'redacts',
            ev->>'txn_device', ev->>'txn_id',
            -- push rules' outcome for a member with the default rules whom the event
            -- does not name (services.push): [highlight, actions], or null
-           (ev->'push'->'default'->>1)::jsonb, COALESCE((ev->'push'->'default'->>0)::boolean, false)
+           (ev->'push'->'default'->>1)::jsonb, COALESCE((ev->'push'->'default'->>0)::boolean, false),
+           NULLIF(ev->'pdu', 'null'::jsonb)
     FROM input JOIN taken USING (n)
     RETURNING stream, event_id, room_id, type, state_key, sender, content, depth, txn_device, txn_id
 ), txn AS (
     INSERT INTO event_txns (user_id, device_id, txn_id, event_id)
     SELECT sender, txn_device, txn_id, event_id FROM ev WHERE txn_id IS NOT NULL
 ), head AS (
-    UPDATE rooms r SET head_event_id = h.event_id, head_depth = h.depth, head_stream = h.stream
-    FROM (SELECT DISTINCT ON (room_id) room_id, event_id, depth, stream FROM ev ORDER BY room_id, stream DESC) h
+    -- The room's newest event, its greatest depth, and its forward
+    -- extremities as the last event leaves them (the writer works them out).
+    UPDATE rooms r SET head_event_id = h.event_id, head_depth = GREATEST(r.head_depth, h.depth),
+        head_stream = h.stream,
+        extremities = CASE WHEN jsonb_typeof(h.extremities) = 'array'
+                           THEN ARRAY(SELECT jsonb_array_elements_text(h.extremities)) ELSE r.extremities END
+    FROM (SELECT DISTINCT ON (i.ev->>'room_id') i.ev->>'room_id' AS room_id, i.ev->>'event_id' AS event_id,
+                 (i.ev->>'depth')::bigint AS depth, t.stream, i.ev->'extremities' AS extremities
+          FROM input i JOIN taken t USING (n) ORDER BY i.ev->>'room_id', t.stream DESC) h
     WHERE r.room_id = h.room_id
+), not_current AS (
+    -- Received state events that state resolution left out of the room's
+    -- current state (services.federation_events): stored, but not current.
+    SELECT ev->>'event_id' AS event_id FROM input WHERE (ev->>'not_current')::boolean
 ), state AS (
     INSERT INTO current_state (room_id, type, state_key, event_id, stream)
     SELECT room_id, type, state_key, event_id, stream FROM ev WHERE state_key IS NOT NULL
+    AND event_id NOT IN (SELECT event_id FROM not_current)
     ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = EXCLUDED.event_id, stream = EXCLUDED.stream
 ), member AS (
     INSERT INTO memberships (room_id, user_id, membership, event_id, stream, since_stream)
     SELECT room_id, state_key, content->>'membership', event_id, stream, stream FROM ev
-    WHERE type = 'm.room.member' AND state_key IS NOT NULL
+    WHERE type = 'm.room.member' AND state_key IS NOT NULL AND event_id NOT IN (SELECT event_id FROM not_current)
     ON CONFLICT (room_id, user_id) DO UPDATE SET membership = EXCLUDED.membership,
         event_id = EXCLUDED.event_id, stream = EXCLUDED.stream, forgotten = false,
         since_stream = CASE WHEN memberships.membership = EXCLUDED.membership
@@ -174,7 +196,9 @@ async def append_events(conn: Database, events: Sequence[dict]) -> list[int]:
     services.push makes it) at the next stream positions, in order; returns
     the positions."""
     rows = await conn.fetch(_APPEND_EVENTS, [{**{column: event[column] for column in _APPENDED},
-                                              "push": event.get("push")} for event in events],
+                                              "push": event.get("push"), "pdu": event.get("pdu"),
+                                              "not_current": event.get("not_current", False),
+                                              "extremities": event.get("extremities")} for event in events],
                             EVENTS_CHANNEL)
     return [row["stream"] for row in rows]
 
@@ -185,7 +209,7 @@ _APPENDED = ("event_id", "room_id", "type", "state_key", "sender", "content", "o
 
 async def redact(conn: Database, event_id: str, pruned_content: dict, redacted_because: dict) -> None:
     await conn.execute(
-        "UPDATE events SET content = $2, redacted_by = $3,"
+        "UPDATE events SET content = $2, redacted_by = $3, pdu = jsonb_set(pdu, '{content}', $2),"
         " unsigned = (unsigned - 'prev_content') || jsonb_build_object('redacted_because', $4::jsonb)"
         " WHERE event_id = $1",
         event_id, pruned_content, redacted_because["event_id"], redacted_because,

@@ -76,6 +76,14 @@ export class Room {
   }
 
   powerOf(userId) {
+    // From room version 12 the creators (the create event's sender and its
+    // additional_creators) are above every level and are not listed: shown
+    // as the top level, 100.
+    const create = this.stateEvent("m.room.create");
+    if (create && create.content && create.content.room_version === "12"
+        && (create.sender === userId || (create.content.additional_creators || []).includes(userId))) {
+      return 100;
+    }
     const levels = this.stateContent("m.room.power_levels");
     const users = levels.users || {};
     return userId in users ? users[userId] : (levels.users_default || 0);

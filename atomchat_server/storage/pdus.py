@@ -1,0 +1,161 @@
+"""Reads of rooms' PDUs for federation: the events other servers cite, the
+state at a point of a room, auth chains."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from ..db import Database
+
+_PDU_COLUMNS = "event_id, stream, type, state_key, depth, pdu"
+
+
+async def pdu_room(db: Database, room_id: str) -> asyncpg.Record | None:
+    """A room whose events are PDUs (not deleted), or None."""
+    return await db.fetchrow(
+        "SELECT room_id, room_version, extremities, head_stream FROM rooms"
+        " WHERE room_id = $1 AND pdus AND NOT stub AND NOT deleted", room_id)
+
+
+async def stub_room(db: Database, room_id: str) -> bool:
+    """Whether the room is known here only by a remote invite."""
+    return bool(await db.fetchval("SELECT EXISTS (SELECT 1 FROM rooms WHERE room_id = $1 AND stub)", room_id))
+
+
+async def unstub(db: Database, room_id: str) -> None:
+    await db.execute("UPDATE rooms SET stub = false WHERE room_id = $1", room_id)
+
+
+async def known_events(db: Database, event_ids: Sequence[str]) -> set[str]:
+    rows = await db.fetch("SELECT event_id FROM events WHERE event_id = ANY($1::text[])", list(event_ids))
+    return {row["event_id"] for row in rows}
+
+
+async def server_in_room(db: Database, room_id: str, server_name: str) -> bool:
+    """Whether a user of the server is joined to (or invited to) the room."""
+    return bool(await db.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM memberships WHERE room_id = $1 AND membership IN ('join', 'invite')"
+        " AND substr(user_id, strpos(user_id, ':') + 1) = $2)", room_id, server_name))
+
+
+async def servers_in_room(db: Database, room_id: str) -> list[str]:
+    """The servers with a user joined to the room."""
+    rows = await db.fetch(
+        "SELECT DISTINCT substr(user_id, strpos(user_id, ':') + 1) AS server FROM memberships"
+        " WHERE room_id = $1 AND membership = 'join' ORDER BY 1", room_id)
+    return [row["server"] for row in rows]
+
+
+async def max_depth(db: Database, room_id: str, event_ids: Sequence[str]) -> int:
+    return int(await db.fetchval(
+        "SELECT COALESCE(max(depth), 0) FROM events WHERE room_id = $1 AND event_id = ANY($2::text[])",
+        room_id, list(event_ids)))
+
+
+async def event_pdu(db: Database, event_id: str) -> asyncpg.Record | None:
+    return await db.fetchrow(f"SELECT room_id, {_PDU_COLUMNS} FROM events WHERE event_id = $1 AND pdu IS NOT NULL",
+                             event_id)
+
+
+async def has_event(db: Database, event_id: str) -> bool:
+    return bool(await db.fetchval("SELECT EXISTS (SELECT 1 FROM events WHERE event_id = $1)", event_id))
+
+
+async def pdus(db: Database, room_id: str, event_ids: Sequence[str]) -> list[asyncpg.Record]:
+    """The named events of the room that this server has, with their PDUs, in stream order."""
+    return await db.fetch(
+        f"SELECT {_PDU_COLUMNS} FROM events WHERE room_id = $1 AND event_id = ANY($2::text[])"
+        " AND pdu IS NOT NULL ORDER BY stream", room_id, list(event_ids))
+
+
+async def state_ids_after(db: Database, room_id: str, stream: int) -> dict[tuple[str, str], str]:
+    """(type, state key) -> event id of the room's state once the event at
+    ``stream`` had happened, in this server's stream order."""
+    rows = await db.fetch(
+        "SELECT DISTINCT ON (type, state_key) type, state_key, event_id FROM events"
+        " WHERE room_id = $1 AND state_key IS NOT NULL AND stream <= $2"
+        " ORDER BY type, state_key, stream DESC", room_id, stream)
+    return {(row["type"], row["state_key"]): row["event_id"] for row in rows}
+
+
+async def auth_chain(db: Database, room_id: str, event_ids: Sequence[str], *,
+                     include_self: bool = True, limit: int = 50000) -> list[asyncpg.Record]:
+    """The events reachable from ``event_ids`` through auth_events (and the
+    events themselves when ``include_self``), in stream order."""
+    return await db.fetch(
+        "WITH RECURSIVE chain(event_id) AS ("
+        "   SELECT a.value FROM events e, jsonb_array_elements_text(e.pdu->'auth_events') a"
+        "   WHERE e.room_id = $1 AND e.event_id = ANY($2::text[])"
+        "   UNION"
+        "   SELECT a.value FROM chain c JOIN events e ON e.event_id = c.event_id,"
+        "          jsonb_array_elements_text(e.pdu->'auth_events') a"
+        " )"
+        f" SELECT {_PDU_COLUMNS} FROM events WHERE room_id = $1 AND pdu IS NOT NULL"
+        " AND (event_id IN (SELECT event_id FROM chain) OR ($3 AND event_id = ANY($2::text[])))"
+        " ORDER BY stream LIMIT $4",
+        room_id, list(event_ids), include_self, limit)
+
+
+async def is_ancestor(db: Database, room_id: str, event_id: str, from_ids: Sequence[str]) -> bool:
+    """Whether ``event_id`` is one of ``from_ids`` or reachable from them
+    through prev_events (the walk stops below its depth)."""
+    return bool(await db.fetchval(
+        "WITH RECURSIVE target AS (SELECT depth FROM events WHERE event_id = $2),"
+        " walk(event_id) AS ("
+        "   SELECT unnest($3::text[])"
+        "   UNION"
+        "   SELECT p.value FROM walk w JOIN events e ON e.event_id = w.event_id AND e.room_id = $1,"
+        "          jsonb_array_elements_text(e.pdu->'prev_events') p"
+        "   WHERE e.depth > (SELECT depth FROM target)"
+        " )"
+        " SELECT EXISTS (SELECT 1 FROM walk WHERE event_id = $2)", room_id, event_id, list(from_ids)))
+
+
+async def current_state_ids(db: Database, room_id: str) -> dict[tuple[str, str], str]:
+    rows = await db.fetch("SELECT type, state_key, event_id FROM current_state WHERE room_id = $1", room_id)
+    return {(row["type"], row["state_key"]): row["event_id"] for row in rows}
+
+
+async def current_state_pdus(db: Database, room_id: str) -> list[asyncpg.Record]:
+    return await db.fetch(
+        f"SELECT {', '.join('e.' + c.strip() for c in _PDU_COLUMNS.split(','))}"
+        " FROM current_state cs JOIN events e ON e.event_id = cs.event_id"
+        " WHERE cs.room_id = $1 AND e.pdu IS NOT NULL ORDER BY e.stream", room_id)
+
+
+async def state_pdus_after(db: Database, room_id: str, stream: int) -> list[asyncpg.Record]:
+    """The PDUs of the room's state once the event at ``stream`` had happened."""
+    return await db.fetch(
+        f"SELECT * FROM (SELECT DISTINCT ON (type, state_key) {_PDU_COLUMNS} FROM events"
+        " WHERE room_id = $1 AND state_key IS NOT NULL AND stream <= $2 AND pdu IS NOT NULL"
+        " ORDER BY type, state_key, stream DESC) s ORDER BY stream", room_id, stream)
+
+
+async def missing_events(db: Database, room_id: str, earliest: Sequence[str], latest: Sequence[str],
+                         limit: int, min_depth: int) -> list[asyncpg.Record]:
+    """Up to ``limit`` events reachable from ``latest`` through prev_events
+    without passing ``earliest``, newest first (get_missing_events)."""
+    return await db.fetch(
+        "WITH RECURSIVE walk(event_id, n) AS ("
+        "   SELECT p.value, 1 FROM events e, jsonb_array_elements_text(e.pdu->'prev_events') p"
+        "   WHERE e.room_id = $1 AND e.event_id = ANY($3::text[])"
+        "   UNION"
+        "   SELECT p.value, w.n + 1 FROM walk w JOIN events e ON e.event_id = w.event_id,"
+        "          jsonb_array_elements_text(e.pdu->'prev_events') p"
+        "   WHERE NOT w.event_id = ANY($2::text[]) AND w.n < $4"
+        " )"
+        f" SELECT {_PDU_COLUMNS} FROM events WHERE room_id = $1 AND pdu IS NOT NULL AND depth >= $5"
+        " AND event_id IN (SELECT event_id FROM walk) AND NOT event_id = ANY($2::text[])"
+        " ORDER BY stream DESC LIMIT $4",
+        room_id, list(earliest), list(latest), limit, min_depth)
+
+
+async def backfill(db: Database, room_id: str, from_ids: Sequence[str], limit: int) -> list[asyncpg.Record]:
+    """Up to ``limit`` events at or before the newest of ``from_ids`` in this
+    server's order, newest first."""
+    return await db.fetch(
+        f"SELECT {_PDU_COLUMNS} FROM events WHERE room_id = $1 AND pdu IS NOT NULL"
+        " AND stream <= (SELECT max(stream) FROM events WHERE room_id = $1 AND event_id = ANY($2::text[]))"
+        " ORDER BY stream DESC LIMIT $3", room_id, list(from_ids), limit)
