@@ -289,13 +289,13 @@ class AtomChat:
         federation_client = FederationClient(settings.server_name, server_key,
                                              verify_certificates=settings.federation_verify_certificates,
                                              blocklist=settings.federation_ip_range_blocklist)
-        outbox = Outbox(self._pool, federation_client, settings.server_name)
+        outbox = Outbox(self._pool, federation_client, settings.server_name, dsn=self.dsn)
         ephemeral = Ephemeral(pool=self._pool, persister=self._persister, notifier=notifier, outbox=outbox,
                               server_name=settings.server_name)
         keyring = KeyRing(self._pool, federation_client, settings.server_name, server_key)
         signer = Signer(settings.server_name, server_key)
         federation_events = FederationEvents(pool=self._pool, persister=self._persister, keyring=keyring,
-                                             client=federation_client)
+                                             client=federation_client, policy=blocks)
         rooms.remote = RemoteMembership(pool=self._pool, persister=self._persister, signer=signer,
                                         events=federation_events, client=federation_client)
         self._persister.appended_hooks.append(

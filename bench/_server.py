@@ -360,6 +360,41 @@ class ServerProcess:
         return "\n".join(text.splitlines()[-lines:])
 
 
+class FederatingServer(ServerProcess):
+    """`atomchat serve` with its federation listener on a free port, named by
+    it (``127.0.0.1:PORT``), with a self-signed certificate that other test
+    servers accept (certificate checks off, no address blocklist), as
+    loopback federation set-ups run. ``halt()`` stops it keeping its data, so
+    that ``start()`` brings the same server back."""
+
+    def __init__(self, cert: Path, key: Path, **settings: Any) -> None:
+        self.federation_port = free_port()
+        self.name = f"127.0.0.1:{self.federation_port}"
+        super().__init__(server_name=self.name, federation_port=self.federation_port,
+                         federation_tls_certificate=cert, federation_tls_private_key=key,
+                         federation_ip_range_blocklist="none", **settings)
+
+    def command(self) -> list[str]:
+        return [*super().command(), "--no-federation-verify-certificates"]
+
+    async def halt(self) -> None:
+        """Stops the server as an outage would, keeping its data directory."""
+        assert self._process is not None, "start() first"
+        self._process.send_signal(signal.SIGTERM)
+        await asyncio.get_running_loop().run_in_executor(None, self._process.wait, STOP_TIMEOUT)
+        if self._log is not None:
+            self._log.close()
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, PEM files in ``folder``."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
 # -- latency probe -------------------------------------------------------------
 
 def _probe_main(url: str, interval: float, ready, stop, results) -> None:

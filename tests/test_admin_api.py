@@ -61,6 +61,8 @@ def endpoints(user_id: str, room_id: str) -> list[tuple[str, str, Any]]:
         ("PUT", f"{SPEC_ADMIN}/lock/{user}", {"locked": True}),
         ("GET", f"{SPEC_ADMIN}/suspend/{user}", None),
         ("PUT", f"{SPEC_ADMIN}/suspend/{user}", {"suspended": True}),
+        ("GET", f"{ADMIN}/servers/banned.example/ban", None),
+        ("PUT", f"{ADMIN}/servers/banned.example/ban", {"banned": True}),
     ]
 
 

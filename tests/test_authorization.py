@@ -59,6 +59,8 @@ GET    {admin}/rooms                                                    401   40
 GET    {admin}/rooms/{room_id}                                          401   403     403     403      403     403  200   403     401
 DELETE {admin}/rooms/{room_id}                                          401   403     403     403      403     403  200   403     401
 GET    {admin}/rooms/{room_id}/messages                                 401   403     403     403      403     403  200   403     401
+GET    {admin}/servers/{server}/ban                                     401   403     403     403      403     403  200   403     401
+PUT    {admin}/servers/{server}/ban                                     401   403     403     403      403     403  200   403     401
 GET    {admin}/users                                                    401   403     403     403      403     403  200   403     401
 GET    {admin}/users/{user_id}                                          401   403     403     403      403     403  200   403     401
 PUT    {admin}/users/{user_id}/lock                                     401   403     403     403      403     403  200   403     401
@@ -495,6 +497,8 @@ RECIPES: dict[tuple[str, str], Recipe] = {
         "device_display_name": "Table", "lang": "en", "data": {"url": "https://push.example.org/_matrix/push/v1/notify"}}),
     ("GET", f"{ADMIN}/reports/{{report_id}}"): Recipe(prepare="report"),
     ("PUT", f"{ADMIN}/reports/{{report_id}}"): Recipe(prepare="report", body={"status": "resolved", "note": "table"}),
+    ("GET", f"{ADMIN}/servers/{{server}}/ban"): Recipe(params={"server": "banned.example"}),
+    ("PUT", f"{ADMIN}/servers/{{server}}/ban"): Recipe(params={"server": "banned.example"}, body={"banned": True}),
     ("GET", f"{ADMIN}/users/{{user_id}}"): Recipe(params=TARGET),
     ("PUT", f"{ADMIN}/users/{{user_id}}/lock"): Recipe(params=TARGET, body={"locked": True}),
     ("PUT", f"{ADMIN}/users/{{user_id}}/suspend"): Recipe(params=TARGET, body={"suspended": True}),

@@ -3,6 +3,7 @@ by a pretend remote server (its key given to the service as the KeyRing
 would) are checked, and the ones that pass reach clients like local events."""
 
 import json
+from urllib.parse import quote
 
 import asyncpg
 
@@ -10,7 +11,7 @@ from atomchat_server.services.federation_events import FederationEvents
 from atomchat_server.services.federation_send import PduSender
 
 from .pdu_steps import Keys, RemoteServer
-from .room_steps import bodies, register
+from .room_steps import SERVER, bodies, register
 from .sync_steps import sync
 
 REMOTE = RemoteServer("remote.example")
@@ -178,3 +179,49 @@ async def test_local_events_of_a_room_with_remote_members_go_to_their_servers(ap
     finally:
         await conn.close()
     assert outbox.queued[0][1][0] == json.loads(stored_pdu)
+
+
+async def test_events_of_a_blocked_remote_user_or_a_banned_server_are_refused(api, server):
+    """m.policy.rule.user for a remote user id and m.policy.rule.server, set
+    through the admin API: the inbound PDU service refuses their events
+    (also when another server relays them) and stores nothing; lifted, they
+    are accepted again."""
+    keys = Keys()
+    REMOTE.trusted_by(keys)
+    alice, room_id, rob = await joined_room(api, server, keys)
+    await server.atomchat.ctx.moderation.set_moderator(None, alice.user_id, True)
+    events = FederationEvents(pool=server.atomchat.ctx.pool, persister=server.atomchat._persister, keyring=keys,
+                              policy=server.atomchat.ctx.moderation.blocks)
+    admin = "/_atomchat/admin/v1"
+    lock = f"{admin}/users/{quote(rob, safe='')}/lock"
+    for block, lift, error in (
+            ((lock, {"locked": True}, "admin/lock.response"), (lock, {"locked": False}, "admin/lock.response"),
+             f"the user {rob} is blocked on this server"),
+            ((f"{admin}/servers/{REMOTE.name}/ban", {"banned": True, "reason": "spam"}, "admin/server_ban.response"),
+             (f"{admin}/servers/{REMOTE.name}/ban", {"banned": False}, "admin/server_ban.response"),
+             f"the server {REMOTE.name} is banned on this server"),
+            ((f"{admin}/servers/*.example/ban", {"banned": True}, "admin/server_ban.response"),
+             (f"{admin}/servers/*.example/ban", {"banned": False}, "admin/server_ban.response"),
+             f"the server {REMOTE.name} is banned on this server")):
+        await api.request("PUT", block[0], block[1], token=alice.access_token, schema=block[2])
+        said_id, said = await REMOTE.pdu(server.atomchat.dsn, room_id, rob, "m.room.message",
+                                         {"msgtype": "m.text", "body": f"refused {error}"})
+        # Relayed by another server (the origin is not the sender's server): refused all the same.
+        for origin in (REMOTE.name, "relay.example"):
+            assert await events.receive_pdus(origin, [said]) == {said_id: {"error": error}}
+        assert await stored(server.atomchat.dsn, said_id) is None
+        await api.request("PUT", lift[0], lift[1], token=alice.access_token, schema=lift[2])
+        assert await events.receive_pdus(REMOTE.name, [said]) == {said_id: {}}
+    banned = await api.request("GET", f"{admin}/servers/{REMOTE.name}/ban", token=alice.access_token,
+                               schema="admin/server_ban.response")
+    assert banned.body == {"banned": False}
+    await api.request("PUT", f"{admin}/servers/*.example/ban", {"banned": True}, token=alice.access_token,
+                      schema="admin/server_ban.response")
+    for name, expected in ((REMOTE.name, True), ("other.org", False)):
+        answer = await api.request("GET", f"{admin}/servers/{name}/ban", token=alice.access_token,
+                                   schema="admin/server_ban.response")
+        assert answer.body == {"banned": expected}
+    for bad in (SERVER, "a b"):
+        answer = await api.request("PUT", f"{admin}/servers/{quote(bad)}/ban", {"banned": True},
+                                   token=alice.access_token, status=400)
+        assert answer["errcode"] == "M_INVALID_PARAM"

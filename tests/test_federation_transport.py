@@ -27,6 +27,7 @@ from atomchat_server.services.federation_events import FederationEvents
 from atomchat_server.storage.federation import put_keys
 
 from .client import MATRIX, check_schema
+from .federation_steps import FederatedServer
 
 SEND = "/_matrix/federation/v1/send"
 
@@ -455,6 +456,54 @@ async def test_a_down_destination_does_not_delay_others_or_local_sends(federatio
     await wait_for(lambda: asyncio.sleep(0, result=received == [("pdu", 2)]), timeout=10)
     assert a.ctx.outbox.backing_off(down)
     assert await a.ctx.pool.fetchval("SELECT count(*) FROM federation_outbox WHERE destination = $1", down) == 2
+
+
+async def test_one_process_of_several_sends_a_destination_and_another_takes_over(federation_pair, received):
+    """Two server processes of ``a`` on one database: each destination is sent
+    by exactly one of them at a time; when that one dies, the other sends
+    what is left, in order and once."""
+    a, b = federation_pair
+    a2 = FederatedServer(a.name, a.settings.replace(federation_port=None), a.dsn, a.passwords)
+    await a2.start()
+    try:
+        for server in (a, a2):
+            fast_retries(server)
+        # Both processes queue for b at once: everything arrives once, each
+        # process's rows in the order it queued them.
+        async def queue(server, parity: int) -> None:
+            for n in range(parity, 20, 2):
+                await server.ctx.outbox.enqueue_pdus([b.name], [pdu(n, a.name)])
+
+        await asyncio.gather(queue(a, 0), queue(a2, 1))
+        await wait_for(lambda: asyncio.sleep(0, result=len(received) >= 20))
+        await asyncio.sleep(0.3)
+        assert sorted(received) == [("pdu", n) for n in range(20)]
+        for parity in (0, 1):
+            assert [n for _, n in received if n % 2 == parity] == list(range(parity, 20, 2))
+        received.clear()
+        # b is down: the first process to queue holds b's lock and retries;
+        # the other only queues (and wakes the holder).
+        await b.stop()
+        await a.ctx.outbox.enqueue_pdus([b.name], [pdu(100, a.name)])
+        await wait_for(lambda: asyncio.sleep(0, result=a.ctx.outbox.backing_off(b.name)))
+        await a2.ctx.outbox.enqueue_pdus([b.name], [pdu(101, a.name)])
+        await a2.ctx.outbox.enqueue_edu(b.name, "org.example.test", {"n": 102})
+        await a2.ctx.outbox.sweep()
+        await asyncio.sleep(0.2)
+        assert a.ctx.outbox.sending(b.name) and not a2.ctx.outbox.sending(b.name)
+        assert received == []
+        # The holder dies (its database session ends, and its lock with it);
+        # b comes back; the other process's next sweep takes b over.
+        await a.stop()
+        await b.start()
+        await a2.ctx.outbox.sweep()
+        await wait_for(lambda: asyncio.sleep(0, result=len(received) >= 3))
+        await asyncio.sleep(0.3)
+        assert received == [("pdu", 100), ("pdu", 101), ("edu", 102)]
+        assert a2.ctx.outbox.sending(b.name) is False  # done: the lock is released
+        assert await a2.ctx.pool.fetchval("SELECT count(*) FROM federation_outbox") == 0
+    finally:
+        await a2.stop()
 
 
 async def test_a_server_banned_by_the_policy_room_is_refused_with_403(federation_pair):

@@ -213,6 +213,35 @@ class MatrixBlockHandler(AdminHandler):
         self.send_json({key: body[key]})
 
 
+class ServerBanHandler(AdminHandler):
+    """Another server (or every server a glob such as ``*.example.org``
+    matches) banned by an m.policy.rule.server rule: its requests get 403
+    and events from its users are refused, also when another server relays
+    them."""
+
+    contract = {"get": Op("Whether a server is banned", {200: "admin/server_ban.response"}, errors=(400, 403)),
+                "put": Op("Ban a server or lift its ban", {200: "admin/server_ban.response"},
+                          request="admin/server_ban.request", errors=(400, 403))}
+
+    def server(self, server: str) -> str:
+        if not server or len(server) > 255 or any(c.isspace() or c in "/@#!" for c in server):
+            raise MatrixError(400, "M_INVALID_PARAM", "Not a server name or server glob")
+        if server == self.ctx.settings.server_name:
+            raise MatrixError(400, "M_INVALID_PARAM", "This server cannot ban itself")
+        return server
+
+    async def get(self, server: str) -> None:
+        await self.moderator()
+        self.send_json({"banned": self.ctx.moderation.blocks.server_banned(self.server(server))})
+
+    async def put(self, server: str) -> None:
+        requester = await self.moderator()
+        body = self.json_body("admin/server_ban.request")
+        await self.ctx.moderation.set_server_ban(requester.user_id, self.server(server), body["banned"],
+                                                 body.get("reason", ""))
+        self.send_json({"banned": body["banned"]})
+
+
 def routes() -> list[tuple[str, type]]:
     return [
         (ADMIN + r"/users", UsersHandler),
@@ -224,6 +253,7 @@ def routes() -> list[tuple[str, type]]:
         (ADMIN + r"/rooms", RoomsHandler),
         (ADMIN + r"/rooms/([^/]+)", RoomHandler),
         (ADMIN + r"/rooms/([^/]+)/messages", RoomMessagesHandler),
+        (ADMIN + r"/servers/([^/]+)/ban", ServerBanHandler),
         (ADMIN + r"/reports", ReportsHandler),
         (ADMIN + r"/reports/([^/]+)", ReportHandler),
         (r"/_matrix/client/v1/admin/(lock|suspend)/([^/]+)", MatrixBlockHandler),

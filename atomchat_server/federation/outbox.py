@@ -13,8 +13,16 @@ cut short when the destination shows it is up again (it sent us a signed
 request). Rows outlive a restart: ``start()`` resumes every destination
 with rows waiting.
 
-Assumes one server process sends for a database (several processes would
-each send every destination's queue).
+Several server processes may share one database: exactly one of them sends
+a given destination at a time. A sender holds a PostgreSQL session advisory
+lock named after its destination, on a connection of its own, for as long
+as it runs (including its back-off waits); a process that cannot take the
+lock leaves that destination to its holder and tells it about new rows with
+a NOTIFY. A holder that ends releases the lock and then looks once more for
+rows, so rows queued by another process meanwhile are never stranded. When
+a process dies, its connection closes and PostgreSQL drops its locks; every
+process sweeps the queue every ``sweep_seconds`` for destinations with rows
+and no sender anywhere, so another takes over.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import asyncpg
 
 from ..db.pool import UNREACHABLE
 from ..storage import federation as store
+from ..storage import federation_locks as locks
 from .remote import Remote, RemoteError, Unreachable
 
 log = logging.getLogger("atomchat.federation")
@@ -43,6 +52,10 @@ SEND_TIMEOUT = 60.0
 # means the destination refuses the transaction as such, which is dropped
 # rather than holding up everything queued behind it.
 RETRIED_STATUSES = (401, 408, 429)
+# The NOTIFY channel on which a process tells a destination's sender (in
+# whichever process holds its lock) that rows were queued.
+WAKE_CHANNEL = "atomchat_outbox"
+LOCK_CONNECTION_NAME = "atomchat-outbox"
 
 
 def new_txn_id() -> str:
@@ -55,25 +68,43 @@ class _Destination:
         self.up = asyncio.Event()  # the destination showed it is up: retry now
         self.failures = 0
         self.task: asyncio.Task[None] | None = None
+        self.locked = False  # this process holds the destination's lock
 
 
 class Outbox:
-    def __init__(self, pool: asyncpg.Pool, client: Remote, server_name: str, *,
-                 base_backoff: float = 1.0, max_backoff: float = 300.0) -> None:
+    def __init__(self, pool: asyncpg.Pool, client: Remote, server_name: str, *, dsn: str,
+                 base_backoff: float = 1.0, max_backoff: float = 300.0, sweep_seconds: float = 10.0) -> None:
         self._pool = pool
         self._client = client
         self._server_name = server_name
+        self._dsn = dsn
         self.base_backoff = base_backoff
         self.max_backoff = max_backoff
+        self.sweep_seconds = sweep_seconds
         self._destinations: dict[str, _Destination] = {}
         self._stopping = False
+        # The connection whose session holds this process's destination locks
+        # and LISTENs for wake-ups; one query at a time on it.
+        self._lock_conn: asyncpg.Connection | None = None
+        self._lock_use = asyncio.Lock()
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        for destination in await store.pending_destinations(self._pool):
-            self._wake(destination)
+        await self._connect()
+        await self.sweep()
+        self._sweeper = asyncio.ensure_future(self._keep_sweeping())
 
     async def stop(self) -> None:
         self._stopping = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        await self._stop_senders()
+        if self._lock_conn is not None and not self._lock_conn.is_closed():
+            await self._lock_conn.close()
+
+    async def _stop_senders(self) -> None:
         tasks = [state.task for state in self._destinations.values() if state.task is not None]
         for task in tasks:
             task.cancel()
@@ -81,6 +112,59 @@ class Outbox:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._destinations.clear()
+
+    async def _connect(self) -> None:
+        conn = await asyncpg.connect(self._dsn, server_settings={"application_name": LOCK_CONNECTION_NAME})
+        try:
+            await conn.add_listener(WAKE_CHANNEL, self._on_wake_notice)
+        except BaseException:
+            conn.terminate()
+            raise
+        self._lock_conn = conn
+
+    def _on_wake_notice(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        state = self._destinations.get(str(payload))  # a NOTIFY payload is text
+        if state is not None and state.locked:
+            state.wake.set()
+
+    async def _keep_sweeping(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_seconds)
+            try:
+                if self._lock_conn is None or self._lock_conn.is_closed():
+                    # The locks went with the connection: whatever this process
+                    # was sending may now be another's; start over.
+                    log.warning("lost the outbox lock connection; reconnecting")
+                    await self._stop_senders()
+                    await self._connect()
+                await self.sweep()
+            except (OSError, *UNREACHABLE) as exc:
+                log.warning("outbox sweep failed (%s); retrying", exc)
+            except Exception:  # the sweep must outlive a bug in one round
+                log.exception("outbox sweep failed")
+
+    async def sweep(self) -> None:
+        """Starts a sender for each destination with rows and none here (it
+        ends at once when another process holds the lock)."""
+        for destination in await store.pending_destinations(self._pool):
+            if destination not in self._destinations:
+                self._wake(destination, announce=False)
+
+    def sending(self, destination: str) -> bool:
+        """This process holds the destination's lock and sends its queue."""
+        state = self._destinations.get(destination)
+        return state is not None and state.locked
+
+    async def _try_lock(self, destination: str) -> bool:
+        async with self._lock_use:
+            if self._lock_conn is None or self._lock_conn.is_closed():
+                return False
+            return await locks.try_lock(self._lock_conn, destination)
+
+    async def _unlock(self, destination: str) -> None:
+        async with self._lock_use:
+            if self._lock_conn is not None and not self._lock_conn.is_closed():
+                await locks.unlock(self._lock_conn, destination)
 
     async def enqueue_pdus(self, destinations: Iterable[str], pdus: Sequence[Mapping[str, Any]]) -> None:
         targets = sorted({d for d in destinations if d != self._server_name})
@@ -106,7 +190,7 @@ class Outbox:
         state = self._destinations.get(destination)
         return state is not None and state.failures > 0
 
-    def _wake(self, destination: str) -> None:
+    def _wake(self, destination: str, *, announce: bool = True) -> None:
         if self._stopping:
             return
         state = self._destinations.get(destination)
@@ -114,7 +198,41 @@ class Outbox:
             state = self._destinations[destination] = _Destination()
         state.wake.set()
         if state.task is None:
-            state.task = asyncio.ensure_future(self._run(destination, state))
+            state.task = asyncio.ensure_future(self._guarded(destination, state, announce))
+
+    async def _guarded(self, destination: str, state: _Destination, announce: bool) -> None:
+        """Sends the destination's queue while holding its lock; when another
+        process holds it, tells that process (if rows were just queued here)."""
+        while True:
+            try:
+                state.locked = await self._try_lock(destination)
+            except (OSError, *UNREACHABLE) as exc:
+                log.warning("could not take the outbox lock for %s (%s)", destination, exc)
+                state.locked = False
+            if not state.locked:
+                if announce:
+                    with contextlib.suppress(OSError, *UNREACHABLE):
+                        await locks.announce(self._pool, WAKE_CHANNEL, destination)
+                self._forget(destination, state)
+                return
+            try:
+                await self._run(destination, state)
+            finally:
+                state.locked = False
+                if not self._stopping:
+                    with contextlib.suppress(OSError, *UNREACHABLE):
+                        await self._unlock(destination)
+            # Rows queued by another process while this one held the lock
+            # (its NOTIFY may have come after the last look): look again.
+            if self._stopping or not await store.queued_count(self._pool, destination):
+                self._forget(destination, state)
+                return
+            announce = False
+
+    def _forget(self, destination: str, state: _Destination) -> None:
+        state.task = None
+        if self._destinations.get(destination) is state:
+            del self._destinations[destination]
 
     async def _run(self, destination: str, state: _Destination) -> None:
         while True:
@@ -132,10 +250,7 @@ class Outbox:
                 state.failures = 0
                 continue
             if not state.wake.is_set():
-                # Nothing waits: end this sender (a later enqueue starts another).
-                state.task = None
-                del self._destinations[destination]
-                return
+                return  # nothing waits: the caller releases the lock
 
     async def _back_off(self, destination: str, state: _Destination, reason: str) -> None:
         state.failures += 1

@@ -67,13 +67,22 @@ class RemoteCalls(Protocol):
                       timeout: float = 30.0) -> Any: ...
 
 
+class SenderPolicy(Protocol):
+    """The part of moderation.Blocks this service uses: who the policy room blocks."""
+
+    def of(self, user_id: str) -> str | None: ...
+
+    def server_banned(self, server: str) -> bool: ...
+
+
 class FederationEvents:
     def __init__(self, *, pool: asyncpg.Pool, persister: Persister, keyring: KeySource,
-                 client: RemoteCalls | None = None) -> None:
+                 client: RemoteCalls | None = None, policy: SenderPolicy | None = None) -> None:
         self._pool = pool
         self._persister = persister
         self._keyring = keyring
         self._client = client
+        self._policy = policy  # m.policy.rule.user / m.policy.rule.server: their events are refused
 
     async def receive_pdus(self, origin: str, pdus: Sequence[Any]) -> dict[str, dict[str, Any]]:
         """event id -> {} (accepted) or {"error": why}, as /send answers."""
@@ -100,6 +109,7 @@ class FederationEvents:
                 return event_id, None
             if pdu["type"] == "m.room.create":
                 raise PduError("a room's create event cannot be sent into it")
+            self._check_policy(pdu["sender"])
             await self._check_signatures(pdu, version)
             kept, redacted = with_checked_hash(pdu, version)
             if redacted:
@@ -126,6 +136,16 @@ class FederationEvents:
             # state now. Acknowledged, so the origin does not send it again.
             log.info("soft-failed event %s from %s: %s", event_id, origin, refusal.error)
         return event_id, None
+
+    def _check_policy(self, sender: str) -> None:
+        """Refuses the events of a user or a server the policy room blocks."""
+        if self._policy is None:
+            return
+        _, _, server = sender.partition(":")
+        if self._policy.server_banned(server):
+            raise PduError(f"the server {server} is banned on this server")
+        if self._policy.of(sender) is not None:
+            raise PduError(f"the user {sender} is blocked on this server")
 
     async def take_room(self, origin: str, room_id: str, version: RoomVersion, state: Any, auth_chain: Any,
                         join: Mapping[str, Any], join_id: str) -> None:

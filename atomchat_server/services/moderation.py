@@ -193,13 +193,22 @@ class Moderation:
         return [m for m in await store.moderators(self._pool) if m != user_id and self.blocks.of(m) != "locked"]
 
     async def set_block(self, moderator: str, user_id: str, block: str | None, reason: str = "") -> None:
-        """Locks, suspends or (None) unblocks a user, as a rule in the policy room."""
+        """Locks, suspends or (None) unblocks a user, as a rule in the policy
+        room. A user of another server has no account here: blocking them
+        refuses the events they send from their server."""
+        split = ids.split_user_id(user_id)
+        if split is not None and split[1] != self.server_name:
+            await self._write_block(moderator, user_id, block, reason)
+            return
         user = await self._target(user_id)
         if block == "locked":
             if user_id == moderator:
                 raise forbidden("Moderators cannot lock themselves")
             if user["is_moderator"] and not await self._other_active_moderators(user_id):
                 raise forbidden("The last moderator cannot be locked")
+        await self._write_block(moderator, user_id, block, reason)
+
+    async def _write_block(self, moderator: str, user_id: str, block: str | None, reason: str) -> None:
         await self._persister.write([EventDraft(
             room_id=self.policy_room, sender=moderator, type=rules.POLICY_RULE,
             content=rules.rule_content(user_id, block, reason), state_key=rules.rule_state_key(user_id),

@@ -1,0 +1,37 @@
+"""Federation with Synapse: interop/synapse_federation.py's conversation, run
+as a test. Skipped when Synapse is not installed (in /tmp/synvenv, or the
+interpreter ATOMCHAT_SYNAPSE_PYTHON names); see the script's docstring."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "interop" / "synapse_federation.py"
+SYNAPSE_PYTHON = os.environ.get("ATOMCHAT_SYNAPSE_PYTHON") or "/tmp/synvenv/bin/python"
+
+STEPS = [
+    "Synapse room: Synapse user invites the AtomChat user; AtomChat sees the invite",
+    "Synapse room: the AtomChat user joins (make_join/send_join)",
+    "Synapse room: a message from Synapse reaches AtomChat",
+    "Synapse room: a message from AtomChat reaches Synapse",
+    "Synapse room: name and topic set on Synapse reach AtomChat",
+    "Synapse room: redactions both ways",
+    "AtomChat room: the AtomChat user invites the Synapse user; Synapse sees the invite",
+    "AtomChat room: the Synapse user joins",
+    "AtomChat room: messages both ways",
+    "Outage: Synapse's messages sent while AtomChat was down reach it afterwards (get_missing_events)",
+]
+
+
+@pytest.mark.skipif(not Path(SYNAPSE_PYTHON).exists(),
+                    reason="Synapse is not installed (see interop/synapse_federation.py)")
+def test_the_conversation_with_synapse_passes_every_step():
+    run = subprocess.run([sys.executable, str(SCRIPT), "--synapse-python", SYNAPSE_PYTHON],
+                         capture_output=True, text=True, timeout=600)
+    passed = [line[len("PASS  "):].split(" (")[0] for line in run.stdout.splitlines() if line.startswith("PASS  ")]
+    assert passed == [step.split(" (")[0] for step in STEPS], run.stdout + run.stderr
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"{len(STEPS)} of {len(STEPS)} steps passed" in run.stdout
