@@ -128,6 +128,39 @@ async def test_typing_receipts_and_account_data_set_on_one_server_reach_the_othe
     assert answer["account_data"]["events"] == [{"type": "org.example.settings", "content": {"n": 1}}]
 
 
+async def test_unread_counts_of_messages_written_by_the_other_server_are_kept_without_counting_again(
+        api, more_servers):
+    """Events another process wrote reach a long-poll with what push rules
+    decided for them, so the answer's unread counts come from memory, as for
+    the process's own events, and agree with a count in the database."""
+    other = await more_servers()
+    alice, bob = await register(api, "alice", "bob")
+    room_id = await room_of(alice, bob)
+    loop = SyncLoop(on(bob, ApiClient(other.base_url)))
+    await loop.sync()
+    sync_service = other.atomchat.ctx.sync
+    counted_in_database = 0
+    add_counts = sync_service.add_counts
+
+    async def counting(*args, **kwargs):
+        nonlocal counted_in_database
+        counted_in_database += 1
+        return await add_counts(*args, **kwargs)
+
+    sync_service.add_counts = counting
+    mention = {"msgtype": "m.text", "body": "bob, look", "m.mentions": {"user_ids": [bob.user_id]}}
+    seen = []
+    for content in ({"msgtype": "m.text", "body": "plain"}, mention, {"msgtype": "m.text", "body": "plain again"}):
+        answer, _ = await held_then_woken(loop, lambda content=content: alice.send(room_id, content))
+        seen.append(answer["rooms"]["join"][room_id]["unread_notifications"])
+    assert seen == [{"notification_count": 1, "highlight_count": 0},
+                    {"notification_count": 2, "highlight_count": 1},
+                    {"notification_count": 3, "highlight_count": 1}]
+    assert counted_in_database == 0
+    fresh = await SyncLoop(bob).sync()  # built from the database, on the server the events were sent through
+    assert fresh["rooms"]["join"][room_id]["unread_notifications"] == seen[-1]
+
+
 async def test_two_atomchat_serve_processes_on_one_database(data_dir, database_dsn):
     await truncate_all(database_dsn)
     env = child_env(ATOMCHAT_SIGNING_KEY=secrets.token_hex(32))
