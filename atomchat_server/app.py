@@ -47,6 +47,7 @@ from .auth import policy
 from .auth.passwords import Passwords
 from .auth.sessions import SessionCache
 from .auth.tokens import TokenCodec, load_or_create_signing_key
+from .clock import REAL, Clock
 from .config import Settings
 from .db import migrations
 from .db.pool import create_pool
@@ -217,8 +218,9 @@ def signing_key(settings: Settings) -> bytes:
 
 class AtomChat:
     def __init__(self, settings: Settings, dsn: str, passwords: Passwords | None = None,
-                 on_fatal: Callable[[str], None] | None = None) -> None:
+                 on_fatal: Callable[[str], None] | None = None, clock: Clock = REAL) -> None:
         self.settings = settings
+        self.clock = clock  # the time token expiry and rate limits read (clock.py)
         self.dsn = dsn
         self.passwords = passwords
         # Keeps the notifier's and the persister's tasks running; ``on_fatal``
@@ -250,14 +252,14 @@ class AtomChat:
         if self.passwords is None:
             self.passwords = Passwords(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib,
                                        parallelism=settings.argon2_parallelism, workers=settings.hash_workers)
-        codec = TokenCodec(signing_key(settings), settings.server_name)
+        codec = TokenCodec(signing_key(settings), settings.server_name, self.clock)
         sessions = SessionCache(self._pool, codec)
         self._notifier = Notifier(self.dsn, self._pool, sessions, self.supervisor)
         await self._notifier.start()
         blocks = Blocks()
         accounts = Accounts(
             pool=self._pool, server_name=settings.server_name, passwords=self.passwords, codec=codec,
-            sessions=sessions, limits=RateLimits.from_settings(settings),
+            sessions=sessions, limits=RateLimits.from_settings(settings, self.clock),
             access_token_lifetime=settings.access_token_lifetime_seconds, blocks=blocks,
             catch_up=self._notifier.caught_up,
         )

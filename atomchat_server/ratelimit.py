@@ -4,14 +4,15 @@ account, and caps on what one account holds open at once."""
 from __future__ import annotations
 
 import math
-import time
 
+from .clock import REAL, Clock
 from .errors import MatrixError, limit_exceeded
 
 
 class RateLimiter:
-    def __init__(self, per_second: float, burst: int, max_keys: int = 100_000) -> None:
+    def __init__(self, per_second: float, burst: int, max_keys: int = 100_000, clock: Clock = REAL) -> None:
         self.per_second = per_second
+        self._clock = clock
         self.burst = max(1, burst)
         self._max_keys = max_keys
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, updated)
@@ -23,7 +24,7 @@ class RateLimiter:
     def check(self, key: str, *, consume: bool = True) -> None:
         """Raises M_LIMIT_EXCEEDED with the wait in retry_after_ms when the key's
         bucket is empty; otherwise takes one token from it (unless told not to)."""
-        now = time.monotonic()
+        now = self._clock.monotonic()
         tokens = self._tokens(key, now)
         if tokens < 1:
             wait = (1 - tokens) / self.per_second if self.per_second > 0 else 3600.0
@@ -32,7 +33,7 @@ class RateLimiter:
             self.consume(key, now=now, tokens=tokens)
 
     def consume(self, key: str, *, now: float | None = None, tokens: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
+        now = self._clock.monotonic() if now is None else now
         tokens = self._tokens(key, now) if tokens is None else tokens
         if len(self._buckets) >= self._max_keys and key not in self._buckets:
             self._prune(now)

@@ -12,13 +12,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
 
+from ..clock import REAL, Clock
 from ..errors import unknown_token
 from .key_files import read_or_create
 
@@ -44,16 +44,17 @@ def load_or_create_signing_key(data_dir: Path) -> bytes:
 
 
 class TokenCodec:
-    def __init__(self, key: bytes, issuer: str) -> None:
+    def __init__(self, key: bytes, issuer: str, clock: Clock = REAL) -> None:
         self._key = key
         self._issuer = issuer
+        self._clock = clock
         # Tokens already verified, with their expiry: a client sends the same
         # token with every request, and checking its signature and claims
         # again each time is a measurable share of a cheap request.
         self._verified: OrderedDict[str, tuple[TokenClaims, float | None]] = OrderedDict()
 
     def issue(self, claims: TokenClaims, lifetime_seconds: int | None = None) -> str:
-        now = int(time.time())
+        now = int(self._clock.time())
         payload = {
             "iss": self._issuer,
             "sub": claims.user_id,
@@ -77,25 +78,27 @@ class TokenCodec:
         known = self._verified.get(token)
         if known is not None:
             claims, expires = known
-            if expires is not None and time.time() >= expires:
+            if expires is not None and self._clock.time() >= expires:
                 del self._verified[token]
                 raise unknown_token("The access token has expired", soft_logout=True)
             self._verified.move_to_end(token)
             return claims
         try:
+            # The times are checked below against this server's clock, not PyJWT's.
             payload = jwt.decode(
                 token, self._key, algorithms=[_ALGORITHM], issuer=self._issuer,
-                options={"require": ["sub", "dev", "sid", "iat"]},
+                options={"require": ["sub", "dev", "sid", "iat"], "verify_exp": False, "verify_iat": False},
             )
-        except jwt.ExpiredSignatureError:
-            raise unknown_token("The access token has expired", soft_logout=True) from None
         except jwt.PyJWTError:
             raise unknown_token() from None
-        generation = payload.get("gen", 0)
-        if not isinstance(generation, int) or isinstance(generation, bool):
+        generation, expires = payload.get("gen", 0), payload.get("exp")
+        if (not isinstance(generation, int) or isinstance(generation, bool)
+                or not (expires is None or isinstance(expires, int) and not isinstance(expires, bool))):
             raise unknown_token()
+        if expires is not None and self._clock.time() >= expires:
+            raise unknown_token("The access token has expired", soft_logout=True)
         claims = TokenClaims(payload["sub"], payload["dev"], payload["sid"], generation)
-        self._verified[token] = (claims, payload.get("exp"))
+        self._verified[token] = (claims, expires)
         if len(self._verified) > VERIFIED_TOKENS:
             self._verified.popitem(last=False)
         return claims

@@ -13,6 +13,7 @@ from ..auth import policy
 from ..auth.passwords import Passwords
 from ..auth.sessions import Requester, SessionCache
 from ..auth.tokens import TokenClaims, TokenCodec, hash_refresh_token, new_device_id, new_refresh_token, new_session_id
+from ..clock import REAL, Clock
 from ..config import Settings
 from ..errors import MatrixError, forbidden, not_found, unknown_token
 from ..events import ids
@@ -38,11 +39,11 @@ class RateLimits:
     failed_login_by_account: RateLimiter
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> RateLimits:
+    def from_settings(cls, settings: Settings, clock: Clock = REAL) -> RateLimits:
         return cls(
-            RateLimiter(settings.rc_register_per_second, settings.rc_register_burst),
-            RateLimiter(settings.rc_login_per_second, settings.rc_login_burst),
-            RateLimiter(settings.rc_failed_login_per_second, settings.rc_failed_login_burst),
+            RateLimiter(settings.rc_register_per_second, settings.rc_register_burst, clock=clock),
+            RateLimiter(settings.rc_login_per_second, settings.rc_login_burst, clock=clock),
+            RateLimiter(settings.rc_failed_login_per_second, settings.rc_failed_login_burst, clock=clock),
         )
 
 
