@@ -25,10 +25,7 @@ import queue
 import resource
 import secrets
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,8 +34,8 @@ import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import asyncpg
@@ -47,7 +44,18 @@ import uvloop
 
 from atomchat_server import config
 
-VERSIONS_PATH = "/_matrix/client/versions"
+# Starting and stopping `atomchat serve` is the tests' harness, one module for
+# both; `python bench/x.py` puts bench/ on the path, so the checkout goes on too.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.support.harness import (  # noqa: E402 (importable once the checkout is on the path)
+    ATOMCHAT,
+    VERSIONS_PATH,
+    ServeProcess,
+    ServerFailed,
+    free_port,
+    with_database,
+)
+
 MATRIX = "/_matrix/client/v3"
 START_TIMEOUT = 90.0  # seconds; the first start of the embedded PostgreSQL runs initdb
 STOP_TIMEOUT = 30.0  # seconds; graceful shutdown plus stopping the embedded PostgreSQL
@@ -186,25 +194,10 @@ class Usage:
                 f" {self.waited * 100:.0f}% of the time")
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _clean_environment() -> dict[str, str]:
-    return {key: value for key, value in os.environ.items()
-            if not key.startswith("ATOMCHAT_") and key != "DATABASE_URL"}
-
-
-def _with_database(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
-
-
-class ServerProcess:
+class ServerProcess(ServeProcess):
     """`atomchat serve` on a free 127.0.0.1 port with a fresh temporary data
-    directory, and so with a fresh embedded PostgreSQL.
+    directory, and so with a fresh embedded PostgreSQL (started, waited for
+    and stopped by the harness the tests use: tests/support/harness.py).
 
     With ``database_url`` (any database on a PostgreSQL server the caller may
     create databases on) it creates a fresh database on that server for the
@@ -214,25 +207,16 @@ class ServerProcess:
     last lines are shown if it fails to start."""
 
     def __init__(self, *, database_url: str | None = None, **settings: Any) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="atomchat-bench-"))
+        super().__init__(self.root / "data", log_path=self.root / "server.log")
         self.settings = settings
         self.admin_url = database_url
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.root = Path(tempfile.mkdtemp(prefix="atomchat-bench-"))
-        self.log_path = self.root / "server.log"
         self.database: str | None = None
         self.exit_status: int | None = None
-        self._process: subprocess.Popen | None = None
-        self._log: IO[bytes] | None = None
 
     @property
     def database_kind(self) -> str:
         return "external PostgreSQL" if self.admin_url else "embedded PostgreSQL"
-
-    @property
-    def pid(self) -> int:
-        assert self._process is not None, "start() first"
-        return self._process.pid
 
     def rss_bytes(self) -> int:
         """The server process's resident memory (VmRSS). The embedded
@@ -246,7 +230,7 @@ class ServerProcess:
         """A DSN for the database the server uses, for a benchmark that
         prepares data directly (the server must have started)."""
         if self.database and self.admin_url:
-            return _with_database(self.admin_url, self.database)
+            return with_database(self.admin_url, self.database)
         info = self._postmaster()
         if info is None or info.socket_dir is None:
             raise BenchError("the embedded PostgreSQL is not running")
@@ -273,17 +257,12 @@ class ServerProcess:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
             from pgserver.utils import PostmasterInfo
-        return PostmasterInfo.read_from_pgdata(self.root / "data" / "postgres")
+        return PostmasterInfo.read_from_pgdata(self.data_dir / "postgres")
 
     def command(self) -> list[str]:
-        executable = Path(sys.executable).parent / "atomchat"
-        if not executable.exists():
-            raise BenchError(f"{executable} not found: install the project in this interpreter's environment "
-                             "(pip install -e .)")
-        args = [str(executable), "serve", "--data-dir", str(self.root / "data"),
-                "--host", "127.0.0.1", "--port", str(self.port)]
+        args = super().command()
         if self.database and self.admin_url:
-            args += ["--database-url", _with_database(self.admin_url, self.database)]
+            args += ["--database-url", with_database(self.admin_url, self.database)]
         for name, value in self.settings.items():
             args += ["--" + name.replace("_", "-"), str(value)]
         return args
@@ -296,7 +275,8 @@ class ServerProcess:
         except BaseException:
             await self.stop()
             raise
-        print(f"server ready at {self.base_url} ({self.database_kind}): {' '.join(self.command()[1:])}", flush=True)
+        print(f"server ready at {self.base_url} ({self.database_kind}): atomchat "
+              + " ".join(self.command()[len(ATOMCHAT):]), flush=True)
         return self
 
     async def __aexit__(self, *exc_info) -> None:
@@ -306,41 +286,23 @@ class ServerProcess:
         if self.admin_url:
             self.database = f"atomchat_bench_{secrets.token_hex(4)}"
             await self._admin(f"CREATE DATABASE {self.database}")  # generated name of [a-z0-9_] only
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 (the server's log while it runs; stop() closes it)
-        self._process = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=_clean_environment())
-        deadline = time.monotonic() + START_TIMEOUT
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-            while True:
-                if self._process.poll() is not None:
-                    raise BenchError(f"the server exited with status {self._process.returncode} at start:\n"
-                                     + self.log_tail())
-                try:
-                    async with session.get(self.base_url + VERSIONS_PATH) as response:
-                        if response.status == 200:
-                            return
-                except (aiohttp.ClientError, asyncio.TimeoutError):
-                    pass
-                if time.monotonic() > deadline:
-                    raise BenchError(f"the server did not answer within {START_TIMEOUT:.0f}s:\n" + self.log_tail())
-                await asyncio.sleep(0.2)
+        self.launch()
+        try:
+            await self.wait_ready(START_TIMEOUT)
+        except ServerFailed as exc:
+            raise BenchError(str(exc)) from None
+
+    async def _terminate(self) -> None:
+        """SIGTERM, as an operator would stop it; SIGKILL only if it hangs."""
+        if not await asyncio.get_running_loop().run_in_executor(None, self.terminate, STOP_TIMEOUT):
+            raise BenchError(f"the server did not stop within {STOP_TIMEOUT:.0f}s of SIGTERM")
 
     async def stop(self) -> None:
-        """SIGTERM, as an operator would stop it; SIGKILL only if it hangs."""
         try:
-            if self._process is not None and self._process.poll() is None:
-                self._process.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.get_running_loop().run_in_executor(None, self._process.wait, STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    self._process.kill()
-                    self._process.wait()
-                    raise BenchError(f"the server did not stop within {STOP_TIMEOUT:.0f}s of SIGTERM") from None
-            if self._process is not None:
-                self.exit_status = self._process.returncode
+            if self.process is not None:
+                await self._terminate()
+                self.exit_status = self.process.returncode
         finally:
-            if self._log is not None:
-                self._log.close()
             if self.database:
                 await self._admin(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)")
             shutil.rmtree(self.root, ignore_errors=True)
@@ -351,13 +313,6 @@ class ServerProcess:
             await conn.execute(statement)
         finally:
             await conn.close()
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no server log)"
-        return "\n".join(text.splitlines()[-lines:])
 
 
 class FederatingServer(ServerProcess):
@@ -379,20 +334,8 @@ class FederatingServer(ServerProcess):
 
     async def halt(self) -> None:
         """Stops the server as an outage would, keeping its data directory."""
-        assert self._process is not None, "start() first"
-        self._process.send_signal(signal.SIGTERM)
-        await asyncio.get_running_loop().run_in_executor(None, self._process.wait, STOP_TIMEOUT)
-        if self._log is not None:
-            self._log.close()
-
-
-def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and its key, PEM files in ``folder``."""
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=60)
-    return cert, key
+        assert self.process is not None, "start() first"
+        await self._terminate()
 
 
 # -- latency probe -------------------------------------------------------------

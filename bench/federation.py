@@ -49,13 +49,13 @@ from _server import (
     load_average,
     machine,
     percentile,
-    self_signed_certificate,
 )
 
 from atomchat_server.events import signing
 from atomchat_server.events.room_versions import KNOWN_ROOM_VERSIONS
 from atomchat_server.federation.client import FederationClient
 from atomchat_server.federation.keys import load_or_create_server_key
+from tests.support.harness import self_signed_certificate  # on the path once _server is imported
 
 MATRIX = "/_matrix/client/v3"
 TXN_PDUS = 50

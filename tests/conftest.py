@@ -1,9 +1,14 @@
-"""Test fixtures: a real PostgreSQL and a real AtomChat server per test.
+"""Test fixtures, for every tier (unit/, api/, processes/): a real
+PostgreSQL and a real AtomChat server per test, and what the process and
+federation tests start beside them. The helpers behind them live in
+tests/support/; fixtures are defined here only, so test modules take them as
+parameters and never import them.
 
 PostgreSQL is the embedded one (pgserver, in a temporary directory) unless
 ATOMCHAT_TEST_DATABASE_URL names a server; then a fresh database is created
 on that server for the run and dropped after it. The schema is migrated once
-per run; every test starts from empty tables.
+per run; every test starts from empty tables. A unit test asks for none of
+these and so starts no database.
 
 Each test gets an AtomChat server listening on 127.0.0.1 and an ``api``
 client that checks every response body against its JSON Schema.
@@ -16,81 +21,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import secrets
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 import uvloop
-from tornado.httpserver import HTTPServer
-from tornado.testing import bind_unused_port
 
 from atomchat_server import config
-from atomchat_server.app import AtomChat, http_server
 from atomchat_server.auth.passwords import Passwords
 from atomchat_server.db import migrations
 from atomchat_server.db.embedded import EmbeddedPostgres
 
-from .client import DEFAULT_PASSWORD, ApiClient
+from .support.client import ApiClient
+from .support.clock import ShiftedClock
+from .support.databases import admin
+from .support.federation_steps import Federation
+from .support.harness import self_signed_certificate, with_database
+from .support.servers import TEST_SETTINGS, LogScan, RunningServer, start_server, truncate_all
+from .support.threaded_server import ThreadedServer
 
 # The loops the tests create (pytest-tornasync's io_loop included) are
 # uvloop's, as `atomchat serve` runs on.
 asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-# Settings for the server under test: cheap password hashing and rate limits
-# high enough that only the tests about rate limits meet them.
-TEST_SETTINGS: dict[str, Any] = dict(
-    server_name="test.local",
-    # Presence from syncing would wake every co-member's long-poll at a
-    # user's first sync; the presence tests turn it on for themselves.
-    track_presence=False,
-    argon2_time_cost=1,
-    argon2_memory_kib=1024,
-    argon2_parallelism=1,
-    rc_register_per_second=1000.0,
-    rc_register_burst=1000,
-    rc_login_per_second=1000.0,
-    rc_login_burst=1000,
-    rc_failed_login_per_second=1000.0,
-    rc_failed_login_burst=1000,
-    pool_min_size=1,
-    pool_max_size=10,
-    signing_key="test-signing-key-not-secret-0123456789abcdef",
-)
-
-
-# Credentials as they could show in a log line: a token parameter, a JWT
-# (access token), a refresh token, or the password the tests use.
-SECRET_IN_LOG = re.compile(r"access_token=(?!\[redacted\])|eyJ[\w-]+\.[\w-]+\.[\w-]+|atomchat_rt_[\w-]+|"
-                           + re.escape(DEFAULT_PASSWORD))
-
-
-# The loggers the server writes to (the servers run in the test's process);
-# client libraries the tests drive (nio, say) log their own tokens.
-SERVER_LOGGERS = ("atomchat", "tornado", "asyncio", "asyncpg", "pgserver", "root")
-
-
-class LogScan(logging.Handler):
-    """Every line the server logs during a test, at every level, formatted
-    with its traceback."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.name.startswith(SERVER_LOGGERS):
-            self.lines.append(self.format(record))
-
-    def secrets(self) -> list[str]:
-        return [line for line in self.lines if SECRET_IN_LOG.search(line)]
 
 
 @pytest.fixture(autouse=True)
@@ -113,11 +68,6 @@ def log_scan():
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "settings(**overrides): settings for this test's server")
-
-
-def _with_database(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
 
 
 @pytest.fixture(scope="session")
@@ -143,7 +93,7 @@ def database_dsn():
                 await conn.close()
 
         asyncio.run(create())
-        dsn = _with_database(external, name)
+        dsn = with_database(external, name)
         asyncio.run(migrations.migrate(dsn))
         yield dsn
         asyncio.run(drop())
@@ -168,21 +118,6 @@ def test_passwords():
     passwords.close()
 
 
-async def truncate_all(dsn: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        tables = await conn.fetch(
-            "SELECT quote_ident(tablename) AS name FROM pg_tables"
-            " WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
-        )
-        if tables:
-            await conn.execute(
-                "TRUNCATE " + ", ".join(t["name"] for t in tables) + " RESTART IDENTITY CASCADE"
-            )
-    finally:
-        await conn.close()
-
-
 @pytest.fixture
 def settings(request, tmp_path):
     overrides = dict(TEST_SETTINGS)
@@ -192,36 +127,23 @@ def settings(request, tmp_path):
     return config.load({}, environ={}).replace(data_dir=str(tmp_path / "data"), **overrides)
 
 
-@dataclass
-class RunningServer:
-    atomchat: AtomChat
-    base_url: str
-    http: HTTPServer
-
-    async def stop(self) -> None:
-        self.http.stop()
-        await self.http.close_all_connections()
-        await self.atomchat.stop()
-
-
-async def start_server(settings, dsn: str, passwords: Passwords | None) -> RunningServer:
-    """Starts an AtomChat server on 127.0.0.1 inside the running loop."""
-    atomchat = AtomChat(settings, dsn, passwords=passwords)
-    sock, port = bind_unused_port()
-    http = http_server(await atomchat.start(), settings)
-    http.add_sockets([sock])
-    return RunningServer(atomchat, f"http://127.0.0.1:{port}", http)
+@pytest.fixture
+def clock():
+    """The time the test's servers read: real time until the test calls
+    ``clock.advance(seconds)`` instead of sleeping while the server's time
+    passes (a token's expiry, a rate limit's refill)."""
+    return ShiftedClock()
 
 
 @pytest.fixture
-def server(io_loop, database_dsn, settings, test_passwords):
+def server(io_loop, database_dsn, settings, test_passwords, clock):
     """An AtomChat server on 127.0.0.1, started on a database with empty
     tables. Everything is created inside the test's loop, which is the one
     the test then runs on."""
 
     async def start():
         await truncate_all(database_dsn)
-        return await start_server(settings, database_dsn, test_passwords)
+        return await start_server(settings, database_dsn, test_passwords, clock)
 
     running = io_loop.run_sync(start)
     yield running
@@ -229,7 +151,7 @@ def server(io_loop, database_dsn, settings, test_passwords):
 
 
 @pytest.fixture
-def more_servers(io_loop, server, database_dsn, settings, test_passwords):
+def more_servers(io_loop, server, database_dsn, settings, test_passwords, clock):
     """Starts further AtomChat servers on the database of ``server``, as
     several processes behind a load balancer (or a restart with new settings)
     would run. ``await more_servers(**overrides)`` returns a RunningServer;
@@ -239,7 +161,7 @@ def more_servers(io_loop, server, database_dsn, settings, test_passwords):
 
     async def start(*, own_hasher: bool = False, **overrides) -> RunningServer:
         running = await start_server(settings.replace(**overrides), database_dsn,
-                                     None if own_hasher else test_passwords)
+                                     None if own_hasher else test_passwords, clock)
         started.append(running)
         return running
 
@@ -257,10 +179,63 @@ def api(server):
     return ApiClient(server.base_url)
 
 
-# Fixtures that live beside their helpers, offered to every test module from
-# here (so no module imports a fixture it then takes as a parameter). Last:
-# databases.py reads _with_database above.
-from .databases import scratch_dsn  # noqa: E402, F401
-from .federation_steps import federation_pair, tls_files  # noqa: E402, F401
-from .processes import data_dir  # noqa: E402, F401
-from .threaded_server import threaded_server  # noqa: E402, F401
+@pytest.fixture
+def scratch_dsn(io_loop, database_dsn):
+    """The DSN of an empty database (support/databases.py), dropped after the test."""
+    # A generated identifier of [a-z0-9_] only; CREATE DATABASE takes no parameters.
+    name = f"atomchat_scratch_{secrets.token_hex(4)}"
+    io_loop.run_sync(lambda: admin(database_dsn, f"CREATE DATABASE {name}"))
+    yield with_database(database_dsn, name)
+    io_loop.run_sync(lambda: admin(database_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture
+def data_dir():
+    """A data directory for ``atomchat`` (not created yet), removed after the test.
+
+    It lies outside pytest's own temporary root on purpose: every pytest run
+    that starts makes that root private to its owner again, and an embedded
+    PostgreSQL running as its own user (as it does when the tests run as
+    root) could then no longer reach its files."""
+    root = Path(tempfile.mkdtemp(prefix="atomchat-test-data-"))
+    yield root / "data"
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def threaded_server(database_dsn, test_passwords, tmp_path_factory):
+    """One server on a loop of its own (support/threaded_server.py) for a
+    whole module, with the test settings, on a database emptied when it starts."""
+    settings = config.load({}, environ={}).replace(data_dir=str(tmp_path_factory.mktemp("server")), **TEST_SETTINGS)
+    with ThreadedServer(settings, database_dsn, test_passwords) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 and its key (PEM files)."""
+    cert, key = self_signed_certificate(tmp_path_factory.mktemp("tls"))
+    return str(cert), str(key)
+
+
+@pytest.fixture
+def federation_pair(io_loop, database_dsn, scratch_dsn, settings, test_passwords, tls_files, tmp_path):
+    """``(a, b)``: two federating servers (support/federation_steps.py),
+    started; ``a`` on the run's database, ``b`` on a scratch one. Both are
+    stopped after the test."""
+    pair = Federation(settings, tls_files, test_passwords, tmp_path)
+
+    async def start():
+        await truncate_all(database_dsn)
+        a, b = pair.server(database_dsn), pair.server(scratch_dsn)
+        await a.start()
+        await b.start()
+        return a, b
+
+    yield io_loop.run_sync(start)
+
+    async def stop_all():
+        for server in reversed(pair.servers):
+            await server.stop()
+
+    io_loop.run_sync(stop_all)

@@ -1,0 +1,46 @@
+"""Two AtomChat servers sharing a room over real HTTPS federation on
+127.0.0.1: an invite, a join, and messages both ways, each server's own
+events reaching the other through its outbox."""
+
+import asyncio
+import time
+
+from ..support.room_steps import bodies, register
+from ..support.sync_steps import sync
+
+
+async def eventually(check, *, seconds: float = 20.0):
+    """Polls ``check`` (an async function returning a truthy value) until it does."""
+    deadline = time.monotonic() + seconds
+    while True:
+        result = await check()
+        if result or time.monotonic() > deadline:
+            return result
+        await asyncio.sleep(0.1)
+
+
+async def test_an_invite_a_join_and_messages_cross_over_https(federation_pair):
+    a, b = federation_pair
+    (alice,) = await register(a.api, "alice")
+    (bob,) = await register(b.api, "bob")
+    assert bob.user_id == b.user("bob")
+    room_id = await alice.create_room(preset="private_chat", name="Over HTTPS")
+    await alice.call("POST", f"/rooms/{room_id}/invite", {"user_id": bob.user_id}, schema="matrix/empty.response")
+    invited = (await sync(bob)).body["rooms"]["invite"]
+    assert room_id in invited
+    assert (await bob.join(room_id)).body == {"room_id": room_id}
+    assert (await bob.get_state(room_id, "m.room.name")).body == {"name": "Over HTTPS"}
+    await alice.say(room_id, "hello Bob")
+
+    async def bob_sees():
+        events, _ = await bob.all_messages(room_id, limit=100, dir="f")
+        return "hello Bob" in bodies(events)
+
+    assert await eventually(bob_sees)
+    await bob.say(room_id, "hello Alice")
+
+    async def alice_sees():
+        events, _ = await alice.all_messages(room_id, limit=100, dir="f")
+        return bodies(events)[-2:] == ["hello Bob", "hello Alice"]
+
+    assert await eventually(alice_sees)

@@ -1,0 +1,38 @@
+"""Federation with Synapse: interop/synapse_federation.py's conversation, run
+as a test. It runs when ATOMCHAT_SYNAPSE_PYTHON names the Python of a
+virtualenv with Synapse installed (the script's docstring says how to make
+one), and is skipped otherwise: Synapse is not a project dependency."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "interop" / "synapse_federation.py"
+SYNAPSE_PYTHON = os.environ.get("ATOMCHAT_SYNAPSE_PYTHON", "")
+
+STEPS = [
+    "Synapse room: Synapse user invites the AtomChat user; AtomChat sees the invite",
+    "Synapse room: the AtomChat user joins (make_join/send_join)",
+    "Synapse room: a message from Synapse reaches AtomChat",
+    "Synapse room: a message from AtomChat reaches Synapse",
+    "Synapse room: name and topic set on Synapse reach AtomChat",
+    "Synapse room: redactions both ways",
+    "AtomChat room: the AtomChat user invites the Synapse user; Synapse sees the invite",
+    "AtomChat room: the Synapse user joins",
+    "AtomChat room: messages both ways",
+    "Outage: Synapse's messages sent while AtomChat was down reach it afterwards (get_missing_events)",
+]
+
+
+@pytest.mark.skipif(not SYNAPSE_PYTHON or not Path(SYNAPSE_PYTHON).exists(),
+                    reason="ATOMCHAT_SYNAPSE_PYTHON names no Synapse (see interop/synapse_federation.py)")
+def test_the_conversation_with_synapse_passes_every_step():
+    run = subprocess.run([sys.executable, str(SCRIPT), "--synapse-python", SYNAPSE_PYTHON],
+                         capture_output=True, text=True, timeout=600)
+    passed = [line[len("PASS  "):].split(" (")[0] for line in run.stdout.splitlines() if line.startswith("PASS  ")]
+    assert passed == [step.split(" (")[0] for step in STEPS], run.stdout + run.stderr
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"{len(STEPS)} of {len(STEPS)} steps passed" in run.stdout
