@@ -5,8 +5,8 @@ Builds events and forks and compares, function by function, what AtomChat
 event signatures, redaction (pruning), authorization decisions and state
 resolution, for room versions 10, 11 and 12, and X-Matrix request
 signatures (each side's header read and checked by the other). The events are the ones the
-test suite uses (tests/test_state_res.py's forks, tests/test_event_signing.py's
-redaction table, tests/test_auth_rules*.py's authorization tables), so every
+test suite uses (tests/unit/test_state_res.py's forks, tests/unit/test_event_signing.py's
+redaction table, tests/unit/test_auth_rules*.py's authorization tables), so every
 case the tests pin down is also checked against the reference server.
 
 Synapse is not a dependency of AtomChat; run this from a separate venv:

@@ -7,7 +7,7 @@ run this script with AtomChat's interpreter (it starts both servers):
     .venv/bin/python interop/synapse_federation.py [--synapse-python PATH] [--keep]
 
 or as a test: ``ATOMCHAT_SYNAPSE_PYTHON=/tmp/synvenv/bin/python .venv/bin/pytest
-tests/test_synapse_interop.py`` (skipped when that variable is unset).
+tests/processes/test_synapse_interop.py`` (skipped when that variable is unset).
 
 ``--synapse-python`` (or the ATOMCHAT_SYNAPSE_PYTHON environment variable)
 names the interpreter Synapse is installed in; /tmp/synvenv/bin/python when
