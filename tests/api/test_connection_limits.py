@@ -16,7 +16,7 @@ from tornado.httpclient import HTTPClientError
 
 from ..support.room_steps import another_device, register, room_of
 from ..support.stream_steps import Stream
-from ..support.sync_steps import sync
+from ..support.sync_steps import long_polls_waiting, sync
 
 
 @pytest.mark.settings(max_streams_per_account=2)
@@ -51,7 +51,7 @@ async def test_waiting_long_polls_per_account_are_capped(server, api):
     room_id = await room_of(alice, bob)
     since = (await sync(alice))["next_batch"]
     polls = [asyncio.ensure_future(sync(alice, since, timeout=20_000)) for _ in range(2)]
-    await asyncio.sleep(0.3)
+    await long_polls_waiting(server, 2)
     assert not any(poll.done() for poll in polls)
     refused = await sync(alice, since, timeout=20_000, status=429)
     assert refused["errcode"] == "M_LIMIT_EXCEEDED"

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..support.client import path_param
 from ..support.room_steps import register, room_of
-from ..support.sync_steps import SyncLoop, ephemeral, room, sync, timed
+from ..support.sync_steps import SyncLoop, ephemeral, long_polls_waiting, room, sync, timed
 
 EMPTY = "matrix/empty.response"
 
@@ -71,7 +71,7 @@ async def test_typing_shows_in_sync_until_it_stops(api, server):
     loop = SyncLoop(bob, server)
     await loop.sync()
     poll = asyncio.ensure_future(timed(loop.sync(timeout=10_000)))
-    await asyncio.sleep(0.2)
+    await long_polls_waiting(server, 1)
     await typing(alice, room_id, True, timeout=30_000)
     answer, elapsed = await poll
     assert elapsed < 3  # the notice ends the long-poll
@@ -140,7 +140,7 @@ async def test_read_receipts_reach_the_room_and_private_ones_only_their_owner(ap
     await alices.sync()
 
     poll = asyncio.ensure_future(timed(alices.sync(timeout=10_000)))
-    await asyncio.sleep(0.2)
+    await long_polls_waiting(server, 1)
     await receipt(bob, room_id, first)
     answer, elapsed = await poll
     assert elapsed < 3
@@ -241,7 +241,7 @@ async def test_account_data_global_and_per_room_reaches_its_owner_once(api, serv
     await asyncio.gather(bobs.sync(), alices.sync())
 
     poll = asyncio.ensure_future(timed(bobs.sync(timeout=10_000)))
-    await asyncio.sleep(0.2)
+    await long_polls_waiting(server, 1)
     await put_account_data(bob, "org.example.settings", {"theme": "dark"})
     answer, elapsed = await poll
     assert elapsed < 3

@@ -11,7 +11,18 @@ from urllib.parse import quote
 
 from ..support.client import MATRIX
 from ..support.room_steps import another_device, bodies, ids_of, register, room_of, stored_event_ids, text
-from ..support.sync_steps import SyncLoop, held_then_woken, members, room, state, state_keys, sync, timed, timeline
+from ..support.sync_steps import (
+    SyncLoop,
+    held_then_woken,
+    long_polls_waiting,
+    members,
+    room,
+    state,
+    state_keys,
+    sync,
+    timed,
+    timeline,
+)
 
 ROOM_STATE = {("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.join_rules", ""),
               ("m.room.history_visibility", ""), ("m.room.name", ""), ("m.room.topic", "")}
@@ -365,7 +376,7 @@ async def test_a_new_event_ends_a_long_poll_at_once(api, server):
     bobs, carols = SyncLoop(bob, server), SyncLoop(carol, server)
     await asyncio.gather(bobs.sync(), carols.sync())
     polls = [asyncio.ensure_future(timed(loop.sync(timeout=20_000))) for loop in (bobs, carols)]
-    await asyncio.sleep(0.3)
+    await long_polls_waiting(server, 2)
     assert not any(p.done() for p in polls)
     event_id = await alice.say(room_id, "wake up")
     await alice.invite(room_id, carol)  # carol is in no room: her invite wakes her

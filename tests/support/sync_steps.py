@@ -60,6 +60,17 @@ async def caught_up(server, timeout: float = 10) -> None:
         await asyncio.sleep(0.005)
 
 
+async def long_polls_waiting(server, count: int, timeout: float = 10) -> None:
+    """Waits until ``count`` /sync requests are waiting on ``server`` (its
+    count of open long-polls, which /metrics shows), instead of sleeping a
+    while and hoping they got there on a loaded machine."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while server.atomchat.ctx.long_polls.total() < count:
+        assert loop.time() < deadline, f"{count} long-poll(s) never waited"
+        await asyncio.sleep(0.005)
+
+
 class SyncLoop:
     """A client's sync loop: each call resumes from the previous answer's
     ``next_batch`` (the first call is an initial sync). Given the ``server``,
