@@ -3,7 +3,7 @@ steps each verb takes before handing events to the persister.
 
 The module functions here take the database handle explicitly, so that a
 service outside this package which writes room events on its own terms
-(the original /api's edits of a room) takes the same
+(the original /api's, atomchat_server/compat/service.py) takes the same
 steps rather than copies of them.
 """
 

@@ -26,14 +26,14 @@ from ..events import ids
 from ..events.drafts import EventDraft
 from ..events.power_levels import EDIT_MEMBERS, default_power_levels, edits_members
 from ..events.room_creation import RoomRequest
-from ..storage import compat as store
+from ..services.accounts import Accounts
+from ..services.moderation import Moderation
+from ..services.persister import Persister
+from ..services.rooms import Rooms
+from ..services.rooms.base import check_size, member_profile, power_state, requested, require_room
 from ..storage import events as event_store
 from ..storage import users as user_store
-from .accounts import Accounts
-from .moderation import Moderation
-from .persister import Persister
-from .rooms import Rooms
-from .rooms.base import check_size, member_profile, power_state, requested, require_room
+from . import storage as store
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,12 @@ from urllib.parse import urlencode
 
 import tornado.web
 
+from ..api import base
+from ..api.base import BaseHandler, client_address
+from ..api.contract import Op, Param
 from ..auth.sessions import Requester
 from ..errors import MatrixError
-from ..services.compat import FieldErrors
-from . import base
-from .base import BaseHandler, client_address
-from .contract import Op, Param
+from .service import FieldErrors
 
 PERMISSION_DENIED = "You do not have permission to perform this action."
 # ASCII digits only (str.isdigit also takes digits int() cannot read, such as
