@@ -26,6 +26,8 @@ from ..events import ids
 from ..events.drafts import EventDraft
 from ..events.power_levels import EDIT_MEMBERS, default_power_levels, edits_members
 from ..events.room_creation import RoomRequest
+from ..events.room_versions import LOCAL_ROOM_VERSION
+from ..paging import fetch_page
 from ..services.accounts import Accounts
 from ..services.moderation import Moderation
 from ..services.persister import Persister
@@ -310,11 +312,11 @@ class Compat:
         # original: the room's power levels say so (EDIT_MEMBERS), and the
         # room rules hold every edit to them.
         events = dict(default_power_levels(requester.user_id)["events"], **{"m.room.name": 0})
-        # Version 10: the member-list rule is this server's own, so these
-        # rooms stay local (protocol/federation.md), as before federation.
+        # The member-list rule is this server's own, so these rooms stay
+        # local (LOCAL_ROOM_VERSION), as before federation.
         request = RoomRequest(preset="private_chat", name=name, is_direct=is_direct,
                               power_level_content_override={**API_ROOM_LEVELS, "events": events},
-                              room_version="10")
+                              room_version=LOCAL_ROOM_VERSION)
         return await self._rooms.create_room(requester, request, alias_localpart=None, publish=False)
 
     async def _room_object(self, number: int) -> asyncpg.Record:
@@ -328,10 +330,9 @@ class Compat:
     async def _visible_room(self, requester: Requester, number: int) -> asyncpg.Record:
         """The room, if the requester is a member or a moderator; 404 or 403 otherwise."""
         row = await self._room_object(number)
-        if not requester.is_moderator:
-            membership = await event_store.membership(self._pool, row["room_id"], requester.user_id)
-            if membership is None or membership["membership"] != "join":
-                raise forbidden("You do not have permission to perform this action.")
+        if not requester.is_moderator and not await event_store.is_joined(self._pool, row["room_id"],
+                                                                          requester.user_id):
+            raise forbidden("You do not have permission to perform this action.")
         return row
 
     async def room(self, requester: Requester, number: int) -> dict[str, Any]:
@@ -428,9 +429,10 @@ class Compat:
         row = await self._visible_room(requester, number)
         room_id = row["room_id"]
         if limit is not None:
-            rows = await store.messages(self._pool, room_id, before=before, limit=limit + 1, newest_first=True)
-            older = rows[limit - 1]["stream"] if len(rows) > limit else None
-            page = [message_json(r) for r in reversed(rows[:limit])]
+            rows, more = await fetch_page(lambda n: store.messages(self._pool, room_id, before=before, limit=n,
+                                                                   newest_first=True), limit)
+            older = rows[-1]["stream"] if more else None
+            page = [message_json(r) for r in reversed(rows)]
 
             async def one_page() -> AsyncIterator[list[dict[str, Any]]]:
                 yield page
@@ -501,9 +503,7 @@ class Compat:
         a moderator, and the writer has not left it (one cannot rejoin a
         private room on one's own); else the pair gets a new room."""
         room = await event_store.get_room(conn, room_id)
-        membership = await event_store.membership(conn, room_id, writer)
-        return (room is not None and not room["deleted"]
-                and membership is not None and membership["membership"] == "join")
+        return room is not None and not room["deleted"] and await event_store.is_joined(conn, room_id, writer)
 
     async def _new_direct_room(self, requester: Requester, low: asyncpg.Record, high: asyncpg.Record) -> str:
         # Named as the original did, not held to the names' uniqueness (a

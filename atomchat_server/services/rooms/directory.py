@@ -8,6 +8,7 @@ from ...auth.sessions import Requester
 from ...errors import MatrixError, forbidden, invalid_param, not_found
 from ...events import ids
 from ...events.power_levels import edits_directory
+from ...paging import fetch_page
 from ...storage import directory as directory_store
 from ...storage import events as event_store
 from .base import RoomsBase, power_state
@@ -19,8 +20,7 @@ class Directory(RoomsBase):
         if not ids.is_room_alias(alias) or parts[2] != self.server_name:
             raise invalid_param(f"Room aliases here end in ':{self.server_name}'")
         self._blocks.require(requester.user_id, "directory")
-        membership = await event_store.membership(self._pool, room_id, requester.user_id)
-        if membership is None or membership["membership"] != "join":
+        if not await event_store.is_joined(self._pool, room_id, requester.user_id):
             await self._require_room(room_id)
             raise forbidden("You must be in the room to give it an alias")
         try:
@@ -49,8 +49,7 @@ class Directory(RoomsBase):
         moderator, or a member with the level of m.room.canonical_alias."""
         self._blocks.require(requester.user_id, "directory")
         if not requester.is_moderator:
-            membership = await event_store.membership(self._pool, room_id, requester.user_id)
-            if membership is None or membership["membership"] != "join":
+            if not await event_store.is_joined(self._pool, room_id, requester.user_id):
                 await self._require_room(room_id)
                 raise forbidden("You must be in the room to publish it")
             if not edits_directory(await power_state(self._pool, room_id), requester.user_id):
@@ -76,10 +75,8 @@ class Directory(RoomsBase):
             if not since.startswith("p") or not members.isdigit() or len(members) > 12 or not ids.is_room_id(room_id):
                 raise invalid_param("Invalid 'since' token")
             after = (int(members), room_id)
-        pattern = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") if search else None
-        rows = await directory_store.public_rooms(self._pool, search=pattern, after=after, limit=limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
+        rows, more = await fetch_page(lambda n: directory_store.public_rooms(self._pool, search=search, after=after,
+                                                                             limit=n), limit)
         chunk = []
         for row in rows:
             entry = {"room_id": row["room_id"], "num_joined_members": row["members"],

@@ -13,6 +13,7 @@ from ...auth.sessions import Requester
 from ...errors import forbidden, not_found
 from ...events.filters import RoomEventFilter
 from ...events.visibility import Range, can_see, visible_ranges
+from ...paging import fetch_page
 from ...storage import events as event_store
 from ...sync import tokens
 from ..relations import bundle
@@ -101,8 +102,7 @@ class Reading(RoomsBase):
         return [self._format(row, requester) for row in rows]
 
     async def joined_members(self, requester: Requester, room_id: str) -> dict[str, dict[str, Any]]:
-        membership = await event_store.membership(self._pool, room_id, requester.user_id)
-        if requester.is_moderator or membership is None or membership["membership"] != "join":
+        if requester.is_moderator or not await event_store.is_joined(self._pool, room_id, requester.user_id):
             await self._require_room(room_id)
             if not requester.is_moderator:
                 raise forbidden("You are not in this room")
@@ -149,18 +149,14 @@ class Reading(RoomsBase):
             # another room changes nothing in this one).
             position = access["head_stream"] if backwards else 0
         types, not_types = event_filter.type_patterns()
-        # One row more than the page tells whether anything follows it, so
+        after, before = (bound, position) if backwards else (position, bound)
         # `end` is left out exactly when the page reaches the end of what the
-        # reader may see (no empty page after a full last one).
-        query: dict[str, Any] = dict(ranges=ranges, types=types, not_types=not_types, limit=limit + 1,
-                     senders=list(event_filter.senders) if event_filter.senders is not None else None,
-                     not_senders=list(event_filter.not_senders) or None)
-        if backwards:
-            rows = await event_store.page(self._pool, room_id, after=bound, before=position, backwards=True, **query)
-        else:
-            rows = await event_store.page(self._pool, room_id, after=position, before=bound, backwards=False, **query)
-        more = len(rows) > limit
-        rows = rows[:limit]
+        # reader may see (paging.py).
+        rows, more = await fetch_page(lambda n: event_store.page(
+            self._pool, room_id, after=after, before=before, backwards=backwards, ranges=ranges, types=types,
+            not_types=not_types, limit=n,
+            senders=list(event_filter.senders) if event_filter.senders is not None else None,
+            not_senders=list(event_filter.not_senders) or None), limit)
         end = None
         if more:
             end = tokens.make(rows[-1]["stream"] - 1 if backwards else rows[-1]["stream"])
