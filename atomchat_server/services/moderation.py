@@ -180,7 +180,7 @@ class Moderation:
         if not requester.is_moderator:
             raise forbidden("Only moderators may do that")
 
-    async def _target(self, user_id: str) -> asyncpg.Record:
+    async def _target(self, user_id: str) -> user_store.User:
         user = await user_store.get_user(self._pool, user_id)
         if user is None or user_id == self.system_user:
             raise not_found("Unknown user")
@@ -204,7 +204,7 @@ class Moderation:
         if block == "locked":
             if user_id == moderator:
                 raise forbidden("Moderators cannot lock themselves")
-            if user["is_moderator"] and not await self._other_active_moderators(user_id):
+            if user.is_moderator and not await self._other_active_moderators(user_id):
                 raise forbidden("The last moderator cannot be locked")
         await self._write_block(moderator, user_id, block, reason)
 
@@ -228,7 +228,7 @@ class Moderation:
     async def set_moderator(self, acting: str | None, user_id: str, is_moderator: bool) -> None:
         """Grants or takes the moderator role (``acting`` None: the operator's CLI)."""
         user = await self._target(user_id)
-        if not is_moderator and user["is_moderator"] and not await self._other_active_moderators(user_id):
+        if not is_moderator and user.is_moderator and not await self._other_active_moderators(user_id):
             raise forbidden("The last moderator cannot be demoted")
         await store.set_moderator(self._pool, user_id, is_moderator)
         await revoke_cached_sessions(self._pool, user_id)  # cached requesters carry the role
@@ -260,7 +260,7 @@ class Moderation:
         """Removes every member, takes the room out of lists and the directory,
         and makes its history unreadable; with ``purge`` deletes its events."""
         room = await event_store.get_room(self._pool, room_id)
-        if room is None or room["deleted"] or room_id == self.blocks.policy_room:
+        if room is None or room.deleted or room_id == self.blocks.policy_room:
             raise not_found("Unknown room")
         members = await event_store.member_events(self._pool, room_id, memberships=["join", "invite"])
         if members:
