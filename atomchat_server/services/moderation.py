@@ -13,7 +13,7 @@ woken, find their token refused, and end.
 from __future__ import annotations
 
 import logging
-from collections.abc import ItemsView
+from collections.abc import Awaitable, Callable, ItemsView
 from typing import Any
 
 import asyncpg
@@ -281,10 +281,13 @@ class Moderation:
 class AdminQueries:
     """What the admin API shows moderators about users and rooms."""
 
-    def __init__(self, *, pool: asyncpg.Pool, blocks: Blocks, system_user: str) -> None:
+    def __init__(self, *, pool: asyncpg.Pool, blocks: Blocks, system_user: str,
+                 log_out: Callable[[str], Awaitable[None]]) -> None:
         self._pool = pool
         self._blocks = blocks
         self._system_user = system_user
+        # Accounts.logout_all: handed in, as accounts imports this module (Blocks).
+        self._log_out = log_out
 
     def _user_json(self, row: asyncpg.Record) -> dict[str, Any]:
         return {
@@ -323,6 +326,12 @@ class AdminQueries:
                          "last_seen_ts": int(d["last_seen_at"].timestamp() * 1000) if d["last_seen_at"] else None}
                         for d in devices],
         }
+
+    async def log_out(self, user_id: str) -> None:
+        """Logs an account out on every device; 404 for an unknown user (or
+        the server's own account), as the user's page."""
+        await self.user(user_id)
+        await self._log_out(user_id)
 
     @staticmethod
     def _room_json(row: asyncpg.Record) -> dict[str, Any]:
