@@ -409,7 +409,7 @@ class AtomChat:
             self._federation_http = None
         if self.ctx is not None:
             await self.ctx.outbox.stop()
-            self.ctx.federation_client.close()
+            await self.ctx.federation_client.close()
             self.ctx.streams.stop()
             await self.ctx.presence.stop()
             self.ctx.media.stop()

@@ -228,7 +228,7 @@ async def test_the_blocklist_keeps_requests_off_loopback(federation_pair):
         with pytest.raises(Unreachable, match="does not contact"):
             await blocked.request(b.name, "GET", "/_matrix/federation/v1/version")
     finally:
-        blocked.close()
+        await blocked.close()
     # A server with the default blocklist refuses to ask b, and says so.
     a.settings = a.settings.replace(federation_ip_range_blocklist=config.FEDERATION_BLOCKLIST)
     await a.stop()
@@ -244,7 +244,7 @@ async def test_an_unverified_self_signed_certificate_is_refused_when_verifying(f
         with pytest.raises(Unreachable):
             await verifying.request(b.name, "GET", "/_matrix/federation/v1/version")
     finally:
-        verifying.close()
+        await verifying.close()
 
 
 async def test_remote_errors_come_back_as_remote_error(federation_pair):
