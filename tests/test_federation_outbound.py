@@ -3,8 +3,13 @@ outbox's queueing in the transaction that commits the events."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import json
 import ssl
+import time
 
+import asyncpg
 import pytest
 import signedjson.key
 import tornado.httpserver
@@ -12,8 +17,11 @@ import tornado.iostream
 import tornado.web
 
 from atomchat_server.federation.client import FederationClient
+from atomchat_server.federation.outbox import LOCK_CONNECTION_NAME
 
+from .federation_steps import FederatedServer
 from .processes import free_port
+from .room_steps import bodies, register
 
 
 class CountingServer(tornado.httpserver.HTTPServer):
@@ -85,3 +93,106 @@ async def test_a_connection_closed_by_the_other_side_is_replaced_unnoticed(count
     assert drops == [] and server.accepted == 3
     assert await client.request(name, "GET", VERSION, signed=False) == {"server": {"name": "counting"}}
     assert server.accepted == 3
+
+
+# -- the outbox ------------------------------------------------------------------------------------
+
+async def shared_room(a, b):
+    """Alice of a and Bob of b, joined to a room of a's."""
+    (alice,) = await register(a.api, "alice")
+    (bob,) = await register(b.api, "bob")
+    room_id = await alice.create_room(preset="private_chat")
+    await alice.call("POST", f"/rooms/{room_id}/invite", {"user_id": bob.user_id}, schema="matrix/empty.response")
+    assert (await bob.join(room_id)).body == {"room_id": room_id}
+    return alice, bob, room_id
+
+
+async def queued_bodies(dsn: str, destination: str) -> list[str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT body FROM federation_outbox WHERE destination = $1 AND kind = 'pdu'"
+                                " ORDER BY id", destination)
+    finally:
+        await conn.close()
+    return [json.loads(row["body"])["content"].get("body") for row in rows]
+
+
+async def eventually(check, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not await check():
+        assert time.monotonic() < deadline, "timed out waiting"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_send_is_queued_with_its_commit_and_outlives_a_restart(federation_pair):
+    a, b = federation_pair
+    alice, bob, room_id = await shared_room(a, b)
+    await b.stop()
+    await alice.say(room_id, "while b is down")
+    # In the outbox as the send returns: committed with the event.
+    assert await queued_bodies(a.dsn, b.name) == ["while b is down"]
+    await a.stop()
+    assert await queued_bodies(a.dsn, b.name) == ["while b is down"]
+    await b.start()
+    await a.start()
+    bob = dataclasses.replace(bob, api=b.api)  # b listens on a new client port
+
+    async def bob_sees():
+        events, _ = await bob.all_messages(room_id, limit=100, dir="f")
+        return "while b is down" in bodies(events)
+
+    await eventually(bob_sees)
+
+    async def sent():
+        return await queued_bodies(a.dsn, b.name) == []
+
+    await eventually(sent)
+
+
+async def test_a_room_federated_by_another_process_is_sent_from_this_one(federation_pair):
+    """Two processes of server a: a room made and talked in through the
+    second, joined by b's Bob through the first; the second's next send
+    goes to b."""
+    a, b = federation_pair
+    a2 = FederatedServer(a.name, a.settings.replace(federation_port=None, federation_enabled=True), a.dsn,
+                         a.passwords)
+    await a2.start()
+    try:
+        (alice,) = await register(a.api, "alice")
+        (bob,) = await register(b.api, "bob")
+        alice_there = dataclasses.replace(alice, api=a2.api)  # the same token, at the other process
+        room_id = await alice_there.create_room(preset="private_chat")
+        await alice_there.say(room_id, "only us")  # a2 learns the room has only a's users
+        assert await queued_bodies(a.dsn, b.name) == []
+        await alice.call("POST", f"/rooms/{room_id}/invite", {"user_id": bob.user_id},
+                         schema="matrix/empty.response")
+        assert (await bob.join(room_id)).body == {"room_id": room_id}  # through a's listener
+        await b.stop()  # what a2 queues stays in the outbox
+        await alice_there.say(room_id, "from the other process")
+        assert await queued_bodies(a.dsn, b.name) == ["from the other process"]
+    finally:
+        await a2.stop()
+
+
+async def test_without_federation_the_outbox_holds_no_connection(federation_pair):
+    """A process of a without federation_port (and federation_enabled unset)
+    opens no outbox connection: only a's own is there."""
+    a, _ = federation_pair
+
+    async def outbox_connections() -> int:
+        conn = await asyncpg.connect(a.dsn)
+        try:
+            return await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1"
+                                       " AND datname = current_database()", LOCK_CONNECTION_NAME)
+        finally:
+            await conn.close()
+
+    assert a.settings.federating
+    assert await outbox_connections() == 1
+    local = FederatedServer(a.name, a.settings.replace(federation_port=None), a.dsn, a.passwords)
+    assert not local.settings.federating
+    await local.start()
+    try:
+        assert await outbox_connections() == 1
+    finally:
+        await local.stop()

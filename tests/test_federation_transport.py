@@ -394,6 +394,7 @@ async def test_typing_and_receipts_of_users_not_in_a_shared_room_are_ignored(fed
 def fast_retries(server) -> None:
     server.ctx.outbox.base_backoff = 0.05
     server.ctx.outbox.max_backoff = 0.2
+    server.ctx.outbox.idle_seconds = 0.05  # a sender with nothing to send lets go of its lock soon
 
 
 async def test_the_outbox_delivers_in_order_after_the_receiver_comes_back(federation_pair, received):
@@ -463,7 +464,8 @@ async def test_one_process_of_several_sends_a_destination_and_another_takes_over
     by exactly one of them at a time; when that one dies, the other sends
     what is left, in order and once."""
     a, b = federation_pair
-    a2 = FederatedServer(a.name, a.settings.replace(federation_port=None), a.dsn, a.passwords)
+    a2 = FederatedServer(a.name, a.settings.replace(federation_port=None, federation_enabled=True), a.dsn,
+                         a.passwords)
     await a2.start()
     try:
         for server in (a, a2):
