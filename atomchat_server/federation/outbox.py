@@ -293,8 +293,7 @@ class Outbox:
         took (it was full, or a batch formed before), False when it took all
         there was or nothing was queued."""
         fresh = new_txn_id()
-        async with self._pool.acquire() as conn, conn.transaction():
-            batch = await store.next_batch(conn, destination, fresh, MAX_PDUS, MAX_EDUS)
+        batch = await store.next_batch(self._pool, destination, fresh, MAX_PDUS, MAX_EDUS)
         if batch is None:
             return False
         txn_id, items = batch
