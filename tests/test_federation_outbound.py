@@ -196,3 +196,56 @@ async def test_without_federation_the_outbox_holds_no_connection(federation_pair
         assert await outbox_connections() == 1
     finally:
         await local.stop()
+
+
+class CountingDb:
+    """A connection that notes the first word of each statement run on it."""
+
+    def __init__(self, conn, statements: list[str]) -> None:
+        self._conn, self._statements = conn, statements
+
+    def __getattr__(self, name):
+        method = getattr(self._conn, name)
+        if name not in ("fetch", "fetchrow", "fetchval", "execute", "executemany"):
+            return method
+
+        async def counted(query, *args, **kwargs):
+            self._statements.append(query.split()[0].upper())
+            return await method(query, *args, **kwargs)
+
+        return counted
+
+
+async def test_sending_reads_a_rooms_servers_only_when_its_remote_members_changed(federation_pair):
+    a, b = federation_pair
+    persister = a.running.atomchat._persister
+    (queue,) = persister.commit_hooks
+    statements: list[str] = []
+
+    async def counting(conn, rows, floor, last):
+        return await queue(CountingDb(conn, statements), rows, floor, last)
+
+    persister.commit_hooks[:] = [counting]
+    alice, bob, room_id = await shared_room(a, b)
+    lonely = await alice.create_room()
+
+    async def say(room, text) -> list[str]:
+        await a.ctx.notifier.caught_up()  # this process has seen every event before the send
+        statements.clear()
+        await alice.say(room, text)
+        return list(statements)
+
+    for n in range(3):
+        assert await say(lonely, f"alone {n}") == []  # only a's users: nothing read, nothing queued
+    assert await say(room_id, "first") in (["SELECT", "INSERT"], ["INSERT"])
+    for n in range(3):
+        assert await say(room_id, f"again {n}") == ["INSERT"]  # the servers are known: only queued
+    await bob.call("POST", f"/rooms/{room_id}/leave", {}, schema="matrix/empty.response")
+
+    async def bob_left():
+        members = await alice.call("GET", f"/rooms/{room_id}/joined_members", schema="matrix/joined_members.response")
+        return bob.user_id not in members.body["joined"]
+
+    await eventually(bob_left)
+    assert await say(room_id, "after Bob") == ["SELECT"]  # read again: b is gone, nothing queued
+    assert await say(room_id, "still alone") == []
