@@ -292,22 +292,26 @@ class AtomChat:
                                              verify_certificates=settings.federation_verify_certificates,
                                              blocklist=settings.federation_ip_range_blocklist)
         outbox = Outbox(self._pool, federation_client, settings.server_name, dsn=self.dsn)
-        ephemeral = Ephemeral(pool=self._pool, persister=self._persister, notifier=notifier, outbox=outbox,
-                              server_name=settings.server_name)
+        ephemeral = Ephemeral(pool=self._pool, persister=self._persister, notifier=notifier,
+                              outbox=outbox if settings.federating else None, server_name=settings.server_name)
         keyring = KeyRing(self._pool, federation_client, settings.server_name, server_key)
         signer = Signer(settings.server_name, server_key)
         federation_events = FederationEvents(pool=self._pool, persister=self._persister, keyring=keyring,
                                              client=federation_client, policy=blocks)
         rooms.remote = RemoteMembership(pool=self._pool, persister=self._persister, signer=signer,
                                         events=federation_events, client=federation_client)
-        self._persister.appended_hooks.append(
-            PduSender(pool=self._pool, outbox=outbox, server_name=settings.server_name).appended)
+        if settings.federating:
+            sender = PduSender(outbox=outbox, server_name=settings.server_name, position=lambda: notifier.position)
+            notifier.observers.append(sender.observe)  # before loading, so no member event slips between
+            await sender.load(self._pool)
+            self._persister.commit_hooks.append(sender.queue)
         self.ctx = AppContext(settings=settings, pool=self._pool, accounts=accounts, rooms=rooms, profiles=profiles,
                               notifier=notifier, filters=Filters(self._pool), sync=SyncBuilder(self._pool, ServiceReads(
                                   presence, bundle, key_state, device_list_changes), notifier.typing),
                               ephemeral=ephemeral,
                               moderation=moderation,
-                              admin=AdminQueries(pool=self._pool, blocks=blocks, system_user=moderation.system_user),
+                              admin=AdminQueries(pool=self._pool, blocks=blocks, system_user=moderation.system_user,
+                                                 log_out=accounts.logout_all),
                               compat=Compat(pool=self._pool, persister=self._persister, accounts=accounts,
                                             rooms=rooms, moderation=moderation),
                               relations=Relations(pool=self._pool, rooms=rooms),
@@ -333,7 +337,8 @@ class AtomChat:
         assert self.passwords is not None, "made above"
         self._sample(self.ctx, self._pool, self.passwords)
         await self.ctx.compat.upgrade_old_api_rooms()
-        await outbox.start()
+        if settings.federating:  # else no connection, no sweep: nothing is queued for other servers
+            await outbox.start()
         application = self.application()
         if settings.federation_port is not None:
             if not settings.federation_tls_certificate or not settings.federation_tls_private_key:
@@ -412,7 +417,7 @@ class AtomChat:
             self._federation_http = None
         if self.ctx is not None:
             await self.ctx.outbox.stop()
-            self.ctx.federation_client.close()
+            await self.ctx.federation_client.close()
             self.ctx.streams.stop()
             await self.ctx.presence.stop()
             self.ctx.media.stop()

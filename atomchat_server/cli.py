@@ -327,17 +327,17 @@ def cmd_user_create(settings: config.Settings, args: argparse.Namespace) -> None
 
 
 def cmd_user_list(settings: config.Settings, args: argparse.Namespace) -> None:
-    async def run() -> list[asyncpg.Record]:
+    async def run() -> list[user_store.User]:
         async with pool_for(settings, await get_dsn()) as (pool, _known):
             return await user_store.list_users(pool)
 
     with database(settings) as get_dsn:
-        rows = asyncio.run(run())
-    for row in rows:
-        if row["localpart"] == SYSTEM_LOCALPART:
+        users = asyncio.run(run())
+    for user in users:
+        if user.localpart == SYSTEM_LOCALPART:
             continue  # the server's own account is nobody's to manage
-        role = "moderator" if row["is_moderator"] else "user"
-        print(f"{row['id']}\t{row['user_id']}\t{role}\t{row['created_at'].isoformat()}")
+        role = "moderator" if user.is_moderator else "user"
+        print(f"{user.id}\t{user.user_id}\t{role}\t{user.created_at.isoformat()}")
 
 
 @asynccontextmanager

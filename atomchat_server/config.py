@@ -192,6 +192,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("metrics_allow", _networks, _networks("127.0.0.0/8,::1"), "client addresses (CIDRs, comma-separated) that may read /metrics", "ATOMCHAT_METRICS_ALLOW"),
     Option("metrics_port", _int, 0, "serve /metrics, /health and /ready on this port instead of the main one (0: the main port); worker i of --workers uses METRICS_PORT + i", "ATOMCHAT_METRICS_PORT", minimum=0),
     Option("federation_port", _int, None, "port of the HTTPS listener other servers reach this one on (/_matrix/federation and /_matrix/key); no listener when unset", "ATOMCHAT_FEDERATION_PORT", minimum=1),
+    Option("federation_enabled", _bool, None, "send this server's events and notices to other servers (the outbox, with a database connection of its own); default: on when federation_port is set. Turn it on without a port when a reverse proxy carries federation to the client port, or in a further process of a server whose listener another process holds", "ATOMCHAT_FEDERATION_ENABLED"),
     Option("federation_tls_certificate", _text, None, "PEM file of the federation listener's certificate (chain)", "ATOMCHAT_FEDERATION_TLS_CERTIFICATE"),
     Option("federation_tls_private_key", _text, None, "PEM file of the federation listener's private key", "ATOMCHAT_FEDERATION_TLS_PRIVATE_KEY"),
     Option("federation_verify_certificates", _bool, True, "check other servers' TLS certificates (turn off only for test set-ups with self-signed certificates)", "ATOMCHAT_FEDERATION_VERIFY_CERTIFICATES"),
@@ -212,6 +213,12 @@ def _media_root(self: Settings) -> Path:
     return Path(self.media_path).expanduser().resolve() if self.media_path else self.data_path / "media"
 
 
+def _federating(self: Settings) -> bool:
+    """Whether this process sends to other servers (federation_enabled,
+    by default whether it has a federation listener)."""
+    return bool(self.federation_port is not None if self.federation_enabled is None else self.federation_enabled)
+
+
 def _replace(self: Settings, **changes: Any) -> Settings:
     return dataclasses.replace(self, **changes)
 
@@ -224,6 +231,7 @@ if TYPE_CHECKING:
         __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]  # it is a dataclass
         data_path: Path
         media_root: Path
+        federating: bool
 
         def __init__(self, **values: Any) -> None: ...
 
@@ -236,7 +244,8 @@ else:
         "Settings",
         [(option.name, Any, field(default=option.default)) for option in OPTIONS],
         frozen=True,
-        namespace={"data_path": property(_data_path), "media_root": property(_media_root), "replace": _replace},
+        namespace={"data_path": property(_data_path), "media_root": property(_media_root),
+                   "federating": property(_federating), "replace": _replace},
     )
 
 

@@ -181,14 +181,17 @@ async def throughput(a: FederatingServer, b: FederatingServer, pdus: list[dict[s
     key = load_or_create_server_key(a.root / "data")
     client = FederationClient(a.name, key, verify_certificates=False, blocklist=())
     started = time.perf_counter()
-    for number in range(0, len(pdus), TXN_PDUS):
-        batch = pdus[number:number + TXN_PDUS]
-        answer = await client.request(b.name, "PUT", f"/_matrix/federation/v1/send/bench{number}", body={
-            "origin": a.name, "origin_server_ts": int(time.time() * 1000), "pdus": batch, "edus": []})
-        refused = {event_id: result for event_id, result in answer.get("pdus", {}).items() if result}
-        if refused:
-            raise BenchError(f"B refused PDUs: {list(refused.items())[:3]}")
-    elapsed = time.perf_counter() - started
+    try:
+        for number in range(0, len(pdus), TXN_PDUS):
+            batch = pdus[number:number + TXN_PDUS]
+            answer = await client.request(b.name, "PUT", f"/_matrix/federation/v1/send/bench{number}", body={
+                "origin": a.name, "origin_server_ts": int(time.time() * 1000), "pdus": batch, "edus": []})
+            refused = {event_id: result for event_id, result in answer.get("pdus", {}).items() if result}
+            if refused:
+                raise BenchError(f"B refused PDUs: {list(refused.items())[:3]}")
+        elapsed = time.perf_counter() - started
+    finally:
+        await client.close()
     return len(pdus) / elapsed
 
 

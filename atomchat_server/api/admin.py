@@ -96,8 +96,7 @@ class UserLogoutHandler(AdminHandler):
     async def post(self, user_id: str) -> None:
         await self.moderator()
         self.json_body()
-        await self.ctx.admin.user(user_id)  # 404 for an unknown user
-        await self.ctx.accounts.logout_all(user_id)
+        await self.ctx.admin.log_out(user_id)
         self.send_json({})
 
 

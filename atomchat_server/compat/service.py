@@ -35,6 +35,7 @@ from ..services.rooms import Rooms
 from ..services.rooms.base import check_size, member_profile, power_state, requested, require_room
 from ..storage import events as event_store
 from ..storage import users as user_store
+from ..storage.users import User
 from . import storage as store
 
 log = logging.getLogger(__name__)
@@ -228,7 +229,7 @@ class Compat:
         # '@', which the Matrix login would read as a user id.
         account = await user_store.find_by_localpart(self._pool, username)
         try:
-            result = await self._accounts.login(identifier=account["user_id"] if account else username,
+            result = await self._accounts.login(identifier=account.user_id if account else username,
                                                 password=password, device_id=None, display_name="AtomChat API",
                                                 want_refresh=False, address=address)
         except MatrixError as error:
@@ -239,8 +240,7 @@ class Compat:
 
     async def me(self, requester: Requester) -> dict[str, Any]:
         user = await self._accounts.user(requester.user_id)
-        return {"id": user["id"], "username": user["localpart"], "email": user["email"],
-                "is_moderator": user["is_moderator"]}
+        return {"id": user.id, "username": user.localpart, "email": user.email, "is_moderator": user.is_moderator}
 
     # -- rooms -------------------------------------------------------------------------
 
@@ -253,7 +253,7 @@ class Compat:
 
     async def _members(self, numbers: list[int], field: str, errors: dict[str, list[str]]) -> list[str]:
         """The user ids of a list of account numbers, or field errors."""
-        found = {row["id"]: row["user_id"] for row in await store.users_by_ids(self._pool, numbers)}
+        found = {user.id: user.user_id for user in await store.users_by_ids(self._pool, numbers)}
         for number in numbers:
             if number not in found:
                 errors[field] = [f'Invalid pk "{number}" - object does not exist.']
@@ -483,17 +483,17 @@ class Compat:
             raise FieldErrors(errors)
         assert text is not None and other is not None, "reported missing above"
         me = await self._accounts.user(requester.user_id)
-        low, high = sorted((me, other), key=lambda user: user["id"])
-        async with self._locks.hold(f"direct:{low['id']}:{high['id']}") as conn:
-            room_id = await store.direct_room(conn, low["id"], high["id"])
+        low, high = sorted((me, other), key=lambda user: user.id)
+        async with self._locks.hold(f"direct:{low.id}:{high.id}") as conn:
+            room_id = await store.direct_room(conn, low.id, high.id)
             if room_id is not None and not await self._still_usable(conn, room_id, requester.user_id):
                 room_id = None
             if room_id is None:
                 room_id = await self._new_direct_room(requester, low, high)
-                await store.set_direct_room(conn, low["id"], high["id"], room_id)
+                await store.set_direct_room(conn, low.id, high.id, room_id)
             else:
                 # Whoever left the pair's room is brought back by the next message to them.
-                await self._edit_members(requester, room_id, add=[other["user_id"]])
+                await self._edit_members(requester, room_id, add=[other.user_id])
         message = await self._send(requester, room_id, text)
         return {"text": message["text"], "created_at": message["created_at"]}
 
@@ -503,15 +503,15 @@ class Compat:
         a moderator, and the writer has not left it (one cannot rejoin a
         private room on one's own); else the pair gets a new room."""
         room = await event_store.get_room(conn, room_id)
-        return room is not None and not room["deleted"] and await event_store.is_joined(conn, room_id, writer)
+        return room is not None and not room.deleted and await event_store.is_joined(conn, room_id, writer)
 
-    async def _new_direct_room(self, requester: Requester, low: asyncpg.Record, high: asyncpg.Record) -> str:
+    async def _new_direct_room(self, requester: Requester, low: User, high: User) -> str:
         # Named as the original did, not held to the names' uniqueness (a
         # taken name must not stop a message); the rest as any /api room.
-        room_id = await self._new_private_room(requester, f"{low['localpart']}&{high['localpart']}_private",
+        room_id = await self._new_private_room(requester, f"{low.localpart}&{high.localpart}_private",
                                                is_direct=True)
         await self._edit_members(requester, room_id,
-                                       add=[u["user_id"] for u in (low, high) if u["user_id"] != requester.user_id])
+                                       add=[u.user_id for u in (low, high) if u.user_id != requester.user_id])
         return room_id
 
     # -- moderation ------------------------------------------------------------------------
@@ -529,5 +529,5 @@ class Compat:
         value = _boolean(body["is_active"])
         if value is None:
             raise FieldErrors({"is_active": ["Must be a valid boolean."]})
-        await self._moderation.set_block(requester.user_id, user["user_id"], None if value else "locked")
-        return {"username": user["localpart"], "is_active": value}
+        await self._moderation.set_block(requester.user_id, user.user_id, None if value else "locked")
+        return {"username": user.localpart, "is_active": value}

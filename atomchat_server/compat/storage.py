@@ -11,6 +11,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from ..db import Database
+from ..storage.users import USER_COLUMNS, User, as_user, maybe_user
 
 # A room as /api shows it: number, name, creation time and joined members' numbers.
 _ROOM_OBJECT = """
@@ -24,12 +25,13 @@ SELECT r.id, r.room_id, r.creator, r.created_at,
 
 
 # Account number 0 is the server's own account: no person can address it.
-async def user_by_id(db: Database, number: int) -> asyncpg.Record | None:
-    return await db.fetchrow("SELECT * FROM users WHERE id = $1 AND id > 0", number)
+async def user_by_id(db: Database, number: int) -> User | None:
+    return maybe_user(await db.fetchrow(f"SELECT {USER_COLUMNS} FROM users WHERE id = $1 AND id > 0", number))
 
 
-async def users_by_ids(db: Database, numbers: Sequence[int]) -> list[asyncpg.Record]:
-    return await db.fetch("SELECT * FROM users WHERE id = ANY($1::bigint[]) AND id > 0", list(numbers))
+async def users_by_ids(db: Database, numbers: Sequence[int]) -> list[User]:
+    return [as_user(row) for row in await db.fetch(
+        f"SELECT {USER_COLUMNS} FROM users WHERE id = ANY($1::bigint[]) AND id > 0", list(numbers))]
 
 
 async def room_object(db: Database, number: int) -> asyncpg.Record | None:

@@ -13,8 +13,16 @@ server-server discovery rules this server implements:
    2, with 8448 when it gives no port;
 4. otherwise the host on port 8448.
 
+Connections are kept alive and reused per destination (aiohttp's pool):
+a federation request on a warm connection costs one round trip, not a TCP
+and TLS handshake, which is most of a message's delivery time between
+nearby servers. A kept connection the other side has closed meanwhile is
+noticed when it is reused: the request is sent once more on a new
+connection. That is safe for every federation request: transactions are
+deduplicated by their id, and the others read or are keyed by event id.
+
 Every address a name resolves to is checked against the IP range blocklist
-(``federation_ip_range_blocklist``) when the connection is made, so a name
+(``federation_ip_range_blocklist``) when a connection is made, so a name
 cannot smuggle a request into this server's own network, whatever its DNS
 answers. Any failure to reach a server (DNS, connection, TLS, timeout, a
 blocked address) is ``Unreachable``; an answer that is an error is
@@ -23,6 +31,7 @@ blocked address) is ``Unreachable``; an answer that is an error is
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import logging
@@ -32,10 +41,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
-import tornado.netutil
+import aiohttp
+import yarl
+from aiohttp.abc import AbstractResolver, ResolveResult
 from signedjson.types import SigningKey
-from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
-from tornado.simple_httpclient import SimpleAsyncHTTPClient
 
 from .remote import (
     BlockedAddress,
@@ -55,62 +64,116 @@ WELL_KNOWN_PATH = "/.well-known/matrix/server"
 WELL_KNOWN_TIMEOUT = 10.0
 WELL_KNOWN_TTL = 3600.0  # seconds a delegation (or its absence) is remembered
 WELL_KNOWN_MAX_BYTES = 64 * 1024
+WELL_KNOWN_REDIRECTS = 3
+REDIRECTS = (301, 302, 303, 307, 308)
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+# An idle connection is kept this long for the next request to its
+# destination; past it the pool closes it (servers time idle ones out too).
+KEEPALIVE_SECONDS = 30.0
+# Connections at once, in all and to one destination: the outbox keeps one
+# transaction in flight per destination; room requests (joins, backfill,
+# missing events) may add a few.
+MAX_CONNECTIONS = 256
+MAX_PER_DESTINATION = 8
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class BlocklistResolver(tornado.netutil.Resolver):
+def blocked(blocklist: tuple[Network, ...], address: str) -> bool:
+    """Whether an IP address lies in the blocklist (ValueError: not an address)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 zone index is not part of the address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in blocklist)
+
+
+class BlocklistResolver(AbstractResolver):
     """The system resolver, keeping only addresses outside the blocklist."""
 
-    def initialize(self, blocklist: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()) -> None:
-        self._resolver = tornado.netutil.DefaultLoopResolver()
+    def __init__(self, blocklist: tuple[Network, ...] = ()) -> None:
+        self._resolver = aiohttp.ThreadedResolver()
         self._blocklist = blocklist
 
-    def close(self) -> None:
-        self._resolver.close()
+    async def close(self) -> None:
+        await self._resolver.close()
 
-    def blocked(self, address: str) -> bool:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 zone index is not part of the address
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in network for network in self._blocklist)
-
-    async def resolve(self, host: str, port: int,
-                      family: socket.AddressFamily = socket.AF_UNSPEC) -> list[tuple[int, Any]]:
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
         addresses = await self._resolver.resolve(host, port, family)
-        allowed = [entry for entry in addresses if not self.blocked(entry[1][0])]
+        allowed = [entry for entry in addresses if not blocked(self._blocklist, entry["host"])]
         if not allowed:
             raise BlockedAddress(f"{host} resolves only to addresses this server does not contact")
         return allowed
 
 
-def _error_of(response: HTTPResponse | None, status: int) -> RemoteError:
-    body: Any = None
-    if response is not None and response.body:
+def _error_of(status: int, body: bytes) -> RemoteError:
+    answer: Any = None
+    if body:
         try:
-            body = json.loads(response.body)
+            answer = json.loads(body)
         except ValueError:
-            body = None
-    if isinstance(body, dict) and isinstance(body.get("errcode"), str):
-        return RemoteError(status, body["errcode"], str(body.get("error", "")))
+            answer = None
+    if isinstance(answer, dict) and isinstance(answer.get("errcode"), str):
+        return RemoteError(status, answer["errcode"], str(answer.get("error", "")))
     return RemoteError(status, "M_UNKNOWN", f"the server answered {status} without a Matrix error")
+
+
+async def _read(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, refused (Unreachable) past ``limit`` bytes."""
+    if response.content_length is not None and response.content_length > limit:
+        raise Unreachable(f"an answer of {response.content_length} bytes is past the limit of {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise Unreachable(f"an answer past the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class FederationClient:
     def __init__(self, server_name: str, key: SigningKey, *, verify_certificates: bool = True,
-                 blocklist: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()) -> None:
+                 blocklist: tuple[Network, ...] = ()) -> None:
         self.server_name = server_name
         self._key = key
         self._verify = verify_certificates
-        self._resolver = BlocklistResolver(blocklist=blocklist)
-        # One client with its own connection slots: a slow destination holds
-        # one slot per request in flight (the outbox sends one at a time).
-        self._http = SimpleAsyncHTTPClient(force_instance=True, max_clients=256, resolver=self._resolver,
-                                           max_body_size=MAX_RESPONSE_BYTES)
+        self._blocklist = blocklist
+        # Made on first use, on the running loop; the connector leaves the
+        # resolver it is given to its owner to close.
+        self._session: aiohttp.ClientSession | None = None
+        self._resolver: BlocklistResolver | None = None
         self._endpoints: dict[str, tuple[Endpoint, float]] = {}
 
-    def close(self) -> None:
-        self._http.close()
-        self._resolver.close()
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._resolver = BlocklistResolver(self._blocklist)
+            connector = aiohttp.TCPConnector(resolver=self._resolver, limit=MAX_CONNECTIONS,
+                                             limit_per_host=MAX_PER_DESTINATION,
+                                             keepalive_timeout=KEEPALIVE_SECONDS,
+                                             ssl=self._verify)
+            # No cookies, no proxy settings from the environment: a request
+            # goes to the address the destination resolved to and nowhere else.
+            self._session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+                                                  trust_env=False, auto_decompress=True)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+        if self._resolver is not None:
+            resolver, self._resolver = self._resolver, None
+            await resolver.close()
+
+    def _check_literal(self, host: str) -> None:
+        """Refuses an IP literal in the blocklist (the connector takes an
+        address as it is, without asking the resolver)."""
+        try:
+            refused = blocked(self._blocklist, host)
+        except ValueError:  # a name: the resolver checks its addresses
+            return
+        if refused:
+            raise BlockedAddress(f"{host} is an address this server does not contact")
 
     async def endpoint(self, destination: str) -> Endpoint:
         try:
@@ -118,27 +181,42 @@ class FederationClient:
         except ValueError as exc:
             raise Unreachable(str(exc)) from None
         if direct is not None:
+            self._check_literal(direct.host)
             return direct
         cached = self._endpoints.get(destination)
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
         found = delegated_endpoint(destination, await self._well_known(destination))
+        self._check_literal(found.host)
         self._endpoints[destination] = (found, time.monotonic() + WELL_KNOWN_TTL)
         return found
 
     async def _well_known(self, destination: str) -> Any:
-        request = HTTPRequest(f"https://{destination}{WELL_KNOWN_PATH}", method="GET",
-                              request_timeout=WELL_KNOWN_TIMEOUT, connect_timeout=WELL_KNOWN_TIMEOUT,
-                              validate_cert=self._verify, follow_redirects=True, max_redirects=3)
+        """The delegation document, following up to three redirects, each
+        checked against the blocklist as the first address was."""
+        timeout = aiohttp.ClientTimeout(total=WELL_KNOWN_TIMEOUT)
+        url = yarl.URL(f"https://{destination}{WELL_KNOWN_PATH}")
         try:
-            response = await self._http.fetch(request, raise_error=False)
-        except (OSError, HTTPClientError, Unreachable) as exc:
+            for _ in range(1 + WELL_KNOWN_REDIRECTS):
+                async with self._http().get(url, timeout=timeout, allow_redirects=False) as response:
+                    location = response.headers.get("Location")
+                    if response.status in REDIRECTS and location:
+                        url = url.join(yarl.URL(location))
+                        if url.scheme != "https" or url.host is None:
+                            return None
+                        self._check_literal(url.host)
+                        continue
+                    if response.status != 200:
+                        return None
+                    body = await _read(response, WELL_KNOWN_MAX_BYTES)
+                    break
+            else:
+                return None
+        except (OSError, aiohttp.ClientError, asyncio.TimeoutError, Unreachable) as exc:
             log.info("no delegation for %s: %s", destination, exc)
             return None
-        if response.code != 200 or response.body is None or len(response.body) > WELL_KNOWN_MAX_BYTES:
-            return None
         try:
-            return json.loads(response.body)
+            return json.loads(body)
         except ValueError:
             return None
 
@@ -159,21 +237,24 @@ class FederationClient:
             headers["Content-Type"] = "application/json"
         elif method in ("PUT", "POST"):
             payload = b""
-        request = HTTPRequest(endpoint.base_url + uri, method=method, headers=headers, body=payload,
-                              request_timeout=timeout, connect_timeout=min(timeout, 10.0),
-                              validate_cert=self._verify, follow_redirects=False,
-                              allow_nonstandard_methods=True)
+        limits = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 10.0))
+        for attempt in (1, 2):
+            try:
+                # encoded=True: the path is sent as given, byte for byte as signed.
+                async with self._http().request(method, yarl.URL(endpoint.base_url + uri, encoded=True),
+                                                headers=headers, data=payload, timeout=limits,
+                                                allow_redirects=False) as response:
+                    status, answer = response.status, await _read(response, MAX_RESPONSE_BYTES)
+                break
+            except aiohttp.ServerDisconnectedError as exc:
+                # A kept connection the other side had closed: once more, on a new one.
+                if attempt == 2:
+                    raise Unreachable(f"{destination}: {exc}") from None
+            except (OSError, asyncio.TimeoutError, aiohttp.ClientError) as exc:  # DNS, connection, TLS, timeout
+                raise Unreachable(f"{destination}: {exc or type(exc).__name__}") from None
+        if status != 200:
+            raise _error_of(status, answer)
         try:
-            response = await self._http.fetch(request, raise_error=False)
-        except HTTPClientError as exc:  # a timeout or a closed stream (599); answers come back as responses
-            if exc.code == 599 or exc.response is None:
-                raise Unreachable(f"{destination}: {exc}") from None
-            raise _error_of(exc.response, exc.code) from None
-        except (OSError, Unreachable) as exc:  # OSError: DNS, connection, TLS
-            raise Unreachable(f"{destination}: {exc}") from None
-        if response.code != 200:
-            raise _error_of(response, response.code)
-        try:
-            return json.loads(response.body)
+            return json.loads(answer)
         except ValueError:
-            raise RemoteError(response.code, "M_NOT_JSON", "the answer is not JSON") from None
+            raise RemoteError(status, "M_NOT_JSON", "the answer is not JSON") from None

@@ -1,17 +1,23 @@
 """The durable outgoing queue: PDUs and EDUs for other servers, delivered
 in order, one destination at a time each, as federation transactions.
 
-Enqueueing commits a row per destination and wakes that destination's
-sender; it never waits on a remote server, so local users never wait on a
-slow or down one. Each destination has at most one sender task, which sends
-one transaction at a time: the batch already formed and not yet accepted
+Enqueueing writes a row per destination (this server's PDUs in the
+transaction that commits their events: ``queue_pdus``) and, once
+committed, wakes that destination's sender at once; it never waits on a
+remote server, so local users never wait on a slow or down one. Each
+destination has at most one sender task, which sends one transaction at a
+time, the next as soon as the last is accepted: the batch already formed
+and not yet accepted
 (under the same transaction id, so the receiver, which deduplicates by
 origin and transaction id, applies it once), else the next rows up to the
 specification's limits (50 PDUs, 100 EDUs). An accepted transaction's rows
 are deleted; a failure is retried with exponential back-off up to a cap,
 cut short when the destination shows it is up again (it sent us a signed
-request). Rows outlive a restart: ``start()`` resumes every destination
-with rows waiting.
+request). A sender with nothing left to send waits ``idle_seconds`` for
+more before it ends, so a busy destination's sends skip the taking of its
+lock. Rows outlive a restart: ``start()`` resumes every destination with
+rows waiting. Nothing runs (no connection, no sweep) until ``start()``,
+which the server calls only when federation is enabled.
 
 Several server processes may share one database: exactly one of them sends
 a given destination at a time. A sender holds a PostgreSQL session advisory
@@ -38,6 +44,7 @@ from urllib.parse import quote
 
 import asyncpg
 
+from ..db import Database
 from ..db.pool import UNREACHABLE
 from ..storage import federation as store
 from ..storage import federation_locks as locks
@@ -73,7 +80,8 @@ class _Destination:
 
 class Outbox:
     def __init__(self, pool: asyncpg.Pool, client: Remote, server_name: str, *, dsn: str,
-                 base_backoff: float = 1.0, max_backoff: float = 300.0, sweep_seconds: float = 10.0) -> None:
+                 base_backoff: float = 1.0, max_backoff: float = 300.0, sweep_seconds: float = 10.0,
+                 idle_seconds: float = 30.0) -> None:
         self._pool = pool
         self._client = client
         self._server_name = server_name
@@ -81,8 +89,9 @@ class Outbox:
         self.base_backoff = base_backoff
         self.max_backoff = max_backoff
         self.sweep_seconds = sweep_seconds
+        self.idle_seconds = idle_seconds
         self._destinations: dict[str, _Destination] = {}
-        self._stopping = False
+        self._running = False  # between start() and stop()
         # The connection whose session holds this process's destination locks
         # and LISTENs for wake-ups; one query at a time on it.
         self._lock_conn: asyncpg.Connection | None = None
@@ -91,11 +100,12 @@ class Outbox:
 
     async def start(self) -> None:
         await self._connect()
+        self._running = True
         await self.sweep()
         self._sweeper = asyncio.ensure_future(self._keep_sweeping())
 
     async def stop(self) -> None:
-        self._stopping = True
+        self._running = False
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -166,13 +176,23 @@ class Outbox:
             if self._lock_conn is not None and not self._lock_conn.is_closed():
                 await locks.unlock(self._lock_conn, destination)
 
-    async def enqueue_pdus(self, destinations: Iterable[str], pdus: Sequence[Mapping[str, Any]]) -> None:
+    async def queue_pdus(self, db: Database, destinations: Iterable[str], pdus: Sequence[Mapping[str, Any]]) -> None:
+        """Queues PDUs on ``db``, in the caller's transaction; ``wake`` the
+        destinations once it is committed."""
         targets = sorted({d for d in destinations if d != self._server_name})
-        if not targets or not pdus:
-            return
-        await store.enqueue(self._pool, targets, "pdu", pdus)
-        for destination in targets:
-            self._wake(destination)
+        if targets and pdus:
+            await store.enqueue(db, targets, "pdu", pdus)
+
+    def wake(self, destinations: Iterable[str]) -> None:
+        """Rows were committed for these destinations: their senders send now."""
+        for destination in destinations:
+            if destination != self._server_name:
+                self._wake(destination)
+
+    async def enqueue_pdus(self, destinations: Iterable[str], pdus: Sequence[Mapping[str, Any]]) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self.queue_pdus(conn, destinations, pdus)
+        self.wake(destinations)
 
     async def enqueue_edu(self, destination: str, edu_type: str, content: Mapping[str, Any]) -> None:
         if destination == self._server_name:
@@ -191,7 +211,7 @@ class Outbox:
         return state is not None and state.failures > 0
 
     def _wake(self, destination: str, *, announce: bool = True) -> None:
-        if self._stopping:
+        if not self._running:
             return
         state = self._destinations.get(destination)
         if state is None:
@@ -219,12 +239,12 @@ class Outbox:
                 await self._run(destination, state)
             finally:
                 state.locked = False
-                if not self._stopping:
+                if self._running:
                     with contextlib.suppress(OSError, *UNREACHABLE):
                         await self._unlock(destination)
             # Rows queued by another process while this one held the lock
             # (its NOTIFY may have come after the last look): look again.
-            if self._stopping or not await store.queued_count(self._pool, destination):
+            if not self._running or not await store.queued_count(self._pool, destination):
                 self._forget(destination, state)
                 return
             announce = False
@@ -235,22 +255,30 @@ class Outbox:
             del self._destinations[destination]
 
     async def _run(self, destination: str, state: _Destination) -> None:
+        """Sends until nothing has been queued for ``idle_seconds``. Rows
+        queued after a batch was formed set ``wake`` (here or, through the
+        NOTIFY, in another process), so a batch that took everything there
+        was needs no second look."""
+        more = True  # rows may wait that no wake-up announced
         while True:
+            if not more and not state.wake.is_set():
+                try:
+                    await asyncio.wait_for(state.wake.wait(), self.idle_seconds)
+                except asyncio.TimeoutError:
+                    return  # nothing waits: the caller releases the lock
             state.wake.clear()
             try:
-                sent = await self._send_next(destination)
+                more = await self._send_next(destination)
             except (Unreachable, RemoteError, *UNREACHABLE) as exc:
                 await self._back_off(destination, state, str(exc))
+                more = True
                 continue
             except Exception:  # a bug must not end this destination's deliveries
                 log.exception("sending to %s failed", destination)
                 await self._back_off(destination, state, "an unexpected error")
+                more = True
                 continue
-            if sent:
-                state.failures = 0
-                continue
-            if not state.wake.is_set():
-                return  # nothing waits: the caller releases the lock
+            state.failures = 0
 
     async def _back_off(self, destination: str, state: _Destination, reason: str) -> None:
         state.failures += 1
@@ -261,12 +289,16 @@ class Outbox:
             await asyncio.wait_for(state.up.wait(), delay)
 
     async def _send_next(self, destination: str) -> bool:
-        """Sends the next transaction; False when nothing is queued."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            batch = await store.next_batch(conn, destination, new_txn_id(), MAX_PDUS, MAX_EDUS)
+        """Sends the next transaction. True when more rows may wait than it
+        took (it was full, or a batch formed before), False when it took all
+        there was or nothing was queued."""
+        fresh = new_txn_id()
+        batch = await store.next_batch(self._pool, destination, fresh, MAX_PDUS, MAX_EDUS)
         if batch is None:
             return False
         txn_id, items = batch
+        pdu_count = sum(1 for item in items if item.kind == "pdu")
+        more = txn_id != fresh or pdu_count == MAX_PDUS or len(items) - pdu_count == MAX_EDUS
         body = {"origin": self._server_name, "origin_server_ts": int(time.time() * 1000),
                 "pdus": [item.body for item in items if item.kind == "pdu"],
                 "edus": [item.body for item in items if item.kind == "edu"]}
@@ -279,4 +311,4 @@ class Outbox:
             log.warning("%s refused transaction %s (%s); dropping its %d item(s)", destination, txn_id, exc,
                         len(items))
         await store.delete_batch(self._pool, destination, txn_id)
-        return True
+        return more

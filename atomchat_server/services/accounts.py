@@ -133,7 +133,7 @@ class Accounts:
         self._limits.register_by_address.check(address)
         return await create_user(self._pool, self._passwords, self.server_name, username, password, email=email)
 
-    async def user(self, user_id: str) -> asyncpg.Record:
+    async def user(self, user_id: str) -> user_store.User:
         user = await user_store.get_user(self._pool, user_id)
         if user is None:
             raise not_found("Unknown user")
@@ -150,16 +150,16 @@ class Accounts:
             user = await user_store.get_user(self._pool, identifier.lower())  # user ids are lower case
         else:
             user = await user_store.find_by_localpart(self._pool, localpart)
-        account_key = user["user_id"] if user else localpart.lower()
+        account_key = user.user_id if user else localpart.lower()
         self._limits.failed_login_by_account.check(account_key, consume=False)
-        ok, new_hash = await self._passwords.verify(user["password_hash"] if user else None, password)
+        ok, new_hash = await self._passwords.verify(user.password_hash if user else None, password)
         if not ok:
             self._limits.failed_login_by_account.consume(account_key)
             raise forbidden("Invalid username or password")
         assert user is not None, "verify() refuses a missing password hash"
         if new_hash is not None:
-            await user_store.set_password_hash(self._pool, user["user_id"], new_hash)
-        return user["user_id"]
+            await user_store.set_password_hash(self._pool, user.user_id, new_hash)
+        return user.user_id
 
     async def login(self, *, identifier: str, password: str, device_id: str | None,
                     display_name: str | None, want_refresh: bool, address: str) -> LoginResult:

@@ -89,7 +89,7 @@ class RemoteMembership:
         room = await event_store.get_room(self._pool, room_id)
         if not stub or room is None:
             raise forbidden("This room is not one you were invited to from another server")
-        version = room_version(room["room_version"])
+        version = room_version(room.room_version)
         content: dict[str, Any] = {"membership": "leave", **({"reason": reason} if reason else {})}
         signed: dict[str, Any] | None = None
         try:

@@ -13,7 +13,7 @@ woken, find their token refused, and end.
 from __future__ import annotations
 
 import logging
-from collections.abc import ItemsView
+from collections.abc import Awaitable, Callable, ItemsView
 from typing import Any
 
 import asyncpg
@@ -180,7 +180,7 @@ class Moderation:
         if not requester.is_moderator:
             raise forbidden("Only moderators may do that")
 
-    async def _target(self, user_id: str) -> asyncpg.Record:
+    async def _target(self, user_id: str) -> user_store.User:
         user = await user_store.get_user(self._pool, user_id)
         if user is None or user_id == self.system_user:
             raise not_found("Unknown user")
@@ -204,7 +204,7 @@ class Moderation:
         if block == "locked":
             if user_id == moderator:
                 raise forbidden("Moderators cannot lock themselves")
-            if user["is_moderator"] and not await self._other_active_moderators(user_id):
+            if user.is_moderator and not await self._other_active_moderators(user_id):
                 raise forbidden("The last moderator cannot be locked")
         await self._write_block(moderator, user_id, block, reason)
 
@@ -228,7 +228,7 @@ class Moderation:
     async def set_moderator(self, acting: str | None, user_id: str, is_moderator: bool) -> None:
         """Grants or takes the moderator role (``acting`` None: the operator's CLI)."""
         user = await self._target(user_id)
-        if not is_moderator and user["is_moderator"] and not await self._other_active_moderators(user_id):
+        if not is_moderator and user.is_moderator and not await self._other_active_moderators(user_id):
             raise forbidden("The last moderator cannot be demoted")
         await store.set_moderator(self._pool, user_id, is_moderator)
         await revoke_cached_sessions(self._pool, user_id)  # cached requesters carry the role
@@ -260,7 +260,7 @@ class Moderation:
         """Removes every member, takes the room out of lists and the directory,
         and makes its history unreadable; with ``purge`` deletes its events."""
         room = await event_store.get_room(self._pool, room_id)
-        if room is None or room["deleted"] or room_id == self.blocks.policy_room:
+        if room is None or room.deleted or room_id == self.blocks.policy_room:
             raise not_found("Unknown room")
         members = await event_store.member_events(self._pool, room_id, memberships=["join", "invite"])
         if members:
@@ -281,10 +281,13 @@ class Moderation:
 class AdminQueries:
     """What the admin API shows moderators about users and rooms."""
 
-    def __init__(self, *, pool: asyncpg.Pool, blocks: Blocks, system_user: str) -> None:
+    def __init__(self, *, pool: asyncpg.Pool, blocks: Blocks, system_user: str,
+                 log_out: Callable[[str], Awaitable[None]]) -> None:
         self._pool = pool
         self._blocks = blocks
         self._system_user = system_user
+        # Accounts.logout_all: handed in, as accounts imports this module (Blocks).
+        self._log_out = log_out
 
     def _user_json(self, row: asyncpg.Record) -> dict[str, Any]:
         return {
@@ -323,6 +326,12 @@ class AdminQueries:
                          "last_seen_ts": int(d["last_seen_at"].timestamp() * 1000) if d["last_seen_at"] else None}
                         for d in devices],
         }
+
+    async def log_out(self, user_id: str) -> None:
+        """Logs an account out on every device; 404 for an unknown user (or
+        the server's own account), as the user's page."""
+        await self.user(user_id)
+        await self._log_out(user_id)
 
     @staticmethod
     def _room_json(row: asyncpg.Record) -> dict[str, Any]:

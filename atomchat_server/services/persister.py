@@ -82,6 +82,11 @@ class WriteUnit:
 
 TASK = "persister"
 
+# A commit hook: (the batch's connection, inside its transaction; the events
+# appended; the stream position before the batch, None if unknown; the last
+# position the batch took) -> what to do once the batch is committed.
+CommitHook = Callable[[Any, list[dict[str, Any]], int | None, int], Awaitable[Callable[[], None]]]
+
 
 class Persister:
     """``judge``, when given, decides what each event notifies before it is
@@ -98,9 +103,13 @@ class Persister:
         self._queue: asyncio.Queue[WriteUnit] = asyncio.Queue()
         self._task: asyncio.Task | None = None
         self._on_commit = on_commit
-        # Called with the events each commit of this process appended (every
-        # one, in order): federation sends this server's PDUs on from here.
-        self.appended_hooks: list[Callable[[list[dict[str, Any]]], None]] = []
+        # Called inside each commit's transaction, once its events are
+        # written, with them (every one, in order), the stream position
+        # before the batch and the last one it took: what a hook writes
+        # commits with the events or not at all (federation queues this
+        # server's PDUs for other servers here, so a crash cannot lose
+        # them). What a hook returns is called once the commit is done.
+        self.commit_hooks: list[CommitHook] = []
         self._committing: asyncio.Future | None = None  # see settled()
 
     def start(self) -> None:
@@ -187,6 +196,8 @@ class Persister:
                     except MatrixError as refusal:
                         outcomes.append(refusal)
                 await batch.flush()
+                after_commit = [await hook(conn, batch.appended, batch.floor, batch.last_position)
+                                for hook in self.commit_hooks] if batch.appended else []
                 if batch.last_position > batch.last_event:
                     # Events announce themselves; a batch ending in other writes must too.
                     await event_store.announce(conn, batch.last_position)
@@ -208,15 +219,17 @@ class Persister:
                     unit.future.set_exception(outcome)
                 else:
                     unit.future.set_result(outcome)
-            if batch.appended:
-                for hook in self.appended_hooks:
-                    hook(batch.appended)
             if batch.last_position and self._on_commit is not None:
                 # Hand the events over when they are all this batch did: no
                 # other write took a position, and no redaction changed an
                 # event after it was appended.
                 whole = batch.floor is not None and batch.last_position == batch.last_event and not batch.redacted
                 self._on_commit(batch.last_position, batch.appended if whole else None, batch.floor)
+            for done in after_commit:
+                try:
+                    done()
+                except Exception:  # committed already: one hook's bug must not stop the writer
+                    log.exception("a commit hook failed after its commit")
         finally:
             self._settle()
 

@@ -25,7 +25,7 @@ class Profiles:
         user = await user_store.get_user(self._pool, user_id)
         if user is None:
             raise not_found("Unknown user")
-        return {"displayname": user["displayname"], "avatar_url": user["avatar_url"]}
+        return {"displayname": user.displayname, "avatar_url": user.avatar_url}
 
     async def set(self, requester: Requester, user_id: str, field: str, value: str | None) -> None:
         """Changes one profile field and announces it in the user's rooms."""

@@ -53,7 +53,7 @@ class Reports:
 
     async def report_room(self, requester: Requester, room_id: str, reason: str) -> None:
         room = await event_store.get_room(self._pool, room_id) if ids.is_room_id(room_id) else None
-        if room is None or room["deleted"]:
+        if room is None or room.deleted:
             raise not_found("Unknown room")
         await store.add_report(self._pool, kind="room", reporter=requester.user_id, room_id=room_id, event_id=None,
                                user_id=None, reason=reason, score=None, received_ts=_now_ms())

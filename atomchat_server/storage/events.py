@@ -8,6 +8,8 @@ handed out in commit order.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
@@ -249,8 +251,33 @@ async def get_event(db: Database, event_id: str) -> asyncpg.Record | None:
     return await db.fetchrow(f"SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1", event_id)
 
 
-async def get_room(db: Database, room_id: str) -> asyncpg.Record | None:
-    return await db.fetchrow("SELECT * FROM rooms WHERE room_id = $1", room_id)
+@dataclass(frozen=True)
+class Room:
+    """A room as the rooms table holds it: what crosses into the services
+    instead of a driver record, so its fields are typed."""
+
+    id: int  # the original /api names rooms by this number
+    room_id: str
+    room_version: str
+    creator: str
+    created_at: datetime
+    published: bool  # listed in the public room directory
+    deleted: bool  # by a server moderator
+    stub: bool  # known only by a local user's invite from another server
+    pdus: bool  # its events are PDUs (made since federation)
+    head_event_id: str | None
+    head_depth: int
+    head_stream: int
+    extremities: list[str]
+
+
+_ROOM_COLUMNS = ("id, room_id, room_version, creator, created_at, published, deleted, stub, pdus, head_event_id,"
+                 " head_depth, head_stream, extremities")
+
+
+async def get_room(db: Database, room_id: str) -> Room | None:
+    row = await db.fetchrow(f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE room_id = $1", room_id)
+    return Room(**dict(row)) if row is not None else None
 
 
 async def current_state(db: Database, room_id: str) -> list[asyncpg.Record]:

@@ -67,29 +67,33 @@ async def next_batch(db: Database, destination: str, new_txn_id: str, max_pdus: 
                      max_edus: int) -> tuple[str, list[QueuedItem]] | None:
     """The batch to send next to ``destination``: the one already formed and
     not yet accepted (same transaction id), else the oldest rows up to the
-    limits, marked with ``new_txn_id``. None when nothing waits. Runs in one
-    transaction (``db`` must be a connection)."""
-    formed = await db.fetch("SELECT id, kind, body, txn_id FROM federation_outbox WHERE destination = $1"
-                            " AND txn_id IS NOT NULL ORDER BY id", destination)
-    if formed:
-        return formed[0]["txn_id"], [_item(row) for row in formed]
-    # Only the next rows that fit: a kind past its limit ends the batch
-    # there, so that the order of everything sent stays the order queued.
-    rows = await db.fetch("SELECT id, kind FROM federation_outbox WHERE destination = $1 ORDER BY id LIMIT $2",
-                          destination, max_pdus + max_edus)
-    chosen: list[int] = []
-    counts = {"pdu": 0, "edu": 0}
-    limits = {"pdu": max_pdus, "edu": max_edus}
-    for row in rows:
-        if counts[row["kind"]] == limits[row["kind"]]:
-            break
-        counts[row["kind"]] += 1
-        chosen.append(row["id"])
-    if not chosen:
+    limits, marked with ``new_txn_id``. None when nothing waits. One
+    statement (atomic by itself): the sender pays one round trip for it.
+
+    Only the next rows that fit are taken: where a kind would pass its
+    limit the batch ends, so that the order of everything sent stays the
+    order queued (the running counts only grow, so the rows within both
+    limits are exactly that prefix)."""
+    rows = await db.fetch(
+        "WITH formed AS ("
+        "  SELECT id, kind, body, txn_id FROM federation_outbox WHERE destination = $1 AND txn_id IS NOT NULL"
+        "), following AS ("
+        "  SELECT id, count(*) FILTER (WHERE kind = 'pdu') OVER w AS pdus,"
+        "         count(*) FILTER (WHERE kind = 'edu') OVER w AS edus"
+        "    FROM (SELECT id, kind FROM federation_outbox WHERE destination = $1 AND txn_id IS NULL"
+        "          ORDER BY id LIMIT $3::int + $4::int) AS oldest"
+        "  WINDOW w AS (ORDER BY id)"
+        "), marked AS ("
+        "  UPDATE federation_outbox SET txn_id = $2"
+        "   WHERE id IN (SELECT id FROM following WHERE pdus <= $3::int AND edus <= $4::int)"
+        "     AND NOT EXISTS (SELECT 1 FROM formed)"
+        "  RETURNING id, kind, body, txn_id"
+        ")"
+        " SELECT id, kind, body, txn_id FROM formed UNION ALL SELECT id, kind, body, txn_id FROM marked ORDER BY id",
+        destination, new_txn_id, max_pdus, max_edus)
+    if not rows:
         return None
-    marked = await db.fetch("UPDATE federation_outbox SET txn_id = $2 WHERE id = ANY($1::bigint[])"
-                            " RETURNING id, kind, body, txn_id", chosen, new_txn_id)
-    return new_txn_id, sorted((_item(row) for row in marked), key=lambda item: item.id)
+    return rows[0]["txn_id"], [_item(row) for row in rows]
 
 
 async def delete_batch(db: Database, destination: str, txn_id: str) -> None:

@@ -48,6 +48,13 @@ async def servers_in_room(db: Database, room_id: str) -> list[str]:
     return [row["server"] for row in rows]
 
 
+async def rooms_with_remote_members(db: Database, server_name: str) -> list[str]:
+    """The rooms where a user of another server has a membership of any kind."""
+    rows = await db.fetch("SELECT DISTINCT room_id FROM memberships"
+                          " WHERE substr(user_id, strpos(user_id, ':') + 1) <> $1", server_name)
+    return [row["room_id"] for row in rows]
+
+
 async def max_depth(db: Database, room_id: str, event_ids: Sequence[str]) -> int:
     return int(await db.fetchval(
         "SELECT COALESCE(max(depth), 0) FROM events WHERE room_id = $1 AND event_id = ANY($2::text[])",

@@ -151,26 +151,30 @@ class RecordingOutbox:
     def __init__(self):
         self.queued = []
 
-    async def enqueue_pdus(self, destinations, pdus):
+    async def queue_pdus(self, db, destinations, pdus):
         self.queued.append((list(destinations), [dict(p) for p in pdus]))
+
+    def wake(self, destinations):
+        pass
 
 
 async def test_local_events_of_a_room_with_remote_members_go_to_their_servers(api, server):
     keys = Keys()
     REMOTE.trusted_by(keys)
     outbox = RecordingOutbox()
-    sender = PduSender(pool=server.atomchat.ctx.pool, outbox=outbox, server_name="test.local")
-    server.atomchat._persister.appended_hooks.append(sender.appended)
+    notifier = server.atomchat.ctx.notifier
+    sender = PduSender(outbox=outbox, server_name="test.local", position=lambda: notifier.position)
+    notifier.observers.append(sender.observe)
+    await sender.load(server.atomchat.ctx.pool)
+    # Queued in the transaction that commits the events: there as the send returns.
+    server.atomchat._persister.commit_hooks.append(sender.queue)
     (alice,) = await register(api, "alice")
     lonely = await alice.create_room()
     await alice.say(lonely, "nobody else here")
-    await sender.settled()
     assert outbox.queued == []
     alice, room_id, rob = await joined_room_of(alice, server, keys)
-    await sender.settled()
     assert outbox.queued == []  # Rob's own join is his server's to send
     said = await alice.say(room_id, "hello Rob")
-    await sender.settled()
     assert [(d, [p["content"] for p in pdus]) for d, pdus in outbox.queued] == [
         (["remote.example"], [{"msgtype": "m.text", "body": "hello Rob"}])]
     conn = await asyncpg.connect(server.atomchat.dsn)

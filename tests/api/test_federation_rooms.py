@@ -35,7 +35,7 @@ class Node:
     name: str
     rooms: FederationRooms
     events: FederationEvents
-    sender: PduSender
+    outbox: LoopbackOutbox
 
 
 class Loopback:
@@ -54,19 +54,21 @@ class Loopback:
         client = LoopbackClient(self, name)
         events = FederationEvents(pool=ctx.pool, persister=persister, keyring=self.keys, client=client)
         signer = Signer(name, key)
-        sender = PduSender(pool=ctx.pool, outbox=LoopbackOutbox(self, name), server_name=name)
-        persister.appended_hooks.append(sender.appended)
+        outbox = LoopbackOutbox(self, name)
+        sender = PduSender(outbox=outbox, server_name=name, position=lambda: ctx.notifier.position)
+        ctx.notifier.observers.append(sender.observe)
+        persister.commit_hooks.append(sender.queue)
         ctx.rooms.remote = RemoteMembership(pool=ctx.pool, persister=persister, signer=signer, events=events,
                                             client=client)
         self.nodes[name] = Node(name, FederationRooms(pool=ctx.pool, persister=persister, signer=signer,
-                                                      events=events), events, sender)
+                                                      events=events), events, outbox)
 
     async def settled(self) -> None:
         """Until every server has handed its queued events over (and those handed them theirs)."""
         for _ in range(10):
             for node in self.nodes.values():
-                await node.sender.settled()
-            if not any(node.sender._tasks for node in self.nodes.values()):
+                await node.outbox.settled()
+            if not any(node.outbox.tasks for node in self.nodes.values()):
                 return
 
 
@@ -95,14 +97,33 @@ class LoopbackClient:
 
 
 class LoopbackOutbox:
+    """Hands what was queued in a commit to the other servers once the
+    commit is done (wake), as the outbox's senders would."""
+
     def __init__(self, network: Loopback, origin: str) -> None:
         self.network, self.origin = network, origin
+        self.queued: list[tuple[list[str], list[dict]]] = []
+        self.tasks: set[asyncio.Task] = set()
 
-    async def enqueue_pdus(self, destinations, pdus) -> None:
-        for destination in destinations:
-            node = self.network.nodes.get(destination)
-            if node is not None:
-                await node.events.receive_pdus(self.origin, [dict(p) for p in pdus])
+    async def queue_pdus(self, db, destinations, pdus) -> None:
+        self.queued.append((list(destinations), [dict(p) for p in pdus]))
+
+    def wake(self, destinations) -> None:
+        queued, self.queued = self.queued, []
+        task = asyncio.get_running_loop().create_task(self._deliver(queued))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _deliver(self, queued) -> None:
+        for destinations, pdus in queued:
+            for destination in destinations:
+                node = self.network.nodes.get(destination)
+                if node is not None:
+                    await node.events.receive_pdus(self.origin, pdus)
+
+    async def settled(self) -> None:
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
 
 
 @pytest.fixture

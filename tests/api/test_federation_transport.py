@@ -228,7 +228,7 @@ async def test_the_blocklist_keeps_requests_off_loopback(federation_pair):
         with pytest.raises(Unreachable, match="does not contact"):
             await blocked.request(b.name, "GET", "/_matrix/federation/v1/version")
     finally:
-        blocked.close()
+        await blocked.close()
     # A server with the default blocklist refuses to ask b, and says so.
     a.settings = a.settings.replace(federation_ip_range_blocklist=config.FEDERATION_BLOCKLIST)
     await a.stop()
@@ -244,7 +244,7 @@ async def test_an_unverified_self_signed_certificate_is_refused_when_verifying(f
         with pytest.raises(Unreachable):
             await verifying.request(b.name, "GET", "/_matrix/federation/v1/version")
     finally:
-        verifying.close()
+        await verifying.close()
 
 
 async def test_remote_errors_come_back_as_remote_error(federation_pair):
@@ -394,6 +394,7 @@ async def test_typing_and_receipts_of_users_not_in_a_shared_room_are_ignored(fed
 def fast_retries(server) -> None:
     server.ctx.outbox.base_backoff = 0.05
     server.ctx.outbox.max_backoff = 0.2
+    server.ctx.outbox.idle_seconds = 0.05  # a sender with nothing to send lets go of its lock soon
 
 
 async def test_the_outbox_delivers_in_order_after_the_receiver_comes_back(federation_pair, received):
@@ -463,7 +464,8 @@ async def test_one_process_of_several_sends_a_destination_and_another_takes_over
     by exactly one of them at a time; when that one dies, the other sends
     what is left, in order and once."""
     a, b = federation_pair
-    a2 = FederatedServer(a.name, a.settings.replace(federation_port=None), a.dsn, a.passwords)
+    a2 = FederatedServer(a.name, a.settings.replace(federation_port=None, federation_enabled=True), a.dsn,
+                         a.passwords)
     await a2.start()
     try:
         for server in (a, a2):

@@ -46,7 +46,7 @@ async def member_profile(db: Database, user_id: str) -> dict[str, Any]:
     user = await user_store.get_user(db, user_id)
     if user is None:
         return {}
-    return {k: user[k] for k in ("displayname", "avatar_url") if user[k] is not None}
+    return {k: v for k, v in (("displayname", user.displayname), ("avatar_url", user.avatar_url)) if v is not None}
 
 
 async def power_state(db: Database, room_id: str) -> dict[tuple[str, str], Any]:
@@ -55,10 +55,10 @@ async def power_state(db: Database, room_id: str) -> dict[tuple[str, str], Any]:
         db, room_id, [("m.room.power_levels", ""), ("m.room.create", "")])).items()}
 
 
-async def require_room(db: Database, room_id: str) -> asyncpg.Record:
+async def require_room(db: Database, room_id: str) -> event_store.Room:
     """The room's row; 404 for an unknown or deleted room."""
     room = await event_store.get_room(db, room_id)
-    if room is None or room["deleted"]:
+    if room is None or room.deleted:
         raise not_found("Unknown room")
     return room
 
@@ -87,7 +87,7 @@ class RoomsBase:
         if parts[1] != self.server_name or await user_store.get_user(self._pool, user_id) is None:
             raise not_found(f"Unknown user {user_id}")
 
-    async def _require_room(self, room_id: str) -> asyncpg.Record:
+    async def _require_room(self, room_id: str) -> event_store.Room:
         return await require_room(self._pool, room_id)
 
     async def _write_one(self, draft: EventDraft, txn: tuple[str, str, str] | None = None) -> str:

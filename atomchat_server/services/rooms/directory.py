@@ -63,7 +63,7 @@ class Directory(RoomsBase):
         room = await event_store.get_room(self._pool, room_id)
         if room is None:
             raise not_found("Unknown room")
-        return "public" if room["published"] else "private"
+        return "public" if room.published else "private"
 
     async def public_rooms(self, *, limit: int, since: str | None, search: str | None) -> dict[str, Any]:
         limit = max(1, min(limit, 500))

@@ -37,9 +37,9 @@ class Membership(RoomsBase):
         action = membership if target == requester.user_id else "invite" if membership == "invite" else "kick"
         self._blocks.require(requester.user_id, action)
         room = await self._require_room(room_id)
-        if room["stub"] and membership == "leave" and target == requester.user_id and self.remote is not None:
+        if room.stub and membership == "leave" and target == requester.user_id and self.remote is not None:
             # Rejecting an invite to another server's room.
-            return await self.remote.reject(requester.user_id, room_id, room["creator"].partition(":")[2], reason)
+            return await self.remote.reject(requester.user_id, room_id, room.creator.partition(":")[2], reason)
         content: dict[str, Any] = {"membership": membership}
         if membership in ("join", "invite"):
             content.update(await member_profile(self._pool, target))
@@ -80,7 +80,7 @@ class Membership(RoomsBase):
                    servers: Sequence[str] = ()) -> str:
         room_id = await self.resolve_room(room_id_or_alias)
         room = await event_store.get_room(self._pool, room_id)
-        if self.remote is not None and (room is None or room["stub"]):
+        if self.remote is not None and (room is None or room.stub):
             # A room of another server: through the servers named, the one in
             # its id, or the one that sent the invite.
             self._blocks.require(requester.user_id, "join")
@@ -88,7 +88,7 @@ class Membership(RoomsBase):
             if ":" in room_id:
                 via.append(room_id.partition(":")[2])
             if room is not None:
-                via.append(room["creator"].partition(":")[2])
+                via.append(room.creator.partition(":")[2])
             content = await member_profile(self._pool, requester.user_id)
             if reason:
                 content["reason"] = reason
