@@ -19,9 +19,9 @@ import tornado.web
 from atomchat_server.federation.client import FederationClient
 from atomchat_server.federation.outbox import LOCK_CONNECTION_NAME
 
-from .federation_steps import FederatedServer
-from .processes import free_port
-from .room_steps import bodies, register
+from ..support.federation_steps import FederatedServer
+from ..support.harness import free_port
+from ..support.room_steps import bodies, register
 
 
 class CountingServer(tornado.httpserver.HTTPServer):
