@@ -46,6 +46,7 @@ from ..events.drafts import EventDraft
 from ..events.pdu import as_event, redacts_of
 from ..events.pdu_checks import (
     PduError,
+    auth_state,
     check_against_auth_events,
     check_format,
     check_signatures,
@@ -106,6 +107,7 @@ class _Judging:
     rejected: set[str] = field(default_factory=set)
     after: dict[str, StateMap] = field(default_factory=dict)
     pending: list[EventDraft] = field(default_factory=list)  # accepted, not yet committed
+    soft_failed: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # (id, why, PDU)
 
 
 class FederationEvents:
@@ -118,8 +120,10 @@ class FederationEvents:
         self._policy = policy  # m.policy.rule.user / m.policy.rule.server: their events are refused
 
     async def receive_pdus(self, origin: str, pdus: Sequence[Any], *,
-                           fetch_missing: bool = True) -> dict[str, dict[str, Any]]:
-        """event id -> {} (accepted, or soft-failed) or {"error": why}, as /send answers."""
+                           fetch_prevs: bool = True) -> dict[str, dict[str, Any]]:
+        """event id -> {} (accepted, or soft-failed) or {"error": why}, as /send answers.
+        ``fetch_prevs`` off for events that were themselves fetched as missing
+        prev events, so that one transaction asks for the gap once."""
         results: dict[str, dict[str, Any]] = {}
         by_room: dict[str | None, list[Any]] = {}
         for pdu in pdus:
@@ -132,11 +136,11 @@ class FederationEvents:
                                 for pdu in group})
                 continue
             version = room_version(room["room_version"])
-            results.update(await self._receive_room(origin, _Judging(room_id, version), group, fetch_missing))
+            results.update(await self._receive_room(origin, _Judging(room_id, version), group, fetch_prevs))
         return results
 
     async def _receive_room(self, origin: str, judging: _Judging, pdus: list[Any],
-                            fetch_missing: bool) -> dict[str, dict[str, Any]]:
+                            fetch_prevs: bool) -> dict[str, dict[str, Any]]:
         """The PDUs of one room: checked each on its own (format, policy,
         signature, hash) with the keys fetched once, then judged in depth
         order in memory, the accepted committed together."""
@@ -174,15 +178,14 @@ class FederationEvents:
         if not checked:
             return results
         events = sorted((event for _, event in checked.values()), key=lambda e: e["depth"])
-        if fetch_missing:
+        if fetch_prevs:
             await self._fetch_missing_prevs(origin, judging, events)
-            await self._fetch_missing_auth(origin, judging, events)
+        await self._fetch_missing_auth(origin, judging, events)
         await self._load_cited(judging, events)
         rejected: list[tuple[str, str, dict[str, Any]]] = []
-        soft_failed: list[tuple[str, str, dict[str, Any]]] = []
         for event in events:
             event_id = event["event_id"]
-            error = await self._judge(judging, event, checked[event_id][0], soft_failed)
+            error = await self._judge(judging, event, checked[event_id][0])
             results[event_id] = {} if error is None else {"error": str(error)}
             if isinstance(error, AuthError):
                 # Kept apart; an event that cites unknown events is dropped instead,
@@ -192,21 +195,23 @@ class FederationEvents:
                 judging.rejected.add(event_id)
             elif error is not None:
                 log.info("refused event %s from %s: %s", event_id, origin, error)
-        await self._commit(judging, soft_failed)
+        await self._commit(judging)
         now_ms = int(time.time() * 1000)
-        for status, refused in (("rejected", rejected), ("soft_failed", soft_failed)):
+        for status, refused in (("rejected", rejected), ("soft_failed", judging.soft_failed)):
             if refused:
                 await pdu_store.keep_refused(self._pool, judging.room_id, status, refused, now_ms)
         return results
 
-    async def _judge(self, judging: _Judging, event: dict[str, Any], kept: dict[str, Any],
-                     soft_failed: list[tuple[str, str, dict[str, Any]]]) -> PduError | AuthError | None:
+    async def _judge(self, judging: _Judging, event: dict[str, Any],
+                     kept: dict[str, Any]) -> PduError | AuthError | None:
         """Why the event is refused (an AuthError: rejected by the rules), or
         None when it is accepted (added to ``judging.pending``, committed later)."""
         version, room_id = judging.version, judging.room_id
-        state: StateMap = {}
+        if "state_key" in event or len(set(event["prev_events"]) - judging.rejected) > 1:
+            # What follows reads the room from the database: it must hold what was accepted so far.
+            await self._commit(judging)
+        auth = []
         try:
-            auth = []
             for auth_id in event["auth_events"]:
                 if auth_id in judging.rejected:
                     raise AuthError(f"its auth event {auth_id} was rejected")
@@ -215,13 +220,16 @@ class FederationEvents:
                 auth.append(judging.known[auth_id])
             create = judging.known.get("$" + room_id[1:]) if version.room_id_is_create_event_id else None
             check_against_auth_events(event, auth, version, create)
-            if "state_key" in event or len(set(event["prev_events"]) - judging.rejected) > 1:
-                # What follows reads the room from the database: it must hold what was accepted so far.
-                await self._commit(judging, soft_failed)
-            state = await self._state_before(judging, event["prev_events"])
-            check(event, state)
-        except (PduError, AuthError) as exc:
+        except AuthError as exc:
             # The state after a rejected event is the state before it.
+            judging.after[event["event_id"]] = await self._state_before(judging, event["prev_events"], auth)
+            return exc
+        except PduError as exc:
+            return exc  # not judged: to events after it, as if this server did not have it
+        state = await self._state_before(judging, event["prev_events"], auth)
+        try:
+            check(event, state)
+        except AuthError as exc:
             judging.after[event["event_id"]] = state
             return exc
         after = dict(state)
@@ -236,7 +244,7 @@ class FederationEvents:
             pdu=kept, not_current=not_current))
         return None
 
-    async def _commit(self, judging: _Judging, soft_failed: list[tuple[str, str, dict[str, Any]]]) -> None:
+    async def _commit(self, judging: _Judging) -> None:
         """Commits the accepted events, each a unit of its own queued at
         once, so the persister commits them in one transaction and notifies
         once, while checking each against the room's current state: those
@@ -250,7 +258,7 @@ class FederationEvents:
             if isinstance(outcome, MatrixError) and outcome.status in (403, 404):
                 log.info("soft-failed event %s: %s", draft.event_id, outcome.error)
                 assert draft.pdu is not None, "received events carry their PDU"
-                soft_failed.append((draft.event_id, outcome.error, draft.pdu))
+                judging.soft_failed.append((draft.event_id, outcome.error, draft.pdu))
             elif isinstance(outcome, BaseException):
                 raise outcome
 
@@ -427,7 +435,7 @@ class FederationEvents:
         found = answer.get("events") if isinstance(answer, Mapping) else None
         if isinstance(found, list):
             fetched = [p for p in found[:MAX_MISSING] if isinstance(p, Mapping) and p.get("room_id") == room_id]
-            await self.receive_pdus(origin, fetched, fetch_missing=False)
+            await self.receive_pdus(origin, fetched, fetch_prevs=False)
 
     async def _fetch_missing_auth(self, origin: str, judging: _Judging, events: Sequence[Mapping[str, Any]]) -> None:
         """Asks the origin for the auth chain (GET event_auth) of an event of
@@ -470,15 +478,24 @@ class FederationEvents:
                 await self._persister.write(drafts)
             missing -= accepted.keys()
 
-    async def _state_before(self, judging: _Judging, prev_events: Sequence[str]) -> StateMap:
+    async def _state_before(self, judging: _Judging, prev_events: Sequence[str],
+                            auth_events: Sequence[dict[str, Any]] = ()) -> StateMap:
         """The room's state before an event with these prev_events: the state
-        after each of them, resolved by state resolution when they differ.
-        A prev event this server does not have counts for nothing."""
+        after each of them, resolved by state resolution when they differ. A
+        prev event this server does not have counts for nothing; when it has
+        none of them (a gap get_missing_events could not fill), the room's
+        current state here, updated by the event's own auth events."""
         states: list[StateMap] = []
         for prev in prev_events:
             state = await self._state_after(judging, prev, MAX_REFUSED_HOPS)
             if state is not None and all(_ids(state) != _ids(s) for s in states):
                 states.append(state)
+        if not states:
+            await self._commit(judging)  # the current state must hold what was accepted so far
+            rows = await pdu_store.current_state_pdus(self._pool, judging.room_id)
+            current: StateMap = {(r["type"], r["state_key"]): as_event(r["pdu"], r["event_id"], judging.version)
+                                 for r in rows}
+            return {**current, **{key: dict(event) for key, event in auth_state(auth_events).items()}}
         if len(states) <= 1:
             return dict(states[0]) if states else {}
         room_id, version = judging.room_id, judging.version
@@ -508,7 +525,8 @@ class FederationEvents:
             if not refused or hops <= 0:
                 return None
             event = as_event(refused[0]["pdu"], event_id, version)
-            state = await self._state_before(judging, [p for p in event["prev_events"] if p != event_id])
+            state = await self._state_before(judging, [p for p in event["prev_events"] if p != event_id],
+                                             [judging.known[a] for a in event["auth_events"] if a in judging.known])
             if refused[0]["status"] == "soft_failed" and "state_key" in event:
                 state[(event["type"], event["state_key"])] = event
         judging.after[event_id] = state
