@@ -226,7 +226,11 @@ class FederationEvents:
             return exc
         except PduError as exc:
             return exc  # not judged: to events after it, as if this server did not have it
-        state = await self._state_before(judging, event["prev_events"], auth)
+        # Keys the state before lacks (events of a gap this server could not
+        # fetch) are taken from the event's own auth events, which passed
+        # their checks; an entry it has is never replaced by an older one.
+        state = {**{key: dict(e) for key, e in auth_state(auth).items()},
+                 **await self._state_before(judging, event["prev_events"], auth)}
         try:
             check(event, state)
         except AuthError as exc:
@@ -470,9 +474,10 @@ class FederationEvents:
             create = known.get("$" + room_id[1:]) if version.room_id_is_create_event_id else None
             accepted = self._authorized(origin, room_id, version, fresh, known, create)
             already = await pdu_store.known_events(self._pool, list(accepted))
+            current = await pdu_store.current_state_ids(self._pool, room_id)
             drafts = [EventDraft(room_id=room_id, sender=e["sender"], type=e["type"], content=e["content"],
                                  state_key=e.get("state_key"), event_id=i, pdu=fresh[i][0], by_server=True,
-                                 outlier=True, not_current=True)
+                                 outlier=True, not_current=not _supersedes(e, current, accepted))
                       for i, e in accepted.items() if i not in already]
             if drafts:
                 await self._persister.write(drafts)
@@ -531,6 +536,29 @@ class FederationEvents:
                 state[(event["type"], event["state_key"])] = event
         judging.after[event_id] = state
         return state
+
+
+def _supersedes(event: Mapping[str, Any], current: Mapping[tuple[str, str], str],
+                fetched: Mapping[str, Mapping[str, Any]]) -> bool:
+    """Whether a fetched auth event takes its key's place in the room's
+    current state: when the key has none, or its current entry is among the
+    event's auth ancestors (a change this server missed: a power levels event
+    cites the one it replaces, a membership the one before)."""
+    if "state_key" not in event:
+        return False
+    entry = current.get((event["type"], event["state_key"]))
+    if entry is None:
+        return True
+    seen: set[str] = set()
+    walk = list(event["auth_events"])
+    while walk and len(seen) < MAX_ROOM_EVENTS:
+        auth_id = walk.pop()
+        if auth_id == entry:
+            return True
+        if auth_id not in seen:
+            seen.add(auth_id)
+            walk.extend(fetched[auth_id]["auth_events"] if auth_id in fetched else ())
+    return False
 
 
 def _ids(state: StateMap) -> dict[tuple[str, str], str]:
