@@ -260,7 +260,7 @@ def api(server):
 # Fixtures that live beside their helpers, offered to every test module from
 # here (so no module imports a fixture it then takes as a parameter). Last:
 # databases.py reads _with_database above.
-from .databases import scratch_dsn  # noqa: E402, F401
-from .federation_steps import federation_pair, tls_files  # noqa: E402, F401
+from .databases import another_scratch_dsn, scratch_dsn  # noqa: E402, F401
+from .federation_steps import federation_pair, federation_trio, tls_files  # noqa: E402, F401
 from .processes import data_dir  # noqa: E402, F401
 from .threaded_server import threaded_server  # noqa: E402, F401

@@ -97,23 +97,36 @@ class Federation:
         return server
 
 
-@pytest.fixture
-def federation_pair(io_loop, database_dsn, scratch_dsn, settings, test_passwords, tls_files, tmp_path):
-    """``(a, b)``: two federating servers, started; ``a`` on the run's
-    database, ``b`` on a scratch one. Both are stopped after the test."""
-    pair = Federation(settings, tls_files, test_passwords, tmp_path)
-
+def _running(io_loop, federation: Federation, database_dsn: str, *dsns: str):
+    """Servers on the run's database (emptied) and on ``dsns``, started;
+    all stopped after the test."""
     async def start():
         await truncate_all(database_dsn)
-        a, b = pair.server(database_dsn), pair.server(scratch_dsn)
-        await a.start()
-        await b.start()
-        return a, b
+        servers = [federation.server(dsn) for dsn in (database_dsn, *dsns)]
+        for server in servers:
+            await server.start()
+        return tuple(servers)
 
     yield io_loop.run_sync(start)
 
     async def stop_all():
-        for server in reversed(pair.servers):
+        for server in reversed(federation.servers):
             await server.stop()
 
     io_loop.run_sync(stop_all)
+
+
+@pytest.fixture
+def federation_pair(io_loop, database_dsn, scratch_dsn, settings, test_passwords, tls_files, tmp_path):
+    """``(a, b)``: two federating servers, started; ``a`` on the run's
+    database, ``b`` on a scratch one. Both are stopped after the test."""
+    yield from _running(io_loop, Federation(settings, tls_files, test_passwords, tmp_path), database_dsn,
+                        scratch_dsn)
+
+
+@pytest.fixture
+def federation_trio(io_loop, database_dsn, scratch_dsn, another_scratch_dsn, settings, test_passwords, tls_files,
+                    tmp_path):
+    """``(a, b, c)``: three federating servers, as ``federation_pair`` with a third."""
+    yield from _running(io_loop, Federation(settings, tls_files, test_passwords, tmp_path), database_dsn,
+                        scratch_dsn, another_scratch_dsn)

@@ -96,3 +96,33 @@ async def test_auth_events_beyond_the_fetched_gap_are_fetched_with_event_auth(fe
     assert levels["users"][carol.user_id] == 50
     events, _ = await bob.all_messages(room_id, limit=100, dir="f")
     assert bodies(events)[-20:] == [f"m{n}" for n in range(5, 25)]
+
+
+async def test_a_join_taken_in_is_relayed_to_the_rooms_other_servers(federation_trio):
+    """Bob of b joins Alice's room through a, where Carl of c is already: a
+    sends Bob's join on to c itself (a joining Synapse would not)."""
+    a, b, c = federation_trio
+    (alice,) = await register(a.api, "alice")
+    (bob,) = await register(b.api, "bob")
+    (carl,) = await register(c.api, "carl")
+    room_id = await alice.create_room(preset="public_chat")
+    await carl.call("POST", f"/join/{room_id}?server_name={a.name}", {}, schema="matrix/join.response")
+    join = await bob.call("POST", f"/join/{room_id}?server_name={a.name}", {}, schema="matrix/join.response")
+    assert join.body == {"room_id": room_id}
+    bob_join = (await alice.get_state(room_id, "m.room.member", bob.user_id)).body
+    assert bob_join["membership"] == "join"
+    conn = a.ctx.pool
+    join_id = await conn.fetchval("SELECT event_id FROM memberships WHERE room_id = $1 AND user_id = $2",
+                                  room_id, bob.user_id)
+
+    async def c_heard_it_from_a():
+        answers = await c.ctx.pool.fetch("SELECT response FROM federation_received_txns WHERE origin = $1", a.name)
+        return any(join_id in answer["response"]["pdus"] for answer in answers)
+
+    assert await eventually(c_heard_it_from_a)
+
+    async def carl_sees_bob():
+        members = await carl.call("GET", f"/rooms/{room_id}/joined_members", schema="matrix/joined_members.response")
+        return bob.user_id in members.body["joined"]
+
+    assert await eventually(carl_sees_bob)
