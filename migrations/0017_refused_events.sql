@@ -14,7 +14,7 @@
 -- an event after it is judged.
 CREATE TABLE refused_events (
     event_id text PRIMARY KEY,
-    room_id text NOT NULL,
+    room_id text NOT NULL REFERENCES rooms (room_id) ON DELETE CASCADE,  -- purged with its room
     status text NOT NULL CHECK (status IN ('rejected', 'soft_failed')),
     reason text NOT NULL,
     pdu jsonb NOT NULL,
