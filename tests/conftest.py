@@ -38,7 +38,7 @@ from atomchat_server.db.embedded import EmbeddedPostgres
 from .support.client import ApiClient
 from .support.clock import ShiftedClock
 from .support.databases import admin
-from .support.federation_steps import Federation
+from .support.federation_steps import Federation, federating_servers
 from .support.harness import self_signed_certificate, with_database
 from .support.servers import TEST_SETTINGS, LogScan, RunningServer, start_server, truncate_all
 from .support.threaded_server import ThreadedServer
@@ -179,14 +179,25 @@ def api(server):
     return ApiClient(server.base_url)
 
 
-@pytest.fixture
-def scratch_dsn(io_loop, database_dsn):
+def _scratch_database(io_loop, database_dsn):
     """The DSN of an empty database (support/databases.py), dropped after the test."""
     # A generated identifier of [a-z0-9_] only; CREATE DATABASE takes no parameters.
     name = f"atomchat_scratch_{secrets.token_hex(4)}"
     io_loop.run_sync(lambda: admin(database_dsn, f"CREATE DATABASE {name}"))
     yield with_database(database_dsn, name)
     io_loop.run_sync(lambda: admin(database_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture
+def scratch_dsn(io_loop, database_dsn):
+    """The DSN of an empty database, dropped after the test."""
+    yield from _scratch_database(io_loop, database_dsn)
+
+
+@pytest.fixture
+def another_scratch_dsn(io_loop, database_dsn):
+    """A second empty database beside ``scratch_dsn`` (a third server's)."""
+    yield from _scratch_database(io_loop, database_dsn)
 
 
 @pytest.fixture
@@ -223,19 +234,13 @@ def federation_pair(io_loop, database_dsn, scratch_dsn, settings, test_passwords
     """``(a, b)``: two federating servers (support/federation_steps.py),
     started; ``a`` on the run's database, ``b`` on a scratch one. Both are
     stopped after the test."""
-    pair = Federation(settings, tls_files, test_passwords, tmp_path)
+    yield from federating_servers(io_loop, Federation(settings, tls_files, test_passwords, tmp_path), database_dsn,
+                                  scratch_dsn)
 
-    async def start():
-        await truncate_all(database_dsn)
-        a, b = pair.server(database_dsn), pair.server(scratch_dsn)
-        await a.start()
-        await b.start()
-        return a, b
 
-    yield io_loop.run_sync(start)
-
-    async def stop_all():
-        for server in reversed(pair.servers):
-            await server.stop()
-
-    io_loop.run_sync(stop_all)
+@pytest.fixture
+def federation_trio(io_loop, database_dsn, scratch_dsn, another_scratch_dsn, settings, test_passwords, tls_files,
+                    tmp_path):
+    """``(a, b, c)``: three federating servers, as ``federation_pair`` with a third."""
+    yield from federating_servers(io_loop, Federation(settings, tls_files, test_passwords, tmp_path), database_dsn,
+                                  scratch_dsn, another_scratch_dsn)

@@ -39,7 +39,8 @@ class TransactionHandler(FederationHandler):
     contract = {"put": Op(
         "Receive a transaction of PDUs and EDUs", {200: "federation/transaction.response"},
         request="federation/transaction.request", errors=(403,),
-        description="Another server's room events (each checked and stored, or refused, on its own) and "
+        description="Another server's room events (checked together, each answered on its own: {} when "
+                    "accepted or soft-failed, an error when refused) and "
                     "ephemeral events (typing notices and read receipts of its users in rooms shared with "
                     "this server). A transaction id is applied once per origin server: a retry gets the "
                     "first answer again. More than 50 PDUs or 100 EDUs are refused with 400.")}

@@ -8,7 +8,7 @@ from typing import Any
 from ..errors import MatrixError
 from ..federation.keyring import KeyNotFound
 from ..federation.x_matrix import XMatrixError, parse_authorization, verify_request
-from ..validation import load_json
+from ..validation import load_json, schemas
 from .base import BaseHandler, handler_methods
 
 # A transaction of 50 PDUs and 100 EDUs, each up to the 64 KiB an event may
@@ -28,6 +28,7 @@ class FederationHandler(BaseHandler):
 
     security = ("x_matrix",)
     origin: str
+    _content: Any = None
 
     def body_limit(self) -> int:
         return max(FEDERATION_MAX_BODY_BYTES, super().body_limit())
@@ -58,7 +59,18 @@ class FederationHandler(BaseHandler):
         if self.ctx.moderation.blocks.server_banned(auth.origin):
             raise MatrixError(403, "M_FORBIDDEN", "This server does not federate with yours")
         self.origin = auth.origin
+        self._content = content
         self.ctx.outbox.destination_is_up(auth.origin)
+
+    def json_body(self, schema: str | None = None) -> dict[str, Any]:
+        """The body prepare() read to check the signature, not read again
+        (a 50-PDU transaction costs as much to read as to judge)."""
+        body = {} if self._content is None else self._content
+        if not isinstance(body, dict):
+            raise MatrixError(400, "M_BAD_JSON", "The body must be a JSON object")
+        if schema is not None:
+            schemas().check_request(schema, body)
+        return body
 
     def required_query(self, name: str) -> str:
         value = self.get_query_argument(name, None)

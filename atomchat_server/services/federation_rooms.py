@@ -30,6 +30,7 @@ from ..storage import events as event_store
 from ..storage import pdus as pdu_store
 from ..storage import users as user_store
 from .federation_events import FederationEvents
+from .federation_send import PduOutbox
 from .persister import Persister, Signer
 
 # Each reading answers at most this many events.
@@ -45,11 +46,12 @@ def incompatible(version: str) -> MatrixError:
 
 class FederationRooms:
     def __init__(self, *, pool: asyncpg.Pool, persister: Persister, signer: Signer,
-                 events: FederationEvents) -> None:
+                 events: FederationEvents, outbox: PduOutbox | None = None) -> None:
         self._pool = pool
         self._persister = persister
         self._signer = signer
         self._events = events
+        self._outbox = outbox  # relays the joins and leaves taken in to the room's other servers
 
     # -- helpers -------------------------------------------------------------
 
@@ -146,7 +148,21 @@ class FederationRooms:
         row = await event_store.get_event(self._pool, event_id)
         if row is None:
             raise forbidden(f"The {membership} is not allowed by the room's current state")
+        await self._relay(origin, room_id, event_id)
         return pdu, row["stream"], version
+
+    async def _relay(self, origin: str, room_id: str, event_id: str) -> None:
+        """Queues a membership this server took in for the room's other
+        servers (neither this one nor the origin): the joining server may
+        know none of them yet, and is not bound to tell them (Synapse does not)."""
+        if self._outbox is None:
+            return
+        servers = set(await pdu_store.servers_in_room(self._pool, room_id)) - {origin, self._signer.server_name}
+        stored = await pdu_store.pdus(self._pool, room_id, [event_id])
+        if servers and stored:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await self._outbox.queue_pdus(conn, servers, [self._pdu(stored[0])])
+            self._outbox.wake(servers)
 
     async def send_join(self, origin: str, room_id: str, event_id: str, pdu: Any) -> dict[str, Any]:
         """The room's state before the join and its auth chain, with the join

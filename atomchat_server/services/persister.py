@@ -257,7 +257,8 @@ class _Batch:
         # A draft's provisional event id -> the id its PDU got, for the
         # later drafts of its unit that cite it.
         self.renamed: dict[str, str] = {}
-        self.received: set[str] = set()  # ids of the PDU-carrying drafts of this batch
+        # Ids of the PDU-carrying drafts of this batch, and of those stored before it.
+        self.received: set[str] = set()
         # Per room, its joined member count and the members push rules must
         # judge one by one (see storage.events.batch_context).
         self.members: dict[str, tuple[int, list[Any]]] = {}
@@ -286,6 +287,10 @@ class _Batch:
         txn_keys = [unit.txn for unit in units if unit.txn is not None]
         if not rooms:
             return
+        received = [d.event_id for u in units for d in u.drafts if d.pdu is not None]
+        if received:
+            # Which received events are stored already, asked once for the batch.
+            self.received |= await event_store.existing_events(self.conn, received)
         named = self.judge.named([d.as_event() for u in units for d in u.drafts]) if self.judge else []
         for room_id in rooms:
             self.loaded[room_id] = {(key[1], key[2]): None for key in wanted if key[0] == room_id}
@@ -347,8 +352,7 @@ class _Batch:
         if received:
             # An event another server sent twice at once (or fetched while it
             # was being sent) is stored once: the later copy is dropped here.
-            known = self.received | await event_store.existing_events(self.conn, received)
-            unit.drafts = [d for d in unit.drafts if d.pdu is None or d.event_id not in known]
+            unit.drafts = [d for d in unit.drafts if d.pdu is None or d.event_id not in self.received]
             self.received.update(received)
             if not unit.drafts:
                 return []

@@ -55,6 +55,12 @@ async def rooms_with_remote_members(db: Database, server_name: str) -> list[str]
     return [row["room_id"] for row in rows]
 
 
+async def min_depth(db: Database, room_id: str, event_ids: Sequence[str]) -> int:
+    return int(await db.fetchval(
+        "SELECT COALESCE(min(depth), 0) FROM events WHERE room_id = $1 AND event_id = ANY($2::text[])",
+        room_id, list(event_ids)))
+
+
 async def max_depth(db: Database, room_id: str, event_ids: Sequence[str]) -> int:
     return int(await db.fetchval(
         "SELECT COALESCE(max(depth), 0) FROM events WHERE room_id = $1 AND event_id = ANY($2::text[])",
@@ -62,8 +68,40 @@ async def max_depth(db: Database, room_id: str, event_ids: Sequence[str]) -> int
 
 
 async def event_pdu(db: Database, event_id: str) -> asyncpg.Record | None:
-    return await db.fetchrow(f"SELECT room_id, {_PDU_COLUMNS} FROM events WHERE event_id = $1 AND pdu IS NOT NULL",
-                             event_id)
+    """An event's PDU as other servers may read it: one of the timeline's,
+    or a soft-failed one (never a rejected one)."""
+    return await db.fetchrow(
+        f"SELECT room_id, {_PDU_COLUMNS} FROM events WHERE event_id = $1 AND pdu IS NOT NULL"
+        " UNION ALL SELECT room_id, event_id, NULL, pdu->>'type', pdu->>'state_key', (pdu->>'depth')::bigint, pdu"
+        " FROM refused_events WHERE event_id = $1 AND status = 'soft_failed' LIMIT 1", event_id)
+
+
+async def seen_events(db: Database, event_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """Which of the events this server has judged already: event id ->
+    ('accepted', '') for the timeline's, or (status, reason) for those kept
+    in refused_events."""
+    rows = await db.fetch(
+        "SELECT event_id, 'accepted' AS status, '' AS reason FROM events WHERE event_id = ANY($1::text[])"
+        " UNION ALL SELECT event_id, status, reason FROM refused_events WHERE event_id = ANY($1::text[])",
+        list(event_ids))
+    return {row["event_id"]: (row["status"], row["reason"]) for row in rows}
+
+
+async def refused(db: Database, room_id: str, event_ids: Sequence[str]) -> list[asyncpg.Record]:
+    """The named events of the room that were rejected or soft-failed here."""
+    return await db.fetch("SELECT event_id, status, reason, pdu FROM refused_events"
+                          " WHERE room_id = $1 AND event_id = ANY($2::text[])", room_id, list(event_ids))
+
+
+async def keep_refused(db: Database, room_id: str, status: str,
+                       events: Sequence[tuple[str, str, dict]], now_ms: int) -> None:
+    """Keeps rejected or soft-failed events ((event id, reason, PDU)) apart
+    from the timeline; an event kept already stays as it was."""
+    await db.execute(
+        "INSERT INTO refused_events (event_id, room_id, status, reason, pdu, received_ts)"
+        " SELECT e->>0, $1, $2, e->>1, e->2, $4 FROM jsonb_array_elements($3::jsonb) AS e"
+        " ON CONFLICT (event_id) DO NOTHING",
+        room_id, status, [list(e) for e in events], now_ms)
 
 
 async def has_event(db: Database, event_id: str) -> bool:

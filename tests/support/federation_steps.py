@@ -19,7 +19,7 @@ from atomchat_server.config import Settings
 
 from .client import ApiClient
 from .harness import free_port
-from .servers import RunningServer, start_server
+from .servers import RunningServer, start_server, truncate_all
 
 
 @dataclass
@@ -81,3 +81,22 @@ class Federation:
         server = FederatedServer(name, settings, dsn, self.passwords)
         self.servers.append(server)
         return server
+
+
+def federating_servers(io_loop, federation: Federation, database_dsn: str, *dsns: str):
+    """Servers on the run's database (emptied) and on ``dsns``, started;
+    all stopped after the test (the body of the federation fixtures)."""
+    async def start():
+        await truncate_all(database_dsn)
+        servers = [federation.server(dsn) for dsn in (database_dsn, *dsns)]
+        for server in servers:
+            await server.start()
+        return tuple(servers)
+
+    yield io_loop.run_sync(start)
+
+    async def stop_all():
+        for server in reversed(federation.servers):
+            await server.stop()
+
+    io_loop.run_sync(stop_all)
