@@ -209,12 +209,14 @@ class ServerProcess:
     With ``database_url`` (any database on a PostgreSQL server the caller may
     create databases on) it creates a fresh database on that server for the
     run instead, and drops it afterwards. ``settings`` are server options by
-    name (``rc_login_burst=1000``), passed as flags. Use as an async context
+    name (``rc_login_burst=1000``), passed as flags; ``environment`` (set before
+    starting) adds variables to its environment (bench/idle.py --trace). Use as an async context
     manager; the server log is kept in ``log_path`` while it runs, and its
     last lines are shown if it fails to start."""
 
     def __init__(self, *, database_url: str | None = None, **settings: Any) -> None:
         self.settings = settings
+        self.environment: dict[str, str] = {}  # added to the server's cleaned environment
         self.admin_url = database_url
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -308,7 +310,7 @@ class ServerProcess:
             await self._admin(f"CREATE DATABASE {self.database}")  # generated name of [a-z0-9_] only
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (the server's log while it runs; stop() closes it)
         self._process = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=_clean_environment())
+                                         stdin=subprocess.DEVNULL, env={**_clean_environment(), **self.environment})
         deadline = time.monotonic() + START_TIMEOUT
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
             while True:
