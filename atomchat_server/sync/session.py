@@ -38,6 +38,11 @@ PARK_SECONDS = 30.0
 
 
 class SyncSession:
+    # One per open stream and waiting long-poll: no per-instance dict.
+    __slots__ = ("_ctx", "requester", "_token", "_filter", "filter_key", "since", "typing_since", "_full_state",
+                 "_limit_timeline", "_gone", "_waiting", "_writer", "_tracking", "_counts", "listener",
+                 "_unacknowledged")
+
     def __init__(self, ctx: AppContext, requester: Requester, access_token: str, sync_filter: CompiledFilter,
                  since: int | None, *, typing_mark: str | None = None, full_state: bool = False,
                  filter_key: str | None = None, limit_timeline: bool = True) -> None:
@@ -102,11 +107,45 @@ class SyncSession:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         listener = self.listener
-        answer_now = self.since is None or self._full_state  # an initial or full-state sync never waits
         if new_request:
             # What was committed before this request (the client's own send,
             # say) is in this answer: let the notifier hand it out first.
             await self._ctx.notifier.caught_up()
+        while not self._gone:
+            result = await self._ready()
+            if result is not None:
+                return result
+            if self._gone:
+                break
+            if listener.revoked:
+                return self._empty()
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return self._empty()
+            self._waiting = True  # from here the notifier may push() answers itself
+            try:
+                await listener.sleep(remaining)
+            finally:
+                self._waiting = False
+        return None
+
+    async def frame(self, *, new_request: bool = False) -> SyncResult | None:
+        """A stream's next frame if there is something to say now, else None,
+        the session then waiting without a task of its own: the notifier
+        push()es answers itself, and whatever it cannot answer wakes the
+        listener, whose ``woken`` callback asks for the frame again."""
+        if new_request:
+            await self._ctx.notifier.caught_up()
+        self._waiting = False
+        result = await self._ready()
+        if result is None and not self._gone:
+            self._waiting = True
+        return result
+
+    async def _ready(self) -> SyncResult | None:
+        """The answer there is to give without waiting, or None: nothing yet."""
+        listener = self.listener
+        answer_now = self.since is None or self._full_state  # an initial or full-state sync never waits
         while not self._gone:
             if listener.recheck:
                 listener.recheck = False
@@ -124,16 +163,7 @@ class SyncSession:
                     continue
                 listener.needs_full = True
                 continue
-            if listener.revoked:
-                return self._empty()
-            remaining = None if deadline is None else deadline - loop.time()
-            if remaining is not None and remaining <= 0:
-                return self._empty()
-            self._waiting = True  # from here the notifier may push() answers itself
-            try:
-                await listener.sleep(remaining)
-            finally:
-                self._waiting = False
+            return None
         return None
 
     def _too_many(self, rows: list[Any]) -> bool:
