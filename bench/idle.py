@@ -61,6 +61,7 @@ from _server import (
 )
 
 RUN_DEADLINE = 600.0
+DEADLINE_PER_CONNECTION = 0.1  # seconds more per connection beyond the first thousand (registering, opening)
 REQUEST_TIMEOUT = 60.0
 POLL_TIMEOUT_MS = 30_000
 STREAM_PATH = "/_atomchat/client/v1/stream"
@@ -244,7 +245,7 @@ def descriptors(taken: list[Sample]) -> int:
 
 
 async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
-    deadline = time.monotonic() + RUN_DEADLINE
+    deadline = time.monotonic() + RUN_DEADLINE + DEADLINE_PER_CONNECTION * max(0, 2 * args.connections - 1000)
     results.load_at_start = load_average()
     # The server holds 2C sockets and the clients 2C more; both inherit this limit.
     results.fd_limit = raise_fd_limit(4 * args.connections + 1024)
