@@ -247,8 +247,9 @@ def descriptors(taken: list[Sample]) -> int:
 async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
     deadline = time.monotonic() + RUN_DEADLINE + DEADLINE_PER_CONNECTION * max(0, 2 * args.connections - 1000)
     results.load_at_start = load_average()
-    # The server holds 2C sockets and the clients 2C more; both inherit this limit.
-    results.fd_limit = raise_fd_limit(4 * args.connections + 1024)
+    # The server holds 2C sockets, and the client processes (which inherit
+    # this limit, each for itself) 2C among them.
+    results.fd_limit = raise_fd_limit(2 * args.connections + 1024)
     server = ServerProcess(database_url=args.database_url, **RATE_LIMITS_RAISED, **CHEAP_HASHING)
     if args.trace:  # bench/_probe/sitecustomize.py: tracemalloc, and a snapshot on SIGUSR2
         server.environment = {"PYTHONPATH": str(PROBE), "BENCH_SNAPSHOT": str(Path(args.trace) / "idle"),

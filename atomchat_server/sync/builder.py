@@ -128,7 +128,7 @@ class SyncBuilder:
                                                               sync_filter, full_state=full_state)
             elif now["membership"] == "invite":
                 if since is None or now["stream"] > since:
-                    invited[room_id] = await self._invited_room(room_id, now)
+                    invited[room_id] = now  # made below, all at once
             elif not membership["forgotten"] and (
                     (since is not None and now["stream"] > since and then is not None
                      and then["membership"] in ("join", "invite")) or (since is None and sync_filter.include_leave)):
@@ -136,6 +136,8 @@ class SyncBuilder:
 
         if whole:
             joined.update(await self._whole_rooms(requester, whole, upto, sync_filter))
+        if invited:
+            invited = await self._invited_rooms(invited)
         account_rows = await ephemeral_store.account_data_since(self._pool, user_id, since, upto)
         room_account: dict[str, list[dict[str, Any]]] = {}
         for row in account_rows:
@@ -436,17 +438,25 @@ class SyncBuilder:
             kept.append(row)
         return kept
 
-    async def _invited_room(self, room_id: str, membership: Row) -> dict[str, Any]:
-        rows = [row for row in await event_store.current_state(self._pool, room_id)
-                if row["type"] in INVITE_STATE_TYPES]
-        invite = await event_store.get_event(self._pool, membership["event_id"])
-        assert invite is not None, "a membership names its event"
-        inviter = await event_store.state_event(self._pool, room_id, "m.room.member", invite["sender"],
-                                                at_stream=invite["stream"])
-        if inviter is not None and inviter["event_id"] != invite["event_id"]:
-            rows.append(inviter)
-        events = [stripped_state(row) for row in rows] + [stripped_state(invite)]
-        return {"invite_state": {"events": events}}
+    async def _invited_rooms(self, invites: dict[str, Row]) -> dict[str, Any]:
+        """The sections of the rooms the user is invited to (their
+        memberships, by room), in three queries however many there are: the
+        rooms' current state but their members, the invites, and the
+        inviters' member events as of their invites."""
+        room_ids = list(invites)
+        current = await sync_store.current_states(self._pool, room_ids, {room_id: () for room_id in room_ids})
+        events = await sync_store.events_by_id(self._pool, [membership["event_id"] for membership in invites.values()])
+        invite_of = {room_id: events[membership["event_id"]] for room_id, membership in invites.items()}
+        inviters = await sync_store.state_events_before(self._pool, [
+            (room_id, "m.room.member", invite["sender"], invite["stream"]) for room_id, invite in invite_of.items()])
+        result: dict[str, Any] = {}
+        for room_id, invite in invite_of.items():
+            rows = [row for row in current[room_id] if row["type"] in INVITE_STATE_TYPES]
+            inviter = inviters.get((room_id, "m.room.member", invite["sender"]))
+            if inviter is not None and inviter["event_id"] != invite["event_id"]:
+                rows.append(inviter)
+            result[room_id] = {"invite_state": {"events": [stripped_state(row) for row in [*rows, invite]]}}
+        return result
 
     async def _left_room(self, requester: Requester, room_id: str, since: int | None, membership: Row,
                          sync_filter: SyncFilter) -> dict[str, Any]:
