@@ -132,12 +132,14 @@ class SyncBuilder:
             elif not membership["forgotten"] and (
                     (since is not None and now["stream"] > since and then is not None
                      and then["membership"] in ("join", "invite")) or (since is None and sync_filter.include_leave)):
-                left[room_id] = await self._left_room(requester, room_id, since, now, sync_filter)
+                left[room_id] = now  # made below, all at once
 
         if whole:
             joined.update(await self._whole_rooms(requester, whole, upto, sync_filter))
         if invited:
             invited = await self._invited_rooms(invited)
+        if left:
+            left = await self._left_rooms(requester, left, since, upto, sync_filter)
         account_rows = await ephemeral_store.account_data_since(self._pool, user_id, since, upto)
         room_account: dict[str, list[dict[str, Any]]] = {}
         for row in account_rows:
@@ -458,15 +460,32 @@ class SyncBuilder:
             result[room_id] = {"invite_state": {"events": [stripped_state(row) for row in [*rows, invite]]}}
         return result
 
-    async def _left_room(self, requester: Requester, room_id: str, since: int | None, membership: Row,
-                         sync_filter: SyncFilter) -> dict[str, Any]:
-        """Events up to and including the user's leave (or ban)."""
-        ranges = await self._ranges(room_id, requester.user_id)
-        rows, limited = await self._timeline(room_id, since, membership["stream"], sync_filter.timeline, ranges)
-        start = rows[0]["stream"] - 1 if rows else membership["stream"]
-        return {
-            "timeline": {"events": await self._timeline_events(requester, room_id, rows, limited, ranges),
-                         "limited": limited, "prev_batch": tokens.make(start)},
-            "state": {"events": []},
-            "account_data": {"events": []},
-        }
+    async def _left_rooms(self, requester: Requester, leaves: dict[str, Row], since: int | None, upto: int,
+                          sync_filter: SyncFilter) -> dict[str, Any]:
+        """The sections of the rooms the user left or was banned from (their
+        memberships, by room): the events up to and including the leave, in
+        a fixed number of queries however many rooms (more only for limited
+        timelines holding events others relate to, bundled per room)."""
+        room_ids = list(leaves)
+        access = await sync_store.read_access(self._pool, room_ids, requester.user_id)
+        ranges = {room_id: visible_ranges(access[room_id][1], access[room_id][0]) or [(0, 0)] for room_id in room_ids}
+        # Each room's timeline ends at the leave: its ranges are cut there.
+        cut = {room_id: [(low, leaves[room_id]["stream"] if high is None else min(high, leaves[room_id]["stream"]))
+                         for low, high in ranges[room_id] if low <= leaves[room_id]["stream"]] or [(0, 0)]
+               for room_id in room_ids}
+        timelines = await self._timelines(room_ids, cut, since, upto, sync_filter.timeline)
+        related = await self._related(timelines)
+        result: dict[str, Any] = {}
+        for room_id in room_ids:
+            rows, limited = timelines[room_id]
+            start = rows[0]["stream"] - 1 if rows else leaves[room_id]["stream"]
+            if limited and any(row["event_id"] in related for row in rows):
+                events = await self._services.bundle(self._pool, requester, room_id, rows, ranges[room_id])
+            else:
+                events = self._format(rows, requester)
+            result[room_id] = {
+                "timeline": {"events": events, "limited": limited, "prev_batch": tokens.make(start)},
+                "state": {"events": []},
+                "account_data": {"events": []},
+            }
+        return result
