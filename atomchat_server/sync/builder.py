@@ -25,7 +25,7 @@ from ..storage import events as event_store
 from ..storage import keys as key_store
 from ..storage import push as push_store
 from ..storage import sync as sync_store
-from . import tokens
+from . import response, tokens
 
 if TYPE_CHECKING:
     from ..notifier import TypingNotices
@@ -168,19 +168,15 @@ class SyncBuilder:
 
         device_lists = await self._device_lists(requester, since, upto)
         key_counts, unused_fallback = await self._services.key_state(self._pool, user_id, requester.device_id)
-        body: dict[str, Any] = {
-            "next_batch": tokens.make_sync(upto, self._typing.mark(typing_at)),
-            "rooms": {"join": joined, "invite": invited, "leave": left},
-            "account_data": {"events": [{"type": row["type"], "content": row["content"]}
-                                        for row in account_rows if not row["room_id"]]},
-            "presence": {"events": await self._services.presence.events_since(user_id, since, upto)
-                         if sync_filter.presence.wants_type("m.presence") else []},
-            "to_device": {"events": [{"sender": row["sender"], "type": row["type"], "content": row["content"]}
-                                     for row in to_device]},
-            "device_lists": device_lists,
-            "device_one_time_keys_count": key_counts,
-            "device_unused_fallback_key_types": unused_fallback,
-        }
+        body = response.answer(
+            tokens.make_sync(upto, self._typing.mark(typing_at)), join=joined, invite=invited, leave=left,
+            account_data=[{"type": row["type"], "content": row["content"]} for row in account_rows
+                          if not row["room_id"]],
+            presence=(await self._services.presence.events_since(user_id, since, upto)
+                      if sync_filter.presence.wants_type("m.presence") else []),
+            to_device=[{"sender": row["sender"], "type": row["type"], "content": row["content"]} for row in to_device],
+            changed=device_lists["changed"], left=device_lists["left"], key_counts=key_counts,
+            fallback_keys=unused_fallback)
         empty = not (joined or invited or left or body["account_data"]["events"] or body["presence"]["events"]
                      or to_device or device_lists["changed"] or device_lists["left"])
         return SyncResult(body, empty=empty, joined_rooms=frozenset(member_of), position=upto, more=more,
@@ -204,8 +200,7 @@ class SyncBuilder:
         for room_id, room in joined.items():
             joined_count, invited_count = counts.get(room_id, (0, 0))
             notify, highlight = unread.get(room_id, (0, 0))
-            room["unread_notifications"] = {"highlight_count": highlight, "notification_count": notify}
-            room["summary"] = {"m.joined_member_count": joined_count, "m.invited_member_count": invited_count}
+            response.counts(room, notify, highlight, joined_count, invited_count)
 
     async def _ephemeral(self, requester: Requester, room_ids: list[str], since: int | None, upto: int,
                          typing_since: int | None) -> dict[str, list[dict[str, Any]]]:
@@ -298,14 +293,9 @@ class SyncBuilder:
         if lazy and since is not None and not full_state:
             state_rows = await self._with_senders(room_id, state_rows, rows, requester.user_id, start)
         state_rows = self._filter_state(state_rows, rows, requester.user_id, sync_filter.state, lazy)
-        return {
-            "timeline": {"events": await self._timeline_events(requester, room_id, rows, limited,
-                                                               ranges if since is None else None),
-                         "limited": limited, "prev_batch": tokens.make(start)},
-            "state": {"events": self._format(state_rows, requester)},
-            "ephemeral": {"events": []},
-            "account_data": {"events": []},
-        }
+        return response.joined_room(
+            await self._timeline_events(requester, room_id, rows, limited, ranges if since is None else None),
+            limited=limited, prev_batch=tokens.make(start), state=self._format(state_rows, requester))
 
     async def _steady_rooms(self, requester: Requester, room_ids: list[str], since: int, upto: int,
                             sync_filter: SyncFilter) -> dict[str, dict[str, Any]]:
@@ -342,13 +332,9 @@ class SyncBuilder:
             rows, limited = timelines[room_id]
             state_rows = self._filter_state(state[room_id], rows, user_id, sync_filter.state, lazy)
             bundled = limited and any(row["event_id"] in related for row in rows)
-            result[room_id] = {
-                "timeline": {"events": await self._timeline_events(requester, room_id, rows, bundled, None),
-                             "limited": limited, "prev_batch": tokens.make(starts[room_id])},
-                "state": {"events": self._format(state_rows, requester)},
-                "ephemeral": {"events": []},
-                "account_data": {"events": []},
-            }
+            result[room_id] = response.joined_room(
+                await self._timeline_events(requester, room_id, rows, bundled, None), limited=limited,
+                prev_batch=tokens.make(starts[room_id]), state=self._format(state_rows, requester))
         return result
 
     async def _timelines(self, room_ids: list[str], ranges: Mapping[str, Sequence[Range]], since: int | None, upto: int,
@@ -407,12 +393,8 @@ class SyncBuilder:
                 events = await self._services.bundle(self._pool, requester, room_id, rows, ranges[room_id])
             else:
                 events = self._format(rows, requester)
-            result[room_id] = {
-                "timeline": {"events": events, "limited": limited, "prev_batch": tokens.make(starts[room_id])},
-                "state": {"events": self._format(state_rows, requester)},
-                "ephemeral": {"events": []},
-                "account_data": {"events": []},
-            }
+            result[room_id] = response.joined_room(events, limited=limited, prev_batch=tokens.make(starts[room_id]),
+                                                   state=self._format(state_rows, requester))
         return result
 
     async def _with_senders(self, room_id: str, state_rows: Sequence[Row], timeline_rows: Sequence[Row], user_id: str,
@@ -457,7 +439,7 @@ class SyncBuilder:
             inviter = inviters.get((room_id, "m.room.member", invite["sender"]))
             if inviter is not None and inviter["event_id"] != invite["event_id"]:
                 rows.append(inviter)
-            result[room_id] = {"invite_state": {"events": [stripped_state(row) for row in [*rows, invite]]}}
+            result[room_id] = response.invited_room([stripped_state(row) for row in [*rows, invite]])
         return result
 
     async def _left_rooms(self, requester: Requester, leaves: dict[str, Row], since: int | None, upto: int,
@@ -483,9 +465,5 @@ class SyncBuilder:
                 events = await self._services.bundle(self._pool, requester, room_id, rows, ranges[room_id])
             else:
                 events = self._format(rows, requester)
-            result[room_id] = {
-                "timeline": {"events": events, "limited": limited, "prev_batch": tokens.make(start)},
-                "state": {"events": []},
-                "account_data": {"events": []},
-            }
+            result[room_id] = response.left_room(events, limited=limited, prev_batch=tokens.make(start))
         return result

@@ -28,7 +28,7 @@ from ..events.filters import CompiledFilter
 from ..events.format import client_event
 from ..notifier import Listener
 from ..storage import events as event_store
-from . import tokens
+from . import response, tokens
 from .builder import UNREAD_CAP, SyncResult
 
 if TYPE_CHECKING:
@@ -197,7 +197,7 @@ class SyncSession:
             # Events of the newly followed rooms may have passed while we built.
             listener.needs_full = True
         for room_id, room in result.body["rooms"]["join"].items():
-            self._counts[room_id] = _counts_of(room)
+            self._counts[room_id] = response.counts_of(room)
         for room_id in list(self._counts):
             if room_id not in result.joined_rooms:
                 del self._counts[room_id]
@@ -224,7 +224,7 @@ class SyncSession:
             counts: dict[str, Any] = {room_id: {} for room_id in uncounted}
             await self._ctx.sync.add_counts(self.requester.user_id, counts, upto)
             for room_id, room in counts.items():
-                self._counts[room_id] = _counts_of(room)
+                self._counts[room_id] = response.counts_of(room)
         for room_id, user_ids in missing.items():
             found = await event_store.member_events_of(self._ctx.pool, room_id, user_ids, at_stream=upto)
             notifier.remember_members(found, upto)
@@ -345,37 +345,32 @@ class SyncSession:
             for room_id in rooms))
         text = shared.get(key) if key is not None else None
         if text is None:
-            rooms_json = ",".join(
-                json.dumps(room_id) + ":" + self._room_json(room_id, shown.get(room_id, []), members.get(room_id, []),
-                                                            typing.get(room_id), upto, own_device)
-                for room_id in rooms)
-            text = (f'{{"next_batch":"{self._next_batch()}","rooms":{{"join":{{{rooms_json}}},"invite":{{}},'
-                    f'"leave":{{}}}},{_EMPTY_TAIL}}}')
+            join = {room_id: self._room(room_id, shown.get(room_id, []), members.get(room_id, []),
+                                        typing.get(room_id), upto, own_device)
+                    for room_id in rooms}
+            text = response.encode(response.answer(self._next_batch(), join=join))
             if key is not None:
                 shared[key] = text
         return SyncResult(None, empty=False, joined_rooms=frozenset(listener.rooms), text=text)
 
-    def _event_json(self, row: Any, own_device: tuple[str, str]) -> str:
+    def _event_json(self, row: Any, own_device: tuple[str, str]) -> response.Encoded:
         if _own(row, own_device):
-            return json.dumps(client_event(row, device=own_device), ensure_ascii=False, separators=(",", ":"))
-        return self._ctx.notifier.encoded(row)
+            return response.Encoded(json.dumps(client_event(row, device=own_device), ensure_ascii=False,
+                                               separators=(",", ":")))
+        return response.Encoded(self._ctx.notifier.encoded(row))
 
-    def _room_json(self, room_id: str, rows: list[Any], members: list[Any], typing: list[str] | None, upto: int,
-                   own_device: tuple[str, str]) -> str:
-        events = ",".join(self._event_json(row, own_device) for row in rows)
-        state = ",".join(self._event_json(row, own_device) for row in members)
-        ephemeral = ("" if typing is None else
-                     json.dumps({"type": "m.typing", "content": {"user_ids": typing}}, separators=(",", ":")))
-        unread, highlights, joined, invited = self._counts[room_id]
-        prev_batch = tokens.make(rows[0]["stream"] - 1 if rows else upto)
-        return (f'{{"timeline":{{"events":[{events}],"limited":false,"prev_batch":"{prev_batch}"}},'
-                f'"state":{{"events":[{state}]}},"ephemeral":{{"events":[{ephemeral}]}},"account_data":{{"events":[]}},'
-                f'"unread_notifications":{{"highlight_count":{highlights},"notification_count":{unread}}},'
-                f'"summary":{{"m.joined_member_count":{joined},"m.invited_member_count":{invited}}}}}')
+    def _room(self, room_id: str, rows: list[Any], members: list[Any], typing: list[str] | None, upto: int,
+              own_device: tuple[str, str]) -> dict[str, Any]:
+        room = response.joined_room(
+            [self._event_json(row, own_device) for row in rows], limited=False,
+            prev_batch=tokens.make(rows[0]["stream"] - 1 if rows else upto),
+            state=[self._event_json(row, own_device) for row in members],
+            ephemeral=[] if typing is None else [{"type": "m.typing", "content": {"user_ids": typing}}])
+        response.counts(room, *self._counts[room_id])
+        return room
 
     def _empty_body(self) -> dict[str, Any]:
-        return {"next_batch": self._next_batch(), "rooms": {"join": {}, "invite": {}, "leave": {}},
-                **json.loads("{" + _EMPTY_TAIL + "}")}
+        return response.answer(self._next_batch())
 
     def _next_batch(self) -> str:
         return tokens.make_sync(self.since or 0, self.typing_mark())
@@ -396,16 +391,6 @@ def _judged(row: Any) -> bool:
     """Whether the row carries its push outcome (events this process's
     persister wrote do; rows read back from the database do not)."""
     return isinstance(row, dict) and "push" in row
-
-
-def _counts_of(room: dict[str, Any]) -> list[int]:
-    unread, summary = room["unread_notifications"], room["summary"]
-    return [unread["notification_count"], unread["highlight_count"], summary["m.joined_member_count"],
-            summary["m.invited_member_count"]]
-
-
-_EMPTY_TAIL = ('"account_data":{"events":[]},"presence":{"events":[]},"to_device":{"events":[]},'
-               '"device_lists":{"changed":[],"left":[]},"device_one_time_keys_count":{}')
 
 
 class SyncSessions:
