@@ -98,6 +98,9 @@ async def connection_process(control, base_url: str, stream_users: list[User], p
                 first = await socket.receive(timeout=REQUEST_TIMEOUT)
                 if first.type != aiohttp.WSMsgType.TEXT:
                     raise BenchError(f"the stream of {user.user_id} closed before its initial sync: {first}")
+                # Read from now on: a socket left unread while thousands more
+                # open answers no heartbeat ping, and the server drops it.
+                readers.append(asyncio.ensure_future(drain(socket)))
                 return socket
 
         async def sync(user: User, since: str | None, sent: asyncio.Event | None = None) -> str:
@@ -129,8 +132,8 @@ async def connection_process(control, base_url: str, stream_users: list[User], p
             async with slots:
                 return await sync(user, None)
 
+        readers: list[asyncio.Future[None]] = []
         sockets = await asyncio.gather(*(open_stream(user) for user in stream_users))
-        readers = [asyncio.ensure_future(drain(socket)) for socket in sockets]
         control.ready(len(sockets))
         await control.message()
         tokens = await asyncio.gather(*(initial(user) for user in poll_users))
