@@ -24,7 +24,6 @@ from signedjson.types import SigningKey
 from . import metrics
 from .api import (
     admin,
-    compat,
     federation,
     matrix_account,
     matrix_conversations,
@@ -47,6 +46,8 @@ from .auth import policy
 from .auth.passwords import Passwords
 from .auth.sessions import SessionCache
 from .auth.tokens import TokenCodec, load_or_create_signing_key
+from .compat import handlers as compat
+from .compat.service import Compat
 from .config import Settings
 from .db import migrations
 from .db.pool import create_pool
@@ -57,7 +58,6 @@ from .federation.outbox import Outbox
 from .notifier import Notifier
 from .ratelimit import OpenPerAccount
 from .services.accounts import Accounts, RateLimits
-from .services.compat import Compat
 from .services.ephemeral import Ephemeral
 from .services.federation import Queries, Transactions
 from .services.federation_events import FederationEvents
@@ -306,7 +306,8 @@ class AtomChat:
                               ephemeral=ephemeral,
                               moderation=moderation,
                               admin=AdminQueries(pool=self._pool, blocks=blocks, system_user=moderation.system_user),
-                              compat=Compat(pool=self._pool, accounts=accounts, rooms=rooms, moderation=moderation),
+                              compat=Compat(pool=self._pool, persister=self._persister, accounts=accounts,
+                                            rooms=rooms, moderation=moderation),
                               relations=Relations(pool=self._pool, rooms=rooms),
                               reports=Reports(pool=self._pool, rooms=rooms), presence=presence,
                               keys=keys, key_backup=KeyBackup(pool=self._pool),

@@ -21,7 +21,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 
-from .errors import MatrixError
+from .errors import MatrixError, bad_json, invalid_param, missing_param
 from .resources import Traversable, schemas_dir
 
 BASE_URI = "https://atomchat.invalid/schemas/"
@@ -101,9 +101,9 @@ def request_error(error: ValidationError) -> MatrixError:
         required = cast("list[str]", error.validator_value)  # what "required" names
         missing = [f for f in required if isinstance(error.instance, dict) and f not in error.instance]
         where = _field_path(error.absolute_path, missing[0] if missing else None)
-        return MatrixError(400, "M_MISSING_PARAM", f"Missing field '{where}'")
+        return missing_param(f"Missing field '{where}'")
     where = _field_path(error.absolute_path, None) or "body"
-    return MatrixError(400, "M_BAD_JSON", f"Invalid field '{where}': {error.message}")
+    return bad_json(f"Invalid field '{where}': {error.message}")
 
 
 def _field_path(path: Iterable[str | int], leaf: str | None) -> str:
@@ -186,7 +186,7 @@ def int64(text: str, name: str) -> int:
         value = int(text)
         if INT64[0] <= value <= INT64[1]:
             return value
-    raise MatrixError(400, "M_INVALID_PARAM", f"'{name}' must be an integer between -2^63 and 2^63-1")
+    raise invalid_param(f"'{name}' must be an integer between -2^63 and 2^63-1")
 
 
 @lru_cache(maxsize=1)

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from atomchat_server.errors import MatrixError
+from atomchat_server.events.drafts import EventDraft
 from atomchat_server.events.power_levels import EDIT_MEMBERS
 
 from .compat_client import NOT_ALLOWED, CompatClient, Person, people
@@ -107,6 +109,33 @@ async def test_api_rooms_say_in_their_power_levels_that_members_edit_members(com
     changed = (await bob.update_room(room["id"], {"users": [alice.id, bob.id, dave.id, carol.id]})).body
     assert changed["users"] == [alice.id, bob.id, dave.id]
     assert await membership(alice, api, room_id, carol) == "invite"
+
+
+async def test_a_join_in_an_added_users_name_is_judged_under_the_lock(compat, api, server):
+    """The one event /api writes in someone else's name, an added user's
+    join (``added_by``, compat/service.py), is allowed by the persister
+    under the stream lock only where the room lets the adder edit its
+    member list: written straight to the persister, past the service's own
+    check, it is refused with the whole edit, and accepted once the room
+    has the level."""
+    alice, bob, dave = await people(compat, "alice", "bob", "dave")
+    room_id = await matrix_room(alice, api, bob, preset="private_chat")
+    persister = server.atomchat._persister
+
+    def added() -> list[EventDraft]:
+        return [EventDraft(room_id=room_id, sender=bob.user_id, type="m.room.member",
+                           content={"membership": "invite"}, state_key=dave.user_id),
+                EventDraft(room_id=room_id, sender=dave.user_id, type="m.room.member",
+                           content={"membership": "join"}, state_key=dave.user_id, added_by=bob.user_id)]
+
+    with pytest.raises(MatrixError) as refused:
+        await persister.write(added())
+    assert (refused.value.status, refused.value.errcode) == (403, "M_FORBIDDEN")
+    assert await membership(alice, api, room_id, dave) is None  # the invite was refused with it
+    levels = (await alice.on_matrix(api).get_state(room_id, "m.room.power_levels")).body
+    await alice.on_matrix(api).put_state(room_id, "m.room.power_levels", {**levels, EDIT_MEMBERS: 0})
+    await persister.write(added())
+    assert await membership(alice, api, room_id, dave) == "join"
 
 
 async def test_rooms_made_through_api_before_the_level_get_it_from_their_creator(compat, api, database_dsn,

@@ -4,7 +4,7 @@ and the Matrix spec's lock and suspend endpoints (/_matrix/client/v1/admin/...).
 from __future__ import annotations
 
 from ..auth.sessions import Requester
-from ..errors import MatrixError
+from ..errors import invalid_param, not_found
 from ..events import ids
 from .base import BaseHandler
 from .contract import OBJECT, Op, Param
@@ -25,7 +25,7 @@ class AdminHandler(BaseHandler):
     def page_arguments(self) -> tuple[int, int]:
         start = self.int_argument("from", 0)
         if start < 0:
-            raise MatrixError(400, "M_INVALID_PARAM", "'from' must be a token from a previous page")
+            raise invalid_param("'from' must be a token from a previous page")
         return start, max(1, min(self.int_argument("limit", 100), MAX_PAGE))
 
 
@@ -38,7 +38,7 @@ class UsersHandler(AdminHandler):
         await self.moderator()
         only = self.get_query_argument("filter", None)
         if only not in (None, "locked", "suspended", "moderators"):
-            raise MatrixError(400, "M_INVALID_PARAM", "'filter' is one of locked, suspended, moderators")
+            raise invalid_param("'filter' is one of locked, suspended, moderators")
         after, limit = self.page_arguments()
         self.send_json(await self.ctx.admin.users(search=self.get_query_argument("search", None), only=only,
                                                   after=after, limit=limit))
@@ -152,7 +152,7 @@ class ReportsHandler(AdminHandler):
         await self.moderator()
         status = self.get_query_argument("status", "open")
         if status not in ("open", "resolved", "dismissed", "all"):
-            raise MatrixError(400, "M_INVALID_PARAM", "'status' is one of open, resolved, dismissed, all")
+            raise invalid_param("'status' is one of open, resolved, dismissed, all")
         before, limit = self.page_arguments()
         self.send_json(await self.ctx.reports.reports(status=None if status == "all" else status,
                                                       before=before or None, limit=limit))
@@ -177,7 +177,7 @@ class ReportHandler(AdminHandler):
 
 def _report_id(value: str) -> int:
     if not value.isdigit() or len(value) > 18:
-        raise MatrixError(404, "M_NOT_FOUND", "Unknown report")
+        raise not_found("Unknown report")
     return int(value)
 
 
@@ -194,7 +194,7 @@ class MatrixBlockHandler(AdminHandler):
         """The spec tells a user of another server (400) from an unknown one (404)."""
         parts = ids.split_user_id(user_id)
         if parts is None or parts[1] != self.ctx.settings.server_name:
-            raise MatrixError(400, "M_INVALID_PARAM", f"{user_id!r} is not a user id of this server")
+            raise invalid_param(f"{user_id!r} is not a user id of this server")
 
     async def get(self, kind: str, user_id: str) -> None:
         await self.moderator()
@@ -225,9 +225,9 @@ class ServerBanHandler(AdminHandler):
 
     def server(self, server: str) -> str:
         if not server or len(server) > 255 or any(c.isspace() or c in "/@#!" for c in server):
-            raise MatrixError(400, "M_INVALID_PARAM", "Not a server name or server glob")
+            raise invalid_param("Not a server name or server glob")
         if server == self.ctx.settings.server_name:
-            raise MatrixError(400, "M_INVALID_PARAM", "This server cannot ban itself")
+            raise invalid_param("This server cannot ban itself")
         return server
 
     async def get(self, server: str) -> None:

@@ -17,7 +17,7 @@ from tornado.log import app_log, gen_log
 from .. import logs, metrics
 from ..auth.sessions import Requester
 from ..db.pool import UNREACHABLE
-from ..errors import MatrixError, unavailable
+from ..errors import MatrixError, bad_json, invalid_param, unavailable
 from ..validation import int64, load_json, schemas
 
 if TYPE_CHECKING:
@@ -109,6 +109,22 @@ def client_address(handler: tornado.web.RequestHandler) -> str:
     return address
 
 
+def authorization_token(handler: tornado.web.RequestHandler, schemes: tuple[str, ...],
+                        refusal: MatrixError) -> str | None:
+    """The token of the request's ``Authorization: <scheme> <token>``
+    header; None without the header, ``refusal`` raised when its scheme
+    (any case) is not one of ``schemes`` or it carries no token. Each
+    surface names its schemes (Matrix: bearer; /api: token and bearer; the
+    WebSocket stream: both) and its own refusal."""
+    header = handler.request.headers.get("Authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() not in schemes or not token.strip():
+        raise refusal
+    return token.strip()
+
+
 def database_unavailable() -> MatrixError:
     return unavailable("The server cannot reach its database; try again shortly")
 
@@ -175,7 +191,7 @@ class BaseHandler(tornado.web.RequestHandler):
         raw = self.request.body
         body = load_json(raw) if raw.strip() else {}
         if not isinstance(body, dict):
-            raise MatrixError(400, "M_BAD_JSON", "The body must be a JSON object")
+            raise bad_json("The body must be a JSON object")
         if schema is not None:
             schemas().check_request(schema, body)
         return body
@@ -185,7 +201,7 @@ class BaseHandler(tornado.web.RequestHandler):
         so an argument with one is refused here rather than failing a query."""
         decoded = super().decode_argument(value, name)
         if "\x00" in decoded:
-            raise MatrixError(400, "M_INVALID_PARAM", "Arguments cannot contain NUL characters")
+            raise invalid_param("Arguments cannot contain NUL characters")
         return decoded
 
     def int_argument(self, name: str, default: int) -> int:
@@ -197,16 +213,14 @@ class BaseHandler(tornado.web.RequestHandler):
         if value is None:
             return default
         if value not in ("true", "false"):
-            raise MatrixError(400, "M_INVALID_PARAM", f"'{name}' must be 'true' or 'false'")
+            raise invalid_param(f"'{name}' must be 'true' or 'false'")
         return value == "true"
 
     def access_token(self) -> str | None:
-        header = self.request.headers.get("Authorization")
-        if header:
-            scheme, _, token = header.partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-            raise MatrixError(401, "M_MISSING_TOKEN", "The Authorization header must be 'Bearer <token>'")
+        token = authorization_token(self, ("bearer",), MatrixError(
+            401, "M_MISSING_TOKEN", "The Authorization header must be 'Bearer <token>'"))
+        if token is not None:
+            return token
         # Read raw: a token that is not text (or holds a NUL) is an unknown
         # token, 401, not a bad argument.
         values = self.request.query_arguments.get("access_token")

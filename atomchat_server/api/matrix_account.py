@@ -7,8 +7,8 @@ import secrets
 from typing import Any
 
 from ..auth.sessions import Requester
-from ..errors import AuthRequired, MatrixError
-from ..events.room_creation import CREATABLE_VERSIONS, ROOM_VERSION
+from ..errors import AuthRequired, MatrixError, missing_param
+from ..events.room_versions import CREATABLE_VERSIONS, ROOM_VERSION
 from ..services.accounts import LoginResult
 from .base import BaseHandler, client_address
 from .contract import OBJECT, Op, Param
@@ -70,7 +70,7 @@ class RegisterHandler(BaseHandler):
         if auth is None or auth.get("type") != "m.login.dummy":
             raise auth_challenge("m.login.dummy")
         if "password" not in body:
-            raise MatrixError(400, "M_MISSING_PARAM", "Missing field 'password'")
+            raise missing_param("Missing field 'password'")
         result = await self.ctx.accounts.register(
             username=body.get("username"), password=body["password"],
             device_id=body.get("device_id"), display_name=body.get("initial_device_display_name"),
@@ -90,7 +90,7 @@ class RegisterAvailableHandler(BaseHandler):
     async def get(self) -> None:
         username = self.get_query_argument("username", None)
         if username is None:
-            raise MatrixError(400, "M_MISSING_PARAM", "Missing query parameter 'username'")
+            raise missing_param("Missing query parameter 'username'")
         await self.ctx.accounts.check_available(username)
         self.send_json({"available": True})
 
@@ -114,14 +114,14 @@ class LoginHandler(BaseHandler):
             if identifier["type"] != "m.id.user":
                 raise MatrixError(400, "M_UNKNOWN", "Only m.id.user identifiers are supported")
             if "user" not in identifier:
-                raise MatrixError(400, "M_MISSING_PARAM", "Missing field 'identifier.user'")
+                raise missing_param("Missing field 'identifier.user'")
             user = identifier["user"]
         elif isinstance(body.get("user"), str):
             user = body["user"]  # the deprecated top-level form
         else:
-            raise MatrixError(400, "M_MISSING_PARAM", "Missing field 'identifier'")
+            raise missing_param("Missing field 'identifier'")
         if "password" not in body:
-            raise MatrixError(400, "M_MISSING_PARAM", "Missing field 'password'")
+            raise missing_param("Missing field 'password'")
         result = await self.ctx.accounts.login(
             identifier=user, password=body["password"], device_id=body.get("device_id"),
             display_name=body.get("initial_device_display_name"),

@@ -3,7 +3,7 @@ presence and reporting content."""
 
 from __future__ import annotations
 
-from ..errors import MatrixError
+from ..errors import invalid_param
 from .base import BaseHandler
 from .contract import Op, Param
 from .matrix_account import PREFIX
@@ -16,7 +16,7 @@ def _direction(handler: BaseHandler) -> bool:
     """Whether the request pages backwards (``dir``, default ``b``)."""
     direction = handler.get_query_argument("dir", "b")
     if direction not in ("b", "f"):
-        raise MatrixError(400, "M_INVALID_PARAM", "'dir' must be 'b' or 'f'")
+        raise invalid_param("'dir' must be 'b' or 'f'")
     return direction == "b"
 
 
@@ -55,7 +55,7 @@ class ThreadsHandler(BaseHandler):
         requester = await self.authenticate()
         include = self.get_query_argument("include", "all")
         if include not in ("all", "participated"):
-            raise MatrixError(400, "M_INVALID_PARAM", "'include' must be 'all' or 'participated'")
+            raise invalid_param("'include' must be 'all' or 'participated'")
         self.send_json(await self.ctx.relations.threads(
             requester, room_id, include=include, from_token=self.get_query_argument("from", None),
             limit=self.int_argument("limit", 50)))

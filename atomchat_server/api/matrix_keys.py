@@ -3,7 +3,7 @@ cross-signing and server-side key backup (protocol/e2ee.md)."""
 
 from __future__ import annotations
 
-from ..errors import MatrixError
+from ..errors import missing_param
 from ..sync import tokens
 from .base import BaseHandler
 from .contract import Op, Param
@@ -59,7 +59,7 @@ class KeysChangesHandler(BaseHandler):
     def _required(self, name: str) -> str:
         value = self.get_query_argument(name, None)
         if value is None:
-            raise MatrixError(400, "M_MISSING_PARAM", f"'{name}' is required")
+            raise missing_param(f"'{name}' is required")
         return value
 
 

@@ -17,7 +17,7 @@ import tornado.ioloop
 import tornado.iostream
 import tornado.web
 
-from ..errors import MatrixError
+from ..errors import invalid_param, missing_param
 from ..services.media import Served
 from .base import BaseHandler, handler_methods
 from .contract import OBJECT, Op, Param
@@ -71,7 +71,7 @@ class StreamedUpload(BaseHandler):
         try:
             declared = int(length) if length is not None else None
         except ValueError:
-            raise MatrixError(400, "M_INVALID_PARAM", "Content-Length must be an integer") from None
+            raise invalid_param("Content-Length must be an integer") from None
         self.upload, self._media_id = await media.begin_upload(requester, declared, self.target())
         connection = self.request.connection
         assert isinstance(connection, tornado.http1connection.HTTP1Connection), "Tornado's HTTP/1 server called"
@@ -212,7 +212,7 @@ class ThumbnailHandler(FileHandler):
     async def get(self, server_name: str, media_id: str) -> None:
         for name in ("width", "height"):
             if self.get_query_argument(name, None) is None:
-                raise MatrixError(400, "M_MISSING_PARAM", f"'{name}' is required")
+                raise missing_param(f"'{name}' is required")
         await self.send_file(await self.ctx.media.thumbnail(
             server_name, media_id, width=self.int_argument("width", 0), height=self.int_argument("height", 0),
             method=self.get_query_argument("method", "scale"), timeout_ms=self.timeout_ms()))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from ..errors import MatrixError
+from ..errors import invalid_param
 from ..events import push_rules as rules
 from ..events.format import client_event
 from .base import BaseHandler
@@ -18,9 +18,9 @@ DEFAULT_NOTIFICATIONS = 20
 
 def _scope_and_kind(scope: str, kind: str | None = None) -> None:
     if scope != "global":
-        raise MatrixError(400, "M_INVALID_PARAM", "Push rules have one scope: 'global'")
+        raise invalid_param("Push rules have one scope: 'global'")
     if kind is not None and kind not in rules.KINDS:
-        raise MatrixError(400, "M_INVALID_PARAM", f"Unknown push rule kind {kind!r}")
+        raise invalid_param(f"Unknown push rule kind {kind!r}")
 
 
 class PushRulesHandler(BaseHandler):
@@ -110,7 +110,7 @@ class NotificationsHandler(BaseHandler):
         requester = await self.authenticate()
         token = self.get_query_argument("from", None)
         if token is not None and (not token.isdigit() or len(token) > 18):
-            raise MatrixError(400, "M_INVALID_PARAM", "'from' must be a token from an earlier page")
+            raise invalid_param("'from' must be a token from an earlier page")
         limit = max(1, min(self.int_argument("limit", DEFAULT_NOTIFICATIONS), MAX_NOTIFICATIONS))
         rows = await self.ctx.push.notifications(
             requester.user_id, before=int(token) if token is not None else None, limit=limit,

@@ -4,9 +4,10 @@ the room directory."""
 from __future__ import annotations
 
 from ..auth.sessions import Requester
-from ..errors import MatrixError
+from ..errors import MatrixError, invalid_param
 from ..events.filters import FilterError, RoomEventFilter
-from ..events.room_creation import CREATABLE_VERSIONS, ROOM_VERSION, RoomRequest, preset_for
+from ..events.room_creation import RoomRequest, preset_for
+from ..events.room_versions import CREATABLE_VERSIONS, ROOM_VERSION
 from ..validation import load_json, schemas
 from .base import BaseHandler
 from .contract import OBJECT, Op, Param
@@ -206,16 +207,16 @@ async def messages_body(handler: BaseHandler, requester: Requester, room_id: str
     admin API's room history, which pages exactly the same way."""
     direction = handler.get_query_argument("dir", "b")
     if direction not in ("b", "f"):
-        raise MatrixError(400, "M_INVALID_PARAM", "'dir' must be 'b' or 'f'")
+        raise invalid_param("'dir' must be 'b' or 'f'")
     filter_text = handler.get_query_argument("filter", None)
     try:
         event_filter = (RoomEventFilter.from_json(load_json(filter_text, "The filter", "M_INVALID_PARAM"))
                         if filter_text else RoomEventFilter())
     except FilterError as exc:
-        raise MatrixError(400, "M_INVALID_PARAM", str(exc)) from None
+        raise invalid_param(str(exc)) from None
     limit = handler.int_argument("limit", 10)
     if limit < 0:
-        raise MatrixError(400, "M_INVALID_PARAM", "'limit' must not be negative")
+        raise invalid_param("'limit' must not be negative")
     page = await handler.ctx.rooms.messages(
         requester, room_id, from_token=handler.get_query_argument("from", None),
         to_token=handler.get_query_argument("to", None), backwards=direction == "b",

@@ -29,7 +29,14 @@ from ..sync import tokens
 from ..sync.builder import SyncResult
 from ..sync.session import SyncSession
 from ..validation import load_json, schemas
-from .base import BaseHandler, begin_request, client_address, database_unavailable, request_id
+from .base import (
+    BaseHandler,
+    authorization_token,
+    begin_request,
+    client_address,
+    database_unavailable,
+    request_id,
+)
 from .contract import Op, Param
 from .matrix_sync import load_filter
 
@@ -164,14 +171,9 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             self.finish(json.dumps(error.to_json()))
 
     def _header_or_query_token(self) -> str | None:
-        header = self.request.headers.get("Authorization")
-        if header:
-            scheme, _, token = header.partition(" ")
-            if scheme.lower() in ("bearer", "token") and token.strip():
-                return token.strip()
-            raise MatrixError(401, "M_MISSING_TOKEN",
-                              "The Authorization header must be 'Bearer <token>' or 'Token <token>'")
-        return self.get_query_argument("access_token", None)
+        token = authorization_token(self, ("bearer", "token"), MatrixError(
+            401, "M_MISSING_TOKEN", "The Authorization header must be 'Bearer <token>' or 'Token <token>'"))
+        return token if token is not None else self.get_query_argument("access_token", None)
 
     def open(self) -> None:
         # Everything wanted from the upgrade request has been read, and the

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MatrixError
+from ..errors import not_found
 from .base import BaseHandler
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ class AssetHandler(WebHandler):
     def get(self, version: str, name: str) -> None:
         data = self.web.files.get(name)
         if version != self.web.version or data is None or not all(_NAME.fullmatch(p) for p in name.split("/")):
-            raise MatrixError(404, "M_NOT_FOUND", "No such file")
+            raise not_found("No such file")
         self.serve(data, TYPES[Path(name).suffix], IMMUTABLE)
 
     head = get

@@ -187,7 +187,7 @@ def _domain(identifier: str) -> str:
 
 def _check_create(event: Mapping[str, Any], state: StateMap) -> None:
     """The create event's own rules. A create event naming no version is
-    taken as one of the version this server creates (see state_room_version)."""
+    read with DEFAULT_ROOM_VERSION's rules (see state_room_version)."""
     content = event.get("content")
     declared = content.get("room_version") if isinstance(content, Mapping) else None
     if declared is None:

@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..patterns import like_escape
+
 
 class FilterError(ValueError):
     """The filter is not valid JSON of the expected shape."""
@@ -62,7 +64,7 @@ def _matches(event_type: str, pattern: str) -> bool:
 
 
 def _patterns(types: tuple[str, ...]) -> list[str]:
-    return [t.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").replace("*", "%") for t in types]
+    return [like_escape(t).replace("*", "%") for t in types]
 
 
 @dataclass(frozen=True)

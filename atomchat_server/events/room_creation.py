@@ -10,11 +10,7 @@ from typing import Any
 
 from .drafts import EventDraft
 from .power_levels import default_power_levels
-from .room_versions import room_version
-
-# The version createRoom makes unless asked for another, and those it makes.
-ROOM_VERSION = "12"
-CREATABLE_VERSIONS = ("10", "11", "12")
+from .room_versions import ROOM_VERSION, room_version
 
 PRESETS: dict[str, dict[str, str]] = {
     "private_chat": {"join_rule": "invite", "history_visibility": "shared", "guest_access": "can_join"},

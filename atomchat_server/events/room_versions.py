@@ -2,8 +2,9 @@
 
 Rules elsewhere in ``events/`` ask a ``RoomVersion`` instead of comparing
 version strings, so a rule that changed in some version is written once with
-the flag that says which behaviour applies. Versions 10 to 12 are known;
-the server creates version 10 rooms.
+the flag that says which behaviour applies. Versions 10 to 12 are known
+and created; this module is the one place that says which version a new
+room gets.
 """
 
 from __future__ import annotations
@@ -42,7 +43,16 @@ V12 = RoomVersion("12", updated_redaction_rules=True, implicit_room_creator=True
                   room_id_is_create_event_id=True, privileged_creators=True, state_res_v2_1=True)
 
 KNOWN_ROOM_VERSIONS: dict[str, RoomVersion] = {v.identifier: v for v in (V10, V11, V12)}
-# The version createRoom uses.
+# The version createRoom makes unless asked for another, and those it makes.
+ROOM_VERSION = V12.identifier
+CREATABLE_VERSIONS = tuple(KNOWN_ROOM_VERSIONS)
+# The version of the rooms this server keeps to itself
+# (protocol/federation.md): the moderation policy room, whose id is fixed in
+# advance (which version 12 does not allow), and the original /api's rooms,
+# whose member-list rule (org.atomchat.edit_members) no other server knows.
+LOCAL_ROOM_VERSION = V10.identifier
+# The rules read where no version is named: a create event without
+# room_version, a state map without a create event.
 DEFAULT_ROOM_VERSION = V10
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from ..auth.sessions import Requester
-from ..errors import MatrixError, forbidden, not_found
+from ..errors import MatrixError, forbidden, invalid_param, not_found
 from ..federation.outbox import Outbox
 from ..notifier import Notifier
 from ..storage import ephemeral as store
@@ -45,8 +45,7 @@ class Ephemeral:
         self._server_name = server_name
 
     async def _require_joined(self, requester: Requester, room_id: str) -> None:
-        membership = await event_store.membership(self._pool, room_id, requester.user_id)
-        if membership is None or membership["membership"] != "join":
+        if not await event_store.is_joined(self._pool, room_id, requester.user_id):
             if await event_store.get_room(self._pool, room_id) is None:
                 raise not_found("Unknown room")
             raise forbidden("You are not in this room")
@@ -59,7 +58,7 @@ class Ephemeral:
             await self.read_markers(requester, room_id, {"m.fully_read": event_id})
             return
         if receipt_type not in RECEIPT_TYPES:
-            raise MatrixError(400, "M_INVALID_PARAM", f"Unknown receipt type {receipt_type!r}")
+            raise invalid_param(f"Unknown receipt type {receipt_type!r}")
         await self._require_joined(requester, room_id)
         event = await event_store.get_event(self._pool, event_id)
         if event is None or event["room_id"] != room_id:
@@ -112,15 +111,11 @@ class Ephemeral:
 
     # -- from other servers (federation EDUs) ------------------------------------------
 
-    async def _joined(self, room_id: str, user_id: str) -> bool:
-        membership = await event_store.membership(self._pool, room_id, user_id)
-        return membership is not None and membership["membership"] == "join"
-
     async def remote_typing(self, room_id: str, user_id: str, typing: bool) -> bool:
         """A remote user's typing notice (it lapses by itself after the
         default timeout, as other servers send no timeout); False, and
         nothing changed, unless the user is in the room."""
-        if not await self._joined(room_id, user_id):
+        if not await event_store.is_joined(self._pool, room_id, user_id):
             return False
         await self._set_typing(room_id, user_id, typing, DEFAULT_TYPING_TIMEOUT_MS)
         return True
@@ -129,7 +124,7 @@ class Ephemeral:
                              thread_id: str = "") -> bool:
         """A remote user's read receipt; False, and nothing changed, unless
         the user is in the room and the event is one of the room's."""
-        if receipt_type not in RECEIPT_TYPES or not await self._joined(room_id, user_id):
+        if receipt_type not in RECEIPT_TYPES or not await event_store.is_joined(self._pool, room_id, user_id):
             return False
         event = await event_store.get_event(self._pool, event_id)
         if event is None or event["room_id"] != room_id:
@@ -179,7 +174,7 @@ class Ephemeral:
         """Adds or changes one tag (``content`` None: removes it); the
         change reaches the user's clients as m.tag room account data."""
         if len(tag.encode()) > MAX_TAG_BYTES:
-            raise MatrixError(400, "M_INVALID_PARAM", f"A tag is at most {MAX_TAG_BYTES} bytes long")
+            raise invalid_param(f"A tag is at most {MAX_TAG_BYTES} bytes long")
         await self._tag_target(requester, user_id, room_id)
         await self._persister.update(partial(store.put_tag, user_id=user_id, room_id=room_id, tag=tag,
                                              content=content))

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from ..auth.sessions import Requester
-from ..errors import MatrixError, not_found
+from ..errors import MatrixError, invalid_param, missing_param, not_found
 from ..events.e2ee import backup_replaces
 from ..storage import key_backup as store
 
@@ -49,9 +49,9 @@ class KeyBackup:
         """Changes a version's auth_data; its algorithm cannot change."""
         current = await self.version(requester, version)
         if "version" in body and body["version"] != version:
-            raise MatrixError(400, "M_INVALID_PARAM", "The version in the body is not the one in the path")
+            raise invalid_param("The version in the body is not the one in the path")
         if body["algorithm"] != current["algorithm"]:
-            raise MatrixError(400, "M_INVALID_PARAM", "A backup version's algorithm cannot change")
+            raise invalid_param("A backup version's algorithm cannot change")
         await store.update_auth_data(self._pool, requester.user_id, int(version), body["auth_data"])
 
     async def delete_version(self, requester: Requester, version: str) -> None:
@@ -97,7 +97,7 @@ class KeyBackup:
 
     async def _existing(self, requester: Requester, version: str | None) -> int:
         if version is None:
-            raise MatrixError(400, "M_MISSING_PARAM", "The 'version' query parameter is required")
+            raise missing_param("The 'version' query parameter is required")
         number = _number(version)
         if number is None or await store.get_version(self._pool, requester.user_id, number) is None:
             raise not_found("No such backup version")

@@ -19,7 +19,7 @@ import asyncpg
 
 from ..auth.sessions import Requester
 from ..db import Database
-from ..errors import MatrixError
+from ..errors import invalid_param
 from ..events import e2ee
 from ..events.ids import split_user_id
 from ..storage import keys as store
@@ -68,7 +68,7 @@ class Keys:
         device_keys = body.get("device_keys")
         if device_keys is not None:
             if device_keys["user_id"] != user_id or device_keys["device_id"] != device_id:
-                raise MatrixError(400, "M_INVALID_PARAM", "device_keys must be of the device making the request")
+                raise invalid_param("device_keys must be of the device making the request")
             await self._persister.update(partial(store.put_device_keys, user_id=user_id, device_id=device_id,
                                                  keys=device_keys))
         one_time = [(e2ee.key_algorithm(key_id), key_id, key)
@@ -79,7 +79,7 @@ class Keys:
                     for key_id, key in body.get("fallback_keys", {}).items()]
         if fallback:
             if len({algorithm for algorithm, _, _ in fallback}) != len(fallback):
-                raise MatrixError(400, "M_INVALID_PARAM", "One fallback key per algorithm")
+                raise invalid_param("One fallback key per algorithm")
             await store.put_fallback_keys(self._pool, user_id=user_id, device_id=device_id, keys=fallback)
         return (await key_state(self._pool, user_id, device_id))[0]
 
@@ -172,7 +172,7 @@ class Keys:
         for key_type, key in uploaded.items():
             problem = e2ee.cross_signing_problem(user_id, key_type, key, master)
             if problem is not None:
-                raise MatrixError(400, "M_INVALID_PARAM", problem)
+                raise invalid_param(problem)
         if uploaded:
             await self._persister.update(partial(store.put_cross_signing_keys, user_id=user_id, keys=uploaded))
 

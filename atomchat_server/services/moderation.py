@@ -24,6 +24,8 @@ from ..events import ids
 from ..events import moderation as rules
 from ..events.drafts import EventDraft
 from ..events.power_levels import default_power_levels
+from ..events.room_versions import LOCAL_ROOM_VERSION
+from ..paging import fetch_page
 from ..storage import events as event_store
 from ..storage import moderation as store
 from ..storage import sessions as session_store
@@ -31,8 +33,6 @@ from ..storage import users as user_store
 from ..storage.sessions import revoke_cached_sessions
 from .persister import Persister
 
-# The policy room has a fixed id, which only versions before 12 allow.
-POLICY_ROOM_VERSION = "10"
 log = logging.getLogger(__name__)
 
 SYSTEM_LOCALPART = "_atomchat"
@@ -129,7 +129,7 @@ class Moderation:
                               state_key=state_key)
 
         drafts = [
-            state("m.room.create", {"creator": self.system_user, "room_version": POLICY_ROOM_VERSION}),
+            state("m.room.create", {"creator": self.system_user, "room_version": LOCAL_ROOM_VERSION}),
             state("m.room.member", {"membership": "join"}, self.system_user),
             state("m.room.power_levels", power),
             state("m.room.join_rules", {"join_rule": "invite"}),
@@ -138,7 +138,7 @@ class Moderation:
             state("m.room.topic", {"topic": "Server-wide blocks (m.policy.rule.user) and moderation actions."}),
         ]
         try:
-            await self._persister.write(drafts, new_room=POLICY_ROOM_VERSION)
+            await self._persister.write(drafts, new_room=LOCAL_ROOM_VERSION)
             log.info("created the moderation policy room %s", room_id)
         except Exception:
             # Another process created it at the same moment.
@@ -232,8 +232,7 @@ class Moderation:
             raise forbidden("The last moderator cannot be demoted")
         await store.set_moderator(self._pool, user_id, is_moderator)
         await revoke_cached_sessions(self._pool, user_id)  # cached requesters carry the role
-        membership = await event_store.membership(self._pool, self.policy_room, user_id)
-        joined = membership is not None and membership["membership"] == "join"
+        joined = await event_store.is_joined(self._pool, self.policy_room, user_id)
         if is_moderator and not joined:
             await self._join_policy_room(user_id)
         elif not is_moderator and joined:
@@ -301,12 +300,12 @@ class AdminQueries:
         user_ids = None
         if only in ("locked", "suspended"):
             user_ids = [user for user, block in self._blocks.items() if block == only]
-        rows = await store.list_users(self._pool, search=_like(search), user_ids=user_ids,
-                                      moderators_only=only == "moderators", after_id=after, limit=limit + 1,
-                                      exclude=self._system_user)
-        body: dict[str, Any] = {"users": [self._user_json(row) for row in rows[:limit]]}
-        if len(rows) > limit:
-            body["next_from"] = str(rows[limit - 1]["id"])
+        rows, more = await fetch_page(lambda n: store.list_users(
+            self._pool, search=search, user_ids=user_ids, moderators_only=only == "moderators", after_id=after,
+            limit=n, exclude=self._system_user), limit)
+        body: dict[str, Any] = {"users": [self._user_json(row) for row in rows]}
+        if more:
+            body["next_from"] = str(rows[-1]["id"])
         return body
 
     async def user(self, user_id: str) -> dict[str, Any]:
@@ -333,11 +332,11 @@ class AdminQueries:
                 "last_activity_ts": row["last_activity_ts"]}
 
     async def rooms(self, *, search: str | None, after: int, limit: int) -> dict[str, Any]:
-        rows = await store.list_rooms(self._pool, search=_like(search), after_id=after, limit=limit + 1,
-                                      exclude=self._blocks.policy_room or "")
-        body: dict[str, Any] = {"rooms": [self._room_json(row) for row in rows[:limit]]}
-        if len(rows) > limit:
-            body["next_from"] = str(rows[limit - 1]["id"])
+        rows, more = await fetch_page(lambda n: store.list_rooms(
+            self._pool, search=search, after_id=after, limit=n, exclude=self._blocks.policy_room or ""), limit)
+        body: dict[str, Any] = {"rooms": [self._room_json(row) for row in rows]}
+        if more:
+            body["next_from"] = str(rows[-1]["id"])
         return body
 
     async def room(self, room_id: str) -> dict[str, Any]:
@@ -354,10 +353,3 @@ class AdminQueries:
             "history_visibility": state.get(("m.room.history_visibility", ""), {}).get("history_visibility"),
             "members": [{"user_id": m["state_key"], "membership": m["content"].get("membership")} for m in members],
         }
-
-
-def _like(search: str | None) -> str | None:
-    """A search term for ILIKE, its wildcards taken literally."""
-    if not search:
-        return None
-    return search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 
 from ..db import Database
-from ..errors import MatrixError
+from ..errors import MatrixError, missing_param
 from ..events import push_rules as rules
 from ..storage import ephemeral as ephemeral_store
 from ..storage import push as push_store
@@ -96,9 +96,9 @@ class PushRules:
             return
         for name in PUSHER_FIELDS:
             if name not in body:
-                raise MatrixError(400, "M_MISSING_PARAM", f"Missing field '{name}'")
+                raise missing_param(f"Missing field '{name}'")
         if body["kind"] == "http" and not isinstance(body["data"].get("url"), str):
-            raise MatrixError(400, "M_MISSING_PARAM", "An http pusher needs 'data.url'")
+            raise missing_param("An http pusher needs 'data.url'")
         await push_store.set_pusher(self._pool, user_id, body, append=body.get("append", False))
 
 

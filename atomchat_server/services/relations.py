@@ -19,6 +19,7 @@ from ..errors import MatrixError, not_found
 from ..events import relations as rules
 from ..events.format import Row, client_event
 from ..events.visibility import Range, can_see
+from ..paging import fetch_page
 from ..storage import events as event_store
 from ..storage import relations as store
 from ..sync import tokens
@@ -99,11 +100,9 @@ class Relations:
         bound = tokens.parse(to_token, "to") if to_token else None
         depth = rules.MAX_RECURSION_DEPTH if recurse else 1
         after, before = (bound, position) if backwards else (position, bound)
-        rows = await store.children(self._pool, room_id, event_id, rel_type=rel_type, event_type=event_type,
-                                    after=after, before=before, backwards=backwards, limit=limit + 1,
-                                    ranges=ranges, depth=depth)
-        more = len(rows) > limit
-        rows = rows[:limit]
+        rows, more = await fetch_page(lambda n: store.children(
+            self._pool, room_id, event_id, rel_type=rel_type, event_type=event_type, after=after, before=before,
+            backwards=backwards, limit=n, ranges=ranges, depth=depth), limit)
         body: dict[str, Any] = {"chunk": await bundle(self._pool, requester, room_id, rows, ranges)}
         if more:
             body["next_batch"] = tokens.make(rows[-1]["stream"] - 1 if backwards else rows[-1]["stream"])
@@ -121,10 +120,8 @@ class Relations:
         limit = max(1, min(limit, MAX_LIMIT))
         before = tokens.parse(from_token) if from_token else None
         participant = requester.user_id if include == "participated" else None
-        rows = await store.thread_roots(self._pool, room_id, before=before, limit=limit + 1, ranges=ranges,
-                                        participant=participant)
-        more = len(rows) > limit
-        rows = rows[:limit]
+        rows, more = await fetch_page(lambda n: store.thread_roots(self._pool, room_id, before=before, limit=n,
+                                                                    ranges=ranges, participant=participant), limit)
         body: dict[str, Any] = {"chunk": await bundle(self._pool, requester, room_id, rows, ranges)}
         if more:
             body["next_batch"] = tokens.make(rows[-1]["activity"] - 1)

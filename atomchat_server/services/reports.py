@@ -14,10 +14,11 @@ from typing import Any
 import asyncpg
 
 from ..auth.sessions import Requester
-from ..errors import MatrixError, not_found
+from ..errors import MatrixError, invalid_param, not_found
 from ..events import ids
 from ..events.format import client_event
 from ..events.visibility import can_see
+from ..paging import fetch_page
 from ..storage import events as event_store
 from ..storage import reports as store
 from ..storage import users as user_store
@@ -59,7 +60,7 @@ class Reports:
 
     async def report_user(self, requester: Requester, user_id: str, reason: str) -> None:
         if ids.split_user_id(user_id) is None:
-            raise MatrixError(400, "M_INVALID_PARAM", f"Invalid user id {user_id!r}")
+            raise invalid_param(f"Invalid user id {user_id!r}")
         if await user_store.get_user(self._pool, user_id) is None:
             raise not_found("Unknown user")
         await store.add_report(self._pool, kind="user", reporter=requester.user_id, room_id=None, event_id=None,
@@ -80,10 +81,11 @@ class Reports:
 
     async def reports(self, *, status: str | None, before: int | None, limit: int) -> dict[str, Any]:
         """A page of reports, newest first; ``status`` None for all."""
-        rows = await store.list_reports(self._pool, status=status, before_id=before, limit=limit + 1)
-        body: dict[str, Any] = {"reports": [self._json(row) for row in rows[:limit]]}
-        if len(rows) > limit:
-            body["next_from"] = str(rows[limit - 1]["report_id"])
+        rows, more = await fetch_page(lambda n: store.list_reports(self._pool, status=status, before_id=before,
+                                                                    limit=n), limit)
+        body: dict[str, Any] = {"reports": [self._json(row) for row in rows]}
+        if more:
+            body["next_from"] = str(rows[-1]["report_id"])
         return body
 
     async def report(self, report_id: int) -> dict[str, Any]:

@@ -21,10 +21,11 @@ from typing import Any
 import asyncpg
 
 from ..auth.sessions import Requester
-from ..errors import MatrixError
+from ..errors import bad_json, invalid_param
 from ..events.filters import FilterError, RoomEventFilter
 from ..events.format import client_event
 from ..events.visibility import Range
+from ..paging import fetch_page
 from ..storage import events as event_store
 from ..storage import search as search_store
 from ..sync import tokens
@@ -80,7 +81,7 @@ class Position:
             else:
                 if lo < hi <= top and lo < stream <= hi:
                     return cls(top, (lo, hi), (rank, stream))
-        raise MatrixError(400, "M_INVALID_PARAM", "Invalid 'next_batch' token (or it belongs to another order_by)")
+        raise invalid_param("Invalid 'next_batch' token (or it belongs to another order_by)")
 
 
 def highlights(term: str) -> list[str]:
@@ -100,7 +101,7 @@ class Search:
         try:
             event_filter = RoomEventFilter.from_json(criteria.get("filter", {}))
         except FilterError as exc:
-            raise MatrixError(400, "M_BAD_JSON", str(exc)) from None
+            raise bad_json(str(exc)) from None
         room_filter = criteria.get("filter", {})
         by_rank = criteria.get("order_by", "rank") == "rank"
         position = Position.parse(next_batch, by_rank) if next_batch is not None else None
@@ -222,16 +223,17 @@ class Search:
         """POST /user_directory/search: users who share a room with the
         requester or are in a public room, by id or display name."""
         limit = max(1, min(limit or DIRECTORY_LIMIT, MAX_DIRECTORY_LIMIT))
-        rows = await search_store.search_users(self._pool, user_id=requester.user_id, term=term, limit=limit + 1)
+        rows, more = await fetch_page(lambda n: search_store.search_users(
+            self._pool, user_id=requester.user_id, term=term, limit=n), limit)
         results = []
-        for row in rows[:limit]:
+        for row in rows:
             result = {"user_id": row["user_id"]}
             if row["displayname"] is not None:
                 result["display_name"] = row["displayname"]
             if row["avatar_url"] is not None:
                 result["avatar_url"] = row["avatar_url"]
             results.append(result)
-        return {"limited": len(rows) > limit, "results": results}
+        return {"limited": more, "results": results}
 
 
 def _device(requester: Requester) -> tuple[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from ..db import Database
+from ..patterns import like_search
 
 
 class AliasTaken(Exception):
@@ -66,11 +67,10 @@ async def public_rooms(db: Database, *, search: str | None, after: tuple[int, st
         )
         SELECT * FROM listed
          WHERE (join_rule = 'public' OR history_visibility = 'world_readable')
-           AND ($1::text IS NULL OR name ILIKE '%' || $1 || '%' OR topic ILIKE '%' || $1 || '%'
-                OR canonical_alias ILIKE '%' || $1 || '%')
+           AND ($1::text IS NULL OR name ILIKE $1 OR topic ILIKE $1 OR canonical_alias ILIKE $1)
            AND ($2::bigint IS NULL OR (members, room_id) < ($2, $3))
          ORDER BY members DESC, room_id DESC
          LIMIT $4
         """,
-        search, after[0] if after else None, after[1] if after else None, limit,
+        like_search(search), after[0] if after else None, after[1] if after else None, limit,
     )

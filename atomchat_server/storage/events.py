@@ -286,6 +286,13 @@ async def membership(db: Database, room_id: str, user_id: str) -> asyncpg.Record
     return await db.fetchrow("SELECT * FROM memberships WHERE room_id = $1 AND user_id = $2", room_id, user_id)
 
 
+async def is_joined(db: Database, room_id: str, user_id: str) -> bool:
+    """Whether the user is a joined member of the room now: the check
+    behind every "you must be in the room" refusal."""
+    return bool(await db.fetchval("SELECT EXISTS (SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2"
+                                  " AND membership = 'join')", room_id, user_id))
+
+
 # What decides a user's reading of a room: the room (``head_stream``,
 # ``deleted``), its history visibility setting (None when unset), the user's
 # membership and ``forgotten`` flag (None when never a member), and the

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from ..db import Database
+from ..patterns import like_search
 
 
 async def get_server_state(db: Database, key: str) -> str | None:
@@ -53,10 +54,10 @@ async def list_users(db: Database, *, search: str | None, user_ids: Sequence[str
         "SELECT u.id, u.user_id, u.localpart, u.is_moderator, u.displayname, u.created_at,"
         " (SELECT max(last_seen_at) FROM devices d WHERE d.user_id = u.user_id) AS last_seen_at"
         " FROM users u WHERE u.id > $1 AND u.user_id <> $6"
-        " AND ($2::text IS NULL OR u.localpart ILIKE '%' || $2 || '%' OR u.displayname ILIKE '%' || $2 || '%')"
+        " AND ($2::text IS NULL OR u.localpart ILIKE $2 OR u.displayname ILIKE $2)"
         " AND ($3::text[] IS NULL OR u.user_id = ANY($3)) AND (NOT $4 OR u.is_moderator)"
         " ORDER BY u.id LIMIT $5",
-        after_id, search, user_ids, moderators_only, limit, exclude,
+        after_id, like_search(search), user_ids, moderators_only, limit, exclude,
     )
 
 
@@ -87,10 +88,10 @@ async def list_rooms(db: Database, *, search: str | None, after_id: int, limit: 
            AND ($2::text IS NULL OR EXISTS (
                 SELECT 1 FROM current_state cs JOIN events e USING (event_id)
                  WHERE cs.room_id = r.room_id AND cs.type = 'm.room.name' AND cs.state_key = ''
-                   AND e.content->>'name' ILIKE '%' || $2 || '%'))
+                   AND e.content->>'name' ILIKE $2))
          ORDER BY r.id LIMIT $3
         """,
-        after_id, search, limit, exclude, room_id,
+        after_id, like_search(search), limit, exclude, room_id,
     )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from ..db import Database
+from ..patterns import like_escape
 from .events import _columns
 
 # Matches of the query among the events of the visible stretches (room,
@@ -67,7 +68,7 @@ async def search_users(db: Database, *, user_id: str, term: str, limit: int) -> 
     """Users whose id or display name contains ``term`` (any case) and who
     share a room with ``user_id`` or are joined to a public room: up to
     ``limit`` of them, exact and prefix matches of the name first."""
-    pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    pattern = "%" + like_escape(term) + "%"
     return await db.fetch(
         """
         WITH mine AS (SELECT room_id FROM memberships WHERE user_id = $1 AND membership = 'join'),

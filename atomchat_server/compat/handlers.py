@@ -13,12 +13,12 @@ from urllib.parse import urlencode
 
 import tornado.web
 
+from ..api import base
+from ..api.base import BaseHandler, authorization_token, client_address
+from ..api.contract import Op, Param
 from ..auth.sessions import Requester
-from ..errors import MatrixError
-from ..services.compat import FieldErrors
-from . import base
-from .base import BaseHandler, client_address
-from .contract import Op, Param
+from ..errors import MatrixError, not_found
+from .service import FieldErrors
 
 PERMISSION_DENIED = "You do not have permission to perform this action."
 # ASCII digits only (str.isdigit also takes digits int() cannot read, such as
@@ -33,13 +33,10 @@ class CompatHandler(BaseHandler):
     security = ("token",)
 
     def access_token(self) -> str | None:
-        header = self.request.headers.get("Authorization")
-        if not header:
-            return None
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() not in ("token", "bearer") or not token.strip():
-            raise MatrixError(401, "M_UNKNOWN_TOKEN", "Invalid token header.")
-        return token.strip()
+        # The header only (never a query parameter), Token as the original
+        # named it and Bearer as Matrix clients send it.
+        return authorization_token(self, ("token", "bearer"), MatrixError(401, "M_UNKNOWN_TOKEN",
+                                                                          "Invalid token header."))
 
     async def authenticate(self, *, allow_locked: bool = False) -> Requester:
         if self.access_token() is None:
@@ -57,7 +54,7 @@ class CompatHandler(BaseHandler):
     def number(self, value: str) -> int:
         """An object number from the path; anything else names no object."""
         if not _NUMBER.fullmatch(value):
-            raise MatrixError(404, "M_NOT_FOUND", "Not found.")
+            raise not_found("Not found.")
         return int(value)
 
     def send_data(self, body: Any, status: int = 200) -> None:
@@ -241,7 +238,7 @@ class HeadersTooLargeHandler(base.HeadersTooLargeHandler, CompatHandler):
 class UnknownHandler(CompatHandler):
     def prepare(self) -> None:
         super().prepare()
-        raise MatrixError(404, "M_NOT_FOUND", "Not found.")
+        raise not_found("Not found.")
 
 
 def routes() -> list[tuple[str, type]]:
