@@ -73,6 +73,10 @@ class Listener:
     """
 
     MAX_PENDING = 500
+    # Thousands of listeners wait at once, each with the same few fields: no
+    # per-instance dict.
+    __slots__ = ("user_id", "rooms", "_waiter", "revoked", "recheck", "pending", "needs_full", "typing", "push",
+                 "woken")
 
     def __init__(self, user_id: str, rooms: Iterable[str] = ()) -> None:
         self.user_id = user_id
@@ -88,13 +92,20 @@ class Listener:
         self.typing = False  # the typers of one of its rooms changed
         # A stream's session answers from here when it can (SyncSession.push).
         self.push: Callable[[list[Any]], bool] | None = None
+        # Called by a wake() that finds nobody asleep: a stream, which waits
+        # with no task (SyncSession.frame), starts one to answer.
+        self.woken: Callable[[], None] | None = None
 
     def wake(self) -> None:
         """Ends the current sleep(), if any. The sleeper then looks at what
         changed; a wake-up while it is not asleep needs no keeping, as it
-        looks before it sleeps again."""
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        looks before it sleeps again (or, for a listener that waits with no
+        sleeper, ``woken`` is told)."""
+        if self._waiter is not None:
+            if not self._waiter.done():
+                self._waiter.set_result(None)
+        elif self.woken is not None:
+            self.woken()
 
     async def sleep(self, timeout: float | None) -> None:
         """Waits for the next wake(), at most ``timeout`` seconds (None: no limit)."""
@@ -121,6 +132,52 @@ class Listener:
         elif not self.needs_full:
             self.pending.extend(rows)
         self.wake()
+
+
+class _Index:
+    """Listeners by key (a user, a room): most keys have one listener (a user
+    with one client, a direct chat's two users each in it once), so one is
+    held as it is, and only two or more in a set (216 bytes a key saved,
+    with thousands of users connected)."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: dict[str, Listener | set[Listener]] = {}
+
+    def get(self, key: str, default: Collection[Listener] = ()) -> Collection[Listener]:
+        entry = self._entries.get(key)
+        if entry is None:
+            return default
+        return (entry,) if isinstance(entry, Listener) else entry
+
+    def add(self, key: str, listener: Listener) -> None:
+        entry = self._entries.get(key)
+        if entry is None or entry is listener:
+            self._entries[key] = listener
+        elif isinstance(entry, Listener):
+            self._entries[key] = {entry, listener}
+        else:
+            entry.add(listener)
+
+    def discard(self, key: str, listener: Listener) -> None:
+        entry = self._entries.get(key)
+        if entry is listener:
+            del self._entries[key]
+        elif isinstance(entry, set):
+            entry.discard(listener)
+            if len(entry) == 1:
+                self._entries[key] = next(iter(entry))
+
+    def every(self) -> list[Listener]:
+        """All the listeners, in a list (which stays whole while they change)."""
+        listeners: list[Listener] = []
+        for entry in self._entries.values():
+            if isinstance(entry, Listener):
+                listeners.append(entry)
+            else:
+                listeners.extend(entry)
+        return listeners
 
 
 class TypingNotices:
@@ -234,11 +291,11 @@ class Notifier:
         self._known: deque[tuple[int, int, list[Any]]] = deque()
         # This process's writer (Persister.settled), when it hands its commits over.
         self.writer_settled: Callable[[], Awaitable[None]] | None = None
-        self._by_room: dict[str, set[Listener]] = {}
+        self._by_room = _Index()
         # Called with each committed event before listeners are told; one
         # returning a user id makes that user's clients check their token.
         self.observers: list[Callable[[Any], str | None]] = []
-        self._by_user: dict[str, set[Listener]] = {}
+        self._by_user = _Index()
         # The newest member event of (room, user) as of `position`, for the
         # answers of lazy-loading clients (their senders' member events).
         self._members: OrderedDict[tuple[str, str], Any] = OrderedDict()
@@ -313,10 +370,9 @@ class Notifier:
 
     def release_all(self) -> None:
         """Shutdown: every waiting client is answered now."""
-        for listeners in list(self._by_user.values()):
-            for listener in listeners:
-                listener.revoked = True
-                listener.wake()
+        for listener in self._by_user.every():
+            listener.revoked = True
+            listener.wake()
 
     # -- sessions --------------------------------------------------------------
 
@@ -327,7 +383,7 @@ class Notifier:
 
     def check_user(self, user_id: str) -> None:
         """Makes the user's waiting requests and streams check their token again at once."""
-        for listener in self._by_user.get(user_id, ()):
+        for listener in self._by_user.get(user_id):
             listener.check_again()
 
     # -- typing ----------------------------------------------------------------
@@ -348,7 +404,7 @@ class Notifier:
             log.warning("ignored a malformed typing notice")
 
     def _typing_changed(self, room_id: str) -> None:
-        for listener in self._by_room.get(room_id, ()):
+        for listener in self._by_room.get(room_id):
             listener.typing = True
             listener.wake()
 
@@ -477,9 +533,8 @@ class Notifier:
         events: every listener rebuilds its next answer from the database
         (where nothing is lost), and nobody waits for the task meanwhile."""
         self._members.clear()  # the failed dispatch may have held member events
-        for listeners in list(self._by_user.values()):
-            for listener in listeners:
-                self._deliver(listener, [], needs_full=True)
+        for listener in self._by_user.every():
+            self._deliver(listener, [], needs_full=True)
         self._advanced.set()  # the restarted task looks again at once
         self._trouble()
 
@@ -488,8 +543,8 @@ class Notifier:
         touched: dict[Listener, list[Any]] = {}
         full: set[Listener] = set()
         for update in updates:  # receipts (by room) and account data (by user), among others
-            targets = (self._by_room.get(update["room_id"], ()) if update["user_id"] is None
-                       else self._by_user.get(update["user_id"], ()))
+            targets = (self._by_room.get(update["room_id"]) if update["user_id"] is None
+                       else self._by_user.get(update["user_id"]))
             full.update(targets)
         for row in rows:
             for observe in self.observers:
@@ -500,7 +555,7 @@ class Notifier:
                     continue
                 if changed_user is not None:
                     self.check_user(changed_user)
-            targets = self._by_room.get(row["room_id"], ())
+            targets = self._by_room.get(row["room_id"])
             if row["type"] == "m.room.redaction":
                 full.update(targets)  # an unread message may be gone: counts are recounted
                 continue
@@ -508,7 +563,7 @@ class Notifier:
                 self._remember_member(row)
                 # Member counts change, and for the member itself its rooms do.
                 full.update(targets)
-                for listener in list(self._by_user.get(row["state_key"], ())):
+                for listener in list(self._by_user.get(row["state_key"])):
                     self._follow(listener, row["room_id"], row["content"].get("membership"))
                     full.add(listener)
                 continue
@@ -572,38 +627,27 @@ class Notifier:
         """Keeps a listener's rooms in step with its user's membership."""
         if membership == "join":
             listener.rooms.add(room_id)
-            self._by_room.setdefault(room_id, set()).add(listener)
+            self._by_room.add(room_id, listener)
         elif membership in ("leave", "ban"):
             listener.rooms.discard(room_id)
-            self._unindex(room_id, listener)
-
-    def _unindex(self, room_id: str, listener: Listener) -> None:
-        listeners = self._by_room.get(room_id)
-        if listeners is not None:
-            listeners.discard(listener)
-            if not listeners:
-                del self._by_room[room_id]
+            self._by_room.discard(room_id, listener)
 
     # -- listeners -------------------------------------------------------------
 
     def add_listener(self, listener: Listener) -> None:
-        self._by_user.setdefault(listener.user_id, set()).add(listener)
+        self._by_user.add(listener.user_id, listener)
         for room_id in listener.rooms:
-            self._by_room.setdefault(room_id, set()).add(listener)
+            self._by_room.add(room_id, listener)
 
     def set_rooms(self, listener: Listener, rooms: Iterable[str]) -> None:
         """Replaces the rooms a registered listener follows."""
         for room_id in listener.rooms:
-            self._unindex(room_id, listener)
+            self._by_room.discard(room_id, listener)
         listener.rooms = set(rooms)
         for room_id in listener.rooms:
-            self._by_room.setdefault(room_id, set()).add(listener)
+            self._by_room.add(room_id, listener)
 
     def remove_listener(self, listener: Listener) -> None:
-        users = self._by_user.get(listener.user_id)
-        if users is not None:
-            users.discard(listener)
-            if not users:
-                del self._by_user[listener.user_id]
+        self._by_user.discard(listener.user_id, listener)
         for room_id in listener.rooms:
-            self._unindex(room_id, listener)
+            self._by_room.discard(room_id, listener)

@@ -202,8 +202,9 @@ class ServerProcess(ServeProcess):
     With ``database_url`` (any database on a PostgreSQL server the caller may
     create databases on) it creates a fresh database on that server for the
     run instead, and drops it afterwards. ``settings`` are server options by
-    name (``rc_login_burst=1000``), passed as flags. Use as an async context
-    manager; the server log is kept in ``log_path`` while it runs, and its
+    name (``rc_login_burst=1000``), passed as flags; ``env`` (the harness's
+    cleaned environment) may be added to before starting (bench/idle.py
+    --trace). Use as an async context manager; the server log is kept in ``log_path`` while it runs, and its
     last lines are shown if it fails to start."""
 
     def __init__(self, *, database_url: str | None = None, **settings: Any) -> None:

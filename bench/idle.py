@@ -32,10 +32,13 @@ import argparse
 import asyncio
 import datetime
 import os
+import signal
 import statistics
 import sys
 import time
+import tracemalloc
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 from _server import (
@@ -58,6 +61,7 @@ from _server import (
 )
 
 RUN_DEADLINE = 600.0
+DEADLINE_PER_CONNECTION = 0.1  # seconds more per connection beyond the first thousand (registering, opening)
 REQUEST_TIMEOUT = 60.0
 POLL_TIMEOUT_MS = 30_000
 STREAM_PATH = "/_atomchat/client/v1/stream"
@@ -66,6 +70,11 @@ SETTLE_SECONDS = 3.0  # after the connections are open, before sampling
 SAMPLE_INTERVAL = 0.5
 
 TARGET_KIB_PER_CONNECTION = 15.0
+PROBE = Path(__file__).parent / "_probe"  # its sitecustomize.py takes the snapshots of --trace
+TRACE_LINES = 15
+TRACE_FRAMES = 10  # deep enough to reach the AtomChat code under Tornado's and asyncio's frames
+PACKAGE = "atomchat_server"
+ENTRY = f"{PACKAGE}{os.sep}cli.py"  # runs the event loop: under every allocation, so no one's in particular
 
 
 async def connection_process(control, base_url: str, stream_users: list[User], poll_users: list[User]) -> dict:
@@ -89,6 +98,9 @@ async def connection_process(control, base_url: str, stream_users: list[User], p
                 first = await socket.receive(timeout=REQUEST_TIMEOUT)
                 if first.type != aiohttp.WSMsgType.TEXT:
                     raise BenchError(f"the stream of {user.user_id} closed before its initial sync: {first}")
+                # Read from now on: a socket left unread while thousands more
+                # open answers no heartbeat ping, and the server drops it.
+                readers.append(asyncio.ensure_future(drain(socket)))
                 return socket
 
         async def sync(user: User, since: str | None, sent: asyncio.Event | None = None) -> str:
@@ -120,8 +132,8 @@ async def connection_process(control, base_url: str, stream_users: list[User], p
             async with slots:
                 return await sync(user, None)
 
+        readers: list[asyncio.Future[None]] = []
         sockets = await asyncio.gather(*(open_stream(user) for user in stream_users))
-        readers = [asyncio.ensure_future(drain(socket)) for socket in sockets]
         control.ready(len(sockets))
         await control.message()
         tokens = await asyncio.gather(*(initial(user) for user in poll_users))
@@ -167,8 +179,50 @@ class Results:
     open_stream_seconds: float = 0.0
     open_poll_seconds: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
+    # tracemalloc snapshots (--trace): before, with the WebSockets, with both
+    snapshots: list[tracemalloc.Snapshot] = field(default_factory=list)
     fd_limit: int = 0
     load_at_start: str = ""
+
+
+async def snapshot(args: argparse.Namespace, server: ServerProcess, results: Results) -> None:
+    """With --trace, the server's tracemalloc snapshot now (it writes it on SIGUSR2)."""
+    if not args.trace:
+        return
+    path = Path(args.trace) / f"idle.{len(results.snapshots) + 1}"
+    os.kill(server.pid, signal.SIGUSR2)
+    end = time.monotonic() + REQUEST_TIMEOUT
+    while not Path(str(path) + ".done").exists():
+        if time.monotonic() > end:
+            raise BenchError("the server wrote no tracemalloc snapshot")
+        await asyncio.sleep(0.2)
+    results.snapshots.append(tracemalloc.Snapshot.load(str(path)))
+
+
+def print_growth(label: str, old: tracemalloc.Snapshot, new: tracemalloc.Snapshot, count: int) -> None:
+    """What each connection added between two snapshots, split by who asked
+    for the memory: AtomChat's share is every block allocated with AtomChat
+    code on the stack below the event loop (named by the innermost such
+    line; the traceback holds TRACE_FRAMES frames), the rest is
+    Tornado's, asyncio's and the interpreter's own."""
+    ours: dict[str, list[int]] = {}
+    theirs: dict[str, list[int]] = {}
+    for stat in new.compare_to(old, "traceback"):
+        if not stat.size_diff:
+            continue
+        frames = list(reversed(stat.traceback))  # innermost first (a Traceback is oldest first)
+        own = next((frame for frame in frames if f"{os.sep}{PACKAGE}{os.sep}" in frame.filename
+                    and not frame.filename.endswith(ENTRY)), None)
+        frame, sites = (own, ours) if own is not None else (frames[0], theirs)
+        where = "/".join(Path(frame.filename).parts[-2:]) + f":{frame.lineno}"
+        site = sites.setdefault(where, [0, 0])
+        site[0] += stat.size_diff
+        site[1] += stat.count_diff
+    for name, sites in (("AtomChat's", ours), ("Tornado's, asyncio's and others'", theirs)):
+        total = sum(size for size, _ in sites.values())
+        print(f"  traced Python allocations {label}, {name}: {total / count:.0f} bytes; the largest sites:")
+        for where, (size, blocks) in sorted(sites.items(), key=lambda item: -item[1][0])[:TRACE_LINES]:
+            print(f"    {size / count:8.0f} B  {blocks / count:5.1f} blocks  {where}")
 
 
 def server_descriptors(server: ServerProcess) -> int:
@@ -194,11 +248,15 @@ def descriptors(taken: list[Sample]) -> int:
 
 
 async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
-    deadline = time.monotonic() + RUN_DEADLINE
+    deadline = time.monotonic() + RUN_DEADLINE + DEADLINE_PER_CONNECTION * max(0, 2 * args.connections - 1000)
     results.load_at_start = load_average()
-    # The server holds 2C sockets and the clients 2C more; both inherit this limit.
-    results.fd_limit = raise_fd_limit(4 * args.connections + 1024)
+    # The server holds 2C sockets, and the client processes (which inherit
+    # this limit, each for itself) 2C among them.
+    results.fd_limit = raise_fd_limit(2 * args.connections + 1024)
     server = ServerProcess(database_url=args.database_url, **RATE_LIMITS_RAISED, **CHEAP_HASHING)
+    if args.trace:  # bench/_probe/sitecustomize.py: tracemalloc, and a snapshot on SIGUSR2
+        server.env.update({"PYTHONPATH": str(PROBE), "BENCH_SNAPSHOT": str(Path(args.trace) / "idle"),
+                           "BENCH_TRACE_FRAMES": str(TRACE_FRAMES)})
     async with server:
         print(f"registering {2 * args.connections} users ...", flush=True)
         started = time.monotonic()
@@ -213,6 +271,7 @@ async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
 
         await asyncio.sleep(SETTLE_SECONDS)
         results.before = await samples(server, args.hold)
+        await snapshot(args, server, results)
         async with Workers(connection_process, [(server.base_url, s, p) for s, p in groups]) as workers:
             print(f"opening {args.connections} WebSockets from {args.processes} client process(es) ...", flush=True)
             started = time.monotonic()
@@ -220,6 +279,7 @@ async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
             results.open_stream_seconds = time.monotonic() - started
             await asyncio.sleep(SETTLE_SECONDS)
             results.streams = await samples(server, args.hold)
+            await snapshot(args, server, results)
 
             print(f"opening {args.connections} long-polls ...", flush=True)
             started = time.monotonic()
@@ -228,6 +288,7 @@ async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
             results.open_poll_seconds = time.monotonic() - started
             await asyncio.sleep(SETTLE_SECONDS)
             results.both = await samples(server, args.hold)
+            await snapshot(args, server, results)
 
             print("closing them ...", flush=True)
             workers.tell("close")
@@ -278,6 +339,10 @@ def report(args: argparse.Namespace, results: Results, server: ServerProcess) ->
           f" {per_connection:.1f} KiB  {verdict(met)}")
     print(f"  target: all {2 * count} connections held, none dropped: {held} more descriptors held"
           f"  {verdict(clean)}")
+    if len(results.snapshots) == 3:
+        print()
+        print_growth("per WebSocket", results.snapshots[0], results.snapshots[1], count)
+        print_growth("per long-poll", results.snapshots[1], results.snapshots[2], count)
     print(f"  server stopped by SIGTERM, exit status {server.exit_status}")
     return met and clean
 
@@ -290,6 +355,9 @@ def main() -> int:
                         help="seconds over which memory is sampled at each step (default 5)")
     parser.add_argument("--processes", type=bounded(1, 8), default=2,
                         help="client processes the connections are divided among (default 2)")
+    parser.add_argument("--trace", metavar="DIR",
+                        help="trace the server's Python allocations (tracemalloc, slow) into snapshots in DIR,"
+                             " and print the allocation sites each connection adds")
     args = parser.parse_args()
     return exit_status(run, report, args, Results())
 

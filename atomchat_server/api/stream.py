@@ -176,11 +176,11 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         return token if token is not None else self.get_query_argument("access_token", None)
 
     def open(self) -> None:
-        # Everything wanted from the upgrade request has been read; a socket
-        # may stay open for days, and its parsed headers and query (the token
-        # among them) are kilobytes.
+        # Everything wanted from the upgrade request has been read, and the
+        # 101 answer written; a socket may stay open for days, and the parsed
+        # headers of both and the query (the token among them) are kilobytes.
         request = self.request
-        request.headers = tornado.httputil.HTTPHeaders()
+        request.headers = self._headers = tornado.httputil.HTTPHeaders()
         request.arguments, request.query_arguments = {}, {}
         request.uri, request.query = request.path, ""
         self.ctx.streams.add(self)
@@ -194,29 +194,37 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             self._close(CLOSE_AUTH_TIMEOUT, "no auth frame within 10 seconds")
 
     def _start(self) -> None:
-        assert self.requester is not None, "started once authenticated"
-        self.ctx.presence.seen_soon(self.requester.user_id, self._set_presence)  # an open stream keeps its user present
-        self._task = asyncio.ensure_future(self._push_loop())
-
-    # -- pushing sync frames -----------------------------------------------------
-
-    async def _push_loop(self) -> None:
         assert self.requester is not None and self._token is not None and self._filter is not None, \
             "started once authenticated"
+        self.ctx.presence.seen_soon(self.requester.user_id, self._set_presence)  # an open stream keeps its user present
         session = self._session = SyncSession(self.ctx, self.requester, self._token, self._filter, self._since,
                                               typing_mark=self._typing_mark, limit_timeline=False)
         session.push_to(self._pushed)
+        session.listener.woken = self._woken
+        self._task = asyncio.ensure_future(self._answer(session, first=True))
+
+    # -- pushing sync frames -----------------------------------------------------
+
+    def _woken(self) -> None:
+        """Something the notifier could not answer itself arrived for an idle
+        stream: a task makes the frames, and ends when there is nothing more
+        to say. An idle stream holds no task (one cost 2 KB a socket)."""
+        if self._task is None and not self._closing and self._session is not None:
+            self._task = asyncio.ensure_future(self._answer(self._session, first=False))
+
+    async def _answer(self, session: SyncSession, *, first: bool) -> None:
+        """Sends frames while there is something to say (the first: the
+        initial sync, or what happened since the client's token)."""
         try:
-            if self._since is not None:
+            if first and self._since is not None:
                 await session.acknowledge(self._since)
-            first = True
             while not self._closing:
-                result = await session.next(None, new_request=first)
+                result = await session.frame(new_request=first)
                 first = False
-                if result is None:
-                    return
                 if session.listener.revoked:
                     self._close(CLOSE_GOING_AWAY, "server shutting down")
+                    return
+                if result is None:
                     return
                 self._send_sync(result)
                 # Not kept while waiting for the next: a first frame holds
@@ -225,12 +233,14 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         except MatrixError as error:  # the token was revoked, or the server is unavailable
             self._close_for(error)
         except tornado.websocket.WebSocketClosedError:
-            pass
+            self._closing = True
         except Exception:
-            log.exception("stream of %s failed", self.requester.user_id)
+            log.exception("stream of %s failed", session.requester.user_id)
             self._close(1011, "internal error")
         finally:
-            session.close()
+            self._task = None
+            if self._closing:
+                session.close()
 
     def _send_sync(self, result: SyncResult) -> None:
         self._send_text('{"type":"sync",' + result.json()[1:])
@@ -380,6 +390,8 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         self._closing = True
         if self._session is not None:
             self._session.client_gone()
+            if self._task is None:  # else the task closes it as it ends
+                self._session.close()
         self.ctx.streams.discard(self)
 
     def heartbeat(self) -> None:

@@ -241,7 +241,7 @@ async def max_stream(db: Database) -> int:
     message or a receipt must count it as committed."""
     return await db.fetchval(
         "SELECT GREATEST((SELECT COALESCE(max(stream), 0) FROM events),"
-        " (SELECT COALESCE(max(stream), 0) FROM receipts), (SELECT COALESCE(max(stream), 0) FROM typing),"
+        " (SELECT COALESCE(max(stream), 0) FROM receipts),"
         " (SELECT COALESCE(max(stream), 0) FROM account_data),"
         " (SELECT COALESCE(max(stream), 0) FROM to_device_messages),"
         " (SELECT COALESCE(max(stream), 0) FROM device_list_changes))")

@@ -187,6 +187,12 @@ async def state_events_before(db: Database,
     return {(row["room_id"], row["type"], row["state_key"]): row for row in rows}
 
 
+async def events_by_id(db: Database, event_ids: Sequence[str]) -> dict[str, asyncpg.Record]:
+    """Many events by id, in one query (unknown ids are absent)."""
+    rows = await db.fetch(f"SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ANY($1::text[])", list(event_ids))
+    return {row["event_id"]: row for row in rows}
+
+
 async def with_relations(db: Database, events: Sequence[tuple[str, str]]) -> set[str]:
     """Of these (room, event id) pairs, the events that others relate to."""
     rows = await db.fetch(

@@ -25,7 +25,7 @@ from ..storage import events as event_store
 from ..storage import keys as key_store
 from ..storage import push as push_store
 from ..storage import sync as sync_store
-from . import tokens
+from . import response, tokens
 
 if TYPE_CHECKING:
     from ..notifier import TypingNotices
@@ -128,14 +128,18 @@ class SyncBuilder:
                                                               sync_filter, full_state=full_state)
             elif now["membership"] == "invite":
                 if since is None or now["stream"] > since:
-                    invited[room_id] = await self._invited_room(room_id, now)
+                    invited[room_id] = now  # made below, all at once
             elif not membership["forgotten"] and (
                     (since is not None and now["stream"] > since and then is not None
                      and then["membership"] in ("join", "invite")) or (since is None and sync_filter.include_leave)):
-                left[room_id] = await self._left_room(requester, room_id, since, now, sync_filter)
+                left[room_id] = now  # made below, all at once
 
         if whole:
             joined.update(await self._whole_rooms(requester, whole, upto, sync_filter))
+        if invited:
+            invited = await self._invited_rooms(invited)
+        if left:
+            left = await self._left_rooms(requester, left, since, upto, sync_filter)
         account_rows = await ephemeral_store.account_data_since(self._pool, user_id, since, upto)
         room_account: dict[str, list[dict[str, Any]]] = {}
         for row in account_rows:
@@ -164,19 +168,15 @@ class SyncBuilder:
 
         device_lists = await self._device_lists(requester, since, upto)
         key_counts, unused_fallback = await self._services.key_state(self._pool, user_id, requester.device_id)
-        body: dict[str, Any] = {
-            "next_batch": tokens.make_sync(upto, self._typing.mark(typing_at)),
-            "rooms": {"join": joined, "invite": invited, "leave": left},
-            "account_data": {"events": [{"type": row["type"], "content": row["content"]}
-                                        for row in account_rows if not row["room_id"]]},
-            "presence": {"events": await self._services.presence.events_since(user_id, since, upto)
-                         if sync_filter.presence.wants_type("m.presence") else []},
-            "to_device": {"events": [{"sender": row["sender"], "type": row["type"], "content": row["content"]}
-                                     for row in to_device]},
-            "device_lists": device_lists,
-            "device_one_time_keys_count": key_counts,
-            "device_unused_fallback_key_types": unused_fallback,
-        }
+        body = response.answer(
+            tokens.make_sync(upto, self._typing.mark(typing_at)), join=joined, invite=invited, leave=left,
+            account_data=[{"type": row["type"], "content": row["content"]} for row in account_rows
+                          if not row["room_id"]],
+            presence=(await self._services.presence.events_since(user_id, since, upto)
+                      if sync_filter.presence.wants_type("m.presence") else []),
+            to_device=[{"sender": row["sender"], "type": row["type"], "content": row["content"]} for row in to_device],
+            changed=device_lists["changed"], left=device_lists["left"], key_counts=key_counts,
+            fallback_keys=unused_fallback)
         empty = not (joined or invited or left or body["account_data"]["events"] or body["presence"]["events"]
                      or to_device or device_lists["changed"] or device_lists["left"])
         return SyncResult(body, empty=empty, joined_rooms=frozenset(member_of), position=upto, more=more,
@@ -200,8 +200,7 @@ class SyncBuilder:
         for room_id, room in joined.items():
             joined_count, invited_count = counts.get(room_id, (0, 0))
             notify, highlight = unread.get(room_id, (0, 0))
-            room["unread_notifications"] = {"highlight_count": highlight, "notification_count": notify}
-            room["summary"] = {"m.joined_member_count": joined_count, "m.invited_member_count": invited_count}
+            response.counts(room, notify, highlight, joined_count, invited_count)
 
     async def _ephemeral(self, requester: Requester, room_ids: list[str], since: int | None, upto: int,
                          typing_since: int | None) -> dict[str, list[dict[str, Any]]]:
@@ -294,14 +293,9 @@ class SyncBuilder:
         if lazy and since is not None and not full_state:
             state_rows = await self._with_senders(room_id, state_rows, rows, requester.user_id, start)
         state_rows = self._filter_state(state_rows, rows, requester.user_id, sync_filter.state, lazy)
-        return {
-            "timeline": {"events": await self._timeline_events(requester, room_id, rows, limited,
-                                                               ranges if since is None else None),
-                         "limited": limited, "prev_batch": tokens.make(start)},
-            "state": {"events": self._format(state_rows, requester)},
-            "ephemeral": {"events": []},
-            "account_data": {"events": []},
-        }
+        return response.joined_room(
+            await self._timeline_events(requester, room_id, rows, limited, ranges if since is None else None),
+            limited=limited, prev_batch=tokens.make(start), state=self._format(state_rows, requester))
 
     async def _steady_rooms(self, requester: Requester, room_ids: list[str], since: int, upto: int,
                             sync_filter: SyncFilter) -> dict[str, dict[str, Any]]:
@@ -338,13 +332,9 @@ class SyncBuilder:
             rows, limited = timelines[room_id]
             state_rows = self._filter_state(state[room_id], rows, user_id, sync_filter.state, lazy)
             bundled = limited and any(row["event_id"] in related for row in rows)
-            result[room_id] = {
-                "timeline": {"events": await self._timeline_events(requester, room_id, rows, bundled, None),
-                             "limited": limited, "prev_batch": tokens.make(starts[room_id])},
-                "state": {"events": self._format(state_rows, requester)},
-                "ephemeral": {"events": []},
-                "account_data": {"events": []},
-            }
+            result[room_id] = response.joined_room(
+                await self._timeline_events(requester, room_id, rows, bundled, None), limited=limited,
+                prev_batch=tokens.make(starts[room_id]), state=self._format(state_rows, requester))
         return result
 
     async def _timelines(self, room_ids: list[str], ranges: Mapping[str, Sequence[Range]], since: int | None, upto: int,
@@ -403,12 +393,8 @@ class SyncBuilder:
                 events = await self._services.bundle(self._pool, requester, room_id, rows, ranges[room_id])
             else:
                 events = self._format(rows, requester)
-            result[room_id] = {
-                "timeline": {"events": events, "limited": limited, "prev_batch": tokens.make(starts[room_id])},
-                "state": {"events": self._format(state_rows, requester)},
-                "ephemeral": {"events": []},
-                "account_data": {"events": []},
-            }
+            result[room_id] = response.joined_room(events, limited=limited, prev_batch=tokens.make(starts[room_id]),
+                                                   state=self._format(state_rows, requester))
         return result
 
     async def _with_senders(self, room_id: str, state_rows: Sequence[Row], timeline_rows: Sequence[Row], user_id: str,
@@ -436,27 +422,48 @@ class SyncBuilder:
             kept.append(row)
         return kept
 
-    async def _invited_room(self, room_id: str, membership: Row) -> dict[str, Any]:
-        rows = [row for row in await event_store.current_state(self._pool, room_id)
-                if row["type"] in INVITE_STATE_TYPES]
-        invite = await event_store.get_event(self._pool, membership["event_id"])
-        assert invite is not None, "a membership names its event"
-        inviter = await event_store.state_event(self._pool, room_id, "m.room.member", invite["sender"],
-                                                at_stream=invite["stream"])
-        if inviter is not None and inviter["event_id"] != invite["event_id"]:
-            rows.append(inviter)
-        events = [stripped_state(row) for row in rows] + [stripped_state(invite)]
-        return {"invite_state": {"events": events}}
+    async def _invited_rooms(self, invites: dict[str, Row]) -> dict[str, Any]:
+        """The sections of the rooms the user is invited to (their
+        memberships, by room), in three queries however many there are: the
+        rooms' current state but their members, the invites, and the
+        inviters' member events as of their invites."""
+        room_ids = list(invites)
+        current = await sync_store.current_states(self._pool, room_ids, {room_id: () for room_id in room_ids})
+        events = await sync_store.events_by_id(self._pool, [membership["event_id"] for membership in invites.values()])
+        invite_of = {room_id: events[membership["event_id"]] for room_id, membership in invites.items()}
+        inviters = await sync_store.state_events_before(self._pool, [
+            (room_id, "m.room.member", invite["sender"], invite["stream"]) for room_id, invite in invite_of.items()])
+        result: dict[str, Any] = {}
+        for room_id, invite in invite_of.items():
+            rows = [row for row in current[room_id] if row["type"] in INVITE_STATE_TYPES]
+            inviter = inviters.get((room_id, "m.room.member", invite["sender"]))
+            if inviter is not None and inviter["event_id"] != invite["event_id"]:
+                rows.append(inviter)
+            result[room_id] = response.invited_room([stripped_state(row) for row in [*rows, invite]])
+        return result
 
-    async def _left_room(self, requester: Requester, room_id: str, since: int | None, membership: Row,
-                         sync_filter: SyncFilter) -> dict[str, Any]:
-        """Events up to and including the user's leave (or ban)."""
-        ranges = await self._ranges(room_id, requester.user_id)
-        rows, limited = await self._timeline(room_id, since, membership["stream"], sync_filter.timeline, ranges)
-        start = rows[0]["stream"] - 1 if rows else membership["stream"]
-        return {
-            "timeline": {"events": await self._timeline_events(requester, room_id, rows, limited, ranges),
-                         "limited": limited, "prev_batch": tokens.make(start)},
-            "state": {"events": []},
-            "account_data": {"events": []},
-        }
+    async def _left_rooms(self, requester: Requester, leaves: dict[str, Row], since: int | None, upto: int,
+                          sync_filter: SyncFilter) -> dict[str, Any]:
+        """The sections of the rooms the user left or was banned from (their
+        memberships, by room): the events up to and including the leave, in
+        a fixed number of queries however many rooms (more only for limited
+        timelines holding events others relate to, bundled per room)."""
+        room_ids = list(leaves)
+        access = await sync_store.read_access(self._pool, room_ids, requester.user_id)
+        ranges = {room_id: visible_ranges(access[room_id][1], access[room_id][0]) or [(0, 0)] for room_id in room_ids}
+        # Each room's timeline ends at the leave: its ranges are cut there.
+        cut = {room_id: [(low, leaves[room_id]["stream"] if high is None else min(high, leaves[room_id]["stream"]))
+                         for low, high in ranges[room_id] if low <= leaves[room_id]["stream"]] or [(0, 0)]
+               for room_id in room_ids}
+        timelines = await self._timelines(room_ids, cut, since, upto, sync_filter.timeline)
+        related = await self._related(timelines)
+        result: dict[str, Any] = {}
+        for room_id in room_ids:
+            rows, limited = timelines[room_id]
+            start = rows[0]["stream"] - 1 if rows else leaves[room_id]["stream"]
+            if limited and any(row["event_id"] in related for row in rows):
+                events = await self._services.bundle(self._pool, requester, room_id, rows, ranges[room_id])
+            else:
+                events = self._format(rows, requester)
+            result[room_id] = response.left_room(events, limited=limited, prev_batch=tokens.make(start))
+        return result

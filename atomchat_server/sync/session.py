@@ -28,7 +28,7 @@ from ..events.filters import CompiledFilter
 from ..events.format import client_event
 from ..notifier import Listener
 from ..storage import events as event_store
-from . import tokens
+from . import response, tokens
 from .builder import UNREAD_CAP, SyncResult
 
 if TYPE_CHECKING:
@@ -38,6 +38,11 @@ PARK_SECONDS = 30.0
 
 
 class SyncSession:
+    # One per open stream and waiting long-poll: no per-instance dict.
+    __slots__ = ("_ctx", "requester", "_token", "_filter", "filter_key", "since", "typing_since", "_full_state",
+                 "_limit_timeline", "_gone", "_waiting", "_writer", "_tracking", "_counts", "listener",
+                 "_unacknowledged")
+
     def __init__(self, ctx: AppContext, requester: Requester, access_token: str, sync_filter: CompiledFilter,
                  since: int | None, *, typing_mark: str | None = None, full_state: bool = False,
                  filter_key: str | None = None, limit_timeline: bool = True) -> None:
@@ -102,11 +107,45 @@ class SyncSession:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         listener = self.listener
-        answer_now = self.since is None or self._full_state  # an initial or full-state sync never waits
         if new_request:
             # What was committed before this request (the client's own send,
             # say) is in this answer: let the notifier hand it out first.
             await self._ctx.notifier.caught_up()
+        while not self._gone:
+            result = await self._ready()
+            if result is not None:
+                return result
+            if self._gone:
+                break
+            if listener.revoked:
+                return self._empty()
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return self._empty()
+            self._waiting = True  # from here the notifier may push() answers itself
+            try:
+                await listener.sleep(remaining)
+            finally:
+                self._waiting = False
+        return None
+
+    async def frame(self, *, new_request: bool = False) -> SyncResult | None:
+        """A stream's next frame if there is something to say now, else None,
+        the session then waiting without a task of its own: the notifier
+        push()es answers itself, and whatever it cannot answer wakes the
+        listener, whose ``woken`` callback asks for the frame again."""
+        if new_request:
+            await self._ctx.notifier.caught_up()
+        self._waiting = False
+        result = await self._ready()
+        if result is None and not self._gone:
+            self._waiting = True
+        return result
+
+    async def _ready(self) -> SyncResult | None:
+        """The answer there is to give without waiting, or None: nothing yet."""
+        listener = self.listener
+        answer_now = self.since is None or self._full_state  # an initial or full-state sync never waits
         while not self._gone:
             if listener.recheck:
                 listener.recheck = False
@@ -124,16 +163,7 @@ class SyncSession:
                     continue
                 listener.needs_full = True
                 continue
-            if listener.revoked:
-                return self._empty()
-            remaining = None if deadline is None else deadline - loop.time()
-            if remaining is not None and remaining <= 0:
-                return self._empty()
-            self._waiting = True  # from here the notifier may push() answers itself
-            try:
-                await listener.sleep(remaining)
-            finally:
-                self._waiting = False
+            return None
         return None
 
     def _too_many(self, rows: list[Any]) -> bool:
@@ -167,7 +197,7 @@ class SyncSession:
             # Events of the newly followed rooms may have passed while we built.
             listener.needs_full = True
         for room_id, room in result.body["rooms"]["join"].items():
-            self._counts[room_id] = _counts_of(room)
+            self._counts[room_id] = response.counts_of(room)
         for room_id in list(self._counts):
             if room_id not in result.joined_rooms:
                 del self._counts[room_id]
@@ -194,7 +224,7 @@ class SyncSession:
             counts: dict[str, Any] = {room_id: {} for room_id in uncounted}
             await self._ctx.sync.add_counts(self.requester.user_id, counts, upto)
             for room_id, room in counts.items():
-                self._counts[room_id] = _counts_of(room)
+                self._counts[room_id] = response.counts_of(room)
         for room_id, user_ids in missing.items():
             found = await event_store.member_events_of(self._ctx.pool, room_id, user_ids, at_stream=upto)
             notifier.remember_members(found, upto)
@@ -315,37 +345,32 @@ class SyncSession:
             for room_id in rooms))
         text = shared.get(key) if key is not None else None
         if text is None:
-            rooms_json = ",".join(
-                json.dumps(room_id) + ":" + self._room_json(room_id, shown.get(room_id, []), members.get(room_id, []),
-                                                            typing.get(room_id), upto, own_device)
-                for room_id in rooms)
-            text = (f'{{"next_batch":"{self._next_batch()}","rooms":{{"join":{{{rooms_json}}},"invite":{{}},'
-                    f'"leave":{{}}}},{_EMPTY_TAIL}}}')
+            join = {room_id: self._room(room_id, shown.get(room_id, []), members.get(room_id, []),
+                                        typing.get(room_id), upto, own_device)
+                    for room_id in rooms}
+            text = response.encode(response.answer(self._next_batch(), join=join))
             if key is not None:
                 shared[key] = text
         return SyncResult(None, empty=False, joined_rooms=frozenset(listener.rooms), text=text)
 
-    def _event_json(self, row: Any, own_device: tuple[str, str]) -> str:
+    def _event_json(self, row: Any, own_device: tuple[str, str]) -> response.Encoded:
         if _own(row, own_device):
-            return json.dumps(client_event(row, device=own_device), ensure_ascii=False, separators=(",", ":"))
-        return self._ctx.notifier.encoded(row)
+            return response.Encoded(json.dumps(client_event(row, device=own_device), ensure_ascii=False,
+                                               separators=(",", ":")))
+        return response.Encoded(self._ctx.notifier.encoded(row))
 
-    def _room_json(self, room_id: str, rows: list[Any], members: list[Any], typing: list[str] | None, upto: int,
-                   own_device: tuple[str, str]) -> str:
-        events = ",".join(self._event_json(row, own_device) for row in rows)
-        state = ",".join(self._event_json(row, own_device) for row in members)
-        ephemeral = ("" if typing is None else
-                     json.dumps({"type": "m.typing", "content": {"user_ids": typing}}, separators=(",", ":")))
-        unread, highlights, joined, invited = self._counts[room_id]
-        prev_batch = tokens.make(rows[0]["stream"] - 1 if rows else upto)
-        return (f'{{"timeline":{{"events":[{events}],"limited":false,"prev_batch":"{prev_batch}"}},'
-                f'"state":{{"events":[{state}]}},"ephemeral":{{"events":[{ephemeral}]}},"account_data":{{"events":[]}},'
-                f'"unread_notifications":{{"highlight_count":{highlights},"notification_count":{unread}}},'
-                f'"summary":{{"m.joined_member_count":{joined},"m.invited_member_count":{invited}}}}}')
+    def _room(self, room_id: str, rows: list[Any], members: list[Any], typing: list[str] | None, upto: int,
+              own_device: tuple[str, str]) -> dict[str, Any]:
+        room = response.joined_room(
+            [self._event_json(row, own_device) for row in rows], limited=False,
+            prev_batch=tokens.make(rows[0]["stream"] - 1 if rows else upto),
+            state=[self._event_json(row, own_device) for row in members],
+            ephemeral=[] if typing is None else [{"type": "m.typing", "content": {"user_ids": typing}}])
+        response.counts(room, *self._counts[room_id])
+        return room
 
     def _empty_body(self) -> dict[str, Any]:
-        return {"next_batch": self._next_batch(), "rooms": {"join": {}, "invite": {}, "leave": {}},
-                **json.loads("{" + _EMPTY_TAIL + "}")}
+        return response.answer(self._next_batch())
 
     def _next_batch(self) -> str:
         return tokens.make_sync(self.since or 0, self.typing_mark())
@@ -366,16 +391,6 @@ def _judged(row: Any) -> bool:
     """Whether the row carries its push outcome (events this process's
     persister wrote do; rows read back from the database do not)."""
     return isinstance(row, dict) and "push" in row
-
-
-def _counts_of(room: dict[str, Any]) -> list[int]:
-    unread, summary = room["unread_notifications"], room["summary"]
-    return [unread["notification_count"], unread["highlight_count"], summary["m.joined_member_count"],
-            summary["m.invited_member_count"]]
-
-
-_EMPTY_TAIL = ('"account_data":{"events":[]},"presence":{"events":[]},"to_device":{"events":[]},'
-               '"device_lists":{"changed":[],"left":[]},"device_one_time_keys_count":{}')
 
 
 class SyncSessions:

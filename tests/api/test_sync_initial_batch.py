@@ -133,3 +133,77 @@ async def test_an_initial_sync_costs_as_many_queries_for_twelve_rooms_as_for_thr
         counts.append(counting.queries)
     assert counts[0] == counts[1], counts
 
+
+
+async def test_invited_rooms_cost_as_many_queries_for_six_as_for_two(api, server):
+    """The rooms a user is invited to are built together too (_invited_rooms),
+    each with the stripped state an invitee is shown."""
+    alice, bob = await register(api, "alice", "bob")
+    ctx = server.atomchat.ctx
+    builder = ctx.sync
+    counts = []
+    names: dict[str, str] = {}
+    for rooms in (2, 6):
+        while len(names) < rooms:
+            room_id = await bob.create_room(name=f"room {len(names)}")
+            await bob.invite(room_id, alice)
+            names[room_id] = f"room {len(names)}"
+        requester = await ctx.accounts.authenticate(alice.access_token)
+        counting = _CountingPool(builder._pool)
+        original, builder._pool = builder._pool, counting
+        try:
+            result = await builder.sync(requester, since=None, upto=ctx.notifier.committed_position,
+                                        sync_filter=SyncFilter(), full_state=False)
+        finally:
+            builder._pool = original
+        assert result.body is not None
+        invited = result.body["rooms"]["invite"]
+        assert set(invited) == set(names)
+        for room_id, room in invited.items():
+            events = room["invite_state"]["events"]
+            invite = events[-1]
+            assert (invite["type"], invite["state_key"], invite["sender"], invite["content"]["membership"]) == (
+                "m.room.member", alice.user_id, bob.user_id, "invite")
+            assert {"type": "m.room.name", "state_key": "", "sender": bob.user_id,
+                    "content": {"name": names[room_id]}} in events
+            inviter = [e for e in events[:-1] if e["type"] == "m.room.member"]
+            assert [(e["state_key"], e["content"]["membership"]) for e in inviter] == [(bob.user_id, "join")]
+        counts.append(counting.queries)
+    assert counts[0] == counts[1], counts
+
+
+async def test_left_rooms_cost_as_many_queries_for_five_as_for_two(api, server):
+    """The rooms a user left are built together too (_left_rooms): each
+    timeline ends with the leave, whatever was said in the room after it."""
+    alice, bob = await register(api, "alice", "bob")
+    ctx = server.atomchat.ctx
+    builder = ctx.sync
+    with_leave = SyncFilter.from_json({"room": {"include_leave": True, "timeline": {"limit": 3}}})
+    counts = []
+    left: list[str] = []
+    for rooms in (2, 5):
+        while len(left) < rooms:
+            room_id = await room_of(bob, alice)
+            await alice.say(room_id, "hello")
+            await alice.leave(room_id)
+            await bob.say(room_id, "after alice left")
+            left.append(room_id)
+        requester = await ctx.accounts.authenticate(alice.access_token)
+        counting = _CountingPool(builder._pool)
+        original, builder._pool = builder._pool, counting
+        try:
+            result = await builder.sync(requester, since=None, upto=ctx.notifier.committed_position,
+                                        sync_filter=with_leave, full_state=False)
+        finally:
+            builder._pool = original
+        assert result.body is not None
+        sections = result.body["rooms"]["leave"]
+        assert list(sections) == left
+        for room in sections.values():
+            events = room["timeline"]["events"]
+            assert [(e["type"], e.get("state_key")) for e in events[-2:]] == [
+                ("m.room.message", None), ("m.room.member", alice.user_id)]
+            assert events[-1]["content"]["membership"] == "leave"
+            assert room["timeline"]["limited"] is True
+        counts.append(counting.queries)
+    assert counts[0] == counts[1], counts
