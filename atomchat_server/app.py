@@ -132,11 +132,25 @@ class AppContext:
 def routes() -> list[tuple[str, type]]:
     """The one route table: the application serves it and the OpenAPI
     document (api/contract.py) describes it, from each handler's contract."""
-    return (matrix_account.routes() + matrix_rooms.routes() + matrix_profile.routes() + matrix_sync.routes()
-            + matrix_ephemeral.routes() + matrix_conversations.routes() + matrix_keys.routes()
-            + matrix_media.routes() + matrix_search.routes() + matrix_push.routes()
-            + matrix_services.routes() + stream.routes() + admin.routes() + compat.routes() + federation.routes()
-            + operations.routes() + [(OPENAPI_PATH, OpenApiHandler)])
+    return (
+        matrix_account.routes()
+        + matrix_rooms.routes()
+        + matrix_profile.routes()
+        + matrix_sync.routes()
+        + matrix_ephemeral.routes()
+        + matrix_conversations.routes()
+        + matrix_keys.routes()
+        + matrix_media.routes()
+        + matrix_search.routes()
+        + matrix_push.routes()
+        + matrix_services.routes()
+        + stream.routes()
+        + admin.routes()
+        + compat.routes()
+        + federation.routes()
+        + operations.routes()
+        + [(OPENAPI_PATH, OpenApiHandler)]
+    )
 
 
 class Application(tornado.web.Application):
@@ -144,21 +158,25 @@ class Application(tornado.web.Application):
     max_header_bytes with 414 (the path alone does) or 431, in JSON, instead
     of closing the connection without a word at Tornado's own limit."""
 
-    def find_handler(self, request: tornado.httputil.HTTPServerRequest,
-                     **kwargs: Any) -> tornado.web._HandlerDelegate:
+    def find_handler(self, request: tornado.httputil.HTTPServerRequest, **kwargs: Any) -> tornado.web._HandlerDelegate:
         limit = self.settings["max_header_bytes"]
         line = len(request.method or "") + len(request.uri or "") + len(request.version or "") + 4
         size = line + sum(len(name) + len(value) + 4 for name, value in request.headers.get_all())
         if size > limit:
             answer = compat.HeadersTooLargeHandler if request.path.startswith("/api/") else HeadersTooLargeHandler
-            return self.get_handler_delegate(request, answer,
-                                             {"ctx": self.settings["ctx"], "status": 414 if line > limit else 431})
+            return self.get_handler_delegate(
+                request, answer, {"ctx": self.settings["ctx"], "status": 414 if line > limit else 431}
+            )
         return super().find_handler(request, **kwargs)
 
-    def get_handler_delegate(self, request: tornado.httputil.HTTPServerRequest,
-                             target_class: type[tornado.web.RequestHandler],
-                             target_kwargs: dict[str, Any] | None = None, path_args: list[bytes] | None = None,
-                             path_kwargs: dict[str, bytes] | None = None) -> tornado.web._HandlerDelegate:
+    def get_handler_delegate(
+        self,
+        request: tornado.httputil.HTTPServerRequest,
+        target_class: type[tornado.web.RequestHandler],
+        target_kwargs: dict[str, Any] | None = None,
+        path_args: list[bytes] | None = None,
+        path_kwargs: dict[str, bytes] | None = None,
+    ) -> tornado.web._HandlerDelegate:
         """Notes on the request the route pattern it matched, for the
         metrics (each route's kwargs carry it, and the handler never sees it)."""
         if target_kwargs is not None and ROUTE in target_kwargs:
@@ -182,9 +200,13 @@ def federation_server(app: tornado.web.Application, settings: Settings) -> torna
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(settings.federation_tls_certificate, settings.federation_tls_private_key)
     return tornado.httpserver.HTTPServer(
-        app, ssl_options=tls, max_body_size=FEDERATION_MAX_BODY_SIZE,
+        app,
+        ssl_options=tls,
+        max_body_size=FEDERATION_MAX_BODY_SIZE,
         max_header_size=max(1 << 20, 4 * settings.max_header_bytes),
-        idle_connection_timeout=settings.header_timeout_seconds, body_timeout=settings.body_timeout_seconds)
+        idle_connection_timeout=settings.header_timeout_seconds,
+        body_timeout=settings.body_timeout_seconds,
+    )
 
 
 def http_server(app: tornado.web.Application, settings: Settings) -> tornado.httpserver.HTTPServer:
@@ -217,8 +239,14 @@ def signing_key(settings: Settings) -> bytes:
 
 
 class AtomChat:
-    def __init__(self, settings: Settings, dsn: str, passwords: Passwords | None = None,
-                 on_fatal: Callable[[str], None] | None = None, clock: Clock = REAL) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        dsn: str,
+        passwords: Passwords | None = None,
+        on_fatal: Callable[[str], None] | None = None,
+        clock: Clock = REAL,
+    ) -> None:
         self.settings = settings
         self.clock = clock  # the time token expiry and rate limits read (clock.py)
         self.dsn = dsn
@@ -248,19 +276,29 @@ class AtomChat:
             await migrations.check_current(self.dsn)
         self._pool = await create_pool(self.dsn, min_size=settings.pool_min_size, max_size=settings.pool_max_size)
         settings = self.settings = settings.replace(
-            server_name=await settle_server_name(self._pool, settings.server_name))
+            server_name=await settle_server_name(self._pool, settings.server_name)
+        )
         if self.passwords is None:
-            self.passwords = Passwords(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib,
-                                       parallelism=settings.argon2_parallelism, workers=settings.hash_workers)
+            self.passwords = Passwords(
+                time_cost=settings.argon2_time_cost,
+                memory_kib=settings.argon2_memory_kib,
+                parallelism=settings.argon2_parallelism,
+                workers=settings.hash_workers,
+            )
         codec = TokenCodec(signing_key(settings), settings.server_name, self.clock)
         sessions = SessionCache(self._pool, codec)
         self._notifier = Notifier(self.dsn, self._pool, sessions, self.supervisor)
         await self._notifier.start()
         blocks = Blocks()
         accounts = Accounts(
-            pool=self._pool, server_name=settings.server_name, passwords=self.passwords, codec=codec,
-            sessions=sessions, limits=RateLimits.from_settings(settings, self.clock),
-            access_token_lifetime=settings.access_token_lifetime_seconds, blocks=blocks,
+            pool=self._pool,
+            server_name=settings.server_name,
+            passwords=self.passwords,
+            codec=codec,
+            sessions=sessions,
+            limits=RateLimits.from_settings(settings, self.clock),
+            access_token_lifetime=settings.access_token_lifetime_seconds,
+            blocks=blocks,
             catch_up=self._notifier.caught_up,
         )
         notifier = self._notifier
@@ -268,72 +306,124 @@ class AtomChat:
         # one behind a burst of reads (hundreds of initial syncs, say).
         self._write_pool = await create_pool(self.dsn, min_size=1, max_size=1, name=WRITER_NAME, time_queries=False)
         server_key = load_or_create_server_key(settings.data_path)
-        self._persister = Persister(self._write_pool, self.supervisor, Signer(settings.server_name, server_key),
-                                    on_commit=notifier.committed,
-                                    judge=PushEvaluator())
+        self._persister = Persister(
+            self._write_pool,
+            self.supervisor,
+            Signer(settings.server_name, server_key),
+            on_commit=notifier.committed,
+            judge=PushEvaluator(),
+        )
         notifier.writer_settled = self._persister.settled
         self._persister.start()
         keys = Keys(pool=self._pool, persister=self._persister, server_name=settings.server_name)
         accounts.devices_changed = keys.devices_changed
-        moderation = Moderation(pool=self._pool, persister=self._persister, blocks=blocks,
-                                server_name=settings.server_name)
+        moderation = Moderation(
+            pool=self._pool, persister=self._persister, blocks=blocks, server_name=settings.server_name
+        )
         notifier.observers.append(moderation.observe)  # before loading, so no rule slips between
         await moderation.start()
-        rooms = Rooms(pool=self._pool, persister=self._persister, signer=Signer(settings.server_name, server_key),
-                      blocks=blocks)
+        rooms = Rooms(
+            pool=self._pool, persister=self._persister, signer=Signer(settings.server_name, server_key), blocks=blocks
+        )
         profiles = Profiles(pool=self._pool, rooms=rooms, blocks=blocks)
-        presence = Presence(pool=self._pool, persister=self._persister,
-                            timeout_seconds=settings.presence_timeout_seconds, tracking=settings.track_presence)
+        presence = Presence(
+            pool=self._pool,
+            persister=self._persister,
+            timeout_seconds=settings.presence_timeout_seconds,
+            tracking=settings.track_presence,
+        )
         presence.start()
-        media = Media(pool=self._pool, server_name=settings.server_name, root=settings.media_root,
-                      max_upload_bytes=settings.max_upload_bytes, quota_bytes=settings.media_quota_bytes)
+        media = Media(
+            pool=self._pool,
+            server_name=settings.server_name,
+            root=settings.media_root,
+            max_upload_bytes=settings.max_upload_bytes,
+            quota_bytes=settings.media_quota_bytes,
+        )
         await media.start()
-        federation_client = FederationClient(settings.server_name, server_key,
-                                             verify_certificates=settings.federation_verify_certificates,
-                                             blocklist=settings.federation_ip_range_blocklist)
+        federation_client = FederationClient(
+            settings.server_name,
+            server_key,
+            verify_certificates=settings.federation_verify_certificates,
+            blocklist=settings.federation_ip_range_blocklist,
+        )
         outbox = Outbox(self._pool, federation_client, settings.server_name, dsn=self.dsn)
-        ephemeral = Ephemeral(pool=self._pool, persister=self._persister, notifier=notifier,
-                              outbox=outbox if settings.federating else None, server_name=settings.server_name)
+        ephemeral = Ephemeral(
+            pool=self._pool,
+            persister=self._persister,
+            notifier=notifier,
+            outbox=outbox if settings.federating else None,
+            server_name=settings.server_name,
+        )
         keyring = KeyRing(self._pool, federation_client, settings.server_name, server_key)
         signer = Signer(settings.server_name, server_key)
-        federation_events = FederationEvents(pool=self._pool, persister=self._persister, keyring=keyring,
-                                             client=federation_client, policy=blocks)
-        rooms.remote = RemoteMembership(pool=self._pool, persister=self._persister, signer=signer,
-                                        events=federation_events, client=federation_client)
+        federation_events = FederationEvents(
+            pool=self._pool, persister=self._persister, keyring=keyring, client=federation_client, policy=blocks
+        )
+        rooms.remote = RemoteMembership(
+            pool=self._pool,
+            persister=self._persister,
+            signer=signer,
+            events=federation_events,
+            client=federation_client,
+        )
         if settings.federating:
             sender = PduSender(outbox=outbox, server_name=settings.server_name, position=lambda: notifier.position)
             notifier.observers.append(sender.observe)  # before loading, so no member event slips between
             await sender.load(self._pool)
             self._persister.commit_hooks.append(sender.queue)
-        self.ctx = AppContext(settings=settings, pool=self._pool, accounts=accounts, rooms=rooms, profiles=profiles,
-                              notifier=notifier, filters=Filters(self._pool), sync=SyncBuilder(self._pool, ServiceReads(
-                                  presence, bundle, key_state, device_list_changes), notifier.typing),
-                              ephemeral=ephemeral,
-                              moderation=moderation,
-                              admin=AdminQueries(pool=self._pool, blocks=blocks, system_user=moderation.system_user,
-                                                 log_out=accounts.logout_all),
-                              compat=Compat(pool=self._pool, persister=self._persister, accounts=accounts,
-                                            rooms=rooms, moderation=moderation),
-                              relations=Relations(pool=self._pool, rooms=rooms),
-                              reports=Reports(pool=self._pool, rooms=rooms), presence=presence,
-                              keys=keys, key_backup=KeyBackup(pool=self._pool),
-                              media=media, search=Search(pool=self._pool, rooms=rooms),
-                              push=PushRules(pool=self._pool, persister=self._persister),
-                              streams=stream.OpenStreams(settings.websocket_ping_seconds),
-                              open_streams=OpenPerAccount(settings.max_streams_per_account, "streams"),
-                              long_polls=OpenPerAccount(settings.max_long_polls_per_account, "long-polls"),
-                              server_key=server_key, federation_client=federation_client,
-                              keyring=keyring,
-                              federation_rooms=FederationRooms(pool=self._pool, persister=self._persister,
-                                                               signer=signer, events=federation_events,
-                                                               outbox=outbox if settings.federating else None),
-                              outbox=outbox, federation_events=federation_events,
-                              federation_transactions=Transactions(pool=self._pool, ephemeral=ephemeral,
-                                                                   events=federation_events),
-                              federation_queries=Queries(pool=self._pool, rooms=rooms, profiles=profiles,
-                                                         client=federation_client,
-                                                         server_name=settings.server_name),
-                              readiness=Readiness(self._pool, notifier))
+        self.ctx = AppContext(
+            settings=settings,
+            pool=self._pool,
+            accounts=accounts,
+            rooms=rooms,
+            profiles=profiles,
+            notifier=notifier,
+            filters=Filters(self._pool),
+            sync=SyncBuilder(
+                self._pool, ServiceReads(presence, bundle, key_state, device_list_changes), notifier.typing
+            ),
+            ephemeral=ephemeral,
+            moderation=moderation,
+            admin=AdminQueries(
+                pool=self._pool, blocks=blocks, system_user=moderation.system_user, log_out=accounts.logout_all
+            ),
+            compat=Compat(
+                pool=self._pool, persister=self._persister, accounts=accounts, rooms=rooms, moderation=moderation
+            ),
+            relations=Relations(pool=self._pool, rooms=rooms),
+            reports=Reports(pool=self._pool, rooms=rooms),
+            presence=presence,
+            keys=keys,
+            key_backup=KeyBackup(pool=self._pool),
+            media=media,
+            search=Search(pool=self._pool, rooms=rooms),
+            push=PushRules(pool=self._pool, persister=self._persister),
+            streams=stream.OpenStreams(settings.websocket_ping_seconds),
+            open_streams=OpenPerAccount(settings.max_streams_per_account, "streams"),
+            long_polls=OpenPerAccount(settings.max_long_polls_per_account, "long-polls"),
+            server_key=server_key,
+            federation_client=federation_client,
+            keyring=keyring,
+            federation_rooms=FederationRooms(
+                pool=self._pool,
+                persister=self._persister,
+                signer=signer,
+                events=federation_events,
+                outbox=outbox if settings.federating else None,
+            ),
+            outbox=outbox,
+            federation_events=federation_events,
+            federation_transactions=Transactions(pool=self._pool, ephemeral=ephemeral, events=federation_events),
+            federation_queries=Queries(
+                pool=self._pool,
+                rooms=rooms,
+                profiles=profiles,
+                client=federation_client,
+                server_name=settings.server_name,
+            ),
+            readiness=Readiness(self._pool, notifier),
+        )
         self.ctx.streams.start()
         assert self.passwords is not None, "made above"
         self._sample(self.ctx, self._pool, self.passwords)
@@ -343,16 +433,18 @@ class AtomChat:
         application = self.application()
         if settings.federation_port is not None:
             if not settings.federation_tls_certificate or not settings.federation_tls_private_key:
-                raise ListenerError("federation_port needs federation_tls_certificate and "
-                                    "federation_tls_private_key: the federation listener speaks HTTPS only")
+                raise ListenerError(
+                    "federation_port needs federation_tls_certificate and "
+                    "federation_tls_private_key: the federation listener speaks HTTPS only"
+                )
             try:
                 self._federation_http = federation_server(self.federation_application(), settings)
                 # With --workers, every worker listens on the one port (SO_REUSEPORT).
-                self._federation_http.listen(settings.federation_port, settings.host,
-                                             reuse_port=settings.workers > 1)
+                self._federation_http.listen(settings.federation_port, settings.host, reuse_port=settings.workers > 1)
             except OSError as exc:  # ssl.SSLError is one: a certificate or key that cannot be used
-                raise ListenerError(f"cannot start the federation listener on {settings.host}:"
-                                    f"{settings.federation_port}: {exc}") from None
+                raise ListenerError(
+                    f"cannot start the federation listener on {settings.host}:{settings.federation_port}: {exc}"
+                ) from None
             log.info("federation listening on https://%s:%d", settings.host, settings.federation_port)
         return application
 
@@ -363,15 +455,18 @@ class AtomChat:
         handlers = [(pattern, handler, {"ctx": self.ctx, ROUTE: pattern}) for pattern, handler in table]
         if self.settings.web_client_enabled:
             # Not API routes (no contract): the static web client, which talks to the routes above.
-            handlers += [(pattern, handler, {"ctx": self.ctx, ROUTE: pattern, **extra})
-                         for pattern, handler, extra in web.routes(self.settings.web_client_path, web.WebFiles.load())]
+            handlers += [
+                (pattern, handler, {"ctx": self.ctx, ROUTE: pattern, **extra})
+                for pattern, handler, extra in web.routes(self.settings.web_client_path, web.WebFiles.load())
+            ]
         return self._application(handlers)
 
     def metrics_application(self) -> tornado.web.Application:
         """What the metrics port serves (metrics_port): /metrics, /health, /ready."""
         assert self.ctx is not None, "start() builds the context first"
-        return self._application([(pattern, handler, {"ctx": self.ctx, ROUTE: pattern})
-                                  for pattern, handler in operations.own_port_routes()])
+        return self._application(
+            [(pattern, handler, {"ctx": self.ctx, ROUTE: pattern}) for pattern, handler in operations.own_port_routes()]
+        )
 
     def _application(self, handlers: list[tuple[str, type, dict[str, Any]]]) -> tornado.web.Application:
         assert self.ctx is not None, "start() builds the context first"
@@ -387,18 +482,24 @@ class AtomChat:
 
     def _sample(self, ctx: AppContext, pool: asyncpg.Pool, passwords: Passwords) -> None:
         """Adds this server's sources of the metrics read at scrape time."""
-        self._unsample = [metrics.OPEN_STREAMS.add(lambda: len(ctx.streams)),
-                          metrics.LONG_POLLS.add(ctx.long_polls.total),
-                          metrics.POOL_SIZE.add(pool.get_size),
-                          metrics.POOL_IN_USE.add(lambda: pool.get_size() - pool.get_idle_size()),
-                          metrics.HASH_QUEUE.add(lambda: passwords.queued)]
+        self._unsample = [
+            metrics.OPEN_STREAMS.add(lambda: len(ctx.streams)),
+            metrics.LONG_POLLS.add(ctx.long_polls.total),
+            metrics.POOL_SIZE.add(pool.get_size),
+            metrics.POOL_IN_USE.add(lambda: pool.get_size() - pool.get_idle_size()),
+            metrics.HASH_QUEUE.add(lambda: passwords.queued),
+        ]
 
     def federation_application(self) -> tornado.web.Application:
         assert self.ctx is not None, "start() builds the context first"
         return Application(
             [(pattern, handler, {"ctx": self.ctx, ROUTE: pattern}) for pattern, handler in federation_routes()],
-            default_handler_class=NotFoundHandler, default_handler_args={"ctx": self.ctx},
-            log_function=log_request, ctx=self.ctx, max_header_bytes=self.settings.max_header_bytes)
+            default_handler_class=NotFoundHandler,
+            default_handler_args={"ctx": self.ctx},
+            log_function=log_request,
+            ctx=self.ctx,
+            max_header_bytes=self.settings.max_header_bytes,
+        )
 
     def begin_shutdown(self) -> None:
         """Answers every long-poll and closes every stream, so that in-flight

@@ -47,13 +47,16 @@ class CommandError(Exception):
 
 # -- database access shared by every command --------------------------------
 
+
 @contextmanager
 def database(settings: config.Settings) -> Iterator[Callable[[], Awaitable[str]]]:
     """Yields a function giving the DSN: the configured server's, or the
     embedded one's (started, or joined if a server already runs it)."""
     if settings.database_url:
+
         async def configured() -> str:
             return settings.database_url
+
         yield configured
         return
     embedded = EmbeddedPostgres(settings.data_path)
@@ -97,8 +100,10 @@ def serve_lock(settings: config.Settings) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            raise CommandError(f"the data directory {data} is in use by another `atomchat serve` ({holder}); "
-                               "stop it first or choose another --data-dir") from None
+            raise CommandError(
+                f"the data directory {data} is in use by another `atomchat serve` ({holder}); "
+                "stop it first or choose another --data-dir"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()}\n")
@@ -107,6 +112,7 @@ def serve_lock(settings: config.Settings) -> Iterator[None]:
 
 
 # -- commands ----------------------------------------------------------------
+
 
 def cmd_serve(settings: config.Settings, args: argparse.Namespace) -> None:
     with serve_lock(settings), database(settings) as get_dsn:
@@ -129,6 +135,7 @@ def _serve_group(settings: config.Settings, get_dsn: Callable[[], Awaitable[str]
     embedded PostgreSQL for the group, applies the migrations once, passes
     SIGTERM and SIGINT on to every worker, and, should one worker end, stops
     the others: the group runs whole or not at all."""
+
     async def settle() -> str:
         return await get_dsn()
 
@@ -148,8 +155,13 @@ def _serve_group(settings: config.Settings, get_dsn: Callable[[], Awaitable[str]
         if pid == 0:
             _run_worker(settings.replace(migrate=False), fixed_dsn, index)  # never returns
         children[pid] = index
-    log.info("started %d workers on %s:%d (pids %s)", len(children), settings.host, settings.port,
-             " ".join(map(str, children)))
+    log.info(
+        "started %d workers on %s:%d (pids %s)",
+        len(children),
+        settings.host,
+        settings.port,
+        " ".join(map(str, children)),
+    )
 
     stopping: list[int] = []
 
@@ -200,8 +212,7 @@ def _run_worker(settings: config.Settings, get_dsn: Callable[[], Awaitable[str]]
         os._exit(code)
 
 
-async def _serve(settings: config.Settings, get_dsn: Callable[[], Awaitable[str]],
-                 worker: int | None = None) -> None:
+async def _serve(settings: config.Settings, get_dsn: Callable[[], Awaitable[str]], worker: int | None = None) -> None:
     dsn = await get_dsn()
     stopping = asyncio.Event()
     fatal: list[str] = []
@@ -245,21 +256,28 @@ async def _serve(settings: config.Settings, get_dsn: Callable[[], Awaitable[str]
         await server.stop()
         ports = f"{settings.port}" + (f" and {settings.metrics_port + (worker or 0)}" if settings.metrics_port else "")
         raise CommandError(f"cannot listen on {settings.host}:{ports}: {exc.strerror}") from None
-    log.info("AtomChat %s listening on http://%s:%d (server name %s, database %s%s)", __version__,
-             settings.host, settings.port, server.settings.server_name,
-             "embedded" if not settings.database_url else "external",
-             "" if worker is None else f", worker {worker} pid {os.getpid()}")
+    log.info(
+        "AtomChat %s listening on http://%s:%d (server name %s, database %s%s)",
+        __version__,
+        settings.host,
+        settings.port,
+        server.settings.server_name,
+        "embedded" if not settings.database_url else "external",
+        "" if worker is None else f", worker {worker} pid {os.getpid()}",
+    )
     if settings.web_client_enabled and not worker:
-        log.info("web client: open http://%s:%d%s in a browser", settings.host, settings.port,
-                 settings.web_client_path)
+        log.info("web client: open http://%s:%d%s in a browser", settings.host, settings.port, settings.web_client_path)
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     await stopping.wait()
 
-    log.info("shutting down: no new connections; waiting up to %.0fs for %d request(s) in flight",
-             settings.shutdown_grace_seconds, server.ctx.in_flight)
+    log.info(
+        "shutting down: no new connections; waiting up to %.0fs for %d request(s) in flight",
+        settings.shutdown_grace_seconds,
+        server.ctx.in_flight,
+    )
     for listener in listening:
         listener.stop()
     server.begin_shutdown()
@@ -275,8 +293,10 @@ async def _serve(settings: config.Settings, get_dsn: Callable[[], Awaitable[str]
 
 def cmd_migrate(settings: config.Settings, args: argparse.Namespace) -> None:
     with database(settings) as get_dsn:
+
         async def run() -> list[int]:
             return await migrations.migrate(await get_dsn())
+
         applied = asyncio.run(run())
     print(f"applied migrations: {', '.join(f'{v:04d}' for v in applied)}" if applied else "the database is up to date")
 
@@ -302,13 +322,18 @@ def cmd_user_create(settings: config.Settings, args: argparse.Namespace) -> None
     except policy.PolicyViolation as exc:
         raise CommandError(str(exc)) from None
     password = _read_password(args)
-    passwords = Passwords(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib,
-                          parallelism=settings.argon2_parallelism, workers=1)
+    passwords = Passwords(
+        time_cost=settings.argon2_time_cost,
+        memory_kib=settings.argon2_memory_kib,
+        parallelism=settings.argon2_parallelism,
+        workers=1,
+    )
 
     async def run() -> str:
         async with pool_for(settings, await get_dsn()) as (pool, known):
-            user_id = await create_user(pool, passwords, known.server_name, localpart, password,
-                                        is_moderator=args.moderator)
+            user_id = await create_user(
+                pool, passwords, known.server_name, localpart, password, is_moderator=args.moderator
+            )
             if args.moderator:
                 # Every moderator is a member of the policy room; starting
                 # the moderation service makes each one that is not yet.
@@ -356,13 +381,14 @@ async def moderation_for(settings: config.Settings, pool: asyncpg.Pool) -> Async
         await persister.stop()
 
 
-def _moderation_command(action: Callable[[Moderation, str, argparse.Namespace], Awaitable[None]]
-                        ) -> Callable[[config.Settings, argparse.Namespace], None]:
+def _moderation_command(
+    action: Callable[[Moderation, str, argparse.Namespace], Awaitable[None]],
+) -> Callable[[config.Settings, argparse.Namespace], None]:
     """A `user` subcommand that applies ``action(moderation, user_id, args)``."""
+
     def command(settings: config.Settings, args: argparse.Namespace) -> None:
         async def run() -> str:
-            async with pool_for(settings, await get_dsn()) as (pool, known), \
-                    moderation_for(known, pool) as moderation:
+            async with pool_for(settings, await get_dsn()) as (pool, known), moderation_for(known, pool) as moderation:
                 user_id = ids.user_id(args.name.lower(), known.server_name)
                 await action(moderation, user_id, args)
                 return user_id
@@ -373,11 +399,11 @@ def _moderation_command(action: Callable[[Moderation, str, argparse.Namespace], 
             except MatrixError as exc:
                 raise CommandError(exc.error) from None
         print(f"{args.command_word} {user_id}")
+
     return command
 
 
-cmd_user_lock = _moderation_command(
-    lambda m, user_id, args: m.set_block(m.system_user, user_id, "locked", args.reason))
+cmd_user_lock = _moderation_command(lambda m, user_id, args: m.set_block(m.system_user, user_id, "locked", args.reason))
 cmd_user_unlock = _moderation_command(lambda m, user_id, args: m.set_block(m.system_user, user_id, None))
 cmd_user_promote = _moderation_command(lambda m, user_id, args: m.set_moderator(None, user_id, True))
 cmd_user_demote = _moderation_command(lambda m, user_id, args: m.set_moderator(None, user_id, False))
@@ -393,10 +419,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"atomchat {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the server",
-                                description="Run the AtomChat server. Settings come from defaults, then the "
-                                            "config file, then the environment, then these flags.",
-                                epilog=config.unflagged_help())
+    serve = commands.add_parser(
+        "serve",
+        help="run the server",
+        description="Run the AtomChat server. Settings come from defaults, then the "
+        "config file, then the environment, then these flags.",
+        epilog=config.unflagged_help(),
+    )
     config.add_arguments(serve)
     serve.set_defaults(func=cmd_serve)
 
@@ -414,10 +443,12 @@ def build_parser() -> argparse.ArgumentParser:
     listing = user.add_parser("list", help="list accounts")
     config.add_arguments(listing, DATABASE_OPTIONS)
     listing.set_defaults(func=cmd_user_list)
-    for word, func, text in (("lock", cmd_user_lock, "lock an account: its tokens and logins are refused"),
-                             ("unlock", cmd_user_unlock, "lift a lock"),
-                             ("promote", cmd_user_promote, "make an account a moderator"),
-                             ("demote", cmd_user_demote, "take the moderator role away")):
+    for word, func, text in (
+        ("lock", cmd_user_lock, "lock an account: its tokens and logins are refused"),
+        ("unlock", cmd_user_unlock, "lift a lock"),
+        ("promote", cmd_user_promote, "make an account a moderator"),
+        ("demote", cmd_user_demote, "take the moderator role away"),
+    ):
         sub = user.add_parser(word, help=text)
         sub.add_argument("name", help="the username (Matrix localpart)")
         if word == "lock":

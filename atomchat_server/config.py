@@ -34,6 +34,7 @@ class ConfigError(Exception):
 # environment and flags) to a setting's type. They refuse what would only
 # convert by accident: a TOML `port = 80.5` or `port = true`.
 
+
 def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -132,12 +133,32 @@ def _log_level(value: Any) -> str:
 
 # Private, loopback, link-local, shared, multicast and reserved ranges: a
 # remote server name must not make this server reach into its own network.
-FEDERATION_BLOCKLIST = _blocklist([
-    "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "192.0.0.0/24",
-    "169.254.0.0/16", "192.88.99.0/24", "198.18.0.0/15", "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24",
-    "224.0.0.0/4", "240.0.0.0/4", "0.0.0.0/8", "::1/128", "::/128", "fe80::/10", "fc00::/7", "2001:db8::/32",
-    "ff00::/8", "fec0::/10",
-])
+FEDERATION_BLOCKLIST = _blocklist(
+    [
+        "127.0.0.0/8",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "192.0.0.0/24",
+        "169.254.0.0/16",
+        "192.88.99.0/24",
+        "198.18.0.0/15",
+        "192.0.2.0/24",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "0.0.0.0/8",
+        "::1/128",
+        "::/128",
+        "fe80::/10",
+        "fc00::/7",
+        "2001:db8::/32",
+        "ff00::/8",
+        "fec0::/10",
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -151,6 +172,8 @@ class Option:
     minimum: float | None = None
 
 
+# One option per line, as README's table: not reformatted.
+# fmt: off
 OPTIONS: tuple[Option, ...] = (
     Option("data_dir", _text, "./atomchat-data", "directory for the embedded PostgreSQL, the signing keys and the lock file", "ATOMCHAT_DATA_DIR"),
     Option("database_url", _text, None, "PostgreSQL URL; when unset an embedded PostgreSQL runs in the data directory", "DATABASE_URL"),
@@ -201,6 +224,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("web_client_enabled", _bool, True, "serve the web client (a browser chat app) at web_client_path", "ATOMCHAT_WEB_CLIENT_ENABLED"),
     Option("web_client_path", _web_path, "/", "URL path the web client is served under (starts and ends with /)", "ATOMCHAT_WEB_CLIENT_PATH"),
 )
+# fmt: on
 
 _BY_NAME = {option.name: option for option in OPTIONS}
 
@@ -224,6 +248,7 @@ def _replace(self: Settings, **changes: Any) -> Settings:
 
 
 if TYPE_CHECKING:
+
     class Settings:
         """What the type checker knows of the settings object: an attribute
         per option (of the option's kind, so typed Any here), plus these."""
@@ -244,8 +269,12 @@ else:
         "Settings",
         [(option.name, Any, field(default=option.default)) for option in OPTIONS],
         frozen=True,
-        namespace={"data_path": property(_data_path), "media_root": property(_media_root),
-                   "federating": property(_federating), "replace": _replace},
+        namespace={
+            "data_path": property(_data_path),
+            "media_root": property(_media_root),
+            "federating": property(_federating),
+            "replace": _replace,
+        },
     )
 
 
@@ -273,15 +302,20 @@ def unflagged_help() -> str:
     """Documents the settings that have no flag, for the end of ``--help``."""
     return "settings without a flag (environment or config file only): " + "; ".join(
         f"{option.env} / {option.name}: {option.help} (default {_shown_default(option)})"
-        for option in OPTIONS if not option.flag
+        for option in OPTIONS
+        if not option.flag
     )
 
 
 def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None) -> None:
     """Adds a flag for each option (all, or those named), defaulting to None
     so that an absent flag leaves lower layers in force."""
-    parser.add_argument("--config", metavar="FILE", default=None,
-                        help="TOML config file (env ATOMCHAT_CONFIG); keys are the option names below with '_'")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        default=None,
+        help="TOML config file (env ATOMCHAT_CONFIG); keys are the option names below with '_'",
+    )
     for option in OPTIONS:
         if not option.flag or (names is not None and option.name not in names):
             continue
@@ -289,8 +323,12 @@ def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...] | None
         help_text = f"{option.help} (env {option.env}; default {_shown_default(option)})"
         if option.kind is _bool:
             parser.add_argument(flag, dest=option.name, action="store_true", default=None, help=help_text)
-            parser.add_argument("--no-" + option.name.replace("_", "-"), dest=option.name,
-                                action="store_false", help=f"do not {option.name.replace('_', ' ')}")
+            parser.add_argument(
+                "--no-" + option.name.replace("_", "-"),
+                dest=option.name,
+                action="store_false",
+                help=f"do not {option.name.replace('_', ' ')}",
+            )
         else:
             parser.add_argument(flag, dest=option.name, default=None, metavar=option.name.upper(), help=help_text)
 
@@ -330,15 +368,21 @@ def load(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | No
         raise ConfigError(f"port {values['port']} is out of range (1-65535)")
     if not 0 <= values["metrics_port"] + values["workers"] - 1 < 65536:
         raise ConfigError(f"metrics_port {values['metrics_port']} is out of range (0-65535)")
-    if values["metrics_port"] and values["port"] <= values["metrics_port"] + values["workers"] - 1 \
-            and values["metrics_port"] <= values["port"]:
+    if (
+        values["metrics_port"]
+        and values["port"] <= values["metrics_port"] + values["workers"] - 1
+        and values["metrics_port"] <= values["port"]
+    ):
         raise ConfigError(f"metrics_port {values['metrics_port']} (one per worker) overlaps port {values['port']}")
     if values["federation_port"] is not None and not 0 < values["federation_port"] < 65536:
         raise ConfigError(f"federation_port {values['federation_port']} is out of range (1-65535)")
     if values["pool_min_size"] > values["pool_max_size"]:
-        raise ConfigError(f"pool_min_size ({values['pool_min_size']}) is larger than "
-                          f"pool_max_size ({values['pool_max_size']})")
+        raise ConfigError(
+            f"pool_min_size ({values['pool_min_size']}) is larger than pool_max_size ({values['pool_max_size']})"
+        )
     if values["argon2_memory_kib"] < 8 * values["argon2_parallelism"]:
-        raise ConfigError(f"argon2_memory_kib ({values['argon2_memory_kib']}) must be at least 8 KiB per lane "
-                          f"(argon2_parallelism {values['argon2_parallelism']})")
+        raise ConfigError(
+            f"argon2_memory_kib ({values['argon2_memory_kib']}) must be at least 8 KiB per lane "
+            f"(argon2_parallelism {values['argon2_parallelism']})"
+        )
     return Settings(**values)

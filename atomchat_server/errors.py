@@ -28,8 +28,14 @@ class AuthRequired(MatrixError):
     stage failed."""
 
     def __init__(self, flows: list[dict[str, Any]], session: str, failed: str | None = None) -> None:
-        super().__init__(401, "M_FORBIDDEN" if failed else "", failed or "Authentication required",
-                         flows=flows, params={}, session=session)
+        super().__init__(
+            401,
+            "M_FORBIDDEN" if failed else "",
+            failed or "Authentication required",
+            flows=flows,
+            params={},
+            session=session,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return super().to_json() if self.errcode else dict(self.extra)
@@ -66,6 +72,4 @@ def unknown_token(error: str = "Unknown access token", *, soft_logout: bool = Fa
 
 
 def limit_exceeded(retry_after_ms: int) -> MatrixError:
-    return MatrixError(
-        429, "M_LIMIT_EXCEEDED", "Too many requests", retry_after_ms=retry_after_ms
-    )
+    return MatrixError(429, "M_LIMIT_EXCEEDED", "Too many requests", retry_after_ms=retry_after_ms)

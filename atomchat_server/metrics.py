@@ -49,8 +49,9 @@ def gauge(name: str, documentation: str, labels: Sequence[str] = ()) -> Gauge:
     return Gauge(name, documentation, labels, registry=REGISTRY)
 
 
-def histogram(name: str, documentation: str, labels: Sequence[str] = (),
-              buckets: Sequence[float] = LATENCY_BUCKETS) -> Histogram:
+def histogram(
+    name: str, documentation: str, labels: Sequence[str] = (), buckets: Sequence[float] = LATENCY_BUCKETS
+) -> Histogram:
     return Histogram(name, documentation, labels, registry=REGISTRY, buckets=buckets)
 
 
@@ -85,8 +86,15 @@ def sampled(name: str, documentation: str) -> Sampled:
 # validates and escapes every label of every line, every time: several
 # times the cost).
 _PREFIXES: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
-_TYPES = {"counter": "counter", "gauge": "gauge", "histogram": "histogram", "summary": "summary",
-          "gaugehistogram": "histogram", "info": "gauge", "stateset": "gauge"}
+_TYPES = {
+    "counter": "counter",
+    "gauge": "gauge",
+    "histogram": "histogram",
+    "summary": "summary",
+    "gaugehistogram": "histogram",
+    "info": "gauge",
+    "stateset": "gauge",
+}
 
 
 def _escape(text: str) -> str:
@@ -116,15 +124,19 @@ def exposition() -> bytes:
 
 # -- the metrics of the core, declared here so that each is declared once ---------
 
-REQUESTS = histogram("atomchat_http_request_duration_seconds",
-                     "HTTP requests by route pattern, method and status, and how long each took",
-                     ("route", "method", "status"))
+REQUESTS = histogram(
+    "atomchat_http_request_duration_seconds",
+    "HTTP requests by route pattern, method and status, and how long each took",
+    ("route", "method", "status"),
+)
 EVENTS_PERSISTED = counter("atomchat_events_persisted_total", "Events committed by this process's writer")
-BATCH_SIZE = histogram("atomchat_write_batch_size", "Writes committed together in one transaction",
-                       buckets=SIZE_BUCKETS)
+BATCH_SIZE = histogram(
+    "atomchat_write_batch_size", "Writes committed together in one transaction", buckets=SIZE_BUCKETS
+)
 COMMIT_SECONDS = histogram("atomchat_write_commit_seconds", "Time to commit one batch of writes")
-NOTIFIER_LAG = histogram("atomchat_notifier_lag_seconds",
-                         "From an event's commit timestamp to its dispatch to this process's clients")
+NOTIFIER_LAG = histogram(
+    "atomchat_notifier_lag_seconds", "From an event's commit timestamp to its dispatch to this process's clients"
+)
 OPEN_STREAMS = sampled("atomchat_open_streams", "WebSocket streams open on this process")
 LONG_POLLS = sampled("atomchat_waiting_long_polls", "/sync long-polls waiting on this process")
 POOL_SIZE = sampled("atomchat_db_pool_connections", "PostgreSQL connections open in the read pool")

@@ -75,8 +75,18 @@ class Listener:
     MAX_PENDING = 500
     # Thousands of listeners wait at once, each with the same few fields: no
     # per-instance dict.
-    __slots__ = ("user_id", "rooms", "_waiter", "revoked", "recheck", "pending", "needs_full", "typing", "push",
-                 "woken")
+    __slots__ = (
+        "user_id",
+        "rooms",
+        "_waiter",
+        "revoked",
+        "recheck",
+        "pending",
+        "needs_full",
+        "typing",
+        "push",
+        "woken",
+    )
 
     def __init__(self, user_id: str, rooms: Iterable[str] = ()) -> None:
         self.user_id = user_id
@@ -206,7 +216,7 @@ class TypingNotices:
         every room's typers anew."""
         if mark is None or not mark.startswith(self.epoch + "."):
             return None
-        position = int(mark[len(self.epoch) + 1:])
+        position = int(mark[len(self.epoch) + 1 :])
         return position if position <= self.position else None
 
     def set(self, room_id: str, user_id: str, expires_ms: int) -> None:
@@ -220,8 +230,9 @@ class TypingNotices:
         if remaining_ms > 0:
             renewed = user_id in typers
             typers[user_id] = expires_ms
-            self._timers[key] = asyncio.get_running_loop().call_later(remaining_ms / 1000, self._lapse, room_id,
-                                                                       user_id, expires_ms)
+            self._timers[key] = asyncio.get_running_loop().call_later(
+                remaining_ms / 1000, self._lapse, room_id, user_id, expires_ms
+            )
             if renewed:
                 return  # the same typers: nothing for anyone to learn
         elif typers.pop(user_id, None) is None:
@@ -306,8 +317,10 @@ class Notifier:
     async def start(self) -> None:
         self.position = self._target = await event_store.max_stream(self._pool)
         await self._listen()
-        self._tasks = [self._supervisor.spawn("listen", self._keep_listening, self._trouble),
-                       self._supervisor.spawn("dispatch", self._dispatch_loop, self._dispatch_failed)]
+        self._tasks = [
+            self._supervisor.spawn("listen", self._keep_listening, self._trouble),
+            self._supervisor.spawn("dispatch", self._dispatch_loop, self._dispatch_failed),
+        ]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -392,8 +405,10 @@ class Notifier:
         """A typing notice set through this process: in effect here at once,
         and announced to the others."""
         self.typing.set(room_id, user_id, expires_ms)
-        await ephemeral_store.announce_typing(self._pool, json.dumps(
-            {"origin": self.typing.epoch, "room_id": room_id, "user_id": user_id, "expires_ms": expires_ms}))
+        await ephemeral_store.announce_typing(
+            self._pool,
+            json.dumps({"origin": self.typing.epoch, "room_id": room_id, "user_id": user_id, "expires_ms": expires_ms}),
+        )
 
     def _on_typing(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         try:
@@ -543,8 +558,11 @@ class Notifier:
         touched: dict[Listener, list[Any]] = {}
         full: set[Listener] = set()
         for update in updates:  # receipts (by room) and account data (by user), among others
-            targets = (self._by_room.get(update["room_id"]) if update["user_id"] is None
-                       else self._by_user.get(update["user_id"]))
+            targets = (
+                self._by_room.get(update["room_id"])
+                if update["user_id"] is None
+                else self._by_user.get(update["user_id"])
+            )
             full.update(targets)
         for row in rows:
             for observe in self.observers:

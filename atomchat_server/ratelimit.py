@@ -63,8 +63,9 @@ class OpenPerAccount:
         """Counts one more, or raises 429 M_LIMIT_EXCEEDED at the limit."""
         count = self._open.get(user_id, 0)
         if count >= self.limit:
-            raise MatrixError(429, "M_LIMIT_EXCEEDED",
-                              f"Too many open {self._what} for this account (at most {self.limit})")
+            raise MatrixError(
+                429, "M_LIMIT_EXCEEDED", f"Too many open {self._what} for this account (at most {self.limit})"
+            )
         self._open[user_id] = count + 1
 
     def total(self) -> int:

@@ -27,16 +27,22 @@ MAX_BACKOFF_SECONDS = 5.0
 
 
 class Supervisor:
-    def __init__(self, on_fatal: Callable[[str], None] | None = None, *, max_failures: int = MAX_FAILURES,
-                 window: float = WINDOW_SECONDS) -> None:
+    def __init__(
+        self,
+        on_fatal: Callable[[str], None] | None = None,
+        *,
+        max_failures: int = MAX_FAILURES,
+        window: float = WINDOW_SECONDS,
+    ) -> None:
         self._on_fatal = on_fatal
         self._max_failures = max_failures
         self._window = window
         self._down: set[str] = set()
         self.fatal: str | None = None  # why the supervisor gave up, once it has
 
-    def spawn(self, name: str, run: Callable[[], Awaitable[None]],
-              on_failure: Callable[[], None] | None = None) -> asyncio.Task:
+    def spawn(
+        self, name: str, run: Callable[[], Awaitable[None]], on_failure: Callable[[], None] | None = None
+    ) -> asyncio.Task:
         """Runs ``run()`` until the returned task is cancelled; ``on_failure``
         is called each time it fails, before it is restarted."""
         return asyncio.create_task(self._keep(name, run, on_failure), name=name)
@@ -45,8 +51,7 @@ class Supervisor:
         """False while the named task is down (failed and not yet restarted)."""
         return self.fatal is None and name not in self._down
 
-    async def _keep(self, name: str, run: Callable[[], Awaitable[None]],
-                    on_failure: Callable[[], None] | None) -> None:
+    async def _keep(self, name: str, run: Callable[[], Awaitable[None]], on_failure: Callable[[], None] | None) -> None:
         loop = asyncio.get_running_loop()
         failures: deque[float] = deque()
         while True:

@@ -116,7 +116,7 @@ def _field_path(path: Iterable[str | int], leaf: str | None) -> str:
 # Deeper JSON than any event, filter or request needs; deeper input would
 # only make the rules, the schema checks and PostgreSQL recurse.
 MAX_JSON_DEPTH = 64
-INT64 = (-2**63, 2**63 - 1)  # what a PostgreSQL bigint holds
+INT64 = (-(2**63), 2**63 - 1)  # what a PostgreSQL bigint holds
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 

@@ -64,9 +64,12 @@ STOP_TIMEOUT = 30.0  # seconds; graceful shutdown plus stopping the embedded Pos
 # Rate limits far above anything a benchmark sends: what is measured is the
 # server's work, not the limiter.
 RATE_LIMITS_RAISED = {
-    "rc_register_per_second": 1_000_000, "rc_register_burst": 1_000_000,
-    "rc_login_per_second": 1_000_000, "rc_login_burst": 1_000_000,
-    "rc_failed_login_per_second": 1_000_000, "rc_failed_login_burst": 1_000_000,
+    "rc_register_per_second": 1_000_000,
+    "rc_register_burst": 1_000_000,
+    "rc_login_per_second": 1_000_000,
+    "rc_login_burst": 1_000_000,
+    "rc_failed_login_per_second": 1_000_000,
+    "rc_failed_login_burst": 1_000_000,
 }
 # The cheapest password hashing the server accepts, for benchmarks that
 # register hundreds or thousands of users to measure something else: with the
@@ -86,17 +89,22 @@ def default_setting(name: str) -> Any:
 def argon2_defaults() -> str:
     """The password-hashing parameters a server started with defaults uses."""
     workers = default_setting("hash_workers") or os.cpu_count() or 1
-    return (f"argon2id t={default_setting('argon2_time_cost')} m={default_setting('argon2_memory_kib')}KiB "
-            f"p={default_setting('argon2_parallelism')}, {workers} hashing thread(s)")
+    return (
+        f"argon2id t={default_setting('argon2_time_cost')} m={default_setting('argon2_memory_kib')}KiB "
+        f"p={default_setting('argon2_parallelism')}, {workers} hashing thread(s)"
+    )
 
 
 def benchmark_parser(doc: str) -> argparse.ArgumentParser:
     """A benchmark's argument parser: described by the first paragraph of its
     module docstring, with the --database-url every benchmark takes."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
-    parser.add_argument("--database-url", default=None,
-                        help="a PostgreSQL server to use instead of the embedded one; a scratch database "
-                             "is created on it for the run and dropped afterwards")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="a PostgreSQL server to use instead of the embedded one; a scratch database "
+        "is created on it for the run and dropped afterwards",
+    )
     return parser
 
 
@@ -185,13 +193,13 @@ class Usage:
         """The CPU each party used per request over ``count`` requests, and
         the share of the stretch the event loop waited for a CPU."""
         cpu = ", ".join(f"{name} {ms(seconds / count)}" for name, seconds in self.seconds.items())
-        return (f"CPU per {unit}: {cpu}; the server's event loop waited for a CPU {self.waited * 100:.0f}%"
-                " of the time")
+        return f"CPU per {unit}: {cpu}; the server's event loop waited for a CPU {self.waited * 100:.0f}% of the time"
 
     def summary(self) -> str:
         cores = ", ".join(f"{name} {value / self.wall:.2f}" for name, value in self.seconds.items())
-        return (f"CPU used (cores): {cores}; the server's event loop waited for a CPU"
-                f" {self.waited * 100:.0f}% of the time")
+        return (
+            f"CPU used (cores): {cores}; the server's event loop waited for a CPU {self.waited * 100:.0f}% of the time"
+        )
 
 
 class ServerProcess(ServeProcess):
@@ -276,8 +284,11 @@ class ServerProcess(ServeProcess):
         except BaseException:
             await self.stop()
             raise
-        print(f"server ready at {self.base_url} ({self.database_kind}): atomchat "
-              + " ".join(self.command()[len(ATOMCHAT):]), flush=True)
+        print(
+            f"server ready at {self.base_url} ({self.database_kind}): atomchat "
+            + " ".join(self.command()[len(ATOMCHAT) :]),
+            flush=True,
+        )
         return self
 
     async def __aexit__(self, *exc_info) -> None:
@@ -326,9 +337,14 @@ class FederatingServer(ServerProcess):
     def __init__(self, cert: Path, key: Path, **settings: Any) -> None:
         self.federation_port = free_port()
         self.name = f"127.0.0.1:{self.federation_port}"
-        super().__init__(server_name=self.name, federation_port=self.federation_port,
-                         federation_tls_certificate=cert, federation_tls_private_key=key,
-                         federation_ip_range_blocklist="none", **settings)
+        super().__init__(
+            server_name=self.name,
+            federation_port=self.federation_port,
+            federation_tls_certificate=cert,
+            federation_tls_private_key=key,
+            federation_ip_range_blocklist="none",
+            **settings,
+        )
 
     def command(self) -> list[str]:
         return [*super().command(), "--no-federation-verify-certificates"]
@@ -340,6 +356,7 @@ class FederatingServer(ServerProcess):
 
 
 # -- latency probe -------------------------------------------------------------
+
 
 def _probe_main(url: str, interval: float, ready, stop, results) -> None:
     asyncio.run(_probe(url, interval, ready, stop, results))
@@ -385,8 +402,9 @@ class LatencyProbe:
         self._ready = context.Event()
         self._stop = context.Event()
         self._results = context.Queue()
-        self._process = context.Process(target=_probe_main, daemon=True,
-                                        args=(base_url + path, interval, self._ready, self._stop, self._results))
+        self._process = context.Process(
+            target=_probe_main, daemon=True, args=(base_url + path, interval, self._ready, self._stop, self._results)
+        )
         self.latencies: list[float] = []
         self.errors = 0
 
@@ -415,6 +433,7 @@ class LatencyProbe:
 
 # -- a Matrix client for setting up and loading the server ------------------------
 
+
 def room_path(room_id: str) -> str:
     """The path of a room's endpoints, its id percent-encoded as clients do."""
     return f"/rooms/{quote(room_id, safe='')}"
@@ -437,13 +456,21 @@ class Api:
         self.deadline = deadline
         self.run_id = secrets.token_hex(3)  # user names stay unique if a benchmark runs twice on one database
 
-    async def call(self, method: str, path: str, *, user: User | None = None, body: Any = None,
-                   params: dict[str, str] | None = None) -> dict:
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        user: User | None = None,
+        body: Any = None,
+        params: dict[str, str] | None = None,
+    ) -> dict:
         if time.monotonic() > self.deadline:
             raise BenchError("the run took longer than its deadline; stopping")
         headers = {"Authorization": f"Bearer {user.access_token}"} if user else None
-        async with self.session.request(method, self.base_url + MATRIX + path, json=body, params=params,
-                                        headers=headers) as response:
+        async with self.session.request(
+            method, self.base_url + MATRIX + path, json=body, params=params, headers=headers
+        ) as response:
             answer = await response.json(content_type=None)
             if response.status != 200:
                 raise BenchError(f"{method} {path} answered {response.status}: {answer}")
@@ -451,9 +478,15 @@ class Api:
 
     async def register(self, name: str) -> User:
         """A new account, logged in, in one request (dummy auth, as matrix-nio does)."""
-        answer = await self.call("POST", "/register", body={
-            "username": f"{name}{self.run_id}", "password": secrets.token_urlsafe(12),
-            "auth": {"type": "m.login.dummy"}})
+        answer = await self.call(
+            "POST",
+            "/register",
+            body={
+                "username": f"{name}{self.run_id}",
+                "password": secrets.token_urlsafe(12),
+                "auth": {"type": "m.login.dummy"},
+            },
+        )
         return User(answer["user_id"], answer["access_token"])
 
     async def register_many(self, prefix: str, count: int, *, concurrency: int = 16) -> list[User]:
@@ -489,8 +522,9 @@ async def one_connection(base_url: str, deadline: float, timeout: float) -> Asyn
 
 
 @contextlib.asynccontextmanager
-async def server_and_api(args: argparse.Namespace, run_seconds: float,
-                         request_timeout: float) -> AsyncIterator[tuple[ServerProcess, Api]]:
+async def server_and_api(
+    args: argparse.Namespace, run_seconds: float, request_timeout: float
+) -> AsyncIterator[tuple[ServerProcess, Api]]:
     """A latency benchmark's set-up: the server with default settings but
     the rate limits raised, on ``args.database_url`` when given, and an Api
     on one keep-alive connection to it that stops the run after
@@ -512,8 +546,9 @@ class Sender:
         address = urlsplit(base_url)
         self.host, self.port = address.hostname, address.port
         self.path = MATRIX + room_path(room_id) + "/send/m.room.message/"
-        self.head = (f"Host: {address.netloc}\r\nAuthorization: Bearer {user.access_token}\r\n"
-                     "Content-Type: application/json\r\n")
+        self.head = (
+            f"Host: {address.netloc}\r\nAuthorization: Bearer {user.access_token}\r\nContent-Type: application/json\r\n"
+        )
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
@@ -528,12 +563,16 @@ class Sender:
     async def send_text(self, text: str, txn_id: str) -> str:
         assert self.reader is not None and self.writer is not None, "send inside `async with`"
         body = json.dumps({"msgtype": "m.text", "body": text}).encode()
-        self.writer.write(f"PUT {self.path}{quote(txn_id, safe='')} HTTP/1.1\r\n{self.head}"
-                          f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        self.writer.write(
+            f"PUT {self.path}{quote(txn_id, safe='')} HTTP/1.1\r\n{self.head}"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
-        length = next((int(line[15:]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")),
-                      None)
+        length = next(
+            (int(line[15:]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), None
+        )
         if length is None:
             raise BenchError(f"a send was answered without Content-Length: {head!r}")
         answer = json.loads(await self.reader.readexactly(length))
@@ -543,6 +582,7 @@ class Sender:
 
 
 # -- client processes ------------------------------------------------------------
+
 
 class WorkerControl:
     """What a client process is given: ``ready()`` to say it is set up, and
@@ -587,7 +627,8 @@ class Workers:
         self._inboxes = [context.Queue() for _ in args_per_worker]
         self._processes = [
             context.Process(target=_worker_main, daemon=True, args=(target, number, args, self._events, inbox))
-            for number, (args, inbox) in enumerate(zip(args_per_worker, self._inboxes, strict=True))]
+            for number, (args, inbox) in enumerate(zip(args_per_worker, self._inboxes, strict=True))
+        ]
 
     @property
     def pids(self) -> list[int]:
@@ -616,8 +657,10 @@ class Workers:
                 event, number, info = await loop.run_in_executor(None, self._events.get, True, min(remaining, 1.0))
             except queue.Empty:
                 if any(not process.is_alive() and process.exitcode not in (0, None) for process in self._processes):
-                    raise BenchError("a client process died: exit status "
-                                     + ", ".join(str(process.exitcode) for process in self._processes)) from None
+                    raise BenchError(
+                        "a client process died: exit status "
+                        + ", ".join(str(process.exitcode) for process in self._processes)
+                    ) from None
                 continue
             if event == "error":
                 raise BenchError(f"client process {number} failed:\n{info}")
@@ -654,6 +697,7 @@ def split(items: list, parts: int) -> list[list]:
 
 # -- statistics ----------------------------------------------------------------
 
+
 def percentile(values: Iterable[float], p: float) -> float:
     """The p-th percentile (0 < p < 100), interpolated between samples."""
     data = sorted(values)
@@ -677,18 +721,22 @@ def verdict(ok: bool) -> str:
 
 def bounded(low: float, high: float, kind: type = int):
     """An argparse type: a number of ``kind`` between ``low`` and ``high``."""
+
     def parse(text: str):
         value = kind(text)
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"must be between {low} and {high}")
         return value
+
     return parse
 
 
 def counts(low: int, high: int):
     """An argparse type: comma-separated whole numbers from low to high."""
+
     def parse(text: str) -> list[int]:
         return [bounded(low, high)(part) for part in text.split(",")]
+
     return parse
 
 

@@ -98,8 +98,9 @@ class Client:
         username = f"bench{self.run_id}n{self.count}"
         password = secrets.token_urlsafe(12)
         started = time.perf_counter()
-        answer = await self._post("/register", {"username": username, "password": password,
-                                                "auth": {"type": "m.login.dummy"}})
+        answer = await self._post(
+            "/register", {"username": username, "password": password, "auth": {"type": "m.login.dummy"}}
+        )
         latency = time.perf_counter() - started
         self.accounts.append((answer["user_id"], password))
         return latency
@@ -107,8 +108,10 @@ class Client:
     async def login(self, user_id: str, password: str) -> float:
         """Logs in by full user id, as Matrix client libraries do."""
         started = time.perf_counter()
-        await self._post("/login", {"type": "m.login.password", "password": password,
-                                    "identifier": {"type": "m.id.user", "user": user_id}})
+        await self._post(
+            "/login",
+            {"type": "m.login.password", "password": password, "identifier": {"type": "m.id.user", "user": user_id}},
+        )
         return time.perf_counter() - started
 
 
@@ -133,7 +136,7 @@ async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
                 results.register.append(await client.register())
 
             print(f"{args.sequential} sequential logins ...", flush=True)
-            for user_id, password in client.accounts[-args.sequential:]:
+            for user_id, password in client.accounts[-args.sequential :]:
                 results.login.append(await client.login(user_id, password))
 
             print(f"probe on an idle server for {args.idle_probe_seconds:.0f}s ...", flush=True)
@@ -143,8 +146,10 @@ async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
             results.idle_probe_errors = probe.errors
 
             for number in range(1, args.rounds + 1):
-                print(f"round {number}/{args.rounds}: {args.concurrency} registrations at once, "
-                      "probe running ...", flush=True)
+                print(
+                    f"round {number}/{args.rounds}: {args.concurrency} registrations at once, probe running ...",
+                    flush=True,
+                )
                 async with LatencyProbe(server.base_url, interval=args.probe_interval_ms / 1000) as probe:
                     started = time.perf_counter()
                     latencies = await asyncio.gather(*(client.register() for _ in range(args.concurrency)))
@@ -171,40 +176,69 @@ def report(args: argparse.Namespace, results: Results, server: ServerProcess) ->
     print(f"  server:    atomchat serve, {server.database_kind}, default settings, rate limits raised")
     print(f"  hashing:   {argon2_defaults()} (server defaults)")
     print()
-    print(f"  registration latency, {len(results.register)} one at a time:"
-          f"  median {ms(percentile(results.register, 50))}, p95 {ms(percentile(results.register, 95))}")
-    print(f"  login latency, {len(results.login)} one at a time:"
-          f"         median {ms(percentile(results.login, 50))}, p95 {ms(percentile(results.login, 95))}")
-    print(f"  {args.concurrency} registrations at once, {len(results.rounds)} rounds: "
-          + ", ".join(f"{count / seconds:.1f}/s" for count, seconds in results.rounds))
-    print(f"    overall {rate:.1f} registrations/s ({registered} in {wall:.2f}s);"
-          f" each took median {ms(percentile(results.concurrent_register, 50))},"
-          f" max {ms(max(results.concurrent_register))}")
-    print(f"  GET /versions, idle server ({len(results.idle_probe)} requests, {results.idle_probe_errors} failed):"
-          f" p50 {ms(percentile(results.idle_probe, 50))}, p99 {ms(percentile(results.idle_probe, 99))},"
-          f" max {ms(max(results.idle_probe))}")
-    print(f"  GET /versions during the rounds ({len(results.probe)} requests, {results.probe_errors} failed):"
-          f" p50 {ms(percentile(results.probe, 50))}, p99 {ms(probe_p99)}, max {ms(max(results.probe))}")
+    print(
+        f"  registration latency, {len(results.register)} one at a time:"
+        f"  median {ms(percentile(results.register, 50))}, p95 {ms(percentile(results.register, 95))}"
+    )
+    print(
+        f"  login latency, {len(results.login)} one at a time:"
+        f"         median {ms(percentile(results.login, 50))}, p95 {ms(percentile(results.login, 95))}"
+    )
+    print(
+        f"  {args.concurrency} registrations at once, {len(results.rounds)} rounds: "
+        + ", ".join(f"{count / seconds:.1f}/s" for count, seconds in results.rounds)
+    )
+    print(
+        f"    overall {rate:.1f} registrations/s ({registered} in {wall:.2f}s);"
+        f" each took median {ms(percentile(results.concurrent_register, 50))},"
+        f" max {ms(max(results.concurrent_register))}"
+    )
+    print(
+        f"  GET /versions, idle server ({len(results.idle_probe)} requests, {results.idle_probe_errors} failed):"
+        f" p50 {ms(percentile(results.idle_probe, 50))}, p99 {ms(percentile(results.idle_probe, 99))},"
+        f" max {ms(max(results.idle_probe))}"
+    )
+    print(
+        f"  GET /versions during the rounds ({len(results.probe)} requests, {results.probe_errors} failed):"
+        f" p50 {ms(percentile(results.probe, 50))}, p99 {ms(probe_p99)}, max {ms(max(results.probe))}"
+    )
     print()
-    print(f"  target: registrations/s with {args.concurrency} at once >= {TARGET_REGISTRATIONS_PER_SECOND:.0f}:"
-          f" {rate:.1f}  {verdict(rate_ok)}")
-    print(f"  target: /versions p99 during registrations < {TARGET_PROBE_P99 * 1000:.0f} ms:"
-          f" {probe_p99 * 1000:.1f} ms  {verdict(probe_ok)}")
+    print(
+        f"  target: registrations/s with {args.concurrency} at once >= {TARGET_REGISTRATIONS_PER_SECOND:.0f}:"
+        f" {rate:.1f}  {verdict(rate_ok)}"
+    )
+    print(
+        f"  target: /versions p99 during registrations < {TARGET_PROBE_P99 * 1000:.0f} ms:"
+        f" {probe_p99 * 1000:.1f} ms  {verdict(probe_ok)}"
+    )
     print(f"  server stopped by SIGTERM, exit status {server.exit_status}")
     return rate_ok and probe_ok
 
 
 def main() -> int:
     parser = benchmark_parser(__doc__)
-    parser.add_argument("--sequential", type=bounded(5, 200), default=30,
-                        help="registrations, then logins, measured one at a time (default 30)")
-    parser.add_argument("--concurrency", type=bounded(1, 200), default=50,
-                        help="registrations sent at once in each round (default 50)")
+    parser.add_argument(
+        "--sequential",
+        type=bounded(5, 200),
+        default=30,
+        help="registrations, then logins, measured one at a time (default 30)",
+    )
+    parser.add_argument(
+        "--concurrency", type=bounded(1, 200), default=50, help="registrations sent at once in each round (default 50)"
+    )
     parser.add_argument("--rounds", type=bounded(1, 10), default=3, help="concurrent rounds (default 3)")
-    parser.add_argument("--probe-interval-ms", type=bounded(1, 1000), default=10,
-                        help="time between /versions probe requests (default 10)")
-    parser.add_argument("--idle-probe-seconds", type=bounded(1, 10), default=2,
-                        help="how long to probe the idle server for comparison (default 2)")
+    parser.add_argument(
+        "--probe-interval-ms",
+        type=bounded(1, 1000),
+        default=10,
+        help="time between /versions probe requests (default 10)",
+    )
+    parser.add_argument(
+        "--idle-probe-seconds",
+        type=bounded(1, 10),
+        default=2,
+        help="how long to probe the idle server for comparison (default 2)",
+    )
     args = parser.parse_args()
     return exit_status(run, report, args, Results())
 

@@ -65,8 +65,9 @@ class Receiver:
         if self.since is None:
             raise BenchError("a receiver follows from its initial sync")
         while not stop.is_set():
-            answer = await self.api.call("GET", "/sync", user=self.user,
-                                         params={"since": self.since, "timeout": "1000"})
+            answer = await self.api.call(
+                "GET", "/sync", user=self.user, params={"since": self.since, "timeout": "1000"}
+            )
             now = time.monotonic()
             self.since = answer["next_batch"]
             for message in answer["to_device"]["events"]:
@@ -84,21 +85,25 @@ async def run(args, results: dict) -> ServerProcess:
     server = ServerProcess(database_url=args.database_url, **RATE_LIMITS_RAISED)
     async with server:
         connector = aiohttp.TCPConnector(limit=0)
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
-                                         connector=connector) as session:
+        async with aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT), connector=connector
+        ) as session:
             api = Api(session, server.base_url, deadline)
             users = await api.register_many("receiver", args.receivers)
             senders = await api.register_many("sender", args.senders)
-            devices = {user.user_id: (await api.call("GET", "/account/whoami", user=user))["device_id"]
-                       for user in users}
+            devices = {
+                user.user_id: (await api.call("GET", "/account/whoami", user=user))["device_id"] for user in users
+            }
             receivers = [Receiver(api, user) for user in users]
             await asyncio.gather(*(receiver.initial() for receiver in receivers))
             stop = asyncio.Event()
             followers = [asyncio.ensure_future(receiver.follow(stop)) for receiver in receivers]
             sent: dict[str, float] = {}
             send_latencies: list[float] = []
-            print(f"{args.senders} sender(s) to {args.receivers} long-polling receivers for {args.seconds:.0f}s ...",
-                  flush=True)
+            print(
+                f"{args.senders} sender(s) to {args.receivers} long-polling receivers for {args.seconds:.0f}s ...",
+                flush=True,
+            )
             end = time.monotonic() + args.seconds
 
             async def send_loop(number: int, sender: User) -> None:
@@ -108,8 +113,12 @@ async def run(args, results: dict) -> ServerProcess:
                     key = f"{number}-{count}"
                     started = time.monotonic()
                     sent[key] = started
-                    await api.call("PUT", f"/sendToDevice/org.example.bench/{uuid.uuid4().hex}", user=sender,
-                                   body={"messages": {target.user_id: {devices[target.user_id]: {"id": key}}}})
+                    await api.call(
+                        "PUT",
+                        f"/sendToDevice/org.example.bench/{uuid.uuid4().hex}",
+                        user=sender,
+                        body={"messages": {target.user_id: {devices[target.user_id]: {"id": key}}}},
+                    )
                     send_latencies.append(time.monotonic() - started)
                     count += 1
 
@@ -136,9 +145,20 @@ async def run(args, results: dict) -> ServerProcess:
             changed = time.monotonic()
             owner = users[0]
             device = devices[owner.user_id]
-            await api.call("POST", "/keys/upload", user=owner, body={"device_keys": {
-                "user_id": owner.user_id, "device_id": device, "algorithms": ["m.megolm.v1.aes-sha2"],
-                "keys": {f"ed25519:{device}": "bench"}, "signatures": {}}})
+            await api.call(
+                "POST",
+                "/keys/upload",
+                user=owner,
+                body={
+                    "device_keys": {
+                        "user_id": owner.user_id,
+                        "device_id": device,
+                        "algorithms": ["m.megolm.v1.aes-sha2"],
+                        "keys": {f"ed25519:{device}": "bench"},
+                        "signatures": {},
+                    }
+                },
+            )
             settle = time.monotonic() + 10
             while any(r.changed_at is None for r in receivers) and time.monotonic() < settle:
                 await asyncio.sleep(0.01)
@@ -154,16 +174,24 @@ def report(args, results: dict, server: ServerProcess) -> bool:
     print(f"AtomChat to-device and device list benchmark, {datetime.date.today().isoformat()}")
     print(f"  machine:   {machine()}, load average {results['load_at_start']} at start, {load_average()} at end")
     print(f"  server:    atomchat serve, {server.database_kind}, default settings, rate limits raised")
-    print(f"  to-device: {results['sent'] / results['wall']:.0f} messages/s acknowledged ({results['sent']} in"
-          f" {results['wall']:.1f}s, {args.senders} senders); send median {ms(percentile(send, 50))},"
-          f" p95 {ms(percentile(send, 95))}")
-    print(f"             delivery to the long-poll median {ms(percentile(delivery, 50))},"
-          f" p95 {ms(percentile(delivery, 95))}, max {ms(max(delivery))}")
+    print(
+        f"  to-device: {results['sent'] / results['wall']:.0f} messages/s acknowledged ({results['sent']} in"
+        f" {results['wall']:.1f}s, {args.senders} senders); send median {ms(percentile(send, 50))},"
+        f" p95 {ms(percentile(send, 95))}"
+    )
+    print(
+        f"             delivery to the long-poll median {ms(percentile(delivery, 50))},"
+        f" p95 {ms(percentile(delivery, 95))}, max {ms(max(delivery))}"
+    )
     exact = results["arrived"] == results["sent"] and results["repeats"] == 0
-    print(f"             arrived {results['arrived']} of {results['sent']}, repeated {results['repeats']}:"
-          f" {'each exactly once' if exact else 'NOT EXACTLY ONCE'}")
-    print(f"  device list change to {len(fanout)} of {args.receivers} room members:"
-          f" median {ms(percentile(fanout, 50))}, max {ms(max(fanout))}")
+    print(
+        f"             arrived {results['arrived']} of {results['sent']}, repeated {results['repeats']}:"
+        f" {'each exactly once' if exact else 'NOT EXACTLY ONCE'}"
+    )
+    print(
+        f"  device list change to {len(fanout)} of {args.receivers} room members:"
+        f" median {ms(percentile(fanout, 50))}, max {ms(max(fanout))}"
+    )
     return exact and len(fanout) == args.receivers
 
 

@@ -103,16 +103,25 @@ TARGETS = {  # mode: (receivers, messages/s, p99 seconds)
 }
 TYPING_TARGET = (50, 5.0, 0.030)  # typing notices: receivers, changes/s, p99 seconds
 INLINE_FILTER = {"room": {"timeline": {"limit": 1000}}, "presence": {"not_types": ["*"]}}
-LAZY_FILTER = {"room": {"timeline": {"limit": 1000}, "state": {"lazy_load_members": True}},
-               "presence": {"not_types": ["*"]}}
+LAZY_FILTER = {
+    "room": {"timeline": {"limit": 1000}, "state": {"lazy_load_members": True}},
+    "presence": {"not_types": ["*"]},
+}
 FILTERS = ("none", "inline", "stored", "lazy")
 
 
 class Receiver:
     """One client following the room: what it got, and when."""
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, user: User, room_id: str,
-                 filter_param: str | None, typing: bool) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        user: User,
+        room_id: str,
+        filter_param: str | None,
+        typing: bool,
+    ) -> None:
         self.session = session
         self.base_url = base_url
         self.user = user
@@ -174,8 +183,11 @@ class Receiver:
             params["filter"] = self.filter_param
         if self.next_batch is not None:
             params["since"] = self.next_batch
-        async with self.session.get(self.base_url + MATRIX + "/sync", params=params,
-                                    headers={"Authorization": f"Bearer {self.user.access_token}"}) as response:
+        async with self.session.get(
+            self.base_url + MATRIX + "/sync",
+            params=params,
+            headers={"Authorization": f"Bearer {self.user.access_token}"},
+        ) as response:
             body = await response.json(content_type=None)
             if response.status != 200:
                 raise BenchError(f"GET /sync answered {response.status}: {body}")
@@ -200,8 +212,9 @@ class Receiver:
             params["filter"] = self.filter_param
         if self.next_batch is not None:
             params["since"] = self.next_batch
-        self.socket = await self.session.ws_connect(self.base_url + STREAM_PATH, params=params, heartbeat=None,
-                                                    max_msg_size=0)
+        self.socket = await self.session.ws_connect(
+            self.base_url + STREAM_PATH, params=params, heartbeat=None, max_msg_size=0
+        )
         await self.read_frame()
 
     async def read_frame(self) -> bool:
@@ -228,16 +241,18 @@ class Receiver:
                 await asyncio.sleep(0.5)
 
 
-async def receiver_process(control, mode: str, base_url: str, users: list[tuple[User, str | None]],
-                           room_id: str, typing: bool) -> tuple[float, list[tuple]]:
+async def receiver_process(
+    control, mode: str, base_url: str, users: list[tuple[User, str | None]], room_id: str, typing: bool
+) -> tuple[float, list[tuple]]:
     """Follows the room as ``users`` (each with the filter it sends); on the main process's word (the
     acknowledged sequence numbers), waits until each receiver has them all
     (or until delivery stops, see QUIET_SECONDS), and returns how long that
     took and per receiver (latencies by sequence number, duplicates, gaps,
     errors, reconnects)."""
     connector = aiohttp.TCPConnector(limit=0)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=REQUEST_TIMEOUT,
-                                    sock_read=POLL_TIMEOUT_MS / 1000 + REQUEST_TIMEOUT)
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=REQUEST_TIMEOUT, sock_read=POLL_TIMEOUT_MS / 1000 + REQUEST_TIMEOUT
+    )
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         receivers = [Receiver(session, base_url, user, room_id, filter_param, typing) for user, filter_param in users]
         slots = asyncio.Semaphore(SETUP_CONCURRENCY)
@@ -272,8 +287,10 @@ async def receiver_process(control, mode: str, base_url: str, users: list[tuple[
         for receiver in receivers:
             if receiver.socket is not None:
                 await receiver.socket.close()
-        return drained, [(receiver.latencies, receiver.duplicates, receiver.gaps, receiver.errors,
-                          receiver.reconnects) for receiver in receivers]
+        return drained, [
+            (receiver.latencies, receiver.duplicates, receiver.gaps, receiver.errors, receiver.reconnects)
+            for receiver in receivers
+        ]
 
 
 @dataclass
@@ -296,8 +313,9 @@ class Results:
     load_at_start: str = ""
 
 
-async def send_at_rate(api: Api, sender: User, room_id: str, rate: float, seconds: float, first: int,
-                       results: Results, typing: bool) -> int:
+async def send_at_rate(
+    api: Api, sender: User, room_id: str, rate: float, seconds: float, first: int, results: Results, typing: bool
+) -> int:
     """Sends rate * seconds messages, the n-th at start + n / rate; returns
     the next sequence number."""
     count = round(rate * seconds)
@@ -308,8 +326,12 @@ async def send_at_rate(api: Api, sender: User, room_id: str, rate: float, second
         sent_at = results.started[sequence] = time.monotonic()
         try:
             if typing:
-                await api.call("PUT", f"/rooms/{room_id}/typing/{quote(sender.user_id)}", user=sender,
-                               body={"typing": sequence % 2 == 0, "timeout": 30_000})
+                await api.call(
+                    "PUT",
+                    f"/rooms/{room_id}/typing/{quote(sender.user_id)}",
+                    user=sender,
+                    body={"typing": sequence % 2 == 0, "timeout": 30_000},
+                )
             else:
                 await api.send_text(sender, room_id, f"fanout {sequence} {sent_at:.6f}", f"t{sequence}")
         except (aiohttp.ClientError, asyncio.TimeoutError, BenchError):
@@ -350,8 +372,9 @@ async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
     server = ServerProcess(database_url=args.database_url, **RATE_LIMITS_RAISED, **CHEAP_HASHING)
     async with server:
         connector = aiohttp.TCPConnector(limit=64)
-        async with aiohttp.ClientSession(connector=connector,
-                                         timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) as session:
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+        ) as session:
             api = Api(session, server.base_url, deadline)
             print(f"registering {args.receivers} receivers and a sender, joining them to one room ...", flush=True)
             sender = await api.register("sender")
@@ -367,21 +390,27 @@ async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
             filters = await receiver_filters(api, receivers, args.filter)
             processes = min(args.processes, args.receivers)
             typing = args.send == "typing"
-            arguments = [(args.mode, server.base_url, group, room_id, typing)
-                         for group in split(list(zip(receivers, filters, strict=True)), processes)]
+            arguments = [
+                (args.mode, server.base_url, group, room_id, typing)
+                for group in split(list(zip(receivers, filters, strict=True)), processes)
+            ]
             async with Workers(receiver_process, arguments) as workers:
-                print(f"{args.receivers} receivers ({args.mode}) in {processes} client process(es):"
-                      " initial syncs ...", flush=True)
+                print(
+                    f"{args.receivers} receivers ({args.mode}) in {processes} client process(es): initial syncs ...",
+                    flush=True,
+                )
                 await workers.wait_ready(timeout=120)
                 print(f"warm-up: {args.warmup:.0f}s at {args.rate:g} messages/s ...", flush=True)
-                results.measured_from = await send_at_rate(api, sender, room_id, args.rate, args.warmup, 0, results,
-                                                           typing)
+                results.measured_from = await send_at_rate(
+                    api, sender, room_id, args.rate, args.warmup, 0, results, typing
+                )
                 results.usage = Usage(server, clients=workers.pids)
                 results.usage.start()
                 before_sender = time.process_time()
                 print(f"measuring: {args.seconds:.0f}s at {args.rate:g} messages/s ...", flush=True)
-                await send_at_rate(api, sender, room_id, args.rate, args.seconds, results.measured_from, results,
-                                   typing)
+                await send_at_rate(
+                    api, sender, room_id, args.rate, args.seconds, results.measured_from, results, typing
+                )
                 results.usage.stop(extra={"clients": time.process_time() - before_sender})  # and the sender
                 workers.tell(sorted(results.sent))
                 received = await workers.results(timeout=DRAIN_SECONDS + 60)
@@ -397,10 +426,14 @@ def tally(results: Results, received: list, *, typing: bool) -> None:
     for _, process in received:
         for latencies, duplicates, gaps, errors, reconnects in process:
             if typing:  # times of receipt: the latency is from when the change was sent
-                latencies = {sequence: at - results.started[sequence] for sequence, at in latencies.items()
-                             if sequence in results.started}
-            results.deliveries.extend(latency for sequence, latency in latencies.items()
-                                      if sequence >= results.measured_from)
+                latencies = {
+                    sequence: at - results.started[sequence]
+                    for sequence, at in latencies.items()
+                    if sequence in results.started
+                }
+            results.deliveries.extend(
+                latency for sequence, latency in latencies.items() if sequence >= results.measured_from
+            )
             missing = len(acknowledged - latencies.keys())
             results.lost += missing
             if gaps:
@@ -422,32 +455,46 @@ def report(args: argparse.Namespace, results: Results, server: ServerProcess) ->
     print()
     print(f"AtomChat fan-out benchmark ({args.mode}), {datetime.date.today().isoformat()}")
     print(f"  machine:   {machine()}, load average {results.load_at_start} at start, {load_average()} at end")
-    print(f"  server:    atomchat serve, {server.database_kind}, default settings, rate limits raised,"
-          " password hashing cheapened")
-    print(f"  load:      {args.receivers} receivers ({args.mode}, filter: {args.filter}) in"
-          f" {min(args.processes, args.receivers)} client"
-          f" process(es), 1 sender at {args.rate:g} {'typing changes' if args.send == 'typing' else 'messages'}/s;"
-          f" {args.warmup:.0f}s warm-up,"
-          f" {args.seconds:.0f}s measured")
+    print(
+        f"  server:    atomchat serve, {server.database_kind}, default settings, rate limits raised,"
+        " password hashing cheapened"
+    )
+    print(
+        f"  load:      {args.receivers} receivers ({args.mode}, filter: {args.filter}) in"
+        f" {min(args.processes, args.receivers)} client"
+        f" process(es), 1 sender at {args.rate:g} {'typing changes' if args.send == 'typing' else 'messages'}/s;"
+        f" {args.warmup:.0f}s warm-up,"
+        f" {args.seconds:.0f}s measured"
+    )
     print()
-    print(f"  delivery latency, {len(results.deliveries)} deliveries (expected {expected}):"
-          f" p50 {ms(percentile(results.deliveries, 50))}, p99 {ms(p99)}, max {ms(max(results.deliveries))}")
-    print(f"  send latency ({len(send_latencies)} acknowledged, {results.send_errors} failed):"
-          f" p50 {ms(percentile(send_latencies, 50))}, p99 {ms(percentile(send_latencies, 99))};"
-          f" sends started late by up to {ms(max(results.behind))}")
-    print(f"  lost {results.lost} ({results.lost_in_gaps} at receivers sent limited timelines, {results.gaps}"
-          f" of them), duplicates {results.duplicates}, delivered without acknowledgement"
-          f" {results.unacknowledged_delivered}")
-    print(f"  receiver errors {results.receiver_errors}, reconnects {results.reconnects}; receivers caught up"
-          f" {results.drained:.1f}s after the last send")
+    print(
+        f"  delivery latency, {len(results.deliveries)} deliveries (expected {expected}):"
+        f" p50 {ms(percentile(results.deliveries, 50))}, p99 {ms(p99)}, max {ms(max(results.deliveries))}"
+    )
+    print(
+        f"  send latency ({len(send_latencies)} acknowledged, {results.send_errors} failed):"
+        f" p50 {ms(percentile(send_latencies, 50))}, p99 {ms(percentile(send_latencies, 99))};"
+        f" sends started late by up to {ms(max(results.behind))}"
+    )
+    print(
+        f"  lost {results.lost} ({results.lost_in_gaps} at receivers sent limited timelines, {results.gaps}"
+        f" of them), duplicates {results.duplicates}, delivered without acknowledgement"
+        f" {results.unacknowledged_delivered}"
+    )
+    print(
+        f"  receiver errors {results.receiver_errors}, reconnects {results.reconnects}; receivers caught up"
+        f" {results.drained:.1f}s after the last send"
+    )
     print(f"  in the measured period: {results.usage.summary() if results.usage else 'not measured'}")
     print()
     at_target_load = args.receivers >= target_receivers and args.rate >= target_rate
     latency_ok = p99 < target_p99
     clean = results.lost == 0 and results.duplicates == 0 and results.send_errors == 0
-    print(f"  target: {target_receivers} receivers at {target_rate:g} messages/s, p99 < {target_p99 * 1000:.0f} ms:"
-          f" p99 {ms(p99)} with {args.receivers} at {args.rate:g}/s  "
-          + (verdict(latency_ok) if at_target_load else f"({verdict(latency_ok)} at a smaller load)"))
+    print(
+        f"  target: {target_receivers} receivers at {target_rate:g} messages/s, p99 < {target_p99 * 1000:.0f} ms:"
+        f" p99 {ms(p99)} with {args.receivers} at {args.rate:g}/s  "
+        + (verdict(latency_ok) if at_target_load else f"({verdict(latency_ok)} at a smaller load)")
+    )
     print(f"  target: no loss, no duplicates, no failed send: {verdict(clean)}")
     print(f"  server stopped by SIGTERM, exit status {server.exit_status}")
     return latency_ok and clean
@@ -455,22 +502,45 @@ def report(args: argparse.Namespace, results: Results, server: ServerProcess) ->
 
 def main() -> int:
     parser = benchmark_parser(__doc__)
-    parser.add_argument("--mode", choices=sorted(TARGETS), required=True,
-                        help="how receivers follow the room: long-polling /sync or the WebSocket stream")
-    parser.add_argument("--send", choices=("messages", "typing"), default="messages",
-                        help="what the sender sends: messages, or typing notices alternately started and stopped")
-    parser.add_argument("--filter", choices=FILTERS, default="none",
-                        help="the filter each receiver's requests carry (default none)")
-    parser.add_argument("--receivers", type=bounded(1, 1000), default=None,
-                        help="receivers in the room (default: the mode's target, 50 or 200)")
-    parser.add_argument("--rate", type=bounded(0.1, 1000, float), default=None,
-                        help="messages sent per second (default: the mode's target, 20 or 50)")
-    parser.add_argument("--seconds", type=bounded(1, 120, float), default=20.0,
-                        help="length of the measured period (default 20)")
-    parser.add_argument("--warmup", type=bounded(0, 30, float), default=3.0,
-                        help="sending before the measured period (default 3)")
-    parser.add_argument("--processes", type=bounded(1, 8), default=2,
-                        help="client processes the receivers are divided among (default 2)")
+    parser.add_argument(
+        "--mode",
+        choices=sorted(TARGETS),
+        required=True,
+        help="how receivers follow the room: long-polling /sync or the WebSocket stream",
+    )
+    parser.add_argument(
+        "--send",
+        choices=("messages", "typing"),
+        default="messages",
+        help="what the sender sends: messages, or typing notices alternately started and stopped",
+    )
+    parser.add_argument(
+        "--filter", choices=FILTERS, default="none", help="the filter each receiver's requests carry (default none)"
+    )
+    parser.add_argument(
+        "--receivers",
+        type=bounded(1, 1000),
+        default=None,
+        help="receivers in the room (default: the mode's target, 50 or 200)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=bounded(0.1, 1000, float),
+        default=None,
+        help="messages sent per second (default: the mode's target, 20 or 50)",
+    )
+    parser.add_argument(
+        "--seconds", type=bounded(1, 120, float), default=20.0, help="length of the measured period (default 20)"
+    )
+    parser.add_argument(
+        "--warmup", type=bounded(0, 30, float), default=3.0, help="sending before the measured period (default 3)"
+    )
+    parser.add_argument(
+        "--processes",
+        type=bounded(1, 8),
+        default=2,
+        help="client processes the receivers are divided among (default 2)",
+    )
     args = parser.parse_args()
     target_receivers, target_rate, _ = TYPING_TARGET if args.send == "typing" else TARGETS[args.mode]
     args.receivers = args.receivers or target_receivers

@@ -76,8 +76,9 @@ class Client:
         self.headers = {"Authorization": f"Bearer {token}"}
 
     async def call(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None) -> Any:
-        async with self.session.request(method, self.base_url + MATRIX + path, json=body, params=params,
-                                        headers=self.headers) as response:
+        async with self.session.request(
+            method, self.base_url + MATRIX + path, json=body, params=params, headers=self.headers
+        ) as response:
             answer = await response.json(content_type=None)
             if response.status != 200:
                 raise BenchError(f"{method} {path.split('?')[0]} answered {response.status}: {answer}")
@@ -85,8 +86,10 @@ class Client:
 
 
 async def register(session: aiohttp.ClientSession, server: FederatingServer, name: str) -> Client:
-    async with session.post(server.base_url + MATRIX + "/register", json={
-            "username": name, "password": "bench-password-1", "auth": {"type": "m.login.dummy"}}) as response:
+    async with session.post(
+        server.base_url + MATRIX + "/register",
+        json={"username": name, "password": "bench-password-1", "auth": {"type": "m.login.dummy"}},
+    ) as response:
         answer = await response.json()
         if response.status != 200:
             raise BenchError(f"register {name}: {response.status} {answer}")
@@ -109,8 +112,9 @@ def timeline_ids(answer: dict[str, Any], room_id: str) -> list[str]:
     return [event["event_id"] for event in room["timeline"]["events"]] if room else []
 
 
-async def set_up(session: aiohttp.ClientSession, a: FederatingServer, b: FederatingServer
-                 ) -> tuple[Client, Client, str]:
+async def set_up(
+    session: aiohttp.ClientSession, a: FederatingServer, b: FederatingServer
+) -> tuple[Client, Client, str]:
     alice, bob = await register(session, a, "alice"), await register(session, b, "bob")
     room_id = (await alice.call("POST", "/createRoom", {"preset": "private_chat"}))["room_id"]
     await alice.call("POST", f"/rooms/{quote(room_id)}/invite", {"user_id": bob.user_id})
@@ -138,8 +142,9 @@ async def latency(alice: Client, bob: Client, room_id: str, messages: int) -> li
         poll = asyncio.ensure_future(bob.call("GET", "/sync", params={"timeout": "20000", "since": since}))
         await asyncio.sleep(0.02)  # the long-poll waits on B
         started = time.perf_counter()
-        sent = await alice.call("PUT", f"/rooms/{quote(room_id)}/send/m.room.message/lat{n}",
-                                {"msgtype": "m.text", "body": f"latency {n}"})
+        sent = await alice.call(
+            "PUT", f"/rooms/{quote(room_id)}/send/m.room.message/lat{n}", {"msgtype": "m.text", "body": f"latency {n}"}
+        )
         while True:
             answer = await asyncio.wait_for(poll, STEP_TIMEOUT)
             since = answer["next_batch"]
@@ -152,12 +157,16 @@ async def latency(alice: Client, bob: Client, room_id: str, messages: int) -> li
 
 async def chain_of_pdus(a: FederatingServer, alice: Client, room_id: str, count: int) -> list[dict[str, Any]]:
     """``count`` PDUs from Alice, each the child of the one before, signed as A."""
-    template_id = (await alice.call("PUT", f"/rooms/{quote(room_id)}/send/m.room.message/template",
-                                    {"msgtype": "m.text", "body": "template"}))["event_id"]
+    template_id = (
+        await alice.call(
+            "PUT", f"/rooms/{quote(room_id)}/send/m.room.message/template", {"msgtype": "m.text", "body": "template"}
+        )
+    )["event_id"]
     conn = await asyncpg.connect(a.database_dsn())
     try:
-        row = await conn.fetchrow("SELECT e.pdu, r.room_version FROM events e JOIN rooms r USING (room_id)"
-                                  " WHERE e.event_id = $1", template_id)
+        row = await conn.fetchrow(
+            "SELECT e.pdu, r.room_version FROM events e JOIN rooms r USING (room_id) WHERE e.event_id = $1", template_id
+        )
     finally:
         await conn.close()
     if row is None or row["pdu"] is None:
@@ -171,8 +180,12 @@ async def chain_of_pdus(a: FederatingServer, alice: Client, room_id: str, count:
     for n in range(count):
         depth += 1
         event = {key_: value for key_, value in template.items() if key_ not in ("hashes", "signatures", "unsigned")}
-        event.update(prev_events=[previous], depth=depth, origin_server_ts=now + n,
-                     content={"msgtype": "m.text", "body": f"throughput {n}"})
+        event.update(
+            prev_events=[previous],
+            depth=depth,
+            origin_server_ts=now + n,
+            content={"msgtype": "m.text", "body": f"throughput {n}"},
+        )
         pdu = signing.sign_event(event, a.name, key, version)
         previous = signing.event_id(pdu, version)
         pdus.append(pdu)
@@ -186,9 +199,13 @@ async def throughput(a: FederatingServer, b: FederatingServer, pdus: list[dict[s
     started = time.perf_counter()
     try:
         for number in range(0, len(pdus), TXN_PDUS):
-            batch = pdus[number:number + TXN_PDUS]
-            answer = await client.request(b.name, "PUT", f"/_matrix/federation/v1/send/bench{number}", body={
-                "origin": a.name, "origin_server_ts": int(time.time() * 1000), "pdus": batch, "edus": []})
+            batch = pdus[number : number + TXN_PDUS]
+            answer = await client.request(
+                b.name,
+                "PUT",
+                f"/_matrix/federation/v1/send/bench{number}",
+                body={"origin": a.name, "origin_server_ts": int(time.time() * 1000), "pdus": batch, "edus": []},
+            )
             refused = {event_id: result for event_id, result in answer.get("pdus", {}).items() if result}
             if refused:
                 raise BenchError(f"B refused PDUs: {list(refused.items())[:3]}")
@@ -218,19 +235,27 @@ async def run(messages: int, pdu_count: int) -> bool:
             print(f"A {a.name}, B {b.name}; room {room_id}; {machine()}; load {load_average()}", flush=True)
             took = await latency(alice, bob, room_id, messages)
             median, p99 = statistics.median(took), percentile(took, 99)
-            print(f"delivery latency A send -> B long-poll /sync, {messages} messages: median {median:.1f} ms, "
-                  f"p99 {p99:.1f} ms, max {max(took):.1f} ms "
-                  f"(targets: median < {LATENCY_MEDIAN_TARGET_MS:.0f} ms, p99 < {LATENCY_P99_TARGET_MS:.0f} ms)",
-                  flush=True)
+            print(
+                f"delivery latency A send -> B long-poll /sync, {messages} messages: median {median:.1f} ms, "
+                f"p99 {p99:.1f} ms, max {max(took):.1f} ms "
+                f"(targets: median < {LATENCY_MEDIAN_TARGET_MS:.0f} ms, p99 < {LATENCY_P99_TARGET_MS:.0f} ms)",
+                flush=True,
+            )
             pdus = await chain_of_pdus(a, alice, room_id, pdu_count)
             rate = await throughput(a, b, pdus)
-            print(f"inbound transactions into one room on B: {pdu_count} PDUs in transactions of {TXN_PDUS}: "
-                  f"{rate:.0f} PDUs/s accepted (target >= {THROUGHPUT_TARGET:.0f})", flush=True)
+            print(
+                f"inbound transactions into one room on B: {pdu_count} PDUs in transactions of {TXN_PDUS}: "
+                f"{rate:.0f} PDUs/s accepted (target >= {THROUGHPUT_TARGET:.0f})",
+                flush=True,
+            )
             handling = handled_ms(b)
             if handling:
-                print(f"  of which B handling the requests (its log): {sum(handling):.0f} ms, "
-                      f"{pdu_count / (sum(handling) / 1000):.0f} PDUs/s of handling time; the rest is the "
-                      "sender's (a new TLS connection per request)", flush=True)
+                print(
+                    f"  of which B handling the requests (its log): {sum(handling):.0f} ms, "
+                    f"{pdu_count / (sum(handling) / 1000):.0f} PDUs/s of handling time; the rest is the "
+                    "sender's (a new TLS connection per request)",
+                    flush=True,
+                )
             return median < LATENCY_MEDIAN_TARGET_MS and p99 < LATENCY_P99_TARGET_MS and rate >= THROUGHPUT_TARGET
     finally:
         shutil.rmtree(root, ignore_errors=True)

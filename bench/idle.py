@@ -82,8 +82,9 @@ async def connection_process(control, base_url: str, stream_users: list[User], p
     long-polls and says ready; on the next word, closes everything. Returns
     counts of what went wrong."""
     connector = aiohttp.TCPConnector(limit=0)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=REQUEST_TIMEOUT,
-                                    sock_read=POLL_TIMEOUT_MS / 1000 + REQUEST_TIMEOUT)
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=REQUEST_TIMEOUT, sock_read=POLL_TIMEOUT_MS / 1000 + REQUEST_TIMEOUT
+    )
     counts = {"stream_closed": 0, "poll_errors": 0}
     closing = False
     tracing = aiohttp.TraceConfig()
@@ -93,8 +94,9 @@ async def connection_process(control, base_url: str, stream_users: list[User], p
 
         async def open_stream(user: User) -> aiohttp.ClientWebSocketResponse[bool]:
             async with slots:
-                socket = await session.ws_connect(base_url + STREAM_PATH, params={"access_token": user.access_token},
-                                                  heartbeat=None, max_msg_size=0)
+                socket = await session.ws_connect(
+                    base_url + STREAM_PATH, params={"access_token": user.access_token}, heartbeat=None, max_msg_size=0
+                )
                 first = await socket.receive(timeout=REQUEST_TIMEOUT)
                 if first.type != aiohttp.WSMsgType.TEXT:
                     raise BenchError(f"the stream of {user.user_id} closed before its initial sync: {first}")
@@ -107,8 +109,12 @@ async def connection_process(control, base_url: str, stream_users: list[User], p
             params = {"timeout": str(POLL_TIMEOUT_MS if since else 0)}
             if since:
                 params["since"] = since
-            async with session.get(base_url + MATRIX + "/sync", params=params, trace_request_ctx=sent,
-                                   headers={"Authorization": f"Bearer {user.access_token}"}) as response:
+            async with session.get(
+                base_url + MATRIX + "/sync",
+                params=params,
+                trace_request_ctx=sent,
+                headers={"Authorization": f"Bearer {user.access_token}"},
+            ) as response:
                 body = await response.json(content_type=None)
                 if response.status != 200:
                     raise BenchError(f"GET /sync answered {response.status}: {body}")
@@ -141,9 +147,11 @@ async def connection_process(control, base_url: str, stream_users: list[User], p
         for first in range(0, len(poll_users), OPEN_CONCURRENCY):
             # A few at a time, each batch on the server before the next, so
             # that connecting does not overflow the server's listen backlog.
-            batch = [asyncio.Event() for _ in poll_users[first:first + OPEN_CONCURRENCY]]
-            pollers += [asyncio.ensure_future(poll(user, since, sent)) for user, since, sent
-                        in zip(poll_users[first:], tokens[first:], batch, strict=False)]
+            batch = [asyncio.Event() for _ in poll_users[first : first + OPEN_CONCURRENCY]]
+            pollers += [
+                asyncio.ensure_future(poll(user, since, sent))
+                for user, since, sent in zip(poll_users[first:], tokens[first:], batch, strict=False)
+            ]
             await asyncio.wait_for(asyncio.gather(*(sent.wait() for sent in batch)), REQUEST_TIMEOUT)
         control.ready(len(pollers))
         await control.message()
@@ -211,8 +219,14 @@ def print_growth(label: str, old: tracemalloc.Snapshot, new: tracemalloc.Snapsho
         if not stat.size_diff:
             continue
         frames = list(reversed(stat.traceback))  # innermost first (a Traceback is oldest first)
-        own = next((frame for frame in frames if f"{os.sep}{PACKAGE}{os.sep}" in frame.filename
-                    and not frame.filename.endswith(ENTRY)), None)
+        own = next(
+            (
+                frame
+                for frame in frames
+                if f"{os.sep}{PACKAGE}{os.sep}" in frame.filename and not frame.filename.endswith(ENTRY)
+            ),
+            None,
+        )
         frame, sites = (own, ours) if own is not None else (frames[0], theirs)
         where = "/".join(Path(frame.filename).parts[-2:]) + f":{frame.lineno}"
         site = sites.setdefault(where, [0, 0])
@@ -255,18 +269,24 @@ async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
     results.fd_limit = raise_fd_limit(2 * args.connections + 1024)
     server = ServerProcess(database_url=args.database_url, **RATE_LIMITS_RAISED, **CHEAP_HASHING)
     if args.trace:  # bench/_probe/sitecustomize.py: tracemalloc, and a snapshot on SIGUSR2
-        server.env.update({"PYTHONPATH": str(PROBE), "BENCH_SNAPSHOT": str(Path(args.trace) / "idle"),
-                           "BENCH_TRACE_FRAMES": str(TRACE_FRAMES)})
+        server.env.update(
+            {
+                "PYTHONPATH": str(PROBE),
+                "BENCH_SNAPSHOT": str(Path(args.trace) / "idle"),
+                "BENCH_TRACE_FRAMES": str(TRACE_FRAMES),
+            }
+        )
     async with server:
         print(f"registering {2 * args.connections} users ...", flush=True)
         started = time.monotonic()
         connector = aiohttp.TCPConnector(limit=64)
-        async with aiohttp.ClientSession(connector=connector,
-                                         timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) as session:
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+        ) as session:
             api = Api(session, server.base_url, deadline)
             users = await api.register_many("idle", 2 * args.connections, concurrency=32)
         results.register_seconds = time.monotonic() - started
-        streams, polls = users[:args.connections], users[args.connections:]
+        streams, polls = users[: args.connections], users[args.connections :]
         groups = list(zip(split(streams, args.processes), split(polls, args.processes), strict=True))
 
         await asyncio.sleep(SETTLE_SECONDS)
@@ -307,8 +327,9 @@ def report(args: argparse.Namespace, results: Results, server: ServerProcess) ->
     per_poll = (both - streams) / count / 1024
     per_connection = (both - before) / (2 * count) / 1024
     held = descriptors(results.both) - descriptors(results.before)
-    clean = (held >= 2 * count and results.counts.get("stream_closed", 0) == 0
-             and results.counts.get("poll_errors", 0) == 0)
+    clean = (
+        held >= 2 * count and results.counts.get("stream_closed", 0) == 0 and results.counts.get("poll_errors", 0) == 0
+    )
     met = per_connection < TARGET_KIB_PER_CONNECTION
 
     def mib(value: float) -> str:
@@ -317,28 +338,41 @@ def report(args: argparse.Namespace, results: Results, server: ServerProcess) ->
     print()
     print(f"AtomChat idle connections benchmark, {datetime.date.today().isoformat()}")
     print(f"  machine:   {machine()}, load average {results.load_at_start} at start, {load_average()} at end")
-    print(f"  server:    atomchat serve, {server.database_kind}, default settings, rate limits raised,"
-          f" password hashing cheapened; open-file limit {results.fd_limit}")
-    print(f"  load:      {count} WebSockets + {count} long-polls (timeout {POLL_TIMEOUT_MS} ms), one user each,"
-          f" users in no room; {args.processes} client process(es)")
-    print(f"  setup:     {2 * count} registrations {results.register_seconds:.1f}s; WebSockets opened in"
-          f" {results.open_stream_seconds:.1f}s, long-polls in {results.open_poll_seconds:.1f}s")
+    print(
+        f"  server:    atomchat serve, {server.database_kind}, default settings, rate limits raised,"
+        f" password hashing cheapened; open-file limit {results.fd_limit}"
+    )
+    print(
+        f"  load:      {count} WebSockets + {count} long-polls (timeout {POLL_TIMEOUT_MS} ms), one user each,"
+        f" users in no room; {args.processes} client process(es)"
+    )
+    print(
+        f"  setup:     {2 * count} registrations {results.register_seconds:.1f}s; WebSockets opened in"
+        f" {results.open_stream_seconds:.1f}s, long-polls in {results.open_poll_seconds:.1f}s"
+    )
     print()
     print(f"  server RSS (median of samples over {args.hold:.0f}s, embedded PostgreSQL not included):")
-    rows = [("before", before, results.before, ""),
-            (f"{count} WebSockets open", streams, results.streams, f"{per_stream:.1f} KiB per WebSocket"),
-            (f"+ {count} long-polls", both, results.both, f"{per_poll:.1f} KiB per long-poll"),
-            ("after closing them all", after, results.after, "")]
+    rows = [
+        ("before", before, results.before, ""),
+        (f"{count} WebSockets open", streams, results.streams, f"{per_stream:.1f} KiB per WebSocket"),
+        (f"+ {count} long-polls", both, results.both, f"{per_poll:.1f} KiB per long-poll"),
+        ("after closing them all", after, results.after, ""),
+    ]
     for label, value, taken, note in rows:
-        print(f"    {label + ':':<26} {mib(value):>10}  ({descriptors(taken)} open descriptors)"
-              + (f"  -> {note}" if note else ""))
-    print(f"  streams closed by the server {results.counts.get('stream_closed', 0)},"
-          f" long-poll errors {results.counts.get('poll_errors', 0)}")
+        print(
+            f"    {label + ':':<26} {mib(value):>10}  ({descriptors(taken)} open descriptors)"
+            + (f"  -> {note}" if note else "")
+        )
+    print(
+        f"  streams closed by the server {results.counts.get('stream_closed', 0)},"
+        f" long-poll errors {results.counts.get('poll_errors', 0)}"
+    )
     print()
-    print(f"  target: < {TARGET_KIB_PER_CONNECTION:.0f} KiB of server RSS per connection:"
-          f" {per_connection:.1f} KiB  {verdict(met)}")
-    print(f"  target: all {2 * count} connections held, none dropped: {held} more descriptors held"
-          f"  {verdict(clean)}")
+    print(
+        f"  target: < {TARGET_KIB_PER_CONNECTION:.0f} KiB of server RSS per connection:"
+        f" {per_connection:.1f} KiB  {verdict(met)}"
+    )
+    print(f"  target: all {2 * count} connections held, none dropped: {held} more descriptors held  {verdict(clean)}")
     if len(results.snapshots) == 3:
         print()
         print_growth("per WebSocket", results.snapshots[0], results.snapshots[1], count)
@@ -349,15 +383,30 @@ def report(args: argparse.Namespace, results: Results, server: ServerProcess) ->
 
 def main() -> int:
     parser = benchmark_parser(__doc__)
-    parser.add_argument("--connections", type=bounded(10, 10_000), default=2000,
-                        help="WebSockets, and as many long-polls, held at once (default 2000)")
-    parser.add_argument("--hold", type=bounded(1, 60, float), default=5.0,
-                        help="seconds over which memory is sampled at each step (default 5)")
-    parser.add_argument("--processes", type=bounded(1, 8), default=2,
-                        help="client processes the connections are divided among (default 2)")
-    parser.add_argument("--trace", metavar="DIR",
-                        help="trace the server's Python allocations (tracemalloc, slow) into snapshots in DIR,"
-                             " and print the allocation sites each connection adds")
+    parser.add_argument(
+        "--connections",
+        type=bounded(10, 10_000),
+        default=2000,
+        help="WebSockets, and as many long-polls, held at once (default 2000)",
+    )
+    parser.add_argument(
+        "--hold",
+        type=bounded(1, 60, float),
+        default=5.0,
+        help="seconds over which memory is sampled at each step (default 5)",
+    )
+    parser.add_argument(
+        "--processes",
+        type=bounded(1, 8),
+        default=2,
+        help="client processes the connections are divided among (default 2)",
+    )
+    parser.add_argument(
+        "--trace",
+        metavar="DIR",
+        help="trace the server's Python allocations (tracemalloc, slow) into snapshots in DIR,"
+        " and print the allocation sites each connection adds",
+    )
     args = parser.parse_args()
     return exit_status(run, report, args, Results())
 

@@ -60,8 +60,9 @@ def rss_kib(pid: int) -> int:
 
 async def measure(base_url: str, pid: int, connections: int) -> tuple[float, float]:
     slots = asyncio.Semaphore(OPEN_CONCURRENCY)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
-                                     timeout=aiohttp.ClientTimeout(total=120)) as session:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=120)
+    ) as session:
         before = rss_kib(pid)
 
         async def open_stream():
@@ -86,8 +87,12 @@ async def measure(base_url: str, pid: int, connections: int) -> tuple[float, flo
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--connections", type=bounded(10, 10_000), default=2000,
-                        help="WebSockets, and as many long-polls, to hold (default 2000)")
+    parser.add_argument(
+        "--connections",
+        type=bounded(10, 10_000),
+        default=2000,
+        help="WebSockets, and as many long-polls, to hold (default 2000)",
+    )
     args = parser.parse_args()
     try:
         raise_fd_limit(4 * args.connections + 100)
@@ -105,10 +110,11 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait(10)
-    print(f"Bare Tornado {tornado.version} on uvloop, {args.connections} of each,"
-          f" {time.monotonic() - started:.0f}s:")
-    print(f"  {per_stream:.1f} KiB per WebSocket, {per_poll:.1f} KiB per long-poll"
-          f" ({(per_stream + per_poll) / 2:.1f} KiB per connection)")
+    print(f"Bare Tornado {tornado.version} on uvloop, {args.connections} of each, {time.monotonic() - started:.0f}s:")
+    print(
+        f"  {per_stream:.1f} KiB per WebSocket, {per_poll:.1f} KiB per long-poll"
+        f" ({(per_stream + per_poll) / 2:.1f} KiB per connection)"
+    )
     return 0
 
 

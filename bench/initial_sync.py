@@ -54,8 +54,9 @@ from _server import (
 RUN_DEADLINE = 900.0
 REQUEST_TIMEOUT = 120.0
 SETUP_CONCURRENCY = 8
-LAZY_FILTER = json.dumps({"room": {"timeline": {"limit": 10}, "state": {"lazy_load_members": True}}},
-                         separators=(",", ":"))
+LAZY_FILTER = json.dumps(
+    {"room": {"timeline": {"limit": 10}, "state": {"lazy_load_members": True}}}, separators=(",", ":")
+)
 INCREMENTAL_ROOMS = 100
 INCREMENTAL_PER_ROOM = 10
 
@@ -75,8 +76,9 @@ async def run(args, results: dict) -> ServerProcess:
     server = ServerProcess(database_url=args.database_url, **RATE_LIMITS_RAISED, **CHEAP_HASHING)
     async with server:
         connector = aiohttp.TCPConnector(limit=SETUP_CONCURRENCY * 2)
-        async with aiohttp.ClientSession(connector=connector,
-                                         timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) as session:
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+        ) as session:
             api = Api(session, server.base_url, deadline)
             reader, writer = await api.register("reader"), await api.register("writer")
             print(f"making {args.rooms} rooms of {args.messages} messages ...", flush=True)
@@ -89,8 +91,9 @@ async def run(args, results: dict) -> ServerProcess:
             async def room(number: int) -> str:
                 async with slots:
                     async with creating:
-                        room_id = await api.create_room(writer, preset="private_chat", invite=[reader.user_id],
-                                                        name=f"room {number}")
+                        room_id = await api.create_room(
+                            writer, preset="private_chat", invite=[reader.user_id], name=f"room {number}"
+                        )
                     await api.join(reader, room_id)
                     for message in range(args.messages):
                         await api.send_text(writer, room_id, f"message {message}", f"r{number}m{message}")
@@ -132,14 +135,21 @@ def report(args, results: dict, server: ServerProcess) -> bool:
     print(f"  machine:   {machine()}, load average {results['load_at_start']} at start, {load_average()} at end")
     print(f"  server:    atomchat serve, {server.database_kind}, default settings, rate limits raised")
     print(f"  load:      a reader in {args.rooms} rooms of {args.messages} messages, filter {LAZY_FILTER}")
-    print(f"  initial sync: cold {ms(results['cold'])}; warm median {ms(warm)},"
-          f" p95 {ms(percentile(results['warm'], 95))} ({args.repeats} syncs)")
-    print(f"  incremental sync after {results['incremental_rooms'] * INCREMENTAL_PER_ROOM} events over"
-          f" {results['incremental_rooms']} rooms: median {ms(incremental)} ({args.repeats} syncs)")
+    print(
+        f"  initial sync: cold {ms(results['cold'])}; warm median {ms(warm)},"
+        f" p95 {ms(percentile(results['warm'], 95))} ({args.repeats} syncs)"
+    )
+    print(
+        f"  incremental sync after {results['incremental_rooms'] * INCREMENTAL_PER_ROOM} events over"
+        f" {results['incremental_rooms']} rooms: median {ms(incremental)} ({args.repeats} syncs)"
+    )
     ok = True
     if args.rooms == 100 and args.messages == 20:
-        checks = [("initial warm median < 40 ms", warm < 0.040), ("initial cold < 80 ms", results["cold"] < 0.080),
-                  ("incremental median < 50 ms", incremental < 0.050)]
+        checks = [
+            ("initial warm median < 40 ms", warm < 0.040),
+            ("initial cold < 80 ms", results["cold"] < 0.080),
+            ("incremental median < 50 ms", incremental < 0.050),
+        ]
     elif args.rooms == 1000:
         checks = [("initial warm median < 400 ms", warm < 0.400)]
     else:

@@ -129,8 +129,9 @@ async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
         auth = {"Authorization": f"Bearer {user.access_token}"}
 
         async def upload(data: bytes, content_type: str) -> str:
-            async with session.post(server.base_url + UPLOAD, data=data,
-                                    headers={**auth, "Content-Type": content_type}) as response:
+            async with session.post(
+                server.base_url + UPLOAD, data=data, headers={**auth, "Content-Type": content_type}
+            ) as response:
                 answer = await response.json(content_type=None)
                 if response.status != 200:
                     raise BenchError(f"an upload answered {response.status}: {answer}")
@@ -186,24 +187,34 @@ def report(args: argparse.Namespace, results: Results, server: ServerProcess) ->
     print()
     print(f"AtomChat media benchmark, {datetime.date.today().isoformat()}")
     print(f"  machine:   {machine()}, load average {results.load_at_start} at start, {load_average()} at end")
-    print(f"  server:    atomchat serve, {server.database_kind}, default settings, rate limits raised;"
-          f" resident {mb(results.rss_before)} before the last transfer")
+    print(
+        f"  server:    atomchat serve, {server.database_kind}, default settings, rate limits raised;"
+        f" resident {mb(results.rss_before)} before the last transfer"
+    )
     print()
     upload_ok = max(results.upload_growth) < size
     download_ok = max(results.download_growth) < size
-    print(f"  upload of {args.megabytes} MB ({args.rounds} rounds): peak RSS growth "
-          + ", ".join(mb(g) for g in results.upload_growth)
-          + f"; {ms(min(results.upload_seconds))} at best   target < {mb(size)}: {verdict(upload_ok)}")
-    print(f"  download of {args.megabytes} MB ({args.rounds} rounds): peak RSS growth "
-          + ", ".join(mb(g) for g in results.download_growth)
-          + f"; {ms(min(results.download_seconds))} at best   target < {mb(size)}: {verdict(download_ok)}")
+    print(
+        f"  upload of {args.megabytes} MB ({args.rounds} rounds): peak RSS growth "
+        + ", ".join(mb(g) for g in results.upload_growth)
+        + f"; {ms(min(results.upload_seconds))} at best   target < {mb(size)}: {verdict(upload_ok)}"
+    )
+    print(
+        f"  download of {args.megabytes} MB ({args.rounds} rounds): peak RSS growth "
+        + ", ".join(mb(g) for g in results.download_growth)
+        + f"; {ms(min(results.download_seconds))} at best   target < {mb(size)}: {verdict(download_ok)}"
+    )
     median = percentile(results.made, 50)
     thumbnail_ok = median < TARGET_THUMBNAIL
-    print(f"  thumbnail 320x240 of a 2,000 x 2,000 JPEG ({mb(results.jpeg_bytes)}), made: median {ms(median)},"
-          f" max {ms(max(results.made))}   target median < {TARGET_THUMBNAIL * 1000:.0f} ms: {verdict(thumbnail_ok)}")
+    print(
+        f"  thumbnail 320x240 of a 2,000 x 2,000 JPEG ({mb(results.jpeg_bytes)}), made: median {ms(median)},"
+        f" max {ms(max(results.made))}   target median < {TARGET_THUMBNAIL * 1000:.0f} ms: {verdict(thumbnail_ok)}"
+    )
     print(f"  the same thumbnail again, stored: median {ms(percentile(results.cached, 50))}")
-    print(f"  CPU time of making one (the server's function, run in the benchmark's process):"
-          f" median {ms(percentile(results.cpu, 50))}")
+    print(
+        f"  CPU time of making one (the server's function, run in the benchmark's process):"
+        f" median {ms(percentile(results.cpu, 50))}"
+    )
     print(f"  server stopped by SIGTERM, exit status {server.exit_status}")
     return upload_ok and download_ok and thumbnail_ok
 

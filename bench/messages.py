@@ -70,16 +70,17 @@ TARGET_MEDIAN = 0.005  # seconds, for every kind of page
 # derived from the room and the event's number, in the room-version-4 form
 # ("$" and 43 url-safe base64 characters), so the benchmark can name any of
 # them without reading them back.
-_EVENT_ID_SQL = ("'$' || translate(rtrim(encode(sha256(convert_to($1 || ':' || {n}, 'UTF8')), 'base64'), '='),"
-                 " '+/', '-_')")
+_EVENT_ID_SQL = (
+    "'$' || translate(rtrim(encode(sha256(convert_to($1 || ':' || {n}, 'UTF8')), 'base64'), '='), '+/', '-_')"
+)
 _SEED = f"""
 INSERT INTO events (stream, event_id, room_id, type, state_key, sender, content, origin_server_ts, depth,
                     prev_events)
-SELECT nextval('event_stream'), {_EVENT_ID_SQL.format(n='g')}, $1, 'm.room.message', NULL, $2,
+SELECT nextval('event_stream'), {_EVENT_ID_SQL.format(n="g")}, $1, 'm.room.message', NULL, $2,
        jsonb_build_object('msgtype', 'm.text',
                           'body', 'Seeded message ' || g || ': the quick brown fox jumps over the lazy dog.'),
        $3::bigint + g, $4::bigint + g,
-       ARRAY[CASE WHEN g = 1 THEN $5 ELSE {_EVENT_ID_SQL.format(n='(g - 1)')} END]
+       ARRAY[CASE WHEN g = 1 THEN $5 ELSE {_EVENT_ID_SQL.format(n="(g - 1)")} END]
 FROM generate_series(1, $6::bigint) AS g
 """
 # The same advisory lock the server's writers hold (storage/events.py), so
@@ -115,14 +116,18 @@ async def seed(dsn: str, room_id: str, sender: str, count: int, results: Results
             if head is None:
                 raise BenchError(f"the room {room_id} is not there to seed")
             now_ms = int(time.time() * 1000)
-            await conn.execute(_SEED, room_id, sender, now_ms - count, head["head_depth"], head["head_event_id"],
-                               count)
+            await conn.execute(_SEED, room_id, sender, now_ms - count, head["head_depth"], head["head_event_id"], count)
             last_id = seeded_event_id(room_id, count)
             last_stream = await conn.fetchval("SELECT stream FROM events WHERE event_id = $1", last_id)
             if last_stream is None:
                 raise BenchError("the seeded events' ids are not the ones the benchmark computes")
-            await conn.execute("UPDATE rooms SET head_event_id = $2, head_depth = $3, head_stream = $4"
-                               " WHERE room_id = $1", room_id, last_id, head["head_depth"] + count, last_stream)
+            await conn.execute(
+                "UPDATE rooms SET head_event_id = $2, head_depth = $3, head_stream = $4 WHERE room_id = $1",
+                room_id,
+                last_id,
+                head["head_depth"] + count,
+                last_stream,
+            )
         results.insert_seconds = time.perf_counter() - started
         started = time.perf_counter()
         await conn.execute("VACUUM ANALYZE events")
@@ -152,8 +157,12 @@ class Reader:
         return latency, answer
 
     async def token_before(self, event_id: str) -> str:
-        answer = await self.api.call("GET", room_path(self.room_id) + "/context/" + quote(event_id, safe=""),
-                                     user=self.user, params={"limit": "0"})
+        answer = await self.api.call(
+            "GET",
+            room_path(self.room_id) + "/context/" + quote(event_id, safe=""),
+            user=self.user,
+            params={"limit": "0"},
+        )
         return answer["start"]
 
 
@@ -169,8 +178,7 @@ async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
         room_id = await api.create_room(user, preset="private_chat", name="A million messages")
         print(f"seeding {args.events:,} events into {room_id} ...", flush=True)
         await seed(server.database_dsn(), room_id, user.user_id, args.events, results)
-        print(f"  inserted in {results.insert_seconds:.1f}s, VACUUM ANALYZE {results.vacuum_seconds:.1f}s",
-              flush=True)
+        print(f"  inserted in {results.insert_seconds:.1f}s, VACUUM ANALYZE {results.vacuum_seconds:.1f}s", flush=True)
         reader = Reader(api, user, room_id)
 
         _, newest = await reader.page(None)  # warm-up, and a check that the newest page is the seeded end
@@ -193,8 +201,9 @@ async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
         for _ in range(args.requests):
             latency, answer = await reader.page(token)
             if seeded_number(answer["chunk"][0]) != expected:
-                raise BenchError(f"scrolling back: expected event {expected} first, got"
-                                 f" {seeded_number(answer['chunk'][0])}")
+                raise BenchError(
+                    f"scrolling back: expected event {expected} first, got {seeded_number(answer['chunk'][0])}"
+                )
             expected -= PAGE
             token = answer["end"]
             results.scroll.append(latency)
@@ -217,20 +226,28 @@ async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
 
 def report(args: argparse.Namespace, results: Results, server: ServerProcess) -> bool:
     """Prints the summary; True when every target is met."""
-    figures = [("newest page", "newest", results.newest),
-               (f"scrolling back from the middle ({args.requests * PAGE:,} events)", "scroll", results.scroll),
-               ("random points of the room", "random", results.random)]
+    figures = [
+        ("newest page", "newest", results.newest),
+        (f"scrolling back from the middle ({args.requests * PAGE:,} events)", "scroll", results.scroll),
+        ("random points of the room", "random", results.random),
+    ]
     print()
     print(f"AtomChat /messages benchmark, {datetime.date.today().isoformat()}")
     print(f"  machine:   {machine()}, load average {results.load_at_start} at start, {load_average()} at end")
     print(f"  server:    atomchat serve, {server.database_kind}, default settings, rate limits raised")
-    print(f"  room:      {args.events:,} seeded m.text events (events table {results.table_bytes / 2**20:.0f} MiB"
-          " with indexes)")
-    print(f"  seeding:   INSERT ... SELECT {results.insert_seconds:.1f}s"
-          f" ({args.events / results.insert_seconds:,.0f} events/s), VACUUM ANALYZE {results.vacuum_seconds:.1f}s"
-          " (not part of the figures below)")
-    print(f"  requests:  GET /messages dir=b limit={PAGE}, one at a time on one keep-alive connection,"
-          f" {args.requests} of each kind")
+    print(
+        f"  room:      {args.events:,} seeded m.text events (events table {results.table_bytes / 2**20:.0f} MiB"
+        " with indexes)"
+    )
+    print(
+        f"  seeding:   INSERT ... SELECT {results.insert_seconds:.1f}s"
+        f" ({args.events / results.insert_seconds:,.0f} events/s), VACUUM ANALYZE {results.vacuum_seconds:.1f}s"
+        " (not part of the figures below)"
+    )
+    print(
+        f"  requests:  GET /messages dir=b limit={PAGE}, one at a time on one keep-alive connection,"
+        f" {args.requests} of each kind"
+    )
     print()
     ok = True
     for name, kind, latencies in figures:
@@ -247,10 +264,15 @@ def report(args: argparse.Namespace, results: Results, server: ServerProcess) ->
 
 def main() -> int:
     parser = benchmark_parser(__doc__)
-    parser.add_argument("--events", type=bounded(10_000, 5_000_000), default=1_000_000,
-                        help="messages seeded into the room (default 1,000,000)")
-    parser.add_argument("--requests", type=bounded(10, 2000), default=200,
-                        help="pages measured of each kind (default 200)")
+    parser.add_argument(
+        "--events",
+        type=bounded(10_000, 5_000_000),
+        default=1_000_000,
+        help="messages seeded into the room (default 1,000,000)",
+    )
+    parser.add_argument(
+        "--requests", type=bounded(10, 2000), default=200, help="pages measured of each kind (default 200)"
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the random points (default 1)")
     args = parser.parse_args()
     if args.requests * PAGE > args.events // 2:

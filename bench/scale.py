@@ -109,8 +109,11 @@ class HAProxy:
             lines.append(line)
         self.config = root / "haproxy.cfg"
         self.config.write_text("\n".join(lines) + "\n")
-        self.env = {**os.environ, "ATOMCHAT_HTTP_BIND": f"127.0.0.1:{self.port}",
-                    **{f"ATOMCHAT_SERVER_{n}": address for n, address in enumerate(servers, 1)}}
+        self.env = {
+            **os.environ,
+            "ATOMCHAT_HTTP_BIND": f"127.0.0.1:{self.port}",
+            **{f"ATOMCHAT_SERVER_{n}": address for n, address in enumerate(servers, 1)},
+        }
         self.log_path = root / "haproxy.log"
         self.process: subprocess.Popen | None = None
 
@@ -119,8 +122,13 @@ class HAProxy:
         if not Path(haproxy).exists():
             raise BenchError("HAProxy is not installed (apt-get install -y haproxy)")
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen([haproxy, "-db", "-f", str(self.config)], stdin=subprocess.DEVNULL,
-                                            stdout=log, stderr=subprocess.STDOUT, env=self.env)
+            self.process = subprocess.Popen(
+                [haproxy, "-db", "-f", str(self.config)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+            )
         deadline = time.monotonic() + 30
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
             while True:
@@ -185,11 +193,11 @@ async def measure(args: argparse.Namespace, processes: int, signing_config: Path
         others = [server.pid for server in servers[1:]]
         deadline = time.monotonic() + RUN_DEADLINE
         connector = aiohttp.TCPConnector(limit=64)
-        session = await stack.enter_async_context(aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)))
+        session = await stack.enter_async_context(
+            aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT))
+        )
         api = Api(session, proxy.base_url, deadline)
-        print(f"{processes} process(es): registering {SENDERS} senders and {args.receivers} receivers ...",
-              flush=True)
+        print(f"{processes} process(es): registering {SENDERS} senders and {args.receivers} receivers ...", flush=True)
         senders = await api.register_many("sender", SENDERS)
         receivers = await api.register_many("receiver", args.receivers)
         send_room = await api.create_room(senders[0], preset="public_chat", name="Send")
@@ -204,8 +212,9 @@ async def measure(args: argparse.Namespace, processes: int, signing_config: Path
         arguments = [(proxy.base_url, group, send_room, f"p{processes}") for group in groups]
         async with Workers(sender_process, arguments) as workers:
             await workers.wait_ready(timeout=60)
-            count.send.usage = Usage(first, **{"other servers": others, "HAProxy": [proxy.process.pid],
-                                               "clients": workers.pids})
+            count.send.usage = Usage(
+                first, **{"other servers": others, "HAProxy": [proxy.process.pid], "clients": workers.pids}
+            )
             count.send.usage.start()
             start_at = time.monotonic() + 0.2
             workers.tell((start_at, start_at + args.seconds, 50_000))
@@ -215,21 +224,28 @@ async def measure(args: argparse.Namespace, processes: int, signing_config: Path
             count.send.latencies.extend(latencies)
         count.send.wall = max(last for _, last in results) - start_at
 
-        print(f"{processes} process(es): fan-out to {args.receivers} receivers ({args.mode}) at {args.rate:g}/s ...",
-              flush=True)
+        print(
+            f"{processes} process(es): fan-out to {args.receivers} receivers ({args.mode}) at {args.rate:g}/s ...",
+            flush=True,
+        )
         fanout = count.fanout
-        following = [(args.mode, proxy.base_url, [(user, None) for user in group], fanout_room, False)
-                     for group in split(receivers, 2)]  # no filter, messages (not typing)
+        following = [
+            (args.mode, proxy.base_url, [(user, None) for user in group], fanout_room, False)
+            for group in split(receivers, 2)
+        ]  # no filter, messages (not typing)
         async with Workers(receiver_process, following) as workers:
             await workers.wait_ready(timeout=120)
-            fanout.measured_from = await send_at_rate(api, senders[0], fanout_room, args.rate, WARM_UP_SECONDS, 0,
-                                                      fanout, False)
+            fanout.measured_from = await send_at_rate(
+                api, senders[0], fanout_room, args.rate, WARM_UP_SECONDS, 0, fanout, False
+            )
             before = await lag_histogram(session, servers)
-            fanout.usage = Usage(first, **{"other servers": others, "HAProxy": [proxy.process.pid],
-                                           "clients": workers.pids})
+            fanout.usage = Usage(
+                first, **{"other servers": others, "HAProxy": [proxy.process.pid], "clients": workers.pids}
+            )
             fanout.usage.start()
-            await send_at_rate(api, senders[0], fanout_room, args.rate, args.seconds, fanout.measured_from,
-                               fanout, False)
+            await send_at_rate(
+                api, senders[0], fanout_room, args.rate, args.seconds, fanout.measured_from, fanout, False
+            )
             fanout.usage.stop()
             record_lag(count, before, await lag_histogram(session, servers))
             workers.tell(sorted(fanout.sent))
@@ -250,10 +266,14 @@ def report(args: argparse.Namespace, counts: list[Count], load_at_start: str) ->
     print()
     print(f"AtomChat scale-out benchmark, {datetime.date.today().isoformat()}")
     print(f"  machine:   {machine()}, load average {load_at_start} at start, {load_average()} at end")
-    print(f"  servers:   atomchat serve x P on one {'external' if args.database_url else 'embedded'} PostgreSQL,"
-          " behind HAProxy (docs/haproxy.cfg, round robin), rate limits raised, password hashing cheapened")
-    print(f"  load:      send: {SENDERS} senders for {args.seconds:g}s; fan-out: {args.receivers} receivers"
-          f" ({args.mode}), 1 sender at {args.rate:g}/s for {args.seconds:g}s after {WARM_UP_SECONDS:g}s warm-up")
+    print(
+        f"  servers:   atomchat serve x P on one {'external' if args.database_url else 'embedded'} PostgreSQL,"
+        " behind HAProxy (docs/haproxy.cfg, round robin), rate limits raised, password hashing cheapened"
+    )
+    print(
+        f"  load:      send: {SENDERS} senders for {args.seconds:g}s; fan-out: {args.receivers} receivers"
+        f" ({args.mode}), 1 sender at {args.rate:g}/s for {args.seconds:g}s after {WARM_UP_SECONDS:g}s warm-up"
+    )
     print()
     ok = True
     for count in counts:
@@ -262,20 +282,26 @@ def report(args: argparse.Namespace, counts: list[Count], load_at_start: str) ->
         assert usage is not None
         server_cpu = usage.seconds.get("server", 0.0) + usage.seconds.get("other servers", 0.0)
         messages = len(count.send.latencies)
-        print(f"  P={count.processes}: send {count.send.rate:6.0f} messages/s, latency p50"
-              f" {ms(percentile(count.send.latencies, 50))}, p99 {ms(percentile(count.send.latencies, 99))};"
-              f" CPU per message: servers {ms(server_cpu / messages)},"
-              f" PostgreSQL {ms(usage.seconds.get('PostgreSQL', 0.0) / messages)},"
-              f" HAProxy {ms(usage.seconds.get('HAProxy', 0.0) / messages)}")
+        print(
+            f"  P={count.processes}: send {count.send.rate:6.0f} messages/s, latency p50"
+            f" {ms(percentile(count.send.latencies, 50))}, p99 {ms(percentile(count.send.latencies, 99))};"
+            f" CPU per message: servers {ms(server_cpu / messages)},"
+            f" PostgreSQL {ms(usage.seconds.get('PostgreSQL', 0.0) / messages)},"
+            f" HAProxy {ms(usage.seconds.get('HAProxy', 0.0) / messages)}"
+        )
         p99 = percentile(fanout.deliveries, 99)
         lag_mean = count.lag_sum / count.lag_count if count.lag_count else 0.0
-        print(f"       fan-out {len(fanout.deliveries)} deliveries: p50 {ms(percentile(fanout.deliveries, 50))},"
-              f" p99 {ms(p99)}, max {ms(max(fanout.deliveries))}; lost {fanout.lost} ({fanout.lost_in_gaps} at"
-              f" receivers sent limited timelines, {fanout.gaps} of them), duplicates {fanout.duplicates},"
-              f" failed sends {fanout.send_errors}, receiver errors {fanout.receiver_errors},"
-              f" reconnects {fanout.reconnects}")
-        print(f"       notifier lag over {count.lag_count:.0f} dispatches: mean {ms(lag_mean)},"
-              f" p99 <= {ms(count.lag_p99)}")
+        print(
+            f"       fan-out {len(fanout.deliveries)} deliveries: p50 {ms(percentile(fanout.deliveries, 50))},"
+            f" p99 {ms(p99)}, max {ms(max(fanout.deliveries))}; lost {fanout.lost} ({fanout.lost_in_gaps} at"
+            f" receivers sent limited timelines, {fanout.gaps} of them), duplicates {fanout.duplicates},"
+            f" failed sends {fanout.send_errors}, receiver errors {fanout.receiver_errors},"
+            f" reconnects {fanout.reconnects}"
+        )
+        print(
+            f"       notifier lag over {count.lag_count:.0f} dispatches: mean {ms(lag_mean)},"
+            f" p99 <= {ms(count.lag_p99)}"
+        )
         if fanout.usage is not None:
             print(f"       fan-out {fanout.usage.summary()}")
         clean = fanout.lost == 0 and fanout.duplicates == 0 and fanout.send_errors == 0
@@ -283,24 +309,43 @@ def report(args: argparse.Namespace, counts: list[Count], load_at_start: str) ->
         if (count.processes, args.receivers, args.rate) >= (TARGET_PROCESSES, TARGET_RECEIVERS, TARGET_RATE):
             met = p99 < TARGET_P99
             ok = ok and met
-            print(f"       target: p99 < {TARGET_P99 * 1000:.0f} ms at {TARGET_RECEIVERS} receivers and"
-                  f" {TARGET_RATE:g}/s with {TARGET_PROCESSES} processes: {ms(p99)}  {verdict(met)}")
+            print(
+                f"       target: p99 < {TARGET_P99 * 1000:.0f} ms at {TARGET_RECEIVERS} receivers and"
+                f" {TARGET_RATE:g}/s with {TARGET_PROCESSES} processes: {ms(p99)}  {verdict(met)}"
+            )
         print(f"       target: no loss, no duplicates, no failed send: {verdict(clean)}")
     return ok
 
 
 def main() -> int:
     parser = benchmark_parser(__doc__)
-    parser.add_argument("--processes", type=counts(1, 3), default=[1, 2, 3],
-                        help="comma-separated process counts, one run each (default 1,2,3; at most 3)")
-    parser.add_argument("--seconds", type=bounded(1, 60, float), default=10.0,
-                        help="length of each measured period (default 10)")
-    parser.add_argument("--receivers", type=bounded(1, 500), default=TARGET_RECEIVERS,
-                        help=f"fan-out receivers (default {TARGET_RECEIVERS})")
-    parser.add_argument("--rate", type=bounded(0.1, 500, float), default=TARGET_RATE,
-                        help=f"fan-out messages per second (default {TARGET_RATE:g})")
-    parser.add_argument("--mode", choices=("websocket", "longpoll"), default="websocket",
-                        help="how receivers follow the room (default websocket)")
+    parser.add_argument(
+        "--processes",
+        type=counts(1, 3),
+        default=[1, 2, 3],
+        help="comma-separated process counts, one run each (default 1,2,3; at most 3)",
+    )
+    parser.add_argument(
+        "--seconds", type=bounded(1, 60, float), default=10.0, help="length of each measured period (default 10)"
+    )
+    parser.add_argument(
+        "--receivers",
+        type=bounded(1, 500),
+        default=TARGET_RECEIVERS,
+        help=f"fan-out receivers (default {TARGET_RECEIVERS})",
+    )
+    parser.add_argument(
+        "--rate",
+        type=bounded(0.1, 500, float),
+        default=TARGET_RATE,
+        help=f"fan-out messages per second (default {TARGET_RATE:g})",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("websocket", "longpoll"),
+        default="websocket",
+        help="how receivers follow the room (default websocket)",
+    )
     args = parser.parse_args()
     figures: list[Count] = []
     load_at_start = load_average()

@@ -60,33 +60,228 @@ COMMON_WORD = "coffee"
 WORDS_PER_MESSAGE = 8
 
 VOCABULARY = [
-    "time", "year", "people", "way", "day", "man", "thing", "woman", "life", "child", "world", "school", "state",
-    "family", "student", "group", "country", "problem", "hand", "part", "place", "case", "week", "company", "system",
-    "program", "question", "work", "government", "number", "night", "point", "home", "water", "room", "mother", "area",
-    "money", "story", "fact", "month", "lot", "right", "study", "book", "eye", "job", "word", "business", "issue",
-    "side", "kind", "head", "house", "service", "friend", "father", "power", "hour", "game", "line", "end", "member",
-    "law", "car", "city", "community", "name", "president", "team", "minute", "idea", "kid", "body", "information",
-    "back", "parent", "face", "others", "level", "office", "door", "health", "person", "art", "war", "history", "party",
-    "result", "change", "morning", "reason", "research", "girl", "guy", "moment", "air", "teacher", "force",
-    "education", "foot", "boy", "age", "policy", "music", "market", "sense", "nation", "plan", "college", "interest",
-    "death", "experience", "effect", "class", "control", "care", "field", "development", "role", "effort", "rate",
-    "heart", "drug", "show", "leader", "light", "voice", "wife", "police", "mind", "price", "report", "decision", "son",
-    "view", "relationship", "town", "road", "arm", "difference", "value", "building", "action", "model", "season",
-    "society", "tax", "director", "position", "player", "record", "paper", "space", "ground", "form", "event",
-    "official", "matter", "center", "couple", "site", "project", "activity", "star", "table", "need", "court", "oil",
-    "situation", "cost", "industry", "figure", "street", "image", "phone", "data", "picture", "practice", "piece",
-    "land", "product", "doctor", "wall", "patient", "worker", "news", "test", "movie", "north", "love", "support",
-    "technology", "step", "baby", "computer", "type", "attention", "film", "tree", "source", "organization", "hair",
-    "window", "evidence", "population", "site", "coffee", "garden", "kitchen"
+    "time",
+    "year",
+    "people",
+    "way",
+    "day",
+    "man",
+    "thing",
+    "woman",
+    "life",
+    "child",
+    "world",
+    "school",
+    "state",
+    "family",
+    "student",
+    "group",
+    "country",
+    "problem",
+    "hand",
+    "part",
+    "place",
+    "case",
+    "week",
+    "company",
+    "system",
+    "program",
+    "question",
+    "work",
+    "government",
+    "number",
+    "night",
+    "point",
+    "home",
+    "water",
+    "room",
+    "mother",
+    "area",
+    "money",
+    "story",
+    "fact",
+    "month",
+    "lot",
+    "right",
+    "study",
+    "book",
+    "eye",
+    "job",
+    "word",
+    "business",
+    "issue",
+    "side",
+    "kind",
+    "head",
+    "house",
+    "service",
+    "friend",
+    "father",
+    "power",
+    "hour",
+    "game",
+    "line",
+    "end",
+    "member",
+    "law",
+    "car",
+    "city",
+    "community",
+    "name",
+    "president",
+    "team",
+    "minute",
+    "idea",
+    "kid",
+    "body",
+    "information",
+    "back",
+    "parent",
+    "face",
+    "others",
+    "level",
+    "office",
+    "door",
+    "health",
+    "person",
+    "art",
+    "war",
+    "history",
+    "party",
+    "result",
+    "change",
+    "morning",
+    "reason",
+    "research",
+    "girl",
+    "guy",
+    "moment",
+    "air",
+    "teacher",
+    "force",
+    "education",
+    "foot",
+    "boy",
+    "age",
+    "policy",
+    "music",
+    "market",
+    "sense",
+    "nation",
+    "plan",
+    "college",
+    "interest",
+    "death",
+    "experience",
+    "effect",
+    "class",
+    "control",
+    "care",
+    "field",
+    "development",
+    "role",
+    "effort",
+    "rate",
+    "heart",
+    "drug",
+    "show",
+    "leader",
+    "light",
+    "voice",
+    "wife",
+    "police",
+    "mind",
+    "price",
+    "report",
+    "decision",
+    "son",
+    "view",
+    "relationship",
+    "town",
+    "road",
+    "arm",
+    "difference",
+    "value",
+    "building",
+    "action",
+    "model",
+    "season",
+    "society",
+    "tax",
+    "director",
+    "position",
+    "player",
+    "record",
+    "paper",
+    "space",
+    "ground",
+    "form",
+    "event",
+    "official",
+    "matter",
+    "center",
+    "couple",
+    "site",
+    "project",
+    "activity",
+    "star",
+    "table",
+    "need",
+    "court",
+    "oil",
+    "situation",
+    "cost",
+    "industry",
+    "figure",
+    "street",
+    "image",
+    "phone",
+    "data",
+    "picture",
+    "practice",
+    "piece",
+    "land",
+    "product",
+    "doctor",
+    "wall",
+    "patient",
+    "worker",
+    "news",
+    "test",
+    "movie",
+    "north",
+    "love",
+    "support",
+    "technology",
+    "step",
+    "baby",
+    "computer",
+    "type",
+    "attention",
+    "film",
+    "tree",
+    "source",
+    "organization",
+    "hair",
+    "window",
+    "evidence",
+    "population",
+    "site",
+    "coffee",
+    "garden",
+    "kitchen",
 ]
 
 _STREAM_LOCK = 0x5374726D  # the stream lock of storage/events.py: positions are handed out as the server's
 
 # Messages numbered from $7 + 1: each word is picked by a different
 # multiplicative hash of the number, so the vocabulary is spread evenly.
-_WORDS = " || ' ' || ".join(f"($6::text[])[1 + ((g * {prime}) % {len(VOCABULARY)})]"
-                            for prime in (2654435761, 40503, 2246822519, 3266489917, 668265263, 374761393,
-                                          1597334677, 3812015801)[:WORDS_PER_MESSAGE])
+_WORDS = " || ' ' || ".join(
+    f"($6::text[])[1 + ((g * {prime}) % {len(VOCABULARY)})]"
+    for prime in (2654435761, 40503, 2246822519, 3266489917, 668265263, 374761393, 1597334677, 3812015801)[
+        :WORDS_PER_MESSAGE
+    ]
+)
 _SEED = f"""
 INSERT INTO events (stream, event_id, room_id, type, state_key, sender, content, origin_server_ts, depth,
                     prev_events)
@@ -122,12 +317,26 @@ async def seed(dsn: str, rooms: list[str], sender: str, count: int, results: Res
                 if head is None:
                     raise BenchError(f"the room {room_id} is not there to seed")
                 first = number * per_room
-                await conn.execute(_SEED, room_id, sender, int(time.time() * 1000) - count, head["head_depth"],
-                                   head["head_event_id"], VOCABULARY, first, per_room)
+                await conn.execute(
+                    _SEED,
+                    room_id,
+                    sender,
+                    int(time.time() * 1000) - count,
+                    head["head_depth"],
+                    head["head_event_id"],
+                    VOCABULARY,
+                    first,
+                    per_room,
+                )
                 last = f"$search-{first + per_room}"
                 last_stream = await conn.fetchval("SELECT stream FROM events WHERE event_id = $1", last)
-                await conn.execute("UPDATE rooms SET head_event_id = $2, head_depth = $3, head_stream = $4"
-                                   " WHERE room_id = $1", room_id, last, head["head_depth"] + per_room, last_stream)
+                await conn.execute(
+                    "UPDATE rooms SET head_event_id = $2, head_depth = $3, head_stream = $4 WHERE room_id = $1",
+                    room_id,
+                    last,
+                    head["head_depth"] + per_room,
+                    last_stream,
+                )
             print(f"  room {number + 1}/{len(rooms)}: {per_room:,} messages", flush=True)
         results.insert_seconds = time.perf_counter() - started
         started = time.perf_counter()
@@ -146,8 +355,7 @@ async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
         rooms = [await api.create_room(user, preset="private_chat", name=f"Room {n}") for n in range(args.rooms)]
         print(f"seeding {args.events:,} messages into {args.rooms} rooms ...", flush=True)
         await seed(server.database_dsn(), rooms, user.user_id, args.events, results)
-        print(f"  inserted in {results.insert_seconds:.1f}s, VACUUM ANALYZE {results.vacuum_seconds:.1f}s",
-              flush=True)
+        print(f"  inserted in {results.insert_seconds:.1f}s, VACUUM ANALYZE {results.vacuum_seconds:.1f}s", flush=True)
         expected_rare = (args.events // args.rooms * args.rooms) // RARE_EVERY
 
         async def query(word: str, order: str) -> tuple[float, dict]:
@@ -156,9 +364,11 @@ async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
             answer = await api.call("POST", "/search", user=user, body=body)
             return time.perf_counter() - started, answer["search_categories"]["room_events"]
 
-        for name, word, order in ((f"'{RARE_WORD}' by rank", RARE_WORD, "rank"),
-                                  (f"'{RARE_WORD}' by recency", RARE_WORD, "recent"),
-                                  (f"'{COMMON_WORD}' by rank", COMMON_WORD, "rank")):
+        for name, word, order in (
+            (f"'{RARE_WORD}' by rank", RARE_WORD, "rank"),
+            (f"'{RARE_WORD}' by recency", RARE_WORD, "recent"),
+            (f"'{COMMON_WORD}' by rank", COMMON_WORD, "rank"),
+        ):
             print(f"{args.requests} searches for {name} ...", flush=True)
             _, answer = await query(word, order)  # warm-up
             if word == RARE_WORD and answer["count"] != expected_rare:
@@ -180,11 +390,15 @@ def report(args: argparse.Namespace, results: Results, server: ServerProcess) ->
     print(f"AtomChat /search benchmark, {datetime.date.today().isoformat()}")
     print(f"  machine:   {machine()}, load average {results.load_at_start} at start, {load_average()} at end")
     print(f"  server:    atomchat serve, {server.database_kind}, default settings, rate limits raised")
-    print(f"  data:      {args.events:,} seeded m.text messages of {WORDS_PER_MESSAGE} words in {args.rooms} rooms,"
-          f" all joined by the caller; search table and index {results.index_bytes / 2**20:.0f} MiB")
-    print(f"  seeding:   {results.insert_seconds:.1f}s with the search triggers"
-          f" ({args.events / results.insert_seconds:,.0f} messages/s), VACUUM ANALYZE {results.vacuum_seconds:.1f}s"
-          " (not part of the figures below)")
+    print(
+        f"  data:      {args.events:,} seeded m.text messages of {WORDS_PER_MESSAGE} words in {args.rooms} rooms,"
+        f" all joined by the caller; search table and index {results.index_bytes / 2**20:.0f} MiB"
+    )
+    print(
+        f"  seeding:   {results.insert_seconds:.1f}s with the search triggers"
+        f" ({args.events / results.insert_seconds:,.0f} messages/s), VACUUM ANALYZE {results.vacuum_seconds:.1f}s"
+        " (not part of the figures below)"
+    )
     print(f"  requests:  POST /search room_events, 10 results a page, one at a time, {args.requests} of each kind")
     print()
     ok = True
@@ -205,11 +419,13 @@ def report(args: argparse.Namespace, results: Results, server: ServerProcess) ->
 
 def main() -> int:
     parser = benchmark_parser(__doc__)
-    parser.add_argument("--events", type=bounded(10_000, 5_000_000), default=1_000_000,
-                        help="messages seeded (default 1,000,000)")
+    parser.add_argument(
+        "--events", type=bounded(10_000, 5_000_000), default=1_000_000, help="messages seeded (default 1,000,000)"
+    )
     parser.add_argument("--rooms", type=bounded(1, 100), default=10, help="rooms they are spread over (default 10)")
-    parser.add_argument("--requests", type=bounded(5, 1000), default=30,
-                        help="searches measured of each kind (default 30)")
+    parser.add_argument(
+        "--requests", type=bounded(5, 1000), default=30, help="searches measured of each kind (default 30)"
+    )
     args = parser.parse_args()
     return exit_status(run, report, args, Results())
 

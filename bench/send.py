@@ -95,8 +95,9 @@ async def sender_process(control, base_url: str, users: list[User], room_id: str
         deadline = time.monotonic() + RUN_DEADLINE
         for sender in senders:
             for number in range(WARM_UP_SENDS):
-                await asyncio.wait_for(sender.send_text(f"warm-up {number}", f"{label}-w{control.number}-{number}"),
-                                       REQUEST_TIMEOUT)
+                await asyncio.wait_for(
+                    sender.send_text(f"warm-up {number}", f"{label}-w{control.number}-{number}"), REQUEST_TIMEOUT
+                )
         control.ready()
         start_at, end_at, most = await control.message()
         await asyncio.sleep(max(0.0, start_at - time.monotonic()))
@@ -153,8 +154,9 @@ async def measure(server: ServerProcess, users: list[User], room_id: str, client
         phase.usage.start()
         start_at = time.monotonic() + 0.2
         workers.tell((start_at, start_at + args.seconds, MAX_SENDS // processes))
-        scraping = asyncio.ensure_future(scrape(server.base_url, args.scrape_every, phase)) if args.scrape_every \
-            else None
+        scraping = (
+            asyncio.ensure_future(scrape(server.base_url, args.scrape_every, phase)) if args.scrape_every else None
+        )
         try:
             results = await workers.results(timeout=args.seconds + REQUEST_TIMEOUT + 30)
         finally:
@@ -196,37 +198,49 @@ def report(args: argparse.Namespace, phases: list[Phase], notes: dict, server: S
     print(f"AtomChat send benchmark, {datetime.date.today().isoformat()}")
     print(f"  machine:   {machine()}, load average {notes['load_at_start']} at start, {load_average()} at end")
     print(f"  server:    atomchat serve, {server.database_kind}, default settings, rate limits raised")
-    print(f"  load:      K clients in one room, each sending one message after another on its own connection,"
-          f" {args.seconds:.0f}s per K, clients in {args.processes} process(es) at most;"
-          f" {max(args.members, max(args.clients))} members in the room")
+    print(
+        f"  load:      K clients in one room, each sending one message after another on its own connection,"
+        f" {args.seconds:.0f}s per K, clients in {args.processes} process(es) at most;"
+        f" {max(args.members, max(args.clients))} members in the room"
+    )
     if args.scrape_every:
-        print(f"  metrics:   /metrics read every {args.scrape_every:g}s while sending"
-              f" ({sum(phase.scrapes for phase in phases)} reads)")
+        print(
+            f"  metrics:   /metrics read every {args.scrape_every:g}s while sending"
+            f" ({sum(phase.scrapes for phase in phases)} reads)"
+        )
     print()
     ok = True
     for phase in phases:
-        print(f"  {phase.clients:>3} client(s): {phase.rate:7.0f} messages/s ({len(phase.latencies)} in"
-              f" {phase.wall:.1f}s); latency median {ms(percentile(phase.latencies, 50))},"
-              f" p95 {ms(percentile(phase.latencies, 95))}, p99 {ms(percentile(phase.latencies, 99))},"
-              f" max {ms(max(phase.latencies))}")
+        print(
+            f"  {phase.clients:>3} client(s): {phase.rate:7.0f} messages/s ({len(phase.latencies)} in"
+            f" {phase.wall:.1f}s); latency median {ms(percentile(phase.latencies, 50))},"
+            f" p95 {ms(percentile(phase.latencies, 95))}, p99 {ms(percentile(phase.latencies, 99))},"
+            f" max {ms(max(phase.latencies))}"
+        )
         print(f"               {phase.usage.summary() if phase.usage else 'not measured'}")
         if phase.usage is not None:
-            per_message = ", ".join(f"{name} {1000 * seconds / len(phase.latencies):.3f} ms"
-                                    for name, seconds in phase.usage.seconds.items())
+            per_message = ", ".join(
+                f"{name} {1000 * seconds / len(phase.latencies):.3f} ms"
+                for name, seconds in phase.usage.seconds.items()
+            )
             print(f"               CPU per message: {per_message}")
         if phase.clients == TARGET_RATE_CLIENTS:
             met = phase.rate >= TARGET_RATE
             ok = ok and met
-            print(f"               target: >= {TARGET_RATE:.0f} messages/s with {TARGET_RATE_CLIENTS} clients:"
-                  f" {phase.rate:.0f}  {verdict(met)}")
+            print(
+                f"               target: >= {TARGET_RATE:.0f} messages/s with {TARGET_RATE_CLIENTS} clients:"
+                f" {phase.rate:.0f}  {verdict(met)}"
+            )
     if "scrape_cpu" in notes and phases and phases[-1].usage is not None:
         busy = phases[-1].usage.seconds["server"] / phases[-1].usage.wall  # server CPU seconds per second
         share = notes["scrape_cpu"] / args.scrape_every / busy
         met = share < SCRAPE_COST_TARGET
         ok = ok and met
-        print(f"  metrics:   one read of /metrics costs the server {ms(notes['scrape_cpu'])} of CPU"
-              f" ({SCRAPE_COST_READS} reads in a row); one every {args.scrape_every:g}s is {share * 100:.2f}% of"
-              f" the server's CPU while {phases[-1].clients} clients send")
+        print(
+            f"  metrics:   one read of /metrics costs the server {ms(notes['scrape_cpu'])} of CPU"
+            f" ({SCRAPE_COST_READS} reads in a row); one every {args.scrape_every:g}s is {share * 100:.2f}% of"
+            f" the server's CPU while {phases[-1].clients} clients send"
+        )
         print(f"             target: < {SCRAPE_COST_TARGET * 100:g}%  {verdict(met)}")
     print(f"  server stopped by SIGTERM, exit status {server.exit_status}")
     return ok
@@ -234,17 +248,30 @@ def report(args: argparse.Namespace, phases: list[Phase], notes: dict, server: S
 
 def main() -> int:
     parser = benchmark_parser(__doc__)
-    parser.add_argument("--clients", type=counts(1, 100), default=[1, TARGET_RATE_CLIENTS],
-                        help="comma-separated numbers of clients sending at once, one run each (default 1,10)")
-    parser.add_argument("--seconds", type=bounded(1, 60, float), default=10.0,
-                        help="how long each client count sends (default 10)")
-    parser.add_argument("--members", type=bounded(0, 1000), default=0,
-                        help="members of the room in all, senders included (default: the senders alone)")
-    parser.add_argument("--processes", type=bounded(1, 8), default=2,
-                        help="client processes the senders are divided among (default 2)")
-    parser.add_argument("--scrape-every", type=bounded(0, 60, float), default=0.0,
-                        help="read /metrics this often (seconds) while sending, as Prometheus would "
-                             "(default 0: not at all)")
+    parser.add_argument(
+        "--clients",
+        type=counts(1, 100),
+        default=[1, TARGET_RATE_CLIENTS],
+        help="comma-separated numbers of clients sending at once, one run each (default 1,10)",
+    )
+    parser.add_argument(
+        "--seconds", type=bounded(1, 60, float), default=10.0, help="how long each client count sends (default 10)"
+    )
+    parser.add_argument(
+        "--members",
+        type=bounded(0, 1000),
+        default=0,
+        help="members of the room in all, senders included (default: the senders alone)",
+    )
+    parser.add_argument(
+        "--processes", type=bounded(1, 8), default=2, help="client processes the senders are divided among (default 2)"
+    )
+    parser.add_argument(
+        "--scrape-every",
+        type=bounded(0, 60, float),
+        default=0.0,
+        help="read /metrics this often (seconds) while sending, as Prometheus would (default 0: not at all)",
+    )
     args = parser.parse_args()
     phases: list[Phase] = []
     notes: dict = {}

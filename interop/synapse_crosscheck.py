@@ -101,6 +101,7 @@ def param_cases(function) -> list[dict[str, Any]]:
 
 # -- events: ids, hashes, signatures, pruning -------------------------------
 
+
 def compare_event(pdu: dict[str, Any], version, label: str) -> str:
     """Compare everything of one PDU (without event_id); its id."""
     synapse_version = SYNAPSE_VERSIONS[version.identifier]
@@ -120,8 +121,17 @@ def compare_event(pdu: dict[str, Any], version, label: str) -> str:
 
 
 def compare_redaction_table() -> None:
-    base = {"room_id": "!r:hs", "sender": "@u:hs", "origin": "hs", "origin_server_ts": 5, "depth": 3,
-            "prev_events": [], "auth_events": [], "unsigned": {"age_ts": 5}, "membership": "join"}
+    base = {
+        "room_id": "!r:hs",
+        "sender": "@u:hs",
+        "origin": "hs",
+        "origin_server_ts": 5,
+        "depth": 3,
+        "prev_events": [],
+        "auth_events": [],
+        "unsigned": {"age_ts": 5},
+        "membership": "join",
+    }
     for case in param_cases(test_event_signing.test_pruned_content):
         for version in (V10, V11, V12):
             pdu = {**base, "type": case["event_type"], "content": case["content"], "state_key": ""}
@@ -131,6 +141,7 @@ def compare_redaction_table() -> None:
 
 
 # -- state resolution -------------------------------------------------------
+
 
 class Store:
     """What Synapse's resolution reads beyond the events it is given: all
@@ -170,18 +181,20 @@ def synapse_resolve(version, room_id, state_sets, events) -> dict:
     synapse_version = SYNAPSE_VERSIONS[version.identifier]
     frozen = {}
     for event_id, event in events.items():
-        frozen[event_id] = make_event_from_dict({k: v for k, v in event.items() if k != "event_id"},
-                                                synapse_version)
-    resolved = asyncio.run(resolve_events_with_store(None, room_id, synapse_version, state_sets, dict(frozen),
-                                                     Store(frozen)))
+        frozen[event_id] = make_event_from_dict({k: v for k, v in event.items() if k != "event_id"}, synapse_version)
+    resolved = asyncio.run(
+        resolve_events_with_store(None, room_id, synapse_version, state_sets, dict(frozen), Store(frozen))
+    )
     return dict(resolved)
 
 
 def compare_auth_of_events(events, version) -> None:
     """Each event against its own auth events, as both servers judge it."""
     synapse_version = SYNAPSE_VERSIONS[version.identifier]
-    frozen = {e: make_event_from_dict({k: v for k, v in ev.items() if k != "event_id"}, synapse_version)
-              for e, ev in events.items()}
+    frozen = {
+        e: make_event_from_dict({k: v for k, v in ev.items() if k != "event_id"}, synapse_version)
+        for e, ev in events.items()
+    }
     for event_id, event in events.items():
         ids = list(event["auth_events"])
         if version.room_id_is_create_event_id and event["type"] != "m.room.create":
@@ -215,16 +228,21 @@ def compare_state_resolution() -> None:
             for room, branches in captured:
                 events, mapping = real_pdus(room)
                 compare_auth_of_events(events, room.version)
-                states = [{key: mapping["$" + n] for key, n in
-                           ((k, v[1:]) for k, v in room.state(*branch).items())} for branch in branches]
+                states = [
+                    {key: mapping["$" + n] for key, n in ((k, v[1:]) for k, v in room.state(*branch).items())}
+                    for branch in branches
+                ]
                 room_id = next(iter(events.values())).get("room_id") or "!" + mapping["$CREATE"][1:]
                 if room.version.room_id_is_create_event_id:
                     room_id = "!" + mapping["$CREATE"][1:]
                 ours = resolve(states, events, room.version)
                 theirs = synapse_resolve(room.version, room_id, states, events)
                 inverse = {v: k for k, v in mapping.items()}
-                tally("state resolution", ours == theirs,
-                      f"{name}[{case['_id']}]: ours {_named(ours, inverse)} Synapse {_named(theirs, inverse)}")
+                tally(
+                    "state resolution",
+                    ours == theirs,
+                    f"{name}[{case['_id']}]: ours {_named(ours, inverse)} Synapse {_named(theirs, inverse)}",
+                )
 
 
 def compare_selection(event, frozen, version, label: str) -> None:
@@ -247,6 +265,7 @@ def _named(state, inverse) -> dict:
 
 
 # -- authorization tables ---------------------------------------------------
+
 
 def _ours(event, state) -> str:
     try:
@@ -297,8 +316,15 @@ def _expected(case_id: str, reason: str) -> str | None:
 
 
 def _as_pdu(event: dict[str, Any], version_id: str) -> dict[str, Any]:
-    pdu = {"auth_events": [], "prev_events": [], "depth": 1, "origin_server_ts": 0, "hashes": {}, "signatures": {},
-           **{k: v for k, v in event.items() if k != "event_id"}}
+    pdu = {
+        "auth_events": [],
+        "prev_events": [],
+        "depth": 1,
+        "origin_server_ts": 0,
+        "hashes": {},
+        "signatures": {},
+        **{k: v for k, v in event.items() if k != "event_id"},
+    }
     return pdu
 
 
@@ -357,13 +383,17 @@ def compare_x_matrix() -> None:
     for method, uri, content in REQUESTS:
         label = f"{method} {uri}"
         theirs = MatrixFederationHttpClient.build_auth_headers(
-            synapse_client, b"dest.example", method.encode(), uri.encode(), content)[0].decode()
+            synapse_client, b"dest.example", method.encode(), uri.encode(), content
+        )[0].decode()
         ours = authorization_header(SERVER, "dest.example", KEY, method, uri, content)
         parsed_theirs, parsed_ours = parse_authorization(theirs), parse_authorization(ours)
         tally("X-Matrix signature", parsed_theirs == parsed_ours, f"{label}: {parsed_ours} != {parsed_theirs}")
         origin, key, sig, destination = _parse_auth_header(ours.encode())
-        tally("X-Matrix parsing", (origin, key, sig, destination) == (SERVER, parsed_ours.key, parsed_ours.sig,
-                                                                     "dest.example"), label)
+        tally(
+            "X-Matrix parsing",
+            (origin, key, sig, destination) == (SERVER, parsed_ours.key, parsed_ours.sig, "dest.example"),
+            label,
+        )
         try:
             verify_request(parsed_theirs, method, uri, content, "dest.example", keys)
             accepted = True

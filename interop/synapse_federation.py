@@ -80,6 +80,7 @@ def synapse_python(explicit: str | None = None) -> str | None:
 
 # -- the two servers ------------------------------------------------------------
 
+
 class Synapse:
     """Synapse on 127.0.0.1: federation over TLS on ``federation_port`` (also
     its server name's port), its client API over plain HTTP on ``client_port``."""
@@ -98,34 +99,65 @@ class Synapse:
         self._log: IO[bytes] | None = None
         limit = {"per_second": 10000, "burst_count": 10000}
         config = {
-            "server_name": self.name, "pid_file": str(root / "homeserver.pid"),
-            "public_baseurl": self.base_url + "/", "report_stats": False,
+            "server_name": self.name,
+            "pid_file": str(root / "homeserver.pid"),
+            "public_baseurl": self.base_url + "/",
+            "report_stats": False,
             "listeners": [
-                {"port": self.federation_port, "bind_addresses": ["127.0.0.1"], "type": "http", "tls": True,
-                 "x_forwarded": False, "resources": [{"names": ["federation"], "compress": False}]},
-                {"port": self.client_port, "bind_addresses": ["127.0.0.1"], "type": "http", "tls": False,
-                 "x_forwarded": False, "resources": [{"names": ["client"], "compress": False}]},
+                {
+                    "port": self.federation_port,
+                    "bind_addresses": ["127.0.0.1"],
+                    "type": "http",
+                    "tls": True,
+                    "x_forwarded": False,
+                    "resources": [{"names": ["federation"], "compress": False}],
+                },
+                {
+                    "port": self.client_port,
+                    "bind_addresses": ["127.0.0.1"],
+                    "type": "http",
+                    "tls": False,
+                    "x_forwarded": False,
+                    "resources": [{"names": ["client"], "compress": False}],
+                },
             ],
-            "tls_certificate_path": str(cert), "tls_private_key_path": str(key),
+            "tls_certificate_path": str(cert),
+            "tls_private_key_path": str(key),
             "database": {"name": "sqlite3", "args": {"database": str(root / "homeserver.db")}},
-            "media_store_path": str(root / "media"), "signing_key_path": str(root / "signing.key"),
+            "media_store_path": str(root / "media"),
+            "signing_key_path": str(root / "signing.key"),
             "registration_shared_secret": self.shared_secret,
-            "macaroon_secret_key": secrets.token_hex(16), "form_secret": secrets.token_hex(16),
+            "macaroon_secret_key": secrets.token_hex(16),
+            "form_secret": secrets.token_hex(16),
             "federation_verify_certificates": False,
-            "ip_range_blacklist": [], "federation_ip_range_blacklist": [],
-            "trusted_key_servers": [], "suppress_key_server_warning": True,
-            "enable_metrics": False, "presence": {"enabled": False},
+            "ip_range_blacklist": [],
+            "federation_ip_range_blacklist": [],
+            "trusted_key_servers": [],
+            "suppress_key_server_warning": True,
+            "enable_metrics": False,
+            "presence": {"enabled": False},
             # A destination that failed is retried within seconds, not minutes.
             # A transaction to a server that is down fails within seconds; the
             # server is then marked down for a minute (events for it are not
             # queued but caught up later), or until it sends a request itself.
-            "federation": {"destination_min_retry_interval": "60s", "destination_retry_multiplier": 2,
-                           "destination_max_retry_interval": "120s", "max_long_retry_delay": "1s"},
-            "rc_message": limit, "rc_joins": {"local": limit, "remote": limit},
+            "federation": {
+                "destination_min_retry_interval": "60s",
+                "destination_retry_multiplier": 2,
+                "destination_max_retry_interval": "120s",
+                "max_long_retry_delay": "1s",
+            },
+            "rc_message": limit,
+            "rc_joins": {"local": limit, "remote": limit},
             "rc_invites": {"per_room": limit, "per_user": limit, "per_issuer": limit},
-            "rc_federation": {"window_size": 1000, "sleep_limit": 10000, "sleep_delay": 1,
-                              "reject_limit": 10000, "concurrent": 100},
-            "rc_registration": limit, "rc_login": {"address": limit, "account": limit},
+            "rc_federation": {
+                "window_size": 1000,
+                "sleep_limit": 10000,
+                "sleep_delay": 1,
+                "reject_limit": 10000,
+                "concurrent": 100,
+            },
+            "rc_registration": limit,
+            "rc_login": {"address": limit, "account": limit},
         }
         # JSON is YAML: no YAML writer needed.
         self.config_path.write_text(json.dumps(config, indent=1))
@@ -134,11 +166,11 @@ class Synapse:
         return [self.python, "-m", "synapse.app.homeserver", "--config-path", str(self.config_path), *extra]
 
     async def start(self) -> None:
-        subprocess.run(self._command("--generate-keys"), check=True, capture_output=True, timeout=120,
-                       cwd=self.root)
+        subprocess.run(self._command("--generate-keys"), check=True, capture_output=True, timeout=120, cwd=self.root)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop())
-        self._process = subprocess.Popen(self._command(), stdout=self._log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, cwd=self.root)
+        self._process = subprocess.Popen(
+            self._command(), stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.root
+        )
         deadline = time.monotonic() + START_TIMEOUT
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
             while True:
@@ -182,8 +214,10 @@ class Synapse:
         password = secrets.token_urlsafe(12)
         mac = hmac.new(self.shared_secret.encode(), digestmod=hashlib.sha1)
         mac.update(b"\x00".join([nonce.encode(), localpart.encode(), password.encode(), b"notadmin"]))
-        async with session.post(url, json={"nonce": nonce, "username": localpart, "password": password,
-                                           "admin": False, "mac": mac.hexdigest()}) as response:
+        async with session.post(
+            url,
+            json={"nonce": nonce, "username": localpart, "password": password, "admin": False, "mac": mac.hexdigest()},
+        ) as response:
             answer = await response.json()
             if response.status != 200:
                 raise SetupError(f"Synapse refused to register {localpart}: {answer}")
@@ -197,9 +231,10 @@ class AtomChat(FederatingServer):
         super().__init__(cert, key, rc_register_per_second=1000, rc_register_burst=1000)
 
     async def register(self, session: aiohttp.ClientSession, localpart: str) -> Client:
-        async with session.post(self.base_url + CLIENT + "/register", json={
-                "username": localpart, "password": secrets.token_urlsafe(12),
-                "auth": {"type": "m.login.dummy"}}) as response:
+        async with session.post(
+            self.base_url + CLIENT + "/register",
+            json={"username": localpart, "password": secrets.token_urlsafe(12), "auth": {"type": "m.login.dummy"}},
+        ) as response:
             answer = await response.json()
             if response.status != 200:
                 raise SetupError(f"AtomChat refused to register {localpart}: {answer}")
@@ -217,8 +252,13 @@ class Client:
         self._txn = 0
 
     async def call(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None) -> Any:
-        async with self.session.request(method, self.base_url + CLIENT + path, json=body, params=params,
-                                        headers={"Authorization": f"Bearer {self.token}"}) as response:
+        async with self.session.request(
+            method,
+            self.base_url + CLIENT + path,
+            json=body,
+            params=params,
+            headers={"Authorization": f"Bearer {self.token}"},
+        ) as response:
             answer = await response.json(content_type=None)
             if response.status != 200:
                 raise StepError(f"{method} {path.split('?')[0]} answered {response.status}: {answer}")
@@ -226,8 +266,7 @@ class Client:
 
     async def send(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
         self._txn += 1
-        answer = await self.call("PUT", f"/rooms/{quote(room_id)}/send/{event_type}/t{self._txn}{time.time()}",
-                                 content)
+        answer = await self.call("PUT", f"/rooms/{quote(room_id)}/send/{event_type}/t{self._txn}{time.time()}", content)
         return str(answer["event_id"])
 
     async def say(self, room_id: str, text: str) -> str:
@@ -237,13 +276,15 @@ class Client:
         return await self.call("GET", f"/rooms/{quote(room_id)}/state/{event_type}/{quote(key)}")
 
     async def messages(self, room_id: str, limit: int = 100) -> list[dict[str, Any]]:
-        answer = await self.call("GET", f"/rooms/{quote(room_id)}/messages",
-                                 params={"dir": "b", "limit": str(limit)})
+        answer = await self.call("GET", f"/rooms/{quote(room_id)}/messages", params={"dir": "b", "limit": str(limit)})
         return list(answer["chunk"])
 
     async def bodies(self, room_id: str) -> list[str]:
-        return [e["content"].get("body", "") for e in reversed(await self.messages(room_id))
-                if e["type"] == "m.room.message"]
+        return [
+            e["content"].get("body", "")
+            for e in reversed(await self.messages(room_id))
+            if e["type"] == "m.room.message"
+        ]
 
     async def event(self, room_id: str, event_id: str) -> dict[str, Any]:
         return dict(await self.call("GET", f"/rooms/{quote(room_id)}/event/{quote(event_id)}"))
@@ -258,6 +299,7 @@ class Client:
 
 
 # -- the steps ------------------------------------------------------------------
+
 
 class StepError(Exception):
     """What a step saw instead of what it expected."""
@@ -306,8 +348,7 @@ class Report:
         return all(ok for _, ok, _ in self.results)
 
 
-async def conversation(atomchat: AtomChat, synapse: Synapse, session: aiohttp.ClientSession,
-                       report: Report) -> None:
+async def conversation(atomchat: AtomChat, synapse: Synapse, session: aiohttp.ClientSession, report: Report) -> None:
     alice = await atomchat.register(session, "alice")
     sam = await synapse.register(session, "sam")
     print(f"AtomChat {atomchat.name} ({alice.user_id}), Synapse {synapse.name} ({sam.user_id})", flush=True)
@@ -315,50 +356,61 @@ async def conversation(atomchat: AtomChat, synapse: Synapse, session: aiohttp.Cl
 
     # -- a room created on Synapse ------------------------------------------------
     async def synapse_room_invite() -> str:
-        room["s"] = (await sam.call("POST", "/createRoom", {"preset": "private_chat", "name": "On Synapse"}))[
-            "room_id"]
+        room["s"] = (await sam.call("POST", "/createRoom", {"preset": "private_chat", "name": "On Synapse"}))["room_id"]
         version = (await sam.state(room["s"], "m.room.create")).get("room_version", "1")
         await sam.call("POST", f"/rooms/{quote(room['s'])}/invite", {"user_id": alice.user_id})
         await until("the invite on AtomChat", lambda: _contains(alice.invited_rooms(), room["s"]))
         return f"room {room['s']} (version {version})"
 
-    if not await report.step("Synapse room: Synapse user invites the AtomChat user; AtomChat sees the invite",
-                             synapse_room_invite):
+    if not await report.step(
+        "Synapse room: Synapse user invites the AtomChat user; AtomChat sees the invite", synapse_room_invite
+    ):
         report.skip("Synapse room: the rest", "no invite")
     else:
+
         async def synapse_room_join() -> str:
             await alice.call("POST", f"/join/{quote(room['s'])}", {}, params={"server_name": synapse.name})
-            await until("the AtomChat user joined on Synapse",
-                        lambda: _contains(sam.joined_members(room["s"]), alice.user_id))
+            await until(
+                "the AtomChat user joined on Synapse", lambda: _contains(sam.joined_members(room["s"]), alice.user_id)
+            )
             return ""
 
         if await report.step("Synapse room: the AtomChat user joins (make_join/send_join)", synapse_room_join):
+
             async def synapse_to_atomchat() -> str:
                 await sam.say(room["s"], "hello from Synapse")
-                await until("Synapse's message on AtomChat",
-                            lambda: _contains(alice.bodies(room["s"]), "hello from Synapse"))
+                await until(
+                    "Synapse's message on AtomChat", lambda: _contains(alice.bodies(room["s"]), "hello from Synapse")
+                )
                 return ""
 
             async def atomchat_to_synapse() -> str:
                 await alice.say(room["s"], "hello from AtomChat")
-                await until("AtomChat's message on Synapse",
-                            lambda: _contains(sam.bodies(room["s"]), "hello from AtomChat"))
+                await until(
+                    "AtomChat's message on Synapse", lambda: _contains(sam.bodies(room["s"]), "hello from AtomChat")
+                )
                 return ""
 
             async def name_and_topic() -> str:
                 await sam.call("PUT", f"/rooms/{quote(room['s'])}/state/m.room.name/", {"name": "Renamed on Synapse"})
                 await sam.call("PUT", f"/rooms/{quote(room['s'])}/state/m.room.topic/", {"topic": "Synapse topic"})
-                await until("the name on AtomChat", lambda: _equals(
-                    _field(alice.state(room["s"], "m.room.name"), "name"), "Renamed on Synapse"))
-                await until("the topic on AtomChat", lambda: _equals(
-                    _field(alice.state(room["s"], "m.room.topic"), "topic"), "Synapse topic"))
+                await until(
+                    "the name on AtomChat",
+                    lambda: _equals(_field(alice.state(room["s"], "m.room.name"), "name"), "Renamed on Synapse"),
+                )
+                await until(
+                    "the topic on AtomChat",
+                    lambda: _equals(_field(alice.state(room["s"], "m.room.topic"), "topic"), "Synapse topic"),
+                )
                 return ""
 
             async def redactions() -> str:
                 from_sam = await sam.say(room["s"], "Synapse will redact this")
                 from_alice = await alice.say(room["s"], "AtomChat will redact this")
-                await until("both messages on both sides", lambda: _all_in(
-                    [alice, sam], room["s"], ["Synapse will redact this", "AtomChat will redact this"]))
+                await until(
+                    "both messages on both sides",
+                    lambda: _all_in([alice, sam], room["s"], ["Synapse will redact this", "AtomChat will redact this"]),
+                )
                 await sam.call("PUT", f"/rooms/{quote(room['s'])}/redact/{quote(from_sam)}/r1", {})
                 await alice.call("PUT", f"/rooms/{quote(room['s'])}/redact/{quote(from_alice)}/r2", {})
                 await until("Synapse's redaction on AtomChat", lambda: _redacted(alice.event(room["s"], from_sam)))
@@ -375,27 +427,34 @@ async def conversation(atomchat: AtomChat, synapse: Synapse, session: aiohttp.Cl
     # -- a room created on AtomChat -------------------------------------------------
     async def atomchat_room_invite() -> str:
         room["a"] = (await alice.call("POST", "/createRoom", {"preset": "private_chat", "name": "On AtomChat"}))[
-            "room_id"]
+            "room_id"
+        ]
         await alice.call("POST", f"/rooms/{quote(room['a'])}/invite", {"user_id": sam.user_id})
         await until("the invite on Synapse", lambda: _contains(sam.invited_rooms(), room["a"]))
         return f"room {room['a']}"
 
-    if await report.step("AtomChat room: the AtomChat user invites the Synapse user; Synapse sees the invite",
-                         atomchat_room_invite):
+    if await report.step(
+        "AtomChat room: the AtomChat user invites the Synapse user; Synapse sees the invite", atomchat_room_invite
+    ):
+
         async def atomchat_room_join() -> str:
             await sam.call("POST", f"/join/{quote(room['a'])}", {}, params={"server_name": atomchat.name})
-            await until("the Synapse user joined on AtomChat",
-                        lambda: _contains(alice.joined_members(room["a"]), sam.user_id))
+            await until(
+                "the Synapse user joined on AtomChat", lambda: _contains(alice.joined_members(room["a"]), sam.user_id)
+            )
             return ""
 
         if await report.step("AtomChat room: the Synapse user joins", atomchat_room_join):
+
             async def both_ways() -> str:
                 await alice.say(room["a"], "welcome from AtomChat")
-                await until("AtomChat's message on Synapse",
-                            lambda: _contains(sam.bodies(room["a"]), "welcome from AtomChat"))
+                await until(
+                    "AtomChat's message on Synapse", lambda: _contains(sam.bodies(room["a"]), "welcome from AtomChat")
+                )
                 await sam.say(room["a"], "thanks from Synapse")
-                await until("Synapse's message on AtomChat",
-                            lambda: _contains(alice.bodies(room["a"]), "thanks from Synapse"))
+                await until(
+                    "Synapse's message on AtomChat", lambda: _contains(alice.bodies(room["a"]), "thanks from Synapse")
+                )
                 return ""
 
             await report.step("AtomChat room: messages both ways", both_ways)
@@ -416,8 +475,11 @@ async def conversation(atomchat: AtomChat, synapse: Synapse, session: aiohttp.Cl
         await sam.say(room["s"], missed[0])
         # Synapse gives up on the transaction and marks AtomChat down: from
         # then on it only remembers which rooms need catching up.
-        await until("Synapse marking AtomChat down", lambda: synapse.logged_since(
-            mark, f"TX [{atomchat.name}] Failed to send transaction"), timeout=60)
+        await until(
+            "Synapse marking AtomChat down",
+            lambda: synapse.logged_since(mark, f"TX [{atomchat.name}] Failed to send transaction"),
+            timeout=60,
+        )
         for text in missed[1:]:
             await sam.say(room["s"], text)
         # Synapse keeps what it could not send in memory only: restarted, it
@@ -435,8 +497,9 @@ async def conversation(atomchat: AtomChat, synapse: Synapse, session: aiohttp.Cl
             raise StepError("the messages arrived, but not through get_missing_events")
         return "5 messages; AtomChat asked Synapse for the gap with get_missing_events"
 
-    await report.step("Outage: Synapse's messages sent while AtomChat was down reach it afterwards "
-                      "(get_missing_events)", outage)
+    await report.step(
+        "Outage: Synapse's messages sent while AtomChat was down reach it afterwards (get_missing_events)", outage
+    )
 
 
 async def _contains(values: Awaitable[Any], item: Any) -> bool:

@@ -160,8 +160,9 @@ def more_servers(io_loop, server, database_dsn, settings, test_passwords, clock)
     started: list[RunningServer] = []
 
     async def start(*, own_hasher: bool = False, **overrides) -> RunningServer:
-        running = await start_server(settings.replace(**overrides), database_dsn,
-                                     None if own_hasher else test_passwords, clock)
+        running = await start_server(
+            settings.replace(**overrides), database_dsn, None if own_hasher else test_passwords, clock
+        )
         started.append(running)
         return running
 
@@ -234,13 +235,20 @@ def federation_pair(io_loop, database_dsn, scratch_dsn, settings, test_passwords
     """``(a, b)``: two federating servers (support/federation_steps.py),
     started; ``a`` on the run's database, ``b`` on a scratch one. Both are
     stopped after the test."""
-    yield from federating_servers(io_loop, Federation(settings, tls_files, test_passwords, tmp_path), database_dsn,
-                                  scratch_dsn)
+    yield from federating_servers(
+        io_loop, Federation(settings, tls_files, test_passwords, tmp_path), database_dsn, scratch_dsn
+    )
 
 
 @pytest.fixture
-def federation_trio(io_loop, database_dsn, scratch_dsn, another_scratch_dsn, settings, test_passwords, tls_files,
-                    tmp_path):
+def federation_trio(
+    io_loop, database_dsn, scratch_dsn, another_scratch_dsn, settings, test_passwords, tls_files, tmp_path
+):
     """``(a, b, c)``: three federating servers, as ``federation_pair`` with a third."""
-    yield from federating_servers(io_loop, Federation(settings, tls_files, test_passwords, tmp_path), database_dsn,
-                                  scratch_dsn, another_scratch_dsn)
+    yield from federating_servers(
+        io_loop,
+        Federation(settings, tls_files, test_passwords, tmp_path),
+        database_dsn,
+        scratch_dsn,
+        another_scratch_dsn,
+    )

@@ -12,8 +12,10 @@ from .matrix_rooms import MESSAGES_QUERY, messages_body
 
 ADMIN = r"/_atomchat/admin/v1"
 MAX_PAGE = 500
-PAGE_QUERY = (Param("from", description="The next_token of the previous page"),
-              Param("limit", {"type": "integer"}, f"Rows per page, 1 to {MAX_PAGE} (default 100)"))
+PAGE_QUERY = (
+    Param("from", description="The next_token of the previous page"),
+    Param("limit", {"type": "integer"}, f"Rows per page, 1 to {MAX_PAGE} (default 100)"),
+)
 
 
 class AdminHandler(BaseHandler):
@@ -30,9 +32,18 @@ class AdminHandler(BaseHandler):
 
 
 class UsersHandler(AdminHandler):
-    contract = {"get": Op("Every account, paged", {200: "admin/users.response"}, errors=(403,), query=(
-        Param("search", description="A part of the user id or display name"),
-        Param("filter", {"type": "string", "enum": ["locked", "suspended", "moderators"]}), *PAGE_QUERY))}
+    contract = {
+        "get": Op(
+            "Every account, paged",
+            {200: "admin/users.response"},
+            errors=(403,),
+            query=(
+                Param("search", description="A part of the user id or display name"),
+                Param("filter", {"type": "string", "enum": ["locked", "suspended", "moderators"]}),
+                *PAGE_QUERY,
+            ),
+        )
+    }
 
     async def get(self) -> None:
         await self.moderator()
@@ -40,8 +51,11 @@ class UsersHandler(AdminHandler):
         if only not in (None, "locked", "suspended", "moderators"):
             raise invalid_param("'filter' is one of locked, suspended, moderators")
         after, limit = self.page_arguments()
-        self.send_json(await self.ctx.admin.users(search=self.get_query_argument("search", None), only=only,
-                                                  after=after, limit=limit))
+        self.send_json(
+            await self.ctx.admin.users(
+                search=self.get_query_argument("search", None), only=only, after=after, limit=limit
+            )
+        )
 
 
 class UserHandler(AdminHandler):
@@ -55,21 +69,31 @@ class UserHandler(AdminHandler):
 class UserBlockHandler(AdminHandler):
     """PUT /users/{userId}/lock {"locked", "reason"} and /suspend {"suspended", "reason"}."""
 
-    contract = {"put": Op("Set or lift a {kind}", {200: "admin/{kind}.response"}, request="admin/{kind}.request",
-                          errors=(403, 404))}
+    contract = {
+        "put": Op(
+            "Set or lift a {kind}", {200: "admin/{kind}.response"}, request="admin/{kind}.request", errors=(403, 404)
+        )
+    }
 
     async def put(self, user_id: str, kind: str) -> None:
         requester = await self.moderator()
         body = self.json_body(f"admin/{kind}.request")
         key = "locked" if kind == "lock" else "suspended"
-        await self.ctx.moderation.set_block(requester.user_id, user_id, key if body[key] else None,
-                                            body.get("reason", ""))
+        await self.ctx.moderation.set_block(
+            requester.user_id, user_id, key if body[key] else None, body.get("reason", "")
+        )
         self.send_json({key: body[key]})
 
 
 class UserModeratorHandler(AdminHandler):
-    contract = {"put": Op("Grant or revoke the moderator role", {200: "admin/moderator.response"},
-                          request="admin/moderator.request", errors=(403, 404))}
+    contract = {
+        "put": Op(
+            "Grant or revoke the moderator role",
+            {200: "admin/moderator.response"},
+            request="admin/moderator.request",
+            errors=(403, 404),
+        )
+    }
 
     async def put(self, user_id: str) -> None:
         requester = await self.moderator()
@@ -79,8 +103,14 @@ class UserModeratorHandler(AdminHandler):
 
 
 class UserRedactHandler(AdminHandler):
-    contract = {"post": Op("Redact every event of an account", {200: "admin/redact.response"},
-                           request="admin/redact.request", errors=(403, 404))}
+    contract = {
+        "post": Op(
+            "Redact every event of an account",
+            {200: "admin/redact.response"},
+            request="admin/redact.request",
+            errors=(403, 404),
+        )
+    }
 
     async def post(self, user_id: str) -> None:
         requester = await self.moderator()
@@ -90,8 +120,9 @@ class UserRedactHandler(AdminHandler):
 
 
 class UserLogoutHandler(AdminHandler):
-    contract = {"post": Op("Log an account out everywhere", {200: "matrix/empty.response"}, request=OBJECT,
-                           errors=(403, 404))}
+    contract = {
+        "post": Op("Log an account out everywhere", {200: "matrix/empty.response"}, request=OBJECT, errors=(403, 404))
+    }
 
     async def post(self, user_id: str) -> None:
         await self.moderator()
@@ -101,21 +132,32 @@ class UserLogoutHandler(AdminHandler):
 
 
 class RoomsHandler(AdminHandler):
-    contract = {"get": Op("Every room, paged", {200: "admin/rooms.response"}, errors=(403,),
-                          query=(Param("search", description="A part of the room id, name or alias"), *PAGE_QUERY))}
+    contract = {
+        "get": Op(
+            "Every room, paged",
+            {200: "admin/rooms.response"},
+            errors=(403,),
+            query=(Param("search", description="A part of the room id, name or alias"), *PAGE_QUERY),
+        )
+    }
 
     async def get(self) -> None:
         await self.moderator()
         after, limit = self.page_arguments()
-        self.send_json(await self.ctx.admin.rooms(search=self.get_query_argument("search", None),
-                                                  after=after, limit=limit))
+        self.send_json(
+            await self.ctx.admin.rooms(search=self.get_query_argument("search", None), after=after, limit=limit)
+        )
 
 
 class RoomHandler(AdminHandler):
     contract = {
         "get": Op("One room", {200: "admin/room.response"}, errors=(403, 404)),
-        "delete": Op("Delete (and optionally purge) a room", {200: "matrix/empty.response"},
-                     request="admin/delete_room.request", errors=(403, 404)),
+        "delete": Op(
+            "Delete (and optionally purge) a room",
+            {200: "matrix/empty.response"},
+            request="admin/delete_room.request",
+            errors=(403, 404),
+        ),
     }
 
     async def get(self, room_id: str) -> None:
@@ -125,16 +167,23 @@ class RoomHandler(AdminHandler):
     async def delete(self, room_id: str) -> None:
         requester = await self.moderator()
         body = self.json_body("admin/delete_room.request")
-        await self.ctx.moderation.delete_room(requester.user_id, room_id, purge=body.get("purge", False),
-                                              reason=body.get("reason", ""))
+        await self.ctx.moderation.delete_room(
+            requester.user_id, room_id, purge=body.get("purge", False), reason=body.get("reason", "")
+        )
         self.send_json({})
 
 
 class RoomMessagesHandler(AdminHandler):
     """A room's history for moderators, paged exactly like /messages."""
 
-    contract = {"get": Op("Page through any room's history", {200: "matrix/messages.response"}, errors=(403, 404),
-                          query=MESSAGES_QUERY)}
+    contract = {
+        "get": Op(
+            "Page through any room's history",
+            {200: "matrix/messages.response"},
+            errors=(403, 404),
+            query=MESSAGES_QUERY,
+        )
+    }
 
     async def get(self, room_id: str) -> None:
         requester = await self.moderator()
@@ -142,10 +191,17 @@ class RoomMessagesHandler(AdminHandler):
 
 
 class ReportsHandler(AdminHandler):
-    contract = {"get": Op("Reports of events, rooms and users, newest first, paged", {200: "admin/reports.response"},
-                          errors=(403,), query=(
-        Param("status", {"type": "string", "enum": ["open", "resolved", "dismissed", "all"]}, "open (default)"),
-        *PAGE_QUERY))}
+    contract = {
+        "get": Op(
+            "Reports of events, rooms and users, newest first, paged",
+            {200: "admin/reports.response"},
+            errors=(403,),
+            query=(
+                Param("status", {"type": "string", "enum": ["open", "resolved", "dismissed", "all"]}, "open (default)"),
+                *PAGE_QUERY,
+            ),
+        )
+    }
 
     async def get(self) -> None:
         await self.moderator()
@@ -153,14 +209,23 @@ class ReportsHandler(AdminHandler):
         if status not in ("open", "resolved", "dismissed", "all"):
             raise invalid_param("'status' is one of open, resolved, dismissed, all")
         before, limit = self.page_arguments()
-        self.send_json(await self.ctx.reports.reports(status=None if status == "all" else status,
-                                                      before=before or None, limit=limit))
+        self.send_json(
+            await self.ctx.reports.reports(
+                status=None if status == "all" else status, before=before or None, limit=limit
+            )
+        )
 
 
 class ReportHandler(AdminHandler):
-    contract = {"get": Op("One report", {200: "admin/report.response"}, errors=(403, 404)),
-                "put": Op("Resolve, dismiss or reopen a report", {200: "admin/report.response"},
-                          request="admin/report.request", errors=(403, 404))}
+    contract = {
+        "get": Op("One report", {200: "admin/report.response"}, errors=(403, 404)),
+        "put": Op(
+            "Resolve, dismiss or reopen a report",
+            {200: "admin/report.response"},
+            request="admin/report.request",
+            errors=(403, 404),
+        ),
+    }
 
     async def get(self, report_id: str) -> None:
         await self.moderator()
@@ -170,8 +235,9 @@ class ReportHandler(AdminHandler):
         """Resolves or dismisses the report, or opens it again."""
         requester = await self.moderator()
         body = self.json_body("admin/report.request")
-        self.send_json(await self.ctx.reports.handle(requester.user_id, _report_id(report_id), body["status"],
-                                                     body.get("note")))
+        self.send_json(
+            await self.ctx.reports.handle(requester.user_id, _report_id(report_id), body["status"], body.get("note"))
+        )
 
 
 def _report_id(value: str) -> int:
@@ -185,8 +251,9 @@ class MatrixBlockHandler(AdminHandler):
 
     contract = {
         "get": Op("Whether an account is under {kind}", {200: "admin/{kind}.response"}, errors=(403, 404)),
-        "put": Op("Set or lift a {kind}", {200: "admin/{kind}.response"}, request="admin/{kind}.request",
-                  errors=(403, 404)),
+        "put": Op(
+            "Set or lift a {kind}", {200: "admin/{kind}.response"}, request="admin/{kind}.request", errors=(403, 404)
+        ),
     }
 
     def require_local(self, user_id: str) -> None:
@@ -207,8 +274,9 @@ class MatrixBlockHandler(AdminHandler):
         self.require_local(user_id)
         key = "locked" if kind == "lock" else "suspended"
         body = self.json_body(f"admin/{kind}.request")
-        await self.ctx.moderation.set_block(requester.user_id, user_id, key if body[key] else None,
-                                            body.get("reason", ""))
+        await self.ctx.moderation.set_block(
+            requester.user_id, user_id, key if body[key] else None, body.get("reason", "")
+        )
         self.send_json({key: body[key]})
 
 
@@ -218,9 +286,15 @@ class ServerBanHandler(AdminHandler):
     and events from its users are refused, also when another server relays
     them."""
 
-    contract = {"get": Op("Whether a server is banned", {200: "admin/server_ban.response"}, errors=(400, 403)),
-                "put": Op("Ban a server or lift its ban", {200: "admin/server_ban.response"},
-                          request="admin/server_ban.request", errors=(400, 403))}
+    contract = {
+        "get": Op("Whether a server is banned", {200: "admin/server_ban.response"}, errors=(400, 403)),
+        "put": Op(
+            "Ban a server or lift its ban",
+            {200: "admin/server_ban.response"},
+            request="admin/server_ban.request",
+            errors=(400, 403),
+        ),
+    }
 
     def server(self, server: str) -> str:
         if not server or len(server) > 255 or any(c.isspace() or c in "/@#!" for c in server):
@@ -236,8 +310,9 @@ class ServerBanHandler(AdminHandler):
     async def put(self, server: str) -> None:
         requester = await self.moderator()
         body = self.json_body("admin/server_ban.request")
-        await self.ctx.moderation.set_server_ban(requester.user_id, self.server(server), body["banned"],
-                                                 body.get("reason", ""))
+        await self.ctx.moderation.set_server_ban(
+            requester.user_id, self.server(server), body["banned"], body.get("reason", "")
+        )
         self.send_json({"banned": body["banned"]})
 
 

@@ -28,8 +28,10 @@ log = logging.getLogger("atomchat.http")
 # What may carry a credential in text Tornado logs about a request it could
 # not parse (a header, a query): token parameters, Authorization values,
 # JWTs (access tokens) and refresh tokens.
-_SECRET = re.compile(r"(?i)((?:access_token|refresh_token|password)=|authorization['\":\s]+\w+\s+)[^&;\s'\",]+"
-                     r"|eyJ[\w-]+\.[\w-]+\.[\w-]+|atomchat_rt_[\w-]+")
+_SECRET = re.compile(
+    r"(?i)((?:access_token|refresh_token|password)=|authorization['\":\s]+\w+\s+)[^&;\s'\",]+"
+    r"|eyJ[\w-]+\.[\w-]+\.[\w-]+|atomchat_rt_[\w-]+"
+)
 
 
 class RedactSecrets(logging.Filter):
@@ -52,6 +54,7 @@ def redact_tornado_logs() -> None:
         if not any(isinstance(f, RedactSecrets) for f in logger.filters):
             logger.addFilter(RedactSecrets())
 
+
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, DELETE, OPTIONS",
@@ -65,8 +68,7 @@ HTTP_METHODS = ("get", "put", "post", "delete", "patch")
 def handler_methods(handler: type) -> list[str]:
     """The HTTP methods a handler class implements itself, rather than
     inheriting Tornado's 405 (OPTIONS, the CORS preflight, is not counted)."""
-    return [m for m in HTTP_METHODS
-            if getattr(handler, m, None) is not getattr(tornado.web.RequestHandler, m, None)]
+    return [m for m in HTTP_METHODS if getattr(handler, m, None) is not getattr(tornado.web.RequestHandler, m, None)]
 
 
 def forwarded_client(peer: str, forwarded: Iterable[str], trusted: tuple) -> str:
@@ -109,8 +111,9 @@ def client_address(handler: tornado.web.RequestHandler) -> str:
     return address
 
 
-def authorization_token(handler: tornado.web.RequestHandler, schemes: tuple[str, ...],
-                        refusal: MatrixError) -> str | None:
+def authorization_token(
+    handler: tornado.web.RequestHandler, schemes: tuple[str, ...], refusal: MatrixError
+) -> str | None:
     """The token of the request's ``Authorization: <scheme> <token>``
     header; None without the header, ``refusal`` raised when its scheme
     (any case) is not one of ``schemes`` or it carries no token. Each
@@ -217,8 +220,9 @@ class BaseHandler(tornado.web.RequestHandler):
         return value == "true"
 
     def access_token(self) -> str | None:
-        token = authorization_token(self, ("bearer",), MatrixError(
-            401, "M_MISSING_TOKEN", "The Authorization header must be 'Bearer <token>'"))
+        token = authorization_token(
+            self, ("bearer",), MatrixError(401, "M_MISSING_TOKEN", "The Authorization header must be 'Bearer <token>'")
+        )
         if token is not None:
             return token
         # Read raw: a token that is not text (or holds a NUL) is an unknown
@@ -269,15 +273,17 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(body))
 
-    def log_exception(self, typ: type[BaseException] | None, value: BaseException | None,
-                      tb: TracebackType | None) -> None:
+    def log_exception(
+        self, typ: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
         """Tornado's, but naming the request by its path alone: Tornado's
         writes the whole URI, whose query may hold ?access_token=."""
         if isinstance(value, MatrixError):
             return  # an expected refusal, already in the request log line
         if isinstance(value, UNREACHABLE):
-            log.warning("%s: the database is unreachable (%s: %s)", self._request_summary(), type(value).__name__,
-                        value)
+            log.warning(
+                "%s: the database is unreachable (%s: %s)", self._request_summary(), type(value).__name__, value
+            )
         elif isinstance(value, tornado.web.HTTPError):
             gen_log.warning("%d %s", value.status_code, self._request_summary())
         else:
@@ -299,8 +305,13 @@ class HeadersTooLargeHandler(BaseHandler):
         super().prepare()
         what = "request line" if self._too_large == 414 else "request line and headers"
         limit = self.ctx.settings.max_header_bytes
-        raise MatrixError(self._too_large, "M_TOO_LARGE", f"The {what} are larger than {limit} bytes"
-                          if self._too_large == 431 else f"The {what} is larger than {limit} bytes")
+        raise MatrixError(
+            self._too_large,
+            "M_TOO_LARGE",
+            f"The {what} are larger than {limit} bytes"
+            if self._too_large == 431
+            else f"The {what} is larger than {limit} bytes",
+        )
 
 
 class NotFoundHandler(BaseHandler):
@@ -329,5 +340,13 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     method = request.method if request.method in COUNTED_METHODS else "OTHER"
     metrics.REQUESTS.labels(getattr(request, ROUTE, UNMATCHED), method, status).observe(seconds)
     level = logging.INFO if status < 500 else logging.ERROR
-    log.log(level, "%s %s %s %d %.1fms", client_address(handler), request.method, request.path,
-            status, 1000.0 * seconds, extra={"request_id": vars(handler).get("_request_id")})
+    log.log(
+        level,
+        "%s %s %s %d %.1fms",
+        client_address(handler),
+        request.method,
+        request.path,
+        status,
+        1000.0 * seconds,
+        extra={"request_id": vars(handler).get("_request_id")},
+    )

@@ -33,17 +33,32 @@ from .base import BaseHandler, handler_methods
 
 # Security schemes, by the name operations refer to them with.
 SECURITY_SCHEMES = {
-    "bearer": {"type": "http", "scheme": "bearer",
-               "description": "An access token from login or registration: `Authorization: Bearer <token>`."},
-    "access_token": {"type": "apiKey", "in": "query", "name": "access_token",
-                     "description": "The access token as a query parameter (deprecated by Matrix; prefer the header)."},
-    "x_matrix": {"type": "apiKey", "in": "header", "name": "Authorization",
-                 "description": "Another server's signature of the request: `Authorization: X-Matrix origin=...,"
-                                "destination=...,key=...,sig=...` (Matrix server-server API). No client "
-                                "credential is accepted."},
-    "token": {"type": "apiKey", "in": "header", "name": "Authorization",
-              "description": "The /api key from POST /api/auth/tokens/: `Authorization: Token <key>` "
-                             "(`Bearer <key>` is accepted too)."},
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An access token from login or registration: `Authorization: Bearer <token>`.",
+    },
+    "access_token": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "access_token",
+        "description": "The access token as a query parameter (deprecated by Matrix; prefer the header).",
+    },
+    "x_matrix": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": "Another server's signature of the request: `Authorization: X-Matrix origin=...,"
+        "destination=...,key=...,sig=...` (Matrix server-server API). No client "
+        "credential is accepted.",
+    },
+    "token": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": "The /api key from POST /api/auth/tokens/: `Authorization: Token <key>` "
+        "(`Bearer <key>` is accepted too).",
+    },
 }
 
 
@@ -91,8 +106,11 @@ class ContractError(Exception):
 
 def _argument_names(handler: type, method: str) -> list[str]:
     signature = inspect.signature(getattr(handler, method))
-    return [p.name for p in list(signature.parameters.values())[1:]
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return [
+        p.name
+        for p in list(signature.parameters.values())[1:]
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
 
 
 def expand(pattern: str, names: list[str]) -> list[tuple[str, dict[str, str], list[str]]]:
@@ -103,7 +121,7 @@ def expand(pattern: str, names: list[str]) -> list[tuple[str, dict[str, str], li
     results: list[tuple[str, dict[str, str], list[str]]] = [("", {}, [])]
     position = 0
     for index, match in enumerate(_GROUP.finditer(pattern)):
-        text = _literal(pattern, pattern[position:match.start()])
+        text = _literal(pattern, pattern[position : match.start()])
         name = match["name"] or (names[index] if index < len(names) else None)
         if name is None:
             raise ContractError(f"route {pattern!r}: group {index + 1} has no name")
@@ -111,8 +129,11 @@ def expand(pattern: str, names: list[str]) -> list[tuple[str, dict[str, str], li
         if body == "[^/]+":
             results = [(path + text + "{" + name + "}", lits, params + [name]) for path, lits, params in results]
         elif _LITERALS.fullmatch(body):
-            results = [(path + text + value, {**lits, name: value}, params)
-                       for path, lits, params in results for value in body.split("|")]
+            results = [
+                (path + text + value, {**lits, name: value}, params)
+                for path, lits, params in results
+                for value in body.split("|")
+            ]
         else:
             raise ContractError(f"route {pattern!r}: cannot describe group {body!r}")
         position = match.end()
@@ -151,7 +172,7 @@ def _rewrite_refs(node: Any, base: str) -> Any:
                 document, _, pointer = target.partition("#")
                 if not document.startswith(BASE_URI) or not document.endswith(".json"):
                     raise ContractError(f"{base}: $ref {value!r} leaves schemas/")
-                out[key] = "#/components/schemas/" + _component(document[len(BASE_URI):-5]) + pointer
+                out[key] = "#/components/schemas/" + _component(document[len(BASE_URI) : -5]) + pointer
             else:
                 out[key] = _rewrite_refs(value, base)
         return out
@@ -177,8 +198,9 @@ def _format(value: str, literals: dict[str, str]) -> str:
     return value.format(**literals) if literals else value
 
 
-def _operation(path: str, handler: type, method: str, op: Op, literals: dict[str, str],
-               path_params: list[str]) -> dict[str, Any]:
+def _operation(
+    path: str, handler: type, method: str, op: Op, literals: dict[str, str], path_params: list[str]
+) -> dict[str, Any]:
     error = _schema_ref(getattr(handler, "error_schema", "common/error"))
     responses: dict[str, Any] = {}
     for status, schema in sorted(op.responses.items()):
@@ -194,8 +216,7 @@ def _operation(path: str, handler: type, method: str, op: Op, literals: dict[str
     if op.auth != "none":
         errors.add(401)
     for status in sorted(errors - set(op.responses)):
-        responses[str(status)] = {"description": _describe(status),
-                                  "content": {"application/json": {"schema": error}}}
+        responses[str(status)] = {"description": _describe(status), "content": {"application/json": {"schema": error}}}
     operation: dict[str, Any] = {
         "operationId": f"{method.upper()} {path}",
         "summary": op.summary.format(**literals) if literals else op.summary,
@@ -204,17 +225,26 @@ def _operation(path: str, handler: type, method: str, op: Op, literals: dict[str
     }
     if op.description:
         operation["description"] = op.description
-    parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                  for name in path_params]
-    parameters += [{"name": p.name, "in": "query", "required": p.required, "schema": dict(p.schema),
-                    **({"description": p.description} if p.description else {})} for p in op.query]
+    parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in path_params]
+    parameters += [
+        {
+            "name": p.name,
+            "in": "query",
+            "required": p.required,
+            "schema": dict(p.schema),
+            **({"description": p.description} if p.description else {}),
+        }
+        for p in op.query
+    ]
     if parameters:
         operation["parameters"] = parameters
     if op.request is not None:
         name = _format(op.request, literals)
         # An empty body reads as {}: the body is optional when {} is valid.
-        operation["requestBody"] = {"required": not schemas().validator(name).is_valid({}), "content": {
-            "application/json": {"schema": _schema_ref(name)}}}
+        operation["requestBody"] = {
+            "required": not schemas().validator(name).is_valid({}),
+            "content": {"application/json": {"schema": _schema_ref(name)}},
+        }
     schemes = getattr(handler, "security", ("bearer", "access_token"))
     if op.auth == "none":
         operation["security"] = []
@@ -223,21 +253,30 @@ def _operation(path: str, handler: type, method: str, op: Op, literals: dict[str
     return operation
 
 
-_REASONS = {101: "Switching to the WebSocket protocol", 200: "Success", 201: "Created", 204: "Done, no body",
-            400: "Bad input: nothing changed", 401: "Missing, unknown or expired credentials",
-            403: "Refused", 404: "Not found", 409: "Conflict", 413: "Body too large",
-            414: "Request line too long", 429: "Rate limited, or too many open: retry later",
-            431: "Headers too large", 502: "Another server (federation) could not answer",
-            503: "Unavailable for now (database unreachable, real-time delivery not current, shutting down): "
-                 "retry later"}
+_REASONS = {
+    101: "Switching to the WebSocket protocol",
+    200: "Success",
+    201: "Created",
+    204: "Done, no body",
+    400: "Bad input: nothing changed",
+    401: "Missing, unknown or expired credentials",
+    403: "Refused",
+    404: "Not found",
+    409: "Conflict",
+    413: "Body too large",
+    414: "Request line too long",
+    429: "Rate limited, or too many open: retry later",
+    431: "Headers too large",
+    502: "Another server (federation) could not answer",
+    503: "Unavailable for now (database unreachable, real-time delivery not current, shutting down): retry later",
+}
 
 
 def _describe(status: int) -> str:
     return _REASONS.get(status, str(status))
 
 
-def operations(routes: list[tuple[str, type]]
-               ) -> Iterator[tuple[str, str, type, str, Op, dict[str, str], list[str]]]:
+def operations(routes: list[tuple[str, type]]) -> Iterator[tuple[str, str, type, str, Op, dict[str, str], list[str]]]:
     """Every documented operation: ``(path, method, handler, pattern, op,
     literals, path parameters)``. Raises ContractError for a method that
     has no declaration, a declaration without its method, or two routes
@@ -267,10 +306,13 @@ def openapi_document(routes: list[tuple[str, type]]) -> dict[str, Any]:
         paths.setdefault(path, {})[method] = _operation(path, handler, method, op, literals, params)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "AtomChat", "version": "1",
-                 "description": "Every HTTP endpoint of an AtomChat server: the Matrix client-server API "
-                                "subset, the AtomChat extensions and admin API, and the original /api. "
-                                "The written specification is protocol/ in the AtomChat repository."},
+        "info": {
+            "title": "AtomChat",
+            "version": "1",
+            "description": "Every HTTP endpoint of an AtomChat server: the Matrix client-server API "
+            "subset, the AtomChat extensions and admin API, and the original /api. "
+            "The written specification is protocol/ in the AtomChat repository.",
+        },
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
         "paths": paths,
         "components": {"schemas": _components(), "securitySchemes": SECURITY_SCHEMES},

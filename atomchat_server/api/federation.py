@@ -18,11 +18,16 @@ PREFIX = "/_matrix/federation/v1"
 
 
 class ServerKeyHandler(BaseHandler):
-    contract = {"get": Op(
-        "This server's signing keys", {200: "federation/server_key.response"}, auth="none",
-        description="The server's ed25519 verify keys, signed by the server itself, with the time until which "
-                    "other servers may cache them. Other servers check this server's events and requests "
-                    "against them.")}
+    contract = {
+        "get": Op(
+            "This server's signing keys",
+            {200: "federation/server_key.response"},
+            auth="none",
+            description="The server's ed25519 verify keys, signed by the server itself, with the time until which "
+            "other servers may cache them. Other servers check this server's events and requests "
+            "against them.",
+        )
+    }
 
     def get(self) -> None:
         self.send_json(key_document(self.ctx.settings.server_name, self.ctx.server_key, int(time.time() * 1000)))
@@ -36,14 +41,19 @@ class VersionHandler(BaseHandler):
 
 
 class TransactionHandler(FederationHandler):
-    contract = {"put": Op(
-        "Receive a transaction of PDUs and EDUs", {200: "federation/transaction.response"},
-        request="federation/transaction.request", errors=(403,),
-        description="Another server's room events (checked together, each answered on its own: {} when "
-                    "accepted or soft-failed, an error when refused) and "
-                    "ephemeral events (typing notices and read receipts of its users in rooms shared with "
-                    "this server). A transaction id is applied once per origin server: a retry gets the "
-                    "first answer again. More than 50 PDUs or 100 EDUs are refused with 400.")}
+    contract = {
+        "put": Op(
+            "Receive a transaction of PDUs and EDUs",
+            {200: "federation/transaction.response"},
+            request="federation/transaction.request",
+            errors=(403,),
+            description="Another server's room events (checked together, each answered on its own: {} when "
+            "accepted or soft-failed, an error when refused) and "
+            "ephemeral events (typing notices and read receipts of its users in rooms shared with "
+            "this server). A transaction id is applied once per origin server: a retry gets the "
+            "first answer again. More than 50 PDUs or 100 EDUs are refused with 400.",
+        )
+    }
 
     async def put(self, txn_id: str) -> None:
         body = self.json_body("federation/transaction.request")
@@ -51,21 +61,39 @@ class TransactionHandler(FederationHandler):
 
 
 class QueryProfileHandler(FederationHandler):
-    contract = {"get": Op(
-        "A profile of one of this server's users", {200: "federation/query_profile.response"}, errors=(403, 404),
-        query=(Param("user_id", required=True, description="The user, one of this server's."),
-               Param("field", {"type": "string", "enum": ["displayname", "avatar_url"]},
-                     "Only this field (default: both).")))}
+    contract = {
+        "get": Op(
+            "A profile of one of this server's users",
+            {200: "federation/query_profile.response"},
+            errors=(403, 404),
+            query=(
+                Param("user_id", required=True, description="The user, one of this server's."),
+                Param(
+                    "field",
+                    {"type": "string", "enum": ["displayname", "avatar_url"]},
+                    "Only this field (default: both).",
+                ),
+            ),
+        )
+    }
 
     async def get(self) -> None:
-        self.send_json(await self.ctx.federation_queries.local_profile(
-            self.required_query("user_id"), self.get_query_argument("field", None)))
+        self.send_json(
+            await self.ctx.federation_queries.local_profile(
+                self.required_query("user_id"), self.get_query_argument("field", None)
+            )
+        )
 
 
 class QueryDirectoryHandler(FederationHandler):
-    contract = {"get": Op(
-        "The room one of this server's aliases names", {200: "federation/query_directory.response"},
-        errors=(403, 404), query=(Param("room_alias", required=True, description="The alias, one of this server's."),))}
+    contract = {
+        "get": Op(
+            "The room one of this server's aliases names",
+            {200: "federation/query_directory.response"},
+            errors=(403, 404),
+            query=(Param("room_alias", required=True, description="The alias, one of this server's."),),
+        )
+    }
 
     async def get(self) -> None:
         self.send_json(await self.ctx.federation_queries.local_alias(self.required_query("room_alias")))

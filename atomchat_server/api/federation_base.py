@@ -52,8 +52,14 @@ class FederationHandler(BaseHandler):
         except KeyNotFound as exc:
             raise unauthorized(str(exc)) from None
         try:
-            verify_request(auth, self.request.method or "GET", self.request.uri or "", content,
-                           self.ctx.settings.server_name, {auth.key: key})
+            verify_request(
+                auth,
+                self.request.method or "GET",
+                self.request.uri or "",
+                content,
+                self.ctx.settings.server_name,
+                {auth.key: key},
+            )
         except XMatrixError as exc:
             raise unauthorized(str(exc)) from None
         if self.ctx.moderation.blocks.server_banned(auth.origin):

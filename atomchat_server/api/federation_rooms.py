@@ -10,41 +10,66 @@ from .federation_base import FederationHandler
 
 V1 = r"/_matrix/federation/v1"
 V2 = r"/_matrix/federation/v2"
-_SEEN = ("The asking server must have a user in the room (403 otherwise); rooms this server does not share "
-         "are 404.")
+_SEEN = "The asking server must have a user in the room (403 otherwise); rooms this server does not share are 404."
 
 
 class MakeJoinHandler(FederationHandler):
-    contract = {"get": Op(
-        "A join event for a user of the asking server to sign", {200: "federation/make_membership.response"},
-        errors=(400, 403, 404),
-        query=(Param("ver", description="A room version the asking server supports (repeated); without any, "
-                                        "version 1 only, which no room here has."),),
-        description="A template citing the room's forward extremities and current state. The room's version "
-                    "must be among `ver` (400 M_INCOMPATIBLE_ROOM_VERSION with `room_version` otherwise); "
-                    "a join the room's rules refuse now is 403.")}
+    contract = {
+        "get": Op(
+            "A join event for a user of the asking server to sign",
+            {200: "federation/make_membership.response"},
+            errors=(400, 403, 404),
+            query=(
+                Param(
+                    "ver",
+                    description="A room version the asking server supports (repeated); without any, "
+                    "version 1 only, which no room here has.",
+                ),
+            ),
+            description="A template citing the room's forward extremities and current state. The room's version "
+            "must be among `ver` (400 M_INCOMPATIBLE_ROOM_VERSION with `room_version` otherwise); "
+            "a join the room's rules refuse now is 403.",
+        )
+    }
 
     async def get(self, room_id: str, user_id: str) -> None:
-        self.send_json(await self.ctx.federation_rooms.make_join(
-            self.origin, room_id, user_id, self.get_query_arguments("ver") or ["1"]))
+        self.send_json(
+            await self.ctx.federation_rooms.make_join(
+                self.origin, room_id, user_id, self.get_query_arguments("ver") or ["1"]
+            )
+        )
 
 
 class MakeLeaveHandler(FederationHandler):
-    contract = {"get": Op("A leave event for a user of the asking server to sign",
-                          {200: "federation/make_membership.response"}, errors=(403, 404))}
+    contract = {
+        "get": Op(
+            "A leave event for a user of the asking server to sign",
+            {200: "federation/make_membership.response"},
+            errors=(403, 404),
+        )
+    }
 
     async def get(self, room_id: str, user_id: str) -> None:
         self.send_json(await self.ctx.federation_rooms.make_leave(self.origin, room_id, user_id))
 
 
 class SendJoinHandler(FederationHandler):
-    contract = {"put": Op(
-        "Join a room through this server", {200: "federation/send_join.response"},
-        request="federation/pdu.request", errors=(400, 403, 404),
-        query=(Param("omit_members", {"type": "string", "enum": ["true", "false"]},
-                     "Ignored: the whole state is always sent."),),
-        description="The signed join, checked as any received event, then the state before it and its auth "
-                    "chain.")}
+    contract = {
+        "put": Op(
+            "Join a room through this server",
+            {200: "federation/send_join.response"},
+            request="federation/pdu.request",
+            errors=(400, 403, 404),
+            query=(
+                Param(
+                    "omit_members",
+                    {"type": "string", "enum": ["true", "false"]},
+                    "Ignored: the whole state is always sent.",
+                ),
+            ),
+            description="The signed join, checked as any received event, then the state before it and its auth chain.",
+        )
+    }
 
     async def put(self, room_id: str, event_id: str) -> None:
         body = self.json_body("federation/pdu.request")
@@ -52,8 +77,14 @@ class SendJoinHandler(FederationHandler):
 
 
 class SendLeaveHandler(FederationHandler):
-    contract = {"put": Op("Leave a room through this server", {200: "matrix/empty.response"},
-                          request="federation/pdu.request", errors=(400, 403, 404))}
+    contract = {
+        "put": Op(
+            "Leave a room through this server",
+            {200: "matrix/empty.response"},
+            request="federation/pdu.request",
+            errors=(400, 403, 404),
+        )
+    }
 
     async def put(self, room_id: str, event_id: str) -> None:
         body = self.json_body("federation/pdu.request")
@@ -61,11 +92,16 @@ class SendLeaveHandler(FederationHandler):
 
 
 class InviteHandler(FederationHandler):
-    contract = {"put": Op(
-        "Invite one of this server's users", {200: "federation/invite.response"},
-        request="federation/invite.request", errors=(400, 403, 404),
-        description="The invite, signed by the inviting server, comes back signed by this one too; the user "
-                    "sees it in /sync.")}
+    contract = {
+        "put": Op(
+            "Invite one of this server's users",
+            {200: "federation/invite.response"},
+            request="federation/invite.request",
+            errors=(400, 403, 404),
+            description="The invite, signed by the inviting server, comes back signed by this one too; the user "
+            "sees it in /sync.",
+        )
+    }
 
     async def put(self, room_id: str, event_id: str) -> None:
         body = self.json_body("federation/invite.request")
@@ -84,36 +120,59 @@ def _event_id(handler: FederationHandler) -> str:
 
 
 class StateHandler(FederationHandler):
-    contract = {"get": Op("A room's state before an event, with its auth chain", {200: "federation/state.response"},
-                          errors=(400, 403, 404), description=_SEEN,
-                          query=(Param("event_id", required=True, description="The event."),))}
+    contract = {
+        "get": Op(
+            "A room's state before an event, with its auth chain",
+            {200: "federation/state.response"},
+            errors=(400, 403, 404),
+            description=_SEEN,
+            query=(Param("event_id", required=True, description="The event."),),
+        )
+    }
 
     async def get(self, room_id: str) -> None:
         self.send_json(await self.ctx.federation_rooms.state(self.origin, room_id, _event_id(self)))
 
 
 class StateIdsHandler(FederationHandler):
-    contract = {"get": Op("The ids of a room's state before an event and of its auth chain",
-                          {200: "federation/state_ids.response"}, errors=(400, 403, 404), description=_SEEN,
-                          query=(Param("event_id", required=True, description="The event."),))}
+    contract = {
+        "get": Op(
+            "The ids of a room's state before an event and of its auth chain",
+            {200: "federation/state_ids.response"},
+            errors=(400, 403, 404),
+            description=_SEEN,
+            query=(Param("event_id", required=True, description="The event."),),
+        )
+    }
 
     async def get(self, room_id: str) -> None:
         self.send_json(await self.ctx.federation_rooms.state_ids(self.origin, room_id, _event_id(self)))
 
 
 class EventAuthHandler(FederationHandler):
-    contract = {"get": Op("An event's auth chain", {200: "federation/event_auth.response"}, errors=(403, 404),
-                          description=_SEEN)}
+    contract = {
+        "get": Op(
+            "An event's auth chain", {200: "federation/event_auth.response"}, errors=(403, 404), description=_SEEN
+        )
+    }
 
     async def get(self, room_id: str, event_id: str) -> None:
         self.send_json(await self.ctx.federation_rooms.event_auth(self.origin, room_id, event_id))
 
 
 class BackfillHandler(FederationHandler):
-    contract = {"get": Op(
-        "Earlier events of a room", {200: "federation/pdus.response"}, errors=(400, 403, 404), description=_SEEN,
-        query=(Param("v", required=True, description="An event to go back from (repeated)."),
-               Param("limit", {"type": "integer"}, "At most this many events (at most 100).")))}
+    contract = {
+        "get": Op(
+            "Earlier events of a room",
+            {200: "federation/pdus.response"},
+            errors=(400, 403, 404),
+            description=_SEEN,
+            query=(
+                Param("v", required=True, description="An event to go back from (repeated)."),
+                Param("limit", {"type": "integer"}, "At most this many events (at most 100)."),
+            ),
+        )
+    }
 
     async def get(self, room_id: str) -> None:
         start = self.get_query_arguments("v")
@@ -126,10 +185,15 @@ class BackfillHandler(FederationHandler):
 
 
 class MissingEventsHandler(FederationHandler):
-    contract = {"post": Op("The events between what the asking server has and what it was sent",
-                           {200: "federation/get_missing_events.response"},
-                           request="federation/get_missing_events.request", errors=(400, 403, 404),
-                           description=_SEEN)}
+    contract = {
+        "post": Op(
+            "The events between what the asking server has and what it was sent",
+            {200: "federation/get_missing_events.response"},
+            request="federation/get_missing_events.request",
+            errors=(400, 403, 404),
+            description=_SEEN,
+        )
+    }
 
     async def post(self, room_id: str) -> None:
         body = self.json_body("federation/get_missing_events.request")

@@ -19,8 +19,12 @@ SPEC_VERSIONS = ["v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8",
 
 
 def login_json(result: LoginResult, server_name: str) -> dict[str, Any]:
-    body: dict[str, Any] = {"user_id": result.user_id, "device_id": result.device_id,
-            "access_token": result.access_token, "home_server": server_name}
+    body: dict[str, Any] = {
+        "user_id": result.user_id,
+        "device_id": result.device_id,
+        "access_token": result.access_token,
+        "home_server": server_name,
+    }
     if result.refresh_token is not None:
         body["refresh_token"] = result.refresh_token
         body["expires_in_ms"] = result.expires_in_ms
@@ -46,21 +50,33 @@ class CapabilitiesHandler(BaseHandler):
 
     async def get(self) -> None:
         await self.authenticate()
-        self.send_json({"capabilities": {
-            "m.change_password": {"enabled": True},
-            "m.room_versions": {"default": ROOM_VERSION,
-                                "available": {version: "stable" for version in CREATABLE_VERSIONS}},
-            "m.set_displayname": {"enabled": True},
-            "m.set_avatar_url": {"enabled": True},
-            "m.3pid_changes": {"enabled": False},
-        }})
+        self.send_json(
+            {
+                "capabilities": {
+                    "m.change_password": {"enabled": True},
+                    "m.room_versions": {
+                        "default": ROOM_VERSION,
+                        "available": {version: "stable" for version in CREATABLE_VERSIONS},
+                    },
+                    "m.set_displayname": {"enabled": True},
+                    "m.set_avatar_url": {"enabled": True},
+                    "m.3pid_changes": {"enabled": False},
+                }
+            }
+        )
 
 
 class RegisterHandler(BaseHandler):
-    contract = {"post": Op(
-        "Register an account", {200: "matrix/register.response", 401: "matrix/uia.response"},
-        request="matrix/register.request", auth="none", errors=(403, 429),
-        query=(Param("kind", {"type": "string", "enum": ["user", "guest"]}, "Guest accounts are refused"),))}
+    contract = {
+        "post": Op(
+            "Register an account",
+            {200: "matrix/register.response", 401: "matrix/uia.response"},
+            request="matrix/register.request",
+            auth="none",
+            errors=(403, 429),
+            query=(Param("kind", {"type": "string", "enum": ["user", "guest"]}, "Guest accounts are refused"),),
+        )
+    }
 
     async def post(self) -> None:
         body = self.json_body("matrix/register.request")
@@ -72,9 +88,12 @@ class RegisterHandler(BaseHandler):
         if "password" not in body:
             raise missing_param("Missing field 'password'")
         result = await self.ctx.accounts.register(
-            username=body.get("username"), password=body["password"],
-            device_id=body.get("device_id"), display_name=body.get("initial_device_display_name"),
-            inhibit_login=body.get("inhibit_login", False), want_refresh=body.get("refresh_token", False),
+            username=body.get("username"),
+            password=body["password"],
+            device_id=body.get("device_id"),
+            display_name=body.get("initial_device_display_name"),
+            inhibit_login=body.get("inhibit_login", False),
+            want_refresh=body.get("refresh_token", False),
             address=client_address(self),
         )
         if isinstance(result, str):
@@ -84,8 +103,15 @@ class RegisterHandler(BaseHandler):
 
 
 class RegisterAvailableHandler(BaseHandler):
-    contract = {"get": Op("Whether a user name is free", {200: "matrix/register_available.response"},
-                          auth="none", errors=(429,), query=(Param("username", required=True),))}
+    contract = {
+        "get": Op(
+            "Whether a user name is free",
+            {200: "matrix/register_available.response"},
+            auth="none",
+            errors=(429,),
+            query=(Param("username", required=True),),
+        )
+    }
 
     async def get(self) -> None:
         username = self.get_query_argument("username", None)
@@ -98,8 +124,13 @@ class RegisterAvailableHandler(BaseHandler):
 class LoginHandler(BaseHandler):
     contract = {
         "get": Op("The login flows offered", {200: "matrix/login_flows.response"}, auth="none"),
-        "post": Op("Log in with a password", {200: "matrix/login.response"}, request="matrix/login.request",
-                   auth="none", errors=(403, 429)),
+        "post": Op(
+            "Log in with a password",
+            {200: "matrix/login.response"},
+            request="matrix/login.request",
+            auth="none",
+            errors=(403, 429),
+        ),
     }
 
     def get(self) -> None:
@@ -123,22 +154,37 @@ class LoginHandler(BaseHandler):
         if "password" not in body:
             raise missing_param("Missing field 'password'")
         result = await self.ctx.accounts.login(
-            identifier=user, password=body["password"], device_id=body.get("device_id"),
+            identifier=user,
+            password=body["password"],
+            device_id=body.get("device_id"),
             display_name=body.get("initial_device_display_name"),
-            want_refresh=body.get("refresh_token", False), address=client_address(self),
+            want_refresh=body.get("refresh_token", False),
+            address=client_address(self),
         )
         self.send_json(login_json(result, self.ctx.settings.server_name))
 
 
 class RefreshHandler(BaseHandler):
-    contract = {"post": Op("Exchange a refresh token", {200: "matrix/refresh.response", 401: "common/error"},
-                           request="matrix/refresh.request", auth="none", errors=(403,))}
+    contract = {
+        "post": Op(
+            "Exchange a refresh token",
+            {200: "matrix/refresh.response", 401: "common/error"},
+            request="matrix/refresh.request",
+            auth="none",
+            errors=(403,),
+        )
+    }
 
     async def post(self) -> None:
         body = self.json_body("matrix/refresh.request")
         result = await self.ctx.accounts.refresh(body["refresh_token"])
-        self.send_json({"access_token": result.access_token, "refresh_token": result.refresh_token,
-                        "expires_in_ms": result.expires_in_ms})
+        self.send_json(
+            {
+                "access_token": result.access_token,
+                "refresh_token": result.refresh_token,
+                "expires_in_ms": result.expires_in_ms,
+            }
+        )
 
 
 class WhoamiHandler(BaseHandler):
@@ -195,9 +241,14 @@ class PasswordAuthMixin(BaseHandler):
 
 
 class PasswordHandler(PasswordAuthMixin):
-    contract = {"post": Op("Change the password",
-                           {200: "matrix/empty.response", 401: ("matrix/uia.response", "common/error")},
-                           request="matrix/password.request", errors=(403, 429))}
+    contract = {
+        "post": Op(
+            "Change the password",
+            {200: "matrix/empty.response", 401: ("matrix/uia.response", "common/error")},
+            request="matrix/password.request",
+            errors=(403, 429),
+        )
+    }
 
     async def post(self) -> None:
         requester = await self.authenticate()
@@ -220,11 +271,15 @@ class DevicesHandler(BaseHandler):
 class DeviceHandler(PasswordAuthMixin):
     contract = {
         "get": Op("One device", {200: "matrix/device"}, errors=(404,)),
-        "put": Op("Rename a device", {200: "matrix/empty.response"}, request="matrix/device.update.request",
-                  errors=(404,)),
-        "delete": Op("Delete a device (password required)",
-                     {200: "matrix/empty.response", 401: ("matrix/uia.response", "common/error")},
-                     request="matrix/device.delete.request", errors=(403, 404, 429)),
+        "put": Op(
+            "Rename a device", {200: "matrix/empty.response"}, request="matrix/device.update.request", errors=(404,)
+        ),
+        "delete": Op(
+            "Delete a device (password required)",
+            {200: "matrix/empty.response", 401: ("matrix/uia.response", "common/error")},
+            request="matrix/device.delete.request",
+            errors=(403, 404, 429),
+        ),
     }
 
     async def get(self, device_id: str) -> None:
@@ -250,9 +305,14 @@ class DeviceHandler(PasswordAuthMixin):
 
 
 class DeleteDevicesHandler(PasswordAuthMixin):
-    contract = {"post": Op("Delete devices (password required)",
-                           {200: "matrix/empty.response", 401: ("matrix/uia.response", "common/error")},
-                           request="matrix/delete_devices.request", errors=(403, 429))}
+    contract = {
+        "post": Op(
+            "Delete devices (password required)",
+            {200: "matrix/empty.response", 401: ("matrix/uia.response", "common/error")},
+            request="matrix/delete_devices.request",
+            errors=(403, 429),
+        )
+    }
 
     async def post(self) -> None:
         requester = await self.authenticate()

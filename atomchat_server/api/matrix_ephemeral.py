@@ -9,20 +9,25 @@ from .matrix_rooms import ROOM
 
 
 class TypingHandler(BaseHandler):
-    contract = {"put": Op("Start or stop typing", {200: "matrix/empty.response"}, request="matrix/typing.request",
-                          errors=(403, 404))}
+    contract = {
+        "put": Op(
+            "Start or stop typing", {200: "matrix/empty.response"}, request="matrix/typing.request", errors=(403, 404)
+        )
+    }
 
     async def put(self, room_id: str, user_id: str) -> None:
         requester = await self.authenticate()
         body = self.json_body("matrix/typing.request")
-        await self.ctx.ephemeral.typing(requester, room_id, user_id, body["typing"],
-                                        body.get("timeout", 30_000))
+        await self.ctx.ephemeral.typing(requester, room_id, user_id, body["typing"], body.get("timeout", 30_000))
         self.send_json({})
 
 
 class ReceiptHandler(BaseHandler):
-    contract = {"post": Op("Send a read receipt", {200: "matrix/empty.response"}, request="matrix/receipt.request",
-                           errors=(403, 404))}
+    contract = {
+        "post": Op(
+            "Send a read receipt", {200: "matrix/empty.response"}, request="matrix/receipt.request", errors=(403, 404)
+        )
+    }
 
     async def post(self, room_id: str, receipt_type: str, event_id: str) -> None:
         requester = await self.authenticate()
@@ -32,8 +37,14 @@ class ReceiptHandler(BaseHandler):
 
 
 class ReadMarkersHandler(BaseHandler):
-    contract = {"post": Op("Move the read markers", {200: "matrix/empty.response"},
-                           request="matrix/read_markers.request", errors=(403, 404))}
+    contract = {
+        "post": Op(
+            "Move the read markers",
+            {200: "matrix/empty.response"},
+            request="matrix/read_markers.request",
+            errors=(403, 404),
+        )
+    }
 
     async def post(self, room_id: str) -> None:
         requester = await self.authenticate()
@@ -69,6 +80,8 @@ def routes() -> list[tuple[str, type]]:
         (PREFIX + ROOM + r"/read_markers", ReadMarkersHandler),
         # Named groups: the two forms pass the room (or not) by name.
         (PREFIX + r"/user/(?P<user_id>[^/]+)/account_data/(?P<data_type>[^/]+)", AccountDataHandler),
-        (PREFIX + r"/user/(?P<user_id>[^/]+)/rooms/(?P<room_id>[^/]+)/account_data/(?P<data_type>[^/]+)",
-         AccountDataHandler),
+        (
+            PREFIX + r"/user/(?P<user_id>[^/]+)/rooms/(?P<room_id>[^/]+)/account_data/(?P<data_type>[^/]+)",
+            AccountDataHandler,
+        ),
     ]

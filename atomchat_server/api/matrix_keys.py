@@ -14,8 +14,11 @@ VERSION = Param("version", description="The backup version (required).")
 
 
 class KeysUploadHandler(BaseHandler):
-    contract = {"post": Op("Publish this device's keys", {200: "matrix/keys_upload.response"},
-                           request="matrix/keys_upload.request")}
+    contract = {
+        "post": Op(
+            "Publish this device's keys", {200: "matrix/keys_upload.response"}, request="matrix/keys_upload.request"
+        )
+    }
 
     async def post(self) -> None:
         requester = await self.authenticate()
@@ -25,8 +28,13 @@ class KeysUploadHandler(BaseHandler):
 
 
 class KeysQueryHandler(BaseHandler):
-    contract = {"post": Op("Device and cross-signing keys of users", {200: "matrix/keys_query.response"},
-                           request="matrix/keys_query.request")}
+    contract = {
+        "post": Op(
+            "Device and cross-signing keys of users",
+            {200: "matrix/keys_query.response"},
+            request="matrix/keys_query.request",
+        )
+    }
 
     async def post(self) -> None:
         requester = await self.authenticate()
@@ -35,8 +43,11 @@ class KeysQueryHandler(BaseHandler):
 
 
 class KeysClaimHandler(BaseHandler):
-    contract = {"post": Op("Claim one-time keys of devices", {200: "matrix/keys_claim.response"},
-                           request="matrix/keys_claim.request")}
+    contract = {
+        "post": Op(
+            "Claim one-time keys of devices", {200: "matrix/keys_claim.response"}, request="matrix/keys_claim.request"
+        )
+    }
 
     async def post(self) -> None:
         requester = await self.authenticate()
@@ -45,8 +56,13 @@ class KeysClaimHandler(BaseHandler):
 
 
 class KeysChangesHandler(BaseHandler):
-    contract = {"get": Op("Whose devices changed between two sync tokens", {200: "matrix/keys_changes.response"},
-                          query=(Param("from", required=True), Param("to", required=True)))}
+    contract = {
+        "get": Op(
+            "Whose devices changed between two sync tokens",
+            {200: "matrix/keys_changes.response"},
+            query=(Param("from", required=True), Param("to", required=True)),
+        )
+    }
 
     async def get(self) -> None:
         requester = await self.authenticate()
@@ -64,8 +80,9 @@ class KeysChangesHandler(BaseHandler):
 
 
 class SendToDeviceHandler(BaseHandler):
-    contract = {"put": Op("Send to-device messages", {200: "matrix/empty.response"},
-                          request="matrix/sendToDevice.request")}
+    contract = {
+        "put": Op("Send to-device messages", {200: "matrix/empty.response"}, request="matrix/sendToDevice.request")
+    }
 
     async def put(self, event_type: str, txn_id: str) -> None:
         requester = await self.authenticate()
@@ -75,9 +92,14 @@ class SendToDeviceHandler(BaseHandler):
 
 
 class DeviceSigningUploadHandler(PasswordAuthMixin):
-    contract = {"post": Op("Publish cross-signing keys (password required to replace them)",
-                           {200: "matrix/empty.response", 401: UIA_401},
-                           request="matrix/device_signing_upload.request", errors=(429,))}
+    contract = {
+        "post": Op(
+            "Publish cross-signing keys (password required to replace them)",
+            {200: "matrix/empty.response", 401: UIA_401},
+            request="matrix/device_signing_upload.request",
+            errors=(429,),
+        )
+    }
 
     async def post(self) -> None:
         requester = await self.authenticate()
@@ -89,8 +111,13 @@ class DeviceSigningUploadHandler(PasswordAuthMixin):
 
 
 class SignaturesUploadHandler(BaseHandler):
-    contract = {"post": Op("Publish signatures of keys", {200: "matrix/signatures_upload.response"},
-                           request="matrix/signatures_upload.request")}
+    contract = {
+        "post": Op(
+            "Publish signatures of keys",
+            {200: "matrix/signatures_upload.response"},
+            request="matrix/signatures_upload.request",
+        )
+    }
 
     async def post(self) -> None:
         requester = await self.authenticate()
@@ -101,8 +128,11 @@ class SignaturesUploadHandler(BaseHandler):
 class BackupCurrentVersionHandler(BaseHandler):
     contract = {
         "get": Op("The current key backup version", {200: "matrix/room_keys_version.response"}, errors=(404,)),
-        "post": Op("Create a key backup version", {200: "matrix/room_keys_version_created.response"},
-                   request="matrix/room_keys_version.request"),
+        "post": Op(
+            "Create a key backup version",
+            {200: "matrix/room_keys_version_created.response"},
+            request="matrix/room_keys_version.request",
+        ),
     }
 
     async def get(self) -> None:
@@ -119,8 +149,12 @@ class BackupCurrentVersionHandler(BaseHandler):
 class BackupVersionHandler(BaseHandler):
     contract = {
         "get": Op("A key backup version", {200: "matrix/room_keys_version.response"}, errors=(404,)),
-        "put": Op("Update a key backup version's auth_data", {200: "matrix/empty.response"},
-                  request="matrix/room_keys_version.request", errors=(404,)),
+        "put": Op(
+            "Update a key backup version's auth_data",
+            {200: "matrix/empty.response"},
+            request="matrix/room_keys_version.request",
+            errors=(404,),
+        ),
         "delete": Op("Delete a key backup version and its keys", {200: "matrix/empty.response"}, errors=(404,)),
     }
 
@@ -143,10 +177,16 @@ class BackupVersionHandler(BaseHandler):
 def _backup_keys_contract(what: str, body: str, answer: str) -> dict[str, Op]:
     return {
         "get": Op(f"Backed-up keys: {what}", {200: answer}, query=(VERSION,), errors=(404,)),
-        "put": Op(f"Back up keys: {what}", {200: "matrix/room_keys_update.response"}, request=body,
-                  query=(VERSION,), errors=(403, 404)),
-        "delete": Op(f"Delete backed-up keys: {what}", {200: "matrix/room_keys_update.response"},
-                     query=(VERSION,), errors=(404,)),
+        "put": Op(
+            f"Back up keys: {what}",
+            {200: "matrix/room_keys_update.response"},
+            request=body,
+            query=(VERSION,),
+            errors=(403, 404),
+        ),
+        "delete": Op(
+            f"Delete backed-up keys: {what}", {200: "matrix/room_keys_update.response"}, query=(VERSION,), errors=(404,)
+        ),
     }
 
 
@@ -162,8 +202,9 @@ class BackupKeysHandler(BaseHandler):
 
     async def get(self, room_id: str | None = None, session_id: str | None = None) -> None:
         requester = await self.authenticate()
-        self.send_json(await self.ctx.key_backup.get_keys(requester, self.get_query_argument("version", None),
-                                                          room_id, session_id))
+        self.send_json(
+            await self.ctx.key_backup.get_keys(requester, self.get_query_argument("version", None), room_id, session_id)
+        )
 
     async def put(self, room_id: str | None = None, session_id: str | None = None) -> None:
         requester = await self.authenticate()
@@ -172,8 +213,11 @@ class BackupKeysHandler(BaseHandler):
 
     async def delete(self, room_id: str | None = None, session_id: str | None = None) -> None:
         requester = await self.authenticate()
-        self.send_json(await self.ctx.key_backup.delete_keys(requester, self.get_query_argument("version", None),
-                                                             room_id, session_id))
+        self.send_json(
+            await self.ctx.key_backup.delete_keys(
+                requester, self.get_query_argument("version", None), room_id, session_id
+            )
+        )
 
 
 class BackupRoomKeysHandler(BackupKeysHandler):

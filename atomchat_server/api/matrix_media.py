@@ -35,7 +35,7 @@ MEDIA = r"/([^/]+)/([^/]+)"  # {serverName}/{mediaId}
 # and does not second-guess its type.
 FILE_HEADERS = {
     "Content-Security-Policy": "sandbox; default-src 'none'; script-src 'none'; plugin-types application/pdf;"
-                               " style-src 'unsafe-inline'; media-src 'self'; object-src 'self';",
+    " style-src 'unsafe-inline'; media-src 'self'; object-src 'self';",
     "X-Content-Type-Options": "nosniff",
     "Cross-Origin-Resource-Policy": "cross-origin",
     "Cache-Control": "private, max-age=86400, immutable",
@@ -81,8 +81,7 @@ class StreamedUpload(BaseHandler):
         # A file takes longer to send than a JSON body: the body timeout is
         # stretched by a second per UPLOAD_RATE bytes the limit allows (an
         # authenticated client only; the headers came in within their limit).
-        connection.set_body_timeout(
-            self.ctx.settings.body_timeout_seconds + media.max_upload_bytes / UPLOAD_RATE)
+        connection.set_body_timeout(self.ctx.settings.body_timeout_seconds + media.max_upload_bytes / UPLOAD_RATE)
 
     async def data_received(self, chunk: bytes) -> None:
         if self.upload is not None:
@@ -92,8 +91,12 @@ class StreamedUpload(BaseHandler):
         upload, self.upload = self.upload, None
         assert self.requester is not None and upload is not None, "prepare() authenticated and began it"
         return await self.ctx.media.finish_upload(
-            self.requester, upload, declared_type=self.request.headers.get("Content-Type"),
-            filename=self.get_query_argument("filename", None), media_id=self._media_id)
+            self.requester,
+            upload,
+            declared_type=self.request.headers.get("Content-Type"),
+            filename=self.get_query_argument("filename", None),
+            media_id=self._media_id,
+        )
 
     def on_connection_close(self) -> None:
         self._drop_upload()
@@ -112,8 +115,14 @@ class StreamedUpload(BaseHandler):
 class UploadHandler(StreamedUpload):
     """POST /_matrix/media/v3/upload."""
 
-    contract = {"post": Op("Upload a file (the body, of its Content-Type)", {200: "matrix/media_upload.response"},
-                           query=(FILENAME,), errors=(403, 413))}
+    contract = {
+        "post": Op(
+            "Upload a file (the body, of its Content-Type)",
+            {200: "matrix/media_upload.response"},
+            query=(FILENAME,),
+            errors=(403, 413),
+        )
+    }
 
     async def post(self) -> None:
         self.send_json({"content_uri": await self.finish_upload()})
@@ -122,8 +131,14 @@ class UploadHandler(StreamedUpload):
 class ReservedUploadHandler(StreamedUpload):
     """PUT /_matrix/media/v3/upload/{serverName}/{mediaId}."""
 
-    contract = {"put": Op("Send the content of a media id reserved with /create", {200: "matrix/empty.response"},
-                          query=(FILENAME,), errors=(403, 404, 409, 413))}
+    contract = {
+        "put": Op(
+            "Send the content of a media id reserved with /create",
+            {200: "matrix/empty.response"},
+            query=(FILENAME,),
+            errors=(403, 404, 409, 413),
+        )
+    }
 
     def target(self) -> tuple[str, str] | None:
         return self.path_args[0], self.path_args[1]
@@ -134,8 +149,14 @@ class ReservedUploadHandler(StreamedUpload):
 
 
 class CreateHandler(BaseHandler):
-    contract = {"post": Op("Reserve a media id whose content is sent later", {200: "matrix/media_create.response"},
-                           request=OBJECT, errors=(429,))}
+    contract = {
+        "post": Op(
+            "Reserve a media id whose content is sent later",
+            {200: "matrix/media_create.response"},
+            request=OBJECT,
+            errors=(429,),
+        )
+    }
 
     async def post(self) -> None:
         requester = await self.authenticate()
@@ -193,17 +214,21 @@ def _file_op(summary: str, query: tuple[Param, ...], auth: str) -> Op:
     return Op(summary, {200: None}, query=query + (TIMEOUT,), auth=auth, errors=(404, 504))
 
 
-_THUMBNAIL_QUERY = (Param("width", {"type": "integer", "minimum": 1}, required=True),
-                    Param("height", {"type": "integer", "minimum": 1}, required=True),
-                    Param("method", {"enum": ["scale", "crop"]}), Param("animated", {"type": "boolean"}))
+_THUMBNAIL_QUERY = (
+    Param("width", {"type": "integer", "minimum": 1}, required=True),
+    Param("height", {"type": "integer", "minimum": 1}, required=True),
+    Param("method", {"enum": ["scale", "crop"]}),
+    Param("animated", {"type": "boolean"}),
+)
 
 
 class DownloadHandler(FileHandler):
     contract = {"get": _file_op("Download a file", (), "token")}
 
     async def get(self, server_name: str, media_id: str, filename: str | None = None) -> None:
-        await self.send_file(await self.ctx.media.download(server_name, media_id, filename=filename,
-                                                           timeout_ms=self.timeout_ms()))
+        await self.send_file(
+            await self.ctx.media.download(server_name, media_id, filename=filename, timeout_ms=self.timeout_ms())
+        )
 
 
 class ThumbnailHandler(FileHandler):
@@ -213,9 +238,16 @@ class ThumbnailHandler(FileHandler):
         for name in ("width", "height"):
             if self.get_query_argument(name, None) is None:
                 raise missing_param(f"'{name}' is required")
-        await self.send_file(await self.ctx.media.thumbnail(
-            server_name, media_id, width=self.int_argument("width", 0), height=self.int_argument("height", 0),
-            method=self.get_query_argument("method", "scale"), timeout_ms=self.timeout_ms()))
+        await self.send_file(
+            await self.ctx.media.thumbnail(
+                server_name,
+                media_id,
+                width=self.int_argument("width", 0),
+                height=self.int_argument("height", 0),
+                method=self.get_query_argument("method", "scale"),
+                timeout_ms=self.timeout_ms(),
+            )
+        )
 
 
 class LegacyDownloadHandler(DownloadHandler):

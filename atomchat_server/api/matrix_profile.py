@@ -8,9 +8,16 @@ from .matrix_account import PREFIX
 
 
 class ProfileHandler(BaseHandler):
-    contract = {"get": Op("A user's profile", {200: "matrix/profile.response"}, auth="none", errors=(404, 502),
-                          description="A remote user's profile is asked of their server (502 when it cannot "
-                                      "answer) and kept for a minute.")}
+    contract = {
+        "get": Op(
+            "A user's profile",
+            {200: "matrix/profile.response"},
+            auth="none",
+            errors=(404, 502),
+            description="A remote user's profile is asked of their server (502 when it cannot "
+            "answer) and kept for a minute.",
+        )
+    }
 
     async def get(self, user_id: str) -> None:
         profile = await self.ctx.federation_queries.profile(user_id)
@@ -20,8 +27,12 @@ class ProfileHandler(BaseHandler):
 class ProfileFieldHandler(BaseHandler):
     contract = {
         "get": Op("A user's {field}", {200: "matrix/profile_{field}.response"}, auth="none", errors=(404, 502)),
-        "put": Op("Set your {field}", {200: "matrix/empty.response"}, request="matrix/profile_{field}.request",
-                  errors=(403, 404)),
+        "put": Op(
+            "Set your {field}",
+            {200: "matrix/empty.response"},
+            request="matrix/profile_{field}.request",
+            errors=(403, 404),
+        ),
     }
 
     async def get(self, user_id: str, field: str) -> None:

@@ -40,15 +40,22 @@ class PushRuleSetHandler(BaseHandler):
         self.send_json((await self.ctx.push.ruleset(requester.user_id))["global"])
 
 
-_PLACE = (Param("before", description="Put the rule before this rule of the caller's"),
-          Param("after", description="Put the rule after this rule of the caller's"))
+_PLACE = (
+    Param("before", description="Put the rule before this rule of the caller's"),
+    Param("after", description="Put the rule after this rule of the caller's"),
+)
 
 
 class PushRuleHandler(BaseHandler):
     contract = {
         "get": Op("Read one push rule", {200: "matrix/push_rule"}, errors=(404,)),
-        "put": Op("Add or replace a push rule of the caller's", {200: "matrix/empty.response"},
-                  request="matrix/push_rule.request", query=_PLACE, errors=(404,)),
+        "put": Op(
+            "Add or replace a push rule of the caller's",
+            {200: "matrix/empty.response"},
+            request="matrix/push_rule.request",
+            query=_PLACE,
+            errors=(404,),
+        ),
         "delete": Op("Remove a push rule of the caller's", {200: "matrix/empty.response"}, errors=(404,)),
     }
 
@@ -63,8 +70,10 @@ class PushRuleHandler(BaseHandler):
         body = self.json_body("matrix/push_rule.request")
         before = self.get_query_argument("before", None)
         after = self.get_query_argument("after", None)
-        await self.ctx.push.edit(requester.user_id, partial(rules.put_rule, kind=kind, rule_id=rule_id, body=body,
-                                                            before=before, after=after))
+        await self.ctx.push.edit(
+            requester.user_id,
+            partial(rules.put_rule, kind=kind, rule_id=rule_id, body=body, before=before, after=after),
+        )
         self.send_json({})
 
     async def delete(self, scope: str, kind: str, rule_id: str) -> None:
@@ -78,10 +87,15 @@ class PushRuleAttributeHandler(BaseHandler):
     """GET/PUT .../{ruleId}/enabled and .../{ruleId}/actions."""
 
     contract = {
-        "get": Op("Read whether a push rule is enabled, or its actions", {200: "matrix/push_rule_{attribute}"},
-                  errors=(404,)),
-        "put": Op("Enable or disable a push rule, or set its actions", {200: "matrix/empty.response"},
-                  request="matrix/push_rule_{attribute}", errors=(404,)),
+        "get": Op(
+            "Read whether a push rule is enabled, or its actions", {200: "matrix/push_rule_{attribute}"}, errors=(404,)
+        ),
+        "put": Op(
+            "Enable or disable a push rule, or set its actions",
+            {200: "matrix/empty.response"},
+            request="matrix/push_rule_{attribute}",
+            errors=(404,),
+        ),
     }
 
     async def get(self, scope: str, kind: str, rule_id: str, attribute: str) -> None:
@@ -100,11 +114,17 @@ class PushRuleAttributeHandler(BaseHandler):
 
 
 class NotificationsHandler(BaseHandler):
-    contract = {"get": Op("List the caller's notifications, newest first", {200: "matrix/notifications.response"},
-                          query=(Param("from", description="The next_token of the previous page"),
-                                 Param("limit", {"type": "integer"},
-                                       f"Notifications per page, 1 to {MAX_NOTIFICATIONS} (default 20)"),
-                                 Param("only", description="'highlight': highlighted notifications only")))}
+    contract = {
+        "get": Op(
+            "List the caller's notifications, newest first",
+            {200: "matrix/notifications.response"},
+            query=(
+                Param("from", description="The next_token of the previous page"),
+                Param("limit", {"type": "integer"}, f"Notifications per page, 1 to {MAX_NOTIFICATIONS} (default 20)"),
+                Param("only", description="'highlight': highlighted notifications only"),
+            ),
+        )
+    }
 
     async def get(self) -> None:
         requester = await self.authenticate()
@@ -113,12 +133,24 @@ class NotificationsHandler(BaseHandler):
             raise invalid_param("'from' must be a token from an earlier page")
         limit = max(1, min(self.int_argument("limit", DEFAULT_NOTIFICATIONS), MAX_NOTIFICATIONS))
         rows = await self.ctx.push.notifications(
-            requester.user_id, before=int(token) if token is not None else None, limit=limit,
-            only_highlight=self.get_query_argument("only", None) == "highlight")
+            requester.user_id,
+            before=int(token) if token is not None else None,
+            limit=limit,
+            only_highlight=self.get_query_argument("only", None) == "highlight",
+        )
         device = (requester.user_id, requester.device_id)
-        body: dict[str, Any] = {"notifications": [
-            {"actions": row["push_actions"], "event": client_event(row, device=device), "read": row["read"],
-             "room_id": row["room_id"], "ts": row["origin_server_ts"]} for row in rows]}
+        body: dict[str, Any] = {
+            "notifications": [
+                {
+                    "actions": row["push_actions"],
+                    "event": client_event(row, device=device),
+                    "read": row["read"],
+                    "room_id": row["room_id"],
+                    "ts": row["origin_server_ts"],
+                }
+                for row in rows
+            ]
+        }
         if len(rows) == limit:
             body["next_token"] = str(rows[-1]["stream"])
         self.send_json(body)
@@ -133,8 +165,11 @@ class PushersHandler(BaseHandler):
 
 
 class PushersSetHandler(BaseHandler):
-    contract = {"post": Op("Add, replace or remove a pusher", {200: "matrix/empty.response"},
-                           request="matrix/pushers_set.request")}
+    contract = {
+        "post": Op(
+            "Add, replace or remove a pusher", {200: "matrix/empty.response"}, request="matrix/pushers_set.request"
+        )
+    }
 
     async def post(self) -> None:
         requester = await self.authenticate()

@@ -17,8 +17,11 @@ ROOM = r"/rooms/([^/]+)"
 
 
 class CreateRoomHandler(BaseHandler):
-    contract = {"post": Op("Create a room", {200: "matrix/createRoom.response"}, request="matrix/createRoom.request",
-                           errors=(403, 404))}
+    contract = {
+        "post": Op(
+            "Create a room", {200: "matrix/createRoom.response"}, request="matrix/createRoom.request", errors=(403, 404)
+        )
+    }
 
     async def post(self) -> None:
         requester = await self.authenticate()
@@ -26,31 +29,44 @@ class CreateRoomHandler(BaseHandler):
         # Checked before the schema: the spec gives this refusal its own code.
         version = body.get("room_version", ROOM_VERSION)
         if version not in CREATABLE_VERSIONS:
-            raise MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION",
-                              f"This server makes room versions {', '.join(CREATABLE_VERSIONS)}")
+            raise MatrixError(
+                400, "M_UNSUPPORTED_ROOM_VERSION", f"This server makes room versions {', '.join(CREATABLE_VERSIONS)}"
+            )
         schemas().check_request("matrix/createRoom.request", body)
         for event in body.get("initial_state", []):
             schemas().check_content(event["type"], event["content"])
         request = RoomRequest(
-            preset=preset_for(body), name=body.get("name"), topic=body.get("topic"),
-            invite=tuple(dict.fromkeys(body.get("invite", []))), is_direct=body.get("is_direct", False),
-            creation_content=body.get("creation_content", {}), initial_state=tuple(body.get("initial_state", [])),
-            power_level_content_override=body.get("power_level_content_override", {}), room_version=version,
+            preset=preset_for(body),
+            name=body.get("name"),
+            topic=body.get("topic"),
+            invite=tuple(dict.fromkeys(body.get("invite", []))),
+            is_direct=body.get("is_direct", False),
+            creation_content=body.get("creation_content", {}),
+            initial_state=tuple(body.get("initial_state", [])),
+            power_level_content_override=body.get("power_level_content_override", {}),
+            room_version=version,
         )
-        room_id = await self.ctx.rooms.create_room(requester, request, alias_localpart=body.get("room_alias_name"),
-                                                   publish=body.get("visibility") == "public")
+        room_id = await self.ctx.rooms.create_room(
+            requester, request, alias_localpart=body.get("room_alias_name"), publish=body.get("visibility") == "public"
+        )
         self.send_json({"room_id": room_id})
 
 
 class JoinHandler(BaseHandler):
     """POST /join/{roomIdOrAlias} and POST /rooms/{roomId}/join."""
 
-    contract = {"post": Op("Join a room", {200: "matrix/join.response"}, request="matrix/membership.request",
-                           errors=(403, 404), query=(
-                               Param("server_name", description="A server to join a remote room through"
-                                     " (repeatable)"),
-                               Param("via", description="The same as server_name"),
-                           ))}
+    contract = {
+        "post": Op(
+            "Join a room",
+            {200: "matrix/join.response"},
+            request="matrix/membership.request",
+            errors=(403, 404),
+            query=(
+                Param("server_name", description="A server to join a remote room through (repeatable)"),
+                Param("via", description="The same as server_name"),
+            ),
+        )
+    }
 
     async def post(self, room_id_or_alias: str) -> None:
         requester = await self.authenticate()
@@ -63,10 +79,14 @@ class JoinHandler(BaseHandler):
 class MembershipHandler(BaseHandler):
     """POST /rooms/{roomId}/{invite,leave,kick,ban,unban}."""
 
-    contract = {"post": lambda action: Op(
-        f"{action.capitalize()} a member" if action != "leave" else "Leave a room", {200: "matrix/empty.response"},
-        request="matrix/membership.request" if action == "leave" else "matrix/membership_target.request",
-        errors=(403, 404))}
+    contract = {
+        "post": lambda action: Op(
+            f"{action.capitalize()} a member" if action != "leave" else "Leave a room",
+            {200: "matrix/empty.response"},
+            request="matrix/membership.request" if action == "leave" else "matrix/membership_target.request",
+            errors=(403, 404),
+        )
+    }
 
     async def post(self, room_id: str, action: str) -> None:
         requester = await self.authenticate()
@@ -95,8 +115,14 @@ class ForgetHandler(BaseHandler):
 
 
 class SendHandler(BaseHandler):
-    contract = {"put": Op("Send an event (idempotent per transaction id)", {200: "matrix/event_id.response"},
-                          request=OBJECT, errors=(403, 404))}
+    contract = {
+        "put": Op(
+            "Send an event (idempotent per transaction id)",
+            {200: "matrix/event_id.response"},
+            request=OBJECT,
+            errors=(403, 404),
+        )
+    }
 
     async def put(self, room_id: str, event_type: str, txn_id: str) -> None:
         requester = await self.authenticate()
@@ -136,8 +162,11 @@ class StateEventHandler(BaseHandler):
 
 
 class RedactHandler(BaseHandler):
-    contract = {"put": Op("Redact an event", {200: "matrix/event_id.response"}, request="matrix/redact.request",
-                          errors=(403, 404))}
+    contract = {
+        "put": Op(
+            "Redact an event", {200: "matrix/event_id.response"}, request="matrix/redact.request", errors=(403, 404)
+        )
+    }
 
     async def put(self, room_id: str, event_id: str, txn_id: str) -> None:
         requester = await self.authenticate()
@@ -147,15 +176,26 @@ class RedactHandler(BaseHandler):
 
 
 class MembersHandler(BaseHandler):
-    contract = {"get": Op("A room's member events", {200: "matrix/members.response"}, errors=(403, 404), query=(
-        Param("membership", {"type": "string", "enum": ["join", "invite", "knock", "leave", "ban"]}),
-        Param("not_membership", {"type": "string", "enum": ["join", "invite", "knock", "leave", "ban"]})))}
+    contract = {
+        "get": Op(
+            "A room's member events",
+            {200: "matrix/members.response"},
+            errors=(403, 404),
+            query=(
+                Param("membership", {"type": "string", "enum": ["join", "invite", "knock", "leave", "ban"]}),
+                Param("not_membership", {"type": "string", "enum": ["join", "invite", "knock", "leave", "ban"]}),
+            ),
+        )
+    }
 
     async def get(self, room_id: str) -> None:
         requester = await self.authenticate()
         members = await self.ctx.rooms.members(
-            requester, room_id, membership=self.get_query_argument("membership", None),
-            not_membership=self.get_query_argument("not_membership", None))
+            requester,
+            room_id,
+            membership=self.get_query_argument("membership", None),
+            not_membership=self.get_query_argument("not_membership", None),
+        )
         self.send_json({"chunk": members})
 
 
@@ -176,8 +216,14 @@ class EventHandler(BaseHandler):
 
 
 class ContextHandler(BaseHandler):
-    contract = {"get": Op("Events around one event", {200: "matrix/context.response"}, errors=(403, 404),
-                          query=(Param("limit", {"type": "integer"}),))}
+    contract = {
+        "get": Op(
+            "Events around one event",
+            {200: "matrix/context.response"},
+            errors=(403, 404),
+            query=(Param("limit", {"type": "integer"}),),
+        )
+    }
 
     async def get(self, room_id: str, event_id: str) -> None:
         requester = await self.authenticate()
@@ -210,17 +256,25 @@ async def messages_body(handler: BaseHandler, requester: Requester, room_id: str
         raise invalid_param("'dir' must be 'b' or 'f'")
     filter_text = handler.get_query_argument("filter", None)
     try:
-        event_filter = (RoomEventFilter.from_json(load_json(filter_text, "The filter", "M_INVALID_PARAM"))
-                        if filter_text else RoomEventFilter())
+        event_filter = (
+            RoomEventFilter.from_json(load_json(filter_text, "The filter", "M_INVALID_PARAM"))
+            if filter_text
+            else RoomEventFilter()
+        )
     except FilterError as exc:
         raise invalid_param(str(exc)) from None
     limit = handler.int_argument("limit", 10)
     if limit < 0:
         raise invalid_param("'limit' must not be negative")
     page = await handler.ctx.rooms.messages(
-        requester, room_id, from_token=handler.get_query_argument("from", None),
-        to_token=handler.get_query_argument("to", None), backwards=direction == "b",
-        limit=limit, event_filter=event_filter)
+        requester,
+        room_id,
+        from_token=handler.get_query_argument("from", None),
+        to_token=handler.get_query_argument("to", None),
+        backwards=direction == "b",
+        limit=limit,
+        event_filter=event_filter,
+    )
     body = {"chunk": page.chunk, "start": page.start}
     if page.end is not None:
         body["end"] = page.end
@@ -230,8 +284,11 @@ async def messages_body(handler: BaseHandler, requester: Requester, room_id: str
 
 
 class MessagesHandler(BaseHandler):
-    contract = {"get": Op("Page through a room's history", {200: "matrix/messages.response"}, errors=(403, 404),
-                          query=MESSAGES_QUERY)}
+    contract = {
+        "get": Op(
+            "Page through a room's history", {200: "matrix/messages.response"}, errors=(403, 404), query=MESSAGES_QUERY
+        )
+    }
 
     async def get(self, room_id: str) -> None:
         requester = await self.authenticate()
@@ -240,10 +297,19 @@ class MessagesHandler(BaseHandler):
 
 class AliasHandler(BaseHandler):
     contract = {
-        "get": Op("Resolve a room alias", {200: "matrix/alias.response"}, auth="none", errors=(404, 502),
-                  description="A remote alias is asked of its server (502 when it cannot answer)."),
-        "put": Op("Create a room alias", {200: "matrix/empty.response"}, request="matrix/alias.request",
-                  errors=(403, 404, 409)),
+        "get": Op(
+            "Resolve a room alias",
+            {200: "matrix/alias.response"},
+            auth="none",
+            errors=(404, 502),
+            description="A remote alias is asked of its server (502 when it cannot answer).",
+        ),
+        "put": Op(
+            "Create a room alias",
+            {200: "matrix/empty.response"},
+            request="matrix/alias.request",
+            errors=(403, 404, 409),
+        ),
         "delete": Op("Delete a room alias", {200: "matrix/empty.response"}, errors=(403, 404)),
     }
 
@@ -264,10 +330,18 @@ class AliasHandler(BaseHandler):
 
 class RoomVisibilityHandler(BaseHandler):
     contract = {
-        "get": Op("Whether a room is in the public directory", {200: "matrix/room_visibility.response"},
-                  auth="none", errors=(404,)),
-        "put": Op("Publish or unpublish a room", {200: "matrix/empty.response"},
-                  request="matrix/room_visibility.request", errors=(403, 404)),
+        "get": Op(
+            "Whether a room is in the public directory",
+            {200: "matrix/room_visibility.response"},
+            auth="none",
+            errors=(404,),
+        ),
+        "put": Op(
+            "Publish or unpublish a room",
+            {200: "matrix/empty.response"},
+            request="matrix/room_visibility.request",
+            errors=(403, 404),
+        ),
     }
 
     async def get(self, room_id: str) -> None:
@@ -282,22 +356,35 @@ class RoomVisibilityHandler(BaseHandler):
 
 class PublicRoomsHandler(BaseHandler):
     contract = {
-        "get": Op("The public room directory", {200: "matrix/publicRooms.response"}, auth="none",
-                  query=(Param("limit", {"type": "integer"}), Param("since"))),
-        "post": Op("Search the public room directory", {200: "matrix/publicRooms.response"},
-                   request="matrix/publicRooms.request"),
+        "get": Op(
+            "The public room directory",
+            {200: "matrix/publicRooms.response"},
+            auth="none",
+            query=(Param("limit", {"type": "integer"}), Param("since")),
+        ),
+        "post": Op(
+            "Search the public room directory",
+            {200: "matrix/publicRooms.response"},
+            request="matrix/publicRooms.request",
+        ),
     }
 
     async def get(self) -> None:
-        self.send_json(await self.ctx.rooms.public_rooms(
-            limit=self.int_argument("limit", 100), since=self.get_query_argument("since", None), search=None))
+        self.send_json(
+            await self.ctx.rooms.public_rooms(
+                limit=self.int_argument("limit", 100), since=self.get_query_argument("since", None), search=None
+            )
+        )
 
     async def post(self) -> None:
         await self.authenticate()
         body = self.json_body("matrix/publicRooms.request")
         search = (body.get("filter") or {}).get("generic_search_term")
-        self.send_json(await self.ctx.rooms.public_rooms(limit=body.get("limit", 100), since=body.get("since"),
-                                                         search=search or None))
+        self.send_json(
+            await self.ctx.rooms.public_rooms(
+                limit=body.get("limit", 100), since=body.get("since"), search=search or None
+            )
+        )
 
 
 def routes() -> list[tuple[str, type]]:

@@ -14,8 +14,11 @@ from .matrix_account import PREFIX
 class WellKnownClientHandler(BaseHandler):
     """The base URL clients should use: the one this request came in on."""
 
-    contract = {"get": Op("Where clients find this server's client API", {200: "matrix/well_known_client.response"},
-                          auth="none")}
+    contract = {
+        "get": Op(
+            "Where clients find this server's client API", {200: "matrix/well_known_client.response"}, auth="none"
+        )
+    }
 
     def get(self) -> None:
         self.send_json({"m.homeserver": {"base_url": f"{self.request.protocol}://{self.request.host}"}})

@@ -20,14 +20,24 @@ MAX_TIMEOUT_MS = 120_000
 
 
 class SyncHandler(BaseHandler):
-    contract = {"get": Op("Long-poll for what happened since a token", {200: "matrix/sync.response"},
-                          errors=(404, 429), query=(
-        Param("since", description="The next_batch of the previous answer"),
-        Param("timeout", {"type": "integer"}, "Milliseconds to wait for news (at most 120000)"),
-        Param("filter", description="A filter id or a filter as JSON"),
-        Param("full_state", {"type": "string", "enum": ["true", "false"]}),
-        Param("set_presence", {"type": "string", "enum": ["online", "unavailable", "offline"]},
-              "What this sync says about the caller's presence (default online)")))}
+    contract = {
+        "get": Op(
+            "Long-poll for what happened since a token",
+            {200: "matrix/sync.response"},
+            errors=(404, 429),
+            query=(
+                Param("since", description="The next_batch of the previous answer"),
+                Param("timeout", {"type": "integer"}, "Milliseconds to wait for news (at most 120000)"),
+                Param("filter", description="A filter id or a filter as JSON"),
+                Param("full_state", {"type": "string", "enum": ["true", "false"]}),
+                Param(
+                    "set_presence",
+                    {"type": "string", "enum": ["online", "unavailable", "offline"]},
+                    "What this sync says about the caller's presence (default online)",
+                ),
+            ),
+        )
+    }
 
     def initialize(self, ctx: AppContext) -> None:
         super().initialize(ctx)
@@ -53,8 +63,16 @@ class SyncHandler(BaseHandler):
             sync_filter = await load_filter(self.ctx, requester.user_id, filter_param)
             token = self.access_token()
             assert token is not None, "authenticate() took it"
-            session = SyncSession(self.ctx, requester, token, sync_filter, since, typing_mark=typing_mark,
-                                  full_state=full_state, filter_key=filter_param)
+            session = SyncSession(
+                self.ctx,
+                requester,
+                token,
+                sync_filter,
+                since,
+                typing_mark=typing_mark,
+                full_state=full_state,
+                filter_key=filter_param,
+            )
         else:
             session.requester = requester
         self._session = session
@@ -89,8 +107,9 @@ async def load_filter(ctx: AppContext, user_id: str, value: str | None) -> Compi
 
 
 class FilterHandler(BaseHandler):
-    contract = {"post": Op("Upload a filter", {200: "matrix/filter.response"}, request="matrix/filter.request",
-                           errors=(403,))}
+    contract = {
+        "post": Op("Upload a filter", {200: "matrix/filter.response"}, request="matrix/filter.request", errors=(403,))
+    }
 
     async def post(self, user_id: str) -> None:
         requester = await self.authenticate()

@@ -21,11 +21,15 @@ class HealthHandler(BaseHandler):
 
 
 class ReadyHandler(BaseHandler):
-    contract = {"get": Op(
-        "Whether the process can serve requests now", {200: READY_SCHEMA, 503: (READY_SCHEMA, "common/error")},
-        auth="none",
-        description="Ready when the database answers, the notifier listens and the schema is current; "
-                    "else 503, naming what failed.")}
+    contract = {
+        "get": Op(
+            "Whether the process can serve requests now",
+            {200: READY_SCHEMA, 503: (READY_SCHEMA, "common/error")},
+            auth="none",
+            description="Ready when the database answers, the notifier listens and the schema is current; "
+            "else 503, naming what failed.",
+        )
+    }
 
     async def get(self) -> None:
         checks = await self.ctx.readiness.checks()
@@ -33,15 +37,28 @@ class ReadyHandler(BaseHandler):
         if not failed:
             self.send_json({"status": "ready", "checks": checks})
             return
-        self.send_json({"status": "not ready", "checks": checks, "errcode": "M_UNKNOWN",
-                        "error": "Not ready: " + "; ".join(failed)}, status=503)
+        self.send_json(
+            {
+                "status": "not ready",
+                "checks": checks,
+                "errcode": "M_UNKNOWN",
+                "error": "Not ready: " + "; ".join(failed),
+            },
+            status=503,
+        )
 
 
 class MetricsHandler(BaseHandler):
-    contract = {"get": Op(
-        "The server's metrics in the Prometheus text format", {200: None}, auth="none", errors=(403, 404),
-        description="To clients whose address is in metrics_allow (loopback by default); "
-                    "404 here when metrics_port moves the metrics to a port of their own.")}
+    contract = {
+        "get": Op(
+            "The server's metrics in the Prometheus text format",
+            {200: None},
+            auth="none",
+            errors=(403, 404),
+            description="To clients whose address is in metrics_allow (loopback by default); "
+            "404 here when metrics_port moves the metrics to a port of their own.",
+        )
+    }
     on_own_port = False  # the handler of the metrics port's application
 
     def get(self) -> None:

@@ -101,13 +101,24 @@ class OpenStreams:
 
 
 class StreamHandler(tornado.websocket.WebSocketHandler):
-    contract = {"get": Op(
-        "Open the WebSocket event stream", {101: None}, auth="optional", errors=(404, 429),
-        description="A WebSocket upgrade (protocol/stream.md); without a token, authenticate with the first frame.",
-        query=(Param("since", description="The next_batch of the last frame received"),
-               Param("filter", description="A filter id or a filter as JSON"),
-               Param("set_presence", {"type": "string", "enum": ["online", "unavailable", "offline"]},
-                     "What the open stream says about its user's presence (default online)")))}
+    contract = {
+        "get": Op(
+            "Open the WebSocket event stream",
+            {101: None},
+            auth="optional",
+            errors=(404, 429),
+            description="A WebSocket upgrade (protocol/stream.md); without a token, authenticate with the first frame.",
+            query=(
+                Param("since", description="The next_batch of the last frame received"),
+                Param("filter", description="A filter id or a filter as JSON"),
+                Param(
+                    "set_presence",
+                    {"type": "string", "enum": ["online", "unavailable", "offline"]},
+                    "What the open stream says about its user's presence (default online)",
+                ),
+            ),
+        )
+    }
 
     def initialize(self, ctx: AppContext) -> None:
         self.ctx = ctx
@@ -150,8 +161,9 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
                 self.allow()
                 raise MatrixError(405, "M_UNRECOGNIZED", "Unrecognized request")
             if self.request.headers.get("Upgrade", "").lower() != "websocket":
-                raise MatrixError(400, "M_UNRECOGNIZED",
-                                  "This endpoint is a WebSocket: connect with an Upgrade request")
+                raise MatrixError(
+                    400, "M_UNRECOGNIZED", "This endpoint is a WebSocket: connect with an Upgrade request"
+                )
             since = self.get_query_argument("since", None)
             self._since, self._typing_mark = tokens.parse_sync(since) if since else (None, None)
             self._set_presence = self.get_query_argument("set_presence", "online")
@@ -171,8 +183,11 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             self.finish(json.dumps(error.to_json()))
 
     def _header_or_query_token(self) -> str | None:
-        token = authorization_token(self, ("bearer", "token"), MatrixError(
-            401, "M_MISSING_TOKEN", "The Authorization header must be 'Bearer <token>' or 'Token <token>'"))
+        token = authorization_token(
+            self,
+            ("bearer", "token"),
+            MatrixError(401, "M_MISSING_TOKEN", "The Authorization header must be 'Bearer <token>' or 'Token <token>'"),
+        )
         return token if token is not None else self.get_query_argument("access_token", None)
 
     def open(self) -> None:
@@ -194,11 +209,19 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             self._close(CLOSE_AUTH_TIMEOUT, "no auth frame within 10 seconds")
 
     def _start(self) -> None:
-        assert self.requester is not None and self._token is not None and self._filter is not None, \
+        assert self.requester is not None and self._token is not None and self._filter is not None, (
             "started once authenticated"
+        )
         self.ctx.presence.seen_soon(self.requester.user_id, self._set_presence)  # an open stream keeps its user present
-        session = self._session = SyncSession(self.ctx, self.requester, self._token, self._filter, self._since,
-                                              typing_mark=self._typing_mark, limit_timeline=False)
+        session = self._session = SyncSession(
+            self.ctx,
+            self.requester,
+            self._token,
+            self._filter,
+            self._since,
+            typing_mark=self._typing_mark,
+            limit_timeline=False,
+        )
         session.push_to(self._pushed)
         session.listener.woken = self._woken
         self._task = asyncio.ensure_future(self._answer(session, first=True))
@@ -330,7 +353,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
 
     async def _authenticate_frame(self, frame: Any) -> None:
         if not isinstance(frame, dict) or frame.get("type") != "auth" or not isinstance(frame.get("access_token"), str):
-            self._close(CLOSE_UNAUTHORIZED, "the first frame must be {\"type\": \"auth\", \"access_token\": ...}")
+            self._close(CLOSE_UNAUTHORIZED, 'the first frame must be {"type": "auth", "access_token": ...}')
             return
         try:
             self.requester = await self.ctx.accounts.authenticate(frame["access_token"])
@@ -354,18 +377,21 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         if method == "send":
             schemas().check_request("stream/send.params", params)
             schemas().check_content(params["type"], params["content"])
-            event_id = await self.ctx.rooms.send(requester, params["room_id"], params["type"], params["content"],
-                                                 params["txn_id"])
+            event_id = await self.ctx.rooms.send(
+                requester, params["room_id"], params["type"], params["content"], params["txn_id"]
+            )
             return {"event_id": event_id}
         if method == "typing":
             schemas().check_request("stream/typing.params", params)
-            await self.ctx.ephemeral.typing(requester, params["room_id"], requester.user_id, params["typing"],
-                                            params.get("timeout", 30_000))
+            await self.ctx.ephemeral.typing(
+                requester, params["room_id"], requester.user_id, params["typing"], params.get("timeout", 30_000)
+            )
             return {}
         # "receipt": on_message lets only the methods stream/request names through.
         schemas().check_request("stream/receipt.params", params)
-        await self.ctx.ephemeral.receipt(requester, params["room_id"], params.get("receipt_type", "m.read"),
-                                         params["event_id"])
+        await self.ctx.ephemeral.receipt(
+            requester, params["room_id"], params.get("receipt_type", "m.read"), params["event_id"]
+        )
         return {}
 
     def _count(self, user_id: str) -> None:

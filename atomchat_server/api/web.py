@@ -35,9 +35,11 @@ TYPES = {
     ".txt": "text/plain; charset=utf-8",
 }
 
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-       "connect-src 'self'; font-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'none'; "
-       "frame-ancestors 'none'")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; font-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
@@ -60,8 +62,11 @@ class WebFiles:
 
     @classmethod
     def load(cls, root: Path = WEB_ROOT) -> WebFiles:
-        files = {path.relative_to(root).as_posix(): path.read_bytes()
-                 for path in sorted(root.rglob("*")) if path.is_file() and path.suffix in TYPES}
+        files = {
+            path.relative_to(root).as_posix(): path.read_bytes()
+            for path in sorted(root.rglob("*"))
+            if path.is_file() and path.suffix in TYPES
+        }
         if "index.html" not in files:
             raise RuntimeError(f"the web client's index.html is missing from {root}")
         digest = hashlib.sha256()
@@ -125,5 +130,7 @@ def routes(path: str, web: WebFiles) -> list[tuple[str, type, dict[str, Any]]]:
     """The client's routes under ``path`` (which starts and ends with '/')."""
     prefix = re.escape(path)
     page = rf"{prefix}?" if path != "/" else "/"
-    return [(page, PageHandler, {"web": web}),
-            (rf"{prefix}assets/([0-9a-f]+)/([a-z0-9_./-]+)", AssetHandler, {"web": web})]
+    return [
+        (page, PageHandler, {"web": web}),
+        (rf"{prefix}assets/([0-9a-f]+)/([a-z0-9_./-]+)", AssetHandler, {"web": web}),
+    ]

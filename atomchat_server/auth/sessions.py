@@ -83,6 +83,7 @@ class _RoundTrips:
         self._in_flight = None
         if queued is not None:
             self._in_flight = task = self._start()
+
             def settle(done: asyncio.Future[bool]) -> None:
                 if not queued.done():
                     queued.set_result(not done.cancelled() and done.result())
@@ -122,8 +123,10 @@ class SessionCache:
             row = await session_store.get_session(self._pool, claims.session_id)
             if row is None:
                 raise unknown_token()
-            entry = (Requester(row["user_id"], row["device_id"], row["session_id"], row["is_moderator"]),
-                     row["oldest_valid_generation"])
+            entry = (
+                Requester(row["user_id"], row["device_id"], row["session_id"], row["is_moderator"]),
+                row["oldest_valid_generation"],
+            )
             # Cache only if no revocation arrived while we were asking.
             if self._round_trips is not None and generation == self._generation:
                 self._entries[claims.session_id] = entry
@@ -137,8 +140,9 @@ class SessionCache:
         if claims.generation < oldest_valid:
             raise unknown_token("This access token was replaced by a refreshed one")
         if claims.generation > oldest_valid:
-            await session_store.retire_generations_before(self._pool, claims.session_id, requester.user_id,
-                                                          claims.generation)
+            await session_store.retire_generations_before(
+                self._pool, claims.session_id, requester.user_id, claims.generation
+            )
             self.forget_user(requester.user_id)  # at once here, as the NOTIFY does elsewhere
         return requester
 

@@ -86,14 +86,20 @@ class TokenCodec:
         try:
             # The times are checked below against this server's clock, not PyJWT's.
             payload = jwt.decode(
-                token, self._key, algorithms=[_ALGORITHM], issuer=self._issuer,
+                token,
+                self._key,
+                algorithms=[_ALGORITHM],
+                issuer=self._issuer,
                 options={"require": ["sub", "dev", "sid", "iat"], "verify_exp": False, "verify_iat": False},
             )
         except jwt.PyJWTError:
             raise unknown_token() from None
         generation, expires = payload.get("gen", 0), payload.get("exp")
-        if (not isinstance(generation, int) or isinstance(generation, bool)
-                or not (expires is None or isinstance(expires, int) and not isinstance(expires, bool))):
+        if (
+            not isinstance(generation, int)
+            or isinstance(generation, bool)
+            or not (expires is None or isinstance(expires, int) and not isinstance(expires, bool))
+        ):
             raise unknown_token()
         if expires is not None and self._clock.time() >= expires:
             raise unknown_token("The access token has expired", soft_logout=True)

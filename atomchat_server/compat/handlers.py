@@ -35,8 +35,9 @@ class CompatHandler(BaseHandler):
     def access_token(self) -> str | None:
         # The header only (never a query parameter), Token as the original
         # named it and Bearer as Matrix clients send it.
-        return authorization_token(self, ("token", "bearer"), MatrixError(401, "M_UNKNOWN_TOKEN",
-                                                                          "Invalid token header."))
+        return authorization_token(
+            self, ("token", "bearer"), MatrixError(401, "M_UNKNOWN_TOKEN", "Invalid token header.")
+        )
 
     async def authenticate(self, *, allow_locked: bool = False) -> Requester:
         if self.access_token() is None:
@@ -47,8 +48,10 @@ class CompatHandler(BaseHandler):
         """The request body: JSON, or a form (the original accepted both)."""
         content_type = self.request.headers.get("Content-Type", "")
         if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-            return {name: self.get_body_arguments(name) if name in _LIST_FIELDS else self.get_body_argument(name)
-                    for name in self.request.body_arguments}
+            return {
+                name: self.get_body_arguments(name) if name in _LIST_FIELDS else self.get_body_argument(name)
+                for name in self.request.body_arguments
+            }
         return self.json_body()
 
     def number(self, value: str) -> int:
@@ -82,8 +85,9 @@ class CompatHandler(BaseHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(body))
 
-    def log_exception(self, typ: type[BaseException] | None, value: BaseException | None,
-                      tb: TracebackType | None) -> None:
+    def log_exception(
+        self, typ: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if isinstance(value, FieldErrors):
             return  # a refusal, already in the request log line
         super().log_exception(typ, value, tb)
@@ -111,8 +115,11 @@ class CompatHandler(BaseHandler):
 
 
 class UsersHandler(CompatHandler):
-    contract = {"post": Op("Register an account", {201: "api/users.response"}, request="api/users.request",
-                           auth="none", errors=(429,))}
+    contract = {
+        "post": Op(
+            "Register an account", {201: "api/users.response"}, request="api/users.request", auth="none", errors=(429,)
+        )
+    }
 
     async def post(self) -> None:
         self.send_data(await self.ctx.compat.register(self.body(), client_address(self)), 201)
@@ -126,8 +133,14 @@ class MeHandler(CompatHandler):
 
 
 class BlockHandler(CompatHandler):
-    contract = {"put": Op("Block or unblock an account (moderators)", {200: "api/block.response"},
-                          request="api/block.request", errors=(403, 404))}
+    contract = {
+        "put": Op(
+            "Block or unblock an account (moderators)",
+            {200: "api/block.response"},
+            request="api/block.request",
+            errors=(403, 404),
+        )
+    }
 
     async def put(self, number: str) -> None:
         requester = await self.authenticate()
@@ -135,8 +148,15 @@ class BlockHandler(CompatHandler):
 
 
 class TokensHandler(CompatHandler):
-    contract = {"post": Op("Log in: the key for Authorization: Token", {200: "api/tokens.response"},
-                           request="api/tokens.request", auth="none", errors=(429,))}
+    contract = {
+        "post": Op(
+            "Log in: the key for Authorization: Token",
+            {200: "api/tokens.response"},
+            request="api/tokens.request",
+            auth="none",
+            errors=(429,),
+        )
+    }
 
     async def post(self) -> None:
         self.send_data({"token": await self.ctx.compat.token(self.body(), client_address(self))})
@@ -184,11 +204,16 @@ class RoomHandler(CompatHandler):
 
 class RoomMessagesHandler(CompatHandler):
     contract = {
-        "get": Op("A room's messages, oldest first", {200: "api/messages.response"}, errors=(403, 404), query=(
-            Param("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "One page of this many"),
-            Param("before", description="The cursor from the Link header of the previous page"))),
-        "post": Op("Post a message", {201: "api/message.response"}, request="api/message.request",
-                   errors=(403, 404)),
+        "get": Op(
+            "A room's messages, oldest first",
+            {200: "api/messages.response"},
+            errors=(403, 404),
+            query=(
+                Param("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "One page of this many"),
+                Param("before", description="The cursor from the Link header of the previous page"),
+            ),
+        ),
+        "post": Op("Post a message", {201: "api/message.response"}, request="api/message.request", errors=(403, 404)),
     }
 
     async def get(self, number: str) -> None:
@@ -203,8 +228,11 @@ class RoomMessagesHandler(CompatHandler):
         if before is not None and (not before.startswith("m") or not _NUMBER.fullmatch(before[1:])):
             raise FieldErrors({"before": ["Invalid cursor."]})
         pages, older = await self.ctx.compat.message_pages(
-            requester, self.number(number), limit=int(limit) if limit else None,
-            before=int(before[1:]) if before else None)
+            requester,
+            self.number(number),
+            limit=int(limit) if limit else None,
+            before=int(before[1:]) if before else None,
+        )
         if older is not None:
             query = urlencode({"limit": limit, "before": f"m{older}"})
             self.set_header("Link", f'<{self.request.path}?{query}>; rel="next"')
@@ -223,8 +251,14 @@ class RoomMessagesHandler(CompatHandler):
 
 
 class DirectMessagesHandler(CompatHandler):
-    contract = {"post": Op("Message one user (in your one-to-one room)", {201: "api/direct_message.response"},
-                           request="api/direct_message.request", errors=(403, 404))}
+    contract = {
+        "post": Op(
+            "Message one user (in your one-to-one room)",
+            {201: "api/direct_message.response"},
+            request="api/direct_message.request",
+            errors=(403, 404),
+        )
+    }
 
     async def post(self) -> None:
         requester = await self.authenticate()

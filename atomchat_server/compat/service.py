@@ -76,8 +76,13 @@ def message_json(row: asyncpg.Record) -> dict[str, Any]:
 
 
 def room_json(row: asyncpg.Record) -> dict[str, Any]:
-    return {"id": row["id"], "name": row["name"] or "", "is_private": True, "created_at": iso(row["created_at"]),
-            "users": list(row["member_ids"])}
+    return {
+        "id": row["id"],
+        "name": row["name"] or "",
+        "is_private": True,
+        "created_at": iso(row["created_at"]),
+        "users": list(row["member_ids"]),
+    }
 
 
 def _text(body: dict[str, Any], field: str, errors: dict[str, list[str]]) -> str | None:
@@ -106,7 +111,7 @@ def _pk(value: Any, field: str, errors: dict[str, list[str]]) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         errors[field] = [f"Incorrect type. Expected pk value, received {type(value).__name__}."]
         return None
-    if not -2**63 <= value < 2**63:  # no account has it, and PostgreSQL cannot compare it
+    if not -(2**63) <= value < 2**63:  # no account has it, and PostgreSQL cannot compare it
         errors[field] = [f'Invalid pk "{value}" - object does not exist.']
         return None
     return value
@@ -138,13 +143,18 @@ def made_by_old_api(first_levels: dict[str, Any] | None) -> bool:
     if not isinstance(first_levels, dict) or EDIT_MEMBERS in first_levels:
         return False
     events = first_levels.get("events")
-    return (first_levels.get("kick") == 0 and first_levels.get("invite") == 0
-            and isinstance(events, dict) and events.get("m.room.name") == 0)
+    return (
+        first_levels.get("kick") == 0
+        and first_levels.get("invite") == 0
+        and isinstance(events, dict)
+        and events.get("m.room.name") == 0
+    )
 
 
 class Compat:
-    def __init__(self, *, pool: asyncpg.Pool, persister: Persister, accounts: Accounts, rooms: Rooms,
-                 moderation: Moderation) -> None:
+    def __init__(
+        self, *, pool: asyncpg.Pool, persister: Persister, accounts: Accounts, rooms: Rooms, moderation: Moderation
+    ) -> None:
         self._pool = pool
         self._persister = persister
         self._locks = store.Locks(pool)
@@ -174,8 +184,13 @@ class Compat:
         current = await event_store.state_event(self._pool, room_id, "m.room.power_levels", "")
         content = dict(current["content"]) if current is not None else {}
         if content.get(key) != level:
-            draft = EventDraft(room_id=room_id, sender=user_id, type="m.room.power_levels",
-                               content={**content, key: level}, state_key="")
+            draft = EventDraft(
+                room_id=room_id,
+                sender=user_id,
+                type="m.room.power_levels",
+                content={**content, key: level},
+                state_key="",
+            )
             check_size(draft)
             await self._persister.write([draft])
 
@@ -188,8 +203,9 @@ class Compat:
             if len(username) > MAX_USERNAME:
                 errors["username"] = [f"Ensure this field has no more than {MAX_USERNAME} characters."]
             elif not _USERNAME.match(username):
-                errors["username"] = ["Enter a valid username. This value may contain only letters, numbers, "
-                                      "and @/./+/-/_ characters."]
+                errors["username"] = [
+                    "Enter a valid username. This value may contain only letters, numbers, and @/./+/-/_ characters."
+                ]
             elif len(self._user_id_for(username).encode()) > MAX_USER_ID_BYTES:
                 # Upper case and symbols take two or more characters in a
                 # user id; Matrix clients cannot address a longer one.
@@ -229,9 +245,14 @@ class Compat:
         # '@', which the Matrix login would read as a user id.
         account = await user_store.find_by_localpart(self._pool, username)
         try:
-            result = await self._accounts.login(identifier=account.user_id if account else username,
-                                                password=password, device_id=None, display_name="AtomChat API",
-                                                want_refresh=False, address=address)
+            result = await self._accounts.login(
+                identifier=account.user_id if account else username,
+                password=password,
+                device_id=None,
+                display_name="AtomChat API",
+                want_refresh=False,
+                address=address,
+            )
         except MatrixError as error:
             if error.errcode in ("M_FORBIDDEN", "M_USER_LOCKED"):
                 raise FieldErrors({"non_field_errors": ["Unable to log in with provided credentials."]}) from None
@@ -314,9 +335,13 @@ class Compat:
         events = dict(default_power_levels(requester.user_id)["events"], **{"m.room.name": 0})
         # The member-list rule is this server's own, so these rooms stay
         # local (LOCAL_ROOM_VERSION), as before federation.
-        request = RoomRequest(preset="private_chat", name=name, is_direct=is_direct,
-                              power_level_content_override={**API_ROOM_LEVELS, "events": events},
-                              room_version=LOCAL_ROOM_VERSION)
+        request = RoomRequest(
+            preset="private_chat",
+            name=name,
+            is_direct=is_direct,
+            power_level_content_override={**API_ROOM_LEVELS, "events": events},
+            room_version=LOCAL_ROOM_VERSION,
+        )
         return await self._rooms.create_room(requester, request, alias_localpart=None, publish=False)
 
     async def _room_object(self, number: int) -> asyncpg.Record:
@@ -330,8 +355,9 @@ class Compat:
     async def _visible_room(self, requester: Requester, number: int) -> asyncpg.Record:
         """The room, if the requester is a member or a moderator; 404 or 403 otherwise."""
         row = await self._room_object(number)
-        if not requester.is_moderator and not await event_store.is_joined(self._pool, row["room_id"],
-                                                                          requester.user_id):
+        if not requester.is_moderator and not await event_store.is_joined(
+            self._pool, row["room_id"], requester.user_id
+        ):
             raise forbidden("You do not have permission to perform this action.")
         return row
 
@@ -362,8 +388,15 @@ class Compat:
             await self._edit_members(requester, room_id, add=add, remove=remove)
         return await self._room_json(room_id)
 
-    async def _edit_members(self, requester: Requester, room_id: str, *, add: Sequence[str] = (),
-                            remove: Sequence[str] = (), name: str | None = None) -> None:
+    async def _edit_members(
+        self,
+        requester: Requester,
+        room_id: str,
+        *,
+        add: Sequence[str] = (),
+        remove: Sequence[str] = (),
+        name: str | None = None,
+    ) -> None:
         """The original API's edit of a room: its name and member changes
         as one unit, so a refused part changes nothing. Each change is the
         requester's own event, judged by the room's rules as a Matrix
@@ -388,8 +421,11 @@ class Compat:
                 continue
             profile = await member_profile(self._pool, user_id)
             if membership != "invite":
-                drafts.append(requested(requester, room_id, "m.room.member", {"membership": "invite", **profile},
-                                        state_key=user_id))
+                drafts.append(
+                    requested(
+                        requester, room_id, "m.room.member", {"membership": "invite", **profile}, state_key=user_id
+                    )
+                )
             if at_once:
                 # The one event this API writes that nobody asked for: a join
                 # in the added user's name. The rule that allows it is
@@ -401,13 +437,19 @@ class Compat:
                 # every other event here is the requester's own, judged as a
                 # Matrix request of theirs would be
                 # (tests/test_compat_room_rules.py).
-                drafts.append(EventDraft(room_id=room_id, sender=user_id, type="m.room.member",
-                                         content={"membership": "join", **profile}, state_key=user_id,
-                                         added_by=requester.user_id))
+                drafts.append(
+                    EventDraft(
+                        room_id=room_id,
+                        sender=user_id,
+                        type="m.room.member",
+                        content={"membership": "join", **profile},
+                        state_key=user_id,
+                        added_by=requester.user_id,
+                    )
+                )
         # The requester's own leave last: they act on the others as a member.
         for user_id in sorted(remove, key=lambda user_id: user_id == requester.user_id):
-            drafts.append(requested(requester, room_id, "m.room.member", {"membership": "leave"},
-                                    state_key=user_id))
+            drafts.append(requested(requester, room_id, "m.room.member", {"membership": "leave"}, state_key=user_id))
         for draft in drafts:
             check_size(draft)
         if drafts:
@@ -421,32 +463,37 @@ class Compat:
 
     # -- messages ------------------------------------------------------------------------
 
-    async def message_pages(self, requester: Requester, number: int, *, limit: int | None,
-                            before: int | None) -> tuple[AsyncIterator[list[dict[str, Any]]], int | None]:
+    async def message_pages(
+        self, requester: Requester, number: int, *, limit: int | None, before: int | None
+    ) -> tuple[AsyncIterator[list[dict[str, Any]]], int | None]:
         """The room's messages oldest first, as pages to stream; with a
         ``limit``, just the newest ``limit`` before ``before``, and the cursor
         for the page before them (None at the start of the room)."""
         row = await self._visible_room(requester, number)
         room_id = row["room_id"]
         if limit is not None:
-            rows, more = await fetch_page(lambda n: store.messages(self._pool, room_id, before=before, limit=n,
-                                                                   newest_first=True), limit)
+            rows, more = await fetch_page(
+                lambda n: store.messages(self._pool, room_id, before=before, limit=n, newest_first=True), limit
+            )
             older = rows[-1]["stream"] if more else None
             page = [message_json(r) for r in reversed(rows)]
 
             async def one_page() -> AsyncIterator[list[dict[str, Any]]]:
                 yield page
+
             return one_page(), older
 
         async def all_pages() -> AsyncIterator[list[dict[str, Any]]]:
             after = None
             while True:
-                rows = await store.messages(self._pool, room_id, before=before, after=after, limit=STREAM_PAGE,
-                                            newest_first=False)
+                rows = await store.messages(
+                    self._pool, room_id, before=before, after=after, limit=STREAM_PAGE, newest_first=False
+                )
                 if not rows:
                     return
                 yield [message_json(r) for r in rows]
                 after = rows[-1]["stream"]
+
         return all_pages(), None
 
     async def post_message(self, requester: Requester, number: int, body: dict[str, Any]) -> dict[str, Any]:
@@ -459,8 +506,13 @@ class Compat:
         return await self._send(requester, row["room_id"], text)
 
     async def _send(self, requester: Requester, room_id: str, text: str) -> dict[str, Any]:
-        event_id = await self._rooms.send(requester, room_id, "m.room.message", {"msgtype": "m.text", "body": text},
-                                          "api-" + secrets.token_urlsafe(12))
+        event_id = await self._rooms.send(
+            requester,
+            room_id,
+            "m.room.message",
+            {"msgtype": "m.text", "body": text},
+            "api-" + secrets.token_urlsafe(12),
+        )
         row = await store.message(self._pool, event_id)
         assert row is not None, "the message was just sent"
         return message_json(row)
@@ -508,10 +560,10 @@ class Compat:
     async def _new_direct_room(self, requester: Requester, low: User, high: User) -> str:
         # Named as the original did, not held to the names' uniqueness (a
         # taken name must not stop a message); the rest as any /api room.
-        room_id = await self._new_private_room(requester, f"{low.localpart}&{high.localpart}_private",
-                                               is_direct=True)
-        await self._edit_members(requester, room_id,
-                                       add=[u.user_id for u in (low, high) if u.user_id != requester.user_id])
+        room_id = await self._new_private_room(requester, f"{low.localpart}&{high.localpart}_private", is_direct=True)
+        await self._edit_members(
+            requester, room_id, add=[u.user_id for u in (low, high) if u.user_id != requester.user_id]
+        )
         return room_id
 
     # -- moderation ------------------------------------------------------------------------

@@ -30,8 +30,12 @@ async def user_by_id(db: Database, number: int) -> User | None:
 
 
 async def users_by_ids(db: Database, numbers: Sequence[int]) -> list[User]:
-    return [as_user(row) for row in await db.fetch(
-        f"SELECT {USER_COLUMNS} FROM users WHERE id = ANY($1::bigint[]) AND id > 0", list(numbers))]
+    return [
+        as_user(row)
+        for row in await db.fetch(
+            f"SELECT {USER_COLUMNS} FROM users WHERE id = ANY($1::bigint[]) AND id > 0", list(numbers)
+        )
+    ]
 
 
 async def room_object(db: Database, number: int) -> asyncpg.Record | None:
@@ -60,12 +64,14 @@ async def room_name_taken(db: Database, name: str, except_room: str | None = Non
         " JOIN rooms r ON r.room_id = cs.room_id"
         " WHERE cs.type = 'm.room.name' AND cs.state_key = '' AND e.content->>'name' = $1 AND NOT r.deleted"
         " AND ($2::text IS NULL OR cs.room_id <> $2))",
-        name, except_room,
+        name,
+        except_room,
     )
 
 
-async def messages(db: Database, room_id: str, *, before: int | None = None, after: int | None = None, limit: int,
-                   newest_first: bool) -> list[asyncpg.Record]:
+async def messages(
+    db: Database, room_id: str, *, before: int | None = None, after: int | None = None, limit: int, newest_first: bool
+) -> list[asyncpg.Record]:
     """Up to ``limit`` text messages with after < stream < before, with their
     authors' numbers."""
     order = "DESC" if newest_first else "ASC"
@@ -76,7 +82,10 @@ async def messages(db: Database, room_id: str, *, before: int | None = None, aft
         " AND jsonb_typeof(e.content->'body') = 'string'"
         " AND ($2::bigint IS NULL OR e.stream < $2) AND ($3::bigint IS NULL OR e.stream > $3)"
         f" ORDER BY e.stream {order} LIMIT $4",
-        room_id, before, after, limit,
+        room_id,
+        before,
+        after,
+        limit,
     )
 
 
@@ -116,8 +125,13 @@ async def direct_room(db: Database, low: int, high: int) -> str | None:
 
 async def set_direct_room(db: Database, low: int, high: int, room_id: str) -> None:
     """Records the pair's room, replacing one they can no longer use."""
-    await db.execute("INSERT INTO direct_rooms (user_low, user_high, room_id) VALUES ($1, $2, $3)"
-                     " ON CONFLICT (user_low, user_high) DO UPDATE SET room_id = EXCLUDED.room_id", low, high, room_id)
+    await db.execute(
+        "INSERT INTO direct_rooms (user_low, user_high, room_id) VALUES ($1, $2, $3)"
+        " ON CONFLICT (user_low, user_high) DO UPDATE SET room_id = EXCLUDED.room_id",
+        low,
+        high,
+        room_id,
+    )
 
 
 async def rooms_to_upgrade(db: Database) -> list[asyncpg.Record]:

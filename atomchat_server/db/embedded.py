@@ -71,8 +71,10 @@ class EmbeddedPostgres:
             return
         alive = [pid for pid in pids if _alive(pid)]
         if alive != pids:
-            log.warning("embedded PostgreSQL: forgetting processes that used it and died without stopping: %s",
-                        sorted(set(pids) - set(alive)))
+            log.warning(
+                "embedded PostgreSQL: forgetting processes that used it and died without stopping: %s",
+                sorted(set(pids) - set(alive)),
+            )
             path.write_text(json.dumps(alive))
 
     def dsn(self, database: str = DATABASE) -> str:

@@ -90,7 +90,8 @@ async def migrate(dsn: str, directory: Traversable | None = None) -> list[int]:
                         await conn.execute(migration.sql)
                         await conn.execute(
                             "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                            migration.version, migration.name,
+                            migration.version,
+                            migration.name,
                         )
                 except asyncpg.PostgresError as exc:
                     raise MigrationError(

@@ -18,8 +18,13 @@ from .. import metrics
 # last is what a query gets between the client reading the FATAL error a
 # stopping PostgreSQL sends each idle backend (asyncpg then refuses every
 # query on it) and its noticing the closed socket a turn of the loop later.
-UNREACHABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError,
-               asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError)
+UNREACHABLE = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
 
 
 async def _init_connection(conn: asyncpg.Connection, timed: Callable[[Any], None] | None = None) -> None:
@@ -41,13 +46,15 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     (The default reset costs a round trip on every release.)"""
 
 
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20, name: str | None = None,
-                      time_queries: bool = True) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str, *, min_size: int = 2, max_size: int = 20, name: str | None = None, time_queries: bool = True
+) -> asyncpg.Pool:
     """``name`` becomes the connections' application_name, so that operators
     (and tests) can tell them apart in pg_stat_activity. ``time_queries``
     observes each query's time in the metrics (a few microseconds a query;
     the writer's many small statements are timed per commit instead)."""
     settings = {"application_name": name} if name else None
     init = partial(_init_connection, timed=_query_timer(name or "read") if time_queries else None)
-    return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=init,
-                                     reset=_keep_session, server_settings=settings)
+    return await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=init, reset=_keep_session, server_settings=settings
+    )

@@ -44,8 +44,7 @@ from .room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS, RoomVersio
 JOIN_RULES_KEY = ("m.room.join_rules", "")
 MEMBERSHIPS = ("join", "invite", "leave", "ban", "knock")
 
-_SCALAR_LEVELS = ("users_default", "events_default", "state_default", "ban", "redact", "kick", "invite",
-                  EDIT_MEMBERS)
+_SCALAR_LEVELS = ("users_default", "events_default", "state_default", "ban", "redact", "kick", "invite", EDIT_MEMBERS)
 _MAP_LEVELS = ("events", "notifications")
 # Canonical JSON only carries integers in this range.
 _MAX_LEVEL = 2**53 - 1
@@ -101,8 +100,7 @@ def auth_event_keys(event: Mapping[str, Any], version: RoomVersion) -> list[tupl
     return [key for key in auth_state_keys(event) if not (key == CREATE_KEY and version.room_id_is_create_event_id)]
 
 
-def check_auth_events(event: Mapping[str, Any], auth_events: Sequence[Mapping[str, Any]],
-                      version: RoomVersion) -> None:
+def check_auth_events(event: Mapping[str, Any], auth_events: Sequence[Mapping[str, Any]], version: RoomVersion) -> None:
     """The rules on a received PDU's ``auth_events`` themselves: no two for
     one state entry, none the selection does not name, all of its room.
     (That none was rejected is for the caller, who knows.)"""
@@ -132,8 +130,10 @@ def check(event: Mapping[str, Any], state: StateMap, *, redacted_event: Mapping[
     create = state_event(state, CREATE_KEY)
     if create is None:
         raise AuthError("the room does not exist: it has no m.room.create event")
-    if state_room_version(state).room_id_is_create_event_id \
-            and event["room_id"] != "!" + str(create.get("event_id", ""))[1:]:
+    if (
+        state_room_version(state).room_id_is_create_event_id
+        and event["room_id"] != "!" + str(create.get("event_id", ""))[1:]
+    ):
         raise AuthError("the room id is not the id of the room's m.room.create event")
     for key in auth_state_keys(event):
         entry = state_event(state, key)
@@ -208,7 +208,8 @@ def _check_create(event: Mapping[str, Any], state: StateMap) -> None:
             raise AuthError("in room version 12 m.room.create has no room_id: the room id is made from it")
         additional = content.get("additional_creators", [])
         if not isinstance(additional, list) or not all(
-                isinstance(user, str) and split_user_id(user) is not None for user in additional):
+            isinstance(user, str) and split_user_id(user) is not None for user in additional
+        ):
             raise AuthError("additional_creators of m.room.create must be a list of user ids")
         return
     if not version.implicit_room_creator:
@@ -297,8 +298,11 @@ def _check_leave(sender: str, target: str, state: StateMap) -> None:
     # Someone else's leave: rescinding an invite, kicking, or unbanning.
     if membership_of(state, target) == "ban":
         _require_power_over(sender, target, state, "ban")
-    elif membership_of(state, sender) == "join" and edits_members(state, sender) \
-            and user_level(state, target) <= user_level(state, sender):
+    elif (
+        membership_of(state, sender) == "join"
+        and edits_members(state, sender)
+        and user_level(state, target) <= user_level(state, sender)
+    ):
         return  # the room lets its members remove their equals (EDIT_MEMBERS)
     _require_power_over(sender, target, state, "kick")
 
@@ -318,8 +322,9 @@ def _require_power_over(sender: str, target: str, state: StateMap, action: str) 
     level = _require_level(sender, state, action)
     target_level = user_level(state, target)
     if target_level >= level:
-        raise AuthError(f"{action} needs more power than the target's: {target} has {target_level}, "
-                        f"{sender} has {level}")
+        raise AuthError(
+            f"{action} needs more power than the target's: {target} has {target_level}, {sender} has {level}"
+        )
 
 
 def _is_level(value: Any) -> bool:
@@ -348,11 +353,13 @@ def _check_power_levels(event: Mapping[str, Any], state: StateMap, level: float)
         return
 
     old, sender = state_content(state, POWER_LEVELS_KEY), event["sender"]
-    changes = list(_changes({k: old[k] for k in _SCALAR_LEVELS if k in old},
-                            {k: new[k] for k in _SCALAR_LEVELS if k in new}))
+    changes = list(
+        _changes({k: old[k] for k in _SCALAR_LEVELS if k in old}, {k: new[k] for k in _SCALAR_LEVELS if k in new})
+    )
     for key in _MAP_LEVELS:
-        changes += [(f"{key}[{name!r}]", before, after)
-                    for name, before, after in _changes(old.get(key, {}), new.get(key, {}))]
+        changes += [
+            (f"{key}[{name!r}]", before, after) for name, before, after in _changes(old.get(key, {}), new.get(key, {}))
+        ]
     # Levels of rules: you can touch only what is within your own power.
     for name, before, after in changes:
         if before is not None and before > level:
@@ -377,13 +384,15 @@ def _changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> Iterator[tuple[s
             yield key, before, after
 
 
-def _check_redaction(event: Mapping[str, Any], state: StateMap, level: float,
-                     redacted_event: Mapping[str, Any] | None) -> None:
+def _check_redaction(
+    event: Mapping[str, Any], state: StateMap, level: float, redacted_event: Mapping[str, Any] | None
+) -> None:
     if redacted_event is not None and redacted_event.get("room_id", event["room_id"]) != event["room_id"]:
         raise AuthError("the event to redact is in another room")
     if redacted_event is not None and redacted_event.get("sender") == event["sender"]:
         return
     needed = action_level(state, "redact")
     if level < needed:
-        raise AuthError(f"redacting an event not known to be your own needs power level {needed}; "
-                       f"{event['sender']} has {level}")
+        raise AuthError(
+            f"redacting an event not known to be your own needs power level {needed}; {event['sender']} has {level}"
+        )

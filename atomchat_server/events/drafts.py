@@ -53,8 +53,13 @@ class EventDraft:
 
     def as_event(self) -> dict[str, Any]:
         """The draft as the event dict the authorization rules read."""
-        event = {"event_id": self.event_id, "room_id": self.room_id, "sender": self.sender,
-                 "type": self.type, "content": self.content}
+        event = {
+            "event_id": self.event_id,
+            "room_id": self.room_id,
+            "sender": self.sender,
+            "type": self.type,
+            "content": self.content,
+        }
         if self.state_key is not None:
             event["state_key"] = self.state_key
         if self.redacts is not None:

@@ -15,9 +15,13 @@ def key_algorithm(key_id: str) -> str:
     return key_id.partition(":")[0]
 
 
-def device_list_delta(me: str, sharing: set[str], key_changes: Iterable[str],
-                      member_changes: Iterable[tuple[str, str, str]],
-                      members_of_my_changed_rooms: Iterable[str]) -> tuple[list[str], list[str]]:
+def device_list_delta(
+    me: str,
+    sharing: set[str],
+    key_changes: Iterable[str],
+    member_changes: Iterable[tuple[str, str, str]],
+    members_of_my_changed_rooms: Iterable[str],
+) -> tuple[list[str], list[str]]:
     """``device_lists`` of a sync answer: (changed, left).
 
     ``sharing`` is who shares a joined room with ``me`` now (me included);
@@ -54,8 +58,9 @@ def backup_replaces(existing: Mapping[str, Any] | None, new: Mapping[str, Any]) 
     return new["forwarded_count"] < existing["forwarded_count"]
 
 
-def cross_signing_problem(user_id: str, key_type: str, key: Mapping[str, Any],
-                          master: Mapping[str, Any] | None) -> str | None:
+def cross_signing_problem(
+    user_id: str, key_type: str, key: Mapping[str, Any], master: Mapping[str, Any] | None
+) -> str | None:
     """What is wrong with an uploaded cross-signing key, or None. It must be
     the uploader's, have the usage of its type and exactly one ed25519 key;
     the self-signing and user-signing keys must carry a signature by the

@@ -43,8 +43,14 @@ class RoomEventFilter:
         lazy = value.get("lazy_load_members", False)
         if not isinstance(lazy, bool):
             raise FilterError("filter field 'lazy_load_members' must be a boolean")
-        return cls(types=strings("types"), not_types=strings("not_types") or (), senders=strings("senders"),
-                   not_senders=strings("not_senders") or (), limit=limit, lazy_load_members=lazy)
+        return cls(
+            types=strings("types"),
+            not_types=strings("not_types") or (),
+            senders=strings("senders"),
+            not_senders=strings("not_senders") or (),
+            limit=limit,
+            lazy_load_members=lazy,
+        )
 
     def wants_type(self, event_type: str) -> bool:
         """Whether the types / not_types lists let this event type through."""
@@ -54,8 +60,10 @@ class RoomEventFilter:
 
     def type_patterns(self) -> tuple[list[str] | None, list[str] | None]:
         """The type filters as SQL LIKE patterns ('*' is the Matrix wildcard)."""
-        return (_patterns(self.types) if self.types is not None else None,
-                _patterns(self.not_types) if self.not_types else None)
+        return (
+            _patterns(self.types) if self.types is not None else None,
+            _patterns(self.not_types) if self.not_types else None,
+        )
 
 
 def _matches(event_type: str, pattern: str) -> bool:
@@ -93,11 +101,14 @@ class SyncFilter:
         include_leave = room.get("include_leave", False)
         if not isinstance(include_leave, bool):
             raise FilterError("filter field 'room.include_leave' must be a boolean")
-        return cls(rooms=tuple(rooms) if rooms is not None else None, not_rooms=tuple(not_rooms),
-                   include_leave=include_leave,
-                   timeline=RoomEventFilter.from_json(room.get("timeline", {})),
-                   state=RoomEventFilter.from_json(room.get("state", {})),
-                   presence=RoomEventFilter.from_json(value.get("presence", {})))
+        return cls(
+            rooms=tuple(rooms) if rooms is not None else None,
+            not_rooms=tuple(not_rooms),
+            include_leave=include_leave,
+            timeline=RoomEventFilter.from_json(room.get("timeline", {})),
+            state=RoomEventFilter.from_json(room.get("state", {})),
+            presence=RoomEventFilter.from_json(value.get("presence", {})),
+        )
 
     def wants_room(self, room_id: str) -> bool:
         return (self.rooms is None or room_id in self.rooms) and room_id not in self.not_rooms
@@ -110,8 +121,11 @@ DEFAULT_TIMELINE_LIMIT = 20
 
 def _type_regex(patterns: tuple[str, ...]) -> re.Pattern[str]:
     """One regular expression matching any of these Matrix type patterns."""
-    return re.compile("|".join("(?:" + ".*".join(re.escape(part) for part in pattern.split("*")) + ")"
-                               for pattern in patterns) or "(?!)", re.DOTALL)
+    return re.compile(
+        "|".join("(?:" + ".*".join(re.escape(part) for part in pattern.split("*")) + ")" for pattern in patterns)
+        or "(?!)",
+        re.DOTALL,
+    )
 
 
 class CompiledFilter:
@@ -121,8 +135,20 @@ class CompiledFilter:
     tells compiled filters apart (answers made with equal filters are the
     same); equal filters are compiled once and share it."""
 
-    __slots__ = ("source", "number", "timeline_limit", "lazy_members", "_rooms", "_not_rooms", "_types",
-                 "_not_types", "_senders", "_not_senders", "_every_room", "_every_event")
+    __slots__ = (
+        "source",
+        "number",
+        "timeline_limit",
+        "lazy_members",
+        "_rooms",
+        "_not_rooms",
+        "_types",
+        "_not_types",
+        "_senders",
+        "_not_senders",
+        "_every_room",
+        "_every_event",
+    )
 
     def __init__(self, source: SyncFilter, number: int) -> None:
         self.source = source
@@ -131,8 +157,9 @@ class CompiledFilter:
         self.timeline_limit = min(timeline.limit or DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT)
         # Lazy loading adds the senders' member events to an answer's state,
         # unless the state filter leaves member events out anyway.
-        self.lazy_members = ((timeline.lazy_load_members or source.state.lazy_load_members)
-                             and source.state.wants_type("m.room.member"))
+        self.lazy_members = (timeline.lazy_load_members or source.state.lazy_load_members) and source.state.wants_type(
+            "m.room.member"
+        )
         self._rooms = frozenset(source.rooms) if source.rooms is not None else None
         self._not_rooms = frozenset(source.not_rooms)
         self._types = _type_regex(timeline.types) if timeline.types is not None else None
@@ -140,8 +167,9 @@ class CompiledFilter:
         self._senders = frozenset(timeline.senders) if timeline.senders is not None else None
         self._not_senders = frozenset(timeline.not_senders)
         self._every_room = self._rooms is None and not self._not_rooms
-        self._every_event = (self._types is None and self._not_types is None and self._senders is None
-                             and not self._not_senders)
+        self._every_event = (
+            self._types is None and self._not_types is None and self._senders is None and not self._not_senders
+        )
 
     def keeps_room(self, room_id: str) -> bool:
         return self._every_room or ((self._rooms is None or room_id in self._rooms) and room_id not in self._not_rooms)

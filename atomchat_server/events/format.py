@@ -15,8 +15,7 @@ class Row(Protocol):
     def __getitem__(self, key: str, /) -> Any: ...
 
 
-def client_event(row: Row, *, device: tuple[str, str] | None = None,
-                 now_ms: int | None = None) -> dict[str, Any]:
+def client_event(row: Row, *, device: tuple[str, str] | None = None, now_ms: int | None = None) -> dict[str, Any]:
     """The client-server form of a stored event. ``device`` is the (user id,
     device id) it is sent to: the sending device alone sees its transaction id."""
     event = {name: row[name] for name in CLIENT_FIELDS}

@@ -21,9 +21,22 @@ SNIFF_BYTES = 12  # enough for every signature below
 # anything: still images, plain text, audio and video. Everything else (HTML,
 # SVG, PDF, JavaScript, unknown) is served as an attachment, and every
 # download carries a sandboxing Content-Security-Policy besides.
-_INLINE = frozenset(THUMBNAILABLE) | {"text/plain", "text/csv", "application/json", "audio/mpeg", "audio/ogg",
-                                      "audio/wav", "audio/webm", "audio/aac", "audio/flac", "audio/mp4",
-                                      "video/mp4", "video/webm", "video/ogg", "video/quicktime"}
+_INLINE = frozenset(THUMBNAILABLE) | {
+    "text/plain",
+    "text/csv",
+    "application/json",
+    "audio/mpeg",
+    "audio/ogg",
+    "audio/wav",
+    "audio/webm",
+    "audio/aac",
+    "audio/flac",
+    "audio/mp4",
+    "video/mp4",
+    "video/webm",
+    "video/ogg",
+    "video/quicktime",
+}
 
 _ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg"}
 _TOKEN = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$")
@@ -87,8 +100,12 @@ def content_disposition(content_type: str, filename: str | None) -> str:
 
 def acceptable_filename(name: str) -> bool:
     """A filename the server keeps: short, one path segment, no control characters."""
-    return 0 < len(name) <= 255 and "/" not in name and "\\" not in name and not any(
-        ord(c) < 32 or ord(c) == 127 for c in name)
+    return (
+        0 < len(name) <= 255
+        and "/" not in name
+        and "\\" not in name
+        and not any(ord(c) < 32 or ord(c) == 127 for c in name)
+    )
 
 
 # -- thumbnails ----------------------------------------------------------------

@@ -99,8 +99,12 @@ def moderator_view(state: StateMap, event: Mapping[str, Any]) -> dict[tuple[str,
     levels = view.get(POWER_LEVELS_KEY)
     moderating = "state_key" not in event or event["type"] == "m.room.member"
     if levels is not None and moderating:
-        needed = max(user_level(state, moderator), action_level(state, "kick"), action_level(state, "ban"),
-                     action_level(state, "redact"))
+        needed = max(
+            user_level(state, moderator),
+            action_level(state, "kick"),
+            action_level(state, "ban"),
+            action_level(state, "redact"),
+        )
         if "state_key" not in event:
             needed = max(needed, event_level(state, event["type"], False))
         elif (edit_level := edit_members_level(state)) is not None:
@@ -112,6 +116,10 @@ def moderator_view(state: StateMap, event: Mapping[str, Any]) -> dict[tuple[str,
         view[POWER_LEVELS_KEY] = {**levels, "content": content}
     is_own_membership = event["type"] == "m.room.member" and event.get("state_key") == moderator
     if not is_own_membership:
-        view[("m.room.member", moderator)] = {"type": "m.room.member", "state_key": moderator, "sender": moderator,
-                                              "content": {"membership": "join"}}
+        view[("m.room.member", moderator)] = {
+            "type": "m.room.member",
+            "state_key": moderator,
+            "sender": moderator,
+            "content": {"membership": "join"},
+        }
     return view

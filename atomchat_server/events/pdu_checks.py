@@ -84,8 +84,7 @@ def signature_key_ids(pdu: Mapping[str, Any], server_name: str) -> list[str]:
     return sorted(k for k in signatures if isinstance(k, str) and k.startswith("ed25519:"))
 
 
-def check_signatures(pdu: Mapping[str, Any], version: RoomVersion,
-                     keys: Mapping[tuple[str, str], VerifyKey]) -> None:
+def check_signatures(pdu: Mapping[str, Any], version: RoomVersion, keys: Mapping[tuple[str, str], VerifyKey]) -> None:
     """Raise PduError unless every required server signed the PDU with one
     of the keys given for it ((server, key id) -> verify key)."""
     for server in required_signers(pdu):
@@ -115,8 +114,12 @@ def auth_state(events: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], Map
     return {(e["type"], e["state_key"]): e for e in events if isinstance(e.get("state_key"), str)}
 
 
-def check_against_auth_events(event: Mapping[str, Any], auth_events: Sequence[Mapping[str, Any]],
-                              version: RoomVersion, create: Mapping[str, Any] | None) -> None:
+def check_against_auth_events(
+    event: Mapping[str, Any],
+    auth_events: Sequence[Mapping[str, Any]],
+    version: RoomVersion,
+    create: Mapping[str, Any] | None,
+) -> None:
     """Raise AuthError unless the event passes the rules on the state its own
     auth_events make (with, from version 12, the create event its room id
     names, given as ``create``)."""
@@ -132,4 +135,3 @@ def check_against_auth_events(event: Mapping[str, Any], auth_events: Sequence[Ma
             raise AuthError("the room's create event is unknown")
         state[("m.room.create", "")] = create
     check(event, state)
-

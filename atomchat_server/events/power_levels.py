@@ -42,8 +42,13 @@ EDIT_MEMBERS = "org.atomchat.edit_members"
 
 # State that changes who governs the room, or how the room works for every
 # member, is for admins; what the room looks like is for moderators.
-_ADMIN_EVENTS = ("m.room.power_levels", "m.room.history_visibility", "m.room.tombstone",
-                 "m.room.server_acl", "m.room.encryption")
+_ADMIN_EVENTS = (
+    "m.room.power_levels",
+    "m.room.history_visibility",
+    "m.room.tombstone",
+    "m.room.server_acl",
+    "m.room.encryption",
+)
 _MODERATOR_EVENTS = ("m.room.name", "m.room.avatar", "m.room.canonical_alias")
 
 
@@ -83,8 +88,7 @@ def state_room_version(state: StateMap) -> RoomVersion:
     creates: authorization refuses such create events, so only rooms made
     before versions were recorded have them."""
     version = state_content(state, CREATE_KEY).get("room_version")
-    return KNOWN_ROOM_VERSIONS.get(version, DEFAULT_ROOM_VERSION) if isinstance(version, str) \
-        else DEFAULT_ROOM_VERSION
+    return KNOWN_ROOM_VERSIONS.get(version, DEFAULT_ROOM_VERSION) if isinstance(version, str) else DEFAULT_ROOM_VERSION
 
 
 def room_creator(state: StateMap) -> str | None:

@@ -27,16 +27,18 @@ def after_sync(current_state: str | None, chosen: bool, syncing_as: str) -> str 
     return None if current_state == syncing_as else syncing_as
 
 
-def presence_event(user_id: str, state: str, status_msg: str | None, last_active_ts: int, now_ms: int,
-                   active_window_ms: int) -> dict[str, Any]:
+def presence_event(
+    user_id: str, state: str, status_msg: str | None, last_active_ts: int, now_ms: int, active_window_ms: int
+) -> dict[str, Any]:
     """The m.presence event of a user, as /sync delivers it. The user is
     ``currently_active`` while online and seen within ``active_window_ms``."""
     content = presence_content(state, status_msg, last_active_ts, now_ms, active_window_ms)
     return {"type": "m.presence", "sender": user_id, "content": content}
 
 
-def presence_content(state: str, status_msg: str | None, last_active_ts: int | None, now_ms: int,
-                     active_window_ms: int) -> dict[str, Any]:
+def presence_content(
+    state: str, status_msg: str | None, last_active_ts: int | None, now_ms: int, active_window_ms: int
+) -> dict[str, Any]:
     """What GET /presence/{userId}/status answers, and an m.presence event's content."""
     content: dict[str, Any] = {"presence": state}
     if last_active_ts is not None:

@@ -48,23 +48,37 @@ def _match(key: str, pattern: str) -> dict[str, str]:
 _DEFAULT_OVERRIDE: list[tuple[str, bool, list[Any], list[Any]]] = [
     (MASTER, False, [], []),
     (".m.rule.suppress_notices", True, [_match("content.msgtype", "m.notice")], []),
-    (".m.rule.invite_for_me", True,
-     [_match("type", "m.room.member"), _match("content.membership", "invite"), _match("state_key", USER)],
-     ["notify", _SOUND]),
+    (
+        ".m.rule.invite_for_me",
+        True,
+        [_match("type", "m.room.member"), _match("content.membership", "invite"), _match("state_key", USER)],
+        ["notify", _SOUND],
+    ),
     (".m.rule.member_event", True, [_match("type", "m.room.member")], []),
-    (".m.rule.is_user_mention", True,
-     [{"kind": "event_property_contains", "key": "content.m\\.mentions.user_ids", "value": USER}],
-     ["notify", _SOUND, _HIGHLIGHT]),
-    (".m.rule.is_room_mention", True,
-     [{"kind": "event_property_is", "key": "content.m\\.mentions.room", "value": True},
-      {"kind": "sender_notification_permission", "key": "room"}],
-     ["notify", _HIGHLIGHT]),
-    (".m.rule.tombstone", True, [_match("type", "m.room.tombstone"), _match("state_key", "")],
-     ["notify", _HIGHLIGHT]),
+    (
+        ".m.rule.is_user_mention",
+        True,
+        [{"kind": "event_property_contains", "key": "content.m\\.mentions.user_ids", "value": USER}],
+        ["notify", _SOUND, _HIGHLIGHT],
+    ),
+    (
+        ".m.rule.is_room_mention",
+        True,
+        [
+            {"kind": "event_property_is", "key": "content.m\\.mentions.room", "value": True},
+            {"kind": "sender_notification_permission", "key": "room"},
+        ],
+        ["notify", _HIGHLIGHT],
+    ),
+    (".m.rule.tombstone", True, [_match("type", "m.room.tombstone"), _match("state_key", "")], ["notify", _HIGHLIGHT]),
     (".m.rule.reaction", True, [_match("type", "m.reaction")], []),
     (".m.rule.room.server_acl", True, [_match("type", "m.room.server_acl"), _match("state_key", "")], []),
-    (".m.rule.suppress_edits", True,
-     [{"kind": "event_property_is", "key": "content.m\\.relates_to.rel_type", "value": "m.replace"}], []),
+    (
+        ".m.rule.suppress_edits",
+        True,
+        [{"kind": "event_property_is", "key": "content.m\\.relates_to.rel_type", "value": "m.replace"}],
+        [],
+    ),
 ]
 # The specification (v1.17) has dropped the content rule that matched the
 # user's localpart in bodies: mentions are m.mentions now. Content rules are
@@ -72,10 +86,18 @@ _DEFAULT_OVERRIDE: list[tuple[str, bool, list[Any], list[Any]]] = [
 _DEFAULT_CONTENT: list[tuple[str, bool, str, list[Any]]] = []
 _DEFAULT_UNDERRIDE: list[tuple[str, bool, list[Any], list[Any]]] = [
     (".m.rule.call", True, [_match("type", "m.call.invite")], ["notify", {"set_tweak": "sound", "value": "ring"}]),
-    (".m.rule.encrypted_room_one_to_one", True,
-     [{"kind": "room_member_count", "is": "2"}, _match("type", "m.room.encrypted")], ["notify", _SOUND]),
-    (".m.rule.room_one_to_one", True,
-     [{"kind": "room_member_count", "is": "2"}, _match("type", "m.room.message")], ["notify", _SOUND]),
+    (
+        ".m.rule.encrypted_room_one_to_one",
+        True,
+        [{"kind": "room_member_count", "is": "2"}, _match("type", "m.room.encrypted")],
+        ["notify", _SOUND],
+    ),
+    (
+        ".m.rule.room_one_to_one",
+        True,
+        [{"kind": "room_member_count", "is": "2"}, _match("type", "m.room.message")],
+        ["notify", _SOUND],
+    ),
     (".m.rule.message", True, [_match("type", "m.room.message")], ["notify"]),
     (".m.rule.encrypted", True, [_match("type", "m.room.encrypted")], ["notify"]),
 ]
@@ -104,14 +126,35 @@ def default_rules(user_id: str) -> dict[str, list[dict[str, Any]]]:
     """The server-default rules of ``user_id``, by kind."""
     rules: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
     for rule_id, enabled, conditions, actions in _DEFAULT_OVERRIDE:
-        rules["override"].append({"rule_id": rule_id, "default": True, "enabled": enabled,
-                                  "conditions": _fill(conditions, user_id), "actions": copy.deepcopy(actions)})
+        rules["override"].append(
+            {
+                "rule_id": rule_id,
+                "default": True,
+                "enabled": enabled,
+                "conditions": _fill(conditions, user_id),
+                "actions": copy.deepcopy(actions),
+            }
+        )
     for rule_id, enabled, pattern, actions in _DEFAULT_CONTENT:
-        rules["content"].append({"rule_id": rule_id, "default": True, "enabled": enabled,
-                                 "pattern": pattern, "actions": copy.deepcopy(actions)})
+        rules["content"].append(
+            {
+                "rule_id": rule_id,
+                "default": True,
+                "enabled": enabled,
+                "pattern": pattern,
+                "actions": copy.deepcopy(actions),
+            }
+        )
     for rule_id, enabled, conditions, actions in _DEFAULT_UNDERRIDE:
-        rules["underride"].append({"rule_id": rule_id, "default": True, "enabled": enabled,
-                                   "conditions": _fill(conditions, user_id), "actions": copy.deepcopy(actions)})
+        rules["underride"].append(
+            {
+                "rule_id": rule_id,
+                "default": True,
+                "enabled": enabled,
+                "conditions": _fill(conditions, user_id),
+                "actions": copy.deepcopy(actions),
+            }
+        )
     return rules
 
 
@@ -148,8 +191,14 @@ def find_rule(rules: Mapping[str, Any], kind: str, rule_id: str) -> dict[str, An
     raise RuleError("M_NOT_FOUND", f"No push rule {kind}/{rule_id}")
 
 
-def put_rule(rules: dict[str, Any], kind: str, rule_id: str, body: Mapping[str, Any],
-             before: str | None = None, after: str | None = None) -> dict[str, Any]:
+def put_rule(
+    rules: dict[str, Any],
+    kind: str,
+    rule_id: str,
+    body: Mapping[str, Any],
+    before: str | None = None,
+    after: str | None = None,
+) -> dict[str, Any]:
     """Adds or replaces a rule of the user's own (a rule set changed in place,
     also returned). ``before``/``after`` place it next to another rule of
     theirs; a replaced rule keeps its place unless told otherwise."""
@@ -223,8 +272,10 @@ SILENT = Outcome(False, False, "[]")
 
 def outcome(actions: list[Any]) -> Outcome:
     kept = [action for action in actions if action not in HISTORICAL_ACTIONS]
-    highlight = any(isinstance(action, dict) and action.get("set_tweak") == "highlight"
-                    and action.get("value", True) is True for action in kept)
+    highlight = any(
+        isinstance(action, dict) and action.get("set_tweak") == "highlight" and action.get("value", True) is True
+        for action in kept
+    )
     notify = "notify" in kept
     return Outcome(notify, highlight and notify, json.dumps(kept, separators=(",", ":")))
 
@@ -250,8 +301,11 @@ def named_users(event: Mapping[str, Any]) -> list[str]:
     mentions = content.get("m.mentions")
     if isinstance(mentions, dict) and isinstance(mentions.get("user_ids"), list):
         named = [user for user in mentions["user_ids"] if isinstance(user, str)]
-    if event.get("type") == "m.room.member" and content.get("membership") == "invite" \
-            and isinstance(event.get("state_key"), str):
+    if (
+        event.get("type") == "m.room.member"
+        and content.get("membership") == "invite"
+        and isinstance(event.get("state_key"), str)
+    ):
         named.append(event["state_key"])
     return named
 
@@ -348,8 +402,11 @@ def _same(a: Any, b: Any) -> bool:
 
 _MEMBER_COUNT = re.compile(r"\s*(==|<=|>=|<|>)?\s*([0-9]+)\s*\Z")
 _COMPARE: dict[str, Callable[[int, int], bool]] = {
-    "==": lambda a, b: a == b, "<": lambda a, b: a < b, ">": lambda a, b: a > b,
-    "<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b,
+    "==": lambda a, b: a == b,
+    "<": lambda a, b: a < b,
+    ">": lambda a, b: a > b,
+    "<=": lambda a, b: a <= b,
+    ">=": lambda a, b: a >= b,
 }
 
 EventCheck = Callable[[EventFacts], bool]
@@ -373,8 +430,12 @@ def _compile_condition(condition: Any, owner: str) -> tuple[EventCheck | None, M
         pattern = condition["pattern"]
         words = key == "content.body"
         if pattern == owner and not words:
-            return None, lambda facts, member: (isinstance(value := facts.get(key), str)
-                                                and value.lower() == member.user_id.lower())
+            return (
+                None,
+                lambda facts, member: (
+                    isinstance(value := facts.get(key), str) and value.lower() == member.user_id.lower()
+                ),
+            )
         if not words and "*" not in pattern and "?" not in pattern:
             lowered = pattern.lower()  # no glob: a plain comparison, the common case
             return (lambda facts: isinstance(value := facts.get(key), str) and value.lower() == lowered), None
@@ -387,10 +448,15 @@ def _compile_condition(condition: Any, owner: str) -> tuple[EventCheck | None, M
     if kind == "event_property_contains" and isinstance(key, str) and "value" in condition:
         expected = condition["value"]
         if expected == owner and isinstance(expected, str):
-            return None, lambda facts, member: (isinstance(found := facts.get(key), list)
-                                                and any(_same(item, member.user_id) for item in found))
-        return (lambda facts: isinstance(found := facts.get(key), list)
-                and any(_same(item, expected) for item in found)), None
+            return (
+                None,
+                lambda facts, member: (
+                    isinstance(found := facts.get(key), list) and any(_same(item, member.user_id) for item in found)
+                ),
+            )
+        return (
+            lambda facts: isinstance(found := facts.get(key), list) and any(_same(item, expected) for item in found)
+        ), None
     if kind == "contains_display_name":
         return None, _contains_display_name
     if kind == "room_member_count" and isinstance(condition.get("is"), str):
@@ -406,8 +472,7 @@ def _compile_condition(condition: Any, owner: str) -> tuple[EventCheck | None, M
 
 def _contains_display_name(facts: EventFacts, member: Member) -> bool:
     name = member.display_name
-    return (bool(name) and facts.body is not None
-            and glob_regex(name, True, True).search(facts.body) is not None)
+    return bool(name) and facts.body is not None and glob_regex(name, True, True).search(facts.body) is not None
 
 
 @dataclass(frozen=True)
@@ -445,8 +510,9 @@ class Compiled:
         return tuple(steps)
 
     @staticmethod
-    def evaluate(plan: tuple[tuple[tuple[MemberCheck, ...], Outcome], ...], facts: EventFacts,
-                 member: Member) -> Outcome:
+    def evaluate(
+        plan: tuple[tuple[tuple[MemberCheck, ...], Outcome], ...], facts: EventFacts, member: Member
+    ) -> Outcome:
         for checks, result in plan:
             if all(check(facts, member) for check in checks):
                 return result
@@ -464,8 +530,11 @@ def compile_rules(user_id: str, rules: Mapping[str, Any]) -> Compiled:
             checks: list[tuple[EventCheck | None, MemberCheck | None]]
             if kind == "content":
                 pattern = rule.get("pattern")
-                checks = [_compile_condition(_match("content.body", pattern), user_id) if isinstance(pattern, str)
-                          else (_never, None)]
+                checks = [
+                    _compile_condition(_match("content.body", pattern), user_id)
+                    if isinstance(pattern, str)
+                    else (_never, None)
+                ]
             elif kind == "room":
                 checks = [_compile_condition(_match("room_id", rule["rule_id"]), user_id)]
             elif kind == "sender":
@@ -473,8 +542,13 @@ def compile_rules(user_id: str, rules: Mapping[str, Any]) -> Compiled:
             else:
                 conditions = rule.get("conditions")
                 checks = [_compile_condition(c, user_id) for c in conditions] if isinstance(conditions, list) else []
-            compiled.append(_Rule(tuple(c for c, _ in checks if c is not None),
-                                  tuple(m for _, m in checks if m is not None), outcome(actions)))
+            compiled.append(
+                _Rule(
+                    tuple(c for c, _ in checks if c is not None),
+                    tuple(m for _, m in checks if m is not None),
+                    outcome(actions),
+                )
+            )
     return Compiled(tuple(compiled))
 
 

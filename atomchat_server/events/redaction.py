@@ -18,8 +18,16 @@ _KEPT_CONTENT: dict[str, tuple[str, ...]] = {
     "m.room.member": ("membership", "join_authorised_via_users_server"),
     "m.room.create": ("creator",),
     "m.room.join_rules": ("join_rule", "allow"),
-    "m.room.power_levels": ("ban", "events", "events_default", "kick", "redact", "state_default",
-                            "users", "users_default"),
+    "m.room.power_levels": (
+        "ban",
+        "events",
+        "events_default",
+        "kick",
+        "redact",
+        "state_default",
+        "users",
+        "users_default",
+    ),
     "m.room.history_visibility": ("history_visibility",),
 }
 # Version 11 keeps a little more (see RoomVersion.updated_redaction_rules);
@@ -30,13 +38,26 @@ _KEPT_CONTENT_V11: dict[str, tuple[str, ...]] = {
     "m.room.redaction": ("redacts",),
 }
 
-_KEPT_TOP_LEVEL_V11 = ("event_id", "type", "room_id", "sender", "state_key", "content", "hashes",
-                       "signatures", "depth", "prev_events", "auth_events", "origin_server_ts")
+_KEPT_TOP_LEVEL_V11 = (
+    "event_id",
+    "type",
+    "room_id",
+    "sender",
+    "state_key",
+    "content",
+    "hashes",
+    "signatures",
+    "depth",
+    "prev_events",
+    "auth_events",
+    "origin_server_ts",
+)
 _KEPT_TOP_LEVEL = (*_KEPT_TOP_LEVEL_V11, "origin", "membership", "prev_state")
 
 
-def pruned_content(event_type: str, content: Mapping[str, Any],
-                   version: RoomVersion = DEFAULT_ROOM_VERSION) -> dict[str, Any]:
+def pruned_content(
+    event_type: str, content: Mapping[str, Any], version: RoomVersion = DEFAULT_ROOM_VERSION
+) -> dict[str, Any]:
     if not version.updated_redaction_rules:
         kept = _KEPT_CONTENT.get(event_type, ())
         return {key: content[key] for key in kept if key in content}
@@ -57,6 +78,5 @@ def prune_event(event: Mapping[str, Any], version: RoomVersion) -> dict[str, Any
     kept = _KEPT_TOP_LEVEL_V11 if version.updated_redaction_rules else _KEPT_TOP_LEVEL
     pruned = {key: event[key] for key in kept if key in event}
     content = event.get("content")
-    pruned["content"] = pruned_content(event.get("type", ""), content if isinstance(content, Mapping) else {},
-                                       version)
+    pruned["content"] = pruned_content(event.get("type", ""), content if isinstance(content, Mapping) else {}, version)
     return pruned

@@ -43,8 +43,9 @@ def thread_root_refusal(root_content: Mapping[str, Any]) -> str | None:
     return None
 
 
-def bundle(aggregates: Sequence[Mapping[str, Any]],
-           format_event: Callable[[Any], dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def bundle(
+    aggregates: Sequence[Mapping[str, Any]], format_event: Callable[[Any], dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
     """The ``m.relations`` object per parent event id, from the aggregate
     rows storage reads (``relations.aggregates``): each row has ``parent``,
     ``rel_type`` and, by type, ``event`` (the latest thread event or edit, a
@@ -54,8 +55,11 @@ def bundle(aggregates: Sequence[Mapping[str, Any]],
     for row in aggregates:
         entry = result.setdefault(row["parent"], {})
         if row["rel_type"] == THREAD:
-            entry[THREAD] = {"latest_event": format_event(row["event"]), "count": row["count"],
-                             "current_user_participated": bool(row["participated"])}
+            entry[THREAD] = {
+                "latest_event": format_event(row["event"]),
+                "count": row["count"],
+                "current_user_participated": bool(row["participated"]),
+            }
         elif row["rel_type"] == REPLACE:
             entry[REPLACE] = format_event(row["event"])
         elif row["rel_type"] == REFERENCE:

@@ -48,10 +48,12 @@ def create_content(creator: str, request: RoomRequest) -> dict[str, Any]:
     return {**request.creation_content, "creator": creator, "room_version": request.room_version}
 
 
-def initial_events(room_id: str, creator: str, request: RoomRequest,
-                   creator_profile: dict[str, Any], create: EventDraft | None = None) -> list[EventDraft]:
+def initial_events(
+    room_id: str, creator: str, request: RoomRequest, creator_profile: dict[str, Any], create: EventDraft | None = None
+) -> list[EventDraft]:
     """``create`` is the room's m.room.create when it is already made (in
     version 12, where it names the room)."""
+
     def state(event_type: str, content: dict[str, Any], state_key: str = "") -> EventDraft:
         return EventDraft(room_id=room_id, sender=creator, type=event_type, content=content, state_key=state_key)
 

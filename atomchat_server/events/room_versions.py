@@ -35,12 +35,30 @@ class RoomVersion:
     state_res_v2_1: bool
 
 
-V10 = RoomVersion("10", updated_redaction_rules=False, implicit_room_creator=False,
-                  room_id_is_create_event_id=False, privileged_creators=False, state_res_v2_1=False)
-V11 = RoomVersion("11", updated_redaction_rules=True, implicit_room_creator=True,
-                  room_id_is_create_event_id=False, privileged_creators=False, state_res_v2_1=False)
-V12 = RoomVersion("12", updated_redaction_rules=True, implicit_room_creator=True,
-                  room_id_is_create_event_id=True, privileged_creators=True, state_res_v2_1=True)
+V10 = RoomVersion(
+    "10",
+    updated_redaction_rules=False,
+    implicit_room_creator=False,
+    room_id_is_create_event_id=False,
+    privileged_creators=False,
+    state_res_v2_1=False,
+)
+V11 = RoomVersion(
+    "11",
+    updated_redaction_rules=True,
+    implicit_room_creator=True,
+    room_id_is_create_event_id=False,
+    privileged_creators=False,
+    state_res_v2_1=False,
+)
+V12 = RoomVersion(
+    "12",
+    updated_redaction_rules=True,
+    implicit_room_creator=True,
+    room_id_is_create_event_id=True,
+    privileged_creators=True,
+    state_res_v2_1=True,
+)
 
 KNOWN_ROOM_VERSIONS: dict[str, RoomVersion] = {v.identifier: v for v in (V10, V11, V12)}
 # The version createRoom makes unless asked for another, and those it makes.

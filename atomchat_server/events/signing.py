@@ -93,8 +93,7 @@ def verify_json(value: Mapping[str, Any], server_name: str, key: VerifyKey) -> N
     signedjson.sign.verify_signed_json(dict(value), server_name, key)
 
 
-def sign_event(event: Mapping[str, Any], server_name: str, key: SigningKey,
-               version: RoomVersion) -> dict[str, Any]:
+def sign_event(event: Mapping[str, Any], server_name: str, key: SigningKey, version: RoomVersion) -> dict[str, Any]:
     """A copy of the event with its content hash set and this server's
     signature of its pruned form added to ``signatures``."""
     hashed = with_content_hash(event)
@@ -136,4 +135,3 @@ def verify_key_from_base64(key_id_: str, key_base64: str) -> VerifyKey:
     """The verify key a server publishes as ``verify_keys[key_id].key``."""
     algorithm, _, version = key_id_.partition(":")
     return signedjson.key.decode_verify_key_base64(algorithm, version, key_base64)
-

@@ -97,8 +97,11 @@ def is_power_event(event: Mapping[str, Any]) -> bool:
         return False
     if event["type"] in ("m.room.power_levels", "m.room.join_rules", "m.room.create"):
         return True
-    return (event["type"] == "m.room.member" and event.get("content", {}).get("membership") in ("leave", "ban")
-            and event["state_key"] != event.get("sender"))
+    return (
+        event["type"] == "m.room.member"
+        and event.get("content", {}).get("membership") in ("leave", "ban")
+        and event["state_key"] != event.get("sender")
+    )
 
 
 def _auth_events_state(event: Mapping[str, Any], events: EventMap, version: RoomVersion) -> dict[StateKey, Any]:
@@ -114,8 +117,7 @@ def sender_power(event: Mapping[str, Any], events: EventMap, version: RoomVersio
     return user_level(_auth_events_state(event, events, version), event["sender"])
 
 
-def reverse_topological_power_order(event_ids: Iterable[str], events: EventMap,
-                                    version: RoomVersion) -> list[str]:
+def reverse_topological_power_order(event_ids: Iterable[str], events: EventMap, version: RoomVersion) -> list[str]:
     """Kahn's algorithm over the ``auth_events`` edges within the set, taking
     at each step the event whose sender has the most power, then the
     earliest ``origin_server_ts``, then the smallest event id."""
@@ -178,8 +180,9 @@ def mainline_order(event_ids: Iterable[str], power_levels_id: str | None, events
     return sorted(event_ids, key=lambda e: (-position(e), events[e].get("origin_server_ts", 0), e))
 
 
-def iterative_auth_checks(event_ids: Iterable[str], state: Mapping[StateKey, str], events: EventMap,
-                          version: RoomVersion) -> dict[StateKey, str]:
+def iterative_auth_checks(
+    event_ids: Iterable[str], state: Mapping[StateKey, str], events: EventMap, version: RoomVersion
+) -> dict[StateKey, str]:
     """Apply each event in turn to the state if the authorization rules let
     it follow the state; the state's entries take precedence over the
     event's own ``auth_events`` for the keys the rules read. Events rejected

@@ -16,8 +16,7 @@ Range = tuple[int, int | None]  # (first, last) stream positions; last None: sti
 _PRESENT = {"joined": {"join"}, "invited": {"join", "invite"}}
 
 
-def visible_ranges(history: Sequence[tuple[int, str]], history_visibility: str,
-                   forgotten: bool = False) -> list[Range]:
+def visible_ranges(history: Sequence[tuple[int, str]], history_visibility: str, forgotten: bool = False) -> list[Range]:
     """``history`` is the user's membership events in the room as (stream,
     membership), oldest first. An empty result means the user may read nothing."""
     if history_visibility == "world_readable":

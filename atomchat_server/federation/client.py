@@ -96,8 +96,9 @@ class BlocklistResolver(AbstractResolver):
     async def close(self) -> None:
         await self._resolver.close()
 
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         addresses = await self._resolver.resolve(host, port, family)
         allowed = [entry for entry in addresses if not blocked(self._blocklist, entry["host"])]
         if not allowed:
@@ -132,8 +133,14 @@ async def _read(response: aiohttp.ClientResponse, limit: int) -> bytes:
 
 
 class FederationClient:
-    def __init__(self, server_name: str, key: SigningKey, *, verify_certificates: bool = True,
-                 blocklist: tuple[Network, ...] = ()) -> None:
+    def __init__(
+        self,
+        server_name: str,
+        key: SigningKey,
+        *,
+        verify_certificates: bool = True,
+        blocklist: tuple[Network, ...] = (),
+    ) -> None:
         self.server_name = server_name
         self._key = key
         self._verify = verify_certificates
@@ -147,14 +154,18 @@ class FederationClient:
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._resolver = BlocklistResolver(self._blocklist)
-            connector = aiohttp.TCPConnector(resolver=self._resolver, limit=MAX_CONNECTIONS,
-                                             limit_per_host=MAX_PER_DESTINATION,
-                                             keepalive_timeout=KEEPALIVE_SECONDS,
-                                             ssl=self._verify)
+            connector = aiohttp.TCPConnector(
+                resolver=self._resolver,
+                limit=MAX_CONNECTIONS,
+                limit_per_host=MAX_PER_DESTINATION,
+                keepalive_timeout=KEEPALIVE_SECONDS,
+                ssl=self._verify,
+            )
             # No cookies, no proxy settings from the environment: a request
             # goes to the address the destination resolved to and nowhere else.
-            self._session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
-                                                  trust_env=False, auto_decompress=True)
+            self._session = aiohttp.ClientSession(
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False, auto_decompress=True
+            )
         return self._session
 
     async def close(self) -> None:
@@ -220,17 +231,24 @@ class FederationClient:
         except ValueError:
             return None
 
-    async def request(self, destination: str, method: str, path: str, *,
-                      query: Mapping[str, str | Sequence[str]] | None = None,
-                      body: Any = None, timeout: float = 30.0, signed: bool = True) -> Any:
+    async def request(
+        self,
+        destination: str,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str | Sequence[str]] | None = None,
+        body: Any = None,
+        timeout: float = 30.0,
+        signed: bool = True,
+    ) -> Any:
         """Sends a request to ``destination`` and returns its JSON answer.
         ``path`` is already quoted (``/_matrix/federation/v1/send/t1``)."""
         uri = path + ("?" + urlencode(query, doseq=True) if query else "")
         endpoint = await self.endpoint(destination)
         headers = {"Host": endpoint.host_header, "Accept": "application/json"}
         if signed:
-            headers["Authorization"] = authorization_header(self.server_name, destination, self._key,
-                                                            method, uri, body)
+            headers["Authorization"] = authorization_header(self.server_name, destination, self._key, method, uri, body)
         payload: bytes | None = None
         if body is not None:
             payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
@@ -241,9 +259,14 @@ class FederationClient:
         for attempt in (1, 2):
             try:
                 # encoded=True: the path is sent as given, byte for byte as signed.
-                async with self._http().request(method, yarl.URL(endpoint.base_url + uri, encoded=True),
-                                                headers=headers, data=payload, timeout=limits,
-                                                allow_redirects=False) as response:
+                async with self._http().request(
+                    method,
+                    yarl.URL(endpoint.base_url + uri, encoded=True),
+                    headers=headers,
+                    data=payload,
+                    timeout=limits,
+                    allow_redirects=False,
+                ) as response:
                     status, answer = response.status, await _read(response, MAX_RESPONSE_BYTES)
                 break
             except aiohttp.ServerDisconnectedError as exc:

@@ -64,8 +64,11 @@ def keys_of_document(server_name: str, document: Any, now_ms: int) -> list[Store
     keys: list[StoredKey] = []
     for published, expiry in [(verify_keys, None), (old_keys, "expired_ts")]:
         for name, entry in published.items():
-            if not isinstance(entry, Mapping) or not isinstance(entry.get("key"), str) \
-                    or not name.startswith("ed25519:"):
+            if (
+                not isinstance(entry, Mapping)
+                or not isinstance(entry.get("key"), str)
+                or not name.startswith("ed25519:")
+            ):
                 continue  # an algorithm this server does not know
             until = valid_until if expiry is None else entry.get(expiry)
             if not isinstance(until, int) or isinstance(until, bool):
@@ -122,8 +125,7 @@ class KeyRing:
             raise KeyNotFound(f"the key {key_id_} of {server_name} was not valid at the time of signing")
         return found[0]
 
-    async def verify_signed_json(self, obj: Mapping[str, Any], server_name: str, *,
-                                 at_ms: int | None = None) -> None:
+    async def verify_signed_json(self, obj: Mapping[str, Any], server_name: str, *, at_ms: int | None = None) -> None:
         """Raise BadSignature unless ``obj`` carries a valid ed25519
         signature of ``server_name`` with a key valid at ``at_ms`` (default now)."""
         signatures = obj.get("signatures")

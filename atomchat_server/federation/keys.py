@@ -43,9 +43,13 @@ def load_or_create_server_key(data_dir: Path) -> SigningKey:
 def key_document(server_name: str, key: SigningKey, now_ms: int) -> dict[str, Any]:
     """The body of ``GET /_matrix/key/v2/server``: the verify key, how long
     it may be trusted, and the server's signature of it all."""
-    return sign_json({
-        "server_name": server_name,
-        "valid_until_ts": now_ms + KEY_VALIDITY_MS,
-        "verify_keys": {key_id(key): {"key": verify_key_base64(verify_key_of(key))}},
-        "old_verify_keys": {},
-    }, server_name, key)
+    return sign_json(
+        {
+            "server_name": server_name,
+            "valid_until_ts": now_ms + KEY_VALIDITY_MS,
+            "verify_keys": {key_id(key): {"key": verify_key_base64(verify_key_of(key))}},
+            "old_verify_keys": {},
+        },
+        server_name,
+        key,
+    )

@@ -79,9 +79,18 @@ class _Destination:
 
 
 class Outbox:
-    def __init__(self, pool: asyncpg.Pool, client: Remote, server_name: str, *, dsn: str,
-                 base_backoff: float = 1.0, max_backoff: float = 300.0, sweep_seconds: float = 10.0,
-                 idle_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        client: Remote,
+        server_name: str,
+        *,
+        dsn: str,
+        base_backoff: float = 1.0,
+        max_backoff: float = 300.0,
+        sweep_seconds: float = 10.0,
+        idle_seconds: float = 30.0,
+    ) -> None:
         self._pool = pool
         self._client = client
         self._server_name = server_name
@@ -299,16 +308,23 @@ class Outbox:
         txn_id, items = batch
         pdu_count = sum(1 for item in items if item.kind == "pdu")
         more = txn_id != fresh or pdu_count == MAX_PDUS or len(items) - pdu_count == MAX_EDUS
-        body = {"origin": self._server_name, "origin_server_ts": int(time.time() * 1000),
-                "pdus": [item.body for item in items if item.kind == "pdu"],
-                "edus": [item.body for item in items if item.kind == "edu"]}
+        body = {
+            "origin": self._server_name,
+            "origin_server_ts": int(time.time() * 1000),
+            "pdus": [item.body for item in items if item.kind == "pdu"],
+            "edus": [item.body for item in items if item.kind == "edu"],
+        }
         try:
-            await self._client.request(destination, "PUT", f"/_matrix/federation/v1/send/{quote(txn_id, safe='')}",
-                                       body=body, timeout=SEND_TIMEOUT)
+            await self._client.request(
+                destination,
+                "PUT",
+                f"/_matrix/federation/v1/send/{quote(txn_id, safe='')}",
+                body=body,
+                timeout=SEND_TIMEOUT,
+            )
         except RemoteError as exc:
             if exc.status >= 500 or exc.status in RETRIED_STATUSES:
                 raise
-            log.warning("%s refused transaction %s (%s); dropping its %d item(s)", destination, txn_id, exc,
-                        len(items))
+            log.warning("%s refused transaction %s (%s); dropping its %d item(s)", destination, txn_id, exc, len(items))
         await store.delete_batch(self._pool, destination, txn_id)
         return more

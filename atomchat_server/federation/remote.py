@@ -20,9 +20,17 @@ _HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
 class Remote(Protocol):
     """The outgoing federation client, as its users see it (client.FederationClient)."""
 
-    async def request(self, destination: str, method: str, path: str, *,
-                      query: Mapping[str, str | Sequence[str]] | None = None,
-                      body: Any = None, timeout: float = 30.0, signed: bool = True) -> Any: ...
+    async def request(
+        self,
+        destination: str,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str | Sequence[str]] | None = None,
+        body: Any = None,
+        timeout: float = 30.0,
+        signed: bool = True,
+    ) -> Any: ...
 
 
 class RemoteError(Exception):
@@ -129,5 +137,3 @@ def delegated_endpoint(name: str, well_known: Any) -> Endpoint:
         if parsed is not None:
             return Endpoint(parsed.host, parsed.port or DEFAULT_PORT, delegated)
     return Endpoint(parse_server_name(name).host, DEFAULT_PORT, name)
-
-

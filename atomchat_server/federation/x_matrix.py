@@ -56,8 +56,9 @@ def request_json(method: str, uri: str, origin: str, destination: str, content: 
     return signed
 
 
-def authorization_header(origin: str, destination: str, key: SigningKey, method: str, uri: str,
-                         content: Any = None) -> str:
+def authorization_header(
+    origin: str, destination: str, key: SigningKey, method: str, uri: str, content: Any = None
+) -> str:
     signature = sign_json(request_json(method, uri, origin, destination, content), origin, key)
     sig = signature["signatures"][origin][key_id(key)]
     return f'{SCHEME} origin="{origin}",destination="{destination}",key="{key_id(key)}",sig="{sig}"'
@@ -72,7 +73,7 @@ def parse_authorization(header: str) -> XMatrixAuth:
     while position < len(rest):
         match = _PARAM.match(rest, position)
         if match is None:
-            raise XMatrixError(f"malformed X-Matrix parameters at {rest[position:position + 20]!r}")
+            raise XMatrixError(f"malformed X-Matrix parameters at {rest[position : position + 20]!r}")
         name = match[1].lower()
         if name in params:
             raise XMatrixError(f"the X-Matrix parameter {name!r} is given twice")
@@ -80,17 +81,19 @@ def parse_authorization(header: str) -> XMatrixAuth:
         position = match.end()
         if position < len(rest):
             if rest[position] != ",":
-                raise XMatrixError(f"malformed X-Matrix parameters at {rest[position:position + 20]!r}")
+                raise XMatrixError(f"malformed X-Matrix parameters at {rest[position : position + 20]!r}")
             position += 1
     missing = [name for name in ("origin", "key", "sig") if not params.get(name)]
     if missing:
         raise XMatrixError(f"the X-Matrix authorization lacks {', '.join(missing)}")
-    return XMatrixAuth(origin=params["origin"], key=params["key"], sig=params["sig"],
-                       destination=params.get("destination"))
+    return XMatrixAuth(
+        origin=params["origin"], key=params["key"], sig=params["sig"], destination=params.get("destination")
+    )
 
 
-def verify_request(auth: XMatrixAuth, method: str, uri: str, content: Any, server_name: str,
-                   origin_keys: Mapping[str, VerifyKey]) -> None:
+def verify_request(
+    auth: XMatrixAuth, method: str, uri: str, content: Any, server_name: str, origin_keys: Mapping[str, VerifyKey]
+) -> None:
     """Raise XMatrixError unless the request was signed for this server by
     ``auth.origin`` with one of its keys (``origin_keys``, by key id)."""
     if auth.destination is not None and auth.destination != server_name:

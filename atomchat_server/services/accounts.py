@@ -51,8 +51,16 @@ def weak_password(problems: list[str]) -> MatrixError:
     return MatrixError(400, "M_WEAK_PASSWORD", " ".join(problems))
 
 
-async def create_user(pool: asyncpg.Pool, passwords: Passwords, server_name: str, localpart: str, password: str, *,
-                      is_moderator: bool = False, email: str = "") -> str:
+async def create_user(
+    pool: asyncpg.Pool,
+    passwords: Passwords,
+    server_name: str,
+    localpart: str,
+    password: str,
+    *,
+    is_moderator: bool = False,
+    email: str = "",
+) -> str:
     """Creates an account after checking the password policy; returns the
     user id. Shared by registration on every surface and by the CLI.
     ``localpart`` is the username; the user id's localpart is its Matrix form."""
@@ -64,17 +72,33 @@ async def create_user(pool: asyncpg.Pool, passwords: Passwords, server_name: str
     password_hash = await passwords.hash(password)
     user_id = ids.user_id(ids.localpart_for(localpart), server_name)
     try:
-        await user_store.create_user(pool, user_id=user_id, localpart=localpart, password_hash=password_hash,
-                                     is_moderator=is_moderator, email=email)
+        await user_store.create_user(
+            pool,
+            user_id=user_id,
+            localpart=localpart,
+            password_hash=password_hash,
+            is_moderator=is_moderator,
+            email=email,
+        )
     except user_store.UserExists:
         raise MatrixError(400, "M_USER_IN_USE", "That username is taken") from None
     return user_id
 
 
 class Accounts:
-    def __init__(self, *, pool: asyncpg.Pool, server_name: str, passwords: Passwords, codec: TokenCodec,
-                 sessions: SessionCache, limits: RateLimits, access_token_lifetime: int, blocks: Blocks,
-                 catch_up: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        server_name: str,
+        passwords: Passwords,
+        codec: TokenCodec,
+        sessions: SessionCache,
+        limits: RateLimits,
+        access_token_lifetime: int,
+        blocks: Blocks,
+        catch_up: Callable[[], Awaitable[None]],
+    ) -> None:
         self._pool = pool
         self._blocks = blocks
         self._catch_up = catch_up
@@ -116,9 +140,17 @@ class Accounts:
 
     # -- registration and login --------------------------------------------
 
-    async def register(self, *, username: str | None, password: str, device_id: str | None,
-                       display_name: str | None, inhibit_login: bool, want_refresh: bool,
-                       address: str) -> LoginResult | str:
+    async def register(
+        self,
+        *,
+        username: str | None,
+        password: str,
+        device_id: str | None,
+        display_name: str | None,
+        inhibit_login: bool,
+        want_refresh: bool,
+        address: str,
+    ) -> LoginResult | str:
         """Registers a Matrix account; returns a login, or just the user id
         when the client asked not to be logged in."""
         self._limits.register_by_address.check(address)
@@ -161,22 +193,35 @@ class Accounts:
             await user_store.set_password_hash(self._pool, user.user_id, new_hash)
         return user.user_id
 
-    async def login(self, *, identifier: str, password: str, device_id: str | None,
-                    display_name: str | None, want_refresh: bool, address: str) -> LoginResult:
+    async def login(
+        self,
+        *,
+        identifier: str,
+        password: str,
+        device_id: str | None,
+        display_name: str | None,
+        want_refresh: bool,
+        address: str,
+    ) -> LoginResult:
         self._limits.login_by_address.check(address)
         user_id = await self.verify_password(identifier, password)
         await self._catch_up()
         self._blocks.require_unlocked(user_id)
         return await self._start_session(user_id, device_id, display_name, want_refresh)
 
-    async def _start_session(self, user_id: str, device_id: str | None, display_name: str | None,
-                             want_refresh: bool) -> LoginResult:
+    async def _start_session(
+        self, user_id: str, device_id: str | None, display_name: str | None, want_refresh: bool
+    ) -> LoginResult:
         device_id = device_id or new_device_id()
         session_id = new_session_id()
         refresh_token = new_refresh_token() if want_refresh else None
         replaced = await session_store.start_session(
-            self._pool, user_id=user_id, device_id=device_id, display_name=display_name,
-            session_id=session_id, refresh_token_hash=hash_refresh_token(refresh_token) if refresh_token else None,
+            self._pool,
+            user_id=user_id,
+            device_id=device_id,
+            display_name=display_name,
+            session_id=session_id,
+            refresh_token_hash=hash_refresh_token(refresh_token) if refresh_token else None,
         )
         if replaced:
             # As in delete_devices: revoked here at once, not when the NOTIFY arrives.
@@ -186,7 +231,8 @@ class Accounts:
     def _tokens_for(self, claims: TokenClaims, refresh_token: str | None) -> LoginResult:
         lifetime = self._access_token_lifetime if refresh_token else None
         return LoginResult(
-            user_id=claims.user_id, device_id=claims.device_id,
+            user_id=claims.user_id,
+            device_id=claims.device_id,
             access_token=self._codec.issue(claims, lifetime),
             refresh_token=refresh_token,
             expires_in_ms=lifetime * 1000 if lifetime else None,

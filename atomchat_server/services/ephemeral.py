@@ -36,8 +36,15 @@ def _now_ms() -> int:
 
 
 class Ephemeral:
-    def __init__(self, *, pool: asyncpg.Pool, persister: Persister, notifier: Notifier, outbox: Outbox | None = None,
-                 server_name: str = "") -> None:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        persister: Persister,
+        notifier: Notifier,
+        outbox: Outbox | None = None,
+        server_name: str = "",
+    ) -> None:
         self._pool = pool
         self._persister = persister
         self._notifier = notifier
@@ -52,8 +59,9 @@ class Ephemeral:
 
     # -- receipts and read markers -----------------------------------------------
 
-    async def receipt(self, requester: Requester, room_id: str, receipt_type: str, event_id: str,
-                      thread_id: str = "") -> None:
+    async def receipt(
+        self, requester: Requester, room_id: str, receipt_type: str, event_id: str, thread_id: str = ""
+    ) -> None:
         if receipt_type == "m.fully_read":
             await self.read_markers(requester, room_id, {"m.fully_read": event_id})
             return
@@ -64,13 +72,25 @@ class Ephemeral:
         if event is None or event["room_id"] != room_id:
             raise not_found("Unknown event")
         ts = _now_ms()
-        await self._persister.update(partial(
-            store.put_receipt, room_id=room_id, user_id=requester.user_id, receipt_type=receipt_type,
-            thread_id=thread_id, event_id=event_id, event_stream=event["stream"], ts=ts))
+        await self._persister.update(
+            partial(
+                store.put_receipt,
+                room_id=room_id,
+                user_id=requester.user_id,
+                receipt_type=receipt_type,
+                thread_id=thread_id,
+                event_id=event_id,
+                event_stream=event["stream"],
+                ts=ts,
+            )
+        )
         if receipt_type == "m.read":  # private receipts stay on this server
             data: dict[str, Any] = {"ts": ts, **({"thread_id": thread_id} if thread_id else {})}
-            await self._federate(room_id, "m.receipt", {room_id: {receipt_type: {requester.user_id: {
-                "event_ids": [event_id], "data": data}}}})
+            await self._federate(
+                room_id,
+                "m.receipt",
+                {room_id: {receipt_type: {requester.user_id: {"event_ids": [event_id], "data": data}}}},
+            )
 
     async def read_markers(self, requester: Requester, room_id: str, markers: dict[str, str]) -> None:
         await self._require_joined(requester, room_id)
@@ -79,9 +99,15 @@ class Ephemeral:
             event = await event_store.get_event(self._pool, fully_read)
             if event is None or event["room_id"] != room_id:
                 raise not_found("Unknown event")
-            await self._persister.update(partial(
-                store.put_account_data, user_id=requester.user_id, room_id=room_id, type="m.fully_read",
-                content={"event_id": fully_read}))
+            await self._persister.update(
+                partial(
+                    store.put_account_data,
+                    user_id=requester.user_id,
+                    room_id=room_id,
+                    type="m.fully_read",
+                    content={"event_id": fully_read},
+                )
+            )
         for receipt_type in RECEIPT_TYPES:
             if receipt_type in markers:
                 await self.receipt(requester, room_id, receipt_type, markers[receipt_type])
@@ -120,8 +146,9 @@ class Ephemeral:
         await self._set_typing(room_id, user_id, typing, DEFAULT_TYPING_TIMEOUT_MS)
         return True
 
-    async def remote_receipt(self, room_id: str, user_id: str, receipt_type: str, event_id: str, ts: int,
-                             thread_id: str = "") -> bool:
+    async def remote_receipt(
+        self, room_id: str, user_id: str, receipt_type: str, event_id: str, ts: int, thread_id: str = ""
+    ) -> bool:
         """A remote user's read receipt; False, and nothing changed, unless
         the user is in the room and the event is one of the room's."""
         if receipt_type not in RECEIPT_TYPES or not await event_store.is_joined(self._pool, room_id, user_id):
@@ -129,23 +156,34 @@ class Ephemeral:
         event = await event_store.get_event(self._pool, event_id)
         if event is None or event["room_id"] != room_id:
             return False
-        await self._persister.update(partial(
-            store.put_receipt, room_id=room_id, user_id=user_id, receipt_type=receipt_type,
-            thread_id=thread_id, event_id=event_id, event_stream=event["stream"], ts=ts))
+        await self._persister.update(
+            partial(
+                store.put_receipt,
+                room_id=room_id,
+                user_id=user_id,
+                receipt_type=receipt_type,
+                thread_id=thread_id,
+                event_id=event_id,
+                event_stream=event["stream"],
+                ts=ts,
+            )
+        )
         return True
 
     # -- account data -----------------------------------------------------------------
 
-    async def set_account_data(self, requester: Requester, user_id: str, room_id: str, data_type: str,
-                               content: dict[str, Any]) -> None:
+    async def set_account_data(
+        self, requester: Requester, user_id: str, room_id: str, data_type: str, content: dict[str, Any]
+    ) -> None:
         if user_id != requester.user_id:
             raise forbidden("You may only set your own account data")
         if data_type in SERVER_MANAGED_ACCOUNT_DATA:
             raise MatrixError(405, "M_BAD_JSON", f"{data_type} is managed by the server")
         if room_id and await event_store.get_room(self._pool, room_id) is None:
             raise not_found("Unknown room")
-        await self._persister.update(partial(store.put_account_data, user_id=user_id, room_id=room_id,
-                                             type=data_type, content=content))
+        await self._persister.update(
+            partial(store.put_account_data, user_id=user_id, room_id=room_id, type=data_type, content=content)
+        )
 
     async def account_data(self, requester: Requester, user_id: str, room_id: str, data_type: str) -> dict[str, Any]:
         if user_id != requester.user_id:
@@ -169,12 +207,12 @@ class Ephemeral:
         tags = content.get("tags")
         return {"tags": tags if isinstance(tags, dict) else {}}
 
-    async def set_tag(self, requester: Requester, user_id: str, room_id: str, tag: str,
-                      content: dict[str, Any] | None) -> None:
+    async def set_tag(
+        self, requester: Requester, user_id: str, room_id: str, tag: str, content: dict[str, Any] | None
+    ) -> None:
         """Adds or changes one tag (``content`` None: removes it); the
         change reaches the user's clients as m.tag room account data."""
         if len(tag.encode()) > MAX_TAG_BYTES:
             raise invalid_param(f"A tag is at most {MAX_TAG_BYTES} bytes long")
         await self._tag_target(requester, user_id, room_id)
-        await self._persister.update(partial(store.put_tag, user_id=user_id, room_id=room_id, tag=tag,
-                                             content=content))
+        await self._persister.update(partial(store.put_tag, user_id=user_id, room_id=room_id, tag=tag, content=content))

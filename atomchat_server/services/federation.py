@@ -76,8 +76,12 @@ class Transactions:
             return
         if edu.get("edu_type") == "m.typing":
             room_id, user_id, typing = content.get("room_id"), content.get("user_id"), content.get("typing")
-            if isinstance(room_id, str) and isinstance(user_id, str) and isinstance(typing, bool) \
-                    and server_of(user_id) == origin:
+            if (
+                isinstance(room_id, str)
+                and isinstance(user_id, str)
+                and isinstance(typing, bool)
+                and server_of(user_id) == origin
+            ):
                 await self._ephemeral.remote_typing(room_id, user_id, typing)
         elif edu.get("edu_type") == "m.receipt":
             for room_id, by_type in content.items():
@@ -91,15 +95,23 @@ class Transactions:
         if server_of(user_id) != origin or not isinstance(receipt, Mapping):
             return
         event_ids, data = receipt.get("event_ids"), receipt.get("data", {})
-        if not isinstance(event_ids, list) or len(event_ids) != 1 or not isinstance(event_ids[0], str) \
-                or not isinstance(data, Mapping):
+        if (
+            not isinstance(event_ids, list)
+            or len(event_ids) != 1
+            or not isinstance(event_ids[0], str)
+            or not isinstance(data, Mapping)
+        ):
             return
         ts = data.get("ts")
         thread = data.get("thread_id", "")
         await self._ephemeral.remote_receipt(
-            room_id, user_id, receipt_type, event_ids[0],
+            room_id,
+            user_id,
+            receipt_type,
+            event_ids[0],
             ts if isinstance(ts, int) and not isinstance(ts, bool) else int(time.time() * 1000),
-            thread if isinstance(thread, str) else "")
+            thread if isinstance(thread, str) else "",
+        )
 
 
 class Queries:
@@ -107,8 +119,9 @@ class Queries:
     about this server's users and aliases, and asking other servers about
     theirs for local clients (profiles cached for a minute)."""
 
-    def __init__(self, *, pool: asyncpg.Pool, rooms: Rooms, profiles: Profiles, client: Remote,
-                 server_name: str) -> None:
+    def __init__(
+        self, *, pool: asyncpg.Pool, rooms: Rooms, profiles: Profiles, client: Remote, server_name: str
+    ) -> None:
         self._pool = pool
         self._rooms = rooms
         self._local_profiles = profiles
@@ -140,8 +153,7 @@ class Queries:
         if field is not None and field not in PROFILE_FIELDS:
             raise MatrixError(400, "M_INVALID_PARAM", f"Unknown profile field {field!r}")
         profile = await self._local_profiles.get(user_id)
-        return {key: value for key, value in profile.items()
-                if value is not None and (field is None or key == field)}
+        return {key: value for key, value in profile.items() if value is not None and (field is None or key == field)}
 
     async def local_alias(self, alias: str) -> dict[str, Any]:
         if server_of(alias) != self._server_name:
@@ -171,8 +183,7 @@ class Queries:
         answer = await self._ask(server, "/_matrix/federation/v1/query/profile", {"user_id": user_id})
         if not isinstance(answer, Mapping):
             raise MatrixError(502, "M_UNKNOWN", f"{server} answered with no profile")
-        profile = {field: answer.get(field) if isinstance(answer.get(field), str) else None
-                   for field in PROFILE_FIELDS}
+        profile = {field: answer.get(field) if isinstance(answer.get(field), str) else None for field in PROFILE_FIELDS}
         if len(self._profiles) >= PROFILE_CACHE_SIZE:
             self._profiles.clear()
         self._profiles[user_id] = (time.monotonic() + PROFILE_CACHE_SECONDS, profile)

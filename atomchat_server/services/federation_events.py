@@ -82,8 +82,9 @@ class KeySource(Protocol):
 class RemoteCalls(Protocol):
     """The part of federation.client.FederationClient this service uses."""
 
-    async def request(self, destination: str, method: str, path: str, *, query: Any = None, body: Any = None,
-                      timeout: float = 30.0) -> Any: ...
+    async def request(
+        self, destination: str, method: str, path: str, *, query: Any = None, body: Any = None, timeout: float = 30.0
+    ) -> Any: ...
 
 
 class SenderPolicy(Protocol):
@@ -111,16 +112,24 @@ class _Judging:
 
 
 class FederationEvents:
-    def __init__(self, *, pool: asyncpg.Pool, persister: Persister, keyring: KeySource,
-                 client: RemoteCalls | None = None, policy: SenderPolicy | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        persister: Persister,
+        keyring: KeySource,
+        client: RemoteCalls | None = None,
+        policy: SenderPolicy | None = None,
+    ) -> None:
         self._pool = pool
         self._persister = persister
         self._keyring = keyring
         self._client = client
         self._policy = policy  # m.policy.rule.user / m.policy.rule.server: their events are refused
 
-    async def receive_pdus(self, origin: str, pdus: Sequence[Any], *,
-                           fetch_prevs: bool = True) -> dict[str, dict[str, Any]]:
+    async def receive_pdus(
+        self, origin: str, pdus: Sequence[Any], *, fetch_prevs: bool = True
+    ) -> dict[str, dict[str, Any]]:
         """event id -> {} (accepted, or soft-failed) or {"error": why}, as /send answers.
         ``fetch_prevs`` off for events that were themselves fetched as missing
         prev events, so that one transaction asks for the gap once."""
@@ -132,15 +141,15 @@ class FederationEvents:
         for room_id, group in by_room.items():
             room = await pdu_store.pdu_room(self._pool, room_id) if room_id is not None else None
             if room is None or room_id is None:
-                results.update({_best_effort_id(pdu): {"error": f"room {room_id!r} is unknown here"}
-                                for pdu in group})
+                results.update({_best_effort_id(pdu): {"error": f"room {room_id!r} is unknown here"} for pdu in group})
                 continue
             version = room_version(room["room_version"])
             results.update(await self._receive_room(origin, _Judging(room_id, version), group, fetch_prevs))
         return results
 
-    async def _receive_room(self, origin: str, judging: _Judging, pdus: list[Any],
-                            fetch_prevs: bool) -> dict[str, dict[str, Any]]:
+    async def _receive_room(
+        self, origin: str, judging: _Judging, pdus: list[Any], fetch_prevs: bool
+    ) -> dict[str, dict[str, Any]]:
         """The PDUs of one room: checked each on its own (format, policy,
         signature, hash) with the keys fetched once, then judged in depth
         order in memory, the accepted committed together."""
@@ -202,8 +211,9 @@ class FederationEvents:
                 await pdu_store.keep_refused(self._pool, judging.room_id, status, refused, now_ms)
         return results
 
-    async def _judge(self, judging: _Judging, event: dict[str, Any],
-                     kept: dict[str, Any]) -> PduError | AuthError | None:
+    async def _judge(
+        self, judging: _Judging, event: dict[str, Any], kept: dict[str, Any]
+    ) -> PduError | AuthError | None:
         """Why the event is refused (an AuthError: rejected by the rules), or
         None when it is accepted (added to ``judging.pending``, committed later)."""
         version, room_id = judging.version, judging.room_id
@@ -229,8 +239,10 @@ class FederationEvents:
         # Keys the state before lacks (events of a gap this server could not
         # fetch) are taken from the event's own auth events, which passed
         # their checks; an entry it has is never replaced by an older one.
-        state = {**{key: dict(e) for key, e in auth_state(auth).items()},
-                 **await self._state_before(judging, event["prev_events"], auth)}
+        state = {
+            **{key: dict(e) for key, e in auth_state(auth).items()},
+            **await self._state_before(judging, event["prev_events"], auth),
+        }
         try:
             check(event, state)
         except AuthError as exc:
@@ -242,10 +254,19 @@ class FederationEvents:
         judging.after[event["event_id"]] = after
         judging.known[event["event_id"]] = event
         not_current = "state_key" in event and not await self._becomes_current(room_id, event, state, version)
-        judging.pending.append(EventDraft(
-            room_id=room_id, sender=event["sender"], type=event["type"], content=event["content"],
-            state_key=event.get("state_key"), redacts=redacts_of(kept, version), event_id=event["event_id"],
-            pdu=kept, not_current=not_current))
+        judging.pending.append(
+            EventDraft(
+                room_id=room_id,
+                sender=event["sender"],
+                type=event["type"],
+                content=event["content"],
+                state_key=event.get("state_key"),
+                redacts=redacts_of(kept, version),
+                event_id=event["event_id"],
+                pdu=kept,
+                not_current=not_current,
+            )
+        )
         return None
 
     async def _commit(self, judging: _Judging) -> None:
@@ -256,8 +277,7 @@ class FederationEvents:
         pending, judging.pending = judging.pending, []
         if not pending:
             return
-        outcomes = await asyncio.gather(*(self._persister.write([draft]) for draft in pending),
-                                        return_exceptions=True)
+        outcomes = await asyncio.gather(*(self._persister.write([draft]) for draft in pending), return_exceptions=True)
         for draft, outcome in zip(pending, outcomes, strict=True):
             if isinstance(outcome, MatrixError) and outcome.status in (403, 404):
                 log.info("soft-failed event %s: %s", draft.event_id, outcome.error)
@@ -293,8 +313,16 @@ class FederationEvents:
         if self._policy.of(sender) is not None:
             raise PduError(f"the user {sender} is blocked on this server")
 
-    async def take_room(self, origin: str, room_id: str, version: RoomVersion, state: Any, auth_chain: Any,
-                        join: Mapping[str, Any], join_id: str) -> None:
+    async def take_room(
+        self,
+        origin: str,
+        room_id: str,
+        version: RoomVersion,
+        state: Any,
+        auth_chain: Any,
+        join: Mapping[str, Any],
+        join_id: str,
+    ) -> None:
         """Takes in a room this server joins through ``origin``: the state
         before the join and its auth chain (send_join's answer), each event
         checked (format, signature, hash, authorization against its own auth
@@ -321,21 +349,43 @@ class FederationEvents:
             raise ValueError(f"the join does not follow the room's state: {exc}") from None
         already = await pdu_store.known_events(self._pool, list(accepted))
         # The state last, so each key ends at its current event.
-        order = sorted((e for e in accepted.values() if e["event_id"] not in already),
-                       key=lambda e: (e["event_id"] in state_ids, e["depth"], e["event_id"]))
-        drafts = [EventDraft(room_id=room_id, sender=e["sender"], type=e["type"], content=e["content"],
-                             state_key=e.get("state_key"), event_id=e["event_id"], pdu=pdus[e["event_id"]][0],
-                             by_server=True, outlier=True) for e in order]
-        drafts.append(EventDraft(room_id=room_id, sender=joined["sender"], type="m.room.member",
-                                 content=joined["content"], state_key=joined["state_key"], event_id=join_id,
-                                 pdu=dict(join)))
+        order = sorted(
+            (e for e in accepted.values() if e["event_id"] not in already),
+            key=lambda e: (e["event_id"] in state_ids, e["depth"], e["event_id"]),
+        )
+        drafts = [
+            EventDraft(
+                room_id=room_id,
+                sender=e["sender"],
+                type=e["type"],
+                content=e["content"],
+                state_key=e.get("state_key"),
+                event_id=e["event_id"],
+                pdu=pdus[e["event_id"]][0],
+                by_server=True,
+                outlier=True,
+            )
+            for e in order
+        ]
+        drafts.append(
+            EventDraft(
+                room_id=room_id,
+                sender=joined["sender"],
+                type="m.room.member",
+                content=joined["content"],
+                state_key=joined["state_key"],
+                event_id=join_id,
+                pdu=dict(join),
+            )
+        )
         stub = await pdu_store.stub_room(self._pool, room_id)
         await self._persister.write(drafts, new_room=None if stub else version.identifier)
         if stub:
             await pdu_store.unstub(self._pool, room_id)
 
-    async def _checked_pdus(self, origin: str, room_id: str, version: RoomVersion,
-                            given: Sequence[Any]) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    async def _checked_pdus(
+        self, origin: str, room_id: str, version: RoomVersion, given: Sequence[Any]
+    ) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
         """event id -> (PDU kept, event) of the given PDUs that pass the
         format, signature and hash checks (redacted on a wrong hash); the
         others are dropped."""
@@ -356,9 +406,14 @@ class FederationEvents:
         return checked
 
     @staticmethod
-    def _authorized(origin: str, room_id: str, version: RoomVersion,
-                    pdus: Mapping[str, tuple[dict[str, Any], dict[str, Any]]],
-                    known: Mapping[str, dict[str, Any]], create: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    def _authorized(
+        origin: str,
+        room_id: str,
+        version: RoomVersion,
+        pdus: Mapping[str, tuple[dict[str, Any], dict[str, Any]]],
+        known: Mapping[str, dict[str, Any]],
+        create: Mapping[str, Any] | None,
+    ) -> dict[str, dict[str, Any]]:
         """The events (of ``pdus``) that pass the rules on their own auth
         events, found among the accepted or ``known``; oldest first, so a
         chain is judged from its root. The refused are dropped."""
@@ -375,8 +430,13 @@ class FederationEvents:
             accepted[event["event_id"]] = event
         return accepted
 
-    async def _becomes_current(self, room_id: str, event: Mapping[str, Any],
-                               state: Mapping[tuple[str, str], Mapping[str, Any]], version: RoomVersion) -> bool:
+    async def _becomes_current(
+        self,
+        room_id: str,
+        event: Mapping[str, Any],
+        state: Mapping[tuple[str, str], Mapping[str, Any]],
+        version: RoomVersion,
+    ) -> bool:
         """Whether a received state event takes its place in the room's
         current state: yes when it follows the current entry of its key;
         when that entry is on another branch, as state resolution of the
@@ -384,8 +444,9 @@ class FederationEvents:
         server of the room ends with the same state)."""
         key = (event["type"], event["state_key"])
         current = await pdu_store.current_state_ids(self._pool, room_id)
-        if current.get(key) is None or await pdu_store.is_ancestor(self._pool, room_id, current[key],
-                                                                   event["prev_events"]):
+        if current.get(key) is None or await pdu_store.is_ancestor(
+            self._pool, room_id, current[key], event["prev_events"]
+        ):
             return True
         after = {k: str(v["event_id"]) for k, v in state.items()}
         after[key] = event["event_id"]
@@ -404,8 +465,13 @@ class FederationEvents:
         """The verify keys the PDUs' signatures need, each asked of the key
         ring once however many PDUs carry it; an unknown key is left out
         (the PDUs it signed then carry no signature known here)."""
-        wanted = {(server, key_id) for pdu in pdus if isinstance(pdu.get("sender"), str)
-                  for server in required_signers(pdu) for key_id in signature_key_ids(pdu, server)}
+        wanted = {
+            (server, key_id)
+            for pdu in pdus
+            if isinstance(pdu.get("sender"), str)
+            for server in required_signers(pdu)
+            for key_id in signature_key_ids(pdu, server)
+        }
         keys: dict[tuple[str, str], VerifyKey] = {}
         for server, key_id in sorted(wanted):
             try:
@@ -430,9 +496,16 @@ class FederationEvents:
         latest = [e["event_id"] for e in events if missing & set(e["prev_events"])]
         try:
             answer = await self._client.request(
-                origin, "POST", f"/_matrix/federation/v1/get_missing_events/{room_id}",
-                body={"limit": MAX_MISSING, "min_depth": await pdu_store.min_depth(self._pool, room_id, earliest),
-                      "earliest_events": earliest, "latest_events": latest})
+                origin,
+                "POST",
+                f"/_matrix/federation/v1/get_missing_events/{room_id}",
+                body={
+                    "limit": MAX_MISSING,
+                    "min_depth": await pdu_store.min_depth(self._pool, room_id, earliest),
+                    "earliest_events": earliest,
+                    "latest_events": latest,
+                },
+            )
         except Exception as exc:  # noqa: BLE001 - the gap stays; the events are judged on what is known
             log.info("get_missing_events from %s failed: %s", origin, exc)
             return
@@ -459,7 +532,8 @@ class FederationEvents:
                 continue  # an earlier answer held them
             try:
                 answer = await self._client.request(
-                    origin, "GET", f"/_matrix/federation/v1/event_auth/{room_id}/{event['event_id']}")
+                    origin, "GET", f"/_matrix/federation/v1/event_auth/{room_id}/{event['event_id']}"
+                )
             except Exception as exc:  # noqa: BLE001 - the event is then refused for its unknown auth events
                 log.info("event_auth from %s failed: %s", origin, exc)
                 continue
@@ -467,24 +541,43 @@ class FederationEvents:
             if not isinstance(chain, list):
                 continue
             pdus = await self._checked_pdus(origin, room_id, version, chain[:MAX_ROOM_EVENTS])
-            known = {row["event_id"]: as_event(row["pdu"], row["event_id"], version) for row in
-                     await pdu_store.pdus(self._pool, room_id, [a for _, e in pdus.values() for a in e["auth_events"]]
-                                          + (["$" + room_id[1:]] if version.room_id_is_create_event_id else []))}
+            known = {
+                row["event_id"]: as_event(row["pdu"], row["event_id"], version)
+                for row in await pdu_store.pdus(
+                    self._pool,
+                    room_id,
+                    [a for _, e in pdus.values() for a in e["auth_events"]]
+                    + (["$" + room_id[1:]] if version.room_id_is_create_event_id else []),
+                )
+            }
             fresh = {i: p for i, p in pdus.items() if i not in known}
             create = known.get("$" + room_id[1:]) if version.room_id_is_create_event_id else None
             accepted = self._authorized(origin, room_id, version, fresh, known, create)
             already = await pdu_store.known_events(self._pool, list(accepted))
             current = await pdu_store.current_state_ids(self._pool, room_id)
-            drafts = [EventDraft(room_id=room_id, sender=e["sender"], type=e["type"], content=e["content"],
-                                 state_key=e.get("state_key"), event_id=i, pdu=fresh[i][0], by_server=True,
-                                 outlier=True, not_current=not _supersedes(e, current, accepted))
-                      for i, e in accepted.items() if i not in already]
+            drafts = [
+                EventDraft(
+                    room_id=room_id,
+                    sender=e["sender"],
+                    type=e["type"],
+                    content=e["content"],
+                    state_key=e.get("state_key"),
+                    event_id=i,
+                    pdu=fresh[i][0],
+                    by_server=True,
+                    outlier=True,
+                    not_current=not _supersedes(e, current, accepted),
+                )
+                for i, e in accepted.items()
+                if i not in already
+            ]
             if drafts:
                 await self._persister.write(drafts)
             missing -= accepted.keys()
 
-    async def _state_before(self, judging: _Judging, prev_events: Sequence[str],
-                            auth_events: Sequence[dict[str, Any]] = ()) -> StateMap:
+    async def _state_before(
+        self, judging: _Judging, prev_events: Sequence[str], auth_events: Sequence[dict[str, Any]] = ()
+    ) -> StateMap:
         """The room's state before an event with these prev_events: the state
         after each of them, resolved by state resolution when they differ. A
         prev event this server does not have counts for nothing; when it has
@@ -498,8 +591,9 @@ class FederationEvents:
         if not states:
             await self._commit(judging)  # the current state must hold what was accepted so far
             rows = await pdu_store.current_state_pdus(self._pool, judging.room_id)
-            current: StateMap = {(r["type"], r["state_key"]): as_event(r["pdu"], r["event_id"], judging.version)
-                                 for r in rows}
+            current: StateMap = {
+                (r["type"], r["state_key"]): as_event(r["pdu"], r["event_id"], judging.version) for r in rows
+            }
             return {**current, **{key: dict(event) for key, event in auth_state(auth_events).items()}}
         if len(states) <= 1:
             return dict(states[0]) if states else {}
@@ -530,16 +624,20 @@ class FederationEvents:
             if not refused or hops <= 0:
                 return None
             event = as_event(refused[0]["pdu"], event_id, version)
-            state = await self._state_before(judging, [p for p in event["prev_events"] if p != event_id],
-                                             [judging.known[a] for a in event["auth_events"] if a in judging.known])
+            state = await self._state_before(
+                judging,
+                [p for p in event["prev_events"] if p != event_id],
+                [judging.known[a] for a in event["auth_events"] if a in judging.known],
+            )
             if refused[0]["status"] == "soft_failed" and "state_key" in event:
                 state[(event["type"], event["state_key"])] = event
         judging.after[event_id] = state
         return state
 
 
-def _supersedes(event: Mapping[str, Any], current: Mapping[tuple[str, str], str],
-                fetched: Mapping[str, Mapping[str, Any]]) -> bool:
+def _supersedes(
+    event: Mapping[str, Any], current: Mapping[tuple[str, str], str], fetched: Mapping[str, Mapping[str, Any]]
+) -> bool:
     """Whether a fetched auth event takes its key's place in the room's
     current state: when the key has none, or its current entry is among the
     event's auth ancestors (a change this server missed: a power levels event

@@ -39,14 +39,24 @@ MAX_AUTH_CHAIN = 50000
 
 
 def incompatible(version: str) -> MatrixError:
-    return MatrixError(400, "M_INCOMPATIBLE_ROOM_VERSION",
-                       f"The room is of version {version}, which the asking server does not support",
-                       room_version=version)
+    return MatrixError(
+        400,
+        "M_INCOMPATIBLE_ROOM_VERSION",
+        f"The room is of version {version}, which the asking server does not support",
+        room_version=version,
+    )
 
 
 class FederationRooms:
-    def __init__(self, *, pool: asyncpg.Pool, persister: Persister, signer: Signer,
-                 events: FederationEvents, outbox: PduOutbox | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        persister: Persister,
+        signer: Signer,
+        events: FederationEvents,
+        outbox: PduOutbox | None = None,
+    ) -> None:
         self._pool = pool
         self._persister = persister
         self._signer = signer
@@ -71,8 +81,7 @@ class FederationRooms:
     async def _auth_chain(self, room_id: str, event_ids: Sequence[str], version: RoomVersion) -> list[Any]:
         """The auth chain of the events, without them; from version 12 with
         the create event, which every event's authorization uses without citing it."""
-        chain = await pdu_store.auth_chain(self._pool, room_id, event_ids, include_self=False,
-                                                  limit=MAX_AUTH_CHAIN)
+        chain = await pdu_store.auth_chain(self._pool, room_id, event_ids, include_self=False, limit=MAX_AUTH_CHAIN)
         if version.room_id_is_create_event_id:
             create_id = "$" + room_id[1:]
             if all(row["event_id"] != create_id for row in chain):
@@ -83,27 +92,41 @@ class FederationRooms:
     def _pdu(row: Any) -> dict[str, Any]:
         return dict(row["pdu"])
 
-    async def _template(self, room_id: str, version: RoomVersion, user_id: str,
-                        membership: str) -> dict[str, Any]:
+    async def _template(self, room_id: str, version: RoomVersion, user_id: str, membership: str) -> dict[str, Any]:
         """A membership event for the remote server to sign, citing the room's
         forward extremities and current state; refused now if the rules refuse it."""
         room = await pdu_store.pdu_room(self._pool, room_id)
         assert room is not None, "checked by the caller"
-        draft = {"room_id": room_id, "sender": user_id, "type": "m.room.member", "state_key": user_id,
-                 "content": {"membership": membership}}
+        draft = {
+            "room_id": room_id,
+            "sender": user_id,
+            "type": "m.room.member",
+            "state_key": user_id,
+            "content": {"membership": membership},
+        }
         keys = auth_event_keys(draft, version)
-        state = {k: dict(v) for k, v in (await event_store.state_events(self._pool, room_id, keys + [
-            ("m.room.create", "")])).items()}
+        state = {
+            k: dict(v)
+            for k, v in (await event_store.state_events(self._pool, room_id, keys + [("m.room.create", "")])).items()
+        }
         try:
             check(draft, state)
         except AuthError as exc:
             raise forbidden(f"{user_id} may not {membership} this room: {exc}") from None
         depth = await pdu_store.max_depth(self._pool, room_id, list(room["extremities"]))
-        return build_pdu(room_id=room_id, sender=user_id, event_type="m.room.member",
-                         content={"membership": membership}, state_key=user_id, redacts=None,
-                         origin_server_ts=int(time.time() * 1000), depth=depth + 1,
-                         prev_events=list(room["extremities"])[-10:],
-                         auth_events=[state[k]["event_id"] for k in keys if k in state], version=version)
+        return build_pdu(
+            room_id=room_id,
+            sender=user_id,
+            event_type="m.room.member",
+            content={"membership": membership},
+            state_key=user_id,
+            redacts=None,
+            origin_server_ts=int(time.time() * 1000),
+            depth=depth + 1,
+            prev_events=list(room["extremities"])[-10:],
+            auth_events=[state[k]["event_id"] for k in keys if k in state],
+            version=version,
+        )
 
     @staticmethod
     def _require_user_of(origin: str, user_id: str) -> None:
@@ -118,17 +141,16 @@ class FederationRooms:
         _, version = await self._room(room_id)
         if version.identifier not in versions:
             raise incompatible(version.identifier)
-        return {"room_version": version.identifier,
-                "event": await self._template(room_id, version, user_id, "join")}
+        return {"room_version": version.identifier, "event": await self._template(room_id, version, user_id, "join")}
 
     async def make_leave(self, origin: str, room_id: str, user_id: str) -> dict[str, Any]:
         self._require_user_of(origin, user_id)
         _, version = await self._room(room_id)
-        return {"room_version": version.identifier,
-                "event": await self._template(room_id, version, user_id, "leave")}
+        return {"room_version": version.identifier, "event": await self._template(room_id, version, user_id, "leave")}
 
-    async def _send_membership(self, origin: str, room_id: str, event_id: str, pdu: Any,
-                               membership: str) -> tuple[dict[str, Any], int, RoomVersion]:
+    async def _send_membership(
+        self, origin: str, room_id: str, event_id: str, pdu: Any, membership: str
+    ) -> tuple[dict[str, Any], int, RoomVersion]:
         """Takes in a membership event the origin signed: (its PDU, its stream, the room version)."""
         _, version = await self._room(room_id)
         try:
@@ -139,7 +161,11 @@ class FederationRooms:
             raise MatrixError(400, "M_BAD_JSON", "The event id does not match the event")
         content = pdu["content"]
         if (pdu["type"], pdu.get("state_key"), content.get("membership"), pdu.get("room_id")) != (
-                "m.room.member", pdu["sender"], membership, room_id):
+            "m.room.member",
+            pdu["sender"],
+            membership,
+            room_id,
+        ):
             raise MatrixError(400, "M_BAD_JSON", f"Expected the {membership} of its sender in this room")
         self._require_user_of(origin, pdu["sender"])
         error = (await self._events.receive_pdus(origin, [pdu]))[event_id].get("error")
@@ -171,9 +197,13 @@ class FederationRooms:
         state = await pdu_store.state_pdus_after(self._pool, room_id, stream - 1)
         chain = await self._auth_chain(room_id, [r["event_id"] for r in state], version)
         stored = await pdu_store.pdus(self._pool, room_id, [event_id])
-        return {"origin": self._signer.server_name, "members_omitted": False,
-                "state": [self._pdu(r) for r in state], "auth_chain": [self._pdu(r) for r in chain],
-                "event": self._pdu(stored[0]) if stored else joined}
+        return {
+            "origin": self._signer.server_name,
+            "members_omitted": False,
+            "state": [self._pdu(r) for r in state],
+            "auth_chain": [self._pdu(r) for r in chain],
+            "event": self._pdu(stored[0]) if stored else joined,
+        }
 
     async def send_leave(self, origin: str, room_id: str, event_id: str, pdu: Any) -> dict[str, Any]:
         await self._send_membership(origin, room_id, event_id, pdu, "leave")
@@ -197,8 +227,11 @@ class FederationRooms:
         if reference_event_id(pdu, version) != event_id or pdu.get("room_id") != room_id:
             raise MatrixError(400, "M_BAD_JSON", "The event id or room id does not match the event")
         target = pdu.get("state_key")
-        if pdu["type"] != "m.room.member" or pdu["content"].get("membership") != "invite" or not isinstance(
-                target, str):
+        if (
+            pdu["type"] != "m.room.member"
+            or pdu["content"].get("membership") != "invite"
+            or not isinstance(target, str)
+        ):
             raise MatrixError(400, "M_BAD_JSON", "Expected an invite")
         if server_of(pdu["sender"]) != origin:
             raise forbidden(f"{pdu['sender']} is not a user of {origin}")
@@ -219,9 +252,16 @@ class FederationRooms:
                 raise forbidden(f"The invite was refused: {error}")
         elif not await pdu_store.has_event(self._pool, event_id):
             event = as_event(signed, event_id, version)
-            draft = EventDraft(room_id=room_id, sender=event["sender"], type="m.room.member",
-                               content=event["content"], state_key=target, event_id=event_id, pdu=signed,
-                               by_server=True)
+            draft = EventDraft(
+                room_id=room_id,
+                sender=event["sender"],
+                type="m.room.member",
+                content=event["content"],
+                state_key=target,
+                event_id=event_id,
+                pdu=signed,
+                by_server=True,
+            )
             await self._persister.write([draft], new_room=version.identifier, stub=True)
         return {"event": signed}
 
@@ -232,11 +272,13 @@ class FederationRooms:
         if row is None:
             raise not_found("Unknown event")
         await self._require_in_room(origin, row["room_id"])
-        return {"origin": self._signer.server_name, "origin_server_ts": int(time.time() * 1000),
-                "pdus": [self._pdu(row)]}
+        return {
+            "origin": self._signer.server_name,
+            "origin_server_ts": int(time.time() * 1000),
+            "pdus": [self._pdu(row)],
+        }
 
-    async def _state_rows(self, origin: str, room_id: str,
-                          event_id: str) -> tuple[list[asyncpg.Record], RoomVersion]:
+    async def _state_rows(self, origin: str, room_id: str, event_id: str) -> tuple[list[asyncpg.Record], RoomVersion]:
         _, version = await self._require_in_room(origin, room_id)
         at = await pdu_store.pdus(self._pool, room_id, [event_id])
         if not at:
@@ -265,16 +307,22 @@ class FederationRooms:
     async def backfill(self, origin: str, room_id: str, from_ids: Sequence[str], limit: int) -> dict[str, Any]:
         await self._require_in_room(origin, room_id)
         rows = await pdu_store.backfill(self._pool, room_id, from_ids, max(1, min(limit, MAX_EVENTS)))
-        return {"origin": self._signer.server_name, "origin_server_ts": int(time.time() * 1000),
-                "pdus": [self._pdu(r) for r in rows]}
+        return {
+            "origin": self._signer.server_name,
+            "origin_server_ts": int(time.time() * 1000),
+            "pdus": [self._pdu(r) for r in rows],
+        }
 
     async def get_missing_events(self, origin: str, room_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         await self._require_in_room(origin, room_id)
         limit = body.get("limit", 10)
         min_depth = body.get("min_depth", 0)
         rows = await pdu_store.missing_events(
-            self._pool, room_id, list(body.get("earliest_events", [])), list(body.get("latest_events", [])),
+            self._pool,
+            room_id,
+            list(body.get("earliest_events", [])),
+            list(body.get("latest_events", [])),
             max(1, min(limit if isinstance(limit, int) else 10, MAX_EVENTS)),
-            min_depth if isinstance(min_depth, int) else 0)
+            min_depth if isinstance(min_depth, int) else 0,
+        )
         return {"events": [self._pdu(r) for r in reversed(rows)]}
-

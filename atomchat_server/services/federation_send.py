@@ -35,8 +35,9 @@ from ..storage import pdus as pdu_store
 class PduOutbox(Protocol):
     """The part of federation.outbox.Outbox this service uses."""
 
-    async def queue_pdus(self, db: Database, destinations: Iterable[str],
-                         pdus: Sequence[Mapping[str, Any]]) -> None: ...
+    async def queue_pdus(
+        self, db: Database, destinations: Iterable[str], pdus: Sequence[Mapping[str, Any]]
+    ) -> None: ...
 
     def wake(self, destinations: Iterable[str]) -> None: ...
 
@@ -73,11 +74,15 @@ class PduSender:
 
     def _remote(self, row: Any) -> bool:
         """A member event about a user of another server."""
-        return row["type"] == "m.room.member" and bool(row["state_key"]) \
+        return (
+            row["type"] == "m.room.member"
+            and bool(row["state_key"])
             and server_of(row["state_key"]) != self._server_name
+        )
 
-    async def queue(self, conn: Database, rows: list[dict[str, Any]], floor: int | None,
-                    last: int) -> Callable[[], None]:
+    async def queue(
+        self, conn: Database, rows: list[dict[str, Any]], floor: int | None, last: int
+    ) -> Callable[[], None]:
         """The persister's commit hook: queues this server's PDUs of the
         batch on its transaction; once committed, wakes their senders."""
         current = floor is not None and max(self._position(), self._seen) >= floor
@@ -97,8 +102,9 @@ class PduSender:
             elif current and known is not None:
                 servers = set(known)
             else:
-                read[room_id] = tuple(s for s in await pdu_store.servers_in_room(conn, room_id)
-                                      if s != self._server_name)
+                read[room_id] = tuple(
+                    s for s in await pdu_store.servers_in_room(conn, room_id) if s != self._server_name
+                )
                 servers = set(read[room_id])
             for row in room_rows:
                 # The target of a membership change hears of it even when not (or no longer) in the room.

@@ -20,13 +20,22 @@ def _number(version: str) -> int | None:
 
 
 def _version_json(row: asyncpg.Record) -> dict[str, Any]:
-    return {"algorithm": row["algorithm"], "auth_data": row["auth_data"], "count": row["count"],
-            "etag": str(row["etag"]), "version": str(row["version"])}
+    return {
+        "algorithm": row["algorithm"],
+        "auth_data": row["auth_data"],
+        "count": row["count"],
+        "etag": str(row["etag"]),
+        "version": str(row["version"]),
+    }
 
 
 def _key_json(row: asyncpg.Record) -> dict[str, Any]:
-    return {"first_message_index": row["first_message_index"], "forwarded_count": row["forwarded_count"],
-            "is_verified": row["is_verified"], "session_data": row["session_data"]}
+    return {
+        "first_message_index": row["first_message_index"],
+        "forwarded_count": row["forwarded_count"],
+        "is_verified": row["is_verified"],
+        "session_data": row["session_data"],
+    }
 
 
 class KeyBackup:
@@ -39,8 +48,11 @@ class KeyBackup:
     async def version(self, requester: Requester, version: str | None) -> dict[str, Any]:
         """The named version, or the current one; M_NOT_FOUND when there is none."""
         number = None if version is None else _number(version)
-        row = None if version is not None and number is None else await store.get_version(
-            self._pool, requester.user_id, number)
+        row = (
+            None
+            if version is not None and number is None
+            else await store.get_version(self._pool, requester.user_id, number)
+        )
         if row is None:
             raise not_found("No such backup version" if version is not None else "No current backup version")
         return _version_json(row)
@@ -59,22 +71,31 @@ class KeyBackup:
         if number is None or not await store.delete_version(self._pool, requester.user_id, number):
             raise not_found("No such backup version")
 
-    async def put_keys(self, requester: Requester, version: str | None,
-                       rooms: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    async def put_keys(
+        self, requester: Requester, version: str | None, rooms: dict[str, dict[str, Any]]
+    ) -> dict[str, Any]:
         """Stores keys (room -> {"sessions": session -> key}) into the current
         version; another version named is M_WRONG_ROOM_KEYS_VERSION."""
         number = await self._existing(requester, version)
-        sessions = [(room_id, session_id, key) for room_id, room in rooms.items()
-                    for session_id, key in room["sessions"].items()]
+        sessions = [
+            (room_id, session_id, key)
+            for room_id, room in rooms.items()
+            for session_id, key in room["sessions"].items()
+        ]
         result = await store.put_sessions(self._pool, requester.user_id, number, sessions, backup_replaces)
         if result is None:
             current = await store.get_version(self._pool, requester.user_id, None)
-            raise MatrixError(403, "M_WRONG_ROOM_KEYS_VERSION", "That is not the current backup version",
-                              current_version=str(current["version"]) if current else None)
+            raise MatrixError(
+                403,
+                "M_WRONG_ROOM_KEYS_VERSION",
+                "That is not the current backup version",
+                current_version=str(current["version"]) if current else None,
+            )
         return {"etag": str(result[0]), "count": result[1]}
 
-    async def get_keys(self, requester: Requester, version: str | None, room_id: str | None = None,
-                       session_id: str | None = None) -> dict[str, Any]:
+    async def get_keys(
+        self, requester: Requester, version: str | None, room_id: str | None = None, session_id: str | None = None
+    ) -> dict[str, Any]:
         """{"rooms": ...}, or one room's {"sessions": ...}, or one session's key (M_NOT_FOUND if absent)."""
         number = await self._existing(requester, version)
         rows = await store.get_sessions(self._pool, requester.user_id, number, room_id, session_id)
@@ -89,8 +110,9 @@ class KeyBackup:
             return rooms.get(room_id, {"sessions": {}})
         return {"rooms": rooms}
 
-    async def delete_keys(self, requester: Requester, version: str | None, room_id: str | None = None,
-                          session_id: str | None = None) -> dict[str, Any]:
+    async def delete_keys(
+        self, requester: Requester, version: str | None, room_id: str | None = None, session_id: str | None = None
+    ) -> dict[str, Any]:
         number = await self._existing(requester, version)
         etag, count = await store.delete_sessions(self._pool, requester.user_id, number, room_id, session_id)
         return {"etag": str(etag), "count": count}

@@ -69,14 +69,13 @@ class Keys:
         if device_keys is not None:
             if device_keys["user_id"] != user_id or device_keys["device_id"] != device_id:
                 raise invalid_param("device_keys must be of the device making the request")
-            await self._persister.update(partial(store.put_device_keys, user_id=user_id, device_id=device_id,
-                                                 keys=device_keys))
-        one_time = [(e2ee.key_algorithm(key_id), key_id, key)
-                    for key_id, key in body.get("one_time_keys", {}).items()]
+            await self._persister.update(
+                partial(store.put_device_keys, user_id=user_id, device_id=device_id, keys=device_keys)
+            )
+        one_time = [(e2ee.key_algorithm(key_id), key_id, key) for key_id, key in body.get("one_time_keys", {}).items()]
         if one_time:
             await store.add_one_time_keys(self._pool, user_id=user_id, device_id=device_id, keys=one_time)
-        fallback = [(e2ee.key_algorithm(key_id), key_id, key)
-                    for key_id, key in body.get("fallback_keys", {}).items()]
+        fallback = [(e2ee.key_algorithm(key_id), key_id, key) for key_id, key in body.get("fallback_keys", {}).items()]
         if fallback:
             if len({algorithm for algorithm, _, _ in fallback}) != len(fallback):
                 raise invalid_param("One fallback key per algorithm")
@@ -96,8 +95,13 @@ class Keys:
             keys = _with_signatures(row["keys"], extra.get((row["user_id"], row["device_id"]), ()))
             keys["unsigned"] = {"device_display_name": row["display_name"]} if row["display_name"] else {}
             device_keys[row["user_id"]][row["device_id"]] = keys
-        answer: dict[str, Any] = {"device_keys": device_keys, "failures": {}, "master_keys": {},
-                                  "self_signing_keys": {}, "user_signing_keys": {}}
+        answer: dict[str, Any] = {
+            "device_keys": device_keys,
+            "failures": {},
+            "master_keys": {},
+            "self_signing_keys": {},
+            "user_signing_keys": {},
+        }
         for row in await store.cross_signing_keys_of(self._pool, list(local)):
             if row["key_type"] == "user_signing" and row["user_id"] != requester.user_id:
                 continue  # only its owner needs to know whom they trust
@@ -131,8 +135,9 @@ class Keys:
 
     # -- to-device messages ---------------------------------------------------------------
 
-    async def send_to_device(self, requester: Requester, event_type: str, txn_id: str,
-                             messages: dict[str, dict[str, Any]]) -> None:
+    async def send_to_device(
+        self, requester: Requester, event_type: str, txn_id: str, messages: dict[str, dict[str, Any]]
+    ) -> None:
         """Queues a message per named device (``*``: every device of the user)
         of local users, once per transaction id."""
         everyone = [user_id for user_id, devices in messages.items() if "*" in devices and self._is_local(user_id)]
@@ -147,9 +152,16 @@ class Keys:
                 targets = all_devices.get(user_id, []) if device_id == "*" else [device_id]
                 for target in targets:
                     queued[(user_id, target)] = content  # a named device wins over "*" for it
-        await self._persister.update(partial(
-            store.put_to_device, sender=requester.user_id, sender_device=requester.device_id, txn_id=txn_id,
-            type=event_type, messages=[(user, device, content) for (user, device), content in queued.items()]))
+        await self._persister.update(
+            partial(
+                store.put_to_device,
+                sender=requester.user_id,
+                sender_device=requester.device_id,
+                txn_id=txn_id,
+                type=event_type,
+                messages=[(user, device, content) for (user, device), content in queued.items()],
+            )
+        )
 
     # -- cross-signing ----------------------------------------------------------------------
 
@@ -160,14 +172,17 @@ class Keys:
         held = {row["key_type"]: row["keys"] for row in await store.cross_signing_keys_of(self._pool, [user_id])}
         if "master" not in held:
             return False
-        return any(f"{key_type}_key" in body and _bare(body[f"{key_type}_key"]) != _bare(held.get(key_type))
-                   for key_type in e2ee.CROSS_SIGNING_TYPES)
+        return any(
+            f"{key_type}_key" in body and _bare(body[f"{key_type}_key"]) != _bare(held.get(key_type))
+            for key_type in e2ee.CROSS_SIGNING_TYPES
+        )
 
     async def upload_cross_signing(self, requester: Requester, body: dict[str, Any]) -> None:
         user_id = requester.user_id
         held = {row["key_type"]: row["keys"] for row in await store.cross_signing_keys_of(self._pool, [user_id])}
-        uploaded = {key_type: body[f"{key_type}_key"] for key_type in e2ee.CROSS_SIGNING_TYPES
-                    if f"{key_type}_key" in body}
+        uploaded = {
+            key_type: body[f"{key_type}_key"] for key_type in e2ee.CROSS_SIGNING_TYPES if f"{key_type}_key" in body
+        }
         master = uploaded.get("master", held.get("master"))
         for key_type, key in uploaded.items():
             problem = e2ee.cross_signing_problem(user_id, key_type, key, master)
@@ -184,8 +199,11 @@ class Keys:
         failures: dict[str, dict[str, Any]] = {}
         rows: list[tuple[str, str, str, str]] = []
         for user_id, objects in body.items():
-            devices = {row["device_id"]: row["keys"] for row in
-                       await store.device_keys_of(self._pool, {user_id: []})} if user_id == signer else {}
+            devices = (
+                {row["device_id"]: row["keys"] for row in await store.device_keys_of(self._pool, {user_id: []})}
+                if user_id == signer
+                else {}
+            )
             cross = {row["key_type"]: row["keys"] for row in await store.cross_signing_keys_of(self._pool, [user_id])}
             master = cross.get("master")
             for key_id, signed in objects.items():
@@ -194,21 +212,33 @@ class Keys:
                     stored = master
                 if stored is None:
                     failures.setdefault(user_id, {})[key_id] = {
-                        "errcode": "M_NOT_FOUND", "error": "No such key of this user that you may sign"}
+                        "errcode": "M_NOT_FOUND",
+                        "error": "No such key of this user that you may sign",
+                    }
                     continue
                 if _bare(signed) != _bare(stored):
                     failures.setdefault(user_id, {})[key_id] = {
-                        "errcode": "M_INVALID_SIGNATURE", "error": "The signed object is not the key held"}
+                        "errcode": "M_INVALID_SIGNATURE",
+                        "error": "The signed object is not the key held",
+                    }
                     continue
                 new = signed.get("signatures", {}).get(signer, {})
                 if not new:
                     failures.setdefault(user_id, {})[key_id] = {
-                        "errcode": "M_INVALID_SIGNATURE", "error": "No signature by you"}
+                        "errcode": "M_INVALID_SIGNATURE",
+                        "error": "No signature by you",
+                    }
                     continue
                 rows.extend((user_id, key_id, signer_key, value) for signer_key, value in new.items())
         if rows:
-            await self._persister.update(partial(store.add_signatures, signer_user=signer, signatures=rows,
-                                                 notify=sorted({signer} | {row[0] for row in rows})))
+            await self._persister.update(
+                partial(
+                    store.add_signatures,
+                    signer_user=signer,
+                    signatures=rows,
+                    notify=sorted({signer} | {row[0] for row in rows}),
+                )
+            )
         return {"failures": failures}
 
     def _is_local(self, user_id: str) -> bool:

@@ -57,8 +57,9 @@ def _too_large(limit: int) -> MatrixError:
 
 
 class Media:
-    def __init__(self, *, pool: asyncpg.Pool, server_name: str, root: Path, max_upload_bytes: int,
-                 quota_bytes: int) -> None:
+    def __init__(
+        self, *, pool: asyncpg.Pool, server_name: str, root: Path, max_upload_bytes: int, quota_bytes: int
+    ) -> None:
         self._pool = pool
         self.server_name = server_name
         self.max_upload_bytes = max_upload_bytes
@@ -83,15 +84,21 @@ class Media:
     async def create(self, requester: Requester) -> dict[str, object]:
         """Reserves a media id whose content the requester PUTs later."""
         media_id = secrets.token_urlsafe(18)
-        expires = await media_store.create_pending(self._pool, media_id, requester.user_id,
-                                                   PENDING_LIFETIME_SECONDS, MOST_PENDING)
+        expires = await media_store.create_pending(
+            self._pool, media_id, requester.user_id, PENDING_LIFETIME_SECONDS, MOST_PENDING
+        )
         if expires is None:
-            raise MatrixError(429, "M_LIMIT_EXCEEDED", f"You already have {MOST_PENDING} media ids awaiting content",
-                              retry_after_ms=60_000)
+            raise MatrixError(
+                429,
+                "M_LIMIT_EXCEEDED",
+                f"You already have {MOST_PENDING} media ids awaiting content",
+                retry_after_ms=60_000,
+            )
         return {"content_uri": self._mxc(media_id), "unused_expires_at": int(expires.timestamp() * 1000)}
 
-    async def begin_upload(self, requester: Requester, content_length: int | None,
-                           target: tuple[str, str] | None = None) -> tuple[Upload, str | None]:
+    async def begin_upload(
+        self, requester: Requester, content_length: int | None, target: tuple[str, str] | None = None
+    ) -> tuple[Upload, str | None]:
         """Checks an upload before its body is read: its declared length
         against the limit and the requester's quota, and (``target``: the
         server name and media id of a PUT) that the id is the requester's and
@@ -102,8 +109,9 @@ class Media:
         if target is not None:
             media_id = self._local_id(*target)
             row = await media_store.get(self._pool, media_id)
-            if row is None or (not row.uploaded and row.expires_at is not None
-                               and row.expires_at.timestamp() <= time.time()):
+            if row is None or (
+                not row.uploaded and row.expires_at is not None and row.expires_at.timestamp() <= time.time()
+            ):
                 raise not_found("Unknown media id")
             if row.uploader != requester.user_id:
                 raise forbidden("This media id was created by someone else")
@@ -115,8 +123,15 @@ class Media:
                 raise forbidden("This upload would exceed your media quota")
         return await self.files.new_upload(), media_id
 
-    async def finish_upload(self, requester: Requester, upload: Upload, *, declared_type: str | None,
-                            filename: str | None, media_id: str | None) -> str:
+    async def finish_upload(
+        self,
+        requester: Requester,
+        upload: Upload,
+        *,
+        declared_type: str | None,
+        filename: str | None,
+        media_id: str | None,
+    ) -> str:
         """Stores a fully received upload; returns its mxc URI. The upload's
         file is either stored under its id or discarded."""
         try:
@@ -138,8 +153,15 @@ class Media:
             # Into place first: a row never names a file that is not there.
             await upload.store(self.files.content_path(media_id))
             outcome = await media_store.record_upload(
-                self._pool, media_id=media_id, uploader=requester.user_id, content_type=content_type,
-                upload_name=filename, size=upload.size, quota=self.quota_bytes, pending=pending)
+                self._pool,
+                media_id=media_id,
+                uploader=requester.user_id,
+                content_type=content_type,
+                upload_name=filename,
+                size=upload.size,
+                quota=self.quota_bytes,
+                pending=pending,
+            )
             if outcome != "stored":
                 if not pending:
                     await self.files.remove(self.files.content_path(media_id))
@@ -174,16 +196,22 @@ class Media:
                 raise MatrixError(504, "M_NOT_YET_UPLOADED", "The content of this media id has not arrived yet")
             await asyncio.sleep(WAIT_POLL_SECONDS)
 
-    async def download(self, server_name: str, media_id: str, *, filename: str | None,
-                       timeout_ms: int | None) -> Served:
+    async def download(
+        self, server_name: str, media_id: str, *, filename: str | None, timeout_ms: int | None
+    ) -> Served:
         row = await self._uploaded(server_name, media_id, timeout_ms)
         assert row.content_type is not None and row.size is not None, "uploaded media has both"
         name = filename if filename is not None else row.upload_name
-        return Served(self.files.content_path(row.media_id), row.content_type, row.size,
-                      rules.content_disposition(row.content_type, name))
+        return Served(
+            self.files.content_path(row.media_id),
+            row.content_type,
+            row.size,
+            rules.content_disposition(row.content_type, name),
+        )
 
-    async def thumbnail(self, server_name: str, media_id: str, *, width: int, height: int, method: str,
-                        timeout_ms: int | None) -> Served:
+    async def thumbnail(
+        self, server_name: str, media_id: str, *, width: int, height: int, method: str, timeout_ms: int | None
+    ) -> Served:
         """A thumbnail of an image, made in the size class that serves the
         request and kept for the next request of that class."""
         if width < 1 or height < 1:
@@ -198,8 +226,7 @@ class Media:
         content_type = await media_store.thumbnail(self._pool, row.media_id, w, h, method)
         if content_type is None or not await self.files.exists(path):
             try:
-                made = await self.files.run(make_thumbnail, self.files.content_path(row.media_id), path, (w, h),
-                                            method)
+                made = await self.files.run(make_thumbnail, self.files.content_path(row.media_id), path, (w, h), method)
             except (OSError, ValueError, *_TOO_LARGE) as exc:
                 log.info("no thumbnail of %s: %s", row.media_id, exc)
                 raise MatrixError(400, "M_UNKNOWN", "No thumbnail can be made of this media") from None
@@ -210,6 +237,7 @@ class Media:
 
 
 # -- image work (on the media executor) --------------------------------------------
+
 
 class ImageTooLarge(ValueError):
     """An image with more pixels than MAX_IMAGE_PIXELS."""

@@ -69,7 +69,7 @@ class Blocks:
         """Takes in one rule; returns the user whose block changed."""
         if not state_key.startswith("user:"):
             return None
-        user_id = state_key[len("user:"):]
+        user_id = state_key[len("user:") :]
         block = rules.block_of(content)
         if block is None or block[0] != user_id:  # a rule blocks only the user its key names
             self._blocks.pop(user_id, None)
@@ -125,8 +125,9 @@ class Moderation:
         power["users_default"] = 50  # only moderators join, and each may write rules
 
         def state(event_type: str, content: dict[str, Any], state_key: str = "") -> EventDraft:
-            return EventDraft(room_id=room_id, sender=self.system_user, type=event_type, content=content,
-                              state_key=state_key)
+            return EventDraft(
+                room_id=room_id, sender=self.system_user, type=event_type, content=content, state_key=state_key
+            )
 
         drafts = [
             state("m.room.create", {"creator": self.system_user, "room_version": LOCAL_ROOM_VERSION}),
@@ -153,17 +154,37 @@ class Moderation:
 
     async def _join_policy_room(self, user_id: str) -> None:
         room_id = self.policy_room
-        await self._persister.write([
-            EventDraft(room_id=room_id, sender=self.system_user, type="m.room.member",
-                       content={"membership": "invite"}, state_key=user_id),
-            EventDraft(room_id=room_id, sender=user_id, type="m.room.member",
-                       content={"membership": "join"}, state_key=user_id),
-        ])
+        await self._persister.write(
+            [
+                EventDraft(
+                    room_id=room_id,
+                    sender=self.system_user,
+                    type="m.room.member",
+                    content={"membership": "invite"},
+                    state_key=user_id,
+                ),
+                EventDraft(
+                    room_id=room_id,
+                    sender=user_id,
+                    type="m.room.member",
+                    content={"membership": "join"},
+                    state_key=user_id,
+                ),
+            ]
+        )
 
     async def _leave_policy_room(self, user_id: str) -> None:
-        await self._persister.write([EventDraft(room_id=self.policy_room, sender=self.system_user,
-                                                type="m.room.member", content={"membership": "leave"},
-                                                state_key=user_id)])
+        await self._persister.write(
+            [
+                EventDraft(
+                    room_id=self.policy_room,
+                    sender=self.system_user,
+                    type="m.room.member",
+                    content={"membership": "leave"},
+                    state_key=user_id,
+                )
+            ]
+        )
 
     def observe(self, row: Any) -> str | None:
         """The notifier's hook for each committed event: takes in rules of
@@ -209,10 +230,18 @@ class Moderation:
         await self._write_block(moderator, user_id, block, reason)
 
     async def _write_block(self, moderator: str, user_id: str, block: str | None, reason: str) -> None:
-        await self._persister.write([EventDraft(
-            room_id=self.policy_room, sender=moderator, type=rules.POLICY_RULE,
-            content=rules.rule_content(user_id, block, reason), state_key=rules.rule_state_key(user_id),
-            by_moderator=True)])
+        await self._persister.write(
+            [
+                EventDraft(
+                    room_id=self.policy_room,
+                    sender=moderator,
+                    type=rules.POLICY_RULE,
+                    content=rules.rule_content(user_id, block, reason),
+                    state_key=rules.rule_state_key(user_id),
+                    by_moderator=True,
+                )
+            ]
+        )
         # The rule takes effect here at once; other processes learn it from the notifier.
         self.blocks.apply(rules.rule_state_key(user_id), rules.rule_content(user_id, block, reason))
 
@@ -220,9 +249,18 @@ class Moderation:
         """Bans (or lets in again) another server, or every server a glob
         matches, as a rule in the policy room: its requests are refused."""
         state_key, content = rules.server_rule_state_key(server), rules.server_rule_content(server, banned, reason)
-        await self._persister.write([EventDraft(
-            room_id=self.policy_room, sender=moderator, type=rules.SERVER_RULE, content=content,
-            state_key=state_key, by_moderator=True)])
+        await self._persister.write(
+            [
+                EventDraft(
+                    room_id=self.policy_room,
+                    sender=moderator,
+                    type=rules.SERVER_RULE,
+                    content=content,
+                    state_key=state_key,
+                    by_moderator=True,
+                )
+            ]
+        )
         self.blocks.apply_server_rule(state_key, content)
 
     async def set_moderator(self, acting: str | None, user_id: str, is_moderator: bool) -> None:
@@ -250,9 +288,18 @@ class Moderation:
                 return count
             for row in rows:
                 content = {"reason": reason} if reason else {}
-                await self._persister.write([EventDraft(room_id=row["room_id"], sender=moderator,
-                                                        type="m.room.redaction", content=content,
-                                                        redacts=row["event_id"], by_moderator=True)])
+                await self._persister.write(
+                    [
+                        EventDraft(
+                            room_id=row["room_id"],
+                            sender=moderator,
+                            type="m.room.redaction",
+                            content=content,
+                            redacts=row["event_id"],
+                            by_moderator=True,
+                        )
+                    ]
+                )
                 count += 1
             after = rows[-1]["stream"]
 
@@ -264,25 +311,42 @@ class Moderation:
             raise not_found("Unknown room")
         members = await event_store.member_events(self._pool, room_id, memberships=["join", "invite"])
         if members:
-            await self._persister.write([
-                EventDraft(room_id=room_id, sender=self.system_user, type="m.room.member",
-                           content={"membership": "leave", "reason": reason or "The room was deleted"},
-                           state_key=member["state_key"], by_server=True)
-                for member in members])
+            await self._persister.write(
+                [
+                    EventDraft(
+                        room_id=room_id,
+                        sender=self.system_user,
+                        type="m.room.member",
+                        content={"membership": "leave", "reason": reason or "The room was deleted"},
+                        state_key=member["state_key"],
+                        by_server=True,
+                    )
+                    for member in members
+                ]
+            )
         async with self._pool.acquire() as conn, conn.transaction():
             await store.mark_room_deleted(conn, room_id)
             if purge:
                 await store.purge_room(conn, room_id)
-        await self._persister.write([EventDraft(
-            room_id=self.policy_room, sender=moderator, type=ROOM_DELETED,
-            content={"room_id": room_id, "purge": purge, "reason": reason}, by_moderator=True)])
+        await self._persister.write(
+            [
+                EventDraft(
+                    room_id=self.policy_room,
+                    sender=moderator,
+                    type=ROOM_DELETED,
+                    content={"room_id": room_id, "purge": purge, "reason": reason},
+                    by_moderator=True,
+                )
+            ]
+        )
 
 
 class AdminQueries:
     """What the admin API shows moderators about users and rooms."""
 
-    def __init__(self, *, pool: asyncpg.Pool, blocks: Blocks, system_user: str,
-                 log_out: Callable[[str], Awaitable[None]]) -> None:
+    def __init__(
+        self, *, pool: asyncpg.Pool, blocks: Blocks, system_user: str, log_out: Callable[[str], Awaitable[None]]
+    ) -> None:
         self._pool = pool
         self._blocks = blocks
         self._system_user = system_user
@@ -291,8 +355,11 @@ class AdminQueries:
 
     def _user_json(self, row: asyncpg.Record) -> dict[str, Any]:
         return {
-            "user_id": row["user_id"], "id": row["id"], "displayname": row["displayname"],
-            "is_moderator": row["is_moderator"], "locked": self._blocks.of(row["user_id"]) == "locked",
+            "user_id": row["user_id"],
+            "id": row["id"],
+            "displayname": row["displayname"],
+            "is_moderator": row["is_moderator"],
+            "locked": self._blocks.of(row["user_id"]) == "locked",
             "suspended": self._blocks.of(row["user_id"]) == "suspended",
             "created_ts": int(row["created_at"].timestamp() * 1000),
             "last_seen_ts": int(row["last_seen_at"].timestamp() * 1000) if row["last_seen_at"] else None,
@@ -303,28 +370,51 @@ class AdminQueries:
         user_ids = None
         if only in ("locked", "suspended"):
             user_ids = [user for user, block in self._blocks.items() if block == only]
-        rows, more = await fetch_page(lambda n: store.list_users(
-            self._pool, search=search, user_ids=user_ids, moderators_only=only == "moderators", after_id=after,
-            limit=n, exclude=self._system_user), limit)
+        rows, more = await fetch_page(
+            lambda n: store.list_users(
+                self._pool,
+                search=search,
+                user_ids=user_ids,
+                moderators_only=only == "moderators",
+                after_id=after,
+                limit=n,
+                exclude=self._system_user,
+            ),
+            limit,
+        )
         body: dict[str, Any] = {"users": [self._user_json(row) for row in rows]}
         if more:
             body["next_from"] = str(rows[-1]["id"])
         return body
 
     async def user(self, user_id: str) -> dict[str, Any]:
-        rows = await store.list_users(self._pool, search=None, user_ids=[user_id], moderators_only=False,
-                                      after_id=0, limit=1, exclude=self._system_user)
+        rows = await store.list_users(
+            self._pool,
+            search=None,
+            user_ids=[user_id],
+            moderators_only=False,
+            after_id=0,
+            limit=1,
+            exclude=self._system_user,
+        )
         if not rows:
             raise not_found("Unknown user")
         devices = await session_store.list_devices(self._pool, user_id)
         return {
             **self._user_json(rows[0]),
-            "rooms": [{"room_id": r["room_id"], "membership": r["membership"]}
-                      for r in await store.user_rooms(self._pool, user_id)],
-            "devices": [{"device_id": d["device_id"], "display_name": d["display_name"],
-                         "last_seen_ip": d["last_seen_ip"],
-                         "last_seen_ts": int(d["last_seen_at"].timestamp() * 1000) if d["last_seen_at"] else None}
-                        for d in devices],
+            "rooms": [
+                {"room_id": r["room_id"], "membership": r["membership"]}
+                for r in await store.user_rooms(self._pool, user_id)
+            ],
+            "devices": [
+                {
+                    "device_id": d["device_id"],
+                    "display_name": d["display_name"],
+                    "last_seen_ip": d["last_seen_ip"],
+                    "last_seen_ts": int(d["last_seen_at"].timestamp() * 1000) if d["last_seen_at"] else None,
+                }
+                for d in devices
+            ],
         }
 
     async def log_out(self, user_id: str) -> None:
@@ -335,14 +425,24 @@ class AdminQueries:
 
     @staticmethod
     def _room_json(row: asyncpg.Record) -> dict[str, Any]:
-        return {"room_id": row["room_id"], "id": row["id"], "name": row["name"], "creator": row["creator"],
-                "num_joined_members": row["members"], "published": row["published"],
-                "created_ts": int(row["created_at"].timestamp() * 1000),
-                "last_activity_ts": row["last_activity_ts"]}
+        return {
+            "room_id": row["room_id"],
+            "id": row["id"],
+            "name": row["name"],
+            "creator": row["creator"],
+            "num_joined_members": row["members"],
+            "published": row["published"],
+            "created_ts": int(row["created_at"].timestamp() * 1000),
+            "last_activity_ts": row["last_activity_ts"],
+        }
 
     async def rooms(self, *, search: str | None, after: int, limit: int) -> dict[str, Any]:
-        rows, more = await fetch_page(lambda n: store.list_rooms(
-            self._pool, search=search, after_id=after, limit=n, exclude=self._blocks.policy_room or ""), limit)
+        rows, more = await fetch_page(
+            lambda n: store.list_rooms(
+                self._pool, search=search, after_id=after, limit=n, exclude=self._blocks.policy_room or ""
+            ),
+            limit,
+        )
         body: dict[str, Any] = {"rooms": [self._room_json(row) for row in rows]}
         if more:
             body["next_from"] = str(rows[-1]["id"])
@@ -352,8 +452,9 @@ class AdminQueries:
         row = await store.room_summary(self._pool, room_id)
         if row is None:
             raise not_found("Unknown room")
-        state = {(r["type"], r["state_key"]): r["content"]
-                 for r in await event_store.current_state(self._pool, room_id)}
+        state = {
+            (r["type"], r["state_key"]): r["content"] for r in await event_store.current_state(self._pool, room_id)
+        }
         members = await event_store.member_events(self._pool, room_id, memberships=["join", "invite", "ban"])
         return {
             **self._room_json(row),

@@ -93,9 +93,14 @@ class Persister:
     appended (services.push's PushEvaluator), so the outcome is committed
     with the event in the same statement."""
 
-    def __init__(self, pool: asyncpg.Pool, supervisor: Supervisor, signer: Signer,
-                 on_commit: Callable[[int, list[Any] | None, int | None], None] | None = None,
-                 judge: Any = None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        supervisor: Supervisor,
+        signer: Signer,
+        on_commit: Callable[[int, list[Any] | None, int | None], None] | None = None,
+        judge: Any = None,
+    ) -> None:
         self._pool = pool
         self._signer = signer
         self._supervisor = supervisor
@@ -135,8 +140,14 @@ class Persister:
         if not self._supervisor.running(TASK):
             raise unavailable("The server could not commit writes; try again shortly")
 
-    async def write(self, drafts: list[EventDraft], *, txn: tuple[str, str, str] | None = None,
-                    new_room: str | None = None, stub: bool = False) -> list[Any]:
+    async def write(
+        self,
+        drafts: list[EventDraft],
+        *,
+        txn: tuple[str, str, str] | None = None,
+        new_room: str | None = None,
+        stub: bool = False,
+    ) -> list[Any]:
         """Commits the drafts as one unit; returns their stored rows. With a
         transaction id already used, returns the row of the event it made."""
         self._require_running()
@@ -196,8 +207,11 @@ class Persister:
                     except MatrixError as refusal:
                         outcomes.append(refusal)
                 await batch.flush()
-                after_commit = [await hook(conn, batch.appended, batch.floor, batch.last_position)
-                                for hook in self.commit_hooks] if batch.appended else []
+                after_commit = (
+                    [await hook(conn, batch.appended, batch.floor, batch.last_position) for hook in self.commit_hooks]
+                    if batch.appended
+                    else []
+                )
                 if batch.last_position > batch.last_event:
                     # Events announce themselves; a batch ending in other writes must too.
                     await event_store.announce(conn, batch.last_position)
@@ -303,9 +317,12 @@ class _Batch:
             elif row["kind"] == "floor":
                 self.floor = data
             elif row["kind"] == "head":
-                self.heads[row["k1"]] = _Head(data["head_event_id"], data["head_depth"],
-                                              room_version(data["room_version"]) if data["pdus"] else None,
-                                              list(data["extremities"]))
+                self.heads[row["k1"]] = _Head(
+                    data["head_event_id"],
+                    data["head_depth"],
+                    room_version(data["room_version"]) if data["pdus"] else None,
+                    list(data["extremities"]),
+                )
             elif row["kind"] == "state":
                 self.loaded[row["k1"]][(row["k2"], row["k3"])] = data
             else:
@@ -376,11 +393,11 @@ class _Batch:
                 redacted = dict(found)
             try:
                 if not draft.by_server:
-                    check(event, moderator_view(state, event) if draft.by_moderator else state,
-                          redacted_event=redacted)
+                    check(event, moderator_view(state, event) if draft.by_moderator else state, redacted_event=redacted)
                 if draft.added_by is not None and not edits_members(state, draft.added_by):
-                    raise AuthError(f"this room does not let {draft.added_by} add members at once: "
-                                    "an added user is invited")
+                    raise AuthError(
+                        f"this room does not let {draft.added_by} add members at once: an added user is invited"
+                    )
             except AuthError as exc:
                 raise forbidden(str(exc)) from None
             previous.append(state.get((draft.type, draft.state_key)) if draft.state_key is not None else None)
@@ -391,8 +408,9 @@ class _Batch:
         # All allowed: append them.
         if unit.new_room is not None:
             first = unit.drafts[0]
-            await event_store.insert_room(self.conn, room_id=first.room_id, room_version=unit.new_room,
-                                          creator=first.sender, stub=unit.stub)
+            await event_store.insert_room(
+                self.conn, room_id=first.room_id, room_version=unit.new_room, creator=first.sender, stub=unit.stub
+            )
             self.heads[first.room_id] = _Head(None, 0, room_version(unit.new_room), [])
         rows = []
         now_ms = int(time.time() * 1000)
@@ -402,15 +420,29 @@ class _Batch:
             head = self.heads[draft.room_id]
             unsigned = {}
             if prev is not None:
-                unsigned = {"prev_content": prev["content"], "prev_sender": prev["sender"],
-                            "replaces_state": self.renamed.get(prev["event_id"], prev["event_id"])}
+                unsigned = {
+                    "prev_content": prev["content"],
+                    "prev_sender": prev["sender"],
+                    "replaces_state": self.renamed.get(prev["event_id"], prev["event_id"]),
+                }
             row: dict[str, Any] = {
-                   "stream": None, "event_id": draft.event_id, "room_id": draft.room_id, "type": draft.type,
-                   "state_key": draft.state_key, "sender": draft.sender, "content": draft.content,
-                   "origin_server_ts": now_ms, "depth": head.depth + 1,
-                   "prev_events": [head.event_id] if head.event_id else [], "unsigned": unsigned,
-                   "redacts": draft.redacts, "redacted_by": None, "txn_device": unit.txn[1] if unit.txn else None,
-                   "txn_id": unit.txn[2] if unit.txn else None, "pdu": None}
+                "stream": None,
+                "event_id": draft.event_id,
+                "room_id": draft.room_id,
+                "type": draft.type,
+                "state_key": draft.state_key,
+                "sender": draft.sender,
+                "content": draft.content,
+                "origin_server_ts": now_ms,
+                "depth": head.depth + 1,
+                "prev_events": [head.event_id] if head.event_id else [],
+                "unsigned": unsigned,
+                "redacts": draft.redacts,
+                "redacted_by": None,
+                "txn_device": unit.txn[1] if unit.txn else None,
+                "txn_id": unit.txn[2] if unit.txn else None,
+                "pdu": None,
+            }
             if head.version is not None:
                 self._make_pdu(draft, row, state, head, now_ms)
             if self.judge is not None:
@@ -433,8 +465,9 @@ class _Batch:
                 if target["redacted_by"] is None:
                     because = client_event(row, now_ms=now_ms)
                     del because["unsigned"]
-                    pruned = pruned_content(target["type"], target["content"],
-                                            *((head.version,) if head.version is not None else ()))
+                    pruned = pruned_content(
+                        target["type"], target["content"], *((head.version,) if head.version is not None else ())
+                    )
                     await event_store.redact(self.conn, draft.redacts, pruned, because)
                     self._forget_redacted(target, pruned)
             rows.append(row)
@@ -450,20 +483,37 @@ class _Batch:
         assert version is not None, "only rooms whose events are PDUs"
         pdu = draft.pdu
         if pdu is None:
-            auth_ids = [self.renamed.get(state[key]["event_id"], state[key]["event_id"])
-                        for key in auth_event_keys(draft.as_event(), version) if state.get(key) is not None]
+            auth_ids = [
+                self.renamed.get(state[key]["event_id"], state[key]["event_id"])
+                for key in auth_event_keys(draft.as_event(), version)
+                if state.get(key) is not None
+            ]
             prev_events = head.extremities[-MAX_PREV_EVENTS:] if head.extremities else row["prev_events"]
-            unsigned_pdu = build_pdu(room_id=draft.room_id, sender=draft.sender, event_type=draft.type,
-                                     content=draft.content, state_key=draft.state_key, redacts=draft.redacts,
-                                     origin_server_ts=now_ms, depth=row["depth"], prev_events=prev_events,
-                                     auth_events=auth_ids, version=version)
+            unsigned_pdu = build_pdu(
+                room_id=draft.room_id,
+                sender=draft.sender,
+                event_type=draft.type,
+                content=draft.content,
+                state_key=draft.state_key,
+                redacts=draft.redacts,
+                origin_server_ts=now_ms,
+                depth=row["depth"],
+                prev_events=prev_events,
+                auth_events=auth_ids,
+                version=version,
+            )
             event_id, pdu = finish_pdu(unsigned_pdu, self.signer.server_name, self.signer.key, version)
         else:
             event_id = draft.event_id
         self.renamed[draft.event_id] = event_id
-        row.update(event_id=event_id, content=pdu["content"], origin_server_ts=pdu["origin_server_ts"],
-                   depth=pdu["depth"], prev_events=list(pdu["prev_events"]),
-                   pdu={k: v for k, v in pdu.items() if k != "unsigned"})
+        row.update(
+            event_id=event_id,
+            content=pdu["content"],
+            origin_server_ts=pdu["origin_server_ts"],
+            depth=pdu["depth"],
+            prev_events=list(pdu["prev_events"]),
+            pdu={k: v for k, v in pdu.items() if k != "unsigned"},
+        )
 
     async def flush(self) -> None:
         """Appends the events gathered since the last flush, in one statement.

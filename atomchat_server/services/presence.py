@@ -42,8 +42,9 @@ def _now_ms() -> int:
 
 
 class Presence:
-    def __init__(self, *, pool: asyncpg.Pool, persister: Persister, timeout_seconds: float,
-                 tracking: bool = True) -> None:
+    def __init__(
+        self, *, pool: asyncpg.Pool, persister: Persister, timeout_seconds: float, tracking: bool = True
+    ) -> None:
         self._pool = pool
         # Off: syncing and streaming change nobody's presence (and nobody is
         # swept); what users set themselves is still kept and shown.
@@ -97,8 +98,9 @@ class Presence:
         state = rules.after_sync(row["state"] if row else None, row["chosen"] if row else False, syncing_as)
         if state is None:
             return None
-        return await store.put_presence(conn, user_id=user_id, state=state, status_msg=None, keep_status=True,
-                                        chosen=False, now_ms=_now_ms())
+        return await store.put_presence(
+            conn, user_id=user_id, state=state, status_msg=None, keep_status=True, chosen=False, now_ms=_now_ms()
+        )
 
     def seen_soon(self, user_id: str, syncing_as: str) -> None:
         """seen() for callers that do not wait for it (an open stream's pong)."""
@@ -113,14 +115,23 @@ class Presence:
 
     # -- choosing and reading -----------------------------------------------------------
 
-    async def set_status(self, requester: Requester, user_id: str, state: str, status_msg: str | None,
-                         keep_status: bool) -> None:
+    async def set_status(
+        self, requester: Requester, user_id: str, state: str, status_msg: str | None, keep_status: bool
+    ) -> None:
         if user_id != requester.user_id:
             raise forbidden("You may only set your own presence")
         self._written[user_id] = (time.monotonic(), state)
-        await self._persister.update(partial(store.put_presence, user_id=user_id, state=state,
-                                             status_msg=status_msg, keep_status=keep_status,
-                                             chosen=state != rules.ONLINE, now_ms=_now_ms()))
+        await self._persister.update(
+            partial(
+                store.put_presence,
+                user_id=user_id,
+                state=state,
+                status_msg=status_msg,
+                keep_status=keep_status,
+                chosen=state != rules.ONLINE,
+                now_ms=_now_ms(),
+            )
+        )
 
     async def status(self, requester: Requester, user_id: str) -> dict[str, Any]:
         if user_id != requester.user_id:
@@ -131,15 +142,19 @@ class Presence:
         row = await store.get_presence(self._pool, user_id)
         if row is None:
             return {"presence": rules.OFFLINE}
-        return rules.presence_content(row["state"], row["status_msg"], row["last_active_ts"], _now_ms(),
-                                      self.active_window_ms)
+        return rules.presence_content(
+            row["state"], row["status_msg"], row["last_active_ts"], _now_ms(), self.active_window_ms
+        )
 
     async def events_since(self, user_id: str, after: int | None, upto: int) -> list[dict[str, Any]]:
         """The m.presence events a sync answer carries."""
         now = _now_ms()
-        return [rules.presence_event(row["user_id"], row["state"], row["status_msg"], row["last_active_ts"], now,
-                                     self.active_window_ms)
-                for row in await store.presence_since(self._pool, user_id, after, upto)]
+        return [
+            rules.presence_event(
+                row["user_id"], row["state"], row["status_msg"], row["last_active_ts"], now, self.active_window_ms
+            )
+            for row in await store.presence_since(self._pool, user_id, after, upto)
+        ]
 
     # -- going offline ------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ COMPILED_CACHE = 10_000  # users with rules of their own whose compiled rules ar
 _STATUS = {"M_NOT_FOUND": 404}
 PUSHER_FIELDS = ("pushkey", "kind", "app_id", "app_display_name", "device_display_name", "lang", "data")
 
+
 def _refusal(error: rules.RuleError) -> MatrixError:
     return MatrixError(_STATUS.get(error.errcode, 400), error.errcode, str(error))
 
@@ -67,17 +68,18 @@ class PushRules:
             except rules.RuleError as error:
                 refused.append(error)
                 return None
-            return await ephemeral_store.put_account_data(conn, user_id=user_id, room_id="",
-                                                          type=push_store.PUSH_RULES_TYPE, content=current)
+            return await ephemeral_store.put_account_data(
+                conn, user_id=user_id, room_id="", type=push_store.PUSH_RULES_TYPE, content=current
+            )
 
         await self._persister.update(write)
         if refused:
             raise _refusal(refused[0])
 
-    async def notifications(self, user_id: str, *, before: int | None, limit: int,
-                            only_highlight: bool) -> list[Any]:
-        return await push_store.notifications(self._pool, user_id, before=before, limit=limit,
-                                              only_highlight=only_highlight)
+    async def notifications(self, user_id: str, *, before: int | None, limit: int, only_highlight: bool) -> list[Any]:
+        return await push_store.notifications(
+            self._pool, user_id, before=before, limit=limit, only_highlight=only_highlight
+        )
 
     async def pushers(self, user_id: str) -> list[dict[str, Any]]:
         pushers = []
@@ -117,15 +119,19 @@ class PushEvaluator:
         """The users a batch's events name: the members the batch query must return."""
         return sorted({user for event in events for user in rules.named_users(event)})
 
-    async def __call__(self, conn: Database, row: dict[str, Any], state: dict[tuple[str, str], Any],
-                       members: tuple[int, list[Any]]) -> dict[str, Any]:
+    async def __call__(
+        self, conn: Database, row: dict[str, Any], state: dict[tuple[str, str], Any], members: tuple[int, list[Any]]
+    ) -> dict[str, Any]:
         """The event's outcomes as stored with it: ``default``, [highlight,
         actions] when a member with the default rules whom the event does not
         name is notified (else None), and ``own``, [user id, notify,
         highlight, actions] of each member who fares otherwise."""
         joined, special = members
-        stale = [m["user_id"] for m in special
-                 if m["rules_stream"] is not None and self._cached_stream(m["user_id"]) != m["rules_stream"]]
+        stale = [
+            m["user_id"]
+            for m in special
+            if m["rules_stream"] is not None and self._cached_stream(m["user_id"]) != m["rules_stream"]
+        ]
         if stale:
             for stored in await push_store.stored_rules(conn, stale):
                 owner = stored["user_id"]
@@ -135,9 +141,14 @@ class PushEvaluator:
         facts = rules.EventFacts(row, member_count=joined, state=state)
         plans = {id(rules.DEFAULT_COMPILED): rules.DEFAULT_COMPILED.plan(facts)}
         baseline = rules.Compiled.evaluate(plans[id(rules.DEFAULT_COMPILED)], facts, rules.NOBODY)
-        candidates = [(rules.Member(m["user_id"], m["display_name"]),
-                       rules.DEFAULT_COMPILED if m["rules_stream"] is None else self._compiled[m["user_id"]][1])
-                      for m in special if m["user_id"] != sender]
+        candidates = [
+            (
+                rules.Member(m["user_id"], m["display_name"]),
+                rules.DEFAULT_COMPILED if m["rules_stream"] is None else self._compiled[m["user_id"]][1],
+            )
+            for m in special
+            if m["user_id"] != sender
+        ]
         if row["type"] == "m.room.member" and row["state_key"] in rules.named_users(row):  # an invite
             invitee = row["state_key"]
             if invitee != sender and all(member.user_id != invitee for member, _ in candidates):

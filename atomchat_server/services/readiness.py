@@ -30,7 +30,8 @@ class Readiness:
             done = await asyncio.wait_for(migrations.applied_versions(self._pool), DATABASE_TIMEOUT_SECONDS)
         except asyncio.TimeoutError:
             outcome["database"] = outcome["migrations"] = (
-                f"the database did not answer within {DATABASE_TIMEOUT_SECONDS:g}s")
+                f"the database did not answer within {DATABASE_TIMEOUT_SECONDS:g}s"
+            )
         except (*UNREACHABLE, asyncpg.PostgresError) as exc:
             outcome["database"] = outcome["migrations"] = f"the database is unreachable ({type(exc).__name__})"
         else:

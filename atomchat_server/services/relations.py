@@ -31,15 +31,17 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 
 
-async def bundle(pool: asyncpg.Pool, requester: Requester, room_id: str, rows: Sequence[Any],
-                 ranges: Sequence[Range]) -> list[dict[str, Any]]:
+async def bundle(
+    pool: asyncpg.Pool, requester: Requester, room_id: str, rows: Sequence[Any], ranges: Sequence[Range]
+) -> list[dict[str, Any]]:
     """The client form of ``rows`` (events of one room), each non-state
     event with its aggregations, in one round trip for them all (two when
     there are threads: a thread's latest event comes with its latest edit,
     so a thread's summary shows the edited text)."""
     device = (requester.user_id, requester.device_id)
-    found = await _aggregated(pool, requester, room_id, [row for row in rows if row["state_key"] is None],
-                              rules.AGGREGATED, ranges)
+    found = await _aggregated(
+        pool, requester, room_id, [row for row in rows if row["state_key"] is None], rules.AGGREGATED, ranges
+    )
     events = [client_event(row, device=device) for row in rows]
     for event in events:
         relations = found.get(event["event_id"])
@@ -48,13 +50,25 @@ async def bundle(pool: asyncpg.Pool, requester: Requester, room_id: str, rows: S
     return events
 
 
-async def _aggregated(pool: asyncpg.Pool, requester: Requester, room_id: str, parents: Sequence[Any],
-                      rel_types: Sequence[str], ranges: Sequence[Range]) -> dict[str, dict[str, Any]]:
+async def _aggregated(
+    pool: asyncpg.Pool,
+    requester: Requester,
+    room_id: str,
+    parents: Sequence[Any],
+    rel_types: Sequence[str],
+    ranges: Sequence[Range],
+) -> dict[str, dict[str, Any]]:
     """``m.relations`` per parent event id (parents: stored rows)."""
     if not parents:
         return {}
-    aggregates = await store.aggregates(pool, room_id, [row["event_id"] for row in parents], rel_types=rel_types,
-                                        ranges=ranges, user_id=requester.user_id)
+    aggregates = await store.aggregates(
+        pool,
+        room_id,
+        [row["event_id"] for row in parents],
+        rel_types=rel_types,
+        ranges=ranges,
+        user_id=requester.user_id,
+    )
     latest = [row["event"] for row in aggregates if row["rel_type"] == rules.THREAD]
     edits = await _aggregated(pool, requester, room_id, latest, (rules.REPLACE,), ranges) if latest else {}
     device = (requester.user_id, requester.device_id)
@@ -87,9 +101,20 @@ class Relations:
         self._pool = pool
         self._rooms = rooms
 
-    async def children(self, requester: Requester, room_id: str, event_id: str, *, rel_type: str | None,
-                       event_type: str | None, from_token: str | None, to_token: str | None, backwards: bool,
-                       limit: int, recurse: bool | None) -> dict[str, Any]:
+    async def children(
+        self,
+        requester: Requester,
+        room_id: str,
+        event_id: str,
+        *,
+        rel_type: str | None,
+        event_type: str | None,
+        from_token: str | None,
+        to_token: str | None,
+        backwards: bool,
+        limit: int,
+        recurse: bool | None,
+    ) -> dict[str, Any]:
         """GET /relations: a page of the events relating to ``event_id``."""
         ranges = await self._rooms.readable_ranges(requester, room_id)
         parent = await event_store.get_event(self._pool, event_id)
@@ -100,9 +125,22 @@ class Relations:
         bound = tokens.parse(to_token, "to") if to_token else None
         depth = rules.MAX_RECURSION_DEPTH if recurse else 1
         after, before = (bound, position) if backwards else (position, bound)
-        rows, more = await fetch_page(lambda n: store.children(
-            self._pool, room_id, event_id, rel_type=rel_type, event_type=event_type, after=after, before=before,
-            backwards=backwards, limit=n, ranges=ranges, depth=depth), limit)
+        rows, more = await fetch_page(
+            lambda n: store.children(
+                self._pool,
+                room_id,
+                event_id,
+                rel_type=rel_type,
+                event_type=event_type,
+                after=after,
+                before=before,
+                backwards=backwards,
+                limit=n,
+                ranges=ranges,
+                depth=depth,
+            ),
+            limit,
+        )
         body: dict[str, Any] = {"chunk": await bundle(self._pool, requester, room_id, rows, ranges)}
         if more:
             body["next_batch"] = tokens.make(rows[-1]["stream"] - 1 if backwards else rows[-1]["stream"])
@@ -112,16 +150,21 @@ class Relations:
             body["recursion_depth"] = depth
         return body
 
-    async def threads(self, requester: Requester, room_id: str, *, include: str, from_token: str | None,
-                      limit: int) -> dict[str, Any]:
+    async def threads(
+        self, requester: Requester, room_id: str, *, include: str, from_token: str | None, limit: int
+    ) -> dict[str, Any]:
         """GET /threads: the room's thread roots, latest activity first,
         each with its thread summary."""
         ranges = await self._rooms.readable_ranges(requester, room_id)
         limit = max(1, min(limit, MAX_LIMIT))
         before = tokens.parse(from_token) if from_token else None
         participant = requester.user_id if include == "participated" else None
-        rows, more = await fetch_page(lambda n: store.thread_roots(self._pool, room_id, before=before, limit=n,
-                                                                    ranges=ranges, participant=participant), limit)
+        rows, more = await fetch_page(
+            lambda n: store.thread_roots(
+                self._pool, room_id, before=before, limit=n, ranges=ranges, participant=participant
+            ),
+            limit,
+        )
         body: dict[str, Any] = {"chunk": await bundle(self._pool, requester, room_id, rows, ranges)}
         if more:
             body["next_batch"] = tokens.make(rows[-1]["activity"] - 1)

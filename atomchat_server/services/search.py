@@ -95,8 +95,9 @@ class Search:
         self._pool = pool
         self._rooms = rooms
 
-    async def room_events(self, requester: Requester, criteria: dict[str, Any],
-                          next_batch: str | None) -> dict[str, Any]:
+    async def room_events(
+        self, requester: Requester, criteria: dict[str, Any], next_batch: str | None
+    ) -> dict[str, Any]:
         """The room_events category of POST /search."""
         try:
             event_filter = RoomEventFilter.from_json(criteria.get("filter", {}))
@@ -109,25 +110,37 @@ class Search:
         types = [t for t in dict.fromkeys(types) if event_filter.wants_type(t)]
         readable = await self._rooms.readable_rooms(requester)
         wanted = room_filter.get("rooms")
-        visible = [(room_id, lo, hi) for room_id, ranges in readable.items()
-                   if (wanted is None or room_id in wanted) and room_id not in room_filter.get("not_rooms", ())
-                   for lo, hi in ranges]
+        visible = [
+            (room_id, lo, hi)
+            for room_id, ranges in readable.items()
+            if (wanted is None or room_id in wanted) and room_id not in room_filter.get("not_rooms", ())
+            for lo, hi in ranges
+        ]
         limit = min(event_filter.limit or DEFAULT_LIMIT, MAX_LIMIT)
-        search = partial(search_store.search_events, self._pool, query=criteria["search_term"], visible=visible,
-                         types=types, senders=list(event_filter.senders) if event_filter.senders is not None else None,
-                         not_senders=list(event_filter.not_senders) or None, by_rank=by_rank)
+        search = partial(
+            search_store.search_events,
+            self._pool,
+            query=criteria["search_term"],
+            visible=visible,
+            types=types,
+            senders=list(event_filter.senders) if event_filter.senders is not None else None,
+            not_senders=list(event_filter.not_senders) or None,
+            by_rank=by_rank,
+        )
         total, rows, following = await self._scan(search, visible, by_rank, position, limit)
         context = criteria.get("event_context")
-        contexts = await asyncio.gather(*(self._context(requester, row, readable[row["room_id"]], context)
-                                          for row in rows)) if context is not None else [None] * len(rows)
+        contexts = (
+            await asyncio.gather(*(self._context(requester, row, readable[row["room_id"]], context) for row in rows))
+            if context is not None
+            else [None] * len(rows)
+        )
         results = []
         for row, around in zip(rows, contexts, strict=True):
             result: dict[str, Any] = {"rank": row["rank"], "result": client_event(row, device=_device(requester))}
             if around is not None:
                 result["context"] = around
             results.append(result)
-        answer: dict[str, Any] = {"count": total, "highlights": highlights(criteria["search_term"]),
-                                  "results": results}
+        answer: dict[str, Any] = {"count": total, "highlights": highlights(criteria["search_term"]), "results": results}
         if following is not None:
             answer["next_batch"] = following.token()
         if criteria.get("include_state"):
@@ -139,9 +152,14 @@ class Search:
             answer["groups"] = {key: _groups(rows, key) for key in dict.fromkeys(group_by)}
         return answer
 
-    async def _scan(self, search: Callable[..., Awaitable[tuple[int, list[asyncpg.Record]]]],
-                    visible: list[tuple[str, int, int | None]], by_rank: bool,
-                    position: Position | None, limit: int) -> tuple[int, list[asyncpg.Record], Position | None]:
+    async def _scan(
+        self,
+        search: Callable[..., Awaitable[tuple[int, list[asyncpg.Record]]]],
+        visible: list[tuple[str, int, int | None]],
+        by_rank: bool,
+        position: Position | None,
+        limit: int,
+    ) -> tuple[int, list[asyncpg.Record], Position | None]:
         """Reads matches newest window first (see FIRST_WINDOW) from
         ``position`` until a page is full: returns the count of matches (exact
         when every window down to the oldest readable event was read or when
@@ -196,12 +214,14 @@ class Search:
                 total = counted + sum(matches for matches, _ in counts)
         return total, [row for row, _ in page[:limit]], following
 
-    async def _context(self, requester: Requester, row: asyncpg.Record, ranges: list[Range],
-                       context: dict[str, Any]) -> dict[str, Any]:
+    async def _context(
+        self, requester: Requester, row: asyncpg.Record, ranges: list[Range], context: dict[str, Any]
+    ) -> dict[str, Any]:
         before = min(context.get("before_limit", DEFAULT_CONTEXT), MAX_CONTEXT)
         after = min(context.get("after_limit", DEFAULT_CONTEXT), MAX_CONTEXT)
-        earlier, later = await event_store.events_around(self._pool, row["room_id"], row["stream"], before=before,
-                                                        after=after, ranges=ranges)
+        earlier, later = await event_store.events_around(
+            self._pool, row["room_id"], row["stream"], before=before, after=after, ranges=ranges
+        )
         device = _device(requester)
         around: dict[str, Any] = {
             "events_before": [client_event(r, device=device) for r in earlier],
@@ -214,17 +234,20 @@ class Search:
             senders = sorted({r["sender"] for r in (row, *earlier, *later)})
             members = await event_store.member_events_of(self._pool, row["room_id"], senders, at_stream=row["stream"])
             around["profile_info"] = {
-                m["state_key"]: {k: m["content"][k] for k in ("displayname", "avatar_url")
-                                 if isinstance(m["content"].get(k), str)}
-                for m in members}
+                m["state_key"]: {
+                    k: m["content"][k] for k in ("displayname", "avatar_url") if isinstance(m["content"].get(k), str)
+                }
+                for m in members
+            }
         return around
 
     async def users(self, requester: Requester, term: str, limit: int | None) -> dict[str, Any]:
         """POST /user_directory/search: users who share a room with the
         requester or are in a public room, by id or display name."""
         limit = max(1, min(limit or DIRECTORY_LIMIT, MAX_DIRECTORY_LIMIT))
-        rows, more = await fetch_page(lambda n: search_store.search_users(
-            self._pool, user_id=requester.user_id, term=term, limit=n), limit)
+        rows, more = await fetch_page(
+            lambda n: search_store.search_users(self._pool, user_id=requester.user_id, term=term, limit=n), limit
+        )
         results = []
         for row in rows:
             result = {"user_id": row["user_id"]}

@@ -34,5 +34,6 @@ async def settle_server_name(pool: Database, configured: str | None) -> str:
         raise ServerNameMismatch(
             f"this database belongs to the server name {stored!r}, not {configured!r} (the server name is "
             f"part of every user id and cannot change); leave out --server-name, ATOMCHAT_SERVER_NAME and "
-            f"server_name in the config file to use {stored!r}, or use another database")
+            f"server_name in the config file to use {stored!r}, or use another database"
+        )
     return stored

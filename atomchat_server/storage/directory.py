@@ -14,8 +14,9 @@ class AliasTaken(Exception):
 
 async def create_alias(db: Database, alias: str, room_id: str, creator: str) -> None:
     try:
-        await db.execute("INSERT INTO room_aliases (alias, room_id, creator) VALUES ($1, $2, $3)",
-                         alias, room_id, creator)
+        await db.execute(
+            "INSERT INTO room_aliases (alias, room_id, creator) VALUES ($1, $2, $3)", alias, room_id, creator
+        )
     except asyncpg.UniqueViolationError:
         raise AliasTaken(alias) from None
 
@@ -37,8 +38,9 @@ async def set_published(db: Database, room_id: str, published: bool) -> bool:
     return await db.execute("UPDATE rooms SET published = $2 WHERE room_id = $1", room_id, published) != "UPDATE 0"
 
 
-async def public_rooms(db: Database, *, search: str | None, after: tuple[int, str] | None,
-                       limit: int) -> list[asyncpg.Record]:
+async def public_rooms(
+    db: Database, *, search: str | None, after: tuple[int, str] | None, limit: int
+) -> list[asyncpg.Record]:
     """Published rooms that anyone may join or read, with the state a
     directory entry shows, most members first (an invite-only room stays
     unlisted while published); ``after`` is the (members, room id) of the previous page's last entry."""
@@ -72,5 +74,8 @@ async def public_rooms(db: Database, *, search: str | None, after: tuple[int, st
          ORDER BY members DESC, room_id DESC
          LIMIT $4
         """,
-        like_search(search), after[0] if after else None, after[1] if after else None, limit,
+        like_search(search),
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
     )

@@ -19,8 +19,17 @@ TYPING_CHANNEL = "atomchat_typing"
 # -- writes (inside the persister's transaction) ---------------------------------
 
 
-async def put_receipt(conn: Database, *, room_id: str, user_id: str, receipt_type: str, thread_id: str, event_id: str,
-                      event_stream: int, ts: int) -> int | None:
+async def put_receipt(
+    conn: Database,
+    *,
+    room_id: str,
+    user_id: str,
+    receipt_type: str,
+    thread_id: str,
+    event_id: str,
+    event_stream: int,
+    ts: int,
+) -> int | None:
     """Moves a receipt forward; returns its new position, or None when the
     user had already read further (receipts never move back)."""
     return await conn.fetchval(
@@ -30,7 +39,13 @@ async def put_receipt(conn: Database, *, room_id: str, user_id: str, receipt_typ
         " SET event_id = EXCLUDED.event_id, event_stream = EXCLUDED.event_stream, ts = EXCLUDED.ts,"
         " stream = EXCLUDED.stream WHERE receipts.event_stream < EXCLUDED.event_stream"
         " RETURNING stream",
-        room_id, user_id, receipt_type, thread_id, event_id, event_stream, ts,
+        room_id,
+        user_id,
+        receipt_type,
+        thread_id,
+        event_id,
+        event_stream,
+        ts,
     )
 
 
@@ -40,7 +55,10 @@ async def put_account_data(conn: Database, *, user_id: str, room_id: str, type: 
         " VALUES ($1, $2, $3, $4, nextval('event_stream'))"
         " ON CONFLICT (user_id, room_id, type) DO UPDATE SET content = EXCLUDED.content,"
         " stream = EXCLUDED.stream RETURNING stream",
-        user_id, room_id, type, content,
+        user_id,
+        room_id,
+        type,
+        content,
     )
 
 
@@ -58,7 +76,10 @@ async def put_tag(conn: Database, *, user_id: str, room_id: str, tag: str, conte
         "        ELSE old.tags || jsonb_build_object($3::text, $4::jsonb) END), nextval('event_stream') FROM old"
         " ON CONFLICT (user_id, room_id, type) DO UPDATE SET content = EXCLUDED.content, stream = EXCLUDED.stream"
         " RETURNING stream",
-        user_id, room_id, tag, content,
+        user_id,
+        room_id,
+        tag,
+        content,
     )
 
 
@@ -75,7 +96,9 @@ async def account_data_since(db: Database, user_id: str, after: int | None, upto
     return await db.fetch(
         "SELECT room_id, type, content, stream FROM account_data"
         " WHERE user_id = $1 AND ($2::bigint IS NULL OR stream > $2) AND stream <= $3 ORDER BY stream",
-        user_id, after, upto,
+        user_id,
+        after,
+        upto,
     )
 
 
@@ -83,7 +106,9 @@ async def receipts_since(db: Database, room_ids: Sequence[str], after: int | Non
     return await db.fetch(
         "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts, stream FROM receipts"
         " WHERE room_id = ANY($1::text[]) AND ($2::bigint IS NULL OR stream > $2) AND stream <= $3 ORDER BY stream",
-        list(room_ids), after, upto,
+        list(room_ids),
+        after,
+        upto,
     )
 
 
@@ -103,7 +128,8 @@ async def updates_between(db: Database, after: int, upto: int) -> list[asyncpg.R
         " UNION ALL SELECT NULL, user_id FROM device_list_changes WHERE stream > $1 AND stream <= $2"
         " UNION ALL SELECT m.room_id, NULL FROM device_list_changes c JOIN memberships m"
         "   ON m.user_id = c.user_id AND m.membership = 'join' WHERE c.stream > $1 AND c.stream <= $2",
-        after, upto,
+        after,
+        upto,
     )
 
 

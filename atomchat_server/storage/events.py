@@ -17,8 +17,10 @@ from ..db import Database
 
 EVENTS_CHANNEL = "atomchat_events"
 
-EVENT_COLUMNS = ("stream, event_id, room_id, type, state_key, sender, content, origin_server_ts, depth,"
-                  " prev_events, unsigned, redacts, redacted_by, txn_device, txn_id")
+EVENT_COLUMNS = (
+    "stream, event_id, room_id, type, state_key, sender, content, origin_server_ts, depth,"
+    " prev_events, unsigned, redacts, redacted_by, txn_device, txn_id"
+)
 
 
 def _columns(alias: str) -> str:
@@ -26,6 +28,7 @@ def _columns(alias: str) -> str:
 
 
 # -- writing (inside the writer's transaction) ------------------------------
+
 
 async def begin_locked(conn: Database) -> None:
     """Opens the writer's transaction and takes the stream lock, in one round
@@ -42,8 +45,13 @@ async def rollback(conn: Database) -> None:
     await conn.execute("ROLLBACK")
 
 
-async def batch_context(conn: Database, room_ids: Sequence[str], state_keys: Sequence[tuple[str, str, str]],
-                        txn_keys: Sequence[tuple[str, str, str]], named: Sequence[str] = ()) -> list[asyncpg.Record]:
+async def batch_context(
+    conn: Database,
+    room_ids: Sequence[str],
+    state_keys: Sequence[tuple[str, str, str]],
+    txn_keys: Sequence[tuple[str, str, str]],
+    named: Sequence[str] = (),
+) -> list[asyncpg.Record]:
     """What a writer's batch needs to know, in one round trip: the highest
     stream position taken so far (under the stream lock, every position up to
     it belongs to a finished transaction), the rooms' heads, the state
@@ -81,8 +89,14 @@ async def batch_context(conn: Database, room_ids: Sequence[str], state_keys: Seq
         "  LEFT JOIN account_data ad ON ad.user_id = m.user_id AND ad.room_id = '' AND ad.type = 'm.push_rules'"
         "  WHERE m.room_id = ANY($1::text[]) AND m.membership = 'join'"
         "  AND (ad.stream IS NOT NULL OR m.user_id = ANY($8::text[]))",
-        list(room_ids), [k[0] for k in state_keys], [k[1] for k in state_keys], [k[2] for k in state_keys],
-        [k[0] for k in txn_keys], [k[1] for k in txn_keys], [k[2] for k in txn_keys], list(named),
+        list(room_ids),
+        [k[0] for k in state_keys],
+        [k[1] for k in state_keys],
+        [k[2] for k in state_keys],
+        [k[0] for k in txn_keys],
+        [k[1] for k in txn_keys],
+        [k[2] for k in txn_keys],
+        list(named),
     )
 
 
@@ -96,18 +110,24 @@ async def insert_room(conn: Database, *, room_id: str, room_version: str, creato
     """A new room, whose events are PDUs; a stub holds only a remote invite."""
     await conn.execute(
         "INSERT INTO rooms (room_id, room_version, creator, pdus, stub) VALUES ($1, $2, $3, true, $4)",
-        room_id, room_version, creator, stub,
+        room_id,
+        room_version,
+        creator,
+        stub,
     )
 
 
-async def state_events(conn: Database, room_id: str,
-                       keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], asyncpg.Record]:
+async def state_events(
+    conn: Database, room_id: str, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], asyncpg.Record]:
     keys = list(keys)
     rows = await conn.fetch(
         f"SELECT {_columns('e')} FROM current_state cs JOIN events e ON e.event_id = cs.event_id"
         " WHERE cs.room_id = $1 AND (cs.type, cs.state_key) IN"
         " (SELECT * FROM unnest($2::text[], $3::text[]))",
-        room_id, [k[0] for k in keys], [k[1] for k in keys],
+        room_id,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
     )
     return {(row["type"], row["state_key"]): row for row in rows}
 
@@ -115,7 +135,9 @@ async def state_events(conn: Database, room_id: str,
 async def transaction_event(db: Database, user_id: str, device_id: str, txn_id: str) -> str | None:
     return await db.fetchval(
         "SELECT event_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND txn_id = $3",
-        user_id, device_id, txn_id,
+        user_id,
+        device_id,
+        txn_id,
     )
 
 
@@ -197,16 +219,38 @@ async def append_events(conn: Database, events: Sequence[dict]) -> list[int]:
     ``stream``, and optionally ``push``: what push rules decided, as
     services.push makes it) at the next stream positions, in order; returns
     the positions."""
-    rows = await conn.fetch(_APPEND_EVENTS, [{**{column: event[column] for column in _APPENDED},
-                                              "push": event.get("push"), "pdu": event.get("pdu"),
-                                              "not_current": event.get("not_current", False),
-                                              "extremities": event.get("extremities")} for event in events],
-                            EVENTS_CHANNEL)
+    rows = await conn.fetch(
+        _APPEND_EVENTS,
+        [
+            {
+                **{column: event[column] for column in _APPENDED},
+                "push": event.get("push"),
+                "pdu": event.get("pdu"),
+                "not_current": event.get("not_current", False),
+                "extremities": event.get("extremities"),
+            }
+            for event in events
+        ],
+        EVENTS_CHANNEL,
+    )
     return [row["stream"] for row in rows]
 
 
-_APPENDED = ("event_id", "room_id", "type", "state_key", "sender", "content", "origin_server_ts", "depth",
-             "prev_events", "unsigned", "redacts", "txn_device", "txn_id")
+_APPENDED = (
+    "event_id",
+    "room_id",
+    "type",
+    "state_key",
+    "sender",
+    "content",
+    "origin_server_ts",
+    "depth",
+    "prev_events",
+    "unsigned",
+    "redacts",
+    "txn_device",
+    "txn_id",
+)
 
 
 async def redact(conn: Database, event_id: str, pruned_content: dict, redacted_because: dict) -> None:
@@ -214,7 +258,10 @@ async def redact(conn: Database, event_id: str, pruned_content: dict, redacted_b
         "UPDATE events SET content = $2, redacted_by = $3, pdu = jsonb_set(pdu, '{content}', $2),"
         " unsigned = (unsigned - 'prev_content') || jsonb_build_object('redacted_because', $4::jsonb)"
         " WHERE event_id = $1",
-        event_id, pruned_content, redacted_because["event_id"], redacted_because,
+        event_id,
+        pruned_content,
+        redacted_because["event_id"],
+        redacted_because,
     )
     # The state event that replaced a redacted one carries a copy of its
     # content as unsigned.prev_content: prune that copy too.
@@ -223,7 +270,8 @@ async def redact(conn: Database, event_id: str, pruned_content: dict, redacted_b
         " FROM events t WHERE t.event_id = $1 AND t.state_key IS NOT NULL"
         " AND e.room_id = t.room_id AND e.type = t.type AND e.state_key = t.state_key AND e.stream > t.stream"
         " AND e.unsigned->>'replaces_state' = $1",
-        event_id, pruned_content,
+        event_id,
+        pruned_content,
     )
 
 
@@ -235,6 +283,7 @@ async def announce(conn: Database, stream: int) -> None:
 
 # -- reading -----------------------------------------------------------------
 
+
 async def max_stream(db: Database) -> int:
     """The highest committed position, of an event or of any other write that
     takes one: a process starting (or listening again) after a to-device
@@ -244,7 +293,8 @@ async def max_stream(db: Database) -> int:
         " (SELECT COALESCE(max(stream), 0) FROM receipts),"
         " (SELECT COALESCE(max(stream), 0) FROM account_data),"
         " (SELECT COALESCE(max(stream), 0) FROM to_device_messages),"
-        " (SELECT COALESCE(max(stream), 0) FROM device_list_changes))")
+        " (SELECT COALESCE(max(stream), 0) FROM device_list_changes))"
+    )
 
 
 async def get_event(db: Database, event_id: str) -> asyncpg.Record | None:
@@ -271,8 +321,10 @@ class Room:
     extremities: list[str]
 
 
-_ROOM_COLUMNS = ("id, room_id, room_version, creator, created_at, published, deleted, stub, pdus, head_event_id,"
-                 " head_depth, head_stream, extremities")
+_ROOM_COLUMNS = (
+    "id, room_id, room_version, creator, created_at, published, deleted, stub, pdus, head_event_id,"
+    " head_depth, head_stream, extremities"
+)
 
 
 async def get_room(db: Database, room_id: str) -> Room | None:
@@ -294,18 +346,23 @@ async def state_at(db: Database, room_id: str, stream: int) -> list[asyncpg.Reco
         f"SELECT * FROM (SELECT DISTINCT ON (type, state_key) {EVENT_COLUMNS} FROM events"
         " WHERE room_id = $1 AND state_key IS NOT NULL AND stream <= $2"
         " ORDER BY type, state_key, stream DESC) s ORDER BY stream",
-        room_id, stream,
+        room_id,
+        stream,
     )
 
 
-async def state_event(db: Database, room_id: str, type: str, state_key: str,
-                      at_stream: int | None = None) -> asyncpg.Record | None:
+async def state_event(
+    db: Database, room_id: str, type: str, state_key: str, at_stream: int | None = None
+) -> asyncpg.Record | None:
     if at_stream is None:
         return (await state_events(db, room_id, [(type, state_key)])).get((type, state_key))
     return await db.fetchrow(
         f"SELECT {EVENT_COLUMNS} FROM events WHERE room_id = $1 AND type = $2 AND state_key = $3"
         " AND stream <= $4 ORDER BY stream DESC LIMIT 1",
-        room_id, type, state_key, at_stream,
+        room_id,
+        type,
+        state_key,
+        at_stream,
     )
 
 
@@ -316,8 +373,13 @@ async def membership(db: Database, room_id: str, user_id: str) -> asyncpg.Record
 async def is_joined(db: Database, room_id: str, user_id: str) -> bool:
     """Whether the user is a joined member of the room now: the check
     behind every "you must be in the room" refusal."""
-    return bool(await db.fetchval("SELECT EXISTS (SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2"
-                                  " AND membership = 'join')", room_id, user_id))
+    return bool(
+        await db.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2 AND membership = 'join')",
+            room_id,
+            user_id,
+        )
+    )
 
 
 # What decides a user's reading of a room: the room (``head_stream``,
@@ -342,7 +404,8 @@ async def read_access(db: Database, room_id: str, user_id: str) -> asyncpg.Recor
     return await db.fetchrow(
         _READ_ACCESS.format(user="$2")
         + " FROM rooms r LEFT JOIN memberships m ON m.room_id = r.room_id AND m.user_id = $2 WHERE r.room_id = $1",
-        room_id, user_id,
+        room_id,
+        user_id,
     )
 
 
@@ -360,36 +423,48 @@ async def membership_history(db: Database, room_id: str, user_id: str) -> list[t
     rows = await db.fetch(
         "SELECT stream, content->>'membership' AS membership FROM events"
         " WHERE room_id = $1 AND type = 'm.room.member' AND state_key = $2 ORDER BY stream",
-        room_id, user_id,
+        room_id,
+        user_id,
     )
     return [(row["stream"], row["membership"]) for row in rows]
 
 
-async def member_events(db: Database, room_id: str, *, memberships: Sequence[str] | None = None,
-                        not_memberships: Sequence[str] | None = None) -> list[asyncpg.Record]:
+async def member_events(
+    db: Database,
+    room_id: str,
+    *,
+    memberships: Sequence[str] | None = None,
+    not_memberships: Sequence[str] | None = None,
+) -> list[asyncpg.Record]:
     return await db.fetch(
         f"SELECT {_columns('e')} FROM memberships m JOIN events e ON e.event_id = m.event_id"
         " WHERE m.room_id = $1 AND ($2::text[] IS NULL OR m.membership = ANY($2))"
         " AND ($3::text[] IS NULL OR NOT m.membership = ANY($3)) ORDER BY e.stream",
-        room_id, memberships, not_memberships,
+        room_id,
+        memberships,
+        not_memberships,
     )
 
 
-async def member_events_of(db: Database, room_id: str, user_ids: Sequence[str], *,
-                           at_stream: int | None = None) -> list[asyncpg.Record]:
+async def member_events_of(
+    db: Database, room_id: str, user_ids: Sequence[str], *, at_stream: int | None = None
+) -> list[asyncpg.Record]:
     """The member events of some users in a room: current, or as they were
     once the event at ``at_stream`` had happened."""
     if at_stream is None:
         return await db.fetch(
             f"SELECT {_columns('e')} FROM memberships m JOIN events e ON e.event_id = m.event_id"
             " WHERE m.room_id = $1 AND m.user_id = ANY($2::text[]) ORDER BY e.stream",
-            room_id, list(user_ids),
+            room_id,
+            list(user_ids),
         )
     return await db.fetch(
         f"SELECT * FROM (SELECT DISTINCT ON (state_key) {EVENT_COLUMNS} FROM events"
         " WHERE room_id = $1 AND type = 'm.room.member' AND state_key = ANY($2::text[]) AND stream <= $3"
         " ORDER BY state_key, stream DESC) s ORDER BY stream",
-        room_id, list(user_ids), at_stream,
+        room_id,
+        list(user_ids),
+        at_stream,
     )
 
 
@@ -408,10 +483,20 @@ async def set_forgotten(db: Database, room_id: str, user_id: str) -> None:
     await db.execute("UPDATE memberships SET forgotten = true WHERE room_id = $1 AND user_id = $2", room_id, user_id)
 
 
-async def page(db: Database, room_id: str, *, after: int | None, before: int | None, backwards: bool, limit: int,
-               ranges: Sequence[tuple[int, int | None]], types: Sequence[str] | None = None,
-               not_types: Sequence[str] | None = None, senders: Sequence[str] | None = None,
-               not_senders: Sequence[str] | None = None) -> list[asyncpg.Record]:
+async def page(
+    db: Database,
+    room_id: str,
+    *,
+    after: int | None,
+    before: int | None,
+    backwards: bool,
+    limit: int,
+    ranges: Sequence[tuple[int, int | None]],
+    types: Sequence[str] | None = None,
+    not_types: Sequence[str] | None = None,
+    senders: Sequence[str] | None = None,
+    not_senders: Sequence[str] | None = None,
+) -> list[asyncpg.Record]:
     """Up to ``limit`` events of a room with after < stream <= before (each
     bound optional), inside the visible ``ranges``, newest first when
     ``backwards``. Type filters are SQL LIKE patterns."""
@@ -426,13 +511,22 @@ async def page(db: Database, room_id: str, *, after: int | None, before: int | N
         " AND ($8::text[] IS NULL OR sender = ANY($8))"
         " AND ($9::text[] IS NULL OR NOT sender = ANY($9))"
         f" ORDER BY stream {order} LIMIT $10",
-        room_id, after, before, [r[0] for r in ranges], [r[1] for r in ranges],
-        types, not_types, senders, not_senders, limit,
+        room_id,
+        after,
+        before,
+        [r[0] for r in ranges],
+        [r[1] for r in ranges],
+        types,
+        not_types,
+        senders,
+        not_senders,
+        limit,
     )
 
 
-async def events_around(db: Database, room_id: str, stream: int, *, before: int, after: int,
-                        ranges: Sequence[tuple[int, int | None]]) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
+async def events_around(
+    db: Database, room_id: str, stream: int, *, before: int, after: int, ranges: Sequence[tuple[int, int | None]]
+) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
     earlier = await page(db, room_id, after=None, before=stream - 1, backwards=True, limit=before, ranges=ranges)
     later = await page(db, room_id, after=stream, before=None, backwards=False, limit=after, ranges=ranges)
     return earlier, later

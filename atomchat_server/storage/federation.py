@@ -28,11 +28,17 @@ class QueuedItem:
 
 # -- remote keys ---------------------------------------------------------------
 
+
 async def get_key(db: Database, server_name: str, key_id: str) -> StoredKey | None:
-    row = await db.fetchrow("SELECT server_name, key_id, verify_key, valid_until_ts FROM federation_server_keys"
-                            " WHERE server_name = $1 AND key_id = $2", server_name, key_id)
-    return None if row is None else StoredKey(row["server_name"], row["key_id"], row["verify_key"],
-                                              row["valid_until_ts"])
+    row = await db.fetchrow(
+        "SELECT server_name, key_id, verify_key, valid_until_ts FROM federation_server_keys"
+        " WHERE server_name = $1 AND key_id = $2",
+        server_name,
+        key_id,
+    )
+    return (
+        None if row is None else StoredKey(row["server_name"], row["key_id"], row["verify_key"], row["valid_until_ts"])
+    )
 
 
 async def put_keys(db: Database, keys: Iterable[StoredKey], fetched_ts: int) -> None:
@@ -42,16 +48,19 @@ async def put_keys(db: Database, keys: Iterable[StoredKey], fetched_ts: int) -> 
         " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (server_name, key_id) DO UPDATE SET"
         " verify_key = EXCLUDED.verify_key, fetched_ts = EXCLUDED.fetched_ts,"
         " valid_until_ts = GREATEST(federation_server_keys.valid_until_ts, EXCLUDED.valid_until_ts)",
-        [(key.server_name, key.key_id, key.verify_key, key.valid_until_ts, fetched_ts) for key in keys])
+        [(key.server_name, key.key_id, key.verify_key, key.valid_until_ts, fetched_ts) for key in keys],
+    )
 
 
 # -- the outgoing queue --------------------------------------------------------
+
 
 async def enqueue(db: Database, destinations: Sequence[str], kind: str, bodies: Sequence[Mapping[str, Any]]) -> None:
     """One row per destination and body, committed together, in the bodies' order."""
     await db.executemany(
         "INSERT INTO federation_outbox (destination, kind, body) VALUES ($1, $2, $3::jsonb)",
-        [(destination, kind, dict(body)) for destination in destinations for body in bodies])
+        [(destination, kind, dict(body)) for destination in destinations for body in bodies],
+    )
 
 
 async def pending_destinations(db: Database) -> list[str]:
@@ -63,8 +72,9 @@ def _item(row: Any) -> QueuedItem:
     return QueuedItem(row["id"], row["kind"], row["body"], row["txn_id"])
 
 
-async def next_batch(db: Database, destination: str, new_txn_id: str, max_pdus: int,
-                     max_edus: int) -> tuple[str, list[QueuedItem]] | None:
+async def next_batch(
+    db: Database, destination: str, new_txn_id: str, max_pdus: int, max_edus: int
+) -> tuple[str, list[QueuedItem]] | None:
     """The batch to send next to ``destination``: the one already formed and
     not yet accepted (same transaction id), else the oldest rows up to the
     limits, marked with ``new_txn_id``. None when nothing waits. One
@@ -90,7 +100,11 @@ async def next_batch(db: Database, destination: str, new_txn_id: str, max_pdus: 
         "  RETURNING id, kind, body, txn_id"
         ")"
         " SELECT id, kind, body, txn_id FROM formed UNION ALL SELECT id, kind, body, txn_id FROM marked ORDER BY id",
-        destination, new_txn_id, max_pdus, max_edus)
+        destination,
+        new_txn_id,
+        max_pdus,
+        max_edus,
+    )
     if not rows:
         return None
     return rows[0]["txn_id"], [_item(row) for row in rows]
@@ -107,19 +121,29 @@ async def queued_count(db: Database, destination: str) -> int:
 
 # -- transactions received -----------------------------------------------------
 
+
 async def received_response(db: Database, origin: str, txn_id: str) -> dict[str, Any] | None:
-    value = await db.fetchval("SELECT response FROM federation_received_txns WHERE origin = $1 AND txn_id = $2",
-                              origin, txn_id)
+    value = await db.fetchval(
+        "SELECT response FROM federation_received_txns WHERE origin = $1 AND txn_id = $2", origin, txn_id
+    )
     return value
 
 
 async def record_received(db: Database, origin: str, txn_id: str, response: Mapping[str, Any]) -> None:
-    await db.execute("INSERT INTO federation_received_txns (origin, txn_id, response) VALUES ($1, $2, $3::jsonb)"
-                     " ON CONFLICT (origin, txn_id) DO NOTHING", origin, txn_id, dict(response))
+    await db.execute(
+        "INSERT INTO federation_received_txns (origin, txn_id, response) VALUES ($1, $2, $3::jsonb)"
+        " ON CONFLICT (origin, txn_id) DO NOTHING",
+        origin,
+        txn_id,
+        dict(response),
+    )
 
 
 async def joined_servers(db: Database, room_id: str) -> list[str]:
     """The servers with a user joined to the room (the part of each user id after its first colon)."""
-    rows = await db.fetch("SELECT DISTINCT substring(user_id FROM position(':' IN user_id) + 1) AS server"
-                          " FROM memberships WHERE room_id = $1 AND membership = 'join' ORDER BY 1", room_id)
+    rows = await db.fetch(
+        "SELECT DISTINCT substring(user_id FROM position(':' IN user_id) + 1) AS server"
+        " FROM memberships WHERE room_id = $1 AND membership = 'join' ORDER BY 1",
+        room_id,
+    )
     return [row["server"] for row in rows]

@@ -14,8 +14,7 @@ OUTBOX_LOCK_SPACE = 0x4F425831  # "OBX1"
 
 async def try_lock(conn: asyncpg.Connection, destination: str) -> bool:
     """Takes the destination's session lock on ``conn`` if nobody holds it."""
-    taken: bool = await conn.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))", OUTBOX_LOCK_SPACE,
-                                      destination)
+    taken: bool = await conn.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))", OUTBOX_LOCK_SPACE, destination)
     return taken
 
 

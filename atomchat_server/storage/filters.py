@@ -14,6 +14,4 @@ async def create_filter(db: Database, user_id: str, definition: dict[str, Any]) 
 
 
 async def get_filter(db: Database, user_id: str, filter_id: int) -> dict[str, Any] | None:
-    return await db.fetchval(
-        "SELECT definition FROM filters WHERE user_id = $1 AND filter_id = $2", user_id, filter_id
-    )
+    return await db.fetchval("SELECT definition FROM filters WHERE user_id = $1 AND filter_id = $2", user_id, filter_id)

@@ -11,9 +11,11 @@ import asyncpg
 
 from ..db import Database
 
-_VERSION = ("SELECT v.version, v.algorithm, v.auth_data, v.etag,"
-            " (SELECT count(*) FROM key_backup_sessions s WHERE s.user_id = v.user_id AND s.version = v.version)"
-            " AS count FROM key_backup_versions v WHERE v.user_id = $1 AND NOT v.deleted")
+_VERSION = (
+    "SELECT v.version, v.algorithm, v.auth_data, v.etag,"
+    " (SELECT count(*) FROM key_backup_sessions s WHERE s.user_id = v.user_id AND s.version = v.version)"
+    " AS count FROM key_backup_versions v WHERE v.user_id = $1 AND NOT v.deleted"
+)
 
 
 async def create_version(pool: asyncpg.Pool, user_id: str, algorithm: str, auth_data: dict[str, Any]) -> int:
@@ -24,7 +26,9 @@ async def create_version(pool: asyncpg.Pool, user_id: str, algorithm: str, auth_
             "INSERT INTO key_backup_versions (user_id, version, algorithm, auth_data)"
             " SELECT $1, COALESCE(max(version), 0) + 1, $2, $3 FROM key_backup_versions WHERE user_id = $1"
             " RETURNING version",
-            user_id, algorithm, auth_data,
+            user_id,
+            algorithm,
+            auth_data,
         )
 
 
@@ -38,7 +42,9 @@ async def get_version(db: Database, user_id: str, version: int | None) -> asyncp
 async def update_auth_data(db: Database, user_id: str, version: int, auth_data: dict[str, Any]) -> None:
     await db.execute(
         "UPDATE key_backup_versions SET auth_data = $3 WHERE user_id = $1 AND version = $2 AND NOT deleted",
-        user_id, version, auth_data,
+        user_id,
+        version,
+        auth_data,
     )
 
 
@@ -46,30 +52,43 @@ async def delete_version(pool: asyncpg.Pool, user_id: str, version: int) -> bool
     async with pool.acquire() as conn, conn.transaction():
         status = await conn.execute(
             "UPDATE key_backup_versions SET deleted = true WHERE user_id = $1 AND version = $2 AND NOT deleted",
-            user_id, version,
+            user_id,
+            version,
         )
         await conn.execute("DELETE FROM key_backup_sessions WHERE user_id = $1 AND version = $2", user_id, version)
         return status != "UPDATE 0"
 
 
-async def put_sessions(pool: asyncpg.Pool, user_id: str, version: int,
-                       sessions: Sequence[tuple[str, str, Mapping[str, Any]]],
-                       replaces: Callable[[Mapping[str, Any] | None, Mapping[str, Any]], bool]
-                       ) -> tuple[int, int] | None:
+async def put_sessions(
+    pool: asyncpg.Pool,
+    user_id: str,
+    version: int,
+    sessions: Sequence[tuple[str, str, Mapping[str, Any]]],
+    replaces: Callable[[Mapping[str, Any] | None, Mapping[str, Any]], bool],
+) -> tuple[int, int] | None:
     """Stores (room, session, key) entries into the version if it is still the
     current one, each only where ``replaces(stored, new)`` says so; returns
     (etag, count) after, or None when the version is not current (any more)."""
     async with pool.acquire() as conn, conn.transaction():
         current = await conn.fetchval(
             "SELECT version FROM key_backup_versions WHERE user_id = $1 AND NOT deleted"
-            " ORDER BY version DESC LIMIT 1 FOR UPDATE", user_id)
+            " ORDER BY version DESC LIMIT 1 FOR UPDATE",
+            user_id,
+        )
         if current != version:
             return None
-        stored = {(row["room_id"], row["session_id"]): dict(row) for row in await conn.fetch(
-            "SELECT room_id, session_id, first_message_index, forwarded_count, is_verified"
-            " FROM key_backup_sessions s JOIN unnest($3::text[], $4::text[]) AS q(room_id, session_id)"
-            " USING (room_id, session_id) WHERE s.user_id = $1 AND s.version = $2",
-            user_id, version, [s[0] for s in sessions], [s[1] for s in sessions])}
+        stored = {
+            (row["room_id"], row["session_id"]): dict(row)
+            for row in await conn.fetch(
+                "SELECT room_id, session_id, first_message_index, forwarded_count, is_verified"
+                " FROM key_backup_sessions s JOIN unnest($3::text[], $4::text[]) AS q(room_id, session_id)"
+                " USING (room_id, session_id) WHERE s.user_id = $1 AND s.version = $2",
+                user_id,
+                version,
+                [s[0] for s in sessions],
+                [s[1] for s in sessions],
+            )
+        }
         kept = {(room, session): key for room, session, key in sessions if replaces(stored.get((room, session)), key)}
         if kept:
             await conn.executemany(
@@ -78,21 +97,38 @@ async def put_sessions(pool: asyncpg.Pool, user_id: str, version: int,
                 " ON CONFLICT (user_id, version, room_id, session_id) DO UPDATE SET"
                 " first_message_index = EXCLUDED.first_message_index, forwarded_count = EXCLUDED.forwarded_count,"
                 " is_verified = EXCLUDED.is_verified, session_data = EXCLUDED.session_data",
-                [(user_id, version, room, session, key["first_message_index"], key["forwarded_count"],
-                  key["is_verified"], key["session_data"]) for (room, session), key in kept.items()])
+                [
+                    (
+                        user_id,
+                        version,
+                        room,
+                        session,
+                        key["first_message_index"],
+                        key["forwarded_count"],
+                        key["is_verified"],
+                        key["session_data"],
+                    )
+                    for (room, session), key in kept.items()
+                ],
+            )
         return await _touched(conn, user_id, version, bool(kept))
 
 
-async def delete_sessions(pool: asyncpg.Pool, user_id: str, version: int, room_id: str | None,
-                          session_id: str | None) -> tuple[int, int]:
+async def delete_sessions(
+    pool: asyncpg.Pool, user_id: str, version: int, room_id: str | None, session_id: str | None
+) -> tuple[int, int]:
     """Deletes the version's keys (of one room, or one session); returns (etag, count)."""
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT 1 FROM key_backup_versions WHERE user_id = $1 AND version = $2 FOR UPDATE",
-                           user_id, version)
+        await conn.execute(
+            "SELECT 1 FROM key_backup_versions WHERE user_id = $1 AND version = $2 FOR UPDATE", user_id, version
+        )
         status = await conn.execute(
             "DELETE FROM key_backup_sessions WHERE user_id = $1 AND version = $2"
             " AND ($3::text IS NULL OR room_id = $3) AND ($4::text IS NULL OR session_id = $4)",
-            user_id, version, room_id, session_id,
+            user_id,
+            version,
+            room_id,
+            session_id,
         )
         return await _touched(conn, user_id, version, status != "DELETE 0")
 
@@ -102,18 +138,24 @@ async def _touched(conn: Database, user_id: str, version: int, changed: bool) ->
     row = await conn.fetchrow(
         "UPDATE key_backup_versions SET etag = etag + $3::int WHERE user_id = $1 AND version = $2"
         " RETURNING etag, (SELECT count(*) FROM key_backup_sessions WHERE user_id = $1 AND version = $2) AS count",
-        user_id, version, int(changed),
+        user_id,
+        version,
+        int(changed),
     )
     assert row is not None, "the caller found the version, and versions are never removed"
     return row["etag"], row["count"]
 
 
-async def get_sessions(db: Database, user_id: str, version: int, room_id: str | None,
-                       session_id: str | None) -> list[asyncpg.Record]:
+async def get_sessions(
+    db: Database, user_id: str, version: int, room_id: str | None, session_id: str | None
+) -> list[asyncpg.Record]:
     return await db.fetch(
         "SELECT room_id, session_id, first_message_index, forwarded_count, is_verified, session_data"
         " FROM key_backup_sessions WHERE user_id = $1 AND version = $2"
         " AND ($3::text IS NULL OR room_id = $3) AND ($4::text IS NULL OR session_id = $4)"
         " ORDER BY room_id, session_id",
-        user_id, version, room_id, session_id,
+        user_id,
+        version,
+        room_id,
+        session_id,
     )

@@ -26,7 +26,9 @@ async def put_device_keys(conn: Database, *, user_id: str, device_id: str, keys:
         " SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM devices WHERE user_id = $1 AND device_id = $2)"
         " ON CONFLICT (user_id, device_id) DO UPDATE SET keys = EXCLUDED.keys"
         " WHERE device_keys.keys IS DISTINCT FROM EXCLUDED.keys RETURNING true",
-        user_id, device_id, keys,
+        user_id,
+        device_id,
+        keys,
     )
     return await device_list_changed(conn, user_id=user_id) if changed else None
 
@@ -55,8 +57,9 @@ async def device_keys_of(db: Database, users: dict[str, list[str]]) -> list[asyn
 # -- one-time and fallback keys ------------------------------------------------------
 
 
-async def add_one_time_keys(db: Database, *, user_id: str, device_id: str,
-                            keys: Sequence[tuple[str, str, Any]]) -> None:
+async def add_one_time_keys(
+    db: Database, *, user_id: str, device_id: str, keys: Sequence[tuple[str, str, Any]]
+) -> None:
     """Adds (algorithm, key id, key) triples; a key id already held is kept as it was."""
     await db.execute(
         "INSERT INTO one_time_keys (user_id, device_id, algorithm, key_id, key)"
@@ -64,12 +67,17 @@ async def add_one_time_keys(db: Database, *, user_id: str, device_id: str,
         " FROM unnest($3::text[], $4::text[], $5::text[]) AS k(algorithm, key_id, key)"
         " WHERE EXISTS (SELECT 1 FROM devices WHERE user_id = $1 AND device_id = $2)"  # not one just deleted
         " ON CONFLICT DO NOTHING",
-        user_id, device_id, [k[0] for k in keys], [k[1] for k in keys], [_json(k[2]) for k in keys],
+        user_id,
+        device_id,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [_json(k[2]) for k in keys],
     )
 
 
-async def put_fallback_keys(db: Database, *, user_id: str, device_id: str,
-                            keys: Sequence[tuple[str, str, Any]]) -> None:
+async def put_fallback_keys(
+    db: Database, *, user_id: str, device_id: str, keys: Sequence[tuple[str, str, Any]]
+) -> None:
     """Replaces the device's fallback key of each algorithm given (unused
     again), unless it is the same key uploaded again."""
     await db.execute(
@@ -80,7 +88,11 @@ async def put_fallback_keys(db: Database, *, user_id: str, device_id: str,
         " ON CONFLICT (user_id, device_id, algorithm) DO UPDATE"
         " SET key_id = EXCLUDED.key_id, key = EXCLUDED.key, used = false"
         " WHERE fallback_keys.key_id <> EXCLUDED.key_id OR fallback_keys.key <> EXCLUDED.key",
-        user_id, device_id, [k[0] for k in keys], [k[1] for k in keys], [_json(k[2]) for k in keys],
+        user_id,
+        device_id,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [_json(k[2]) for k in keys],
     )
 
 
@@ -92,10 +104,13 @@ async def key_state(db: Database, user_id: str, device_id: str) -> tuple[dict[st
         " WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm"
         " UNION ALL SELECT algorithm, 0, true FROM fallback_keys WHERE user_id = $1 AND device_id = $2 AND NOT used"
         " ORDER BY fallback, algorithm",
-        user_id, device_id,
+        user_id,
+        device_id,
     )
-    return ({row["algorithm"]: row["n"] for row in rows if not row["fallback"]},
-            [row["algorithm"] for row in rows if row["fallback"]])
+    return (
+        {row["algorithm"]: row["n"] for row in rows if not row["fallback"]},
+        [row["algorithm"] for row in rows if row["fallback"]],
+    )
 
 
 async def claim_key(db: Database, user_id: str, device_id: str, algorithm: str) -> asyncpg.Record | None:
@@ -107,14 +122,18 @@ async def claim_key(db: Database, user_id: str, device_id: str, algorithm: str) 
         " SELECT user_id, device_id, key_id FROM one_time_keys"
         " WHERE user_id = $1 AND device_id = $2 AND algorithm = $3"
         " ORDER BY key_id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING key_id, key",
-        user_id, device_id, algorithm,
+        user_id,
+        device_id,
+        algorithm,
     )
     if row is not None:
         return row
     return await db.fetchrow(
         "UPDATE fallback_keys SET used = true WHERE user_id = $1 AND device_id = $2 AND algorithm = $3"
         " RETURNING key_id, key",
-        user_id, device_id, algorithm,
+        user_id,
+        device_id,
+        algorithm,
     )
 
 
@@ -138,13 +157,15 @@ async def put_cross_signing_keys(conn: Database, *, user_id: str, keys: dict[str
         " ON CONFLICT (user_id, key_type) DO UPDATE SET keys = EXCLUDED.keys"
         " WHERE cross_signing_keys.keys IS DISTINCT FROM EXCLUDED.keys RETURNING 1)"
         " SELECT count(*) FROM up",
-        user_id, keys,
+        user_id,
+        keys,
     )
     return await device_list_changed(conn, user_id=user_id) if changed else None
 
 
-async def add_signatures(conn: Database, *, signer_user: str, signatures: Sequence[tuple[str, str, str, str]],
-                         notify: Sequence[str]) -> int | None:
+async def add_signatures(
+    conn: Database, *, signer_user: str, signatures: Sequence[tuple[str, str, str, str]], notify: Sequence[str]
+) -> int | None:
     """Stores (target user, target key id, signer key id, signature) rows by
     one signer; the users in ``notify`` get a device list change. Returns
     the last position taken, if any."""
@@ -155,7 +176,10 @@ async def add_signatures(conn: Database, *, signer_user: str, signatures: Sequen
         "   AS s(target_user, target_key_id, signer_key_id, signature)"
         " ON CONFLICT (target_user, target_key_id, signer_user, signer_key_id)"
         " DO UPDATE SET signature = EXCLUDED.signature",
-        signer_user, [s[0] for s in signatures], [s[1] for s in signatures], [s[2] for s in signatures],
+        signer_user,
+        [s[0] for s in signatures],
+        [s[1] for s in signatures],
+        [s[2] for s in signatures],
         [s[3] for s in signatures],
     )
     position = None
@@ -170,7 +194,8 @@ async def signatures_for(db: Database, target_users: Sequence[str], reader: str)
     return await db.fetch(
         "SELECT target_user, target_key_id, signer_user, signer_key_id, signature FROM key_signatures"
         " WHERE target_user = ANY($1::text[]) AND (signer_user = target_user OR signer_user = $2)",
-        list(target_users), reader,
+        list(target_users),
+        reader,
     )
 
 
@@ -182,7 +207,8 @@ async def users_sharing_rooms(db: Database, user_id: str, among: Sequence[str]) 
     rows = await db.fetch(
         "SELECT DISTINCT o.user_id FROM memberships m JOIN memberships o ON o.room_id = m.room_id"
         " WHERE m.user_id = $1 AND m.membership = 'join' AND o.membership = 'join' AND o.user_id = ANY($2::text[])",
-        user_id, list(among),
+        user_id,
+        list(among),
     )
     return {row["user_id"] for row in rows} | {user_id}
 
@@ -198,7 +224,9 @@ async def device_list_events_between(db: Database, user_id: str, after: int, upt
         " UNION ALL SELECT e.room_id, e.state_key, e.content->>'membership', e.stream"
         " FROM memberships m JOIN events e ON e.room_id = m.room_id AND e.type = 'm.room.member'"
         " AND e.stream > $2 AND e.stream <= $3 WHERE m.user_id = $1 ORDER BY stream",
-        user_id, after, upto,
+        user_id,
+        after,
+        upto,
     )
 
 
@@ -214,19 +242,21 @@ async def joined_members_of(db: Database, room_ids: Sequence[str]) -> list[str]:
 
 
 async def devices_of(db: Database, user_ids: Sequence[str]) -> list[asyncpg.Record]:
-    return await db.fetch(
-        "SELECT user_id, device_id FROM devices WHERE user_id = ANY($1::text[])", list(user_ids))
+    return await db.fetch("SELECT user_id, device_id FROM devices WHERE user_id = ANY($1::text[])", list(user_ids))
 
 
-async def put_to_device(conn: Database, *, sender: str, sender_device: str, txn_id: str, type: str,
-                        messages: Sequence[tuple[str, str, Any]]) -> int | None:
+async def put_to_device(
+    conn: Database, *, sender: str, sender_device: str, txn_id: str, type: str, messages: Sequence[tuple[str, str, Any]]
+) -> int | None:
     """Queues (user, device, content) messages, all at one new position, once
     per transaction id: a retried one queues nothing and returns None.
     Messages for devices that do not exist are dropped."""
     first = await conn.fetchval(
         "INSERT INTO to_device_txns (user_id, device_id, txn_id) VALUES ($1, $2, $3)"
         " ON CONFLICT DO NOTHING RETURNING true",
-        sender, sender_device, txn_id,
+        sender,
+        sender_device,
+        txn_id,
     )
     if not first or not messages:
         return None
@@ -238,18 +268,27 @@ async def put_to_device(conn: Database, *, sender: str, sender_device: str, txn_
         " CROSS JOIN pos JOIN devices d ON d.user_id = m.user_id AND d.device_id = m.device_id"
         " ON CONFLICT DO NOTHING RETURNING 1)"
         " SELECT pos.stream FROM pos WHERE EXISTS (SELECT 1 FROM ins)",
-        sender, type, [m[0] for m in messages], [m[1] for m in messages], [_json(m[2]) for m in messages],
+        sender,
+        type,
+        [m[0] for m in messages],
+        [m[1] for m in messages],
+        [_json(m[2]) for m in messages],
     )
 
 
-async def to_device_between(db: Database, user_id: str, device_id: str, after: int | None, upto: int,
-                            limit: int) -> list[asyncpg.Record]:
+async def to_device_between(
+    db: Database, user_id: str, device_id: str, after: int | None, upto: int, limit: int
+) -> list[asyncpg.Record]:
     """The device's first ``limit`` messages in (after, upto], oldest first."""
     return await db.fetch(
         "SELECT stream, sender, type, content FROM to_device_messages"
         " WHERE user_id = $1 AND device_id = $2 AND ($3::bigint IS NULL OR stream > $3) AND stream <= $4"
         " ORDER BY stream LIMIT $5",
-        user_id, device_id, after, upto, limit,
+        user_id,
+        device_id,
+        after,
+        upto,
+        limit,
     )
 
 
@@ -257,7 +296,9 @@ async def acknowledge_to_device(db: Database, user_id: str, device_id: str, upto
     """The device has what is at or below ``upto``: delete it."""
     await db.execute(
         "DELETE FROM to_device_messages WHERE user_id = $1 AND device_id = $2 AND stream <= $3",
-        user_id, device_id, upto,
+        user_id,
+        device_id,
+        upto,
     )
 
 

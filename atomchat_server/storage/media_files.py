@@ -44,11 +44,13 @@ class MediaFiles:
         def make() -> None:
             for folder in ("incoming", "content", "thumbnails"):
                 (self.root / folder).mkdir(parents=True, exist_ok=True)
+
         await self._run(make)
 
     async def new_upload(self) -> Upload:
         def open_temp() -> tuple[int, str]:
             return tempfile.mkstemp(dir=self.root / "incoming", prefix="upload-")
+
         fd, path = await self._run(open_temp)
         return Upload(self, fd, Path(path))
 
@@ -56,12 +58,15 @@ class MediaFiles:
         def read() -> bytes:
             with open(path, "rb") as handle:
                 return handle.read(count)
+
         return await self._run(read)
 
     async def chunks(self, path: Path) -> AsyncGenerator[bytes, None]:
         """The file's bytes, READ_CHUNK at a time."""
+
         def open_binary() -> BinaryIO:
             return path.open("rb")
+
         handle = await self._run(open_binary)
         try:
             while True:
@@ -80,9 +85,11 @@ class MediaFiles:
 
     async def put_file(self, source: Path, target: Path) -> None:
         """Moves a finished file into place (atomically: readers see all of it or none)."""
+
         def move() -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(source, target)
+
         await self._run(move)
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
@@ -112,7 +119,7 @@ class Upload:
 
     async def write(self, chunk: bytes, head_bytes: int) -> None:
         if len(self.head) < head_bytes:
-            self.head += chunk[:head_bytes - len(self.head)]
+            self.head += chunk[: head_bytes - len(self.head)]
         self.size += len(chunk)
         async with self._lock:
             if self._fd is not None:
@@ -138,7 +145,7 @@ class Upload:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _sync_and_close(fd: int) -> None:

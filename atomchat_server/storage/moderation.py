@@ -34,7 +34,8 @@ async def ensure_system_user(db: Database, user_id: str, localpart: str) -> None
     await db.execute(
         "INSERT INTO users (id, user_id, localpart, password_hash) OVERRIDING SYSTEM VALUE"
         " VALUES (0, $1, $2, NULL) ON CONFLICT DO NOTHING",
-        user_id, localpart,
+        user_id,
+        localpart,
     )
 
 
@@ -47,8 +48,16 @@ async def moderators(db: Database) -> list[str]:
     return [row["user_id"] for row in await db.fetch("SELECT user_id FROM users WHERE is_moderator ORDER BY id")]
 
 
-async def list_users(db: Database, *, search: str | None, user_ids: Sequence[str] | None, moderators_only: bool,
-                     after_id: int, limit: int, exclude: str) -> list[asyncpg.Record]:
+async def list_users(
+    db: Database,
+    *,
+    search: str | None,
+    user_ids: Sequence[str] | None,
+    moderators_only: bool,
+    after_id: int,
+    limit: int,
+    exclude: str,
+) -> list[asyncpg.Record]:
     """A page of accounts ordered by id, with their last activity."""
     return await db.fetch(
         "SELECT u.id, u.user_id, u.localpart, u.is_moderator, u.displayname, u.created_at,"
@@ -57,14 +66,20 @@ async def list_users(db: Database, *, search: str | None, user_ids: Sequence[str
         " AND ($2::text IS NULL OR u.localpart ILIKE $2 OR u.displayname ILIKE $2)"
         " AND ($3::text[] IS NULL OR u.user_id = ANY($3)) AND (NOT $4 OR u.is_moderator)"
         " ORDER BY u.id LIMIT $5",
-        after_id, like_search(search), user_ids, moderators_only, limit, exclude,
+        after_id,
+        like_search(search),
+        user_ids,
+        moderators_only,
+        limit,
+        exclude,
     )
 
 
 async def user_rooms(db: Database, user_id: str) -> list[asyncpg.Record]:
     return await db.fetch(
         "SELECT m.room_id, m.membership FROM memberships m JOIN rooms r USING (room_id)"
-        " WHERE m.user_id = $1 AND NOT r.deleted ORDER BY m.stream", user_id,
+        " WHERE m.user_id = $1 AND NOT r.deleted ORDER BY m.stream",
+        user_id,
     )
 
 
@@ -73,8 +88,9 @@ async def room_summary(db: Database, room_id: str) -> asyncpg.Record | None:
     return rows[0] if rows else None
 
 
-async def list_rooms(db: Database, *, search: str | None, after_id: int, limit: int, exclude: str,
-                     room_id: str | None = None) -> list[asyncpg.Record]:
+async def list_rooms(
+    db: Database, *, search: str | None, after_id: int, limit: int, exclude: str, room_id: str | None = None
+) -> list[asyncpg.Record]:
     """A page of rooms ordered by id, with name, member count and last activity."""
     return await db.fetch(
         """
@@ -91,7 +107,11 @@ async def list_rooms(db: Database, *, search: str | None, after_id: int, limit: 
                    AND e.content->>'name' ILIKE $2))
          ORDER BY r.id LIMIT $3
         """,
-        after_id, like_search(search), limit, exclude, room_id,
+        after_id,
+        like_search(search),
+        limit,
+        exclude,
+        room_id,
     )
 
 
@@ -101,7 +121,9 @@ async def events_of_sender(db: Database, user_id: str, after_stream: int, limit:
         "SELECT e.stream, e.event_id, e.room_id FROM events e JOIN rooms r USING (room_id)"
         " WHERE e.sender = $1 AND e.stream > $2 AND e.redacted_by IS NULL AND e.state_key IS NULL"
         " AND e.type <> 'm.room.redaction' AND NOT r.deleted ORDER BY e.stream LIMIT $3",
-        user_id, after_stream, limit,
+        user_id,
+        after_stream,
+        limit,
     )
 
 
@@ -112,6 +134,7 @@ async def mark_room_deleted(db: Database, room_id: str) -> None:
 
 async def purge_room(db: Database, room_id: str) -> None:
     """Deletes the room and, through the foreign keys, every event and row of it."""
-    await db.execute("DELETE FROM event_txns WHERE event_id IN (SELECT event_id FROM events WHERE room_id = $1)",
-                     room_id)
+    await db.execute(
+        "DELETE FROM event_txns WHERE event_id IN (SELECT event_id FROM events WHERE room_id = $1)", room_id
+    )
     await db.execute("DELETE FROM rooms WHERE room_id = $1", room_id)

@@ -16,7 +16,9 @@ async def pdu_room(db: Database, room_id: str) -> asyncpg.Record | None:
     """A room whose events are PDUs (not deleted), or None."""
     return await db.fetchrow(
         "SELECT room_id, room_version, extremities, head_stream FROM rooms"
-        " WHERE room_id = $1 AND pdus AND NOT stub AND NOT deleted", room_id)
+        " WHERE room_id = $1 AND pdus AND NOT stub AND NOT deleted",
+        room_id,
+    )
 
 
 async def stub_room(db: Database, room_id: str) -> bool:
@@ -35,36 +37,52 @@ async def known_events(db: Database, event_ids: Sequence[str]) -> set[str]:
 
 async def server_in_room(db: Database, room_id: str, server_name: str) -> bool:
     """Whether a user of the server is joined to (or invited to) the room."""
-    return bool(await db.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM memberships WHERE room_id = $1 AND membership IN ('join', 'invite')"
-        " AND substr(user_id, strpos(user_id, ':') + 1) = $2)", room_id, server_name))
+    return bool(
+        await db.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM memberships WHERE room_id = $1 AND membership IN ('join', 'invite')"
+            " AND substr(user_id, strpos(user_id, ':') + 1) = $2)",
+            room_id,
+            server_name,
+        )
+    )
 
 
 async def servers_in_room(db: Database, room_id: str) -> list[str]:
     """The servers with a user joined to the room."""
     rows = await db.fetch(
         "SELECT DISTINCT substr(user_id, strpos(user_id, ':') + 1) AS server FROM memberships"
-        " WHERE room_id = $1 AND membership = 'join' ORDER BY 1", room_id)
+        " WHERE room_id = $1 AND membership = 'join' ORDER BY 1",
+        room_id,
+    )
     return [row["server"] for row in rows]
 
 
 async def rooms_with_remote_members(db: Database, server_name: str) -> list[str]:
     """The rooms where a user of another server has a membership of any kind."""
-    rows = await db.fetch("SELECT DISTINCT room_id FROM memberships"
-                          " WHERE substr(user_id, strpos(user_id, ':') + 1) <> $1", server_name)
+    rows = await db.fetch(
+        "SELECT DISTINCT room_id FROM memberships WHERE substr(user_id, strpos(user_id, ':') + 1) <> $1", server_name
+    )
     return [row["room_id"] for row in rows]
 
 
 async def min_depth(db: Database, room_id: str, event_ids: Sequence[str]) -> int:
-    return int(await db.fetchval(
-        "SELECT COALESCE(min(depth), 0) FROM events WHERE room_id = $1 AND event_id = ANY($2::text[])",
-        room_id, list(event_ids)))
+    return int(
+        await db.fetchval(
+            "SELECT COALESCE(min(depth), 0) FROM events WHERE room_id = $1 AND event_id = ANY($2::text[])",
+            room_id,
+            list(event_ids),
+        )
+    )
 
 
 async def max_depth(db: Database, room_id: str, event_ids: Sequence[str]) -> int:
-    return int(await db.fetchval(
-        "SELECT COALESCE(max(depth), 0) FROM events WHERE room_id = $1 AND event_id = ANY($2::text[])",
-        room_id, list(event_ids)))
+    return int(
+        await db.fetchval(
+            "SELECT COALESCE(max(depth), 0) FROM events WHERE room_id = $1 AND event_id = ANY($2::text[])",
+            room_id,
+            list(event_ids),
+        )
+    )
 
 
 async def event_pdu(db: Database, event_id: str) -> asyncpg.Record | None:
@@ -73,7 +91,9 @@ async def event_pdu(db: Database, event_id: str) -> asyncpg.Record | None:
     return await db.fetchrow(
         f"SELECT room_id, {_PDU_COLUMNS} FROM events WHERE event_id = $1 AND pdu IS NOT NULL"
         " UNION ALL SELECT room_id, event_id, NULL, pdu->>'type', pdu->>'state_key', (pdu->>'depth')::bigint, pdu"
-        " FROM refused_events WHERE event_id = $1 AND status = 'soft_failed' LIMIT 1", event_id)
+        " FROM refused_events WHERE event_id = $1 AND status = 'soft_failed' LIMIT 1",
+        event_id,
+    )
 
 
 async def seen_events(db: Database, event_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
@@ -83,25 +103,34 @@ async def seen_events(db: Database, event_ids: Sequence[str]) -> dict[str, tuple
     rows = await db.fetch(
         "SELECT event_id, 'accepted' AS status, '' AS reason FROM events WHERE event_id = ANY($1::text[])"
         " UNION ALL SELECT event_id, status, reason FROM refused_events WHERE event_id = ANY($1::text[])",
-        list(event_ids))
+        list(event_ids),
+    )
     return {row["event_id"]: (row["status"], row["reason"]) for row in rows}
 
 
 async def refused(db: Database, room_id: str, event_ids: Sequence[str]) -> list[asyncpg.Record]:
     """The named events of the room that were rejected or soft-failed here."""
-    return await db.fetch("SELECT event_id, status, reason, pdu FROM refused_events"
-                          " WHERE room_id = $1 AND event_id = ANY($2::text[])", room_id, list(event_ids))
+    return await db.fetch(
+        "SELECT event_id, status, reason, pdu FROM refused_events WHERE room_id = $1 AND event_id = ANY($2::text[])",
+        room_id,
+        list(event_ids),
+    )
 
 
-async def keep_refused(db: Database, room_id: str, status: str,
-                       events: Sequence[tuple[str, str, dict]], now_ms: int) -> None:
+async def keep_refused(
+    db: Database, room_id: str, status: str, events: Sequence[tuple[str, str, dict]], now_ms: int
+) -> None:
     """Keeps rejected or soft-failed events ((event id, reason, PDU)) apart
     from the timeline; an event kept already stays as it was."""
     await db.execute(
         "INSERT INTO refused_events (event_id, room_id, status, reason, pdu, received_ts)"
         " SELECT e->>0, $1, $2, e->>1, e->2, $4 FROM jsonb_array_elements($3::jsonb) AS e"
         " ON CONFLICT (event_id) DO NOTHING",
-        room_id, status, [list(e) for e in events], now_ms)
+        room_id,
+        status,
+        [list(e) for e in events],
+        now_ms,
+    )
 
 
 async def has_event(db: Database, event_id: str) -> bool:
@@ -112,7 +141,10 @@ async def pdus(db: Database, room_id: str, event_ids: Sequence[str]) -> list[asy
     """The named events of the room that this server has, with their PDUs, in stream order."""
     return await db.fetch(
         f"SELECT {_PDU_COLUMNS} FROM events WHERE room_id = $1 AND event_id = ANY($2::text[])"
-        " AND pdu IS NOT NULL ORDER BY stream", room_id, list(event_ids))
+        " AND pdu IS NOT NULL ORDER BY stream",
+        room_id,
+        list(event_ids),
+    )
 
 
 async def state_ids_after(db: Database, room_id: str, stream: int) -> dict[tuple[str, str], str]:
@@ -121,12 +153,16 @@ async def state_ids_after(db: Database, room_id: str, stream: int) -> dict[tuple
     rows = await db.fetch(
         "SELECT DISTINCT ON (type, state_key) type, state_key, event_id FROM events"
         " WHERE room_id = $1 AND state_key IS NOT NULL AND stream <= $2"
-        " ORDER BY type, state_key, stream DESC", room_id, stream)
+        " ORDER BY type, state_key, stream DESC",
+        room_id,
+        stream,
+    )
     return {(row["type"], row["state_key"]): row["event_id"] for row in rows}
 
 
-async def auth_chain(db: Database, room_id: str, event_ids: Sequence[str], *,
-                     include_self: bool = True, limit: int = 50000) -> list[asyncpg.Record]:
+async def auth_chain(
+    db: Database, room_id: str, event_ids: Sequence[str], *, include_self: bool = True, limit: int = 50000
+) -> list[asyncpg.Record]:
     """The events reachable from ``event_ids`` through auth_events (and the
     events themselves when ``include_self``), in stream order."""
     return await db.fetch(
@@ -140,22 +176,32 @@ async def auth_chain(db: Database, room_id: str, event_ids: Sequence[str], *,
         f" SELECT {_PDU_COLUMNS} FROM events WHERE room_id = $1 AND pdu IS NOT NULL"
         " AND (event_id IN (SELECT event_id FROM chain) OR ($3 AND event_id = ANY($2::text[])))"
         " ORDER BY stream LIMIT $4",
-        room_id, list(event_ids), include_self, limit)
+        room_id,
+        list(event_ids),
+        include_self,
+        limit,
+    )
 
 
 async def is_ancestor(db: Database, room_id: str, event_id: str, from_ids: Sequence[str]) -> bool:
     """Whether ``event_id`` is one of ``from_ids`` or reachable from them
     through prev_events (the walk stops below its depth)."""
-    return bool(await db.fetchval(
-        "WITH RECURSIVE target AS (SELECT depth FROM events WHERE event_id = $2),"
-        " walk(event_id) AS ("
-        "   SELECT unnest($3::text[])"
-        "   UNION"
-        "   SELECT p.value FROM walk w JOIN events e ON e.event_id = w.event_id AND e.room_id = $1,"
-        "          jsonb_array_elements_text(e.pdu->'prev_events') p"
-        "   WHERE e.depth > (SELECT depth FROM target)"
-        " )"
-        " SELECT EXISTS (SELECT 1 FROM walk WHERE event_id = $2)", room_id, event_id, list(from_ids)))
+    return bool(
+        await db.fetchval(
+            "WITH RECURSIVE target AS (SELECT depth FROM events WHERE event_id = $2),"
+            " walk(event_id) AS ("
+            "   SELECT unnest($3::text[])"
+            "   UNION"
+            "   SELECT p.value FROM walk w JOIN events e ON e.event_id = w.event_id AND e.room_id = $1,"
+            "          jsonb_array_elements_text(e.pdu->'prev_events') p"
+            "   WHERE e.depth > (SELECT depth FROM target)"
+            " )"
+            " SELECT EXISTS (SELECT 1 FROM walk WHERE event_id = $2)",
+            room_id,
+            event_id,
+            list(from_ids),
+        )
+    )
 
 
 async def current_state_ids(db: Database, room_id: str) -> dict[tuple[str, str], str]:
@@ -167,7 +213,9 @@ async def current_state_pdus(db: Database, room_id: str) -> list[asyncpg.Record]
     return await db.fetch(
         f"SELECT {', '.join('e.' + c.strip() for c in _PDU_COLUMNS.split(','))}"
         " FROM current_state cs JOIN events e ON e.event_id = cs.event_id"
-        " WHERE cs.room_id = $1 AND e.pdu IS NOT NULL ORDER BY e.stream", room_id)
+        " WHERE cs.room_id = $1 AND e.pdu IS NOT NULL ORDER BY e.stream",
+        room_id,
+    )
 
 
 async def state_pdus_after(db: Database, room_id: str, stream: int) -> list[asyncpg.Record]:
@@ -175,11 +223,15 @@ async def state_pdus_after(db: Database, room_id: str, stream: int) -> list[asyn
     return await db.fetch(
         f"SELECT * FROM (SELECT DISTINCT ON (type, state_key) {_PDU_COLUMNS} FROM events"
         " WHERE room_id = $1 AND state_key IS NOT NULL AND stream <= $2 AND pdu IS NOT NULL"
-        " ORDER BY type, state_key, stream DESC) s ORDER BY stream", room_id, stream)
+        " ORDER BY type, state_key, stream DESC) s ORDER BY stream",
+        room_id,
+        stream,
+    )
 
 
-async def missing_events(db: Database, room_id: str, earliest: Sequence[str], latest: Sequence[str],
-                         limit: int, min_depth: int) -> list[asyncpg.Record]:
+async def missing_events(
+    db: Database, room_id: str, earliest: Sequence[str], latest: Sequence[str], limit: int, min_depth: int
+) -> list[asyncpg.Record]:
     """Up to ``limit`` events reachable from ``latest`` through prev_events
     without passing ``earliest``, newest first (get_missing_events)."""
     return await db.fetch(
@@ -194,7 +246,12 @@ async def missing_events(db: Database, room_id: str, earliest: Sequence[str], la
         f" SELECT {_PDU_COLUMNS} FROM events WHERE room_id = $1 AND pdu IS NOT NULL AND depth >= $5"
         " AND event_id IN (SELECT event_id FROM walk) AND NOT event_id = ANY($2::text[])"
         " ORDER BY stream DESC LIMIT $4",
-        room_id, list(earliest), list(latest), limit, min_depth)
+        room_id,
+        list(earliest),
+        list(latest),
+        limit,
+        min_depth,
+    )
 
 
 async def backfill(db: Database, room_id: str, from_ids: Sequence[str], limit: int) -> list[asyncpg.Record]:
@@ -203,4 +260,8 @@ async def backfill(db: Database, room_id: str, from_ids: Sequence[str], limit: i
     return await db.fetch(
         f"SELECT {_PDU_COLUMNS} FROM events WHERE room_id = $1 AND pdu IS NOT NULL"
         " AND stream <= (SELECT max(stream) FROM events WHERE room_id = $1 AND event_id = ANY($2::text[]))"
-        " ORDER BY stream DESC LIMIT $3", room_id, list(from_ids), limit)
+        " ORDER BY stream DESC LIMIT $3",
+        room_id,
+        list(from_ids),
+        limit,
+    )

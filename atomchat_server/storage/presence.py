@@ -13,9 +13,9 @@ async def refresh_active(db: Database, user_id: str, now_ms: int) -> asyncpg.Rec
     """Notes that a present (not offline) user is active; their state and
     whether they chose it, or None when they are offline or were never seen."""
     return await db.fetchrow(
-        "UPDATE presence SET last_active_ts = $2 WHERE user_id = $1 AND state <> 'offline'"
-        " RETURNING state, chosen",
-        user_id, now_ms,
+        "UPDATE presence SET last_active_ts = $2 WHERE user_id = $1 AND state <> 'offline' RETURNING state, chosen",
+        user_id,
+        now_ms,
     )
 
 
@@ -25,8 +25,9 @@ async def get_presence(db: Database, user_id: str) -> asyncpg.Record | None:
     )
 
 
-async def put_presence(conn: Database, *, user_id: str, state: str, status_msg: str | None, keep_status: bool,
-                       chosen: bool, now_ms: int) -> int:
+async def put_presence(
+    conn: Database, *, user_id: str, state: str, status_msg: str | None, keep_status: bool, chosen: bool, now_ms: int
+) -> int:
     """Sets the user's state (and status message, unless ``keep_status``),
     at a new stream position."""
     return await conn.fetchval(
@@ -35,7 +36,12 @@ async def put_presence(conn: Database, *, user_id: str, state: str, status_msg: 
         " ON CONFLICT (user_id) DO UPDATE SET state = EXCLUDED.state, chosen = EXCLUDED.chosen,"
         " status_msg = CASE WHEN $4 THEN presence.status_msg ELSE EXCLUDED.status_msg END,"
         " last_active_ts = EXCLUDED.last_active_ts, stream = EXCLUDED.stream RETURNING stream",
-        user_id, state, status_msg, keep_status, chosen, now_ms,
+        user_id,
+        state,
+        status_msg,
+        keep_status,
+        chosen,
+        now_ms,
     )
 
 
@@ -61,14 +67,17 @@ async def shares_room(db: Database, user_id: str, other: str) -> bool:
     return await db.fetchval(
         "SELECT EXISTS (SELECT 1 FROM memberships a JOIN memberships b ON b.room_id = a.room_id"
         " WHERE a.user_id = $1 AND a.membership = 'join' AND b.user_id = $2 AND b.membership = 'join')",
-        user_id, other,
+        user_id,
+        other,
     )
 
 
 # The users whose presence a user is shown: themselves and everyone joined
 # to a room they are joined to.
-_AUDIENCE = ("(SELECT $1::text UNION SELECT b.user_id FROM memberships a JOIN memberships b"
-             " ON b.room_id = a.room_id AND b.membership = 'join' WHERE a.user_id = $1 AND a.membership = 'join')")
+_AUDIENCE = (
+    "(SELECT $1::text UNION SELECT b.user_id FROM memberships a JOIN memberships b"
+    " ON b.room_id = a.room_id AND b.membership = 'join' WHERE a.user_id = $1 AND a.membership = 'join')"
+)
 
 
 async def presence_since(db: Database, user_id: str, after: int | None, upto: int) -> list[asyncpg.Record]:
@@ -78,10 +87,13 @@ async def presence_since(db: Database, user_id: str, after: int | None, upto: in
         return await db.fetch(
             "SELECT user_id, state, status_msg, last_active_ts FROM presence"
             f" WHERE user_id IN {_AUDIENCE} AND state <> 'offline' AND stream <= $2 ORDER BY stream",
-            user_id, upto,
+            user_id,
+            upto,
         )
     return await db.fetch(
         "SELECT user_id, state, status_msg, last_active_ts FROM presence"
         f" WHERE stream > $2 AND stream <= $3 AND user_id IN {_AUDIENCE} ORDER BY stream",
-        user_id, after, upto,
+        user_id,
+        after,
+        upto,
     )

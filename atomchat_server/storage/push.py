@@ -24,12 +24,14 @@ async def stored_rules(db: Database, user_ids: Sequence[str]) -> list[asyncpg.Re
     return await db.fetch(
         "SELECT user_id, content, stream FROM account_data WHERE user_id = ANY($1::text[]) AND room_id = ''"
         " AND type = $2",
-        list(user_ids), PUSH_RULES_TYPE,
+        list(user_ids),
+        PUSH_RULES_TYPE,
     )
 
 
-async def notification_counts(db: Database, user_id: str, room_ids: Sequence[str], cap: int,
-                              upto: int) -> dict[str, tuple[int, int]]:
+async def notification_counts(
+    db: Database, user_id: str, room_ids: Sequence[str], cap: int, upto: int
+) -> dict[str, tuple[int, int]]:
     """Per room, (notifications, highlights) of the user after their read
     receipt (or their joining, if later) up to position ``upto``, each
     counted up to ``cap``: the
@@ -53,13 +55,17 @@ async def notification_counts(db: Database, user_id: str, room_ids: Sequence[str
         "      AND pa.notify"
         "      AND e.redacted_by IS NULL"
         "   LIMIT $3) n) c",
-        user_id, list(room_ids), cap, upto,
+        user_id,
+        list(room_ids),
+        cap,
+        upto,
     )
     return {row["room_id"]: (row["notify"], row["highlight"]) for row in rows}
 
 
-async def notifications(db: Database, user_id: str, *, before: int | None, limit: int,
-                        only_highlight: bool) -> list[asyncpg.Record]:
+async def notifications(
+    db: Database, user_id: str, *, before: int | None, limit: int, only_highlight: bool
+) -> list[asyncpg.Record]:
     """The user's notifications, newest first, below ``before``: their own
     notifying outcomes (an invite, say), and the events of the rooms they are
     in that notify a member with the default rules (unless they fare
@@ -85,7 +91,10 @@ async def notifications(db: Database, user_id: str, *, before: int | None, limit
         "        ORDER BY e.stream DESC LIMIT $3)) n"
         " JOIN events e ON e.stream = n.stream"
         " ORDER BY n.stream DESC LIMIT $3",
-        user_id, before, limit, only_highlight,
+        user_id,
+        before,
+        limit,
+        only_highlight,
     )
 
 
@@ -102,19 +111,31 @@ async def set_pusher(db: asyncpg.Pool, user_id: str, pusher: dict[str, Any], *, 
     ``append``, other users' pushers with that pair go (one transaction)."""
     async with db.acquire() as conn, conn.transaction():
         if not append:
-            await conn.execute("DELETE FROM pushers WHERE app_id = $1 AND pushkey = $2 AND user_id <> $3",
-                               pusher["app_id"], pusher["pushkey"], user_id)
+            await conn.execute(
+                "DELETE FROM pushers WHERE app_id = $1 AND pushkey = $2 AND user_id <> $3",
+                pusher["app_id"],
+                pusher["pushkey"],
+                user_id,
+            )
         await conn.execute(
             "INSERT INTO pushers (user_id, app_id, pushkey, kind, app_display_name, device_display_name,"
             " profile_tag, lang, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
             " ON CONFLICT (app_id, pushkey, user_id) DO UPDATE SET kind = EXCLUDED.kind,"
             " app_display_name = EXCLUDED.app_display_name, device_display_name = EXCLUDED.device_display_name,"
             " profile_tag = EXCLUDED.profile_tag, lang = EXCLUDED.lang, data = EXCLUDED.data",
-            user_id, pusher["app_id"], pusher["pushkey"], pusher["kind"], pusher["app_display_name"],
-            pusher["device_display_name"], pusher.get("profile_tag"), pusher["lang"], pusher["data"],
+            user_id,
+            pusher["app_id"],
+            pusher["pushkey"],
+            pusher["kind"],
+            pusher["app_display_name"],
+            pusher["device_display_name"],
+            pusher.get("profile_tag"),
+            pusher["lang"],
+            pusher["data"],
         )
 
 
 async def delete_pusher(db: Database, user_id: str, app_id: str, pushkey: str) -> None:
-    await db.execute("DELETE FROM pushers WHERE user_id = $1 AND app_id = $2 AND pushkey = $3",
-                     user_id, app_id, pushkey)
+    await db.execute(
+        "DELETE FROM pushers WHERE user_id = $1 AND app_id = $2 AND pushkey = $3", user_id, app_id, pushkey
+    )

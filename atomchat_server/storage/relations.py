@@ -18,17 +18,30 @@ _PARENT = "(content->'m.relates_to'->>'event_id')"
 _REL_TYPE = "(content->'m.relates_to'->>'rel_type')"
 
 # Inside the visible stretches (unnest of two arrays of bounds).
-_VISIBLE = ("EXISTS (SELECT 1 FROM unnest({lo}::bigint[], {hi}::bigint[]) r(lo, hi)"
-            " WHERE {alias}stream >= r.lo AND (r.hi IS NULL OR {alias}stream <= r.hi))")
+_VISIBLE = (
+    "EXISTS (SELECT 1 FROM unnest({lo}::bigint[], {hi}::bigint[]) r(lo, hi)"
+    " WHERE {alias}stream >= r.lo AND (r.hi IS NULL OR {alias}stream <= r.hi))"
+)
 
 
 def _visible(lo: str, hi: str, alias: str = "") -> str:
     return _VISIBLE.format(lo=lo, hi=hi, alias=alias)
 
 
-async def children(db: Database, room_id: str, event_id: str, *, rel_type: str | None, event_type: str | None,
-                   after: int | None, before: int | None, backwards: bool, limit: int,
-                   ranges: Sequence[tuple[int, int | None]], depth: int = 1) -> list[asyncpg.Record]:
+async def children(
+    db: Database,
+    room_id: str,
+    event_id: str,
+    *,
+    rel_type: str | None,
+    event_type: str | None,
+    after: int | None,
+    before: int | None,
+    backwards: bool,
+    limit: int,
+    ranges: Sequence[tuple[int, int | None]],
+    depth: int = 1,
+) -> list[asyncpg.Record]:
     """Up to ``limit`` events relating to ``event_id`` (with ``depth`` > 1,
     also events relating to those, and so on), with after < stream <=
     before, inside the visible ``ranges``, newest first when ``backwards``.
@@ -48,8 +61,16 @@ async def children(db: Database, room_id: str, event_id: str, *, rel_type: str |
         " AND ($6::bigint IS NULL OR e.stream > $6) AND ($7::bigint IS NULL OR e.stream <= $7)"
         f" AND {_visible('$8', '$9', 'e.')}"
         f" ORDER BY e.stream {order} LIMIT $10",
-        room_id, event_id, rel_type, event_type, depth, after, before,
-        [r[0] for r in ranges], [r[1] for r in ranges], limit,
+        room_id,
+        event_id,
+        rel_type,
+        event_type,
+        depth,
+        after,
+        before,
+        [r[0] for r in ranges],
+        [r[1] for r in ranges],
+        limit,
     )
 
 
@@ -64,7 +85,7 @@ WITH kids AS (
            {_PARENT} AS parent, {_REL_TYPE} AS rel_type
     FROM events
     WHERE room_id = $1 AND {_PARENT} = ANY($2::text[]) AND {_REL_TYPE} = ANY($3::text[])
-      AND {_visible('$4', '$5')}
+      AND {_visible("$4", "$5")}
 ), threads AS (
     SELECT k.parent, max(k.stream) AS latest, count(*) AS n,
            bool_or(k.sender = $6) OR bool_or(p.sender = $6) AS participated
@@ -89,19 +110,34 @@ FROM kids WHERE rel_type = 'm.reference' GROUP BY parent
 """
 
 
-async def aggregates(db: Database, room_id: str, parents: Sequence[str], *, rel_types: Sequence[str],
-                     ranges: Sequence[tuple[int, int | None]], user_id: str) -> list[dict[str, Any]]:
+async def aggregates(
+    db: Database,
+    room_id: str,
+    parents: Sequence[str],
+    *,
+    rel_types: Sequence[str],
+    ranges: Sequence[tuple[int, int | None]],
+    user_id: str,
+) -> list[dict[str, Any]]:
     """The aggregates of the ``parents`` (as events.relations.bundle takes
     them), in one round trip; an ``event`` comes back as the stored row."""
     if not parents:
         return []
-    rows = await db.fetch(_AGGREGATES, room_id, list(parents), list(rel_types), [r[0] for r in ranges],
-                          [r[1] for r in ranges], user_id)
+    rows = await db.fetch(
+        _AGGREGATES, room_id, list(parents), list(rel_types), [r[0] for r in ranges], [r[1] for r in ranges], user_id
+    )
     return [dict(row) for row in rows]
 
 
-async def thread_roots(db: Database, room_id: str, *, before: int | None, limit: int,
-                       ranges: Sequence[tuple[int, int | None]], participant: str | None) -> list[asyncpg.Record]:
+async def thread_roots(
+    db: Database,
+    room_id: str,
+    *,
+    before: int | None,
+    limit: int,
+    ranges: Sequence[tuple[int, int | None]],
+    participant: str | None,
+) -> list[asyncpg.Record]:
     """The room's thread roots, by latest activity newest first (each with
     ``activity``, the position of its latest thread event the reader may see),
     those whose latest activity is at or below ``before``; with
@@ -118,5 +154,10 @@ async def thread_roots(db: Database, room_id: str, *, before: int | None, limit:
         f" AND {_visible('$3', '$4', 'e.')}"
         " AND ($5::text IS NULL OR t.wrote OR e.sender = $5)"
         " ORDER BY t.activity DESC LIMIT $6",
-        room_id, before, [r[0] for r in ranges], [r[1] for r in ranges], participant, limit,
+        room_id,
+        before,
+        [r[0] for r in ranges],
+        [r[1] for r in ranges],
+        participant,
+        limit,
     )

@@ -33,17 +33,26 @@ hits AS MATERIALIZED (
      ORDER BY CASE WHEN $8 THEN rank END DESC, stream DESC
      LIMIT $11
 )
-SELECT t.total, p.rank, {_columns('e')}
+SELECT t.total, p.rank, {_columns("e")}
   FROM (SELECT count(*) AS total FROM hits) t
   LEFT JOIN (page p JOIN events e ON e.stream = p.stream) ON true
  ORDER BY CASE WHEN $8 THEN p.rank END DESC, e.stream DESC
 """
 
 
-async def search_events(pool: asyncpg.Pool, *, query: str, visible: Sequence[tuple[str, int, int | None]],
-                        types: Sequence[str], senders: Sequence[str] | None, not_senders: Sequence[str] | None,
-                        by_rank: bool, window: tuple[int, int], after: tuple[float | None, int | None],
-                        limit: int) -> tuple[int, list[asyncpg.Record]]:
+async def search_events(
+    pool: asyncpg.Pool,
+    *,
+    query: str,
+    visible: Sequence[tuple[str, int, int | None]],
+    types: Sequence[str],
+    senders: Sequence[str] | None,
+    not_senders: Sequence[str] | None,
+    by_rank: bool,
+    window: tuple[int, int],
+    after: tuple[float | None, int | None],
+    limit: int,
+) -> tuple[int, list[asyncpg.Record]]:
     """The number of events matching ``query`` (PostgreSQL web search syntax)
     inside the ``visible`` stretches with ``window[0] < stream <=
     window[1]``, and up to ``limit`` of them (with ``rank``): by rank, then
@@ -57,8 +66,20 @@ async def search_events(pool: asyncpg.Pool, *, query: str, visible: Sequence[tup
         # a narrow window would read a wide one through the primary key too.
         await conn.execute("SET LOCAL enable_indexscan = off; SET LOCAL plan_cache_mode = force_custom_plan")
         rows = await conn.fetch(
-            _SEARCH, query, [v[0] for v in visible], [v[1] for v in visible], [v[2] for v in visible], list(types),
-            senders, not_senders, by_rank, after[0], after[1], limit, window[0], window[1],
+            _SEARCH,
+            query,
+            [v[0] for v in visible],
+            [v[1] for v in visible],
+            [v[2] for v in visible],
+            list(types),
+            senders,
+            not_senders,
+            by_rank,
+            after[0],
+            after[1],
+            limit,
+            window[0],
+            window[1],
         )
     total = rows[0]["total"] if rows else 0
     return total, [row for row in rows if row["stream"] is not None]
@@ -88,5 +109,9 @@ async def search_users(db: Database, *, user_id: str, term: str, limit: int) -> 
                   (u.displayname ILIKE $4 OR u.localpart ILIKE $4) DESC, u.user_id
          LIMIT $5
         """,
-        user_id, pattern, term, pattern[1:], limit,
+        user_id,
+        pattern,
+        term,
+        pattern[1:],
+        limit,
     )

@@ -24,8 +24,15 @@ async def revoke_cached_sessions(db: Database, user_id: str) -> None:
     await _revoked(db, user_id)
 
 
-async def start_session(pool: asyncpg.Pool, *, user_id: str, device_id: str, display_name: str | None,
-                        session_id: str, refresh_token_hash: str | None) -> bool:
+async def start_session(
+    pool: asyncpg.Pool,
+    *,
+    user_id: str,
+    device_id: str,
+    display_name: str | None,
+    session_id: str,
+    refresh_token_hash: str | None,
+) -> bool:
     """Records a login. Logging in again with an existing device id keeps the
     device and replaces its session, revoking the tokens issued before;
     returns whether it did."""
@@ -33,15 +40,17 @@ async def start_session(pool: asyncpg.Pool, *, user_id: str, device_id: str, dis
         await conn.execute(
             "INSERT INTO devices (user_id, device_id, display_name) VALUES ($1, $2, $3)"
             " ON CONFLICT (user_id, device_id) DO NOTHING",  # a known device keeps its name
-            user_id, device_id, display_name,
+            user_id,
+            device_id,
+            display_name,
         )
-        replaced = await conn.execute(
-            "DELETE FROM sessions WHERE user_id = $1 AND device_id = $2", user_id, device_id
-        )
+        replaced = await conn.execute("DELETE FROM sessions WHERE user_id = $1 AND device_id = $2", user_id, device_id)
         await conn.execute(
-            "INSERT INTO sessions (session_id, user_id, device_id, refresh_token_hash)"
-            " VALUES ($1, $2, $3, $4)",
-            session_id, user_id, device_id, refresh_token_hash,
+            "INSERT INTO sessions (session_id, user_id, device_id, refresh_token_hash) VALUES ($1, $2, $3, $4)",
+            session_id,
+            user_id,
+            device_id,
+            refresh_token_hash,
         )
         if replaced == "DELETE 0":
             return False
@@ -70,7 +79,8 @@ async def rotate_refresh_token(db: Database, old_hash: str, new_hash: str) -> as
     return await db.fetchrow(
         "UPDATE sessions SET refresh_token_hash = $2, token_generation = token_generation + 1"
         " WHERE refresh_token_hash = $1 RETURNING session_id, user_id, device_id, token_generation",
-        old_hash, new_hash,
+        old_hash,
+        new_hash,
     )
 
 
@@ -81,7 +91,8 @@ async def retire_generations_before(pool: asyncpg.Pool, session_id: str, user_id
         status = await conn.execute(
             "UPDATE sessions SET oldest_valid_generation = $2"
             " WHERE session_id = $1 AND oldest_valid_generation < $2 AND token_generation >= $2",
-            session_id, generation,
+            session_id,
+            generation,
         )
         if status != "UPDATE 0":
             await _revoked(conn, user_id)
@@ -113,7 +124,9 @@ async def get_device(db: Database, user_id: str, device_id: str) -> asyncpg.Reco
 async def rename_device(db: Database, user_id: str, device_id: str, display_name: str | None) -> bool:
     status = await db.execute(
         "UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2",
-        user_id, device_id, display_name,
+        user_id,
+        device_id,
+        display_name,
     )
     return status != "UPDATE 0"
 
@@ -121,5 +134,7 @@ async def rename_device(db: Database, user_id: str, device_id: str, display_name
 async def touch_device(db: Database, user_id: str, device_id: str, ip: str) -> None:
     await db.execute(
         "UPDATE devices SET last_seen_at = now(), last_seen_ip = $3 WHERE user_id = $1 AND device_id = $2",
-        user_id, device_id, ip,
+        user_id,
+        device_id,
+        ip,
     )

@@ -25,7 +25,9 @@ async def events_between(db: Database, after: int, upto: int) -> list[dict[str, 
         " (SELECT jsonb_agg(jsonb_build_array(pa.user_id, pa.notify, pa.highlight, pa.actions)"
         "                   ORDER BY pa.user_id)"
         "    FROM event_push_actions pa WHERE pa.stream = e.stream) AS push_own"
-        " FROM events e WHERE e.stream > $1 AND e.stream <= $2 ORDER BY e.stream", after, upto
+        " FROM events e WHERE e.stream > $1 AND e.stream <= $2 ORDER BY e.stream",
+        after,
+        upto,
     )
     events = []
     for row in rows:
@@ -52,13 +54,21 @@ async def rooms_changed_since(db: Database, room_ids: Sequence[str], after: int)
     return [row["room_id"] for row in rows]
 
 
-async def timeline(db: Database, room_id: str, *, after: int | None, upto: int, limit: int,
-                   ranges: Sequence[tuple[int, int | None]] = ((0, None),),
-                   **filters: Any) -> tuple[list[asyncpg.Record], bool]:
+async def timeline(
+    db: Database,
+    room_id: str,
+    *,
+    after: int | None,
+    upto: int,
+    limit: int,
+    ranges: Sequence[tuple[int, int | None]] = ((0, None),),
+    **filters: Any,
+) -> tuple[list[asyncpg.Record], bool]:
     """The newest ``limit`` events in (after, upto], oldest first, and whether
     there were more (the timeline is limited). ``filters`` as for events.page."""
-    rows = await event_store.page(db, room_id, after=after, before=upto, backwards=True, limit=limit + 1,
-                                  ranges=ranges, **filters)
+    rows = await event_store.page(
+        db, room_id, after=after, before=upto, backwards=True, limit=limit + 1, ranges=ranges, **filters
+    )
     limited = len(rows) > limit
     rows = rows[:limit]
     rows.reverse()
@@ -71,7 +81,9 @@ async def state_changes(db: Database, room_id: str, *, after: int, before: int) 
         f"SELECT * FROM (SELECT DISTINCT ON (type, state_key) {EVENT_COLUMNS} FROM events"
         " WHERE room_id = $1 AND state_key IS NOT NULL AND stream > $2 AND stream < $3"
         " ORDER BY type, state_key, stream DESC) s ORDER BY stream",
-        room_id, after, before,
+        room_id,
+        after,
+        before,
     )
 
 
@@ -91,8 +103,9 @@ async def member_counts(db: Database, room_ids: Sequence[str]) -> dict[str, tupl
 _E_COLUMNS = ", ".join(f"e.{column.strip()}" for column in EVENT_COLUMNS.split(","))
 
 
-async def read_access(db: Database, room_ids: Sequence[str],
-                      user_id: str) -> dict[str, tuple[str, list[tuple[int, str]]]]:
+async def read_access(
+    db: Database, room_ids: Sequence[str], user_id: str
+) -> dict[str, tuple[str, list[tuple[int, str]]]]:
     """Per room: its history visibility setting ("shared" when unset) and
     the user's membership history as (stream, membership), oldest first."""
     rows = await db.fetch(
@@ -104,16 +117,27 @@ async def read_access(db: Database, room_ids: Sequence[str],
         " ARRAY(SELECT ARRAY[stream::text, content->>'membership'] FROM events"
         "   WHERE room_id = r.room_id AND type = 'm.room.member' AND state_key = $2 ORDER BY stream) AS history"
         " FROM unnest($1::text[]) r(room_id)",
-        list(room_ids), user_id,
+        list(room_ids),
+        user_id,
     )
-    return {row["room_id"]: (row["visibility"], [(int(stream), membership) for stream, membership in row["history"]])
-            for row in rows}
+    return {
+        row["room_id"]: (row["visibility"], [(int(stream), membership) for stream, membership in row["history"]])
+        for row in rows
+    }
 
 
-async def timelines(db: Database, rooms: Sequence[tuple[str, Sequence[tuple[int, int | None]]]], *,
-                    after: int | None = None, upto: int, limit: int, types: Sequence[str] | None = None,
-                    not_types: Sequence[str] | None = None, senders: Sequence[str] | None = None,
-                    not_senders: Sequence[str] | None = None) -> dict[str, tuple[list[asyncpg.Record], bool]]:
+async def timelines(
+    db: Database,
+    rooms: Sequence[tuple[str, Sequence[tuple[int, int | None]]]],
+    *,
+    after: int | None = None,
+    upto: int,
+    limit: int,
+    types: Sequence[str] | None = None,
+    not_types: Sequence[str] | None = None,
+    senders: Sequence[str] | None = None,
+    not_senders: Sequence[str] | None = None,
+) -> dict[str, tuple[list[asyncpg.Record], bool]]:
     """timeline() of many rooms in one round trip: per room (with its own
     visible ranges), the newest ``limit`` events in (after, upto], oldest
     first, and whether there were more."""
@@ -140,7 +164,18 @@ async def timelines(db: Database, rooms: Sequence[tuple[str, Sequence[tuple[int,
         "  AND ($9::text[] IS NULL OR sender = ANY($9))"
         "  AND ($10::text[] IS NULL OR NOT sender = ANY($10))"
         "  ORDER BY stream DESC LIMIT $11) t",
-        room_ids, firsts, lasts, upto, lows, highs, types, not_types, senders, not_senders, limit + 1, after,
+        room_ids,
+        firsts,
+        lasts,
+        upto,
+        lows,
+        highs,
+        types,
+        not_types,
+        senders,
+        not_senders,
+        limit + 1,
+        after,
     )
     found: dict[str, list[asyncpg.Record]] = {room_id: [] for room_id in room_ids}
     for row in rows:
@@ -154,8 +189,9 @@ async def timelines(db: Database, rooms: Sequence[tuple[str, Sequence[tuple[int,
     return result
 
 
-async def current_states(db: Database, room_ids: Sequence[str],
-                         members: dict[str, Sequence[str]] | None = None) -> dict[str, list[asyncpg.Record]]:
+async def current_states(
+    db: Database, room_ids: Sequence[str], members: dict[str, Sequence[str]] | None = None
+) -> dict[str, list[asyncpg.Record]]:
     """The current state of many rooms, per room in stream order; with
     ``members``, of the m.room.member events only those of the users it
     names for each room."""
@@ -165,7 +201,10 @@ async def current_states(db: Database, room_ids: Sequence[str],
         " WHERE cs.room_id = ANY($1::text[]) AND (NOT $2 OR cs.type <> 'm.room.member'"
         "   OR (cs.room_id, cs.state_key) IN (SELECT * FROM unnest($3::text[], $4::text[])))"
         " ORDER BY e.stream",
-        list(room_ids), members is not None, [pair[0] for pair in wanted], [pair[1] for pair in wanted],
+        list(room_ids),
+        members is not None,
+        [pair[0] for pair in wanted],
+        [pair[1] for pair in wanted],
     )
     result: dict[str, list[asyncpg.Record]] = {room_id: [] for room_id in room_ids}
     for row in rows:
@@ -173,8 +212,9 @@ async def current_states(db: Database, room_ids: Sequence[str],
     return result
 
 
-async def state_events_before(db: Database,
-                              keys: Sequence[tuple[str, str, str, int]]) -> dict[tuple[str, str, str], asyncpg.Record]:
+async def state_events_before(
+    db: Database, keys: Sequence[tuple[str, str, str, int]]
+) -> dict[tuple[str, str, str], asyncpg.Record]:
     """For each (room, type, state_key, position): the newest such state
     event at or below the position (keys with none are absent)."""
     rows = await db.fetch(
@@ -182,7 +222,10 @@ async def state_events_before(db: Database,
         f" CROSS JOIN LATERAL (SELECT {EVENT_COLUMNS} FROM events"
         "  WHERE room_id = k.room AND type = k.type AND state_key = k.state_key AND stream <= k.at"
         "  ORDER BY stream DESC LIMIT 1) t",
-        [key[0] for key in keys], [key[1] for key in keys], [key[2] for key in keys], [key[3] for key in keys],
+        [key[0] for key in keys],
+        [key[1] for key in keys],
+        [key[2] for key in keys],
+        [key[3] for key in keys],
     )
     return {(row["room_id"], row["type"], row["state_key"]): row for row in rows}
 
@@ -198,6 +241,7 @@ async def with_relations(db: Database, events: Sequence[tuple[str, str]]) -> set
     rows = await db.fetch(
         "SELECT p.event_id FROM unnest($1::text[], $2::text[]) p(room, event_id) WHERE EXISTS ("
         " SELECT 1 FROM events WHERE room_id = p.room AND (content->'m.relates_to'->>'event_id') = p.event_id)",
-        [pair[0] for pair in events], [pair[1] for pair in events],
+        [pair[0] for pair in events],
+        [pair[1] for pair in events],
     )
     return {row["event_id"] for row in rows}

@@ -42,13 +42,24 @@ class UserExists(Exception):
     """The username is taken (compared without regard to case)."""
 
 
-async def create_user(db: Database, *, user_id: str, localpart: str, password_hash: str | None,
-                      is_moderator: bool = False, email: str = "") -> User:
+async def create_user(
+    db: Database,
+    *,
+    user_id: str,
+    localpart: str,
+    password_hash: str | None,
+    is_moderator: bool = False,
+    email: str = "",
+) -> User:
     try:
         row = await db.fetchrow(
             "INSERT INTO users (user_id, localpart, password_hash, is_moderator, email)"
             f" VALUES ($1, $2, $3, $4, $5) RETURNING {USER_COLUMNS}",
-            user_id, localpart, password_hash, is_moderator, email,
+            user_id,
+            localpart,
+            password_hash,
+            is_moderator,
+            email,
         )
     except asyncpg.UniqueViolationError:
         raise UserExists(localpart) from None
@@ -61,8 +72,9 @@ async def get_user(db: Database, user_id: str) -> User | None:
 
 
 async def find_by_localpart(db: Database, localpart: str) -> User | None:
-    return maybe_user(await db.fetchrow(f"SELECT {USER_COLUMNS} FROM users WHERE lower(localpart) = lower($1)",
-                                        localpart))
+    return maybe_user(
+        await db.fetchrow(f"SELECT {USER_COLUMNS} FROM users WHERE lower(localpart) = lower($1)", localpart)
+    )
 
 
 async def localpart_taken(db: Database, localpart: str) -> bool:

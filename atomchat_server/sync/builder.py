@@ -36,8 +36,15 @@ UNREAD_CAP = 1000
 # To-device messages in one answer at most; more wait for the next.
 TO_DEVICE_LIMIT = 100
 # State a client is shown for a room it is invited to.
-INVITE_STATE_TYPES = ("m.room.create", "m.room.join_rules", "m.room.name", "m.room.canonical_alias",
-                      "m.room.avatar", "m.room.encryption", "m.room.topic")
+INVITE_STATE_TYPES = (
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.canonical_alias",
+    "m.room.avatar",
+    "m.room.encryption",
+    "m.room.topic",
+)
 
 
 @dataclass(frozen=True)
@@ -47,8 +54,7 @@ class ServiceReads:
 
     presence: Presence
     # services.relations.bundle: events in their client form with their aggregations
-    bundle: Callable[[asyncpg.Pool, Requester, str, Sequence[Row], Sequence[Range]],
-                     Awaitable[list[dict[str, Any]]]]
+    bundle: Callable[[asyncpg.Pool, Requester, str, Sequence[Row], Sequence[Range]], Awaitable[list[dict[str, Any]]]]
     # services.keys.key_state: a device's one-time key counts and unused fallback key types
     key_state: Callable[[asyncpg.Pool, str, str], Awaitable[tuple[dict[str, int], list[str]]]]
     # services.keys.device_list_changes: (changed, left) for a user between two positions
@@ -79,8 +85,16 @@ class SyncBuilder:
         self._services = services
         self._typing = typing
 
-    async def sync(self, requester: Requester, *, since: int | None, upto: int, sync_filter: SyncFilter,
-                   full_state: bool, typing_since: int | None = None) -> SyncResult:
+    async def sync(
+        self,
+        requester: Requester,
+        *,
+        since: int | None,
+        upto: int,
+        sync_filter: SyncFilter,
+        full_state: bool,
+        typing_since: int | None = None,
+    ) -> SyncResult:
         """The answer for what happened in (since, upto]; typing notices
         that changed after the typing position ``typing_since`` (None: all
         current ones)."""
@@ -89,8 +103,9 @@ class SyncBuilder:
         # At most TO_DEVICE_LIMIT to-device messages an answer: with more
         # waiting, the whole answer stops at the last one it carries, so the
         # next answer goes on from there, everything in one order.
-        to_device = await key_store.to_device_between(self._pool, user_id, requester.device_id, since, upto,
-                                                      TO_DEVICE_LIMIT + 1)
+        to_device = await key_store.to_device_between(
+            self._pool, user_id, requester.device_id, since, upto, TO_DEVICE_LIMIT + 1
+        )
         more = len(to_device) > TO_DEVICE_LIMIT
         if more:
             to_device = to_device[:TO_DEVICE_LIMIT]
@@ -110,13 +125,19 @@ class SyncBuilder:
                 continue
             then = None
             if since is not None:
-                then = now if membership["stream"] <= since else await self._membership_at(
-                    room_id, user_id, membership, since)
+                then = (
+                    now
+                    if membership["stream"] <= since
+                    else await self._membership_at(room_id, user_id, membership, since)
+                )
             if now["membership"] == "join":
                 member_of.append(room_id)
-                stayed = (since is not None and then is not None and then["membership"] == "join"
-                          and (membership["stream"] <= since
-                               or not await self._left_between(room_id, user_id, since, upto)))
+                stayed = (
+                    since is not None
+                    and then is not None
+                    and then["membership"] == "join"
+                    and (membership["stream"] <= since or not await self._left_between(room_id, user_id, since, upto))
+                )
                 if stayed and not full_state:
                     steady.append(room_id)
                 elif not stayed:
@@ -124,14 +145,21 @@ class SyncBuilder:
                     joined[room_id] = {}  # made below, all at once
                 else:
                     # full_state resends the state, never events the client already has.
-                    joined[room_id] = await self._joined_room(requester, room_id, since if stayed else None, upto,
-                                                              sync_filter, full_state=full_state)
+                    joined[room_id] = await self._joined_room(
+                        requester, room_id, since if stayed else None, upto, sync_filter, full_state=full_state
+                    )
             elif now["membership"] == "invite":
                 if since is None or now["stream"] > since:
                     invited[room_id] = now  # made below, all at once
             elif not membership["forgotten"] and (
-                    (since is not None and now["stream"] > since and then is not None
-                     and then["membership"] in ("join", "invite")) or (since is None and sync_filter.include_leave)):
+                (
+                    since is not None
+                    and now["stream"] > since
+                    and then is not None
+                    and then["membership"] in ("join", "invite")
+                )
+                or (since is None and sync_filter.include_leave)
+            ):
                 left[room_id] = now  # made below, all at once
 
         if whole:
@@ -149,8 +177,11 @@ class SyncBuilder:
             assert since is not None, "a room is steady only between two syncs"
             ephemeral = await self._ephemeral(requester, steady, since, upto, typing_since)
             with_events = set(await sync_store.rooms_changed_since(self._pool, steady, since))
-            changed = [room_id for room_id in steady
-                       if room_id in with_events or room_id in ephemeral or room_id in room_account]
+            changed = [
+                room_id
+                for room_id in steady
+                if room_id in with_events or room_id in ephemeral or room_id in room_account
+            ]
             rooms = await self._steady_rooms(requester, changed, since, upto, sync_filter)
             for room_id in changed:
                 room = rooms[room_id]
@@ -169,18 +200,37 @@ class SyncBuilder:
         device_lists = await self._device_lists(requester, since, upto)
         key_counts, unused_fallback = await self._services.key_state(self._pool, user_id, requester.device_id)
         body = response.answer(
-            tokens.make_sync(upto, self._typing.mark(typing_at)), join=joined, invite=invited, leave=left,
-            account_data=[{"type": row["type"], "content": row["content"]} for row in account_rows
-                          if not row["room_id"]],
-            presence=(await self._services.presence.events_since(user_id, since, upto)
-                      if sync_filter.presence.wants_type("m.presence") else []),
+            tokens.make_sync(upto, self._typing.mark(typing_at)),
+            join=joined,
+            invite=invited,
+            leave=left,
+            account_data=[
+                {"type": row["type"], "content": row["content"]} for row in account_rows if not row["room_id"]
+            ],
+            presence=(
+                await self._services.presence.events_since(user_id, since, upto)
+                if sync_filter.presence.wants_type("m.presence")
+                else []
+            ),
             to_device=[{"sender": row["sender"], "type": row["type"], "content": row["content"]} for row in to_device],
-            changed=device_lists["changed"], left=device_lists["left"], key_counts=key_counts,
-            fallback_keys=unused_fallback)
-        empty = not (joined or invited or left or body["account_data"]["events"] or body["presence"]["events"]
-                     or to_device or device_lists["changed"] or device_lists["left"])
-        return SyncResult(body, empty=empty, joined_rooms=frozenset(member_of), position=upto, more=more,
-                          typing_position=typing_at)
+            changed=device_lists["changed"],
+            left=device_lists["left"],
+            key_counts=key_counts,
+            fallback_keys=unused_fallback,
+        )
+        empty = not (
+            joined
+            or invited
+            or left
+            or body["account_data"]["events"]
+            or body["presence"]["events"]
+            or to_device
+            or device_lists["changed"]
+            or device_lists["left"]
+        )
+        return SyncResult(
+            body, empty=empty, joined_rooms=frozenset(member_of), position=upto, more=more, typing_position=typing_at
+        )
 
     async def _device_lists(self, requester: Requester, since: int | None, upto: int) -> dict[str, list[str]]:
         """Whose devices changed after ``since`` (nothing in an initial sync)."""
@@ -202,8 +252,9 @@ class SyncBuilder:
             notify, highlight = unread.get(room_id, (0, 0))
             response.counts(room, notify, highlight, joined_count, invited_count)
 
-    async def _ephemeral(self, requester: Requester, room_ids: list[str], since: int | None, upto: int,
-                         typing_since: int | None) -> dict[str, list[dict[str, Any]]]:
+    async def _ephemeral(
+        self, requester: Requester, room_ids: list[str], since: int | None, upto: int, typing_since: int | None
+    ) -> dict[str, list[dict[str, Any]]]:
         """m.typing and m.receipt events per room: receipts changed in
         (since, upto] and typers changed after ``typing_since``; with
         ``since`` None, the rooms' whole current receipts, and their typers
@@ -245,8 +296,9 @@ class SyncBuilder:
         device = (requester.user_id, requester.device_id)
         return [client_event(row, device=device) for row in rows]
 
-    async def _timeline_events(self, requester: Requester, room_id: str, rows: Sequence[Row], limited: bool,
-                               ranges: Sequence[Range] | None) -> list[dict[str, Any]]:
+    async def _timeline_events(
+        self, requester: Requester, room_id: str, rows: Sequence[Row], limited: bool, ranges: Sequence[Range] | None
+    ) -> list[dict[str, Any]]:
         """A timeline's events, with their bundled aggregations when it is
         limited (as the spec has it): a timeline that is not follows on from
         what the client has, which aggregates the new children itself.
@@ -257,15 +309,22 @@ class SyncBuilder:
             ranges = await self._ranges(room_id, requester.user_id)
         return await self._services.bundle(self._pool, requester, room_id, rows, ranges)
 
-    async def _timeline(self, room_id: str, after: int | None, upto: int, flt: RoomEventFilter,
-                        ranges: Sequence[Range]) -> tuple[list[Any], bool]:
+    async def _timeline(
+        self, room_id: str, after: int | None, upto: int, flt: RoomEventFilter, ranges: Sequence[Range]
+    ) -> tuple[list[Any], bool]:
         types, not_types = flt.type_patterns()
         return await sync_store.timeline(
-            self._pool, room_id, after=after, upto=upto,
+            self._pool,
+            room_id,
+            after=after,
+            upto=upto,
             limit=min(flt.limit or DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT),
             ranges=ranges,
-            types=types, not_types=not_types, senders=list(flt.senders) if flt.senders is not None else None,
-            not_senders=list(flt.not_senders) or None)
+            types=types,
+            not_types=not_types,
+            senders=list(flt.senders) if flt.senders is not None else None,
+            not_senders=list(flt.not_senders) or None,
+        )
 
     async def _ranges(self, room_id: str, user_id: str) -> list[Range]:
         visibility = await event_store.state_event(self._pool, room_id, "m.room.history_visibility", "")
@@ -273,8 +332,15 @@ class SyncBuilder:
         history = await event_store.membership_history(self._pool, room_id, user_id)
         return visible_ranges(history, setting) or [(0, 0)]
 
-    async def _joined_room(self, requester: Requester, room_id: str, since: int | None, upto: int,
-                           sync_filter: SyncFilter, full_state: bool = False) -> dict[str, Any]:
+    async def _joined_room(
+        self,
+        requester: Requester,
+        room_id: str,
+        since: int | None,
+        upto: int,
+        sync_filter: SyncFilter,
+        full_state: bool = False,
+    ) -> dict[str, Any]:
         """A joined room's section. With ``since`` None, a full view (initial
         sync or newly joined): the newest events and the state before them;
         otherwise what happened after ``since``, with the whole state before
@@ -295,31 +361,41 @@ class SyncBuilder:
         state_rows = self._filter_state(state_rows, rows, requester.user_id, sync_filter.state, lazy)
         return response.joined_room(
             await self._timeline_events(requester, room_id, rows, limited, ranges if since is None else None),
-            limited=limited, prev_batch=tokens.make(start), state=self._format(state_rows, requester))
+            limited=limited,
+            prev_batch=tokens.make(start),
+            state=self._format(state_rows, requester),
+        )
 
-    async def _steady_rooms(self, requester: Requester, room_ids: list[str], since: int, upto: int,
-                            sync_filter: SyncFilter) -> dict[str, dict[str, Any]]:
+    async def _steady_rooms(
+        self, requester: Requester, room_ids: list[str], since: int, upto: int, sync_filter: SyncFilter
+    ) -> dict[str, dict[str, Any]]:
         """_joined_room() with ``since`` for many rooms the user stayed in,
         in a fixed number of queries (more only per limited timeline: its
         state changes, and its bundle when others relate to its events)."""
         if not room_ids:
             return {}
         user_id = requester.user_id
-        timelines = await self._timelines(room_ids, {room_id: ((0, None),) for room_id in room_ids}, since, upto,
-                                          sync_filter.timeline)
+        timelines = await self._timelines(
+            room_ids, {room_id: ((0, None),) for room_id in room_ids}, since, upto, sync_filter.timeline
+        )
         starts = {room_id: rows[0]["stream"] - 1 if rows else upto for room_id, (rows, _) in timelines.items()}
         state: dict[str, Sequence[Row]] = {}
         for room_id, (_, limited) in timelines.items():
-            state[room_id] = (await sync_store.state_changes(self._pool, room_id, after=since,
-                                                             before=starts[room_id] + 1) if limited else [])
+            state[room_id] = (
+                await sync_store.state_changes(self._pool, room_id, after=since, before=starts[room_id] + 1)
+                if limited
+                else []
+            )
         lazy = sync_filter.timeline.lazy_load_members or sync_filter.state.lazy_load_members
         if lazy:
             # The member events of the timeline's senders, as they were before it (see _with_senders).
             wanted = []
             for room_id, (rows, _) in timelines.items():
                 known = {row["state_key"] for row in [*state[room_id], *rows] if row["type"] == "m.room.member"}
-                wanted += [(room_id, "m.room.member", sender, starts[room_id])
-                           for sender in sorted({row["sender"] for row in rows} - known - {user_id})]
+                wanted += [
+                    (room_id, "m.room.member", sender, starts[room_id])
+                    for sender in sorted({row["sender"] for row in rows} - known - {user_id})
+                ]
             found = await sync_store.state_events_before(self._pool, wanted) if wanted else {}
             for room_id, _type, sender, _start in wanted:
                 member = found.get((room_id, "m.room.member", sender))
@@ -333,28 +409,50 @@ class SyncBuilder:
             state_rows = self._filter_state(state[room_id], rows, user_id, sync_filter.state, lazy)
             bundled = limited and any(row["event_id"] in related for row in rows)
             result[room_id] = response.joined_room(
-                await self._timeline_events(requester, room_id, rows, bundled, None), limited=limited,
-                prev_batch=tokens.make(starts[room_id]), state=self._format(state_rows, requester))
+                await self._timeline_events(requester, room_id, rows, bundled, None),
+                limited=limited,
+                prev_batch=tokens.make(starts[room_id]),
+                state=self._format(state_rows, requester),
+            )
         return result
 
-    async def _timelines(self, room_ids: list[str], ranges: Mapping[str, Sequence[Range]], since: int | None, upto: int,
-                         flt: RoomEventFilter) -> dict[str, tuple[list[Any], bool]]:
+    async def _timelines(
+        self,
+        room_ids: list[str],
+        ranges: Mapping[str, Sequence[Range]],
+        since: int | None,
+        upto: int,
+        flt: RoomEventFilter,
+    ) -> dict[str, tuple[list[Any], bool]]:
         """_timeline() of many rooms, in one query."""
         types, not_types = flt.type_patterns()
         return await sync_store.timelines(
-            self._pool, [(room_id, ranges[room_id]) for room_id in room_ids], after=since, upto=upto,
-            limit=min(flt.limit or DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT), types=types, not_types=not_types,
-            senders=list(flt.senders) if flt.senders is not None else None, not_senders=list(flt.not_senders) or None)
+            self._pool,
+            [(room_id, ranges[room_id]) for room_id in room_ids],
+            after=since,
+            upto=upto,
+            limit=min(flt.limit or DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT),
+            types=types,
+            not_types=not_types,
+            senders=list(flt.senders) if flt.senders is not None else None,
+            not_senders=list(flt.not_senders) or None,
+        )
 
     async def _related(self, timelines: dict[str, tuple[list[Any], bool]]) -> set[str]:
         """The events of the limited timelines that others relate to (whose
         timelines need bundling), in one query."""
-        events = [(room_id, row["event_id"]) for room_id, (rows, limited) in timelines.items() if limited
-                  for row in rows if row["state_key"] is None]
+        events = [
+            (room_id, row["event_id"])
+            for room_id, (rows, limited) in timelines.items()
+            if limited
+            for row in rows
+            if row["state_key"] is None
+        ]
         return await sync_store.with_relations(self._pool, events) if events else set()
 
-    async def _whole_rooms(self, requester: Requester, room_ids: list[str], upto: int,
-                           sync_filter: SyncFilter) -> dict[str, dict[str, Any]]:
+    async def _whole_rooms(
+        self, requester: Requester, room_ids: list[str], upto: int, sync_filter: SyncFilter
+    ) -> dict[str, dict[str, Any]]:
         """_joined_room() with ``since`` None for many rooms, in a fixed
         number of queries however many rooms there are (more only for rooms
         whose limited timelines hold events others relate to, bundled per
@@ -363,19 +461,24 @@ class SyncBuilder:
         the timeline."""
         user_id = requester.user_id
         access = await sync_store.read_access(self._pool, room_ids, user_id)
-        ranges = {room_id: visible_ranges(access[room_id][1], access[room_id][0]) or [(0, 0)]
-                  for room_id in room_ids}
+        ranges = {room_id: visible_ranges(access[room_id][1], access[room_id][0]) or [(0, 0)] for room_id in room_ids}
         timelines = await self._timelines(room_ids, ranges, None, upto, sync_filter.timeline)
         starts = {room_id: rows[0]["stream"] - 1 if rows else upto for room_id, (rows, _) in timelines.items()}
         lazy = sync_filter.timeline.lazy_load_members or sync_filter.state.lazy_load_members
         members: dict[str, Sequence[str]] | None = None
         if lazy:  # of the member events, only those of the timeline's senders and the reader
-            members = {room_id: sorted({str(row["sender"]) for row in rows} | {user_id})
-                       for room_id, (rows, _) in timelines.items()}
+            members = {
+                room_id: sorted({str(row["sender"]) for row in rows} | {user_id})
+                for room_id, (rows, _) in timelines.items()
+            }
         current = await sync_store.current_states(self._pool, room_ids, members)
         # State that changed at or after the start of a timeline is read as it was just before.
-        moved = [(room_id, row["type"], row["state_key"], starts[room_id])
-                 for room_id, rows in current.items() for row in rows if row["stream"] > starts[room_id]]
+        moved = [
+            (room_id, row["type"], row["state_key"], starts[room_id])
+            for room_id, rows in current.items()
+            for row in rows
+            if row["stream"] > starts[room_id]
+        ]
         before = await sync_store.state_events_before(self._pool, moved) if moved else {}
         related = await self._related(timelines)
         result: dict[str, dict[str, Any]] = {}
@@ -383,8 +486,9 @@ class SyncBuilder:
             rows, limited = timelines[room_id]
             state_rows: list[Row] = []
             for row in current[room_id]:
-                earlier = row if row["stream"] <= starts[room_id] else before.get(
-                    (room_id, row["type"], row["state_key"]))
+                earlier = (
+                    row if row["stream"] <= starts[room_id] else before.get((room_id, row["type"], row["state_key"]))
+                )
                 if earlier is not None:
                     state_rows.append(earlier)
             state_rows.sort(key=lambda row: row["stream"])
@@ -393,12 +497,17 @@ class SyncBuilder:
                 events = await self._services.bundle(self._pool, requester, room_id, rows, ranges[room_id])
             else:
                 events = self._format(rows, requester)
-            result[room_id] = response.joined_room(events, limited=limited, prev_batch=tokens.make(starts[room_id]),
-                                                   state=self._format(state_rows, requester))
+            result[room_id] = response.joined_room(
+                events,
+                limited=limited,
+                prev_batch=tokens.make(starts[room_id]),
+                state=self._format(state_rows, requester),
+            )
         return result
 
-    async def _with_senders(self, room_id: str, state_rows: Sequence[Row], timeline_rows: Sequence[Row], user_id: str,
-                            start: int) -> Sequence[Row]:
+    async def _with_senders(
+        self, room_id: str, state_rows: Sequence[Row], timeline_rows: Sequence[Row], user_id: str, start: int
+    ) -> Sequence[Row]:
         """Lazy loading, incremental: the member events of the timeline's
         senders join the state, as they were before the timeline, since the
         client may never have been sent them (the reader knows its own)."""
@@ -410,8 +519,9 @@ class SyncBuilder:
         return sorted([*state_rows, *extra], key=lambda row: row["stream"])
 
     @staticmethod
-    def _filter_state(state_rows: Sequence[Row], timeline_rows: Sequence[Row], user_id: str, flt: RoomEventFilter,
-                      lazy_members: bool) -> list[Row]:
+    def _filter_state(
+        state_rows: Sequence[Row], timeline_rows: Sequence[Row], user_id: str, flt: RoomEventFilter, lazy_members: bool
+    ) -> list[Row]:
         senders = {row["sender"] for row in timeline_rows} | {user_id}
         kept = []
         for row in state_rows:
@@ -431,8 +541,10 @@ class SyncBuilder:
         current = await sync_store.current_states(self._pool, room_ids, {room_id: () for room_id in room_ids})
         events = await sync_store.events_by_id(self._pool, [membership["event_id"] for membership in invites.values()])
         invite_of = {room_id: events[membership["event_id"]] for room_id, membership in invites.items()}
-        inviters = await sync_store.state_events_before(self._pool, [
-            (room_id, "m.room.member", invite["sender"], invite["stream"]) for room_id, invite in invite_of.items()])
+        inviters = await sync_store.state_events_before(
+            self._pool,
+            [(room_id, "m.room.member", invite["sender"], invite["stream"]) for room_id, invite in invite_of.items()],
+        )
         result: dict[str, Any] = {}
         for room_id, invite in invite_of.items():
             rows = [row for row in current[room_id] if row["type"] in INVITE_STATE_TYPES]
@@ -442,8 +554,9 @@ class SyncBuilder:
             result[room_id] = response.invited_room([stripped_state(row) for row in [*rows, invite]])
         return result
 
-    async def _left_rooms(self, requester: Requester, leaves: dict[str, Row], since: int | None, upto: int,
-                          sync_filter: SyncFilter) -> dict[str, Any]:
+    async def _left_rooms(
+        self, requester: Requester, leaves: dict[str, Row], since: int | None, upto: int, sync_filter: SyncFilter
+    ) -> dict[str, Any]:
         """The sections of the rooms the user left or was banned from (their
         memberships, by room): the events up to and including the leave, in
         a fixed number of queries however many rooms (more only for limited
@@ -452,9 +565,15 @@ class SyncBuilder:
         access = await sync_store.read_access(self._pool, room_ids, requester.user_id)
         ranges = {room_id: visible_ranges(access[room_id][1], access[room_id][0]) or [(0, 0)] for room_id in room_ids}
         # Each room's timeline ends at the leave: its ranges are cut there.
-        cut = {room_id: [(low, leaves[room_id]["stream"] if high is None else min(high, leaves[room_id]["stream"]))
-                         for low, high in ranges[room_id] if low <= leaves[room_id]["stream"]] or [(0, 0)]
-               for room_id in room_ids}
+        cut = {
+            room_id: [
+                (low, leaves[room_id]["stream"] if high is None else min(high, leaves[room_id]["stream"]))
+                for low, high in ranges[room_id]
+                if low <= leaves[room_id]["stream"]
+            ]
+            or [(0, 0)]
+            for room_id in room_ids
+        }
         timelines = await self._timelines(room_ids, cut, since, upto, sync_filter.timeline)
         related = await self._related(timelines)
         result: dict[str, Any] = {}

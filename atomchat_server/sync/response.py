@@ -40,8 +40,15 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def joined_room(events: Sequence[Any], *, limited: bool, prev_batch: str, state: Sequence[Any] = (),
-                ephemeral: Sequence[Any] = (), account_data: Sequence[Any] = ()) -> dict[str, Any]:
+def joined_room(
+    events: Sequence[Any],
+    *,
+    limited: bool,
+    prev_batch: str,
+    state: Sequence[Any] = (),
+    ephemeral: Sequence[Any] = (),
+    account_data: Sequence[Any] = (),
+) -> dict[str, Any]:
     """A joined room's section; its counts are added by ``counts``."""
     return {
         "timeline": {"events": list(events), "limited": limited, "prev_batch": prev_batch},
@@ -60,8 +67,12 @@ def counts(room: dict[str, Any], notifications: int, highlights: int, joined: in
 def counts_of(room: dict[str, Any]) -> list[int]:
     """A section's counts, as ``counts`` takes them: [notifications, highlights, joined, invited]."""
     unread, summary = room["unread_notifications"], room["summary"]
-    return [unread["notification_count"], unread["highlight_count"], summary["m.joined_member_count"],
-            summary["m.invited_member_count"]]
+    return [
+        unread["notification_count"],
+        unread["highlight_count"],
+        summary["m.joined_member_count"],
+        summary["m.invited_member_count"],
+    ]
 
 
 def invited_room(stripped: Sequence[Any]) -> dict[str, Any]:
@@ -76,10 +87,20 @@ def left_room(events: Sequence[Any], *, limited: bool, prev_batch: str) -> dict[
     }
 
 
-def answer(next_batch: str, *, join: dict[str, Any] | None = None, invite: dict[str, Any] | None = None,
-           leave: dict[str, Any] | None = None, account_data: Sequence[Any] = (), presence: Sequence[Any] = (),
-           to_device: Sequence[Any] = (), changed: Sequence[str] = (), left: Sequence[str] = (),
-           key_counts: dict[str, int] | None = None, fallback_keys: Sequence[str] | None = None) -> dict[str, Any]:
+def answer(
+    next_batch: str,
+    *,
+    join: dict[str, Any] | None = None,
+    invite: dict[str, Any] | None = None,
+    leave: dict[str, Any] | None = None,
+    account_data: Sequence[Any] = (),
+    presence: Sequence[Any] = (),
+    to_device: Sequence[Any] = (),
+    changed: Sequence[str] = (),
+    left: Sequence[str] = (),
+    key_counts: dict[str, int] | None = None,
+    fallback_keys: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """A whole answer. ``fallback_keys`` None leaves the device's unused
     fallback key types out: an answer of new events alone (the fast path)
     does not know them, and they have not changed."""

@@ -39,13 +39,38 @@ PARK_SECONDS = 30.0
 
 class SyncSession:
     # One per open stream and waiting long-poll: no per-instance dict.
-    __slots__ = ("_ctx", "requester", "_token", "_filter", "filter_key", "since", "typing_since", "_full_state",
-                 "_limit_timeline", "_gone", "_waiting", "_writer", "_tracking", "_counts", "listener",
-                 "_unacknowledged")
+    __slots__ = (
+        "_ctx",
+        "requester",
+        "_token",
+        "_filter",
+        "filter_key",
+        "since",
+        "typing_since",
+        "_full_state",
+        "_limit_timeline",
+        "_gone",
+        "_waiting",
+        "_writer",
+        "_tracking",
+        "_counts",
+        "listener",
+        "_unacknowledged",
+    )
 
-    def __init__(self, ctx: AppContext, requester: Requester, access_token: str, sync_filter: CompiledFilter,
-                 since: int | None, *, typing_mark: str | None = None, full_state: bool = False,
-                 filter_key: str | None = None, limit_timeline: bool = True) -> None:
+    def __init__(
+        self,
+        ctx: AppContext,
+        requester: Requester,
+        access_token: str,
+        sync_filter: CompiledFilter,
+        since: int | None,
+        *,
+        typing_mark: str | None = None,
+        full_state: bool = False,
+        filter_key: str | None = None,
+        limit_timeline: bool = True,
+    ) -> None:
         self._ctx = ctx
         self.requester = requester
         self._token = access_token
@@ -181,11 +206,17 @@ class SyncSession:
         listener.pending = []
         listener.needs_full = False
         listener.typing = False
-        result = await self._ctx.sync.sync(self.requester, since=self.since, upto=upto,
-                                           sync_filter=self._filter.source, full_state=self._full_state,
-                                           typing_since=self.typing_since)
-        assert result.body is not None and result.position is not None, \
+        result = await self._ctx.sync.sync(
+            self.requester,
+            since=self.since,
+            upto=upto,
+            sync_filter=self._filter.source,
+            full_state=self._full_state,
+            typing_since=self.typing_since,
+        )
+        assert result.body is not None and result.position is not None, (
             "a full sync builds the body, not its text, and says where it ends"
+        )
         if result.body["to_device"]["events"]:
             self._unacknowledged = True
         upto = result.position
@@ -237,8 +268,14 @@ class SyncSession:
         once, as they are dispatched, without waking the stream's task.
         False when the task must do it (it is then woken as usual)."""
         listener = self.listener
-        if (self._writer is None or not self._waiting or listener.pending
-                or listener.needs_full or listener.recheck or listener.typing):
+        if (
+            self._writer is None
+            or not self._waiting
+            or listener.pending
+            or listener.needs_full
+            or listener.recheck
+            or listener.typing
+        ):
             return False
         rows = self._wanted(rows)
         shown = self._shown(rows)
@@ -309,8 +346,16 @@ class SyncSession:
                 del self._counts[room_id]
         return uncounted
 
-    def _assemble(self, rows: list[Any], shown: dict[str, list[Any]], members: dict[str, list[Any]],
-                  typing: dict[str, list[str]], typing_at: int, upto: int, uncounted: Collection[str]) -> SyncResult:
+    def _assemble(
+        self,
+        rows: list[Any],
+        shown: dict[str, list[Any]],
+        members: dict[str, list[Any]],
+        typing: dict[str, list[str]],
+        typing_at: int,
+        upto: int,
+        uncounted: Collection[str],
+    ) -> SyncResult:
         listener = self.listener
         user_id = self.requester.user_id
         for row in rows:
@@ -319,8 +364,11 @@ class SyncSession:
                 continue
             push = row["push"]
             own = next((entry for entry in push["own"] if entry[0] == user_id), None)
-            notify, highlight = ((own[1], own[2]) if own is not None
-                                 else (push["default"] is not None, bool(push["default"] and push["default"][0])))
+            notify, highlight = (
+                (own[1], own[2])
+                if own is not None
+                else (push["default"] is not None, bool(push["default"] and push["default"][0]))
+            )
             if notify:
                 counts_row = self._counts[room_id]
                 counts_row[0] = min(counts_row[0] + 1, UNREAD_CAP)
@@ -338,16 +386,33 @@ class SyncSession:
         own_device = (self.requester.user_id, self.requester.device_id)
         own = any(_own(row, own_device) for room_rows in (*shown.values(), *members.values()) for row in room_rows)
         shared = self._ctx.notifier.shared_answers
-        key = None if own else (self._filter.number, self.since, typing_at, tuple(
-            (room_id, tuple(row["stream"] for row in shown.get(room_id, ())),
-             tuple(row["stream"] for row in members.get(room_id, ())), tuple(typing.get(room_id, ("-",))),
-             *self._counts[room_id])
-            for room_id in rooms))
+        key = (
+            None
+            if own
+            else (
+                self._filter.number,
+                self.since,
+                typing_at,
+                tuple(
+                    (
+                        room_id,
+                        tuple(row["stream"] for row in shown.get(room_id, ())),
+                        tuple(row["stream"] for row in members.get(room_id, ())),
+                        tuple(typing.get(room_id, ("-",))),
+                        *self._counts[room_id],
+                    )
+                    for room_id in rooms
+                ),
+            )
+        )
         text = shared.get(key) if key is not None else None
         if text is None:
-            join = {room_id: self._room(room_id, shown.get(room_id, []), members.get(room_id, []),
-                                        typing.get(room_id), upto, own_device)
-                    for room_id in rooms}
+            join = {
+                room_id: self._room(
+                    room_id, shown.get(room_id, []), members.get(room_id, []), typing.get(room_id), upto, own_device
+                )
+                for room_id in rooms
+            }
             text = response.encode(response.answer(self._next_batch(), join=join))
             if key is not None:
                 shared[key] = text
@@ -355,17 +420,27 @@ class SyncSession:
 
     def _event_json(self, row: Any, own_device: tuple[str, str]) -> response.Encoded:
         if _own(row, own_device):
-            return response.Encoded(json.dumps(client_event(row, device=own_device), ensure_ascii=False,
-                                               separators=(",", ":")))
+            return response.Encoded(
+                json.dumps(client_event(row, device=own_device), ensure_ascii=False, separators=(",", ":"))
+            )
         return response.Encoded(self._ctx.notifier.encoded(row))
 
-    def _room(self, room_id: str, rows: list[Any], members: list[Any], typing: list[str] | None, upto: int,
-              own_device: tuple[str, str]) -> dict[str, Any]:
+    def _room(
+        self,
+        room_id: str,
+        rows: list[Any],
+        members: list[Any],
+        typing: list[str] | None,
+        upto: int,
+        own_device: tuple[str, str],
+    ) -> dict[str, Any]:
         room = response.joined_room(
-            [self._event_json(row, own_device) for row in rows], limited=False,
+            [self._event_json(row, own_device) for row in rows],
+            limited=False,
             prev_batch=tokens.make(rows[0]["stream"] - 1 if rows else upto),
             state=[self._event_json(row, own_device) for row in members],
-            ephemeral=[] if typing is None else [{"type": "m.typing", "content": {"user_ids": typing}}])
+            ephemeral=[] if typing is None else [{"type": "m.typing", "content": {"user_ids": typing}}],
+        )
         response.counts(room, *self._counts[room_id])
         return room
 
@@ -401,15 +476,21 @@ class SyncSessions:
     def __init__(self) -> None:
         self._parked: dict[str, tuple[SyncSession, asyncio.TimerHandle]] = {}
 
-    def take(self, session_id: str, since: int | None, typing_mark: str | None,
-             filter_key: str | None) -> SyncSession | None:
+    def take(
+        self, session_id: str, since: int | None, typing_mark: str | None, filter_key: str | None
+    ) -> SyncSession | None:
         parked = self._parked.pop(session_id, None)
         if parked is None:
             return None
         session, timer = parked
         timer.cancel()
-        if (since is not None and session.since == since and session.filter_key == filter_key
-                and session.typing_since is not None and session.typing_mark() == typing_mark):
+        if (
+            since is not None
+            and session.since == since
+            and session.filter_key == filter_key
+            and session.typing_since is not None
+            and session.typing_mark() == typing_mark
+        ):
             return session
         session.close()
         return None

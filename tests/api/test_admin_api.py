@@ -69,8 +69,11 @@ def endpoints(user_id: str, room_id: str) -> list[tuple[str, str, Any]]:
 def test_the_list_of_endpoints_covers_every_admin_route():
     listed = endpoints("@u:hs", "!r:hs")
     for pattern, handler in admin_api.routes():
-        methods = [m for m in ("GET", "PUT", "POST", "DELETE")
-                   if getattr(handler, m.lower()) is not getattr(tornado.web.RequestHandler, m.lower())]
+        methods = [
+            m
+            for m in ("GET", "PUT", "POST", "DELETE")
+            if getattr(handler, m.lower()) is not getattr(tornado.web.RequestHandler, m.lower())
+        ]
         assert methods, pattern
         for method in methods:
             covered = [p for m, p, _ in listed if m == method and re.fullmatch(pattern, p.split("?")[0])]
@@ -107,6 +110,7 @@ async def test_a_locked_moderator_is_refused_too(server, api):
 
 # -- users ---------------------------------------------------------------------------------
 
+
 async def walk(user: User, path: str, key: str, **params: Any) -> tuple[list[dict[str, Any]], int]:
     """Every entry of a paged admin list, following next_from; also the number of pages."""
     entries: list[dict[str, Any]] = []
@@ -129,8 +133,12 @@ async def test_users_are_listed_in_pages_searched_and_filtered(server, api):
     started_ms = int(time.time() * 1000) - 1000
     mod, alice, bob, carol, dave, erin = await moderator_and(server, api, "alice", "bob", "carol", "dave", "erin")
     everyone = [mod, alice, bob, carol, dave, erin]
-    await bob.call("PUT", f"/profile/{path_param(bob.user_id)}/displayname", {"displayname": "The Builder"},
-                   schema="matrix/empty.response")
+    await bob.call(
+        "PUT",
+        f"/profile/{path_param(bob.user_id)}/displayname",
+        {"displayname": "The Builder"},
+        schema="matrix/empty.response",
+    )
 
     listed, pages = await walk(mod, "/users", "users", limit=2)
     assert sorted(u["user_id"] for u in listed) == sorted(u.user_id for u in everyone)
@@ -165,8 +173,14 @@ async def test_users_are_listed_in_pages_searched_and_filtered(server, api):
     assert await found(filter="suspended", search="car") == [carol.user_id]
     assert await found(filter="locked", search="car") == []
     flags = {u["user_id"]: (u["locked"], u["suspended"]) for u in (await walk(mod, "/users", "users"))[0]}
-    assert flags == {mod.user_id: (False, False), alice.user_id: (False, False), bob.user_id: (True, False),
-                     carol.user_id: (False, True), dave.user_id: (False, False), erin.user_id: (False, False)}
+    assert flags == {
+        mod.user_id: (False, False),
+        alice.user_id: (False, False),
+        bob.user_id: (True, False),
+        carol.user_id: (False, True),
+        dave.user_id: (False, False),
+        erin.user_id: (False, False),
+    }
 
     for query in ("filter=banned", "from=abc", "from=-1", "limit=many"):
         await expect_error(await admin(mod, "GET", f"/users?{query}", status=400), 400, "M_INVALID_PARAM")
@@ -185,18 +199,26 @@ async def test_one_user_with_rooms_and_devices(server, api):
 
     details = await admin(mod, "GET", user_path(bob), schema="admin/user.response")
     assert (details["user_id"], details["is_moderator"], details["locked"], details["suspended"]) == (
-        bob.user_id, False, False, False)
-    assert details["rooms"] == [{"room_id": joined, "membership": "join"},
-                                {"room_id": invited, "membership": "invite"},
-                                {"room_id": banned, "membership": "ban"},
-                                {"room_id": left, "membership": "leave"}]
+        bob.user_id,
+        False,
+        False,
+        False,
+    )
+    assert details["rooms"] == [
+        {"room_id": joined, "membership": "join"},
+        {"room_id": invited, "membership": "invite"},
+        {"room_id": banned, "membership": "ban"},
+        {"room_id": left, "membership": "leave"},
+    ]
     devices = {d["device_id"]: d for d in details["devices"]}
     assert set(devices) == {bob.device_id, phone.device_id}
     assert devices[phone.device_id]["last_seen_ip"] == "127.0.0.1"
     assert devices[phone.device_id]["last_seen_ts"] is not None
     assert details["last_seen_ts"] == max(d["last_seen_ts"] for d in details["devices"] if d["last_seen_ts"])
-    summary = {k: details[k] for k in ("user_id", "id", "displayname", "is_moderator", "locked", "suspended",
-                                       "created_ts", "last_seen_ts")}
+    summary = {
+        k: details[k]
+        for k in ("user_id", "id", "displayname", "is_moderator", "locked", "suspended", "created_ts", "last_seen_ts")
+    }
     listed = (await admin(mod, "GET", "/users?search=bob", schema="admin/users.response"))["users"]
     assert listed == [summary]
 
@@ -226,16 +248,23 @@ async def test_logging_out_all_of_a_users_sessions(server, api):
 
 # -- the Matrix spec's lock and suspend endpoints ---------------------------------------------
 
-async def spec_block(mod: User, kind: str, user_id: str, value: bool | None = None, *, status: int = 200,
-                     body: Any = None) -> Response:
+
+async def spec_block(
+    mod: User, kind: str, user_id: str, value: bool | None = None, *, status: int = 200, body: Any = None
+) -> Response:
     """GET (``value`` None) or PUT /_matrix/client/v1/admin/{kind}/{userId}."""
     key = "locked" if kind == "lock" else "suspended"
     method = "GET" if value is None and body is None else "PUT"
     if body is None and value is not None:
         body = {key: value}
-    answer = await mod.api.request(method, f"{SPEC_ADMIN}/{kind}/{path_param(user_id)}", body,
-                                   token=mod.access_token, status=status,
-                                   schema=f"admin/{kind}.response" if status == 200 else None)
+    answer = await mod.api.request(
+        method,
+        f"{SPEC_ADMIN}/{kind}/{path_param(user_id)}",
+        body,
+        token=mod.access_token,
+        status=status,
+        schema=f"admin/{kind}.response" if status == 200 else None,
+    )
     return answer
 
 
@@ -262,11 +291,15 @@ async def test_the_spec_lock_and_suspend_endpoints(server, api):
         for elsewhere in ("@bob:elsewhere.example", "bob"):
             await expect_error(await spec_block(mod, kind, elsewhere, status=400), 400, "M_INVALID_PARAM")
         await expect_error(await spec_block(mod, kind, bob.user_id, body={}, status=400), 400, "M_MISSING_PARAM")
-        await expect_error(await spec_block(mod, kind, bob.user_id, body={"locked": "yes", "suspended": "yes"},
-                                            status=400), 400, "M_BAD_JSON")
+        await expect_error(
+            await spec_block(mod, kind, bob.user_id, body={"locked": "yes", "suspended": "yes"}, status=400),
+            400,
+            "M_BAD_JSON",
+        )
 
 
 # -- rooms ---------------------------------------------------------------------------------
+
 
 async def test_rooms_are_listed_in_pages_and_searched(server, api):
     started_ms = int(time.time() * 1000) - 1000
@@ -280,9 +313,12 @@ async def test_rooms_are_listed_in_pages_and_searched(server, api):
     assert [r["room_id"] for r in listed] == [party, coffee, unnamed, tea_time]
     assert pages == 2
     by_id = {r["room_id"]: r for r in listed}
-    assert {r: (by_id[r]["name"], by_id[r]["num_joined_members"], by_id[r]["published"])
-            for r in by_id} == {party: ("Tea party", 1, True), coffee: ("Coffee", 2, False),
-                                unnamed: (None, 1, False), tea_time: ("Tea time", 2, False)}
+    assert {r: (by_id[r]["name"], by_id[r]["num_joined_members"], by_id[r]["published"]) for r in by_id} == {
+        party: ("Tea party", 1, True),
+        coffee: ("Coffee", 2, False),
+        unnamed: (None, 1, False),
+        tea_time: ("Tea time", 2, False),
+    }
     assert {r["creator"] for r in listed} == {alice.user_id}
     now_ms = int(time.time() * 1000)
     for entry in listed:
@@ -307,19 +343,27 @@ async def test_rooms_are_listed_in_pages_and_searched(server, api):
 
 async def test_one_room_and_its_history(server, api):
     mod, alice, bob, carol, dave = await moderator_and(server, api, "alice", "bob", "carol", "dave")
-    room_id = await room_of(alice, bob, carol, name="Book club", topic="Chapter one",
-                            preset="private_chat")
+    room_id = await room_of(alice, bob, carol, name="Book club", topic="Chapter one", preset="private_chat")
     await alice.invite(room_id, dave)
     await alice.act("ban", room_id, carol)
     for n in range(7):
         await (alice if n % 2 else bob).say(room_id, f"line {n}")
 
     details = await admin(mod, "GET", f"/rooms/{path_param(room_id)}", schema="admin/room.response")
-    assert (details["room_id"], details["name"], details["topic"], details["join_rule"],
-            details["history_visibility"], details["num_joined_members"]) == (
-        room_id, "Book club", "Chapter one", "invite", "shared", 2)
+    assert (
+        details["room_id"],
+        details["name"],
+        details["topic"],
+        details["join_rule"],
+        details["history_visibility"],
+        details["num_joined_members"],
+    ) == (room_id, "Book club", "Chapter one", "invite", "shared", 2)
     assert sorted((m["user_id"], m["membership"]) for m in details["members"]) == [
-        (alice.user_id, "join"), (bob.user_id, "join"), (carol.user_id, "ban"), (dave.user_id, "invite")]
+        (alice.user_id, "join"),
+        (bob.user_id, "join"),
+        (carol.user_id, "ban"),
+        (dave.user_id, "invite"),
+    ]
     listed = (await admin(mod, "GET", "/rooms", schema="admin/rooms.response"))["rooms"]
     assert [{k: v for k, v in details.body.items() if k in listed[0]}] == listed
 
@@ -338,9 +382,15 @@ async def test_one_room_and_its_history(server, api):
             assert pages < 50
         assert [e["event_id"] for e in ours] == [e["event_id"] for e in theirs]
         assert pages > 3
-    filtered = await admin(mod, "GET", f"/rooms/{room_id}/messages?" + urlencode(
-        {"dir": "b", "limit": 50, "filter": f'{{"types": ["m.room.message"], "senders": ["{bob.user_id}"]}}'}),
-        schema="matrix/messages.response")
+    filtered = await admin(
+        mod,
+        "GET",
+        f"/rooms/{room_id}/messages?"
+        + urlencode(
+            {"dir": "b", "limit": 50, "filter": f'{{"types": ["m.room.message"], "senders": ["{bob.user_id}"]}}'}
+        ),
+        schema="matrix/messages.response",
+    )
     assert bodies(filtered["chunk"]) == ["line 6", "line 4", "line 2", "line 0"]
 
     for query in ("dir=x", "filter=nonsense", "limit=ten"):

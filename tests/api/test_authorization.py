@@ -248,8 +248,9 @@ def parse_table(text: str) -> dict[tuple[str, str], dict[str, int]]:
 
 
 ROWS = parse_table(TABLE)
-DOCUMENTED = sorted((method.upper(), path) for path, item in openapi_document(routes())["paths"].items()
-                    for method in item)
+DOCUMENTED = sorted(
+    (method.upper(), path) for path, item in openapi_document(routes())["paths"].items() for method in item
+)
 
 
 @dataclass
@@ -287,8 +288,9 @@ class World:
         return self.accounts["user"]
 
 
-async def call(base_url: str, method: str, path: str, body: Any = None, token: str | None = None,
-               scheme: str = "Bearer") -> tuple[int, Any]:
+async def call(
+    base_url: str, method: str, path: str, body: Any = None, token: str | None = None, scheme: str = "Bearer"
+) -> tuple[int, Any]:
     headers = {"Content-Type": "application/json"}
     if token is not None:
         headers["Authorization"] = f"{scheme} {token}"
@@ -299,16 +301,25 @@ async def call(base_url: str, method: str, path: str, body: Any = None, token: s
         payload = body if isinstance(body, bytes) else json.dumps(body)
     else:
         payload = b"" if method in ("POST", "PUT", "PATCH") else None
-    response = await AsyncHTTPClient().fetch(HTTPRequest(base_url + path, method=method, headers=headers,
-                                                         body=payload, allow_nonstandard_methods=True,
-                                                         request_timeout=30), raise_error=False)
+    response = await AsyncHTTPClient().fetch(
+        HTTPRequest(
+            base_url + path,
+            method=method,
+            headers=headers,
+            body=payload,
+            allow_nonstandard_methods=True,
+            request_timeout=30,
+        ),
+        raise_error=False,
+    )
     if not response.body or not response.headers.get("Content-Type", "").startswith("application/json"):
         return response.code, None  # a file downloaded, or nothing
     return response.code, json.loads(response.body)
 
 
-async def ok(base_url: str, method: str, path: str, body: Any = None, token: str | None = None,
-             scheme: str = "Bearer") -> Any:
+async def ok(
+    base_url: str, method: str, path: str, body: Any = None, token: str | None = None, scheme: str = "Bearer"
+) -> Any:
     status, answer = await call(base_url, method, path, body, token, scheme)
     assert status in (200, 201), f"setting up: {method} {path}: {status} {answer}"
     return answer
@@ -318,43 +329,73 @@ async def build_world(server: ThreadedServer, number: int, prepare: str) -> Worl
     """World ``number`` of the test (its names are its own): see the module's docstring."""
     base_url = server.base_url
     names = (*CALLERS[1:], "target", "outsider")
-    answers = await asyncio.gather(*(ok(base_url, "POST", f"{MATRIX}/register", {
-        "username": f"{name}{number}", "password": DEFAULT_PASSWORD, "auth": {"type": "m.login.dummy"}})
-        for name in names))
-    accounts = {name: Account(a["user_id"], a["access_token"], a["device_id"])
-                for name, a in zip(names, answers, strict=True)}
+    answers = await asyncio.gather(
+        *(
+            ok(
+                base_url,
+                "POST",
+                f"{MATRIX}/register",
+                {"username": f"{name}{number}", "password": DEFAULT_PASSWORD, "auth": {"type": "m.login.dummy"}},
+            )
+            for name in names
+        )
+    )
+    accounts = {
+        name: Account(a["user_id"], a["access_token"], a["device_id"]) for name, a in zip(names, answers, strict=True)
+    }
     world = World(base_url, accounts, target=accounts.pop("target"), outsider=accounts.pop("outsider"))
     owner = world.owner
-    world.room = (await ok(base_url, "POST", f"{MATRIX}/createRoom",
-                           {"name": f"Table {number}", "room_alias_name": f"table{number}"},
-                           owner.access_token))["room_id"]
+    world.room = (
+        await ok(
+            base_url,
+            "POST",
+            f"{MATRIX}/createRoom",
+            {"name": f"Table {number}", "room_alias_name": f"table{number}"},
+            owner.access_token,
+        )
+    )["room_id"]
     world.alias = f"#table{number}:{SERVER}"
     room = quote(world.room)
     joining = [accounts[n] for n in ("member", "banned", "susp", "locked")] + [world.target]
-    await asyncio.gather(*(ok(base_url, "POST", f"{MATRIX}/rooms/{room}/invite", {"user_id": account.user_id},
-                              owner.access_token) for account in (*joining, accounts["invited"])))
-    await asyncio.gather(*(ok(base_url, "POST", f"{MATRIX}/rooms/{room}/join", {}, account.access_token)
-                           for account in joining))
-    world.event = (await ok(base_url, "PUT", f"{MATRIX}/rooms/{room}/send/m.room.message/setup",
-                            {"msgtype": "m.text", "body": "hello"}, owner.access_token))["event_id"]
+    await asyncio.gather(
+        *(
+            ok(base_url, "POST", f"{MATRIX}/rooms/{room}/invite", {"user_id": account.user_id}, owner.access_token)
+            for account in (*joining, accounts["invited"])
+        )
+    )
+    await asyncio.gather(
+        *(ok(base_url, "POST", f"{MATRIX}/rooms/{room}/join", {}, account.access_token) for account in joining)
+    )
+    world.event = (
+        await ok(
+            base_url,
+            "PUT",
+            f"{MATRIX}/rooms/{room}/send/m.room.message/setup",
+            {"msgtype": "m.text", "body": "hello"},
+            owner.access_token,
+        )
+    )["event_id"]
     await asyncio.gather(*(prepare_for(world, prepare, account) for account in accounts.values()))
-    await ok(base_url, "POST", f"{MATRIX}/rooms/{room}/ban", {"user_id": accounts["banned"].user_id},
-             owner.access_token)
+    await ok(
+        base_url, "POST", f"{MATRIX}/rooms/{room}/ban", {"user_id": accounts["banned"].user_id}, owner.access_token
+    )
     server.run(server.running.atomchat.ctx.moderation.set_moderator(None, accounts["mod"].user_id, True))
     mod = accounts["mod"].access_token
     await ok(base_url, "PUT", f"{ADMIN}/users/{quote(accounts['susp'].user_id)}/suspend", {"suspended": True}, mod)
     await ok(base_url, "PUT", f"{ADMIN}/users/{quote(accounts['locked'].user_id)}/lock", {"locked": True}, mod)
     if prepare == "media":
-        world.media = (await ok(base_url, "POST", "/_matrix/media/v3/upload", PICTURE,
-                                owner.access_token))["content_uri"].removeprefix("mxc://")
+        world.media = (await ok(base_url, "POST", "/_matrix/media/v3/upload", PICTURE, owner.access_token))[
+            "content_uri"
+        ].removeprefix("mxc://")
     elif prepare == "report":
         await ok(base_url, "POST", f"{MATRIX}/rooms/{room}/report", {"reason": "table"}, owner.access_token)
         listed = (await ok(base_url, "GET", f"{ADMIN}/reports?status=all&limit=100", token=mod))["reports"]
         world.report = next(r["report_id"] for r in listed if r.get("room_id") == world.room)
     api_rooms = await ok(base_url, "GET", "/api/rooms/", token=owner.access_token, scheme="Token")
     world.api_room = next(r["id"] for r in api_rooms if r["name"] == f"Table {number}")
-    world.target_number = (await ok(base_url, "GET", "/api/users/me/", token=world.target.access_token,
-                                    scheme="Token"))["id"]
+    world.target_number = (
+        await ok(base_url, "GET", "/api/users/me/", token=world.target.access_token, scheme="Token")
+    )["id"]
     return world
 
 
@@ -362,33 +403,64 @@ async def prepare_for(world: World, prepare: str, account: Account) -> None:
     """What a row reads must exist for every caller before some are blocked."""
     base_url, token = world.base_url, account.access_token
     if prepare == "filters":
-        world.filters[account.user_id] = (await ok(base_url, "POST", f"{MATRIX}/user/{quote(account.user_id)}/filter",
-                                                   {"room": {"timeline": {"limit": 1}}}, token))["filter_id"]
+        world.filters[account.user_id] = (
+            await ok(
+                base_url,
+                "POST",
+                f"{MATRIX}/user/{quote(account.user_id)}/filter",
+                {"room": {"timeline": {"limit": 1}}},
+                token,
+            )
+        )["filter_id"]
     elif prepare == "account_data":
         user = quote(account.user_id)
         await ok(base_url, "PUT", f"{MATRIX}/user/{user}/account_data/org.example.table", {"value": 1}, token)
-        await ok(base_url, "PUT", f"{MATRIX}/user/{user}/rooms/{quote(world.room)}/account_data/org.example.table",
-                 {"value": 1}, token)
+        await ok(
+            base_url,
+            "PUT",
+            f"{MATRIX}/user/{user}/rooms/{quote(world.room)}/account_data/org.example.table",
+            {"value": 1},
+            token,
+        )
     elif prepare == "push_rule":
         await ok(base_url, "PUT", f"{MATRIX}/pushrules/global/override/table", {"actions": ["notify"]}, token)
     elif prepare == "backup":
-        world.backups[account.user_id] = (await ok(base_url, "POST", f"{MATRIX}/room_keys/version",
-                                                   BACKUP_VERSION, token))["version"]
-        await ok(base_url, "PUT", f"{MATRIX}/room_keys/keys/{quote(world.room)}/table"
-                 f"?version={world.backups[account.user_id]}", BACKED_UP_KEY, token)
+        world.backups[account.user_id] = (
+            await ok(base_url, "POST", f"{MATRIX}/room_keys/version", BACKUP_VERSION, token)
+        )["version"]
+        await ok(
+            base_url,
+            "PUT",
+            f"{MATRIX}/room_keys/keys/{quote(world.room)}/table?version={world.backups[account.user_id]}",
+            BACKED_UP_KEY,
+            token,
+        )
     elif prepare == "reserved":
-        world.reserved[account.user_id] = (await ok(base_url, "POST", "/_matrix/media/v1/create", {},
-                                                    token))["content_uri"].rsplit("/", 1)[1]
+        world.reserved[account.user_id] = (await ok(base_url, "POST", "/_matrix/media/v1/create", {}, token))[
+            "content_uri"
+        ].rsplit("/", 1)[1]
     elif prepare == "numbers":
-        world.numbers[account.user_id] = (await ok(base_url, "GET", "/api/users/me/", token=token,
-                                                   scheme="Token"))["id"]
+        world.numbers[account.user_id] = (await ok(base_url, "GET", "/api/users/me/", token=token, scheme="Token"))[
+            "id"
+        ]
     elif prepare == "refresh":
-        world.refresh[account.user_id] = (await ok(base_url, "POST", f"{MATRIX}/login", {
-            "type": "m.login.password", "identifier": {"type": "m.id.user", "user": account.user_id},
-            "password": DEFAULT_PASSWORD, "refresh_token": True}))["refresh_token"]
+        world.refresh[account.user_id] = (
+            await ok(
+                base_url,
+                "POST",
+                f"{MATRIX}/login",
+                {
+                    "type": "m.login.password",
+                    "identifier": {"type": "m.id.user", "user": account.user_id},
+                    "password": DEFAULT_PASSWORD,
+                    "refresh_token": True,
+                },
+            )
+        )["refresh_token"]
 
 
 # -- what each row sends ------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -420,57 +492,89 @@ def unique(world: World, prefix: str) -> str:
 
 
 TARGET = {"user_id": lambda w, c: w.target.user_id}
-PICTURE = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS"
-           b"\xde\x00\x00\x00\x0cIDATx\x9cc\xf8\xcf\xc0\x00\x00\x03\x01\x01\x00\xc9\xfe\x92\xef\x00\x00"
-           b"\x00\x00IEND\xaeB`\x82")  # one red pixel
+PICTURE = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS"
+    b"\xde\x00\x00\x00\x0cIDATx\x9cc\xf8\xcf\xc0\x00\x00\x03\x01\x01\x00\xc9\xfe\x92\xef\x00\x00"
+    b"\x00\x00IEND\xaeB`\x82"
+)  # one red pixel
 BACKUP_VERSION = {"algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": {"public_key": "dGFibGU"}}
-BACKED_UP_KEY = {"first_message_index": 0, "forwarded_count": 0, "is_verified": False,
-                 "session_data": {"ciphertext": "dGFibGU"}}
+BACKED_UP_KEY = {
+    "first_message_index": 0,
+    "forwarded_count": 0,
+    "is_verified": False,
+    "session_data": {"ciphertext": "dGFibGU"},
+}
 BACKUP: dict[str, Any] = {"prepare": "backup", "query": lambda w, c: f"version={w.backups[own(w, c).user_id]}"}
 MEDIA: dict[str, Any] = {"prepare": "media", "query": "width=32&height=32"}
 NEW_PASSWORD = "another long password 43"
 
 # A membership event as another server signs it (the federation rows are 401 before it is read).
-SIGNED_MEMBERSHIP = {"type": "m.room.member", "sender": "@x:other.example", "state_key": "@x:other.example",
-                     "content": {"membership": "join"}}
+SIGNED_MEMBERSHIP = {
+    "type": "m.room.member",
+    "sender": "@x:other.example",
+    "state_key": "@x:other.example",
+    "content": {"membership": "join"},
+}
 
 RECIPES: dict[tuple[str, str], Recipe] = {
-    ("POST", f"{MATRIX}/register"): Recipe(body=lambda w, c: {
-        "username": unique(w, "new"), "password": DEFAULT_PASSWORD, "auth": {"type": "m.login.dummy"}}),
+    ("POST", f"{MATRIX}/register"): Recipe(
+        body=lambda w, c: {
+            "username": unique(w, "new"),
+            "password": DEFAULT_PASSWORD,
+            "auth": {"type": "m.login.dummy"},
+        }
+    ),
     ("GET", f"{MATRIX}/register/available"): Recipe(query=lambda w, c: f"username={unique(w, 'free')}"),
-    ("POST", f"{MATRIX}/login"): Recipe(body=lambda w, c: {
-        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": own(w, c).user_id},
-        "password": DEFAULT_PASSWORD}),
-    ("POST", f"{MATRIX}/refresh"): Recipe(fresh=True, prepare="refresh", body=lambda w, c: {
-        "refresh_token": w.refresh[own(w, c).user_id]}),
-    ("POST", f"{MATRIX}/account/password"): Recipe(body=lambda w, c: {
-        "new_password": NEW_PASSWORD, "logout_devices": False, "auth": password_auth(own(w, c).user_id)}),
+    ("POST", f"{MATRIX}/login"): Recipe(
+        body=lambda w, c: {
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": own(w, c).user_id},
+            "password": DEFAULT_PASSWORD,
+        }
+    ),
+    ("POST", f"{MATRIX}/refresh"): Recipe(
+        fresh=True, prepare="refresh", body=lambda w, c: {"refresh_token": w.refresh[own(w, c).user_id]}
+    ),
+    ("POST", f"{MATRIX}/account/password"): Recipe(
+        body=lambda w, c: {
+            "new_password": NEW_PASSWORD,
+            "logout_devices": False,
+            "auth": password_auth(own(w, c).user_id),
+        }
+    ),
     ("PUT", f"{MATRIX}/devices/{{device_id}}"): Recipe(body={"display_name": "renamed"}),
-    ("DELETE", f"{MATRIX}/devices/{{device_id}}"): Recipe(body=lambda w, c: {
-        "auth": password_auth(own(w, c).user_id)}),
-    ("POST", f"{MATRIX}/delete_devices"): Recipe(body=lambda w, c: {
-        "devices": [own(w, c).device_id], "auth": password_auth(own(w, c).user_id)}),
+    ("DELETE", f"{MATRIX}/devices/{{device_id}}"): Recipe(body=lambda w, c: {"auth": password_auth(own(w, c).user_id)}),
+    ("POST", f"{MATRIX}/delete_devices"): Recipe(
+        body=lambda w, c: {"devices": [own(w, c).device_id], "auth": password_auth(own(w, c).user_id)}
+    ),
     ("POST", f"{MATRIX}/createRoom"): Recipe(body={"name": "another"}),
-    ("POST", f"{MATRIX}/rooms/{{room_id}}/invite"): Recipe(fresh=True, body=lambda w, c: {
-        "user_id": w.outsider.user_id}),
+    ("POST", f"{MATRIX}/rooms/{{room_id}}/invite"): Recipe(
+        fresh=True, body=lambda w, c: {"user_id": w.outsider.user_id}
+    ),
     ("POST", f"{MATRIX}/rooms/{{room_id}}/kick"): Recipe(fresh=True, body=lambda w, c: {"user_id": w.target.user_id}),
     ("POST", f"{MATRIX}/rooms/{{room_id}}/ban"): Recipe(fresh=True, body=lambda w, c: {"user_id": w.target.user_id}),
-    ("POST", f"{MATRIX}/rooms/{{room_id}}/unban"): Recipe(fresh=True, body=lambda w, c: {
-        "user_id": w.accounts["banned"].user_id}),
+    ("POST", f"{MATRIX}/rooms/{{room_id}}/unban"): Recipe(
+        fresh=True, body=lambda w, c: {"user_id": w.accounts["banned"].user_id}
+    ),
     ("POST", f"{MATRIX}/rooms/{{room_id}}/leave"): Recipe(fresh=True),
     ("POST", f"{MATRIX}/rooms/{{room_id}}/forget"): Recipe(fresh=True),
     ("PUT", f"{MATRIX}/rooms/{{room_id}}/send/{{event_type}}/{{txn_id}}"): Recipe(
-        body={"msgtype": "m.text", "body": "from the table"}),
+        body={"msgtype": "m.text", "body": "from the table"}
+    ),
     ("GET", f"{MATRIX}/rooms/{{room_id}}/state/{{event_type}}/"): Recipe(params={"event_type": "m.room.name"}),
-    ("PUT", f"{MATRIX}/rooms/{{room_id}}/state/{{event_type}}/"): Recipe(params={"event_type": "m.room.topic"},
-                                                                         body={"topic": "from the table"}),
+    ("PUT", f"{MATRIX}/rooms/{{room_id}}/state/{{event_type}}/"): Recipe(
+        params={"event_type": "m.room.topic"}, body={"topic": "from the table"}
+    ),
     ("GET", f"{MATRIX}/rooms/{{room_id}}/state/{{event_type}}/{{state_key}}"): Recipe(
-        params={"event_type": "m.room.member", "state_key": lambda w, c: w.owner.user_id}),
+        params={"event_type": "m.room.member", "state_key": lambda w, c: w.owner.user_id}
+    ),
     ("PUT", f"{MATRIX}/rooms/{{room_id}}/state/{{event_type}}/{{state_key}}"): Recipe(
-        params={"event_type": "org.example.table", "state_key": "k"}, body={"value": 1}),
+        params={"event_type": "org.example.table", "state_key": "k"}, body={"value": 1}
+    ),
     ("PUT", f"{MATRIX}/rooms/{{room_id}}/redact/{{event_id}}/{{txn_id}}"): Recipe(body={"reason": "table"}),
-    ("PUT", f"{MATRIX}/directory/room/{{alias}}"): Recipe(params={"alias": lambda w, c: f"#{unique(w, 'a')}:{SERVER}"},
-                                                        body=lambda w, c: {"room_id": w.room}),
+    ("PUT", f"{MATRIX}/directory/room/{{alias}}"): Recipe(
+        params={"alias": lambda w, c: f"#{unique(w, 'a')}:{SERVER}"}, body=lambda w, c: {"room_id": w.room}
+    ),
     ("DELETE", f"{MATRIX}/directory/room/{{alias}}"): Recipe(fresh=True),
     ("PUT", f"{MATRIX}/directory/list/room/{{room_id}}"): Recipe(body={"visibility": "public"}),
     ("POST", f"{MATRIX}/publicRooms"): Recipe(body={"limit": 10}),
@@ -483,18 +587,27 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("POST", f"{MATRIX}/rooms/{{room_id}}/read_markers"): Recipe(body=lambda w, c: {"m.fully_read": w.event}),
     ("GET", f"{MATRIX}/user/{{user_id}}/account_data/{{data_type}}"): Recipe(prepare="account_data"),
     ("PUT", f"{MATRIX}/user/{{user_id}}/account_data/{{data_type}}"): Recipe(body={"value": 1}),
-    ("GET", f"{MATRIX}/user/{{user_id}}/rooms/{{room_id}}/account_data/{{data_type}}"): Recipe(
-        prepare="account_data"),
+    ("GET", f"{MATRIX}/user/{{user_id}}/rooms/{{room_id}}/account_data/{{data_type}}"): Recipe(prepare="account_data"),
     ("PUT", f"{MATRIX}/user/{{user_id}}/rooms/{{room_id}}/account_data/{{data_type}}"): Recipe(body={"value": 1}),
     ("PUT", f"{MATRIX}/pushrules/{{scope}}/{{kind}}/{{rule_id}}"): Recipe(
-        params={"rule_id": "table"}, body={"actions": ["notify"], "conditions": []}),
-    ("DELETE", f"{MATRIX}/pushrules/{{scope}}/{{kind}}/{{rule_id}}"): Recipe(params={"rule_id": "table"},
-                                                                          prepare="push_rule"),
+        params={"rule_id": "table"}, body={"actions": ["notify"], "conditions": []}
+    ),
+    ("DELETE", f"{MATRIX}/pushrules/{{scope}}/{{kind}}/{{rule_id}}"): Recipe(
+        params={"rule_id": "table"}, prepare="push_rule"
+    ),
     ("PUT", f"{MATRIX}/pushrules/{{scope}}/{{kind}}/{{rule_id}}/actions"): Recipe(body={"actions": ["notify"]}),
     ("PUT", f"{MATRIX}/pushrules/{{scope}}/{{kind}}/{{rule_id}}/enabled"): Recipe(body={"enabled": True}),
-    ("POST", f"{MATRIX}/pushers/set"): Recipe(body={
-        "pushkey": "table", "kind": "http", "app_id": "org.example.table", "app_display_name": "Table",
-        "device_display_name": "Table", "lang": "en", "data": {"url": "https://push.example.org/_matrix/push/v1/notify"}}),
+    ("POST", f"{MATRIX}/pushers/set"): Recipe(
+        body={
+            "pushkey": "table",
+            "kind": "http",
+            "app_id": "org.example.table",
+            "app_display_name": "Table",
+            "device_display_name": "Table",
+            "lang": "en",
+            "data": {"url": "https://push.example.org/_matrix/push/v1/notify"},
+        }
+    ),
     ("GET", f"{ADMIN}/reports/{{report_id}}"): Recipe(prepare="report"),
     ("PUT", f"{ADMIN}/reports/{{report_id}}"): Recipe(prepare="report", body={"status": "resolved", "note": "table"}),
     ("GET", f"{ADMIN}/servers/{{server}}/ban"): Recipe(params={"server": "banned.example"}),
@@ -507,31 +620,44 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("POST", f"{ADMIN}/users/{{user_id}}/logout"): Recipe(params=TARGET, body={}),
     ("DELETE", f"{ADMIN}/rooms/{{room_id}}"): Recipe(fresh=True, body={"reason": "table"}),
     ("GET", "/_matrix/client/v1/admin/lock/{user_id}"): Recipe(params=TARGET),
-    **{("GET", f"{prefix}/{route}"): Recipe(**MEDIA) for prefix in ("/_matrix/client/v1/media", "/_matrix/media/v3")
-       for route in ("download/{server_name}/{media_id}", "download/{server_name}/{media_id}/{filename}",
-                     "thumbnail/{server_name}/{media_id}")},
+    **{
+        ("GET", f"{prefix}/{route}"): Recipe(**MEDIA)
+        for prefix in ("/_matrix/client/v1/media", "/_matrix/media/v3")
+        for route in (
+            "download/{server_name}/{media_id}",
+            "download/{server_name}/{media_id}/{filename}",
+            "thumbnail/{server_name}/{media_id}",
+        )
+    },
     ("POST", "/_matrix/media/v3/upload"): Recipe(body=PICTURE),
     ("PUT", "/_matrix/media/v3/upload/{server_name}/{media_id}"): Recipe(
-        prepare="reserved", params={"media_id": lambda w, c: w.reserved[own(w, c).user_id]}, body=PICTURE),
+        prepare="reserved", params={"media_id": lambda w, c: w.reserved[own(w, c).user_id]}, body=PICTURE
+    ),
     ("POST", "/_matrix/media/v1/create"): Recipe(body={}),
     ("GET", f"{MATRIX}/keys/changes"): Recipe(query="from=s0&to=s1"),
-    ("POST", f"{MATRIX}/keys/claim"): Recipe(body=lambda w, c: {
-        "one_time_keys": {w.owner.user_id: {w.owner.device_id: "signed_curve25519"}}}),
+    ("POST", f"{MATRIX}/keys/claim"): Recipe(
+        body=lambda w, c: {"one_time_keys": {w.owner.user_id: {w.owner.device_id: "signed_curve25519"}}}
+    ),
     ("POST", f"{MATRIX}/keys/query"): Recipe(body=lambda w, c: {"device_keys": {w.owner.user_id: []}}),
     ("POST", f"{MATRIX}/keys/upload"): Recipe(body={"one_time_keys": {}}),
     ("POST", f"{MATRIX}/keys/signatures/upload"): Recipe(body={}),
-    ("POST", f"{MATRIX}/keys/device_signing/upload"): Recipe(body=lambda w, c: {"master_key": {
-        "user_id": own(w, c).user_id, "usage": ["master"], "keys": {"ed25519:dGFibGU": "dGFibGU"}}}),
+    ("POST", f"{MATRIX}/keys/device_signing/upload"): Recipe(
+        body=lambda w, c: {
+            "master_key": {"user_id": own(w, c).user_id, "usage": ["master"], "keys": {"ed25519:dGFibGU": "dGFibGU"}}
+        }
+    ),
     ("PUT", f"{MATRIX}/presence/{{user_id}}/status"): Recipe(body={"presence": "online"}),
     ("POST", f"{MATRIX}/room_keys/version"): Recipe(body=BACKUP_VERSION),
     ("GET", f"{MATRIX}/room_keys/version/{{version}}"): Recipe(prepare="backup"),
     ("DELETE", f"{MATRIX}/room_keys/version/{{version}}"): Recipe(prepare="backup"),
-    ("PUT", f"{MATRIX}/room_keys/version/{{version}}"): Recipe(prepare="backup", body=lambda w, c: {
-        **BACKUP_VERSION, "version": w.backups[own(w, c).user_id]}),
+    ("PUT", f"{MATRIX}/room_keys/version/{{version}}"): Recipe(
+        prepare="backup", body=lambda w, c: {**BACKUP_VERSION, "version": w.backups[own(w, c).user_id]}
+    ),
     ("GET", f"{MATRIX}/room_keys/keys"): Recipe(**BACKUP),
     ("DELETE", f"{MATRIX}/room_keys/keys"): Recipe(**BACKUP),
-    ("PUT", f"{MATRIX}/room_keys/keys"): Recipe(**BACKUP, body=lambda w, c: {
-        "rooms": {w.room: {"sessions": {"table": BACKED_UP_KEY}}}}),
+    ("PUT", f"{MATRIX}/room_keys/keys"): Recipe(
+        **BACKUP, body=lambda w, c: {"rooms": {w.room: {"sessions": {"table": BACKED_UP_KEY}}}}
+    ),
     ("GET", f"{MATRIX}/room_keys/keys/{{room_id}}"): Recipe(**BACKUP),
     ("DELETE", f"{MATRIX}/room_keys/keys/{{room_id}}"): Recipe(**BACKUP),
     ("PUT", f"{MATRIX}/room_keys/keys/{{room_id}}"): Recipe(**BACKUP, body={"sessions": {"table": BACKED_UP_KEY}}),
@@ -543,8 +669,9 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("POST", f"{MATRIX}/users/{{user_id}}/report"): Recipe(params=TARGET, body={"reason": "table"}),
     ("POST", f"{MATRIX}/search"): Recipe(body={"search_categories": {"room_events": {"search_term": "hello"}}}),
     ("PUT", f"{MATRIX}/sendToDevice/{{event_type}}/{{txn_id}}"): Recipe(
-        params={"event_type": "org.example.table"}, body=lambda w, c: {
-            "messages": {w.owner.user_id: {w.owner.device_id: {"value": 1}}}}),
+        params={"event_type": "org.example.table"},
+        body=lambda w, c: {"messages": {w.owner.user_id: {w.owner.device_id: {"value": 1}}}},
+    ),
     ("PUT", f"{MATRIX}/user/{{user_id}}/rooms/{{room_id}}/tags/{{tag}}"): Recipe(body={"order": 0.5}),
     ("POST", f"{MATRIX}/user_directory/search"): Recipe(body={"search_term": "user"}),
     ("PUT", "/_matrix/client/v1/admin/lock/{user_id}"): Recipe(params=TARGET, body={"locked": True}),
@@ -555,24 +682,34 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("PUT", "/_matrix/federation/v2/send_join/{room_id}/{event_id}"): Recipe(body=SIGNED_MEMBERSHIP),
     ("PUT", "/_matrix/federation/v2/send_leave/{room_id}/{event_id}"): Recipe(body=SIGNED_MEMBERSHIP),
     ("PUT", "/_matrix/federation/v2/invite/{room_id}/{event_id}"): Recipe(
-        body={"room_version": "12", "event": SIGNED_MEMBERSHIP, "invite_room_state": []}),
+        body={"room_version": "12", "event": SIGNED_MEMBERSHIP, "invite_room_state": []}
+    ),
     ("GET", "/_matrix/federation/v1/state/{room_id}"): Recipe(query=lambda w, c: f"event_id={quote(w.event)}"),
     ("GET", "/_matrix/federation/v1/state_ids/{room_id}"): Recipe(query=lambda w, c: f"event_id={quote(w.event)}"),
     ("GET", "/_matrix/federation/v1/backfill/{room_id}"): Recipe(query=lambda w, c: f"v={quote(w.event)}&limit=5"),
     ("POST", "/_matrix/federation/v1/get_missing_events/{room_id}"): Recipe(
-        body=lambda w, c: {"earliest_events": [], "latest_events": [w.event], "limit": 5}),
-    ("PUT", "/_matrix/federation/v1/send/{txn_id}"): Recipe(body={"origin": "other.example", "origin_server_ts": 1,
-                                                                 "pdus": [], "edus": []}),
+        body=lambda w, c: {"earliest_events": [], "latest_events": [w.event], "limit": 5}
+    ),
+    ("PUT", "/_matrix/federation/v1/send/{txn_id}"): Recipe(
+        body={"origin": "other.example", "origin_server_ts": 1, "pdus": [], "edus": []}
+    ),
     ("POST", "/api/users/"): Recipe(body=lambda w, c: {"username": unique(w, "api"), "password": DEFAULT_PASSWORD}),
-    ("PUT", "/api/users/{number}/block/"): Recipe(params={"number": lambda w, c: w.target_number},
-                                                  body={"is_active": False}),
-    ("POST", "/api/auth/tokens/"): Recipe(body=lambda w, c: {"username": own(w, c).localpart,
-                                                            "password": DEFAULT_PASSWORD}),
+    ("PUT", "/api/users/{number}/block/"): Recipe(
+        params={"number": lambda w, c: w.target_number}, body={"is_active": False}
+    ),
+    ("POST", "/api/auth/tokens/"): Recipe(
+        body=lambda w, c: {"username": own(w, c).localpart, "password": DEFAULT_PASSWORD}
+    ),
     ("POST", "/api/rooms/"): Recipe(body=lambda w, c: {"name": unique(w, "api room ")}),
     ("PUT", "/api/rooms/{number}/"): Recipe(body=lambda w, c: {"name": unique(w, "renamed ")}),
     # PATCH edits the member list instead: everyone joined but the target.
-    ("PATCH", "/api/rooms/{number}/"): Recipe(fresh=True, prepare="numbers", body=lambda w, c: {
-        "users": [w.numbers[w.accounts[name].user_id] for name in ("user", "member", "susp", "locked")]}),
+    ("PATCH", "/api/rooms/{number}/"): Recipe(
+        fresh=True,
+        prepare="numbers",
+        body=lambda w, c: {
+            "users": [w.numbers[w.accounts[name].user_id] for name in ("user", "member", "susp", "locked")]
+        },
+    ),
     ("DELETE", "/api/rooms/{number}/"): Recipe(fresh=True),
     ("POST", "/api/rooms/{number}/messages/"): Recipe(body={"text": "from the table"}),
     ("POST", "/api/messages/"): Recipe(body=lambda w, c: {"text": "from the table", "user_to": w.target_number}),
@@ -584,15 +721,30 @@ def default_param(world: World, caller: Account | None, name: str) -> str:
     /api room, or the caller's own account, device and filter."""
     me = own(world, caller)
     values = {
-        "room_id": world.room, "room_id_or_alias": world.room, "alias": world.alias, "event_id": world.event,
-        "user_id": me.user_id, "device_id": me.device_id, "filter_id": world.filters.get(me.user_id, "0"),
-        "number": str(world.api_room), "event_type": "m.room.message", "state_key": "",
-        "receipt_type": "m.read", "data_type": "org.example.table",
-        "scope": "global", "kind": "override", "rule_id": ".m.rule.master",
+        "room_id": world.room,
+        "room_id_or_alias": world.room,
+        "alias": world.alias,
+        "event_id": world.event,
+        "user_id": me.user_id,
+        "device_id": me.device_id,
+        "filter_id": world.filters.get(me.user_id, "0"),
+        "number": str(world.api_room),
+        "event_type": "m.room.message",
+        "state_key": "",
+        "receipt_type": "m.read",
+        "data_type": "org.example.table",
+        "scope": "global",
+        "kind": "override",
+        "rule_id": ".m.rule.master",
         "txn_id": unique(world, "t"),
-        "server_name": world.media.split("/")[0] or SERVER, "media_id": world.media.split("/")[-1],
-        "filename": "table.png", "rel_type": "m.thread", "report_id": world.report,
-        "version": world.backups.get(me.user_id, "0"), "session_id": "table", "tag": "u.work",
+        "server_name": world.media.split("/")[0] or SERVER,
+        "media_id": world.media.split("/")[-1],
+        "filename": "table.png",
+        "rel_type": "m.thread",
+        "report_id": world.report,
+        "version": world.backups.get(me.user_id, "0"),
+        "session_id": "table",
+        "tag": "u.work",
     }
     return values[name]
 
@@ -604,8 +756,12 @@ def resolve(value: Any, world: World, caller: Account | None) -> Any:
 async def send(world: World, method: str, path: str, caller: Account | None) -> int:
     """What ``caller`` (None: anonymous) gets for the row's request."""
     recipe = RECIPES.get((method, path), Recipe())
-    params = {name: resolve(recipe.params.get(name), world, caller) if name in recipe.params
-              else default_param(world, caller, name) for name in _names(path)}
+    params = {
+        name: resolve(recipe.params.get(name), world, caller)
+        if name in recipe.params
+        else default_param(world, caller, name)
+        for name in _names(path)
+    }
     concrete = path.format(**{name: quote(str(value), safe="") for name, value in params.items()})
     query = resolve(recipe.query, world, caller)
     if query:
@@ -613,8 +769,14 @@ async def send(world: World, method: str, path: str, caller: Account | None) -> 
     token = caller.access_token if caller else None
     if path == "/_atomchat/client/v1/stream":
         return await stream_status(world.base_url + concrete, token)
-    status, _ = await call(world.base_url, method, concrete, resolve(recipe.body, world, caller), token,
-                           "Token" if path.startswith("/api/") else "Bearer")
+    status, _ = await call(
+        world.base_url,
+        method,
+        concrete,
+        resolve(recipe.body, world, caller),
+        token,
+        "Token" if path.startswith("/api/") else "Bearer",
+    )
     return status
 
 
@@ -635,6 +797,7 @@ async def stream_status(url: str, token: str | None) -> int:
 
 # -- the table's tests --------------------------------------------------------------------
 
+
 def test_the_table_has_a_row_for_every_operation_and_no_other():
     assert sorted(ROWS) == DOCUMENTED
     assert set(RECIPES) <= set(ROWS)
@@ -651,5 +814,7 @@ async def test_authorization(threaded_server, method, path):
         got[name] = await send(world, method, path, None if name == "anon" else world.accounts[name])
     expected = ROWS.get((method, path))
     assert expected is not None and got == expected, "\n".join(
-        f"{name}: expected {expected.get(name) if expected else None}, got {got[name]}" for name in CALLERS
-        if not expected or got[name] != expected[name])
+        f"{name}: expected {expected.get(name) if expected else None}, got {got[name]}"
+        for name in CALLERS
+        if not expected or got[name] != expected[name]
+    )

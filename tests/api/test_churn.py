@@ -30,8 +30,12 @@ async def dropped_long_poll(base_url: str, token: str, since: str, rng: random.R
     connection is reset (or closed) after a moment, without reading the answer."""
     parts = urlsplit(base_url)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-    writer.write((f"GET {MATRIX}/sync?timeout=30000&since={since} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-                  f"Authorization: Bearer {token}\r\n\r\n").encode())
+    writer.write(
+        (
+            f"GET {MATRIX}/sync?timeout=30000&since={since} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"Authorization: Bearer {token}\r\n\r\n"
+        ).encode()
+    )
     await writer.drain()
     await asyncio.sleep(rng.uniform(0, 0.3))
     if rng.random() < 0.5:
@@ -105,6 +109,7 @@ async def test_clients_that_drop_abruptly_harm_nobody(server, api, record_testsu
     # noticed as its connection closes, a dropped stream likewise), but for
     # the long-poll sessions it keeps parked for a client's next request.
     notifier = server.atomchat.ctx.notifier
+
     def left_behind():
         parked = {session.listener for session, _timer in server.atomchat.ctx.sync_sessions._parked.values()}
         return {c.user_id: len(set(notifier._by_user.get(c.user_id, ())) - parked) for c in churners}

@@ -31,8 +31,14 @@ def compat(server):
 
 
 async def block(mod: Person, someone: Person, is_active, *, status: int = 200, **kwargs) -> dict:
-    answer = await mod.call("PUT", f"/api/users/{someone.id}/block/", {"is_active": is_active}, status=status,
-                            schema="api/block.response", **kwargs)
+    answer = await mod.call(
+        "PUT",
+        f"/api/users/{someone.id}/block/",
+        {"is_active": is_active},
+        status=status,
+        schema="api/block.response",
+        **kwargs,
+    )
     return answer.body
 
 
@@ -40,11 +46,16 @@ async def stream_with_token(server, someone: Person, *, header: bool) -> Stream:
     """A WebSocket stream opened with the /api token, as `Authorization:
     Token <key>` or as ?access_token=."""
     if header:
-        request = HTTPRequest(stream_url(server.base_url), headers={"Authorization": f"Token {someone.token}"},
-                              connect_timeout=5, request_timeout=5)
+        request = HTTPRequest(
+            stream_url(server.base_url),
+            headers={"Authorization": f"Token {someone.token}"},
+            connect_timeout=5,
+            request_timeout=5,
+        )
     else:
-        request = HTTPRequest(stream_url(server.base_url, access_token=someone.token),
-                              connect_timeout=5, request_timeout=5)
+        request = HTTPRequest(
+            stream_url(server.base_url, access_token=someone.token), connect_timeout=5, request_timeout=5
+        )
     return Stream(await websocket_connect(request))
 
 
@@ -53,8 +64,10 @@ async def test_a_block_locks_the_account_and_lifting_it_restores_the_same_tokens
     await promote(server, mod)
     room = await alice.create_room("Tea", [bob.id])
     phone = await api.login("alice")  # a Matrix session too
-    streams = [await stream_with_token(server, alice, header=True),
-               await stream_with_token(server, alice, header=False)]
+    streams = [
+        await stream_with_token(server, alice, header=True),
+        await stream_with_token(server, alice, header=False),
+    ]
     for stream in streams:
         first = await stream.frame()
         assert first["type"] == "sync"
@@ -75,8 +88,9 @@ async def test_a_block_locks_the_account_and_lifting_it_restores_the_same_tokens
         assert (await compat.request("GET", "/api/users/me/", token=token, status=401)).body == INACTIVE
     # No new token, with the right password or any other.
     for password in (DEFAULT_PASSWORD, "wrong password 42"):
-        answer = await compat.request("POST", "/api/auth/tokens/", {"username": "alice", "password": password},
-                                      status=400)
+        answer = await compat.request(
+            "POST", "/api/auth/tokens/", {"username": "alice", "password": password}, status=400
+        )
         assert answer.body == BAD_CREDENTIALS
     # Others go on as before.
     await bob.post(room["id"], "alice is away")
@@ -102,8 +116,9 @@ async def test_a_block_is_the_moderation_apis_policy_rule(compat, server, api):
     await block(mod, alice, False)
     await block(mod, alice, True)
     moderator = mod.on_matrix(api)
-    await api.request("PUT", f"{ADMIN}/users/{bob.user_id}/lock", {"locked": True}, token=mod.token,
-                      schema="admin/lock.response")
+    await api.request(
+        "PUT", f"{ADMIN}/users/{bob.user_id}/lock", {"locked": True}, token=mod.token, schema="admin/lock.response"
+    )
     rules = rules_of(await policy_events(moderator))
     assert rules == [
         (mod.user_id, f"user:{alice.user_id}", {"entity": alice.user_id, "recommendation": "m.ban", "reason": ""}),
@@ -134,11 +149,16 @@ async def test_block_refusals(compat, server):
         assert response.body == NOT_FOUND, number
     # The body.
     invalid = {"is_active": ["Must be a valid boolean."]}
-    for body, errors in (({}, {"is_active": ["This field is required."]}),
-                         ({"active": False}, {"is_active": ["This field is required."]}),
-                         ({"is_active": None}, {"is_active": ["This field may not be null."]}),
-                         ({"is_active": "maybe"}, invalid), ({"is_active": 2}, invalid), ({"is_active": ""}, invalid),
-                         ({"is_active": []}, invalid), ({"is_active": {"value": False}}, invalid)):
+    for body, errors in (
+        ({}, {"is_active": ["This field is required."]}),
+        ({"active": False}, {"is_active": ["This field is required."]}),
+        ({"is_active": None}, {"is_active": ["This field may not be null."]}),
+        ({"is_active": "maybe"}, invalid),
+        ({"is_active": 2}, invalid),
+        ({"is_active": ""}, invalid),
+        ({"is_active": []}, invalid),
+        ({"is_active": {"value": False}}, invalid),
+    ):
         response = await mod.call("PUT", f"/api/users/{bob.id}/block/", body, status=400)
         assert response.body == errors, body
     # Only PUT.
@@ -155,12 +175,21 @@ async def test_the_original_boolean_spellings_and_forms_are_understood(compat, s
     """The original read true/false, 1/0 and the words a form sends."""
     mod, bob = await people(compat, "mod", "bob")
     await promote(server, mod)
-    for is_active, expected in ((0, False), (1, True), ("false", False), ("True", True), ("off", False),
-                                ("yes", True), ("0", False), ("1", True)):
+    for is_active, expected in (
+        (0, False),
+        (1, True),
+        ("false", False),
+        ("True", True),
+        ("off", False),
+        ("yes", True),
+        ("0", False),
+        ("1", True),
+    ):
         assert await block(mod, bob, is_active) == {"username": "bob", "is_active": expected}, is_active
     for value, expected in (("false", False), ("true", True)):
-        answer = await mod.call("PUT", f"/api/users/{bob.id}/block", form={"is_active": value},
-                                schema="api/block.response")
+        answer = await mod.call(
+            "PUT", f"/api/users/{bob.id}/block", form={"is_active": value}, schema="api/block.response"
+        )
         assert answer.body == {"username": "bob", "is_active": expected}
     await bob.call("GET", "/api/users/me/", schema="api/me.response")
 
@@ -171,8 +200,13 @@ async def test_a_suspended_user_reads_on_api_but_cannot_act(compat, server, api)
     await promote(server, mod)
     room = await alice.create_room("Tea", [bob.id])
     await alice.post(room["id"], "before")
-    await api.request("PUT", f"{ADMIN}/users/{bob.user_id}/suspend", {"suspended": True}, token=mod.token,
-                      schema="admin/suspend.response")
+    await api.request(
+        "PUT",
+        f"{ADMIN}/users/{bob.user_id}/suspend",
+        {"suspended": True},
+        token=mod.token,
+        schema="admin/suspend.response",
+    )
     suspended = {"detail": "This account is suspended: it can read but not act"}
     assert [m["text"] for m in (await bob.messages(room["id"])).body] == ["before"]
     assert (await bob.room(room["id"])).body == room

@@ -34,8 +34,12 @@ async def matrix_room(someone: Person, api) -> str:
 
 
 async def token_stream(server, someone: Person) -> Stream:
-    request = HTTPRequest(stream_url(server.base_url), headers={"Authorization": f"Token {someone.token}"},
-                          connect_timeout=5, request_timeout=5)
+    request = HTTPRequest(
+        stream_url(server.base_url),
+        headers={"Authorization": f"Token {someone.token}"},
+        connect_timeout=5,
+        request_timeout=5,
+    )
     return Stream(await websocket_connect(request))
 
 

@@ -84,9 +84,13 @@ async def test_messages_are_listed_oldest_first_with_their_authors(compat):
 async def test_the_author_is_always_the_caller(compat):
     alice, bob = await people(compat, "alice", "bob")
     room = await alice.create_room("Tea", [bob.id])
-    answer = await alice.call("POST", f"/api/rooms/{room['id']}/messages/",
-                              {"text": "from bob?", "author": bob.id, "created_at": "2001-01-01T00:00:00.000000Z",
-                               "room": 999}, status=201, schema="api/message.response")
+    answer = await alice.call(
+        "POST",
+        f"/api/rooms/{room['id']}/messages/",
+        {"text": "from bob?", "author": bob.id, "created_at": "2001-01-01T00:00:00.000000Z", "room": 999},
+        status=201,
+        schema="api/message.response",
+    )
     assert answer["author"] == alice.id and not answer["created_at"].startswith("2001")
     assert (await bob.messages(room["id"])).body == [answer.body]
 
@@ -94,10 +98,13 @@ async def test_the_author_is_always_the_caller(compat):
 async def test_blank_or_missing_text_is_refused(compat):
     alice = (await people(compat, "alice"))[0]
     room = await alice.create_room("Tea")
-    for body, errors in (({}, REQUIRED), ({"text": ""}, ["This field may not be blank."]),
-                         ({"text": " \n\t"}, ["This field may not be blank."]),
-                         ({"text": None}, ["This field may not be null."]),
-                         ({"text": ["hi"]}, ["Not a valid string."])):
+    for body, errors in (
+        ({}, REQUIRED),
+        ({"text": ""}, ["This field may not be blank."]),
+        ({"text": " \n\t"}, ["This field may not be blank."]),
+        ({"text": None}, ["This field may not be null."]),
+        ({"text": ["hi"]}, ["Not a valid string."]),
+    ):
         answer = await alice.call("POST", f"/api/rooms/{room['id']}/messages/", body, status=400)
         assert answer.body == {"text": errors}, body
     assert (await alice.messages(room["id"])).body == []
@@ -179,6 +186,7 @@ async def test_a_long_room_paged_equals_it_streamed(compat, api, server):
             await senders[index].say(room_id, f"{index}:{i}")
             if index == 0 and i % 100 == 50:  # not messages: never listed
                 await senders[0].put_state(room_id, "m.room.topic", {"topic": f"t{i}"})
+
     await asyncio.gather(*(send_all(i) for i in range(len(senders))))
 
     whole = await alice.messages(number)
@@ -206,8 +214,11 @@ async def test_a_long_room_paged_equals_it_streamed(compat, api, server):
 async def direct_room(someone: Person, other: Person) -> dict[str, Any]:
     """The private room of the two, as ``someone`` lists it."""
     low, high = sorted((someone, other), key=lambda p: p.id)
-    found = [r for r in await someone.rooms() if r["name"] == f"{low.username}&{high.username}_private"
-             and r["users"] == sorted({someone.id, other.id})]
+    found = [
+        r
+        for r in await someone.rooms()
+        if r["name"] == f"{low.username}&{high.username}_private" and r["users"] == sorted({someone.id, other.id})
+    ]
     assert len(found) == 1, found
     return found[0]
 
@@ -225,9 +236,11 @@ async def test_direct_messages_go_into_one_private_room_per_pair(compat):
     reply = await alice.direct(bob.id, "hi bob")
     await bob.direct(alice.id, "how are you?")
     listed = (await alice.messages(room["id"])).body
-    assert listed == [{"text": "hi alice", "created_at": sent.body["created_at"], "author": bob.id},
-                      {"text": "hi bob", "created_at": reply.body["created_at"], "author": alice.id},
-                      {"text": "how are you?", "created_at": listed[2]["created_at"], "author": bob.id}]
+    assert listed == [
+        {"text": "hi alice", "created_at": sent.body["created_at"], "author": bob.id},
+        {"text": "hi bob", "created_at": reply.body["created_at"], "author": alice.id},
+        {"text": "how are you?", "created_at": listed[2]["created_at"], "author": bob.id},
+    ]
     assert (await alice.messages(shared["id"])).body == []
     # Another pair, another room; carol is in neither of the others.
     await carol.direct(alice.id, "hello from carol")
@@ -267,16 +280,19 @@ async def test_direct_message_refusals_name_each_field(compat):
         ({"text": "hi", "user_to": True}, {"user_to": ["Incorrect type. Expected pk value, received bool."]}),
         ({"text": "hi", "user_to": [bob.id]}, {"user_to": ["Incorrect type. Expected pk value, received list."]}),
         ({"text": "hi", "user_to": None}, {"user_to": ["This field may not be null."]}),
-        ({"text": "", "user_to": 999}, {"text": ["This field may not be blank."],
-                                        "user_to": ['Invalid pk "999" - object does not exist.']}),
+        (
+            {"text": "", "user_to": 999},
+            {"text": ["This field may not be blank."], "user_to": ['Invalid pk "999" - object does not exist.']},
+        ),
     ]
     for body, errors in cases:
         answer = await alice.call("POST", "/api/messages/", body, status=400)
         assert answer.body == errors, body
     assert await alice.rooms() == [] and await bob.rooms() == []
     # Without the trailing slash, too.
-    await alice.call("POST", "/api/messages", {"text": "hi", "user_to": bob.id}, status=201,
-                     schema="api/direct_message.response")
+    await alice.call(
+        "POST", "/api/messages", {"text": "hi", "user_to": bob.id}, status=201, schema="api/direct_message.response"
+    )
 
 
 @pytest.mark.settings(pool_max_size=4)
@@ -291,14 +307,19 @@ async def test_first_messages_at_once_from_both_sides_end_in_one_room(compat, mo
 
     async def both(a: Person, b: Person) -> None:
         b_elsewhere = Person(other, b.id, b.username, b.token, b.user_id)
-        await asyncio.gather(a.direct(b.id, f"{a.username} first"), b_elsewhere.direct(a.id, f"{b.username} first"),
-                             a.direct(b.id, f"{a.username} again"))
+        await asyncio.gather(
+            a.direct(b.id, f"{a.username} first"),
+            b_elsewhere.direct(a.id, f"{b.username} first"),
+            a.direct(b.id, f"{a.username} again"),
+        )
+
     await asyncio.gather(*(both(a, b) for a, b in pairs))
     for a, b in pairs:
         assert len(await a.rooms()) == 1 and len(await b.rooms()) == 1
         room = await direct_room(a, b)
         assert sorted(texts((await b.messages(room["id"])).body)) == sorted(
-            [f"{a.username} first", f"{b.username} first", f"{a.username} again"])
+            [f"{a.username} first", f"{b.username} first", f"{a.username} again"]
+        )
 
 
 async def test_the_pair_keeps_talking_after_leaving_or_a_deleted_room(compat, server):

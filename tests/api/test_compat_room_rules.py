@@ -33,8 +33,10 @@ async def number_of(someone: Person, room_id: str, api) -> int:
 
 async def membership(someone: Person, api, room_id: str, user: Person) -> str | None:
     state = (await someone.on_matrix(api).state(room_id)).body
-    return next((e["content"]["membership"] for e in state
-                 if e["type"] == "m.room.member" and e["state_key"] == user.user_id), None)
+    return next(
+        (e["content"]["membership"] for e in state if e["type"] == "m.room.member" and e["state_key"] == user.user_id),
+        None,
+    )
 
 
 async def matrix_room(owner: Person, api, *members: Person, **create: Any) -> str:
@@ -49,9 +51,13 @@ async def test_a_member_without_power_cannot_remove_an_admin_through_api(compat,
     """The issue's case: kick at 0 and two admins; the member at 0 is
     refused on /api as on the Matrix API, and nothing changes."""
     alice, bob, carol = await people(compat, "alice", "bob", "carol")
-    room_id = await matrix_room(alice, api, bob, carol,
-                                power_level_content_override={"kick": 0, "users": {alice.user_id: 100,
-                                                                                    bob.user_id: 100}})
+    room_id = await matrix_room(
+        alice,
+        api,
+        bob,
+        carol,
+        power_level_content_override={"kick": 0, "users": {alice.user_id: 100, bob.user_id: 100}},
+    )
     await carol.on_matrix(api).act("kick", room_id, bob.user_id, status=403)
     number = await number_of(carol, room_id, api)
     before = (await carol.room(number)).body
@@ -97,15 +103,15 @@ async def test_api_rooms_say_in_their_power_levels_that_members_edit_members(com
     # Bob (0) adds dave at once and removes carol, his equal, but not alice (100).
     changed = (await bob.update_room(room["id"], {"users": [alice.id, bob.id, dave.id]})).body
     assert changed["users"] == [alice.id, bob.id, dave.id]
-    assert (await bob.update_room(room["id"], {"users": [bob.id, dave.id]}, status=403)).body == {
-        "detail": NOT_ALLOWED}
+    assert (await bob.update_room(room["id"], {"users": [bob.id, dave.id]}, status=403)).body == {"detail": NOT_ALLOWED}
     # The same rule on the Matrix API: bob may not kick alice there either.
     await bob.on_matrix(api).act("kick", room_id, alice.user_id, status=403)
     # Once the room's admin takes the key away, members are back to the Matrix rules.
     del levels[EDIT_MEMBERS]
     await alice.on_matrix(api).put_state(room_id, "m.room.power_levels", levels)
     assert (await bob.update_room(room["id"], {"users": [alice.id, bob.id]}, status=403)).body == {
-        "detail": NOT_ALLOWED}
+        "detail": NOT_ALLOWED
+    }
     changed = (await bob.update_room(room["id"], {"users": [alice.id, bob.id, dave.id, carol.id]})).body
     assert changed["users"] == [alice.id, bob.id, dave.id]
     assert await membership(alice, api, room_id, carol) == "invite"
@@ -123,10 +129,23 @@ async def test_a_join_in_an_added_users_name_is_judged_under_the_lock(compat, ap
     persister = server.atomchat._persister
 
     def added() -> list[EventDraft]:
-        return [EventDraft(room_id=room_id, sender=bob.user_id, type="m.room.member",
-                           content={"membership": "invite"}, state_key=dave.user_id),
-                EventDraft(room_id=room_id, sender=dave.user_id, type="m.room.member",
-                           content={"membership": "join"}, state_key=dave.user_id, added_by=bob.user_id)]
+        return [
+            EventDraft(
+                room_id=room_id,
+                sender=bob.user_id,
+                type="m.room.member",
+                content={"membership": "invite"},
+                state_key=dave.user_id,
+            ),
+            EventDraft(
+                room_id=room_id,
+                sender=dave.user_id,
+                type="m.room.member",
+                content={"membership": "join"},
+                state_key=dave.user_id,
+                added_by=bob.user_id,
+            ),
+        ]
 
     with pytest.raises(MatrixError) as refused:
         await persister.write(added())
@@ -138,8 +157,9 @@ async def test_a_join_in_an_added_users_name_is_judged_under_the_lock(compat, ap
     assert await membership(alice, api, room_id, dave) == "join"
 
 
-async def test_rooms_made_through_api_before_the_level_get_it_from_their_creator(compat, api, database_dsn,
-                                                                                 more_servers):
+async def test_rooms_made_through_api_before_the_level_get_it_from_their_creator(
+    compat, api, database_dsn, more_servers
+):
     """Migration 0008 lists the rooms that exist when it runs; the server
     then gives those made with /api's old power levels the level, as their
     creator, where the rules let the creator."""
@@ -149,8 +169,9 @@ async def test_rooms_made_through_api_before_the_level_get_it_from_their_creator
     creator_gone = await matrix_room(bob, api, alice, power_level_content_override=old_levels)
     await bob.on_matrix(api).leave(creator_gone)
     kick_only = await matrix_room(alice, api, bob, power_level_content_override={"kick": 0})
-    await sql(database_dsn, "INSERT INTO api_rooms_to_upgrade (room_id) VALUES ($1), ($2), ($3)",
-              old, creator_gone, kick_only)
+    await sql(
+        database_dsn, "INSERT INTO api_rooms_to_upgrade (room_id) VALUES ($1), ($2), ($3)", old, creator_gone, kick_only
+    )
 
     await more_servers()  # a server start runs the upgrade
     assert await sql(database_dsn, "SELECT * FROM api_rooms_to_upgrade") == []
@@ -164,5 +185,13 @@ async def test_rooms_made_through_api_before_the_level_get_it_from_their_creator
     assert changed["users"] == [alice.id, bob.id, dave.id]
     # A second start finds nothing to do.
     await more_servers()
-    assert len([e for e in (await alice.on_matrix(api).messages(old, dir="b", limit=100)).body["chunk"]
-                if e["type"] == "m.room.power_levels"]) == 2
+    assert (
+        len(
+            [
+                e
+                for e in (await alice.on_matrix(api).messages(old, dir="b", limit=100)).body["chunk"]
+                if e["type"] == "m.room.power_levels"
+            ]
+        )
+        == 2
+    )

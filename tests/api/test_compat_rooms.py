@@ -69,9 +69,15 @@ async def test_a_new_room_has_its_creator_and_listed_users_as_members(compat, ap
         assert [r["id"] for r in await someone.rooms()] == [room["id"]]
         assert await joined(someone, api, room)
     # Without users, the creator alone; read-only fields are ignored.
-    alone = (await bob.call("POST", "/api/rooms", {"name": "Solo", "is_private": False, "id": 77,
-                                                   "created_at": "2001-01-01T00:00:00.000000Z"},
-                            status=201, schema="api/room.response")).body
+    alone = (
+        await bob.call(
+            "POST",
+            "/api/rooms",
+            {"name": "Solo", "is_private": False, "id": 77, "created_at": "2001-01-01T00:00:00.000000Z"},
+            status=201,
+            schema="api/room.response",
+        )
+    ).body
     assert alone["is_private"] is True and alone["id"] != 77 and not alone["created_at"].startswith("2001")
     assert members(alone) == [bob.id]
     assert alone["id"] > room["id"]
@@ -166,12 +172,14 @@ async def test_missing_and_malformed_room_ids_are_404(compat, server):
     room = await alice.create_room("Tea")
     for number in ("999", "0", "-1", "abc", "1.5", "1e3", "99999999999999999999999", "%20", "%E2%91%A0"):
         for someone in (alice, mod):
-            for method, path, body in (("GET", f"/api/rooms/{number}/", None),
-                                       ("PUT", f"/api/rooms/{number}/", {"name": "x"}),
-                                       ("PATCH", f"/api/rooms/{number}/", {"name": "x"}),
-                                       ("DELETE", f"/api/rooms/{number}/", None),
-                                       ("GET", f"/api/rooms/{number}/messages/", None),
-                                       ("POST", f"/api/rooms/{number}/messages/", {"text": "hi"})):
+            for method, path, body in (
+                ("GET", f"/api/rooms/{number}/", None),
+                ("PUT", f"/api/rooms/{number}/", {"name": "x"}),
+                ("PATCH", f"/api/rooms/{number}/", {"name": "x"}),
+                ("DELETE", f"/api/rooms/{number}/", None),
+                ("GET", f"/api/rooms/{number}/messages/", None),
+                ("POST", f"/api/rooms/{number}/messages/", {"text": "hi"}),
+            ):
                 answer = await someone.call(method, path, body, status=404)
                 assert answer.body == NOT_FOUND, (method, path)
     assert (await alice.room(room["id"])).body == room
@@ -218,13 +226,17 @@ async def test_any_member_renames_and_omitted_fields_stay(compat, api):
     # The name must still be unique and valid.
     await alice.create_room("Taken")
     cases: list[tuple[dict[str, Any], dict[str, Any]]] = [
-             ({"name": "Taken"}, {"name": NAME_TAKEN}), ({"name": ""}, {"name": ["This field may not be blank."]}),
-             ({"name": None}, {"name": ["This field may not be null."]}),
-             ({"users": []}, {"users": ["This list may not be empty."]}),
-             ({"users": [alice.id, 999]}, {"users": ['Invalid pk "999" - object does not exist.']}),
-             ({"users": "1,2"}, {"users": ['Expected a list of items but got type "str".']}),
-             ({"name": "Taken", "users": ["x"]},
-              {"name": NAME_TAKEN, "users": ["Incorrect type. Expected pk value, received str."]})]
+        ({"name": "Taken"}, {"name": NAME_TAKEN}),
+        ({"name": ""}, {"name": ["This field may not be blank."]}),
+        ({"name": None}, {"name": ["This field may not be null."]}),
+        ({"users": []}, {"users": ["This list may not be empty."]}),
+        ({"users": [alice.id, 999]}, {"users": ['Invalid pk "999" - object does not exist.']}),
+        ({"users": "1,2"}, {"users": ['Expected a list of items but got type "str".']}),
+        (
+            {"name": "Taken", "users": ["x"]},
+            {"name": NAME_TAKEN, "users": ["Incorrect type. Expected pk value, received str."]},
+        ),
+    ]
     for body, errors in cases:
         for method in ("PUT", "PATCH"):
             assert (await bob.update_room(number, body, method=method, status=400)).body == errors, body
@@ -240,14 +252,18 @@ async def test_members_add_and_remove_members_but_not_the_creator(compat, api):
     assert members(changed) == [alice.id, bob.id, carol.id, dave.id] and changed["name"] == "Tea"
     assert await joined(dave, api, changed)
     # A member removes another member; a rename alone keeps the members.
-    assert members((await bob.update_room(number, {"users": [alice.id, bob.id, dave.id]},
-                                          method="PATCH")).body) == [alice.id, bob.id, dave.id]
+    assert members((await bob.update_room(number, {"users": [alice.id, bob.id, dave.id]}, method="PATCH")).body) == [
+        alice.id,
+        bob.id,
+        dave.id,
+    ]
     assert (await carol.room(number, status=403)).body == {"detail": NOT_ALLOWED}
     assert members((await dave.update_room(number, {"name": "Coffee"})).body) == [alice.id, bob.id, dave.id]
     # Removing the creator is refused, and the refused request changes nothing.
     for method in ("PUT", "PATCH"):
-        answer = await bob.update_room(number, {"users": [bob.id, dave.id, carol.id], "name": "Bob's"},
-                                       method=method, status=403)
+        answer = await bob.update_room(
+            number, {"users": [bob.id, dave.id, carol.id], "name": "Bob's"}, method=method, status=403
+        )
         assert answer.body == {"detail": NOT_ALLOWED}
     unchanged = (await alice.room(number)).body
     assert members(unchanged) == [alice.id, bob.id, dave.id] and unchanged["name"] == "Coffee"
@@ -323,20 +339,35 @@ async def test_an_original_client_sending_forms_works(compat):
     numbers arrive as strings, which it took as numbers in JSON too."""
     alice, bob, carol = await people(compat, "alice", "bob", "carol")
     form = [("name", "Tea"), ("users", str(bob.id)), ("users", str(carol.id))]
-    created = await alice.call("POST", "/api/rooms/", raw=urlencode(form), status=201, schema="api/room.response",
-                               headers={"Content-Type": "application/x-www-form-urlencoded"})
+    created = await alice.call(
+        "POST",
+        "/api/rooms/",
+        raw=urlencode(form),
+        status=201,
+        schema="api/room.response",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert members(created.body) == [alice.id, bob.id, carol.id]
     number = created["id"]
-    changed = await bob.call("PATCH", f"/api/rooms/{number}/", form={"users": str(alice.id), "name": "Coffee"},
-                             schema="api/room.response")
+    changed = await bob.call(
+        "PATCH", f"/api/rooms/{number}/", form={"users": str(alice.id), "name": "Coffee"}, schema="api/room.response"
+    )
     assert changed.body == {**created.body, "name": "Coffee", "users": [alice.id]}
     assert members((await alice.update_room(number, {"users": [str(alice.id), str(carol.id)]})).body) == [
-        alice.id, carol.id]
-    posted = await carol.call("POST", f"/api/rooms/{number}/messages/", form={"text": "formed"}, status=201,
-                              schema="api/message.response")
+        alice.id,
+        carol.id,
+    ]
+    posted = await carol.call(
+        "POST", f"/api/rooms/{number}/messages/", form={"text": "formed"}, status=201, schema="api/message.response"
+    )
     assert posted["author"] == carol.id
-    sent = await alice.call("POST", "/api/messages/", form={"text": "psst", "user_to": str(bob.id)}, status=201,
-                            schema="api/direct_message.response")
+    sent = await alice.call(
+        "POST",
+        "/api/messages/",
+        form={"text": "psst", "user_to": str(bob.id)},
+        status=201,
+        schema="api/direct_message.response",
+    )
     assert sent["text"] == "psst"
     assert (await alice.direct(str(bob.id), "again")).status == 201
     refused = await alice.call("POST", "/api/rooms/", form={"name": "Other", "users": "bob"}, status=400)
@@ -358,8 +389,10 @@ async def test_a_name_asked_for_at_once_goes_to_one_room(compat, more_servers):
         answers = await asyncio.gather(
             alice.call("POST", "/api/rooms/", {"name": name}, status=(201, 400), schema="api/room.response"),
             bob.call("POST", "/api/rooms/", {"name": name}, status=(201, 400), schema="api/room.response"),
-            carol_elsewhere.call("PUT", f"/api/rooms/{room['id']}/", {"name": name}, status=(200, 400),
-                                 schema="api/room.response"))
+            carol_elsewhere.call(
+                "PUT", f"/api/rooms/{room['id']}/", {"name": name}, status=(200, 400), schema="api/room.response"
+            ),
+        )
         refused = [a.body for a in answers if a.status == 400]
         assert refused == [{"name": NAME_TAKEN}] * 2, [a.body for a in answers]
     names = {r["id"]: r["name"] for someone in (alice, bob, carol) for r in await someone.rooms()}

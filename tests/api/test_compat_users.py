@@ -52,12 +52,17 @@ async def test_registration_answers_username_and_email_only(compat, api):
 
 
 async def test_registration_by_form_and_without_the_trailing_slash(compat):
-    answer = await compat.request("POST", "/api/users/", form={"username": "alice", "password": DEFAULT_PASSWORD,
-                                                               "email": "a@example.org"},
-                                  status=201, schema="api/users.response")
+    answer = await compat.request(
+        "POST",
+        "/api/users/",
+        form={"username": "alice", "password": DEFAULT_PASSWORD, "email": "a@example.org"},
+        status=201,
+        schema="api/users.response",
+    )
     assert answer.body == {"email": "a@example.org", "username": "alice"}
-    answer = await compat.request("POST", "/api/users", {"username": "bob", "password": DEFAULT_PASSWORD},
-                                  status=201, schema="api/users.response")
+    answer = await compat.request(
+        "POST", "/api/users", {"username": "bob", "password": DEFAULT_PASSWORD}, status=201, schema="api/users.response"
+    )
     assert answer.body == {"email": "", "username": "bob"}
 
 
@@ -73,8 +78,7 @@ async def test_usernames_follow_the_original_rules(compat):
         ({"username": "with space", "password": DEFAULT_PASSWORD}, BAD_USERNAME),
         ({"username": "semi;colon", "password": DEFAULT_PASSWORD}, BAD_USERNAME),
         ({"username": "slash/", "password": DEFAULT_PASSWORD}, BAD_USERNAME),
-        ({"username": "y" * 151, "password": DEFAULT_PASSWORD},
-         ["Ensure this field has no more than 150 characters."]),
+        ({"username": "y" * 151, "password": DEFAULT_PASSWORD}, ["Ensure this field has no more than 150 characters."]),
         # Taken, whatever the case.
         ({"username": "alice", "password": DEFAULT_PASSWORD}, TAKEN),
         ({"username": "ALICE", "password": DEFAULT_PASSWORD}, TAKEN),
@@ -118,9 +122,14 @@ async def test_invalid_emails_are_refused(compat):
 async def test_a_token_from_json_or_form_works_on_api_and_as_bearer_on_matrix(compat, api):
     await compat.register("alice", email="alice@example.com")
     from_json = await compat.token("alice")
-    from_form = (await compat.request("POST", "/api/auth/tokens/",
-                                      form={"username": "alice", "password": DEFAULT_PASSWORD},
-                                      schema="api/tokens.response"))["token"]
+    from_form = (
+        await compat.request(
+            "POST",
+            "/api/auth/tokens/",
+            form={"username": "alice", "password": DEFAULT_PASSWORD},
+            schema="api/tokens.response",
+        )
+    )["token"]
     assert from_json != from_form
     for token in (from_json, from_form):
         me = await compat.request("GET", "/api/users/me/", token=token, schema="api/me.response")
@@ -128,8 +137,9 @@ async def test_a_token_from_json_or_form_works_on_api_and_as_bearer_on_matrix(co
         whoami = await api.request("GET", f"{MATRIX}/account/whoami", token=token, schema="matrix/whoami.response")
         assert whoami["user_id"] == "@alice:test.local"
     # Without the trailing slash, too.
-    answer = await compat.request("POST", "/api/auth/tokens", {"username": "alice", "password": DEFAULT_PASSWORD},
-                                  schema="api/tokens.response")
+    answer = await compat.request(
+        "POST", "/api/auth/tokens", {"username": "alice", "password": DEFAULT_PASSWORD}, schema="api/tokens.response"
+    )
     await compat.request("GET", "/api/users/me", token=answer["token"], schema="api/me.response")
 
 
@@ -147,8 +157,9 @@ async def test_token_refusals(compat):
     for body, errors in cases:
         answer = await compat.request("POST", "/api/auth/tokens/", body, status=400)
         assert answer.body == errors, body
-    answer = await compat.request("POST", "/api/auth/tokens/", form={"username": "alice", "password": "nope"},
-                                  status=400)
+    answer = await compat.request(
+        "POST", "/api/auth/tokens/", form={"username": "alice", "password": "nope"}, status=400
+    )
     assert answer.body == BAD_CREDENTIALS
 
 
@@ -159,9 +170,16 @@ async def test_authentication_failures_are_401_with_the_original_details(compat,
     alice = await person(compat, "alice")
     no_credentials = {"detail": "Authentication credentials were not provided."}
     invalid = {"detail": "Invalid token."}
-    for method, path in (("GET", "/api/users/me/"), ("GET", "/api/rooms/"), ("POST", "/api/rooms/"),
-                         ("GET", "/api/rooms/1/"), ("GET", "/api/rooms/1/messages/"), ("POST", "/api/messages/"),
-                         ("PUT", "/api/users/1/block/"), ("DELETE", "/api/rooms/1/")):
+    for method, path in (
+        ("GET", "/api/users/me/"),
+        ("GET", "/api/rooms/"),
+        ("POST", "/api/rooms/"),
+        ("GET", "/api/rooms/1/"),
+        ("GET", "/api/rooms/1/messages/"),
+        ("POST", "/api/messages/"),
+        ("PUT", "/api/users/1/block/"),
+        ("DELETE", "/api/rooms/1/"),
+    ):
         answer = await compat.request(method, path, {}, status=401)
         assert answer.body == no_credentials, path
         answer = await compat.request(method, path, {}, token="not-a-token", status=401)
@@ -181,8 +199,12 @@ async def test_a_matrix_login_token_works_on_api(compat, api):
     me = await compat.request("GET", "/api/users/me/", token=registered["access_token"], schema="api/me.response")
     assert me.body == {"id": 1, "username": "bob", "email": "", "is_moderator": False}
     # Matrix clients send it as Bearer; /api takes that scheme too.
-    me = await compat.request("GET", "/api/users/me/", schema="api/me.response",
-                              headers={"Authorization": f"Bearer {registered['access_token']}"})
+    me = await compat.request(
+        "GET",
+        "/api/users/me/",
+        schema="api/me.response",
+        headers={"Authorization": f"Bearer {registered['access_token']}"},
+    )
     assert me["id"] == 1
 
 
@@ -191,8 +213,17 @@ async def test_a_matrix_login_token_works_on_api(compat, api):
 
 async def test_unknown_api_paths_are_json_404s(compat):
     alice = await person(compat, "alice")
-    for path in ("/api", "/api/", "/api/nothing/", "/api/users/1/", "/api/rooms/1/members/",
-                 "/api/users/me/extra/", "/api/auth/", "/api/rooms/1/messages/2/", "/api/%00"):
+    for path in (
+        "/api",
+        "/api/",
+        "/api/nothing/",
+        "/api/users/1/",
+        "/api/rooms/1/members/",
+        "/api/users/me/extra/",
+        "/api/auth/",
+        "/api/rooms/1/messages/2/",
+        "/api/%00",
+    ):
         for token in (None, alice.token):
             answer = await compat.request("GET", path, token=token, status=404)
             assert answer.body == NOT_FOUND, path
@@ -200,10 +231,18 @@ async def test_unknown_api_paths_are_json_404s(compat):
 
 async def test_wrong_methods_are_405_naming_the_method(compat):
     alice = await person(compat, "alice")
-    cases = [("GET", "/api/messages/"), ("GET", "/api/auth/tokens/"), ("GET", "/api/users/"),
-             ("DELETE", "/api/users/"), ("PATCH", "/api/users/1/block/"), ("GET", "/api/users/1/block/"),
-             ("POST", "/api/users/me/"), ("PUT", "/api/rooms/"), ("DELETE", "/api/rooms/1/messages/"),
-             ("GET", "/api/messages")]
+    cases = [
+        ("GET", "/api/messages/"),
+        ("GET", "/api/auth/tokens/"),
+        ("GET", "/api/users/"),
+        ("DELETE", "/api/users/"),
+        ("PATCH", "/api/users/1/block/"),
+        ("GET", "/api/users/1/block/"),
+        ("POST", "/api/users/me/"),
+        ("PUT", "/api/rooms/"),
+        ("DELETE", "/api/rooms/1/messages/"),
+        ("GET", "/api/messages"),
+    ]
     for method, path in cases:
         answer = await alice.call(method, path, {} if method != "GET" else None, status=405)
         assert answer.body == {"detail": f'Method "{method}" not allowed.'}, (method, path)
@@ -221,9 +260,13 @@ async def test_me(compat, server):
 
 
 async def test_usernames_matrix_does_not_allow_map_to_a_user_id_that_logs_in(compat, api):
-    expected = {"Alice.Smith": "@_alice._smith:test.local", "bob@example.com": "@bob=40example.com:test.local",
-                "c_d": "@c_d:test.local", "Zoë": "@_zo=c3=ab:test.local",
-                "@home": "@=40home:test.local"}
+    expected = {
+        "Alice.Smith": "@_alice._smith:test.local",
+        "bob@example.com": "@bob=40example.com:test.local",
+        "c_d": "@c_d:test.local",
+        "Zoë": "@_zo=c3=ab:test.local",
+        "@home": "@=40home:test.local",
+    }
     for username, user_id in expected.items():
         someone = await person(compat, username)
         assert someone.user_id == user_id
@@ -236,8 +279,9 @@ async def test_usernames_matrix_does_not_allow_map_to_a_user_id_that_logs_in(com
             me = await compat.request("GET", "/api/users/me/", token=login["access_token"], schema="api/me.response")
             assert me["username"] == username
     # The mapped name is not the username: it does not log in as one.
-    await compat.request("POST", "/api/auth/tokens/", {"username": "_alice._smith", "password": DEFAULT_PASSWORD},
-                         status=400)
+    await compat.request(
+        "POST", "/api/auth/tokens/", {"username": "_alice._smith", "password": DEFAULT_PASSWORD}, status=400
+    )
 
 
 async def test_usernames_too_long_for_a_user_id_are_refused(compat, api):
@@ -245,8 +289,11 @@ async def test_usernames_too_long_for_a_user_id_are_refused(compat, api):
     a username whose user id would pass Matrix's 255 bytes is refused, one
     that just fits logs in on Matrix."""
     too_long = ["This username is too long to be written as a Matrix user id."]
-    for fits, refused in (("x" + "A" * 121, "xx" + "A" * 121), ("@" * 81, "@" * 81 + "x"),
-                           ("x" * 57 + "A" * 93, "x" * 56 + "A" * 94)):
+    for fits, refused in (
+        ("x" + "A" * 121, "xx" + "A" * 121),
+        ("@" * 81, "@" * 81 + "x"),
+        ("x" * 57 + "A" * 93, "x" * 56 + "A" * 94),
+    ):
         body = {"username": refused, "password": DEFAULT_PASSWORD}
         assert await refused_registration(compat, body) == {"username": too_long}, refused
         someone = await person(compat, fits)
@@ -258,8 +305,10 @@ async def test_usernames_too_long_for_a_user_id_are_refused(compat, api):
 async def test_too_many_attempts_are_throttled_with_retry_after(compat):
     await compat.register("alice")
     await compat.token("alice")
-    for path, body in (("/api/users/", {"username": "bob", "password": DEFAULT_PASSWORD}),
-                       ("/api/auth/tokens/", {"username": "alice", "password": DEFAULT_PASSWORD})):
+    for path, body in (
+        ("/api/users/", {"username": "bob", "password": DEFAULT_PASSWORD}),
+        ("/api/auth/tokens/", {"username": "alice", "password": DEFAULT_PASSWORD}),
+    ):
         answer = await compat.request("POST", path, body, status=429)
         seconds = int(answer.headers["Retry-After"])
         assert 60 < seconds <= 100

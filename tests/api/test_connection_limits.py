@@ -70,14 +70,15 @@ async def test_waiting_long_polls_per_account_are_capped(server, api):
 
 async def raw_request(server, data: bytes) -> tuple[int, bytes]:
     """Sends ``data`` on a new connection; the answer's status and body."""
-    host, port = server.base_url[len("http://"):].split(":")
+    host, port = server.base_url[len("http://") :].split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     try:
         writer.write(data)
         await writer.drain()
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                          if line.lower().startswith(b"content-length:")))
+        length = int(
+            next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+        )
         return int(head.split(b" ")[1]), await asyncio.wait_for(reader.readexactly(length), 10)
     finally:
         writer.close()
@@ -101,7 +102,7 @@ async def test_slowloris_connections_are_closed_after_the_header_timeout(server,
     """150 connections each sending a header line every 0.3 s (the issue's
     every 3 s, scaled to a 1 s timeout) are all closed, and the server
     answers others meanwhile."""
-    host, port = server.base_url[len("http://"):].split(":")
+    host, port = server.base_url[len("http://") :].split(":")
     connections = [await asyncio.open_connection(host, int(port)) for _ in range(150)]
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -128,35 +129,38 @@ async def test_slowloris_connections_are_closed_after_the_header_timeout(server,
 
 @pytest.mark.settings(body_timeout_seconds=1.0)
 async def test_a_body_sent_too_slowly_is_cut_off(server):
-    host, port = server.base_url[len("http://"):].split(":")
+    host, port = server.base_url[len("http://") :].split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(b"POST /_matrix/client/v3/login HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"type\"")
+    writer.write(b'POST /_matrix/client/v3/login HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"type"')
     await writer.drain()
     assert await closed_within(reader, 4)
     writer.close()
 
 
 async def test_a_long_path_is_414_and_long_headers_are_431_in_json(server):
-    status, body = await raw_request(server, b"GET /_matrix/client/v3/" + b"a" * 100_000
-                                     + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, body = await raw_request(
+        server, b"GET /_matrix/client/v3/" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
     assert status == 414
     assert json.loads(body) == {"errcode": "M_TOO_LARGE", "error": "The request line is larger than 16384 bytes"}
-    status, body = await raw_request(server, b"GET /_matrix/client/versions HTTP/1.1\r\nHost: x\r\n"
-                                     + b"X-Big: " + b"b" * 20_000 + b"\r\n\r\n")
+    status, body = await raw_request(
+        server, b"GET /_matrix/client/versions HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"b" * 20_000 + b"\r\n\r\n"
+    )
     assert status == 431
     assert json.loads(body)["errcode"] == "M_TOO_LARGE"
     # On the original API, in its own shape.
     status, body = await raw_request(server, b"GET /api/rooms/" + b"1" * 20_000 + b"/ HTTP/1.1\r\nHost: x\r\n\r\n")
     assert (status, json.loads(body)) == (414, {"detail": "The request line is larger than 16384 bytes"})
     # Just under the limit is served.
-    status, _ = await raw_request(server, b"GET /_matrix/client/versions HTTP/1.1\r\nHost: x\r\n"
-                                  + b"X-Big: " + b"b" * 15_000 + b"\r\n\r\n")
+    status, _ = await raw_request(
+        server, b"GET /_matrix/client/versions HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"b" * 15_000 + b"\r\n\r\n"
+    )
     assert status == 200
 
 
 @pytest.mark.settings(websocket_max_message_bytes=4096)
 async def test_a_websocket_message_over_the_limit_closes_with_1009(server, api):
-    alice, = await register(api, "alice")
+    (alice,) = await register(api, "alice")
     stream = await Stream.open(server.base_url, token=alice.access_token)
     await stream.frame()
     assert (await stream.request("ping"))["result"] == {}

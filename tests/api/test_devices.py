@@ -15,21 +15,32 @@ async def list_devices(api, token):
 
 
 async def get_device(api, token, device_id, status=200):
-    answer = await api.request("GET", f"{DEVICES}/{path_param(device_id)}", token=token, status=status,
-                               schema="matrix/device" if status == 200 else None)
+    answer = await api.request(
+        "GET",
+        f"{DEVICES}/{path_param(device_id)}",
+        token=token,
+        status=status,
+        schema="matrix/device" if status == 200 else None,
+    )
     return answer.body
 
 
 async def whoami(api, token, status=200):
-    return await api.request("GET", f"{MATRIX}/account/whoami", token=token, status=status,
-                             schema="matrix/whoami.response" if status == 200 else None)
+    return await api.request(
+        "GET",
+        f"{MATRIX}/account/whoami",
+        token=token,
+        status=status,
+        schema="matrix/whoami.response" if status == 200 else None,
+    )
 
 
 async def delete_device(api, token, device_id, auth=None, status=200):
     body = {} if auth is None else {"auth": auth}
     schema = {200: "matrix/empty.response", 401: "matrix/uia.response"}.get(status)
-    return await api.request("DELETE", f"{DEVICES}/{path_param(device_id)}", body, token=token, status=status,
-                             schema=schema)
+    return await api.request(
+        "DELETE", f"{DEVICES}/{path_param(device_id)}", body, token=token, status=status, schema=schema
+    )
 
 
 async def delete_devices(api, token, device_ids, auth=None, status=200):
@@ -72,8 +83,9 @@ async def test_last_seen_appears_after_use(api, alice):
 
 async def test_rename(api, alice):
     path = f"{DEVICES}/ALICEPHONE"
-    answer = await api.request("PUT", path, {"display_name": "old phone"}, token=alice["access_token"],
-                               schema="matrix/empty.response")
+    answer = await api.request(
+        "PUT", path, {"display_name": "old phone"}, token=alice["access_token"], schema="matrix/empty.response"
+    )
     assert answer.body == {}
     assert (await get_device(api, alice["access_token"], "ALICEPHONE"))["display_name"] == "old phone"
     # A body without display_name leaves the name as it is.
@@ -84,8 +96,9 @@ async def test_rename(api, alice):
 
 
 async def test_rename_rejects_wrong_types(api, alice):
-    error = await api.request("PUT", f"{DEVICES}/ALICEPHONE", {"display_name": 5}, token=alice["access_token"],
-                              status=400)
+    error = await api.request(
+        "PUT", f"{DEVICES}/ALICEPHONE", {"display_name": 5}, token=alice["access_token"], status=400
+    )
     assert error["errcode"] == "M_BAD_JSON" and "display_name" in error["error"]
 
 
@@ -100,10 +113,13 @@ async def test_unknown_device(api, alice):
 
 
 async def test_device_endpoints_need_a_token(api, alice):
-    for method, path, body in [("GET", DEVICES, None), ("GET", f"{DEVICES}/ALICEPHONE", None),
-                               ("PUT", f"{DEVICES}/ALICEPHONE", {"display_name": "x"}),
-                               ("DELETE", f"{DEVICES}/ALICEPHONE", {}),
-                               ("POST", f"{MATRIX}/delete_devices", {"devices": ["ALICEPHONE"]})]:
+    for method, path, body in [
+        ("GET", DEVICES, None),
+        ("GET", f"{DEVICES}/ALICEPHONE", None),
+        ("PUT", f"{DEVICES}/ALICEPHONE", {"display_name": "x"}),
+        ("DELETE", f"{DEVICES}/ALICEPHONE", {}),
+        ("POST", f"{MATRIX}/delete_devices", {"devices": ["ALICEPHONE"]}),
+    ]:
         error = await api.request(method, path, body, status=401)
         assert error["errcode"] == "M_MISSING_TOKEN"
 
@@ -113,9 +129,13 @@ async def test_delete_needs_the_password(api, alice):
     challenge = await delete_device(api, alice["access_token"], "OTHER", status=401)
     assert challenge["flows"] == [{"stages": ["m.login.password"]}]
     assert "errcode" not in challenge.body
-    failed = await delete_device(api, alice["access_token"], "OTHER",
-                                 auth=password_auth("alice", "not the password at all", challenge["session"]),
-                                 status=401)
+    failed = await delete_device(
+        api,
+        alice["access_token"],
+        "OTHER",
+        auth=password_auth("alice", "not the password at all", challenge["session"]),
+        status=401,
+    )
     assert failed["errcode"] == "M_FORBIDDEN"
     await whoami(api, other["access_token"])
     await get_device(api, alice["access_token"], "OTHER")
@@ -125,8 +145,9 @@ async def test_delete_revokes_the_device_token(api, alice):
     other = await api.login("alice", device_id="OTHER")
     await whoami(api, other["access_token"])
     challenge = await delete_device(api, alice["access_token"], "OTHER", status=401)
-    await delete_device(api, alice["access_token"], "OTHER",
-                        auth=password_auth("@alice:test.local", session=challenge["session"]))
+    await delete_device(
+        api, alice["access_token"], "OTHER", auth=password_auth("@alice:test.local", session=challenge["session"])
+    )
     error = await whoami(api, other["access_token"], status=401)
     assert error["errcode"] == "M_UNKNOWN_TOKEN"
     await get_device(api, alice["access_token"], "OTHER", status=404)
@@ -143,8 +164,13 @@ async def test_percent_encoded_device_ids(api, alice):
     other = await api.login("alice", device_id=odd, initial_device_display_name="odd")
     assert other["device_id"] == odd
     assert (await get_device(api, alice["access_token"], odd))["display_name"] == "odd"
-    await api.request("PUT", f"{DEVICES}/{path_param(odd)}", {"display_name": "renamed"},
-                      token=alice["access_token"], schema="matrix/empty.response")
+    await api.request(
+        "PUT",
+        f"{DEVICES}/{path_param(odd)}",
+        {"display_name": "renamed"},
+        token=alice["access_token"],
+        schema="matrix/empty.response",
+    )
     assert (await get_device(api, alice["access_token"], odd))["display_name"] == "renamed"
     await delete_device(api, alice["access_token"], odd, auth=password_auth("alice"))
     await whoami(api, other["access_token"], status=401)
@@ -155,12 +181,14 @@ async def test_delete_devices(api, alice):
     token = alice["access_token"]
     challenge = await delete_devices(api, token, ["D0", "D1"], status=401)
     assert challenge["flows"] == [{"stages": ["m.login.password"]}]
-    failed = await delete_devices(api, token, ["D0", "D1"], auth=password_auth("alice", "wrong password here"),
-                                  status=401)
+    failed = await delete_devices(
+        api, token, ["D0", "D1"], auth=password_auth("alice", "wrong password here"), status=401
+    )
     assert failed["errcode"] == "M_FORBIDDEN"
     # Unknown ids among them are ignored.
-    await delete_devices(api, token, ["D0", "D1", "NOSUCHDEVICE"],
-                         auth=password_auth("alice", session=challenge["session"]))
+    await delete_devices(
+        api, token, ["D0", "D1", "NOSUCHDEVICE"], auth=password_auth("alice", session=challenge["session"])
+    )
     for login in others[:2]:
         await whoami(api, login["access_token"], status=401)
     await whoami(api, others[2]["access_token"])
@@ -168,11 +196,17 @@ async def test_delete_devices(api, alice):
 
 
 async def test_delete_devices_requires_a_list(api, alice):
-    error = await api.request("POST", f"{MATRIX}/delete_devices", {"auth": password_auth("alice")},
-                              token=alice["access_token"], status=400)
+    error = await api.request(
+        "POST", f"{MATRIX}/delete_devices", {"auth": password_auth("alice")}, token=alice["access_token"], status=400
+    )
     assert error["errcode"] == "M_MISSING_PARAM" and "devices" in error["error"]
-    error = await api.request("POST", f"{MATRIX}/delete_devices", {"devices": "D0", "auth": password_auth("alice")},
-                              token=alice["access_token"], status=400)
+    error = await api.request(
+        "POST",
+        f"{MATRIX}/delete_devices",
+        {"devices": "D0", "auth": password_auth("alice")},
+        token=alice["access_token"],
+        status=400,
+    )
     assert error["errcode"] == "M_BAD_JSON" and "devices" in error["error"]
 
 

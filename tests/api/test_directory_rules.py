@@ -17,8 +17,13 @@ from ..support.room_steps import SERVER, register, room_of
 
 
 def publish(user, room_id: str, visibility: str = "public", *, status: int = 200):
-    return user.call("PUT", f"/directory/list/room/{room_id}", {"visibility": visibility}, status=status,
-                     schema="matrix/empty.response")
+    return user.call(
+        "PUT",
+        f"/directory/list/room/{room_id}",
+        {"visibility": visibility},
+        status=status,
+        schema="matrix/empty.response",
+    )
 
 
 async def listed(api) -> list[str]:
@@ -28,15 +33,23 @@ async def listed(api) -> list[str]:
 
 
 async def visibility(api, room_id: str) -> str:
-    answer = await api.request("GET", f"{MATRIX}/directory/list/room/{room_id}",
-                               schema="matrix/room_visibility.response")
+    answer = await api.request(
+        "GET", f"{MATRIX}/directory/list/room/{room_id}", schema="matrix/room_visibility.response"
+    )
     return answer["visibility"]
 
 
 async def test_publishing_needs_the_canonical_alias_level(server, api):
     alice, bob, carol = await register(api, "alice", "bob", "carol")
-    room_id = await room_of(alice, bob, carol, preset="public_chat", name="Hall", topic="secret plans",
-                            power_level_content_override={"users": {alice.user_id: 100, bob.user_id: 50}})
+    room_id = await room_of(
+        alice,
+        bob,
+        carol,
+        preset="public_chat",
+        name="Hall",
+        topic="secret plans",
+        power_level_content_override={"users": {alice.user_id: 100, bob.user_id: 50}},
+    )
     # Carol (0) can neither publish nor unpublish; nothing changes.
     answer = await publish(carol, room_id, status=403)
     assert answer["errcode"] == "M_FORBIDDEN" and "m.room.canonical_alias" in answer["error"]
@@ -74,8 +87,9 @@ async def test_the_directory_never_lists_an_invite_only_room(server, api):
     assert await visibility(api, hidden) == "public"  # published, yet unlisted while invite-only
     answer = await api.request("GET", f"{MATRIX}/publicRooms", schema="matrix/publicRooms.response")
     assert answer.body == {"chunk": []}
-    answer = await alice.call("POST", "/publicRooms", {"filter": {"generic_search_term": "Secret"}},
-                              schema="matrix/publicRooms.response")
+    answer = await alice.call(
+        "POST", "/publicRooms", {"filter": {"generic_search_term": "Secret"}}, schema="matrix/publicRooms.response"
+    )
     assert answer.body == {"chunk": []}
     # Readable by anyone, or joinable by anyone: then it is listed.
     await alice.put_state(hidden, "m.room.history_visibility", {"history_visibility": "world_readable"})
@@ -90,21 +104,24 @@ async def test_a_suspended_account_cannot_touch_the_directory_or_redact_others(s
     mod, alice, bob = await moderator_and(server, api, "alice", "bob")
     room_id = await room_of(alice, bob, preset="public_chat")
     alias = f"#mine:{SERVER}"
-    await alice.call("PUT", f"/directory/room/{path_param(alias)}", {"room_id": room_id},
-                     schema="matrix/empty.response")
+    await alice.call(
+        "PUT", f"/directory/room/{path_param(alias)}", {"room_id": room_id}, schema="matrix/empty.response"
+    )
     theirs = await bob.say(room_id, "bob's")
     own = await alice.say(room_id, "alice's")
     await block(mod, alice, "suspend")
-    for method, path, body in (("PUT", f"/directory/room/{path_param(f'#other:{SERVER}')}", {"room_id": room_id}),
-                               ("DELETE", f"/directory/room/{path_param(alias)}", None),
-                               ("PUT", f"/directory/list/room/{room_id}", {"visibility": "public"}),
-                               ("PUT", f"/rooms/{room_id}/redact/{path_param(theirs)}/r1", {})):
+    for method, path, body in (
+        ("PUT", f"/directory/room/{path_param(f'#other:{SERVER}')}", {"room_id": room_id}),
+        ("DELETE", f"/directory/room/{path_param(alias)}", None),
+        ("PUT", f"/directory/list/room/{room_id}", {"visibility": "public"}),
+        ("PUT", f"/rooms/{room_id}/redact/{path_param(theirs)}/r1", {}),
+    ):
         await refused(alice, method, path, body, status=403, errcode="M_USER_SUSPENDED")
     assert await visibility(api, room_id) == "private"
-    assert (await api.request("GET", f"{MATRIX}/directory/room/{path_param(alias)}",
-                              schema="matrix/alias.response"))["room_id"] == room_id
+    assert (await api.request("GET", f"{MATRIX}/directory/room/{path_param(alias)}", schema="matrix/alias.response"))[
+        "room_id"
+    ] == room_id
     # Their own events they may still redact, as the specification recommends.
     await alice.redact(room_id, own)
     await block(mod, alice, "suspend", on=False)
     await publish(alice, room_id)
-

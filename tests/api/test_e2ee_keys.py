@@ -15,14 +15,22 @@ from ..support.sync_steps import SyncLoop, held_then_woken, sync
 
 async def test_upload_then_query_returns_the_keys_with_the_device_name(api):
     alice, bob = await register(api, "alice", "bob")
-    await alice.call("PUT", f"/devices/{alice.device_id}", {"display_name": "Alice's laptop"},
-                     schema="matrix/empty.response")
-    answer = await upload(alice, {"device_keys": device_keys(alice), "one_time_keys": one_time_keys(alice, 3),
-                                  "fallback_keys": {"signed_curve25519:F1": {"key": "fb", "fallback": True}}})
+    await alice.call(
+        "PUT", f"/devices/{alice.device_id}", {"display_name": "Alice's laptop"}, schema="matrix/empty.response"
+    )
+    answer = await upload(
+        alice,
+        {
+            "device_keys": device_keys(alice),
+            "one_time_keys": one_time_keys(alice, 3),
+            "fallback_keys": {"signed_curve25519:F1": {"key": "fb", "fallback": True}},
+        },
+    )
     assert answer.body == {"one_time_key_counts": {"signed_curve25519": 3}}
     # The same key ids again change nothing; new ones add to the count.
     assert (await upload(alice, {"one_time_keys": one_time_keys(alice, 5)})).body == {
-        "one_time_key_counts": {"signed_curve25519": 5}}
+        "one_time_key_counts": {"signed_curve25519": 5}
+    }
     assert (await upload(alice, {})).body == {"one_time_key_counts": {"signed_curve25519": 5}}
 
     found = await query(bob, {alice.user_id: [], "@nobody:test.local": [], "@carol:elsewhere.org": []})
@@ -63,15 +71,22 @@ async def test_upload_is_refused_for_another_device_and_for_bad_bodies(api):
 
 async def test_each_one_time_key_is_claimed_once_under_concurrency_then_the_fallback(api):
     alice, *claimers = await register(api, "alice", *(f"c{i}" for i in range(8)))
-    await upload(alice, {"device_keys": device_keys(alice), "one_time_keys": one_time_keys(alice, 5),
-                         "fallback_keys": {"signed_curve25519:FB": {"key": "fallback", "fallback": True}}})
+    await upload(
+        alice,
+        {
+            "device_keys": device_keys(alice),
+            "one_time_keys": one_time_keys(alice, 5),
+            "fallback_keys": {"signed_curve25519:FB": {"key": "fallback", "fallback": True}},
+        },
+    )
     wanted = {alice.user_id: {alice.device_id: "signed_curve25519"}}
     answers = await asyncio.gather(*(claim(c, wanted) for c in claimers for _ in range(2)))
     got = [next(iter(a["one_time_keys"][alice.user_id][alice.device_id].items())) for a in answers]
     one_time = [key_id for key_id, _ in got if key_id != "signed_curve25519:FB"]
     assert sorted(one_time) == sorted(one_time_keys(alice, 5)), "each one-time key exactly once"
     assert [key for key_id, key in got if key_id == "signed_curve25519:FB"] == [
-        {"key": "fallback", "fallback": True}] * 11
+        {"key": "fallback", "fallback": True}
+    ] * 11
     # The owner's sync reports none left and the fallback key used.
     first = await sync(alice)
     assert first["device_one_time_keys_count"] == {"signed_curve25519": 0}
@@ -79,8 +94,13 @@ async def test_each_one_time_key_is_claimed_once_under_concurrency_then_the_fall
     # A new fallback key is unused again; unknown devices and algorithms give nothing.
     await upload(alice, {"fallback_keys": {"signed_curve25519:FB2": {"key": "fallback2", "fallback": True}}})
     assert (await sync(alice))["device_unused_fallback_key_types"] == ["signed_curve25519"]
-    nothing = await claim(claimers[0], {alice.user_id: {"NODEVICE": "signed_curve25519", alice.device_id: "other_alg"},
-                                        "@ghost:elsewhere.org": {"X": "signed_curve25519"}})
+    nothing = await claim(
+        claimers[0],
+        {
+            alice.user_id: {"NODEVICE": "signed_curve25519", alice.device_id: "other_alg"},
+            "@ghost:elsewhere.org": {"X": "signed_curve25519"},
+        },
+    )
     assert nothing.body == {"one_time_keys": {}, "failures": {}}
 
 
@@ -143,7 +163,8 @@ async def test_the_stream_carries_device_list_changes_of_room_mates(api, server)
     await upload(alice, {"device_keys": device_keys(alice)})
     frames = await stream.sync_until(lambda fs: any(f["device_lists"]["changed"] for f in fs))
     assert [f["device_lists"] for f in frames if f["device_lists"]["changed"]] == [
-        {"changed": [alice.user_id], "left": []}]
+        {"changed": [alice.user_id], "left": []}
+    ]
     await stream.close()
 
 
@@ -153,8 +174,9 @@ async def test_renaming_a_device_is_a_change_others_see_in_its_keys(api, server)
     await upload(alice, {"device_keys": device_keys(alice)})
     bob_loop = SyncLoop(bob, server)
     await bob_loop.sync()
-    await alice.call("PUT", f"/devices/{alice.device_id}", {"display_name": "Work phone"},
-                     schema="matrix/empty.response")
+    await alice.call(
+        "PUT", f"/devices/{alice.device_id}", {"display_name": "Work phone"}, schema="matrix/empty.response"
+    )
     assert (await bob_loop.sync())["device_lists"]["changed"] == [alice.user_id]
     device = (await query(bob, {alice.user_id: []}))["device_keys"][alice.user_id][alice.device_id]
     assert device["unsigned"] == {"device_display_name": "Work phone"}

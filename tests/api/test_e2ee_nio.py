@@ -27,8 +27,9 @@ def encrypted_clients(io_loop, server, tmp_path):
     async def make(localpart: str) -> nio.AsyncClient:
         store = tmp_path / localpart
         store.mkdir()
-        config = nio.AsyncClientConfig(encryption_enabled=True, store_sync_tokens=True, max_limit_exceeded=0,
-                                       max_timeouts=0, request_timeout=30)
+        config = nio.AsyncClientConfig(
+            encryption_enabled=True, store_sync_tokens=True, max_limit_exceeded=0, max_timeouts=0, request_timeout=30
+        )
         client = nio.AsyncClient(server.base_url, user_id(localpart), store_path=str(store), config=config)
         made.append(client)
         ok(await client.register(localpart, PASSWORD, f"{localpart}'s nio"), nio.RegisterResponse)
@@ -83,8 +84,9 @@ async def test_nio_users_talk_in_an_encrypted_room_each_decrypting_the_other(ser
         uploaded = ok(await client.keys_upload(), nio.KeysUploadResponse)
         assert uploaded.signed_curve25519_count > 0
 
-    room_id = ok(await alice.room_create(invite=[bob.user_id], initial_state=[ENCRYPTION]),
-                 nio.RoomCreateResponse).room_id
+    room_id = ok(
+        await alice.room_create(invite=[bob.user_id], initial_state=[ENCRYPTION]), nio.RoomCreateResponse
+    ).room_id
     await nio_sync(bob)
     ok(await bob.join(room_id), nio.JoinResponse)
     for client in (alice, bob):
@@ -104,15 +106,36 @@ async def test_nio_users_talk_in_an_encrypted_room_each_decrypting_the_other(ser
     bob_http = User(watcher.api, bob.user_id, bob.access_token, bob.device_id)
     bob_keys_before = (await upload(bob_http, {}))["one_time_key_counts"]["signed_curve25519"]
     assert bob_keys_before > 0
-    ok(await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "hello bob, secretly"},
-                             ignore_unverified_devices=True), nio.RoomSendResponse)
+    ok(
+        await alice.room_send(
+            room_id,
+            "m.room.message",
+            {"msgtype": "m.text", "body": "hello bob, secretly"},
+            ignore_unverified_devices=True,
+        ),
+        nio.RoomSendResponse,
+    )
     # Exactly one of bob's one-time keys went to alice (bob tops them up at his next sync).
     assert (await upload(bob_http, {}))["one_time_key_counts"]["signed_curve25519"] == bob_keys_before - 1
     assert await decrypted_until(bob, room_id, 1) == ["hello bob, secretly"]
-    ok(await bob.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "hi alice, also secret"},
-                           ignore_unverified_devices=True), nio.RoomSendResponse)
-    ok(await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "second from alice"},
-                             ignore_unverified_devices=True), nio.RoomSendResponse)
+    ok(
+        await bob.room_send(
+            room_id,
+            "m.room.message",
+            {"msgtype": "m.text", "body": "hi alice, also secret"},
+            ignore_unverified_devices=True,
+        ),
+        nio.RoomSendResponse,
+    )
+    ok(
+        await alice.room_send(
+            room_id,
+            "m.room.message",
+            {"msgtype": "m.text", "body": "second from alice"},
+            ignore_unverified_devices=True,
+        ),
+        nio.RoomSendResponse,
+    )
     assert await decrypted_until(alice, room_id, 1) == ["hi alice, also secret"]
     assert await decrypted_until(bob, room_id, 1) == ["second from alice"]
 

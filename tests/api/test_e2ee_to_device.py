@@ -30,8 +30,9 @@ async def test_delivered_until_acknowledged_then_deleted(api, server):
     t1 = bob_loop.since
 
     message = {"algorithm": "m.olm.v1.curve25519-aes-sha2", "ciphertext": {"k": {"type": 0, "body": "b"}}}
-    answer, elapsed = await held_then_woken(bob_loop, lambda: send_to_device(
-        alice, {bob.user_id: {bob.device_id: message}}, event_type="m.room.encrypted"))
+    answer, elapsed = await held_then_woken(
+        bob_loop, lambda: send_to_device(alice, {bob.user_id: {bob.device_id: message}}, event_type="m.room.encrypted")
+    )
     assert received(answer) == [(alice.user_id, "m.room.encrypted", message)]
     assert elapsed < 5
     t2 = bob_loop.since
@@ -47,16 +48,25 @@ async def test_named_devices_star_and_transaction_ids(api, server):
     alice, bob = await register(api, "alice", "bob")
     bob_phone = await another_device(bob)
     alice_phone = await another_device(alice)
-    loops = {name: SyncLoop(user, server) for name, user in
-             (("bob", bob), ("bob_phone", bob_phone), ("alice_phone", alice_phone))}
+    loops = {
+        name: SyncLoop(user, server)
+        for name, user in (("bob", bob), ("bob_phone", bob_phone), ("alice_phone", alice_phone))
+    }
     for loop in loops.values():
         await loop.sync()
-    await send_to_device(alice, {bob.user_id: {"*": {"n": 1}}, alice.user_id: {alice_phone.device_id: {"n": 2}}},
-                         txn_id="t1")
+    await send_to_device(
+        alice, {bob.user_id: {"*": {"n": 1}}, alice.user_id: {alice_phone.device_id: {"n": 2}}}, txn_id="t1"
+    )
     await send_to_device(alice, {bob.user_id: {"*": {"n": 1}}}, txn_id="t1")  # a retry: nothing new
-    await send_to_device(alice, {bob.user_id: {bob_phone.device_id: {"n": 3}, "NO_SUCH_DEVICE": {"n": 4}},
-                                 "@ghost:test.local": {"*": {"n": 5}}, "@far:elsewhere.org": {"X": {"n": 6}}},
-                         txn_id="t2")
+    await send_to_device(
+        alice,
+        {
+            bob.user_id: {bob_phone.device_id: {"n": 3}, "NO_SUCH_DEVICE": {"n": 4}},
+            "@ghost:test.local": {"*": {"n": 5}},
+            "@far:elsewhere.org": {"X": {"n": 6}},
+        },
+        txn_id="t2",
+    )
     # The same transaction id from another device is another request.
     await send_to_device(alice_phone, {bob.user_id: {bob.device_id: {"n": 7}}}, txn_id="t1")
     contents = {name: [m[2]["n"] for m in received(await loop.sync())] for name, loop in loops.items()}
@@ -67,12 +77,21 @@ async def test_bad_requests_send_nothing(api, server):
     alice, bob = await register(api, "alice", "bob")
     bob_loop = SyncLoop(bob, server)
     await bob_loop.sync()
-    refused: tuple[dict[str, Any], ...] = ({}, {"messages": []}, {"messages": {bob.user_id: {bob.device_id: "text"}}},
-                                           {"messages": {bob.user_id: []}}, {"messages": {bob.user_id: {"": {}}}})
+    refused: tuple[dict[str, Any], ...] = (
+        {},
+        {"messages": []},
+        {"messages": {bob.user_id: {bob.device_id: "text"}}},
+        {"messages": {bob.user_id: []}},
+        {"messages": {bob.user_id: {"": {}}}},
+    )
     for body in refused:
         await alice.call("PUT", "/sendToDevice/org.example/tx", body, status=400)
-    await alice.api.request("PUT", "/_matrix/client/v3/sendToDevice/org.example/tx",
-                            {"messages": {bob.user_id: {bob.device_id: {}}}}, status=401)
+    await alice.api.request(
+        "PUT",
+        "/_matrix/client/v3/sendToDevice/org.example/tx",
+        {"messages": {bob.user_id: {bob.device_id: {}}}},
+        status=401,
+    )
     assert received(await bob_loop.sync()) == []
 
 
@@ -152,8 +171,9 @@ async def test_two_servers_wake_each_other_for_to_device_and_device_lists(api, m
     await room_of(alice, bob)
     bob_there = SyncLoop(on(bob, second))
     await bob_there.sync()
-    answer, elapsed = await held_then_woken(bob_there, lambda: send_to_device(
-        alice, {bob.user_id: {bob.device_id: {"n": 1}}}))
+    answer, elapsed = await held_then_woken(
+        bob_there, lambda: send_to_device(alice, {bob.user_id: {bob.device_id: {"n": 1}}})
+    )
     assert [m[2] for m in received(answer)] == [{"n": 1}] and elapsed < 2
     answer, elapsed = await held_then_woken(bob_there, lambda: upload(alice, {"device_keys": device_keys(alice)}))
     assert answer["device_lists"]["changed"] == [alice.user_id] and elapsed < 2

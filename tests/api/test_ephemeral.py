@@ -14,13 +14,15 @@ EMPTY = "matrix/empty.response"
 
 async def typing(user, room_id, is_typing, *, timeout=None, target=None, status=200):
     body = {"typing": is_typing} if timeout is None else {"typing": is_typing, "timeout": timeout}
-    return await user.call("PUT", f"/rooms/{room_id}/typing/{path_param(target or user.user_id)}", body,
-                           status=status, schema=EMPTY)
+    return await user.call(
+        "PUT", f"/rooms/{room_id}/typing/{path_param(target or user.user_id)}", body, status=status, schema=EMPTY
+    )
 
 
 async def receipt(user, room_id, event_id, receipt_type="m.read", *, status=200):
-    return await user.call("POST", f"/rooms/{room_id}/receipt/{receipt_type}/{path_param(event_id)}", {},
-                           status=status, schema=EMPTY)
+    return await user.call(
+        "POST", f"/rooms/{room_id}/receipt/{receipt_type}/{path_param(event_id)}", {}, status=status, schema=EMPTY
+    )
 
 
 def account_data_path(user_id, data_type, room_id=None):
@@ -29,13 +31,18 @@ def account_data_path(user_id, data_type, room_id=None):
 
 
 async def put_account_data(user, data_type, content, room_id=None, *, owner=None, status=200):
-    return await user.call("PUT", account_data_path(owner or user.user_id, data_type, room_id), content,
-                           status=status, schema=EMPTY)
+    return await user.call(
+        "PUT", account_data_path(owner or user.user_id, data_type, room_id), content, status=status, schema=EMPTY
+    )
 
 
 async def get_account_data(user, data_type, room_id=None, *, owner=None, status=200):
-    return await user.call("GET", account_data_path(owner or user.user_id, data_type, room_id), status=status,
-                           schema="matrix/account_data.response")
+    return await user.call(
+        "GET",
+        account_data_path(owner or user.user_id, data_type, room_id),
+        status=status,
+        schema="matrix/account_data.response",
+    )
 
 
 def typers(answer, room_id):
@@ -194,12 +201,12 @@ async def test_read_markers_set_the_fully_read_marker_and_the_receipt(api, serve
     second = await alice.say(room_id, "two")
     bobs, alices = SyncLoop(bob, server), SyncLoop(alice, server)
     await asyncio.gather(bobs.sync(), alices.sync())
-    await bob.call("POST", f"/rooms/{room_id}/read_markers", {"m.fully_read": first, "m.read": second},
-                   schema=EMPTY)
+    await bob.call("POST", f"/rooms/{room_id}/read_markers", {"m.fully_read": first, "m.read": second}, schema=EMPTY)
 
     for_bob = await bobs.sync()
-    assert room(for_bob, room_id)["account_data"]["events"] == [{"type": "m.fully_read",
-                                                                 "content": {"event_id": first}}]
+    assert room(for_bob, room_id)["account_data"]["events"] == [
+        {"type": "m.fully_read", "content": {"event_id": first}}
+    ]
     assert set(receipts(for_bob, room_id)[second]["m.read"]) == {bob.user_id}
     assert (await get_account_data(bob, "m.fully_read", room_id)).body == {"event_id": first}
     for_alice = await alices.sync()
@@ -208,8 +215,7 @@ async def test_read_markers_set_the_fully_read_marker_and_the_receipt(api, serve
 
     # The receipt endpoint moves the marker too.
     await receipt(bob, room_id, second, "m.fully_read")
-    assert room_account_data(await bobs.sync(), room_id) == [{"type": "m.fully_read",
-                                                              "content": {"event_id": second}}]
+    assert room_account_data(await bobs.sync(), room_id) == [{"type": "m.fully_read", "content": {"event_id": second}}]
     assert (await bobs.sync())["rooms"]["join"] == {}
 
 
@@ -260,8 +266,9 @@ async def test_account_data_global_and_per_room_reaches_its_owner_once(api, serv
     again = await bobs.sync()
     assert again["account_data"]["events"] == [] and again["rooms"]["join"] == {}
     await put_account_data(bob, "org.example.settings", {"theme": "light"})
-    assert (await bobs.sync())["account_data"]["events"] == [{"type": "org.example.settings",
-                                                              "content": {"theme": "light"}}]
+    assert (await bobs.sync())["account_data"]["events"] == [
+        {"type": "org.example.settings", "content": {"theme": "light"}}
+    ]
 
     initial = await sync(bob)
     assert initial["account_data"]["events"] == [{"type": "org.example.settings", "content": {"theme": "light"}}]
@@ -282,10 +289,12 @@ async def test_account_data_refusals(api):
     assert (await get_account_data(bob, "org.example.never", status=404))["errcode"] == "M_NOT_FOUND"
     assert (await get_account_data(bob, "org.example.never", room_id, status=404))["errcode"] == "M_NOT_FOUND"
     await put_account_data(bob, "org.example.mine", {"a": 1})
-    assert (await get_account_data(alice, "org.example.mine", owner=bob.user_id, status=403))["errcode"] == \
-        "M_FORBIDDEN"
-    assert (await put_account_data(alice, "org.example.mine", {"a": 2}, owner=bob.user_id,
-                                   status=403))["errcode"] == "M_FORBIDDEN"
+    assert (await get_account_data(alice, "org.example.mine", owner=bob.user_id, status=403))[
+        "errcode"
+    ] == "M_FORBIDDEN"
+    assert (await put_account_data(alice, "org.example.mine", {"a": 2}, owner=bob.user_id, status=403))[
+        "errcode"
+    ] == "M_FORBIDDEN"
     await put_account_data(bob, "org.example.mine", {"a": 1}, "!nowhere:test.local", status=404)
     await bob.call("PUT", account_data_path(bob.user_id, "org.example.mine"), raw="[1, 2]", status=400)
     assert (await get_account_data(bob, "org.example.mine")).body == {"a": 1}

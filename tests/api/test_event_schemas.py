@@ -25,8 +25,9 @@ from ..support.client import MATRIX, check_schema, path_param
 
 SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
 EVENT_SCHEMAS = sorted(name for name in schemas().names if name.startswith("events/"))
-TYPED_EVENT_SCHEMAS = [name for name in EVENT_SCHEMAS
-                       if name not in ("events/core", "events/state", "events/event", "events/stripped")]
+TYPED_EVENT_SCHEMAS = [
+    name for name in EVENT_SCHEMAS if name not in ("events/core", "events/state", "events/event", "events/stripped")
+]
 ALICE = "@alice:example.org"
 
 # Per event type: contents the server must refuse. Each names the rule it breaks.
@@ -153,16 +154,25 @@ VALID_CONTENT: dict[str, list[Any]] = {
         {"msgtype": "org.example.sticker", "body": "a cat", "anything": {"goes": [1, None]}},
     ],
     "m.room.encryption": [{"algorithm": "m.megolm.v1.aes-sha2"}, {}],
-    "m.policy.rule.user": [{}, {"entity": "@bob:example.org", "recommendation": "m.ban"},
-                           {"entity": "@bob:example.org", "recommendation": "org.example.other", "reason": ""},
-                           {"entity": "@bob:example.org", "recommendation": ["m.ban"]}],
-    "m.policy.rule.server": [{}, {"entity": "*.evil.example.net", "recommendation": "m.ban", "reason": "spam"},
-                             {"entity": 5}],
+    "m.policy.rule.user": [
+        {},
+        {"entity": "@bob:example.org", "recommendation": "m.ban"},
+        {"entity": "@bob:example.org", "recommendation": "org.example.other", "reason": ""},
+        {"entity": "@bob:example.org", "recommendation": ["m.ban"]},
+    ],
+    "m.policy.rule.server": [
+        {},
+        {"entity": "*.evil.example.net", "recommendation": "m.ban", "reason": "spam"},
+        {"entity": 5},
+    ],
     "org.atomchat.room.deleted": [{"room_id": "!r:example.org", "purge": True, "reason": "spam"}],
     "m.room.encrypted": [
         {"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "AwgAEnAC", "session_id": "X3lU", "device_id": "D"},
-        {"algorithm": "m.olm.v1.curve25519-aes-sha2", "sender_key": "Il",
-         "ciphertext": {"Il": {"type": 0, "body": "Awo"}}},
+        {
+            "algorithm": "m.olm.v1.curve25519-aes-sha2",
+            "sender_key": "Il",
+            "ciphertext": {"Il": {"type": 0, "body": "Awo"}},
+        },
         {},
     ],
 }
@@ -226,9 +236,11 @@ def test_types_without_a_schema_take_any_object():
 
 def test_wrong_types_and_missing_message_bodies_are_bad_json():
     """The three refusals clients meet most: each names the field."""
-    for event_type, content, field in [("m.room.name", {"name": 42}, "name"),
-                                       ("m.room.power_levels", {"users": {ALICE: "100"}}, "users"),
-                                       ("m.room.message", {"msgtype": "m.text"}, "body")]:
+    for event_type, content, field in [
+        ("m.room.name", {"name": 42}, "name"),
+        ("m.room.power_levels", {"users": {ALICE: "100"}}, "users"),
+        ("m.room.message", {"msgtype": "m.text"}, "body"),
+    ]:
         error = refusal(event_type, content)
         assert error is not None and error.errcode == "M_BAD_JSON", (event_type, error and error.to_json())
         assert field in error.error
@@ -274,9 +286,14 @@ def test_event_level_rules():
 
 # -- over HTTP ---------------------------------------------------------------
 
+
 async def _messages(api, token: str, room_id: str) -> list[dict]:
-    page = await api.request("GET", f"{MATRIX}/rooms/{path_param(room_id)}/messages?dir=b&limit=1000", token=token,
-                             schema="matrix/messages.response")
+    page = await api.request(
+        "GET",
+        f"{MATRIX}/rooms/{path_param(room_id)}/messages?dir=b&limit=1000",
+        token=token,
+        schema="matrix/messages.response",
+    )
     assert "end" not in page.body
     return page["chunk"]
 
@@ -291,23 +308,40 @@ def _check_typed(events: list[dict]) -> None:
 async def test_bad_content_is_refused_over_http_and_stores_nothing(api):
     alice = await api.register("alice")
     token = alice["access_token"]
-    created = await api.request("POST", f"{MATRIX}/createRoom", {"name": "Schemas", "topic": "checked",
-                                                                 "room_alias_name": "schemas"},
-                                token=token, schema="matrix/createRoom.response")
+    created = await api.request(
+        "POST",
+        f"{MATRIX}/createRoom",
+        {"name": "Schemas", "topic": "checked", "room_alias_name": "schemas"},
+        token=token,
+        schema="matrix/createRoom.response",
+    )
     room = path_param(created["room_id"])
 
     async def send(event_type, content, txn, status=200):
-        return await api.request("PUT", f"{MATRIX}/rooms/{room}/send/{event_type}/{txn}", content, token=token,
-                                 status=status, schema="matrix/event_id.response" if status == 200 else None)
+        return await api.request(
+            "PUT",
+            f"{MATRIX}/rooms/{room}/send/{event_type}/{txn}",
+            content,
+            token=token,
+            status=status,
+            schema="matrix/event_id.response" if status == 200 else None,
+        )
 
     async def put_state(path, content, status=200):
-        return await api.request("PUT", f"{MATRIX}/rooms/{room}/state/{path}", content, token=token, status=status,
-                                 schema="matrix/event_id.response" if status == 200 else None)
+        return await api.request(
+            "PUT",
+            f"{MATRIX}/rooms/{room}/state/{path}",
+            content,
+            token=token,
+            status=status,
+            schema="matrix/event_id.response" if status == 200 else None,
+        )
 
     hello = await send("m.room.message", {"msgtype": "m.text", "body": "hello"}, "t1")
     before = await _messages(api, token, created["room_id"])
-    state_before = await api.request("GET", f"{MATRIX}/rooms/{room}/state", token=token,
-                                     schema="matrix/room_state.response")
+    state_before = await api.request(
+        "GET", f"{MATRIX}/rooms/{room}/state", token=token, schema="matrix/room_state.response"
+    )
     _check_typed(before)
     _check_typed(state_before.body)
     levels = next(e["content"] for e in state_before.body if e["type"] == "m.room.power_levels")
@@ -316,15 +350,17 @@ async def test_bad_content_is_refused_over_http_and_stores_nothing(api):
         await put_state("m.room.name", {"name": 42}, status=400),
         await put_state("m.room.name/", {"name": ["x"]}, status=400),
         await put_state("m.room.power_levels", {**levels, "kick": "50"}, status=400),
-        await put_state("m.room.power_levels/", {**levels, "users": {**levels["users"], "@bob:test.local": "50"}},
-                        status=400),
+        await put_state(
+            "m.room.power_levels/", {**levels, "users": {**levels["users"], "@bob:test.local": "50"}}, status=400
+        ),
         await send("m.room.message", {"msgtype": "m.text"}, "t2", status=400),
         await send("m.room.message", {"msgtype": "m.text", "body": None}, "t3", status=400),
     ]
     assert [r["errcode"] for r in refusals] == ["M_BAD_JSON"] * len(refusals)
     assert _ageless(await _messages(api, token, created["room_id"])) == _ageless(before)
-    state_after = await api.request("GET", f"{MATRIX}/rooms/{room}/state", token=token,
-                                    schema="matrix/room_state.response")
+    state_after = await api.request(
+        "GET", f"{MATRIX}/rooms/{room}/state", token=token, schema="matrix/room_state.response"
+    )
     assert [e["event_id"] for e in state_after.body] == [e["event_id"] for e in state_before.body]
 
     # A refused send leaves its transaction id unused.
@@ -346,14 +382,24 @@ async def test_bad_content_is_refused_over_http_and_stores_nothing(api):
     _check_typed(list(after.values()))
 
     # What a redaction leaves still matches the message schema.
-    await api.request("PUT", f"{MATRIX}/rooms/{room}/redact/{path_param(hello['event_id'])}/r1", {"reason": "test"},
-                      token=token, schema="matrix/event_id.response")
-    redacted = await api.request("GET", f"{MATRIX}/rooms/{room}/event/{path_param(hello['event_id'])}", token=token,
-                                 schema="events/m.room.message")
+    await api.request(
+        "PUT",
+        f"{MATRIX}/rooms/{room}/redact/{path_param(hello['event_id'])}/r1",
+        {"reason": "test"},
+        token=token,
+        schema="matrix/event_id.response",
+    )
+    redacted = await api.request(
+        "GET",
+        f"{MATRIX}/rooms/{room}/event/{path_param(hello['event_id'])}",
+        token=token,
+        schema="events/m.room.message",
+    )
     # The room is of version 12, where a redaction names its target in its content.
     assert redacted["content"] == {} and redacted["unsigned"]["redacted_because"]["content"] == {
-        "reason": "test", "redacts": hello["event_id"]}
-
+        "reason": "test",
+        "redacts": hello["event_id"],
+    }
 
 
 def _ageless(events: list[dict]) -> list[dict]:

@@ -118,8 +118,7 @@ async def test_a_dispatch_task_that_keeps_failing_makes_every_request_fail_fast(
     started = time.monotonic()
     for user in (alice, bob):
         refused = await whoami(user, status=503)
-        assert refused.body == {"errcode": "M_UNKNOWN",
-                                "error": UNAVAILABLE + supervisor.fatal + "; try again shortly"}
+        assert refused.body == {"errcode": "M_UNKNOWN", "error": UNAVAILABLE + supervisor.fatal + "; try again shortly"}
     assert time.monotonic() - started < 1.5  # both together faster than one caught_up timeout (2 s)
 
 
@@ -134,13 +133,17 @@ async def test_a_supervisor_gives_up_after_repeated_failures_and_says_why():
 
     task = supervisor.spawn("doomed", fails)
     await asyncio.wait_for(task, 5)
-    assert (len(runs), reasons, supervisor.fatal) == (3, ["the doomed task failed 3 times within 10s"],
-                                                      "the doomed task failed 3 times within 10s")
+    assert (len(runs), reasons, supervisor.fatal) == (
+        3,
+        ["the doomed task failed 3 times within 10s"],
+        "the doomed task failed 3 times within 10s",
+    )
     assert not supervisor.running("doomed")
 
 
 async def test_without_its_listen_connection_the_server_answers_503_at_once_then_carries_on(
-        server, api, more_servers, database_dsn, caplog):
+    server, api, more_servers, database_dsn, caplog
+):
     caplog.set_level(logging.INFO)
     alice, bob = await register(api, "alice", "bob")
     room_id = await room_of(alice, bob)
@@ -160,8 +163,10 @@ async def test_without_its_listen_connection_the_server_answers_503_at_once_then
     notifier._dsn = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
     conn = await asyncpg.connect(database_dsn)
     try:
-        pids = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE application_name = $1"
-                                " AND datname = current_database()", LISTENER_NAME)
+        pids = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()",
+            LISTENER_NAME,
+        )
         for row in pids:  # this server's and the other's
             await conn.execute("SELECT pg_terminate_backend($1)", row["pid"])
     finally:
@@ -173,8 +178,9 @@ async def test_without_its_listen_connection_the_server_answers_503_at_once_then
 
     started = time.monotonic()
     refused = await whoami(bob, status=503)
-    assert refused["error"] == (UNAVAILABLE + "the server lost its PostgreSQL LISTEN connection and is "
-                                "reconnecting; try again shortly")
+    assert refused["error"] == (
+        UNAVAILABLE + "the server lost its PostgreSQL LISTEN connection and is reconnecting; try again shortly"
+    )
     assert time.monotonic() - started < 1.5  # not held for the 2 s of a caught_up timeout, nor for the reconnection
     # Meanwhile another process (which could listen again at once) commits.
     await healthy(other.atomchat.ctx.notifier)
@@ -208,9 +214,26 @@ async def test_atomchat_serve_stops_loudly_when_a_task_keeps_failing(data_dir, d
     await truncate_all(database_dsn)
     started = time.monotonic()
     result = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-c", BROKEN_SERVE, "serve", "--database-url", database_dsn,
-                         "--data-dir", str(data_dir), "--port", str(free_port()), "--server-name", "test.local"],
-        capture_output=True, text=True, env=child_env(), timeout=60)
+        subprocess.run,
+        [
+            sys.executable,
+            "-c",
+            BROKEN_SERVE,
+            "serve",
+            "--database-url",
+            database_dsn,
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(free_port()),
+            "--server-name",
+            "test.local",
+        ],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=60,
+    )
     assert result.returncode == 1, result.stderr
     assert result.stderr.splitlines()[-1] == "atomchat: stopped because the dispatch task failed 5 times within 60s"
     assert "the dispatch task failed 5 times within 60s: the server cannot go on without it" in result.stderr

@@ -22,8 +22,9 @@ async def room_with_bob(a, b, *others):
         await user.join(room_id)
 
     async def b_has_them():
-        members = (await bob.call("GET", f"/rooms/{room_id}/joined_members",
-                                  schema="matrix/joined_members.response")).body["joined"]
+        members = (
+            await bob.call("GET", f"/rooms/{room_id}/joined_members", schema="matrix/joined_members.response")
+        ).body["joined"]
         return len(members) == 2 + len(locals_)
 
     assert await eventually(b_has_them)
@@ -78,8 +79,9 @@ async def test_auth_events_beyond_the_fetched_gap_are_fetched_with_event_auth(fe
 
     async def empower_then_chat():
         levels = (await alice.get_state(room_id, "m.room.power_levels")).body
-        await alice.put_state(room_id, "m.room.power_levels",
-                              {**levels, "users": {**levels.get("users", {}), carol.user_id: 50}})
+        await alice.put_state(
+            room_id, "m.room.power_levels", {**levels, "users": {**levels.get("users", {}), carol.user_id: 50}}
+        )
         for n in range(25):
             await alice.say(room_id, f"m{n}")
 
@@ -112,8 +114,9 @@ async def test_a_join_taken_in_is_relayed_to_the_rooms_other_servers(federation_
     bob_join = (await alice.get_state(room_id, "m.room.member", bob.user_id)).body
     assert bob_join["membership"] == "join"
     conn = a.ctx.pool
-    join_id = await conn.fetchval("SELECT event_id FROM memberships WHERE room_id = $1 AND user_id = $2",
-                                  room_id, bob.user_id)
+    join_id = await conn.fetchval(
+        "SELECT event_id FROM memberships WHERE room_id = $1 AND user_id = $2", room_id, bob.user_id
+    )
 
     async def c_heard_it_from_a():
         answers = await c.ctx.pool.fetch("SELECT response FROM federation_received_txns WHERE origin = $1", a.name)

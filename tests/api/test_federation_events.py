@@ -48,8 +48,9 @@ async def test_a_remote_join_and_message_reach_local_clients(api, server):
     keys = Keys()
     REMOTE.trusted_by(keys)
     alice, room_id, rob = await joined_room(api, server, keys)
-    said_id, said = await REMOTE.pdu(server.atomchat.dsn, room_id, rob, "m.room.message",
-                                     {"msgtype": "m.text", "body": "hello from afar"})
+    said_id, said = await REMOTE.pdu(
+        server.atomchat.dsn, room_id, rob, "m.room.message", {"msgtype": "m.text", "body": "hello from afar"}
+    )
     events = service(server, keys)
     assert await events.receive_pdus(REMOTE.name, [said]) == {said_id: {}}
     # Sent again (a retried transaction): accepted, stored once.
@@ -89,8 +90,7 @@ async def test_bad_pdus_are_refused_and_nothing_is_stored(api, server):
     assert list(answer.values()) == [{"error": f"the signature of {REMOTE.name} does not match the PDU"}]
     # An event its auth events do not allow: Rob may not change power levels.
     levels = (await alice.get_state(room_id, "m.room.power_levels")).body
-    power_id, power = await REMOTE.pdu(dsn, room_id, rob, "m.room.power_levels",
-                                       {**levels, "users": {rob: 100}}, "")
+    power_id, power = await REMOTE.pdu(dsn, room_id, rob, "m.room.power_levels", {**levels, "users": {rob: 100}}, "")
     assert "power" in (await events.receive_pdus(REMOTE.name, [power]))[power_id]["error"]
     # A user of another server, sent by this origin without that server's signature.
     other = RemoteServer("other.example")
@@ -100,10 +100,12 @@ async def test_bad_pdus_are_refused_and_nothing_is_stored(api, server):
     # A room this server does not have.
     unknown = {**forged, "room_id": "!nowhere:remote.example"}
     assert list((await events.receive_pdus(REMOTE.name, [unknown])).values()) == [
-        {"error": "room '!nowhere:remote.example' is unknown here"}]
+        {"error": "room '!nowhere:remote.example' is unknown here"}
+    ]
     # A malformed one.
     assert list((await events.receive_pdus(REMOTE.name, [{"type": 5}])).values()) == [
-        {"error": "room None is unknown here"}]
+        {"error": "room None is unknown here"}
+    ]
     for event_id in (forged_id, changed_id, power_id, eve_id):
         assert await stored(dsn, event_id) is None
 
@@ -112,8 +114,9 @@ async def test_a_wrong_content_hash_keeps_the_event_redacted(api, server):
     keys = Keys()
     REMOTE.trusted_by(keys)
     alice, room_id, rob = await joined_room(api, server, keys)
-    said_id, said = await REMOTE.pdu(server.atomchat.dsn, room_id, rob, "m.room.message",
-                                     {"msgtype": "m.text", "body": "original"})
+    said_id, said = await REMOTE.pdu(
+        server.atomchat.dsn, room_id, rob, "m.room.message", {"msgtype": "m.text", "body": "original"}
+    )
     # The content changed after signing: the signature (of the redacted
     # form) still holds, the hash does not.
     tampered = {**said, "content": {"msgtype": "m.text", "body": "tampered"}}
@@ -132,8 +135,9 @@ async def test_a_remote_event_on_an_older_branch_forks_the_room_and_the_next_loc
         (join_id,) = await conn.fetchval("SELECT extremities FROM rooms WHERE room_id = $1", room_id)
         mine = await alice.say(room_id, "meanwhile here")
         # Rob had not seen Alice's message: his cites his join.
-        theirs_id, theirs = await REMOTE.pdu(dsn, room_id, rob, "m.room.message",
-                                             {"msgtype": "m.text", "body": "meanwhile there"}, prev_events=[join_id])
+        theirs_id, theirs = await REMOTE.pdu(
+            dsn, room_id, rob, "m.room.message", {"msgtype": "m.text", "body": "meanwhile there"}, prev_events=[join_id]
+        )
         assert await service(server, keys).receive_pdus(REMOTE.name, [theirs]) == {theirs_id: {}}
         assert await conn.fetchval("SELECT extremities FROM rooms WHERE room_id = $1", room_id) == [mine, theirs_id]
         merge = await alice.say(room_id, "both seen")
@@ -176,7 +180,8 @@ async def test_local_events_of_a_room_with_remote_members_go_to_their_servers(ap
     assert outbox.queued == []  # Rob's own join is his server's to send
     said = await alice.say(room_id, "hello Rob")
     assert [(d, [p["content"] for p in pdus]) for d, pdus in outbox.queued] == [
-        (["remote.example"], [{"msgtype": "m.text", "body": "hello Rob"}])]
+        (["remote.example"], [{"msgtype": "m.text", "body": "hello Rob"}])
+    ]
     conn = await asyncpg.connect(server.atomchat.dsn)
     try:
         stored_pdu = await conn.fetchval("SELECT pdu FROM events WHERE event_id = $1", said)
@@ -194,38 +199,59 @@ async def test_events_of_a_blocked_remote_user_or_a_banned_server_are_refused(ap
     REMOTE.trusted_by(keys)
     alice, room_id, rob = await joined_room(api, server, keys)
     await server.atomchat.ctx.moderation.set_moderator(None, alice.user_id, True)
-    events = FederationEvents(pool=server.atomchat.ctx.pool, persister=server.atomchat._persister, keyring=keys,
-                              policy=server.atomchat.ctx.moderation.blocks)
+    events = FederationEvents(
+        pool=server.atomchat.ctx.pool,
+        persister=server.atomchat._persister,
+        keyring=keys,
+        policy=server.atomchat.ctx.moderation.blocks,
+    )
     admin = "/_atomchat/admin/v1"
     lock = f"{admin}/users/{quote(rob, safe='')}/lock"
     for block, lift, error in (
-            ((lock, {"locked": True}, "admin/lock.response"), (lock, {"locked": False}, "admin/lock.response"),
-             f"the user {rob} is blocked on this server"),
-            ((f"{admin}/servers/{REMOTE.name}/ban", {"banned": True, "reason": "spam"}, "admin/server_ban.response"),
-             (f"{admin}/servers/{REMOTE.name}/ban", {"banned": False}, "admin/server_ban.response"),
-             f"the server {REMOTE.name} is banned on this server"),
-            ((f"{admin}/servers/*.example/ban", {"banned": True}, "admin/server_ban.response"),
-             (f"{admin}/servers/*.example/ban", {"banned": False}, "admin/server_ban.response"),
-             f"the server {REMOTE.name} is banned on this server")):
+        (
+            (lock, {"locked": True}, "admin/lock.response"),
+            (lock, {"locked": False}, "admin/lock.response"),
+            f"the user {rob} is blocked on this server",
+        ),
+        (
+            (f"{admin}/servers/{REMOTE.name}/ban", {"banned": True, "reason": "spam"}, "admin/server_ban.response"),
+            (f"{admin}/servers/{REMOTE.name}/ban", {"banned": False}, "admin/server_ban.response"),
+            f"the server {REMOTE.name} is banned on this server",
+        ),
+        (
+            (f"{admin}/servers/*.example/ban", {"banned": True}, "admin/server_ban.response"),
+            (f"{admin}/servers/*.example/ban", {"banned": False}, "admin/server_ban.response"),
+            f"the server {REMOTE.name} is banned on this server",
+        ),
+    ):
         await api.request("PUT", block[0], block[1], token=alice.access_token, schema=block[2])
-        said_id, said = await REMOTE.pdu(server.atomchat.dsn, room_id, rob, "m.room.message",
-                                         {"msgtype": "m.text", "body": f"refused {error}"})
+        said_id, said = await REMOTE.pdu(
+            server.atomchat.dsn, room_id, rob, "m.room.message", {"msgtype": "m.text", "body": f"refused {error}"}
+        )
         # Relayed by another server (the origin is not the sender's server): refused all the same.
         for origin in (REMOTE.name, "relay.example"):
             assert await events.receive_pdus(origin, [said]) == {said_id: {"error": error}}
         assert await stored(server.atomchat.dsn, said_id) is None
         await api.request("PUT", lift[0], lift[1], token=alice.access_token, schema=lift[2])
         assert await events.receive_pdus(REMOTE.name, [said]) == {said_id: {}}
-    banned = await api.request("GET", f"{admin}/servers/{REMOTE.name}/ban", token=alice.access_token,
-                               schema="admin/server_ban.response")
+    banned = await api.request(
+        "GET", f"{admin}/servers/{REMOTE.name}/ban", token=alice.access_token, schema="admin/server_ban.response"
+    )
     assert banned.body == {"banned": False}
-    await api.request("PUT", f"{admin}/servers/*.example/ban", {"banned": True}, token=alice.access_token,
-                      schema="admin/server_ban.response")
+    await api.request(
+        "PUT",
+        f"{admin}/servers/*.example/ban",
+        {"banned": True},
+        token=alice.access_token,
+        schema="admin/server_ban.response",
+    )
     for name, expected in ((REMOTE.name, True), ("other.org", False)):
-        answer = await api.request("GET", f"{admin}/servers/{name}/ban", token=alice.access_token,
-                                   schema="admin/server_ban.response")
+        answer = await api.request(
+            "GET", f"{admin}/servers/{name}/ban", token=alice.access_token, schema="admin/server_ban.response"
+        )
         assert answer.body == {"banned": expected}
     for bad in (SERVER, "a b"):
-        answer = await api.request("PUT", f"{admin}/servers/{quote(bad)}/ban", {"banned": True},
-                                   token=alice.access_token, status=400)
+        answer = await api.request(
+            "PUT", f"{admin}/servers/{quote(bad)}/ban", {"banned": True}, token=alice.access_token, status=400
+        )
         assert answer["errcode"] == "M_INVALID_PARAM"

@@ -19,7 +19,7 @@ SCHEMA = "federation/server_key.response"
 
 
 def _published_key(document):
-    (key_id, entry), = document["verify_keys"].items()
+    ((key_id, entry),) = document["verify_keys"].items()
     return signing.verify_key_from_base64(key_id, entry["key"])
 
 
@@ -38,8 +38,9 @@ async def test_key_endpoint_serves_the_data_directory_key_signed(server, api, se
     # Signed by the key it publishes: what another server checks first.
     signing.verify_json(document, "test.local", _published_key(document))
     with pytest.raises(signing.SignatureError):
-        signing.verify_json({**document, "valid_until_ts": document["valid_until_ts"] + 1}, "test.local",
-                            _published_key(document))
+        signing.verify_json(
+            {**document, "valid_until_ts": document["valid_until_ts"] + 1}, "test.local", _published_key(document)
+        )
     mode = stat.S_IMODE((settings.data_path / KEY_FILE).stat().st_mode)
     assert mode == 0o600
 
@@ -68,7 +69,8 @@ def test_key_file_is_made_once_in_the_shared_format(tmp_path):
     assert stat.S_IMODE((data / KEY_FILE).stat().st_mode) == 0o600
     again = load_or_create_server_key(data)
     assert signing.verify_key_base64(signing.verify_key_of(again)) == signing.verify_key_base64(
-        signing.verify_key_of(key))
+        signing.verify_key_of(key)
+    )
     assert load_or_create_server_key(tmp_path / "other").encode() != key.encode()
 
 
@@ -76,8 +78,11 @@ def test_key_document_with_the_specification_seed():
     key = signing.signing_key_from_seed("YJDBA9Xnr2sVqXD9Vj7XVUnmFZcZrlw8Md7kMW+3XA1", "1")
     document = key_document("domain", key, now_ms=1_000)
     signature = document.pop("signatures")
-    assert document == {"server_name": "domain", "valid_until_ts": 1_000 + KEY_VALIDITY_MS,
-                        "verify_keys": {"ed25519:1": {"key": "XGX0JRS2Af3be3knz2fBiRbApjm2Dh61gXDJA8kcJNI"}},
-                        "old_verify_keys": {}}
+    assert document == {
+        "server_name": "domain",
+        "valid_until_ts": 1_000 + KEY_VALIDITY_MS,
+        "verify_keys": {"ed25519:1": {"key": "XGX0JRS2Af3be3knz2fBiRbApjm2Dh61gXDJA8kcJNI"}},
+        "old_verify_keys": {},
+    }
     assert list(signature) == ["domain"] and list(signature["domain"]) == ["ed25519:1"]
     signing.verify_json({**document, "signatures": signature}, "domain", signing.verify_key_of(key))

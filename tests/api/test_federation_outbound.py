@@ -63,8 +63,9 @@ def counting_server(io_loop, tls_files):
 
 @pytest.fixture
 def client(io_loop):
-    made = FederationClient("origin.test", signedjson.key.generate_signing_key("a1"), verify_certificates=False,
-                            blocklist=())
+    made = FederationClient(
+        "origin.test", signedjson.key.generate_signing_key("a1"), verify_certificates=False, blocklist=()
+    )
     yield made
     io_loop.run_sync(made.close)
 
@@ -97,6 +98,7 @@ async def test_a_connection_closed_by_the_other_side_is_replaced_unnoticed(count
 
 # -- the outbox ------------------------------------------------------------------------------------
 
+
 async def shared_room(a, b):
     """Alice of a and Bob of b, joined to a room of a's."""
     (alice,) = await register(a.api, "alice")
@@ -110,8 +112,9 @@ async def shared_room(a, b):
 async def queued_bodies(dsn: str, destination: str) -> list[str]:
     conn = await asyncpg.connect(dsn)
     try:
-        rows = await conn.fetch("SELECT body FROM federation_outbox WHERE destination = $1 AND kind = 'pdu'"
-                                " ORDER BY id", destination)
+        rows = await conn.fetch(
+            "SELECT body FROM federation_outbox WHERE destination = $1 AND kind = 'pdu' ORDER BY id", destination
+        )
     finally:
         await conn.close()
     return [json.loads(row["body"])["content"].get("body") for row in rows]
@@ -154,8 +157,7 @@ async def test_a_room_federated_by_another_process_is_sent_from_this_one(federat
     second, joined by b's Bob through the first; the second's next send
     goes to b."""
     a, b = federation_pair
-    a2 = FederatedServer(a.name, a.settings.replace(federation_port=None, federation_enabled=True), a.dsn,
-                         a.passwords)
+    a2 = FederatedServer(a.name, a.settings.replace(federation_port=None, federation_enabled=True), a.dsn, a.passwords)
     await a2.start()
     try:
         (alice,) = await register(a.api, "alice")
@@ -164,8 +166,7 @@ async def test_a_room_federated_by_another_process_is_sent_from_this_one(federat
         room_id = await alice_there.create_room(preset="private_chat")
         await alice_there.say(room_id, "only us")  # a2 learns the room has only a's users
         assert await queued_bodies(a.dsn, b.name) == []
-        await alice.call("POST", f"/rooms/{room_id}/invite", {"user_id": bob.user_id},
-                         schema="matrix/empty.response")
+        await alice.call("POST", f"/rooms/{room_id}/invite", {"user_id": bob.user_id}, schema="matrix/empty.response")
         assert (await bob.join(room_id)).body == {"room_id": room_id}  # through a's listener
         await b.stop()  # what a2 queues stays in the outbox
         await alice_there.say(room_id, "from the other process")
@@ -182,8 +183,10 @@ async def test_without_federation_the_outbox_holds_no_connection(federation_pair
     async def outbox_connections() -> int:
         conn = await asyncpg.connect(a.dsn)
         try:
-            return await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1"
-                                       " AND datname = current_database()", LOCK_CONNECTION_NAME)
+            return await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()",
+                LOCK_CONNECTION_NAME,
+            )
         finally:
             await conn.close()
 

@@ -22,8 +22,11 @@ OTHER = RemoteServer("other.example")
 async def refused_row(dsn: str, event_id: str):
     conn = await asyncpg.connect(dsn)
     try:
-        return await conn.fetchrow("SELECT status, reason, (SELECT count(*) FROM events WHERE event_id = $1)"
-                                   " AS in_timeline FROM refused_events WHERE event_id = $1", event_id)
+        return await conn.fetchrow(
+            "SELECT status, reason, (SELECT count(*) FROM events WHERE event_id = $1)"
+            " AS in_timeline FROM refused_events WHERE event_id = $1",
+            event_id,
+        )
     finally:
         await conn.close()
 
@@ -68,16 +71,26 @@ async def test_a_rejected_event_is_kept_apart_never_shown_nor_cited_and_poisons_
     # Sent again: answered from what was kept.
     assert await events.receive_pdus(REMOTE.name, [power]) == {power_id: {"error": f"rejected earlier: {error}"}}
     # An event citing it as an auth event is rejected too.
-    topic_id, topic = await child(REMOTE, dsn, room_id, power, type="m.room.topic", content={"topic": "mine"},
-                                  auth_events=[*power["auth_events"], power_id], prev_events=[power_id],
-                                  depth=power["depth"] + 1)
-    assert (await events.receive_pdus(REMOTE.name, [topic]))[topic_id]["error"] == \
-        f"its auth event {power_id} was rejected"
+    topic_id, topic = await child(
+        REMOTE,
+        dsn,
+        room_id,
+        power,
+        type="m.room.topic",
+        content={"topic": "mine"},
+        auth_events=[*power["auth_events"], power_id],
+        prev_events=[power_id],
+        depth=power["depth"] + 1,
+    )
+    assert (await events.receive_pdus(REMOTE.name, [topic]))[topic_id][
+        "error"
+    ] == f"its auth event {power_id} was rejected"
     assert (await refused_row(dsn, topic_id))["status"] == "rejected"
     # An event citing it only as a prev event passes, judged on the state
     # before it (the rejected event changed nothing): Rob is still at 0.
-    said_id, said = await REMOTE.pdu(dsn, room_id, rob, "m.room.message", {"msgtype": "m.text", "body": "after"},
-                                     prev_events=[power_id])
+    said_id, said = await REMOTE.pdu(
+        dsn, room_id, rob, "m.room.message", {"msgtype": "m.text", "body": "after"}, prev_events=[power_id]
+    )
     assert await events.receive_pdus(REMOTE.name, [said]) == {said_id: {}}
     assert (await alice.get_state(room_id, "m.room.power_levels")).body == levels
     # Clients never see the rejected events; this server never cites them.
@@ -112,8 +125,15 @@ async def test_a_soft_failed_event_is_kept_unseen_but_may_be_cited_as_a_prev_eve
     # Rob's server cites the room from before the ban: allowed by the state
     # before the event, not by the room's current state. Soft-failed:
     # acknowledged, kept apart, not shown, not a forward extremity.
-    evading_id, evading = await child(REMOTE, dsn, room_id, before, prev_events=[before_id],
-                                      depth=before["depth"] + 1, content={"msgtype": "m.text", "body": "evading"})
+    evading_id, evading = await child(
+        REMOTE,
+        dsn,
+        room_id,
+        before,
+        prev_events=[before_id],
+        depth=before["depth"] + 1,
+        content={"msgtype": "m.text", "body": "evading"},
+    )
     assert await events.receive_pdus(REMOTE.name, [evading]) == {evading_id: {}}
     row = await refused_row(dsn, evading_id)
     assert (row["status"], row["in_timeline"]) == ("soft_failed", 0)
@@ -121,14 +141,19 @@ async def test_a_soft_failed_event_is_kept_unseen_but_may_be_cited_as_a_prev_eve
     assert await events.receive_pdus(REMOTE.name, [evading]) == {evading_id: {}}  # sent again: the same
     # Other servers may still read it (they may cite it).
     ctx = server.atomchat.ctx
-    rooms = FederationRooms(pool=ctx.pool, persister=server.atomchat._persister,
-                            signer=Signer(ctx.settings.server_name, ctx.server_key), events=events)
+    rooms = FederationRooms(
+        pool=ctx.pool,
+        persister=server.atomchat._persister,
+        signer=Signer(ctx.settings.server_name, ctx.server_key),
+        events=events,
+    )
     served = await rooms.event(OTHER.name, evading_id)
     assert served["pdus"][0]["content"]["body"] == "evading"
     # Sue's server had seen it: her message cites it as its prev event and is
     # accepted, judged on the state after it.
-    sue_said_id, sue_said = await OTHER.pdu(dsn, room_id, sue, "m.room.message",
-                                            {"msgtype": "m.text", "body": "from sue"}, prev_events=[evading_id])
+    sue_said_id, sue_said = await OTHER.pdu(
+        dsn, room_id, sue, "m.room.message", {"msgtype": "m.text", "body": "from sue"}, prev_events=[evading_id]
+    )
     # (made with her auth events, at the depth after the soft-failed event, which the timeline does not hold)
     sue_said_id, sue_said = await child(OTHER, dsn, room_id, sue_said, depth=evading["depth"] + 1)
     assert await events.receive_pdus(OTHER.name, [sue_said]) == {sue_said_id: {}}

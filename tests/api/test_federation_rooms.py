@@ -58,10 +58,12 @@ class Loopback:
         sender = PduSender(outbox=outbox, server_name=name, position=lambda: ctx.notifier.position)
         ctx.notifier.observers.append(sender.observe)
         persister.commit_hooks.append(sender.queue)
-        ctx.rooms.remote = RemoteMembership(pool=ctx.pool, persister=persister, signer=signer, events=events,
-                                            client=client)
-        self.nodes[name] = Node(name, FederationRooms(pool=ctx.pool, persister=persister, signer=signer,
-                                                      events=events), events, outbox)
+        ctx.rooms.remote = RemoteMembership(
+            pool=ctx.pool, persister=persister, signer=signer, events=events, client=client
+        )
+        self.nodes[name] = Node(
+            name, FederationRooms(pool=ctx.pool, persister=persister, signer=signer, events=events), events, outbox
+        )
 
     async def settled(self) -> None:
         """Until every server has handed its queued events over (and those handed them theirs)."""
@@ -76,8 +78,9 @@ class LoopbackClient:
     def __init__(self, network: Loopback, origin: str) -> None:
         self.network, self.origin = network, origin
 
-    async def request(self, destination: str, method: str, path: str, *, query: Any = None, body: Any = None,
-                      timeout: float = 30.0) -> Any:
+    async def request(
+        self, destination: str, method: str, path: str, *, query: Any = None, body: Any = None, timeout: float = 30.0
+    ) -> Any:
         rooms = self.network.nodes[destination].rooms
         parts = [unquote(p) for p in path.split("/")]
         endpoint = parts[4]
@@ -129,8 +132,11 @@ class LoopbackOutbox:
 @pytest.fixture
 def second_server(io_loop, scratch_dsn, settings, test_passwords, tmp_path):
     """Another AtomChat server, b.test, on a database of its own."""
-    running = io_loop.run_sync(lambda: start_server(
-        settings.replace(server_name="b.test", data_dir=str(tmp_path / "b")), scratch_dsn, test_passwords))
+    running = io_loop.run_sync(
+        lambda: start_server(
+            settings.replace(server_name="b.test", data_dir=str(tmp_path / "b")), scratch_dsn, test_passwords
+        )
+    )
     yield running
     io_loop.run_sync(running.stop)
 
@@ -162,8 +168,7 @@ async def test_alice_invites_bob_of_another_server_and_they_talk(api, server, se
     assert (await bob.join(room_id)).body == {"room_id": room_id}
     await network.settled()
     for user in (alice, bob):
-        members = await user.call("GET", f"/rooms/{room_id}/joined_members",
-                                  schema="matrix/joined_members.response")
+        members = await user.call("GET", f"/rooms/{room_id}/joined_members", schema="matrix/joined_members.response")
         assert set(members.body["joined"]) == {alice.user_id, bob.user_id}
     assert (await bob.get_state(room_id, "m.room.name")).body == {"name": "Across"}
 
@@ -206,15 +211,16 @@ async def test_both_servers_sending_at_once_end_with_the_same_room(api, server, 
     for i in range(3):
         await asyncio.gather(alice.say(room_id, f"a{i}"), bob.say(room_id, f"b{i}"))
     # Both set the topic at once: one wins, the same on both servers.
-    await asyncio.gather(alice.put_state(room_id, "m.room.topic", {"topic": "Alice's"}),
-                         bob.put_state(room_id, "m.room.topic", {"topic": "Bob's"}))
+    await asyncio.gather(
+        alice.put_state(room_id, "m.room.topic", {"topic": "Alice's"}),
+        bob.put_state(room_id, "m.room.topic", {"topic": "Bob's"}),
+    )
     await network.settled()
     await alice.say(room_id, "merge")
     await network.settled()
     a_events, _ = await alice.all_messages(room_id, limit=100, dir="f")
     b_events, _ = await bob.all_messages(room_id, limit=100, dir="f")
-    assert sorted(bodies(a_events)) == sorted(bodies(b_events)) == sorted(
-        ["a0", "a1", "a2", "b0", "b1", "b2", "merge"])
+    assert sorted(bodies(a_events)) == sorted(bodies(b_events)) == sorted(["a0", "a1", "a2", "b0", "b1", "b2", "merge"])
     a_state = {(e["type"], e["state_key"]): e["event_id"] for e in (await alice.state(room_id)).body}
     b_state = {(e["type"], e["state_key"]): e["event_id"] for e in (await bob.state(room_id)).body}
     assert a_state == b_state

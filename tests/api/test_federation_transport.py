@@ -37,15 +37,26 @@ async def fetch(url: str, method: str = "GET", body=None, headers=None):
     payload = None if body is None else json.dumps(body)
     if payload is None and method in ("PUT", "POST"):
         payload = ""
-    response = await AsyncHTTPClient().fetch(HTTPRequest(
-        url, method=method, body=payload, headers=headers or {}, validate_cert=False, request_timeout=30,
-        allow_nonstandard_methods=True), raise_error=False)
+    response = await AsyncHTTPClient().fetch(
+        HTTPRequest(
+            url,
+            method=method,
+            body=payload,
+            headers=headers or {},
+            validate_cert=False,
+            request_timeout=30,
+            allow_nonstandard_methods=True,
+        ),
+        raise_error=False,
+    )
     return response.code, json.loads(response.body) if response.body else None
 
 
 def signed_headers(origin, destination, key, method, uri, content=None):
-    return {"Authorization": authorization_header(origin, destination, key, method, uri, content),
-            "Content-Type": "application/json"}
+    return {
+        "Authorization": authorization_header(origin, destination, key, method, uri, content),
+        "Content-Type": "application/json",
+    }
 
 
 async def wait_for(predicate, timeout: float = 20.0):
@@ -61,62 +72,78 @@ async def wait_for(predicate, timeout: float = 20.0):
 
 # -- discovery rules (pure) ------------------------------------------------------------------
 
-@pytest.mark.parametrize(("name", "endpoint"), [
-    ("127.0.0.1:8449", Endpoint("127.0.0.1", 8449, "127.0.0.1:8449")),
-    ("127.0.0.1", Endpoint("127.0.0.1", 8448, "127.0.0.1")),
-    ("[::1]:8000", Endpoint("::1", 8000, "[::1]:8000")),
-    ("[::1]", Endpoint("::1", 8448, "[::1]")),
-    ("matrix.example.org:443", Endpoint("matrix.example.org", 443, "matrix.example.org:443")),
-    ("example.org", None),  # the well-known document is asked first
-])
+
+@pytest.mark.parametrize(
+    ("name", "endpoint"),
+    [
+        ("127.0.0.1:8449", Endpoint("127.0.0.1", 8449, "127.0.0.1:8449")),
+        ("127.0.0.1", Endpoint("127.0.0.1", 8448, "127.0.0.1")),
+        ("[::1]:8000", Endpoint("::1", 8000, "[::1]:8000")),
+        ("[::1]", Endpoint("::1", 8448, "[::1]")),
+        ("matrix.example.org:443", Endpoint("matrix.example.org", 443, "matrix.example.org:443")),
+        ("example.org", None),  # the well-known document is asked first
+    ],
+)
 def test_names_that_need_no_delegation_lookup(name, endpoint):
     assert direct_endpoint(name) == endpoint
 
 
-@pytest.mark.parametrize(("well_known", "endpoint"), [
-    ({"m.server": "matrix.example.net"}, Endpoint("matrix.example.net", 8448, "matrix.example.net")),
-    ({"m.server": "matrix.example.net:443"}, Endpoint("matrix.example.net", 443, "matrix.example.net:443")),
-    ({"m.server": "10.1.2.3"}, Endpoint("10.1.2.3", 8448, "10.1.2.3")),
-    ({"m.server": "bad name!"}, Endpoint("example.org", 8448, "example.org")),
-    ({"other": 1}, Endpoint("example.org", 8448, "example.org")),
-    (None, Endpoint("example.org", 8448, "example.org")),
-    ([1, 2], Endpoint("example.org", 8448, "example.org")),
-])
+@pytest.mark.parametrize(
+    ("well_known", "endpoint"),
+    [
+        ({"m.server": "matrix.example.net"}, Endpoint("matrix.example.net", 8448, "matrix.example.net")),
+        ({"m.server": "matrix.example.net:443"}, Endpoint("matrix.example.net", 443, "matrix.example.net:443")),
+        ({"m.server": "10.1.2.3"}, Endpoint("10.1.2.3", 8448, "10.1.2.3")),
+        ({"m.server": "bad name!"}, Endpoint("example.org", 8448, "example.org")),
+        ({"other": 1}, Endpoint("example.org", 8448, "example.org")),
+        (None, Endpoint("example.org", 8448, "example.org")),
+        ([1, 2], Endpoint("example.org", 8448, "example.org")),
+    ],
+)
 def test_well_known_delegation(well_known, endpoint):
     assert delegated_endpoint("example.org", well_known) == endpoint
 
 
-@pytest.mark.parametrize("name", ["", "a b", "host:", "host:0", "host:70000", "host:8a", "[::1", "[nope]:1",
-                                  "[::1]x", "-bad.example", "x" * 256])
+@pytest.mark.parametrize(
+    "name",
+    ["", "a b", "host:", "host:0", "host:70000", "host:8a", "[::1", "[nope]:1", "[::1]x", "-bad.example", "x" * 256],
+)
 def test_what_is_not_a_server_name(name):
     with pytest.raises(ValueError):
         parse_server_name(name)
 
 
-@pytest.mark.parametrize(("server", "patterns", "banned"), [
-    ("evil.example", ["evil.example"], True),
-    ("evil.example:8448", ["evil.example"], False),  # the name is matched whole, port included
-    ("a.evil.example", ["*.evil.example"], True),
-    ("evil.example", ["*.evil.example"], False),
-    ("127.0.0.1:8448", ["127.0.0.?:*"], True),
-    ("good.example", [], False),
-])
+@pytest.mark.parametrize(
+    ("server", "patterns", "banned"),
+    [
+        ("evil.example", ["evil.example"], True),
+        ("evil.example:8448", ["evil.example"], False),  # the name is matched whole, port included
+        ("a.evil.example", ["*.evil.example"], True),
+        ("evil.example", ["*.evil.example"], False),
+        ("127.0.0.1:8448", ["127.0.0.?:*"], True),
+        ("good.example", [], False),
+    ],
+)
 def test_server_ban_patterns(server, patterns, banned):
     assert server_matches(server, patterns) is banned
 
 
-@pytest.mark.parametrize(("content", "banned"), [
-    (server_rule_content("evil.example", True, "spam"), "evil.example"),
-    (server_rule_content("evil.example", False, ""), None),
-    ({"entity": "evil.example", "recommendation": "org.example.other"}, None),
-    ({"entity": "", "recommendation": "m.ban"}, None),
-    ({"entity": 5, "recommendation": "m.ban"}, None),
-])
+@pytest.mark.parametrize(
+    ("content", "banned"),
+    [
+        (server_rule_content("evil.example", True, "spam"), "evil.example"),
+        (server_rule_content("evil.example", False, ""), None),
+        ({"entity": "evil.example", "recommendation": "org.example.other"}, None),
+        ({"entity": "", "recommendation": "m.ban"}, None),
+        ({"entity": 5, "recommendation": "m.ban"}, None),
+    ],
+)
 def test_what_a_server_rule_bans(content, banned):
     assert banned_server(content) == banned
 
 
 # -- listener and keys -------------------------------------------------------------------------
+
 
 async def test_the_listener_serves_federation_and_keys_over_https_only(federation_pair):
     a, _ = federation_pair
@@ -127,8 +154,9 @@ async def test_the_listener_serves_federation_and_keys_over_https_only(federatio
     status, document = await fetch(f"{a.federation_url}/_matrix/key/v2/server")
     assert status == 200 and document["server_name"] == a.name
     # The key document stays on the client port too; the client API is not on the federation port.
-    assert (await a.api.request("GET", "/_matrix/key/v2/server", schema="federation/server_key.response")
-            ).body["server_name"] == a.name
+    assert (await a.api.request("GET", "/_matrix/key/v2/server", schema="federation/server_key.response")).body[
+        "server_name"
+    ] == a.name
     status, answer = await fetch(f"{a.federation_url}/_matrix/client/versions")
     assert (status, answer["errcode"]) == (404, "M_UNRECOGNIZED")
     with pytest.raises((HTTPClientError, OSError)):  # no plain HTTP on the TLS port
@@ -158,16 +186,27 @@ async def test_old_verify_keys_check_what_was_signed_before_they_expired(federat
     a, b = federation_pair
     old = signedjson.key.generate_signing_key("old1")
     expired = 1_700_000_000_000
-    document = {"server_name": b.name, "valid_until_ts": expired * 2,
-                "verify_keys": {key_id(b.ctx.server_key): {
-                    "key": signedjson.key.encode_verify_key_base64(signedjson.key.get_verify_key(b.ctx.server_key))}},
-                "old_verify_keys": {"ed25519:old1": {
-                    "key": signedjson.key.encode_verify_key_base64(signedjson.key.get_verify_key(old)),
-                    "expired_ts": expired}}}
+    document = {
+        "server_name": b.name,
+        "valid_until_ts": expired * 2,
+        "verify_keys": {
+            key_id(b.ctx.server_key): {
+                "key": signedjson.key.encode_verify_key_base64(signedjson.key.get_verify_key(b.ctx.server_key))
+            }
+        },
+        "old_verify_keys": {
+            "ed25519:old1": {
+                "key": signedjson.key.encode_verify_key_base64(signedjson.key.get_verify_key(old)),
+                "expired_ts": expired,
+            }
+        },
+    }
     keys = keys_of_document(b.name, sign_json(document, b.name, b.ctx.server_key), expired)
     week = 7 * 24 * 3600 * 1000  # a published validity is believed for a week at most
-    assert {(k.key_id, k.valid_until_ts) for k in keys} == {(key_id(b.ctx.server_key), expired + week),
-                                                            ("ed25519:old1", expired)}
+    assert {(k.key_id, k.valid_until_ts) for k in keys} == {
+        (key_id(b.ctx.server_key), expired + week),
+        ("ed25519:old1", expired),
+    }
     await put_keys(a.ctx.pool, keys, expired)
     ring = KeyRing(a.ctx.pool, a.ctx.federation_client, a.name, a.ctx.server_key)
     signed_before = sign_json({"n": 1}, b.name, old)
@@ -184,11 +223,17 @@ async def test_old_verify_keys_check_what_was_signed_before_they_expired(federat
 
 # -- inbound authentication ----------------------------------------------------------------------
 
+
 async def test_signed_requests_are_accepted_and_others_refused_with_401(federation_pair):
     a, b = federation_pair
     bob = (await b.api.register("bob")).body
-    await b.api.request("PUT", f"{MATRIX}/profile/{quote(bob['user_id'])}/displayname",
-                        {"displayname": "bob"}, token=bob["access_token"], schema="matrix/empty.response")
+    await b.api.request(
+        "PUT",
+        f"{MATRIX}/profile/{quote(bob['user_id'])}/displayname",
+        {"displayname": "bob"},
+        token=bob["access_token"],
+        schema="matrix/empty.response",
+    )
     uri = "/_matrix/federation/v1/query/profile?" + f"user_id={quote(b.user('bob'))}"
     url = b.federation_url + uri
     key = a.ctx.server_key
@@ -196,8 +241,12 @@ async def test_signed_requests_are_accepted_and_others_refused_with_401(federati
     status, answer = await fetch(url, headers=signed_headers(a.name, b.name, key, "GET", uri))
     assert (status, answer) == (200, {"displayname": "bob"})
     # Through the client, which signs the same way.
-    assert await a.ctx.federation_client.request(
-        b.name, "GET", "/_matrix/federation/v1/query/profile", query={"user_id": b.user("bob")}) == answer
+    assert (
+        await a.ctx.federation_client.request(
+            b.name, "GET", "/_matrix/federation/v1/query/profile", query={"user_id": b.user("bob")}
+        )
+        == answer
+    )
 
     forger = signedjson.key.generate_signing_key(key.version)  # a's key id, another secret
     refusals = {
@@ -222,8 +271,9 @@ async def test_signed_requests_are_accepted_and_others_refused_with_401(federati
 async def test_the_blocklist_keeps_requests_off_loopback(federation_pair):
     a, b = federation_pair
     await b.api.register("bob")
-    blocked = FederationClient(a.name, a.ctx.server_key, verify_certificates=False,
-                               blocklist=config.FEDERATION_BLOCKLIST)
+    blocked = FederationClient(
+        a.name, a.ctx.server_key, verify_certificates=False, blocklist=config.FEDERATION_BLOCKLIST
+    )
     try:
         with pytest.raises(Unreachable, match="does not contact"):
             await blocked.request(b.name, "GET", "/_matrix/federation/v1/version")
@@ -250,27 +300,43 @@ async def test_an_unverified_self_signed_certificate_is_refused_when_verifying(f
 async def test_remote_errors_come_back_as_remote_error(federation_pair):
     a, b = federation_pair
     with pytest.raises(RemoteError) as refused:
-        await a.ctx.federation_client.request(b.name, "GET", "/_matrix/federation/v1/query/profile",
-                                              query={"user_id": b.user("nobody")})
+        await a.ctx.federation_client.request(
+            b.name, "GET", "/_matrix/federation/v1/query/profile", query={"user_id": b.user("nobody")}
+        )
     assert (refused.value.status, refused.value.errcode) == (404, "M_NOT_FOUND")
 
 
 # -- queries both ways ----------------------------------------------------------------------------
 
+
 async def test_remote_profiles_and_aliases_through_the_client_api(federation_pair):
     a, b = federation_pair
     bob = (await b.api.register("bob")).body
-    await b.api.request("PUT", f"{MATRIX}/profile/{quote(bob['user_id'])}/displayname",
-                        {"displayname": "Bob of B"}, token=bob["access_token"], schema="matrix/empty.response")
-    room = (await b.api.request("POST", f"{MATRIX}/createRoom", {"room_alias_name": "lobby"},
-                                token=bob["access_token"], schema="matrix/createRoom.response")).body["room_id"]
+    await b.api.request(
+        "PUT",
+        f"{MATRIX}/profile/{quote(bob['user_id'])}/displayname",
+        {"displayname": "Bob of B"},
+        token=bob["access_token"],
+        schema="matrix/empty.response",
+    )
+    room = (
+        await b.api.request(
+            "POST",
+            f"{MATRIX}/createRoom",
+            {"room_alias_name": "lobby"},
+            token=bob["access_token"],
+            schema="matrix/createRoom.response",
+        )
+    ).body["room_id"]
     profile = await a.api.request("GET", f"{MATRIX}/profile/{quote(bob['user_id'])}", schema="matrix/profile.response")
     assert profile.body == {"displayname": "Bob of B"}
-    name = await a.api.request("GET", f"{MATRIX}/profile/{quote(bob['user_id'])}/avatar_url",
-                               schema="matrix/profile_avatar_url.response")
+    name = await a.api.request(
+        "GET", f"{MATRIX}/profile/{quote(bob['user_id'])}/avatar_url", schema="matrix/profile_avatar_url.response"
+    )
     assert name.body == {"avatar_url": None}
-    alias = await a.api.request("GET", f"{MATRIX}/directory/room/{quote('#lobby:' + b.name)}",
-                                schema="matrix/alias.response")
+    alias = await a.api.request(
+        "GET", f"{MATRIX}/directory/room/{quote('#lobby:' + b.name)}", schema="matrix/alias.response"
+    )
     assert alias.body == {"room_id": room, "servers": [b.name]}
     # Unknown on their server: 404; a server that does not answer: 502.
     await a.api.request("GET", f"{MATRIX}/profile/{quote(b.user('nobody'))}", status=404)
@@ -278,8 +344,9 @@ async def test_remote_profiles_and_aliases_through_the_client_api(federation_pai
     await b.stop()
     await a.api.request("GET", f"{MATRIX}/directory/room/{quote('#lobby:' + b.name)}", status=502)
     # The profile is remembered for a while.
-    assert (await a.api.request("GET", f"{MATRIX}/profile/{quote(bob['user_id'])}",
-                                schema="matrix/profile.response")).body == {"displayname": "Bob of B"}
+    assert (
+        await a.api.request("GET", f"{MATRIX}/profile/{quote(bob['user_id'])}", schema="matrix/profile.response")
+    ).body == {"displayname": "Bob of B"}
 
 
 async def test_queries_answer_only_for_this_servers_users_and_aliases(federation_pair):
@@ -289,28 +356,45 @@ async def test_queries_answer_only_for_this_servers_users_and_aliases(federation
         await client.request(b.name, "GET", "/_matrix/federation/v1/query/profile", query={"user_id": a.user("x")})
     assert refused.value.status == 404
     with pytest.raises(RemoteError) as refused:
-        await client.request(b.name, "GET", "/_matrix/federation/v1/query/profile",
-                             query={"user_id": b.user("x"), "field": "bogus"})
+        await client.request(
+            b.name, "GET", "/_matrix/federation/v1/query/profile", query={"user_id": b.user("x"), "field": "bogus"}
+        )
     assert (refused.value.status, refused.value.errcode) == (400, "M_INVALID_PARAM")
     with pytest.raises(RemoteError) as refused:
         await client.request(b.name, "GET", "/_matrix/federation/v1/query/directory")
     assert (refused.value.status, refused.value.errcode) == (400, "M_MISSING_PARAM")
     bob = (await b.api.register("bob")).body
-    await b.api.request("PUT", f"{MATRIX}/profile/{quote(bob['user_id'])}/avatar_url",
-                        {"avatar_url": "mxc://b/pic"}, token=bob["access_token"], schema="matrix/empty.response")
-    answer = await client.request(b.name, "GET", "/_matrix/federation/v1/query/profile",
-                                  query={"user_id": bob["user_id"], "field": "avatar_url"})
+    await b.api.request(
+        "PUT",
+        f"{MATRIX}/profile/{quote(bob['user_id'])}/avatar_url",
+        {"avatar_url": "mxc://b/pic"},
+        token=bob["access_token"],
+        schema="matrix/empty.response",
+    )
+    answer = await client.request(
+        b.name, "GET", "/_matrix/federation/v1/query/profile", query={"user_id": bob["user_id"], "field": "avatar_url"}
+    )
     assert answer == {"avatar_url": "mxc://b/pic"}
     check_schema("federation/query_profile.response", answer)
 
 
 # -- transactions ---------------------------------------------------------------------------------
 
+
 def pdu(n: int, origin: str) -> dict:
     """A PDU-shaped object numbered ``n`` (for order checks; no room knows it)."""
-    return {"type": "m.room.message", "room_id": "!nowhere:" + origin, "sender": f"@a:{origin}",
-            "origin_server_ts": n, "content": {"n": n}, "depth": n, "prev_events": [], "auth_events": [],
-            "hashes": {"sha256": "x"}, "signatures": {}}
+    return {
+        "type": "m.room.message",
+        "room_id": "!nowhere:" + origin,
+        "sender": f"@a:{origin}",
+        "origin_server_ts": n,
+        "content": {"n": n},
+        "depth": n,
+        "prev_events": [],
+        "auth_events": [],
+        "hashes": {"sha256": "x"},
+        "signatures": {},
+    }
 
 
 @pytest.fixture
@@ -335,14 +419,19 @@ def received(monkeypatch):
 
 async def test_a_transaction_is_applied_once_per_txn_id(federation_pair, received):
     a, b = federation_pair
-    body = {"origin": a.name, "origin_server_ts": 1, "pdus": [pdu(1, a.name)],
-            "edus": [{"edu_type": "org.example.test", "content": {"n": 2}}]}
+    body = {
+        "origin": a.name,
+        "origin_server_ts": 1,
+        "pdus": [pdu(1, a.name)],
+        "edus": [{"edu_type": "org.example.test", "content": {"n": 2}}],
+    }
     first = await a.ctx.federation_client.request(b.name, "PUT", f"{SEND}/same", body=body)
     again = await a.ctx.federation_client.request(b.name, "PUT", f"{SEND}/same", body=body)
     check_schema("federation/transaction.response", first)
     # b is not in the PDU's room: it answers so for that PDU, and the rest of the transaction applies.
     assert first == again and list(first["pdus"].values()) == [
-        {"error": f"room {body['pdus'][0]['room_id']!r} is unknown here"}]
+        {"error": f"room {body['pdus'][0]['room_id']!r} is unknown here"}
+    ]
     assert received == [("pdu", 1), ("edu", 2)]
     # Another origin's transaction of the same id is its own.
     await b.ctx.federation_client.request(a.name, "PUT", f"{SEND}/same", body={**body, "origin": b.name})
@@ -352,15 +441,22 @@ async def test_a_transaction_is_applied_once_per_txn_id(federation_pair, receive
 async def test_oversized_or_foreign_transactions_are_refused(federation_pair, received):
     a, b = federation_pair
     client = a.ctx.federation_client
-    for body in ({"origin": a.name, "origin_server_ts": 1, "pdus": [pdu(n, a.name) for n in range(51)]},
-                 {"origin": a.name, "origin_server_ts": 1, "pdus": [],
-                  "edus": [{"edu_type": "x", "content": {"n": n}} for n in range(101)]}):
+    for body in (
+        {"origin": a.name, "origin_server_ts": 1, "pdus": [pdu(n, a.name) for n in range(51)]},
+        {
+            "origin": a.name,
+            "origin_server_ts": 1,
+            "pdus": [],
+            "edus": [{"edu_type": "x", "content": {"n": n}} for n in range(101)],
+        },
+    ):
         with pytest.raises(RemoteError) as refused:
             await client.request(b.name, "PUT", f"{SEND}/big", body=body)
         assert (refused.value.status, refused.value.errcode) == (400, "M_BAD_JSON")
     with pytest.raises(RemoteError) as refused:
-        await client.request(b.name, "PUT", f"{SEND}/foreign", body={"origin": "elsewhere.example",
-                                                                       "origin_server_ts": 1, "pdus": []})
+        await client.request(
+            b.name, "PUT", f"{SEND}/foreign", body={"origin": "elsewhere.example", "origin_server_ts": 1, "pdus": []}
+        )
     assert (refused.value.status, refused.value.errcode) == (400, "M_INVALID_PARAM")
     assert received == []
 
@@ -368,21 +464,39 @@ async def test_oversized_or_foreign_transactions_are_refused(federation_pair, re
 async def test_typing_and_receipts_of_users_not_in_a_shared_room_are_ignored(federation_pair):
     a, b = federation_pair
     bob = (await b.api.register("bob")).body
-    room = (await b.api.request("POST", f"{MATRIX}/createRoom", {}, token=bob["access_token"],
-                                schema="matrix/createRoom.response")).body["room_id"]
-    event = (await b.api.request("PUT", f"{MATRIX}/rooms/{quote(room)}/send/m.room.message/t1",
-                                 {"msgtype": "m.text", "body": "hi"}, token=bob["access_token"],
-                                 schema="matrix/event_id.response")).body["event_id"]
+    room = (
+        await b.api.request(
+            "POST", f"{MATRIX}/createRoom", {}, token=bob["access_token"], schema="matrix/createRoom.response"
+        )
+    ).body["room_id"]
+    event = (
+        await b.api.request(
+            "PUT",
+            f"{MATRIX}/rooms/{quote(room)}/send/m.room.message/t1",
+            {"msgtype": "m.text", "body": "hi"},
+            token=bob["access_token"],
+            schema="matrix/event_id.response",
+        )
+    ).body["event_id"]
     edus = [
         {"edu_type": "m.typing", "content": {"room_id": room, "user_id": a.user("alice"), "typing": True}},
         {"edu_type": "m.typing", "content": {"room_id": room, "user_id": bob["user_id"], "typing": True}},
-        {"edu_type": "m.receipt", "content": {room: {"m.read": {
-            a.user("alice"): {"event_ids": [event], "data": {"ts": 1}},
-            bob["user_id"]: {"event_ids": [event], "data": {"ts": 1}}}}}},
+        {
+            "edu_type": "m.receipt",
+            "content": {
+                room: {
+                    "m.read": {
+                        a.user("alice"): {"event_ids": [event], "data": {"ts": 1}},
+                        bob["user_id"]: {"event_ids": [event], "data": {"ts": 1}},
+                    }
+                }
+            },
+        },
         {"edu_type": "m.typing", "content": {"room_id": 5, "typing": "yes"}},
     ]
-    answer = await a.ctx.federation_client.request(b.name, "PUT", f"{SEND}/edus", body={
-        "origin": a.name, "origin_server_ts": 1, "pdus": [], "edus": edus})
+    answer = await a.ctx.federation_client.request(
+        b.name, "PUT", f"{SEND}/edus", body={"origin": a.name, "origin_server_ts": 1, "pdus": [], "edus": edus}
+    )
     assert answer == {"pdus": {}}
     # Alice is in no room of b's; bob is b's own user, whom a cannot speak for.
     assert b.ctx.notifier.typing.users(room) == []
@@ -390,6 +504,7 @@ async def test_typing_and_receipts_of_users_not_in_a_shared_room_are_ignored(fed
 
 
 # -- the outbox -----------------------------------------------------------------------------------
+
 
 def fast_retries(server) -> None:
     server.ctx.outbox.base_backoff = 0.05
@@ -430,8 +545,9 @@ async def test_the_outbox_survives_a_restart_of_the_sender(federation_pair, rece
     await wait_for(lambda: asyncio.sleep(0, result=a.ctx.outbox.backing_off(b.name)))
     # The first batch was formed: it keeps its transaction id for every retry
     # (the EDU may have been queued after it was formed, for the next one).
-    formed = {row["txn_id"] for row in await a.ctx.pool.fetch(
-        "SELECT txn_id FROM federation_outbox WHERE txn_id IS NOT NULL")}
+    formed = {
+        row["txn_id"] for row in await a.ctx.pool.fetch("SELECT txn_id FROM federation_outbox WHERE txn_id IS NOT NULL")
+    }
     assert len(formed) == 1
     await a.stop()
     await b.start()
@@ -440,8 +556,12 @@ async def test_the_outbox_survives_a_restart_of_the_sender(federation_pair, rece
     await asyncio.sleep(0.3)
     assert received == [("pdu", 0), ("pdu", 1), ("pdu", 2), ("pdu", 3), ("pdu", 4), ("edu", 100)]
     assert await a.ctx.pool.fetchval("SELECT count(*) FROM federation_outbox") == 0
-    received_txns = [row["txn_id"] for row in await b.ctx.pool.fetch(
-        "SELECT txn_id FROM federation_received_txns WHERE origin = $1 ORDER BY received_at", a.name)]
+    received_txns = [
+        row["txn_id"]
+        for row in await b.ctx.pool.fetch(
+            "SELECT txn_id FROM federation_received_txns WHERE origin = $1 ORDER BY received_at", a.name
+        )
+    ]
     assert received_txns[0] == formed.pop() and len(received_txns) <= 2
 
 
@@ -464,12 +584,12 @@ async def test_one_process_of_several_sends_a_destination_and_another_takes_over
     by exactly one of them at a time; when that one dies, the other sends
     what is left, in order and once."""
     a, b = federation_pair
-    a2 = FederatedServer(a.name, a.settings.replace(federation_port=None, federation_enabled=True), a.dsn,
-                         a.passwords)
+    a2 = FederatedServer(a.name, a.settings.replace(federation_port=None, federation_enabled=True), a.dsn, a.passwords)
     await a2.start()
     try:
         for server in (a, a2):
             fast_retries(server)
+
         # Both processes queue for b at once: everything arrives once, each
         # process's rows in the order it queued them.
         async def queue(server, parity: int) -> None:

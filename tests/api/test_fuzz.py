@@ -45,10 +45,11 @@ ROW = "(to_jsonb(x) - 'last_seen_at' - 'last_seen_ip')::text"
 async def fingerprint_query(pool) -> str:
     """One query hashing every table's rows: equal before and after a
     request that changed nothing. Table names come from the catalog, quoted."""
-    tables = await pool.fetch("SELECT quote_ident(tablename) AS name FROM pg_tables"
-                              " WHERE schemaname = 'public' AND tablename <> 'schema_migrations' ORDER BY 1")
-    hashes = [f"(SELECT md5(coalesce(string_agg({ROW}, ',' ORDER BY {ROW}), '')) FROM {t['name']} x)"
-              for t in tables]
+    tables = await pool.fetch(
+        "SELECT quote_ident(tablename) AS name FROM pg_tables"
+        " WHERE schemaname = 'public' AND tablename <> 'schema_migrations' ORDER BY 1"
+    )
+    hashes = [f"(SELECT md5(coalesce(string_agg({ROW}, ',' ORDER BY {ROW}), '')) FROM {t['name']} x)" for t in tables]
     return "SELECT ARRAY[" + ", ".join(hashes) + "]"
 
 
@@ -80,13 +81,23 @@ def post(base_url: str, path: str, body: dict, token: str | None = None, method:
 
 
 def register(base_url: str, username: str) -> dict:
-    return post(base_url, f"{MATRIX}/register", {"username": username, "password": DEFAULT_PASSWORD,
-                                                 "auth": {"type": "m.login.dummy"}})
+    return post(
+        base_url,
+        f"{MATRIX}/register",
+        {"username": username, "password": DEFAULT_PASSWORD, "auth": {"type": "m.login.dummy"}},
+    )
 
 
 def login(base_url: str, username: str) -> str:
-    return post(base_url, f"{MATRIX}/login", {"type": "m.login.password", "password": DEFAULT_PASSWORD,
-                                              "identifier": {"type": "m.id.user", "user": username}})["access_token"]
+    return post(
+        base_url,
+        f"{MATRIX}/login",
+        {
+            "type": "m.login.password",
+            "password": DEFAULT_PASSWORD,
+            "identifier": {"type": "m.id.user", "user": username},
+        },
+    )["access_token"]
 
 
 @pytest.fixture(scope="module")
@@ -99,16 +110,26 @@ def target(threaded_server):
     alice, bob = register(url, "alice"), register(url, "bob")
     token = alice["access_token"]
     room = post(url, f"{MATRIX}/createRoom", {"name": "fuzz", "room_alias_name": "fuzz"}, token)["room_id"]
-    event = post(url, f"{MATRIX}/rooms/{room}/send/m.room.message/t1", {"msgtype": "m.text", "body": "hi"},
-                 token, method="PUT")["event_id"]
-    filter_id = post(url, f"{MATRIX}/user/{alice['user_id']}/filter", {"room": {"timeline": {"limit": 5}}},
-                     token)["filter_id"]
+    event = post(
+        url, f"{MATRIX}/rooms/{room}/send/m.room.message/t1", {"msgtype": "m.text", "body": "hi"}, token, method="PUT"
+    )["event_id"]
+    filter_id = post(url, f"{MATRIX}/user/{alice['user_id']}/filter", {"room": {"timeline": {"limit": 5}}}, token)[
+        "filter_id"
+    ]
     api_room = post(url, "/api/rooms/", {"name": "fuzz api"}, token)["id"]
     values = {
-        "room_id": [room], "room_id_or_alias": [room, "#fuzz:test.local"], "alias": ["#fuzz:test.local"],
-        "user_id": [alice["user_id"], bob["user_id"]], "event_id": [event], "device_id": [alice["device_id"]],
-        "filter_id": [filter_id], "number": [str(api_room)], "event_type": ["m.room.message", "m.room.name"],
-        "state_key": [""], "receipt_type": ["m.read"], "data_type": ["m.fuzz"],
+        "room_id": [room],
+        "room_id_or_alias": [room, "#fuzz:test.local"],
+        "alias": ["#fuzz:test.local"],
+        "user_id": [alice["user_id"], bob["user_id"]],
+        "event_id": [event],
+        "device_id": [alice["device_id"]],
+        "filter_id": [filter_id],
+        "number": [str(api_room)],
+        "event_type": ["m.room.message", "m.room.name"],
+        "state_key": [""],
+        "receipt_type": ["m.read"],
+        "data_type": ["m.fuzz"],
     }
     fuzz = Target(server, token, values)
     yield fuzz
@@ -144,8 +165,9 @@ def test_fuzz(target, path, method):
     session = requests.Session()
 
     @given(st.one_of(operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE)))
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    )
     def fuzz(case):
         use_known_values(case, target.values)
         for headers in ({}, {"Authorization": f"Bearer {target.token}"}):
@@ -154,11 +176,13 @@ def test_fuzz(target, path, method):
             target.sent += 1
             case.validate_response(response, headers=headers, excluded_checks=[positive_data_acceptance])
             if needs_credentials and not headers and "access_token" not in (case.query or {}):
-                assert response.status_code == 401, f"{method} {case.formatted_path} without credentials: " \
-                                                    f"{response.status_code}"
+                assert response.status_code == 401, (
+                    f"{method} {case.formatted_path} without credentials: {response.status_code}"
+                )
             if 400 <= response.status_code < 500:
                 assert target.fingerprint() == before, (
-                    f"{method} {case.formatted_path} was refused ({response.status_code}) but changed the database")
+                    f"{method} {case.formatted_path} was refused ({response.status_code}) but changed the database"
+                )
                 target.refused_checked += 1
             if headers and path.endswith(("/logout", "/logout/all")) and response.status_code == 200:
                 target.token = login(target.base_url, "alice")  # logged out: carry on with a new token
@@ -178,14 +202,29 @@ def test_the_coverage_phase_of_schemathesis_finds_nothing(target, tmp_path):
     requests refused for reasons a schema cannot say are not failures, as
     above."""
     result = subprocess.run(
-        [str(SCHEMATHESIS), "run", target.base_url + "/_atomchat/openapi.json", "--phases", "coverage",
-         "--header", f"Authorization: Bearer {target.token}", "--exclude-checks", "positive_data_acceptance",
-         # Its own logout would leave every later request of the run a 401;
-         # the tests above fuzz logout (and log in again after it).
-         "--exclude-path-regex", "^/_matrix/client/v3/logout",
-         "--max-time", "150", "--no-color"],
-        capture_output=True, text=True, timeout=240,
-        cwd=tmp_path)  # where it keeps its cache (.schemathesis/), out of the checkout
+        [
+            str(SCHEMATHESIS),
+            "run",
+            target.base_url + "/_atomchat/openapi.json",
+            "--phases",
+            "coverage",
+            "--header",
+            f"Authorization: Bearer {target.token}",
+            "--exclude-checks",
+            "positive_data_acceptance",
+            # Its own logout would leave every later request of the run a 401;
+            # the tests above fuzz logout (and log in again after it).
+            "--exclude-path-regex",
+            "^/_matrix/client/v3/logout",
+            "--max-time",
+            "150",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
+    )  # where it keeps its cache (.schemathesis/), out of the checkout
     counts = re.search(r"Test cases:\s*\n\s*(.*)", result.stdout)
     print(f"\nschemathesis coverage phase: {counts.group(1) if counts else result.stdout[-2000:]}")
     assert result.returncode == 0, result.stdout[-20000:]

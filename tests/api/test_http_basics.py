@@ -16,25 +16,31 @@ REGISTER = f"{MATRIX}/register"
 # -- routing ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method, path", [
-    ("GET", f"{MATRIX}/no/such/endpoint"),
-    ("POST", f"{MATRIX}/no_such_endpoint"),
-    ("GET", "/no/such/page"),
-    ("GET", "/_matrix/client/v1/login"),
-])
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("GET", f"{MATRIX}/no/such/endpoint"),
+        ("POST", f"{MATRIX}/no_such_endpoint"),
+        ("GET", "/no/such/page"),
+        ("GET", "/_matrix/client/v1/login"),
+    ],
+)
 async def test_unknown_path(api, method, path):
     error = await api.request(method, path, {} if method == "POST" else None, status=404)
     assert error["errcode"] == "M_UNRECOGNIZED"
 
 
-@pytest.mark.parametrize("method, path", [
-    ("DELETE", LOGIN),
-    ("PUT", REGISTER),
-    ("GET", f"{MATRIX}/logout"),
-    ("POST", f"{MATRIX}/account/whoami"),
-    ("POST", "/_matrix/client/versions"),
-    ("PATCH", f"{MATRIX}/devices/X"),
-])
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("DELETE", LOGIN),
+        ("PUT", REGISTER),
+        ("GET", f"{MATRIX}/logout"),
+        ("POST", f"{MATRIX}/account/whoami"),
+        ("POST", "/_matrix/client/versions"),
+        ("PATCH", f"{MATRIX}/devices/X"),
+    ],
+)
 async def test_wrong_method(api, method, path):
     error = await api.request(method, path, {} if method in ("POST", "PUT", "PATCH") else None, status=405)
     assert error["errcode"] == "M_UNRECOGNIZED"
@@ -55,8 +61,9 @@ async def test_non_standard_constants_are_not_json(api, raw):
     assert error["errcode"] == "M_NOT_JSON"
 
 
-@pytest.mark.parametrize("raw", ['{"a": ' + "[" * 20000 + "]" * 20000 + "}",
-                                 '{"type": "m.login.password", "x": 1e400}'])
+@pytest.mark.parametrize(
+    "raw", ['{"a": ' + "[" * 20000 + "]" * 20000 + "}", '{"type": "m.login.password", "x": 1e400}']
+)
 async def test_json_python_cannot_hold_is_refused_not_a_crash(api, raw):
     error = await api.request("POST", LOGIN, raw=raw, status=400)
     assert error["errcode"] == "M_BAD_JSON"
@@ -68,32 +75,54 @@ async def test_json_that_is_not_an_object(api, raw):
     assert error["errcode"] == "M_BAD_JSON"
 
 
-@pytest.mark.parametrize("path, body, field", [
-    (LOGIN, {"type": 1}, "type"),
-    (LOGIN, {"type": "m.login.password", "password": 12345678,
-             "identifier": {"type": "m.id.user", "user": "alice"}}, "password"),
-    (LOGIN, {"type": "m.login.password", "password": DEFAULT_PASSWORD,
-             "identifier": {"type": "m.id.user", "user": ["alice"]}}, "identifier.user"),
-    (LOGIN, {"type": "m.login.password", "identifier": "alice", "password": DEFAULT_PASSWORD}, "identifier"),
-    (LOGIN, {"type": "m.login.password", "user": "alice", "password": DEFAULT_PASSWORD, "refresh_token": "yes"},
-     "refresh_token"),
-    (REGISTER, {"username": 7, "password": DEFAULT_PASSWORD, "auth": {"type": "m.login.dummy"}}, "username"),
-    (REGISTER, {"username": "alice", "password": DEFAULT_PASSWORD, "inhibit_login": 1,
-                "auth": {"type": "m.login.dummy"}}, "inhibit_login"),
-    (REGISTER, {"username": "alice", "password": DEFAULT_PASSWORD, "auth": "m.login.dummy"}, "auth"),
-    (f"{MATRIX}/refresh", {"refresh_token": None}, "refresh_token"),
-])
+@pytest.mark.parametrize(
+    "path, body, field",
+    [
+        (LOGIN, {"type": 1}, "type"),
+        (
+            LOGIN,
+            {"type": "m.login.password", "password": 12345678, "identifier": {"type": "m.id.user", "user": "alice"}},
+            "password",
+        ),
+        (
+            LOGIN,
+            {
+                "type": "m.login.password",
+                "password": DEFAULT_PASSWORD,
+                "identifier": {"type": "m.id.user", "user": ["alice"]},
+            },
+            "identifier.user",
+        ),
+        (LOGIN, {"type": "m.login.password", "identifier": "alice", "password": DEFAULT_PASSWORD}, "identifier"),
+        (
+            LOGIN,
+            {"type": "m.login.password", "user": "alice", "password": DEFAULT_PASSWORD, "refresh_token": "yes"},
+            "refresh_token",
+        ),
+        (REGISTER, {"username": 7, "password": DEFAULT_PASSWORD, "auth": {"type": "m.login.dummy"}}, "username"),
+        (
+            REGISTER,
+            {"username": "alice", "password": DEFAULT_PASSWORD, "inhibit_login": 1, "auth": {"type": "m.login.dummy"}},
+            "inhibit_login",
+        ),
+        (REGISTER, {"username": "alice", "password": DEFAULT_PASSWORD, "auth": "m.login.dummy"}, "auth"),
+        (f"{MATRIX}/refresh", {"refresh_token": None}, "refresh_token"),
+    ],
+)
 async def test_wrong_field_types_name_the_field(api, path, body, field):
     error = await api.request("POST", path, body, status=400)
     assert error["errcode"] == "M_BAD_JSON"
     assert f"'{field}'" in error["error"]
 
 
-@pytest.mark.parametrize("path, body, field", [
-    (LOGIN, {"user": "alice", "password": DEFAULT_PASSWORD}, "type"),
-    (f"{MATRIX}/refresh", {}, "refresh_token"),
-    (REGISTER, {"username": "alice", "password": DEFAULT_PASSWORD, "auth": {"session": "abc"}}, "auth.type"),
-])
+@pytest.mark.parametrize(
+    "path, body, field",
+    [
+        (LOGIN, {"user": "alice", "password": DEFAULT_PASSWORD}, "type"),
+        (f"{MATRIX}/refresh", {}, "refresh_token"),
+        (REGISTER, {"username": "alice", "password": DEFAULT_PASSWORD, "auth": {"session": "abc"}}, "auth.type"),
+    ],
+)
 async def test_missing_required_field(api, path, body, field):
     error = await api.request("POST", path, body, status=400)
     assert error["errcode"] == "M_MISSING_PARAM"
@@ -103,8 +132,11 @@ async def test_missing_required_field(api, path, body, field):
 @pytest.mark.settings(max_body_bytes=1024)
 async def test_oversized_body(api):
     await api.register("alice")
-    body = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"},
-            "password": DEFAULT_PASSWORD}
+    body = {
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": "alice"},
+        "password": DEFAULT_PASSWORD,
+    }
     exact = json.dumps(body)
     exact += " " * (1024 - len(exact))
     await api.request("POST", LOGIN, raw=exact, schema="matrix/login.response")
@@ -115,8 +147,9 @@ async def test_oversized_body(api):
 
 
 async def test_default_body_limit_is_64_kib(api):
-    error = await api.request("POST", LOGIN, raw=json.dumps({"type": "m.login.password", "pad": "x" * 65536}),
-                              status=413)
+    error = await api.request(
+        "POST", LOGIN, raw=json.dumps({"type": "m.login.password", "pad": "x" * 65536}), status=413
+    )
     assert error["errcode"] == "M_TOO_LARGE"
 
 
@@ -143,8 +176,9 @@ async def test_cors_headers_on_every_answer(api):
     login = await api.register("alice")
     answers = [
         await api.request("GET", "/_matrix/client/versions", schema="matrix/versions.response"),
-        await api.request("GET", f"{MATRIX}/account/whoami", token=login["access_token"],
-                          schema="matrix/whoami.response"),
+        await api.request(
+            "GET", f"{MATRIX}/account/whoami", token=login["access_token"], schema="matrix/whoami.response"
+        ),
         await api.request("GET", f"{MATRIX}/account/whoami", status=401),
         await api.request("POST", LOGIN, raw="{", status=400),
         await api.request("GET", f"{MATRIX}/nowhere", status=404),
@@ -156,11 +190,15 @@ async def test_cors_headers_on_every_answer(api):
 
 @pytest.mark.parametrize("path", [LOGIN, f"{MATRIX}/account/whoami", f"{MATRIX}/devices/ABC", f"{MATRIX}/nowhere"])
 async def test_cors_preflight(server, path):
-    request = HTTPRequest(server.base_url + path, method="OPTIONS", headers={
-        "Origin": "https://app.example.org",
-        "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization, content-type",
-    })
+    request = HTTPRequest(
+        server.base_url + path,
+        method="OPTIONS",
+        headers={
+            "Origin": "https://app.example.org",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
     response = await AsyncHTTPClient().fetch(request, raise_error=False)
     assert response.code in (200, 204)
     assert_cors(response.headers)
@@ -173,13 +211,15 @@ async def test_every_success_is_json(api):
         await api.request("GET", "/_matrix/client/versions", schema="matrix/versions.response"),
         await api.request("GET", f"{MATRIX}/capabilities", token=token, schema="matrix/capabilities.response"),
         await api.request("GET", LOGIN, schema="matrix/login_flows.response"),
-        await api.request("GET", f"{MATRIX}/register/available?username=bob",
-                          schema="matrix/register_available.response"),
+        await api.request(
+            "GET", f"{MATRIX}/register/available?username=bob", schema="matrix/register_available.response"
+        ),
         await api.request("GET", f"{MATRIX}/account/whoami", token=token, schema="matrix/whoami.response"),
         await api.request("GET", f"{MATRIX}/devices", token=token, schema="matrix/devices.response"),
         await api.request("GET", f"{MATRIX}/devices/PHONE", token=token, schema="matrix/device"),
-        await api.request("PUT", f"{MATRIX}/devices/PHONE", {"display_name": "p"}, token=token,
-                          schema="matrix/empty.response"),
+        await api.request(
+            "PUT", f"{MATRIX}/devices/PHONE", {"display_name": "p"}, token=token, schema="matrix/empty.response"
+        ),
         await api.request("POST", f"{MATRIX}/logout", token=token, schema="matrix/empty.response"),
     ]
     for answer in answers:
@@ -192,8 +232,13 @@ async def test_path_segments_decode_raw_and_percent_encoded(api):
     for path in ("@dev:ice!$", "%40dev%3Aice%21%24", "%40dev:ice!%24"):
         device = await api.request("GET", f"{MATRIX}/devices/{path}", token=token, schema="matrix/device")
         assert device["device_id"] == "@dev:ice!$"
-    await api.request("PUT", f"{MATRIX}/devices/%40dev%3Aice%21%24", {"display_name": "odd"}, token=token,
-                      schema="matrix/empty.response")
+    await api.request(
+        "PUT",
+        f"{MATRIX}/devices/%40dev%3Aice%21%24",
+        {"display_name": "odd"},
+        token=token,
+        schema="matrix/empty.response",
+    )
     device = await api.request("GET", f"{MATRIX}/devices/@dev:ice!$", token=token, schema="matrix/device")
     assert device["display_name"] == "odd"
 
@@ -223,8 +268,9 @@ async def test_login_limit_per_address(api, clock):
     await api.register("alice")
     await api.login("alice")
     await api.login("alice")
-    error = await api.request("POST", LOGIN,
-                              {"type": "m.login.password", "user": "alice", "password": DEFAULT_PASSWORD}, status=429)
+    error = await api.request(
+        "POST", LOGIN, {"type": "m.login.password", "user": "alice", "password": DEFAULT_PASSWORD}, status=429
+    )
     assert_limited(error)
     assert error["retry_after_ms"] <= 200
     clock.advance(error["retry_after_ms"] / 1000 + 0.05)
@@ -235,8 +281,11 @@ async def test_login_limit_per_address(api, clock):
 async def test_failed_login_limit_per_account(api):
     await api.register("alice")
     await api.register("bob")
-    wrong = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"},
-             "password": "not the password at all"}
+    wrong = {
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": "alice"},
+        "password": "not the password at all",
+    }
     for _ in range(2):
         error = await api.request("POST", LOGIN, wrong, status=403)
         assert error["errcode"] == "M_FORBIDDEN"
@@ -253,13 +302,23 @@ async def test_wrong_passwords_in_interactive_auth_count_as_failed_logins(api):
     login = await api.register("alice")
     body = {"new_password": "a brand new password 7", "auth": password_auth("alice", "not the password at all")}
     for _ in range(2):
-        failed = await api.request("POST", f"{MATRIX}/account/password", body, token=login["access_token"],
-                                   status=401, schema="matrix/uia.response")
+        failed = await api.request(
+            "POST",
+            f"{MATRIX}/account/password",
+            body,
+            token=login["access_token"],
+            status=401,
+            schema="matrix/uia.response",
+        )
         assert failed["errcode"] == "M_FORBIDDEN"
-    assert_limited(await api.request("POST", f"{MATRIX}/account/password", body, token=login["access_token"],
-                                     status=429))
-    assert_limited(await api.request("POST", LOGIN, {"type": "m.login.password", "user": "alice",
-                                                      "password": DEFAULT_PASSWORD}, status=429))
+    assert_limited(
+        await api.request("POST", f"{MATRIX}/account/password", body, token=login["access_token"], status=429)
+    )
+    assert_limited(
+        await api.request(
+            "POST", LOGIN, {"type": "m.login.password", "user": "alice", "password": DEFAULT_PASSWORD}, status=429
+        )
+    )
 
 
 @pytest.mark.settings(rc_failed_login_burst=1, rc_failed_login_per_second=0.01)
@@ -285,8 +344,9 @@ async def test_capabilities(api):
     error = await api.request("GET", f"{MATRIX}/capabilities", status=401)
     assert error["errcode"] == "M_MISSING_TOKEN"
     login = await api.register("alice")
-    answer = await api.request("GET", f"{MATRIX}/capabilities", token=login["access_token"],
-                               schema="matrix/capabilities.response")
+    answer = await api.request(
+        "GET", f"{MATRIX}/capabilities", token=login["access_token"], schema="matrix/capabilities.response"
+    )
     capabilities = answer["capabilities"]
     assert capabilities["m.change_password"] == {"enabled": True}
     versions = capabilities["m.room_versions"]

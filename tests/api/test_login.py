@@ -1,6 +1,5 @@
 """Login, whoami, logout, access tokens, refresh tokens and password changes."""
 
-
 import aiohttp
 import asyncpg
 import jwt
@@ -35,8 +34,12 @@ async def login_refused(api, body, status=403):
 
 
 def password_login(user, password=DEFAULT_PASSWORD, **extra):
-    return {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user}, "password": password,
-            **extra}
+    return {
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": user},
+        "password": password,
+        **extra,
+    }
 
 
 async def device_ids(api, token):
@@ -44,8 +47,9 @@ async def device_ids(api, token):
     return sorted(d["device_id"] for d in answer["devices"])
 
 
-async def change_password(api, token, new_password=NEW_PASSWORD, *, status=200, user="@alice:test.local",
-                          password=DEFAULT_PASSWORD, **extra):
+async def change_password(
+    api, token, new_password=NEW_PASSWORD, *, status=200, user="@alice:test.local", password=DEFAULT_PASSWORD, **extra
+):
     body = {"new_password": new_password, "auth": password_auth(user, password), **extra}
     schema = "matrix/empty.response" if status == 200 else ("matrix/uia.response" if status == 401 else None)
     return await api.request("POST", f"{MATRIX}/account/password", body, token=token, status=status, schema=schema)
@@ -96,18 +100,26 @@ async def test_unsupported_login_type(api):
 
 
 async def test_unsupported_identifier_type(api):
-    body = {"type": "m.login.password", "password": DEFAULT_PASSWORD,
-            "identifier": {"type": "m.id.thirdparty", "medium": "email", "address": "a@example.org"}}
+    body = {
+        "type": "m.login.password",
+        "password": DEFAULT_PASSWORD,
+        "identifier": {"type": "m.id.thirdparty", "medium": "email", "address": "a@example.org"},
+    }
     assert (await login_refused(api, body, status=400))["errcode"] == "M_UNKNOWN"
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"type": "m.login.password", "password": DEFAULT_PASSWORD}, "identifier"),
-    ({"type": "m.login.password", "identifier": {"type": "m.id.user"}, "password": DEFAULT_PASSWORD},
-     "identifier.user"),
-    ({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}}, "password"),
-    ({"identifier": {"type": "m.id.user", "user": "alice"}, "password": DEFAULT_PASSWORD}, "type"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"type": "m.login.password", "password": DEFAULT_PASSWORD}, "identifier"),
+        (
+            {"type": "m.login.password", "identifier": {"type": "m.id.user"}, "password": DEFAULT_PASSWORD},
+            "identifier.user",
+        ),
+        ({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}}, "password"),
+        ({"identifier": {"type": "m.id.user", "user": "alice"}, "password": DEFAULT_PASSWORD}, "type"),
+    ],
+)
 async def test_missing_fields(api, body, field):
     await api.register("alice")
     error = await login_refused(api, body, status=400)
@@ -122,7 +134,8 @@ async def test_each_login_makes_a_new_device_and_token(api):
     assert len({registered["device_id"], first["device_id"], second["device_id"]}) == 3
     assert len({registered["access_token"], first["access_token"], second["access_token"]}) == 3
     assert await device_ids(api, first["access_token"]) == sorted(
-        [registered["device_id"], first["device_id"], second["device_id"]])
+        [registered["device_id"], first["device_id"], second["device_id"]]
+    )
     for login in (registered, first, second):
         assert (await whoami(api, login["access_token"]))["device_id"] == login["device_id"]
 
@@ -136,8 +149,9 @@ async def test_login_with_an_existing_device_id_replaces_its_token(api):
     assert second["device_id"] == "PHONE"
     await refused_token(api, first["access_token"])
     await whoami(api, second["access_token"])
-    devices = await api.request("GET", f"{MATRIX}/devices", token=second["access_token"],
-                                schema="matrix/devices.response")
+    devices = await api.request(
+        "GET", f"{MATRIX}/devices", token=second["access_token"], schema="matrix/devices.response"
+    )
     phone = [d for d in devices["devices"] if d["device_id"] == "PHONE"]
     assert len(phone) == 1 and phone[0]["display_name"] == "phone"
 
@@ -146,13 +160,15 @@ async def test_mautrix_logs_in_with_the_full_user_id(server, api):
     await api.register("alice")
     async with aiohttp.ClientSession() as session:
         client = ClientAPI(base_url=server.base_url, client_session=session)
-        response = await client.login(identifier=UserID("@alice:test.local"), password=DEFAULT_PASSWORD,
-                                      device_name="bot")
+        response = await client.login(
+            identifier=UserID("@alice:test.local"), password=DEFAULT_PASSWORD, device_name="bot"
+        )
         assert response.user_id == "@alice:test.local"
         assert (await client.whoami()).device_id == response.device_id
         with pytest.raises(MForbidden):
             await ClientAPI(base_url=server.base_url, client_session=session).login(
-                identifier=UserID("@alice:test.local"), password="not the password at all")
+                identifier=UserID("@alice:test.local"), password="not the password at all"
+            )
         await client.logout()
     await refused_token(api, response.access_token)
 
@@ -168,8 +184,9 @@ async def test_whoami(api):
 
 async def test_access_token_as_query_parameter(api):
     login = await api.register("alice")
-    me = await api.request("GET", f"{MATRIX}/account/whoami?access_token={login['access_token']}",
-                           schema="matrix/whoami.response")
+    me = await api.request(
+        "GET", f"{MATRIX}/account/whoami?access_token={login['access_token']}", schema="matrix/whoami.response"
+    )
     assert me["user_id"] == "@alice:test.local"
     # A NUL cannot be in any token: unknown, as any wrong token (not bad input).
     error = await api.request("GET", f"{MATRIX}/account/whoami?access_token=%00", status=401)
@@ -215,8 +232,9 @@ async def test_logout_revokes_only_its_own_session(api):
     registered = await api.register("alice")
     other = await api.login("alice")
     await whoami(api, other["access_token"])
-    answer = await api.request("POST", f"{MATRIX}/logout", {}, token=other["access_token"],
-                               schema="matrix/empty.response")
+    answer = await api.request(
+        "POST", f"{MATRIX}/logout", {}, token=other["access_token"], schema="matrix/empty.response"
+    )
     assert answer.body == {}
     await refused_token(api, other["access_token"])  # for good: soft_logout is false
     await whoami(api, registered["access_token"])
@@ -230,8 +248,9 @@ async def test_logout_all(api):
     bob = await api.register("bob")
     for login in logins:
         await whoami(api, login["access_token"])
-    await api.request("POST", f"{MATRIX}/logout/all", {}, token=logins[1]["access_token"],
-                      schema="matrix/empty.response")
+    await api.request(
+        "POST", f"{MATRIX}/logout/all", {}, token=logins[1]["access_token"], schema="matrix/empty.response"
+    )
     for login in logins:
         await refused_token(api, login["access_token"])
     await whoami(api, bob["access_token"])
@@ -261,8 +280,9 @@ async def test_refresh_flow(api):
     await api.register("alice")
     login = await api.login("alice", refresh_token=True)
     assert login["refresh_token"] and login["expires_in_ms"] == 300_000
-    refreshed = await api.request("POST", f"{MATRIX}/refresh", {"refresh_token": login["refresh_token"]},
-                                  schema="matrix/refresh.response")
+    refreshed = await api.request(
+        "POST", f"{MATRIX}/refresh", {"refresh_token": login["refresh_token"]}, schema="matrix/refresh.response"
+    )
     assert refreshed["refresh_token"] != login["refresh_token"]
     assert refreshed["access_token"] != login["access_token"]
     assert refreshed["expires_in_ms"] == 300_000
@@ -271,8 +291,9 @@ async def test_refresh_flow(api):
     # A refresh token works once.
     error = await api.request("POST", f"{MATRIX}/refresh", {"refresh_token": login["refresh_token"]}, status=401)
     assert error["errcode"] == "M_UNKNOWN_TOKEN"
-    again = await api.request("POST", f"{MATRIX}/refresh", {"refresh_token": refreshed["refresh_token"]},
-                              schema="matrix/refresh.response")
+    again = await api.request(
+        "POST", f"{MATRIX}/refresh", {"refresh_token": refreshed["refresh_token"]}, schema="matrix/refresh.response"
+    )
     await whoami(api, again["access_token"])
 
 
@@ -301,8 +322,9 @@ async def test_expired_access_token_is_a_soft_logout(api, clock):
     await refused_token(api, expiring["access_token"], soft_logout=True)
     # Tokens issued without a refresh token do not expire.
     await whoami(api, lasting["access_token"])
-    refreshed = await api.request("POST", f"{MATRIX}/refresh", {"refresh_token": expiring["refresh_token"]},
-                                  schema="matrix/refresh.response")
+    refreshed = await api.request(
+        "POST", f"{MATRIX}/refresh", {"refresh_token": expiring["refresh_token"]}, schema="matrix/refresh.response"
+    )
     assert (await whoami(api, refreshed["access_token"]))["device_id"] == expiring["device_id"]
 
 
@@ -311,8 +333,14 @@ async def test_expired_access_token_is_a_soft_logout(api, clock):
 
 async def test_password_change_without_auth_is_challenged(api):
     login = await api.register("alice")
-    challenge = await api.request("POST", f"{MATRIX}/account/password", {"new_password": NEW_PASSWORD},
-                                  token=login["access_token"], status=401, schema="matrix/uia.response")
+    challenge = await api.request(
+        "POST",
+        f"{MATRIX}/account/password",
+        {"new_password": NEW_PASSWORD},
+        token=login["access_token"],
+        status=401,
+        schema="matrix/uia.response",
+    )
     assert challenge["flows"] == [{"stages": ["m.login.password"]}]
     assert "errcode" not in challenge.body
     await api.login("alice")
@@ -336,12 +364,22 @@ async def test_password_change_with_someone_elses_password(api):
 
 async def test_password_change(api):
     login = await api.register("alice")
-    challenge = await api.request("POST", f"{MATRIX}/account/password", {"new_password": NEW_PASSWORD},
-                                  token=login["access_token"], status=401, schema="matrix/uia.response")
-    body = {"new_password": NEW_PASSWORD, "logout_devices": False,
-            "auth": password_auth("alice", session=challenge["session"])}
-    await api.request("POST", f"{MATRIX}/account/password", body, token=login["access_token"],
-                      schema="matrix/empty.response")
+    challenge = await api.request(
+        "POST",
+        f"{MATRIX}/account/password",
+        {"new_password": NEW_PASSWORD},
+        token=login["access_token"],
+        status=401,
+        schema="matrix/uia.response",
+    )
+    body = {
+        "new_password": NEW_PASSWORD,
+        "logout_devices": False,
+        "auth": password_auth("alice", session=challenge["session"]),
+    }
+    await api.request(
+        "POST", f"{MATRIX}/account/password", body, token=login["access_token"], schema="matrix/empty.response"
+    )
     error = await login_refused(api, password_login("alice"))
     assert error["errcode"] == "M_FORBIDDEN"
     await api.login("alice", NEW_PASSWORD)

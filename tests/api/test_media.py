@@ -28,8 +28,13 @@ LEGACY = "/_matrix/media/v3"
 def image_bytes(fmt: str, size: tuple[int, int] = (400, 300), mode: str = "RGB") -> bytes:
     """A real image in format ``fmt``: a gradient, so it compresses like a picture."""
     image = Image.new(mode, size)
-    image.putdata([((x * 255) // size[0], (y * 255) // size[1], 128) + ((200,) if mode == "RGBA" else ())
-                   for y in range(size[1]) for x in range(size[0])])
+    image.putdata(
+        [
+            ((x * 255) // size[0], (y * 255) // size[1], 128) + ((200,) if mode == "RGBA" else ())
+            for y in range(size[1])
+            for x in range(size[0])
+        ]
+    )
     buffer = io.BytesIO()
     image.save(buffer, fmt)
     return buffer.getvalue()
@@ -45,8 +50,17 @@ class Answer:
         return json.loads(self.body)
 
 
-async def fetch(api, method: str, path: str, *, token: str | None = None, body: bytes | None = None,
-                headers: dict[str, str] | None = None, status: int = 200, schema: str | None = None) -> Answer:
+async def fetch(
+    api,
+    method: str,
+    path: str,
+    *,
+    token: str | None = None,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    status: int = 200,
+    schema: str | None = None,
+) -> Answer:
     """A raw request: media bodies are bytes, not JSON. Error bodies are
     checked against the error schema, JSON success bodies against ``schema``."""
     all_headers = dict(headers or {})
@@ -55,8 +69,16 @@ async def fetch(api, method: str, path: str, *, token: str | None = None, body: 
     if body is None and method in ("POST", "PUT"):
         body = b""
     response = await AsyncHTTPClient().fetch(
-        HTTPRequest(api.base_url + path, method=method, headers=all_headers, body=body, request_timeout=60,
-                    allow_nonstandard_methods=True), raise_error=False)
+        HTTPRequest(
+            api.base_url + path,
+            method=method,
+            headers=all_headers,
+            body=body,
+            request_timeout=60,
+            allow_nonstandard_methods=True,
+        ),
+        raise_error=False,
+    )
     answer = Answer(response.code, response.headers, response.body or b"")
     assert response.code == status, f"{method} {path}: expected {status}, got {response.code}: {answer.body[:300]!r}"
     if status >= 400:
@@ -66,12 +88,21 @@ async def fetch(api, method: str, path: str, *, token: str | None = None, body: 
     return answer
 
 
-async def upload(api, user, data: bytes, content_type: str | None, *, filename: str | None = None,
-                 status: int = 200) -> Answer:
+async def upload(
+    api, user, data: bytes, content_type: str | None, *, filename: str | None = None, status: int = 200
+) -> Answer:
     path = UPLOAD + (f"?filename={quote(filename)}" if filename is not None else "")
     headers = {"Content-Type": content_type} if content_type is not None else {}
-    return await fetch(api, "POST", path, token=user.access_token, body=data, headers=headers, status=status,
-                       schema="matrix/media_upload.response")
+    return await fetch(
+        api,
+        "POST",
+        path,
+        token=user.access_token,
+        body=data,
+        headers=headers,
+        status=status,
+        schema="matrix/media_upload.response",
+    )
 
 
 async def upload_untyped(api, user, data: bytes) -> str:
@@ -80,8 +111,11 @@ async def upload_untyped(api, user, data: bytes) -> str:
     host, port = api.base_url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     try:
-        writer.write(f"POST {UPLOAD} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {user.access_token}\r\n"
-                     f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data)
+        writer.write(
+            f"POST {UPLOAD} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {user.access_token}\r\n"
+            f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
+            + data
+        )
         head, _, body = (await reader.read()).partition(b"\r\n\r\n")
     finally:
         writer.close()
@@ -93,19 +127,25 @@ async def upload_untyped(api, user, data: bytes) -> str:
 
 def media_path(content_uri: str) -> str:
     assert content_uri.startswith(f"mxc://{SERVER}/")
-    return content_uri[len("mxc://"):]
+    return content_uri[len("mxc://") :]
 
 
 async def download(api, user, content_uri: str, *, suffix: str = "", status: int = 200) -> Answer:
-    return await fetch(api, "GET", f"{CLIENT_MEDIA}/download/{media_path(content_uri)}{suffix}",
-                       token=user.access_token, status=status)
+    return await fetch(
+        api, "GET", f"{CLIENT_MEDIA}/download/{media_path(content_uri)}{suffix}", token=user.access_token, status=status
+    )
 
 
-async def thumbnail(api, user, content_uri: str, width: int, height: int, method: str = "scale", *,
-                    status: int = 200) -> Answer:
-    return await fetch(api, "GET", f"{CLIENT_MEDIA}/thumbnail/{media_path(content_uri)}"
-                                   f"?width={width}&height={height}&method={method}",
-                       token=user.access_token, status=status)
+async def thumbnail(
+    api, user, content_uri: str, width: int, height: int, method: str = "scale", *, status: int = 200
+) -> Answer:
+    return await fetch(
+        api,
+        "GET",
+        f"{CLIENT_MEDIA}/thumbnail/{media_path(content_uri)}?width={width}&height={height}&method={method}",
+        token=user.access_token,
+        status=status,
+    )
 
 
 def picture(answer: Answer) -> Image.Image:
@@ -114,8 +154,9 @@ def picture(answer: Answer) -> Image.Image:
     return image
 
 
-@pytest.mark.parametrize("fmt,content_type", [("PNG", "image/png"), ("JPEG", "image/jpeg"),
-                                              ("GIF", "image/gif"), ("WEBP", "image/webp")])
+@pytest.mark.parametrize(
+    "fmt,content_type", [("PNG", "image/png"), ("JPEG", "image/jpeg"), ("GIF", "image/gif"), ("WEBP", "image/webp")]
+)
 async def test_images_round_trip_with_thumbnails(api, fmt, content_type):
     (alice,) = await register(api, "alice")
     data = image_bytes(fmt)
@@ -185,8 +226,10 @@ async def test_malformed_and_contradicted_images_are_refused(api, server, settin
     jpeg = image_bytes("JPEG")
     # Declared PNG, but the bytes are a JPEG.
     answer = await upload(api, alice, jpeg, "image/png", status=400)
-    assert answer.json() == {"errcode": "M_INVALID_PARAM",
-                             "error": "Refused: the content is not image/png (it is image/jpeg)"}
+    assert answer.json() == {
+        "errcode": "M_INVALID_PARAM",
+        "error": "Refused: the content is not image/png (it is image/jpeg)",
+    }
     # Declared JPEG, not an image at all.
     assert (await upload(api, alice, b"hello", "image/jpeg", status=400)).json()["errcode"] == "M_INVALID_PARAM"
     # A PNG signature followed by garbage.
@@ -205,8 +248,11 @@ async def test_malformed_and_contradicted_images_are_refused(api, server, settin
 @pytest.mark.settings(max_upload_bytes=1000)
 async def test_oversized_uploads_are_refused(api, settings):
     (alice,) = await register(api, "alice")
-    assert (await fetch(api, "GET", f"{CLIENT_MEDIA}/config", token=alice.access_token,
-                        schema="matrix/media_config.response")).json() == {"m.upload.size": 1000}
+    assert (
+        await fetch(
+            api, "GET", f"{CLIENT_MEDIA}/config", token=alice.access_token, schema="matrix/media_config.response"
+        )
+    ).json() == {"m.upload.size": 1000}
     answer = await upload(api, alice, b"x" * 1001, "text/plain", status=413)
     assert answer.json() == {"errcode": "M_TOO_LARGE", "error": "Uploads are limited to 1000 bytes"}
     await upload(api, alice, b"x" * 1000, "text/plain")
@@ -237,9 +283,14 @@ async def test_quota_holds_under_concurrent_uploads(api):
 async def _raw_upload(api, user, data: bytes) -> int:
     """The status of an upload (the concurrent ones do not know which of them will be refused)."""
     response = await AsyncHTTPClient().fetch(
-        HTTPRequest(api.base_url + UPLOAD, method="POST", body=data,
-                    headers={"Authorization": f"Bearer {user.access_token}", "Content-Type": "text/plain"}),
-        raise_error=False)
+        HTTPRequest(
+            api.base_url + UPLOAD,
+            method="POST",
+            body=data,
+            headers={"Authorization": f"Bearer {user.access_token}", "Content-Type": "text/plain"},
+        ),
+        raise_error=False,
+    )
     return response.code
 
 
@@ -247,8 +298,12 @@ async def test_authentication_and_foreign_media(api):
     (alice,) = await register(api, "alice")
     uri = (await upload(api, alice, b"secret plans", "text/plain")).json()["content_uri"]
     where = media_path(uri)
-    for path in (f"{CLIENT_MEDIA}/download/{where}", f"{CLIENT_MEDIA}/thumbnail/{where}?width=32&height=32",
-                 f"{CLIENT_MEDIA}/config", f"{LEGACY}/config"):
+    for path in (
+        f"{CLIENT_MEDIA}/download/{where}",
+        f"{CLIENT_MEDIA}/thumbnail/{where}?width=32&height=32",
+        f"{CLIENT_MEDIA}/config",
+        f"{LEGACY}/config",
+    ):
         assert (await fetch(api, "GET", path, status=401)).json()["errcode"] == "M_MISSING_TOKEN"
     assert (await fetch(api, "POST", UPLOAD, body=b"x", status=401)).json()["errcode"] == "M_MISSING_TOKEN"
     assert (await fetch(api, "POST", CREATE, status=401)).json()["errcode"] == "M_MISSING_TOKEN"
@@ -262,33 +317,54 @@ async def test_authentication_and_foreign_media(api):
     for path in (f"other.example/{media_id}", f"{SERVER}/nope", f"{SERVER}/..%2F..%2Fetc"):
         answer = await fetch(api, "GET", f"{CLIENT_MEDIA}/download/{path}", token=alice.access_token, status=404)
         assert answer.json()["errcode"] == "M_NOT_FOUND"
-    await fetch(api, "GET", f"{CLIENT_MEDIA}/thumbnail/{where}?width=x&height=3", token=alice.access_token,
-                status=400)
+    await fetch(api, "GET", f"{CLIENT_MEDIA}/thumbnail/{where}?width=x&height=3", token=alice.access_token, status=400)
     await fetch(api, "GET", f"{CLIENT_MEDIA}/thumbnail/{where}?width=3", token=alice.access_token, status=400)
 
 
 async def test_create_then_upload(api):
     alice, bob = await register(api, "alice", "bob")
-    created = (await fetch(api, "POST", CREATE, token=alice.access_token,
-                           schema="matrix/media_create.response")).json()
+    created = (await fetch(api, "POST", CREATE, token=alice.access_token, schema="matrix/media_create.response")).json()
     where = media_path(created["content_uri"])
     # Not there yet: a download that will not wait is told so.
-    answer = await fetch(api, "GET", f"{CLIENT_MEDIA}/download/{where}?timeout_ms=0", token=bob.access_token,
-                         status=504)
+    answer = await fetch(
+        api, "GET", f"{CLIENT_MEDIA}/download/{where}?timeout_ms=0", token=bob.access_token, status=504
+    )
     assert answer.json()["errcode"] == "M_NOT_YET_UPLOADED"
     # A download that waits gets the content once it arrives.
-    waiting = asyncio.ensure_future(fetch(api, "GET", f"{CLIENT_MEDIA}/download/{where}?timeout_ms=10000",
-                                          token=bob.access_token))
+    waiting = asyncio.ensure_future(
+        fetch(api, "GET", f"{CLIENT_MEDIA}/download/{where}?timeout_ms=10000", token=bob.access_token)
+    )
     await asyncio.sleep(0.3)
     # Only the creator may send the content, and only once.
     png = image_bytes("PNG", (50, 40))
-    await fetch(api, "PUT", f"{UPLOAD}/{where}", token=bob.access_token, body=png,
-                headers={"Content-Type": "image/png"}, status=403)
-    await fetch(api, "PUT", f"{UPLOAD}/{where}", token=alice.access_token, body=png,
-                headers={"Content-Type": "image/png"}, schema="matrix/empty.response")
+    await fetch(
+        api,
+        "PUT",
+        f"{UPLOAD}/{where}",
+        token=bob.access_token,
+        body=png,
+        headers={"Content-Type": "image/png"},
+        status=403,
+    )
+    await fetch(
+        api,
+        "PUT",
+        f"{UPLOAD}/{where}",
+        token=alice.access_token,
+        body=png,
+        headers={"Content-Type": "image/png"},
+        schema="matrix/empty.response",
+    )
     assert (await waiting).body == png
-    answer = await fetch(api, "PUT", f"{UPLOAD}/{where}", token=alice.access_token, body=png,
-                         headers={"Content-Type": "image/png"}, status=409)
+    answer = await fetch(
+        api,
+        "PUT",
+        f"{UPLOAD}/{where}",
+        token=alice.access_token,
+        body=png,
+        headers={"Content-Type": "image/png"},
+        status=409,
+    )
     assert answer.json()["errcode"] == "M_CANNOT_OVERWRITE_MEDIA"
     assert picture(await thumbnail(api, bob, created["content_uri"], 32, 32, "crop")).size == (32, 32)
     await fetch(api, "PUT", f"{UPLOAD}/{SERVER}/unknownid", token=alice.access_token, body=b"x", status=404)
@@ -296,6 +372,7 @@ async def test_create_then_upload(api):
 
 async def test_images_too_large_to_decode_are_kept_without_thumbnails(api, monkeypatch):
     from atomchat_server.services import media as media_service
+
     monkeypatch.setattr(media_service, "MAX_IMAGE_PIXELS", 10_000)
     (alice,) = await register(api, "alice")
     data = image_bytes("PNG", (200, 100))
@@ -314,8 +391,11 @@ async def test_transfers_cut_off_leave_nothing_behind(api, settings):
     (alice,) = await register(api, "alice")
     host, port = api.base_url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(f"POST {UPLOAD} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {alice.access_token}\r\n"
-                 f"Content-Type: text/plain\r\nContent-Length: 5000000\r\n\r\n".encode() + b"x" * 300_000)
+    writer.write(
+        f"POST {UPLOAD} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {alice.access_token}\r\n"
+        f"Content-Type: text/plain\r\nContent-Length: 5000000\r\n\r\n".encode()
+        + b"x" * 300_000
+    )
     await writer.drain()
     await asyncio.sleep(0.3)
     writer.close()
@@ -328,8 +408,10 @@ async def test_transfers_cut_off_leave_nothing_behind(api, settings):
     data = b"y" * 3_000_000
     uri = (await upload(api, alice, data, "text/plain")).json()["content_uri"]
     reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(f"GET {CLIENT_MEDIA}/download/{media_path(uri)} HTTP/1.1\r\nHost: {host}\r\n"
-                 f"Authorization: Bearer {alice.access_token}\r\n\r\n".encode())
+    writer.write(
+        f"GET {CLIENT_MEDIA}/download/{media_path(uri)} HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: Bearer {alice.access_token}\r\n\r\n".encode()
+    )
     await reader.readexactly(1000)
     writer.close()
     assert (await download(api, alice, uri)).body == data
@@ -346,9 +428,11 @@ async def test_an_upload_may_take_longer_than_a_json_body(api):
     async def slow_upload(pause: float) -> bytes:
         reader, writer = await asyncio.open_connection(host, int(port))
         try:
-            writer.write(f"POST {UPLOAD} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {alice.access_token}\r\n"
-                         f"Content-Type: text/plain\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n".encode()
-                         + b"s" * 500)
+            writer.write(
+                f"POST {UPLOAD} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {alice.access_token}\r\n"
+                f"Content-Type: text/plain\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n".encode()
+                + b"s" * 500
+            )
             await writer.drain()
             await asyncio.sleep(pause)
             writer.write(b"s" * 500)

@@ -61,8 +61,12 @@ async def test_a_lock_ends_the_users_stream_and_long_poll_and_refuses_them_until
         await expect_error(await whoami(device, status=401), 401, "M_USER_LOCKED")
         await refused(device, "GET", "/sync", status=401, errcode="M_USER_LOCKED")
         await refused(device, "GET", f"/rooms/{room_id}/messages", status=401, errcode="M_USER_LOCKED")
-    assert await stream_refused(server, bob) == {"status": 401, "errcode": "M_USER_LOCKED",
-                                                 "error": "This account has been locked", "soft_logout": True}
+    assert await stream_refused(server, bob) == {
+        "status": 401,
+        "errcode": "M_USER_LOCKED",
+        "error": "This account has been locked",
+        "soft_logout": True,
+    }
     await expect_error(await login_refused(api, "bob"), 401, "M_USER_LOCKED")
     # Others go on as before.
     event_id = await carol.say(room_id, "still here")
@@ -80,6 +84,7 @@ async def test_a_lock_ends_the_users_stream_and_long_poll_and_refuses_them_until
 
 
 # -- suspending ----------------------------------------------------------------------------
+
 
 async def test_a_locked_user_may_still_log_out(server, api):
     """Account locking leaves a locked account POST /logout and /logout/all."""
@@ -117,19 +122,49 @@ async def test_a_suspended_user_reads_and_leaves_but_cannot_act(server, api):
         assert bodies((await device.messages(room_id, dir="b"))["chunk"]) == ["hello bob", "before"]
         await device.state(room_id)
         assert room_id in await device.joined_rooms()
-        await refused(device, "PUT", f"/rooms/{room_id}/send/m.room.message/t1", text("hi"),
-                      status=403, errcode="M_USER_SUSPENDED")
-        await refused(device, "PUT", f"/rooms/{room_id}/state/m.room.topic/", {"topic": "t"},
-                      status=403, errcode="M_USER_SUSPENDED")
+        await refused(
+            device,
+            "PUT",
+            f"/rooms/{room_id}/send/m.room.message/t1",
+            text("hi"),
+            status=403,
+            errcode="M_USER_SUSPENDED",
+        )
+        await refused(
+            device,
+            "PUT",
+            f"/rooms/{room_id}/state/m.room.topic/",
+            {"topic": "t"},
+            status=403,
+            errcode="M_USER_SUSPENDED",
+        )
         await refused(device, "POST", "/createRoom", {}, status=403, errcode="M_USER_SUSPENDED")
         await refused(device, "POST", f"/join/{path_param(public)}", {}, status=403, errcode="M_USER_SUSPENDED")
-        await refused(device, "POST", f"/rooms/{room_id}/invite", {"user_id": carol.user_id},
-                      status=403, errcode="M_USER_SUSPENDED")
-        await refused(device, "PUT", f"/profile/{path_param(bob.user_id)}/displayname", {"displayname": "B"},
-                      status=403, errcode="M_USER_SUSPENDED")
+        await refused(
+            device,
+            "POST",
+            f"/rooms/{room_id}/invite",
+            {"user_id": carol.user_id},
+            status=403,
+            errcode="M_USER_SUSPENDED",
+        )
+        await refused(
+            device,
+            "PUT",
+            f"/profile/{path_param(bob.user_id)}/displayname",
+            {"displayname": "B"},
+            status=403,
+            errcode="M_USER_SUSPENDED",
+        )
         for action in ("kick", "ban", "unban"):  # acting on others is acting
-            await refused(device, "POST", f"/rooms/{room_id}/{action}", {"user_id": carol.user_id},
-                          status=403, errcode="M_USER_SUSPENDED")
+            await refused(
+                device,
+                "POST",
+                f"/rooms/{room_id}/{action}",
+                {"user_id": carol.user_id},
+                status=403,
+                errcode="M_USER_SUSPENDED",
+            )
     # What happens in the room still reaches them.
     said = await alice.say(room_id, "are you there?")
     assert [e["event_id"] for e in timeline(await loop.sync(), room_id) if e["type"] == "m.room.message"] == [said]
@@ -155,8 +190,9 @@ async def test_a_locked_account_cannot_refresh_and_its_refresh_token_survives(se
     answer = await api.request("POST", f"{MATRIX}/refresh", {"refresh_token": login["refresh_token"]}, status=401)
     await expect_error(answer, 401, "M_USER_LOCKED")
     await block(mod, bob, "lock", on=False)
-    await api.request("POST", f"{MATRIX}/refresh", {"refresh_token": login["refresh_token"]},
-                      schema="matrix/refresh.response")
+    await api.request(
+        "POST", f"{MATRIX}/refresh", {"refresh_token": login["refresh_token"]}, schema="matrix/refresh.response"
+    )
 
 
 async def test_a_suspension_is_no_lock_and_a_lock_replaces_it(server, api):
@@ -172,6 +208,7 @@ async def test_a_suspension_is_no_lock_and_a_lock_replaces_it(server, api):
 
 
 # -- the moderator in rooms they are not in -----------------------------------------------
+
 
 async def test_a_moderator_reads_posts_and_moderates_in_a_room_they_are_not_in(server, api):
     mod, alice, bob, carol = await moderator_and(server, api, "alice", "bob", "carol")
@@ -198,10 +235,17 @@ async def test_a_moderator_reads_posts_and_moderates_in_a_room_they_are_not_in(s
     await mod.act("unban", room_id, bob)
     assert (await alice.get_state(room_id, "m.room.member", bob.user_id))["membership"] == "leave"
     # Moderating is not running the room: its admins keep the room's settings.
-    await refused(mod, "PUT", f"/rooms/{room_id}/state/m.room.power_levels/",
-                  {"users": {mod.user_id: 100, alice.user_id: 100}}, status=403, errcode="M_FORBIDDEN")
-    await refused(mod, "PUT", f"/rooms/{room_id}/state/m.room.topic/", {"topic": "mine"},
-                  status=403, errcode="M_FORBIDDEN")
+    await refused(
+        mod,
+        "PUT",
+        f"/rooms/{room_id}/state/m.room.power_levels/",
+        {"users": {mod.user_id: 100, alice.user_id: 100}},
+        status=403,
+        errcode="M_FORBIDDEN",
+    )
+    await refused(
+        mod, "PUT", f"/rooms/{room_id}/state/m.room.topic/", {"topic": "mine"}, status=403, errcode="M_FORBIDDEN"
+    )
     await mod.act("kick", room_id, alice, status=403)  # the room's admin is above the kick level
 
     # All along the moderator was never one of its members.
@@ -221,8 +265,7 @@ async def test_redact_all_redacts_every_message_the_user_sent_in_every_room(serv
     kept = [await alice.say(room_id, "fine") for room_id in rooms]
     await bob.redact(rooms[0], spam[0])  # already redacted: not redacted again
 
-    answer = await admin(mod, "POST", f"{user_path(bob)}/redact", {"reason": "spam"},
-                         schema="admin/redact.response")
+    answer = await admin(mod, "POST", f"{user_path(bob)}/redact", {"reason": "spam"}, schema="admin/redact.response")
     assert answer.body == {"redacted": 4}
     for event_id in spam:
         event = await alice.event(rooms[spam.index(event_id) % 2], event_id)
@@ -230,8 +273,12 @@ async def test_redact_all_redacts_every_message_the_user_sent_in_every_room(serv
         assert event["unsigned"]["redacted_because"]["sender"] == (bob if event_id == spam[0] else mod).user_id
     for room_id, event_id in zip(rooms, kept, strict=True):
         assert (await alice.event(room_id, event_id))["content"]["body"] == "fine"
-    redactions = [e for room_id in rooms for e in (await alice.messages(room_id, dir="f", limit=50))["chunk"]
-                  if e["type"] == "m.room.redaction" and e["sender"] == mod.user_id]
+    redactions = [
+        e
+        for room_id in rooms
+        for e in (await alice.messages(room_id, dir="f", limit=50))["chunk"]
+        if e["type"] == "m.room.redaction" and e["sender"] == mod.user_id
+    ]
     assert sorted(e["redacts"] for e in redactions) == sorted(spam[1:])
     # Version-12 rooms: a redaction names its target in its content too.
     assert all(e["content"] == {"reason": "spam", "redacts": e["redacts"]} for e in redactions)
@@ -239,19 +286,24 @@ async def test_redact_all_redacts_every_message_the_user_sent_in_every_room(serv
     for room_id in rooms:
         assert (await alice.get_state(room_id, "m.room.member", bob.user_id))["membership"] == "join"
     assert (await admin(mod, "POST", f"{user_path(bob)}/redact", {}, schema="admin/redact.response")).body == {
-        "redacted": 0}
+        "redacted": 0
+    }
 
 
 # -- deleting rooms ---------------------------------------------------------------------
 
+
 async def deleted_for(user: User, room_id: str, alias: str) -> None:
     """Checks that the room is gone for ``user``: every way in answers 404."""
-    for method, path, body in (("GET", f"/rooms/{room_id}/messages", None), ("GET", f"/rooms/{room_id}/state", None),
-                               ("GET", f"/rooms/{room_id}/members", None),
-                               ("PUT", f"/rooms/{room_id}/send/m.room.message/{time.monotonic_ns()}", text("x")),
-                               ("POST", f"/join/{path_param(room_id)}", {}),
-                               ("POST", f"/join/{path_param(alias)}", {}),
-                               ("GET", f"/directory/room/{path_param(alias)}", None)):
+    for method, path, body in (
+        ("GET", f"/rooms/{room_id}/messages", None),
+        ("GET", f"/rooms/{room_id}/state", None),
+        ("GET", f"/rooms/{room_id}/members", None),
+        ("PUT", f"/rooms/{room_id}/send/m.room.message/{time.monotonic_ns()}", text("x")),
+        ("POST", f"/join/{path_param(room_id)}", {}),
+        ("POST", f"/join/{path_param(alias)}", {}),
+        ("GET", f"/directory/room/{path_param(alias)}", None),
+    ):
         await refused(user, method, path, body, status=404, errcode="M_NOT_FOUND")
     assert room_id not in await user.joined_rooms()
     public = await user.call("GET", "/publicRooms", schema="matrix/publicRooms.response")
@@ -261,8 +313,9 @@ async def deleted_for(user: User, room_id: str, alias: str) -> None:
 @pytest.mark.parametrize("purge", [False, True])
 async def test_a_deleted_room_is_gone_for_its_members(server, api, database_dsn, purge):
     mod, alice, bob = await moderator_and(server, api, "alice", "bob")
-    room_id = await alice.create_room(preset="public_chat", visibility="public", room_alias_name="doomed",
-                                      name="Doomed")
+    room_id = await alice.create_room(
+        preset="public_chat", visibility="public", room_alias_name="doomed", name="Doomed"
+    )
     alias = f"#doomed:{SERVER}"
     other = await alice.create_room(preset="public_chat", visibility="public", name="Other")
     await bob.join(room_id)
@@ -270,15 +323,15 @@ async def test_a_deleted_room_is_gone_for_its_members(server, api, database_dsn,
     loop = SyncLoop(bob, server)
     await loop.sync()
 
-    await admin(mod, "DELETE", f"/rooms/{room_id}", {"purge": purge, "reason": "abuse"},
-                schema="matrix/empty.response")
+    await admin(mod, "DELETE", f"/rooms/{room_id}", {"purge": purge, "reason": "abuse"}, schema="matrix/empty.response")
     for user in (alice, bob, mod):
         await deleted_for(user, room_id, alias)
     listed = await admin(mod, "GET", "/rooms", schema="admin/rooms.response")
     assert [r["room_id"] for r in listed["rooms"]] == [other]
     await expect_error(await admin(mod, "GET", f"/rooms/{room_id}", status=404), 404, "M_NOT_FOUND")
-    assert room_id not in [r["room_id"] for r in
-                           (await admin(mod, "GET", user_path(bob), schema="admin/user.response"))["rooms"]]
+    assert room_id not in [
+        r["room_id"] for r in (await admin(mod, "GET", user_path(bob), schema="admin/user.response"))["rooms"]
+    ]
     await admin(mod, "DELETE", f"/rooms/{room_id}", {}, status=404)
     await alice.say(other, "the rest goes on")
     answer = await loop.sync()  # a member who was syncing learns they left (unless the events are purged)
@@ -286,7 +339,9 @@ async def test_a_deleted_room_is_gone_for_its_members(server, api, database_dsn,
     if not purge:
         left = [e for e in timeline(answer, room_id, "leave") if e["type"] == "m.room.member"]
         assert {(e["state_key"], e["sender"], e["content"]["membership"]) for e in left} == {
-            (alice.user_id, SYSTEM_USER, "leave"), (bob.user_id, SYSTEM_USER, "leave")}
+            (alice.user_id, SYSTEM_USER, "leave"),
+            (bob.user_id, SYSTEM_USER, "leave"),
+        }
 
     stored = await sql(database_dsn, "SELECT count(*) AS n FROM events WHERE room_id = $1", room_id)
     rooms = await sql(database_dsn, "SELECT deleted FROM rooms WHERE room_id = $1", room_id)
@@ -297,10 +352,12 @@ async def test_a_deleted_room_is_gone_for_its_members(server, api, database_dsn,
     assert await sql(database_dsn, "SELECT * FROM room_aliases WHERE room_id = $1", room_id) == []
     deleted = [e for e in await policy_events(mod) if e["type"] == ROOM_DELETED]
     assert [(e["sender"], e["content"]) for e in deleted] == [
-        (mod.user_id, {"room_id": room_id, "purge": purge, "reason": "abuse"})]
+        (mod.user_id, {"room_id": room_id, "purge": purge, "reason": "abuse"})
+    ]
 
 
 # -- the policy room: the audit log -------------------------------------------------------
+
 
 async def test_each_action_leaves_its_policy_event(server, api):
     mod, bob, carol = await moderator_and(server, api, "bob", "carol")
@@ -342,20 +399,24 @@ async def test_a_rule_written_through_the_room_api_is_enforced_and_a_malformed_o
     loop = SyncLoop(alice, server)
     await loop.sync()
 
-    await mod.put_state(policy, POLICY_RULE, {"entity": bob.user_id, "recommendation": ["m.ban"]},
-                        f"user:{bob.user_id}")
-    await mod.put_state(policy, POLICY_RULE, {"entity": alice.user_id, "recommendation": "m.ban"},
-                        f"user:{bob.user_id}")
+    await mod.put_state(
+        policy, POLICY_RULE, {"entity": bob.user_id, "recommendation": ["m.ban"]}, f"user:{bob.user_id}"
+    )
+    await mod.put_state(
+        policy, POLICY_RULE, {"entity": alice.user_id, "recommendation": "m.ban"}, f"user:{bob.user_id}"
+    )
     said = await bob.say(room_id, "nothing blocks me")  # neither rule names bob as its key's user
     assert [e["event_id"] for e in timeline(await loop.sync(timeout=5000), room_id)] == [said]
     await mod.put_state(policy, POLICY_RULE, rule(bob, "org.atomchat.suspend", "by hand"), f"user:{bob.user_id}")
-    await refused(bob, "PUT", f"/rooms/{room_id}/send/m.room.message/t2", text("x"),
-                  status=403, errcode="M_USER_SUSPENDED")
+    await refused(
+        bob, "PUT", f"/rooms/{room_id}/send/m.room.message/t2", text("x"), status=403, errcode="M_USER_SUSPENDED"
+    )
     listed = await admin(mod, "GET", "/users?filter=suspended", schema="admin/users.response")
     assert [u["user_id"] for u in listed["users"]] == [bob.user_id]
 
 
 # -- the moderator role -------------------------------------------------------------------
+
 
 async def test_granting_and_taking_the_moderator_role(server, api):
     mod, alice, bob = await moderator_and(server, api, "alice", "bob")
@@ -369,19 +430,23 @@ async def test_granting_and_taking_the_moderator_role(server, api):
     assert policy in await bob.joined_rooms()
     await bob.messages(room_id)
     moderators = await admin(mod, "GET", "/users?filter=moderators", schema="admin/users.response")
-    assert {(u["user_id"], u["is_moderator"]) for u in moderators["users"]} == {(mod.user_id, True),
-                                                                                (bob.user_id, True)}
+    assert {(u["user_id"], u["is_moderator"]) for u in moderators["users"]} == {
+        (mod.user_id, True),
+        (bob.user_id, True),
+    }
 
     await set_role(mod, bob, False)
     await expect_error(await admin(bob, "GET", "/users", status=403), 403, "M_FORBIDDEN")
     assert policy not in await bob.joined_rooms()
     await refused(bob, "GET", f"/rooms/{room_id}/messages", status=403, errcode="M_FORBIDDEN")
     # A former moderator keeps nothing of the role.
-    await refused(bob, "PUT", f"/rooms/{room_id}/send/m.room.message/t3", text("x"), status=403,
-                  errcode="M_FORBIDDEN")
+    await refused(bob, "PUT", f"/rooms/{room_id}/send/m.room.message/t3", text("x"), status=403, errcode="M_FORBIDDEN")
     for target in ("@nobody:test.local", SYSTEM_USER):
-        await expect_error(await admin(mod, "PUT", f"{user_path(target)}/moderator", {"moderator": True},
-                                       status=404), 404, "M_NOT_FOUND")
+        await expect_error(
+            await admin(mod, "PUT", f"{user_path(target)}/moderator", {"moderator": True}, status=404),
+            404,
+            "M_NOT_FOUND",
+        )
 
 
 async def test_registration_never_grants_the_role(server, api):
@@ -408,6 +473,7 @@ async def test_moderators_cannot_lock_themselves_nor_leave_no_moderator_able_to_
 
 
 # -- the operator's commands ----------------------------------------------------------------
+
 
 async def atomchat_user(database_dsn: str, *args: str):
     """Runs ``atomchat user ...`` against the test database, off the loop the server runs on."""
@@ -436,12 +502,17 @@ async def test_cli_lock_unlock_promote_demote_act_on_the_running_server(server, 
     await admin(carol, "GET", "/users", status=403)
 
     # The operator cannot leave the server without a moderator able to act either.
-    lock_last, demote_last = await asyncio.gather(atomchat_user(database_dsn, "lock", "mod"),
-                                                  atomchat_user(database_dsn, "demote", "mod"))
+    lock_last, demote_last = await asyncio.gather(
+        atomchat_user(database_dsn, "lock", "mod"), atomchat_user(database_dsn, "demote", "mod")
+    )
     assert (lock_last.returncode, lock_last.stderr.splitlines()[-1]) == (
-        1, "atomchat: The last moderator cannot be locked")
+        1,
+        "atomchat: The last moderator cannot be locked",
+    )
     assert (demote_last.returncode, demote_last.stderr.splitlines()[-1]) == (
-        1, "atomchat: The last moderator cannot be demoted")
+        1,
+        "atomchat: The last moderator cannot be demoted",
+    )
     await whoami(mod)
 
     assert rules_of(await policy_events(mod)) == [

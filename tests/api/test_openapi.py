@@ -51,8 +51,9 @@ async def test_every_path_answers_a_cors_preflight(server, document):
     for path in document["paths"]:
         if path == "/_atomchat/client/v1/stream":
             continue  # a WebSocket: no preflight
-        response = await AsyncHTTPClient().fetch(HTTPRequest(server.base_url + concrete(path), method="OPTIONS"),
-                                                 raise_error=False)
+        response = await AsyncHTTPClient().fetch(
+            HTTPRequest(server.base_url + concrete(path), method="OPTIONS"), raise_error=False
+        )
         assert response.code == 204, f"OPTIONS {path}: {response.code}"
         assert response.headers["Access-Control-Allow-Origin"] == "*"
 
@@ -66,10 +67,15 @@ async def test_a_method_a_path_does_not_serve_is_405_naming_those_it_does(server
         stream = path == "/_atomchat/client/v1/stream"
         allowed = set(served) | (set() if stream else {"OPTIONS"})
         for method in {"GET", "PUT", "POST", "DELETE", "PATCH", "TRACE"} - set(served):
-            response = await AsyncHTTPClient().fetch(HTTPRequest(
-                server.base_url + concrete(path), method=method,
-                body=None if method in ("GET", "DELETE", "TRACE") else b"{}", allow_nonstandard_methods=True),
-                raise_error=False)
+            response = await AsyncHTTPClient().fetch(
+                HTTPRequest(
+                    server.base_url + concrete(path),
+                    method=method,
+                    body=None if method in ("GET", "DELETE", "TRACE") else b"{}",
+                    allow_nonstandard_methods=True,
+                ),
+                raise_error=False,
+            )
             assert response.code == 405, f"{method} {path}: {response.code}"
             assert set(response.headers["Allow"].split(", ")) == allowed, f"{method} {path}"
             check_schema("api/error" if path.startswith("/api/") else "common/error", json.loads(response.body))
@@ -171,8 +177,11 @@ def test_a_method_without_a_contract_or_a_contract_without_a_method_is_refused()
         contract = {"get": Op("x", {200: None}), "post": Op("y", {200: None})}
 
     assert list(openapi_document([(r"/x", Declared)])["paths"]) == ["/x"]
-    tables: list[list[tuple[str, type]]] = [[(r"/x", Undeclared)], [(r"/x", Overdeclared)],
-                                             [(r"/x", Declared), (r"/x", Declared)]]
+    tables: list[list[tuple[str, type]]] = [
+        [(r"/x", Undeclared)],
+        [(r"/x", Overdeclared)],
+        [(r"/x", Declared), (r"/x", Declared)],
+    ]
     for table in tables:
         with pytest.raises(ContractError):
             openapi_document(table)

@@ -26,7 +26,7 @@ from ..support.processes import Serve
 from ..support.room_steps import register, room_of
 from ..support.servers import truncate_all
 
-METRIC_LINE = re.compile(r'^(?P<name>[a-z_]+)(\{(?P<labels>[^}]*)\})? (?P<value>\S+)$')
+METRIC_LINE = re.compile(r"^(?P<name>[a-z_]+)(\{(?P<labels>[^}]*)\})? (?P<value>\S+)$")
 
 
 async def fetch(url: str, headers: dict[str, str] | None = None) -> HTTPResponse:
@@ -61,23 +61,28 @@ async def test_health_answers_and_ready_checks_the_database_notifier_and_schema(
         await conn.execute("INSERT INTO schema_migrations (version, name) VALUES (9999, 'from_the_future')")
         ahead = await api.request("GET", "/ready", schema="ops/ready.response")
         # the database lacks a migration this process expects: not ready
-        newest = await conn.fetchrow("DELETE FROM schema_migrations WHERE version < 9999 AND version ="
-                                     " (SELECT max(version) FROM schema_migrations WHERE version < 9999)"
-                                     " RETURNING version, name")
+        newest = await conn.fetchrow(
+            "DELETE FROM schema_migrations WHERE version < 9999 AND version ="
+            " (SELECT max(version) FROM schema_migrations WHERE version < 9999)"
+            " RETURNING version, name"
+        )
         try:
             behind = await api.request("GET", "/ready", status=503, schema="ops/ready.response")
         finally:
-            await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", newest["version"],
-                               newest["name"])
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", newest["version"], newest["name"]
+            )
     finally:
         await conn.execute("DELETE FROM schema_migrations WHERE version = 9999")
         await conn.close()
     assert ahead["status"] == "ready"
     lacks = f"the database lacks migrations [{newest['version']}]"
     assert behind.body == {
-        "status": "not ready", "errcode": "M_UNKNOWN",
+        "status": "not ready",
+        "errcode": "M_UNKNOWN",
         "checks": {"database": "ok", "notifier": "ok", "migrations": lacks},
-        "error": f"Not ready: migrations: {lacks}"}
+        "error": f"Not ready: migrations: {lacks}",
+    }
     await api.request("GET", "/ready", schema="ops/ready.response")
 
 
@@ -113,9 +118,12 @@ async def test_metrics_count_requests_by_route_pattern_and_the_writes_behind_the
 
 
 def atomchat_samples(text: str) -> list[tuple[str, str, dict[str, str], float]]:
-    return [(family.name, family.type, sample.labels, sample.value)
-            for family in text_string_to_metric_families(text) if family.name.startswith("atomchat_")
-            for sample in family.samples]
+    return [
+        (family.name, family.type, sample.labels, sample.value)
+        for family in text_string_to_metric_families(text)
+        if family.name.startswith("atomchat_")
+        for sample in family.samples
+    ]
 
 
 async def test_the_exposition_reads_as_the_libraries_own(api):
@@ -138,8 +146,9 @@ async def test_a_method_nobody_serves_is_counted_as_other(api):
 async def test_an_open_long_poll_shows_in_the_metrics(api, server):
     [alice] = await register(api, "alice")
     first = await alice.call("GET", "/sync", schema="matrix/sync.response")
-    waiting = asyncio.ensure_future(alice.call("GET", f"/sync?since={first['next_batch']}&timeout=3000",
-                                               schema="matrix/sync.response"))
+    waiting = asyncio.ensure_future(
+        alice.call("GET", f"/sync?since={first['next_batch']}&timeout=3000", schema="matrix/sync.response")
+    )
     for _ in range(50):
         await asyncio.sleep(0.05)
         text = (await fetch(server.base_url + "/metrics")).body.decode()
@@ -153,8 +162,10 @@ async def test_an_open_long_poll_shows_in_the_metrics(api, server):
 @pytest.mark.settings(metrics_allow=(ip_network("10.0.0.0/8"),))
 async def test_metrics_are_refused_to_an_address_not_allowed(api):
     answer = await api.request("GET", "/metrics", status=403)
-    assert answer.body == {"errcode": "M_FORBIDDEN",
-                           "error": "Metrics are served to the addresses metrics_allow names only"}
+    assert answer.body == {
+        "errcode": "M_FORBIDDEN",
+        "error": "Metrics are served to the addresses metrics_allow names only",
+    }
 
 
 @pytest.mark.settings(metrics_allow=(ip_network("10.0.0.0/8"),), trusted_proxies=(ip_network("127.0.0.0/8"),))
@@ -179,16 +190,25 @@ async def test_every_answer_names_its_request_and_error_log_lines_carry_it(api, 
 async def test_json_logs_and_a_metrics_port_of_its_own(data_dir, database_dsn):
     await truncate_all(database_dsn)
     metrics_port = free_port()
-    with Serve(data_dir, "--database-url", database_dsn, "--log-format", "json", "--metrics-port",
-               str(metrics_port), env=child_env(ATOMCHAT_SIGNING_KEY=secrets.token_hex(32))) as serve:
+    with Serve(
+        data_dir,
+        "--database-url",
+        database_dsn,
+        "--log-format",
+        "json",
+        "--metrics-port",
+        str(metrics_port),
+        env=child_env(ATOMCHAT_SIGNING_KEY=secrets.token_hex(32)),
+    ) as serve:
         await serve.ready()
         api = ApiClient(serve.base_url)
         await api.request("GET", "/metrics", status=404)  # not on the main port
         own = await fetch(f"http://127.0.0.1:{metrics_port}/metrics")
         assert own.code == 200
         assert b"atomchat_http_request_duration_seconds_count" in own.body
-        ready = await ApiClient(f"http://127.0.0.1:{metrics_port}").request("GET", "/ready",
-                                                                           schema="ops/ready.response")
+        ready = await ApiClient(f"http://127.0.0.1:{metrics_port}").request(
+            "GET", "/ready", schema="ops/ready.response"
+        )
         assert ready["status"] == "ready"
         refused = await api.request("GET", f"{MATRIX}/account/whoami", status=401)
         rid = refused.headers["X-Request-ID"]
@@ -208,7 +228,10 @@ def test_text_log_lines_name_the_request_in_warnings_and_errors():
         record.request_id = "lb-4711"
         return formatter.format(record).split(" ", 2)[2]
 
-    assert line(logging.INFO, "127.0.0.1 GET /health 200 0.4ms") == \
-        "INFO atomchat.http: 127.0.0.1 GET /health 200 0.4ms"
-    assert line(logging.ERROR, "127.0.0.1 GET /x 500 1.0ms") == \
-        "ERROR atomchat.http: 127.0.0.1 GET /x 500 1.0ms [request lb-4711]"
+    assert (
+        line(logging.INFO, "127.0.0.1 GET /health 200 0.4ms") == "INFO atomchat.http: 127.0.0.1 GET /health 200 0.4ms"
+    )
+    assert (
+        line(logging.ERROR, "127.0.0.1 GET /x 500 1.0ms")
+        == "ERROR atomchat.http: 127.0.0.1 GET /x 500 1.0ms [request lb-4711]"
+    )

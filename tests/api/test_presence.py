@@ -20,13 +20,18 @@ EMPTY = "matrix/empty.response"
 
 
 async def status(user, of, *, status=200):
-    return await user.call("GET", f"/presence/{path_param(of.user_id if hasattr(of, 'user_id') else of)}/status",
-                           status=status, schema="matrix/presence.response")
+    return await user.call(
+        "GET",
+        f"/presence/{path_param(of.user_id if hasattr(of, 'user_id') else of)}/status",
+        status=status,
+        schema="matrix/presence.response",
+    )
 
 
 async def set_status(user, body, *, owner=None, status=200):
-    return await user.call("PUT", f"/presence/{path_param(owner or user.user_id)}/status", body, status=status,
-                           schema=EMPTY)
+    return await user.call(
+        "PUT", f"/presence/{path_param(owner or user.user_id)}/status", body, status=status, schema=EMPTY
+    )
 
 
 def presence_of(answer, user):
@@ -36,8 +41,9 @@ def presence_of(answer, user):
 async def presence_row(dsn, user):
     conn = await asyncpg.connect(dsn)
     try:
-        return await conn.fetchrow("SELECT state, last_active_ts, stream FROM presence WHERE user_id = $1",
-                                   user.user_id)
+        return await conn.fetchrow(
+            "SELECT state, last_active_ts, stream FROM presence WHERE user_id = $1", user.user_id
+        )
     finally:
         await conn.close()
 
@@ -100,8 +106,9 @@ async def test_a_chosen_state_and_status_message_outlast_syncing(api, server):
     await room_of(alice, bob)
     bobs = SyncLoop(bob, server, set_presence="offline")
     await bobs.sync()
-    answer, _ = await held_then_woken(bobs, lambda: set_status(alice, {"presence": "unavailable",
-                                                                        "status_msg": "lunch"}))
+    answer, _ = await held_then_woken(
+        bobs, lambda: set_status(alice, {"presence": "unavailable", "status_msg": "lunch"})
+    )
     (content,) = presence_of(answer, alice)
     assert (content["presence"], content["status_msg"]) == ("unavailable", "lunch")
     await sync(alice)  # syncing as online leaves a chosen state alone
@@ -124,8 +131,12 @@ async def test_bad_presence_requests_change_nothing(api):
     await room_of(alice, bob)
     await set_status(alice, {"presence": "online", "status_msg": "hi"})
     assert (await set_status(bob, {"presence": "offline"}, owner=alice.user_id, status=403))["errcode"] == "M_FORBIDDEN"
-    for body in ({"presence": "away"}, {}, {"presence": "online", "status_msg": 5},
-                 {"presence": "online", "status_msg": "x" * 501}):
+    for body in (
+        {"presence": "away"},
+        {},
+        {"presence": "online", "status_msg": 5},
+        {"presence": "online", "status_msg": "x" * 501},
+    ):
         assert (await set_status(alice, body, status=400))["errcode"] in ("M_BAD_JSON", "M_MISSING_PARAM")
     await api.request("GET", f"/_matrix/client/v3/presence/{path_param(alice.user_id)}/status", status=401)
     got = (await status(bob, alice)).body
@@ -164,8 +175,11 @@ async def test_the_stream_delivers_presence(api, server):
         await set_status(alice, {"presence": "unavailable", "status_msg": "away"})
 
         def told(frames):
-            return any(event["sender"] == alice.user_id and event["content"]["status_msg"] == "away"
-                       for frame in frames for event in frame["presence"]["events"])
+            return any(
+                event["sender"] == alice.user_id and event["content"]["status_msg"] == "away"
+                for frame in frames
+                for event in frame["presence"]["events"]
+            )
 
         await stream.sync_until(told)
     finally:

@@ -9,19 +9,28 @@ from ..support.room_steps import SERVER, register, room_of
 
 async def get_field(api, user_id, field, *, status=200, encode=True):
     target = path_param(user_id) if encode else user_id
-    return await api.request("GET", f"{MATRIX}/profile/{target}/{field}", status=status,
-                             schema=f"matrix/profile_{field}.response" if status == 200 else None)
+    return await api.request(
+        "GET",
+        f"{MATRIX}/profile/{target}/{field}",
+        status=status,
+        schema=f"matrix/profile_{field}.response" if status == 200 else None,
+    )
 
 
 async def get_profile(api, user_id, *, status=200):
-    return await api.request("GET", f"{MATRIX}/profile/{path_param(user_id)}", status=status,
-                             schema="matrix/profile.response" if status == 200 else None)
+    return await api.request(
+        "GET",
+        f"{MATRIX}/profile/{path_param(user_id)}",
+        status=status,
+        schema="matrix/profile.response" if status == 200 else None,
+    )
 
 
 async def set_field(user, field, value, *, status=200, encode=True):
     target = path_param(user.user_id) if encode else user.user_id
-    return await user.call("PUT", f"/profile/{target}/{field}", {field: value}, status=status,
-                           schema="matrix/empty.response")
+    return await user.call(
+        "PUT", f"/profile/{target}/{field}", {field: value}, status=status, schema="matrix/empty.response"
+    )
 
 
 @pytest.mark.parametrize("encode", [True, False])
@@ -35,8 +44,10 @@ async def test_display_name_and_avatar(api, encode):
     await set_field(alice, "avatar_url", f"mxc://{SERVER}/rabbit", encode=encode)
     assert (await get_field(api, alice.user_id, "displayname", encode=encode)).body == {"displayname": "Alice Liddell"}
     assert (await get_field(api, alice.user_id, "avatar_url")).body == {"avatar_url": f"mxc://{SERVER}/rabbit"}
-    assert (await get_profile(api, alice.user_id)).body == {"displayname": "Alice Liddell",
-                                                            "avatar_url": f"mxc://{SERVER}/rabbit"}
+    assert (await get_profile(api, alice.user_id)).body == {
+        "displayname": "Alice Liddell",
+        "avatar_url": f"mxc://{SERVER}/rabbit",
+    }
     # Clearing a field.
     await set_field(alice, "displayname", None)
     assert (await get_field(api, alice.user_id, "displayname")).body == {"displayname": None}
@@ -69,16 +80,23 @@ async def test_a_new_name_reaches_the_rooms_one_is_in(api):
     # An avatar keeps the name, and a later join of the invite carries both.
     await set_field(bob, "avatar_url", f"mxc://{SERVER}/bob")
     assert (await alice.get_state(study, "m.room.member", bob.user_id)).body == {
-        "membership": "join", "displayname": "Bobby", "avatar_url": f"mxc://{SERVER}/bob"}
+        "membership": "join",
+        "displayname": "Bobby",
+        "avatar_url": f"mxc://{SERVER}/bob",
+    }
     await bob.join(invited)
     assert (await alice.get_state(invited, "m.room.member", bob.user_id)).body == {
-        "membership": "join", "displayname": "Bobby", "avatar_url": f"mxc://{SERVER}/bob"}
+        "membership": "join",
+        "displayname": "Bobby",
+        "avatar_url": f"mxc://{SERVER}/bob",
+    }
 
 
 async def test_profile_refusals(api):
     alice, bob = await register(api, "alice", "bob")
-    refused = await alice.call("PUT", f"/profile/{path_param(bob.user_id)}/displayname", {"displayname": "Not Bob"},
-                               status=403)
+    refused = await alice.call(
+        "PUT", f"/profile/{path_param(bob.user_id)}/displayname", {"displayname": "Not Bob"}, status=403
+    )
     assert refused["errcode"] == "M_FORBIDDEN"
     assert (await get_field(api, bob.user_id, "displayname")).body == {"displayname": None}
     for field in ("displayname", "avatar_url"):
@@ -90,6 +108,7 @@ async def test_profile_refusals(api):
     assert too_long["errcode"] == "M_BAD_JSON"
     wrong_type = await set_field(alice, "avatar_url", 42, status=400)
     assert wrong_type["errcode"] == "M_BAD_JSON"
-    anonymous = await api.request("PUT", f"{MATRIX}/profile/{path_param(alice.user_id)}/displayname",
-                                  {"displayname": "Anon"}, status=401)
+    anonymous = await api.request(
+        "PUT", f"{MATRIX}/profile/{path_param(alice.user_id)}/displayname", {"displayname": "Anon"}, status=401
+    )
     assert anonymous["errcode"] == "M_MISSING_TOKEN"

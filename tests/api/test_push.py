@@ -51,13 +51,20 @@ async def test_the_default_rule_set_with_and_without_trailing_slash(api):
     assert (await alice.call("GET", "/pushrules", schema=RULES)).body == everything.body
     assert (await alice.call("GET", "/pushrules/global/", schema=RULESET)).body == everything["global"]
     override = everything["global"]["override"]
-    assert override[0] == {"rule_id": ".m.rule.master", "default": True, "enabled": False, "conditions": [],
-                           "actions": []}
+    assert override[0] == {
+        "rule_id": ".m.rule.master",
+        "default": True,
+        "enabled": False,
+        "conditions": [],
+        "actions": [],
+    }
     mention_rule = await alice.call("GET", rule_path("override", ".m.rule.is_user_mention"), schema=RULE)
-    assert mention_rule["conditions"] == [{"kind": "event_property_contains", "key": "content.m\\.mentions.user_ids",
-                                           "value": alice.user_id}]
-    assert (await alice.call("GET", rule_path("underride", ".m.rule.message", "actions"),
-                             schema="matrix/push_rule_actions")).body == {"actions": ["notify"]}
+    assert mention_rule["conditions"] == [
+        {"kind": "event_property_contains", "key": "content.m\\.mentions.user_ids", "value": alice.user_id}
+    ]
+    assert (
+        await alice.call("GET", rule_path("underride", ".m.rule.message", "actions"), schema="matrix/push_rule_actions")
+    ).body == {"actions": ["notify"]}
 
 
 async def test_refusals(api):
@@ -79,8 +86,7 @@ async def test_refusals(api):
         ("PUT", rule_path("override", ".m.rule.master", "enabled"), {"enabled": "yes"}, 400, "M_BAD_JSON"),
         ("PUT", rule_path("override", "nope", "enabled"), {"enabled": True}, 404, "M_NOT_FOUND"),
         ("PUT", rule_path("override", "nope", "actions"), {"actions": []}, 404, "M_NOT_FOUND"),
-        ("PUT", "/user/" + path_param(alice.user_id) + "/account_data/m.push_rules", {"global": {}}, 405,
-         "M_BAD_JSON"),
+        ("PUT", "/user/" + path_param(alice.user_id) + "/account_data/m.push_rules", {"global": {}}, 405, "M_BAD_JSON"),
     ]
     for method, path, body, status, errcode in cases:
         answer = await alice.call(method, path, body, status=status)
@@ -90,8 +96,12 @@ async def test_refusals(api):
 
 async def test_rules_are_placed_enabled_changed_and_deleted(api):
     alice, bob = await register(api, "alice", "bob")
-    await put_rule(alice, "override", "a", {"actions": [], "conditions": [{"kind": "event_match", "key": "type",
-                                                                          "pattern": "x.*"}]})
+    await put_rule(
+        alice,
+        "override",
+        "a",
+        {"actions": [], "conditions": [{"kind": "event_match", "key": "type", "pattern": "x.*"}]},
+    )
     await put_rule(alice, "override", "b", {"actions": ["notify"]})
     await put_rule(alice, "override", "c", {"actions": ["notify"]}, query="?after=b")
     await put_rule(alice, "override", "d", {"actions": ["notify"]}, query="?before=a")
@@ -100,13 +110,18 @@ async def test_rules_are_placed_enabled_changed_and_deleted(api):
     assert await rule_ids(bob) == [ids[0]] + ids[5:]  # rules are per user
 
     assert (await alice.call("GET", rule_path("override", "a"), schema=RULE)).body == {
-        "rule_id": "a", "default": False, "enabled": True, "actions": [],
-        "conditions": [{"kind": "event_match", "key": "type", "pattern": "x.*"}]}
+        "rule_id": "a",
+        "default": False,
+        "enabled": True,
+        "actions": [],
+        "conditions": [{"kind": "event_match", "key": "type", "pattern": "x.*"}],
+    }
     await alice.call("PUT", rule_path("override", "a", "enabled"), {"enabled": False}, schema=EMPTY)
     await alice.call("PUT", rule_path("override", ".m.rule.master", "enabled"), {"enabled": True}, schema=EMPTY)
     await alice.call("PUT", rule_path("underride", ".m.rule.message", "actions"), {"actions": []}, schema=EMPTY)
-    assert (await alice.call("GET", rule_path("override", "a", "enabled"),
-                             schema="matrix/push_rule_enabled")).body == {"enabled": False}
+    assert (await alice.call("GET", rule_path("override", "a", "enabled"), schema="matrix/push_rule_enabled")).body == {
+        "enabled": False
+    }
     listed = (await alice.call("GET", "/pushrules/", schema=RULES))["global"]
     assert listed["override"][0]["enabled"] is True
     assert [r for r in listed["underride"] if r["rule_id"] == ".m.rule.message"][0]["actions"] == []
@@ -121,8 +136,9 @@ async def test_rules_are_placed_enabled_changed_and_deleted(api):
 
 async def test_concurrent_edits_are_all_kept(api):
     (alice,) = await register(api, "alice")
-    await asyncio.gather(*(put_rule(alice, "content", f"word{n}", {"pattern": f"word{n}", "actions": ["notify"]})
-                           for n in range(12)))
+    await asyncio.gather(
+        *(put_rule(alice, "content", f"word{n}", {"pattern": f"word{n}", "actions": ["notify"]}) for n in range(12))
+    )
     assert sorted(await rule_ids(alice, "content")) == sorted(f"word{n}" for n in range(12))
 
 
@@ -150,15 +166,15 @@ async def test_counts_follow_the_rules_in_full_and_resumed_syncs(api, server):
     await put_rule(bob, "room", muted, {"actions": []})
     await put_rule(bob, "content", "cake", {"pattern": "cake", "actions": ["notify", {"set_tweak": "highlight"}]})
 
-    await alice.say(room_id, "hello")                                          # notify
-    await alice.send(room_id, mention("hey bob", bob.user_id))                 # highlight
-    await alice.send(room_id, mention("hey carol", carol.user_id))             # notify
-    await alice.send(room_id, {"msgtype": "m.notice", "body": "a bot says"})    # nothing
-    await alice.say(room_id, "Cake!")                                          # highlight (keyword)
-    await bob.say(room_id, "my own words")                                     # never the sender's
-    await alice.send(room_id, {"body": "x"}, event_type="m.room.topicish")     # no rule
-    await alice.say(muted, "in the muted room")                                # nothing for bob
-    await alice.send(muted, mention("but this mentions bob", bob.user_id))     # highlight still
+    await alice.say(room_id, "hello")  # notify
+    await alice.send(room_id, mention("hey bob", bob.user_id))  # highlight
+    await alice.send(room_id, mention("hey carol", carol.user_id))  # notify
+    await alice.send(room_id, {"msgtype": "m.notice", "body": "a bot says"})  # nothing
+    await alice.say(room_id, "Cake!")  # highlight (keyword)
+    await bob.say(room_id, "my own words")  # never the sender's
+    await alice.send(room_id, {"body": "x"}, event_type="m.room.topicish")  # no rule
+    await alice.say(muted, "in the muted room")  # nothing for bob
+    await alice.send(muted, mention("but this mentions bob", bob.user_id))  # highlight still
 
     resumed = await bobs.sync()
     assert counts(resumed, room_id) == (4, 2)
@@ -232,24 +248,31 @@ async def test_an_invite_notifies_the_invited_user(api):
 
 async def test_start_up_endpoints_of_a_server_without_those_services(api, server):
     (alice,) = await register(api, "alice")
-    assert (await api.request("GET", "/.well-known/matrix/client",
-                              schema="matrix/well_known_client.response")).body == {
-        "m.homeserver": {"base_url": server.base_url}}
+    assert (
+        await api.request("GET", "/.well-known/matrix/client", schema="matrix/well_known_client.response")
+    ).body == {"m.homeserver": {"base_url": server.base_url}}
     assert (await alice.call("GET", "/voip/turnServer", schema="matrix/turnServer.response")).body == {}
-    assert (await alice.call("GET", "/thirdparty/protocols",
-                             schema="matrix/thirdparty_protocols.response")).body == {}
+    assert (await alice.call("GET", "/thirdparty/protocols", schema="matrix/thirdparty_protocols.response")).body == {}
     assert (await alice.call("GET", "/account/3pid", schema="matrix/threepids.response")).body == {"threepids": []}
     assert (await alice.call("GET", "/room_keys/version", status=404))["errcode"] == "M_NOT_FOUND"
     for path in ("/voip/turnServer", "/thirdparty/protocols", "/account/3pid", "/room_keys/version", "/pushers"):
         await api.request("GET", MATRIX + path, status=401)
     await alice.call("GET", "/capabilities", schema="matrix/capabilities.response")
     # Query parameters a server does not know are ignored (matrix-js-sdk sends some).
-    await alice.call("GET", "/sync?_cacheBuster=123&org.matrix.msc4222.use_state_after=true",
-                     schema="matrix/sync.response")
+    await alice.call(
+        "GET", "/sync?_cacheBuster=123&org.matrix.msc4222.use_state_after=true", schema="matrix/sync.response"
+    )
 
 
-PUSHER = {"pushkey": "key1", "kind": "http", "app_id": "org.example.app", "app_display_name": "Example",
-          "device_display_name": "Phone", "lang": "en", "data": {"url": "https://push.example.org/_matrix/push/v1/notify"}}
+PUSHER = {
+    "pushkey": "key1",
+    "kind": "http",
+    "app_id": "org.example.app",
+    "app_display_name": "Example",
+    "device_display_name": "Phone",
+    "lang": "en",
+    "data": {"url": "https://push.example.org/_matrix/push/v1/notify"},
+}
 
 
 async def test_pushers_are_kept_replaced_and_removed(api):
@@ -258,23 +281,28 @@ async def test_pushers_are_kept_replaced_and_removed(api):
     assert (await alice.call("GET", "/pushers", schema=pushers)).body == {"pushers": []}
     await alice.call("POST", "/pushers/set", PUSHER, schema=EMPTY)
     await alice.call("POST", "/pushers/set", {**PUSHER, "lang": "fr", "profile_tag": "t"}, schema=EMPTY)
-    assert (await alice.call("GET", "/pushers", schema=pushers))["pushers"] == [{**PUSHER, "lang": "fr",
-                                                                                 "profile_tag": "t"}]
+    assert (await alice.call("GET", "/pushers", schema=pushers))["pushers"] == [
+        {**PUSHER, "lang": "fr", "profile_tag": "t"}
+    ]
     # The same app and key for another user: alice's goes unless appended.
     await bob.call("POST", "/pushers/set", {**PUSHER, "append": True}, schema=EMPTY)
     assert len((await alice.call("GET", "/pushers", schema=pushers))["pushers"]) == 1
     await bob.call("POST", "/pushers/set", PUSHER, schema=EMPTY)
     assert (await alice.call("GET", "/pushers", schema=pushers))["pushers"] == []
     assert (await bob.call("GET", "/pushers", schema=pushers))["pushers"] == [PUSHER]
-    refusals: list[tuple[dict[str, Any], str]] = [({**PUSHER, "data": {}}, "M_MISSING_PARAM"),
-                          ({k: v for k, v in PUSHER.items() if k != "lang"}, "M_MISSING_PARAM"),
-                          ({**PUSHER, "kind": "carrier-pigeon"}, "M_BAD_JSON"),
-                          ({"kind": "http", "app_id": "x"}, "M_MISSING_PARAM")]
+    refusals: list[tuple[dict[str, Any], str]] = [
+        ({**PUSHER, "data": {}}, "M_MISSING_PARAM"),
+        ({k: v for k, v in PUSHER.items() if k != "lang"}, "M_MISSING_PARAM"),
+        ({**PUSHER, "kind": "carrier-pigeon"}, "M_BAD_JSON"),
+        ({"kind": "http", "app_id": "x"}, "M_MISSING_PARAM"),
+    ]
     for body, errcode in refusals:
-        assert (await bob.call("POST", "/pushers/set", {**body, "pushkey": "key2"} if "pushkey" in body else body,
-                               status=400))["errcode"] == errcode
-    await bob.call("POST", "/pushers/set", {"pushkey": "key1", "app_id": PUSHER["app_id"], "kind": None},
-                   schema=EMPTY)
+        assert (
+            await bob.call(
+                "POST", "/pushers/set", {**body, "pushkey": "key2"} if "pushkey" in body else body, status=400
+            )
+        )["errcode"] == errcode
+    await bob.call("POST", "/pushers/set", {"pushkey": "key1", "app_id": PUSHER["app_id"], "kind": None}, schema=EMPTY)
     assert (await bob.call("GET", "/pushers", schema=pushers))["pushers"] == []
 
 
@@ -286,8 +314,10 @@ async def test_counts_of_events_written_by_another_server_process(api, server, m
     room_id = await room_of(alice, bob, carol)
     bobs = SyncLoop(bob, server)
     await bobs.sync()
-    sent = [(await on(alice, other).send(room_id, content))["event_id"]
-            for content in (text("from the other process"), mention("bob, from there", bob.user_id))]
+    sent = [
+        (await on(alice, other).send(room_id, content))["event_id"]
+        for content in (text("from the other process"), mention("bob, from there", bob.user_id))
+    ]
     seen: list[str] = []
     for _ in range(10):
         answer = await bobs.sync(timeout=5_000)

@@ -119,8 +119,7 @@ async def test_nio_creates_a_room_and_talks_with_mautrix(clients):
     bob = await clients.mautrix_user("bob")
     carol = await clients.nio_user("carol")
     await nio_sync(alice)
-    created = ok(await alice.room_create(name="Tea", topic="Green or black", invite=[bob.mxid]),
-                 nio.RoomCreateResponse)
+    created = ok(await alice.room_create(name="Tea", topic="Green or black", invite=[bob.mxid]), nio.RoomCreateResponse)
     room_id = created.room_id
     await nio_sync_until(alice, lambda _: room_id in alice.rooms and alice.rooms[room_id].name == "Tea")
     assert alice.rooms[room_id].topic == "Green or black"
@@ -144,8 +143,12 @@ async def test_nio_creates_a_room_and_talks_with_mautrix(clients):
     since = syncs[-1].next_batch
 
     # Messages both ways, each library reading the other's.
-    sent = ok(await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "hello from nio"},
-                                    tx_id="nio-txn-1"), nio.RoomSendResponse)
+    sent = ok(
+        await alice.room_send(
+            room_id, "m.room.message", {"msgtype": "m.text", "body": "hello from nio"}, tx_id="nio-txn-1"
+        ),
+        nio.RoomSendResponse,
+    )
     syncs = await mautrix_sync_until(bob, since, lambda ss: any(s.messages(room_id) for s in ss))
     [message] = [m for s in syncs for m in s.messages(room_id)]
     assert (message.event_id, message.sender, message.content.body) == (sent.event_id, alice.user_id, "hello from nio")
@@ -155,19 +158,28 @@ async def test_nio_creates_a_room_and_talks_with_mautrix(clients):
     echo, reply = nio_timeline(responses, room_id, nio.RoomMessageText)
     assert (echo.event_id, echo.transaction_id) == (sent.event_id, "nio-txn-1")  # nio's local echo
     assert (reply.event_id, reply.sender, reply.body, reply.transaction_id) == (
-        reply_id, bob.mxid, "hello from mautrix", None)
+        reply_id,
+        bob.mxid,
+        "hello from mautrix",
+        None,
+    )
     syncs = await mautrix_sync_until(bob, since, lambda ss: any(s.messages(room_id) for s in ss))
     [own] = [m for s in syncs for m in s.messages(room_id)]
     assert own.event_id == reply_id and own.unsigned.transaction_id.startswith("mautrix-python_")
     since = syncs[-1].next_batch
 
     # A retried transaction returns the same event and stores nothing new.
-    again = ok(await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "hello from nio"},
-                                     tx_id="nio-txn-1"), nio.RoomSendResponse)
+    again = ok(
+        await alice.room_send(
+            room_id, "m.room.message", {"msgtype": "m.text", "body": "hello from nio"}, tx_id="nio-txn-1"
+        ),
+        nio.RoomSendResponse,
+    )
     assert again.event_id == sent.event_id
     content = TextMessageEventContent(msgtype=MessageType.TEXT, body="retried")
-    retried = [await bob.send_message_event(room_id, EventType.ROOM_MESSAGE, content, txn_id="mautrix-retry")
-               for _ in range(2)]
+    retried = [
+        await bob.send_message_event(room_id, EventType.ROOM_MESSAGE, content, txn_id="mautrix-retry") for _ in range(2)
+    ]
     assert retried[0] == retried[1]
     syncs = await mautrix_sync_until(bob, since, lambda ss: any(s.messages(room_id) for s in ss))
     assert [m.event_id for s in syncs for m in s.messages(room_id)] == [retried[0]]
@@ -200,8 +212,13 @@ async def test_nio_creates_a_room_and_talks_with_mautrix(clients):
     # carol sees the invite through nio, with the room's name.
     responses = await nio_sync_until(carol, lambda _: room_id in carol.invited_rooms)
     invite_state = [e for r in responses if room_id in r.rooms.invite for e in r.rooms.invite[room_id].invite_state]
-    assert any(isinstance(e, nio.InviteMemberEvent) and e.state_key == carol.user_id and e.membership == "invite"
-               and e.sender == alice.user_id for e in invite_state)
+    assert any(
+        isinstance(e, nio.InviteMemberEvent)
+        and e.state_key == carol.user_id
+        and e.membership == "invite"
+        and e.sender == alice.user_id
+        for e in invite_state
+    )
     invited = carol.invited_rooms[room_id]
     assert invited.name == "Tea time"
     assert invited.inviter == alice.user_id
@@ -210,10 +227,16 @@ async def test_nio_creates_a_room_and_talks_with_mautrix(clients):
     await bob.leave_room(room_id)
     syncs = await mautrix_sync_until(bob, since, lambda ss: any(room_id in s.left for s in ss))
     left = [e for s in syncs for e in s.left.get(room_id, [])]
-    assert any(e.type == EventType.ROOM_MEMBER and e.state_key == bob.mxid and str(e.content.membership) == "leave"
-               for e in left)
-    responses = await nio_sync_until(alice, lambda rs: any(
-        e.state_key == bob.mxid and e.membership == "leave" for e in nio_timeline(rs, room_id, nio.RoomMemberEvent)))
+    assert any(
+        e.type == EventType.ROOM_MEMBER and e.state_key == bob.mxid and str(e.content.membership) == "leave"
+        for e in left
+    )
+    responses = await nio_sync_until(
+        alice,
+        lambda rs: any(
+            e.state_key == bob.mxid and e.membership == "leave" for e in nio_timeline(rs, room_id, nio.RoomMemberEvent)
+        ),
+    )
     assert bob.mxid not in alice.rooms[room_id].users
 
 
@@ -223,8 +246,13 @@ async def test_nio_creates_a_room_and_talks_with_mautrix(clients):
 async def test_mautrix_creates_a_public_room_and_nio_joins_by_alias(clients):
     alice = await clients.mautrix_user("alice")
     bob = await clients.nio_user("bob")
-    room_id = await alice.create_room(alias_localpart="lounge", visibility=RoomDirectoryVisibility.PUBLIC,
-                                      preset=RoomCreatePreset.PUBLIC, name="Lounge", topic="Anyone welcome")
+    room_id = await alice.create_room(
+        alias_localpart="lounge",
+        visibility=RoomDirectoryVisibility.PUBLIC,
+        preset=RoomCreatePreset.PUBLIC,
+        name="Lounge",
+        topic="Anyone welcome",
+    )
     since = (await mautrix_sync(alice)).next_batch
 
     # Aliases made by mautrix, resolved by both libraries.
@@ -263,8 +291,9 @@ async def test_mautrix_creates_a_public_room_and_nio_joins_by_alias(clients):
     # State written by mautrix (slash after the empty key) reaches nio.
     await alice.send_state_event(room_id, EventType.ROOM_NAME, {"name": "Big lounge"})
     await alice.send_state_event(room_id, EventType.ROOM_TOPIC, {"topic": "Still welcome"})
-    await nio_sync_until(bob, lambda _: (bob.rooms[room_id].name, bob.rooms[room_id].topic) == (
-        "Big lounge", "Still welcome"))
+    await nio_sync_until(
+        bob, lambda _: (bob.rooms[room_id].name, bob.rooms[room_id].topic) == ("Big lounge", "Still welcome")
+    )
     name = ok(await bob.room_get_state_event(room_id, "m.room.name"), nio.RoomGetStateEventResponse)
     assert name.content == {"name": "Big lounge"}
     refused = ok(await bob.room_put_state(room_id, "m.room.name", {"name": "Mine"}), nio.RoomPutStateError)
@@ -275,28 +304,41 @@ async def test_mautrix_creates_a_public_room_and_nio_joins_by_alias(clients):
     responses = await nio_sync_until(bob, lambda rs: bool(nio_timeline(rs, room_id, nio.RoomMessageText)))
     [welcome] = nio_timeline(responses, room_id, nio.RoomMessageText)
     assert (welcome.event_id, welcome.sender, welcome.body) == (first, alice.mxid, "welcome, bob")
-    thanks = ok(await bob.room_send(room_id, "m.room.message", {"msgtype": "m.notice", "body": "thanks"}),
-                nio.RoomSendResponse)
-    emote = ok(await bob.room_send(room_id, "m.room.message", {"msgtype": "m.emote", "body": "waves"}),
-               nio.RoomSendResponse)
+    thanks = ok(
+        await bob.room_send(room_id, "m.room.message", {"msgtype": "m.notice", "body": "thanks"}), nio.RoomSendResponse
+    )
+    emote = ok(
+        await bob.room_send(room_id, "m.room.message", {"msgtype": "m.emote", "body": "waves"}), nio.RoomSendResponse
+    )
     syncs = await mautrix_sync_until(alice, since, lambda ss: len([m for s in ss for m in s.messages(room_id)]) >= 3)
     messages = [m for s in syncs for m in s.messages(room_id)]
     assert [(m.event_id, str(m.content.msgtype), m.content.body) for m in messages] == [
-        (first, "m.text", "welcome, bob"), (thanks.event_id, "m.notice", "thanks"),
-        (emote.event_id, "m.emote", "waves")]
+        (first, "m.text", "welcome, bob"),
+        (thanks.event_id, "m.notice", "thanks"),
+        (emote.event_id, "m.emote", "waves"),
+    ]
     since = syncs[-1].next_batch
     responses = await nio_sync_until(bob, lambda rs: len(nio_timeline(rs, room_id, nio.RoomMessage)) >= 2)
-    assert [type(e) for e in nio_timeline(responses, room_id, nio.RoomMessage)] == [nio.RoomMessageNotice,
-                                                                                  nio.RoomMessageEmote]
+    assert [type(e) for e in nio_timeline(responses, room_id, nio.RoomMessage)] == [
+        nio.RoomMessageNotice,
+        nio.RoomMessageEmote,
+    ]
 
     # nio leaves (a POST with an empty body) and sees its own leave; mautrix sees bob go.
     ok(await bob.room_leave(room_id), nio.RoomLeaveResponse)
     responses = await nio_sync_until(bob, lambda rs: any(room_id in r.rooms.leave for r in rs))
     [left] = [r.rooms.leave[room_id] for r in responses if room_id in r.rooms.leave]
-    assert any(isinstance(e, nio.RoomMemberEvent) and e.state_key == bob.user_id and e.membership == "leave"
-               for e in left.timeline.events)
-    syncs = await mautrix_sync_until(alice, since, lambda ss: any(
-        e.type == EventType.ROOM_MEMBER and e.state_key == bob.user_id for e in joined_section(ss, room_id)))
+    assert any(
+        isinstance(e, nio.RoomMemberEvent) and e.state_key == bob.user_id and e.membership == "leave"
+        for e in left.timeline.events
+    )
+    syncs = await mautrix_sync_until(
+        alice,
+        since,
+        lambda ss: any(
+            e.type == EventType.ROOM_MEMBER and e.state_key == bob.user_id for e in joined_section(ss, room_id)
+        ),
+    )
     [gone] = [e for e in joined_section(syncs, room_id) if e.type == EventType.ROOM_MEMBER]
     assert str(gone.content.membership) == "leave"
     assert set(await alice.get_joined_members(room_id)) == {alice.mxid}
@@ -314,8 +356,10 @@ async def test_both_libraries_paginate_history_from_the_sync_prev_batch(clients)
         if n % 3:
             sent.append(await bob.send_text(room_id, f"m{n}"))
         else:
-            response = ok(await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": f"m{n}"}),
-                          nio.RoomSendResponse)
+            response = ok(
+                await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": f"m{n}"}),
+                nio.RoomSendResponse,
+            )
             sent.append(response.event_id)
 
     # nio: a sync with a short timeline, then /messages backwards from its prev_batch.
@@ -352,7 +396,7 @@ async def test_both_libraries_paginate_history_from_the_sync_prev_batch(clients)
     # Forwards from where the oldest page began: everything newer than that page.
     oldest_page = [e.event_id for e in page.events if isinstance(e, MessageEvent)]
     forward = await bob.get_messages(room_id, PaginationDirection.FORWARD, from_token=page.start, limit=100)
-    assert [e.event_id for e in forward.events if isinstance(e, MessageEvent)] == sent[len(oldest_page):]
+    assert [e.event_id for e in forward.events if isinstance(e, MessageEvent)] == sent[len(oldest_page) :]
 
     # Someone who never joined may not read the history.
     stranger = await clients.mautrix_user("stranger")
@@ -392,27 +436,42 @@ async def test_typing_and_receipts_between_the_libraries(clients):
     # Receipts: nio reads mautrix's message, mautrix reads nio's.
     from_bob = await bob.send_text(room_id, "read this")
     ok(await alice.update_receipt_marker(room_id, from_bob), nio.UpdateReceiptMarkerResponse)
-    syncs = await mautrix_sync_until(bob, since, lambda ss: any(
-        from_bob in e.content for e in mautrix_ephemeral(ss, ReceiptEvent)))
+    syncs = await mautrix_sync_until(
+        bob, since, lambda ss: any(from_bob in e.content for e in mautrix_ephemeral(ss, ReceiptEvent))
+    )
     [receipt] = [e for e in mautrix_ephemeral(syncs, ReceiptEvent) if from_bob in e.content]
     assert receipt.content[from_bob][ReceiptType.READ][alice.user_id].ts > 0
-    from_alice = ok(await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "and this"}),
-                    nio.RoomSendResponse).event_id
+    from_alice = ok(
+        await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "and this"}),
+        nio.RoomSendResponse,
+    ).event_id
     await bob.send_receipt(room_id, from_alice)
-    responses = await nio_sync_until(alice, lambda rs: any(
-        r.event_id == from_alice for e in nio_ephemeral(rs, room_id, nio.ReceiptEvent) for r in e.receipts))
-    [read] = [r for e in nio_ephemeral(responses, room_id, nio.ReceiptEvent) for r in e.receipts
-              if r.event_id == from_alice]
+    responses = await nio_sync_until(
+        alice,
+        lambda rs: any(
+            r.event_id == from_alice for e in nio_ephemeral(rs, room_id, nio.ReceiptEvent) for r in e.receipts
+        ),
+    )
+    [read] = [
+        r for e in nio_ephemeral(responses, room_id, nio.ReceiptEvent) for r in e.receipts if r.event_id == from_alice
+    ]
     assert (read.receipt_type, read.user_id) == ("m.read", bob.mxid)
     assert read.timestamp > 0
 
     # Read markers from both.
-    ok(await alice.room_read_markers(room_id, fully_read_event=from_alice, read_event=from_alice),
-       nio.RoomReadMarkersResponse)
+    ok(
+        await alice.room_read_markers(room_id, fully_read_event=from_alice, read_event=from_alice),
+        nio.RoomReadMarkersResponse,
+    )
     await bob.set_fully_read_marker(room_id, from_alice, from_alice)
-    await mautrix_sync_until(bob, syncs[-1].next_batch, lambda ss: any(
-        alice.user_id in e.content.get(from_alice, {}).get(ReceiptType.READ, {})
-        for e in mautrix_ephemeral(ss, ReceiptEvent)))
+    await mautrix_sync_until(
+        bob,
+        syncs[-1].next_batch,
+        lambda ss: any(
+            alice.user_id in e.content.get(from_alice, {}).get(ReceiptType.READ, {})
+            for e in mautrix_ephemeral(ss, ReceiptEvent)
+        ),
+    )
 
 
 # -- profiles ------------------------------------------------------------------
@@ -435,10 +494,16 @@ async def test_display_names_set_and_read_by_both_reach_member_events(clients):
 
     # The new names reach the rooms as member events, for both libraries.
     await nio_sync_until(alice, lambda _: alice.rooms[room_id].user_name(bob.mxid) == "Bob Builder")
-    syncs = await mautrix_sync_until(bob, since, lambda ss: any(
-        e.type == EventType.ROOM_MEMBER and e.state_key == alice.user_id for e in joined_section(ss, room_id)))
-    [renamed] = [e for e in joined_section(syncs, room_id) if e.type == EventType.ROOM_MEMBER
-                 and e.state_key == alice.user_id]
+    syncs = await mautrix_sync_until(
+        bob,
+        since,
+        lambda ss: any(
+            e.type == EventType.ROOM_MEMBER and e.state_key == alice.user_id for e in joined_section(ss, room_id)
+        ),
+    )
+    [renamed] = [
+        e for e in joined_section(syncs, room_id) if e.type == EventType.ROOM_MEMBER and e.state_key == alice.user_id
+    ]
     assert (renamed.content.displayname, str(renamed.content.membership)) == ("Alice Liddell", "join")
 
 
@@ -470,8 +535,12 @@ async def test_nio_long_polls_and_sync_forever_see_every_message_once(clients):
     # by a default timeline limit; a sync right after a confirmed send has it,
     # whoever sent it.
     burst = [await bob.send_text(room_id, f"burst {n}") for n in range(11)]
-    burst.append(ok(await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "mine"},
-                                          tx_id="own-txn"), nio.RoomSendResponse).event_id)
+    burst.append(
+        ok(
+            await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "mine"}, tx_id="own-txn"),
+            nio.RoomSendResponse,
+        ).event_id
+    )
     timeline = (await nio_sync(alice)).rooms.join[room_id].timeline
     assert [e.event_id for e in timeline.events] == burst
     assert timeline.limited is False
@@ -495,8 +564,12 @@ async def test_nio_long_polls_and_sync_forever_see_every_message_once(clients):
             if n % 3:
                 sent.append(await bob.send_text(room_id, f"loop {n}"))
             else:
-                sent.append(ok(await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": f"{n}"}),
-                               nio.RoomSendResponse).event_id)
+                sent.append(
+                    ok(
+                        await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": f"{n}"}),
+                        nio.RoomSendResponse,
+                    ).event_id
+                )
             if n % 5 == 4:
                 await asyncio.sleep(0.2)  # let some arrive one by one, others together
         await asyncio.wait_for(all_seen.wait(), WAIT)
@@ -533,8 +606,12 @@ async def test_mautrix_sync_loop_sees_nio_messages_once_in_order(clients):
     try:
         sent = []
         for n in range(15):
-            sent.append(ok(await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": f"{n}"}),
-                           nio.RoomSendResponse).event_id)
+            sent.append(
+                ok(
+                    await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": f"{n}"}),
+                    nio.RoomSendResponse,
+                ).event_id
+            )
             if n % 5 == 4:
                 await asyncio.sleep(0.2)
         await asyncio.wait_for(all_seen.wait(), WAIT)
@@ -571,12 +648,16 @@ async def test_kicks_bans_and_redactions_through_both_libraries(clients):
     # Redaction: nio redacts bob's message; both libraries parse what follows.
     spam = await bob.send_text(room_id, "spam")
     redaction = ok(await alice.room_redact(room_id, spam, reason="spam"), nio.RoomRedactResponse)
-    syncs = await mautrix_sync_until(bob, since, lambda ss: any(
-        e.type == EventType.ROOM_REDACTION for e in joined_section(ss, room_id)))
+    syncs = await mautrix_sync_until(
+        bob, since, lambda ss: any(e.type == EventType.ROOM_REDACTION for e in joined_section(ss, room_id))
+    )
     [redacts] = [e for e in joined_section(syncs, room_id) if e.type == EventType.ROOM_REDACTION]
     assert (redacts.event_id, redacts.redacts) == (redaction.event_id, spam)
-    memberships = [(e.state_key, str(e.content.membership)) for e in joined_section(syncs, room_id)
-                   if e.type == EventType.ROOM_MEMBER]
+    memberships = [
+        (e.state_key, str(e.content.membership))
+        for e in joined_section(syncs, room_id)
+        if e.type == EventType.ROOM_MEMBER
+    ]
     assert memberships == [(carol.mxid, "leave"), (carol.mxid, "ban"), (carol.mxid, "leave"), (carol.mxid, "join")]
     responses = await nio_sync_until(alice, lambda rs: bool(nio_timeline(rs, room_id, nio.RedactionEvent)))
     [nio_redaction] = nio_timeline(responses, room_id, nio.RedactionEvent)

@@ -28,12 +28,16 @@ async def test_nio_reads_relations_threads_and_presence(clients):
     bob = await clients.nio_user("bob")
     room_id = ok(await alice.room_create(invite=[bob.user_id]), nio.RoomCreateResponse).room_id
     ok(await bob.join(room_id), nio.JoinResponse)
-    root = ok(await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "root"}),
-              nio.RoomSendResponse).event_id
+    root = ok(
+        await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "root"}), nio.RoomSendResponse
+    ).event_id
     replies = []
     for n in range(3):
-        content = {"msgtype": "m.text", "body": f"reply {n}",
-                   "m.relates_to": {"rel_type": "m.thread", "event_id": root}}
+        content = {
+            "msgtype": "m.text",
+            "body": f"reply {n}",
+            "m.relates_to": {"rel_type": "m.thread", "event_id": root},
+        }
         replies.append(ok(await bob.room_send(room_id, "m.room.message", content), nio.RoomSendResponse).event_id)
 
     related = [event async for event in alice.room_get_event_relations(room_id, root, limit=2)]
@@ -57,8 +61,11 @@ async def test_mautrix_reacts_edits_tags_and_sets_presence(clients):
     room_id = await alice.create_room(invitees=[bob.mxid])
     await bob.join_room(room_id)
     original = await alice.send_text(room_id, "I like cake")
-    edit = TextMessageEventContent(msgtype=MessageType.TEXT, body="* I like pie",
-                                   relates_to=RelatesTo(rel_type=RelationType.REPLACE, event_id=original))
+    edit = TextMessageEventContent(
+        msgtype=MessageType.TEXT,
+        body="* I like pie",
+        relates_to=RelatesTo(rel_type=RelationType.REPLACE, event_id=original),
+    )
     edit["m.new_content"] = {"msgtype": "m.text", "body": "I like pie"}
     edit_id = await alice.send_message_event(room_id, EventType.ROOM_MESSAGE, edit)
     await bob.react(room_id, original, "🍰")

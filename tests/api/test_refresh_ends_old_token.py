@@ -12,8 +12,11 @@ from .test_login import whoami
 async def login_and_refresh(api) -> tuple[dict, dict]:
     await api.register("alice")
     login = (await api.login("alice", refresh_token=True)).body
-    refreshed = (await api.request("POST", f"{MATRIX}/refresh", {"refresh_token": login["refresh_token"]},
-                                   schema="matrix/refresh.response")).body
+    refreshed = (
+        await api.request(
+            "POST", f"{MATRIX}/refresh", {"refresh_token": login["refresh_token"]}, schema="matrix/refresh.response"
+        )
+    ).body
     return login, refreshed
 
 
@@ -30,14 +33,20 @@ async def test_the_old_access_token_ends_when_the_new_one_is_used(server, api, m
     assert (await whoami(api, refreshed["access_token"]))["device_id"] == login["device_id"]
     for client in (api, other):
         error = await whoami(client, login["access_token"], status=401)
-        assert error.body == {"errcode": "M_UNKNOWN_TOKEN", "soft_logout": False,
-                              "error": "This access token was replaced by a refreshed one"}
+        assert error.body == {
+            "errcode": "M_UNKNOWN_TOKEN",
+            "soft_logout": False,
+            "error": "This access token was replaced by a refreshed one",
+        }
         await whoami(client, refreshed["access_token"])
     assert (await stream.closed())[0] == 4401
 
     # The next refresh does the same to the token of the first.
-    again = (await api.request("POST", f"{MATRIX}/refresh", {"refresh_token": refreshed["refresh_token"]},
-                               schema="matrix/refresh.response")).body
+    again = (
+        await api.request(
+            "POST", f"{MATRIX}/refresh", {"refresh_token": refreshed["refresh_token"]}, schema="matrix/refresh.response"
+        )
+    ).body
     await whoami(other, refreshed["access_token"])
     await whoami(other, again["access_token"])
     for token in (login["access_token"], refreshed["access_token"]):

@@ -27,8 +27,9 @@ async def refused(api, body, status=400, query=""):
 
 
 async def test_call_without_auth_is_challenged_and_creates_nothing(api):
-    challenge = await api.request("POST", REGISTER, {"username": "alice", "password": DEFAULT_PASSWORD},
-                                  status=401, schema="matrix/uia.response")
+    challenge = await api.request(
+        "POST", REGISTER, {"username": "alice", "password": DEFAULT_PASSWORD}, status=401, schema="matrix/uia.response"
+    )
     assert challenge["flows"] == [{"stages": ["m.login.dummy"]}]
     assert challenge["params"] == {}
     # A challenge is not a failure: it carries no error code.
@@ -37,8 +38,9 @@ async def test_call_without_auth_is_challenged_and_creates_nothing(api):
 
 
 async def test_dummy_stage_with_the_challenge_session_completes(api):
-    challenge = await api.request("POST", REGISTER, {"username": "alice", "password": DEFAULT_PASSWORD},
-                                  status=401, schema="matrix/uia.response")
+    challenge = await api.request(
+        "POST", REGISTER, {"username": "alice", "password": DEFAULT_PASSWORD}, status=401, schema="matrix/uia.response"
+    )
     done = await api.register("alice", auth={"type": "m.login.dummy", "session": challenge["session"]})
     assert done["user_id"] == "@alice:test.local"
     assert done["home_server"] == "test.local"
@@ -55,9 +57,13 @@ async def test_dummy_stage_without_a_session_completes_at_once(api):
 
 async def test_other_auth_types_get_the_challenge(api):
     for auth in ({"type": "m.login.password"}, {"type": "m.login.recaptcha", "session": "x"}):
-        challenge = await api.request("POST", REGISTER,
-                                      {"username": "carol", "password": DEFAULT_PASSWORD, "auth": auth},
-                                      status=401, schema="matrix/uia.response")
+        challenge = await api.request(
+            "POST",
+            REGISTER,
+            {"username": "carol", "password": DEFAULT_PASSWORD, "auth": auth},
+            status=401,
+            schema="matrix/uia.response",
+        )
         assert challenge["flows"] == [{"stages": ["m.login.dummy"]}]
 
 
@@ -102,8 +108,9 @@ async def test_refresh_token_on_request(api):
     done = await api.register("hank", refresh_token=True)
     assert done["refresh_token"]
     assert done["expires_in_ms"] == 300_000
-    refreshed = await api.request("POST", f"{MATRIX}/refresh", {"refresh_token": done["refresh_token"]},
-                                  schema="matrix/refresh.response")
+    refreshed = await api.request(
+        "POST", f"{MATRIX}/refresh", {"refresh_token": done["refresh_token"]}, schema="matrix/refresh.response"
+    )
     me = await whoami(api, refreshed["access_token"])
     assert me["device_id"] == done["device_id"]
 
@@ -171,14 +178,17 @@ async def test_taken_check_comes_before_the_password_check(api):
 # -- password policy --------------------------------------------------------
 
 
-@pytest.mark.parametrize("password, reason", [
-    ("short7!", "too short"),
-    ("password", "too common"),
-    ("Password1", "too common"),
-    ("12345678901", "entirely numeric"),
-    ("maximilian", "similar to the username"),
-    ("maximilian1", "similar to the username"),
-])
+@pytest.mark.parametrize(
+    "password, reason",
+    [
+        ("short7!", "too short"),
+        ("password", "too common"),
+        ("Password1", "too common"),
+        ("12345678901", "entirely numeric"),
+        ("maximilian", "similar to the username"),
+        ("maximilian1", "similar to the username"),
+    ],
+)
 async def test_weak_passwords(api, password, reason):
     error = await refused(api, {"username": "maximilian", "password": password, "auth": {"type": "m.login.dummy"}})
     assert error["errcode"] == "M_WEAK_PASSWORD"

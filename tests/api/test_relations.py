@@ -17,8 +17,13 @@ def relates(rel_type, parent, **content):
 
 
 def edit(parent, body):
-    return relates("m.replace", parent, msgtype="m.text", body=f"* {body}",
-                   **{"m.new_content": {"msgtype": "m.text", "body": body}})
+    return relates(
+        "m.replace",
+        parent,
+        msgtype="m.text",
+        body=f"* {body}",
+        **{"m.new_content": {"msgtype": "m.text", "body": body}},
+    )
 
 
 def in_thread(root, body):
@@ -33,8 +38,12 @@ async def relations(user, room_id, event_id, *path, status=200, **params):
     tail = "".join(f"/{path_param(p)}" for p in path)
     query = urlencode(params)
     answer = await user.api.request(
-        "GET", f"{V1}/rooms/{room_id}/relations/{path_param(event_id)}{tail}" + (f"?{query}" if query else ""),
-        token=user.access_token, status=status, schema="matrix/relations.response" if status == 200 else None)
+        "GET",
+        f"{V1}/rooms/{room_id}/relations/{path_param(event_id)}{tail}" + (f"?{query}" if query else ""),
+        token=user.access_token,
+        status=status,
+        schema="matrix/relations.response" if status == 200 else None,
+    )
     if status == 200:
         check_events(answer["chunk"])
     return answer
@@ -42,9 +51,13 @@ async def relations(user, room_id, event_id, *path, status=200, **params):
 
 async def threads(user, room_id, status=200, **params):
     query = urlencode(params)
-    return await user.api.request("GET", f"{V1}/rooms/{room_id}/threads" + (f"?{query}" if query else ""),
-                                  token=user.access_token, status=status,
-                                  schema="matrix/threads.response" if status == 200 else None)
+    return await user.api.request(
+        "GET",
+        f"{V1}/rooms/{room_id}/threads" + (f"?{query}" if query else ""),
+        token=user.access_token,
+        status=status,
+        schema="matrix/threads.response" if status == 200 else None,
+    )
 
 
 async def send(user, room_id, content, event_type="m.room.message"):

@@ -12,8 +12,7 @@ EMPTY = "matrix/empty.response"
 
 
 async def report_event(user, room_id, event_id, body, *, status=200):
-    return await user.call("POST", f"/rooms/{room_id}/report/{path_param(event_id)}", body, status=status,
-                           schema=EMPTY)
+    return await user.call("POST", f"/rooms/{room_id}/report/{path_param(event_id)}", body, status=status, schema=EMPTY)
 
 
 async def report_room(user, room_id, body, *, status=200):
@@ -40,24 +39,41 @@ async def test_reports_reach_the_moderators_who_handle_them(server, api):
     listed = (await reports(mod))["reports"]
     assert [r["kind"] for r in listed] == ["user", "room", "event"]  # newest first
     user_report, room_report, event_report = listed
-    assert event_report == {**event_report, "reporter": alice.user_id, "room_id": room_id, "event_id": rude,
-                            "user_id": bob.user_id, "reason": "rude", "score": -80, "status": "open"}
+    assert event_report == {
+        **event_report,
+        "reporter": alice.user_id,
+        "room_id": room_id,
+        "event_id": rude,
+        "user_id": bob.user_id,
+        "reason": "rude",
+        "score": -80,
+        "status": "open",
+    }
     assert event_report["event"]["content"]["body"] == "something rude"
     assert room_report == {**room_report, "room_id": room_id, "reason": "a bad room"}
     assert "event_id" not in room_report and "user_id" not in room_report
     assert user_report == {**user_report, "user_id": bob.user_id, "reason": ""}
 
-    done = (await admin(mod, "PUT", f"/reports/{event_report['report_id']}", {"status": "resolved", "note": "warned"},
-                        schema="admin/report.response")).body
+    done = (
+        await admin(
+            mod,
+            "PUT",
+            f"/reports/{event_report['report_id']}",
+            {"status": "resolved", "note": "warned"},
+            schema="admin/report.response",
+        )
+    ).body
     assert done == {**done, "status": "resolved", "handled_by": mod.user_id, "note": "warned"}
     assert done["handled_ts"] >= done["received_ts"]
-    await admin(mod, "PUT", f"/reports/{user_report['report_id']}", {"status": "dismissed"},
-                schema="admin/report.response")
+    await admin(
+        mod, "PUT", f"/reports/{user_report['report_id']}", {"status": "dismissed"}, schema="admin/report.response"
+    )
     assert [r["kind"] for r in (await reports(mod))["reports"]] == ["room"]  # open ones by default
     assert [r["kind"] for r in (await reports(mod, status="resolved"))["reports"]] == ["event"]
     assert [r["kind"] for r in (await reports(mod, status="all"))["reports"]] == ["user", "room", "event"]
-    reopened = await admin(mod, "PUT", f"/reports/{event_report['report_id']}", {"status": "open"},
-                           schema="admin/report.response")
+    reopened = await admin(
+        mod, "PUT", f"/reports/{event_report['report_id']}", {"status": "open"}, schema="admin/report.response"
+    )
     assert "handled_by" not in reopened.body and reopened["status"] == "open"
 
     # A redacted event shows pruned in its report.
@@ -113,13 +129,15 @@ async def test_bad_reports_and_non_moderators_are_refused(server, api):
         assert (await report_event(alice, room_id, said, body, status=400))["errcode"] == "M_BAD_JSON"
     assert (await report_room(alice, room_id, {}, status=400))["errcode"] == "M_MISSING_PARAM"
     assert (await report_user(alice, bob.user_id, {}, status=400))["errcode"] == "M_MISSING_PARAM"
-    await api.request("POST", f"/_matrix/client/v3/users/{path_param(bob.user_id)}/report", {"reason": "x"},
-                      status=401)
+    await api.request("POST", f"/_matrix/client/v3/users/{path_param(bob.user_id)}/report", {"reason": "x"}, status=401)
     await report_event(alice, room_id, said, {})  # reason and score are optional for an event
     report_id = (await reports(mod))["reports"][0]["report_id"]
 
-    for method, path, payload in (("GET", "/reports", None), ("GET", f"/reports/{report_id}", None),
-                                  ("PUT", f"/reports/{report_id}", {"status": "dismissed"})):
+    for method, path, payload in (
+        ("GET", "/reports", None),
+        ("GET", f"/reports/{report_id}", None),
+        ("PUT", f"/reports/{report_id}", {"status": "dismissed"}),
+    ):
         answer = await admin(alice, method, path, payload, status=403)
         assert answer["errcode"] == "M_FORBIDDEN"
     for bad in ({"status": "gone"}, {}, {"status": "resolved", "extra": 1}):

@@ -9,8 +9,12 @@ from ..support.room_steps import SERVER, register, room_of
 
 async def resolve(api, alias, *, status=200, style="mautrix"):
     target = path_param(alias) if style == "mautrix" else alias.replace("#", "%23")
-    return await api.request("GET", f"{MATRIX}/directory/room/{target}", status=status,
-                             schema="matrix/alias.response" if status == 200 else None)
+    return await api.request(
+        "GET",
+        f"{MATRIX}/directory/room/{target}",
+        status=status,
+        schema="matrix/alias.response" if status == 200 else None,
+    )
 
 
 @pytest.mark.parametrize("style", ["nio", "mautrix"])
@@ -52,10 +56,15 @@ async def test_alias_refusals(api):
 async def test_deleting_an_alias_needs_its_creator_or_power(api):
     alice, bob, carol = await register(api, "alice", "bob", "carol")
     room_id = await room_of(alice, bob, carol)
-    await bob.call("PUT", f"/directory/room/{path_param('#bobs:' + SERVER)}", {"room_id": room_id},
-                   schema="matrix/empty.response")
-    await alice.call("PUT", f"/directory/room/{path_param('#alices:' + SERVER)}", {"room_id": room_id},
-                     schema="matrix/empty.response")
+    await bob.call(
+        "PUT", f"/directory/room/{path_param('#bobs:' + SERVER)}", {"room_id": room_id}, schema="matrix/empty.response"
+    )
+    await alice.call(
+        "PUT",
+        f"/directory/room/{path_param('#alices:' + SERVER)}",
+        {"room_id": room_id},
+        schema="matrix/empty.response",
+    )
     # Carol neither made it nor may set the room's aliases.
     refused = await carol.call("DELETE", f"/directory/room/{path_param('#bobs:' + SERVER)}", status=403)
     assert refused["errcode"] == "M_FORBIDDEN"
@@ -70,36 +79,63 @@ async def test_deleting_an_alias_needs_its_creator_or_power(api):
 
 async def list_rooms(api, **params):
     query = "&".join(f"{k}={v}" for k, v in params.items())
-    return await api.request("GET", f"{MATRIX}/publicRooms" + (f"?{query}" if query else ""),
-                             schema="matrix/publicRooms.response")
+    return await api.request(
+        "GET", f"{MATRIX}/publicRooms" + (f"?{query}" if query else ""), schema="matrix/publicRooms.response"
+    )
 
 
 async def test_public_rooms_lists_published_rooms_only(api):
     alice, bob, carol = await register(api, "alice", "bob", "carol")
-    big = await alice.create_room(visibility="public", name="Big Hall", topic="Everyone is here",
-                                  room_alias_name="hall")
+    big = await alice.create_room(
+        visibility="public", name="Big Hall", topic="Everyone is here", room_alias_name="hall"
+    )
     await bob.join(big)
     await carol.join(big)
     small = await alice.create_room(visibility="public", name="Reading Room")
     await alice.create_room(preset="public_chat", name="Public but unlisted")
     await alice.create_room(name="Private")
     listing = await list_rooms(api)
-    assert listing.body == {"chunk": [
-        {"room_id": big, "num_joined_members": 3, "world_readable": False, "guest_can_join": False,
-         "join_rule": "public", "name": "Big Hall", "topic": "Everyone is here", "canonical_alias": f"#hall:{SERVER}"},
-        {"room_id": small, "num_joined_members": 1, "world_readable": False, "guest_can_join": False,
-         "join_rule": "public", "name": "Reading Room"},
-    ]}
+    assert listing.body == {
+        "chunk": [
+            {
+                "room_id": big,
+                "num_joined_members": 3,
+                "world_readable": False,
+                "guest_can_join": False,
+                "join_rule": "public",
+                "name": "Big Hall",
+                "topic": "Everyone is here",
+                "canonical_alias": f"#hall:{SERVER}",
+            },
+            {
+                "room_id": small,
+                "num_joined_members": 1,
+                "world_readable": False,
+                "guest_can_join": False,
+                "join_rule": "public",
+                "name": "Reading Room",
+            },
+        ]
+    }
     # Publishing and unpublishing through /directory/list/room.
-    private = await alice.create_room(name="Now listed", initial_state=[
-        {"type": "m.room.history_visibility", "content": {"history_visibility": "world_readable"}}])
+    private = await alice.create_room(
+        name="Now listed",
+        initial_state=[{"type": "m.room.history_visibility", "content": {"history_visibility": "world_readable"}}],
+    )
     await alice.call("PUT", f"/directory/list/room/{private}", {"visibility": "public"}, schema="matrix/empty.response")
-    visibility = await api.request("GET", f"{MATRIX}/directory/list/room/{private}",
-                                   schema="matrix/room_visibility.response")
+    visibility = await api.request(
+        "GET", f"{MATRIX}/directory/list/room/{private}", schema="matrix/room_visibility.response"
+    )
     assert visibility.body == {"visibility": "public"}
     entry = [e for e in (await list_rooms(api))["chunk"] if e["room_id"] == private][0]
-    assert entry == {"room_id": private, "num_joined_members": 1, "world_readable": True, "guest_can_join": True,
-                     "join_rule": "invite", "name": "Now listed"}
+    assert entry == {
+        "room_id": private,
+        "num_joined_members": 1,
+        "world_readable": True,
+        "guest_can_join": True,
+        "join_rule": "invite",
+        "name": "Now listed",
+    }
     await alice.call("PUT", f"/directory/list/room/{big}", {"visibility": "private"}, schema="matrix/empty.response")
     assert [e["room_id"] for e in (await list_rooms(api))["chunk"]] == sorted([small, private], reverse=True)
 
@@ -111,8 +147,7 @@ async def test_room_visibility_refusals(api):
     assert refused["errcode"] == "M_FORBIDDEN"
     unknown = await api.request("GET", f"{MATRIX}/directory/list/room/!nowhere:{SERVER}", status=404)
     assert unknown["errcode"] == "M_NOT_FOUND"
-    unknown = await alice.call("PUT", f"/directory/list/room/!nowhere:{SERVER}", {"visibility": "public"},
-                               status=404)
+    unknown = await alice.call("PUT", f"/directory/list/room/!nowhere:{SERVER}", {"visibility": "public"}, status=404)
     assert unknown["errcode"] == "M_NOT_FOUND"
     bad = await alice.call("PUT", f"/directory/list/room/{room_id}", {"visibility": "secret"}, status=400)
     assert bad["errcode"] == "M_BAD_JSON"
@@ -123,11 +158,17 @@ async def test_public_rooms_paging_and_search(api):
     owner = users[0]
     rooms = {}
     # Room i has i + 1 members, so the directory orders them by i, largest first.
-    for i, (name, topic) in enumerate([("Knitting", "wool and needles"), ("Chess", "openings"),
-                                       ("Cooking", "Knitting recipes? no: bread"), ("Garden", "roses"),
-                                       ("Bread_Club", "100% rye")]):
+    for i, (name, topic) in enumerate(
+        [
+            ("Knitting", "wool and needles"),
+            ("Chess", "openings"),
+            ("Cooking", "Knitting recipes? no: bread"),
+            ("Garden", "roses"),
+            ("Bread_Club", "100% rye"),
+        ]
+    ):
         room_id = await owner.create_room(visibility="public", name=name, topic=topic)
-        for member in users[1:i + 1]:
+        for member in users[1 : i + 1]:
             await member.join(room_id)
         rooms[name] = room_id
     expected = [rooms[n] for n in ("Bread_Club", "Garden", "Cooking", "Chess", "Knitting")]
@@ -138,8 +179,11 @@ async def test_public_rooms_paging_and_search(api):
             if method == "GET":
                 page = await list_rooms(api, limit=limit, **({"since": since} if since else {}))
             else:
-                body = {"limit": limit, **({"since": since} if since else {}),
-                        **({"filter": {"generic_search_term": search}} if search is not None else {})}
+                body = {
+                    "limit": limit,
+                    **({"since": since} if since else {}),
+                    **({"filter": {"generic_search_term": search}} if search is not None else {}),
+                }
                 page = await owner.call("POST", "/publicRooms", body, schema="matrix/publicRooms.response")
             pages += 1
             seen += [e["room_id"] for e in page["chunk"]]
@@ -161,8 +205,9 @@ async def test_public_rooms_paging_and_search(api):
     assert (await walk("POST", 10, ""))[0] == expected
     # A page follows on even when the room its token names left the directory.
     first = await list_rooms(api, limit=2)
-    await owner.call("PUT", f"/directory/list/room/{expected[1]}", {"visibility": "private"},
-                     schema="matrix/empty.response")
+    await owner.call(
+        "PUT", f"/directory/list/room/{expected[1]}", {"visibility": "private"}, schema="matrix/empty.response"
+    )
     rest = await list_rooms(api, limit=10, since=first["next_batch"])
     assert [e["room_id"] for e in rest["chunk"]] == expected[2:]
 

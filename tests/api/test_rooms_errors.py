@@ -48,8 +48,13 @@ async def test_identifiers_that_are_not_room_ids_never_break_the_server(api):
         for method, path, body in ROOM_ENDPOINTS:
             if "room_id" in (body or {}):
                 continue
-            answer = await alice.api.request(method, "/_matrix/client/v3" + path.replace("{room}", room), body,
-                                             token=alice.access_token, status=_status_of(room, path))
+            answer = await alice.api.request(
+                method,
+                "/_matrix/client/v3" + path.replace("{room}", room),
+                body,
+                token=alice.access_token,
+                status=_status_of(room, path),
+            )
             assert answer["errcode"] in ("M_NOT_FOUND", "M_INVALID_PARAM", "M_UNKNOWN")
 
 
@@ -76,8 +81,12 @@ async def test_events_over_64_kib_are_refused(api):
     assert too_large["errcode"] == "M_TOO_LARGE"
     too_large = await alice.put_state(room_id, "org.example.blob", {"data": "y" * 65_000}, status=413)
     assert too_large["errcode"] == "M_TOO_LARGE"
-    too_large = await alice.call("POST", "/createRoom", {"topic": "t", "initial_state": [
-        {"type": "org.example.blob", "content": {"data": "z" * 65_000}}]}, status=413)
+    too_large = await alice.call(
+        "POST",
+        "/createRoom",
+        {"topic": "t", "initial_state": [{"type": "org.example.blob", "content": {"data": "z" * 65_000}}]},
+        status=413,
+    )
     assert too_large["errcode"] == "M_TOO_LARGE"
     assert len(await alice.joined_rooms()) == 1
     page = await alice.messages(room_id, limit=1)
@@ -89,14 +98,20 @@ async def test_nul_characters_are_refused_not_stored(api):
     refused as malformed instead of failing in the database."""
     (alice,) = await register(api, "alice")
     room_id = await alice.create_room()
-    for i, raw in enumerate(['{"msgtype": "m.text", "body": "a\\u0000b"}',
-                             '{"msgtype": "m.text", "body": "ok", "k\\u0000": 1}',
-                             '{"msgtype": "m.text", "body": "ok", "list": [["\\u0000"]]}']):
+    for i, raw in enumerate(
+        [
+            '{"msgtype": "m.text", "body": "a\\u0000b"}',
+            '{"msgtype": "m.text", "body": "ok", "k\\u0000": 1}',
+            '{"msgtype": "m.text", "body": "ok", "list": [["\\u0000"]]}',
+        ]
+    ):
         refused = await alice.call("PUT", f"/rooms/{room_id}/send/m.room.message/nul{i}", raw=raw, status=400)
         assert refused["errcode"] == "M_BAD_JSON"
-    for method, path in (("PUT", f"/rooms/{room_id}/state/org.example.x/a%00b"),
-                         ("PUT", f"/rooms/{room_id}/send/m.room.message/t%00"),
-                         ("GET", f"/rooms/{room_id}/messages?from=s1%00")):
+    for method, path in (
+        ("PUT", f"/rooms/{room_id}/state/org.example.x/a%00b"),
+        ("PUT", f"/rooms/{room_id}/send/m.room.message/t%00"),
+        ("GET", f"/rooms/{room_id}/messages?from=s1%00"),
+    ):
         refused = await alice.call(method, path, {} if method == "PUT" else None, status=400)
         assert refused["errcode"] == "M_INVALID_PARAM"
     refused = await alice.messages(room_id, filter='{"types": ["m.room.\\u0000"]}', status=400)

@@ -123,8 +123,11 @@ async def test_ban_keeps_out_until_unban(api):
     await bob.join(room_id)
     await alice.act("ban", room_id, bob, reason="spam")
     assert await member_content(alice, room_id, bob) == {"membership": "ban", "reason": "spam"}
-    for attempt in (bob.join(room_id, status=403), alice.invite(room_id, bob, status=403),
-                    bob.leave(room_id, status=403)):
+    for attempt in (
+        bob.join(room_id, status=403),
+        alice.invite(room_id, bob, status=403),
+        bob.leave(room_id, status=403),
+    ):
         assert (await attempt)["errcode"] == "M_FORBIDDEN"
     # Someone never in the room can be banned ahead of time.
     await alice.act("ban", room_id, carol)
@@ -156,8 +159,13 @@ async def test_unban_only_lifts_bans_and_kick_does_not_unban(api):
 @pytest.mark.parametrize("action", ["kick", "ban"])
 async def test_kick_and_ban_need_power_above_the_target(api, action):
     alice, bob, molly, carol = await register(api, "alice", "bob", "molly", "carol")
-    room_id = await room_of(alice, bob, molly, carol, power_level_content_override={
-        "users": {alice.user_id: 100, bob.user_id: 50, molly.user_id: 50}})
+    room_id = await room_of(
+        alice,
+        bob,
+        molly,
+        carol,
+        power_level_content_override={"users": {alice.user_id: 100, bob.user_id: 50, molly.user_id: 50}},
+    )
     # Too little power: an ordinary member.
     refused = await carol.act(action, room_id, bob, status=403)
     assert refused["errcode"] == "M_FORBIDDEN"
@@ -172,7 +180,9 @@ async def test_kick_and_ban_need_power_above_the_target(api, action):
     # Enough power: a moderator against an ordinary member.
     await bob.act(action, room_id, carol, reason="as a moderator")
     assert await member_content(alice, room_id, carol) == {
-        "membership": "leave" if action == "kick" else "ban", "reason": "as a moderator"}
+        "membership": "leave" if action == "kick" else "ban",
+        "reason": "as a moderator",
+    }
 
 
 async def test_unban_needs_the_ban_level(api):
@@ -210,9 +220,11 @@ async def test_join_by_room_id_raw_or_encoded(api, encode):
 
 async def test_joining_what_does_not_exist(api):
     (bob,) = await register(api, "bob")
-    for target, status, errcode in ((f"#nowhere:{SERVER}", 404, "M_NOT_FOUND"),
-                                    (f"!nowhere:{SERVER}", 404, "M_NOT_FOUND"),
-                                    ("nowhere", 400, "M_INVALID_PARAM")):
+    for target, status, errcode in (
+        (f"#nowhere:{SERVER}", 404, "M_NOT_FOUND"),
+        (f"!nowhere:{SERVER}", 404, "M_NOT_FOUND"),
+        ("nowhere", 400, "M_INVALID_PARAM"),
+    ):
         refused = await bob.join(target, status=status)
         assert refused["errcode"] == errcode, target
 
@@ -265,8 +277,13 @@ async def test_members_filtered_by_membership(api):
         answer = await bob.members(room_id, **params)
         return {e["state_key"]: e["content"]["membership"] for e in answer["chunk"]}
 
-    everyone = {alice.user_id: "join", bob.user_id: "join", carol.user_id: "leave", dave.user_id: "ban",
-                eve.user_id: "invite"}
+    everyone = {
+        alice.user_id: "join",
+        bob.user_id: "join",
+        carol.user_id: "leave",
+        dave.user_id: "ban",
+        eve.user_id: "invite",
+    }
     assert await listed() == everyone
     assert await listed(membership="join") == {alice.user_id: "join", bob.user_id: "join"}
     assert await listed(membership="invite") == {eve.user_id: "invite"}
@@ -276,8 +293,9 @@ async def test_members_filtered_by_membership(api):
 
 async def test_joined_members_lists_joined_users_with_profiles(api):
     alice, bob, carol, dave = await register(api, "alice", "bob", "carol", "dave")
-    await alice.call("PUT", f"/profile/{alice.user_id}/displayname", {"displayname": "Alice"},
-                     schema="matrix/empty.response")
+    await alice.call(
+        "PUT", f"/profile/{alice.user_id}/displayname", {"displayname": "Alice"}, schema="matrix/empty.response"
+    )
     room_id = await room_of(alice, bob)
     await alice.invite(room_id, carol)
     answer = await bob.call("GET", f"/rooms/{room_id}/joined_members", schema="matrix/joined_members.response")

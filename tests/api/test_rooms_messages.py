@@ -19,8 +19,7 @@ async def test_a_whole_conversation(api):
     room_id = await alice.create_room(preset="private_chat", name="Plans")
     await alice.invite(room_id, bob)
     await bob.join(room_id)
-    lines = [(alice, "hello bob"), (bob, "hi alice"), (alice, "lunch?"), (bob, "yes, at noon"),
-             (alice, "see you")]
+    lines = [(alice, "hello bob"), (bob, "hi alice"), (alice, "lunch?"), (bob, "yes, at noon"), (alice, "see you")]
     sent = []
     for speaker, line in lines:
         sent.append(await speaker.say(room_id, line))
@@ -69,8 +68,7 @@ async def test_a_retried_transaction_stores_one_event(api, database_dsn):
     for device, own in ((alice, first), (laptop, other_device)):
         page = await device.messages(room_id, limit=3)
         echoed = {e["event_id"]: e["unsigned"].get("transaction_id") for e in page["chunk"]}
-        assert echoed == {e["event_id"]: ("txn-1" if e["event_id"] == own["event_id"] else None)
-                          for e in page["chunk"]}
+        assert echoed == {e["event_id"]: ("txn-1" if e["event_id"] == own["event_id"] else None) for e in page["chunk"]}
 
 
 async def test_concurrent_retries_of_one_transaction_store_one_event(api, database_dsn):
@@ -85,8 +83,9 @@ async def test_concurrent_retries_of_one_transaction_store_one_event(api, databa
 async def writer_pids(dsn: str) -> list[int]:
     conn = await asyncpg.connect(dsn)
     try:
-        rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                                " AND application_name = $1", WRITER_NAME)
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1", WRITER_NAME
+        )
         return [row["pid"] for row in rows]
     finally:
         await conn.close()
@@ -125,8 +124,9 @@ async def send_many(users: list[User], room_id: str, count: int, batch: int) -> 
     """Sends ``count`` messages in concurrent batches, the users taking turns."""
     sent = []
     for start in range(0, count, batch):
-        sent += await asyncio.gather(*(users[i % len(users)].say(room_id, f"message {i}")
-                                       for i in range(start, min(start + batch, count))))
+        sent += await asyncio.gather(
+            *(users[i % len(users)].say(room_id, f"message {i}") for i in range(start, min(start + batch, count)))
+        )
     return sent
 
 
@@ -224,8 +224,7 @@ async def test_lazy_loaded_members_come_with_the_page(api):
     plain = await dave.messages(room_id, limit=2)
     assert "state" not in plain.body
     # With a filter on types, the members are still the senders of what is shown.
-    only_carol = await dave.messages(room_id, limit=1, filter={"lazy_load_members": True,
-                                                               "senders": [carol.user_id]})
+    only_carol = await dave.messages(room_id, limit=1, filter={"lazy_load_members": True, "senders": [carol.user_id]})
     assert [e["state_key"] for e in only_carol["state"]] == [carol.user_id]
 
 
@@ -235,14 +234,18 @@ async def test_tokens_stay_valid_after_a_restart(api, server, more_servers, data
     sent = await send_many([alice, bob], room_id, 40, batch=20)
     newest = await bob.messages(room_id, limit=15)
     forward = await bob.messages(room_id, limit=15, dir="f")
-    before_restart = [await bob.messages(room_id, limit=15, **{"from": newest["end"]}),
-                      await bob.messages(room_id, limit=15, dir="f", **{"from": forward["end"]})]
+    before_restart = [
+        await bob.messages(room_id, limit=15, **{"from": newest["end"]}),
+        await bob.messages(room_id, limit=15, dir="f", **{"from": forward["end"]}),
+    ]
 
     await server.stop()
     restarted = await more_servers()
     bob_again = User(ApiClient(restarted.base_url), bob.user_id, bob.access_token, bob.device_id)
-    after_restart = [await bob_again.messages(room_id, limit=15, **{"from": newest["end"]}),
-                     await bob_again.messages(room_id, limit=15, dir="f", **{"from": forward["end"]})]
+    after_restart = [
+        await bob_again.messages(room_id, limit=15, **{"from": newest["end"]}),
+        await bob_again.messages(room_id, limit=15, dir="f", **{"from": forward["end"]}),
+    ]
     for before, after in zip(before_restart, after_restart, strict=True):
         assert ids_of(after["chunk"]) == ids_of(before["chunk"])
         assert (after["start"], after.get("end")) == (before["start"], before.get("end"))
@@ -258,10 +261,20 @@ async def test_tokens_stay_valid_after_a_restart(api, server, more_servers, data
 async def test_bad_parameters_are_refused(api):
     (alice,) = await register(api, "alice")
     room_id = await alice.create_room()
-    for params in ({"from": "garbage"}, {"from": "s-1"}, {"from": "s" + "9" * 30}, {"to": "nonsense"},
-                   {"limit": "ten"}, {"limit": "-5"}, {"dir": "up"}, {"filter": "{not json"}, {"filter": "[]"},
-                   {"filter": '{"types": "m.room.message"}'}, {"filter": '{"limit": 0}'},
-                   {"filter": '{"lazy_load_members": "yes"}'}):
+    for params in (
+        {"from": "garbage"},
+        {"from": "s-1"},
+        {"from": "s" + "9" * 30},
+        {"to": "nonsense"},
+        {"limit": "ten"},
+        {"limit": "-5"},
+        {"dir": "up"},
+        {"filter": "{not json"},
+        {"filter": "[]"},
+        {"filter": '{"types": "m.room.message"}'},
+        {"filter": '{"limit": 0}'},
+        {"filter": '{"lazy_load_members": "yes"}'},
+    ):
         refused = await alice.messages(room_id, status=400, **params)
         assert refused["errcode"] == "M_INVALID_PARAM", params
 
@@ -278,7 +291,10 @@ async def test_event_and_context(api):
     assert ids_of(context["events_before"]) == [sent[3], sent[2]]
     assert ids_of(context["events_after"]) == [sent[5], sent[6]]
     assert {(e["type"], e["state_key"]) for e in context["state"]} >= {
-        ("m.room.create", ""), ("m.room.member", alice.user_id), ("m.room.member", bob.user_id)}
+        ("m.room.create", ""),
+        ("m.room.member", alice.user_id),
+        ("m.room.member", bob.user_id),
+    }
     # Its tokens paginate on from either edge of the window.
     earlier = await bob.messages(room_id, limit=2, dir="b", **{"from": context["start"]})
     assert ids_of(earlier["chunk"]) == [sent[1], sent[0]]

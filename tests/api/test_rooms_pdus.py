@@ -16,8 +16,9 @@ from ..support.room_steps import SERVER, register, room_of
 async def stored_pdus(server, room_id):
     conn = await asyncpg.connect(server.atomchat.dsn)
     try:
-        rows = await conn.fetch("SELECT event_id, type, state_key, pdu FROM events WHERE room_id = $1"
-                                " ORDER BY stream", room_id)
+        rows = await conn.fetch(
+            "SELECT event_id, type, state_key, pdu FROM events WHERE room_id = $1 ORDER BY stream", room_id
+        )
         room = await conn.fetchrow("SELECT room_version, pdus, extremities FROM rooms WHERE room_id = $1", room_id)
     finally:
         await conn.close()
@@ -70,8 +71,9 @@ async def test_version_12_creators_are_above_power_levels(api):
     create = (await alice.get_state(room_id, "m.room.create")).body
     assert create["room_version"] == "12"
     # The creator may not be listed; anyone else may be.
-    refused = await alice.put_state(room_id, "m.room.power_levels", {**levels, "users": {alice.user_id: 100}},
-                                    status=403)
+    refused = await alice.put_state(
+        room_id, "m.room.power_levels", {**levels, "users": {alice.user_id: 100}}, status=403
+    )
     assert refused["errcode"] == "M_FORBIDDEN"
     await alice.put_state(room_id, "m.room.power_levels", {**levels, "users": {bob.user_id: 100}})
     # The room id names the room everywhere a room id is taken.

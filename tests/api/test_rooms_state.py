@@ -16,8 +16,9 @@ async def test_the_empty_state_key_with_and_without_a_trailing_slash(api, put_sl
     (alice,) = await register(api, "alice")
     room_id = await alice.create_room()
     path = f"/rooms/{room_id}/state/m.room.name"
-    put = await alice.call("PUT", path + ("/" if put_slash else ""), {"name": "Attic"},
-                           schema="matrix/event_id.response")
+    put = await alice.call(
+        "PUT", path + ("/" if put_slash else ""), {"name": "Attic"}, schema="matrix/event_id.response"
+    )
     got = await alice.call("GET", path + ("/" if get_slash else ""), schema="matrix/state_content.response")
     assert got.body == {"name": "Attic"}
     event = await alice.event(room_id, put["event_id"])
@@ -33,7 +34,8 @@ async def test_concurrent_changes_of_one_state_key_chain_in_commit_order(api):
     answers = await asyncio.gather(
         *(alice.put_state(room_id, "m.room.topic", {"topic": f"topic {n}"}) for n in range(12)),
         *(bob.say(room_id, f"chatter {n}") for n in range(12)),
-        carol.join(room_id))
+        carol.join(room_id),
+    )
     topic_ids = {answer["event_id"] for answer in answers[:12]}
     timeline, _ = await alice.all_messages(room_id, limit=50, dir="f")
     topics = [e for e in timeline if e["type"] == "m.room.topic"]
@@ -43,8 +45,9 @@ async def test_concurrent_changes_of_one_state_key_chain_in_commit_order(api):
         assert later["unsigned"]["prev_content"] == earlier["content"]
     assert (await alice.get_state(room_id, "m.room.topic")).body == topics[-1]["content"]
     assert len([e for e in timeline if e["sender"] == bob.user_id and e["type"] == "m.room.message"]) == 12
-    joined = (await alice.call("GET", f"/rooms/{room_id}/joined_members",
-                               schema="matrix/joined_members.response")).body["joined"]
+    joined = (
+        await alice.call("GET", f"/rooms/{room_id}/joined_members", schema="matrix/joined_members.response")
+    ).body["joined"]
     assert set(joined) == {alice.user_id, bob.user_id, carol.user_id}
 
 
@@ -64,9 +67,16 @@ async def test_state_replaces_state_and_remembers_what_it_replaced(api):
     assert len(keys) == len(set(keys))
     topics = [e for e in state if e["type"] == "m.room.topic"]
     assert ids_of(topics) == [second["event_id"]]
-    assert set(keys) == {("m.room.create", ""), ("m.room.member", alice.user_id), ("m.room.power_levels", ""),
-                         ("m.room.join_rules", ""), ("m.room.history_visibility", ""), ("m.room.guest_access", ""),
-                         ("m.room.member", bob.user_id), ("m.room.topic", "")}
+    assert set(keys) == {
+        ("m.room.create", ""),
+        ("m.room.member", alice.user_id),
+        ("m.room.power_levels", ""),
+        ("m.room.join_rules", ""),
+        ("m.room.history_visibility", ""),
+        ("m.room.guest_access", ""),
+        ("m.room.member", bob.user_id),
+        ("m.room.topic", ""),
+    }
     assert all(e["room_id"] == room_id and e["event_id"].startswith("$") for e in state)
 
 
@@ -91,23 +101,30 @@ async def test_a_state_key_that_is_a_user_id_belongs_to_that_user(api):
     await bob.put_state(room_id, "org.example.status", {"away": True}, bob.user_id)
     assert (await alice.get_state(room_id, "org.example.status", bob.user_id)).body == {"away": True}
     # Raw in the path as nio sends it, too.
-    raw = await alice.call("GET", f"/rooms/{room_id}/state/org.example.status/{bob.user_id}",
-                           schema="matrix/state_content.response")
+    raw = await alice.call(
+        "GET", f"/rooms/{room_id}/state/org.example.status/{bob.user_id}", schema="matrix/state_content.response"
+    )
     assert raw.body == {"away": True}
 
 
 async def test_state_needs_power(api):
     alice, bob = await register(api, "alice", "bob")
     room_id = await room_of(alice, bob, room_version="10")
-    for event_type, content in (("m.room.name", {"name": "Bob's"}), ("org.example.thing", {}),
-                                ("m.room.power_levels", {"users": {bob.user_id: 100}})):
+    for event_type, content in (
+        ("m.room.name", {"name": "Bob's"}),
+        ("org.example.thing", {}),
+        ("m.room.power_levels", {"users": {bob.user_id: 100}}),
+    ):
         refused = await bob.put_state(room_id, event_type, content, status=403)
         assert refused["errcode"] == "M_FORBIDDEN"
     # A moderator allowed to change power levels still cannot demote a
     # superior nor raise anyone above themselves.
     levels = (await alice.get_state(room_id, "m.room.power_levels")).body
-    levels = {**levels, "users": {alice.user_id: 100, bob.user_id: 50},
-              "events": {**levels["events"], "m.room.power_levels": 50}}
+    levels = {
+        **levels,
+        "users": {alice.user_id: 100, bob.user_id: 50},
+        "events": {**levels["events"], "m.room.power_levels": 50},
+    }
     await alice.put_state(room_id, "m.room.power_levels", levels)
     for users in ({alice.user_id: 0, bob.user_id: 50}, {alice.user_id: 100, bob.user_id: 60}):
         refused = await bob.put_state(room_id, "m.room.power_levels", {**levels, "users": users}, status=403)
@@ -133,7 +150,10 @@ async def test_a_redacted_message_loses_its_content(api):
     assert redacted["content"] == {}
     because = redacted["unsigned"]["redacted_because"]
     assert (because["event_id"], because["type"], because["sender"]) == (
-        redaction["event_id"], "m.room.redaction", bob.user_id)
+        redaction["event_id"],
+        "m.room.redaction",
+        bob.user_id,
+    )
     assert because["redacts"] == message["event_id"] and because["content"] == {"reason": "typo"}
     # The redaction is itself in the timeline, after the message.
     page = await alice.messages(room_id, limit=2)
@@ -144,14 +164,17 @@ async def test_a_redacted_message_loses_its_content(api):
 
 async def test_a_redacted_state_event_keeps_what_the_rules_need(api):
     alice, bob = await register(api, "alice", "bob")
-    await bob.call("PUT", f"/profile/{bob.user_id}/displayname", {"displayname": "Bobby"},
-                   schema="matrix/empty.response")
+    await bob.call(
+        "PUT", f"/profile/{bob.user_id}/displayname", {"displayname": "Bobby"}, schema="matrix/empty.response"
+    )
     room_id = await room_of(alice, bob, room_version="10")
-    member = await alice.call("GET", f"/rooms/{room_id}/state/m.room.member/{bob.user_id}",
-                              schema="matrix/state_content.response")
+    member = await alice.call(
+        "GET", f"/rooms/{room_id}/state/m.room.member/{bob.user_id}", schema="matrix/state_content.response"
+    )
     assert member.body == {"membership": "join", "displayname": "Bobby"}
-    join_event = [e for e in (await alice.state(room_id)).body
-                  if (e["type"], e["state_key"]) == ("m.room.member", bob.user_id)][0]
+    join_event = [
+        e for e in (await alice.state(room_id)).body if (e["type"], e["state_key"]) == ("m.room.member", bob.user_id)
+    ][0]
     await alice.redact(room_id, join_event["event_id"])
     after = await alice.get_state(room_id, "m.room.member", bob.user_id)
     assert after.body == pruned_content("m.room.member", member.body) == {"membership": "join"}
@@ -220,8 +243,7 @@ async def test_redaction_is_idempotent_and_checks_its_target(api, database_dsn):
     assert elsewhere["errcode"] == "M_NOT_FOUND"
     # Redacted messages still read as messages of the room, in their place.
     page = await bob.messages(room_id, limit=4)
-    assert ids_of(page["chunk"]) == [second["event_id"], first["event_id"], message,
-                                     page["chunk"][3]["event_id"]]
+    assert ids_of(page["chunk"]) == [second["event_id"], first["event_id"], message, page["chunk"][3]["event_id"]]
     assert page["chunk"][2]["content"] == {}
     # Sending text after all that still works.
     await alice.send(room_id, text("and life goes on"))

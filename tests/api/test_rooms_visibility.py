@@ -28,8 +28,9 @@ async def test_someone_who_left_sees_up_to_their_leave(api, database_dsn):
     late = await alice.say(room_id, "after bob left")
     await alice.put_state(room_id, "m.room.name", {"name": "After"})
     await carol.join(room_id)
-    await alice.call("PUT", f"/profile/{alice.user_id}/displayname", {"displayname": "Alice Later"},
-                     schema="matrix/empty.response")
+    await alice.call(
+        "PUT", f"/profile/{alice.user_id}/displayname", {"displayname": "Alice Later"}, schema="matrix/empty.response"
+    )
 
     # The newest event bob may see is his own leave; nothing after it.
     newest = await bob.messages(room_id, limit=1)
@@ -54,7 +55,9 @@ async def test_someone_who_left_sees_up_to_their_leave(api, database_dsn):
     assert state[("m.room.member", alice.user_id)]["content"] == {"membership": "join"}
     members = await bob.members(room_id)
     assert {e["state_key"]: e["content"]["membership"] for e in members["chunk"]} == {
-        alice.user_id: "join", bob.user_id: "leave"}
+        alice.user_id: "join",
+        bob.user_id: "leave",
+    }
     # Lazy-loaded members are as they were too: no later display name.
     page = await bob.messages(room_id, limit=3, filter={"lazy_load_members": True})
     lazy = {e["state_key"]: e["content"] for e in page["state"]}
@@ -100,8 +103,9 @@ async def test_a_stranger_reads_nothing(api):
 
 async def test_joined_visibility_hides_history_from_before_the_join(api):
     alice, bob = await register(api, "alice", "bob")
-    room_id = await alice.create_room(initial_state=[
-        {"type": "m.room.history_visibility", "content": {"history_visibility": "joined"}}])
+    room_id = await alice.create_room(
+        initial_state=[{"type": "m.room.history_visibility", "content": {"history_visibility": "joined"}}]
+    )
     secret = await alice.say(room_id, "before bob")
     await alice.invite(room_id, bob)
     await bob.join(room_id)
@@ -128,8 +132,9 @@ async def test_joined_visibility_hides_history_from_before_the_join(api):
 
 async def test_invited_visibility_shows_history_from_the_invite(api):
     alice, bob = await register(api, "alice", "bob")
-    room_id = await alice.create_room(initial_state=[
-        {"type": "m.room.history_visibility", "content": {"history_visibility": "invited"}}])
+    room_id = await alice.create_room(
+        initial_state=[{"type": "m.room.history_visibility", "content": {"history_visibility": "invited"}}]
+    )
     await alice.say(room_id, "before the invite")
     await alice.invite(room_id, bob)
     await alice.say(room_id, "after the invite")
@@ -141,8 +146,10 @@ async def test_invited_visibility_shows_history_from_the_invite(api):
 
 async def test_world_readable_rooms_are_readable_by_anyone(api):
     alice, dave = await register(api, "alice", "dave")
-    room_id = await alice.create_room(preset="public_chat", initial_state=[
-        {"type": "m.room.history_visibility", "content": {"history_visibility": "world_readable"}}])
+    room_id = await alice.create_room(
+        preset="public_chat",
+        initial_state=[{"type": "m.room.history_visibility", "content": {"history_visibility": "world_readable"}}],
+    )
     message = await alice.say(room_id, "for everyone")
     assert bodies((await dave.messages(room_id))["chunk"]) == ["for everyone"]
     assert (await dave.event(room_id, message))["content"]["body"] == "for everyone"

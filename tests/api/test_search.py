@@ -16,8 +16,13 @@ from .test_session_revocation import sql
 
 async def search(user, term: str, *, status: int = 200, next_batch: str | None = None, **criteria):
     path = "/search" + (f"?next_batch={next_batch}" if next_batch is not None else "")
-    answer = await user.call("POST", path, {"search_categories": {"room_events": {"search_term": term, **criteria}}},
-                             status=status, schema="matrix/search.response")
+    answer = await user.call(
+        "POST",
+        path,
+        {"search_categories": {"room_events": {"search_term": term, **criteria}}},
+        status=status,
+        schema="matrix/search.response",
+    )
     return answer.body["search_categories"]["room_events"] if status == 200 else answer.body
 
 
@@ -56,8 +61,10 @@ async def test_matches_are_stemmed_ranked_and_counted(api):
     assert answer["results"][0]["rank"] > answer["results"][1]["rank"] > 0
     assert answer["results"][0]["result"]["room_id"] == room
     assert "next_batch" not in answer
-    assert found(await search(alice, "fox", order_by="recent")) == ["foxes are quick, fox fox fox",
-                                                                    "the quick brown fox"]
+    assert found(await search(alice, "fox", order_by="recent")) == [
+        "foxes are quick, fox fox fox",
+        "the quick brown fox",
+    ]
     assert found(await search(alice, "dog")) == ["lazy dogs sleep all day"]
     # Web search syntax: phrases, OR and exclusion.
     assert found(await search(alice, '"brown fox"')) == ["the quick brown fox"]
@@ -127,16 +134,22 @@ async def test_count_is_exact_for_few_matches_in_a_long_stream(api, database_dsn
 
 async def test_context_state_profiles_and_groups(api):
     alice, bob = await register(api, "alice", "bob")
-    await alice.call("PUT", f"/profile/{alice.user_id}/displayname", {"displayname": "Alice"},
-                     schema="matrix/empty.response")
+    await alice.call(
+        "PUT", f"/profile/{alice.user_id}/displayname", {"displayname": "Alice"}, schema="matrix/empty.response"
+    )
     room = await room_of(alice, bob, name="Kitchen")
     other = await room_of(alice, name="Garden")
     for text in ("one", "two", "three", "pancake recipe", "four", "five"):
         await alice.say(room, text)
     await alice.say(other, "pancake in the garden")
-    answer = await search(alice, "pancake", order_by="recent",
-                          event_context={"before_limit": 2, "after_limit": 1, "include_profile": True},
-                          include_state=True, groupings={"group_by": [{"key": "room_id"}, {"key": "sender"}]})
+    answer = await search(
+        alice,
+        "pancake",
+        order_by="recent",
+        event_context={"before_limit": 2, "after_limit": 1, "include_profile": True},
+        include_state=True,
+        groupings={"group_by": [{"key": "room_id"}, {"key": "sender"}]},
+    )
     garden, kitchen = answer["results"]
     assert bodies(kitchen["context"]["events_before"]) == ["three", "two"]
     assert bodies(kitchen["context"]["events_after"]) == ["four"]
@@ -146,9 +159,11 @@ async def test_context_state_profiles_and_groups(api):
     assert names == {"Kitchen"}
     assert answer["groups"]["room_id"] == {
         other: {"order": 1, "results": [garden["result"]["event_id"]]},
-        room: {"order": 2, "results": [kitchen["result"]["event_id"]]}}
+        room: {"order": 2, "results": [kitchen["result"]["event_id"]]},
+    }
     assert answer["groups"]["sender"] == {
-        alice.user_id: {"order": 1, "results": [garden["result"]["event_id"], kitchen["result"]["event_id"]]}}
+        alice.user_id: {"order": 1, "results": [garden["result"]["event_id"], kitchen["result"]["event_id"]]}
+    }
     # Context tokens paginate on from the window's edges.
     before = await alice.messages(room, dir="b", limit=1, **{"from": kitchen["context"]["start"]})
     assert bodies(before["chunk"]) == ["one"]
@@ -164,8 +179,13 @@ READABLE = {
     "shared": ("before anyone", "while bob is invited", "while bob is in", "after bob left", "after bob is back"),
     "joined": ("while bob is in", "after bob is back"),
     "invited": ("while bob is invited", "while bob is in", "after bob is back"),
-    "world_readable": ("before anyone", "while bob is invited", "while bob is in", "after bob left",
-                       "after bob is back"),
+    "world_readable": (
+        "before anyone",
+        "while bob is invited",
+        "while bob is in",
+        "after bob left",
+        "after bob is back",
+    ),
 }
 
 
@@ -229,12 +249,17 @@ async def test_joined_visibility_exact_periods(api):
 
 async def test_bad_search_requests(api):
     (alice,) = await register(api, "alice")
-    assert (await alice.call("POST", "/search", {"search_categories": {"room_events": {}}}, status=400)
-            ).body["errcode"] == "M_MISSING_PARAM"
+    assert (await alice.call("POST", "/search", {"search_categories": {"room_events": {}}}, status=400)).body[
+        "errcode"
+    ] == "M_MISSING_PARAM"
     assert (await alice.call("POST", "/search", {}, status=400)).body["errcode"] == "M_MISSING_PARAM"
-    for criteria in ({"search_term": "x", "keys": ["content.sender"]}, {"search_term": "x", "order_by": "best"},
-                     {"search_term": 5}, {"search_term": "x", "filter": {"rooms": "!a:b"}},
-                     {"search_term": "x", "event_context": {"before_limit": -1}}):
+    for criteria in (
+        {"search_term": "x", "keys": ["content.sender"]},
+        {"search_term": "x", "order_by": "best"},
+        {"search_term": 5},
+        {"search_term": "x", "filter": {"rooms": "!a:b"}},
+        {"search_term": "x", "event_context": {"before_limit": -1}},
+    ):
         answer = await alice.call("POST", "/search", {"search_categories": {"room_events": criteria}}, status=400)
         assert answer.body["errcode"] == "M_BAD_JSON"
     await api.request("POST", f"{MATRIX}/search", {"search_categories": {}}, status=401)
@@ -244,21 +269,29 @@ async def test_bad_search_requests(api):
 
 
 async def user_search(user, term: str, **body):
-    return (await user.call("POST", "/user_directory/search", {"search_term": term, **body},
-                            schema="matrix/user_directory.response")).body
+    return (
+        await user.call(
+            "POST", "/user_directory/search", {"search_term": term, **body}, schema="matrix/user_directory.response"
+        )
+    ).body
 
 
 async def test_user_directory(api):
     alice, bob, carol, dave, erin = await register(api, "alice", "bob", "carol", "dave", "erin")
-    await bob.call("PUT", f"/profile/{bob.user_id}/displayname", {"displayname": "Bobby Tables"},
-                   schema="matrix/empty.response")
+    await bob.call(
+        "PUT", f"/profile/{bob.user_id}/displayname", {"displayname": "Bobby Tables"}, schema="matrix/empty.response"
+    )
     await room_of(alice, bob)  # shares a room with alice
     public = await carol.create_room(preset="public_chat")  # carol is in a public room
     await room_of(dave)  # dave is alone in a private room; erin is in no room
     assert await user_search(alice, "bob") == {
-        "limited": False, "results": [{"user_id": bob.user_id, "display_name": "Bobby Tables"}]}
+        "limited": False,
+        "results": [{"user_id": bob.user_id, "display_name": "Bobby Tables"}],
+    }
     assert await user_search(alice, "TABLES") == {
-        "limited": False, "results": [{"user_id": bob.user_id, "display_name": "Bobby Tables"}]}
+        "limited": False,
+        "results": [{"user_id": bob.user_id, "display_name": "Bobby Tables"}],
+    }
     assert [r["user_id"] for r in (await user_search(alice, "carol"))["results"]] == [carol.user_id]
     assert (await user_search(alice, "dave"))["results"] == []
     assert (await user_search(alice, "erin"))["results"] == []
@@ -282,6 +315,7 @@ async def test_paging_through_many_windows(api, monkeypatch):
     exactly once (by recency, in order), and the count is an estimate until
     the last window is read."""
     from atomchat_server.services import search as search_service
+
     monkeypatch.setattr(search_service, "FIRST_WINDOW", 3)
     monkeypatch.setattr(search_service, "RANK_BLOCK", 4)
     monkeypatch.setattr(search_service, "FEW_MATCHES", 0)

@@ -27,8 +27,13 @@ def second(io_loop, more_servers):
 
 
 async def whoami(api, token, status=200):
-    answer = await api.request("GET", f"{MATRIX}/account/whoami", token=token, status=status,
-                               schema="matrix/whoami.response" if status == 200 else None)
+    answer = await api.request(
+        "GET",
+        f"{MATRIX}/account/whoami",
+        token=token,
+        status=status,
+        schema="matrix/whoami.response" if status == 200 else None,
+    )
     if status == 401:
         assert answer["errcode"] == "M_UNKNOWN_TOKEN"
         assert answer["soft_logout"] is False
@@ -81,11 +86,21 @@ async def test_device_deletion(api, second):
     others = [await api.login("alice", device_id=f"D{i}") for i in range(3)]
     for login in others:
         await whoami(second, login["access_token"])
-    await api.request("DELETE", f"{MATRIX}/devices/D0", {"auth": password_auth("alice")}, token=caller["access_token"],
-                      schema="matrix/empty.response")
+    await api.request(
+        "DELETE",
+        f"{MATRIX}/devices/D0",
+        {"auth": password_auth("alice")},
+        token=caller["access_token"],
+        schema="matrix/empty.response",
+    )
     await whoami(second, others[0]["access_token"], status=401)
-    await api.request("POST", f"{MATRIX}/delete_devices", {"devices": ["D1"], "auth": password_auth("alice")},
-                      token=caller["access_token"], schema="matrix/empty.response")
+    await api.request(
+        "POST",
+        f"{MATRIX}/delete_devices",
+        {"devices": ["D1"], "auth": password_auth("alice")},
+        token=caller["access_token"],
+        schema="matrix/empty.response",
+    )
     await whoami(second, others[1]["access_token"], status=401)
     await whoami(second, others[2]["access_token"])
 
@@ -96,8 +111,9 @@ async def test_password_change_logging_out_other_devices(api, second):
     for login in (caller, other):
         await whoami(second, login["access_token"])
     body = {"new_password": "a brand new password 7", "auth": password_auth("alice")}
-    await api.request("POST", f"{MATRIX}/account/password", body, token=caller["access_token"],
-                      schema="matrix/empty.response")
+    await api.request(
+        "POST", f"{MATRIX}/account/password", body, token=caller["access_token"], schema="matrix/empty.response"
+    )
     await whoami(second, other["access_token"], status=401)
     await whoami(second, caller["access_token"])
 
@@ -123,8 +139,11 @@ async def test_the_notification_is_what_revokes(api, second, database_dsn):
 
 
 async def listeners(dsn):
-    rows = await sql(dsn, "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                          " AND application_name = $1", LISTENER_NAME)
+    rows = await sql(
+        dsn,
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1",
+        LISTENER_NAME,
+    )
     return {row["pid"] for row in rows}
 
 

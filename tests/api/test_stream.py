@@ -70,11 +70,11 @@ async def test_each_way_to_authenticate_opens_with_a_full_sync(server, users, ho
 
 async def test_a_bad_token_is_refused_before_the_upgrade_in_json(server, users):
     alice, _, _ = await users()
-    for headers, query in (({"Authorization": "Bearer not-a-token"}, {}),
-                           ({}, {"access_token": "not-a-token"})):
+    for headers, query in (({"Authorization": "Bearer not-a-token"}, {}), ({}, {"access_token": "not-a-token"})):
         with pytest.raises(HTTPClientError) as refused:
-            await websocket_connect(HTTPRequest(stream_url(server.base_url, **query), headers=headers,
-                                                request_timeout=WAIT))
+            await websocket_connect(
+                HTTPRequest(stream_url(server.base_url, **query), headers=headers, request_timeout=WAIT)
+            )
         response = refused.value.response
         assert refused.value.code == 401
         assert response.headers["Content-Type"].startswith("application/json")
@@ -96,13 +96,16 @@ async def test_no_auth_frame_within_the_deadline_closes_with_4001(server, monkey
     assert 0.25 <= time.monotonic() - started < 3
 
 
-@pytest.mark.parametrize("first", [
-    {"type": "hello"},
-    {"type": "auth"},
-    {"type": "auth", "access_token": "not-a-token"},
-    {"id": 1, "method": "ping"},
-    ["auth"],
-])
+@pytest.mark.parametrize(
+    "first",
+    [
+        {"type": "hello"},
+        {"type": "auth"},
+        {"type": "auth", "access_token": "not-a-token"},
+        {"id": 1, "method": "ping"},
+        ["auth"],
+    ],
+)
 async def test_a_wrong_first_frame_closes_with_4401(server, first):
     stream = await Stream.open(server.base_url)
     await stream.conn.write_message(json.dumps(first))
@@ -231,8 +234,10 @@ async def test_typing_receipt_and_ping(server, users):
     def ephemeral(frames, event_type):
         return [e["content"] for f in frames for e in room_events(f, room_id, "ephemeral") if e["type"] == event_type]
 
-    assert await stream.request("typing", {"room_id": room_id, "typing": True, "timeout": 10_000},
-                                request_id="t") == {"id": "t", "result": {}}
+    assert await stream.request("typing", {"room_id": room_id, "typing": True, "timeout": 10_000}, request_id="t") == {
+        "id": "t",
+        "result": {},
+    }
     frames = await watcher.sync_until(lambda fs: bool(ephemeral(fs, "m.typing")))
     assert ephemeral(frames, "m.typing") == [{"user_ids": [alice.user_id]}]
     assert (await stream.request("typing", {"room_id": room_id, "typing": False}))["result"] == {}
@@ -253,28 +258,42 @@ async def test_typing_receipt_and_ping(server, users):
 
 async def test_bad_requests_get_error_replies_and_the_socket_stays_open(server, users):
     alice, bob, room_id = await users()
-    stranger, = await register(alice.api, "stranger")
+    (stranger,) = await register(alice.api, "stranger")
     elsewhere = await stranger.create_room()
     stream = await Stream.open(server.base_url, token=alice.access_token)
     await stream.frame()
 
     unknown = await error_reply(stream, "subscribe", {}, "M_UNRECOGNIZED")
     assert "subscribe" in unknown["error"]
-    missing = await error_reply(stream, "send", {"room_id": room_id, "type": "m.room.message", "content": {}},
-                                "M_MISSING_PARAM")
+    missing = await error_reply(
+        stream, "send", {"room_id": room_id, "type": "m.room.message", "content": {}}, "M_MISSING_PARAM"
+    )
     assert "txn_id" in missing["error"]
     await error_reply(stream, "typing", {"room_id": room_id, "typing": "yes"}, "M_BAD_JSON")
     await error_reply(stream, "receipt", [room_id], "M_BAD_JSON")
-    await error_reply(stream, "send", {"room_id": room_id, "type": "m.room.message",
-                                       "content": {"msgtype": "m.text", "body": 1}, "txn_id": "bad-content"},
-                      "M_BAD_JSON")
-    await error_reply(stream, "send", {"room_id": elsewhere, "type": "m.room.message", "content": text("x"),
-                                       "txn_id": "not-a-member"}, "M_FORBIDDEN")
+    await error_reply(
+        stream,
+        "send",
+        {
+            "room_id": room_id,
+            "type": "m.room.message",
+            "content": {"msgtype": "m.text", "body": 1},
+            "txn_id": "bad-content",
+        },
+        "M_BAD_JSON",
+    )
+    await error_reply(
+        stream,
+        "send",
+        {"room_id": elsewhere, "type": "m.room.message", "content": text("x"), "txn_id": "not-a-member"},
+        "M_FORBIDDEN",
+    )
     await error_reply(stream, "receipt", {"room_id": room_id, "event_id": "$nosuchevent"}, "M_NOT_FOUND")
 
     assert (await stream.request("ping"))["result"] == {}
-    sent = await stream.request("send", {"room_id": room_id, "type": "m.room.message", "content": text("fine"),
-                                         "txn_id": "good"})
+    sent = await stream.request(
+        "send", {"room_id": room_id, "type": "m.room.message", "content": text("fine"), "txn_id": "good"}
+    )
     assert [e["event_id"] for e in await stream.messages(room_id, 1)] == [sent["result"]["event_id"]]
 
     await stream.conn.write_message(json.dumps({"method": "ping"}))  # a request without an id
@@ -322,12 +341,20 @@ async def test_send_of_a_redaction_is_refused_over_the_stream_as_over_http(serve
     stream = await Stream.open(server.base_url, token=alice.access_token)
     await stream.frame()
     content = {"reason": "no", "redacts": said}
-    refused = await error_reply(stream, "send", {"room_id": room_id, "type": "m.room.redaction",
-                                                 "content": content, "txn_id": "r1"}, "M_BAD_JSON")
-    over_http = await alice.api.request("PUT", f"{MATRIX}/rooms/{room_id}/send/m.room.redaction/r2", content,
-                                        token=alice.access_token, status=400)
-    assert refused == over_http.body == {"errcode": "M_BAD_JSON",
-                                         "error": "Redact with PUT /rooms/{roomId}/redact/{eventId}/{txnId}"}
+    refused = await error_reply(
+        stream,
+        "send",
+        {"room_id": room_id, "type": "m.room.redaction", "content": content, "txn_id": "r1"},
+        "M_BAD_JSON",
+    )
+    over_http = await alice.api.request(
+        "PUT", f"{MATRIX}/rooms/{room_id}/send/m.room.redaction/r2", content, token=alice.access_token, status=400
+    )
+    assert (
+        refused
+        == over_http.body
+        == {"errcode": "M_BAD_JSON", "error": "Redact with PUT /rooms/{roomId}/redact/{eventId}/{txnId}"}
+    )
     assert (await alice.event(room_id, said))["content"] == text("to redact")
     await stream.close()
 
@@ -337,13 +364,16 @@ async def test_an_unknown_receipt_type_is_the_same_error_over_the_stream_and_htt
     said = await bob.say(room_id, "read me")
     stream = await Stream.open(server.base_url, token=alice.access_token)
     await stream.frame()
-    refused = await error_reply(stream, "receipt", {"room_id": room_id, "event_id": said,
-                                                    "receipt_type": "m.seen"}, "M_INVALID_PARAM")
-    over_http = await alice.api.request("POST", f"{MATRIX}/rooms/{room_id}/receipt/m.seen/{path_param(said)}", {},
-                                        token=alice.access_token, status=400)
+    refused = await error_reply(
+        stream, "receipt", {"room_id": room_id, "event_id": said, "receipt_type": "m.seen"}, "M_INVALID_PARAM"
+    )
+    over_http = await alice.api.request(
+        "POST", f"{MATRIX}/rooms/{room_id}/receipt/m.seen/{path_param(said)}", {}, token=alice.access_token, status=400
+    )
     assert refused == over_http.body == {"errcode": "M_INVALID_PARAM", "error": "Unknown receipt type 'm.seen'"}
-    mistyped = await error_reply(stream, "receipt", {"room_id": room_id, "event_id": said, "receipt_type": 1},
-                                 "M_BAD_JSON")
+    mistyped = await error_reply(
+        stream, "receipt", {"room_id": room_id, "event_id": said, "receipt_type": 1}, "M_BAD_JSON"
+    )
     assert "receipt_type" in mistyped["error"]
     await stream.close()
 
@@ -351,25 +381,40 @@ async def test_an_unknown_receipt_type_is_the_same_error_over_the_stream_and_htt
 async def test_a_plain_http_get_of_the_stream_path_is_a_json_400(server, api):
     refused = await api.request("GET", STREAM, status=400)
     assert refused.headers["Content-Type"].startswith("application/json")
-    assert refused.body == {"errcode": "M_UNRECOGNIZED",
-                            "error": "This endpoint is a WebSocket: connect with an Upgrade request"}
+    assert refused.body == {
+        "errcode": "M_UNRECOGNIZED",
+        "error": "This endpoint is a WebSocket: connect with an Upgrade request",
+    }
 
 
 @pytest.mark.parametrize("scheme", ["Basic", "Digest"])
 async def test_an_authorization_header_of_another_scheme_is_refused_naming_both(server, users, scheme):
     alice, _, _ = await users()
     with pytest.raises(HTTPClientError) as refused:
-        await websocket_connect(HTTPRequest(stream_url(server.base_url),
-                                            headers={"Authorization": f"{scheme} {alice.access_token}"},
-                                            request_timeout=WAIT))
+        await websocket_connect(
+            HTTPRequest(
+                stream_url(server.base_url),
+                headers={"Authorization": f"{scheme} {alice.access_token}"},
+                request_timeout=WAIT,
+            )
+        )
     assert refused.value.code == 401
     body = json.loads(refused.value.response.body)
     check_schema("common/error", body)
-    assert body == {"errcode": "M_MISSING_TOKEN",
-                    "error": "The Authorization header must be 'Bearer <token>' or 'Token <token>'"}
+    assert body == {
+        "errcode": "M_MISSING_TOKEN",
+        "error": "The Authorization header must be 'Bearer <token>' or 'Token <token>'",
+    }
     # The Token scheme, which the message names, is accepted.
-    token_stream = Stream(await websocket_connect(HTTPRequest(
-        stream_url(server.base_url), headers={"Authorization": f"Token {alice.access_token}"}, request_timeout=WAIT)))
+    token_stream = Stream(
+        await websocket_connect(
+            HTTPRequest(
+                stream_url(server.base_url),
+                headers={"Authorization": f"Token {alice.access_token}"},
+                request_timeout=WAIT,
+            )
+        )
+    )
     assert (await token_stream.frame())["type"] == "sync"
     await token_stream.close()
 
@@ -410,14 +455,17 @@ def small_receive_buffer(addr_info) -> socket.socket:
 async def test_a_client_that_stops_reading_is_closed_with_4408_and_resumes(server, users, monkeypatch):
     monkeypatch.setattr(stream_module, "MAX_PENDING_BYTES", 64 * 1024)
     alice, bob, room_id = await users()
-    carol, = await register(alice.api, "carol")
+    (carol,) = await register(alice.api, "carol")
     await alice.invite(room_id, carol)
     await carol.join(room_id)
 
     connector = aiohttp.TCPConnector(socket_factory=small_receive_buffer)
     async with aiohttp.ClientSession(connector=connector) as session:
-        slow = await session.ws_connect(stream_url(server.base_url, filter=WIDE_TIMELINE), max_msg_size=0,
-                                        headers={"Authorization": f"Bearer {alice.access_token}"})
+        slow = await session.ws_connect(
+            stream_url(server.base_url, filter=WIDE_TIMELINE),
+            max_msg_size=0,
+            headers={"Authorization": f"Bearer {alice.access_token}"},
+        )
         first = await slow.receive_json()
         check_frame(first)
         fast = await Stream.open(server.base_url, token=carol.access_token, filter=WIDE_TIMELINE)
@@ -480,9 +528,13 @@ async def test_a_peer_that_never_answers_pings_is_dropped_and_a_live_one_is_kept
     # A peer that completes the upgrade, then reads but never answers.
     host, port = server.base_url.split("//")[1].split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write((f"GET {STREAM}?access_token={alice.access_token} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                  "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").encode())
+    writer.write(
+        (
+            f"GET {STREAM}?access_token={alice.access_token} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        ).encode()
+    )
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
     assert head.startswith(b"HTTP/1.1 101")
     started = time.monotonic()
@@ -514,8 +566,10 @@ async def test_one_push_gives_each_receiver_its_own_counts_and_own_sends(server,
     await alice.say(room_id, "one")
     last = await alice.say(room_id, "two")
     await bob.call("POST", f"/rooms/{room_id}/receipt/m.read/{last}", {}, schema="matrix/empty.response")  # read all
-    streams = {name: await Stream.open(server.base_url, token=user.access_token)
-               for name, user in (("alice", alice), ("bob", bob), ("carol", carol))}
+    streams = {
+        name: await Stream.open(server.base_url, token=user.access_token)
+        for name, user in (("alice", alice), ("bob", bob), ("carol", carol))
+    }
     carol_phone = await another_device(carol)
     streams["carol's phone"] = await Stream.open(server.base_url, token=carol_phone.access_token)
     for stream in streams.values():
@@ -527,8 +581,10 @@ async def test_one_push_gives_each_receiver_its_own_counts_and_own_sends(server,
         frames = await stream.sync_until(lambda fs: any(room_events(f, room_id) for f in fs))
         room = next(f for f in frames if room_events(f, room_id))["rooms"]["join"][room_id]
         assert [e["event_id"] for e in room["timeline"]["events"]] == [sent["event_id"]]
-        seen[name] = (room["unread_notifications"]["notification_count"],
-                      room["timeline"]["events"][0].get("unsigned", {}).get("transaction_id"))
+        seen[name] = (
+            room["unread_notifications"]["notification_count"],
+            room["timeline"]["events"][0].get("unsigned", {}).get("transaction_id"),
+        )
     assert seen == {"alice": (0, "t-three"), "bob": (1, None), "carol": (3, None), "carol's phone": (3, None)}
     for stream in streams.values():
         await stream.close()
@@ -540,10 +596,12 @@ async def test_pushed_events_are_the_stored_events(server, users):
     alice, bob, room_id = await users()
     watcher = await Stream.open(server.base_url, token=bob.access_token)
     await watcher.frame()
-    sent = [(await alice.put_state(room_id, "m.room.name", {"name": "First"}))["event_id"],
-            (await alice.put_state(room_id, "m.room.name", {"name": "Second"}))["event_id"],
-            (await alice.send(room_id, text("hello")))["event_id"],
-            (await alice.put_state(room_id, "m.room.topic", {"topic": "Things"}))["event_id"]]
+    sent = [
+        (await alice.put_state(room_id, "m.room.name", {"name": "First"}))["event_id"],
+        (await alice.put_state(room_id, "m.room.name", {"name": "Second"}))["event_id"],
+        (await alice.send(room_id, text("hello")))["event_id"],
+        (await alice.put_state(room_id, "m.room.topic", {"topic": "Things"}))["event_id"],
+    ]
 
     pushed: list[dict[str, Any]] = []
 

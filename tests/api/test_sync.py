@@ -24,8 +24,14 @@ from ..support.sync_steps import (
     timeline,
 )
 
-ROOM_STATE = {("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.join_rules", ""),
-              ("m.room.history_visibility", ""), ("m.room.name", ""), ("m.room.topic", "")}
+ROOM_STATE = {
+    ("m.room.create", ""),
+    ("m.room.power_levels", ""),
+    ("m.room.join_rules", ""),
+    ("m.room.history_visibility", ""),
+    ("m.room.name", ""),
+    ("m.room.topic", ""),
+}
 
 
 async def say_all(user, room_id, count, prefix="m"):
@@ -53,10 +59,13 @@ async def test_initial_sync_gives_joined_rooms_their_state_and_newest_events(api
     assert ids_of(lounge["timeline"]["events"]) == stored[-20:]  # the default limit, oldest first
     assert lounge["timeline"]["limited"] is True
     # The state before the timeline, which here is the whole current state.
-    assert {(e["type"], e["state_key"]): e["event_id"] for e in state(answer, room_id)} == \
-        await current_state(bob, room_id)
-    assert state_keys(state(answer, room_id)) >= ROOM_STATE | {("m.room.member", alice.user_id),
-                                                               ("m.room.member", bob.user_id)}
+    assert {(e["type"], e["state_key"]): e["event_id"] for e in state(answer, room_id)} == await current_state(
+        bob, room_id
+    )
+    assert state_keys(state(answer, room_id)) >= ROOM_STATE | {
+        ("m.room.member", alice.user_id),
+        ("m.room.member", bob.user_id),
+    }
     assert lounge["summary"]["m.joined_member_count"] == 2
     assert lounge["unread_notifications"]["notification_count"] == 25  # bob has read nothing yet
 
@@ -93,8 +102,13 @@ async def test_an_invite_comes_with_stripped_state(api):
     assert answer["rooms"]["join"] == {}
     invite_state = room(answer, room_id, "invite")["invite_state"]["events"]
     by_key = {(e["type"], e["state_key"]): e for e in invite_state}
-    assert {("m.room.create", ""), ("m.room.join_rules", ""), ("m.room.name", ""),
-            ("m.room.member", alice.user_id), ("m.room.member", bob.user_id)} <= set(by_key)
+    assert {
+        ("m.room.create", ""),
+        ("m.room.join_rules", ""),
+        ("m.room.name", ""),
+        ("m.room.member", alice.user_id),
+        ("m.room.member", bob.user_id),
+    } <= set(by_key)
     invite = by_key[("m.room.member", bob.user_id)]
     assert (invite["sender"], invite["content"]["membership"]) == (alice.user_id, "invite")
     assert by_key[("m.room.member", alice.user_id)]["content"]["membership"] == "join"
@@ -112,8 +126,11 @@ async def test_left_rooms_show_in_an_initial_sync_only_with_include_leave(api):
     with_leave = await sync(bob, filter={"room": {"include_leave": True}})
     left = timeline(with_leave, room_id, "leave")
     assert bodies(left) == ["bye"]
-    assert (left[-1]["type"], left[-1]["state_key"], left[-1]["content"]["membership"]) == \
-        ("m.room.member", bob.user_id, "leave")
+    assert (left[-1]["type"], left[-1]["state_key"], left[-1]["content"]["membership"]) == (
+        "m.room.member",
+        bob.user_id,
+        "leave",
+    )
 
 
 # -- incremental sync ----------------------------------------------------------------------
@@ -169,8 +186,11 @@ async def test_leaving_shows_the_leave_in_the_left_rooms_timeline_once(api, serv
     assert room_id not in answer["rooms"]["join"]
     left = timeline(answer, room_id, "leave")
     assert bodies(left) == ["before"]
-    assert (left[-1]["type"], left[-1]["state_key"], left[-1]["content"]["membership"]) == \
-        ("m.room.member", bob.user_id, "leave")
+    assert (left[-1]["type"], left[-1]["state_key"], left[-1]["content"]["membership"]) == (
+        "m.room.member",
+        bob.user_id,
+        "leave",
+    )
     assert (await loop.sync())["rooms"]["leave"] == {}
 
 
@@ -191,8 +211,9 @@ async def test_a_limited_timeline_and_its_prev_batch_cover_the_gap_exactly(api, 
     assert delivered == sent[-3:]
     # The state change the timeline skipped is in the state section.
     assert [e["event_id"] for e in section["state"]["events"]] == [renamed]
-    skipped, _ = await bob.all_messages(room_id, limit=2, dir="b", to=since,
-                                        **{"from": section["timeline"]["prev_batch"]})
+    skipped, _ = await bob.all_messages(
+        room_id, limit=2, dir="b", to=since, **{"from": section["timeline"]["prev_batch"]}
+    )
     assert ids_of(skipped[::-1]) + delivered == sent  # no gap, no overlap
     first_page = await bob.messages(room_id, limit=1, dir="b", **{"from": section["timeline"]["prev_batch"]})
     assert ids_of(first_page["chunk"]) == [sent[-4]]
@@ -214,8 +235,12 @@ async def test_full_state_sends_every_rooms_state_but_only_new_events(api, serve
     assert timeline(answer, quiet) == []
     for room_id in (busy, quiet):
         keys = state_keys(state(answer, room_id))
-        assert keys >= {("m.room.create", ""), ("m.room.name", ""), ("m.room.member", alice.user_id),
-                        ("m.room.member", bob.user_id)}
+        assert keys >= {
+            ("m.room.create", ""),
+            ("m.room.name", ""),
+            ("m.room.member", alice.user_id),
+            ("m.room.member", bob.user_id),
+        }
         assert keys == set(await current_state(bob, room_id))
     assert (await loop.sync())["rooms"]["join"] == {}  # nothing was left to deliver
 
@@ -236,11 +261,11 @@ async def test_uploaded_filters_are_read_back_and_used_by_id(api):
     alice, bob = await register(api, "alice", "bob")
     room_id = await room_of(alice, bob)
     definition = {"room": {"timeline": {"limit": 2, "types": ["m.room.message"]}, "include_leave": False}}
-    created = await bob.call("POST", f"/user/{quote(bob.user_id)}/filter", definition,
-                             schema="matrix/filter.response")
+    created = await bob.call("POST", f"/user/{quote(bob.user_id)}/filter", definition, schema="matrix/filter.response")
     filter_id = created["filter_id"]
-    read = await bob.call("GET", f"/user/{quote(bob.user_id)}/filter/{filter_id}",
-                          schema="matrix/filter_definition.response")
+    read = await bob.call(
+        "GET", f"/user/{quote(bob.user_id)}/filter/{filter_id}", schema="matrix/filter_definition.response"
+    )
     assert read.body == definition
     await say_all(alice, room_id, 4)
     answer = await sync(bob, filter=filter_id)
@@ -259,8 +284,12 @@ async def test_uploaded_filters_are_read_back_and_used_by_id(api):
 
 async def test_bad_filters_are_refused(api):
     (bob,) = await register(api, "bob")
-    for bad in ({"room": {"timeline": {"limit": 0}}}, {"room": "all"}, {"room": {"rooms": "!a:b"}},
-                {"room": {"timeline": {"types": [1]}}}):
+    for bad in (
+        {"room": {"timeline": {"limit": 0}}},
+        {"room": "all"},
+        {"room": {"rooms": "!a:b"}},
+        {"room": {"timeline": {"types": [1]}}},
+    ):
         answer = await bob.call("POST", f"/user/{quote(bob.user_id)}/filter", bad, status=400)
         assert answer["errcode"] in ("M_BAD_JSON", "M_INVALID_PARAM")
         answer = await sync(bob, filter=json.dumps(bad), status=400)
@@ -285,8 +314,12 @@ async def test_timeline_type_filters(api):
     no_room_types = await sync(bob, filter={"room": {"timeline": {**wide, "not_types": ["m.room.*"]}}})
     assert ids_of(timeline(no_room_types, room_id)) == [note]
 
-    some = await sync(bob, filter={"room": {"timeline": {**wide, "types": ["m.room.*"],
-                                                         "not_types": ["m.room.member", "m.room.message"]}}})
+    some = await sync(
+        bob,
+        filter={
+            "room": {"timeline": {**wide, "types": ["m.room.*"], "not_types": ["m.room.member", "m.room.message"]}}
+        },
+    )
     types = [e["type"] for e in timeline(some, room_id)]
     assert "m.room.topic" in types and "m.room.create" in types
     assert not {"m.room.member", "m.room.message", "org.example.note"} & set(types)
@@ -392,7 +425,8 @@ async def test_logout_ends_a_pending_long_poll(api, server):
     loop = SyncLoop(bob, server)
     await loop.sync()
     answer, elapsed = await held_then_woken(
-        loop, lambda: bob.call("POST", "/logout", schema="matrix/empty.response"), status=401)
+        loop, lambda: bob.call("POST", "/logout", schema="matrix/empty.response"), status=401
+    )
     assert elapsed < 2, elapsed
     assert answer["errcode"] == "M_UNKNOWN_TOKEN"
 

@@ -60,8 +60,9 @@ def _comparable(body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _upload(user: User, definition: dict[str, Any]) -> str:
-    created = await user.call("POST", f"/user/{quote(user.user_id)}/filter", definition,
-                              schema="matrix/filter.response")
+    created = await user.call(
+        "POST", f"/user/{quote(user.user_id)}/filter", definition, schema="matrix/filter.response"
+    )
     return created["filter_id"]
 
 
@@ -81,8 +82,12 @@ async def _act(rng: random.Random, rooms: dict[str, list[User]], step: int) -> N
         elif kind < 0.85:
             await sender.put_state(room_id, "m.room.topic", {"topic": f"topic {step}.{n}"})
         else:
-            await sender.call("PUT", f"/rooms/{room_id}/typing/{quote(sender.user_id)}",
-                              {"typing": rng.random() < 0.6, "timeout": 30_000}, schema="matrix/empty.response")
+            await sender.call(
+                "PUT",
+                f"/rooms/{room_id}/typing/{quote(sender.user_id)}",
+                {"typing": rng.random() < 0.6, "timeout": 30_000},
+                schema="matrix/empty.response",
+            )
 
 
 FILTER_KINDS = ("none", "inline", "stored", "lazy", "narrow")
@@ -104,9 +109,17 @@ async def test_the_fast_path_answers_as_the_database_does(api, server, kind, see
         "inline": {"room": {"timeline": {"limit": 1000}}, "presence": {"not_types": ["*"]}},
         "stored": {"room": {"timeline": {"limit": 4, "not_types": ["org.example.*"]}}},
         "lazy": {"room": {"timeline": {"limit": 5}, "state": {"lazy_load_members": True}}},
-        "narrow": {"room": {"rooms": [first], "timeline": {"limit": 6, "types": ["m.room.*", "org.*"],
-                                                           "not_senders": [carol.user_id],
-                                                           "lazy_load_members": True}}},
+        "narrow": {
+            "room": {
+                "rooms": [first],
+                "timeline": {
+                    "limit": 6,
+                    "types": ["m.room.*", "org.*"],
+                    "not_senders": [carol.user_id],
+                    "lazy_load_members": True,
+                },
+            }
+        },
     }
     definition = definitions[kind]
     text_of = json.dumps(definition)

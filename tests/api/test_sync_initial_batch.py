@@ -20,8 +20,12 @@ FILTERS: list[dict[str, Any]] = [
     {},
     {"room": {"timeline": {"limit": 3}}},
     {"room": {"timeline": {"limit": 4}, "state": {"lazy_load_members": True}}},
-    {"room": {"timeline": {"limit": 5, "types": ["m.room.message", "m.room.topic"], "not_senders": []},
-              "state": {"types": ["m.room.*"], "not_types": ["m.room.power_levels"]}}},
+    {
+        "room": {
+            "timeline": {"limit": 5, "types": ["m.room.message", "m.room.topic"], "not_senders": []},
+            "state": {"types": ["m.room.*"], "not_types": ["m.room.power_levels"]},
+        }
+    },
 ]
 
 
@@ -56,8 +60,11 @@ async def test_rooms_built_together_are_built_as_one_by_one(api, server, seed):
             await sender.put_state(room_id, "m.room.topic", {"topic": f"topic {n}"})
         elif action < 0.8:
             parent = await alice.say(room_id, f"parent {n}")
-            await bob.send(room_id, {"m.relates_to": {"rel_type": "m.annotation", "event_id": parent, "key": "+"}},
-                           event_type="m.reaction")
+            await bob.send(
+                room_id,
+                {"m.relates_to": {"rel_type": "m.annotation", "event_id": parent, "key": "+"}},
+                event_type="m.reaction",
+            )
         elif action < 0.9:
             if room_id not in carol_in:
                 await alice.invite(room_id, carol)
@@ -92,7 +99,6 @@ async def test_rooms_built_together_are_built_as_one_by_one(api, server, seed):
                 assert _comparable(together[room_id]) == _comparable(alone), (reader.user_id, definition, room_id)
 
 
-
 class _CountingPool:
     """The server's pool, counting the queries made through it."""
 
@@ -103,9 +109,11 @@ class _CountingPool:
     def __getattr__(self, name):
         found = getattr(self._pool, name)
         if name in ("fetch", "fetchrow", "fetchval", "execute", "executemany"):
+
             async def counted(*args, **kwargs):
                 self.queries += 1
                 return await found(*args, **kwargs)
+
             return counted
         return found
 
@@ -125,14 +133,14 @@ async def test_an_initial_sync_costs_as_many_queries_for_twelve_rooms_as_for_thr
         counting = _CountingPool(builder._pool)
         original, builder._pool = builder._pool, counting
         try:
-            result = await builder.sync(requester, since=None, upto=ctx.notifier.committed_position,
-                                        sync_filter=lazy, full_state=False)
+            result = await builder.sync(
+                requester, since=None, upto=ctx.notifier.committed_position, sync_filter=lazy, full_state=False
+            )
         finally:
             builder._pool = original
         assert result.body is not None and len(result.body["rooms"]["join"]) == rooms
         counts.append(counting.queries)
     assert counts[0] == counts[1], counts
-
 
 
 async def test_invited_rooms_cost_as_many_queries_for_six_as_for_two(api, server):
@@ -152,8 +160,9 @@ async def test_invited_rooms_cost_as_many_queries_for_six_as_for_two(api, server
         counting = _CountingPool(builder._pool)
         original, builder._pool = builder._pool, counting
         try:
-            result = await builder.sync(requester, since=None, upto=ctx.notifier.committed_position,
-                                        sync_filter=SyncFilter(), full_state=False)
+            result = await builder.sync(
+                requester, since=None, upto=ctx.notifier.committed_position, sync_filter=SyncFilter(), full_state=False
+            )
         finally:
             builder._pool = original
         assert result.body is not None
@@ -163,9 +172,17 @@ async def test_invited_rooms_cost_as_many_queries_for_six_as_for_two(api, server
             events = room["invite_state"]["events"]
             invite = events[-1]
             assert (invite["type"], invite["state_key"], invite["sender"], invite["content"]["membership"]) == (
-                "m.room.member", alice.user_id, bob.user_id, "invite")
-            assert {"type": "m.room.name", "state_key": "", "sender": bob.user_id,
-                    "content": {"name": names[room_id]}} in events
+                "m.room.member",
+                alice.user_id,
+                bob.user_id,
+                "invite",
+            )
+            assert {
+                "type": "m.room.name",
+                "state_key": "",
+                "sender": bob.user_id,
+                "content": {"name": names[room_id]},
+            } in events
             inviter = [e for e in events[:-1] if e["type"] == "m.room.member"]
             assert [(e["state_key"], e["content"]["membership"]) for e in inviter] == [(bob.user_id, "join")]
         counts.append(counting.queries)
@@ -192,8 +209,9 @@ async def test_left_rooms_cost_as_many_queries_for_five_as_for_two(api, server):
         counting = _CountingPool(builder._pool)
         original, builder._pool = builder._pool, counting
         try:
-            result = await builder.sync(requester, since=None, upto=ctx.notifier.committed_position,
-                                        sync_filter=with_leave, full_state=False)
+            result = await builder.sync(
+                requester, since=None, upto=ctx.notifier.committed_position, sync_filter=with_leave, full_state=False
+            )
         finally:
             builder._pool = original
         assert result.body is not None
@@ -202,7 +220,9 @@ async def test_left_rooms_cost_as_many_queries_for_five_as_for_two(api, server):
         for room in sections.values():
             events = room["timeline"]["events"]
             assert [(e["type"], e.get("state_key")) for e in events[-2:]] == [
-                ("m.room.message", None), ("m.room.member", alice.user_id)]
+                ("m.room.message", None),
+                ("m.room.member", alice.user_id),
+            ]
             assert events[-1]["content"]["membership"] == "leave"
             assert room["timeline"]["limited"] is True
         counts.append(counting.queries)

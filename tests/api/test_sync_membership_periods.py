@@ -13,8 +13,9 @@ async def test_a_display_name_change_keeps_the_unread_count(api, server):
     await caught_up(server)
     before = await sync(bob)
     assert room(before, room_id)["unread_notifications"]["notification_count"] == 3
-    await bob.call("PUT", f"/profile/{bob.user_id}/displayname", {"displayname": "Bobby"},
-                   schema="matrix/empty.response")
+    await bob.call(
+        "PUT", f"/profile/{bob.user_id}/displayname", {"displayname": "Bobby"}, schema="matrix/empty.response"
+    )
     await caught_up(server)
     after = await sync(bob, before["next_batch"])
     assert room(after, room_id)["unread_notifications"]["notification_count"] == 3

@@ -16,13 +16,13 @@ def tags_path(user_id, room_id, tag=None):
 
 
 async def get_tags(user, room_id, *, owner=None, status=200):
-    return await user.call("GET", tags_path(owner or user.user_id, room_id), status=status,
-                           schema="matrix/tags.response")
+    return await user.call(
+        "GET", tags_path(owner or user.user_id, room_id), status=status, schema="matrix/tags.response"
+    )
 
 
 async def put_tag(user, room_id, tag, content, *, owner=None, status=200):
-    return await user.call("PUT", tags_path(owner or user.user_id, room_id, tag), content, status=status,
-                           schema=EMPTY)
+    return await user.call("PUT", tags_path(owner or user.user_id, room_id, tag), content, status=status, schema=EMPTY)
 
 
 async def delete_tag(user, room_id, tag, *, owner=None, status=200):
@@ -45,7 +45,8 @@ async def test_tags_set_read_delete_and_sync(api, server):
     answer, elapsed = await held_then_woken(loop, lambda: put_tag(alice, room_id, "m.favourite", {"order": 0.25}))
     assert elapsed < 3
     assert room_account_data(answer, room_id) == [
-        {"type": "m.tag", "content": {"tags": {"m.favourite": {"order": 0.25}}}}]
+        {"type": "m.tag", "content": {"tags": {"m.favourite": {"order": 0.25}}}}
+    ]
 
     await put_tag(alice, room_id, "u.work", {})
     await put_tag(alice, room_id, "m.favourite", {"order": 0.5})
@@ -56,8 +57,11 @@ async def test_tags_set_read_delete_and_sync(api, server):
     answer = await loop.sync()
     assert room_account_data(answer, room_id) == [{"type": "m.tag", "content": {"tags": {"u.work": {}}}}]
     # The generic account data endpoint reads the same thing.
-    stored = await alice.call("GET", f"/user/{path_param(alice.user_id)}/rooms/{room_id}/account_data/m.tag",
-                              schema="matrix/account_data.response")
+    stored = await alice.call(
+        "GET",
+        f"/user/{path_param(alice.user_id)}/rooms/{room_id}/account_data/m.tag",
+        schema="matrix/account_data.response",
+    )
     assert stored.body == {"tags": {"u.work": {}}}
 
 
@@ -75,9 +79,11 @@ async def test_tag_refusals_change_nothing(api):
     alice, bob = await register(api, "alice", "bob")
     room_id = await room_of(alice, bob)
     await put_tag(alice, room_id, "u.mine", {"order": 0.1})
-    for answer in (await get_tags(bob, room_id, owner=alice.user_id, status=403),
-                   await put_tag(bob, room_id, "u.theirs", {}, owner=alice.user_id, status=403),
-                   await delete_tag(bob, room_id, "u.mine", owner=alice.user_id, status=403)):
+    for answer in (
+        await get_tags(bob, room_id, owner=alice.user_id, status=403),
+        await put_tag(bob, room_id, "u.theirs", {}, owner=alice.user_id, status=403),
+        await delete_tag(bob, room_id, "u.mine", owner=alice.user_id, status=403),
+    ):
         assert answer["errcode"] == "M_FORBIDDEN"
     assert (await put_tag(alice, room_id, "u.x", {"order": 2}, status=400))["errcode"] == "M_BAD_JSON"
     assert (await put_tag(alice, room_id, "u.x", {"order": "first"}, status=400))["errcode"] == "M_BAD_JSON"

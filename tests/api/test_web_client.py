@@ -30,8 +30,14 @@ from ..support.client import DEFAULT_PASSWORD, MATRIX, ApiClient, path_param
 from ..support.servers import RunningServer, truncate_all
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 DESKTOP = ViewportSize(width=1280, height=800)
 PHONE = ViewportSize(width=360, height=740)
 WAIT_MS = 15000
@@ -89,7 +95,6 @@ async def session_token(page: Page) -> str:
 async def shot(page: Page, folder: Path, name: str) -> None:
     folder.mkdir(exist_ok=True)
     await page.screenshot(path=str(folder / f"{name}.png"))
-
 
 
 FIRST_LOAD_BYTES = """() => {
@@ -168,11 +173,12 @@ async def test_two_people_sign_up_invite_and_chat_live(server, api, tmp_path):
         own = alice.locator("#timeline .msg.mine", has_text="hello bob")
         await expect(own.locator(".pending-label")).to_have_count(0)
 
-        latencies = [await latency_ms(alice if i % 2 else bob, bob if i % 2 else alice, f"ping {i}")
-                     for i in range(24)]
+        latencies = [await latency_ms(alice if i % 2 else bob, bob if i % 2 else alice, f"ping {i}") for i in range(24)]
         median = statistics.median(latencies)
-        print(f"\nweb client: first load {first_load} bytes; send-to-display latency over {len(latencies)} "
-              f"messages: median {median:.1f} ms, max {max(latencies):.1f} ms")
+        print(
+            f"\nweb client: first load {first_load} bytes; send-to-display latency over {len(latencies)} "
+            f"messages: median {median:.1f} ms, max {max(latencies):.1f} ms"
+        )
         assert 0 < first_load < 200_000
         assert median < 250, latencies
         await shot(alice, shots, "room-desktop")
@@ -188,9 +194,13 @@ async def test_two_people_sign_up_invite_and_chat_live(server, api, tmp_path):
         token = await session_token(alice)
         room_id = await alice.evaluate("decodeURIComponent(location.hash.slice(6))")
         for i in range(200):
-            await api.request("PUT", f"{MATRIX}/rooms/{path_param(room_id)}/send/m.room.message/h{i}",
-                              {"msgtype": "m.text", "body": f"history {i}"}, token=token,
-                              schema="matrix/event_id.response")
+            await api.request(
+                "PUT",
+                f"{MATRIX}/rooms/{path_param(room_id)}/send/m.room.message/h{i}",
+                {"msgtype": "m.text", "body": f"history {i}"},
+                token=token,
+                schema="matrix/event_id.response",
+            )
         await bob.reload()
         await expect(message(bob, "history 199")).to_be_visible()
         timeline = bob.locator("#timeline")
@@ -219,7 +229,8 @@ async def test_two_people_sign_up_invite_and_chat_live(server, api, tmp_path):
         await row.get_by_role("button", name="Lock").click()
         await expect(row.locator(".state")).to_have_text("locked")
         await expect(bob.locator("#signed-out")).to_have_text(
-            "Your account has been locked by a moderator. You have been signed out.")
+            "Your account has been locked by a moderator. You have been signed out."
+        )
         await shot(bob, shots, "locked-phone")
         await mod.get_by_role("tab", name="Audit log").click()
         await expect(mod.locator("#console-audit")).to_contain_text("locked @bob:test.local")
@@ -230,7 +241,6 @@ async def test_two_people_sign_up_invite_and_chat_live(server, api, tmp_path):
         await shot(mod, shots, "console")
         assert await bob.evaluate("localStorage.getItem('atomchat.session')") is None
     print(f"screenshots: {shots}")
-
 
 
 def room_item(page: Page, name: str):
@@ -247,8 +257,15 @@ async def test_edits_deletions_typing_receipts_settings_and_direct_messages(serv
     alice_token = (await api.register("alice"))["access_token"]
     await api.register("bob")
     await api.register("carol")
-    room = (await api.request("POST", f"{MATRIX}/createRoom", {"name": "Den", "invite": ["@bob:test.local"]},
-                              token=alice_token, schema="matrix/createRoom.response"))["room_id"]
+    room = (
+        await api.request(
+            "POST",
+            f"{MATRIX}/createRoom",
+            {"name": "Den", "invite": ["@bob:test.local"]},
+            token=alice_token,
+            schema="matrix/createRoom.response",
+        )
+    )["room_id"]
     async with chromium() as browser:
         _, alice = await person(browser, server.base_url)
         _, bob = await person(browser, server.base_url)
@@ -322,8 +339,13 @@ async def test_edits_deletions_typing_receipts_settings_and_direct_messages(serv
         await alice.get_by_role("button", name="Close").click()
 
         # carol declines an invitation, then leaves a room she joined.
-        await api.request("POST", f"{MATRIX}/rooms/{path_param(room)}/invite", {"user_id": "@carol:test.local"},
-                          token=alice_token, schema="matrix/empty.response")
+        await api.request(
+            "POST",
+            f"{MATRIX}/rooms/{path_param(room)}/invite",
+            {"user_id": "@carol:test.local"},
+            token=alice_token,
+            schema="matrix/empty.response",
+        )
         _, carol = await person(browser, server.base_url)
         accept_dialogs(carol)
         await sign_in(carol, "carol")
@@ -331,7 +353,6 @@ async def test_edits_deletions_typing_receipts_settings_and_direct_messages(serv
         await carol.locator("#decline-invite").click()
         await expect(carol.locator("#room-list .room-item")).to_have_count(0)
         await expect(alice.locator("#timeline")).to_contain_text("carol left")
-
 
 
 @pytest.mark.settings(access_token_lifetime_seconds=2)
@@ -381,10 +402,18 @@ async def test_pages_show_offline_and_resume_after_a_server_restart(database_dsn
         alice_id = (await api.register("alice"))["user_id"]
         bob_token = (await api.register("bob"))["access_token"]
         alice_token = (await api.login(alice_id))["access_token"]
-        room = (await api.request("POST", f"{MATRIX}/createRoom", {"name": "Porch", "invite": ["@bob:test.local"]},
-                                  token=alice_token, schema="matrix/createRoom.response"))["room_id"]
-        await api.request("POST", f"{MATRIX}/join/{path_param(room)}", {}, token=bob_token,
-                          schema="matrix/join.response")
+        room = (
+            await api.request(
+                "POST",
+                f"{MATRIX}/createRoom",
+                {"name": "Porch", "invite": ["@bob:test.local"]},
+                token=alice_token,
+                schema="matrix/createRoom.response",
+            )
+        )["room_id"]
+        await api.request(
+            "POST", f"{MATRIX}/join/{path_param(room)}", {}, token=bob_token, schema="matrix/join.response"
+        )
         async with chromium() as browser:
             _, alice = await person(browser, running.base_url)
             _, bob = await person(browser, running.base_url + "/?transport=poll")
@@ -408,8 +437,9 @@ async def test_pages_show_offline_and_resume_after_a_server_restart(database_dsn
                 await expect(page.locator("#status")).to_be_hidden()
                 await expect(page.locator(".connection")).to_have_text("Online")
             await expect(message(bob, "while offline")).to_be_visible()
-            await expect(alice.locator("#timeline .msg", has_text="while offline").locator(".pending-label")
-                         ).to_have_count(0)
+            await expect(
+                alice.locator("#timeline .msg", has_text="while offline").locator(".pending-label")
+            ).to_have_count(0)
             await send(bob, "after restart")
             await expect(message(alice, "after restart")).to_be_visible()
             for page in (alice, bob):
@@ -446,8 +476,13 @@ async def test_sign_in_errors_say_what_is_wrong(server, api):
         await expect(page.locator("#auth-error")).to_have_text("Wrong username or password.")
 
         mod_token = (await api.login("mod"))["access_token"]
-        await api.request("PUT", "/_atomchat/admin/v1/users/@alice:test.local/lock", {"locked": True},
-                          token=mod_token, schema="admin/lock.response")
+        await api.request(
+            "PUT",
+            "/_atomchat/admin/v1/users/@alice:test.local/lock",
+            {"locked": True},
+            token=mod_token,
+            schema="admin/lock.response",
+        )
         await page.get_by_label("Password").fill(DEFAULT_PASSWORD)
         await page.get_by_role("button", name="Sign in").click()
         await expect(page.locator("#auth-error")).to_have_text("This account is locked by a moderator.")
@@ -455,9 +490,15 @@ async def test_sign_in_errors_say_what_is_wrong(server, api):
 
 # -- how the files are served ----------------------------------------------------
 
+
 async def fetch(url: str, method: str = "GET"):
-    request = HTTPRequest(url, method=method, follow_redirects=False, allow_nonstandard_methods=True,
-                          body=b"" if method == "POST" else None)
+    request = HTTPRequest(
+        url,
+        method=method,
+        follow_redirects=False,
+        allow_nonstandard_methods=True,
+        body=b"" if method == "POST" else None,
+    )
     return await AsyncHTTPClient().fetch(request, raise_error=False)
 
 
@@ -483,8 +524,11 @@ async def test_the_page_is_never_cached_and_its_files_are_cached_by_version(serv
     version = asset_version(page.body, "/")
     assert version == WebFiles.load().version
 
-    for name, kind in (("main.js", "text/javascript; charset=utf-8"), ("style.css", "text/css; charset=utf-8"),
-                       ("icon.svg", "image/svg+xml")):
+    for name, kind in (
+        ("main.js", "text/javascript; charset=utf-8"),
+        ("style.css", "text/css; charset=utf-8"),
+        ("icon.svg", "image/svg+xml"),
+    ):
         asset = await fetch(f"{server.base_url}/assets/{version}/{name}")
         assert asset.code == 200, name
         assert asset.headers["Content-Type"] == kind
@@ -519,9 +563,20 @@ async def test_the_web_client_can_live_under_another_path(server):
     assert_error(await fetch(server.base_url + "/"), 404, "M_UNRECOGNIZED")
 
 
-@pytest.mark.parametrize("value, expected", [("/", "/"), ("/chat", "/chat/"), ("/team/chat/", "/team/chat/"),
-                                             ("chat/", None), ("/_matrix/", None), ("/api/web/", None),
-                                             ("/a b/", None), ("/../", None), ("/_atomchat/x/", None)])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("/", "/"),
+        ("/chat", "/chat/"),
+        ("/team/chat/", "/team/chat/"),
+        ("chat/", None),
+        ("/_matrix/", None),
+        ("/api/web/", None),
+        ("/a b/", None),
+        ("/../", None),
+        ("/_atomchat/x/", None),
+    ],
+)
 def test_the_web_client_path_setting(value, expected):
     if expected is None:
         with pytest.raises(ConfigError, match="web_client_path"):

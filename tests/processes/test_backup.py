@@ -35,8 +35,9 @@ async def test_a_restored_database_serves_the_same_history(api, database_dsn, sc
     room_id = await room_of(alice, bob, name="Kept")
     for n in range(5):
         await (alice, bob)[n % 2].say(room_id, f"before the backup {n}")
-    await alice.call("PUT", f"/rooms/{room_id}/state/m.room.topic/", {"topic": "restored"},
-                     schema="matrix/event_id.response")
+    await alice.call(
+        "PUT", f"/rooms/{room_id}/state/m.room.topic/", {"topic": "restored"}, schema="matrix/event_id.response"
+    )
     history, _ = await alice.all_messages(room_id, limit=4, dir="f")
 
     dump = data_dir.parent / "atomchat.dump"
@@ -44,15 +45,17 @@ async def test_a_restored_database_serves_the_same_history(api, database_dsn, sc
     run("pg_restore", "--no-owner", "--dbname", scratch_dsn, str(dump))
 
     env = child_env(ATOMCHAT_SIGNING_KEY=secrets.token_hex(32))  # another host: another key, new logins
-    with Serve(data_dir, "--database-url", scratch_dsn, "--argon2-time-cost", "1", "--argon2-memory-kib", "1024",
-               env=env) as restored:
+    with Serve(
+        data_dir, "--database-url", scratch_dsn, "--argon2-time-cost", "1", "--argon2-memory-kib", "1024", env=env
+    ) as restored:
         await restored.ready()
         login = await restored.api.login(alice.user_id)
         again = User(restored.api, alice.user_id, login["access_token"], login["device_id"])
         restored_history, _ = await again.all_messages(room_id, limit=4, dir="f")
         assert comparable(restored_history) == comparable(history)
-        assert (await again.call("GET", f"/rooms/{room_id}/state/m.room.topic/",
-                                 schema="matrix/state_content.response")).body == {"topic": "restored"}
+        assert (
+            await again.call("GET", f"/rooms/{room_id}/state/m.room.topic/", schema="matrix/state_content.response")
+        ).body == {"topic": "restored"}
         # New events continue the restored stream, after everything restored.
         after = await again.say(room_id, "after the restore")
         page = await again.call("GET", f"/rooms/{room_id}/messages?dir=b&limit=2", schema="matrix/messages.response")

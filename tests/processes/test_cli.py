@@ -31,8 +31,9 @@ async def test_user_commands_beside_a_running_server(data_dir):
         await serve.ready()
         postgres = postmaster_pid(data_dir)
 
-        created = run_atomchat("user", "create", "Alice", "--moderator", "--password-stdin", *common,
-                               stdin=DEFAULT_PASSWORD + "\n")
+        created = run_atomchat(
+            "user", "create", "Alice", "--moderator", "--password-stdin", *common, stdin=DEFAULT_PASSWORD + "\n"
+        )
         assert (created.returncode, created.stdout) == (0, "created @alice:cli.test (moderator)\n"), created.stderr
         created = run_atomchat("user", "create", "bob", "--password-stdin", *common, stdin=DEFAULT_PASSWORD)
         assert (created.returncode, created.stdout) == (0, "created @bob:cli.test\n"), created.stderr
@@ -52,8 +53,9 @@ async def test_user_commands_beside_a_running_server(data_dir):
         assert postmaster_pid(data_dir) == postgres and process_alive(postgres)
 
         login = await serve.api.login("alice")
-        me = await serve.api.request("GET", f"{MATRIX}/account/whoami", token=login["access_token"],
-                                     schema="matrix/whoami.response")
+        me = await serve.api.request(
+            "GET", f"{MATRIX}/account/whoami", token=login["access_token"], schema="matrix/whoami.response"
+        )
         assert me["user_id"] == "@alice:cli.test"
 
         serve.signal(signal.SIGTERM)
@@ -69,8 +71,9 @@ async def test_commands_without_a_server_start_and_stop_postgres(data_dir):
     assert migrated.stdout.startswith("applied migrations: 0001")
     assert not pid_file.exists()  # PostgreSQL removes it when it shuts down cleanly
 
-    created = run_atomchat("user", "create", "dave", "--password-stdin", "--data-dir", str(data_dir),
-                           stdin=DEFAULT_PASSWORD)
+    created = run_atomchat(
+        "user", "create", "dave", "--password-stdin", "--data-dir", str(data_dir), stdin=DEFAULT_PASSWORD
+    )
     assert (created.returncode, created.stdout) == (0, "created @dave:localhost\n"), created.stderr
     listing = run_atomchat("user", "list", "--data-dir", str(data_dir))
     assert listed_users(listing.stdout) == [("1", "@dave:localhost", "user")]
@@ -80,7 +83,9 @@ async def test_commands_without_a_server_start_and_stop_postgres(data_dir):
 async def test_user_create_wants_the_password_on_stdin(data_dir):
     no_flag = run_atomchat("user", "create", "erin", "--data-dir", str(data_dir), stdin=DEFAULT_PASSWORD)
     assert (no_flag.returncode, no_flag.stderr) == (
-        1, "atomchat: give the password on standard input with --password-stdin\n")
+        1,
+        "atomchat: give the password on standard input with --password-stdin\n",
+    )
     empty = run_atomchat("user", "create", "erin", "--password-stdin", "--data-dir", str(data_dir), stdin="\n")
     assert (empty.returncode, empty.stderr) == (1, "atomchat: the password is empty\n")
     assert not data_dir.exists()  # refused before any database was started

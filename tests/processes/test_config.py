@@ -24,6 +24,7 @@ def config_file(tmp_path):
         path = tmp_path / "atomchat.toml"
         path.write_text(text)
         return str(path)
+
     return write
 
 
@@ -39,23 +40,28 @@ async def test_defaults():
 
 async def test_each_layer_overrides_the_one_below(config_file):
     path = config_file(
-        'port = 9001\n'
+        "port = 9001\n"
         'server_name = "file.example"\n'
         'log_level = "debug"\n'
-        'max_body_bytes = 1000\n'
-        'migrate = false\n'
+        "max_body_bytes = 1000\n"
+        "migrate = false\n"
         'signing_key = "from-the-file"\n'
     )
-    environ = {"ATOMCHAT_CONFIG": path, "ATOMCHAT_PORT": "9002", "ATOMCHAT_SERVER_NAME": "env.example",
-               "ATOMCHAT_SIGNING_KEY": "from-the-environment", "ATOMCHAT_HOST": ""}
+    environ = {
+        "ATOMCHAT_CONFIG": path,
+        "ATOMCHAT_PORT": "9002",
+        "ATOMCHAT_SERVER_NAME": "env.example",
+        "ATOMCHAT_SIGNING_KEY": "from-the-environment",
+        "ATOMCHAT_HOST": "",
+    }
     settings = config.load(flags("--port", "9003", "--migrate"), environ=environ)
-    assert settings.port == 9003                          # flag over environment over file
-    assert settings.server_name == "env.example"          # environment over file
+    assert settings.port == 9003  # flag over environment over file
+    assert settings.server_name == "env.example"  # environment over file
     assert settings.signing_key == "from-the-environment"  # secrets: environment over file, never a flag
-    assert settings.migrate is True                       # flag over file
-    assert settings.log_level == "DEBUG"                  # file over default
+    assert settings.migrate is True  # flag over file
+    assert settings.log_level == "DEBUG"  # file over default
     assert settings.max_body_bytes == 1000
-    assert settings.host == "127.0.0.1"                   # an empty variable counts as unset
+    assert settings.host == "127.0.0.1"  # an empty variable counts as unset
 
     without_flags = config.load(flags(), environ=environ)
     assert (without_flags.port, without_flags.migrate) == (9002, False)
@@ -64,8 +70,14 @@ async def test_each_layer_overrides_the_one_below(config_file):
 
 
 # A value of each kind of setting that no setting has as its default.
-SAMPLES = {config._int: "16", config._float: "16.5", config._bool: "no", config._text: "text",
-           config._log_level: "warning", config._log_format: "json"}
+SAMPLES = {
+    config._int: "16",
+    config._float: "16.5",
+    config._bool: "no",
+    config._text: "text",
+    config._log_level: "warning",
+    config._log_format: "json",
+}
 SAMPLES[config._networks] = "10.0.0.0/8"
 SAMPLES[config._web_path] = "/chat/"
 SAMPLES[config._blocklist] = "none"
@@ -78,35 +90,47 @@ async def test_every_setting_has_an_environment_variable(option):
     assert getattr(settings, option.name) == option.kind(sample) != option.default
 
 
-@pytest.mark.parametrize("environ, message", [
-    ({"ATOMCHAT_PORT": "eighty"}, "environment ATOMCHAT_PORT: port = 'eighty': not an integer"),
-    ({"ATOMCHAT_PORT": "70000"}, "port 70000 is out of range"),
-    ({"ATOMCHAT_MIGRATE": "maybe"}, "ATOMCHAT_MIGRATE: migrate = 'maybe': not a boolean"),
-    ({"ATOMCHAT_LOG_LEVEL": "loud"}, "log_level = 'loud': not one of DEBUG, INFO, WARNING, ERROR"),
-    ({"ATOMCHAT_LOG_FORMAT": "xml"}, "log_format = 'xml': not one of text, json"),
-    ({"ATOMCHAT_METRICS_PORT": "8007", "ATOMCHAT_WORKERS": "2"},
-     "metrics_port 8007 (one per worker) overlaps port 8008"),
-    ({"ATOMCHAT_SHUTDOWN_GRACE_SECONDS": "-1"}, "shutdown_grace_seconds = '-1': must be at least 0"),
-    ({"ATOMCHAT_POOL_MIN_SIZE": "5", "ATOMCHAT_POOL_MAX_SIZE": "4"},
-     "pool_min_size (5) is larger than pool_max_size (4)"),
-    ({"ATOMCHAT_ARGON2_PARALLELISM": "4", "ATOMCHAT_ARGON2_MEMORY_KIB": "16"},
-     "argon2_memory_kib (16) must be at least 8 KiB per lane"),
-])
+@pytest.mark.parametrize(
+    "environ, message",
+    [
+        ({"ATOMCHAT_PORT": "eighty"}, "environment ATOMCHAT_PORT: port = 'eighty': not an integer"),
+        ({"ATOMCHAT_PORT": "70000"}, "port 70000 is out of range"),
+        ({"ATOMCHAT_MIGRATE": "maybe"}, "ATOMCHAT_MIGRATE: migrate = 'maybe': not a boolean"),
+        ({"ATOMCHAT_LOG_LEVEL": "loud"}, "log_level = 'loud': not one of DEBUG, INFO, WARNING, ERROR"),
+        ({"ATOMCHAT_LOG_FORMAT": "xml"}, "log_format = 'xml': not one of text, json"),
+        (
+            {"ATOMCHAT_METRICS_PORT": "8007", "ATOMCHAT_WORKERS": "2"},
+            "metrics_port 8007 (one per worker) overlaps port 8008",
+        ),
+        ({"ATOMCHAT_SHUTDOWN_GRACE_SECONDS": "-1"}, "shutdown_grace_seconds = '-1': must be at least 0"),
+        (
+            {"ATOMCHAT_POOL_MIN_SIZE": "5", "ATOMCHAT_POOL_MAX_SIZE": "4"},
+            "pool_min_size (5) is larger than pool_max_size (4)",
+        ),
+        (
+            {"ATOMCHAT_ARGON2_PARALLELISM": "4", "ATOMCHAT_ARGON2_MEMORY_KIB": "16"},
+            "argon2_memory_kib (16) must be at least 8 KiB per lane",
+        ),
+    ],
+)
 async def test_bad_environment_values_are_refused_by_name(environ, message):
     with pytest.raises(config.ConfigError) as refused:
         config.load({}, environ=environ)
     assert message in str(refused.value)
 
 
-@pytest.mark.parametrize("toml, message", [
-    ("port = 80.5", "port = 80.5: not an integer"),
-    ("port = true", "port = True: not an integer"),
-    ('server_name = 5', "server_name = 5: not a string"),
-    ("rc_login_burst = 0", "rc_login_burst = 0: must be at least 1"),
-    ("prot = 8008", "unknown setting 'prot' (did you mean 'port'?)"),
-    ('data-dir = "/srv"', "unknown setting 'data-dir' (did you mean 'data_dir'?)"),
-    ("port = ", "is not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "toml, message",
+    [
+        ("port = 80.5", "port = 80.5: not an integer"),
+        ("port = true", "port = True: not an integer"),
+        ("server_name = 5", "server_name = 5: not a string"),
+        ("rc_login_burst = 0", "rc_login_burst = 0: must be at least 1"),
+        ("prot = 8008", "unknown setting 'prot' (did you mean 'port'?)"),
+        ('data-dir = "/srv"', "unknown setting 'data-dir' (did you mean 'data_dir'?)"),
+        ("port = ", "is not valid TOML"),
+    ],
+)
 async def test_bad_config_files_are_refused_with_the_reason(config_file, toml, message):
     path = config_file(toml)
     with pytest.raises(config.ConfigError) as refused:

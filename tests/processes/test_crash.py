@@ -39,18 +39,29 @@ from ..support.sync_steps import sync
 
 SENDERS = 4
 # Cheap hashing, and registrations from one address as fast as the test makes them.
-TEST_FLAGS = ("--argon2-time-cost", "1", "--argon2-memory-kib", "1024", "--rc-register-burst", "100",
-              "--rc-login-burst", "100")
+TEST_FLAGS = (
+    "--argon2-time-cost",
+    "1",
+    "--argon2-memory-kib",
+    "1024",
+    "--rc-register-burst",
+    "100",
+    "--rc-login-burst",
+    "100",
+)
 ALL_TIMELINE = json.dumps({"room": {"timeline": {"limit": 1000}}})
 
 
 async def try_send(user: User, base_url: str, room_id: str, txn_id: str, timeout: float = 10) -> tuple[int, dict]:
     """PUT one message; (status, body), with status 599 when no answer came
     (the connection was refused or cut). Never raises for a failed send."""
-    request = HTTPRequest(f"{base_url}{MATRIX}/rooms/{room_id}/send/m.room.message/{txn_id}", method="PUT",
-                          body=json.dumps(text(txn_id)), request_timeout=timeout,
-                          headers={"Authorization": f"Bearer {user.access_token}",
-                                   "Content-Type": "application/json"})
+    request = HTTPRequest(
+        f"{base_url}{MATRIX}/rooms/{room_id}/send/m.room.message/{txn_id}",
+        method="PUT",
+        body=json.dumps(text(txn_id)),
+        request_timeout=timeout,
+        headers={"Authorization": f"Bearer {user.access_token}", "Content-Type": "application/json"},
+    )
     response = await fetch(request)
     if response is None:
         return 599, {}
@@ -128,8 +139,9 @@ class Receiver:
                 stream = await Stream.open(base_url(), token=self.user.access_token, since=self.stream_since)
                 while len(self.streamed) < until:
                     frame = await stream.frame(timeout=max(0.1, deadline - time.monotonic()))
-                    self.streamed += [e["event_id"] for e in room_events(frame, self.room_id)
-                                      if e["type"] == "m.room.message"]
+                    self.streamed += [
+                        e["event_id"] for e in room_events(frame, self.room_id) if e["type"] == "m.room.message"
+                    ]
                     self.stream_since = frame["next_batch"]
                 stream.conn.close()
             except (Closed, OSError, asyncio.TimeoutError, HTTPClientError, StreamClosedError):
@@ -138,8 +150,11 @@ class Receiver:
     async def follow_polls(self, base_url: Callable[[], str], until: int, deadline: float) -> None:
         while len(self.polled) < until and time.monotonic() < deadline:
             query = urlencode({"timeout": 2000, "since": self.poll_since, "filter": ALL_TIMELINE})
-            request = HTTPRequest(f"{base_url()}{MATRIX}/sync?{query}", request_timeout=10,
-                                  headers={"Authorization": f"Bearer {self.user.access_token}"})
+            request = HTTPRequest(
+                f"{base_url()}{MATRIX}/sync?{query}",
+                request_timeout=10,
+                headers={"Authorization": f"Bearer {self.user.access_token}"},
+            )
             response = await fetch(request)
             if response is None or response.code != 200:
                 if response is not None:
@@ -159,8 +174,10 @@ async def stored_messages(dsn: str, room_id: str) -> list[tuple[str, str]]:
     """(event id, txn id) of the room's messages, in stream order."""
     conn = await asyncpg.connect(dsn)
     try:
-        rows = await conn.fetch("SELECT event_id, txn_id FROM events WHERE room_id = $1"
-                                " AND type = 'm.room.message' ORDER BY stream", room_id)
+        rows = await conn.fetch(
+            "SELECT event_id, txn_id FROM events WHERE room_id = $1 AND type = 'm.room.message' ORDER BY stream",
+            room_id,
+        )
     finally:
         await conn.close()
     return [(row["event_id"], row["txn_id"]) for row in rows]
@@ -204,8 +221,10 @@ class Load:
         await load.receiver.start(serve.base_url)
         deadline = time.monotonic() + 25
         load._sending = asyncio.gather(*(s.run(serve.base_url, load._stop) for s in load.senders))
-        load._following = [asyncio.ensure_future(load.receiver.follow_stream(load.url, 10**6, deadline)),
-                           asyncio.ensure_future(load.receiver.follow_polls(load.url, 10**6, deadline))]
+        load._following = [
+            asyncio.ensure_future(load.receiver.follow_stream(load.url, 10**6, deadline)),
+            asyncio.ensure_future(load.receiver.follow_polls(load.url, 10**6, deadline)),
+        ]
         return load
 
     def url(self) -> str:
@@ -274,7 +293,8 @@ def pg_ctl(pgdata: Path, *args: str) -> None:
 
 
 async def test_a_postgresql_restart_under_load_fails_requests_cleanly_and_loses_nothing(
-        data_dir, record_testsuite_property):
+    data_dir, record_testsuite_property
+):
     env = child_env(ATOMCHAT_SIGNING_KEY=secrets.token_hex(32))
     with Serve(data_dir, "--server-name", "test.local", *TEST_FLAGS, env=env) as serve:
         await serve.ready()
@@ -298,8 +318,9 @@ async def test_a_postgresql_restart_under_load_fails_requests_cleanly_and_loses_
                 probe.acked[txn_id] = body["event_id"]
             else:
                 probe.unacked.append(txn_id)
-        await asyncio.to_thread(pg_ctl, pgdata, "-o", '-h ""', "-o", f"-k {socket_dir}",
-                                "-l", str(pgdata / "log"), "start")
+        await asyncio.to_thread(
+            pg_ctl, pgdata, "-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(pgdata / "log"), "start"
+        )
         assert postmaster_pid(data_dir) != old_postmaster and not process_alive(old_postmaster)
 
         # The server reconnects by itself: every sender's sends succeed again.

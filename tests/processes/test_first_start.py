@@ -16,9 +16,11 @@ from .test_cli import complaint
 
 
 def refusal(name: str, given: str) -> str:
-    return (f"atomchat: this database belongs to the server name {name!r}, not {given!r} (the server name "
-            f"is part of every user id and cannot change); leave out --server-name, ATOMCHAT_SERVER_NAME and "
-            f"server_name in the config file to use {name!r}, or use another database")
+    return (
+        f"atomchat: this database belongs to the server name {name!r}, not {given!r} (the server name "
+        f"is part of every user id and cannot change); leave out --server-name, ATOMCHAT_SERVER_NAME and "
+        f"server_name in the config file to use {name!r}, or use another database"
+    )
 
 
 async def logged_in(serve: Serve, name: str) -> User:
@@ -32,13 +34,15 @@ async def test_the_server_name_is_the_databases_and_moderators_join_the_policy_r
         await serve.ready()
         created = run_atomchat("user", "create", "alice", "--password-stdin", *data, stdin=DEFAULT_PASSWORD)
         assert (created.returncode, created.stdout) == (0, "created @alice:chat.example.org\n"), created.stderr
-        foreign = run_atomchat("user", "create", "mallory", "--password-stdin", "--server-name", "localhost", *data,
-                               stdin=DEFAULT_PASSWORD)
+        foreign = run_atomchat(
+            "user", "create", "mallory", "--password-stdin", "--server-name", "localhost", *data, stdin=DEFAULT_PASSWORD
+        )
         assert (foreign.returncode, complaint(foreign)) == (1, refusal("chat.example.org", "localhost"))
         assert "Traceback" not in foreign.stderr
 
-        created = run_atomchat("user", "create", "mod", "--moderator", "--password-stdin", *data,
-                               stdin=DEFAULT_PASSWORD)
+        created = run_atomchat(
+            "user", "create", "mod", "--moderator", "--password-stdin", *data, stdin=DEFAULT_PASSWORD
+        )
         assert (created.returncode, created.stdout) == (0, "created @mod:chat.example.org (moderator)\n")
         mod = await logged_in(serve, "mod")
         assert mod.user_id == "@mod:chat.example.org"
@@ -82,8 +86,10 @@ async def test_commands_run_while_serve_creates_its_database_simply_work(data_di
     with Serve(data_dir, "--server-name", "race.test") as serve:
         # Started together on a data directory that does not exist yet.
         first, second, listed = await asyncio.gather(
-            asyncio.to_thread(create, "first"), asyncio.to_thread(create, "second"),
-            asyncio.to_thread(run_atomchat, "user", "list", *data))
+            asyncio.to_thread(create, "first"),
+            asyncio.to_thread(create, "second"),
+            asyncio.to_thread(run_atomchat, "user", "list", *data),
+        )
         await serve.ready()
         for result in (first, second, listed):
             assert result.returncode == 0, result.stderr

@@ -31,15 +31,41 @@ CONFIG = Path(__file__).resolve().parents[2] / "docs" / "haproxy.cfg"
 ADDRESSES = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
 SENDERS = 3
 MESSAGES_PER_SENDER = 20
-FLAGS = ("--argon2-time-cost", "1", "--argon2-memory-kib", "1024", "--no-track-presence",
-         "--trusted-proxies", "127.0.0.0/8")
+FLAGS = (
+    "--argon2-time-cost",
+    "1",
+    "--argon2-memory-kib",
+    "1024",
+    "--no-track-presence",
+    "--trusted-proxies",
+    "127.0.0.0/8",
+)
 
 
 def tls_pem(directory: Path) -> Path:
     """A self-signed certificate and its key, in the one file HAProxy reads."""
     key, cert, pem = directory / "key.pem", directory / "cert.pem", directory / "tls.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=localhost"], check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     pem.write_bytes(cert.read_bytes() + key.read_bytes())
     return pem
 
@@ -50,10 +76,12 @@ class HAProxy:
     def __init__(self, directory: Path, servers: list[str]) -> None:
         self.http_port, self.https_port = free_port(), free_port()
         self.base_url = f"http://127.0.0.1:{self.http_port}"
-        self.env = child_env(ATOMCHAT_HTTP_BIND=f"127.0.0.1:{self.http_port}",
-                             ATOMCHAT_HTTPS_BIND=f"127.0.0.1:{self.https_port}",
-                             ATOMCHAT_TLS_PEM=str(tls_pem(directory)),
-                             **{f"ATOMCHAT_SERVER_{n}": address for n, address in enumerate(servers, 1)})
+        self.env = child_env(
+            ATOMCHAT_HTTP_BIND=f"127.0.0.1:{self.http_port}",
+            ATOMCHAT_HTTPS_BIND=f"127.0.0.1:{self.https_port}",
+            ATOMCHAT_TLS_PEM=str(tls_pem(directory)),
+            **{f"ATOMCHAT_SERVER_{n}": address for n, address in enumerate(servers, 1)},
+        )
         self.output_path = directory / "haproxy.log"
         self.process: subprocess.Popen | None = None
 
@@ -63,8 +91,13 @@ class HAProxy:
         if not Path(haproxy).exists():
             pytest.fail("HAProxy is not installed: apt-get install -y haproxy (.ci/run does)")
         with open(self.output_path, "wb") as output:
-            self.process = subprocess.Popen([haproxy, "-db", "-f", str(CONFIG)], stdin=subprocess.DEVNULL,
-                                            stdout=output, stderr=subprocess.STDOUT, env=self.env)
+            self.process = subprocess.Popen(
+                [haproxy, "-db", "-f", str(CONFIG)],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+            )
         try:
             yield self
         finally:
@@ -95,18 +128,22 @@ async def test_three_processes_behind_haproxy_are_one_server(data_dir, database_
     port = free_port()
     root = data_dir.parent
     with contextlib.ExitStack() as stack:
-        servers = [stack.enter_context(Serve(root / f"data{n}", "--database-url", database_dsn, *FLAGS,
-                                             host=address, port=port, env=env))
-                   for n, address in enumerate(ADDRESSES)]
+        servers = [
+            stack.enter_context(
+                Serve(root / f"data{n}", "--database-url", database_dsn, *FLAGS, host=address, port=port, env=env)
+            )
+            for n, address in enumerate(ADDRESSES)
+        ]
         await asyncio.gather(*(server.ready() for server in servers))
         proxy = stack.enter_context(HAProxy(root, [server.address for server in servers]).running())
         await proxy.ready()
         api = ApiClient(proxy.base_url)
 
         # A room of senders, long-polling receivers and streaming receivers.
-        owner, *users = await register(api, "owner", *(f"sender{i}" for i in range(SENDERS)), "poller0", "poller1",
-                                       "streamer0", "streamer1")
-        senders, pollers, streamers = users[:SENDERS], users[SENDERS:SENDERS + 2], users[SENDERS + 2:]
+        owner, *users = await register(
+            api, "owner", *(f"sender{i}" for i in range(SENDERS)), "poller0", "poller1", "streamer0", "streamer1"
+        )
+        senders, pollers, streamers = users[:SENDERS], users[SENDERS : SENDERS + 2], users[SENDERS + 2 :]
         room_id = await owner.create_room(preset="public_chat")
         for user in users:
             await user.join(room_id)
@@ -150,8 +187,9 @@ async def test_three_processes_behind_haproxy_are_one_server(data_dir, database_
             assert " GET /_matrix/client/v3/sync " in server.output, server.output
 
         # TLS is terminated by the proxy; the proxy names each request; metrics stay private.
-        secure = await AsyncHTTPClient().fetch(HTTPRequest(f"https://127.0.0.1:{proxy.https_port}/health",
-                                                           validate_cert=False))
+        secure = await AsyncHTTPClient().fetch(
+            HTTPRequest(f"https://127.0.0.1:{proxy.https_port}/health", validate_cert=False)
+        )
         assert secure.code == 200
         assert re.fullmatch(r"[0-9A-F]{20,}", secure.headers["X-Request-ID"]), secure.headers["X-Request-ID"]
         hidden = await AsyncHTTPClient().fetch(proxy.base_url + "/metrics", raise_error=False)

@@ -26,17 +26,39 @@ TEST_TIMEOUT_MS = 60_000  # each node test
 RUN_TIMEOUT = 240.0  # the whole node run
 # Element registers and logs in several times from one address: rate limits
 # that would refuse it are raised; hashing is cheap as in every test.
-SERVER_FLAGS = ("--server-name", "js.test", "--argon2-time-cost", "1", "--argon2-memory-kib", "1024",
-                "--rc-register-per-second", "1000", "--rc-register-burst", "1000",
-                "--rc-login-per-second", "1000", "--rc-login-burst", "1000")
+SERVER_FLAGS = (
+    "--server-name",
+    "js.test",
+    "--argon2-time-cost",
+    "1",
+    "--argon2-memory-kib",
+    "1024",
+    "--rc-register-per-second",
+    "1000",
+    "--rc-register-burst",
+    "1000",
+    "--rc-login-per-second",
+    "1000",
+    "--rc-login-burst",
+    "1000",
+)
 
 
 async def run_node_tests(base_url: str, *files: str) -> tuple[int, str]:
     assert NODE.exists(), f"{NODE} is missing: run `npm ci` in {JS_DIR} (as .ci/run does)"
     env = {**os.environ, "ATOMCHAT_URL": base_url}
     process = await asyncio.create_subprocess_exec(
-        str(NODE), "--test", f"--test-timeout={TEST_TIMEOUT_MS}", "--test-force-exit", "--test-reporter=spec",
-        *files, cwd=JS_DIR, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        str(NODE),
+        "--test",
+        f"--test-timeout={TEST_TIMEOUT_MS}",
+        "--test-force-exit",
+        "--test-reporter=spec",
+        *files,
+        cwd=JS_DIR,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     try:
         output, _ = await asyncio.wait_for(process.communicate(), RUN_TIMEOUT)
     except asyncio.TimeoutError:

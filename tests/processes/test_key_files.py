@@ -24,8 +24,9 @@ def test_processes_starting_together_all_read_the_same_whole_key(tmp_path):
         data_dir = tmp_path / f"round{round_}"
         barrier = context.Barrier(PROCESSES)
         results = context.Queue()
-        processes = [context.Process(target=_race, args=(data_dir, barrier, results, index))
-                     for index in range(PROCESSES)]
+        processes = [
+            context.Process(target=_race, args=(data_dir, barrier, results, index)) for index in range(PROCESSES)
+        ]
         for process in processes:
             process.start()
         texts = [results.get(timeout=30) for _ in processes]

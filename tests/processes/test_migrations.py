@@ -81,8 +81,17 @@ async def test_two_runners_at_once_apply_each_file_once(scratch_dsn):
 
 async def test_two_migrate_commands_at_once_apply_each_file_once(scratch_dsn):
     env = child_env(DATABASE_URL=scratch_dsn)
-    commands = [subprocess.Popen([*ATOMCHAT, "migrate"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    commands = [
+        subprocess.Popen(
+            [*ATOMCHAT, "migrate"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(2)
+    ]
     outputs = []
     for command in commands:
         stdout, stderr = command.communicate(timeout=60)
@@ -94,13 +103,16 @@ async def test_two_migrate_commands_at_once_apply_each_file_once(scratch_dsn):
 
 
 async def test_a_failing_migration_leaves_nothing_half_applied(scratch_dsn, tmp_path):
-    folder = write_migrations(tmp_path / "migrations", {
-        "0001_first.sql": "CREATE TABLE first_table (id integer);",
-        "0002_broken.sql": "CREATE TABLE second_table (id integer);\n"
-                           "INSERT INTO second_table VALUES (1);\n"
-                           "INSERT INTO first_table VALUES (1 / 0);",
-        "README.md": "not a migration: ignored",
-    })
+    folder = write_migrations(
+        tmp_path / "migrations",
+        {
+            "0001_first.sql": "CREATE TABLE first_table (id integer);",
+            "0002_broken.sql": "CREATE TABLE second_table (id integer);\n"
+            "INSERT INTO second_table VALUES (1);\n"
+            "INSERT INTO first_table VALUES (1 / 0);",
+            "README.md": "not a migration: ignored",
+        },
+    )
 
     with pytest.raises(migrations.MigrationError, match="0002_broken failed and was rolled back: DivisionByZero"):
         await migrations.migrate(scratch_dsn, folder)

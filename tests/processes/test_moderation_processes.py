@@ -54,8 +54,9 @@ def record_delays(record_testsuite_property, label: str, delays: tuple[float, fl
 
 
 @pytest.mark.parametrize("direction", ["first-locks-second-holds", "second-locks-first-holds"])
-async def test_a_lock_through_one_server_ends_streams_and_long_polls_on_the_other(server, api, second, direction,
-                                                                                    record_testsuite_property):
+async def test_a_lock_through_one_server_ends_streams_and_long_polls_on_the_other(
+    server, api, second, direction, record_testsuite_property
+):
     other = ApiClient(second.base_url)
     mod, bob = await moderator_and(server, api, "bob")
     if direction == "first-locks-second-holds":
@@ -94,8 +95,14 @@ async def test_suspensions_roles_and_deletions_reach_the_other_server(server, ap
         await admin(on(bob, client), "GET", "/users", status=403)
 
     await block(mod, bob, "suspend")
-    await refused(on(bob, other), "PUT", f"/rooms/{room_id}/send/m.room.message/s1",
-                  {"msgtype": "m.text", "body": "x"}, status=403, errcode="M_USER_SUSPENDED")
+    await refused(
+        on(bob, other),
+        "PUT",
+        f"/rooms/{room_id}/send/m.room.message/s1",
+        {"msgtype": "m.text", "body": "x"},
+        status=403,
+        errcode="M_USER_SUSPENDED",
+    )
     await block(on(mod, other), bob, "suspend", on=False)
     await on(bob, api).say(room_id, "free again")
 
@@ -110,12 +117,21 @@ async def test_suspensions_roles_and_deletions_reach_the_other_server(server, ap
 
 
 async def test_a_lock_through_one_atomchat_serve_process_closes_a_stream_on_another(
-        data_dir, database_dsn, record_testsuite_property):
+    data_dir, database_dsn, record_testsuite_property
+):
     await truncate_all(database_dsn)
     env = child_env(ATOMCHAT_SIGNING_KEY=secrets.token_hex(32))
-    flags = ("--database-url", database_dsn, "--server-name", "test.local",
-             "--argon2-time-cost", "1", "--argon2-memory-kib", "1024",
-             "--no-track-presence")  # as TEST_SETTINGS: a first sync would wake the long-polls
+    flags = (
+        "--database-url",
+        database_dsn,
+        "--server-name",
+        "test.local",
+        "--argon2-time-cost",
+        "1",
+        "--argon2-memory-kib",
+        "1024",
+        "--no-track-presence",
+    )  # as TEST_SETTINGS: a first sync would wake the long-polls
     with Serve(data_dir, *flags, env=env) as first, Serve(data_dir.parent / "other", *flags, env=env) as other:
         await asyncio.gather(first.ready(), other.ready())
         mod, bob = await register(first.api, "mod", "bob")

@@ -35,8 +35,13 @@ print(json.dumps({
 
 
 def pip(*args: str, cwd: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args], cwd=cwd,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -51,10 +56,13 @@ async def test_a_wheel_install_finds_its_schemas_and_migrations(tmp_path):
     pip("wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(tmp_path / "dist"), str(source), cwd=tmp_path)
     [wheel] = (tmp_path / "dist").glob("atomchat-*.whl")
 
-    modules = {f"atomchat_server/{p.relative_to(CHECKOUT / 'atomchat_server')}"
-               for p in (CHECKOUT / "atomchat_server").rglob("*.py")}
-    schema_files = {f"atomchat_server/schemas/{p.relative_to(CHECKOUT / 'schemas')}"
-                    for p in (CHECKOUT / "schemas").rglob("*.json")}
+    modules = {
+        f"atomchat_server/{p.relative_to(CHECKOUT / 'atomchat_server')}"
+        for p in (CHECKOUT / "atomchat_server").rglob("*.py")
+    }
+    schema_files = {
+        f"atomchat_server/schemas/{p.relative_to(CHECKOUT / 'schemas')}" for p in (CHECKOUT / "schemas").rglob("*.json")
+    }
     migration_files = {f"atomchat_server/migrations/{p.name}" for p in (CHECKOUT / "migrations").glob("*.sql")}
     web_files = {f"atomchat_server/web/{p.name}" for p in (CHECKOUT / "atomchat_server" / "web").iterdir()}
     assert schema_files and migration_files and "atomchat_server/web/index.html" in web_files
@@ -70,8 +78,14 @@ async def test_a_wheel_install_finds_its_schemas_and_migrations(tmp_path):
     pip("install", "--no-deps", "--no-compile", "--target", str(target), str(wheel), cwd=tmp_path)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    result = subprocess.run([sys.executable, "-c", PROBE], cwd=elsewhere, capture_output=True, text=True,
-                            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(target)}, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(target)},
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
 
@@ -79,7 +93,8 @@ async def test_a_wheel_install_finds_its_schemas_and_migrations(tmp_path):
     for folder in ("schemas_dir", "migrations_dir"):
         assert str(target / "atomchat_server") in found[folder] and str(CHECKOUT) not in found[folder], found[folder]
     assert found["web_root"] == str(target / "atomchat_server" / "web")
-    assert found["web"] == sorted(name[len("atomchat_server/web/"):] for name in web_files)
+    assert found["web"] == sorted(name[len("atomchat_server/web/") :] for name in web_files)
     assert found["migrations"] == sorted(Path(name).name for name in migration_files)
-    assert sorted(found["schemas"]) == sorted(name[len("atomchat_server/schemas/"):-len(".json")]
-                                              for name in schema_files)
+    assert sorted(found["schemas"]) == sorted(
+        name[len("atomchat_server/schemas/") : -len(".json")] for name in schema_files
+    )

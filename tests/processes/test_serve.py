@@ -27,8 +27,9 @@ def request_lines(output: str) -> list[tuple[str, str, int]]:
 async def test_serve_on_a_fresh_data_dir_until_sigterm(data_dir):
     # Costly hashing keeps one registration in flight long enough to send
     # SIGTERM while it runs (over a second here; the grace period is far longer).
-    with Serve(data_dir, "--argon2-time-cost", "24", "--argon2-memory-kib", "65536",
-               "--shutdown-grace-seconds", "30") as serve:
+    with Serve(
+        data_dir, "--argon2-time-cost", "24", "--argon2-memory-kib", "65536", "--shutdown-grace-seconds", "30"
+    ) as serve:
         await serve.ready()
         postgres = postmaster_pid(data_dir)
         assert process_alive(postgres)
@@ -40,8 +41,9 @@ async def test_serve_on_a_fresh_data_dir_until_sigterm(data_dir):
 
         second = run_atomchat("serve", "--data-dir", str(data_dir), "--port", str(free_port()))
         assert second.returncode == 1
-        assert (f"atomchat: the data directory {data_dir} is in use by another `atomchat serve` "
-                f"(pid {serve.process.pid})") in second.stderr
+        assert (
+            f"atomchat: the data directory {data_dir} is in use by another `atomchat serve` (pid {serve.process.pid})"
+        ) in second.stderr
         assert process_alive(postgres)
 
         registering = asyncio.ensure_future(serve.api.register("slowpoke"))

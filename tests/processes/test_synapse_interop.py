@@ -27,12 +27,15 @@ STEPS = [
 ]
 
 
-@pytest.mark.skipif(not SYNAPSE_PYTHON or not Path(SYNAPSE_PYTHON).exists(),
-                    reason="ATOMCHAT_SYNAPSE_PYTHON names no Synapse (see interop/synapse_federation.py)")
+@pytest.mark.skipif(
+    not SYNAPSE_PYTHON or not Path(SYNAPSE_PYTHON).exists(),
+    reason="ATOMCHAT_SYNAPSE_PYTHON names no Synapse (see interop/synapse_federation.py)",
+)
 def test_the_conversation_with_synapse_passes_every_step():
-    run = subprocess.run([sys.executable, str(SCRIPT), "--synapse-python", SYNAPSE_PYTHON],
-                         capture_output=True, text=True, timeout=600)
-    passed = [line[len("PASS  "):].split(" (")[0] for line in run.stdout.splitlines() if line.startswith("PASS  ")]
+    run = subprocess.run(
+        [sys.executable, str(SCRIPT), "--synapse-python", SYNAPSE_PYTHON], capture_output=True, text=True, timeout=600
+    )
+    passed = [line[len("PASS  ") :].split(" (")[0] for line in run.stdout.splitlines() if line.startswith("PASS  ")]
     assert passed == [step.split(" (")[0] for step in STEPS], run.stdout + run.stderr
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"{len(STEPS)} of {len(STEPS)} steps passed" in run.stdout

@@ -71,15 +71,17 @@ async def test_a_logout_through_one_server_ends_a_long_poll_on_the_other(api, se
     loop = SyncLoop(on(bob, second))
     await loop.sync()
     answer, elapsed = await held_then_woken(
-        loop, lambda: bob.call("POST", "/logout", schema="matrix/empty.response"), status=401)
+        loop, lambda: bob.call("POST", "/logout", schema="matrix/empty.response"), status=401
+    )
     assert elapsed < 2, elapsed
     assert answer["errcode"] == "M_UNKNOWN_TOKEN"
 
 
 async def test_senders_and_receivers_on_both_servers_see_each_message_once_in_one_order(api, second):
     servers = (api, second)
-    owner, *users = await register(api, "owner", *(f"sender{i}" for i in range(SENDERS)),
-                                   *(f"receiver{i}" for i in range(RECEIVERS)))
+    owner, *users = await register(
+        api, "owner", *(f"sender{i}" for i in range(SENDERS)), *(f"receiver{i}" for i in range(RECEIVERS))
+    )
     senders = [on(user, servers[i % 2]) for i, user in enumerate(users[:SENDERS])]
     receivers = [on(user, servers[i % 2]) for i, user in enumerate(users[SENDERS:])]
     room_id = await owner.create_room(preset="public_chat")
@@ -110,8 +112,12 @@ async def test_typing_receipts_and_account_data_set_on_one_server_reach_the_othe
     await loop.sync()
 
     async def start_typing():
-        await alice.call("PUT", f"/rooms/{room_id}/typing/{alice.user_id}", {"typing": True, "timeout": 1000},
-                         schema="matrix/empty.response")
+        await alice.call(
+            "PUT",
+            f"/rooms/{room_id}/typing/{alice.user_id}",
+            {"typing": True, "timeout": 1000},
+            schema="matrix/empty.response",
+        )
 
     answer, elapsed = await held_then_woken(loop, start_typing)
     assert elapsed < 2, elapsed
@@ -129,16 +135,16 @@ async def test_typing_receipts_and_account_data_set_on_one_server_reach_the_othe
     assert set(ephemeral(answer, room_id, "m.receipt")[0][event_id]["m.read"]) == {alice.user_id}
 
     async def put_settings():
-        await bob.call("PUT", f"/user/{bob.user_id}/account_data/org.example.settings", {"n": 1},
-                       schema="matrix/empty.response")
+        await bob.call(
+            "PUT", f"/user/{bob.user_id}/account_data/org.example.settings", {"n": 1}, schema="matrix/empty.response"
+        )
 
     answer, elapsed = await held_then_woken(loop, put_settings)
     assert elapsed < 2, elapsed
     assert answer["account_data"]["events"] == [{"type": "org.example.settings", "content": {"n": 1}}]
 
 
-async def test_unread_counts_of_messages_written_by_the_other_server_are_kept_without_counting_again(
-        api, more_servers):
+async def test_unread_counts_of_messages_written_by_the_other_server_are_kept_without_counting_again(api, more_servers):
     """Events another process wrote reach a long-poll with what push rules
     decided for them, so the answer's unread counts come from memory, as for
     the process's own events, and agree with a count in the database."""
@@ -162,9 +168,11 @@ async def test_unread_counts_of_messages_written_by_the_other_server_are_kept_wi
     for content in ({"msgtype": "m.text", "body": "plain"}, mention, {"msgtype": "m.text", "body": "plain again"}):
         answer, _ = await held_then_woken(loop, lambda content=content: alice.send(room_id, content))
         seen.append(answer["rooms"]["join"][room_id]["unread_notifications"])
-    assert seen == [{"notification_count": 1, "highlight_count": 0},
-                    {"notification_count": 2, "highlight_count": 1},
-                    {"notification_count": 3, "highlight_count": 1}]
+    assert seen == [
+        {"notification_count": 1, "highlight_count": 0},
+        {"notification_count": 2, "highlight_count": 1},
+        {"notification_count": 3, "highlight_count": 1},
+    ]
     assert counted_in_database == 0
     fresh = await SyncLoop(bob).sync()  # built from the database, on the server the events were sent through
     assert fresh["rooms"]["join"][room_id]["unread_notifications"] == seen[-1]
@@ -173,8 +181,15 @@ async def test_unread_counts_of_messages_written_by_the_other_server_are_kept_wi
 async def test_two_atomchat_serve_processes_on_one_database(data_dir, database_dsn):
     await truncate_all(database_dsn)
     env = child_env(ATOMCHAT_SIGNING_KEY=secrets.token_hex(32))
-    flags = ("--database-url", database_dsn, "--argon2-time-cost", "1", "--argon2-memory-kib", "1024",
-             "--no-track-presence")  # as TEST_SETTINGS: a first sync would wake the long-polls
+    flags = (
+        "--database-url",
+        database_dsn,
+        "--argon2-time-cost",
+        "1",
+        "--argon2-memory-kib",
+        "1024",
+        "--no-track-presence",
+    )  # as TEST_SETTINGS: a first sync would wake the long-polls
     other_dir = data_dir.parent / "other"
     with Serve(data_dir, *flags, env=env) as first, Serve(other_dir, *flags, env=env) as second_process:
         await asyncio.gather(first.ready(), second_process.ready())

@@ -28,8 +28,7 @@ FLAGS = ("--argon2-time-cost", "1", "--argon2-memory-kib", "1024", "--no-track-p
 async def listeners(database_dsn: str) -> int:
     conn = await asyncpg.connect(database_dsn)
     try:
-        return await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
-                                   LISTENER_NAME)
+        return await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", LISTENER_NAME)
     finally:
         await conn.close()
 
@@ -54,8 +53,9 @@ async def test_workers_share_the_port_each_listens_and_one_sigterm_stops_them_al
         assert await listeners(database_dsn) == WORKERS  # a notifier each
 
         # The group holds the data directory: another server is refused it.
-        other = run_atomchat("serve", "--data-dir", str(data_dir), "--port", "1", "--database-url", database_dsn,
-                             env=env)
+        other = run_atomchat(
+            "serve", "--data-dir", str(data_dir), "--port", "1", "--database-url", database_dsn, env=env
+        )
         assert other.returncode == 1
         assert "is in use by another `atomchat serve`" in other.stderr
 

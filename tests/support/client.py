@@ -53,9 +53,18 @@ class ApiClient:
     def http(self) -> AsyncHTTPClient:
         return AsyncHTTPClient()  # one per running loop, made on first use
 
-    async def request(self, method: str, path: str, body: Any = None, *, token: str | None = None,
-                      status: int = 200, schema: str | None = None, raw: bytes | str | None = None,
-                      headers: dict[str, str] | None = None) -> Response:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        token: str | None = None,
+        status: int = 200,
+        schema: str | None = None,
+        raw: bytes | str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
         all_headers = {"Content-Type": "application/json"}
         if token is not None:
             all_headers["Authorization"] = f"Bearer {token}"
@@ -67,8 +76,14 @@ class ApiClient:
             payload = json.dumps(body)
         else:
             payload = b"" if method in ("POST", "PUT") else None
-        request = HTTPRequest(self.base_url + path, method=method, headers=all_headers, body=payload,
-                              allow_nonstandard_methods=True, request_timeout=60)
+        request = HTTPRequest(
+            self.base_url + path,
+            method=method,
+            headers=all_headers,
+            body=payload,
+            allow_nonstandard_methods=True,
+            request_timeout=60,
+        )
         response = await self.http.fetch(request, raise_error=False)
         text = response.body.decode() if response.body else ""
         decoded = json.loads(text) if text else None
@@ -88,8 +103,12 @@ class ApiClient:
         return await self.request("POST", f"{MATRIX}/register", body, schema="matrix/register.response")
 
     async def login(self, user: str, password: str = DEFAULT_PASSWORD, **extra: Any) -> Response:
-        body = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user},
-                "password": password, **extra}
+        body = {
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": user},
+            "password": password,
+            **extra,
+        }
         return await self.request("POST", f"{MATRIX}/login", body, schema="matrix/login.response")
 
 

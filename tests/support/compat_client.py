@@ -32,11 +32,20 @@ class CompatClient:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
 
-    async def request(self, method: str, path: str, body: Any = None, *, token: str | None = None,
-                      status: int | tuple[int, ...] = 200, schema: str | None = None,
-                      form: dict[str, str] | None = None, raw: bytes | str | None = None,
-                      headers: dict[str, str] | None = None,
-                      stream: bool = False) -> Response:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        token: str | None = None,
+        status: int | tuple[int, ...] = 200,
+        schema: str | None = None,
+        form: dict[str, str] | None = None,
+        raw: bytes | str | None = None,
+        headers: dict[str, str] | None = None,
+        stream: bool = False,
+    ) -> Response:
         """One request; ``schema`` names the body of the expected success.
         ``status`` may list several, for races whose winner is unknown. With
         ``stream`` the body is read as it arrives (a streamed list)."""
@@ -54,9 +63,15 @@ class CompatClient:
             payload = b"" if method in ("POST", "PUT", "PATCH") else None
         all_headers.update(headers or {})
         chunks: list[bytes] = []
-        request = HTTPRequest(self.base_url + path, method=method, headers=all_headers, body=payload,
-                              allow_nonstandard_methods=True, request_timeout=60,
-                              streaming_callback=chunks.append if stream else None)
+        request = HTTPRequest(
+            self.base_url + path,
+            method=method,
+            headers=all_headers,
+            body=payload,
+            allow_nonstandard_methods=True,
+            request_timeout=60,
+            streaming_callback=chunks.append if stream else None,
+        )
         response = await AsyncHTTPClient().fetch(request, raise_error=False)
         data = b"".join(chunks) if stream else response.body
         text = data.decode() if data else ""
@@ -79,12 +94,18 @@ class CompatClient:
     # -- steps ---------------------------------------------------------------------------
 
     async def register(self, username: str, password: str = DEFAULT_PASSWORD, **extra: Any) -> Response:
-        return await self.request("POST", "/api/users/", {"username": username, "password": password, **extra},
-                                  status=201, schema="api/users.response")
+        return await self.request(
+            "POST",
+            "/api/users/",
+            {"username": username, "password": password, **extra},
+            status=201,
+            schema="api/users.response",
+        )
 
     async def token(self, username: str, password: str = DEFAULT_PASSWORD) -> str:
-        answer = await self.request("POST", "/api/auth/tokens/", {"username": username, "password": password},
-                                    schema="api/tokens.response")
+        answer = await self.request(
+            "POST", "/api/auth/tokens/", {"username": username, "password": password}, schema="api/tokens.response"
+        )
         return answer["token"]
 
 
@@ -98,10 +119,17 @@ class Person:
     token: str
     user_id: str  # the Matrix user id, as the Matrix API shows it
 
-    async def call(self, method: str, path: str, body: Any = None, *, status: int | tuple[int, ...] = 200,
-                   schema: str | None = None, **kwargs: Any) -> Response:
-        return await self.client.request(method, path, body, token=self.token, status=status, schema=schema,
-                                         **kwargs)
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        status: int | tuple[int, ...] = 200,
+        schema: str | None = None,
+        **kwargs: Any,
+    ) -> Response:
+        return await self.client.request(method, path, body, token=self.token, status=status, schema=schema, **kwargs)
 
     def on_matrix(self, api: ApiClient) -> User:
         """The same session on the Matrix API (the /api token is a Bearer token there)."""
@@ -121,25 +149,33 @@ class Person:
     async def rooms(self) -> list[dict[str, Any]]:
         return (await self.call("GET", "/api/rooms/", schema="api/rooms.response")).body
 
-    async def update_room(self, number: int, body: dict[str, Any], *, method: str = "PUT",
-                          status: int | tuple[int, ...] = 200) -> Response:
+    async def update_room(
+        self, number: int, body: dict[str, Any], *, method: str = "PUT", status: int | tuple[int, ...] = 200
+    ) -> Response:
         return await self.call(method, f"/api/rooms/{number}/", body, status=status, schema="api/room.response")
 
     # -- messages ----------------------------------------------------------------------
 
     async def post(self, number: int, text: str, *, status: int = 201) -> Response:
-        return await self.call("POST", f"/api/rooms/{number}/messages/", {"text": text}, status=status,
-                               schema="api/message.response")
+        return await self.call(
+            "POST", f"/api/rooms/{number}/messages/", {"text": text}, status=status, schema="api/message.response"
+        )
 
     async def messages(self, number: int, *, status: int = 200, **query: Any) -> Response:
         """GET a room's messages, read as it is streamed."""
         suffix = "?" + urlencode(query) if query else ""
-        return await self.call("GET", f"/api/rooms/{number}/messages/{suffix}", status=status,
-                               schema="api/messages.response", stream=True)
+        return await self.call(
+            "GET", f"/api/rooms/{number}/messages/{suffix}", status=status, schema="api/messages.response", stream=True
+        )
 
     async def direct(self, user_to: Any, text: str, *, status: int = 201) -> Response:
-        return await self.call("POST", "/api/messages/", {"text": text, "user_to": user_to}, status=status,
-                               schema="api/direct_message.response")
+        return await self.call(
+            "POST",
+            "/api/messages/",
+            {"text": text, "user_to": user_to},
+            status=status,
+            schema="api/direct_message.response",
+        )
 
 
 async def person(client: CompatClient, username: str, password: str = DEFAULT_PASSWORD) -> Person:
@@ -148,8 +184,9 @@ async def person(client: CompatClient, username: str, password: str = DEFAULT_PA
     token = await client.token(username, password)
     me = await client.request("GET", "/api/users/me/", token=token, schema="api/me.response")
     assert me["username"] == username
-    whoami = await ApiClient(client.base_url).request("GET", f"{MATRIX}/account/whoami", token=token,
-                                                      schema="matrix/whoami.response")
+    whoami = await ApiClient(client.base_url).request(
+        "GET", f"{MATRIX}/account/whoami", token=token, schema="matrix/whoami.response"
+    )
     return Person(client, me["id"], username, token, whoami["user_id"])
 
 

@@ -75,9 +75,15 @@ class Federation:
         port = free_port()
         name = f"127.0.0.1:{port}"
         settings = self.settings.replace(
-            data_dir=str(self.root / f"server{len(self.servers)}"), server_name=name, federation_port=port,
-            federation_tls_certificate=self.tls[0], federation_tls_private_key=self.tls[1],
-            federation_verify_certificates=False, federation_ip_range_blocklist=(), **overrides)
+            data_dir=str(self.root / f"server{len(self.servers)}"),
+            server_name=name,
+            federation_port=port,
+            federation_tls_certificate=self.tls[0],
+            federation_tls_private_key=self.tls[1],
+            federation_verify_certificates=False,
+            federation_ip_range_blocklist=(),
+            **overrides,
+        )
         server = FederatedServer(name, settings, dsn, self.passwords)
         self.servers.append(server)
         return server
@@ -86,6 +92,7 @@ class Federation:
 def federating_servers(io_loop, federation: Federation, database_dsn: str, *dsns: str):
     """Servers on the run's database (emptied) and on ``dsns``, started;
     all stopped after the test (the body of the federation fixtures)."""
+
     async def start():
         await truncate_all(database_dsn)
         servers = [federation.server(dsn) for dsn in (database_dsn, *dsns)]

@@ -56,9 +56,31 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
     """A certificate for 127.0.0.1 and its key, PEM files in ``folder``, for
     servers that federate over loopback."""
     cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return cert, key
 
 
@@ -108,8 +130,15 @@ class ServeProcess:
     it hangs) and ``stop_leftover_postgres()`` stops an embedded PostgreSQL
     that a killed server left behind. Subclasses may extend ``command()``."""
 
-    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None, host: str = "127.0.0.1",
-                 port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        log_path: Path | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.host = host
         self.port = port or free_port()
@@ -121,15 +150,25 @@ class ServeProcess:
         self.process: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
-        return [*ATOMCHAT, "serve", "--data-dir", str(self.data_dir), "--host", self.host, "--port", str(self.port),
-                *self.args]
+        return [
+            *ATOMCHAT,
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            *self.args,
+        ]
 
     def launch(self) -> None:
         """Starts the process (without waiting for it to answer)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as output:
-            self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=output,
-                                            stderr=subprocess.STDOUT, env=self.env)
+            self.process = subprocess.Popen(
+                self.command(), stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, env=self.env
+            )
 
     @property
     def pid(self) -> int:
@@ -156,8 +195,9 @@ class ServeProcess:
         deadline = time.monotonic() + timeout
         while not await probe():
             if self.process.poll() is not None:
-                raise ServerFailed(f"atomchat serve exited with status {self.process.returncode} at start:\n"
-                                   + self.log_tail())
+                raise ServerFailed(
+                    f"atomchat serve exited with status {self.process.returncode} at start:\n" + self.log_tail()
+                )
             if time.monotonic() > deadline:
                 raise ServerFailed(f"atomchat serve did not answer within {timeout:.0f}s:\n" + self.log_tail())
             await asyncio.sleep(0.1)

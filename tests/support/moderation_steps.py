@@ -32,11 +32,14 @@ BLOCK_KEYS = {"lock": "locked", "suspend": "suspended"}
 
 # -- steps the moderation tests share -----------------------------------------------------
 
-async def admin(user: User, method: str, path: str, body: Any = None, *, status: int = 200,
-                schema: str | None = None) -> Response:
+
+async def admin(
+    user: User, method: str, path: str, body: Any = None, *, status: int = 200, schema: str | None = None
+) -> Response:
     """A request under /_atomchat/admin/v1 as ``user``."""
-    return await user.api.request(method, ADMIN + path, body, token=user.access_token, status=status,
-                                  schema=schema if status < 400 else None)
+    return await user.api.request(
+        method, ADMIN + path, body, token=user.access_token, status=status, schema=schema if status < 400 else None
+    )
 
 
 def user_path(user: User | str) -> str:
@@ -55,8 +58,9 @@ async def moderator_and(server, api, *names: str) -> list[User]:
     return [mod, *users]
 
 
-async def block(mod: User, user: User | str, kind: str, on: bool = True, reason: str | None = None, *,
-                status: int = 200) -> Response:
+async def block(
+    mod: User, user: User | str, kind: str, on: bool = True, reason: str | None = None, *, status: int = 200
+) -> Response:
     """Locks or suspends (``on``) or lifts it, through the AtomChat admin API."""
     key = BLOCK_KEYS[kind]
     body: dict[str, Any] = {key: on}
@@ -78,8 +82,7 @@ async def whoami(user: User, *, status: int = 200) -> Response:
 
 async def login_refused(api, name: str, status: int = 401) -> Response:
     """A password login with the right password that the server refuses."""
-    body = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": name},
-            "password": DEFAULT_PASSWORD}
+    body = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": name}, "password": DEFAULT_PASSWORD}
     return await api.request("POST", f"{MATRIX}/login", body, status=status)
 
 
@@ -102,8 +105,9 @@ async def policy_room(mod: User) -> str:
 
 async def policy_events(mod: User) -> list[dict[str, Any]]:
     """The policy rules and room deletions in the policy room's timeline, oldest first."""
-    events, _ = await mod.all_messages(await policy_room(mod), limit=50, dir="f",
-                                       filter={"types": [POLICY_RULE, ROOM_DELETED]})
+    events, _ = await mod.all_messages(
+        await policy_room(mod), limit=50, dir="f", filter={"types": [POLICY_RULE, ROOM_DELETED]}
+    )
     return events
 
 
@@ -125,8 +129,11 @@ async def finished(awaitable) -> tuple[Any, float]:
 async def stream_refused(server, user: User) -> dict[str, Any]:
     """Opens a stream with the user's token, expecting a refusal before the upgrade; returns the error body."""
     with pytest.raises(HTTPClientError) as refusal:
-        await websocket_connect(HTTPRequest(stream_url(server.base_url), request_timeout=5,
-                                            headers={"Authorization": f"Bearer {user.access_token}"}))
+        await websocket_connect(
+            HTTPRequest(
+                stream_url(server.base_url), request_timeout=5, headers={"Authorization": f"Bearer {user.access_token}"}
+            )
+        )
     body = json.loads(refusal.value.response.body)
     check_schema("common/error", body)
     return {"status": refusal.value.code, **body}
@@ -137,8 +144,9 @@ async def stream_refused(server, user: User) -> dict[str, Any]:
 LOCK_ENDS_WITHIN_S = 1.0
 
 
-async def lock_ends_stream_and_long_poll(mod: User, streamer: User, poller: User, stream_server_url: str,
-                                         reason: str) -> tuple[float, float]:
+async def lock_ends_stream_and_long_poll(
+    mod: User, streamer: User, poller: User, stream_server_url: str, reason: str
+) -> tuple[float, float]:
     """Holds a stream of ``streamer`` on ``stream_server_url`` and a long-poll
     of ``poller`` where ``poller.api`` points (two sessions of one account),
     locks the account through ``mod``'s server, and checks that the stream
@@ -165,8 +173,14 @@ async def lock_ends_stream_and_long_poll(mod: User, streamer: User, poller: User
 
 
 async def set_role(mod: User, user: User, moderator: bool, *, status: int = 200) -> Response:
-    answer = await admin(mod, "PUT", f"{user_path(user)}/moderator", {"moderator": moderator}, status=status,
-                         schema="admin/moderator.response")
+    answer = await admin(
+        mod,
+        "PUT",
+        f"{user_path(user)}/moderator",
+        {"moderator": moderator},
+        status=status,
+        schema="admin/moderator.response",
+    )
     if status == 200:
         assert answer.body == {"moderator": moderator}
     return answer

@@ -44,32 +44,56 @@ class RemoteServer:
     def user(self, localpart: str) -> str:
         return f"@{localpart}:{self.name}"
 
-    async def pdu(self, dsn: str, room_id: str, sender: str, event_type: str, content: dict[str, Any],
-                  state_key: str | None = None, *, prev_events: list[str] | None = None,
-                  redacts: str | None = None, ts: int = 1_700_000_000_000) -> tuple[str, dict[str, Any]]:
+    async def pdu(
+        self,
+        dsn: str,
+        room_id: str,
+        sender: str,
+        event_type: str,
+        content: dict[str, Any],
+        state_key: str | None = None,
+        *,
+        prev_events: list[str] | None = None,
+        redacts: str | None = None,
+        ts: int = 1_700_000_000_000,
+    ) -> tuple[str, dict[str, Any]]:
         """(event id, signed PDU) of an event citing the room's forward
         extremities (or ``prev_events``) and its current state as auth events."""
         conn = await asyncpg.connect(dsn)
         try:
-            room = await conn.fetchrow("SELECT room_version, extremities, head_depth FROM rooms WHERE room_id = $1",
-                                       room_id)
+            room = await conn.fetchrow(
+                "SELECT room_version, extremities, head_depth FROM rooms WHERE room_id = $1", room_id
+            )
             version = room_version(room["room_version"])
             draft = {"type": event_type, "sender": sender, "content": content, "room_id": room_id}
             if state_key is not None:
                 draft["state_key"] = state_key
             auth = []
             for key in auth_event_keys(draft, version):
-                found = await conn.fetchval("SELECT event_id FROM current_state WHERE room_id = $1 AND type = $2"
-                                            " AND state_key = $3", room_id, *key)
+                found = await conn.fetchval(
+                    "SELECT event_id FROM current_state WHERE room_id = $1 AND type = $2 AND state_key = $3",
+                    room_id,
+                    *key,
+                )
                 if found:
                     auth.append(found)
             prev = prev_events if prev_events is not None else list(room["extremities"])
             depth = await conn.fetchval("SELECT COALESCE(max(depth), 0) FROM events WHERE event_id = ANY($1)", prev)
         finally:
             await conn.close()
-        unsigned = build_pdu(room_id=room_id, sender=sender, event_type=event_type, content=content,
-                             state_key=state_key, redacts=redacts, origin_server_ts=ts, depth=depth + 1,
-                             prev_events=prev, auth_events=auth, version=version)
+        unsigned = build_pdu(
+            room_id=room_id,
+            sender=sender,
+            event_type=event_type,
+            content=content,
+            state_key=state_key,
+            redacts=redacts,
+            origin_server_ts=ts,
+            depth=depth + 1,
+            prev_events=prev,
+            auth_events=auth,
+            version=version,
+        )
         return finish_pdu(unsigned, self.name, self.key, version)
 
 

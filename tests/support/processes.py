@@ -14,11 +14,18 @@ from .client import ApiClient
 from .harness import ATOMCHAT, VERSIONS_PATH, ServeProcess, child_env
 
 
-def run_atomchat(*args: str, stdin: str | None = None, env: dict[str, str] | None = None,
-                 timeout: float = 60) -> subprocess.CompletedProcess:
+def run_atomchat(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
     """Runs one ``atomchat`` command to its end and returns what it printed."""
-    return subprocess.run([*ATOMCHAT, *args], input=stdin if stdin is not None else "", text=True,
-                          capture_output=True, env=env or child_env(), timeout=timeout)
+    return subprocess.run(
+        [*ATOMCHAT, *args],
+        input=stdin if stdin is not None else "",
+        text=True,
+        capture_output=True,
+        env=env or child_env(),
+        timeout=timeout,
+    )
 
 
 class Serve(ServeProcess):
@@ -28,8 +35,14 @@ class Serve(ServeProcess):
     SIGTERM, then SIGKILL, and an embedded PostgreSQL it left behind is
     stopped, so that no test leaves processes running whatever it asserts."""
 
-    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None, host: str = "127.0.0.1",
-                 port: int | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+    ) -> None:
         super().__init__(data_dir, *args, env=env, host=host, port=port)
         self.api = ApiClient(self.base_url)
 

@@ -91,8 +91,9 @@ class Clients:
 
 
 async def register_with_mautrix(client: Client, localpart: str) -> dict[str, Any]:
-    return await client.api.request(Method.POST, Path.v3.register, {
-        "username": localpart, "password": PASSWORD, "auth": {"type": "m.login.dummy"}})
+    return await client.api.request(
+        Method.POST, Path.v3.register, {"username": localpart, "password": PASSWORD, "auth": {"type": "m.login.dummy"}}
+    )
 
 
 # -- syncing, checked ----------------------------------------------------------
@@ -118,8 +119,9 @@ async def nio_sync(client: nio.AsyncClient, timeout_ms: int = 0, **kwargs: Any) 
     return response
 
 
-async def nio_sync_until(client: nio.AsyncClient, done: Callable[[list[nio.SyncResponse]], bool],
-                         timeout: float = WAIT) -> list[nio.SyncResponse]:
+async def nio_sync_until(
+    client: nio.AsyncClient, done: Callable[[list[nio.SyncResponse]], bool], timeout: float = WAIT
+) -> list[nio.SyncResponse]:
     """nio long-polls until ``done`` holds for the responses so far."""
     responses: list[nio.SyncResponse] = []
     deadline = time.monotonic() + timeout
@@ -130,13 +132,23 @@ async def nio_sync_until(client: nio.AsyncClient, done: Callable[[list[nio.SyncR
 
 
 def nio_timeline(responses: list[nio.SyncResponse], room_id: str, kind: type = nio.Event) -> list[Any]:
-    return [event for response in responses if room_id in response.rooms.join
-            for event in response.rooms.join[room_id].timeline.events if isinstance(event, kind)]
+    return [
+        event
+        for response in responses
+        if room_id in response.rooms.join
+        for event in response.rooms.join[room_id].timeline.events
+        if isinstance(event, kind)
+    ]
 
 
 def nio_ephemeral(responses: list[nio.SyncResponse], room_id: str, kind: type) -> list[Any]:
-    return [event for response in responses if room_id in response.rooms.join
-            for event in response.rooms.join[room_id].ephemeral if isinstance(event, kind)]
+    return [
+        event
+        for response in responses
+        if room_id in response.rooms.join
+        for event in response.rooms.join[room_id].ephemeral
+        if isinstance(event, kind)
+    ]
 
 
 class MautrixSync:
@@ -156,20 +168,23 @@ class MautrixSync:
             AccountDataEvent.deserialize(raw)
         rooms = data.get("rooms", {})
         for room_id, room in rooms.get("join", {}).items():
-            self.state[room_id] = [StateEvent.deserialize({**raw, "room_id": room_id})
-                                   for raw in room.get("state", {}).get("events", [])]
-            self.timeline[room_id] = [Event.deserialize({**raw, "room_id": room_id})
-                                      for raw in room.get("timeline", {}).get("events", [])]
-            self.ephemeral[room_id] = [EphemeralEvent.deserialize({**raw, "room_id": room_id})
-                                       for raw in room.get("ephemeral", {}).get("events", [])]
+            self.state[room_id] = [
+                StateEvent.deserialize({**raw, "room_id": room_id}) for raw in room.get("state", {}).get("events", [])
+            ]
+            self.timeline[room_id] = [
+                Event.deserialize({**raw, "room_id": room_id}) for raw in room.get("timeline", {}).get("events", [])
+            ]
+            self.ephemeral[room_id] = [
+                EphemeralEvent.deserialize({**raw, "room_id": room_id})
+                for raw in room.get("ephemeral", {}).get("events", [])
+            ]
         for room_id, room in rooms.get("invite", {}).items():
             raw_events = room["invite_state"]["events"]
             [own] = [raw for raw in raw_events if raw["type"] == "m.room.member" and raw["state_key"] == mxid]
             invite = StateEvent.deserialize({"event_id": None, "origin_server_ts": 0, **own, "room_id": room_id})
             self.invites[room_id] = (invite, [StrippedStateEvent.deserialize(raw) for raw in raw_events])
         for room_id, room in rooms.get("leave", {}).items():
-            self.left[room_id] = [Event.deserialize({**raw, "room_id": room_id})
-                                  for raw in room["timeline"]["events"]]
+            self.left[room_id] = [Event.deserialize({**raw, "room_id": room_id}) for raw in room["timeline"]["events"]]
 
     def messages(self, room_id: str) -> list[MessageEvent]:
         return [e for e in self.timeline.get(room_id, []) if isinstance(e, MessageEvent)]
@@ -179,8 +194,9 @@ async def mautrix_sync(client: Client, since: str | None = None, timeout_ms: int
     return MautrixSync(await client.sync(since=since, timeout=timeout_ms, **kwargs), client.mxid)
 
 
-async def mautrix_sync_until(client: Client, since: str | None, done: Callable[[list[MautrixSync]], bool],
-                             timeout: float = WAIT, **kwargs: Any) -> list[MautrixSync]:
+async def mautrix_sync_until(
+    client: Client, since: str | None, done: Callable[[list[MautrixSync]], bool], timeout: float = WAIT, **kwargs: Any
+) -> list[MautrixSync]:
     syncs: list[MautrixSync] = []
     deadline = time.monotonic() + timeout
     while not done(syncs):

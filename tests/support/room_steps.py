@@ -47,69 +47,112 @@ class User:
     access_token: str
     device_id: str
 
-    async def call(self, method: str, path: str, body: Any = None, *, status: int = 200,
-                   schema: str | None = None, raw: bytes | str | None = None) -> Response:
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        status: int = 200,
+        schema: str | None = None,
+        raw: bytes | str | None = None,
+    ) -> Response:
         """A request under /_matrix/client/v3 as this user; ``schema`` names
         the body of the expected success (error bodies have their own)."""
-        return await self.api.request(method, MATRIX + path, body, token=self.access_token, status=status,
-                                      schema=schema if status < 400 else None, raw=raw)
+        return await self.api.request(
+            method,
+            MATRIX + path,
+            body,
+            token=self.access_token,
+            status=status,
+            schema=schema if status < 400 else None,
+            raw=raw,
+        )
 
     # -- rooms and membership ---------------------------------------------
 
     async def create_room(self, **body: Any) -> str:
         return (await self.call("POST", "/createRoom", body, schema="matrix/createRoom.response"))["room_id"]
 
-    async def join(self, room_id_or_alias: str, *, status: int = 200, encode: bool = True,
-                   **body: Any) -> Response:
+    async def join(self, room_id_or_alias: str, *, status: int = 200, encode: bool = True, **body: Any) -> Response:
         target = path_param(room_id_or_alias) if encode else room_id_or_alias
         return await self.call("POST", f"/join/{target}", body, status=status, schema="matrix/join.response")
 
     async def leave(self, room_id: str, *, status: int = 200, **body: Any) -> Response:
         return await self.call("POST", f"/rooms/{room_id}/leave", body, status=status, schema="matrix/empty.response")
 
-    async def act(self, action: str, room_id: str, user: User | str, *, status: int = 200,
-                  reason: str | None = None) -> Response:
+    async def act(
+        self, action: str, room_id: str, user: User | str, *, status: int = 200, reason: str | None = None
+    ) -> Response:
         """invite, kick, ban or unban ``user``."""
         body = {"user_id": user if isinstance(user, str) else user.user_id}
         if reason is not None:
             body["reason"] = reason
-        return await self.call("POST", f"/rooms/{room_id}/{action}", body, status=status,
-                               schema="matrix/empty.response")
+        return await self.call(
+            "POST", f"/rooms/{room_id}/{action}", body, status=status, schema="matrix/empty.response"
+        )
 
     async def invite(self, room_id: str, user: User | str, **kwargs: Any) -> Response:
         return await self.act("invite", room_id, user, **kwargs)
 
     # -- sending ------------------------------------------------------------
 
-    async def send(self, room_id: str, content: dict[str, Any], *, event_type: str = "m.room.message",
-                   txn_id: str | None = None, status: int = 200) -> Response:
+    async def send(
+        self,
+        room_id: str,
+        content: dict[str, Any],
+        *,
+        event_type: str = "m.room.message",
+        txn_id: str | None = None,
+        status: int = 200,
+    ) -> Response:
         txn_id = txn_id or uuid.uuid4().hex
-        return await self.call("PUT", f"/rooms/{room_id}/send/{event_type}/{txn_id}", content, status=status,
-                               schema="matrix/event_id.response")
+        return await self.call(
+            "PUT",
+            f"/rooms/{room_id}/send/{event_type}/{txn_id}",
+            content,
+            status=status,
+            schema="matrix/event_id.response",
+        )
 
     async def say(self, room_id: str, body: str) -> str:
         return (await self.send(room_id, text(body)))["event_id"]
 
-    async def put_state(self, room_id: str, event_type: str, content: dict[str, Any], state_key: str = "", *,
-                        status: int = 200) -> Response:
-        return await self.call("PUT", f"/rooms/{room_id}/state/{event_type}/{path_param(state_key)}", content,
-                               status=status, schema="matrix/event_id.response")
+    async def put_state(
+        self, room_id: str, event_type: str, content: dict[str, Any], state_key: str = "", *, status: int = 200
+    ) -> Response:
+        return await self.call(
+            "PUT",
+            f"/rooms/{room_id}/state/{event_type}/{path_param(state_key)}",
+            content,
+            status=status,
+            schema="matrix/event_id.response",
+        )
 
-    async def get_state(self, room_id: str, event_type: str, state_key: str = "", *,
-                        status: int = 200) -> Response:
+    async def get_state(self, room_id: str, event_type: str, state_key: str = "", *, status: int = 200) -> Response:
         """The content of one state event, checked against its event type's
         content schema when there is one."""
-        answer = await self.call("GET", f"/rooms/{room_id}/state/{event_type}/{path_param(state_key)}",
-                                 status=status, schema="matrix/state_content.response")
+        answer = await self.call(
+            "GET",
+            f"/rooms/{room_id}/state/{event_type}/{path_param(state_key)}",
+            status=status,
+            schema="matrix/state_content.response",
+        )
         if status == 200:
             schemas().check_content(event_type, answer.body)
         return answer
 
-    async def redact(self, room_id: str, event_id: str, *, reason: str | None = None, txn_id: str | None = None,
-                     status: int = 200) -> Response:
+    async def redact(
+        self, room_id: str, event_id: str, *, reason: str | None = None, txn_id: str | None = None, status: int = 200
+    ) -> Response:
         body = {"reason": reason} if reason is not None else {}
-        return await self.call("PUT", f"/rooms/{room_id}/redact/{path_param(event_id)}/{txn_id or uuid.uuid4().hex}",
-                               body, status=status, schema="matrix/event_id.response")
+        return await self.call(
+            "PUT",
+            f"/rooms/{room_id}/redact/{path_param(event_id)}/{txn_id or uuid.uuid4().hex}",
+            body,
+            status=status,
+            schema="matrix/event_id.response",
+        )
 
     # -- reading ------------------------------------------------------------
 
@@ -124,8 +167,12 @@ class User:
         if isinstance(params.get("filter"), dict):
             params["filter"] = json.dumps(params["filter"])
         query = urlencode({k: v for k, v in params.items() if v is not None})
-        answer = await self.call("GET", f"/rooms/{room_id}/messages" + (f"?{query}" if query else ""),
-                                 status=status, schema="matrix/messages.response")
+        answer = await self.call(
+            "GET",
+            f"/rooms/{room_id}/messages" + (f"?{query}" if query else ""),
+            status=status,
+            schema="matrix/messages.response",
+        )
         if status == 200:
             check_events(answer["chunk"] + answer.get("state", []))
         return answer
@@ -152,23 +199,32 @@ class User:
 
     async def members(self, room_id: str, *, status: int = 200, **params: Any) -> Response:
         query = urlencode(params)
-        answer = await self.call("GET", f"/rooms/{room_id}/members" + (f"?{query}" if query else ""),
-                                 status=status, schema="matrix/members.response")
+        answer = await self.call(
+            "GET",
+            f"/rooms/{room_id}/members" + (f"?{query}" if query else ""),
+            status=status,
+            schema="matrix/members.response",
+        )
         if status == 200:
             check_events(answer["chunk"])
         return answer
 
     async def event(self, room_id: str, event_id: str, *, status: int = 200) -> Response:
-        answer = await self.call("GET", f"/rooms/{room_id}/event/{path_param(event_id)}", status=status,
-                                 schema="events/event")
+        answer = await self.call(
+            "GET", f"/rooms/{room_id}/event/{path_param(event_id)}", status=status, schema="events/event"
+        )
         if status == 200:
             check_events([answer.body])
         return answer
 
     async def context(self, room_id: str, event_id: str, *, status: int = 200, **params: Any) -> Response:
         query = urlencode(params)
-        answer = await self.call("GET", f"/rooms/{room_id}/context/{path_param(event_id)}"
-                                 + (f"?{query}" if query else ""), status=status, schema="matrix/context.response")
+        answer = await self.call(
+            "GET",
+            f"/rooms/{room_id}/context/{path_param(event_id)}" + (f"?{query}" if query else ""),
+            status=status,
+            schema="matrix/context.response",
+        )
         if status == 200:
             check_events([answer["event"], *answer["events_before"], *answer["events_after"], *answer["state"]])
         return answer

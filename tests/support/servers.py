@@ -44,8 +44,9 @@ TEST_SETTINGS: dict[str, Any] = dict(
 
 # Credentials as they could show in a log line: a token parameter, a JWT
 # (access token), a refresh token, or the password the tests use.
-SECRET_IN_LOG = re.compile(r"access_token=(?!\[redacted\])|eyJ[\w-]+\.[\w-]+\.[\w-]+|atomchat_rt_[\w-]+|"
-                           + re.escape(DEFAULT_PASSWORD))
+SECRET_IN_LOG = re.compile(
+    r"access_token=(?!\[redacted\])|eyJ[\w-]+\.[\w-]+\.[\w-]+|atomchat_rt_[\w-]+|" + re.escape(DEFAULT_PASSWORD)
+)
 
 
 # The loggers the server writes to (the servers run in the test's process);
@@ -78,9 +79,7 @@ async def truncate_all(dsn: str) -> None:
             " WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
         )
         if tables:
-            await conn.execute(
-                "TRUNCATE " + ", ".join(t["name"] for t in tables) + " RESTART IDENTITY CASCADE"
-            )
+            await conn.execute("TRUNCATE " + ", ".join(t["name"] for t in tables) + " RESTART IDENTITY CASCADE")
     finally:
         await conn.close()
 

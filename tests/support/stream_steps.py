@@ -32,7 +32,7 @@ def check_frame(frame: Any) -> None:
 
 
 def stream_url(base_url: str, **query: str) -> str:
-    url = "ws" + base_url[len("http"):] + STREAM
+    url = "ws" + base_url[len("http") :] + STREAM
     return url + ("?" + urlencode(query) if query else "")
 
 
@@ -57,8 +57,9 @@ class Stream:
             headers["Authorization"] = f"Bearer {token}"
         elif token is not None:
             query["access_token"] = token
-        conn = await websocket_connect(HTTPRequest(stream_url(base_url, **query), headers=headers,
-                                                   connect_timeout=WAIT, request_timeout=WAIT))
+        conn = await websocket_connect(
+            HTTPRequest(stream_url(base_url, **query), headers=headers, connect_timeout=WAIT, request_timeout=WAIT)
+        )
         return cls(conn)
 
     async def frame(self, timeout: float = WAIT) -> dict[str, Any]:
@@ -82,8 +83,9 @@ class Stream:
         check_schema("stream/auth.frame", frame)
         await self.conn.write_message(json.dumps(frame))
 
-    async def sync_until(self, done: Callable[[list[dict[str, Any]]], bool],
-                         timeout: float = WAIT) -> list[dict[str, Any]]:
+    async def sync_until(
+        self, done: Callable[[list[dict[str, Any]]], bool], timeout: float = WAIT
+    ) -> list[dict[str, Any]]:
         """Sync frames until ``done`` holds for all received so far; replies are set aside."""
         deadline = time.monotonic() + timeout
         frames: list[dict[str, Any]] = []
@@ -106,8 +108,9 @@ class Stream:
         await self.sync_until(enough, timeout)
         return events
 
-    async def request(self, method: str, params: dict[str, Any] | None = None, *,
-                      request_id: Any = None) -> dict[str, Any]:
+    async def request(
+        self, method: str, params: dict[str, Any] | None = None, *, request_id: Any = None
+    ) -> dict[str, Any]:
         """Sends a request and returns its reply; sync frames meanwhile are set aside."""
         request_id = request_id if request_id is not None else uuid.uuid4().hex
         frame = {"id": request_id, "method": method}

@@ -150,14 +150,22 @@ async def sync_until(api, token, room_id, expected, deadline_s=60):
     the message event ids in the order received."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + deadline_s
-    first = await api.request("GET", f"{MATRIX}/sync?filter={TIMELINE_FILTER}", token=token,
-                              schema="matrix/sync.response")
+    first = await api.request(
+        "GET", f"{MATRIX}/sync?filter={TIMELINE_FILTER}", token=token, schema="matrix/sync.response"
+    )
     since = first["next_batch"]
-    seen = [e["event_id"] for e in first["rooms"]["join"].get(room_id, {}).get("timeline", {}).get("events", [])
-            if e["type"] == "m.room.message"]
+    seen = [
+        e["event_id"]
+        for e in first["rooms"]["join"].get(room_id, {}).get("timeline", {}).get("events", [])
+        if e["type"] == "m.room.message"
+    ]
     while len(seen) < expected and loop.time() < deadline:
-        response = await api.request("GET", f"{MATRIX}/sync?since={since}&timeout=5000&filter={TIMELINE_FILTER}",
-                                     token=token, schema="matrix/sync.response")
+        response = await api.request(
+            "GET",
+            f"{MATRIX}/sync?since={since}&timeout=5000&filter={TIMELINE_FILTER}",
+            token=token,
+            schema="matrix/sync.response",
+        )
         room = response["rooms"]["join"].get(room_id)
         if room is not None:
             assert room["timeline"]["limited"] is False

@@ -46,6 +46,7 @@ ACTIONS = ("join", "send", "invite", "state", "create_room", "profile", "leave",
 
 # -- blocks: what a blocked user may still do ------------------------------------------
 
+
 @pytest.mark.parametrize("action", ACTIONS)
 def test_an_unblocked_user_may_do_everything(action):
     assert rules.may_act(None, action)
@@ -56,15 +57,25 @@ def test_a_locked_user_may_do_nothing(action):
     assert not rules.may_act("locked", action)
 
 
-@pytest.mark.parametrize("action, allowed", [
-    ("join", False), ("send", False), ("invite", False), ("state", False), ("create_room", False),
-    ("profile", False), ("leave", True), ("redact", True),
-])
+@pytest.mark.parametrize(
+    "action, allowed",
+    [
+        ("join", False),
+        ("send", False),
+        ("invite", False),
+        ("state", False),
+        ("create_room", False),
+        ("profile", False),
+        ("leave", True),
+        ("redact", True),
+    ],
+)
 def test_a_suspended_user_may_only_leave_and_redact(action, allowed):
     assert rules.may_act("suspended", action) is allowed
 
 
 # -- blocks as policy rules ------------------------------------------------------------
+
 
 def test_a_rule_is_keyed_by_the_user_it_names():
     # Not the bare user id: state keys starting with '@' belong to the user they name.
@@ -83,20 +94,31 @@ def test_lifting_a_block_empties_the_rule():
     assert rules.block_of({}) is None
 
 
-@pytest.mark.parametrize("content", [
-    {"recommendation": "m.ban", "reason": "no entity"},
-    {"entity": 42, "recommendation": "m.ban"},
-    {"entity": "@bob:hs"},
-    {"entity": "@bob:hs", "recommendation": "m.mute"},
-    {"entity": "@bob:hs", "recommendation": "org.matrix.mjolnir.ban"},
-    {"entity": "@bob:hs", "recommendation": ["m.ban"]},
-], ids=["no-entity", "entity-not-a-string", "no-recommendation", "unknown-recommendation",
-        "unstable-ban-recommendation", "recommendation-not-a-string"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"recommendation": "m.ban", "reason": "no entity"},
+        {"entity": 42, "recommendation": "m.ban"},
+        {"entity": "@bob:hs"},
+        {"entity": "@bob:hs", "recommendation": "m.mute"},
+        {"entity": "@bob:hs", "recommendation": "org.matrix.mjolnir.ban"},
+        {"entity": "@bob:hs", "recommendation": ["m.ban"]},
+    ],
+    ids=[
+        "no-entity",
+        "entity-not-a-string",
+        "no-recommendation",
+        "unknown-recommendation",
+        "unstable-ban-recommendation",
+        "recommendation-not-a-string",
+    ],
+)
 def test_a_rule_that_is_not_understood_blocks_nobody(content):
     assert rules.block_of(content) is None
 
 
 # -- the moderator's override of the room rules -------------------------------------------
+
 
 def case(case_id: str, room_state, ev, refusal: str | None = None, redacted: dict[str, Any] | None = None):
     """refusal: None when the moderator may send the event, else words of the reason."""
@@ -121,54 +143,100 @@ POLICY_LIKE = room("invite", power_levels=levels(users_default=50))
 OVERRIDE_CASES = [
     case("post/message", INVITE_ONLY, message(MOD)),
     case("post/announcement-only-room", room("invite", power_levels=levels(events_default=100)), message(MOD)),
-    case("post/type-at-admin-level", room("invite", power_levels=levels(events={"org.example.alert": 100})),
-         {**message(MOD), "type": "org.example.alert"}),
+    case(
+        "post/type-at-admin-level",
+        room("invite", power_levels=levels(events={"org.example.alert": 100})),
+        {**message(MOD), "type": "org.example.alert"},
+    ),
     case("redact/member-event", INVITE_ONLY, redaction(MOD), redacted=original(CAROL)),
     case("redact/admin-event", INVITE_ONLY, redaction(MOD), redacted=original(ALICE)),
-    case("redact/redact-level-100", room("invite", power_levels=levels(redact=100)), redaction(MOD),
-         redacted=original(ALICE)),
+    case(
+        "redact/redact-level-100",
+        room("invite", power_levels=levels(redact=100)),
+        redaction(MOD),
+        redacted=original(ALICE),
+    ),
     case("kick/member", INVITE_ONLY, member(MOD, CAROL, "leave")),
     case("kick/invited", room("invite", {DAVE: "invite"}), member(MOD, DAVE, "leave")),
-    case("kick/room-moderator-at-the-kick-level", INVITE_ONLY, member(MOD, BOB, "leave"),
-         "needs more power than the target's"),
-    case("kick/room-moderator-below-the-ban-level", room("invite", power_levels=levels(ban=75)),
-         member(MOD, BOB, "leave")),
-    case("kick/room-moderator-below-the-redact-level", room("invite", power_levels=levels(redact=60)),
-         member(MOD, BOB, "leave")),
+    case(
+        "kick/room-moderator-at-the-kick-level",
+        INVITE_ONLY,
+        member(MOD, BOB, "leave"),
+        "needs more power than the target's",
+    ),
+    case(
+        "kick/room-moderator-below-the-ban-level",
+        room("invite", power_levels=levels(ban=75)),
+        member(MOD, BOB, "leave"),
+    ),
+    case(
+        "kick/room-moderator-below-the-redact-level",
+        room("invite", power_levels=levels(redact=60)),
+        member(MOD, BOB, "leave"),
+    ),
     case("kick/admin", INVITE_ONLY, member(MOD, ALICE, "leave"), "needs more power than the target's"),
-    case("kick/admin-when-kicking-needs-100", room("invite", power_levels=levels(kick=100)),
-         member(MOD, ALICE, "leave"), "needs more power than the target's"),
+    case(
+        "kick/admin-when-kicking-needs-100",
+        room("invite", power_levels=levels(kick=100)),
+        member(MOD, ALICE, "leave"),
+        "needs more power than the target's",
+    ),
     case("ban/member", INVITE_ONLY, member(MOD, CAROL, "ban")),
     case("ban/stranger", INVITE_ONLY, member(MOD, DAVE, "ban")),
     case("ban/room-moderator", INVITE_ONLY, member(MOD, MOLLY, "ban"), "needs more power than the target's"),
     case("ban/admin", INVITE_ONLY, member(MOD, ALICE, "ban"), "needs more power than the target's"),
     case("unban/banned", room("invite", {EVE: "ban"}), member(MOD, EVE, "leave")),
-    case("unban/banned-at-the-ban-level", room("invite", {EVE: "ban"}, power_levels=levels(users={EVE: 50})),
-         member(MOD, EVE, "leave"), "needs more power than the target's"),
+    case(
+        "unban/banned-at-the-ban-level",
+        room("invite", {EVE: "ban"}, power_levels=levels(users={EVE: 50})),
+        member(MOD, EVE, "leave"),
+        "needs more power than the target's",
+    ),
     case("invite/stranger", INVITE_ONLY, member(MOD, DAVE, "invite")),
     case("invite/banned", room("invite", {EVE: "ban"}), member(MOD, EVE, "invite"), "is banned"),
     # The override is for moderating, not for running the room: state stays
     # with the room's own levels, whatever the kick, ban and redact levels are.
     case("state/power-levels", INVITE_ONLY, state(MOD, PL, levels(users={MOD: 100})), "needs power level 100"),
     case("state/power-levels-lowering-kick", INVITE_ONLY, state(MOD, PL, levels(kick=0)), "needs power level 100"),
-    case("state/power-levels-when-the-actions-need-100",
-         room("invite", power_levels=levels(kick=100, ban=100, redact=100)),
-         state(MOD, PL, levels(kick=50, ban=50, redact=50)), "needs power level 100"),
-    case("state/history-visibility", INVITE_ONLY,
-         state(MOD, "m.room.history_visibility", {"history_visibility": "world_readable"}), "needs power level 100"),
-    case("state/history-visibility-when-banning-needs-100", room("invite", power_levels=levels(ban=100)),
-         state(MOD, "m.room.history_visibility", {"history_visibility": "joined"}), "needs power level 100"),
-    case("state/join-rules", INVITE_ONLY, state(MOD, "m.room.join_rules", {"join_rule": "public"}),
-         "needs power level 50"),
+    case(
+        "state/power-levels-when-the-actions-need-100",
+        room("invite", power_levels=levels(kick=100, ban=100, redact=100)),
+        state(MOD, PL, levels(kick=50, ban=50, redact=50)),
+        "needs power level 100",
+    ),
+    case(
+        "state/history-visibility",
+        INVITE_ONLY,
+        state(MOD, "m.room.history_visibility", {"history_visibility": "world_readable"}),
+        "needs power level 100",
+    ),
+    case(
+        "state/history-visibility-when-banning-needs-100",
+        room("invite", power_levels=levels(ban=100)),
+        state(MOD, "m.room.history_visibility", {"history_visibility": "joined"}),
+        "needs power level 100",
+    ),
+    case(
+        "state/join-rules",
+        INVITE_ONLY,
+        state(MOD, "m.room.join_rules", {"join_rule": "public"}),
+        "needs power level 50",
+    ),
     case("state/name", INVITE_ONLY, state(MOD, "m.room.name", {"name": "Mine now"}), "needs power level 50"),
     case("state/topic", INVITE_ONLY, state(MOD, "m.room.topic", {"topic": "Mine now"}), "needs power level 50"),
-    case("state/as-member-at-level-0", MOD_MEMBER, state(MOD, "m.room.topic", {"topic": "x"}),
-         "needs power level 50"),
+    case("state/as-member-at-level-0", MOD_MEMBER, state(MOD, "m.room.topic", {"topic": "x"}), "needs power level 50"),
     case("state/as-one-of-the-rooms-admins", MOD_ADMIN, state(MOD, PL, levels(users={MOD: 100}, kick=60))),
-    case("state/someone-elses-state-key", POLICY_LIKE, state(MOD, "org.example.note", {}, CAROL),
-         "may only be set by that user"),
-    case("state/policy-rule-where-members-may-write-rules", POLICY_LIKE,
-         state(MOD, rules.POLICY_RULE, rules.rule_content(CAROL, "locked", "spam"), rules.rule_state_key(CAROL))),
+    case(
+        "state/someone-elses-state-key",
+        POLICY_LIKE,
+        state(MOD, "org.example.note", {}, CAROL),
+        "may only be set by that user",
+    ),
+    case(
+        "state/policy-rule-where-members-may-write-rules",
+        POLICY_LIKE,
+        state(MOD, rules.POLICY_RULE, rules.rule_content(CAROL, "locked", "spam"), rules.rule_state_key(CAROL)),
+    ),
     case("member/kick-as-member-at-level-0", MOD_MEMBER, member(MOD, CAROL, "leave")),
     case("member/ban-as-admin-keeps-the-admin-level", MOD_ADMIN, member(MOD, BOB, "ban")),
     # Their own membership follows the ordinary rules.
@@ -188,9 +256,10 @@ def test_override(room_state, ev, redacted, refusal):
             judged(ev, room_state, redacted)
 
 
-@pytest.mark.parametrize("room_state, ev, redacted, refusal", [
-    p for p in OVERRIDE_CASES if p.values[3] is None and not p.id.startswith(("own/", "state/as-", "member/"))
-])
+@pytest.mark.parametrize(
+    "room_state, ev, redacted, refusal",
+    [p for p in OVERRIDE_CASES if p.values[3] is None and not p.id.startswith(("own/", "state/as-", "member/"))],
+)
 def test_without_the_override_a_stranger_is_refused_the_same_events(room_state, ev, redacted, refusal):
     loaded = {key: room_state[key] for key in auth_state_keys(ev) if key in room_state}
     with pytest.raises(AuthError):

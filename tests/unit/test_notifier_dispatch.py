@@ -42,10 +42,18 @@ class Broken(Recording):
         raise ConnectionResetError("the client went away")
 
 
-def event(stream: int, room_id: str = ROOM, type: str = "m.room.message", *, state_key: str | None = None,
-          **content: Any) -> dict[str, Any]:
-    return {"stream": stream, "event_id": f"$e{stream}", "room_id": room_id, "type": type,
-            "state_key": state_key, "sender": ALICE, "content": content or {"body": f"message {stream}"}}
+def event(
+    stream: int, room_id: str = ROOM, type: str = "m.room.message", *, state_key: str | None = None, **content: Any
+) -> dict[str, Any]:
+    return {
+        "stream": stream,
+        "event_id": f"$e{stream}",
+        "room_id": room_id,
+        "type": type,
+        "state_key": state_key,
+        "sender": ALICE,
+        "content": content or {"body": f"message {stream}"},
+    }
 
 
 def member(stream: int, user_id: str, membership: str, room_id: str = ROOM) -> dict[str, Any]:
@@ -89,8 +97,9 @@ def test_nothing_is_handed_to_a_listener_removed(notifier):
     assert bob.handed == [([], True)]
 
 
-@pytest.mark.parametrize("row", [member(2, CAROL, "join"), event(2, type="m.room.redaction")],
-                         ids=["member event", "redaction"])
+@pytest.mark.parametrize(
+    "row", [member(2, CAROL, "join"), event(2, type="m.room.redaction")], ids=["member event", "redaction"]
+)
 def test_membership_and_redactions_make_the_rooms_listeners_rebuild(notifier, row):
     """Member counts, unread counts and what is visible change: the events
     alone would not tell the client, so it rebuilds from the database."""

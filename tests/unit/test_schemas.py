@@ -66,8 +66,10 @@ def refs(node: Any) -> Iterator[str]:
 
 
 def errors(name: str, instance: Any) -> list[str]:
-    return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message[:300]}"
-            for e in validator(name).iter_errors(instance)]
+    return [
+        f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message[:300]}"
+        for e in validator(name).iter_errors(instance)
+    ]
 
 
 def test_every_schema_has_a_stable_id_and_every_ref_resolves_by_it():
@@ -115,8 +117,10 @@ def test_each_dispatcher_names_every_type_of_its_folder():
         assert dispatched == {t: f"{t}.json" for t in types}, folder
         for event_type in types:
             assert found[f"{folder}/{event_type}"]["properties"]["type"] == {"const": event_type}
-    stripped = {branch["if"]["properties"]["type"]["const"]: branch["then"]["properties"]["content"]["$ref"]
-                for branch in found["events/stripped"]["allOf"]}
+    stripped = {
+        branch["if"]["properties"]["type"]["const"]: branch["then"]["properties"]["content"]["$ref"]
+        for branch in found["events/stripped"]["allOf"]
+    }
     room_types = {name.split("/", 1)[1] for name in found if name.startswith("events/")} - set(DISPATCHERS["events"])
     assert stripped == {t: f"{t}.json#/properties/content" for t in room_types}
 
@@ -132,9 +136,15 @@ def test_events_in_responses_go_through_the_dispatchers():
 
 
 def test_dispatch_checks_content_and_lets_unknown_types_through():
-    message = {"event_id": "$a", "room_id": "!r:example.org", "sender": "@a:example.org",
-               "type": "m.room.message", "content": {"msgtype": "m.text", "body": "hi"}, "origin_server_ts": 1,
-               "unsigned": {"age": 0}}
+    message = {
+        "event_id": "$a",
+        "room_id": "!r:example.org",
+        "sender": "@a:example.org",
+        "type": "m.room.message",
+        "content": {"msgtype": "m.text", "body": "hi"},
+        "origin_server_ts": 1,
+        "unsigned": {"age": 0},
+    }
     assert not errors("events/event", message)
     assert errors("events/event", {**message, "unsigned": {}})  # age is always there
     assert errors("events/event", {**message, "content": {"msgtype": "m.text"}})
@@ -143,16 +153,23 @@ def test_dispatch_checks_content_and_lets_unknown_types_through():
     assert errors("ephemeral/event", {"type": "m.typing", "content": {"user_ids": ["bob"]}})
     assert not errors("ephemeral/event", {"type": "org.example.x", "content": {"user_ids": ["bob"]}})
     assert errors("account_data/event", {"type": "m.fully_read", "content": {}})
-    invited = {"type": "m.room.member", "state_key": "@b:example.org", "sender": "@a:example.org",
-               "content": {"membership": "invite"}}
+    invited = {
+        "type": "m.room.member",
+        "state_key": "@b:example.org",
+        "sender": "@a:example.org",
+        "content": {"membership": "invite"},
+    }
     assert not errors("events/stripped", invited)
     assert errors("events/stripped", {**invited, "content": {"membership": "invited"}})
     sync = copy.deepcopy(documents()["stream/sync.frame"]["examples"][0])
     sync["rooms"]["join"]["!r:example.org"] = {
         "timeline": {"events": [{**message, "content": {"body": 5}}], "limited": False, "prev_batch": "s1"},
-        "state": {"events": []}, "ephemeral": {"events": []}, "account_data": {"events": []},
+        "state": {"events": []},
+        "ephemeral": {"events": []},
+        "account_data": {"events": []},
         "unread_notifications": {"highlight_count": 0, "notification_count": 0},
-        "summary": {"m.joined_member_count": 1, "m.invited_member_count": 0}}
+        "summary": {"m.joined_member_count": 1, "m.invited_member_count": 0},
+    }
     assert any("timeline/events/0/content" in e for e in errors("stream/sync.frame", sync))
 
 

@@ -46,17 +46,41 @@ class Room:
         listed = {f"@{name.lower()}:hs": level for name, level in users.items()}
         if not self.version.privileged_creators:
             listed[ALICE] = 100
-        return {"users": listed, "users_default": 0, "state_default": 50, "events_default": 0, "ban": 50,
-                "kick": 50, "redact": 50, "invite": 0, "events": {}}
+        return {
+            "users": listed,
+            "users_default": 0,
+            "state_default": 50,
+            "events_default": 0,
+            "ban": 50,
+            "kick": 50,
+            "redact": 50,
+            "invite": 0,
+            "events": {},
+        }
 
-    def add(self, name: str, sender: str, event_type: str, state_key: str, content: dict[str, Any],
-            auth: list[str], ts: int | None = None, prev: list[str] | None = None) -> str:
+    def add(
+        self,
+        name: str,
+        sender: str,
+        event_type: str,
+        state_key: str,
+        content: dict[str, Any],
+        auth: list[str],
+        ts: int | None = None,
+        prev: list[str] | None = None,
+    ) -> str:
         self._clock += 1
-        event = {"event_id": "$" + name, "room_id": self.room_id, "sender": sender, "type": event_type,
-                 "state_key": state_key, "content": content, "origin_server_ts": self._clock if ts is None else ts,
-                 "auth_events": ["$" + a for a in auth
-                                 if not (a == "CREATE" and self.version.room_id_is_create_event_id)],
-                 "prev_events": ["$" + p for p in prev or []]}
+        event = {
+            "event_id": "$" + name,
+            "room_id": self.room_id,
+            "sender": sender,
+            "type": event_type,
+            "state_key": state_key,
+            "content": content,
+            "origin_server_ts": self._clock if ts is None else ts,
+            "auth_events": ["$" + a for a in auth if not (a == "CREATE" and self.version.room_id_is_create_event_id)],
+            "prev_events": ["$" + p for p in prev or []],
+        }
         if event_type == "m.room.create" and self.version.room_id_is_create_event_id:
             del event["room_id"]
         self.events["$" + name] = event
@@ -81,8 +105,11 @@ def test_no_conflict_is_the_common_state(version):
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-@pytest.mark.parametrize("alice_ts, bob_ts, winner", [(10, 20, "TB"), (20, 10, "TA"), (15, 15, "TB")],
-                         ids=["bob-later", "alice-later", "same-time-larger-id"])
+@pytest.mark.parametrize(
+    "alice_ts, bob_ts, winner",
+    [(10, 20, "TB"), (20, 10, "TA"), (15, 15, "TB")],
+    ids=["bob-later", "alice-later", "same-time-larger-id"],
+)
 def test_concurrent_topics_latest_wins(version, alice_ts, bob_ts, winner):
     """Topics are not power events: with the same power levels behind
     them, the later one is applied last (the event id breaks a tie)."""
@@ -145,8 +172,9 @@ def test_kick_of_a_peer_fails_when_demoted_first(version):
     assert resolved[(PL, "")] == "$PL2"
 
 
-@pytest.mark.parametrize("version, expected", [(V10, "$TNEW"), (V11, "$TNEW"), (V12, "$TOLD")],
-                         ids=["v10", "v11", "v12"])
+@pytest.mark.parametrize(
+    "version, expected", [(V10, "$TNEW"), (V11, "$TNEW"), (V12, "$TOLD")], ids=["v10", "v11", "v12"]
+)
 def test_mainline_orders_by_power_levels_before_timestamps(version, expected):
     """A topic sent under the newer power levels is applied after one sent
     under the older ones, although its timestamp is earlier. In version 12
@@ -160,8 +188,7 @@ def test_mainline_orders_by_power_levels_before_timestamps(version, expected):
     assert resolved[(TOPIC, "")] == expected
 
 
-@pytest.mark.parametrize("version, expected", [(V10, "$IJR"), (V11, "$IJR"), (V12, "$JRB")],
-                         ids=["v10", "v11", "v12"])
+@pytest.mark.parametrize("version, expected", [(V10, "$IJR"), (V11, "$IJR"), (V12, "$JRB")], ids=["v10", "v11", "v12"])
 def test_v2_1_does_not_check_conflicts_against_unconflicted_state(version, expected):
     """Both sides hold Alice's demotion of Bob, one also Bob's older change
     of the join rules (made before he knew of the demotion). Version 2
@@ -188,31 +215,48 @@ def test_unconflicted_state_is_kept_even_if_it_would_fail_now(version):
 
 def _graph(edges: dict[str, list[str]], **fields: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Events that only have auth edges (plus any fields given per event)."""
-    return {name: {"event_id": name, "auth_events": parents, "type": "x", "state_key": name, "sender": ALICE,
-                   "origin_server_ts": 0, **fields.get(name.strip("$"), {})}
-            for name, parents in edges.items()}
+    return {
+        name: {
+            "event_id": name,
+            "auth_events": parents,
+            "type": "x",
+            "state_key": name,
+            "sender": ALICE,
+            "origin_server_ts": 0,
+            **fields.get(name.strip("$"), {}),
+        }
+        for name, parents in edges.items()
+    }
 
 
 GRAPH = _graph({"$A": [], "$B": ["$A"], "$C": ["$B"], "$D": ["$C"], "$E": ["$A"], "$F": ["$E"], "$G": ["$B"]})
 
 
-@pytest.mark.parametrize("states, difference", [
-    ([{("x", "1"): "$D"}, {("x", "1"): "$D"}], set()),
-    ([{("x", "1"): "$D"}, {("x", "1"): "$C"}], {"$D"}),
-    ([{("x", "1"): "$D"}, {("x", "1"): "$F"}], {"$B", "$C", "$D", "$E", "$F"}),
-    ([{("x", "1"): "$C"}, {("x", "1"): "$G"}, {("x", "1"): "$B"}], {"$C", "$G"}),
-], ids=["same", "descendant", "branches", "three-states"])
+@pytest.mark.parametrize(
+    "states, difference",
+    [
+        ([{("x", "1"): "$D"}, {("x", "1"): "$D"}], set()),
+        ([{("x", "1"): "$D"}, {("x", "1"): "$C"}], {"$D"}),
+        ([{("x", "1"): "$D"}, {("x", "1"): "$F"}], {"$B", "$C", "$D", "$E", "$F"}),
+        ([{("x", "1"): "$C"}, {("x", "1"): "$G"}, {("x", "1"): "$B"}], {"$C", "$G"}),
+    ],
+    ids=["same", "descendant", "branches", "three-states"],
+)
 def test_auth_difference(states, difference):
     assert state_res.auth_difference(states, GRAPH) == difference
 
 
-@pytest.mark.parametrize("conflicted, subgraph", [
-    ({"$D", "$B"}, {"$B", "$C", "$D"}),
-    ({"$D", "$A"}, {"$A", "$B", "$C", "$D"}),
-    ({"$D", "$F"}, {"$D", "$F"}),
-    ({"$D", "$G", "$A"}, {"$A", "$B", "$C", "$D", "$G"}),
-    ({"$C"}, {"$C"}),
-], ids=["path", "long-path", "no-path", "paths-meet", "alone"])
+@pytest.mark.parametrize(
+    "conflicted, subgraph",
+    [
+        ({"$D", "$B"}, {"$B", "$C", "$D"}),
+        ({"$D", "$A"}, {"$A", "$B", "$C", "$D"}),
+        ({"$D", "$F"}, {"$D", "$F"}),
+        ({"$D", "$G", "$A"}, {"$A", "$B", "$C", "$D", "$G"}),
+        ({"$C"}, {"$C"}),
+    ],
+    ids=["path", "long-path", "no-path", "paths-meet", "alone"],
+)
 def test_conflicted_subgraph(conflicted, subgraph):
     assert state_res.conflicted_subgraph(conflicted, GRAPH) == subgraph
 
@@ -223,17 +267,21 @@ def test_split_states():
     assert state_res.split_states([one, two]) == ({("a", ""): "$1"}, {"$2", "$3", "$4"})
 
 
-@pytest.mark.parametrize("event, power", [
-    ({"type": PL, "state_key": ""}, True),
-    ({"type": JR, "state_key": ""}, True),
-    ({"type": "m.room.create", "state_key": ""}, True),
-    ({"type": MEMBER, "state_key": BOB, "sender": ALICE, "content": {"membership": "ban"}}, True),
-    ({"type": MEMBER, "state_key": BOB, "sender": ALICE, "content": {"membership": "leave"}}, True),
-    ({"type": MEMBER, "state_key": BOB, "sender": BOB, "content": {"membership": "leave"}}, False),
-    ({"type": MEMBER, "state_key": BOB, "sender": ALICE, "content": {"membership": "invite"}}, False),
-    ({"type": TOPIC, "state_key": ""}, False),
-    ({"type": PL}, False),
-], ids=["power-levels", "join-rules", "create", "ban", "kick", "own-leave", "invite", "topic", "not-state"])
+@pytest.mark.parametrize(
+    "event, power",
+    [
+        ({"type": PL, "state_key": ""}, True),
+        ({"type": JR, "state_key": ""}, True),
+        ({"type": "m.room.create", "state_key": ""}, True),
+        ({"type": MEMBER, "state_key": BOB, "sender": ALICE, "content": {"membership": "ban"}}, True),
+        ({"type": MEMBER, "state_key": BOB, "sender": ALICE, "content": {"membership": "leave"}}, True),
+        ({"type": MEMBER, "state_key": BOB, "sender": BOB, "content": {"membership": "leave"}}, False),
+        ({"type": MEMBER, "state_key": BOB, "sender": ALICE, "content": {"membership": "invite"}}, False),
+        ({"type": TOPIC, "state_key": ""}, False),
+        ({"type": PL}, False),
+    ],
+    ids=["power-levels", "join-rules", "create", "ban", "kick", "own-leave", "invite", "topic", "not-state"],
+)
 def test_is_power_event(event, power):
     assert state_res.is_power_event(event) is power
 
@@ -242,13 +290,12 @@ def test_reverse_topological_power_order_ties():
     """Parents before children; among the ready, more power first, then the
     earlier timestamp, then the smaller id."""
     room = Room(V10)
-    room.add("X1", CAROL, TOPIC, "", {}, ["CREATE", "IPL", "IMC"], ts=5)   # power 0
-    room.add("X2", BOB, TOPIC, "", {}, ["CREATE", "IPL", "IMB"], ts=9)     # power 50
-    room.add("X3", BOB, TOPIC, "", {}, ["CREATE", "IPL", "IMB"], ts=7)     # power 50, earlier
-    room.add("X4", BOB, TOPIC, "", {}, ["CREATE", "IPL", "IMB"], ts=7)     # same, larger id
+    room.add("X1", CAROL, TOPIC, "", {}, ["CREATE", "IPL", "IMC"], ts=5)  # power 0
+    room.add("X2", BOB, TOPIC, "", {}, ["CREATE", "IPL", "IMB"], ts=9)  # power 50
+    room.add("X3", BOB, TOPIC, "", {}, ["CREATE", "IPL", "IMB"], ts=7)  # power 50, earlier
+    room.add("X4", BOB, TOPIC, "", {}, ["CREATE", "IPL", "IMB"], ts=7)  # same, larger id
     room.add("X5", ALICE, TOPIC, "", {}, ["CREATE", "IPL", "IMA", "X1"], ts=1)  # power 100, after X1
-    order = state_res.reverse_topological_power_order(
-        {"$X1", "$X2", "$X3", "$X4", "$X5"}, room.events, V10)
+    order = state_res.reverse_topological_power_order({"$X1", "$X2", "$X3", "$X4", "$X5"}, room.events, V10)
     assert order == ["$X3", "$X4", "$X2", "$X1", "$X5"]
 
 
@@ -261,7 +308,7 @@ def test_mainline_and_its_order():
     room.add("M2", BOB, TOPIC, "", {}, ["PL2"], ts=1)
     room.add("M2b", BOB, TOPIC, "", {}, ["PL2"], ts=0)
     room.add("MOFF", BOB, TOPIC, "", {}, ["OFF"], ts=9)  # meets the mainline at IPL through OFF
-    room.add("MNONE", BOB, TOPIC, "", {}, [], ts=50)     # never meets it
+    room.add("MNONE", BOB, TOPIC, "", {}, [], ts=50)  # never meets it
     assert state_res.mainline("$PL3", room.events) == ["$PL3", "$PL2", "$IPL"]
     assert state_res.mainline(None, room.events) == []
     order = state_res.mainline_order({"$M3", "$M2", "$M2b", "$MOFF", "$MNONE"}, "$PL3", room.events)

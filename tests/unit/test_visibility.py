@@ -28,10 +28,18 @@ REJOINED_AND_LEFT = [(10, "join"), (20, "leave"), (30, "join"), (40, "leave")]
 KNOCKED = [(5, "knock")]
 
 HISTORIES = {
-    "never": NEVER, "invited": INVITED, "invite_rejected": INVITE_REJECTED,
-    "invited_then_joined": INVITED_THEN_JOINED, "joined": JOINED, "joined_and_renamed": JOINED_AND_RENAMED,
-    "left": LEFT, "banned": BANNED, "kicked_twice": KICKED_TWICE, "rejoined": REJOINED,
-    "rejoined_and_left": REJOINED_AND_LEFT, "knocked": KNOCKED,
+    "never": NEVER,
+    "invited": INVITED,
+    "invite_rejected": INVITE_REJECTED,
+    "invited_then_joined": INVITED_THEN_JOINED,
+    "joined": JOINED,
+    "joined_and_renamed": JOINED_AND_RENAMED,
+    "left": LEFT,
+    "banned": BANNED,
+    "kicked_twice": KICKED_TWICE,
+    "rejoined": REJOINED,
+    "rejoined_and_left": REJOINED_AND_LEFT,
+    "knocked": KNOCKED,
 }
 
 # What each setting lets each history read. world_readable: everything, to
@@ -41,21 +49,46 @@ HISTORIES = {
 EXPECTED: dict[str, dict[str, list[Range]]] = {
     "world_readable": {name: [(0, None)] for name in HISTORIES},
     "shared": {
-        "never": [], "invited": [], "invite_rejected": [], "invited_then_joined": [(0, None)],
-        "joined": [(0, None)], "joined_and_renamed": [(0, None)], "left": [(0, 20)], "banned": [(0, 20)],
-        "kicked_twice": [(0, 20)], "rejoined": [(0, None)], "rejoined_and_left": [(0, 40)], "knocked": [],
+        "never": [],
+        "invited": [],
+        "invite_rejected": [],
+        "invited_then_joined": [(0, None)],
+        "joined": [(0, None)],
+        "joined_and_renamed": [(0, None)],
+        "left": [(0, 20)],
+        "banned": [(0, 20)],
+        "kicked_twice": [(0, 20)],
+        "rejoined": [(0, None)],
+        "rejoined_and_left": [(0, 40)],
+        "knocked": [],
     },
     "invited": {
-        "never": [], "invited": [(5, None)], "invite_rejected": [(5, 8)], "invited_then_joined": [(5, None)],
-        "joined": [(10, None)], "joined_and_renamed": [(10, None)], "left": [(10, 20)], "banned": [(10, 20)],
-        "kicked_twice": [(10, 20)], "rejoined": [(10, 20), (30, None)],
-        "rejoined_and_left": [(10, 20), (30, 40)], "knocked": [],
+        "never": [],
+        "invited": [(5, None)],
+        "invite_rejected": [(5, 8)],
+        "invited_then_joined": [(5, None)],
+        "joined": [(10, None)],
+        "joined_and_renamed": [(10, None)],
+        "left": [(10, 20)],
+        "banned": [(10, 20)],
+        "kicked_twice": [(10, 20)],
+        "rejoined": [(10, 20), (30, None)],
+        "rejoined_and_left": [(10, 20), (30, 40)],
+        "knocked": [],
     },
     "joined": {
-        "never": [], "invited": [], "invite_rejected": [], "invited_then_joined": [(10, None)],
-        "joined": [(10, None)], "joined_and_renamed": [(10, None)], "left": [(10, 20)], "banned": [(10, 20)],
-        "kicked_twice": [(10, 20)], "rejoined": [(10, 20), (30, None)],
-        "rejoined_and_left": [(10, 20), (30, 40)], "knocked": [],
+        "never": [],
+        "invited": [],
+        "invite_rejected": [],
+        "invited_then_joined": [(10, None)],
+        "joined": [(10, None)],
+        "joined_and_renamed": [(10, None)],
+        "left": [(10, 20)],
+        "banned": [(10, 20)],
+        "kicked_twice": [(10, 20)],
+        "rejoined": [(10, 20), (30, None)],
+        "rejoined_and_left": [(10, 20), (30, 40)],
+        "knocked": [],
     },
 }
 
@@ -106,16 +139,19 @@ def test_which_events_of_a_timeline_a_user_sees(setting, seen):
     assert {stream for stream in TIMELINE if can_see(ranges, stream)} == seen
 
 
-@pytest.mark.parametrize(("ranges", "stream", "seen"), [
-    ([], 0, False),
-    ([(10, 20)], 9, False),
-    ([(10, 20)], 10, True),
-    ([(10, 20)], 20, True),
-    ([(10, 20)], 21, False),
-    ([(10, 20), (30, None)], 25, False),
-    ([(10, 20), (30, None)], 30, True),
-    ([(10, 20), (30, None)], 10**12, True),
-    ([(0, None)], 0, True),
-])
+@pytest.mark.parametrize(
+    ("ranges", "stream", "seen"),
+    [
+        ([], 0, False),
+        ([(10, 20)], 9, False),
+        ([(10, 20)], 10, True),
+        ([(10, 20)], 20, True),
+        ([(10, 20)], 21, False),
+        ([(10, 20), (30, None)], 25, False),
+        ([(10, 20), (30, None)], 30, True),
+        ([(10, 20), (30, None)], 10**12, True),
+        ([(0, None)], 0, True),
+    ],
+)
 def test_can_see(ranges, stream, seen):
     assert can_see(ranges, stream) is seen

@@ -34,11 +34,18 @@ def check_size(draft: EventDraft) -> None:
         raise MatrixError(413, "M_TOO_LARGE", f"The event is larger than {MAX_EVENT_BYTES} bytes")
 
 
-def requested(requester: Requester, room_id: str, event_type: str, content: dict[str, Any],
-              **fields: Any) -> EventDraft:
+def requested(
+    requester: Requester, room_id: str, event_type: str, content: dict[str, Any], **fields: Any
+) -> EventDraft:
     """An event the requester asks for; a moderator's is judged as a moderator's."""
-    return EventDraft(room_id=room_id, sender=requester.user_id, type=event_type, content=content,
-                      by_moderator=requester.is_moderator, **fields)
+    return EventDraft(
+        room_id=room_id,
+        sender=requester.user_id,
+        type=event_type,
+        content=content,
+        by_moderator=requester.is_moderator,
+        **fields,
+    )
 
 
 async def member_profile(db: Database, user_id: str) -> dict[str, Any]:
@@ -51,8 +58,12 @@ async def member_profile(db: Database, user_id: str) -> dict[str, Any]:
 
 async def power_state(db: Database, room_id: str) -> dict[tuple[str, str], Any]:
     """The state that says who has which power level in the room."""
-    return {k: dict(v) for k, v in (await event_store.state_events(
-        db, room_id, [("m.room.power_levels", ""), ("m.room.create", "")])).items()}
+    return {
+        k: dict(v)
+        for k, v in (
+            await event_store.state_events(db, room_id, [("m.room.power_levels", ""), ("m.room.create", "")])
+        ).items()
+    }
 
 
 async def require_room(db: Database, room_id: str) -> event_store.Room:

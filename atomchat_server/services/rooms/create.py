@@ -17,8 +17,9 @@ from .base import RoomsBase, check_size, member_profile
 
 
 class Creating(RoomsBase):
-    async def create_room(self, requester: Requester, request: RoomRequest, *, alias_localpart: str | None,
-                          publish: bool) -> str:
+    async def create_room(
+        self, requester: Requester, request: RoomRequest, *, alias_localpart: str | None, publish: bool
+    ) -> str:
         self._blocks.require(requester.user_id, "create_room")
         version = room_version(request.room_version)
         create: EventDraft | None = None
@@ -58,10 +59,26 @@ class Creating(RoomsBase):
     def _create_event(self, creator: str, request: RoomRequest) -> EventDraft:
         """The signed m.room.create of a room whose id is made from it."""
         version = room_version(request.room_version)
-        pdu = build_pdu(room_id="", sender=creator, event_type="m.room.create",
-                        content=create_content(creator, request), state_key="", redacts=None,
-                        origin_server_ts=int(time.time() * 1000), depth=1, prev_events=[], auth_events=[],
-                        version=version)
+        pdu = build_pdu(
+            room_id="",
+            sender=creator,
+            event_type="m.room.create",
+            content=create_content(creator, request),
+            state_key="",
+            redacts=None,
+            origin_server_ts=int(time.time() * 1000),
+            depth=1,
+            prev_events=[],
+            auth_events=[],
+            version=version,
+        )
         event_id, signed = finish_pdu(pdu, self._signer.server_name, self._signer.key, version)
-        return EventDraft(room_id="!" + event_id[1:], sender=creator, type="m.room.create",
-                          content=signed["content"], state_key="", event_id=event_id, pdu=signed)
+        return EventDraft(
+            room_id="!" + event_id[1:],
+            sender=creator,
+            type="m.room.create",
+            content=signed["content"],
+            state_key="",
+            event_id=event_id,
+            pdu=signed,
+        )

@@ -39,8 +39,9 @@ class Directory(RoomsBase):
         if row is None:
             raise not_found("Unknown room alias")
         self._blocks.require(requester.user_id, "directory")
-        if row["creator"] != requester.user_id and not edits_directory(await power_state(self._pool, row["room_id"]),
-                                                                       requester.user_id):
+        if row["creator"] != requester.user_id and not edits_directory(
+            await power_state(self._pool, row["room_id"]), requester.user_id
+        ):
             raise forbidden("Only the alias's creator or someone who may set the room's aliases may delete it")
         await directory_store.delete_alias(self._pool, alias)
 
@@ -53,8 +54,7 @@ class Directory(RoomsBase):
                 await self._require_room(room_id)
                 raise forbidden("You must be in the room to publish it")
             if not edits_directory(await power_state(self._pool, room_id), requester.user_id):
-                raise forbidden("Publishing the room needs the power level to set its aliases "
-                                "(m.room.canonical_alias)")
+                raise forbidden("Publishing the room needs the power level to set its aliases (m.room.canonical_alias)")
         else:
             await self._require_room(room_id)
         await directory_store.set_published(self._pool, room_id, visibility == "public")
@@ -75,14 +75,18 @@ class Directory(RoomsBase):
             if not since.startswith("p") or not members.isdigit() or len(members) > 12 or not ids.is_room_id(room_id):
                 raise invalid_param("Invalid 'since' token")
             after = (int(members), room_id)
-        rows, more = await fetch_page(lambda n: directory_store.public_rooms(self._pool, search=search, after=after,
-                                                                             limit=n), limit)
+        rows, more = await fetch_page(
+            lambda n: directory_store.public_rooms(self._pool, search=search, after=after, limit=n), limit
+        )
         chunk = []
         for row in rows:
-            entry = {"room_id": row["room_id"], "num_joined_members": row["members"],
-                     "world_readable": row["history_visibility"] == "world_readable",
-                     "guest_can_join": row["guest_access"] == "can_join",
-                     "join_rule": row["join_rule"] or "invite"}
+            entry = {
+                "room_id": row["room_id"],
+                "num_joined_members": row["members"],
+                "world_readable": row["history_visibility"] == "world_readable",
+                "guest_can_join": row["guest_access"] == "can_join",
+                "join_rule": row["join_rule"] or "invite",
+            }
             for key in ("name", "topic", "canonical_alias"):
                 if row[key]:  # an empty value means unset: leave the key out
                     entry[key] = row[key]

@@ -27,8 +27,15 @@ class Membership(RoomsBase):
             raise invalid_param("Expected a room id or a room alias")
         return room_id_or_alias
 
-    async def set_membership(self, requester: Requester, room_id: str, target: str, membership: str,
-                             reason: str | None = None, extra: dict[str, Any] | None = None) -> str:
+    async def set_membership(
+        self,
+        requester: Requester,
+        room_id: str,
+        target: str,
+        membership: str,
+        reason: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> str:
         if target != requester.user_id:
             parts = ids.split_user_id(target)
             if parts is None:
@@ -59,8 +66,7 @@ class Membership(RoomsBase):
         await self._require_local_user(user_id)
         await self.set_membership(requester, room_id, user_id, "invite", reason)
 
-    async def moderate(self, requester: Requester, room_id: str, action: str, target: str,
-                       reason: str | None) -> None:
+    async def moderate(self, requester: Requester, room_id: str, action: str, target: str, reason: str | None) -> None:
         """kick, ban or unban. A kick and an unban both write a "leave", which
         the rules allow from either state; each keeps to its own meaning here,
         so an unban never removes a member and a kick never lifts a ban."""
@@ -72,12 +78,16 @@ class Membership(RoomsBase):
             if action == "unban" and current != "ban":
                 raise forbidden(f"{target} is not banned from this room")
             if action == "kick" and current not in ("join", "invite", "knock"):
-                raise forbidden(f"{target} is banned: only an unban lifts a ban" if current == "ban"
-                                else f"{target} is not in this room")
+                raise forbidden(
+                    f"{target} is banned: only an unban lifts a ban"
+                    if current == "ban"
+                    else f"{target} is not in this room"
+                )
         await self.set_membership(requester, room_id, target, "ban" if action == "ban" else "leave", reason)
 
-    async def join(self, requester: Requester, room_id_or_alias: str, reason: str | None = None, *,
-                   servers: Sequence[str] = ()) -> str:
+    async def join(
+        self, requester: Requester, room_id_or_alias: str, reason: str | None = None, *, servers: Sequence[str] = ()
+    ) -> str:
         room_id = await self.resolve_room(room_id_or_alias)
         room = await event_store.get_room(self._pool, room_id)
         if self.remote is not None and (room is None or room.stub):
@@ -117,11 +127,13 @@ class Membership(RoomsBase):
             if member is None or member["content"].get("membership") != "join":
                 continue
             # The old join's reason was about joining, not about this change.
-            content = {k: v for k, v in member["content"].items()
-                       if k not in ("displayname", "avatar_url", "reason")}
+            content = {k: v for k, v in member["content"].items() if k not in ("displayname", "avatar_url", "reason")}
             content.update({k: v for k, v in profile.items() if v is not None})
             try:
-                await self._write_one(EventDraft(room_id=room_id, sender=user_id, type="m.room.member",
-                                                 content=content, state_key=user_id))
+                await self._write_one(
+                    EventDraft(
+                        room_id=room_id, sender=user_id, type="m.room.member", content=content, state_key=user_id
+                    )
+                )
             except MatrixError:
                 continue  # e.g. the user was removed meanwhile: nothing to update there

@@ -49,8 +49,11 @@ class Reading(RoomsBase):
         read_access row (a moderator: all)."""
         if requester.is_moderator:
             return [(0, None)]
-        return visible_ranges([tuple(entry) for entry in access["history"]],
-                              access["history_visibility"] or "shared", forgotten=bool(access["forgotten"]))
+        return visible_ranges(
+            [tuple(entry) for entry in access["history"]],
+            access["history_visibility"] or "shared",
+            forgotten=bool(access["forgotten"]),
+        )
 
     async def readable_rooms(self, requester: Requester) -> dict[str, list[Range]]:
         """Every room the requester has a membership in and may read some of,
@@ -63,8 +66,9 @@ class Reading(RoomsBase):
         """The stretches of the room the requester may read (see _access)."""
         return (await self._access(requester, room_id))[1]
 
-    async def _state_point(self, requester: Requester, room_id: str,
-                           access_and_ranges: tuple[Any, list[Range]] | None = None) -> int | None:
+    async def _state_point(
+        self, requester: Requester, room_id: str, access_and_ranges: tuple[Any, list[Range]] | None = None
+    ) -> int | None:
         """None to read the current state; a stream position for someone who
         left (they see the state as it was when they left)."""
         access, ranges = access_and_ranges or await self._access(requester, room_id)
@@ -75,30 +79,41 @@ class Reading(RoomsBase):
 
     async def state(self, requester: Requester, room_id: str) -> list[dict[str, Any]]:
         point = await self._state_point(requester, room_id)
-        rows = (await event_store.current_state(self._pool, room_id) if point is None
-                else await event_store.state_at(self._pool, room_id, point))
+        rows = (
+            await event_store.current_state(self._pool, room_id)
+            if point is None
+            else await event_store.state_at(self._pool, room_id, point)
+        )
         return [self._format(row, requester) for row in rows]
 
-    async def state_content(self, requester: Requester, room_id: str, event_type: str,
-                            state_key: str) -> dict[str, Any]:
+    async def state_content(
+        self, requester: Requester, room_id: str, event_type: str, state_key: str
+    ) -> dict[str, Any]:
         point = await self._state_point(requester, room_id)
         row = await event_store.state_event(self._pool, room_id, event_type, state_key, at_stream=point)
         if row is None:
             raise not_found("No such state event")
         return row["content"]
 
-    async def members(self, requester: Requester, room_id: str, *, membership: str | None,
-                      not_membership: str | None) -> list[dict[str, Any]]:
+    async def members(
+        self, requester: Requester, room_id: str, *, membership: str | None, not_membership: str | None
+    ) -> list[dict[str, Any]]:
         point = await self._state_point(requester, room_id)
         if point is None:
             rows = await event_store.member_events(
-                self._pool, room_id, memberships=[membership] if membership else None,
-                not_memberships=[not_membership] if not_membership else None)
+                self._pool,
+                room_id,
+                memberships=[membership] if membership else None,
+                not_memberships=[not_membership] if not_membership else None,
+            )
         else:
-            rows = [r for r in await event_store.state_at(self._pool, room_id, point)
-                    if r["type"] == "m.room.member"
-                    and (membership is None or r["content"].get("membership") == membership)
-                    and (not_membership is None or r["content"].get("membership") != not_membership)]
+            rows = [
+                r
+                for r in await event_store.state_at(self._pool, room_id, point)
+                if r["type"] == "m.room.member"
+                and (membership is None or r["content"].get("membership") == membership)
+                and (not_membership is None or r["content"].get("membership") != not_membership)
+            ]
         return [self._format(row, requester) for row in rows]
 
     async def joined_members(self, requester: Requester, room_id: str) -> dict[str, dict[str, Any]]:
@@ -106,9 +121,13 @@ class Reading(RoomsBase):
             await self._require_room(room_id)
             if not requester.is_moderator:
                 raise forbidden("You are not in this room")
-        return {row["state_key"]: {"display_name": row["content"].get("displayname"),
-                                   "avatar_url": row["content"].get("avatar_url")}
-                for row in await event_store.joined_members(self._pool, room_id)}
+        return {
+            row["state_key"]: {
+                "display_name": row["content"].get("displayname"),
+                "avatar_url": row["content"].get("avatar_url"),
+            }
+            for row in await event_store.joined_members(self._pool, room_id)
+        }
 
     async def event(self, requester: Requester, room_id: str, event_id: str) -> dict[str, Any]:
         ranges = await self.readable_ranges(requester, room_id)
@@ -124,22 +143,32 @@ class Reading(RoomsBase):
             raise not_found("Event not found")
         limit = max(0, min(limit, MAX_PAGE))
         before = limit // 2
-        earlier, later = await event_store.events_around(self._pool, room_id, row["stream"], before=before,
-                                                        after=limit - before, ranges=ranges)
+        earlier, later = await event_store.events_around(
+            self._pool, room_id, row["stream"], before=before, after=limit - before, ranges=ranges
+        )
         last_stream = later[-1]["stream"] if later else row["stream"]
         state_rows = await event_store.state_at(self._pool, room_id, last_stream)
         events = await bundle(self._pool, requester, room_id, [row, *earlier, *later], ranges)
         return {
             "event": events[0],
-            "events_before": events[1:1 + len(earlier)],
-            "events_after": events[1 + len(earlier):],
+            "events_before": events[1 : 1 + len(earlier)],
+            "events_after": events[1 + len(earlier) :],
             "start": tokens.make((earlier[-1]["stream"] if earlier else row["stream"]) - 1),
             "end": tokens.make(last_stream),
             "state": [self._format(r, requester) for r in state_rows],
         }
 
-    async def messages(self, requester: Requester, room_id: str, *, from_token: str | None, to_token: str | None,
-                       backwards: bool, limit: int, event_filter: RoomEventFilter) -> Page:
+    async def messages(
+        self,
+        requester: Requester,
+        room_id: str,
+        *,
+        from_token: str | None,
+        to_token: str | None,
+        backwards: bool,
+        limit: int,
+        event_filter: RoomEventFilter,
+    ) -> Page:
         access, ranges = await self._access(requester, room_id)
         limit = max(1, min(event_filter.limit or limit, MAX_PAGE))
         position = tokens.parse(from_token) if from_token else None
@@ -152,11 +181,22 @@ class Reading(RoomsBase):
         after, before = (bound, position) if backwards else (position, bound)
         # `end` is left out exactly when the page reaches the end of what the
         # reader may see (paging.py).
-        rows, more = await fetch_page(lambda n: event_store.page(
-            self._pool, room_id, after=after, before=before, backwards=backwards, ranges=ranges, types=types,
-            not_types=not_types, limit=n,
-            senders=list(event_filter.senders) if event_filter.senders is not None else None,
-            not_senders=list(event_filter.not_senders) or None), limit)
+        rows, more = await fetch_page(
+            lambda n: event_store.page(
+                self._pool,
+                room_id,
+                after=after,
+                before=before,
+                backwards=backwards,
+                ranges=ranges,
+                types=types,
+                not_types=not_types,
+                limit=n,
+                senders=list(event_filter.senders) if event_filter.senders is not None else None,
+                not_senders=list(event_filter.not_senders) or None,
+            ),
+            limit,
+        )
         end = None
         if more:
             end = tokens.make(rows[-1]["stream"] - 1 if backwards else rows[-1]["stream"])
@@ -166,7 +206,13 @@ class Reading(RoomsBase):
             # for a member, as they were at the leave for someone who left.
             point = await self._state_point(requester, room_id, (access, ranges))
             senders = sorted({row["sender"] for row in rows})
-            state = [self._format(r, requester)
-                     for r in await event_store.member_events_of(self._pool, room_id, senders, at_stream=point)]
-        return Page(chunk=await bundle(self._pool, requester, room_id, rows, ranges), start=tokens.make(position),
-                    end=end, state=state)
+            state = [
+                self._format(r, requester)
+                for r in await event_store.member_events_of(self._pool, room_id, senders, at_stream=point)
+            ]
+        return Page(
+            chunk=await bundle(self._pool, requester, room_id, rows, ranges),
+            start=tokens.make(position),
+            end=end,
+            state=state,
+        )
