@@ -48,6 +48,16 @@ MAX_BATCH = 256
 StateMap = dict[tuple[str, str], Any]
 
 
+class RoomIdTaken(MatrixError):
+    """A new room's id is an existing room's. From room version 12 the id is
+    the create event's hash, so one user creating two rooms alike within
+    the same millisecond makes the same id; the creator tries again with
+    another timestamp."""
+
+    def __init__(self) -> None:
+        super().__init__(409, "M_ROOM_IN_USE", "A room with this id exists already")
+
+
 @dataclass(frozen=True)
 class Signer:
     """Who signs the PDUs of this server's events: its name and key."""
@@ -373,6 +383,11 @@ class _Batch:
             self.received.update(received)
             if not unit.drafts:
                 return []
+
+        if unit.new_room is not None and (
+            unit.drafts[0].room_id in self.heads or await event_store.room_exists(self.conn, unit.drafts[0].room_id)
+        ):
+            raise RoomIdTaken()
 
         # Check every draft first, against the state as the earlier drafts leave it.
         overlay = {room: dict(state) for room, state in self.state.items()}

@@ -106,6 +106,10 @@ async def existing_events(conn: Database, event_ids: Sequence[str]) -> set[str]:
     return {row["event_id"] for row in rows}
 
 
+async def room_exists(conn: Database, room_id: str) -> bool:
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM rooms WHERE room_id = $1)", room_id))
+
+
 async def insert_room(conn: Database, *, room_id: str, room_version: str, creator: str, stub: bool = False) -> None:
     """A new room, whose events are PDUs; a stub holds only a remote invite."""
     await conn.execute(

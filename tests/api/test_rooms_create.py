@@ -1,6 +1,8 @@
 """POST /createRoom: presets, the options that shape a new room, and the
 initial events in the order the Matrix specification gives."""
 
+import asyncio
+
 import pytest
 
 from ..support.room_steps import SERVER, register
@@ -209,3 +211,18 @@ async def test_bad_requests_make_no_room(api):
 async def test_create_room_needs_a_token(api):
     missing = await api.request("POST", "/_matrix/client/v3/createRoom", {}, status=401)
     assert missing["errcode"] == "M_MISSING_TOKEN"
+
+
+async def test_rooms_created_at_once_alike_each_get_their_own_id(api):
+    """From version 12 a room's id is its create event's hash: one user
+    making many rooms alike at the same moment (a bot, a double click) gets
+    a room each, never a 500 for an id already taken."""
+    (alice,) = await register(api, "alice")
+    room_ids = await asyncio.gather(*(alice.create_room(preset="private_chat") for _ in range(20)))
+    assert len(set(room_ids)) == 20
+    for room_id in room_ids:
+        events = await timeline(alice, room_id)
+        assert events[0]["type"] == "m.room.create"
+        assert events[0]["room_id"] == room_id
+        assert room_id == "!" + events[0]["event_id"][1:]
+        assert [e["type"] for e in events].count("m.room.create") == 1

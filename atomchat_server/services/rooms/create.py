@@ -3,6 +3,7 @@ directory entry a createRoom request asks for."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from ...auth.sessions import Requester
@@ -11,9 +12,14 @@ from ...events import ids
 from ...events.drafts import EventDraft
 from ...events.pdu import build_pdu, finish_pdu
 from ...events.room_creation import RoomRequest, create_content, initial_events
-from ...events.room_versions import room_version
+from ...events.room_versions import RoomVersion, room_version
 from ...storage import directory as directory_store
+from ..persister import RoomIdTaken
 from .base import RoomsBase, check_size, member_profile
+
+# Tries at a room id that is not taken: each moves the create event's
+# timestamp on by a millisecond (see RoomIdTaken).
+CREATE_ATTEMPTS = 5
 
 
 class Creating(RoomsBase):
@@ -22,9 +28,24 @@ class Creating(RoomsBase):
     ) -> str:
         self._blocks.require(requester.user_id, "create_room")
         version = room_version(request.room_version)
+        for attempt in range(CREATE_ATTEMPTS - 1):
+            with contextlib.suppress(RoomIdTaken):
+                return await self._create_room(requester, request, version, attempt, alias_localpart, publish)
+        return await self._create_room(requester, request, version, CREATE_ATTEMPTS - 1, alias_localpart, publish)
+
+    async def _create_room(
+        self,
+        requester: Requester,
+        request: RoomRequest,
+        version: RoomVersion,
+        attempt: int,
+        alias_localpart: str | None,
+        publish: bool,
+    ) -> str:
         create: EventDraft | None = None
         if version.room_id_is_create_event_id:
-            create = self._create_event(requester.user_id, request)
+            # A later attempt moves the timestamp on, which changes the id.
+            create = self._create_event(requester.user_id, request, int(time.time() * 1000) + attempt)
             room_id = create.room_id
         else:
             room_id = ids.new_room_id(self.server_name)
@@ -56,7 +77,7 @@ class Creating(RoomsBase):
             await directory_store.set_published(self._pool, room_id, True)
         return room_id
 
-    def _create_event(self, creator: str, request: RoomRequest) -> EventDraft:
+    def _create_event(self, creator: str, request: RoomRequest, now_ms: int) -> EventDraft:
         """The signed m.room.create of a room whose id is made from it."""
         version = room_version(request.room_version)
         pdu = build_pdu(
@@ -66,7 +87,7 @@ class Creating(RoomsBase):
             content=create_content(creator, request),
             state_key="",
             redacts=None,
-            origin_server_ts=int(time.time() * 1000),
+            origin_server_ts=now_ms,
             depth=1,
             prev_events=[],
             auth_events=[],
