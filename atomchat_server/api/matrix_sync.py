@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..errors import MatrixError, forbidden, not_found
-from ..events.filters import CompiledFilter, FilterError, SyncFilter
-from ..storage import filters as filter_store
+from ..errors import MatrixError, forbidden
+from ..events.filters import CompiledFilter
 from ..sync import tokens
 from ..sync.session import SyncSession
 from .base import BaseHandler
@@ -115,12 +114,7 @@ class FilterHandler(BaseHandler):
         requester = await self.authenticate()
         if user_id != requester.user_id:
             raise forbidden("You may only create filters for yourself")
-        body = self.json_body("matrix/filter.request")
-        try:
-            SyncFilter.from_json(body)
-        except FilterError as exc:
-            raise MatrixError(400, "M_INVALID_PARAM", f"Invalid filter: {exc}") from None
-        filter_id = await filter_store.create_filter(self.ctx.pool, user_id, body)
+        filter_id = await self.ctx.filters.upload(user_id, self.json_body("matrix/filter.request"))
         self.send_json({"filter_id": str(filter_id)})
 
 
@@ -131,11 +125,7 @@ class FilterGetHandler(BaseHandler):
         requester = await self.authenticate()
         if user_id != requester.user_id:
             raise forbidden("You may only read your own filters")
-        known = filter_id.isdigit() and len(filter_id) <= 18
-        definition = await filter_store.get_filter(self.ctx.pool, user_id, int(filter_id)) if known else None
-        if definition is None:
-            raise not_found("Unknown filter")
-        self.send_json(definition)
+        self.send_json(await self.ctx.filters.definition(user_id, filter_id))
 
 
 def routes() -> list[tuple[str, type]]:

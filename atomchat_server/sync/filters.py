@@ -61,6 +61,19 @@ class Filters:
             _remember(self._stored, key, compiled)
         return compiled
 
+    async def upload(self, user_id: str, definition: dict[str, Any]) -> int:
+        """Keeps a filter the user uploads, once it is known to be usable; its id."""
+        _parse(definition)
+        return await filter_store.create_filter(self._pool, user_id, definition)
+
+    async def definition(self, user_id: str, filter_id: str) -> dict[str, Any]:
+        """The filter the user uploaded under this id, as uploaded; a 404 for an unknown id."""
+        known = filter_id.isdigit() and len(filter_id) <= MAX_FILTER_ID_DIGITS
+        definition = await filter_store.get_filter(self._pool, user_id, int(filter_id)) if known else None
+        if definition is None:
+            raise not_found("Unknown filter")
+        return definition
+
 
 def _parse(definition: Any) -> SyncFilter:
     try:
