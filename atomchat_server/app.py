@@ -59,6 +59,7 @@ from .federation.outbox import Outbox
 from .notifier import Notifier
 from .ratelimit import OpenPerAccount
 from .services.accounts import Accounts, RateLimits
+from .services.backfill import Backfill
 from .services.ephemeral import Ephemeral
 from .services.federation import Queries, Transactions
 from .services.federation_events import FederationEvents
@@ -366,6 +367,9 @@ class AtomChat:
             signer=signer,
             events=federation_events,
             client=federation_client,
+        )
+        rooms.history = Backfill(
+            pool=self._pool, client=federation_client, events=federation_events, server_name=settings.server_name
         )
         if settings.federating:
             sender = PduSender(outbox=outbox, server_name=settings.server_name, position=lambda: notifier.position)

@@ -2,6 +2,8 @@
 
 A token names the point just after the event at that position: "everything
 up to and including N". They stay valid forever (positions never change).
+History taken from other servers (backfill) lies before the stream's start,
+at negative positions, so a /messages token may be negative: ``s-42``.
 
 A sync token (next_batch) may also carry where its answer left the typing
 notices, which have a position of their own in one server process's memory
@@ -17,7 +19,7 @@ import re
 from ..errors import MatrixError
 
 PREFIX = "s"
-_TOKEN = re.compile(r"s([0-9]{1,18})(?:_([0-9a-f]{6}\.[0-9]{1,18}))?")
+_TOKEN = re.compile(r"s(-?[0-9]{1,18})(?:_([0-9a-f]{6}\.[0-9]{1,18}))?")
 
 
 def make(position: int) -> str:

@@ -22,6 +22,7 @@ from ...events.drafts import MAX_EVENT_BYTES, EventDraft
 from ...events.format import client_event
 from ...storage import events as event_store
 from ...storage import users as user_store
+from ..backfill import Backfill
 from ..federation_join import RemoteMembership
 from ..moderation import Blocks
 from ..persister import Persister, Signer
@@ -86,6 +87,9 @@ class RoomsBase:
         # Joins of and invites to other servers' rooms and users; set when
         # the federation client is there (services/federation_join.py).
         self.remote: RemoteMembership | None = None
+        # History from before this server joined a room, asked of its other
+        # servers when a reader pages past it (services/backfill.py).
+        self.history: Backfill | None = None
 
     def _format(self, row: asyncpg.Record, requester: Requester | None) -> dict[str, Any]:
         device = (requester.user_id, requester.device_id) if requester else None

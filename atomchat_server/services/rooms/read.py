@@ -12,14 +12,17 @@ import asyncpg
 from ...auth.sessions import Requester
 from ...errors import forbidden, not_found
 from ...events.filters import RoomEventFilter
-from ...events.visibility import Range, can_see, visible_ranges
+from ...events.visibility import EARLIEST, Range, can_see, visible_ranges
 from ...paging import fetch_page
+from ...storage import backfill as backfill_store
 from ...storage import events as event_store
 from ...sync import tokens
 from ..relations import bundle
 from .base import RoomsBase
 
 MAX_PAGE = 1000
+# Fills from other servers one /messages page may wait for.
+MAX_FILLS = 3
 
 
 @dataclass(frozen=True)
@@ -48,11 +51,12 @@ class Reading(RoomsBase):
         """The stretches of a room the requester may read, from its
         read_access row (a moderator: all)."""
         if requester.is_moderator:
-            return [(0, None)]
+            return [(EARLIEST, None)]
         return visible_ranges(
             [tuple(entry) for entry in access["history"]],
             access["history_visibility"] or "shared",
             forgotten=bool(access["forgotten"]),
+            floor=EARLIEST,
         )
 
     async def readable_rooms(self, requester: Requester) -> dict[str, list[Range]]:
@@ -158,6 +162,24 @@ class Reading(RoomsBase):
             "state": [self._format(r, requester) for r in state_rows],
         }
 
+    async def _backfilled(self, room_id: str, rows: list[Any], read: Any, limit: int) -> tuple[list[Any], bool, bool]:
+        """A backwards page that reached the oldest event held, after asking
+        the room's other servers for what came before (services.backfill):
+        the page read again, whether more follows it, and whether the last
+        fill brought events (the next page may find more there)."""
+        if self.history is None:
+            return rows, False, False
+        more = filled = False
+        for _ in range(MAX_FILLS):
+            lowest = await backfill_store.lowest_position(self._pool, room_id)
+            filled = await self.history.fill(room_id, lowest)
+            if not filled:
+                break
+            rows, more = await fetch_page(read, limit)
+            if more:
+                break
+        return rows, more, filled
+
     async def messages(
         self,
         requester: Requester,
@@ -176,13 +198,12 @@ class Reading(RoomsBase):
         if position is None:
             # From the newest event of the room: its head (a later event of
             # another room changes nothing in this one).
-            position = access["head_stream"] if backwards else 0
+            position = access["head_stream"] if backwards else EARLIEST
         types, not_types = event_filter.type_patterns()
         after, before = (bound, position) if backwards else (position, bound)
-        # `end` is left out exactly when the page reaches the end of what the
-        # reader may see (paging.py).
-        rows, more = await fetch_page(
-            lambda n: event_store.page(
+
+        def read(n: int) -> Any:
+            return event_store.page(
                 self._pool,
                 room_id,
                 after=after,
@@ -194,12 +215,18 @@ class Reading(RoomsBase):
                 limit=n,
                 senders=list(event_filter.senders) if event_filter.senders is not None else None,
                 not_senders=list(event_filter.not_senders) or None,
-            ),
-            limit,
-        )
+            )
+
+        # `end` is left out exactly when the page reaches the end of what the
+        # reader may see (paging.py), here and on the room's other servers.
+        rows, more = await fetch_page(read, limit)
+        filled = False
+        if backwards and not more and bound is None and ranges[0][0] < 0:
+            rows, more, filled = await self._backfilled(room_id, rows, read, limit)
         end = None
-        if more:
-            end = tokens.make(rows[-1]["stream"] - 1 if backwards else rows[-1]["stream"])
+        if more or filled:
+            last = rows[-1]["stream"] if rows else position + 1
+            end = tokens.make(last - 1 if backwards else last)
         state = []
         if event_filter.lazy_load_members and rows:
             # The senders' member events as the reader may know them: current
