@@ -85,8 +85,7 @@ async def run(events: int, page: int) -> bool:
             if again != expected:
                 raise BenchError("the second walk did not read the same messages")
             print(
-                f"the same walk once B holds them: {took_again:.0f} ms in {pages_again} pages; "
-                f"load {load_average()}",
+                f"the same walk once B holds them: {took_again:.0f} ms in {pages_again} pages; load {load_average()}",
                 flush=True,
             )
             return took < WALK_TARGET_MS
