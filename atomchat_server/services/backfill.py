@@ -42,6 +42,10 @@ MAX_FROM = 5
 FILL_SECONDS = 10.0
 # Servers tried in one fill.
 MAX_SERVERS = 3
+# For how long a fill that found nothing is not tried again while the
+# room's history here is unchanged (seconds), and how many rooms are kept so.
+QUIET_SECONDS = 30.0
+MAX_QUIET_ROOMS = 10000
 
 
 class Backfill:
@@ -51,6 +55,10 @@ class Backfill:
         self._events = events
         self._server_name = server_name
         self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
+        # room id -> (its lowest position, when) of fills that found nothing:
+        # readers paging at the start of a complete history, or while the
+        # other servers are down, do not ask them again on every page.
+        self._quiet: dict[str, tuple[int | None, float]] = {}
 
     async def fill(self, room_id: str, lowest: int | None) -> bool:
         """Takes in earlier history of the room from another server; whether
@@ -65,23 +73,32 @@ class Backfill:
             now = await backfill_store.lowest_position(self._pool, room_id)
             if now is not None and (lowest is None or now < lowest):
                 return True
+            quiet = self._quiet.get(room_id)
+            if quiet is not None and quiet[0] == now and time.monotonic() - quiet[1] < QUIET_SECONDS:
+                return False
             try:
-                return await asyncio.wait_for(self._fill(room_id), FILL_SECONDS) > 0
+                filled = await asyncio.wait_for(self._fill(room_id), FILL_SECONDS) > 0
             except asyncio.TimeoutError:
                 log.info("backfill of %s took longer than %ss", room_id, FILL_SECONDS)
-                return False
+                filled = False
+            if filled:
+                self._quiet.pop(room_id, None)
+            else:
+                if len(self._quiet) >= MAX_QUIET_ROOMS:
+                    self._quiet.clear()
+                self._quiet[room_id] = (now, time.monotonic())
+            return filled
 
     async def _fill(self, room_id: str) -> int:
         room = await pdu_store.pdu_room(self._pool, room_id)
-        if room is None:
-            return 0
+        servers = [s for s in await pdu_store.servers_in_room(self._pool, room_id) if s != self._server_name]
+        if room is None or not servers:
+            return 0  # a room of this server's users only: its history is all here
         start = await backfill_store.backward_extremities(self._pool, room_id, MAX_FROM)
         if not start:
             return 0  # the room's history here reaches its create event
-        servers = [s for s in await pdu_store.servers_in_room(self._pool, room_id) if s != self._server_name]
-        # The servers that made the events where the history begins know them first.
-        creators = [server_of(room_id)] if ":" in room_id else []
-        servers = sorted(servers, key=lambda s: (s not in creators, s))[:MAX_SERVERS]
+        # The server named in the room id (up to version 11) made the room: it knows its history first.
+        servers = sorted(servers, key=lambda s: (s != server_of(room_id), s))[:MAX_SERVERS]
         version = room_version(room["room_version"])
         for server in servers:
             try:

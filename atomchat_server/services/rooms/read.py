@@ -224,9 +224,8 @@ class Reading(RoomsBase):
         if backwards and not more and bound is None and ranges[0][0] < 0:
             rows, more, filled = await self._backfilled(room_id, rows, read, limit)
         end = None
-        if more or filled:
-            last = rows[-1]["stream"] if rows else position + 1
-            end = tokens.make(last - 1 if backwards else last)
+        if more or (filled and rows):
+            end = tokens.make(rows[-1]["stream"] - 1 if backwards else rows[-1]["stream"])
         state = []
         if event_filter.lazy_load_members and rows:
             # The senders' member events as the reader may know them: current
