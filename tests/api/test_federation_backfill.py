@@ -11,6 +11,8 @@ from urllib.parse import quote
 import asyncpg
 import pytest
 
+from atomchat_server.events.room_versions import room_version
+from atomchat_server.events.signing import event_id, sign_event
 from atomchat_server.federation.remote import RemoteError
 
 from ..support.room_steps import bodies, ids_of, register
@@ -89,6 +91,31 @@ async def test_a_backfilled_event_with_a_bad_signature_is_refused(federation_pai
     assert forged not in ids_of(events)
     assert bodies(events) == [f"before {n}" for n in reversed(range(MESSAGES)) if n != MESSAGES - 1 - 10]
     assert not await rows(b.dsn, "SELECT 1 FROM events WHERE event_id = $1", forged)
+
+
+async def test_a_backfilled_event_the_rules_reject_is_kept_apart_and_not_shown(federation_pair):
+    a, b = federation_pair
+    alice, room_id = await room_with_history(a, b)
+    replaced = (await alice.all_messages(room_id, limit=100, dir="b"))[0][10]["event_id"]
+    stored = await rows(
+        a.dsn,
+        "SELECT e.pdu::text AS pdu, r.room_version FROM events e JOIN rooms r USING (room_id) WHERE e.event_id = $1",
+        replaced,
+    )
+    # Signed by A, but sent by a user of A who never joined the room.
+    pdu = json.loads(stored[0]["pdu"])
+    unsigned = {k: v for k, v in pdu.items() if k not in ("hashes", "signatures")}
+    unsigned.update(sender=a.user("mallory"), content={"msgtype": "m.text", "body": "from outside"})
+    version = room_version(stored[0]["room_version"])
+    forged = sign_event(unsigned, a.name, a.ctx.server_key, version)
+    await rows(a.dsn, "UPDATE events SET pdu = $2::text::jsonb WHERE event_id = $1", replaced, json.dumps(forged))
+    (bob,) = await register(b.api, "bob")
+    await join(bob, a, room_id)
+    events, _ = await bob.all_messages(room_id, limit=10, dir="b")
+    assert "from outside" not in bodies(events)
+    assert bodies(events) == [f"before {n}" for n in reversed(range(MESSAGES)) if n != MESSAGES - 1 - 10]
+    kept = await rows(b.dsn, "SELECT event_id, status FROM refused_events WHERE room_id = $1", room_id)
+    assert [(r["event_id"], r["status"]) for r in kept] == [(event_id(forged, version), "rejected")]
 
 
 async def test_two_readers_paging_at_once_insert_each_event_once(federation_pair):
