@@ -26,6 +26,7 @@ from ..events.filters import FilterError, RoomEventFilter
 from ..events.format import client_event
 from ..events.visibility import Range
 from ..paging import fetch_page
+from ..storage import backfill as backfill_store
 from ..storage import events as event_store
 from ..storage import search as search_store
 from ..sync import tokens
@@ -168,7 +169,10 @@ class Search:
         starts (None at the end)."""
         if not visible:
             return 0, [], None
-        bottom = min(lo for _, lo, _ in visible) - 1
+        # Below the lowest position held, nothing: ranges that open on the
+        # room's past (visibility.EARLIEST) start there (backfilled history).
+        lowest = min(await backfill_store.earliest_position(self._pool), 0)
+        bottom = max(min(lo for _, lo, _ in visible), lowest) - 1
         if position is None:
             position = Position(top=await event_store.max_stream(self._pool))
         start = position.block[1] if position.block else position.top

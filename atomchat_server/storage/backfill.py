@@ -104,3 +104,9 @@ async def history_visibility(db: Database, room_id: str) -> str | None:
         " WHERE cs.room_id = $1 AND cs.type = 'm.room.history_visibility' AND cs.state_key = ''",
         room_id,
     )
+
+
+async def earliest_position(db: Database) -> int:
+    """The lowest position of any event: below 0 once some history was
+    backfilled (then the low end of a search of all history)."""
+    return int(await db.fetchval("SELECT COALESCE(min(stream), 0) FROM events"))

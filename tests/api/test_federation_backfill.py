@@ -34,7 +34,7 @@ async def room_with_history(a, b, count: int = MESSAGES, **create):
     (alice,) = await register(a.api, "alice")
     room_id = await alice.create_room(preset="public_chat", **create)
     for n in range(count):
-        await alice.say(room_id, f"before {n}")
+        await alice.say(room_id, f"earlier {n}")
     return alice, room_id
 
 
@@ -44,7 +44,7 @@ async def join(user, a, room_id: str) -> None:
 
 
 def said_before(events, count: int = MESSAGES) -> bool:
-    return bodies(events) == [f"before {n}" for n in reversed(range(count))]
+    return bodies(events) == [f"earlier {n}" for n in reversed(range(count))]
 
 
 async def test_a_reader_pages_back_past_the_join_through_the_other_server(federation_pair):
@@ -70,9 +70,20 @@ async def test_a_reader_pages_back_past_the_join_through_the_other_server(federa
     again = await bob.messages(room_id, dir="b", limit=7, **{"from": first["end"]})
     assert ids_of(again["chunk"]) == ids_of(events[7:14])
     assert (await bob.messages(room_id, dir="f", limit=3))["chunk"][0]["type"] == "m.room.message"
+    # Search reaches it, counted exactly, newest first.
+    found = (
+        await bob.call(
+            "POST",
+            "/search",
+            {"search_categories": {"room_events": {"search_term": "earlier", "order_by": "recent"}}},
+            schema="matrix/search.response",
+        )
+    ).body["search_categories"]["room_events"]
+    assert found["count"] == MESSAGES
+    assert [r["result"]["content"]["body"] for r in found["results"]] == bodies(events)[:10]
     # History is not news: /sync shows none of it.
     assert bodies(timeline(await sync(bob, since, timeout=0), room_id)) == []
-    assert not any(b.startswith("before") for b in bodies(timeline(await sync(bob), room_id)))
+    assert not any(b.startswith("earlier") for b in bodies(timeline(await sync(bob), room_id)))
 
 
 async def test_a_backfilled_event_with_a_bad_signature_is_refused(federation_pair):
@@ -89,7 +100,7 @@ async def test_a_backfilled_event_with_a_bad_signature_is_refused(federation_pai
     await join(bob, a, room_id)
     events, _ = await bob.all_messages(room_id, limit=10, dir="b")
     assert forged not in ids_of(events)
-    assert bodies(events) == [f"before {n}" for n in reversed(range(MESSAGES)) if n != MESSAGES - 1 - 10]
+    assert bodies(events) == [f"earlier {n}" for n in reversed(range(MESSAGES)) if n != MESSAGES - 1 - 10]
     assert not await rows(b.dsn, "SELECT 1 FROM events WHERE event_id = $1", forged)
 
 
@@ -113,7 +124,7 @@ async def test_a_backfilled_event_the_rules_reject_is_kept_apart_and_not_shown(f
     await join(bob, a, room_id)
     events, _ = await bob.all_messages(room_id, limit=10, dir="b")
     assert "from outside" not in bodies(events)
-    assert bodies(events) == [f"before {n}" for n in reversed(range(MESSAGES)) if n != MESSAGES - 1 - 10]
+    assert bodies(events) == [f"earlier {n}" for n in reversed(range(MESSAGES)) if n != MESSAGES - 1 - 10]
     kept = await rows(b.dsn, "SELECT event_id, status FROM refused_events WHERE room_id = $1", room_id)
     assert [(r["event_id"], r["status"]) for r in kept] == [(event_id(forged, version), "rejected")]
 
