@@ -26,7 +26,7 @@ from weakref import WeakValueDictionary
 
 import asyncpg
 
-from ..events.pdu_checks import server_of
+from ..events.ids import server_of
 from ..events.room_versions import room_version
 from ..storage import backfill as backfill_store
 from ..storage import pdus as pdu_store
