@@ -27,7 +27,7 @@ from weakref import WeakValueDictionary
 import asyncpg
 
 from ..events.ids import server_of
-from ..events.room_versions import room_version
+from ..events.room_versions import RoomVersion, room_version
 from ..storage import backfill as backfill_store
 from ..storage import pdus as pdu_store
 from .federation_events import FederationEvents, RemoteCalls
@@ -121,7 +121,10 @@ class Backfill:
                 return inserted
         return 0
 
-    async def _take(self, origin: str, room_id: str, pdus: list[Any], version: Any) -> int:
+    async def _take(self, origin: str, room_id: str, pdus: list[Any], version: RoomVersion) -> int:
+        """Judges an answer's PDUs, keeps the rejected apart and inserts the
+        accepted before everything held; how many were inserted (those held
+        already, or inserted meanwhile by another process, are not)."""
         accepted, rejected = await self._events.check_history(origin, room_id, version, pdus)
         if rejected:
             await pdu_store.keep_refused(self._pool, room_id, "rejected", rejected, int(time.time() * 1000))
