@@ -86,6 +86,30 @@ async def test_a_reader_pages_back_past_the_join_through_the_other_server(federa
     assert not any(b.startswith("earlier") for b in bodies(timeline(await sync(bob), room_id)))
 
 
+async def test_backfilled_history_changes_neither_current_state_nor_the_rooms_head(federation_pair):
+    a, b = federation_pair
+    (alice,) = await register(a.api, "alice")
+    room_id = await alice.create_room(preset="public_chat", topic="first topic")
+    for n in range(5):
+        await alice.say(room_id, f"earlier {n}")
+    await alice.put_state(room_id, "m.room.topic", {"topic": "second topic"})
+    (bob,) = await register(b.api, "bob")
+    await join(bob, a, room_id)
+    head = "SELECT head_event_id, head_stream, extremities FROM rooms WHERE room_id = $1"
+    before = await rows(b.dsn, head, room_id)
+    events, _ = await bob.all_messages(room_id, limit=4, dir="b")
+    topics = [e["content"]["topic"] for e in events if e["type"] == "m.room.topic"]
+    assert "first topic" in topics and bodies(events) == [f"earlier {n}" for n in reversed(range(5))]
+    assert await rows(b.dsn, head, room_id) == before
+    assert (await bob.get_state(room_id, "m.room.topic")).body == {"topic": "second topic"}
+    current = await rows(b.dsn, "SELECT stream FROM current_state WHERE room_id = $1", room_id)
+    assert all(r["stream"] > 0 for r in current)
+    # What Bob sends next follows the room's newest event, not its history.
+    sent = await bob.say(room_id, "after the walk")
+    pdu = await rows(b.dsn, "SELECT pdu->'prev_events' AS prev FROM events WHERE event_id = $1", sent)
+    assert json.loads(pdu[0]["prev"]) == [before[0]["head_event_id"]]
+
+
 async def test_a_backfilled_event_with_a_bad_signature_is_refused(federation_pair):
     a, b = federation_pair
     alice, room_id = await room_with_history(a, b)
