@@ -109,7 +109,7 @@ class SyncBuilder:
         more = len(to_device) > TO_DEVICE_LIMIT
         if more:
             to_device = to_device[:TO_DEVICE_LIMIT]
-            upto = to_device[-1]["stream"]
+            upto = to_device[-1].stream
         joined: dict[str, Any] = {}
         invited: dict[str, Any] = {}
         left: dict[str, Any] = {}
@@ -171,8 +171,8 @@ class SyncBuilder:
         account_rows = await ephemeral_store.account_data_since(self._pool, user_id, since, upto)
         room_account: dict[str, list[dict[str, Any]]] = {}
         for row in account_rows:
-            if row["room_id"]:
-                room_account.setdefault(row["room_id"], []).append({"type": row["type"], "content": row["content"]})
+            if row.room_id:
+                room_account.setdefault(row.room_id, []).append({"type": row.type, "content": row.content})
         if steady:
             assert since is not None, "a room is steady only between two syncs"
             ephemeral = await self._ephemeral(requester, steady, since, upto, typing_since)
@@ -204,15 +204,13 @@ class SyncBuilder:
             join=joined,
             invite=invited,
             leave=left,
-            account_data=[
-                {"type": row["type"], "content": row["content"]} for row in account_rows if not row["room_id"]
-            ],
+            account_data=[{"type": row.type, "content": row.content} for row in account_rows if not row.room_id],
             presence=(
                 await self._services.presence.events_since(user_id, since, upto)
                 if sync_filter.presence.wants_type("m.presence")
                 else []
             ),
-            to_device=[{"sender": row["sender"], "type": row["type"], "content": row["content"]} for row in to_device],
+            to_device=[{"sender": row.sender, "type": row.type, "content": row.content} for row in to_device],
             changed=device_lists["changed"],
             left=device_lists["left"],
             key_counts=key_counts,
@@ -265,13 +263,13 @@ class SyncBuilder:
             result.setdefault(room_id, []).append({"type": "m.typing", "content": {"user_ids": users}})
         receipts: dict[str, dict[str, Any]] = {}
         for row in await ephemeral_store.receipts_since(self._pool, room_ids, since, upto):
-            if row["receipt_type"] == "m.read.private" and row["user_id"] != requester.user_id:
+            if row.receipt_type == "m.read.private" and row.user_id != requester.user_id:
                 continue
-            receipt = {"ts": row["ts"]}
-            if row["thread_id"]:
-                receipt["thread_id"] = row["thread_id"]
-            content = receipts.setdefault(row["room_id"], {})
-            content.setdefault(row["event_id"], {}).setdefault(row["receipt_type"], {})[row["user_id"]] = receipt
+            receipt: dict[str, Any] = {"ts": row.ts}
+            if row.thread_id:
+                receipt["thread_id"] = row.thread_id
+            content = receipts.setdefault(row.room_id, {})
+            content.setdefault(row.event_id, {}).setdefault(row.receipt_type, {})[row.user_id] = receipt
         for room_id, content in receipts.items():
             result.setdefault(room_id, []).append({"type": "m.receipt", "content": content})
         return result

@@ -28,7 +28,7 @@ class Membership(RoomsBase):
             row = await directory_store.get_alias(self._pool, room_id_or_alias)
             if row is None:
                 raise not_found("Unknown room alias")
-            return row["room_id"], []
+            return row.room_id, []
         if not ids.is_room_id(room_id_or_alias):
             raise invalid_param("Expected a room id or a room alias")
         return room_id_or_alias, []
