@@ -250,11 +250,11 @@ class Search:
         )
         results = []
         for row in rows:
-            result = {"user_id": row["user_id"]}
-            if row["displayname"] is not None:
-                result["display_name"] = row["displayname"]
-            if row["avatar_url"] is not None:
-                result["avatar_url"] = row["avatar_url"]
+            result = {"user_id": row.user_id}
+            if row.displayname is not None:
+                result["display_name"] = row.displayname
+            if row.avatar_url is not None:
+                result["avatar_url"] = row.avatar_url
             results.append(result)
         return {"limited": more, "results": results}
 

@@ -9,6 +9,7 @@ storage.ephemeral.put_account_data), so a change reaches their clients in
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -19,14 +20,24 @@ from .events import EVENT_COLUMNS
 PUSH_RULES_TYPE = "m.push_rules"
 
 
-async def stored_rules(db: Database, user_ids: Sequence[str]) -> list[asyncpg.Record]:
-    """(user_id, content, stream) of the users' stored push rules."""
-    return await db.fetch(
+@dataclass(frozen=True, slots=True)
+class StoredRules:
+    """A user's push rules as stored in their account data, and the
+    position of that write (what a cached compilation of them is keyed by)."""
+
+    user_id: str
+    content: dict[str, Any]
+    stream: int
+
+
+async def stored_rules(db: Database, user_ids: Sequence[str]) -> list[StoredRules]:
+    rows = await db.fetch(
         "SELECT user_id, content, stream FROM account_data WHERE user_id = ANY($1::text[]) AND room_id = ''"
         " AND type = $2",
         list(user_ids),
         PUSH_RULES_TYPE,
     )
+    return [StoredRules(**dict(row)) for row in rows]
 
 
 async def notification_counts(
@@ -98,12 +109,27 @@ async def notifications(
     )
 
 
-async def pushers(db: Database, user_id: str) -> list[asyncpg.Record]:
-    return await db.fetch(
+@dataclass(frozen=True, slots=True)
+class Pusher:
+    """Where to push a user's notifications to: one (app_id, pushkey) of theirs."""
+
+    app_id: str
+    pushkey: str
+    kind: str
+    app_display_name: str
+    device_display_name: str
+    profile_tag: str | None
+    lang: str
+    data: dict[str, Any]
+
+
+async def pushers(db: Database, user_id: str) -> list[Pusher]:
+    rows = await db.fetch(
         "SELECT app_id, pushkey, kind, app_display_name, device_display_name, profile_tag, lang, data"
         " FROM pushers WHERE user_id = $1 ORDER BY app_id, pushkey",
         user_id,
     )
+    return [Pusher(**dict(row)) for row in rows]
 
 
 async def set_pusher(db: asyncpg.Pool, user_id: str, pusher: dict[str, Any], *, append: bool) -> None:

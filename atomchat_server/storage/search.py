@@ -4,6 +4,7 @@ and of the user directory."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -85,12 +86,21 @@ async def search_events(
     return total, [row for row in rows if row["stream"] is not None]
 
 
-async def search_users(db: Database, *, user_id: str, term: str, limit: int) -> list[asyncpg.Record]:
+@dataclass(frozen=True, slots=True)
+class DirectoryUser:
+    """A user as the user directory shows them."""
+
+    user_id: str
+    displayname: str | None
+    avatar_url: str | None
+
+
+async def search_users(db: Database, *, user_id: str, term: str, limit: int) -> list[DirectoryUser]:
     """Users whose id or display name contains ``term`` (any case) and who
     share a room with ``user_id`` or are joined to a public room: up to
     ``limit`` of them, exact and prefix matches of the name first."""
     pattern = "%" + like_escape(term) + "%"
-    return await db.fetch(
+    rows = await db.fetch(
         """
         WITH mine AS (SELECT room_id FROM memberships WHERE user_id = $1 AND membership = 'join'),
         public AS (
@@ -115,3 +125,4 @@ async def search_users(db: Database, *, user_id: str, term: str, limit: int) -> 
         pattern[1:],
         limit,
     )
+    return [DirectoryUser(**dict(row)) for row in rows]
