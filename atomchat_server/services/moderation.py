@@ -291,17 +291,17 @@ class Moderation:
                 await self._persister.write(
                     [
                         EventDraft(
-                            room_id=row["room_id"],
+                            room_id=row.room_id,
                             sender=moderator,
                             type="m.room.redaction",
                             content=content,
-                            redacts=row["event_id"],
+                            redacts=row.event_id,
                             by_moderator=True,
                         )
                     ]
                 )
                 count += 1
-            after = rows[-1]["stream"]
+            after = rows[-1].stream
 
     async def delete_room(self, moderator: str, room_id: str, *, purge: bool, reason: str = "") -> None:
         """Removes every member, takes the room out of lists and the directory,
@@ -353,16 +353,16 @@ class AdminQueries:
         # Accounts.logout_all: handed in, as accounts imports this module (Blocks).
         self._log_out = log_out
 
-    def _user_json(self, row: asyncpg.Record) -> dict[str, Any]:
+    def _user_json(self, row: store.AccountSummary) -> dict[str, Any]:
         return {
-            "user_id": row["user_id"],
-            "id": row["id"],
-            "displayname": row["displayname"],
-            "is_moderator": row["is_moderator"],
-            "locked": self._blocks.of(row["user_id"]) == "locked",
-            "suspended": self._blocks.of(row["user_id"]) == "suspended",
-            "created_ts": int(row["created_at"].timestamp() * 1000),
-            "last_seen_ts": int(row["last_seen_at"].timestamp() * 1000) if row["last_seen_at"] else None,
+            "user_id": row.user_id,
+            "id": row.id,
+            "displayname": row.displayname,
+            "is_moderator": row.is_moderator,
+            "locked": self._blocks.of(row.user_id) == "locked",
+            "suspended": self._blocks.of(row.user_id) == "suspended",
+            "created_ts": int(row.created_at.timestamp() * 1000),
+            "last_seen_ts": int(row.last_seen_at.timestamp() * 1000) if row.last_seen_at else None,
         }
 
     async def users(self, *, search: str | None, only: str | None, after: int, limit: int) -> dict[str, Any]:
@@ -384,7 +384,7 @@ class AdminQueries:
         )
         body: dict[str, Any] = {"users": [self._user_json(row) for row in rows]}
         if more:
-            body["next_from"] = str(rows[-1]["id"])
+            body["next_from"] = str(rows[-1].id)
         return body
 
     async def user(self, user_id: str) -> dict[str, Any]:
@@ -403,15 +403,14 @@ class AdminQueries:
         return {
             **self._user_json(rows[0]),
             "rooms": [
-                {"room_id": r["room_id"], "membership": r["membership"]}
-                for r in await store.user_rooms(self._pool, user_id)
+                {"room_id": r.room_id, "membership": r.membership} for r in await store.user_rooms(self._pool, user_id)
             ],
             "devices": [
                 {
-                    "device_id": d["device_id"],
-                    "display_name": d["display_name"],
-                    "last_seen_ip": d["last_seen_ip"],
-                    "last_seen_ts": int(d["last_seen_at"].timestamp() * 1000) if d["last_seen_at"] else None,
+                    "device_id": d.device_id,
+                    "display_name": d.display_name,
+                    "last_seen_ip": d.last_seen_ip,
+                    "last_seen_ts": int(d.last_seen_at.timestamp() * 1000) if d.last_seen_at else None,
                 }
                 for d in devices
             ],
@@ -424,16 +423,16 @@ class AdminQueries:
         await self._log_out(user_id)
 
     @staticmethod
-    def _room_json(row: asyncpg.Record) -> dict[str, Any]:
+    def _room_json(row: store.RoomSummary) -> dict[str, Any]:
         return {
-            "room_id": row["room_id"],
-            "id": row["id"],
-            "name": row["name"],
-            "creator": row["creator"],
-            "num_joined_members": row["members"],
-            "published": row["published"],
-            "created_ts": int(row["created_at"].timestamp() * 1000),
-            "last_activity_ts": row["last_activity_ts"],
+            "room_id": row.room_id,
+            "id": row.id,
+            "name": row.name,
+            "creator": row.creator,
+            "num_joined_members": row.members,
+            "published": row.published,
+            "created_ts": int(row.created_at.timestamp() * 1000),
+            "last_activity_ts": row.last_activity_ts,
         }
 
     async def rooms(self, *, search: str | None, after: int, limit: int) -> dict[str, Any]:
@@ -445,7 +444,7 @@ class AdminQueries:
         )
         body: dict[str, Any] = {"rooms": [self._room_json(row) for row in rows]}
         if more:
-            body["next_from"] = str(rows[-1]["id"])
+            body["next_from"] = str(rows[-1].id)
         return body
 
     async def room(self, room_id: str) -> dict[str, Any]:
