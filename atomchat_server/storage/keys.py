@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from ..db import Database
 
@@ -296,7 +296,8 @@ async def joined_members_of(db: Database, room_ids: Sequence[str]) -> list[str]:
 # -- to-device messages -----------------------------------------------------------------------
 
 
-class UserDevice(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class UserDevice:
     """A device, by its user and id."""
 
     user_id: str
@@ -305,7 +306,7 @@ class UserDevice(NamedTuple):
 
 async def devices_of(db: Database, user_ids: Sequence[str]) -> list[UserDevice]:
     rows = await db.fetch("SELECT user_id, device_id FROM devices WHERE user_id = ANY($1::text[])", list(user_ids))
-    return [UserDevice(row["user_id"], row["device_id"]) for row in rows]
+    return [UserDevice(**dict(row)) for row in rows]
 
 
 async def put_to_device(
