@@ -307,6 +307,7 @@ class Notifier:
         # Called with each committed event before listeners are told; one
         # returning a user id makes that user's clients check their token.
         self.observers: list[Callable[[Event], str | None]] = []
+        # Told of each dispatch before any listener (sync's event cache).
         self.watchers: list[DispatchWatcher] = []
         self._by_user = _Index()
         self.typing = TypingNotices(self._typing_changed)
