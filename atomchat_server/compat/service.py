@@ -182,7 +182,7 @@ class Compat:
         power levels with the Matrix API's state events)."""
         await require_room(self._pool, room_id)
         current = await event_store.state_event(self._pool, room_id, "m.room.power_levels", "")
-        content = dict(current["content"]) if current is not None else {}
+        content = dict(current.content) if current is not None else {}
         if content.get(key) != level:
             draft = EventDraft(
                 room_id=room_id,
@@ -375,7 +375,7 @@ class Compat:
         add: list[str] = []
         remove: list[str] = []
         if members is not None:
-            current = {m["state_key"] for m in await event_store.joined_members(self._pool, room_id)}
+            current = {m.key for m in await event_store.joined_members(self._pool, room_id)}
             add = [user_id for user_id in members if user_id not in current]
             remove = sorted(current - set(members))
         rename = name if name is not None and name != row.name else None

@@ -107,15 +107,15 @@ class Moderation:
             await self._create_policy_room(room_id)
         self.blocks.policy_room = room_id
         for row in await event_store.current_state(self._pool, room_id):
-            if row["type"] == rules.POLICY_RULE:
-                self.blocks.apply(row["state_key"], row["content"])
-            elif row["type"] == rules.SERVER_RULE:
-                self.blocks.apply_server_rule(row["state_key"], row["content"])
+            if row.type == rules.POLICY_RULE:
+                self.blocks.apply(row.key, row.content)
+            elif row.type == rules.SERVER_RULE:
+                self.blocks.apply_server_rule(row.key, row.content)
         moderators = set(await store.moderators(self._pool))
         for member in await event_store.member_events(self._pool, room_id, memberships=["join"]):
-            if member["state_key"] != self.system_user and member["state_key"] not in moderators:
-                await self._leave_policy_room(member["state_key"])
-        joined = {m["state_key"] for m in await event_store.member_events(self._pool, room_id, memberships=["join"])}
+            if member.key != self.system_user and member.key not in moderators:
+                await self._leave_policy_room(member.key)
+        joined = {m.key for m in await event_store.member_events(self._pool, room_id, memberships=["join"])}
         for user_id in moderators - joined:
             await self._join_policy_room(user_id)
 
@@ -186,13 +186,13 @@ class Moderation:
             ]
         )
 
-    def observe(self, row: Any) -> str | None:
+    def observe(self, row: event_store.Event) -> str | None:
         """The notifier's hook for each committed event: takes in rules of
         the policy room; returns the user whose block changed."""
-        if row["room_id"] == self.blocks.policy_room and row["type"] == rules.POLICY_RULE:
-            return self.blocks.apply(row["state_key"], row["content"])
-        if row["room_id"] == self.blocks.policy_room and row["type"] == rules.SERVER_RULE:
-            self.blocks.apply_server_rule(row["state_key"], row["content"])
+        if row.room_id == self.blocks.policy_room and row.type == rules.POLICY_RULE:
+            return self.blocks.apply(row.key, row.content)
+        if row.room_id == self.blocks.policy_room and row.type == rules.SERVER_RULE:
+            self.blocks.apply_server_rule(row.key, row.content)
         return None
 
     # -- blocks ----------------------------------------------------------------------------
@@ -318,7 +318,7 @@ class Moderation:
                         sender=self.system_user,
                         type="m.room.member",
                         content={"membership": "leave", "reason": reason or "The room was deleted"},
-                        state_key=member["state_key"],
+                        state_key=member.state_key,
                         by_server=True,
                     )
                     for member in members
@@ -451,14 +451,12 @@ class AdminQueries:
         row = await store.room_summary(self._pool, room_id)
         if row is None:
             raise not_found("Unknown room")
-        state = {
-            (r["type"], r["state_key"]): r["content"] for r in await event_store.current_state(self._pool, room_id)
-        }
+        state = {(r.type, r.state_key): r.content for r in await event_store.current_state(self._pool, room_id)}
         members = await event_store.member_events(self._pool, room_id, memberships=["join", "invite", "ban"])
         return {
             **self._room_json(row),
             "topic": state.get(("m.room.topic", ""), {}).get("topic"),
             "join_rule": state.get(("m.room.join_rules", ""), {}).get("join_rule"),
             "history_visibility": state.get(("m.room.history_visibility", ""), {}).get("history_visibility"),
-            "members": [{"user_id": m["state_key"], "membership": m["content"].get("membership")} for m in members],
+            "members": [{"user_id": m.state_key, "membership": m.content.get("membership")} for m in members],
         }

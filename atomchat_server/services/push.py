@@ -76,7 +76,9 @@ class PushRules:
         if refused:
             raise _refusal(refused[0])
 
-    async def notifications(self, user_id: str, *, before: int | None, limit: int, only_highlight: bool) -> list[Any]:
+    async def notifications(
+        self, user_id: str, *, before: int | None, limit: int, only_highlight: bool
+    ) -> list[push_store.Notification]:
         return await push_store.notifications(
             self._pool, user_id, before=before, limit=limit, only_highlight=only_highlight
         )

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
 from ..db import Database
-from .events import EVENT_COLUMNS
+from .events import EVENT_COLUMNS, Event, as_event
 
 PUSH_RULES_TYPE = "m.push_rules"
 
@@ -76,14 +76,13 @@ async def notification_counts(
 
 async def notifications(
     db: Database, user_id: str, *, before: int | None, limit: int, only_highlight: bool
-) -> list[asyncpg.Record]:
+) -> list[Notification]:
     """The user's notifications, newest first, below ``before``: their own
     notifying outcomes (an invite, say), and the events of the rooms they are
     in that notify a member with the default rules (unless they fare
-    otherwise, or sent them); redacted events left out. Rows: the event's
-    columns, the actions, and whether a receipt of theirs covers it."""
+    otherwise, or sent them); redacted events left out."""
     columns = ", ".join(f"e.{c.strip()}" for c in EVENT_COLUMNS.split(","))
-    return await db.fetch(
+    rows = await db.fetch(
         f"SELECT {columns}, n.actions AS push_actions,"
         " EXISTS (SELECT 1 FROM receipts rc WHERE rc.room_id = e.room_id AND rc.user_id = $1"
         "         AND rc.event_stream >= e.stream) AS read"
@@ -107,6 +106,16 @@ async def notifications(
         limit,
         only_highlight,
     )
+    return [Notification(as_event(tuple(row)[:-2]), row["push_actions"], row["read"]) for row in rows]
+
+
+class Notification(NamedTuple):
+    """An event that notified a user: what push rules decided it does, and
+    whether a receipt of the user's covers it."""
+
+    event: Event
+    actions: list[Any]
+    read: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,12 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import asyncpg
 
 from ..db import Database
 from ..patterns import like_escape
-from .events import _columns
+from .events import Event, _columns, as_event
+
+
+class SearchHit(NamedTuple):
+    """An event that matches a search, and how well."""
+
+    rank: float
+    event: Event
+
 
 # Matches of the query among the events of the visible stretches (room,
 # first stream, last stream or NULL) inside the window of positions
@@ -34,7 +43,7 @@ hits AS MATERIALIZED (
      ORDER BY CASE WHEN $8 THEN rank END DESC, stream DESC
      LIMIT $11
 )
-SELECT t.total, p.rank, {_columns("e")}
+SELECT {_columns("e")}, p.rank, t.total
   FROM (SELECT count(*) AS total FROM hits) t
   LEFT JOIN (page p JOIN events e ON e.stream = p.stream) ON true
  ORDER BY CASE WHEN $8 THEN p.rank END DESC, e.stream DESC
@@ -53,7 +62,7 @@ async def search_events(
     window: tuple[int, int],
     after: tuple[float | None, int | None],
     limit: int,
-) -> tuple[int, list[asyncpg.Record]]:
+) -> tuple[int, list[SearchHit]]:
     """The number of events matching ``query`` (PostgreSQL web search syntax)
     inside the ``visible`` stretches with ``window[0] < stream <=
     window[1]``, and up to ``limit`` of them (with ``rank``): by rank, then
@@ -83,7 +92,10 @@ async def search_events(
             window[1],
         )
     total = rows[0]["total"] if rows else 0
-    return total, [row for row in rows if row["stream"] is not None]
+    return total, [SearchHit(row["rank"], as_event(tuple(row)[:_RANK_AT])) for row in rows if row["stream"] is not None]
+
+
+_RANK_AT = len(Event._fields) - 1  # the event's columns come first
 
 
 @dataclass(frozen=True, slots=True)

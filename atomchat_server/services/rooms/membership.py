@@ -131,10 +131,10 @@ class Membership(RoomsBase):
         requester_rooms = await event_store.rooms_of(self._pool, user_id)
         for room_id in requester_rooms:
             member = await event_store.state_event(self._pool, room_id, "m.room.member", user_id)
-            if member is None or member["content"].get("membership") != "join":
+            if member is None or member.content.get("membership") != "join":
                 continue
             # The old join's reason was about joining, not about this change.
-            content = {k: v for k, v in member["content"].items() if k not in ("displayname", "avatar_url", "reason")}
+            content = {k: v for k, v in member.content.items() if k not in ("displayname", "avatar_url", "reason")}
             content.update({k: v for k, v in profile.items() if v is not None})
             try:
                 await self._write_one(
