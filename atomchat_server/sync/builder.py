@@ -161,10 +161,10 @@ class SyncBuilder:
             ):
                 left[room_id] = now  # made below, all at once
 
-        # The typers and the typing position are taken at one moment, before
-        # anything is awaited: a notice changing while the answer is built
-        # is then in the next answer, never in this one under a position
-        # that precedes it (which would send it twice).
+        # The typers and the typing position are taken in one step, nothing
+        # awaited between them: a notice changing while the rest is built is
+        # then in the next answer, never in this one under a position that
+        # precedes it (which made the next answer tell it again).
         typing_at = self._typing.position
         typers = {
             **self._typing.changes(set(steady), typing_since),

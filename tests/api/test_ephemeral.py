@@ -99,8 +99,9 @@ async def test_typing_shows_in_sync_until_it_stops(api, server):
 async def test_a_notice_set_while_an_answer_is_built_is_told_once(api, server):
     """An answer built from the database holds the typers of one moment and
     the typing position of that same moment: a notice set while it is
-    being built is told in the next answer, not in this one under a
-    position from before it (which made the next answer tell it again)."""
+    being built is told in the next answer, at once (the new session
+    followed no room yet, so the notice flagged nothing), and not in this
+    one under a position from before it (which made the next tell it again)."""
     alice, bob = await register(api, "alice", "bob")
     room_id = await room_of(alice, bob)
     since = (await sync(bob))["next_batch"]
