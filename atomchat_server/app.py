@@ -81,6 +81,7 @@ from .services.search import Search
 from .services.server_name import settle_server_name
 from .supervisor import Supervisor
 from .sync.builder import ServiceReads, SyncBuilder
+from .sync.event_cache import EventCache
 from .sync.filters import Filters
 from .sync.session import SyncSessions
 from .validation import schemas
@@ -98,6 +99,7 @@ class AppContext:
     rooms: Rooms
     profiles: Profiles
     notifier: Notifier
+    event_cache: EventCache  # what sync keeps of the dispatched events (sync/event_cache.py)
     sync: SyncBuilder
     filters: Filters  # sync filters, compiled once
     ephemeral: Ephemeral
@@ -379,6 +381,7 @@ class AtomChat:
             rooms=rooms,
             profiles=profiles,
             notifier=notifier,
+            event_cache=EventCache(notifier, self.clock),
             filters=Filters(self._pool),
             sync=SyncBuilder(
                 self._pool, ServiceReads(presence, bundle, key_state, device_list_changes), notifier.typing

@@ -106,7 +106,7 @@ class FederationRooms:
         }
         keys = auth_event_keys(draft, version)
         state = {
-            k: dict(v)
+            k: v._asdict()
             for k, v in (await event_store.state_events(self._pool, room_id, keys + [("m.room.create", "")])).items()
         }
         try:
@@ -175,7 +175,7 @@ class FederationRooms:
         if row is None:
             raise forbidden(f"The {membership} is not allowed by the room's current state")
         await self._relay(origin, room_id, event_id)
-        return pdu, row["stream"], version
+        return pdu, row.stream, version
 
     async def _relay(self, origin: str, room_id: str, event_id: str) -> None:
         """Queues a membership this server took in for the room's other

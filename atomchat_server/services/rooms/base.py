@@ -60,7 +60,7 @@ async def member_profile(db: Database, user_id: str) -> dict[str, Any]:
 async def power_state(db: Database, room_id: str) -> dict[tuple[str, str], Any]:
     """The state that says who has which power level in the room."""
     return {
-        k: dict(v)
+        k: v._asdict()
         for k, v in (
             await event_store.state_events(db, room_id, [("m.room.power_levels", ""), ("m.room.create", "")])
         ).items()
@@ -91,7 +91,7 @@ class RoomsBase:
         # through, asked of that server (services/federation.Queries).
         self.remote_aliases: Callable[[str], Awaitable[dict[str, Any]]] | None = None
 
-    def _format(self, row: asyncpg.Record, requester: Requester | None) -> dict[str, Any]:
+    def _format(self, row: event_store.Event, requester: Requester | None) -> dict[str, Any]:
         device = (requester.user_id, requester.device_id) if requester else None
         return client_event(row, device=device)
 

@@ -93,7 +93,7 @@ class Reading(RoomsBase):
         row = await event_store.state_event(self._pool, room_id, event_type, state_key, at_stream=point)
         if row is None:
             raise not_found("No such state event")
-        return row["content"]
+        return row.content
 
     async def members(
         self, requester: Requester, room_id: str, *, membership: str | None, not_membership: str | None
@@ -110,9 +110,9 @@ class Reading(RoomsBase):
             rows = [
                 r
                 for r in await event_store.state_at(self._pool, room_id, point)
-                if r["type"] == "m.room.member"
-                and (membership is None or r["content"].get("membership") == membership)
-                and (not_membership is None or r["content"].get("membership") != not_membership)
+                if r.type == "m.room.member"
+                and (membership is None or r.content.get("membership") == membership)
+                and (not_membership is None or r.content.get("membership") != not_membership)
             ]
         return [self._format(row, requester) for row in rows]
 
@@ -122,9 +122,9 @@ class Reading(RoomsBase):
             if not requester.is_moderator:
                 raise forbidden("You are not in this room")
         return {
-            row["state_key"]: {
-                "display_name": row["content"].get("displayname"),
-                "avatar_url": row["content"].get("avatar_url"),
+            row.key: {
+                "display_name": row.content.get("displayname"),
+                "avatar_url": row.content.get("avatar_url"),
             }
             for row in await event_store.joined_members(self._pool, room_id)
         }
@@ -132,28 +132,28 @@ class Reading(RoomsBase):
     async def event(self, requester: Requester, room_id: str, event_id: str) -> dict[str, Any]:
         ranges = await self.readable_ranges(requester, room_id)
         row = await event_store.get_event(self._pool, event_id)
-        if row is None or row["room_id"] != room_id or not can_see(ranges, row["stream"]):
+        if row is None or row.room_id != room_id or not can_see(ranges, row.stream):
             raise not_found("Event not found")
         return (await bundle(self._pool, requester, room_id, [row], ranges))[0]
 
     async def context(self, requester: Requester, room_id: str, event_id: str, limit: int) -> dict[str, Any]:
         ranges = await self.readable_ranges(requester, room_id)
         row = await event_store.get_event(self._pool, event_id)
-        if row is None or row["room_id"] != room_id or not can_see(ranges, row["stream"]):
+        if row is None or row.room_id != room_id or not can_see(ranges, row.stream):
             raise not_found("Event not found")
         limit = max(0, min(limit, MAX_PAGE))
         before = limit // 2
         earlier, later = await event_store.events_around(
-            self._pool, room_id, row["stream"], before=before, after=limit - before, ranges=ranges
+            self._pool, room_id, row.stream, before=before, after=limit - before, ranges=ranges
         )
-        last_stream = later[-1]["stream"] if later else row["stream"]
+        last_stream = later[-1].stream if later else row.stream
         state_rows = await event_store.state_at(self._pool, room_id, last_stream)
         events = await bundle(self._pool, requester, room_id, [row, *earlier, *later], ranges)
         return {
             "event": events[0],
             "events_before": events[1 : 1 + len(earlier)],
             "events_after": events[1 + len(earlier) :],
-            "start": tokens.make((earlier[-1]["stream"] if earlier else row["stream"]) - 1),
+            "start": tokens.make((earlier[-1].stream if earlier else row.stream) - 1),
             "end": tokens.make(last_stream),
             "state": [self._format(r, requester) for r in state_rows],
         }
@@ -199,13 +199,13 @@ class Reading(RoomsBase):
         )
         end = None
         if more:
-            end = tokens.make(rows[-1]["stream"] - 1 if backwards else rows[-1]["stream"])
+            end = tokens.make(rows[-1].stream - 1 if backwards else rows[-1].stream)
         state = []
         if event_filter.lazy_load_members and rows:
             # The senders' member events as the reader may know them: current
             # for a member, as they were at the leave for someone who left.
             point = await self._state_point(requester, room_id, (access, ranges))
-            senders = sorted({row["sender"] for row in rows})
+            senders = sorted({row.sender for row in rows})
             state = [
                 self._format(r, requester)
                 for r in await event_store.member_events_of(self._pool, room_id, senders, at_stream=point)
