@@ -35,7 +35,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Iterable
-from typing import Any, Protocol
+from typing import Protocol
 
 import asyncpg
 
@@ -46,6 +46,7 @@ from .errors import MatrixError, unavailable
 from .storage import ephemeral as ephemeral_store
 from .storage import events as event_store
 from .storage import sync as sync_store
+from .storage.ephemeral import Wake
 from .storage.events import EVENTS_CHANNEL, Event
 from .storage.sessions import SESSIONS_CHANNEL
 from .supervisor import Supervisor
@@ -554,16 +555,16 @@ class Notifier:
         self._advanced.set()  # the restarted task looks again at once
         self._trouble()
 
-    def _dispatch(self, rows: list[Event], updates: list[Any]) -> None:
+    def _dispatch(self, rows: list[Event], updates: list[Wake]) -> None:
         for watcher in self.watchers:
             watcher.dispatching(rows)
         touched: dict[Listener, list[Event]] = {}
         full: set[Listener] = set()
         for update in updates:  # receipts (by room) and account data (by user), among others
             targets = (
-                self._by_room.get(update["room_id"])
-                if update["user_id"] is None
-                else self._by_user.get(update["user_id"])
+                self._by_user.get(update.user_id)
+                if update.user_id is not None
+                else self._by_room.get(update.room_id or "")
             )
             full.update(targets)
         for row in rows:

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import asyncpg
+from typing import Any, NamedTuple
 
 from ..db import Database
 
@@ -138,13 +136,20 @@ async def receipts_since(db: Database, room_ids: Sequence[str], after: int | Non
     return [Receipt(**dict(row)) for row in rows]
 
 
-async def updates_between(db: Database, after: int, upto: int) -> list[asyncpg.Record]:
+class Wake(NamedTuple):
+    """Whom a change that is not an event wakes: everyone following a room
+    (``user_id`` None), or one user."""
+
+    room_id: str | None
+    user_id: str | None
+
+
+async def updates_between(db: Database, after: int, upto: int) -> list[Wake]:
     """Who to wake for the receipts, account data, presence
     changes, to-device messages and device list changes with after < stream
-    <= upto: (room_id, user_id) pairs, user_id set for what concerns one user.
-    A presence or device list change wakes its user and everyone in a room
-    with them."""
-    return await db.fetch(
+    <= upto. A presence or device list change wakes its user and everyone in
+    a room with them."""
+    rows = await db.fetch(
         "SELECT room_id, NULL AS user_id FROM receipts WHERE stream > $1 AND stream <= $2"
         " UNION ALL SELECT NULL, user_id FROM account_data WHERE stream > $1 AND stream <= $2"
         " UNION ALL SELECT m.room_id, NULL FROM presence p JOIN memberships m"
@@ -157,6 +162,7 @@ async def updates_between(db: Database, after: int, upto: int) -> list[asyncpg.R
         after,
         upto,
     )
+    return [Wake(row["room_id"], row["user_id"]) for row in rows]
 
 
 async def announce_typing(db: Database, payload: str) -> None:

@@ -108,7 +108,6 @@ class SyncBuilder:
         that changed after the typing position ``typing_since`` (None: all
         current ones)."""
         user_id = requester.user_id
-        typing_at = self._typing.position
         # At most TO_DEVICE_LIMIT to-device messages an answer: with more
         # waiting, the whole answer stops at the last one it carries, so the
         # next answer goes on from there, everything in one order.
@@ -171,6 +170,15 @@ class SyncBuilder:
             ):
                 left[room_id] = now  # made below, all at once
 
+        # The typers and the typing position are taken in one step, nothing
+        # awaited between them: a notice changing while the rest is built is
+        # then in the next answer, never in this one under a position that
+        # precedes it (which made the next answer tell it again).
+        typing_at = self._typing.position
+        typers = {
+            **self._typing.changes(set(steady), typing_since),
+            **self._typing.changes({room_id for room_id in joined if room_id not in steady}, None),
+        }
         if whole:
             joined.update(await self._whole_rooms(requester, whole, upto, sync_filter))
         if invited:
@@ -184,7 +192,7 @@ class SyncBuilder:
                 room_account.setdefault(row.room_id, []).append({"type": row.type, "content": row.content})
         if steady:
             assert since is not None, "a room is steady only between two syncs"
-            ephemeral = await self._ephemeral(requester, steady, since, upto, typing_since)
+            ephemeral = await self._ephemeral(requester, steady, since, upto, typers)
             with_events = set(await sync_store.rooms_changed_since(self._pool, steady, since))
             changed = [
                 room_id
@@ -199,7 +207,7 @@ class SyncBuilder:
                     joined[room_id] = room
         fresh = [room_id for room_id in joined if room_id not in steady]
         if fresh:
-            ephemeral = await self._ephemeral(requester, fresh, None, upto, None)
+            ephemeral = await self._ephemeral(requester, fresh, None, upto, typers)
             for room_id in fresh:
                 joined[room_id]["ephemeral"]["events"] = ephemeral.get(room_id, [])
         for room_id, room in joined.items():
@@ -260,16 +268,21 @@ class SyncBuilder:
             response.counts(room, notify, highlight, joined_count, invited_count)
 
     async def _ephemeral(
-        self, requester: Requester, room_ids: list[str], since: int | None, upto: int, typing_since: int | None
+        self,
+        requester: Requester,
+        room_ids: list[str],
+        since: int | None,
+        upto: int,
+        typers: dict[str, list[str]],
     ) -> dict[str, list[dict[str, Any]]]:
-        """m.typing and m.receipt events per room: receipts changed in
-        (since, upto] and typers changed after ``typing_since``; with
-        ``since`` None, the rooms' whole current receipts, and their typers
-        where someone types."""
+        """m.typing and m.receipt events per room: the rooms' entries of
+        ``typers`` (the typing changes the answer carries), and receipts
+        changed in (since, upto]; with ``since`` None, the rooms' whole
+        current receipts."""
         result: dict[str, list[dict[str, Any]]] = {}
-        typing = self._typing.changes(set(room_ids), typing_since if since is not None else None)
-        for room_id, users in typing.items():
-            result.setdefault(room_id, []).append({"type": "m.typing", "content": {"user_ids": users}})
+        for room_id in room_ids:
+            if room_id in typers:
+                result[room_id] = [{"type": "m.typing", "content": {"user_ids": typers[room_id]}}]
         receipts: dict[str, dict[str, Any]] = {}
         for row in await ephemeral_store.receipts_since(self._pool, room_ids, since, upto):
             if row.receipt_type == "m.read.private" and row.user_id != requester.user_id:

@@ -235,6 +235,10 @@ class SyncSession:
                 del self._counts[room_id]
         self.since = upto
         self.typing_since = result.typing_position
+        if notifier.typing.position > self.typing_since:
+            # Typers changed after the answer took its notices: perhaps in a
+            # room the listener did not follow yet, which flagged nothing.
+            listener.typing = True
         self._tracking = True
         self._full_state = False
         return result

@@ -17,6 +17,7 @@ from typing import Any, cast
 import pytest
 
 from atomchat_server.notifier import Listener, Notifier
+from atomchat_server.storage.ephemeral import Wake
 from atomchat_server.storage.events import Event
 
 ROOM, OTHER = "!room:test.local", "!other:test.local"
@@ -150,9 +151,9 @@ def test_an_invite_tells_the_invitee_without_following_the_room(notifier):
 def test_receipts_go_to_the_rooms_listeners_and_account_data_to_the_users(notifier):
     alice, bob, carol = Recording(ALICE, [ROOM]), Recording(BOB, [ROOM]), Recording(CAROL, [OTHER])
     listening(notifier, alice, bob, carol)
-    notifier._dispatch([], [{"room_id": ROOM, "user_id": None}])  # a receipt in the room
+    notifier._dispatch([], [Wake(room_id=ROOM, user_id=None)])  # a receipt in the room
     assert alice.handed == bob.handed == [([], True)] and carol.handed == []
-    notifier._dispatch([], [{"room_id": None, "user_id": CAROL}])  # carol's account data
+    notifier._dispatch([], [Wake(room_id=None, user_id=CAROL)])  # carol's account data
     assert carol.handed == [([], True)] and len(alice.handed) == len(bob.handed) == 1
 
 
