@@ -99,7 +99,7 @@ class Backfill:
             return 0  # the room's history here reaches its create event
         # The server named in the room id (up to version 11) made the room: it knows its history first.
         servers = sorted(servers, key=lambda s: (s != server_of(room_id), s))[:MAX_SERVERS]
-        version = room_version(room["room_version"])
+        version = room_version(room.room_version)
         for server in servers:
             try:
                 answer = await self._client.request(

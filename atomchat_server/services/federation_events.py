@@ -146,7 +146,7 @@ class FederationEvents:
             if room is None or room_id is None:
                 results.update({_best_effort_id(pdu): {"error": f"room {room_id!r} is unknown here"} for pdu in group})
                 continue
-            version = room_version(room["room_version"])
+            version = room_version(room.room_version)
             results.update(await self._receive_room(origin, _Judging(room_id, version), group, fetch_prevs))
         return results
 
@@ -299,12 +299,12 @@ class FederationEvents:
             cited.add("$" + room_id[1:])
         cited -= judging.known.keys() | judging.rejected
         for row in await pdu_store.pdus(self._pool, room_id, list(cited)):
-            judging.known[row["event_id"]] = as_event(row["pdu"], row["event_id"], version)
-        for row in await pdu_store.refused(self._pool, room_id, list(cited)):
-            if row["status"] == "rejected":
-                judging.rejected.add(row["event_id"])
+            judging.known[row.event_id] = as_event(row.pdu, row.event_id, version)
+        for refused in await pdu_store.refused(self._pool, room_id, list(cited)):
+            if refused.status == "rejected":
+                judging.rejected.add(refused.event_id)
             else:
-                judging.known[row["event_id"]] = as_event(row["pdu"], row["event_id"], version)
+                judging.known[refused.event_id] = as_event(refused.pdu, refused.event_id, version)
 
     def _check_policy(self, sender: str) -> None:
         """Refuses the events of a user or a server the policy room blocks."""
@@ -412,10 +412,10 @@ class FederationEvents:
         if version.room_id_is_create_event_id:
             cited.add("$" + room_id[1:])
         known = {
-            row["event_id"]: as_event(row["pdu"], row["event_id"], version)
+            row.event_id: as_event(row.pdu, row.event_id, version)
             for row in await pdu_store.pdus(self._pool, room_id, list(cited))
         }
-        refused = {row["event_id"] for row in await pdu_store.refused(self._pool, room_id, list(cited))}
+        refused = {row.event_id for row in await pdu_store.refused(self._pool, room_id, list(cited))}
         create = known.get("$" + room_id[1:]) if version.room_id_is_create_event_id else None
         accepted: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         rejected: list[tuple[str, str, dict[str, Any]]] = []
@@ -512,7 +512,7 @@ class FederationEvents:
         after[key] = event["event_id"]
         ids = set(current.values()) | set(after.values())
         chain = await pdu_store.auth_chain(self._pool, room_id, list(ids))
-        events = {row["event_id"]: as_event(row["pdu"], row["event_id"], version) for row in chain}
+        events = {row.event_id: as_event(row.pdu, row.event_id, version) for row in chain}
         events[event["event_id"]] = dict(event)
         resolved = state_res.resolve([current, after], events, version)
         return resolved.get(key) == event["event_id"]
@@ -561,7 +561,7 @@ class FederationEvents:
                 break
             if min_depth is None:
                 room = await pdu_store.pdu_room(self._pool, room_id)
-                earliest = list(room["extremities"]) if room is not None else []
+                earliest = list(room.extremities) if room is not None else []
                 min_depth = await pdu_store.min_depth(self._pool, room_id, earliest)
             latest = [e["event_id"] for e in citing if missing & set(e["prev_events"])]
             fetched = await self._missing_events(
@@ -634,7 +634,7 @@ class FederationEvents:
                 continue
             pdus = await self._checked_pdus(origin, room_id, version, chain[:MAX_ROOM_EVENTS])
             known = {
-                row["event_id"]: as_event(row["pdu"], row["event_id"], version)
+                row.event_id: as_event(row.pdu, row.event_id, version)
                 for row in await pdu_store.pdus(
                     self._pool,
                     room_id,
@@ -683,16 +683,14 @@ class FederationEvents:
         if not states:
             await self._commit(judging)  # the current state must hold what was accepted so far
             rows = await pdu_store.current_state_pdus(self._pool, judging.room_id)
-            current: StateMap = {
-                (r["type"], r["state_key"]): as_event(r["pdu"], r["event_id"], judging.version) for r in rows
-            }
+            current: StateMap = {(r.type, r.key): as_event(r.pdu, r.event_id, judging.version) for r in rows}
             return {**current, **{key: dict(event) for key, event in auth_state(auth_events).items()}}
         if len(states) <= 1:
             return dict(states[0]) if states else {}
         room_id, version = judging.room_id, judging.version
         ids = {str(e["event_id"]) for state in states for e in state.values()}
         chain = await pdu_store.auth_chain(self._pool, room_id, list(ids))
-        events = {row["event_id"]: as_event(row["pdu"], row["event_id"], version) for row in chain}
+        events = {row.event_id: as_event(row.pdu, row.event_id, version) for row in chain}
         for state in states:
             events.update({str(e["event_id"]): dict(e) for e in state.values()})
         resolved = state_res.resolve([_ids(state) for state in states], events, version)
@@ -708,20 +706,20 @@ class FederationEvents:
         room_id, version = judging.room_id, judging.version
         rows = await pdu_store.pdus(self._pool, room_id, [event_id])
         if rows:
-            ids = await pdu_store.state_ids_after(self._pool, room_id, rows[0]["stream"])
+            ids = await pdu_store.state_ids_after(self._pool, room_id, rows[0].stream)
             found = await pdu_store.pdus(self._pool, room_id, list(ids.values()))
-            state: StateMap = {(r["type"], r["state_key"]): as_event(r["pdu"], r["event_id"], version) for r in found}
+            state: StateMap = {(r.type, r.key): as_event(r.pdu, r.event_id, version) for r in found}
         else:
             refused = await pdu_store.refused(self._pool, room_id, [event_id])
             if not refused or hops <= 0:
                 return None
-            event = as_event(refused[0]["pdu"], event_id, version)
+            event = as_event(refused[0].pdu, event_id, version)
             state = await self._state_before(
                 judging,
                 [p for p in event["prev_events"] if p != event_id],
                 [judging.known[a] for a in event["auth_events"] if a in judging.known],
             )
-            if refused[0]["status"] == "soft_failed" and "state_key" in event:
+            if refused[0].status == "soft_failed" and "state_key" in event:
                 state[(event["type"], event["state_key"])] = event
         judging.after[event_id] = state
         return state

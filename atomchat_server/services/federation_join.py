@@ -170,7 +170,7 @@ class RemoteMembership:
         room = await pdu_store.pdu_room(self._pool, room_id)
         if room is None:
             raise forbidden("Users of other servers can only be invited to rooms made since federation")
-        version = room_version(room["room_version"])
+        version = room_version(room.room_version)
         invite_content = {**dict(content), "membership": "invite"}
         event = {
             "room_id": room_id,
@@ -188,7 +188,7 @@ class RemoteMembership:
             check(event, state)
         except AuthError as exc:
             raise forbidden(str(exc)) from None
-        prev = list(room["extremities"])[-10:]
+        prev = list(room.extremities)[-10:]
         pdu = build_pdu(
             room_id=room_id,
             sender=inviter,

@@ -33,6 +33,7 @@ from ..storage import backfill as backfill_store
 from ..storage import events as event_store
 from ..storage import pdus as pdu_store
 from ..storage import users as user_store
+from ..storage.pdus import PduRoom, StoredPdu
 from .federation_events import FederationEvents
 from .federation_send import PduOutbox
 from .persister import Persister, Signer
@@ -69,13 +70,13 @@ class FederationRooms:
 
     # -- helpers -------------------------------------------------------------
 
-    async def _room(self, room_id: str) -> tuple[asyncpg.Record, RoomVersion]:
+    async def _room(self, room_id: str) -> tuple[PduRoom, RoomVersion]:
         room = await pdu_store.pdu_room(self._pool, room_id)
         if room is None:
             raise not_found("This server does not share that room")
-        return room, room_version(room["room_version"])
+        return room, room_version(room.room_version)
 
-    async def _require_in_room(self, origin: str, room_id: str) -> tuple[asyncpg.Record, RoomVersion]:
+    async def _require_in_room(self, origin: str, room_id: str) -> tuple[PduRoom, RoomVersion]:
         """The room, when a user of ``origin`` is in it (or invited to it)."""
         room, version = await self._room(room_id)
         if not await pdu_store.server_in_room(self._pool, room_id, origin):
@@ -88,13 +89,13 @@ class FederationRooms:
         chain = await pdu_store.auth_chain(self._pool, room_id, event_ids, include_self=False, limit=MAX_AUTH_CHAIN)
         if version.room_id_is_create_event_id:
             create_id = "$" + room_id[1:]
-            if all(row["event_id"] != create_id for row in chain):
+            if all(row.event_id != create_id for row in chain):
                 chain = list(await pdu_store.pdus(self._pool, room_id, [create_id])) + list(chain)
         return list(chain)
 
     @staticmethod
-    def _pdu(row: Any) -> dict[str, Any]:
-        return dict(row["pdu"])
+    def _pdu(row: StoredPdu) -> dict[str, Any]:
+        return dict(row.pdu)
 
     async def _template(self, room_id: str, version: RoomVersion, user_id: str, membership: str) -> dict[str, Any]:
         """A membership event for the remote server to sign, citing the room's
@@ -117,7 +118,7 @@ class FederationRooms:
             check(draft, state)
         except AuthError as exc:
             raise forbidden(f"{user_id} may not {membership} this room: {exc}") from None
-        depth = await pdu_store.max_depth(self._pool, room_id, list(room["extremities"]))
+        depth = await pdu_store.max_depth(self._pool, room_id, list(room.extremities))
         return build_pdu(
             room_id=room_id,
             sender=user_id,
@@ -127,7 +128,7 @@ class FederationRooms:
             redacts=None,
             origin_server_ts=int(time.time() * 1000),
             depth=depth + 1,
-            prev_events=list(room["extremities"])[-10:],
+            prev_events=list(room.extremities)[-10:],
             auth_events=[state[k]["event_id"] for k in keys if k in state],
             version=version,
         )
@@ -199,7 +200,7 @@ class FederationRooms:
         as this server signed it too."""
         joined, stream, version = await self._send_membership(origin, room_id, event_id, pdu, "join")
         state = await pdu_store.state_pdus_after(self._pool, room_id, stream - 1)
-        chain = await self._auth_chain(room_id, [r["event_id"] for r in state], version)
+        chain = await self._auth_chain(room_id, [r.event_id for r in state], version)
         stored = await pdu_store.pdus(self._pool, room_id, [event_id])
         return {
             "origin": self._signer.server_name,
@@ -272,34 +273,35 @@ class FederationRooms:
     # -- reading ---------------------------------------------------------------
 
     async def event(self, origin: str, event_id: str) -> dict[str, Any]:
-        row = await pdu_store.event_pdu(self._pool, event_id)
-        if row is None:
+        found = await pdu_store.event_pdu(self._pool, event_id)
+        if found is None:
             raise not_found("Unknown event")
-        await self._require_in_room(origin, row["room_id"])
+        room_id, pdu = found
+        await self._require_in_room(origin, room_id)
         return {
             "origin": self._signer.server_name,
             "origin_server_ts": int(time.time() * 1000),
-            "pdus": [self._pdu(row)],
+            "pdus": [dict(pdu)],
         }
 
-    async def _state_rows(self, origin: str, room_id: str, event_id: str) -> tuple[list[asyncpg.Record], RoomVersion]:
+    async def _state_rows(self, origin: str, room_id: str, event_id: str) -> tuple[list[StoredPdu], RoomVersion]:
         _, version = await self._require_in_room(origin, room_id)
         at = await pdu_store.pdus(self._pool, room_id, [event_id])
         if not at:
             raise not_found("Unknown event")
         # The state before the event: the state after it, less its own entry.
-        state = await pdu_store.state_pdus_after(self._pool, room_id, at[0]["stream"] - 1)
-        return list(state), version
+        state = await pdu_store.state_pdus_after(self._pool, room_id, at[0].stream - 1)
+        return state, version
 
     async def state(self, origin: str, room_id: str, event_id: str) -> dict[str, Any]:
         state, version = await self._state_rows(origin, room_id, event_id)
-        chain = await self._auth_chain(room_id, [r["event_id"] for r in state], version)
+        chain = await self._auth_chain(room_id, [r.event_id for r in state], version)
         return {"pdus": [self._pdu(r) for r in state], "auth_chain": [self._pdu(r) for r in chain]}
 
     async def state_ids(self, origin: str, room_id: str, event_id: str) -> dict[str, Any]:
         state, version = await self._state_rows(origin, room_id, event_id)
-        chain = await self._auth_chain(room_id, [r["event_id"] for r in state], version)
-        return {"pdu_ids": [r["event_id"] for r in state], "auth_chain_ids": [r["event_id"] for r in chain]}
+        chain = await self._auth_chain(room_id, [r.event_id for r in state], version)
+        return {"pdu_ids": [r.event_id for r in state], "auth_chain_ids": [r.event_id for r in chain]}
 
     async def event_auth(self, origin: str, room_id: str, event_id: str) -> dict[str, Any]:
         _, version = await self._require_in_room(origin, room_id)
@@ -320,9 +322,7 @@ class FederationRooms:
         return {
             "origin": self._signer.server_name,
             "origin_server_ts": int(time.time() * 1000),
-            "pdus": [
-                self._pdu(r) if can_see(ranges, r["stream"]) else prune_event(self._pdu(r), version) for r in rows
-            ],
+            "pdus": [self._pdu(r) if can_see(ranges, r.stream) else prune_event(self._pdu(r), version) for r in rows],
         }
 
     async def get_missing_events(self, origin: str, room_id: str, body: Mapping[str, Any]) -> dict[str, Any]:

@@ -4,21 +4,61 @@ state at a point of a room, auth chains."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import asyncpg
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from ..db import Database
+
+
+@dataclass(frozen=True, slots=True)
+class PduRoom:
+    """A room whose events are PDUs: what federation reads of it."""
+
+    room_id: str
+    room_version: str
+    extremities: list[str]  # its forward extremities here
+    head_stream: int
+
+
+class StoredPdu(NamedTuple):
+    """An event as federation serves and cites it: its signed PDU and where
+    it sits here (a named tuple: made for every event of a state or an auth
+    chain)."""
+
+    event_id: str
+    stream: int
+    type: str
+    state_key: str | None
+    depth: int
+    pdu: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        """The state key of a row known to be a state event's."""
+        assert self.state_key is not None, "a state event's row"
+        return self.state_key
+
+
+class RefusedPdu(NamedTuple):
+    """An event this server rejected or soft-failed, kept apart from the timeline."""
+
+    event_id: str
+    status: str  # 'rejected' or 'soft_failed'
+    reason: str
+    pdu: dict[str, Any]
+
 
 _PDU_COLUMNS = "event_id, stream, type, state_key, depth, pdu"
 
 
-async def pdu_room(db: Database, room_id: str) -> asyncpg.Record | None:
+async def pdu_room(db: Database, room_id: str) -> PduRoom | None:
     """A room whose events are PDUs (not deleted), or None."""
-    return await db.fetchrow(
+    row = await db.fetchrow(
         "SELECT room_id, room_version, extremities, head_stream FROM rooms"
         " WHERE room_id = $1 AND pdus AND NOT stub AND NOT deleted",
         room_id,
     )
+    return PduRoom(**dict(row)) if row is not None else None
 
 
 async def stub_room(db: Database, room_id: str) -> bool:
@@ -85,15 +125,15 @@ async def max_depth(db: Database, room_id: str, event_ids: Sequence[str]) -> int
     )
 
 
-async def event_pdu(db: Database, event_id: str) -> asyncpg.Record | None:
-    """An event's PDU as other servers may read it: one of the timeline's,
-    or a soft-failed one (never a rejected one)."""
-    return await db.fetchrow(
-        f"SELECT room_id, {_PDU_COLUMNS} FROM events WHERE event_id = $1 AND pdu IS NOT NULL"
-        " UNION ALL SELECT room_id, event_id, NULL, pdu->>'type', pdu->>'state_key', (pdu->>'depth')::bigint, pdu"
-        " FROM refused_events WHERE event_id = $1 AND status = 'soft_failed' LIMIT 1",
+async def event_pdu(db: Database, event_id: str) -> tuple[str, dict[str, Any]] | None:
+    """An event's room and PDU as other servers may read it: one of the
+    timeline's, or a soft-failed one (never a rejected one)."""
+    row = await db.fetchrow(
+        "SELECT room_id, pdu FROM events WHERE event_id = $1 AND pdu IS NOT NULL"
+        " UNION ALL SELECT room_id, pdu FROM refused_events WHERE event_id = $1 AND status = 'soft_failed' LIMIT 1",
         event_id,
     )
+    return (row["room_id"], row["pdu"]) if row is not None else None
 
 
 async def seen_events(db: Database, event_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
@@ -108,13 +148,14 @@ async def seen_events(db: Database, event_ids: Sequence[str]) -> dict[str, tuple
     return {row["event_id"]: (row["status"], row["reason"]) for row in rows}
 
 
-async def refused(db: Database, room_id: str, event_ids: Sequence[str]) -> list[asyncpg.Record]:
+async def refused(db: Database, room_id: str, event_ids: Sequence[str]) -> list[RefusedPdu]:
     """The named events of the room that were rejected or soft-failed here."""
-    return await db.fetch(
+    rows = await db.fetch(
         "SELECT event_id, status, reason, pdu FROM refused_events WHERE room_id = $1 AND event_id = ANY($2::text[])",
         room_id,
         list(event_ids),
     )
+    return [RefusedPdu(*row) for row in rows]
 
 
 async def keep_refused(
@@ -137,14 +178,15 @@ async def has_event(db: Database, event_id: str) -> bool:
     return bool(await db.fetchval("SELECT EXISTS (SELECT 1 FROM events WHERE event_id = $1)", event_id))
 
 
-async def pdus(db: Database, room_id: str, event_ids: Sequence[str]) -> list[asyncpg.Record]:
+async def pdus(db: Database, room_id: str, event_ids: Sequence[str]) -> list[StoredPdu]:
     """The named events of the room that this server has, with their PDUs, in stream order."""
-    return await db.fetch(
+    rows = await db.fetch(
         f"SELECT {_PDU_COLUMNS} FROM events WHERE room_id = $1 AND event_id = ANY($2::text[])"
         " AND pdu IS NOT NULL ORDER BY stream",
         room_id,
         list(event_ids),
     )
+    return [StoredPdu(*row) for row in rows]
 
 
 async def state_ids_after(db: Database, room_id: str, stream: int) -> dict[tuple[str, str], str]:
@@ -162,10 +204,10 @@ async def state_ids_after(db: Database, room_id: str, stream: int) -> dict[tuple
 
 async def auth_chain(
     db: Database, room_id: str, event_ids: Sequence[str], *, include_self: bool = True, limit: int = 50000
-) -> list[asyncpg.Record]:
+) -> list[StoredPdu]:
     """The events reachable from ``event_ids`` through auth_events (and the
     events themselves when ``include_self``), in stream order."""
-    return await db.fetch(
+    rows = await db.fetch(
         "WITH RECURSIVE chain(event_id) AS ("
         "   SELECT a.value FROM events e, jsonb_array_elements_text(e.pdu->'auth_events') a"
         "   WHERE e.room_id = $1 AND e.event_id = ANY($2::text[])"
@@ -181,6 +223,7 @@ async def auth_chain(
         include_self,
         limit,
     )
+    return [StoredPdu(*row) for row in rows]
 
 
 async def is_ancestor(db: Database, room_id: str, event_id: str, from_ids: Sequence[str]) -> bool:
@@ -209,32 +252,34 @@ async def current_state_ids(db: Database, room_id: str) -> dict[tuple[str, str],
     return {(row["type"], row["state_key"]): row["event_id"] for row in rows}
 
 
-async def current_state_pdus(db: Database, room_id: str) -> list[asyncpg.Record]:
-    return await db.fetch(
+async def current_state_pdus(db: Database, room_id: str) -> list[StoredPdu]:
+    rows = await db.fetch(
         f"SELECT {', '.join('e.' + c.strip() for c in _PDU_COLUMNS.split(','))}"
         " FROM current_state cs JOIN events e ON e.event_id = cs.event_id"
         " WHERE cs.room_id = $1 AND e.pdu IS NOT NULL ORDER BY e.stream",
         room_id,
     )
+    return [StoredPdu(*row) for row in rows]
 
 
-async def state_pdus_after(db: Database, room_id: str, stream: int) -> list[asyncpg.Record]:
+async def state_pdus_after(db: Database, room_id: str, stream: int) -> list[StoredPdu]:
     """The PDUs of the room's state once the event at ``stream`` had happened."""
-    return await db.fetch(
+    rows = await db.fetch(
         f"SELECT * FROM (SELECT DISTINCT ON (type, state_key) {_PDU_COLUMNS} FROM events"
         " WHERE room_id = $1 AND state_key IS NOT NULL AND stream <= $2 AND pdu IS NOT NULL"
         " ORDER BY type, state_key, stream DESC) s ORDER BY stream",
         room_id,
         stream,
     )
+    return [StoredPdu(*row) for row in rows]
 
 
 async def missing_events(
     db: Database, room_id: str, earliest: Sequence[str], latest: Sequence[str], limit: int, min_depth: int
-) -> list[asyncpg.Record]:
+) -> list[StoredPdu]:
     """Up to ``limit`` events reachable from ``latest`` through prev_events
     without passing ``earliest``, newest first (get_missing_events)."""
-    return await db.fetch(
+    rows = await db.fetch(
         "WITH RECURSIVE walk(event_id, n) AS ("
         "   SELECT p.value, 1 FROM events e, jsonb_array_elements_text(e.pdu->'prev_events') p"
         "   WHERE e.room_id = $1 AND e.event_id = ANY($3::text[])"
@@ -252,12 +297,13 @@ async def missing_events(
         limit,
         min_depth,
     )
+    return [StoredPdu(*row) for row in rows]
 
 
-async def backfill(db: Database, room_id: str, from_ids: Sequence[str], limit: int) -> list[asyncpg.Record]:
+async def backfill(db: Database, room_id: str, from_ids: Sequence[str], limit: int) -> list[StoredPdu]:
     """Up to ``limit`` events at or before the newest of ``from_ids`` in this
     server's order, newest first."""
-    return await db.fetch(
+    rows = await db.fetch(
         f"SELECT {_PDU_COLUMNS} FROM events WHERE room_id = $1 AND pdu IS NOT NULL"
         " AND stream <= (SELECT max(stream) FROM events WHERE room_id = $1 AND event_id = ANY($2::text[]))"
         " ORDER BY stream DESC LIMIT $3",
@@ -265,3 +311,4 @@ async def backfill(db: Database, room_id: str, from_ids: Sequence[str], limit: i
         list(from_ids),
         limit,
     )
+    return [StoredPdu(*row) for row in rows]
