@@ -7,11 +7,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import re
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from tornado.httpclient import AsyncHTTPClient
+
 from .client import MATRIX, ApiClient, Response
 from .room_steps import User
+from .waiting import eventually
 
 SYNC = "matrix/sync.response"
 
@@ -77,6 +81,22 @@ async def long_polls_waiting(server, count: int, timeout: float = 10) -> None:
     while server.atomchat.ctx.long_polls.total() < count:
         assert loop.time() < deadline, f"{count} long-poll(s) never waited"
         await asyncio.sleep(0.005)
+
+
+async def long_polls_waiting_at(base_urls: list[str], count: int, timeout: float = 10) -> None:
+    """long_polls_waiting for servers in other processes: waits until the
+    long-polls their /metrics count add up to ``count``."""
+
+    async def waiting(base_url: str) -> float:
+        text = (await AsyncHTTPClient().fetch(base_url + "/metrics")).body.decode()
+        found = re.search(r"^atomchat_waiting_long_polls (\S+)$", text, re.M)
+        assert found, "no long-poll count in the metrics"
+        return float(found.group(1))
+
+    async def all_waiting() -> bool:
+        return sum(await asyncio.gather(*(waiting(url) for url in base_urls))) >= count
+
+    await eventually(all_waiting, timeout, f"{count} long-poll(s) waiting")
 
 
 class SyncLoop:
