@@ -83,18 +83,21 @@ async def long_polls_waiting(server, count: int, timeout: float = 10) -> None:
         await asyncio.sleep(0.005)
 
 
+async def long_polls_at(base_url: str) -> int:
+    """The long-polls waiting on the server at ``base_url``, as its /metrics
+    counts them (a server in this process or another, not behind a balancer)."""
+    text = (await AsyncHTTPClient().fetch(base_url + "/metrics")).body.decode()
+    found = re.search(r"^atomchat_waiting_long_polls (\S+)$", text, re.M)
+    assert found, "no long-poll count in the metrics"
+    return int(float(found.group(1)))
+
+
 async def long_polls_waiting_at(base_urls: list[str], count: int, timeout: float = 10) -> None:
     """long_polls_waiting for servers in other processes: waits until the
     long-polls their /metrics count add up to ``count``."""
 
-    async def waiting(base_url: str) -> float:
-        text = (await AsyncHTTPClient().fetch(base_url + "/metrics")).body.decode()
-        found = re.search(r"^atomchat_waiting_long_polls (\S+)$", text, re.M)
-        assert found, "no long-poll count in the metrics"
-        return float(found.group(1))
-
     async def all_waiting() -> bool:
-        return sum(await asyncio.gather(*(waiting(url) for url in base_urls))) >= count
+        return sum(await asyncio.gather(*(long_polls_at(url) for url in base_urls))) >= count
 
     await eventually(all_waiting, timeout, f"{count} long-poll(s) waiting")
 
