@@ -5,21 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
-
-T = TypeVar("T")
+from collections.abc import Callable
+from typing import Any
 
 POLL_SECONDS = 0.02
 
 
-async def eventually(check: Callable[[], T | Awaitable[T]], timeout: float = 20.0, what: str = "the condition") -> T:
+async def eventually(check: Callable[[], Any], timeout: float = 20.0, what: str = "the condition") -> Any:
     """Calls ``check`` (a function, or an async one) until it returns a true
     value, which is returned; fails the test if ``timeout`` seconds pass first."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        result: Any = check()
+        result = check()
         if inspect.isawaitable(result):
             result = await result
         if result:
