@@ -269,6 +269,7 @@ async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
     results.fd_limit = raise_fd_limit(2 * args.connections + 1024)
     server = ServerProcess(database_url=args.database_url, **RATE_LIMITS_RAISED, **CHEAP_HASHING)
     if args.trace:  # bench/_probe/sitecustomize.py: tracemalloc, and a snapshot on SIGUSR2
+        Path(args.trace).mkdir(parents=True, exist_ok=True)
         server.env.update(
             {
                 "PYTHONPATH": str(PROBE),

@@ -55,7 +55,7 @@ from atomchat_server.events.room_versions import KNOWN_ROOM_VERSIONS as KNOWN_VE
 from atomchat_server.events.room_versions import V10, V11, V12  # noqa: E402
 from atomchat_server.events.state_res import resolve  # noqa: E402
 from atomchat_server.federation.x_matrix import authorization_header, parse_authorization, verify_request  # noqa: E402
-from tests import test_auth_rules, test_auth_rules_versions, test_event_signing, test_state_res  # noqa: E402
+from tests.unit import test_auth_rules, test_auth_rules_versions, test_event_signing, test_state_res  # noqa: E402
 
 SERVER = "hs"
 KEY = signing.signing_key_from_seed("YJDBA9Xnr2sVqXD9Vj7XVUnmFZcZrlw8Md7kMW+3XA1", "1")

@@ -60,7 +60,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._server import BenchError, FederatingServer, free_port, self_signed_certificate  # noqa: E402
+from bench._server import BenchError, FederatingServer  # noqa: E402
+from tests.support.harness import free_port, self_signed_certificate  # noqa: E402
 
 DEFAULT_SYNAPSE_PYTHON = "/tmp/synvenv/bin/python"
 CLIENT = "/_matrix/client/v3"

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from .ids import split_user_id
+from .ids import server_of, split_user_id
 from .power_levels import (
     CREATE_KEY,
     EDIT_MEMBERS,
@@ -140,7 +140,7 @@ def check(event: Mapping[str, Any], state: StateMap, *, redacted_event: Mapping[
         if entry is not None and entry.get("room_id", event["room_id"]) != event["room_id"]:
             raise AuthError(f"the room state given for {key[0]} belongs to another room")
     federated = state_content(state, CREATE_KEY).get("m.federate", True)
-    if federated is False and _domain(sender) != _domain(create.get("sender", "")):
+    if federated is False and server_of(sender) != server_of(create.get("sender", "")):
         raise AuthError("this room is not federated: only users of its creator's server may take part")
     if event_type == "m.room.member":
         _check_membership(event, state)
@@ -180,11 +180,6 @@ def _check_shape(event: Mapping[str, Any], fields: tuple[str, ...] = ("type", "r
         raise AuthError("the state key must be a string")
 
 
-def _domain(identifier: str) -> str:
-    """Server part of a user or room id (everything after the first colon)."""
-    return identifier.partition(":")[2]
-
-
 def _check_create(event: Mapping[str, Any], state: StateMap) -> None:
     """The create event's own rules. A create event naming no version is
     read with DEFAULT_ROOM_VERSION's rules (see state_room_version)."""
@@ -217,7 +212,7 @@ def _check_create(event: Mapping[str, Any], state: StateMap) -> None:
             raise AuthError("m.room.create needs content.creator")
         if content["creator"] != sender:
             raise AuthError("content.creator of m.room.create must be its sender")
-    if _domain(event["room_id"]) != _domain(sender):
+    if server_of(event["room_id"]) != server_of(sender):
         raise AuthError("a room can only be created by a user of the server named in its room id")
 
 

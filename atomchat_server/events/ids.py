@@ -10,6 +10,12 @@ def user_id(localpart: str, server_name: str) -> str:
     return f"@{localpart}:{server_name}"
 
 
+def server_of(identifier: str) -> str:
+    """The server part of a user id, room alias or room id: what follows the
+    first colon ("" when there is none, as in a version-12 room id)."""
+    return identifier.partition(":")[2]
+
+
 def split_user_id(value: str) -> tuple[str, str] | None:
     """(localpart, server) of a well-formed user id, else None."""
     if not value.startswith("@") or ":" not in value:

@@ -16,7 +16,7 @@ from signedjson.types import VerifyKey
 
 from .auth import AuthError, check, check_auth_events
 from .drafts import MAX_EVENT_BYTES
-from .ids import is_room_id, split_user_id
+from .ids import is_room_id, server_of, split_user_id
 from .redaction import prune_event
 from .room_versions import RoomVersion
 from .signing import SignatureError, canonical_json, has_valid_content_hash, verify_event
@@ -26,10 +26,6 @@ StateMap = Mapping[tuple[str, str], Mapping[str, Any]]
 
 class PduError(ValueError):
     """A PDU to refuse outright: nothing of it is stored."""
-
-
-def server_of(identifier: str) -> str:
-    return identifier.partition(":")[2]
 
 
 _EVENT_ID_LISTS = ("prev_events", "auth_events")

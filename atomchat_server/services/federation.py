@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 
 from ..errors import MatrixError, not_found
+from ..events.ids import server_of
 from ..federation.remote import Remote, RemoteError, Unreachable, parse_server_name
 from ..storage import federation as store
 from .ephemeral import Ephemeral
@@ -25,12 +26,6 @@ PROFILE_FIELDS = ("displayname", "avatar_url")
 REMOTE_QUERY_TIMEOUT = 10.0
 PROFILE_CACHE_SECONDS = 60.0
 PROFILE_CACHE_SIZE = 10_000
-
-
-def server_of(identifier: str) -> str | None:
-    """The server part of a user id, room alias or room id (None if it has none)."""
-    _, colon, server = identifier[1:].partition(":")
-    return server if colon and server else None
 
 
 def is_server_name(value: str) -> bool:
@@ -131,7 +126,7 @@ class Queries:
 
     def is_remote(self, identifier: str) -> bool:
         server = server_of(identifier)
-        return server is not None and server != self._server_name and is_server_name(server)
+        return bool(server) and server != self._server_name and is_server_name(server)
 
     async def profile(self, user_id: str) -> dict[str, Any]:
         """A user's profile for a local client: this server's, or asked of the user's server."""
@@ -179,7 +174,7 @@ class Queries:
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
         server = server_of(user_id)
-        assert server is not None, "is_remote() said it has one"
+        assert server, "is_remote() said it has one"
         answer = await self._ask(server, "/_matrix/federation/v1/query/profile", {"user_id": user_id})
         if not isinstance(answer, Mapping):
             raise MatrixError(502, "M_UNKNOWN", f"{server} answered with no profile")
@@ -191,7 +186,7 @@ class Queries:
 
     async def remote_alias(self, alias: str) -> dict[str, Any]:
         server = server_of(alias)
-        assert server is not None, "is_remote() said it has one"
+        assert server, "is_remote() said it has one"
         answer = await self._ask(server, "/_matrix/federation/v1/query/directory", {"room_alias": alias})
         room_id = answer.get("room_id") if isinstance(answer, Mapping) else None
         servers = answer.get("servers") if isinstance(answer, Mapping) else None

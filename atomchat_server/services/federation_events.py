@@ -63,8 +63,11 @@ StateMap = dict[tuple[str, str], dict[str, Any]]
 
 log = logging.getLogger(__name__)
 
-# How many missing prev_events one batch may have fetched.
+# How many missing prev_events one get_missing_events request asks for, and
+# how many one batch may have fetched in all (asked again from the oldest
+# fetched while the gap is not closed).
 MAX_MISSING = 20
+MAX_GAP = 100
 # For how many events of a batch missing auth events are asked for.
 MAX_AUTH_FETCHES = 5
 # How far back through refused prev events the state before an event is worked out.
@@ -481,38 +484,70 @@ class FederationEvents:
         return keys
 
     async def _fetch_missing_prevs(self, origin: str, judging: _Judging, events: Sequence[Mapping[str, Any]]) -> None:
-        """Asks the origin, in one get_missing_events request, for the prev
-        events of the batch this server lacks (at most MAX_MISSING, none
-        older than the room's forward extremities here) and takes them in
-        first."""
+        """Asks the origin with get_missing_events for the prev events of the
+        batch this server lacks (none older than the room's forward
+        extremities here), MAX_MISSING at a time, asking again from the
+        oldest fetched while the gap is open, up to MAX_GAP in all; then
+        takes them in, oldest first, before the batch."""
         room_id = judging.room_id
-        batch = {e["event_id"] for e in events}
-        cited = {p for e in events for p in e["prev_events"]} - batch
-        missing = cited - (await pdu_store.seen_events(self._pool, list(cited))).keys()
-        if self._client is None or not missing:
+        if self._client is None:
             return
-        room = await pdu_store.pdu_room(self._pool, room_id)
-        earliest = list(room["extremities"]) if room is not None else []
-        latest = [e["event_id"] for e in events if missing & set(e["prev_events"])]
+        gap: dict[str, Mapping[str, Any]] = {}  # event id -> PDU, of the fetched
+        citing: Sequence[Mapping[str, Any]] = events
+        known = {e["event_id"] for e in events}
+        min_depth: int | None = None
+        earliest: list[str] = []
+        while len(gap) < MAX_GAP:
+            cited = {p for e in citing for p in e["prev_events"]} - known
+            missing = cited - (await pdu_store.seen_events(self._pool, list(cited))).keys()
+            if not missing:
+                break
+            if min_depth is None:
+                room = await pdu_store.pdu_room(self._pool, room_id)
+                earliest = list(room["extremities"]) if room is not None else []
+                min_depth = await pdu_store.min_depth(self._pool, room_id, earliest)
+            latest = [e["event_id"] for e in citing if missing & set(e["prev_events"])]
+            fetched = await self._missing_events(
+                origin, judging, earliest, latest, min_depth, min(MAX_MISSING, MAX_GAP - len(gap))
+            )
+            fresh = {i: p for i, p in fetched.items() if i not in gap and i not in known}
+            if not fresh:
+                break
+            gap.update(fresh)
+            known |= fresh.keys()
+            citing = [{"event_id": i, "prev_events": p["prev_events"]} for i, p in fresh.items()]
+        if gap:
+            await self.receive_pdus(origin, sorted(gap.values(), key=_depth), fetch_prevs=False)
+
+    async def _missing_events(
+        self, origin: str, judging: _Judging, earliest: list[str], latest: list[str], min_depth: int, limit: int
+    ) -> dict[str, Mapping[str, Any]]:
+        """One get_missing_events request: event id -> PDU of the well-formed
+        events of the room it answers (none when it fails)."""
+        assert self._client is not None, "asked only with a client"
         try:
             answer = await self._client.request(
                 origin,
                 "POST",
-                f"/_matrix/federation/v1/get_missing_events/{room_id}",
+                f"/_matrix/federation/v1/get_missing_events/{judging.room_id}",
                 body={
-                    "limit": MAX_MISSING,
-                    "min_depth": await pdu_store.min_depth(self._pool, room_id, earliest),
+                    "limit": limit,
+                    "min_depth": min_depth,
                     "earliest_events": earliest,
                     "latest_events": latest,
                 },
             )
         except Exception as exc:  # noqa: BLE001 - the gap stays; the events are judged on what is known
             log.info("get_missing_events from %s failed: %s", origin, exc)
-            return
+            return {}
         found = answer.get("events") if isinstance(answer, Mapping) else None
-        if isinstance(found, list):
-            fetched = [p for p in found[:MAX_MISSING] if isinstance(p, Mapping) and p.get("room_id") == room_id]
-            await self.receive_pdus(origin, fetched, fetch_prevs=False)
+        fetched: dict[str, Mapping[str, Any]] = {}
+        for pdu in found[:limit] if isinstance(found, list) else ():
+            with contextlib.suppress(PduError):
+                check_format(pdu, judging.version)
+                if pdu.get("room_id") == judging.room_id:
+                    fetched[reference_event_id(pdu, judging.version)] = pdu
+        return fetched
 
     async def _fetch_missing_auth(self, origin: str, judging: _Judging, events: Sequence[Mapping[str, Any]]) -> None:
         """Asks the origin for the auth chain (GET event_auth) of an event of

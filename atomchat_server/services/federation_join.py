@@ -18,6 +18,7 @@ from ..errors import MatrixError, forbidden
 from ..events.auth import AuthError, auth_event_keys, check
 from ..events.drafts import EventDraft
 from ..events.format import stripped_state
+from ..events.ids import server_of
 from ..events.pdu import build_pdu, finish_pdu
 from ..events.room_versions import KNOWN_ROOM_VERSIONS, UnknownRoomVersion, room_version
 from ..storage import events as event_store
@@ -207,7 +208,7 @@ class RemoteMembership:
             for row in await event_store.current_state(self._pool, room_id)
             if row["type"] in INVITE_STATE_TYPES
         ]
-        server = target.partition(":")[2]
+        server = server_of(target)
         try:
             answer = await self._client.request(
                 server,

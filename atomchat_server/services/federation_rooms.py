@@ -20,9 +20,9 @@ import asyncpg
 from ..errors import MatrixError, forbidden, not_found
 from ..events.auth import AuthError, auth_event_keys, check
 from ..events.drafts import EventDraft
-from ..events.ids import split_user_id
+from ..events.ids import server_of, split_user_id
 from ..events.pdu import as_event, build_pdu
-from ..events.pdu_checks import PduError, check_format, server_of
+from ..events.pdu_checks import PduError, check_format
 from ..events.room_versions import RoomVersion, UnknownRoomVersion, room_version
 from ..events.signing import event_id as reference_event_id
 from ..events.signing import has_valid_content_hash, sign_event

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from ..db import Database
-from ..events.pdu_checks import server_of
+from ..events.ids import server_of
 from ..storage import pdus as pdu_store
 
 

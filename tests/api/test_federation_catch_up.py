@@ -70,10 +70,33 @@ async def test_a_server_back_from_an_outage_fetches_the_events_it_missed(federat
     assert await eventually(bob_has_all)
 
 
+async def test_a_gap_longer_than_one_answer_is_fetched_whole(federation_pair):
+    """45 missed: more than one get_missing_events answer (20), so b asks
+    again from the oldest it was given until the gap is closed."""
+    a, b = federation_pair
+    alice, bob, room_id, _ = await room_with_bob(a, b)
+
+    async def say_many():
+        for n in range(45):
+            await alice.say(room_id, f"m{n}")
+
+    await missed_by(a, b, say_many)
+    bob = replace(bob, api=b.api)
+    await alice.say(room_id, "last")
+
+    async def bob_has_all():
+        events, _ = await bob.all_messages(room_id, limit=100, dir="f")
+        return "last" in bodies(events) and events
+
+    events = await eventually(bob_has_all)
+    assert bodies(events)[-46:] == [f"m{n}" for n in range(45)] + ["last"]
+
+
 async def test_auth_events_beyond_the_fetched_gap_are_fetched_with_event_auth(federation_pair):
-    """More missed than one get_missing_events answers (20): the power
-    levels that let Carol set the topic lie beyond it, so b fetches them as
-    the auth events the gap's events cite, and they become its current state."""
+    """More missed than a batch fetches with get_missing_events (100): the
+    power levels that let Carol set the topic lie beyond it, so b fetches
+    them as the auth events the gap's events cite, and they become its
+    current state."""
     a, b = federation_pair
     alice, bob, room_id, (carol,) = await room_with_bob(a, b, "carol")
 
@@ -82,7 +105,7 @@ async def test_auth_events_beyond_the_fetched_gap_are_fetched_with_event_auth(fe
         await alice.put_state(
             room_id, "m.room.power_levels", {**levels, "users": {**levels.get("users", {}), carol.user_id: 50}}
         )
-        for n in range(25):
+        for n in range(105):
             await alice.say(room_id, f"m{n}")
 
     await missed_by(a, b, empower_then_chat)
@@ -96,8 +119,8 @@ async def test_auth_events_beyond_the_fetched_gap_are_fetched_with_event_auth(fe
     assert await eventually(bob_sees_the_topic)
     levels = (await bob.get_state(room_id, "m.room.power_levels")).body
     assert levels["users"][carol.user_id] == 50
-    events, _ = await bob.all_messages(room_id, limit=100, dir="f")
-    assert bodies(events)[-20:] == [f"m{n}" for n in range(5, 25)]
+    events, _ = await bob.all_messages(room_id, limit=200, dir="f")
+    assert bodies(events)[-100:] == [f"m{n}" for n in range(5, 105)]
 
 
 async def test_a_join_taken_in_is_relayed_to_the_rooms_other_servers(federation_trio):

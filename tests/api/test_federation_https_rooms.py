@@ -32,3 +32,20 @@ async def test_an_invite_a_join_and_messages_cross_over_https(federation_pair):
         return bodies(events)[-2:] == ["hello Bob", "hello Alice"]
 
     assert await eventually(alice_sees)
+
+
+async def test_a_user_joins_another_servers_room_by_its_alias(federation_pair):
+    a, b = federation_pair
+    (alice,) = await register(a.api, "alice")
+    (bob,) = await register(b.api, "bob")
+    room_id = await alice.create_room(preset="public_chat", name="Lobby", room_alias_name="lobby")
+    # No server named: B asks A's directory which room the alias names and
+    # which servers are in it, and joins through them.
+    assert (await bob.join(f"#lobby:{a.name}")).body == {"room_id": room_id}
+    assert (await bob.get_state(room_id, "m.room.name")).body == {"name": "Lobby"}
+    members = await alice.call("GET", f"/rooms/{room_id}/joined_members", schema="matrix/joined_members.response")
+    assert set(members.body["joined"]) == {alice.user_id, bob.user_id}
+    unknown = await bob.join(f"#nowhere:{a.name}", status=404)
+    assert unknown.body["errcode"] == "M_NOT_FOUND"
+    rooms = await bob.call("GET", "/joined_rooms", schema="matrix/joined_rooms.response")
+    assert rooms.body == {"joined_rooms": [room_id]}

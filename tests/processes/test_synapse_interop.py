@@ -1,7 +1,9 @@
-"""Federation with Synapse: interop/synapse_federation.py's conversation, run
-as a test. It runs when ATOMCHAT_SYNAPSE_PYTHON names the Python of a
+"""Federation with Synapse: interop/synapse_federation.py's conversation and
+interop/synapse_crosscheck.py's function-by-function comparison, run as
+tests. They run when ATOMCHAT_SYNAPSE_PYTHON names the Python of a
 virtualenv with Synapse installed (the script's docstring says how to make
-one), and is skipped otherwise: Synapse is not a project dependency."""
+one; .ci/run makes one and sets it), and is skipped otherwise: Synapse is
+not a project dependency."""
 
 import os
 import subprocess
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "interop" / "synapse_federation.py"
+INTEROP = Path(__file__).resolve().parents[2] / "interop"
 SYNAPSE_PYTHON = os.environ.get("ATOMCHAT_SYNAPSE_PYTHON", "")
 
 STEPS = [
@@ -27,15 +29,34 @@ STEPS = [
 ]
 
 
-@pytest.mark.skipif(
+needs_synapse = pytest.mark.skipif(
     not SYNAPSE_PYTHON or not Path(SYNAPSE_PYTHON).exists(),
     reason="ATOMCHAT_SYNAPSE_PYTHON names no Synapse (see interop/synapse_federation.py)",
 )
+
+
+@needs_synapse
 def test_the_conversation_with_synapse_passes_every_step():
     run = subprocess.run(
-        [sys.executable, str(SCRIPT), "--synapse-python", SYNAPSE_PYTHON], capture_output=True, text=True, timeout=600
+        [sys.executable, str(INTEROP / "synapse_federation.py"), "--synapse-python", SYNAPSE_PYTHON],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     passed = [line[len("PASS  ") :].split(" (")[0] for line in run.stdout.splitlines() if line.startswith("PASS  ")]
     assert passed == [step.split(" (")[0] for step in STEPS], run.stdout + run.stderr
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"{len(STEPS)} of {len(STEPS)} steps passed" in run.stdout
+
+
+@needs_synapse
+def test_event_ids_hashes_signatures_auth_and_state_resolution_agree_with_synapse():
+    """Runs in Synapse's interpreter, which imports both servers' functions."""
+    run = subprocess.run(
+        [SYNAPSE_PYTHON, str(INTEROP / "synapse_crosscheck.py")], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    for check in ("event id", "content hash", "event signature", "redaction", "state resolution", "auth (tables)"):
+        assert any(line.startswith(f"{check} ") and " differ   0" in line for line in run.stdout.splitlines()), (
+            run.stdout
+        )

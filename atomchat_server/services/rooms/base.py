@@ -10,6 +10,7 @@ steps rather than copies of them.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -86,6 +87,9 @@ class RoomsBase:
         # Joins of and invites to other servers' rooms and users; set when
         # the federation client is there (services/federation_join.py).
         self.remote: RemoteMembership | None = None
+        # Which room another server's alias names, and servers to join it
+        # through, asked of that server (services/federation.Queries).
+        self.remote_aliases: Callable[[str], Awaitable[dict[str, Any]]] | None = None
 
     def _format(self, row: asyncpg.Record, requester: Requester | None) -> dict[str, Any]:
         device = (requester.user_id, requester.device_id) if requester else None

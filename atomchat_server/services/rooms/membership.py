@@ -17,15 +17,21 @@ from .base import RoomsBase, member_profile, requested
 
 
 class Membership(RoomsBase):
-    async def resolve_room(self, room_id_or_alias: str) -> str:
+    async def resolve_room(self, room_id_or_alias: str) -> tuple[str, list[str]]:
+        """The room an id or alias names, and the servers to join it
+        through that the directory of another server's alias lists (none
+        for an id or one of this server's aliases)."""
         if ids.is_room_alias(room_id_or_alias):
+            if self.remote_aliases is not None and ids.server_of(room_id_or_alias) != self.server_name:
+                found = await self.remote_aliases(room_id_or_alias)
+                return found["room_id"], found["servers"]
             row = await directory_store.get_alias(self._pool, room_id_or_alias)
             if row is None:
                 raise not_found("Unknown room alias")
-            return row["room_id"]
+            return row["room_id"], []
         if not ids.is_room_id(room_id_or_alias):
             raise invalid_param("Expected a room id or a room alias")
-        return room_id_or_alias
+        return room_id_or_alias, []
 
     async def set_membership(
         self,
@@ -46,7 +52,7 @@ class Membership(RoomsBase):
         room = await self._require_room(room_id)
         if room.stub and membership == "leave" and target == requester.user_id and self.remote is not None:
             # Rejecting an invite to another server's room.
-            return await self.remote.reject(requester.user_id, room_id, room.creator.partition(":")[2], reason)
+            return await self.remote.reject(requester.user_id, room_id, ids.server_of(room.creator), reason)
         content: dict[str, Any] = {"membership": membership}
         if membership in ("join", "invite"):
             content.update(await member_profile(self._pool, target))
@@ -88,17 +94,18 @@ class Membership(RoomsBase):
     async def join(
         self, requester: Requester, room_id_or_alias: str, reason: str | None = None, *, servers: Sequence[str] = ()
     ) -> str:
-        room_id = await self.resolve_room(room_id_or_alias)
+        room_id, listed = await self.resolve_room(room_id_or_alias)
         room = await event_store.get_room(self._pool, room_id)
         if self.remote is not None and (room is None or room.stub):
-            # A room of another server: through the servers named, the one in
-            # its id, or the one that sent the invite.
+            # A room of another server: through the servers named, those its
+            # alias's directory lists, the one in its id, or the one that
+            # sent the invite.
             self._blocks.require(requester.user_id, "join")
-            via = list(servers)
-            if ":" in room_id:
-                via.append(room_id.partition(":")[2])
+            via = [*servers, *listed]
+            if ids.server_of(room_id):
+                via.append(ids.server_of(room_id))
             if room is not None:
-                via.append(room.creator.partition(":")[2])
+                via.append(ids.server_of(room.creator))
             content = await member_profile(self._pool, requester.user_id)
             if reason:
                 content["reason"] = reason
