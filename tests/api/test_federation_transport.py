@@ -594,6 +594,8 @@ async def test_one_process_of_several_sends_a_destination_and_another_takes_over
         await asyncio.gather(queue(a, 0), queue(a2, 1))
         await eventually(lambda: len(received) >= 20)
         await eventually(lambda: outbox_empty(a))  # a2 queues into the same database
+        # Both idle, b's lock let go: the next to queue for b takes it.
+        await eventually(lambda: not a.ctx.outbox.sending(b.name) and not a2.ctx.outbox.sending(b.name))
         assert sorted(received) == [("pdu", n) for n in range(20)]
         for parity in (0, 1):
             assert [n for _, n in received if n % 2 == parity] == list(range(parity, 20, 2))
