@@ -59,6 +59,7 @@ from .federation.outbox import Outbox
 from .notifier import Notifier
 from .ratelimit import OpenPerAccount
 from .services.accounts import Accounts, RateLimits
+from .services.backfill import Backfill
 from .services.ephemeral import Ephemeral
 from .services.federation import Queries, Transactions
 from .services.federation_events import FederationEvents
@@ -81,6 +82,7 @@ from .services.search import Search
 from .services.server_name import settle_server_name
 from .supervisor import Supervisor
 from .sync.builder import ServiceReads, SyncBuilder
+from .sync.event_cache import EventCache
 from .sync.filters import Filters
 from .sync.session import SyncSessions
 from .validation import schemas
@@ -98,6 +100,7 @@ class AppContext:
     rooms: Rooms
     profiles: Profiles
     notifier: Notifier
+    event_cache: EventCache  # what sync keeps of the dispatched events (sync/event_cache.py)
     sync: SyncBuilder
     filters: Filters  # sync filters, compiled once
     ephemeral: Ephemeral
@@ -370,6 +373,9 @@ class AtomChat:
             events=federation_events,
             client=federation_client,
         )
+        rooms.history = Backfill(
+            pool=self._pool, client=federation_client, events=federation_events, server_name=settings.server_name
+        )
         if settings.federating:
             sender = PduSender(outbox=outbox, server_name=settings.server_name, position=lambda: notifier.position)
             notifier.observers.append(sender.observe)  # before loading, so no member event slips between
@@ -382,6 +388,7 @@ class AtomChat:
             rooms=rooms,
             profiles=profiles,
             notifier=notifier,
+            event_cache=EventCache(notifier, self.clock),
             filters=Filters(self._pool),
             sync=SyncBuilder(
                 self._pool, ServiceReads(presence, bundle, key_state, device_list_changes), notifier.typing

@@ -9,7 +9,9 @@ the announced one (the stream lock guarantees nothing below an announced
 position is still uncommitted), and hands them to the listeners that care:
 a listener is one client's sync session (a long-poll or an open stream),
 interested in the rooms its user is in and in membership events about its
-user. Each event is encoded as JSON once, however many clients it goes to.
+user. What is derived from the dispatched events (their JSON, the member
+events lazy-loading answers need) is kept by whoever needs it, told of each
+dispatch as a watcher: the sync package's event cache.
 
 If the listening connection drops, the session cache is switched off (no
 revoked token can be honoured from memory) and, once listening again, the
@@ -31,9 +33,9 @@ import json
 import logging
 import secrets
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Iterable
-from typing import Any
+from typing import Protocol
 
 import asyncpg
 
@@ -42,11 +44,11 @@ from .auth.sessions import SessionCache
 from .clock import REAL, Clock, Timer
 from .db.pool import UNREACHABLE
 from .errors import MatrixError, unavailable
-from .events.format import client_event
 from .storage import ephemeral as ephemeral_store
 from .storage import events as event_store
 from .storage import sync as sync_store
-from .storage.events import EVENTS_CHANNEL
+from .storage.ephemeral import Wake
+from .storage.events import EVENTS_CHANNEL, Event
 from .storage.sessions import SESSIONS_CHANNEL
 from .supervisor import Supervisor
 
@@ -54,12 +56,17 @@ log = logging.getLogger(__name__)
 
 LISTENER_NAME = "atomchat-notifier"
 KEEPALIVE_SECONDS = 2.0
-ENCODED_EVENTS = 4096
-# An encoding is reused this long: its unsigned.age is as old as the encoding.
-ENCODED_SECONDS = 1.0
 KNOWN_BATCHES = 64  # own commits kept for the dispatch; older ones are read back if ever needed
-# Member events kept for lazy-loading answers: (room, user) pairs, the newest dispatched.
-MEMBER_EVENTS = 20_000
+
+
+class DispatchWatcher(Protocol):
+    """Keeps something derived from the dispatched events (the sync
+    package's event cache): told of each dispatch's events before any
+    listener is, and of a dispatch that failed halfway."""
+
+    def dispatching(self, rows: list[Event]) -> None: ...
+
+    def dispatch_failed(self) -> None: ...
 
 
 class Listener:
@@ -98,11 +105,11 @@ class Listener:
         self._waiter: asyncio.Future | None = None
         self.revoked = False  # the server is shutting down
         self.recheck = False  # the user's sessions or standing changed: check the token again
-        self.pending: list[Any] = []
+        self.pending: list[Event] = []
         self.needs_full = False
         self.typing = False  # the typers of one of its rooms changed
         # A stream's session answers from here when it can (SyncSession.push).
-        self.push: Callable[[list[Any]], bool] | None = None
+        self.push: Callable[[list[Event]], bool] | None = None
         # Called by a wake() that finds nobody asleep: a stream, which waits
         # with no task (SyncSession.frame), starts one to answer.
         self.woken: Callable[[], None] | None = None
@@ -134,7 +141,7 @@ class Listener:
         self.recheck = True
         self.wake()
 
-    def deliver(self, rows: list[Any], *, needs_full: bool) -> None:
+    def deliver(self, rows: list[Event], *, needs_full: bool) -> None:
         if not needs_full and self.push is not None and self.push(rows):
             return  # answered already, as the events were dispatched
         if needs_full or len(self.pending) + len(rows) > self.MAX_PENDING:
@@ -295,23 +302,17 @@ class Notifier:
         self._advanced = asyncio.Event()
         # Requests in caught_up(): the position each waits for, and its future.
         self._waiters: list[tuple[int, asyncio.Future]] = []
-        self._encoded: OrderedDict[int, tuple[float, str]] = OrderedDict()
-        # Answers made during the current dispatch, by what they are made
-        # of (SyncSession._assemble): receivers to whom the same events look
-        # the same get the same text, made once.
-        self.shared_answers: dict[Any, str] = {}
         # (after, position, events) of this process's recent commits (committed()).
-        self._known: deque[tuple[int, int, list[Any]]] = deque()
+        self._known: deque[tuple[int, int, list[Event]]] = deque()
         # This process's writer (Persister.settled), when it hands its commits over.
         self.writer_settled: Callable[[], Awaitable[None]] | None = None
         self._by_room = _Index()
         # Called with each committed event before listeners are told; one
         # returning a user id makes that user's clients check their token.
-        self.observers: list[Callable[[Any], str | None]] = []
+        self.observers: list[Callable[[Event], str | None]] = []
+        # Told of each dispatch before any listener (sync's event cache).
+        self.watchers: list[DispatchWatcher] = []
         self._by_user = _Index()
-        # The newest member event of (room, user) as of `position`, for the
-        # answers of lazy-loading clients (their senders' member events).
-        self._members: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self.typing = TypingNotices(self._typing_changed, clock)
 
     # -- lifecycle -------------------------------------------------------------
@@ -489,7 +490,7 @@ class Notifier:
         the database can be read up to here before the events are dispatched."""
         return self._target
 
-    def committed(self, position: int, events: list[Any] | None = None, after: int | None = None) -> None:
+    def committed(self, position: int, events: list[Event] | None = None, after: int | None = None) -> None:
         """Called when events up to ``position`` are known to be committed:
         by this process's persister at once, by other processes through NOTIFY.
         The persister also hands over what it wrote when that is everything
@@ -503,17 +504,17 @@ class Notifier:
             self._target = position
             self._advanced.set()
 
-    def _known_between(self, after: int, upto: int) -> list[Any] | None:
+    def _known_between(self, after: int, upto: int) -> list[Event] | None:
         """The events in (after, upto] if this process's own commits, handed
         over to committed(), cover that whole stretch; else None."""
         while self._known and self._known[0][1] <= after:
             self._known.popleft()  # already dispatched
-        rows: list[Any] = []
+        rows: list[Event] = []
         reached = after
         for floor, last, events in self._known:
             if floor > reached or last > upto:
                 return None  # a gap another process may have written in, or more than asked
-            rows.extend(event for event in events if event["stream"] > reached)
+            rows.extend(event for event in events if event.stream > reached)
             reached = last
             if reached == upto:
                 return rows
@@ -542,28 +543,30 @@ class Notifier:
                 self.position = target
                 self._dispatch(rows, updates)
                 if rows:  # the oldest event waited longest; its timestamp was taken as it was written
-                    metrics.NOTIFIER_LAG.observe(max(0.0, time.time() - rows[0]["origin_server_ts"] / 1000))
+                    metrics.NOTIFIER_LAG.observe(max(0.0, time.time() - rows[0].origin_server_ts / 1000))
             self._release_waiters()
 
     def _dispatch_failed(self) -> None:
         """The dispatch task failed, perhaps halfway through handing out
         events: every listener rebuilds its next answer from the database
         (where nothing is lost), and nobody waits for the task meanwhile."""
-        self._members.clear()  # the failed dispatch may have held member events
+        for watcher in self.watchers:
+            watcher.dispatch_failed()
         for listener in self._by_user.every():
             self._deliver(listener, [], needs_full=True)
         self._advanced.set()  # the restarted task looks again at once
         self._trouble()
 
-    def _dispatch(self, rows: list[Any], updates: list[Any]) -> None:
-        self.shared_answers.clear()
-        touched: dict[Listener, list[Any]] = {}
+    def _dispatch(self, rows: list[Event], updates: list[Wake]) -> None:
+        for watcher in self.watchers:
+            watcher.dispatching(rows)
+        touched: dict[Listener, list[Event]] = {}
         full: set[Listener] = set()
         for update in updates:  # receipts (by room) and account data (by user), among others
             targets = (
-                self._by_room.get(update["room_id"])
-                if update["user_id"] is None
-                else self._by_user.get(update["user_id"])
+                self._by_user.get(update.user_id)
+                if update.user_id is not None
+                else self._by_room.get(update.room_id or "")
             )
             full.update(targets)
         for row in rows:
@@ -571,20 +574,19 @@ class Notifier:
                 try:
                     changed_user = observe(row)
                 except Exception:  # one bad event must not stop delivery to everyone
-                    log.exception("an observer failed on event %s", row["event_id"])
+                    log.exception("an observer failed on event %s", row.event_id)
                     continue
                 if changed_user is not None:
                     self.check_user(changed_user)
-            targets = self._by_room.get(row["room_id"])
-            if row["type"] == "m.room.redaction":
+            targets = self._by_room.get(row.room_id)
+            if row.type == "m.room.redaction":
                 full.update(targets)  # an unread message may be gone: counts are recounted
                 continue
-            if row["type"] == "m.room.member":
-                self._remember_member(row)
+            if row.type == "m.room.member" and row.state_key is not None:
                 # Member counts change, and for the member itself its rooms do.
                 full.update(targets)
-                for listener in list(self._by_user.get(row["state_key"])):
-                    self._follow(listener, row["room_id"], row["content"].get("membership"))
+                for listener in list(self._by_user.get(row.state_key)):
+                    self._follow(listener, row.room_id, row.content.get("membership"))
                     full.add(listener)
                 continue
             for listener in targets:
@@ -596,7 +598,7 @@ class Notifier:
                 self._deliver(listener, delivered, needs_full=False)
 
     @staticmethod
-    def _deliver(listener: Listener, rows: list[Any], *, needs_full: bool) -> None:
+    def _deliver(listener: Listener, rows: list[Event], *, needs_full: bool) -> None:
         """Hands events to one listener; if that fails (its socket broke as
         it was written to, say), the listener rebuilds its next answer from
         the database instead, and the others are served regardless."""
@@ -607,41 +609,6 @@ class Notifier:
             listener.pending = []
             listener.needs_full = True
             listener.wake()
-
-    def encoded(self, row: Any) -> str:
-        """The JSON of an event as every reader but its sending device sees it,
-        made once per event however many clients it goes to."""
-        now = time.monotonic()
-        cached = self._encoded.get(row["stream"])
-        if cached is not None and now - cached[0] < ENCODED_SECONDS:
-            return cached[1]
-        text = json.dumps(client_event(row), ensure_ascii=False, separators=(",", ":"))
-        self._encoded[row["stream"]] = (now, text)
-        if len(self._encoded) > ENCODED_EVENTS:
-            self._encoded.popitem(last=False)
-        return text
-
-    def member_event(self, room_id: str, user_id: str) -> Any | None:
-        """The user's newest member event in the room as of ``position``, if
-        known here (else None: read it from the database, remember_members)."""
-        row = self._members.get((room_id, user_id))
-        if row is not None:
-            self._members.move_to_end((room_id, user_id))
-        return row
-
-    def remember_members(self, rows: Iterable[Any], position: int) -> None:
-        """Member events read from the database as of ``position``: kept
-        unless events were dispatched since (a newer one may be among them)."""
-        if position == self.position:
-            for row in rows:
-                if (row["room_id"], row["state_key"]) not in self._members:
-                    self._remember_member(row)
-
-    def _remember_member(self, row: Any) -> None:
-        self._members[(row["room_id"], row["state_key"])] = row
-        self._members.move_to_end((row["room_id"], row["state_key"]))
-        if len(self._members) > MEMBER_EVENTS:
-            self._members.popitem(last=False)
 
     def _follow(self, listener: Listener, room_id: str, membership: str | None) -> None:
         """Keeps a listener's rooms in step with its user's membership."""

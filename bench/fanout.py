@@ -47,8 +47,11 @@ With --filter, every receiver asks with the filter real clients send:
 With --send typing, the sender sends typing notices instead of messages,
 alternately starting (timeout 30 s) and stopping, at the rate; a receiver's
 latency for a change is when the m.typing event showing it arrives minus when
-the request was made. A change a receiver never sees as such (two changes
-seen as one answer's list) counts as lost.
+the request was made. A sync tells who types now, not each change: two
+changes made before a receiver's answer is made come as one event, their
+outcome (coalesced, counted apart, each with its latency until then); an
+event telling a receiver what it already knew is a duplicate; a change whose
+outcome never arrives is lost.
 
 Exit status: 0 when every target is met, 1 when one is missed, 2 when the
 run itself failed.
@@ -63,7 +66,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field
-from urllib.parse import quote
+from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
 from _server import (
@@ -131,15 +134,16 @@ class Receiver:
         self.room_id = room_id
         self.next_batch: str | None = None
         self.latencies: dict[int, float] = {}  # sequence number -> seconds, first receipt
+        self.typers_seen: list[tuple[float, bool]] = []  # each m.typing event: time of receipt, someone typing
         self.duplicates = 0
         self.gaps = 0  # timelines marked limited: events left out, to be fetched with /messages
         self.errors = 0
         self.reconnects = 0
         self.socket: aiohttp.ClientWebSocketResponse[bool] | None = None
+        self.poll: LongPoll | None = None
 
-    def take(self, body: dict) -> None:
-        """Records the benchmark's messages in a sync-shaped body."""
-        now = time.monotonic()
+    def take(self, body: dict, now: float) -> None:
+        """Records the benchmark's messages in a sync-shaped body received at ``now``."""
         room = body.get("rooms", {}).get("join", {}).get(self.room_id)
         if room is None:
             return
@@ -161,19 +165,11 @@ class Receiver:
                 self.latencies[sequence] = now - float(words[2])
 
     def take_typing(self, room: dict, now: float) -> None:
-        """Typing change n starts the notice when n is even, stops it when
-        odd: each m.typing event is the next change (or, if its list says
-        otherwise, the one after: the change between was never seen)."""
+        """Records each m.typing event: when it came and whether it shows the
+        sender typing (tally() matches them with the changes sent)."""
         for event in room.get("ephemeral", {}).get("events", []):
-            if event["type"] != "m.typing":
-                continue
-            sequence = self.typing_next
-            if (sequence % 2 == 0) != bool(event["content"]["user_ids"]):
-                sequence += 1
-            if sequence in self.latencies:
-                self.duplicates += 1
-            self.latencies[sequence] = now  # the time of receipt; the sender knows when it was sent
-            self.typing_next = sequence + 1
+            if event["type"] == "m.typing":
+                self.typers_seen.append((now, bool(event["content"]["user_ids"])))
 
     # -- long-poll -----------------------------------------------------------
 
@@ -183,23 +179,23 @@ class Receiver:
             params["filter"] = self.filter_param
         if self.next_batch is not None:
             params["since"] = self.next_batch
-        async with self.session.get(
-            self.base_url + MATRIX + "/sync",
-            params=params,
-            headers={"Authorization": f"Bearer {self.user.access_token}"},
-        ) as response:
-            body = await response.json(content_type=None)
-            if response.status != 200:
-                raise BenchError(f"GET /sync answered {response.status}: {body}")
-        self.take(body)
+        if self.poll is None:
+            self.poll = LongPoll(self.base_url, self.user.access_token)
+        status, body, received_at = await self.poll.get(MATRIX + "/sync?" + urlencode(params))
+        if status != 200:
+            raise BenchError(f"GET /sync answered {status}: {body}")
+        self.take(body, received_at)
         self.next_batch = body["next_batch"]
 
     async def poll_forever(self) -> None:
         while True:
             try:
                 await self.sync(POLL_TIMEOUT_MS)
-            except (aiohttp.ClientError, asyncio.TimeoutError, BenchError):
+            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, BenchError, ValueError):
                 self.errors += 1
+                if self.poll is not None:
+                    self.poll.close()
+                    self.poll = None
                 await asyncio.sleep(0.5)
 
     # -- WebSocket -----------------------------------------------------------
@@ -223,9 +219,10 @@ class Receiver:
         message = await self.socket.receive()
         if message.type != aiohttp.WSMsgType.TEXT:
             return False
+        received_at = time.monotonic()
         frame = json.loads(message.data)
         if frame.get("type") == "sync":
-            self.take(frame)
+            self.take(frame, received_at)
             self.next_batch = frame["next_batch"]
         return True
 
@@ -239,6 +236,48 @@ class Receiver:
             except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
                 self.errors += 1
                 await asyncio.sleep(0.5)
+
+
+class LongPoll:
+    """A receiver's keep-alive HTTP/1.1 connection for its /sync requests,
+    as bare as send.py's senders (_server.Sender): the request written as
+    bytes, the answer read by its Content-Length, and the time of receipt
+    taken as soon as its last byte is read, before it is decoded. aiohttp
+    spends several times the CPU per answer, which with fifty answers at
+    once in a client process showed in the latencies as the client's own
+    queueing (and was taken from the server being measured)."""
+
+    def __init__(self, base_url: str, access_token: str) -> None:
+        address = urlsplit(base_url)
+        self.host, self.port = address.hostname, address.port
+        self.head = f"Host: {address.netloc}\r\nAuthorization: Bearer {access_token}\r\n\r\n".encode()
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get(self, path: str) -> tuple[int, dict, float]:
+        """The status, the decoded JSON body and the time of receipt of a GET."""
+        if self.reader is None or self.writer is None:
+            self.reader, self.writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port), REQUEST_TIMEOUT
+            )
+        reader, writer = self.reader, self.writer
+        assert reader is not None and writer is not None, "connected above"
+        writer.write(b"GET " + path.encode() + b" HTTP/1.1\r\n" + self.head)
+        wait = POLL_TIMEOUT_MS / 1000 + REQUEST_TIMEOUT
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), wait)
+        length = next(
+            (int(line[15:]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), None
+        )
+        if length is None:
+            raise BenchError(f"an answer without Content-Length: {head!r}")
+        data = await asyncio.wait_for(reader.readexactly(length), REQUEST_TIMEOUT)
+        received_at = time.monotonic()
+        return int(head[9:12]), json.loads(data), received_at
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
 
 async def receiver_process(
@@ -268,13 +307,20 @@ async def receiver_process(
         follow = Receiver.poll_forever if mode == "longpoll" else Receiver.stream_forever
         tasks = [asyncio.ensure_future(follow(receiver)) for receiver in receivers]
         control.ready()
-        acknowledged = set(await control.message())
+        told, started_at = await control.message()
+        acknowledged = set(told)
+
+        def caught_up(receiver: Receiver) -> bool:
+            if typing:
+                return acknowledged <= typing_latencies(started_at, receiver.typers_seen)[0].keys()
+            return acknowledged <= receiver.latencies.keys()
+
         started = time.monotonic()
         progress, progress_at = -1, started
         while time.monotonic() < started + DRAIN_SECONDS:
-            if all(acknowledged <= receiver.latencies.keys() for receiver in receivers):
+            if all(caught_up(receiver) for receiver in receivers):
                 break
-            delivered = sum(len(receiver.latencies) for receiver in receivers)
+            delivered = sum(len(receiver.latencies) + len(receiver.typers_seen) for receiver in receivers)
             if delivered != progress:
                 progress, progress_at = delivered, time.monotonic()
             elif time.monotonic() > progress_at + QUIET_SECONDS:
@@ -287,8 +333,16 @@ async def receiver_process(
         for receiver in receivers:
             if receiver.socket is not None:
                 await receiver.socket.close()
+            if receiver.poll is not None:
+                receiver.poll.close()
         return drained, [
-            (receiver.latencies, receiver.duplicates, receiver.gaps, receiver.errors, receiver.reconnects)
+            (
+                receiver.typers_seen if typing else receiver.latencies,
+                receiver.duplicates,
+                receiver.gaps,
+                receiver.errors,
+                receiver.reconnects,
+            )
             for receiver in receivers
         ]
 
@@ -302,6 +356,7 @@ class Results:
     behind: list[float] = field(default_factory=list)  # how late each send started, seconds
     deliveries: list[float] = field(default_factory=list)  # latencies of measured messages, all receivers
     lost: int = 0
+    coalesced: int = 0  # typing changes a receiver saw only as the outcome of a later one
     lost_in_gaps: int = 0  # of those, at receivers that were sent a limited timeline
     duplicates: int = 0
     gaps: int = 0
@@ -412,10 +467,50 @@ async def run(args: argparse.Namespace, results: Results) -> ServerProcess:
                     api, sender, room_id, args.rate, args.seconds, results.measured_from, results, typing
                 )
                 results.usage.stop(extra={"clients": time.process_time() - before_sender})  # and the sender
-                workers.tell(sorted(results.sent))
+                workers.tell(told(results))
                 received = await workers.results(timeout=DRAIN_SECONDS + 60)
     tally(results, received, typing=args.send == "typing")
     return server
+
+
+def told(results: Results) -> tuple[list[int], dict[int, float]]:
+    """What the receiver processes are told once the sender is done: the
+    acknowledged sequence numbers, and when each request was made."""
+    return sorted(results.sent), results.started
+
+
+def typing_latencies(started: dict[int, float], seen: list[tuple[float, bool]]) -> tuple[dict[int, float], int, int]:
+    """Matches one receiver's m.typing events (time of receipt, someone
+    typing) with the changes sent, in order (change n starts the notice
+    when n is even, stops it when odd). An event shows the earliest change
+    not yet shown that has its state and was made before it arrived; the
+    changes it passes over were coalesced with it (both happened before the
+    receiver's answer was made, and a sync tells the typers as they are, not
+    each change): their latency is until this event, when the receiver saw
+    their outcome. An event matching no such change tells the receiver what
+    it knew already: a duplicate. Returns the latency of each change shown,
+    coalesced or not, the count of coalesced changes and of duplicates."""
+    latencies: dict[int, float] = {}
+    changes = sorted(started)
+    coalesced = duplicates = 0
+    following = 0  # index in ``changes`` of the first change not shown yet
+    for at, typing_now in seen:
+        shown = next(
+            (
+                index
+                for index in range(following, len(changes))
+                if started[changes[index]] <= at and (changes[index] % 2 == 0) == typing_now
+            ),
+            None,
+        )
+        if shown is None:
+            duplicates += 1
+            continue
+        for index in range(following, shown + 1):
+            latencies[changes[index]] = at - started[changes[index]]
+        coalesced += shown - following
+        following = shown + 1
+    return latencies, coalesced, duplicates
 
 
 def tally(results: Results, received: list, *, typing: bool) -> None:
@@ -425,12 +520,9 @@ def tally(results: Results, received: list, *, typing: bool) -> None:
     results.drained = max(drained for drained, _ in received)
     for _, process in received:
         for latencies, duplicates, gaps, errors, reconnects in process:
-            if typing:  # times of receipt: the latency is from when the change was sent
-                latencies = {
-                    sequence: at - results.started[sequence]
-                    for sequence, at in latencies.items()
-                    if sequence in results.started
-                }
+            if typing:  # the m.typing events seen: matched with the changes sent
+                latencies, coalesced, duplicates = typing_latencies(results.started, latencies)
+                results.coalesced += coalesced
             results.deliveries.extend(
                 latency for sequence, latency in latencies.items() if sequence >= results.measured_from
             )
@@ -481,6 +573,11 @@ def report(args: argparse.Namespace, results: Results, server: ServerProcess) ->
         f" of them), duplicates {results.duplicates}, delivered without acknowledgement"
         f" {results.unacknowledged_delivered}"
     )
+    if args.send == "typing":
+        print(
+            f"  typing changes coalesced with the next one (told as their outcome, latency until then):"
+            f" {results.coalesced}"
+        )
     print(
         f"  receiver errors {results.receiver_errors}, reconnects {results.reconnects}; receivers caught up"
         f" {results.drained:.1f}s after the last send"

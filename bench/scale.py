@@ -72,7 +72,7 @@ from _server import (
     split,
     verdict,
 )
-from fanout import Results, receiver_process, send_at_rate, tally
+from fanout import Results, receiver_process, send_at_rate, tally, told
 from send import Phase, sender_process
 
 HAPROXY_CONFIG = Path(__file__).resolve().parents[1] / "docs" / "haproxy.cfg"
@@ -248,7 +248,7 @@ async def measure(args: argparse.Namespace, processes: int, signing_config: Path
             )
             fanout.usage.stop()
             record_lag(count, before, await lag_histogram(session, servers))
-            workers.tell(sorted(fanout.sent))
+            workers.tell(told(fanout))
             received = await workers.results(timeout=120)
     tally(fanout, received, typing=False)
     return count

@@ -24,6 +24,9 @@ conversation both ways:
   redactions both ways;
 - a room created on AtomChat with a Synapse user invited: the invite, the
   join, messages both ways;
+- backfill both ways: a user who joins a room of the other server after
+  its first messages pages back through them (/messages), which makes
+  their server ask the other one for the history (GET /backfill);
 - an outage: AtomChat stops while Synapse's user sends several messages,
   and Synapse restarts meanwhile (so that it no longer holds them queued);
   AtomChat starts again and the gap reaches it (Synapse catches up by
@@ -65,6 +68,7 @@ from tests.support.harness import free_port, self_signed_certificate  # noqa: E4
 
 DEFAULT_SYNAPSE_PYTHON = "/tmp/synvenv/bin/python"
 CLIENT = "/_matrix/client/v3"
+HISTORY = 12  # messages sent before a late join, read back by backfill
 STEP_TIMEOUT = 45.0  # seconds a step waits for the other server to show what it expects
 START_TIMEOUT = 90.0
 
@@ -287,6 +291,18 @@ class Client:
             if e["type"] == "m.room.message"
         ]
 
+    async def history(self, room_id: str, page: int = 5) -> list[str]:
+        """The message bodies of a whole backwards walk of /messages, oldest first."""
+        said: list[str] = []
+        params = {"dir": "b", "limit": str(page)}
+        for _ in range(200):
+            answer = await self.call("GET", f"/rooms/{quote(room_id)}/messages", params=params)
+            said += [e["content"].get("body", "") for e in answer["chunk"] if e["type"] == "m.room.message"]
+            if "end" not in answer or answer["end"] == params.get("from"):
+                break
+            params["from"] = answer["end"]
+        return list(reversed(said))
+
     async def event(self, room_id: str, event_id: str) -> dict[str, Any]:
         return dict(await self.call("GET", f"/rooms/{quote(room_id)}/event/{quote(event_id)}"))
 
@@ -464,6 +480,43 @@ async def conversation(atomchat: AtomChat, synapse: Synapse, session: aiohttp.Cl
     else:
         report.skip("AtomChat room: join and messages", "no invite")
 
+    # -- history from before a join (backfill), both ways ------------------------------
+    async def backfill_from_synapse() -> str:
+        room_id = (await sam.call("POST", "/createRoom", {"preset": "public_chat"}))["room_id"]
+        said = [f"before the AtomChat join {n}" for n in range(HISTORY)]
+        for text in said:
+            await sam.say(room_id, text)
+        bob = await atomchat.register(session, "bob")
+        await bob.call("POST", f"/join/{quote(room_id)}", {}, params={"server_name": synapse.name})
+        mark = synapse.log_size()
+        seen = await bob.history(room_id)
+        if seen != said:
+            raise StepError(f"AtomChat's walk read {seen}")
+        if not await synapse.logged_since(mark, "/_matrix/federation/v1/backfill/"):
+            raise StepError("the history arrived, but not through /backfill")
+        return f"{HISTORY} messages, in order, in pages of 5"
+
+    async def backfill_from_atomchat() -> str:
+        room_id = (await alice.call("POST", "/createRoom", {"preset": "public_chat"}))["room_id"]
+        said = [f"before the Synapse join {n}" for n in range(HISTORY)]
+        for text in said:
+            await alice.say(room_id, text)
+        tess = await synapse.register(session, "tess")
+        await tess.call("POST", f"/join/{quote(room_id)}", {}, params={"server_name": atomchat.name})
+        mark = atomchat.log_path.stat().st_size
+        seen = await until("the history on Synapse", lambda: _history_is(tess, room_id, said), timeout=STEP_TIMEOUT)
+        served = atomchat.log_path.read_text(errors="replace")[mark:]
+        if "/_matrix/federation/v1/backfill/" not in served:
+            raise StepError("the history arrived, but not through AtomChat's /backfill")
+        return f"{HISTORY} messages, in order ({seen})"
+
+    await report.step(
+        "Backfill: an AtomChat user who joins a Synapse room late reads its earlier messages", backfill_from_synapse
+    )
+    await report.step(
+        "Backfill: a Synapse user who joins an AtomChat room late reads its earlier messages", backfill_from_atomchat
+    )
+
     # -- an outage of AtomChat --------------------------------------------------------
     if "s" not in room or not await _joined(sam, room["s"], alice.user_id):
         report.skip("Outage: the gap is fetched", "no shared Synapse room")
@@ -501,6 +554,13 @@ async def conversation(atomchat: AtomChat, synapse: Synapse, session: aiohttp.Cl
     await report.step(
         "Outage: Synapse's messages sent while AtomChat was down reach it afterwards (get_missing_events)", outage
     )
+
+
+async def _history_is(client: Client, room_id: str, said: list[str]) -> str:
+    seen = [body for body in await client.history(room_id) if body.startswith("before the")]
+    if seen != said:
+        raise StepError(f"the walk read {seen}")
+    return f"{len(seen)} read"
 
 
 async def _contains(values: Awaitable[Any], item: Any) -> bool:

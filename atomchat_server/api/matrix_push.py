@@ -142,17 +142,17 @@ class NotificationsHandler(BaseHandler):
         body: dict[str, Any] = {
             "notifications": [
                 {
-                    "actions": row["push_actions"],
-                    "event": client_event(row, device=device),
-                    "read": row["read"],
-                    "room_id": row["room_id"],
-                    "ts": row["origin_server_ts"],
+                    "actions": row.actions,
+                    "event": client_event(row.event, device=device),
+                    "read": row.read,
+                    "room_id": row.event.room_id,
+                    "ts": row.event.origin_server_ts,
                 }
                 for row in rows
             ]
         }
         if len(rows) == limit:
-            body["next_token"] = str(rows[-1]["stream"])
+            body["next_token"] = str(rows[-1].event.stream)
         self.send_json(body)
 
 

@@ -42,6 +42,11 @@ class SyncHandler(BaseHandler):
         super().initialize(ctx)
         self._session: SyncSession | None = None
 
+    def compute_etag(self) -> None:
+        """No ETag: an answer moves the client on and is never asked for
+        again, so hashing each one (every long-poll of every client) is waste."""
+        return None
+
     def on_connection_close(self) -> None:
         if self._session is not None:
             self._session.client_gone()

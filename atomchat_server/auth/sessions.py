@@ -124,8 +124,8 @@ class SessionCache:
             if row is None:
                 raise unknown_token()
             entry = (
-                Requester(row["user_id"], row["device_id"], row["session_id"], row["is_moderator"]),
-                row["oldest_valid_generation"],
+                Requester(row.user_id, row.device_id, row.session_id, row.is_moderator),
+                row.oldest_valid_generation,
             )
             # Cache only if no revocation arrived while we were asking.
             if self._round_trips is not None and generation == self._generation:

@@ -71,17 +71,17 @@ def iso(moment: datetime | int) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def message_json(row: asyncpg.Record) -> dict[str, Any]:
-    return {"text": row["text"], "created_at": iso(row["origin_server_ts"]), "author": row["author"]}
+def message_json(row: store.Message) -> dict[str, Any]:
+    return {"text": row.text, "created_at": iso(row.origin_server_ts), "author": row.author}
 
 
-def room_json(row: asyncpg.Record) -> dict[str, Any]:
+def room_json(row: store.RoomObject) -> dict[str, Any]:
     return {
-        "id": row["id"],
-        "name": row["name"] or "",
+        "id": row.id,
+        "name": row.name or "",
         "is_private": True,
-        "created_at": iso(row["created_at"]),
-        "users": list(row["member_ids"]),
+        "created_at": iso(row.created_at),
+        "users": list(row.member_ids),
     }
 
 
@@ -169,12 +169,12 @@ class Compat:
         any change of theirs: where the creator has left or lost the power to
         change power levels, the room keeps the Matrix rules alone."""
         for row in await store.rooms_to_upgrade(self._pool):
-            if made_by_old_api(row["first_levels"]):
+            if made_by_old_api(row.first_levels):
                 try:
-                    await self._set_power_level(row["creator"], row["room_id"], EDIT_MEMBERS, 0)
+                    await self._set_power_level(row.creator, row.room_id, EDIT_MEMBERS, 0)
                 except MatrixError as refusal:
-                    log.info("room %s keeps the Matrix rules for member edits: %s", row["room_id"], refusal.error)
-            await store.upgraded(self._pool, row["room_id"])
+                    log.info("room %s keeps the Matrix rules for member edits: %s", row.room_id, refusal.error)
+            await store.upgraded(self._pool, row.room_id)
 
     async def _set_power_level(self, user_id: str, room_id: str, key: str, level: int) -> None:
         """Sets one key of the room's power levels, as ``user_id`` and judged
@@ -182,7 +182,7 @@ class Compat:
         power levels with the Matrix API's state events)."""
         await require_room(self._pool, room_id)
         current = await event_store.state_event(self._pool, room_id, "m.room.power_levels", "")
-        content = dict(current["content"]) if current is not None else {}
+        content = dict(current.content) if current is not None else {}
         if content.get(key) != level:
             draft = EventDraft(
                 room_id=room_id,
@@ -344,20 +344,18 @@ class Compat:
         )
         return await self._rooms.create_room(requester, request, alias_localpart=None, publish=False)
 
-    async def _room_object(self, number: int) -> asyncpg.Record:
+    async def _room_object(self, number: int) -> store.RoomObject:
         """A room by number; 404 for none, a deleted one, and the moderation
         policy room (the moderators' audit log, which the server runs)."""
         row = await store.room_object(self._pool, number)
-        if row is None or row["room_id"] == self._moderation.blocks.policy_room:
+        if row is None or row.room_id == self._moderation.blocks.policy_room:
             raise not_found("Not found.")
         return row
 
-    async def _visible_room(self, requester: Requester, number: int) -> asyncpg.Record:
+    async def _visible_room(self, requester: Requester, number: int) -> store.RoomObject:
         """The room, if the requester is a member or a moderator; 404 or 403 otherwise."""
         row = await self._room_object(number)
-        if not requester.is_moderator and not await event_store.is_joined(
-            self._pool, row["room_id"], requester.user_id
-        ):
+        if not requester.is_moderator and not await event_store.is_joined(self._pool, row.room_id, requester.user_id):
             raise forbidden("You do not have permission to perform this action.")
         return row
 
@@ -368,19 +366,19 @@ class Compat:
         row = await self._visible_room(requester, number)
         errors: dict[str, list[str]] = {}
         name = _text(body, "name", errors) if "name" in body else None
-        if name is not None and name != row["name"] and await store.room_name_taken(self._pool, name, row["room_id"]):
+        if name is not None and name != row.name and await store.room_name_taken(self._pool, name, row.room_id):
             errors["name"] = [NAME_TAKEN]
         members = await self._users_field(body, errors)
         if errors:
             raise FieldErrors(errors)
-        room_id = row["room_id"]
+        room_id = row.room_id
         add: list[str] = []
         remove: list[str] = []
         if members is not None:
-            current = {m["state_key"] for m in await event_store.joined_members(self._pool, room_id)}
+            current = {m.key for m in await event_store.joined_members(self._pool, room_id)}
             add = [user_id for user_id in members if user_id not in current]
             remove = sorted(current - set(members))
-        rename = name if name is not None and name != row["name"] else None
+        rename = name if name is not None and name != row.name else None
         if rename is not None:
             async with self._name_lock(rename, room_id):
                 await self._edit_members(requester, room_id, add=add, remove=remove, name=rename)
@@ -459,7 +457,7 @@ class Compat:
         row = await self._room_object(number)
         if not requester.is_moderator:
             raise forbidden("You do not have permission to perform this action.")
-        await self._moderation.delete_room(requester.user_id, row["room_id"], purge=False)
+        await self._moderation.delete_room(requester.user_id, row.room_id, purge=False)
 
     # -- messages ------------------------------------------------------------------------
 
@@ -470,12 +468,12 @@ class Compat:
         ``limit``, just the newest ``limit`` before ``before``, and the cursor
         for the page before them (None at the start of the room)."""
         row = await self._visible_room(requester, number)
-        room_id = row["room_id"]
+        room_id = row.room_id
         if limit is not None:
             rows, more = await fetch_page(
                 lambda n: store.messages(self._pool, room_id, before=before, limit=n, newest_first=True), limit
             )
-            older = rows[-1]["stream"] if more else None
+            older = rows[-1].stream if more else None
             page = [message_json(r) for r in reversed(rows)]
 
             async def one_page() -> AsyncIterator[list[dict[str, Any]]]:
@@ -492,7 +490,7 @@ class Compat:
                 if not rows:
                     return
                 yield [message_json(r) for r in rows]
-                after = rows[-1]["stream"]
+                after = rows[-1].stream
 
         return all_pages(), None
 
@@ -503,7 +501,7 @@ class Compat:
         if errors:
             raise FieldErrors(errors)
         assert text is not None, "_text() reported it missing"
-        return await self._send(requester, row["room_id"], text)
+        return await self._send(requester, row.room_id, text)
 
     async def _send(self, requester: Requester, room_id: str, text: str) -> dict[str, Any]:
         event_id = await self._rooms.send(

@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -13,7 +16,23 @@ from asyncpg.pool import PoolConnectionProxy
 from ..db import Database
 from ..storage.users import USER_COLUMNS, User, as_user, maybe_user
 
-# A room as /api shows it: number, name, creation time and joined members' numbers.
+
+@dataclass(frozen=True, slots=True)
+class RoomObject:
+    """A room as /api shows it: number, name, creation time and joined members' numbers."""
+
+    id: int
+    room_id: str
+    creator: str
+    created_at: datetime
+    name: str | None
+    member_ids: list[int]
+
+
+def _room_object(row: asyncpg.Record | None) -> RoomObject | None:
+    return RoomObject(**dict(row)) if row is not None else None
+
+
 _ROOM_OBJECT = """
 SELECT r.id, r.room_id, r.creator, r.created_at,
        (SELECT e.content->>'name' FROM current_state cs JOIN events e USING (event_id)
@@ -38,24 +57,26 @@ async def users_by_ids(db: Database, numbers: Sequence[int]) -> list[User]:
     ]
 
 
-async def room_object(db: Database, number: int) -> asyncpg.Record | None:
-    return await db.fetchrow(_ROOM_OBJECT + " WHERE r.id = $1 AND NOT r.deleted", number)
+async def room_object(db: Database, number: int) -> RoomObject | None:
+    return _room_object(await db.fetchrow(_ROOM_OBJECT + " WHERE r.id = $1 AND NOT r.deleted", number))
 
 
-async def room_object_by_room_id(db: Database, room_id: str) -> asyncpg.Record | None:
-    return await db.fetchrow(_ROOM_OBJECT + " WHERE r.room_id = $1", room_id)
+async def room_object_by_room_id(db: Database, room_id: str) -> RoomObject | None:
+    return _room_object(await db.fetchrow(_ROOM_OBJECT + " WHERE r.room_id = $1", room_id))
 
 
-async def rooms_of(db: Database, user_id: str) -> list[asyncpg.Record]:
-    return await db.fetch(
+async def rooms_of(db: Database, user_id: str) -> list[RoomObject]:
+    rows = await db.fetch(
         _ROOM_OBJECT + " WHERE NOT r.deleted AND r.room_id IN"
         " (SELECT room_id FROM memberships WHERE user_id = $1 AND membership = 'join') ORDER BY r.id",
         user_id,
     )
+    return [RoomObject(**dict(row)) for row in rows]
 
 
-async def all_rooms(db: Database, exclude: str) -> list[asyncpg.Record]:
-    return await db.fetch(_ROOM_OBJECT + " WHERE NOT r.deleted AND r.room_id <> $1 ORDER BY r.id", exclude)
+async def all_rooms(db: Database, exclude: str) -> list[RoomObject]:
+    rows = await db.fetch(_ROOM_OBJECT + " WHERE NOT r.deleted AND r.room_id <> $1 ORDER BY r.id", exclude)
+    return [RoomObject(**dict(row)) for row in rows]
 
 
 async def room_name_taken(db: Database, name: str, except_room: str | None = None) -> bool:
@@ -69,16 +90,30 @@ async def room_name_taken(db: Database, name: str, except_room: str | None = Non
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A text message as /api shows it, with its author's number."""
+
+    stream: int
+    text: str
+    origin_server_ts: int
+    author: int
+
+
+_MESSAGE = (
+    "SELECT e.stream, e.content->>'body' AS text, e.origin_server_ts, u.id AS author FROM events e"
+    " JOIN users u ON u.user_id = e.sender"
+)
+
+
 async def messages(
     db: Database, room_id: str, *, before: int | None = None, after: int | None = None, limit: int, newest_first: bool
-) -> list[asyncpg.Record]:
+) -> list[Message]:
     """Up to ``limit`` text messages with after < stream < before, with their
     authors' numbers."""
     order = "DESC" if newest_first else "ASC"
-    return await db.fetch(
-        "SELECT e.stream, e.content->>'body' AS text, e.origin_server_ts, u.id AS author FROM events e"
-        " JOIN users u ON u.user_id = e.sender"
-        " WHERE e.room_id = $1 AND e.type = 'm.room.message' AND e.redacted_by IS NULL"
+    rows = await db.fetch(
+        _MESSAGE + " WHERE e.room_id = $1 AND e.type = 'm.room.message' AND e.redacted_by IS NULL"
         " AND jsonb_typeof(e.content->'body') = 'string'"
         " AND ($2::bigint IS NULL OR e.stream < $2) AND ($3::bigint IS NULL OR e.stream > $3)"
         f" ORDER BY e.stream {order} LIMIT $4",
@@ -87,14 +122,12 @@ async def messages(
         after,
         limit,
     )
+    return [Message(**dict(row)) for row in rows]
 
 
-async def message(db: Database, event_id: str) -> asyncpg.Record | None:
-    return await db.fetchrow(
-        "SELECT e.stream, e.content->>'body' AS text, e.origin_server_ts, u.id AS author FROM events e"
-        " JOIN users u ON u.user_id = e.sender WHERE e.event_id = $1",
-        event_id,
-    )
+async def message(db: Database, event_id: str) -> Message | None:
+    row = await db.fetchrow(_MESSAGE + " WHERE e.event_id = $1", event_id)
+    return Message(**dict(row)) if row is not None else None
 
 
 class Locks:
@@ -134,15 +167,26 @@ async def set_direct_room(db: Database, low: int, high: int, room_id: str) -> No
     )
 
 
-async def rooms_to_upgrade(db: Database) -> list[asyncpg.Record]:
+@dataclass(frozen=True, slots=True)
+class RoomToUpgrade:
+    """A room listed by migration 0008, with its creator and the content of
+    its first power levels event (what it was made with; None if it has none)."""
+
+    room_id: str
+    creator: str
+    first_levels: dict[str, Any] | None
+
+
+async def rooms_to_upgrade(db: Database) -> list[RoomToUpgrade]:
     """The rooms listed by migration 0008, with their creator and the
     content of their first power levels event (what they were made with)."""
-    return await db.fetch(
+    rows = await db.fetch(
         "SELECT u.room_id, r.creator,"
         " (SELECT e.content FROM events e WHERE e.room_id = u.room_id AND e.type = 'm.room.power_levels'"
         "   AND e.state_key = '' ORDER BY e.stream LIMIT 1) AS first_levels"
         " FROM api_rooms_to_upgrade u JOIN rooms r USING (room_id) ORDER BY r.id"
     )
+    return [RoomToUpgrade(**dict(row)) for row in rows]
 
 
 async def upgraded(db: Database, room_id: str) -> None:

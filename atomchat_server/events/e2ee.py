@@ -19,7 +19,7 @@ def device_list_delta(
     me: str,
     sharing: set[str],
     key_changes: Iterable[str],
-    member_changes: Iterable[tuple[str, str, str]],
+    member_changes: Iterable[tuple[str, str, str | None]],
     members_of_my_changed_rooms: Iterable[str],
 ) -> tuple[list[str], list[str]]:
     """``device_lists`` of a sync answer: (changed, left).

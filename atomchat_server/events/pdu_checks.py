@@ -32,8 +32,11 @@ _EVENT_ID_LISTS = ("prev_events", "auth_events")
 _MAX_REFERENCES = 20  # prev_events and auth_events each; more is abuse, not a room
 
 
-def check_format(pdu: Any, version: RoomVersion) -> None:
-    """The fields every later check reads, with the types it assumes."""
+def check_format(pdu: Any, version: RoomVersion, *, limit_references: bool = True) -> None:
+    """The fields every later check reads, with the types it assumes.
+    ``limit_references`` off for history (backfill), which the specification
+    says must not be held to the limits on prev_events and auth_events: a
+    room's old events may predate them."""
     if not isinstance(pdu, Mapping):
         raise PduError("a PDU must be an object")
     if len(canonical_json(pdu)) > MAX_EVENT_BYTES:
@@ -59,7 +62,7 @@ def check_format(pdu: Any, version: RoomVersion) -> None:
         ids = pdu.get(name)
         if not isinstance(ids, list) or not all(isinstance(i, str) and i.startswith("$") for i in ids):
             raise PduError(f"{name} must be a list of event ids")
-        if len(ids) > _MAX_REFERENCES:
+        if limit_references and len(ids) > _MAX_REFERENCES:
             raise PduError(f"{name} cites more than {_MAX_REFERENCES} events")
     if not isinstance(pdu.get("hashes"), Mapping) or not isinstance(pdu["hashes"].get("sha256"), str):
         raise PduError("the PDU needs hashes.sha256")

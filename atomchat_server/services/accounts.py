@@ -252,7 +252,7 @@ class Accounts:
         row = await session_store.rotate_refresh_token(self._pool, old_hash, hash_refresh_token(new_token))
         if row is None:
             raise unknown_token("Unknown refresh token")
-        claims = TokenClaims(row["user_id"], row["device_id"], row["session_id"], row["token_generation"])
+        claims = TokenClaims(row.user_id, row.device_id, row.session_id, row.token_generation)
         return self._tokens_for(claims, new_token)
 
     async def authenticate(self, access_token: str, *, allow_locked: bool = False) -> Requester:
@@ -311,14 +311,14 @@ class Accounts:
         await user_store.set_password_hash(self._pool, requester.user_id, await self._passwords.hash(new_password))
         if logout_devices:
             devices = await session_store.list_devices(self._pool, requester.user_id)
-            others = [d["device_id"] for d in devices if d["device_id"] != requester.device_id]
+            others = [d.device_id for d in devices if d.device_id != requester.device_id]
             if others:
                 await self.delete_devices(requester.user_id, others)
 
 
-def _device_json(row: asyncpg.Record) -> dict[str, Any]:
-    device = {"device_id": row["device_id"], "display_name": row["display_name"]}
-    if row["last_seen_at"] is not None:
-        device["last_seen_ts"] = int(row["last_seen_at"].timestamp() * 1000)
-        device["last_seen_ip"] = row["last_seen_ip"]
+def _device_json(row: session_store.Device) -> dict[str, Any]:
+    device: dict[str, Any] = {"device_id": row.device_id, "display_name": row.display_name}
+    if row.last_seen_at is not None:
+        device["last_seen_ts"] = int(row.last_seen_at.timestamp() * 1000)
+        device["last_seen_ip"] = row.last_seen_ip
     return device

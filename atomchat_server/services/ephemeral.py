@@ -72,7 +72,7 @@ class Ephemeral:
             raise invalid_param(f"Unknown receipt type {receipt_type!r}")
         await self._require_joined(requester, room_id)
         event = await event_store.get_event(self._pool, event_id)
-        if event is None or event["room_id"] != room_id:
+        if event is None or event.room_id != room_id:
             raise not_found("Unknown event")
         ts = _now_ms()
         await self._persister.update(
@@ -83,7 +83,7 @@ class Ephemeral:
                 receipt_type=receipt_type,
                 thread_id=thread_id,
                 event_id=event_id,
-                event_stream=event["stream"],
+                event_stream=event.stream,
                 ts=ts,
             )
         )
@@ -100,7 +100,7 @@ class Ephemeral:
         fully_read = markers.get("m.fully_read")
         if fully_read is not None:
             event = await event_store.get_event(self._pool, fully_read)
-            if event is None or event["room_id"] != room_id:
+            if event is None or event.room_id != room_id:
                 raise not_found("Unknown event")
             await self._persister.update(
                 partial(
@@ -158,7 +158,7 @@ class Ephemeral:
         if receipt_type not in RECEIPT_TYPES or not await event_store.is_joined(self._pool, room_id, user_id):
             return False
         event = await event_store.get_event(self._pool, event_id)
-        if event is None or event["room_id"] != room_id:
+        if event is None or event.room_id != room_id:
             return False
         await self._persister.update(
             partial(
@@ -168,7 +168,7 @@ class Ephemeral:
                 receipt_type=receipt_type,
                 thread_id=thread_id,
                 event_id=event_id,
-                event_stream=event["stream"],
+                event_stream=event.stream,
                 ts=ts,
             )
         )

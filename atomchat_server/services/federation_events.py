@@ -386,8 +386,65 @@ class FederationEvents:
         if stub:
             await pdu_store.unstub(self._pool, room_id)
 
-    async def _checked_pdus(
+    async def check_history(
         self, origin: str, room_id: str, version: RoomVersion, given: Sequence[Any]
+    ) -> tuple[dict[str, tuple[dict[str, Any], dict[str, Any]]], list[tuple[str, str, dict[str, Any]]]]:
+        """Judges PDUs of a room's past (a backfill answer) as received PDUs
+        are judged on their own: format (without the limits on references),
+        policy, signature, content hash (redacted on a mismatch), then the
+        rules on their own auth events, found in the answer or here. Returns
+        the accepted (event id -> (PDU kept, event)) and the rejected ((event
+        id, why, PDU)), to be kept apart. An event whose auth events are
+        unknown here, or that fails a check before the rules, is dropped
+        (not judged: a later answer may bring what it lacks)."""
+        policed = []
+        for pdu in given:
+            try:
+                if isinstance(pdu, Mapping) and isinstance(pdu.get("sender"), str):
+                    self._check_policy(pdu["sender"])
+                policed.append(pdu)
+            except PduError as exc:
+                log.info("dropped an event %s sent for %s: %s", origin, room_id, exc)
+        checked = await self._checked_pdus(origin, room_id, version, policed, limit_references=False)
+        seen = await pdu_store.seen_events(self._pool, list(checked))
+        fresh = {event_id: pair for event_id, pair in checked.items() if event_id not in seen}
+        cited = {a for _, e in fresh.values() for a in e["auth_events"]} - fresh.keys()
+        if version.room_id_is_create_event_id:
+            cited.add("$" + room_id[1:])
+        known = {
+            row["event_id"]: as_event(row["pdu"], row["event_id"], version)
+            for row in await pdu_store.pdus(self._pool, room_id, list(cited))
+        }
+        refused = {row["event_id"] for row in await pdu_store.refused(self._pool, room_id, list(cited))}
+        create = known.get("$" + room_id[1:]) if version.room_id_is_create_event_id else None
+        accepted: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        rejected: list[tuple[str, str, dict[str, Any]]] = []
+        rejected_ids = {i for i, status in seen.items() if status[0] == "rejected"} | refused
+        # Oldest first, so a chain within the answer is judged from its root.
+        for event_id, (kept, event) in sorted(fresh.items(), key=lambda p: (p[1][1]["depth"], p[0])):
+            auth: list[Mapping[str, Any]] = []
+            try:
+                for auth_id in event["auth_events"]:
+                    if auth_id in rejected_ids:
+                        raise AuthError(f"its auth event {auth_id} was rejected")
+                    found = accepted[auth_id][1] if auth_id in accepted else known.get(auth_id)
+                    if found is None:
+                        raise PduError(f"auth event unknown here: {auth_id}")
+                    auth.append(found)
+                check_against_auth_events(event, auth, version, create)
+            except AuthError as exc:
+                log.info("rejected backfilled event %s from %s: %s", event_id, origin, exc)
+                rejected.append((event_id, str(exc), kept))
+                rejected_ids.add(event_id)
+                continue
+            except PduError as exc:
+                log.info("dropped backfilled event %s from %s: %s", event_id, origin, exc)
+                continue
+            accepted[event_id] = (kept, event)
+        return accepted, rejected
+
+    async def _checked_pdus(
+        self, origin: str, room_id: str, version: RoomVersion, given: Sequence[Any], *, limit_references: bool = True
     ) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
         """event id -> (PDU kept, event) of the given PDUs that pass the
         format, signature and hash checks (redacted on a wrong hash); the
@@ -396,7 +453,7 @@ class FederationEvents:
         checked: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         for pdu in given:
             try:
-                check_format(pdu, version)
+                check_format(pdu, version, limit_references=limit_references)
                 event_id = reference_event_id(pdu, version)
                 if event_id in checked:
                     continue

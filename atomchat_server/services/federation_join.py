@@ -181,7 +181,7 @@ class RemoteMembership:
         }
         keys = auth_event_keys(event, version)
         state = {
-            k: dict(v)
+            k: v._asdict()
             for k, v in (await event_store.state_events(self._pool, room_id, [*keys, ("m.room.create", "")])).items()
         }
         try:
@@ -206,7 +206,7 @@ class RemoteMembership:
         stripped = [
             stripped_state(row)
             for row in await event_store.current_state(self._pool, room_id)
-            if row["type"] in INVITE_STATE_TYPES
+            if row.type in INVITE_STATE_TYPES
         ]
         server = server_of(target)
         try:

@@ -5,7 +5,8 @@ state, state_ids, event_auth, backfill, get_missing_events).
 
 Every read checks that the asking server may see the room: one of its users
 is in it (or, for a single event, was when it happened is not tracked: in it
-now). Answers carry the PDUs as stored, which are what this server sent or
+now); backfill also applies the room's history visibility to what its users
+may read. Answers carry the PDUs as stored, which are what this server sent or
 accepted.
 """
 
@@ -23,9 +24,12 @@ from ..events.drafts import EventDraft
 from ..events.ids import server_of, split_user_id
 from ..events.pdu import as_event, build_pdu
 from ..events.pdu_checks import PduError, check_format
+from ..events.redaction import prune_event
 from ..events.room_versions import RoomVersion, UnknownRoomVersion, room_version
 from ..events.signing import event_id as reference_event_id
 from ..events.signing import has_valid_content_hash, sign_event
+from ..events.visibility import can_see, server_ranges
+from ..storage import backfill as backfill_store
 from ..storage import events as event_store
 from ..storage import pdus as pdu_store
 from ..storage import users as user_store
@@ -106,7 +110,7 @@ class FederationRooms:
         }
         keys = auth_event_keys(draft, version)
         state = {
-            k: dict(v)
+            k: v._asdict()
             for k, v in (await event_store.state_events(self._pool, room_id, keys + [("m.room.create", "")])).items()
         }
         try:
@@ -175,7 +179,7 @@ class FederationRooms:
         if row is None:
             raise forbidden(f"The {membership} is not allowed by the room's current state")
         await self._relay(origin, room_id, event_id)
-        return pdu, row["stream"], version
+        return pdu, row.stream, version
 
     async def _relay(self, origin: str, room_id: str, event_id: str) -> None:
         """Queues a membership this server took in for the room's other
@@ -305,12 +309,20 @@ class FederationRooms:
         return {"auth_chain": [self._pdu(r) for r in chain]}
 
     async def backfill(self, origin: str, room_id: str, from_ids: Sequence[str], limit: int) -> dict[str, Any]:
-        await self._require_in_room(origin, room_id)
+        """Up to ``limit`` (at most MAX_EVENTS) events at and before
+        ``from_ids``, newest first. An event the asking server's users may
+        not read by the room's history visibility is served redacted: its
+        place in the room's graph, not its content."""
+        _, version = await self._require_in_room(origin, room_id)
         rows = await pdu_store.backfill(self._pool, room_id, from_ids, max(1, min(limit, MAX_EVENTS)))
+        visibility = await backfill_store.history_visibility(self._pool, room_id) or "shared"
+        ranges = server_ranges(await backfill_store.origin_memberships(self._pool, room_id, origin), visibility)
         return {
             "origin": self._signer.server_name,
             "origin_server_ts": int(time.time() * 1000),
-            "pdus": [self._pdu(r) for r in rows],
+            "pdus": [
+                self._pdu(r) if can_see(ranges, r["stream"]) else prune_event(self._pdu(r), version) for r in rows
+            ],
         }
 
     async def get_missing_events(self, origin: str, room_id: str, body: Mapping[str, Any]) -> dict[str, Any]:

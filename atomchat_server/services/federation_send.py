@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from ..db import Database
 from ..events.ids import server_of
 from ..storage import pdus as pdu_store
+from ..storage.events import Event
 
 
 class PduOutbox(Protocol):
@@ -62,23 +63,21 @@ class PduSender:
         for room_id in await pdu_store.rooms_with_remote_members(db, self._server_name):
             self._rooms.setdefault(room_id, None)
 
-    def observe(self, row: Any) -> str | None:
+    def observe(self, row: Event) -> str | None:
         """The notifier's hook for each committed event (of any process)."""
-        if row["stream"] > self._seen:
-            self._note(row)
+        if row.stream > self._seen:
+            self._note(row.room_id, row.type, row.state_key)
         return None
 
-    def _note(self, row: Any) -> None:
-        if self._remote(row):
-            self._rooms[row["room_id"]] = None
+    def _note(self, room_id: str, event_type: str, state_key: str | None) -> None:
+        if self._remote(event_type, state_key):
+            self._rooms[room_id] = None
 
-    def _remote(self, row: Any) -> bool:
+    def _remote(self, event_type: str, state_key: str | None) -> bool:
         """A member event about a user of another server."""
-        return (
-            row["type"] == "m.room.member"
-            and bool(row["state_key"])
-            and server_of(row["state_key"]) != self._server_name
-        )
+        if event_type != "m.room.member" or not state_key:
+            return False
+        return server_of(state_key) != self._server_name
 
     async def queue(
         self, conn: Database, rows: list[dict[str, Any]], floor: int | None, last: int
@@ -89,7 +88,7 @@ class PduSender:
         by_room: dict[str, list[dict[str, Any]]] = {}
         changed: set[str] = set()  # rooms where the batch changed a remote user's membership
         for row in rows:
-            if self._remote(row):
+            if self._remote(row["type"], row["state_key"]):
                 changed.add(row["room_id"])
             if row.get("pdu") is not None and server_of(row["sender"]) == self._server_name:
                 by_room.setdefault(row["room_id"], []).append(row)
@@ -117,7 +116,7 @@ class PduSender:
 
         def committed() -> None:
             for row in rows:
-                self._note(row)
+                self._note(row["room_id"], row["type"], row["state_key"])
             for room_id, servers in read.items():  # read after the batch's own changes: current
                 if servers or room_id in self._rooms:
                     self._rooms[room_id] = servers

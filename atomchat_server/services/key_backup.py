@@ -19,22 +19,22 @@ def _number(version: str) -> int | None:
     return int(version) if version.isascii() and version.isdigit() and len(version) < 18 else None
 
 
-def _version_json(row: asyncpg.Record) -> dict[str, Any]:
+def _version_json(row: store.BackupVersion) -> dict[str, Any]:
     return {
-        "algorithm": row["algorithm"],
-        "auth_data": row["auth_data"],
-        "count": row["count"],
-        "etag": str(row["etag"]),
-        "version": str(row["version"]),
+        "algorithm": row.algorithm,
+        "auth_data": row.auth_data,
+        "count": row.count,
+        "etag": str(row.etag),
+        "version": str(row.version),
     }
 
 
-def _key_json(row: asyncpg.Record) -> dict[str, Any]:
+def _key_json(row: store.BackedUpKey) -> dict[str, Any]:
     return {
-        "first_message_index": row["first_message_index"],
-        "forwarded_count": row["forwarded_count"],
-        "is_verified": row["is_verified"],
-        "session_data": row["session_data"],
+        "first_message_index": row.first_message_index,
+        "forwarded_count": row.forwarded_count,
+        "is_verified": row.is_verified,
+        "session_data": row.session_data,
     }
 
 
@@ -89,7 +89,7 @@ class KeyBackup:
                 403,
                 "M_WRONG_ROOM_KEYS_VERSION",
                 "That is not the current backup version",
-                current_version=str(current["version"]) if current else None,
+                current_version=str(current.version) if current else None,
             )
         return {"etag": str(result[0]), "count": result[1]}
 
@@ -105,7 +105,7 @@ class KeyBackup:
             return _key_json(rows[0])
         rooms: dict[str, dict[str, Any]] = {}
         for row in rows:
-            rooms.setdefault(row["room_id"], {"sessions": {}})["sessions"][row["session_id"]] = _key_json(row)
+            rooms.setdefault(row.room_id, {"sessions": {}})["sessions"][row.session_id] = _key_json(row)
         if room_id is not None:
             return rooms.get(room_id, {"sessions": {}})
         return {"rooms": rooms}

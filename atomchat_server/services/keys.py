@@ -46,8 +46,8 @@ async def device_list_changes(db: Database, user_id: str, after: int, upto: int)
     rows = await store.device_list_events_between(db, user_id, after, upto)
     if not rows:
         return [], []
-    key_changes = [row["member"] for row in rows if row["room_id"] is None]
-    member_changes = [(row["room_id"], row["member"], row["membership"]) for row in rows if row["room_id"] is not None]
+    key_changes = [row.member for row in rows if row.room_id is None]
+    member_changes = [(row.room_id, row.member, row.membership) for row in rows if row.room_id is not None]
     my_rooms = sorted({room for room, member, _ in member_changes if member == user_id})
     members = await store.joined_members_of(db, my_rooms) if my_rooms else []
     concerned = set(key_changes) | {member for _, member, _ in member_changes} | set(members)
@@ -87,14 +87,14 @@ class Keys:
         may ask for anyone's, as the keys are public); others are failures."""
         local = {user_id: devices for user_id, devices in wanted.items() if self._is_local(user_id)}
         signatures = await store.signatures_for(self._pool, list(local), requester.user_id)
-        extra: dict[tuple[str, str], list[Any]] = {}
-        for row in signatures:
-            extra.setdefault((row["target_user"], row["target_key_id"]), []).append(row)
+        extra: dict[tuple[str, str], list[store.KeySignature]] = {}
+        for signature in signatures:
+            extra.setdefault((signature.target_user, signature.target_key_id), []).append(signature)
         device_keys: dict[str, dict[str, Any]] = {user_id: {} for user_id in local}
         for row in await store.device_keys_of(self._pool, local):
-            keys = _with_signatures(row["keys"], extra.get((row["user_id"], row["device_id"]), ()))
-            keys["unsigned"] = {"device_display_name": row["display_name"]} if row["display_name"] else {}
-            device_keys[row["user_id"]][row["device_id"]] = keys
+            keys = _with_signatures(row.keys, extra.get((row.user_id, row.device_id), ()))
+            keys["unsigned"] = {"device_display_name": row.display_name} if row.display_name else {}
+            device_keys[row.user_id][row.device_id] = keys
         answer: dict[str, Any] = {
             "device_keys": device_keys,
             "failures": {},
@@ -102,12 +102,11 @@ class Keys:
             "self_signing_keys": {},
             "user_signing_keys": {},
         }
-        for row in await store.cross_signing_keys_of(self._pool, list(local)):
-            if row["key_type"] == "user_signing" and row["user_id"] != requester.user_id:
+        for cross in await store.cross_signing_keys_of(self._pool, list(local)):
+            if cross.key_type == "user_signing" and cross.user_id != requester.user_id:
                 continue  # only its owner needs to know whom they trust
-            key = row["keys"]
-            key = _with_signatures(key, extra.get((row["user_id"], e2ee.public_key(key)), ()))
-            answer[f"{row['key_type']}_keys"][row["user_id"]] = key
+            key = _with_signatures(cross.keys, extra.get((cross.user_id, e2ee.public_key(cross.keys)), ()))
+            answer[f"{cross.key_type}_keys"][cross.user_id] = key
         return answer
 
     async def claim(self, requester: Requester, wanted: dict[str, dict[str, str]]) -> dict[str, Any]:
@@ -118,7 +117,7 @@ class Keys:
             for device_id, algorithm in devices.items():
                 row = await store.claim_key(self._pool, user_id, device_id, algorithm)
                 if row is not None:
-                    claimed.setdefault(user_id, {})[device_id] = {row["key_id"]: row["key"]}
+                    claimed.setdefault(user_id, {})[device_id] = {row.key_id: row.key}
         return {"one_time_keys": claimed, "failures": {}}
 
     async def changes(self, requester: Requester, after: int, upto: int) -> dict[str, list[str]]:
@@ -143,7 +142,7 @@ class Keys:
         everyone = [user_id for user_id, devices in messages.items() if "*" in devices and self._is_local(user_id)]
         all_devices: dict[str, list[str]] = {}
         for row in await store.devices_of(self._pool, everyone) if everyone else ():
-            all_devices.setdefault(row["user_id"], []).append(row["device_id"])
+            all_devices.setdefault(row.user_id, []).append(row.device_id)
         queued: dict[tuple[str, str], Any] = {}
         for user_id, devices in messages.items():
             if not self._is_local(user_id):
@@ -169,7 +168,7 @@ class Keys:
         """Replacing cross-signing keys needs the password; publishing the
         first ones (or the same ones again) does not, so a client can set
         up cross-signing without asking (spec v1.11)."""
-        held = {row["key_type"]: row["keys"] for row in await store.cross_signing_keys_of(self._pool, [user_id])}
+        held = {row.key_type: row.keys for row in await store.cross_signing_keys_of(self._pool, [user_id])}
         if "master" not in held:
             return False
         return any(
@@ -179,7 +178,7 @@ class Keys:
 
     async def upload_cross_signing(self, requester: Requester, body: dict[str, Any]) -> None:
         user_id = requester.user_id
-        held = {row["key_type"]: row["keys"] for row in await store.cross_signing_keys_of(self._pool, [user_id])}
+        held = {row.key_type: row.keys for row in await store.cross_signing_keys_of(self._pool, [user_id])}
         uploaded = {
             key_type: body[f"{key_type}_key"] for key_type in e2ee.CROSS_SIGNING_TYPES if f"{key_type}_key" in body
         }
@@ -200,11 +199,11 @@ class Keys:
         rows: list[tuple[str, str, str, str]] = []
         for user_id, objects in body.items():
             devices = (
-                {row["device_id"]: row["keys"] for row in await store.device_keys_of(self._pool, {user_id: []})}
+                {row.device_id: row.keys for row in await store.device_keys_of(self._pool, {user_id: []})}
                 if user_id == signer
                 else {}
             )
-            cross = {row["key_type"]: row["keys"] for row in await store.cross_signing_keys_of(self._pool, [user_id])}
+            cross = {row.key_type: row.keys for row in await store.cross_signing_keys_of(self._pool, [user_id])}
             master = cross.get("master")
             for key_id, signed in objects.items():
                 stored = devices.get(key_id)
@@ -253,12 +252,12 @@ def _bare(key: Any) -> Any:
     return {name: value for name, value in key.items() if name not in ("signatures", "unsigned")}
 
 
-def _with_signatures(key: dict[str, Any], rows: Sequence[asyncpg.Record]) -> dict[str, Any]:
+def _with_signatures(key: dict[str, Any], rows: Sequence[store.KeySignature]) -> dict[str, Any]:
     """The key with the separately uploaded signatures merged in."""
     if not rows:
         return key
     key = copy.deepcopy(key)
     signatures = key.setdefault("signatures", {})
     for row in rows:
-        signatures.setdefault(row["signer_user"], {})[row["signer_key_id"]] = row["signature"]
+        signatures.setdefault(row.signer_user, {})[row.signer_key_id] = row.signature
     return key

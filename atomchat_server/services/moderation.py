@@ -107,15 +107,15 @@ class Moderation:
             await self._create_policy_room(room_id)
         self.blocks.policy_room = room_id
         for row in await event_store.current_state(self._pool, room_id):
-            if row["type"] == rules.POLICY_RULE:
-                self.blocks.apply(row["state_key"], row["content"])
-            elif row["type"] == rules.SERVER_RULE:
-                self.blocks.apply_server_rule(row["state_key"], row["content"])
+            if row.type == rules.POLICY_RULE:
+                self.blocks.apply(row.key, row.content)
+            elif row.type == rules.SERVER_RULE:
+                self.blocks.apply_server_rule(row.key, row.content)
         moderators = set(await store.moderators(self._pool))
         for member in await event_store.member_events(self._pool, room_id, memberships=["join"]):
-            if member["state_key"] != self.system_user and member["state_key"] not in moderators:
-                await self._leave_policy_room(member["state_key"])
-        joined = {m["state_key"] for m in await event_store.member_events(self._pool, room_id, memberships=["join"])}
+            if member.key != self.system_user and member.key not in moderators:
+                await self._leave_policy_room(member.key)
+        joined = {m.key for m in await event_store.member_events(self._pool, room_id, memberships=["join"])}
         for user_id in moderators - joined:
             await self._join_policy_room(user_id)
 
@@ -186,13 +186,13 @@ class Moderation:
             ]
         )
 
-    def observe(self, row: Any) -> str | None:
+    def observe(self, row: event_store.Event) -> str | None:
         """The notifier's hook for each committed event: takes in rules of
         the policy room; returns the user whose block changed."""
-        if row["room_id"] == self.blocks.policy_room and row["type"] == rules.POLICY_RULE:
-            return self.blocks.apply(row["state_key"], row["content"])
-        if row["room_id"] == self.blocks.policy_room and row["type"] == rules.SERVER_RULE:
-            self.blocks.apply_server_rule(row["state_key"], row["content"])
+        if row.room_id == self.blocks.policy_room and row.type == rules.POLICY_RULE:
+            return self.blocks.apply(row.key, row.content)
+        if row.room_id == self.blocks.policy_room and row.type == rules.SERVER_RULE:
+            self.blocks.apply_server_rule(row.key, row.content)
         return None
 
     # -- blocks ----------------------------------------------------------------------------
@@ -291,17 +291,17 @@ class Moderation:
                 await self._persister.write(
                     [
                         EventDraft(
-                            room_id=row["room_id"],
+                            room_id=row.room_id,
                             sender=moderator,
                             type="m.room.redaction",
                             content=content,
-                            redacts=row["event_id"],
+                            redacts=row.event_id,
                             by_moderator=True,
                         )
                     ]
                 )
                 count += 1
-            after = rows[-1]["stream"]
+            after = rows[-1].stream
 
     async def delete_room(self, moderator: str, room_id: str, *, purge: bool, reason: str = "") -> None:
         """Removes every member, takes the room out of lists and the directory,
@@ -318,7 +318,7 @@ class Moderation:
                         sender=self.system_user,
                         type="m.room.member",
                         content={"membership": "leave", "reason": reason or "The room was deleted"},
-                        state_key=member["state_key"],
+                        state_key=member.state_key,
                         by_server=True,
                     )
                     for member in members
@@ -353,16 +353,16 @@ class AdminQueries:
         # Accounts.logout_all: handed in, as accounts imports this module (Blocks).
         self._log_out = log_out
 
-    def _user_json(self, row: asyncpg.Record) -> dict[str, Any]:
+    def _user_json(self, row: store.AccountSummary) -> dict[str, Any]:
         return {
-            "user_id": row["user_id"],
-            "id": row["id"],
-            "displayname": row["displayname"],
-            "is_moderator": row["is_moderator"],
-            "locked": self._blocks.of(row["user_id"]) == "locked",
-            "suspended": self._blocks.of(row["user_id"]) == "suspended",
-            "created_ts": int(row["created_at"].timestamp() * 1000),
-            "last_seen_ts": int(row["last_seen_at"].timestamp() * 1000) if row["last_seen_at"] else None,
+            "user_id": row.user_id,
+            "id": row.id,
+            "displayname": row.displayname,
+            "is_moderator": row.is_moderator,
+            "locked": self._blocks.of(row.user_id) == "locked",
+            "suspended": self._blocks.of(row.user_id) == "suspended",
+            "created_ts": int(row.created_at.timestamp() * 1000),
+            "last_seen_ts": int(row.last_seen_at.timestamp() * 1000) if row.last_seen_at else None,
         }
 
     async def users(self, *, search: str | None, only: str | None, after: int, limit: int) -> dict[str, Any]:
@@ -384,7 +384,7 @@ class AdminQueries:
         )
         body: dict[str, Any] = {"users": [self._user_json(row) for row in rows]}
         if more:
-            body["next_from"] = str(rows[-1]["id"])
+            body["next_from"] = str(rows[-1].id)
         return body
 
     async def user(self, user_id: str) -> dict[str, Any]:
@@ -403,15 +403,14 @@ class AdminQueries:
         return {
             **self._user_json(rows[0]),
             "rooms": [
-                {"room_id": r["room_id"], "membership": r["membership"]}
-                for r in await store.user_rooms(self._pool, user_id)
+                {"room_id": r.room_id, "membership": r.membership} for r in await store.user_rooms(self._pool, user_id)
             ],
             "devices": [
                 {
-                    "device_id": d["device_id"],
-                    "display_name": d["display_name"],
-                    "last_seen_ip": d["last_seen_ip"],
-                    "last_seen_ts": int(d["last_seen_at"].timestamp() * 1000) if d["last_seen_at"] else None,
+                    "device_id": d.device_id,
+                    "display_name": d.display_name,
+                    "last_seen_ip": d.last_seen_ip,
+                    "last_seen_ts": int(d.last_seen_at.timestamp() * 1000) if d.last_seen_at else None,
                 }
                 for d in devices
             ],
@@ -424,16 +423,16 @@ class AdminQueries:
         await self._log_out(user_id)
 
     @staticmethod
-    def _room_json(row: asyncpg.Record) -> dict[str, Any]:
+    def _room_json(row: store.RoomSummary) -> dict[str, Any]:
         return {
-            "room_id": row["room_id"],
-            "id": row["id"],
-            "name": row["name"],
-            "creator": row["creator"],
-            "num_joined_members": row["members"],
-            "published": row["published"],
-            "created_ts": int(row["created_at"].timestamp() * 1000),
-            "last_activity_ts": row["last_activity_ts"],
+            "room_id": row.room_id,
+            "id": row.id,
+            "name": row.name,
+            "creator": row.creator,
+            "num_joined_members": row.members,
+            "published": row.published,
+            "created_ts": int(row.created_at.timestamp() * 1000),
+            "last_activity_ts": row.last_activity_ts,
         }
 
     async def rooms(self, *, search: str | None, after: int, limit: int) -> dict[str, Any]:
@@ -445,21 +444,19 @@ class AdminQueries:
         )
         body: dict[str, Any] = {"rooms": [self._room_json(row) for row in rows]}
         if more:
-            body["next_from"] = str(rows[-1]["id"])
+            body["next_from"] = str(rows[-1].id)
         return body
 
     async def room(self, room_id: str) -> dict[str, Any]:
         row = await store.room_summary(self._pool, room_id)
         if row is None:
             raise not_found("Unknown room")
-        state = {
-            (r["type"], r["state_key"]): r["content"] for r in await event_store.current_state(self._pool, room_id)
-        }
+        state = {(r.type, r.state_key): r.content for r in await event_store.current_state(self._pool, room_id)}
         members = await event_store.member_events(self._pool, room_id, memberships=["join", "invite", "ban"])
         return {
             **self._room_json(row),
             "topic": state.get(("m.room.topic", ""), {}).get("topic"),
             "join_rule": state.get(("m.room.join_rules", ""), {}).get("join_rule"),
             "history_visibility": state.get(("m.room.history_visibility", ""), {}).get("history_visibility"),
-            "members": [{"user_id": m["state_key"], "membership": m["content"].get("membership")} for m in members],
+            "members": [{"user_id": m.state_key, "membership": m.content.get("membership")} for m in members],
         }

@@ -108,7 +108,7 @@ class Persister:
         pool: asyncpg.Pool,
         supervisor: Supervisor,
         signer: Signer,
-        on_commit: Callable[[int, list[Any] | None, int | None], None] | None = None,
+        on_commit: Callable[[int, list[event_store.Event] | None, int | None], None] | None = None,
         judge: Any = None,
     ) -> None:
         self._pool = pool
@@ -248,7 +248,8 @@ class Persister:
                 # other write took a position, and no redaction changed an
                 # event after it was appended.
                 whole = batch.floor is not None and batch.last_position == batch.last_event and not batch.redacted
-                self._on_commit(batch.last_position, batch.appended if whole else None, batch.floor)
+                handed = [event_store.event_of(row) for row in batch.appended] if whole else None
+                self._on_commit(batch.last_position, handed, batch.floor)
             for done in after_commit:
                 try:
                     done()
@@ -348,7 +349,7 @@ class _Batch:
         if missing:
             rows = await event_store.state_events(self.conn, room_id, missing) if room_id in self.heads else {}
             for key in missing:
-                loaded[key] = dict(rows[key]) if key in rows else None
+                loaded[key] = rows[key]._asdict() if key in rows else None
         state = {}
         for key in keys:
             value = known[key] if key in known else loaded.get(key)
@@ -356,15 +357,15 @@ class _Batch:
                 state[key] = value
         return state
 
-    def _forget_redacted(self, target: Any, pruned: dict[str, Any]) -> None:
+    def _forget_redacted(self, target: event_store.Event, pruned: dict[str, Any]) -> None:
         """Later events of this batch that replace a redacted state event
         must see its pruned content (their prev_content), as the database does."""
-        if target["state_key"] is None:
+        if target.state_key is None:
             return
-        key = (target["type"], target["state_key"])
-        for known in (self.state.get(target["room_id"], {}), self.loaded.get(target["room_id"], {})):
+        key = (target.type, target.state_key)
+        for known in (self.state.get(target.room_id, {}), self.loaded.get(target.room_id, {})):
             entry = known.get(key)
-            if entry is not None and entry["event_id"] == target["event_id"]:
+            if entry is not None and entry["event_id"] == target.event_id:
                 known[key] = {**entry, "content": pruned}
 
     async def apply(self, unit: WriteUnit) -> Any:
@@ -403,9 +404,9 @@ class _Batch:
             if draft.redacts is not None:
                 await self.flush()  # the target may be an event of this batch
                 found = await event_store.get_event(self.conn, draft.redacts)
-                if found is None or found["room_id"] != draft.room_id:
+                if found is None or found.room_id != draft.room_id:
                     raise not_found("Unknown event")
-                redacted = dict(found)
+                redacted = found._asdict()
             try:
                 if not draft.by_server:
                     check(event, moderator_view(state, event) if draft.by_moderator else state, redacted_event=redacted)
@@ -477,11 +478,11 @@ class _Batch:
                 self.redacted = True
                 target = await event_store.get_event(self.conn, draft.redacts)
                 assert target is not None, "checked before appending"
-                if target["redacted_by"] is None:
-                    because = client_event(row, now_ms=now_ms)
+                if target.redacted_by is None:
+                    because = client_event(event_store.event_of(row), now_ms=now_ms)
                     del because["unsigned"]
                     pruned = pruned_content(
-                        target["type"], target["content"], *((head.version,) if head.version is not None else ())
+                        target.type, target.content, *((head.version,) if head.version is not None else ())
                     )
                     await event_store.redact(self.conn, draft.redacts, pruned, because)
                     self._forget_redacted(target, pruned)

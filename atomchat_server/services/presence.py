@@ -93,7 +93,7 @@ class Presence:
             return
         self._written[user_id] = (self._clock.monotonic(), syncing_as)
         row = await store.refresh_active(self._pool, user_id, self._now_ms())
-        if row is not None and rules.after_sync(row["state"], row["chosen"], syncing_as) is None:
+        if row is not None and rules.after_sync(row.state, row.chosen, syncing_as) is None:
             return
         await self._persister.update(partial(self._sync_state, user_id=user_id, syncing_as=syncing_as))
 
@@ -101,7 +101,7 @@ class Presence:
         """Under the stream lock: moves the user to the state syncing asks
         for, unless another write got there first (or they chose theirs)."""
         row = await store.get_presence(conn, user_id)
-        state = rules.after_sync(row["state"] if row else None, row["chosen"] if row else False, syncing_as)
+        state = rules.after_sync(row.state if row else None, row.chosen if row else False, syncing_as)
         if state is None:
             return None
         return await store.put_presence(
@@ -149,16 +149,14 @@ class Presence:
         if row is None:
             return {"presence": rules.OFFLINE}
         return rules.presence_content(
-            row["state"], row["status_msg"], row["last_active_ts"], self._now_ms(), self.active_window_ms
+            row.state, row.status_msg, row.last_active_ts, self._now_ms(), self.active_window_ms
         )
 
     async def events_since(self, user_id: str, after: int | None, upto: int) -> list[dict[str, Any]]:
         """The m.presence events a sync answer carries."""
         now = self._now_ms()
         return [
-            rules.presence_event(
-                row["user_id"], row["state"], row["status_msg"], row["last_active_ts"], now, self.active_window_ms
-            )
+            rules.presence_event(row.user_id, row.state, row.status_msg, row.last_active_ts, now, self.active_window_ms)
             for row in await store.presence_since(self._pool, user_id, after, upto)
         ]
 

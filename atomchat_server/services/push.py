@@ -76,7 +76,9 @@ class PushRules:
         if refused:
             raise _refusal(refused[0])
 
-    async def notifications(self, user_id: str, *, before: int | None, limit: int, only_highlight: bool) -> list[Any]:
+    async def notifications(
+        self, user_id: str, *, before: int | None, limit: int, only_highlight: bool
+    ) -> list[push_store.Notification]:
         return await push_store.notifications(
             self._pool, user_id, before=before, limit=limit, only_highlight=only_highlight
         )
@@ -84,9 +86,17 @@ class PushRules:
     async def pushers(self, user_id: str) -> list[dict[str, Any]]:
         pushers = []
         for row in await push_store.pushers(self._pool, user_id):
-            pusher = {key: row[key] for key in PUSHER_FIELDS}
-            if row["profile_tag"] is not None:
-                pusher["profile_tag"] = row["profile_tag"]
+            pusher: dict[str, Any] = {
+                "pushkey": row.pushkey,
+                "kind": row.kind,
+                "app_id": row.app_id,
+                "app_display_name": row.app_display_name,
+                "device_display_name": row.device_display_name,
+                "lang": row.lang,
+                "data": row.data,
+            }
+            if row.profile_tag is not None:
+                pusher["profile_tag"] = row.profile_tag
             pushers.append(pusher)
         return pushers
 
@@ -134,9 +144,9 @@ class PushEvaluator:
         ]
         if stale:
             for stored in await push_store.stored_rules(conn, stale):
-                owner = stored["user_id"]
-                compiled = rules.compile_rules(owner, rules.ruleset(owner, stored["content"]))
-                self._remember(owner, stored["stream"], compiled)
+                owner = stored.user_id
+                compiled = rules.compile_rules(owner, rules.ruleset(owner, stored.content))
+                self._remember(owner, stored.stream, compiled)
         sender = row["sender"]
         facts = rules.EventFacts(row, member_count=joined, state=state)
         plans = {id(rules.DEFAULT_COMPILED): rules.DEFAULT_COMPILED.plan(facts)}
@@ -168,8 +178,8 @@ class PushEvaluator:
         stored = await push_store.stored_rules(conn, [user_id])
         if not stored:
             return rules.DEFAULT_COMPILED
-        compiled = rules.compile_rules(user_id, rules.ruleset(user_id, stored[0]["content"]))
-        self._remember(user_id, stored[0]["stream"], compiled)
+        compiled = rules.compile_rules(user_id, rules.ruleset(user_id, stored[0].content))
+        self._remember(user_id, stored[0].stream, compiled)
         return compiled
 
     def _cached_stream(self, user_id: str) -> int | None:

@@ -17,11 +17,12 @@ import asyncpg
 from ..auth.sessions import Requester
 from ..errors import MatrixError, not_found
 from ..events import relations as rules
-from ..events.format import Row, client_event
+from ..events.format import client_event
 from ..events.visibility import Range, can_see
 from ..paging import fetch_page
 from ..storage import events as event_store
 from ..storage import relations as store
+from ..storage.events import Event
 from ..sync import tokens
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ MAX_LIMIT = 1000
 
 
 async def bundle(
-    pool: asyncpg.Pool, requester: Requester, room_id: str, rows: Sequence[Any], ranges: Sequence[Range]
+    pool: asyncpg.Pool, requester: Requester, room_id: str, rows: Sequence[Event], ranges: Sequence[Range]
 ) -> list[dict[str, Any]]:
     """The client form of ``rows`` (events of one room), each non-state
     event with its aggregations, in one round trip for them all (two when
@@ -40,7 +41,7 @@ async def bundle(
     so a thread's summary shows the edited text)."""
     device = (requester.user_id, requester.device_id)
     found = await _aggregated(
-        pool, requester, room_id, [row for row in rows if row["state_key"] is None], rules.AGGREGATED, ranges
+        pool, requester, room_id, [row for row in rows if row.state_key is None], rules.AGGREGATED, ranges
     )
     events = [client_event(row, device=device) for row in rows]
     for event in events:
@@ -54,7 +55,7 @@ async def _aggregated(
     pool: asyncpg.Pool,
     requester: Requester,
     room_id: str,
-    parents: Sequence[Any],
+    parents: Sequence[Event],
     rel_types: Sequence[str],
     ranges: Sequence[Range],
 ) -> dict[str, dict[str, Any]]:
@@ -64,7 +65,7 @@ async def _aggregated(
     aggregates = await store.aggregates(
         pool,
         room_id,
-        [row["event_id"] for row in parents],
+        [row.event_id for row in parents],
         rel_types=rel_types,
         ranges=ranges,
         user_id=requester.user_id,
@@ -73,10 +74,10 @@ async def _aggregated(
     edits = await _aggregated(pool, requester, room_id, latest, (rules.REPLACE,), ranges) if latest else {}
     device = (requester.user_id, requester.device_id)
 
-    def formatted(row: Row) -> dict[str, Any]:
+    def formatted(row: Event) -> dict[str, Any]:
         event = client_event(row, device=device)
-        if row["event_id"] in edits:
-            event["unsigned"]["m.relations"] = edits[row["event_id"]]
+        if row.event_id in edits:
+            event["unsigned"]["m.relations"] = edits[row.event_id]
         return event
 
     return rules.bundle(aggregates, formatted)
@@ -89,9 +90,9 @@ async def check_relation(pool: asyncpg.Pool, room_id: str, content: dict[str, An
     if relation is None or relation[0] != rules.THREAD:
         return
     root = await event_store.get_event(pool, relation[1])
-    if root is None or root["room_id"] != room_id:
+    if root is None or root.room_id != room_id:
         return  # a root this server does not know: clients render the thread as best they can
-    refusal = rules.thread_root_refusal(root["content"])
+    refusal = rules.thread_root_refusal(root.content)
     if refusal is not None:
         raise MatrixError(400, "M_UNKNOWN", refusal)
 
@@ -118,7 +119,7 @@ class Relations:
         """GET /relations: a page of the events relating to ``event_id``."""
         ranges = await self._rooms.readable_ranges(requester, room_id)
         parent = await event_store.get_event(self._pool, event_id)
-        if parent is None or parent["room_id"] != room_id or not can_see(ranges, parent["stream"]):
+        if parent is None or parent.room_id != room_id or not can_see(ranges, parent.stream):
             raise not_found("Event not found")
         limit = max(1, min(limit, MAX_LIMIT))
         position = tokens.parse(from_token) if from_token else None
@@ -143,7 +144,7 @@ class Relations:
         )
         body: dict[str, Any] = {"chunk": await bundle(self._pool, requester, room_id, rows, ranges)}
         if more:
-            body["next_batch"] = tokens.make(rows[-1]["stream"] - 1 if backwards else rows[-1]["stream"])
+            body["next_batch"] = tokens.make(rows[-1].stream - 1 if backwards else rows[-1].stream)
         if from_token:
             body["prev_batch"] = from_token
         if recurse is not None:
@@ -165,7 +166,8 @@ class Relations:
             ),
             limit,
         )
-        body: dict[str, Any] = {"chunk": await bundle(self._pool, requester, room_id, rows, ranges)}
+        roots = [root.event for root in rows]
+        body: dict[str, Any] = {"chunk": await bundle(self._pool, requester, room_id, roots, ranges)}
         if more:
-            body["next_batch"] = tokens.make(rows[-1]["activity"] - 1)
+            body["next_batch"] = tokens.make(rows[-1].activity - 1)
         return body

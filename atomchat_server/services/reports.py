@@ -46,7 +46,7 @@ class Reports:
                 raise
             raise not_found("Event not found") from None  # no telling a hidden room from an unknown one
         event = await event_store.get_event(self._pool, event_id)
-        if event is None or event["room_id"] != room_id or not can_see(ranges, event["stream"]):
+        if event is None or event.room_id != room_id or not can_see(ranges, event.stream):
             raise not_found("Event not found")
         await store.add_report(
             self._pool,
@@ -54,7 +54,7 @@ class Reports:
             reporter=requester.user_id,
             room_id=room_id,
             event_id=event_id,
-            user_id=event["sender"],
+            user_id=event.sender,
             reason=reason,
             score=score,
             received_ts=_now_ms(),
@@ -96,7 +96,7 @@ class Reports:
     # -- for moderators (the admin API checks the role) ------------------------------
 
     @staticmethod
-    def _json(row: asyncpg.Record) -> dict[str, Any]:
+    def _json(row: dict[str, Any]) -> dict[str, Any]:
         report: dict[str, Any] = {"report_id": row["report_id"]}
         for key in (
             "kind",

@@ -26,8 +26,11 @@ from ..events.filters import FilterError, RoomEventFilter
 from ..events.format import client_event
 from ..events.visibility import Range
 from ..paging import fetch_page
+from ..storage import backfill as backfill_store
 from ..storage import events as event_store
 from ..storage import search as search_store
+from ..storage.events import Event
+from ..storage.search import SearchHit
 from ..sync import tokens
 from .rooms import Rooms
 
@@ -130,13 +133,15 @@ class Search:
         total, rows, following = await self._scan(search, visible, by_rank, position, limit)
         context = criteria.get("event_context")
         contexts = (
-            await asyncio.gather(*(self._context(requester, row, readable[row["room_id"]], context) for row in rows))
+            await asyncio.gather(
+                *(self._context(requester, hit.event, readable[hit.event.room_id], context) for hit in rows)
+            )
             if context is not None
             else [None] * len(rows)
         )
         results = []
-        for row, around in zip(rows, contexts, strict=True):
-            result: dict[str, Any] = {"rank": row["rank"], "result": client_event(row, device=_device(requester))}
+        for hit, around in zip(rows, contexts, strict=True):
+            result: dict[str, Any] = {"rank": hit.rank, "result": client_event(hit.event, device=_device(requester))}
             if around is not None:
                 result["context"] = around
             results.append(result)
@@ -144,7 +149,7 @@ class Search:
         if following is not None:
             answer["next_batch"] = following.token()
         if criteria.get("include_state"):
-            room_ids = list(dict.fromkeys(row["room_id"] for row in rows))
+            room_ids = list(dict.fromkeys(hit.event.room_id for hit in rows))
             states = await asyncio.gather(*(self._rooms.state(requester, room_id) for room_id in room_ids))
             answer["state"] = dict(zip(room_ids, states, strict=True))
         group_by = [group["key"] for group in criteria.get("groupings", {}).get("group_by", [])]
@@ -154,12 +159,12 @@ class Search:
 
     async def _scan(
         self,
-        search: Callable[..., Awaitable[tuple[int, list[asyncpg.Record]]]],
+        search: Callable[..., Awaitable[tuple[int, list[SearchHit]]]],
         visible: list[tuple[str, int, int | None]],
         by_rank: bool,
         position: Position | None,
         limit: int,
-    ) -> tuple[int, list[asyncpg.Record], Position | None]:
+    ) -> tuple[int, list[SearchHit], Position | None]:
         """Reads matches newest window first (see FIRST_WINDOW) from
         ``position`` until a page is full: returns the count of matches (exact
         when every window down to the oldest readable event was read or when
@@ -168,13 +173,16 @@ class Search:
         starts (None at the end)."""
         if not visible:
             return 0, [], None
-        bottom = min(lo for _, lo, _ in visible) - 1
+        # Below the lowest position held, nothing: ranges that open on the
+        # room's past (visibility.EARLIEST) start there (backfilled history).
+        lowest = min(await backfill_store.earliest_position(self._pool), 0)
+        bottom = max(min(lo for _, lo, _ in visible), lowest) - 1
         if position is None:
             position = Position(top=await event_store.max_stream(self._pool))
         start = position.block[1] if position.block else position.top
         block, after = position.block, position.after
         hi, window, counted, reached = start, FIRST_WINDOW, 0, start
-        page: list[tuple[Any, tuple[int, int]]] = []
+        page: list[tuple[SearchHit, tuple[int, int]]] = []
         while len(page) <= limit:
             fresh = block is None
             if block is None:
@@ -198,7 +206,7 @@ class Search:
         following = None
         if len(page) > limit:
             last, last_block = page[limit - 1]
-            following = Position(position.top, last_block, (last["rank"] if by_rank else None, last["stream"]))
+            following = Position(position.top, last_block, (last.rank if by_rank else None, last.event.stream))
         # The stretches of (bottom, top] this page did not read: older than
         # the last window, and newer than where the page started.
         unread = [w for w in ((bottom, reached), (start, position.top)) if w[0] < w[1]]
@@ -215,28 +223,26 @@ class Search:
         return total, [row for row, _ in page[:limit]], following
 
     async def _context(
-        self, requester: Requester, row: asyncpg.Record, ranges: list[Range], context: dict[str, Any]
+        self, requester: Requester, row: Event, ranges: list[Range], context: dict[str, Any]
     ) -> dict[str, Any]:
         before = min(context.get("before_limit", DEFAULT_CONTEXT), MAX_CONTEXT)
         after = min(context.get("after_limit", DEFAULT_CONTEXT), MAX_CONTEXT)
         earlier, later = await event_store.events_around(
-            self._pool, row["room_id"], row["stream"], before=before, after=after, ranges=ranges
+            self._pool, row.room_id, row.stream, before=before, after=after, ranges=ranges
         )
         device = _device(requester)
         around: dict[str, Any] = {
             "events_before": [client_event(r, device=device) for r in earlier],
             "events_after": [client_event(r, device=device) for r in later],
-            "start": tokens.make((earlier[-1]["stream"] if earlier else row["stream"]) - 1),
-            "end": tokens.make(later[-1]["stream"] if later else row["stream"]),
+            "start": tokens.make((earlier[-1].stream if earlier else row.stream) - 1),
+            "end": tokens.make(later[-1].stream if later else row.stream),
         }
         if context.get("include_profile"):
             # The senders' profiles as their member events said when the result was sent.
-            senders = sorted({r["sender"] for r in (row, *earlier, *later)})
-            members = await event_store.member_events_of(self._pool, row["room_id"], senders, at_stream=row["stream"])
+            senders = sorted({r.sender for r in (row, *earlier, *later)})
+            members = await event_store.member_events_of(self._pool, row.room_id, senders, at_stream=row.stream)
             around["profile_info"] = {
-                m["state_key"]: {
-                    k: m["content"][k] for k in ("displayname", "avatar_url") if isinstance(m["content"].get(k), str)
-                }
+                m.key: {k: m.content[k] for k in ("displayname", "avatar_url") if isinstance(m.content.get(k), str)}
                 for m in members
             }
         return around
@@ -250,11 +256,11 @@ class Search:
         )
         results = []
         for row in rows:
-            result = {"user_id": row["user_id"]}
-            if row["displayname"] is not None:
-                result["display_name"] = row["displayname"]
-            if row["avatar_url"] is not None:
-                result["avatar_url"] = row["avatar_url"]
+            result = {"user_id": row.user_id}
+            if row.displayname is not None:
+                result["display_name"] = row.displayname
+            if row.avatar_url is not None:
+                result["avatar_url"] = row.avatar_url
             results.append(result)
         return {"limited": more, "results": results}
 
@@ -263,11 +269,12 @@ def _device(requester: Requester) -> tuple[str, str]:
     return requester.user_id, requester.device_id
 
 
-def _groups(rows: Sequence[asyncpg.Record], key: str) -> dict[str, dict[str, Any]]:
+def _groups(rows: Sequence[SearchHit], key: str) -> dict[str, dict[str, Any]]:
     """The page's results grouped by room or sender, in order of first result."""
-    field = "room_id" if key == "room_id" else "sender"
     groups: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        group = groups.setdefault(row[field], {"order": len(groups) + 1, "results": []})
-        group["results"].append(row["event_id"])
+    for hit in rows:
+        group = groups.setdefault(
+            hit.event.room_id if key == "room_id" else hit.event.sender, {"order": len(groups) + 1, "results": []}
+        )
+        group["results"].append(hit.event.event_id)
     return groups

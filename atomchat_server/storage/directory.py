@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import asyncpg
 
 from ..db import Database
@@ -21,8 +23,18 @@ async def create_alias(db: Database, alias: str, room_id: str, creator: str) -> 
         raise AliasTaken(alias) from None
 
 
-async def get_alias(db: Database, alias: str) -> asyncpg.Record | None:
-    return await db.fetchrow("SELECT * FROM room_aliases WHERE alias = $1", alias)
+@dataclass(frozen=True, slots=True)
+class Alias:
+    """A local room alias and who made it (who may always delete it)."""
+
+    alias: str
+    room_id: str
+    creator: str
+
+
+async def get_alias(db: Database, alias: str) -> Alias | None:
+    row = await db.fetchrow("SELECT alias, room_id, creator FROM room_aliases WHERE alias = $1", alias)
+    return Alias(**dict(row)) if row is not None else None
 
 
 async def delete_alias(db: Database, alias: str) -> bool:
@@ -38,13 +50,28 @@ async def set_published(db: Database, room_id: str, published: bool) -> bool:
     return await db.execute("UPDATE rooms SET published = $2 WHERE room_id = $1", room_id, published) != "UPDATE 0"
 
 
+@dataclass(frozen=True, slots=True)
+class PublicRoom:
+    """A room as the public directory lists it: its member count and the
+    state an entry shows (None where the room has no such state)."""
+
+    room_id: str
+    members: int
+    name: str | None
+    topic: str | None
+    canonical_alias: str | None
+    history_visibility: str | None
+    join_rule: str | None
+    guest_access: str | None
+
+
 async def public_rooms(
     db: Database, *, search: str | None, after: tuple[int, str] | None, limit: int
-) -> list[asyncpg.Record]:
+) -> list[PublicRoom]:
     """Published rooms that anyone may join or read, with the state a
     directory entry shows, most members first (an invite-only room stays
     unlisted while published); ``after`` is the (members, room id) of the previous page's last entry."""
-    return await db.fetch(
+    rows = await db.fetch(
         """
         WITH listed AS (
             SELECT r.room_id,
@@ -79,3 +106,4 @@ async def public_rooms(
         after[1] if after else None,
         limit,
     )
+    return [PublicRoom(**dict(row)) for row in rows]

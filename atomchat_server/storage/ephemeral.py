@@ -7,9 +7,8 @@ memory."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-import asyncpg
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from ..db import Database
 
@@ -92,33 +91,65 @@ async def get_account_data(db: Database, user_id: str, room_id: str, type: str) 
     )
 
 
-async def account_data_since(db: Database, user_id: str, after: int | None, upto: int) -> list[asyncpg.Record]:
-    return await db.fetch(
+@dataclass(frozen=True, slots=True)
+class AccountData:
+    """One type of a user's account data: global (room_id '') or of a room."""
+
+    room_id: str
+    type: str
+    content: dict[str, Any]
+    stream: int
+
+
+async def account_data_since(db: Database, user_id: str, after: int | None, upto: int) -> list[AccountData]:
+    rows = await db.fetch(
         "SELECT room_id, type, content, stream FROM account_data"
         " WHERE user_id = $1 AND ($2::bigint IS NULL OR stream > $2) AND stream <= $3 ORDER BY stream",
         user_id,
         after,
         upto,
     )
+    return [AccountData(**dict(row)) for row in rows]
 
 
-async def receipts_since(db: Database, room_ids: Sequence[str], after: int | None, upto: int) -> list[asyncpg.Record]:
-    return await db.fetch(
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """How far one user has read a room (or a thread of it), by one receipt type."""
+
+    room_id: str
+    user_id: str
+    receipt_type: str
+    thread_id: str  # '' for the room as a whole
+    event_id: str
+    ts: int
+    stream: int
+
+
+async def receipts_since(db: Database, room_ids: Sequence[str], after: int | None, upto: int) -> list[Receipt]:
+    rows = await db.fetch(
         "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts, stream FROM receipts"
         " WHERE room_id = ANY($1::text[]) AND ($2::bigint IS NULL OR stream > $2) AND stream <= $3 ORDER BY stream",
         list(room_ids),
         after,
         upto,
     )
+    return [Receipt(**dict(row)) for row in rows]
 
 
-async def updates_between(db: Database, after: int, upto: int) -> list[asyncpg.Record]:
+class Wake(NamedTuple):
+    """Whom a change that is not an event wakes: everyone following a room
+    (``user_id`` None), or one user."""
+
+    room_id: str | None
+    user_id: str | None
+
+
+async def updates_between(db: Database, after: int, upto: int) -> list[Wake]:
     """Who to wake for the receipts, account data, presence
     changes, to-device messages and device list changes with after < stream
-    <= upto: (room_id, user_id) pairs, user_id set for what concerns one user.
-    A presence or device list change wakes its user and everyone in a room
-    with them."""
-    return await db.fetch(
+    <= upto. A presence or device list change wakes its user and everyone in
+    a room with them."""
+    rows = await db.fetch(
         "SELECT room_id, NULL AS user_id FROM receipts WHERE stream > $1 AND stream <= $2"
         " UNION ALL SELECT NULL, user_id FROM account_data WHERE stream > $1 AND stream <= $2"
         " UNION ALL SELECT m.room_id, NULL FROM presence p JOIN memberships m"
@@ -131,6 +162,7 @@ async def updates_between(db: Database, after: int, upto: int) -> list[asyncpg.R
         after,
         upto,
     )
+    return [Wake(row["room_id"], row["user_id"]) for row in rows]
 
 
 async def announce_typing(db: Database, payload: str) -> None:

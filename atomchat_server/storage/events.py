@@ -7,9 +7,10 @@ handed out in commit order.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -17,10 +18,63 @@ from ..db import Database
 
 EVENTS_CHANNEL = "atomchat_events"
 
-EVENT_COLUMNS = (
-    "stream, event_id, room_id, type, state_key, sender, content, origin_server_ts, depth,"
-    " prev_events, unsigned, redacts, redacted_by, txn_device, txn_id"
-)
+
+class Event(NamedTuple):
+    """An event as the events table holds it: what crosses into the
+    notifier, sync and the services instead of a driver record, so its
+    fields are typed. A named tuple rather than a frozen dataclass: every
+    event read is made into one, and a tuple is made several times faster."""
+
+    stream: int
+    event_id: str
+    room_id: str
+    type: str
+    state_key: str | None
+    sender: str
+    content: dict[str, Any]
+    origin_server_ts: int
+    depth: int
+    prev_events: list[str]
+    unsigned: dict[str, Any]  # prev_content, prev_sender, replaces_state, redacted_because
+    redacts: str | None
+    redacted_by: str | None
+    txn_device: str | None  # the sending device and its transaction id,
+    txn_id: str | None  # echoed to that device only
+    # What push rules decided for it as it was written (services.push):
+    # {"default": [highlight, actions] or None, "own": [[user, notify,
+    # highlight, actions], ...]}; None where not known (read back by a query
+    # other than sync.events_between).
+    push: dict[str, Any] | None = None
+
+    @property
+    def key(self) -> str:
+        """The state key of what is known to be a state event (a row of
+        current state, a member event): that it has none is a bug."""
+        assert self.state_key is not None, f"{self.event_id} is not a state event"
+        return self.state_key
+
+
+# The columns of an Event (but push), in its order, for every query that reads events whole.
+EVENT_COLUMNS = ", ".join(Event._fields[:-1])
+
+
+def as_event(row: Iterable[Any]) -> Event:
+    """The Event of a row read with EVENT_COLUMNS, in that order."""
+    return Event._make((*row, None))
+
+
+def as_events(rows: Iterable[Iterable[Any]]) -> list[Event]:
+    return [as_event(row) for row in rows]
+
+
+def maybe_event(row: asyncpg.Record | None) -> Event | None:
+    return as_event(row) if row is not None else None
+
+
+def event_of(fields: Mapping[str, Any]) -> Event:
+    """The Event of an event's fields by name (an event as JSON, a writer's
+    row): the Event's fields are taken, anything else left."""
+    return Event._make(map(fields.get, Event._fields))
 
 
 def _columns(alias: str) -> str:
@@ -121,9 +175,7 @@ async def insert_room(conn: Database, *, room_id: str, room_version: str, creato
     )
 
 
-async def state_events(
-    conn: Database, room_id: str, keys: Iterable[tuple[str, str]]
-) -> dict[tuple[str, str], asyncpg.Record]:
+async def state_events(conn: Database, room_id: str, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Event]:
     keys = list(keys)
     rows = await conn.fetch(
         f"SELECT {_columns('e')} FROM current_state cs JOIN events e ON e.event_id = cs.event_id"
@@ -133,7 +185,8 @@ async def state_events(
         [k[0] for k in keys],
         [k[1] for k in keys],
     )
-    return {(row["type"], row["state_key"]): row for row in rows}
+    events = as_events(rows)
+    return {(event.type, event.key): event for event in events}
 
 
 async def transaction_event(db: Database, user_id: str, device_id: str, txn_id: str) -> str | None:
@@ -301,8 +354,8 @@ async def max_stream(db: Database) -> int:
     )
 
 
-async def get_event(db: Database, event_id: str) -> asyncpg.Record | None:
-    return await db.fetchrow(f"SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1", event_id)
+async def get_event(db: Database, event_id: str) -> Event | None:
+    return maybe_event(await db.fetchrow(f"SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1", event_id))
 
 
 @dataclass(frozen=True)
@@ -336,31 +389,33 @@ async def get_room(db: Database, room_id: str) -> Room | None:
     return Room(**dict(row)) if row is not None else None
 
 
-async def current_state(db: Database, room_id: str) -> list[asyncpg.Record]:
-    return await db.fetch(
+async def current_state(db: Database, room_id: str) -> list[Event]:
+    rows = await db.fetch(
         f"SELECT {_columns('e')} FROM current_state cs JOIN events e ON e.event_id = cs.event_id"
         " WHERE cs.room_id = $1 ORDER BY e.stream",
         room_id,
     )
+    return as_events(rows)
 
 
-async def state_at(db: Database, room_id: str, stream: int) -> list[asyncpg.Record]:
+async def state_at(db: Database, room_id: str, stream: int) -> list[Event]:
     """The room's state as it was once the event at ``stream`` had happened."""
-    return await db.fetch(
+    rows = await db.fetch(
         f"SELECT * FROM (SELECT DISTINCT ON (type, state_key) {EVENT_COLUMNS} FROM events"
         " WHERE room_id = $1 AND state_key IS NOT NULL AND stream <= $2"
         " ORDER BY type, state_key, stream DESC) s ORDER BY stream",
         room_id,
         stream,
     )
+    return as_events(rows)
 
 
 async def state_event(
     db: Database, room_id: str, type: str, state_key: str, at_stream: int | None = None
-) -> asyncpg.Record | None:
+) -> Event | None:
     if at_stream is None:
         return (await state_events(db, room_id, [(type, state_key)])).get((type, state_key))
-    return await db.fetchrow(
+    row = await db.fetchrow(
         f"SELECT {EVENT_COLUMNS} FROM events WHERE room_id = $1 AND type = $2 AND state_key = $3"
         " AND stream <= $4 ORDER BY stream DESC LIMIT 1",
         room_id,
@@ -368,6 +423,7 @@ async def state_event(
         state_key,
         at_stream,
     )
+    return maybe_event(row)
 
 
 async def membership(db: Database, room_id: str, user_id: str) -> asyncpg.Record | None:
@@ -439,8 +495,8 @@ async def member_events(
     *,
     memberships: Sequence[str] | None = None,
     not_memberships: Sequence[str] | None = None,
-) -> list[asyncpg.Record]:
-    return await db.fetch(
+) -> list[Event]:
+    rows = await db.fetch(
         f"SELECT {_columns('e')} FROM memberships m JOIN events e ON e.event_id = m.event_id"
         " WHERE m.room_id = $1 AND ($2::text[] IS NULL OR m.membership = ANY($2))"
         " AND ($3::text[] IS NULL OR NOT m.membership = ANY($3)) ORDER BY e.stream",
@@ -448,31 +504,34 @@ async def member_events(
         memberships,
         not_memberships,
     )
+    return as_events(rows)
 
 
 async def member_events_of(
     db: Database, room_id: str, user_ids: Sequence[str], *, at_stream: int | None = None
-) -> list[asyncpg.Record]:
+) -> list[Event]:
     """The member events of some users in a room: current, or as they were
     once the event at ``at_stream`` had happened."""
     if at_stream is None:
-        return await db.fetch(
+        rows = await db.fetch(
             f"SELECT {_columns('e')} FROM memberships m JOIN events e ON e.event_id = m.event_id"
             " WHERE m.room_id = $1 AND m.user_id = ANY($2::text[]) ORDER BY e.stream",
             room_id,
             list(user_ids),
         )
-    return await db.fetch(
-        f"SELECT * FROM (SELECT DISTINCT ON (state_key) {EVENT_COLUMNS} FROM events"
-        " WHERE room_id = $1 AND type = 'm.room.member' AND state_key = ANY($2::text[]) AND stream <= $3"
-        " ORDER BY state_key, stream DESC) s ORDER BY stream",
-        room_id,
-        list(user_ids),
-        at_stream,
-    )
+    else:
+        rows = await db.fetch(
+            f"SELECT * FROM (SELECT DISTINCT ON (state_key) {EVENT_COLUMNS} FROM events"
+            " WHERE room_id = $1 AND type = 'm.room.member' AND state_key = ANY($2::text[]) AND stream <= $3"
+            " ORDER BY state_key, stream DESC) s ORDER BY stream",
+            room_id,
+            list(user_ids),
+            at_stream,
+        )
+    return as_events(rows)
 
 
-async def joined_members(db: Database, room_id: str) -> list[asyncpg.Record]:
+async def joined_members(db: Database, room_id: str) -> list[Event]:
     return await member_events(db, room_id, memberships=["join"])
 
 
@@ -500,12 +559,12 @@ async def page(
     not_types: Sequence[str] | None = None,
     senders: Sequence[str] | None = None,
     not_senders: Sequence[str] | None = None,
-) -> list[asyncpg.Record]:
+) -> list[Event]:
     """Up to ``limit`` events of a room with after < stream <= before (each
     bound optional), inside the visible ``ranges``, newest first when
     ``backwards``. Type filters are SQL LIKE patterns."""
     order = "DESC" if backwards else "ASC"
-    return await db.fetch(
+    rows = await db.fetch(
         f"SELECT {EVENT_COLUMNS} FROM events"
         " WHERE room_id = $1 AND ($2::bigint IS NULL OR stream > $2) AND ($3::bigint IS NULL OR stream <= $3)"
         " AND EXISTS (SELECT 1 FROM unnest($4::bigint[], $5::bigint[]) r(lo, hi)"
@@ -526,11 +585,12 @@ async def page(
         not_senders,
         limit,
     )
+    return as_events(rows)
 
 
 async def events_around(
     db: Database, room_id: str, stream: int, *, before: int, after: int, ranges: Sequence[tuple[int, int | None]]
-) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
+) -> tuple[list[Event], list[Event]]:
     earlier = await page(db, room_id, after=None, before=stream - 1, backwards=True, limit=before, ranges=ranges)
     later = await page(db, room_id, after=stream, before=None, backwards=False, limit=after, ranges=ranges)
     return earlier, later

@@ -5,6 +5,7 @@ version row, so concurrent uploads of one session keep the better key."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -32,11 +33,24 @@ async def create_version(pool: asyncpg.Pool, user_id: str, algorithm: str, auth_
         )
 
 
-async def get_version(db: Database, user_id: str, version: int | None) -> asyncpg.Record | None:
+@dataclass(frozen=True, slots=True)
+class BackupVersion:
+    """A live backup version, with the number of keys it holds."""
+
+    version: int
+    algorithm: str
+    auth_data: dict[str, Any]
+    etag: int  # moves on every change of the keys
+    count: int
+
+
+async def get_version(db: Database, user_id: str, version: int | None) -> BackupVersion | None:
     """The named live version, or the current one (None): with its key count."""
     if version is None:
-        return await db.fetchrow(_VERSION + " ORDER BY v.version DESC LIMIT 1", user_id)
-    return await db.fetchrow(_VERSION + " AND v.version = $2", user_id, version)
+        row = await db.fetchrow(_VERSION + " ORDER BY v.version DESC LIMIT 1", user_id)
+    else:
+        row = await db.fetchrow(_VERSION + " AND v.version = $2", user_id, version)
+    return BackupVersion(**dict(row)) if row is not None else None
 
 
 async def update_auth_data(db: Database, user_id: str, version: int, auth_data: dict[str, Any]) -> None:
@@ -146,10 +160,22 @@ async def _touched(conn: Database, user_id: str, version: int, changed: bool) ->
     return row["etag"], row["count"]
 
 
+@dataclass(frozen=True, slots=True)
+class BackedUpKey:
+    """A Megolm session key in a backup, encrypted by the client (``session_data``)."""
+
+    room_id: str
+    session_id: str
+    first_message_index: int
+    forwarded_count: int
+    is_verified: bool
+    session_data: dict[str, Any]
+
+
 async def get_sessions(
     db: Database, user_id: str, version: int, room_id: str | None, session_id: str | None
-) -> list[asyncpg.Record]:
-    return await db.fetch(
+) -> list[BackedUpKey]:
+    rows = await db.fetch(
         "SELECT room_id, session_id, first_message_index, forwarded_count, is_verified, session_data"
         " FROM key_backup_sessions WHERE user_id = $1 AND version = $2"
         " AND ($3::text IS NULL OR room_id = $3) AND ($4::text IS NULL OR session_id = $4)"
@@ -159,3 +185,4 @@ async def get_sessions(
         room_id,
         session_id,
     )
+    return [BackedUpKey(**dict(row)) for row in rows]

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
-
-import asyncpg
 
 from ..db import Database
 
@@ -41,10 +40,20 @@ async def device_list_changed(conn: Database, *, user_id: str) -> int:
     )
 
 
-async def device_keys_of(db: Database, users: dict[str, list[str]]) -> list[asyncpg.Record]:
+@dataclass(frozen=True, slots=True)
+class DeviceKeys:
+    """The identity keys a device published, and the device's display name."""
+
+    user_id: str
+    device_id: str
+    keys: dict[str, Any]
+    display_name: str | None
+
+
+async def device_keys_of(db: Database, users: dict[str, list[str]]) -> list[DeviceKeys]:
     """The device keys of the named devices (an empty list: all the user's
     devices), with each device's display name."""
-    return await db.fetch(
+    rows = await db.fetch(
         "SELECT k.user_id, k.device_id, k.keys, d.display_name FROM device_keys k"
         " JOIN devices d ON d.user_id = k.user_id AND d.device_id = k.device_id"
         " JOIN jsonb_each($1::jsonb) AS q(user_id, devices) ON q.user_id = k.user_id"
@@ -52,6 +61,7 @@ async def device_keys_of(db: Database, users: dict[str, list[str]]) -> list[asyn
         " ORDER BY k.user_id, k.device_id",
         users,
     )
+    return [DeviceKeys(**dict(row)) for row in rows]
 
 
 # -- one-time and fallback keys ------------------------------------------------------
@@ -113,7 +123,16 @@ async def key_state(db: Database, user_id: str, device_id: str) -> tuple[dict[st
     )
 
 
-async def claim_key(db: Database, user_id: str, device_id: str, algorithm: str) -> asyncpg.Record | None:
+@dataclass(frozen=True, slots=True)
+class ClaimedKey:
+    """A one-time (or fallback) key handed out: its id and the key, a bare
+    key string or a signed key object, as the device uploaded it."""
+
+    key_id: str
+    key: str | dict[str, Any]
+
+
+async def claim_key(db: Database, user_id: str, device_id: str, algorithm: str) -> ClaimedKey | None:
     """Takes one one-time key of the algorithm, which no other claim can then
     get (concurrent claimers skip each other's locked rows); when none is
     left, the fallback key, which stays and is marked used. None when neither exists."""
@@ -126,26 +145,36 @@ async def claim_key(db: Database, user_id: str, device_id: str, algorithm: str) 
         device_id,
         algorithm,
     )
-    if row is not None:
-        return row
-    return await db.fetchrow(
-        "UPDATE fallback_keys SET used = true WHERE user_id = $1 AND device_id = $2 AND algorithm = $3"
-        " RETURNING key_id, key",
-        user_id,
-        device_id,
-        algorithm,
-    )
+    if row is None:
+        row = await db.fetchrow(
+            "UPDATE fallback_keys SET used = true WHERE user_id = $1 AND device_id = $2 AND algorithm = $3"
+            " RETURNING key_id, key",
+            user_id,
+            device_id,
+            algorithm,
+        )
+    return ClaimedKey(**dict(row)) if row is not None else None
 
 
 # -- cross-signing keys and signatures ---------------------------------------------------
 
 
-async def cross_signing_keys_of(db: Database, user_ids: Sequence[str]) -> list[asyncpg.Record]:
-    return await db.fetch(
+@dataclass(frozen=True, slots=True)
+class CrossSigningKey:
+    """One of a user's cross-signing keys (key_type master, self_signing or user_signing)."""
+
+    user_id: str
+    key_type: str
+    keys: dict[str, Any]
+
+
+async def cross_signing_keys_of(db: Database, user_ids: Sequence[str]) -> list[CrossSigningKey]:
+    rows = await db.fetch(
         "SELECT user_id, key_type, keys FROM cross_signing_keys WHERE user_id = ANY($1::text[])"
         " ORDER BY user_id, key_type",
         list(user_ids),
     )
+    return [CrossSigningKey(**dict(row)) for row in rows]
 
 
 async def put_cross_signing_keys(conn: Database, *, user_id: str, keys: dict[str, Any]) -> int | None:
@@ -188,15 +217,28 @@ async def add_signatures(
     return position
 
 
-async def signatures_for(db: Database, target_users: Sequence[str], reader: str) -> list[asyncpg.Record]:
+@dataclass(frozen=True, slots=True)
+class KeySignature:
+    """A signature uploaded on its own, of a device key or cross-signing key
+    (``target_key_id``: the device id, or the key's public key)."""
+
+    target_user: str
+    target_key_id: str
+    signer_user: str
+    signer_key_id: str
+    signature: str
+
+
+async def signatures_for(db: Database, target_users: Sequence[str], reader: str) -> list[KeySignature]:
     """Uploaded signatures on the users' keys that ``reader`` may see: the
     owners' own, and the reader's."""
-    return await db.fetch(
+    rows = await db.fetch(
         "SELECT target_user, target_key_id, signer_user, signer_key_id, signature FROM key_signatures"
         " WHERE target_user = ANY($1::text[]) AND (signer_user = target_user OR signer_user = $2)",
         list(target_users),
         reader,
     )
+    return [KeySignature(**dict(row)) for row in rows]
 
 
 # -- device lists ---------------------------------------------------------------------------
@@ -213,12 +255,24 @@ async def users_sharing_rooms(db: Database, user_id: str, among: Sequence[str]) 
     return {row["user_id"] for row in rows} | {user_id}
 
 
-async def device_list_events_between(db: Database, user_id: str, after: int, upto: int) -> list[asyncpg.Record]:
+@dataclass(frozen=True, slots=True)
+class DeviceListEvent:
+    """Something that may change a user's device lists: ``member``'s devices
+    or keys changed (room_id and membership None), or ``member``'s
+    membership of ``room_id`` changed (stream 0 for a device change)."""
+
+    room_id: str | None
+    member: str
+    membership: str | None
+    stream: int
+
+
+async def device_list_events_between(db: Database, user_id: str, after: int, upto: int) -> list[DeviceListEvent]:
     """What in (after, upto] may change the user's device lists, in one
     round trip: (NULL, user, NULL) for each user whose devices changed
     (anyone's), and (room, member, membership) for each member event in the
     rooms the user has a membership in, in stream order."""
-    return await db.fetch(
+    rows = await db.fetch(
         "SELECT DISTINCT NULL AS room_id, user_id AS member, NULL AS membership, 0::bigint AS stream"
         " FROM device_list_changes WHERE stream > $2 AND stream <= $3"
         " UNION ALL SELECT e.room_id, e.state_key, e.content->>'membership', e.stream"
@@ -228,6 +282,7 @@ async def device_list_events_between(db: Database, user_id: str, after: int, upt
         after,
         upto,
     )
+    return [DeviceListEvent(**dict(row)) for row in rows]
 
 
 async def joined_members_of(db: Database, room_ids: Sequence[str]) -> list[str]:
@@ -241,8 +296,17 @@ async def joined_members_of(db: Database, room_ids: Sequence[str]) -> list[str]:
 # -- to-device messages -----------------------------------------------------------------------
 
 
-async def devices_of(db: Database, user_ids: Sequence[str]) -> list[asyncpg.Record]:
-    return await db.fetch("SELECT user_id, device_id FROM devices WHERE user_id = ANY($1::text[])", list(user_ids))
+@dataclass(frozen=True, slots=True)
+class UserDevice:
+    """A device, by its user and id."""
+
+    user_id: str
+    device_id: str
+
+
+async def devices_of(db: Database, user_ids: Sequence[str]) -> list[UserDevice]:
+    rows = await db.fetch("SELECT user_id, device_id FROM devices WHERE user_id = ANY($1::text[])", list(user_ids))
+    return [UserDevice(**dict(row)) for row in rows]
 
 
 async def put_to_device(
@@ -276,11 +340,21 @@ async def put_to_device(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ToDeviceMessage:
+    """A message queued for one device, at its position in the stream."""
+
+    stream: int
+    sender: str
+    type: str
+    content: dict[str, Any]
+
+
 async def to_device_between(
     db: Database, user_id: str, device_id: str, after: int | None, upto: int, limit: int
-) -> list[asyncpg.Record]:
+) -> list[ToDeviceMessage]:
     """The device's first ``limit`` messages in (after, upto], oldest first."""
-    return await db.fetch(
+    rows = await db.fetch(
         "SELECT stream, sender, type, content FROM to_device_messages"
         " WHERE user_id = $1 AND device_id = $2 AND ($3::bigint IS NULL OR stream > $3) AND stream <= $4"
         " ORDER BY stream LIMIT $5",
@@ -290,6 +364,7 @@ async def to_device_between(
         upto,
         limit,
     )
+    return [ToDeviceMessage(**dict(row)) for row in rows]
 
 
 async def acknowledge_to_device(db: Database, user_id: str, device_id: str, upto: int) -> None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import asyncpg
+from dataclasses import dataclass
+from datetime import datetime
 
 from ..db import Database
 from ..patterns import like_search
@@ -48,6 +48,19 @@ async def moderators(db: Database) -> list[str]:
     return [row["user_id"] for row in await db.fetch("SELECT user_id FROM users WHERE is_moderator ORDER BY id")]
 
 
+@dataclass(frozen=True, slots=True)
+class AccountSummary:
+    """An account as the admin API lists it, with its last activity."""
+
+    id: int
+    user_id: str
+    localpart: str
+    is_moderator: bool
+    displayname: str | None
+    created_at: datetime
+    last_seen_at: datetime | None  # the latest of its devices'; None if none was seen
+
+
 async def list_users(
     db: Database,
     *,
@@ -57,9 +70,9 @@ async def list_users(
     after_id: int,
     limit: int,
     exclude: str,
-) -> list[asyncpg.Record]:
+) -> list[AccountSummary]:
     """A page of accounts ordered by id, with their last activity."""
-    return await db.fetch(
+    rows = await db.fetch(
         "SELECT u.id, u.user_id, u.localpart, u.is_moderator, u.displayname, u.created_at,"
         " (SELECT max(last_seen_at) FROM devices d WHERE d.user_id = u.user_id) AS last_seen_at"
         " FROM users u WHERE u.id > $1 AND u.user_id <> $6"
@@ -73,26 +86,50 @@ async def list_users(
         limit,
         exclude,
     )
+    return [AccountSummary(**dict(row)) for row in rows]
 
 
-async def user_rooms(db: Database, user_id: str) -> list[asyncpg.Record]:
-    return await db.fetch(
+@dataclass(frozen=True, slots=True)
+class UserRoom:
+    """A room a user has a membership in, and what it is."""
+
+    room_id: str
+    membership: str
+
+
+async def user_rooms(db: Database, user_id: str) -> list[UserRoom]:
+    rows = await db.fetch(
         "SELECT m.room_id, m.membership FROM memberships m JOIN rooms r USING (room_id)"
         " WHERE m.user_id = $1 AND NOT r.deleted ORDER BY m.stream",
         user_id,
     )
+    return [UserRoom(**dict(row)) for row in rows]
 
 
-async def room_summary(db: Database, room_id: str) -> asyncpg.Record | None:
+@dataclass(frozen=True, slots=True)
+class RoomSummary:
+    """A room as the admin API lists it, with its name, member count and last activity."""
+
+    id: int
+    room_id: str
+    creator: str
+    created_at: datetime
+    published: bool
+    name: str | None
+    members: int  # joined
+    last_activity_ts: int | None  # of its latest event
+
+
+async def room_summary(db: Database, room_id: str) -> RoomSummary | None:
     rows = await list_rooms(db, search=None, after_id=0, limit=1, exclude="", room_id=room_id)
     return rows[0] if rows else None
 
 
 async def list_rooms(
     db: Database, *, search: str | None, after_id: int, limit: int, exclude: str, room_id: str | None = None
-) -> list[asyncpg.Record]:
+) -> list[RoomSummary]:
     """A page of rooms ordered by id, with name, member count and last activity."""
-    return await db.fetch(
+    rows = await db.fetch(
         """
         SELECT r.id, r.room_id, r.creator, r.created_at, r.published,
                (SELECT e.content->>'name' FROM current_state cs JOIN events e USING (event_id)
@@ -113,11 +150,21 @@ async def list_rooms(
         exclude,
         room_id,
     )
+    return [RoomSummary(**dict(row)) for row in rows]
 
 
-async def events_of_sender(db: Database, user_id: str, after_stream: int, limit: int) -> list[asyncpg.Record]:
+@dataclass(frozen=True, slots=True)
+class SentEvent:
+    """Where an event of a sender is: its position, id and room."""
+
+    stream: int
+    event_id: str
+    room_id: str
+
+
+async def events_of_sender(db: Database, user_id: str, after_stream: int, limit: int) -> list[SentEvent]:
     """A sender's events that can still be redacted (not redacted, not state), oldest first."""
-    return await db.fetch(
+    rows = await db.fetch(
         "SELECT e.stream, e.event_id, e.room_id FROM events e JOIN rooms r USING (room_id)"
         " WHERE e.sender = $1 AND e.stream > $2 AND e.redacted_by IS NULL AND e.state_key IS NULL"
         " AND e.type <> 'm.room.redaction' AND NOT r.deleted ORDER BY e.stream LIMIT $3",
@@ -125,6 +172,7 @@ async def events_of_sender(db: Database, user_id: str, after_stream: int, limit:
         after_stream,
         limit,
     )
+    return [SentEvent(**dict(row)) for row in rows]
 
 
 async def mark_room_deleted(db: Database, room_id: str) -> None:

@@ -4,25 +4,41 @@ when a user was last active does not."""
 
 from __future__ import annotations
 
-import asyncpg
+from dataclasses import dataclass
 
 from ..db import Database
 
 
-async def refresh_active(db: Database, user_id: str, now_ms: int) -> asyncpg.Record | None:
-    """Notes that a present (not offline) user is active; their state and
-    whether they chose it, or None when they are offline or were never seen."""
-    return await db.fetchrow(
-        "UPDATE presence SET last_active_ts = $2 WHERE user_id = $1 AND state <> 'offline' RETURNING state, chosen",
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """A user's presence as the presence table holds it."""
+
+    user_id: str
+    state: str  # online, unavailable or offline
+    status_msg: str | None
+    chosen: bool  # set by the user, not by syncing
+    last_active_ts: int
+    stream: int
+
+
+_PRESENCE_COLUMNS = "user_id, state, status_msg, chosen, last_active_ts, stream"
+
+
+async def refresh_active(db: Database, user_id: str, now_ms: int) -> Presence | None:
+    """Notes that a present (not offline) user is active; their presence,
+    or None when they are offline or were never seen."""
+    row = await db.fetchrow(
+        f"UPDATE presence SET last_active_ts = $2 WHERE user_id = $1 AND state <> 'offline'"
+        f" RETURNING {_PRESENCE_COLUMNS}",
         user_id,
         now_ms,
     )
+    return Presence(**dict(row)) if row is not None else None
 
 
-async def get_presence(db: Database, user_id: str) -> asyncpg.Record | None:
-    return await db.fetchrow(
-        "SELECT user_id, state, status_msg, chosen, last_active_ts, stream FROM presence WHERE user_id = $1", user_id
-    )
+async def get_presence(db: Database, user_id: str) -> Presence | None:
+    row = await db.fetchrow(f"SELECT {_PRESENCE_COLUMNS} FROM presence WHERE user_id = $1", user_id)
+    return Presence(**dict(row)) if row is not None else None
 
 
 async def put_presence(
@@ -80,20 +96,22 @@ _AUDIENCE = (
 )
 
 
-async def presence_since(db: Database, user_id: str, after: int | None, upto: int) -> list[asyncpg.Record]:
+async def presence_since(db: Database, user_id: str, after: int | None, upto: int) -> list[Presence]:
     """The presence the user is shown for changes in (after, upto]; with
     ``after`` None (an initial sync), every such user who is not offline."""
     if after is None:
-        return await db.fetch(
-            "SELECT user_id, state, status_msg, last_active_ts FROM presence"
+        rows = await db.fetch(
+            f"SELECT {_PRESENCE_COLUMNS} FROM presence"
             f" WHERE user_id IN {_AUDIENCE} AND state <> 'offline' AND stream <= $2 ORDER BY stream",
             user_id,
             upto,
         )
-    return await db.fetch(
-        "SELECT user_id, state, status_msg, last_active_ts FROM presence"
-        f" WHERE stream > $2 AND stream <= $3 AND user_id IN {_AUDIENCE} ORDER BY stream",
-        user_id,
-        after,
-        upto,
-    )
+    else:
+        rows = await db.fetch(
+            f"SELECT {_PRESENCE_COLUMNS} FROM presence"
+            f" WHERE stream > $2 AND stream <= $3 AND user_id IN {_AUDIENCE} ORDER BY stream",
+            user_id,
+            after,
+            upto,
+        )
+    return [Presence(**dict(row)) for row in rows]

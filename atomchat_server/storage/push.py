@@ -9,24 +9,35 @@ storage.ephemeral.put_account_data), so a change reaches their clients in
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import asyncpg
 
 from ..db import Database
-from .events import EVENT_COLUMNS
+from .events import EVENT_COLUMNS, Event, as_event
 
 PUSH_RULES_TYPE = "m.push_rules"
 
 
-async def stored_rules(db: Database, user_ids: Sequence[str]) -> list[asyncpg.Record]:
-    """(user_id, content, stream) of the users' stored push rules."""
-    return await db.fetch(
+@dataclass(frozen=True, slots=True)
+class StoredRules:
+    """A user's push rules as stored in their account data, and the
+    position of that write (what a cached compilation of them is keyed by)."""
+
+    user_id: str
+    content: dict[str, Any]
+    stream: int
+
+
+async def stored_rules(db: Database, user_ids: Sequence[str]) -> list[StoredRules]:
+    rows = await db.fetch(
         "SELECT user_id, content, stream FROM account_data WHERE user_id = ANY($1::text[]) AND room_id = ''"
         " AND type = $2",
         list(user_ids),
         PUSH_RULES_TYPE,
     )
+    return [StoredRules(**dict(row)) for row in rows]
 
 
 async def notification_counts(
@@ -65,14 +76,13 @@ async def notification_counts(
 
 async def notifications(
     db: Database, user_id: str, *, before: int | None, limit: int, only_highlight: bool
-) -> list[asyncpg.Record]:
+) -> list[Notification]:
     """The user's notifications, newest first, below ``before``: their own
     notifying outcomes (an invite, say), and the events of the rooms they are
     in that notify a member with the default rules (unless they fare
-    otherwise, or sent them); redacted events left out. Rows: the event's
-    columns, the actions, and whether a receipt of theirs covers it."""
+    otherwise, or sent them); redacted events left out."""
     columns = ", ".join(f"e.{c.strip()}" for c in EVENT_COLUMNS.split(","))
-    return await db.fetch(
+    rows = await db.fetch(
         f"SELECT {columns}, n.actions AS push_actions,"
         " EXISTS (SELECT 1 FROM receipts rc WHERE rc.room_id = e.room_id AND rc.user_id = $1"
         "         AND rc.event_stream >= e.stream) AS read"
@@ -96,14 +106,39 @@ async def notifications(
         limit,
         only_highlight,
     )
+    return [Notification(as_event(tuple(row)[:-2]), row["push_actions"], row["read"]) for row in rows]
 
 
-async def pushers(db: Database, user_id: str) -> list[asyncpg.Record]:
-    return await db.fetch(
+class Notification(NamedTuple):
+    """An event that notified a user: what push rules decided it does, and
+    whether a receipt of the user's covers it."""
+
+    event: Event
+    actions: list[Any]
+    read: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Pusher:
+    """Where to push a user's notifications to: one (app_id, pushkey) of theirs."""
+
+    app_id: str
+    pushkey: str
+    kind: str
+    app_display_name: str
+    device_display_name: str
+    profile_tag: str | None
+    lang: str
+    data: dict[str, Any]
+
+
+async def pushers(db: Database, user_id: str) -> list[Pusher]:
+    rows = await db.fetch(
         "SELECT app_id, pushkey, kind, app_display_name, device_display_name, profile_tag, lang, data"
         " FROM pushers WHERE user_id = $1 ORDER BY app_id, pushkey",
         user_id,
     )
+    return [Pusher(**dict(row)) for row in rows]
 
 
 async def set_pusher(db: asyncpg.Pool, user_id: str, pusher: dict[str, Any], *, append: bool) -> None:

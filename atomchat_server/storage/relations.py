@@ -6,12 +6,10 @@ the relation from the index by itself."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-import asyncpg
+from typing import Any, NamedTuple
 
 from ..db import Database
-from .events import _columns
+from .events import Event, _columns, as_event, as_events, event_of
 
 # The parent and the relation type of an event, as the indexes spell them.
 _PARENT = "(content->'m.relates_to'->>'event_id')"
@@ -41,13 +39,13 @@ async def children(
     limit: int,
     ranges: Sequence[tuple[int, int | None]],
     depth: int = 1,
-) -> list[asyncpg.Record]:
+) -> list[Event]:
     """Up to ``limit`` events relating to ``event_id`` (with ``depth`` > 1,
     also events relating to those, and so on), with after < stream <=
     before, inside the visible ``ranges``, newest first when ``backwards``.
     The type filters hold for every event on the way, not just the last."""
     order = "DESC" if backwards else "ASC"
-    return await db.fetch(
+    rows = await db.fetch(
         "WITH RECURSIVE tree (event_id, depth) AS ("
         f"  SELECT event_id, 1 FROM events WHERE room_id = $1 AND {_PARENT} = $2"
         f"   AND ($3::text IS NULL OR {_REL_TYPE} = $3) AND ($4::text IS NULL OR type = $4)"
@@ -72,6 +70,7 @@ async def children(
         [r[1] for r in ranges],
         limit,
     )
+    return as_events(rows)
 
 
 # Per parent: the thread's size, latest event and the reader's part in it;
@@ -120,13 +119,20 @@ async def aggregates(
     user_id: str,
 ) -> list[dict[str, Any]]:
     """The aggregates of the ``parents`` (as events.relations.bundle takes
-    them), in one round trip; an ``event`` comes back as the stored row."""
+    them), in one round trip; an ``event`` comes back as an Event."""
     if not parents:
         return []
     rows = await db.fetch(
         _AGGREGATES, room_id, list(parents), list(rel_types), [r[0] for r in ranges], [r[1] for r in ranges], user_id
     )
-    return [dict(row) for row in rows]
+    return [{**dict(row), "event": None if row["event"] is None else event_of(row["event"])} for row in rows]
+
+
+class ThreadRoot(NamedTuple):
+    """A thread's root event, and the position of the thread's latest event."""
+
+    event: Event
+    activity: int
 
 
 async def thread_roots(
@@ -137,12 +143,12 @@ async def thread_roots(
     limit: int,
     ranges: Sequence[tuple[int, int | None]],
     participant: str | None,
-) -> list[asyncpg.Record]:
+) -> list[ThreadRoot]:
     """The room's thread roots, by latest activity newest first (each with
     ``activity``, the position of its latest thread event the reader may see),
     those whose latest activity is at or below ``before``; with
     ``participant``, only threads that user started or wrote in."""
-    return await db.fetch(
+    rows = await db.fetch(
         "WITH threads AS ("
         f"  SELECT {_PARENT} AS root, max(stream) AS activity,"
         "    bool_or(sender = $5) AS wrote FROM events"
@@ -161,3 +167,4 @@ async def thread_roots(
         participant,
         limit,
     )
+    return [ThreadRoot(as_event(tuple(row)[:-1]), row["activity"]) for row in rows]

@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 
 from ..db import Database
-from .events import _columns
+from .events import _columns, event_of
 
 # A report with, for an event report, the reported event as stored now
 # (``event``, NULL once the event or its room is purged).
@@ -45,20 +45,27 @@ async def add_report(
     )
 
 
-async def list_reports(db: Database, *, status: str | None, before_id: int | None, limit: int) -> list[asyncpg.Record]:
+def _report(row: asyncpg.Record) -> dict[str, Any]:
+    """A report's columns by name, its ``event`` an Event (or None)."""
+    return {**dict(row), "event": None if row["event"] is None else event_of(row["event"])}
+
+
+async def list_reports(db: Database, *, status: str | None, before_id: int | None, limit: int) -> list[dict[str, Any]]:
     """A page of reports, newest first, with ids below ``before_id`` (None:
     from the newest); ``status`` None for every status."""
-    return await db.fetch(
+    rows = await db.fetch(
         _REPORT + " WHERE ($1::text IS NULL OR r.status = $1) AND ($2::bigint IS NULL OR r.report_id < $2)"
         " ORDER BY r.report_id DESC LIMIT $3",
         status,
         before_id,
         limit,
     )
+    return [_report(row) for row in rows]
 
 
-async def get_report(db: Database, report_id: int) -> asyncpg.Record | None:
-    return await db.fetchrow(_REPORT + " WHERE r.report_id = $1", report_id)
+async def get_report(db: Database, report_id: int) -> dict[str, Any] | None:
+    row = await db.fetchrow(_REPORT + " WHERE r.report_id = $1", report_id)
+    return None if row is None else _report(row)
 
 
 async def set_status(

@@ -4,12 +4,22 @@ and of the user directory."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import asyncpg
 
 from ..db import Database
 from ..patterns import like_escape
-from .events import _columns
+from .events import Event, _columns, as_event
+
+
+class SearchHit(NamedTuple):
+    """An event that matches a search, and how well."""
+
+    rank: float
+    event: Event
+
 
 # Matches of the query among the events of the visible stretches (room,
 # first stream, last stream or NULL) inside the window of positions
@@ -33,7 +43,7 @@ hits AS MATERIALIZED (
      ORDER BY CASE WHEN $8 THEN rank END DESC, stream DESC
      LIMIT $11
 )
-SELECT t.total, p.rank, {_columns("e")}
+SELECT {_columns("e")}, p.rank, t.total
   FROM (SELECT count(*) AS total FROM hits) t
   LEFT JOIN (page p JOIN events e ON e.stream = p.stream) ON true
  ORDER BY CASE WHEN $8 THEN p.rank END DESC, e.stream DESC
@@ -52,7 +62,7 @@ async def search_events(
     window: tuple[int, int],
     after: tuple[float | None, int | None],
     limit: int,
-) -> tuple[int, list[asyncpg.Record]]:
+) -> tuple[int, list[SearchHit]]:
     """The number of events matching ``query`` (PostgreSQL web search syntax)
     inside the ``visible`` stretches with ``window[0] < stream <=
     window[1]``, and up to ``limit`` of them (with ``rank``): by rank, then
@@ -82,15 +92,27 @@ async def search_events(
             window[1],
         )
     total = rows[0]["total"] if rows else 0
-    return total, [row for row in rows if row["stream"] is not None]
+    return total, [SearchHit(row["rank"], as_event(tuple(row)[:_RANK_AT])) for row in rows if row["stream"] is not None]
 
 
-async def search_users(db: Database, *, user_id: str, term: str, limit: int) -> list[asyncpg.Record]:
+_RANK_AT = len(Event._fields) - 1  # the event's columns come first
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryUser:
+    """A user as the user directory shows them."""
+
+    user_id: str
+    displayname: str | None
+    avatar_url: str | None
+
+
+async def search_users(db: Database, *, user_id: str, term: str, limit: int) -> list[DirectoryUser]:
     """Users whose id or display name contains ``term`` (any case) and who
     share a room with ``user_id`` or are joined to a public room: up to
     ``limit`` of them, exact and prefix matches of the name first."""
     pattern = "%" + like_escape(term) + "%"
-    return await db.fetch(
+    rows = await db.fetch(
         """
         WITH mine AS (SELECT room_id FROM memberships WHERE user_id = $1 AND membership = 'join'),
         public AS (
@@ -115,3 +137,4 @@ async def search_users(db: Database, *, user_id: str, term: str, limit: int) -> 
         pattern[1:],
         limit,
     )
+    return [DirectoryUser(**dict(row)) for row in rows]

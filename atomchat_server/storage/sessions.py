@@ -7,6 +7,9 @@ user's sessions the moment the revocation commits.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 import asyncpg
 
 from ..db import Database
@@ -58,12 +61,24 @@ async def start_session(
         return True
 
 
-async def get_session(db: Database, session_id: str) -> asyncpg.Record | None:
-    return await db.fetchrow(
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A live login, as checking an access token needs it."""
+
+    session_id: str
+    user_id: str
+    device_id: str
+    oldest_valid_generation: int  # tokens of earlier generations are refused
+    is_moderator: bool  # of the account
+
+
+async def get_session(db: Database, session_id: str) -> Session | None:
+    row = await db.fetchrow(
         "SELECT s.session_id, s.user_id, s.device_id, s.oldest_valid_generation, u.is_moderator"
         " FROM sessions s JOIN users u USING (user_id) WHERE s.session_id = $1",
         session_id,
     )
+    return Session(**dict(row)) if row is not None else None
 
 
 async def refresh_token_user(db: Database, token_hash: str) -> str | None:
@@ -72,16 +87,27 @@ async def refresh_token_user(db: Database, token_hash: str) -> str | None:
     return user_id
 
 
-async def rotate_refresh_token(db: Database, old_hash: str, new_hash: str) -> asyncpg.Record | None:
+@dataclass(frozen=True, slots=True)
+class RefreshedSession:
+    """A session whose refresh token was swapped, at its new token generation."""
+
+    session_id: str
+    user_id: str
+    device_id: str
+    token_generation: int
+
+
+async def rotate_refresh_token(db: Database, old_hash: str, new_hash: str) -> RefreshedSession | None:
     """Swaps a refresh token for a new one and moves the session to its
     next token generation; None when the old one is unknown (never issued,
     already used, or its session ended)."""
-    return await db.fetchrow(
+    row = await db.fetchrow(
         "UPDATE sessions SET refresh_token_hash = $2, token_generation = token_generation + 1"
         " WHERE refresh_token_hash = $1 RETURNING session_id, user_id, device_id, token_generation",
         old_hash,
         new_hash,
     )
+    return RefreshedSession(**dict(row)) if row is not None else None
 
 
 async def retire_generations_before(pool: asyncpg.Pool, session_id: str, user_id: str, generation: int) -> None:
@@ -113,12 +139,33 @@ async def delete_devices(pool: asyncpg.Pool, user_id: str, device_ids: list[str]
         return count
 
 
-async def list_devices(db: Database, user_id: str) -> list[asyncpg.Record]:
-    return await db.fetch("SELECT * FROM devices WHERE user_id = $1 ORDER BY created_at, device_id", user_id)
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A device of a user, as the devices table holds it."""
+
+    user_id: str
+    device_id: str
+    display_name: str | None
+    created_at: datetime
+    last_seen_at: datetime | None  # None until a request of it is recorded
+    last_seen_ip: str | None
 
 
-async def get_device(db: Database, user_id: str, device_id: str) -> asyncpg.Record | None:
-    return await db.fetchrow("SELECT * FROM devices WHERE user_id = $1 AND device_id = $2", user_id, device_id)
+_DEVICE_COLUMNS = "user_id, device_id, display_name, created_at, last_seen_at, last_seen_ip"
+
+
+async def list_devices(db: Database, user_id: str) -> list[Device]:
+    rows = await db.fetch(
+        f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE user_id = $1 ORDER BY created_at, device_id", user_id
+    )
+    return [Device(**dict(row)) for row in rows]
+
+
+async def get_device(db: Database, user_id: str, device_id: str) -> Device | None:
+    row = await db.fetchrow(
+        f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE user_id = $1 AND device_id = $2", user_id, device_id
+    )
+    return Device(**dict(row)) if row is not None else None
 
 
 async def rename_device(db: Database, user_id: str, device_id: str, display_name: str | None) -> bool:

@@ -9,10 +9,12 @@ import asyncpg
 
 from ..db import Database
 from . import events as event_store
-from .events import EVENT_COLUMNS
+from .events import EVENT_COLUMNS, Event, as_events
+
+_PUSH_AT = len(Event._fields) - 1  # an Event's fields before push
 
 
-async def events_between(db: Database, after: int, upto: int) -> list[dict[str, Any]]:
+async def events_between(db: Database, after: int, upto: int) -> list[Event]:
     """Every event with after < stream <= upto, in stream order, each with
     ``push``: what push rules decided for it, as services.push made it when
     it was written (the default members' outcome and the members who fare
@@ -29,13 +31,18 @@ async def events_between(db: Database, after: int, upto: int) -> list[dict[str, 
         after,
         upto,
     )
-    events = []
-    for row in rows:
-        event = dict(row)
-        actions, highlight, own = event.pop("push_actions"), event.pop("push_highlight"), event.pop("push_own")
-        event["push"] = {"default": None if actions is None else [highlight, actions], "own": own or []}
-        events.append(event)
-    return events
+    return [
+        Event._make(
+            (
+                *tuple(row)[:_PUSH_AT],
+                {
+                    "default": None if row["push_actions"] is None else [row["push_highlight"], row["push_actions"]],
+                    "own": row["push_own"] or [],
+                },
+            )
+        )
+        for row in rows
+    ]
 
 
 async def user_memberships(db: Database, user_id: str) -> list[asyncpg.Record]:
@@ -63,7 +70,7 @@ async def timeline(
     limit: int,
     ranges: Sequence[tuple[int, int | None]] = ((0, None),),
     **filters: Any,
-) -> tuple[list[asyncpg.Record], bool]:
+) -> tuple[list[Event], bool]:
     """The newest ``limit`` events in (after, upto], oldest first, and whether
     there were more (the timeline is limited). ``filters`` as for events.page."""
     rows = await event_store.page(
@@ -75,9 +82,9 @@ async def timeline(
     return rows, limited
 
 
-async def state_changes(db: Database, room_id: str, *, after: int, before: int) -> list[asyncpg.Record]:
+async def state_changes(db: Database, room_id: str, *, after: int, before: int) -> list[Event]:
     """The latest state event per key among those with after < stream < before."""
-    return await db.fetch(
+    rows = await db.fetch(
         f"SELECT * FROM (SELECT DISTINCT ON (type, state_key) {EVENT_COLUMNS} FROM events"
         " WHERE room_id = $1 AND state_key IS NOT NULL AND stream > $2 AND stream < $3"
         " ORDER BY type, state_key, stream DESC) s ORDER BY stream",
@@ -85,6 +92,7 @@ async def state_changes(db: Database, room_id: str, *, after: int, before: int) 
         after,
         before,
     )
+    return as_events(rows)
 
 
 async def member_counts(db: Database, room_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
@@ -137,7 +145,7 @@ async def timelines(
     not_types: Sequence[str] | None = None,
     senders: Sequence[str] | None = None,
     not_senders: Sequence[str] | None = None,
-) -> dict[str, tuple[list[asyncpg.Record], bool]]:
+) -> dict[str, tuple[list[Event], bool]]:
     """timeline() of many rooms in one round trip: per room (with its own
     visible ranges), the newest ``limit`` events in (after, upto], oldest
     first, and whether there were more."""
@@ -177,10 +185,10 @@ async def timelines(
         limit + 1,
         after,
     )
-    found: dict[str, list[asyncpg.Record]] = {room_id: [] for room_id in room_ids}
-    for row in rows:
-        found[row["room_id"]].append(row)
-    result: dict[str, tuple[list[asyncpg.Record], bool]] = {}
+    found: dict[str, list[Event]] = {room_id: [] for room_id in room_ids}
+    for event in as_events(rows):
+        found[event.room_id].append(event)
+    result: dict[str, tuple[list[Event], bool]] = {}
     for room_id, room_rows in found.items():
         limited = len(room_rows) > limit
         room_rows = room_rows[:limit]
@@ -191,7 +199,7 @@ async def timelines(
 
 async def current_states(
     db: Database, room_ids: Sequence[str], members: dict[str, Sequence[str]] | None = None
-) -> dict[str, list[asyncpg.Record]]:
+) -> dict[str, list[Event]]:
     """The current state of many rooms, per room in stream order; with
     ``members``, of the m.room.member events only those of the users it
     names for each room."""
@@ -206,15 +214,15 @@ async def current_states(
         [pair[0] for pair in wanted],
         [pair[1] for pair in wanted],
     )
-    result: dict[str, list[asyncpg.Record]] = {room_id: [] for room_id in room_ids}
-    for row in rows:
-        result[row["room_id"]].append(row)
+    result: dict[str, list[Event]] = {room_id: [] for room_id in room_ids}
+    for event in as_events(rows):
+        result[event.room_id].append(event)
     return result
 
 
 async def state_events_before(
     db: Database, keys: Sequence[tuple[str, str, str, int]]
-) -> dict[tuple[str, str, str], asyncpg.Record]:
+) -> dict[tuple[str, str, str], Event]:
     """For each (room, type, state_key, position): the newest such state
     event at or below the position (keys with none are absent)."""
     rows = await db.fetch(
@@ -227,13 +235,13 @@ async def state_events_before(
         [key[2] for key in keys],
         [key[3] for key in keys],
     )
-    return {(row["room_id"], row["type"], row["state_key"]): row for row in rows}
+    return {(event.room_id, event.type, event.key): event for event in as_events(rows)}
 
 
-async def events_by_id(db: Database, event_ids: Sequence[str]) -> dict[str, asyncpg.Record]:
+async def events_by_id(db: Database, event_ids: Sequence[str]) -> dict[str, Event]:
     """Many events by id, in one query (unknown ids are absent)."""
     rows = await db.fetch(f"SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ANY($1::text[])", list(event_ids))
-    return {row["event_id"]: row for row in rows}
+    return {event.event_id: event for event in as_events(rows)}
 
 
 async def with_relations(db: Database, events: Sequence[tuple[str, str]]) -> set[str]:

@@ -12,19 +12,20 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import asyncpg
 
 from ..auth.sessions import Requester
 from ..events.filters import DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT, RoomEventFilter, SyncFilter
-from ..events.format import Row, client_event, stripped_state
+from ..events.format import client_event, stripped_state
 from ..events.visibility import Range, visible_ranges
 from ..storage import ephemeral as ephemeral_store
 from ..storage import events as event_store
 from ..storage import keys as key_store
 from ..storage import push as push_store
 from ..storage import sync as sync_store
+from ..storage.events import Event
 from . import response, tokens
 
 if TYPE_CHECKING:
@@ -54,11 +55,19 @@ class ServiceReads:
 
     presence: Presence
     # services.relations.bundle: events in their client form with their aggregations
-    bundle: Callable[[asyncpg.Pool, Requester, str, Sequence[Row], Sequence[Range]], Awaitable[list[dict[str, Any]]]]
+    bundle: Callable[[asyncpg.Pool, Requester, str, Sequence[Event], Sequence[Range]], Awaitable[list[dict[str, Any]]]]
     # services.keys.key_state: a device's one-time key counts and unused fallback key types
     key_state: Callable[[asyncpg.Pool, str, str], Awaitable[tuple[dict[str, int], list[str]]]]
     # services.keys.device_list_changes: (changed, left) for a user between two positions
     device_list_changes: Callable[[asyncpg.Pool, str, int, int], Awaitable[tuple[list[str], list[str]]]]
+
+
+class _Membership(NamedTuple):
+    """The user's membership of a room as of a position."""
+
+    membership: str | None
+    stream: int
+    event_id: str
 
 
 @dataclass
@@ -99,7 +108,6 @@ class SyncBuilder:
         that changed after the typing position ``typing_since`` (None: all
         current ones)."""
         user_id = requester.user_id
-        typing_at = self._typing.position
         # At most TO_DEVICE_LIMIT to-device messages an answer: with more
         # waiting, the whole answer stops at the last one it carries, so the
         # next answer goes on from there, everything in one order.
@@ -109,7 +117,7 @@ class SyncBuilder:
         more = len(to_device) > TO_DEVICE_LIMIT
         if more:
             to_device = to_device[:TO_DEVICE_LIMIT]
-            upto = to_device[-1]["stream"]
+            upto = to_device[-1].stream
         joined: dict[str, Any] = {}
         invited: dict[str, Any] = {}
         left: dict[str, Any] = {}
@@ -130,12 +138,12 @@ class SyncBuilder:
                     if membership["stream"] <= since
                     else await self._membership_at(room_id, user_id, membership, since)
                 )
-            if now["membership"] == "join":
+            if now.membership == "join":
                 member_of.append(room_id)
                 stayed = (
                     since is not None
                     and then is not None
-                    and then["membership"] == "join"
+                    and then.membership == "join"
                     and (membership["stream"] <= since or not await self._left_between(room_id, user_id, since, upto))
                 )
                 if stayed and not full_state:
@@ -148,20 +156,29 @@ class SyncBuilder:
                     joined[room_id] = await self._joined_room(
                         requester, room_id, since if stayed else None, upto, sync_filter, full_state=full_state
                     )
-            elif now["membership"] == "invite":
-                if since is None or now["stream"] > since:
+            elif now.membership == "invite":
+                if since is None or now.stream > since:
                     invited[room_id] = now  # made below, all at once
             elif not membership["forgotten"] and (
                 (
                     since is not None
-                    and now["stream"] > since
+                    and now.stream > since
                     and then is not None
-                    and then["membership"] in ("join", "invite")
+                    and then.membership in ("join", "invite")
                 )
                 or (since is None and sync_filter.include_leave)
             ):
                 left[room_id] = now  # made below, all at once
 
+        # The typers and the typing position are taken in one step, nothing
+        # awaited between them: a notice changing while the rest is built is
+        # then in the next answer, never in this one under a position that
+        # precedes it (which made the next answer tell it again).
+        typing_at = self._typing.position
+        typers = {
+            **self._typing.changes(set(steady), typing_since),
+            **self._typing.changes({room_id for room_id in joined if room_id not in steady}, None),
+        }
         if whole:
             joined.update(await self._whole_rooms(requester, whole, upto, sync_filter))
         if invited:
@@ -171,11 +188,11 @@ class SyncBuilder:
         account_rows = await ephemeral_store.account_data_since(self._pool, user_id, since, upto)
         room_account: dict[str, list[dict[str, Any]]] = {}
         for row in account_rows:
-            if row["room_id"]:
-                room_account.setdefault(row["room_id"], []).append({"type": row["type"], "content": row["content"]})
+            if row.room_id:
+                room_account.setdefault(row.room_id, []).append({"type": row.type, "content": row.content})
         if steady:
             assert since is not None, "a room is steady only between two syncs"
-            ephemeral = await self._ephemeral(requester, steady, since, upto, typing_since)
+            ephemeral = await self._ephemeral(requester, steady, since, upto, typers)
             with_events = set(await sync_store.rooms_changed_since(self._pool, steady, since))
             changed = [
                 room_id
@@ -190,7 +207,7 @@ class SyncBuilder:
                     joined[room_id] = room
         fresh = [room_id for room_id in joined if room_id not in steady]
         if fresh:
-            ephemeral = await self._ephemeral(requester, fresh, None, upto, None)
+            ephemeral = await self._ephemeral(requester, fresh, None, upto, typers)
             for room_id in fresh:
                 joined[room_id]["ephemeral"]["events"] = ephemeral.get(room_id, [])
         for room_id, room in joined.items():
@@ -204,15 +221,13 @@ class SyncBuilder:
             join=joined,
             invite=invited,
             leave=left,
-            account_data=[
-                {"type": row["type"], "content": row["content"]} for row in account_rows if not row["room_id"]
-            ],
+            account_data=[{"type": row.type, "content": row.content} for row in account_rows if not row.room_id],
             presence=(
                 await self._services.presence.events_since(user_id, since, upto)
                 if sync_filter.presence.wants_type("m.presence")
                 else []
             ),
-            to_device=[{"sender": row["sender"], "type": row["type"], "content": row["content"]} for row in to_device],
+            to_device=[{"sender": row.sender, "type": row.type, "content": row.content} for row in to_device],
             changed=device_lists["changed"],
             left=device_lists["left"],
             key_counts=key_counts,
@@ -253,25 +268,30 @@ class SyncBuilder:
             response.counts(room, notify, highlight, joined_count, invited_count)
 
     async def _ephemeral(
-        self, requester: Requester, room_ids: list[str], since: int | None, upto: int, typing_since: int | None
+        self,
+        requester: Requester,
+        room_ids: list[str],
+        since: int | None,
+        upto: int,
+        typers: dict[str, list[str]],
     ) -> dict[str, list[dict[str, Any]]]:
-        """m.typing and m.receipt events per room: receipts changed in
-        (since, upto] and typers changed after ``typing_since``; with
-        ``since`` None, the rooms' whole current receipts, and their typers
-        where someone types."""
+        """m.typing and m.receipt events per room: the rooms' entries of
+        ``typers`` (the typing changes the answer carries), and receipts
+        changed in (since, upto]; with ``since`` None, the rooms' whole
+        current receipts."""
         result: dict[str, list[dict[str, Any]]] = {}
-        typing = self._typing.changes(set(room_ids), typing_since if since is not None else None)
-        for room_id, users in typing.items():
-            result.setdefault(room_id, []).append({"type": "m.typing", "content": {"user_ids": users}})
+        for room_id in room_ids:
+            if room_id in typers:
+                result[room_id] = [{"type": "m.typing", "content": {"user_ids": typers[room_id]}}]
         receipts: dict[str, dict[str, Any]] = {}
         for row in await ephemeral_store.receipts_since(self._pool, room_ids, since, upto):
-            if row["receipt_type"] == "m.read.private" and row["user_id"] != requester.user_id:
+            if row.receipt_type == "m.read.private" and row.user_id != requester.user_id:
                 continue
-            receipt = {"ts": row["ts"]}
-            if row["thread_id"]:
-                receipt["thread_id"] = row["thread_id"]
-            content = receipts.setdefault(row["room_id"], {})
-            content.setdefault(row["event_id"], {}).setdefault(row["receipt_type"], {})[row["user_id"]] = receipt
+            receipt: dict[str, Any] = {"ts": row.ts}
+            if row.thread_id:
+                receipt["thread_id"] = row.thread_id
+            content = receipts.setdefault(row.room_id, {})
+            content.setdefault(row.event_id, {}).setdefault(row.receipt_type, {})[row.user_id] = receipt
         for room_id, content in receipts.items():
             result.setdefault(room_id, []).append({"type": "m.receipt", "content": content})
         return result
@@ -283,21 +303,23 @@ class SyncBuilder:
         history = await event_store.membership_history(self._pool, room_id, user_id)
         return any(since < stream <= upto and membership != "join" for stream, membership in history)
 
-    async def _membership_at(self, room_id: str, user_id: str, current: Row, position: int) -> Row | None:
-        """The user's membership row as of ``position`` (None if they had none)."""
+    async def _membership_at(
+        self, room_id: str, user_id: str, current: asyncpg.Record, position: int
+    ) -> _Membership | None:
+        """The user's membership as of ``position`` (None if they had none)."""
         if current["stream"] <= position:
-            return current
+            return _Membership(current["membership"], current["stream"], current["event_id"])
         row = await event_store.state_event(self._pool, room_id, "m.room.member", user_id, at_stream=position)
         if row is None:
             return None
-        return {"membership": row["content"].get("membership"), "stream": row["stream"], "event_id": row["event_id"]}
+        return _Membership(row.content.get("membership"), row.stream, row.event_id)
 
-    def _format(self, rows: Iterable[Row], requester: Requester) -> list[dict[str, Any]]:
+    def _format(self, rows: Iterable[Event], requester: Requester) -> list[dict[str, Any]]:
         device = (requester.user_id, requester.device_id)
         return [client_event(row, device=device) for row in rows]
 
     async def _timeline_events(
-        self, requester: Requester, room_id: str, rows: Sequence[Row], limited: bool, ranges: Sequence[Range] | None
+        self, requester: Requester, room_id: str, rows: Sequence[Event], limited: bool, ranges: Sequence[Range] | None
     ) -> list[dict[str, Any]]:
         """A timeline's events, with their bundled aggregations when it is
         limited (as the spec has it): a timeline that is not follows on from
@@ -311,7 +333,7 @@ class SyncBuilder:
 
     async def _timeline(
         self, room_id: str, after: int | None, upto: int, flt: RoomEventFilter, ranges: Sequence[Range]
-    ) -> tuple[list[Any], bool]:
+    ) -> tuple[list[Event], bool]:
         types, not_types = flt.type_patterns()
         return await sync_store.timeline(
             self._pool,
@@ -328,7 +350,7 @@ class SyncBuilder:
 
     async def _ranges(self, room_id: str, user_id: str) -> list[Range]:
         visibility = await event_store.state_event(self._pool, room_id, "m.room.history_visibility", "")
-        setting = visibility["content"].get("history_visibility", "shared") if visibility else "shared"
+        setting = visibility.content.get("history_visibility", "shared") if visibility else "shared"
         history = await event_store.membership_history(self._pool, room_id, user_id)
         return visible_ranges(history, setting) or [(0, 0)]
 
@@ -347,8 +369,8 @@ class SyncBuilder:
         the timeline when ``full_state``."""
         ranges: Sequence[Range] = await self._ranges(room_id, requester.user_id) if since is None else ((0, None),)
         rows, limited = await self._timeline(room_id, since, upto, sync_filter.timeline, ranges)
-        start = rows[0]["stream"] - 1 if rows else upto
-        state_rows: Sequence[Row]
+        start = rows[0].stream - 1 if rows else upto
+        state_rows: Sequence[Event]
         if since is None or full_state:
             state_rows = await event_store.state_at(self._pool, room_id, start)
         elif limited:
@@ -378,8 +400,8 @@ class SyncBuilder:
         timelines = await self._timelines(
             room_ids, {room_id: ((0, None),) for room_id in room_ids}, since, upto, sync_filter.timeline
         )
-        starts = {room_id: rows[0]["stream"] - 1 if rows else upto for room_id, (rows, _) in timelines.items()}
-        state: dict[str, Sequence[Row]] = {}
+        starts = {room_id: rows[0].stream - 1 if rows else upto for room_id, (rows, _) in timelines.items()}
+        state: dict[str, Sequence[Event]] = {}
         for room_id, (_, limited) in timelines.items():
             state[room_id] = (
                 await sync_store.state_changes(self._pool, room_id, after=since, before=starts[room_id] + 1)
@@ -391,23 +413,23 @@ class SyncBuilder:
             # The member events of the timeline's senders, as they were before it (see _with_senders).
             wanted = []
             for room_id, (rows, _) in timelines.items():
-                known = {row["state_key"] for row in [*state[room_id], *rows] if row["type"] == "m.room.member"}
+                known = {row.state_key for row in [*state[room_id], *rows] if row.type == "m.room.member"}
                 wanted += [
                     (room_id, "m.room.member", sender, starts[room_id])
-                    for sender in sorted({row["sender"] for row in rows} - known - {user_id})
+                    for sender in sorted({row.sender for row in rows} - known - {user_id})
                 ]
             found = await sync_store.state_events_before(self._pool, wanted) if wanted else {}
             for room_id, _type, sender, _start in wanted:
                 member = found.get((room_id, "m.room.member", sender))
                 if member is not None:
                     state[room_id] = [*state[room_id], member]
-            state = {room_id: sorted(rows, key=lambda row: row["stream"]) for room_id, rows in state.items()}
+            state = {room_id: sorted(rows, key=lambda row: row.stream) for room_id, rows in state.items()}
         related = await self._related(timelines)
         result: dict[str, dict[str, Any]] = {}
         for room_id in room_ids:
             rows, limited = timelines[room_id]
             state_rows = self._filter_state(state[room_id], rows, user_id, sync_filter.state, lazy)
-            bundled = limited and any(row["event_id"] in related for row in rows)
+            bundled = limited and any(row.event_id in related for row in rows)
             result[room_id] = response.joined_room(
                 await self._timeline_events(requester, room_id, rows, bundled, None),
                 limited=limited,
@@ -423,7 +445,7 @@ class SyncBuilder:
         since: int | None,
         upto: int,
         flt: RoomEventFilter,
-    ) -> dict[str, tuple[list[Any], bool]]:
+    ) -> dict[str, tuple[list[Event], bool]]:
         """_timeline() of many rooms, in one query."""
         types, not_types = flt.type_patterns()
         return await sync_store.timelines(
@@ -438,15 +460,15 @@ class SyncBuilder:
             not_senders=list(flt.not_senders) or None,
         )
 
-    async def _related(self, timelines: dict[str, tuple[list[Any], bool]]) -> set[str]:
+    async def _related(self, timelines: dict[str, tuple[list[Event], bool]]) -> set[str]:
         """The events of the limited timelines that others relate to (whose
         timelines need bundling), in one query."""
         events = [
-            (room_id, row["event_id"])
+            (room_id, row.event_id)
             for room_id, (rows, limited) in timelines.items()
             if limited
             for row in rows
-            if row["state_key"] is None
+            if row.state_key is None
         ]
         return await sync_store.with_relations(self._pool, events) if events else set()
 
@@ -463,37 +485,35 @@ class SyncBuilder:
         access = await sync_store.read_access(self._pool, room_ids, user_id)
         ranges = {room_id: visible_ranges(access[room_id][1], access[room_id][0]) or [(0, 0)] for room_id in room_ids}
         timelines = await self._timelines(room_ids, ranges, None, upto, sync_filter.timeline)
-        starts = {room_id: rows[0]["stream"] - 1 if rows else upto for room_id, (rows, _) in timelines.items()}
+        starts = {room_id: rows[0].stream - 1 if rows else upto for room_id, (rows, _) in timelines.items()}
         lazy = sync_filter.timeline.lazy_load_members or sync_filter.state.lazy_load_members
         members: dict[str, Sequence[str]] | None = None
         if lazy:  # of the member events, only those of the timeline's senders and the reader
             members = {
-                room_id: sorted({str(row["sender"]) for row in rows} | {user_id})
+                room_id: sorted({str(row.sender) for row in rows} | {user_id})
                 for room_id, (rows, _) in timelines.items()
             }
         current = await sync_store.current_states(self._pool, room_ids, members)
         # State that changed at or after the start of a timeline is read as it was just before.
         moved = [
-            (room_id, row["type"], row["state_key"], starts[room_id])
+            (room_id, row.type, row.key, starts[room_id])
             for room_id, rows in current.items()
             for row in rows
-            if row["stream"] > starts[room_id]
+            if row.stream > starts[room_id]
         ]
         before = await sync_store.state_events_before(self._pool, moved) if moved else {}
         related = await self._related(timelines)
         result: dict[str, dict[str, Any]] = {}
         for room_id in room_ids:
             rows, limited = timelines[room_id]
-            state_rows: list[Row] = []
+            state_rows: list[Event] = []
             for row in current[room_id]:
-                earlier = (
-                    row if row["stream"] <= starts[room_id] else before.get((room_id, row["type"], row["state_key"]))
-                )
+                earlier = row if row.stream <= starts[room_id] else before.get((room_id, row.type, row.key))
                 if earlier is not None:
                     state_rows.append(earlier)
-            state_rows.sort(key=lambda row: row["stream"])
+            state_rows.sort(key=lambda row: row.stream)
             state_rows = self._filter_state(state_rows, rows, user_id, sync_filter.state, lazy)
-            if limited and any(row["event_id"] in related for row in rows):
+            if limited and any(row.event_id in related for row in rows):
                 events = await self._services.bundle(self._pool, requester, room_id, rows, ranges[room_id])
             else:
                 events = self._format(rows, requester)
@@ -506,56 +526,65 @@ class SyncBuilder:
         return result
 
     async def _with_senders(
-        self, room_id: str, state_rows: Sequence[Row], timeline_rows: Sequence[Row], user_id: str, start: int
-    ) -> Sequence[Row]:
+        self, room_id: str, state_rows: Sequence[Event], timeline_rows: Sequence[Event], user_id: str, start: int
+    ) -> Sequence[Event]:
         """Lazy loading, incremental: the member events of the timeline's
         senders join the state, as they were before the timeline, since the
         client may never have been sent them (the reader knows its own)."""
-        known = {row["state_key"] for row in [*state_rows, *timeline_rows] if row["type"] == "m.room.member"}
-        needed = sorted({row["sender"] for row in timeline_rows} - known - {user_id})
+        known = {row.state_key for row in [*state_rows, *timeline_rows] if row.type == "m.room.member"}
+        needed = sorted({row.sender for row in timeline_rows} - known - {user_id})
         if not needed:
             return state_rows
         extra = await event_store.member_events_of(self._pool, room_id, needed, at_stream=start)
-        return sorted([*state_rows, *extra], key=lambda row: row["stream"])
+        return sorted([*state_rows, *extra], key=lambda row: row.stream)
 
     @staticmethod
     def _filter_state(
-        state_rows: Sequence[Row], timeline_rows: Sequence[Row], user_id: str, flt: RoomEventFilter, lazy_members: bool
-    ) -> list[Row]:
-        senders = {row["sender"] for row in timeline_rows} | {user_id}
+        state_rows: Sequence[Event],
+        timeline_rows: Sequence[Event],
+        user_id: str,
+        flt: RoomEventFilter,
+        lazy_members: bool,
+    ) -> list[Event]:
+        senders = {row.sender for row in timeline_rows} | {user_id}
         kept = []
         for row in state_rows:
-            if lazy_members and row["type"] == "m.room.member" and row["state_key"] not in senders:
+            if lazy_members and row.type == "m.room.member" and row.state_key not in senders:
                 continue
-            if not flt.wants_type(row["type"]):
+            if not flt.wants_type(row.type):
                 continue
             kept.append(row)
         return kept
 
-    async def _invited_rooms(self, invites: dict[str, Row]) -> dict[str, Any]:
+    async def _invited_rooms(self, invites: dict[str, _Membership]) -> dict[str, Any]:
         """The sections of the rooms the user is invited to (their
         memberships, by room), in three queries however many there are: the
         rooms' current state but their members, the invites, and the
         inviters' member events as of their invites."""
         room_ids = list(invites)
         current = await sync_store.current_states(self._pool, room_ids, {room_id: () for room_id in room_ids})
-        events = await sync_store.events_by_id(self._pool, [membership["event_id"] for membership in invites.values()])
-        invite_of = {room_id: events[membership["event_id"]] for room_id, membership in invites.items()}
+        events = await sync_store.events_by_id(self._pool, [membership.event_id for membership in invites.values()])
+        invite_of = {room_id: events[membership.event_id] for room_id, membership in invites.items()}
         inviters = await sync_store.state_events_before(
             self._pool,
-            [(room_id, "m.room.member", invite["sender"], invite["stream"]) for room_id, invite in invite_of.items()],
+            [(room_id, "m.room.member", invite.sender, invite.stream) for room_id, invite in invite_of.items()],
         )
         result: dict[str, Any] = {}
         for room_id, invite in invite_of.items():
-            rows = [row for row in current[room_id] if row["type"] in INVITE_STATE_TYPES]
-            inviter = inviters.get((room_id, "m.room.member", invite["sender"]))
-            if inviter is not None and inviter["event_id"] != invite["event_id"]:
+            rows = [row for row in current[room_id] if row.type in INVITE_STATE_TYPES]
+            inviter = inviters.get((room_id, "m.room.member", invite.sender))
+            if inviter is not None and inviter.event_id != invite.event_id:
                 rows.append(inviter)
             result[room_id] = response.invited_room([stripped_state(row) for row in [*rows, invite]])
         return result
 
     async def _left_rooms(
-        self, requester: Requester, leaves: dict[str, Row], since: int | None, upto: int, sync_filter: SyncFilter
+        self,
+        requester: Requester,
+        leaves: dict[str, _Membership],
+        since: int | None,
+        upto: int,
+        sync_filter: SyncFilter,
     ) -> dict[str, Any]:
         """The sections of the rooms the user left or was banned from (their
         memberships, by room): the events up to and including the leave, in
@@ -567,9 +596,9 @@ class SyncBuilder:
         # Each room's timeline ends at the leave: its ranges are cut there.
         cut = {
             room_id: [
-                (low, leaves[room_id]["stream"] if high is None else min(high, leaves[room_id]["stream"]))
+                (low, leaves[room_id].stream if high is None else min(high, leaves[room_id].stream))
                 for low, high in ranges[room_id]
-                if low <= leaves[room_id]["stream"]
+                if low <= leaves[room_id].stream
             ]
             or [(0, 0)]
             for room_id in room_ids
@@ -579,8 +608,8 @@ class SyncBuilder:
         result: dict[str, Any] = {}
         for room_id in room_ids:
             rows, limited = timelines[room_id]
-            start = rows[0]["stream"] - 1 if rows else leaves[room_id]["stream"]
-            if limited and any(row["event_id"] in related for row in rows):
+            start = rows[0].stream - 1 if rows else leaves[room_id].stream
+            if limited and any(row.event_id in related for row in rows):
                 events = await self._services.bundle(self._pool, requester, room_id, rows, ranges[room_id])
             else:
                 events = self._format(rows, requester)

@@ -7,7 +7,7 @@ by the SyncBuilder. Otherwise the answer is assembled in memory: from the
 events the listener collected, kept or left out by the client's compiled
 filter, encoded as JSON once per event for all readers; from the typing
 notices the notifier holds; and for lazy-loading filters from the member
-events the notifier remembers. The common case of new messages in rooms
+events the event cache (event_cache.py) remembers. The common case of new messages in rooms
 the user is in costs no query beyond the unread counts of rooms it has not
 counted yet, whatever filter the client sends.
 
@@ -29,6 +29,7 @@ from ..events.filters import CompiledFilter
 from ..events.format import client_event
 from ..notifier import Listener
 from ..storage import events as event_store
+from ..storage.events import Event
 from . import response, tokens
 from .builder import UNREAD_CAP, SyncResult
 
@@ -192,7 +193,7 @@ class SyncSession:
             return None
         return None
 
-    def _too_many(self, rows: list[Any]) -> bool:
+    def _too_many(self, rows: list[Event]) -> bool:
         """More new events in one room than the filter's timeline shows: the
         answer must be a limited timeline, which the full build makes."""
         limit = self._filter.timeline_limit
@@ -235,6 +236,10 @@ class SyncSession:
                 del self._counts[room_id]
         self.since = upto
         self.typing_since = result.typing_position
+        if notifier.typing.position > self.typing_since:
+            # Typers changed after the answer took its notices: perhaps in a
+            # room the listener did not follow yet, which flagged nothing.
+            listener.typing = True
         self._tracking = True
         self._full_state = False
         return result
@@ -259,11 +264,11 @@ class SyncSession:
                 self._counts[room_id] = response.counts_of(room)
         for room_id, user_ids in missing.items():
             found = await event_store.member_events_of(self._ctx.pool, room_id, user_ids, at_stream=upto)
-            notifier.remember_members(found, upto)
-            members[room_id] = sorted([*members.get(room_id, []), *found], key=lambda row: row["stream"])
+            self._ctx.event_cache.remember_members(found, upto)
+            members[room_id] = sorted([*members.get(room_id, []), *found], key=lambda row: row.stream)
         return self._assemble(rows, shown, members, typing, typing_at, upto, uncounted)
 
-    def push(self, rows: list[Any]) -> bool:
+    def push(self, rows: list[Event]) -> bool:
         """The notifier's shortcut for a stream waiting for its next frame:
         when these events alone make the answer, it is made and written at
         once, as they are dispatched, without waking the stream's task.
@@ -297,49 +302,49 @@ class SyncSession:
         changed = notices.changes(self.listener.rooms, self.typing_since)
         return notices.position, {room_id: users for room_id, users in changed.items() if keeps_room(room_id)}
 
-    def _wanted(self, rows: list[Any]) -> list[Any]:
+    def _wanted(self, rows: list[Event]) -> list[Event]:
         """The new events of the rooms the filter keeps."""
         since, keeps_room = self.since or 0, self._filter.keeps_room
-        return [row for row in rows if row["stream"] > since and keeps_room(row["room_id"])]
+        return [row for row in rows if row.stream > since and keeps_room(row.room_id)]
 
-    def _shown(self, rows: list[Any]) -> dict[str, list[Any]]:
+    def _shown(self, rows: list[Event]) -> dict[str, list[Event]]:
         """The events the filter's timeline shows, by room."""
         keeps_event = self._filter.keeps_event
-        by_room: dict[str, list[Any]] = {}
+        by_room: dict[str, list[Event]] = {}
         for row in rows:
-            if keeps_event(row["type"], row["sender"]):
-                by_room.setdefault(row["room_id"], []).append(row)
+            if keeps_event(row.type, row.sender):
+                by_room.setdefault(row.room_id, []).append(row)
         return by_room
 
-    def _lazy_members(self, shown: dict[str, list[Any]]) -> tuple[dict[str, list[Any]], dict[str, list[str]]]:
+    def _lazy_members(self, shown: dict[str, list[Event]]) -> tuple[dict[str, list[Event]], dict[str, list[str]]]:
         """For a lazy-loading filter, the member events of each room's
         timeline senders (the reader's own aside) as they are before the
         timeline: those the notifier knows, and by room the users whose it
         does not. The new events hold no member event (one makes the answer
         a full one), so the newest known is the one before the timeline."""
-        members: dict[str, list[Any]] = {}
+        members: dict[str, list[Event]] = {}
         missing: dict[str, list[str]] = {}
         if not self._filter.lazy_members:
             return members, missing
-        user_id, known = self.requester.user_id, self._ctx.notifier.member_event
+        user_id, known = self.requester.user_id, self._ctx.event_cache.member_event
         for room_id, rows in shown.items():
-            for sender in sorted({row["sender"] for row in rows} - {user_id}):
+            for sender in sorted({row.sender for row in rows} - {user_id}):
                 row = known(room_id, sender)
                 if row is None:
                     missing.setdefault(room_id, []).append(sender)
                 else:
                     members.setdefault(room_id, []).append(row)
             if room_id in members:
-                members[room_id].sort(key=lambda row: row["stream"])
+                members[room_id].sort(key=lambda row: row.stream)
         return members, missing
 
-    def _uncounted(self, rows: list[Any], shown: dict[str, list[Any]]) -> set[str]:
+    def _uncounted(self, rows: list[Event], shown: dict[str, list[Event]]) -> set[str]:
         """The rooms of the answer whose unread counts must be read from the
         database. A room the answer leaves out whose counts cannot be kept up
         in memory is forgotten, to be counted when it is next shown."""
         uncounted: set[str] = set()
         for row in rows:
-            room_id = row["room_id"]
+            room_id = row.room_id
             if room_id in shown:
                 if room_id not in self._counts or not _judged(row):
                     uncounted.add(room_id)
@@ -349,9 +354,9 @@ class SyncSession:
 
     def _assemble(
         self,
-        rows: list[Any],
-        shown: dict[str, list[Any]],
-        members: dict[str, list[Any]],
+        rows: list[Event],
+        shown: dict[str, list[Event]],
+        members: dict[str, list[Event]],
         typing: dict[str, list[str]],
         typing_at: int,
         upto: int,
@@ -360,10 +365,11 @@ class SyncSession:
         listener = self.listener
         user_id = self.requester.user_id
         for row in rows:
-            room_id = row["room_id"]
-            if room_id in uncounted or room_id not in self._counts or row["sender"] == user_id:
+            room_id = row.room_id
+            if room_id in uncounted or room_id not in self._counts or row.sender == user_id:
                 continue
-            push = row["push"]
+            push = row.push
+            assert push is not None, "a room counted in memory has only judged events (_uncounted)"
             own = next((entry for entry in push["own"] if entry[0] == user_id), None)
             notify, highlight = (
                 (own[1], own[2])
@@ -386,7 +392,7 @@ class SyncSession:
         # once per dispatch.
         own_device = (self.requester.user_id, self.requester.device_id)
         own = any(_own(row, own_device) for room_rows in (*shown.values(), *members.values()) for row in room_rows)
-        shared = self._ctx.notifier.shared_answers
+        shared = self._ctx.event_cache.shared_answers
         key = (
             None
             if own
@@ -397,8 +403,8 @@ class SyncSession:
                 tuple(
                     (
                         room_id,
-                        tuple(row["stream"] for row in shown.get(room_id, ())),
-                        tuple(row["stream"] for row in members.get(room_id, ())),
+                        tuple(row.stream for row in shown.get(room_id, ())),
+                        tuple(row.stream for row in members.get(room_id, ())),
                         tuple(typing.get(room_id, ("-",))),
                         *self._counts[room_id],
                     )
@@ -419,18 +425,18 @@ class SyncSession:
                 shared[key] = text
         return SyncResult(None, empty=False, joined_rooms=frozenset(listener.rooms), text=text)
 
-    def _event_json(self, row: Any, own_device: tuple[str, str]) -> response.Encoded:
+    def _event_json(self, row: Event, own_device: tuple[str, str]) -> response.Encoded:
         if _own(row, own_device):
             return response.Encoded(
                 json.dumps(client_event(row, device=own_device), ensure_ascii=False, separators=(",", ":"))
             )
-        return response.Encoded(self._ctx.notifier.encoded(row))
+        return response.Encoded(self._ctx.event_cache.encoded(row))
 
     def _room(
         self,
         room_id: str,
-        rows: list[Any],
-        members: list[Any],
+        rows: list[Event],
+        members: list[Event],
         typing: list[str] | None,
         upto: int,
         own_device: tuple[str, str],
@@ -438,7 +444,7 @@ class SyncSession:
         room = response.joined_room(
             [self._event_json(row, own_device) for row in rows],
             limited=False,
-            prev_batch=tokens.make(rows[0]["stream"] - 1 if rows else upto),
+            prev_batch=tokens.make(rows[0].stream - 1 if rows else upto),
             state=[self._event_json(row, own_device) for row in members],
             ephemeral=[] if typing is None else [{"type": "m.typing", "content": {"user_ids": typing}}],
         )
@@ -457,16 +463,16 @@ class SyncSession:
         return SyncResult(self._empty_body(), empty=True, joined_rooms=frozenset(self.listener.rooms))
 
 
-def _own(row: Any, own_device: tuple[str, str]) -> bool:
+def _own(row: Event, own_device: tuple[str, str]) -> bool:
     """Whether the event was sent from this device with a transaction id,
     which its answers carry."""
-    return row["txn_id"] is not None and (row["sender"], row["txn_device"]) == own_device
+    return row.txn_id is not None and (row.sender, row.txn_device) == own_device
 
 
-def _judged(row: Any) -> bool:
+def _judged(row: Event) -> bool:
     """Whether the row carries its push outcome (events this process's
-    persister wrote do; rows read back from the database do not)."""
-    return isinstance(row, dict) and "push" in row
+    persister judged, and those the notifier read back, do)."""
+    return row.push is not None
 
 
 class SyncSessions:

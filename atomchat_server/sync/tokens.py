@@ -2,6 +2,10 @@
 
 A token names the point just after the event at that position: "everything
 up to and including N". They stay valid forever (positions never change).
+History taken from other servers (backfill) lies before the stream's start,
+at negative positions, so a history token (/messages, /context,
+/relations) may be negative: ``s-42``. A sync token never is: sync reads
+forward from the stream's start.
 
 A sync token (next_batch) may also carry where its answer left the typing
 notices, which have a position of their own in one server process's memory
@@ -17,7 +21,7 @@ import re
 from ..errors import MatrixError
 
 PREFIX = "s"
-_TOKEN = re.compile(r"s([0-9]{1,18})(?:_([0-9a-f]{6}\.[0-9]{1,18}))?")
+_TOKEN = re.compile(r"s(-?[0-9]{1,18})(?:_([0-9a-f]{6}\.[0-9]{1,18}))?")
 
 
 def make(position: int) -> str:
@@ -29,13 +33,21 @@ def make_sync(position: int, typing_mark: str | None) -> str:
     return make(position) if typing_mark is None else f"{PREFIX}{position}_{typing_mark}"
 
 
-def parse_sync(token: str, name: str = "since") -> tuple[int, str | None]:
-    """The position and typing mark (None if absent) of a token."""
+def _parse(token: str, name: str) -> tuple[int, str | None]:
     match = _TOKEN.fullmatch(token)
     if match is None:
         raise MatrixError(400, "M_INVALID_PARAM", f"Invalid '{name}' token")
     return int(match.group(1)), match.group(2)
 
 
+def parse_sync(token: str, name: str = "since") -> tuple[int, str | None]:
+    """The position and typing mark (None if absent) of a sync token."""
+    position, mark = _parse(token, name)
+    if position < 0:
+        raise MatrixError(400, "M_INVALID_PARAM", f"Invalid '{name}' token")
+    return position, mark
+
+
 def parse(token: str, name: str = "from") -> int:
-    return parse_sync(token, name)[0]
+    """The position of a history token (negative in backfilled history)."""
+    return _parse(token, name)[0]

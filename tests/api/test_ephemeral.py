@@ -96,6 +96,31 @@ async def test_typing_shows_in_sync_until_it_stops(api, server):
     assert typers(await sync(bob), room_id) == []  # an initial sync shows no one typing
 
 
+async def test_a_notice_set_while_an_answer_is_built_is_told_once(api, server):
+    """An answer built from the database holds the typers of one moment and
+    the typing position of that same moment: a notice set while it is
+    being built is told in the next answer, at once (the new session
+    followed no room yet, so the notice flagged nothing), and not in this
+    one under a position from before it (which made the next tell it again)."""
+    alice, bob = await register(api, "alice", "bob")
+    room_id = await room_of(alice, bob)
+    since = (await sync(bob))["next_batch"]
+    builder = server.atomchat.ctx.sync
+    original = builder._ephemeral
+
+    async def with_a_notice_meanwhile(*args, **kwargs):
+        builder._ephemeral = original
+        await typing(alice, room_id, True, timeout=30_000)
+        return await original(*args, **kwargs)
+
+    builder._ephemeral = with_a_notice_meanwhile
+    # A filter the parked session was not made with: this answer is built from the database.
+    built = await sync(bob, since, filter={"room": {}})
+    assert builder._ephemeral is original, "the answer was not built from the database"
+    resumed = await sync(bob, built["next_batch"], filter={"room": {}}, timeout=0)
+    assert typers(built, room_id) + typers(resumed, room_id) == [[alice.user_id]]
+
+
 async def test_typing_lapses_by_itself_after_its_timeout(api, server, clock):
     alice, bob = await register(api, "alice", "bob")
     room_id = await room_of(alice, bob)

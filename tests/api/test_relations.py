@@ -245,7 +245,7 @@ async def test_bad_requests_change_nothing(api):
     (alice,) = await register(api, "alice")
     room_id = await alice.create_room()
     root = await alice.say(room_id, "root")
-    for params in ({"dir": "x"}, {"limit": "many"}, {"from": "nonsense"}, {"to": "s-1"}, {"recurse": "yes"}):
+    for params in ({"dir": "x"}, {"limit": "many"}, {"from": "nonsense"}, {"to": "s--1"}, {"recurse": "yes"}):
         answer = await relations(alice, room_id, root, status=400, **params)
         assert answer["errcode"] == "M_INVALID_PARAM"
     for params in ({"include": "mine"}, {"limit": "x"}, {"from": "t5"}):

@@ -263,7 +263,7 @@ async def test_bad_parameters_are_refused(api):
     room_id = await alice.create_room()
     for params in (
         {"from": "garbage"},
-        {"from": "s-1"},
+        {"from": "s--1"},
         {"from": "s" + "9" * 30},
         {"to": "nonsense"},
         {"limit": "ten"},

@@ -25,6 +25,8 @@ STEPS = [
     "AtomChat room: the AtomChat user invites the Synapse user; Synapse sees the invite",
     "AtomChat room: the Synapse user joins",
     "AtomChat room: messages both ways",
+    "Backfill: an AtomChat user who joins a Synapse room late reads its earlier messages",
+    "Backfill: a Synapse user who joins an AtomChat room late reads its earlier messages",
     "Outage: Synapse's messages sent while AtomChat was down reach it afterwards (get_missing_events)",
 ]
 

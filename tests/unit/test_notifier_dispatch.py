@@ -17,6 +17,8 @@ from typing import Any, cast
 import pytest
 
 from atomchat_server.notifier import Listener, Notifier
+from atomchat_server.storage.ephemeral import Wake
+from atomchat_server.storage.events import Event
 
 ROOM, OTHER = "!room:test.local", "!other:test.local"
 ALICE, BOB, CAROL = "@alice:test.local", "@bob:test.local", "@carol:test.local"
@@ -29,34 +31,42 @@ class Recording(Listener):
         super().__init__(user_id, rooms)
         self.handed: list[tuple[list[str], bool]] = []
 
-    def deliver(self, rows: list[Any], *, needs_full: bool) -> None:
-        self.handed.append(([row["event_id"] for row in rows], needs_full))
+    def deliver(self, rows: list[Event], *, needs_full: bool) -> None:
+        self.handed.append(([row.event_id for row in rows], needs_full))
         super().deliver(rows, needs_full=needs_full)
 
 
 class Broken(Recording):
     """A client whose socket breaks as it is written to."""
 
-    def deliver(self, rows: list[Any], *, needs_full: bool) -> None:
+    def deliver(self, rows: list[Event], *, needs_full: bool) -> None:
         super().deliver(rows, needs_full=needs_full)
         raise ConnectionResetError("the client went away")
 
 
 def event(
     stream: int, room_id: str = ROOM, type: str = "m.room.message", *, state_key: str | None = None, **content: Any
-) -> dict[str, Any]:
-    return {
-        "stream": stream,
-        "event_id": f"$e{stream}",
-        "room_id": room_id,
-        "type": type,
-        "state_key": state_key,
-        "sender": ALICE,
-        "content": content or {"body": f"message {stream}"},
-    }
+) -> Event:
+    return Event(
+        stream=stream,
+        event_id=f"$e{stream}",
+        room_id=room_id,
+        type=type,
+        state_key=state_key,
+        sender=ALICE,
+        content=content or {"body": f"message {stream}"},
+        origin_server_ts=0,
+        depth=stream,
+        prev_events=[],
+        unsigned={},
+        redacts=None,
+        redacted_by=None,
+        txn_device=None,
+        txn_id=None,
+    )
 
 
-def member(stream: int, user_id: str, membership: str, room_id: str = ROOM) -> dict[str, Any]:
+def member(stream: int, user_id: str, membership: str, room_id: str = ROOM) -> Event:
     return event(stream, room_id, "m.room.member", state_key=user_id, membership=membership)
 
 
@@ -78,7 +88,7 @@ def test_messages_reach_the_listeners_of_their_room_in_order_and_no_one_else(not
     assert alice.handed == [(["$e1", "$e3"], False)]
     assert bob.handed == [(["$e1", "$e2", "$e3"], False)]
     assert carol.handed == [(["$e2"], False)]
-    assert [row["event_id"] for row in bob.pending] == ["$e1", "$e2", "$e3"] and not bob.needs_full
+    assert [row.event_id for row in bob.pending] == ["$e1", "$e2", "$e3"] and not bob.needs_full
 
 
 def test_two_listeners_of_one_user_are_each_handed_the_events(notifier):
@@ -141,9 +151,9 @@ def test_an_invite_tells_the_invitee_without_following_the_room(notifier):
 def test_receipts_go_to_the_rooms_listeners_and_account_data_to_the_users(notifier):
     alice, bob, carol = Recording(ALICE, [ROOM]), Recording(BOB, [ROOM]), Recording(CAROL, [OTHER])
     listening(notifier, alice, bob, carol)
-    notifier._dispatch([], [{"room_id": ROOM, "user_id": None}])  # a receipt in the room
+    notifier._dispatch([], [Wake(room_id=ROOM, user_id=None)])  # a receipt in the room
     assert alice.handed == bob.handed == [([], True)] and carol.handed == []
-    notifier._dispatch([], [{"room_id": None, "user_id": CAROL}])  # carol's account data
+    notifier._dispatch([], [Wake(room_id=None, user_id=CAROL)])  # carol's account data
     assert carol.handed == [([], True)] and len(alice.handed) == len(bob.handed) == 1
 
 
@@ -172,12 +182,12 @@ def test_an_observer_that_fails_stops_delivery_to_nobody_and_one_that_names_a_us
     listening(notifier, alice, bob)
     seen: list[str] = []
 
-    def failing(row: Any) -> str | None:
+    def failing(row: Event) -> str | None:
         raise ValueError("a bad rule")
 
-    def naming_bob(row: Any) -> str | None:
-        seen.append(row["event_id"])
-        return BOB if row["event_id"] == "$e2" else None
+    def naming_bob(row: Event) -> str | None:
+        seen.append(row.event_id)
+        return BOB if row.event_id == "$e2" else None
 
     notifier.observers += [failing, naming_bob]
     notifier._dispatch([event(1), event(2)], [])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from atomchat_server.events.visibility import Range, can_see, visible_ranges
+from atomchat_server.events.visibility import EARLIEST, Range, can_see, server_ranges, visible_ranges
 
 NEVER: list[tuple[int, str]] = []  # no membership event at all: a stranger
 INVITED = [(5, "invite")]
@@ -155,3 +155,29 @@ def test_which_events_of_a_timeline_a_user_sees(setting, seen):
 )
 def test_can_see(ranges, stream, seen):
     assert can_see(ranges, stream) is seen
+
+
+# Backfilled history lies at negative positions, before the room's first
+# event here. History reads open "from the start" ranges at EARLIEST, so they
+# reach it; sync keeps the default floor of 0, so backfilled events are never news.
+@pytest.mark.parametrize(("setting", "history", "expected"), CASES)
+def test_history_reads_reach_backfilled_events_where_the_setting_opens_the_past(setting, history, expected):
+    deeper = [(EARLIEST if lo == 0 else lo, hi) for lo, hi in expected]
+    assert visible_ranges(HISTORIES[history], setting, floor=EARLIEST) == deeper
+
+
+def test_sync_never_opens_a_range_below_zero_even_for_a_backfilled_membership():
+    old_stay = [(-50, "join"), (-20, "leave"), (10, "join")]
+    assert visible_ranges(old_stay, "joined") == [(10, None)]
+    assert visible_ranges(old_stay, "joined", floor=EARLIEST) == [(-50, -20), (10, None)]
+    assert visible_ranges([(-50, "join"), (-20, "leave")], "shared") == []
+    assert visible_ranges([(-50, "join"), (-20, "leave")], "shared", floor=EARLIEST) == [(EARLIEST, -20)]
+
+
+def test_a_server_sees_what_any_of_its_users_may():
+    assert server_ranges([], "shared") == []
+    assert server_ranges([JOINED, LEFT], "joined") == [(10, None), (10, 20)]
+    assert can_see(server_ranges([INVITED, REJOINED], "joined"), 25) is False
+    assert can_see(server_ranges([INVITED, REJOINED], "invited"), 7) is True
+    assert server_ranges([LEFT], "shared") == [(EARLIEST, 20)]
+    assert server_ranges([], "world_readable") == []

@@ -23,6 +23,7 @@ from ...events.drafts import MAX_EVENT_BYTES, EventDraft
 from ...events.format import client_event
 from ...storage import events as event_store
 from ...storage import users as user_store
+from ..backfill import Backfill
 from ..federation_join import RemoteMembership
 from ..moderation import Blocks
 from ..persister import Persister, Signer
@@ -60,7 +61,7 @@ async def member_profile(db: Database, user_id: str) -> dict[str, Any]:
 async def power_state(db: Database, room_id: str) -> dict[tuple[str, str], Any]:
     """The state that says who has which power level in the room."""
     return {
-        k: dict(v)
+        k: v._asdict()
         for k, v in (
             await event_store.state_events(db, room_id, [("m.room.power_levels", ""), ("m.room.create", "")])
         ).items()
@@ -90,8 +91,11 @@ class RoomsBase:
         # Which room another server's alias names, and servers to join it
         # through, asked of that server (services/federation.Queries).
         self.remote_aliases: Callable[[str], Awaitable[dict[str, Any]]] | None = None
+        # History from before this server joined a room, asked of its other
+        # servers when a reader pages past it (services/backfill.py).
+        self.history: Backfill | None = None
 
-    def _format(self, row: asyncpg.Record, requester: Requester | None) -> dict[str, Any]:
+    def _format(self, row: event_store.Event, requester: Requester | None) -> dict[str, Any]:
         device = (requester.user_id, requester.device_id) if requester else None
         return client_event(row, device=device)
 

@@ -32,15 +32,15 @@ class Directory(RoomsBase):
         row = await directory_store.get_alias(self._pool, alias)
         if row is None:
             raise not_found("Unknown room alias")
-        return row["room_id"]
+        return row.room_id
 
     async def delete_alias(self, requester: Requester, alias: str) -> None:
         row = await directory_store.get_alias(self._pool, alias)
         if row is None:
             raise not_found("Unknown room alias")
         self._blocks.require(requester.user_id, "directory")
-        if row["creator"] != requester.user_id and not edits_directory(
-            await power_state(self._pool, row["room_id"]), requester.user_id
+        if row.creator != requester.user_id and not edits_directory(
+            await power_state(self._pool, row.room_id), requester.user_id
         ):
             raise forbidden("Only the alias's creator or someone who may set the room's aliases may delete it")
         await directory_store.delete_alias(self._pool, alias)
@@ -80,18 +80,18 @@ class Directory(RoomsBase):
         )
         chunk = []
         for row in rows:
-            entry = {
-                "room_id": row["room_id"],
-                "num_joined_members": row["members"],
-                "world_readable": row["history_visibility"] == "world_readable",
-                "guest_can_join": row["guest_access"] == "can_join",
-                "join_rule": row["join_rule"] or "invite",
+            entry: dict[str, Any] = {
+                "room_id": row.room_id,
+                "num_joined_members": row.members,
+                "world_readable": row.history_visibility == "world_readable",
+                "guest_can_join": row.guest_access == "can_join",
+                "join_rule": row.join_rule or "invite",
             }
-            for key in ("name", "topic", "canonical_alias"):
-                if row[key]:  # an empty value means unset: leave the key out
-                    entry[key] = row[key]
+            for key, value in (("name", row.name), ("topic", row.topic), ("canonical_alias", row.canonical_alias)):
+                if value:  # an empty value means unset: leave the key out
+                    entry[key] = value
             chunk.append(entry)
         body: dict[str, Any] = {"chunk": chunk}
         if more:
-            body["next_batch"] = f"p{rows[-1]['members']}.{rows[-1]['room_id']}"
+            body["next_batch"] = f"p{rows[-1].members}.{rows[-1].room_id}"
         return body

@@ -28,7 +28,7 @@ class Membership(RoomsBase):
             row = await directory_store.get_alias(self._pool, room_id_or_alias)
             if row is None:
                 raise not_found("Unknown room alias")
-            return row["room_id"], []
+            return row.room_id, []
         if not ids.is_room_id(room_id_or_alias):
             raise invalid_param("Expected a room id or a room alias")
         return room_id_or_alias, []
@@ -131,10 +131,10 @@ class Membership(RoomsBase):
         requester_rooms = await event_store.rooms_of(self._pool, user_id)
         for room_id in requester_rooms:
             member = await event_store.state_event(self._pool, room_id, "m.room.member", user_id)
-            if member is None or member["content"].get("membership") != "join":
+            if member is None or member.content.get("membership") != "join":
                 continue
             # The old join's reason was about joining, not about this change.
-            content = {k: v for k, v in member["content"].items() if k not in ("displayname", "avatar_url", "reason")}
+            content = {k: v for k, v in member.content.items() if k not in ("displayname", "avatar_url", "reason")}
             content.update({k: v for k, v in profile.items() if v is not None})
             try:
                 await self._write_one(

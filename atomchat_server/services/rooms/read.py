@@ -12,14 +12,17 @@ import asyncpg
 from ...auth.sessions import Requester
 from ...errors import forbidden, not_found
 from ...events.filters import RoomEventFilter
-from ...events.visibility import Range, can_see, visible_ranges
+from ...events.visibility import EARLIEST, Range, can_see, visible_ranges
 from ...paging import fetch_page
+from ...storage import backfill as backfill_store
 from ...storage import events as event_store
 from ...sync import tokens
 from ..relations import bundle
 from .base import RoomsBase
 
 MAX_PAGE = 1000
+# Fills from other servers one /messages page may wait for.
+MAX_FILLS = 3
 
 
 @dataclass(frozen=True)
@@ -48,11 +51,12 @@ class Reading(RoomsBase):
         """The stretches of a room the requester may read, from its
         read_access row (a moderator: all)."""
         if requester.is_moderator:
-            return [(0, None)]
+            return [(EARLIEST, None)]
         return visible_ranges(
             [tuple(entry) for entry in access["history"]],
             access["history_visibility"] or "shared",
             forgotten=bool(access["forgotten"]),
+            floor=EARLIEST,
         )
 
     async def readable_rooms(self, requester: Requester) -> dict[str, list[Range]]:
@@ -93,7 +97,7 @@ class Reading(RoomsBase):
         row = await event_store.state_event(self._pool, room_id, event_type, state_key, at_stream=point)
         if row is None:
             raise not_found("No such state event")
-        return row["content"]
+        return row.content
 
     async def members(
         self, requester: Requester, room_id: str, *, membership: str | None, not_membership: str | None
@@ -110,9 +114,9 @@ class Reading(RoomsBase):
             rows = [
                 r
                 for r in await event_store.state_at(self._pool, room_id, point)
-                if r["type"] == "m.room.member"
-                and (membership is None or r["content"].get("membership") == membership)
-                and (not_membership is None or r["content"].get("membership") != not_membership)
+                if r.type == "m.room.member"
+                and (membership is None or r.content.get("membership") == membership)
+                and (not_membership is None or r.content.get("membership") != not_membership)
             ]
         return [self._format(row, requester) for row in rows]
 
@@ -122,9 +126,9 @@ class Reading(RoomsBase):
             if not requester.is_moderator:
                 raise forbidden("You are not in this room")
         return {
-            row["state_key"]: {
-                "display_name": row["content"].get("displayname"),
-                "avatar_url": row["content"].get("avatar_url"),
+            row.key: {
+                "display_name": row.content.get("displayname"),
+                "avatar_url": row.content.get("avatar_url"),
             }
             for row in await event_store.joined_members(self._pool, room_id)
         }
@@ -132,31 +136,49 @@ class Reading(RoomsBase):
     async def event(self, requester: Requester, room_id: str, event_id: str) -> dict[str, Any]:
         ranges = await self.readable_ranges(requester, room_id)
         row = await event_store.get_event(self._pool, event_id)
-        if row is None or row["room_id"] != room_id or not can_see(ranges, row["stream"]):
+        if row is None or row.room_id != room_id or not can_see(ranges, row.stream):
             raise not_found("Event not found")
         return (await bundle(self._pool, requester, room_id, [row], ranges))[0]
 
     async def context(self, requester: Requester, room_id: str, event_id: str, limit: int) -> dict[str, Any]:
         ranges = await self.readable_ranges(requester, room_id)
         row = await event_store.get_event(self._pool, event_id)
-        if row is None or row["room_id"] != room_id or not can_see(ranges, row["stream"]):
+        if row is None or row.room_id != room_id or not can_see(ranges, row.stream):
             raise not_found("Event not found")
         limit = max(0, min(limit, MAX_PAGE))
         before = limit // 2
         earlier, later = await event_store.events_around(
-            self._pool, room_id, row["stream"], before=before, after=limit - before, ranges=ranges
+            self._pool, room_id, row.stream, before=before, after=limit - before, ranges=ranges
         )
-        last_stream = later[-1]["stream"] if later else row["stream"]
+        last_stream = later[-1].stream if later else row.stream
         state_rows = await event_store.state_at(self._pool, room_id, last_stream)
         events = await bundle(self._pool, requester, room_id, [row, *earlier, *later], ranges)
         return {
             "event": events[0],
             "events_before": events[1 : 1 + len(earlier)],
             "events_after": events[1 + len(earlier) :],
-            "start": tokens.make((earlier[-1]["stream"] if earlier else row["stream"]) - 1),
+            "start": tokens.make((earlier[-1].stream if earlier else row.stream) - 1),
             "end": tokens.make(last_stream),
             "state": [self._format(r, requester) for r in state_rows],
         }
+
+    async def _backfilled(self, room_id: str, rows: list[Any], read: Any, limit: int) -> tuple[list[Any], bool, bool]:
+        """A backwards page that reached the oldest event held, after asking
+        the room's other servers for what came before (services.backfill):
+        the page read again, whether more follows it, and whether the last
+        fill brought events (the next page may find more there)."""
+        if self.history is None:
+            return rows, False, False
+        more = filled = False
+        for _ in range(MAX_FILLS):
+            lowest = await backfill_store.lowest_position(self._pool, room_id)
+            filled = await self.history.fill(room_id, lowest)
+            if not filled:
+                break
+            rows, more = await fetch_page(read, limit)
+            if more:
+                break
+        return rows, more, filled
 
     async def messages(
         self,
@@ -176,13 +198,12 @@ class Reading(RoomsBase):
         if position is None:
             # From the newest event of the room: its head (a later event of
             # another room changes nothing in this one).
-            position = access["head_stream"] if backwards else 0
+            position = access["head_stream"] if backwards else EARLIEST
         types, not_types = event_filter.type_patterns()
         after, before = (bound, position) if backwards else (position, bound)
-        # `end` is left out exactly when the page reaches the end of what the
-        # reader may see (paging.py).
-        rows, more = await fetch_page(
-            lambda n: event_store.page(
+
+        def read(n: int) -> Any:
+            return event_store.page(
                 self._pool,
                 room_id,
                 after=after,
@@ -194,18 +215,23 @@ class Reading(RoomsBase):
                 limit=n,
                 senders=list(event_filter.senders) if event_filter.senders is not None else None,
                 not_senders=list(event_filter.not_senders) or None,
-            ),
-            limit,
-        )
+            )
+
+        # `end` is left out exactly when the page reaches the end of what the
+        # reader may see (paging.py), here and on the room's other servers.
+        rows, more = await fetch_page(read, limit)
+        filled = False
+        if backwards and not more and bound is None and ranges[0][0] < 0:
+            rows, more, filled = await self._backfilled(room_id, rows, read, limit)
         end = None
-        if more:
-            end = tokens.make(rows[-1]["stream"] - 1 if backwards else rows[-1]["stream"])
+        if more or (filled and rows):
+            end = tokens.make(rows[-1].stream - 1 if backwards else rows[-1].stream)
         state = []
         if event_filter.lazy_load_members and rows:
             # The senders' member events as the reader may know them: current
             # for a member, as they were at the leave for someone who left.
             point = await self._state_point(requester, room_id, (access, ranges))
-            senders = sorted({row["sender"] for row in rows})
+            senders = sorted({row.sender for row in rows})
             state = [
                 self._format(r, requester)
                 for r in await event_store.member_events_of(self._pool, room_id, senders, at_stream=point)

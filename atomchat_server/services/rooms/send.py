@@ -39,8 +39,8 @@ class Sending(RoomsBase):
         if existing is not None:
             return existing
         target = await event_store.get_event(self._pool, event_id)
-        if target is None or target["room_id"] != room_id:
+        if target is None or target.room_id != room_id:
             raise not_found("Unknown event")
-        self._blocks.require(requester.user_id, "redact" if target["sender"] == requester.user_id else "redact_others")
+        self._blocks.require(requester.user_id, "redact" if target.sender == requester.user_id else "redact_others")
         content = {"reason": reason} if reason else {}
         return await self._write_one(requested(requester, room_id, "m.room.redaction", content, redacts=event_id), txn)

@@ -1,0 +1,156 @@
+"""History from before this server joined a room: asked of the room's other
+servers (GET /backfill) when a reader pages back past the oldest event held.
+
+One fill asks one server at a time for the events before where the room's
+history here begins (its backward extremities), trying the next server when
+one fails or has nothing new, within a bounded time overall. Each PDU of an
+answer is judged as received PDUs are (FederationEvents.check_history:
+format, signature, hash, the rules on its own auth events); the rejected
+are kept apart (refused_events), the accepted put before everything the
+room holds (storage.backfill: history only, never current state, the head,
+the forward extremities, the notifier or sync).
+
+Two readers paging the same room at once share one fill in this process
+(a lock per room), and the insert takes the room's backfill lock in the
+database, so each event is inserted once whatever the processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+from weakref import WeakValueDictionary
+
+import asyncpg
+
+from ..events.ids import server_of
+from ..events.room_versions import RoomVersion, room_version
+from ..storage import backfill as backfill_store
+from ..storage import pdus as pdu_store
+from .federation_events import FederationEvents, RemoteCalls
+
+log = logging.getLogger(__name__)
+
+# Events asked of a server at once.
+BATCH = 50
+# Backward extremities named in one request.
+MAX_FROM = 5
+# How long one fill may take, all servers tried included (seconds).
+FILL_SECONDS = 10.0
+# Servers tried in one fill.
+MAX_SERVERS = 3
+# For how long a fill that found nothing is not tried again while the
+# room's history here is unchanged (seconds), and how many rooms are kept so.
+QUIET_SECONDS = 30.0
+MAX_QUIET_ROOMS = 10000
+
+
+class Backfill:
+    def __init__(self, *, pool: asyncpg.Pool, client: RemoteCalls, events: FederationEvents, server_name: str) -> None:
+        self._pool = pool
+        self._client = client
+        self._events = events
+        self._server_name = server_name
+        self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
+        # room id -> (its lowest position, when) of fills that found nothing:
+        # readers paging at the start of a complete history, or while the
+        # other servers are down, do not ask them again on every page.
+        self._quiet: dict[str, tuple[int | None, float]] = {}
+
+    async def fill(self, room_id: str, lowest: int | None) -> bool:
+        """Takes in earlier history of the room from another server; whether
+        the room's history here now goes further back than ``lowest`` (the
+        position of its oldest event when the reader looked). A reader that
+        waited on another's fill of the room finds it done. Never raises for
+        a remote failure: the reader then gets what this server holds."""
+        lock = self._locks.get(room_id)
+        if lock is None:
+            lock = self._locks[room_id] = asyncio.Lock()
+        async with lock:
+            now = await backfill_store.lowest_position(self._pool, room_id)
+            if now is not None and (lowest is None or now < lowest):
+                return True
+            quiet = self._quiet.get(room_id)
+            if quiet is not None and quiet[0] == now and time.monotonic() - quiet[1] < QUIET_SECONDS:
+                return False
+            try:
+                filled = await asyncio.wait_for(self._fill(room_id), FILL_SECONDS) > 0
+            except asyncio.TimeoutError:
+                log.info("backfill of %s took longer than %ss", room_id, FILL_SECONDS)
+                filled = False
+            if filled:
+                self._quiet.pop(room_id, None)
+            else:
+                if len(self._quiet) >= MAX_QUIET_ROOMS:
+                    self._quiet.clear()
+                self._quiet[room_id] = (now, time.monotonic())
+            return filled
+
+    async def _fill(self, room_id: str) -> int:
+        room = await pdu_store.pdu_room(self._pool, room_id)
+        servers = [s for s in await pdu_store.servers_in_room(self._pool, room_id) if s != self._server_name]
+        if room is None or not servers:
+            return 0  # a room of this server's users only: its history is all here
+        start = await backfill_store.backward_extremities(self._pool, room_id, MAX_FROM)
+        if not start:
+            return 0  # the room's history here reaches its create event
+        # The server named in the room id (up to version 11) made the room: it knows its history first.
+        servers = sorted(servers, key=lambda s: (s != server_of(room_id), s))[:MAX_SERVERS]
+        version = room_version(room["room_version"])
+        for server in servers:
+            try:
+                answer = await self._client.request(
+                    server,
+                    "GET",
+                    f"/_matrix/federation/v1/backfill/{room_id}",
+                    query={"v": start, "limit": str(BATCH)},
+                    timeout=FILL_SECONDS,
+                )
+            except Exception as exc:  # noqa: BLE001 - the next server is asked
+                log.info("backfill of %s from %s failed: %s", room_id, server, exc)
+                continue
+            pdus = answer.get("pdus") if isinstance(answer, Mapping) else None
+            if not isinstance(pdus, list):
+                continue
+            given = [p for p in pdus[: BATCH * 2] if isinstance(p, Mapping) and p.get("room_id") == room_id]
+            inserted = await self._take(server, room_id, given, version)
+            if inserted:
+                return inserted
+        return 0
+
+    async def _take(self, origin: str, room_id: str, pdus: list[Any], version: RoomVersion) -> int:
+        """Judges an answer's PDUs, keeps the rejected apart and inserts the
+        accepted before everything held; how many were inserted (those held
+        already, or inserted meanwhile by another process, are not)."""
+        accepted, rejected = await self._events.check_history(origin, room_id, version, pdus)
+        if rejected:
+            await pdu_store.keep_refused(self._pool, room_id, "rejected", rejected, int(time.time() * 1000))
+        # Newest first: the countdown positions then keep the room's order.
+        newest_first = sorted(
+            accepted.items(), key=lambda p: (p[1][1]["depth"], p[1][1]["origin_server_ts"], p[0]), reverse=True
+        )
+        rows = [
+            {
+                "event_id": event_id,
+                "type": event["type"],
+                "state_key": event.get("state_key"),
+                "sender": event["sender"],
+                "content": event["content"],
+                "origin_server_ts": event["origin_server_ts"],
+                "depth": event["depth"],
+                "prev_events": event["prev_events"],
+                "redacts": event.get("redacts"),
+                "pdu": {k: v for k, v in kept.items() if k != "unsigned"},
+            }
+            for event_id, (kept, event) in newest_first
+        ]
+        if not rows:
+            return 0
+        async with self._pool.acquire() as conn, conn.transaction():
+            await backfill_store.lock_history(conn, room_id)
+            inserted = await backfill_store.insert_history(conn, room_id, rows)
+        log.info("backfilled %d events of %s from %s", len(inserted), room_id, origin)
+        return len(inserted)
