@@ -414,7 +414,7 @@ class Compat:
             drafts.append(requested(requester, room_id, "m.room.name", {"name": name}, state_key=""))
         for user_id in add:
             current = await event_store.membership(self._pool, room_id, user_id)
-            membership = current["membership"] if current else None
+            membership = current.membership if current else None
             if membership == "join" or (membership == "invite" and not at_once):
                 continue
             profile = await member_profile(self._pool, user_id)

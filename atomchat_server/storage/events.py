@@ -426,8 +426,26 @@ async def state_event(
     return maybe_event(row)
 
 
-async def membership(db: Database, room_id: str, user_id: str) -> asyncpg.Record | None:
-    return await db.fetchrow("SELECT * FROM memberships WHERE room_id = $1 AND user_id = $2", room_id, user_id)
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """A user's current membership of a room, as the memberships table holds it."""
+
+    room_id: str
+    user_id: str
+    membership: str
+    event_id: str  # the member event that made it
+    stream: int  # that event's position
+    forgotten: bool
+
+
+MEMBERSHIP_COLUMNS = "room_id, user_id, membership, event_id, stream, forgotten"
+
+
+async def membership(db: Database, room_id: str, user_id: str) -> Membership | None:
+    row = await db.fetchrow(
+        f"SELECT {MEMBERSHIP_COLUMNS} FROM memberships WHERE room_id = $1 AND user_id = $2", room_id, user_id
+    )
+    return Membership(**dict(row)) if row is not None else None
 
 
 async def is_joined(db: Database, room_id: str, user_id: str) -> bool:
@@ -442,11 +460,26 @@ async def is_joined(db: Database, room_id: str, user_id: str) -> bool:
     )
 
 
-# What decides a user's reading of a room: the room (``head_stream``,
-# ``deleted``), its history visibility setting (None when unset), the user's
-# membership and ``forgotten`` flag (None when never a member), and the
-# user's membership history as [stream, membership] pairs, oldest first.
-# ``{user}`` is the placeholder of the user's parameter.
+@dataclass(frozen=True, slots=True)
+class ReadAccess:
+    """What decides a user's reading of a room."""
+
+    room_id: str
+    head_stream: int
+    deleted: bool
+    membership: str | None  # None: never a member
+    forgotten: bool | None  # None: never a member
+    history_visibility: str | None  # None: unset
+    history: list[tuple[int, str]]  # the user's memberships (stream, membership), oldest first
+
+    @classmethod
+    def of(cls, row: asyncpg.Record) -> ReadAccess:
+        fields = dict(row)
+        fields["history"] = [(int(stream), str(membership)) for stream, membership in row["history"]]
+        return cls(**fields)
+
+
+# The query of ReadAccess; ``{user}`` is the placeholder of the user's parameter.
 _READ_ACCESS = (
     "SELECT r.room_id, r.head_stream, r.deleted, m.membership, m.forgotten,"
     " (SELECT e.content->>'history_visibility' FROM current_state cs JOIN events e ON e.event_id = cs.event_id"
@@ -458,25 +491,27 @@ _READ_ACCESS = (
 )
 
 
-async def read_access(db: Database, room_id: str, user_id: str) -> asyncpg.Record | None:
+async def read_access(db: Database, room_id: str, user_id: str) -> ReadAccess | None:
     """Everything that decides what a user may read of a room, in one round
-    trip (see _READ_ACCESS). None for an unknown room."""
-    return await db.fetchrow(
+    trip. None for an unknown room."""
+    row = await db.fetchrow(
         _READ_ACCESS.format(user="$2")
         + " FROM rooms r LEFT JOIN memberships m ON m.room_id = r.room_id AND m.user_id = $2 WHERE r.room_id = $1",
         room_id,
         user_id,
     )
+    return ReadAccess.of(row) if row is not None else None
 
 
-async def read_access_of_member(db: Database, user_id: str) -> list[asyncpg.Record]:
+async def read_access_of_member(db: Database, user_id: str) -> list[ReadAccess]:
     """read_access of every room the user has a membership in (joined, left,
     invited, banned...), in one round trip."""
-    return await db.fetch(
+    rows = await db.fetch(
         _READ_ACCESS.format(user="$1") + " FROM memberships m JOIN rooms r ON r.room_id = m.room_id"
         " WHERE m.user_id = $1 AND NOT r.deleted",
         user_id,
     )
+    return [ReadAccess.of(row) for row in rows]
 
 
 async def membership_history(db: Database, room_id: str, user_id: str) -> list[tuple[int, str]]:

@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import asyncpg
-
 from ..db import Database
 from . import events as event_store
-from .events import EVENT_COLUMNS, Event, as_events
+from .events import EVENT_COLUMNS, MEMBERSHIP_COLUMNS, Event, Membership, as_events
 
 _PUSH_AT = len(Event._fields) - 1  # an Event's fields before push
 
@@ -45,12 +43,13 @@ async def events_between(db: Database, after: int, upto: int) -> list[Event]:
     ]
 
 
-async def user_memberships(db: Database, user_id: str) -> list[asyncpg.Record]:
+async def user_memberships(db: Database, user_id: str) -> list[Membership]:
     """The user's current membership in every room they have one in."""
-    return await db.fetch(
-        "SELECT room_id, membership, stream, event_id, forgotten FROM memberships WHERE user_id = $1 ORDER BY stream",
+    rows = await db.fetch(
+        f"SELECT {MEMBERSHIP_COLUMNS} FROM memberships WHERE user_id = $1 ORDER BY stream",
         user_id,
     )
+    return [Membership(**dict(row)) for row in rows]
 
 
 async def rooms_changed_since(db: Database, room_ids: Sequence[str], after: int) -> list[str]:

@@ -25,7 +25,7 @@ from ..storage import events as event_store
 from ..storage import keys as key_store
 from ..storage import push as push_store
 from ..storage import sync as sync_store
-from ..storage.events import Event
+from ..storage.events import Event, Membership
 from . import response, tokens
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ class SyncBuilder:
         whole: list[str] = []  # joined rooms shown whole: the newest events and the state before them
         member_of: list[str] = []
         for membership in await sync_store.user_memberships(self._pool, user_id):
-            room_id = membership["room_id"]
+            room_id = membership.room_id
             if not sync_filter.wants_room(room_id):
                 continue
             now = await self._membership_at(room_id, user_id, membership, upto)
@@ -135,7 +135,7 @@ class SyncBuilder:
             if since is not None:
                 then = (
                     now
-                    if membership["stream"] <= since
+                    if membership.stream <= since
                     else await self._membership_at(room_id, user_id, membership, since)
                 )
             if now.membership == "join":
@@ -144,7 +144,7 @@ class SyncBuilder:
                     since is not None
                     and then is not None
                     and then.membership == "join"
-                    and (membership["stream"] <= since or not await self._left_between(room_id, user_id, since, upto))
+                    and (membership.stream <= since or not await self._left_between(room_id, user_id, since, upto))
                 )
                 if stayed and not full_state:
                     steady.append(room_id)
@@ -159,7 +159,7 @@ class SyncBuilder:
             elif now.membership == "invite":
                 if since is None or now.stream > since:
                     invited[room_id] = now  # made below, all at once
-            elif not membership["forgotten"] and (
+            elif not membership.forgotten and (
                 (
                     since is not None
                     and now.stream > since
@@ -304,11 +304,11 @@ class SyncBuilder:
         return any(since < stream <= upto and membership != "join" for stream, membership in history)
 
     async def _membership_at(
-        self, room_id: str, user_id: str, current: asyncpg.Record, position: int
+        self, room_id: str, user_id: str, current: Membership, position: int
     ) -> _Membership | None:
         """The user's membership as of ``position`` (None if they had none)."""
-        if current["stream"] <= position:
-            return _Membership(current["membership"], current["stream"], current["event_id"])
+        if current.stream <= position:
+            return _Membership(current.membership, current.stream, current.event_id)
         row = await event_store.state_event(self._pool, room_id, "m.room.member", user_id, at_stream=position)
         if row is None:
             return None

@@ -80,7 +80,7 @@ class Membership(RoomsBase):
         if action != "ban":
             await self._require_room(room_id)
             row = await event_store.membership(self._pool, room_id, target)
-            current = row["membership"] if row else "leave"
+            current = row.membership if row else "leave"
             if action == "unban" and current != "ban":
                 raise forbidden(f"{target} is not banned from this room")
             if action == "kick" and current not in ("join", "invite", "knock"):
@@ -118,7 +118,7 @@ class Membership(RoomsBase):
         row = await event_store.membership(self._pool, room_id, requester.user_id)
         if row is None:
             raise not_found("You have never been in this room")
-        if row["membership"] in ("join", "invite", "knock"):
+        if row.membership in ("join", "invite", "knock"):
             raise MatrixError(400, "M_UNKNOWN", "Leave the room before forgetting it")
         await event_store.set_forgotten(self._pool, room_id, requester.user_id)
 

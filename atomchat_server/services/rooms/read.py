@@ -7,8 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
-
 from ...auth.sessions import Requester
 from ...errors import forbidden, not_found
 from ...events.filters import RoomEventFilter
@@ -16,6 +14,7 @@ from ...events.visibility import EARLIEST, Range, can_see, visible_ranges
 from ...paging import fetch_page
 from ...storage import backfill as backfill_store
 from ...storage import events as event_store
+from ...storage.events import ReadAccess
 from ...sync import tokens
 from ..relations import bundle
 from .base import RoomsBase
@@ -34,12 +33,12 @@ class Page:
 
 
 class Reading(RoomsBase):
-    async def _access(self, requester: Requester, room_id: str) -> tuple[Any, list[Range]]:
+    async def _access(self, requester: Requester, room_id: str) -> tuple[ReadAccess, list[Range]]:
         """What decides the requester's reading of the room (storage's
         read_access row) and the stretches of it they may read (a moderator:
         all). 404 for an unknown room, 403 if they may read none of it."""
         access = await event_store.read_access(self._pool, room_id, requester.user_id)
-        if access is None or access["deleted"]:
+        if access is None or access.deleted:
             raise not_found("Unknown room")
         ranges = self._readable(requester, access)
         if not ranges:
@@ -47,15 +46,15 @@ class Reading(RoomsBase):
         return access, ranges
 
     @staticmethod
-    def _readable(requester: Requester, access: asyncpg.Record) -> list[Range]:
+    def _readable(requester: Requester, access: ReadAccess) -> list[Range]:
         """The stretches of a room the requester may read, from its
         read_access row (a moderator: all)."""
         if requester.is_moderator:
             return [(EARLIEST, None)]
         return visible_ranges(
-            [tuple(entry) for entry in access["history"]],
-            access["history_visibility"] or "shared",
-            forgotten=bool(access["forgotten"]),
+            access.history,
+            access.history_visibility or "shared",
+            forgotten=bool(access.forgotten),
             floor=EARLIEST,
         )
 
@@ -63,7 +62,7 @@ class Reading(RoomsBase):
         """Every room the requester has a membership in and may read some of,
         with the stretches they may read: what /messages would show them."""
         rows = await event_store.read_access_of_member(self._pool, requester.user_id)
-        readable = {row["room_id"]: self._readable(requester, row) for row in rows}
+        readable = {row.room_id: self._readable(requester, row) for row in rows}
         return {room_id: ranges for room_id, ranges in readable.items() if ranges}
 
     async def readable_ranges(self, requester: Requester, room_id: str) -> list[Range]:
@@ -71,13 +70,13 @@ class Reading(RoomsBase):
         return (await self._access(requester, room_id))[1]
 
     async def _state_point(
-        self, requester: Requester, room_id: str, access_and_ranges: tuple[Any, list[Range]] | None = None
+        self, requester: Requester, room_id: str, access_and_ranges: tuple[ReadAccess, list[Range]] | None = None
     ) -> int | None:
         """None to read the current state; a stream position for someone who
         left (they see the state as it was when they left)."""
         access, ranges = access_and_ranges or await self._access(requester, room_id)
         last = ranges[-1][1]
-        if last is None or access["membership"] == "join":
+        if last is None or access.membership == "join":
             return None
         return last
 
@@ -198,7 +197,7 @@ class Reading(RoomsBase):
         if position is None:
             # From the newest event of the room: its head (a later event of
             # another room changes nothing in this one).
-            position = access["head_stream"] if backwards else EARLIEST
+            position = access.head_stream if backwards else EARLIEST
         types, not_types = event_filter.type_patterns()
         after, before = (bound, position) if backwards else (position, bound)
 
