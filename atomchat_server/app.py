@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -127,7 +127,8 @@ class AppContext:
     federation_rooms: FederationRooms  # the room protocol other servers speak to this one
     federation_transactions: Transactions  # PUT /send: PDUs to federation_events, EDUs applied
     federation_queries: Queries  # profiles and aliases, asked by and of other servers
-    sync_sessions: SyncSessions = field(default_factory=SyncSessions)
+    clock: Clock  # the time and timers of expiries and timeouts (clock.py)
+    sync_sessions: SyncSessions  # parked between a client's long-polls
     in_flight: int = 0
     openapi: str = ""  # the OpenAPI document of routes(), as served
 
@@ -251,7 +252,7 @@ class AtomChat:
         clock: Clock = REAL,
     ) -> None:
         self.settings = settings
-        self.clock = clock  # the time token expiry and rate limits read (clock.py)
+        self.clock = clock  # the time expiries, timeouts and rate limits read (clock.py)
         self.dsn = dsn
         self.passwords = passwords
         # Keeps the notifier's and the persister's tasks running; ``on_fatal``
@@ -290,7 +291,7 @@ class AtomChat:
             )
         codec = TokenCodec(signing_key(settings), settings.server_name, self.clock)
         sessions = SessionCache(self._pool, codec)
-        self._notifier = Notifier(self.dsn, self._pool, sessions, self.supervisor)
+        self._notifier = Notifier(self.dsn, self._pool, sessions, self.supervisor, self.clock)
         await self._notifier.start()
         blocks = Blocks()
         accounts = Accounts(
@@ -334,6 +335,7 @@ class AtomChat:
             persister=self._persister,
             timeout_seconds=settings.presence_timeout_seconds,
             tracking=settings.track_presence,
+            clock=self.clock,
         )
         presence.start()
         media = Media(
@@ -357,6 +359,7 @@ class AtomChat:
             notifier=notifier,
             outbox=outbox if settings.federating else None,
             server_name=settings.server_name,
+            clock=self.clock,
         )
         keyring = KeyRing(self._pool, federation_client, settings.server_name, server_key)
         signer = Signer(settings.server_name, server_key)
@@ -406,7 +409,9 @@ class AtomChat:
             media=media,
             search=Search(pool=self._pool, rooms=rooms),
             push=PushRules(pool=self._pool, persister=self._persister),
-            streams=stream.OpenStreams(settings.websocket_ping_seconds),
+            streams=stream.OpenStreams(settings.websocket_ping_seconds, self.clock),
+            clock=self.clock,
+            sync_sessions=SyncSessions(self.clock),
             open_streams=OpenPerAccount(settings.max_streams_per_account, "streams"),
             long_polls=OpenPerAccount(settings.max_long_polls_per_account, "long-polls"),
             server_key=server_key,

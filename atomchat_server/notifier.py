@@ -41,6 +41,7 @@ import asyncpg
 
 from . import metrics
 from .auth.sessions import SessionCache
+from .clock import REAL, Clock, Timer
 from .db.pool import UNREACHABLE
 from .errors import MatrixError, unavailable
 from .storage import ephemeral as ephemeral_store
@@ -205,12 +206,13 @@ class TypingNotices:
     makes sense only to the process (``epoch``) that counted it; a sync
     token carries both as its typing mark (sync/tokens.py)."""
 
-    def __init__(self, changed: Callable[[str], None]) -> None:
+    def __init__(self, changed: Callable[[str], None], clock: Clock = REAL) -> None:
         self.epoch = secrets.token_hex(3)
+        self._clock = clock
         self.position = 0
         self._typers: dict[str, dict[str, int]] = {}  # room -> user -> when the notice lapses (ms since the epoch)
         self._changed_at: dict[str, int] = {}  # room -> the position of its last change
-        self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._timers: dict[tuple[str, str], Timer] = {}
         self._changed = changed
 
     def mark(self, position: int | None = None) -> str:
@@ -233,13 +235,11 @@ class TypingNotices:
         if timer is not None:
             timer.cancel()
         typers = self._typers.setdefault(room_id, {})
-        remaining_ms = expires_ms - time.time() * 1000
+        remaining_ms = expires_ms - self._clock.time() * 1000
         if remaining_ms > 0:
             renewed = user_id in typers
             typers[user_id] = expires_ms
-            self._timers[key] = asyncio.get_running_loop().call_later(
-                remaining_ms / 1000, self._lapse, room_id, user_id, expires_ms
-            )
+            self._timers[key] = self._clock.call_later(remaining_ms / 1000, self._lapse, room_id, user_id, expires_ms)
             if renewed:
                 return  # the same typers: nothing for anyone to learn
         elif typers.pop(user_id, None) is None:
@@ -285,7 +285,9 @@ class TypingNotices:
 
 
 class Notifier:
-    def __init__(self, dsn: str, pool: asyncpg.Pool, sessions: SessionCache, supervisor: Supervisor) -> None:
+    def __init__(
+        self, dsn: str, pool: asyncpg.Pool, sessions: SessionCache, supervisor: Supervisor, clock: Clock = REAL
+    ) -> None:
         self._dsn = dsn
         self._pool = pool
         self._sessions = sessions
@@ -311,7 +313,7 @@ class Notifier:
         # Told of each dispatch before any listener (sync's event cache).
         self.watchers: list[DispatchWatcher] = []
         self._by_user = _Index()
-        self.typing = TypingNotices(self._typing_changed)
+        self.typing = TypingNotices(self._typing_changed, clock)
 
     # -- lifecycle -------------------------------------------------------------
 

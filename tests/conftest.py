@@ -26,18 +26,17 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import asyncpg
 import pytest
 import uvloop
 
 from atomchat_server import config
 from atomchat_server.auth.passwords import Passwords
 from atomchat_server.db import migrations
-from atomchat_server.db.embedded import EmbeddedPostgres
+from atomchat_server.db.embedded import DATABASE, EmbeddedPostgres
 
 from .support.client import ApiClient
 from .support.clock import ShiftedClock
-from .support.databases import admin
+from .support.databases import admin, create_database, relax_commits
 from .support.federation_steps import Federation, federating_servers
 from .support.harness import self_signed_certificate, with_database
 from .support.servers import TEST_SETTINGS, LogScan, RunningServer, start_server, truncate_all
@@ -76,33 +75,18 @@ def database_dsn():
     external = os.environ.get("ATOMCHAT_TEST_DATABASE_URL")
     if external:
         name = f"atomchat_test_{os.getpid()}_{secrets.token_hex(3)}"
-
-        async def create():
-            conn = await asyncpg.connect(external)
-            try:
-                # A generated identifier of [a-z0-9_] only; CREATE DATABASE takes no parameters.
-                await conn.execute(f"CREATE DATABASE {name}")
-            finally:
-                await conn.close()
-
-        async def drop():
-            conn = await asyncpg.connect(external)
-            try:
-                await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            finally:
-                await conn.close()
-
-        asyncio.run(create())
+        asyncio.run(create_database(external, name))
         dsn = with_database(external, name)
         asyncio.run(migrations.migrate(dsn))
         yield dsn
-        asyncio.run(drop())
+        asyncio.run(admin(external, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
     else:
         root = Path(tempfile.mkdtemp(prefix="atomchat-test-pg-"))
         embedded = EmbeddedPostgres(root)
         embedded.start()
         try:
             dsn = asyncio.run(embedded.ensure_database())
+            asyncio.run(relax_commits(dsn, DATABASE))
             asyncio.run(migrations.migrate(dsn))
             yield dsn
         finally:
@@ -182,9 +166,8 @@ def api(server):
 
 def _scratch_database(io_loop, database_dsn):
     """The DSN of an empty database (support/databases.py), dropped after the test."""
-    # A generated identifier of [a-z0-9_] only; CREATE DATABASE takes no parameters.
     name = f"atomchat_scratch_{secrets.token_hex(4)}"
-    io_loop.run_sync(lambda: admin(database_dsn, f"CREATE DATABASE {name}"))
+    io_loop.run_sync(lambda: create_database(database_dsn, name))
     yield with_database(database_dsn, name)
     io_loop.run_sync(lambda: admin(database_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 

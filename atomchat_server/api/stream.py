@@ -17,11 +17,11 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 import tornado.httputil
-import tornado.ioloop
 import tornado.iostream
 import tornado.websocket
 
 from ..auth.sessions import Requester
+from ..clock import REAL, Clock, Timer
 from ..db.pool import UNREACHABLE
 from ..errors import MatrixError
 from ..events.filters import CompiledFilter
@@ -69,15 +69,19 @@ class OpenStreams:
     ping and pings the others, so a dead peer is dropped within two beats
     (protocol/stream.md, Heartbeats)."""
 
-    def __init__(self, ping_seconds: float) -> None:
+    def __init__(self, ping_seconds: float, clock: Clock = REAL) -> None:
         self._streams: set[StreamHandler] = set()
-        self._beat = tornado.ioloop.PeriodicCallback(self._ping_all, ping_seconds * 1000)
+        self._ping_seconds = ping_seconds
+        self._clock = clock
+        self._beat: Timer | None = None
 
     def start(self) -> None:
-        self._beat.start()
+        self._beat = self._clock.call_later(self._ping_seconds, self._ping_all)
 
     def stop(self) -> None:
-        self._beat.stop()
+        if self._beat is not None:
+            self._beat.cancel()
+            self._beat = None
 
     def add(self, stream: StreamHandler) -> None:
         self._streams.add(stream)
@@ -93,6 +97,7 @@ class OpenStreams:
         return iter(list(self._streams))
 
     def _ping_all(self) -> None:
+        self.start()  # the next beat
         for stream in self:
             try:
                 stream.heartbeat()
@@ -202,7 +207,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         if self.requester is not None:
             self._start()
         else:
-            asyncio.get_running_loop().call_later(AUTH_TIMEOUT_SECONDS, self._auth_deadline)
+            self.ctx.clock.call_later(AUTH_TIMEOUT_SECONDS, self._auth_deadline)
 
     def _auth_deadline(self) -> None:
         if self.requester is None:

@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 
 from ..auth.sessions import Requester
+from ..clock import REAL, Clock
 from ..errors import MatrixError, forbidden, invalid_param, not_found
 from ..federation.outbox import Outbox
 from ..notifier import Notifier
@@ -44,8 +45,10 @@ class Ephemeral:
         notifier: Notifier,
         outbox: Outbox | None = None,
         server_name: str = "",
+        clock: Clock = REAL,
     ) -> None:
         self._pool = pool
+        self._clock = clock  # when a typing notice lapses
         self._persister = persister
         self._notifier = notifier
         self._outbox = outbox  # typing notices and receipts for the other servers in a room
@@ -133,7 +136,8 @@ class Ephemeral:
         """Typing notices are not history: they live in the memory of every
         server process (notifier.TypingNotices), not in the database."""
         timeout_ms = max(0, min(timeout_ms, MAX_TYPING_TIMEOUT_MS)) if typing else 0
-        await self._notifier.set_typing(room_id, user_id, _now_ms() + timeout_ms if typing else 0)
+        expires_ms = int(self._clock.time() * 1000) + timeout_ms if typing else 0
+        await self._notifier.set_typing(room_id, user_id, expires_ms)
 
     # -- from other servers (federation EDUs) ------------------------------------------
 

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from functools import partial
 from typing import Any
 
 import asyncpg
 
 from ..auth.sessions import Requester
+from ..clock import REAL, Clock
 from ..db import Database
 from ..errors import forbidden, not_found
 from ..events import presence as rules
@@ -37,15 +37,18 @@ from .persister import Persister
 log = logging.getLogger(__name__)
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class Presence:
     def __init__(
-        self, *, pool: asyncpg.Pool, persister: Persister, timeout_seconds: float, tracking: bool = True
+        self,
+        *,
+        pool: asyncpg.Pool,
+        persister: Persister,
+        timeout_seconds: float,
+        tracking: bool = True,
+        clock: Clock = REAL,
     ) -> None:
         self._pool = pool
+        self._clock = clock  # last-active times, the refresh interval and the sweep's timer
         # Off: syncing and streaming change nobody's presence (and nobody is
         # swept); what users set themselves is still kept and shown.
         self.tracking = tracking
@@ -70,6 +73,9 @@ class Presence:
         active: ``last_active_ts`` is refreshed once per interval at most."""
         return int(self.refresh_seconds * 2000)
 
+    def _now_ms(self) -> int:
+        return int(self._clock.time() * 1000)
+
     # -- being seen -----------------------------------------------------------------
 
     def _due(self, user_id: str, syncing_as: str) -> bool:
@@ -79,14 +85,14 @@ class Presence:
         if syncing_as == rules.OFFLINE or not self.tracking:
             return False
         last = self._written.get(user_id)
-        return last is None or last[1] != syncing_as or time.monotonic() - last[0] >= self.refresh_seconds
+        return last is None or last[1] != syncing_as or self._clock.monotonic() - last[0] >= self.refresh_seconds
 
     async def seen(self, user_id: str, syncing_as: str) -> None:
         """A client of the user syncs (or streams) with ``set_presence=syncing_as``."""
         if not self._due(user_id, syncing_as):
             return
-        self._written[user_id] = (time.monotonic(), syncing_as)
-        row = await store.refresh_active(self._pool, user_id, _now_ms())
+        self._written[user_id] = (self._clock.monotonic(), syncing_as)
+        row = await store.refresh_active(self._pool, user_id, self._now_ms())
         if row is not None and rules.after_sync(row.state, row.chosen, syncing_as) is None:
             return
         await self._persister.update(partial(self._sync_state, user_id=user_id, syncing_as=syncing_as))
@@ -99,7 +105,7 @@ class Presence:
         if state is None:
             return None
         return await store.put_presence(
-            conn, user_id=user_id, state=state, status_msg=None, keep_status=True, chosen=False, now_ms=_now_ms()
+            conn, user_id=user_id, state=state, status_msg=None, keep_status=True, chosen=False, now_ms=self._now_ms()
         )
 
     def seen_soon(self, user_id: str, syncing_as: str) -> None:
@@ -120,7 +126,7 @@ class Presence:
     ) -> None:
         if user_id != requester.user_id:
             raise forbidden("You may only set your own presence")
-        self._written[user_id] = (time.monotonic(), state)
+        self._written[user_id] = (self._clock.monotonic(), state)
         await self._persister.update(
             partial(
                 store.put_presence,
@@ -129,7 +135,7 @@ class Presence:
                 status_msg=status_msg,
                 keep_status=keep_status,
                 chosen=state != rules.ONLINE,
-                now_ms=_now_ms(),
+                now_ms=self._now_ms(),
             )
         )
 
@@ -142,11 +148,13 @@ class Presence:
         row = await store.get_presence(self._pool, user_id)
         if row is None:
             return {"presence": rules.OFFLINE}
-        return rules.presence_content(row.state, row.status_msg, row.last_active_ts, _now_ms(), self.active_window_ms)
+        return rules.presence_content(
+            row.state, row.status_msg, row.last_active_ts, self._now_ms(), self.active_window_ms
+        )
 
     async def events_since(self, user_id: str, after: int | None, upto: int) -> list[dict[str, Any]]:
         """The m.presence events a sync answer carries."""
-        now = _now_ms()
+        now = self._now_ms()
         return [
             rules.presence_event(row.user_id, row.state, row.status_msg, row.last_active_ts, now, self.active_window_ms)
             for row in await store.presence_since(self._pool, user_id, after, upto)
@@ -156,8 +164,8 @@ class Presence:
 
     async def sweep(self) -> None:
         """Sets offline everyone no process has seen for the timeout."""
-        cutoff = _now_ms() - self.timeout_ms
-        forget_before = time.monotonic() - self.timeout_ms / 1000
+        cutoff = self._now_ms() - self.timeout_ms
+        forget_before = self._clock.monotonic() - self.timeout_ms / 1000
         for user_id, (written, _state) in list(self._written.items()):
             if written < forget_before:
                 del self._written[user_id]
@@ -166,7 +174,7 @@ class Presence:
 
     async def _sweep_forever(self) -> None:
         while True:
-            await asyncio.sleep(self.refresh_seconds)
+            await self._clock.sleep(self.refresh_seconds)
             try:
                 await self.sweep()
             except Exception:  # the database may be away for a moment: try next time

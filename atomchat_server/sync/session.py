@@ -24,6 +24,7 @@ from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from ..auth.sessions import Requester
+from ..clock import REAL, Clock, Timer
 from ..events.filters import CompiledFilter
 from ..events.format import client_event
 from ..notifier import Listener
@@ -479,8 +480,9 @@ class SyncSessions:
     session, kept for PARK_SECONDS. A request that brings back the token its
     predecessor answered with resumes the parked session."""
 
-    def __init__(self) -> None:
-        self._parked: dict[str, tuple[SyncSession, asyncio.TimerHandle]] = {}
+    def __init__(self, clock: Clock = REAL) -> None:
+        self._clock = clock
+        self._parked: dict[str, tuple[SyncSession, Timer]] = {}
 
     def take(
         self, session_id: str, since: int | None, typing_mark: str | None, filter_key: str | None
@@ -506,7 +508,7 @@ class SyncSessions:
         if previous is not None:
             previous[1].cancel()
             previous[0].close()
-        timer = asyncio.get_running_loop().call_later(PARK_SECONDS, self._expire, session_id, session)
+        timer = self._clock.call_later(PARK_SECONDS, self._expire, session_id, session)
         self._parked[session_id] = (session, timer)
 
     def _expire(self, session_id: str, session: SyncSession) -> None:

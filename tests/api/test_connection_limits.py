@@ -111,7 +111,7 @@ async def test_slowloris_connections_are_closed_after_the_header_timeout(server,
         writer.write(b"GET /_matrix/client/versions HTTP/1.1\r\nHost: x\r\n")
         try:
             for n in range(20):
-                await asyncio.sleep(0.3)
+                await asyncio.sleep(0.3)  # kept: a real client's pace against the real header timeout
                 writer.write(b"X-Slow-%d: 1\r\n" % n)
                 await writer.drain()
         except ConnectionError:

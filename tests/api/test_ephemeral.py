@@ -121,31 +121,35 @@ async def test_a_notice_set_while_an_answer_is_built_is_told_once(api, server):
     assert typers(built, room_id) + typers(resumed, room_id) == [[alice.user_id]]
 
 
-async def test_typing_lapses_by_itself_after_its_timeout(api, server):
+async def test_typing_lapses_by_itself_after_its_timeout(api, server, clock):
     alice, bob = await register(api, "alice", "bob")
     room_id = await room_of(alice, bob)
     loop = SyncLoop(bob, server)
     await loop.sync()
-    started = asyncio.get_running_loop().time()
-    await typing(alice, room_id, True, timeout=1000)
+    await typing(alice, room_id, True, timeout=30_000)
     assert typers(await loop.sync(), room_id) == [[alice.user_id]]
+    clock.advance(29)
+    assert typers(await loop.sync(timeout=0), room_id) == []  # not yet: nothing changed
     # Nobody writes anything more: the server ends the notice and wakes the long-poll.
-    answer, elapsed = await timed(loop.sync(timeout=10_000))
+    poll = asyncio.ensure_future(loop.sync(timeout=10_000))
+    await long_polls_waiting(server, 1)
+    clock.advance(1)
+    answer, elapsed = await timed(poll)
     assert typers(answer, room_id) == [[]]
-    lapsed_after = asyncio.get_running_loop().time() - started
-    assert 0.9 <= lapsed_after <= 3.5, lapsed_after
     assert elapsed < 3.5
     assert (await loop.sync())["rooms"]["join"] == {}
 
 
-async def test_renewed_typing_does_not_lapse_at_the_first_timeout(api, server):
+async def test_renewed_typing_does_not_lapse_at_the_first_timeout(api, server, clock):
     alice, bob = await register(api, "alice", "bob")
     room_id = await room_of(alice, bob)
     await typing(alice, room_id, True, timeout=800)
-    await asyncio.sleep(0.5)
+    clock.advance(0.5)
     await typing(alice, room_id, True, timeout=5000)
-    await asyncio.sleep(0.6)  # past the first timeout
+    clock.advance(0.6)  # past the first timeout
     assert typers(await sync(bob), room_id) == [[alice.user_id]]
+    clock.advance(4.5)  # past the second
+    assert typers(await sync(bob), room_id) == []
 
 
 async def test_typing_refusals(api):

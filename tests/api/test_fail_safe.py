@@ -26,7 +26,8 @@ from ..support.moderation_steps import whoami
 from ..support.room_steps import bodies, register, room_of
 from ..support.servers import truncate_all
 from ..support.stream_steps import Stream
-from ..support.sync_steps import SyncLoop, held_then_woken, on, timeline
+from ..support.sync_steps import SyncLoop, held_then_woken, long_polls_waiting, on, timeline
+from ..support.waiting import eventually
 
 UNAVAILABLE = "Real-time delivery is unavailable: "
 
@@ -63,10 +64,7 @@ async def test_a_client_whose_delivery_fails_stops_delivery_to_nobody(server, ap
 
 
 async def healthy(notifier, timeout: float = 5) -> None:
-    deadline = time.monotonic() + timeout
-    while notifier.problem() is not None:
-        assert time.monotonic() < deadline, f"the notifier stays unhealthy: {notifier.problem()}"
-        await asyncio.sleep(0.02)
+    await eventually(lambda: notifier.problem() is None, timeout, "the notifier's health")
 
 
 async def test_a_failed_dispatch_task_is_restarted_and_nobody_misses_an_event(server, api, caplog):
@@ -109,10 +107,7 @@ async def test_a_dispatch_task_that_keeps_failing_makes_every_request_fail_fast(
     notifier.writer_settled = always_fails
     await alice.say(room_id, "the dispatch fails on this one")
     supervisor = server.atomchat.supervisor
-    deadline = time.monotonic() + 10
-    while supervisor.fatal is None:
-        assert time.monotonic() < deadline, "the supervisor did not give up"
-        await asyncio.sleep(0.05)
+    await eventually(lambda: supervisor.fatal is not None, 10, "the supervisor giving up")
     assert supervisor.fatal == "the dispatch task failed 5 times within 60s"
     assert "the dispatch task failed 5 times within 60s: the server cannot go on without it" in caplog.text
     started = time.monotonic()
@@ -154,7 +149,7 @@ async def test_without_its_listen_connection_the_server_answers_503_at_once_then
     stream = await Stream.open(server.base_url, token=bob.access_token)
     await stream.frame()
     waiting = asyncio.ensure_future(loop.sync(timeout=20_000))
-    await asyncio.sleep(0.2)
+    await long_polls_waiting(server, 1)
 
     # The LISTEN connection is cut, and PostgreSQL cannot be reached to
     # make another: the server's notifier is blind to other processes.
@@ -171,10 +166,7 @@ async def test_without_its_listen_connection_the_server_answers_503_at_once_then
             await conn.execute("SELECT pg_terminate_backend($1)", row["pid"])
     finally:
         await conn.close()
-    deadline = time.monotonic() + 5
-    while notifier.problem() is None:
-        assert time.monotonic() < deadline, "the lost connection went unnoticed"
-        await asyncio.sleep(0.02)
+    await eventually(lambda: notifier.problem() is not None, 5, "the lost connection noticed")
 
     started = time.monotonic()
     refused = await whoami(bob, status=503)

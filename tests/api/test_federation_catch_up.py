@@ -8,8 +8,8 @@ gap's events cite with event_auth."""
 from dataclasses import replace
 
 from ..support.room_steps import bodies, register
-from .test_federation_https_rooms import eventually
-from .test_federation_transport import fast_retries, wait_for
+from ..support.waiting import eventually
+from .test_federation_transport import fast_retries
 
 
 async def room_with_bob(a, b, *others):
@@ -41,8 +41,8 @@ async def missed_by(a, b, send) -> None:
     async def queued():
         return await a.ctx.pool.fetchval("SELECT count(*) FROM federation_outbox WHERE destination = $1", b.name)
 
-    await wait_for(queued)
-    await wait_for(lambda: _backing_off(a, b))
+    await eventually(queued)
+    await eventually(lambda: _backing_off(a, b))
     await a.ctx.pool.execute("DELETE FROM federation_outbox WHERE destination = $1", b.name)
     await b.start()
 

@@ -2,21 +2,9 @@
 127.0.0.1: an invite, a join, and messages both ways, each server's own
 events reaching the other through its outbox."""
 
-import asyncio
-import time
-
 from ..support.room_steps import bodies, register
 from ..support.sync_steps import sync
-
-
-async def eventually(check, *, seconds: float = 20.0):
-    """Polls ``check`` (an async function returning a truthy value) until it does."""
-    deadline = time.monotonic() + seconds
-    while True:
-        result = await check()
-        if result or time.monotonic() > deadline:
-            return result
-        await asyncio.sleep(0.1)
+from ..support.waiting import eventually
 
 
 async def test_an_invite_a_join_and_messages_cross_over_https(federation_pair):

@@ -3,11 +3,9 @@ outbox's queueing in the transaction that commits the events."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import ssl
-import time
 
 import asyncpg
 import pytest
@@ -22,6 +20,7 @@ from atomchat_server.federation.outbox import LOCK_CONNECTION_NAME
 from ..support.federation_steps import FederatedServer
 from ..support.harness import free_port
 from ..support.room_steps import bodies, register
+from ..support.waiting import eventually
 
 
 class CountingServer(tornado.httpserver.HTTPServer):
@@ -118,13 +117,6 @@ async def queued_bodies(dsn: str, destination: str) -> list[str]:
     finally:
         await conn.close()
     return [json.loads(row["body"])["content"].get("body") for row in rows]
-
-
-async def eventually(check, seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not await check():
-        assert time.monotonic() < deadline, "timed out waiting"
-        await asyncio.sleep(0.05)
 
 
 async def test_a_send_is_queued_with_its_commit_and_outlives_a_restart(federation_pair):

@@ -28,6 +28,7 @@ from atomchat_server.storage.federation import put_keys
 
 from ..support.client import MATRIX, check_schema
 from ..support.federation_steps import FederatedServer
+from ..support.waiting import eventually
 
 SEND = "/_matrix/federation/v1/send"
 
@@ -57,17 +58,6 @@ def signed_headers(origin, destination, key, method, uri, content=None):
         "Authorization": authorization_header(origin, destination, key, method, uri, content),
         "Content-Type": "application/json",
     }
-
-
-async def wait_for(predicate, timeout: float = 20.0):
-    """Polls ``predicate`` (a coroutine function) until it is true, at most ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        if await predicate():
-            return
-        assert loop.time() < deadline, "timed out waiting"
-        await asyncio.sleep(0.05)
 
 
 # -- discovery rules (pure) ------------------------------------------------------------------
@@ -512,6 +502,11 @@ def fast_retries(server) -> None:
     server.ctx.outbox.idle_seconds = 0.05  # a sender with nothing to send lets go of its lock soon
 
 
+async def outbox_empty(server) -> bool:
+    """Whether every queued PDU and EDU has been acknowledged by its receiver."""
+    return await server.ctx.pool.fetchval("SELECT count(*) FROM federation_outbox") == 0
+
+
 async def test_the_outbox_delivers_in_order_after_the_receiver_comes_back(federation_pair, received):
     a, b = federation_pair
     fast_retries(a)
@@ -524,11 +519,11 @@ async def test_the_outbox_delivers_in_order_after_the_receiver_comes_back(federa
         if n % 20 == 0:
             await a.ctx.outbox.enqueue_edu(b.name, "org.example.test", {"n": 1000 + n})
             expected.append(("edu", 1000 + n))
-    await wait_for(lambda: asyncio.sleep(0, result=a.ctx.outbox.backing_off(b.name)))
+    await eventually(lambda: a.ctx.outbox.backing_off(b.name))
     assert received == []
     await b.start()
-    await wait_for(lambda: asyncio.sleep(0, result=len(received) >= len(expected)))
-    await asyncio.sleep(0.3)  # nothing further arrives
+    await eventually(lambda: len(received) >= len(expected))
+    await eventually(lambda: outbox_empty(a))  # every transaction acknowledged: nothing further can arrive
     assert [item for item in received if item[0] == "pdu"] == [item for item in expected if item[0] == "pdu"]
     assert [item for item in received if item[0] == "edu"] == [item for item in expected if item[0] == "edu"]
     assert len(received) == len(expected)  # nothing twice
@@ -542,7 +537,7 @@ async def test_the_outbox_survives_a_restart_of_the_sender(federation_pair, rece
     await b.stop()
     await a.ctx.outbox.enqueue_pdus([b.name], [pdu(n, a.name) for n in range(5)])
     await a.ctx.outbox.enqueue_edu(b.name, "org.example.test", {"n": 100})
-    await wait_for(lambda: asyncio.sleep(0, result=a.ctx.outbox.backing_off(b.name)))
+    await eventually(lambda: a.ctx.outbox.backing_off(b.name))
     # The first batch was formed: it keeps its transaction id for every retry
     # (the EDU may have been queued after it was formed, for the next one).
     formed = {
@@ -552,8 +547,8 @@ async def test_the_outbox_survives_a_restart_of_the_sender(federation_pair, rece
     await a.stop()
     await b.start()
     await a.start()
-    await wait_for(lambda: asyncio.sleep(0, result=len(received) >= 6))
-    await asyncio.sleep(0.3)
+    await eventually(lambda: len(received) >= 6)
+    await eventually(lambda: outbox_empty(a))
     assert received == [("pdu", 0), ("pdu", 1), ("pdu", 2), ("pdu", 3), ("pdu", 4), ("edu", 100)]
     assert await a.ctx.pool.fetchval("SELECT count(*) FROM federation_outbox") == 0
     received_txns = [
@@ -574,7 +569,7 @@ async def test_a_down_destination_does_not_delay_others_or_local_sends(federatio
     await a.ctx.outbox.enqueue_pdus([down], [pdu(1, a.name)])
     await a.ctx.outbox.enqueue_pdus([down, b.name], [pdu(2, a.name)])
     assert loop.time() - started < 1.0  # enqueueing never waits on a remote
-    await wait_for(lambda: asyncio.sleep(0, result=received == [("pdu", 2)]), timeout=10)
+    await eventually(lambda: received == [("pdu", 2)], timeout=10)
     assert a.ctx.outbox.backing_off(down)
     assert await a.ctx.pool.fetchval("SELECT count(*) FROM federation_outbox WHERE destination = $1", down) == 2
 
@@ -597,8 +592,10 @@ async def test_one_process_of_several_sends_a_destination_and_another_takes_over
                 await server.ctx.outbox.enqueue_pdus([b.name], [pdu(n, a.name)])
 
         await asyncio.gather(queue(a, 0), queue(a2, 1))
-        await wait_for(lambda: asyncio.sleep(0, result=len(received) >= 20))
-        await asyncio.sleep(0.3)
+        await eventually(lambda: len(received) >= 20)
+        await eventually(lambda: outbox_empty(a))  # a2 queues into the same database
+        # Both idle, b's lock let go: the next to queue for b takes it.
+        await eventually(lambda: not a.ctx.outbox.sending(b.name) and not a2.ctx.outbox.sending(b.name))
         assert sorted(received) == [("pdu", n) for n in range(20)]
         for parity in (0, 1):
             assert [n for _, n in received if n % 2 == parity] == list(range(parity, 20, 2))
@@ -607,10 +604,12 @@ async def test_one_process_of_several_sends_a_destination_and_another_takes_over
         # the other only queues (and wakes the holder).
         await b.stop()
         await a.ctx.outbox.enqueue_pdus([b.name], [pdu(100, a.name)])
-        await wait_for(lambda: asyncio.sleep(0, result=a.ctx.outbox.backing_off(b.name)))
+        await eventually(lambda: a.ctx.outbox.backing_off(b.name))
         await a2.ctx.outbox.enqueue_pdus([b.name], [pdu(101, a.name)])
         await a2.ctx.outbox.enqueue_edu(b.name, "org.example.test", {"n": 102})
         await a2.ctx.outbox.sweep()
+        # Kept: a wait for something that must not happen (a2 taking b over
+        # while a holds it), which no condition can be polled for.
         await asyncio.sleep(0.2)
         assert a.ctx.outbox.sending(b.name) and not a2.ctx.outbox.sending(b.name)
         assert received == []
@@ -619,10 +618,10 @@ async def test_one_process_of_several_sends_a_destination_and_another_takes_over
         await a.stop()
         await b.start()
         await a2.ctx.outbox.sweep()
-        await wait_for(lambda: asyncio.sleep(0, result=len(received) >= 3))
-        await asyncio.sleep(0.3)
+        await eventually(lambda: len(received) >= 3)
+        await eventually(lambda: outbox_empty(a2))
         assert received == [("pdu", 100), ("pdu", 101), ("edu", 102)]
-        assert a2.ctx.outbox.sending(b.name) is False  # done: the lock is released
+        await eventually(lambda: a2.ctx.outbox.sending(b.name) is False, what="the lock's release")  # done
         assert await a2.ctx.pool.fetchval("SELECT count(*) FROM federation_outbox") == 0
     finally:
         await a2.stop()

@@ -18,6 +18,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from ..support.client import ERROR_SCHEMA, check_schema
 from ..support.room_steps import SERVER, register
+from ..support.waiting import eventually
 
 UPLOAD = "/_matrix/media/v3/upload"
 CREATE = "/_matrix/media/v1/create"
@@ -334,7 +335,7 @@ async def test_create_then_upload(api):
     waiting = asyncio.ensure_future(
         fetch(api, "GET", f"{CLIENT_MEDIA}/download/{where}?timeout_ms=10000", token=bob.access_token)
     )
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # kept: no count of waiting downloads to poll; the download must wait first
     # Only the creator may send the content, and only once.
     png = image_bytes("PNG", (50, 40))
     await fetch(
@@ -397,14 +398,14 @@ async def test_transfers_cut_off_leave_nothing_behind(api, settings):
         + b"x" * 300_000
     )
     await writer.drain()
-    await asyncio.sleep(0.3)
-    writer.close()
     root = Path(settings.data_dir) / "media"
-    for _ in range(50):
-        await asyncio.sleep(0.05)
-        if not [p for p in root.rglob("*") if p.is_file()]:
-            break
-    assert [p for p in root.rglob("*") if p.is_file()] == []
+
+    def stored():
+        return [p for p in root.rglob("*") if p.is_file()]
+
+    await eventually(stored, 5, "the partial upload being written")
+    writer.close()
+    await eventually(lambda: not stored(), 2.5, "the partial upload removed")
     data = b"y" * 3_000_000
     uri = (await upload(api, alice, data, "text/plain")).json()["content_uri"]
     reader, writer = await asyncio.open_connection(host, int(port))
@@ -434,7 +435,7 @@ async def test_an_upload_may_take_longer_than_a_json_body(api):
                 + b"s" * 500
             )
             await writer.drain()
-            await asyncio.sleep(pause)
+            await asyncio.sleep(pause)  # kept: a real client's pause against the real body timeout
             writer.write(b"s" * 500)
             await writer.drain()
             return await reader.read()

@@ -25,6 +25,7 @@ from ..support.harness import child_env, free_port
 from ..support.processes import Serve
 from ..support.room_steps import register, room_of
 from ..support.servers import truncate_all
+from ..support.waiting import eventually
 
 METRIC_LINE = re.compile(r"^(?P<name>[a-z_]+)(\{(?P<labels>[^}]*)\})? (?P<value>\S+)$")
 
@@ -149,13 +150,12 @@ async def test_an_open_long_poll_shows_in_the_metrics(api, server):
     waiting = asyncio.ensure_future(
         alice.call("GET", f"/sync?since={first['next_batch']}&timeout=3000", schema="matrix/sync.response")
     )
-    for _ in range(50):
-        await asyncio.sleep(0.05)
+
+    async def shown():
         text = (await fetch(server.base_url + "/metrics")).body.decode()
-        if samples(text)[("atomchat_waiting_long_polls", frozenset())] == 1:
-            break
-    else:
-        raise AssertionError("the long-poll never showed")
+        return samples(text)[("atomchat_waiting_long_polls", frozenset())] == 1
+
+    await eventually(shown, timeout=2.5, what="the long-poll in the metrics")
     await waiting
 
 

@@ -13,9 +13,14 @@ from tornado.httpclient import HTTPClientError
 from ..support.client import ApiClient, path_param
 from ..support.room_steps import register, room_of
 from ..support.stream_steps import Stream
-from ..support.sync_steps import SyncLoop, held_then_woken, on, sync
+from ..support.sync_steps import SyncLoop, held_then_woken, long_polls_waiting, on, sync
+from ..support.waiting import eventually
 
-pytestmark = pytest.mark.settings(track_presence=True, presence_timeout_seconds=60.0)
+TIMEOUT_S = 60.0
+pytestmark = pytest.mark.settings(track_presence=True, presence_timeout_seconds=TIMEOUT_S)
+# A user unseen for the timeout is set offline by the first sweep after it;
+# sweeps run every third of the timeout.
+SWEPT_WITHIN_S = TIMEOUT_S * 4 / 3 + 1
 EMPTY = "matrix/empty.response"
 
 
@@ -46,17 +51,6 @@ async def presence_row(dsn, user):
         )
     finally:
         await conn.close()
-
-
-async def eventually(check, timeout=10.0):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert loop.time() < deadline, "the condition never held"
-        await asyncio.sleep(0.1)
 
 
 async def test_syncing_shows_a_user_online_to_those_who_share_a_room(api, server):
@@ -153,15 +147,17 @@ async def test_syncing_again_writes_nothing_within_the_refresh_interval(api, ser
     assert await presence_row(database_dsn, alice) == first  # not even last_active_ts was written
 
 
-@pytest.mark.settings(track_presence=True, presence_timeout_seconds=0.9)
-async def test_an_idle_user_goes_offline(api, server):
+async def test_an_idle_user_goes_offline(api, server, clock):
     alice, bob = await register(api, "alice", "bob")
     await room_of(alice, bob)
     bobs = SyncLoop(bob, server, set_presence="offline")
     await bobs.sync()
     await sync(alice)
     assert presence_of(await bobs.sync(timeout=5000), alice)[0]["presence"] == "online"
-    answer = await bobs.sync(timeout=10_000)  # woken when the sweep sets alice offline
+    poll = asyncio.ensure_future(bobs.sync(timeout=10_000))  # woken when the sweep sets alice offline
+    await long_polls_waiting(server, 1)
+    clock.advance(SWEPT_WITHIN_S)
+    answer = await poll
     assert presence_of(answer, alice)[0]["presence"] == "offline"
     assert (await status(bob, alice))["presence"] == "offline"
 
@@ -186,8 +182,7 @@ async def test_the_stream_delivers_presence(api, server):
         await stream.close()
 
 
-@pytest.mark.settings(track_presence=True, presence_timeout_seconds=1.2)
-async def test_an_open_stream_keeps_its_user_online(api, server):
+async def test_an_open_stream_keeps_its_user_online(api, server, clock):
     alice, bob = await register(api, "alice", "bob")
     await room_of(alice, bob)
     stream = await Stream.open(server.base_url, token=alice.access_token)
@@ -196,6 +191,7 @@ async def test_an_open_stream_keeps_its_user_online(api, server):
         await eventually(lambda: _is(bob, alice, "online"))
     finally:
         await stream.close()
+    clock.advance(SWEPT_WITHIN_S)
     await eventually(lambda: _is(bob, alice, "offline"))
     stream = await Stream.open(server.base_url, token=alice.access_token, set_presence="unavailable")
     try:
@@ -213,8 +209,7 @@ async def _is(reader, user, state):
     return (await status(reader, user))["presence"] == state
 
 
-@pytest.mark.settings(track_presence=True, presence_timeout_seconds=1.2)
-async def test_two_processes_agree_on_presence(api, server, more_servers):
+async def test_two_processes_agree_on_presence(api, server, more_servers, clock):
     other = ApiClient((await more_servers()).base_url)
     alice, bob = await register(api, "alice", "bob")
     await room_of(alice, bob)
@@ -225,15 +220,14 @@ async def test_two_processes_agree_on_presence(api, server, more_servers):
     assert presence_of(answer, alice)[0]["presence"] == "online"  # a change on one process wakes the other
     # Alice keeps syncing there for three timeouts; the first process, which
     # never sees her, must not sweep her offline meanwhile.
-    loop = asyncio.get_running_loop()
-    end = loop.time() + 3.6
-    while loop.time() < end:
+    for _ in range(12):  # 15 s apart: every sweep of both processes falls between her syncs
         await sync(alice_there)
+        clock.advance(15)
         assert await _is(bob, alice, "online")
-        await asyncio.sleep(0.15)
     answer = await bobs.sync(timeout=100)
     assert all(content["presence"] == "online" for content in presence_of(answer, alice))
     # She stops: she goes offline, and bob is told.
+    clock.advance(SWEPT_WITHIN_S)
     await eventually(lambda: _is(bob, alice, "offline"))
     answer = await bobs.sync(timeout=5000)
     assert presence_of(answer, alice)[-1]["presence"] == "offline"

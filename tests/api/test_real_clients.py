@@ -59,6 +59,7 @@ from ..support.real_clients import (
     shared_room,
     user_id,
 )
+from ..support.sync_steps import long_polls_waiting
 
 
 async def test_nio_registers_logs_in_with_the_full_user_id_and_logs_out(clients):
@@ -510,7 +511,7 @@ async def test_display_names_set_and_read_by_both_reach_member_events(clients):
 # -- sync loops ----------------------------------------------------------------
 
 
-async def test_nio_long_polls_and_sync_forever_see_every_message_once(clients):
+async def test_nio_long_polls_and_sync_forever_see_every_message_once(clients, server):
     alice = await clients.nio_user("alice")
     bob = await clients.mautrix_user("bob")
     room_id = await shared_room(alice, bob)
@@ -524,7 +525,7 @@ async def test_nio_long_polls_and_sync_forever_see_every_message_once(clients):
 
     # A message ends a pending long-poll at once.
     waiting = asyncio.ensure_future(nio_sync(alice, 20_000))
-    await asyncio.sleep(0.3)
+    await long_polls_waiting(server, 1)
     sent_at = time.monotonic()
     event_id = await bob.send_text(room_id, "wake up")
     woken = await asyncio.wait_for(waiting, WAIT)
@@ -571,9 +572,9 @@ async def test_nio_long_polls_and_sync_forever_see_every_message_once(clients):
                     ).event_id
                 )
             if n % 5 == 4:
-                await asyncio.sleep(0.2)  # let some arrive one by one, others together
+                await asyncio.sleep(0.2)  # kept: some arrive one by one, others together
         await asyncio.wait_for(all_seen.wait(), WAIT)
-        await asyncio.sleep(0.3)  # anything repeated would arrive now
+        await asyncio.sleep(0.3)  # kept: anything repeated would arrive now (no condition to poll)
     finally:
         looping.cancel()
         await asyncio.gather(looping, return_exceptions=True)
@@ -613,9 +614,9 @@ async def test_mautrix_sync_loop_sees_nio_messages_once_in_order(clients):
                 ).event_id
             )
             if n % 5 == 4:
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.2)  # kept, as above: some arrive one by one, others together
         await asyncio.wait_for(all_seen.wait(), WAIT)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # kept: anything repeated would arrive now (no condition to poll)
     finally:
         bob.stop()
         await asyncio.gather(looping, return_exceptions=True)

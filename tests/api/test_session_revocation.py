@@ -7,9 +7,6 @@ over PostgreSQL LISTEN/NOTIFY. Here two servers run on the same database and
 a client talks to both, as it would behind a load balancer.
 """
 
-import asyncio
-import time
-
 import asyncpg
 import pytest
 
@@ -17,6 +14,7 @@ from atomchat_server.notifier import LISTENER_NAME
 from atomchat_server.storage.sessions import SESSIONS_CHANNEL
 
 from ..support.client import MATRIX, ApiClient, password_auth
+from ..support.waiting import eventually
 
 
 @pytest.fixture
@@ -158,10 +156,11 @@ async def test_a_lost_listen_connection_is_not_trusted_and_is_restored(api, seco
     await sql(database_dsn, "SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", list(old))
     # Whether or not the server has noticed the loss yet, it does not answer from memory.
     await whoami(second, login["access_token"], status=401)
-    deadline = time.monotonic() + 10
-    while len((await listeners(database_dsn)) - old) < 2:
-        assert time.monotonic() < deadline, "the servers did not listen again"
-        await asyncio.sleep(0.05)
+
+    async def listening_again():
+        return len((await listeners(database_dsn)) - old) == 2
+
+    await eventually(listening_again, timeout=10, what="the servers listening again")
     # Announcements reach the server again.
     fresh = await api.login("alice")
     await whoami(second, fresh["access_token"])

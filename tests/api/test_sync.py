@@ -447,7 +447,7 @@ async def test_successive_long_polls_deliver_each_event_once_in_order(api, serve
                 await speaker.put_state(room_id, "m.room.topic", {"topic": f"topic {n}"})
             else:
                 await speaker.say(room_id, f"line {n}")
-            await asyncio.sleep(0.01 * (n % 3))
+            await asyncio.sleep(0.01 * (n % 3))  # kept: writes spread among the receivers' long-polls
 
     async def receive(loop):
         seen: list[str] = []

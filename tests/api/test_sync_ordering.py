@@ -6,14 +6,14 @@ import asyncio
 from urllib.parse import quote
 
 from ..support.client import MATRIX
-from ..support.sync_steps import assert_each_once_in_one_order, sync_until
+from ..support.sync_steps import assert_each_once_in_one_order, long_polls_waiting, sync_until
 
 SENDERS = 6
 RECEIVERS = 6
 MESSAGES_PER_SENDER = 40
 
 
-async def test_concurrent_senders_and_receivers_see_each_message_once_in_one_order(api):
+async def test_concurrent_senders_and_receivers_see_each_message_once_in_one_order(api, server):
     owner = await api.register("owner")
     room_id = (
         await api.request(
@@ -33,7 +33,7 @@ async def test_concurrent_senders_and_receivers_see_each_message_once_in_one_ord
 
     total = SENDERS * MESSAGES_PER_SENDER
     receiving = [asyncio.ensure_future(sync_until(api, r["access_token"], room_id, total)) for r in receivers]
-    await asyncio.sleep(0.2)  # let the receivers start their long-polls
+    await long_polls_waiting(server, RECEIVERS)  # the receivers are in their long-polls
 
     async def send_all(index, user):
         ids = []

@@ -36,6 +36,7 @@ from ..support.room_steps import User, register, room_of, text
 from ..support.servers import truncate_all
 from ..support.stream_steps import Closed, Stream, room_events
 from ..support.sync_steps import sync
+from ..support.waiting import eventually
 
 SENDERS = 4
 # Cheap hashing, and registrations from one address as fast as the test makes them.
@@ -101,7 +102,7 @@ class Sender:
             else:
                 self.unacked.append(txn_id)
                 self.failures.append((status, body))
-                await asyncio.sleep(0.2)  # as a client backs off
+                await asyncio.sleep(0.2)  # kept: as a client backs off
 
     async def retry(self, base_url: str) -> None:
         """Sends every unacknowledged message again, with the same txn id."""
@@ -145,7 +146,7 @@ class Receiver:
                     self.stream_since = frame["next_batch"]
                 stream.conn.close()
             except (Closed, OSError, asyncio.TimeoutError, HTTPClientError, StreamClosedError):
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.1)  # kept: a client's pause before it reconnects
 
     async def follow_polls(self, base_url: Callable[[], str], until: int, deadline: float) -> None:
         while len(self.polled) < until and time.monotonic() < deadline:
@@ -159,7 +160,7 @@ class Receiver:
             if response is None or response.code != 200:
                 if response is not None:
                     check_schema("common/error", json.loads(response.body))
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.1)  # kept: a client's pause before it polls again
                 continue
             answer = json.loads(response.body)
             check_schema("matrix/sync.response", answer)
@@ -235,8 +236,7 @@ class Load:
         return sum(len(s.acked) for s in self.senders)
 
     async def until_acked(self, count: int) -> None:
-        while self.acked < count:
-            await asyncio.sleep(0.01)
+        await eventually(lambda: self.acked >= count, 60, f"{count} sends acknowledged")
 
     async def stop_sending(self) -> None:
         self._stop.set()
@@ -325,10 +325,9 @@ async def test_a_postgresql_restart_under_load_fails_requests_cleanly_and_loses_
 
         # The server reconnects by itself: every sender's sends succeed again.
         before = {s.name: len(s.acked) for s in load.senders}
-        reconnected = time.monotonic() + 15
-        while any(len(s.acked) == before[s.name] for s in load.senders):
-            assert time.monotonic() < reconnected, "the server did not reconnect"
-            await asyncio.sleep(0.05)
+        await eventually(
+            lambda: all(len(s.acked) > before[s.name] for s in load.senders), 15, "the server reconnecting"
+        )
         await load.stop_sending()
         assert serve.process.poll() is None
         failures = [f for s in load.senders for f in s.failures]

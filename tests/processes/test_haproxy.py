@@ -25,7 +25,14 @@ from ..support.processes import Serve
 from ..support.room_steps import User, register
 from ..support.servers import truncate_all
 from ..support.stream_steps import Stream
-from ..support.sync_steps import SyncLoop, assert_each_once_in_one_order, held_then_woken, sync_until, timeline
+from ..support.sync_steps import (
+    SyncLoop,
+    assert_each_once_in_one_order,
+    held_then_woken,
+    long_polls_waiting_at,
+    sync_until,
+    timeline,
+)
 
 CONFIG = Path(__file__).resolve().parents[2] / "docs" / "haproxy.cfg"
 ADDRESSES = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
@@ -154,7 +161,7 @@ async def test_three_processes_behind_haproxy_are_one_server(data_dir, database_
         total = SENDERS * MESSAGES_PER_SENDER
         polling = [asyncio.ensure_future(sync_until(api, user.access_token, room_id, total)) for user in pollers]
         streaming = [asyncio.ensure_future(stream.messages(room_id, total, timeout=60)) for stream in streams]
-        await asyncio.sleep(0.2)  # the pollers are in their long-polls
+        await long_polls_waiting_at([server.base_url for server in servers], len(pollers))
 
         async def send_all(index: int, user: User) -> list[str]:
             return [await user.say(room_id, f"{index}-{n}") for n in range(MESSAGES_PER_SENDER)]

@@ -22,6 +22,7 @@ from ..support.sync_steps import (
     assert_each_once_in_one_order,
     ephemeral,
     held_then_woken,
+    long_polls_waiting_at,
     on,
     sync_until,
     timed,
@@ -90,7 +91,7 @@ async def test_senders_and_receivers_on_both_servers_see_each_message_once_in_on
 
     total = SENDERS * MESSAGES_PER_SENDER
     receiving = [asyncio.ensure_future(sync_until(r.api, r.access_token, room_id, total)) for r in receivers]
-    await asyncio.sleep(0.2)  # the receivers are in their long-polls
+    await long_polls_waiting_at([server.base_url for server in servers], RECEIVERS)
 
     async def send_all(index: int, user: User) -> list[str]:
         return [await user.say(room_id, f"{index}-{n}") for n in range(MESSAGES_PER_SENDER)]

@@ -4,12 +4,10 @@ of them stopped by one SIGTERM."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import secrets
 import signal
-import time
 
 import asyncpg
 
@@ -20,6 +18,7 @@ from ..support.processes import Serve, run_atomchat
 from ..support.room_steps import register, room_of
 from ..support.servers import truncate_all
 from ..support.sync_steps import SyncLoop, held_then_woken, timeline
+from ..support.waiting import eventually
 
 WORKERS = 2
 FLAGS = ("--argon2-time-cost", "1", "--argon2-memory-kib", "1024", "--no-track-presence")
@@ -34,13 +33,12 @@ async def listeners(database_dsn: str) -> int:
 
 
 async def worker_pids(group: Serve) -> list[int]:
-    deadline = time.monotonic() + 30
-    while True:
-        found = dict(re.findall(r", worker (\d+) pid (\d+)\)", group.output))
-        if len(found) == WORKERS:
-            return [int(found[str(index)]) for index in range(WORKERS)]
-        assert time.monotonic() < deadline, group.output
-        await asyncio.sleep(0.1)
+    def found():
+        pids = dict(re.findall(r", worker (\d+) pid (\d+)\)", group.output))
+        return pids if len(pids) == WORKERS else None
+
+    pids = await eventually(found, 30, "every worker's start in the log")
+    return [int(pids[str(index)]) for index in range(WORKERS)]
 
 
 async def test_workers_share_the_port_each_listens_and_one_sigterm_stops_them_all(data_dir, database_dsn):

@@ -21,7 +21,7 @@ from atomchat_server.services.moderation import ROOM_DELETED
 from .client import DEFAULT_PASSWORD, MATRIX, Response, check_schema, path_param
 from .room_steps import SERVER, User, register
 from .stream_steps import Stream, stream_url
-from .sync_steps import SyncLoop
+from .sync_steps import SyncLoop, long_polls_at, long_polls_waiting_at
 
 ADMIN = "/_atomchat/admin/v1"
 SPEC_ADMIN = "/_matrix/client/v1/admin"  # the Matrix spec's lock and suspend endpoints (MSC4323)
@@ -157,9 +157,10 @@ async def lock_ends_stream_and_long_poll(
     await stream.frame()
     loop = SyncLoop(poller)
     await loop.sync()
+    waiting = await long_polls_at(poller.api.base_url)
     poll = asyncio.ensure_future(finished(loop.sync(timeout=20_000, status=401)))
     closing = asyncio.ensure_future(finished(stream.closed(timeout=5)))
-    await asyncio.sleep(0.3)
+    await long_polls_waiting_at([poller.api.base_url], waiting + 1)
     assert not poll.done() and not closing.done()
 
     started = time.monotonic()

@@ -71,15 +71,39 @@ class LogScan(logging.Handler):
         return [line for line in self.lines if SECRET_IN_LOG.search(line)]
 
 
+# The sequences TRUNCATE ... RESTART IDENTITY would restart: those owned by
+# a column (serial, identity) of a table that is emptied; setval(name,
+# start, false) leaves each as RESTART does (the next value is its start).
+_OWNED_SEQUENCES = """
+SELECT format('%I', seq.relname) AS name, s.start_value
+FROM pg_class seq
+JOIN pg_namespace ns ON ns.oid = seq.relnamespace AND ns.nspname = 'public'
+JOIN pg_depend dep ON dep.objid = seq.oid AND dep.deptype IN ('a', 'i')
+JOIN pg_class tab ON tab.oid = dep.refobjid AND tab.relname <> 'schema_migrations'
+JOIN pg_sequences s ON s.schemaname = 'public' AND s.sequencename = seq.relname
+WHERE seq.relkind = 'S'
+"""
+
+
 async def truncate_all(dsn: str) -> None:
+    """Empties every table but schema_migrations and restarts the sequences
+    their columns own, as TRUNCATE ... RESTART IDENTITY would. By DELETE,
+    with the foreign keys' and other triggers off for the transaction
+    (session_replication_role): a TRUNCATE makes new files for every table
+    and index, some 0.2 s per test on a PostgreSQL that syncs them to disk,
+    while deleting the few rows a test wrote takes a millisecond."""
     conn = await asyncpg.connect(dsn)
     try:
         tables = await conn.fetch(
             "SELECT quote_ident(tablename) AS name FROM pg_tables"
             " WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
         )
-        if tables:
-            await conn.execute("TRUNCATE " + ", ".join(t["name"] for t in tables) + " RESTART IDENTITY CASCADE")
+        sequences = await conn.fetch(_OWNED_SEQUENCES)
+        statements = ["SET LOCAL session_replication_role = replica"]
+        statements += [f"DELETE FROM {t['name']}" for t in tables]
+        statements += [f"SELECT setval('{s['name']}', {int(s['start_value'])}, false)" for s in sequences]
+        async with conn.transaction():
+            await conn.execute("; ".join(statements))
     finally:
         await conn.close()
 

@@ -7,11 +7,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import re
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from tornado.httpclient import AsyncHTTPClient
+
 from .client import MATRIX, ApiClient, Response
 from .room_steps import User
+from .waiting import eventually
 
 SYNC = "matrix/sync.response"
 
@@ -39,8 +43,16 @@ async def held_then_woken(loop: SyncLoop, action, wait_s: float = 0.3, *, status
     """Starts a long-poll, lets it wait, runs ``action``; returns the answer
     (expected with ``status``) and the seconds the long-poll took after the
     action began."""
-    poll = asyncio.ensure_future(loop.sync(timeout=20_000, status=status))
-    await asyncio.sleep(wait_s)
+    server = loop.server
+    if server is not None and server.base_url == loop.user.api.base_url:
+        waiting = server.atomchat.ctx.long_polls.total()
+        poll = asyncio.ensure_future(loop.sync(timeout=20_000, status=status))
+        await long_polls_waiting(server, waiting + 1)
+    else:
+        poll = asyncio.ensure_future(loop.sync(timeout=20_000, status=status))
+        # Kept for a long-poll on a server this process cannot count the
+        # long-polls of (another process, or behind a balancer).
+        await asyncio.sleep(wait_s)
     assert not poll.done(), "the long-poll did not wait"
     result, elapsed = await timed(asyncio.gather(action(), poll))
     return result[1], elapsed
@@ -69,6 +81,25 @@ async def long_polls_waiting(server, count: int, timeout: float = 10) -> None:
     while server.atomchat.ctx.long_polls.total() < count:
         assert loop.time() < deadline, f"{count} long-poll(s) never waited"
         await asyncio.sleep(0.005)
+
+
+async def long_polls_at(base_url: str) -> int:
+    """The long-polls waiting on the server at ``base_url``, as its /metrics
+    counts them (a server in this process or another, not behind a balancer)."""
+    text = (await AsyncHTTPClient().fetch(base_url + "/metrics")).body.decode()
+    found = re.search(r"^atomchat_waiting_long_polls (\S+)$", text, re.M)
+    assert found, "no long-poll count in the metrics"
+    return int(float(found.group(1)))
+
+
+async def long_polls_waiting_at(base_urls: list[str], count: int, timeout: float = 10) -> None:
+    """long_polls_waiting for servers in other processes: waits until the
+    long-polls their /metrics count add up to ``count``."""
+
+    async def all_waiting() -> bool:
+        return sum(await asyncio.gather(*(long_polls_at(url) for url in base_urls))) >= count
+
+    await eventually(all_waiting, timeout, f"{count} long-poll(s) waiting")
 
 
 class SyncLoop:
