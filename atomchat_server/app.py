@@ -440,7 +440,8 @@ class AtomChat:
             ),
             readiness=Readiness(self._pool, notifier),
         )
-        rooms.remote_aliases = self.ctx.federation_queries.remote_alias
+        if settings.federating:
+            rooms.remote_aliases = self.ctx.federation_queries.alias
         self.ctx.streams.start()
         assert self.passwords is not None, "made above"
         self._sample(self.ctx, self._pool, self.passwords)
