@@ -189,7 +189,11 @@ async def test_the_state_taken_in_on_joining_takes_its_place_in_the_backfilled_h
     assert (await bob.get_state(room_id, "m.room.name")).body == {"name": "Ordered"}
     create = events[-1]["event_id"]
     assert (await bob.event(room_id, create))["type"] == "m.room.create"
-    assert bodies(timeline(await sync(bob, since, timeout=0), room_id)) == []
+    # A client that syncs the join only now still gets the room's state.
+    late = await sync(bob, since, timeout=0)
+    assert [(e["type"], e["state_key"]) for e in timeline(late, room_id)] == [("m.room.member", bob.user_id)]
+    kinds = {(e["type"], e["state_key"]) for e in state(late, room_id)}
+    assert {("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.topic", "")} <= kinds
 
 
 async def test_two_readers_paging_at_once_insert_each_event_once(federation_pair):
