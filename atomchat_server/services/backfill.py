@@ -121,7 +121,7 @@ class Backfill:
             pdus = answer.get("pdus") if isinstance(answer, Mapping) else None
             if not isinstance(pdus, list):
                 continue
-            given = [p for p in pdus[: BATCH * 2] if isinstance(p, Mapping) and p.get("room_id") == room_id]
+            given = [p for p in pdus[: BATCH * 2] if isinstance(p, Mapping) and _of_room(p, room_id, version)]
             inserted = await self._take(server, room_id, given, version, joined)
             if inserted:
                 return inserted
@@ -164,3 +164,12 @@ class Backfill:
             inserted = await backfill_store.insert_history(conn, room_id, rows)
         log.info("backfilled %d events of %s from %s", len(inserted), room_id, origin)
         return len(inserted)
+
+
+def _of_room(pdu: Mapping[str, Any], room_id: str, version: RoomVersion) -> bool:
+    """Whether a PDU of an answer claims the room: by its room id, or (a
+    room whose id names its create event) the create event, which has none
+    and whose id check_history then matches to the room's."""
+    if version.room_id_is_create_event_id and "room_id" not in pdu:
+        return pdu.get("type") == "m.room.create"
+    return pdu.get("room_id") == room_id

@@ -308,11 +308,12 @@ class SyncSession:
         return [row for row in rows if row.stream > since and keeps_room(row.room_id)]
 
     def _shown(self, rows: list[Event]) -> dict[str, list[Event]]:
-        """The events the filter's timeline shows, by room."""
+        """The events the filter's timeline shows, by room (never an
+        outlier: it has no place in the room's history)."""
         keeps_event = self._filter.keeps_event
         by_room: dict[str, list[Event]] = {}
         for row in rows:
-            if keeps_event(row.type, row.sender):
+            if not row.outlier and keeps_event(row.type, row.sender):
                 by_room.setdefault(row.room_id, []).append(row)
         return by_room
 
