@@ -320,8 +320,8 @@ class SyncSession:
     def _lazy_members(self, shown: dict[str, list[Event]]) -> tuple[dict[str, list[Event]], dict[str, list[str]]]:
         """For a lazy-loading filter, the member events of each room's
         timeline senders (the reader's own aside) as they are before the
-        timeline: those the notifier knows, and by room the users whose it
-        does not. The new events hold no member event (one makes the answer
+        timeline: those the event cache holds (sync/event_cache.py), and by
+        room the users whose it does not. The new events hold no member event (one makes the answer
         a full one), so the newest known is the one before the timeline."""
         members: dict[str, list[Event]] = {}
         missing: dict[str, list[str]] = {}
