@@ -58,6 +58,8 @@ class SyncResult:
 
 
 class SyncBuilder:
+    """Answers from the database: runs the stream providers over one Answer."""
+
     def __init__(self, pool: asyncpg.Pool, services: ServiceReads, typing: TypingNotices) -> None:
         self._pool = pool
         self._services = services
@@ -66,7 +68,8 @@ class SyncBuilder:
         # it may end the answer early; membership before those that follow
         # its split of the rooms; typing and the other per-room streams
         # before the rooms, which show a steady room when they hold something
-        # for it; the counts after the rooms they count.
+        # for it; the counts after the rooms they count. Each is held by the
+        # builder, not named in sync, so one builder's stream can be replaced.
         self._to_device: StreamProvider = to_device.provide
         self._membership: StreamProvider = membership.provide
         self._typing_notices: StreamProvider = typing_notices.provide
