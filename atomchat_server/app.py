@@ -375,7 +375,11 @@ class AtomChat:
             client=federation_client,
         )
         rooms.history = Backfill(
-            pool=self._pool, client=federation_client, events=federation_events, server_name=settings.server_name
+            pool=self._pool,
+            client=federation_client,
+            events=federation_events,
+            server_name=settings.server_name,
+            clock=self.clock,
         )
         if settings.federating:
             sender = PduSender(outbox=outbox, server_name=settings.server_name, position=lambda: notifier.position)

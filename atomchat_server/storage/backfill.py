@@ -21,17 +21,33 @@ from ..db import Database
 BACKFILL_LOCK_SPACE = 0x4266696C
 
 
-async def backward_extremities(db: Database, room_id: str, limit: int) -> list[str]:
-    """Events the room's events here cite as prev events but that this
-    server has never judged (neither holds nor refused): where its history
-    of the room begins. Those cited by the oldest events come first."""
+async def joined_at_depth(db: Database, room_id: str, server_name: str) -> int | None:
+    """The depth of the first join of one of this server's users to the
+    room: where this server's own timeline of the room begins (None: none of
+    its users ever joined). Backfill fills the history before it; a gap
+    after it belongs to the forward history (get_missing_events), never to
+    backfill."""
+    return await db.fetchval(
+        "SELECT min(depth) FROM events WHERE room_id = $1 AND stream > 0 AND type = 'm.room.member'"
+        " AND content->>'membership' = 'join' AND substr(state_key, strpos(state_key, ':') + 1) = $2",
+        room_id,
+        server_name,
+    )
+
+
+async def backward_extremities(db: Database, room_id: str, up_to_depth: int, limit: int) -> list[str]:
+    """Events that the room's events here up to ``up_to_depth`` (the
+    server's first join) cite as prev events but that this server has never
+    judged (neither holds nor refused): where its history of the room
+    begins. Those cited by the oldest events come first."""
     rows = await db.fetch(
         "SELECT p.value AS event_id FROM events e, jsonb_array_elements_text(e.pdu->'prev_events') p"
-        " WHERE e.room_id = $1 AND e.pdu IS NOT NULL"
+        " WHERE e.room_id = $1 AND e.pdu IS NOT NULL AND e.depth <= $2"
         " AND NOT EXISTS (SELECT 1 FROM events x WHERE x.event_id = p.value)"
         " AND NOT EXISTS (SELECT 1 FROM refused_events r WHERE r.event_id = p.value)"
-        " GROUP BY p.value ORDER BY min(e.stream) LIMIT $2",
+        " GROUP BY p.value ORDER BY min(e.stream) LIMIT $3",
         room_id,
+        up_to_depth,
         limit,
     )
     return [row["event_id"] for row in rows]

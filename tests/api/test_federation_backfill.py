@@ -6,6 +6,7 @@ checks what A answers, and puts it before everything B held; and A's
 import asyncio
 import base64
 import json
+from dataclasses import replace
 from urllib.parse import quote
 
 import asyncpg
@@ -14,9 +15,13 @@ import pytest
 from atomchat_server.events.room_versions import room_version
 from atomchat_server.events.signing import event_id, sign_event
 from atomchat_server.federation.remote import RemoteError
+from atomchat_server.services.backfill import QUIET_SECONDS
 
+from ..support.clock import ShiftedClock
 from ..support.room_steps import bodies, ids_of, register
 from ..support.sync_steps import sync, timeline
+from ..support.waiting import eventually
+from .test_federation_catch_up import missed_by, room_with_bob
 
 MESSAGES = 30
 
@@ -219,3 +224,33 @@ async def test_backfill_serves_redacted_what_the_asking_servers_users_may_not_re
         await alice.say(room_id, f"more {n}")
     many = (await alice.messages(room_id, dir="b", limit=1))["chunk"][0]["event_id"]
     assert len((await backfill_as(b, a, room_id, many, 500))["pdus"]) == 100
+
+
+async def test_a_gap_after_the_join_is_never_taken_in_as_older_history(federation_pair):
+    """B misses more after its join than get_missing_events fills (100): the
+    oldest it missed stay a gap of the forward history. Paging back to the
+    room's start must not fetch them as history from before the join (they
+    would sit below the create event and never reach the room's state)."""
+    a, b = federation_pair
+    alice, bob, room_id, _ = await room_with_bob(a, b)
+
+    async def say_many():
+        for n in range(105):
+            await alice.say(room_id, f"m{n}")
+
+    clock = ShiftedClock()
+    await missed_by(a, b, say_many, clock)
+    bob = replace(bob, api=b.api)
+    await alice.say(room_id, "last")
+
+    async def bob_has_last():
+        events, _ = await bob.all_messages(room_id, limit=100, dir="b")
+        return "last" in bodies(events)
+
+    await eventually(bob_has_last)
+    clock.advance(QUIET_SECONDS + 1)  # past the pause after a fill that found nothing
+    events, _ = await bob.all_messages(room_id, limit=20, dir="b")
+    assert bodies(events) == ["last"] + [f"m{n}" for n in range(104, 4, -1)]
+    assert events[-1]["type"] == "m.room.create"
+    stored = await rows(b.dsn, "SELECT count(*) AS n FROM events WHERE room_id = $1 AND stream < 0", room_id)
+    assert stored[0]["n"] == 0
