@@ -81,7 +81,8 @@ from .services.rooms import Rooms
 from .services.search import Search
 from .services.server_name import settle_server_name
 from .supervisor import Supervisor
-from .sync.builder import ServiceReads, SyncBuilder
+from .sync.answer import ServiceReads
+from .sync.builder import SyncBuilder
 from .sync.event_cache import EventCache
 from .sync.filters import Filters
 from .sync.session import SyncSessions

@@ -31,7 +31,8 @@ from ..notifier import Listener
 from ..storage import events as event_store
 from ..storage.events import Event
 from . import response, tokens
-from .builder import UNREAD_CAP, SyncResult
+from .builder import SyncResult
+from .providers.counts import UNREAD_CAP
 
 if TYPE_CHECKING:
     from ..app import AppContext
