@@ -104,6 +104,10 @@ export class Client extends EventTarget {
           throw error;
         }
         if (error.errcode === "M_UNKNOWN_TOKEN" && attempt === 0 && this.session) {
+          // A refresh in flight ends the token this request carried: its
+          // answer may come back before the refresh's does.
+          if (this.refreshing) await this.refreshing.catch(() => {});
+          if (!this.session) throw error;
           if (this.session.access_token !== token) continue; // refreshed meanwhile
           if (this.session.refresh_token && error.body.soft_logout) {
             await this.refresh();
