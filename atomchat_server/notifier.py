@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import json
 import logging
 import secrets
@@ -57,6 +59,9 @@ log = logging.getLogger(__name__)
 LISTENER_NAME = "atomchat-notifier"
 KEEPALIVE_SECONDS = 2.0
 KNOWN_BATCHES = 64  # own commits kept for the dispatch; older ones are read back if ever needed
+# The rooms of a listener that follows none (most clients of a new user, and
+# every listener until its first answer): one set shared by all of them.
+NO_ROOMS: frozenset[str] = frozenset()
 
 
 class DispatchWatcher(Protocol):
@@ -98,7 +103,7 @@ class Listener:
 
     def __init__(self, user_id: str, rooms: Iterable[str] = ()) -> None:
         self.user_id = user_id
-        self.rooms = set(rooms)
+        self.rooms: set[str] | frozenset[str] = set(rooms) or NO_ROOMS
         # What the client's task awaits while it sleeps: a future made per
         # sleep rather than an asyncio.Event per client (760 bytes each, with
         # thousands of clients idle).
@@ -125,17 +130,18 @@ class Listener:
         elif self.woken is not None:
             self.woken()
 
-    async def sleep(self, timeout: float | None) -> None:
-        """Waits for the next wake(), at most ``timeout`` seconds (None: no limit)."""
-        loop = asyncio.get_running_loop()
-        self._waiter = loop.create_future()
-        timer = None if timeout is None else loop.call_later(timeout, self.wake)
+    async def sleep(self, deadline: float | None, timeouts: Timeouts) -> None:
+        """Waits for the next wake(), at most until ``deadline`` (the event
+        loop's time; None: no limit), which ``timeouts`` keeps."""
+        self._waiter = waiter = asyncio.get_running_loop().create_future()
+        if deadline is not None:
+            timeouts.add(deadline, waiter)
         try:
-            await self._waiter
+            await waiter
         finally:
             self._waiter = None
-            if timer is not None:
-                timer.cancel()
+            if deadline is not None:
+                timeouts.ended()
 
     def check_again(self) -> None:
         self.recheck = True
@@ -150,6 +156,59 @@ class Listener:
         elif not self.needs_full:
             self.pending.extend(rows)
         self.wake()
+
+
+class Timeouts:
+    """When the listeners' sleeps end: one heap of deadlines under one event
+    loop timer for every waiting client, rather than a timer each (688 bytes
+    a waiting long-poll, with thousands waiting). A sleep woken before its
+    deadline leaves its entry behind, to be skipped when it falls due; the
+    heap is swept when such entries outnumber the sleeps in progress."""
+
+    __slots__ = ("_heap", "_order", "_sleeping", "_timer")
+
+    SLACK = 64  # entries left behind that are never worth a sweep
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()  # ties of deadlines end in the order the sleeps began
+        self._sleeping = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, deadline: float, waiter: asyncio.Future[None]) -> None:
+        """Settles ``waiter`` at ``deadline`` (the event loop's time) unless done by then."""
+        self._sleeping += 1
+        if len(self._heap) > 2 * self._sleeping + self.SLACK:
+            self._heap = [entry for entry in self._heap if not entry[2].done()]
+            heapq.heapify(self._heap)
+        heapq.heappush(self._heap, (deadline, next(self._order), waiter))
+        if self._timer is None or deadline < self._timer.when():
+            self._arm()
+
+    def ended(self) -> None:
+        """A sleep given to add() is over, by its deadline or not."""
+        self._sleeping -= 1
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_at(self._heap[0][0], self._fire) if self._heap else None
+
+    def _fire(self) -> None:
+        self._timer = None
+        now = asyncio.get_running_loop().time()
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            waiter = heapq.heappop(heap)[2]
+            if not waiter.done():
+                waiter.set_result(None)
+        self._arm()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._heap.clear()
 
 
 class _Index:
@@ -314,6 +373,7 @@ class Notifier:
         self.watchers: list[DispatchWatcher] = []
         self._by_user = _Index()
         self.typing = TypingNotices(self._typing_changed, clock)
+        self.timeouts = Timeouts()  # of the waiting long-polls' sleeps
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -334,6 +394,7 @@ class Notifier:
         self._sessions.listening(None)
         self.typing.stop()
         self.release_all()
+        self.timeouts.stop()
         if self._conn is not None and not self._conn.is_closed():
             await self._conn.close()
 
@@ -613,10 +674,13 @@ class Notifier:
     def _follow(self, listener: Listener, room_id: str, membership: str | None) -> None:
         """Keeps a listener's rooms in step with its user's membership."""
         if membership == "join":
+            if not isinstance(listener.rooms, set):
+                listener.rooms = set(listener.rooms)
             listener.rooms.add(room_id)
             self._by_room.add(room_id, listener)
-        elif membership in ("leave", "ban"):
-            listener.rooms.discard(room_id)
+        elif membership in ("leave", "ban") and room_id in listener.rooms:
+            if isinstance(listener.rooms, set):
+                listener.rooms.discard(room_id)
             self._by_room.discard(room_id, listener)
 
     # -- listeners -------------------------------------------------------------
@@ -630,7 +694,7 @@ class Notifier:
         """Replaces the rooms a registered listener follows."""
         for room_id in listener.rooms:
             self._by_room.discard(room_id, listener)
-        listener.rooms = set(rooms)
+        listener.rooms = set(rooms) or NO_ROOMS
         for room_id in listener.rooms:
             self._by_room.add(room_id, listener)
 
