@@ -124,24 +124,20 @@ class Listener:
         changed; a wake-up while it is not asleep needs no keeping, as it
         looks before it sleeps again (or, for a listener that waits with no
         sleeper, ``woken`` is told)."""
-        if self._waiter is not None:
-            if not self._waiter.done():
-                self._waiter.set_result(None)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
         elif self.woken is not None:
             self.woken()
 
-    async def sleep(self, deadline: float | None, timeouts: Timeouts) -> None:
-        """Waits for the next wake(), at most until ``deadline`` (the event
-        loop's time; None: no limit), which ``timeouts`` keeps."""
+    def sleep(self, deadline: float | None, timeouts: Timeouts) -> asyncio.Future[None]:
+        """What to await for the next wake(), at most until ``deadline`` (the
+        event loop's time; None: no limit), which ``timeouts`` keeps. A
+        future rather than a coroutine: no frame held per sleeper; once
+        done it stands for no sleeper, until the next sleep()."""
         self._waiter = waiter = asyncio.get_running_loop().create_future()
         if deadline is not None:
             timeouts.add(deadline, waiter)
-        try:
-            await waiter
-        finally:
-            self._waiter = None
-            if deadline is not None:
-                timeouts.ended()
+        return waiter
 
     def check_again(self) -> None:
         self.recheck = True
@@ -163,31 +159,27 @@ class Timeouts:
     loop timer for every waiting client, rather than a timer each (688 bytes
     a waiting long-poll, with thousands waiting). A sleep woken before its
     deadline leaves its entry behind, to be skipped when it falls due; the
-    heap is swept when such entries outnumber the sleeps in progress."""
+    heap is swept of such entries whenever it has doubled since the last sweep."""
 
-    __slots__ = ("_heap", "_order", "_sleeping", "_timer")
+    __slots__ = ("_heap", "_order", "_swept", "_timer")
 
-    SLACK = 64  # entries left behind that are never worth a sweep
+    SLACK = 64  # entries never worth a sweep
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()  # ties of deadlines end in the order the sleeps began
-        self._sleeping = 0
+        self._swept = 0  # the heap's size after the last sweep
         self._timer: asyncio.TimerHandle | None = None
 
     def add(self, deadline: float, waiter: asyncio.Future[None]) -> None:
         """Settles ``waiter`` at ``deadline`` (the event loop's time) unless done by then."""
-        self._sleeping += 1
-        if len(self._heap) > 2 * self._sleeping + self.SLACK:
+        if len(self._heap) > 2 * self._swept + self.SLACK:
             self._heap = [entry for entry in self._heap if not entry[2].done()]
             heapq.heapify(self._heap)
+            self._swept = len(self._heap)
         heapq.heappush(self._heap, (deadline, next(self._order), waiter))
         if self._timer is None or deadline < self._timer.when():
             self._arm()
-
-    def ended(self) -> None:
-        """A sleep given to add() is over, by its deadline or not."""
-        self._sleeping -= 1
 
     def _arm(self) -> None:
         if self._timer is not None:
