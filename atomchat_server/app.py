@@ -81,7 +81,8 @@ from .services.rooms import Rooms
 from .services.search import Search
 from .services.server_name import settle_server_name
 from .supervisor import Supervisor
-from .sync.builder import ServiceReads, SyncBuilder
+from .sync.answer import ServiceReads
+from .sync.builder import SyncBuilder
 from .sync.event_cache import EventCache
 from .sync.filters import Filters
 from .sync.session import SyncSessions
@@ -388,7 +389,11 @@ class AtomChat:
             client=federation_client,
         )
         rooms.history = Backfill(
-            pool=self._pool, client=federation_client, events=federation_events, server_name=settings.server_name
+            pool=self._pool,
+            client=federation_client,
+            events=federation_events,
+            server_name=settings.server_name,
+            clock=self.clock,
         )
         if settings.federating:
             sender = PduSender(outbox=outbox, server_name=settings.server_name, position=lambda: notifier.position)
@@ -450,7 +455,8 @@ class AtomChat:
             ),
             readiness=Readiness(self._pool, notifier),
         )
-        rooms.remote_aliases = self.ctx.federation_queries.remote_alias
+        if settings.federating:
+            rooms.remote_aliases = self.ctx.federation_queries.alias
         self.ctx.streams.start()
         assert self.passwords is not None, "made above"
         self._sample(self.ctx, self._pool, self.passwords)

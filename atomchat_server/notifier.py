@@ -67,7 +67,10 @@ NO_ROOMS: frozenset[str] = frozenset()
 class DispatchWatcher(Protocol):
     """Keeps something derived from the dispatched events (the sync
     package's event cache): told of each dispatch's events before any
-    listener is, and of a dispatch that failed halfway."""
+    listener is, and of a dispatch that failed halfway. Unlike an observer,
+    a watcher that raises fails the whole dispatch, on purpose: what it
+    keeps may then be wrong, so every listener rebuilds its answer from the
+    database (_dispatch_failed)."""
 
     def dispatching(self, rows: list[Event]) -> None: ...
 

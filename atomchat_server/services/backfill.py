@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 from weakref import WeakValueDictionary
 
 import asyncpg
 
+from ..clock import Clock
 from ..events.ids import server_of
 from ..events.room_versions import RoomVersion, room_version
 from ..storage import backfill as backfill_store
@@ -49,8 +49,11 @@ MAX_QUIET_ROOMS = 10000
 
 
 class Backfill:
-    def __init__(self, *, pool: asyncpg.Pool, client: RemoteCalls, events: FederationEvents, server_name: str) -> None:
+    def __init__(
+        self, *, pool: asyncpg.Pool, client: RemoteCalls, events: FederationEvents, server_name: str, clock: Clock
+    ) -> None:
         self._pool = pool
+        self._clock = clock
         self._client = client
         self._events = events
         self._server_name = server_name
@@ -74,7 +77,7 @@ class Backfill:
             if now is not None and (lowest is None or now < lowest):
                 return True
             quiet = self._quiet.get(room_id)
-            if quiet is not None and quiet[0] == now and time.monotonic() - quiet[1] < QUIET_SECONDS:
+            if quiet is not None and quiet[0] == now and self._clock.monotonic() - quiet[1] < QUIET_SECONDS:
                 return False
             try:
                 filled = await asyncio.wait_for(self._fill(room_id), FILL_SECONDS) > 0
@@ -86,7 +89,7 @@ class Backfill:
             else:
                 if len(self._quiet) >= MAX_QUIET_ROOMS:
                     self._quiet.clear()
-                self._quiet[room_id] = (now, time.monotonic())
+                self._quiet[room_id] = (now, self._clock.monotonic())
             return filled
 
     async def _fill(self, room_id: str) -> int:
@@ -94,7 +97,10 @@ class Backfill:
         servers = [s for s in await pdu_store.servers_in_room(self._pool, room_id) if s != self._server_name]
         if room is None or not servers:
             return 0  # a room of this server's users only: its history is all here
-        start = await backfill_store.backward_extremities(self._pool, room_id, MAX_FROM)
+        joined = await backfill_store.joined_at_depth(self._pool, room_id, self._server_name)
+        if joined is None:
+            return 0  # no user of this server ever joined: nothing here to go back from
+        start = await backfill_store.backward_extremities(self._pool, room_id, joined, MAX_FROM)
         if not start:
             return 0  # the room's history here reaches its create event
         # The server named in the room id (up to version 11) made the room: it knows its history first.
@@ -115,19 +121,23 @@ class Backfill:
             pdus = answer.get("pdus") if isinstance(answer, Mapping) else None
             if not isinstance(pdus, list):
                 continue
-            given = [p for p in pdus[: BATCH * 2] if isinstance(p, Mapping) and p.get("room_id") == room_id]
-            inserted = await self._take(server, room_id, given, version)
+            given = [p for p in pdus[: BATCH * 2] if isinstance(p, Mapping) and _of_room(p, room_id, version)]
+            inserted = await self._take(server, room_id, given, version, joined)
             if inserted:
                 return inserted
         return 0
 
-    async def _take(self, origin: str, room_id: str, pdus: list[Any], version: RoomVersion) -> int:
+    async def _take(self, origin: str, room_id: str, pdus: list[Any], version: RoomVersion, joined: int) -> int:
         """Judges an answer's PDUs, keeps the rejected apart and inserts the
-        accepted before everything held; how many were inserted (those held
-        already, or inserted meanwhile by another process, are not)."""
+        accepted from before the server's first join (depth below
+        ``joined``) before everything held; how many were inserted (those
+        held already, or inserted meanwhile by another process, are not).
+        Events at or after the join are the forward history's: a gap there
+        is get_missing_events' to fill, at the positions it belongs to."""
+        pdus = [p for p in pdus if isinstance(p.get("depth"), int) and p["depth"] < joined]
         accepted, rejected = await self._events.check_history(origin, room_id, version, pdus)
         if rejected:
-            await pdu_store.keep_refused(self._pool, room_id, "rejected", rejected, int(time.time() * 1000))
+            await pdu_store.keep_refused(self._pool, room_id, "rejected", rejected, int(self._clock.time() * 1000))
         # Newest first: the countdown positions then keep the room's order.
         newest_first = sorted(
             accepted.items(), key=lambda p: (p[1][1]["depth"], p[1][1]["origin_server_ts"], p[0]), reverse=True
@@ -154,3 +164,12 @@ class Backfill:
             inserted = await backfill_store.insert_history(conn, room_id, rows)
         log.info("backfilled %d events of %s from %s", len(inserted), room_id, origin)
         return len(inserted)
+
+
+def _of_room(pdu: Mapping[str, Any], room_id: str, version: RoomVersion) -> bool:
+    """Whether a PDU of an answer claims the room: by its room id, or (a
+    room whose id names its create event) the create event, which has none
+    and whose id check_history then matches to the room's."""
+    if version.room_id_is_create_event_id and "room_id" not in pdu:
+        return pdu.get("type") == "m.room.create"
+    return pdu.get("room_id") == room_id

@@ -8,7 +8,6 @@ notifier, with a position of their own.
 
 from __future__ import annotations
 
-import time
 from functools import partial
 from typing import Any
 
@@ -32,10 +31,6 @@ SERVER_MANAGED_ACCOUNT_DATA = ("m.fully_read", "m.push_rules")
 MAX_TAG_BYTES = 255  # as the spec bounds a tag's name
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class Ephemeral:
     def __init__(
         self,
@@ -48,7 +43,7 @@ class Ephemeral:
         clock: Clock = REAL,
     ) -> None:
         self._pool = pool
-        self._clock = clock  # when a typing notice lapses
+        self._clock = clock  # when a typing notice lapses, and a receipt's time
         self._persister = persister
         self._notifier = notifier
         self._outbox = outbox  # typing notices and receipts for the other servers in a room
@@ -74,7 +69,7 @@ class Ephemeral:
         event = await event_store.get_event(self._pool, event_id)
         if event is None or event.room_id != room_id:
             raise not_found("Unknown event")
-        ts = _now_ms()
+        ts = int(self._clock.time() * 1000)
         await self._persister.update(
             partial(
                 store.put_receipt,

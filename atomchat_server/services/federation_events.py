@@ -56,6 +56,7 @@ from ..events.pdu_checks import (
 )
 from ..events.room_versions import V10, RoomVersion, room_version
 from ..events.signing import event_id as reference_event_id
+from ..storage import backfill as backfill_store
 from ..storage import pdus as pdu_store
 from .persister import Persister
 
@@ -396,7 +397,8 @@ class FederationEvents:
         the accepted (event id -> (PDU kept, event)) and the rejected ((event
         id, why, PDU)), to be kept apart. An event whose auth events are
         unknown here, or that fails a check before the rules, is dropped
-        (not judged: a later answer may bring what it lacks)."""
+        (not judged: a later answer may bring what it lacks). An outlier
+        held here is accepted as it is, to be placed in the history."""
         policed = []
         for pdu in given:
             try:
@@ -406,6 +408,10 @@ class FederationEvents:
             except PduError as exc:
                 log.info("dropped an event %s sent for %s: %s", origin, room_id, exc)
         checked = await self._checked_pdus(origin, room_id, version, policed, limit_references=False)
+        if version.room_id_is_create_event_id:
+            # A create event carries no room id: it is this room's only if its id names the room.
+            create_id = "$" + room_id[1:]
+            checked = {i: p for i, p in checked.items() if "room_id" in p[0] or i == create_id}
         seen = await pdu_store.seen_events(self._pool, list(checked))
         fresh = {event_id: pair for event_id, pair in checked.items() if event_id not in seen}
         cited = {a for _, e in fresh.values() for a in e["auth_events"]} - fresh.keys()
@@ -441,6 +447,10 @@ class FederationEvents:
                 log.info("dropped backfilled event %s from %s: %s", event_id, origin, exc)
                 continue
             accepted[event_id] = (kept, event)
+        # Outliers held here (taken in on joining the room) were judged then:
+        # accepted as they are, to take their place in the room's history.
+        held = await backfill_store.outliers(self._pool, room_id, [i for i in checked if i in seen])
+        accepted.update({event_id: checked[event_id] for event_id in held})
         return accepted, rejected
 
     async def _checked_pdus(

@@ -458,10 +458,11 @@ class _Batch:
                 "txn_device": unit.txn[1] if unit.txn else None,
                 "txn_id": unit.txn[2] if unit.txn else None,
                 "pdu": None,
+                "outlier": draft.outlier,
             }
             if head.version is not None:
                 self._make_pdu(draft, row, state, head, now_ms)
-            if self.judge is not None:
+            if self.judge is not None and not draft.outlier:  # never a timeline event: nobody is notified
                 row["push"] = await self.judge(self.conn, row, state, self.members.get(draft.room_id, (0, [])))
             self._pending.append(row)
             head.event_id, head.depth = row["event_id"], max(head.depth, row["depth"])

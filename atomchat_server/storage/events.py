@@ -40,6 +40,9 @@ class Event(NamedTuple):
     redacted_by: str | None
     txn_device: str | None  # the sending device and its transaction id,
     txn_id: str | None  # echoed to that device only
+    # Held without a place in the room's history (the state and auth chain
+    # taken in on joining it): never a timeline event (migration 0020).
+    outlier: bool = False
     # What push rules decided for it as it was written (services.push):
     # {"default": [highlight, actions] or None, "own": [[user, notify,
     # highlight, actions], ...]}; None where not known (read back by a query
@@ -213,11 +216,12 @@ WITH input AS (
     FROM (SELECT nextval('event_stream') AS stream FROM input) s
 ), ev AS (
     INSERT INTO events (stream, event_id, room_id, type, state_key, sender, content, origin_server_ts,
-                        depth, prev_events, unsigned, redacts, txn_device, txn_id, push_actions, push_highlight, pdu)
+                        depth, prev_events, unsigned, redacts, txn_device, txn_id, outlier,
+                        push_actions, push_highlight, pdu)
     SELECT taken.stream, ev->>'event_id', ev->>'room_id', ev->>'type', ev->>'state_key', ev->>'sender',
            ev->'content', (ev->>'origin_server_ts')::bigint, (ev->>'depth')::bigint,
            ARRAY(SELECT jsonb_array_elements_text(ev->'prev_events')), ev->'unsigned', ev->>'redacts',
-           ev->>'txn_device', ev->>'txn_id',
+           ev->>'txn_device', ev->>'txn_id', COALESCE((ev->>'outlier')::boolean, false),
            -- push rules' outcome for a member with the default rules whom the event
            -- does not name (services.push): [highlight, actions], or null
            (ev->'push'->'default'->>1)::jsonb, COALESCE((ev->'push'->'default'->>0)::boolean, false),
@@ -307,6 +311,7 @@ _APPENDED = (
     "redacts",
     "txn_device",
     "txn_id",
+    "outlier",
 )
 
 
@@ -607,7 +612,7 @@ async def page(
         " AND ($6::text[] IS NULL OR type LIKE ANY($6))"
         " AND ($7::text[] IS NULL OR NOT type LIKE ANY($7))"
         " AND ($8::text[] IS NULL OR sender = ANY($8))"
-        " AND ($9::text[] IS NULL OR NOT sender = ANY($9))"
+        " AND ($9::text[] IS NULL OR NOT sender = ANY($9)) AND NOT outlier"
         f" ORDER BY stream {order} LIMIT $10",
         room_id,
         after,

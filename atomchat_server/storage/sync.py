@@ -169,7 +169,7 @@ async def timelines(
         "  AND ($7::text[] IS NULL OR type LIKE ANY($7))"
         "  AND ($8::text[] IS NULL OR NOT type LIKE ANY($8))"
         "  AND ($9::text[] IS NULL OR sender = ANY($9))"
-        "  AND ($10::text[] IS NULL OR NOT sender = ANY($10))"
+        "  AND ($10::text[] IS NULL OR NOT sender = ANY($10)) AND NOT outlier"
         "  ORDER BY stream DESC LIMIT $11) t",
         room_ids,
         firsts,

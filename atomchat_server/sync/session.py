@@ -31,7 +31,8 @@ from ..notifier import Listener
 from ..storage import events as event_store
 from ..storage.events import Event
 from . import response, tokens
-from .builder import UNREAD_CAP, SyncResult
+from .builder import SyncResult
+from .providers.counts import UNREAD_CAP
 
 if TYPE_CHECKING:
     from ..app import AppContext
@@ -308,19 +309,20 @@ class SyncSession:
         return [row for row in rows if row.stream > since and keeps_room(row.room_id)]
 
     def _shown(self, rows: list[Event]) -> dict[str, list[Event]]:
-        """The events the filter's timeline shows, by room."""
+        """The events the filter's timeline shows, by room (never an
+        outlier: it has no place in the room's history)."""
         keeps_event = self._filter.keeps_event
         by_room: dict[str, list[Event]] = {}
         for row in rows:
-            if keeps_event(row.type, row.sender):
+            if not row.outlier and keeps_event(row.type, row.sender):
                 by_room.setdefault(row.room_id, []).append(row)
         return by_room
 
     def _lazy_members(self, shown: dict[str, list[Event]]) -> tuple[dict[str, list[Event]], dict[str, list[str]]]:
         """For a lazy-loading filter, the member events of each room's
         timeline senders (the reader's own aside) as they are before the
-        timeline: those the notifier knows, and by room the users whose it
-        does not. The new events hold no member event (one makes the answer
+        timeline: those the event cache holds (sync/event_cache.py), and by
+        room the users whose it does not. The new events hold no member event (one makes the answer
         a full one), so the newest known is the one before the timeline."""
         members: dict[str, list[Event]] = {}
         missing: dict[str, list[str]] = {}

@@ -6,6 +6,7 @@ checks what A answers, and puts it before everything B held; and A's
 import asyncio
 import base64
 import json
+from dataclasses import replace
 from urllib.parse import quote
 
 import asyncpg
@@ -14,9 +15,13 @@ import pytest
 from atomchat_server.events.room_versions import room_version
 from atomchat_server.events.signing import event_id, sign_event
 from atomchat_server.federation.remote import RemoteError
+from atomchat_server.services.backfill import QUIET_SECONDS
 
+from ..support.clock import ShiftedClock
 from ..support.room_steps import bodies, ids_of, register
-from ..support.sync_steps import sync, timeline
+from ..support.sync_steps import state, sync, timeline
+from ..support.waiting import eventually
+from .test_federation_catch_up import missed_by, room_with_bob
 
 MESSAGES = 30
 
@@ -69,7 +74,8 @@ async def test_a_reader_pages_back_past_the_join_through_the_other_server(federa
     # The tokens lead back to the same pages: a token may be negative.
     again = await bob.messages(room_id, dir="b", limit=7, **{"from": first["end"]})
     assert ids_of(again["chunk"]) == ids_of(events[7:14])
-    assert (await bob.messages(room_id, dir="f", limit=3))["chunk"][0]["type"] == "m.room.message"
+    # From the start, the room's history begins with its create event.
+    assert (await bob.messages(room_id, dir="f", limit=3))["chunk"][0]["type"] == "m.room.create"
     # Search reaches it, counted exactly, newest first.
     found = (
         await bob.call(
@@ -153,6 +159,48 @@ async def test_a_backfilled_event_the_rules_reject_is_kept_apart_and_not_shown(f
     assert [(r["event_id"], r["status"]) for r in kept] == [(event_id(forged, version), "rejected")]
 
 
+async def test_the_state_taken_in_on_joining_takes_its_place_in_the_backfilled_history(federation_pair):
+    a, b = federation_pair
+    alice, room_id = await room_with_history(a, b, count=12, name="Ordered", topic="first topic")
+    await alice.put_state(room_id, "m.room.topic", {"topic": "second topic"})
+    (bob,) = await register(b.api, "bob")
+    since = (await sync(bob))["next_batch"]
+    await join(bob, a, room_id)
+    outliers = await rows(b.dsn, "SELECT event_id FROM events WHERE room_id = $1 AND outlier", room_id)
+    assert len(outliers) >= 6, "the room's state and auth chain are held as outliers"
+    # Sync shows the join alone in the timeline, the room's state as state.
+    for answer in (await sync(bob), await sync(bob, since, timeout=0)):
+        shown = timeline(answer, room_id)
+        assert [(e["type"], e["state_key"]) for e in shown] == [("m.room.member", bob.user_id)]
+        kinds = {(e["type"], e["state_key"]) for e in state(answer, room_id)}
+        assert {("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.name", "")} <= kinds
+    events, _ = await bob.all_messages(room_id, limit=5, dir="b")
+    on_a, _ = await alice.all_messages(room_id, limit=100, dir="b")
+    # B's history is A's, event for event, each once, the create event last.
+    assert ids_of(events) == ids_of(on_a)
+    assert len(set(ids_of(events))) == len(events)
+    assert events[-1]["type"] == "m.room.create" and events[-2]["type"] == "m.room.member"
+    assert [e["content"]["topic"] for e in events if e["type"] == "m.room.topic"] == ["second topic", "first topic"]
+    forwards, _ = await bob.all_messages(room_id, limit=5, dir="f")
+    assert ids_of(forwards) == ids_of(events)[::-1]
+    assert forwards[0]["type"] == "m.room.create"
+    # Placed, they are history (below 0) and no longer outliers; the state
+    # they make is unchanged, and they are still served one by one.
+    placed = await rows(
+        b.dsn, "SELECT stream, outlier FROM events WHERE event_id = ANY($1::text[])", [r["event_id"] for r in outliers]
+    )
+    assert all(r["stream"] < 0 and not r["outlier"] for r in placed)
+    assert (await bob.get_state(room_id, "m.room.topic")).body == {"topic": "second topic"}
+    assert (await bob.get_state(room_id, "m.room.name")).body == {"name": "Ordered"}
+    create = events[-1]["event_id"]
+    assert (await bob.event(room_id, create))["type"] == "m.room.create"
+    # A client that syncs the join only now still gets the room's state.
+    late = await sync(bob, since, timeout=0)
+    assert [(e["type"], e["state_key"]) for e in timeline(late, room_id)] == [("m.room.member", bob.user_id)]
+    kinds = {(e["type"], e["state_key"]) for e in state(late, room_id)}
+    assert {("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.topic", "")} <= kinds
+
+
 async def test_two_readers_paging_at_once_insert_each_event_once(federation_pair):
     a, b = federation_pair
     _, room_id = await room_with_history(a, b)
@@ -181,7 +229,12 @@ async def test_with_the_other_server_down_a_reader_gets_what_is_held(federation_
     await a.stop()
     events, _ = await bob.all_messages(room_id, limit=3, dir="b")
     assert bodies(events) == ["after the join"]
-    assert "m.room.create" in [e["type"] for e in events]
+    # The state taken in on joining is no part of the history held: the
+    # room's create event is not met before the history A would give.
+    assert [(e["type"], e.get("state_key")) for e in events] == [
+        ("m.room.message", None),
+        ("m.room.member", bob.user_id),
+    ]
 
 
 async def backfill_as(server, of, room_id: str, start: str, limit: int):
@@ -219,3 +272,35 @@ async def test_backfill_serves_redacted_what_the_asking_servers_users_may_not_re
         await alice.say(room_id, f"more {n}")
     many = (await alice.messages(room_id, dir="b", limit=1))["chunk"][0]["event_id"]
     assert len((await backfill_as(b, a, room_id, many, 500))["pdus"]) == 100
+
+
+async def test_a_gap_after_the_join_is_never_taken_in_as_older_history(federation_pair):
+    """B misses more after its join than get_missing_events fills (100): the
+    oldest it missed stay a gap of the forward history. Paging back to the
+    room's start must not fetch them as history from before the join (they
+    would sit below the create event and never reach the room's state)."""
+    a, b = federation_pair
+    alice, bob, room_id, _ = await room_with_bob(a, b)
+
+    async def say_many():
+        for n in range(105):
+            await alice.say(room_id, f"m{n}")
+
+    clock = ShiftedClock()
+    await missed_by(a, b, say_many, clock)
+    bob = replace(bob, api=b.api)
+    await alice.say(room_id, "last")
+
+    async def bob_has_last():
+        events, _ = await bob.all_messages(room_id, limit=100, dir="b")
+        return "last" in bodies(events)
+
+    await eventually(bob_has_last)
+    clock.advance(QUIET_SECONDS + 1)  # past the pause after a fill that found nothing
+    events, _ = await bob.all_messages(room_id, limit=20, dir="b")
+    assert bodies(events) == ["last"] + [f"m{n}" for n in range(104, 4, -1)]
+    assert events[-1]["type"] == "m.room.create"
+    stored = await rows(
+        b.dsn, "SELECT count(*) AS n FROM events WHERE room_id = $1 AND stream < 0 AND type = 'm.room.message'", room_id
+    )
+    assert stored[0]["n"] == 0

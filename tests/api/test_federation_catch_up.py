@@ -31,9 +31,10 @@ async def room_with_bob(a, b, *others):
     return alice, bob, room_id, locals_
 
 
-async def missed_by(a, b, send) -> None:
+async def missed_by(a, b, send, clock=None) -> None:
     """Runs ``send`` while ``b`` is down; what ``a`` queued for it is then
-    dropped (never resent), and ``b`` starts again."""
+    dropped (never resent), and ``b`` starts again (reading ``clock`` when
+    one is given)."""
     fast_retries(a)
     await b.stop()
     await send()
@@ -44,6 +45,8 @@ async def missed_by(a, b, send) -> None:
     await eventually(queued)
     await eventually(lambda: _backing_off(a, b))
     await a.ctx.pool.execute("DELETE FROM federation_outbox WHERE destination = $1", b.name)
+    if clock is not None:
+        b.clock = clock
     await b.start()
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from atomchat_server.auth.passwords import Passwords
+from atomchat_server.clock import REAL, Clock
 from atomchat_server.config import Settings
 
 from .client import ApiClient
@@ -29,6 +30,7 @@ class FederatedServer:
     dsn: str
     passwords: Passwords
     running: RunningServer | None = None
+    clock: Clock = REAL  # what it reads the time from, from its next start
 
     @property
     def port(self) -> int:
@@ -53,7 +55,7 @@ class FederatedServer:
 
     async def start(self) -> FederatedServer:
         assert self.running is None, f"{self.name} runs already"
-        self.running = await start_server(self.settings, self.dsn, self.passwords)
+        self.running = await start_server(self.settings, self.dsn, self.passwords, self.clock)
         return self
 
     async def stop(self) -> None:

@@ -89,7 +89,8 @@ class RoomsBase:
         # the federation client is there (services/federation_join.py).
         self.remote: RemoteMembership | None = None
         # Which room another server's alias names, and servers to join it
-        # through, asked of that server (services/federation.Queries).
+        # through, asked of that server (services/federation.Queries.alias,
+        # which answers 404 for a name that is no server's); set when federating.
         self.remote_aliases: Callable[[str], Awaitable[dict[str, Any]]] | None = None
         # History from before this server joined a room, asked of its other
         # servers when a reader pages past it (services/backfill.py).
