@@ -163,6 +163,11 @@ class Application(tornado.web.Application):
     max_header_bytes with 414 (the path alone does) or 431, in JSON, instead
     of closing the connection without a word at Tornado's own limit."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Each route's kwargs (by id): the kwargs, its pattern, the kwargs without it.
+        self._routes_kwargs: dict[int, tuple[dict[str, Any], str, dict[str, Any]]] = {}
+        super().__init__(*args, **kwargs)
+
     def find_handler(self, request: tornado.httputil.HTTPServerRequest, **kwargs: Any) -> tornado.web._HandlerDelegate:
         limit = self.settings["max_header_bytes"]
         line = len(request.method or "") + len(request.uri or "") + len(request.version or "") + 4
@@ -185,9 +190,18 @@ class Application(tornado.web.Application):
         """Notes on the request the route pattern it matched, for the
         metrics (each route's kwargs carry it, and the handler never sees it)."""
         if target_kwargs is not None and ROUTE in target_kwargs:
-            target_kwargs = dict(target_kwargs)
-            setattr(request, ROUTE, target_kwargs.pop(ROUTE))
+            route, target_kwargs = self._without_route(target_kwargs)
+            setattr(request, ROUTE, route)
         return super().get_handler_delegate(request, target_class, target_kwargs, path_args, path_kwargs)
+
+    def _without_route(self, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """A route's pattern, and its kwargs without it: worked out once per
+        route (its kwargs live as long as the application), not copied per request."""
+        known = self._routes_kwargs.get(id(kwargs))
+        if known is None or known[0] is not kwargs:
+            rest = dict(kwargs)
+            known = self._routes_kwargs[id(kwargs)] = (kwargs, rest.pop(ROUTE), rest)
+        return known[1], known[2]
 
 
 def federation_routes() -> list[tuple[str, type]]:

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import json
 import logging
 import secrets
@@ -57,6 +59,9 @@ log = logging.getLogger(__name__)
 LISTENER_NAME = "atomchat-notifier"
 KEEPALIVE_SECONDS = 2.0
 KNOWN_BATCHES = 64  # own commits kept for the dispatch; older ones are read back if ever needed
+# The rooms of a listener that follows none (most clients of a new user, and
+# every listener until its first answer): one set shared by all of them.
+NO_ROOMS: frozenset[str] = frozenset()
 
 
 class DispatchWatcher(Protocol):
@@ -101,7 +106,7 @@ class Listener:
 
     def __init__(self, user_id: str, rooms: Iterable[str] = ()) -> None:
         self.user_id = user_id
-        self.rooms = set(rooms)
+        self.rooms: set[str] | frozenset[str] = set(rooms) or NO_ROOMS
         # What the client's task awaits while it sleeps: a future made per
         # sleep rather than an asyncio.Event per client (760 bytes each, with
         # thousands of clients idle).
@@ -122,23 +127,20 @@ class Listener:
         changed; a wake-up while it is not asleep needs no keeping, as it
         looks before it sleeps again (or, for a listener that waits with no
         sleeper, ``woken`` is told)."""
-        if self._waiter is not None:
-            if not self._waiter.done():
-                self._waiter.set_result(None)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
         elif self.woken is not None:
             self.woken()
 
-    async def sleep(self, timeout: float | None) -> None:
-        """Waits for the next wake(), at most ``timeout`` seconds (None: no limit)."""
-        loop = asyncio.get_running_loop()
-        self._waiter = loop.create_future()
-        timer = None if timeout is None else loop.call_later(timeout, self.wake)
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
-            if timer is not None:
-                timer.cancel()
+    def sleep(self, deadline: float | None, timeouts: Timeouts) -> asyncio.Future[None]:
+        """What to await for the next wake(), at most until ``deadline`` (the
+        event loop's time; None: no limit), which ``timeouts`` keeps. A
+        future rather than a coroutine: no frame held per sleeper; once
+        done it stands for no sleeper, until the next sleep()."""
+        self._waiter = waiter = asyncio.get_running_loop().create_future()
+        if deadline is not None:
+            timeouts.add(deadline, waiter)
+        return waiter
 
     def check_again(self) -> None:
         self.recheck = True
@@ -153,6 +155,55 @@ class Listener:
         elif not self.needs_full:
             self.pending.extend(rows)
         self.wake()
+
+
+class Timeouts:
+    """When the listeners' sleeps end: one heap of deadlines under one event
+    loop timer for every waiting client, rather than a timer each (688 bytes
+    a waiting long-poll, with thousands waiting). A sleep woken before its
+    deadline leaves its entry behind, to be skipped when it falls due; the
+    heap is swept of such entries whenever it has doubled since the last sweep."""
+
+    __slots__ = ("_heap", "_order", "_swept", "_timer")
+
+    SLACK = 64  # entries never worth a sweep
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()  # ties of deadlines end in the order the sleeps began
+        self._swept = 0  # the heap's size after the last sweep
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, deadline: float, waiter: asyncio.Future[None]) -> None:
+        """Settles ``waiter`` at ``deadline`` (the event loop's time) unless done by then."""
+        if len(self._heap) > 2 * self._swept + self.SLACK:
+            self._heap = [entry for entry in self._heap if not entry[2].done()]
+            heapq.heapify(self._heap)
+            self._swept = len(self._heap)
+        heapq.heappush(self._heap, (deadline, next(self._order), waiter))
+        if self._timer is None or deadline < self._timer.when():
+            self._arm()
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_at(self._heap[0][0], self._fire) if self._heap else None
+
+    def _fire(self) -> None:
+        self._timer = None
+        now = asyncio.get_running_loop().time()
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            waiter = heapq.heappop(heap)[2]
+            if not waiter.done():
+                waiter.set_result(None)
+        self._arm()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._heap.clear()
 
 
 class _Index:
@@ -317,6 +368,7 @@ class Notifier:
         self.watchers: list[DispatchWatcher] = []
         self._by_user = _Index()
         self.typing = TypingNotices(self._typing_changed, clock)
+        self.timeouts = Timeouts()  # of the waiting long-polls' sleeps
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -337,6 +389,7 @@ class Notifier:
         self._sessions.listening(None)
         self.typing.stop()
         self.release_all()
+        self.timeouts.stop()
         if self._conn is not None and not self._conn.is_closed():
             await self._conn.close()
 
@@ -616,10 +669,13 @@ class Notifier:
     def _follow(self, listener: Listener, room_id: str, membership: str | None) -> None:
         """Keeps a listener's rooms in step with its user's membership."""
         if membership == "join":
+            if not isinstance(listener.rooms, set):
+                listener.rooms = set(listener.rooms)
             listener.rooms.add(room_id)
             self._by_room.add(room_id, listener)
-        elif membership in ("leave", "ban"):
-            listener.rooms.discard(room_id)
+        elif membership in ("leave", "ban") and room_id in listener.rooms:
+            if isinstance(listener.rooms, set):
+                listener.rooms.discard(room_id)
             self._by_room.discard(room_id, listener)
 
     # -- listeners -------------------------------------------------------------
@@ -633,7 +689,7 @@ class Notifier:
         """Replaces the rooms a registered listener follows."""
         for room_id in listener.rooms:
             self._by_room.discard(room_id, listener)
-        listener.rooms = set(rooms)
+        listener.rooms = set(rooms) or NO_ROOMS
         for room_id in listener.rooms:
             self._by_room.add(room_id, listener)
 

@@ -7,6 +7,8 @@ import ipaddress
 import json
 import logging
 import re
+import sys
+from asyncio import Future
 from collections.abc import Awaitable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -125,7 +127,14 @@ def authorization_token(
     scheme, _, token = header.partition(" ")
     if scheme.lower() not in schemes or not token.strip():
         raise refusal
-    return token.strip()
+    return kept_token(token.strip())
+
+
+def kept_token(token: str) -> str:
+    """The one copy of a token's text in the process: a client's token is
+    kept by the cache of verified tokens and by its open stream or sync
+    session, and each request would otherwise read a copy of its own."""
+    return sys.intern(token)
 
 
 def database_unavailable() -> MatrixError:
@@ -134,11 +143,10 @@ def database_unavailable() -> MatrixError:
 
 def request_id(handler: tornado.web.RequestHandler) -> str:
     """The request's id (logs.py), made once, and returned in a header of
-    every answer, error or not."""
+    every answer, error or not (see BaseHandler.flush)."""
     rid: str | None = vars(handler).get("_request_id")
     if rid is None:
         rid = vars(handler)["_request_id"] = logs.request_id(handler.request.headers.get(logs.HEADER))
-    handler.set_header(logs.HEADER, rid)
     return rid
 
 
@@ -155,10 +163,20 @@ class BaseHandler(tornado.web.RequestHandler):
         self.requester: Requester | None = None
 
     def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json")
+
+    def answer_headers(self) -> None:
+        """The headers every answer carries, error or not: CORS and the
+        request's id. Added as the answer is written, so that a request
+        that waits (a long-poll) does not hold them meanwhile."""
         for name, value in CORS_HEADERS.items():
             self.set_header(name, value)
-        self.set_header("Content-Type", "application/json")
-        request_id(self)
+        self.set_header(logs.HEADER, request_id(self))
+
+    def flush(self, include_footers: bool = False) -> Future[None]:
+        if not self._headers_written:
+            self.answer_headers()
+        return super().flush(include_footers)
 
     def body_limit(self) -> int:
         """The largest request body this handler reads, in bytes."""
@@ -228,7 +246,7 @@ class BaseHandler(tornado.web.RequestHandler):
         # Read raw: a token that is not text (or holds a NUL) is an unknown
         # token, 401, not a bad argument.
         values = self.request.query_arguments.get("access_token")
-        return values[-1].decode("utf-8", "replace") if values else None
+        return kept_token(values[-1].decode("utf-8", "replace")) if values else None
 
     async def authenticate(self, *, allow_locked: bool = False) -> Requester:
         token = self.access_token()

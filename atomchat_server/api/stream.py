@@ -20,6 +20,7 @@ import tornado.httputil
 import tornado.iostream
 import tornado.websocket
 
+from .. import logs
 from ..auth.sessions import Requester
 from ..clock import REAL, Clock, Timer
 from ..db.pool import UNREACHABLE
@@ -35,6 +36,7 @@ from .base import (
     begin_request,
     client_address,
     database_unavailable,
+    kept_token,
     request_id,
 )
 from .contract import Op, Param
@@ -148,7 +150,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
     failure = staticmethod(BaseHandler.failure)
 
     def set_default_headers(self) -> None:
-        request_id(self)
+        self.set_header(logs.HEADER, request_id(self))
 
     def allow(self) -> None:
         """The stream is a GET that upgrades; nothing else, not even a preflight."""
@@ -193,7 +195,10 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             ("bearer", "token"),
             MatrixError(401, "M_MISSING_TOKEN", "The Authorization header must be 'Bearer <token>' or 'Token <token>'"),
         )
-        return token if token is not None else self.get_query_argument("access_token", None)
+        if token is not None:
+            return token
+        token = self.get_query_argument("access_token", None)
+        return None if token is None else kept_token(token)
 
     def open(self) -> None:
         # Everything wanted from the upgrade request has been read, and the

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import logs
 from ..errors import not_found
-from .base import BaseHandler
+from .base import BaseHandler, request_id
 
 if TYPE_CHECKING:
     from ..app import AppContext
@@ -90,6 +91,10 @@ class WebHandler(BaseHandler):
     def set_default_headers(self) -> None:
         for name, value in SECURITY_HEADERS.items():
             self.set_header(name, value)
+
+    def answer_headers(self) -> None:
+        """The request's id, and no CORS: the pages are for browsers on this origin."""
+        self.set_header(logs.HEADER, request_id(self))
 
     def serve(self, body: bytes, content_type: str, cache: str) -> None:
         self.set_header("Content-Type", content_type)

@@ -19,6 +19,7 @@ asks the database.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -124,7 +125,10 @@ class SessionCache:
             if row is None:
                 raise unknown_token()
             entry = (
-                Requester(row.user_id, row.device_id, row.session_id, row.is_moderator),
+                # Interned: one copy of each, shared with the token's claims (tokens.py).
+                Requester(
+                    sys.intern(row.user_id), sys.intern(row.device_id), sys.intern(row.session_id), row.is_moderator
+                ),
                 row.oldest_valid_generation,
             )
             # Cache only if no revocation arrived while we were asking.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import sys
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,7 +104,10 @@ class TokenCodec:
             raise unknown_token()
         if expires is not None and self._clock.time() >= expires:
             raise unknown_token("The access token has expired", soft_logout=True)
-        claims = TokenClaims(payload["sub"], payload["dev"], payload["sid"], generation)
+        # Interned: the session cache's Requester holds the same three (sessions.py).
+        claims = TokenClaims(
+            sys.intern(payload["sub"]), sys.intern(payload["dev"]), sys.intern(payload["sid"]), generation
+        )
         self._verified[token] = (claims, expires)
         if len(self._verified) > VERIFIED_TOKENS:
             self._verified.popitem(last=False)

@@ -152,7 +152,7 @@ class SyncSession:
                 return self._empty()
             self._waiting = True  # from here the notifier may push() answers itself
             try:
-                await listener.sleep(remaining)
+                await listener.sleep(deadline, self._ctx.notifier.timeouts)
             finally:
                 self._waiting = False
         return None
