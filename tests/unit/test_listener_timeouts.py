@@ -26,7 +26,8 @@ def test_each_sleep_ends_at_its_own_deadline_in_order():
 
     ended, took = asyncio.run(run())
     assert ended == ["early", "middle", "late"]
-    assert 0.15 <= took < 1.0
+    # The event loop may run a timer up to its clock's resolution early.
+    assert 0.15 - 1e-6 <= took < 1.0
 
 
 def test_a_woken_sleep_ends_at_once_and_its_deadline_is_skipped():
