@@ -14,7 +14,7 @@ when backfill brings it: it moves to its place in the history.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..db import Database
 
@@ -138,13 +138,25 @@ async def origin_memberships(db: Database, room_id: str, server_name: str) -> li
     return [[(int(stream), membership) for stream, membership in row["history"]] for row in rows]
 
 
-async def history_visibility(db: Database, room_id: str) -> str | None:
-    """The room's current history_visibility setting (None when unset)."""
-    return await db.fetchval(
-        "SELECT e.content->>'history_visibility' FROM current_state cs JOIN events e ON e.event_id = cs.event_id"
-        " WHERE cs.room_id = $1 AND cs.type = 'm.room.history_visibility' AND cs.state_key = ''",
+class SettingChange(NamedTuple):
+    """One m.room.history_visibility event of a room (a named tuple: what
+    events.visibility.server_sees takes)."""
+
+    stream: int
+    depth: int
+    setting: str  # "" when the content names none (then read as the default)
+    outlier: bool
+
+
+async def visibility_changes(db: Database, room_id: str) -> list[SettingChange]:
+    """Every history_visibility event the room holds, oldest first, outliers
+    included: which setting was in force at each of its events."""
+    rows = await db.fetch(
+        "SELECT stream, depth, COALESCE(content->>'history_visibility', '') AS setting, outlier FROM events"
+        " WHERE room_id = $1 AND type = 'm.room.history_visibility' AND state_key = '' ORDER BY stream",
         room_id,
     )
+    return [SettingChange(*row) for row in rows]
 
 
 async def earliest_position(db: Database) -> int:
