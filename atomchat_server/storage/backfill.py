@@ -67,8 +67,8 @@ async def lowest_position(db: Database, room_id: str) -> int | None:
 # PostgreSQL evaluates nextval() in. Events refused, or held with their place
 # in the history, are left out before positions are taken. An outlier held
 # (taken in on joining the room) is not inserted again but moved to its
-# position and made part of the history: its search entry follows (ON UPDATE
-# CASCADE, migration 0020). The current state and membership rows naming it
+# position and made part of the history: it is indexed for search from then
+# on (migration 0022). The current state and membership rows naming it
 # keep theirs: the position at which that state became this server's.
 _INSERT_HISTORY = """
 WITH input AS (
