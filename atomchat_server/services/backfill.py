@@ -26,9 +26,16 @@ from weakref import WeakValueDictionary
 import asyncpg
 
 from ..clock import Clock
+from ..db import Database
+from ..events.auth import redaction_applies
+from ..events.format import client_event
 from ..events.ids import server_of
+from ..events.pdu import as_event
+from ..events.pdu_checks import auth_state
+from ..events.redaction import pruned_content
 from ..events.room_versions import RoomVersion, room_version
 from ..storage import backfill as backfill_store
+from ..storage import events as event_store
 from ..storage import pdus as pdu_store
 from .federation_events import FederationEvents, RemoteCalls
 
@@ -162,8 +169,32 @@ class Backfill:
         async with self._pool.acquire() as conn, conn.transaction():
             await backfill_store.lock_history(conn, room_id)
             inserted = await backfill_store.insert_history(conn, room_id, rows)
+            await self._redact(conn, room_id, version, list(inserted))
         log.info("backfilled %d events of %s from %s", len(inserted), room_id, origin)
         return len(inserted)
+
+    async def _redact(self, conn: Database, room_id: str, version: RoomVersion, event_ids: list[str]) -> None:
+        """Applies the redactions among the events just placed in the
+        history, and those held that name one of them, as a live redaction
+        is applied: when its sender may redact the target (by the state it
+        was sent in, its auth events). Backfill brings a redaction before
+        its target (newest first): the target is redacted on arrival."""
+        pairs = await backfill_store.redaction_pairs(conn, room_id, event_ids)
+        if not pairs:
+            return
+        # From version 12 the create event counts without being cited.
+        create = ["$" + room_id[1:]] if version.room_id_is_create_event_id else []
+        cited = list({a for pair in pairs for a in pair.auth_events} | set(create))
+        known = {r.event_id: as_event(r.pdu, r.event_id, version) for r in await pdu_store.pdus(conn, room_id, cited)}
+        for redaction, auth_ids, target in pairs:
+            state = auth_state([known[a] for a in (*create, *auth_ids) if a in known])
+            if not redaction_applies(redaction._asdict(), target._asdict(), state):
+                continue
+            because = client_event(redaction, now_ms=int(self._clock.time() * 1000))
+            del because["unsigned"]
+            await event_store.redact(
+                conn, target.event_id, pruned_content(target.type, target.content, version), because
+            )
 
 
 def _of_room(pdu: Mapping[str, Any], room_id: str, version: RoomVersion) -> bool:

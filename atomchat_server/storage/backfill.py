@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from ..db import Database
+from .events import Event, _columns, as_event
 
 # The first key of the two-key advisory lock that serialises backfill inserts
 # per room ("Bfil"), apart from the outbox's and any other advisory locks.
@@ -113,6 +114,32 @@ async def insert_history(conn: Database, room_id: str, events: Sequence[dict[str
     Returns event id -> position of those inserted or placed (outliers)."""
     rows = await conn.fetch(_INSERT_HISTORY, list(events), room_id)
     return {row["event_id"]: row["stream"] for row in rows}
+
+
+class RedactionPair(NamedTuple):
+    """A redaction held in a room's history and the event it names."""
+
+    redaction: Event
+    auth_events: list[str]  # the redaction's: the state it was sent in
+    target: Event
+
+
+async def redaction_pairs(db: Database, room_id: str, event_ids: Sequence[str]) -> list[RedactionPair]:
+    """The room's redactions whose target it holds unredacted, either of
+    the two among ``event_ids``, both in the history (not outliers)."""
+    width = len(Event._fields) - 1  # the columns _columns reads: all but push
+    rows = await db.fetch(
+        f"SELECT {_columns('r')}, r.pdu->'auth_events' AS auth_events, {_columns('t')}"
+        " FROM events r JOIN events t ON t.event_id = r.redacts AND t.room_id = r.room_id"
+        " WHERE r.room_id = $1 AND r.redacts IS NOT NULL AND NOT r.outlier AND NOT t.outlier"
+        " AND t.redacted_by IS NULL AND (r.event_id = ANY($2::text[]) OR r.redacts = ANY($2::text[]))",
+        room_id,
+        list(event_ids),
+    )
+    return [
+        RedactionPair(as_event(tuple(row)[:width]), list(row["auth_events"] or []), as_event(tuple(row)[width + 1 :]))
+        for row in rows
+    ]
 
 
 async def outliers(db: Database, room_id: str, event_ids: Sequence[str]) -> set[str]:

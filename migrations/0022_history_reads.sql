@@ -30,3 +30,7 @@ END
 $$;
 
 DELETE FROM event_search s USING events e WHERE e.stream = s.stream AND e.outlier;
+
+-- The redactions naming an event, found when that event arrives after them
+-- (backfill takes in history newest first, a redaction before its target).
+CREATE INDEX events_by_redacts ON events (redacts) WHERE redacts IS NOT NULL;
