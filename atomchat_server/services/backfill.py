@@ -3,7 +3,8 @@ servers (GET /backfill) when a reader pages back past the oldest event held.
 
 One fill asks one server at a time for the events before where the room's
 history here begins (its backward extremities), trying the next server when
-one fails or has nothing new, within a bounded time overall. Each PDU of an
+one fails or has nothing new (the servers in the room, then those that were
+in it earlier), within a bounded time for each and overall. Each PDU of an
 answer is judged as received PDUs are (FederationEvents.check_history:
 format, signature, hash, the rules on its own auth events); the rejected
 are kept apart (refused_events), the accepted put before everything the
@@ -47,8 +48,12 @@ BATCH = 50
 MAX_FROM = 5
 # How long one fill may take, all servers tried included (seconds).
 FILL_SECONDS = 10.0
-# Servers tried in one fill.
+# Servers in the room tried in one fill, and then servers that were in it earlier.
 MAX_SERVERS = 3
+MAX_FORMER_SERVERS = 3
+# How long one server may take to answer (seconds): one that hangs leaves
+# the fill time to ask others.
+SERVER_SECONDS = FILL_SECONDS / 3
 # For how long a fill that found nothing is not tried again while the
 # room's history here is unchanged (seconds), and how many rooms are kept so.
 QUIET_SECONDS = 30.0
@@ -99,10 +104,21 @@ class Backfill:
                 self._quiet[room_id] = (now, self._clock.monotonic())
             return filled
 
+    async def _servers(self, room_id: str) -> list[str]:
+        """Whom to ask, in order: servers with a user in the room now (the
+        one named in the room id first: up to version 11 it made the room
+        and knows its history first), then, should they all fail, servers
+        that were in it earlier (those that joined first first), which may
+        still hold its history and know the asker's users were in it."""
+        present = set(await pdu_store.servers_in_room(self._pool, room_id)) | {self._server_name}
+        current = sorted(present - {self._server_name}, key=lambda s: (s != server_of(room_id), s))
+        former = await backfill_store.former_servers(self._pool, room_id, len(present) + MAX_FORMER_SERVERS)
+        return current[:MAX_SERVERS] + [s for s in former if s not in present][:MAX_FORMER_SERVERS]
+
     async def _fill(self, room_id: str) -> int:
         room = await pdu_store.pdu_room(self._pool, room_id)
-        servers = [s for s in await pdu_store.servers_in_room(self._pool, room_id) if s != self._server_name]
-        if room is None or not servers:
+        servers = await self._servers(room_id) if room is not None else []
+        if not servers:
             return 0  # a room of this server's users only: its history is all here
         joined = await backfill_store.joined_at_depth(self._pool, room_id, self._server_name)
         if joined is None:
@@ -110,8 +126,7 @@ class Backfill:
         start = await backfill_store.backward_extremities(self._pool, room_id, joined, MAX_FROM)
         if not start:
             return 0  # the room's history here reaches its create event
-        # The server named in the room id (up to version 11) made the room: it knows its history first.
-        servers = sorted(servers, key=lambda s: (s != server_of(room_id), s))[:MAX_SERVERS]
+        assert room is not None, "no servers without a room"
         version = room_version(room.room_version)
         for server in servers:
             try:
@@ -120,7 +135,7 @@ class Backfill:
                     "GET",
                     f"/_matrix/federation/v1/backfill/{room_id}",
                     query={"v": start, "limit": str(BATCH)},
-                    timeout=FILL_SECONDS,
+                    timeout=SERVER_SECONDS,
                 )
             except Exception as exc:  # noqa: BLE001 - the next server is asked
                 log.info("backfill of %s from %s failed: %s", room_id, server, exc)

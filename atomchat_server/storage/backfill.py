@@ -38,6 +38,20 @@ async def joined_at_depth(db: Database, room_id: str, server_name: str) -> int |
     )
 
 
+async def former_servers(db: Database, room_id: str, limit: int) -> list[str]:
+    """Servers whose users joined the room at some point (by the member
+    events held), those that joined first first: who may hold its early
+    history, whether or not they are in it now."""
+    rows = await db.fetch(
+        "SELECT substr(state_key, strpos(state_key, ':') + 1) AS server FROM events"
+        " WHERE room_id = $1 AND type = 'm.room.member' AND content->>'membership' = 'join'"
+        " GROUP BY 1 ORDER BY min(stream), 1 LIMIT $2",
+        room_id,
+        limit,
+    )
+    return [row["server"] for row in rows]
+
+
 async def backward_extremities(db: Database, room_id: str, up_to_depth: int, limit: int) -> list[str]:
     """Events that the room's history here up to ``up_to_depth`` (the
     server's first join) cites as prev events but that this server has never
