@@ -1,3 +1,6 @@
+-- Reads of rooms' history: search leaves outliers out; the redactions of an
+-- event and a room's history visibility settings are found by index.
+
 -- Outliers (migration 0020) have no place in a room's history, so search,
 -- which reads history, must not find them: a room's name or topic taken in
 -- on joining would otherwise be found at the join's position. They get a
@@ -34,3 +37,7 @@ DELETE FROM event_search s USING events e WHERE e.stream = s.stream AND e.outlie
 -- The redactions naming an event, found when that event arrives after them
 -- (backfill takes in history newest first, a redaction before its target).
 CREATE INDEX events_by_redacts ON events (redacts) WHERE redacts IS NOT NULL;
+
+-- The room's history visibility settings, all of them: another server's read
+-- of a room judges each event by the setting in force when it was sent.
+CREATE INDEX events_history_visibility ON events (room_id, stream) WHERE type = 'm.room.history_visibility';
