@@ -113,6 +113,16 @@ def auth_state(events: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], Map
     return {(e["type"], e["state_key"]): e for e in events if isinstance(e.get("state_key"), str)}
 
 
+def with_auth_events(
+    before: Mapping[tuple[str, str], Mapping[str, Any]], auth_events: Sequence[Mapping[str, Any]]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """The state an event is checked against: the state before it, with the
+    keys it lacks (events of a gap this server could not fetch) taken from
+    the event's own auth events, which passed their checks; an entry it has
+    is never replaced by an older one."""
+    return {**{key: dict(e) for key, e in auth_state(auth_events).items()}, **{k: dict(e) for k, e in before.items()}}
+
+
 def check_against_auth_events(
     event: Mapping[str, Any],
     auth_events: Sequence[Mapping[str, Any]],

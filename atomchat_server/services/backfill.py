@@ -5,11 +5,15 @@ One fill asks one server at a time for the events before where the room's
 history here begins (its backward extremities), trying the next server when
 one fails or has nothing new (the servers in the room, then those that were
 in it earlier), within a bounded time for each and overall. Each PDU of an
-answer is judged as received PDUs are (FederationEvents.check_history:
-format, signature, hash, the rules on its own auth events); the rejected
-are kept apart (refused_events), the accepted put before everything the
-room holds (storage.backfill: history only, never current state, the head,
-the forward extremities, the notifier or sync).
+answer is judged as received PDUs are: on its own
+(FederationEvents.check_history: format, signature, hash, the rules on its
+own auth events), then against the state before it (HistoryState: the
+answer walked oldest first, the state before its oldest events asked of
+the answering server; an answer whose state cannot be had is not taken,
+and the next server is asked). The rejected are kept apart
+(refused_events), the accepted put before everything the room holds
+(storage.backfill: history only, never current state, the head, the
+forward extremities, the notifier or sync).
 
 Two readers paging the same room at once share one fill in this process
 (a lock per room), and the insert takes the room's backfill lock in the
@@ -39,6 +43,7 @@ from ..storage import backfill as backfill_store
 from ..storage import events as event_store
 from ..storage import pdus as pdu_store
 from .federation_events import FederationEvents, RemoteCalls
+from .history_state import HistoryState, UnknownState
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +73,7 @@ class Backfill:
         self._clock = clock
         self._client = client
         self._events = events
+        self._state = HistoryState(pool=pool, client=client, events=events, timeout=SERVER_SECONDS)
         self._server_name = server_name
         self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
         # room id -> (its lowest position, when) of fills that found nothing:
@@ -158,6 +164,11 @@ class Backfill:
         is get_missing_events' to fill, at the positions it belongs to."""
         pdus = [p for p in pdus if isinstance(p.get("depth"), int) and p["depth"] < joined]
         accepted, rejected = await self._events.check_history(origin, room_id, version, pdus)
+        try:
+            accepted, rejected = await self._state.judge(origin, room_id, version, accepted, rejected)
+        except UnknownState as exc:
+            log.info("backfill of %s from %s not taken: %s", room_id, origin, exc)
+            return 0
         if rejected:
             await pdu_store.keep_refused(self._pool, room_id, "rejected", rejected, int(self._clock.time() * 1000))
         # Newest first: the countdown positions then keep the room's order.

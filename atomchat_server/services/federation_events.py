@@ -52,6 +52,7 @@ from ..events.pdu_checks import (
     check_signatures,
     required_signers,
     signature_key_ids,
+    with_auth_events,
     with_checked_hash,
 )
 from ..events.room_versions import V10, RoomVersion, room_version
@@ -240,13 +241,7 @@ class FederationEvents:
             return exc
         except PduError as exc:
             return exc  # not judged: to events after it, as if this server did not have it
-        # Keys the state before lacks (events of a gap this server could not
-        # fetch) are taken from the event's own auth events, which passed
-        # their checks; an entry it has is never replaced by an older one.
-        state = {
-            **{key: dict(e) for key, e in auth_state(auth).items()},
-            **await self._state_before(judging, event["prev_events"], auth),
-        }
+        state = with_auth_events(await self._state_before(judging, event["prev_events"], auth), auth)
         try:
             check(event, state, received=True)
         except AuthError as exc:
@@ -452,6 +447,22 @@ class FederationEvents:
         held = await backfill_store.outliers(self._pool, room_id, [i for i in checked if i in seen])
         accepted.update({event_id: checked[event_id] for event_id in held})
         return accepted, rejected
+
+    async def checked_fetched(
+        self,
+        origin: str,
+        room_id: str,
+        version: RoomVersion,
+        given: Sequence[Any],
+        known: Mapping[str, dict[str, Any]],
+        create: Mapping[str, Any] | None,
+    ) -> dict[str, dict[str, Any]]:
+        """Events fetched to judge others (the state before a backfill
+        answer) that pass the checks of every fetched event: format,
+        signature, hash (redacted on a mismatch), the rules on their own
+        auth events, found among them or in ``known``. The others are dropped."""
+        pdus = await self._checked_pdus(origin, room_id, version, given, limit_references=False)
+        return self._authorized(origin, room_id, version, pdus, known, create)
 
     async def _checked_pdus(
         self, origin: str, room_id: str, version: RoomVersion, given: Sequence[Any], *, limit_references: bool = True
@@ -688,23 +699,14 @@ class FederationEvents:
         states: list[StateMap] = []
         for prev in prev_events:
             state = await self._state_after(judging, prev, MAX_REFUSED_HOPS)
-            if state is not None and all(_ids(state) != _ids(s) for s in states):
+            if state is not None:
                 states.append(state)
         if not states:
             await self._commit(judging)  # the current state must hold what was accepted so far
             rows = await pdu_store.current_state_pdus(self._pool, judging.room_id)
             current: StateMap = {(r.type, r.key): as_event(r.pdu, r.event_id, judging.version) for r in rows}
             return {**current, **{key: dict(event) for key, event in auth_state(auth_events).items()}}
-        if len(states) <= 1:
-            return dict(states[0]) if states else {}
-        room_id, version = judging.room_id, judging.version
-        ids = {str(e["event_id"]) for state in states for e in state.values()}
-        chain = await pdu_store.auth_chain(self._pool, room_id, list(ids))
-        events = {row.event_id: as_event(row.pdu, row.event_id, version) for row in chain}
-        for state in states:
-            events.update({str(e["event_id"]): dict(e) for e in state.values()})
-        resolved = state_res.resolve([_ids(state) for state in states], events, version)
-        return {key: events[event_id] for key, event_id in resolved.items() if event_id in events}
+        return await resolve_states(self._pool, judging.room_id, judging.version, states)
 
     async def _state_after(self, judging: _Judging, event_id: str, hops: int) -> StateMap | None:
         """The state after an event: of this batch (in memory), of the
@@ -716,9 +718,7 @@ class FederationEvents:
         room_id, version = judging.room_id, judging.version
         rows = await pdu_store.pdus(self._pool, room_id, [event_id])
         if rows:
-            ids = await pdu_store.state_ids_after(self._pool, room_id, rows[0].stream)
-            found = await pdu_store.pdus(self._pool, room_id, list(ids.values()))
-            state: StateMap = {(r.type, r.key): as_event(r.pdu, r.event_id, version) for r in found}
+            state = await stored_state_after(self._pool, room_id, version, rows[0].stream)
         else:
             refused = await pdu_store.refused(self._pool, room_id, [event_id])
             if not refused or hops <= 0:
@@ -733,6 +733,41 @@ class FederationEvents:
                 state[(event["type"], event["state_key"])] = event
         judging.after[event_id] = state
         return state
+
+
+async def stored_state_after(pool: asyncpg.Pool, room_id: str, version: RoomVersion, stream: int) -> StateMap:
+    """The state after the event at ``stream`` of the room's timeline or
+    history (read in stream order)."""
+    ids = await pdu_store.state_ids_after(pool, room_id, stream)
+    found = await pdu_store.pdus(pool, room_id, list(ids.values()))
+    return {(r.type, r.key): as_event(r.pdu, r.event_id, version) for r in found}
+
+
+async def resolve_states(
+    pool: asyncpg.Pool,
+    room_id: str,
+    version: RoomVersion,
+    states: Sequence[StateMap],
+    unstored: Mapping[str, dict[str, Any]] | None = None,
+) -> StateMap:
+    """The state before an event whose prev events have these states after
+    them: the one state when they agree, else their resolution (state
+    resolution, on the auth chains held here and the events of ``unstored``,
+    judged but not stored: a backfill answer's)."""
+    distinct: list[StateMap] = []
+    for state in states:
+        if all(_ids(state) != _ids(s) for s in distinct):
+            distinct.append(state)
+    if len(distinct) <= 1:
+        return dict(distinct[0]) if distinct else {}
+    ids = {str(e["event_id"]) for state in distinct for e in state.values()}
+    chain = await pdu_store.auth_chain(pool, room_id, list(ids))
+    events = {row.event_id: as_event(row.pdu, row.event_id, version) for row in chain}
+    events.update(unstored or {})
+    for state in distinct:
+        events.update({str(e["event_id"]): dict(e) for e in state.values()})
+    resolved = state_res.resolve([_ids(state) for state in distinct], events, version)
+    return {key: events[event_id] for key, event_id in resolved.items() if event_id in events}
 
 
 def _supersedes(
