@@ -31,8 +31,13 @@ async def test_a_backfilled_message_from_a_user_banned_by_then_is_refused(federa
     await mallory.join(room_id)
     await mallory.say(room_id, "before the ban")
     await alice.act("ban", room_id, mallory)
+    # A topic B does not hold (not the current one) is part of the state
+    # before the first answer's oldest events: B fetches it.
+    await alice.put_state(room_id, "m.room.topic", {"topic": "first topic"})
     for n in range(LATER):
         await alice.say(room_id, f"later {n}")
+        if n == LATER // 2:
+            await alice.put_state(room_id, "m.room.topic", {"topic": "second topic"})
     on_a, _ = await alice.all_messages(room_id, limit=100, dir="b")
     mallory_join = next(
         e["event_id"]
@@ -75,6 +80,7 @@ async def test_a_backfilled_message_from_a_user_banned_by_then_is_refused(federa
     assert "after the ban" not in bodies(events)
     honest = [f"later {n}" for n in reversed(range(LATER - 1))] + ["before the ban"]
     assert bodies(events) == honest
+    assert [e["content"]["topic"] for e in events if e["type"] == "m.room.topic"] == ["second topic", "first topic"]
     kept = await rows(b.dsn, "SELECT event_id, status, reason FROM refused_events WHERE room_id = $1", room_id)
     assert [(r["event_id"], r["status"], r["reason"]) for r in kept] == [
         (forged_id, "rejected", f"{mallory.user_id} is not in the room")
