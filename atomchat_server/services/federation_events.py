@@ -393,7 +393,9 @@ class FederationEvents:
         id, why, PDU)), to be kept apart. An event whose auth events are
         unknown here, or that fails a check before the rules, is dropped
         (not judged: a later answer may bring what it lacks). An outlier
-        held here is accepted as it is, to be placed in the history."""
+        held here is accepted as it is, to be placed in the history. The
+        accepted are then judged against the state before them
+        (services.history_state)."""
         policed = []
         for pdu in given:
             try:
