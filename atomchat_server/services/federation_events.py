@@ -720,7 +720,9 @@ class FederationEvents:
         room_id, version = judging.room_id, judging.version
         rows = await pdu_store.pdus(self._pool, room_id, [event_id])
         if rows:
-            state = await stored_state_after(self._pool, room_id, version, rows[0].stream)
+            ids = await pdu_store.state_ids_after(self._pool, room_id, rows[0].stream)
+            found = await pdu_store.pdus(self._pool, room_id, list(ids.values()))
+            state: StateMap = {(r.type, r.key): as_event(r.pdu, r.event_id, version) for r in found}
         else:
             refused = await pdu_store.refused(self._pool, room_id, [event_id])
             if not refused or hops <= 0:
@@ -735,14 +737,6 @@ class FederationEvents:
                 state[(event["type"], event["state_key"])] = event
         judging.after[event_id] = state
         return state
-
-
-async def stored_state_after(pool: asyncpg.Pool, room_id: str, version: RoomVersion, stream: int) -> StateMap:
-    """The state after the event at ``stream`` of the room's timeline or
-    history (read in stream order)."""
-    ids = await pdu_store.state_ids_after(pool, room_id, stream)
-    found = await pdu_store.pdus(pool, room_id, list(ids.values()))
-    return {(r.type, r.key): as_event(r.pdu, r.event_id, version) for r in found}
 
 
 async def resolve_states(

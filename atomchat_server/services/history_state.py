@@ -5,10 +5,10 @@ FederationEvents.check_history, judged each on its own auth events).
 The answer is walked oldest first (by depth, each event after the prev
 events it cites), the state after each event worked out in memory: the
 state before an event is the state after its prev events (resolved by
-state resolution when they differ), read here for a prev event held in
-the room's history. For an event citing a prev event neither in the
-answer nor held (the answer's oldest; one after an event dropped) the
-state before it is asked of the answering server (GET state_ids), and the
+state resolution when they differ). For an event citing a prev event not
+judged in the answer (the answer's oldest; one after an event dropped)
+the state before it is asked of the answering server (GET state_ids): the
+history held here may not reach back far enough to make it. The
 events of that state this server lacks are fetched (GET event, or GET
 state when many) and checked as every fetched event is (format,
 signature, hash, the rules on their own auth events; one failing is left
@@ -42,7 +42,6 @@ from .federation_events import (
     RemoteCalls,
     StateMap,
     resolve_states,
-    stored_state_after,
 )
 
 log = logging.getLogger(__name__)
@@ -137,23 +136,20 @@ class _Walk:
         self.events = {i: e for i, (_, e) in accepted.items()}
         self.events.update({i: as_event(pdu, i, version) for i, _, pdu in rejected})
         self.after: dict[str, StateMap] = {}
-        self.held: dict[str, int] = {}  # event id -> position, of the prev events held in the history
         self.outliers: set[str] = set()
         self.auth: dict[str, dict[str, Any]] = {}
         self.create: dict[str, Any] | None = None
 
     async def load(self) -> None:
-        """Reads, in a few queries, what the walk needs of this server: the
-        prev events it holds in the room's history, the auth events."""
+        """Reads what the walk needs of this server: the auth events held,
+        which of the answer's events it holds as outliers."""
         pool, room_id, version = self.pool, self.room_id, self.version
-        prevs = {p for e in self.events.values() for p in e["prev_events"]} - self.events.keys()
         cited = {a for e in self.events.values() for a in e["auth_events"]} - self.events.keys()
         if version.room_id_is_create_event_id:
             cited.add("$" + room_id[1:])
-        rows = await pdu_store.pdus(pool, room_id, list(prevs | cited))
-        self.outliers = await backfill_store.outliers(pool, room_id, [r.event_id for r in rows] + list(self.events))
-        self.held = {r.event_id: r.stream for r in rows if r.event_id in prevs and r.event_id not in self.outliers}
-        self.auth = {r.event_id: as_event(r.pdu, r.event_id, version) for r in rows if r.event_id in cited}
+        rows = await pdu_store.pdus(pool, room_id, list(cited))
+        self.auth = {r.event_id: as_event(r.pdu, r.event_id, version) for r in rows}
+        self.outliers = await backfill_store.outliers(pool, room_id, list(self.events))
         if version.room_id_is_create_event_id:
             self.create = self.auth.get("$" + room_id[1:]) or self.events.get("$" + room_id[1:])
 
@@ -179,22 +175,19 @@ class _Walk:
                 self.after[event_id] = state
                 return
             before = state
-        after = dict(before)
         if "state_key" in event:
-            after[(event["type"], event["state_key"])] = event
-        self.after[event_id] = after
+            before = {**before, (event["type"], event["state_key"]): event}
+        self.after[event_id] = before  # states are never changed once made: shared, not copied
 
     async def _before(self, event: Mapping[str, Any]) -> StateMap:
-        """The state before the event: after its prev events, known here or
-        asked of the answering server when one is neither judged nor held."""
+        """The state before the event: after its prev events, known when
+        they were judged in the answer, else asked of the answering server."""
         if event["type"] == "m.room.create":
             return {}
         states: list[StateMap] = []
         for prev in event["prev_events"]:
             if prev in self.after:
                 states.append(self.after[prev])
-            elif prev in self.held:
-                states.append(await stored_state_after(self.pool, self.room_id, self.version, self.held[prev]))
             else:
                 return await self.judge.remote_state(self.origin, self.room_id, self.version, event["event_id"], self)
         return await resolve_states(self.pool, self.room_id, self.version, states, self.events)
