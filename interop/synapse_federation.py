@@ -68,7 +68,10 @@ from tests.support.harness import free_port, self_signed_certificate  # noqa: E4
 
 DEFAULT_SYNAPSE_PYTHON = "/tmp/synvenv/bin/python"
 CLIENT = "/_matrix/client/v3"
-HISTORY = 12  # messages sent before a late join, read back by backfill
+# Messages sent before a late join, read back by backfill: more than one
+# answer (50 events), so the state before the first answer's oldest events
+# is asked of the other server (state_ids).
+HISTORY = 60
 STEP_TIMEOUT = 45.0  # seconds a step waits for the other server to show what it expects
 START_TIMEOUT = 90.0
 
@@ -496,6 +499,8 @@ async def conversation(atomchat: AtomChat, synapse: Synapse, session: aiohttp.Cl
             raise StepError(f"AtomChat's walk read {seen}")
         if not await synapse.logged_since(mark, "/_matrix/federation/v1/backfill/"):
             raise StepError("the history arrived, but not through /backfill")
+        if not await synapse.logged_since(mark, "/_matrix/federation/v1/state_ids/"):
+            raise StepError("the history was taken unchecked against the state before it (no /state_ids)")
         return f"{HISTORY} messages, in order, in pages of 5"
 
     async def backfill_from_atomchat() -> str:
