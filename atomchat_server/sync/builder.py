@@ -13,7 +13,6 @@ answer through response.py, the one shape of an answer whatever made it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +52,7 @@ class SyncResult:
 
     def json(self) -> str:
         if self.text is None:
-            self.text = json.dumps(self.body, ensure_ascii=False, separators=(",", ":"))
+            self.text = response.dumps(self.body)
         return self.text
 
 
