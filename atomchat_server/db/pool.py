@@ -32,13 +32,16 @@ UNREACHABLE = (
 # A run of digits as long as the smallest integer beyond 64 bits: orjson
 # would read such a number as a float, so a text holding one (anywhere,
 # strings included) is read by the json module, which keeps integers exact.
-_LONG_NUMBER = re.compile(r"\d{19}")
+_LONG_NUMBER = re.compile(r"[0-9]{19}")
 
 
 def _decode_json(text: str) -> Any:
     """A JSON column's value, as json.loads reads it: through orjson, which
     reads the events' content several times faster, unless the text holds a
-    long number (above) or something orjson refuses."""
+    long number (above) or something orjson refuses. An empty object (most
+    events' unsigned) is made without a parser."""
+    if text == "{}":
+        return {}
     if _LONG_NUMBER.search(text) is None:
         try:
             return orjson.loads(text)

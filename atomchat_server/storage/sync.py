@@ -147,42 +147,30 @@ async def timelines(
 ) -> dict[str, tuple[list[Event], bool]]:
     """timeline() of many rooms in one round trip: per room (with its own
     visible ranges), the newest ``limit`` events in (after, upto], oldest
-    first, and whether there were more."""
-    room_ids: list[str] = []
-    firsts: list[int] = []
-    lasts: list[int] = []
-    lows: list[int] = []
-    highs: list[int | None] = []
-    for room_id, ranges in rooms:
-        room_ids.append(room_id)
-        firsts.append(len(lows) + 1)
-        for low, high in ranges:
-            lows.append(low)
-            highs.append(high)
-        lasts.append(len(lows))
+    first, and whether there were more. Each room's ranges travel as one
+    multirange, tested per row; ``after`` bounds the index range scan (a
+    position below every other when there is none), so that an incremental
+    sync reads each room's new events only, whatever plan the statement has."""
+    room_ids = [room_id for room_id, _ in rooms]
     rows = await db.fetch(
-        "SELECT t.* FROM unnest($1::text[], $2::int[], $3::int[]) r(room, first, last) CROSS JOIN LATERAL ("
+        "SELECT t.* FROM unnest($1::text[], $2::text[]) r(room, ranges) CROSS JOIN LATERAL ("
         f" SELECT {EVENT_COLUMNS} FROM events"
-        "  WHERE room_id = r.room AND stream <= $4 AND ($12::bigint IS NULL OR stream > $12)"
-        "  AND EXISTS (SELECT 1 FROM generate_series(r.first, r.last) i WHERE stream >= ($5::bigint[])[i]"
-        "              AND (($6::bigint[])[i] IS NULL OR stream <= ($6::bigint[])[i]))"
-        "  AND ($7::text[] IS NULL OR type LIKE ANY($7))"
-        "  AND ($8::text[] IS NULL OR NOT type LIKE ANY($8))"
-        "  AND ($9::text[] IS NULL OR sender = ANY($9))"
-        "  AND ($10::text[] IS NULL OR NOT sender = ANY($10)) AND NOT outlier"
-        "  ORDER BY stream DESC LIMIT $11) t",
+        "  WHERE room_id = r.room AND stream <= $3 AND stream > COALESCE($4::bigint, '-9223372036854775808'::bigint)"
+        "  AND stream <@ r.ranges::int8multirange"
+        "  AND ($5::text[] IS NULL OR type LIKE ANY($5))"
+        "  AND ($6::text[] IS NULL OR NOT type LIKE ANY($6))"
+        "  AND ($7::text[] IS NULL OR sender = ANY($7))"
+        "  AND ($8::text[] IS NULL OR NOT sender = ANY($8)) AND NOT outlier"
+        "  ORDER BY stream DESC LIMIT $9) t",
         room_ids,
-        firsts,
-        lasts,
+        [_multirange(ranges) for _, ranges in rooms],
         upto,
-        lows,
-        highs,
+        after,
         types,
         not_types,
         senders,
         not_senders,
         limit + 1,
-        after,
     )
     found: dict[str, list[Event]] = {room_id: [] for room_id in room_ids}
     for event in as_events(rows):
@@ -194,6 +182,16 @@ async def timelines(
         room_rows.reverse()
         result[room_id] = (room_rows, limited)
     return result
+
+
+def _multirange(ranges: Sequence[tuple[int, int | None]]) -> str:
+    """Visible ranges (inclusive bounds, None: open) as an int8multirange
+    literal; an empty range (high below low), which holds nothing, is left out."""
+    return (
+        "{"
+        + ",".join(f"[{low},{'' if high is None else high}]" for low, high in ranges if high is None or high >= low)
+        + "}"
+    )
 
 
 async def current_states(
