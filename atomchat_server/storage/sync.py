@@ -150,13 +150,20 @@ async def timelines(
     first, and whether there were more. Each room's ranges travel as one
     multirange, tested per row; ``after`` bounds the index range scan (a
     position below every other when there is none), so that an incremental
-    sync reads each room's new events only, whatever plan the statement has."""
+    sync reads each room's new events only, whatever plan the statement has.
+
+    The multirange test is wrapped in COALESCE (a no-op: neither side is
+    ever NULL) for the planner's sake: it cannot estimate a containment in
+    a per-row multirange and guesses that almost no event passes, so it
+    reads all of a room's events up to ``upto`` and sorts them; a COALESCE
+    is guessed to keep half, and the plan walks the room's index backwards
+    from ``upto``, stopping at the limit."""
     room_ids = [room_id for room_id, _ in rooms]
     rows = await db.fetch(
         "SELECT t.* FROM unnest($1::text[], $2::text[]) r(room, ranges) CROSS JOIN LATERAL ("
         f" SELECT {EVENT_COLUMNS} FROM events"
         "  WHERE room_id = r.room AND stream <= $3 AND stream > COALESCE($4::bigint, '-9223372036854775808'::bigint)"
-        "  AND stream <@ r.ranges::int8multirange"
+        "  AND COALESCE(stream <@ r.ranges::int8multirange, false)"
         "  AND ($5::text[] IS NULL OR type LIKE ANY($5))"
         "  AND ($6::text[] IS NULL OR NOT type LIKE ANY($6))"
         "  AND ($7::text[] IS NULL OR sender = ANY($7))"
@@ -242,10 +249,14 @@ async def events_by_id(db: Database, event_ids: Sequence[str]) -> dict[str, Even
 
 
 async def with_relations(db: Database, events: Sequence[tuple[str, str]]) -> set[str]:
-    """Of these (room, event id) pairs, the events that others relate to."""
+    """Of these (room, event id) pairs, the events that others relate to:
+    one probe of the relations index per pair (a lateral subquery with a
+    limit, which the planner cannot turn into a hash join over every event
+    of the database)."""
     rows = await db.fetch(
-        "SELECT p.event_id FROM unnest($1::text[], $2::text[]) p(room, event_id) WHERE EXISTS ("
-        " SELECT 1 FROM events WHERE room_id = p.room AND (content->'m.relates_to'->>'event_id') = p.event_id)",
+        "SELECT p.event_id FROM unnest($1::text[], $2::text[]) p(room, event_id) CROSS JOIN LATERAL ("
+        " SELECT 1 FROM events WHERE room_id = p.room AND (content->'m.relates_to'->>'event_id') = p.event_id"
+        " LIMIT 1) r",
         [pair[0] for pair in events],
         [pair[1] for pair in events],
     )

@@ -12,6 +12,7 @@ room's section takes those from the answer.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -77,7 +78,8 @@ class RoomReader:
 
     def _format(self, rows: Iterable[Event], requester: Requester) -> list[dict[str, Any]]:
         device = (requester.user_id, requester.device_id)
-        return [client_event(row, device=device) for row in rows]
+        now_ms = int(time.time() * 1000)  # once for all: an answer may hold thousands of events
+        return [client_event(row, device=device, now_ms=now_ms) for row in rows]
 
     async def _timeline_events(
         self, requester: Requester, room_id: str, rows: Sequence[Event], limited: bool, ranges: Sequence[Range] | None
