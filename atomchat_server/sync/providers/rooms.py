@@ -12,6 +12,7 @@ room's section takes those from the answer.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -256,7 +257,10 @@ class RoomReader:
                 room_id: sorted({str(row.sender) for row in rows} | {user_id})
                 for room_id, (rows, _) in timelines.items()
             }
-        current = await sync_store.current_states(self._pool, room_ids, members)
+        # The state and the bundles' question are read side by side, on two of the pool's connections.
+        current, related = await asyncio.gather(
+            sync_store.current_states(self._pool, room_ids, members), self._related(timelines)
+        )
         # State that changed at or after the start of a timeline is read as it was just before.
         moved = [
             (room_id, row.type, row.key, starts[room_id])
@@ -265,7 +269,6 @@ class RoomReader:
             if row.stream > starts[room_id]
         ]
         before = await sync_store.state_events_before(self._pool, moved) if moved else {}
-        related = await self._related(timelines)
         result: dict[str, dict[str, Any]] = {}
         for room_id in room_ids:
             rows, limited = timelines[room_id]
