@@ -232,12 +232,21 @@ async def state_events_before(
     db: Database, keys: Sequence[tuple[str, str, str, int]]
 ) -> dict[tuple[str, str, str], Event]:
     """For each (room, type, state_key, position): the newest such state
-    event at or below the position (keys with none are absent)."""
+    event at or below the position (keys with none are absent).
+
+    Member keys (lazily loaded members, inviters: most of them) name their
+    type as a constant, so that each is one probe of the members' history
+    index (events_membership_history); with the type a column of the keys,
+    no plan can use that partial index, and each key walked its room's
+    events back from the position."""
     rows = await db.fetch(
-        "SELECT t.* FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) k(room, type, state_key, at)"
-        f" CROSS JOIN LATERAL (SELECT {EVENT_COLUMNS} FROM events"
-        "  WHERE room_id = k.room AND type = k.type AND state_key = k.state_key AND stream <= k.at"
-        "  ORDER BY stream DESC LIMIT 1) t",
+        "WITH k AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) k(room, type, key, at))"
+        f" SELECT t.* FROM k CROSS JOIN LATERAL (SELECT {EVENT_COLUMNS} FROM events"
+        "   WHERE room_id = k.room AND type = 'm.room.member' AND state_key = k.key AND stream <= k.at"
+        "   ORDER BY stream DESC LIMIT 1) t WHERE k.type = 'm.room.member'"
+        f" UNION ALL SELECT t.* FROM k CROSS JOIN LATERAL (SELECT {EVENT_COLUMNS} FROM events"
+        "   WHERE room_id = k.room AND type = k.type AND state_key = k.key AND stream <= k.at"
+        "   ORDER BY stream DESC LIMIT 1) t WHERE k.type <> 'm.room.member'",
         [key[0] for key in keys],
         [key[1] for key in keys],
         [key[2] for key in keys],
