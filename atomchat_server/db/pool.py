@@ -35,7 +35,7 @@ UNREACHABLE = (
 _LONG_NUMBER = re.compile(r"[0-9]{19}")
 
 
-def _decode_json(text: str) -> Any:
+def decode_json(text: str) -> Any:
     """A JSON column's value, as json.loads reads it: through orjson, which
     reads the events' content several times faster, unless the text holds a
     long number (above) or something orjson refuses. An empty object (most
@@ -52,7 +52,7 @@ def _decode_json(text: str) -> Any:
 
 async def _init_connection(conn: asyncpg.Connection, timed: Callable[[Any], None] | None = None) -> None:
     for type_name in ("json", "jsonb"):
-        await conn.set_type_codec(type_name, encoder=json.dumps, decoder=_decode_json, schema="pg_catalog")
+        await conn.set_type_codec(type_name, encoder=json.dumps, decoder=decode_json, schema="pg_catalog")
     if timed is not None:
         conn.add_query_logger(timed)
 
