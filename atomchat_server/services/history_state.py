@@ -165,8 +165,8 @@ class _Walk:
             auth = [e for a in event["auth_events"] if (e := self.events.get(a) or self.auth.get(a)) is not None]
             state = with_auth_events(before, auth)
             try:
-                if self.rejected_ids & set(event["auth_events"]):
-                    raise AuthError("an auth event of it was rejected")
+                for auth_id in self.rejected_ids.intersection(event["auth_events"]):
+                    raise AuthError(f"its auth event {auth_id} was rejected")
                 check(event, state, received=True)
             except AuthError as exc:
                 log.info("rejected backfilled event %s from %s by the state before it: %s", event_id, self.origin, exc)

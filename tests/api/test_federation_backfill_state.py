@@ -43,14 +43,14 @@ async def banned_room(a):
     return alice, mallory, room_id, on_a
 
 
-async def forge(a, room_id: str, replaced: str, members: set[str], cited: str, **changes) -> str:
+async def forge(a, room_id: str, replaced: str, members: set[str], cited: list[str], **changes) -> str:
     """Replaces an event of A by one signed by A with ``changes``, whose auth
     events cite ``cited`` in place of its sender's membership (of
     ``members``): it keeps its place in A's graph under its own id (the
     room's newest events: Bob's join then cites it). Returns its id."""
     pdu = await stored_pdu(a, replaced)
     unsigned = {k: v for k, v in pdu.items() if k not in ("hashes", "signatures")}
-    unsigned.update(auth_events=[*(i for i in pdu["auth_events"] if i not in members), cited], **changes)
+    unsigned.update(auth_events=[*(i for i in pdu["auth_events"] if i not in members), *cited], **changes)
     version = room_version((await rows(a.dsn, "SELECT room_version FROM rooms WHERE room_id = $1", room_id))[0][0])
     forged = sign_event(unsigned, a.name, a.ctx.server_key, version)
     forged_id = event_id(forged, version)
@@ -95,7 +95,7 @@ async def test_a_backfilled_message_from_a_user_banned_by_then_is_refused(federa
         room_id,
         on_a[0]["event_id"],
         members,
-        joined(on_a, mallory.user_id),
+        [joined(on_a, mallory.user_id)],
         sender=mallory.user_id,
         content={"msgtype": "m.text", "body": "after the ban"},
     )
@@ -116,13 +116,15 @@ async def test_what_follows_a_rejected_backfilled_event_is_judged_without_it(fed
     a, b = federation_pair
     _, mallory, room_id, on_a = await banned_room(a)
     members = {e["event_id"] for e in on_a if e["type"] == "m.room.member"}
+    # The join cites the join rules and her first join: it passes on its own auth events.
+    join_rules = next(e["event_id"] for e in on_a if e["type"] == "m.room.join_rules")
     first_join = joined(on_a, mallory.user_id)
     rejoin = await forge(
         a,
         room_id,
         on_a[1]["event_id"],
         members,
-        first_join,
+        [join_rules, first_join],
         sender=mallory.user_id,
         type="m.room.member",
         state_key=mallory.user_id,
@@ -133,7 +135,7 @@ async def test_what_follows_a_rejected_backfilled_event_is_judged_without_it(fed
         room_id,
         on_a[0]["event_id"],
         members,
-        rejoin,
+        [rejoin],
         sender=mallory.user_id,
         content={"msgtype": "m.text", "body": "back again"},
         prev_events=[rejoin],
