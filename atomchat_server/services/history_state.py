@@ -93,7 +93,8 @@ class HistoryState:
         missing = sorted(wanted - known.keys() - refused - walk.rejected_ids)
         if missing:
             fetched = await self._fetch(origin, room_id, event_id, missing)
-            known.update(await self._events.checked_fetched(origin, room_id, version, fetched, known, walk.create))
+            checked = await self._events.checked_fetched(origin, room_id, version, fetched, known, walk.create)
+            known.update({i: e for i, e in checked.items() if e.get("room_id") == room_id})
         return {(e["type"], e["state_key"]): e for i in state_ids if "state_key" in (e := known.get(i, {}))}
 
     async def _fetch(self, origin: str, room_id: str, event_id: str, missing: Sequence[str]) -> list[Any]:
@@ -165,8 +166,9 @@ class _Walk:
             auth = [e for a in event["auth_events"] if (e := self.events.get(a) or self.auth.get(a)) is not None]
             state = with_auth_events(before, auth)
             try:
-                for auth_id in self.rejected_ids.intersection(event["auth_events"]):
-                    raise AuthError(f"its auth event {auth_id} was rejected")
+                rejected_auth = next((a for a in event["auth_events"] if a in self.rejected_ids), None)
+                if rejected_auth is not None:
+                    raise AuthError(f"its auth event {rejected_auth} was rejected")
                 check(event, state, received=True)
             except AuthError as exc:
                 log.info("rejected backfilled event %s from %s by the state before it: %s", event_id, self.origin, exc)
