@@ -11,7 +11,9 @@ and sends --events messages; then Bob on B joins it through A.
 Timed: Bob's whole backwards walk of /messages on B (pages of --page
 events, from the newest until a page has no `end`), which makes B ask A for
 the history (GET /backfill, each answer's PDUs checked: format, signature,
-hash, auth rules) and insert it before everything it held. Then the same
+hash, auth rules on their own auth events and on the state before them,
+which B asks of A with GET /state_ids for an answer's oldest events) and
+insert it before everything it held. Then the same
 walk by Carol on B, once B holds the history: the cost of reading alone.
 Checked: both walks return every message, once, in order. Target: the
 walk that backfills --events messages under 2,000 ms.
