@@ -70,7 +70,7 @@ class SyncHandler(BaseHandler):
             session = SyncSession(
                 self.ctx,
                 requester,
-                token,
+                self.ctx.accounts.token_claims(token),
                 sync_filter,
                 since,
                 typing_mark=typing_mark,

@@ -24,6 +24,7 @@ from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from ..auth.sessions import Requester
+from ..auth.tokens import TokenClaims
 from ..clock import REAL, Clock, Timer
 from ..events.filters import CompiledFilter
 from ..events.format import client_event
@@ -45,7 +46,7 @@ class SyncSession:
     __slots__ = (
         "_ctx",
         "requester",
-        "_token",
+        "_claims",
         "_filter",
         "filter_key",
         "since",
@@ -65,7 +66,7 @@ class SyncSession:
         self,
         ctx: AppContext,
         requester: Requester,
-        access_token: str,
+        claims: TokenClaims,
         sync_filter: CompiledFilter,
         since: int | None,
         *,
@@ -76,7 +77,7 @@ class SyncSession:
     ) -> None:
         self._ctx = ctx
         self.requester = requester
-        self._token = access_token
+        self._claims = claims  # of the client's access token, which is not kept (see TokenCodec)
         self._filter = sync_filter
         self.filter_key = filter_key
         self.since = since
@@ -115,6 +116,12 @@ class SyncSession:
         """The client disconnected: a pending next() returns None."""
         self._gone = True
         self.listener.wake()
+
+    @property
+    def unacknowledged(self) -> bool:
+        """Whether to-device messages may wait for this device's
+        acknowledgement (else acknowledge() has nothing to do)."""
+        return self._unacknowledged
 
     async def acknowledge(self, position: int) -> None:
         """The client has everything up to ``position`` (it came back with
@@ -177,7 +184,7 @@ class SyncSession:
         while not self._gone:
             if listener.recheck:
                 listener.recheck = False
-                self.requester = await self._ctx.accounts.authenticate(self._token)
+                self.requester = await self._ctx.accounts.authenticate(self._claims)
             if not self._tracking or listener.needs_full:
                 result = await self._full()
                 if answer_now or not result.empty:
