@@ -129,6 +129,22 @@ def authorization_token(
     return token.strip()
 
 
+# What a spent request's query arguments are replaced with (spend_request):
+# one empty copy for all of them, which nothing writes to.
+_SPENT_ARGUMENTS: dict[str, list[bytes]] = {}
+
+
+def spend_request(handler: tornado.web.RequestHandler) -> None:
+    """Drops what a request that stays open (a long-poll, a WebSocket
+    stream) has read and no longer needs: its query (the sync token among
+    it) and its credential. With thousands open, they are most of what a
+    request holds beyond a bare one's; the request line logged is the path."""
+    request = handler.request
+    request.arguments = request.query_arguments = _SPENT_ARGUMENTS
+    request.uri, request.query = request.path, ""
+    request.headers.pop("Authorization", None)
+
+
 def database_unavailable() -> MatrixError:
     return unavailable("The server cannot reach its database; try again shortly")
 

@@ -39,6 +39,7 @@ from .base import (
     client_address,
     database_unavailable,
     request_id,
+    spend_request,
 )
 from .contract import Op, Param
 from .matrix_sync import load_filter
@@ -64,11 +65,10 @@ AUTH_TIMEOUT_SECONDS = 10.0
 MAX_PENDING_BYTES = 1 << 20
 _FIN = 0x80  # a frame that is a whole message
 _TEXT_FRAME = 0x1  # WebSocket opcode
-# What an open stream's request and answer headers and query arguments are
-# replaced with once the upgrade is done (StreamHandler.open): one empty
-# copy for all of them, which nothing writes to after the 101.
+# What an open stream's request and answer headers are replaced with once
+# the upgrade is done (StreamHandler.open): one empty copy for all of them,
+# which nothing writes to after the 101.
 _SPENT_HEADERS = tornado.httputil.HTTPHeaders()
-_SPENT_ARGUMENTS: dict[str, list[bytes]] = {}
 
 
 def text_frame(text: str) -> bytes:
@@ -266,10 +266,8 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         # Everything wanted from the upgrade request has been read, and the
         # 101 answer written; a socket may stay open for days, and the parsed
         # headers of both and the query (the token among them) are kilobytes.
-        request = self.request
-        request.headers = self._headers = _SPENT_HEADERS
-        request.arguments = request.query_arguments = _SPENT_ARGUMENTS
-        request.uri, request.query = request.path, ""
+        spend_request(self)
+        self.request.headers = self._headers = _SPENT_HEADERS
         self.ctx.streams.add(self)
         if self.requester is not None:
             self._start()
