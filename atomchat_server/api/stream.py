@@ -292,7 +292,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             typing_mark=self._typing_mark,
             limit_timeline=False,
         )
-        session.push_to(self._pushed)
+        session.push_to(self)
         session.listener.woken = self._woken
         self._task = asyncio.ensure_future(self._answer(session, first=True))
 
@@ -335,7 +335,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             if self._closing:
                 session.close()
 
-    def _pushed(self, result: SyncResult) -> None:
+    def pushed(self, result: SyncResult) -> None:
         """The notifier's writer (SyncSession.push). A socket found closing
         as the notifier writes to it ends its stream, as its close callback
         soon will; the notifier goes on to the others."""
