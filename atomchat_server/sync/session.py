@@ -402,7 +402,7 @@ class SyncSession:
         self.typing_since = typing_at
         rooms = [*shown, *(room_id for room_id in typing if room_id not in shown)]
         if not rooms:
-            return SyncResult(self._empty_body(), empty=True, joined_rooms=frozenset(listener.rooms))
+            return SyncResult(self._empty_body(), empty=True, joined_rooms=listener.rooms)
         # The answer is the same for every receiver with the same filter,
         # position, events and counts, unless it holds this device's own
         # sends (which carry their transaction id): such answers are made
@@ -440,7 +440,7 @@ class SyncSession:
             text = response.encode(response.answer(self._next_batch(), join=join))
             if key is not None:
                 shared[key] = text
-        return SyncResult(None, empty=False, joined_rooms=frozenset(listener.rooms), text=text)
+        return SyncResult(None, empty=False, joined_rooms=listener.rooms, text=text)
 
     def _event_json(self, row: Event, own_device: tuple[str, str]) -> response.Encoded:
         if _own(row, own_device):
@@ -477,7 +477,7 @@ class SyncSession:
     def _empty(self) -> SyncResult:
         """Nothing happened: the answer at a long-poll's timeout."""
         self.since = max(self._ctx.notifier.position, self.since or 0)
-        return SyncResult(self._empty_body(), empty=True, joined_rooms=frozenset(self.listener.rooms))
+        return SyncResult(self._empty_body(), empty=True, joined_rooms=self.listener.rooms)
 
 
 def _own(row: Event, own_device: tuple[str, str]) -> bool:
