@@ -268,6 +268,10 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         # headers of both and the query (the token among them) are kilobytes.
         spend_request(self)
         self.request.headers = self._headers = _SPENT_HEADERS
+        # Frames are small and pushed as things happen: each goes out at
+        # once, not held back by Nagle's algorithm until the peer
+        # acknowledges the one before (Tornado turns it back on after the 101).
+        self.set_nodelay(True)
         self.ctx.streams.add(self)
         if self.requester is not None:
             self._start()
