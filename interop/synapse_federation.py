@@ -142,7 +142,8 @@ class Synapse:
             "enable_metrics": False,
             "presence": {"enabled": False},
             # A destination that failed is retried within seconds, not minutes.
-            # A transaction to a server that is down fails within seconds; the
+            # A transaction to a server that is down fails after two quick
+            # retries (Synapse's default is ten, about ten seconds here); the
             # server is then marked down for a minute (events for it are not
             # queued but caught up later), or until it sends a request itself.
             "federation": {
@@ -150,6 +151,7 @@ class Synapse:
                 "destination_retry_multiplier": 2,
                 "destination_max_retry_interval": "120s",
                 "max_long_retry_delay": "1s",
+                "max_long_retries": 2,
             },
             "rc_message": limit,
             "rc_joins": {"local": limit, "remote": limit},

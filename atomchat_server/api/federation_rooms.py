@@ -11,6 +11,12 @@ from .federation_base import FederationHandler
 V1 = r"/_matrix/federation/v1"
 V2 = r"/_matrix/federation/v2"
 _SEEN = "The asking server must have a user in the room (403 otherwise); rooms this server does not share are 404."
+_AS_OF = (
+    " Each event is judged as of that event: the room's history visibility then and the asking server's users'"
+    " membership then."
+)
+_REFUSED = _SEEN + _AS_OF + " An event the asking server may not see is 403 M_FORBIDDEN."
+_REDACTED = _SEEN + _AS_OF + " An event the asking server may not see is served redacted."
 
 
 class MakeJoinHandler(FederationHandler):
@@ -109,7 +115,14 @@ class InviteHandler(FederationHandler):
 
 
 class EventHandler(FederationHandler):
-    contract = {"get": Op("One event", {200: "federation/pdus.response"}, errors=(403, 404), description=_SEEN)}
+    contract = {
+        "get": Op(
+            "One event",
+            {200: "federation/pdus.response"},
+            errors=(403, 404),
+            description=_REFUSED + " A state event is served redacted instead.",
+        )
+    }
 
     async def get(self, event_id: str) -> None:
         self.send_json(await self.ctx.federation_rooms.event(self.origin, event_id))
@@ -125,7 +138,7 @@ class StateHandler(FederationHandler):
             "A room's state before an event, with its auth chain",
             {200: "federation/state.response"},
             errors=(400, 403, 404),
-            description=_SEEN,
+            description=_REFUSED,
             query=(Param("event_id", required=True, description="The event."),),
         )
     }
@@ -140,7 +153,7 @@ class StateIdsHandler(FederationHandler):
             "The ids of a room's state before an event and of its auth chain",
             {200: "federation/state_ids.response"},
             errors=(400, 403, 404),
-            description=_SEEN,
+            description=_REFUSED,
             query=(Param("event_id", required=True, description="The event."),),
         )
     }
@@ -166,7 +179,7 @@ class BackfillHandler(FederationHandler):
             "Earlier events of a room",
             {200: "federation/pdus.response"},
             errors=(400, 403, 404),
-            description=_SEEN,
+            description=_REDACTED,
             query=(
                 Param("v", required=True, description="An event to go back from (repeated)."),
                 Param("limit", {"type": "integer"}, "At most this many events (at most 100)."),
@@ -191,7 +204,7 @@ class MissingEventsHandler(FederationHandler):
             {200: "federation/get_missing_events.response"},
             request="federation/get_missing_events.request",
             errors=(400, 403, 404),
-            description=_SEEN,
+            description=_REDACTED,
         )
     }
 

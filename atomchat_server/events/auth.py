@@ -116,11 +116,21 @@ def check_auth_events(event: Mapping[str, Any], auth_events: Sequence[Mapping[st
             raise AuthError(f"the auth event for {key} belongs to another room")
 
 
-def check(event: Mapping[str, Any], state: StateMap, *, redacted_event: Mapping[str, Any] | None = None) -> None:
+def check(
+    event: Mapping[str, Any],
+    state: StateMap,
+    *,
+    redacted_event: Mapping[str, Any] | None = None,
+    received: bool = False,
+) -> None:
     """Raise AuthError unless ``event`` may follow ``state``.
 
     ``redacted_event`` is the target of an ``m.room.redaction`` when the
     server has it: its sender may redact it without the redact level.
+    ``received``: a PDU from another server, judged by the room version's
+    rules alone, which accept a redaction whatever it names; whether it
+    takes effect is decided apart (redaction_applies, and the persister's
+    check of it against the target when it is committed).
     """
     if event.get("type") == "m.room.create":
         _check_create(event, state)
@@ -163,7 +173,7 @@ def check(event: Mapping[str, Any], state: StateMap, *, redacted_event: Mapping[
         rule = event["content"].get("join_rule")
         if isinstance(rule, str) and rule in _UNSUPPORTED_JOIN_RULES:
             raise AuthError(f"join rule {rule!r}: {_UNSUPPORTED_JOIN_RULES[rule]}")
-    elif event_type == "m.room.redaction":
+    elif event_type == "m.room.redaction" and not received:
         _check_redaction(event, state, level, redacted_event)
 
 
@@ -377,6 +387,19 @@ def _changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> Iterator[tuple[s
         before, after = old.get(key), new.get(key)
         if key not in old or key not in new or before != after:
             yield key, before, after
+
+
+def redaction_applies(redaction: Mapping[str, Any], target: Mapping[str, Any], state: StateMap) -> bool:
+    """Whether a redaction the rules accepted takes effect on its target
+    (the spec's "handling redactions", room versions 3 and later): the two
+    are of one room, and the redaction's sender has the redact level in
+    ``state`` (the state it was sent in) or is of the target's sender's
+    server. One that does not waits, for a target that may still come."""
+    if redaction.get("room_id") != target.get("room_id"):
+        return False
+    if server_of(str(redaction["sender"])) == server_of(str(target["sender"])):
+        return True
+    return user_level(state, str(redaction["sender"])) >= action_level(state, "redact")
 
 
 def _check_redaction(

@@ -133,4 +133,4 @@ def check_against_auth_events(
         if create is None:
             raise AuthError("the room's create event is unknown")
         state[("m.room.create", "")] = create
-    check(event, state)
+    check(event, state, received=True)

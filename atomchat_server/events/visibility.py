@@ -3,8 +3,10 @@
 The answer is a list of inclusive stream ranges computed from the user's
 membership history in the room and the room's ``history_visibility``; the
 storage layer reads only events inside them. The current visibility setting
-governs the whole history (a simplification of the spec, which applies the
-setting in force at each event).
+governs the whole history of what clients read (a simplification of the
+spec, which applies the setting in force at each event). What another server
+may read (``server_sees``) follows the spec: the setting in force at each
+event.
 
 History taken from other servers (backfill) lies at negative positions,
 before the room's first event here. Reading history (/messages) sees it
@@ -15,6 +17,7 @@ new.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 
 Range = tuple[int, int | None]  # (first, last) stream positions; last None: still open
@@ -72,3 +75,76 @@ def server_ranges(histories: Sequence[Sequence[tuple[int, str]]], history_visibi
     for history in histories:
         ranges.extend(visible_ranges(history, history_visibility, floor=EARLIEST))
     return ranges
+
+
+# One m.room.history_visibility event of a room: (stream, depth, setting,
+# outlier). An outlier (the state taken in on joining, not yet placed in the
+# history) has a position that says when this server learnt it, not where it
+# was sent; its depth says where it stands among the events held.
+SettingChange = tuple[int, int, str, bool]
+
+DEFAULT_SETTING = "shared"
+
+
+def server_sees(
+    events: Sequence[tuple[int, int]],
+    changes: Sequence[SettingChange],
+    histories: Sequence[Sequence[tuple[int, str]]],
+) -> list[bool]:
+    """Whether another server may have each of ``events`` ((stream, depth))
+    whole: whether one of its users (``histories``, as for visible_ranges)
+    may see it under the setting in force at that event (``changes``, oldest
+    first): the last change before it, or an outlier change of lower depth
+    when that stands later. A setting change itself is seen when the setting
+    before or after it lets it be; a user's own membership event when the
+    membership before or after does (the ranges include both ends)."""
+    merged: dict[str, tuple[list[int], list[Range]]] = {}
+
+    def sees(setting: str, stream: int) -> bool:
+        if setting not in merged:
+            ranges = _merged(server_ranges(histories, setting))
+            merged[setting] = ([lo for lo, _ in ranges], ranges)
+        starts, ranges = merged[setting]
+        at = bisect_right(starts, stream) - 1
+        if at < 0:
+            return False
+        last = ranges[at][1]
+        return last is None or stream <= last
+
+    seen = []
+    for stream, depth in events:
+        before = _setting_at(changes, stream, depth, inclusive=False)
+        after = _setting_at(changes, stream, depth, inclusive=True)
+        seen.append(sees(before, stream) or (after != before and sees(after, stream)))
+    return seen
+
+
+def _setting_at(changes: Sequence[SettingChange], stream: int, depth: int, *, inclusive: bool) -> str:
+    """The setting in force before the event at (stream, depth), or after
+    it (``inclusive``: the event's own change counts)."""
+    placed: SettingChange | None = None
+    outlier: SettingChange | None = None
+    for change in changes:
+        at, at_depth, _, is_outlier = change
+        if inclusive and at == stream:
+            return change[2]
+        if is_outlier:
+            if at_depth < depth and (outlier is None or at_depth > outlier[1]):
+                outlier = change
+        elif at < stream:
+            placed = change
+    if placed is not None and (outlier is None or placed[1] >= outlier[1]):
+        return placed[2]
+    return outlier[2] if outlier is not None else DEFAULT_SETTING
+
+
+def _merged(ranges: Sequence[Range]) -> list[Range]:
+    """The ranges sorted, those overlapping made one."""
+    out: list[Range] = []
+    for lo, hi in sorted(ranges, key=lambda r: r[0]):
+        if out and (out[-1][1] is None or lo <= out[-1][1] + 1):
+            last_hi = out[-1][1]
+            out[-1] = (out[-1][0], None if last_hi is None or hi is None else max(last_hi, hi))
+        else:
+            out.append((lo, hi))
+    return out

@@ -240,8 +240,9 @@ class Accounts:
 
     async def refresh(self, refresh_token: str) -> LoginResult:
         """Trades a refresh token for a new access token and refresh token;
-        the old refresh token stops working, and the old access token once
-        the new one is used (SessionCache.authenticate). A locked account's
+        the old refresh token and the old access token stop working once
+        the new access token is used (SessionCache.authenticate), or the old
+        refresh token once the new one is. A locked account's
         refresh token is refused like its access tokens, and left as it was."""
         old_hash = hash_refresh_token(refresh_token)
         user_id = await session_store.refresh_token_user(self._pool, old_hash)

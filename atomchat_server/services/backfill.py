@@ -3,7 +3,8 @@ servers (GET /backfill) when a reader pages back past the oldest event held.
 
 One fill asks one server at a time for the events before where the room's
 history here begins (its backward extremities), trying the next server when
-one fails or has nothing new, within a bounded time overall. Each PDU of an
+one fails or has nothing new (the servers in the room, then those that were
+in it earlier), within a bounded time for each and overall. Each PDU of an
 answer is judged as received PDUs are (FederationEvents.check_history:
 format, signature, hash, the rules on its own auth events); the rejected
 are kept apart (refused_events), the accepted put before everything the
@@ -26,9 +27,16 @@ from weakref import WeakValueDictionary
 import asyncpg
 
 from ..clock import Clock
+from ..db import Database
+from ..events.auth import redaction_applies
+from ..events.format import client_event
 from ..events.ids import server_of
+from ..events.pdu import as_event
+from ..events.pdu_checks import auth_state
+from ..events.redaction import pruned_content
 from ..events.room_versions import RoomVersion, room_version
 from ..storage import backfill as backfill_store
+from ..storage import events as event_store
 from ..storage import pdus as pdu_store
 from .federation_events import FederationEvents, RemoteCalls
 
@@ -40,8 +48,12 @@ BATCH = 50
 MAX_FROM = 5
 # How long one fill may take, all servers tried included (seconds).
 FILL_SECONDS = 10.0
-# Servers tried in one fill.
+# Servers in the room tried in one fill, and then servers that were in it earlier.
 MAX_SERVERS = 3
+MAX_FORMER_SERVERS = 3
+# How long one server may take to answer (seconds): one that hangs leaves
+# the fill time to ask others.
+SERVER_SECONDS = FILL_SECONDS / 3
 # For how long a fill that found nothing is not tried again while the
 # room's history here is unchanged (seconds), and how many rooms are kept so.
 QUIET_SECONDS = 30.0
@@ -92,10 +104,21 @@ class Backfill:
                 self._quiet[room_id] = (now, self._clock.monotonic())
             return filled
 
+    async def _servers(self, room_id: str) -> list[str]:
+        """Whom to ask, in order: servers with a user in the room now (the
+        one named in the room id first: up to version 11 it made the room
+        and knows its history first), then, should they all fail, servers
+        that were in it earlier (those that joined first first), which may
+        still hold its history and know the asker's users were in it."""
+        present = set(await pdu_store.servers_in_room(self._pool, room_id)) | {self._server_name}
+        current = sorted(present - {self._server_name}, key=lambda s: (s != server_of(room_id), s))
+        former = await backfill_store.former_servers(self._pool, room_id, len(present) + MAX_FORMER_SERVERS)
+        return current[:MAX_SERVERS] + [s for s in former if s not in present][:MAX_FORMER_SERVERS]
+
     async def _fill(self, room_id: str) -> int:
         room = await pdu_store.pdu_room(self._pool, room_id)
-        servers = [s for s in await pdu_store.servers_in_room(self._pool, room_id) if s != self._server_name]
-        if room is None or not servers:
+        servers = await self._servers(room_id) if room is not None else []
+        if not servers:
             return 0  # a room of this server's users only: its history is all here
         joined = await backfill_store.joined_at_depth(self._pool, room_id, self._server_name)
         if joined is None:
@@ -103,8 +126,7 @@ class Backfill:
         start = await backfill_store.backward_extremities(self._pool, room_id, joined, MAX_FROM)
         if not start:
             return 0  # the room's history here reaches its create event
-        # The server named in the room id (up to version 11) made the room: it knows its history first.
-        servers = sorted(servers, key=lambda s: (s != server_of(room_id), s))[:MAX_SERVERS]
+        assert room is not None, "no servers without a room"
         version = room_version(room.room_version)
         for server in servers:
             try:
@@ -113,7 +135,7 @@ class Backfill:
                     "GET",
                     f"/_matrix/federation/v1/backfill/{room_id}",
                     query={"v": start, "limit": str(BATCH)},
-                    timeout=FILL_SECONDS,
+                    timeout=SERVER_SECONDS,
                 )
             except Exception as exc:  # noqa: BLE001 - the next server is asked
                 log.info("backfill of %s from %s failed: %s", room_id, server, exc)
@@ -162,8 +184,32 @@ class Backfill:
         async with self._pool.acquire() as conn, conn.transaction():
             await backfill_store.lock_history(conn, room_id)
             inserted = await backfill_store.insert_history(conn, room_id, rows)
+            await self._redact(conn, room_id, version, list(inserted))
         log.info("backfilled %d events of %s from %s", len(inserted), room_id, origin)
         return len(inserted)
+
+    async def _redact(self, conn: Database, room_id: str, version: RoomVersion, event_ids: list[str]) -> None:
+        """Applies the redactions among the events just placed in the
+        history, and those held that name one of them, as a live redaction
+        is applied: when its sender may redact the target (by the state it
+        was sent in, its auth events). Backfill brings a redaction before
+        its target (newest first): the target is redacted on arrival."""
+        pairs = await backfill_store.redaction_pairs(conn, room_id, event_ids)
+        if not pairs:
+            return
+        # From version 12 the create event counts without being cited.
+        create = ["$" + room_id[1:]] if version.room_id_is_create_event_id else []
+        cited = list({a for pair in pairs for a in pair.auth_events} | set(create))
+        known = {r.event_id: as_event(r.pdu, r.event_id, version) for r in await pdu_store.pdus(conn, room_id, cited)}
+        for redaction, auth_ids, target in pairs:
+            state = auth_state([known[a] for a in (*create, *auth_ids) if a in known])
+            if not redaction_applies(redaction._asdict(), target._asdict(), state):
+                continue
+            because = client_event(redaction, now_ms=int(self._clock.time() * 1000))
+            del because["unsigned"]
+            await event_store.redact(
+                conn, target.event_id, pruned_content(target.type, target.content, version), because
+            )
 
 
 def _of_room(pdu: Mapping[str, Any], room_id: str, version: RoomVersion) -> bool:

@@ -248,7 +248,7 @@ class FederationEvents:
             **await self._state_before(judging, event["prev_events"], auth),
         }
         try:
-            check(event, state)
+            check(event, state, received=True)
         except AuthError as exc:
             judging.after[event["event_id"]] = state
             return exc

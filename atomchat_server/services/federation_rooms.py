@@ -4,9 +4,14 @@ users (invite), and reading rooms' events, state and auth chains (event,
 state, state_ids, event_auth, backfill, get_missing_events).
 
 Every read checks that the asking server may see the room: one of its users
-is in it (or, for a single event, was when it happened is not tracked: in it
-now); backfill also applies the room's history visibility to what its users
-may read. Answers carry the PDUs as stored, which are what this server sent or
+is in it now. Each event read is then judged as of that event (the room's
+history visibility in force then and the asking server's users' membership
+then, events.visibility.server_sees): one it may not see is served redacted
+among others (backfill, get_missing_events: its place in the room's graph,
+not its content) and refused on its own (event, and the state at it), but
+for a state event asked by id, served redacted (what authorization reads
+survives). Auth chains are served whole: they are what checking the events
+needs. Answers carry the PDUs as stored, which are what this server sent or
 accepted.
 """
 
@@ -28,7 +33,7 @@ from ..events.redaction import prune_event
 from ..events.room_versions import RoomVersion, UnknownRoomVersion, room_version
 from ..events.signing import event_id as reference_event_id
 from ..events.signing import has_valid_content_hash, sign_event
-from ..events.visibility import can_see, server_ranges
+from ..events.visibility import server_sees
 from ..storage import backfill as backfill_store
 from ..storage import events as event_store
 from ..storage import pdus as pdu_store
@@ -82,6 +87,30 @@ class FederationRooms:
         if not await pdu_store.server_in_room(self._pool, room_id, origin):
             raise forbidden(f"{origin} has no user in this room")
         return room, version
+
+    async def _seen_by(self, origin: str, room_id: str, rows: Sequence[StoredPdu]) -> list[bool]:
+        """Whether ``origin`` may have each of the room's events whole (see the module's docstring)."""
+        if not rows:
+            return []
+        changes = await backfill_store.visibility_changes(self._pool, room_id)
+        histories = await backfill_store.origin_memberships(self._pool, room_id, origin)
+        return server_sees([(r.stream, r.depth) for r in rows], changes, histories)
+
+    async def _as_seen_by(
+        self, origin: str, room_id: str, version: RoomVersion, rows: Sequence[StoredPdu]
+    ) -> list[Any]:
+        """The events' PDUs as ``origin`` may have them: whole, or redacted."""
+        seen = await self._seen_by(origin, room_id, rows)
+        return [self._shown(r, ok, version) for r, ok in zip(rows, seen, strict=True)]
+
+    @classmethod
+    def _shown(cls, row: StoredPdu, seen: bool, version: RoomVersion) -> dict[str, Any]:
+        """The event's PDU whole when the asking server may see it, else redacted."""
+        return cls._pdu(row) if seen else prune_event(cls._pdu(row), version)
+
+    async def _require_seen(self, origin: str, room_id: str, row: StoredPdu) -> None:
+        if not (await self._seen_by(origin, room_id, [row]))[0]:
+            raise forbidden(f"{origin} may not see that event")
 
     async def _auth_chain(self, room_id: str, event_ids: Sequence[str], version: RoomVersion) -> list[Any]:
         """The auth chain of the events, without them; from version 12 with
@@ -273,15 +302,21 @@ class FederationRooms:
     # -- reading ---------------------------------------------------------------
 
     async def event(self, origin: str, event_id: str) -> dict[str, Any]:
+        """One event; one the asking server may not see is refused, or, a
+        state event, served redacted: authorizing other events may need it,
+        and its redacted form keeps what authorization reads."""
         found = await pdu_store.event_pdu(self._pool, event_id)
         if found is None:
             raise not_found("Unknown event")
-        room_id, pdu = found
-        await self._require_in_room(origin, room_id)
+        room_id, row = found
+        _, version = await self._require_in_room(origin, room_id)
+        seen = (await self._seen_by(origin, room_id, [row]))[0]
+        if not seen and row.state_key is None:
+            raise forbidden(f"{origin} may not see that event")
         return {
             "origin": self._signer.server_name,
             "origin_server_ts": int(time.time() * 1000),
-            "pdus": [dict(pdu)],
+            "pdus": [self._shown(row, seen, version)],
         }
 
     async def _state_rows(self, origin: str, room_id: str, event_id: str) -> tuple[list[StoredPdu], RoomVersion]:
@@ -289,6 +324,7 @@ class FederationRooms:
         at = await pdu_store.pdus(self._pool, room_id, [event_id])
         if not at:
             raise not_found("Unknown event")
+        await self._require_seen(origin, room_id, at[0])
         # The state before the event: the state after it, less its own entry.
         state = await pdu_store.state_pdus_after(self._pool, room_id, at[0].stream - 1)
         return state, version
@@ -312,21 +348,19 @@ class FederationRooms:
 
     async def backfill(self, origin: str, room_id: str, from_ids: Sequence[str], limit: int) -> dict[str, Any]:
         """Up to ``limit`` (at most MAX_EVENTS) events at and before
-        ``from_ids``, newest first. An event the asking server's users may
-        not read by the room's history visibility is served redacted: its
-        place in the room's graph, not its content."""
+        ``from_ids``, newest first; those the asking server may not see, redacted."""
         _, version = await self._require_in_room(origin, room_id)
         rows = await pdu_store.backfill(self._pool, room_id, from_ids, max(1, min(limit, MAX_EVENTS)))
-        visibility = await backfill_store.history_visibility(self._pool, room_id) or "shared"
-        ranges = server_ranges(await backfill_store.origin_memberships(self._pool, room_id, origin), visibility)
         return {
             "origin": self._signer.server_name,
             "origin_server_ts": int(time.time() * 1000),
-            "pdus": [self._pdu(r) if can_see(ranges, r.stream) else prune_event(self._pdu(r), version) for r in rows],
+            "pdus": await self._as_seen_by(origin, room_id, version, rows),
         }
 
     async def get_missing_events(self, origin: str, room_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        await self._require_in_room(origin, room_id)
+        """The events between ``earliest_events`` and ``latest_events``,
+        oldest first; those the asking server may not see, redacted."""
+        _, version = await self._require_in_room(origin, room_id)
         limit = body.get("limit", 10)
         min_depth = body.get("min_depth", 0)
         rows = await pdu_store.missing_events(
@@ -337,4 +371,4 @@ class FederationRooms:
             max(1, min(limit if isinstance(limit, int) else 10, MAX_EVENTS)),
             min_depth if isinstance(min_depth, int) else 0,
         )
-        return {"events": [self._pdu(r) for r in reversed(rows)]}
+        return {"events": await self._as_seen_by(origin, room_id, version, rows[::-1])}

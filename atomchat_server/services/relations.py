@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from ..auth.sessions import Requester
-from ..errors import MatrixError, not_found
+from ..errors import MatrixError
 from ..events import relations as rules
 from ..events.format import client_event
-from ..events.visibility import Range, can_see
+from ..events.visibility import Range
 from ..paging import fetch_page
 from ..storage import events as event_store
 from ..storage import relations as store
@@ -117,10 +117,7 @@ class Relations:
         recurse: bool | None,
     ) -> dict[str, Any]:
         """GET /relations: a page of the events relating to ``event_id``."""
-        ranges = await self._rooms.readable_ranges(requester, room_id)
-        parent = await event_store.get_event(self._pool, event_id)
-        if parent is None or parent.room_id != room_id or not can_see(ranges, parent.stream):
-            raise not_found("Event not found")
+        _, ranges = await self._rooms.readable_event(requester, room_id, event_id)
         limit = max(1, min(limit, MAX_LIMIT))
         position = tokens.parse(from_token) if from_token else None
         bound = tokens.parse(to_token, "to") if to_token else None

@@ -17,7 +17,6 @@ from ..auth.sessions import Requester
 from ..errors import MatrixError, invalid_param, not_found
 from ..events import ids
 from ..events.format import client_event
-from ..events.visibility import can_see
 from ..paging import fetch_page
 from ..storage import events as event_store
 from ..storage import reports as store
@@ -40,14 +39,11 @@ class Reports:
         self, requester: Requester, room_id: str, event_id: str, reason: str, score: int | None
     ) -> None:
         try:
-            ranges = await self._rooms.readable_ranges(requester, room_id)
+            event, _ = await self._rooms.readable_event(requester, room_id, event_id)
         except MatrixError as refusal:
             if refusal.status != 403:
                 raise
             raise not_found("Event not found") from None  # no telling a hidden room from an unknown one
-        event = await event_store.get_event(self._pool, event_id)
-        if event is None or event.room_id != room_id or not can_see(ranges, event.stream):
-            raise not_found("Event not found")
         await store.add_report(
             self._pool,
             kind="event",

@@ -14,9 +14,10 @@ when backfill brings it: it moves to its place in the history.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..db import Database
+from .events import Event, _columns, as_event
 
 # The first key of the two-key advisory lock that serialises backfill inserts
 # per room ("Bfil"), apart from the outbox's and any other advisory locks.
@@ -35,6 +36,20 @@ async def joined_at_depth(db: Database, room_id: str, server_name: str) -> int |
         room_id,
         server_name,
     )
+
+
+async def former_servers(db: Database, room_id: str, limit: int) -> list[str]:
+    """Servers whose users joined the room at some point (by the member
+    events held), those that joined first first: who may hold its early
+    history, whether or not they are in it now."""
+    rows = await db.fetch(
+        "SELECT substr(state_key, strpos(state_key, ':') + 1) AS server FROM events"
+        " WHERE room_id = $1 AND type = 'm.room.member' AND content->>'membership' = 'join'"
+        " GROUP BY 1 ORDER BY min(stream), 1 LIMIT $2",
+        room_id,
+        limit,
+    )
+    return [row["server"] for row in rows]
 
 
 async def backward_extremities(db: Database, room_id: str, up_to_depth: int, limit: int) -> list[str]:
@@ -67,8 +82,8 @@ async def lowest_position(db: Database, room_id: str) -> int | None:
 # PostgreSQL evaluates nextval() in. Events refused, or held with their place
 # in the history, are left out before positions are taken. An outlier held
 # (taken in on joining the room) is not inserted again but moved to its
-# position and made part of the history: its search entry follows (ON UPDATE
-# CASCADE, migration 0020). The current state and membership rows naming it
+# position and made part of the history: it is indexed for search from then
+# on (migration 0022). The current state and membership rows naming it
 # keep theirs: the position at which that state became this server's.
 _INSERT_HISTORY = """
 WITH input AS (
@@ -115,6 +130,32 @@ async def insert_history(conn: Database, room_id: str, events: Sequence[dict[str
     return {row["event_id"]: row["stream"] for row in rows}
 
 
+class RedactionPair(NamedTuple):
+    """A redaction held in a room's history and the event it names."""
+
+    redaction: Event
+    auth_events: list[str]  # the redaction's: the state it was sent in
+    target: Event
+
+
+async def redaction_pairs(db: Database, room_id: str, event_ids: Sequence[str]) -> list[RedactionPair]:
+    """The room's redactions whose target it holds unredacted, either of
+    the two among ``event_ids``, both in the history (not outliers)."""
+    width = len(Event._fields) - 1  # the columns _columns reads: all but push
+    rows = await db.fetch(
+        f"SELECT {_columns('r')}, r.pdu->'auth_events' AS auth_events, {_columns('t')}"
+        " FROM events r JOIN events t ON t.event_id = r.redacts AND t.room_id = r.room_id"
+        " WHERE r.room_id = $1 AND r.redacts IS NOT NULL AND NOT r.outlier AND NOT t.outlier"
+        " AND t.redacted_by IS NULL AND (r.event_id = ANY($2::text[]) OR r.redacts = ANY($2::text[]))",
+        room_id,
+        list(event_ids),
+    )
+    return [
+        RedactionPair(as_event(tuple(row)[:width]), list(row["auth_events"] or []), as_event(tuple(row)[width + 1 :]))
+        for row in rows
+    ]
+
+
 async def outliers(db: Database, room_id: str, event_ids: Sequence[str]) -> set[str]:
     """Those of the events the room holds as outliers (no place in its history yet)."""
     rows = await db.fetch(
@@ -138,13 +179,25 @@ async def origin_memberships(db: Database, room_id: str, server_name: str) -> li
     return [[(int(stream), membership) for stream, membership in row["history"]] for row in rows]
 
 
-async def history_visibility(db: Database, room_id: str) -> str | None:
-    """The room's current history_visibility setting (None when unset)."""
-    return await db.fetchval(
-        "SELECT e.content->>'history_visibility' FROM current_state cs JOIN events e ON e.event_id = cs.event_id"
-        " WHERE cs.room_id = $1 AND cs.type = 'm.room.history_visibility' AND cs.state_key = ''",
+class SettingChange(NamedTuple):
+    """One m.room.history_visibility event of a room (a named tuple: what
+    events.visibility.server_sees takes)."""
+
+    stream: int
+    depth: int
+    setting: str  # "" when the content names none (then read as the default)
+    outlier: bool
+
+
+async def visibility_changes(db: Database, room_id: str) -> list[SettingChange]:
+    """Every history_visibility event the room holds, oldest first, outliers
+    included: which setting was in force at each of its events."""
+    rows = await db.fetch(
+        "SELECT stream, depth, COALESCE(content->>'history_visibility', '') AS setting, outlier FROM events"
+        " WHERE room_id = $1 AND type = 'm.room.history_visibility' AND state_key = '' ORDER BY stream",
         room_id,
     )
+    return [SettingChange(*row) for row in rows]
 
 
 async def earliest_position(db: Database) -> int:

@@ -602,11 +602,15 @@ async def page(
 ) -> list[Event]:
     """Up to ``limit`` events of a room with after < stream <= before (each
     bound optional), inside the visible ``ranges``, newest first when
-    ``backwards``. Type filters are SQL LIKE patterns."""
+    ``backwards``. Type filters are SQL LIKE patterns. A missing bound is
+    the extreme position rather than a test for NULL, so that both bound the
+    index range scan in any plan of the statement (a page far back in
+    history starts there, not at the room's newest event)."""
     order = "DESC" if backwards else "ASC"
     rows = await db.fetch(
         f"SELECT {EVENT_COLUMNS} FROM events"
-        " WHERE room_id = $1 AND ($2::bigint IS NULL OR stream > $2) AND ($3::bigint IS NULL OR stream <= $3)"
+        " WHERE room_id = $1 AND stream > COALESCE($2::bigint, '-9223372036854775808'::bigint)"
+        " AND stream <= COALESCE($3::bigint, '9223372036854775807'::bigint)"
         " AND EXISTS (SELECT 1 FROM unnest($4::bigint[], $5::bigint[]) r(lo, hi)"
         "             WHERE stream >= r.lo AND (r.hi IS NULL OR stream <= r.hi))"
         " AND ($6::text[] IS NULL OR type LIKE ANY($6))"

@@ -125,15 +125,18 @@ async def max_depth(db: Database, room_id: str, event_ids: Sequence[str]) -> int
     )
 
 
-async def event_pdu(db: Database, event_id: str) -> tuple[str, dict[str, Any]] | None:
+async def event_pdu(db: Database, event_id: str) -> tuple[str, StoredPdu] | None:
     """An event's room and PDU as other servers may read it: one of the
-    timeline's, or a soft-failed one (never a rejected one)."""
+    timeline's, or a soft-failed one (never a rejected one), which has no
+    place in the history and is given the room's newest position."""
     row = await db.fetchrow(
-        "SELECT room_id, pdu FROM events WHERE event_id = $1 AND pdu IS NOT NULL"
-        " UNION ALL SELECT room_id, pdu FROM refused_events WHERE event_id = $1 AND status = 'soft_failed' LIMIT 1",
+        f"SELECT room_id, {_PDU_COLUMNS} FROM events WHERE event_id = $1 AND pdu IS NOT NULL"
+        " UNION ALL SELECT f.room_id, f.event_id, r.head_stream, f.pdu->>'type', f.pdu->>'state_key',"
+        " COALESCE((f.pdu->>'depth')::bigint, 0), f.pdu FROM refused_events f JOIN rooms r USING (room_id)"
+        " WHERE f.event_id = $1 AND f.status = 'soft_failed' LIMIT 1",
         event_id,
     )
-    return (row["room_id"], row["pdu"]) if row is not None else None
+    return (row["room_id"], StoredPdu(*list(row.values())[1:])) if row is not None else None
 
 
 async def seen_events(db: Database, event_ids: Sequence[str]) -> dict[str, tuple[str, str]]:

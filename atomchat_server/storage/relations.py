@@ -15,9 +15,11 @@ from .events import Event, _columns, as_event, as_events, event_of
 _PARENT = "(content->'m.relates_to'->>'event_id')"
 _REL_TYPE = "(content->'m.relates_to'->>'rel_type')"
 
-# Inside the visible stretches (unnest of two arrays of bounds).
+# In the history (not an outlier: the state taken in on joining a room has
+# no place in it until backfill places it), inside the visible stretches
+# (unnest of two arrays of bounds).
 _VISIBLE = (
-    "EXISTS (SELECT 1 FROM unnest({lo}::bigint[], {hi}::bigint[]) r(lo, hi)"
+    "NOT {alias}outlier AND EXISTS (SELECT 1 FROM unnest({lo}::bigint[], {hi}::bigint[]) r(lo, hi)"
     " WHERE {alias}stream >= r.lo AND (r.hi IS NULL OR {alias}stream <= r.hi))"
 )
 

@@ -82,8 +82,11 @@ async def get_session(db: Database, session_id: str) -> Session | None:
 
 
 async def refresh_token_user(db: Database, token_hash: str) -> str | None:
-    """The account a refresh token belongs to; None when it is unknown."""
-    user_id: str | None = await db.fetchval("SELECT user_id FROM sessions WHERE refresh_token_hash = $1", token_hash)
+    """The account a refresh token (the session's current or previous one,
+    see ``rotate_refresh_token``) belongs to; None when it is unknown."""
+    user_id: str | None = await db.fetchval(
+        "SELECT user_id FROM sessions WHERE refresh_token_hash = $1 OR previous_refresh_token_hash = $1", token_hash
+    )
     return user_id
 
 
@@ -98,12 +101,22 @@ class RefreshedSession:
 
 
 async def rotate_refresh_token(db: Database, old_hash: str, new_hash: str) -> RefreshedSession | None:
-    """Swaps a refresh token for a new one and moves the session to its
-    next token generation; None when the old one is unknown (never issued,
-    already used, or its session ended)."""
+    """Swaps a refresh token for a new one; None when the old one is unknown
+    (never issued, replaced for good, or its session ended).
+
+    The session's current refresh token moves the session to its next token
+    generation and stays behind as the previous one. The previous one still
+    works until a token of the new generation is used
+    (``retire_generations_before``) or the new refresh token is: trading it
+    again answers that same generation with a new refresh token in place of
+    the one whose answer the client never got."""
     row = await db.fetchrow(
-        "UPDATE sessions SET refresh_token_hash = $2, token_generation = token_generation + 1"
-        " WHERE refresh_token_hash = $1 RETURNING session_id, user_id, device_id, token_generation",
+        "UPDATE sessions SET refresh_token_hash = $2,"
+        " previous_refresh_token_hash ="
+        " CASE WHEN refresh_token_hash = $1 THEN $1 ELSE previous_refresh_token_hash END,"
+        " token_generation = token_generation + (refresh_token_hash = $1)::int"
+        " WHERE refresh_token_hash = $1 OR previous_refresh_token_hash = $1"
+        " RETURNING session_id, user_id, device_id, token_generation",
         old_hash,
         new_hash,
     )
@@ -112,10 +125,13 @@ async def rotate_refresh_token(db: Database, old_hash: str, new_hash: str) -> Re
 
 async def retire_generations_before(pool: asyncpg.Pool, session_id: str, user_id: str, generation: int) -> None:
     """Ends the session's access tokens older than ``generation`` (a token
-    of it was just used), telling every process."""
+    of it was just used), telling every process; a use of the newest
+    generation also ends the refresh token it was traded for."""
     async with pool.acquire() as conn, conn.transaction():
         status = await conn.execute(
-            "UPDATE sessions SET oldest_valid_generation = $2"
+            "UPDATE sessions SET oldest_valid_generation = $2,"
+            " previous_refresh_token_hash ="
+            " CASE WHEN token_generation = $2 THEN NULL ELSE previous_refresh_token_hash END"
             " WHERE session_id = $1 AND oldest_valid_generation < $2 AND token_generation >= $2",
             session_id,
             generation,

@@ -147,42 +147,37 @@ async def timelines(
 ) -> dict[str, tuple[list[Event], bool]]:
     """timeline() of many rooms in one round trip: per room (with its own
     visible ranges), the newest ``limit`` events in (after, upto], oldest
-    first, and whether there were more."""
-    room_ids: list[str] = []
-    firsts: list[int] = []
-    lasts: list[int] = []
-    lows: list[int] = []
-    highs: list[int | None] = []
-    for room_id, ranges in rooms:
-        room_ids.append(room_id)
-        firsts.append(len(lows) + 1)
-        for low, high in ranges:
-            lows.append(low)
-            highs.append(high)
-        lasts.append(len(lows))
+    first, and whether there were more. Each room's ranges travel as one
+    multirange, tested per row; ``after`` bounds the index range scan (a
+    position below every other when there is none), so that an incremental
+    sync reads each room's new events only, whatever plan the statement has.
+
+    The multirange test is wrapped in COALESCE (a no-op: neither side is
+    ever NULL) for the planner's sake: it cannot estimate a containment in
+    a per-row multirange and guesses that almost no event passes, so it
+    reads all of a room's events up to ``upto`` and sorts them; a COALESCE
+    is guessed to keep half, and the plan walks the room's index backwards
+    from ``upto``, stopping at the limit."""
+    room_ids = [room_id for room_id, _ in rooms]
     rows = await db.fetch(
-        "SELECT t.* FROM unnest($1::text[], $2::int[], $3::int[]) r(room, first, last) CROSS JOIN LATERAL ("
+        "SELECT t.* FROM unnest($1::text[], $2::text[]) r(room, ranges) CROSS JOIN LATERAL ("
         f" SELECT {EVENT_COLUMNS} FROM events"
-        "  WHERE room_id = r.room AND stream <= $4 AND ($12::bigint IS NULL OR stream > $12)"
-        "  AND EXISTS (SELECT 1 FROM generate_series(r.first, r.last) i WHERE stream >= ($5::bigint[])[i]"
-        "              AND (($6::bigint[])[i] IS NULL OR stream <= ($6::bigint[])[i]))"
-        "  AND ($7::text[] IS NULL OR type LIKE ANY($7))"
-        "  AND ($8::text[] IS NULL OR NOT type LIKE ANY($8))"
-        "  AND ($9::text[] IS NULL OR sender = ANY($9))"
-        "  AND ($10::text[] IS NULL OR NOT sender = ANY($10)) AND NOT outlier"
-        "  ORDER BY stream DESC LIMIT $11) t",
+        "  WHERE room_id = r.room AND stream <= $3 AND stream > COALESCE($4::bigint, '-9223372036854775808'::bigint)"
+        "  AND COALESCE(stream <@ r.ranges::int8multirange, false)"
+        "  AND ($5::text[] IS NULL OR type LIKE ANY($5))"
+        "  AND ($6::text[] IS NULL OR NOT type LIKE ANY($6))"
+        "  AND ($7::text[] IS NULL OR sender = ANY($7))"
+        "  AND ($8::text[] IS NULL OR NOT sender = ANY($8)) AND NOT outlier"
+        "  ORDER BY stream DESC LIMIT $9) t",
         room_ids,
-        firsts,
-        lasts,
+        [_multirange(ranges) for _, ranges in rooms],
         upto,
-        lows,
-        highs,
+        after,
         types,
         not_types,
         senders,
         not_senders,
         limit + 1,
-        after,
     )
     found: dict[str, list[Event]] = {room_id: [] for room_id in room_ids}
     for event in as_events(rows):
@@ -196,15 +191,29 @@ async def timelines(
     return result
 
 
+def _multirange(ranges: Sequence[tuple[int, int | None]]) -> str:
+    """Visible ranges (inclusive bounds, None: open) as an int8multirange
+    literal; an empty range (high below low), which holds nothing, is left out."""
+    return (
+        "{"
+        + ",".join(f"[{low},{'' if high is None else high}]" for low, high in ranges if high is None or high >= low)
+        + "}"
+    )
+
+
 async def current_states(
     db: Database, room_ids: Sequence[str], members: dict[str, Sequence[str]] | None = None
 ) -> dict[str, list[Event]]:
     """The current state of many rooms, per room in stream order; with
     ``members``, of the m.room.member events only those of the users it
-    names for each room."""
+    names for each room. Each event is one probe of the events' id index
+    (a lateral subquery, its LIMIT a no-op on a unique key, which the planner
+    cannot turn into a hash join reading every event of the database, as it
+    did where the tables had no statistics yet)."""
     wanted = [(room_id, user_id) for room_id, user_ids in (members or {}).items() for user_id in user_ids]
     rows = await db.fetch(
-        f"SELECT {_E_COLUMNS} FROM current_state cs JOIN events e ON e.event_id = cs.event_id"
+        "SELECT e.* FROM current_state cs"
+        f" CROSS JOIN LATERAL (SELECT {EVENT_COLUMNS} FROM events WHERE event_id = cs.event_id LIMIT 1) e"
         " WHERE cs.room_id = ANY($1::text[]) AND (NOT $2 OR cs.type <> 'm.room.member'"
         "   OR (cs.room_id, cs.state_key) IN (SELECT * FROM unnest($3::text[], $4::text[])))"
         " ORDER BY e.stream",
@@ -223,12 +232,21 @@ async def state_events_before(
     db: Database, keys: Sequence[tuple[str, str, str, int]]
 ) -> dict[tuple[str, str, str], Event]:
     """For each (room, type, state_key, position): the newest such state
-    event at or below the position (keys with none are absent)."""
+    event at or below the position (keys with none are absent).
+
+    Member keys (lazily loaded members, inviters: most of them) name their
+    type as a constant, so that each is one probe of the members' history
+    index (events_membership_history); with the type a column of the keys,
+    no plan can use that partial index, and each key walked its room's
+    events back from the position."""
     rows = await db.fetch(
-        "SELECT t.* FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) k(room, type, state_key, at)"
-        f" CROSS JOIN LATERAL (SELECT {EVENT_COLUMNS} FROM events"
-        "  WHERE room_id = k.room AND type = k.type AND state_key = k.state_key AND stream <= k.at"
-        "  ORDER BY stream DESC LIMIT 1) t",
+        "WITH k AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) k(room, type, key, at))"
+        f" SELECT t.* FROM k CROSS JOIN LATERAL (SELECT {EVENT_COLUMNS} FROM events"
+        "   WHERE room_id = k.room AND type = 'm.room.member' AND state_key = k.key AND stream <= k.at"
+        "   ORDER BY stream DESC LIMIT 1) t WHERE k.type = 'm.room.member'"
+        f" UNION ALL SELECT t.* FROM k CROSS JOIN LATERAL (SELECT {EVENT_COLUMNS} FROM events"
+        "   WHERE room_id = k.room AND type = k.type AND state_key = k.key AND stream <= k.at"
+        "   ORDER BY stream DESC LIMIT 1) t WHERE k.type <> 'm.room.member'",
         [key[0] for key in keys],
         [key[1] for key in keys],
         [key[2] for key in keys],
@@ -244,10 +262,14 @@ async def events_by_id(db: Database, event_ids: Sequence[str]) -> dict[str, Even
 
 
 async def with_relations(db: Database, events: Sequence[tuple[str, str]]) -> set[str]:
-    """Of these (room, event id) pairs, the events that others relate to."""
+    """Of these (room, event id) pairs, the events that others relate to:
+    one probe of the relations index per pair (a lateral subquery with a
+    limit, which the planner cannot turn into a hash join over every event
+    of the database)."""
     rows = await db.fetch(
-        "SELECT p.event_id FROM unnest($1::text[], $2::text[]) p(room, event_id) WHERE EXISTS ("
-        " SELECT 1 FROM events WHERE room_id = p.room AND (content->'m.relates_to'->>'event_id') = p.event_id)",
+        "SELECT p.event_id FROM unnest($1::text[], $2::text[]) p(room, event_id) CROSS JOIN LATERAL ("
+        " SELECT 1 FROM events WHERE room_id = p.room AND (content->'m.relates_to'->>'event_id') = p.event_id"
+        " LIMIT 1) r",
         [pair[0] for pair in events],
         [pair[1] for pair in events],
     )

@@ -13,7 +13,6 @@ answer through response.py, the one shape of an answer whatever made it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -56,7 +55,7 @@ class SyncResult:
 
     def json(self) -> str:
         if self.text is None:
-            self.text = json.dumps(self.body, ensure_ascii=False, separators=(",", ":"))
+            self.text = response.dumps(self.body)
         return self.text
 
 
@@ -65,7 +64,9 @@ class SyncBuilder:
 
     def __init__(self, pool: asyncpg.Pool, services: ServiceReads, typing: TypingNotices) -> None:
         self._pool = pool
-        self._services = services
+        # What the providers read through services/ (public: the room
+        # reader's own tests build one with it).
+        self.services = services
         self._typing = typing
         # The providers, in the order sync runs them: to-device first, since
         # it may end the answer early; membership before those that follow
@@ -98,7 +99,7 @@ class SyncBuilder:
         current ones)."""
         answer = Answer(
             pool=self._pool,
-            services=self._services,
+            services=self.services,
             typing=self._typing,
             requester=requester,
             sync_filter=sync_filter,
@@ -155,24 +156,3 @@ class SyncBuilder:
         """Fills in unread_notifications and summary for the joined room
         sections of an answer a session made in memory (providers/counts.py)."""
         await counts.add(self._pool, user_id, joined, upto)
-
-    # The batched builds of room sections and the room-by-room one they
-    # must agree with, through the builder's pool (providers/rooms.py).
-
-    async def _joined_room(
-        self, requester: Requester, room_id: str, since: int | None, upto: int, sync_filter: SyncFilter
-    ) -> dict[str, Any]:
-        return await self._room_reader().joined(requester, room_id, since, upto, sync_filter)
-
-    async def _whole_rooms(
-        self, requester: Requester, room_ids: list[str], upto: int, sync_filter: SyncFilter
-    ) -> dict[str, dict[str, Any]]:
-        return await self._room_reader().whole(requester, room_ids, upto, sync_filter)
-
-    async def _steady_rooms(
-        self, requester: Requester, room_ids: list[str], since: int, upto: int, sync_filter: SyncFilter
-    ) -> dict[str, dict[str, Any]]:
-        return await self._room_reader().steady(requester, room_ids, since, upto, sync_filter)
-
-    def _room_reader(self) -> rooms.RoomReader:
-        return rooms.RoomReader(self._pool, self._services)

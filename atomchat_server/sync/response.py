@@ -3,7 +3,7 @@ and an initial sync send (protocol/sync.md, The answer), whichever way the
 answer was made.
 
 The builder (answers from the database) makes its sections with these
-functions and sends the result through json.dumps; the fast path of a
+functions and writes the result with ``dumps``; the fast path of a
 session (answers from dispatched events) makes the same sections with the
 events it already holds as JSON text (``Encoded``, each encoded once for
 every reader) and writes them with ``encode``, which gives what json.dumps
@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from typing import Any
+
+import orjson
 
 
 class Encoded(str):
@@ -34,6 +36,18 @@ def encode(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ",".join(encode(item) for item in value) + "]"
     return _dumps(value)
+
+
+def dumps(value: Any) -> str:
+    """A value as JSON text, as json.dumps(separators=(",", ":"),
+    ensure_ascii=False) writes it (the meaning, not always the bytes: a float
+    may be written otherwise), through orjson, which writes a whole answer
+    a dozen times faster; what orjson refuses (an integer beyond 64 bits, a
+    string holding a lone surrogate) goes through the json module."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return _dumps(value)
 
 
 def _dumps(value: Any) -> str:

@@ -304,3 +304,26 @@ async def test_a_gap_after_the_join_is_never_taken_in_as_older_history(federatio
         b.dsn, "SELECT count(*) AS n FROM events WHERE room_id = $1 AND stream < 0 AND type = 'm.room.message'", room_id
     )
     assert stored[0]["n"] == 0
+
+
+async def test_when_the_rooms_servers_fail_a_server_that_was_in_it_earlier_is_asked(federation_trio):
+    """Carol's server C held the room's history and knew Bob joined; Carol
+    has left. With A, the only server still in the room, down, B's reader
+    still gets the history before B's join: from C."""
+    a, b, c = federation_trio
+    (alice,) = await register(a.api, "alice")
+    room_id = await alice.create_room(preset="public_chat")
+    (carol,) = await register(c.api, "carol")
+    await join(carol, a, room_id)
+    for n in range(5):
+        await alice.say(room_id, f"earlier {n}")
+    (bob,) = await register(b.api, "bob")
+    await join(bob, a, room_id)
+    member = "SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2 AND membership = $3"
+    await eventually(lambda: rows(c.dsn, member, room_id, bob.user_id, "join"), what="C knows Bob joined")
+    await carol.leave(room_id)
+    await eventually(lambda: rows(b.dsn, member, room_id, carol.user_id, "leave"), what="B knows Carol left")
+    await a.stop()
+    events, _ = await bob.all_messages(room_id, limit=3, dir="b")
+    assert said_before([e for e in events if e["type"] == "m.room.message"], 5)
+    assert events[-1]["type"] == "m.room.create"

@@ -297,6 +297,50 @@ async def test_refresh_flow(api):
     await whoami(api, again["access_token"])
 
 
+async def refresh(api, refresh_token: str, status: int = 200):
+    if status != 200:
+        return await api.request("POST", f"{MATRIX}/refresh", {"refresh_token": refresh_token}, status=status)
+    return await api.request(
+        "POST", f"{MATRIX}/refresh", {"refresh_token": refresh_token}, schema="matrix/refresh.response"
+    )
+
+
+async def test_a_refresh_whose_answer_was_lost_can_be_repeated(api):
+    """The old refresh token works until a token of its answer is used: a
+    client that lost the answer trades it again, and the lost pair's refresh
+    token then stops working."""
+    await api.register("alice")
+    login = await api.login("alice", refresh_token=True)
+    lost = await refresh(api, login["refresh_token"])
+    repeated = await refresh(api, login["refresh_token"])
+    assert repeated["refresh_token"] not in (lost["refresh_token"], login["refresh_token"])
+    assert (await refresh(api, lost["refresh_token"], status=401))["errcode"] == "M_UNKNOWN_TOKEN"
+    # Until the new pair is used, the old access token still works too.
+    await whoami(api, login["access_token"])
+    assert (await whoami(api, repeated["access_token"]))["device_id"] == login["device_id"]
+    # Its first use ends the old refresh token and the old access token.
+    error = await refresh(api, login["refresh_token"], status=401)
+    assert error.body == {"errcode": "M_UNKNOWN_TOKEN", "error": "Unknown refresh token", "soft_logout": False}
+    await whoami(api, login["access_token"], status=401)
+    await whoami(api, (await refresh(api, repeated["refresh_token"]))["access_token"])
+
+
+async def test_using_the_new_refresh_token_ends_the_old_one(api):
+    await api.register("alice")
+    login = await api.login("alice", refresh_token=True)
+    first = await refresh(api, login["refresh_token"])
+    second = await refresh(api, first["refresh_token"])
+    # first's refresh token is now the previous one and still works (second's
+    # answer may be lost); login's is gone.
+    assert (await refresh(api, login["refresh_token"], status=401))["errcode"] == "M_UNKNOWN_TOKEN"
+    third = await refresh(api, first["refresh_token"])
+    assert (await refresh(api, second["refresh_token"], status=401))["errcode"] == "M_UNKNOWN_TOKEN"
+    assert (await whoami(api, third["access_token"]))["device_id"] == login["device_id"]
+    assert (await refresh(api, first["refresh_token"], status=401))["errcode"] == "M_UNKNOWN_TOKEN"
+    for token in (login["access_token"], first["access_token"]):
+        await whoami(api, token, status=401)
+
+
 async def test_refresh_token_dies_with_its_session(api):
     await api.register("alice")
     login = await api.login("alice", refresh_token=True)

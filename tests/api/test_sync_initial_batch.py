@@ -1,7 +1,7 @@
-"""Initial sync builds every joined room at once (SyncBuilder._whole_rooms:
+"""Initial sync builds every joined room at once (RoomReader.whole:
 a fixed number of queries, state from the rooms' current state), and an
-incremental one every room the user stayed in (_steady_rooms); this checks
-both against the room-by-room build (_joined_room), room for room, on rooms whose timelines
+incremental one every room the user stayed in (RoomReader.steady); this checks
+both against the room-by-room build (RoomReader.joined), room for room, on rooms whose timelines
 hold state changes, rejoins, relations and limited stretches, under the
 history visibility settings and with the filters clients send."""
 
@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from atomchat_server.events.filters import SyncFilter
+from atomchat_server.sync.providers.rooms import RoomReader
 
 from ..support.room_steps import register, room_of, text
 
@@ -81,21 +82,21 @@ async def test_rooms_built_together_are_built_as_one_by_one(api, server, seed):
     await bob.send(rooms[0], text("last"))
 
     ctx = server.atomchat.ctx
-    builder = ctx.sync
+    reader_of_rooms = RoomReader(ctx.pool, ctx.sync.services)
     upto = ctx.notifier.committed_position
     for reader in (alice, bob):
         requester = await ctx.accounts.authenticate(reader.access_token)
         for definition in FILTERS:
             sync_filter = SyncFilter.from_json(definition)
-            together = await builder._whole_rooms(requester, rooms, upto, sync_filter)
+            together = await reader_of_rooms.whole(requester, rooms, upto, sync_filter)
             for room_id in rooms:
-                alone = await builder._joined_room(requester, room_id, None, upto, sync_filter)
+                alone = await reader_of_rooms.joined(requester, room_id, None, upto, sync_filter)
                 assert _comparable(together[room_id]) == _comparable(alone), (reader.user_id, definition, room_id)
             # Rooms the reader stayed in since the middle of it all, also built together.
             stayed = [room_id for room_id in rooms if room_id not in left_since_middle or reader is alice]
-            together = await builder._steady_rooms(requester, stayed, middle, upto, sync_filter)
+            together = await reader_of_rooms.steady(requester, stayed, middle, upto, sync_filter)
             for room_id in stayed:
-                alone = await builder._joined_room(requester, room_id, middle, upto, sync_filter)
+                alone = await reader_of_rooms.joined(requester, room_id, middle, upto, sync_filter)
                 assert _comparable(together[room_id]) == _comparable(alone), (reader.user_id, definition, room_id)
 
 

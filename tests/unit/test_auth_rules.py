@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from atomchat_server.events.auth import AuthError, auth_state_keys, check, membership_of
+from atomchat_server.events.auth import AuthError, auth_state_keys, check, membership_of, redaction_applies
 from atomchat_server.events.power_levels import (
     EDIT_MEMBERS,
     action_level,
@@ -806,3 +806,50 @@ def test_default_power_levels():
     content["events"]["m.room.name"] = 0
     assert default_power_levels(ALICE)["users"] == {ALICE: 100}
     assert default_power_levels(ALICE)["events"]["m.room.name"] == 50
+
+
+# Whether an accepted redaction takes effect on its target (the spec's
+# "handling redactions"): the redact level in the state it was sent in, or
+# a sender of the target's sender's server. Remote servers' users are of
+# other.example.
+REMOTE_CAROL, REMOTE_DAVE = "@carol:other.example", "@dave:other.example"
+
+
+@pytest.mark.parametrize(
+    ("case_id", "room_state", "sender", "target", "applies"),
+    [
+        ("own-event", INVITE_ONLY, CAROL, original(CAROL), True),
+        ("same-server-other-user", INVITE_ONLY, CAROL, original(DAVE), True),
+        ("remote-same-server", INVITE_ONLY, REMOTE_CAROL, original(REMOTE_DAVE), True),
+        ("remote-other-server-no-level", INVITE_ONLY, REMOTE_CAROL, original(CAROL), False),
+        (
+            "moderator-of-other-server",
+            room(power_levels=levels(users={REMOTE_CAROL: 50})),
+            REMOTE_CAROL,
+            original(CAROL),
+            True,
+        ),
+        (
+            "below-a-raised-redact-level",
+            room(power_levels=levels(users={REMOTE_CAROL: 50}, redact=60)),
+            REMOTE_CAROL,
+            original(CAROL),
+            False,
+        ),
+        ("another-room", INVITE_ONLY, BOB, original(BOB, "!elsewhere:hs"), False),
+    ],
+)
+def test_redaction_applies(case_id, room_state, sender, target, applies):
+    assert redaction_applies(redaction(sender), target, room_state) is applies, case_id
+
+
+def test_a_received_redaction_is_accepted_whatever_it_names_but_still_needs_its_event_level():
+    """Room versions 3 and later take the redact level out of the rules: a
+    received redaction is accepted, and applied or not apart."""
+    with pytest.raises(AuthError, match="not known to be your own"):
+        check(redaction(CAROL), INVITE_ONLY)
+    check(redaction(CAROL), INVITE_ONLY, received=True)
+    with pytest.raises(AuthError, match="sending m.room.redaction needs power level 50"):
+        check(redaction(CAROL), room(power_levels=levels(events={REDACTION: 50})), received=True)
+    with pytest.raises(AuthError, match="not in the room"):
+        check(redaction(DAVE), INVITE_ONLY, received=True)

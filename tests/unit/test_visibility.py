@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from atomchat_server.events.visibility import EARLIEST, Range, can_see, server_ranges, visible_ranges
+from atomchat_server.events.visibility import EARLIEST, Range, can_see, server_ranges, server_sees, visible_ranges
 
 NEVER: list[tuple[int, str]] = []  # no membership event at all: a stranger
 INVITED = [(5, "invite")]
@@ -181,3 +181,74 @@ def test_a_server_sees_what_any_of_its_users_may():
     assert can_see(server_ranges([INVITED, REJOINED], "invited"), 7) is True
     assert server_ranges([LEFT], "shared") == [(EARLIEST, 20)]
     assert server_ranges([], "world_readable") == []
+
+
+# What another server sees, event by event, as of each event: the setting in
+# force then (its changes as (stream, depth, setting, outlier)) and its
+# users' membership then. Positions double as depths unless a test says not.
+# The first setting is made at 1: 0 and the change itself, before any
+# setting, are "shared" (the default), so the tables start at 2.
+AFTER_SETTING = range(2, 46)
+
+
+def seen_by_server(changes, histories, streams=AFTER_SETTING):
+    answers = server_sees([(s, s) for s in streams], changes, histories)
+    return {s for s, seen in zip(streams, answers, strict=True) if seen}
+
+
+def test_a_server_whose_user_joined_later_sees_nothing_before_under_joined():
+    changes = [(1, 1, "joined", False)]
+    assert seen_by_server(changes, [[(30, "join")]]) == set(range(30, 46))
+    # Its own join is seen (the membership after it allows it), not what came before.
+    assert 29 not in seen_by_server(changes, [[(30, "join")]])
+
+
+def test_shared_lets_a_server_whose_user_joined_later_see_the_past_but_not_past_a_leave():
+    assert seen_by_server([(1, 1, "shared", False)], [[(30, "join")]]) == set(AFTER_SETTING)
+    assert seen_by_server([(1, 1, "shared", False)], [REJOINED_AND_LEFT]) == set(range(2, 41))
+    assert seen_by_server([], [[(30, "join")]]) == set(AFTER_SETTING), "no setting reads as shared"
+    assert seen_by_server([(1, 1, "joined", False)], [[(30, "join")]], range(2)) == {0, 1}
+
+
+def test_the_setting_in_force_at_each_event_decides_not_the_current_one():
+    # shared until 10, joined from 10 to 25, shared again from 25; the user joined at 30.
+    changes = [(1, 1, "shared", False), (10, 10, "joined", False), (25, 25, "shared", False)]
+    seen = seen_by_server(changes, [[(30, "join")]])
+    assert seen == set(range(2, 11)) | set(range(25, 46))
+    # Each change is seen when the setting before or after it allows it.
+    assert {10, 25} <= seen
+    # The reverse: joined, then shared from 20; the current setting (shared) opens nothing earlier.
+    changes = [(1, 1, "joined", False), (20, 20, "shared", False)]
+    assert seen_by_server(changes, [[(30, "join")]]) == set(range(20, 46))
+
+
+def test_invited_counts_from_the_invite_and_world_readable_opens_all():
+    assert seen_by_server([(1, 1, "invited", False)], [[(20, "invite"), (30, "join")]]) == set(range(20, 46))
+    assert seen_by_server([(1, 1, "world_readable", False)], [[(30, "join")]]) == set(AFTER_SETTING)
+    assert seen_by_server([(1, 1, "joined", False), (5, 5, "world_readable", False)], [[(30, "join")]]) == set(
+        range(5, 46)
+    )
+
+
+def test_any_user_of_the_server_suffices():
+    changes = [(1, 1, "joined", False)]
+    assert seen_by_server(changes, [[(10, "join"), (20, "leave")], [(30, "join")]]) == set(range(10, 21)) | set(
+        range(30, 46)
+    )
+    assert seen_by_server(changes, []) == set()
+    # Stays that overlap read as one.
+    overlapping = [[(10, "join"), (30, "leave")], [(20, "join"), (25, "leave")], [(28, "join")]]
+    assert seen_by_server(changes, overlapping) == set(range(10, 46))
+
+
+def test_an_outlier_setting_counts_by_its_depth():
+    """The state taken in on joining sits at the join's position until
+    backfill places it; events held before that position but deeper than it
+    were sent under it."""
+    joined_at_join = [(40, 3, "joined", True)]
+    events = [(-20, 10), (-10, 20), (41, 41)]  # backfilled (depths 10, 20), then new
+    assert server_sees(events, joined_at_join, [[(40, "join")]]) == [False, False, True]
+    assert server_sees([(-30, 2)], joined_at_join, [[(40, "join")]]) == [True], "older than the setting: shared"
+    # A placed change deeper than the outlier's stands later in the room.
+    changes = [(-15, 15, "shared", False), (40, 3, "joined", True)]
+    assert server_sees(events, changes, [[(40, "join")]]) == [False, True, True]

@@ -14,7 +14,7 @@ from ...events.visibility import EARLIEST, Range, can_see, visible_ranges
 from ...paging import fetch_page
 from ...storage import backfill as backfill_store
 from ...storage import events as event_store
-from ...storage.events import ReadAccess
+from ...storage.events import Event, ReadAccess
 from ...sync import tokens
 from ..relations import bundle
 from .base import RoomsBase
@@ -132,18 +132,24 @@ class Reading(RoomsBase):
             for row in await event_store.joined_members(self._pool, room_id)
         }
 
-    async def event(self, requester: Requester, room_id: str, event_id: str) -> dict[str, Any]:
+    async def readable_event(self, requester: Requester, room_id: str, event_id: str) -> tuple[Event, list[Range]]:
+        """An event of the room's history that the requester may read, with
+        the stretches of the room they may read (see _access). 404 for an
+        event of another room, one they may not read, and an outlier: held
+        without a place in the history (the state taken in on joining the
+        room, until backfill places it), so no history read shows it."""
         ranges = await self.readable_ranges(requester, room_id)
         row = await event_store.get_event(self._pool, event_id)
-        if row is None or row.room_id != room_id or not can_see(ranges, row.stream):
+        if row is None or row.room_id != room_id or row.outlier or not can_see(ranges, row.stream):
             raise not_found("Event not found")
+        return row, ranges
+
+    async def event(self, requester: Requester, room_id: str, event_id: str) -> dict[str, Any]:
+        row, ranges = await self.readable_event(requester, room_id, event_id)
         return (await bundle(self._pool, requester, room_id, [row], ranges))[0]
 
     async def context(self, requester: Requester, room_id: str, event_id: str, limit: int) -> dict[str, Any]:
-        ranges = await self.readable_ranges(requester, room_id)
-        row = await event_store.get_event(self._pool, event_id)
-        if row is None or row.room_id != room_id or not can_see(ranges, row.stream):
-            raise not_found("Event not found")
+        row, ranges = await self.readable_event(requester, room_id, event_id)
         limit = max(0, min(limit, MAX_PAGE))
         before = limit // 2
         earlier, later = await event_store.events_around(

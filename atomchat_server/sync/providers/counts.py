@@ -4,6 +4,7 @@ session adds to these counts as they arrive (sync/session.py, by ``add``)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -26,8 +27,10 @@ async def add(pool: asyncpg.Pool, user_id: str, joined: dict[str, Any], upto: in
     sections of an answer that ends at ``upto``."""
     if not joined:
         return
-    unread = await push_store.notification_counts(pool, user_id, list(joined), UNREAD_CAP, upto)
-    counts = await sync_store.member_counts(pool, list(joined))
+    unread, counts = await asyncio.gather(  # side by side, on two of the pool's connections
+        push_store.notification_counts(pool, user_id, list(joined), UNREAD_CAP, upto),
+        sync_store.member_counts(pool, list(joined)),
+    )
     for room_id, room in joined.items():
         joined_count, invited_count = counts.get(room_id, (0, 0))
         notify, highlight = unread.get(room_id, (0, 0))

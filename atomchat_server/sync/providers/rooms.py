@@ -12,6 +12,8 @@ room's section takes those from the answer.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -77,7 +79,8 @@ class RoomReader:
 
     def _format(self, rows: Iterable[Event], requester: Requester) -> list[dict[str, Any]]:
         device = (requester.user_id, requester.device_id)
-        return [client_event(row, device=device) for row in rows]
+        now_ms = int(time.time() * 1000)  # once for all: an answer may hold thousands of events
+        return [client_event(row, device=device, now_ms=now_ms) for row in rows]
 
     async def _timeline_events(
         self, requester: Requester, room_id: str, rows: Sequence[Event], limited: bool, ranges: Sequence[Range] | None
@@ -254,7 +257,10 @@ class RoomReader:
                 room_id: sorted({str(row.sender) for row in rows} | {user_id})
                 for room_id, (rows, _) in timelines.items()
             }
-        current = await sync_store.current_states(self._pool, room_ids, members)
+        # The state and the bundles' question are read side by side, on two of the pool's connections.
+        current, related = await asyncio.gather(
+            sync_store.current_states(self._pool, room_ids, members), self._related(timelines)
+        )
         # State that changed at or after the start of a timeline is read as it was just before.
         moved = [
             (room_id, row.type, row.key, starts[room_id])
@@ -263,7 +269,6 @@ class RoomReader:
             if row.stream > starts[room_id]
         ]
         before = await sync_store.state_events_before(self._pool, moved) if moved else {}
-        related = await self._related(timelines)
         result: dict[str, dict[str, Any]] = {}
         for room_id in room_ids:
             rows, limited = timelines[room_id]
