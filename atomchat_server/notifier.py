@@ -77,6 +77,13 @@ class DispatchWatcher(Protocol):
     def dispatch_failed(self) -> None: ...
 
 
+class Pusher(Protocol):
+    """Answers a listener's client as events are dispatched, when they
+    alone make the answer (a stream's sync session): True if it did."""
+
+    def push(self, rows: list[Event]) -> bool: ...
+
+
 class Listener:
     """One client following the stream: its user, the rooms it follows, and
     what has arrived for it since it last answered its client.
@@ -100,7 +107,7 @@ class Listener:
         "pending",
         "needs_full",
         "typing",
-        "push",
+        "pusher",
         "woken",
     )
 
@@ -117,7 +124,7 @@ class Listener:
         self.needs_full = False
         self.typing = False  # the typers of one of its rooms changed
         # A stream's session answers from here when it can (SyncSession.push).
-        self.push: Callable[[list[Event]], bool] | None = None
+        self.pusher: Pusher | None = None
         # Called by a wake() that finds nobody asleep: a stream, which waits
         # with no task (SyncSession.frame), starts one to answer.
         self.woken: Callable[[], None] | None = None
@@ -147,7 +154,7 @@ class Listener:
         self.wake()
 
     def deliver(self, rows: list[Event], *, needs_full: bool) -> None:
-        if not needs_full and self.push is not None and self.push(rows):
+        if not needs_full and self.pusher is not None and self.pusher.push(rows):
             return  # answered already, as the events were dispatched
         if needs_full or len(self.pending) + len(rows) > self.MAX_PENDING:
             self.needs_full = True

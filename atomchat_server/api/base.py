@@ -7,7 +7,6 @@ import ipaddress
 import json
 import logging
 import re
-import sys
 from asyncio import Future
 from collections.abc import Awaitable, Iterable
 from types import TracebackType
@@ -101,7 +100,7 @@ def within(address: str, networks: tuple) -> bool:
 def client_address(handler: tornado.web.RequestHandler) -> str:
     """The address of the client a request came from (for rate limits, the
     devices' last-seen address and the request log), worked out once."""
-    address: str | None = vars(handler).get("_client_address")
+    address: str | None = getattr(handler, "_client_address", None)
     if address is None:
         request = handler.request
         ctx = getattr(handler, "ctx", None)
@@ -109,7 +108,7 @@ def client_address(handler: tornado.web.RequestHandler) -> str:
         address = request.remote_ip or "0.0.0.0"  # Tornado's server always sets it: 0.0.0.0 for a non-IP peer
         if trusted:
             address = forwarded_client(address, request.headers.get_list("X-Forwarded-For"), trusted)
-        vars(handler)["_client_address"] = address
+        handler._client_address = address  # type: ignore[attr-defined]
     return address
 
 
@@ -127,14 +126,23 @@ def authorization_token(
     scheme, _, token = header.partition(" ")
     if scheme.lower() not in schemes or not token.strip():
         raise refusal
-    return kept_token(token.strip())
+    return token.strip()
 
 
-def kept_token(token: str) -> str:
-    """The one copy of a token's text in the process: a client's token is
-    kept by the cache of verified tokens and by its open stream or sync
-    session, and each request would otherwise read a copy of its own."""
-    return sys.intern(token)
+# What a spent request's query arguments are replaced with (spend_request):
+# one empty copy for all of them, which nothing writes to.
+_SPENT_ARGUMENTS: dict[str, list[bytes]] = {}
+
+
+def spend_request(handler: tornado.web.RequestHandler) -> None:
+    """Drops what a request that stays open (a long-poll, a WebSocket
+    stream) has read and no longer needs: its query (the sync token among
+    it) and its credential. With thousands open, they are most of what a
+    request holds beyond a bare one's; the request line logged is the path."""
+    request = handler.request
+    request.arguments = request.query_arguments = _SPENT_ARGUMENTS
+    request.uri, request.query = request.path, ""
+    request.headers.pop("Authorization", None)
 
 
 def database_unavailable() -> MatrixError:
@@ -144,9 +152,9 @@ def database_unavailable() -> MatrixError:
 def request_id(handler: tornado.web.RequestHandler) -> str:
     """The request's id (logs.py), made once, and returned in a header of
     every answer, error or not (see BaseHandler.flush)."""
-    rid: str | None = vars(handler).get("_request_id")
+    rid: str | None = getattr(handler, "_request_id", None)
     if rid is None:
-        rid = vars(handler)["_request_id"] = logs.request_id(handler.request.headers.get(logs.HEADER))
+        rid = handler._request_id = logs.request_id(handler.request.headers.get(logs.HEADER))  # type: ignore[attr-defined]
     return rid
 
 
@@ -246,7 +254,7 @@ class BaseHandler(tornado.web.RequestHandler):
         # Read raw: a token that is not text (or holds a NUL) is an unknown
         # token, 401, not a bad argument.
         values = self.request.query_arguments.get("access_token")
-        return kept_token(values[-1].decode("utf-8", "replace")) if values else None
+        return values[-1].decode("utf-8", "replace") if values else None
 
     async def authenticate(self, *, allow_locked: bool = False) -> Requester:
         token = self.access_token()
@@ -366,5 +374,5 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
         request.path,
         status,
         1000.0 * seconds,
-        extra={"request_id": vars(handler).get("_request_id")},
+        extra={"request_id": getattr(handler, "_request_id", None)},
     )

@@ -8,7 +8,7 @@ from ..errors import MatrixError, forbidden
 from ..events.filters import CompiledFilter
 from ..sync import tokens
 from ..sync.session import SyncSession
-from .base import BaseHandler
+from .base import BaseHandler, spend_request
 from .contract import Op, Param
 from .matrix_account import PREFIX
 
@@ -70,7 +70,7 @@ class SyncHandler(BaseHandler):
             session = SyncSession(
                 self.ctx,
                 requester,
-                token,
+                self.ctx.accounts.token_claims(token),
                 sync_filter,
                 since,
                 typing_mark=typing_mark,
@@ -87,6 +87,7 @@ class SyncHandler(BaseHandler):
             except MatrixError:
                 session.close()
                 raise
+            spend_request(self)  # everything is read from it: it waits without the token and the query
         try:
             await self.ctx.presence.seen(requester.user_id, set_presence)  # once nothing can refuse the request
             if since is not None:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import struct
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
@@ -22,6 +23,7 @@ import tornado.websocket
 
 from .. import logs
 from ..auth.sessions import Requester
+from ..auth.tokens import TokenClaims
 from ..clock import REAL, Clock, Timer
 from ..db.pool import UNREACHABLE
 from ..errors import MatrixError
@@ -36,8 +38,8 @@ from .base import (
     begin_request,
     client_address,
     database_unavailable,
-    kept_token,
     request_id,
+    spend_request,
 )
 from .contract import Op, Param
 from .matrix_sync import load_filter
@@ -61,7 +63,31 @@ AUTH_TIMEOUT_SECONDS = 10.0
 # Bytes written to a socket but not yet taken by the peer, past which the
 # client is too slow and is closed (it resumes from its last next_batch).
 MAX_PENDING_BYTES = 1 << 20
+_FIN = 0x80  # a frame that is a whole message
 _TEXT_FRAME = 0x1  # WebSocket opcode
+# What an open stream's request and answer headers are replaced with once
+# the upgrade is done (StreamHandler.open): one empty copy for all of them,
+# which nothing writes to after the 101.
+_SPENT_HEADERS = tornado.httputil.HTTPHeaders()
+
+
+def text_frame(text: str) -> bytes:
+    """A WebSocket text frame, as the server sends it: whole, unmasked, and
+    uncompressed (get_compression_options() is None: none is negotiated)."""
+    payload = text.encode()
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", _FIN | _TEXT_FRAME, size)
+    elif size <= 0xFFFF:
+        header = struct.pack("!BBH", _FIN | _TEXT_FRAME, 126, size)
+    else:
+        header = struct.pack("!BBQ", _FIN | _TEXT_FRAME, 127, size)
+    return header + payload
+
+
+def sync_frame(answer: str) -> bytes:
+    """The "sync" frame of an answer's JSON text."""
+    return text_frame('{"type":"sync",' + answer[1:])
 
 
 class OpenStreams:
@@ -76,6 +102,9 @@ class OpenStreams:
         self._ping_seconds = ping_seconds
         self._clock = clock
         self._beat: Timer | None = None
+        # The last answer pushed, and its frame (pushed_frame).
+        self._last_answer: str | None = None
+        self._last_frame = b""
 
     def start(self) -> None:
         self._beat = self._clock.call_later(self._ping_seconds, self._ping_all)
@@ -93,6 +122,16 @@ class OpenStreams:
 
     def __len__(self) -> int:
         return len(self._streams)
+
+    def pushed_frame(self, answer: str) -> bytes:
+        """The "sync" frame of an answer the notifier pushes (its JSON text).
+        The streams it pushes the same text to (the event cache shares it
+        among readers to whom the events look the same) write the frame
+        made for the first of them."""
+        if answer is not self._last_answer:
+            self._last_answer = answer
+            self._last_frame = sync_frame(answer)
+        return self._last_frame
 
     def __iter__(self) -> Iterator[StreamHandler]:
         """Over a copy: a stream may close, and leave the set, meanwhile."""
@@ -127,10 +166,33 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         )
     }
 
+    # Thousands of streams stay open for days: AtomChat's fields live in
+    # slots, leaving the instance dict to Tornado's own (as many as a bare
+    # WebSocketHandler has), which our dozen more made twice its size.
+    __slots__ = (
+        "ctx",
+        "requester",
+        "_claims",
+        "_since",
+        "_typing_mark",
+        "_filter",
+        "_filter_param",
+        "_set_presence",
+        "_task",
+        "_session",
+        "_pending",
+        "_closing",
+        "_answered",
+        "_ping_position",
+        "_counted",
+        "_request_id",  # api/base.py's request_id() and client_address() keep theirs here
+        "_client_address",
+    )
+
     def initialize(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.requester: Requester | None = None
-        self._token: str | None = None
+        self._claims: TokenClaims | None = None  # of the access token, which is not kept (see TokenCodec)
         self._since: int | None = None
         self._typing_mark: str | None = None
         self._filter: CompiledFilter | None = None
@@ -176,9 +238,10 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             self._set_presence = self.get_query_argument("set_presence", "online")
             if self._set_presence not in ("online", "unavailable", "offline"):
                 raise MatrixError(400, "M_INVALID_PARAM", "'set_presence' is one of online, unavailable, offline")
-            self._token = self._header_or_query_token()
-            if self._token is not None:
-                self.requester = await self.ctx.accounts.authenticate(self._token)
+            token = self._header_or_query_token()
+            if token is not None:
+                self._claims = self.ctx.accounts.token_claims(token)
+                self.requester = await self.ctx.accounts.authenticate(self._claims)
             self._filter_param = self.get_query_argument("filter", None)
             user = self.requester.user_id if self.requester else None
             if user is not None:
@@ -197,17 +260,18 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         )
         if token is not None:
             return token
-        token = self.get_query_argument("access_token", None)
-        return None if token is None else kept_token(token)
+        return self.get_query_argument("access_token", None)
 
     def open(self) -> None:
         # Everything wanted from the upgrade request has been read, and the
         # 101 answer written; a socket may stay open for days, and the parsed
         # headers of both and the query (the token among them) are kilobytes.
-        request = self.request
-        request.headers = self._headers = tornado.httputil.HTTPHeaders()
-        request.arguments, request.query_arguments = {}, {}
-        request.uri, request.query = request.path, ""
+        spend_request(self)
+        self.request.headers = self._headers = _SPENT_HEADERS
+        # Frames are small and pushed as things happen: each goes out at
+        # once, not held back by Nagle's algorithm until the peer
+        # acknowledges the one before (Tornado turns it back on after the 101).
+        self.set_nodelay(True)
         self.ctx.streams.add(self)
         if self.requester is not None:
             self._start()
@@ -219,20 +283,20 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             self._close(CLOSE_AUTH_TIMEOUT, "no auth frame within 10 seconds")
 
     def _start(self) -> None:
-        assert self.requester is not None and self._token is not None and self._filter is not None, (
+        assert self.requester is not None and self._claims is not None and self._filter is not None, (
             "started once authenticated"
         )
         self.ctx.presence.seen_soon(self.requester.user_id, self._set_presence)  # an open stream keeps its user present
         session = self._session = SyncSession(
             self.ctx,
             self.requester,
-            self._token,
+            self._claims,
             self._filter,
             self._since,
             typing_mark=self._typing_mark,
             limit_timeline=False,
         )
-        session.push_to(self._pushed)
+        session.push_to(self)
         session.listener.woken = self._woken
         self._task = asyncio.ensure_future(self._answer(session, first=True))
 
@@ -259,7 +323,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
                     return
                 if result is None:
                     return
-                self._send_sync(result)
+                self._send_frame(sync_frame(result.json()))
                 # Not kept while waiting for the next: a first frame holds
                 # the whole initial sync, thousands of objects per socket.
                 result = None
@@ -275,15 +339,12 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             if self._closing:
                 session.close()
 
-    def _send_sync(self, result: SyncResult) -> None:
-        self._send_text('{"type":"sync",' + result.json()[1:])
-
-    def _pushed(self, result: SyncResult) -> None:
+    def pushed(self, result: SyncResult) -> None:
         """The notifier's writer (SyncSession.push). A socket found closing
         as the notifier writes to it ends its stream, as its close callback
         soon will; the notifier goes on to the others."""
         try:
-            self._send_sync(result)
+            self._send_frame(self.ctx.streams.pushed_frame(result.json()))
         except tornado.websocket.WebSocketClosedError:
             self._closing = True
             if self._session is not None:
@@ -295,10 +356,10 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         self._close(CLOSE_TRY_AGAIN if error.status == 503 else CLOSE_UNAUTHORIZED, error.error[:100])
 
     def _send(self, frame: dict[str, Any]) -> None:
-        self._send_text(json.dumps(frame, ensure_ascii=False, separators=(",", ":")))
+        self._send_frame(text_frame(json.dumps(frame, ensure_ascii=False, separators=(",", ":"))))
 
-    def _send_text(self, data: str) -> None:
-        """Writes a frame, or closes the socket if the peer is too far behind."""
+    def _send_frame(self, frame: bytes) -> None:
+        """Writes a frame (text_frame), or closes the socket if the peer is too far behind."""
         if self._closing:
             return
         if self._pending > MAX_PENDING_BYTES:
@@ -307,17 +368,26 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         connection = self.ws_connection
         if connection is None or connection.is_closing():
             raise tornado.websocket.WebSocketClosedError()
-        encoded = data.encode()
-        size = len(encoded)
-        # One text frame, written through the protocol: write_message() does
-        # the same but wraps every write in a Task, which with hundreds of
-        # sockets per event was most of the fan-out's CPU. No compression is
-        # negotiated (get_compression_options() is None), so the frame
-        # carries the text as it is.
+        # Straight to the socket while nothing waits to be written before
+        # it: write_message() would wrap the write in a Task, and the
+        # stream's write() in a Future and its buffer, which with hundreds
+        # of sockets per event were most of the fan-out's CPU. What the
+        # socket does not take now goes through the stream.
+        stream = cast(tornado.websocket.WebSocketProtocol13, connection).stream
+        sent = 0
+        if type(stream) is tornado.iostream.IOStream and not stream.writing():
+            # A failed send leaves the frame to the stream's write, which
+            # meets the same error and closes the stream.
+            with contextlib.suppress(OSError):
+                sent = stream.socket.send(frame)
+        if sent == len(frame):
+            return
         try:
-            future = cast(tornado.websocket.WebSocketProtocol13, connection)._write_frame(True, _TEXT_FRAME, encoded)
+            future = stream.write(memoryview(frame)[sent:])
         except tornado.iostream.StreamClosedError:
             raise tornado.websocket.WebSocketClosedError() from None
+        # The peer is behind: counted until the stream has written it all.
+        size = len(frame) - sent
         self._pending += size
 
         def written(future: asyncio.Future[None]) -> None:
@@ -366,7 +436,8 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
             self._close(CLOSE_UNAUTHORIZED, 'the first frame must be {"type": "auth", "access_token": ...}')
             return
         try:
-            self.requester = await self.ctx.accounts.authenticate(frame["access_token"])
+            claims = self.ctx.accounts.token_claims(frame["access_token"])
+            self.requester = await self.ctx.accounts.authenticate(claims)
             self._filter = await load_filter(self.ctx, self.requester.user_id, self._filter_param)
         except MatrixError as error:
             self._close_for(error)
@@ -376,7 +447,7 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         except MatrixError as error:
             self._close(CLOSE_TOO_MANY, error.error[:120])
             return
-        self._token = frame["access_token"]
+        self._claims = claims
         self._start()
 
     async def _call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -449,8 +520,11 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         if self.requester is not None:
             self.ctx.presence.seen_soon(self.requester.user_id, self._set_presence)
         position, self._ping_position = self._ping_position, None
-        if position is not None and self._session is not None and not self._closing:
-            asyncio.ensure_future(self._acknowledge(self._session, position))
+        session = self._session
+        # A task only when messages may be waiting: every stream pongs each
+        # beat, and thousands of tasks at once for nothing cost memory and CPU.
+        if position is not None and session is not None and session.unacknowledged and not self._closing:
+            asyncio.ensure_future(self._acknowledge(session, position))
 
     async def _acknowledge(self, session: SyncSession, position: int) -> None:
         try:

@@ -28,13 +28,13 @@ import asyncpg
 
 from ..errors import unknown_token
 from ..storage import sessions as session_store
-from .tokens import TokenCodec
+from .tokens import TokenClaims, TokenCodec
 
 _LAST_SEEN_INTERVAL = 60.0  # seconds between last-seen writes per session
 _ROUND_TRIP_TIMEOUT = 10.0  # seconds before the listening connection counts as lost
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Requester:
     user_id: str
     device_id: str
@@ -110,12 +110,14 @@ class SessionCache:
         self.forget_all()
         self._round_trips = _RoundTrips(conn) if conn is not None else None
 
-    async def authenticate(self, token: str) -> Requester:
-        """The requester the token speaks for; M_UNKNOWN_TOKEN if it is not
-        genuine, has expired, or its session has ended, or if a token of a
+    async def authenticate(self, claims: TokenClaims) -> Requester:
+        """The requester a token speaks for, given its claims (TokenCodec.read,
+        which refused a token not genuine or expired); M_UNKNOWN_TOKEN if it
+        has expired since, or its session has ended, or if a token of a
         later generation of its session (issued by a refresh) has been used.
         The first use of a new generation's token ends the older ones."""
-        claims = self._codec.read(token)
+        if self._codec.expired(claims):
+            raise unknown_token("The access token has expired", soft_logout=True)
         entry = None
         if claims.session_id in self._entries and await self._caught_up():
             entry = self._entries.get(claims.session_id)  # gone if revoked meanwhile

@@ -28,7 +28,7 @@ VERIFIED_TOKENS = 50_000
 KEY_FILE = "signing.key"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TokenClaims:
     user_id: str
     device_id: str
@@ -36,6 +36,9 @@ class TokenClaims:
     # Which refresh of the session issued the token (0: the login); see
     # SessionCache.authenticate.
     generation: int = 0
+    # When the token lapses (seconds since the epoch; None: never). Read
+    # from a token's "exp"; issue() sets that from the lifetime it is given.
+    expires: int | None = None
 
 
 def load_or_create_signing_key(data_dir: Path) -> bytes:
@@ -49,10 +52,13 @@ class TokenCodec:
         self._key = key
         self._issuer = issuer
         self._clock = clock
-        # Tokens already verified, with their expiry: a client sends the same
-        # token with every request, and checking its signature and claims
-        # again each time is a measurable share of a cheap request.
-        self._verified: OrderedDict[str, tuple[TokenClaims, float | None]] = OrderedDict()
+        # Tokens already verified, by digest: a client sends the same token
+        # with every request, and checking its signature and claims again
+        # each time is a measurable share of a cheap request. Keyed by 16
+        # bytes rather than the token's 300 characters, so that a connected
+        # client's token is held nowhere: what its stream or sync session
+        # keeps are these claims, shared with this cache.
+        self._verified: OrderedDict[bytes, TokenClaims] = OrderedDict()
 
     def issue(self, claims: TokenClaims, lifetime_seconds: int | None = None) -> str:
         now = int(self._clock.time())
@@ -76,13 +82,13 @@ class TokenCodec:
 
         Raises M_UNKNOWN_TOKEN otherwise, with ``soft_logout`` true when the
         token was genuine but has expired (the client should refresh it)."""
-        known = self._verified.get(token)
-        if known is not None:
-            claims, expires = known
-            if expires is not None and self._clock.time() >= expires:
-                del self._verified[token]
+        key = hashlib.blake2b(token.encode(), digest_size=16).digest()
+        claims = self._verified.get(key)
+        if claims is not None:
+            if self.expired(claims):
+                del self._verified[key]
                 raise unknown_token("The access token has expired", soft_logout=True)
-            self._verified.move_to_end(token)
+            self._verified.move_to_end(key)
             return claims
         try:
             # The times are checked below against this server's clock, not PyJWT's.
@@ -102,16 +108,20 @@ class TokenCodec:
             or not (expires is None or isinstance(expires, int) and not isinstance(expires, bool))
         ):
             raise unknown_token()
-        if expires is not None and self._clock.time() >= expires:
-            raise unknown_token("The access token has expired", soft_logout=True)
         # Interned: the session cache's Requester holds the same three (sessions.py).
         claims = TokenClaims(
-            sys.intern(payload["sub"]), sys.intern(payload["dev"]), sys.intern(payload["sid"]), generation
+            sys.intern(payload["sub"]), sys.intern(payload["dev"]), sys.intern(payload["sid"]), generation, expires
         )
-        self._verified[token] = (claims, expires)
+        if self.expired(claims):
+            raise unknown_token("The access token has expired", soft_logout=True)
+        self._verified[key] = claims
         if len(self._verified) > VERIFIED_TOKENS:
             self._verified.popitem(last=False)
         return claims
+
+    def expired(self, claims: TokenClaims) -> bool:
+        """Whether the token these claims were read from has lapsed."""
+        return claims.expires is not None and self._clock.time() >= claims.expires
 
 
 def new_refresh_token() -> str:

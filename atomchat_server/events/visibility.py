@@ -1,12 +1,11 @@
 """History visibility: which stretches of a room's timeline a user may read.
 
 The answer is a list of inclusive stream ranges computed from the user's
-membership history in the room and the room's ``history_visibility``; the
-storage layer reads only events inside them. The current visibility setting
-governs the whole history of what clients read (a simplification of the
-spec, which applies the setting in force at each event). What another server
-may read (``server_sees``) follows the spec: the setting in force at each
-event.
+membership history in the room and the room's ``history_visibility``
+settings; the storage layer reads only events inside them. Each event is
+judged by the setting in force when it was sent (``ranges_in_force``, for
+clients; ``server_sees``, for other servers), a setting change by the
+setting before or after it.
 
 History taken from other servers (backfill) lies at negative positions,
 before the room's first event here. Reading history (/messages) sees it
@@ -47,6 +46,33 @@ def visible_ranges(
     if not joined or (joined[-1][1] is not None and joined[-1][1] < floor):
         return []
     return [(floor, joined[-1][1])]
+
+
+def ranges_in_force(
+    history: Sequence[tuple[int, str]],
+    settings: Sequence[tuple[int, str]],
+    forgotten: bool = False,
+    *,
+    floor: int = 0,
+) -> list[Range]:
+    """visible_ranges under each of the room's settings where it is in
+    force. ``settings`` are the room's history_visibility events as (stream,
+    setting), oldest first: each governs the events from itself to the next
+    one, that next one included (a change is seen where the setting before
+    or after it lets it be); the first also governs what came before it
+    (history this server holds from before it, such as the create event);
+    none at all is the spec's default, "shared"."""
+    if len(settings) <= 1:
+        return visible_ranges(history, settings[0][1] if settings else "shared", forgotten, floor=floor)
+    ranges: list[Range] = []
+    for at, (stream, setting) in enumerate(settings):
+        start = floor if at == 0 else stream
+        end = settings[at + 1][0] if at + 1 < len(settings) else None
+        for lo, hi in visible_ranges(history, setting, forgotten, floor=floor):
+            lo, hi = max(lo, start), hi if end is None else (end if hi is None else min(hi, end))
+            if hi is None or lo <= hi:
+                ranges.append((lo, hi))
+    return _merged(ranges)
 
 
 def _periods(history: Sequence[tuple[int, str]], present: set[str]) -> list[Range]:

@@ -256,10 +256,18 @@ class Accounts:
         claims = TokenClaims(row.user_id, row.device_id, row.session_id, row.token_generation)
         return self._tokens_for(claims, new_token)
 
-    async def authenticate(self, access_token: str, *, allow_locked: bool = False) -> Requester:
-        """The session an access token belongs to. A locked account's tokens
-        are refused, except where ``allow_locked`` (logging out)."""
-        requester = await self._sessions.authenticate(access_token)
+    def token_claims(self, access_token: str) -> TokenClaims:
+        """The claims of a genuine, unexpired access token (else M_UNKNOWN_TOKEN):
+        what an open stream or a sync session keeps, rather than the token,
+        to authenticate again when its user's sessions change."""
+        return self._codec.read(access_token)
+
+    async def authenticate(self, access_token: str | TokenClaims, *, allow_locked: bool = False) -> Requester:
+        """The session an access token (or its claims, see token_claims)
+        belongs to. A locked account's tokens are refused, except where
+        ``allow_locked`` (logging out)."""
+        claims = access_token if isinstance(access_token, TokenClaims) else self._codec.read(access_token)
+        requester = await self._sessions.authenticate(claims)
         if allow_locked:
             return requester
         # The session check has heard every notification committed before this

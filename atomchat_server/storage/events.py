@@ -474,22 +474,37 @@ class ReadAccess:
     deleted: bool
     membership: str | None  # None: never a member
     forgotten: bool | None  # None: never a member
-    history_visibility: str | None  # None: unset
+    settings: list[tuple[int, str]]  # the room's history_visibility events (stream, setting), oldest first
     history: list[tuple[int, str]]  # the user's memberships (stream, membership), oldest first
 
     @classmethod
     def of(cls, row: asyncpg.Record) -> ReadAccess:
         fields = dict(row)
+        fields["settings"] = visibility_settings(row["settings"])
         fields["history"] = [(int(stream), str(membership)) for stream, membership in row["history"]]
         return cls(**fields)
+
+
+def visibility_settings(pairs: Sequence[Sequence[Any]]) -> list[tuple[int, str]]:
+    """(stream, setting) pairs as the queries below aggregate them; a
+    setting without a valid value reads as the spec's default, "shared"."""
+    return [(int(stream), setting if isinstance(setting, str) else "shared") for stream, setting in pairs]
+
+
+# The room's history_visibility events as [stream, setting] pairs, oldest
+# first (the index events_history_visibility serves it); ``{room}`` is the
+# room id's expression.
+VISIBILITY_SETTINGS = (
+    "COALESCE((SELECT jsonb_agg(jsonb_build_array(v.stream, v.content->>'history_visibility') ORDER BY v.stream)"
+    "   FROM events v WHERE v.room_id = {room} AND v.type = 'm.room.history_visibility' AND v.state_key = ''),"
+    "   '[]'::jsonb)"
+)
 
 
 # The query of ReadAccess; ``{user}`` is the placeholder of the user's parameter.
 _READ_ACCESS = (
     "SELECT r.room_id, r.head_stream, r.deleted, m.membership, m.forgotten,"
-    " (SELECT e.content->>'history_visibility' FROM current_state cs JOIN events e ON e.event_id = cs.event_id"
-    "   WHERE cs.room_id = r.room_id AND cs.type = 'm.room.history_visibility' AND cs.state_key = '')"
-    "   AS history_visibility,"
+    f" {VISIBILITY_SETTINGS.format(room='r.room_id')} AS settings,"
     " COALESCE((SELECT jsonb_agg(jsonb_build_array(e.stream, e.content->>'membership') ORDER BY e.stream)"
     "   FROM events e WHERE e.room_id = r.room_id AND e.type = 'm.room.member' AND e.state_key = {user}),"
     "   '[]'::jsonb) AS history"

@@ -7,7 +7,15 @@ from typing import Any
 
 from ..db import Database
 from . import events as event_store
-from .events import EVENT_COLUMNS, MEMBERSHIP_COLUMNS, Event, Membership, as_events
+from .events import (
+    EVENT_COLUMNS,
+    MEMBERSHIP_COLUMNS,
+    VISIBILITY_SETTINGS,
+    Event,
+    Membership,
+    as_events,
+    visibility_settings,
+)
 
 _PUSH_AT = len(Event._fields) - 1  # an Event's fields before push
 
@@ -112,15 +120,13 @@ _E_COLUMNS = ", ".join(f"e.{column.strip()}" for column in EVENT_COLUMNS.split("
 
 async def read_access(
     db: Database, room_ids: Sequence[str], user_id: str
-) -> dict[str, tuple[str, list[tuple[int, str]]]]:
-    """Per room: its history visibility setting ("shared" when unset) and
-    the user's membership history as (stream, membership), oldest first."""
+) -> dict[str, tuple[list[tuple[int, str]], list[tuple[int, str]]]]:
+    """Per room: its history visibility settings as (stream, setting) and
+    the user's membership history as (stream, membership), both oldest
+    first (events.ranges_in_force reads them)."""
     rows = await db.fetch(
         "SELECT r.room_id,"
-        " COALESCE((SELECT e.content->>'history_visibility' FROM current_state cs"
-        "   JOIN events e ON e.event_id = cs.event_id"
-        "   WHERE cs.room_id = r.room_id AND cs.type = 'm.room.history_visibility' AND cs.state_key = ''),"
-        "  'shared') AS visibility,"
+        f" {VISIBILITY_SETTINGS.format(room='r.room_id')} AS settings,"
         " ARRAY(SELECT ARRAY[stream::text, content->>'membership'] FROM events"
         "   WHERE room_id = r.room_id AND type = 'm.room.member' AND state_key = $2 ORDER BY stream) AS history"
         " FROM unnest($1::text[]) r(room_id)",
@@ -128,7 +134,10 @@ async def read_access(
         user_id,
     )
     return {
-        row["room_id"]: (row["visibility"], [(int(stream), membership) for stream, membership in row["history"]])
+        row["room_id"]: (
+            visibility_settings(row["settings"]),
+            [(int(stream), membership) for stream, membership in row["history"]],
+        )
         for row in rows
     }
 

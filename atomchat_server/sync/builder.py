@@ -13,6 +13,7 @@ answer through response.py, the one shape of an answer whatever made it.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +43,9 @@ if TYPE_CHECKING:
 class SyncResult:
     body: dict[str, Any] | None
     empty: bool  # nothing happened for the user: a long-poll should keep waiting
-    joined_rooms: frozenset[str]  # the rooms the user is in: what a listener follows
+    # The rooms the user is in: what a listener follows. An answer made in
+    # memory holds its listener's own set (unchanged by it), not a copy.
+    joined_rooms: AbstractSet[str]
     text: str | None = None  # the body as JSON, when it was assembled as text
     # The position the answer reaches (its next_batch) when built from the
     # database: the one asked for, or less when it stops early (more is set).

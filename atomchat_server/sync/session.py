@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Collection
-from typing import TYPE_CHECKING, Any
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..auth.sessions import Requester
+from ..auth.tokens import TokenClaims
 from ..clock import REAL, Clock, Timer
 from ..events.filters import CompiledFilter
 from ..events.format import client_event
@@ -40,12 +41,18 @@ if TYPE_CHECKING:
 PARK_SECONDS = 30.0
 
 
+class PushedTo(Protocol):
+    """What a session's answers are pushed to (the WebSocket stream)."""
+
+    def pushed(self, result: SyncResult) -> None: ...
+
+
 class SyncSession:
     # One per open stream and waiting long-poll: no per-instance dict.
     __slots__ = (
         "_ctx",
         "requester",
-        "_token",
+        "_claims",
         "_filter",
         "filter_key",
         "since",
@@ -54,7 +61,7 @@ class SyncSession:
         "_limit_timeline",
         "_gone",
         "_waiting",
-        "_writer",
+        "_stream",
         "_tracking",
         "_counts",
         "listener",
@@ -65,7 +72,7 @@ class SyncSession:
         self,
         ctx: AppContext,
         requester: Requester,
-        access_token: str,
+        claims: TokenClaims,
         sync_filter: CompiledFilter,
         since: int | None,
         *,
@@ -76,7 +83,7 @@ class SyncSession:
     ) -> None:
         self._ctx = ctx
         self.requester = requester
-        self._token = access_token
+        self._claims = claims  # of the client's access token, which is not kept (see TokenCodec)
         self._filter = sync_filter
         self.filter_key = filter_key
         self.since = since
@@ -89,7 +96,7 @@ class SyncSession:
         self._limit_timeline = limit_timeline
         self._gone = False
         self._waiting = False
-        self._writer: Callable[[SyncResult], None] | None = None
+        self._stream: PushedTo | None = None
         self._tracking = False  # the listener has collected everything after `since`
         self._counts: dict[str, list[int]] = {}  # room -> [notifications, highlights, joined, invited]
         self.listener = Listener(requester.user_id)
@@ -105,16 +112,24 @@ class SyncSession:
         """The typing mark of the client's position (see tokens)."""
         return None if self.typing_since is None else self._ctx.notifier.typing.mark(self.typing_since)
 
-    def push_to(self, writer: Callable[[SyncResult], None]) -> None:
-        """Lets the notifier write this session's answers through ``writer``
-        as events are dispatched (a stream; see push())."""
-        self._writer = writer
-        self.listener.push = self.push
+    def push_to(self, stream: PushedTo) -> None:
+        """Lets the notifier write this session's answers to ``stream`` as
+        events are dispatched (see push()). The listener and the session
+        hold the session and the stream, not bound methods of them (a
+        thousand open streams, 128 KB less)."""
+        self._stream = stream
+        self.listener.pusher = self
 
     def client_gone(self) -> None:
         """The client disconnected: a pending next() returns None."""
         self._gone = True
         self.listener.wake()
+
+    @property
+    def unacknowledged(self) -> bool:
+        """Whether to-device messages may wait for this device's
+        acknowledgement (else acknowledge() has nothing to do)."""
+        return self._unacknowledged
 
     async def acknowledge(self, position: int) -> None:
         """The client has everything up to ``position`` (it came back with
@@ -177,7 +192,7 @@ class SyncSession:
         while not self._gone:
             if listener.recheck:
                 listener.recheck = False
-                self.requester = await self._ctx.accounts.authenticate(self._token)
+                self.requester = await self._ctx.accounts.authenticate(self._claims)
             if not self._tracking or listener.needs_full:
                 result = await self._full()
                 if answer_now or not result.empty:
@@ -276,7 +291,7 @@ class SyncSession:
         False when the task must do it (it is then woken as usual)."""
         listener = self.listener
         if (
-            self._writer is None
+            self._stream is None
             or not self._waiting
             or listener.pending
             or listener.needs_full
@@ -291,7 +306,7 @@ class SyncSession:
             return False
         result = self._assemble(rows, shown, members, {}, self.typing_since or 0, self._ctx.notifier.position, ())
         if not result.empty:
-            self._writer(result)
+            self._stream.pushed(result)
         return True
 
     # -- the fast path: an answer from dispatched events and the filter -------------
@@ -387,7 +402,7 @@ class SyncSession:
         self.typing_since = typing_at
         rooms = [*shown, *(room_id for room_id in typing if room_id not in shown)]
         if not rooms:
-            return SyncResult(self._empty_body(), empty=True, joined_rooms=frozenset(listener.rooms))
+            return SyncResult(self._empty_body(), empty=True, joined_rooms=listener.rooms)
         # The answer is the same for every receiver with the same filter,
         # position, events and counts, unless it holds this device's own
         # sends (which carry their transaction id): such answers are made
@@ -425,7 +440,7 @@ class SyncSession:
             text = response.encode(response.answer(self._next_batch(), join=join))
             if key is not None:
                 shared[key] = text
-        return SyncResult(None, empty=False, joined_rooms=frozenset(listener.rooms), text=text)
+        return SyncResult(None, empty=False, joined_rooms=listener.rooms, text=text)
 
     def _event_json(self, row: Event, own_device: tuple[str, str]) -> response.Encoded:
         if _own(row, own_device):
@@ -462,7 +477,7 @@ class SyncSession:
     def _empty(self) -> SyncResult:
         """Nothing happened: the answer at a long-poll's timeout."""
         self.since = max(self._ctx.notifier.position, self.since or 0)
-        return SyncResult(self._empty_body(), empty=True, joined_rooms=frozenset(self.listener.rooms))
+        return SyncResult(self._empty_body(), empty=True, joined_rooms=self.listener.rooms)
 
 
 def _own(row: Event, own_device: tuple[str, str]) -> bool:

@@ -157,3 +157,55 @@ async def test_world_readable_rooms_are_readable_by_anyone(api):
     # Reading is not joining.
     refused = await dave.send(room_id, {"msgtype": "m.text", "body": "me too"}, status=403)
     assert refused["errcode"] == "M_FORBIDDEN"
+
+
+async def test_each_event_is_read_under_the_setting_in_force_when_it_was_sent(api):
+    """A room that was "joined" and became "shared": what was said under
+    "joined" stays hidden from a later member, on every read; what was said
+    after the change is theirs to read, and so is the change itself."""
+    alice, bob = await register(api, "alice", "bob")
+    room_id = await alice.create_room(
+        initial_state=[{"type": "m.room.history_visibility", "content": {"history_visibility": "joined"}}]
+    )
+    secret = await alice.say(room_id, "said while joined-only")
+    change = (await alice.put_state(room_id, "m.room.history_visibility", {"history_visibility": "shared"}))["event_id"]
+    open_ = await alice.say(room_id, "said while shared")
+    await alice.invite(room_id, bob)
+    await bob.join(room_id)
+
+    events, _ = await bob.all_messages(room_id, limit=2)
+    assert secret not in ids_of(events)
+    assert change in ids_of(events) and open_ in ids_of(events)
+    assert (await bob.event(room_id, secret, status=404))["errcode"] == "M_NOT_FOUND"
+    await bob.event(room_id, open_)
+    around = await bob.context(room_id, open_, limit=10)
+    assert secret not in ids_of(around["events_before"]) and change in ids_of(around["events_before"])
+    found = await bob.call(
+        "POST",
+        "/search",
+        {"search_categories": {"room_events": {"search_term": "said"}}},
+        schema="matrix/search.response",
+    )
+    hits = [r["result"]["event_id"] for r in found["search_categories"]["room_events"]["results"]]
+    assert hits == [open_]
+    timeline = (
+        await bob.call("GET", "/sync?filter=" + '{"room":{"timeline":{"limit":50}}}', schema="matrix/sync.response")
+    )["rooms"]["join"][room_id]["timeline"]["events"]
+    assert secret not in ids_of(timeline) and open_ in ids_of(timeline)
+    # Alice, there all along, reads both.
+    events, _ = await alice.all_messages(room_id, limit=5)
+    assert {secret, open_} <= set(ids_of(events))
+
+
+async def test_a_room_that_closes_its_history_keeps_what_it_shared_before(api):
+    """ "shared" then "joined": a later member reads what was shared before
+    the change, and nothing said after it before they joined."""
+    alice, bob = await register(api, "alice", "bob")
+    room_id = await alice.create_room()
+    shared = await alice.say(room_id, "said while shared")
+    await alice.put_state(room_id, "m.room.history_visibility", {"history_visibility": "joined"})
+    closed = await alice.say(room_id, "said while joined-only")
+    await alice.invite(room_id, bob)
+    await bob.join(room_id)
+    events, _ = await bob.all_messages(room_id, limit=3)
+    assert shared in ids_of(events) and closed not in ids_of(events)

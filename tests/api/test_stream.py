@@ -440,6 +440,27 @@ async def test_logout_closes_the_socket_of_that_token_only(server, users):
     await other.close()
 
 
+@pytest.mark.settings(access_token_lifetime_seconds=1)
+async def test_a_stream_whose_token_expired_closes_with_4401_when_its_sessions_change(server, api, clock):
+    """An open stream keeps its token's claims, not the token, and checks
+    them again when its user's sessions change: an expired token ends the
+    stream as a soft logout would, while a lasting token's stream stays."""
+    (alice,) = await register(api, "alice")
+    expiring = await api.login(alice.user_id, refresh_token=True)
+    phone = await another_device(alice)
+    stream = await Stream.open(server.base_url, token=expiring["access_token"])
+    lasting = await Stream.open(server.base_url, token=alice.access_token)
+    await stream.frame()
+    await lasting.frame()
+    clock.advance(2.1)
+    await phone.call("POST", "/logout", schema="matrix/empty.response")
+    code, _ = await stream.closed(timeout=WAIT)
+    assert code == 4401
+    room_id = await alice.create_room(name="still streaming")
+    await lasting.sync_until(lambda frames: any(room_id in f["rooms"]["join"] for f in frames))
+    await lasting.close()
+
+
 # -- flow control ----------------------------------------------------------------
 
 SLOW_MESSAGES = 120

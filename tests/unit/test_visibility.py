@@ -12,7 +12,15 @@ from __future__ import annotations
 
 import pytest
 
-from atomchat_server.events.visibility import EARLIEST, Range, can_see, server_ranges, server_sees, visible_ranges
+from atomchat_server.events.visibility import (
+    EARLIEST,
+    Range,
+    can_see,
+    ranges_in_force,
+    server_ranges,
+    server_sees,
+    visible_ranges,
+)
 
 NEVER: list[tuple[int, str]] = []  # no membership event at all: a stranger
 INVITED = [(5, "invite")]
@@ -252,3 +260,45 @@ def test_an_outlier_setting_counts_by_its_depth():
     # A placed change deeper than the outlier's stands later in the room.
     changes = [(-15, 15, "shared", False), (40, 3, "joined", True)]
     assert server_sees(events, changes, [[(40, "join")]]) == [False, True, True]
+
+
+# -- the setting in force at each event (ranges_in_force) ----------------------
+
+
+@pytest.mark.parametrize("setting", ["shared", "joined", "invited", "world_readable"])
+def test_one_setting_governs_the_whole_history_as_before(setting):
+    for history in (NEVER, INVITED_THEN_JOINED, [(10, "join"), (20, "leave")]):
+        assert ranges_in_force(history, [(3, setting)]) == visible_ranges(history, setting)
+        assert ranges_in_force(history, [(3, setting)], floor=EARLIEST) == visible_ranges(
+            history, setting, floor=EARLIEST
+        )
+
+
+def test_no_setting_at_all_is_shared():
+    assert ranges_in_force([(10, "join")], []) == visible_ranges([(10, "join")], "shared") == [(0, None)]
+
+
+def test_joined_then_shared_hides_what_was_said_under_joined_from_a_later_member():
+    # joined from 3, shared from 8 (the change at 8 seen), bob joins at 12.
+    assert ranges_in_force([(12, "join")], [(3, "joined"), (8, "shared")]) == [(8, None)]
+    # Someone there from 5 reads it all since.
+    assert ranges_in_force([(5, "join")], [(3, "joined"), (8, "shared")]) == [(5, None)]
+
+
+def test_shared_then_joined_keeps_the_shared_past_and_hides_the_rest_until_the_join():
+    # The change to "joined" at 8 is seen (the setting before it allowed it).
+    assert ranges_in_force([(12, "join")], [(3, "shared"), (8, "joined")]) == [(0, 8), (12, None)]
+
+
+def test_a_change_is_seen_under_the_setting_after_it():
+    # bob joined at 5 and left at 6; the change to world_readable at 9 opens everything from 9.
+    assert ranges_in_force([(5, "join"), (6, "leave")], [(3, "joined"), (9, "world_readable")]) == [
+        (5, 6),
+        (9, None),
+    ]
+
+
+def test_a_forgotten_room_shows_only_its_world_readable_stretches():
+    history = [(5, "join"), (6, "leave")]
+    assert ranges_in_force(history, [(3, "shared"), (9, "world_readable")], forgotten=True) == [(9, None)]
+    assert ranges_in_force(history, [(3, "shared"), (9, "joined")], forgotten=True) == []

@@ -10,7 +10,7 @@ from typing import Any
 from ...auth.sessions import Requester
 from ...errors import forbidden, not_found
 from ...events.filters import RoomEventFilter
-from ...events.visibility import EARLIEST, Range, can_see, visible_ranges
+from ...events.visibility import EARLIEST, Range, can_see, ranges_in_force
 from ...paging import fetch_page
 from ...storage import backfill as backfill_store
 from ...storage import events as event_store
@@ -51,12 +51,7 @@ class Reading(RoomsBase):
         read_access row (a moderator: all)."""
         if requester.is_moderator:
             return [(EARLIEST, None)]
-        return visible_ranges(
-            access.history,
-            access.history_visibility or "shared",
-            forgotten=bool(access.forgotten),
-            floor=EARLIEST,
-        )
+        return ranges_in_force(access.history, access.settings, forgotten=bool(access.forgotten), floor=EARLIEST)
 
     async def readable_rooms(self, requester: Requester) -> dict[str, list[Range]]:
         """Every room the requester has a membership in and may read some of,

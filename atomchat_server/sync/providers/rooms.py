@@ -22,7 +22,7 @@ import asyncpg
 from ...auth.sessions import Requester
 from ...events.filters import DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT, RoomEventFilter, SyncFilter
 from ...events.format import client_event, stripped_state
-from ...events.visibility import Range, visible_ranges
+from ...events.visibility import Range, ranges_in_force
 from ...storage import events as event_store
 from ...storage import sync as sync_store
 from ...storage.events import Event
@@ -113,10 +113,13 @@ class RoomReader:
         )
 
     async def _ranges(self, room_id: str, user_id: str) -> list[Range]:
-        visibility = await event_store.state_event(self._pool, room_id, "m.room.history_visibility", "")
-        setting = visibility.content.get("history_visibility", "shared") if visibility else "shared"
-        history = await event_store.membership_history(self._pool, room_id, user_id)
-        return visible_ranges(history, setting) or [(0, 0)]
+        return (await self._all_ranges([room_id], user_id))[room_id]
+
+    async def _all_ranges(self, room_ids: list[str], user_id: str) -> dict[str, list[Range]]:
+        """Per room, the stretches the user may read ([(0, 0)] for none:
+        nothing of the timeline's positions)."""
+        access = await sync_store.read_access(self._pool, room_ids, user_id)
+        return {room_id: ranges_in_force(access[room_id][1], access[room_id][0]) or [(0, 0)] for room_id in room_ids}
 
     async def joined(
         self,
@@ -246,8 +249,7 @@ class RoomReader:
         rooms' current state, corrected for what changed since the start of
         the timeline."""
         user_id = requester.user_id
-        access = await sync_store.read_access(self._pool, room_ids, user_id)
-        ranges = {room_id: visible_ranges(access[room_id][1], access[room_id][0]) or [(0, 0)] for room_id in room_ids}
+        ranges = await self._all_ranges(room_ids, user_id)
         timelines = await self._timelines(room_ids, ranges, None, upto, sync_filter.timeline)
         starts = {room_id: rows[0].stream - 1 if rows else upto for room_id, (rows, _) in timelines.items()}
         lazy = sync_filter.timeline.lazy_load_members or sync_filter.state.lazy_load_members
@@ -357,8 +359,7 @@ class RoomReader:
         a fixed number of queries however many rooms (more only for limited
         timelines holding events others relate to, bundled per room)."""
         room_ids = list(leaves)
-        access = await sync_store.read_access(self._pool, room_ids, requester.user_id)
-        ranges = {room_id: visible_ranges(access[room_id][1], access[room_id][0]) or [(0, 0)] for room_id in room_ids}
+        ranges = await self._all_ranges(room_ids, requester.user_id)
         # Each room's timeline ends at the leave: its ranges are cut there.
         cut = {
             room_id: [
