@@ -268,6 +268,11 @@ class StreamHandler(tornado.websocket.WebSocketHandler):
         # headers of both and the query (the token among them) are kilobytes.
         spend_request(self)
         self.request.headers = self._headers = _SPENT_HEADERS
+        # The HTTP/1 connection the upgrade came on has handed its socket to
+        # the WebSocket protocol (detach) and serves nothing more, but it
+        # keeps the request line (the token in its query) and the original
+        # headers for as long as it is referenced, by the request alone.
+        self.request.connection = None
         # Frames are small and pushed as things happen: each goes out at
         # once, not held back by Nagle's algorithm until the peer
         # acknowledges the one before (Tornado turns it back on after the 101).
