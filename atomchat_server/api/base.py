@@ -17,6 +17,7 @@ from tornado.log import app_log, gen_log
 
 from .. import logs, metrics
 from ..auth.sessions import Requester
+from ..auth.tokens import TokenClaims
 from ..db.pool import UNREACHABLE
 from ..errors import MatrixError, bad_json, invalid_param, unavailable
 from ..validation import int64, load_json, schemas
@@ -169,6 +170,9 @@ class BaseHandler(tornado.web.RequestHandler):
     def initialize(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.requester: Requester | None = None
+        # The access token's claims once authenticate() has read them: what
+        # a sync session keeps rather than the token.
+        self.claims: TokenClaims | None = None
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json")
@@ -260,7 +264,8 @@ class BaseHandler(tornado.web.RequestHandler):
         token = self.access_token()
         if token is None:
             raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
-        self.requester = await self.ctx.accounts.authenticate(token, allow_locked=allow_locked)
+        self.claims = self.ctx.accounts.token_claims(token)
+        self.requester = await self.ctx.accounts.authenticate(self.claims, allow_locked=allow_locked)
         await self.ctx.accounts.record_last_seen(self.requester, client_address(self))
         return self.requester
 

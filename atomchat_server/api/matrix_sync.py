@@ -65,12 +65,11 @@ class SyncHandler(BaseHandler):
         session = None if full_state else sessions.take(requester.session_id, since, typing_mark, filter_param)
         if session is None:
             sync_filter = await load_filter(self.ctx, requester.user_id, filter_param)
-            token = self.access_token()
-            assert token is not None, "authenticate() took it"
+            assert self.claims is not None, "authenticate() read them"
             session = SyncSession(
                 self.ctx,
                 requester,
-                self.ctx.accounts.token_claims(token),
+                self.claims,
                 sync_filter,
                 since,
                 typing_mark=typing_mark,

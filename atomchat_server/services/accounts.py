@@ -262,11 +262,10 @@ class Accounts:
         to authenticate again when its user's sessions change."""
         return self._codec.read(access_token)
 
-    async def authenticate(self, access_token: str | TokenClaims, *, allow_locked: bool = False) -> Requester:
-        """The session an access token (or its claims, see token_claims)
-        belongs to. A locked account's tokens are refused, except where
+    async def authenticate(self, claims: TokenClaims, *, allow_locked: bool = False) -> Requester:
+        """The session an access token belongs to, given its claims
+        (token_claims). A locked account's tokens are refused, except where
         ``allow_locked`` (logging out)."""
-        claims = access_token if isinstance(access_token, TokenClaims) else self._codec.read(access_token)
         requester = await self._sessions.authenticate(claims)
         if allow_locked:
             return requester

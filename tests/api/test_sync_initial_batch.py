@@ -85,7 +85,7 @@ async def test_rooms_built_together_are_built_as_one_by_one(api, server, seed):
     reader_of_rooms = RoomReader(ctx.pool, ctx.sync.services)
     upto = ctx.notifier.committed_position
     for reader in (alice, bob):
-        requester = await ctx.accounts.authenticate(reader.access_token)
+        requester = await ctx.accounts.authenticate(ctx.accounts.token_claims(reader.access_token))
         for definition in FILTERS:
             sync_filter = SyncFilter.from_json(definition)
             together = await reader_of_rooms.whole(requester, rooms, upto, sync_filter)
@@ -130,7 +130,7 @@ async def test_an_initial_sync_costs_as_many_queries_for_twelve_rooms_as_for_thr
             room_id = await room_of(bob, alice)
             for n in range(12):
                 await bob.say(room_id, f"message {n}")
-        requester = await ctx.accounts.authenticate(alice.access_token)
+        requester = await ctx.accounts.authenticate(ctx.accounts.token_claims(alice.access_token))
         counting = _CountingPool(builder._pool)
         original, builder._pool = builder._pool, counting
         try:
@@ -157,7 +157,7 @@ async def test_invited_rooms_cost_as_many_queries_for_six_as_for_two(api, server
             room_id = await bob.create_room(name=f"room {len(names)}")
             await bob.invite(room_id, alice)
             names[room_id] = f"room {len(names)}"
-        requester = await ctx.accounts.authenticate(alice.access_token)
+        requester = await ctx.accounts.authenticate(ctx.accounts.token_claims(alice.access_token))
         counting = _CountingPool(builder._pool)
         original, builder._pool = builder._pool, counting
         try:
@@ -206,7 +206,7 @@ async def test_left_rooms_cost_as_many_queries_for_five_as_for_two(api, server):
             await alice.leave(room_id)
             await bob.say(room_id, "after alice left")
             left.append(room_id)
-        requester = await ctx.accounts.authenticate(alice.access_token)
+        requester = await ctx.accounts.authenticate(ctx.accounts.token_claims(alice.access_token))
         counting = _CountingPool(builder._pool)
         original, builder._pool = builder._pool, counting
         try:
